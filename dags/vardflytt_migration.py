@@ -1,0 +1,105 @@
+"""One migration DAG per source system, generated from the folders in ``mappings/``.
+
+Thin by design: each task is one call into ``etl.pipeline``; nothing heavy is imported at
+module level (Airflow parses this file every 30 seconds). XCom carries ids and counts only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from etl.layout import list_system_entities
+
+MAPPINGS_DIR = Path(os.environ.get("VARDFLYTT_MAPPINGS_DIR") or Path(__file__).resolve().parents[1] / "mappings")
+
+PARAMS = {
+    "scope": Param("all", type="string", title="Scope",
+                   description="Wave or scope of this run (for example a wave name); 'all' migrates everything."),
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Extract, transform and validate, but write nothing to the core."),
+    "batch_id": Param("", type="string", title="Batch id",
+                      description="Leave empty for one batch per run. Re-use an id to re-run that batch."),
+    "as_of_date": Param("", type="string", title="As-of date (YYYY-MM-DD)",
+                        description="Reference date for age and date rules; empty means the run's date."),
+}
+
+
+def _batch(system: str) -> dict:
+    from etl.pipeline import batch_id_for
+
+    context = get_current_context()
+    params, dag_run = context["params"], context["dag_run"]
+    as_of = params["as_of_date"] or dag_run.run_after.date().isoformat()
+    batch_id = params["batch_id"] or batch_id_for(system, dag_run.run_id)
+    return {"batch_id": batch_id, "as_of_date": as_of, "run_id": dag_run.run_id,
+            "dry_run": bool(params["dry_run"]), "scope": params["scope"]}
+
+
+def build_dag(system: str, entities: list[str]):
+    @dag(
+        dag_id=f"vardflytt_{system}",
+        description=f"Migrate {system} into the core system",
+        schedule=None,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["vardflytt", "migration", system],
+        params=PARAMS,
+        doc_md=f"Extract, transform, validate and load **{system}** (mappings/{system}/).",
+    )
+    def migrate():
+        @task
+        def open_batch() -> dict:
+            return _batch(system)
+
+        @task
+        def extract(batch: dict) -> dict:
+            from etl import pipeline
+
+            return pipeline.extract(system, batch["batch_id"], batch["as_of_date"])
+
+        @task
+        def transform(batch: dict, entity: str) -> dict:
+            from etl import pipeline
+
+            return pipeline.transform(system, entity, batch["batch_id"])
+
+        @task
+        def validate(batch: dict, entity: str) -> dict:
+            from etl import pipeline
+
+            return pipeline.validate(system, entity, batch["batch_id"])
+
+        @task(outlets=[Asset(name=f"vardflytt_core_{system}", uri=f"vardflytt://core/{system}")])
+        def load(batch: dict) -> dict:
+            from etl import pipeline
+
+            return pipeline.load(system, batch["batch_id"], batch["run_id"], batch["dry_run"])
+
+        @task
+        def reconcile(report: dict) -> dict:
+            from etl import pipeline
+
+            return pipeline.reconcile(report)
+
+        batch = open_batch()
+        landed = extract(batch)
+        validated = []
+        for entity in entities:
+            mapped = transform.override(task_id=f"transform_{entity}")(batch, entity)
+            checked = validate.override(task_id=f"validate_{entity}")(batch, entity)
+            landed >> mapped >> checked
+            validated.append(checked)
+        loaded = load(batch)
+        validated >> loaded
+        reconcile(loaded)
+
+    return migrate()
+
+
+for _system, _entities in list_system_entities(MAPPINGS_DIR).items():
+    globals()[f"vardflytt_{_system}"] = build_dag(_system, _entities)

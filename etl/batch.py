@@ -1,0 +1,75 @@
+"""A batch: one run of one source system, with its own folder of stage outputs.
+
+Every stage reads and writes only inside its batch folder, so re-running a task for the same
+batch recomputes the same files (tasks are transactions; nothing reads "latest").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from etl.settings import Settings
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+def safe_batch_id(raw: str) -> str:
+    """Batch ids become folder names: keep them readable and path-safe."""
+    cleaned = _UNSAFE.sub("_", raw).strip("._")
+    if not cleaned:
+        raise ValueError(f"batch id {raw!r} has no usable characters")
+    return cleaned
+
+
+@dataclass(frozen=True)
+class BatchPaths:
+    """Where one system's stage outputs live for one batch."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, settings: Settings, batch_id: str, system: str) -> BatchPaths:
+        return cls(settings.resolved_landing_dir / safe_batch_id(batch_id) / system)
+
+    @property
+    def landed(self) -> Path:
+        return self.root / "landed"
+
+    @property
+    def transformed(self) -> Path:
+        return self.root / "transformed"
+
+    @property
+    def validated(self) -> Path:
+        return self.root / "validated"
+
+    def landed_file(self, dataset: str) -> Path:
+        return self.landed / f"{dataset}.parquet"
+
+    def duplicates_file(self, dataset: str) -> Path:
+        return self.landed / f"{dataset}.duplicates.parquet"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.landed / "_manifest.json"
+
+    def stage_file(self, stage: str, entity: str, kind: str = "rows") -> Path:
+        suffix = "" if kind == "rows" else f".{kind}"
+        return self.root / stage / f"{entity}{suffix}.parquet"
+
+
+def write_json(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(content, indent=2, default=str, ensure_ascii=False), "utf-8")
+    temporary.replace(path)  # atomic: a killed task never leaves half a manifest
+
+
+def utc_now() -> dt.datetime:
+    """Wall-clock time for audit columns only; business logic takes dates as arguments."""
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,360 @@
+"""The mapping catalog: source systems and entity mappings declared as YAML under ``mappings/``.
+
+Layout (convention, checked at load):
+``mappings/<system>/system.yaml``   how to reach the source and which datasets it has;
+``mappings/<system>/<entity>.yaml`` how one dataset becomes one core entity;
+``mappings/crosswalks/<name>.csv``  local code to standard code tables.
+
+Every file is parsed into typed models; an error names the file and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
+from etl.layout import CROSSWALK_DIR, SYSTEM_FILE, system_directories
+from etl.transform.vocabulary import REGISTRY
+
+
+
+class MappingError(ValueError):
+    """A mapping file is wrong; the message names the file and the field."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- system.yaml ------------------------------------------------------------------------------
+
+
+class SourceFormat(StrEnum):
+    SQL = "sql"
+    FILES = "files"
+
+
+class FileFormat(StrEnum):
+    DELIMITED = "delimited"
+    FIXED_WIDTH = "fixed_width"
+
+
+class FixedWidthField(Strict):
+    name: str
+    width: int = Field(gt=0)
+
+
+class Connection(Strict):
+    url_env: str | None = None
+    default_url: str | None = None
+    path_env: str | None = None
+    default_path: str | None = None
+
+
+class SqlDataset(Strict):
+    table: str
+    key: list[str] = Field(min_length=1)
+    columns: list[str] = Field(min_length=1)
+
+    @property
+    def source_name(self) -> str:
+        return self.table
+
+
+class FileDataset(Strict):
+    file: str
+    format: FileFormat
+    encoding: str
+    key: list[str] = Field(min_length=1)
+    delimiter: str = ";"
+    columns: list[str] = Field(default_factory=list)
+    fields: list[FixedWidthField] = Field(default_factory=list)
+
+    @property
+    def source_name(self) -> str:
+        return self.file
+
+    @model_validator(mode="after")
+    def _layout_declared(self) -> FileDataset:
+        if self.format is FileFormat.FIXED_WIDTH and not self.fields:
+            raise ValueError("a fixed_width dataset needs 'fields' (name and width of each)")
+        if self.format is FileFormat.DELIMITED and not self.columns:
+            raise ValueError("a delimited dataset needs 'columns'")
+        "".encode(self.encoding)  # an unknown codec fails here, at load, not mid-run
+        return self
+
+    @property
+    def column_names(self) -> list[str]:
+        return [field.name for field in self.fields] if self.fields else list(self.columns)
+
+
+class SystemSpec(Strict):
+    system: str
+    title: str
+    format: SourceFormat
+    connection: Connection
+    datasets: dict[str, Annotated[SqlDataset | FileDataset, Field(union_mode="left_to_right")]]
+
+    @model_validator(mode="after")
+    def _datasets_match_format(self) -> SystemSpec:
+        expected = SqlDataset if self.format is SourceFormat.SQL else FileDataset
+        for name, dataset in self.datasets.items():
+            if not isinstance(dataset, expected):
+                raise ValueError(f"dataset '{name}' does not look like a {self.format} dataset")
+            columns = dataset.columns if isinstance(dataset, SqlDataset) else dataset.column_names
+            missing = [key for key in dataset.key if key not in columns]
+            if missing:
+                raise ValueError(f"dataset '{name}': key column(s) {missing} are not declared")
+        return self
+
+    def dataset_columns(self, dataset: str) -> list[str]:
+        spec = self.datasets[dataset]
+        return spec.columns if isinstance(spec, SqlDataset) else spec.column_names
+
+
+# --- <entity>.yaml ----------------------------------------------------------------------------
+
+
+class ColumnMapping(Strict):
+    target: str
+    source: str | list[str] | None = None
+    transform: str = "text"
+    args: dict[str, Any] = Field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def source_columns(self) -> list[str]:
+        if self.source is None:
+            return []
+        return [self.source] if isinstance(self.source, str) else list(self.source)
+
+    @model_validator(mode="after")
+    def _known_transform(self) -> ColumnMapping:
+        definition = REGISTRY.get(self.transform)
+        if definition is None:
+            raise ValueError(
+                f"unknown transform '{self.transform}' for target '{self.target}'; "
+                f"known: {', '.join(sorted(REGISTRY))}"
+            )
+        definition.args_model.model_validate(self.args)
+        return self
+
+    def parsed_args(self):
+        return REGISTRY[self.transform].args_model.model_validate(self.args)
+
+
+class IdentifierMapping(Strict):
+    """A source column holding an identity number (personnummer, reservnummer, ...)."""
+
+    source: str
+    century_source: str | None = None
+    accept_legacy_reserve: bool = False
+    note: str = ""
+
+
+class ExclusionRule(Strict):
+    """Rows excluded on purpose (for example test patients): counted, never silently dropped."""
+
+    rule: str
+    column: str
+    equals: list[str]
+    note: str
+
+
+class ReferenceCheck(Strict):
+    """A source column that must point at an existing row of another dataset of the system."""
+
+    column: str
+    dataset: str
+    note: str = ""
+
+
+class EntityMapping(Strict):
+    system: str
+    entity: Literal[MAPPABLE_ENTITIES]  # type: ignore[valid-type]
+    dataset: str
+    description: str = ""
+    identifiers: list[IdentifierMapping] = Field(default_factory=list)
+    exclude: list[ExclusionRule] = Field(default_factory=list)
+    references: list[ReferenceCheck] = Field(default_factory=list)
+    columns: list[ColumnMapping]
+
+    @model_validator(mode="after")
+    def _targets_exist(self) -> EntityMapping:
+        model = ENTITIES[self.entity]
+        allowed = set(model.business_fields())
+        targets = [column.target for column in self.columns]
+        unknown = sorted(set(targets) - allowed)
+        if unknown:
+            raise ValueError(f"target column(s) {unknown} do not exist on core entity '{self.entity}'")
+        duplicates = sorted({t for t in targets if targets.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"target column(s) {duplicates} are mapped more than once")
+        if self.identifiers and self.entity != "patient":
+            raise ValueError("'identifiers' is only allowed in a patient mapping")
+        identity_targets = {"identity_number", "identity_kind"} & set(targets)
+        if identity_targets:
+            raise ValueError(f"{sorted(identity_targets)} come from 'identifiers', not 'columns'")
+        required = {
+            name for name, info in model.model_fields.items() if info.is_required()
+        } & allowed
+        missing = sorted(required - set(targets))
+        if missing:
+            raise ValueError(f"required target column(s) {missing} are not mapped")
+        return self
+
+    def source_columns(self) -> list[str]:
+        used = [column for mapping in self.columns for column in mapping.source_columns]
+        used += [i.source for i in self.identifiers] + [
+            i.century_source for i in self.identifiers if i.century_source
+        ]
+        used += [rule.column for rule in self.exclude] + [ref.column for ref in self.references]
+        return list(dict.fromkeys(used))
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise MappingError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(content, dict):
+        raise MappingError(f"{path}: expected a mapping of keys to values at the top level")
+    return content
+
+
+def _validation_message(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} problem(s)"]
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(file)"
+        lines.append(f"  field '{location}': {item['msg']}")
+    return "\n".join(lines)
+
+
+class SystemMappings(BaseModel):
+    """One source system: its system.yaml and every entity mapping file beside it."""
+
+    model_config = ConfigDict(frozen=True)
+    spec: SystemSpec
+    entities: dict[str, EntityMapping]
+    directory: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.system
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    root: Path
+    systems: dict[str, SystemMappings]
+
+    @cached_property
+    def crosswalks(self) -> dict[str, dict[str, str]]:
+        return load_crosswalks(self.root)
+
+    def system(self, name: str) -> SystemMappings:
+        try:
+            return self.systems[name]
+        except KeyError:
+            raise MappingError(
+                f"no source system '{name}' under {self.root}; known: {', '.join(self.systems)}"
+            ) from None
+
+
+def load_crosswalks(root: Path) -> dict[str, dict[str, str]]:
+    """``crosswalks/<name>.csv`` with columns ``source_code,target_code,note``."""
+    tables = {}
+    for path in sorted((root / CROSSWALK_DIR).glob("*.csv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"source_code", "target_code"} <= set(reader.fieldnames):
+                raise MappingError(f"{path}: needs columns source_code,target_code,note")
+            tables[path.stem] = {
+                row["source_code"].strip().upper(): row["target_code"].strip() for row in reader
+            }
+    return tables
+
+
+def load_system(directory: Path) -> SystemMappings:
+    system_path = directory / SYSTEM_FILE
+    if not system_path.exists():
+        raise MappingError(f"{directory}: missing {SYSTEM_FILE} (how to reach the source system)")
+    try:
+        spec = SystemSpec.model_validate(_read_yaml(system_path))
+    except ValidationError as error:
+        raise MappingError(_validation_message(system_path, error)) from error
+    if spec.system != directory.name:
+        raise MappingError(
+            f"{system_path}: field 'system' is '{spec.system}' but the folder is '{directory.name}'"
+        )
+    entities = {}
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name == SYSTEM_FILE:
+            continue
+        content = {"system": spec.system, "entity": path.stem, **_read_yaml(path)}
+        try:
+            mapping = EntityMapping.model_validate(content)
+        except ValidationError as error:
+            raise MappingError(_validation_message(path, error)) from error
+        _check_against_system(path, mapping, spec)
+        entities[mapping.entity] = mapping
+    if not entities:
+        raise MappingError(f"{directory}: no entity mapping files (<entity>.yaml)")
+    return SystemMappings(spec=spec, entities=entities, directory=directory)
+
+
+def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) -> None:
+    if mapping.entity != path.stem:
+        raise MappingError(f"{path}: field 'entity' is '{mapping.entity}' but the file is '{path.stem}'")
+    if mapping.dataset not in spec.datasets:
+        raise MappingError(
+            f"{path}: field 'dataset': '{mapping.dataset}' is not declared in {SYSTEM_FILE} "
+            f"(declared: {', '.join(spec.datasets)})"
+        )
+    declared = spec.dataset_columns(mapping.dataset)
+    unknown = [column for column in mapping.source_columns() if column not in declared]
+    if unknown:
+        raise MappingError(
+            f"{path}: source column(s) {unknown} are not declared for dataset '{mapping.dataset}'"
+        )
+    for reference in mapping.references:
+        if reference.dataset not in spec.datasets:
+            raise MappingError(
+                f"{path}: field 'references.dataset': '{reference.dataset}' is not a dataset of "
+                f"{spec.system}"
+            )
+
+
+def load_catalog(root: Path) -> Catalog:
+    """Every system under ``root``; raises MappingError naming the first bad file and field."""
+    if not root.is_dir():
+        raise MappingError(f"mappings folder {root} does not exist")
+    systems = {}
+    for directory in system_directories(root):
+        mappings = load_system(directory)
+        systems[mappings.name] = mappings
+    catalog = Catalog(root=root, systems=systems)
+    _check_crosswalks_exist(catalog)
+    return catalog
+
+
+def _check_crosswalks_exist(catalog: Catalog) -> None:
+    for system in catalog.systems.values():
+        for mapping in system.entities.values():
+            for column in mapping.columns:
+                name = column.args.get("crosswalk")
+                if name and name not in catalog.crosswalks:
+                    raise MappingError(
+                        f"{system.directory / (mapping.entity + '.yaml')}: field "
+                        f"'columns.{column.target}.args.crosswalk': no {CROSSWALK_DIR}/{name}.csv"
+                    )

@@ -1,0 +1,57 @@
+"""Arrow schemas of the core entities (for Parquet stage files), derived from the models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+
+import pandas as pd
+import pyarrow as pa
+
+from etl.core.model import ENTITIES
+from etl.core.tables import _python_type
+
+_ARROW_TYPES = {
+    str: pa.string(),
+    bool: pa.bool_(),
+    int: pa.int64(),
+    float: pa.float64(),
+    dt.date: pa.date32(),
+    dt.datetime: pa.timestamp("us", tz="UTC"),
+}
+
+
+@cache
+def entity_schema(entity: str) -> pa.Schema:
+    model = ENTITIES[entity]
+    ordered = [model.id_field(), *model.business_fields(), *model.lineage_fields]
+    return pa.schema(
+        [(name, _ARROW_TYPES[_python_type(model.model_fields[name].annotation)]) for name in ordered]
+    )
+
+
+STAGE_ROW_NUMBER = "_row_number"
+
+
+@cache
+def stage_schema(entity: str) -> pa.Schema:
+    """Stage files carry the source row number beside the core columns, for lineage."""
+    return entity_schema(entity).append(pa.field(STAGE_ROW_NUMBER, pa.int64()))
+
+
+def to_arrow(frame: pd.DataFrame, entity: str) -> pa.Table:
+    schema = stage_schema(entity)
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
+def iter_frames(path, chunk_rows: int):
+    """Read a Parquet file in chunks as pandas frames with nullable string columns."""
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+    for batch in source.iter_batches(batch_size=chunk_rows):
+        frame = batch.to_pandas()
+        text = [field.name for field in batch.schema if field.type == pa.string()]
+        if text:
+            frame[text] = frame[text].astype("string")
+        yield frame

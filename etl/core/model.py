@@ -1,0 +1,270 @@
+"""Core entities as pydantic models: the single definition the tables, mappings and reports use.
+
+Every core row carries lineage: a deterministic id (stable across re-runs), its source system and
+source key, the load batch id and a content hash. Fields holding identity numbers, names,
+addresses or free text are marked with ``sensitive`` so reports and profiles can mask them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Sensitivity(StrEnum):
+    """Why a field must never leave the core tables in clear."""
+
+    IDENTITY = "identity"
+    NAME = "name"
+    ADDRESS = "address"
+    FREE_TEXT = "free_text"
+
+
+class ProtectedIdentity(StrEnum):
+    """Skatteverket's three levels of protected identity (plus none)."""
+
+    NONE = "none"
+    SEKRETESSMARKERING = "sekretessmarkering"
+    SKYDDAD_FOLKBOKFORING = "skyddad_folkbokforing"
+    FINGERADE_PERSONUPPGIFTER = "fingerade_personuppgifter"
+
+
+class Sex(StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+    UNKNOWN = "unknown"
+
+
+def sensitive(kind: Sensitivity, **kwargs: Any) -> Any:
+    """A field whose values are patient-identifying: masked outside the core tables."""
+    return Field(default=None, json_schema_extra={"sensitive": kind.value}, **kwargs)
+
+
+class CoreRecord(BaseModel):
+    """Lineage every core row carries."""
+
+    model_config = ConfigDict(extra="forbid")
+    entity: ClassVar[str]
+    lineage_fields: ClassVar[tuple[str, ...]] = (
+        "source_system",
+        "source_key",
+        "batch_id",
+        "content_hash",
+    )
+
+    source_system: str
+    source_key: str
+    batch_id: str
+    content_hash: str
+
+    @classmethod
+    def id_field(cls) -> str:
+        return f"{cls.entity}_id"
+
+    @classmethod
+    def business_fields(cls) -> list[str]:
+        """Fields a mapping fills (everything but the id and lineage)."""
+        return [
+            name
+            for name in cls.model_fields
+            if name not in cls.lineage_fields and name != cls.id_field()
+        ]
+
+    @classmethod
+    def sensitive_fields(cls) -> dict[str, Sensitivity]:
+        found = {}
+        for name, info in cls.model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and "sensitive" in extra:
+                found[name] = Sensitivity(str(extra["sensitive"]))
+        return found
+
+
+class Patient(CoreRecord):
+    entity: ClassVar[str] = "patient"
+    patient_id: str
+    identity_number: str | None = sensitive(Sensitivity.IDENTITY)
+    identity_kind: str | None = None
+    family_name: str | None = sensitive(Sensitivity.NAME)
+    given_name: str | None = sensitive(Sensitivity.NAME)
+    sex: Sex | None = None
+    birth_date: dt.date | None = None
+    deceased_date: dt.date | None = None
+    address_line: str | None = sensitive(Sensitivity.ADDRESS)
+    postal_code: str | None = sensitive(Sensitivity.ADDRESS)
+    city: str | None = sensitive(Sensitivity.ADDRESS)
+    protected_identity: ProtectedIdentity = ProtectedIdentity.NONE
+    registered_at: dt.datetime | None = None
+
+
+class PatientIdentifier(CoreRecord):
+    """Every identity number a patient has been known by (personnummer, reserve numbers, ...)."""
+
+    entity: ClassVar[str] = "patient_identifier"
+    patient_identifier_id: str
+    patient_id: str
+    identity_number: str | None = sensitive(Sensitivity.IDENTITY)
+    identity_kind: str
+    is_primary: bool
+
+
+class CareUnit(CoreRecord):
+    entity: ClassVar[str] = "care_unit"
+    care_unit_id: str
+    hsa_id: str | None = None
+    name: str | None = None
+    organisation_number: str | None = None
+    site: str | None = None
+
+
+class Practitioner(CoreRecord):
+    entity: ClassVar[str] = "practitioner"
+    practitioner_id: str
+    hsa_id: str | None = None
+    family_name: str | None = sensitive(Sensitivity.NAME)
+    given_name: str | None = sensitive(Sensitivity.NAME)
+    profession_code: str | None = None
+    care_unit_id: str | None = None
+
+
+class Encounter(CoreRecord):
+    """A care contact (vårdkontakt): a visit, an admission, a phone contact."""
+
+    entity: ClassVar[str] = "encounter"
+    encounter_id: str
+    patient_id: str
+    care_unit_id: str | None = None
+    care_unit_hsa_id: str | None = None
+    practitioner_id: str | None = None
+    encounter_class: str | None = None
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    is_blocked: bool = False
+
+
+class Diagnosis(CoreRecord):
+    entity: ClassVar[str] = "diagnosis"
+    diagnosis_id: str
+    patient_id: str
+    encounter_id: str | None = None
+    icd10_code: str | None = None
+    diagnosis_text: str | None = sensitive(Sensitivity.FREE_TEXT)
+    diagnosis_date: dt.date | None = None
+    is_primary_diagnosis: bool | None = None
+    practitioner_hsa_id: str | None = None
+    is_blocked: bool = False
+
+
+class Procedure(CoreRecord):
+    entity: ClassVar[str] = "procedure"
+    procedure_id: str
+    patient_id: str
+    encounter_id: str | None = None
+    kva_code: str | None = None
+    procedure_date: dt.date | None = None
+    care_unit_hsa_id: str | None = None
+    is_blocked: bool = False
+
+
+class Observation(CoreRecord):
+    """A laboratory result."""
+
+    entity: ClassVar[str] = "observation"
+    observation_id: str
+    patient_id: str
+    npu_code: str | None = None
+    source_analysis_code: str | None = None
+    analysis_name: str | None = None
+    value_numeric: float | None = None
+    value_comparator: str | None = None
+    value_text: str | None = None
+    unit: str | None = None
+    reference_low: float | None = None
+    reference_high: float | None = None
+    sampled_at: dt.datetime | None = None
+    laboratory: str | None = None
+    is_blocked: bool = False
+
+
+class Medication(CoreRecord):
+    entity: ClassVar[str] = "medication"
+    medication_id: str
+    patient_id: str
+    atc_code: str | None = None
+    npl_id: str | None = None
+    product_name: str | None = None
+    dosage_text: str | None = sensitive(Sensitivity.FREE_TEXT)
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    is_blocked: bool = False
+
+
+class Appointment(CoreRecord):
+    entity: ClassVar[str] = "appointment"
+    appointment_id: str
+    patient_id: str
+    care_unit_id: str | None = None
+    scheduled_at: dt.datetime | None = None
+    duration_minutes: int | None = None
+    status: str | None = None
+
+
+class Referral(CoreRecord):
+    entity: ClassVar[str] = "referral"
+    referral_id: str
+    patient_id: str
+    from_care_unit_id: str | None = None
+    to_care_unit_hsa_id: str | None = None
+    sent_date: dt.date | None = None
+    priority: str | None = None
+    status: str | None = None
+    question_text: str | None = sensitive(Sensitivity.FREE_TEXT)
+
+
+class ClinicalNote(CoreRecord):
+    entity: ClassVar[str] = "clinical_note"
+    clinical_note_id: str
+    patient_id: str
+    encounter_id: str | None = None
+    note_type: str | None = None
+    written_at: dt.datetime | None = None
+    note_text: str | None = sensitive(Sensitivity.FREE_TEXT)
+    is_blocked: bool = False
+
+
+class Alert(CoreRecord):
+    """Warning information (varningsinformation): allergies, infections, hypersensitivity."""
+
+    entity: ClassVar[str] = "alert"
+    alert_id: str
+    patient_id: str
+    alert_type: str | None = None
+    code: str | None = None
+    description: str | None = sensitive(Sensitivity.FREE_TEXT)
+    recorded_date: dt.date | None = None
+    is_blocked: bool = False
+
+
+ENTITIES: dict[str, type[CoreRecord]] = {
+    model.entity: model
+    for model in (
+        Patient,
+        PatientIdentifier,
+        CareUnit,
+        Practitioner,
+        Encounter,
+        Diagnosis,
+        Procedure,
+        Observation,
+        Medication,
+        Appointment,
+        Referral,
+        ClinicalNote,
+        Alert,
+    )
+}
+# Entities a mapping file may target; patient_identifier is derived from patient mappings.
+MAPPABLE_ENTITIES = tuple(name for name in ENTITIES if name != "patient_identifier")

@@ -1,0 +1,105 @@
+"""Database tables of the core system, derived from the entity models, plus the run ledger.
+
+SQLite (embedded default) and PostgreSQL (production) share these definitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+from enum import Enum
+
+import sqlalchemy as sa
+
+from etl.core.model import ENTITIES, CoreRecord
+
+metadata = sa.MetaData()
+
+_SQL_TYPES: dict[type, sa.types.TypeEngine] = {
+    str: sa.Text(),
+    bool: sa.Boolean(),
+    int: sa.BigInteger(),
+    float: sa.Float(),
+    dt.date: sa.Date(),
+    dt.datetime: sa.DateTime(timezone=True),
+}
+
+
+def _python_type(annotation: object) -> type:
+    """The non-None type of ``X | None`` (enums are stored by value as text)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    assert isinstance(annotation, type)
+    return str if issubclass(annotation, Enum) else annotation
+
+
+def sql_type(model: type[CoreRecord], field: str) -> sa.types.TypeEngine:
+    return _SQL_TYPES[_python_type(model.model_fields[field].annotation)]
+
+
+def _entity_table(model: type[CoreRecord]) -> sa.Table:
+    columns = []
+    ordered = [model.id_field(), *model.business_fields(), *model.lineage_fields]
+    for name in ordered:
+        info = model.model_fields[name]
+        is_key = name == model.id_field()
+        columns.append(
+            sa.Column(name, sql_type(model, name), primary_key=is_key, nullable=not info.is_required())
+        )
+    table = sa.Table(model.entity, metadata, *columns)
+    sa.Index(f"ix_{model.entity}_batch", table.c.batch_id)
+    sa.Index(f"ix_{model.entity}_source", table.c.source_system, table.c.source_key)
+    return table
+
+
+ENTITY_TABLES: dict[str, sa.Table] = {name: _entity_table(model) for name, model in ENTITIES.items()}
+
+load_batch = sa.Table(
+    "load_batch",
+    metadata,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("scope", sa.Text),
+    sa.Column("mapping_version", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("is_dry_run", sa.Boolean, nullable=False, default=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("quarantine_id", sa.Text, primary_key=True),
+    sa.Column("batch_id", sa.Text, nullable=False, index=True),
+    sa.Column("run_id", sa.Text),
+    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Column("source_key", sa.Text),
+    sa.Column("row_number", sa.BigInteger, nullable=False),
+    sa.Column("check_name", sa.Text, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("field", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+batch_accounting = sa.Table(
+    "batch_accounting",
+    metadata,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("source_system", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("extracted", sa.BigInteger, nullable=False),
+    sa.Column("loaded", sa.BigInteger, nullable=False),
+    sa.Column("quarantined", sa.BigInteger, nullable=False),
+    sa.Column("excluded", sa.BigInteger, nullable=False),
+    sa.Column("merged", sa.BigInteger, nullable=False),
+    sa.Column("residue", sa.BigInteger, nullable=False),
+    sa.Column("is_verified", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)

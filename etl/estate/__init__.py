@@ -1,0 +1,161 @@
+"""A synthetic legacy estate: ELVIS (SQL database) and Melior (flat files), deterministic by seed.
+
+``generate_estate(out_dir, patients, seed)`` writes::
+
+    out_dir/elvis/elvis.sqlite      ELVIS tables (or the database at ``elvis_url``)
+    out_dir/melior/PATREG.DAT       fixed width, cp1252, CRLF
+    out_dir/melior/*.TXT            ';'-delimited with header, cp1252, CRLF
+    out_dir/defects.csv             ground truth of every planted defect (one row per source row)
+    out_dir/crosswalks_used.json    the local-to-NPU lab crosswalk the estate relies on
+    out_dir/manifest.json           seed, files, row counts, defect counts (EstateManifest)
+
+One population is shared by both systems (about 60% of people are in both, with the same
+identity number). Identity numbers come only from Skatteverket's test lists, or are VGR
+reservnummer. See ``defects.py`` for the planted defects and their expected outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from etl.estate.base import EXTRACT_DATE, Dataset
+from etl.estate.codes import LAB_LOCAL_TO_NPU
+from etl.estate.defects import (
+    EXPECTED_OUTCOMES,
+    defect_records,
+    inject_elvis,
+    inject_melior,
+    write_defects,
+)
+from etl.estate.elvis import build_elvis, sqlite_url, write_elvis
+from etl.estate.manifest import DefectClassSummary, EstateManifest, GeneratedFile
+from etl.estate.melior import FILES as MELIOR_FILES
+from etl.estate.melior import build_melior, write_melior
+from etl.estate.organisation import build_organisation
+from etl.estate.people import KIND_PERSONNUMMER, KIND_RESERVNUMMER, KIND_SAMORDNINGSNUMMER
+from etl.estate.people import build_population
+
+__all__ = ["EstateManifest", "generate_estate"]
+
+ELVIS_SQLITE = Path("elvis") / "elvis.sqlite"
+DEFECTS_FILE = "defects.csv"
+CROSSWALKS_FILE = "crosswalks_used.json"
+
+
+def generate_estate(
+    out_dir: Path,
+    patients: int = 3000,
+    seed: int = 42,
+    elvis_url: str | None = None,
+) -> EstateManifest:
+    """Generate the estate into ``out_dir`` (and ELVIS into ``elvis_url`` when given)."""
+    if patients < 1:
+        raise ValueError("patients must be at least 1")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    population = build_population(patients, seed)
+    organisation = build_organisation(seed)
+    elvis, _ = build_elvis(population, organisation, seed)
+    melior, _ = build_melior(population, organisation, seed)
+    inject_elvis(elvis, seed)
+    inject_melior(melior, seed)
+
+    files: list[GeneratedFile] = []
+    if elvis_url is None:
+        database = out_dir / ELVIS_SQLITE
+        database.parent.mkdir(parents=True, exist_ok=True)
+        database.unlink(missing_ok=True)
+        write_elvis(elvis, sqlite_url(database))
+        files.append(GeneratedFile(path=ELVIS_SQLITE.as_posix(), system="elvis"))
+        manifest_url = "sqlite:///{estate_dir}/elvis/elvis.sqlite"
+    else:
+        write_elvis(elvis, elvis_url)
+        manifest_url = _without_password(elvis_url)
+
+    for path in write_melior(melior, out_dir / "melior"):
+        dataset = next(name for name, filename in MELIOR_FILES.items() if filename == path.name)
+        files.append(
+            GeneratedFile(
+                path=path.relative_to(out_dir).as_posix(),
+                system="melior",
+                dataset=dataset,
+                rows=len(melior[dataset]),
+                sha256=_sha256(path),
+            )
+        )
+
+    records = defect_records([*elvis.values(), *melior.values()])
+    write_defects(out_dir / DEFECTS_FILE, records)
+    files.append(
+        GeneratedFile(path=DEFECTS_FILE, rows=len(records), sha256=_sha256(out_dir / DEFECTS_FILE))
+    )
+    crosswalks = {"melior_lab_local_to_npu": dict(sorted(LAB_LOCAL_TO_NPU.items()))}
+    (out_dir / CROSSWALKS_FILE).write_text(
+        json.dumps(crosswalks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    files.append(GeneratedFile(path=CROSSWALKS_FILE, sha256=_sha256(out_dir / CROSSWALKS_FILE)))
+
+    manifest = EstateManifest(
+        seed=seed,
+        patients=patients,
+        extract_date=EXTRACT_DATE,
+        elvis_url=manifest_url,
+        files=files,
+        row_counts={
+            "elvis": {name: len(ds) for name, ds in elvis.items()},
+            "melior": {name: len(ds) for name, ds in melior.items()},
+        },
+        people=_people_summary(population, elvis["patient"]),
+        defect_rows=len(records),
+        defect_classes=_defect_summary(records),
+    )
+    manifest.write(out_dir)
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _without_password(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def _defect_summary(records: list[dict[str, object]]) -> dict[str, DefectClassSummary]:
+    per_dataset: dict[str, Counter[str]] = {}
+    for record in records:
+        counter = per_dataset.setdefault(str(record["defect_class"]), Counter())
+        counter[f"{record['system']}.{record['dataset']}"] += 1
+    return {
+        name: DefectClassSummary(
+            rows=sum(counter.values()),
+            expected_outcome=EXPECTED_OUTCOMES[name],
+            datasets=dict(sorted(counter.items())),
+        )
+        for name, counter in sorted(per_dataset.items())
+    }
+
+
+def _people_summary(population, elvis_patient: Dataset) -> dict[str, int]:
+    p = population
+    return {
+        "total": len(p),
+        "in_elvis": int(p.in_elvis.sum()),
+        "in_melior": int(p.in_melior.sum()),
+        "in_both": int((p.in_elvis & p.in_melior).sum()),
+        "personnummer": int((p.kind == KIND_PERSONNUMMER).sum()),
+        "samordningsnummer": int((p.kind == KIND_SAMORDNINGSNUMMER).sum()),
+        "reservnummer_only": int((p.kind == KIND_RESERVNUMMER).sum()),
+        "earlier_reserve_number": int(np.not_equal(p.old_reserve, None).sum()),
+        "test_patients": int(p.test_patient.sum()),
+        "protected_identity": int((p.protected != "").sum()),
+        "deceased": int(p.dead.sum()),
+    }

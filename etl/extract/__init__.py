@@ -1,0 +1,1 @@
+"""Extract: read legacy sources in chunks (read-only) into a Parquet landing zone."""

@@ -1,0 +1,97 @@
+"""The migration of one source system as importable stage functions.
+
+DAG tasks and the command line call these; tests call them without Airflow. Arguments and
+return values are plain data (ids, dates, counts) so they travel safely through XCom: no rows,
+no identity numbers, no names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+from etl.batch import safe_batch_id
+from etl.catalog import Catalog, load_catalog
+from etl.extract.landing import extract_system
+from etl.load.loader import LoadReport, load_system
+from etl.settings import Settings, get_settings
+from etl.transform.stage import transform_entity
+from etl.validate.stage import validate_entity
+
+
+class ReconciliationError(RuntimeError):
+    """Some source rows are not accounted for: the batch must not be promoted."""
+
+
+@cache
+def _catalog(root: Path) -> Catalog:
+    return load_catalog(root)
+
+
+def catalog(settings: Settings | None = None) -> Catalog:
+    return _catalog((settings or get_settings()).mappings_dir)
+
+
+def batch_id_for(system: str, run_id: str) -> str:
+    """One batch per system per run; the id is safe as a folder name."""
+    return safe_batch_id(f"{system}__{run_id}")
+
+
+def extract(system: str, batch_id: str, as_of_date: dt.date | str, settings: Settings | None = None) -> dict:
+    settings = settings or get_settings()
+    as_of = dt.date.fromisoformat(str(as_of_date))
+    manifest = extract_system(catalog(settings), system, batch_id, as_of, settings)
+    return {"batch_id": batch_id, "rows": {name: d.rows for name, d in manifest.datasets.items()}}
+
+
+def transform(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
+    settings = settings or get_settings()
+    return transform_entity(catalog(settings), system, entity, batch_id, settings).model_dump()
+
+
+def validate(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
+    settings = settings or get_settings()
+    return validate_entity(catalog(settings), system, entity, batch_id, settings).model_dump()
+
+
+def load(system: str, batch_id: str, run_id: str | None = None, dry_run: bool = False,
+         settings: Settings | None = None) -> dict:
+    settings = settings or get_settings()
+    return load_system(catalog(settings), system, batch_id, settings, run_id, dry_run).model_dump()
+
+
+def reconcile(report: dict) -> dict:
+    """Fail unless every source row is loaded, quarantined, excluded or merged."""
+    parsed = LoadReport.model_validate(report)
+    if parsed.is_dry_run:
+        return {"batch_id": parsed.batch_id, "is_reconciled": None, "dry_run": True}
+    open_rows = [row for row in parsed.accounting if not row.is_verified]
+    if open_rows:
+        details = "; ".join(f"{row.entity} ({row.dataset}): residue {row.residue}" for row in open_rows)
+        raise ReconciliationError(
+            f"{parsed.system} batch {parsed.batch_id}: not every source row is accounted for: "
+            f"{details}. See `vardflytt status --batch {parsed.batch_id}`."
+        )
+    return {"batch_id": parsed.batch_id, "is_reconciled": True,
+            "rows": sum(row.extracted for row in parsed.accounting)}
+
+
+def run_system(system: str, batch_id: str, as_of_date: dt.date, dry_run: bool = False,
+               run_id: str | None = None, settings: Settings | None = None,
+               on_stage: Callable[[str], None] | None = None) -> LoadReport:
+    """All stages of one system in this process (the command line's path; DAGs split it)."""
+    settings = settings or get_settings()
+    step = on_stage or (lambda _name: None)
+    step("extract")
+    extract(system, batch_id, as_of_date, settings)
+    for entity in catalog(settings).system(system).entities:
+        step(f"transform {entity}")
+        transform(system, entity, batch_id, settings)
+        step(f"validate {entity}")
+        validate(system, entity, batch_id, settings)
+    step("load")
+    report = load(system, batch_id, run_id, dry_run, settings)
+    reconcile(report)
+    return LoadReport.model_validate(report)

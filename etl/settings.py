@@ -1,0 +1,54 @@
+"""Runtime configuration: one typed object, read from ``VARDFLYTT_*`` environment variables.
+
+Read at run time (never at import), so a DAG file can import this module cheaply and a test can
+point everything at a temporary folder with ``monkeypatch.setenv``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Where things live and how big a chunk is. Every field has an embedded default."""
+
+    model_config = SettingsConfigDict(env_prefix="VARDFLYTT_", extra="ignore")
+
+    home: Path = Field(default=PROJECT_ROOT / "var", description="Root of all local state.")
+    mappings_dir: Path = Field(default=PROJECT_ROOT / "mappings")
+    expectations_dir: Path = Field(default=PROJECT_ROOT / "expectations")
+    estate_dir: Path | None = Field(default=None, description="Synthetic legacy estate.")
+    landing_dir: Path | None = Field(default=None, description="Parquet landing zone.")
+    core_url: str | None = Field(default=None, description="SQLAlchemy URL of the core database.")
+    chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
+    pseudonym_key: SecretStr = Field(
+        default=SecretStr("vardflytt-demo-key-not-for-production"),
+        description="HMAC key for pseudonyms in reports; set a real secret in production.",
+    )
+
+    @cached_property
+    def resolved_estate_dir(self) -> Path:
+        return self.estate_dir or self.home / "estate"
+
+    @cached_property
+    def resolved_landing_dir(self) -> Path:
+        return self.landing_dir or self.home / "landing"
+
+    @cached_property
+    def resolved_core_url(self) -> str:
+        return self.core_url or f"sqlite:///{self.home / 'core' / 'core.sqlite'}"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+
+def get_settings() -> Settings:
+    """Fresh settings from the current environment."""
+    return Settings()

@@ -1,0 +1,102 @@
+"""The transform stage for one entity of one batch: landed Parquet in, core-shaped Parquet out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from etl.batch import BatchPaths
+from etl.catalog import Catalog
+from etl.core.arrow import iter_frames, stage_schema, to_arrow
+from etl.extract.landing import ROW_NUMBER, read_manifest
+from etl.settings import Settings
+from etl.transform.engine import OUTCOME_COLUMNS, load_reference_keys, transform_chunk
+
+OUTCOME_SCHEMA = pa.schema(
+    [(ROW_NUMBER, pa.int64())] + [(name, pa.string()) for name in OUTCOME_COLUMNS[1:]]
+)
+
+
+class StageReport(BaseModel):
+    """Counts only: safe for logs and XCom."""
+
+    system: str
+    entity: str
+    batch_id: str
+    rows_in: int
+    rows_out: int
+    outcomes: dict[str, int]
+
+
+class StageWriter:
+    """Parquet writers for a stage's rows and outcomes, committed atomically on close."""
+
+    def __init__(self, paths: dict[str, tuple[Path, pa.Schema]]):
+        self._targets = paths
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        for name, (path, schema) in paths.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writers[name] = pq.ParquetWriter(self._temporary(path), schema)
+
+    @staticmethod
+    def _temporary(path: Path) -> Path:
+        return path.with_suffix(".parquet.tmp")
+
+    def write(self, name: str, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writers[name].write_table(table)
+
+    def close(self) -> None:
+        for name, writer in self._writers.items():
+            writer.close()
+            path = self._targets[name][0]
+            self._temporary(path).replace(path)
+
+
+def outcomes_table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame[OUTCOME_COLUMNS], schema=OUTCOME_SCHEMA, preserve_index=False)
+
+
+def count_outcomes(frames: list[pd.DataFrame]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for frame in frames:
+        for outcome, number in frame["outcome"].value_counts().items():
+            counts[str(outcome)] = counts.get(str(outcome), 0) + int(number)
+    return counts
+
+
+def transform_entity(catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings) -> StageReport:
+    """Map every landed row of the entity's dataset; each row ends as a core row or an outcome."""
+    mapping = catalog.system(system).entities[entity]
+    manifest = read_manifest(settings, batch_id, system)
+    paths = BatchPaths.of(settings, batch_id, system)
+    reference_keys = load_reference_keys(paths, mapping)
+    duplicates = pq.read_table(paths.duplicates_file(mapping.dataset)).to_pandas()
+    targets = {
+        "rows": (paths.stage_file("transformed", entity), stage_schema(entity)),
+        "outcomes": (paths.stage_file("transformed", entity, "outcomes"), OUTCOME_SCHEMA),
+    }
+    if mapping.identifiers:
+        targets["identifiers"] = (
+            paths.stage_file("transformed", "patient_identifier"),
+            stage_schema("patient_identifier"),
+        )
+    writer = StageWriter(targets)
+    rows_in = rows_out = 0
+    outcome_frames = []
+    for chunk in iter_frames(paths.landed_file(mapping.dataset), settings.chunk_rows):
+        result = transform_chunk(chunk, mapping, catalog, batch_id, manifest.as_of_date, reference_keys, duplicates)
+        writer.write("rows", to_arrow(result.rows, entity))
+        writer.write("outcomes", outcomes_table(result.outcomes))
+        if result.patient_identifiers is not None:
+            writer.write("identifiers", to_arrow(result.patient_identifiers, "patient_identifier"))
+        outcome_frames.append(result.outcomes[["outcome"]])
+        rows_in += len(chunk)
+        rows_out += len(result.rows)
+    writer.close()
+    return StageReport(system=system, entity=entity, batch_id=batch_id, rows_in=rows_in,
+                       rows_out=rows_out, outcomes=count_outcomes(outcome_frames))

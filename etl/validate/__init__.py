@@ -1,0 +1,1 @@
+"""Validate: Great Expectations suites from ``expectations/`` decide which rows may load."""
