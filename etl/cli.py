@@ -18,7 +18,8 @@ from etl.settings import get_settings
 app = typer.Typer(help="vardflytt: migrate legacy health records into the core system.", no_args_is_help=True)
 estate_app = typer.Typer(help="The synthetic legacy estate (test and demo data only).", no_args_is_help=True)
 app.add_typer(estate_app, name="estate")
-console = Console()
+# Wide enough for the accounting table when output goes to a file or CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 DEMO_SYSTEMS = ("elvis", "melior")
 
@@ -36,7 +37,7 @@ def estate_generate(
     target = out or get_settings().resolved_estate_dir
     with console.status(f"generating {patients} synthetic patients into {target}"):
         manifest = generate_estate(target, patients=patients, seed=seed, elvis_url=elvis_url)
-    console.print(f"estate written to {target} ({sum(manifest.defect_classes.values())} injected defects "
+    console.print(f"estate written to {target} ({manifest.defect_rows} injected defect rows "
                   f"recorded in {target / 'defects.csv'})")
 
 

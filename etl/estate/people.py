@@ -57,7 +57,18 @@ def load_pool(path: Path) -> np.ndarray:
         raise FileNotFoundError(f"Skatteverket test-number list missing: {path}")
     lines = [line.strip() for line in path.read_text(encoding="ascii").splitlines()]
     numbers = sorted({line for line in lines if len(line) == 12 and line.isdigit()})
-    return np.array(numbers, dtype="U12")
+    # Some test samordningsnummer encode an incomplete birth date (month 00, day 60): those are
+    # rejected as invalid dates downstream, so only numbers with a calendar date are used.
+    return np.array([n for n in numbers if _has_calendar_date(n)], dtype="U12")
+
+
+def _has_calendar_date(number: str) -> bool:
+    day = int(number[6:8])
+    try:
+        dt.date(int(number[:4]), int(number[4:6]), day - 60 if day > 60 else day)
+    except ValueError:
+        return False
+    return True
 
 
 def pool_numbers() -> tuple[np.ndarray, np.ndarray]:
