@@ -37,8 +37,12 @@ from etl.estate.manifest import DefectClassSummary, EstateManifest, GeneratedFil
 from etl.estate.melior import FILES as MELIOR_FILES
 from etl.estate.melior import build_melior, write_melior
 from etl.estate.organisation import build_organisation
-from etl.estate.people import KIND_PERSONNUMMER, KIND_RESERVNUMMER, KIND_SAMORDNINGSNUMMER
-from etl.estate.people import build_population
+from etl.estate.people import (
+    KIND_PERSONNUMMER,
+    KIND_RESERVNUMMER,
+    KIND_SAMORDNINGSNUMMER,
+    build_population,
+)
 
 __all__ = ["EstateManifest", "generate_estate"]
 

@@ -67,12 +67,35 @@ ICD_FREE_TEXT: list[str] = [
 
 # --- procedures (KVÅ) -------------------------------------------------------------------------
 KVA_SURGICAL: list[str] = [
-    "JAB30", "NFB49", "NFB62", "NGB49", "JKA21", "JEA01", "FNG05", "NHG12", "LCD01", "KEC00",
-    "JFB96", "QDB05", "ABC56", "NCJ49", "TJF10",
+    "JAB30",
+    "NFB49",
+    "NFB62",
+    "NGB49",
+    "JKA21",
+    "JEA01",
+    "FNG05",
+    "NHG12",
+    "LCD01",
+    "KEC00",
+    "JFB96",
+    "QDB05",
+    "ABC56",
+    "NCJ49",
+    "TJF10",
 ]
 KVA_MEDICAL: list[str] = [
-    "DT016", "AQ014", "DG001", "AF021", "XS100", "DV052", "AV078", "DT022", "AQ020", "XF001",
-    "DV053", "GD001",
+    "DT016",
+    "AQ014",
+    "DG001",
+    "AF021",
+    "XS100",
+    "DV052",
+    "AV078",
+    "DT022",
+    "AQ020",
+    "XF001",
+    "DV053",
+    "GD001",
 ]
 # Malformed KVÅ codes (``invalid_code`` defects in KVA_KOD).
 KVA_MALFORMED: list[str] = ["AB1", "12345", "NFB4", "JAB3", "1AB23", "ABCDEF", "DT01", "N-FB49"]
@@ -141,11 +164,11 @@ ANALYTES: list[Analyte] = [
     Analyte("NPU01370", "P-Bilirubin", "µmol/L", "5-25", 10, 0.5, 0, lognormal=True, below=3),
     Analyte("NPU19673", "P-Albumin", "g/L", "36-45", 39, 4.5, 0),
     Analyte("NPU04169", "P-Kalcium", "mmol/L", "2,15-2,50", 2.32, 0.12, 2),
-    Analyte("NPU19651", "P-ALAT", "µkat/L", "0,15-0,75", 0.4, 0.55, 2, lognormal=True,
-            below=0.1),
+    Analyte("NPU19651", "P-ALAT", "µkat/L", "0,15-0,75", 0.4, 0.55, 2, lognormal=True, below=0.1),
     Analyte("NPU27300", "B-HbA1c", "mmol/mol", "31-46", 44, 11, 0),
-    Analyte("NPU19763", "P-Ferritin", "mikrog/L", "25-310", 110, 0.8, 0, lognormal=True,
-            above=2000),
+    Analyte(
+        "NPU19763", "P-Ferritin", "mikrog/L", "25-310", 110, 0.8, 0, lognormal=True, above=2000
+    ),
 ]
 
 # Local analysis codes used by some Melior labs, with the NPU code each one means. This is the
@@ -200,7 +223,7 @@ NOTE_TYPES: list[str] = [
 # Sentences are joined with a space or a line break; some contain ``;`` or ``"`` on purpose.
 NOTE_SENTENCES: list[str] = [
     "Pat inkommer med bröstsmärta sedan två timmar; EKG visar ST-höjning.",
-    "Anamnes: \"ont i magen\" sedan igår, feber 38,5.",
+    'Anamnes: "ont i magen" sedan igår, feber 38,5.',
     "Status: opåverkad, hjärta regelbunden rytm, inga blåsljud.",
     "Lungor: vesikulärt andningsljud bilateralt.",
     "Planering: återbesök om tre månader; kontroll av HbA1c och P-Kreatinin.",

@@ -118,14 +118,24 @@ def inject_elvis(datasets: dict[str, Dataset], seed: int) -> None:
     has_pnr = np.not_equal(patient.columns["pnr"], None)
     real = patient.columns["testpatient"] == "N"
     rows = choose(rng, patient, defect_count(len(patient)), has_pnr & real)
-    _set(patient, rows, "pnr", bump_check_digit(rng, patient.columns["pnr"][rows]),
-         "invalid_identity_number")
+    _set(
+        patient,
+        rows,
+        "pnr",
+        bump_check_digit(rng, patient.columns["pnr"][rows]),
+        "invalid_identity_number",
+    )
 
     contacts = datasets["vardkontakt"]
     n = defect_count(len(contacts))
     rows = choose(rng, contacts, n)
-    _set(contacts, rows, "start_tid", _choice(rng, UNPARSEABLE_TIMESTAMPS, len(rows)),
-         "unparseable_date")
+    _set(
+        contacts,
+        rows,
+        "start_tid",
+        _choice(rng, UNPARSEABLE_TIMESTAMPS, len(rows)),
+        "unparseable_date",
+    )
     rows = choose(rng, contacts, n)
     missing_patient = patient.columns["patient_id"].max() + 1 + rng.integers(0, 90_000, len(rows))
     _set(contacts, rows, "patient_id", missing_patient, "unresolved_reference")
@@ -139,14 +149,24 @@ def inject_melior(datasets: dict[str, Dataset], seed: int) -> None:
     rng = stream(seed, "defects/melior")
     patient = datasets["patient"]
     rows = choose(rng, patient, defect_count(len(patient)))
-    _set(patient, rows, "PNR", bump_check_digit(rng, patient.columns["PNR"][rows]),
-         "invalid_identity_number")
+    _set(
+        patient,
+        rows,
+        "PNR",
+        bump_check_digit(rng, patient.columns["PNR"][rows]),
+        "invalid_identity_number",
+    )
 
     diagnoses = datasets["diagnos"]
     n = defect_count(len(diagnoses))
     rows = choose(rng, diagnoses, n)
-    _set(diagnoses, rows, "DIAGNOSDATUM", _choice(rng, UNPARSEABLE_DATES, len(rows)),
-         "unparseable_date")
+    _set(
+        diagnoses,
+        rows,
+        "DIAGNOSDATUM",
+        _choice(rng, UNPARSEABLE_DATES, len(rows)),
+        "unparseable_date",
+    )
     rows = choose(rng, diagnoses, n)
     _set(diagnoses, rows, "DIAGNOSKOD", _choice(rng, ICD_FREE_TEXT, len(rows)), "invalid_code")
     rows = choose(rng, diagnoses, n)
@@ -166,17 +186,25 @@ def inject_melior(datasets: dict[str, Dataset], seed: int) -> None:
     labs = datasets["labsvar"]
     n = defect_count(len(labs))
     rows = choose(rng, labs, n)
-    _set(labs, rows, "ANALYSNAMN", plant_raw_byte(rng, labs.columns["ANALYSNAMN"][rows]),
-         "undecodable_bytes")
+    _set(
+        labs,
+        rows,
+        "ANALYSNAMN",
+        plant_raw_byte(rng, labs.columns["ANALYSNAMN"][rows]),
+        "undecodable_bytes",
+    )
     rows = choose(rng, labs, n)
     unmapped = rng.integers(0, len(UNMAPPED_LOCAL_LAB_CODES), len(rows))
     assert not {UNMAPPED_LOCAL_LAB_CODES[i][0] for i in unmapped} & set(LAB_LOCAL_TO_NPU)
     labs.columns["ANALYSNAMN"][rows] = [UNMAPPED_LOCAL_LAB_CODES[i][1] for i in unmapped]
     labs.columns["ENHET"][rows] = [UNMAPPED_LOCAL_LAB_CODES[i][2] for i in unmapped]
-    labs.columns["RESULTAT"][rows] = [f"{v:.1f}".replace(".", ",") for v in rng.uniform(0.5, 9, len(rows))]
+    labs.columns["RESULTAT"][rows] = [
+        f"{v:.1f}".replace(".", ",") for v in rng.uniform(0.5, 9, len(rows))
+    ]
     labs.columns["REFERENSINTERVALL"][rows] = ""
-    _set(labs, rows, "ANALYSKOD", [UNMAPPED_LOCAL_LAB_CODES[i][0] for i in unmapped],
-         "unmapped_code")
+    _set(
+        labs, rows, "ANALYSKOD", [UNMAPPED_LOCAL_LAB_CODES[i][0] for i in unmapped], "unmapped_code"
+    )
     # Exact duplicate lines (a double export): the later copy is the defect row.
     originals = choose(rng, labs, n)
     insert_at = np.minimum(originals + 1 + rng.integers(0, 50, len(originals)), len(labs))

@@ -25,7 +25,12 @@ from etl.estate.base import (
     window_draw,
 )
 from etl.estate.codes import REFERRAL_QUESTIONS
-from etl.estate.organisation import VGR_ORGANISATIONSNUMMER, Organisation, choose_staff, choose_units
+from etl.estate.organisation import (
+    VGR_ORGANISATIONSNUMMER,
+    Organisation,
+    choose_staff,
+    choose_units,
+)
 from etl.estate.people import (
     AMBIGUOUS_UNTIL,
     CENTENARIAN_BEFORE,
@@ -57,10 +62,11 @@ def _id(name: str, primary: bool = False) -> sa.Column:
 def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
     """The six ELVIS tables. No foreign keys: the legacy data has dangling references."""
     metadata = sa.MetaData()
-    kwargs = {"mysql_charset": "utf8mb4"}
+    kwargs = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
     tables = {
         "patient": sa.Table(
-            "patient", metadata,
+            "patient",
+            metadata,
             _id("patient_id", primary=True),
             sa.Column("pnr", _text(32)),
             sa.Column("reservnr", _text(32)),
@@ -78,7 +84,8 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             **kwargs,
         ),
         "vardenhet": sa.Table(
-            "vardenhet", metadata,
+            "vardenhet",
+            metadata,
             _id("vardenhet_id", primary=True),
             sa.Column("hsa_id", _text(64)),
             sa.Column("namn", _text(200)),
@@ -87,7 +94,8 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             **kwargs,
         ),
         "personal": sa.Table(
-            "personal", metadata,
+            "personal",
+            metadata,
             _id("personal_id", primary=True),
             sa.Column("hsa_id", _text(64)),
             sa.Column("fornamn", _text(100)),
@@ -97,7 +105,8 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             **kwargs,
         ),
         "vardkontakt": sa.Table(
-            "vardkontakt", metadata,
+            "vardkontakt",
+            metadata,
             _id("kontakt_id", primary=True),
             _id("patient_id"),
             _id("vardenhet_id"),
@@ -109,7 +118,8 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             **kwargs,
         ),
         "bokning": sa.Table(
-            "bokning", metadata,
+            "bokning",
+            metadata,
             _id("bokning_id", primary=True),
             _id("patient_id"),
             _id("vardenhet_id"),
@@ -119,7 +129,8 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             **kwargs,
         ),
         "remiss": sa.Table(
-            "remiss", metadata,
+            "remiss",
+            metadata,
             _id("remiss_id", primary=True),
             _id("patient_id"),
             _id("fran_vardenhet_id"),
@@ -168,7 +179,9 @@ def identity_forms(rng: np.random.Generator, number: np.ndarray) -> np.ndarray:
     return forms.astype(object)
 
 
-def birth_date_forms(rng: np.random.Generator, birth_day: np.ndarray, year: np.ndarray) -> np.ndarray:
+def birth_date_forms(
+    rng: np.random.Generator, birth_day: np.ndarray, year: np.ndarray
+) -> np.ndarray:
     form = rng.choice(3, size=len(birth_day), p=[0.6, 0.25, 0.15])
     form = np.where((form == 1) & (year <= AMBIGUOUS_UNTIL), 0, form)
     return np.select(
@@ -350,7 +363,9 @@ def _bookings(rng, pop: Population, org: Organisation, people, patient_id) -> Da
             "patient_id": patient_id[person],
             "vardenhet_id": UNIT_ID_BASE + unit,
             "bokad_tid": format_minutes(when),
-            "langd_min": pick(rng, ["15", "20", "30", "45", "60"], m, p=[0.2, 0.2, 0.35, 0.15, 0.1]),
+            "langd_min": pick(
+                rng, ["15", "20", "30", "45", "60"], m, p=[0.2, 0.2, 0.35, 0.15, 0.1]
+            ),
             "status": status,
         },
     )
@@ -425,7 +440,7 @@ def write_elvis(datasets: dict[str, Dataset], url: str) -> None:
 
 def count_rows(url: str) -> dict[str, int]:
     """Rows per ELVIS table at ``url`` (for checks)."""
-    metadata, tables = elvis_metadata()
+    _, tables = elvis_metadata()
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:

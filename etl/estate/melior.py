@@ -180,7 +180,9 @@ class _Context:
         own = window_draw(self.rng, self.pop.first_day[person], self.pop.last_day[person])
         when = np.where(has, self.contact_start[safe], own)
         unit = np.where(
-            has, self.contact_unit[safe], choose_units(self.rng, self.org, self.pop.home_site[person])
+            has,
+            self.contact_unit[safe],
+            choose_units(self.rng, self.org, self.pop.home_site[person]),
         )
         key = np.where(has, self.contact_key[safe], None).astype(object)
         return when, unit, key
@@ -205,8 +207,10 @@ def _contacts(rng, pop: Population, org: Organisation, people, patnr):
     start = window_draw(rng, pop.first_day[person], pop.last_day[person], office_hours=0.7)
     length = np.select(
         [kind == "SLUTENVÅRD", kind == "AKUT"],
-        [rng.integers(1, 15, m) * MINUTES_PER_DAY + rng.integers(0, 48, m) * 30,
-         rng.integers(2, 24, m) * 30],
+        [
+            rng.integers(1, 15, m) * MINUTES_PER_DAY + rng.integers(0, 48, m) * 30,
+            rng.integers(2, 24, m) * 30,
+        ],
         default=rng.integers(3, 37, m) * 5,
     )
     end_cap = (pop.last_day[person] + 1) * MINUTES_PER_DAY - 1
@@ -244,7 +248,7 @@ def icd_notation(rng: np.random.Generator, codes: np.ndarray) -> np.ndarray:
 
 
 def _diagnoses(ctx: _Context, people) -> Dataset:
-    rng, pop, org = ctx.rng, ctx.pop, ctx.org
+    rng, org = ctx.rng, ctx.org
     person = ctx.rows(people, "diagnos")
     m = len(person)
     when, unit, contact_key = ctx.contact_or_window(person)
@@ -300,11 +304,13 @@ def lab_values(rng: np.random.Generator, analyte_index: np.ndarray, female: np.n
             values = analyte.centre * np.exp(rng.normal(0, analyte.spread, len(rows)))
         else:
             values = rng.normal(analyte.centre, analyte.spread, len(rows))
-        step = 10.0 ** -analyte.decimals
+        step = 10.0**-analyte.decimals
         values = np.maximum(np.round(values, analyte.decimals), step)
         text = format_decimal(values, analyte.decimals)
         if analyte.below is not None:
-            below_text = "<" + format_decimal(np.array([analyte.below]), 1 if analyte.below < 1 else 0)[0]
+            below_text = (
+                "<" + format_decimal(np.array([analyte.below]), 1 if analyte.below < 1 else 0)[0]
+            )
             text = np.where(values < analyte.below, below_text, text)
         if analyte.above is not None:
             text = np.where(values > analyte.above, f">{analyte.above:g}", text)
@@ -456,7 +462,9 @@ def write_melior(datasets: dict[str, Dataset], folder: Path) -> list[Path]:
     written = []
     for name, filename in FILES.items():
         ds = datasets[name]
-        data = encode_fixed_width(ds) if name == "patient" else encode_delimited(ds, list(ds.columns))
+        data = (
+            encode_fixed_width(ds) if name == "patient" else encode_delimited(ds, list(ds.columns))
+        )
         path = folder / filename
         path.write_bytes(data)
         written.append(path)

@@ -198,7 +198,9 @@ def build_population(patients: int, seed: int) -> Population:
     n_pnr = min(n_pooled - n_sam, len(pool_pnr))
     n_reserve = patients - n_pnr - n_sam
 
-    chosen = np.concatenate([_sample_pool(rng, pool_pnr, n_pnr), _sample_pool(rng, pool_sam, n_sam)])
+    chosen = np.concatenate(
+        [_sample_pool(rng, pool_pnr, n_pnr), _sample_pool(rng, pool_sam, n_sam)]
+    )
     kind = np.concatenate(
         [
             np.full(n_pnr, KIND_PERSONNUMMER),
@@ -220,7 +222,9 @@ def build_population(patients: int, seed: int) -> Population:
     age_years = np.where(
         unknown, rng.uniform(18, 90, n_reserve), 95 * rng.beta(2.0, 1.6, n_reserve)
     )
-    reserve_birth = EXTRACT_DAY - (age_years * 365.25).astype(np.int64) - rng.integers(0, 365, n_reserve)
+    reserve_birth = (
+        EXTRACT_DAY - (age_years * 365.25).astype(np.int64) - rng.integers(0, 365, n_reserve)
+    )
     reserve_birth = np.where(newborn, EXTRACT_DAY - rng.integers(1, 90, n_reserve), reserve_birth)
     reserve_sex = np.where(rng.random(n_reserve) < 0.5, "M", "K").astype(object)
     reserve_sex[unknown & (rng.random(n_reserve) < 0.4)] = "U"
@@ -235,20 +239,26 @@ def build_population(patients: int, seed: int) -> Population:
 
     reserve_numbers = vgr_reservnummer(rng, reserve_birth, reserve_sex)
     number = np.concatenate([chosen.astype(object), reserve_numbers]).astype(object)
-    birth_year = (birth_day.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64)
-                  + 1970)
+    birth_year = birth_day.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
 
     # Death: certain for the very old, rare for the young; never for newborns.
     p_dead = np.select(
-        [birth_year < 1916, birth_year < 1926, birth_year < 1936, birth_year < 1951,
-         birth_year < 1971],
+        [
+            birth_year < 1916,
+            birth_year < 1926,
+            birth_year < 1936,
+            birth_year < 1951,
+            birth_year < 1971,
+        ],
         [1.0, 0.85, 0.5, 0.2, 0.06],
         default=0.01,
     )
     dead = rng.random(patients) < p_dead
     dead[n_pnr + n_sam :][newborn] = False
     death_lo = np.maximum(birth_day + 1, DEATHS_FROM_DAY)
-    death_hi = np.maximum(np.minimum(birth_day + int(112 * 365.25), EXTRACT_DAY - 1), death_lo + 365)
+    death_hi = np.maximum(
+        np.minimum(birth_day + int(112 * 365.25), EXTRACT_DAY - 1), death_lo + 365
+    )
     death_hi = np.minimum(death_hi, EXTRACT_DAY - 1)
     death_lo = np.minimum(death_lo, death_hi)
     death_draw = death_lo + np.floor(rng.random(patients) ** 0.7 * (death_hi - death_lo + 1))
@@ -350,7 +360,10 @@ def _addresses(
     tail = rng.integers(30, 99, n)
     spaced = rng.random(n) < 0.85
     postnr = np.array(
-        [f"{p} {t:02d}" if s else f"{p}{t:02d}" for p, t, s in zip(prefix, tail, spaced, strict=True)],
+        [
+            f"{p} {t:02d}" if s else f"{p}{t:02d}"
+            for p, t, s in zip(prefix, tail, spaced, strict=True)
+        ],
         dtype=object,
     )
     number = rng.integers(1, 121, n).astype(str).astype(object)

@@ -1,0 +1,108 @@
+"""Shared fixtures. Every test must be marked unit, integration or dags (checked here).
+
+Server tests read their URL from ``VARDFLYTT_TEST_POSTGRES_URL`` / ``VARDFLYTT_TEST_MARIADB_URL``.
+Without a URL they skip (a fresh clone on a laptop); with ``VARDFLYTT_REQUIRE_SERVERS=1`` (set by
+``.ci/run``) a missing or unreachable server is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+COST_MARKERS = {"unit", "integration", "dags"}
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests that touch Airflow use a project-local home, never ~/airflow, and never call home.
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "airflow-test"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__USAGE_DATA_COLLECTION__ENABLED", "False")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items if not COST_MARKERS & {m.name for m in item.iter_markers()}]
+    if unmarked:
+        raise pytest.UsageError(
+            "every test needs one of the markers unit, integration or dags; unmarked:\n  "
+            + "\n  ".join(unmarked)
+        )
+
+
+def _server_url(variable: str) -> str:
+    url = os.environ.get(variable)
+    if not url:
+        if os.environ.get("VARDFLYTT_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"{variable} is not set but VARDFLYTT_REQUIRE_SERVERS=1 requires the server")
+        pytest.skip(f"{variable} not set: no server to test against")
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh schema on the real PostgreSQL server, as a SQLAlchemy URL using it."""
+    import sqlalchemy as sa
+
+    base = _server_url("VARDFLYTT_TEST_POSTGRES_URL")
+    schema = f"vardflytt_test_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(base)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sa.exc.OperationalError as error:
+        pytest.fail(f"PostgreSQL at {base} is not reachable: {error}")
+    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture
+def mariadb_url() -> str:
+    """A fresh database on the real MariaDB server."""
+    import sqlalchemy as sa
+
+    base = _server_url("VARDFLYTT_TEST_MARIADB_URL")
+    database = f"vardflytt_test_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(base)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {database}")
+    except sa.exc.OperationalError as error:
+        pytest.fail(f"MariaDB at {base} is not reachable: {error}")
+    yield sa.make_url(base).set(database=database).render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE {database}")
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def small_estate(tmp_path_factory) -> Path:
+    """A small synthetic estate shared by the integration tests (read-only to them)."""
+    from etl.estate import generate_estate
+
+    out = tmp_path_factory.mktemp("estate")
+    generate_estate(out, patients=400, seed=7)
+    return out
+
+
+@pytest.fixture
+def settings_for(tmp_path, monkeypatch):
+    """Settings pointing all state into a temporary folder, for a given estate and core URL."""
+    from etl.settings import Settings
+
+    def make(estate: Path | None = None, core_url: str | None = None, **overrides) -> Settings:
+        monkeypatch.setenv("VARDFLYTT_HOME", str(tmp_path / "home"))
+        if estate is not None:
+            monkeypatch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
+        if core_url is not None:
+            monkeypatch.setenv("VARDFLYTT_CORE_URL", core_url)
+        for name, value in overrides.items():
+            monkeypatch.setenv(f"VARDFLYTT_{name.upper()}", str(value))
+        return Settings()
+
+    return make
