@@ -56,9 +56,9 @@ def read_only_engine(url: str) -> sa.Engine:
             raise SourceUnavailableError(f"source database file {database} does not exist")
         return sa.create_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(
-            parsed, connect_args={"options": "-c default_transaction_read_only=on"}
-        )
+        # Keep any options the URL already has (such as a search_path) and add read-only.
+        options = " ".join(filter(None, [parsed.query.get("options"), "-c default_transaction_read_only=on"]))
+        return sa.create_engine(parsed.update_query_dict({"options": options}))
     engine = sa.create_engine(parsed)
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
 

@@ -127,6 +127,9 @@ def transform_chunk(
                 & (outcomes.columns["field"] == ",".join(column.source_columns)), reason)
         core[column.target] = result.values
 
+    if mapping.identifiers:
+        core["birth_date"] = _birth_date_with_identity(core)
+
     keep = outcomes.is_open
     rows = _finish(core[keep], chunk[keep], mapping, batch_id)
     identifiers_frame = None
@@ -180,6 +183,28 @@ def _identities(chunk, mapping, reference_date, outcomes, core):
     core["identity_number"] = primary_number
     core["identity_kind"] = primary_kind
     return core, frames
+
+
+def _birth_date_with_identity(core: pd.DataFrame) -> pd.Series:
+    """Settle a birth date's century, or fill a missing one, from the identity number.
+
+    A ``YYMMDD`` birth date cannot say 1912 from 2012; when its year, month and day match the
+    identity number's date part except for the century, the identity's century wins. A missing
+    birth date takes the identity's date part. Otherwise the mapped birth date stands: since 2009
+    the two may legitimately differ, and that is never an error.
+    """
+    from_identity = identifiers.birth_date_from_identity(core["identity_number"], core["identity_kind"])
+    if "birth_date" not in core.columns:
+        return from_identity.dt.date.astype("object").where(from_identity.notna(), None)
+    mapped = pd.to_datetime(core["birth_date"], errors="coerce")
+    same_but_century = (
+        (mapped.dt.year % 100 == from_identity.dt.year % 100)
+        & (mapped.dt.month == from_identity.dt.month)
+        & (mapped.dt.day == from_identity.dt.day)
+        & (mapped.dt.year != from_identity.dt.year)
+    ).fillna(False)
+    settled = mapped.mask(same_but_century, from_identity).fillna(from_identity)
+    return settled.dt.date.astype("object").where(settled.notna(), None)
 
 
 def _finish(core: pd.DataFrame, chunk: pd.DataFrame, mapping: EntityMapping, batch_id: str) -> pd.DataFrame:
