@@ -41,6 +41,22 @@ def estate_generate(
                   f"recorded in {target / 'defects.csv'})")
 
 
+@app.command("check-mappings")
+def check_mappings() -> None:
+    """Parse and check every mapping file; errors name the file and the field."""
+    from etl.catalog import MappingError, load_catalog
+
+    settings = get_settings()
+    try:
+        catalog = load_catalog(settings.mappings_dir)
+    except MappingError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    for name, system in catalog.systems.items():
+        console.print(f"{name}: {len(system.spec.datasets)} datasets, entities {', '.join(system.entities)}")
+    console.print(f"crosswalks: {', '.join(catalog.crosswalks) or 'none'}")
+
+
 @app.command("run")
 def run(
     system: Annotated[str, typer.Argument(help="Source system, as named under mappings/.")],

@@ -209,7 +209,7 @@ def _pivot_to_past(parsed: pd.Series, cleaned: pd.Series, args: DateArgs, today:
     """A ``YYMMDD`` date that would lie after the reference date is from the previous century."""
     if args.two_digit_years != "past" or not any("%y" in f for f in args.formats):
         return parsed
-    future = parsed > pd.Timestamp(today) + pd.Timedelta(days=1)
+    future = parsed > pd.Timestamp(today)
     return parsed.mask(future, parsed - pd.DateOffset(years=100))
 
 
