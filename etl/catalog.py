@@ -327,6 +327,12 @@ def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) 
         raise MappingError(
             f"{path}: source column(s) {unknown} are not declared for dataset '{mapping.dataset}'"
         )
+    identity_keys = sorted({i.source for i in mapping.identifiers} & set(spec.datasets[mapping.dataset].key))
+    if identity_keys:
+        raise MappingError(
+            f"{path}: field 'identifiers': {identity_keys} is also the dataset's key; row keys appear "
+            "in reports and logs, so a key must never be an identity number. Declare another key."
+        )
     for reference in mapping.references:
         if reference.dataset not in spec.datasets:
             raise MappingError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,10 +27,6 @@ class Settings(BaseSettings):
     landing_dir: Path | None = Field(default=None, description="Parquet landing zone.")
     core_url: str | None = Field(default=None, description="SQLAlchemy URL of the core database.")
     chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
-    pseudonym_key: SecretStr = Field(
-        default=SecretStr("vardflytt-demo-key-not-for-production"),
-        description="HMAC key for pseudonyms in reports; set a real secret in production.",
-    )
 
     @cached_property
     def resolved_estate_dir(self) -> Path:
