@@ -50,29 +50,29 @@ SCHEMA_VERSION = 1
 BENCH_SEED = 42
 SYSTEMS = ("elvis", "melior")
 STAGES = ("extract", "transform", "validate", "load")
-SAMPLE_INTERVAL_SECONDS = 0.005
+SAMPLE_INTERVAL_SECONDS = 0.01
 MIB = 1024 * 1024
 RESULTS_FILE = "results.json"
 POSTGRES_URL_ENV = "VARDFLYTT_BENCH_POSTGRES_URL"
 
 DEFINITIONS = {
-    "rows_per_second": "source rows extracted for the system (sum over its datasets) divided by the "
-                       "stage's wall-clock seconds; the same numerator for every stage",
+    "rows_per_second": "source rows extracted for the system (sum over its datasets) divided by "
+    "the stage's wall-clock seconds; the same numerator for every stage",
     "share_of_end_to_end": "stage seconds divided by the system's end-to-end seconds",
     "validation_share": "validate seconds divided by end-to-end seconds (all entities)",
     "end_to_end": "wall-clock seconds from the start of extract to the end of load + reconcile",
     "load": "pipeline.load (one transaction per system) followed by pipeline.reconcile",
     "peak_rss_mib": "highest RSS sampled by a psutil thread during the stage (process-wide, so it "
-                    "includes what earlier stages left allocated); may miss spikes shorter than "
-                    f"{SAMPLE_INTERVAL_SECONDS * 1000:g} ms",
+    "includes what earlier stages left allocated); may miss spikes shorter than "
+    f"{SAMPLE_INTERVAL_SECONDS * 1000:g} ms",
     "process_peak_rss_mib": "resource.getrusage(RUSAGE_SELF).ru_maxrss: the exact high-water mark "
-                            "of the process running the migration, over its whole life so far",
+    "of the process running the migration, over its whole life so far",
     "generation": "generate_estate timed inside a child interpreter; its peak RSS is that child's",
     "dag_parse": "fresh interpreter per sample: import_airflow_seconds = `import airflow`; "
-                 "parse_seconds = `from airflow.dag_processing.dagbag import DagBag; "
-                 "DagBag(dag_folder=dags)` after airflow was imported (total minus import); "
-                 "warm_reparse_seconds = a second DagBag fill in the same interpreter. The first "
-                 "interpreter (cold caches, fresh AIRFLOW_HOME) is reported apart, not in the median",
+    "parse_seconds = `from airflow.dag_processing.dagbag import DagBag; "
+    "DagBag(dag_folder=dags)` after airflow was imported (total minus import); "
+    "warm_reparse_seconds = a second DagBag fill in the same interpreter. The first "
+    "interpreter (cold caches, fresh AIRFLOW_HOME) is reported apart, not in the median",
 }
 
 
@@ -151,7 +151,9 @@ class SystemTiming:
     error: str | None = None
 
 
-def _stage_figures(measurement: Measurement, rows: int, end_to_end_seconds: float) -> dict[str, Any]:
+def _stage_figures(
+    measurement: Measurement, rows: int, end_to_end_seconds: float
+) -> dict[str, Any]:
     growth = None
     if measurement.peak_rss_bytes is not None and measurement.start_rss_bytes is not None:
         growth = measurement.peak_rss_bytes - measurement.start_rss_bytes
@@ -166,8 +168,11 @@ def _stage_figures(measurement: Measurement, rows: int, end_to_end_seconds: floa
 
 def summarize_system(timing: SystemTiming) -> dict[str, Any]:
     e2e = timing.end_to_end.seconds
-    stages = {name: _stage_figures(timing.stages[name], timing.source_rows, e2e)
-              for name in STAGES if name in timing.stages}
+    stages = {
+        name: _stage_figures(timing.stages[name], timing.source_rows, e2e)
+        for name in STAGES
+        if name in timing.stages
+    }
     return {
         "source_rows": timing.source_rows,
         "reconciled": timing.reconciled,
@@ -175,12 +180,20 @@ def summarize_system(timing: SystemTiming) -> dict[str, Any]:
         "error": timing.error,
         "stages": stages,
         "end_to_end": _stage_figures(timing.end_to_end, timing.source_rows, e2e),
-        "validation_share": share(timing.stages["validate"].seconds, e2e) if "validate" in timing.stages else None,
+        "validation_share": share(timing.stages["validate"].seconds, e2e)
+        if "validate" in timing.stages
+        else None,
     }
 
 
-def summarize_run(label: str, backend: str, chunk_rows: int, timings: list[SystemTiming],
-                  process_peak_rss_bytes: int | None, **extra: Any) -> dict[str, Any]:
+def summarize_run(
+    label: str,
+    backend: str,
+    chunk_rows: int,
+    timings: list[SystemTiming],
+    process_peak_rss_bytes: int | None,
+    **extra: Any,
+) -> dict[str, Any]:
     """One migration run (one backend, one chunk size): per system and totals over systems."""
     systems = {t.system: summarize_system(t) for t in timings}
     rows = sum(t.source_rows for t in timings)
@@ -188,15 +201,20 @@ def summarize_run(label: str, backend: str, chunk_rows: int, timings: list[Syste
     stage_totals = {}
     for name in STAGES:
         seconds = sum(t.stages[name].seconds for t in timings if name in t.stages)
-        peaks = [t.stages[name].peak_rss_bytes for t in timings
-                 if name in t.stages and t.stages[name].peak_rss_bytes is not None]
+        peaks = [
+            t.stages[name].peak_rss_bytes
+            for t in timings
+            if name in t.stages and t.stages[name].peak_rss_bytes is not None
+        ]
         stage_totals[name] = {
             "seconds": seconds,
             "rows_per_second": rows_per_second(rows, seconds),
             "share_of_end_to_end": share(seconds, e2e),
             "peak_rss_mib": to_mib(max(peaks)) if peaks else None,
         }
-    e2e_peaks = [t.end_to_end.peak_rss_bytes for t in timings if t.end_to_end.peak_rss_bytes is not None]
+    e2e_peaks = [
+        t.end_to_end.peak_rss_bytes for t in timings if t.end_to_end.peak_rss_bytes is not None
+    ]
     return {
         "label": label,
         "backend": backend,
@@ -242,10 +260,19 @@ def summarize_dag_parse(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_results(*, parameters: dict[str, Any], machine: dict[str, Any], git: dict[str, Any],
-                  generation: dict[str, Any] | None, runs: list[dict[str, Any]],
-                  dag_parse: dict[str, Any] | None, started_at: str, finished_at: str,
-                  wall_seconds: float, problems: list[str]) -> dict[str, Any]:
+def build_results(
+    *,
+    parameters: dict[str, Any],
+    machine: dict[str, Any],
+    git: dict[str, Any],
+    generation: dict[str, Any] | None,
+    runs: list[dict[str, Any]],
+    dag_parse: dict[str, Any] | None,
+    started_at: str,
+    finished_at: str,
+    wall_seconds: float,
+    problems: list[str],
+) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "started_at": started_at,
@@ -285,7 +312,14 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     versions = {}
-    for package in ("apache-airflow", "great-expectations", "pandas", "pyarrow", "sqlalchemy", "psycopg"):
+    for package in (
+        "apache-airflow",
+        "great-expectations",
+        "pandas",
+        "pyarrow",
+        "sqlalchemy",
+        "psycopg",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -296,9 +330,12 @@ def machine_info() -> dict[str, Any]:
 
 def git_info(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     """The commit the code came from, and whether tracked files differ from it (None if no git)."""
+
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=20
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -311,12 +348,18 @@ def git_info(root: Path = PROJECT_ROOT) -> dict[str, Any]:
 # --------------------------------------------------------------------------- measuring
 
 
+@dataclass(eq=False)  # identity, not value, equality: two windows may hold the same figures
+class RssWindow:
+    start: int
+    peak: int
+
+
 class RssSampler:
     """A daemon thread that samples this process's RSS; ``window()`` gives a span's peak."""
 
     def __init__(self, interval: float = SAMPLE_INTERVAL_SECONDS) -> None:
         self.interval = interval
-        self._windows: list[list[int]] = []  # [start, peak] of every open window
+        self._windows: list[RssWindow] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -340,7 +383,7 @@ class RssSampler:
             return
         with self._lock:
             for window in self._windows:
-                window[1] = max(window[1], rss)
+                window.peak = max(window.peak, rss)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -348,7 +391,9 @@ class RssSampler:
 
     def __enter__(self) -> RssSampler:
         if self.available:
-            self._thread = threading.Thread(target=self._loop, name="bench-rss-sampler", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="bench-rss-sampler", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -358,9 +403,9 @@ class RssSampler:
             self._thread.join()
 
     @contextmanager
-    def window(self) -> Iterator[list[int]]:
-        start = self._rss()
-        window = [start or 0, start or 0]
+    def window(self) -> Iterator[RssWindow]:
+        start = self._rss() or 0
+        window = RssWindow(start=start, peak=start)
         with self._lock:
             self._windows.append(window)
         try:
@@ -388,7 +433,7 @@ def measure(sampler: RssSampler | None) -> Iterator[Measurement]:
             yield result
         finally:
             result.seconds = time.perf_counter() - started
-    result.start_rss_bytes, result.peak_rss_bytes = window
+    result.start_rss_bytes, result.peak_rss_bytes = window.start, window.peak
 
 
 def process_peak_rss_bytes() -> int:
@@ -398,10 +443,17 @@ def process_peak_rss_bytes() -> int:
 # --------------------------------------------------------------------------- the migration
 
 
-def bench_settings(home: Path, estate_dir: Path, chunk_rows: int, core_url: str | None = None) -> Settings:
+def bench_settings(
+    home: Path, estate_dir: Path, chunk_rows: int, core_url: str | None = None
+) -> Settings:
     """Settings confined to ``home`` (landing zone, core, Airflow home), reading ``estate_dir``."""
-    return Settings(home=home, estate_dir=estate_dir, landing_dir=home / "landing",
-                    core_url=core_url or f"sqlite:///{home / 'core' / 'core.sqlite'}", chunk_rows=chunk_rows)
+    return Settings(
+        home=home,
+        estate_dir=estate_dir,
+        landing_dir=home / "landing",
+        core_url=core_url or f"sqlite:///{home / 'core' / 'core.sqlite'}",
+        chunk_rows=chunk_rows,
+    )
 
 
 def warm_imports() -> float:
@@ -410,12 +462,18 @@ def warm_imports() -> float:
     import great_expectations  # noqa: F401  (imported lazily by the validate stage)
 
     from etl import pipeline  # noqa: F401
+
     return time.perf_counter() - started
 
 
-def migrate(settings: Settings, label: str, as_of: dt.date, sampler: RssSampler | None,
-            systems: tuple[str, ...] = SYSTEMS, log: Callable[[str], None] = lambda _m: None,
-            ) -> list[SystemTiming]:
+def migrate(
+    settings: Settings,
+    label: str,
+    as_of: dt.date,
+    sampler: RssSampler | None,
+    systems: tuple[str, ...] = SYSTEMS,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[SystemTiming]:
     """Migrate each system stage by stage in this process, timing every stage."""
     from etl import pipeline
 
@@ -450,24 +508,44 @@ def migrate(settings: Settings, label: str, as_of: dt.date, sampler: RssSampler 
         for row in report["accounting"]:
             for key in ("extracted", "loaded", "quarantined", "excluded", "merged", "residue"):
                 accounting[key] = accounting.get(key, 0) + int(row[key])
-        timings.append(SystemTiming(system=system, source_rows=sum(extracted["rows"].values()), stages=stages,
-                                    end_to_end=end_to_end, reconciled=reconciled, accounting=accounting,
-                                    error=error))
+        timings.append(
+            SystemTiming(
+                system=system,
+                source_rows=sum(extracted["rows"].values()),
+                stages=stages,
+                end_to_end=end_to_end,
+                reconciled=reconciled,
+                accounting=accounting,
+                error=error,
+            )
+        )
     return timings
 
 
-def _run_child(arguments: list[str], result_file: Path, log_file: Path, timeout: float | None = None,
-               env: dict[str, str] | None = None) -> dict[str, Any]:
+def _run_child(
+    arguments: list[str],
+    result_file: Path,
+    log_file: Path,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run ``python -m etl.bench ...`` in a fresh interpreter; return the JSON it wrote."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as handle:
-        done = subprocess.run([sys.executable, "-m", "etl.bench", *arguments, "--result", str(result_file)],
-                              cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout,
-                              env=env)
+        done = subprocess.run(
+            [sys.executable, "-m", "etl.bench", *arguments, "--result", str(result_file)],
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            env=env,
+        )
     if done.returncode != 0 or not result_file.exists():
         tail = log_file.read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"child `{' '.join(arguments[:1])}` failed (exit {done.returncode}); "
-                           f"log {log_file}:\n{tail}")
+        raise RuntimeError(
+            f"child `{' '.join(arguments[:1])}` failed (exit {done.returncode}); "
+            f"log {log_file}:\n{tail}"
+        )
     return json.loads(result_file.read_text("utf-8"))
 
 
@@ -477,18 +555,31 @@ def _child_generate(out: Path, patients: int, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     manifest = generate_estate(out, patients=patients, seed=seed)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "row_counts": manifest.row_counts, "defect_rows": manifest.defect_rows,
-            "extract_date": manifest.extract_date.isoformat(),
-            "peak_rss_bytes": process_peak_rss_bytes()}
+    return {
+        "seconds": seconds,
+        "row_counts": manifest.row_counts,
+        "defect_rows": manifest.defect_rows,
+        "extract_date": manifest.extract_date.isoformat(),
+        "peak_rss_bytes": process_peak_rss_bytes(),
+    }
 
 
-def _child_migrate(home: Path, estate: Path, chunk_rows: int, label: str, as_of: dt.date) -> dict[str, Any]:
+def _child_migrate(
+    home: Path, estate: Path, chunk_rows: int, label: str, as_of: dt.date
+) -> dict[str, Any]:
     imports = warm_imports()
     settings = bench_settings(home, estate, chunk_rows)
     with RssSampler() as sampler:
         timings = migrate(settings, label, as_of, sampler)
-    return summarize_run(label, "sqlite", chunk_rows, timings, process_peak_rss_bytes(),
-                         process="child interpreter", import_seconds=imports)
+    return summarize_run(
+        label,
+        "sqlite",
+        chunk_rows,
+        timings,
+        process_peak_rss_bytes(),
+        process="child interpreter",
+        import_seconds=imports,
+    )
 
 
 # --------------------------------------------------------------------------- DAG parse time
@@ -503,13 +594,15 @@ bag = DagBag(dag_folder=sys.argv[1])
 parsed = time.perf_counter()
 DagBag(dag_folder=sys.argv[1])
 reparsed = time.perf_counter()
-stats = [{"file": s.file, "seconds": s.duration.total_seconds(), "dags": s.dag_num, "tasks": s.task_num}
-         for s in bag.dagbag_stats]
+stats = [{"file": s.file, "seconds": s.duration.total_seconds(), "dags": s.dag_num,
+          "tasks": s.task_num} for s in bag.dagbag_stats]
+errors = {str(k): str(v) for k, v in bag.import_errors.items()}
 with open(sys.argv[2], "w") as handle:
-    json.dump({"import_airflow_seconds": imported - started, "dagbag_total_seconds": parsed - started,
+    json.dump({"import_airflow_seconds": imported - started,
+               "dagbag_total_seconds": parsed - started,
                "parse_seconds": parsed - imported, "warm_reparse_seconds": reparsed - parsed,
                "file_parse_seconds": sum(s["seconds"] for s in stats), "files": stats,
-               "dag_ids": sorted(bag.dag_ids), "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+               "dag_ids": sorted(bag.dag_ids), "import_errors": errors,
                "dag_folder": sys.argv[1]}, handle)
 """
 
@@ -518,19 +611,28 @@ def measure_dag_parse(settings: Settings, repeats: int, scratch: Path) -> dict[s
     """``repeats`` warm samples plus one cold first sample, each in a fresh interpreter."""
     from etl.airflow_env import airflow_environment
 
-    environment = airflow_environment(settings)  # project-local AIRFLOW_HOME inside the bench folder
+    environment = airflow_environment(
+        settings
+    )  # project-local AIRFLOW_HOME inside the bench folder
     dag_folder = str(PROJECT_ROOT / "dags")
     samples = []
     for index in range(repeats + 1):
         result_file = scratch / f"dag_parse_{index}.json"
         log_file = scratch / f"dag_parse_{index}.log"
         with log_file.open("w") as handle:
-            done = subprocess.run([sys.executable, "-c", DAG_PARSE_SCRIPT, dag_folder, str(result_file)],
-                                  cwd=PROJECT_ROOT, env=environment, stdout=handle, stderr=subprocess.STDOUT,
-                                  timeout=600)
+            done = subprocess.run(
+                [sys.executable, "-c", DAG_PARSE_SCRIPT, dag_folder, str(result_file)],
+                cwd=PROJECT_ROOT,
+                env=environment,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                timeout=600,
+            )
         if done.returncode != 0:
-            raise RuntimeError(f"DAG parse sample failed (exit {done.returncode}):\n"
-                               f"{log_file.read_text(errors='replace')[-4000:]}")
+            raise RuntimeError(
+                f"DAG parse sample failed (exit {done.returncode}):\n"
+                f"{log_file.read_text(errors='replace')[-4000:]}"
+            )
         samples.append(json.loads(result_file.read_text("utf-8")))
     return summarize_dag_parse(samples)
 
@@ -538,17 +640,36 @@ def measure_dag_parse(settings: Settings, repeats: int, scratch: Path) -> dict[s
 # --------------------------------------------------------------------------- the benchmark
 
 
-def _in_process_run(label: str, settings: Settings, as_of: dt.date, log: Callable[[str], None],
-                    **extra: Any) -> dict[str, Any]:
+def _in_process_run(
+    label: str,
+    backend: str,
+    settings: Settings,
+    as_of: dt.date,
+    log: Callable[[str], None],
+    **extra: Any,
+) -> dict[str, Any]:
     with RssSampler() as sampler:
         timings = migrate(settings, label, as_of, sampler, log=log)
-    return summarize_run(label, extra.pop("backend"), settings.chunk_rows, timings,
-                         process_peak_rss_bytes(), process="this process", **extra)
+    return summarize_run(
+        label,
+        backend,
+        settings.chunk_rows,
+        timings,
+        process_peak_rss_bytes(),
+        process="this process",
+        **extra,
+    )
 
 
-def _postgres_run(base_url: str, run_dir: Path, estate: Path, chunk_rows: int, as_of: dt.date,
-                  log: Callable[[str], None]) -> dict[str, Any]:
-    """Load into a fresh schema on the server; the schema is dropped afterwards, whatever happens."""
+def _postgres_run(
+    base_url: str,
+    run_dir: Path,
+    estate: Path,
+    chunk_rows: int,
+    as_of: dt.date,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Load into a fresh schema on the server; the schema is dropped afterwards in any case."""
     import sqlalchemy as sa
 
     from etl.core.database import core_engine
@@ -561,8 +682,16 @@ def _postgres_run(base_url: str, run_dir: Path, estate: Path, chunk_rows: int, a
         url = url_with_search_path(base_url, schema)
         log(f"postgresql: schema {schema} created")
         try:
-            return _in_process_run("postgresql", bench_settings(run_dir / "postgresql", estate, chunk_rows, url),
-                                   as_of, log, backend="postgresql", core_url=redact_url(url), schema=schema)
+            settings = bench_settings(run_dir / "postgresql", estate, chunk_rows, url)
+            return _in_process_run(
+                "postgresql",
+                "postgresql",
+                settings,
+                as_of,
+                log,
+                core_url=redact_url(url),
+                schema=schema,
+            )
         finally:
             core_engine(url).dispose()  # close pooled connections before dropping their schema
             with admin.begin() as connection:
@@ -572,11 +701,19 @@ def _postgres_run(base_url: str, run_dir: Path, estate: Path, chunk_rows: int, a
         admin.dispose()
 
 
-def run_benchmark(patients: int, *, chunk_rows: int | None = None, work_dir: Path | None = None,
-                  postgres_url: str | None = None, compare_chunks: bool = False, dag_parse_repeats: int = 3,
-                  seed: int = BENCH_SEED, keep_files: bool = False,
-                  log: Callable[[str], None] = lambda _message: None) -> dict[str, Any]:
-    """Generate, migrate (SQLite, then PostgreSQL if given), measure; write and return the results."""
+def run_benchmark(
+    patients: int,
+    *,
+    chunk_rows: int | None = None,
+    work_dir: Path | None = None,
+    postgres_url: str | None = None,
+    compare_chunks: bool = False,
+    dag_parse_repeats: int = 3,
+    seed: int = BENCH_SEED,
+    keep_files: bool = False,
+    log: Callable[[str], None] = lambda _message: None,
+) -> dict[str, Any]:
+    """Generate, migrate (SQLite, then PostgreSQL if given), measure; write and return results."""
     if patients < 1:
         raise ValueError("patients must be at least 1")
     settings = get_settings()
@@ -594,16 +731,22 @@ def run_benchmark(patients: int, *, chunk_rows: int | None = None, work_dir: Pat
 
     log(f"generating {patients} patients (seed {seed}) into {estate} in a child interpreter")
     with measure(None) as generation_wall:
-        generated = _run_child(["generate", "--out", str(estate), "--patients", str(patients), "--seed", str(seed)],
-                               run_dir / "generate.json", run_dir / "generate.log")
+        generated = _run_child(
+            ["generate", "--out", str(estate), "--patients", str(patients), "--seed", str(seed)],
+            run_dir / "generate.json",
+            run_dir / "generate.log",
+        )
     generation = {
         "seconds": generated["seconds"],
         "child_wall_seconds": generation_wall.seconds,
         "row_counts": generated["row_counts"],
-        "source_rows": {system: sum(counts.values()) for system, counts in generated["row_counts"].items()},
+        "source_rows": {
+            system: sum(counts.values()) for system, counts in generated["row_counts"].items()
+        },
         "total_rows": sum(sum(counts.values()) for counts in generated["row_counts"].values()),
         "rows_per_second": rows_per_second(
-            sum(sum(c.values()) for c in generated["row_counts"].values()), generated["seconds"]),
+            sum(sum(c.values()) for c in generated["row_counts"].values()), generated["seconds"]
+        ),
         "defect_rows": generated["defect_rows"],
         "peak_rss_mib": to_mib(generated["peak_rss_bytes"]),
     }
@@ -613,17 +756,36 @@ def run_benchmark(patients: int, *, chunk_rows: int | None = None, work_dir: Pat
     import_seconds = warm_imports()
 
     targets: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("sqlite", lambda: _in_process_run("sqlite", bench_settings(run_dir / "sqlite", estate, chunk_rows),
-                                           as_of, log, backend="sqlite", import_seconds=import_seconds)),
+        (
+            "sqlite",
+            lambda: _in_process_run(
+                "sqlite",
+                "sqlite",
+                bench_settings(run_dir / "sqlite", estate, chunk_rows),
+                as_of,
+                log,
+                import_seconds=import_seconds,
+            ),
+        ),
     ]
     if postgres_url:
-        targets.append(("postgresql", lambda: _postgres_run(postgres_url, run_dir, estate, chunk_rows, as_of, log)))
+        targets.append(
+            (
+                "postgresql",
+                lambda: _postgres_run(postgres_url, run_dir, estate, chunk_rows, as_of, log),
+            )
+        )
     for label, target in targets:
         try:
             run = target()
         except Exception as error:  # report and go on: the other figures are still worth having
-            run = {"label": label, "backend": label, "chunk_rows": chunk_rows,
-                   "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+            run = {
+                "label": label,
+                "backend": label,
+                "chunk_rows": chunk_rows,
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(),
+            }
             problems.append(f"{label} run failed: {type(error).__name__}: {error}")
             log(run["traceback"])
         else:
@@ -636,12 +798,31 @@ def run_benchmark(patients: int, *, chunk_rows: int | None = None, work_dir: Pat
             label = f"sqlite_chunk_{size}"
             log(f"{label}: migrating in a fresh child interpreter")
             try:
-                run = _run_child(["migrate", "--home", str(run_dir / label), "--estate", str(estate),
-                                  "--chunk-rows", str(size), "--label", label, "--as-of", as_of.isoformat()],
-                                 run_dir / f"{label}.json", run_dir / f"{label}.log")
+                run = _run_child(
+                    [
+                        "migrate",
+                        "--home",
+                        str(run_dir / label),
+                        "--estate",
+                        str(estate),
+                        "--chunk-rows",
+                        str(size),
+                        "--label",
+                        label,
+                        "--as-of",
+                        as_of.isoformat(),
+                    ],
+                    run_dir / f"{label}.json",
+                    run_dir / f"{label}.log",
+                )
             except Exception as error:
-                run = {"label": label, "backend": "sqlite", "chunk_rows": size, "process": "child interpreter",
-                       "error": f"{type(error).__name__}: {error}"}
+                run = {
+                    "label": label,
+                    "backend": "sqlite",
+                    "chunk_rows": size,
+                    "process": "child interpreter",
+                    "error": f"{type(error).__name__}: {error}",
+                }
                 problems.append(f"{label} run failed: {error}")
             else:
                 if not run["reconciled"]:
@@ -651,8 +832,11 @@ def run_benchmark(patients: int, *, chunk_rows: int | None = None, work_dir: Pat
     if dag_parse_repeats > 0:
         log(f"timing the parse of dags/ ({dag_parse_repeats} + 1 fresh interpreters)")
         try:
-            dag_parse = measure_dag_parse(bench_settings(run_dir / "dag_parse", estate, chunk_rows),
-                                          dag_parse_repeats, run_dir)
+            dag_parse = measure_dag_parse(
+                bench_settings(run_dir / "dag_parse", estate, chunk_rows),
+                dag_parse_repeats,
+                run_dir,
+            )
             if dag_parse["import_errors"]:
                 problems.append(f"DAG import errors: {dag_parse['import_errors']}")
         except Exception as error:
@@ -660,18 +844,36 @@ def run_benchmark(patients: int, *, chunk_rows: int | None = None, work_dir: Pat
             problems.append(f"DAG parse timing failed: {error}")
 
     results = build_results(
-        parameters={"patients": patients, "seed": seed, "chunk_rows": chunk_rows, "systems": list(SYSTEMS),
-                    "as_of_date": as_of.isoformat(), "work_dir": str(work_dir), "run_dir": str(run_dir),
-                    "postgres_url": redact_url(postgres_url) if postgres_url else None,
-                    "compare_chunks": compare_chunks, "dag_parse_repeats": dag_parse_repeats,
-                    "import_seconds": import_seconds, "files_kept": keep_files or bool(problems),
-                    "rss_sampler": "psutil" if RssSampler().available else None},
-        machine=machine_info(), git=git_info(), generation=generation, runs=runs, dag_parse=dag_parse,
-        started_at=started_at, finished_at=dt.datetime.now(dt.UTC).isoformat(),
-        wall_seconds=time.perf_counter() - wall_started, problems=problems)
+        parameters={
+            "patients": patients,
+            "seed": seed,
+            "chunk_rows": chunk_rows,
+            "systems": list(SYSTEMS),
+            "as_of_date": as_of.isoformat(),
+            "work_dir": str(work_dir),
+            "run_dir": str(run_dir),
+            "postgres_url": redact_url(postgres_url) if postgres_url else None,
+            "compare_chunks": compare_chunks,
+            "dag_parse_repeats": dag_parse_repeats,
+            "import_seconds": import_seconds,
+            "files_kept": keep_files or bool(problems),
+            "rss_sampler": "psutil" if RssSampler().available else None,
+        },
+        machine=machine_info(),
+        git=git_info(),
+        generation=generation,
+        runs=runs,
+        dag_parse=dag_parse,
+        started_at=started_at,
+        finished_at=dt.datetime.now(dt.UTC).isoformat(),
+        wall_seconds=time.perf_counter() - wall_started,
+        problems=problems,
+    )
     write_json(work_dir / RESULTS_FILE, results)
     if keep_files or problems:
-        write_json(run_dir / RESULTS_FILE, results)  # kept for inspection (always, when something failed)
+        write_json(
+            run_dir / RESULTS_FILE, results
+        )  # kept for inspection (always, when something failed)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
     return results
@@ -700,54 +902,122 @@ def result_tables(results: dict[str, Any]) -> list[Any]:
             table.add_column(column, justify="left" if column == "system" else "right")
         for system, rows in generation["source_rows"].items():
             table.add_row(system, f"{rows:,}", "", "", "")
-        table.add_row("[b]all[/b]", f"{generation['total_rows']:,}", _fmt(generation["seconds"]),
-                      _fmt(generation["rows_per_second"], 0), _fmt(generation["peak_rss_mib"], 1))
+        table.add_row(
+            "[b]all[/b]",
+            f"{generation['total_rows']:,}",
+            _fmt(generation["seconds"]),
+            _fmt(generation["rows_per_second"], 0),
+            _fmt(generation["peak_rss_mib"], 1),
+        )
         tables.append(table)
 
-    stage_table = Table(title="migration per stage (rows/s = source rows extracted / stage seconds)")
-    for column in ("run", "chunk", "system", "stage", "seconds", "rows/s", "% of e2e", "peak RSS MiB"):
-        stage_table.add_column(column, justify="left" if column in {"run", "system", "stage"} else "right")
-    memory_table = Table(title="memory (ru_maxrss = exact process peak; sampled = psutil peak over the run)")
-    for column in ("run", "process", "chunk rows", "ru_maxrss MiB", "sampled peak MiB", "validation share",
-                   "e2e s", "reconciled"):
+    stage_table = Table(
+        title="migration per stage (rows/s = source rows extracted / stage seconds)"
+    )
+    for column in (
+        "run",
+        "chunk",
+        "system",
+        "stage",
+        "seconds",
+        "rows/s",
+        "% of e2e",
+        "peak RSS MiB",
+    ):
+        stage_table.add_column(
+            column, justify="left" if column in {"run", "system", "stage"} else "right"
+        )
+    memory_table = Table(
+        title="memory (ru_maxrss = exact process peak; sampled = psutil peak over the run)"
+    )
+    for column in (
+        "run",
+        "process",
+        "chunk rows",
+        "ru_maxrss MiB",
+        "sampled peak MiB",
+        "validation share",
+        "e2e s",
+        "reconciled",
+    ):
         memory_table.add_column(column, justify="left" if column in {"run", "process"} else "right")
     for run in results["runs"]:
         if run.get("error"):
-            stage_table.add_row(run["label"], str(run.get("chunk_rows", "")), "", "[red]failed[/red]",
-                                "", "", "", "")
-            memory_table.add_row(run["label"], run.get("process", ""), str(run.get("chunk_rows", "")),
-                                 "", "", "", "", "[red]failed[/red]")
+            stage_table.add_row(
+                run["label"],
+                str(run.get("chunk_rows", "")),
+                "",
+                "[red]failed[/red]",
+                "",
+                "",
+                "",
+                "",
+            )
+            memory_table.add_row(
+                run["label"],
+                run.get("process", ""),
+                str(run.get("chunk_rows", "")),
+                "",
+                "",
+                "",
+                "",
+                "[red]failed[/red]",
+            )
             continue
         groups = [*run["systems"].items(), ("[b]total[/b]", run["total"])]
         for system, figures in groups:
             for stage in STAGES:
                 stage_figures = figures["stages"][stage]
-                stage_table.add_row(run["label"], f"{run['chunk_rows']:,}", system, stage,
-                                    _fmt(stage_figures["seconds"]), _fmt(stage_figures["rows_per_second"], 0),
-                                    _pct(stage_figures["share_of_end_to_end"]),
-                                    _fmt(stage_figures["peak_rss_mib"], 1))
+                stage_table.add_row(
+                    run["label"],
+                    f"{run['chunk_rows']:,}",
+                    system,
+                    stage,
+                    _fmt(stage_figures["seconds"]),
+                    _fmt(stage_figures["rows_per_second"], 0),
+                    _pct(stage_figures["share_of_end_to_end"]),
+                    _fmt(stage_figures["peak_rss_mib"], 1),
+                )
             e2e = figures["end_to_end"]
-            stage_table.add_row(run["label"], f"{run['chunk_rows']:,}", system, "[b]end to end[/b]",
-                                _fmt(e2e["seconds"]), _fmt(e2e["rows_per_second"], 0), "100.0%",
-                                _fmt(e2e["peak_rss_mib"], 1), end_section=system.startswith("[b]"))
-        memory_table.add_row(run["label"], run.get("process", ""), f"{run['chunk_rows']:,}",
-                             _fmt(run["process_peak_rss_mib"], 1), _fmt(run["total"]["end_to_end"]["peak_rss_mib"], 1),
-                             _pct(run["total"]["validation_share"]), _fmt(run["total"]["end_to_end"]["seconds"]),
-                             "[green]yes[/green]" if run["reconciled"] else "[red]NO[/red]")
+            stage_table.add_row(
+                run["label"],
+                f"{run['chunk_rows']:,}",
+                system,
+                "[b]end to end[/b]",
+                _fmt(e2e["seconds"]),
+                _fmt(e2e["rows_per_second"], 0),
+                "100.0%",
+                _fmt(e2e["peak_rss_mib"], 1),
+                end_section=system.startswith("[b]"),
+            )
+        memory_table.add_row(
+            run["label"],
+            run.get("process", ""),
+            f"{run['chunk_rows']:,}",
+            _fmt(run["process_peak_rss_mib"], 1),
+            _fmt(run["total"]["end_to_end"]["peak_rss_mib"], 1),
+            _pct(run["total"]["validation_share"]),
+            _fmt(run["total"]["end_to_end"]["seconds"]),
+            "[green]yes[/green]" if run["reconciled"] else "[red]NO[/red]",
+        )
     tables += [stage_table, memory_table]
 
     dag_parse = results.get("dag_parse")
     if dag_parse and not dag_parse.get("error"):
-        table = Table(title=f"parsing dags/ ({len(dag_parse['dag_ids'])} DAGs; median of "
-                            f"{dag_parse['samples_in_median']} fresh interpreters; Airflow re-parses every 30 s)")
+        table = Table(
+            title=f"parsing dags/ ({len(dag_parse['dag_ids'])} DAGs; median of "
+            f"{dag_parse['samples_in_median']} fresh interpreters; Airflow re-parses every 30 s)"
+        )
         for column in ("measure", "seconds", "cold first"):
             table.add_column(column, justify="left" if column == "measure" else "right")
         cold = dag_parse["cold_first"]
-        for key, text in (("import_airflow_seconds", "import airflow"),
-                          ("dagbag_total_seconds", "import airflow + DagBag(dags/)"),
-                          ("parse_seconds", "DagBag(dags/) minus import airflow"),
-                          ("file_parse_seconds", "DagBag's own per-file parse time (sum)"),
-                          ("warm_reparse_seconds", "second DagBag in the same interpreter")):
+        for key, text in (
+            ("import_airflow_seconds", "import airflow"),
+            ("dagbag_total_seconds", "import airflow + DagBag(dags/)"),
+            ("parse_seconds", "DagBag(dags/) minus import airflow"),
+            ("file_parse_seconds", "DagBag's own per-file parse time (sum)"),
+            ("warm_reparse_seconds", "second DagBag in the same interpreter"),
+        ):
             table.add_row(text, _fmt(dag_parse[key], 3), _fmt(cold.get(key), 3))
         tables.append(table)
     return tables
@@ -757,7 +1027,9 @@ def result_tables(results: dict[str, Any]) -> list[Any]:
 
 
 def _main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m etl.bench", description="bench child processes")
+    parser = argparse.ArgumentParser(
+        prog="python -m etl.bench", description="bench child processes"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate")
     generate.add_argument("--out", type=Path, required=True)
@@ -775,8 +1047,9 @@ def _main(argv: list[str] | None = None) -> None:
     if arguments.command == "generate":
         result = _child_generate(arguments.out, arguments.patients, arguments.seed)
     else:
-        result = _child_migrate(arguments.home, arguments.estate, arguments.chunk_rows, arguments.label,
-                                arguments.as_of)
+        result = _child_migrate(
+            arguments.home, arguments.estate, arguments.chunk_rows, arguments.label, arguments.as_of
+        )
     write_json(arguments.result, result)
 
 

@@ -177,5 +177,44 @@ def _checked(command: list[str], environment: dict[str, str], what: str, log: Pa
     console.print(f"{what}: ok" + (f" (log: {log})" if log else ""))
 
 
+@app.command("bench")
+def bench(
+    patients: Annotated[int, typer.Option(
+        help="Synthetic people in the benchmark estate (fixed seed).")] = 20000,
+    chunk_rows: Annotated[int | None, typer.Option(
+        help="Rows per chunk (default: VARDFLYTT_CHUNK_ROWS).")] = None,
+    work_dir: Annotated[Path | None, typer.Option(
+        help="Folder for the run and results.json (default: var/bench).")] = None,
+    postgres_url: Annotated[str | None, typer.Option(
+        envvar="VARDFLYTT_BENCH_POSTGRES_URL",
+        help="Also load into a fresh schema on this PostgreSQL server (dropped after).")] = None,
+    compare_chunks: Annotated[bool, typer.Option(
+        help="Also migrate with small, default and large chunks, each in a new process.")] = False,
+    dag_parse_repeats: Annotated[int, typer.Option(
+        help="Fresh interpreters timing the parse of dags/ (0: skip).")] = 3,
+    keep_files: Annotated[bool, typer.Option(
+        help="Keep the run's estate, landing zone and core database.")] = False,
+) -> None:
+    """Time and size the migration: generation, each stage per system, peak memory, DAG parse."""
+    from etl.bench import RESULTS_FILE, result_tables, run_benchmark
+
+    results = run_benchmark(
+        patients, chunk_rows=chunk_rows, work_dir=work_dir, postgres_url=postgres_url,
+        compare_chunks=compare_chunks, dag_parse_repeats=dag_parse_repeats, keep_files=keep_files,
+        log=lambda message: console.log(message, highlight=False))
+    for table in result_tables(results):
+        console.print(table)
+    machine, git = results["machine"], results["git"]
+    local_changes = " (with local changes)" if git["dirty"] else ""
+    console.print(f"{machine['cpu_count']} CPUs, Python {machine['python']}, "
+                  f"{machine['platform']}; commit {git['commit'] or 'unknown'}{local_changes}; "
+                  f"bench wall time {results['wall_seconds']:.1f} s")
+    console.print(f"results: {Path(results['parameters']['work_dir']) / RESULTS_FILE}")
+    for problem in results["problems"]:
+        console.print(f"[red]{problem}[/red]")
+    if results["problems"]:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

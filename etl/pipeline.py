@@ -57,9 +57,9 @@ def validate(system: str, entity: str, batch_id: str, settings: Settings | None 
 
 
 def load(system: str, batch_id: str, run_id: str | None = None, dry_run: bool = False,
-         settings: Settings | None = None) -> dict:
+         settings: Settings | None = None, scope: str = "all") -> dict:
     settings = settings or get_settings()
-    return load_system(catalog(settings), system, batch_id, settings, run_id, dry_run).model_dump()
+    return load_system(catalog(settings), system, batch_id, settings, run_id, dry_run, scope).model_dump()
 
 
 def reconcile(report: dict) -> dict:

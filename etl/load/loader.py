@@ -133,7 +133,7 @@ def _quarantine_rows(system: str, entity: str, dataset: str, batch_id: str, run_
 
 
 def load_system(catalog: Catalog, system: str, batch_id: str, settings: Settings,
-                run_id: str | None = None, dry_run: bool = False) -> LoadReport:
+                run_id: str | None = None, dry_run: bool = False, scope: str = "all") -> LoadReport:
     """Load every validated entity of the batch in one transaction, then account for every row."""
     manifest = read_manifest(settings, batch_id, system)
     paths = BatchPaths.of(settings, batch_id, system)
@@ -143,7 +143,7 @@ def load_system(catalog: Catalog, system: str, batch_id: str, settings: Settings
     engine = core_engine(settings.resolved_core_url)
     with engine.begin() as connection:
         if not dry_run:
-            _record_batch(connection, system, batch_id, run_id, "loading")
+            _record_batch(connection, system, batch_id, run_id, "loading", scope=scope)
             connection.execute(quarantine.delete().where(
                 (quarantine.c.batch_id == batch_id) & (quarantine.c.source_system == system)))
         for entity in _load_order(catalog, system):
@@ -191,10 +191,12 @@ def _account(system, entity, dataset, extracted, load: EntityLoad, outcomes: pd.
     )
 
 
-def _record_batch(connection, system, batch_id, run_id, status, finished=False) -> None:
+def _record_batch(connection, system, batch_id, run_id, status, finished=False, scope=None) -> None:
     now = utc_now()
     existing = connection.execute(sa.select(load_batch.c.batch_id).where(load_batch.c.batch_id == batch_id)).first()
     values = {"source_system": system, "run_id": run_id, "status": status}
+    if scope is not None:
+        values["scope"] = scope
     if finished:
         values["finished_at"] = now
     if existing:

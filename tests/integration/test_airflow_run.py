@@ -56,3 +56,18 @@ def test_dags_migrate_the_estate_and_reconcile(backend, airflow_home, small_esta
     assert residues[0] == 0 and residues[1] == 14  # 6 ELVIS + 8 Melior entities
     assert patients > 0
     assert actual_quarantine(core_url) == expected_quarantine(small_estate, ("elvis", "melior"))
+
+
+def test_selection_dag_runs_only_the_chosen_systems(airflow_home, small_estate, tmp_path):
+    landing = tmp_path / "landing"
+    environment = {"VARDFLYTT_ESTATE_DIR": str(small_estate), "VARDFLYTT_LANDING_DIR": str(landing),
+                   "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}"}
+    conf = json.dumps({"systems": ["melior"], "dry_run": True, "batch_id": "pick", "as_of_date": "2026-07-01"})
+    _vardflytt(airflow_home, environment, "airflow", "dags", "test", "vardflytt_migrate", "--conf", conf)
+
+    assert (landing / "melior__pick" / "melior" / "validated").is_dir()
+    assert not (landing / "elvis__pick").exists()
+    engine = sa.create_engine(environment["VARDFLYTT_CORE_URL"])
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM patient").scalar_one() == 0  # dry run
+    engine.dispose()
