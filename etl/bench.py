@@ -9,10 +9,13 @@ What is measured, and how (the same words go into ``results.json`` under ``defin
   second of *every* stage is ``source rows extracted for the system / stage seconds``: one
   numerator for all stages, so the rates compare stage costs directly.
 * **Memory**: ``ru_maxrss`` is the process's exact lifetime high-water mark (it never goes down,
-  so in a process that runs several migrations it is the maximum over all of them). A psutil
-  thread samples RSS every few milliseconds for a per-stage peak (a sample can miss a spike
-  shorter than the interval). ``--compare-chunks`` runs the migration once per chunk size, each
-  in a fresh child interpreter, so each run's ``ru_maxrss`` is its own.
+  so in a process that runs several migrations it is the maximum over all of them). On Linux a
+  child started from this process inherits this process's ``ru_maxrss`` through fork and exec,
+  so the exact peak of the current program image, ``VmHWM`` from ``/proc/self/status``, is
+  reported next to it. A psutil thread samples RSS every few milliseconds for a per-stage peak
+  (a sample can miss a spike shorter than the interval). ``--compare-chunks`` runs the
+  migration once per chunk size, each in a fresh child interpreter, so each run's ``VmHWM`` is
+  its own.
 * **DAG parsing**: in a fresh interpreter, the time to ``import airflow``, then the time to import
   ``DagBag`` and fill it from ``dags/`` (the parse cost), then a second fill in the same
   interpreter (warm, as a long-running DAG processor re-parses every 30 seconds).
@@ -65,8 +68,12 @@ DEFINITIONS = {
     "peak_rss_mib": "highest RSS sampled by a psutil thread during the stage (process-wide, so it "
     "includes what earlier stages left allocated); may miss spikes shorter than "
     f"{SAMPLE_INTERVAL_SECONDS * 1000:g} ms",
-    "process_peak_rss_mib": "resource.getrusage(RUSAGE_SELF).ru_maxrss: the exact high-water mark "
-    "of the process running the migration, over its whole life so far",
+    "ru_maxrss_mib": "resource.getrusage(RUSAGE_SELF).ru_maxrss of the process that ran the "
+    "migration, read after it: exact lifetime high-water mark; on Linux a child inherits its "
+    "parent's value at fork/exec, so for child runs it is at least the parent's peak",
+    "vm_hwm_mib": "VmHWM of /proc/self/status (Linux): exact peak RSS of the current program "
+    "image, read after the run; a child's own peak, not its parent's",
+    "baseline_rss_mib": "RSS when the run's first stage started (imports and earlier runs)",
     "generation": "generate_estate timed inside a child interpreter; its peak RSS is that child's",
     "dag_parse": "fresh interpreter per sample: import_airflow_seconds = `import airflow`; "
     "parse_seconds = `from airflow.dag_processing.dagbag import DagBag; "
@@ -191,7 +198,7 @@ def summarize_run(
     backend: str,
     chunk_rows: int,
     timings: list[SystemTiming],
-    process_peak_rss_bytes: int | None,
+    process_peaks: dict[str, int | None],
     **extra: Any,
 ) -> dict[str, Any]:
     """One migration run (one backend, one chunk size): per system and totals over systems."""
@@ -231,7 +238,9 @@ def summarize_run(
             },
             "validation_share": share(stage_totals["validate"]["seconds"], e2e),
         },
-        "process_peak_rss_mib": to_mib(process_peak_rss_bytes),
+        "baseline_rss_mib": to_mib(timings[0].end_to_end.start_rss_bytes) if timings else None,
+        "ru_maxrss_mib": to_mib(process_peaks.get("ru_maxrss_bytes")),
+        "vm_hwm_mib": to_mib(process_peaks.get("vm_hwm_bytes")),
         "reconciled": all(t.reconciled for t in timings) if timings else None,
     }
 
@@ -436,8 +445,25 @@ def measure(sampler: RssSampler | None) -> Iterator[Measurement]:
     result.start_rss_bytes, result.peak_rss_bytes = window.start, window.peak
 
 
-def process_peak_rss_bytes() -> int:
-    return ru_maxrss_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+def parse_vm_hwm(status_text: str) -> int | None:
+    """Bytes of ``VmHWM`` in a ``/proc/<pid>/status`` text (None if absent)."""
+    for line in status_text.splitlines():
+        if line.startswith("VmHWM:"):
+            number, unit = line.split()[1:3]
+            return int(number) * {"kB": 1024, "mB": MIB}.get(unit, 1)
+    return None
+
+
+def process_peaks() -> dict[str, int | None]:
+    """This process's exact peaks: ``ru_maxrss`` and (Linux) ``VmHWM``, in bytes."""
+    try:
+        vm_hwm = parse_vm_hwm(Path("/proc/self/status").read_text())
+    except OSError:
+        vm_hwm = None
+    return {
+        "ru_maxrss_bytes": ru_maxrss_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "vm_hwm_bytes": vm_hwm,
+    }
 
 
 # --------------------------------------------------------------------------- the migration
@@ -560,7 +586,7 @@ def _child_generate(out: Path, patients: int, seed: int) -> dict[str, Any]:
         "row_counts": manifest.row_counts,
         "defect_rows": manifest.defect_rows,
         "extract_date": manifest.extract_date.isoformat(),
-        "peak_rss_bytes": process_peak_rss_bytes(),
+        **process_peaks(),
     }
 
 
@@ -576,7 +602,7 @@ def _child_migrate(
         "sqlite",
         chunk_rows,
         timings,
-        process_peak_rss_bytes(),
+        process_peaks(),
         process="child interpreter",
         import_seconds=imports,
     )
@@ -655,7 +681,7 @@ def _in_process_run(
         backend,
         settings.chunk_rows,
         timings,
-        process_peak_rss_bytes(),
+        process_peaks(),
         process="this process",
         **extra,
     )
@@ -748,7 +774,9 @@ def run_benchmark(
             sum(sum(c.values()) for c in generated["row_counts"].values()), generated["seconds"]
         ),
         "defect_rows": generated["defect_rows"],
-        "peak_rss_mib": to_mib(generated["peak_rss_bytes"]),
+        "peak_rss_mib": to_mib(generated["vm_hwm_bytes"] or generated["ru_maxrss_bytes"]),
+        "vm_hwm_mib": to_mib(generated["vm_hwm_bytes"]),
+        "ru_maxrss_mib": to_mib(generated["ru_maxrss_bytes"]),
     }
     as_of = dt.date.fromisoformat(generated["extract_date"])
 
@@ -928,14 +956,17 @@ def result_tables(results: dict[str, Any]) -> list[Any]:
             column, justify="left" if column in {"run", "system", "stage"} else "right"
         )
     memory_table = Table(
-        title="memory (ru_maxrss = exact process peak; sampled = psutil peak over the run)"
+        title="memory in MiB (at start and sampled peak: psutil; VmHWM, ru_maxrss: exact "
+        "process peaks; a child's ru_maxrss includes its parent's)"
     )
     for column in (
         "run",
         "process",
         "chunk rows",
-        "ru_maxrss MiB",
-        "sampled peak MiB",
+        "RSS at start",
+        "sampled peak",
+        "VmHWM",
+        "ru_maxrss",
         "validation share",
         "e2e s",
         "reconciled",
@@ -957,6 +988,8 @@ def result_tables(results: dict[str, Any]) -> list[Any]:
                 run["label"],
                 run.get("process", ""),
                 str(run.get("chunk_rows", "")),
+                "",
+                "",
                 "",
                 "",
                 "",
@@ -994,8 +1027,10 @@ def result_tables(results: dict[str, Any]) -> list[Any]:
             run["label"],
             run.get("process", ""),
             f"{run['chunk_rows']:,}",
-            _fmt(run["process_peak_rss_mib"], 1),
+            _fmt(run["baseline_rss_mib"], 1),
             _fmt(run["total"]["end_to_end"]["peak_rss_mib"], 1),
+            _fmt(run["vm_hwm_mib"], 1),
+            _fmt(run["ru_maxrss_mib"], 1),
             _pct(run["total"]["validation_share"]),
             _fmt(run["total"]["end_to_end"]["seconds"]),
             "[green]yes[/green]" if run["reconciled"] else "[red]NO[/red]",

@@ -10,6 +10,7 @@ Every file is parsed into typed models; an error names the file and the field.
 
 from __future__ import annotations
 
+import codecs
 import csv
 from enum import StrEnum
 from functools import cached_property
@@ -87,7 +88,10 @@ class FileDataset(Strict):
             raise ValueError("a fixed_width dataset needs 'fields' (name and width of each)")
         if self.format is FileFormat.DELIMITED and not self.columns:
             raise ValueError("a delimited dataset needs 'columns'")
-        "".encode(self.encoding)  # an unknown codec fails here, at load, not mid-run
+        try:  # an unknown codec fails here, at load, not mid-run
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{self.encoding}'") from None
         return self
 
     @property
@@ -314,6 +318,10 @@ def load_system(directory: Path) -> SystemMappings:
 
 
 def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) -> None:
+    if mapping.system != spec.system:
+        raise MappingError(
+            f"{path}: field 'system' is '{mapping.system}' but the file is in {spec.system}'s folder"
+        )
     if mapping.entity != path.stem:
         raise MappingError(f"{path}: field 'entity' is '{mapping.entity}' but the file is '{path.stem}'")
     if mapping.dataset not in spec.datasets:
@@ -345,6 +353,12 @@ def load_catalog(root: Path) -> Catalog:
     """Every system under ``root``; raises MappingError naming the first bad file and field."""
     if not root.is_dir():
         raise MappingError(f"mappings folder {root} does not exist")
+    orphans = [
+        directory.name for directory in sorted(root.iterdir())
+        if directory.is_dir() and any(directory.glob("*.yaml")) and directory not in system_directories(root)
+    ]
+    if orphans:
+        raise MappingError(f"{root / orphans[0]}: has mapping files but no {SYSTEM_FILE} (how to reach the source)")
     systems = {}
     for directory in system_directories(root):
         mappings = load_system(directory)

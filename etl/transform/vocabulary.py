@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from etl.core.ids import core_ids
 
@@ -121,14 +121,14 @@ def constant(values: pd.Series, args: ConstantArgs, context: TransformContext) -
 def integer(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
     """A whole number; anything else is ``invalid_number``."""
     cleaned = clean_text(values)
-    numbers = pd.to_numeric(cleaned.where(cleaned.str.fullmatch(r"[+-]?\d+")), errors="coerce")
+    numbers = pd.to_numeric(cleaned.where(cleaned.str.fullmatch(r"[+-]?[0-9]+")), errors="coerce")
     failed = cleaned.notna() & numbers.isna()
     return TransformResult(numbers.astype("Int64"), errors_where(failed, "invalid_number"))
 
 
 def _decimal_comma_number(cleaned: pd.Series) -> pd.Series:
     normalised = cleaned.str.replace(" ", "", regex=False).str.replace(",", ".", regex=False)
-    return pd.to_numeric(normalised.where(normalised.str.fullmatch(r"[+-]?\d+(\.\d+)?")), errors="coerce")
+    return pd.to_numeric(normalised.where(normalised.str.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?")), errors="coerce")
 
 
 @transform("decimal_comma")
@@ -151,8 +151,8 @@ def yes_no(values: pd.Series, args: YesNoArgs, context: TransformContext) -> Tra
     """A J/N style flag as a boolean; an unknown letter is ``invalid_value``."""
     cleaned = clean_text(values).str.upper()
     result = pd.Series(pd.NA, index=values.index, dtype="boolean")
-    result[cleaned.isin(args.true_values).fillna(False)] = True
-    result[cleaned.isin(args.false_values).fillna(False)] = False
+    result[cleaned.isin([v.upper() for v in args.true_values]).fillna(False)] = True
+    result[cleaned.isin([v.upper() for v in args.false_values]).fillna(False)] = False
     failed = cleaned.notna() & result.isna()
     if args.missing_is is not None:
         result = result.mask(cleaned.isna(), args.missing_is)
@@ -190,34 +190,41 @@ def _format_length(date_format: str) -> int:
     return length
 
 
-def _parse_formats(cleaned: pd.Series, formats: list[str]) -> pd.Series:
+def _parse_formats(cleaned: pd.Series, formats: list[str]) -> tuple[pd.Series, pd.Series]:
+    """Parsed timestamps, and whether each was read with a two-digit-year format."""
     parsed = pd.Series(pd.NaT, index=cleaned.index, dtype="datetime64[ns]")
+    two_digit_year = pd.Series(False, index=cleaned.index)
     lengths = cleaned.str.len()
     for date_format in formats:
         candidates = cleaned.where(parsed.isna() & (lengths == _format_length(date_format)))
         attempt = pd.to_datetime(candidates, format=date_format, errors="coerce")
+        if "%y" in date_format:
+            two_digit_year |= parsed.isna() & attempt.notna()
         parsed = parsed.fillna(attempt)
-    return parsed
+    return parsed, two_digit_year
 
 
 class DateArgs(TransformArgs):
     formats: list[str]
     two_digit_years: Literal["past", "python"] = "past"
+    future_years_allowed: int = Field(default=0, ge=0, le=50)  # planned dates, e.g. an end date
 
 
-def _pivot_to_past(parsed: pd.Series, cleaned: pd.Series, args: DateArgs, today: dt.date) -> pd.Series:
-    """A ``YYMMDD`` date that would lie after the reference date is from the previous century."""
-    if args.two_digit_years != "past" or not any("%y" in f for f in args.formats):
+def _pivot_to_past(parsed: pd.Series, two_digit_year: pd.Series, args: DateArgs, today: dt.date) -> pd.Series:
+    """A ``YYMMDD`` date beyond the reference date (plus any allowed future) is a century earlier."""
+    if args.two_digit_years != "past":
         return parsed
-    future = parsed > pd.Timestamp(today)
-    return parsed.mask(future, parsed - pd.DateOffset(years=100))
+    horizon = pd.Timestamp(today) + pd.DateOffset(years=args.future_years_allowed)
+    too_late = two_digit_year & (parsed > horizon)
+    return parsed.mask(too_late, parsed - pd.DateOffset(years=100))
 
 
 @transform("parse_legacy_date", DateArgs)
 def parse_legacy_date(values: pd.Series, args: DateArgs, context: TransformContext) -> TransformResult:
     """A date in one of the listed legacy formats; otherwise ``unparseable_date``."""
     cleaned = clean_text(values)
-    parsed = _pivot_to_past(_parse_formats(cleaned, args.formats), cleaned, args, context.reference_date)
+    parsed, two_digit_year = _parse_formats(cleaned, args.formats)
+    parsed = _pivot_to_past(parsed, two_digit_year, args, context.reference_date)
     failed = cleaned.notna() & parsed.isna()
     return TransformResult(parsed.dt.date.astype("object").where(parsed.notna(), None), errors_where(failed, "unparseable_date"))
 
@@ -233,7 +240,7 @@ def parse_legacy_timestamp(
 ) -> TransformResult:
     """A local legacy timestamp (``YYYYMMDDHHmm``) as UTC; otherwise ``unparseable_date``."""
     cleaned = clean_text(values)
-    parsed = _parse_formats(cleaned, args.formats)
+    parsed, _ = _parse_formats(cleaned, args.formats)
     # The repeated autumn hour cannot be told apart in legacy data: read it as standard time.
     standard_time = np.zeros(len(parsed), dtype=bool)
     localised = parsed.dt.tz_localize(args.timezone, ambiguous=standard_time, nonexistent="shift_forward")
@@ -243,17 +250,17 @@ def parse_legacy_timestamp(
 
 # --- codes ------------------------------------------------------------------------------------
 
-ICD10_SE_PATTERN = r"[A-Z]\d{2}(\.\d{1,2}[A-Z]?)?"
-KVA_PATTERN = r"[A-Z]{3}\d{2}|[A-Z]{2}\d{3}"
-ATC_PATTERN = r"[A-Z]\d{2}[A-Z]{2}\d{2}"
-NPU_PATTERN = r"NPU\d{5}"
+ICD10_SE_PATTERN = r"[A-Z][0-9]{2}(\.[0-9]{1,2}[A-Z]?)?"
+KVA_PATTERN = r"[A-Z]{3}[0-9]{2}|[A-Z]{2}[0-9]{3}"
+ATC_PATTERN = r"[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}"
+NPU_PATTERN = r"NPU[0-9]{5}"
 
 
 @transform("normalise_icd10_se")
 def normalise_icd10_se(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
     """ICD-10-SE code in dotted upper-case form (``I219`` becomes ``I21.9``); else ``invalid_code``."""
     cleaned = clean_text(values).str.upper().str.replace(" ", "", regex=False)
-    dotted = cleaned.str.replace(r"^([A-Z]\d{2})(\d)", r"\1.\2", regex=True)
+    dotted = cleaned.str.replace(r"^([A-Z][0-9]{2})([0-9])", r"\1.\2", regex=True)
     return _with_pattern(dotted, ICD10_SE_PATTERN, "invalid_code")
 
 
@@ -272,14 +279,14 @@ def normalise_atc(values: pd.Series, args: NoArgs, context: TransformContext) ->
 @transform("normalise_npl_id")
 def normalise_npl_id(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
     """NPL-id: 14 digits; else ``invalid_code``."""
-    return _with_pattern(clean_text(values), r"\d{14}", "invalid_code")
+    return _with_pattern(clean_text(values), r"[0-9]{14}", "invalid_code")
 
 
 @transform("hsa_id")
 def hsa_id(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
     """HSA-id (``SE`` + organisation number + ``-`` + alphanumerics, at most 31); else ``invalid_hsa_id``."""
     cleaned = clean_text(values).str.upper()
-    result = _with_pattern(cleaned, r"SE\d{10}-[A-Z0-9]+", "invalid_hsa_id")
+    result = _with_pattern(cleaned, r"SE[0-9]{10}-[A-Z0-9]+", "invalid_hsa_id")
     too_long = result.values.str.len() > 31
     return TransformResult(result.values.mask(too_long), result.errors.mask(too_long.fillna(False), "invalid_hsa_id"))
 
@@ -338,9 +345,9 @@ class RangeArgs(TransformArgs):
 def reference_range_bound(values: pd.Series, args: RangeArgs, context: TransformContext) -> TransformResult:
     """One bound of a reference range (``3,5-4,6``, ``<5``, ``>60``); unreadable is ``invalid_range``."""
     cleaned = clean_text(values).str.replace(" ", "", regex=False)
-    parts = cleaned.str.extract(r"^(?P<low>\d+(?:,\d+)?)-(?P<high>\d+(?:,\d+)?)$")
-    below = cleaned.str.extract(r"^<=?(\d+(?:,\d+)?)$", expand=False)
-    above = cleaned.str.extract(r"^>=?(\d+(?:,\d+)?)$", expand=False)
+    parts = cleaned.str.extract(r"^(?P<low>[0-9]+(?:,[0-9]+)?)-(?P<high>[0-9]+(?:,[0-9]+)?)$")
+    below = cleaned.str.extract(r"^<=?([0-9]+(?:,[0-9]+)?)$", expand=False)
+    above = cleaned.str.extract(r"^>=?([0-9]+(?:,[0-9]+)?)$", expand=False)
     text_bound = parts[args.bound].fillna(below if args.bound == "high" else above)
     numbers = _decimal_comma_number(text_bound.astype("string"))
     readable = parts["low"].notna() | below.notna() | above.notna()

@@ -189,22 +189,6 @@ def test_minimal_mappings_load(tmp_path):
     assert birth_date.parsed_args().formats == ["%Y%m%d"]
 
 
-# Known bugs, kept as strict xfails so that the fix turns them red and the marker gets removed.
-UNKNOWN_ENCODING_ESCAPES = pytest.mark.xfail(
-    strict=True, raises=LookupError,
-    reason="bug: FileDataset's ''.encode(encoding) raises LookupError, which pydantic "
-    "passes through instead of reporting it as a field error",
-)
-SYSTEM_FIELD_UNCHECKED = pytest.mark.xfail(
-    strict=True,
-    reason="bug: an entity file's own 'system:' overrides the folder's and is never checked, "
-    "so its core ids would be derived under another system's name",
-)
-FOLDER_WITHOUT_SYSTEM_YAML_IGNORED = pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_catalog only visits folders that have a system.yaml "
-    "(layout.system_directories), so a misnamed system.yaml drops a whole system silently",
-)
 
 ERROR_CASES = [
     pytest.param(
@@ -286,7 +270,6 @@ ERROR_CASES = [
         {"demo/system.yaml": ("encoding: utf-8", "encoding: klingon-8")},
         "demo/system.yaml", ["datasets.kontakt", "klingon-8"],
         id="unknown-encoding",
-        marks=UNKNOWN_ENCODING_ESCAPES,
     ),
     pytest.param(
         {"demo/system.yaml": ("format: delimited", "format: csv")},
@@ -331,13 +314,11 @@ ERROR_CASES = [
         {"demo/patient.yaml": ("dataset: patient\n", "system: elvis\ndataset: patient\n")},
         "demo/patient.yaml", ["field 'system'", "'elvis'"],
         id="entity-file-claims-another-system",
-        marks=SYSTEM_FIELD_UNCHECKED,
     ),
     pytest.param(
         {"orbit/patient.yaml": PATIENT_YAML},
         "orbit", ["system.yaml"],
         id="system-folder-without-system-yaml",
-        marks=FOLDER_WITHOUT_SYSTEM_YAML_IGNORED,
     ),
 ]
 
