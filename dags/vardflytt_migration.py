@@ -17,19 +17,37 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
 
 from etl.layout import list_system_entities
 
-MAPPINGS_DIR = Path(os.environ.get("VARDFLYTT_MAPPINGS_DIR") or Path(__file__).resolve().parents[1] / "mappings")
+MAPPINGS_DIR = Path(
+    os.environ.get("VARDFLYTT_MAPPINGS_DIR") or Path(__file__).resolve().parents[1] / "mappings"
+)
 SYSTEMS = list_system_entities(MAPPINGS_DIR)
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 RUN_PARAMS = {
-    "scope": Param("all", type="string", title="Scope",
-                   description="Wave or scope label recorded on the batch; 'all' migrates everything."),
-    "dry_run": Param(False, type="boolean", title="Dry run",
-                     description="Extract, transform and validate, but write nothing to the core."),
-    "batch_id": Param("", type="string", title="Batch id",
-                      description="Leave empty for one batch per run. Re-use an id to re-run that batch."),
-    "as_of_date": Param("", type="string", title="As-of date (YYYY-MM-DD)",
-                        description="Reference date for date rules; empty means the run's date."),
+    "scope": Param(
+        "all",
+        type="string",
+        title="Scope",
+        description="Wave or scope label recorded on the batch; 'all' migrates everything.",
+    ),
+    "dry_run": Param(
+        False,
+        type="boolean",
+        title="Dry run",
+        description="Extract, transform and validate, but write nothing to the core.",
+    ),
+    "batch_id": Param(
+        "",
+        type="string",
+        title="Batch id",
+        description="Leave empty for one batch per run. Re-use an id to re-run that batch.",
+    ),
+    "as_of_date": Param(
+        "",
+        type="string",
+        title="As-of date (YYYY-MM-DD)",
+        description="Reference date for date rules; empty means the run's date.",
+    ),
 }
 
 
@@ -42,8 +60,13 @@ def _batch(system: str) -> dict:
     batch_id = params["batch_id"] or batch_id_for(system, dag_run.run_id)
     if params["batch_id"] and "systems" in params:
         batch_id = batch_id_for(system, params["batch_id"])  # one batch per system, always
-    return {"batch_id": batch_id, "as_of_date": as_of, "run_id": dag_run.run_id,
-            "dry_run": bool(params["dry_run"]), "scope": params["scope"]}
+    return {
+        "batch_id": batch_id,
+        "as_of_date": as_of,
+        "run_id": dag_run.run_id,
+        "dry_run": bool(params["dry_run"]),
+        "scope": params["scope"],
+    }
 
 
 def migrate_system(system: str, entities: list[str], selected=None) -> None:
@@ -75,7 +98,9 @@ def migrate_system(system: str, entities: list[str], selected=None) -> None:
     def load(batch: dict) -> dict:
         from etl import pipeline
 
-        return pipeline.load(system, batch["batch_id"], batch["run_id"], batch["dry_run"], scope=batch["scope"])
+        return pipeline.load(
+            system, batch["batch_id"], batch["run_id"], batch["dry_run"], scope=batch["scope"]
+        )
 
     @task
     def reconcile(report: dict) -> dict:
@@ -99,10 +124,17 @@ def migrate_system(system: str, entities: list[str], selected=None) -> None:
 
 
 def build_system_dag(system: str, entities: list[str]):
-    @dag(dag_id=f"vardflytt_{system}", description=f"Migrate {system} into the core system",
-         schedule=None, start_date=START, catchup=False, max_active_runs=1,
-         tags=["vardflytt", "migration", system], params=RUN_PARAMS,
-         doc_md=f"Extract, transform, validate and load **{system}** (`mappings/{system}/`).")
+    @dag(
+        dag_id=f"vardflytt_{system}",
+        description=f"Migrate {system} into the core system",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["vardflytt", "migration", system],
+        params=RUN_PARAMS,
+        doc_md=f"Extract, transform, validate and load **{system}** (`mappings/{system}/`).",
+    )
     def migrate():
         migrate_system(system, entities)
 
@@ -111,16 +143,28 @@ def build_system_dag(system: str, entities: list[str]):
 
 def build_selection_dag(systems: dict[str, list[str]]):
     params = {
-        "systems": Param(sorted(systems), type="array", title="Source systems",
-                         description="Which legacy systems this run migrates.",
-                         examples=sorted(systems), items={"type": "string", "enum": sorted(systems)}),
+        "systems": Param(
+            sorted(systems),
+            type="array",
+            title="Source systems",
+            description="Which legacy systems this run migrates.",
+            examples=sorted(systems),
+            items={"type": "string", "enum": sorted(systems)},
+        ),
         **RUN_PARAMS,
     }
 
-    @dag(dag_id="vardflytt_migrate", description="Migrate a selection of source systems",
-         schedule=None, start_date=START, catchup=False, max_active_runs=1,
-         tags=["vardflytt", "migration"], params=params,
-         doc_md="Pick source systems in the Params form; each runs as its own task group.")
+    @dag(
+        dag_id="vardflytt_migrate",
+        description="Migrate a selection of source systems",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["vardflytt", "migration"],
+        params=params,
+        doc_md="Pick source systems in the Params form; each runs as its own task group.",
+    )
     def migrate_selected():
         for system, entities in systems.items():
 

@@ -12,19 +12,21 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     home = settings.airflow_home
     home.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ)
-    environment.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
-        # Data residency: nothing may call home, not even anonymous usage statistics.
-        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
-        "GX_ANALYTICS_ENABLED": "False",
-        "SCARF_ANALYTICS": "false",
-        "DO_NOT_TRACK": "1",
-        # Tasks must see the same vardflytt settings as the command that started Airflow.
-        "VARDFLYTT_HOME": str(settings.home),
-    })
+    environment.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            # Data residency: nothing may call home, not even anonymous usage statistics.
+            "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+            "GX_ANALYTICS_ENABLED": "False",
+            "SCARF_ANALYTICS": "false",
+            "DO_NOT_TRACK": "1",
+            # Tasks must see the same vardflytt settings as the command that started Airflow.
+            "VARDFLYTT_HOME": str(settings.home),
+        }
+    )
     for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):
         value = getattr(settings, name)
         if value is not None:

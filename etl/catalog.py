@@ -25,7 +25,6 @@ from etl.layout import CROSSWALK_DIR, SYSTEM_FILE, system_directories
 from etl.transform.vocabulary import REGISTRY
 
 
-
 class MappingError(ValueError):
     """A mapping file is wrong; the message names the file and the field."""
 
@@ -197,7 +196,9 @@ class EntityMapping(Strict):
         targets = [column.target for column in self.columns]
         unknown = sorted(set(targets) - allowed)
         if unknown:
-            raise ValueError(f"target column(s) {unknown} do not exist on core entity '{self.entity}'")
+            raise ValueError(
+                f"target column(s) {unknown} do not exist on core entity '{self.entity}'"
+            )
         duplicates = sorted({t for t in targets if targets.count(t) > 1})
         if duplicates:
             raise ValueError(f"target column(s) {duplicates} are mapped more than once")
@@ -281,7 +282,9 @@ def load_crosswalks(root: Path) -> dict[str, dict[str, str]]:
     for path in sorted((root / CROSSWALK_DIR).glob("*.csv")):
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"source_code", "target_code"} <= set(reader.fieldnames):
+            if not reader.fieldnames or not {"source_code", "target_code"} <= set(
+                reader.fieldnames
+            ):
                 raise MappingError(f"{path}: needs columns source_code,target_code,note")
             tables[path.stem] = {
                 row["source_code"].strip().upper(): row["target_code"].strip() for row in reader
@@ -320,10 +323,13 @@ def load_system(directory: Path) -> SystemMappings:
 def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) -> None:
     if mapping.system != spec.system:
         raise MappingError(
-            f"{path}: field 'system' is '{mapping.system}' but the file is in {spec.system}'s folder"
+            f"{path}: field 'system' is '{mapping.system}' "
+            f"but the file is in {spec.system}'s folder"
         )
     if mapping.entity != path.stem:
-        raise MappingError(f"{path}: field 'entity' is '{mapping.entity}' but the file is '{path.stem}'")
+        raise MappingError(
+            f"{path}: field 'entity' is '{mapping.entity}' but the file is '{path.stem}'"
+        )
     if mapping.dataset not in spec.datasets:
         raise MappingError(
             f"{path}: field 'dataset': '{mapping.dataset}' is not declared in {SYSTEM_FILE} "
@@ -335,11 +341,14 @@ def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) 
         raise MappingError(
             f"{path}: source column(s) {unknown} are not declared for dataset '{mapping.dataset}'"
         )
-    identity_keys = sorted({i.source for i in mapping.identifiers} & set(spec.datasets[mapping.dataset].key))
+    identity_keys = sorted(
+        {i.source for i in mapping.identifiers} & set(spec.datasets[mapping.dataset].key)
+    )
     if identity_keys:
         raise MappingError(
-            f"{path}: field 'identifiers': {identity_keys} is also the dataset's key; row keys appear "
-            "in reports and logs, so a key must never be an identity number. Declare another key."
+            f"{path}: field 'identifiers': {identity_keys} is also the dataset's key; "
+            "row keys appear in reports and logs, so a key must never be an identity number. "
+            "Declare another key."
         )
     for reference in mapping.references:
         if reference.dataset not in spec.datasets:
@@ -354,11 +363,16 @@ def load_catalog(root: Path) -> Catalog:
     if not root.is_dir():
         raise MappingError(f"mappings folder {root} does not exist")
     orphans = [
-        directory.name for directory in sorted(root.iterdir())
-        if directory.is_dir() and any(directory.glob("*.yaml")) and directory not in system_directories(root)
+        directory.name
+        for directory in sorted(root.iterdir())
+        if directory.is_dir()
+        and any(directory.glob("*.yaml"))
+        and directory not in system_directories(root)
     ]
     if orphans:
-        raise MappingError(f"{root / orphans[0]}: has mapping files but no {SYSTEM_FILE} (how to reach the source)")
+        raise MappingError(
+            f"{root / orphans[0]}: has mapping files but no {SYSTEM_FILE} (how to reach the source)"
+        )
     systems = {}
     for directory in system_directories(root):
         mappings = load_system(directory)

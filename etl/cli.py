@@ -15,8 +15,12 @@ from rich.table import Table
 
 from etl.settings import get_settings
 
-app = typer.Typer(help="vardflytt: migrate legacy health records into the core system.", no_args_is_help=True)
-estate_app = typer.Typer(help="The synthetic legacy estate (test and demo data only).", no_args_is_help=True)
+app = typer.Typer(
+    help="vardflytt: migrate legacy health records into the core system.", no_args_is_help=True
+)
+estate_app = typer.Typer(
+    help="The synthetic legacy estate (test and demo data only).", no_args_is_help=True
+)
 app.add_typer(estate_app, name="estate")
 # Wide enough for the accounting table when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -27,9 +31,16 @@ DEMO_SYSTEMS = ("elvis", "melior")
 @estate_app.command("generate")
 def estate_generate(
     patients: Annotated[int, typer.Option(help="Number of synthetic people.")] = 3000,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same estate.")] = 42,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: VARDFLYTT_ESTATE_DIR or var/estate).")] = None,
-    elvis_url: Annotated[str | None, typer.Option(help="Put ELVIS in this database instead of SQLite.")] = None,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same estate.")
+    ] = 42,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder (default: VARDFLYTT_ESTATE_DIR or var/estate)."),
+    ] = None,
+    elvis_url: Annotated[
+        str | None, typer.Option(help="Put ELVIS in this database instead of SQLite.")
+    ] = None,
 ) -> None:
     """Generate ELVIS and Melior with realistic mess and known, recorded defects."""
     from etl.estate import generate_estate
@@ -37,8 +48,10 @@ def estate_generate(
     target = out or get_settings().resolved_estate_dir
     with console.status(f"generating {patients} synthetic patients into {target}"):
         manifest = generate_estate(target, patients=patients, seed=seed, elvis_url=elvis_url)
-    console.print(f"estate written to {target} ({manifest.defect_rows} injected defect rows "
-                  f"recorded in {target / 'defects.csv'})")
+    console.print(
+        f"estate written to {target} ({manifest.defect_rows} injected defect rows "
+        f"recorded in {target / 'defects.csv'})"
+    )
 
 
 @app.command("check-mappings")
@@ -53,15 +66,21 @@ def check_mappings() -> None:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
     for name, system in catalog.systems.items():
-        console.print(f"{name}: {len(system.spec.datasets)} datasets, entities {', '.join(system.entities)}")
+        console.print(
+            f"{name}: {len(system.spec.datasets)} datasets, entities {', '.join(system.entities)}"
+        )
     console.print(f"crosswalks: {', '.join(catalog.crosswalks) or 'none'}")
 
 
 @app.command("run")
 def run(
     system: Annotated[str, typer.Argument(help="Source system, as named under mappings/.")],
-    batch_id: Annotated[str | None, typer.Option(help="Batch id; re-use one to re-run that batch.")] = None,
-    as_of_date: Annotated[str | None, typer.Option(help="Reference date YYYY-MM-DD (default today).")] = None,
+    batch_id: Annotated[
+        str | None, typer.Option(help="Batch id; re-use one to re-run that batch.")
+    ] = None,
+    as_of_date: Annotated[
+        str | None, typer.Option(help="Reference date YYYY-MM-DD (default today).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Write nothing to the core.")] = False,
 ) -> None:
     """Run one source system's migration in this process, without Airflow."""
@@ -70,42 +89,80 @@ def run(
     settings = get_settings()
     entities = pipeline.catalog(settings).system(system).entities
     as_of = dt.date.fromisoformat(as_of_date) if as_of_date else dt.date.today()
-    batch = batch_id or pipeline.batch_id_for(system, f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    batch = batch_id or pipeline.batch_id_for(
+        system, f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    )
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task(f"{system}: starting", total=2 * len(entities) + 2)
 
         def on_stage(name: str) -> None:
-            progress.update(task, description=f"{system}: {name}", advance=0 if name == "extract" else 1)
+            progress.update(
+                task, description=f"{system}: {name}", advance=0 if name == "extract" else 1
+            )
 
         try:
-            report = pipeline.run_system(system, batch, as_of, dry_run, settings=settings, on_stage=on_stage)
+            report = pipeline.run_system(
+                system, batch, as_of, dry_run, settings=settings, on_stage=on_stage
+            )
         except pipeline.ReconciliationError as error:
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from error
         progress.update(task, completed=2 * len(entities) + 2)
-    print_accounting([row.model_dump() for row in report.accounting], title=f"{system} batch {batch}")
+    print_accounting(
+        [row.model_dump() for row in report.accounting], title=f"{system} batch {batch}"
+    )
 
 
 def print_accounting(rows: list[dict], title: str) -> bool:
     table = Table(title=title)
-    for column in ("system", "entity", "dataset", "extracted", "loaded", "quarantined", "excluded",
-                   "merged", "residue", "accounted"):
-        table.add_column(column, justify="right" if column not in {"system", "entity", "dataset"} else "left")
+    for column in (
+        "system",
+        "entity",
+        "dataset",
+        "extracted",
+        "loaded",
+        "quarantined",
+        "excluded",
+        "merged",
+        "residue",
+        "accounted",
+    ):
+        table.add_column(
+            column, justify="right" if column not in {"system", "entity", "dataset"} else "left"
+        )
     all_verified = True
     for row in rows:
         all_verified &= bool(row["is_verified"])
-        table.add_row(row["source_system"], row["entity"], row["dataset"], str(row["extracted"]),
-                      str(row["loaded"]), str(row["quarantined"]), str(row["excluded"]), str(row["merged"]),
-                      str(row["residue"]), "[green]yes[/green]" if row["is_verified"] else "[red]NO[/red]")
+        table.add_row(
+            row["source_system"],
+            row["entity"],
+            row["dataset"],
+            str(row["extracted"]),
+            str(row["loaded"]),
+            str(row["quarantined"]),
+            str(row["excluded"]),
+            str(row["merged"]),
+            str(row["residue"]),
+            "[green]yes[/green]" if row["is_verified"] else "[red]NO[/red]",
+        )
     console.print(table)
     return all_verified
 
 
 @app.command("status")
 def status(
-    batch: Annotated[str | None, typer.Option(help="A batch id (default: each system's latest batch).")] = None,
-    check: Annotated[bool, typer.Option(help="Exit non-zero unless every row is accounted for.")] = False,
+    batch: Annotated[
+        str | None, typer.Option(help="A batch id (default: each system's latest batch).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="Exit non-zero unless every row is accounted for.")
+    ] = False,
 ) -> None:
     """Record accounting per system and entity, with quarantine counts by reason."""
     from etl.status import accounting_rows, quarantine_reasons
@@ -115,17 +172,24 @@ def status(
     if not rows:
         console.print("no loaded batches yet: run `make demo` or `vardflytt run <system>`")
         raise typer.Exit(1 if check else 0)
-    is_reconciled = print_accounting(rows, title="record accounting (extracted = loaded + quarantined + excluded + merged)")
+    is_reconciled = print_accounting(
+        rows, title="record accounting (extracted = loaded + quarantined + excluded + merged)"
+    )
     reasons = quarantine_reasons(settings, sorted({row["batch_id"] for row in rows}))
     if reasons:
         table = Table(title="quarantined rows by reason (review with the data stewards)")
         for column in ("system", "entity", "reason", "rows"):
             table.add_column(column, justify="right" if column == "rows" else "left")
         for reason in reasons:
-            table.add_row(reason["source_system"], reason["entity"], reason["reason"], str(reason["rows"]))
+            table.add_row(
+                reason["source_system"], reason["entity"], reason["reason"], str(reason["rows"])
+            )
         console.print(table)
-    console.print("[green]every source row is accounted for[/green]" if is_reconciled
-                  else "[red]NOT every source row is accounted for[/red]")
+    console.print(
+        "[green]every source row is accounted for[/green]"
+        if is_reconciled
+        else "[red]NOT every source row is accounted for[/red]"
+    )
     if check and not is_reconciled:
         raise typer.Exit(1)
 
@@ -156,20 +220,30 @@ def demo(
     _checked([airflow_bin, "db", "migrate"], environment, "airflow db migrate")
     for system in DEMO_SYSTEMS:
         console.rule(f"airflow dags test vardflytt_{system}")
-        _checked([airflow_bin, "dags", "test", f"vardflytt_{system}"], environment,
-                 f"the vardflytt_{system} DAG run", log=settings.home / "logs" / f"demo_{system}.log")
+        _checked(
+            [airflow_bin, "dags", "test", f"vardflytt_{system}"],
+            environment,
+            f"the vardflytt_{system} DAG run",
+            log=settings.home / "logs" / f"demo_{system}.log",
+        )
     console.rule("result")
     status(batch=None, check=True)
     console.print(f"core database: {settings.resolved_core_url}")
 
 
-def _checked(command: list[str], environment: dict[str, str], what: str, log: Path | None = None) -> None:
+def _checked(
+    command: list[str], environment: dict[str, str], what: str, log: Path | None = None
+) -> None:
     if log is None:
-        completed = subprocess.run(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        completed = subprocess.run(
+            command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
     else:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle:
-            completed = subprocess.run(command, env=environment, stdout=handle, stderr=subprocess.STDOUT)
+            completed = subprocess.run(
+                command, env=environment, stdout=handle, stderr=subprocess.STDOUT
+            )
     if completed.returncode != 0:
         where = f"; see {log}" if log else f":\n{completed.stderr[-3000:]}"
         console.print(f"[red]{what} failed (exit {completed.returncode}){where}[/red]")
@@ -179,36 +253,57 @@ def _checked(command: list[str], environment: dict[str, str], what: str, log: Pa
 
 @app.command("bench")
 def bench(
-    patients: Annotated[int, typer.Option(
-        help="Synthetic people in the benchmark estate (fixed seed).")] = 20000,
-    chunk_rows: Annotated[int | None, typer.Option(
-        help="Rows per chunk (default: VARDFLYTT_CHUNK_ROWS).")] = None,
-    work_dir: Annotated[Path | None, typer.Option(
-        help="Folder for the run and results.json (default: var/bench).")] = None,
-    postgres_url: Annotated[str | None, typer.Option(
-        envvar="VARDFLYTT_BENCH_POSTGRES_URL",
-        help="Also load into a fresh schema on this PostgreSQL server (dropped after).")] = None,
-    compare_chunks: Annotated[bool, typer.Option(
-        help="Also migrate with small, default and large chunks, each in a new process.")] = False,
-    dag_parse_repeats: Annotated[int, typer.Option(
-        help="Fresh interpreters timing the parse of dags/ (0: skip).")] = 3,
-    keep_files: Annotated[bool, typer.Option(
-        help="Keep the run's estate, landing zone and core database.")] = False,
+    patients: Annotated[
+        int, typer.Option(help="Synthetic people in the benchmark estate (fixed seed).")
+    ] = 20000,
+    chunk_rows: Annotated[
+        int | None, typer.Option(help="Rows per chunk (default: VARDFLYTT_CHUNK_ROWS).")
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Folder for the run and results.json (default: var/bench).")
+    ] = None,
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VARDFLYTT_BENCH_POSTGRES_URL",
+            help="Also load into a fresh schema on this PostgreSQL server (dropped after).",
+        ),
+    ] = None,
+    compare_chunks: Annotated[
+        bool,
+        typer.Option(
+            help="Also migrate with small, default and large chunks, each in a new process."
+        ),
+    ] = False,
+    dag_parse_repeats: Annotated[
+        int, typer.Option(help="Fresh interpreters timing the parse of dags/ (0: skip).")
+    ] = 3,
+    keep_files: Annotated[
+        bool, typer.Option(help="Keep the run's estate, landing zone and core database.")
+    ] = False,
 ) -> None:
     """Time and size the migration: generation, each stage per system, peak memory, DAG parse."""
     from etl.bench import RESULTS_FILE, result_tables, run_benchmark
 
     results = run_benchmark(
-        patients, chunk_rows=chunk_rows, work_dir=work_dir, postgres_url=postgres_url,
-        compare_chunks=compare_chunks, dag_parse_repeats=dag_parse_repeats, keep_files=keep_files,
-        log=lambda message: console.log(message, highlight=False))
+        patients,
+        chunk_rows=chunk_rows,
+        work_dir=work_dir,
+        postgres_url=postgres_url,
+        compare_chunks=compare_chunks,
+        dag_parse_repeats=dag_parse_repeats,
+        keep_files=keep_files,
+        log=lambda message: console.log(message, highlight=False),
+    )
     for table in result_tables(results):
         console.print(table)
     machine, git = results["machine"], results["git"]
     local_changes = " (with local changes)" if git["dirty"] else ""
-    console.print(f"{machine['cpu_count']} CPUs, Python {machine['python']}, "
-                  f"{machine['platform']}; commit {git['commit'] or 'unknown'}{local_changes}; "
-                  f"bench wall time {results['wall_seconds']:.1f} s")
+    console.print(
+        f"{machine['cpu_count']} CPUs, Python {machine['python']}, "
+        f"{machine['platform']}; commit {git['commit'] or 'unknown'}{local_changes}; "
+        f"bench wall time {results['wall_seconds']:.1f} s"
+    )
     console.print(f"results: {Path(results['parameters']['work_dir']) / RESULTS_FILE}")
     for problem in results["problems"]:
         console.print(f"[red]{problem}[/red]")

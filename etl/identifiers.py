@@ -258,7 +258,9 @@ def _normalise_personal(
     # Samordningsnummer may leave month or day unknown (00); check the rest of the date.
     unknown_month = coordination & (month == 0)
     unknown_day = coordination & (day == 0)
-    date_ok = _is_calendar_date(year, np.where(unknown_month, 1, month), np.where(unknown_day, 1, day))
+    date_ok = _is_calendar_date(
+        year, np.where(unknown_month, 1, month), np.where(unknown_day, 1, day)
+    )
 
     row_error = np.full(len(parts), None, dtype=object)
     row_error[~date_ok] = ERROR_INVALID_DATE

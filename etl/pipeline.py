@@ -39,7 +39,9 @@ def batch_id_for(system: str, run_id: str) -> str:
     return safe_batch_id(f"{system}__{run_id}")
 
 
-def extract(system: str, batch_id: str, as_of_date: dt.date | str, settings: Settings | None = None) -> dict:
+def extract(
+    system: str, batch_id: str, as_of_date: dt.date | str, settings: Settings | None = None
+) -> dict:
     settings = settings or get_settings()
     as_of = dt.date.fromisoformat(str(as_of_date))
     manifest = extract_system(catalog(settings), system, batch_id, as_of, settings)
@@ -56,10 +58,18 @@ def validate(system: str, entity: str, batch_id: str, settings: Settings | None 
     return validate_entity(catalog(settings), system, entity, batch_id, settings).model_dump()
 
 
-def load(system: str, batch_id: str, run_id: str | None = None, dry_run: bool = False,
-         settings: Settings | None = None, scope: str = "all") -> dict:
+def load(
+    system: str,
+    batch_id: str,
+    run_id: str | None = None,
+    dry_run: bool = False,
+    settings: Settings | None = None,
+    scope: str = "all",
+) -> dict:
     settings = settings or get_settings()
-    return load_system(catalog(settings), system, batch_id, settings, run_id, dry_run, scope).model_dump()
+    return load_system(
+        catalog(settings), system, batch_id, settings, run_id, dry_run, scope
+    ).model_dump()
 
 
 def reconcile(report: dict) -> dict:
@@ -69,18 +79,29 @@ def reconcile(report: dict) -> dict:
         return {"batch_id": parsed.batch_id, "is_reconciled": None, "dry_run": True}
     open_rows = [row for row in parsed.accounting if not row.is_verified]
     if open_rows:
-        details = "; ".join(f"{row.entity} ({row.dataset}): residue {row.residue}" for row in open_rows)
+        details = "; ".join(
+            f"{row.entity} ({row.dataset}): residue {row.residue}" for row in open_rows
+        )
         raise ReconciliationError(
             f"{parsed.system} batch {parsed.batch_id}: not every source row is accounted for: "
             f"{details}. See `vardflytt status --batch {parsed.batch_id}`."
         )
-    return {"batch_id": parsed.batch_id, "is_reconciled": True,
-            "rows": sum(row.extracted for row in parsed.accounting)}
+    return {
+        "batch_id": parsed.batch_id,
+        "is_reconciled": True,
+        "rows": sum(row.extracted for row in parsed.accounting),
+    }
 
 
-def run_system(system: str, batch_id: str, as_of_date: dt.date, dry_run: bool = False,
-               run_id: str | None = None, settings: Settings | None = None,
-               on_stage: Callable[[str], None] | None = None) -> LoadReport:
+def run_system(
+    system: str,
+    batch_id: str,
+    as_of_date: dt.date,
+    dry_run: bool = False,
+    run_id: str | None = None,
+    settings: Settings | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> LoadReport:
     """All stages of one system in this process (the command line's path; DAGs split it)."""
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)

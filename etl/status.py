@@ -13,26 +13,36 @@ def latest_batches(connection: sa.Connection) -> list[str]:
     """Each system's most recently started non-dry-run batch (for display only)."""
     ranked = sa.select(
         load_batch.c.batch_id,
-        sa.func.row_number().over(partition_by=load_batch.c.source_system,
-                                  order_by=load_batch.c.started_at.desc()).label("rank"),
+        sa.func.row_number()
+        .over(partition_by=load_batch.c.source_system, order_by=load_batch.c.started_at.desc())
+        .label("rank"),
     ).subquery()
-    return list(connection.execute(sa.select(ranked.c.batch_id).where(ranked.c.rank == 1)).scalars())
+    return list(
+        connection.execute(sa.select(ranked.c.batch_id).where(ranked.c.rank == 1)).scalars()
+    )
 
 
 def accounting_rows(settings: Settings, batch_id: str | None = None) -> list[dict]:
     engine = core_engine(settings.resolved_core_url)
     with engine.connect() as connection:
         batches = [batch_id] if batch_id else latest_batches(connection)
-        query = (sa.select(batch_accounting).where(batch_accounting.c.batch_id.in_(batches))
-                 .order_by(batch_accounting.c.source_system, batch_accounting.c.entity))
+        query = (
+            sa.select(batch_accounting)
+            .where(batch_accounting.c.batch_id.in_(batches))
+            .order_by(batch_accounting.c.source_system, batch_accounting.c.entity)
+        )
         return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def quarantine_reasons(settings: Settings, batch_ids: list[str]) -> list[dict]:
     engine = core_engine(settings.resolved_core_url)
     query = (
-        sa.select(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason,
-                  sa.func.count().label("rows"))
+        sa.select(
+            quarantine.c.source_system,
+            quarantine.c.entity,
+            quarantine.c.reason,
+            sa.func.count().label("rows"),
+        )
         .where(quarantine.c.batch_id.in_(batch_ids))
         .group_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
         .order_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)

@@ -24,7 +24,9 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
 def pytest_collection_modifyitems(config, items):
-    unmarked = [item.nodeid for item in items if not COST_MARKERS & {m.name for m in item.iter_markers()}]
+    unmarked = [
+        item.nodeid for item in items if not COST_MARKERS & {m.name for m in item.iter_markers()}
+    ]
     if unmarked:
         raise pytest.UsageError(
             "every test needs one of the markers unit, integration or dags; unmarked:\n  "
@@ -36,7 +38,9 @@ def _server_url(variable: str) -> str:
     url = os.environ.get(variable)
     if not url:
         if os.environ.get("VARDFLYTT_REQUIRE_SERVERS") == "1":
-            pytest.fail(f"{variable} is not set but VARDFLYTT_REQUIRE_SERVERS=1 requires the server")
+            pytest.fail(
+                f"{variable} is not set but VARDFLYTT_REQUIRE_SERVERS=1 requires the server"
+            )
         pytest.skip(f"{variable} not set: no server to test against")
     return url
 

@@ -26,7 +26,10 @@ def entity_schema(entity: str) -> pa.Schema:
     model = ENTITIES[entity]
     ordered = [model.id_field(), *model.business_fields(), *model.lineage_fields]
     return pa.schema(
-        [(name, _ARROW_TYPES[_python_type(model.model_fields[name].annotation)]) for name in ordered]
+        [
+            (name, _ARROW_TYPES[_python_type(model.model_fields[name].annotation)])
+            for name in ordered
+        ]
     )
 
 

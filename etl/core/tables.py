@@ -45,7 +45,9 @@ def _entity_table(model: type[CoreRecord]) -> sa.Table:
         info = model.model_fields[name]
         is_key = name == model.id_field()
         columns.append(
-            sa.Column(name, sql_type(model, name), primary_key=is_key, nullable=not info.is_required())
+            sa.Column(
+                name, sql_type(model, name), primary_key=is_key, nullable=not info.is_required()
+            )
         )
     table = sa.Table(model.entity, metadata, *columns)
     sa.Index(f"ix_{model.entity}_batch", table.c.batch_id)
@@ -53,7 +55,9 @@ def _entity_table(model: type[CoreRecord]) -> sa.Table:
     return table
 
 
-ENTITY_TABLES: dict[str, sa.Table] = {name: _entity_table(model) for name, model in ENTITIES.items()}
+ENTITY_TABLES: dict[str, sa.Table] = {
+    name: _entity_table(model) for name, model in ENTITIES.items()
+}
 
 load_batch = sa.Table(
     "load_batch",

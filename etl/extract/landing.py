@@ -96,7 +96,9 @@ def _classify_duplicates(landed: Path, target: Path) -> tuple[int, int]:
     repeated = keys.filter(pc.greater(keys[f"{ROW_NUMBER}_count"], 1))
     joined = table.join(repeated, SOURCE_KEY, join_type="inner")
     is_conflict = pc.greater(joined[f"{ROW_HASH}_count_distinct"], 1)
-    is_copy = pc.and_(pc.invert(is_conflict), pc.greater(joined[ROW_NUMBER], joined[f"{ROW_NUMBER}_min"]))
+    is_copy = pc.and_(
+        pc.invert(is_conflict), pc.greater(joined[ROW_NUMBER], joined[f"{ROW_NUMBER}_min"])
+    )
     outcome = pc.if_else(is_conflict, "duplicate_source_key", pc.if_else(is_copy, "merged", None))
     result = pa.table({ROW_NUMBER: joined[ROW_NUMBER], "outcome": outcome}).filter(
         pc.is_valid(outcome)
@@ -161,7 +163,11 @@ def extract_system(
         if engine is not None:
             engine.dispose()
     manifest = LandingManifest(
-        system=system, batch_id=batch_id, as_of_date=as_of_date, extracted_at=utc_now().isoformat(), datasets=landed
+        system=system,
+        batch_id=batch_id,
+        as_of_date=as_of_date,
+        extracted_at=utc_now().isoformat(),
+        datasets=landed,
     )
     write_json(paths.manifest_file, manifest.model_dump())
     return manifest
@@ -170,5 +176,7 @@ def extract_system(
 def read_manifest(settings: Settings, batch_id: str, system: str) -> LandingManifest:
     path = BatchPaths.of(settings, batch_id, system).manifest_file
     if not path.exists():
-        raise FileNotFoundError(f"{system}: batch {batch_id} has not been extracted ({path} missing)")
+        raise FileNotFoundError(
+            f"{system}: batch {batch_id} has not been extracted ({path} missing)"
+        )
     return LandingManifest.model_validate_json(path.read_text("utf-8"))

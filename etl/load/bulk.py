@@ -22,7 +22,9 @@ def copy_into_postgres(connection: sa.Connection, table: str, data: pa.Table) ->
     pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     columns = ", ".join(_quote(connection, name) for name in data.column_names)
     cursor = connection.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY {_quote(connection, table)} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+    with cursor.copy(
+        f"COPY {_quote(connection, table)} ({columns}) FROM STDIN (FORMAT csv)"
+    ) as copy:
         copy.write(buffer.getbuffer())
 
 

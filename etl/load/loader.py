@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from etl.batch import BatchPaths, utc_now
 from etl.catalog import Catalog
-from etl.core.arrow import STAGE_ROW_NUMBER, entity_schema
+from etl.core.arrow import entity_schema
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.model import ENTITIES
@@ -72,7 +72,9 @@ def _load_order(catalog: Catalog, system: str) -> list[str]:
     return ordered
 
 
-def _upsert_entity(connection: sa.Connection, paths: BatchPaths, entity: str, chunk_rows: int) -> EntityLoad:
+def _upsert_entity(
+    connection: sa.Connection, paths: BatchPaths, entity: str, chunk_rows: int
+) -> EntityLoad:
     model = ENTITIES[entity]
     quote = connection.dialect.identifier_preparer.quote
     target, stage, id_column = quote(entity), quote(f"stage_{entity}"), quote(model.id_field())
@@ -95,7 +97,9 @@ def _upsert_entity(connection: sa.Connection, paths: BatchPaths, entity: str, ch
     joined = f"FROM {stage} s JOIN {target} t ON t.{id_column} = s.{id_column}"
     existing = count(f"SELECT count(*) {joined}")
     unchanged = count(f"SELECT count(*) {joined} AND t.content_hash = s.content_hash")
-    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != model.id_field())
+    updates = ", ".join(
+        f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != model.id_field()
+    )
     connection.exec_driver_sql(
         f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage} WHERE true "
         f"ON CONFLICT ({id_column}) DO UPDATE SET {updates} "
@@ -103,37 +107,66 @@ def _upsert_entity(connection: sa.Connection, paths: BatchPaths, entity: str, ch
     )
     verified = count(f"SELECT count(*) {joined} AND t.content_hash = s.content_hash")
     connection.exec_driver_sql(f"DROP TABLE {stage}")
-    return EntityLoad(entity=entity, staged=staged, inserted=staged - existing,
-                      updated=existing - unchanged, unchanged=unchanged, verified=verified)
+    return EntityLoad(
+        entity=entity,
+        staged=staged,
+        inserted=staged - existing,
+        updated=existing - unchanged,
+        unchanged=unchanged,
+        verified=verified,
+    )
 
 
 def _outcomes(paths: BatchPaths, entity: str) -> pd.DataFrame:
     return pq.read_table(paths.stage_file("validated", entity, "outcomes")).to_pandas()
 
 
-def _quarantine_rows(system: str, entity: str, dataset: str, batch_id: str, run_id: str | None,
-                     outcomes: pd.DataFrame) -> pa.Table:
+def _quarantine_rows(
+    system: str,
+    entity: str,
+    dataset: str,
+    batch_id: str,
+    run_id: str | None,
+    outcomes: pd.DataFrame,
+) -> pa.Table:
     rows = outcomes[outcomes["outcome"] == QUARANTINED]
-    keys = (f"{batch_id}/{entity}/" + rows[ROW_NUMBER].astype("string") + "/" + rows["check_name"].astype("string"))
-    return pa.Table.from_pandas(pd.DataFrame({
-        "quarantine_id": core_ids(system, "quarantine", keys),
-        "batch_id": batch_id,
-        "run_id": run_id,
-        "source_system": system,
-        "dataset": dataset,
-        "entity": entity,
-        "source_key": rows[SOURCE_KEY].astype("string"),
-        "row_number": rows[ROW_NUMBER].astype("int64"),
-        "check_name": rows["check_name"].astype("string"),
-        "severity": rows["severity"].astype("string"),
-        "field": rows["field"].astype("string"),
-        "reason": rows["reason"].astype("string"),
-        "quarantined_at": pd.Timestamp(utc_now()),
-    }), preserve_index=False)
+    keys = (
+        f"{batch_id}/{entity}/"
+        + rows[ROW_NUMBER].astype("string")
+        + "/"
+        + rows["check_name"].astype("string")
+    )
+    return pa.Table.from_pandas(
+        pd.DataFrame(
+            {
+                "quarantine_id": core_ids(system, "quarantine", keys),
+                "batch_id": batch_id,
+                "run_id": run_id,
+                "source_system": system,
+                "dataset": dataset,
+                "entity": entity,
+                "source_key": rows[SOURCE_KEY].astype("string"),
+                "row_number": rows[ROW_NUMBER].astype("int64"),
+                "check_name": rows["check_name"].astype("string"),
+                "severity": rows["severity"].astype("string"),
+                "field": rows["field"].astype("string"),
+                "reason": rows["reason"].astype("string"),
+                "quarantined_at": pd.Timestamp(utc_now()),
+            }
+        ),
+        preserve_index=False,
+    )
 
 
-def load_system(catalog: Catalog, system: str, batch_id: str, settings: Settings,
-                run_id: str | None = None, dry_run: bool = False, scope: str = "all") -> LoadReport:
+def load_system(
+    catalog: Catalog,
+    system: str,
+    batch_id: str,
+    settings: Settings,
+    run_id: str | None = None,
+    dry_run: bool = False,
+    scope: str = "all",
+) -> LoadReport:
     """Load every validated entity of the batch in one transaction, then account for every row."""
     manifest = read_manifest(settings, batch_id, system)
     paths = BatchPaths.of(settings, batch_id, system)
@@ -144,12 +177,19 @@ def load_system(catalog: Catalog, system: str, batch_id: str, settings: Settings
     with engine.begin() as connection:
         if not dry_run:
             _record_batch(connection, system, batch_id, run_id, "loading", scope=scope)
-            connection.execute(quarantine.delete().where(
-                (quarantine.c.batch_id == batch_id) & (quarantine.c.source_system == system)))
+            connection.execute(
+                quarantine.delete().where(
+                    (quarantine.c.batch_id == batch_id) & (quarantine.c.source_system == system)
+                )
+            )
         for entity in _load_order(catalog, system):
             if dry_run:
                 staged = pq.ParquetFile(paths.stage_file("validated", entity)).metadata.num_rows
-                loads.append(EntityLoad(entity=entity, staged=staged, inserted=0, updated=0, unchanged=0, verified=0))
+                loads.append(
+                    EntityLoad(
+                        entity=entity, staged=staged, inserted=0, updated=0, unchanged=0, verified=0
+                    )
+                )
             else:
                 loads.append(_upsert_entity(connection, paths, entity, settings.chunk_rows))
             if entity not in mappings:
@@ -157,25 +197,51 @@ def load_system(catalog: Catalog, system: str, batch_id: str, settings: Settings
             mapping = mappings[entity]
             outcomes = _outcomes(paths, entity)
             if not dry_run:
-                bulk_insert(connection, "quarantine", _quarantine_rows(
-                    system, entity, mapping.dataset, batch_id, run_id, outcomes))
-            accounting.append(_account(system, entity, mapping.dataset,
-                                       manifest.datasets[mapping.dataset].rows, loads[-1], outcomes, dry_run))
+                bulk_insert(
+                    connection,
+                    "quarantine",
+                    _quarantine_rows(system, entity, mapping.dataset, batch_id, run_id, outcomes),
+                )
+            accounting.append(
+                _account(
+                    system,
+                    entity,
+                    mapping.dataset,
+                    manifest.datasets[mapping.dataset].rows,
+                    loads[-1],
+                    outcomes,
+                    dry_run,
+                )
+            )
         mapped_datasets = {m.dataset for m in mappings.values()}
         for dataset, landed in manifest.datasets.items():
             if dataset not in mapped_datasets and landed.rows:
-                accounting.append(AccountingRow(
-                    source_system=system, entity=f"(no mapping for {dataset})", dataset=dataset,
-                    extracted=landed.rows, loaded=0, quarantined=0, excluded=0, merged=0,
-                    residue=landed.rows, is_verified=False))
+                accounting.append(
+                    AccountingRow(
+                        source_system=system,
+                        entity=f"(no mapping for {dataset})",
+                        dataset=dataset,
+                        extracted=landed.rows,
+                        loaded=0,
+                        quarantined=0,
+                        excluded=0,
+                        merged=0,
+                        residue=landed.rows,
+                        is_verified=False,
+                    )
+                )
         if not dry_run:
             _record_accounting(connection, batch_id, accounting)
             status = "loaded" if all(a.is_verified for a in accounting) else "unreconciled"
             _record_batch(connection, system, batch_id, run_id, status, finished=True)
-    return LoadReport(system=system, batch_id=batch_id, is_dry_run=dry_run, entities=loads, accounting=accounting)
+    return LoadReport(
+        system=system, batch_id=batch_id, is_dry_run=dry_run, entities=loads, accounting=accounting
+    )
 
 
-def _account(system, entity, dataset, extracted, load: EntityLoad, outcomes: pd.DataFrame, dry_run: bool) -> AccountingRow:
+def _account(
+    system, entity, dataset, extracted, load: EntityLoad, outcomes: pd.DataFrame, dry_run: bool
+) -> AccountingRow:
     by_outcome = outcomes["outcome"].value_counts()
     quarantined = int(by_outcome.get(QUARANTINED, 0))
     excluded = int(by_outcome.get(EXCLUDED, 0))
@@ -184,8 +250,15 @@ def _account(system, entity, dataset, extracted, load: EntityLoad, outcomes: pd.
     residue = extracted - loaded - quarantined - excluded - merged
     reasons = outcomes.loc[outcomes["outcome"] == QUARANTINED, "reason"].value_counts()
     return AccountingRow(
-        source_system=system, entity=entity, dataset=dataset, extracted=extracted, loaded=loaded,
-        quarantined=quarantined, excluded=excluded, merged=merged, residue=residue,
+        source_system=system,
+        entity=entity,
+        dataset=dataset,
+        extracted=extracted,
+        loaded=loaded,
+        quarantined=quarantined,
+        excluded=excluded,
+        merged=merged,
+        residue=residue,
         is_verified=residue == 0 and not dry_run and load.verified == load.staged,
         quarantine_reasons={str(k): int(v) for k, v in reasons.items()},
     )
@@ -193,27 +266,45 @@ def _account(system, entity, dataset, extracted, load: EntityLoad, outcomes: pd.
 
 def _record_batch(connection, system, batch_id, run_id, status, finished=False, scope=None) -> None:
     now = utc_now()
-    existing = connection.execute(sa.select(load_batch.c.batch_id).where(load_batch.c.batch_id == batch_id)).first()
+    existing = connection.execute(
+        sa.select(load_batch.c.batch_id).where(load_batch.c.batch_id == batch_id)
+    ).first()
     values = {"source_system": system, "run_id": run_id, "status": status}
     if scope is not None:
         values["scope"] = scope
     if finished:
         values["finished_at"] = now
     if existing:
-        connection.execute(load_batch.update().where(load_batch.c.batch_id == batch_id).values(**values))
+        connection.execute(
+            load_batch.update().where(load_batch.c.batch_id == batch_id).values(**values)
+        )
     else:
-        connection.execute(load_batch.insert().values(batch_id=batch_id, started_at=now, is_dry_run=False, **values))
+        connection.execute(
+            load_batch.insert().values(
+                batch_id=batch_id, started_at=now, is_dry_run=False, **values
+            )
+        )
 
 
 def _record_accounting(connection, batch_id: str, rows: list[AccountingRow]) -> None:
     if not rows:
         return
     system = rows[0].source_system
-    connection.execute(batch_accounting.delete().where(
-        (batch_accounting.c.batch_id == batch_id) & (batch_accounting.c.source_system == system)))
+    connection.execute(
+        batch_accounting.delete().where(
+            (batch_accounting.c.batch_id == batch_id) & (batch_accounting.c.source_system == system)
+        )
+    )
     now = utc_now()
-    connection.execute(batch_accounting.insert(), [
-        {"batch_id": batch_id, "recorded_at": now,
-         **row.model_dump(exclude={"quarantine_reasons", "is_verified"}), "is_verified": row.is_verified}
-        for row in rows
-    ])
+    connection.execute(
+        batch_accounting.insert(),
+        [
+            {
+                "batch_id": batch_id,
+                "recorded_at": now,
+                **row.model_dump(exclude={"quarantine_reasons", "is_verified"}),
+                "is_verified": row.is_verified,
+            }
+            for row in rows
+        ],
+    )

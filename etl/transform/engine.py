@@ -21,7 +21,16 @@ from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
 from etl.transform.vocabulary import TransformContext, clean_text
 
-OUTCOME_COLUMNS = [ROW_NUMBER, SOURCE_KEY, "outcome", "check_name", "severity", "field", "reason", "detail"]
+OUTCOME_COLUMNS = [
+    ROW_NUMBER,
+    SOURCE_KEY,
+    "outcome",
+    "check_name",
+    "severity",
+    "field",
+    "reason",
+    "detail",
+]
 QUARANTINED, EXCLUDED, MERGED = "quarantined", "excluded", "merged"
 
 
@@ -40,14 +49,26 @@ class Outcomes:
     def is_open(self) -> pd.Series:
         return self.columns["outcome"].isna()
 
-    def record(self, mask: pd.Series, outcome: str, check_name: str, reason: str,
-               field: str | None = None, detail: pd.Series | str | None = None,
-               severity: str = "error") -> None:
+    def record(
+        self,
+        mask: pd.Series,
+        outcome: str,
+        check_name: str,
+        reason: str,
+        field: str | None = None,
+        detail: pd.Series | str | None = None,
+        severity: str = "error",
+    ) -> None:
         mask = mask.fillna(False).astype(bool) & self.is_open
         if not mask.any():
             return
-        for name, value in (("outcome", outcome), ("check_name", check_name),
-                            ("severity", severity), ("field", field), ("reason", reason)):
+        for name, value in (
+            ("outcome", outcome),
+            ("check_name", check_name),
+            ("severity", severity),
+            ("field", field),
+            ("reason", reason),
+        ):
             self.columns[name] = self.columns[name].mask(mask, value)
         if detail is not None:
             self.columns["detail"] = self.columns["detail"].mask(mask, detail)
@@ -88,8 +109,13 @@ def transform_chunk(
     if len(duplicates):
         outcome_of_row = chunk[ROW_NUMBER].map(duplicates.set_index(ROW_NUMBER)["outcome"])
         outcomes.record(outcome_of_row == "merged", MERGED, "duplicate_row", "duplicate_row")
-        outcomes.record(outcome_of_row == "duplicate_source_key", QUARANTINED,
-                        "unique_source_key", "duplicate_source_key", field=SOURCE_KEY)
+        outcomes.record(
+            outcome_of_row == "duplicate_source_key",
+            QUARANTINED,
+            "unique_source_key",
+            "duplicate_source_key",
+            field=SOURCE_KEY,
+        )
 
     for rule in mapping.exclude:
         matches = clean_text(chunk[rule.column]).str.upper().isin([v.upper() for v in rule.equals])
@@ -102,8 +128,13 @@ def transform_chunk(
     for reference in mapping.references:
         values = clean_text(chunk[reference.column])
         missing = values.notna() & ~values.isin(reference_keys[reference.dataset])
-        outcomes.record(missing, QUARANTINED, f"reference:{reference.dataset}",
-                        "unresolved_reference", field=reference.column)
+        outcomes.record(
+            missing,
+            QUARANTINED,
+            f"reference:{reference.dataset}",
+            "unresolved_reference",
+            field=reference.column,
+        )
 
     core = pd.DataFrame(index=chunk.index)
     identifier_frames = []
@@ -111,20 +142,33 @@ def transform_chunk(
         core, identifier_frames = _identities(chunk, mapping, reference_date, outcomes, core)
 
     for column in mapping.columns:
-        sources = [chunk[c] for c in column.source_columns] or [pd.Series(pd.NA, index=chunk.index, dtype="string")]
+        sources = [chunk[c] for c in column.source_columns] or [
+            pd.Series(pd.NA, index=chunk.index, dtype="string")
+        ]
         definition = _definition(column.transform)
-        result = definition.function(*sources, column.parsed_args(), context) if len(sources) > 1 \
+        result = (
+            definition.function(*sources, column.parsed_args(), context)
+            if len(sources) > 1
             else definition.function(sources[0], column.parsed_args(), context)
+        )
         failed = result.errors.notna()
-        outcomes.record(failed, QUARANTINED, f"transform:{column.transform}",
-                        reason=_first(result.errors[failed]), field=",".join(column.source_columns),
-                        detail=column.target)
+        outcomes.record(
+            failed,
+            QUARANTINED,
+            f"transform:{column.transform}",
+            reason=_first(result.errors[failed]),
+            field=",".join(column.source_columns),
+            detail=column.target,
+        )
         # One reason per column keeps the vectorised write simple; mixed reasons are rare
         # but must stay exact, so re-record per distinct reason.
         for reason in result.errors[failed].unique()[1:]:
             outcomes.columns["reason"] = outcomes.columns["reason"].mask(
-                (result.errors == reason) & (outcomes.columns["check_name"] == f"transform:{column.transform}")
-                & (outcomes.columns["field"] == ",".join(column.source_columns)), reason)
+                (result.errors == reason)
+                & (outcomes.columns["check_name"] == f"transform:{column.transform}")
+                & (outcomes.columns["field"] == ",".join(column.source_columns)),
+                reason,
+            )
         core[column.target] = result.values
 
     if mapping.identifiers:
@@ -134,7 +178,9 @@ def transform_chunk(
     rows = _finish(core[keep], chunk[keep], mapping, batch_id)
     identifiers_frame = None
     if identifier_frames:
-        identifiers_frame = pd.concat([f[keep[f.index]] for f in identifier_frames], ignore_index=True)
+        identifiers_frame = pd.concat(
+            [f[keep[f.index]] for f in identifier_frames], ignore_index=True
+        )
         identifiers_frame = _finish_identifiers(identifiers_frame, mapping.system, batch_id)
     return ChunkResult(rows, outcomes.frame(chunk), identifiers_frame)
 
@@ -157,29 +203,48 @@ def _identities(chunk, mapping, reference_date, outcomes, core):
     for position, declared in enumerate(mapping.identifiers):
         century = chunk[declared.century_source] if declared.century_source else None
         normalised = identifiers.normalise_identity(
-            chunk[declared.source], century=century, reference_date=reference_date,
+            chunk[declared.source],
+            century=century,
+            reference_date=reference_date,
             accept_legacy_reserve=declared.accept_legacy_reserve,
         )
         failed = normalised["error"].notna()
-        outcomes.record(failed, QUARANTINED, "identity_number", "invalid_identity_number",
-                        field=declared.source, detail=normalised["error"])
-        is_primary = primary_number.isna() & normalised["identity_number"].notna() & (
-            normalised["identity_kind"] != identifiers.IdentityKind.RESERVNUMMER_LEGACY
+        outcomes.record(
+            failed,
+            QUARANTINED,
+            "identity_number",
+            "invalid_identity_number",
+            field=declared.source,
+            detail=normalised["error"],
+        )
+        is_primary = (
+            primary_number.isna()
+            & normalised["identity_number"].notna()
+            & (normalised["identity_kind"] != identifiers.IdentityKind.RESERVNUMMER_LEGACY)
         )
         primary_number = primary_number.mask(is_primary, normalised["identity_number"])
         primary_kind = primary_kind.mask(is_primary, normalised["identity_kind"])
         present = normalised["identity_number"].notna()
-        frames.append(pd.DataFrame({
-            "owner_key": chunk[SOURCE_KEY],
-            ROW_NUMBER: chunk[ROW_NUMBER],
-            "position": position,
-            "identity_number": normalised["identity_number"],
-            "identity_kind": normalised["identity_kind"],
-            "is_primary": is_primary,
-        })[present])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "owner_key": chunk[SOURCE_KEY],
+                    ROW_NUMBER: chunk[ROW_NUMBER],
+                    "position": position,
+                    "identity_number": normalised["identity_number"],
+                    "identity_kind": normalised["identity_kind"],
+                    "is_primary": is_primary,
+                }
+            )[present]
+        )
     missing = primary_number.isna()
-    outcomes.record(missing, QUARANTINED, "identity_number", "missing_identity_number",
-                    field=",".join(i.source for i in mapping.identifiers))
+    outcomes.record(
+        missing,
+        QUARANTINED,
+        "identity_number",
+        "missing_identity_number",
+        field=",".join(i.source for i in mapping.identifiers),
+    )
     core["identity_number"] = primary_number
     core["identity_kind"] = primary_kind
     return core, frames
@@ -193,7 +258,9 @@ def _birth_date_with_identity(core: pd.DataFrame) -> pd.Series:
     birth date takes the identity's date part. Otherwise the mapped birth date stands: since 2009
     the two may legitimately differ, and that is never an error.
     """
-    from_identity = identifiers.birth_date_from_identity(core["identity_number"], core["identity_kind"])
+    from_identity = identifiers.birth_date_from_identity(
+        core["identity_number"], core["identity_kind"]
+    )
     if "birth_date" not in core.columns:
         return from_identity.dt.date.astype("object").where(from_identity.notna(), None)
     mapped = pd.to_datetime(core["birth_date"], errors="coerce")
@@ -207,7 +274,9 @@ def _birth_date_with_identity(core: pd.DataFrame) -> pd.Series:
     return settled.dt.date.astype("object").where(settled.notna(), None)
 
 
-def _finish(core: pd.DataFrame, chunk: pd.DataFrame, mapping: EntityMapping, batch_id: str) -> pd.DataFrame:
+def _finish(
+    core: pd.DataFrame, chunk: pd.DataFrame, mapping: EntityMapping, batch_id: str
+) -> pd.DataFrame:
     model = ENTITIES[mapping.entity]
     for name in model.business_fields():
         if name not in core.columns:
@@ -226,14 +295,16 @@ def _finish(core: pd.DataFrame, chunk: pd.DataFrame, mapping: EntityMapping, bat
 
 def _finish_identifiers(frame: pd.DataFrame, system: str, batch_id: str) -> pd.DataFrame:
     keys = frame["owner_key"].astype("string") + "#" + frame["position"].astype("string")
-    result = pd.DataFrame({
-        "patient_identifier_id": core_ids(system, "patient_identifier", keys),
-        "patient_id": core_ids(system, "patient", frame["owner_key"]),
-        "identity_number": frame["identity_number"],
-        "identity_kind": frame["identity_kind"],
-        "is_primary": frame["is_primary"].astype(bool),
-        ROW_NUMBER: frame[ROW_NUMBER].to_numpy(),
-    })
+    result = pd.DataFrame(
+        {
+            "patient_identifier_id": core_ids(system, "patient_identifier", keys),
+            "patient_id": core_ids(system, "patient", frame["owner_key"]),
+            "identity_number": frame["identity_number"],
+            "identity_kind": frame["identity_kind"],
+            "is_primary": frame["is_primary"].astype(bool),
+            ROW_NUMBER: frame[ROW_NUMBER].to_numpy(),
+        }
+    )
     result["source_system"] = system
     result["source_key"] = keys
     result["batch_id"] = batch_id

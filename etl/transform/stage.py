@@ -69,7 +69,9 @@ def count_outcomes(frames: list[pd.DataFrame]) -> dict[str, int]:
     return counts
 
 
-def transform_entity(catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings) -> StageReport:
+def transform_entity(
+    catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings
+) -> StageReport:
     """Map every landed row of the entity's dataset; each row ends as a core row or an outcome."""
     mapping = catalog.system(system).entities[entity]
     manifest = read_manifest(settings, batch_id, system)
@@ -89,7 +91,9 @@ def transform_entity(catalog: Catalog, system: str, entity: str, batch_id: str, 
     rows_in = rows_out = 0
     outcome_frames = []
     for chunk in iter_frames(paths.landed_file(mapping.dataset), settings.chunk_rows):
-        result = transform_chunk(chunk, mapping, catalog, batch_id, manifest.as_of_date, reference_keys, duplicates)
+        result = transform_chunk(
+            chunk, mapping, catalog, batch_id, manifest.as_of_date, reference_keys, duplicates
+        )
         writer.write("rows", to_arrow(result.rows, entity))
         writer.write("outcomes", outcomes_table(result.outcomes))
         if result.patient_identifiers is not None:
@@ -98,5 +102,11 @@ def transform_entity(catalog: Catalog, system: str, entity: str, batch_id: str, 
         rows_in += len(chunk)
         rows_out += len(result.rows)
     writer.close()
-    return StageReport(system=system, entity=entity, batch_id=batch_id, rows_in=rows_in,
-                       rows_out=rows_out, outcomes=count_outcomes(outcome_frames))
+    return StageReport(
+        system=system,
+        entity=entity,
+        batch_id=batch_id,
+        rows_in=rows_in,
+        rows_out=rows_out,
+        outcomes=count_outcomes(outcome_frames),
+    )

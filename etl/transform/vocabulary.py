@@ -128,7 +128,9 @@ def integer(values: pd.Series, args: NoArgs, context: TransformContext) -> Trans
 
 def _decimal_comma_number(cleaned: pd.Series) -> pd.Series:
     normalised = cleaned.str.replace(" ", "", regex=False).str.replace(",", ".", regex=False)
-    return pd.to_numeric(normalised.where(normalised.str.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?")), errors="coerce")
+    return pd.to_numeric(
+        normalised.where(normalised.str.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?")), errors="coerce"
+    )
 
 
 @transform("decimal_comma")
@@ -165,7 +167,9 @@ class MapValuesArgs(TransformArgs):
 
 
 @transform("map_values", MapValuesArgs)
-def map_values(values: pd.Series, args: MapValuesArgs, context: TransformContext) -> TransformResult:
+def map_values(
+    values: pd.Series, args: MapValuesArgs, context: TransformContext
+) -> TransformResult:
     """A closed set of legacy values mapped to core values; others are ``invalid_value``."""
     cleaned = clean_text(values)
     lookup = {key.strip(): value for key, value in args.values.items()}
@@ -210,8 +214,10 @@ class DateArgs(TransformArgs):
     future_years_allowed: int = Field(default=0, ge=0, le=50)  # planned dates, e.g. an end date
 
 
-def _pivot_to_past(parsed: pd.Series, two_digit_year: pd.Series, args: DateArgs, today: dt.date) -> pd.Series:
-    """A ``YYMMDD`` date beyond the reference date (plus any allowed future) is a century earlier."""
+def _pivot_to_past(
+    parsed: pd.Series, two_digit_year: pd.Series, args: DateArgs, today: dt.date
+) -> pd.Series:
+    """A ``YYMMDD`` date after the reference date (plus allowed future) is a century earlier."""
     if args.two_digit_years != "past":
         return parsed
     horizon = pd.Timestamp(today) + pd.DateOffset(years=args.future_years_allowed)
@@ -220,13 +226,18 @@ def _pivot_to_past(parsed: pd.Series, two_digit_year: pd.Series, args: DateArgs,
 
 
 @transform("parse_legacy_date", DateArgs)
-def parse_legacy_date(values: pd.Series, args: DateArgs, context: TransformContext) -> TransformResult:
+def parse_legacy_date(
+    values: pd.Series, args: DateArgs, context: TransformContext
+) -> TransformResult:
     """A date in one of the listed legacy formats; otherwise ``unparseable_date``."""
     cleaned = clean_text(values)
     parsed, two_digit_year = _parse_formats(cleaned, args.formats)
     parsed = _pivot_to_past(parsed, two_digit_year, args, context.reference_date)
     failed = cleaned.notna() & parsed.isna()
-    return TransformResult(parsed.dt.date.astype("object").where(parsed.notna(), None), errors_where(failed, "unparseable_date"))
+    return TransformResult(
+        parsed.dt.date.astype("object").where(parsed.notna(), None),
+        errors_where(failed, "unparseable_date"),
+    )
 
 
 class TimestampArgs(TransformArgs):
@@ -243,7 +254,9 @@ def parse_legacy_timestamp(
     parsed, _ = _parse_formats(cleaned, args.formats)
     # The repeated autumn hour cannot be told apart in legacy data: read it as standard time.
     standard_time = np.zeros(len(parsed), dtype=bool)
-    localised = parsed.dt.tz_localize(args.timezone, ambiguous=standard_time, nonexistent="shift_forward")
+    localised = parsed.dt.tz_localize(
+        args.timezone, ambiguous=standard_time, nonexistent="shift_forward"
+    )
     failed = cleaned.notna() & parsed.isna()
     return TransformResult(localised.dt.tz_convert("UTC"), errors_where(failed, "unparseable_date"))
 
@@ -257,8 +270,10 @@ NPU_PATTERN = r"NPU[0-9]{5}"
 
 
 @transform("normalise_icd10_se")
-def normalise_icd10_se(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
-    """ICD-10-SE code in dotted upper-case form (``I219`` becomes ``I21.9``); else ``invalid_code``."""
+def normalise_icd10_se(
+    values: pd.Series, args: NoArgs, context: TransformContext
+) -> TransformResult:
+    """ICD-10-SE code, dotted and upper-case (``I219`` becomes ``I21.9``); else ``invalid_code``."""
     cleaned = clean_text(values).str.upper().str.replace(" ", "", regex=False)
     dotted = cleaned.str.replace(r"^([A-Z][0-9]{2})([0-9])", r"\1.\2", regex=True)
     return _with_pattern(dotted, ICD10_SE_PATTERN, "invalid_code")
@@ -284,11 +299,13 @@ def normalise_npl_id(values: pd.Series, args: NoArgs, context: TransformContext)
 
 @transform("hsa_id")
 def hsa_id(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
-    """HSA-id (``SE`` + organisation number + ``-`` + alphanumerics, at most 31); else ``invalid_hsa_id``."""
+    """HSA-id: ``SE`` + organisation number + ``-`` + alphanumerics, at most 31 characters."""
     cleaned = clean_text(values).str.upper()
     result = _with_pattern(cleaned, r"SE[0-9]{10}-[A-Z0-9]+", "invalid_hsa_id")
     too_long = result.values.str.len() > 31
-    return TransformResult(result.values.mask(too_long), result.errors.mask(too_long.fillna(False), "invalid_hsa_id"))
+    return TransformResult(
+        result.values.mask(too_long), result.errors.mask(too_long.fillna(False), "invalid_hsa_id")
+    )
 
 
 class MapCodeArgs(TransformArgs):
@@ -298,7 +315,7 @@ class MapCodeArgs(TransformArgs):
 
 @transform("map_code", MapCodeArgs)
 def map_code(values: pd.Series, args: MapCodeArgs, context: TransformContext) -> TransformResult:
-    """A local code translated through a crosswalk in ``mappings/crosswalks``; else ``unmapped_code``."""
+    """A local code translated through a ``mappings/crosswalks`` table; else ``unmapped_code``."""
     cleaned = clean_text(values).str.upper()
     table = context.crosswalks[args.crosswalk]
     mapped = cleaned.map(table, na_action="ignore").astype("string")
@@ -315,15 +332,19 @@ _COMPARATOR = r"^\s*([<>]=?)\s*"
 
 
 @transform("lab_value_numeric")
-def lab_value_numeric(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
-    """The number in a lab result (``5,4`` and ``<0,8`` give 5.4 and 0.8); text results give missing."""
+def lab_value_numeric(
+    values: pd.Series, args: NoArgs, context: TransformContext
+) -> TransformResult:
+    """The number in a lab result (``5,4`` gives 5.4, ``<0,8`` gives 0.8); text gives missing."""
     cleaned = clean_text(values)
     numbers = _decimal_comma_number(cleaned.str.replace(_COMPARATOR, "", regex=True))
     return TransformResult(numbers.astype("Float64"), no_errors(values))
 
 
 @transform("lab_value_comparator")
-def lab_value_comparator(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
+def lab_value_comparator(
+    values: pd.Series, args: NoArgs, context: TransformContext
+) -> TransformResult:
     """The comparator of a lab result (``<``, ``>``, ``<=``, ``>=``) or missing."""
     comparator = clean_text(values).str.extract(_COMPARATOR, expand=False)
     return TransformResult(comparator.astype("string"), no_errors(values))
@@ -342,8 +363,10 @@ class RangeArgs(TransformArgs):
 
 
 @transform("reference_range_bound", RangeArgs)
-def reference_range_bound(values: pd.Series, args: RangeArgs, context: TransformContext) -> TransformResult:
-    """One bound of a reference range (``3,5-4,6``, ``<5``, ``>60``); unreadable is ``invalid_range``."""
+def reference_range_bound(
+    values: pd.Series, args: RangeArgs, context: TransformContext
+) -> TransformResult:
+    """One bound of a reference range (``3,5-4,6``, ``<5``, ``>60``); else ``invalid_range``."""
     cleaned = clean_text(values).str.replace(" ", "", regex=False)
     parts = cleaned.str.extract(r"^(?P<low>[0-9]+(?:,[0-9]+)?)-(?P<high>[0-9]+(?:,[0-9]+)?)$")
     below = cleaned.str.extract(r"^<=?([0-9]+(?:,[0-9]+)?)$", expand=False)
@@ -364,7 +387,9 @@ class ReferenceArgs(TransformArgs):
 
 
 @transform("reference_id", ReferenceArgs)
-def reference_id(values: pd.Series, args: ReferenceArgs, context: TransformContext) -> TransformResult:
+def reference_id(
+    values: pd.Series, args: ReferenceArgs, context: TransformContext
+) -> TransformResult:
     """The core id of the row this source key points at (same derivation as that row's own id)."""
     cleaned = clean_text(values)
     ids = core_ids(args.system or context.system, args.entity, cleaned).mask(cleaned.isna())

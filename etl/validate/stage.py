@@ -17,13 +17,21 @@ from etl.core.model import ENTITIES
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.settings import Settings
 from etl.transform.engine import OUTCOME_COLUMNS, QUARANTINED
-from etl.transform.stage import OUTCOME_SCHEMA, StageReport, StageWriter, count_outcomes, outcomes_table
+from etl.transform.stage import (
+    OUTCOME_SCHEMA,
+    StageReport,
+    StageWriter,
+    count_outcomes,
+    outcomes_table,
+)
 from etl.validate.suites import validate_chunk
 
 LOG = logging.getLogger(__name__)
 
 
-def _validated_chunk(settings: Settings, entity: str, rows: pd.DataFrame, source_of: dict[str, str]):
+def _validated_chunk(
+    settings: Settings, entity: str, rows: pd.DataFrame, source_of: dict[str, str]
+):
     id_column = ENTITIES[entity].id_field()
     failures = validate_chunk(settings.expectations_dir, entity, rows, id_column)
     quarantined = pd.Series(False, index=rows.index)
@@ -37,21 +45,31 @@ def _validated_chunk(settings: Settings, entity: str, rows: pd.DataFrame, source
         newly = failing & ~quarantined
         quarantined |= failing
         if newly.any():
-            outcome_rows.append(pd.DataFrame({
-                ROW_NUMBER: rows.loc[newly, ROW_NUMBER],
-                SOURCE_KEY: rows.loc[newly, "source_key"],
-                "outcome": QUARANTINED,
-                "check_name": failure.check_name,
-                "severity": "error",
-                "field": source_of.get(failure.column or "", failure.column),
-                "reason": failure.reason,
-                "detail": pd.NA,
-            }))
-    outcomes = pd.concat(outcome_rows, ignore_index=True) if outcome_rows else pd.DataFrame(columns=OUTCOME_COLUMNS)
+            outcome_rows.append(
+                pd.DataFrame(
+                    {
+                        ROW_NUMBER: rows.loc[newly, ROW_NUMBER],
+                        SOURCE_KEY: rows.loc[newly, "source_key"],
+                        "outcome": QUARANTINED,
+                        "check_name": failure.check_name,
+                        "severity": "error",
+                        "field": source_of.get(failure.column or "", failure.column),
+                        "reason": failure.reason,
+                        "detail": pd.NA,
+                    }
+                )
+            )
+    outcomes = (
+        pd.concat(outcome_rows, ignore_index=True)
+        if outcome_rows
+        else pd.DataFrame(columns=OUTCOME_COLUMNS)
+    )
     return rows[~quarantined], outcomes, warnings
 
 
-def validate_entity(catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings) -> StageReport:
+def validate_entity(
+    catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings
+) -> StageReport:
     """Run the entity's suite chunk by chunk; carry the transform outcomes forward."""
     paths = BatchPaths.of(settings, batch_id, system)
     transformed = paths.stage_file("transformed", entity)
@@ -79,40 +97,74 @@ def validate_entity(catalog: Catalog, system: str, entity: str, batch_id: str, s
             warnings[check] = warnings.get(check, 0) + number
         rows_in += len(rows)
         rows_out += len(valid)
-    for transform_outcomes in iter_frames(paths.stage_file("transformed", entity, "outcomes"), settings.chunk_rows):
+    for transform_outcomes in iter_frames(
+        paths.stage_file("transformed", entity, "outcomes"), settings.chunk_rows
+    ):
         writer.write("outcomes", outcomes_table(transform_outcomes))
         outcome_frames.append(transform_outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
     writer.close()
     if mapping.identifiers:
-        _validate_identifiers(settings, paths, pd.concat(quarantined_ids) if quarantined_ids else pd.Series(dtype="string"))
+        _validate_identifiers(
+            settings,
+            paths,
+            pd.concat(quarantined_ids) if quarantined_ids else pd.Series(dtype="string"),
+        )
     source = catalog.system(system).spec.datasets[mapping.dataset].source_name
     log_problem_rows(system, source, outcome_frames)
     counts = count_outcomes(outcome_frames)
     if warnings:
         counts["warnings"] = sum(warnings.values())
-    return StageReport(system=system, entity=entity, batch_id=batch_id, rows_in=rows_in, rows_out=rows_out, outcomes=counts)
+    return StageReport(
+        system=system,
+        entity=entity,
+        batch_id=batch_id,
+        rows_in=rows_in,
+        rows_out=rows_out,
+        outcomes=counts,
+    )
 
 
-def log_problem_rows(system: str, source: str, frames: list[pd.DataFrame], examples: int = 5) -> None:
+def log_problem_rows(
+    system: str, source: str, frames: list[pd.DataFrame], examples: int = 5
+) -> None:
     """One readable line per reason and field: which rows, and what to do. No values, ever."""
     problems = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if problems.empty:
         return
-    for (outcome, reason, field), group in problems.groupby(["outcome", "reason", "field"], dropna=False, sort=True):
+    for (outcome, reason, field), group in problems.groupby(
+        ["outcome", "reason", "field"], dropna=False, sort=True
+    ):
         rows = ", ".join(str(n) for n in group[ROW_NUMBER].head(examples))
         more = f" and {len(group) - examples} more" if len(group) > examples else ""
-        advice = ("review with `vardflytt status`; fix at source and re-run the batch"
-                  if outcome == QUARANTINED else "by design (declared rule or exact duplicate)")
-        LOG.warning("%s %s: %d row(s) %s, reason %s, field %s, rows %s%s; %s", system, source,
-                    len(group), outcome, reason, field, rows, more, advice)
+        advice = (
+            "review with `vardflytt status`; fix at source and re-run the batch"
+            if outcome == QUARANTINED
+            else "by design (declared rule or exact duplicate)"
+        )
+        LOG.warning(
+            "%s %s: %d row(s) %s, reason %s, field %s, rows %s%s; %s",
+            system,
+            source,
+            len(group),
+            outcome,
+            reason,
+            field,
+            rows,
+            more,
+            advice,
+        )
 
 
-def _validate_identifiers(settings: Settings, paths: BatchPaths, quarantined_patient_ids: pd.Series) -> None:
+def _validate_identifiers(
+    settings: Settings, paths: BatchPaths, quarantined_patient_ids: pd.Series
+) -> None:
     """Identifiers follow their patient: only those of loadable patients go on."""
     entity = "patient_identifier"
-    writer = StageWriter({
-        "rows": (paths.stage_file("validated", entity), stage_schema(entity)),
-    })
+    writer = StageWriter(
+        {
+            "rows": (paths.stage_file("validated", entity), stage_schema(entity)),
+        }
+    )
     for rows in iter_frames(paths.stage_file("transformed", entity), settings.chunk_rows):
         rows = rows[~rows["patient_id"].isin(quarantined_patient_ids)]
         failures = validate_chunk(settings.expectations_dir, entity, rows, "patient_identifier_id")
@@ -120,8 +172,8 @@ def _validate_identifiers(settings: Settings, paths: BatchPaths, quarantined_pat
         if failing_ids:
             # An identifier failing its checks after its patient passed is a mapping bug: stop.
             raise RuntimeError(
-                f"{paths.root}: {sum(len(ids) for ids in failing_ids)} patient identifier rows fail "
-                "their suite although their patients passed; check the patient mapping"
+                f"{paths.root}: {sum(len(ids) for ids in failing_ids)} patient identifier rows "
+                "fail their suite although their patients passed; check the patient mapping"
             )
         writer.write("rows", to_arrow(rows, entity))
     writer.close()

@@ -74,14 +74,18 @@ def _suite_and_batch_definition(expectations_dir: Path, entity: str):
     definition = read_suite_definition(expectations_dir, entity)
     context = _context()
     suite = context.suites.add_or_update(
-        gx.ExpectationSuite(name=entity, expectations=definition["expectations"], meta=definition.get("meta"))
+        gx.ExpectationSuite(
+            name=entity, expectations=definition["expectations"], meta=definition.get("meta")
+        )
     )
     source = context.data_sources.add_or_update_pandas(f"vardflytt_{entity}")
     asset = source.add_dataframe_asset(entity)
     return suite, asset.add_batch_definition_whole_dataframe("chunk")
 
 
-def validate_chunk(expectations_dir: Path, entity: str, rows: pd.DataFrame, id_column: str) -> list[Failure]:
+def validate_chunk(
+    expectations_dir: Path, entity: str, rows: pd.DataFrame, id_column: str
+) -> list[Failure]:
     """Every failing expectation with the ids of the rows that fail it."""
     if rows.empty:
         return []
@@ -110,8 +114,16 @@ def validate_chunk(expectations_dir: Path, entity: str, rows: pd.DataFrame, id_c
         index_list = outcome.result.get("unexpected_index_list") or []
         row_ids = pd.Series([item[id_column] for item in index_list], dtype="string")
         meta = configuration.meta or {}
-        severity = "warning" if str(configuration.severity.value) in {"warning", "info"} else "error"
+        severity = (
+            "warning" if str(configuration.severity.value) in {"warning", "info"} else "error"
+        )
         failures.append(
-            Failure(check_name, column, meta.get("reason") or DEFAULT_REASONS.get(configuration.type, configuration.type), severity, row_ids)
+            Failure(
+                check_name,
+                column,
+                meta.get("reason") or DEFAULT_REASONS.get(configuration.type, configuration.type),
+                severity,
+                row_ids,
+            )
         )
     return failures

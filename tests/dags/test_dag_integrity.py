@@ -41,7 +41,9 @@ def test_one_dag_per_source_system_in_mappings(dag_bag):
     from etl.layout import list_system_entities
 
     systems = list_system_entities(ROOT / "mappings")
-    per_system = {d for d in dag_bag.dag_ids if d.startswith("vardflytt_") and d != "vardflytt_migrate"}
+    per_system = {
+        d for d in dag_bag.dag_ids if d.startswith("vardflytt_") and d != "vardflytt_migrate"
+    }
     assert {f"vardflytt_{s}" for s in systems} == per_system
 
 
@@ -71,10 +73,13 @@ def test_importing_the_dags_loads_no_heavy_module():
     """Airflow parses DAG files every 30 seconds: no pandas, pyarrow or GX at import time."""
     code = (
         "import sys; sys.path.insert(0, 'dags'); import vardflytt_migration; "
-        "heavy = [m for m in ('pandas', 'pyarrow', 'great_expectations', 'etl.pipeline') if m in sys.modules]; "
+        "heavy = [m for m in ('pandas', 'pyarrow', 'great_expectations', 'etl.pipeline') "
+        "if m in sys.modules]; "
         "print(','.join(heavy))"
     )
-    completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert completed.stdout.strip() == ""
 
 
@@ -82,5 +87,7 @@ def test_tasks_only_call_into_etl(dag_bag):
     """Thin DAGs: every task is a TaskFlow call, no operators with inline logic."""
     for dag in dag_bag.dags.values():
         for task in dag.tasks:
-            assert type(task).__name__ in {"_PythonDecoratedOperator", "_ShortCircuitDecoratedOperator"}, (
-                dag.dag_id, task.task_id)
+            assert type(task).__name__ in {
+                "_PythonDecoratedOperator",
+                "_ShortCircuitDecoratedOperator",
+            }, (dag.dag_id, task.task_id)

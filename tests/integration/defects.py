@@ -10,9 +10,19 @@ import sqlalchemy as sa
 
 def expected_quarantine(estate: Path, systems: tuple[str, ...]) -> set[tuple[str, str, int, str]]:
     defects = pd.read_csv(estate / "defects.csv", dtype=str)
-    defects = defects[defects["system"].isin(systems) & defects["expected_outcome"].str.startswith("quarantine:")]
+    defects = defects[
+        defects["system"].isin(systems) & defects["expected_outcome"].str.startswith("quarantine:")
+    ]
     reasons = defects["expected_outcome"].str.removeprefix("quarantine:")
-    return set(zip(defects["system"], defects["dataset"], defects["row_number"].astype(int), reasons, strict=True))
+    return set(
+        zip(
+            defects["system"],
+            defects["dataset"],
+            defects["row_number"].astype(int),
+            reasons,
+            strict=True,
+        )
+    )
 
 
 def actual_quarantine(core_url: str) -> set[tuple[str, str, int, str]]:

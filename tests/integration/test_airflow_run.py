@@ -26,31 +26,59 @@ def airflow_home(tmp_path_factory) -> Path:
     return home
 
 
-def _vardflytt(home: Path, environment: dict[str, str], *arguments: str) -> subprocess.CompletedProcess:
+def _vardflytt(
+    home: Path, environment: dict[str, str], *arguments: str
+) -> subprocess.CompletedProcess:
     import os
 
     env = {**os.environ, "VARDFLYTT_HOME": str(home), **environment}
-    completed = subprocess.run([VARDFLYTT, *arguments], env=env, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, f"vardflytt {' '.join(arguments)} failed:\n{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}"
+    completed = subprocess.run(
+        [VARDFLYTT, *arguments], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, (
+        f"vardflytt {' '.join(arguments)} failed:\n"
+        f"{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}"
+    )
     return completed
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_dags_migrate_the_estate_and_reconcile(backend, airflow_home, small_estate, tmp_path, request):
-    core_url = (f"sqlite:///{tmp_path / 'core.sqlite'}" if backend == "sqlite"
-                else request.getfixturevalue("postgres_url"))
-    environment = {"VARDFLYTT_ESTATE_DIR": str(small_estate), "VARDFLYTT_CORE_URL": core_url,
-                   "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing")}
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_dags_migrate_the_estate_and_reconcile(
+    backend, airflow_home, small_estate, tmp_path, request
+):
+    core_url = (
+        f"sqlite:///{tmp_path / 'core.sqlite'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    environment = {
+        "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_CORE_URL": core_url,
+        "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
+    }
     conf = json.dumps({"as_of_date": "2026-07-01"})
     for system in ("elvis", "melior"):
-        _vardflytt(airflow_home, environment, "airflow", "dags", "test", f"vardflytt_{system}", "--conf", conf)
+        _vardflytt(
+            airflow_home,
+            environment,
+            "airflow",
+            "dags",
+            "test",
+            f"vardflytt_{system}",
+            "--conf",
+            conf,
+        )
 
     status = _vardflytt(airflow_home, environment, "status", "--check")
     assert "every source row is accounted for" in status.stdout
 
     engine = sa.create_engine(core_url)
     with engine.connect() as connection:
-        residues = connection.exec_driver_sql("SELECT sum(residue), count(*) FROM batch_accounting").one()
+        residues = connection.exec_driver_sql(
+            "SELECT sum(residue), count(*) FROM batch_accounting"
+        ).one()
         patients = connection.exec_driver_sql("SELECT count(*) FROM patient").scalar_one()
     engine.dispose()
     assert residues[0] == 0 and residues[1] == 14  # 6 ELVIS + 8 Melior entities
@@ -60,14 +88,23 @@ def test_dags_migrate_the_estate_and_reconcile(backend, airflow_home, small_esta
 
 def test_selection_dag_runs_only_the_chosen_systems(airflow_home, small_estate, tmp_path):
     landing = tmp_path / "landing"
-    environment = {"VARDFLYTT_ESTATE_DIR": str(small_estate), "VARDFLYTT_LANDING_DIR": str(landing),
-                   "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}"}
-    conf = json.dumps({"systems": ["melior"], "dry_run": True, "batch_id": "pick", "as_of_date": "2026-07-01"})
-    _vardflytt(airflow_home, environment, "airflow", "dags", "test", "vardflytt_migrate", "--conf", conf)
+    environment = {
+        "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_LANDING_DIR": str(landing),
+        "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}",
+    }
+    conf = json.dumps(
+        {"systems": ["melior"], "dry_run": True, "batch_id": "pick", "as_of_date": "2026-07-01"}
+    )
+    _vardflytt(
+        airflow_home, environment, "airflow", "dags", "test", "vardflytt_migrate", "--conf", conf
+    )
 
     assert (landing / "melior__pick" / "melior" / "validated").is_dir()
     assert not (landing / "elvis__pick").exists()
     engine = sa.create_engine(environment["VARDFLYTT_CORE_URL"])
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT count(*) FROM patient").scalar_one() == 0  # dry run
+        assert (
+            connection.exec_driver_sql("SELECT count(*) FROM patient").scalar_one() == 0
+        )  # dry run
     engine.dispose()

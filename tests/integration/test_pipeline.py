@@ -31,7 +31,9 @@ def core_url(request, tmp_path):
 
 def _quarantine(settings) -> pd.DataFrame:
     with core_engine(settings.resolved_core_url).connect() as connection:
-        return pd.read_sql("SELECT source_system, dataset, row_number, reason, field FROM quarantine", connection)
+        return pd.read_sql(
+            "SELECT source_system, dataset, row_number, reason, field FROM quarantine", connection
+        )
 
 
 def _core_checksums(settings) -> dict[str, tuple[int, str]]:
@@ -40,12 +42,16 @@ def _core_checksums(settings) -> dict[str, tuple[int, str]]:
     with core_engine(settings.resolved_core_url).connect() as connection:
         for name, table in ENTITY_TABLES.items():
             key = table.primary_key.columns.values()[0]
-            rows = connection.execute(sa.select(key, table.c.content_hash, table.c.batch_id).order_by(key)).all()
+            rows = connection.execute(
+                sa.select(key, table.c.content_hash, table.c.batch_id).order_by(key)
+            ).all()
             sums[name] = (len(rows), str(hash(tuple(rows))))
     return sums
 
 
-def test_every_row_is_accounted_for_and_every_injected_defect_is_quarantined(small_estate, settings_for, core_url):
+def test_every_row_is_accounted_for_and_every_injected_defect_is_quarantined(
+    small_estate, settings_for, core_url
+):
     settings = settings_for(small_estate, core_url)
     reports = {s: pipeline.run_system(s, f"{s}-test", AS_OF, settings=settings) for s in SYSTEMS}
 
@@ -58,12 +64,29 @@ def test_every_row_is_accounted_for_and_every_injected_defect_is_quarantined(sma
     defects = pd.read_csv(small_estate / "defects.csv", dtype=str)
     expected = defects[defects["expected_outcome"].str.startswith("quarantine:")].copy()
     expected["reason"] = expected["expected_outcome"].str.removeprefix("quarantine:")
-    expected_rows = set(zip(expected["system"], expected["dataset"], expected["row_number"].astype(int), expected["reason"]))
+    expected_rows = set(
+        zip(
+            expected["system"],
+            expected["dataset"],
+            expected["row_number"].astype(int),
+            expected["reason"],
+            strict=True,
+        )
+    )
 
     quarantined = _quarantine(settings)
-    actual_rows = set(zip(quarantined["source_system"], quarantined["dataset"], quarantined["row_number"].astype(int), quarantined["reason"]))
+    actual_rows = set(
+        zip(
+            quarantined["source_system"],
+            quarantined["dataset"],
+            quarantined["row_number"].astype(int),
+            quarantined["reason"],
+            strict=True,
+        )
+    )
     assert actual_rows == expected_rows, (
-        f"missed: {sorted(expected_rows - actual_rows)[:10]} unexpected: {sorted(actual_rows - expected_rows)[:10]}"
+        f"missed: {sorted(expected_rows - actual_rows)[:10]} "
+        f"unexpected: {sorted(actual_rows - expected_rows)[:10]}"
     )
     assert quarantined["field"].notna().all(), "every quarantined row names the field at fault"
 
@@ -95,11 +118,15 @@ def test_dry_run_writes_nothing_to_the_core(small_estate, settings_for, tmp_path
     assert all(count == 0 for count, _ in _core_checksums(settings).values())
 
 
-def test_a_second_batch_with_the_same_content_keeps_ids_and_rows(small_estate, settings_for, tmp_path):
+def test_a_second_batch_with_the_same_content_keeps_ids_and_rows(
+    small_estate, settings_for, tmp_path
+):
     settings = settings_for(small_estate, f"sqlite:///{tmp_path / 'twice.sqlite'}")
     pipeline.run_system("elvis", "elvis-first", AS_OF, settings=settings)
     first = _core_checksums(settings)
     report = pipeline.run_system("elvis", "elvis-second", AS_OF, settings=settings)
 
     assert _core_checksums(settings) == first  # same ids, same content, original batch kept
-    assert sum(load.unchanged for load in report.entities) == sum(load.staged for load in report.entities)
+    assert sum(load.unchanged for load in report.entities) == sum(
+        load.staged for load in report.entities
+    )

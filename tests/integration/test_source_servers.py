@@ -24,9 +24,16 @@ def _landed(settings, batch_id: str) -> dict[str, list]:
     }
 
 
-@pytest.mark.parametrize("server", [pytest.param("mariadb", marks=pytest.mark.mariadb),
-                                    pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_elvis_on_a_database_server_lands_like_sqlite(server, request, tmp_path, settings_for, monkeypatch):
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ],
+)
+def test_elvis_on_a_database_server_lands_like_sqlite(
+    server, request, tmp_path, settings_for, monkeypatch
+):
     url = request.getfixturevalue(f"{server}_url")
     estate = tmp_path / "estate"
     generate_estate(estate, patients=150, seed=11)
@@ -42,8 +49,13 @@ def test_elvis_on_a_database_server_lands_like_sqlite(server, request, tmp_path,
         assert from_server[name] == from_sqlite[name], name
 
 
-@pytest.mark.parametrize("server", [pytest.param("mariadb", marks=pytest.mark.mariadb),
-                                    pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ],
+)
 def test_legacy_server_connections_refuse_writes(server, request, tmp_path):
     import sqlalchemy as sa
 
@@ -52,6 +64,6 @@ def test_legacy_server_connections_refuse_writes(server, request, tmp_path):
     url = request.getfixturevalue(f"{server}_url")
     generate_estate(tmp_path / "estate", patients=60, seed=5, elvis_url=url)
     engine = read_only_engine(url)
-    with engine.connect() as connection, pytest.raises(sa.exc.DBAPIError, match="(?i)read.only"):
+    with engine.connect() as connection, pytest.raises(sa.exc.DBAPIError, match=r"(?i)read.only"):
         connection.exec_driver_sql("DELETE FROM patient")
     engine.dispose()

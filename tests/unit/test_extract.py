@@ -55,7 +55,9 @@ def test_melior_lands_every_row_with_lineage_and_a_manifest(catalog, tiny_estate
     assert manifest.datasets["diagnos"].conflicting_duplicate_rows > 0
 
 
-def test_undecodable_bytes_become_replacement_characters_not_a_failed_file(catalog, tiny_estate, settings_for):
+def test_undecodable_bytes_become_replacement_characters_not_a_failed_file(
+    catalog, tiny_estate, settings_for
+):
     settings = settings_for(tiny_estate)
     manifest = extract_system(catalog, "melior", "b1", AS_OF, settings)
 
@@ -64,7 +66,9 @@ def test_undecodable_bytes_become_replacement_characters_not_a_failed_file(catal
     assert "ö" in "".join(notes["TEXT"].dropna()), "cp1252 text decodes to Swedish letters"
 
 
-def test_renamed_column_in_a_delimited_export_stops_the_source_with_a_diff(catalog, estate_copy, settings_for):
+def test_renamed_column_in_a_delimited_export_stops_the_source_with_a_diff(
+    catalog, estate_copy, settings_for
+):
     path = estate_copy / "melior" / "DIAGNOS.TXT"
     data = path.read_bytes()
     path.write_bytes(data.replace(b"DIAGNOSKOD", b"DIAGNOS_KOD", 1))
@@ -76,7 +80,9 @@ def test_renamed_column_in_a_delimited_export_stops_the_source_with_a_diff(catal
     message = str(error.value)
     assert "melior" in message and "DIAGNOS.TXT" in message
     assert "- DIAGNOSKOD" in message and "+ DIAGNOS_KOD" in message
-    assert not (settings.resolved_landing_dir / "b1" / "melior" / "landed" / "_manifest.json").exists()
+    assert not (
+        settings.resolved_landing_dir / "b1" / "melior" / "landed" / "_manifest.json"
+    ).exists()
 
 
 def test_fixed_width_record_of_the_wrong_length_is_schema_drift(catalog, estate_copy, settings_for):

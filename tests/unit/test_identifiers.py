@@ -152,7 +152,12 @@ def test_fhir_systems(kind: IdentityKind, system: str) -> None:
         ("1401682396", "9", "191401682396", SAMORDNINGSNUMMER),
         # Skatteverket issues samordningsnummer with an unknown month (00) or day (60 = day 00).
         ("191500882392", None, "191500882392", SAMORDNINGSNUMMER),
-        ("19" + with_check_digit("900160238"), None, "19" + with_check_digit("900160238"), SAMORDNINGSNUMMER),
+        (
+            "19" + with_check_digit("900160238"),
+            None,
+            "19" + with_check_digit("900160238"),
+            SAMORDNINGSNUMMER,
+        ),
         ("000287-2380", None, "200002872380", SAMORDNINGSNUMMER),
         ("20000377-2381", None, "200003772381", SAMORDNINGSNUMMER),
         ("19810829M071", None, "19810829M071", RESERVNUMMER_VGR),

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_DATE = dt.date(2026, 7, 1)
-NO_DUPLICATES = pd.DataFrame({ROW_NUMBER: pd.Series(dtype="int64"), "outcome": pd.Series(dtype="string")})
+NO_DUPLICATES = pd.DataFrame(
+    {ROW_NUMBER: pd.Series(dtype="int64"), "outcome": pd.Series(dtype="string")}
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,29 +41,65 @@ def landed(rows: list[dict], key: str) -> pd.DataFrame:
 def run(catalog, system, entity, rows, key, references=None):
     mapping = catalog.system(system).entities[entity]
     keys = {name: pd.Index(values) for name, values in (references or {}).items()}
-    return transform_chunk(landed(rows, key), mapping, catalog, "batch-1", REFERENCE_DATE, keys, NO_DUPLICATES)
+    return transform_chunk(
+        landed(rows, key), mapping, catalog, "batch-1", REFERENCE_DATE, keys, NO_DUPLICATES
+    )
 
 
 ELVIS_PATIENT = {
-    "patient_id": "17", "pnr": "19121212-1212", "reservnr": None, "fornamn": "Tolvan", "efternamn": "Tolvansson",
-    "kon": "M", "fodelsedatum": "121212", "adress": "Storgatan 1", "postnr": "41101", "postort": "Göteborg",
-    "skyddad_identitet": "", "avliden_datum": None, "testpatient": "N", "registrerad_tid": "199901011230",
+    "patient_id": "17",
+    "pnr": "19121212-1212",
+    "reservnr": None,
+    "fornamn": "Tolvan",
+    "efternamn": "Tolvansson",
+    "kon": "M",
+    "fodelsedatum": "121212",
+    "adress": "Storgatan 1",
+    "postnr": "41101",
+    "postort": "Göteborg",
+    "skyddad_identitet": "",
+    "avliden_datum": None,
+    "testpatient": "N",
+    "registrerad_tid": "199901011230",
 }
 
 
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({}, {"identity_number": "191212121212", "identity_kind": "personnummer", "sex": "male",
-              "birth_date": dt.date(1912, 12, 12), "protected_identity": "none"}),
-        ({"pnr": " 121212+1212 "}, {"identity_number": "191212121212", "identity_kind": "personnummer"}),
+        (
+            {},
+            {
+                "identity_number": "191212121212",
+                "identity_kind": "personnummer",
+                "sex": "male",
+                "birth_date": dt.date(1912, 12, 12),
+                "protected_identity": "none",
+            },
+        ),
+        (
+            {"pnr": " 121212+1212 "},
+            {"identity_number": "191212121212", "identity_kind": "personnummer"},
+        ),
         ({"fodelsedatum": "14.12.1912"}, {"birth_date": dt.date(1912, 12, 14)}),
         ({"skyddad_identitet": "SKYDD"}, {"protected_identity": "skyddad_folkbokforing"}),
-        ({"pnr": None, "reservnr": "19810829M071"}, {"identity_number": "19810829M071", "identity_kind": "reservnummer_vgr"}),
-        ({"registrerad_tid": "202607011230"}, {"registered_at": pd.Timestamp("2026-07-01 10:30", tz="UTC")}),
+        (
+            {"pnr": None, "reservnr": "19810829M071"},
+            {"identity_number": "19810829M071", "identity_kind": "reservnummer_vgr"},
+        ),
+        (
+            {"registrerad_tid": "202607011230"},
+            {"registered_at": pd.Timestamp("2026-07-01 10:30", tz="UTC")},
+        ),
     ],
-    ids=["12-digit-with-dash", "plus-separator-centenarian", "birth-date-dotted", "protected-identity",
-         "reservnummer-only", "registered-summer-time-to-utc"],
+    ids=[
+        "12-digit-with-dash",
+        "plus-separator-centenarian",
+        "birth-date-dotted",
+        "protected-identity",
+        "reservnummer-only",
+        "registered-summer-time-to-utc",
+    ],
 )
 def test_elvis_patient_maps_to_core_patient(catalog, changes, expected):
     result = run(catalog, "elvis", "patient", [{**ELVIS_PATIENT, **changes}], "patient_id")
@@ -84,15 +122,26 @@ def test_elvis_patient_maps_to_core_patient(catalog, changes, expected):
         ({"testpatient": "J"}, "test_patient", "testpatient"),
         ({"pnr": None, "reservnr": None}, "missing_identity_number", "pnr,reservnr"),
     ],
-    ids=["bad-check-digit", "bad-birth-date", "unknown-sex-code", "garbage-timestamp", "test-patient-excluded",
-         "no-identity-at-all"],
+    ids=[
+        "bad-check-digit",
+        "bad-birth-date",
+        "unknown-sex-code",
+        "garbage-timestamp",
+        "test-patient-excluded",
+        "no-identity-at-all",
+    ],
 )
 def test_elvis_patient_problems_name_reason_and_field(catalog, changes, reason, field):
     result = run(catalog, "elvis", "patient", [{**ELVIS_PATIENT, **changes}], "patient_id")
 
     assert result.rows.empty
     outcome = result.outcomes.iloc[0]
-    assert (outcome["reason"], outcome["field"], outcome[ROW_NUMBER], outcome[SOURCE_KEY]) == (reason, field, 1, "17")
+    assert (outcome["reason"], outcome["field"], outcome[ROW_NUMBER], outcome[SOURCE_KEY]) == (
+        reason,
+        field,
+        1,
+        "17",
+    )
 
 
 def test_legacy_reserve_number_is_kept_as_linked_identifier(catalog):
@@ -101,21 +150,40 @@ def test_legacy_reserve_number_is_kept_as_linked_identifier(catalog):
 
     identifiers = result.patient_identifiers.sort_values("is_primary", ascending=False)
     assert identifiers[["identity_kind", "is_primary"]].values.tolist() == [
-        ["personnummer", True], ["reservnummer_legacy", False]]
+        ["personnummer", True],
+        ["reservnummer_legacy", False],
+    ]
     assert (identifiers["patient_id"] == result.rows["patient_id"].iloc[0]).all()
 
 
-MELIOR_PATIENT = {"PATNR": "00000042", "SEKEL": "9", "PNR": "1212121212", "EFTERNAMN": "Tolvansson",
-                  "FORNAMN": "Tolvan", "KON": "M", "SKYDD": " ", "AVLIDEN": "        "}
+MELIOR_PATIENT = {
+    "PATNR": "00000042",
+    "SEKEL": "9",
+    "PNR": "1212121212",
+    "EFTERNAMN": "Tolvansson",
+    "FORNAMN": "Tolvan",
+    "KON": "M",
+    "SKYDD": " ",
+    "AVLIDEN": "        ",
+}
 
 
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({}, {"identity_number": "191212121212", "deceased_date": None, "protected_identity": "none"}),
+        (
+            {},
+            {
+                "identity_number": "191212121212",
+                "deceased_date": None,
+                "protected_identity": "none",
+            },
+        ),
         ({"SEKEL": "0", "PNR": "0001012384"}, {"identity_number": "200001012384"}),
-        ({"SKYDD": "S", "AVLIDEN": "20200131"}, {"protected_identity": "sekretessmarkering",
-                                                  "deceased_date": dt.date(2020, 1, 31)}),
+        (
+            {"SKYDD": "S", "AVLIDEN": "20200131"},
+            {"protected_identity": "sekretessmarkering", "deceased_date": dt.date(2020, 1, 31)},
+        ),
     ],
     ids=["century-9", "century-0", "protected-and-deceased"],
 )
@@ -128,25 +196,54 @@ def test_melior_fixed_width_patient_uses_the_century_digit(catalog, changes, exp
         assert (row[field] if pd.notna(row[field]) else None) == value, field
 
 
-LAB = {"SVARSNR": "9001", "PATNR": "00000042", "PROVTAGNINGSTID": "202301150830", "ANALYSKOD": "NPU02319",
-       "ANALYSNAMN": "B-Hemoglobin", "RESULTAT": "134", "ENHET": "g/L", "REFERENSINTERVALL": "117-153",
-       "LABB": "Klinisk kemi SU"}
+LAB = {
+    "SVARSNR": "9001",
+    "PATNR": "00000042",
+    "PROVTAGNINGSTID": "202301150830",
+    "ANALYSKOD": "NPU02319",
+    "ANALYSNAMN": "B-Hemoglobin",
+    "RESULTAT": "134",
+    "ENHET": "g/L",
+    "REFERENSINTERVALL": "117-153",
+    "LABB": "Klinisk kemi SU",
+}
 
 
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({}, {"npu_code": "NPU02319", "value_numeric": 134.0, "reference_low": 117.0, "reference_high": 153.0,
-              "sampled_at": pd.Timestamp("2023-01-15 07:30", tz="UTC")}),
-        ({"ANALYSKOD": "L-KREA", "RESULTAT": "<0,8", "REFERENSINTERVALL": "3,5-4,6"},
-         {"npu_code": "NPU18016", "source_analysis_code": "L-KREA", "value_numeric": 0.8,
-          "value_comparator": "<", "reference_low": 3.5, "reference_high": 4.6}),
-        ({"RESULTAT": "POS", "REFERENSINTERVALL": ""}, {"value_text": "POS", "reference_low": None}),
+        (
+            {},
+            {
+                "npu_code": "NPU02319",
+                "value_numeric": 134.0,
+                "reference_low": 117.0,
+                "reference_high": 153.0,
+                "sampled_at": pd.Timestamp("2023-01-15 07:30", tz="UTC"),
+            },
+        ),
+        (
+            {"ANALYSKOD": "L-KREA", "RESULTAT": "<0,8", "REFERENSINTERVALL": "3,5-4,6"},
+            {
+                "npu_code": "NPU18016",
+                "source_analysis_code": "L-KREA",
+                "value_numeric": 0.8,
+                "value_comparator": "<",
+                "reference_low": 3.5,
+                "reference_high": 4.6,
+            },
+        ),
+        (
+            {"RESULTAT": "POS", "REFERENSINTERVALL": ""},
+            {"value_text": "POS", "reference_low": None},
+        ),
     ],
     ids=["npu-coded", "local-code-decimal-comma-comparator", "text-result"],
 )
 def test_melior_lab_result_maps_swedish_notation(catalog, changes, expected):
-    result = run(catalog, "melior", "observation", [{**LAB, **changes}], "SVARSNR", {"patient": ["00000042"]})
+    result = run(
+        catalog, "melior", "observation", [{**LAB, **changes}], "SVARSNR", {"patient": ["00000042"]}
+    )
 
     assert result.outcomes.empty
     row = result.rows.iloc[0]
@@ -165,30 +262,50 @@ def test_melior_lab_result_maps_swedish_notation(catalog, changes, expected):
     ids=["unmapped-local-code", "unknown-patient", "undecodable-bytes"],
 )
 def test_melior_lab_result_problems_are_quarantined(catalog, changes, reason, field):
-    result = run(catalog, "melior", "observation", [{**LAB, **changes}], "SVARSNR", {"patient": ["00000042"]})
+    result = run(
+        catalog, "melior", "observation", [{**LAB, **changes}], "SVARSNR", {"patient": ["00000042"]}
+    )
 
     assert result.rows.empty
     assert result.outcomes[["reason", "field"]].values.tolist() == [[reason, field]]
 
 
 def test_one_bad_row_does_not_stop_the_rest_of_the_chunk(catalog):
-    rows = [LAB, {**LAB, "SVARSNR": "9002", "PROVTAGNINGSTID": "2023011"}, {**LAB, "SVARSNR": "9003"}]
+    rows = [
+        LAB,
+        {**LAB, "SVARSNR": "9002", "PROVTAGNINGSTID": "2023011"},
+        {**LAB, "SVARSNR": "9003"},
+    ]
     result = run(catalog, "melior", "observation", rows, "SVARSNR", {"patient": ["00000042"]})
 
     assert result.rows["source_key"].tolist() == ["9001", "9003"]
     assert result.outcomes[[SOURCE_KEY, "reason", "field"]].values.tolist() == [
-        ["9002", "unparseable_date", "PROVTAGNINGSTID"]]
+        ["9002", "unparseable_date", "PROVTAGNINGSTID"]
+    ]
 
 
-DIAGNOSIS = {"DIAGNOSNR": "5", "PATNR": "00000042", "KONTAKTNR": "77", "DIAGNOSKOD": "i219",
-             "DIAGNOSTEXT": "Akut hjärtinfarkt", "DIAGNOSDATUM": "03.04.2021", "HUVUDDIAGNOS": "J",
-             "LAKARE_HSA": "SE2321000131-E000000000001"}
+DIAGNOSIS = {
+    "DIAGNOSNR": "5",
+    "PATNR": "00000042",
+    "KONTAKTNR": "77",
+    "DIAGNOSKOD": "i219",
+    "DIAGNOSTEXT": "Akut hjärtinfarkt",
+    "DIAGNOSDATUM": "03.04.2021",
+    "HUVUDDIAGNOS": "J",
+    "LAKARE_HSA": "SE2321000131-E000000000001",
+}
 
 
 def test_melior_diagnosis_stores_dotted_icd10_and_links_the_encounter(catalog):
-    result = run(catalog, "melior", "diagnosis", [DIAGNOSIS], "DIAGNOSNR", {"patient": ["00000042"]})
+    result = run(
+        catalog, "melior", "diagnosis", [DIAGNOSIS], "DIAGNOSNR", {"patient": ["00000042"]}
+    )
 
     row = result.rows.iloc[0]
-    assert (row["icd10_code"], row["diagnosis_date"], row["is_primary_diagnosis"]) == ("I21.9", dt.date(2021, 4, 3), True)
+    assert (row["icd10_code"], row["diagnosis_date"], row["is_primary_diagnosis"]) == (
+        "I21.9",
+        dt.date(2021, 4, 3),
+        True,
+    )
     assert row["encounter_id"] == core_ids("melior", "encounter", pd.Series(["77"])).iloc[0]
     assert row["patient_id"] == core_ids("melior", "patient", pd.Series(["00000042"])).iloc[0]
