@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from etl.settings import PROJECT_ROOT, Settings
 
@@ -25,6 +27,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "DO_NOT_TRACK": "1",
             # Tasks must see the same vardflytt settings as the command that started Airflow.
             "VARDFLYTT_HOME": str(settings.home),
+            # `airflow standalone` starts its components as `airflow ...` found on PATH.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
     for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):

@@ -127,16 +127,14 @@ class SystemSpec(Strict):
 
 class ColumnMapping(Strict):
     target: str
-    source: str | list[str] | None = None
+    source: str | None = None  # one legacy column; None for a constant
     transform: str = "text"
     args: dict[str, Any] = Field(default_factory=dict)
     note: str = ""
 
     @property
     def source_columns(self) -> list[str]:
-        if self.source is None:
-            return []
-        return [self.source] if isinstance(self.source, str) else list(self.source)
+        return [] if self.source is None else [self.source]
 
     @model_validator(mode="after")
     def _known_transform(self) -> ColumnMapping:

@@ -19,7 +19,7 @@ from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
-from etl.transform.vocabulary import TransformContext, clean_text
+from etl.transform.vocabulary import REGISTRY, TransformContext, clean_text
 
 OUTCOME_COLUMNS = [
     ROW_NUMBER,
@@ -54,7 +54,7 @@ class Outcomes:
         mask: pd.Series,
         outcome: str,
         check_name: str,
-        reason: str,
+        reason: str | pd.Series,
         field: str | None = None,
         detail: pd.Series | str | None = None,
         severity: str = "error",
@@ -142,33 +142,20 @@ def transform_chunk(
         core, identifier_frames = _identities(chunk, mapping, reference_date, outcomes, core)
 
     for column in mapping.columns:
-        sources = [chunk[c] for c in column.source_columns] or [
-            pd.Series(pd.NA, index=chunk.index, dtype="string")
-        ]
-        definition = _definition(column.transform)
-        result = (
-            definition.function(*sources, column.parsed_args(), context)
-            if len(sources) > 1
-            else definition.function(sources[0], column.parsed_args(), context)
+        source = (
+            chunk[column.source]
+            if column.source
+            else pd.Series(pd.NA, index=chunk.index, dtype="string")
         )
-        failed = result.errors.notna()
+        result = REGISTRY[column.transform].function(source, column.parsed_args(), context)
         outcomes.record(
-            failed,
+            result.errors.notna(),
             QUARANTINED,
             f"transform:{column.transform}",
-            reason=_first(result.errors[failed]),
-            field=",".join(column.source_columns),
+            reason=result.errors,
+            field=column.source,
             detail=column.target,
         )
-        # One reason per column keeps the vectorised write simple; mixed reasons are rare
-        # but must stay exact, so re-record per distinct reason.
-        for reason in result.errors[failed].unique()[1:]:
-            outcomes.columns["reason"] = outcomes.columns["reason"].mask(
-                (result.errors == reason)
-                & (outcomes.columns["check_name"] == f"transform:{column.transform}")
-                & (outcomes.columns["field"] == ",".join(column.source_columns)),
-                reason,
-            )
         core[column.target] = result.values
 
     if mapping.identifiers:
@@ -183,16 +170,6 @@ def transform_chunk(
         )
         identifiers_frame = _finish_identifiers(identifiers_frame, mapping.system, batch_id)
     return ChunkResult(rows, outcomes.frame(chunk), identifiers_frame)
-
-
-def _first(values: pd.Series) -> str:
-    return str(values.iloc[0]) if len(values) else ""
-
-
-def _definition(name: str):
-    from etl.transform.vocabulary import REGISTRY
-
-    return REGISTRY[name]
 
 
 def _identities(chunk, mapping, reference_date, outcomes, core):

@@ -8,6 +8,7 @@ the row, ``warning`` loads it and counts it. Only row keys leave this module, ne
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -17,6 +18,8 @@ import pandas as pd
 
 # Great Expectations must never phone home: patient data and metadata stay on our hosts.
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
+# GX narrates every registry step at INFO; task logs should show our lines, not its internals.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 DEFAULT_REASONS = {
     "expect_column_values_to_not_be_null": "missing_value",
