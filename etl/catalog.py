@@ -21,7 +21,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
-from etl.layout import CROSSWALK_DIR, SYSTEM_FILE, system_directories
+from etl.extract import encodings  # noqa: F401  (registers iso646_se before codecs are checked)
+from etl.layout import (
+    ARCHETYPE_DIR,
+    CROSSWALK_DIR,
+    SYSTEM_FILE,
+    archetype_of,
+    entity_files,
+    system_directories,
+)
 from etl.transform.vocabulary import REGISTRY
 
 
@@ -44,11 +52,26 @@ class SourceFormat(StrEnum):
 class FileFormat(StrEnum):
     DELIMITED = "delimited"
     FIXED_WIDTH = "fixed_width"
+    HL7V2 = "hl7v2"
+    XML = "xml"
+    JSONL = "jsonl"
 
 
-class FixedWidthField(Strict):
+# Formats whose fields are located by a path inside each record rather than by position.
+PATH_FORMATS = {FileFormat.HL7V2, FileFormat.XML, FileFormat.JSONL}
+
+
+class SourceField(Strict):
+    """One field of a record: by ``width`` in fixed-width files, by ``path`` in structured ones.
+
+    Paths: HL7 v2 ``SEG.field[.component[.subcomponent]]`` (``PID.3.1``, ``OBX.5``); XML an
+    element path relative to the record, ``@name`` for an attribute (``Patient/Pnr``,
+    ``@id``); JSON lines a dotted key path (``patient.id``).
+    """
+
     name: str
-    width: int = Field(gt=0)
+    width: int | None = Field(default=None, gt=0)
+    path: str | None = None
 
 
 class Connection(Strict):
@@ -75,7 +98,10 @@ class FileDataset(Strict):
     key: list[str] = Field(min_length=1)
     delimiter: str = ";"
     columns: list[str] = Field(default_factory=list)
-    fields: list[FixedWidthField] = Field(default_factory=list)
+    fields: list[SourceField] = Field(default_factory=list)
+    message_types: list[str] = Field(default_factory=list)  # HL7 v2, e.g. ["ORU^R01"]
+    row_segment: str | None = None  # HL7 v2: one row per occurrence of this segment
+    record_path: str | None = None  # XML: path of the repeated record element
 
     @property
     def source_name(self) -> str:
@@ -83,8 +109,16 @@ class FileDataset(Strict):
 
     @model_validator(mode="after")
     def _layout_declared(self) -> FileDataset:
-        if self.format is FileFormat.FIXED_WIDTH and not self.fields:
-            raise ValueError("a fixed_width dataset needs 'fields' (name and width of each)")
+        if self.format is FileFormat.FIXED_WIDTH and (
+            not self.fields or any(f.width is None for f in self.fields)
+        ):
+            raise ValueError("a fixed_width dataset needs 'fields' with a name and width each")
+        if self.format in PATH_FORMATS and (not self.fields or any(f.path is None for f in self.fields)):
+            raise ValueError(f"a {self.format} dataset needs 'fields' with a name and path each")
+        if self.format is FileFormat.XML and not self.record_path:
+            raise ValueError("an xml dataset needs 'record_path' (the repeated record element)")
+        if self.format is FileFormat.HL7V2 and not self.message_types:
+            raise ValueError("an hl7v2 dataset needs 'message_types', e.g. ['ORU^R01']")
         if self.format is FileFormat.DELIMITED and not self.columns:
             raise ValueError("a delimited dataset needs 'columns'")
         try:  # an unknown codec fails here, at load, not mid-run
@@ -290,12 +324,32 @@ def load_crosswalks(root: Path) -> dict[str, dict[str, str]]:
     return tables
 
 
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """The archetype's settings with the system's own on top (nested mappings merge)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_system(directory: Path) -> SystemMappings:
     system_path = directory / SYSTEM_FILE
     if not system_path.exists():
         raise MappingError(f"{directory}: missing {SYSTEM_FILE} (how to reach the source system)")
+    content = _read_yaml(system_path)
+    archetype = content.pop("archetype", None)
+    if archetype:
+        if archetype != archetype_of(directory):
+            raise MappingError(f"{system_path}: write 'archetype:' as a top-level line")
+        archetype_path = directory.parent / ARCHETYPE_DIR / str(archetype) / SYSTEM_FILE
+        if not archetype_path.exists():
+            raise MappingError(f"{system_path}: field 'archetype': no {archetype_path}")
+        content = _deep_merge(_read_yaml(archetype_path), content)
     try:
-        spec = SystemSpec.model_validate(_read_yaml(system_path))
+        spec = SystemSpec.model_validate(content)
     except ValidationError as error:
         raise MappingError(_validation_message(system_path, error)) from error
     if spec.system != directory.name:
@@ -303,9 +357,7 @@ def load_system(directory: Path) -> SystemMappings:
             f"{system_path}: field 'system' is '{spec.system}' but the folder is '{directory.name}'"
         )
     entities = {}
-    for path in sorted(directory.glob("*.yaml")):
-        if path.name == SYSTEM_FILE:
-            continue
+    for path in entity_files(directory).values():
         content = {"system": spec.system, "entity": path.stem, **_read_yaml(path)}
         try:
             mapping = EntityMapping.model_validate(content)

@@ -248,6 +248,76 @@ class Alert(CoreRecord):
     is_blocked: bool = False
 
 
+class WaitingListEntry(CoreRecord):
+    """A place on a waiting list (care guarantee follow-up): for a visit or an operation."""
+
+    entity: ClassVar[str] = "waiting_list_entry"
+    waiting_list_entry_id: str
+    patient_id: str
+    care_unit_hsa_id: str | None = None
+    listed_date: dt.date | None = None
+    planned_kva_code: str | None = None
+    priority: str | None = None
+    status: str | None = None
+    removed_date: dt.date | None = None
+
+
+class OperationRequest(CoreRecord):
+    """An operation request (operationsanmälan) from Orbit: what is planned, by whom, how urgent."""
+
+    entity: ClassVar[str] = "operation_request"
+    operation_request_id: str
+    patient_id: str
+    kva_code: str | None = None
+    icd10_code: str | None = None
+    requested_date: dt.date | None = None
+    priority: str | None = None
+    surgeon_hsa_id: str | None = None
+    care_unit_hsa_id: str | None = None
+    scheduled_at: dt.datetime | None = None
+    theatre: str | None = None
+    status: str | None = None
+
+
+class Pregnancy(CoreRecord):
+    entity: ClassVar[str] = "pregnancy"
+    pregnancy_id: str
+    patient_id: str
+    last_menstrual_period_date: dt.date | None = None
+    estimated_delivery_date: dt.date | None = None
+    gravidity: int | None = None
+    parity: int | None = None
+    is_blocked: bool = False
+
+
+class Delivery(CoreRecord):
+    """A birth: links the mother, her pregnancy and the newborn (a patient of its own)."""
+
+    entity: ClassVar[str] = "delivery"
+    delivery_id: str
+    patient_id: str  # the mother
+    pregnancy_id: str | None = None
+    newborn_patient_id: str | None = None
+    delivered_at: dt.datetime | None = None
+    delivery_mode: str | None = None
+    gestational_age_days: int | None = None
+    birth_weight_grams: int | None = None
+    apgar_5_minutes: int | None = None
+    is_blocked: bool = False
+
+
+class Immunization(CoreRecord):
+    entity: ClassVar[str] = "immunization"
+    immunization_id: str
+    patient_id: str
+    atc_code: str | None = None
+    vaccine_name: str | None = None
+    batch_number: str | None = None
+    administered_at: dt.datetime | None = None
+    dose_number: int | None = None
+    care_unit_hsa_id: str | None = None
+
+
 ENTITIES: dict[str, type[CoreRecord]] = {
     model.entity: model
     for model in (
@@ -264,6 +334,11 @@ ENTITIES: dict[str, type[CoreRecord]] = {
         Referral,
         ClinicalNote,
         Alert,
+        WaitingListEntry,
+        OperationRequest,
+        Pregnancy,
+        Delivery,
+        Immunization,
     )
 }
 # Entities a mapping file may target; patient_identifier is derived from patient mappings.
