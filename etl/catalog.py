@@ -113,7 +113,9 @@ class FileDataset(Strict):
             not self.fields or any(f.width is None for f in self.fields)
         ):
             raise ValueError("a fixed_width dataset needs 'fields' with a name and width each")
-        if self.format in PATH_FORMATS and (not self.fields or any(f.path is None for f in self.fields)):
+        if self.format in PATH_FORMATS and (
+            not self.fields or any(f.path is None for f in self.fields)
+        ):
             raise ValueError(f"a {self.format} dataset needs 'fields' with a name and path each")
         if self.format is FileFormat.XML and not self.record_path:
             raise ValueError("an xml dataset needs 'record_path' (the repeated record element)")

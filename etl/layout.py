@@ -42,7 +42,9 @@ def entity_files(directory: Path) -> dict[str, Path]:
     archetype = archetype_of(directory)
     if archetype:
         archetype_directory = directory.parent / ARCHETYPE_DIR / archetype
-        files.update({p.stem: p for p in sorted(archetype_directory.glob("*.yaml")) if p.name != SYSTEM_FILE})
+        files.update(
+            {p.stem: p for p in sorted(archetype_directory.glob("*.yaml")) if p.name != SYSTEM_FILE}
+        )
     files.update({p.stem: p for p in sorted(directory.glob("*.yaml")) if p.name != SYSTEM_FILE})
     return dict(sorted(files.items()))
 

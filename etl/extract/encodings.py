@@ -10,10 +10,23 @@ from __future__ import annotations
 
 import codecs
 
-SWEDISH_REPLACEMENTS = {"@": "É", "[": "Ä", "\\": "Ö", "]": "Å", "^": "Ü", "`": "é", "{": "ä", "|": "ö", "}": "å", "~": "ü"}
+SWEDISH_REPLACEMENTS = {
+    "@": "É",
+    "[": "Ä",
+    "\\": "Ö",
+    "]": "Å",
+    "^": "Ü",
+    "`": "é",
+    "{": "ä",
+    "|": "ö",
+    "}": "å",
+    "~": "ü",
+}
 NAME = "iso646_se"
 
-_DECODING_TABLE = "".join(SWEDISH_REPLACEMENTS.get(chr(byte), chr(byte)) for byte in range(128)) + "\ufffe" * 128
+_DECODING_TABLE = (
+    "".join(SWEDISH_REPLACEMENTS.get(chr(byte), chr(byte)) for byte in range(128)) + "\ufffe" * 128
+)
 _ENCODING_TABLE = codecs.charmap_build(_DECODING_TABLE)
 
 

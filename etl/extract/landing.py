@@ -26,7 +26,10 @@ from etl.settings import Settings
 ROW_NUMBER = "_row_number"
 SOURCE_KEY = "_source_key"
 ROW_HASH = "_row_hash"
-LINEAGE_COLUMNS = (ROW_NUMBER, SOURCE_KEY, ROW_HASH)
+# A reader that cannot parse a record (broken JSON line, malformed HL7 message, bad XML record)
+# still emits it as a row, fields empty and this column saying why: it is quarantined, not lost.
+READ_ERROR = "_read_error"
+LINEAGE_COLUMNS = (ROW_NUMBER, SOURCE_KEY, ROW_HASH, READ_ERROR)
 
 
 class LandedDataset(BaseModel):
@@ -53,12 +56,14 @@ class LandingManifest(BaseModel):
 
 def _with_lineage(chunk: pd.DataFrame, key: list[str], first_row: int) -> pd.DataFrame:
     chunk = chunk.reset_index(drop=True)
+    if READ_ERROR not in chunk.columns:
+        chunk[READ_ERROR] = pd.Series(pd.NA, index=chunk.index, dtype="string")
     source_key = chunk[key[0]].astype("string").str.strip()
     for column in key[1:]:
         source_key = source_key + "|" + chunk[column].astype("string").str.strip()
     chunk[ROW_NUMBER] = pd.RangeIndex(first_row, first_row + len(chunk), dtype="int64")
     chunk[SOURCE_KEY] = source_key
-    chunk[ROW_HASH] = row_hashes(chunk.drop(columns=[ROW_NUMBER, SOURCE_KEY]))
+    chunk[ROW_HASH] = row_hashes(chunk.drop(columns=[ROW_NUMBER, SOURCE_KEY, READ_ERROR]))
     return chunk
 
 
@@ -76,6 +81,7 @@ def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> in
     schema = pa.schema(
         [(c, pa.string()) for c in columns]
         + [(ROW_NUMBER, pa.int64()), (SOURCE_KEY, pa.string()), (ROW_HASH, pa.uint64())]
+        + [(READ_ERROR, pa.string())]
     )
     rows = 0
     with pq.ParquetWriter(temporary, schema) as writer:
@@ -90,6 +96,7 @@ def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> in
 def _classify_duplicates(landed: Path, target: Path) -> tuple[int, int]:
     """Rows sharing a key: exact copies after the first are merged; differing ones conflict."""
     table = pq.read_table(landed, columns=[ROW_NUMBER, SOURCE_KEY, ROW_HASH])
+    table = table.filter(pc.is_valid(table[SOURCE_KEY]))  # keyless rows are quarantined apart
     keys = table.group_by(SOURCE_KEY).aggregate(
         [(ROW_HASH, "count_distinct"), (ROW_NUMBER, "min"), (ROW_NUMBER, "count")]
     )

@@ -17,7 +17,7 @@ from etl import identifiers
 from etl.catalog import Catalog, EntityMapping
 from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
-from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
+from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
 from etl.transform.vocabulary import REGISTRY, TransformContext, clean_text
 
@@ -105,6 +105,20 @@ def transform_chunk(
     chunk = chunk.reset_index(drop=True)
     outcomes = Outcomes(chunk.index)
     context = TransformContext(mapping.system, reference_date, catalog.crosswalks)
+
+    if READ_ERROR in chunk.columns:
+        unreadable = chunk[READ_ERROR].notna()
+        outcomes.record(
+            unreadable,
+            QUARANTINED,
+            "read",
+            "unreadable_record",
+            field=READ_ERROR,
+            detail=chunk[READ_ERROR],
+        )
+
+    keyless = chunk[SOURCE_KEY].isna() | (chunk[SOURCE_KEY] == "")
+    outcomes.record(keyless, QUARANTINED, "source_key", "missing_source_key", field=SOURCE_KEY)
 
     if len(duplicates):
         outcome_of_row = chunk[ROW_NUMBER].map(duplicates.set_index(ROW_NUMBER)["outcome"])
