@@ -14,6 +14,7 @@ from pathlib import Path
 
 from etl.batch import safe_batch_id
 from etl.catalog import Catalog, load_catalog
+from etl.core.audit import record_access
 from etl.extract.landing import extract_system
 from etl.load.loader import LoadReport, load_system
 from etl.settings import Settings, get_settings
@@ -45,17 +46,22 @@ def extract(
     settings = settings or get_settings()
     as_of = dt.date.fromisoformat(str(as_of_date))
     manifest = extract_system(catalog(settings), system, batch_id, as_of, settings)
+    record_access(settings, "read_source", system, batch_id, manifest.total_rows)
     return {"batch_id": batch_id, "rows": {name: d.rows for name, d in manifest.datasets.items()}}
 
 
 def transform(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
-    return transform_entity(catalog(settings), system, entity, batch_id, settings).model_dump()
+    report = transform_entity(catalog(settings), system, entity, batch_id, settings)
+    record_access(settings, "transform", system, batch_id, report.rows_in, entity)
+    return report.model_dump()
 
 
 def validate(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
-    return validate_entity(catalog(settings), system, entity, batch_id, settings).model_dump()
+    report = validate_entity(catalog(settings), system, entity, batch_id, settings)
+    record_access(settings, "validate", system, batch_id, report.rows_in, entity)
+    return report.model_dump()
 
 
 def load(
@@ -67,9 +73,11 @@ def load(
     scope: str = "all",
 ) -> dict:
     settings = settings or get_settings()
-    return load_system(
-        catalog(settings), system, batch_id, settings, run_id, dry_run, scope
-    ).model_dump()
+    report = load_system(catalog(settings), system, batch_id, settings, run_id, dry_run, scope)
+    if not dry_run:
+        written = sum(load.inserted + load.updated for load in report.entities)
+        record_access(settings, "write_core", system, batch_id, written, run_id=run_id)
+    return report.model_dump()
 
 
 def reconcile(report: dict) -> dict:

@@ -107,3 +107,21 @@ batch_accounting = sa.Table(
     sa.Column("is_verified", sa.Boolean, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Patientdatalagen: every access to patient data is logged (action, process, time, user and
+# patient), kept at least five years. The pipeline's own reads and writes are accesses too: one
+# row per stage and batch; the patients it touched are the rows carrying that batch id.
+access_log = sa.Table(
+    "access_log",
+    metadata,
+    sa.Column("access_id", sa.Text, primary_key=True),
+    sa.Column("accessed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("user_name", sa.Text, nullable=False),
+    sa.Column("process", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text),
+    sa.Column("batch_id", sa.Text, nullable=False, index=True),
+    sa.Column("run_id", sa.Text),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+)

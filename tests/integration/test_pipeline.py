@@ -130,3 +130,17 @@ def test_a_second_batch_with_the_same_content_keeps_ids_and_rows(
     assert sum(load.unchanged for load in report.entities) == sum(
         load.staged for load in report.entities
     )
+
+
+def test_every_stage_is_access_logged_without_patient_values(small_estate, settings_for, tmp_path):
+    """Patientdatalagen: the pipeline's reads and writes of patient data are logged accesses."""
+    settings = settings_for(small_estate, f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    pipeline.run_system("melior", "melior-audit", AS_OF, settings=settings)
+
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        log = pd.read_sql("SELECT * FROM access_log WHERE batch_id = 'melior-audit'", connection)
+    entities = len(pipeline.catalog(settings).system("melior").entities)
+    assert sorted(log["action"].unique()) == ["read_source", "transform", "validate", "write_core"]
+    assert (log["action"] == "transform").sum() == entities == (log["action"] == "validate").sum()
+    assert log["user_name"].str.len().gt(0).all()
+    assert log.loc[log["action"] == "read_source", "rows"].iloc[0] > 0
