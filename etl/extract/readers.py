@@ -2,6 +2,10 @@
 
 Values stay exactly as the source has them (as text); parsing is the transform stage's job.
 Undecodable bytes become U+FFFD so the row can be quarantined instead of failing the file.
+A file dataset's ``file`` may be a glob pattern (``archive/*.hl7``): the matching files are
+read in sorted order as one dataset. HL7 v2, XML and JSON lines are read record by record
+(``hl7v2``, ``xml_records``, ``jsonl``); a record that cannot be parsed is still a row, with
+``_read_error`` saying why.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from etl.catalog import FileDataset, FileFormat, SqlDataset, SystemSpec
+from etl.extract import hl7v2, jsonl, xml_records
+from etl.extract.records import DRIFT_SAMPLE_RECORDS, compare_paths, frames
+from etl.extract.records import BrokenFileError as BrokenFileError  # raised by the readers
 from etl.settings import Settings
 
 REPLACEMENT_CHARACTER = "\ufffd"
@@ -92,24 +99,111 @@ def check_sql_schema(system: str, engine: sa.Engine, name: str, dataset: SqlData
         raise SchemaDriftError(_diff(f"{system} table {dataset.table}", dataset.columns, actual))
 
 
+def is_pattern(file: str) -> bool:
+    return any(character in file for character in "*?[")
+
+
+def matching_files(folder: Path, dataset: FileDataset, system: str = "") -> list[Path]:
+    """The dataset's files in sorted order; a pattern that matches nothing is schema drift."""
+    if not is_pattern(dataset.file):
+        return [folder / dataset.file]
+    files = sorted(path for path in folder.glob(dataset.file) if path.is_file())
+    if not files:
+        where = f"{system} file pattern" if system else "file pattern"
+        raise SchemaDriftError(
+            f"schema drift in {where} {folder / dataset.file}: no files match; "
+            "nothing was loaded. Fix: check the export folder or the pattern in mappings/."
+        )
+    return files
+
+
 def check_file_schema(system: str, folder: Path, dataset: FileDataset) -> None:
-    path = folder / dataset.file
-    if not path.exists():
-        raise SchemaDriftError(f"schema drift in {system} file {path}: the file is missing")
+    """Compare each file's layout with the spec before anything is read (first records only)."""
+    for path in matching_files(folder, dataset, system):
+        if not path.exists():
+            raise SchemaDriftError(f"schema drift in {system} file {path}: the file is missing")
+        where = f"{system} file {path}"
+        if dataset.format is FileFormat.HL7V2:
+            _check_hl7v2(where, path, dataset)
+        elif dataset.format is FileFormat.XML:
+            _check_xml(where, path, dataset)
+        elif dataset.format is FileFormat.JSONL:
+            _check_jsonl(where, path, dataset)
+        else:
+            _check_text_layout(where, path, dataset)
+
+
+def _check_text_layout(where: str, path: Path, dataset: FileDataset) -> None:
     with path.open("rb") as handle:
         first_line = handle.readline().rstrip(b"\r\n")
     if dataset.format is FileFormat.FIXED_WIDTH:
         expected = sum(field.width for field in dataset.fields)
         if first_line and len(first_line) != expected:
             raise SchemaDriftError(
-                f"schema drift in {system} file {path}: record 1 is {len(first_line)} characters, "
+                f"schema drift in {where}: record 1 is {len(first_line)} characters, "
                 f"the spec's fields add up to {expected}. Fix the field widths in mappings/."
             )
         return
     header = first_line.decode(dataset.encoding, errors="replace").split(dataset.delimiter)
     header = [column.strip().strip('"') for column in header]
     if header != dataset.columns:
-        raise SchemaDriftError(_diff(f"{system} file {path}", dataset.columns, header))
+        raise SchemaDriftError(_diff(where, dataset.columns, header))
+
+
+def _check_hl7v2(where: str, path: Path, dataset: FileDataset) -> None:
+    """A message of a declared type parses, and carries every segment the spec reads."""
+    limit = DRIFT_SAMPLE_RECORDS
+    found = hl7v2.sample(path, dataset, limit)
+    if not found.declared_messages:
+        seen = ", ".join(found.message_types) or "none that parse"
+        raise SchemaDriftError(
+            f"schema drift in {where}: no message of type {', '.join(dataset.message_types)} "
+            f"that parses among the first {min(found.messages, limit)} message(s) "
+            f"(types seen: {seen}); nothing was loaded. "
+            "Fix: check the archive or 'message_types' in mappings/."
+        )
+    missing = [s for s in hl7v2.declared_segments(dataset) if s not in found.segments]
+    if missing:
+        lines = [
+            f"schema drift in {where}: the source no longer matches its spec; nothing was loaded."
+        ]
+        lines += [
+            f"  - {segment}   (declared in the spec, in none of the first "
+            f"{found.declared_messages} {'/'.join(dataset.message_types)} message(s))"
+            for segment in missing
+        ]
+        lines.append("  Fix: update the field paths in mappings/ (or the export) and re-run.")
+        raise SchemaDriftError("\n".join(lines))
+
+
+def _check_xml(where: str, path: Path, dataset: FileDataset) -> None:
+    """The record path yields records whose elements and attributes are the declared paths."""
+    found = xml_records.sample(path, dataset, DRIFT_SAMPLE_RECORDS)
+    if not found.records:
+        seen = ", ".join(found.element_paths[:10]) or "no elements"
+        raise SchemaDriftError(
+            f"schema drift in {where}: record path {dataset.record_path} yields no record "
+            f"(elements seen: {seen}); nothing was loaded. Fix: 'record_path' in mappings/."
+        )
+    _check_paths(where, [f.path or "" for f in dataset.fields], found.paths, "/")
+
+
+def _check_jsonl(where: str, path: Path, dataset: FileDataset) -> None:
+    """The keys of the first objects, as dotted paths, are the declared paths."""
+    found = jsonl.sample(path, dataset, DRIFT_SAMPLE_RECORDS)
+    if not found.objects:
+        raise SchemaDriftError(
+            f"schema drift in {where}: no JSON object among the first {found.lines} line(s); "
+            "nothing was loaded. Fix: check the export."
+        )
+    _check_paths(where, [f.path or "" for f in dataset.fields], found.paths, ".")
+
+
+def _check_paths(where: str, declared: list[str], actual: list[str], separator: str) -> None:
+    missing, unexpected = compare_paths(declared, actual, separator)
+    if missing or unexpected:
+        present = [path for path in declared if path not in missing]
+        raise SchemaDriftError(_diff(where, declared, present + unexpected))
 
 
 def read_sql_chunks(
@@ -123,7 +217,21 @@ def read_sql_chunks(
 
 
 def read_file_chunks(folder: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    path = folder / dataset.file
+    files = matching_files(folder, dataset)
+    record_readers = {
+        FileFormat.HL7V2: hl7v2.read_records,
+        FileFormat.XML: xml_records.read_records,
+        FileFormat.JSONL: jsonl.read_records,
+    }
+    if dataset.format in record_readers:
+        records = record_readers[dataset.format](files, dataset)
+        yield from frames(records, dataset.column_names, chunk_rows)
+        return
+    for path in files:
+        yield from _read_text_table(path, dataset, chunk_rows)
+
+
+def _read_text_table(path: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
     common = {
         "dtype": "string",
         "encoding": dataset.encoding,
