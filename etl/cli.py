@@ -311,5 +311,205 @@ def bench(
         raise typer.Exit(1)
 
 
+# --- reports for data stewards (counts, codes and masked shapes only) ---------------------------
+
+
+@app.command("docs")
+def docs(
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: var/docs under VARDFLYTT_HOME).")
+    ] = None,
+) -> None:
+    """Generate the mapping documentation (HTML and Markdown) from mappings/ alone."""
+    from etl.catalog import MappingError, load_catalog
+    from etl.report.docs import write_docs
+
+    settings = get_settings()
+    try:
+        catalog = load_catalog(settings.mappings_dir)
+    except MappingError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    target = out or settings.home / "docs"
+    written = write_docs(catalog, target)
+    console.print(f"mapping documentation: {len(written)} files in {target} (open index.html)")
+
+
+@app.command("profile")
+def profile(
+    system: Annotated[str, typer.Argument(help="Source system, as named under mappings/.")],
+    batch: Annotated[str, typer.Option(help="Batch id whose landed Parquet to profile.")],
+) -> None:
+    """Profile a system's landed data: types, blanks, distinct counts, shapes (masked)."""
+    from etl import pipeline
+    from etl.catalog import MappingError
+    from etl.report.profile import profile_system, profile_tables, write_profile
+
+    settings = get_settings()
+    try:
+        result = profile_system(settings, pipeline.catalog(settings), system, batch)
+    except (FileNotFoundError, MappingError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    for table in profile_tables(result):
+        console.print(table)
+    json_path, html_path = write_profile(settings, result)
+    console.print(f"profile: {json_path} and {html_path}")
+
+
+@app.command("coverage")
+def coverage(
+    batch: Annotated[
+        list[str] | None,
+        typer.Option(help="Batch id (repeatable; default: each system's latest loaded batch)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="JSON file (default: var/reports/coverage/coverage.json)."),
+    ] = None,
+) -> None:
+    """Share of source columns mapped, and of rows hitting unmapped codes, per system."""
+    from etl import pipeline
+    from etl.report.coverage import coverage_path, coverage_report, coverage_tables, write_coverage
+
+    settings = get_settings()
+    report = coverage_report(settings, pipeline.catalog(settings), batch or None)
+    for table in coverage_tables(report):
+        console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    path = write_coverage(report, out or coverage_path(settings))
+    console.print(f"coverage: {path}")
+
+
+# --- identity: one person across all systems --------------------------------------------------
+
+identity_app = typer.Typer(
+    help="Identity resolution: one core person per human being, with a steward review queue.",
+    no_args_is_help=True,
+)
+app.add_typer(identity_app, name="identity")
+
+
+def _identity_run_id(prefix: str) -> str:
+    return f"{prefix}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
+
+
+def _print_identity_run(summary) -> None:
+    table = Table(title=f"identity run {summary.run_id} ({summary.kind}, {summary.status})")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for name, value in summary.counts.items():
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+@identity_app.command("resolve")
+def identity_resolve(
+    run_id: Annotated[
+        str | None,
+        typer.Option(help="Run id (default: a new one); re-using a finished one is a no-op."),
+    ] = None,
+) -> None:
+    """Link every core patient to a person; conflicts go to the review queue."""
+    from etl.identity import runs
+
+    _print_identity_run(runs.resolve(run_id or _identity_run_id("cli"), get_settings()))
+
+
+@identity_app.command("review")
+def identity_review() -> None:
+    """Open reviews: ids, reasons, systems and patient row keys (never identities or names)."""
+    from etl.identity import runs
+
+    reviews = runs.list_open_reviews(get_settings())
+    if not reviews:
+        console.print("no open identity reviews")
+        return
+    table = Table(title=f"open identity reviews ({len(reviews)})")
+    for column in ("review", "reasons", "systems", "patient rows", "opened by run"):
+        table.add_column(column)
+    for review in reviews:
+        table.add_row(
+            review.review_id,
+            ", ".join(review.reasons),
+            ", ".join(review.systems),
+            "\n".join(review.patient_row_keys),
+            review.opened_run_id,
+        )
+    console.print(table)
+
+
+@identity_app.command("decide")
+def identity_decide(
+    review_id: Annotated[str, typer.Argument(help="Review id, from `vardflytt identity review`.")],
+    merge: Annotated[
+        bool | None,
+        typer.Option("--merge/--keep-apart", help="One person, or keep the patients apart."),
+    ] = None,
+    by: Annotated[str, typer.Option("--by", help="Who decides (recorded).")] = "",
+    note: Annotated[
+        str | None, typer.Option(help="Why (recorded in the core, never printed).")
+    ] = None,
+) -> None:
+    """Record a steward decision on an open review and apply it (undo with its run id)."""
+    from etl.identity import runs
+
+    if merge is None:
+        console.print("[red]choose --merge or --keep-apart[/red]")
+        raise typer.Exit(2)
+    try:
+        summary = runs.decide_review(
+            review_id,
+            "merge" if merge else "keep_apart",
+            by,
+            note,
+            _identity_run_id("decision"),
+            get_settings(),
+        )
+    except runs.IdentityError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    _print_identity_run(summary)
+
+
+@identity_app.command("undo")
+def identity_undo(
+    run_id: Annotated[str, typer.Argument(help="The newest identity run (resolve or decision).")],
+) -> None:
+    """Undo an identity run exactly: links, persons and reviews as they were before it."""
+    from etl.identity import runs
+
+    try:
+        summary = runs.undo_run(run_id, get_settings())
+    except runs.IdentityError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    _print_identity_run(summary)
+
+
+@identity_app.command("summary")
+def identity_summary() -> None:
+    """Persons, patients, persons linked across N systems, open reviews by reason."""
+    from etl.identity import runs
+
+    result = runs.identity_summary(get_settings())
+    table = Table(title="identity resolution")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("patients in the core", str(result.patients))
+    table.add_row("patients linked to a person", str(result.linked_patients))
+    table.add_row("persons", str(result.persons))
+    for systems, persons in result.persons_by_system_count.items():
+        table.add_row(f"persons in {systems} system(s)", str(persons))
+    table.add_row("open reviews", str(result.open_reviews))
+    for reason, count in result.open_reviews_by_reason.items():
+        table.add_row(f"  open: {reason}", str(count))
+    if result.latest_run is not None:
+        run = result.latest_run
+        table.add_row("latest run", f"{run.run_id} ({run.kind}, {run.status})")
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

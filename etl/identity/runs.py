@@ -1,0 +1,597 @@
+"""Identity resolution against the core database: resolve, steward decisions, undo, read-outs.
+
+Every change to persons, links and reviews belongs to a run (``identity_resolution_run``) and
+happens in one transaction. A run writes only what differs from the active state, so re-running
+on unchanged input changes nothing. Runs are undone newest first, exactly: the rows a run
+inserted are deleted and the rows it ended are active again.
+
+Return values and everything logged carry ids, reasons and counts only: never identity numbers,
+names, addresses or the stewards' free-text notes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from etl.batch import safe_batch_id, utc_now
+from etl.core.database import core_engine
+from etl.core.tables import ENTITY_TABLES
+from etl.identity.resolve import (
+    DECISION_KEPT_APART,
+    DECISION_MERGED,
+    LINK_COLUMNS,
+    PERSON_COLUMNS,
+    Resolution,
+    resolve_identities,
+)
+from etl.identity.tables import (
+    REVIEW_KEPT_APART,
+    REVIEW_MERGED,
+    REVIEW_OPEN,
+    REVIEW_SUPERSEDED,
+    RUN_FINISHED,
+    RUN_KIND_DECISION,
+    RUN_KIND_RESOLVE,
+    RUN_RUNNING,
+    RUN_UNDONE,
+    ensure_identity_tables,
+    identity_resolution_run,
+    identity_review,
+    person,
+    person_link,
+)
+from etl.load.bulk import bulk_insert
+from etl.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DECISIONS = {"merge": REVIEW_MERGED, "keep_apart": REVIEW_KEPT_APART}
+# One identity run at a time on PostgreSQL (SQLite serialises writers by itself).
+_ADVISORY_LOCK_KEY = 7_420_611_001
+
+
+class IdentityError(RuntimeError):
+    """A request the identity store refuses (unknown review, undo out of order, ...)."""
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    kind: str
+    status: str
+    counts: dict[str, int]
+
+
+class ReviewListing(BaseModel):
+    """An open review as stewards see it outside the core: ids, reasons, systems, row keys."""
+
+    review_id: str
+    reasons: list[str]
+    systems: list[str]
+    patient_row_keys: list[str]  # "system/source_key"
+    opened_run_id: str
+
+
+class IdentitySummary(BaseModel):
+    patients: int
+    linked_patients: int
+    persons: int
+    persons_by_system_count: dict[str, int]  # "2": persons in two systems
+    open_reviews: int
+    open_reviews_by_reason: dict[str, int]
+    latest_run: RunSummary | None
+
+
+def run_id_for(airflow_run_id: str) -> str:
+    """The identity run of an Airflow run: a task retry re-uses it, so it changes nothing."""
+    return safe_batch_id(f"identity__{airflow_run_id}")
+
+
+def _engine(settings: Settings | None) -> sa.Engine:
+    engine = core_engine((settings or get_settings()).resolved_core_url)
+    ensure_identity_tables(engine)
+    return engine
+
+
+def resolve(run_id: str, settings: Settings | None = None) -> RunSummary:
+    """Resolve every core patient to a person. Re-running a finished run id changes nothing."""
+    engine = _engine(settings)
+    with engine.begin() as connection:
+        _lock(connection)
+        done = _finished_run(connection, run_id)
+        if done is not None:
+            return done
+        _start_run(connection, run_id, RUN_KIND_RESOLVE)
+        counts = _resolve_and_apply(connection, run_id)
+        summary = _finish_run(connection, run_id, counts)
+    log.info("identity run %s: %s", run_id, json.dumps(counts, sort_keys=True))
+    return summary
+
+
+def decide_review(
+    review_id: str,
+    decision: str,
+    decided_by: str,
+    note: str | None,
+    run_id: str,
+    settings: Settings | None = None,
+    decided_at: dt.datetime | None = None,
+) -> RunSummary:
+    """Record a steward's decision (``merge`` / ``keep_apart``) on an open review and apply it.
+
+    The decision is its own run: undoing that run re-opens the review and restores the links.
+    """
+    if decision not in DECISIONS:
+        raise IdentityError(f"decision must be one of {sorted(DECISIONS)}, not {decision!r}")
+    if not decided_by or not decided_by.strip():
+        raise IdentityError("a decision needs the name of who took it (--by)")
+    engine = _engine(settings)
+    with engine.begin() as connection:
+        _lock(connection)
+        done = _finished_run(connection, run_id)
+        if done is not None:
+            return done
+        review = connection.execute(
+            sa.select(identity_review.c.status).where(identity_review.c.review_id == review_id)
+        ).first()
+        if review is None:
+            raise IdentityError(f"no review {review_id}")
+        if review.status != REVIEW_OPEN:
+            raise IdentityError(f"review {review_id} is {review.status}, not open")
+        decided_at = decided_at or utc_now()
+        status = DECISIONS[decision]
+        _start_run(
+            connection,
+            run_id,
+            RUN_KIND_DECISION,
+            review_id=review_id,
+            decision=status,
+            decided_by=decided_by.strip(),
+            decided_at=decided_at,
+            note=note,
+        )
+        connection.execute(
+            identity_review.update()
+            .where(identity_review.c.review_id == review_id)
+            .values(
+                status=status,
+                decided_by=decided_by.strip(),
+                decided_at=decided_at,
+                note=note,
+                decision_run_id=run_id,
+            )
+        )
+        counts = _resolve_and_apply(connection, run_id)
+        summary = _finish_run(connection, run_id, counts)
+    log.info("identity review %s decided (%s) in run %s", review_id, status, run_id)
+    return summary
+
+
+def undo_run(run_id: str, settings: Settings | None = None) -> RunSummary:
+    """Undo the newest finished run exactly: its inserted rows go, the rows it ended return."""
+    engine = _engine(settings)
+    with engine.begin() as connection:
+        _lock(connection)
+        run = connection.execute(
+            sa.select(identity_resolution_run).where(identity_resolution_run.c.run_id == run_id)
+        ).first()
+        if run is None:
+            raise IdentityError(f"no identity run {run_id}")
+        if run.status != RUN_FINISHED:
+            raise IdentityError(f"identity run {run_id} is {run.status}")
+        latest = connection.execute(
+            sa.select(identity_resolution_run.c.run_id)
+            .where(identity_resolution_run.c.status == RUN_FINISHED)
+            .order_by(identity_resolution_run.c.sequence.desc())
+            .limit(1)
+        ).scalar_one()
+        if latest != run_id:
+            raise IdentityError(f"runs are undone newest first: undo {latest} before {run_id}")
+        counts = {
+            "links_removed": _rowcount(
+                connection, person_link.delete().where(person_link.c.run_id == run_id)
+            ),
+            "links_restored": _rowcount(
+                connection,
+                person_link.update()
+                .where(person_link.c.ended_run_id == run_id)
+                .values(is_active=True, ended_run_id=None),
+            ),
+            "persons_removed": _rowcount(
+                connection, person.delete().where(person.c.resolution_run_id == run_id)
+            ),
+            "persons_restored": _rowcount(
+                connection,
+                person.update()
+                .where(person.c.ended_run_id == run_id)
+                .values(is_active=True, ended_run_id=None),
+            ),
+            "reviews_removed": _rowcount(
+                connection,
+                identity_review.delete().where(identity_review.c.opened_run_id == run_id),
+            ),
+            "reviews_reopened": _rowcount(
+                connection,
+                identity_review.update()
+                .where(identity_review.c.closed_run_id == run_id)
+                .values(status=REVIEW_OPEN, closed_run_id=None),
+            )
+            + _rowcount(
+                connection,
+                identity_review.update()
+                .where(identity_review.c.decision_run_id == run_id)
+                .values(
+                    status=REVIEW_OPEN,
+                    decided_by=None,
+                    decided_at=None,
+                    note=None,
+                    decision_run_id=None,
+                ),
+            ),
+        }
+        connection.execute(
+            identity_resolution_run.update()
+            .where(identity_resolution_run.c.run_id == run_id)
+            .values(status=RUN_UNDONE, undone_at=utc_now())
+        )
+    log.info("identity run %s undone: %s", run_id, json.dumps(counts, sort_keys=True))
+    return RunSummary(run_id=run_id, kind=run.kind, status=RUN_UNDONE, counts=counts)
+
+
+def list_open_reviews(settings: Settings | None = None) -> list[ReviewListing]:
+    """Open reviews with the row keys of their patients; no identity numbers, names or notes."""
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        reviews = connection.execute(
+            sa.select(
+                identity_review.c.review_id,
+                identity_review.c.reasons,
+                identity_review.c.systems,
+                identity_review.c.patient_ids,
+                identity_review.c.opened_run_id,
+            )
+            .where(identity_review.c.status == REVIEW_OPEN)
+            .order_by(identity_review.c.review_id)
+        ).all()
+        wanted = sorted({p for review in reviews for p in json.loads(review.patient_ids)})
+        patient = ENTITY_TABLES["patient"]
+        row_keys: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            for row in connection.execute(
+                sa.select(
+                    patient.c.patient_id, patient.c.source_system, patient.c.source_key
+                ).where(patient.c.patient_id.in_(wanted[start : start + 500]))
+            ):
+                row_keys[row.patient_id] = f"{row.source_system}/{row.source_key}"
+    return [
+        ReviewListing(
+            review_id=review.review_id,
+            reasons=review.reasons.split(",") if review.reasons else [],
+            systems=json.loads(review.systems),
+            patient_row_keys=sorted(
+                row_keys.get(p, f"(not in core)/{p}") for p in json.loads(review.patient_ids)
+            ),
+            opened_run_id=review.opened_run_id,
+        )
+        for review in reviews
+    ]
+
+
+def identity_summary(settings: Settings | None = None) -> IdentitySummary:
+    """Counts of persons, patients, persons per number of systems and open reviews."""
+    engine = _engine(settings)
+    patient = ENTITY_TABLES["patient"]
+    with engine.connect() as connection:
+
+        def scalar(query) -> int:
+            return int(connection.execute(query).scalar_one() or 0)
+
+        patients = scalar(sa.select(sa.func.count()).select_from(patient))
+        linked = scalar(
+            sa.select(sa.func.count())
+            .select_from(person_link)
+            .where(person_link.c.is_active.is_(True))
+        )
+        by_systems = connection.execute(
+            sa.select(person.c.system_count, sa.func.count())
+            .where(person.c.is_active.is_(True))
+            .group_by(person.c.system_count)
+            .order_by(person.c.system_count)
+        ).all()
+        reasons = connection.execute(
+            sa.select(identity_review.c.reasons).where(identity_review.c.status == REVIEW_OPEN)
+        ).all()
+        latest = connection.execute(
+            sa.select(identity_resolution_run)
+            .order_by(identity_resolution_run.c.sequence.desc())
+            .limit(1)
+        ).first()
+    by_reason: dict[str, int] = {}
+    for (text,) in reasons:
+        for reason in text.split(","):
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+    return IdentitySummary(
+        patients=patients,
+        linked_patients=linked,
+        persons=sum(count for _, count in by_systems),
+        persons_by_system_count={str(systems): int(count) for systems, count in by_systems},
+        open_reviews=len(reasons),
+        open_reviews_by_reason=dict(sorted(by_reason.items())),
+        latest_run=_summary_of(latest) if latest is not None else None,
+    )
+
+
+# --- inside one transaction -------------------------------------------------------------------
+
+
+def _lock(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+        )
+
+
+def _rowcount(connection: sa.Connection, statement) -> int:
+    return int(connection.execute(statement).rowcount or 0)
+
+
+def _summary_of(row) -> RunSummary:
+    return RunSummary(
+        run_id=row.run_id,
+        kind=row.kind,
+        status=row.status,
+        counts=json.loads(row.counts) if row.counts else {},
+    )
+
+
+def _finished_run(connection: sa.Connection, run_id: str) -> RunSummary | None:
+    """A finished run with this id (a retried task): its summary; an undone one is refused."""
+    row = connection.execute(
+        sa.select(identity_resolution_run).where(identity_resolution_run.c.run_id == run_id)
+    ).first()
+    if row is None:
+        return None
+    if row.status == RUN_UNDONE:
+        raise IdentityError(f"identity run {run_id} was undone; use a new run id")
+    return _summary_of(row)
+
+
+def _start_run(connection: sa.Connection, run_id: str, kind: str, **decision) -> None:
+    sequence = connection.execute(
+        sa.select(sa.func.coalesce(sa.func.max(identity_resolution_run.c.sequence), 0))
+    ).scalar_one()
+    connection.execute(
+        identity_resolution_run.insert().values(
+            run_id=run_id,
+            sequence=int(sequence) + 1,
+            kind=kind,
+            status=RUN_RUNNING,
+            started_at=utc_now(),
+            **decision,
+        )
+    )
+
+
+def _finish_run(connection: sa.Connection, run_id: str, counts: dict[str, int]) -> RunSummary:
+    connection.execute(
+        identity_resolution_run.update()
+        .where(identity_resolution_run.c.run_id == run_id)
+        .values(status=RUN_FINISHED, finished_at=utc_now(), counts=json.dumps(counts))
+    )
+    kind = connection.execute(
+        sa.select(identity_resolution_run.c.kind).where(identity_resolution_run.c.run_id == run_id)
+    ).scalar_one()
+    return RunSummary(run_id=run_id, kind=kind, status=RUN_FINISHED, counts=counts)
+
+
+def _read_inputs(connection: sa.Connection) -> tuple[pd.DataFrame, ...]:
+    patient = ENTITY_TABLES["patient"]
+    identifier = ENTITY_TABLES["patient_identifier"]
+    patients = pd.read_sql(
+        sa.select(
+            patient.c.patient_id,
+            patient.c.source_system,
+            patient.c.identity_number,
+            patient.c.identity_kind,
+            patient.c.sex,
+            patient.c.birth_date,
+            patient.c.protected_identity,
+        ),
+        connection,
+    )
+    identifiers = pd.read_sql(
+        sa.select(
+            identifier.c.patient_identifier_id,
+            identifier.c.patient_id,
+            identifier.c.identity_number,
+            identifier.c.identity_kind,
+        ),
+        connection,
+    )
+    decided = connection.execute(
+        sa.select(
+            identity_review.c.review_id, identity_review.c.status, identity_review.c.patient_ids
+        )
+        .join(
+            identity_resolution_run,
+            identity_resolution_run.c.run_id == identity_review.c.decision_run_id,
+        )
+        .where(identity_review.c.status.in_([REVIEW_MERGED, REVIEW_KEPT_APART]))
+        .order_by(identity_resolution_run.c.sequence)
+    ).all()
+    decisions = pd.DataFrame(
+        [
+            {
+                "review_id": row.review_id,
+                "status": DECISION_MERGED if row.status == REVIEW_MERGED else DECISION_KEPT_APART,
+                "patient_ids": json.loads(row.patient_ids),
+            }
+            for row in decided
+        ],
+        columns=["review_id", "status", "patient_ids"],
+    )
+    open_reviews = pd.read_sql(
+        sa.select(
+            identity_review.c.review_id,
+            identity_review.c.patient_set_key,
+            identity_review.c.reasons,
+        ).where(identity_review.c.status == REVIEW_OPEN),
+        connection,
+    )
+    return patients, identifiers, decisions, open_reviews
+
+
+def _resolve_and_apply(connection: sa.Connection, run_id: str) -> dict[str, int]:
+    patients, identifiers, decisions, open_reviews = _read_inputs(connection)
+    resolution = resolve_identities(patients, identifiers, decisions, open_reviews, run_id)
+    return {**resolution.counts, **_apply(connection, run_id, resolution, open_reviews)}
+
+
+def _as_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Columns as plain text for comparison (None and NaN both become '')."""
+    return pd.DataFrame(
+        {
+            column: [
+                "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+                for value in frame[column].tolist()
+            ]
+            for column in columns
+        },
+        index=frame.index,
+    )
+
+
+def _changed_keys(
+    desired: pd.DataFrame, current: pd.DataFrame, key: str, columns: list[str]
+) -> tuple[pd.Index, pd.Index]:
+    """Keys to end (current rows that differ or are gone) and to insert (new or different)."""
+    wanted = _as_text(desired.set_index(key), columns)
+    active = _as_text(current.set_index(key), columns)
+    common = wanted.index.intersection(active.index)
+    same = (wanted.loc[common] == active.loc[common]).all(axis=1)
+    unchanged = common[same.to_numpy(dtype=bool)]
+    return active.index.difference(unchanged), wanted.index.difference(unchanged)
+
+
+def _end_rows(connection, table: sa.Table, key: str, keys: pd.Index, run_id: str) -> None:
+    if len(keys) == 0:
+        return
+    connection.execute(
+        table.update()
+        .where(table.c[key] == sa.bindparam("ended_key"), table.c.is_active.is_(True))
+        .values(is_active=False, ended_run_id=run_id),
+        [{"ended_key": value} for value in keys.tolist()],
+    )
+
+
+def _text_array(values) -> pa.Array:
+    return pa.array(
+        [
+            None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+            for value in values
+        ],
+        type=pa.string(),
+    )
+
+
+def _apply(
+    connection: sa.Connection, run_id: str, resolution: Resolution, open_reviews: pd.DataFrame
+) -> dict[str, int]:
+    """Write the difference between the resolution and the active state, as this run's rows."""
+    links = resolution.links
+    current_links = pd.read_sql(
+        sa.select(*(person_link.c[c] for c in LINK_COLUMNS)).where(
+            person_link.c.is_active.is_(True)
+        ),
+        connection,
+    )
+    link_columns = [c for c in LINK_COLUMNS if c != "patient_id"]
+    ended_links, new_links = _changed_keys(links, current_links, "patient_id", link_columns)
+    _end_rows(connection, person_link, "patient_id", ended_links, run_id)
+    inserted = links.set_index("patient_id").loc[new_links].reset_index()
+    bulk_insert(
+        connection,
+        "person_link",
+        pa.table(
+            {
+                "patient_id": _text_array(inserted["patient_id"]),
+                "run_id": _text_array([run_id] * len(inserted)),
+                **{c: _text_array(inserted[c]) for c in link_columns},
+                "ended_run_id": _text_array([None] * len(inserted)),
+                "is_active": pa.array([True] * len(inserted), type=pa.bool_()),
+            }
+        ),
+    )
+
+    persons = resolution.persons
+    current_persons = pd.read_sql(
+        sa.select(*(person.c[c] for c in PERSON_COLUMNS)).where(person.c.is_active.is_(True)),
+        connection,
+    )
+    person_columns = [c for c in PERSON_COLUMNS if c != "person_id"]
+    ended_persons, new_persons = _changed_keys(
+        persons, current_persons, "person_id", person_columns
+    )
+    _end_rows(connection, person, "person_id", ended_persons, run_id)
+    fresh = persons.set_index("person_id").loc[new_persons].reset_index()
+    bulk_insert(
+        connection,
+        "person",
+        pa.table(
+            {
+                "person_id": _text_array(fresh["person_id"]),
+                "resolution_run_id": _text_array([run_id] * len(fresh)),
+                "identity_number": _text_array(fresh["identity_number"]),
+                "identity_kind": _text_array(fresh["identity_kind"]),
+                "protected_identity": _text_array(fresh["protected_identity"]),
+                "patient_count": pa.array(fresh["patient_count"].astype("int64"), pa.int64()),
+                "system_count": pa.array(fresh["system_count"].astype("int64"), pa.int64()),
+                "ended_run_id": _text_array([None] * len(fresh)),
+                "is_active": pa.array([True] * len(fresh), type=pa.bool_()),
+            }
+        ),
+    )
+
+    reviews = resolution.reviews
+    opened = reviews[reviews["is_new"].astype(bool)]
+    if len(opened):
+        connection.execute(
+            identity_review.insert(),
+            [
+                {
+                    "review_id": row.review_id,
+                    "patient_set_key": row.patient_set_key,
+                    "patient_ids": row.patient_ids,
+                    "systems": row.systems,
+                    "reasons": row.reasons,
+                    "status": REVIEW_OPEN,
+                    "opened_run_id": run_id,
+                }
+                for row in opened.itertuples(index=False)
+            ],
+        )
+    stale = sorted(set(open_reviews["review_id"]) - set(reviews["review_id"]))
+    if stale:
+        connection.execute(
+            identity_review.update()
+            .where(
+                identity_review.c.review_id == sa.bindparam("stale_id"),
+                identity_review.c.status == REVIEW_OPEN,
+            )
+            .values(status=REVIEW_SUPERSEDED, closed_run_id=run_id),
+            [{"stale_id": review_id} for review_id in stale],
+        )
+    return {
+        "links_created": len(new_links),
+        "links_ended": len(ended_links),
+        "persons_created": len(new_persons),
+        "persons_ended": len(ended_persons),
+        "reviews_opened": len(opened),
+        "reviews_superseded": len(stale),
+    }
