@@ -25,7 +25,6 @@ app.add_typer(estate_app, name="estate")
 # Wide enough for the accounting table when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-DEMO_SYSTEMS = ("elvis", "melior")
 
 
 @estate_app.command("generate")
@@ -208,27 +207,50 @@ def airflow(context: typer.Context) -> None:
 def demo(
     patients: Annotated[int, typer.Option(help="Synthetic people in the demo estate.")] = 3000,
     seed: Annotated[int, typer.Option()] = 42,
+    systems: Annotated[
+        str, typer.Option(help="Comma-separated source systems, or 'all' for every system.")
+    ] = "all",
 ) -> None:
-    """Generate the estate, migrate ELVIS and Melior through Airflow, print the accounting."""
+    """Generate the estate, migrate it through Airflow, resolve identities, print the accounting."""
+    import json
+
     from etl.airflow_env import airflow_environment
+    from etl.layout import list_system_entities
 
     settings = get_settings()
+    known = list(list_system_entities(settings.mappings_dir))
+    chosen = known if systems == "all" else [s.strip() for s in systems.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        console.print(f"[red]unknown systems {unknown}; known: {', '.join(known)}[/red]")
+        raise typer.Exit(2)
     estate_generate(patients=patients, seed=seed, out=None, elvis_url=None)
     environment = airflow_environment(settings)
     airflow_bin = str(Path(sys.executable).with_name("airflow"))
+    logs = settings.home / "logs"
     console.print(f"Airflow home: {settings.airflow_home}")
     _checked([airflow_bin, "db", "migrate"], environment, "airflow db migrate")
-    for system in DEMO_SYSTEMS:
-        console.rule(f"airflow dags test vardflytt_{system}")
-        _checked(
-            [airflow_bin, "dags", "test", f"vardflytt_{system}"],
-            environment,
-            f"the vardflytt_{system} DAG run",
-            log=settings.home / "logs" / f"demo_{system}.log",
-        )
+    console.rule(f"airflow dags test vardflytt_migrate ({len(chosen)} systems)")
+    conf = json.dumps({"systems": chosen})
+    _checked(
+        [airflow_bin, "dags", "test", "vardflytt_migrate", "--conf", conf],
+        environment,
+        "the vardflytt_migrate DAG run",
+        log=logs / "demo_migrate.log",
+    )
+    console.rule("airflow dags test identity_resolution")
+    _checked(
+        [airflow_bin, "dags", "test", "identity_resolution"],
+        environment,
+        "the identity_resolution DAG run",
+        log=logs / "demo_identity.log",
+    )
     console.rule("result")
+    docs(out=None)
     status(batch=None, check=True)
     console.print(f"core database: {settings.resolved_core_url}")
+    console.print(f"mapping documentation: {settings.home / 'docs' / 'index.html'}")
+    console.print("identity summary: .venv/bin/vardflytt identity summary")
 
 
 def _checked(

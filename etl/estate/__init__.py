@@ -5,13 +5,17 @@
     out_dir/elvis/elvis.sqlite      ELVIS tables (or the database at ``elvis_url``)
     out_dir/melior/PATREG.DAT       fixed width, cp1252, CRLF
     out_dir/melior/*.TXT            ';'-delimited with header, cp1252, CRLF
+    out_dir/<system>/...            every other system of the region (journals, satellites):
+                                    SQLite, delimited, fixed width, HL7 v2, XML, JSON lines
     out_dir/defects.csv             ground truth of every planted defect (one row per source row)
+    out_dir/identity_truth.csv      which patient rows are the same person, planted conflicts
     out_dir/crosswalks_used.json    the local-to-NPU lab crosswalk the estate relies on
     out_dir/manifest.json           seed, files, row counts, defect counts (EstateManifest)
 
-One population is shared by both systems (about 60% of people are in both, with the same
-identity number). Identity numbers come only from Skatteverket's test lists, or are VGR
-reservnummer. See ``defects.py`` for the planted defects and their expected outcomes.
+One population is shared by all systems (about 60% of people are in both ELVIS and Melior,
+with the same identity number; ``systems.py`` draws each other system's cohort from it).
+Identity numbers come only from Skatteverket's test lists, or are VGR reservnummer. See
+``defects.py`` for the planted defects and their expected outcomes.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from etl.estate.defects import (
     write_defects,
 )
 from etl.estate.elvis import build_elvis, sqlite_url, write_elvis
+from etl.estate.identity_truth import IDENTITY_TRUTH_FILE, plant_identities, write_identity_truth
 from etl.estate.manifest import DefectClassSummary, EstateManifest, GeneratedFile
 from etl.estate.melior import FILES as MELIOR_FILES
 from etl.estate.melior import build_melior, write_melior
@@ -43,6 +48,7 @@ from etl.estate.people import (
     KIND_SAMORDNINGSNUMMER,
     build_population,
 )
+from etl.estate.systems import generate_systems
 
 __all__ = ["EstateManifest", "generate_estate"]
 
@@ -65,10 +71,11 @@ def generate_estate(
 
     population = build_population(patients, seed)
     organisation = build_organisation(seed)
-    elvis, _ = build_elvis(population, organisation, seed)
-    melior, _ = build_melior(population, organisation, seed)
+    elvis, elvis_ids = build_elvis(population, organisation, seed)
+    melior, melior_patnr = build_melior(population, organisation, seed)
     inject_elvis(elvis, seed)
     inject_melior(melior, seed)
+    identities = plant_identities(population, elvis, elvis_ids, melior, melior_patnr, seed)
 
     files: list[GeneratedFile] = []
     if elvis_url is None:
@@ -94,10 +101,22 @@ def generate_estate(
             )
         )
 
-    records = defect_records([*elvis.values(), *melior.values()])
+    # Every other system of the region (journals and satellites): see systems.py.
+    systems = generate_systems(out_dir, population, organisation, seed)
+    files.extend(systems.files)
+
+    records = defect_records([*elvis.values(), *melior.values(), *systems.datasets])
     write_defects(out_dir / DEFECTS_FILE, records)
     files.append(
         GeneratedFile(path=DEFECTS_FILE, rows=len(records), sha256=_sha256(out_dir / DEFECTS_FILE))
+    )
+    write_identity_truth(out_dir / IDENTITY_TRUTH_FILE, identities)
+    files.append(
+        GeneratedFile(
+            path=IDENTITY_TRUTH_FILE,
+            rows=len(identities),
+            sha256=_sha256(out_dir / IDENTITY_TRUTH_FILE),
+        )
     )
     crosswalks = {"melior_lab_local_to_npu": dict(sorted(LAB_LOCAL_TO_NPU.items()))}
     (out_dir / CROSSWALKS_FILE).write_text(
@@ -114,6 +133,7 @@ def generate_estate(
         row_counts={
             "elvis": {name: len(ds) for name, ds in elvis.items()},
             "melior": {name: len(ds) for name, ds in melior.items()},
+            **systems.row_counts,
         },
         people=_people_summary(population, elvis["patient"]),
         defect_rows=len(records),

@@ -34,6 +34,10 @@ EXPECTED_OUTCOMES: dict[str, str] = {
     "duplicate_row": "merged",
     "conflicting_duplicate": "quarantine:duplicate_source_key",
     "test_patient": "excluded:test_patient",
+    # Planted in the systems beyond ELVIS and Melior (etl/estate/systems.py).
+    "invalid_value": "quarantine:invalid_value",
+    "invalid_number": "quarantine:invalid_number",
+    "unreadable_record": "quarantine:unreadable_record",
 }
 DEFECT_COLUMNS = [
     "system",

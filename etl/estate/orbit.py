@@ -1,0 +1,245 @@
+"""Orbit, the operation planning system (SQL database): operation requests in Orbit's local
+operation catalogue (translated to KVÅ through ``mappings/crosswalks/orbit_operation_to_kva.csv``),
+the waiting list, the theatre schedule (planned start and theatre on each request) and the
+operations performed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+from etl.estate.base import (
+    EXTRACT_DAY,
+    MINUTES_PER_DAY,
+    Dataset,
+    day_number,
+    format_days,
+    format_minutes,
+    pick,
+    where_none,
+)
+from etl.estate.cohort import keyed, moments, rows_per_person, select_cohort
+from etl.estate.melior import icd_notation
+from etl.estate.organisation import choose_staff
+from etl.estate.planting import (
+    UNPARSEABLE_ISO_DATES,
+    invalid_identity,
+    missing_reference,
+    set_values,
+)
+from etl.estate.regional_units import units
+from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.writers import write_sqlite
+
+SINCE = day_number(dt.date(2006, 1, 1))
+# Orbit's local operation catalogue: local code, KVÅ code, a typical diagnosis (ICD-10-SE).
+CATALOGUE = [
+    ("ORT-HPROT", "NFB49", "M16.1"),
+    ("ORT-KPROT", "NGB49", "M17.1"),
+    ("ORT-HFRAK", "NFB62", "S72.0"),
+    ("ORT-RADIUS", "NCJ49", "S52.5"),
+    ("KIR-BRACK", "JAB30", "K40.9"),
+    ("KIR-GALLA", "JKA21", "K80.2"),
+    ("KIR-APPE", "JEA01", "K35.8"),
+    ("KIR-TARM", "JFB96", "C18.9"),
+    ("URO-PROST", "KEC00", "C61.9"),
+    ("GYN-HYST", "LCD01", "N85.0"),
+    ("THX-BYPASS", "FNG05", "I25.1"),
+    ("NEU-SHUNT", "ABC56", "G91.9"),
+    ("PLA-HUD", "QDB05", "L90.5"),
+    ("ORT-HALLUX", "NHG12", "M20.1"),
+]
+# Codes of the previous catalogue (before the 2015 revision), still on old requests.
+RETIRED = [("OP-HP", "NFB49", "M16.1"), ("OP-BR", "JAB30", "K40.9")]
+UNMAPPED = ["ORT-XX", "KIR-NY", "OP-99", "LOKAL", "ORT-HPROT2"]
+PRIORITIES = {"1": 0.1, "2": 0.3, "3": 0.45, "4": 0.15}  # 1 most urgent
+THEATRES = [f"SAL {n}" for n in range(1, 13)]
+TABLES = {
+    "patient": ["patient_id", "personnummer", "efternamn", "fornamn", "kon", "skyddad_id"],
+    "operationsanmalan": [
+        "anmalan_id",
+        "patient_id",
+        "opkod",
+        "diagnoskod",
+        "anmald",
+        "prioritet",
+        "operator_hsa",
+        "enhet_hsa",
+        "planerad_start",
+        "sal",
+        "status",
+    ],
+    "vantelista": [
+        "post_id",
+        "patient_id",
+        "anmalan_id",
+        "enhet_hsa",
+        "uppsatt",
+        "opkod",
+        "prioritet",
+        "status",
+        "avford",
+    ],
+    "operation": ["op_id", "anmalan_id", "patient_id", "opkod", "opdatum", "enhet_hsa"],
+}
+
+
+def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
+    rng, pop, org = ctx.rng(entry), ctx.pop, ctx.org
+    cohort = select_cohort(rng, pop, entry.system, share=0.12, min_age=2, key_base=1_000_001)
+    people = cohort.people
+    person = person_columns(
+        rng, pop, people, identity_form="12", protection=("", "SEKR", "SKYDD", "FING")
+    )
+    patient = Dataset(
+        entry.system,
+        "patient",
+        "patient_id",
+        {
+            "patient_id": cohort.keys,
+            "personnummer": person["identity"],
+            "efternamn": person["family"],
+            "fornamn": person["given"],
+            "kon": person["sex"],
+            "skyddad_id": person["protection"],
+        },
+    )
+
+    requested_person = rows_per_person(rng, pop, people, 1.3)
+    m = len(requested_person)
+    requested = moments(rng, pop, requested_person, since_day=SINCE) // MINUTES_PER_DAY
+    old = requested < day_number(dt.date(2015, 1, 1))
+    entry_index = rng.integers(0, len(CATALOGUE), m)
+    use_retired = old & (rng.random(m) < 0.3)
+    retired_index = rng.integers(0, len(RETIRED), m)
+    local = np.where(
+        use_retired,
+        np.array([r[0] for r in RETIRED], dtype=object)[retired_index],
+        np.array([c[0] for c in CATALOGUE], dtype=object)[entry_index],
+    )
+    icd = np.where(
+        use_retired,
+        np.array([r[2] for r in RETIRED], dtype=object)[retired_index],
+        np.array([c[2] for c in CATALOGUE], dtype=object)[entry_index],
+    )
+    priority = pick(rng, list(PRIORITIES), m, p=list(PRIORITIES.values()))
+    wait = np.select(
+        [priority == "1", priority == "2", priority == "3"],
+        [rng.integers(0, 14, m), rng.integers(14, 60, m), rng.integers(30, 120, m)],
+        rng.integers(60, 270, m),
+    )
+    operated_day = requested + wait
+    alive_until = pop.last_day[requested_person]
+    cancelled = rng.random(m) < 0.06
+    done = (operated_day <= np.minimum(alive_until, EXTRACT_DAY)) & ~cancelled
+    scheduled = (
+        ~done
+        & ~cancelled
+        & (operated_day <= EXTRACT_DAY + 60)
+        & (operated_day <= alive_until + 60)
+        & ~pop.dead[requested_person]
+    )
+    status = np.select(
+        [done, scheduled, cancelled], ["OPERERAD", "PLANERAD", "STRUKEN"], "ANMALD"
+    ).astype(object)
+    has_slot = done | scheduled
+    start = operated_day * MINUTES_PER_DAY + rng.integers(7 * 12, 15 * 12, m) * 5
+    theatre_unit = units("operation")
+    unit = theatre_unit.for_sites(rng, pop.home_site[requested_person])
+    hospital_unit = org.site_first_unit[theatre_unit.site[unit]]
+    surgeon = choose_staff(rng, org, hospital_unit, doctors_only=True)
+    requests = keyed(
+        entry.system,
+        "operationsanmalan",
+        "anmalan_id",
+        {
+            "patient_id": cohort.key_of[requested_person],
+            "opkod": local.astype(object),
+            "diagnoskod": icd_notation(rng, icd.astype(object)),
+            "anmald": format_days(requested, "YYYY-MM-DD"),
+            "prioritet": priority,
+            "operator_hsa": org.staff_hsa[surgeon],
+            "enhet_hsa": theatre_unit.hsa[unit],
+            "planerad_start": where_none(~has_slot, format_minutes(start)),
+            "sal": where_none(~has_slot, pick(rng, THEATRES, m)),
+            "status": status,
+            "_operated": np.where(done, operated_day, -1),
+        },
+        requested,
+        base=200_001,
+    )
+    operated = requests.columns.pop("_operated")
+
+    # Waiting list: one place per request not cancelled; removed when operated.
+    listed = np.flatnonzero(requests.columns["status"] != "STRUKEN")
+    k = len(listed)
+    waiting = Dataset(
+        entry.system,
+        "vantelista",
+        "post_id",
+        {
+            "post_id": 400_001 + np.arange(k, dtype=np.int64),
+            "patient_id": requests.columns["patient_id"][listed],
+            "anmalan_id": requests.columns["anmalan_id"][listed],
+            "enhet_hsa": requests.columns["enhet_hsa"][listed],
+            "uppsatt": requests.columns["anmald"][listed],
+            "opkod": requests.columns["opkod"][listed],
+            "prioritet": requests.columns["prioritet"][listed],
+            "status": np.where(operated[listed] >= 0, "AVFORD", "VANTAR").astype(object),
+            "avford": where_none(
+                operated[listed] < 0, format_days(np.maximum(operated[listed], 0), "YYYY-MM-DD")
+            ),
+        },
+    )
+
+    done_rows = np.flatnonzero(operated >= 0)
+    j = len(done_rows)
+    operations = Dataset(
+        entry.system,
+        "operation",
+        "op_id",
+        {
+            "op_id": 600_001 + np.arange(j, dtype=np.int64),
+            "anmalan_id": requests.columns["anmalan_id"][done_rows],
+            "patient_id": requests.columns["patient_id"][done_rows],
+            "opkod": requests.columns["opkod"][done_rows],
+            "opdatum": format_days(operated[done_rows], "DD.MM.YYYY"),
+            "enhet_hsa": requests.columns["enhet_hsa"][done_rows],
+        },
+    )
+
+    defects = ctx.rng(entry, "defects")
+    invalid_identity(defects, patient, "personnummer")
+    set_values(defects, requests, "opkod", UNMAPPED, "unmapped_code")
+    missing_reference(defects, requests, "patient_id", cohort.keys)
+    set_values(defects, waiting, "uppsatt", None, "missing_value")
+    set_values(
+        defects,
+        waiting,
+        "avford",
+        UNPARSEABLE_ISO_DATES,
+        "unparseable_date",
+        eligible=waiting.columns["status"] == "AVFORD",
+    )
+    set_values(
+        defects,
+        operations,
+        "opdatum",
+        ["31.02.2021", "00.00.0000", "12.13.2020"],
+        "unparseable_date",
+    )
+    return {
+        "patient": patient,
+        "operationsanmalan": requests,
+        "vantelista": waiting,
+        "operation": operations,
+    }
+
+
+def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:
+    path = folder / f"{entry.system}.sqlite"
+    write_sqlite(path, {name: (datasets[name], columns) for name, columns in TABLES.items()})
+    return {name: path for name in TABLES}
