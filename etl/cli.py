@@ -26,7 +26,6 @@ app.add_typer(estate_app, name="estate")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
-
 @estate_app.command("generate")
 def estate_generate(
     patients: Annotated[int, typer.Option(help="Number of synthetic people.")] = 3000,
