@@ -96,10 +96,12 @@ def test_xml_radiology_examinations_become_procedures(tmp_path, settings_for, mo
     (folder / "undersokningar.xml").write_bytes(
         (
             '<?xml version="1.0" encoding="ISO-8859-1"?>\n<RisExport>\n'
-            '<Undersokning id="U1"><PatientId>R-1</PatientId><Kod>DT-HJARNA</Kod><Benamning>DT hj\xe4rna</Benamning>'
+            '<Undersokning id="U1"><PatientId>R-1</PatientId><Kod>DT-HJARNA</Kod>'
+            "<Benamning>DT hj\xe4rna</Benamning>"
             "<Utford>2001-01-08T12:35:00</Utford><EnhetHsaId>SE2321000131-F000000368436</EnhetHsaId>"
             "<Sparr>true</Sparr><Utlatande>Ingen fraktur p\xe5visas.</Utlatande></Undersokning>\n"
-            '<Undersokning id="U2"><PatientId>R-1</PatientId><Kod>AQ014</Kod><Benamning>R\xf6ntgen</Benamning>'
+            '<Undersokning id="U2"><PatientId>R-1</PatientId><Kod>AQ014</Kod>'
+            "<Benamning>R\xf6ntgen</Benamning>"
             "<Utford>2001-13-08T12:35:00</Utford><EnhetHsaId>SE2321000131-F000000368436</EnhetHsaId>"
             "<Sparr>false</Sparr></Undersokning>\n"
             "</RisExport>\n"
