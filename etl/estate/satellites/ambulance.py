@@ -11,13 +11,11 @@ import numpy as np
 
 from etl.estate.base import Dataset, pick
 from etl.estate.cohort import (
-    identity_text,
     iso_minutes,
     keyed,
     moments,
     rows_per_person,
     select_cohort,
-    sex_letter,
 )
 from etl.estate.planting import (
     insert_unreadable,
@@ -26,7 +24,7 @@ from etl.estate.planting import (
     set_values,
 )
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, protection_codes
+from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
 from etl.estate.satellites.jsonl_common import broken_lines
 from etl.estate.writers import write_jsonl
 
@@ -80,17 +78,25 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     rng, pop = ctx.rng(entry), ctx.pop
     cohort = select_cohort(rng, pop, entry.system, share=0.12, reserve_share=4.0, key_base=1)
     people = cohort.people
+    person = person_columns(
+        rng,
+        pop,
+        people,
+        identity_form="12",
+        sex_codes=("K", "M", "X"),
+        protection=("", "SEKR", "SKYDD", "FING"),
+    )
     patients = Dataset(
         entry.system,
         "patient",
         "patient_id",
         {
             "patient_id": np.array([f"AMB-P{k:06d}" for k in cohort.keys], dtype=object),
-            "identity_number": identity_text(rng, pop, people, "12"),
-            "family_name": pop.family[people].astype(object),
-            "given_name": pop.given[people].astype(object),
-            "sex": sex_letter(pop.sex[people], "K", "M", "X"),
-            "protection": protection_codes(pop, people, ("", "SEKR", "SKYDD", "FING")),
+            "identity_number": person["identity"],
+            "family_name": person["family"],
+            "given_name": person["given"],
+            "sex": person["sex"],
+            "protection": person["protection"],
         },
     )
     reference = patients.columns["patient_id"]

@@ -13,19 +13,17 @@ import numpy as np
 from etl.estate.base import Dataset
 from etl.estate.codes import ANALYTES
 from etl.estate.cohort import (
-    identity_text,
     iso_minutes,
     keyed,
     moments,
     rows_per_person,
     select_cohort,
-    sex_letter,
 )
 from etl.estate.melior import lab_values
 from etl.estate.people import KIND_RESERVNUMMER
 from etl.estate.planting import insert_unreadable, invalid_identity, set_values
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, protection_codes
+from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
 from etl.estate.satellites.jsonl_common import broken_lines
 from etl.estate.writers import write_jsonl
 
@@ -93,18 +91,26 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     people = cohort.people
     prefix = "IVA" + entry.system.split("_")[-1].upper()[:3]
     reserve = pop.kind[people] == KIND_RESERVNUMMER
+    person = person_columns(
+        rng,
+        pop,
+        people,
+        identity_form="12",
+        sex_codes=("kvinna", "man", "okänt"),
+        protection=("", "sekretess", "skyddad", "fingerad"),
+    )
     patients = Dataset(
         entry.system,
         "patient",
         "patient_id",
         {
             "patient_id": np.array([f"{prefix}-{k}" for k in cohort.keys], dtype=object),
-            "identity_number": identity_text(rng, pop, people, "12"),
+            "identity_number": person["identity"],
             "identity_type": np.where(reserve, "RESERVNUMMER", "PERSONNUMMER").astype(object),
-            "family_name": pop.family[people].astype(object),
-            "given_name": pop.given[people].astype(object),
-            "sex": sex_letter(pop.sex[people], "kvinna", "man", "okänt"),
-            "protection": protection_codes(pop, people, ("", "sekretess", "skyddad", "fingerad")),
+            "family_name": person["family"],
+            "given_name": person["given"],
+            "sex": person["sex"],
+            "protection": person["protection"],
         },
     )
     reference = patients.columns["patient_id"]

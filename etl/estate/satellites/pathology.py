@@ -11,17 +11,15 @@ import numpy as np
 from etl.estate.base import Dataset, format_days, pick
 from etl.estate.cohort import (
     flags,
-    identity_text,
     keyed,
     moments,
     rows_per_person,
     select_cohort,
-    sex_letter,
 )
 from etl.estate.defects import choose, defect_count
 from etl.estate.melior import icd_notation
 from etl.estate.planting import invalid_identity, set_values
-from etl.estate.satellites.common import EstateContext, SystemEntry, protection_codes
+from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
 from etl.estate.satellites.xml_common import plant_broken_records
 from etl.estate.writers import write_xml
 
@@ -68,17 +66,25 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     rng, pop = ctx.rng(entry), ctx.pop
     cohort = select_cohort(rng, pop, entry.system, share=0.1, min_age=18, key_base=3_000_001)
     people = cohort.people
+    person = person_columns(
+        rng,
+        pop,
+        people,
+        identity_form="mixed",
+        sex_codes=("K", "M", "U"),
+        protection=("N", "S", "F", "G"),
+    )
     patients = Dataset(
         entry.system,
         "patient",
         "nr",
         {
             "nr": cohort.keys,
-            "pnr": identity_text(rng, pop, people, "mixed"),
-            "efternamn": pop.family[people].astype(object),
-            "fornamn": pop.given[people].astype(object),
-            "kon": sex_letter(pop.sex[people], "K", "M", "U"),
-            "sekretess": protection_codes(pop, people, ("N", "S", "F", "G")),
+            "pnr": person["identity"],
+            "efternamn": person["family"],
+            "fornamn": person["given"],
+            "kon": person["sex"],
+            "sekretess": person["protection"],
         },
     )
     sampled_person = rows_per_person(rng, pop, people, 1.5)

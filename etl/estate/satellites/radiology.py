@@ -12,18 +12,16 @@ import numpy as np
 
 from etl.estate.base import Dataset, pick
 from etl.estate.cohort import (
-    identity_text,
     iso_minutes,
     keyed,
     moments,
     rows_per_person,
     select_cohort,
-    sex_letter,
 )
 from etl.estate.defects import choose, defect_count
 from etl.estate.planting import invalid_identity, set_values
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, protection_codes
+from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
 from etl.estate.satellites.xml_common import plant_broken_records
 from etl.estate.writers import write_xml
 
@@ -75,17 +73,25 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     people = cohort.people
     prefix = "RIS" + entry.system.split("_")[-1].upper()[:3]
+    person = person_columns(
+        rng,
+        pop,
+        people,
+        identity_form="12dash",
+        sex_codes=("K", "M", "U"),
+        protection=("", "S", "F", "G"),
+    )
     patients = Dataset(
         entry.system,
         "patient",
         "id",
         {
             "id": np.array([f"{prefix}-{k}" for k in cohort.keys], dtype=object),
-            "personnummer": identity_text(rng, pop, people, "12dash"),
-            "efternamn": pop.family[people].astype(object),
-            "fornamn": pop.given[people].astype(object),
-            "kon": sex_letter(pop.sex[people], "K", "M", "U"),
-            "skydd": protection_codes(pop, people, ("", "S", "F", "G")),
+            "personnummer": person["identity"],
+            "efternamn": person["family"],
+            "fornamn": person["given"],
+            "kon": person["sex"],
+            "skydd": person["protection"],
         },
     )
     examined = rows_per_person(rng, pop, people, 1.6)
