@@ -70,7 +70,7 @@ def _batch(system: str) -> dict:
 
 
 def migrate_system(system: str, entities: list[str], selected=None) -> None:
-    """extract -> transform and validate each entity -> load -> reconcile, for one system."""
+    """extract -> transform and validate each entity -> quality gate -> load -> reconcile."""
 
     @task
     def open_batch() -> dict:
@@ -93,6 +93,12 @@ def migrate_system(system: str, entities: list[str], selected=None) -> None:
         from etl import pipeline
 
         return pipeline.validate(system, entity, batch["batch_id"])
+
+    @task
+    def quality_gate(batch: dict) -> dict:
+        from etl import pipeline
+
+        return pipeline.gate(system, batch["batch_id"], batch["run_id"])
 
     @task(outlets=[Asset(name=f"vardflytt_core_{system}", uri=f"vardflytt://core/{system}")])
     def load(batch: dict) -> dict:
@@ -118,8 +124,9 @@ def migrate_system(system: str, entities: list[str], selected=None) -> None:
         checked = validate.override(task_id=f"validate_{entity}")(batch, entity)
         landed >> mapped >> checked
         validated.append(checked)
+    gated = quality_gate(batch)
     loaded = load(batch)
-    validated >> loaded
+    validated >> gated >> loaded
     reconcile(loaded)
 
 

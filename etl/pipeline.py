@@ -19,6 +19,7 @@ from etl.extract.landing import extract_system
 from etl.load.loader import LoadReport, load_system
 from etl.settings import Settings, get_settings
 from etl.transform.stage import transform_entity
+from etl.validate.gate import gate_batch
 from etl.validate.stage import validate_entity
 
 
@@ -62,6 +63,20 @@ def validate(system: str, entity: str, batch_id: str, settings: Settings | None 
     report = validate_entity(catalog(settings), system, entity, batch_id, settings)
     record_access(settings, "validate", system, batch_id, report.rows_in, entity)
     return report.model_dump()
+
+
+def gate(
+    system: str, batch_id: str, run_id: str | None = None, settings: Settings | None = None
+) -> dict:
+    """Store the batch's check results; fail (not promoted) if any exceeds its threshold."""
+    settings = settings or get_settings()
+    report = gate_batch(catalog(settings), system, batch_id, settings, run_id)
+    return {
+        "batch_id": batch_id,
+        "checks": len(report.results),
+        "rows_failing": sum(r.rows_failed for r in report.results),
+        "thresholds": report.thresholds_digest,
+    }
 
 
 def load(
@@ -120,6 +135,8 @@ def run_system(
         transform(system, entity, batch_id, settings)
         step(f"validate {entity}")
         validate(system, entity, batch_id, settings)
+    step("quality gate")
+    gate(system, batch_id, run_id, settings)
     step("load")
     report = load(system, batch_id, run_id, dry_run, settings)
     reconcile(report)

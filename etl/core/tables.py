@@ -125,3 +125,66 @@ access_log = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.Column("rows", sa.BigInteger, nullable=False),
 )
+
+# Rows that failed a warning-severity check (or an error check a steward waived): loaded, and
+# flagged here for review. Keyed like the quarantine so the steward queue can show both.
+dq_flag = sa.Table(
+    "dq_flag",
+    metadata,
+    sa.Column("flag_id", sa.Text, primary_key=True),
+    sa.Column("batch_id", sa.Text, nullable=False, index=True),
+    sa.Column("run_id", sa.Text),
+    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Column("source_key", sa.Text),
+    sa.Column("row_number", sa.BigInteger, nullable=False),
+    sa.Column("check_name", sa.Text, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("field", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("flagged_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One row per check per system, entity and batch: the history that thresholds are evaluated
+# against (and re-evaluated, without re-running, when stewards change a threshold).
+dq_result = sa.Table(
+    "dq_result",
+    metadata,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("source_system", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("check_name", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, index=True),
+    sa.Column("dimension", sa.Text),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("rows_evaluated", sa.BigInteger, nullable=False),
+    sa.Column("rows_failed", sa.BigInteger, nullable=False),
+    sa.Column("rows_waived", sa.BigInteger, nullable=False),
+    sa.Column("max_failure_rate", sa.Float),
+    sa.Column("is_breached", sa.Boolean, nullable=False),
+    sa.Column("thresholds_digest", sa.Text, nullable=False),
+    sa.Column("mapping_version", sa.Text),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Steward decisions on quarantined or flagged rows. Keyed by what identifies the problem across
+# runs (system, dataset, source key, check), so a decision outlives the batch it was made on.
+# A later decision on the same key supersedes the earlier one; none is ever deleted.
+quarantine_decision = sa.Table(
+    "quarantine_decision",
+    metadata,
+    sa.Column("decision_id", sa.Text, primary_key=True),
+    sa.Column("source_system", sa.Text, nullable=False, index=True),
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Column("source_key", sa.Text, nullable=False),
+    sa.Column("check_name", sa.Text, nullable=False),
+    sa.Column("decision", sa.Text, nullable=False),  # fixed_at_source | waived | reinject
+    sa.Column("justification", sa.Text),
+    sa.Column("decided_by", sa.Text, nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("batch_id", sa.Text),
+    sa.Column("quarantine_id", sa.Text),
+    sa.Column("is_current", sa.Boolean, nullable=False),
+)

@@ -20,11 +20,11 @@ from etl.core.arrow import entity_schema
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.model import ENTITIES
-from etl.core.tables import batch_accounting, load_batch, quarantine
+from etl.core.tables import batch_accounting, dq_flag, load_batch, quarantine
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.load.bulk import bulk_insert
 from etl.settings import Settings
-from etl.transform.engine import EXCLUDED, MERGED, QUARANTINED
+from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
 
 
 class EntityLoad(BaseModel):
@@ -128,18 +128,24 @@ def _quarantine_rows(
     batch_id: str,
     run_id: str | None,
     outcomes: pd.DataFrame,
+    outcome: str = QUARANTINED,
 ) -> pa.Table:
-    rows = outcomes[outcomes["outcome"] == QUARANTINED]
+    """Quarantined rows for ``quarantine``; with ``outcome=FLAGGED``, loaded-and-flagged rows."""
+    rows = outcomes[outcomes["outcome"] == outcome]
     keys = (
         f"{batch_id}/{entity}/"
         + rows[ROW_NUMBER].astype("string")
         + "/"
         + rows["check_name"].astype("string")
     )
+    flagged = outcome == FLAGGED
+    id_column, time_column = (
+        ("flag_id", "flagged_at") if flagged else ("quarantine_id", "quarantined_at")
+    )
     return pa.Table.from_pandas(
         pd.DataFrame(
             {
-                "quarantine_id": core_ids(system, "quarantine", keys),
+                id_column: core_ids(system, "flag" if flagged else "quarantine", keys),
                 "batch_id": batch_id,
                 "run_id": run_id,
                 "source_system": system,
@@ -151,7 +157,7 @@ def _quarantine_rows(
                 "severity": rows["severity"].astype("string"),
                 "field": rows["field"].astype("string"),
                 "reason": rows["reason"].astype("string"),
-                "quarantined_at": pd.Timestamp(utc_now()),
+                time_column: pd.Timestamp(utc_now()),
             }
         ),
         preserve_index=False,
@@ -177,11 +183,12 @@ def load_system(
     with engine.begin() as connection:
         if not dry_run:
             _record_batch(connection, system, batch_id, run_id, "loading", scope=scope)
-            connection.execute(
-                quarantine.delete().where(
-                    (quarantine.c.batch_id == batch_id) & (quarantine.c.source_system == system)
+            for table in (quarantine, dq_flag):
+                connection.execute(
+                    table.delete().where(
+                        (table.c.batch_id == batch_id) & (table.c.source_system == system)
+                    )
                 )
-            )
         for entity in _load_order(catalog, system):
             if dry_run:
                 staged = pq.ParquetFile(paths.stage_file("validated", entity)).metadata.num_rows
@@ -201,6 +208,13 @@ def load_system(
                     connection,
                     "quarantine",
                     _quarantine_rows(system, entity, mapping.dataset, batch_id, run_id, outcomes),
+                )
+                bulk_insert(
+                    connection,
+                    "dq_flag",
+                    _quarantine_rows(
+                        system, entity, mapping.dataset, batch_id, run_id, outcomes, FLAGGED
+                    ),
                 )
             accounting.append(
                 _account(

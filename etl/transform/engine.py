@@ -32,6 +32,8 @@ OUTCOME_COLUMNS = [
     "detail",
 ]
 QUARANTINED, EXCLUDED, MERGED = "quarantined", "excluded", "merged"
+# Loaded, and flagged for steward review: a warning-severity check, or a waived error.
+FLAGGED = "flagged"
 
 
 @dataclass

@@ -7,16 +7,20 @@ warnings are counted and the row still loads.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from pathlib import Path
 
 import pandas as pd
 
-from etl.batch import BatchPaths
+from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
 from etl.core.model import ENTITIES
-from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
+from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.settings import Settings
-from etl.transform.engine import OUTCOME_COLUMNS, QUARANTINED
+from etl.steward.decisions import waived_keys
+from etl.transform.engine import FLAGGED, OUTCOME_COLUMNS, QUARANTINED
 from etl.transform.stage import (
     OUTCOME_SCHEMA,
     StageReport,
@@ -24,47 +28,114 @@ from etl.transform.stage import (
     count_outcomes,
     outcomes_table,
 )
-from etl.validate.suites import validate_chunk
+from etl.validate.checks import source_check
+from etl.validate.context import context_columns, enrich
+from etl.validate.suites import read_suite_definition, suite_checks, validate_chunk
 
 LOG = logging.getLogger(__name__)
 
 
+@dataclass
+class CheckTally:
+    """Per check: rows evaluated, rows failing (every failing row, not only the first problem)."""
+
+    severity: dict[str, str] = dataclass_field(default_factory=dict)
+    dimension: dict[str, str | None] = dataclass_field(default_factory=dict)
+    failed: dict[str, int] = dataclass_field(default_factory=dict)
+    waived: dict[str, int] = dataclass_field(default_factory=dict)
+
+    def add(self, check: str, severity: str, dimension: str | None, failed: int, waived: int):
+        self.severity[check] = severity
+        self.dimension[check] = dimension
+        self.failed[check] = self.failed.get(check, 0) + failed
+        self.waived[check] = self.waived.get(check, 0) + waived
+
+    def records(self, evaluated: int) -> list[dict]:
+        return [
+            {
+                "check": check,
+                "severity": self.severity[check],
+                "dimension": self.dimension[check],
+                "rows_evaluated": evaluated,
+                "rows_failed": self.failed[check],
+                "rows_waived": self.waived.get(check, 0),
+            }
+            for check in sorted(self.failed)
+        ]
+
+
 def _validated_chunk(
-    settings: Settings, entity: str, rows: pd.DataFrame, source_of: dict[str, str]
+    settings: Settings,
+    entity: str,
+    rows: pd.DataFrame,
+    source_of: dict[str, str],
+    parameters: dict,
+    waivers: pd.DataFrame,
+    tally: CheckTally,
 ):
     id_column = ENTITIES[entity].id_field()
-    failures = validate_chunk(settings.expectations_dir, entity, rows, id_column)
+    failures = validate_chunk(settings.expectations_dir, entity, rows, id_column, parameters)
     quarantined = pd.Series(False, index=rows.index)
     outcome_rows = []
-    warnings: dict[str, int] = {}
     for failure in failures:
         failing = rows[id_column].isin(failure.row_ids)
+        waived = pd.Series(False, index=rows.index)
+        if failure.severity == "error" and len(waivers):
+            keys = waivers.loc[waivers["check_name"] == failure.check_name, "source_key"]
+            waived = failing & rows["source_key"].isin(keys)
+        tally.add(
+            failure.check_name,
+            failure.severity,
+            failure.dimension,
+            int(failing.sum()),
+            int(waived.sum()),
+        )
+        if failure.severity == "warning" or waived.any():
+            # Loaded, and flagged for review: a warning, or an error a steward waived.
+            flagged = failing if failure.severity == "warning" else waived
+            outcome_rows.append(
+                _outcome_frame(rows, flagged, FLAGGED, failure, source_of, "warning", waived.any())
+            )
         if failure.severity == "warning":
-            warnings[failure.check_name] = warnings.get(failure.check_name, 0) + int(failing.sum())
             continue
+        failing = failing & ~waived
         newly = failing & ~quarantined
         quarantined |= failing
         if newly.any():
             outcome_rows.append(
-                pd.DataFrame(
-                    {
-                        ROW_NUMBER: rows.loc[newly, ROW_NUMBER],
-                        SOURCE_KEY: rows.loc[newly, "source_key"],
-                        "outcome": QUARANTINED,
-                        "check_name": failure.check_name,
-                        "severity": "error",
-                        "field": source_of.get(failure.column or "", failure.column),
-                        "reason": failure.reason,
-                        "detail": pd.NA,
-                    }
-                )
+                _outcome_frame(rows, newly, QUARANTINED, failure, source_of, "error", False)
             )
     outcomes = (
         pd.concat(outcome_rows, ignore_index=True)
         if outcome_rows
         else pd.DataFrame(columns=OUTCOME_COLUMNS)
     )
-    return rows[~quarantined], outcomes, warnings
+    # A row both flagged and quarantined is quarantined: it is not loaded, so no flag.
+    if len(outcomes):
+        gone = rows.loc[quarantined, ROW_NUMBER]
+        outcomes = outcomes[
+            (outcomes["outcome"] != FLAGGED) | ~outcomes[ROW_NUMBER].isin(gone)
+        ].reset_index(drop=True)
+    return rows[~quarantined], outcomes
+
+
+def _outcome_frame(rows, mask, outcome, failure, source_of, severity, waived) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            ROW_NUMBER: rows.loc[mask, ROW_NUMBER],
+            SOURCE_KEY: rows.loc[mask, "source_key"],
+            "outcome": outcome,
+            "check_name": failure.check_name,
+            "severity": severity,
+            "field": source_of.get(failure.column or "", failure.column),
+            "reason": f"waived:{failure.reason}" if waived else failure.reason,
+            "detail": pd.NA,
+        }
+    )
+
+
+def checks_file(paths: BatchPaths, entity: str) -> Path:
+    return paths.validated / f"{entity}.checks.json"
 
 
 def validate_entity(
@@ -76,6 +147,11 @@ def validate_entity(
     mapping = catalog.system(system).entities[entity]
     # Stewards fix data at source: name the legacy column behind a failing core field.
     source_of = {c.target: ",".join(c.source_columns) for c in mapping.columns if c.source_columns}
+    manifest = read_manifest(settings, batch_id, system)
+    parameters = {"as_of_date": manifest.as_of_date.isoformat()}
+    suite_meta = read_suite_definition(settings.expectations_dir, entity).get("meta") or {}
+    context_names = context_columns(suite_meta)
+    waivers = waived_keys(settings, system, mapping.dataset)
 
     targets = {
         "rows": (paths.stage_file("validated", entity), stage_schema(entity)),
@@ -84,24 +160,29 @@ def validate_entity(
     writer = StageWriter(targets)
     rows_in = rows_out = 0
     outcome_frames = []
-    warnings: dict[str, int] = {}
+    tally = CheckTally()
     quarantined_ids: list[pd.Series] = []
     id_column = ENTITIES[entity].id_field()
     for rows in iter_frames(transformed, settings.chunk_rows):
-        valid, outcomes, chunk_warnings = _validated_chunk(settings, entity, rows, source_of)
-        writer.write("rows", to_arrow(valid, entity))
+        rows = enrich(paths, rows, suite_meta)
+        valid, outcomes = _validated_chunk(
+            settings, entity, rows, source_of, parameters, waivers, tally
+        )
+        writer.write("rows", to_arrow(valid.drop(columns=context_names), entity))
         writer.write("outcomes", outcomes_table(outcomes))
         quarantined_ids.append(rows.loc[~rows.index.isin(valid.index), id_column])
         outcome_frames.append(outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
-        for check, number in chunk_warnings.items():
-            warnings[check] = warnings.get(check, 0) + number
         rows_in += len(rows)
         rows_out += len(valid)
+    transform_problems: dict[str, int] = {}
     for transform_outcomes in iter_frames(
         paths.stage_file("transformed", entity, "outcomes"), settings.chunk_rows
     ):
         writer.write("outcomes", outcomes_table(transform_outcomes))
         outcome_frames.append(transform_outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
+        problems = transform_outcomes.loc[transform_outcomes["outcome"] == QUARANTINED, "reason"]
+        for reason, number in problems.value_counts().items():
+            transform_problems[str(reason)] = transform_problems.get(str(reason), 0) + int(number)
     writer.close()
     if mapping.identifiers:
         _validate_identifiers(
@@ -112,8 +193,30 @@ def validate_entity(
     source = catalog.system(system).spec.datasets[mapping.dataset].source_name
     log_problem_rows(system, source, outcome_frames)
     counts = count_outcomes(outcome_frames)
-    if warnings:
-        counts["warnings"] = sum(warnings.values())
+    landed_rows = manifest.datasets[mapping.dataset].rows
+    write_json(
+        checks_file(paths, entity),
+        {
+            "system": system,
+            "entity": entity,
+            "dataset": mapping.dataset,
+            "batch_id": batch_id,
+            "checks": [
+                {
+                    "check": source_check(reason),
+                    "severity": "error",
+                    "dimension": None,
+                    "rows_evaluated": landed_rows,
+                    "rows_failed": number,
+                    "rows_waived": 0,
+                }
+                for reason, number in sorted(transform_problems.items())
+            ]
+            + tally.records(rows_in),
+            "suite_checks": suite_checks(settings.expectations_dir, entity),
+            "rows_validated": rows_in,
+        },
+    )
     return StageReport(
         system=system,
         entity=entity,
@@ -136,11 +239,10 @@ def log_problem_rows(
     ):
         rows = ", ".join(str(n) for n in group[ROW_NUMBER].head(examples))
         more = f" and {len(group) - examples} more" if len(group) > examples else ""
-        advice = (
-            "review with `vardflytt status`; fix at source and re-run the batch"
-            if outcome == QUARANTINED
-            else "by design (declared rule or exact duplicate)"
-        )
+        advice = {
+            QUARANTINED: "review with `vardflytt steward list`; fix at source and re-run the batch",
+            FLAGGED: "loaded and flagged for review (`vardflytt steward list --flagged`)",
+        }.get(outcome, "by design (declared rule or exact duplicate)")
         LOG.warning(
             "%s %s: %d row(s) %s, reason %s, field %s, rows %s%s; %s",
             system,

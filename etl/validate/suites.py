@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from etl.validate.checks import thresholds_for
+
 # Great Expectations must never phone home: patient data and metadata stay on our hosts.
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 # GX narrates every registry step at INFO; task logs should show our lines, not its internals.
@@ -36,11 +38,12 @@ class SuiteError(ValueError):
 
 @dataclass(frozen=True)
 class Failure:
-    check_name: str
+    check_name: str  # the stable check id from the suite's meta.check
     column: str | None
     reason: str
     severity: str  # "error" quarantines, "warning" loads and flags
     row_ids: pd.Series
+    dimension: str | None = None
 
 
 def suite_path(expectations_dir: Path, entity: str) -> Path:
@@ -57,7 +60,24 @@ def read_suite_definition(expectations_dir: Path, entity: str) -> dict:
         raise SuiteError(f"{path}: not valid JSON: {error}") from error
     if definition.get("name") != entity or not isinstance(definition.get("expectations"), list):
         raise SuiteError(f"{path}: needs 'name': '{entity}' and a list of 'expectations'")
+    seen: set[str] = set()
+    for number, expectation in enumerate(definition["expectations"], start=1):
+        check = (expectation.get("meta") or {}).get("check")
+        if not check or not str(check).startswith(f"{entity}."):
+            raise SuiteError(
+                f"{path}: expectation {number} ({expectation.get('type')}) needs meta.check, "
+                f"a stable id starting with '{entity}.'"
+            )
+        if check in seen:
+            raise SuiteError(f"{path}: check id '{check}' is used twice")
+        seen.add(check)
     return definition
+
+
+def suite_checks(expectations_dir: Path, entity: str) -> list[str]:
+    """The check ids the entity's suite declares, in file order."""
+    definition = read_suite_definition(expectations_dir, entity)
+    return [e["meta"]["check"] for e in definition["expectations"]]
 
 
 @cache
@@ -70,16 +90,28 @@ def _context():
     return context
 
 
-@cache
 def _suite_and_batch_definition(expectations_dir: Path, entity: str):
+    thresholds = thresholds_for(expectations_dir)
+    path = suite_path(expectations_dir, entity)
+    mtime = path.stat().st_mtime_ns if path.exists() else 0
+    return _cached_suite(expectations_dir, entity, thresholds.digest, mtime)
+
+
+@cache
+def _cached_suite(expectations_dir: Path, entity: str, _digest: str, _mtime: int):
     import great_expectations as gx
 
     definition = read_suite_definition(expectations_dir, entity)
+    thresholds = thresholds_for(expectations_dir)
+    expectations = []
+    for expectation in definition["expectations"]:
+        rule = thresholds.rule_for(expectation["meta"]["check"])
+        # The reviewed thresholds file decides severity; the suite file says what is checked.
+        severity = "critical" if rule.severity == "error" else "warning"
+        expectations.append({**expectation, "severity": severity})
     context = _context()
     suite = context.suites.add_or_update(
-        gx.ExpectationSuite(
-            name=entity, expectations=definition["expectations"], meta=definition.get("meta")
-        )
+        gx.ExpectationSuite(name=entity, expectations=expectations, meta=definition.get("meta"))
     )
     source = context.data_sources.add_or_update_pandas(f"vardflytt_{entity}")
     asset = source.add_dataframe_asset(entity)
@@ -87,9 +119,17 @@ def _suite_and_batch_definition(expectations_dir: Path, entity: str):
 
 
 def validate_chunk(
-    expectations_dir: Path, entity: str, rows: pd.DataFrame, id_column: str
+    expectations_dir: Path,
+    entity: str,
+    rows: pd.DataFrame,
+    id_column: str,
+    parameters: dict | None = None,
 ) -> list[Failure]:
-    """Every failing expectation with the ids of the rows that fail it."""
+    """Every failing expectation with the ids of the rows that fail it.
+
+    ``parameters`` fill suite parameters (``{"$PARAMETER": "as_of_date"}``) such as the run's
+    as-of date, so "not in the future" means the future of the batch, not of the machine clock.
+    """
     if rows.empty:
         return []
     suite, batch_definition = _suite_and_batch_definition(expectations_dir, entity)
@@ -101,14 +141,16 @@ def validate_chunk(
             "unexpected_index_column_names": [id_column],
             "return_unexpected_index_query": False,
         },
+        expectation_parameters=parameters or {},
     )
     failures = []
     for outcome in result.results:
         if outcome.success:
             continue
         configuration = outcome.expectation_config
-        column = configuration.kwargs.get("column")
-        check_name = f"{configuration.type}:{column}" if column else configuration.type
+        column = configuration.kwargs.get("column") or configuration.kwargs.get("column_A")
+        meta = configuration.meta or {}
+        check_name = meta["check"]
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
             raise SuiteError(
                 f"expectation {check_name} of suite '{entity}' could not run: "
@@ -116,7 +158,6 @@ def validate_chunk(
             )
         index_list = outcome.result.get("unexpected_index_list") or []
         row_ids = pd.Series([item[id_column] for item in index_list], dtype="string")
-        meta = configuration.meta or {}
         severity = (
             "warning" if str(configuration.severity.value) in {"warning", "info"} else "error"
         )
@@ -127,6 +168,7 @@ def validate_chunk(
                 meta.get("reason") or DEFAULT_REASONS.get(configuration.type, configuration.type),
                 severity,
                 row_ids,
+                meta.get("dimension"),
             )
         )
     return failures

@@ -1,0 +1,1 @@
+"""The data steward's review loop over quarantined and flagged rows."""

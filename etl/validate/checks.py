@@ -1,0 +1,132 @@
+"""Data-quality checks, their severity and their thresholds: the reviewed file stewards own.
+
+Every check has a stable id. Expectation suites name theirs in ``meta.check``
+(``patient.birth_date.not_in_future``); problems found while transforming are checks too, named
+``source.<reason>`` (``source.unparseable_date``). ``expectations/thresholds.yaml`` gives each
+check its severity (``error`` quarantines the row, ``warning`` loads and flags it), the failure
+rate above which a batch is not promoted, whether a steward may waive it, and a note saying why.
+The file is versioned in git and its digest is stored with every result, so any gate decision
+can be traced to the thresholds it was made with and re-evaluated under new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+THRESHOLDS_FILE = "thresholds.yaml"
+SOURCE_PREFIX = "source."
+DIMENSIONS = ("conformance", "completeness", "plausibility", "uniqueness", "integrity")
+
+
+class ThresholdsError(ValueError):
+    """The thresholds file is missing, malformed or out of step with the suites."""
+
+
+class CheckRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    severity: Literal["error", "warning"]
+    max_failure_rate: float | None = Field(default=None, ge=0, le=1)
+    max_failed_rows: int | None = Field(default=None, ge=0)
+    waivable: bool | None = None
+    dimension: Literal[DIMENSIONS] | None = None  # type: ignore[valid-type]
+    note: str = Field(min_length=3)
+
+
+class Defaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_failure_rate: float = Field(ge=0, le=1)
+    waivable: bool = True
+
+
+class Thresholds(BaseModel):
+    """The parsed file plus its digest; ``rule_for`` resolves per-system overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    reviewed_by: str
+    reviewed_on: str
+    defaults: Defaults
+    checks: dict[str, CheckRule]
+    systems: dict[str, dict[str, dict]] = {}
+    digest: str = ""
+
+    def rule_for(self, check: str, system: str | None = None) -> CheckRule:
+        rule = self.checks.get(check)
+        if rule is None:
+            raise ThresholdsError(
+                f"check '{check}' has no entry in {THRESHOLDS_FILE}: add one with a severity, "
+                "a threshold and a note, and have it reviewed"
+            )
+        override = self.systems.get(system or "", {}).get(check)
+        return rule.model_copy(update=override) if override else rule
+
+    def max_rate(self, check: str, system: str | None = None) -> float:
+        rule = self.rule_for(check, system)
+        if rule.max_failure_rate is not None:
+            return rule.max_failure_rate
+        return self.defaults.max_failure_rate
+
+    def is_waivable(self, check: str, system: str | None = None) -> bool:
+        rule = self.rule_for(check, system)
+        return self.defaults.waivable if rule.waivable is None else rule.waivable
+
+    def breaches(self, check: str, system: str, failed: int, evaluated: int) -> bool:
+        """Whether this many failures stop the batch from being promoted."""
+        rule = self.rule_for(check, system)
+        if failed == 0:
+            return False
+        if rule.max_failed_rows is not None and failed > rule.max_failed_rows:
+            return True
+        return evaluated > 0 and failed / evaluated > self.max_rate(check, system)
+
+
+def source_check(reason: str) -> str:
+    return f"{SOURCE_PREFIX}{reason}"
+
+
+def read_thresholds(path: Path) -> Thresholds:
+    if not path.exists():
+        raise ThresholdsError(f"{path} is missing: data-quality thresholds must be declared")
+    raw = path.read_bytes()
+    try:
+        content = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as error:
+        raise ThresholdsError(f"{path}: not valid YAML: {error}") from error
+    try:
+        thresholds = Thresholds.model_validate(content)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ThresholdsError(f"{path}: {problems}") from error
+    for system, overrides in thresholds.systems.items():
+        for check, values in overrides.items():
+            if check not in thresholds.checks:
+                raise ThresholdsError(
+                    f"{path}: systems.{system}.{check} overrides an unknown check"
+                )
+            try:
+                CheckRule.model_validate(thresholds.checks[check].model_dump() | values)
+            except ValidationError as error:
+                raise ThresholdsError(f"{path}: systems.{system}.{check}: {error}") from error
+    thresholds.digest = hashlib.sha256(raw).hexdigest()[:16]
+    return thresholds
+
+
+@cache
+def _cached(path: Path, mtime_ns: int) -> Thresholds:
+    return read_thresholds(path)
+
+
+def thresholds_for(expectations_dir: Path) -> Thresholds:
+    path = expectations_dir / THRESHOLDS_FILE
+    return _cached(path, path.stat().st_mtime_ns if path.exists() else 0)

@@ -1,0 +1,225 @@
+"""The data-quality gate: a batch whose check failures exceed their thresholds is not promoted.
+
+After every entity of a system's batch is validated, the per-check tallies are stored in
+``dq_result`` (the history), judged against ``expectations/thresholds.yaml``, and the gate either
+passes or raises with which check, how many rows and where to look. Stored results can be judged
+again under another thresholds file without re-running anything (``reevaluate``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from etl.batch import BatchPaths, utc_now
+from etl.catalog import Catalog
+from etl.core.database import core_engine
+from etl.core.tables import dq_result
+from etl.settings import Settings
+from etl.validate.checks import Thresholds, read_thresholds, thresholds_for
+from etl.validate.stage import checks_file
+
+
+class DataQualityGateError(RuntimeError):
+    """Check failures exceed a reviewed threshold: the batch must not be promoted."""
+
+
+class CheckResult(BaseModel):
+    """Counts only: safe for logs, XCom and reports."""
+
+    source_system: str
+    entity: str
+    check_name: str
+    severity: str
+    dimension: str | None
+    rows_evaluated: int
+    rows_failed: int
+    rows_waived: int
+    max_failure_rate: float
+    is_breached: bool
+
+    @property
+    def failure_rate(self) -> float:
+        return self.rows_failed / self.rows_evaluated if self.rows_evaluated else 0.0
+
+
+class GateReport(BaseModel):
+    system: str
+    batch_id: str
+    thresholds_digest: str
+    results: list[CheckResult]
+
+    @property
+    def breaches(self) -> list[CheckResult]:
+        return [r for r in self.results if r.is_breached]
+
+
+@cache
+def mapping_version(root: Path) -> str | None:
+    """The git commit the mappings were read at (``+dirty`` if the tree has local changes)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "mappings", "expectations"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+def judge(thresholds: Thresholds, system: str, entity: str, tally: dict) -> CheckResult:
+    check = tally["check"]
+    rule = thresholds.rule_for(check, system)
+    counted = tally["rows_failed"] - tally.get("rows_waived", 0)
+    return CheckResult(
+        source_system=system,
+        entity=entity,
+        check_name=check,
+        severity=rule.severity,
+        dimension=tally.get("dimension") or rule.dimension,
+        rows_evaluated=tally["rows_evaluated"],
+        rows_failed=tally["rows_failed"],
+        rows_waived=tally.get("rows_waived", 0),
+        max_failure_rate=thresholds.max_rate(check, system),
+        is_breached=thresholds.breaches(check, system, counted, tally["rows_evaluated"]),
+    )
+
+
+def gate_batch(
+    catalog: Catalog,
+    system: str,
+    batch_id: str,
+    settings: Settings,
+    run_id: str | None = None,
+) -> GateReport:
+    """Store this batch's check results and raise if any breaches its threshold."""
+    thresholds = thresholds_for(settings.expectations_dir)
+    paths = BatchPaths.of(settings, batch_id, system)
+    results: list[CheckResult] = []
+    for entity in catalog.system(system).entities:
+        path = checks_file(paths, entity)
+        if not path.exists():
+            raise DataQualityGateError(
+                f"{system} batch {batch_id}: {entity} has no validation results ({path}); "
+                "run the validate step first"
+            )
+        tallies = json.loads(path.read_text("utf-8"))
+        by_check = {t["check"]: t for t in tallies["checks"]}
+        for check in tallies["suite_checks"]:
+            # A check that found nothing is a result too: it proves the check ran.
+            by_check.setdefault(
+                check,
+                {
+                    "check": check,
+                    "rows_evaluated": tallies["rows_validated"],
+                    "rows_failed": 0,
+                    "rows_waived": 0,
+                },
+            )
+        results.extend(judge(thresholds, system, entity, t) for t in by_check.values())
+    report = GateReport(
+        system=system, batch_id=batch_id, thresholds_digest=thresholds.digest, results=results
+    )
+    _store(settings, report, run_id)
+    if report.breaches:
+        raise DataQualityGateError(describe_breaches(report))
+    return report
+
+
+def describe_breaches(report: GateReport) -> str:
+    lines = [
+        f"{report.system} batch {report.batch_id} is not promoted: "
+        f"{len(report.breaches)} data-quality check(s) over their threshold"
+    ]
+    for result in report.breaches:
+        lines.append(
+            f"  {result.entity} / {result.check_name}: {result.rows_failed - result.rows_waived} "
+            f"of {result.rows_evaluated} rows fail ({result.failure_rate:.2%}, threshold "
+            f"{result.max_failure_rate:.2%})"
+        )
+    lines.append(
+        f"Look at: vardflytt dq results --batch {report.batch_id}  and  vardflytt steward list "
+        f"--system {report.system}; thresholds are in expectations/thresholds.yaml "
+        "(change them only through review)."
+    )
+    return "\n".join(lines)
+
+
+def _store(settings: Settings, report: GateReport, run_id: str | None) -> None:
+    now = utc_now()
+    version = mapping_version(settings.mappings_dir.resolve().parent)
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        connection.execute(
+            dq_result.delete().where(
+                (dq_result.c.batch_id == report.batch_id)
+                & (dq_result.c.source_system == report.system)
+            )
+        )
+        if report.results:
+            connection.execute(
+                dq_result.insert(),
+                [
+                    {
+                        **result.model_dump(),
+                        "batch_id": report.batch_id,
+                        "run_id": run_id,
+                        "thresholds_digest": report.thresholds_digest,
+                        "mapping_version": version,
+                        "evaluated_at": now,
+                    }
+                    for result in report.results
+                ],
+            )
+
+
+def stored_results(
+    settings: Settings, batch_id: str | None = None, run_id: str | None = None
+) -> list[dict]:
+    query = sa.select(dq_result)
+    if batch_id:
+        query = query.where(dq_result.c.batch_id == batch_id)
+    if run_id:
+        query = query.where(dq_result.c.run_id == run_id)
+    query = query.order_by(dq_result.c.evaluated_at, dq_result.c.source_system, dq_result.c.entity)
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def reevaluate(
+    settings: Settings,
+    thresholds_path: Path,
+    batch_id: str | None = None,
+    run_id: str | None = None,
+) -> list[CheckResult]:
+    """Judge stored results under another thresholds file; nothing is re-run or rewritten."""
+    thresholds = read_thresholds(thresholds_path)
+    return [
+        judge(
+            thresholds,
+            row["source_system"],
+            row["entity"],
+            {
+                "check": row["check_name"],
+                "dimension": row["dimension"],
+                "rows_evaluated": row["rows_evaluated"],
+                "rows_failed": row["rows_failed"],
+                "rows_waived": row["rows_waived"],
+            },
+        )
+        for row in stored_results(settings, batch_id, run_id)
+    ]
