@@ -532,5 +532,76 @@ def identity_summary() -> None:
     console.print(table)
 
 
+dq_app = typer.Typer(
+    help="Data-quality results, thresholds and reports (counts only, no patient data).",
+    no_args_is_help=True,
+)
+app.add_typer(dq_app, name="dq")
+
+
+def _print_check_results(rows: list[dict], title: str, only_failing: bool) -> None:
+    table = Table(title=title)
+    for column in ("system", "entity", "check", "severity", "failed", "of rows", "rate", "max"):
+        table.add_column(column, justify="right" if column in {"failed", "of rows"} else "left")
+    table.add_column("gate")
+    for row in rows:
+        if only_failing and not row["rows_failed"]:
+            continue
+        evaluated = row["rows_evaluated"]
+        rate = row["rows_failed"] / evaluated if evaluated else 0.0
+        table.add_row(
+            row["source_system"],
+            row["entity"],
+            row["check_name"],
+            row["severity"],
+            str(row["rows_failed"]),
+            str(evaluated),
+            f"{rate:.2%}",
+            f"{row['max_failure_rate']:.2%}",
+            "[red]BREACH[/red]" if row["is_breached"] else "ok",
+        )
+    console.print(table)
+
+
+@dq_app.command("results")
+def dq_results(
+    batch: Annotated[str | None, typer.Option(help="Only this batch.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this Airflow run.")] = None,
+    all_checks: Annotated[bool, typer.Option("--all", help="Also checks with no failure.")] = False,
+) -> None:
+    """Stored check results: failures per system, entity and check against their thresholds."""
+    from etl.validate.gate import stored_results
+
+    rows = stored_results(get_settings(), batch, run_id)
+    if not rows:
+        console.print("no stored data-quality results match; run a migration first")
+        raise typer.Exit(1)
+    _print_check_results(rows, "data-quality results", only_failing=not all_checks)
+    breaches = sum(1 for row in rows if row["is_breached"])
+    console.print(f"{len(rows)} check results, {breaches} over threshold")
+
+
+@dq_app.command("reevaluate")
+def dq_reevaluate(
+    thresholds: Annotated[Path, typer.Option(help="A thresholds file to judge stored results by.")],
+    batch: Annotated[str | None, typer.Option(help="Only this batch.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this Airflow run.")] = None,
+) -> None:
+    """Judge stored results under another thresholds file, without re-running anything."""
+    from etl.validate.checks import ThresholdsError
+    from etl.validate.gate import reevaluate
+
+    try:
+        results = reevaluate(get_settings(), thresholds, batch, run_id)
+    except ThresholdsError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
+    rows = [r.model_dump() | {"check_name": r.check_name} for r in results]
+    _print_check_results(rows, f"re-evaluated under {thresholds}", only_failing=True)
+    breaches = [r for r in results if r.is_breached]
+    console.print(f"{len(results)} stored results, {len(breaches)} would breach")
+    raise typer.Exit(1 if breaches else 0)
+
+
 if __name__ == "__main__":
     app()
