@@ -213,6 +213,21 @@ class ReferenceCheck(Strict):
     note: str = ""
 
 
+class Lookup(Strict):
+    """A value taken from another dataset's row that this row points at, as a virtual column.
+
+    ``{column: KONTAKTNR, dataset: kontakt, take: SPARR, as: KONTAKT_SPARR}`` gives every row
+    the SPARR of the care contact it belongs to, so a blocked contact's diagnoses are blocked too.
+    Column mappings then use ``KONTAKT_SPARR`` like any source column.
+    """
+
+    column: str
+    dataset: str
+    take: str
+    as_: str = Field(alias="as", pattern=r"^[A-Z][A-Z0-9_]*$")
+    note: str = ""
+
+
 class EntityMapping(Strict):
     system: str
     entity: Literal[MAPPABLE_ENTITIES]  # type: ignore[valid-type]
@@ -221,6 +236,7 @@ class EntityMapping(Strict):
     identifiers: list[IdentifierMapping] = Field(default_factory=list)
     exclude: list[ExclusionRule] = Field(default_factory=list)
     references: list[ReferenceCheck] = Field(default_factory=list)
+    lookups: list[Lookup] = Field(default_factory=list)
     columns: list[ColumnMapping]
 
     @model_validator(mode="after")
@@ -255,7 +271,12 @@ class EntityMapping(Strict):
             i.century_source for i in self.identifiers if i.century_source
         ]
         used += [rule.column for rule in self.exclude] + [ref.column for ref in self.references]
+        used += [lookup.column for lookup in self.lookups]
         return list(dict.fromkeys(used))
+
+    def virtual_columns(self) -> list[str]:
+        """Columns added by lookups before the transforms run (not in the source file)."""
+        return [lookup.as_ for lookup in self.lookups]
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -388,7 +409,12 @@ def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) 
             f"(declared: {', '.join(spec.datasets)})"
         )
     declared = spec.dataset_columns(mapping.dataset)
-    unknown = [column for column in mapping.source_columns() if column not in declared]
+    virtual = mapping.virtual_columns()
+    unknown = [
+        column
+        for column in mapping.source_columns()
+        if column not in declared and column not in virtual
+    ]
     if unknown:
         raise MappingError(
             f"{path}: source column(s) {unknown} are not declared for dataset '{mapping.dataset}'"
@@ -402,6 +428,22 @@ def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) 
             "row keys appear in reports and logs, so a key must never be an identity number. "
             "Declare another key."
         )
+    for lookup in mapping.lookups:
+        if lookup.dataset not in spec.datasets:
+            raise MappingError(
+                f"{path}: field 'lookups.dataset': '{lookup.dataset}' is not a dataset of "
+                f"{spec.system}"
+            )
+        if lookup.take not in spec.dataset_columns(lookup.dataset):
+            raise MappingError(
+                f"{path}: field 'lookups.take': '{lookup.take}' is not a column of dataset "
+                f"'{lookup.dataset}'"
+            )
+        if lookup.as_ in declared:
+            raise MappingError(
+                f"{path}: field 'lookups.as': '{lookup.as_}' is already a column of dataset "
+                f"'{mapping.dataset}'; choose another name"
+            )
     for reference in mapping.references:
         if reference.dataset not in spec.datasets:
             raise MappingError(

@@ -18,6 +18,7 @@ from etl.catalog import (
     ExclusionRule,
     FileDataset,
     IdentifierMapping,
+    Lookup,
     ReferenceCheck,
     SystemMappings,
 )
@@ -51,6 +52,7 @@ class EntityDocument(BaseModel):
     identifiers: list[IdentifierMapping]
     exclusions: list[ExclusionRule]
     references: list[ReferenceCheck]
+    lookups: list[Lookup] = []
     unfilled_fields: list[str]
 
 
@@ -197,6 +199,7 @@ def _entities(system: SystemMappings) -> list[EntityDocument]:
                 identifiers=mapping.identifiers,
                 exclusions=mapping.exclude,
                 references=mapping.references,
+                lookups=mapping.lookups,
                 unfilled_fields=[f for f in model.business_fields() if f not in filled],
             )
         )

@@ -102,8 +102,10 @@ def transform_chunk(
     reference_date: dt.date,
     reference_keys: dict[str, pd.Index],
     duplicates: pd.DataFrame,
+    lookups: dict[str, pd.Series] | None = None,
 ) -> ChunkResult:
     """Map one chunk of landed rows to core rows plus outcomes."""
+    chunk = add_lookup_columns(chunk, mapping, lookups)
     chunk = chunk.reset_index(drop=True)
     outcomes = Outcomes(chunk.index)
     context = TransformContext(mapping.system, reference_date, catalog.crosswalks)
@@ -305,6 +307,34 @@ def _finish_identifiers(frame: pd.DataFrame, system: str, batch_id: str) -> pd.D
         result[["patient_id", "identity_number", "identity_kind", "is_primary"]].astype("string")
     )
     return result.reset_index(drop=True)
+
+
+def load_lookups(paths, mapping: EntityMapping) -> dict[str, pd.Series]:
+    """Per lookup, the looked-up column by source key of its dataset (key and one column only)."""
+    values = {}
+    for lookup in mapping.lookups:
+        table = pq.read_table(paths.landed_file(lookup.dataset), columns=[SOURCE_KEY, lookup.take])
+        frame = table.to_pandas().dropna(subset=[SOURCE_KEY]).drop_duplicates(SOURCE_KEY)
+        values[lookup.as_] = frame.set_index(SOURCE_KEY)[lookup.take]
+    return values
+
+
+def add_lookup_columns(
+    chunk: pd.DataFrame, mapping: EntityMapping, lookups: dict[str, pd.Series] | None
+) -> pd.DataFrame:
+    """The chunk with each lookup's virtual column (NA where the row points nowhere)."""
+    if not mapping.lookups:
+        return chunk
+    chunk = chunk.copy()
+    for lookup in mapping.lookups:
+        found = (lookups or {}).get(lookup.as_)
+        keys = clean_text(chunk[lookup.column])
+        chunk[lookup.as_] = (
+            keys.map(found).astype("string")
+            if found is not None
+            else pd.Series(pd.NA, index=chunk.index, dtype="string")
+        )
+    return chunk
 
 
 def load_reference_keys(paths, mapping: EntityMapping) -> dict[str, pd.Index]:

@@ -14,7 +14,12 @@ from etl.catalog import Catalog
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
 from etl.extract.landing import ROW_NUMBER, read_manifest
 from etl.settings import Settings
-from etl.transform.engine import OUTCOME_COLUMNS, load_reference_keys, transform_chunk
+from etl.transform.engine import (
+    OUTCOME_COLUMNS,
+    load_lookups,
+    load_reference_keys,
+    transform_chunk,
+)
 
 OUTCOME_SCHEMA = pa.schema(
     [(ROW_NUMBER, pa.int64())] + [(name, pa.string()) for name in OUTCOME_COLUMNS[1:]]
@@ -77,6 +82,7 @@ def transform_entity(
     manifest = read_manifest(settings, batch_id, system)
     paths = BatchPaths.of(settings, batch_id, system)
     reference_keys = load_reference_keys(paths, mapping)
+    lookups = load_lookups(paths, mapping)
     duplicates = pq.read_table(paths.duplicates_file(mapping.dataset)).to_pandas()
     targets = {
         "rows": (paths.stage_file("transformed", entity), stage_schema(entity)),
@@ -92,7 +98,14 @@ def transform_entity(
     outcome_frames = []
     for chunk in iter_frames(paths.landed_file(mapping.dataset), settings.chunk_rows):
         result = transform_chunk(
-            chunk, mapping, catalog, batch_id, manifest.as_of_date, reference_keys, duplicates
+            chunk,
+            mapping,
+            catalog,
+            batch_id,
+            manifest.as_of_date,
+            reference_keys,
+            duplicates,
+            lookups,
         )
         writer.write("rows", to_arrow(result.rows, entity))
         writer.write("outcomes", outcomes_table(result.outcomes))

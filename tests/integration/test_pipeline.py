@@ -147,3 +147,24 @@ def test_every_stage_is_access_logged_without_patient_values(small_estate, setti
     assert (log["action"] == "transform").sum() == entities == (log["action"] == "validate").sum()
     assert log["user_name"].str.len().gt(0).all()
     assert log.loc[log["action"] == "read_source", "rows"].iloc[0] > 0
+
+
+def test_blocking_travels_with_the_data_it_covers(small_estate, settings_for, tmp_path):
+    """Spärr on a Melior care contact blocks its diagnoses, procedures and notes in the core."""
+    settings = settings_for(small_estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+    pipeline.run_system("melior", "melior-blocking", AS_OF, settings=settings)
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        blocked = dict(
+            connection.execute(sa.text("SELECT encounter_id, is_blocked FROM encounter")).all()
+        )
+        assert any(blocked.values()), "the estate must have blocked contacts to test with"
+        for entity in ("diagnosis", "procedure", "clinical_note"):
+            rows = connection.execute(
+                sa.text(
+                    f"SELECT encounter_id, is_blocked FROM {entity} WHERE encounter_id IS NOT NULL"
+                )
+            ).all()
+            inherited = [(bool(flag), bool(blocked[e])) for e, flag in rows if e in blocked]
+            assert len(inherited) > 0.9 * len(rows), entity
+            assert all(own == contact for own, contact in inherited), entity
+            assert sum(own for own, _ in inherited) > 0, f"no blocked {entity} rows at all"

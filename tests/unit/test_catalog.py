@@ -328,6 +328,30 @@ ERROR_CASES = [
         id="reference-to-unknown-dataset",
     ),
     pytest.param(
+        {
+            "demo/observation.yaml": (
+                "columns:\n",
+                "lookups: [{column: PATNR, dataset: kontakt, take: SPARR, as: KONTAKT_SPARR}]\n"
+                "columns:\n",
+            )
+        },
+        "demo/observation.yaml",
+        ["field 'lookups.take'", "'SPARR'", "'kontakt'"],
+        id="lookup-of-unknown-column",
+    ),
+    pytest.param(
+        {
+            "demo/observation.yaml": (
+                "columns:\n",
+                "lookups: [{column: PATNR, dataset: kontakt, take: START, as: ANALYSKOD}]\n"
+                "columns:\n",
+            )
+        },
+        "demo/observation.yaml",
+        ["field 'lookups.as'", "'ANALYSKOD'"],
+        id="lookup-shadowing-a-source-column",
+    ),
+    pytest.param(
         {"demo/encounter.yaml": ("columns:\n", "colums:\n")},
         "demo/encounter.yaml",
         ["field 'colums'", "field 'columns'"],
@@ -357,3 +381,20 @@ def test_mapping_error_names_the_file_and_the_field(tmp_path, changes, bad_file,
     assert str(root / bad_file) in message
     for fragment in fragments:
         assert fragment in message
+
+
+def test_a_lookup_column_can_be_mapped_like_a_source_column(tmp_path):
+    root = write_mappings(
+        tmp_path,
+        {
+            "demo/observation.yaml": (
+                "columns:\n",
+                "lookups: [{column: PATNR, dataset: kontakt, take: START, as: KONTAKT_START}]\n"
+                "columns:\n  - {target: sampled_at, source: KONTAKT_START, "
+                "transform: parse_legacy_timestamp}\n",
+            )
+        },
+    )
+    mapping = load_catalog(root).system("demo").entities["observation"]
+    assert mapping.virtual_columns() == ["KONTAKT_START"]
+    assert "PATNR" in mapping.source_columns()
