@@ -53,9 +53,11 @@ def column_uses(system: SystemMappings) -> dict[str, dict[str, list[ColumnUse]]]
         sensitive = ENTITIES[entity].sensitive_fields()
         for key in system.spec.datasets[mapping.dataset].key:
             columns[key].append(ColumnUse(entity=entity, role=Role.KEY))
+        # A lookup's virtual column is the looked-up column of the related dataset.
+        virtual = {lookup.as_: uses[lookup.dataset][lookup.take] for lookup in mapping.lookups}
         for column in mapping.columns:
             for source in column.source_columns:
-                columns[source].append(
+                (virtual[source] if source in virtual else columns[source]).append(
                     ColumnUse(
                         entity=entity,
                         role=Role.SOURCE,
@@ -80,6 +82,8 @@ def column_uses(system: SystemMappings) -> dict[str, dict[str, list[ColumnUse]]]
             columns[rule.column].append(ColumnUse(entity=entity, role=Role.EXCLUSION))
         for reference in mapping.references:
             columns[reference.column].append(ColumnUse(entity=entity, role=Role.REFERENCE))
+        for lookup in mapping.lookups:
+            columns[lookup.column].append(ColumnUse(entity=entity, role=Role.REFERENCE))
     return uses
 
 
