@@ -41,7 +41,7 @@ from etl.estate.organisation import VGR_HSA_PREFIX, VGR_ORGANISATIONSNUMMER
 from etl.estate.people import KIND_RESERVNUMMER
 from etl.estate.planting import invalid_identity, missing_reference, set_values
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.writers import write_sqlite
 
 SINCE = day_number(dt.date(2000, 1, 1))
@@ -172,6 +172,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "pat_id",
         {
             "pat_id": cohort.keys,
+            PERSON_COLUMN: people,
             "personnr": person["identity"],
             "reservnr": reserve,
             "fnamn": person["given"],

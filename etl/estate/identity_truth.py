@@ -1,10 +1,15 @@
 """Who is who in the estate: ground truth for identity resolution, and planted identity conflicts.
 
-``identity_truth.csv`` has one row per ELVIS and Melior patient row (``system``, ``dataset``,
-``source_key``, ``person_key``, ``injected_conflict``): rows with the same ``person_key`` are the
-same synthetic person (``P`` + the population index, so other systems can add their rows).
-Besides the shared population (same identity numbers in ELVIS and Melior), two things are
-planted here, after the defects and never on a defect row:
+``identity_truth.csv`` has one row per readable patient row of every system of the estate
+(``system``, ``dataset``, ``source_key``, ``person_key``, ``injected_conflict``): ELVIS, Melior,
+the journals, Orbit and every satellite's patient register. Rows with the same ``person_key``
+are the same synthetic person (``P`` + the population index); no identity number or name is in
+the file. ``injected_conflict`` names the conflict planted on that person, on each of their rows:
+identity resolution must send all of them that it joins to review, not merge them. Unreadable
+records (a broken JSON line) belong to nobody and have no row.
+
+Besides the shared population (the same identity numbers in every system), two things are
+planted here in ELVIS and Melior, after the defects and never on a defect row:
 
 - **Registered first under a reserve number**: people whose earlier reserve number is VGR-format
   also keep that first ELVIS registration as a patient row of its own (reservnummer only). It
@@ -18,12 +23,16 @@ planted here, after the defects and never on a defect row:
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from etl.estate.base import Dataset, format_days, stream
+from etl.estate.organisation import build_organisation
 from etl.estate.people import Population
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext
+from etl.estate.systems import GENERATORS, SYSTEMS
 
 IDENTITY_TRUTH_FILE = "identity_truth.csv"
 TRUTH_COLUMNS = ["system", "dataset", "source_key", "person_key", "injected_conflict"]
@@ -75,23 +84,52 @@ def plant_identities(
         pop.birth_day[birth_people] - shift, "YYYY-MM-DD"
     )
 
+    records = _truth_rows(patient, elvis_person, conflicts)
+    records += _truth_rows(melior["patient"], melior_person, conflicts)
+    return records + register_records(_other_systems(pop, seed), conflicts)
+
+
+def register_records(datasets: Iterable[Dataset], conflicts: np.ndarray) -> list[dict[str, object]]:
+    """The truth rows of those ``datasets`` that are patient registers (have a ``PERSON_COLUMN``).
+
+    ``conflicts`` holds the planted conflict of each person of the population ('' for none).
+    """
     records = []
-    for system, ds, people in (
-        ("elvis", patient, elvis_person),
-        ("melior", melior["patient"], melior_person),
-    ):
-        keys = ds.text(ds.key)
-        for row, person in enumerate(people.tolist()):
-            records.append(
-                {
-                    "system": system,
-                    "dataset": ds.name,
-                    "source_key": keys[row],
-                    "person_key": f"P{person:07d}",
-                    "injected_conflict": conflicts[person],
-                }
-            )
+    for ds in datasets:
+        if PERSON_COLUMN in ds.columns:
+            records += _truth_rows(ds, ds.columns[PERSON_COLUMN], conflicts)
     return records
+
+
+def _truth_rows(ds: Dataset, people: np.ndarray, conflicts: np.ndarray) -> list[dict[str, object]]:
+    """One truth row per row of ``ds``; ``people`` is each row's population index (or None)."""
+    records = []
+    for key, person in zip(ds.text(ds.key), people.tolist(), strict=True):
+        if person is None:  # an unreadable record, inserted by a defect: nobody's
+            continue
+        records.append(
+            {
+                "system": ds.system,
+                "dataset": ds.name,
+                "source_key": key,
+                "person_key": f"P{person:07d}",
+                "injected_conflict": conflicts[person],
+            }
+        )
+    return records
+
+
+def _other_systems(pop: Population, seed: int) -> Iterator[Dataset]:
+    """The datasets of every system beyond ELVIS and Melior, as ``generate_systems`` builds them.
+
+    The estate plants identities before it builds those systems and hands this module only ELVIS
+    and Melior, so they are built once more here. The generators are deterministic by seed and
+    building is cheap next to writing; handing ``generate_systems``' datasets to
+    ``register_records`` instead would save the second build.
+    """
+    context = EstateContext(pop, build_organisation(seed), seed)
+    for entry in SYSTEMS:
+        yield from GENERATORS[entry.kind].build(context, entry).values()
 
 
 def _person_of_rows(keys: np.ndarray, key_of_person: np.ndarray) -> np.ndarray:

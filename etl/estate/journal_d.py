@@ -27,7 +27,7 @@ from etl.estate.melior import icd_notation, note_texts
 from etl.estate.organisation import choose_units
 from etl.estate.people import KIND_RESERVNUMMER
 from etl.estate.planting import invalid_identity, missing_reference, set_values
-from etl.estate.satellites.common import EstateContext, SystemEntry, protection_codes
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, protection_codes
 from etl.estate.satellites.xml_common import plant_broken_records
 from etl.estate.writers import write_xml
 
@@ -121,6 +121,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "id",
         {
             "id": np.array([f"P{k:07d}" for k in cohort.keys], dtype=object),
+            PERSON_COLUMN: people,
             "personnummer": where_none(reserve_only, identity_text(rng, pop, people, "mixed")),
             "reservnummer": where_none(~reserve_only, pop.number[people].astype(object)),
             "efternamn": pop.family[people].astype(object),

@@ -35,7 +35,7 @@ from etl.estate.planting import (
     set_values,
 )
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, protection_codes
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, protection_codes
 from etl.estate.writers import write_delimited
 
 ENCODING = "cp1252"
@@ -189,6 +189,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "PATID",
         {
             "PATID": patid[people],
+            PERSON_COLUMN: people,
             "PERSONNR": pnr,
             "RESERVNR": reserve,
             "EFTERNAMN": family,

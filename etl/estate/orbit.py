@@ -31,7 +31,7 @@ from etl.estate.planting import (
     set_values,
 )
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.writers import write_sqlite
 
 SINCE = day_number(dt.date(2006, 1, 1))
@@ -100,6 +100,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "patient_id",
         {
             "patient_id": cohort.keys,
+            PERSON_COLUMN: people,
             "personnummer": person["identity"],
             "efternamn": person["family"],
             "fornamn": person["given"],

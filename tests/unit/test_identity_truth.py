@@ -1,33 +1,87 @@
-"""The estate's identity ground truth: one row per patient row, planted conflicts really there."""
+"""The estate's identity ground truth: every system's patient rows, each naming its person.
+
+One truth row per readable patient row of every system with a patient register, and the
+identity numbers on a row are those of the person the truth names. Planted conflicts are really
+there. Systems are read back with the pipeline's own readers (``etl.extract.readers``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from etl.catalog import SqlDataset, load_catalog
 from etl.estate import generate_estate
 from etl.estate.identity_truth import IDENTITY_TRUTH_FILE, MIN_CONFLICTS, TRUTH_COLUMNS
+from etl.estate.people import build_population
+from etl.extract import readers
+from etl.identifiers import normalise_identity
+from etl.settings import Settings
 
 pytestmark = pytest.mark.unit
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+PATIENTS = 500
+SEED = 11
+REFERENCE_DATE = dt.date(2026, 7, 1)
+PLANTED_IN = ["elvis", "melior"]  # the systems the conflicts are planted in
 
 
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("identity-estate")
-    generate_estate(out, patients=500, seed=11)
+    generate_estate(out, patients=PATIENTS, seed=SEED)
     return out
 
 
 @pytest.fixture(scope="module")
 def truth(estate) -> pd.DataFrame:
     return pd.read_csv(estate / IDENTITY_TRUTH_FILE, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def registers() -> dict:
+    """Each system's patient mapping, for every system whose mappings have a patient entity."""
+    catalog = load_catalog(MAPPINGS)
+    return {
+        name: (system.spec, system.entities["patient"])
+        for name, system in sorted(catalog.systems.items())
+        if "patient" in system.entities
+    }
+
+
+@pytest.fixture(scope="module")
+def read(estate, registers):
+    """``read(system)``: the readable rows of its patient register as the pipeline lands them."""
+    settings = Settings(estate_dir=estate, home=estate / "home")
+
+    @cache
+    def read_register(system: str) -> pd.DataFrame:
+        spec, mapping = registers[system]
+        declared = spec.datasets[mapping.dataset]
+        if isinstance(declared, SqlDataset):
+            engine = readers.read_only_engine(readers.source_url(spec, settings))
+            try:
+                frame = pd.concat(list(readers.read_sql_chunks(engine, declared, 100_000)))
+            finally:
+                engine.dispose()
+        else:
+            folder = readers.source_path(spec, settings)
+            frame = pd.concat(list(readers.read_file_chunks(folder, declared, 100_000)))
+        if "_read_error" in frame.columns:
+            frame = frame[frame["_read_error"].isna()]
+        key = frame[declared.key[0]].astype("string").str.strip()
+        for column in declared.key[1:]:
+            key = key + "|" + frame[column].astype("string").str.strip()
+        return frame.assign(_source_key=key).reset_index(drop=True)
+
+    return read_register
 
 
 def elvis_table(estate: Path, table: str) -> pd.DataFrame:
@@ -48,24 +102,65 @@ def melior_patients(estate: Path) -> pd.DataFrame:
     return pd.DataFrame(records, dtype=str)
 
 
-def test_one_truth_row_per_patient_row(estate, truth):
+def test_the_truth_covers_every_system_with_a_patient_register(truth, registers):
     assert list(truth.columns) == TRUTH_COLUMNS
-    elvis, melior = elvis_table(estate, "patient"), melior_patients(estate)
-    assert set(truth.loc[truth.system == "elvis", "source_key"]) == set(elvis.patient_id)
-    assert set(truth.loc[truth.system == "melior", "source_key"]) == set(melior.PATNR)
+    assert len(registers) >= 49
+    expected = {(system, mapping.dataset) for system, (_, mapping) in registers.items()}
+    assert set(zip(truth.system, truth.dataset, strict=True)) == expected
+
+
+def test_one_truth_row_per_readable_patient_row(truth, registers, read):
     assert not truth.duplicated(["system", "source_key"]).any()
-    assert set(truth.dataset) == {"patient"}
+    for system in registers:
+        keys = read(system)["_source_key"]
+        assert keys.notna().all() and not keys.duplicated().any(), system
+        assert set(truth.loc[truth.system == system, "source_key"]) == set(keys), system
+
+
+def test_the_identity_numbers_on_a_row_are_its_persons(estate, truth, registers, read):
+    """Every number on an undamaged row belongs to the person the truth names, or to nobody
+    else (a newborn's first reserve number is the only number some rows have)."""
+    population = build_population(PATIENTS, SEED)
+    owner = {number: person for person, number in enumerate(population.number.tolist())}
+    for person, number in enumerate(population.old_reserve.tolist()):
+        if number:
+            owner.setdefault(number, person)
+    defects = pd.read_csv(estate / "defects.csv", dtype=str, keep_default_na=False)
+    damaged = set(zip(defects.system, defects.dataset, defects.source_key, strict=True))
+    rows = zip(truth.system, truth.source_key, truth.person_key, strict=True)
+    person_of = {(system, key): int(person[1:]) for system, key, person in rows}
+    for system, (_, mapping) in registers.items():
+        frame = read(system)
+        intact = ~pd.Series(
+            [(system, mapping.dataset, key) in damaged for key in frame["_source_key"]],
+            index=frame.index,
+        )
+        frame = frame[intact]
+        person = frame["_source_key"].map(lambda key, s=system: person_of[(s, key)])
+        is_owned = pd.Series(False, index=frame.index)
+        for declared in mapping.identifiers:
+            numbers = normalise_identity(
+                frame[declared.source],
+                frame[declared.century_source] if declared.century_source else None,
+                reference_date=REFERENCE_DATE,
+                accept_legacy_reserve=declared.accept_legacy_reserve,
+            ).identity_number
+            known = numbers.map(owner)
+            wrong = known.notna() & (known != person)
+            assert not wrong.any(), (system, declared.source, frame.loc[wrong, "_source_key"])
+            is_owned |= known.notna()
+        assert is_owned.mean() >= 0.95, system  # and the truth is checked on nearly every row
 
 
 def test_planted_conflicts_disagree_where_they_say(estate, truth):
     elvis = elvis_table(estate, "patient").set_index("patient_id")
     melior = melior_patients(estate).set_index("PATNR")
-    planted = truth[truth.injected_conflict != ""]
+    planted = truth[(truth.injected_conflict != "") & truth.system.isin(PLANTED_IN)]
     for reason in ("sex_conflict", "birth_date_conflict"):
         people = planted[planted.injected_conflict == reason].groupby("person_key")
         assert len(people) >= MIN_CONFLICTS, reason
         for _, rows in people:
-            assert sorted(rows.system) == ["elvis", "melior"]
+            assert sorted(rows.system) == PLANTED_IN
             elvis_row = elvis.loc[rows.source_key[rows.system == "elvis"].item()]
             melior_row = melior.loc[rows.source_key[rows.system == "melior"].item()]
             if reason == "sex_conflict":
@@ -81,7 +176,7 @@ def test_planted_conflicts_disagree_where_they_say(estate, truth):
                 assert abs((recorded - numbered).days) > 31
 
     # Everyone else in both systems keeps one sex.
-    both = truth[truth.injected_conflict == ""].pivot_table(
+    both = truth[(truth.injected_conflict == "") & truth.system.isin(PLANTED_IN)].pivot_table(
         index="person_key", columns="system", values="source_key", aggfunc="first"
     )
     both = both.dropna()
@@ -90,10 +185,17 @@ def test_planted_conflicts_disagree_where_they_say(estate, truth):
     assert (elvis_sex == melior_sex).all()
 
 
+def test_a_planted_conflict_is_on_every_row_of_its_person(truth):
+    conflicts = truth.groupby("person_key")["injected_conflict"].nunique()
+    assert (conflicts == 1).all()
+    planted = truth[truth.injected_conflict != ""]
+    assert set(planted.system) > set(PLANTED_IN), "conflict people are in other systems too"
+
+
 def test_no_conflict_or_re_registration_lands_on_a_defect_row(estate, truth):
     defects = pd.read_csv(estate / "defects.csv", dtype=str)
     damaged = set(zip(defects.system, defects.source_key, strict=True))
-    planted = truth[truth.injected_conflict != ""]
+    planted = truth[(truth.injected_conflict != "") & truth.system.isin(PLANTED_IN)]
     assert not damaged & set(zip(planted.system, planted.source_key, strict=True))
 
 

@@ -24,7 +24,7 @@ from etl.estate.planting import (
     set_values,
 )
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.satellites.jsonl_common import broken_lines
 from etl.estate.writers import write_jsonl
 
@@ -92,6 +92,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "patient_id",
         {
             "patient_id": np.array([f"AMB-P{k:06d}" for k in cohort.keys], dtype=object),
+            PERSON_COLUMN: people,
             "identity_number": person["identity"],
             "family_name": person["family"],
             "given_name": person["given"],

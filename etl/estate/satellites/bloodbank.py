@@ -19,7 +19,13 @@ from etl.estate.planting import (
     set_values,
 )
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns, sites_for
+from etl.estate.satellites.common import (
+    PERSON_COLUMN,
+    EstateContext,
+    SystemEntry,
+    person_columns,
+    sites_for,
+)
 from etl.estate.writers import write_sqlite
 
 # Local blood product codes; all are in mappings/crosswalks/blood_product_to_kva.csv.
@@ -53,6 +59,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "mottagare_id",
         {
             "mottagare_id": cohort.keys,
+            PERSON_COLUMN: people,
             "pnr": person["identity"],
             "efternamn": person["family"],
             "fornamn": person["given"],

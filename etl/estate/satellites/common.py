@@ -32,6 +32,10 @@ class EstateContext:
         return stream(self.seed, f"{purpose}/{entry.system}")
 
 
+# A column of every patient register that is never written: the population index of the person
+# each row belongs to, which the estate's identity ground truth (identity_truth.py) is made from.
+PERSON_COLUMN = "_person"
+
 # Population protection levels ('' / SEKR / SKYDD / FING) in a system's own codes.
 PROTECTION_LEVELS = ("", "SEKR", "SKYDD", "FING")
 

@@ -27,6 +27,7 @@ from etl.estate.planting import (
 )
 from etl.estate.regional_units import units
 from etl.estate.satellites.common import (
+    PERSON_COLUMN,
     EstateContext,
     SystemEntry,
     person_columns,
@@ -103,6 +104,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "patient_nr",
         {
             "patient_nr": cohort.keys,
+            PERSON_COLUMN: people,
             "personnummer": person["identity"],
             "efternamn": person["family"],
             "fornamn": person["given"],

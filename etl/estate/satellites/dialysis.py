@@ -27,7 +27,7 @@ from etl.estate.planting import (
     set_values,
 )
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.writers import write_sqlite
 
 # Local analysis codes of the dialysis units and the NPU analyte each one is.
@@ -71,6 +71,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "pid",
         {
             "pid": cohort.keys,
+            PERSON_COLUMN: people,
             "pnr": person["identity"],
             "efternamn": person["family"],
             "fornamn": person["given"],

@@ -17,7 +17,7 @@ from etl.estate.planting import (
     missing_reference,
     set_values,
 )
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.writers import write_fixed_width
 
 ENCODING = "cp850"
@@ -56,6 +56,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "KUNDNR",
         {
             "KUNDNR": cohort.keys,
+            PERSON_COLUMN: people,
             "PERSONNR": person["identity"],
             "ENAMN": person["family"],
             "FNAMN": person["given"],

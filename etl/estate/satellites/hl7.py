@@ -12,7 +12,7 @@ import numpy as np
 from etl.estate.base import Dataset, format_days
 from etl.estate.cohort import hl7_timestamp, identity_text, sex_letter
 from etl.estate.people import Population
-from etl.estate.satellites.common import protection_codes
+from etl.estate.satellites.common import PERSON_COLUMN, protection_codes
 from etl.estate.writers import msh, segment
 
 ENCODING = "iso-8859-1"
@@ -45,6 +45,7 @@ def person_rows(
         "patient_number",
         {
             "patient_number": np.array([f"{key_prefix}{k}" for k in keys], dtype=object),
+            PERSON_COLUMN: people,
             "identity_number": identity_text(rng, pop, people, "12"),
             "family_name": pop.family[people].astype(object),
             "given_name": pop.given[people].astype(object),

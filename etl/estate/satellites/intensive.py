@@ -23,7 +23,7 @@ from etl.estate.melior import lab_values
 from etl.estate.people import KIND_RESERVNUMMER
 from etl.estate.planting import insert_unreadable, invalid_identity, set_values
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.satellites.jsonl_common import broken_lines
 from etl.estate.writers import write_jsonl
 
@@ -105,6 +105,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "patient_id",
         {
             "patient_id": np.array([f"{prefix}-{k}" for k in cohort.keys], dtype=object),
+            PERSON_COLUMN: people,
             "identity_number": person["identity"],
             "identity_type": np.where(reserve, "RESERVNUMMER", "PERSONNUMMER").astype(object),
             "family_name": person["family"],

@@ -18,7 +18,7 @@ from etl.estate.cohort import (
     sex_letter,
 )
 from etl.estate.planting import insert_unreadable, invalid_identity, set_values
-from etl.estate.satellites.common import EstateContext, SystemEntry, protection_codes
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, protection_codes
 from etl.estate.satellites.jsonl_common import broken_lines
 from etl.estate.writers import write_jsonl
 
@@ -91,6 +91,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "patient_id",
         {
             "patient_id": np.array([f"ONK{k}" for k in cohort.keys], dtype=object),
+            PERSON_COLUMN: people,
             "identity_number": identity_text(rng, pop, people, "12dash"),
             "family_name": pop.family[people].astype(object),
             "given_name": pop.given[people].astype(object),

@@ -19,7 +19,7 @@ from etl.estate.cohort import (
 from etl.estate.defects import choose, defect_count
 from etl.estate.melior import icd_notation
 from etl.estate.planting import invalid_identity, set_values
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.satellites.xml_common import plant_broken_records
 from etl.estate.writers import write_xml
 
@@ -80,6 +80,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "nr",
         {
             "nr": cohort.keys,
+            PERSON_COLUMN: people,
             "pnr": person["identity"],
             "efternamn": person["family"],
             "fornamn": person["given"],

@@ -28,6 +28,7 @@ from etl.estate.planting import (
 )
 from etl.estate.regional_units import units
 from etl.estate.satellites.common import (
+    PERSON_COLUMN,
     EstateContext,
     SystemEntry,
     person_columns,
@@ -97,6 +98,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "PATNR",
         {
             "PATNR": cohort.keys,
+            PERSON_COLUMN: people,
             "PNR": person["identity"],
             "ENAMN": person["family"],
             "FNAMN": person["given"],

@@ -21,7 +21,7 @@ from etl.estate.cohort import (
 from etl.estate.defects import choose, defect_count
 from etl.estate.planting import invalid_identity, set_values
 from etl.estate.regional_units import units
-from etl.estate.satellites.common import EstateContext, SystemEntry, person_columns
+from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.satellites.xml_common import plant_broken_records
 from etl.estate.writers import write_xml
 
@@ -87,6 +87,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "id",
         {
             "id": np.array([f"{prefix}-{k}" for k in cohort.keys], dtype=object),
+            PERSON_COLUMN: people,
             "personnummer": person["identity"],
             "efternamn": person["family"],
             "fornamn": person["given"],

@@ -19,6 +19,7 @@ from etl.estate.cohort import (
 from etl.estate.planting import invalid_identity, raw_bytes, set_values
 from etl.estate.regional_units import units
 from etl.estate.satellites.common import (
+    PERSON_COLUMN,
     EstateContext,
     SystemEntry,
     person_columns,
@@ -61,6 +62,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "PATID",
         {
             "PATID": cohort.keys,
+            PERSON_COLUMN: people,
             "PERSONNR": person["identity"],
             "ENAMN": person["family"],
             "FNAMN": person["given"],

@@ -23,6 +23,7 @@ from etl.estate.cohort import YEAR_DAYS, select_cohort
 from etl.estate.planting import invalid_identity, raw_bytes, set_values
 from etl.estate.regional_units import units
 from etl.estate.satellites.common import (
+    PERSON_COLUMN,
     EstateContext,
     SystemEntry,
     person_columns,
@@ -98,6 +99,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "LOPNR",
         {
             "LOPNR": cohort.keys,
+            PERSON_COLUMN: people,
             "PNR": person["identity"],
             "ENAMN": person["family"],
             "FNAMN": person["given"],

@@ -15,6 +15,7 @@ from etl.estate.melior import note_texts
 from etl.estate.planting import invalid_identity, missing_reference, set_values
 from etl.estate.regional_units import units
 from etl.estate.satellites.common import (
+    PERSON_COLUMN,
     EstateContext,
     SystemEntry,
     person_columns,
@@ -72,6 +73,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         "id",
         {
             "id": cohort.keys,
+            PERSON_COLUMN: people,
             "personnummer": identity,
             "efternamn": person["family"],
             "fornamn": person["given"],
