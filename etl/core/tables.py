@@ -188,3 +188,146 @@ quarantine_decision = sa.Table(
     sa.Column("quarantine_id", sa.Text),
     sa.Column("is_current", sa.Boolean, nullable=False),
 )
+
+
+# --- staged, reversible promotion (cutovers) ---------------------------------------------------
+# Loads land in ``staged_<entity>`` tagged with their batch id; promotion moves one batch into the
+# core table in one transaction and keeps, in ``<entity>_history``, the previous version of every
+# row it overwrote or deleted (and the id of every row it inserted), so a rollback is exact.
+
+
+def _staged_table(model: type[CoreRecord]) -> sa.Table:
+    columns = [
+        sa.Column(
+            column.name,
+            column.type,
+            primary_key=column.name in {model.id_field(), "batch_id"},
+            nullable=column.nullable or column.name == model.id_field(),
+        )
+        for column in ENTITY_TABLES[model.entity].columns
+    ]
+    return sa.Table(
+        f"staged_{model.entity}",
+        metadata,
+        *columns,
+        sa.Index(f"ix_staged_{model.entity}_batch", "batch_id"),
+    )
+
+
+def _history_table(model: type[CoreRecord]) -> sa.Table:
+    columns = [
+        sa.Column(column.name, column.type, primary_key=column.name == model.id_field())
+        for column in ENTITY_TABLES[model.entity].columns
+    ]
+    return sa.Table(
+        f"{model.entity}_history",
+        metadata,
+        sa.Column("history_batch_id", sa.Text, primary_key=True),
+        sa.Column("history_op", sa.Text, nullable=False),  # insert | update | delete
+        *columns,
+        sa.Index(f"ix_{model.entity}_history_id", model.id_field()),
+    )
+
+
+STAGED_TABLES: dict[str, sa.Table] = {
+    name: _staged_table(model) for name, model in ENTITIES.items()
+}
+HISTORY_TABLES: dict[str, sa.Table] = {
+    name: _history_table(model) for name, model in ENTITIES.items()
+}
+
+# Rows a delta load found deleted in the legacy source: removed from the core on promotion.
+staged_deletion = sa.Table(
+    "staged_deletion",
+    metadata,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("row_id", sa.Text, primary_key=True),
+    sa.Column("source_system", sa.Text, nullable=False),
+)
+
+# One row per batch: where it is in stage -> promote -> (rollback), and in which order batches
+# were promoted (``seq``), which is the order rollbacks must respect.
+promotion = sa.Table(
+    "promotion",
+    metadata,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("source_system", sa.Text, nullable=False, index=True),
+    sa.Column("wave", sa.Text, index=True),
+    sa.Column("kind", sa.Text, nullable=False),  # full | delta
+    sa.Column("state", sa.Text, nullable=False),  # staged | promoted | rolled_back
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("run_id", sa.Text),
+    sa.Column("staged_at", sa.DateTime(timezone=True)),
+    sa.Column("promoted_at", sa.DateTime(timezone=True)),
+    sa.Column("rolled_back_at", sa.DateTime(timezone=True)),
+    sa.Column("rows_inserted", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rows_updated", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rows_deleted", sa.BigInteger, nullable=False, default=0),
+)
+
+# The cutover ledger: each wave's state, and every transition with who, when, run and evidence.
+cutover_wave = sa.Table(
+    "cutover_wave",
+    metadata,
+    sa.Column("wave", sa.Text, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("plan_digest", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+cutover_transition = sa.Table(
+    "cutover_transition",
+    metadata,
+    sa.Column("transition_id", sa.Text, primary_key=True),
+    sa.Column("wave", sa.Text, nullable=False, index=True),
+    sa.Column("from_state", sa.Text, nullable=False),
+    sa.Column("to_state", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("mapping_version", sa.Text),
+    sa.Column("evidence", sa.Text),  # JSON: counts, batch ids, check results; never patient data
+    sa.Column("note", sa.Text),
+)
+
+# Who holds a wave's lock (the lock itself is a PostgreSQL advisory lock or a file lock; this row
+# only says who, for the message the second runner gets).
+cutover_lock = sa.Table(
+    "cutover_lock",
+    metadata,
+    sa.Column("wave", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Per source dataset: the last extraction a delta is computed against.
+source_watermark = sa.Table(
+    "source_watermark",
+    metadata,
+    sa.Column("source_system", sa.Text, primary_key=True),
+    sa.Column("dataset", sa.Text, primary_key=True),
+    sa.Column("batch_id", sa.Text, nullable=False),
+    sa.Column("extracted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("as_of_date", sa.Date),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+)
+
+# Reconciliation of a wave, per system and entity: source (through the mapping) against core.
+wave_reconciliation = sa.Table(
+    "wave_reconciliation",
+    metadata,
+    sa.Column("reconciliation_id", sa.Text, primary_key=True),
+    sa.Column("wave", sa.Text, nullable=False, index=True),
+    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Column("batch_id", sa.Text),
+    sa.Column("expected_rows", sa.BigInteger, nullable=False),
+    sa.Column("core_rows", sa.BigInteger, nullable=False),
+    sa.Column("missing_in_core", sa.BigInteger, nullable=False),
+    sa.Column("unexpected_in_core", sa.BigInteger, nullable=False),
+    sa.Column("content_mismatches", sa.BigInteger, nullable=False),
+    sa.Column("aggregates", sa.Text),  # JSON: per column count/min/max/sum, both sides
+    sa.Column("is_reconciled", sa.Boolean, nullable=False),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+)

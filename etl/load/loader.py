@@ -20,7 +20,15 @@ from etl.core.arrow import entity_schema
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.model import ENTITIES
-from etl.core.tables import batch_accounting, dq_flag, load_batch, quarantine
+from etl.core.tables import (
+    ENTITY_TABLES,
+    STAGED_TABLES,
+    batch_accounting,
+    dq_flag,
+    load_batch,
+    quarantine,
+)
+from etl.cutover.promote import PROMOTED, clear_staged, promote, promotion_row, record_staged
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.load.bulk import bulk_insert
 from etl.settings import Settings
@@ -72,49 +80,17 @@ def _load_order(catalog: Catalog, system: str) -> list[str]:
     return ordered
 
 
-def _upsert_entity(
+def _stage_entity(
     connection: sa.Connection, paths: BatchPaths, entity: str, chunk_rows: int
-) -> EntityLoad:
-    model = ENTITIES[entity]
-    quote = connection.dialect.identifier_preparer.quote
-    target, stage, id_column = quote(entity), quote(f"stage_{entity}"), quote(model.id_field())
+) -> int:
+    """Bulk-copy the batch's validated rows into ``staged_<entity>`` (``COPY`` on PostgreSQL)."""
     columns = entity_schema(entity).names
-    column_list = ", ".join(quote(c) for c in columns)
-    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {stage}")
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DROP")
-    else:
-        connection.exec_driver_sql(f"CREATE TEMP TABLE {stage} AS SELECT * FROM {target} WHERE 0")
     staged = 0
     source = pq.ParquetFile(paths.stage_file("validated", entity))
     for batch in source.iter_batches(batch_size=chunk_rows, columns=columns):
-        bulk_insert(connection, f"stage_{entity}", pa.Table.from_batches([batch]))
+        bulk_insert(connection, STAGED_TABLES[entity].name, pa.Table.from_batches([batch]))
         staged += batch.num_rows
-
-    def count(sql: str) -> int:
-        return int(connection.exec_driver_sql(sql).scalar_one())
-
-    joined = f"FROM {stage} s JOIN {target} t ON t.{id_column} = s.{id_column}"
-    existing = count(f"SELECT count(*) {joined}")
-    unchanged = count(f"SELECT count(*) {joined} AND t.content_hash = s.content_hash")
-    updates = ", ".join(
-        f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != model.id_field()
-    )
-    connection.exec_driver_sql(
-        f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage} WHERE true "
-        f"ON CONFLICT ({id_column}) DO UPDATE SET {updates} "
-        f"WHERE {target}.content_hash <> excluded.content_hash"
-    )
-    verified = count(f"SELECT count(*) {joined} AND t.content_hash = s.content_hash")
-    connection.exec_driver_sql(f"DROP TABLE {stage}")
-    return EntityLoad(
-        entity=entity,
-        staged=staged,
-        inserted=staged - existing,
-        updated=existing - unchanged,
-        unchanged=unchanged,
-        verified=verified,
-    )
+    return staged
 
 
 def _outcomes(paths: BatchPaths, entity: str) -> pd.DataFrame:
@@ -172,82 +148,189 @@ def load_system(
     run_id: str | None = None,
     dry_run: bool = False,
     scope: str = "all",
+    promote_now: bool = True,
+    wave: str | None = None,
+    kind: str = "full",
 ) -> LoadReport:
-    """Load every validated entity of the batch in one transaction, then account for every row."""
+    """Stage the batch (one transaction), then promote it into the core (another), then account.
+
+    Staging records quarantine, flags and provisional accounting; promotion applies the batch
+    with its history kept (etl.cutover.promote) and verifies every loaded row by content hash.
+    With ``promote_now=False`` the batch waits in staging for an explicit promotion.
+    """
     manifest = read_manifest(settings, batch_id, system)
     paths = BatchPaths.of(settings, batch_id, system)
     mappings = catalog.system(system).entities
-    loads: list[EntityLoad] = []
-    accounting: list[AccountingRow] = []
+    order = _load_order(catalog, system)
     engine = core_engine(settings.resolved_core_url)
+    if dry_run:
+        loads = [
+            EntityLoad(
+                entity=entity,
+                staged=pq.ParquetFile(paths.stage_file("validated", entity)).metadata.num_rows,
+                inserted=0,
+                updated=0,
+                unchanged=0,
+                verified=0,
+            )
+            for entity in order
+        ]
+        return _report(system, batch_id, manifest, mappings, paths, loads, dry_run=True)
     with engine.begin() as connection:
-        if not dry_run:
-            _record_batch(connection, system, batch_id, run_id, "loading", scope=scope)
+        existing = promotion_row(connection, batch_id)
+        already = existing is not None and existing["state"] == PROMOTED
+        if not already:
+            _record_batch(connection, system, batch_id, run_id, "staging", scope=scope)
+            clear_staged(connection, batch_id)
+            staged = {e: _stage_entity(connection, paths, e, settings.chunk_rows) for e in order}
+            _stage_deletions(connection, paths, system, batch_id)
             for table in (quarantine, dq_flag):
                 connection.execute(
                     table.delete().where(
                         (table.c.batch_id == batch_id) & (table.c.source_system == system)
                     )
                 )
-        for entity in _load_order(catalog, system):
-            if dry_run:
-                staged = pq.ParquetFile(paths.stage_file("validated", entity)).metadata.num_rows
-                loads.append(
-                    EntityLoad(
-                        entity=entity, staged=staged, inserted=0, updated=0, unchanged=0, verified=0
-                    )
-                )
-            else:
-                loads.append(_upsert_entity(connection, paths, entity, settings.chunk_rows))
-            if entity not in mappings:
-                continue
-            mapping = mappings[entity]
-            outcomes = _outcomes(paths, entity)
-            if not dry_run:
+            for entity in order:
+                if entity not in mappings:
+                    continue
+                outcomes = _outcomes(paths, entity)
+                dataset = mappings[entity].dataset
                 bulk_insert(
                     connection,
                     "quarantine",
-                    _quarantine_rows(system, entity, mapping.dataset, batch_id, run_id, outcomes),
+                    _quarantine_rows(system, entity, dataset, batch_id, run_id, outcomes),
                 )
                 bulk_insert(
                     connection,
                     "dq_flag",
-                    _quarantine_rows(
-                        system, entity, mapping.dataset, batch_id, run_id, outcomes, FLAGGED
-                    ),
+                    _quarantine_rows(system, entity, dataset, batch_id, run_id, outcomes, FLAGGED),
                 )
+            record_staged(connection, batch_id, system, kind, wave, run_id)
+            loads = [
+                EntityLoad(entity=e, staged=n, inserted=0, updated=0, unchanged=0, verified=0)
+                for e, n in staged.items()
+            ]
+            report = _report(system, batch_id, manifest, mappings, paths, loads, staged_only=True)
+            _record_accounting(connection, batch_id, report.accounting)
+            _record_batch(connection, system, batch_id, run_id, "staged", finished=True)
+    if not promote_now and not already:
+        return report
+    return promote_system(catalog, system, batch_id, settings, run_id)
+
+
+def promote_system(
+    catalog: Catalog,
+    system: str,
+    batch_id: str,
+    settings: Settings,
+    run_id: str | None = None,
+) -> LoadReport:
+    """Promote a staged batch in one transaction and record its verified accounting."""
+    manifest = read_manifest(settings, batch_id, system)
+    paths = BatchPaths.of(settings, batch_id, system)
+    mappings = catalog.system(system).entities
+    order = _load_order(catalog, system)
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        promoted = promote(connection, batch_id, order)
+        if promoted.already_done:
+            loads = _loads_from_ledger(connection, system, batch_id, order)
+        else:
+            loads = [
+                EntityLoad(
+                    entity=e,
+                    staged=r.staged,
+                    inserted=r.inserted,
+                    updated=r.updated,
+                    unchanged=r.unchanged,
+                    verified=r.verified,
+                )
+                for e, r in promoted.entities.items()
+            ]
+        report = _report(system, batch_id, manifest, mappings, paths, loads)
+        if not promoted.already_done:
+            _record_accounting(connection, batch_id, report.accounting)
+            status = "loaded" if report.is_reconciled else "unreconciled"
+            _record_batch(connection, system, batch_id, run_id, status, finished=True)
+    return report
+
+
+def _loads_from_ledger(connection, system, batch_id, order) -> list[EntityLoad]:
+    """An already promoted batch: its loaded counts as recorded, for an idempotent re-run."""
+    recorded = {
+        row.entity: row.loaded
+        for row in connection.execute(
+            sa.select(batch_accounting.c.entity, batch_accounting.c.loaded).where(
+                (batch_accounting.c.batch_id == batch_id)
+                & (batch_accounting.c.source_system == system)
+            )
+        )
+    }
+    loads = []
+    for entity in order:
+        loaded = recorded.get(entity, 0)
+        if entity == "patient_identifier":
+            loaded = int(
+                connection.execute(
+                    sa.select(sa.func.count()).where(ENTITY_TABLES[entity].c.batch_id == batch_id)
+                ).scalar_one()
+            )
+        loads.append(
+            EntityLoad(
+                entity=entity,
+                staged=loaded,
+                inserted=0,
+                updated=0,
+                unchanged=loaded,
+                verified=loaded,
+            )
+        )
+    return loads
+
+
+def _stage_deletions(connection, paths: BatchPaths, system: str, batch_id: str) -> None:
+    """A delta batch lists the core rows whose legacy rows were deleted (see etl.cutover.delta)."""
+    path = paths.validated / "deletions.parquet"
+    if path.exists():
+        bulk_insert(connection, "staged_deletion", pq.read_table(path))
+
+
+def _report(
+    system, batch_id, manifest, mappings, paths, loads, dry_run=False, staged_only=False
+) -> LoadReport:
+    accounting: list[AccountingRow] = []
+    by_entity = {load.entity: load for load in loads}
+    for entity, load in by_entity.items():
+        if entity not in mappings:
+            continue
+        mapping = mappings[entity]
+        accounting.append(
+            _account(
+                system,
+                entity,
+                mapping.dataset,
+                manifest.datasets[mapping.dataset].rows,
+                load,
+                _outcomes(paths, entity),
+                dry_run or staged_only,
+            )
+        )
+    mapped_datasets = {m.dataset for m in mappings.values()}
+    for dataset, landed in manifest.datasets.items():
+        if dataset not in mapped_datasets and landed.rows:
             accounting.append(
-                _account(
-                    system,
-                    entity,
-                    mapping.dataset,
-                    manifest.datasets[mapping.dataset].rows,
-                    loads[-1],
-                    outcomes,
-                    dry_run,
+                AccountingRow(
+                    source_system=system,
+                    entity=f"(no mapping for {dataset})",
+                    dataset=dataset,
+                    extracted=landed.rows,
+                    loaded=0,
+                    quarantined=0,
+                    excluded=0,
+                    merged=0,
+                    residue=landed.rows,
+                    is_verified=False,
                 )
             )
-        mapped_datasets = {m.dataset for m in mappings.values()}
-        for dataset, landed in manifest.datasets.items():
-            if dataset not in mapped_datasets and landed.rows:
-                accounting.append(
-                    AccountingRow(
-                        source_system=system,
-                        entity=f"(no mapping for {dataset})",
-                        dataset=dataset,
-                        extracted=landed.rows,
-                        loaded=0,
-                        quarantined=0,
-                        excluded=0,
-                        merged=0,
-                        residue=landed.rows,
-                        is_verified=False,
-                    )
-                )
-        if not dry_run:
-            _record_accounting(connection, batch_id, accounting)
-            status = "loaded" if all(a.is_verified for a in accounting) else "unreconciled"
-            _record_batch(connection, system, batch_id, run_id, status, finished=True)
     return LoadReport(
         system=system, batch_id=batch_id, is_dry_run=dry_run, entities=loads, accounting=accounting
     )

@@ -1,0 +1,1 @@
+"""Staged, reversible cutovers: wave plan, ledger, promotion and rollback, reconciliation."""

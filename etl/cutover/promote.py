@@ -1,0 +1,417 @@
+"""Stage, promote, roll back: every change to the core tables is one batch, and reversible.
+
+- **Stage**: a batch's validated rows are bulk-copied (``COPY`` on PostgreSQL) into
+  ``staged_<entity>``, tagged with the batch id. The core tables are not touched.
+- **Promote**: one transaction per batch. For each entity, the previous version of every core row
+  the batch changes (and the id of every row it inserts, and the whole row it deletes) is kept in
+  ``<entity>_history``; then a set-based upsert applies the batch, changing only rows whose
+  content hash differs. The batch gets the next promotion sequence number.
+- **Roll back**: one transaction per batch. Inserted rows are deleted, overwritten and deleted
+  rows restored from the history, so the core is identical to its state before the batch. A batch
+  whose rows a later batch changed again is refused, naming the later batches to roll back first
+  (or rolled back after them, in reverse order, with ``cascade``).
+
+A process killed anywhere inside promotion or rollback leaves nothing half-applied: the
+transaction never commits, and a retry converges to the same state (promotion of an already
+promoted batch, and rollback of a rolled-back one, change nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from etl.batch import utc_now
+from etl.core.model import ENTITIES
+from etl.core.tables import (
+    ENTITY_TABLES,
+    HISTORY_TABLES,
+    STAGED_TABLES,
+    load_batch,
+    promotion,
+    staged_deletion,
+)
+
+STAGED, PROMOTED, ROLLED_BACK = "staged", "promoted", "rolled_back"
+# Test hook: pause at a named point inside a transaction so a test can SIGKILL the process there.
+FAULT_VARIABLE = "VARDFLYTT_FAULT_PAUSE_AT"
+
+
+class PromotionError(RuntimeError):
+    """A promotion or rollback that must not happen, with what to do instead."""
+
+
+@dataclass
+class EntityPromotion:
+    entity: str
+    staged: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    verified: int = 0
+
+
+@dataclass
+class PromotionReport:
+    batch_id: str
+    state: str
+    seq: int | None
+    entities: dict[str, EntityPromotion] = field(default_factory=dict)
+    already_done: bool = False
+
+    def totals(self) -> dict[str, int]:
+        return {
+            name: sum(getattr(e, name) for e in self.entities.values())
+            for name in ("staged", "inserted", "updated", "unchanged", "deleted", "verified")
+        }
+
+
+def fault_point(name: str) -> None:
+    """Pause here if a test asked to (``VARDFLYTT_FAULT_PAUSE_AT=name:ready_file``)."""
+    wanted = os.environ.get(FAULT_VARIABLE)
+    if not wanted:
+        return
+    point, _, ready = wanted.partition(":")
+    if point != name:
+        return
+    if ready:
+        Path(ready).write_text(str(os.getpid()), encoding="utf-8")
+    time.sleep(600)
+
+
+def _quote(connection: sa.Connection, name: str) -> str:
+    return connection.dialect.identifier_preparer.quote(name)
+
+
+def _count(connection: sa.Connection, sql: str, **params) -> int:
+    return int(connection.execute(sa.text(sql), params).scalar_one())
+
+
+def promotion_row(connection: sa.Connection, batch_id: str) -> dict | None:
+    row = connection.execute(sa.select(promotion).where(promotion.c.batch_id == batch_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def record_staged(
+    connection: sa.Connection,
+    batch_id: str,
+    system: str,
+    kind: str,
+    wave: str | None,
+    run_id: str | None,
+) -> None:
+    existing = promotion_row(connection, batch_id)
+    values = {
+        "source_system": system,
+        "kind": kind,
+        "wave": wave,
+        "state": STAGED,
+        "run_id": run_id,
+        "staged_at": utc_now(),
+        "rows_inserted": 0,
+        "rows_updated": 0,
+        "rows_deleted": 0,
+    }
+    if existing:
+        connection.execute(
+            promotion.update().where(promotion.c.batch_id == batch_id).values(**values)
+        )
+    else:
+        connection.execute(promotion.insert().values(batch_id=batch_id, **values))
+
+
+def clear_staged(connection: sa.Connection, batch_id: str) -> None:
+    """Remove whatever an earlier attempt staged for this batch (staging is re-runnable)."""
+    for table in STAGED_TABLES.values():
+        connection.execute(table.delete().where(table.c.batch_id == batch_id))
+    connection.execute(staged_deletion.delete().where(staged_deletion.c.batch_id == batch_id))
+
+
+def _lock_promotions(connection: sa.Connection) -> None:
+    """Promotions and rollbacks are serialised: sequence numbers and overlap checks stay true."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE promotion IN SHARE ROW EXCLUSIVE MODE")
+
+
+def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> EntityPromotion:
+    model = ENTITIES[entity]
+    quote = lambda name: _quote(connection, name)  # noqa: E731
+    core, staged, history = (
+        quote(entity),
+        quote(STAGED_TABLES[entity].name),
+        quote(HISTORY_TABLES[entity].name),
+    )
+    key = quote(model.id_field())
+    columns = [c.name for c in ENTITY_TABLES[entity].columns]
+    column_list = ", ".join(quote(c) for c in columns)
+    prefixed = ", ".join(f"t.{quote(c)}" for c in columns)
+    result = EntityPromotion(entity)
+    result.staged = _count(
+        connection, f"SELECT count(*) FROM {staged} WHERE batch_id = :b", b=batch_id
+    )
+    if result.staged:
+        result.updated = connection.execute(
+            sa.text(
+                f"INSERT INTO {history} (history_batch_id, history_op, {column_list}) "
+                f"SELECT :b, 'update', {prefixed} FROM {core} t JOIN {staged} s "
+                f"ON t.{key} = s.{key} WHERE s.batch_id = :b AND t.content_hash <> s.content_hash"
+            ),
+            {"b": batch_id},
+        ).rowcount
+        result.inserted = connection.execute(
+            sa.text(
+                f"INSERT INTO {history} (history_batch_id, history_op, {key}) "
+                f"SELECT :b, 'insert', s.{key} FROM {staged} s WHERE s.batch_id = :b "
+                f"AND NOT EXISTS (SELECT 1 FROM {core} t WHERE t.{key} = s.{key})"
+            ),
+            {"b": batch_id},
+        ).rowcount
+        fault_point(f"promote:{entity}:history")
+        updates = ", ".join(
+            f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != model.id_field()
+        )
+        connection.execute(
+            sa.text(
+                f"INSERT INTO {core} ({column_list}) SELECT {column_list} FROM {staged} "
+                f"WHERE batch_id = :b ON CONFLICT ({key}) DO UPDATE SET {updates} "
+                f"WHERE {core}.content_hash <> excluded.content_hash"
+            ),
+            {"b": batch_id},
+        )
+        result.verified = _count(
+            connection,
+            f"SELECT count(*) FROM {core} t JOIN {staged} s ON t.{key} = s.{key} "
+            "WHERE s.batch_id = :b AND t.content_hash = s.content_hash",
+            b=batch_id,
+        )
+        result.unchanged = result.staged - result.updated - result.inserted
+        connection.execute(sa.text(f"DELETE FROM {staged} WHERE batch_id = :b"), {"b": batch_id})
+    deletions = _count(
+        connection,
+        "SELECT count(*) FROM staged_deletion WHERE batch_id = :b AND entity = :e",
+        b=batch_id,
+        e=entity,
+    )
+    if deletions:
+        gone = "SELECT d.row_id FROM staged_deletion d WHERE d.batch_id = :b AND d.entity = :e"
+        connection.execute(
+            sa.text(
+                f"INSERT INTO {history} (history_batch_id, history_op, {column_list}) "
+                f"SELECT :b, 'delete', {prefixed} FROM {core} t WHERE t.{key} IN ({gone}) "
+                f"AND NOT EXISTS (SELECT 1 FROM {history} h WHERE h.history_batch_id = :b "
+                f"AND h.{key} = t.{key})"
+            ),
+            {"b": batch_id, "e": entity},
+        )
+        result.deleted = connection.execute(
+            sa.text(f"DELETE FROM {core} WHERE {key} IN ({gone})"), {"b": batch_id, "e": entity}
+        ).rowcount
+        connection.execute(
+            staged_deletion.delete().where(
+                (staged_deletion.c.batch_id == batch_id) & (staged_deletion.c.entity == entity)
+            )
+        )
+    return result
+
+
+def promote(connection: sa.Connection, batch_id: str, entities: Iterable[str]) -> PromotionReport:
+    """Apply one staged batch to the core tables, inside the caller's transaction."""
+    _lock_promotions(connection)
+    row = promotion_row(connection, batch_id)
+    if row is None:
+        raise PromotionError(f"batch {batch_id} was never staged; run its load first")
+    if row["state"] == PROMOTED:
+        return PromotionReport(batch_id, PROMOTED, row["seq"], already_done=True)
+    if row["state"] != STAGED:
+        raise PromotionError(
+            f"batch {batch_id} is {row['state']}; load it again (a new stage) before promoting"
+        )
+    report = PromotionReport(batch_id, PROMOTED, None)
+    for entity in entities:
+        report.entities[entity] = _promote_entity(connection, entity, batch_id)
+        fault_point(f"promote:{entity}:done")
+    seq = _count(connection, "SELECT coalesce(max(seq), 0) + 1 FROM promotion")
+    totals = report.totals()
+    connection.execute(
+        promotion.update()
+        .where(promotion.c.batch_id == batch_id)
+        .values(
+            state=PROMOTED,
+            seq=seq,
+            promoted_at=utc_now(),
+            rows_inserted=totals["inserted"],
+            rows_updated=totals["updated"],
+            rows_deleted=totals["deleted"],
+        )
+    )
+    fault_point("promote:commit")
+    report.seq = seq
+    return report
+
+
+def _touched_ids(connection: sa.Connection, entity: str, batch_id: str) -> sa.Select:
+    history = HISTORY_TABLES[entity]
+    key = history.c[ENTITIES[entity].id_field()]
+    return sa.select(key).where(history.c.history_batch_id == batch_id)
+
+
+def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict]:
+    """Promoted batches after this one that changed some of the same rows again."""
+    row = promotion_row(connection, batch_id)
+    later = connection.execute(
+        sa.select(
+            promotion.c.batch_id, promotion.c.source_system, promotion.c.wave, promotion.c.seq
+        )
+        .where((promotion.c.state == PROMOTED) & (promotion.c.seq > row["seq"]))
+        .order_by(promotion.c.seq.desc())
+    ).all()
+    conflicts = []
+    for other in later:
+        shared = 0
+        for entity, history in HISTORY_TABLES.items():
+            key = history.c[ENTITIES[entity].id_field()]
+            shared += int(
+                connection.execute(
+                    sa.select(sa.func.count()).where(
+                        (history.c.history_batch_id == other.batch_id)
+                        & key.in_(_touched_ids(connection, entity, batch_id))
+                    )
+                ).scalar_one()
+            )
+        if shared:
+            conflicts.append({**other._mapping, "shared_rows": shared})
+    return conflicts
+
+
+def _identity_runs_after(connection: sa.Connection, promoted_at) -> list[str]:
+    from etl.identity.tables import identity_resolution_run as runs
+
+    if not sa.inspect(connection).has_table(runs.name):
+        return []
+    return [
+        r.run_id
+        for r in connection.execute(
+            sa.select(runs.c.run_id)
+            .where((runs.c.started_at > promoted_at) & (runs.c.status != "undone"))
+            .order_by(runs.c.sequence.desc())
+        )
+    ]
+
+
+def rollback(
+    connection: sa.Connection, batch_id: str, cascade: bool = False
+) -> list[PromotionReport]:
+    """Undo one promoted batch (and, with ``cascade``, the later ones it depends on, first)."""
+    _lock_promotions(connection)
+    row = promotion_row(connection, batch_id)
+    if row is None:
+        raise PromotionError(f"batch {batch_id} is not in the promotion ledger")
+    if row["state"] == ROLLED_BACK:
+        return [PromotionReport(batch_id, ROLLED_BACK, row["seq"], already_done=True)]
+    if row["state"] != PROMOTED:
+        # Staged but never promoted: nothing reached the core; drop the staged rows.
+        clear_staged(connection, batch_id)
+        connection.execute(
+            promotion.update()
+            .where(promotion.c.batch_id == batch_id)
+            .values(state=ROLLED_BACK, rolled_back_at=utc_now())
+        )
+        return [PromotionReport(batch_id, ROLLED_BACK, None)]
+    reports: list[PromotionReport] = []
+    conflicts = later_conflicts(connection, batch_id)
+    if conflicts:
+        if not cascade:
+            names = "; ".join(
+                f"{c['batch_id']} ({c['source_system']}, wave {c['wave'] or '-'}, "
+                f"{c['shared_rows']} shared rows)"
+                for c in conflicts
+            )
+            raise PromotionError(
+                f"cannot roll back {batch_id} alone: later promoted batches changed the same core "
+                f"rows again: {names}. Roll those back first (newest first), or pass --cascade to "
+                "roll them back in that order automatically."
+            )
+        for conflict in conflicts:  # newest first
+            reports.extend(rollback(connection, conflict["batch_id"], cascade=True))
+    identity_runs = _identity_runs_after(connection, row["promoted_at"])
+    if identity_runs:
+        raise PromotionError(
+            f"cannot roll back {batch_id}: identity resolution ran after it was promoted "
+            f"({', '.join(identity_runs)}); undo those runs first, newest first "
+            "(vardflytt identity undo RUN_ID), so no person link points at rolled-back rows"
+        )
+    report = PromotionReport(batch_id, ROLLED_BACK, row["seq"])
+    for entity in reversed(list(ENTITIES)):
+        report.entities[entity] = _rollback_entity(connection, entity, batch_id)
+        fault_point(f"rollback:{entity}:done")
+    connection.execute(
+        promotion.update()
+        .where(promotion.c.batch_id == batch_id)
+        .values(state=ROLLED_BACK, rolled_back_at=utc_now())
+    )
+    connection.execute(
+        load_batch.update().where(load_batch.c.batch_id == batch_id).values(status=ROLLED_BACK)
+    )
+    fault_point("rollback:commit")
+    reports.append(report)
+    return reports
+
+
+def _rollback_entity(connection: sa.Connection, entity: str, batch_id: str) -> EntityPromotion:
+    model = ENTITIES[entity]
+    quote = lambda name: _quote(connection, name)  # noqa: E731
+    core, history = quote(entity), quote(HISTORY_TABLES[entity].name)
+    key = quote(model.id_field())
+    column_list = ", ".join(quote(c.name) for c in ENTITY_TABLES[entity].columns)
+    result = EntityPromotion(entity)
+    touched = _count(
+        connection, f"SELECT count(*) FROM {history} WHERE history_batch_id = :b", b=batch_id
+    )
+    if not touched:
+        return result
+    result.deleted = connection.execute(
+        sa.text(
+            f"DELETE FROM {core} WHERE {key} IN "
+            f"(SELECT {key} FROM {history} WHERE history_batch_id = :b)"
+        ),
+        {"b": batch_id},
+    ).rowcount
+    result.updated = connection.execute(
+        sa.text(
+            f"INSERT INTO {core} ({column_list}) SELECT {column_list} FROM {history} "
+            "WHERE history_batch_id = :b AND history_op IN ('update', 'delete')"
+        ),
+        {"b": batch_id},
+    ).rowcount
+    connection.execute(
+        sa.text(f"DELETE FROM {history} WHERE history_batch_id = :b"), {"b": batch_id}
+    )
+    return result
+
+
+def core_checksums(
+    connection: sa.Connection, entities: Iterable[str] | None = None, chunk: int = 20_000
+) -> dict[str, str]:
+    """Per core table: row count and SHA-256 over every column of every row, in key order."""
+    sums = {}
+    for entity in entities or ENTITIES:
+        table = ENTITY_TABLES[entity]
+        key = table.c[ENTITIES[entity].id_field()]
+        digest = hashlib.sha256()
+        rows = 0
+        result = connection.execution_options(yield_per=chunk).execute(
+            sa.select(*table.columns).order_by(key)
+        )
+        for partition in result.partitions():
+            for row in partition:
+                digest.update(repr(tuple(row)).encode("utf-8"))
+                rows += 1
+        sums[entity] = f"{rows}:{digest.hexdigest()}"
+    return sums
