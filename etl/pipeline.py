@@ -16,7 +16,7 @@ from etl.batch import safe_batch_id
 from etl.catalog import Catalog, load_catalog
 from etl.core.audit import record_access
 from etl.extract.landing import extract_system
-from etl.load.loader import LoadReport, load_system
+from etl.load.loader import LoadReport, load_system, promote_system
 from etl.settings import Settings, get_settings
 from etl.transform.stage import transform_entity
 from etl.validate.gate import gate_batch
@@ -86,12 +86,38 @@ def load(
     dry_run: bool = False,
     settings: Settings | None = None,
     scope: str = "all",
+    promote_now: bool = True,
+    wave: str | None = None,
+    kind: str = "full",
 ) -> dict:
+    """Stage the batch; promote it into the core too unless ``promote_now`` is false."""
     settings = settings or get_settings()
-    report = load_system(catalog(settings), system, batch_id, settings, run_id, dry_run, scope)
+    report = load_system(
+        catalog(settings),
+        system,
+        batch_id,
+        settings,
+        run_id,
+        dry_run,
+        scope,
+        promote_now=promote_now,
+        wave=wave,
+        kind=kind,
+    )
     if not dry_run:
         written = sum(load.inserted + load.updated for load in report.entities)
         record_access(settings, "write_core", system, batch_id, written, run_id=run_id)
+    return report.model_dump()
+
+
+def promote(
+    system: str, batch_id: str, run_id: str | None = None, settings: Settings | None = None
+) -> dict:
+    """Promote a staged batch into the core tables (one transaction; idempotent)."""
+    settings = settings or get_settings()
+    report = promote_system(catalog(settings), system, batch_id, settings, run_id)
+    written = sum(load.inserted + load.updated for load in report.entities)
+    record_access(settings, "write_core", system, batch_id, written, run_id=run_id)
     return report.model_dump()
 
 
