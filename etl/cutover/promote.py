@@ -74,11 +74,11 @@ class PromotionReport:
 
 
 def fault_point(name: str) -> None:
-    """Pause here if a test asked to (``VARDFLYTT_FAULT_PAUSE_AT=name:ready_file``)."""
+    """Pause here if a test asked to (``VARDFLYTT_FAULT_PAUSE_AT=name@ready_file``)."""
     wanted = os.environ.get(FAULT_VARIABLE)
     if not wanted:
         return
-    point, _, ready = wanted.partition(":")
+    point, _, ready = wanted.partition("@")
     if point != name:
         return
     if ready:

@@ -1,0 +1,128 @@
+"""A worker SIGKILLed in the middle of promotion or rollback, on the real PostgreSQL server.
+
+The killed transaction never commits: the core is exactly as before (by checksum), the batch is
+still staged (or still promoted), and a retry converges to the state an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from etl import pipeline
+from etl.core.database import core_engine
+from etl.cutover.promote import FAULT_VARIABLE, core_checksums, promotion_row
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+AS_OF = dt.date(2026, 7, 1)
+SYSTEM = "melior"
+
+
+def _sums(url: str) -> dict[str, str]:
+    with core_engine(url).connect() as connection:
+        return core_checksums(connection)
+
+
+def _stage(settings, batch_id: str) -> None:
+    pipeline.extract(SYSTEM, batch_id, AS_OF, settings)
+    for entity in pipeline.catalog(settings).system(SYSTEM).entities:
+        pipeline.transform(SYSTEM, entity, batch_id, settings)
+        pipeline.validate(SYSTEM, entity, batch_id, settings)
+    pipeline.gate(SYSTEM, batch_id, settings=settings)
+    pipeline.load(SYSTEM, batch_id, settings=settings, promote_now=False)
+
+
+def _kill_during(action: str, batch_id: str, point: str, tmp_path) -> None:
+    """Run ``pipeline.<action>`` in a worker process, SIGKILL it when it reaches ``point``."""
+    ready = tmp_path / f"ready-{uuid.uuid4().hex[:6]}"
+    code = (
+        "from etl import pipeline, settings;"
+        f"pipeline.{action}('{SYSTEM}', '{batch_id}', settings=settings.get_settings())"
+        if action == "promote"
+        else "from etl.cutover.promote import rollback;"
+        "from etl.core.database import core_engine;"
+        "from etl.settings import get_settings;"
+        "engine = core_engine(get_settings().resolved_core_url);"
+        f"connection = engine.connect(); rollback(connection, '{batch_id}'); connection.commit()"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, FAULT_VARIABLE: f"{point}@{ready}"},
+    )
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert worker.poll() is None, f"worker ended (rc {worker.returncode}) before {point}"
+        assert time.monotonic() < deadline, f"worker never reached {point}"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    assert worker.returncode == -signal.SIGKILL
+
+
+@pytest.fixture
+def reference(small_estate, settings_for, postgres_url):
+    """The state an uninterrupted promotion of the batch gives, in its own schema."""
+    base = sa.make_url(postgres_url)
+    schema = f"vardflytt_ref_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(base.set(query={}))
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+    settings = settings_for(small_estate, url)
+    _stage(settings, "k1")
+    pipeline.promote(SYSTEM, "k1", settings=settings)
+    sums = _sums(url)
+    core_engine(url).dispose()
+    yield sums
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["promote:patient:history", "promote:diagnosis:done", "promote:commit"],
+)
+def test_a_killed_promotion_leaves_nothing_and_the_retry_converges(
+    reference, small_estate, settings_for, postgres_url, tmp_path, point
+):
+    settings = settings_for(small_estate, postgres_url)
+    _stage(settings, "k1")
+    before = _sums(postgres_url)
+    _kill_during("promote", "k1", point, tmp_path)
+    assert _sums(postgres_url) == before
+    with core_engine(postgres_url).connect() as connection:
+        assert promotion_row(connection, "k1")["state"] == "staged"
+    report = pipeline.promote(SYSTEM, "k1", settings=settings)
+    assert all(row["is_verified"] for row in report["accounting"])
+    assert _sums(postgres_url) == reference
+
+
+@pytest.mark.parametrize("point", ["rollback:encounter:done", "rollback:commit"])
+def test_a_killed_rollback_leaves_the_batch_promoted_and_the_retry_restores_the_core(
+    small_estate, settings_for, postgres_url, tmp_path, point
+):
+    settings = settings_for(small_estate, postgres_url)
+    empty = _sums(postgres_url)
+    _stage(settings, "k1")
+    pipeline.promote(SYSTEM, "k1", settings=settings)
+    promoted = _sums(postgres_url)
+    _kill_during("rollback", "k1", point, tmp_path)
+    assert _sums(postgres_url) == promoted
+    from etl.cutover.promote import rollback
+
+    with core_engine(postgres_url).begin() as connection:
+        assert promotion_row(connection, "k1")["state"] == "promoted"
+        rollback(connection, "k1")
+    assert _sums(postgres_url) == empty
