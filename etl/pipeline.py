@@ -150,6 +150,7 @@ def run_system(
     run_id: str | None = None,
     settings: Settings | None = None,
     on_stage: Callable[[str], None] | None = None,
+    wave: str | None = None,
 ) -> LoadReport:
     """All stages of one system in this process (the command line's path; DAGs split it)."""
     settings = settings or get_settings()
@@ -164,6 +165,6 @@ def run_system(
     step("quality gate")
     gate(system, batch_id, run_id, settings)
     step("load")
-    report = load(system, batch_id, run_id, dry_run, settings)
+    report = load(system, batch_id, run_id, dry_run, settings, wave=wave)
     reconcile(report)
     return LoadReport.model_validate(report)

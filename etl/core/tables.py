@@ -331,3 +331,20 @@ wave_reconciliation = sa.Table(
     sa.Column("is_reconciled", sa.Boolean, nullable=False),
     sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Go/no-go approvals: by whom, in which role, through which channel (Airflow's human-in-the-loop
+# task or the command line), for which wave state.
+cutover_approval = sa.Table(
+    "cutover_approval",
+    metadata,
+    sa.Column("approval_id", sa.Text, primary_key=True),
+    sa.Column("wave", sa.Text, nullable=False, index=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("approver", sa.Text, nullable=False),
+    sa.Column("decision", sa.Text, nullable=False),  # approve | reject
+    sa.Column("channel", sa.Text, nullable=False),  # airflow_hitl | cli
+    sa.Column("run_id", sa.Text),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("is_current", sa.Boolean, nullable=False),
+)

@@ -1,0 +1,260 @@
+"""The cutover ledger: each wave's state, its legal transitions, approvals, and the wave lock.
+
+    planned -> rehearsal (repeatable) -> initial_load -> delta_load (repeatable) -> frozen
+            -> final_delta -> verified -> cut_over
+    and from initial_load on: -> rolled_back (then initial_load again, or rehearsal)
+
+Every transition records who, when, the Airflow run (if any), the mapping version (git commit)
+and its evidence (counts, batch ids, check results: never patient data). An illegal transition
+is refused with the states the wave may go to from where it is.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from etl.batch import utc_now
+from etl.core.tables import cutover_approval, cutover_lock, cutover_transition, cutover_wave
+
+PLANNED = "planned"
+REHEARSAL = "rehearsal"
+INITIAL_LOAD = "initial_load"
+DELTA_LOAD = "delta_load"
+FROZEN = "frozen"
+FINAL_DELTA = "final_delta"
+VERIFIED = "verified"
+CUT_OVER = "cut_over"
+ROLLED_BACK = "rolled_back"
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    PLANNED: (REHEARSAL, INITIAL_LOAD),
+    REHEARSAL: (REHEARSAL, INITIAL_LOAD),
+    INITIAL_LOAD: (DELTA_LOAD, FROZEN, ROLLED_BACK),
+    DELTA_LOAD: (DELTA_LOAD, FROZEN, ROLLED_BACK),
+    FROZEN: (FINAL_DELTA, ROLLED_BACK),
+    FINAL_DELTA: (VERIFIED, FINAL_DELTA, ROLLED_BACK),
+    VERIFIED: (CUT_OVER, FINAL_DELTA, ROLLED_BACK),
+    CUT_OVER: (ROLLED_BACK,),
+    ROLLED_BACK: (REHEARSAL, INITIAL_LOAD),
+}
+STATES = tuple(TRANSITIONS)
+LOCK_LEASE = timedelta(hours=12)
+
+
+class LedgerError(RuntimeError):
+    """A transition the state machine does not allow, or a missing precondition."""
+
+
+class WaveLockedError(RuntimeError):
+    """Another run holds the wave."""
+
+
+def current_actor() -> str:
+    return os.environ.get("VARDFLYTT_USER") or getpass.getuser()
+
+
+def wave_state(connection: sa.Connection, wave: str) -> str:
+    row = connection.execute(
+        sa.select(cutover_wave.c.state).where(cutover_wave.c.wave == wave)
+    ).first()
+    return row.state if row else PLANNED
+
+
+def transition(
+    connection: sa.Connection,
+    wave: str,
+    to_state: str,
+    actor: str | None = None,
+    run_id: str | None = None,
+    mapping_version: str | None = None,
+    evidence: dict | None = None,
+    note: str | None = None,
+    plan_digest: str | None = None,
+) -> dict:
+    """Move the wave to ``to_state`` if the state machine allows it; record who, when, why."""
+    if to_state not in TRANSITIONS:
+        raise LedgerError(f"'{to_state}' is not a cutover state ({', '.join(STATES)})")
+    current = wave_state(connection, wave)
+    if to_state not in TRANSITIONS[current]:
+        allowed = ", ".join(TRANSITIONS[current]) or "none"
+        raise LedgerError(
+            f"wave {wave} is {current}: it cannot go to {to_state}. From {current} it may go to: "
+            f"{allowed}."
+        )
+    now = utc_now()
+    record = {
+        "transition_id": uuid.uuid4().hex,
+        "wave": wave,
+        "from_state": current,
+        "to_state": to_state,
+        "actor": actor or current_actor(),
+        "at": now,
+        "run_id": run_id,
+        "mapping_version": mapping_version,
+        "evidence": json.dumps(evidence or {}, sort_keys=True, default=str),
+        "note": note,
+    }
+    connection.execute(cutover_transition.insert().values(**record))
+    exists = connection.execute(
+        sa.select(cutover_wave.c.wave).where(cutover_wave.c.wave == wave)
+    ).first()
+    values = {"state": to_state, "updated_at": now}
+    if plan_digest:
+        values["plan_digest"] = plan_digest
+    if exists:
+        connection.execute(cutover_wave.update().where(cutover_wave.c.wave == wave).values(values))
+    else:
+        connection.execute(cutover_wave.insert().values(wave=wave, **values))
+    return record
+
+
+def transitions(connection: sa.Connection, wave: str | None = None) -> list[dict]:
+    query = sa.select(cutover_transition).order_by(cutover_transition.c.at)
+    if wave:
+        query = query.where(cutover_transition.c.wave == wave)
+    rows = []
+    for row in connection.execute(query):
+        item = dict(row._mapping)
+        item["evidence"] = json.loads(item["evidence"] or "{}")
+        rows.append(item)
+    return rows
+
+
+def count_transitions(connection: sa.Connection, wave: str, to_state: str) -> int:
+    return int(
+        connection.execute(
+            sa.select(sa.func.count()).where(
+                (cutover_transition.c.wave == wave) & (cutover_transition.c.to_state == to_state)
+            )
+        ).scalar_one()
+    )
+
+
+def record_approval(
+    connection: sa.Connection,
+    wave: str,
+    role: str,
+    approver: str,
+    decision: str,
+    channel: str,
+    run_id: str | None = None,
+    note: str | None = None,
+) -> dict:
+    if decision not in {"approve", "reject"}:
+        raise LedgerError(f"a decision is 'approve' or 'reject', not '{decision}'")
+    connection.execute(
+        cutover_approval.update()
+        .where((cutover_approval.c.wave == wave) & (cutover_approval.c.role == role))
+        .values(is_current=False)
+    )
+    record = {
+        "approval_id": uuid.uuid4().hex,
+        "wave": wave,
+        "role": role,
+        "approver": approver,
+        "decision": decision,
+        "channel": channel,
+        "run_id": run_id,
+        "at": utc_now(),
+        "note": note,
+        "is_current": True,
+    }
+    connection.execute(cutover_approval.insert().values(**record))
+    return record
+
+
+def approvals(connection: sa.Connection, wave: str, current_only: bool = False) -> list[dict]:
+    query = (
+        sa.select(cutover_approval)
+        .where(cutover_approval.c.wave == wave)
+        .order_by(cutover_approval.c.at)
+    )
+    if current_only:
+        query = query.where(cutover_approval.c.is_current)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def invalidate_approvals(connection: sa.Connection, wave: str) -> None:
+    """New data after an approval voids it: the lead approves what was verified, nothing else."""
+    connection.execute(
+        cutover_approval.update().where(cutover_approval.c.wave == wave).values(is_current=False)
+    )
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    holder: str
+    acquired_at: object
+
+
+def _holder_label(run_id: str | None) -> str:
+    where = f"{socket.gethostname()} pid {os.getpid()}"
+    return f"{run_id or 'command line'} by {current_actor()} on {where}"
+
+
+def acquire_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> str:
+    """Take the wave's lease, atomically (primary key); refuse with who holds it."""
+    holder = _holder_label(run_id)
+    now = utc_now()
+    with engine.begin() as connection:
+        row = connection.execute(sa.select(cutover_lock).where(cutover_lock.c.wave == wave)).first()
+        if row is not None:
+            acquired = row.acquired_at
+            if acquired.tzinfo is None:
+                acquired = acquired.replace(tzinfo=now.tzinfo)
+            # A retry of the same Airflow run may take its own lease again.
+            same_run = run_id is not None and row.holder.startswith(f"{run_id} by ")
+            if now - acquired < LOCK_LEASE and not same_run:
+                raise WaveLockedError(
+                    f"wave {wave} is held by {row.holder} since {acquired:%Y-%m-%d %H:%M} UTC; "
+                    "two runs of one wave must not interleave. Wait for it to finish; if that run "
+                    f"is dead, release it with `vardflytt cutover unlock {wave}` (recorded)."
+                )
+            connection.execute(cutover_lock.delete().where(cutover_lock.c.wave == wave))
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                cutover_lock.insert().values(wave=wave, holder=holder, acquired_at=now)
+            )
+    except sa.exc.IntegrityError as error:
+        raise WaveLockedError(
+            f"wave {wave} was taken by another run a moment ago; wait for it to finish"
+        ) from error
+    return holder
+
+
+def release_lock(
+    engine: sa.Engine, wave: str, holder: str | None = None, run_id: str | None = None
+) -> bool:
+    """Release the lease: the holder's own (by label or run id), or any with neither (forced)."""
+    with engine.begin() as connection:
+        query = cutover_lock.delete().where(cutover_lock.c.wave == wave)
+        if holder is not None:
+            query = query.where(cutover_lock.c.holder == holder)
+        elif run_id is not None:
+            query = query.where(cutover_lock.c.holder.startswith(f"{run_id} by "))
+        return connection.execute(query).rowcount > 0
+
+
+def lock_holder(engine: sa.Engine, wave: str) -> LockHolder | None:
+    with engine.connect() as connection:
+        row = connection.execute(sa.select(cutover_lock).where(cutover_lock.c.wave == wave)).first()
+    return LockHolder(row.holder, row.acquired_at) if row else None
+
+
+@contextmanager
+def wave_lock(engine: sa.Engine, wave: str, run_id: str | None = None):
+    holder = acquire_lock(engine, wave, run_id)
+    try:
+        yield holder
+    finally:
+        release_lock(engine, wave, holder)

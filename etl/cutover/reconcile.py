@@ -1,0 +1,286 @@
+"""Reconciliation of a system, source against core, through the mapping, to the last row.
+
+The source is read again (read-only) and taken through the same mapping and checks into a
+scratch batch that is never loaded; what should be in the core is then compared with what is:
+row counts, per-column aggregates (count, min, max, sum of non-identifying columns) and, row by
+row, the content hash. Rows missing from the core, rows the core has but the source no longer
+gives, and rows whose content differs are counted and listed by core row id (an opaque hash).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from etl.batch import BatchPaths, utc_now
+from etl.catalog import Catalog
+from etl.core.database import core_engine
+from etl.core.model import ENTITIES
+from etl.core.tables import ENTITY_TABLES, batch_accounting, wave_reconciliation
+from etl.load.bulk import bulk_insert
+from etl.settings import Settings
+
+EXAMPLES = 20
+_AGGREGATABLE = (pa.types.is_integer, pa.types.is_floating, pa.types.is_temporal)
+
+
+@dataclass
+class EntityReconciliation:
+    source_system: str
+    entity: str
+    expected_rows: int
+    core_rows: int
+    missing_in_core: int
+    unexpected_in_core: int
+    content_mismatches: int
+    aggregates: dict = field(default_factory=dict)
+    aggregate_mismatches: list[str] = field(default_factory=list)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def is_reconciled(self) -> bool:
+        return (
+            self.expected_rows == self.core_rows
+            and not (self.missing_in_core or self.unexpected_in_core or self.content_mismatches)
+            and not self.aggregate_mismatches
+        )
+
+    def summary(self) -> dict:
+        return {
+            "source_system": self.source_system,
+            "entity": self.entity,
+            "expected_rows": self.expected_rows,
+            "core_rows": self.core_rows,
+            "missing_in_core": self.missing_in_core,
+            "unexpected_in_core": self.unexpected_in_core,
+            "content_mismatches": self.content_mismatches,
+            "aggregate_mismatches": self.aggregate_mismatches,
+            "examples": self.examples,
+            "is_reconciled": self.is_reconciled,
+        }
+
+
+def _aggregate_columns(entity: str, schema: pa.Schema) -> list[str]:
+    sensitive = set(ENTITIES[entity].sensitive_fields())
+    return [
+        f.name
+        for f in schema
+        if f.name not in sensitive and any(check(f.type) for check in _AGGREGATABLE)
+    ]
+
+
+def _expected_aggregates(path, columns: list[str], chunk_rows: int) -> dict[str, dict]:
+    result = {c: {"count": 0, "min": None, "max": None, "sum": 0.0} for c in columns}
+    if not columns:
+        return result
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
+        for column in columns:
+            values = batch.column(column)
+            entry = result[column]
+            entry["count"] += len(values) - values.null_count
+            if len(values) == values.null_count:
+                continue
+            low, high = pc.min_max(values).values()
+            low, high = low.as_py(), high.as_py()
+            entry["min"] = low if entry["min"] is None else min(entry["min"], low)
+            entry["max"] = high if entry["max"] is None else max(entry["max"], high)
+            if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+                entry["sum"] += pc.sum(values).as_py() or 0
+    return result
+
+
+def _core_aggregates(connection, entity: str, system: str, columns: list[str]) -> dict:
+    table = ENTITY_TABLES[entity]
+    result = {}
+    for column in columns:
+        col = table.c[column]
+        numeric = isinstance(col.type, sa.Float | sa.BigInteger | sa.Integer)
+        row = connection.execute(
+            sa.select(
+                sa.func.count(col),
+                sa.func.min(col),
+                sa.func.max(col),
+                sa.func.sum(col) if numeric else sa.literal(0),
+            ).where(table.c.source_system == system)
+        ).one()
+        result[column] = {"count": row[0], "min": row[1], "max": row[2], "sum": row[3] or 0}
+    return result
+
+
+def _same(expected, actual) -> bool:
+    if expected is None or actual is None:
+        return expected is None and actual is None
+    if isinstance(expected, float) or isinstance(actual, float):
+        return math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-6)
+    if isinstance(expected, dt.datetime) and isinstance(actual, dt.datetime | str):
+        actual = dt.datetime.fromisoformat(str(actual)) if isinstance(actual, str) else actual
+        return expected.replace(tzinfo=None) == actual.replace(tzinfo=None)
+    if isinstance(expected, dt.date) and isinstance(actual, str):
+        return expected.isoformat() == actual[:10]
+    return expected == actual
+
+
+def reconcile_entity(
+    connection: sa.Connection, paths: BatchPaths, system: str, entity: str, chunk_rows: int
+) -> EntityReconciliation:
+    """Compare the scratch batch's validated rows of one entity with the core's rows."""
+    table = ENTITY_TABLES[entity]
+    key = ENTITIES[entity].id_field()
+    quote = connection.dialect.identifier_preparer.quote
+    expected_path = paths.stage_file("validated", entity)
+    scratch = f"recon_{uuid.uuid4().hex[:10]}"
+    connection.exec_driver_sql(
+        f"CREATE TEMP TABLE {scratch} (row_id TEXT PRIMARY KEY, content_hash TEXT NOT NULL)"
+    )
+    expected_rows = 0
+    for batch in pq.ParquetFile(expected_path).iter_batches(
+        batch_size=chunk_rows, columns=[key, "content_hash"]
+    ):
+        bulk_insert(
+            connection,
+            scratch,
+            pa.table({"row_id": batch.column(key), "content_hash": batch.column("content_hash")}),
+        )
+        expected_rows += batch.num_rows
+    core = (
+        f"(SELECT {quote(key)} AS row_id, content_hash FROM {quote(entity)} "
+        "WHERE source_system = :s)"
+    )
+
+    def ids(sql: str) -> tuple[int, list[str]]:
+        count = connection.execute(sa.text(f"SELECT count(*) FROM ({sql}) x"), {"s": system})
+        sample = connection.execute(
+            sa.text(f"SELECT row_id FROM ({sql}) x ORDER BY row_id LIMIT {EXAMPLES}"), {"s": system}
+        )
+        return int(count.scalar_one()), list(sample.scalars())
+
+    missing, missing_ids = ids(
+        f"SELECT e.row_id FROM {scratch} e LEFT JOIN {core} c ON c.row_id = e.row_id "
+        "WHERE c.row_id IS NULL"
+    )
+    unexpected, unexpected_ids = ids(
+        f"SELECT c.row_id FROM {core} c LEFT JOIN {scratch} e ON e.row_id = c.row_id "
+        "WHERE e.row_id IS NULL"
+    )
+    changed, changed_ids = ids(
+        f"SELECT e.row_id FROM {scratch} e JOIN {core} c ON c.row_id = e.row_id "
+        "WHERE c.content_hash <> e.content_hash"
+    )
+    core_rows = int(
+        connection.execute(
+            sa.select(sa.func.count()).where(table.c.source_system == system)
+        ).scalar_one()
+    )
+    connection.exec_driver_sql(f"DROP TABLE {scratch}")
+    columns = _aggregate_columns(entity, pq.read_schema(expected_path))
+    expected_aggregates = _expected_aggregates(expected_path, columns, chunk_rows)
+    core_aggregates = _core_aggregates(connection, entity, system, columns)
+    mismatched = [
+        f"{column}.{measure}"
+        for column in columns
+        for measure in ("count", "min", "max", "sum")
+        if not _same(expected_aggregates[column][measure], core_aggregates[column][measure])
+    ]
+    return EntityReconciliation(
+        source_system=system,
+        entity=entity,
+        expected_rows=expected_rows,
+        core_rows=core_rows,
+        missing_in_core=missing,
+        unexpected_in_core=unexpected,
+        content_mismatches=changed,
+        aggregates={
+            column: {
+                "source": {k: _plain(v) for k, v in expected_aggregates[column].items()},
+                "core": {k: _plain(v) for k, v in core_aggregates[column].items()},
+            }
+            for column in columns
+        },
+        aggregate_mismatches=mismatched,
+        examples={
+            "missing_in_core": missing_ids,
+            "unexpected_in_core": unexpected_ids,
+            "content_mismatches": changed_ids,
+        },
+    )
+
+
+def _plain(value):
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def reconcile_system(
+    catalog: Catalog,
+    system: str,
+    settings: Settings,
+    as_of_date: dt.date,
+    wave: str | None = None,
+    label: str | None = None,
+) -> list[EntityReconciliation]:
+    """Read the source again through the mapping and compare it with the core, per entity."""
+    from etl import pipeline
+
+    scratch_batch = f"reconcile__{system}__{label or uuid.uuid4().hex[:8]}"
+    pipeline.extract(system, scratch_batch, as_of_date, settings)
+    for entity in catalog.system(system).entities:
+        pipeline.transform(system, entity, scratch_batch, settings)
+        pipeline.validate(system, entity, scratch_batch, settings)
+    paths = BatchPaths.of(settings, scratch_batch, system)
+    entities = [e for e in ENTITIES if e in catalog.system(system).entities]
+    if "patient" in entities:
+        entities.insert(entities.index("patient") + 1, "patient_identifier")
+    results = []
+    engine = core_engine(settings.resolved_core_url)
+    with engine.begin() as connection:
+        for entity in entities:
+            results.append(reconcile_entity(connection, paths, system, entity, settings.chunk_rows))
+        if wave:
+            now = utc_now()
+            connection.execute(
+                wave_reconciliation.insert(),
+                [
+                    {
+                        "reconciliation_id": uuid.uuid4().hex,
+                        "wave": wave,
+                        "source_system": system,
+                        "entity": r.entity,
+                        "batch_id": scratch_batch,
+                        "expected_rows": r.expected_rows,
+                        "core_rows": r.core_rows,
+                        "missing_in_core": r.missing_in_core,
+                        "unexpected_in_core": r.unexpected_in_core,
+                        "content_mismatches": r.content_mismatches,
+                        "aggregates": json.dumps(
+                            {"aggregates": r.aggregates, "mismatches": r.aggregate_mismatches},
+                            default=str,
+                        ),
+                        "is_reconciled": r.is_reconciled,
+                        "checked_at": now,
+                    }
+                    for r in results
+                ],
+            )
+    return results
+
+
+def accounting_residue(connection: sa.Connection, batch_ids: list[str]) -> list[dict]:
+    """Accounting rows of these batches that do not balance (residue or unverified)."""
+    if not batch_ids:
+        return []
+    rows = connection.execute(
+        sa.select(batch_accounting).where(
+            batch_accounting.c.batch_id.in_(batch_ids)
+            & ((batch_accounting.c.residue != 0) | ~batch_accounting.c.is_verified)
+        )
+    )
+    return [dict(row._mapping) for row in rows]
