@@ -538,6 +538,11 @@ dq_app = typer.Typer(
 )
 app.add_typer(dq_app, name="dq")
 
+# The steward's queue and decisions live in etl/steward/, shared with the web dashboard.
+from etl.steward.cli import steward_app  # noqa: E402
+
+app.add_typer(steward_app, name="steward")
+
 
 def _print_check_results(rows: list[dict], title: str, only_failing: bool) -> None:
     table = Table(title=title)

@@ -1,0 +1,786 @@
+"""The dashboard's web application: server-rendered pages over the read model, nothing else.
+
+``create_app`` builds it for either host: standalone (``vardflytt dashboard``, token users) or
+inside Airflow (the plugin mounts it; Airflow's login). Every route but the sign-in form requires
+an authenticated viewer; steward actions also require the steward role and, for cookie sessions,
+a CSRF token. Pages carry a Content-Security-Policy that lets them load nothing from anywhere:
+the stylesheet is inlined under its hash and the charts are inline SVG.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import mimetypes
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from etl.batch import safe_batch_id
+from etl.dashboard import charts
+from etl.dashboard.auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    AirflowAuthenticator,
+    Authenticator,
+    CsrfTokens,
+    DashboardSettings,
+    Forbidden,
+    NotAuthenticated,
+    TokenAuthenticator,
+    Viewer,
+    configured_users,
+    dashboard_secret,
+)
+from etl.settings import Settings, get_settings
+
+STYLESHEET = Path(__file__).with_name("static") / "dashboard.css"
+QUEUE_PAGE_ROWS = 200
+HISTORY_ROWS = 25
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{int(value):,}".replace(",", "\u202f")  # narrow no-break space, as Swedish writes
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}\u00a0%"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value < 60:
+        return f"{value:.1f}\u00a0s"
+    minutes, seconds = divmod(round(value), 60)
+    if minutes < 60:
+        return f"{minutes}\u00a0min {seconds}\u00a0s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}\u00a0h {minutes}\u00a0min"
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else _num(round(value))
+
+
+def _ts(value: dt.datetime | dt.date | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+    return value.isoformat()
+
+
+@cache
+def _environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("etl.dashboard", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(num=_num, pct=_pct, seconds=_seconds, rate=_rate, ts=_ts)
+    from etl.dashboard.data import totals
+
+    environment.globals.update(meter=charts.meter, totals=totals)
+    return environment
+
+
+@cache
+def _stylesheet() -> tuple[str, str]:
+    """The stylesheet and its CSP hash source."""
+    text = STYLESHEET.read_text("utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return text, f"'sha256-{digest}'"
+
+
+def page_policy() -> str:
+    """Nothing may be loaded from anywhere; only this app may frame the page (Airflow's UI)."""
+    return (
+        f"default-src 'none'; style-src {_stylesheet()[1]}; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'self'; base-uri 'none'"
+    )
+
+
+# Reports written by other tools (mapping docs, GX Data Docs) may use their own inline styles and
+# scripts; they still may not reach any other host.
+FILE_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'self'; base-uri 'none'; connect-src 'none'"
+)
+
+COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+# --------------------------------------------------------------------------- the application
+
+
+class Dashboard:
+    """What the routes share: settings (read lazily, at first use), authenticator, templates."""
+
+    def __init__(
+        self,
+        settings_factory: Callable[[], Settings],
+        authenticator_factory: Callable[[Settings], Authenticator],
+    ) -> None:
+        self._settings_factory = settings_factory
+        self._authenticator_factory = authenticator_factory
+        self._settings: Settings | None = None
+        self._authenticator: Authenticator | None = None
+        self._csrf: CsrfTokens | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = self._settings_factory()
+        return self._settings
+
+    @property
+    def authenticator(self) -> Authenticator:
+        if self._authenticator is None:
+            self._authenticator = self._authenticator_factory(self.settings)
+        return self._authenticator
+
+    @property
+    def csrf(self) -> CsrfTokens:
+        if self._csrf is None:
+            self._csrf = CsrfTokens(dashboard_secret(self.settings, DashboardSettings().secret))
+        return self._csrf
+
+    def connection(self):
+        from etl.core.database import core_engine
+
+        return core_engine(self.settings.resolved_core_url).connect()
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        viewer: Viewer | None,
+        status_code: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        def url(name: str, **params: Any) -> str:
+            return request.url_for(name, **params).path
+
+        html = (
+            _environment()
+            .get_template(template)
+            .render(
+                url=url,
+                viewer=viewer,
+                csrf=self.csrf.issue(viewer) if viewer else "",
+                stylesheet=_stylesheet()[0],
+                now=dt.datetime.now(dt.UTC),
+                section=context.pop("section", None),
+                **context,
+            )
+        )
+        headers = {**COMMON_HEADERS, "Content-Security-Policy": page_policy()}
+        return HTMLResponse(html, status_code=status_code, headers=headers)
+
+    # Paths of reports other tools write, served read-only under authentication.
+    def docs_root(self) -> Path:
+        return Path(self.settings.home) / "docs"
+
+    def validation_root(self) -> Path:
+        return Path(self.settings.home) / "reports" / "validation"
+
+
+class _Refused(Exception):
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code, self.detail = status_code, detail
+
+
+async def current_viewer(request: Request) -> Viewer:
+    """The authenticated viewer of a request, or a refusal (401 sign in, 403 not allowed)."""
+    dashboard: Dashboard = request.app.state.dashboard
+    try:
+        return await dashboard.authenticator.authenticate(request)
+    except NotAuthenticated as error:
+        raise _Refused(401, str(error)) from error
+    except Forbidden as error:
+        raise _Refused(403, str(error)) from error
+
+
+ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+
+
+def token_authenticator(settings: Settings) -> Authenticator:
+    dashboard = DashboardSettings()
+    return TokenAuthenticator(
+        configured_users(settings, dashboard), dashboard_secret(settings, dashboard.secret)
+    )
+
+
+def airflow_authenticator(_settings: Settings) -> Authenticator:
+    stewards = {name.strip() for name in DashboardSettings().stewards.split(",") if name.strip()}
+    return AirflowAuthenticator(stewards)
+
+
+def create_app(
+    settings: Settings | None = None,
+    authenticator: Callable[[Settings], Authenticator] = token_authenticator,
+    root_path: str = "",
+) -> FastAPI:
+    """The dashboard as an ASGI app; settings default to the environment at first request."""
+    dashboard = Dashboard(
+        (lambda: settings) if settings is not None else get_settings, authenticator
+    )
+    app = FastAPI(
+        title="vardflytt cutover dashboard",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # no schema endpoint: every route is a page behind a login
+        root_path=root_path,
+    )
+    app.state.dashboard = dashboard
+
+    @app.exception_handler(_Refused)
+    async def refused(request: Request, error: _Refused) -> Response:
+        authenticator = dashboard.authenticator
+        if error.status_code == 401:
+            response = dashboard.render(
+                request,
+                "login.html",
+                None,
+                status_code=401,
+                title="Sign in",
+                message="Sign in to see the cutover dashboard.",
+                login_form=authenticator.has_login_form,
+                login_url=authenticator.login_url(request),
+                next_path=request.url.path,
+            )
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        return dashboard.render(
+            request, "error.html", None, status_code=403, title="Not allowed", message=error.detail
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return dashboard.render(
+            request,
+            "error.html",
+            None,
+            status_code=error.status_code,
+            title=f"{error.status_code}",
+            message=str(error.detail),
+        )
+
+    # ------------------------------------------------------------------ sign in / out
+
+    @app.get("/login", name="login_form", response_class=HTMLResponse)
+    def login_form(request: Request, next: str = "") -> Response:
+        authenticator = dashboard.authenticator
+        return dashboard.render(
+            request,
+            "login.html",
+            None,
+            title="Sign in",
+            message=None,
+            login_form=authenticator.has_login_form,
+            login_url=authenticator.login_url(request),
+            next_path=next,
+        )
+
+    @app.post("/login", name="login")
+    async def login(request: Request) -> Response:
+        authenticator = dashboard.authenticator
+        form = await request.form()
+        user = None
+        if isinstance(authenticator, TokenAuthenticator):
+            user = authenticator.user_for_token(str(form.get("token", "")))
+        if user is None:
+            return dashboard.render(
+                request,
+                "login.html",
+                None,
+                status_code=401,
+                title="Sign in",
+                message="That token is not valid.",
+                login_form=authenticator.has_login_form,
+                login_url=authenticator.login_url(request),
+                next_path=str(form.get("next", "")),
+            )
+        response = RedirectResponse(_local_path(request, str(form.get("next", ""))), 303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            authenticator.session_cookie(user),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path=request.scope.get("root_path") or "/",
+        )
+        return response
+
+    @app.post("/logout", name="logout")
+    async def logout(request: Request, viewer: ViewerDep) -> Response:
+        await _require_csrf(request, viewer)
+        response = RedirectResponse(request.url_for("login_form").path, 303)
+        response.delete_cookie(SESSION_COOKIE, path=request.scope.get("root_path") or "/")
+        return response
+
+    async def _require_csrf(request: Request, viewer: Viewer) -> dict:
+        form = dict(await request.form(max_fields=5000))
+        if viewer.needs_csrf and not dashboard.csrf.is_valid(viewer, form.get("csrf")):
+            raise _Refused(403, "the form has expired or did not come from this dashboard")
+        return form
+
+    # ------------------------------------------------------------------ pages
+
+    @app.get("/", name="waves", response_class=HTMLResponse)
+    def waves_page(request: Request, viewer: ViewerDep) -> Response:
+        from etl.dashboard import data
+        from etl.steward.queue import summary
+
+        with dashboard.connection() as connection:
+            latest = data.batch_figures(connection, data.latest_batch_ids(connection))
+            plan, plan_problem = data.load_wave_plan(Path(dashboard.settings.mappings_dir))
+            waves = data.waves(connection, plan)
+        latest_totals = data.totals(latest)
+        evaluated = latest_totals["rows_evaluated"]
+        return dashboard.render(
+            request,
+            "waves.html",
+            viewer,
+            section="waves",
+            title="Waves",
+            waves=waves,
+            plan_problem=plan_problem,
+            latest=sorted(latest, key=lambda b: b.system),
+            latest_totals=latest_totals,
+            latest_pass_rate=1 - latest_totals["rows_failed"] / evaluated if evaluated else None,
+            accounted=sum(1 for b in latest if b.is_accounted),
+            open_problems=sum(row.open for row in summary(dashboard.settings)),
+        )
+
+    @app.get("/waves/{wave}", name="wave", response_class=HTMLResponse)
+    def wave_page(request: Request, wave: str, viewer: ViewerDep) -> Response:
+        from etl.dashboard import data
+
+        with dashboard.connection() as connection:
+            detail = data.wave_detail(connection, wave, wave_plan(dashboard.settings))
+        _require_wave(detail)
+        return dashboard.render(
+            request,
+            "wave.html",
+            viewer,
+            section="waves",
+            title=f"Wave {wave}",
+            wave=detail,
+        )
+
+    @app.get("/waves/{wave}/evidence", name="evidence")
+    def evidence(request: Request, wave: str, viewer: ViewerDep) -> Response:
+        from etl.dashboard import data
+
+        with dashboard.connection() as connection:
+            detail = data.wave_detail(connection, wave, wave_plan(dashboard.settings))
+            _require_wave(detail)
+            checks = data.check_rows(
+                connection, [b.batch_id for b in detail.batches], only_failing=False
+            )
+        pack = evidence_pack(detail, checks, viewer)
+        name = safe_batch_id(f"evidence_{wave}")
+        return Response(
+            json.dumps(pack, indent=2, default=str),
+            media_type="application/json",
+            headers={
+                **COMMON_HEADERS,
+                "Content-Disposition": f'attachment; filename="{name}.json"',
+            },
+        )
+
+    @app.get("/runs", name="runs", response_class=HTMLResponse)
+    def runs_page(request: Request, viewer: ViewerDep) -> Response:
+        from etl.dashboard import data
+
+        with dashboard.connection() as connection:
+            history = data.runs(connection)
+        return dashboard.render(
+            request,
+            "runs.html",
+            viewer,
+            section="runs",
+            title="Runs and trends",
+            runs=history,
+            **trend_charts(history),
+        )
+
+    @app.get("/runs/{run_id}", name="run", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: str, viewer: ViewerDep) -> Response:
+        from etl.dashboard import data
+
+        with dashboard.connection() as connection:
+            batch_ids = data.run_batch_ids(connection, run_id)
+            if not batch_ids:  # a batch loaded without a run id is a run of its own
+                batch_ids = [run_id]
+            batches = data.batch_figures(connection, batch_ids)
+            if not batches:
+                raise StarletteHTTPException(404, f"no run {run_id!r}")
+            checks = data.check_rows(connection, batch_ids)
+        run = data.RunSummary(run_id=run_id, batches=sorted(batches, key=lambda b: b.system))
+        return dashboard.render(
+            request,
+            "run.html",
+            viewer,
+            section="runs",
+            title=f"Run {run_id}",
+            run=run,
+            checks=checks,
+            validation_report=_validation_href(request, dashboard, run_id),
+        )
+
+    @app.get("/steward", name="steward", response_class=HTMLResponse)
+    def steward_page(
+        request: Request,
+        viewer: ViewerDep,
+        system: str = "",
+        check: str = "",
+        reason: str = "",
+        status: str = "open",
+        kind: str = "quarantined",
+        batch: str = "",
+        notice: str = "",
+        error: str = "",
+    ) -> Response:
+        return render_steward(
+            request, dashboard, viewer, system, check, reason, status, kind, batch, notice, error
+        )
+
+    @app.post("/steward/decide", name="steward_decide")
+    async def steward_decide(request: Request, viewer: ViewerDep) -> Response:
+        if not viewer.can_act:
+            raise _Refused(403, "only data stewards may decide on quarantined rows")
+        form = await request.form(max_fields=5000)
+        if viewer.needs_csrf and not dashboard.csrf.is_valid(viewer, form.get("csrf")):
+            raise _Refused(403, "the form has expired or did not come from this dashboard")
+        handles = [str(h) for h in form.getlist("handle")]
+        decision = str(form.get("decision", ""))
+        justification = str(form.get("justification", "")).strip() or None
+        back = _local_path(request, str(form.get("back", "")), default="steward")
+        message = await run_in_threadpool(
+            _decide, dashboard.settings, viewer, handles, decision, justification
+        )
+        key = "notice" if message.ok else "error"
+        separator = "&" if "?" in back else "?"
+        return RedirectResponse(f"{back}{separator}{urlencode({key: message.text})}", 303)
+
+    @app.get("/reports", name="reports", response_class=HTMLResponse)
+    def reports_page(request: Request, viewer: ViewerDep) -> Response:
+        root = dashboard.validation_root()
+        runs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        return dashboard.render(
+            request,
+            "reports.html",
+            viewer,
+            section="reports",
+            title="Reports",
+            mapping_docs=_mapping_docs_href(request, dashboard),
+            validation=[
+                (name, request.url_for("validation_file", path=f"{name}/").path)
+                for name in reversed(runs)
+            ],
+        )
+
+    @app.get("/files/docs/{path:path}", name="docs_file")
+    def docs_file(path: str, viewer: ViewerDep) -> Response:
+        return _serve_file(dashboard.docs_root(), path)
+
+    @app.get("/files/validation/{path:path}", name="validation_file")
+    def validation_file(path: str, viewer: ViewerDep) -> Response:
+        return _serve_file(dashboard.validation_root(), path)
+
+    return app
+
+
+def _require_wave(wave) -> None:
+    if not (wave.batches or wave.transitions or wave.updated_at or wave.planned_systems):
+        raise StarletteHTTPException(404, f"no wave {wave.name!r} in the plan or the ledger")
+
+
+def _local_path(request: Request, wanted: str, default: str = "waves") -> str:
+    """A redirect target inside this app only (never another host: no open redirect)."""
+    root = request.scope.get("root_path") or ""
+    if wanted.startswith("/") and not wanted.startswith("//") and wanted.startswith(root):
+        return wanted
+    return request.url_for(default).path
+
+
+def _serve_file(root: Path, path: str) -> Response:
+    base = root.resolve()
+    target = (base / path).resolve()
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_relative_to(base) or not target.is_file():
+        raise StarletteHTTPException(404, "no such report file")
+    media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return Response(
+        target.read_bytes(),
+        media_type=media_type,
+        headers={**COMMON_HEADERS, "Content-Security-Policy": FILE_POLICY},
+    )
+
+
+def _mapping_docs_href(request: Request, dashboard: Dashboard) -> str | None:
+    if (dashboard.docs_root() / "index.html").is_file():
+        return request.url_for("docs_file", path="index.html").path
+    return None
+
+
+def _validation_href(request: Request, dashboard: Dashboard, run_id: str) -> str | None:
+    root = dashboard.validation_root()
+    for name in (run_id, safe_batch_id(run_id)):
+        if (root / name).is_dir():
+            return request.url_for("validation_file", path=f"{name}/").path
+    return None
+
+
+def wave_plan(settings: Settings) -> dict[str, dict]:
+    from etl.dashboard.data import load_wave_plan
+
+    return load_wave_plan(Path(settings.mappings_dir))[0]
+
+
+def evidence_pack(wave, checks, viewer: Viewer) -> dict:
+    """A wave's evidence as one JSON document: ledger, batches, checks, reconciliation."""
+    return {
+        "wave": wave.name,
+        "state": wave.state,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(),
+        "generated_by": viewer.name,
+        "planned_window": [_ts(wave.planned_start), _ts(wave.planned_end)],
+        "actual_window": [_ts(wave.actual_start), _ts(wave.actual_end)],
+        "go_no_go": [
+            {"name": c.name, "is_passed": c.is_passed, "reason": c.reason} for c in wave.criteria
+        ],
+        "transitions": [
+            {
+                "from_state": t.from_state,
+                "to_state": t.to_state,
+                "actor": t.actor,
+                "at": t.at.isoformat(),
+                "run_id": t.run_id,
+                "mapping_version": t.mapping_version,
+                "evidence": t.evidence,
+            }
+            for t in wave.transitions
+        ],
+        "batches": [
+            {
+                "batch_id": b.batch_id,
+                "system": b.system,
+                "run_id": b.run_id,
+                "kind": b.kind,
+                "promotion_state": b.promotion_state,
+                **{name: getattr(b, name) for name in ("extracted", "loaded", "quarantined")},
+                **{name: getattr(b, name) for name in ("excluded", "merged", "residue")},
+                "is_accounted": b.is_accounted,
+                "dq_pass_rate": b.dq_pass_rate,
+                "checks_breached": b.checks_breached,
+                "duration_seconds": b.duration_seconds,
+            }
+            for b in wave.batches
+        ],
+        "checks": [vars(c) for c in checks],
+        "reconciliation": [
+            {**vars(r), "checked_at": r.checked_at.isoformat()} for r in wave.reconciliation
+        ],
+    }
+
+
+def trend_charts(history) -> dict[str, Any]:
+    from etl.dashboard.charts import Series, bar_chart, line_chart, percent
+
+    labels = [run.run_id for run in history]
+    return {
+        "rows_chart": bar_chart(
+            "Rows per run by outcome",
+            labels,
+            [
+                Series(name, [run.total(name) for run in history], f"s-{name}")
+                for name in ("loaded", "quarantined", "excluded", "merged")
+            ],
+        ),
+        "quality_chart": line_chart(
+            "Rows passing checks and rows quarantined, per run",
+            labels,
+            [
+                Series("rows passing checks", [r.dq_pass_rate for r in history], "s-rate"),
+                Series("rows quarantined", [r.quarantine_rate for r in history], "s-rate2"),
+            ],
+            fmt=percent,
+            maximum=1.0,
+        ),
+        "duration_chart": line_chart(
+            "Run duration in seconds",
+            labels,
+            [Series("duration (s)", [r.duration_seconds for r in history], "s-time")],
+        ),
+        "throughput_chart": line_chart(
+            "Throughput: source rows extracted per second of the run",
+            labels,
+            [Series("rows/s", [r.rows_per_second for r in history], "s-loaded")],
+        ),
+    }
+
+
+class _Message:
+    def __init__(self, ok: bool, text: str) -> None:
+        self.ok, self.text = ok, text
+
+
+def _decide(
+    settings: Settings,
+    viewer: Viewer,
+    handles: list[str],
+    decision: str,
+    justification: str | None,
+) -> _Message:
+    from etl.steward import actions
+    from etl.steward.decisions import FIXED_AT_SOURCE, WAIVED
+
+    if not handles:
+        return _Message(False, "choose at least one row")
+    try:
+        if decision == WAIVED:
+            outcomes = actions.waive(settings, handles, justification or "", by=viewer.name)
+        elif decision == FIXED_AT_SOURCE:
+            outcomes = actions.fix_at_source(
+                settings, handles, by=viewer.name, justification=justification
+            )
+        else:
+            return _Message(False, f"unknown decision {decision!r}")
+    except actions.StewardError as error:
+        return _Message(False, str(error))
+    recorded = sum(1 for o in outcomes if o.is_recorded)
+    notes = sorted({o.note for o in outcomes if o.note})
+    text = (
+        f"{decision.replace('_', ' ')}: {recorded} row(s) recorded by {viewer.name}"
+        + (f", {len(outcomes) - recorded} already so" if recorded < len(outcomes) else "")
+        + (". " + " ".join(notes) if notes else "")
+    )
+    return _Message(True, text)
+
+
+def render_steward(
+    request: Request,
+    dashboard: Dashboard,
+    viewer: Viewer,
+    system: str,
+    check: str,
+    reason: str,
+    status: str,
+    kind: str,
+    batch: str,
+    notice: str,
+    error: str,
+) -> Response:
+    import sqlalchemy as sa
+
+    from etl.core.tables import quarantine
+    from etl.dashboard.data import latest_batch_ids
+    from etl.steward import actions
+    from etl.steward.decisions import ReviewStatus
+    from etl.steward.queue import QueueFilter, list_queue, summary
+
+    settings = dashboard.settings
+    try:
+        review_status = ReviewStatus(status)
+    except ValueError:
+        review_status = ReviewStatus.OPEN
+    query_filter = QueueFilter(
+        system=system or None,
+        check=check or None,
+        reason=reason or None,
+        batch_id=batch or None,
+        status=review_status,
+        is_flagged=kind == "flagged",
+        limit=QUEUE_PAGE_ROWS,
+    )
+    page = list_queue(settings, query_filter)
+    counts = summary(settings, batch or None)
+    with dashboard.connection() as connection:
+        batch_ids = [batch] if batch else latest_batch_ids(connection)
+        reasons = [
+            dict(row._mapping)
+            for row in connection.execute(
+                sa.select(
+                    quarantine.c.source_system,
+                    quarantine.c.entity,
+                    quarantine.c.reason,
+                    sa.func.count().label("rows"),
+                )
+                .where(quarantine.c.batch_id.in_(batch_ids))
+                .group_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
+                .order_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
+            )
+        ]
+    query = request.url.query
+    back = request.url.path + (f"?{_without_messages(query)}" if query else "")
+    latest_run = None
+    root = dashboard.validation_root()
+    if root.is_dir():
+        names = sorted(p.name for p in root.iterdir() if p.is_dir())
+        latest_run = names[-1] if names else None
+    return dashboard.render(
+        request,
+        "steward.html",
+        viewer,
+        section="steward",
+        title="Data steward",
+        page=page,
+        summary=counts,
+        reasons=reasons,
+        systems=sorted({row.system for row in counts}),
+        checks=sorted({row.check for row in counts}),
+        reason_names=sorted({row["reason"] for row in reasons}),
+        statuses=[s.value for s in ReviewStatus],
+        query={
+            "system": system,
+            "check": check,
+            "reason": reason,
+            "status": review_status.value,
+            "flagged": kind == "flagged",
+            "batch": batch,
+        },
+        notice=notice,
+        error=error,
+        back=back,
+        history=actions.history(settings, limit=HISTORY_ROWS),
+        mapping_docs=_mapping_docs_href(request, dashboard),
+        validation_report=(
+            request.url_for("validation_file", path=f"{latest_run}/").path if latest_run else None
+        ),
+    )
+
+
+def _without_messages(query: str) -> str:
+    from urllib.parse import parse_qsl
+
+    return urlencode([(k, v) for k, v in parse_qsl(query) if k not in {"notice", "error"}])

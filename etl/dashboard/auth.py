@@ -1,0 +1,286 @@
+"""Who is asking, and what they may do: project leads read, data stewards also act.
+
+Two ways in, one result (a ``Viewer``):
+
+* **standalone** (``vardflytt dashboard``): users with tokens, from ``VARDFLYTT_DASHBOARD_USERS``
+  (``name:role:token`` or ``name:role:sha256:<hex digest of the token>``, comma-separated). A
+  token is sent as ``Authorization: Bearer <token>`` or exchanged at ``/login`` for a signed,
+  HTTP-only, same-site session cookie. Without the variable, a local demo gets two users (``lead``
+  and ``steward``) with random tokens in ``<home>/secrets/dashboard-users.json`` (mode 0600),
+  the way the pseudonym key is made for a demo; production sets the variable from its secret
+  store.
+* **inside Airflow** (the plugin): Airflow's own login. Plugin routes are not protected by
+  Airflow by default, so every route checks Airflow's JWT (bearer header or Airflow's session
+  cookie) and the auth manager's permission to use the website; the Airflow user names in
+  ``VARDFLYTT_DASHBOARD_STEWARDS`` may act as stewards.
+
+A form post authenticated by a cookie must also carry a CSRF token signed for that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import Request
+
+from etl.settings import Settings
+
+SESSION_COOKIE = "vardflytt_dashboard"
+SESSION_SECONDS = 8 * 3600
+MIN_TOKEN_CHARACTERS = 16
+DEMO_USERS_FILE = "dashboard-users.json"
+SECRET_FILE = "dashboard.key"
+
+
+class Role(StrEnum):
+    LEAD = "lead"  # reads every page
+    STEWARD = "steward"  # reads, and decides on quarantined rows
+
+
+class NotAuthenticated(Exception):
+    """No valid credential on the request."""
+
+
+class Forbidden(Exception):
+    """Authenticated, but not allowed to do this."""
+
+
+class DashboardSettings(BaseSettings):
+    """The dashboard's own configuration, read from the environment at run time."""
+
+    model_config = SettingsConfigDict(env_prefix="VARDFLYTT_DASHBOARD_", extra="ignore")
+
+    users: str | None = Field(default=None, description="name:role:token, comma-separated")
+    secret: str | None = Field(default=None, description="Key signing sessions and CSRF tokens")
+    stewards: str = Field(default="", description="Airflow user names who may act as stewards")
+
+
+@dataclass(frozen=True)
+class DashboardUser:
+    name: str
+    role: Role
+    token_sha256: str
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The authenticated person behind a request."""
+
+    name: str
+    role: Role
+    via: str  # bearer | session | airflow
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == Role.STEWARD
+
+    @property
+    def needs_csrf(self) -> bool:
+        """Cookies ride along on cross-site posts; a bearer header does not."""
+        return self.via != "bearer"
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def parse_users(text: str) -> list[DashboardUser]:
+    """``name:role:token`` or ``name:role:sha256:<hex>`` entries, comma-separated."""
+    users = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        name, _, rest = entry.partition(":")
+        role, _, credential = rest.partition(":")
+        if not name or not credential:
+            raise ValueError(f"dashboard user {name or entry[:12]!r}: write name:role:token")
+        try:
+            parsed_role = Role(role)
+        except ValueError as error:
+            raise ValueError(
+                f"dashboard user {name!r}: role {role!r} is not one of "
+                f"{', '.join(r.value for r in Role)}"
+            ) from error
+        if credential.startswith("sha256:"):
+            digest = credential.removeprefix("sha256:").lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"dashboard user {name!r}: sha256 digest must be 64 hex digits")
+        elif len(credential) < MIN_TOKEN_CHARACTERS:
+            raise ValueError(
+                f"dashboard user {name!r}: a token needs at least {MIN_TOKEN_CHARACTERS} characters"
+            )
+        else:
+            digest = token_digest(credential)
+        users.append(DashboardUser(name=name, role=parsed_role, token_sha256=digest))
+    return users
+
+
+def _secret_file(settings: Settings, name: str) -> Path:
+    return Path(settings.home) / "secrets" / name
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def dashboard_secret(settings: Settings, configured: str | None = None) -> bytes:
+    """The key signing sessions and CSRF tokens: configured, or made once for a local demo."""
+    if configured:
+        if len(configured) < MIN_TOKEN_CHARACTERS:
+            raise ValueError(f"VARDFLYTT_DASHBOARD_SECRET needs {MIN_TOKEN_CHARACTERS}+ characters")
+        return configured.encode("utf-8")
+    path = _secret_file(settings, SECRET_FILE)
+    if not path.exists():
+        # Another process (a second API server worker) may make it first.
+        with contextlib.suppress(FileExistsError):
+            _write_private(path, secrets.token_hex(32))
+    return path.read_text("utf-8").strip().encode("utf-8")
+
+
+def demo_tokens(settings: Settings, create: bool = False) -> dict[str, str]:
+    """The local demo's tokens by user name (``lead``, ``steward``), made once if asked."""
+    path = _secret_file(settings, DEMO_USERS_FILE)
+    if not path.exists():
+        if not create:
+            return {}
+        tokens = {
+            Role.LEAD.value: secrets.token_urlsafe(24),
+            Role.STEWARD.value: secrets.token_urlsafe(24),
+        }
+        _write_private(path, json.dumps(tokens, indent=2))
+    return json.loads(path.read_text("utf-8"))
+
+
+def configured_users(settings: Settings, dashboard: DashboardSettings) -> list[DashboardUser]:
+    if dashboard.users:
+        return parse_users(dashboard.users)
+    return [
+        DashboardUser(name=name, role=Role(name), token_sha256=token_digest(token))
+        for name, token in demo_tokens(settings).items()
+    ]
+
+
+class Authenticator:
+    """Says who a request comes from, or raises ``NotAuthenticated`` / ``Forbidden``."""
+
+    has_login_form = False
+
+    async def authenticate(self, request: Request) -> Viewer:
+        raise NotImplementedError
+
+    def login_url(self, request: Request) -> str | None:
+        return None
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" and credential.strip() else None
+
+
+class TokenAuthenticator(Authenticator):
+    """Configured users with tokens: a bearer header, or a session cookie from ``/login``."""
+
+    has_login_form = True
+
+    def __init__(self, users: list[DashboardUser], secret: bytes) -> None:
+        self.users = {user.token_sha256: user for user in users}
+        self.sessions = URLSafeTimedSerializer(secret, salt="vardflytt-dashboard-session")
+
+    def user_for_token(self, token: str) -> DashboardUser | None:
+        digest = token_digest(token)
+        for known, user in self.users.items():
+            if hmac.compare_digest(known, digest):
+                return user
+        return None
+
+    def session_cookie(self, user: DashboardUser) -> str:
+        return self.sessions.dumps({"name": user.name, "token": user.token_sha256[:16]})
+
+    async def authenticate(self, request: Request) -> Viewer:
+        token = _bearer(request)
+        if token is not None:
+            user = self.user_for_token(token)
+            if user is None:
+                raise NotAuthenticated("unknown token")
+            return Viewer(user.name, user.role, "bearer")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise NotAuthenticated("no credential")
+        try:
+            session = self.sessions.loads(cookie, max_age=SESSION_SECONDS)
+        except BadSignature as error:
+            raise NotAuthenticated("invalid or expired session") from error
+        # A session lasts only while its user keeps the same token (revoking a token ends it).
+        for user in self.users.values():
+            if user.name == session.get("name") and user.token_sha256[:16] == session.get("token"):
+                return Viewer(user.name, user.role, "session")
+        raise NotAuthenticated("session of an unknown user")
+
+
+class AirflowAuthenticator(Authenticator):
+    """Airflow's login: its JWT (bearer or Airflow's cookie) and the auth manager's verdict."""
+
+    def __init__(self, stewards: set[str]) -> None:
+        self.stewards = stewards
+
+    async def authenticate(self, request: Request) -> Viewer:
+        from airflow.api_fastapi.app import get_auth_manager
+        from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+        from airflow.api_fastapi.core_api.security import get_user
+        from fastapi import HTTPException
+        from fastapi.security import HTTPAuthorizationCredentials
+
+        token = _bearer(request)
+        credentials = (
+            HTTPAuthorizationCredentials(scheme="Bearer", credentials=token) if token else None
+        )
+        try:
+            user = await get_user(request, None, credentials)
+        except HTTPException as error:
+            raise NotAuthenticated(str(error.detail)) from error
+        if not get_auth_manager().is_authorized_view(access_view=AccessView.WEBSITE, user=user):
+            raise Forbidden("Airflow does not let this user use the website")
+        name = user.get_name()
+        role = Role.STEWARD if name in self.stewards else Role.LEAD
+        return Viewer(name, role, "airflow")
+
+    def login_url(self, request: Request) -> str | None:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        try:
+            return get_auth_manager().get_url_login()
+        except Exception:  # an auth manager without a login page: say so, do not crash
+            return None
+
+
+class CsrfTokens:
+    """Form tokens signed for one user name; valid for a session's length."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.serializer = URLSafeTimedSerializer(secret, salt="vardflytt-dashboard-csrf")
+
+    def issue(self, viewer: Viewer) -> str:
+        return self.serializer.dumps(viewer.name)
+
+    def is_valid(self, viewer: Viewer, token: str | None) -> bool:
+        if not token:
+            return False
+        try:
+            name = self.serializer.loads(token, max_age=SESSION_SECONDS)
+        except BadSignature:
+            return False
+        return hmac.compare_digest(str(name), viewer.name)

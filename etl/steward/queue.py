@@ -1,0 +1,247 @@
+"""The steward queue: quarantined and flagged rows with their current decision, filtered.
+
+What leaves this module is what a steward screen may show: the row's handle (its
+``quarantine_id`` or ``flag_id``), system, dataset, entity, row number, a keyed pseudonym of the
+source key, the check, reason and field, and the current decision. Never the source key itself
+(it can be an identity number), never a value. The command line and the web dashboard both call
+these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from etl.core.database import core_engine
+from etl.core.tables import dq_flag, quarantine, quarantine_decision
+from etl.report.pseudonym import pseudonym_key, pseudonymise
+from etl.settings import Settings
+from etl.status import latest_batches
+from etl.steward.decisions import DECISIONS, ReviewStatus
+from etl.validate.checks import SOURCE_PREFIX
+
+QUARANTINED, FLAGGED = "quarantined", "flagged"
+WAIVED_REASON_PREFIX = "waived:"
+
+
+class QueueFilter(BaseModel):
+    """Which rows to list; ``batch_id`` None means each system's latest batch."""
+
+    system: str | None = None
+    entity: str | None = None
+    check: str | None = None
+    reason: str | None = None
+    batch_id: str | None = None
+    status: ReviewStatus = ReviewStatus.ALL
+    is_flagged: bool = False
+    limit: int | None = 50
+
+
+class QueueRow(BaseModel):
+    """One quarantined (or loaded-and-flagged) row as a steward sees it: no source key, no value."""
+
+    handle: str
+    kind: str  # quarantined | flagged
+    batch_id: str
+    system: str
+    dataset: str
+    entity: str
+    row_number: int
+    pseudonym: str | None
+    check: str
+    severity: str
+    reason: str
+    field: str | None
+    decision: str | None  # None: open
+    decided_by: str | None
+    decided_at: dt.datetime | None
+
+
+class QueuePage(BaseModel):
+    rows: list[QueueRow]
+    total: int  # rows matching the filter, before the limit
+
+
+class SummaryRow(BaseModel):
+    """Counts for one system and check in the chosen batches."""
+
+    system: str
+    check: str
+    quarantined: int
+    open: int
+    fixed_at_source: int
+    waived: int
+    reinject: int
+    flagged: int
+
+
+def problem_table(is_flagged: bool) -> sa.Table:
+    return dq_flag if is_flagged else quarantine
+
+
+def check_id(table: sa.Table) -> sa.ColumnElement[str]:
+    """The stable check id of a stored problem row, as thresholds.yaml and decisions name it.
+
+    Expectation-suite failures carry their own id (``<entity>.<field>.<rule>``); problems found
+    while transforming carry the transform's name (``transform:parse_legacy_date``), and their
+    check id is ``source.<reason>`` (see etl/validate/stage.py).
+    """
+    prefix = table.c.entity + "."
+    is_suite_check = sa.func.substr(table.c.check_name, 1, sa.func.length(prefix)) == prefix
+    return sa.case(
+        (is_suite_check, table.c.check_name),
+        else_=sa.literal(SOURCE_PREFIX, sa.Text) + table.c.reason,
+    )
+
+
+def current_decisions() -> sa.Subquery:
+    """The current decision per (system, dataset, source key, check).
+
+    Writers supersede before they insert, in one transaction; should two stewards still race,
+    the newest decision wins here.
+    """
+    table = quarantine_decision
+    key = (table.c.source_system, table.c.dataset, table.c.source_key, table.c.check_name)
+    ranked = (
+        sa.select(
+            *key,
+            table.c.decision,
+            table.c.decided_by,
+            table.c.decided_at,
+            sa.func.row_number()
+            .over(
+                partition_by=key, order_by=(table.c.decided_at.desc(), table.c.decision_id.desc())
+            )
+            .label("rank"),
+        )
+        .where(table.c.is_current)
+        .subquery("ranked_decision")
+    )
+    return sa.select(ranked).where(ranked.c.rank == 1).subquery("current_decision")
+
+
+def problem_query(
+    connection: sa.Connection, query_filter: QueueFilter, handles: list[str] | None = None
+) -> sa.Select:
+    """Problem rows with their check id and current decision, source key included.
+
+    For this package only: callers outside it get ``QueueRow``s, which carry a pseudonym instead.
+    """
+    table = problem_table(query_filter.is_flagged)
+    handle_column = table.primary_key.columns.values()[0]
+    check = check_id(table)
+    current = current_decisions()
+    query = sa.select(
+        handle_column.label("handle"),
+        table.c.batch_id,
+        table.c.source_system.label("system"),
+        table.c.dataset,
+        table.c.entity,
+        table.c.row_number,
+        table.c.source_key,
+        check.label("check"),
+        table.c.severity,
+        table.c.reason,
+        table.c.field,
+        current.c.decision,
+        current.c.decided_by,
+        current.c.decided_at,
+    ).select_from(
+        table.outerjoin(
+            current,
+            (current.c.source_system == table.c.source_system)
+            & (current.c.dataset == table.c.dataset)
+            & (current.c.source_key == table.c.source_key)
+            & (current.c.check_name == check),
+        )
+    )
+    if handles is not None:
+        # Handles are hex ids; a unique prefix of one is enough to type.
+        query = query.where(
+            sa.or_(*(handle_column.startswith(h, autoescape=True) for h in handles))
+        )
+    elif query_filter.batch_id:
+        query = query.where(table.c.batch_id == query_filter.batch_id)
+    else:
+        query = query.where(table.c.batch_id.in_(latest_batches(connection)))
+    if query_filter.system:
+        query = query.where(table.c.source_system == query_filter.system)
+    if query_filter.entity:
+        query = query.where(table.c.entity == query_filter.entity)
+    if query_filter.check:
+        query = query.where(check == query_filter.check)
+    if query_filter.reason:
+        reason = query_filter.reason.removeprefix(WAIVED_REASON_PREFIX)
+        query = query.where(table.c.reason.in_([reason, WAIVED_REASON_PREFIX + reason]))
+    if query_filter.status == ReviewStatus.OPEN:
+        query = query.where(current.c.decision.is_(None))
+    elif query_filter.status != ReviewStatus.ALL:
+        query = query.where(current.c.decision == query_filter.status.value)
+    return query.order_by(
+        table.c.source_system, table.c.entity, table.c.batch_id, table.c.row_number, check
+    )
+
+
+def with_pseudonyms(settings: Settings, rows: list[dict]) -> list[dict]:
+    """The rows with ``source_key`` replaced by its keyed pseudonym."""
+    if not rows:
+        return []
+    keys = pd.Series([row["source_key"] for row in rows], dtype="string")
+    systems = pd.Series([row["system"] for row in rows], dtype="string")
+    pseudonyms = pseudonymise(pseudonym_key(settings), systems, keys)
+    return [
+        {name: value for name, value in row.items() if name != "source_key"}
+        | {"pseudonym": None if pd.isna(pseudonym) else pseudonym}
+        for row, pseudonym in zip(rows, pseudonyms, strict=True)
+    ]
+
+
+def list_queue(settings: Settings, query_filter: QueueFilter) -> QueuePage:
+    """The steward queue under a filter, newest batch per system unless a batch is named."""
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        query = problem_query(connection, query_filter)
+        total = connection.execute(
+            sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+        ).scalar_one()
+        if query_filter.limit:
+            query = query.limit(query_filter.limit)
+        rows = [dict(row) for row in connection.execute(query).mappings()]
+    kind = FLAGGED if query_filter.is_flagged else QUARANTINED
+    return QueuePage(
+        rows=[QueueRow(kind=kind, **row) for row in with_pseudonyms(settings, rows)], total=total
+    )
+
+
+def summary(
+    settings: Settings, batch_id: str | None = None, system: str | None = None
+) -> list[SummaryRow]:
+    """Rows per system and check: quarantined by current decision, and loaded-and-flagged."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        for is_flagged in (False, True):
+            rows = problem_query(
+                connection,
+                QueueFilter(batch_id=batch_id, system=system, is_flagged=is_flagged, limit=None),
+            ).subquery()
+            grouped = sa.select(
+                rows.c.system, rows.c.check, rows.c.decision, sa.func.count().label("rows")
+            ).group_by(rows.c.system, rows.c.check, rows.c.decision)
+            for row in connection.execute(grouped):
+                tally = counts.setdefault((row.system, row.check), {})
+                if is_flagged:
+                    tally[FLAGGED] = tally.get(FLAGGED, 0) + row.rows
+                else:
+                    status = row.decision or ReviewStatus.OPEN.value
+                    tally[status] = tally.get(status, 0) + row.rows
+                    tally[QUARANTINED] = tally.get(QUARANTINED, 0) + row.rows
+    return [
+        SummaryRow(
+            system=system_name,
+            check=check,
+            **{name: tally.get(name, 0) for name in (QUARANTINED, "open", *DECISIONS, FLAGGED)},
+        )
+        for (system_name, check), tally in sorted(counts.items())
+    ]
