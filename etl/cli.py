@@ -246,6 +246,7 @@ def demo(
     )
     console.rule("result")
     docs(out=None)
+    dq_report(run_id=None, out=None)
     status(batch=None, check=True)
     console.print(f"core database: {settings.resolved_core_url}")
     console.print(f"mapping documentation: {settings.home / 'docs' / 'index.html'}")
@@ -633,6 +634,267 @@ def dq_reevaluate(
     breaches = [r for r in results if r.is_breached]
     console.print(f"{len(results)} stored results, {len(breaches)} would breach")
     raise typer.Exit(1 if breaches else 0)
+
+
+@dq_app.command("report")
+def dq_report(
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run", help="An Airflow run id (default: each system's latest batch)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report folder (default: var/reports/validation/<run> under home)."),
+    ] = None,
+) -> None:
+    """Validation report of a run: steward summary (HTML, Markdown, JSON) and GX Data Docs."""
+    from etl.report.pseudonym import PseudonymKeyError
+    from etl.report.validation import NoResultsError, write_validation_report
+
+    try:
+        paths = write_validation_report(get_settings(), run_id, out)
+    except (NoResultsError, PseudonymKeyError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    console.print(f"validation summary: {paths.summary_html} (and summary.md, summary.json)")
+    console.print(f"Data Docs: {paths.data_docs_index}")
+
+
+cutover_app = typer.Typer(
+    help="Staged, reversible cutovers by wave (plan in mappings/waves.yaml).", no_args_is_help=True
+)
+app.add_typer(cutover_app, name="cutover")
+AsOf = Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default: today).")]
+Actor = Annotated[str | None, typer.Option("--by", help="Who (default: $VARDFLYTT_USER or login).")]
+
+
+def _as_of(value: str | None) -> dt.date:
+    return dt.date.fromisoformat(value) if value else dt.date.today()
+
+
+def _cutover_call(function, *args, **kwargs):
+    from etl.cutover.ledger import LedgerError, WaveLockedError
+    from etl.cutover.plan import PlanError
+    from etl.cutover.promote import PromotionError
+    from etl.validate.gate import DataQualityGateError
+
+    try:
+        return function(*args, **kwargs)
+    except (LedgerError, WaveLockedError, PlanError, PromotionError, DataQualityGateError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+
+
+@cutover_app.command("status")
+def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Every wave's state, window, batches and lock; with a wave, its ledger and criteria."""
+    from etl.core.database import core_engine
+    from etl.cutover import ledger, waves
+
+    settings = get_settings()
+    rows = _cutover_call(waves.wave_status, settings)
+    table = Table(title="cutover waves")
+    for column in ("wave", "state", "systems", "planned", "first load", "batches", "lock"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["wave"],
+            row["state"],
+            str(row["systems"]),
+            row["planned"],
+            row["first_load"] or "-",
+            str(row["promoted_batches"]),
+            row["lock"] or "-",
+        )
+    console.print(table)
+    if not wave:
+        return
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        history = ledger.transitions(connection, wave)
+        approvals = ledger.approvals(connection, wave)
+    ledger_table = Table(title=f"{wave}: ledger")
+    for column in ("at", "from", "to", "by", "run", "mappings"):
+        ledger_table.add_column(column)
+    for t in history:
+        ledger_table.add_row(
+            str(t["at"])[:19],
+            t["from_state"],
+            t["to_state"],
+            t["actor"],
+            t["run_id"] or "-",
+            t["mapping_version"] or "-",
+        )
+    console.print(ledger_table)
+    for a in approvals:
+        current = "" if a["is_current"] else " (superseded)"
+        console.print(
+            f"approval: {a['role']} {a['decision']} by {a['approver']} via {a['channel']}{current}"
+        )
+    criteria = Table(title=f"{wave}: go/no-go criteria")
+    for column in ("criterion", "result", "detail"):
+        criteria.add_column(column)
+    for c in waves.evaluate_criteria(settings, wave):
+        criteria.add_row(c.name, "[green]pass[/green]" if c.passed else "[red]fail[/red]", c.detail)
+    console.print(criteria)
+
+
+@cutover_app.command("rehearse")
+def cutover_rehearse(wave: str, as_of: AsOf = None, by: Actor = None) -> None:
+    """Run the wave into a separate core; evidence pack; compare with the previous rehearsal."""
+    from etl.cutover import waves
+
+    result = _cutover_call(
+        waves.rehearse,
+        get_settings(),
+        wave,
+        _as_of(as_of),
+        by,
+        on_system=lambda s: console.print(f"rehearsing {s}"),
+    )
+    console.print(
+        f"rehearsal {result['rehearsal']}: criteria "
+        f"{'pass' if result['criteria_passed'] else 'FAIL'}; pack {result['pack']}"
+    )
+    if result["comparison"]:
+        console.print(f"compared with the previous rehearsal: {result['comparison']}")
+
+
+@cutover_app.command("load")
+def cutover_load(
+    wave: str,
+    phase: Annotated[str, typer.Option(help="initial, delta or final.")] = "initial",
+    as_of: AsOf = None,
+    by: Actor = None,
+) -> None:
+    """Load the wave's systems into the core: initial (full), delta, or final delta (frozen)."""
+    from etl.cutover import waves
+
+    evidence = _cutover_call(
+        waves.load_wave,
+        get_settings(),
+        wave,
+        phase,
+        _as_of(as_of),
+        by,
+        on_system=lambda s: console.print(f"loading {s} ({phase})"),
+    )
+    for system, batch in evidence["batches"].items():
+        console.print(
+            f"{system}: batch {batch['batch_id']}, extracted {batch['extracted']}, "
+            f"loaded {batch['loaded']}, quarantined {batch['quarantined']}"
+        )
+
+
+@cutover_app.command("freeze")
+def cutover_freeze(wave: str, by: Actor = None) -> None:
+    """Record that the wave's legacy systems are read-only from now (before the final delta)."""
+    from etl.cutover import waves
+
+    _cutover_call(waves.freeze, get_settings(), wave, by)
+    console.print(f"wave {wave} frozen")
+
+
+@cutover_app.command("verify")
+def cutover_verify(wave: str, as_of: AsOf = None, by: Actor = None) -> None:
+    """Reconcile source against core and evaluate the go/no-go criteria."""
+    from etl.cutover import waves
+
+    results = _cutover_call(waves.verify, get_settings(), wave, _as_of(as_of), by)
+    for c in results:
+        console.print(f"pass  {c.name}: {c.detail}")
+    console.print(f"wave {wave} verified; a project lead may now approve it")
+
+
+@cutover_app.command("approve")
+def cutover_approve(
+    wave: str,
+    role: Annotated[str, typer.Option(help="The approving role.")] = "project_lead",
+    reject: Annotated[bool, typer.Option(help="Record a rejection instead.")] = False,
+    by: Actor = None,
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Record a go (or no-go) decision for a verified wave."""
+    from etl.cutover import ledger, waves
+
+    record = _cutover_call(
+        waves.approve,
+        get_settings(),
+        wave,
+        by or ledger.current_actor(),
+        role,
+        "reject" if reject else "approve",
+        "cli",
+        None,
+        note,
+    )
+    console.print(
+        f"{record['role']} {record['decision']} recorded for {wave} by {record['approver']}"
+    )
+
+
+@cutover_app.command("commit")
+def cutover_commit(wave: str, by: Actor = None) -> None:
+    """Cut over: the wave goes live (needs a verified wave and every approver's approval)."""
+    from etl.cutover import waves
+
+    _cutover_call(waves.cut_over, get_settings(), wave, by)
+    console.print(f"wave {wave} is cut over")
+
+
+@cutover_app.command("rollback")
+def cutover_rollback(
+    wave: Annotated[str | None, typer.Argument(help="Roll back the whole wave.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Roll back one batch instead.")] = None,
+    cascade: Annotated[bool, typer.Option(help="Also roll back later batches first.")] = False,
+    by: Actor = None,
+) -> None:
+    """Undo a wave (every promoted batch, newest first) or one batch; checksums prove it."""
+    from etl.cutover import waves
+
+    settings = get_settings()
+    if bool(wave) == bool(batch):
+        console.print("[red]give either a wave or --batch[/red]")
+        raise typer.Exit(2)
+    if batch:
+        undone = _cutover_call(waves.rollback_one_batch, settings, batch, cascade)
+        console.print(f"rolled back: {', '.join(undone) or 'nothing (already rolled back)'}")
+        return
+    evidence = _cutover_call(waves.rollback_wave, settings, wave, by, None, cascade)
+    console.print(
+        f"rolled back {len(evidence['rolled_back_batches'])} batches of {wave}; core "
+        f"rows equal to before the wave: {evidence['checksum_equal_to_before_wave']}"
+    )
+
+
+@cutover_app.command("evidence")
+def cutover_evidence(wave: str, label: Annotated[str | None, typer.Option()] = None) -> None:
+    """Write the wave's evidence pack (JSON, Markdown, checksums, zip) for sign-off."""
+    from etl.cutover import evidence, waves
+
+    settings = get_settings()
+    criteria = [c.as_dict() for c in _cutover_call(waves.evaluate_criteria, settings, wave)]
+    pack = evidence.write_pack(
+        settings,
+        wave,
+        label or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S"),
+        extra={"criteria": criteria},
+    )
+    console.print(f"evidence pack: {pack} (and {pack}.zip)")
+
+
+@cutover_app.command("unlock")
+def cutover_unlock(wave: str, by: Actor = None) -> None:
+    """Release a dead run's lock on a wave (recorded in the ledger's lock history)."""
+    from etl.core.database import core_engine
+    from etl.cutover import ledger
+
+    engine = core_engine(get_settings().resolved_core_url)
+    holder = ledger.lock_holder(engine, wave)
+    if holder is None:
+        console.print(f"wave {wave} is not locked")
+        return
+    ledger.release_lock(engine, wave)
+    console.print(f"released {wave}, held by {holder.holder}, by {by or ledger.current_actor()}")
 
 
 if __name__ == "__main__":

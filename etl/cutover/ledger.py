@@ -1,6 +1,7 @@
 """The cutover ledger: each wave's state, its legal transitions, approvals, and the wave lock.
 
-    planned -> rehearsal (repeatable) -> initial_load -> delta_load (repeatable) -> frozen
+    planned -> rehearsal (repeatable) -> initial_load (repeatable: systems that failed)
+            -> delta_load (repeatable) -> frozen
             -> final_delta -> verified -> cut_over
     and from initial_load on: -> rolled_back (then initial_load again, or rehearsal)
 
@@ -38,7 +39,7 @@ ROLLED_BACK = "rolled_back"
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     PLANNED: (REHEARSAL, INITIAL_LOAD),
     REHEARSAL: (REHEARSAL, INITIAL_LOAD),
-    INITIAL_LOAD: (DELTA_LOAD, FROZEN, ROLLED_BACK),
+    INITIAL_LOAD: (INITIAL_LOAD, DELTA_LOAD, FROZEN, ROLLED_BACK),
     DELTA_LOAD: (DELTA_LOAD, FROZEN, ROLLED_BACK),
     FROZEN: (FINAL_DELTA, ROLLED_BACK),
     FINAL_DELTA: (VERIFIED, FINAL_DELTA, ROLLED_BACK),

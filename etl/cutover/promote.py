@@ -397,18 +397,23 @@ def _rollback_entity(connection: sa.Connection, entity: str, batch_id: str) -> E
 
 
 def core_checksums(
-    connection: sa.Connection, entities: Iterable[str] | None = None, chunk: int = 20_000
+    connection: sa.Connection,
+    entities: Iterable[str] | None = None,
+    chunk: int = 20_000,
+    systems: Iterable[str] | None = None,
 ) -> dict[str, str]:
-    """Per core table: row count and SHA-256 over every column of every row, in key order."""
+    """Per core table: row count and SHA-256 over every column of every row, in key order
+    (only the rows of ``systems``, if given)."""
     sums = {}
     for entity in entities or ENTITIES:
         table = ENTITY_TABLES[entity]
         key = table.c[ENTITIES[entity].id_field()]
         digest = hashlib.sha256()
         rows = 0
-        result = connection.execution_options(yield_per=chunk).execute(
-            sa.select(*table.columns).order_by(key)
-        )
+        query = sa.select(*table.columns).order_by(key)
+        if systems is not None:
+            query = query.where(table.c.source_system.in_(list(systems)))
+        result = connection.execution_options(yield_per=chunk).execute(query)
         for partition in result.partitions():
             for row in partition:
                 digest.update(repr(tuple(row)).encode("utf-8"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import shutil
 import uuid
 from dataclasses import dataclass, field
 
@@ -70,10 +71,13 @@ class EntityReconciliation:
 
 def _aggregate_columns(entity: str, schema: pa.Schema) -> list[str]:
     sensitive = set(ENTITIES[entity].sensitive_fields())
+    core_columns = set(ENTITY_TABLES[entity].c.keys())
     return [
         f.name
         for f in schema
-        if f.name not in sensitive and any(check(f.type) for check in _AGGREGATABLE)
+        if f.name in core_columns
+        and f.name not in sensitive
+        and any(check(f.type) for check in _AGGREGATABLE)
     ]
 
 
@@ -270,6 +274,8 @@ def reconcile_system(
                     for r in results
                 ],
             )
+    # The scratch batch was only a measuring device: drop its landed and staged files.
+    shutil.rmtree(paths.root.parent, ignore_errors=True)
     return results
 
 

@@ -1,0 +1,230 @@
+"""Evidence packs: what a project lead signs off, per wave, from the ledger and the results.
+
+A pack is a folder (and a zip of it) with ``evidence.json`` (machine-readable), ``evidence.md``
+(for people) and ``SHA256SUMS``. It holds the plan entry, mapping version, ledger transitions,
+approvals, batches, record accounting, data-quality results, reconciliation and checksums:
+counts, codes, check names and opaque row ids only, never patient data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from etl.batch import utc_now
+from etl.core.database import core_engine
+from etl.core.tables import batch_accounting, dq_result, promotion, wave_reconciliation
+from etl.cutover import ledger
+from etl.cutover.plan import load_plan
+from etl.settings import Settings
+from etl.validate.gate import mapping_version
+
+
+def _rows(connection, query) -> list[dict]:
+    return [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
+        for row in connection.execute(query)
+    ]
+
+
+def collect(settings: Settings, name: str) -> dict:
+    plan = load_plan(settings.mappings_dir)
+    wave = plan.wave(name)
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        batches = _rows(
+            connection,
+            sa.select(promotion).where(promotion.c.wave == name).order_by(promotion.c.seq),
+        )
+        batch_ids = [b["batch_id"] for b in batches] or [""]
+        accounting = _rows(
+            connection,
+            sa.select(batch_accounting)
+            .where(batch_accounting.c.batch_id.in_(batch_ids))
+            .order_by(batch_accounting.c.source_system, batch_accounting.c.entity),
+        )
+        results = _rows(
+            connection,
+            sa.select(
+                dq_result.c.batch_id,
+                dq_result.c.source_system,
+                dq_result.c.entity,
+                dq_result.c.check_name,
+                dq_result.c.severity,
+                dq_result.c.rows_evaluated,
+                dq_result.c.rows_failed,
+                dq_result.c.max_failure_rate,
+                dq_result.c.is_breached,
+            )
+            .where(dq_result.c.batch_id.in_(batch_ids) & (dq_result.c.rows_failed > 0))
+            .order_by(dq_result.c.source_system, dq_result.c.entity, dq_result.c.check_name),
+        )
+        reconciliation = _rows(
+            connection,
+            sa.select(wave_reconciliation)
+            .where(wave_reconciliation.c.wave == name)
+            .order_by(wave_reconciliation.c.checked_at),
+        )
+        latest = {}
+        for row in reconciliation:
+            latest[(row["source_system"], row["entity"])] = row
+        transitions = [
+            {**t, "at": t["at"].isoformat()} for t in ledger.transitions(connection, name)
+        ]
+        approvals = _rows(
+            connection,
+            sa.select(*[c for c in ledger.cutover_approval.c if c.name != "note"]).where(
+                ledger.cutover_approval.c.wave == name
+            ),
+        )
+        state = ledger.wave_state(connection, name)
+    return {
+        "wave": wave.model_dump(mode="json"),
+        "plan_digest": plan.digest,
+        "mapping_version": mapping_version(settings.mappings_dir.resolve().parent),
+        "state": state,
+        "generated_at": utc_now().isoformat(),
+        "batches": batches,
+        "accounting": accounting,
+        "data_quality": results,
+        "reconciliation": list(latest.values()),
+        "transitions": transitions,
+        "approvals": approvals,
+    }
+
+
+def _markdown(content: dict) -> str:
+    wave = content["wave"]
+    lines = [
+        f"# Evidence pack: {wave['wave']} - {wave['title']}",
+        "",
+        f"- State: **{content['state']}**",
+        f"- Planned window: {wave['window']['start']} to {wave['window']['end']}",
+        f"- Mapping version: `{content['mapping_version']}`, "
+        f"plan digest `{content['plan_digest']}`",
+        f"- Generated: {content['generated_at']}",
+        "",
+        "## Go/no-go criteria",
+        "",
+    ]
+    for criterion in content.get("criteria", []):
+        mark = "PASS" if criterion["passed"] else "FAIL"
+        lines.append(f"- {mark} {criterion['criterion']}: {criterion['detail']}")
+    lines += [
+        "",
+        "## Record accounting",
+        "",
+        "| system | entity | extracted | loaded | quarantined | excluded | merged | residue |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in content["accounting"]:
+        lines.append(
+            f"| {row['source_system']} | {row['entity']} | {row['extracted']} | {row['loaded']} "
+            f"| {row['quarantined']} | {row['excluded']} | {row['merged']} | {row['residue']} |"
+        )
+    lines += [
+        "",
+        "## Reconciliation (source through mapping against core)",
+        "",
+        "| system | entity | expected | core | missing | unexpected | differing | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in content["reconciliation"]:
+        lines.append(
+            f"| {row['source_system']} | {row['entity']} | {row['expected_rows']} | "
+            f"{row['core_rows']} | {row['missing_in_core']} | {row['unexpected_in_core']} | "
+            f"{row['content_mismatches']} | {'yes' if row['is_reconciled'] else 'NO'} |"
+        )
+    lines += ["", "## Ledger", ""]
+    for t in content["transitions"]:
+        lines.append(
+            f"- {t['at'][:19]} {t['from_state']} -> {t['to_state']} by {t['actor']}"
+            f" (run {t['run_id'] or '-'}, mappings {t['mapping_version'] or '-'})"
+        )
+    lines += ["", "## Approvals", ""]
+    for a in content["approvals"]:
+        lines.append(
+            f"- {a['at'][:19]} {a['role']}: {a['decision']} by {a['approver']} via {a['channel']}"
+            + ("" if a["is_current"] else " (superseded)")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_pack(
+    settings: Settings,
+    name: str,
+    label: str,
+    out_root: Path | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write the wave's evidence pack under ``<out_root>/<wave>/<label>/`` and zip it."""
+    root = (out_root or Path(settings.home) / "evidence") / name / label
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    content = collect(settings, name) | (extra or {})
+    (root / "evidence.json").write_text(
+        json.dumps(content, indent=2, sort_keys=True, default=str), encoding="utf-8"
+    )
+    (root / "evidence.md").write_text(_markdown(content), encoding="utf-8")
+    sums = [
+        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}"
+        for path in sorted(root.iterdir())
+    ]
+    (root / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
+    shutil.make_archive(str(root), "zip", root_dir=root)
+    return root
+
+
+def compare_packs(previous: Path, current: Path) -> dict | None:
+    """What changed between two packs of a wave: accounting, reconciliation, criteria."""
+    if not (previous / "evidence.json").exists():
+        return None
+    before = json.loads((previous / "evidence.json").read_text("utf-8"))
+    after = json.loads((current / "evidence.json").read_text("utf-8"))
+
+    def by_key(rows, fields):
+        return {(r["source_system"], r["entity"]): {f: r[f] for f in fields} for r in rows}
+
+    changes = []
+    for section, fields in (
+        ("accounting", ("extracted", "loaded", "quarantined", "excluded", "merged")),
+        ("reconciliation", ("expected_rows", "core_rows", "is_reconciled")),
+    ):
+        old, new = by_key(before[section], fields), by_key(after[section], fields)
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                changes.append(
+                    {
+                        "section": section,
+                        "system": key[0],
+                        "entity": key[1],
+                        "before": old.get(key),
+                        "after": new.get(key),
+                    }
+                )
+    old_criteria = {c["criterion"]: c["passed"] for c in before.get("criteria", [])}
+    new_criteria = {c["criterion"]: c["passed"] for c in after.get("criteria", [])}
+    criteria = {
+        name: {"before": old_criteria.get(name), "after": passed}
+        for name, passed in new_criteria.items()
+        if old_criteria.get(name) != passed
+    }
+    comparison = {
+        "previous": previous.name,
+        "current": current.name,
+        "mapping_version": [before.get("mapping_version"), after.get("mapping_version")],
+        "changes": changes,
+        "criteria_changed": criteria,
+    }
+    (current / "comparison.json").write_text(
+        json.dumps(comparison, indent=2, default=str), encoding="utf-8"
+    )
+    return {
+        "changes": len(changes),
+        "criteria_changed": criteria,
+        "file": str(current / "comparison.json"),
+    }

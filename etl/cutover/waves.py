@@ -1,0 +1,604 @@
+"""Running a wave: rehearse, load, freeze, final delta, verify, approve, cut over, roll back.
+
+Each operation takes the wave's lock, does its work through the pipeline, and records a ledger
+transition with its evidence. The command line and the cutover DAGs call these same functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from etl.batch import utc_now
+from etl.core.database import core_engine
+from etl.core.tables import dq_result, promotion, wave_reconciliation
+from etl.cutover import ledger
+from etl.cutover.plan import Wave, load_plan
+from etl.cutover.promote import PROMOTED, core_checksums, rollback
+from etl.cutover.reconcile import accounting_residue, reconcile_system
+from etl.settings import Settings
+from etl.validate.gate import mapping_version
+
+PHASES = {
+    "initial": (ledger.INITIAL_LOAD, "full"),
+    "delta": (ledger.DELTA_LOAD, "delta"),
+    "final": (ledger.FINAL_DELTA, "delta"),
+}
+
+
+@dataclass
+class Criterion:
+    name: str
+    passed: bool
+    detail: str
+
+    def as_dict(self) -> dict:
+        return {"criterion": self.name, "passed": self.passed, "detail": self.detail}
+
+
+def wave_of(settings: Settings, name: str) -> Wave:
+    return load_plan(settings.mappings_dir).wave(name)
+
+
+def _version(settings: Settings) -> str | None:
+    return mapping_version(settings.mappings_dir.resolve().parent)
+
+
+def _engine(settings: Settings) -> sa.Engine:
+    return core_engine(settings.resolved_core_url)
+
+
+def batch_id_for(system: str, wave: str, phase: str, stamp: str) -> str:
+    return f"{system}__{wave}__{phase}__{stamp}"
+
+
+def _stamp() -> str:
+    return utc_now().strftime("%Y%m%dT%H%M%S%f")
+
+
+def wave_checksums(settings: Settings, wave: Wave) -> dict[str, str]:
+    """Checksums of the core rows this wave's systems own (other waves' rows are not its)."""
+    with _engine(settings).connect() as connection:
+        return core_checksums(connection, systems=wave.systems)
+
+
+def promoted_batches(connection: sa.Connection, wave: str) -> list[dict]:
+    rows = connection.execute(
+        sa.select(promotion)
+        .where((promotion.c.wave == wave) & (promotion.c.state == PROMOTED))
+        .order_by(promotion.c.seq)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def load_wave(
+    settings: Settings,
+    name: str,
+    phase: str,
+    as_of_date: dt.date,
+    actor: str | None = None,
+    run_id: str | None = None,
+    systems: list[str] | None = None,
+    on_system=None,
+) -> dict:
+    """Load the wave's systems (initial: full; delta and final: changes since the last load)."""
+    from etl import pipeline
+
+    if phase not in PHASES:
+        raise ledger.LedgerError(f"phase is one of {', '.join(PHASES)}, not '{phase}'")
+    wave = wave_of(settings, name)
+    to_state, kind = PHASES[phase]
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        state = ledger.wave_state(connection, name)
+    if to_state not in ledger.TRANSITIONS[state]:
+        # Refuse before any work, with the same message the ledger would give.
+        with engine.begin() as connection:
+            ledger.transition(connection, name, to_state)
+    plan_systems = systems or wave.systems
+    with ledger.wave_lock(engine, name, run_id):
+        first_load = phase == "initial" and state != ledger.INITIAL_LOAD
+        before = wave_checksums(settings, wave) if first_load else None
+        stamp = _stamp()
+        batches, failures = {}, {}
+        for system in plan_systems:
+            if on_system:
+                on_system(system)
+            batch_id = batch_id_for(system, name, phase, stamp)
+            extra = {} if kind == "full" else {"kind": kind}
+            try:
+                report = pipeline.run_system(
+                    system,
+                    batch_id,
+                    as_of_date,
+                    run_id=run_id,
+                    settings=settings,
+                    wave=name,
+                    **extra,
+                )
+            except Exception as error:  # the ledger must show partial loads too
+                failures[system] = {
+                    "batch_id": batch_id,
+                    "error": f"{type(error).__name__}: {str(error).splitlines()[0]}",
+                }
+                continue
+            batches[system] = {
+                "batch_id": batch_id,
+                "extracted": sum(a.extracted for a in report.accounting),
+                "loaded": sum(a.loaded for a in report.accounting),
+                "quarantined": sum(a.quarantined for a in report.accounting),
+            }
+        evidence = {
+            "phase": phase,
+            "batches": batches,
+            "failures": failures,
+            "as_of_date": str(as_of_date),
+        }
+        if before is not None:
+            evidence["checksums_before"] = before
+        with engine.begin() as connection:
+            ledger.invalidate_approvals(connection, name)
+            ledger.transition(
+                connection,
+                name,
+                to_state,
+                actor,
+                run_id,
+                _version(settings),
+                evidence,
+                plan_digest=load_plan(settings.mappings_dir).digest,
+            )
+    if failures:
+        raise ledger.LedgerError(
+            f"wave {name} {phase} load: {len(failures)} of {len(plan_systems)} systems failed "
+            "and were recorded in the ledger: "
+            + "; ".join(f"{s}: {f['error']}" for s, f in failures.items())
+            + f". Fix, then `vardflytt cutover load {name} --phase {phase} --systems "
+            + ",".join(failures)
+            + "`."
+        )
+    return evidence
+
+
+def freeze(settings: Settings, name: str, actor=None, run_id=None, note=None) -> dict:
+    """Legacy systems of the wave go read-only: from here only the final delta moves data."""
+    wave = wave_of(settings, name)
+    with _engine(settings).begin() as connection:
+        return ledger.transition(
+            connection,
+            name,
+            ledger.FROZEN,
+            actor,
+            run_id,
+            _version(settings),
+            {"systems": wave.systems},
+            note or "legacy systems read-only for the final delta",
+        )
+
+
+def reconcile_wave(
+    settings: Settings, name: str, as_of_date: dt.date, run_id: str | None = None
+) -> list[dict]:
+    from etl.pipeline import catalog
+
+    wave = wave_of(settings, name)
+    label = (run_id or _stamp()).replace(":", "_").replace("+", "_")
+    results = []
+    for system in wave.systems:
+        for entity in reconcile_system(
+            catalog(settings), system, settings, as_of_date, wave=name, label=label
+        ):
+            results.append(entity.summary())
+    return results
+
+
+def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
+    """Each go/no-go criterion of the wave, with pass/fail and the reason."""
+    wave = wave_of(settings, name)
+    criteria = wave.criteria
+    found: list[Criterion] = []
+    with _engine(settings).connect() as connection:
+        batches = promoted_batches(connection, name)
+        latest = {}
+        for batch in batches:
+            latest[batch["source_system"]] = batch
+        missing = [s for s in wave.systems if s not in latest]
+        found.append(
+            Criterion(
+                "every system loaded",
+                not missing,
+                f"not loaded: {', '.join(missing)}" if missing else f"{len(latest)} systems",
+            )
+        )
+        batch_ids = [b["batch_id"] for b in batches]
+        breaches = connection.execute(
+            sa.select(dq_result.c.source_system, dq_result.c.entity, dq_result.c.check_name).where(
+                dq_result.c.batch_id.in_(batch_ids or [""]) & dq_result.c.is_breached
+            )
+        ).all()
+        found.append(
+            Criterion(
+                "data-quality gate",
+                not breaches,
+                "; ".join(f"{s}/{e}/{c}" for s, e, c in breaches) or "no check over threshold",
+            )
+        )
+        residue = accounting_residue(connection, batch_ids)
+        found.append(
+            Criterion(
+                "record accounting",
+                not residue,
+                "; ".join(
+                    f"{r['source_system']}/{r['entity']}: residue {r['residue']}" for r in residue
+                )
+                or "extracted = loaded + quarantined + excluded + merged everywhere",
+            )
+        )
+        totals = connection.execute(
+            sa.text(
+                "SELECT source_system, sum(extracted), sum(quarantined) FROM batch_accounting "
+                "WHERE batch_id IN :ids GROUP BY source_system"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
+            {"ids": batch_ids or [""]},
+        ).all()
+        over = [
+            f"{system} {quarantined / extracted:.2%}"
+            for system, extracted, quarantined in totals
+            if extracted and quarantined / extracted > criteria.max_quarantine_rate
+        ]
+        found.append(
+            Criterion(
+                f"quarantine rate <= {criteria.max_quarantine_rate:.1%}",
+                not over,
+                "; ".join(over) or "every system within the limit",
+            )
+        )
+        last_promotion = max((b["promoted_at"] for b in batches), default=None)
+        recon = connection.execute(
+            sa.select(wave_reconciliation).where(wave_reconciliation.c.wave == name)
+        ).all()
+        fresh = [r for r in recon if last_promotion is None or _after(r.checked_at, last_promotion)]
+        newest: dict[tuple[str, str], object] = {}
+        for r in sorted(fresh, key=lambda r: _naive(r.checked_at)):
+            newest[(r.source_system, r.entity)] = r
+        current = list(newest.values())
+        failing = [f"{r.source_system}/{r.entity}" for r in current if not r.is_reconciled]
+        covered = {r.source_system for r in current}
+        not_checked = [s for s in wave.systems if s not in covered]
+        found.append(
+            Criterion(
+                "reconciliation exact",
+                bool(current) and not failing and not not_checked,
+                "; ".join(
+                    [f"mismatch: {', '.join(failing)}"] * bool(failing)
+                    + [f"not reconciled since the last load: {', '.join(not_checked)}"]
+                    * bool(not_checked)
+                )
+                or f"{len(current)} system/entity pairs match source to core",
+            )
+        )
+        rehearsals = ledger.count_transitions(connection, name, ledger.REHEARSAL)
+        found.append(
+            Criterion(
+                f"at least {criteria.min_rehearsals} rehearsal(s)",
+                rehearsals >= criteria.min_rehearsals,
+                f"{rehearsals} rehearsal(s) recorded",
+            )
+        )
+    return found
+
+
+def _naive(value):
+    return value.replace(tzinfo=None) if value.tzinfo else value
+
+
+def _after(checked_at, promoted_at) -> bool:
+    return _naive(checked_at) >= _naive(promoted_at)
+
+
+def verify(
+    settings: Settings,
+    name: str,
+    as_of_date: dt.date,
+    actor: str | None = None,
+    run_id: str | None = None,
+) -> list[Criterion]:
+    """Reconcile, evaluate the criteria, and record ``verified`` only if every one passes."""
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        state = ledger.wave_state(connection, name)
+    if ledger.VERIFIED not in ledger.TRANSITIONS[state]:
+        with engine.begin() as connection:
+            ledger.transition(connection, name, ledger.VERIFIED)
+    with ledger.wave_lock(engine, name, run_id):
+        reconcile_wave(settings, name, as_of_date, run_id)
+        results = evaluate_criteria(settings, name)
+        failed = [c for c in results if not c.passed]
+        if failed:
+            raise ledger.LedgerError(
+                f"wave {name} is not verified: "
+                + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+                + ". See `vardflytt cutover status "
+                + name
+                + "` and the evidence pack."
+            )
+        with engine.begin() as connection:
+            ledger.transition(
+                connection,
+                name,
+                ledger.VERIFIED,
+                actor,
+                run_id,
+                _version(settings),
+                {"criteria": [c.as_dict() for c in results]},
+            )
+    return results
+
+
+def approve(
+    settings: Settings,
+    name: str,
+    approver: str,
+    role: str,
+    decision: str = "approve",
+    channel: str = "cli",
+    run_id: str | None = None,
+    note: str | None = None,
+) -> dict:
+    wave = wave_of(settings, name)
+    if role not in wave.criteria.approvers:
+        raise ledger.LedgerError(
+            f"role '{role}' does not approve wave {name}; approvers: "
+            f"{', '.join(wave.criteria.approvers)}"
+        )
+    with _engine(settings).begin() as connection:
+        state = ledger.wave_state(connection, name)
+        if state != ledger.VERIFIED:
+            raise ledger.LedgerError(
+                f"wave {name} is {state}: only a verified wave can be approved for cutover"
+            )
+        return ledger.record_approval(
+            connection, name, role, approver, decision, channel, run_id, note
+        )
+
+
+def cut_over(
+    settings: Settings, name: str, actor: str | None = None, run_id: str | None = None
+) -> dict:
+    """Commit the cutover: the wave goes live. Needs every approver's current approval."""
+    wave = wave_of(settings, name)
+    with _engine(settings).begin() as connection:
+        current = {a["role"]: a for a in ledger.approvals(connection, name, current_only=True)}
+        missing = [
+            role
+            for role in wave.criteria.approvers
+            if role not in current or current[role]["decision"] != "approve"
+        ]
+        if missing:
+            raise ledger.LedgerError(
+                f"wave {name} cannot cut over: no current approval from {', '.join(missing)}"
+                + (
+                    f" (rejected by {current[missing[0]]['approver']})"
+                    if missing[0] in current
+                    else ""
+                )
+            )
+        return ledger.transition(
+            connection,
+            name,
+            ledger.CUT_OVER,
+            actor,
+            run_id,
+            _version(settings),
+            {
+                "approvals": [
+                    {k: str(v) for k, v in a.items() if k in {"role", "approver", "channel", "at"}}
+                    for a in current.values()
+                ]
+            },
+        )
+
+
+def rollback_wave(
+    settings: Settings,
+    name: str,
+    actor: str | None = None,
+    run_id: str | None = None,
+    cascade: bool = False,
+) -> dict:
+    """Undo every promoted batch of the wave, newest first, in one transaction."""
+    wave = wave_of(settings, name)
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        state = ledger.wave_state(connection, name)
+        started = [
+            t for t in ledger.transitions(connection, name) if t["to_state"] == ledger.INITIAL_LOAD
+        ]
+    if ledger.ROLLED_BACK not in ledger.TRANSITIONS[state]:
+        with engine.begin() as connection:
+            ledger.transition(connection, name, ledger.ROLLED_BACK)
+    with ledger.wave_lock(engine, name, run_id):
+        with engine.begin() as connection:
+            batches = promoted_batches(connection, name)
+            undone = []
+            for batch in reversed(batches):
+                for report in rollback(connection, batch["batch_id"], cascade=cascade):
+                    if not report.already_done:
+                        undone.append(report.batch_id)
+        after = wave_checksums(settings, wave)
+        with_sums = [t for t in started if "checksums_before" in t["evidence"]]
+        before = with_sums[-1]["evidence"]["checksums_before"] if with_sums else None
+        evidence = {
+            "rolled_back_batches": undone,
+            "checksums_after": after,
+            "checksum_equal_to_before_wave": before == after if before else None,
+        }
+        with engine.begin() as connection:
+            ledger.invalidate_approvals(connection, name)
+            ledger.transition(
+                connection, name, ledger.ROLLED_BACK, actor, run_id, _version(settings), evidence
+            )
+    if before is not None and before != after:
+        raise ledger.LedgerError(
+            f"wave {name} rolled back, but its core rows differ from before the wave: "
+            f"{sorted(k for k in after if after[k] != before.get(k))}; "
+            "investigate before loading again"
+        )
+    return evidence
+
+
+def rollback_one_batch(
+    settings: Settings, batch_id: str, cascade: bool = False, run_id: str | None = None
+) -> list[str]:
+    """Undo one promoted batch (and, with cascade, the later ones that changed its rows)."""
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.select(promotion.c.wave).where(promotion.c.batch_id == batch_id)
+        ).first()
+    wave = row.wave if row and row.wave else None
+    if wave:
+        with ledger.wave_lock(engine, wave, run_id), engine.begin() as connection:
+            reports = rollback(connection, batch_id, cascade=cascade)
+    else:
+        with engine.begin() as connection:
+            reports = rollback(connection, batch_id, cascade=cascade)
+    return [r.batch_id for r in reports if not r.already_done]
+
+
+def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
+    """A separate core (its own SQLite file, or its own PostgreSQL schema) and landing zone."""
+    folder = Path(settings.home) / "rehearsals" / name / f"{number:03d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    url = sa.make_url(settings.resolved_core_url)
+    if url.get_backend_name() == "postgresql":
+        schema = f"rehearsal_{name}"[:60]
+        base = url.set(query={k: v for k, v in url.query.items() if k != "options"})
+        engine = sa.create_engine(base)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        engine.dispose()
+        core_url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    else:
+        core_url = f"sqlite:///{folder / 'core.sqlite'}"
+    values = settings.model_dump()
+    values.update(core_url=core_url, landing_dir=folder / "landing")
+    return Settings(**values)
+
+
+def rehearse(
+    settings: Settings,
+    name: str,
+    as_of_date: dt.date,
+    actor: str | None = None,
+    run_id: str | None = None,
+    on_system=None,
+) -> dict:
+    """Run the wave into a separate core, build its evidence pack, compare with the last one."""
+    from etl import pipeline
+    from etl.cutover.evidence import compare_packs, write_pack
+
+    wave = wave_of(settings, name)
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        state = ledger.wave_state(connection, name)
+        number = ledger.count_transitions(connection, name, ledger.REHEARSAL) + 1
+    if ledger.REHEARSAL not in ledger.TRANSITIONS[state]:
+        with engine.begin() as connection:
+            ledger.transition(connection, name, ledger.REHEARSAL)
+    with ledger.wave_lock(engine, name, run_id):
+        rehearsal = rehearsal_settings(settings, name, number)
+        failures = {}
+        stamp = _stamp()
+        for system in wave.systems:
+            if on_system:
+                on_system(system)
+            try:
+                pipeline.run_system(
+                    system,
+                    batch_id_for(system, name, "rehearsal", stamp),
+                    as_of_date,
+                    run_id=run_id,
+                    settings=rehearsal,
+                    wave=name,
+                )
+            except Exception as error:
+                failures[system] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        reconcile_wave(rehearsal, name, as_of_date, run_id)
+        criteria = [
+            c.as_dict()
+            for c in evaluate_criteria(rehearsal, name)
+            if not c.name.startswith("at least")
+        ]
+        pack = write_pack(
+            rehearsal,
+            name,
+            f"rehearsal-{number:03d}",
+            out_root=Path(settings.home) / "evidence",
+            extra={"criteria": criteria, "failures": failures, "rehearsal": number},
+        )
+        previous = Path(settings.home) / "evidence" / name / f"rehearsal-{number - 1:03d}"
+        comparison = compare_packs(previous, pack) if number > 1 else None
+        evidence = {
+            "rehearsal": number,
+            "pack": str(pack),
+            "criteria_passed": all(c["passed"] for c in criteria) and not failures,
+            "failures": failures,
+            "comparison": comparison,
+        }
+        with engine.begin() as connection:
+            ledger.transition(
+                connection,
+                name,
+                ledger.REHEARSAL,
+                actor,
+                run_id,
+                _version(settings),
+                evidence,
+                plan_digest=load_plan(settings.mappings_dir).digest,
+            )
+    return evidence
+
+
+def wave_status(settings: Settings) -> list[dict]:
+    plan = load_plan(settings.mappings_dir)
+    with _engine(settings).connect() as connection:
+        rows = []
+        for wave in plan.waves:
+            history = ledger.transitions(connection, wave.wave)
+            rows.append(
+                {
+                    "wave": wave.wave,
+                    "title": wave.title,
+                    "systems": len(wave.systems),
+                    "state": ledger.wave_state(connection, wave.wave),
+                    "planned": f"{wave.window.start} - {wave.window.end}",
+                    "first_load": next(
+                        (
+                            str(t["at"])[:16]
+                            for t in history
+                            if t["to_state"] == ledger.INITIAL_LOAD
+                        ),
+                        None,
+                    ),
+                    "last_change": str(history[-1]["at"])[:16] if history else None,
+                    "promoted_batches": len(promoted_batches(connection, wave.wave)),
+                    "lock": (ledger.lock_holder(connection.engine, wave.wave) or None)
+                    and ledger.lock_holder(connection.engine, wave.wave).holder,
+                }
+            )
+    return rows
+
+
+def evidence_json(pack: Path) -> dict:
+    return json.loads((pack / "evidence.json").read_text("utf-8"))
