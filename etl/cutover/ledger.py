@@ -202,8 +202,13 @@ def _holder_label(run_id: str | None) -> str:
     return f"{run_id or 'command line'} by {current_actor()} on {where}"
 
 
-def acquire_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> str:
-    """Take the wave's lease, atomically (primary key); refuse with who holds it."""
+def acquire_lock(
+    engine: sa.Engine, wave: str, run_id: str | None = None
+) -> tuple[str, bool]:
+    """Take the wave's lease, atomically (primary key); refuse with who holds it.
+
+    Returns the holder label and whether this call took it: an Airflow run that took the lease
+    in its first task holds it through its later tasks (same run id) until its last task."""
     holder = _holder_label(run_id)
     now = utc_now()
     with engine.begin() as connection:
@@ -212,9 +217,10 @@ def acquire_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> str
             acquired = row.acquired_at
             if acquired.tzinfo is None:
                 acquired = acquired.replace(tzinfo=now.tzinfo)
-            # A retry of the same Airflow run may take its own lease again.
             same_run = run_id is not None and row.holder.startswith(f"{run_id} by ")
-            if now - acquired < LOCK_LEASE and not same_run:
+            if same_run:
+                return row.holder, False
+            if now - acquired < LOCK_LEASE:
                 raise WaveLockedError(
                     f"wave {wave} is held by {row.holder} since {acquired:%Y-%m-%d %H:%M} UTC; "
                     "two runs of one wave must not interleave. Wait for it to finish; if that run "
@@ -230,7 +236,7 @@ def acquire_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> str
         raise WaveLockedError(
             f"wave {wave} was taken by another run a moment ago; wait for it to finish"
         ) from error
-    return holder
+    return holder, True
 
 
 def release_lock(
@@ -254,8 +260,10 @@ def lock_holder(engine: sa.Engine, wave: str) -> LockHolder | None:
 
 @contextmanager
 def wave_lock(engine: sa.Engine, wave: str, run_id: str | None = None):
-    holder = acquire_lock(engine, wave, run_id)
+    """Hold the wave for this block; a lease the run already held stays held after it."""
+    holder, taken = acquire_lock(engine, wave, run_id)
     try:
         yield holder
     finally:
-        release_lock(engine, wave, holder)
+        if taken:
+            release_lock(engine, wave, holder)
