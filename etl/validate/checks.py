@@ -44,6 +44,9 @@ class Defaults(BaseModel):
 
     max_failure_rate: float = Field(ge=0, le=1)
     waivable: bool = True
+    # A handful of failing rows never stops a batch on its own: over a small dataset a rate says
+    # nothing (3 of 24 rows is 12.5%). Those rows are still quarantined and reviewed.
+    tolerated_failed_rows: int = Field(default=0, ge=0)
 
 
 class Thresholds(BaseModel):
@@ -86,6 +89,8 @@ class Thresholds(BaseModel):
             return False
         if rule.max_failed_rows is not None and failed > rule.max_failed_rows:
             return True
+        if failed <= self.defaults.tolerated_failed_rows:
+            return False
         return evaluated > 0 and failed / evaluated > self.max_rate(check, system)
 
 
