@@ -118,11 +118,17 @@ def migrate_system(system: str, entities: list[str], selected=None) -> None:
     if selected is not None:
         selected >> batch
     landed = extract(batch)
+    mapped = {
+        entity: transform.override(task_id=f"transform_{entity}")(batch, entity)
+        for entity in entities
+    }
     validated = []
     for entity in entities:
-        mapped = transform.override(task_id=f"transform_{entity}")(batch, entity)
         checked = validate.override(task_id=f"validate_{entity}")(batch, entity)
-        landed >> mapped >> checked
+        landed >> mapped[entity] >> checked
+        if entity != "patient" and "patient" in mapped:
+            # Plausibility checks join the batch's transformed patients (etl/validate/context.py).
+            mapped["patient"] >> checked
         validated.append(checked)
     gated = quality_gate(batch)
     loaded = load(batch)

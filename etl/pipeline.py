@@ -157,9 +157,12 @@ def run_system(
     step = on_stage or (lambda _name: None)
     step("extract")
     extract(system, batch_id, as_of_date, settings)
-    for entity in catalog(settings).system(system).entities:
+    entities = list(catalog(settings).system(system).entities)
+    for entity in entities:
         step(f"transform {entity}")
         transform(system, entity, batch_id, settings)
+    # Suites may join the batch's other transformed entities (etl/validate/context.py).
+    for entity in entities:
         step(f"validate {entity}")
         validate(system, entity, batch_id, settings)
     step("quality gate")
