@@ -148,8 +148,13 @@ def validate_chunk(
         if outcome.success:
             continue
         configuration = outcome.expectation_config
-        column = configuration.kwargs.get("column") or configuration.kwargs.get("column_A")
         meta = configuration.meta or {}
+        # meta.field names the row's own column at fault when the checked one is a context column.
+        column = (
+            meta.get("field")
+            or configuration.kwargs.get("column")
+            or configuration.kwargs.get("column_A")
+        )
         check_name = meta["check"]
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
             raise SuiteError(
