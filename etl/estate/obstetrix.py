@@ -29,6 +29,7 @@ from etl.estate.defects import UNDEFINED_CP1252_BYTES
 from etl.estate.people import KIND_PERSONNUMMER, KIND_RESERVNUMMER, vgr_reservnummer
 from etl.estate.planting import (
     UNPARSEABLE_SHORT_DATES,
+    child_as_mother,
     invalid_identity,
     missing_reference,
     raw_bytes,
@@ -294,6 +295,9 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     set_values(defects, deliveries, "VIKT", BAD_WEIGHTS, "invalid_number")
     missing_reference(defects, deliveries, "BARN_PATID", patient.columns["PATID"])
     set_values(defects, visits, "BESOKSTYP", BAD_VISIT_KINDS, "invalid_value")
+    child_as_mother(
+        defects, deliveries, "PATID", "BARN_PATID", patient.columns["PATID"][patient.free()]
+    )
     return {
         "patient": patient,
         "graviditet": pregnancies,

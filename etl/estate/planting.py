@@ -162,3 +162,20 @@ def insert_unreadable(
     ds.defect_class[new_rows] = None
     ds.mark(new_rows, "unreadable_record", READ_ERROR_FIELD)
     return new_rows
+
+
+def child_as_mother(
+    rng: np.random.Generator,
+    ds: Dataset,
+    mother_column: str,
+    child_column: str,
+    clean_patients: np.ndarray,
+) -> np.ndarray:
+    """A delivery whose mother field holds the newborn's own patient number (a mix-up).
+
+    Only where the newborn's patient row is clean, so the mother's age can be computed.
+    """
+    rows = rows_for(rng, ds, np.isin(ds.columns[child_column], clean_patients))
+    ds.columns[mother_column][rows] = ds.columns[child_column][rows]
+    ds.mark(rows, "implausible_maternal_age", mother_column)
+    return rows

@@ -12,14 +12,23 @@ import pytest
 import yaml
 
 from etl.estate import EstateManifest, generate_estate
+from etl.estate.base import EXTRACT_DATE
 from etl.estate.codes import LAB_LOCAL_TO_NPU
-from etl.estate.defects import EXPECTED_OUTCOMES, UNDEFINED_CP1252_BYTES
+from etl.estate.defects import (
+    EXPECTED_OUTCOMES,
+    NO_DAY,
+    UNDEFINED_CP1252_BYTES,
+    melior_birth_days,
+    parse_days,
+)
 from etl.estate.people import PERSONNUMMER_FILE, SAMORDNINGSNUMMER_FILE
 from etl.identifiers import normalise_identity
+from etl.validate.context import reference_table
 
 pytestmark = pytest.mark.unit
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+LAB_REFERENCE = MAPPINGS / "crosswalks" / "reference" / "npu_units_and_ranges.csv"
 PATIENTS = 300
 SEED = 42
 REFERENCE_DATE = dt.date(2026, 11, 25)
@@ -307,8 +316,59 @@ def test_defect_rows_carry_the_defect(estate, defects):
                 assert len(same) == 2 and not (same.iloc[0].equals(same.iloc[1])), record
             elif cls == "test_patient":
                 assert row["testpatient"] == "J", record
+            elif cls in PLAUSIBILITY_CLASSES:
+                _assert_implausible(out, system, cls, value, row, record)
             else:  # pragma: no cover
                 pytest.fail(f"unknown defect class {cls}")
+
+
+PLAUSIBILITY_CLASSES = {
+    "birth_in_future",
+    "death_before_birth",
+    "contact_outside_lifetime",
+    "lab_value_out_of_range",
+    "invalid_lab_unit",
+}
+
+
+def _day(text: str) -> int:
+    return int(parse_days(pd.Series([text], dtype=object).to_numpy())[0])
+
+
+def _lifetime(out: Path, system: str, patient_key: str) -> tuple[int, int]:
+    """Birth and death (days; ``NO_DAY`` for none) of a patient as the estate wrote them."""
+    patients = read(out, system, "patient")
+    row = patients[patients[key_of(system, "patient")].astype(str) == str(patient_key)].iloc[0]
+    if system == "elvis":
+        return _day(row["fodelsedatum"]), _day(row["avliden_datum"])
+    birth = melior_birth_days(
+        pd.Series([row["SEKEL"]]).to_numpy(), pd.Series([row["PNR"]]).to_numpy()
+    )
+    return int(birth[0]), _day(row["AVLIDEN"])
+
+
+def _assert_implausible(out, system, cls, value, row, record) -> None:
+    """The planted value is well-formed but cannot be true; exactly the kind the suites catch."""
+    if cls == "birth_in_future":
+        assert dt.date.fromisoformat(value) > EXTRACT_DATE, record
+    elif cls == "death_before_birth":
+        assert NO_DAY < _day(value) < _day(row["fodelsedatum"]), record
+    elif cls == "contact_outside_lifetime":
+        birth, death = _lifetime(out, system, row["patient_id" if system == "elvis" else "PATNR"])
+        start = _day(value.strip()[:8])
+        assert NO_DAY not in (start, birth), record
+        assert start < birth - 3650 or (death != NO_DAY and start > death), record
+    else:
+        npu = LAB_LOCAL_TO_NPU.get(row["ANALYSKOD"], row["ANALYSKOD"])
+        ranges = reference_table(LAB_REFERENCE, ("npu_code", "unit"))
+        allowed = ranges[ranges.npu_code == npu]
+        assert len(allowed), record
+        if cls == "invalid_lab_unit":
+            assert value not in set(allowed.unit), record
+        else:
+            limits = allowed[allowed.unit == row["ENHET"]].iloc[0]
+            number = float(value.replace(",", "."))
+            assert not limits.lowest_possible <= number <= limits.highest_possible, record
 
 
 def test_no_unrecorded_damage(estate, defects):

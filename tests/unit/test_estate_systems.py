@@ -23,6 +23,7 @@ from etl.extract.landing import check_schema
 from etl.identifiers import normalise_identity
 from etl.settings import Settings
 from etl.transform.vocabulary import REGISTRY, TransformContext
+from etl.validate.context import reference_table
 from etl.validate.suites import read_suite_definition
 
 pytestmark = pytest.mark.unit
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
 EXPECTATIONS = ROOT / "expectations"
+LAB_REFERENCE = MAPPINGS / "crosswalks" / "reference" / "npu_units_and_ranges.csv"
 PATIENTS = 400
 SEED = 14  # a seed whose small population has several people with protected identity
 REFERENCE_DATE = dt.date(2026, 7, 1)
@@ -298,6 +300,21 @@ def _assert_defect(catalog, read, record, frame, row, where) -> None:
             assert not re.fullmatch(pattern, str(result.values.iloc[0])), where
         else:
             assert error == cls, where
+    elif cls == "implausible_maternal_age":
+        # The newborn's own patient number in the mother's field: a mother aged 0.
+        assert row[field] == row["BARN_PATID"], where
+    elif cls in {"lab_value_out_of_range", "invalid_lab_unit"}:
+        code = str(row["analysis_code"])
+        npu = code if code.startswith("NPU") else catalog.crosswalks["lab_local_to_npu"][code]
+        ranges = reference_table(LAB_REFERENCE, ("npu_code", "unit"))
+        allowed = ranges[ranges.npu_code == npu]
+        assert len(allowed), where
+        if cls == "invalid_lab_unit":
+            assert value not in set(allowed.unit), where
+        else:
+            limits = allowed[allowed.unit == row["unit"]].iloc[0]
+            number = float(str(value).replace(",", "."))
+            assert not limits.lowest_possible <= number <= limits.highest_possible, where
     else:  # pragma: no cover
         pytest.fail(f"unknown defect class {cls}")
 

@@ -15,6 +15,7 @@ import numpy as np
 from etl.estate.base import Dataset
 from etl.estate.codes import ANALYTES
 from etl.estate.cohort import hl7_timestamp, moments, select_cohort
+from etl.estate.defects import plant_lab_results, plant_lab_units
 from etl.estate.melior import lab_values
 from etl.estate.organisation import SITES
 from etl.estate.planting import insert_unreadable, invalid_identity, set_values
@@ -34,6 +35,7 @@ LOCAL_CODES = {
     "NPU19748": "CRP",
     "NPU27300": "HBA1C",
 }
+NPU_OF_LOCAL_CODE = {local: npu for npu, local in LOCAL_CODES.items()}
 UNMAPPED_LAB_CODES = ["LAKTAT", "PROKALC", "AMMONIAK", "VITD", "ZINK"]
 MICROBIOLOGY = [
     (
@@ -145,6 +147,13 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         hl7.garbage(defects, 12, APPLICATION, laboratory, "ORU^R01"),
         group_column="message_id",
     )
+    if not micro:
+        npu = np.array(
+            [NPU_OF_LOCAL_CODE.get(code, code) for code in results.columns["analysis_code"]],
+            dtype=object,
+        )
+        plant_lab_results(defects, results, npu, "result")
+        plant_lab_units(defects, results, npu, "unit")
     return {"patient": patients, "result": results}
 
 
