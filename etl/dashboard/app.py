@@ -183,7 +183,7 @@ class Dashboard:
         **context: Any,
     ) -> HTMLResponse:
         def url(name: str, **params: Any) -> str:
-            return request.url_for(name, **params).path
+            return url_path(request, name, **params)
 
         html = (
             _environment()
@@ -341,7 +341,7 @@ def create_app(
     @app.post("/logout", name="logout")
     async def logout(request: Request, viewer: ViewerDep) -> Response:
         await _require_csrf(request, viewer)
-        response = RedirectResponse(request.url_for("login_form").path, 303)
+        response = RedirectResponse(url_path(request, "login_form"), 303)
         response.delete_cookie(SESSION_COOKIE, path=request.scope.get("root_path") or "/")
         return response
 
@@ -503,7 +503,7 @@ def create_app(
             title="Reports",
             mapping_docs=_mapping_docs_href(request, dashboard),
             validation=[
-                (name, request.url_for("validation_file", path=f"{name}/").path)
+                (name, url_path(request, "validation_file", path=f"{name}/"))
                 for name in reversed(runs)
             ],
         )
@@ -519,6 +519,15 @@ def create_app(
     return app
 
 
+def url_path(request: Request, name: str, **params: Any) -> str:
+    """The path of one of this app's routes, under wherever it is mounted (Airflow: /vardflytt).
+
+    ``request.url_for`` asks the outermost router, which inside Airflow is Airflow's own.
+    """
+    path = request.app.router.url_path_for(name, **params)
+    return (request.scope.get("root_path") or "").rstrip("/") + str(path)
+
+
 def _require_wave(wave) -> None:
     if not (wave.batches or wave.transitions or wave.updated_at or wave.planned_systems):
         raise StarletteHTTPException(404, f"no wave {wave.name!r} in the plan or the ledger")
@@ -529,7 +538,7 @@ def _local_path(request: Request, wanted: str, default: str = "waves") -> str:
     root = request.scope.get("root_path") or ""
     if wanted.startswith("/") and not wanted.startswith("//") and wanted.startswith(root):
         return wanted
-    return request.url_for(default).path
+    return url_path(request, default)
 
 
 def _serve_file(root: Path, path: str) -> Response:
@@ -549,7 +558,7 @@ def _serve_file(root: Path, path: str) -> Response:
 
 def _mapping_docs_href(request: Request, dashboard: Dashboard) -> str | None:
     if (dashboard.docs_root() / "index.html").is_file():
-        return request.url_for("docs_file", path="index.html").path
+        return url_path(request, "docs_file", path="index.html")
     return None
 
 
@@ -557,7 +566,7 @@ def _validation_href(request: Request, dashboard: Dashboard, run_id: str) -> str
     root = dashboard.validation_root()
     for name in (run_id, safe_batch_id(run_id)):
         if (root / name).is_dir():
-            return request.url_for("validation_file", path=f"{name}/").path
+            return url_path(request, "validation_file", path=f"{name}/")
     return None
 
 
@@ -775,7 +784,7 @@ def render_steward(
         history=actions.history(settings, limit=HISTORY_ROWS),
         mapping_docs=_mapping_docs_href(request, dashboard),
         validation_report=(
-            request.url_for("validation_file", path=f"{latest_run}/").path if latest_run else None
+            url_path(request, "validation_file", path=f"{latest_run}/") if latest_run else None
         ),
     )
 
