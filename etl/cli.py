@@ -636,6 +636,28 @@ def dq_reevaluate(
     raise typer.Exit(1 if breaches else 0)
 
 
+@dq_app.command("recall")
+def dq_recall(
+    estate: Annotated[
+        Path | None, typer.Option(help="Estate with defects.csv (default: the configured one).")
+    ] = None,
+    batch: Annotated[
+        list[str] | None, typer.Option(help="A batch to measure (repeatable).")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="An Airflow run's batches.")] = None,
+) -> None:
+    """Planted defects caught per class (recall) and false-positive rate; counts only."""
+    from etl.report.recall import NoBatchesError, recall_report, recall_table, summary_line
+
+    try:
+        report = recall_report(get_settings(), estate, batch or (), run_id)
+    except (NoBatchesError, FileNotFoundError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    console.print(recall_table(report))
+    console.print(summary_line(report))
+
+
 @dq_app.command("report")
 def dq_report(
     run_id: Annotated[
