@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -192,7 +193,8 @@ class Dashboard:
                 url=url,
                 viewer=viewer,
                 csrf=self.csrf.issue(viewer) if viewer else "",
-                stylesheet=_stylesheet()[0],
+                # Our own file, inlined verbatim: escaping it would break its CSP hash.
+                stylesheet=Markup(_stylesheet()[0]),
                 now=dt.datetime.now(dt.UTC),
                 section=context.pop("section", None),
                 **context,

@@ -4,6 +4,8 @@ and inside Airflow the plugin routes demand Airflow's login."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
@@ -245,6 +247,10 @@ def test_no_page_shows_an_identity_number_name_or_source_key(client, history):
     response = client.get("/", headers=_bearer(LEAD_TOKEN))
     assert "default-src 'none'" in response.headers["content-security-policy"]
     assert "http://" not in response.text and "https://" not in response.text
+    # The one inline stylesheet is allowed by its exact hash, so it must be inlined verbatim.
+    style = re.search(r"<style>(.*?)</style>", response.text, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in response.headers["content-security-policy"]
 
 
 def test_report_files_are_served_only_from_their_folders(client, history):
