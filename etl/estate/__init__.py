@@ -11,6 +11,8 @@
     out_dir/identity_truth.csv      which patient rows are the same person, planted conflicts
     out_dir/crosswalks_used.json    the local-to-NPU lab crosswalk the estate relies on
     out_dir/manifest.json           seed, files, row counts, defect counts (EstateManifest)
+    out_dir/canaries.json           only with ``canaries=True``: planted canary identities
+                                    that must never leave the source and the core (canaries.py)
 
 One population is shared by all systems (about 60% of people are in both ELVIS and Melior,
 with the same identity number; ``systems.py`` draws each other system's cohort from it).
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from etl.estate import canaries as canary_planting
 from etl.estate.base import EXTRACT_DATE, Dataset
 from etl.estate.codes import LAB_LOCAL_TO_NPU
 from etl.estate.defects import (
@@ -62,19 +65,28 @@ def generate_estate(
     patients: int = 3000,
     seed: int = 42,
     elvis_url: str | None = None,
+    canaries: bool = False,
 ) -> EstateManifest:
-    """Generate the estate into ``out_dir`` (and ELVIS into ``elvis_url`` when given)."""
+    """Generate the estate into ``out_dir`` (and ELVIS into ``elvis_url`` when given).
+
+    ``canaries`` plants canary identities for leak tests (off by default: same bytes as ever).
+    """
     if patients < 1:
         raise ValueError("patients must be at least 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     population = build_population(patients, seed)
+    planted = canary_planting.choose_canaries(population, seed) if canaries else None
     organisation = build_organisation(seed)
     elvis, elvis_ids = build_elvis(population, organisation, seed)
     melior, melior_patnr = build_melior(population, organisation, seed)
+    if planted is not None:
+        canary_planting.plant_free_text(planted, elvis, elvis_ids, melior, melior_patnr)
     inject_elvis(elvis, seed)
     inject_melior(melior, seed)
+    if planted is not None:
+        canary_planting.plant_quarantined(planted, elvis, elvis_ids, melior, melior_patnr, seed)
     identities = plant_identities(population, elvis, elvis_ids, melior, melior_patnr, seed)
 
     files: list[GeneratedFile] = []
@@ -123,6 +135,9 @@ def generate_estate(
         json.dumps(crosswalks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     files.append(GeneratedFile(path=CROSSWALKS_FILE, sha256=_sha256(out_dir / CROSSWALKS_FILE)))
+    if planted is not None:
+        canary_planting.write_canaries(out_dir / canary_planting.CANARY_FILE, planted)
+        files.append(GeneratedFile(path=canary_planting.CANARY_FILE))
 
     manifest = EstateManifest(
         seed=seed,

@@ -77,6 +77,8 @@ def select_cohort(
     chance = np.where(is_reserve, chance * reserve_share, chance)
     draw = rng.random(n)
     member = ok & (draw < chance)
+    if pop.canary is not None:
+        member |= ok & pop.canary  # canary estates: canaries join every system that admits them
     shortfall = min_members - int(member.sum())
     if shortfall > 0:
         # Top up with the most likely of the rest (lowest draw relative to chance).

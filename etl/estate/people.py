@@ -97,6 +97,7 @@ class Population:
     test_patient: np.ndarray
     old_reserve: np.ndarray  # None or the reserve number first registered under
     activity: np.ndarray  # how much care this person uses (mean 1)
+    canary: np.ndarray | None = None  # canary estates only (canaries.py): planted people
 
     def __len__(self) -> int:
         return len(self.kind)

@@ -1,0 +1,550 @@
+"""Validation reports for a run: what the quality gate saw, per system, entity and check.
+
+A run is a set of batches: those of one Airflow run (``--run``), or each system's latest batch.
+:func:`write_validation_report` writes, under ``<home>/reports/validation/<run>/``:
+
+* ``summary.html``, ``summary.md`` and ``summary.json`` for data stewards: per system, entity
+  and check the rows evaluated and failing, the failure rate against its threshold and the
+  gate's decision; the trend against the system's previous loaded batch (quarantined problem
+  rows new, resolved and persisting); and the record accounting;
+* ``data_docs/``: Great Expectations Data Docs built from the same counts (``data_docs.py``).
+
+Safe by construction: the inputs are counts, check ids, row numbers and source keys, and a
+source key (it can be an identity number) leaves only as its keyed pseudonym (``pseudonym.py``).
+Counts of problem rows from 1 to 4 are shown as ``<5`` (``masking.MIN_COUNT``); a rate computed
+from such a count is shown as an upper bound, and a loaded count that would give a withheld
+count back by subtraction is withheld too. The worklist of problem rows names each row by
+pseudonym and row number only; stewards resolve a pseudonym through the steward queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from etl.batch import safe_batch_id, write_json
+from etl.core.audit import record_access
+from etl.core.database import core_engine
+from etl.core.tables import batch_accounting, dq_result, load_batch, quarantine
+from etl.report.data_docs import build_data_docs, documented_checks
+from etl.report.masking import MIN_COUNT
+from etl.report.pseudonym import pseudonym, pseudonym_key
+from etl.report.render import render_html, render_markdown, write_text
+from etl.settings import Settings
+from etl.validate.checks import source_check
+
+WORKLIST_ROWS_SHOWN = 200  # per system in HTML and Markdown; summary.json has every row
+SUPPRESSED = f"<{MIN_COUNT}"
+LATEST = "latest"
+LOADED_STATUSES = ("loaded", "unreconciled")
+
+Count = int | str
+Status = Literal["new", "persisting", "resolved"]
+
+
+class NoResultsError(LookupError):
+    """No stored data-quality results match the requested run."""
+
+
+def shown(count: int) -> Count:
+    """A problem count as a report may show it: 1 to 4 become ``<5``."""
+    return SUPPRESSED if 0 < count < MIN_COUNT else int(count)
+
+
+def is_suppressed(count: int) -> bool:
+    return 0 < count < MIN_COUNT
+
+
+# --- what the report holds (and summary.json is) ----------------------------------------------
+
+
+class CheckLine(BaseModel):
+    entity: str
+    check_name: str
+    dimension: str | None
+    severity: str
+    rows_evaluated: int
+    rows_failed: Count
+    rows_waived: Count
+    failure_rate: float | None  # None when the failing count is withheld
+    failure_rate_below: float | None  # then the rate is below this
+    max_failure_rate: float | None
+    is_breached: bool
+    in_data_docs: bool
+
+
+class TrendLine(BaseModel):
+    dataset: str
+    entity: str
+    check_name: str
+    new: Count
+    persisting: Count
+    resolved: Count
+
+
+class ProblemRow(BaseModel):
+    status: Status
+    dataset: str
+    entity: str
+    check_name: str
+    pseudonym: str | None  # None: the source row had no key
+    row_number: int
+
+
+class Trend(BaseModel):
+    previous_batch_id: str | None
+    is_available: bool
+    note: str
+    new: Count = 0
+    persisting: Count = 0
+    resolved: Count = 0
+    lines: list[TrendLine] = []
+    rows: list[ProblemRow] = []
+
+
+class AccountingLine(BaseModel):
+    entity: str
+    dataset: str
+    extracted: int
+    loaded: Count | None  # None: withheld, it would reveal a withheld count
+    quarantined: Count
+    excluded: Count
+    merged: Count
+    residue: Count
+    is_verified: bool
+
+
+class SystemSummary(BaseModel):
+    system: str
+    batch_id: str
+    run_id: str | None
+    status: str
+    gate: Literal["pass", "breach", "no results"]
+    thresholds_digest: str | None
+    mapping_version: str | None
+    evaluated_at: dt.datetime | None
+    checks: list[CheckLine]
+    trend: Trend
+    accounting: list[AccountingLine]
+
+    @property
+    def breaches(self) -> int:
+        return sum(1 for check in self.checks if check.is_breached)
+
+    @property
+    def failing_checks(self) -> int:
+        return sum(1 for check in self.checks if check.rows_failed != 0)
+
+    @property
+    def is_reconciled(self) -> bool | None:
+        return all(line.is_verified for line in self.accounting) if self.accounting else None
+
+
+class ValidationSummary(BaseModel):
+    run_label: str
+    run_id: str | None
+    min_count: int = MIN_COUNT
+    worklist_rows_shown: int = WORKLIST_ROWS_SHOWN
+    data_docs: str
+    mapping_docs: str | None
+    systems: list[SystemSummary]
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    folder: Path
+    summary_html: Path
+    summary_markdown: Path
+    summary_json: Path
+    data_docs_index: Path
+
+
+# --- which batches ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SelectedBatch:
+    batch_id: str
+    system: str
+    run_id: str | None
+    evaluated_at: dt.datetime | None  # when the gate stored its results
+    started_at: dt.datetime | None  # when the load began (None: never loaded)
+    load_status: str | None
+
+    @property
+    def as_of(self) -> dt.datetime:
+        times = [t for t in (self.evaluated_at, self.started_at) if t is not None]
+        return max(times)
+
+
+def select_batches(connection: sa.Connection, run_id: str | None = None) -> list[SelectedBatch]:
+    """The batches of ``run_id``, or each system's latest batch (gated or loaded)."""
+    gated = sa.select(
+        dq_result.c.batch_id,
+        dq_result.c.source_system,
+        sa.func.max(dq_result.c.run_id).label("run_id"),
+        sa.func.min(dq_result.c.evaluated_at).label("evaluated_at"),
+    ).group_by(dq_result.c.batch_id, dq_result.c.source_system)
+    loaded = sa.select(
+        load_batch.c.batch_id,
+        load_batch.c.source_system,
+        load_batch.c.run_id,
+        load_batch.c.started_at,
+        load_batch.c.status,
+    ).where(load_batch.c.is_dry_run.is_(False))
+    batches: dict[tuple[str, str], dict] = {}
+    for row in connection.execute(gated):
+        batches[(row.batch_id, row.source_system)] = {
+            "run_id": row.run_id,
+            "evaluated_at": row.evaluated_at,
+        }
+    for row in connection.execute(loaded):
+        entry = batches.setdefault((row.batch_id, row.source_system), {})
+        entry.update(started_at=row.started_at, load_status=row.status)
+        entry["run_id"] = entry.get("run_id") or row.run_id
+    selected = [
+        SelectedBatch(
+            batch_id=batch_id,
+            system=system,
+            run_id=entry.get("run_id"),
+            evaluated_at=entry.get("evaluated_at"),
+            started_at=entry.get("started_at"),
+            load_status=entry.get("load_status"),
+        )
+        for (batch_id, system), entry in batches.items()
+    ]
+    if run_id is not None:
+        selected = [batch for batch in selected if batch.run_id == run_id]
+    else:
+        latest: dict[str, SelectedBatch] = {}
+        for batch in selected:
+            if batch.system not in latest or batch.as_of > latest[batch.system].as_of:
+                latest[batch.system] = batch
+        selected = list(latest.values())
+    return sorted(selected, key=lambda batch: batch.system)
+
+
+def run_label(batches: list[SelectedBatch], run_id: str | None) -> str:
+    """The report folder's name: the run id, or ``latest`` when the batches span several runs."""
+    runs = {batch.run_id for batch in batches}
+    if run_id is None and len(runs) == 1 and None not in runs:
+        run_id = runs.pop()
+    return safe_batch_id(run_id) if run_id else LATEST
+
+
+def previous_loaded_batch(connection: sa.Connection, batch: SelectedBatch) -> str | None:
+    """The system's last loaded batch before this one (the baseline of the trend)."""
+    before = batch.started_at or batch.evaluated_at
+    query = (
+        sa.select(load_batch.c.batch_id)
+        .where(
+            (load_batch.c.source_system == batch.system)
+            & (load_batch.c.batch_id != batch.batch_id)
+            & load_batch.c.is_dry_run.is_(False)
+            & load_batch.c.status.in_(LOADED_STATUSES)
+            & (load_batch.c.started_at < before)
+        )
+        .order_by(load_batch.c.started_at.desc())
+        .limit(1)
+    )
+    return connection.execute(query).scalar_one_or_none()
+
+
+# --- per system -------------------------------------------------------------------------------
+
+
+def _check_lines(rows: list[dict], in_data_docs: set[tuple[str, str]]) -> list[CheckLine]:
+    lines = []
+    for row in rows:
+        evaluated, failed = row["rows_evaluated"], row["rows_failed"]
+        withheld = is_suppressed(failed)
+        lines.append(
+            CheckLine(
+                entity=row["entity"],
+                check_name=row["check_name"],
+                dimension=row["dimension"],
+                severity=row["severity"],
+                rows_evaluated=evaluated,
+                rows_failed=shown(failed),
+                rows_waived=shown(row["rows_waived"]),
+                failure_rate=None if withheld else (failed / evaluated if evaluated else 0.0),
+                failure_rate_below=MIN_COUNT / evaluated if withheld and evaluated else None,
+                max_failure_rate=row["max_failure_rate"],
+                is_breached=bool(row["is_breached"]),
+                in_data_docs=(row["entity"], row["check_name"]) in in_data_docs,
+            )
+        )
+
+    def order(line: CheckLine, failed: int) -> tuple:
+        # Withheld counts sort together, so the order does not give them away.
+        weight = failed if failed >= MIN_COUNT else (1 if failed else 0)
+        return (not line.is_breached, -weight, line.entity, line.check_name)
+
+    paired = sorted(zip(lines, rows, strict=True), key=lambda p: order(p[0], p[1]["rows_failed"]))
+    return [line for line, _ in paired]
+
+
+def _problem_keys(connection: sa.Connection, system: str, batch_id: str) -> dict[tuple, dict]:
+    """Quarantined (dataset, source key, check) of a batch, with what a report may show."""
+    query = sa.select(
+        quarantine.c.dataset,
+        quarantine.c.entity,
+        quarantine.c.source_key,
+        quarantine.c.row_number,
+        quarantine.c.check_name,
+        quarantine.c.reason,
+    ).where((quarantine.c.batch_id == batch_id) & (quarantine.c.source_system == system))
+    problems: dict[tuple, dict] = {}
+    for row in connection.execute(query):
+        # Same rule as the gate: suite checks carry their id, transform problems source.<reason>.
+        is_suite_check = row.check_name.startswith(f"{row.entity}.")
+        check = row.check_name if is_suite_check else source_check(row.reason)
+        # Without a source key the row number is the best identity a row has across extracts.
+        identity = row.source_key if row.source_key is not None else f"#row {row.row_number}"
+        problems.setdefault(
+            (row.dataset, identity, check),
+            {
+                "entity": row.entity,
+                "source_key": row.source_key,
+                "row_number": int(row.row_number),
+            },
+        )
+    return problems
+
+
+def _trend(
+    connection: sa.Connection,
+    batch: SelectedBatch,
+    key: bytes,
+    is_loaded: bool,
+    reads: list[tuple[SelectedBatch, int]],
+) -> Trend:
+    """Quarantined problems of this batch against the previous loaded one; the rows whose
+    source keys were read (to pseudonymise them) are added to ``reads`` for the access log."""
+    previous = previous_loaded_batch(connection, batch)
+    if not is_loaded:
+        return Trend(
+            previous_batch_id=previous,
+            is_available=False,
+            note="this batch was not loaded, so no quarantined rows were recorded for it",
+        )
+    current = _problem_keys(connection, batch.system, batch.batch_id)
+    before = _problem_keys(connection, batch.system, previous) if previous else {}
+    reads.append((batch, len(current) + len(before)))
+    statuses: dict[Status, list[tuple[tuple, dict]]] = {
+        "new": [(k, v) for k, v in current.items() if k not in before],
+        "persisting": [(k, v) for k, v in current.items() if k in before],
+        "resolved": [(k, v) for k, v in before.items() if k not in current],
+    }
+    counts: dict[tuple[str, str, str], dict[Status, int]] = defaultdict(
+        lambda: {"new": 0, "persisting": 0, "resolved": 0}
+    )
+    rows: list[ProblemRow] = []
+    for status, problems in statuses.items():
+        for (dataset, _identity, check), info in problems:
+            counts[(dataset, info["entity"], check)][status] += 1
+            source_key = info["source_key"]
+            rows.append(
+                ProblemRow(
+                    status=status,
+                    dataset=dataset,
+                    entity=info["entity"],
+                    check_name=check,
+                    pseudonym=None
+                    if source_key is None
+                    else pseudonym(key, batch.system, source_key),
+                    row_number=info["row_number"],
+                )
+            )
+    order = {"new": 0, "persisting": 1, "resolved": 2}
+    rows.sort(key=lambda r: (order[r.status], r.dataset, r.check_name, r.row_number))
+    note = (
+        f"compared with the previous loaded batch {previous}"
+        if previous
+        else "first loaded batch of this system: every quarantined row counts as new"
+    )
+    return Trend(
+        previous_batch_id=previous,
+        is_available=True,
+        note=note,
+        new=shown(len(statuses["new"])),
+        persisting=shown(len(statuses["persisting"])),
+        resolved=shown(len(statuses["resolved"])),
+        lines=[
+            TrendLine(
+                dataset=dataset,
+                entity=entity,
+                check_name=check,
+                new=shown(n["new"]),
+                persisting=shown(n["persisting"]),
+                resolved=shown(n["resolved"]),
+            )
+            for (dataset, entity, check), n in sorted(counts.items())
+        ],
+        rows=rows,
+    )
+
+
+def _accounting(connection: sa.Connection, batch: SelectedBatch) -> list[AccountingLine]:
+    query = (
+        sa.select(batch_accounting)
+        .where(
+            (batch_accounting.c.batch_id == batch.batch_id)
+            & (batch_accounting.c.source_system == batch.system)
+        )
+        .order_by(batch_accounting.c.entity)
+    )
+    lines = []
+    for row in connection.execute(query):
+        subtracted = (row.quarantined, row.excluded, row.merged, row.residue)
+        lines.append(
+            AccountingLine(
+                entity=row.entity,
+                dataset=row.dataset,
+                extracted=row.extracted,
+                loaded=None if any(is_suppressed(n) for n in subtracted) else row.loaded,
+                quarantined=shown(row.quarantined),
+                excluded=shown(row.excluded),
+                merged=shown(row.merged),
+                residue=shown(row.residue),
+                is_verified=row.is_verified,
+            )
+        )
+    return lines
+
+
+def _status(batch: SelectedBatch, breaches: int) -> str:
+    if batch.load_status == "loaded":
+        return "loaded"
+    if batch.load_status == "unreconciled":
+        return "loaded, not reconciled"
+    if batch.load_status is not None:
+        return f"load {batch.load_status}"
+    if breaches:
+        return "not promoted: stopped by the quality gate"
+    return "not loaded (a dry run, or the load has not run yet)"
+
+
+def summarise(
+    settings: Settings,
+    run_id: str | None = None,
+    data_docs: str = "data_docs/index.html",
+    mapping_docs: str | None = None,
+) -> tuple[ValidationSummary, dict[str, list[dict]]]:
+    """The summary of a run, and the stored check results per batch (for the Data Docs)."""
+    key = pseudonym_key(settings)
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        batches = select_batches(connection, run_id)
+        if not batches:
+            which = f"run {run_id}" if run_id else "any batch"
+            raise NoResultsError(
+                f"no stored data-quality results or loaded batches for {which}; "
+                "run a migration first (or check the run id with `vardflytt dq results`)"
+            )
+        systems, results = [], {}
+        reads: list[tuple[SelectedBatch, int]] = []
+        for batch in batches:
+            rows = [
+                dict(row._mapping)
+                for row in connection.execute(
+                    sa.select(dq_result).where(
+                        (dq_result.c.batch_id == batch.batch_id)
+                        & (dq_result.c.source_system == batch.system)
+                    )
+                )
+            ]
+            results[batch.batch_id] = rows
+            in_docs = {
+                (r["entity"], r["check_name"])
+                for r in rows
+                if r["check_name"] in documented_checks(settings.expectations_dir, r["entity"])
+            }
+            checks = _check_lines(rows, in_docs)
+            breaches = sum(1 for check in checks if check.is_breached)
+            is_loaded = batch.load_status in LOADED_STATUSES
+            systems.append(
+                SystemSummary(
+                    system=batch.system,
+                    batch_id=batch.batch_id,
+                    run_id=batch.run_id,
+                    status=_status(batch, breaches),
+                    gate="no results" if not checks else "breach" if breaches else "pass",
+                    thresholds_digest=_single(r["thresholds_digest"] for r in rows),
+                    mapping_version=_single(r["mapping_version"] for r in rows),
+                    evaluated_at=batch.evaluated_at,
+                    checks=checks,
+                    trend=_trend(connection, batch, key, is_loaded, reads),
+                    accounting=_accounting(connection, batch),
+                )
+            )
+    # Source keys can be identity numbers: reading them is an access to patient data.
+    for batch, rows_read in reads:
+        record_access(
+            settings,
+            "validation_report",
+            batch.system,
+            batch.batch_id,
+            rows_read,
+            run_id=batch.run_id,
+        )
+    summary = ValidationSummary(
+        run_label=run_label(batches, run_id),
+        run_id=run_id,
+        data_docs=data_docs,
+        mapping_docs=mapping_docs,
+        systems=systems,
+    )
+    return summary, results
+
+
+def _single(values) -> str | None:
+    distinct = sorted({v for v in values if v})
+    return ", ".join(distinct) if distinct else None
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def mapping_docs_index(settings: Settings) -> Path:
+    """Where ``vardflytt docs`` writes the mapping documentation (generated here if missing)."""
+    index = settings.home / "docs" / "index.html"
+    if not index.exists():
+        from etl.catalog import load_catalog
+        from etl.report.docs import write_docs
+
+        write_docs(load_catalog(settings.mappings_dir), index.parent)
+    return index
+
+
+def report_folder(settings: Settings, label: str) -> Path:
+    return settings.home / "reports" / "validation" / label
+
+
+def write_validation_report(
+    settings: Settings, run_id: str | None = None, out: Path | None = None
+) -> ReportPaths:
+    """Write the summary (HTML, Markdown, JSON) and the Data Docs of a run; return the paths."""
+    docs_index = mapping_docs_index(settings)
+    summary, results = summarise(settings, run_id)
+    folder = Path(out) if out else report_folder(settings, summary.run_label)
+    summary.mapping_docs = Path(os.path.relpath(docs_index, folder)).as_posix()
+    data_docs_index = build_data_docs(settings, summary, results, folder / "data_docs")
+    summary.data_docs = data_docs_index.relative_to(folder).as_posix()
+    paths = ReportPaths(
+        folder=folder,
+        summary_html=folder / "summary.html",
+        summary_markdown=folder / "summary.md",
+        summary_json=folder / "summary.json",
+        data_docs_index=data_docs_index,
+    )
+    write_json(paths.summary_json, summary.model_dump(mode="json"))
+    write_text(paths.summary_markdown, render_markdown("validation_summary.md", summary=summary))
+    write_text(paths.summary_html, render_html("validation_summary.html", summary=summary))
+    return paths
