@@ -687,6 +687,82 @@ def _in_process_run(
     )
 
 
+def cutover_figures(
+    settings: Settings, label: str, log: Callable[[str], None], systems: tuple[str, ...] = SYSTEMS
+) -> dict[str, Any]:
+    """PostgreSQL: the pipeline's load (COPY into staging + promotion with history) against a
+    plain ``COPY`` of the same final rows into empty copies of the same tables, and the time a
+    rollback of each batch takes against its load. Measured in the same run, same server."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from etl import pipeline
+    from etl.batch import BatchPaths
+    from etl.core.arrow import entity_schema
+    from etl.core.database import core_engine
+    from etl.cutover.promote import rollback
+    from etl.load.bulk import bulk_insert
+
+    engine = core_engine(settings.resolved_core_url)
+    rows = load_seconds = copy_seconds = rollback_seconds = 0.0
+    per_system = {}
+    for system in systems:
+        batch_id = pipeline.batch_id_for(system, f"bench_{label}")
+        log(f"{label}: {system} rollback (timed)")
+        started = time.perf_counter()
+        with engine.begin() as connection:
+            rollback(connection, batch_id)
+        undo = time.perf_counter() - started
+        log(f"{label}: {system} load again: stage with COPY + promote (timed)")
+        started = time.perf_counter()
+        report = pipeline.load(system, batch_id, run_id=f"bench_{label}", settings=settings)
+        load = time.perf_counter() - started
+        loaded = sum(e["staged"] for e in report["entities"])
+        log(f"{label}: {system} plain COPY of the same rows into empty copies of the tables")
+        paths = BatchPaths.of(settings, batch_id, system)
+        copy = 0.0
+        with engine.begin() as connection:
+            for entity in [e["entity"] for e in report["entities"]]:
+                table = f"bench_copy_{entity}"
+                connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+                connection.exec_driver_sql(
+                    f'CREATE TABLE "{table}" (LIKE "{entity}" INCLUDING ALL)'
+                )
+                source = pq.ParquetFile(paths.stage_file("validated", entity))
+                columns = entity_schema(entity).names
+                started = time.perf_counter()
+                for batch in source.iter_batches(batch_size=settings.chunk_rows, columns=columns):
+                    bulk_insert(connection, table, pa.Table.from_batches([batch]))
+                copy += time.perf_counter() - started
+                connection.exec_driver_sql(f'DROP TABLE "{table}"')
+        per_system[system] = {
+            "rows": loaded,
+            "load_seconds": round(load, 3),
+            "plain_copy_seconds": round(copy, 3),
+            "rollback_seconds": round(undo, 3),
+        }
+        rows += loaded
+        load_seconds += load
+        copy_seconds += copy
+        rollback_seconds += undo
+    load_rate = rows_per_second(int(rows), load_seconds)
+    copy_rate = rows_per_second(int(rows), copy_seconds)
+    return {
+        "rows": int(rows),
+        "load_rows_per_second": load_rate,
+        "plain_copy_rows_per_second": copy_rate,
+        "load_to_plain_copy_ratio": round(load_rate / copy_rate, 3)
+        if load_rate and copy_rate
+        else None,
+        "rollback_seconds": round(rollback_seconds, 3),
+        "load_seconds": round(load_seconds, 3),
+        "rollback_to_load_ratio": round(rollback_seconds / load_seconds, 3)
+        if load_seconds
+        else None,
+        "per_system": per_system,
+    }
+
+
 def _postgres_run(
     base_url: str,
     run_dir: Path,
@@ -709,7 +785,7 @@ def _postgres_run(
         log(f"postgresql: schema {schema} created")
         try:
             settings = bench_settings(run_dir / "postgresql", estate, chunk_rows, url)
-            return _in_process_run(
+            result = _in_process_run(
                 "postgresql",
                 "postgresql",
                 settings,
@@ -718,6 +794,8 @@ def _postgres_run(
                 core_url=redact_url(url),
                 schema=schema,
             )
+            result["cutover"] = cutover_figures(settings, "postgresql", log)
+            return result
         finally:
             core_engine(url).dispose()  # close pooled connections before dropping their schema
             with admin.begin() as connection:
@@ -1036,6 +1114,40 @@ def result_tables(results: dict[str, Any]) -> list[Any]:
             "[green]yes[/green]" if run["reconciled"] else "[red]NO[/red]",
         )
     tables += [stage_table, memory_table]
+
+    for run in results["runs"]:
+        cutover = run.get("cutover")
+        if not cutover:
+            continue
+        table = Table(
+            title=f"{run['label']}: pipeline load (COPY to staging + promotion with history) "
+            "vs plain COPY of the same rows, and rollback vs load"
+        )
+        for column in ("system", "rows", "load s", "plain COPY s", "rollback s"):
+            table.add_column(column, justify="left" if column == "system" else "right")
+        for system, figures in cutover["per_system"].items():
+            table.add_row(
+                system,
+                f"{figures['rows']:,}",
+                _fmt(figures["load_seconds"]),
+                _fmt(figures["plain_copy_seconds"]),
+                _fmt(figures["rollback_seconds"]),
+            )
+        table.add_row(
+            "[b]total[/b]",
+            f"{cutover['rows']:,}",
+            f"{_fmt(cutover['load_rows_per_second'], 0)} rows/s",
+            f"{_fmt(cutover['plain_copy_rows_per_second'], 0)} rows/s",
+            f"{_fmt(cutover['rollback_to_load_ratio'], 3)} x load",
+        )
+        table.add_row(
+            "[b]load / plain COPY throughput[/b]",
+            _fmt(cutover["load_to_plain_copy_ratio"], 3),
+            "",
+            "",
+            "",
+        )
+        tables.append(table)
 
     dag_parse = results.get("dag_parse")
     if dag_parse and not dag_parse.get("error"):

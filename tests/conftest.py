@@ -61,7 +61,12 @@ def postgres_url() -> str:
     url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
     yield url.render_as_string(hide_password=False)
     with engine.begin() as connection:
-        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        # Also the schemas derived from it (cutover rehearsals: <schema>_rehearsal_...).
+        derived = connection.exec_driver_sql(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{schema}_%",)
+        ).scalars()
+        for name in [schema, *derived]:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
     engine.dispose()
 
 

@@ -479,12 +479,20 @@ def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
     folder.mkdir(parents=True)
     url = sa.make_url(settings.resolved_core_url)
     if url.get_backend_name() == "postgresql":
-        schema = f"rehearsal_{name}"[:60]
+        options = url.query.get("options", "")
+        base_schema = (
+            options.split("search_path=", 1)[1].split(",")[0] if "search_path=" in options else ""
+        )
+        prefix = f"{base_schema}_" if base_schema else ""
+        schema = f"{prefix}rehearsal_{name}_{number:03d}"[:63]
+        previous = f"{prefix}rehearsal_{name}_{number - 1:03d}"[:63]
         base = url.set(query={k: v for k, v in url.query.items() if k != "options"})
         engine = sa.create_engine(base)
         with engine.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+            # One schema per rehearsal; the one before is no longer needed (its pack is kept).
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{previous}" CASCADE')
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
         engine.dispose()
         core_url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
             hide_password=False
