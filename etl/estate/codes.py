@@ -165,7 +165,8 @@ ANALYTES: list[Analyte] = [
     Analyte("NPU19673", "P-Albumin", "g/L", "36-45", 39, 4.5, 0),
     Analyte("NPU04169", "P-Kalcium", "mmol/L", "2,15-2,50", 2.32, 0.12, 2),
     Analyte("NPU19651", "P-ALAT", "µkat/L", "0,15-0,75", 0.4, 0.55, 2, lognormal=True, below=0.1),
-    Analyte("NPU27300", "B-HbA1c", "mmol/mol", "31-46", 44, 11, 0),
+    # Right-skewed like a real population (diabetes); a normal draw gave impossible values < 10.
+    Analyte("NPU27300", "B-HbA1c", "mmol/mol", "31-46", 44, 0.25, 0, lognormal=True),
     Analyte(
         "NPU19763", "P-Ferritin", "mikrog/L", "25-310", 110, 0.8, 0, lognormal=True, above=2000
     ),

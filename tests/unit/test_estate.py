@@ -409,3 +409,28 @@ def test_test_patients_have_no_activity(estate, defects):
         not set(patient_defects.source_key[patient_defects.defect_class != "test_patient"])
         & test_ids
     )
+
+
+def test_clean_lab_values_are_possible_and_planted_ones_are_not():
+    """The estate's analytes, units and values agree with the pipeline's reference table."""
+    import numpy as np
+
+    from etl.estate.codes import ANALYTES
+    from etl.estate.defects import IMPLAUSIBLE_LAB_RESULTS, WRONG_LAB_UNITS
+    from etl.estate.melior import lab_values
+
+    table = reference_table(LAB_REFERENCE, ("npu_code", "unit"))
+    limits = {
+        (r.npu_code, r.unit): (r.lowest_possible, r.highest_possible) for r in table.itertuples()
+    }
+    rng = np.random.default_rng(1)
+    for index, analyte in enumerate(ANALYTES):
+        low, high = limits[(analyte.code, analyte.unit)]
+        results, _ = lab_values(rng, np.full(20_000, index), rng.random(20_000) < 0.5)
+        numbers = [float(r.lstrip("<>").replace(",", ".")) for r in results]
+        assert low <= min(numbers) and max(numbers) <= high, analyte.code
+        for text in IMPLAUSIBLE_LAB_RESULTS[analyte.code]:
+            assert not low <= float(text.replace(",", ".")) <= high, (analyte.code, text)
+        allowed = {unit for code, unit in limits if code == analyte.code}
+        assert not allowed & set(WRONG_LAB_UNITS[analyte.code]), analyte.code
+    assert set(IMPLAUSIBLE_LAB_RESULTS) == set(WRONG_LAB_UNITS) == {a.code for a in ANALYTES}
