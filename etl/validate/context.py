@@ -187,7 +187,7 @@ def _read_reference_table(path: Path, keys: tuple[str, ...], _mtime_ns: int) -> 
         if column not in keys:
             numbers = pd.to_numeric(table[column], errors="coerce")
             if numbers.notna().sum() == table[column].notna().sum():
-                table[column] = numbers
+                table[column] = numbers.astype("float64")
     duplicated = table.duplicated(list(keys))
     if duplicated.any():
         raise ContextError(
