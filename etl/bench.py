@@ -949,6 +949,15 @@ def run_benchmark(
             dag_parse = {"error": f"{type(error).__name__}: {error}"}
             problems.append(f"DAG parse timing failed: {error}")
 
+    log("dashboard: a synthetic history of every planned system in a temporary core; page times")
+    try:
+        from etl.dashboard.bench import measure_dashboard
+
+        dashboard = measure_dashboard(run_dir / "dashboard")
+    except Exception as error:
+        dashboard = {"error": f"{type(error).__name__}: {error}"}
+        problems.append(f"dashboard page timing failed: {error}")
+
     results = build_results(
         parameters={
             "patients": patients,
@@ -975,6 +984,7 @@ def run_benchmark(
         wall_seconds=time.perf_counter() - wall_started,
         problems=problems,
     )
+    results["dashboard"] = dashboard
     write_json(work_dir / RESULTS_FILE, results)
     if keep_files or problems:
         write_json(
@@ -1148,6 +1158,11 @@ def result_tables(results: dict[str, Any]) -> list[Any]:
             "",
         )
         tables.append(table)
+
+    if results.get("dashboard") and not results["dashboard"].get("error"):
+        from etl.dashboard.bench import dashboard_table
+
+        tables.append(dashboard_table(results["dashboard"]))
 
     dag_parse = results.get("dag_parse")
     if dag_parse and not dag_parse.get("error"):

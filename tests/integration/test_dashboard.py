@@ -323,3 +323,12 @@ def test_inside_airflow_the_plugin_demands_airflows_login(history, tmp_path):
     assert result["admin"] == [200, True, True]  # a configured steward gets the actions
     assert result["viewer1"] == [200, False, True]  # any other Airflow user reads
     assert {"name": "Cutover dashboard", "href": "vardflytt/"}.items() <= result["views"][0].items()
+
+
+def test_the_bench_history_renders_every_page(tmp_path):
+    from etl.dashboard.bench import dashboard_table, measure_dashboard
+
+    figures = measure_dashboard(tmp_path, repeats=1)
+    assert figures["history"]["systems"] >= 40 and figures["history"]["runs"] >= 24
+    assert all(page["median_seconds"] > 0 for page in figures["pages"].values())
+    assert dashboard_table(figures).row_count == len(figures["pages"])
