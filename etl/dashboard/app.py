@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 import mimetypes
 from collections.abc import Callable
 from functools import cache
@@ -207,6 +206,9 @@ class Dashboard:
     def docs_root(self) -> Path:
         return Path(self.settings.home) / "docs"
 
+    def evidence_root(self) -> Path:
+        return Path(self.settings.home) / "evidence"
+
     def validation_root(self) -> Path:
         return Path(self.settings.home) / "reports" / "validation"
 
@@ -363,7 +365,7 @@ def create_app(
         with dashboard.connection() as connection:
             latest = data.batch_figures(connection, data.latest_batch_ids(connection))
             plan, plan_problem = data.load_wave_plan(Path(dashboard.settings.mappings_dir))
-            waves = data.waves(connection, plan)
+            waves = data.waves(connection, plan, evaluate=data.criteria_now(dashboard.settings))
         latest_totals = data.totals(latest)
         evaluated = latest_totals["rows_evaluated"]
         return dashboard.render(
@@ -386,8 +388,15 @@ def create_app(
         from etl.dashboard import data
 
         with dashboard.connection() as connection:
-            detail = data.wave_detail(connection, wave, wave_plan(dashboard.settings))
+            detail = data.wave_detail(
+                connection,
+                wave,
+                wave_plan(dashboard.settings),
+                evaluate=data.criteria_now(dashboard.settings),
+            )
         _require_wave(detail)
+        packs = dashboard.evidence_root() / wave
+        recorded = sorted(p.stem for p in packs.glob("*.zip")) if packs.is_dir() else []
         return dashboard.render(
             request,
             "wave.html",
@@ -395,28 +404,39 @@ def create_app(
             section="waves",
             title=f"Wave {wave}",
             wave=detail,
+            recorded_packs=[
+                (label, url_path(request, "recorded_evidence", wave=wave, label=label))
+                for label in reversed(recorded)
+            ],
         )
 
     @app.get("/waves/{wave}/evidence", name="evidence")
     def evidence(request: Request, wave: str, viewer: ViewerDep) -> Response:
+        """A fresh evidence pack of the wave (etl/cutover/evidence.py's format), as a zip."""
+        import tempfile
+
         from etl.dashboard import data
 
         with dashboard.connection() as connection:
-            detail = data.wave_detail(connection, wave, wave_plan(dashboard.settings))
-            _require_wave(detail)
-            checks = data.check_rows(
-                connection, [b.batch_id for b in detail.batches], only_failing=False
+            _require_wave(data.wave_detail(connection, wave, wave_plan(dashboard.settings)))
+        label = f"dashboard_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+        from etl.cutover.evidence import write_pack
+
+        with tempfile.TemporaryDirectory() as scratch:
+            root = write_pack(
+                dashboard.settings, wave, label, Path(scratch), {"downloaded_by": viewer.name}
             )
-        pack = evidence_pack(detail, checks, viewer)
-        name = safe_batch_id(f"evidence_{wave}")
-        return Response(
-            json.dumps(pack, indent=2, default=str),
-            media_type="application/json",
-            headers={
-                **COMMON_HEADERS,
-                "Content-Disposition": f'attachment; filename="{name}.json"',
-            },
-        )
+            content = root.with_suffix(".zip").read_bytes()
+        return _zip(content, f"evidence_{safe_batch_id(wave)}_{label}.zip")
+
+    @app.get("/waves/{wave}/evidence/{label}", name="recorded_evidence")
+    def recorded_evidence(wave: str, label: str, viewer: ViewerDep) -> Response:
+        """A pack the cutover recorded (``<home>/evidence/<wave>/<label>.zip``)."""
+        base = (dashboard.evidence_root() / wave).resolve()
+        target = (base / f"{label}.zip").resolve()
+        if not target.is_relative_to(dashboard.evidence_root().resolve()) or not target.is_file():
+            raise StarletteHTTPException(404, "no such evidence pack")
+        return _zip(target.read_bytes(), f"evidence_{safe_batch_id(wave)}_{target.stem}.zip")
 
     @app.get("/runs", name="runs", response_class=HTMLResponse)
     def runs_page(request: Request, viewer: ViewerDep) -> Response:
@@ -543,6 +563,14 @@ def _local_path(request: Request, wanted: str, default: str = "waves") -> str:
     return url_path(request, default)
 
 
+def _zip(content: bytes, filename: str) -> Response:
+    return Response(
+        content,
+        media_type="application/zip",
+        headers={**COMMON_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 def _serve_file(root: Path, path: str) -> Response:
     base = root.resolve()
     target = (base / path).resolve()
@@ -576,53 +604,6 @@ def wave_plan(settings: Settings) -> dict[str, dict]:
     from etl.dashboard.data import load_wave_plan
 
     return load_wave_plan(Path(settings.mappings_dir))[0]
-
-
-def evidence_pack(wave, checks, viewer: Viewer) -> dict:
-    """A wave's evidence as one JSON document: ledger, batches, checks, reconciliation."""
-    return {
-        "wave": wave.name,
-        "state": wave.state,
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(),
-        "generated_by": viewer.name,
-        "planned_window": [_ts(wave.planned_start), _ts(wave.planned_end)],
-        "actual_window": [_ts(wave.actual_start), _ts(wave.actual_end)],
-        "go_no_go": [
-            {"name": c.name, "is_passed": c.is_passed, "reason": c.reason} for c in wave.criteria
-        ],
-        "transitions": [
-            {
-                "from_state": t.from_state,
-                "to_state": t.to_state,
-                "actor": t.actor,
-                "at": t.at.isoformat(),
-                "run_id": t.run_id,
-                "mapping_version": t.mapping_version,
-                "evidence": t.evidence,
-            }
-            for t in wave.transitions
-        ],
-        "batches": [
-            {
-                "batch_id": b.batch_id,
-                "system": b.system,
-                "run_id": b.run_id,
-                "kind": b.kind,
-                "promotion_state": b.promotion_state,
-                **{name: getattr(b, name) for name in ("extracted", "loaded", "quarantined")},
-                **{name: getattr(b, name) for name in ("excluded", "merged", "residue")},
-                "is_accounted": b.is_accounted,
-                "dq_pass_rate": b.dq_pass_rate,
-                "checks_breached": b.checks_breached,
-                "duration_seconds": b.duration_seconds,
-            }
-            for b in wave.batches
-        ],
-        "checks": [vars(c) for c in checks],
-        "reconciliation": [
-            {**vars(r), "checked_at": r.checked_at.isoformat()} for r in wave.reconciliation
-        ],
-    }
 
 
 def trend_charts(history) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -519,7 +519,8 @@ def _evidence(raw: str | None) -> dict:
 
 
 def criteria_from_evidence(evidence: dict) -> list[Criterion]:
-    """Go/no-go criteria recorded with a transition: ``{"criteria": [{name, passed, reason}]}``."""
+    """Go/no-go criteria recorded with a transition (``verify`` records
+    ``{"criteria": [{"criterion", "passed", "detail"}]}``)."""
     found = evidence.get("criteria") or []
     if isinstance(found, dict):
         found = [
@@ -527,117 +528,18 @@ def criteria_from_evidence(evidence: dict) -> list[Criterion]:
         ]
     criteria = []
     for item in found if isinstance(found, list) else []:
-        if not isinstance(item, dict) or "name" not in item:
+        name = item.get("name") or item.get("criterion") if isinstance(item, dict) else None
+        if not name:
             continue
         passed = item.get("is_passed", item.get("passed", item.get("ok")))
         criteria.append(
             Criterion(
-                name=str(item["name"]),
+                name=str(name),
                 is_passed=bool(passed),
                 reason=str(item.get("reason") or item.get("detail") or ""),
             )
         )
     return criteria
-
-
-def _percent(value: float) -> str:
-    return f"{value * 100:.2f} %"
-
-
-def evaluate_criteria(wave: Wave) -> list[Criterion]:
-    """The plan's go/no-go criteria judged on the wave's current figures (latest batch each).
-
-    Shown while the ledger has recorded no evaluation of its own with a transition; the pages say
-    which of the two they show.
-    """
-    wanted = wave.plan_criteria
-    latest = {b.system: b for b in wave.latest}
-    missing = [s for s in wave.planned_systems if s not in latest]
-    results = [
-        Criterion(
-            "every system loaded",
-            not missing,
-            f"{len(latest)} of {len(wave.planned_systems)} systems have a loaded batch"
-            + (
-                f"; missing: {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}"
-                if missing
-                else ""
-            ),
-        )
-    ]
-    extracted = sum(b.extracted for b in latest.values())
-    quarantined = sum(b.quarantined for b in latest.values())
-    if "max_quarantine_rate" in wanted:
-        limit = float(wanted["max_quarantine_rate"])
-        rate = quarantined / extracted if extracted else 0.0
-        results.append(
-            Criterion(
-                "quarantine rate",
-                bool(extracted) and rate <= limit,
-                f"{quarantined} of {extracted} rows quarantined ({_percent(rate)}; at most "
-                f"{_percent(limit)})",
-            )
-        )
-    if wanted.get("dq_gate") == "pass":
-        stopped = [b.system for b in latest.values() if b.checks_breached or not b.is_loaded]
-        results.append(
-            Criterion(
-                "data-quality gate",
-                bool(latest) and not stopped,
-                "no loaded batch yet"
-                if not latest
-                else "no check over its threshold"
-                if not stopped
-                else f"over a threshold: {', '.join(sorted(stopped))}",
-            )
-        )
-    if wanted.get("accounting") == "exact":
-        unaccounted = [b.system for b in latest.values() if not b.is_accounted]
-        results.append(
-            Criterion(
-                "record accounting",
-                bool(latest) and not unaccounted,
-                "no loaded batch yet"
-                if not latest
-                else "every extracted row loaded, quarantined, excluded or merged"
-                if not unaccounted
-                else f"rows unaccounted for in: {', '.join(sorted(unaccounted))}",
-            )
-        )
-    if wanted.get("reconciliation") == "exact":
-        failing = sorted(
-            {f"{r.system}.{r.entity}" for r in wave.reconciliation if not r.is_reconciled}
-        )
-        checked = {r.system for r in wave.reconciliation}
-        unchecked = [s for s in wave.planned_systems if s not in checked]
-        results.append(
-            Criterion(
-                "reconciliation",
-                bool(wave.reconciliation) and not failing and not unchecked,
-                (f"differences in {', '.join(failing[:6])}" if failing else "")
-                or (f"not reconciled yet: {len(unchecked)} systems" if unchecked else "")
-                or f"{len(wave.reconciliation)} system/entity pairs match the core exactly",
-            )
-        )
-    if "min_rehearsals" in wanted:
-        needed = int(wanted["min_rehearsals"])
-        results.append(
-            Criterion(
-                "rehearsals",
-                wave.rehearsals >= needed,
-                f"{wave.rehearsals} rehearsal(s) recorded; {needed} required",
-            )
-        )
-    for role in wanted.get("approvers") or []:
-        current = [a for a in wave.current_approvals if a.role == role]
-        approved = any(a.decision == "approve" for a in current)
-        reason = (
-            f"{current[-1].decision} by {current[-1].approver} ({current[-1].channel})"
-            if current
-            else "no current approval"
-        )
-        results.append(Criterion(f"approval: {role}", approved, reason))
-    return results
 
 
 def load_wave_plan(mappings_dir) -> tuple[dict[str, dict], str | None]:
@@ -683,7 +585,10 @@ def _latest_loaded(batches: list[SystemBatch]) -> list[SystemBatch]:
 
 
 def waves(
-    connection: sa.Connection, plan: dict[str, dict] | None = None, names: list[str] | None = None
+    connection: sa.Connection,
+    plan: dict[str, dict] | None = None,
+    names: list[str] | None = None,
+    evaluate: Callable[[str], list[Criterion]] | None = None,
 ) -> list[Wave]:
     """Waves of the plan and of the ledger (or only ``names``), each with everything its page
     shows: state, windows, transitions, approvals, batches, reconciliation, go/no-go."""
@@ -774,12 +679,29 @@ def waves(
                 wave.criteria, wave.criteria_source = recorded, "ledger"
                 break
         else:
-            if wave.plan_criteria:
-                wave.criteria, wave.criteria_source = evaluate_criteria(wave), "dashboard"
+            if wave.plan_criteria and evaluate is not None:
+                wave.criteria, wave.criteria_source = evaluate(wave.name), "current"
     order = {name: index for index, name in enumerate(plan)}
     return sorted(found.values(), key=lambda w: (order.get(w.name, len(order)), w.name))
 
 
-def wave_detail(connection: sa.Connection, name: str, plan: dict[str, dict] | None = None) -> Wave:
+def wave_detail(
+    connection: sa.Connection,
+    name: str,
+    plan: dict[str, dict] | None = None,
+    evaluate: Callable[[str], list[Criterion]] | None = None,
+) -> Wave:
     """One wave, as ``waves`` builds it."""
-    return waves(connection, plan, names=[name])[0]
+    return waves(connection, plan, names=[name], evaluate=evaluate)[0]
+
+
+def criteria_now(settings) -> Callable[[str], list[Criterion]]:
+    """The ledger's own go/no-go evaluation (``etl.cutover.waves``) on the current figures."""
+    from etl.cutover.waves import evaluate_criteria
+
+    def evaluate(name: str) -> list[Criterion]:
+        return [
+            Criterion(c.name, bool(c.passed), c.detail) for c in evaluate_criteria(settings, name)
+        ]
+
+    return evaluate
