@@ -1,0 +1,110 @@
+"""The dashboard's pure parts: chart geometry and escaping, user configuration, CSRF tokens."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from etl.dashboard import charts
+from etl.dashboard.auth import CsrfTokens, Role, Viewer, parse_users, token_digest
+from etl.dashboard.data import RunSummary, SystemBatch, criteria_from_evidence
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 1.0), (0.7, 1.0), (3, 5.0), (7, 10.0), (12, 20.0), (2400, 2500.0), (9001, 10000.0)],
+    ids=str,
+)
+def test_axis_maximum_is_a_round_number_at_or_above_the_data(value, expected):
+    assert charts.nice_ceiling(value) == expected
+
+
+def test_bar_chart_stacks_segments_and_escapes_labels():
+    svg = str(
+        charts.bar_chart(
+            "rows <per> run",
+            ["run&1", "run2"],
+            [charts.Series("loaded", [90, 40], "s-loaded"), charts.Series("q", [10, 0], "s-q")],
+        )
+    )
+    assert svg.startswith("<svg") and "<script" not in svg and "style=" not in svg
+    assert "run&amp;1" in svg and "rows &lt;per&gt; run" in svg
+    assert svg.count('class="s-loaded"') == 3  # two bars and the legend swatch
+    assert svg.count('class="s-q"') == 2  # one non-zero segment and the legend swatch
+
+
+def test_line_chart_breaks_at_missing_values_and_caps_at_the_maximum():
+    svg = str(
+        charts.line_chart(
+            "rate",
+            ["a", "b", "c", "d"],
+            [charts.Series("r", [0.5, None, 0.9, 2.0], "s")],
+            maximum=1.0,
+        )
+    )
+    assert svg.count("<polyline") == 1  # a, then (b missing) c-d
+    assert svg.count("<circle") == 3
+    assert "no data yet" in str(charts.line_chart("x", [], []))
+
+
+def test_users_come_as_name_role_token_or_a_digest_and_bad_entries_are_refused():
+    digest = token_digest("a-long-enough-token-123")
+    users = parse_users(f"anna:lead:a-long-enough-token-123, bo:steward:sha256:{digest}")
+    assert [(u.name, u.role) for u in users] == [("anna", Role.LEAD), ("bo", Role.STEWARD)]
+    assert users[0].token_sha256 == users[1].token_sha256 == digest
+    for bad in ("anna:admin:a-long-enough-token-123", "anna:lead:short", "anna:lead:sha256:xyz"):
+        with pytest.raises(ValueError, match="anna"):
+            parse_users(bad)
+
+
+def test_csrf_tokens_are_bound_to_one_user():
+    tokens = CsrfTokens(b"secret-secret-secret")
+    anna, bo = Viewer("anna", Role.STEWARD, "session"), Viewer("bo", Role.STEWARD, "session")
+    token = tokens.issue(anna)
+    assert tokens.is_valid(anna, token)
+    assert not tokens.is_valid(bo, token)
+    assert not tokens.is_valid(anna, None) and not tokens.is_valid(anna, token + "x")
+    assert not CsrfTokens(b"another-secret-000000").is_valid(anna, token)
+    assert not Viewer("api", Role.LEAD, "bearer").needs_csrf
+
+
+def test_figures_add_up_and_rates_handle_empty_batches():
+    loaded = SystemBatch(
+        "b1",
+        "elvis",
+        status="loaded",
+        extracted=100,
+        loaded=95,
+        quarantined=5,
+        entities=2,
+        rows_evaluated=200,
+        rows_failed=10,
+    )
+    stopped = SystemBatch(
+        "b2", "melior", status="stopped_at_gate", rows_evaluated=50, rows_failed=50
+    )
+    assert loaded.is_accounted and loaded.dq_pass_rate == 0.95 and loaded.quarantine_rate == 0.05
+    assert not stopped.is_loaded and SystemBatch("b3", "x").dq_pass_rate is None
+    run = RunSummary("r", [loaded, stopped])
+    assert run.total("loaded") == 95 and run.stopped_at_gate == 1 and run.is_accounted
+    assert run.dq_pass_rate == pytest.approx(1 - 60 / 250)
+
+
+def test_recorded_go_no_go_criteria_are_read_from_a_transitions_evidence():
+    evidence = {
+        "criteria": [{"criterion": "reconciliation", "passed": False, "detail": "2 missing"}]
+    }
+    [criterion] = criteria_from_evidence(evidence)
+    assert (criterion.name, criterion.is_passed, criterion.reason) == (
+        "reconciliation",
+        False,
+        "2 missing",
+    )
+    assert criteria_from_evidence({}) == [] and criteria_from_evidence({"criteria": "x"}) == []
+
+
+def test_meter_names_its_rate():
+    assert re.search(r'aria-label="pass 97.0%"', str(charts.meter(0.97, "pass")))
