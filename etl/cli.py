@@ -52,6 +52,30 @@ def estate_generate(
     )
 
 
+@estate_app.command("activity")
+def estate_activity(
+    seed: Annotated[int, typer.Option(help="Random seed of this round of activity.")] = 42,
+    estate: Annotated[
+        Path | None,
+        typer.Option(help="Estate folder (default: VARDFLYTT_ESTATE_DIR or var/estate)."),
+    ] = None,
+    elvis_url: Annotated[
+        str | None,
+        typer.Option(help="ELVIS database, when not the estate's SQLite file.", show_default=False),
+    ] = None,
+) -> None:
+    """Change ELVIS and Melior in place as legacy use would before the cutover (for deltas)."""
+    import os
+
+    from etl.estate.activity import ACTIVITY_FILE, simulate_activity
+
+    target = estate or get_settings().resolved_estate_dir
+    url = elvis_url or os.environ.get("VARDFLYTT_SOURCE_ELVIS_URL")
+    report = simulate_activity(target, seed=seed, elvis_url=url)
+    counts = ", ".join(f"{name} {number}" for name, number in report.counts().items())
+    console.print(f"legacy activity in {target}: {counts}; recorded in {target / ACTIVITY_FILE}")
+
+
 @app.command("check-mappings")
 def check_mappings() -> None:
     """Parse and check every mapping file; errors name the file and the field."""

@@ -42,13 +42,23 @@ def batch_id_for(system: str, run_id: str) -> str:
 
 
 def extract(
-    system: str, batch_id: str, as_of_date: dt.date | str, settings: Settings | None = None
+    system: str,
+    batch_id: str,
+    as_of_date: dt.date | str,
+    settings: Settings | None = None,
+    kind: str = "full",
 ) -> dict:
+    """Land the source; a ``delta`` also lists what changed since the last promoted batch."""
     settings = settings or get_settings()
     as_of = dt.date.fromisoformat(str(as_of_date))
-    manifest = extract_system(catalog(settings), system, batch_id, as_of, settings)
+    manifest = extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
     record_access(settings, "read_source", system, batch_id, manifest.total_rows)
-    return {"batch_id": batch_id, "rows": {name: d.rows for name, d in manifest.datasets.items()}}
+    return {
+        "batch_id": batch_id,
+        "kind": manifest.kind,
+        "base_batch_id": manifest.base_batch_id,
+        "rows": {name: d.extracted for name, d in manifest.datasets.items()},
+    }
 
 
 def transform(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
@@ -88,9 +98,12 @@ def load(
     scope: str = "all",
     promote_now: bool = True,
     wave: str | None = None,
-    kind: str = "full",
+    kind: str | None = None,
 ) -> dict:
-    """Stage the batch; promote it into the core too unless ``promote_now`` is false."""
+    """Stage the batch; promote it into the core too unless ``promote_now`` is false.
+
+    ``kind`` (full or delta) defaults to what the batch was extracted as.
+    """
     settings = settings or get_settings()
     report = load_system(
         catalog(settings),
@@ -151,12 +164,13 @@ def run_system(
     settings: Settings | None = None,
     on_stage: Callable[[str], None] | None = None,
     wave: str | None = None,
+    kind: str = "full",
 ) -> LoadReport:
     """All stages of one system in this process (the command line's path; DAGs split it)."""
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)
     step("extract")
-    extract(system, batch_id, as_of_date, settings)
+    extract(system, batch_id, as_of_date, settings, kind)
     entities = list(catalog(settings).system(system).entities)
     for entity in entities:
         step(f"transform {entity}")
@@ -168,6 +182,6 @@ def run_system(
     step("quality gate")
     gate(system, batch_id, run_id, settings)
     step("load")
-    report = load(system, batch_id, run_id, dry_run, settings, wave=wave)
+    report = load(system, batch_id, run_id, dry_run, settings, wave=wave, kind=kind)
     reconcile(report)
     return LoadReport.model_validate(report)

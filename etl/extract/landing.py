@@ -3,6 +3,10 @@
 Each landed row keeps its lineage: ``_row_number`` (1-based, in source order), ``_source_key``
 (the dataset's key columns joined by ``|``) and ``_row_hash`` (to tell exact duplicates from
 conflicting ones). The manifest holds row counts and SHA-256 checksums of the landed files.
+
+A batch is ``full`` or ``delta``. Both land every dataset whole; a delta also lists which rows
+are new, changed or deleted since its base batch, and only those are transformed and accounted
+for (see etl.extract.delta).
 """
 
 from __future__ import annotations
@@ -30,6 +34,20 @@ ROW_HASH = "_row_hash"
 # still emits it as a row, fields empty and this column saying why: it is quarantined, not lost.
 READ_ERROR = "_read_error"
 LINEAGE_COLUMNS = (ROW_NUMBER, SOURCE_KEY, ROW_HASH, READ_ERROR)
+FULL, DELTA = "full", "delta"
+
+
+class DeltaCounts(BaseModel):
+    """A delta dataset: rows new, changed or dependent (these are processed), keys deleted."""
+
+    new: int
+    changed: int
+    dependent: int
+    deleted: int
+
+    @property
+    def rows(self) -> int:
+        return self.new + self.changed + self.dependent
 
 
 class LandedDataset(BaseModel):
@@ -40,6 +58,12 @@ class LandedDataset(BaseModel):
     path: str
     exact_duplicates: int
     conflicting_duplicate_rows: int
+    delta: DeltaCounts | None = None  # only in a delta batch
+
+    @property
+    def extracted(self) -> int:
+        """The rows this batch must account for: the whole snapshot, or a delta's rows."""
+        return self.rows if self.delta is None else self.delta.rows
 
 
 class LandingManifest(BaseModel):
@@ -48,6 +72,8 @@ class LandingManifest(BaseModel):
     as_of_date: dt.date
     extracted_at: str
     datasets: dict[str, LandedDataset]
+    kind: str = FULL
+    base_batch_id: str | None = None  # a delta's base: the batch it was compared with
 
     @property
     def total_rows(self) -> int:
@@ -135,9 +161,24 @@ def check_schema(catalog: Catalog, system: str, settings: Settings) -> None:
 
 
 def extract_system(
-    catalog: Catalog, system: str, batch_id: str, as_of_date: dt.date, settings: Settings
+    catalog: Catalog,
+    system: str,
+    batch_id: str,
+    as_of_date: dt.date,
+    settings: Settings,
+    kind: str = FULL,
 ) -> LandingManifest:
-    """Land every dataset of ``system``; schema drift stops before any dataset is read."""
+    """Land every dataset of ``system``; schema drift stops before any dataset is read.
+
+    A ``delta`` batch needs a promoted batch of the system to compare with (refused otherwise)
+    and records, per dataset, the rows that changed since it.
+    """
+    # Deferred: etl.extract.delta builds on this module's lineage columns and models.
+    from etl.extract import delta
+
+    if kind not in (FULL, DELTA):
+        raise ValueError(f"batch kind must be '{FULL}' or '{DELTA}', not '{kind}'")
+    base_batch_id = delta.require_base(settings, system, batch_id) if kind == DELTA else None
     spec = catalog.system(system).spec
     check_schema(catalog, system, settings)
     paths = BatchPaths.of(settings, batch_id, system)
@@ -169,12 +210,19 @@ def extract_system(
     finally:
         if engine is not None:
             engine.dispose()
+    delta.clear(paths, list(landed))
+    if base_batch_id is not None:
+        counts = delta.compare_with_base(catalog, system, batch_id, base_batch_id, settings)
+        for name, dataset_counts in counts.items():
+            landed[name].delta = dataset_counts
     manifest = LandingManifest(
         system=system,
         batch_id=batch_id,
         as_of_date=as_of_date,
         extracted_at=utc_now().isoformat(),
         datasets=landed,
+        kind=kind,
+        base_batch_id=base_batch_id,
     )
     write_json(paths.manifest_file, manifest.model_dump())
     return manifest

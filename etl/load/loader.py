@@ -8,6 +8,9 @@ a failure leaves the core as it was.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,10 +29,12 @@ from etl.core.tables import (
     batch_accounting,
     dq_flag,
     load_batch,
+    promotion,
     quarantine,
+    source_watermark,
 )
 from etl.cutover.promote import PROMOTED, clear_staged, promote, promotion_row, record_staged
-from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
+from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, LandingManifest, read_manifest
 from etl.load.bulk import bulk_insert
 from etl.settings import Settings
 from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
@@ -150,15 +155,22 @@ def load_system(
     scope: str = "all",
     promote_now: bool = True,
     wave: str | None = None,
-    kind: str = "full",
+    kind: str | None = None,
 ) -> LoadReport:
     """Stage the batch (one transaction), then promote it into the core (another), then account.
 
     Staging records quarantine, flags and provisional accounting; promotion applies the batch
     with its history kept (etl.cutover.promote) and verifies every loaded row by content hash.
-    With ``promote_now=False`` the batch waits in staging for an explicit promotion.
+    With ``promote_now=False`` the batch waits in staging for an explicit promotion. ``kind``
+    (full or delta) is what the batch was extracted as; a different one is refused.
     """
     manifest = read_manifest(settings, batch_id, system)
+    if kind is not None and kind != manifest.kind:
+        raise ValueError(
+            f"{system}: batch {batch_id} was extracted as {manifest.kind}, not {kind}; "
+            f"extract it again as {kind} or load it as {manifest.kind}"
+        )
+    kind = manifest.kind
     paths = BatchPaths.of(settings, batch_id, system)
     mappings = catalog.system(system).entities
     order = _load_order(catalog, system)
@@ -249,6 +261,7 @@ def promote_system(
         report = _report(system, batch_id, manifest, mappings, paths, loads)
         if not promoted.already_done:
             _record_accounting(connection, batch_id, report.accounting)
+            _set_watermarks(connection, system, manifest)
             status = "loaded" if report.is_reconciled else "unreconciled"
             _record_batch(connection, system, batch_id, run_id, status, finished=True)
     return report
@@ -288,7 +301,7 @@ def _loads_from_ledger(connection, system, batch_id, order) -> list[EntityLoad]:
 
 
 def _stage_deletions(connection, paths: BatchPaths, system: str, batch_id: str) -> None:
-    """A delta batch lists the core rows whose legacy rows were deleted (see etl.cutover.delta)."""
+    """A delta batch lists the core rows whose legacy rows were deleted (etl.extract.delta)."""
     path = paths.validated / "deletions.parquet"
     if path.exists():
         bulk_insert(connection, "staged_deletion", pq.read_table(path))
@@ -308,7 +321,7 @@ def _report(
                 system,
                 entity,
                 mapping.dataset,
-                manifest.datasets[mapping.dataset].rows,
+                manifest.datasets[mapping.dataset].extracted,
                 load,
                 _outcomes(paths, entity),
                 dry_run or staged_only,
@@ -316,18 +329,18 @@ def _report(
         )
     mapped_datasets = {m.dataset for m in mappings.values()}
     for dataset, landed in manifest.datasets.items():
-        if dataset not in mapped_datasets and landed.rows:
+        if dataset not in mapped_datasets and landed.extracted:
             accounting.append(
                 AccountingRow(
                     source_system=system,
                     entity=f"(no mapping for {dataset})",
                     dataset=dataset,
-                    extracted=landed.rows,
+                    extracted=landed.extracted,
                     loaded=0,
                     quarantined=0,
                     excluded=0,
                     merged=0,
-                    residue=landed.rows,
+                    residue=landed.extracted,
                     is_verified=False,
                 )
             )
@@ -405,3 +418,47 @@ def _record_accounting(connection, batch_id: str, rows: list[AccountingRow]) -> 
             for row in rows
         ],
     )
+
+
+def _set_watermarks(connection, system: str, manifest: LandingManifest | None) -> None:
+    """Each dataset's watermark: the promoted batch the source is loaded up to, and its rows."""
+    connection.execute(source_watermark.delete().where(source_watermark.c.source_system == system))
+    if manifest is None or not manifest.datasets:
+        return
+    extracted_at = dt.datetime.fromisoformat(manifest.extracted_at)
+    connection.execute(
+        source_watermark.insert(),
+        [
+            {
+                "source_system": system,
+                "dataset": name,
+                "batch_id": manifest.batch_id,
+                "extracted_at": extracted_at,
+                "as_of_date": manifest.as_of_date,
+                "rows": landed.rows,
+            }
+            for name, landed in manifest.datasets.items()
+        ],
+    )
+
+
+def rewind_watermarks(connection, system: str, settings: Settings) -> str | None:
+    """After a rollback: watermarks back to the latest batch of ``system`` still promoted.
+
+    Deltas find their base in the promotion ledger either way; this keeps the watermark table,
+    which people read, telling the truth. Returns that batch (None when nothing is promoted).
+    Call it in the rollback's transaction.
+    """
+    latest = connection.execute(
+        sa.select(promotion.c.batch_id)
+        .where((promotion.c.source_system == system) & (promotion.c.state == PROMOTED))
+        .order_by(promotion.c.seq.desc())
+        .limit(1)
+    ).scalar()
+    manifest = None
+    # If its landing files are gone, no watermark is known, so none is claimed.
+    with contextlib.suppress(FileNotFoundError):
+        if latest is not None:
+            manifest = read_manifest(settings, latest, system)
+    _set_watermarks(connection, system, manifest)
+    return latest

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from etl.batch import BatchPaths
 from etl.catalog import Catalog
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
-from etl.extract.landing import ROW_NUMBER, read_manifest
+from etl.extract.delta import iter_selected_frames, selected_row_numbers
+from etl.extract.landing import DELTA, ROW_NUMBER, read_manifest
 from etl.settings import Settings
 from etl.transform.engine import (
     OUTCOME_COLUMNS,
@@ -77,7 +78,7 @@ def count_outcomes(frames: list[pd.DataFrame]) -> dict[str, int]:
 def transform_entity(
     catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings
 ) -> StageReport:
-    """Map every landed row of the entity's dataset; each row ends as a core row or an outcome."""
+    """Map the entity's landed rows (a delta's rows only); each ends as a core row or an outcome."""
     mapping = catalog.system(system).entities[entity]
     manifest = read_manifest(settings, batch_id, system)
     paths = BatchPaths.of(settings, batch_id, system)
@@ -96,7 +97,14 @@ def transform_entity(
     writer = StageWriter(targets)
     rows_in = rows_out = 0
     outcome_frames = []
-    for chunk in iter_frames(paths.landed_file(mapping.dataset), settings.chunk_rows):
+    landed = paths.landed_file(mapping.dataset)
+    if manifest.kind == DELTA:
+        # A delta maps only its new, changed and dependent rows; the rest are already in the core.
+        selected = selected_row_numbers(paths, mapping.dataset)
+        chunks = iter_selected_frames(landed, settings.chunk_rows, selected)
+    else:
+        chunks = iter_frames(landed, settings.chunk_rows)
+    for chunk in chunks:
         result = transform_chunk(
             chunk,
             mapping,

@@ -1,0 +1,359 @@
+"""Delta batches: which legacy rows are new, changed or deleted since the last promoted batch.
+
+A delta batch lands every dataset as a full snapshot, as a full load does: reference checks and
+lookups need every row. Its base is the latest batch of the same system that is still promoted in
+the core (table ``promotion``, highest ``seq``), so after a rollback the base simply becomes the
+batch promoted before it. Per dataset, each source key's row hashes are compared with the base's
+snapshot, reading key and hash columns only, and ``<dataset>.delta.parquet`` beside the snapshot
+lists the delta:
+
+- ``new``: rows whose key the base does not have (and keyless rows whose content it did not have);
+- ``changed``: rows whose key's content differs from the base's;
+- ``dependent``: rows unchanged themselves whose mapping takes a value from a row that is new,
+  changed or deleted (a lookup: a care contact's spärr blocks its diagnoses), or checks a
+  reference to a key that appeared or disappeared. Their core rows may change although the
+  source row did not, so they are mapped again;
+- ``deleted``: keys only the base has (no row number).
+
+The transform maps only the new, changed and dependent rows, so for a delta "extracted" in the
+accounting means their number. The core ids of deleted rows, with the identifiers of deleted
+patients, go to ``validated/deletions.parquet``; promotion deletes those rows and keeps them in
+history, so a rollback restores them. A delta row that is quarantined leaves its core row as the
+last promoted batch loaded it; the quarantine says why, and fixing it at source makes it change
+again, so the next delta carries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from etl.batch import BatchPaths
+from etl.catalog import Catalog
+from etl.core.database import core_engine
+from etl.core.ids import core_ids
+from etl.core.tables import promotion
+from etl.cutover.promote import PROMOTED
+from etl.extract.landing import ROW_HASH, ROW_NUMBER, SOURCE_KEY, DeltaCounts
+from etl.settings import Settings
+
+NEW, CHANGED, DEPENDENT, DELETED = "new", "changed", "dependent", "deleted"
+PROCESSED = (NEW, CHANGED, DEPENDENT)
+CHANGE = "change"
+DELTA_SCHEMA = pa.schema(
+    [(ROW_NUMBER, pa.int64()), (SOURCE_KEY, pa.string()), (CHANGE, pa.string())]
+)
+DELETION_SCHEMA = pa.schema(
+    [
+        ("batch_id", pa.string()),
+        ("entity", pa.string()),
+        ("row_id", pa.string()),
+        ("source_system", pa.string()),
+    ]
+)
+_STATISTICS = ("min", "max", "count", "sum")
+
+
+class NoBaseBatchError(RuntimeError):
+    """A delta batch without a promoted batch to compare with."""
+
+
+def delta_file(paths: BatchPaths, dataset: str) -> Path:
+    return paths.landed / f"{dataset}.delta.parquet"
+
+
+def deletions_file(paths: BatchPaths) -> Path:
+    return paths.validated / "deletions.parquet"
+
+
+def base_batch(settings: Settings, system: str, batch_id: str) -> str | None:
+    """The latest promoted batch of ``system`` before ``batch_id`` (never the batch itself).
+
+    Re-running an already promoted delta compares with the batch promoted before it, so the
+    re-run lands the same delta and changes nothing.
+    """
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        own = connection.execute(
+            sa.select(promotion.c.state, promotion.c.seq).where(promotion.c.batch_id == batch_id)
+        ).first()
+        query = sa.select(promotion.c.batch_id).where(
+            (promotion.c.source_system == system)
+            & (promotion.c.state == PROMOTED)
+            & (promotion.c.batch_id != batch_id)
+        )
+        if own is not None and own.state == PROMOTED and own.seq is not None:
+            query = query.where(promotion.c.seq < own.seq)
+        return connection.execute(query.order_by(promotion.c.seq.desc()).limit(1)).scalar()
+
+
+def require_base(settings: Settings, system: str, batch_id: str) -> str:
+    """The delta's base batch, whose landed snapshot must still be in the landing zone."""
+    base = base_batch(settings, system, batch_id)
+    if base is None:
+        raise NoBaseBatchError(
+            f"{system}: batch {batch_id} is a delta, but no batch of {system} is promoted in the "
+            "core to compare it with: run a full load first"
+        )
+    manifest = BatchPaths.of(settings, base, system).manifest_file
+    if not manifest.exists():
+        raise NoBaseBatchError(
+            f"{system}: the delta's base batch {base} is promoted, but its landed snapshot is gone "
+            f"({manifest} missing): run a full load first"
+        )
+    return base
+
+
+def clear(paths: BatchPaths, datasets: list[str]) -> None:
+    """Remove an earlier attempt's delta files (a batch re-extracted as full has none)."""
+    for dataset in datasets:
+        delta_file(paths, dataset).unlink(missing_ok=True)
+    deletions_file(paths).unlink(missing_ok=True)
+
+
+def _has_key(keys: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Rows with a source key; keyless rows are quarantined and compared by content instead."""
+    return pc.and_(pc.is_valid(keys), pc.not_equal(pc.fill_null(keys, ""), ""))
+
+
+def _signatures(table: pa.Table) -> pa.Table:
+    """Per source key, count, min, max and sum of its row hashes (the sum wraps at 2**64).
+
+    The same rows give the same statistics in any order. Different rows give different ones,
+    exactly for a key with one or two rows, and for a key repeated more often unless a change
+    kept count, min, max and the 64-bit sum alike (a chance of about 2**-64).
+    """
+    keyed = table.filter(_has_key(table[SOURCE_KEY]))
+    return keyed.group_by(SOURCE_KEY).aggregate([(ROW_HASH, name) for name in _STATISTICS])
+
+
+def diff_dataset(current: Path, base: Path | None) -> pa.Table:
+    """New and changed rows of ``current`` (with row numbers), and keys deleted since ``base``."""
+    rows = pq.read_table(current, columns=[ROW_NUMBER, SOURCE_KEY, ROW_HASH])
+    if base is None or not base.exists():
+        base_rows = pa.table(
+            {SOURCE_KEY: pa.array([], pa.string()), ROW_HASH: pa.array([], pa.uint64())}
+        )
+    else:
+        base_rows = pq.read_table(base, columns=[SOURCE_KEY, ROW_HASH])
+    ours = _signatures(rows)
+    theirs = _signatures(base_rows)
+    statistics = [f"{ROW_HASH}_{name}" for name in _STATISTICS]
+    theirs = theirs.rename_columns(
+        [SOURCE_KEY if name == SOURCE_KEY else f"base_{name}" for name in theirs.column_names]
+    )
+    joined = ours.join(theirs, SOURCE_KEY, join_type="left outer")
+    is_new = pc.is_null(joined[f"base_{ROW_HASH}_count"])
+    differs = pc.fill_null(
+        _any([pc.not_equal(joined[name], joined[f"base_{name}"]) for name in statistics]), False
+    )
+    change = pc.if_else(
+        is_new,
+        pa.scalar(NEW),
+        pc.if_else(differs, pa.scalar(CHANGED), pa.scalar(None, pa.string())),
+    )
+    changed_keys = pa.table({SOURCE_KEY: joined[SOURCE_KEY], CHANGE: change}).filter(
+        pc.is_valid(change)
+    )
+    keyed = rows.join(changed_keys, SOURCE_KEY, join_type="inner").select(
+        [ROW_NUMBER, SOURCE_KEY, CHANGE]
+    )
+    keyless = rows.filter(pc.invert(_has_key(rows[SOURCE_KEY])))
+    base_keyless = base_rows.filter(pc.invert(_has_key(base_rows[SOURCE_KEY])))
+    unseen = pc.invert(
+        pc.is_in(keyless[ROW_HASH], value_set=base_keyless[ROW_HASH].combine_chunks())
+    )
+    keyless = keyless.filter(unseen)
+    keyless_new = pa.table(
+        {
+            ROW_NUMBER: keyless[ROW_NUMBER],
+            SOURCE_KEY: keyless[SOURCE_KEY],
+            CHANGE: pa.repeat(NEW, keyless.num_rows),
+        }
+    )
+    deleted_keys = theirs.join(ours.select([SOURCE_KEY]), SOURCE_KEY, join_type="left anti")
+    deleted = pa.table(
+        {
+            ROW_NUMBER: pa.nulls(deleted_keys.num_rows, pa.int64()),
+            SOURCE_KEY: deleted_keys[SOURCE_KEY],
+            CHANGE: pa.repeat(DELETED, deleted_keys.num_rows),
+        }
+    )
+    return _ordered(pa.concat_tables([keyed.cast(DELTA_SCHEMA), keyless_new, deleted]))
+
+
+def _any(conditions: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+    result = conditions[0]
+    for condition in conditions[1:]:
+        result = pc.or_(result, condition)
+    return result
+
+
+def _ordered(table: pa.Table) -> pa.Table:
+    """Rows in source order, deleted keys after them in key order (stable files, stable diffs)."""
+    return table.cast(DELTA_SCHEMA).sort_by([(ROW_NUMBER, "ascending"), (SOURCE_KEY, "ascending")])
+
+
+def _keys(table: pa.Table, changes: tuple[str, ...]) -> pa.Array:
+    wanted = table.filter(pc.is_in(table[CHANGE], value_set=pa.array(changes, pa.string())))
+    return pc.unique(wanted[SOURCE_KEY].combine_chunks())
+
+
+def _dependents(catalog: Catalog, system: str, paths: BatchPaths, deltas: dict[str, pa.Table]):
+    """Per dataset, unchanged rows whose lookups or references point at a key that changed."""
+    result = {}
+    for mapping in catalog.system(system).entities.values():
+        pointers = [
+            (lookup.column, _keys(deltas[lookup.dataset], (NEW, CHANGED, DELETED)))
+            for lookup in mapping.lookups
+            if lookup.dataset in deltas
+        ] + [
+            (reference.column, _keys(deltas[reference.dataset], (NEW, DELETED)))
+            for reference in mapping.references
+            if reference.dataset in deltas
+        ]
+        pointers = [(column, keys) for column, keys in pointers if len(keys)]
+        if not pointers:
+            continue
+        columns = list(dict.fromkeys(column for column, _ in pointers))
+        landed = pq.read_table(
+            paths.landed_file(mapping.dataset), columns=[ROW_NUMBER, SOURCE_KEY, *columns]
+        )
+        hit = pa.repeat(False, landed.num_rows)
+        for column, keys in pointers:
+            # Trimmed as the transform trims a lookup or reference value before matching it.
+            values = pc.utf8_trim_whitespace(landed[column])
+            hit = pc.or_(hit, pc.fill_null(pc.is_in(values, value_set=keys), False))
+        # Each row once: not if new or changed itself, nor if another mapping found it already.
+        listed = [deltas[mapping.dataset]] + (
+            [result[mapping.dataset]] if mapping.dataset in result else []
+        )
+        taken = pa.concat_tables(listed)[ROW_NUMBER].drop_null().combine_chunks()
+        fresh = pc.invert(pc.is_in(landed[ROW_NUMBER], value_set=taken))
+        found = landed.filter(pc.and_(hit, fresh))
+        if not found.num_rows:
+            continue
+        table = pa.table(
+            {
+                ROW_NUMBER: found[ROW_NUMBER],
+                SOURCE_KEY: found[SOURCE_KEY],
+                CHANGE: pa.repeat(DEPENDENT, found.num_rows),
+            }
+        )
+        result[mapping.dataset] = (
+            pa.concat_tables([result[mapping.dataset], table])
+            if mapping.dataset in result
+            else table
+        )
+    return result
+
+
+def _deletions(catalog: Catalog, system: str, batch_id: str, deltas: dict[str, pa.Table]):
+    """Core ids of the rows whose legacy rows were deleted, with deleted patients' identifiers."""
+    frames = []
+    for mapping in catalog.system(system).entities.values():
+        if mapping.dataset not in deltas:
+            continue
+        keys = _keys(deltas[mapping.dataset], (DELETED,)).to_pandas().astype("string")
+        if not len(keys):
+            continue
+        owned = [(mapping.entity, keys)]
+        # A patient's identifiers are keyed "<patient key>#<position>" (etl.transform.engine).
+        owned += [
+            ("patient_identifier", keys + f"#{position}")
+            for position in range(len(mapping.identifiers))
+        ]
+        for entity, entity_keys in owned:
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "batch_id": batch_id,
+                        "entity": entity,
+                        "row_id": core_ids(system, entity, entity_keys),
+                        "source_system": system,
+                    }
+                )
+            )
+    if not frames:
+        return None
+    frame = pd.concat(frames, ignore_index=True).drop_duplicates(["entity", "row_id"])
+    return pa.Table.from_pandas(frame, schema=DELETION_SCHEMA, preserve_index=False)
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, temporary)
+    temporary.replace(path)
+
+
+def compare_with_base(
+    catalog: Catalog, system: str, batch_id: str, base_batch_id: str, settings: Settings
+) -> dict[str, DeltaCounts]:
+    """Write each dataset's delta file and the batch's deletions; the counts per dataset."""
+    paths = BatchPaths.of(settings, batch_id, system)
+    base = BatchPaths.of(settings, base_batch_id, system)
+    deltas = {
+        name: diff_dataset(paths.landed_file(name), base.landed_file(name))
+        for name in catalog.system(system).spec.datasets
+    }
+    for name, dependents in _dependents(catalog, system, paths, deltas).items():
+        deltas[name] = _ordered(pa.concat_tables([deltas[name], dependents]))
+    counts = {}
+    for name, table in deltas.items():
+        _write(table, delta_file(paths, name))
+        by_change = table.group_by(CHANGE).aggregate([(CHANGE, "count")]).to_pydict()
+        number = dict(zip(by_change[CHANGE], by_change[f"{CHANGE}_count"], strict=True))
+        counts[name] = DeltaCounts(
+            new=number.get(NEW, 0),
+            changed=number.get(CHANGED, 0),
+            dependent=number.get(DEPENDENT, 0),
+            deleted=number.get(DELETED, 0),
+        )
+    deletions = _deletions(catalog, system, batch_id, deltas)
+    if deletions is not None:
+        _write(deletions, deletions_file(paths))
+    return counts
+
+
+def selected_row_numbers(paths: BatchPaths, dataset: str) -> pa.Array:
+    """Row numbers a delta batch maps for ``dataset``: its new, changed and dependent rows."""
+    table = pq.read_table(delta_file(paths, dataset), columns=[ROW_NUMBER, CHANGE])
+    chosen = table.filter(pc.is_in(table[CHANGE], value_set=pa.array(PROCESSED, pa.string())))
+    return chosen[ROW_NUMBER].combine_chunks()
+
+
+def iter_selected_frames(
+    path: Path, chunk_rows: int, row_numbers: pa.Array
+) -> Iterator[pd.DataFrame]:
+    """The landed rows with the given row numbers, chunk by chunk, as etl.core.arrow.iter_frames.
+
+    Filtered in Arrow before pandas sees a row, so a small delta of a large snapshot stays cheap;
+    each chunk is matched only against the wanted numbers within its own range.
+    """
+    wanted = np.sort(row_numbers.to_numpy(zero_copy_only=False))
+    if not len(wanted):
+        return
+    source = pq.ParquetFile(path)
+    for batch in source.iter_batches(batch_size=chunk_rows):
+        numbers = batch.column(ROW_NUMBER).to_numpy(zero_copy_only=False)
+        if not len(numbers):
+            continue
+        first = np.searchsorted(wanted, numbers.min(), side="left")
+        last = np.searchsorted(wanted, numbers.max(), side="right")
+        if first == last:
+            continue
+        batch = batch.filter(pa.array(np.isin(numbers, wanted[first:last])))
+        if not batch.num_rows:
+            continue
+        frame = batch.to_pandas()
+        text = [field.name for field in batch.schema if field.type == pa.string()]
+        if text:
+            frame[text] = frame[text].astype("string")
+        yield frame

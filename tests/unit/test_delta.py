@@ -1,0 +1,179 @@
+"""Delta comparison (etl.extract.delta) on small hand-made landed files: key and hash only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from etl.batch import BatchPaths
+from etl.catalog import load_catalog
+from etl.core.ids import core_ids
+from etl.extract.delta import (
+    CHANGE,
+    DELTA_SCHEMA,
+    _deletions,
+    _dependents,
+    diff_dataset,
+    iter_selected_frames,
+    selected_row_numbers,
+)
+from etl.extract.landing import ROW_HASH, ROW_NUMBER, SOURCE_KEY
+
+pytestmark = pytest.mark.unit
+
+MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+
+
+def _landed(path: Path, keys: list[str | None], hashes: list[int], **columns) -> Path:
+    table = pa.table(
+        {
+            ROW_NUMBER: pa.array(range(1, len(keys) + 1), pa.int64()),
+            SOURCE_KEY: pa.array(keys, pa.string()),
+            ROW_HASH: pa.array(hashes, pa.uint64()),
+            **{name: pa.array(values, pa.string()) for name, values in columns.items()},
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def _changes(table: pa.Table) -> dict[str, str]:
+    """``key@row`` (``-`` for no row number, as for a deleted key) -> change."""
+    rows = zip(*(table[c].to_pylist() for c in (SOURCE_KEY, ROW_NUMBER, CHANGE)), strict=True)
+    return {f"{key}@{'-' if row is None else row}": change for key, row, change in rows}
+
+
+@pytest.mark.parametrize(
+    ("base", "current", "expected"),
+    [
+        pytest.param(
+            (["a", "b", "c"], [1, 2, 3]),
+            (["a", "b", "c"], [1, 2, 3]),
+            {},
+            id="unchanged",
+        ),
+        pytest.param(
+            (["a", "b", "c"], [1, 2, 3]),
+            (["a", "b", "d"], [1, 9, 4]),
+            {"b@2": "changed", "d@3": "new", "c@-": "deleted"},
+            id="new-changed-deleted",
+        ),
+        pytest.param(
+            (["a", "b"], [1, 2]),
+            (["b", "a"], [2, 1]),
+            {},
+            id="reordered rows are unchanged",
+        ),
+        pytest.param(
+            (["a", "a", "b"], [1, 1, 2]),
+            (["a", "a", "b"], [1, 5, 2]),
+            {"a@1": "changed", "a@2": "changed"},
+            id="a duplicated key: all its rows go again",
+        ),
+        pytest.param(
+            (["a", "a", "a"], [2**64 - 1, 2**63, 5]),
+            (["a", "a", "a"], [2**64 - 1, 2**63 + 1, 5]),
+            {"a@1": "changed", "a@2": "changed", "a@3": "changed"},
+            id="a key three times, its middle row changed (hash sums wrap)",
+        ),
+        pytest.param(
+            (["a", None, ""], [1, 7, 8]),
+            (["a", None, "", None], [1, 7, 8, 6]),
+            {"None@4": "new"},
+            id="keyless rows: only unseen content",
+        ),
+    ],
+)
+def test_rows_are_compared_by_key_and_hash(tmp_path, base, current, expected):
+    base_file = _landed(tmp_path / "base.parquet", *base)
+    current_file = _landed(tmp_path / "current.parquet", *current)
+    table = diff_dataset(current_file, base_file)
+    assert table.schema == DELTA_SCHEMA
+    assert _changes(table) == expected
+
+
+def test_without_a_base_file_every_row_is_new(tmp_path):
+    current = _landed(tmp_path / "current.parquet", ["a", "b"], [1, 2])
+    assert _changes(diff_dataset(current, tmp_path / "missing.parquet")) == {
+        "a@1": "new",
+        "b@2": "new",
+    }
+
+
+def test_only_selected_rows_are_read_for_the_transform(tmp_path):
+    paths = BatchPaths(tmp_path)
+    landed = _landed(paths.landed_file("d"), list("abcdef"), [1, 2, 3, 4, 5, 6], X=list("uvwxyz"))
+    delta = pa.table(
+        {
+            ROW_NUMBER: [2, 5, None],
+            SOURCE_KEY: ["b", "e", "q"],
+            CHANGE: ["new", "dependent", "deleted"],
+        },
+        schema=DELTA_SCHEMA,
+    )
+    pq.write_table(delta, paths.landed / "d.delta.parquet")
+    selected = selected_row_numbers(paths, "d")
+    assert selected.to_pylist() == [2, 5]
+    frames = list(iter_selected_frames(landed, 2, selected))
+    assert [len(frame) for frame in frames] == [1, 1]  # filtered chunk by chunk
+    rows = pd.concat(frames)
+    assert list(rows["X"]) == ["v", "y"] and rows["X"].dtype == "string"
+    assert list(iter_selected_frames(landed, 2, pa.array([], pa.int64()))) == []
+
+
+def _delta(rows: list[tuple[int | None, str, str]]) -> pa.Table:
+    numbers, keys, changes = zip(*rows, strict=True) if rows else ([], [], [])
+    return pa.table(
+        {ROW_NUMBER: list(numbers), SOURCE_KEY: list(keys), CHANGE: list(changes)},
+        schema=DELTA_SCHEMA,
+    )
+
+
+def test_rows_pointing_at_a_changed_row_are_mapped_again(tmp_path):
+    """Melior diagnoses take their contact's spärr (lookup) and check their patient (reference)."""
+    catalog = load_catalog(MAPPINGS)
+    paths = BatchPaths(tmp_path)
+    deltas = {name: _delta([]) for name in catalog.system("melior").spec.datasets}
+    deltas["kontakt"] = _delta([(1, "300001", "changed"), (None, "300002", "deleted")])
+    deltas["patient"] = _delta([(7, "20000009", "new"), (8, "20000010", "changed")])
+    deltas["diagnos"] = _delta([(4, "1000004", "changed")])
+    _landed(
+        paths.landed_file("diagnos"),
+        ["1000001", "1000002", "1000003", "1000004", "1000005", "1000006"],
+        [1, 2, 3, 4, 5, 6],
+        KONTAKTNR=[" 300001 ", "300002", "300003", "300001", None, "300003"],
+        PATNR=["20000001", "20000001", "20000001", "20000001", "20000009", "20000010"],
+    )
+    for name in set(deltas) - {"diagnos"}:
+        _landed(paths.landed_file(name), [], [], KONTAKTNR=[], PATNR=[])
+    found = _dependents(catalog, "melior", paths, deltas)
+    assert set(found) == {"diagnos"}
+    # 1: its contact changed (value trimmed); 2: its contact is gone; 4 is changed itself;
+    # 5: its patient appeared; 6: its patient only changed, which a reference does not see.
+    assert _changes(found["diagnos"]) == {
+        "1000001@1": "dependent",
+        "1000002@2": "dependent",
+        "1000005@5": "dependent",
+    }
+
+
+def test_deleted_patients_take_their_identifiers_with_them():
+    catalog = load_catalog(MAPPINGS)
+    deltas = {"patient": _delta([(None, "10001", "deleted"), (3, "10002", "changed")])}
+    deltas["bokning"] = _delta([(None, "2000001", "deleted")])
+    table = _deletions(catalog, "elvis", "b1", deltas).to_pandas()
+    by_entity = table.groupby("entity")["row_id"].apply(set).to_dict()
+    assert by_entity == {
+        "patient": {core_ids("elvis", "patient", pd.Series(["10001"])).iloc[0]},
+        "patient_identifier": set(
+            core_ids("elvis", "patient_identifier", pd.Series(["10001#0", "10001#1"]))
+        ),
+        "appointment": {core_ids("elvis", "appointment", pd.Series(["2000001"])).iloc[0]},
+    }
+    assert set(table["batch_id"]) == {"b1"} and set(table["source_system"]) == {"elvis"}
+    assert _deletions(catalog, "elvis", "b1", {"patient": _delta([])}) is None
