@@ -21,6 +21,7 @@ from etl.cutover import ledger
 from etl.cutover.plan import Wave, load_plan
 from etl.cutover.promote import PROMOTED, core_checksums, rollback
 from etl.cutover.reconcile import accounting_residue, reconcile_system
+from etl.load.loader import rewind_watermarks
 from etl.settings import Settings
 from etl.validate.gate import mapping_version
 
@@ -430,6 +431,8 @@ def rollback_wave(
                 for report in rollback(connection, batch["batch_id"], cascade=cascade):
                     if not report.already_done:
                         undone.append(report.batch_id)
+            for system in {batch["source_system"] for batch in batches}:
+                rewind_watermarks(connection, system, settings)
         after = wave_checksums(settings, wave)
         with_sums = [t for t in started if "checksums_before" in t["evidence"]]
         before = with_sums[-1]["evidence"]["checksums_before"] if with_sums else None

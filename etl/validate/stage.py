@@ -193,7 +193,8 @@ def validate_entity(
     source = catalog.system(system).spec.datasets[mapping.dataset].source_name
     log_problem_rows(system, source, outcome_frames)
     counts = count_outcomes(outcome_frames)
-    landed_rows = manifest.datasets[mapping.dataset].rows
+    # A delta batch is judged on its own rows (new, changed, dependent), not the snapshot.
+    landed_rows = manifest.datasets[mapping.dataset].extracted
     write_json(
         checks_file(paths, entity),
         {
