@@ -202,9 +202,7 @@ def _holder_label(run_id: str | None) -> str:
     return f"{run_id or 'command line'} by {current_actor()} on {where}"
 
 
-def acquire_lock(
-    engine: sa.Engine, wave: str, run_id: str | None = None
-) -> tuple[str, bool]:
+def acquire_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> tuple[str, bool]:
     """Take the wave's lease, atomically (primary key); refuse with who holds it.
 
     Returns the holder label and whether this call took it: an Airflow run that took the lease
