@@ -859,19 +859,27 @@ def cutover_approve(
     by: Actor = None,
     note: Annotated[str | None, typer.Option(help="Why.")] = None,
 ) -> None:
-    """Record a go (or no-go) decision for a verified wave."""
-    from etl.cutover import ledger, waves
+    """Record a go (or no-go) decision for a verified wave.
 
+    If the wave's cutover DAG run is waiting for its go/no-go, this answers it in Airflow (which
+    records who responded); the run then records the decision and, on approval, cuts over."""
+    from etl.cutover import airflow_hitl, ledger, waves
+
+    settings = get_settings()
+    approver = by or ledger.current_actor()
+    decision = "reject" if reject else "approve"
+    answered = _cutover_call(
+        airflow_hitl.respond_to_waiting_run, settings, wave, decision, approver, role, note
+    )
+    if answered:
+        console.print(
+            f"answered the go/no-go of Airflow run {answered['run_id']} "
+            f"({answered['dag_id']}): {decision} by {answered['responded_by']}; the run records "
+            "it in the ledger" + (" and cuts the wave over" if decision == "approve" else "")
+        )
+        return
     record = _cutover_call(
-        waves.approve,
-        get_settings(),
-        wave,
-        by or ledger.current_actor(),
-        role,
-        "reject" if reject else "approve",
-        "cli",
-        None,
-        note,
+        waves.approve, settings, wave, approver, role, decision, "cli", None, note
     )
     console.print(
         f"{record['role']} {record['decision']} recorded for {wave} by {record['approver']}"

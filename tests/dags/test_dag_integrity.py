@@ -42,7 +42,11 @@ def test_one_dag_per_source_system_in_mappings(dag_bag):
 
     systems = list_system_entities(ROOT / "mappings")
     per_system = {
-        d for d in dag_bag.dag_ids if d.startswith("vardflytt_") and d != "vardflytt_migrate"
+        d
+        for d in dag_bag.dag_ids
+        if d.startswith("vardflytt_")
+        and d not in {"vardflytt_migrate", "vardflytt_rollback"}
+        and not d.startswith("vardflytt_cutover_")
     }
     assert {f"vardflytt_{s}" for s in systems} == per_system
 
@@ -84,10 +88,15 @@ def test_importing_the_dags_loads_no_heavy_module():
 
 
 def test_tasks_only_call_into_etl(dag_bag):
-    """Thin DAGs: every task is a TaskFlow call, no operators with inline logic."""
+    """Thin DAGs: every task is a TaskFlow call, no operators with inline logic; the one
+    exception is the cutover's go/no-go, Airflow's own human-in-the-loop operator."""
     for dag in dag_bag.dags.values():
         for task in dag.tasks:
+            if dag.dag_id.startswith("vardflytt_cutover_") and task.task_id == "go_no_go":
+                assert type(task).__name__ == "HITLOperator"
+                continue
             assert type(task).__name__ in {
                 "_PythonDecoratedOperator",
                 "_ShortCircuitDecoratedOperator",
+                "_BranchPythonDecoratedOperator",
             }, (dag.dag_id, task.task_id)

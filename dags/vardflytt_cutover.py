@@ -1,0 +1,358 @@
+"""Cutover DAGs generated from the wave plan, ``mappings/waves.yaml``.
+
+- ``vardflytt_cutover_<wave>``: one per wave; the Params form picks the phase.
+  rehearsal: rehearse into a separate core, with its evidence pack and comparison.
+  initial / delta: load the wave, reconcile it, write the evidence pack.
+  final: freeze, final delta, verify (the run fails with the failing criteria), a human go/no-go
+  in Airflow (human-in-the-loop), record the decision in the ledger and, if approved, cut over;
+  evidence pack.
+- ``vardflytt_rollback``: roll back a wave, or one batch; evidence pack.
+
+Every run takes the wave's lease in its first task and gives it back in its last, a setup and
+teardown pair: two runs of one wave never interleave, and the lease is released whatever failed
+in between (a teardown runs once everything before it is done, like ``all_done``), while a failed
+task still fails the run (a plain ``all_done`` leaf would mark it successful).
+
+Thin by design: each task is one call into ``etl.cutover``; nothing heavy is imported at module
+level. XCom carries counts, ids, criteria and pack paths, never patient data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from etl.cutover.airflow_hitl import APPROVAL_TASK_ID, APPROVE, REJECT, cutover_dag_id
+from etl.cutover.plan import PLAN_FILE, load_plan
+
+MAPPINGS_DIR = Path(
+    os.environ.get("VARDFLYTT_MAPPINGS_DIR") or Path(__file__).resolve().parents[1] / "mappings"
+)
+# A mappings folder without a plan has no waves; a malformed plan is an import error to fix.
+PLAN = load_plan(MAPPINGS_DIR) if (MAPPINGS_DIR / PLAN_FILE).exists() else None
+WAVES = PLAN.waves if PLAN else []
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+PHASES = ["rehearsal", "initial", "delta", "final"]
+FIRST_TASK_OF_PHASE = {
+    "rehearsal": "rehearse",
+    "initial": "load_wave",
+    "delta": "load_wave",
+    "final": "freeze",
+}
+# Shorter than the wave lease (etl.cutover.ledger.LOCK_LEASE, 12 h): an unanswered go/no-go fails
+# the run and releases the wave rather than outliving the lease it was verified under.
+RESPONSE_TIMEOUT = dt.timedelta(hours=11)
+
+CUTOVER_PARAMS = {
+    "phase": Param(
+        "rehearsal",
+        type="string",
+        enum=PHASES,
+        title="Phase",
+        description=(
+            "rehearsal: into a separate core. initial: full load. delta: changes since the last "
+            "load. final: freeze, final delta, verify, go/no-go approval, cut over."
+        ),
+    ),
+    "as_of_date": Param(
+        "",
+        type="string",
+        title="As-of date (YYYY-MM-DD)",
+        description="Reference date for date rules; empty means the run's date.",
+    ),
+}
+
+
+def _run(wave: str) -> dict:
+    """This run's wave, phase, as-of date, Airflow run id and who triggered it."""
+    context = get_current_context()
+    params, dag_run = context["params"], context["dag_run"]
+    return {
+        "wave": wave,
+        "phase": params.get("phase"),
+        "as_of_date": params.get("as_of_date") or dag_run.run_after.date().isoformat(),
+        "run_id": dag_run.run_id,
+        "actor": dag_run.triggering_user_name or "airflow",
+    }
+
+
+def _load_summary(evidence: dict) -> dict:
+    batches = evidence["batches"].values()
+    return {
+        "phase": evidence["phase"],
+        "batch_ids": {system: b["batch_id"] for system, b in evidence["batches"].items()},
+        "extracted": sum(b["extracted"] for b in batches),
+        "loaded": sum(b["loaded"] for b in batches),
+        "quarantined": sum(b["quarantined"] for b in batches),
+    }
+
+
+@task
+def take_wave_lock(wave: str | None = None) -> dict:
+    """The run's first task: hold the wave (from the argument, or the Params form)."""
+    from etl.core.database import core_engine
+    from etl.cutover import ledger
+    from etl.settings import get_settings
+
+    run = _run(wave or get_current_context()["params"]["wave"])
+    engine = core_engine(get_settings().resolved_core_url)
+    _holder, taken = ledger.acquire_lock(engine, run["wave"], run["run_id"])
+    return run | {"lock_taken": taken}
+
+
+@task
+def release_wave_lock(run: dict) -> dict:
+    from etl.core.database import core_engine
+    from etl.cutover import ledger
+    from etl.settings import get_settings
+
+    engine = core_engine(get_settings().resolved_core_url)
+    released = ledger.release_lock(engine, run["wave"], run_id=run["run_id"])
+    return {"wave": run["wave"], "released": released}
+
+
+@task
+def evidence_pack(run: dict, label: str, outcome: dict | None = None) -> dict:
+    from etl.cutover import evidence, waves
+    from etl.cutover.airflow_hitl import run_label
+    from etl.settings import get_settings
+
+    settings = get_settings()
+    criteria = [c.as_dict() for c in waves.evaluate_criteria(settings, run["wave"])]
+    pack = evidence.write_pack(
+        settings,
+        run["wave"],
+        run_label(label, run["run_id"]),
+        extra={"criteria": criteria, "run_id": run["run_id"], "outcome": outcome},
+    )
+    return {"wave": run["wave"], "pack": str(pack)}
+
+
+def build_cutover_dag(wave):
+    core_assets = [
+        Asset(name=f"vardflytt_core_{system}", uri=f"vardflytt://core/{system}")
+        for system in wave.systems
+    ]
+    approvers = wave.criteria.approvers
+    title = wave.title
+
+    @task.branch
+    def choose_phase(run: dict) -> str:
+        return FIRST_TASK_OF_PHASE[run["phase"]]
+
+    @task
+    def rehearse(run: dict) -> dict:
+        from etl.cutover import waves
+        from etl.settings import get_settings
+
+        evidence = waves.rehearse(
+            get_settings(),
+            run["wave"],
+            dt.date.fromisoformat(run["as_of_date"]),
+            run["actor"],
+            run["run_id"],
+        )
+        return {
+            "rehearsal": evidence["rehearsal"],
+            "pack": evidence["pack"],
+            "criteria_passed": evidence["criteria_passed"],
+            "failed_systems": sorted(evidence["failures"]),
+            "changes_since_previous": (evidence["comparison"] or {}).get("changes"),
+        }
+
+    # Loads update the core assets, so identity resolution (vardflytt_identity.py) follows.
+    @task(outlets=core_assets)
+    def load_wave(run: dict, phase: str | None = None) -> dict:
+        from etl.cutover import waves
+        from etl.settings import get_settings
+
+        evidence = waves.load_wave(
+            get_settings(),
+            run["wave"],
+            phase or run["phase"],
+            dt.date.fromisoformat(run["as_of_date"]),
+            run["actor"],
+            run["run_id"],
+        )
+        return _load_summary(evidence)
+
+    @task
+    def reconcile_wave(run: dict, loaded: dict) -> dict:
+        from etl.cutover import waves
+        from etl.settings import get_settings
+
+        results = waves.reconcile_wave(
+            get_settings(), run["wave"], dt.date.fromisoformat(run["as_of_date"]), run["run_id"]
+        )
+        return {
+            "pairs": len(results),
+            "reconciled": sum(r["is_reconciled"] for r in results),
+            "mismatched": [
+                f"{r['source_system']}/{r['entity']}" for r in results if not r["is_reconciled"]
+            ],
+        }
+
+    @task
+    def freeze(run: dict) -> dict:
+        from etl.cutover.airflow_hitl import freeze_unless_frozen
+        from etl.settings import get_settings
+
+        return freeze_unless_frozen(get_settings(), run["wave"], run["actor"], run["run_id"])
+
+    @task
+    def verify(run: dict, loaded: dict) -> dict:
+        from etl.cutover.airflow_hitl import verify_for_approval
+        from etl.settings import get_settings
+
+        return verify_for_approval(
+            get_settings(),
+            run["wave"],
+            dt.date.fromisoformat(run["as_of_date"]),
+            run["actor"],
+            run["run_id"],
+        )
+
+    @task
+    def record_decision(run: dict, response: dict) -> dict:
+        from etl.cutover.airflow_hitl import record_decision
+        from etl.settings import get_settings
+
+        return record_decision(get_settings(), run["wave"], response, run["run_id"])
+
+    @dag(
+        dag_id=cutover_dag_id(wave.wave),
+        description=f"Cutover of wave {wave.wave}: {title}",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["vardflytt", "cutover", wave.wave],
+        params=CUTOVER_PARAMS,
+        doc_md=(
+            f"Cutover of **{wave.wave}** ({title}): systems {', '.join(wave.systems)}; planned "
+            f"{wave.window.start} to {wave.window.end}. Run the phases in order: rehearsal, "
+            "initial, delta (as often as needed), final. The final run waits for a go/no-go "
+            f"from {', '.join(approvers)} (Required Actions, or `vardflytt cutover approve "
+            f"{wave.wave}`)."
+        ),
+    )
+    def cutover():
+        run = take_wave_lock(wave.wave)
+        branch = choose_phase(run)
+
+        rehearsed = rehearse(run)
+
+        loaded = load_wave(run)
+        reconciled = reconcile_wave(run, loaded)
+        load_evidence = evidence_pack.override(task_id="load_evidence")(run, "load", reconciled)
+
+        frozen = freeze(run)
+        final_delta = load_wave.override(task_id="load_final_delta")(run, "final")
+        frozen >> final_delta
+        verified = verify(run, final_delta)
+        go_no_go = HITLOperator(
+            task_id=APPROVAL_TASK_ID,
+            subject=f"Go/no-go: cut over wave {wave.wave} ({title})?",
+            body="{{ ti.xcom_pull(task_ids='verify')['body'] }}",
+            options=[APPROVE, REJECT],
+            params={
+                "role": Param(
+                    approvers[0],
+                    type="string",
+                    enum=approvers,
+                    title="Approving role",
+                ),
+                "note": Param(
+                    "",
+                    type="string",
+                    title="Note",
+                    description="Why: recorded with the decision in the cutover ledger.",
+                ),
+            },
+            response_timeout=RESPONSE_TIMEOUT,
+        )
+        verified >> go_no_go
+        decided = record_decision(run, go_no_go.output)
+        cutover_evidence = evidence_pack.override(task_id="cutover_evidence")(
+            run, "cutover", decided
+        )
+
+        branch >> [rehearsed, loaded, frozen]
+        released = release_wave_lock(run)
+        [rehearsed, load_evidence, cutover_evidence] >> released.as_teardown(setups=run)
+
+    return cutover()
+
+
+def build_rollback_dag(wave_names: list[str]):
+    params = {
+        "wave": Param(
+            wave_names[0],
+            type="string",
+            enum=wave_names,
+            title="Wave",
+            description="The wave to roll back (all its promoted batches, newest first).",
+        ),
+        "batch_id": Param(
+            "",
+            type="string",
+            title="Batch id",
+            description="Leave empty to roll back the whole wave; give one to undo only it.",
+        ),
+        "cascade": Param(
+            False,
+            type="boolean",
+            title="Cascade",
+            description="Also roll back later batches that changed the same rows, newest first.",
+        ),
+    }
+
+    @task
+    def rollback(run: dict) -> dict:
+        from etl.cutover import waves
+        from etl.settings import get_settings
+
+        params = get_current_context()["params"]
+        settings, cascade = get_settings(), bool(params["cascade"])
+        if params["batch_id"]:
+            undone = waves.rollback_one_batch(settings, params["batch_id"], cascade, run["run_id"])
+            return {"batch_id": params["batch_id"], "rolled_back_batches": undone}
+        evidence = waves.rollback_wave(settings, run["wave"], run["actor"], run["run_id"], cascade)
+        return {
+            "rolled_back_batches": evidence["rolled_back_batches"],
+            "checksum_equal_to_before_wave": evidence["checksum_equal_to_before_wave"],
+        }
+
+    @dag(
+        dag_id="vardflytt_rollback",
+        description="Roll back a wave or one batch; the core returns to its state before it",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["vardflytt", "cutover", "rollback"],
+        params=params,
+        doc_md=(
+            "Undo a wave (every promoted batch, newest first, checked by checksums against the "
+            "core before the wave) or one batch. Later batches that changed the same rows are "
+            "refused unless **cascade** is set. Legacy sources are never written to."
+        ),
+    )
+    def roll_back():
+        run = take_wave_lock()
+        undone = rollback(run)
+        written = evidence_pack.override(task_id="rollback_evidence")(run, "rollback", undone)
+        released = release_wave_lock(run)
+        written >> released.as_teardown(setups=run)
+
+    return roll_back()
+
+
+for _wave in WAVES:
+    globals()[cutover_dag_id(_wave.wave)] = build_cutover_dag(_wave)
+if WAVES:
+    vardflytt_rollback = build_rollback_dag([w.wave for w in WAVES])

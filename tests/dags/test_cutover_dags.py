@@ -1,0 +1,142 @@
+"""The cutover DAGs: one per wave of the plan, their Params forms, their task graph."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.dags
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The designed graph of every wave's DAG: task -> its downstream tasks. take_wave_lock feeds the
+# run (wave, phase, run id) to every task; release_wave_lock is its teardown.
+CUTOVER_GRAPH = {
+    "take_wave_lock": [
+        "choose_phase",
+        "cutover_evidence",
+        "freeze",
+        "load_evidence",
+        "load_final_delta",
+        "load_wave",
+        "reconcile_wave",
+        "record_decision",
+        "rehearse",
+        "release_wave_lock",
+        "verify",
+    ],
+    "choose_phase": ["freeze", "load_wave", "rehearse"],
+    "rehearse": ["release_wave_lock"],
+    "load_wave": ["reconcile_wave"],
+    "reconcile_wave": ["load_evidence"],
+    "load_evidence": ["release_wave_lock"],
+    "freeze": ["load_final_delta"],
+    "load_final_delta": ["verify"],
+    "verify": ["go_no_go"],
+    "go_no_go": ["record_decision"],
+    "record_decision": ["cutover_evidence"],
+    "cutover_evidence": ["release_wave_lock"],
+    "release_wave_lock": [],
+}
+ROLLBACK_GRAPH = {
+    "take_wave_lock": ["release_wave_lock", "rollback", "rollback_evidence"],
+    "rollback": ["rollback_evidence"],
+    "rollback_evidence": ["release_wave_lock"],
+    "release_wave_lock": [],
+}
+
+
+@pytest.fixture(scope="module")
+def dags():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "vardflytt_cutover.py"))
+    assert bag.import_errors == {}
+    return bag.dags
+
+
+@pytest.fixture(scope="module")
+def plan():
+    from etl.cutover.plan import load_plan
+
+    return load_plan(ROOT / "mappings")
+
+
+def test_every_wave_of_the_plan_has_its_cutover_dag_and_there_is_one_rollback_dag(dags, plan):
+    assert set(dags) == {f"vardflytt_cutover_{w.wave}" for w in plan.waves} | {"vardflytt_rollback"}
+
+
+def test_the_cutover_params_form_offers_the_phases_in_order(dags, plan):
+    for wave in plan.waves:
+        params = dags[f"vardflytt_cutover_{wave.wave}"].params
+        assert sorted(params.keys()) == ["as_of_date", "phase"]
+        phase = params.get_param("phase")
+        assert phase.schema["enum"] == ["rehearsal", "initial", "delta", "final"]
+        assert phase.value == "rehearsal"  # the default touches no core
+        assert params.get_param("as_of_date").value == ""
+
+
+def test_the_rollback_params_form_offers_the_plan_waves(dags, plan):
+    params = dags["vardflytt_rollback"].params
+    assert sorted(params.keys()) == ["batch_id", "cascade", "wave"]
+    assert params.get_param("wave").schema["enum"] == [w.wave for w in plan.waves]
+    assert params.get_param("batch_id").value == ""
+    assert params.get_param("cascade").value is False
+
+
+def _graph(dag) -> dict[str, list[str]]:
+    return {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
+
+
+def test_each_cutover_dag_is_wired_as_designed(dags, plan):
+    for wave in plan.waves:
+        dag = dags[f"vardflytt_cutover_{wave.wave}"]
+        assert _graph(dag) == CUTOVER_GRAPH, wave.wave
+        assert dag.get_task("take_wave_lock").is_setup
+        assert dag.get_task("release_wave_lock").is_teardown  # runs whatever failed before
+        assert type(dag.get_task("choose_phase")).__name__ == "_BranchPythonDecoratedOperator"
+        systems = {f"vardflytt_core_{system}" for system in wave.systems}
+        for load in ("load_wave", "load_final_delta"):
+            assert {asset.name for asset in dag.get_task(load).outlets} == systems
+
+
+def test_the_go_no_go_is_a_human_in_the_loop_approval_naming_the_wave(dags, plan):
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    from etl.cutover.ledger import LOCK_LEASE
+
+    for wave in plan.waves:
+        approval = dags[f"vardflytt_cutover_{wave.wave}"].get_task("go_no_go")
+        assert isinstance(approval, HITLOperator)
+        assert approval.options == ["Approve", "Reject"] and not approval.multiple
+        assert wave.wave in approval.subject and wave.title in approval.subject
+        assert "xcom_pull(task_ids='verify')" in approval.body
+        role = approval.params.get_param("role")
+        assert role.schema["enum"] == wave.criteria.approvers
+        assert sorted(approval.params.keys()) == ["note", "role"]
+        # An unanswered go/no-go ends the run before the wave's lease could lapse under it.
+        assert approval.response_timeout < LOCK_LEASE
+
+
+def test_the_rollback_dag_is_wired_as_designed(dags):
+    dag = dags["vardflytt_rollback"]
+    assert _graph(dag) == ROLLBACK_GRAPH
+    assert dag.get_task("take_wave_lock").is_setup
+    assert dag.get_task("release_wave_lock").is_teardown
+
+
+def test_importing_the_cutover_dags_loads_no_heavy_module():
+    """Parsing reads the wave plan only: no pipeline, ledger, database or data libraries."""
+    code = (
+        "import sys; sys.path.insert(0, 'dags'); import vardflytt_cutover; "
+        "heavy = [m for m in ('pandas', 'pyarrow', 'great_expectations', 'etl.pipeline', "
+        "'etl.cutover.waves', 'etl.cutover.ledger', 'etl.core.database') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.strip() == ""

@@ -1,0 +1,226 @@
+"""A wave cut over through Airflow: ``vardflytt_cutover_<wave>`` and ``vardflytt_rollback`` run
+with ``airflow dags test`` while a person answers the go/no-go from the command line.
+
+``airflow dags test`` (Airflow 3.3) parks the human-in-the-loop task in ``awaiting_input`` and
+waits until a response is recorded in its metadata database from outside. Here that response is
+``vardflytt cutover approve``, run concurrently in its own process: it finds the waiting task and
+answers through Airflow's own HITL response handler, as the Required Actions page does, so
+Airflow records who responded; the DAG then writes the decision into the cutover ledger.
+
+The plan holds one small wave (ELVIS only) and the mappings copy holds only ELVIS, so each
+``dags test`` parses few DAGs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from etl.core.database import core_engine
+from etl.cutover import ledger
+from etl.cutover.airflow_hitl import APPROVAL_TASK_ID, CHANNEL, cutover_dag_id
+from etl.cutover.promote import core_checksums
+from etl.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+VARDFLYTT = str(Path(sys.executable).with_name("vardflytt"))
+WAVE = "t1"
+SYSTEMS = ["elvis"]
+AS_OF = "2026-07-01"
+
+
+@pytest.fixture(scope="module")
+def mappings(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("mappings") / "mappings"
+    folder.mkdir()
+    for name in (*SYSTEMS, "crosswalks", "_archetypes"):
+        shutil.copytree(PROJECT_ROOT / "mappings" / name, folder / name)
+    plan = {
+        "version": 1,
+        "waves": [
+            {
+                "wave": WAVE,
+                "title": "ELVIS test wave",
+                "systems": SYSTEMS,
+                "scope": {"site": "SU", "care_units": []},
+                "window": {"start": "2027-01-01", "end": "2027-01-14"},
+                "criteria": {
+                    "max_quarantine_rate": 0.05,
+                    "dq_gate": "pass",
+                    "reconciliation": "exact",
+                    "accounting": "exact",
+                    "min_rehearsals": 0,  # the rehearsal path is covered by test_waves.py
+                    "approvers": ["project_lead"],
+                },
+            }
+        ],
+    }
+    (folder / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """One project home and migrated Airflow metadata database for the module."""
+    home = tmp_path_factory.mktemp("vardflytt_home")
+    _vardflytt(home, {}, "airflow", "db", "migrate")
+    return home
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def core_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'core.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def _vardflytt(home: Path, environment: dict[str, str], *arguments: str):
+    completed = subprocess.run(
+        [VARDFLYTT, *arguments],
+        env={**os.environ, "VARDFLYTT_HOME": str(home), **environment},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, (
+        f"vardflytt {' '.join(arguments)} failed:\n"
+        f"{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}"
+    )
+    return completed
+
+
+def _dags_test(home: Path, environment: dict[str, str], dag_id: str, conf: str):
+    return _vardflytt(home, environment, "airflow", "dags", "test", dag_id, "--conf", conf)
+
+
+def _awaiting_input(home: Path) -> bool:
+    database = home / "airflow" / "airflow.db"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM task_instance WHERE dag_id = ? AND task_id = ? "
+            "AND state = 'awaiting_input'",
+            (cutover_dag_id(WAVE), APPROVAL_TASK_ID),
+        ).fetchone()
+    return row[0] > 0
+
+
+def _final_run_answered(home: Path, environment: dict[str, str], *answer: str) -> str:
+    """Run the final phase; when it asks for the go/no-go, answer with ``cutover approve``."""
+    conf = json.dumps({"phase": "final", "as_of_date": AS_OF})
+    run = subprocess.Popen(
+        [VARDFLYTT, "airflow", "dags", "test", cutover_dag_id(WAVE), "--conf", conf],
+        env={**os.environ, "VARDFLYTT_HOME": str(home), **environment},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not _awaiting_input(home):
+            assert run.poll() is None, f"the run ended before asking:\n{run.stdout.read()[-4000:]}"
+            assert time.monotonic() < deadline, "the run never asked for its go/no-go"
+            time.sleep(1)
+        answered = _vardflytt(home, environment, "cutover", "approve", WAVE, *answer)
+        output, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, output[-4000:]
+    assert "answered the go/no-go of Airflow run" in answered.stdout, answered.stdout
+    return output
+
+
+def _checksums(core_url: str) -> dict[str, str]:
+    with core_engine(core_url).connect() as connection:
+        return core_checksums(connection, systems=SYSTEMS)
+
+
+def _ledger(core_url: str) -> tuple[str, list[dict], list[dict]]:
+    with core_engine(core_url).connect() as connection:
+        return (
+            ledger.wave_state(connection, WAVE),
+            ledger.transitions(connection, WAVE),
+            ledger.approvals(connection, WAVE),
+        )
+
+
+def _respondents(home: Path) -> list[str]:
+    with sqlite3.connect(home / "airflow" / "airflow.db") as connection:
+        rows = connection.execute(
+            "SELECT h.responded_by FROM hitl_detail h JOIN task_instance t ON t.id = h.ti_id "
+            "WHERE t.dag_id = ? ORDER BY h.responded_at",
+            (cutover_dag_id(WAVE),),
+        ).fetchall()
+    return [json.loads(r[0])["name"] for r in rows if r[0]]
+
+
+def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_back(
+    home, mappings, small_estate, tmp_path, core_url
+):
+    environment = {
+        "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_MAPPINGS_DIR": str(mappings),
+        "VARDFLYTT_CORE_URL": core_url,
+        "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
+    }
+    before = _checksums(core_url)
+    respondents_before = _respondents(home)
+
+    initial = json.dumps({"phase": "initial", "as_of_date": AS_OF})
+    _dags_test(home, environment, cutover_dag_id(WAVE), initial)
+    state, _, _ = _ledger(core_url)
+    assert state == ledger.INITIAL_LOAD
+    assert _checksums(core_url) != before
+
+    # No-go: the wave stays verified and the rejection is in the ledger, with who and why.
+    _final_run_answered(home, environment, "--reject", "--by", "lena", "--note", "wait for Monday")
+    state, history, approvals = _ledger(core_url)
+    assert state == ledger.VERIFIED
+    assert [t["to_state"] for t in history][-3:] == ["frozen", "final_delta", "verified"]
+    rejection = approvals[-1]
+    assert (rejection["approver"], rejection["decision"], rejection["channel"]) == (
+        "lena",
+        "reject",
+        CHANNEL,
+    )
+    assert rejection["note"] == "wait for Monday" and rejection["run_id"] == history[-1]["run_id"]
+
+    # Go: the next final run skips the freeze (still frozen), verifies again and cuts over.
+    _final_run_answered(home, environment, "--by", "anna")
+    state, history, approvals = _ledger(core_url)
+    assert state == ledger.CUT_OVER
+    assert [t["to_state"] for t in history][-3:] == ["final_delta", "verified", "cut_over"]
+    assert [t["to_state"] for t in history].count("frozen") == 1
+    cut = history[-1]
+    assert cut["actor"] == "anna" and cut["run_id"] == history[-2]["run_id"]
+    approval = approvals[-1]
+    assert (approval["approver"], approval["decision"], approval["channel"]) == (
+        "anna",
+        "approve",
+        CHANNEL,
+    )
+    assert approval["run_id"] == cut["run_id"]
+    # Airflow itself recorded who answered each go/no-go.
+    assert _respondents(home)[len(respondents_before) :] == ["lena", "anna"]
+    packs = {p.name.split("-manual")[0] for p in (home / "evidence" / WAVE).iterdir()}
+    assert {"load", "go-no-go", "cutover"} <= packs
+
+    rollback = json.dumps({"wave": WAVE})
+    _dags_test(home, environment, "vardflytt_rollback", rollback)
+    state, history, _ = _ledger(core_url)
+    assert state == ledger.ROLLED_BACK
+    assert history[-1]["evidence"]["checksum_equal_to_before_wave"] is True
+    assert _checksums(core_url) == before
+    with core_engine(core_url).connect() as connection:
+        assert ledger.lock_holder(connection.engine, WAVE) is None

@@ -1,0 +1,170 @@
+"""What the cutover DAG's go/no-go tasks call (etl.cutover.airflow_hitl), on a real core ledger
+without Airflow: the recorded decision, retries, the freeze on a re-run, and the command line
+when no Airflow run is waiting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from etl.core.database import core_engine
+from etl.cutover import airflow_hitl, ledger
+from etl.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+WAVE = "t1"
+RUN = "manual__2027-01-10T08:00:00+00:00"
+
+
+@pytest.fixture
+def settings(settings_for, tmp_path):
+    mappings = tmp_path / "mappings"
+    shutil.copytree(PROJECT_ROOT / "mappings" / "elvis", mappings / "elvis")
+    plan = {
+        "version": 1,
+        "waves": [
+            {
+                "wave": WAVE,
+                "title": "test wave",
+                "systems": ["elvis"],
+                "window": {"start": "2027-01-01", "end": "2027-01-14"},
+                "criteria": {
+                    "max_quarantine_rate": 0.05,
+                    "dq_gate": "pass",
+                    "reconciliation": "exact",
+                    "accounting": "exact",
+                    "approvers": ["project_lead"],
+                },
+            }
+        ],
+    }
+    (mappings / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
+    return settings_for(core_url=f"sqlite:///{tmp_path / 'core.sqlite'}", mappings_dir=mappings)
+
+
+def _walk(settings, *states: str) -> None:
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        for state in states:
+            ledger.transition(connection, WAVE, state, "ivar", RUN)
+
+
+def _ledger(settings):
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        return (
+            ledger.wave_state(connection, WAVE),
+            ledger.transitions(connection, WAVE),
+            ledger.approvals(connection, WAVE),
+        )
+
+
+def _response(option: str, name: str | None = "anna", note: str = "") -> dict:
+    return {
+        "chosen_options": [option],
+        "params_input": {"role": "project_lead", "note": note},
+        "responded_by_user": {"id": name, "name": name} if name else None,
+    }
+
+
+def test_the_decision_is_recorded_once_and_an_approval_cuts_over(settings):
+    _walk(settings, ledger.INITIAL_LOAD, ledger.FROZEN, ledger.FINAL_DELTA, ledger.VERIFIED)
+
+    rejected = _response(airflow_hitl.REJECT, "lena", "wait for Monday")
+    for _attempt in range(2):  # a retried task records nothing twice
+        result = airflow_hitl.record_decision(settings, WAVE, rejected, RUN)
+        assert result["decision"] == "reject" and result["state"] == ledger.VERIFIED
+    state, _, approvals = _ledger(settings)
+    assert state == ledger.VERIFIED
+    assert [(a["approver"], a["decision"], a["channel"], a["note"]) for a in approvals] == [
+        ("lena", "reject", "airflow_hitl", "wait for Monday")
+    ]
+
+    for _attempt in range(2):
+        result = airflow_hitl.record_decision(settings, WAVE, _response(airflow_hitl.APPROVE), RUN)
+        assert result == {
+            "wave": WAVE,
+            "decision": "approve",
+            "approver": "anna",
+            "role": "project_lead",
+            "state": ledger.CUT_OVER,
+        }
+    state, history, approvals = _ledger(settings)
+    assert [t["to_state"] for t in history].count(ledger.CUT_OVER) == 1
+    assert (history[-1]["actor"], history[-1]["run_id"]) == ("anna", RUN)
+    assert [(a["approver"], a["decision"], a["is_current"]) for a in approvals] == [
+        ("lena", "reject", False),
+        ("anna", "approve", True),
+    ]
+
+
+def test_a_response_without_a_respondent_records_nothing(settings):
+    _walk(settings, ledger.INITIAL_LOAD, ledger.FROZEN, ledger.FINAL_DELTA, ledger.VERIFIED)
+    with pytest.raises(ledger.LedgerError, match="no respondent"):
+        airflow_hitl.record_decision(settings, WAVE, _response(airflow_hitl.APPROVE, None), RUN)
+    assert _ledger(settings)[2] == []
+
+
+def test_a_final_run_after_a_rejection_finds_the_wave_still_frozen(settings):
+    _walk(settings, ledger.INITIAL_LOAD)
+    assert airflow_hitl.freeze_unless_frozen(settings, WAVE, "ivar", RUN)["already_frozen"] is False
+    assert airflow_hitl.freeze_unless_frozen(settings, WAVE, "ivar", RUN)["already_frozen"] is True
+    _walk(settings, ledger.FINAL_DELTA, ledger.VERIFIED)
+    assert airflow_hitl.freeze_unless_frozen(settings, WAVE, "ivar", RUN) == {
+        "wave": WAVE,
+        "state": ledger.VERIFIED,
+        "already_frozen": True,
+    }
+    assert [t["to_state"] for t in _ledger(settings)[1]].count(ledger.FROZEN) == 1
+
+
+def test_the_approval_request_lists_every_criterion_and_the_pack():
+    body = airflow_hitl.approval_body(
+        WAVE,
+        "test wave",
+        [
+            {"criterion": "every system loaded", "passed": True, "detail": "1 systems"},
+            {"criterion": "reconciliation exact", "passed": False, "detail": "mismatch: x/y"},
+        ],
+        "/evidence/t1/go-no-go-run",
+    )
+    assert "- PASS every system loaded: 1 systems" in body
+    assert "- FAIL reconciliation exact: mismatch: x/y" in body
+    assert "`/evidence/t1/go-no-go-run`" in body
+
+
+def test_without_a_waiting_airflow_run_the_command_line_records_the_decision_itself(settings):
+    from etl.cli import app
+
+    _walk(settings, ledger.INITIAL_LOAD, ledger.FROZEN, ledger.FINAL_DELTA, ledger.VERIFIED)
+    assert not airflow_hitl.airflow_in_use(settings)
+    answered = airflow_hitl.respond_to_waiting_run(settings, WAVE, "approve", "bo", "project_lead")
+    assert answered is None
+    with pytest.raises(ledger.LedgerError, match="does not approve wave"):
+        airflow_hitl.respond_to_waiting_run(settings, WAVE, "approve", "bo", "janitor")
+
+    result = CliRunner().invoke(app, ["cutover", "approve", WAVE, "--by", "bo"])
+    assert result.exit_code == 0, result.output
+    approvals = _ledger(settings)[2]
+    assert [(a["approver"], a["decision"], a["channel"]) for a in approvals] == [
+        ("bo", "approve", "cli")
+    ]
+
+
+def test_verification_fails_with_the_failing_criteria_and_asks_nobody(
+    settings_for, settings, small_estate
+):
+    settings = settings_for(
+        small_estate,
+        settings.resolved_core_url,
+        mappings_dir=settings.mappings_dir,
+        landing_dir=settings.home / "landing",
+    )
+    _walk(settings, ledger.INITIAL_LOAD, ledger.FROZEN, ledger.FINAL_DELTA)
+    with pytest.raises(ledger.LedgerError, match="not verified: every system loaded: not loaded"):
+        airflow_hitl.verify_for_approval(settings, WAVE, dt.date(2026, 7, 1), "ivar", RUN)
+    assert _ledger(settings)[0] == ledger.FINAL_DELTA
+    assert not (settings.home / "evidence" / WAVE).exists()
