@@ -233,6 +233,14 @@ def demo(
     systems: Annotated[
         str, typer.Option(help="Comma-separated source systems, or 'all' for every system.")
     ] = "all",
+    cutover_wave: Annotated[
+        str,
+        typer.Option(
+            help="With --systems all: this wave of mappings/waves.yaml is cut over through its "
+            "cutover DAG (rehearsal, initial load, final delta, go/no-go approved by "
+            "'demo-lead'); the other systems go through vardflytt_migrate. Empty: no cutover."
+        ),
+    ] = "w1_skaraborg",
 ) -> None:
     """Generate the estate, migrate it through Airflow, resolve identities, print the accounting."""
     import json
@@ -247,6 +255,12 @@ def demo(
     if unknown:
         console.print(f"[red]unknown systems {unknown}; known: {', '.join(known)}[/red]")
         raise typer.Exit(2)
+    wave_systems: list[str] = []
+    if cutover_wave and systems == "all":
+        from etl.cutover.plan import load_plan
+
+        wave_systems = load_plan(settings.mappings_dir).wave(cutover_wave).systems
+        chosen = [system for system in chosen if system not in wave_systems]
     estate_generate(patients=patients, seed=seed, out=None, elvis_url=None)
     environment = airflow_environment(settings)
     airflow_bin = str(Path(sys.executable).with_name("airflow"))
@@ -261,6 +275,8 @@ def demo(
         "the vardflytt_migrate DAG run",
         log=logs / "demo_migrate.log",
     )
+    if wave_systems:
+        _demo_cutover(cutover_wave, environment, airflow_bin, logs)
     console.rule("airflow dags test identity_resolution")
     _checked(
         [airflow_bin, "dags", "test", "identity_resolution"],
@@ -275,6 +291,59 @@ def demo(
     console.print(f"core database: {settings.resolved_core_url}")
     console.print(f"mapping documentation: {settings.home / 'docs' / 'index.html'}")
     console.print("identity summary: .venv/bin/vardflytt identity summary")
+    if wave_systems:
+        console.print(
+            f"cutover ledger: .venv/bin/vardflytt cutover status {cutover_wave}; evidence packs: "
+            f"{settings.home / 'evidence' / cutover_wave}"
+        )
+    console.print("dashboard: .venv/bin/vardflytt dashboard")
+
+
+def _demo_cutover(wave: str, environment: dict, airflow_bin: str, logs: Path) -> None:
+    """The wave through its cutover DAG, the go/no-go answered as a project lead would."""
+    import json
+    import time
+
+    from etl.cutover import airflow_hitl
+    from etl.cutover.ledger import LedgerError
+
+    dag_id = airflow_hitl.cutover_dag_id(wave)
+    for phase in ("rehearsal", "initial"):
+        console.rule(f"airflow dags test {dag_id} (phase {phase})")
+        _checked(
+            [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps({"phase": phase})],
+            environment,
+            f"the {dag_id} {phase} run",
+            log=logs / f"demo_cutover_{phase}.log",
+        )
+    console.rule(f"airflow dags test {dag_id} (phase final, with the go/no-go)")
+    log = logs / "demo_cutover_final.log"
+    with log.open("w", encoding="utf-8") as handle:
+        run = subprocess.Popen(
+            [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps({"phase": "final"})],
+            env=environment,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        answered = None
+        while run.poll() is None and answered is None:
+            time.sleep(3)
+            try:
+                answered = airflow_hitl.respond_to_waiting_run(
+                    get_settings(),
+                    wave,
+                    "approve",
+                    "demo-lead",
+                    "project_lead",
+                    "demo: criteria reviewed in the evidence pack",
+                )
+            except LedgerError:
+                answered = None  # running, not asking yet
+        if answered:
+            console.print(f"go/no-go answered in Airflow: approve by {answered['responded_by']}")
+        if run.wait() != 0:
+            console.print(f"[red]the {dag_id} final run failed; see {log}[/red]")
+            raise typer.Exit(1)
 
 
 def _checked(
