@@ -84,14 +84,21 @@ def context_columns(meta: dict | None) -> list[str]:
     return names
 
 
-def enrich(paths: BatchPaths, rows: pd.DataFrame, meta: dict | None) -> pd.DataFrame:
-    """The chunk with the declared context columns joined in (NA where there is no match)."""
+def enrich(
+    paths: BatchPaths, rows: pd.DataFrame, meta: dict | None, core_url: str | None = None
+) -> pd.DataFrame:
+    """The chunk with the declared context columns joined in (NA where there is no match).
+
+    Rows whose related entity is not in this batch (a delta batch carries only changed patients)
+    are completed from the core tables, when ``core_url`` is given."""
     declared = (meta or {}).get("context") or {}
     if not declared or rows.empty:
         return rows
     enriched = rows
     for entity, columns in _entities(declared).items():
         _join_entity(paths, enriched, entity, columns)
+        if core_url:
+            _complete_from_core(core_url, enriched, entity, columns)
     for name, lookup in (declared.get(LOOKUPS) or {}).items():
         _join_lookup(enriched, name, lookup)
     for name, operation in (declared.get(DERIVED) or {}).items():
@@ -123,6 +130,42 @@ def _join_entity(paths: BatchPaths, rows: pd.DataFrame, entity: str, columns: li
     for column, name in zip(columns, names, strict=True):
         values = rows[key].map(found[column])
         rows[name] = _as_timestamps(values) if column in temporal else values
+
+
+def _complete_from_core(
+    core_url: str, rows: pd.DataFrame, entity: str, columns: list[str], batch: int = 10_000
+) -> None:
+    """Fill context the batch lacked from the core's current rows (ids of this chunk only)."""
+    import sqlalchemy as sa
+
+    from etl.core.database import core_engine
+    from etl.core.tables import ENTITY_TABLES
+
+    key = f"{entity}_id"
+    names = [f"{entity}{CONTEXT_SEPARATOR}{column}" for column in columns]
+    if key not in rows.columns or entity not in ENTITY_TABLES:
+        return
+    lacking = rows[names[0]].isna() & rows[key].notna()
+    wanted = rows.loc[lacking, key].drop_duplicates().tolist()
+    if not wanted:
+        return
+    table = ENTITY_TABLES[entity]
+    found = []
+    with core_engine(core_url).connect() as connection:
+        for start in range(0, len(wanted), batch):
+            part = wanted[start : start + batch]
+            query = sa.select(table.c[key], *(table.c[c] for c in columns)).where(
+                table.c[key].in_(part)
+            )
+            found.extend(connection.execute(query).all())
+    if not found:
+        return
+    known = pd.DataFrame(found, columns=[key, *columns]).drop_duplicates(key).set_index(key)
+    for column, name in zip(columns, names, strict=True):
+        values = rows.loc[lacking, key].map(known[column])
+        if pd.api.types.is_datetime64_any_dtype(rows[name]):
+            values = _as_timestamps(values)
+        rows.loc[lacking, name] = values
 
 
 def _string_array(values) -> pa.Array:

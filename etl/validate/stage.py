@@ -164,7 +164,7 @@ def validate_entity(
     quarantined_ids: list[pd.Series] = []
     id_column = ENTITIES[entity].id_field()
     for rows in iter_frames(transformed, settings.chunk_rows):
-        rows = enrich(paths, rows, suite_meta)
+        rows = enrich(paths, rows, suite_meta, settings.resolved_core_url)
         valid, outcomes = _validated_chunk(
             settings, entity, rows, source_of, parameters, waivers, tally
         )
