@@ -106,6 +106,11 @@ def enrich(
     return enriched
 
 
+def context_entities(meta: dict | None) -> list[str]:
+    """The entities a suite joins in (``patient`` for lifetime checks)."""
+    return list(_entities((meta or {}).get("context") or {}))
+
+
 def _entities(declared: dict) -> dict[str, list[str]]:
     return {k: v for k, v in declared.items() if k not in (LOOKUPS, DERIVED)}
 

@@ -29,7 +29,7 @@ from etl.transform.stage import (
     outcomes_table,
 )
 from etl.validate.checks import source_check
-from etl.validate.context import context_columns, enrich
+from etl.validate.context import context_columns, context_entities, enrich
 from etl.validate.suites import read_suite_definition, suite_checks, validate_chunk
 
 LOG = logging.getLogger(__name__)
@@ -150,6 +150,17 @@ def validate_entity(
     manifest = read_manifest(settings, batch_id, system)
     parameters = {"as_of_date": manifest.as_of_date.isoformat()}
     suite_meta = read_suite_definition(settings.expectations_dir, entity).get("meta") or {}
+    for related in context_entities(suite_meta):
+        if (
+            related in catalog.system(system).entities
+            and not paths.stage_file("transformed", related).exists()
+        ):
+            # Validating first would silently skip the cross-entity checks: refuse.
+            raise RuntimeError(
+                f"{system} batch {batch_id}: {entity} is checked against the batch's {related} "
+                f"rows, which are not transformed yet; transform {related} before validating "
+                f"{entity} (run_system and the DAGs do)"
+            )
     context_names = context_columns(suite_meta)
     waivers = waived_keys(settings, system, mapping.dataset)
 
