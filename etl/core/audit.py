@@ -25,14 +25,16 @@ def record_access(
     rows: int,
     entity: str | None = None,
     run_id: str | None = None,
+    user_name: str | None = None,
 ) -> None:
-    """One access-log row; counts and ids only, never patient values."""
+    """One access-log row; counts and ids only, never patient values. ``user_name``: the person
+    acting when it is not this process's user (a steward deciding through the dashboard)."""
     with core_engine(settings.resolved_core_url).begin() as connection:
         connection.execute(
             access_log.insert().values(
                 access_id=str(uuid.uuid4()),
                 accessed_at=utc_now(),
-                user_name=current_user(),
+                user_name=user_name or current_user(),
                 process=f"vardflytt:{action}",
                 action=action,
                 source_system=system,

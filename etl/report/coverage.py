@@ -180,7 +180,7 @@ def batch_codes(
         if entity in accounted:
             extracted, extracted_from = accounted[entity], "batch_accounting"
         elif manifest is not None and mapping.dataset in manifest.datasets:
-            extracted, extracted_from = manifest.datasets[mapping.dataset].rows, "manifest"
+            extracted, extracted_from = manifest.datasets[mapping.dataset].extracted, "manifest"
         outcomes = paths.stage_file("validated", entity, "outcomes")
         by_field: dict[str, int] | None = None
         found_in = None

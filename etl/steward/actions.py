@@ -288,7 +288,9 @@ def decide(
         group = (problem.system, problem.entity, problem.batch_id)
         groups[group] = groups.get(group, 0) + 1
     for (system, entity, batch_id), rows in sorted(groups.items()):
-        record_access(settings, f"steward_{decision}", system, batch_id, rows, entity)
+        record_access(
+            settings, f"steward_{decision}", system, batch_id, rows, entity, user_name=decided_by
+        )
 
     table = quarantine_decision
     recorded: list[tuple[Problem, str | None, str | None, str, dt.datetime]] = []
