@@ -40,7 +40,7 @@ def estate_generate(
         str | None, typer.Option(help="Put ELVIS in this database instead of SQLite.")
     ] = None,
 ) -> None:
-    """Generate ELVIS and Melior with realistic mess and known, recorded defects."""
+    """Generate every legacy system of the estate, messy, with recorded defects."""
     from etl.estate import generate_estate
 
     target = out or get_settings().resolved_estate_dir
