@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,10 +46,13 @@ def _server_url(variable: str) -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    """A fresh schema on the real PostgreSQL server, as a SQLAlchemy URL using it."""
+@contextmanager
+def _postgres_schema():
+    """A fresh schema on the real PostgreSQL server, as a SQLAlchemy URL using it; dropped after,
+    with the schemas derived from it (cutover rehearsals: ``<schema>_rehearsal_...``)."""
     import sqlalchemy as sa
+
+    from etl.core.database import core_engine
 
     base = _server_url("VARDFLYTT_TEST_POSTGRES_URL")
     schema = f"vardflytt_test_{uuid.uuid4().hex[:8]}"
@@ -59,15 +63,31 @@ def postgres_url() -> str:
     except sa.exc.OperationalError as error:
         pytest.fail(f"PostgreSQL at {base} is not reachable: {error}")
     url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with engine.begin() as connection:
-        # Also the schemas derived from it (cutover rehearsals: <schema>_rehearsal_...).
-        derived = connection.exec_driver_sql(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{schema}_%",)
-        ).scalars()
-        for name in [schema, *derived]:
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    engine.dispose()
+    rendered = url.render_as_string(hide_password=False)
+    try:
+        yield rendered
+    finally:
+        core_engine(rendered).dispose()  # pooled connections must not outlive their schema
+        with engine.begin() as connection:
+            derived = connection.exec_driver_sql(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{schema}_%",)
+            ).scalars()
+            for name in [schema, *derived]:
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh schema on the real PostgreSQL server, as a SQLAlchemy URL using it."""
+    with _postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_schema():
+    """For module-scoped fixtures: ``with postgres_schema() as url`` gives a fresh schema."""
+    return _postgres_schema
 
 
 @pytest.fixture

@@ -73,23 +73,29 @@ load_batch = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
 
-quarantine = sa.Table(
-    "quarantine",
-    metadata,
-    sa.Column("quarantine_id", sa.Text, primary_key=True),
-    sa.Column("batch_id", sa.Text, nullable=False, index=True),
-    sa.Column("run_id", sa.Text),
-    sa.Column("source_system", sa.Text, nullable=False),
-    sa.Column("dataset", sa.Text, nullable=False),
-    sa.Column("entity", sa.Text, nullable=False),
-    sa.Column("source_key", sa.Text),
-    sa.Column("row_number", sa.BigInteger, nullable=False),
-    sa.Column("check_name", sa.Text, nullable=False),
-    sa.Column("severity", sa.Text, nullable=False),
-    sa.Column("field", sa.Text),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
-)
+
+def _problem_rows_table(name: str, id_column: str, time_column: str) -> sa.Table:
+    """Rows of a batch with a data-quality problem, by source key, check and reason."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(id_column, sa.Text, primary_key=True),
+        sa.Column("batch_id", sa.Text, nullable=False, index=True),
+        sa.Column("run_id", sa.Text),
+        sa.Column("source_system", sa.Text, nullable=False),
+        sa.Column("dataset", sa.Text, nullable=False),
+        sa.Column("entity", sa.Text, nullable=False),
+        sa.Column("source_key", sa.Text),
+        sa.Column("row_number", sa.BigInteger, nullable=False),
+        sa.Column("check_name", sa.Text, nullable=False),
+        sa.Column("severity", sa.Text, nullable=False),
+        sa.Column("field", sa.Text),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column(time_column, sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+quarantine = _problem_rows_table("quarantine", "quarantine_id", "quarantined_at")
 
 batch_accounting = sa.Table(
     "batch_accounting",
@@ -128,23 +134,7 @@ access_log = sa.Table(
 
 # Rows that failed a warning-severity check (or an error check a steward waived): loaded, and
 # flagged here for review. Keyed like the quarantine so the steward queue can show both.
-dq_flag = sa.Table(
-    "dq_flag",
-    metadata,
-    sa.Column("flag_id", sa.Text, primary_key=True),
-    sa.Column("batch_id", sa.Text, nullable=False, index=True),
-    sa.Column("run_id", sa.Text),
-    sa.Column("source_system", sa.Text, nullable=False),
-    sa.Column("dataset", sa.Text, nullable=False),
-    sa.Column("entity", sa.Text, nullable=False),
-    sa.Column("source_key", sa.Text),
-    sa.Column("row_number", sa.BigInteger, nullable=False),
-    sa.Column("check_name", sa.Text, nullable=False),
-    sa.Column("severity", sa.Text, nullable=False),
-    sa.Column("field", sa.Text),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("flagged_at", sa.DateTime(timezone=True), nullable=False),
-)
+dq_flag = _problem_rows_table("dq_flag", "flag_id", "flagged_at")
 
 # One row per check per system, entity and batch: the history that thresholds are evaluated
 # against (and re-evaluated, without re-running, when stewards change a threshold).

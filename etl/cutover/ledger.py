@@ -70,6 +70,18 @@ def wave_state(connection: sa.Connection, wave: str) -> str:
     return row.state if row else PLANNED
 
 
+def check_transition(wave: str, current: str, to_state: str) -> None:
+    """Refuse a move the state machine does not allow, naming the states it does allow."""
+    if to_state not in TRANSITIONS:
+        raise LedgerError(f"'{to_state}' is not a cutover state ({', '.join(STATES)})")
+    if to_state not in TRANSITIONS[current]:
+        allowed = ", ".join(TRANSITIONS[current]) or "none"
+        raise LedgerError(
+            f"wave {wave} is {current}: it cannot go to {to_state}. From {current} it may go to: "
+            f"{allowed}."
+        )
+
+
 def transition(
     connection: sa.Connection,
     wave: str,
@@ -82,15 +94,8 @@ def transition(
     plan_digest: str | None = None,
 ) -> dict:
     """Move the wave to ``to_state`` if the state machine allows it; record who, when, why."""
-    if to_state not in TRANSITIONS:
-        raise LedgerError(f"'{to_state}' is not a cutover state ({', '.join(STATES)})")
     current = wave_state(connection, wave)
-    if to_state not in TRANSITIONS[current]:
-        allowed = ", ".join(TRANSITIONS[current]) or "none"
-        raise LedgerError(
-            f"wave {wave} is {current}: it cannot go to {to_state}. From {current} it may go to: "
-            f"{allowed}."
-        )
+    check_transition(wave, current, to_state)
     now = utc_now()
     record = {
         "transition_id": uuid.uuid4().hex,

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 
 from etl.batch import utc_now
@@ -256,7 +257,7 @@ def promote(connection: sa.Connection, batch_id: str, entities: Iterable[str]) -
     return report
 
 
-def _touched_ids(connection: sa.Connection, entity: str, batch_id: str) -> sa.Select:
+def _touched_ids(entity: str, batch_id: str) -> sa.Select:
     history = HISTORY_TABLES[entity]
     key = history.c[ENTITIES[entity].id_field()]
     return sa.select(key).where(history.c.history_batch_id == batch_id)
@@ -281,7 +282,7 @@ def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict]:
                 connection.execute(
                     sa.select(sa.func.count()).where(
                         (history.c.history_batch_id == other.batch_id)
-                        & key.in_(_touched_ids(connection, entity, batch_id))
+                        & key.in_(_touched_ids(entity, batch_id))
                     )
                 ).scalar_one()
             )
@@ -414,9 +415,10 @@ def core_checksums(
         if systems is not None:
             query = query.where(table.c.source_system.in_(list(systems)))
         result = connection.execution_options(yield_per=chunk).execute(query)
+        columns = list(result.keys())
         for partition in result.partitions():
-            for row in partition:
-                digest.update(repr(tuple(row)).encode("utf-8"))
-                rows += 1
+            frame = pd.DataFrame(partition, columns=columns).astype("string")
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+            rows += len(frame)
         sums[entity] = f"{rows}:{digest.hexdigest()}"
     return sums

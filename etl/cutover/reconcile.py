@@ -102,20 +102,27 @@ def _expected_aggregates(path, columns: list[str], chunk_rows: int) -> dict[str,
 
 
 def _core_aggregates(connection, entity: str, system: str, columns: list[str]) -> dict:
+    """count, min, max (and sum of numbers) of every column, in one query over the system's rows."""
+    if not columns:
+        return {}
     table = ENTITY_TABLES[entity]
-    result = {}
+    numeric = {
+        c for c in columns if isinstance(table.c[c].type, sa.Float | sa.BigInteger | sa.Integer)
+    }
+    measures = []
     for column in columns:
         col = table.c[column]
-        numeric = isinstance(col.type, sa.Float | sa.BigInteger | sa.Integer)
-        row = connection.execute(
-            sa.select(
-                sa.func.count(col),
-                sa.func.min(col),
-                sa.func.max(col),
-                sa.func.sum(col) if numeric else sa.literal(0),
-            ).where(table.c.source_system == system)
-        ).one()
-        result[column] = {"count": row[0], "min": row[1], "max": row[2], "sum": row[3] or 0}
+        measures += [sa.func.count(col), sa.func.min(col), sa.func.max(col)]
+        if column in numeric:
+            measures.append(sa.func.sum(col))
+    row = iter(
+        connection.execute(sa.select(*measures).where(table.c.source_system == system)).one()
+    )
+    result = {}
+    for column in columns:
+        count, low, high = next(row), next(row), next(row)
+        total = (next(row) or 0) if column in numeric else 0
+        result[column] = {"count": count, "min": low, "max": high, "sum": total}
     return result
 
 

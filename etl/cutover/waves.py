@@ -97,10 +97,7 @@ def load_wave(
     engine = _engine(settings)
     with engine.connect() as connection:
         state = ledger.wave_state(connection, name)
-    if to_state not in ledger.TRANSITIONS[state]:
-        # Refuse before any work, with the same message the ledger would give.
-        with engine.begin() as connection:
-            ledger.transition(connection, name, to_state)
+    ledger.check_transition(name, state, to_state)  # refuse before doing any work
     plan_systems = systems or wave.systems
     with ledger.wave_lock(engine, name, run_id):
         first_load = phase == "initial" and state != ledger.INITIAL_LOAD
@@ -313,9 +310,7 @@ def verify(
     engine = _engine(settings)
     with engine.connect() as connection:
         state = ledger.wave_state(connection, name)
-    if ledger.VERIFIED not in ledger.TRANSITIONS[state]:
-        with engine.begin() as connection:
-            ledger.transition(connection, name, ledger.VERIFIED)
+    ledger.check_transition(name, state, ledger.VERIFIED)
     with ledger.wave_lock(engine, name, run_id):
         reconcile_wave(settings, name, as_of_date, run_id)
         results = evaluate_criteria(settings, name)
@@ -420,9 +415,7 @@ def rollback_wave(
         started = [
             t for t in ledger.transitions(connection, name) if t["to_state"] == ledger.INITIAL_LOAD
         ]
-    if ledger.ROLLED_BACK not in ledger.TRANSITIONS[state]:
-        with engine.begin() as connection:
-            ledger.transition(connection, name, ledger.ROLLED_BACK)
+    ledger.check_transition(name, state, ledger.ROLLED_BACK)
     with ledger.wave_lock(engine, name, run_id):
         with engine.begin() as connection:
             batches = promoted_batches(connection, name)
@@ -524,9 +517,7 @@ def rehearse(
     with engine.connect() as connection:
         state = ledger.wave_state(connection, name)
         number = ledger.count_transitions(connection, name, ledger.REHEARSAL) + 1
-    if ledger.REHEARSAL not in ledger.TRANSITIONS[state]:
-        with engine.begin() as connection:
-            ledger.transition(connection, name, ledger.REHEARSAL)
+    ledger.check_transition(name, state, ledger.REHEARSAL)
     with ledger.wave_lock(engine, name, run_id):
         rehearsal = rehearsal_settings(settings, name, number)
         failures = {}
@@ -604,8 +595,9 @@ def wave_status(settings: Settings) -> list[dict]:
                     ),
                     "last_change": str(history[-1]["at"])[:16] if history else None,
                     "promoted_batches": len(promoted_batches(connection, wave.wave)),
-                    "lock": (ledger.lock_holder(connection.engine, wave.wave) or None)
-                    and ledger.lock_holder(connection.engine, wave.wave).holder,
+                    "lock": getattr(
+                        ledger.lock_holder(connection.engine, wave.wave), "holder", None
+                    ),
                 }
             )
     return rows

@@ -11,11 +11,10 @@ checksum).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,24 +68,6 @@ class Migrated:
         return core_engine(self.settings.resolved_core_url)
 
 
-def _postgres_schema_url() -> tuple[str, sa.Engine, str]:
-    """A fresh schema on the test server, for the whole module (tests/conftest.py's, scoped up)."""
-    base = os.environ.get("VARDFLYTT_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("VARDFLYTT_REQUIRE_SERVERS") == "1":
-            pytest.fail("VARDFLYTT_TEST_POSTGRES_URL is not set but servers are required")
-        pytest.skip("VARDFLYTT_TEST_POSTGRES_URL not set: no server to test against")
-    schema = f"vardflytt_test_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(base)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError as error:
-        pytest.fail(f"PostgreSQL at {base} is not reachable: {error}")
-    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), engine, schema
-
-
 def _core_rows(settings: Settings) -> dict[str, pd.DataFrame]:
     """Every core row of ELVIS and Melior, per entity, indexed by its id."""
     rows = {}
@@ -107,16 +88,15 @@ def _checksums(settings: Settings) -> dict[str, str]:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def migrated(request, small_estate, tmp_path_factory):
+def migrated(request, small_estate, tmp_path_factory, postgres_schema):
     root = tmp_path_factory.mktemp(f"delta-{request.param}")
     estate = root / "estate"
     shutil.copytree(small_estate, estate)  # the shared estate stays read-only
-    server = None
-    if request.param == "sqlite":
-        core_url = f"sqlite:///{root / 'core.sqlite'}"
-    else:
-        core_url, *server = _postgres_schema_url()
-    with pytest.MonkeyPatch.context() as patch:
+    with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
+        if request.param == "sqlite":
+            core_url = f"sqlite:///{root / 'core.sqlite'}"
+        else:
+            core_url = schemas.enter_context(postgres_schema())
         patch.setenv("VARDFLYTT_HOME", str(root / "home"))
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)
@@ -143,12 +123,6 @@ def migrated(request, small_estate, tmp_path_factory):
             checksums_delta=_checksums(settings),
             reports=reports,
         )
-    if server:
-        engine, schema = server
-        core_engine(core_url).dispose()
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        engine.dispose()
 
 
 def _entity_of(settings: Settings, system: str, dataset: str) -> str:

@@ -15,7 +15,6 @@ import time
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from etl import pipeline
 from etl.core.database import core_engine
@@ -71,25 +70,13 @@ def _kill_during(action: str, batch_id: str, point: str, tmp_path) -> None:
 
 
 @pytest.fixture
-def reference(small_estate, settings_for, postgres_url):
+def reference(small_estate, settings_for, postgres_schema):
     """The state an uninterrupted promotion of the batch gives, in its own schema."""
-    base = sa.make_url(postgres_url)
-    schema = f"vardflytt_ref_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(base.set(query={}))
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    settings = settings_for(small_estate, url)
-    _stage(settings, "k1")
-    pipeline.promote(SYSTEM, "k1", settings=settings)
-    sums = _sums(url)
-    core_engine(url).dispose()
-    yield sums
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    engine.dispose()
+    with postgres_schema() as url:
+        settings = settings_for(small_estate, url)
+        _stage(settings, "k1")
+        pipeline.promote(SYSTEM, "k1", settings=settings)
+        yield _sums(url)
 
 
 @pytest.mark.parametrize(

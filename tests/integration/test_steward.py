@@ -8,12 +8,11 @@ small estate's database, so one test can correct a row at source.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import os
 import re
 import shutil
 import sqlite3
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,37 +45,18 @@ class Migrated:
     source: Path  # the copy of ELVIS this module reads
 
 
-def _postgres_schema_url() -> tuple[str, sa.Engine, str]:
-    """A fresh schema on the test server, for the whole module (tests/conftest.py's, scoped up)."""
-    base = os.environ.get("VARDFLYTT_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("VARDFLYTT_REQUIRE_SERVERS") == "1":
-            pytest.fail("VARDFLYTT_TEST_POSTGRES_URL is not set but servers are required")
-        pytest.skip("VARDFLYTT_TEST_POSTGRES_URL not set: no server to test against")
-    schema = f"vardflytt_test_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(base)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError as error:
-        pytest.fail(f"PostgreSQL at {base} is not reachable: {error}")
-    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), engine, schema
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def migrated(request, small_estate, tmp_path_factory):
+def migrated(request, small_estate, tmp_path_factory, postgres_schema):
     root = tmp_path_factory.mktemp(f"steward-{request.param}")
     source = root / "elvis.sqlite"
     shutil.copyfile(small_estate / "elvis" / "elvis.sqlite", source)
-    server = None
-    if request.param == "sqlite":
-        core_url = f"sqlite:///{root / 'core.sqlite'}"
-    else:
-        core_url, *server = _postgres_schema_url()
-    with pytest.MonkeyPatch.context() as patch:
+    with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
+        if request.param == "sqlite":
+            core_url = f"sqlite:///{root / 'core.sqlite'}"
+        else:
+            core_url = schemas.enter_context(postgres_schema())
         patch.setenv("VARDFLYTT_HOME", str(root / "home"))
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(small_estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)
@@ -87,12 +67,6 @@ def migrated(request, small_estate, tmp_path_factory):
         settings = Settings()
         pipeline.run_system(SYSTEM, BATCH, AS_OF, settings=settings)
         yield Migrated(settings, source)
-    if server:
-        engine, schema = server
-        core_engine(core_url).dispose()
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        engine.dispose()
 
 
 def _rows(settings: Settings, check: str, batch_id: str = BATCH):
