@@ -155,6 +155,25 @@ def reconcile(report: dict) -> dict:
     }
 
 
+def transform_and_validate(
+    system: str,
+    batch_id: str,
+    settings: Settings | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> None:
+    """Every entity transformed before any is validated: suites join the batch's other
+    transformed entities (etl/validate/context.py), so this order is part of the contract."""
+    settings = settings or get_settings()
+    step = on_stage or (lambda _name: None)
+    entities = list(catalog(settings).system(system).entities)
+    for entity in entities:
+        step(f"transform {entity}")
+        transform(system, entity, batch_id, settings)
+    for entity in entities:
+        step(f"validate {entity}")
+        validate(system, entity, batch_id, settings)
+
+
 def run_system(
     system: str,
     batch_id: str,
@@ -171,14 +190,7 @@ def run_system(
     step = on_stage or (lambda _name: None)
     step("extract")
     extract(system, batch_id, as_of_date, settings, kind)
-    entities = list(catalog(settings).system(system).entities)
-    for entity in entities:
-        step(f"transform {entity}")
-        transform(system, entity, batch_id, settings)
-    # Suites may join the batch's other transformed entities (etl/validate/context.py).
-    for entity in entities:
-        step(f"validate {entity}")
-        validate(system, entity, batch_id, settings)
+    transform_and_validate(system, batch_id, settings, step)
     step("quality gate")
     gate(system, batch_id, run_id, settings)
     step("load")

@@ -243,12 +243,7 @@ def reconcile_system(
 
     scratch_batch = f"reconcile__{system}__{label or uuid.uuid4().hex[:8]}"
     pipeline.extract(system, scratch_batch, as_of_date, settings)
-    entities_mapped = list(catalog.system(system).entities)
-    # As in a load: every entity is transformed before any is validated (suites join patients).
-    for entity in entities_mapped:
-        pipeline.transform(system, entity, scratch_batch, settings)
-    for entity in entities_mapped:
-        pipeline.validate(system, entity, scratch_batch, settings)
+    pipeline.transform_and_validate(system, scratch_batch, settings)
     paths = BatchPaths.of(settings, scratch_batch, system)
     entities = [e for e in ENTITIES if e in catalog.system(system).entities]
     if "patient" in entities:

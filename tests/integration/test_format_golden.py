@@ -32,11 +32,8 @@ def migrate(
     pipeline.extract(system, "golden", AS_OF, settings)
     paths = BatchPaths.of(settings, "golden", system)
     result = {}
-    entities = list(pipeline.catalog(settings).system(system).entities)
-    for entity in entities:
-        pipeline.transform(system, entity, "golden", settings)
-    for entity in entities:
-        pipeline.validate(system, entity, "golden", settings)
+    pipeline.transform_and_validate(system, "golden", settings)
+    for entity in pipeline.catalog(settings).system(system).entities:
         result[entity] = pq.read_table(paths.stage_file("validated", entity)).to_pandas()
         result[f"{entity}.outcomes"] = pq.read_table(
             paths.stage_file("validated", entity, "outcomes")

@@ -201,11 +201,7 @@ def test_a_staged_batch_waits_for_promotion(small_estate, settings_for, core_url
     engine = core_engine(settings.resolved_core_url)
     empty = _sums(engine)
     pipeline.extract("melior", "w", AS_OF, settings)
-    entities = list(pipeline.catalog(settings).system("melior").entities)
-    for entity in entities:
-        pipeline.transform("melior", entity, "w", settings)
-    for entity in entities:
-        pipeline.validate("melior", entity, "w", settings)
+    pipeline.transform_and_validate("melior", "w", settings)
     pipeline.gate("melior", "w", settings=settings)
     staged = pipeline.load("melior", "w", settings=settings, promote_now=False)
     assert not any(row["is_verified"] for row in staged["accounting"])

@@ -33,11 +33,7 @@ def _sums(url: str) -> dict[str, str]:
 
 def _stage(settings, batch_id: str) -> None:
     pipeline.extract(SYSTEM, batch_id, AS_OF, settings)
-    entities = list(pipeline.catalog(settings).system(SYSTEM).entities)
-    for entity in entities:  # every entity transformed before any is validated, as in a load
-        pipeline.transform(SYSTEM, entity, batch_id, settings)
-    for entity in entities:
-        pipeline.validate(SYSTEM, entity, batch_id, settings)
+    pipeline.transform_and_validate(SYSTEM, batch_id, settings)
     pipeline.gate(SYSTEM, batch_id, settings=settings)
     pipeline.load(SYSTEM, batch_id, settings=settings, promote_now=False)
 
