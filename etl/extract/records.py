@@ -8,8 +8,11 @@ short reason in ``read_error``. ``frames`` cuts a stream of records into DataFra
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
@@ -27,12 +30,75 @@ class BrokenFileError(RuntimeError):
 
 
 class Record(NamedTuple):
+    """One row of a source record.
+
+    ``record`` is the ordinal (1-based, in its file) of the physical record the row comes from:
+    rows of one record (HL7 v2 OBX rows of one message) share it, and text outside any record
+    (stray lines between HL7 messages) has ``None``. ``line`` is the 1-based line (HL7 v2:
+    segment) where that record starts, when the reader knows it.
+    """
+
     values: tuple[str | None, ...]
     read_error: str | None = None
+    record: int | None = None
+    line: int | None = None
 
     @classmethod
-    def unreadable(cls, field_count: int, reason: str) -> Record:
-        return cls((None,) * field_count, reason)
+    def unreadable(
+        cls,
+        field_count: int,
+        reason: str,
+        record: int | None = None,
+        line: int | None = None,
+    ) -> Record:
+        return cls((None,) * field_count, reason, record, line)
+
+
+def describe(
+    reason: str,
+    path: Path | str,
+    *,
+    line: int | None = None,
+    offset: int | None = None,
+    record: int | None = None,
+    detail: str = "",
+) -> str:
+    """The ``_read_error`` text of an unreadable record: reason code first, then where.
+
+    ``invalid_field_count (patients.csv, line 12, record 11): 7 fields, 8 declared``. The detail
+    says what is wrong, never the record's values (they may identify a patient).
+    """
+    where = [Path(path).name]
+    if line is not None:
+        where.append(f"line {line}")
+    if offset is not None:
+        where.append(f"byte {offset}")
+    if record is not None:
+        where.append(f"record {record}")
+    text = f"{reason} ({', '.join(where)})"
+    return f"{text}: {detail}" if detail else text
+
+
+def reason_of(read_error: str) -> str:
+    """The reason code of a ``_read_error`` text written by ``describe`` (or a bare code)."""
+    return read_error.split(" ", 1)[0].rstrip(":")
+
+
+@dataclass
+class ReadStats:
+    """What a reader saw in one file, filled in as it reads (landing checks it afterwards).
+
+    ``records`` counts the physical records the reader consumed (readable or not); the
+    extract stage compares it with an independent physical count of the file. ``stray`` counts
+    stretches of text outside any record (each becomes one quarantined row). ``unknown_fields``
+    counts, per name or path the spec does not declare, the records that carried it.
+    """
+
+    path: Path
+    records: int = 0
+    unreadable: int = 0
+    stray: int = 0
+    unknown_fields: Counter[str] = field(default_factory=Counter)
 
 
 def frames(
