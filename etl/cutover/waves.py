@@ -245,13 +245,17 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
             {"ids": batch_ids or [""]},
         ).all()
         over = [
-            f"{system} {quarantined / extracted:.2%}"
+            f"{system} {quarantined / extracted:.2%} ({quarantined} rows)"
             for system, extracted, quarantined in totals
-            if extracted and quarantined / extracted > criteria.max_quarantine_rate
+            if extracted
+            and quarantined > criteria.tolerated_quarantined_rows
+            and quarantined / extracted > criteria.max_quarantine_rate
         ]
+        tolerated = criteria.tolerated_quarantined_rows
         found.append(
             Criterion(
-                f"quarantine rate <= {criteria.max_quarantine_rate:.1%}",
+                f"quarantine rate <= {criteria.max_quarantine_rate:.1%}"
+                + (f" (or <= {tolerated} rows)" if tolerated else ""),
                 not over,
                 "; ".join(over) or "every system within the limit",
             )

@@ -17,6 +17,7 @@ off) cannot bring it back in.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,13 @@ from etl.estate.codes import (
 )
 
 DEFECT_RATE = 0.005
+# At least this many rows of a class in a dataset, so small estates still show every class...
 MIN_ROWS = 3
+# ...but in the systems beyond ELVIS and Melior never more than this share of a small dataset
+# per class: three rows of each of five classes in a 60-row satellite file would be a quarter
+# of it, which no real export looks like and no wave's go/no-go could accept (the demo at 300
+# and 500 people). Every class still has at least three rows across the estate.
+SMALL_DATASET_SHARE = 0.01
 
 EXPECTED_OUTCOMES: dict[str, str] = {
     "invalid_identity_number": "quarantine:invalid_identity_number",
@@ -130,7 +137,16 @@ NO_DAY = np.iinfo(np.int64).min
 
 
 def defect_count(n_rows: int) -> int:
+    """Rows of one class to plant in a dataset of ``n_rows`` (ELVIS and Melior): the rate, and
+    at least ``MIN_ROWS``."""
     return max(MIN_ROWS, round(DEFECT_RATE * n_rows))
+
+
+def scaled_defect_count(n_rows: int) -> int:
+    """Rows of one class for the systems beyond ELVIS and Melior: the rate, at least one row,
+    and at least ``MIN_ROWS`` only where that stays within ``SMALL_DATASET_SHARE``."""
+    floor = min(MIN_ROWS, max(1, math.floor(SMALL_DATASET_SHARE * n_rows)))
+    return max(floor, round(DEFECT_RATE * n_rows))
 
 
 def choose(

@@ -22,7 +22,7 @@ from etl.estate.cohort import (
     select_cohort,
     sex_letter,
 )
-from etl.estate.defects import choose, defect_count
+from etl.estate.defects import choose, scaled_defect_count
 from etl.estate.melior import icd_notation, note_texts
 from etl.estate.organisation import choose_units
 from etl.estate.people import KIND_RESERVNUMMER
@@ -226,7 +226,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     missing_reference(defects, contacts, "patient", np.array([0]))
     _prefix(contacts, "P9")
     set_values(defects, diagnoses, "kod", ICD_FREE_TEXT, "invalid_code")
-    broken = choose(defects, notes, defect_count(len(notes)))
+    broken = choose(defects, notes, scaled_defect_count(len(notes)))
     plant_broken_records(defects, notes, broken, "Anteckning", "id", "Text")
     set_values(defects, warnings, "typ", None, "missing_value")
     return {

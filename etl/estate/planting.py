@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from etl.estate.base import Dataset
-from etl.estate.defects import bump_check_digit, choose, defect_count
+from etl.estate.defects import bump_check_digit, choose, defect_count, scaled_defect_count
 
 # The column of a Dataset holding the raw text of an unreadable record (never a source field).
 RAW_RECORD = "_raw_record"
@@ -37,8 +37,8 @@ def rows_for(
     eligible: np.ndarray | None = None,
     n: int | None = None,
 ) -> np.ndarray:
-    """Rows to damage: ``defect_count`` of the dataset's size unless ``n`` says otherwise."""
-    return choose(rng, ds, defect_count(len(ds)) if n is None else n, eligible)
+    """Rows to damage: ``scaled_defect_count`` of the dataset's size unless ``n`` says otherwise."""
+    return choose(rng, ds, scaled_defect_count(len(ds)) if n is None else n, eligible)
 
 
 def present(ds: Dataset, column: str) -> np.ndarray:
@@ -137,7 +137,7 @@ def insert_unreadable(
 
     With ``group_column`` (rows of one message), only between groups, never inside one.
     """
-    count = defect_count(len(ds)) if n is None else n
+    count = scaled_defect_count(len(ds)) if n is None else n
     m = len(ds)
     if RAW_RECORD not in ds.columns:
         ds.columns[RAW_RECORD] = np.full(m, None, dtype=object)
@@ -175,7 +175,9 @@ def child_as_mother(
 
     Only where the newborn's patient row is clean, so the mother's age can be computed.
     """
-    rows = rows_for(rng, ds, np.isin(ds.columns[child_column], clean_patients))
+    # Only Obstetrix has deliveries: at least MIN_ROWS, so the class shows in any estate.
+    eligible = np.isin(ds.columns[child_column], clean_patients)
+    rows = rows_for(rng, ds, eligible, n=defect_count(len(ds)))
     ds.columns[mother_column][rows] = ds.columns[child_column][rows]
     ds.mark(rows, "implausible_maternal_age", mother_column)
     return rows

@@ -12,7 +12,7 @@ import numpy as np
 
 from etl.estate.base import Dataset
 from etl.estate.cohort import hl7_timestamp, moments, rows_per_person, select_cohort
-from etl.estate.defects import choose, defect_count
+from etl.estate.defects import choose, scaled_defect_count
 from etl.estate.organisation import SITES, UNITS
 from etl.estate.planting import (
     insert_unreadable,
@@ -97,7 +97,7 @@ def _prefix_references(visits: Dataset, prefix: str) -> None:
 
 def _repeat_as_updates(rng: np.random.Generator, visits: Dataset) -> None:
     """ADT^A08 updates that repeat a visit unchanged, a little after it: exact duplicates."""
-    originals = choose(rng, visits, defect_count(len(visits)))
+    originals = choose(rng, visits, scaled_defect_count(len(visits)))
     insert_at = np.minimum(originals + 1 + rng.integers(0, 20, len(originals)), len(visits))
     order = np.insert(np.arange(len(visits)), insert_at, originals)
     is_copy = np.insert(np.zeros(len(visits), dtype=bool), insert_at, True)

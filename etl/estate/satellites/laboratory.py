@@ -15,7 +15,7 @@ import numpy as np
 from etl.estate.base import Dataset
 from etl.estate.codes import ANALYTES
 from etl.estate.cohort import hl7_timestamp, moments, select_cohort
-from etl.estate.defects import plant_lab_results, plant_lab_units
+from etl.estate.defects import plant_lab_results, plant_lab_units, scaled_defect_count
 from etl.estate.melior import lab_values
 from etl.estate.organisation import SITES
 from etl.estate.planting import insert_unreadable, invalid_identity, set_values
@@ -152,8 +152,8 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             [NPU_OF_LOCAL_CODE.get(code, code) for code in results.columns["analysis_code"]],
             dtype=object,
         )
-        plant_lab_results(defects, results, npu, "result")
-        plant_lab_units(defects, results, npu, "unit")
+        plant_lab_results(defects, results, npu, "result", n=scaled_defect_count(len(results)))
+        plant_lab_units(defects, results, npu, "unit", n=scaled_defect_count(len(results)))
     return {"patient": patients, "result": results}
 
 

@@ -16,7 +16,7 @@ from etl.estate.cohort import (
     rows_per_person,
     select_cohort,
 )
-from etl.estate.defects import choose, defect_count
+from etl.estate.defects import choose, scaled_defect_count
 from etl.estate.melior import icd_notation
 from etl.estate.planting import invalid_identity, set_values
 from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
@@ -118,7 +118,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         ["31.02.2021", "00.00.0000", "12.13.2020"],
         "unparseable_date",
     )
-    broken = choose(defects, reports, defect_count(len(reports)))
+    broken = choose(defects, reports, scaled_defect_count(len(reports)))
     plant_broken_records(defects, reports, broken, "Svar", "svarsnr", "Utlatande")
     return {"patient": patients, "svar": reports}
 

@@ -18,7 +18,7 @@ from etl.estate.cohort import (
     rows_per_person,
     select_cohort,
 )
-from etl.estate.defects import choose, defect_count
+from etl.estate.defects import choose, scaled_defect_count
 from etl.estate.planting import invalid_identity, set_values
 from etl.estate.regional_units import units
 from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
@@ -129,7 +129,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         ["2023-02-30T10:15:00", "2022-13-01T08:00:00", "0000-00-00T00:00:00"],
         "unparseable_date",
     )
-    broken = choose(defects, exams, defect_count(len(exams)))
+    broken = choose(defects, exams, scaled_defect_count(len(exams)))
     plant_broken_records(defects, exams, broken, "Undersokning", "id", "Utlatande")
     return {"patient": patients, "undersokning": exams}
 
