@@ -62,7 +62,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple, TextIO
@@ -190,7 +190,7 @@ def _units(handle: TextIO) -> Iterator[_Message | _Stray]:
                 if stray is not None:
                     yield _Stray(stray)
                     stray = None
-            elif piece.isspace():
+            elif not piece.strip(" \t"):
                 pass  # a blank line, wherever it is, holds nothing to lose
             elif message is not None:
                 message.segments.append((number, piece))
@@ -275,7 +275,9 @@ def _unescape(text: str, delimiters: _Delimiters, encoding: str, where: str) -> 
             try:
                 decoded = pending.decode(encoding)
             except (UnicodeDecodeError, LookupError):
-                raise _FieldError(INVALID_ESCAPE, f"hex escape not valid {encoding} in {where}")
+                raise _FieldError(
+                    INVALID_ESCAPE, f"hex escape not valid {encoding} in {where}"
+                ) from None
             if _BAD_DECODED.search(decoded):
                 raise _FieldError(CONTROL_CHARACTER, f"control character in {where}")
             parts.append(decoded)
