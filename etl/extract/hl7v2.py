@@ -88,7 +88,7 @@ _BAD_RAW = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 # In text decoded from \X..\ escapes: line breaks written as escapes are text.
 _BAD_DECODED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
-_COUNT = re.compile(r"[+-]?\d*")
+_COUNT = re.compile(r"[+-]?\d{0,3}")  # at most 999 lines or spaces
 
 
 def is_message_start(text: str) -> bool:

@@ -217,6 +217,9 @@ def test_framing_and_line_endings_give_the_same_rows(tmp_path, frame_messages):
         ("C:\\E\\temp", "C:\\temp"),
         ("\\X41\\", "A"),
         ("ingen escape", "ingen escape"),
+        ("rad ett\\.br\\rad två", "rad ett\nrad två"),
+        ("\\H\\viktigt\\N\\ \\.sp2\\slut", "viktigt \n\nslut"),
+        ("\\XC5\\\\X0D0A\\", "Å\r\n"),  # hex in the dataset's encoding; line breaks are text
     ],
 )
 def test_escape_sequences_are_decoded(tmp_path, written, value):
@@ -226,6 +229,31 @@ def test_escape_sequences_are_decoded(tmp_path, written, value):
     frame = read_all(tmp_path, oru_dataset())
 
     assert frame["VALUE"].iloc[0] == value
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "lokal \\Zabc\\ kod",  # a locally defined escape: meaning unknown here
+        "\\M2842\\x",  # multi-byte character set switch
+        "tom \\\\ sekvens",
+        "\\.sp1000\\",  # absurd repetition
+        "\\X4\\",  # odd number of hex digits
+        "135 \\F",  # unterminated at the end of the field
+    ],
+)
+def test_escape_sequences_that_cannot_be_decoded_make_the_message_unreadable(tmp_path, written):
+    text = oru("LAB1").replace("OBX|1|NM|NPU02319^Hb||135|", f"OBX|1|ST|NPU02319^Hb||{written}|")
+    write(tmp_path, "lab.hl7", text + oru("LAB2"))
+
+    frame = read_all(tmp_path, oru_dataset())
+
+    assert reasons(frame, "MESSAGE_ID", "VALUE", READ_ERROR) == [
+        (None, None, "invalid_escape"),
+        ("LAB2", "135", None),
+        ("LAB2", "250", None),
+        ("LAB2", "140", None),
+    ]
 
 
 def test_iso_8859_1_bytes_decode_to_swedish_letters_and_bad_bytes_make_the_message_unreadable(
