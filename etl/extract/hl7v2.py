@@ -357,7 +357,9 @@ def _value(
 # --- from a message to rows -------------------------------------------------------------------
 
 
-_MESSAGE_TYPE = FieldPath("MSH", 9, None, None)
+_MESSAGE_CODE = FieldPath("MSH", 9, 1, None)
+_TRIGGER_EVENT = FieldPath("MSH", 9, 2, None)
+_TYPE_NAME = re.compile(r"[A-Z0-9]{3}")  # what a message type looks like, safe to name
 
 
 class _Spec:
@@ -367,7 +369,7 @@ class _Spec:
         self.dataset = dataset
         self.paths = field_paths(dataset)
         self.wanted = declared_segments(dataset)
-        self.header_fields = max(self.wanted.get("MSH", 0), _MESSAGE_TYPE.field)
+        self.header_fields = max(self.wanted.get("MSH", 0), _MESSAGE_CODE.field)
         self.row_segment = dataset.row_segment
         self.declared_types = [t.partition("^")[::2] for t in dataset.message_types]
         by_column = {f.name: path for f, path in zip(dataset.fields, self.paths, strict=True)}
@@ -407,6 +409,14 @@ def _layout(message: _Message, header_fields: int) -> _Layout | str:
             return f"line {line} is not a segment"
         names.append(text[:3])
     return _Layout(delimiters, fields, names)
+
+
+def _message_type(layout: _Layout, encoding: str, line: int) -> tuple[str, str]:
+    """MSH.9's message code and trigger event ("" when absent)."""
+    header, delimiters = layout.header, layout.delimiters
+    code = _value(header, _MESSAGE_CODE, delimiters, encoding, line)
+    event = _value(header, _TRIGGER_EVENT, delimiters, encoding, line)
+    return code or "", event or ""
 
 
 class _FileReader:
@@ -449,13 +459,14 @@ class _FileReader:
         elif separators != self.first_separators:
             stats.unknown_fields[f"separators:{separators}"] += 1
 
-        message_type = _value(header, _MESSAGE_TYPE, delimiters, self.encoding, message.line)
-        components = (message_type or "").split(delimiters.component)
-        code, event = components[0], components[1] if len(components) > 1 else ""
+        code, event = _message_type(layout, self.encoding, message.line)
         if not code:
             raise _FieldError(INVALID_MESSAGE, "no message type in MSH.9")
         if not spec.is_declared(code, event):
-            raise _FieldError(UNEXPECTED_TYPE, f"{code}^{event} is not a declared message type")
+            # A shifted header could put any text in MSH.9: only a type-shaped one is named.
+            is_type_shaped = _TYPE_NAME.fullmatch(code) and _TYPE_NAME.fullmatch(event or "ADT")
+            named = code + (f"^{event}" if event else "") if is_type_shaped else "MSH.9"
+            raise _FieldError(UNEXPECTED_TYPE, f"{named} is not a declared message type")
 
         positions: dict[str, list[int]] = {}
         for position, name in enumerate(names):
@@ -557,13 +568,9 @@ def sample(path: Path, dataset: FileDataset, limit: int) -> ArchiveSample:
             layout = _layout(unit, spec.header_fields) if isinstance(unit, _Message) else None
             if isinstance(layout, _Layout):
                 try:
-                    message_type = _value(
-                        layout.header, _MESSAGE_TYPE, layout.delimiters, spec.dataset.encoding, 0
-                    )
+                    code, event = _message_type(layout, spec.dataset.encoding, unit.line)
                 except _FieldError:
-                    message_type = None
-                code, _, event = (message_type or "").partition(layout.delimiters.component)
-                event = event.split(layout.delimiters.component, 1)[0]
+                    code, event = "", ""
                 types[f"{code}^{event}"] = None
                 if code and spec.is_declared(code, event):
                     declared += 1

@@ -335,6 +335,27 @@ def test_unexpected_and_garbage_messages_become_read_error_rows_and_the_file_goe
     assert errors.drop(columns=READ_ERROR).isna().all().all(), "fields of a bad row stay empty"
 
 
+def test_an_unexpected_type_is_named_only_when_it_looks_like_a_message_type(tmp_path):
+    shifted = adt("2").replace("||ADT^A01|2|", "||Åström^Göran|2|")
+    write(tmp_path, "adt.hl7", adt("1", event="A08") + shifted + adt("3"))
+
+    frame = read_all(tmp_path, adt_dataset())
+
+    assert rows(frame, "PATIENT_NUMBER", READ_ERROR) == [
+        (
+            None,
+            "unexpected_message_type (adt.hl7, line 1, record 1): "
+            "ADT^A08 is not a declared message type",
+        ),
+        (
+            None,
+            "unexpected_message_type (adt.hl7, line 5, record 2): "
+            "MSH.9 is not a declared message type",
+        ),
+        ("P3", None),
+    ]
+
+
 def test_text_before_the_first_message_is_one_invalid_row(tmp_path):
     write(tmp_path, "adt.hl7", "skräp i början\rmer skräp\r" + adt("1"))
 
