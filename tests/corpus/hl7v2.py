@@ -286,6 +286,13 @@ CASES = [
         ],
     ),
     CorpusCase(
+        "utf8-byte-order-mark-before-the-first-msh",
+        ADT_UTF8,
+        b"\xef\xbb\xbf" + utf8(adt(1) + adt(2)),
+        physical=2,
+        rows=[row(1), row(2)],
+    ),
+    CorpusCase(
         "empty-file",
         ADT,
         b"",
