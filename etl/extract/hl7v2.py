@@ -10,7 +10,9 @@ applies the same rule to the raw bytes. An MLLP end block (``0x1C``) and a batch
 segment (FHS/BHS/BTS/FTS, never a record) end the current message. Text outside any message
 (before the first MSH, between MLLP frames, after an envelope segment) is *stray*: each
 stretch becomes one unreadable row with no record ordinal, counted in ``ReadStats.stray``.
-Empty and whitespace-only lines are skipped everywhere.
+Lines of nothing but spaces and tabs are skipped everywhere. ``ReadStats.records`` counts
+messages, ``ReadStats.unreadable`` the unreadable ones: rows with ``_read_error`` are
+``unreadable + stray``.
 
 **Rows.** ``Record.record`` is the message's ordinal in the file and ``Record.line`` the line
 where its MSH is; the rows of one message (one per ``row_segment``) share both.
@@ -21,7 +23,11 @@ Field paths are ``SEG.field[.component[.subcomponent]]`` (``MSH.10``, ``PID.3.1`
   otherwise the first ``SEG`` of the message.
 * A component path reads the first repetition of the field. A path that stops above the
   leaves gives that part as written, separators kept: ``OBX.5`` is the whole field (all its
-  repetitions), ``MSH.9`` is ``ORU^R01``. Escape sequences are decoded in every leaf.
+  repetitions), ``MSH.9`` is ``ORU^R01``. Escape sequences are decoded in every leaf:
+  ``\\F\\ \\S\\ \\R\\ \\E\\ \\T\\`` (and ``\\P\\``) give the message's separators,
+  ``\\Xhh..\\`` bytes in the dataset's encoding, ``\\.br\\ \\.sp\\ \\.ce\\`` line breaks,
+  ``\\.sk\\`` spaces; highlighting ``\\H\\ \\N\\`` and ``\\.fi\\ \\.nf\\ \\.in\\ \\.ti\\``
+  are layout and give nothing.
 * A missing segment, field or component is NA; so is an empty one, since HL7 v2 does not tell
   an empty field from an absent one, and so is ``""`` (HL7's explicit null).
 
