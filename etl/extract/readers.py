@@ -219,7 +219,7 @@ def read_sql_chunks(
 def read_file_chunks(folder: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
     files = matching_files(folder, dataset)
     record_readers = {
-        FileFormat.HL7V2: hl7v2.read_records,
+        FileFormat.HL7V2: hl7v2.read_files,
         FileFormat.XML: xml_records.read_records,
         FileFormat.JSONL: jsonl.read_records,
     }

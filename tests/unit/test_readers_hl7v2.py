@@ -9,7 +9,7 @@ import pytest
 
 from etl.catalog import FileDataset, MappingError
 from etl.extract.readers import SchemaDriftError, check_file_schema, read_file_chunks
-from etl.extract.records import READ_ERROR
+from etl.extract.records import READ_ERROR, reason_of
 
 pytestmark = pytest.mark.unit
 
@@ -100,6 +100,17 @@ def rows(frame: pd.DataFrame, *columns: str) -> list[tuple]:
     return [
         tuple(None if pd.isna(value) else value for value in row)
         for row in frame[list(columns)].itertuples(index=False)
+    ]
+
+
+def reasons(frame: pd.DataFrame, *columns: str) -> list[tuple]:
+    """Like ``rows``, with ``_read_error`` reduced to its reason code."""
+    return [
+        tuple(
+            reason_of(value) if name == READ_ERROR and value else value
+            for name, value in zip(columns, row, strict=True)
+        )
+        for row in rows(frame, *columns)
     ]
 
 
@@ -206,6 +217,9 @@ def test_framing_and_line_endings_give_the_same_rows(tmp_path, frame_messages):
         ("C:\\E\\temp", "C:\\temp"),
         ("\\X41\\", "A"),
         ("ingen escape", "ingen escape"),
+        ("rad ett\\.br\\rad två", "rad ett\nrad två"),
+        ("\\H\\viktigt\\N\\ \\.sp2\\slut", "viktigt \n\nslut"),
+        ("\\XC5\\\\X0D0A\\", "Å\r\n"),  # hex in the dataset's encoding; line breaks are text
     ],
 )
 def test_escape_sequences_are_decoded(tmp_path, written, value):
@@ -217,7 +231,34 @@ def test_escape_sequences_are_decoded(tmp_path, written, value):
     assert frame["VALUE"].iloc[0] == value
 
 
-def test_iso_8859_1_bytes_decode_to_swedish_letters_and_bad_bytes_to_replacement(tmp_path):
+@pytest.mark.parametrize(
+    "written",
+    [
+        "lokal \\Zabc\\ kod",  # a locally defined escape: meaning unknown here
+        "\\M2842\\x",  # multi-byte character set switch
+        "tom \\\\ sekvens",
+        "\\.sp1000\\",  # absurd repetition
+        "\\X4\\",  # odd number of hex digits
+        "135 \\F",  # unterminated at the end of the field
+    ],
+)
+def test_escape_sequences_that_cannot_be_decoded_make_the_message_unreadable(tmp_path, written):
+    text = oru("LAB1").replace("OBX|1|NM|NPU02319^Hb||135|", f"OBX|1|ST|NPU02319^Hb||{written}|")
+    write(tmp_path, "lab.hl7", text + oru("LAB2"))
+
+    frame = read_all(tmp_path, oru_dataset())
+
+    assert reasons(frame, "MESSAGE_ID", "VALUE", READ_ERROR) == [
+        (None, None, "invalid_escape"),
+        ("LAB2", "135", None),
+        ("LAB2", "250", None),
+        ("LAB2", "140", None),
+    ]
+
+
+def test_iso_8859_1_bytes_decode_to_swedish_letters_and_bad_bytes_make_the_message_unreadable(
+    tmp_path,
+):
     write(tmp_path, "adt.hl7", adt("1"), encoding="iso-8859-1")
     assert "Å".encode("iso-8859-1") in (tmp_path / "adt.hl7").read_bytes()
 
@@ -225,11 +266,20 @@ def test_iso_8859_1_bytes_decode_to_swedish_letters_and_bad_bytes_to_replacement
     as_utf8 = read_all(tmp_path, adt_dataset(encoding="utf-8"))
 
     assert rows(latin, "FAMILY_NAME", "GIVEN_NAME") == [("Åström", "Göran")]
-    assert rows(as_utf8, "FAMILY_NAME", "GIVEN_NAME") == [("\ufffdstr\ufffdm", "G\ufffdran")]
+    # Was: the names read as "\ufffdstr\ufffdm" / "G\ufffdran" (silent repair, issue 10).
+    assert rows(as_utf8, "FAMILY_NAME", "GIVEN_NAME", READ_ERROR) == [
+        (
+            None,
+            None,
+            "undecodable_bytes (adt.hl7, line 1, record 1): undecodable bytes in PID.5.1 (line 3)",
+        )
+    ]
 
 
-def test_a_bare_lf_in_a_cr_archive_stays_inside_the_field(tmp_path):
-    text = oru("LAB1").replace("Analyserad på akutlab", "rad ett\nrad två")
+def test_a_bare_lf_in_a_cr_archive_ends_the_line_so_the_cut_message_is_unreadable(tmp_path):
+    # Was: the LF was kept as text inside the field, which merged messages when the line
+    # terminator changed mid-file (issue 10). Every CR, LF and CRLF now ends a line.
+    text = oru("LAB1").replace("Analyserad på akutlab", "rad ett\nrad två") + oru("LAB2")
     write(tmp_path, "lab.hl7", text)
     dataset = oru_dataset(
         key=["MESSAGE_ID"],
@@ -238,7 +288,15 @@ def test_a_bare_lf_in_a_cr_archive_stays_inside_the_field(tmp_path):
 
     frame = read_all(tmp_path, dataset)
 
-    assert frame["NOTE"].iloc[0] == "rad ett\nrad två"
+    assert rows(frame, "MESSAGE_ID", "NOTE", READ_ERROR)[0] == (
+        None,
+        None,
+        "invalid_hl7_message (lab.hl7, line 1, record 1): line 7 is not a segment",
+    )
+    assert (
+        rows(frame, "MESSAGE_ID", "NOTE", READ_ERROR)[1:]
+        == [("LAB2", "Analyserad på akutlab", None)] * 3
+    )
 
 
 # --- bad messages -----------------------------------------------------------------------------
@@ -261,7 +319,7 @@ def test_unexpected_and_garbage_messages_become_read_error_rows_and_the_file_goe
 
     frame = read_all(tmp_path, oru_dataset())
 
-    assert rows(frame, "MESSAGE_ID", READ_ERROR) == [
+    assert reasons(frame, "MESSAGE_ID", READ_ERROR) == [
         ("LAB1", None),
         ("LAB1", None),
         ("LAB1", None),
@@ -277,12 +335,33 @@ def test_unexpected_and_garbage_messages_become_read_error_rows_and_the_file_goe
     assert errors.drop(columns=READ_ERROR).isna().all().all(), "fields of a bad row stay empty"
 
 
+def test_an_unexpected_type_is_named_only_when_it_looks_like_a_message_type(tmp_path):
+    shifted = adt("2").replace("||ADT^A01|2|", "||Åström^Göran|2|")
+    write(tmp_path, "adt.hl7", adt("1", event="A08") + shifted + adt("3"))
+
+    frame = read_all(tmp_path, adt_dataset())
+
+    assert rows(frame, "PATIENT_NUMBER", READ_ERROR) == [
+        (
+            None,
+            "unexpected_message_type (adt.hl7, line 1, record 1): "
+            "ADT^A08 is not a declared message type",
+        ),
+        (
+            None,
+            "unexpected_message_type (adt.hl7, line 5, record 2): "
+            "MSH.9 is not a declared message type",
+        ),
+        ("P3", None),
+    ]
+
+
 def test_text_before_the_first_message_is_one_invalid_row(tmp_path):
     write(tmp_path, "adt.hl7", "skräp i början\rmer skräp\r" + adt("1"))
 
     frame = read_all(tmp_path, adt_dataset())
 
-    assert rows(frame, "PATIENT_NUMBER", READ_ERROR) == [
+    assert reasons(frame, "PATIENT_NUMBER", READ_ERROR) == [
         (None, "invalid_hl7_message"),
         ("P1", None),
     ]
@@ -298,7 +377,7 @@ def test_a_message_without_its_row_segment_is_a_read_error_row_not_lost(tmp_path
 
     frame = read_all(tmp_path, oru_dataset())
 
-    assert rows(frame, "MESSAGE_ID", READ_ERROR)[:2] == [
+    assert reasons(frame, "MESSAGE_ID", READ_ERROR)[:2] == [
         (None, "missing_row_segment"),
         ("LAB1", None),
     ]
@@ -390,9 +469,11 @@ def test_a_malformed_field_path_is_a_mapping_error_naming_the_field(tmp_path):
         check_file_schema("lis", tmp_path, dataset)
 
 
-# python-hl7 0.4.5 calls the deprecated Logger.warn; harmless, and not ours to change.
-@pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
-def test_an_escape_the_library_cannot_decode_never_logs_the_value(tmp_path, caplog):
+def test_an_escape_that_cannot_be_decoded_makes_the_message_unreadable_without_its_value(
+    tmp_path, caplog
+):
+    # Was: python-hl7 dropped the character-set escape \C2842\ and the text after it was read
+    # as if decoded (issue 10: no silent repair); the library's warning is gone with it.
     secret = "Hemlig anteckning"
     text = oru("LAB1").replace("Analyserad på akutlab", f"{secret} \\C2842\\ slut")
     write(tmp_path, "lab.hl7", text)
@@ -404,6 +485,12 @@ def test_an_escape_the_library_cannot_decode_never_logs_the_value(tmp_path, capl
     with caplog.at_level("DEBUG"):
         frame = read_all(tmp_path, dataset)
 
-    assert frame["NOTE"].iloc[0].startswith(secret)
-    assert caplog.records, "the library did warn"
+    assert rows(frame, "MESSAGE_ID", "NOTE", READ_ERROR) == [
+        (
+            None,
+            None,
+            "invalid_escape (lab.hl7, line 1, record 1): "
+            "character set or local escape sequence in NTE.3 (line 6)",
+        )
+    ]
     assert all(secret not in record.getMessage() for record in caplog.records)
