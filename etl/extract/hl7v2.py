@@ -48,7 +48,7 @@ import hl7
 import hl7.util
 
 from etl.catalog import FileDataset, MappingError
-from etl.extract.records import Record
+from etl.extract.records import ReadStats, Record
 
 INVALID_MESSAGE = "invalid_hl7_message"
 UNEXPECTED_TYPE = "unexpected_message_type"
@@ -291,14 +291,23 @@ def _records_of(
         return [Record.unreadable(len(paths), INVALID_MESSAGE)]
 
 
-def read_records(files: list[Path], dataset: FileDataset) -> Iterator[Record]:
-    """Rows of every message of every file, in file order then message order."""
+def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Record]:
+    """Rows of every message of one file, in message order; stray text is counted apart."""
     paths = field_paths(dataset)
     wanted = declared_segments(dataset)
-    for path in files:
-        with _open(path, dataset) as handle:
-            for segments in _messages(_segments(handle)):
-                yield from _records_of(segments, dataset, paths, wanted)
+    with _open(path, dataset) as handle:
+        for segments in _messages(_segments(handle)):
+            if segments is None:
+                stats.stray += 1
+                ordinal = None
+            else:
+                stats.records += 1
+                ordinal = stats.records
+            rows = _records_of(segments, dataset, paths, wanted)
+            if ordinal is not None and any(row.read_error for row in rows):
+                stats.unreadable += 1
+            for row in rows:
+                yield row._replace(record=ordinal)
 
 
 # --- schema drift -----------------------------------------------------------------------------

@@ -198,12 +198,14 @@ def _count_hl7v2(blocks: Iterator[bytes], dataset: FileDataset) -> int:
 # --- XML --------------------------------------------------------------------------------------
 
 
-def _count_xml(blocks: Iterator[bytes], dataset: FileDataset) -> int:
+def _xml_start_lines(blocks: Iterator[bytes], dataset: FileDataset) -> Iterator[int]:
+    """The line of each record start tag, in file order."""
     name = (dataset.record_path or "").strip("/").split("/")[-1]
     name = name.rpartition(":")[2].encode(dataset.encoding)
     token = re.compile(rb"<!--|<!\[CDATA\[|<(?:[A-Za-z_][\w.\-]*:)?" + re.escape(name) + rb"[\s/>]")
     closing = {b"<!--": b"-->", b"<![CDATA[": b"]]>"}
-    buffer, records = b"", 0
+    buffer = b""
+    line, counted_to = 1, 0  # the line at buffer[counted_to]
     skip_until: bytes | None = None  # inside a comment or CDATA: its end
     for block in blocks:
         buffer += block
@@ -221,12 +223,18 @@ def _count_xml(blocks: Iterator[bytes], dataset: FileDataset) -> int:
                 break
             found = match.group()
             if found in closing:
-                skip_until, position = closing[found], match.end()
+                skip_until = closing[found]
             else:
-                records += 1
-                position = match.end()
-        buffer = buffer[position:]
-    return records
+                line += buffer.count(b"\n", counted_to, match.start())
+                counted_to = match.start()
+                yield line
+            position = match.end()
+        line += buffer.count(b"\n", counted_to, position)
+        buffer, counted_to = buffer[position:], 0
+
+
+def _count_xml(blocks: Iterator[bytes], dataset: FileDataset) -> int:
+    return sum(1 for _ in _xml_start_lines(blocks, dataset))
 
 
 # --- JSON lines -------------------------------------------------------------------------------
@@ -249,3 +257,56 @@ def _count_jsonl(blocks: Iterator[bytes], dataset: FileDataset) -> int:
         records += middle.count(b"\n") - len(_BLANK_LINE.findall(middle))
         is_open_line_content = bool(_CONTENT.search(block, last_end + 1))
     return records + is_open_line_content
+
+
+# --- where records start (only to explain a difference, after the counts disagree) ------------
+
+
+def record_start_lines(path: Path, dataset: FileDataset) -> Iterator[int] | None:
+    """The 1-based line where each physical record starts, in file order, or ``None`` for HL7
+    v2 (its readers number segments, not lines). Lines end at the file's terminator (JSON
+    lines and XML: LF). Slower than ``count_physical``: used only once the counts differ."""
+    _require_ascii_compatible(dataset)
+    if dataset.format is FileFormat.HL7V2:
+        return None
+    if dataset.format is FileFormat.XML:
+        return _xml_start_lines(iter(_Blocks(path, dataset)), dataset)
+    if dataset.format is FileFormat.JSONL:
+        return _jsonl_start_lines(path, dataset)
+    return _terminated_start_lines(path, dataset)
+
+
+def _pieces(path: Path, dataset: FileDataset) -> Iterator[bytes]:
+    """The file split after each LF (a UTF-8 BOM dropped)."""
+    is_utf8 = codecs.lookup(dataset.encoding).name in ("utf-8", "utf-8-sig")
+    with path.open("rb") as handle:
+        for number, piece in enumerate(handle):
+            yield piece.removeprefix(UTF8_BOM) if number == 0 and is_utf8 else piece
+
+
+def _jsonl_start_lines(path: Path, dataset: FileDataset) -> Iterator[int]:
+    for number, piece in enumerate(_pieces(path, dataset), start=1):
+        if _CONTENT.search(piece):
+            yield number
+
+
+def _terminated_start_lines(path: Path, dataset: FileDataset) -> Iterator[int]:
+    is_quoted = dataset.format is FileFormat.DELIMITED
+    is_crlf: bool | None = None
+    line, start, quotes = 0, None, 0
+    is_header = is_quoted
+    for piece in _pieces(path, dataset):
+        if is_crlf is None and piece.endswith(b"\n"):
+            is_crlf = piece.endswith(b"\r\n")
+        if start is None:
+            start = line + 1
+        quotes += piece.count(b'"') if is_quoted else 0
+        if not piece.endswith(b"\r\n" if is_crlf else b"\n"):
+            continue  # a bare LF of a CRLF file, or the last piece
+        line += 1
+        if quotes % 2 == 0:
+            if not is_header:
+                yield start
+            start, quotes, is_header = None, 0, False
+    if start is not None and not is_header:
+        yield start

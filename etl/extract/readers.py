@@ -11,15 +11,24 @@ read in sorted order as one dataset. HL7 v2, XML and JSON lines are read record 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from itertools import chain
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
 from etl.catalog import FileDataset, FileFormat, SqlDataset, SystemSpec
-from etl.extract import hl7v2, jsonl, xml_records
-from etl.extract.records import DRIFT_SAMPLE_RECORDS, compare_paths, frames
+from etl.extract import hl7v2, jsonl, text_records, xml_records
+from etl.extract.records import (
+    DRIFT_SAMPLE_RECORDS,
+    ReadStats,
+    Record,
+    compare_paths,
+    describe,
+    frames,
+)
 from etl.extract.records import BrokenFileError as BrokenFileError  # raised by the readers
 from etl.settings import Settings
 
@@ -216,42 +225,23 @@ def read_sql_chunks(
         yield from pd.read_sql_query(query, conn, chunksize=chunk_rows, dtype="string")
 
 
+# One reader per file format; each reads ONE file and fills its ReadStats as it goes.
+RECORD_READERS: dict[FileFormat, Callable[[Path, FileDataset, ReadStats], Iterator[Record]]] = {
+    FileFormat.DELIMITED: text_records.read_records,
+    FileFormat.FIXED_WIDTH: text_records.read_records,
+    FileFormat.HL7V2: hl7v2.read_records,
+    FileFormat.XML: xml_records.read_records,
+    FileFormat.JSONL: jsonl.read_records,
+}
+
+
+def read_file(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Record]:
+    """The rows of one file of ``dataset``; ``stats`` counts what the reader saw."""
+    return RECORD_READERS[dataset.format](path, dataset, stats)
+
+
 def read_file_chunks(folder: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Chunks of every file of the dataset, in file order (no accounting: see landing)."""
     files = matching_files(folder, dataset)
-    record_readers = {
-        FileFormat.HL7V2: hl7v2.read_records,
-        FileFormat.XML: xml_records.read_records,
-        FileFormat.JSONL: jsonl.read_records,
-    }
-    if dataset.format in record_readers:
-        records = record_readers[dataset.format](files, dataset)
-        yield from frames(records, dataset.column_names, chunk_rows)
-        return
-    for path in files:
-        yield from _read_text_table(path, dataset, chunk_rows)
-
-
-def _read_text_table(path: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    common = {
-        "dtype": "string",
-        "encoding": dataset.encoding,
-        "encoding_errors": "replace",
-        "keep_default_na": False,
-        "chunksize": chunk_rows,
-    }
-    if dataset.format is FileFormat.FIXED_WIDTH:
-        reader = pd.read_fwf(
-            path,
-            widths=[field.width for field in dataset.fields],
-            names=dataset.column_names,
-            header=None,
-            # Only the line ending is padding; inner spaces stay for the transform to judge.
-            delimiter="\r\n",
-            **common,
-        )
-    else:
-        reader = pd.read_csv(
-            path, sep=dataset.delimiter, header=0, quotechar='"', engine="c", **common
-        )
-    with reader:
-        yield from reader
+    records = chain.from_iterable(read_file(path, dataset, ReadStats(path)) for path in files)
+    yield from frames(records, dataset.column_names, chunk_rows)
