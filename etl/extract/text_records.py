@@ -3,9 +3,10 @@
 A record ends at the file's own terminator (``CRLF`` or ``LF``, decided by the first line
 ending) outside double quotes; the first record of a delimited file is its header. A record is
 unreadable, never repaired, when it has the wrong number of fields (delimited) or the wrong
-width (fixed width), holds a NUL byte, undecodable bytes (U+FFFD) or a bare CR or LF that is not
-the file's terminator, or its quotes do not pair up. These are the same record boundaries the
-independent physical count (etl.extract.physical) uses.
+width (fixed width), holds a NUL byte or a bare CR or LF that is not the file's terminator, or
+its quotes do not pair up. Undecodable bytes stay U+FFFD in the value (the transform stage
+quarantines them per column). These are the same record boundaries the independent physical
+count (etl.extract.physical) uses. A placeholder: the text-format helper's reader replaces it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ INVALID_FIELD_COUNT = "invalid_field_count"
 INVALID_WIDTH = "invalid_record_width"
 INVALID_QUOTING = "invalid_quoting"
 NUL_IN_FIELD = "nul_in_field"
-UNDECODABLE = "undecodable_bytes"
 LINE_BREAK_IN_FIELD = "line_break_in_field"
 
 
@@ -70,8 +70,6 @@ _ANY_LINE_BREAK = re.compile(r"[\r\n]")
 def _problem(text: str, line_breaks: re.Pattern) -> tuple[str, str] | None:
     if "\x00" in text:
         return NUL_IN_FIELD, "a NUL byte"
-    if "\ufffd" in text:
-        return UNDECODABLE, "bytes the declared encoding cannot decode"
     if line_breaks.search(text):
         return LINE_BREAK_IN_FIELD, "a CR or LF that is not the file's record terminator"
     return None
