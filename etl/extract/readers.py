@@ -226,15 +226,16 @@ def _check_paths(where: str, declared: list[str], actual: list[str], separator: 
         raise SchemaDriftError(_diff(where, declared, present + unexpected))
 
 
-# A value holding one of these cannot be trusted as the source meant it: NUL, C0 controls,
-# U+FFFD (bytes the source's encoding could not decode) and lone surrogates. TAB, LF and CR are
-# ordinary in free text (a note's line breaks), so they are refused in key columns only.
-_UNREADABLE_VALUE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd\ud800-\udfff]")
-_UNREADABLE_KEY = re.compile("[\x00-\x1f\ufffd\ud800-\udfff]")
+# A value holding one of these cannot be trusted as the source meant it: NUL, C0 controls and
+# U+FFFD (bytes the source's encoding could not decode). TAB, LF and CR are ordinary in free
+# text (a note's line breaks), so they are refused in key columns only. (A lone surrogate cannot
+# reach a chunk: the string columns are UTF-8 Arrow arrays, and text that is not UTF-8 becomes
+# U+FFFD when the driver decodes it.)
+_UNREADABLE_VALUE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")
+_UNREADABLE_KEY = re.compile("[\x00-\x1f\ufffd]")
 _VALUE_PROBLEMS = (  # reason code, what is in the value, the character class that says so
     ("nul_in_field", "a NUL character", re.compile("\x00")),
     ("undecodable_bytes", "bytes the source's encoding cannot decode", re.compile("\ufffd")),
-    ("lone_surrogate", "a lone surrogate", re.compile("[\ud800-\udfff]")),
     ("control_character", "a control character", re.compile("[\x00-\x1f]")),
 )
 
@@ -268,7 +269,7 @@ def _quarantine_unreadable_values(
     is_bad = pd.DataFrame(
         {
             column: chunk[column].str.contains(
-                _UNREADABLE_KEY if column in keys else _UNREADABLE_VALUE, na=False
+                (_UNREADABLE_KEY if column in keys else _UNREADABLE_VALUE).pattern, na=False
             )
             for column in dataset.columns
         },
