@@ -46,7 +46,11 @@ fuzz: $(STAMP)
 		echo "fuzz: $$reader for $(FUZZ_SECONDS) s"; \
 		$(BIN)/python tests/fuzz/fuzz_readers.py $$reader -max_total_time=$(FUZZ_SECONDS) \
 			-print_final_stats=1 || status=1; \
-	done; exit $$status
+	done; \
+	if ls var/fuzz/*/finding-* var/fuzz/*/crash-* var/fuzz/*/timeout-* >/dev/null 2>&1; then \
+		echo "fuzz: findings to turn into corpus cases (then delete them):"; \
+		ls var/fuzz/*/finding-* var/fuzz/*/crash-* var/fuzz/*/timeout-* 2>/dev/null; status=1; \
+	fi; exit $$status
 
 airflow: $(STAMP)
 	$(BIN)/vardflytt airflow standalone

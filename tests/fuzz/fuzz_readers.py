@@ -6,10 +6,11 @@
 file and read by the reader and by ``etl.extract.physical.count_physical``. A finding is an
 input where the reader raises anything but ``BrokenFileError``, yields a row of the wrong shape
 or an unreadable row that still carries values, or counts a different number of records than
-the physical count. libFuzzer saves it under ``var/fuzz/<reader>/`` (``crash-<sha1>``); the
-inputs that widened coverage stay in ``var/fuzz/<reader>/corpus/``. Turn a finding into a case
-in ``tests/corpus/<format>.py`` once its right outcome is decided. Run by ``make fuzz``, not in
-CI: atheris builds against libFuzzer and a run takes minutes.
+the physical count. The shortest input of each kind is kept as ``var/fuzz/<reader>/finding-
+<kind>`` (with ``.txt`` saying what happened) and the run goes on; hard crashes and hangs are
+saved by libFuzzer as ``crash-*`` / ``timeout-*``; inputs that widened coverage stay in
+``var/fuzz/<reader>/corpus/``. Turn a finding into a case in ``tests/corpus/<format>.py`` once
+its right outcome is decided, then delete it. Run by ``make fuzz``, not in CI.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import importlib
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import atheris
@@ -92,23 +94,41 @@ def _seed(reader: str, corpus: Path) -> None:
         (corpus / f"seed-{number}").write_bytes(seed)
 
 
-def check(reader: str, dataset: FileDataset, path: Path, data: bytes) -> None:
-    """Read ``data`` as a file; raise AssertionError on any finding."""
+def check(reader: str, dataset: FileDataset, path: Path, data: bytes) -> tuple[str, str] | None:
+    """Read ``data`` as a file: ``None``, or a finding as (kind, what happened)."""
     path.write_bytes(data)
     stats = ReadStats(path)
     try:
         rows = list(readers.read_file(path, dataset, stats))
     except BrokenFileError:
-        return
-    counted = physical.count_physical(path, dataset)
+        return None
+    except Exception as error:  # any other exception is a traceback for bad data: a finding
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        where = f"{Path(frame.filename).stem}-{frame.lineno}"
+        return f"exception-{type(error).__name__}-{where}", f"{type(error).__name__}: {error}"
     width = len(dataset.column_names)
     for row in rows:
-        assert len(row.values) == width, f"a row of {len(row.values)} values, {width} declared"
-        if row.read_error is not None:
-            assert all(value is None for value in row.values), "an unreadable row has values"
-    assert stats.records == counted.records, (
-        f"{reader}: the reader counts {stats.records} records, the physical count {counted.records}"
-    )
+        if len(row.values) != width:
+            return "row-shape", f"a row of {len(row.values)} values, {width} declared"
+        if row.read_error is not None and any(value is not None for value in row.values):
+            return "unreadable-with-values", "an unreadable row still carries values"
+    counted = physical.count_physical(path, dataset).records
+    if stats.records != counted:
+        kind = "reader-counts-more" if stats.records > counted else "reader-counts-fewer"
+        return kind, f"the reader counts {stats.records} records, the physical count {counted}"
+    return None
+
+
+def save(findings: Path, kind: str, message: str, data: bytes) -> None:
+    """Keep the shortest input of each kind of finding, with what happened beside it."""
+    target = findings / f"finding-{kind}"
+    if target.exists() and len(target.read_bytes()) <= len(data):
+        return
+    is_new = not target.exists()
+    target.write_bytes(data)
+    target.with_suffix(".txt").write_text(message + "\n", encoding="utf-8")
+    if is_new:
+        print(f"\nFINDING {kind}: {message} (saved as {target})", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -122,7 +142,11 @@ def main() -> None:
     path = Path(tempfile.mkdtemp(prefix=f"fuzz-{reader}-")) / "input"
 
     def one_input(data: bytes) -> None:
-        check(reader, dataset, path, data)
+        # A finding is saved and the run goes on, so one run reports every kind it reaches;
+        # a hard crash (or a hang) is saved by libFuzzer itself as crash-*/timeout-*.
+        finding = check(reader, dataset, path, data)
+        if finding is not None:
+            save(findings, *finding, data)
 
     arguments = [sys.argv[0], *sys.argv[2:], f"-artifact_prefix={findings}/", str(corpus)]
     atheris.Setup(arguments, one_input)
