@@ -291,3 +291,29 @@ def test_the_manifest_records_each_source_file(kassa, settings_for):
     }
     assert manifest.datasets["patient"].rows == 3
     assert manifest.datasets["patient"].sha256 != source.sha256  # the landed file's own
+
+
+def test_unknown_fields_are_in_the_manifest_and_logged_as_counts_only(
+    kassa, settings_for, monkeypatch, caplog
+):
+    catalog, estate = kassa
+
+    def reader_seeing_an_undeclared_column(path, dataset, stats):
+        for record in text_records.read_records(path, dataset, stats):
+            stats.unknown_fields["199001012385"] += 1  # a "name" may well be a value
+            yield record
+
+    monkeypatch.setitem(
+        readers.RECORD_READERS, FileFormat.DELIMITED, reader_seeing_an_undeclared_column
+    )
+    caplog.set_level("INFO", logger="etl.extract.landing")
+
+    manifest = extract_system(catalog, "kassa", "b1", dt.date(2026, 7, 1), settings_for(estate))
+
+    assert manifest.datasets["patient"].sources[0].unknown_fields == {"199001012385": 3}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "kassa patient: PATIENT.TXT: 1 field name(s) the spec does not declare, in up to 3 "
+        "record(s); see the landing manifest"
+    ]
+    assert "199001012385" not in caplog.text
