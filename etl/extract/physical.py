@@ -142,19 +142,18 @@ class _Terminated:
                 last_end = block.rfind(b"\n")
         else:
             data = np.frombuffer(block, dtype=np.uint8)
-            is_quote = data == _QUOTE
-            quotes = np.cumsum(is_quote, dtype=np.int64)
-            # Inside quotes before each byte: the carried state, flipped by each earlier quote.
-            inside = ((quotes - is_quote) & 1).astype(bool) ^ self.is_inside_quotes
-            is_end = (data == _LF) & ~inside
-            if crlf:
-                previous = np.empty_like(data)
-                previous[0] = self.previous_byte
-                previous[1:] = data[:-1]
-                is_end &= previous == _CR
-            ends = np.flatnonzero(is_end)
+            # Only quotes and LFs matter: the quote state is followed over those positions.
+            marks = np.flatnonzero((data == _QUOTE) | (data == _LF))
+            is_quote = data[marks] == _QUOTE
+            quotes_before = np.cumsum(is_quote, dtype=np.int64) - is_quote
+            is_inside = ((quotes_before & 1) == 1) ^ self.is_inside_quotes
+            ends = marks[~is_quote & ~is_inside]
+            if crlf and len(ends):
+                before = data[np.maximum(ends - 1, 0)]
+                before[ends == 0] = self.previous_byte
+                ends = ends[before == _CR]
             self.terminators += len(ends)
-            self.is_inside_quotes ^= bool(quotes[-1] & 1)
+            self.is_inside_quotes ^= bool(is_quote.sum() & 1)
             last_end = int(ends[-1]) if len(ends) else -1
         self.has_open_record = last_end < len(block) - 1 if last_end >= 0 else True
         self.previous_byte = block[-1]
@@ -181,17 +180,22 @@ def _count_lines(blocks: Iterator[bytes], dataset: FileDataset) -> int:
 
 # --- HL7 v2 -----------------------------------------------------------------------------------
 
-# A message header after a segment end or an MLLP start block; the file start is given a
-# virtual LF so it needs no second pattern.
-_MESSAGE_START = re.compile(rb"[\r\n\x0b]MSH[^A-Za-z0-9\r\n\x0b\x1c]")
+# A message header: MSH and a field separator, counted where the byte before it is a segment
+# end or an MLLP start block. The file start is given a virtual LF.
+_HEADER = re.compile(rb"MSH[^A-Za-z0-9\r\n\x0b\x1c]")
+_MESSAGE_BOUNDARY = frozenset(b"\r\n\x0b")
 
 
 def _count_hl7v2(blocks: Iterator[bytes], dataset: FileDataset) -> int:
     carry, messages = b"\n", 0
     for block in blocks:
         data = carry + block
-        messages += len(_MESSAGE_START.findall(data))
-        carry = data[-4:]  # shorter than a match: nothing is counted twice
+        # Per header found (per record), never per byte. A header at 0 lies in the carry: the
+        # previous block counted it already.
+        messages += sum(
+            1 for match in _HEADER.finditer(data, 1) if data[match.start() - 1] in _MESSAGE_BOUNDARY
+        )
+        carry = data[-4:]
     return messages
 
 
@@ -240,7 +244,9 @@ def _count_xml(blocks: Iterator[bytes], dataset: FileDataset) -> int:
 # --- JSON lines -------------------------------------------------------------------------------
 
 _CONTENT = re.compile(rb"[^ \t\r\n]")
-_BLANK_LINE = re.compile(rb"^[ \t\r]*\n", re.MULTILINE)
+_BLANK_LINE = re.compile(
+    rb"\n[ \t\r]*(?=\n)"
+)  # on text after a LF: the LF ending a line, then a blank line
 
 
 def _count_jsonl(blocks: Iterator[bytes], dataset: FileDataset) -> int:
@@ -254,7 +260,7 @@ def _count_jsonl(blocks: Iterator[bytes], dataset: FileDataset) -> int:
             records += 1
         last_end = block.rfind(b"\n")
         middle = block[first_end + 1 : last_end + 1]  # whole lines only
-        records += middle.count(b"\n") - len(_BLANK_LINE.findall(middle))
+        records += middle.count(b"\n") - len(_BLANK_LINE.findall(b"\n" + middle))
         is_open_line_content = bool(_CONTENT.search(block, last_end + 1))
     return records + is_open_line_content
 
