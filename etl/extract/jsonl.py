@@ -102,7 +102,9 @@ def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator
                 stats.unreadable += 1
                 yield Record.unreadable(len(paths), INVALID_JSON, stats.records)
             else:
-                yield Record(tuple(_text(_lookup(record, keys)) for keys in paths), None, stats.records)
+                yield Record(
+                    tuple(_text(_lookup(record, keys)) for keys in paths), None, stats.records
+                )
 
 
 # --- schema drift -----------------------------------------------------------------------------
