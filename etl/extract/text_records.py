@@ -61,9 +61,10 @@ def _physical_records(path: Path, dataset: FileDataset, quoted: bool) -> Iterato
             yield start, "".join(parts)
 
 
-# A CR or LF that is not the record terminator; inside quotes the terminator itself is content.
+# A CR or LF that is not part of a line break the file uses: inside quotes the terminator is
+# content, and so is a CRLF in an LF file (Windows line breaks in a note); a lone CR never is.
 _BARE_IN_CRLF = re.compile(r"\r(?!\n)|(?<!\r)\n")
-_CR = re.compile(r"\r")
+_BARE_IN_LF = re.compile(r"\r(?!\n)")
 _ANY_LINE_BREAK = re.compile(r"[\r\n]")
 
 
@@ -81,7 +82,7 @@ def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator
     names = dataset.column_names
     widths = [field.width or 0 for field in dataset.fields]
     crlf = _terminator(path) == "\r\n"
-    line_breaks = (_BARE_IN_CRLF if crlf else _CR) if is_delimited else _ANY_LINE_BREAK
+    line_breaks = (_BARE_IN_CRLF if crlf else _BARE_IN_LF) if is_delimited else _ANY_LINE_BREAK
     records = _physical_records(path, dataset, quoted=is_delimited)
     if is_delimited:
         next(records, None)  # the header (checked by the drift check)
