@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.8
 PATIENTS ?= 3000
 BENCH_PATIENTS ?= 20000
+FUZZ_SECONDS ?= 60
+FUZZ_READERS := delimited fixed_width hl7v2 xml jsonl
 
-.PHONY: setup demo test test-unit lint bench airflow lock clean
+.PHONY: setup demo test test-unit lint bench fuzz airflow lock clean
 
 setup: $(STAMP)
 
@@ -33,6 +35,22 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/vardflytt bench --patients $(BENCH_PATIENTS)
+
+# Coverage-guided fuzzing of each file reader against the physical count, FUZZ_SECONDS each;
+# findings land in var/fuzz/<reader>/ to become corpus cases. Outside CI and the lock: atheris
+# is only needed here and bundles libFuzzer. Pinned (3.0.0 has manylinux wheels for CPython
+# 3.11 on x86-64); bump it together with the Python version.
+fuzz: $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python atheris==3.0.0
+	@status=0; for reader in $(FUZZ_READERS); do \
+		echo "fuzz: $$reader for $(FUZZ_SECONDS) s"; \
+		$(BIN)/python tests/fuzz/fuzz_readers.py $$reader -max_total_time=$(FUZZ_SECONDS) \
+			-print_final_stats=1 || status=1; \
+	done; \
+	if ls var/fuzz/*/finding-* var/fuzz/*/crash-* var/fuzz/*/timeout-* >/dev/null 2>&1; then \
+		echo "fuzz: findings to turn into corpus cases (then delete them):"; \
+		ls var/fuzz/*/finding-* var/fuzz/*/crash-* var/fuzz/*/timeout-* 2>/dev/null; status=1; \
+	fi; exit $$status
 
 airflow: $(STAMP)
 	$(BIN)/vardflytt airflow standalone

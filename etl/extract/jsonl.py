@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from etl.catalog import FileDataset
-from etl.extract.records import Record
+from etl.extract.records import ReadStats, Record
 
 INVALID_JSON = "invalid_json"
 
@@ -82,24 +82,29 @@ def _lines(handle: TextIO) -> Iterator[str]:
     for number, line in enumerate(handle):
         if number == 0:
             line = line.removeprefix("\ufeff")
-        if line.strip():
+        if line.strip(" \t\r\n"):  # JSON whitespace: the physical count's notion of blank
             yield line
 
 
 def _open(path: Path, dataset: FileDataset) -> TextIO:
-    return path.open(encoding=dataset.encoding, errors="replace")
+    # Lines end at LF only, as the physical count has them; a CR is JSON whitespace.
+    return path.open(encoding=dataset.encoding, errors="replace", newline="\n")
 
 
-def read_records(files: list[Path], dataset: FileDataset) -> Iterator[Record]:
+def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Record]:
+    """One row per non-blank line of one file."""
     paths = [(field.path or "").split(".") for field in dataset.fields]
-    for path in files:
-        with _open(path, dataset) as handle:
-            for line in _lines(handle):
-                record = _parse(line)
-                if record is None:
-                    yield Record.unreadable(len(paths), INVALID_JSON)
-                else:
-                    yield Record(tuple(_text(_lookup(record, keys)) for keys in paths))
+    with _open(path, dataset) as handle:
+        for line in _lines(handle):
+            stats.records += 1
+            record = _parse(line)
+            if record is None:
+                stats.unreadable += 1
+                yield Record.unreadable(len(paths), INVALID_JSON, stats.records)
+            else:
+                yield Record(
+                    tuple(_text(_lookup(record, keys)) for keys in paths), None, stats.records
+                )
 
 
 # --- schema drift -----------------------------------------------------------------------------

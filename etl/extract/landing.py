@@ -4,6 +4,14 @@ Each landed row keeps its lineage: ``_row_number`` (1-based, in source order), `
 (the dataset's key columns joined by ``|``) and ``_row_hash`` (to tell exact duplicates from
 conflicting ones). The manifest holds row counts and SHA-256 checksums of the landed files.
 
+Accounting starts at the source, by a second count. For every source file the reader's count
+of physical records (readable or not, ``ReadStats.records``) must equal an independent count
+of the raw bytes (etl.extract.physical); for every table the rows read must equal ``COUNT(*)``
+taken in the same snapshot (see ``readers.snapshot``). Otherwise the batch stops with a
+``PhysicalCountError`` before its manifest is written. The manifest records, per source file,
+its bytes, SHA-256, physical records, the reader's records, unreadable records, stray text and
+the names the spec does not declare.
+
 A batch is ``full`` or ``delta``. Both land every dataset whole; a delta also lists which rows
 are new, changed or deleted since its base batch, and only those are transformed and accounted
 for (see etl.extract.delta).
@@ -13,18 +21,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from etl.batch import BatchPaths, utc_now, write_json
 from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset
 from etl.core.ids import row_hashes
-from etl.extract import readers
+from etl.extract import physical, readers
+from etl.extract.records import ReadStats, Record, frames
 from etl.settings import Settings
 
 ROW_NUMBER = "_row_number"
@@ -35,6 +46,12 @@ ROW_HASH = "_row_hash"
 READ_ERROR = "_read_error"
 LINEAGE_COLUMNS = (ROW_NUMBER, SOURCE_KEY, ROW_HASH, READ_ERROR)
 FULL, DELTA = "full", "delta"
+
+LOG = logging.getLogger(__name__)
+
+
+class PhysicalCountError(RuntimeError):
+    """A reader consumed a different number of records than the source physically holds."""
 
 
 class DeltaCounts(BaseModel):
@@ -50,15 +67,34 @@ class DeltaCounts(BaseModel):
         return self.new + self.changed + self.dependent
 
 
+class SourceFile(BaseModel):
+    """One source file (or table) as read: the physical count beside the reader's."""
+
+    path: str  # the file, or the table's name
+    bytes: int | None = None  # None for a table
+    sha256: str | None = None  # of the source file itself; None for a table
+    physical_records: int  # the independent count (raw bytes, or COUNT(*))
+    records: int  # the reader's physical records: parsed + unreadable
+    unreadable: int
+    stray: int = 0  # stretches of text outside any record (each landed as one unreadable row)
+    rows: int  # rows landed from it (an HL7 message may give several)
+    unknown_fields: dict[str, int] = Field(default_factory=dict)  # name -> records carrying it
+
+
 class LandedDataset(BaseModel):
     dataset: str
     source: str
     rows: int
-    sha256: str
+    sha256: str  # of the landed Parquet file
     path: str
     exact_duplicates: int
     conflicting_duplicate_rows: int
     delta: DeltaCounts | None = None  # only in a delta batch
+    sources: list[SourceFile] = Field(default_factory=list)  # empty in manifests before issue 10
+
+    @property
+    def physical_records(self) -> int:
+        return sum(source.physical_records for source in self.sources)
 
     @property
     def extracted(self) -> int:
@@ -110,13 +146,157 @@ def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> in
         + [(READ_ERROR, pa.string())]
     )
     rows = 0
-    with pq.ParquetWriter(temporary, schema) as writer:
-        for chunk in chunks:
-            chunk = _with_lineage(chunk, key, rows + 1)
-            writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
-            rows += len(chunk)
+    try:
+        with pq.ParquetWriter(temporary, schema) as writer:
+            for chunk in chunks:
+                chunk = _with_lineage(chunk, key, rows + 1)
+                table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
+                writer.write_table(table)
+                rows += len(chunk)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     temporary.replace(path)
     return rows
+
+
+# --- the physical count beside the reader's ---------------------------------------------------
+
+
+def _reader_start_lines(path: Path, dataset: FileDataset) -> Iterator[int | None]:
+    """The line where the reader starts each record (read again: only after a mismatch)."""
+    previous = None
+    for record in readers.read_file(path, dataset, ReadStats(path)):
+        if record.record is not None and record.record != previous:
+            previous = record.record
+            yield record.line
+
+
+def _first_difference(path: Path, dataset: FileDataset) -> str:
+    """Where the reader's records and the physical ones first part, if it can be told."""
+    starts = physical.record_start_lines(path, dataset)
+    if starts is None:
+        return "(the first difference cannot be located by line for this format)"
+    try:
+        reader_starts = _reader_start_lines(path, dataset)
+        for ordinal, (by_reader, by_bytes) in enumerate(
+            zip(reader_starts, starts, strict=False), start=1
+        ):
+            if by_reader is None:
+                return "(the reader does not report record lines)"
+            if by_reader != by_bytes:
+                return (
+                    f"first difference at record {ordinal}: the reader starts it at line "
+                    f"{by_reader}, the physical count at line {by_bytes}"
+                )
+    except readers.BrokenFileError:
+        return "(the reader stops on a broken file)"
+    return "the records agree up to the shorter count: the difference is at the end of the file"
+
+
+def _mismatch(system: str, name: str, where: str, read: int, counted: int, detail: str) -> str:
+    return (
+        f"{system} dataset {name}: {where}: the reader consumed {read} record(s), the "
+        f"independent physical count finds {counted}; {detail}. Nothing of this batch was "
+        "landed. Some records would be lost or split without a trace: look at the source at "
+        "that place, then fix the export (or report the reader's mistake) and re-run."
+    )
+
+
+def _file_records(
+    system: str, name: str, dataset: FileDataset, folder: Path, sources: list[SourceFile]
+) -> Iterator[Record]:
+    """Every file's records in order, each file checked against its physical count when read."""
+    for path in readers.matching_files(folder, dataset, system):
+        counted = physical.count_physical(path, dataset)
+        before = path.stat()
+        stats, rows = ReadStats(path), 0
+        for record in readers.read_file(path, dataset, stats):
+            rows += 1
+            yield record
+        after = path.stat()
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise PhysicalCountError(
+                f"{system} dataset {name}: file {path} changed while it was read; nothing of "
+                "this batch was landed. Extract from a finished export (or a frozen copy)."
+            )
+        if stats.records != counted.records:
+            where = _first_difference(path, dataset)
+            raise PhysicalCountError(
+                _mismatch(system, name, f"file {path}", stats.records, counted.records, where)
+            )
+        sources.append(
+            SourceFile(
+                path=str(path),
+                bytes=counted.bytes,
+                sha256=counted.sha256,
+                physical_records=counted.records,
+                records=stats.records,
+                unreadable=stats.unreadable,
+                stray=stats.stray,
+                rows=rows,
+                unknown_fields=dict(stats.unknown_fields),
+            )
+        )
+
+
+def _land_file_dataset(
+    system: str, name: str, dataset: FileDataset, folder: Path, target: Path, chunk_rows: int
+) -> tuple[int, list[SourceFile]]:
+    sources: list[SourceFile] = []
+    records = _file_records(system, name, dataset, folder, sources)
+    chunks = frames(records, dataset.column_names, chunk_rows)
+    rows = _write_parquet(chunks, dataset.column_names, dataset.key, target)
+    return rows, sources
+
+
+def _land_table(
+    system: str, name: str, dataset: SqlDataset, engine, target: Path, chunk_rows: int
+) -> tuple[int, list[SourceFile]]:
+    stats = ReadStats(Path(dataset.table))
+    with readers.snapshot(engine) as connection:
+        counted = physical.count_table(connection, dataset.table)
+        chunks = readers.read_table(connection, dataset, chunk_rows, stats)
+        rows = _write_parquet(chunks, dataset.columns, dataset.key, target)
+    if stats.records != counted:
+        target.unlink(missing_ok=True)
+        detail = "COUNT(*) and the rows were read in one snapshot where the backend allows"
+        raise PhysicalCountError(
+            _mismatch(system, name, f"table {dataset.table}", stats.records, counted, detail)
+        )
+    source = SourceFile(
+        path=dataset.table,
+        physical_records=counted,
+        records=stats.records,
+        unreadable=stats.unreadable,
+        rows=rows,
+    )
+    return rows, [source]
+
+
+def _log_sources(system: str, name: str, sources: list[SourceFile]) -> None:
+    """Counts only: names of unknown fields stay in the manifest (a key may be a value)."""
+    for source in sources:
+        LOG.info(
+            "%s %s: %s: %d physical records, %d read, %d unreadable, %d stray",
+            system,
+            name,
+            Path(source.path).name,
+            source.physical_records,
+            source.records,
+            source.unreadable,
+            source.stray,
+        )
+        if source.unknown_fields:
+            LOG.warning(
+                "%s %s: %s: %d field name(s) the spec does not declare, in up to %d record(s); "
+                "see the landing manifest",
+                system,
+                name,
+                Path(source.path).name,
+                len(source.unknown_fields),
+                max(source.unknown_fields.values()),
+            )
 
 
 def _classify_duplicates(landed: Path, target: Path) -> tuple[int, int]:
@@ -188,15 +368,17 @@ def extract_system(
         engine = readers.read_only_engine(readers.source_url(spec, settings))
     try:
         for name, dataset in spec.datasets.items():
+            target = paths.landed_file(name)
             if isinstance(dataset, SqlDataset):
-                chunks = readers.read_sql_chunks(engine, dataset, settings.chunk_rows)
-                columns = dataset.columns
+                rows, sources = _land_table(
+                    system, name, dataset, engine, target, settings.chunk_rows
+                )
             else:
                 folder = readers.source_path(spec, settings)
-                chunks = readers.read_file_chunks(folder, dataset, settings.chunk_rows)
-                columns = dataset.column_names
-            target = paths.landed_file(name)
-            rows = _write_parquet(chunks, columns, dataset.key, target)
+                rows, sources = _land_file_dataset(
+                    system, name, dataset, folder, target, settings.chunk_rows
+                )
+            _log_sources(system, name, sources)
             merged, conflicting = _classify_duplicates(target, paths.duplicates_file(name))
             landed[name] = LandedDataset(
                 dataset=name,
@@ -206,6 +388,7 @@ def extract_system(
                 path=str(target),
                 exact_duplicates=merged,
                 conflicting_duplicate_rows=conflicting,
+                sources=sources,
             )
     finally:
         if engine is not None:

@@ -11,15 +11,27 @@ read in sorted order as one dataset. HL7 v2, XML and JSON lines are read record 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from etl.catalog import FileDataset, FileFormat, SqlDataset, SystemSpec
-from etl.extract import hl7v2, jsonl, xml_records
-from etl.extract.records import DRIFT_SAMPLE_RECORDS, compare_paths, frames
+from etl.extract import hl7v2, jsonl, text_records, xml_records
+from etl.extract.records import (
+    DRIFT_SAMPLE_RECORDS,
+    READ_ERROR,
+    ReadStats,
+    Record,
+    compare_paths,
+    describe,
+    frames,
+)
 from etl.extract.records import BrokenFileError as BrokenFileError  # raised by the readers
 from etl.settings import Settings
 
@@ -61,7 +73,15 @@ def read_only_engine(url: str) -> sa.Engine:
         database = parsed.database or ""
         if not Path(database).exists():
             raise SourceUnavailableError(f"source database file {database} does not exist")
-        return sa.create_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
+        engine = sa.create_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
+
+        @sa.event.listens_for(engine, "connect")
+        def _undecodable_text_is_data(dbapi_connection, _record) -> None:
+            # SQLite stores whatever bytes it was given; text that is not UTF-8 must become
+            # U+FFFD (a quarantined row), not an exception that stops the whole table.
+            dbapi_connection.text_factory = lambda data: data.decode("utf-8", "replace")
+
+        return engine
     if parsed.get_backend_name() == "postgresql":
         # Keep any options the URL already has (such as a search_path) and add read-only.
         options = " ".join(
@@ -206,52 +226,114 @@ def _check_paths(where: str, declared: list[str], actual: list[str], separator: 
         raise SchemaDriftError(_diff(where, declared, present + unexpected))
 
 
-def read_sql_chunks(
-    engine: sa.Engine, dataset: SqlDataset, chunk_rows: int
+# A value holding one of these cannot be trusted as the source meant it: NUL, C0 controls and
+# U+FFFD (bytes the source's encoding could not decode). TAB, LF and CR are ordinary in free
+# text (a note's line breaks), so they are refused in key columns only. (A lone surrogate cannot
+# reach a chunk: the string columns are UTF-8 Arrow arrays, and text that is not UTF-8 becomes
+# U+FFFD when the driver decodes it.)
+_UNREADABLE_VALUE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")
+_UNREADABLE_KEY = re.compile("[\x00-\x1f\ufffd]")
+_VALUE_PROBLEMS = (  # reason code, what is in the value, the character class that says so
+    ("nul_in_field", "a NUL character", re.compile("\x00")),
+    ("undecodable_bytes", "bytes the source's encoding cannot decode", re.compile("\ufffd")),
+    ("control_character", "a control character", re.compile("[\x00-\x1f]")),
+)
+
+
+@contextmanager
+def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection whose reads share one snapshot of the source, where the backend allows.
+
+    PostgreSQL and MySQL/MariaDB (InnoDB): one REPEATABLE READ transaction, so a ``COUNT(*)``
+    and the rows read after it see the same committed data. SQLite: one explicit read
+    transaction (its shared lock, or its WAL snapshot, holds until the end). Other backends:
+    one transaction at their default isolation, which does not promise a snapshot.
+    """
+    backend = engine.dialect.name
+    with engine.connect() as connection:
+        if backend in {"postgresql", "mysql", "mariadb"}:
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        if backend == "sqlite":
+            connection.exec_driver_sql("BEGIN")
+        try:
+            yield connection
+        finally:
+            connection.rollback()  # read only: nothing to keep
+
+
+def _quarantine_unreadable_values(
+    chunk: pd.DataFrame, dataset: SqlDataset, first_row: int, stats: ReadStats
+) -> pd.DataFrame:
+    """Rows with a value nobody can trust become unreadable: values NA, ``_read_error`` set."""
+    keys = set(dataset.key)
+    is_bad = pd.DataFrame(
+        {
+            column: chunk[column].str.contains(
+                (_UNREADABLE_KEY if column in keys else _UNREADABLE_VALUE).pattern, na=False
+            )
+            for column in dataset.columns
+        },
+        index=chunk.index,
+    )
+    errors = pd.Series(pd.NA, index=chunk.index, dtype="string")
+    rows = np.flatnonzero(is_bad.any(axis=1).to_numpy())
+    for position in rows:
+        column = next(c for c in dataset.columns if is_bad[c].iat[position])
+        value = chunk[column].iat[position]
+        reason, what = next((r, w) for r, w, p in _VALUE_PROBLEMS if p.search(value))
+        errors.iat[position] = describe(
+            reason,
+            dataset.table,
+            record=first_row + int(position),
+            detail=f"column {column} holds {what}",
+        )
+    if len(rows):
+        chunk.loc[chunk.index[rows], dataset.columns] = pd.NA
+    chunk[READ_ERROR] = errors
+    stats.records += len(chunk)
+    stats.unreadable += len(rows)
+    return chunk
+
+
+def read_table(
+    connection: sa.Connection, dataset: SqlDataset, chunk_rows: int, stats: ReadStats
 ) -> Iterator[pd.DataFrame]:
+    """The table's rows in key order, as text; ``stats`` counts them and the unreadable ones."""
     table = sa.table(dataset.table, *(sa.column(c) for c in dataset.columns))
     query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in dataset.columns))
     query = query.order_by(*(table.c[key] for key in dataset.key))
-    with engine.connect().execution_options(stream_results=True, max_row_buffer=chunk_rows) as conn:
-        yield from pd.read_sql_query(query, conn, chunksize=chunk_rows, dtype="string")
+    streaming = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+    first_row = 1
+    for chunk in pd.read_sql_query(query, streaming, chunksize=chunk_rows, dtype="string"):
+        yield _quarantine_unreadable_values(chunk, dataset, first_row, stats)
+        first_row += len(chunk)
+
+
+def read_sql_chunks(
+    engine: sa.Engine, dataset: SqlDataset, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The table's chunks without accounting (landing counts them in one snapshot)."""
+    with snapshot(engine) as connection:
+        yield from read_table(connection, dataset, chunk_rows, ReadStats(Path(dataset.table)))
+
+
+# One reader per file format; each reads ONE file and fills its ReadStats as it goes.
+RECORD_READERS: dict[FileFormat, Callable[[Path, FileDataset, ReadStats], Iterator[Record]]] = {
+    FileFormat.DELIMITED: text_records.read_records,
+    FileFormat.FIXED_WIDTH: text_records.read_records,
+    FileFormat.HL7V2: hl7v2.read_records,
+    FileFormat.XML: xml_records.read_records,
+    FileFormat.JSONL: jsonl.read_records,
+}
+
+
+def read_file(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Record]:
+    """The rows of one file of ``dataset``; ``stats`` counts what the reader saw."""
+    return RECORD_READERS[dataset.format](path, dataset, stats)
 
 
 def read_file_chunks(folder: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Chunks of every file of the dataset, in file order (no accounting: see landing)."""
     files = matching_files(folder, dataset)
-    record_readers = {
-        FileFormat.HL7V2: hl7v2.read_files,
-        FileFormat.XML: xml_records.read_records,
-        FileFormat.JSONL: jsonl.read_records,
-    }
-    if dataset.format in record_readers:
-        records = record_readers[dataset.format](files, dataset)
-        yield from frames(records, dataset.column_names, chunk_rows)
-        return
-    for path in files:
-        yield from _read_text_table(path, dataset, chunk_rows)
-
-
-def _read_text_table(path: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    common = {
-        "dtype": "string",
-        "encoding": dataset.encoding,
-        "encoding_errors": "replace",
-        "keep_default_na": False,
-        "chunksize": chunk_rows,
-    }
-    if dataset.format is FileFormat.FIXED_WIDTH:
-        reader = pd.read_fwf(
-            path,
-            widths=[field.width for field in dataset.fields],
-            names=dataset.column_names,
-            header=None,
-            # Only the line ending is padding; inner spaces stay for the transform to judge.
-            delimiter="\r\n",
-            **common,
-        )
-    else:
-        reader = pd.read_csv(
-            path, sep=dataset.delimiter, header=0, quotechar='"', engine="c", **common
-        )
-    with reader:
-        yield from reader
+    records = chain.from_iterable(read_file(path, dataset, ReadStats(path)) for path in files)
+    yield from frames(records, dataset.column_names, chunk_rows)

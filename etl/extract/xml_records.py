@@ -41,7 +41,7 @@ from typing import NamedTuple, TextIO
 from xml.etree.ElementTree import Element, ParseError, fromstring
 
 from etl.catalog import FileDataset
-from etl.extract.records import BrokenFileError, Record
+from etl.extract.records import BrokenFileError, ReadStats, Record
 
 INVALID_RECORD = "invalid_xml_record"
 
@@ -225,17 +225,19 @@ def _value(record: Element, element_path: str, attribute: str) -> str | None:
     return "".join(target.itertext()).strip()
 
 
-def read_records(files: list[Path], dataset: FileDataset) -> Iterator[Record]:
+def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Record]:
+    """One row per record element of one file."""
     paths = [_split_path(field.path or "") for field in dataset.fields]
-    for path in files:
-        with _open(path, dataset) as handle:
-            scanner = _Scanner(handle, path, dataset.record_path or "")
-            for text in scanner.records():
-                record = scanner.parse(text)
-                if record is None:
-                    yield Record.unreadable(len(paths), INVALID_RECORD)
-                else:
-                    yield Record(tuple(_value(record, *p) for p in paths))
+    with _open(path, dataset) as handle:
+        scanner = _Scanner(handle, path, dataset.record_path or "")
+        for text in scanner.records():
+            stats.records += 1
+            record = scanner.parse(text)
+            if record is None:
+                stats.unreadable += 1
+                yield Record.unreadable(len(paths), INVALID_RECORD, stats.records)
+            else:
+                yield Record(tuple(_value(record, *p) for p in paths), None, stats.records)
 
 
 # --- schema drift -----------------------------------------------------------------------------
