@@ -17,6 +17,7 @@ from etl.extract.landing import DELTA, ROW_NUMBER, read_manifest
 from etl.settings import Settings
 from etl.transform.engine import (
     OUTCOME_COLUMNS,
+    ReserveNumbers,
     load_lookups,
     load_reference_keys,
     transform_chunk,
@@ -97,6 +98,7 @@ def transform_entity(
     writer = StageWriter(targets)
     rows_in = rows_out = 0
     outcome_frames = []
+    reserve_numbers = ReserveNumbers()  # reserve numbers issued stay unique across chunks
     landed = paths.landed_file(mapping.dataset)
     if manifest.kind == DELTA:
         # A delta maps only its new, changed and dependent rows; the rest are already in the core.
@@ -114,6 +116,7 @@ def transform_entity(
             reference_keys,
             duplicates,
             lookups,
+            reserve_numbers,
         )
         writer.write("rows", to_arrow(result.rows, entity))
         writer.write("outcomes", outcomes_table(result.outcomes))
