@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
 from etl.extract import encodings  # noqa: F401  (registers iso646_se before codecs are checked)
@@ -233,6 +240,13 @@ class IdentifierMapping(Strict):
     issuer_source: str | None = None
     issuer: str | None = Field(default=None, pattern=r"^[A-Z]{2,3}$")
     note: str = ""
+
+    @field_validator("issuer", mode="before")
+    @classmethod
+    def _country_code_as_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML 1.1 reads NO (Norway) as false, YES/ON as true
+            raise ValueError("a country code must be quoted in YAML, e.g. issuer: 'NO'")
+        return value
 
     @model_validator(mode="after")
     def _fields_fit_the_kind(self) -> IdentifierMapping:
