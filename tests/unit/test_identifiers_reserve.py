@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.catalog import Catalog, EntityMapping
+from etl.catalog import Catalog, EntityMapping, load_catalog
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.identifiers import (
     ERROR_RESERVE_EXHAUSTED,
@@ -341,3 +341,33 @@ def test_source_reserve_numbers_are_kept_and_never_issued_to_another_patient() -
         IdentityKind.RESERVNUMMER_VGR.value,
     ]
     assert result["identity_number"].is_unique and len(result) == 37
+
+
+# --- the repository's own mapping -------------------------------------------------------------
+
+
+def test_obstetrix_issues_a_reserve_number_to_a_newborn_with_neither_number() -> None:
+    catalog = load_catalog(Path(__file__).resolve().parents[2] / "mappings")
+    mapping = catalog.system("obstetrix").entities["patient"]
+    newborn = {
+        "PATID": "OBX-9",
+        "PERSONNR": None,
+        "RESERVNR": None,
+        "EFTERNAMN": "Testsson",
+        "FORNAMN": "Flicka",
+        "KON": "K",
+        "FODELSEDATUM": "28.06.2026",
+        "SKYDD": "",
+    }
+    frame = pd.DataFrame([newborn]).astype("string")
+    frame[ROW_NUMBER] = pd.RangeIndex(1, 2, dtype="int64")
+    frame[SOURCE_KEY] = frame["PATID"]
+
+    result = transform_chunk(frame, mapping, catalog, "batch-1", REFERENCE_DATE, {}, NO_DUPLICATES)
+
+    (row,) = result.rows.to_dict("records")
+    assert row["identity_kind"] == ISSUED
+    assert row["identity_number"].startswith("20260628K")
+    assert row["birth_date"] == dt.date(2026, 6, 28)
+    assert result.patient_identifiers["source_key"].tolist() == ["OBX-9#2"]
+    assert result.outcomes.empty
