@@ -11,10 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.catalog import Catalog, EntityMapping, load_catalog
+from etl.core.arrow import entity_schema, to_arrow
+from etl.core.database import core_engine
+from etl.core.tables import ENTITY_TABLES
+from etl.cutover.promote import promote, record_staged, rollback
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.identifiers import (
     ERROR_RESERVE_EXHAUSTED,
@@ -26,6 +31,7 @@ from etl.identifiers import (
     normalise_identity,
     sex_from_identity,
 )
+from etl.load.bulk import bulk_insert
 from etl.transform.engine import ReserveNumbers, transform_chunk
 
 pytestmark = pytest.mark.unit
@@ -371,3 +377,35 @@ def test_obstetrix_issues_a_reserve_number_to_a_newborn_with_neither_number() ->
     assert row["birth_date"] == dt.date(2026, 6, 28)
     assert result.patient_identifiers["source_key"].tolist() == ["OBX-9#2"]
     assert result.outcomes.empty
+
+
+def test_rolling_back_the_batch_takes_the_issued_numbers_back(tmp_path) -> None:
+    """Issued numbers are patient_identifier rows: promotion records them, rollback removes them."""
+    result = transform(ROWS[:4], patient_mapping())
+    staged = {"patient": result.rows, "patient_identifier": result.patient_identifiers}
+    identifiers = ENTITY_TABLES["patient_identifier"]
+    issued_rows = sa.select(sa.func.count()).where(identifiers.c.identity_kind == ISSUED)
+    engine = core_engine(f"sqlite:///{tmp_path / 'core.sqlite'}")
+    with engine.begin() as connection:
+        for entity, frame in staged.items():
+            table = to_arrow(frame, entity).select(entity_schema(entity).names)
+            bulk_insert(connection, f"staged_{entity}", table)
+        record_staged(connection, "batch-1", "akuten", "full", None, None)
+        promote(connection, "batch-1", list(staged))
+        assert connection.execute(issued_rows).scalar_one() == 3
+        recorded = connection.execute(
+            sa.select(identifiers.c.source_system, identifiers.c.source_key, identifiers.c.batch_id)
+            .where(identifiers.c.identity_kind == ISSUED)
+            .order_by(identifiers.c.source_key)
+        ).all()
+        assert [tuple(row) for row in recorded] == [
+            ("akuten", "2#3", "batch-1"),
+            ("akuten", "3#3", "batch-1"),
+            ("akuten", "4#3", "batch-1"),
+        ]
+        rollback(connection, "batch-1")
+        assert connection.execute(issued_rows).scalar_one() == 0
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(identifiers)).scalar_one()
+            == 0
+        )
