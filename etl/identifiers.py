@@ -260,6 +260,7 @@ def issue_reservnummer(
     birth_dates: pd.Series,
     sexes: pd.Series,
     taken: frozenset[str] | set[str] = frozenset(),
+    previous: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """VGR reservnummer ``yyyymmddGggC`` for patients without any Swedish number.
 
@@ -268,7 +269,9 @@ def issue_reservnummer(
     after run. Rows that want the same place (same birth date and sex) take it in the order of
     their hashes, never their order in the file, each moving on to the next free place; numbers
     in ``taken`` (already in use) are never issued. The letter makes it impossible for the number
-    to be a personnummer. Returns ``identity_number`` and ``error`` (``reserve_number_needs_
+    to be a personnummer. ``previous`` holds the numbers issued before, by source key: a row
+    keeps its number while its birth date and sex still fit it. Returns ``identity_number`` and
+    ``error`` (``reserve_number_needs_
     birth_date`` without a birth date, ``reserve_numbers_exhausted`` when every place of that
     date and sex is in use) on the index of ``source_keys``.
 
@@ -286,11 +289,21 @@ def issue_reservnummer(
             "letter": letters,
         }
     )[birth.notna().to_numpy()]
+    previous = previous or {}
+    kept = [
+        previous.get(key) is not None and previous[key][:9] == date + letter
+        for key, date, letter in zip(
+            candidates["key"], candidates["date"], candidates["letter"], strict=True
+        )
+    ]
+    for index, key in zip(candidates.index[kept], candidates["key"][kept], strict=True):
+        number[index] = previous[key]
+    candidates = candidates[[not keep for keep in kept]].copy()
     candidates["digest"] = [
         hmac.new(RESERVE_DERIVATION_KEY, f"{system}\x1f{key}".encode(), hashlib.sha256).digest()
         for key in candidates["key"]
     ]
-    used = set(taken)
+    used = set(taken) | set(previous.values())
     for (date, letter), group in candidates.sort_values(["digest", "key"]).groupby(
         ["date", "letter"], sort=True
     ):

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow.parquet as pq
+import sqlalchemy as sa
 
 from etl import identifiers
 from etl.catalog import Catalog, EntityMapping, IdentifierOrigin, ReserveIssue
+from etl.core.database import core_engine
 from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
+from etl.core.tables import ENTITY_TABLES
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
 from etl.transform.vocabulary import REGISTRY, TransformContext, clean_text
@@ -85,10 +88,30 @@ class Outcomes:
 
 @dataclass
 class ReserveNumbers:
-    """Reserve numbers in use while one entity of a batch is transformed, across its chunks, so
-    that a number issued to one patient is never issued to another in the same batch."""
+    """VGR reserve numbers in use while one entity of a batch is transformed (in the core and in
+    the chunks so far), so that a number is never issued twice; and, by patient source key, the
+    numbers this system issued in earlier batches, so that a patient keeps its number."""
 
     taken: set[str] = field(default_factory=set)
+    previous: dict[str, str] = field(default_factory=dict)
+
+
+def reserve_numbers_in_core(core_url: str, system: str) -> ReserveNumbers:
+    """The VGR reserve numbers the core already holds, and those ``system`` issued, by key."""
+    table = ENTITY_TABLES["patient_identifier"]
+    issued = identifiers.IdentityKind.RESERVNUMMER_VGR_ISSUED.value
+    kinds = [identifiers.IdentityKind.RESERVNUMMER_VGR.value, issued]
+    query = sa.select(
+        table.c.identity_number, table.c.identity_kind, table.c.source_system, table.c.source_key
+    ).where(table.c.identity_kind.in_(kinds))
+    numbers = ReserveNumbers()
+    with core_engine(core_url).connect() as connection:
+        for number, kind, source_system, source_key in connection.execute(query):
+            numbers.taken.add(number)
+            if kind == issued and source_system == system:
+                # Identifier keys are "<patient key>#<position>" (_finish_identifiers).
+                numbers.previous[source_key.rpartition("#")[0]] = number
+    return numbers
 
 
 @dataclass(frozen=True)
@@ -307,6 +330,7 @@ def _issue_reserve_numbers(chunk, mapping, outcomes, core, frames, reserve_numbe
         core.loc[needed, "birth_date"],
         sex[needed].astype("string"),
         taken=frozenset(reserve_numbers.taken),
+        previous=reserve_numbers.previous,
     )
     failed = pd.Series(False, index=core.index)
     failed[issued.index] = issued["error"].notna().to_numpy()

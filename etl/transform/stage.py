@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from etl.batch import BatchPaths
-from etl.catalog import Catalog
+from etl.catalog import Catalog, ReserveIssue
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
 from etl.extract.delta import iter_selected_frames, selected_row_numbers
 from etl.extract.landing import DELTA, ROW_NUMBER, read_manifest
@@ -20,6 +20,7 @@ from etl.transform.engine import (
     ReserveNumbers,
     load_lookups,
     load_reference_keys,
+    reserve_numbers_in_core,
     transform_chunk,
 )
 
@@ -98,7 +99,10 @@ def transform_entity(
     writer = StageWriter(targets)
     rows_in = rows_out = 0
     outcome_frames = []
-    reserve_numbers = ReserveNumbers()  # reserve numbers issued stay unique across chunks
+    # Reserve numbers the mapping issues stay unique across chunks, batches and systems.
+    reserve_numbers = ReserveNumbers()
+    if mapping.reserve.issue is not ReserveIssue.NEVER:
+        reserve_numbers = reserve_numbers_in_core(settings.resolved_core_url, system)
     landed = paths.landed_file(mapping.dataset)
     if manifest.kind == DELTA:
         # A delta maps only its new, changed and dependent rows; the rest are already in the core.

@@ -32,7 +32,7 @@ from etl.identifiers import (
     sex_from_identity,
 )
 from etl.load.bulk import bulk_insert
-from etl.transform.engine import ReserveNumbers, transform_chunk
+from etl.transform.engine import ReserveNumbers, reserve_numbers_in_core, transform_chunk
 
 pytestmark = pytest.mark.unit
 
@@ -113,6 +113,37 @@ def test_numbers_in_use_are_never_issued() -> None:
     moved = issue(["P1"], [dt.date(1990, 1, 1)], ["male"], taken={free})["identity_number"]
     assert moved.iloc[0] != free
     assert as_reservnummer(moved)["error"].isna().all()
+
+
+def test_a_patient_keeps_the_number_issued_in_an_earlier_batch() -> None:
+    births = [dt.date(1990, 1, 1)] * 3
+    first = issue(["P1", "P2", "P3"], births, ["male"] * 3)["identity_number"].tolist()
+    # Suppose earlier batches gave P1 a number its hash would not choose today.
+    earlier = {"P1": first[1], "P2": first[0]}
+
+    again = issue_reservnummer(
+        "elvis",
+        pd.Series(["P1", "P2", "P4"], dtype="string"),
+        pd.Series(births, dtype="object"),
+        pd.Series(["male"] * 3, dtype="string"),
+        taken=set(first),
+        previous=earlier,
+    )["identity_number"].tolist()
+
+    assert again[:2] == [first[1], first[0]]
+    assert again[2] not in first
+
+
+def test_a_corrected_birth_date_gets_a_new_number() -> None:
+    earlier = issue(["P1"], [dt.date(1990, 1, 1)], ["male"])["identity_number"][0]
+    corrected = issue_reservnummer(
+        "elvis",
+        pd.Series(["P1"], dtype="string"),
+        pd.Series([dt.date(1990, 1, 2)], dtype="object"),
+        pd.Series(["male"], dtype="string"),
+        previous={"P1": earlier},
+    )["identity_number"][0]
+    assert corrected.startswith("19900102M") and corrected != earlier
 
 
 def test_a_patient_without_birth_date_gets_no_number() -> None:
@@ -403,6 +434,19 @@ def test_rolling_back_the_batch_takes_the_issued_numbers_back(tmp_path) -> None:
             ("akuten", "3#3", "batch-1"),
             ("akuten", "4#3", "batch-1"),
         ]
+    # The next batch of the same system knows them: the same patients keep their numbers, and
+    # a new patient born the same day with the same sex never gets one of them.
+    core = reserve_numbers_in_core(f"sqlite:///{tmp_path / 'core.sqlite'}", "akuten")
+    issued_before = dict(
+        zip(result.rows["source_key"], result.rows["identity_number"], strict=True)
+    )
+    assert core.previous == {key: issued_before[key] for key in ("2", "3", "4")}
+    assert set(core.previous.values()) <= core.taken
+    twins = [{**ROWS[1], "PATNR": f"twin{n}"} for n in range(36)]
+    later = transform([ROWS[1], *twins], patient_mapping(), core).rows.set_index("source_key")
+    assert later.loc["2", "identity_number"] == issued_before["2"]
+    assert later["identity_number"].is_unique and len(later) == 37
+    with engine.begin() as connection:
         rollback(connection, "batch-1")
         assert connection.execute(issued_rows).scalar_one() == 0
         assert (
