@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
 from etl.extract import encodings  # noqa: F401  (registers iso646_se before codecs are checked)
@@ -81,10 +88,20 @@ class Connection(Strict):
     default_path: str | None = None
 
 
+class DatasetRole(StrEnum):
+    """What a dataset is for: rows that become core rows, or a side table read only by lookups."""
+
+    ENTITY = "entity"
+    # A side file (a country code table, say) that lookups read: no entity mapping, and its rows
+    # are accounted for as lookup rows, never as unmapped ones.
+    LOOKUP = "lookup"
+
+
 class SqlDataset(Strict):
     table: str
     key: list[str] = Field(min_length=1)
     columns: list[str] = Field(min_length=1)
+    role: DatasetRole = DatasetRole.ENTITY
 
     @property
     def source_name(self) -> str:
@@ -102,6 +119,7 @@ class FileDataset(Strict):
     message_types: list[str] = Field(default_factory=list)  # HL7 v2, e.g. ["ORU^R01"]
     row_segment: str | None = None  # HL7 v2: one row per occurrence of this segment
     record_path: str | None = None  # XML: path of the repeated record element
+    role: DatasetRole = DatasetRole.ENTITY
 
     @property
     def source_name(self) -> str:
@@ -157,6 +175,11 @@ class SystemSpec(Strict):
         spec = self.datasets[dataset]
         return spec.columns if isinstance(spec, SqlDataset) else spec.column_names
 
+    @property
+    def lookup_datasets(self) -> list[str]:
+        """Datasets declared ``role: lookup``: read by lookups only, never mapped to an entity."""
+        return [name for name, d in self.datasets.items() if d.role is DatasetRole.LOOKUP]
+
 
 # --- <entity>.yaml ----------------------------------------------------------------------------
 
@@ -187,12 +210,99 @@ class ColumnMapping(Strict):
         return REGISTRY[self.transform].args_model.model_validate(self.args)
 
 
+class IdentifierOrigin(StrEnum):
+    """Who issued the numbers in an identifier column."""
+
+    SWEDISH = "swedish"  # personnummer, samordningsnummer, reservnummer, interimsnummer
+    FOREIGN = "foreign"  # another country's or body's document: kept as a secondary identifier
+
+
+class ForeignDocument(StrEnum):
+    PASSPORT = "passport"
+    EU_HEALTH_CARD = "eu_health_card"  # European health insurance card (EU/EES)
+    NATIONAL_ID = "national_id"
+    PERSONAL_NUMBER = "personal_number"  # another country's personal identity number
+
+
 class IdentifierMapping(Strict):
-    """A source column holding an identity number (personnummer, reservnummer, ...)."""
+    """A source column holding an identity number (personnummer, reservnummer, a passport, ...).
+
+    ``kind: foreign`` declares a foreign identifier: its ``document`` and its issuing country,
+    from a column (``issuer_source``, which may be a lookup's column) or fixed (``issuer``).
+    Foreign identifiers are never a patient's primary identity.
+    """
 
     source: str
+    kind: IdentifierOrigin = IdentifierOrigin.SWEDISH
     century_source: str | None = None
     accept_legacy_reserve: bool = False
+    document: ForeignDocument | None = None
+    issuer_source: str | None = None
+    issuer: str | None = Field(default=None, pattern=r"^[A-Z]{2,3}$")
+    note: str = ""
+
+    @field_validator("issuer", mode="before")
+    @classmethod
+    def _country_code_as_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML 1.1 reads NO (Norway) as false, YES/ON as true
+            raise ValueError("a country code must be quoted in YAML, e.g. issuer: 'NO'")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_the_kind(self) -> IdentifierMapping:
+        if self.kind is IdentifierOrigin.FOREIGN:
+            wrong = [
+                name
+                for name, value in (
+                    ("century_source", self.century_source),
+                    ("accept_legacy_reserve", self.accept_legacy_reserve),
+                )
+                if value
+            ]
+            if wrong:
+                raise ValueError(f"'{self.source}': {wrong} only apply to Swedish numbers")
+            if self.document is None:
+                raise ValueError(
+                    f"'{self.source}': a foreign identifier needs 'document' "
+                    f"({', '.join(d.value for d in ForeignDocument)})"
+                )
+            if (self.issuer_source is None) == (self.issuer is None):
+                raise ValueError(
+                    f"'{self.source}': a foreign identifier needs exactly one of 'issuer_source' "
+                    "(the column with the issuing country) or 'issuer' (a fixed country code)"
+                )
+        else:
+            wrong = [
+                name
+                for name, value in (
+                    ("document", self.document),
+                    ("issuer_source", self.issuer_source),
+                    ("issuer", self.issuer),
+                )
+                if value is not None
+            ]
+            if wrong:
+                raise ValueError(f"'{self.source}': {wrong} need 'kind: foreign'")
+        return self
+
+    @property
+    def source_columns(self) -> list[str]:
+        return [c for c in (self.source, self.century_source, self.issuer_source) if c]
+
+
+class ReserveIssue(StrEnum):
+    # A patient without a Swedish number is quarantined (missing_identity_number).
+    NEVER = "never"
+    # ... gets a VGR reservnummer issued by the region's scheme (etl.identifiers).
+    REGION_SCHEME = "region_scheme"
+
+
+class ReservePolicy(Strict):
+    """What happens to a patient without any Swedish number (personnummer, samordningsnummer,
+    reservnummer). The source's own reserve numbers are kept by declaring their column among
+    ``identifiers``; ``issue: region_scheme`` issues one to every patient still without."""
+
+    issue: ReserveIssue = ReserveIssue.NEVER
     note: str = ""
 
 
@@ -234,6 +344,7 @@ class EntityMapping(Strict):
     dataset: str
     description: str = ""
     identifiers: list[IdentifierMapping] = Field(default_factory=list)
+    reserve: ReservePolicy = Field(default_factory=ReservePolicy)
     exclude: list[ExclusionRule] = Field(default_factory=list)
     references: list[ReferenceCheck] = Field(default_factory=list)
     lookups: list[Lookup] = Field(default_factory=list)
@@ -265,11 +376,24 @@ class EntityMapping(Strict):
             raise ValueError(f"required target column(s) {missing} are not mapped")
         return self
 
+    @model_validator(mode="after")
+    def _reserve_policy_fits(self) -> EntityMapping:
+        if self.reserve.issue is ReserveIssue.NEVER:
+            return self
+        if self.entity != "patient":
+            raise ValueError("field 'reserve': only allowed in a patient mapping")
+        if not self.identifiers:
+            raise ValueError("field 'reserve.issue': needs 'identifiers' to know who has none")
+        if "birth_date" not in {column.target for column in self.columns}:
+            raise ValueError(
+                "field 'reserve.issue': region_scheme writes the birth date into the number, "
+                "so 'birth_date' must be mapped in 'columns'"
+            )
+        return self
+
     def source_columns(self) -> list[str]:
         used = [column for mapping in self.columns for column in mapping.source_columns]
-        used += [i.source for i in self.identifiers] + [
-            i.century_source for i in self.identifiers if i.century_source
-        ]
+        used += [column for identifier in self.identifiers for column in identifier.source_columns]
         used += [rule.column for rule in self.exclude] + [ref.column for ref in self.references]
         used += [lookup.column for lookup in self.lookups]
         return list(dict.fromkeys(used))
@@ -407,6 +531,11 @@ def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) 
         raise MappingError(
             f"{path}: field 'dataset': '{mapping.dataset}' is not declared in {SYSTEM_FILE} "
             f"(declared: {', '.join(spec.datasets)})"
+        )
+    if mapping.dataset in spec.lookup_datasets:
+        raise MappingError(
+            f"{path}: field 'dataset': '{mapping.dataset}' is declared 'role: lookup' in "
+            f"{SYSTEM_FILE}; a lookup table is read by lookups only, never mapped to an entity"
         )
     declared = spec.dataset_columns(mapping.dataset)
     virtual = mapping.virtual_columns()

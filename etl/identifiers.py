@@ -6,20 +6,39 @@
   Since 2009 the date part may differ from the true birth date, so it is never compared with a
   separate birth-date field.
 - **Samordningsnummer** (coordination number): built like a personnummer, day of month + 60.
-  Skatteverket issues them with month 00 or day 60 (day 00) when the birth date is not known,
-  so those parts are accepted; any other date part must be a calendar date.
+  Skatteverket issues them with month 00 or day 60 (day 00) when the birth date is not known, and
+  its own test list holds numbers whose date part is no calendar date at all (31 April, 30 and 31
+  February). So a samordningsnummer needs month 00-12 and day field 60-91, nothing more; its birth
+  date is the date part only when that is a whole calendar date, otherwise unknown (NaT), and the
+  number stays valid.
+- **Serial number** (digits 7-9 of the 10-digit form): ``000`` is never issued, so a number with
+  it is invalid even when its check digit is right.
+- **Century of a 10-digit form**: ``+`` means the person turns 100 or more in the reference
+  date's year (Skatteverket switches the separator at the start of that year), ``-`` or none
+  that they turn less than 100; always relative to the reference date, never today.
+- **Interimsnummer** (interim number): a date part and a serial with one letter in it
+  (``19800101-T123``), issued by other bodies (universities, some care providers) for people
+  without a personnummer. Its own kind, never a personnummer or reservnummer, and never a
+  patient's primary identity. The VGR reservnummer shape (``yyyymmdd`` + K/M/X + 3 digits, no
+  separator) is read as a reservnummer first.
 - **Reservnummer** (temporary id when no personnummer is known). VGR's format is
   ``yyyymmddGggC``: ``G`` is K (woman), M (man) or X (unknown), ``gg`` 06-79 (odd men, even
   women) or 80-89 for unknown sex, ``C`` a Luhn digit over ``yymmddGgg`` with K=5, M=7, X=8.
   Older, non-conforming reserve numbers are kept only as linked identifiers, never as valid ones.
 
-Also HSA-id and organisationsnummer predicates. Every function works on whole Series (string
-operations and digit matrices), so a million rows cost a handful of array operations.
+Also the region's own reserve numbers for patients without any Swedish number
+(:func:`issue_reservnummer`: reproducible, never a personnummer), foreign identifiers kept as
+secondary ones (:func:`normalise_foreign_identifier`), HSA-id and organisationsnummer
+predicates. Every function works on whole Series (string operations and digit matrices), so a
+million rows cost a handful of array operations; issuing reserve numbers, which needs a keyed
+hash per row, runs only over the few patients without a Swedish number.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
 from enum import StrEnum
 
 import numpy as np
@@ -32,6 +51,37 @@ class IdentityKind(StrEnum):
     RESERVNUMMER_VGR = "reservnummer_vgr"
     # Older non-conforming reserve numbers: kept as a linked identifier, never treated as valid.
     RESERVNUMMER_LEGACY = "reservnummer_legacy"
+    # A VGR reservnummer this migration issued (issue_reservnummer) to a patient without any
+    # Swedish number. Its own kind so that identity resolution never links two systems through
+    # it: no legacy system has ever seen the number.
+    RESERVNUMMER_VGR_ISSUED = "reservnummer_vgr_issued"
+    INTERIMSNUMMER = "interimsnummer"
+    # Foreign identifiers: secondary only, with the issuing country beside them.
+    FOREIGN_PASSPORT = "foreign_passport"
+    FOREIGN_EU_HEALTH_CARD = "foreign_eu_health_card"
+    FOREIGN_NATIONAL_ID = "foreign_national_id"
+    FOREIGN_PERSONAL_NUMBER = "foreign_personal_number"
+
+
+# Kinds that can be a patient's primary identity: a Swedish number the patient really has, or
+# the reserve number the region issued. Legacy, interim and foreign numbers are kept as linked
+# secondary identifiers only.
+PRIMARY_KINDS = frozenset(
+    {
+        IdentityKind.PERSONNUMMER,
+        IdentityKind.SAMORDNINGSNUMMER,
+        IdentityKind.RESERVNUMMER_VGR,
+        IdentityKind.RESERVNUMMER_VGR_ISSUED,
+    }
+)
+FOREIGN_KINDS = frozenset(
+    {
+        IdentityKind.FOREIGN_PASSPORT,
+        IdentityKind.FOREIGN_EU_HEALTH_CARD,
+        IdentityKind.FOREIGN_NATIONAL_ID,
+        IdentityKind.FOREIGN_PERSONAL_NUMBER,
+    }
+)
 
 
 FHIR_SYSTEMS: dict[IdentityKind, str] = {
@@ -39,11 +89,20 @@ FHIR_SYSTEMS: dict[IdentityKind, str] = {
     IdentityKind.SAMORDNINGSNUMMER: "http://electronichealth.se/identifier/samordningsnummer",
     IdentityKind.RESERVNUMMER_VGR: "urn:vardflytt:reservnummer:vgr",
     IdentityKind.RESERVNUMMER_LEGACY: "urn:vardflytt:legacy-reservnummer",
+    IdentityKind.RESERVNUMMER_VGR_ISSUED: "urn:vardflytt:reservnummer:vgr",
+    IdentityKind.INTERIMSNUMMER: "urn:vardflytt:interimsnummer",
+    IdentityKind.FOREIGN_PASSPORT: "urn:vardflytt:foreign:passport",
+    IdentityKind.FOREIGN_EU_HEALTH_CARD: "urn:vardflytt:foreign:eu-health-card",
+    IdentityKind.FOREIGN_NATIONAL_ID: "urn:vardflytt:foreign:national-id",
+    IdentityKind.FOREIGN_PERSONAL_NUMBER: "urn:vardflytt:foreign:personal-number",
 }
 
 ERROR_INVALID_FORMAT = "invalid_format"
 ERROR_INVALID_CHECK_DIGIT = "invalid_check_digit"
 ERROR_INVALID_DATE = "invalid_date"
+ERROR_INVALID_SERIAL = "invalid_serial_number"
+ERROR_MISSING_ISSUER = "missing_issuer"
+ERROR_INVALID_ISSUER = "invalid_issuer"
 
 # [0-9] rather than \d: \d also matches non-ASCII digits such as Arabic-Indic ones.
 _PERSONAL_PATTERN = (
@@ -52,6 +111,14 @@ _PERSONAL_PATTERN = (
 _VGR_RESERVE_PATTERN = (
     r"^(?P<century>[0-9]{2})(?P<date>[0-9]{6})(?P<sex_letter>[KMX])"
     r"(?P<sex_digits>[0-9]{2})(?P<check>[0-9])$"
+)
+# One of the letters interim issuers use, in one of the first three places of the serial, then a
+# digit. No check digit is verified: the issuers' rules differ and are not all public.
+_INTERIM_LETTER = "[TRSUWXJKLMN]"
+_INTERIM_PATTERN = (
+    r"^(?P<century>[0-9]{2})?(?P<date>[0-9]{6})(?P<separator>[-+]?)"
+    rf"(?P<serial>{_INTERIM_LETTER}[0-9]{{2}}|[0-9]{_INTERIM_LETTER}[0-9]|[0-9]{{2}}{_INTERIM_LETTER})"
+    r"(?P<check>[0-9])$"
 )
 _VGR_LETTER_DIGITS = {"K": "5", "M": "7", "X": "8"}
 _CENTURY_CODES = {"8": 18, "9": 19, "0": 20}
@@ -114,16 +181,28 @@ def normalise_identity(
     reserve_candidates = present & ~personal_rows
     if reserve_candidates.any():
         upper = text[reserve_candidates].str.upper()
-        _normalise_vgr_reserve(
+        vgr_rows = _normalise_vgr_reserve(
             upper.str.extract(_VGR_RESERVE_PATTERN),
             reserve_candidates,
             identity_number,
             identity_kind,
             error,
         )
+        interim_candidates = reserve_candidates & ~vgr_rows
+        if interim_candidates.any():
+            interim = text[interim_candidates].str.upper().str.extract(_INTERIM_PATTERN)
+            _normalise_interim(
+                interim,
+                reference_date,
+                interim_candidates,
+                identity_number,
+                identity_kind,
+                error,
+            )
         if accept_legacy_reserve:
             # Anything that failed here and is not digit-shaped is an old reserve number: it is
             # kept so that it can be linked to the real identity later, but never as valid.
+            # (A malformed interim number is one of them: its issuer's rules are not ours.)
             legacy = reserve_candidates & pd.notna(error)
             identity_number[legacy] = text[legacy].str.upper().to_numpy(dtype=object)
             identity_kind[legacy] = IdentityKind.RESERVNUMMER_LEGACY.value
@@ -158,12 +237,140 @@ def normalise_identity_one(
     return number, kind, error
 
 
+# --- reserve numbers the region issues, foreign identifiers -----------------------------------
+
+# The key of the derivation. Not a secret (the core stores each patient's source key next to the
+# number): it separates this derivation from every other keyed hash, and its version is part of
+# it because changing it would change every number issued before.
+RESERVE_DERIVATION_KEY = b"vardflytt/reservnummer/vgr/v1"
+# Places for ``gg`` per sex letter in VGR's scheme: odd 07-79 men, even 06-78 women, 80-89 unknown.
+_RESERVE_SLOTS = {
+    "M": tuple(range(7, 80, 2)),
+    "K": tuple(range(6, 80, 2)),
+    "X": tuple(range(80, 90)),
+}
+_SEX_LETTERS = {"male": "M", "female": "K"}
+ERROR_RESERVE_WITHOUT_BIRTH_DATE = "reserve_number_needs_birth_date"
+ERROR_RESERVE_EXHAUSTED = "reserve_numbers_exhausted"
+
+
+def issue_reservnummer(
+    system: str,
+    source_keys: pd.Series,
+    birth_dates: pd.Series,
+    sexes: pd.Series,
+    taken: frozenset[str] | set[str] = frozenset(),
+    previous: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """VGR reservnummer ``yyyymmddGggC`` for patients without any Swedish number.
+
+    Reproducible without randomness: each row's preferred ``gg`` comes from a keyed hash
+    (HMAC-SHA256) of system and source key, so the same source row gets the same number run
+    after run. Rows that want the same place (same birth date and sex) take it in the order of
+    their hashes, never their order in the file, each moving on to the next free place; numbers
+    in ``taken`` (already in use) are never issued. The letter makes it impossible for the number
+    to be a personnummer. ``previous`` holds the numbers issued before, by source key: a row
+    keeps its number while its birth date and sex still fit it. Returns ``identity_number`` and
+    ``error`` (``reserve_number_needs_
+    birth_date`` without a birth date, ``reserve_numbers_exhausted`` when every place of that
+    date and sex is in use) on the index of ``source_keys``.
+
+    The keyed hash has no vector form; it runs only over the few patients that need a number.
+    """
+    birth = pd.to_datetime(birth_dates, errors="coerce")
+    letters = sexes.astype("string").map(_SEX_LETTERS).fillna("X")
+    number = pd.Series(pd.NA, index=source_keys.index, dtype="string")
+    error = pd.Series(pd.NA, index=source_keys.index, dtype="string")
+    error[birth.isna().to_numpy()] = ERROR_RESERVE_WITHOUT_BIRTH_DATE
+    candidates = pd.DataFrame(
+        {
+            "key": source_keys.astype("string"),
+            "date": birth.dt.strftime("%Y%m%d"),
+            "letter": letters,
+        }
+    )[birth.notna().to_numpy()]
+    previous = previous or {}
+    kept = [
+        previous.get(key) is not None and previous[key][:9] == date + letter
+        for key, date, letter in zip(
+            candidates["key"], candidates["date"], candidates["letter"], strict=True
+        )
+    ]
+    for index, key in zip(candidates.index[kept], candidates["key"][kept], strict=True):
+        number[index] = previous[key]
+    candidates = candidates[[not keep for keep in kept]].copy()
+    candidates["digest"] = [
+        hmac.new(RESERVE_DERIVATION_KEY, f"{system}\x1f{key}".encode(), hashlib.sha256).digest()
+        for key in candidates["key"]
+    ]
+    used = set(taken) | set(previous.values())
+    for (date, letter), group in candidates.sort_values(["digest", "key"]).groupby(
+        ["date", "letter"], sort=True
+    ):
+        slots = _RESERVE_SLOTS[letter]
+        for index, digest in zip(group.index, group["digest"], strict=True):
+            start = int.from_bytes(digest[:8], "big") % len(slots)
+            for step in range(len(slots)):
+                issued = _vgr_number(date, letter, slots[(start + step) % len(slots)])
+                if issued not in used:
+                    used.add(issued)
+                    number[index] = issued
+                    break
+            else:
+                error[index] = ERROR_RESERVE_EXHAUSTED
+    return pd.DataFrame({"identity_number": number, "error": error})
+
+
+def _vgr_number(date: str, letter: str, sex_digits: int) -> str:
+    """``yyyymmdd`` + letter + ``gg`` + the Luhn digit over ``yymmdd``, the letter's digit, gg."""
+    body = f"{date[2:]}{_VGR_LETTER_DIGITS[letter]}{sex_digits:02d}"
+    return f"{date}{letter}{sex_digits:02d}{luhn_check_digit(body)}"
+
+
+_FOREIGN_NUMBER_PATTERN = r"[A-Z0-9][A-Z0-9/-]{1,39}"
+# ISO 3166-1 alpha-2, or alpha-3 (passports' machine-readable zone uses alpha-3).
+_COUNTRY_PATTERN = r"[A-Z]{2,3}"
+
+
+def normalise_foreign_identifier(values: pd.Series, issuer_countries: pd.Series) -> pd.DataFrame:
+    """A foreign identifier (passport, EU health card, ...) and the country that issued it.
+
+    The number is kept as issued, upper case without blanks; other countries' check rules are
+    not ours to apply. Returns ``identity_number``, ``issuer_country`` and ``error`` (NA for a
+    blank value; ``invalid_format``, ``missing_issuer`` or ``invalid_issuer`` otherwise).
+    """
+    if not issuer_countries.index.equals(values.index):
+        raise ValueError("issuer_countries must have the same index as values")
+    number = values.astype("string").str.upper().str.replace(r"\s+", "", regex=True)
+    number = number.where(number != "")
+    country = issuer_countries.astype("string").str.strip().str.upper()
+    country = country.where(country != "")
+    present = number.notna()
+    error = pd.Series(pd.NA, index=values.index, dtype="string")
+    bad_country = present & country.notna() & ~country.str.fullmatch(_COUNTRY_PATTERN).fillna(False)
+    error = error.mask(bad_country, ERROR_INVALID_ISSUER)
+    error = error.mask(present & country.isna(), ERROR_MISSING_ISSUER)
+    bad_number = present & ~number.str.fullmatch(_FOREIGN_NUMBER_PATTERN).fillna(False)
+    error = error.mask(bad_number, ERROR_INVALID_FORMAT)
+    valid = present & error.isna()
+    return pd.DataFrame(
+        {
+            "identity_number": number.where(valid).astype("string"),
+            "issuer_country": country.where(valid).astype("string"),
+            "error": error,
+        }
+    )
+
+
 def sex_from_identity(identity_number: pd.Series, kind: pd.Series) -> pd.Series:
-    """``male``/``female``/``unknown`` from canonical identity numbers; NA for other kinds."""
+    """``male``/``female``/``unknown`` from canonical identity numbers; NA for other kinds.
+
+    Interim, legacy and foreign numbers carry no sex rule that is the same for every issuer.
+    """
     identity_number = identity_number.astype("string")
     kind = kind.astype("string")
     personal = kind.isin([IdentityKind.PERSONNUMMER, IdentityKind.SAMORDNINGSNUMMER])
-    reserve = kind == IdentityKind.RESERVNUMMER_VGR
+    reserve = kind.isin([IdentityKind.RESERVNUMMER_VGR, IdentityKind.RESERVNUMMER_VGR_ISSUED])
     # The sex digit is the 9th of the 10-digit form, i.e. the 11th of the 12.
     sex_digit = identity_number.str[10]
     sex_letter = identity_number.str[8]
@@ -183,11 +390,19 @@ def birth_date_from_identity(identity_number: pd.Series, kind: pd.Series) -> pd.
     """Date part of canonical identity numbers (samordningsnummer: day minus 60); NaT otherwise.
 
     This is the date the number encodes, which since 2009 may differ from the true birth date.
+    A samordningsnummer whose date part is no calendar date (month 00, day 60, 31 April) gives
+    NaT: the birth date is unknown, and the number is still valid.
     """
     identity_number = identity_number.astype("string")
     kind = kind.astype("string")
     dated = kind.isin(
-        [IdentityKind.PERSONNUMMER, IdentityKind.SAMORDNINGSNUMMER, IdentityKind.RESERVNUMMER_VGR]
+        [
+            IdentityKind.PERSONNUMMER,
+            IdentityKind.SAMORDNINGSNUMMER,
+            IdentityKind.RESERVNUMMER_VGR,
+            IdentityKind.RESERVNUMMER_VGR_ISSUED,
+            IdentityKind.INTERIMSNUMMER,
+        ]
     ).fillna(False)
     coordination = (kind == IdentityKind.SAMORDNINGSNUMMER).fillna(False)
     day = pd.to_numeric(identity_number.str[6:8], errors="coerce")
@@ -255,15 +470,15 @@ def _normalise_personal(
     )
 
     check_digit_ok = _luhn_valid(digits)
-    # Samordningsnummer may leave month or day unknown (00); check the rest of the date.
-    unknown_month = coordination & (month == 0)
-    unknown_day = coordination & (day == 0)
-    date_ok = _is_calendar_date(
-        year, np.where(unknown_month, 1, month), np.where(unknown_day, 1, day)
-    )
+    # A samordningsnummer's date part need not be a calendar date (Skatteverket's own test list
+    # has month 00, day 60 and 31 April); a personnummer's must be one.
+    coordination_date_ok = (month <= 12) & (day <= 31) & (year >= 1)
+    date_ok = np.where(coordination, coordination_date_ok, _is_calendar_date(year, month, day))
+    serial_ok = (digits[:, 6:9] != 0).any(axis=1)
 
     row_error = np.full(len(parts), None, dtype=object)
     row_error[~date_ok] = ERROR_INVALID_DATE
+    row_error[~serial_ok] = ERROR_INVALID_SERIAL
     row_error[~check_digit_ok] = ERROR_INVALID_CHECK_DIGIT
     row_error[bad_century_code] = ERROR_INVALID_FORMAT
     valid = pd.isna(row_error)
@@ -286,11 +501,15 @@ def _normalise_vgr_reserve(
     identity_number: np.ndarray,
     identity_kind: np.ndarray,
     error: np.ndarray,
-) -> None:
-    """Fill the result arrays for values that may be VGR reservnummer (others stay as they are)."""
+) -> np.ndarray:
+    """Fill the result arrays for values that may be VGR reservnummer (others stay as they are).
+
+    Returns which of all rows had the VGR shape (valid or not).
+    """
+    shaped = np.zeros(len(rows), dtype=bool)
     matched = parts["date"].notna().to_numpy(dtype=bool)
     if not matched.any():
-        return
+        return shaped
     parts = parts[matched]
     sex_letter = parts["sex_letter"].to_numpy(dtype=object)
     sex_number = parts["sex_digits"].astype(int).to_numpy()
@@ -333,6 +552,46 @@ def _normalise_vgr_reserve(
     identity_number[positions] = np.where(valid, canonical, None)
     identity_kind[positions] = np.where(valid, IdentityKind.RESERVNUMMER_VGR.value, None)
     error[positions] = row_error
+    shaped[positions] = True
+    return shaped
+
+
+def _normalise_interim(
+    parts: pd.DataFrame,
+    reference_date: datetime.date,
+    rows: np.ndarray,
+    identity_number: np.ndarray,
+    identity_kind: np.ndarray,
+    error: np.ndarray,
+) -> None:
+    """Fill the result arrays for interim-shaped values; the date part must be a calendar date."""
+    matched = parts["date"].notna().to_numpy(dtype=bool)
+    if not matched.any():
+        return
+    parts = parts[matched]
+    date_digits = _digit_matrix(parts["date"].to_numpy(dtype=object), 6)
+    year_in_century = _two_digit_number(date_digits, 0)
+    month = _two_digit_number(date_digits, 2)
+    day = _two_digit_number(date_digits, 4)
+    explicit = parts["century"].notna().to_numpy(dtype=bool)
+    century = np.where(explicit, parts["century"].fillna("0").astype(int).to_numpy(), 0)
+    centenarian = (parts["separator"] == "+").to_numpy(dtype=bool)
+    year = np.where(
+        explicit,
+        century * 100 + year_in_century,
+        _infer_year(year_in_century, month, day, centenarian, reference_date),
+    )
+    valid = _is_calendar_date(year, month, day)
+    canonical = (
+        pd.Series(year.astype(str), dtype="string").str.zfill(4)
+        + parts["date"].str[2:].reset_index(drop=True)
+        + parts["serial"].reset_index(drop=True)
+        + parts["check"].reset_index(drop=True)
+    ).to_numpy(dtype=object)
+    positions = np.flatnonzero(rows)[matched]
+    identity_number[positions] = np.where(valid, canonical, None)
+    identity_kind[positions] = np.where(valid, IdentityKind.INTERIMSNUMMER.value, None)
+    error[positions] = np.where(valid, None, ERROR_INVALID_DATE)
 
 
 def _infer_year(
@@ -342,15 +601,19 @@ def _infer_year(
     centenarian: np.ndarray,
     reference_date: datetime.date,
 ) -> np.ndarray:
-    """Latest year ending in ``yy`` whose date is not after the reference date (age < 100).
+    """The birth year of a 10-digit form, relative to the reference date (never today).
 
-    With ``+`` the person is 100 or older, which is the same choice moved back one century.
+    Skatteverket changes the separator to ``+`` at the start of the year a person turns 100.
+    So ``+``: the latest year ending in ``yy`` at least 100 years before the reference year.
+    ``-`` (or none): the latest such year not after the reference year; when that puts the date
+    after the reference date the person is not born yet, so the separator was written before
+    the person's 100th year (legacy data keeps old forms) and the year is a century earlier.
     """
     reference = reference_date.year * 10000 + reference_date.month * 100 + reference_date.day
     year = (reference_date.year // 100) * 100 + year_in_century
+    year = year - 100 * (year > reference_date.year)
     after_reference = year * 10000 + month * 100 + day > reference
-    year = year - 100 * after_reference
-    return year - 100 * centenarian
+    return np.where(centenarian, year - 100, year - 100 * after_reference)
 
 
 def _century_code_text(century: pd.Series) -> pd.Series:

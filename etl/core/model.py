@@ -101,7 +101,13 @@ class Patient(CoreRecord):
 
 
 class PatientIdentifier(CoreRecord):
-    """Every identity number a patient has been known by (personnummer, reserve numbers, ...)."""
+    """Every identity number a patient has been known by (personnummer, reserve numbers, ...).
+
+    Foreign identifiers (passport, EU health card, ...) carry the country that issued them. A
+    reserve number this migration issued is a row of kind ``reservnummer_vgr_issued``: with its
+    system, source key and batch it is the record of the issue, and promotion's history makes a
+    rollback of the batch take it back.
+    """
 
     entity: ClassVar[str] = "patient_identifier"
     patient_identifier_id: str
@@ -109,6 +115,7 @@ class PatientIdentifier(CoreRecord):
     identity_number: str | None = sensitive(Sensitivity.IDENTITY)
     identity_kind: str
     is_primary: bool
+    issuer_country: str | None = None  # ISO 3166-1 code, foreign identifiers only
 
 
 class CareUnit(CoreRecord):

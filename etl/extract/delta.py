@@ -264,10 +264,12 @@ def _deletions(catalog: Catalog, system: str, batch_id: str, deltas: dict[str, p
         if not len(keys):
             continue
         owned = [(mapping.entity, keys)]
-        # A patient's identifiers are keyed "<patient key>#<position>" (etl.transform.engine).
+        # A patient's identifiers are keyed "<patient key>#<position>" (etl.transform.engine);
+        # a reserve number the mapping issued comes after the declared ones.
+        issues_reserve = mapping.reserve.issue != "never"
         owned += [
             ("patient_identifier", keys + f"#{position}")
-            for position in range(len(mapping.identifiers))
+            for position in range(len(mapping.identifiers) + issues_reserve)
         ]
         for entity, entity_keys in owned:
             frames.append(

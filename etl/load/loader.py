@@ -187,7 +187,9 @@ def load_system(
             )
             for entity in order
         ]
-        return _report(system, batch_id, manifest, mappings, paths, loads, dry_run=True)
+        return _report(
+            system, batch_id, manifest, mappings, paths, loads, dry_run=True, catalog=catalog
+        )
     with engine.begin() as connection:
         existing = promotion_row(connection, batch_id)
         already = existing is not None and existing["state"] == PROMOTED
@@ -222,7 +224,16 @@ def load_system(
                 EntityLoad(entity=e, staged=n, inserted=0, updated=0, unchanged=0, verified=0)
                 for e, n in staged.items()
             ]
-            report = _report(system, batch_id, manifest, mappings, paths, loads, staged_only=True)
+            report = _report(
+                system,
+                batch_id,
+                manifest,
+                mappings,
+                paths,
+                loads,
+                staged_only=True,
+                catalog=catalog,
+            )
             _record_accounting(connection, batch_id, report.accounting)
             _record_batch(connection, system, batch_id, run_id, "staged", finished=True)
     if not promote_now and not already:
@@ -258,7 +269,7 @@ def promote_system(
                 )
                 for e, r in promoted.entities.items()
             ]
-        report = _report(system, batch_id, manifest, mappings, paths, loads)
+        report = _report(system, batch_id, manifest, mappings, paths, loads, catalog=catalog)
         if not promoted.already_done:
             _record_accounting(connection, batch_id, report.accounting)
             _set_watermarks(connection, system, manifest)
@@ -308,7 +319,15 @@ def _stage_deletions(connection, paths: BatchPaths, system: str, batch_id: str) 
 
 
 def _report(
-    system, batch_id, manifest, mappings, paths, loads, dry_run=False, staged_only=False
+    system,
+    batch_id,
+    manifest,
+    mappings,
+    paths,
+    loads,
+    dry_run=False,
+    staged_only=False,
+    catalog: Catalog | None = None,
 ) -> LoadReport:
     accounting: list[AccountingRow] = []
     by_entity = {load.entity: load for load in loads}
@@ -328,6 +347,10 @@ def _report(
             )
         )
     mapped_datasets = {m.dataset for m in mappings.values()}
+    if catalog is not None:
+        lookup_rows = lookup_accounting(catalog, system, manifest, dry_run or staged_only)
+        accounting += lookup_rows
+        mapped_datasets |= {row.dataset for row in lookup_rows}
     for dataset, landed in manifest.datasets.items():
         if dataset not in mapped_datasets and landed.extracted:
             accounting.append(
@@ -347,6 +370,36 @@ def _report(
     return LoadReport(
         system=system, batch_id=batch_id, is_dry_run=dry_run, entities=loads, accounting=accounting
     )
+
+
+def lookup_accounting(
+    catalog: Catalog, system: str, manifest: LandingManifest, dry_run: bool = False
+) -> list[AccountingRow]:
+    """Rows of side tables declared ``role: lookup`` in system.yaml (a country code table, say).
+
+    Lookups read them; no core entity is made of them. Each such dataset gets one accounting
+    row, entity ``(lookup <dataset>)``, with all its rows counted as excluded by that declared
+    role, so extracted = loaded + quarantined + excluded + merged holds with residue 0.
+    """
+    rows = []
+    for dataset in catalog.system(system).spec.lookup_datasets:
+        landed = manifest.datasets.get(dataset)
+        extracted = landed.extracted if landed is not None else 0
+        rows.append(
+            AccountingRow(
+                source_system=system,
+                entity=f"(lookup {dataset})",
+                dataset=dataset,
+                extracted=extracted,
+                loaded=0,
+                quarantined=0,
+                excluded=extracted,
+                merged=0,
+                residue=0,
+                is_verified=not dry_run,
+            )
+        )
+    return rows
 
 
 def _account(

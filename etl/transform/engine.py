@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow.parquet as pq
+import sqlalchemy as sa
 
 from etl import identifiers
-from etl.catalog import Catalog, EntityMapping
+from etl.catalog import Catalog, EntityMapping, IdentifierOrigin, ReserveIssue
+from etl.core.database import core_engine
 from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
+from etl.core.tables import ENTITY_TABLES
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
 from etl.transform.vocabulary import REGISTRY, TransformContext, clean_text
@@ -83,6 +86,34 @@ class Outcomes:
         return result[closed].reset_index(drop=True)
 
 
+@dataclass
+class ReserveNumbers:
+    """VGR reserve numbers in use while one entity of a batch is transformed (in the core and in
+    the chunks so far), so that a number is never issued twice; and, by patient source key, the
+    numbers this system issued in earlier batches, so that a patient keeps its number."""
+
+    taken: set[str] = field(default_factory=set)
+    previous: dict[str, str] = field(default_factory=dict)
+
+
+def reserve_numbers_in_core(core_url: str, system: str) -> ReserveNumbers:
+    """The VGR reserve numbers the core already holds, and those ``system`` issued, by key."""
+    table = ENTITY_TABLES["patient_identifier"]
+    issued = identifiers.IdentityKind.RESERVNUMMER_VGR_ISSUED.value
+    kinds = [identifiers.IdentityKind.RESERVNUMMER_VGR.value, issued]
+    query = sa.select(
+        table.c.identity_number, table.c.identity_kind, table.c.source_system, table.c.source_key
+    ).where(table.c.identity_kind.in_(kinds))
+    numbers = ReserveNumbers()
+    with core_engine(core_url).connect() as connection:
+        for number, kind, source_system, source_key in connection.execute(query):
+            numbers.taken.add(number)
+            if kind == issued and source_system == system:
+                # Identifier keys are "<patient key>#<position>" (_finish_identifiers).
+                numbers.previous[source_key.rpartition("#")[0]] = number
+    return numbers
+
+
 @dataclass(frozen=True)
 class ChunkResult:
     rows: pd.DataFrame
@@ -103,6 +134,7 @@ def transform_chunk(
     reference_keys: dict[str, pd.Index],
     duplicates: pd.DataFrame,
     lookups: dict[str, pd.Series] | None = None,
+    reserve_numbers: ReserveNumbers | None = None,
 ) -> ChunkResult:
     """Map one chunk of landed rows to core rows plus outcomes."""
     chunk = add_lookup_columns(chunk, mapping, lookups)
@@ -177,6 +209,9 @@ def transform_chunk(
         core[column.target] = result.values
 
     if mapping.identifiers:
+        identifier_frames += _issue_reserve_numbers(
+            chunk, mapping, outcomes, core, identifier_frames, reserve_numbers or ReserveNumbers()
+        )
         core["birth_date"] = _birth_date_with_identity(core)
 
     keep = outcomes.is_open
@@ -191,18 +226,20 @@ def transform_chunk(
 
 
 def _identities(chunk, mapping, reference_date, outcomes, core):
-    """Normalise every declared identity column; the first valid one is the primary identity."""
+    """Normalise every declared identity column; the first valid one is the primary identity.
+
+    Only a Swedish number the patient really has (personnummer, samordningsnummer, VGR
+    reservnummer) can be primary; legacy reserve numbers, interim numbers and foreign
+    identifiers are kept as secondary ones. A patient without a primary identity is quarantined
+    as ``missing_identity_number`` unless the mapping issues reserve numbers
+    (:func:`_issue_reserve_numbers`, after the columns are mapped).
+    """
     primary_number = pd.Series(pd.NA, index=chunk.index, dtype="string")
     primary_kind = pd.Series(pd.NA, index=chunk.index, dtype="string")
+    primary_kinds = [kind.value for kind in identifiers.PRIMARY_KINDS]
     frames = []
     for position, declared in enumerate(mapping.identifiers):
-        century = chunk[declared.century_source] if declared.century_source else None
-        normalised = identifiers.normalise_identity(
-            chunk[declared.source],
-            century=century,
-            reference_date=reference_date,
-            accept_legacy_reserve=declared.accept_legacy_reserve,
-        )
+        normalised = _normalise_declared_identifier(chunk, declared, reference_date)
         failed = normalised["error"].notna()
         outcomes.record(
             failed,
@@ -215,8 +252,8 @@ def _identities(chunk, mapping, reference_date, outcomes, core):
         is_primary = (
             primary_number.isna()
             & normalised["identity_number"].notna()
-            & (normalised["identity_kind"] != identifiers.IdentityKind.RESERVNUMMER_LEGACY)
-        )
+            & normalised["identity_kind"].isin(primary_kinds)
+        ).fillna(False)
         primary_number = primary_number.mask(is_primary, normalised["identity_number"])
         primary_kind = primary_kind.mask(is_primary, normalised["identity_kind"])
         present = normalised["identity_number"].notna()
@@ -228,21 +265,103 @@ def _identities(chunk, mapping, reference_date, outcomes, core):
                     "position": position,
                     "identity_number": normalised["identity_number"],
                     "identity_kind": normalised["identity_kind"],
+                    "issuer_country": normalised["issuer_country"],
                     "is_primary": is_primary,
                 }
             )[present]
         )
-    missing = primary_number.isna()
-    outcomes.record(
-        missing,
-        QUARANTINED,
-        "identity_number",
-        "missing_identity_number",
-        field=",".join(i.source for i in mapping.identifiers),
-    )
+    if mapping.reserve.issue is ReserveIssue.NEVER:
+        outcomes.record(
+            primary_number.isna(),
+            QUARANTINED,
+            "identity_number",
+            "missing_identity_number",
+            field=",".join(i.source for i in mapping.identifiers),
+        )
     core["identity_number"] = primary_number
     core["identity_kind"] = primary_kind
     return core, frames
+
+
+def _normalise_declared_identifier(chunk, declared, reference_date) -> pd.DataFrame:
+    """``identity_number``, ``identity_kind``, ``issuer_country`` and ``error`` of one column."""
+    values = chunk[declared.source]
+    if declared.kind is IdentifierOrigin.FOREIGN:
+        issuer = (
+            chunk[declared.issuer_source]
+            if declared.issuer_source
+            else pd.Series(declared.issuer, index=chunk.index, dtype="string")
+        )
+        normalised = identifiers.normalise_foreign_identifier(values, issuer)
+        kind = identifiers.IdentityKind(f"foreign_{declared.document.value}").value
+        normalised["identity_kind"] = pd.Series(kind, index=chunk.index, dtype="string").where(
+            normalised["identity_number"].notna()
+        )
+        return normalised
+    century = chunk[declared.century_source] if declared.century_source else None
+    normalised = identifiers.normalise_identity(
+        values,
+        century=century,
+        reference_date=reference_date,
+        accept_legacy_reserve=declared.accept_legacy_reserve,
+    )
+    normalised["issuer_country"] = pd.Series(pd.NA, index=chunk.index, dtype="string")
+    return normalised
+
+
+def _issue_reserve_numbers(chunk, mapping, outcomes, core, frames, reserve_numbers):
+    """With ``reserve: {issue: region_scheme}``: a VGR reservnummer for each patient still open
+    without a primary identity, from its system and source key (etl.identifiers), never one
+    already in use in this batch. It becomes the primary identity and an identifier row of kind
+    ``reservnummer_vgr_issued`` (the record of the issue, undone with the batch)."""
+    # Only VGR-shaped numbers can collide with an issued one (the letter sets them apart).
+    vgr = identifiers.IdentityKind.RESERVNUMMER_VGR.value
+    for frame in frames:
+        reserve_numbers.taken.update(frame.loc[frame["identity_kind"] == vgr, "identity_number"])
+    if mapping.reserve.issue is ReserveIssue.NEVER:
+        return []
+    needed = (core["identity_number"].isna() & outcomes.is_open).to_numpy(dtype=bool)
+    if not needed.any():
+        return []
+    sex = core["sex"] if "sex" in core.columns else pd.Series(pd.NA, index=core.index)
+    issued = identifiers.issue_reservnummer(
+        mapping.system,
+        chunk.loc[needed, SOURCE_KEY],
+        core.loc[needed, "birth_date"],
+        sex[needed].astype("string"),
+        taken=frozenset(reserve_numbers.taken),
+        previous=reserve_numbers.previous,
+    )
+    failed = pd.Series(False, index=core.index)
+    failed[issued.index] = issued["error"].notna().to_numpy()
+    reasons = pd.Series(pd.NA, index=core.index, dtype="string")
+    reasons[issued.index] = issued["error"]
+    outcomes.record(
+        failed,
+        QUARANTINED,
+        "identity_number",
+        reasons,
+        field=",".join(i.source for i in mapping.identifiers),
+    )
+    issued = issued[issued["identity_number"].notna()]
+    reserve_numbers.taken.update(issued["identity_number"].tolist())
+    kind = identifiers.IdentityKind.RESERVNUMMER_VGR_ISSUED.value
+    core.loc[issued.index, "identity_number"] = issued["identity_number"]
+    core.loc[issued.index, "identity_kind"] = kind
+    return [
+        pd.DataFrame(
+            {
+                "owner_key": chunk.loc[issued.index, SOURCE_KEY],
+                ROW_NUMBER: chunk.loc[issued.index, ROW_NUMBER],
+                # After the declared columns: "<patient key>#<number of declared identifiers>".
+                "position": len(mapping.identifiers),
+                "identity_number": issued["identity_number"],
+                "identity_kind": kind,
+                "issuer_country": pd.Series(pd.NA, index=issued.index, dtype="string"),
+                "is_primary": True,
+            }
+        )
+    ]
 
 
 def _birth_date_with_identity(core: pd.DataFrame) -> pd.Series:
@@ -297,15 +416,15 @@ def _finish_identifiers(frame: pd.DataFrame, system: str, batch_id: str) -> pd.D
             "identity_number": frame["identity_number"],
             "identity_kind": frame["identity_kind"],
             "is_primary": frame["is_primary"].astype(bool),
+            "issuer_country": frame["issuer_country"].astype("string"),
             ROW_NUMBER: frame[ROW_NUMBER].to_numpy(),
         }
     )
     result["source_system"] = system
     result["source_key"] = keys
     result["batch_id"] = batch_id
-    result["content_hash"] = content_hashes(
-        result[["patient_id", "identity_number", "identity_kind", "is_primary"]].astype("string")
-    )
+    hashed = ["patient_id", "identity_number", "identity_kind", "is_primary", "issuer_country"]
+    result["content_hash"] = content_hashes(result[hashed].astype("string"))
     return result.reset_index(drop=True)
 
 

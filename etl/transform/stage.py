@@ -10,15 +10,17 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from etl.batch import BatchPaths
-from etl.catalog import Catalog
+from etl.catalog import Catalog, ReserveIssue
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
 from etl.extract.delta import iter_selected_frames, selected_row_numbers
 from etl.extract.landing import DELTA, ROW_NUMBER, read_manifest
 from etl.settings import Settings
 from etl.transform.engine import (
     OUTCOME_COLUMNS,
+    ReserveNumbers,
     load_lookups,
     load_reference_keys,
+    reserve_numbers_in_core,
     transform_chunk,
 )
 
@@ -97,6 +99,10 @@ def transform_entity(
     writer = StageWriter(targets)
     rows_in = rows_out = 0
     outcome_frames = []
+    # Reserve numbers the mapping issues stay unique across chunks, batches and systems.
+    reserve_numbers = ReserveNumbers()
+    if mapping.reserve.issue is not ReserveIssue.NEVER:
+        reserve_numbers = reserve_numbers_in_core(settings.resolved_core_url, system)
     landed = paths.landed_file(mapping.dataset)
     if manifest.kind == DELTA:
         # A delta maps only its new, changed and dependent rows; the rest are already in the core.
@@ -114,6 +120,7 @@ def transform_entity(
             reference_keys,
             duplicates,
             lookups,
+            reserve_numbers,
         )
         writer.write("rows", to_arrow(result.rows, entity))
         writer.write("outcomes", outcomes_table(result.outcomes))

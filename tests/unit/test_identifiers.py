@@ -36,6 +36,7 @@ PERSONNUMMER = IdentityKind.PERSONNUMMER.value
 SAMORDNINGSNUMMER = IdentityKind.SAMORDNINGSNUMMER.value
 RESERVNUMMER_VGR = IdentityKind.RESERVNUMMER_VGR.value
 RESERVNUMMER_LEGACY = IdentityKind.RESERVNUMMER_LEGACY.value
+INTERIMSNUMMER = IdentityKind.INTERIMSNUMMER.value
 
 
 def with_check_digit(nine_digits: str) -> str:
@@ -59,25 +60,9 @@ def read_test_numbers(file_name: str) -> list[str]:
     return (TEST_ID_DIRECTORY / file_name).read_text(encoding="ascii").split()
 
 
-def is_calendar_date(twelve_digits: str, day_offset: int) -> bool:
-    year, month = int(twelve_digits[:4]), int(twelve_digits[4:6])
-    day = int(twelve_digits[6:8]) - day_offset
-    if day_offset:  # samordningsnummer may leave month or day unknown (00)
-        month, day = month or 1, day or 1
-    try:
-        datetime.date(year, month, day)
-    except ValueError:
-        return False
-    return True
-
-
-def ten_digits_with_separator(twelve_digits: str, day_offset: int) -> str:
-    """``YYMMDD-NNNC``, or ``YYMMDD+NNNC`` when the person is 100 or older at the reference date."""
-    year, month = int(twelve_digits[:4]), int(twelve_digits[4:6])
-    day = int(twelve_digits[6:8]) - day_offset
-    hundredth_birthday = (year + 100, month, day)
-    reference = (REFERENCE_DATE.year, REFERENCE_DATE.month, REFERENCE_DATE.day)
-    separator = "+" if hundredth_birthday <= reference else "-"
+def ten_digits_with_separator(twelve_digits: str) -> str:
+    """``YYMMDD-NNNC``, or ``YYMMDD+NNNC`` from the year the person turns 100 (Skatteverket)."""
+    separator = "+" if REFERENCE_DATE.year - int(twelve_digits[:4]) >= 100 else "-"
     return f"{twelve_digits[2:8]}{separator}{twelve_digits[8:]}"
 
 
@@ -160,6 +145,23 @@ def test_fhir_systems(kind: IdentityKind, system: str) -> None:
         ),
         ("000287-2380", None, "200002872380", SAMORDNINGSNUMMER),
         ("20000377-2381", None, "200003772381", SAMORDNINGSNUMMER),
+        # Skatteverket's test list: coordination numbers whose date part is no calendar date.
+        ("192004912388", None, "192004912388", SAMORDNINGSNUMMER),
+        ("193002902397", None, "193002902397", SAMORDNINGSNUMMER),
+        ("195102892386", None, "195102892386", SAMORDNINGSNUMMER),
+        (
+            "19" + with_check_digit("900290238"),
+            None,
+            "19" + with_check_digit("900290238"),
+            SAMORDNINGSNUMMER,
+        ),
+        # "+" from the year the person turns 100: born December 1926, 100 in the reference year.
+        ("261204+9029", None, "192612049029", PERSONNUMMER),
+        ("19800101-T123", None, "19800101T123", INTERIMSNUMMER),
+        ("800101T123", None, "19800101T123", INTERIMSNUMMER),
+        ("800101-1R23", None, "198001011R23", INTERIMSNUMMER),
+        ("20200229-12s4", None, "2020022912S4", INTERIMSNUMMER),
+        ("19800101-K123", None, "19800101K123", INTERIMSNUMMER),
         ("19810829M071", None, "19810829M071", RESERVNUMMER_VGR),
         ("19450829K088", None, "19450829K088", RESERVNUMMER_VGR),
         ("19930829X802", None, "19930829X802", RESERVNUMMER_VGR),
@@ -193,6 +195,16 @@ def test_fhir_systems(kind: IdentityKind, system: str) -> None:
         "snr-day-60-unknown-day",
         "snr-10-dash-2000s",
         "snr-12-with-dash",
+        "snr-31-april-from-skatteverket-list",
+        "snr-30-february-from-skatteverket-list",
+        "snr-29-february-1951-from-skatteverket-list",
+        "snr-february-30",
+        "pnr-plus-turns-100-later-in-the-reference-year",
+        "interim-12-with-dash",
+        "interim-10-without-separator",
+        "interim-letter-second",
+        "interim-letter-third-lower-case",
+        "interim-vgr-letter-with-separator",
         "vgr-man",
         "vgr-woman",
         "vgr-unknown-sex",
@@ -228,7 +240,17 @@ def test_normalise_identity_valid(
         ("19" + with_check_digit("000229238"), None, "invalid_date"),
         (with_check_digit("000229238"), "9", "invalid_date"),
         ("19" + with_check_digit("900192238"), None, "invalid_date"),
-        ("19" + with_check_digit("900290238"), None, "invalid_date"),
+        ("19" + with_check_digit("901392238"), None, "invalid_date"),
+        ("19" + with_check_digit("900101000"), None, "invalid_serial_number"),
+        (
+            with_check_digit("900101000")[:6] + "-" + with_check_digit("900101000")[6:],
+            None,
+            "invalid_serial_number",
+        ),
+        ("19" + with_check_digit("900161000"), None, "invalid_serial_number"),
+        ("19800230-T123", None, "invalid_date"),
+        ("19800101-A123", None, "invalid_format"),
+        ("19800101-TT23", None, "invalid_format"),
         ("9001012385", "5", "invalid_format"),
         ("9001012385", "19", "invalid_format"),
         ("19900101_2385", None, "invalid_format"),
@@ -268,7 +290,13 @@ def test_normalise_identity_valid(
         "pnr-1900-is-not-a-leap-year",
         "pnr-century-code-1900-february-29",
         "snr-day-92",
-        "snr-february-30",
+        "snr-month-13",
+        "pnr-serial-000",
+        "pnr-10-serial-000",
+        "snr-serial-000",
+        "interim-february-30",
+        "interim-letter-no-issuer-uses",
+        "interim-two-letters",
         "century-code-unknown",
         "century-code-two-digits",
         "pnr-underscore-separator",
@@ -433,44 +461,26 @@ def test_normalise_identity_empty_series() -> None:
 
 
 @pytest.mark.parametrize("form", ["12-digits", "10-digits-with-separator"])
-def test_every_skatteverket_test_personnummer_is_valid(form: str) -> None:
-    numbers = read_test_numbers("skatteverket_personnummer.txt")
-    assert len(numbers) == 41_129
-    if form == "12-digits":
-        values = numbers
-    else:
-        values = [ten_digits_with_separator(number, day_offset=0) for number in numbers]
+@pytest.mark.parametrize(
+    ("file_name", "count", "kind"),
+    [
+        ("skatteverket_personnummer.txt", 41_129, PERSONNUMMER),
+        ("skatteverket_samordningsnummer.txt", 2_264, SAMORDNINGSNUMMER),
+    ],
+    ids=["personnummer", "samordningsnummer"],
+)
+def test_every_skatteverket_test_number_is_valid(
+    file_name: str, count: int, kind: str, form: str
+) -> None:
+    numbers = read_test_numbers(file_name)
+    assert len(numbers) == count
+    values = numbers if form == "12-digits" else [ten_digits_with_separator(n) for n in numbers]
 
     result = normalise_identity(pd.Series(values), reference_date=REFERENCE_DATE)
 
     assert result["error"].isna().all(), result[result["error"].notna()].head()
-    assert (result["identity_kind"] == PERSONNUMMER).all()
+    assert (result["identity_kind"] == kind).all()
     assert result["identity_number"].tolist() == numbers
-
-
-@pytest.mark.parametrize("form", ["12-digits", "10-digits-with-separator"])
-def test_every_skatteverket_test_samordningsnummer_with_a_calendar_date_is_valid(
-    form: str,
-) -> None:
-    numbers = read_test_numbers("skatteverket_samordningsnummer.txt")
-    assert len(numbers) == 2_264
-    # Skatteverket's list also holds numbers whose date part is no date even with month or day
-    # unknown (a day past the month's end); the calendar rule rejects those as invalid_date.
-    with_date = [number for number in numbers if is_calendar_date(number, day_offset=60)]
-    without_date = [number for number in numbers if not is_calendar_date(number, day_offset=60)]
-    assert len(with_date) == 2_240
-    if form == "12-digits":
-        values = with_date + without_date
-    else:
-        values = [ten_digits_with_separator(number, day_offset=60) for number in with_date]
-
-    result = normalise_identity(pd.Series(values), reference_date=REFERENCE_DATE)
-    valid = result.iloc[: len(with_date)]
-
-    assert valid["error"].isna().all(), valid[valid["error"].notna()].head()
-    assert (valid["identity_kind"] == SAMORDNINGSNUMMER).all()
-    assert valid["identity_number"].tolist() == with_date
-    assert (result["error"].iloc[len(with_date) :] == "invalid_date").all()
 
 
 # --- sex and birth date -------------------------------------------------------------------------
@@ -487,6 +497,7 @@ def test_every_skatteverket_test_samordningsnummer_with_a_calendar_date_is_valid
         ("19450829K088", RESERVNUMMER_VGR, "female"),
         ("19930829X802", RESERVNUMMER_VGR, "unknown"),
         ("R1234567", RESERVNUMMER_LEGACY, None),
+        ("19800101T123", INTERIMSNUMMER, None),
         (pd.NA, pd.NA, None),
     ],
     ids=[
@@ -498,6 +509,7 @@ def test_every_skatteverket_test_samordningsnummer_with_a_calendar_date_is_valid
         "vgr-k",
         "vgr-x",
         "legacy",
+        "interim-has-no-common-sex-rule",
         "missing",
     ],
 )
@@ -520,10 +532,26 @@ def test_sex_from_identity(identity_number: str, kind: str, expected: str | None
         ("191401682396", SAMORDNINGSNUMMER, "1914-01-08"),
         ("200003772381", SAMORDNINGSNUMMER, "2000-03-17"),
         ("19810829M071", RESERVNUMMER_VGR, "1981-08-29"),
+        ("19800101T123", INTERIMSNUMMER, "1980-01-01"),
+        ("191500882392", SAMORDNINGSNUMMER, None),
+        ("191806602395", SAMORDNINGSNUMMER, None),
+        ("192004912388", SAMORDNINGSNUMMER, None),
         ("R1234567", RESERVNUMMER_LEGACY, None),
         (pd.NA, pd.NA, None),
     ],
-    ids=["pnr-1890", "pnr-leap-day", "snr-minus-60", "snr-2000s", "vgr", "legacy", "missing"],
+    ids=[
+        "pnr-1890",
+        "pnr-leap-day",
+        "snr-minus-60",
+        "snr-2000s",
+        "vgr",
+        "interim",
+        "snr-month-00-unknown",
+        "snr-day-60-unknown",
+        "snr-31-april-unknown",
+        "legacy",
+        "missing",
+    ],
 )
 def test_birth_date_from_identity(identity_number: str, kind: str, expected: str | None) -> None:
     birth_date = birth_date_from_identity(
