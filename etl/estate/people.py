@@ -57,8 +57,9 @@ def load_pool(path: Path) -> np.ndarray:
         raise FileNotFoundError(f"Skatteverket test-number list missing: {path}")
     lines = [line.strip() for line in path.read_text(encoding="ascii").splitlines()]
     numbers = sorted({line for line in lines if len(line) == 12 and line.isdigit()})
-    # Some test samordningsnummer encode an incomplete birth date (month 00, day 60): those are
-    # rejected as invalid dates downstream, so only numbers with a calendar date are used.
+    # Some test samordningsnummer encode an incomplete birth date (month 00, day 60). They are
+    # valid (tests/unit/test_identifiers_skatteverket.py reads every one), but the estate draws
+    # people by birth date, so it uses only numbers whose date part is a calendar date.
     return np.array([n for n in numbers if _has_calendar_date(n)], dtype="U12")
 
 
