@@ -19,6 +19,7 @@ from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
+from etl.transform import safety
 from etl.transform.vocabulary import REGISTRY, TransformContext, clean_text
 
 OUTCOME_COLUMNS = [
@@ -81,6 +82,49 @@ class Outcomes:
         for name, values in self.columns.items():
             result[name] = values
         return result[closed].reset_index(drop=True)
+
+
+@dataclass
+class Flags:
+    """Loaded-and-flagged findings of a chunk: a row may carry several, one per check."""
+
+    index: pd.Index
+    frames: list[pd.DataFrame] = field(default_factory=list)
+
+    def record(
+        self, mask: pd.Series, check_name: str, reason: str, field: str | None, detail: pd.Series
+    ) -> None:
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            self.frames.append(
+                pd.DataFrame(
+                    {
+                        "row": self.index[mask.to_numpy()],
+                        "check_name": check_name,
+                        "severity": "warning",
+                        "field": field,
+                        "reason": reason,
+                        "detail": detail[mask].astype("string"),
+                    }
+                )
+            )
+
+    def frame(self, chunk: pd.DataFrame, loaded: pd.Series) -> pd.DataFrame:
+        """Flags of the rows that load; a row quarantined for another reason carries none."""
+        if not self.frames:
+            return pd.DataFrame(columns=OUTCOME_COLUMNS)
+        flags = pd.concat(self.frames, ignore_index=True)
+        flags = flags[loaded.loc[flags["row"]].to_numpy()]
+        result = pd.DataFrame(
+            {
+                ROW_NUMBER: chunk[ROW_NUMBER].loc[flags["row"]].to_numpy(),
+                SOURCE_KEY: chunk[SOURCE_KEY].loc[flags["row"]].to_numpy(),
+                "outcome": FLAGGED,
+            }
+        )
+        for name in ("check_name", "severity", "field", "reason", "detail"):
+            result[name] = flags[name].astype("string").to_numpy()
+        return result[OUTCOME_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -159,6 +203,7 @@ def transform_chunk(
     if mapping.identifiers:
         core, identifier_frames = _identities(chunk, mapping, reference_date, outcomes, core)
 
+    flags = Flags(chunk.index)
     for column in mapping.columns:
         source = (
             chunk[column.source]
@@ -166,6 +211,9 @@ def transform_chunk(
             else pd.Series(pd.NA, index=chunk.index, dtype="string")
         )
         result = REGISTRY[column.transform].function(source, column.parsed_args(), context)
+        if column.safety is not None:
+            core[column.target] = _fail_closed(column, source, result, outcomes, flags)
+            continue
         outcomes.record(
             result.errors.notna(),
             QUARANTINED,
@@ -174,6 +222,15 @@ def transform_chunk(
             field=column.source,
             detail=column.target,
         )
+        if result.warnings is not None:
+            for reason in result.warnings.dropna().unique():
+                flags.record(
+                    result.warnings == reason,
+                    f"{reason}:{column.target}",
+                    str(reason),
+                    column.source,
+                    pd.Series(column.target, index=chunk.index),
+                )
         core[column.target] = result.values
 
     if mapping.identifiers:
@@ -181,13 +238,35 @@ def transform_chunk(
 
     keep = outcomes.is_open
     rows = _finish(core[keep], chunk[keep], mapping, batch_id)
+    outcome_frame = outcomes.frame(chunk)
+    flagged = flags.frame(chunk, keep)
+    if len(flagged):
+        outcome_frame = pd.concat([outcome_frame, flagged], ignore_index=True)
     identifiers_frame = None
     if identifier_frames:
         identifiers_frame = pd.concat(
             [f[keep[f.index]] for f in identifier_frames], ignore_index=True
         )
         identifiers_frame = _finish_identifiers(identifiers_frame, mapping.system, batch_id)
-    return ChunkResult(rows, outcomes.frame(chunk), identifiers_frame)
+    return ChunkResult(rows, outcome_frame, identifiers_frame)
+
+
+def _fail_closed(column, source, result, outcomes: Outcomes, flags: Flags) -> pd.Series:
+    """A safety-critical field: an uncertain value quarantines the row or loads protective.
+
+    Uncertain is missing, blank (unless the mapping declares what blank means in this source),
+    unparsable or an unexpected code; the transform's own default never decides.
+    """
+    judged = safety.judge(source, result.values, result.errors, column.target, column.safety)
+    check = f"{safety.SAFETY_CHECK}:{column.target}"
+    detail = column.target + ": " + judged.detail
+    if column.safety.on_uncertain is safety.OnUncertain.QUARANTINE:
+        outcomes.record(
+            judged.uncertain, QUARANTINED, check, reason=check, field=column.source, detail=detail
+        )
+    else:
+        flags.record(judged.uncertain & outcomes.is_open, check, check, column.source, detail)
+    return judged.values
 
 
 def _identities(chunk, mapping, reference_date, outcomes, core):
