@@ -172,3 +172,19 @@ def judge(
     else:
         values = values.mask(uncertain, None)
     return SafetyOutcome(values, uncertain.astype(bool), detail.where(uncertain))
+
+
+def describe(target: str, declaration: SafetyDeclaration) -> str:
+    """One sentence for the generated mapping documentation stewards read."""
+    spec = SAFETY_TARGETS[target]
+    action = (
+        f"loads as {spec.most_protective} and is flagged"
+        if declaration.on_uncertain is OnUncertain.MOST_PROTECTIVE
+        else "quarantines the row"
+    )
+    if declaration.blank_means:
+        return (
+            f"Safety-critical: an empty field means {declaration.blank_means} "
+            f"({declaration.note.strip()}); an unreadable or unknown value {action}."
+        )
+    return f"Safety-critical: a missing, empty, unreadable or unknown value {action}."

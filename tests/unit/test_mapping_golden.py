@@ -391,17 +391,23 @@ def test_elvis_contact_sparr_fails_closed(catalog, sparr, blocked, flagged):
 
 
 @pytest.mark.parametrize(
-    ("start", "reason"),
-    [("202503300230", "nonexistent_local_time"), ("202510260230", "ambiguous_local_time")],
-    ids=["spring-gap", "autumn-fold"],
+    ("start", "started_at", "reason"),
+    [
+        ("202503300230", "2025-03-30 01:30", "nonexistent_local_time_resolved"),
+        ("202510260230", "2025-10-26 01:30", "ambiguous_local_time_resolved"),
+        ("202503300130", "2025-03-30 00:30", None),
+    ],
+    ids=["spring-gap", "autumn-fold", "an-hour-before-the-gap"],
 )
-def test_elvis_contact_in_a_dst_gap_or_fold_is_quarantined_not_shifted(catalog, start, reason):
+def test_elvis_contact_in_a_dst_gap_or_fold_loads_by_its_declared_rule_and_is_counted(
+    catalog, start, started_at, reason
+):
+    """ELVIS declares standard time for both (the clock not yet moved); each such row is flagged."""
     rows = [{**ELVIS_CONTACT, "start_tid": start}]
     references = {"patient": ["17"], "vardenhet": ["3"]}
     result = run(catalog, "elvis", "encounter", rows, "kontakt_id", references)
 
-    assert result.rows.empty
-    assert (result.outcomes["reason"].iloc[0], result.outcomes["field"].iloc[0]) == (
-        reason,
-        "start_tid",
-    )
+    assert result.rows["started_at"].iloc[0] == pd.Timestamp(started_at, tz="UTC")
+    flags = result.outcomes[result.outcomes["outcome"] == "flagged"]
+    assert flags["reason"].tolist() == ([reason] if reason else [])
+    assert flags["field"].tolist() == (["start_tid"] if reason else [])
