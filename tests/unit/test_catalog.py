@@ -11,6 +11,7 @@ import pytest
 from etl.catalog import MappingError, load_catalog
 from etl.core.model import ENTITIES
 from etl.layout import list_system_entities
+from etl.transform.safety import SAFETY_TARGETS
 from etl.validate.suites import read_suite_definition
 
 pytestmark = pytest.mark.unit
@@ -90,6 +91,25 @@ def test_every_reference_points_at_an_entity_its_system_maps(catalog):
         not in catalog.systems[column.args.get("system") or system.name].entities
     ]
     assert not dangling
+
+
+def test_every_safety_critical_mapping_fails_closed(catalog):
+    """Protection, spärr and death in every system declare how they fail closed (check-mappings
+    refuses them otherwise); no transform default may turn a blank into "not protected"."""
+    declared = [
+        (system.name, mapping.entity, column)
+        for system in catalog.systems.values()
+        for mapping in system.entities.values()
+        for column in mapping.columns
+        if column.target in SAFETY_TARGETS
+    ]
+    assert {column.target for _, _, column in declared} == set(SAFETY_TARGETS)
+    for system, entity, column in declared:
+        where = f"{system}/{entity}.yaml {column.target}"
+        assert column.safety is not None, where
+        assert not {"default", "missing_is"} & set(column.args), where
+        if column.target == "deceased_date":
+            assert column.safety.on_uncertain == "quarantine", where
 
 
 # --- a minimal mappings folder, copied into tmp_path and broken one way per test -----------------

@@ -17,7 +17,7 @@ import pytest
 from etl.catalog import EntityMapping
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.transform.engine import FLAGGED, QUARANTINED, transform_chunk
-from etl.transform.safety import SAFETY_TARGETS
+from etl.transform.safety import SAFETY_TARGETS, SafetyDeclaration, describe
 
 pytestmark = pytest.mark.unit
 
@@ -253,3 +253,18 @@ def test_a_row_quarantined_for_another_reason_carries_no_safety_flag():
     assert bool(result.rows["is_blocked"].iloc[0]) is True
     by_key = result.outcomes.set_index(SOURCE_KEY)["outcome"].to_dict()
     assert by_key == {"1": FLAGGED, "2": QUARANTINED}
+
+
+def test_the_mapping_documentation_says_how_each_field_fails_closed():
+    protective = SafetyDeclaration(on_uncertain="most_protective")
+    assert describe("is_blocked", protective) == (
+        "Safety-critical: a missing, empty, unreadable or unknown value loads as True and is "
+        "flagged."
+    )
+    declared_blank = SafetyDeclaration(
+        on_uncertain="quarantine", blank_means="alive", note="Empty for the living."
+    )
+    assert describe("deceased_date", declared_blank) == (
+        "Safety-critical: an empty field means alive (Empty for the living.); an unreadable or "
+        "unknown value quarantines the row."
+    )
