@@ -285,23 +285,25 @@ def _parse_formats(cleaned: pd.Series, formats: list[str]) -> ParsedTimes:
     two_digit_year = pd.Series(False, index=cleaned.index)
     for date_format in formats:
         candidates = cleaned.where(written.isna())
+        body_format = date_format.removesuffix("%z")
         if date_format == ISO8601:
             parts = candidates.str.extract(f"^{_ISO_BODY}{_OFFSET}?$")
             body = parts["body"].where(parts["offset"].isna() | (parts["body"].str.len() > 10))
-            attempt = pd.to_datetime(
-                body.str.replace(",", ".", regex=False), format=ISO8601, errors="coerce"
-            )
-        else:
-            body_format = date_format.removesuffix("%z")
-            if body_format != date_format:
-                parts = candidates.str.extract(f"^(?P<body>.*?){_OFFSET}$")
-                body = parts["body"]
-            else:
-                parts = pd.DataFrame({"offset": pd.Series(pd.NA, index=cleaned.index)})
-                body = candidates
-            body = body.where(_length_matches(body, body_format).fillna(False))
+            body = body.str.replace(",", ".", regex=False)
+            attempt = pd.to_datetime(body, format=ISO8601, errors="coerce")
+        elif body_format != date_format:
+            parts = candidates.str.extract(f"^(?P<body>.*?){_OFFSET}$")
+            body = parts["body"].where(_length_matches(parts["body"], body_format).fillna(False))
             attempt = pd.to_datetime(body, format=body_format, errors="coerce")
-        minutes = _offset_minutes(parts["offset"].astype("string"))
+        else:  # a local time: no offset to read
+            body = candidates.where(_length_matches(candidates, date_format).fillna(False))
+            attempt = pd.to_datetime(body, format=date_format, errors="coerce")
+            read = attempt.notna()
+            written = written.mask(read, attempt.astype("datetime64[ns]"))
+            if "%y" in date_format:
+                two_digit_year |= read
+            continue
+        minutes = _offset_minutes(parts["offset"])
         read = attempt.notna() & (parts["offset"].isna() | minutes.notna())
         written = written.mask(read, attempt.astype("datetime64[ns]"))
         offset = offset.mask(read, minutes)
