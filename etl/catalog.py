@@ -255,6 +255,11 @@ class Lookup(Strict):
     dataset: str
     take: str
     as_: str = Field(alias="as", pattern=r"^[A-Z][A-Z0-9_]*$")
+    # The value for a row whose ``column`` is empty (it points at no row), e.g. ``N`` for a
+    # diagnosis documented outside any care contact: no contact, no contact spärr. Without it the
+    # value is missing, which a safety-critical column treats as uncertain. A row pointing at a row
+    # that does not exist always gets a missing value.
+    when_unlinked: str | None = None
     note: str = ""
 
 

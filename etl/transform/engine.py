@@ -408,11 +408,14 @@ def add_lookup_columns(
     for lookup in mapping.lookups:
         found = (lookups or {}).get(lookup.as_)
         keys = clean_text(chunk[lookup.column])
-        chunk[lookup.as_] = (
+        values = (
             keys.map(found).astype("string")
             if found is not None
             else pd.Series(pd.NA, index=chunk.index, dtype="string")
         )
+        if lookup.when_unlinked is not None:
+            values = values.mask(keys.isna(), lookup.when_unlinked)
+        chunk[lookup.as_] = values
     return chunk
 
 

@@ -18,6 +18,7 @@ from etl.catalog import EntityMapping
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.transform.engine import FLAGGED, QUARANTINED, transform_chunk
 from etl.transform.safety import SAFETY_TARGETS, SafetyDeclaration, describe
+from etl.transform.stage import outcomes_table
 
 pytestmark = pytest.mark.unit
 
@@ -253,6 +254,8 @@ def test_a_row_quarantined_for_another_reason_carries_no_safety_flag():
     assert bool(result.rows["is_blocked"].iloc[0]) is True
     by_key = result.outcomes.set_index(SOURCE_KEY)["outcome"].to_dict()
     assert by_key == {"1": FLAGGED, "2": QUARANTINED}
+    # Both kinds of outcome fit the stage's Parquet schema (etl/transform/stage.py).
+    assert outcomes_table(result.outcomes).num_rows == 2
 
 
 def test_the_mapping_documentation_says_how_each_field_fails_closed():
