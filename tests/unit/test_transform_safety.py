@@ -271,3 +271,50 @@ def test_the_mapping_documentation_says_how_each_field_fails_closed():
         "Safety-critical: an empty field means alive (Empty for the living.); an unreadable or "
         "unknown value quarantines the row."
     )
+
+
+def test_inherited_sparr_unlinked_is_declared_dangling_is_uncertain():
+    """Melior's diagnoses inherit their contact's spärr (a lookup): no contact means no spärr as
+    declared (``when_unlinked``); a contact missing from the export is uncertain, so blocked."""
+    mapping = EntityMapping.model_validate(
+        {
+            "system": "demo",
+            "entity": "diagnosis",
+            "dataset": "rows",
+            "lookups": [
+                {
+                    "column": "CONTACT",
+                    "dataset": "contacts",
+                    "take": "SPARR",
+                    "as": "CONTACT_SPARR",
+                    "when_unlinked": "N",
+                }
+            ],
+            "columns": [
+                {"target": "patient_id", "source": "PATIENT"},
+                {
+                    "target": "is_blocked",
+                    "source": "CONTACT_SPARR",
+                    "transform": "yes_no",
+                    "safety": {"on_uncertain": "most_protective"},
+                },
+            ],
+        }
+    )
+    chunk = landed(["", "", "", ""])
+    chunk["CONTACT"] = pd.Series(["K1", "K2", None, "K404"], dtype="string")
+    contact_sparr = pd.Series({"K1": "J", "K2": "N"}, dtype="string")
+    result = transform_chunk(
+        chunk,
+        mapping,
+        CATALOG,
+        "b1",
+        REFERENCE_DATE,
+        {},
+        NO_DUPLICATES,
+        {"CONTACT_SPARR": contact_sparr},
+    )
+
+    assert result.rows["is_blocked"].astype(bool).tolist() == [True, False, False, True]
+    assert result.outcomes[SOURCE_KEY].tolist() == ["4"]
+    assert result.outcomes["detail"].tolist() == ["is_blocked: missing"]
