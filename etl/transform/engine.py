@@ -2,7 +2,9 @@
 
 Every landed row leaves this stage in exactly one place: as a core row, or as an outcome
 (quarantined with a reason and the field, excluded by a declared rule, or merged as an exact
-duplicate). The first problem found decides the row's outcome.
+duplicate). The first problem found decides the row's outcome. A row that loads may also carry
+flags (outcome ``flagged``, severity warning): a safety-critical field set to its most protective
+value, or a local time in a DST gap or fold read by the mapping's declared rule.
 """
 
 from __future__ import annotations
