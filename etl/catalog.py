@@ -37,6 +37,7 @@ from etl.layout import (
     entity_files,
     system_directories,
 )
+from etl.transform.safety import SAFETY_TARGETS, SafetyDeclaration, declaration_problem
 from etl.transform.vocabulary import REGISTRY
 
 
@@ -184,11 +185,18 @@ class SystemSpec(Strict):
 # --- <entity>.yaml ----------------------------------------------------------------------------
 
 
+# Transform arguments that turn a blank source value into a value of their own: never for a
+# safety-critical field, where only the column's ``safety`` declaration may say what blank means.
+BLANK_DEFAULT_ARGS = ("default", "missing_is")
+
+
 class ColumnMapping(Strict):
     target: str
     source: str | None = None  # one legacy column; None for a constant
     transform: str = "text"
     args: dict[str, Any] = Field(default_factory=dict)
+    # Required for safety-critical targets (etl/transform/safety.py): what an uncertain value does.
+    safety: SafetyDeclaration | None = None
     note: str = ""
 
     @property
@@ -204,6 +212,28 @@ class ColumnMapping(Strict):
                 f"known: {', '.join(sorted(REGISTRY))}"
             )
         definition.args_model.model_validate(self.args)
+        return self
+
+    @model_validator(mode="after")
+    def _fails_closed(self) -> ColumnMapping:
+        """A safety-critical target declares what happens to a missing or unparsable value."""
+        if self.target not in SAFETY_TARGETS and self.safety is None:
+            return self
+        problem = declaration_problem(self.target, self.safety)
+        if problem:
+            raise ValueError(problem)
+        if self.source is None:
+            raise ValueError(
+                f"target '{self.target}' is safety-critical: it needs a source column (a constant "
+                "cannot say whether a patient is protected); leave it unmapped if the source has "
+                "no such field"
+            )
+        defaults = [name for name in BLANK_DEFAULT_ARGS if name in self.args]
+        if defaults:
+            raise ValueError(
+                f"target '{self.target}' is safety-critical: remove args {defaults}; a blank "
+                "value is uncertain unless 'safety.blank_means' (with a note) says otherwise"
+            )
         return self
 
     def parsed_args(self):
@@ -335,6 +365,11 @@ class Lookup(Strict):
     dataset: str
     take: str
     as_: str = Field(alias="as", pattern=r"^[A-Z][A-Z0-9_]*$")
+    # The value for a row whose ``column`` is empty (it points at no row), e.g. ``N`` for a
+    # diagnosis documented outside any care contact: no contact, no contact spärr. Without it the
+    # value is missing, which a safety-critical column treats as uncertain. A row pointing at a row
+    # that does not exist always gets a missing value.
+    when_unlinked: str | None = None
     note: str = ""
 
 

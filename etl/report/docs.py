@@ -25,6 +25,7 @@ from etl.catalog import (
 from etl.core.model import ENTITIES
 from etl.report.render import render_html, render_markdown, write_text
 from etl.report.usage import column_uses
+from etl.transform import safety
 from etl.transform.vocabulary import REGISTRY
 
 CROSSWALK_ROWS_SHOWN = 25
@@ -167,6 +168,13 @@ def _datasets(system: SystemMappings) -> list[DatasetDocument]:
     return documents
 
 
+def _note_with_safety(column) -> str:
+    """The column's note, then how a safety-critical field fails closed (never written twice)."""
+    if column.safety is None:
+        return column.note
+    return " ".join(filter(None, [column.note, safety.describe(column.target, column.safety)]))
+
+
 def _entities(system: SystemMappings) -> list[EntityDocument]:
     documents = []
     for entity, mapping in system.entities.items():
@@ -189,7 +197,7 @@ def _entities(system: SystemMappings) -> list[EntityDocument]:
                             arguments=format_arguments(column.args),
                             summary=REGISTRY[column.transform].summary,
                         ),
-                        note=column.note,
+                        note=_note_with_safety(column),
                         sensitivity=sensitive[column.target].value
                         if column.target in sensitive
                         else None,

@@ -2,7 +2,9 @@
 
 Every landed row leaves this stage in exactly one place: as a core row, or as an outcome
 (quarantined with a reason and the field, excluded by a declared rule, or merged as an exact
-duplicate). The first problem found decides the row's outcome.
+duplicate). The first problem found decides the row's outcome. A row that loads may also carry
+flags (outcome ``flagged``, severity warning): a safety-critical field set to its most protective
+value, or a local time in a DST gap or fold read by the mapping's declared rule.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
+from etl.transform import safety
 from etl.transform.vocabulary import REGISTRY, TransformContext, clean_text
 
 OUTCOME_COLUMNS = [
@@ -114,6 +117,49 @@ def reserve_numbers_in_core(core_url: str, system: str) -> ReserveNumbers:
     return numbers
 
 
+@dataclass
+class Flags:
+    """Loaded-and-flagged findings of a chunk: a row may carry several, one per check."""
+
+    index: pd.Index
+    frames: list[pd.DataFrame] = field(default_factory=list)
+
+    def record(
+        self, mask: pd.Series, check_name: str, reason: str, field: str | None, detail: pd.Series
+    ) -> None:
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            self.frames.append(
+                pd.DataFrame(
+                    {
+                        "row": self.index[mask.to_numpy()],
+                        "check_name": check_name,
+                        "severity": "warning",
+                        "field": field,
+                        "reason": reason,
+                        "detail": detail[mask].astype("string"),
+                    }
+                )
+            )
+
+    def frame(self, chunk: pd.DataFrame, loaded: pd.Series) -> pd.DataFrame:
+        """Flags of the rows that load; a row quarantined for another reason carries none."""
+        if not self.frames:
+            return pd.DataFrame(columns=OUTCOME_COLUMNS)
+        flags = pd.concat(self.frames, ignore_index=True)
+        flags = flags[loaded.loc[flags["row"]].to_numpy()]
+        result = pd.DataFrame(
+            {
+                ROW_NUMBER: chunk[ROW_NUMBER].loc[flags["row"]].to_numpy(),
+                SOURCE_KEY: chunk[SOURCE_KEY].loc[flags["row"]].to_numpy(),
+                "outcome": FLAGGED,
+            }
+        )
+        for name in ("check_name", "severity", "field", "reason", "detail"):
+            result[name] = flags[name].astype("string").to_numpy()
+        return result[OUTCOME_COLUMNS]
+
+
 @dataclass(frozen=True)
 class ChunkResult:
     rows: pd.DataFrame
@@ -191,6 +237,7 @@ def transform_chunk(
     if mapping.identifiers:
         core, identifier_frames = _identities(chunk, mapping, reference_date, outcomes, core)
 
+    flags = Flags(chunk.index)
     for column in mapping.columns:
         source = (
             chunk[column.source]
@@ -198,6 +245,9 @@ def transform_chunk(
             else pd.Series(pd.NA, index=chunk.index, dtype="string")
         )
         result = REGISTRY[column.transform].function(source, column.parsed_args(), context)
+        if column.safety is not None:
+            core[column.target] = _fail_closed(column, source, result, outcomes, flags)
+            continue
         outcomes.record(
             result.errors.notna(),
             QUARANTINED,
@@ -206,6 +256,15 @@ def transform_chunk(
             field=column.source,
             detail=column.target,
         )
+        if result.warnings is not None:
+            for reason in result.warnings.dropna().unique():
+                flags.record(
+                    result.warnings == reason,
+                    f"{reason}:{column.target}",
+                    str(reason),
+                    column.source,
+                    pd.Series(column.target, index=chunk.index),
+                )
         core[column.target] = result.values
 
     if mapping.identifiers:
@@ -216,13 +275,35 @@ def transform_chunk(
 
     keep = outcomes.is_open
     rows = _finish(core[keep], chunk[keep], mapping, batch_id)
+    outcome_frame = outcomes.frame(chunk)
+    flagged = flags.frame(chunk, keep)
+    if len(flagged):
+        outcome_frame = pd.concat([outcome_frame, flagged], ignore_index=True)
     identifiers_frame = None
     if identifier_frames:
         identifiers_frame = pd.concat(
             [f[keep[f.index]] for f in identifier_frames], ignore_index=True
         )
         identifiers_frame = _finish_identifiers(identifiers_frame, mapping.system, batch_id)
-    return ChunkResult(rows, outcomes.frame(chunk), identifiers_frame)
+    return ChunkResult(rows, outcome_frame, identifiers_frame)
+
+
+def _fail_closed(column, source, result, outcomes: Outcomes, flags: Flags) -> pd.Series:
+    """A safety-critical field: an uncertain value quarantines the row or loads protective.
+
+    Uncertain is missing, blank (unless the mapping declares what blank means in this source),
+    unparsable or an unexpected code; the transform's own default never decides.
+    """
+    judged = safety.judge(source, result.values, result.errors, column.target, column.safety)
+    check = f"{safety.SAFETY_CHECK}:{column.target}"
+    detail = column.target + ": " + judged.detail
+    if column.safety.on_uncertain is safety.OnUncertain.QUARANTINE:
+        outcomes.record(
+            judged.uncertain, QUARANTINED, check, reason=check, field=column.source, detail=detail
+        )
+    else:
+        flags.record(judged.uncertain & outcomes.is_open, check, check, column.source, detail)
+    return judged.values
 
 
 def _identities(chunk, mapping, reference_date, outcomes, core):
@@ -448,11 +529,14 @@ def add_lookup_columns(
     for lookup in mapping.lookups:
         found = (lookups or {}).get(lookup.as_)
         keys = clean_text(chunk[lookup.column])
-        chunk[lookup.as_] = (
+        values = (
             keys.map(found).astype("string")
             if found is not None
             else pd.Series(pd.NA, index=chunk.index, dtype="string")
         )
+        if lookup.when_unlinked is not None:
+            values = values.mask(keys.isna(), lookup.when_unlinked)
+        chunk[lookup.as_] = values
     return chunk
 
 

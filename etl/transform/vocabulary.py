@@ -9,13 +9,15 @@ expression strings are evaluated at run time.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl.core.ids import core_ids
 
@@ -43,6 +45,8 @@ class TransformContext:
 class TransformResult:
     values: pd.Series
     errors: pd.Series  # NA where fine, else a reason code such as ``unparseable_date``
+    # NA where fine, else a reason the row loads but is flagged for review (a resolved DST fold)
+    warnings: pd.Series | None = None
 
 
 @dataclass(frozen=True)
@@ -182,36 +186,154 @@ def map_values(
 
 
 # --- dates and times --------------------------------------------------------------------------
+#
+# A written time is either an instant (it names its offset: ``Z``, ``+01:00``, ``-0500``) or a
+# local wall-clock time in the source's declared zone. An instant converts to UTC exactly; a local
+# time is placed in its zone, where the spring gap (02:30 on the last Sunday of March does not
+# exist in Stockholm) and the autumn fold (02:30 on the last Sunday of October happens twice) are
+# counted and handled by the mapping's declared rule, never shifted silently.
 
+ISO8601 = "ISO8601"  # any ISO 8601 date or date-time; with Z or an offset it is an instant
+LOCAL_TIMEZONE = "Europe/Stockholm"
 _FORMAT_WIDTHS = {"%Y": 4, "%y": 2, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2}
+_OFFSET = r"(?P<offset>Z|[+-][0-9]{2}(?::?[0-9]{2})?)"
+_ISO_BODY = (
+    r"(?P<body>[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?)?)"
+)
+_LITERAL_OFFSET = re.compile(r"Z|[+-][0-9]{2}:?[0-9]{2}|UTC|GMT")
 
 
-def _format_length(date_format: str) -> int:
-    """Expected string length, so ``%m`` cannot silently accept one digit."""
-    length = len(date_format)
+def format_problem(date_format: str) -> str | None:
+    """Why a declared date format would misread a time, with the fix; None when it is fine.
+
+    A ``Z`` or an offset written as literal text matches the value but drops its meaning: the
+    instant is then read as local time and shifted by one or two hours.
+    """
+    if date_format == ISO8601:
+        return None
+    if "%Z" in date_format:
+        return (
+            f"format '{date_format}' uses '%Z' (a zone name); write '%z', which reads 'Z' and "
+            "offsets such as +01:00, or use 'ISO8601'"
+        )
+    literal = re.sub(r"%.", "", date_format)
+    found = _LITERAL_OFFSET.search(literal) or re.search("'", literal)
+    if found:
+        fixed = re.sub(r"'?Z'?$|'?[+-][0-9]{2}:?[0-9]{2}'?$", "%z", date_format).replace("'", "")
+        return (
+            f"format '{date_format}' reads {found.group(0)!r} as literal text, so the offset is "
+            f"ignored and the instant is taken as local time; write '{fixed}' or 'ISO8601'"
+        )
+    if "%z" in date_format and not date_format.endswith("%z"):
+        return f"format '{date_format}': '%z' (the offset) must end the format"
+    return None
+
+
+def _check_formats(formats: list[str]) -> list[str]:
+    problems = [problem for problem in map(format_problem, formats) if problem]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return formats
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone '{name}' (an IANA name such as Europe/Stockholm)"
+        ) from None
+    return name
+
+
+def _length_matches(values: pd.Series, date_format: str) -> pd.Series:
+    """Whether each value has the format's length, so ``%m`` cannot silently accept one digit."""
+    length = len(date_format) - 2 * date_format.count("%f")
     for directive, width in _FORMAT_WIDTHS.items():
         length += date_format.count(directive) * (width - 2)
-    return length
+    lengths = values.str.len()
+    if "%f" in date_format:  # one to nine digits of fraction
+        return (lengths >= length + 1) & (lengths <= length + 9)
+    return lengths == length
 
 
-def _parse_formats(cleaned: pd.Series, formats: list[str]) -> tuple[pd.Series, pd.Series]:
-    """Parsed timestamps, and whether each was read with a two-digit-year format."""
-    parsed = pd.Series(pd.NaT, index=cleaned.index, dtype="datetime64[ns]")
+def _offset_minutes(offsets: pd.Series) -> pd.Series:
+    """Minutes east of UTC of ``Z``, ``+01``, ``+0100`` or ``-05:00``; NA if absent or invalid."""
+    offsets = offsets.astype("string")
+    digits = offsets.str.replace(":", "", regex=False).str[1:]
+    hours = pd.to_numeric(digits.str[:2], errors="coerce").astype("Float64")
+    minutes = pd.to_numeric(digits.str[2:4].replace("", "0"), errors="coerce").astype("Float64")
+    sign = offsets.str[0].map({"+": 1.0, "-": -1.0}, na_action="ignore").astype("Float64")
+    total = sign * (hours * 60 + minutes)
+    plausible = ((hours <= 14) & (minutes < 60)).fillna(False).astype(bool)
+    is_utc = (offsets == "Z").fillna(False).astype(bool)
+    return total.where(plausible, pd.NA).mask(is_utc, 0.0)
+
+
+@dataclass(frozen=True)
+class ParsedTimes:
+    written: pd.Series  # the wall-clock date-time as written (naive)
+    offset: pd.Series  # minutes east of UTC where the value names its offset, else NA (local)
+    two_digit_year: pd.Series  # read with a ``%y`` format
+
+
+def _parse_formats(cleaned: pd.Series, formats: list[str]) -> ParsedTimes:
+    """Each value read with the first listed format it matches exactly."""
+    written = pd.Series(pd.NaT, index=cleaned.index, dtype="datetime64[ns]")
+    offset = pd.Series(pd.NA, index=cleaned.index, dtype="Float64")
     two_digit_year = pd.Series(False, index=cleaned.index)
-    lengths = cleaned.str.len()
     for date_format in formats:
-        candidates = cleaned.where(parsed.isna() & (lengths == _format_length(date_format)))
-        attempt = pd.to_datetime(candidates, format=date_format, errors="coerce")
+        candidates = cleaned.where(written.isna())
+        body_format = date_format.removesuffix("%z")
+        if date_format == ISO8601:
+            parts = candidates.str.extract(f"^{_ISO_BODY}{_OFFSET}?$")
+            body = parts["body"].where(parts["offset"].isna() | (parts["body"].str.len() > 10))
+            body = body.str.replace(",", ".", regex=False)
+            attempt = pd.to_datetime(body, format=ISO8601, errors="coerce")
+        elif body_format != date_format:
+            parts = candidates.str.extract(f"^(?P<body>.*?){_OFFSET}$")
+            body = parts["body"].where(_length_matches(parts["body"], body_format).fillna(False))
+            attempt = pd.to_datetime(body, format=body_format, errors="coerce")
+        else:  # a local time: no offset to read
+            body = candidates.where(_length_matches(candidates, date_format).fillna(False))
+            attempt = pd.to_datetime(body, format=date_format, errors="coerce")
+            read = attempt.notna()
+            written = written.mask(read, attempt.astype("datetime64[ns]"))
+            if "%y" in date_format:
+                two_digit_year |= read
+            continue
+        minutes = _offset_minutes(parts["offset"])
+        read = attempt.notna() & (parts["offset"].isna() | minutes.notna())
+        written = written.mask(read, attempt.astype("datetime64[ns]"))
+        offset = offset.mask(read, minutes)
         if "%y" in date_format:
-            two_digit_year |= parsed.isna() & attempt.notna()
-        parsed = parsed.fillna(attempt)
-    return parsed, two_digit_year
+            two_digit_year |= read
+    return ParsedTimes(written, offset, two_digit_year)
+
+
+def _instants_in_utc(parsed: ParsedTimes) -> pd.Series:
+    """UTC of the values that name their offset (NaT for local times)."""
+    shift = pd.to_timedelta(parsed.offset.astype("float64"), unit="min")
+    return (parsed.written - shift).where(parsed.offset.notna()).dt.tz_localize("UTC")
 
 
 class DateArgs(TransformArgs):
     formats: list[str]
     two_digit_years: Literal["past", "python"] = "past"
     future_years_allowed: int = Field(default=0, ge=0, le=50)  # planned dates, e.g. an end date
+    # The calendar whose date an instant (a value with Z or an offset) falls on.
+    timezone: str = LOCAL_TIMEZONE
+
+    @field_validator("formats")
+    @classmethod
+    def _formats_read_offsets(cls, formats: list[str]) -> list[str]:
+        return _check_formats(formats)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        return _check_timezone(name)
 
 
 def _pivot_to_past(
@@ -229,36 +351,85 @@ def _pivot_to_past(
 def parse_legacy_date(
     values: pd.Series, args: DateArgs, context: TransformContext
 ) -> TransformResult:
-    """A date in one of the listed legacy formats; otherwise ``unparseable_date``."""
+    """A date in one of the listed legacy formats; otherwise ``unparseable_date``.
+
+    A value that is an instant (``2025-12-31T23:30:00Z``) gives its date in the declared zone
+    (Swedish by default: 1 January 2026 here), never the UTC date.
+    """
     cleaned = clean_text(values)
-    parsed, two_digit_year = _parse_formats(cleaned, args.formats)
-    parsed = _pivot_to_past(parsed, two_digit_year, args, context.reference_date)
-    failed = cleaned.notna() & parsed.isna()
+    parsed = _parse_formats(cleaned, args.formats)
+    written = _pivot_to_past(parsed.written, parsed.two_digit_year, args, context.reference_date)
+    local = _instants_in_utc(parsed).dt.tz_convert(args.timezone).dt.tz_localize(None)
+    dates = written.mask(parsed.offset.notna(), local.astype("datetime64[ns]"))
+    failed = cleaned.notna() & dates.isna()
     return TransformResult(
-        parsed.dt.date.astype("object").where(parsed.notna(), None),
+        dates.dt.date.astype("object").where(dates.notna(), None),
         errors_where(failed, "unparseable_date"),
     )
 
 
 class TimestampArgs(TransformArgs):
     formats: list[str] = ["%Y%m%d%H%M"]
-    timezone: str = "Europe/Stockholm"
+    timezone: str = LOCAL_TIMEZONE  # the zone of values that name no offset
+    # 02:30 on the last Sunday of March never happened in Stockholm. ``standard_time`` reads it
+    # as if the clock had not been put forward yet (02:30 CET, 01:30 UTC); the row is flagged.
+    on_nonexistent: Literal["quarantine", "standard_time"] = "quarantine"
+    # 02:30 on the last Sunday of October happened twice. ``standard_time`` takes the second
+    # (CET), ``summer_time`` the first (CEST); the row is flagged.
+    on_ambiguous: Literal["quarantine", "standard_time", "summer_time"] = "quarantine"
+
+    @field_validator("formats")
+    @classmethod
+    def _formats_read_offsets(cls, formats: list[str]) -> list[str]:
+        return _check_formats(formats)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        return _check_timezone(name)
 
 
 @transform("parse_legacy_timestamp", TimestampArgs)
 def parse_legacy_timestamp(
     values: pd.Series, args: TimestampArgs, context: TransformContext
 ) -> TransformResult:
-    """A local legacy timestamp (``YYYYMMDDHHmm``) as UTC; otherwise ``unparseable_date``."""
+    """A legacy date-time as UTC: offsets exactly, local times in the declared zone.
+
+    Errors: ``unparseable_date``; by the declared rules ``nonexistent_local_time`` (spring gap)
+    and ``ambiguous_local_time`` (autumn fold). A gap or fold resolved by a stated rule loads
+    with a warning (``nonexistent_local_time_resolved``, ``ambiguous_local_time_resolved``).
+    """
     cleaned = clean_text(values)
-    parsed, _ = _parse_formats(cleaned, args.formats)
-    # The repeated autumn hour cannot be told apart in legacy data: read it as standard time.
-    standard_time = np.zeros(len(parsed), dtype=bool)
-    localised = parsed.dt.tz_localize(
-        args.timezone, ambiguous=standard_time, nonexistent="shift_forward"
+    parsed = _parse_formats(cleaned, args.formats)
+    local = parsed.written.where(parsed.offset.isna())
+    count = len(local)
+    put_forward = pd.Timedelta(hours=1)  # read a time in the gap as standard time
+    as_standard = local.dt.tz_localize(
+        args.timezone, ambiguous=np.zeros(count, dtype=bool), nonexistent=put_forward
     )
-    failed = cleaned.notna() & parsed.isna()
-    return TransformResult(localised.dt.tz_convert("UTC"), errors_where(failed, "unparseable_date"))
+    as_summer = local.dt.tz_localize(
+        args.timezone, ambiguous=np.ones(count, dtype=bool), nonexistent=put_forward
+    )
+    strict = local.dt.tz_localize(
+        args.timezone, ambiguous=np.zeros(count, dtype=bool), nonexistent="NaT"
+    )
+    in_gap = local.notna() & strict.isna()
+    in_fold = local.notna() & (as_standard != as_summer).fillna(False)
+    placed = as_summer if args.on_ambiguous == "summer_time" else as_standard
+    result = placed.dt.tz_convert("UTC").fillna(_instants_in_utc(parsed))
+
+    errors = errors_where(cleaned.notna() & parsed.written.isna(), "unparseable_date")
+    warnings = no_errors(values)
+    for problem, rule, reason in (
+        (in_gap, args.on_nonexistent, "nonexistent_local_time"),
+        (in_fold, args.on_ambiguous, "ambiguous_local_time"),
+    ):
+        if rule == "quarantine":
+            errors = errors.mask(problem, reason)
+        else:
+            warnings = warnings.mask(problem, f"{reason}_resolved")
+    result = result.mask(errors.notna())
+    return TransformResult(result.astype("datetime64[ns, UTC]"), errors, warnings)
 
 
 # --- codes ------------------------------------------------------------------------------------

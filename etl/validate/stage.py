@@ -191,7 +191,11 @@ def validate_entity(
     ):
         writer.write("outcomes", outcomes_table(transform_outcomes))
         outcome_frames.append(transform_outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
-        problems = transform_outcomes.loc[transform_outcomes["outcome"] == QUARANTINED, "reason"]
+        # Flagged while mapping (a safety field set protective, a DST time read by its declared
+        # rule) counts too: a systematic fault must reach the gate, not only the steward queue.
+        problems = transform_outcomes.loc[
+            transform_outcomes["outcome"].isin([QUARANTINED, FLAGGED]), "reason"
+        ]
         for reason, number in problems.value_counts().items():
             transform_problems[str(reason)] = transform_problems.get(str(reason), 0) + int(number)
     writer.close()

@@ -11,6 +11,7 @@ import pytest
 from etl.catalog import MappingError, load_catalog
 from etl.core.model import ENTITIES
 from etl.layout import list_system_entities
+from etl.transform.safety import SAFETY_TARGETS
 from etl.validate.suites import read_suite_definition
 
 pytestmark = pytest.mark.unit
@@ -90,6 +91,25 @@ def test_every_reference_points_at_an_entity_its_system_maps(catalog):
         not in catalog.systems[column.args.get("system") or system.name].entities
     ]
     assert not dangling
+
+
+def test_every_safety_critical_mapping_fails_closed(catalog):
+    """Protection, spärr and death in every system declare how they fail closed (check-mappings
+    refuses them otherwise); no transform default may turn a blank into "not protected"."""
+    declared = [
+        (system.name, mapping.entity, column)
+        for system in catalog.systems.values()
+        for mapping in system.entities.values()
+        for column in mapping.columns
+        if column.target in SAFETY_TARGETS
+    ]
+    assert {column.target for _, _, column in declared} == set(SAFETY_TARGETS)
+    for system, entity, column in declared:
+        where = f"{system}/{entity}.yaml {column.target}"
+        assert column.safety is not None, where
+        assert not {"default", "missing_is"} & set(column.args), where
+        if column.target == "deceased_date":
+            assert column.safety.on_uncertain == "quarantine", where
 
 
 # --- a minimal mappings folder, copied into tmp_path and broken one way per test -----------------
@@ -368,6 +388,123 @@ ERROR_CASES = [
         "orbit",
         ["system.yaml"],
         id="system-folder-without-system-yaml",
+    ),
+    # Safety-critical targets (protected identity, spärr, death) must say how they fail closed.
+    pytest.param(
+        {"demo/encounter.yaml": ENCOUNTER_YAML + "  - {target: is_blocked, source: START}\n"},
+        "demo/encounter.yaml",
+        ["field 'columns.2'", "'is_blocked' is safety-critical", "on_uncertain: quarantine"],
+        id="safety-target-without-declaration",
+    ),
+    pytest.param(
+        {
+            "demo/patient.yaml": PATIENT_YAML
+            + "  - target: protected_identity\n    source: EFTERNAMN\n    transform: map_values\n"
+            "    args: {values: {S: sekretessmarkering}, default: none}\n"
+            "    safety: {on_uncertain: quarantine}\n"
+        },
+        "demo/patient.yaml",
+        ["field 'columns.2'", "'protected_identity'", "remove args ['default']", "blank_means"],
+        id="safety-target-with-a-blank-default",
+    ),
+    pytest.param(
+        {
+            "demo/patient.yaml": PATIENT_YAML
+            + "  - target: deceased_date\n    source: FODD\n    transform: parse_legacy_date\n"
+            "    args: {formats: ['%Y%m%d']}\n    safety: {on_uncertain: most_protective}\n"
+        },
+        "demo/patient.yaml",
+        ["field 'columns.2'", "'deceased_date' has no protective value", "quarantine"],
+        id="death-date-cannot-be-set-protective",
+    ),
+    pytest.param(
+        {
+            "demo/patient.yaml": PATIENT_YAML
+            + "  - target: protected_identity\n    source: EFTERNAMN\n    transform: map_values\n"
+            "    args: {values: {S: sekretessmarkering}}\n"
+            "    safety: {on_uncertain: most_protective, blank_means: none}\n"
+        },
+        "demo/patient.yaml",
+        ["field 'columns.2'", "'blank_means' needs a 'note'"],
+        id="blank-means-without-a-note",
+    ),
+    pytest.param(
+        {
+            "demo/patient.yaml": PATIENT_YAML
+            + "  - target: protected_identity\n    source: EFTERNAMN\n    transform: map_values\n"
+            "    args: {values: {S: sekretessmarkering}}\n"
+            "    safety: {on_uncertain: most_protective, blank_means: not_blocked, note: n}\n"
+        },
+        "demo/patient.yaml",
+        ["field 'columns.2'", "'blank_means' can only be 'none'"],
+        id="blank-means-the-wrong-harmless-value",
+    ),
+    pytest.param(
+        {
+            "demo/patient.yaml": (
+                "target: family_name, source: EFTERNAMN",
+                "target: family_name, source: EFTERNAMN, safety: {on_uncertain: quarantine}",
+            )
+        },
+        "demo/patient.yaml",
+        ["field 'columns.0'", "'family_name' is not a safety-critical field"],
+        id="safety-on-an-ordinary-field",
+    ),
+    # Time: a Z or an offset written as literal text would read an instant as local time.
+    pytest.param(
+        {
+            "demo/encounter.yaml": (
+                "transform: parse_legacy_timestamp}",
+                "transform: parse_legacy_timestamp, args: {formats: ['%Y-%m-%dT%H:%M:%SZ']}}",
+            )
+        },
+        "demo/encounter.yaml",
+        ["columns.1.formats", "reads 'Z' as literal text", "write '%Y-%m-%dT%H:%M:%S%z'"],
+        id="timestamp-format-with-literal-z",
+    ),
+    pytest.param(
+        {
+            "demo/encounter.yaml": (
+                "transform: parse_legacy_timestamp}",
+                "transform: parse_legacy_timestamp, args: {formats: [\"%Y-%m-%d'T'%H:%M:%S'Z'\"]}}",
+            )
+        },
+        "demo/encounter.yaml",
+        ["columns.1.formats", "reads 'Z' as literal text", "write '%Y-%m-%dT%H:%M:%S%z'"],
+        id="timestamp-format-with-quoted-z",
+    ),
+    pytest.param(
+        {
+            "demo/encounter.yaml": (
+                "transform: parse_legacy_timestamp}",
+                "transform: parse_legacy_timestamp, args: {formats: ['%Y%m%d%H%M+0100']}}",
+            )
+        },
+        "demo/encounter.yaml",
+        ["columns.1.formats", "reads '+0100' as literal text", "write '%Y%m%d%H%M%z'"],
+        id="timestamp-format-with-literal-offset",
+    ),
+    pytest.param(
+        {
+            "demo/patient.yaml": (
+                'args: {formats: ["%Y%m%d"]}',
+                "args: {formats: ['%Y-%m-%dT%H:%MZ']}",
+            )
+        },
+        "demo/patient.yaml",
+        ["columns.1.formats", "reads 'Z' as literal text", "write '%Y-%m-%dT%H:%M%z'"],
+        id="date-format-with-literal-z",
+    ),
+    pytest.param(
+        {
+            "demo/encounter.yaml": (
+                "transform: parse_legacy_timestamp}",
+                "transform: parse_legacy_timestamp, args: {timezone: Europe/Stokholm}}",
+            )
+        },
+        "demo/encounter.yaml",
+        ["columns.1.timezone", "unknown time zone 'Europe/Stokholm'"],
+        id="unknown-time-zone",
     ),
 ]
 

@@ -178,7 +178,8 @@ ERROR_CASES = [
         {
             "akuten/patient.yaml": (
                 "  - target: birth_date\n    source: FODD\n",
-                "  - target: deceased_date\n    source: FODD\n",
+                "  - target: deceased_date\n    source: FODD\n"
+                "    safety: {on_uncertain: quarantine}\n",
             )
         },
         "akuten/patient.yaml",

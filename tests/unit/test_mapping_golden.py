@@ -309,3 +309,105 @@ def test_melior_diagnosis_stores_dotted_icd10_and_links_the_encounter(catalog):
     )
     assert row["encounter_id"] == core_ids("melior", "encounter", pd.Series(["77"])).iloc[0]
     assert row["patient_id"] == core_ids("melior", "patient", pd.Series(["00000042"])).iloc[0]
+
+
+# --- safety-critical fields in the repository's own mappings fail closed -------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"skyddad_identitet": "SEKR"}, "sekretessmarkering"),
+        # ELVIS leaves the field empty (or NULL) for an ordinary patient: declared blank_means.
+        ({"skyddad_identitet": ""}, "none"),
+        ({"skyddad_identitet": None}, "none"),
+    ],
+    ids=["explicit-level", "blank-declared-none", "null-declared-none"],
+)
+def test_elvis_protection_explicit_or_declared_blank_loads_unflagged(catalog, changes, expected):
+    result = run(catalog, "elvis", "patient", [{**ELVIS_PATIENT, **changes}], "patient_id")
+
+    assert result.outcomes.empty
+    assert result.rows["protected_identity"].iloc[0] == expected
+
+
+@pytest.mark.parametrize("written", ["SKYD", "J?", "none"], ids=["typo", "garbage", "word-none"])
+def test_elvis_unknown_protection_loads_strongest_and_flagged(catalog, written):
+    """Before, an unknown level quarantined the patient as invalid_value; a blank loaded 'none'."""
+    rows = [{**ELVIS_PATIENT, "skyddad_identitet": written}]
+    result = run(catalog, "elvis", "patient", rows, "patient_id")
+
+    assert result.rows["protected_identity"].tolist() == ["fingerade_personuppgifter"]
+    flag = result.outcomes.iloc[0]
+    assert (flag["outcome"], flag["check_name"], flag["field"]) == (
+        "flagged",
+        "safety_field_uncertain:protected_identity",
+        "skyddad_identitet",
+    )
+
+
+def test_elvis_unreadable_death_date_is_quarantined_never_alive(catalog):
+    rows = [{**ELVIS_PATIENT, "avliden_datum": "2020-13-45"}]
+    result = run(catalog, "elvis", "patient", rows, "patient_id")
+
+    assert result.rows.empty
+    outcome = result.outcomes.iloc[0]
+    assert (outcome["reason"], outcome["field"]) == (
+        "safety_field_uncertain:deceased_date",
+        "avliden_datum",
+    )
+
+
+ELVIS_CONTACT = {
+    "kontakt_id": "501",
+    "patient_id": "17",
+    "vardenhet_id": "3",
+    "personal_id": None,
+    "kontakttyp": "BESOK",
+    "start_tid": "202503300130",
+    "slut_tid": None,
+    "sparr": "N",
+}
+
+
+@pytest.mark.parametrize(
+    ("sparr", "blocked", "flagged"),
+    [
+        ("J", True, False),
+        ("N", False, False),
+        ("", True, True),
+        (None, True, True),
+        ("?", True, True),
+    ],
+    ids=["blocked", "not-blocked", "blank-is-blocked", "null-is-blocked", "garbage-is-blocked"],
+)
+def test_elvis_contact_sparr_fails_closed(catalog, sparr, blocked, flagged):
+    rows = [{**ELVIS_CONTACT, "sparr": sparr}]
+    references = {"patient": ["17"], "vardenhet": ["3"]}
+    result = run(catalog, "elvis", "encounter", rows, "kontakt_id", references)
+
+    assert bool(result.rows["is_blocked"].iloc[0]) is blocked
+    assert (result.outcomes["check_name"] == "safety_field_uncertain:is_blocked").sum() == flagged
+
+
+@pytest.mark.parametrize(
+    ("start", "started_at", "reason"),
+    [
+        ("202503300230", "2025-03-30 01:30", "nonexistent_local_time_resolved"),
+        ("202510260230", "2025-10-26 01:30", "ambiguous_local_time_resolved"),
+        ("202503300130", "2025-03-30 00:30", None),
+    ],
+    ids=["spring-gap", "autumn-fold", "an-hour-before-the-gap"],
+)
+def test_elvis_contact_in_a_dst_gap_or_fold_loads_by_its_declared_rule_and_is_counted(
+    catalog, start, started_at, reason
+):
+    """ELVIS declares standard time for both (the clock not yet moved); each such row is flagged."""
+    rows = [{**ELVIS_CONTACT, "start_tid": start}]
+    references = {"patient": ["17"], "vardenhet": ["3"]}
+    result = run(catalog, "elvis", "encounter", rows, "kontakt_id", references)
+
+    assert result.rows["started_at"].iloc[0] == pd.Timestamp(started_at, tz="UTC")
+    flags = result.outcomes[result.outcomes["outcome"] == "flagged"]
+    assert flags["reason"].tolist() == ([reason] if reason else [])
+    assert flags["field"].tolist() == (["start_tid"] if reason else [])

@@ -215,8 +215,16 @@ CASES = [
     case(
         "parse_legacy_timestamp",
         "202310290230",
+        NOT_MAPPED,
+        "ambiguous_local_time",
+        id="repeated-autumn-hour-quarantined-by-default",
+    ),
+    case(
+        "parse_legacy_timestamp",
+        "202310290230",
         utc("2023-10-29 01:30"),
-        id="repeated-autumn-hour-is-standard-time",
+        args={"on_ambiguous": "standard_time"},
+        id="repeated-autumn-hour-as-declared-standard-time",
     ),
     case(
         "parse_legacy_timestamp",
@@ -227,8 +235,16 @@ CASES = [
     case(
         "parse_legacy_timestamp",
         "202303260230",
-        utc("2023-03-26 01:00"),
-        id="missing-spring-hour-shifts-forward",
+        NOT_MAPPED,
+        "nonexistent_local_time",
+        id="missing-spring-hour-quarantined-by-default",
+    ),
+    case(
+        "parse_legacy_timestamp",
+        "202303260230",
+        utc("2023-03-26 01:30"),
+        args={"on_nonexistent": "standard_time"},
+        id="missing-spring-hour-as-declared-standard-time",
     ),
     case("parse_legacy_timestamp", "202401010030", utc("2023-12-31 23:30"), id="crosses-new-year"),
     case(
