@@ -220,8 +220,8 @@ def read_file_chunks(folder: Path, dataset: FileDataset, chunk_rows: int) -> Ite
     files = matching_files(folder, dataset)
     record_readers = {
         FileFormat.HL7V2: hl7v2.read_records,
-        FileFormat.XML: xml_records.read_records,
-        FileFormat.JSONL: jsonl.read_records,
+        FileFormat.XML: xml_records.read_files,
+        FileFormat.JSONL: jsonl.read_files,
     }
     if dataset.format in record_readers:
         records = record_readers[dataset.format](files, dataset)
