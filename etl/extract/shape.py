@@ -53,10 +53,12 @@ DETAIL_PATH_CHARACTERS = 60
 
 def shown(path: str) -> str:
     """A path as it may appear in a ``_read_error`` detail: printable, bounded."""
-    text = path if path.isprintable() else path.encode("ascii", "backslashreplace").decode()
-    if len(text) > DETAIL_PATH_CHARACTERS:
-        return text[: DETAIL_PATH_CHARACTERS - 3] + "..."
-    return text
+    if not path.isprintable():
+        path = ESCAPED_BYTES.sub(lambda byte: f"\\x{ord(byte.group()) - 0xDC00:02x}", path)
+        path = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in path)
+    if len(path) > DETAIL_PATH_CHARACTERS:
+        return path[: DETAIL_PATH_CHARACTERS - 3] + "..."
+    return path
 
 
 def listed(paths: Sequence[str]) -> str:
