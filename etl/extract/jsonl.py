@@ -58,7 +58,18 @@ class _Duplicated(dict):
     duplicate: str = ""
 
 
+class _DuplicateKey(Exception):
+    """Raised while parsing strictly: the record is unreadable, its path is looked up after."""
+
+
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise _DuplicateKey
+    return value
+
+
+def _recording_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) == len(pairs):
         return value
@@ -72,15 +83,24 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python accepts them, JSON not
 
 
-def _loads(line: str, strict: bool = True) -> Any:
-    return json.loads(
-        line,
+def _decoder(strict: bool, object_hook: Any) -> json.JSONDecoder:
+    return json.JSONDecoder(
         parse_int=_Number,
         parse_float=_Number,
         parse_constant=_constant,
-        object_pairs_hook=_object,
+        object_pairs_hook=object_hook,
         strict=strict,
     )
+
+
+_STRICT = _decoder(True, _object)
+# Only to name the path of what makes a record unreadable: raw control characters allowed,
+# duplicate keys recorded.
+_LENIENT = _decoder(False, _recording_object)
+
+# Escapes that can write a control character or a lone surrogate into a value (an escaped
+# backslash before such letters only costs a closer look).
+_RISKY_ESCAPE = re.compile(r"\\(?:[bf]|u00[01]|u007f|u00[89]|ud[89a-f])", re.IGNORECASE)
 
 
 def _nesting(line: str) -> int:
@@ -156,7 +176,7 @@ def _lenient(line: str) -> dict[str, Any] | None:
     if _nesting(line) > shape.MAX_NESTING:
         return None
     try:
-        record = _loads(line, strict=False)
+        record = _LENIENT.decode(line)
     except (ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
@@ -208,7 +228,12 @@ def _parse(line: str, encoding: str) -> _Parsed:
             detail = f"{depth} levels of objects and arrays, at most {shape.MAX_NESTING} read"
             return _Parsed(None, shape.NESTING_TOO_DEEP, detail)
     try:
-        record = _loads(line)
+        record = _STRICT.decode(line)
+    except _DuplicateKey:
+        lenient = _lenient(line)
+        duplicate = _duplicate(lenient) if lenient is not None else None
+        where = shape.shown(duplicate) if duplicate else "a key"
+        return _Parsed(None, DUPLICATE_KEY, f"{where} more than once in one object")
     except json.JSONDecodeError as error:
         return _Parsed(None, INVALID_JSON, f"{error.msg} at column {error.colno}")
     except ValueError:
@@ -217,12 +242,7 @@ def _parse(line: str, encoding: str) -> _Parsed:
         return _Parsed(None, shape.NESTING_TOO_DEEP, "too deep to parse")
     if not isinstance(record, dict):
         return _Parsed(None, INVALID_JSON, f"{_kind(record)}, not an object")
-    duplicate = _duplicate(record)
-    if duplicate:
-        return _Parsed(
-            None, DUPLICATE_KEY, f"{shape.shown(duplicate)} more than once in one object"
-        )
-    found = _characters(record)
+    found = _characters(record) if _RISKY_ESCAPE.search(line) else None
     if found:
         return _Parsed(None, *found)
     return _Parsed(record)
@@ -305,6 +325,7 @@ def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator
     """One row per non-blank line of one file; see the module docstring for unreadable ones."""
     fields = dataset.fields
     paths = [(field.path or "").split(".") for field in fields]
+    record_shape = shape.Shape(fields, ".")
     with _open(path, dataset) as handle:
         for line in _lines(handle):
             stats.records += 1
@@ -314,12 +335,8 @@ def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator
             problem = (
                 (parsed.reason, parsed.detail)
                 if parsed.record is None
-                else shape.judge(
-                    fields,
-                    (value is not _ABSENT for value in found),
-                    leaves(parsed.record),
-                    ".",
-                    stats,
+                else record_shape.judge(
+                    (value is not _ABSENT for value in found), leaves(parsed.record), stats
                 )
             )
             if problem:

@@ -67,45 +67,48 @@ def listed(paths: Sequence[str]) -> str:
     return f"{names} and {more} more" if more > 0 else names
 
 
-def _is_within(path: str, ancestor: str, separator: str) -> bool:
-    return path == ancestor or path.startswith(ancestor + separator)
+class Shape:
+    """The declared paths of one dataset, to judge each record against (built once per file)."""
 
+    def __init__(self, fields: Sequence[SourceField], separator: str) -> None:
+        self.fields = list(fields)
+        self.separator = separator
+        self.declared = [field.path or "" for field in self.fields]
+        self.declared_set = frozenset(self.declared)
+        self.covering = tuple(path + separator for path in self.declared)
 
-def judge(
-    fields: Sequence[SourceField],
-    is_present: Iterable[bool],
-    leaves: Iterable[tuple[str, bool]],
-    separator: str,
-    stats: ReadStats,
-) -> tuple[str, str] | None:
-    """The reason and detail that make a readable record unreadable by its shape, or ``None``.
+    def judge(
+        self, is_present: Iterable[bool], leaves: Iterable[tuple[str, bool]], stats: ReadStats
+    ) -> tuple[str, str] | None:
+        """The reason and detail that make a readable record unreadable by its shape, or
+        ``None``.
 
-    ``is_present`` says, per declared field, whether the record has it; ``leaves`` are the
-    record's value paths, each with whether its value is empty. Unknown paths are counted in
-    ``stats`` whatever the outcome.
-    """
-    declared = [field.path or "" for field in fields]
-    unknown: list[str] = []
-    for path, is_empty in leaves:
-        if any(_is_within(path, d, separator) for d in declared):
-            continue
-        if is_empty and any(d.startswith(path + separator) for d in declared):
-            continue  # an empty parent: its declared children are absent, judged below
-        if path not in unknown:
-            unknown.append(path)
-    stats.unknown_fields.update(unknown)
-    presence = list(is_present)
-    missing = [d for d, present in zip(declared, presence, strict=True) if not present]
-    if unknown and missing:
-        return (
-            UNEXPECTED_FIELD,
-            f"{listed(unknown)} not declared, declared {listed(missing)} absent",
-        )
-    required = [
-        field.path or ""
-        for field, present in zip(fields, presence, strict=True)
-        if field.required and not present
-    ]
-    if required:
-        return MISSING_FIELD, f"required {listed(required)} absent"
-    return None
+        ``is_present`` says, per declared field, whether the record has it; ``leaves`` are the
+        record's value paths, each with whether its value is empty. Unknown paths are counted
+        in ``stats`` whatever the outcome.
+        """
+        unknown: list[str] = []
+        for path, is_empty in leaves:
+            if path in self.declared_set or path.startswith(self.covering):
+                continue
+            if is_empty and any(d.startswith(path + self.separator) for d in self.declared):
+                continue  # an empty parent: its declared children are absent, judged below
+            if path not in unknown:
+                unknown.append(path)
+        if unknown:
+            stats.unknown_fields.update(unknown)
+        presence = list(is_present)
+        if all(presence):
+            return None
+        missing = [d for d, present in zip(self.declared, presence, strict=True) if not present]
+        if unknown:
+            detail = f"{listed(unknown)} not declared, declared {listed(missing)} absent"
+            return UNEXPECTED_FIELD, detail
+        required = [
+            field.path or ""
+            for field, present in zip(self.fields, presence, strict=True)
+            if field.required and not present
+        ]
+        if required:
+            return MISSING_FIELD, f"required {listed(required)} absent"
+        return None

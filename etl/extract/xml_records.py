@@ -105,17 +105,31 @@ class _Scanner:
         self.record_parts = [_local(part) for part in record_path.strip("/").split("/")]
         self.buffer = ""
         self.lines_before = 0  # newlines in the text already dropped from the buffer
+        # Newlines in buffer[:counted_to]: records are met in order, so each line of the
+        # buffer is counted once, not once per record.
+        self.counted_to = 0
+        self.lines_counted = 0
         self.is_at_end = False
         self.is_first_block = True
         self.open: list[_Open] = []
         self.element_paths: dict[str, None] = {}  # paths seen down to the record's depth
 
     def line_at(self, index: int) -> int:
-        return self.lines_before + self.buffer.count("\n", 0, index) + 1
+        if index < self.counted_to:
+            return self.lines_before + self.buffer.count("\n", 0, index) + 1
+        self.lines_counted += self.buffer.count("\n", self.counted_to, index)
+        self.counted_to = index
+        return self.lines_before + self.lines_counted + 1
 
     def _read_more(self, keep_from: int) -> bool:
         """Drop the buffer before ``keep_from`` (which becomes 0) and read a block."""
-        self.lines_before += self.buffer.count("\n", 0, keep_from)
+        dropped = self.buffer.count("\n", 0, keep_from)
+        self.lines_before += dropped
+        if self.counted_to >= keep_from:
+            self.counted_to -= keep_from
+            self.lines_counted -= dropped
+        else:
+            self.counted_to = self.lines_counted = 0
         self.buffer = self.buffer[keep_from:]
         if self.is_at_end:
             return False
@@ -248,8 +262,8 @@ def _split_path(path: str) -> tuple[str, str]:
     return element_path.strip("/"), attribute
 
 
-def _value(record: Element, element_path: str, attribute: str) -> str | None:
-    target = record.find(element_path) if element_path else record
+def _value(target: Element | None, attribute: str) -> str | None:
+    """The value of a field in the element its path leads to (``None``: no such element)."""
     if target is None:
         return None
     if attribute:
@@ -258,11 +272,6 @@ def _value(record: Element, element_path: str, attribute: str) -> str | None:
     if not len(target):
         return (target.text or "").strip()
     return "".join(target.itertext()).strip()
-
-
-def _is_present(record: Element, element_path: str, attribute: str) -> bool:
-    target = record.find(element_path) if element_path else record
-    return target is not None and (not attribute or attribute in target.attrib)
 
 
 def _depth(record: Element) -> int:
@@ -300,16 +309,18 @@ def leaves(record: Element) -> list[tuple[str, bool]]:
     def walk(element: Element, prefix: str) -> None:
         for child in element:
             path = prefix + child.tag
-            found.extend((f"{path}/@{name}", False) for name in child.attrib)
+            attributes = child.attrib
+            for name in attributes:
+                found.append((f"{path}/@{name}", False))
             if len(child):
                 walk(child, path + "/")
-            elif (child.text or "").strip():
-                found.append((path, False))
-            elif not child.attrib:
-                found.append((path, True))
+                continue
+            is_empty = not (child.text and child.text.strip())
+            if not (is_empty and attributes):
+                found.append((path, is_empty))
 
     walk(record, "")
-    return list(dict.fromkeys(found))
+    return found
 
 
 def record_paths(record: Element) -> list[str]:
@@ -324,26 +335,46 @@ class _Reader:
         self.path, self.dataset, self.scanner = path, dataset, scanner
         self.fields: list[SourceField] = dataset.fields
         self.paths = [_split_path(field.path or "") for field in self.fields]
+        self.shape = shape.Shape(self.fields, "/")
 
     def row(self, cut: _Cut, stats: ReadStats) -> Record:
         ordinal = stats.records if cut.is_record else None
         if cut.is_record:
             record, problem = self.parse(cut)
-            if record is not None:
-                problem = self.judge(record, stats)
         else:
-            record = None
-            where = self.scanner.record_parts[-1]
+            record, where = None, self.scanner.record_parts[-1]
             problem = UNEXPECTED_ELEMENT, f"another element where <{where}> records stand"
-        if problem is None and record is not None:
-            values = tuple(_value(record, *path) for path in self.paths)
-            return Record(values, None, ordinal, cut.line)
+        if record is not None:
+            # Each field's elements, found once: for doubles, presence and the value.
+            found = [record.findall(path) if path else [record] for path, _ in self.paths]
+            problem = self._doubled(found) or self.shape.judge(
+                (
+                    bool(elements) and (not attribute or attribute in elements[0].attrib)
+                    for elements, (_, attribute) in zip(found, self.paths, strict=True)
+                ),
+                leaves(record),
+                stats,
+            )
+            if problem is None:
+                values = tuple(
+                    _value(elements[0] if elements else None, attribute)
+                    for elements, (_, attribute) in zip(found, self.paths, strict=True)
+                )
+                return Record(values, None, ordinal, cut.line)
         reason, detail = problem or (INVALID_RECORD, "")
         error = describe(reason, self.path, line=cut.line, record=ordinal, detail=detail)
         return Record.unreadable(len(self.fields), error, ordinal, cut.line)
 
+    def _doubled(self, found: list[list[Element]]) -> tuple[str, str] | None:
+        """A declared field's element more than once: which one would win is a guess."""
+        for field, elements, (path, _) in zip(self.fields, found, self.paths, strict=True):
+            if len(elements) > 1:
+                detail = f"{shape.shown(path)} more than once (field {field.name})"
+                return DUPLICATE_ELEMENT, detail
+        return None
+
     def parse(self, cut: _Cut) -> tuple[Element | None, tuple[str, str] | None]:
-        """The record's element, or why it cannot be read whatever its shape."""
+        """The record's element, or why it cannot be read whatever its fields."""
         if cut.text is None:
             return None, (INVALID_RECORD, "no end tag before the next record starts")
         text = cut.text
@@ -367,7 +398,7 @@ class _Reader:
                     f"a control character in markup, line {line}",
                 )
             return None, (INVALID_RECORD, f"{ErrorString(error.code)} on line {line}")
-        if _depth(record) > shape.MAX_NESTING:
+        if text.count("<") > shape.MAX_NESTING and _depth(record) > shape.MAX_NESTING:
             return None, (shape.NESTING_TOO_DEEP, f"over {shape.MAX_NESTING} levels of elements")
         if undecodable or control:
             mark = _BYTES_MARK if undecodable else _CONTROL_MARK
@@ -376,21 +407,7 @@ class _Reader:
             if undecodable:
                 return None, (shape.UNDECODABLE_BYTES, self._bytes(where))
             return None, (shape.CONTROL_CHARACTER, f"a control character in {where}")
-        for field, (element_path, _) in zip(self.fields, self.paths, strict=True):
-            if element_path and len(record.findall(element_path)) > 1:
-                detail = f"{shape.shown(element_path)} more than once (field {field.name})"
-                return None, (DUPLICATE_ELEMENT, detail)
         return record, None
-
-    def judge(self, record: Element, stats: ReadStats) -> tuple[str, str] | None:
-        """Why the record's paths make it unreadable (shape.judge), or ``None``."""
-        return shape.judge(
-            self.fields,
-            (_is_present(record, *path) for path in self.paths),
-            leaves(record),
-            "/",
-            stats,
-        )
 
     def _bytes(self, where: str) -> str:
         return f"bytes not valid {self.dataset.encoding} in {where}"
