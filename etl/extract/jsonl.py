@@ -73,9 +73,13 @@ def _recording_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) == len(pairs):
         return value
-    seen: set[str] = set()
     duplicated = _Duplicated(pairs)
-    duplicated.duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            duplicated.duplicate = key
+            break
+        seen.add(key)
     return duplicated
 
 
@@ -235,7 +239,8 @@ def _parse(line: str, encoding: str) -> _Parsed:
         where = shape.shown(duplicate) if duplicate else "a key"
         return _Parsed(None, DUPLICATE_KEY, f"{where} more than once in one object")
     except json.JSONDecodeError as error:
-        return _Parsed(None, INVALID_JSON, f"{error.msg} at column {error.colno}")
+        message = error.msg.removesuffix(" at")  # "Invalid control character at"
+        return _Parsed(None, INVALID_JSON, f"{message} at column {error.colno}")
     except ValueError:
         return _Parsed(None, INVALID_JSON, "NaN or Infinity, which JSON does not have")
     except RecursionError:  # not expected after the nesting check; never a traceback

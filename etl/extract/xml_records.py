@@ -291,12 +291,12 @@ def _texts(record: Element) -> Iterator[tuple[str, str]]:
 
     def walk(element: Element, path: str) -> Iterator[tuple[str, str]]:
         prefix = f"{path}/" if path else ""
-        yield path or ".", element.text or ""
+        yield path or "the record element", element.text or ""
         for name, value in element.attrib.items():
             yield f"{prefix}@{name}", value
         for child in element:
             yield from walk(child, prefix + child.tag)
-            yield path or ".", child.tail or ""
+            yield path or "the record element", child.tail or ""
 
     return walk(record, "")
 
