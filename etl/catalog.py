@@ -80,6 +80,9 @@ class SourceField(Strict):
     name: str
     width: int | None = Field(default=None, gt=0)
     path: str | None = None
+    # XML and JSON lines: a record without this element, attribute or key is unreadable
+    # (``missing_field``) instead of reading it as NA. See etl/extract/shape.py.
+    required: bool = False
 
 
 class Connection(Strict):

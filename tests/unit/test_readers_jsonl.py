@@ -10,7 +10,7 @@ import pytest
 
 from etl.catalog import FileDataset
 from etl.extract.readers import SchemaDriftError, check_file_schema, read_file_chunks
-from etl.extract.records import READ_ERROR
+from etl.extract.records import READ_ERROR, reason_of
 
 pytestmark = pytest.mark.unit
 
@@ -107,8 +107,12 @@ def test_nested_keys_missing_keys_and_a_non_object_parent(tmp_path):
     assert rows(frame, "VACCINATION_ID", "PERSONNUMMER", "ATC", "DOSE") == [
         ("V1", "199001012385", "J07BB02", "1"),
         ("V2", None, "J07BB02", "1"),
-        ("V3", "199001012385", None, "1"),
+        (None, None, None, None),  # not "no ATC": the object it was read from is gone
     ]
+    assert frame[READ_ERROR].iloc[2] == (
+        "unexpected_field (vaccination.jsonl, line 3, record 3): vaccine not declared, "
+        "declared vaccine.atc, vaccine.name absent"
+    )
     assert list(frame.columns) == [*jsonl_dataset().column_names, READ_ERROR]
 
 
@@ -130,7 +134,7 @@ def test_bad_lines_become_rows_blank_lines_are_skipped(tmp_path):
 
     assert frame["VACCINATION_ID"].tolist()[0] == "V1"
     assert frame["VACCINATION_ID"].tolist()[-1] == "V3"
-    assert frame[READ_ERROR].fillna("").tolist() == [
+    assert [reason_of(error) for error in frame[READ_ERROR].fillna("").tolist()] == [
         "",
         "invalid_json",
         "invalid_json",
@@ -140,14 +144,17 @@ def test_bad_lines_become_rows_blank_lines_are_skipped(tmp_path):
     assert frame.iloc[1:4].drop(columns=READ_ERROR).isna().all().all()
 
 
-def test_bad_bytes_become_replacement_characters(tmp_path):
+def test_bad_bytes_make_their_record_unreadable_naming_the_key(tmp_path):
     path = write(tmp_path, [vaccination("V1", vaccine={"atc": "J07BB02", "name": "Vaccin X"})])
     path.write_bytes(path.read_bytes().replace(b"Vaccin X", b"Vaccin \xff"))
 
     frame = read_all(tmp_path, jsonl_dataset())
 
-    assert frame["VACCINE_NAME"].iloc[0] == "Vaccin \ufffd"
-    assert frame[READ_ERROR].isna().all()
+    assert frame[READ_ERROR].tolist() == [
+        "undecodable_bytes (vaccination.jsonl, line 1, record 1): "
+        "bytes not valid utf-8 in vaccine.name"
+    ]
+    assert frame.drop(columns=READ_ERROR).isna().all().all()
 
 
 def test_chunks_of_two_hold_the_same_rows_as_one_chunk(tmp_path):

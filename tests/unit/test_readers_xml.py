@@ -14,7 +14,7 @@ from etl.extract.readers import (
     check_file_schema,
     read_file_chunks,
 )
-from etl.extract.records import READ_ERROR
+from etl.extract.records import READ_ERROR, reason_of
 
 pytestmark = pytest.mark.unit
 
@@ -114,14 +114,18 @@ def test_the_dataset_encoding_wins_over_the_prolog(tmp_path):
     assert frame["ANSWER"].tolist() == ["Förändrad"]
 
 
-def test_one_bad_byte_becomes_a_replacement_character_in_its_field_only(tmp_path):
+def test_one_bad_byte_makes_only_its_record_unreadable_naming_the_field(tmp_path):
     path = write(tmp_path, export(record("U1", answer="Svar X"), record("U2")), encoding="cp1252")
     path.write_bytes(path.read_bytes().replace(b"Svar X", b"Svar \x81"))  # undefined in cp1252
 
     frame = read_all(tmp_path, xml_dataset(encoding="cp1252"))
 
     assert rows(frame, "EXAMINATION_ID", "ANSWER", READ_ERROR) == [
-        ("U1", "Svar \ufffd", None),
+        (
+            None,
+            None,
+            "undecodable_bytes (ris.xml, line 4, record 1): bytes not valid cp1252 in Svar",
+        ),
         ("U2", "Normalt fynd", None),
     ]
 
@@ -163,11 +167,10 @@ def test_a_record_that_does_not_parse_is_an_invalid_row_and_the_file_goes_on(tmp
 
     frame = read_all(tmp_path, xml_dataset())
 
-    assert rows(frame, "EXAMINATION_ID", READ_ERROR) == [
-        ("U1", None),
-        (None, "invalid_xml_record"),
-        ("U3", None),
-    ]
+    assert [
+        (examination_id, error and reason_of(error))
+        for examination_id, error in rows(frame, "EXAMINATION_ID", READ_ERROR)
+    ] == [("U1", None), (None, "invalid_xml_record"), ("U3", None)]
 
 
 @pytest.mark.parametrize(
