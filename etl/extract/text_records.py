@@ -1,0 +1,385 @@
+"""Delimited and fixed-width text exports, one row per physical record (``read_records``).
+
+What one physical record is (the same rules as the independent count in ``etl.extract.physical``):
+
+* The terminator is the file's own, decided by its first line ending: ``CRLF`` if the first LF
+  follows a CR, else ``LF``. Only that terminator ends a record; any other CR or LF is content.
+* Delimited: a terminator ends a record only outside double quotes. Quotes pair by parity (an
+  escaped ``""`` is two quotes), so a quote that is never closed makes the rest of the file one
+  record (``unterminated_quote``). The first record is the header (checked as schema drift by
+  ``readers.check_file_schema``; not a record here). Fixed width: quotes are plain text.
+* A last record without terminator counts; an empty line is a record (and not a valid one).
+  A UTF-8 byte order mark at the start of the file is not content.
+
+No silent repair: a record is one unreadable row (all values ``None``, ``_read_error`` written
+by ``records.describe``, never with values in it) when it has the wrong number of fields
+(delimited, RFC 4180: ``""`` escapes a quote, a quoted field may hold the delimiter; a quote
+anywhere else is ``invalid_quoting``), the wrong width (fixed width: never padded or cut), a C0
+control character in a field (CR, LF, NUL, ...), bytes the declared encoding cannot decode, or a
+literal U+FFFD. Readable values are exactly the source text: empty fields are ``""`` and
+fixed-width fields keep their spaces (the transform judges them), as the pandas readers did.
+
+Speed: the file is decoded in blocks of ``BLOCK_BYTES`` (``surrogateescape``, so an undecodable
+byte is a lone surrogate that names itself). A block's records are split, checked and cut into
+fields by C code (``str.split``, one regex search over the block, ``itemgetter`` of slices);
+only records that contain a quote or that the block checks flag are looked at one by one.
+Memory: a block plus the longest record; a record longer than ``MAX_RECORD_CHARS`` is skipped
+without being held (``record_too_long``, or ``unterminated_quote`` when it runs to the end).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from bisect import bisect_right
+from collections.abc import Iterator
+from itertools import accumulate, chain, count, pairwise, repeat
+from operator import itemgetter
+from pathlib import Path
+from typing import NamedTuple
+
+from etl.catalog import FileDataset, FileFormat
+from etl.extract.records import ReadStats, Record, describe
+
+UNTERMINATED_QUOTE = "unterminated_quote"
+INVALID_QUOTING = "invalid_quoting"
+INVALID_FIELD_COUNT = "invalid_field_count"
+INVALID_RECORD_WIDTH = "invalid_record_width"
+RECORD_TOO_LONG = "record_too_long"
+CONTROL_CHARACTER = "control_character_in_field"
+UNDECODABLE_BYTES = "undecodable_bytes"
+REPLACEMENT_CHARACTER = "replacement_character"
+
+BLOCK_BYTES = 1 << 20
+MAX_RECORD_CHARS = 1 << 24
+BYTE_ORDER_MARK = "\ufeff"
+# Joins a block's records for the one regex search; any character the search does not match.
+_JOIN = "\x7f"
+
+
+class _Overlong(NamedTuple):
+    """A record longer than ``MAX_RECORD_CHARS``, skipped without being held."""
+
+    line_feeds: int  # LFs inside it (its lines - 1)
+    open_quote_line_feeds: int | None  # ends inside quotes (at end of file): LFs before that quote
+
+
+# --- physical records ---------------------------------------------------------------------------
+
+
+def _texts(path: Path, encoding: str) -> Iterator[str]:
+    """The file decoded block by block; undecodable bytes become lone surrogates."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+    is_start = True
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(BLOCK_BYTES)
+            text = decoder.decode(block, final=not block)
+            if is_start and text:
+                text, is_start = text.removeprefix(BYTE_ORDER_MARK), False
+            if text:
+                yield text
+            if not block:
+                return
+
+
+def _unquoted_run(terminator: str) -> str:
+    """Regex: characters outside quotes up to a quote or the terminator (possessive)."""
+    if terminator == "\n":
+        return '[^"\\n]*+'
+    return '[^"\\r]*+(?:\\r(?!\\n)[^"\\r]*+)*+'  # a CR not followed by LF is content
+
+
+class _Skip:
+    """Finds the end of an overlong record, block by block, keeping only its quote state."""
+
+    def __init__(self, terminator: str, is_quoted: bool) -> None:
+        self.terminator = terminator
+        self.events = re.compile(('"|' if is_quoted else "") + re.escape(terminator))
+        self.is_inside_quotes = False
+        self.line_feeds = 0
+        self.quote_line_feeds = 0
+        self.is_pending_cr = False  # the text so far ended with the CR of a possible CRLF
+
+    def feed(self, text: str) -> int:
+        """Where the record's terminator ends in ``text``, or -1 (it goes on)."""
+        if self.is_pending_cr:
+            self.is_pending_cr = False
+            if text.startswith("\n"):
+                return 1
+        position = 0
+        while True:
+            if self.is_inside_quotes:
+                found = text.find('"', position)
+                if found < 0:
+                    self.line_feeds += text.count("\n", position)
+                    return -1
+                self.line_feeds += text.count("\n", position, found)
+                self.is_inside_quotes, position = False, found + 1
+                continue
+            match = self.events.search(text, position)
+            if match is None:
+                self.line_feeds += text.count("\n", position)
+                self.is_pending_cr = self.terminator == "\r\n" and text.endswith("\r")
+                return -1
+            self.line_feeds += text.count("\n", position, match.start())
+            if match.group() != '"':
+                return match.end()
+            self.quote_line_feeds = self.line_feeds
+            self.is_inside_quotes, position = True, match.end()
+
+    def result(self) -> _Overlong:
+        return _Overlong(self.line_feeds, self.quote_line_feeds if self.is_inside_quotes else None)
+
+
+def _cut(buffer: str, terminator: str, record_end) -> tuple[list[str], int]:
+    """The complete records at the start of ``buffer`` (which starts a record), and where the
+    incomplete rest begins. ``record_end`` is None when quotes do not matter."""
+    step = len(terminator)
+    if record_end is None or '"' not in buffer:
+        last = buffer.rfind(terminator)
+        return (buffer[:last].split(terminator), last + step) if last >= 0 else ([], 0)
+    records: list[str] = []
+    position = 0
+    while True:
+        quote = buffer.find('"', position)
+        if quote < 0:  # quote-free from here: split at C speed
+            last = buffer.rfind(terminator, position)
+            if last >= 0:
+                records += buffer[position:last].split(terminator)
+                position = last + step
+            return records, position
+        before = buffer.rfind(terminator, position, quote)
+        if before >= 0:
+            records += buffer[position:before].split(terminator)
+            position = before + step
+        end = record_end(buffer, position).end()
+        if not buffer.startswith(terminator, end):  # runs past the buffer (or an open quote)
+            return records, position
+        records.append(buffer[position:end])
+        position = end + step
+
+
+def _physical_records(
+    path: Path, encoding: str, is_quoted: bool
+) -> Iterator[list[str] | _Overlong]:
+    """Batches of records (text without terminator), in file order."""
+    texts = _texts(path, encoding)
+    head = ""
+    for text in texts:  # up to the first line ending, which decides the terminator
+        head += text
+        if "\n" in head or len(head) > MAX_RECORD_CHARS:
+            break
+    first_line_feed = head.find("\n")
+    terminator = "\r\n" if first_line_feed > 0 and head[first_line_feed - 1] == "\r" else "\n"
+    record_end = None
+    if is_quoted:
+        run = _unquoted_run(terminator)
+        record_end = re.compile(f'{run}(?:"[^"]*+"{run})*+').match
+    carry = ""
+    skip: _Skip | None = None
+    for text in chain([head], texts):
+        buffer = carry + text if carry else text
+        if skip is not None:
+            end = skip.feed(buffer)
+            if end < 0:
+                carry = ""
+                continue
+            yield skip.result()
+            skip, buffer = None, buffer[end:]
+        records, rest = _cut(buffer, terminator, record_end)
+        if records:
+            yield records
+        carry = buffer[rest:]
+        if len(carry) > MAX_RECORD_CHARS:
+            skip = _Skip(terminator, is_quoted)
+            if skip.feed(carry) >= 0:  # cannot be: the cut found no terminator in it
+                raise AssertionError("overlong record with a terminator")
+            carry = ""
+    if skip is not None:
+        yield skip.result()
+    elif carry:
+        yield [carry]  # the last record, without terminator
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+
+class _Problem(NamedTuple):
+    reason: str
+    detail: str
+
+
+class _Reader:
+    """Turns batches of physical records of one file into rows, counting as it goes."""
+
+    def __init__(self, path: Path, dataset: FileDataset, stats: ReadStats) -> None:
+        self.path = path
+        self.stats = stats
+        self.names = dataset.column_names
+        self.encoding = dataset.encoding
+        self.is_delimited = dataset.format is FileFormat.DELIMITED
+        self.ordinal = 1  # of the next record
+        self.line = 1  # where the next record starts
+        delimiter = dataset.delimiter if self.is_delimited else ""
+        self.delimiter = delimiter
+        # Control characters (the delimiter excepted: a quoted field may hold it), lone
+        # surrogates (undecodable bytes) and U+FFFD: what no readable field holds.
+        controls = "".join(f"\\x{c:02x}" for c in range(0x20) if chr(c) != delimiter)
+        self.bad = re.compile(f"[{controls}\\ud800-\\udfff\\ufffd]")
+        if self.is_delimited:
+            d = re.escape(delimiter)
+            field = f'"[^"]*+(?:""[^"]*+)*+"|[^{d}"]*+'
+            self.quoted_record = re.compile(f"(?:{field})(?:{d}(?:{field}))*+")
+            self.quoted_fields = re.compile(f'"([^"]*+(?:""[^"]*+)*+)"{d}|([^{d}"]*+){d}')
+        else:
+            widths = [f.width or 0 for f in dataset.fields]
+            self.width = sum(widths)
+            bounds = list(accumulate(widths, initial=0))
+            slices = [slice(a, b) for a, b in pairwise(bounds)]
+            getter = itemgetter(*slices)
+            self.cut = getter if len(slices) > 1 else (lambda text: (text,))
+
+    # One record, judged on its own (records a block check flagged, or that hold a quote).
+
+    def judge(self, text: str, line: int) -> tuple[str, ...] | _Problem:
+        if not self.is_delimited:
+            if len(text) != self.width:
+                return _Problem(
+                    INVALID_RECORD_WIDTH, f"{len(text)} characters, {self.width} declared"
+                )
+            return self.field_problem(self.cut(text))
+        if '"' in text:
+            if text.count('"') % 2:
+                quote_line = line + text.count("\n", 0, text.rfind('"'))
+                return _Problem(
+                    UNTERMINATED_QUOTE,
+                    f"the quote opened on line {quote_line} is not closed before the end of file",
+                )
+            if self.quoted_record.fullmatch(text) is None:
+                return _Problem(
+                    INVALID_QUOTING, "a quote inside an unquoted field or after a closing quote"
+                )
+            found = self.quoted_fields.findall(text + self.delimiter)
+            values = tuple((quoted + plain).replace('""', '"') for quoted, plain in found)
+        else:
+            values = tuple(text.split(self.delimiter))
+        if len(values) != len(self.names):
+            fields = "field" if len(values) == 1 else "fields"
+            return _Problem(
+                INVALID_FIELD_COUNT, f"{len(values)} {fields}, {len(self.names)} declared"
+            )
+        return self.field_problem(values)
+
+    def field_problem(self, values: tuple[str, ...]) -> tuple[str, ...] | _Problem:
+        for name, value in zip(self.names, values, strict=True):
+            found = self.bad.search(value)
+            if found is None:
+                continue
+            character = found.group()
+            if character == "\ufffd":
+                return _Problem(REPLACEMENT_CHARACTER, f"U+FFFD in column {name}")
+            if "\udc80" <= character <= "\udcff":
+                byte = ord(character) - 0xDC00
+                return _Problem(
+                    UNDECODABLE_BYTES,
+                    f"byte 0x{byte:02X} in column {name} does not decode as {self.encoding}",
+                )
+            if "\ud800" <= character <= "\udfff":
+                return _Problem(UNDECODABLE_BYTES, f"a lone surrogate in column {name}")
+            return _Problem(CONTROL_CHARACTER, f"U+{ord(character):04X} in column {name}")
+        return values
+
+    def unreadable(self, problem: _Problem, record: int, line: int) -> Record:
+        self.stats.unreadable += 1
+        error = describe(problem.reason, self.path, line=line, record=record, detail=problem.detail)
+        return Record.unreadable(len(self.names), error, record, line)
+
+    # A batch: checked as a whole, then cut in bulk unless something was flagged.
+
+    def rows(self, records: list[str]) -> Iterator[Record]:
+        total = len(records)
+        self.stats.records += total
+        first, line = self.ordinal, self.line
+        joined = _JOIN.join(records)
+        if "\n" in joined:  # records spanning lines (or a bare LF): line of each one
+            starts = list(accumulate((text.count("\n") + 1 for text in records), initial=line))
+            self.line, lines = starts.pop(), starts
+        else:
+            self.line, lines = line + total, range(line, line + total)
+        self.ordinal += total
+
+        flagged: set[int] = set()
+        if self.is_delimited:
+            is_quoted = '"' in joined
+            if is_quoted:  # records with a quote are judged one by one
+                values = [None if '"' in text else text.split(self.delimiter) for text in records]
+            else:
+                values = list(map(str.split, records, repeat(self.delimiter)))
+            width = len(self.names)
+            if is_quoted or list(map(len, values)).count(width) != total:
+                flagged.update(i for i, v in enumerate(values) if v is None or len(v) != width)
+            values = map(tuple, values) if not flagged else values
+        else:
+            if list(map(len, records)).count(self.width) != total:
+                flagged.update(i for i, text in enumerate(records) if len(text) != self.width)
+            values = map(self.cut, records)
+        found = self.bad.search(joined)
+        if found is not None:
+            ends = list(accumulate(len(text) + 1 for text in records))
+            flagged.update(bisect_right(ends, m.start()) for m in self.bad.finditer(joined))
+
+        if not flagged:
+            yield from map(Record, values, repeat(None), count(first), lines)
+            return
+        values = list(values)
+        for index, (text, line) in enumerate(zip(records, lines, strict=True)):
+            record = first + index
+            if index not in flagged:
+                yield Record(tuple(values[index]), None, record, line)
+                continue
+            judged = self.judge(text, line)
+            if isinstance(judged, _Problem):
+                yield self.unreadable(judged, record, line)
+            else:
+                yield Record(judged, None, record, line)
+
+    def overlong(self, skipped: _Overlong) -> Record:
+        self.stats.records += 1
+        record, line = self.ordinal, self.line
+        self.ordinal += 1
+        self.line += skipped.line_feeds + 1
+        if skipped.open_quote_line_feeds is not None:
+            quote_line = line + skipped.open_quote_line_feeds
+            problem = _Problem(
+                UNTERMINATED_QUOTE,
+                f"the quote opened on line {quote_line} is not closed before the end of file",
+            )
+        elif self.is_delimited:
+            problem = _Problem(RECORD_TOO_LONG, f"more than {MAX_RECORD_CHARS} characters")
+        else:
+            problem = _Problem(
+                INVALID_RECORD_WIDTH,
+                f"more than {MAX_RECORD_CHARS} characters, {self.width} declared",
+            )
+        return self.unreadable(problem, record, line)
+
+
+def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Record]:
+    """Rows of one delimited or fixed-width file, one per physical record, in file order."""
+    reader = _Reader(path, dataset, stats)
+    is_header = reader.is_delimited
+    for batch in _physical_records(path, dataset.encoding, is_quoted=reader.is_delimited):
+        if is_header:  # the first record of a delimited file: not a record
+            is_header = False
+            if isinstance(batch, _Overlong):
+                reader.line += batch.line_feeds + 1
+                continue
+            header, batch = batch[0], batch[1:]
+            reader.line += header.count("\n") + 1
+            if not batch:
+                continue
+        if isinstance(batch, _Overlong):
+            yield reader.overlong(batch)
+        else:
+            yield from reader.rows(batch)
