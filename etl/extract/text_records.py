@@ -67,19 +67,58 @@ class _Overlong(NamedTuple):
 # --- physical records ---------------------------------------------------------------------------
 
 
-def _texts(path: Path, encoding: str) -> Iterator[str]:
-    """The file decoded block by block; undecodable bytes become lone surrogates."""
-    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+class _Text(NamedTuple):
+    text: str
+    is_suspect: bool  # may hold a control character besides CR/LF, an undecodable byte, U+FFFD
+
+
+_C0_BYTES = bytes(range(0x20))
+
+
+def _is_ascii_compatible(encoding: str) -> bool:
+    """Whether bytes 0x00-0x1F are the C0 characters, and no other byte sequence decodes to one."""
+    name = codecs.lookup(encoding).name
+    return not name.startswith(("utf-16", "utf-32")) and _C0_BYTES.decode(
+        encoding, errors="replace"
+    ) == _C0_BYTES.decode("ascii")
+
+
+def _texts(path: Path, encoding: str, delimiter: str) -> Iterator[_Text]:
+    """The file decoded block by block; undecodable bytes become lone surrogates.
+
+    Each block is first looked at as bytes, at C speed: a block without control bytes (but CR,
+    LF and the delimiter), that decodes strictly and holds no U+FFFD is not suspect, and its
+    records need no character search.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    controls = (
+        _C0_BYTES.translate(None, delimiter.encode("ascii") + b"\r\n")
+        if (delimiter.isascii())
+        else _C0_BYTES
+    )
+    is_checkable = _is_ascii_compatible(encoding)
     is_start = True
     with path.open("rb") as handle:
         while True:
             block = handle.read(BLOCK_BYTES)
-            text = decoder.decode(block, final=not block)
+            is_final = not block
+            state = decoder.getstate()
+            try:
+                text = decoder.decode(block, final=is_final)
+                is_suspect = not is_checkable or "\ufffd" in text
+            except UnicodeDecodeError:
+                decoder.setstate(state)
+                decoder.errors = "surrogateescape"
+                text = decoder.decode(block, final=is_final)
+                decoder.errors = "strict"
+                is_suspect = True
+            if not is_suspect and len(block.translate(None, controls)) != len(block):
+                is_suspect = True
             if is_start and text:
                 text, is_start = text.removeprefix(BYTE_ORDER_MARK), False
             if text:
-                yield text
-            if not block:
+                yield _Text(text, is_suspect)
+            if is_final:
                 return
 
 
@@ -160,14 +199,19 @@ def _cut(buffer: str, terminator: str, record_end) -> tuple[list[str], int]:
         position = end + step
 
 
+class _Batch(NamedTuple):
+    records: list[str]
+    is_suspect: bool  # see _Text
+
+
 def _physical_records(
-    path: Path, encoding: str, is_quoted: bool
-) -> Iterator[list[str] | _Overlong]:
+    path: Path, encoding: str, delimiter: str, is_quoted: bool
+) -> Iterator[_Batch | _Overlong]:
     """Batches of records (text without terminator), in file order."""
-    texts = _texts(path, encoding)
-    head = ""
-    for text in texts:  # up to the first line ending, which decides the terminator
-        head += text
+    texts = _texts(path, encoding, delimiter)
+    head, is_head_suspect = "", False
+    for text, is_suspect in texts:  # up to the first line ending: it decides the terminator
+        head, is_head_suspect = head + text, is_head_suspect or is_suspect
         if "\n" in head or len(head) > MAX_RECORD_CHARS:
             break
     first_line_feed = head.find("\n")
@@ -176,10 +220,11 @@ def _physical_records(
     if is_quoted:
         run = _unquoted_run(terminator)
         record_end = re.compile(f'{run}(?:"[^"]*+"{run})*+').match
-    carry = ""
+    carry, is_carry_suspect = "", False
     skip: _Skip | None = None
-    for text in chain([head], texts):
+    for text, is_suspect in chain([_Text(head, is_head_suspect)], texts):
         buffer = carry + text if carry else text
+        is_suspect = is_suspect or is_carry_suspect
         if skip is not None:
             end = skip.feed(buffer)
             if end < 0:
@@ -189,8 +234,8 @@ def _physical_records(
             skip, buffer = None, buffer[end:]
         records, rest = _cut(buffer, terminator, record_end)
         if records:
-            yield records
-        carry = buffer[rest:]
+            yield _Batch(records, is_suspect)
+        carry, is_carry_suspect = buffer[rest:], is_suspect
         if len(carry) > MAX_RECORD_CHARS:
             skip = _Skip(terminator, is_quoted)
             if skip.feed(carry) >= 0:  # cannot be: the cut found no terminator in it
@@ -199,7 +244,7 @@ def _physical_records(
     if skip is not None:
         yield skip.result()
     elif carry:
-        yield [carry]  # the last record, without terminator
+        yield _Batch([carry], is_carry_suspect)  # the last record, without terminator
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -297,47 +342,45 @@ class _Reader:
 
     # A batch: checked as a whole, then cut in bulk unless something was flagged.
 
-    def rows(self, records: list[str]) -> Iterator[Record]:
+    def rows(self, batch: _Batch) -> Iterator[Record]:
+        records = batch.records
         total = len(records)
         self.stats.records += total
         first, line = self.ordinal, self.line
-        joined = _JOIN.join(records)
-        if "\n" in joined:  # records spanning lines (or a bare LF): line of each one
+        self.ordinal += total
+        # Joined by the delimiter (never a character the search matches): one text to check.
+        joined = (self.delimiter or _JOIN).join(records)
+        has_line_feed = "\n" in joined
+        if has_line_feed:  # records spanning lines (or a bare LF): the line of each one
             starts = list(accumulate((text.count("\n") + 1 for text in records), initial=line))
             self.line, lines = starts.pop(), starts
         else:
             self.line, lines = line + total, range(line, line + total)
-        self.ordinal += total
 
         flagged: set[int] = set()
+        width = len(self.names)
         if self.is_delimited:
-            is_quoted = '"' in joined
-            if is_quoted:  # records with a quote are judged one by one
-                values = [None if '"' in text else text.split(self.delimiter) for text in records]
-            else:
-                values = list(map(str.split, records, repeat(self.delimiter)))
-            width = len(self.names)
-            if is_quoted or list(map(len, values)).count(width) != total:
-                flagged.update(i for i, v in enumerate(values) if v is None or len(v) != width)
-            values = map(tuple, values) if not flagged else values
-        else:
-            if list(map(len, records)).count(self.width) != total:
-                flagged.update(i for i, text in enumerate(records) if len(text) != self.width)
-            values = map(self.cut, records)
-        found = self.bad.search(joined)
-        if found is not None:
+            if '"' in joined:  # records with a quote are judged one by one
+                flagged.update(i for i, text in enumerate(records) if '"' in text)
+            delimiters = list(map(str.count, records, repeat(self.delimiter)))
+            if delimiters.count(width - 1) != total:
+                flagged.update(i for i, n in enumerate(delimiters) if n != width - 1)
+        elif list(map(len, records)).count(self.width) != total:
+            flagged.update(i for i, text in enumerate(records) if len(text) != self.width)
+        if batch.is_suspect or has_line_feed or "\r" in joined:
             ends = list(accumulate(len(text) + 1 for text in records))
             flagged.update(bisect_right(ends, m.start()) for m in self.bad.finditer(joined))
 
-        if not flagged:
-            yield from map(Record, values, repeat(None), count(first), lines)
+        if not flagged:  # cut in bulk: no Python code per record
+            if self.is_delimited:
+                values = zip(*[iter(joined.split(self.delimiter))] * width, strict=False)
+            else:
+                values = map(self.cut, records)
+            rows = zip(values, repeat(None), count(first), lines, strict=False)
+            yield from map(tuple.__new__, repeat(Record), rows)
             return
-        values = list(values)
         for index, (text, line) in enumerate(zip(records, lines, strict=True)):
             record = first + index
-            if index not in flagged:
-                yield Record(tuple(values[index]), None, record, line)
-                continue
             judged = self.judge(text, line)
             if isinstance(judged, _Problem):
                 yield self.unreadable(judged, record, line)
@@ -369,16 +412,20 @@ def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator
     """Rows of one delimited or fixed-width file, one per physical record, in file order."""
     reader = _Reader(path, dataset, stats)
     is_header = reader.is_delimited
-    for batch in _physical_records(path, dataset.encoding, is_quoted=reader.is_delimited):
+    batches = _physical_records(
+        path, dataset.encoding, reader.delimiter, is_quoted=reader.is_delimited
+    )
+    for batch in batches:
         if is_header:  # the first record of a delimited file: not a record
             is_header = False
             if isinstance(batch, _Overlong):
                 reader.line += batch.line_feeds + 1
                 continue
-            header, batch = batch[0], batch[1:]
+            header, *rest = batch.records
             reader.line += header.count("\n") + 1
-            if not batch:
+            if not rest:
                 continue
+            batch = _Batch(rest, batch.is_suspect)
         if isinstance(batch, _Overlong):
             yield reader.overlong(batch)
         else:
