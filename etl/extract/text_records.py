@@ -33,7 +33,7 @@ import codecs
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
-from itertools import accumulate, chain, count, pairwise, repeat
+from itertools import accumulate, count, pairwise, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -199,6 +199,17 @@ def _cut(buffer: str, terminator: str, record_end) -> tuple[list[str], int]:
         position = end + step
 
 
+def _terminator(path: Path, encoding: str, delimiter: str) -> str:
+    """``CRLF`` if the file's first LF follows a CR, else ``LF`` (also when it has no LF)."""
+    previous = ""
+    for text, _ in _texts(path, encoding, delimiter):
+        first = text.find("\n")
+        if first >= 0:
+            return "\r\n" if (text[first - 1] if first else previous) == "\r" else "\n"
+        previous = text[-1]
+    return "\n"
+
+
 class _Batch(NamedTuple):
     records: list[str]
     is_suspect: bool  # see _Text
@@ -208,21 +219,14 @@ def _physical_records(
     path: Path, encoding: str, delimiter: str, is_quoted: bool
 ) -> Iterator[_Batch | _Overlong]:
     """Batches of records (text without terminator), in file order."""
-    texts = _texts(path, encoding, delimiter)
-    head, is_head_suspect = "", False
-    for text, is_suspect in texts:  # up to the first line ending: it decides the terminator
-        head, is_head_suspect = head + text, is_head_suspect or is_suspect
-        if "\n" in head or len(head) > MAX_RECORD_CHARS:
-            break
-    first_line_feed = head.find("\n")
-    terminator = "\r\n" if first_line_feed > 0 and head[first_line_feed - 1] == "\r" else "\n"
+    terminator = _terminator(path, encoding, delimiter)
     record_end = None
     if is_quoted:
         run = _unquoted_run(terminator)
         record_end = re.compile(f'{run}(?:"[^"]*+"{run})*+').match
     carry, is_carry_suspect = "", False
     skip: _Skip | None = None
-    for text, is_suspect in chain([_Text(head, is_head_suspect)], texts):
+    for text, is_suspect in _texts(path, encoding, delimiter):
         buffer = carry + text if carry else text
         is_suspect = is_suspect or is_carry_suspect
         if skip is not None:
