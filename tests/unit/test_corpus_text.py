@@ -12,7 +12,7 @@ from etl.catalog import FileDataset
 from etl.extract import text_records
 from etl.extract.readers import _read_text_table
 from etl.extract.records import READ_ERROR, ReadStats, Record, frames, reason_of
-from etl.extract.text_records import read_records
+from etl.extract.text_records import read_frames, read_records
 from tests.corpus import CorpusCase, Unreadable
 from tests.corpus import delimited as delimited_corpus
 from tests.corpus import fixed_width as fixed_width_corpus
@@ -86,6 +86,25 @@ def test_block_boundaries_change_nothing(tmp_path, monkeypatch, case, block_byte
     records, stats, _ = read(tmp_path, case)
 
     assert records == expected
+    assert stats == expected_stats
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 1000])
+@pytest.mark.parametrize("case", CASES)
+def test_read_frames_is_frames_of_read_records(tmp_path, monkeypatch, case, chunk_rows):
+    monkeypatch.setattr(text_records, "BLOCK_BYTES", 16)  # several batches per file
+    path = tmp_path / case.filename
+    path.write_bytes(case.content)
+    dataset = FileDataset.model_validate(case.dataset)
+    expected_stats, stats = ReadStats(path), ReadStats(path)
+    records = read_records(path, dataset, expected_stats)
+    expected = list(frames(records, dataset.column_names, chunk_rows))
+
+    found = list(read_frames(path, dataset, stats, chunk_rows))
+
+    assert len(found) == len(expected)
+    for frame, expected_frame in zip(found, expected, strict=True):
+        pd.testing.assert_frame_equal(frame, expected_frame)
     assert stats == expected_stats
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from etl.catalog import FileDataset
 from etl.extract.readers import _read_text_table
 from etl.extract.records import READ_ERROR, ReadStats, Record, frames, reason_of
-from etl.extract.text_records import read_records
+from etl.extract.text_records import read_frames, read_records
 
 pytestmark = pytest.mark.unit
 
@@ -39,8 +39,12 @@ def read(path: Path, dataset: FileDataset) -> tuple[list[Record], ReadStats]:
 
 
 def read_frame(path: Path, dataset: FileDataset) -> pd.DataFrame:
+    """Both ways to frames (through Records, and column-wise): the same, then one frame."""
     records = read_records(path, dataset, ReadStats(path))
-    return pd.concat(list(frames(records, dataset.column_names, 4)), ignore_index=True)
+    through_records = pd.concat(list(frames(records, dataset.column_names, 4)), ignore_index=True)
+    columnwise = pd.concat(list(read_frames(path, dataset, ReadStats(path), 4)), ignore_index=True)
+    pd.testing.assert_frame_equal(columnwise, through_records)
+    return columnwise
 
 
 # --- delimited --------------------------------------------------------------------------------
