@@ -41,6 +41,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pa_compute
+import pyarrow.csv as pa_csv
 
 from etl.catalog import FileDataset, FileFormat
 from etl.extract.records import READ_ERROR, ReadStats, Record, describe
@@ -80,11 +83,15 @@ _C0_BYTES = bytes(range(0x20))
 
 
 def _is_ascii_compatible(encoding: str) -> bool:
-    """Whether bytes 0x00-0x1F are the C0 characters, and no other byte sequence decodes to one."""
+    """Whether a control byte (0x00-0x1F) is exactly what decodes to a control character, so
+    that a block's control characters can be counted in its bytes."""
     name = codecs.lookup(encoding).name
-    return not name.startswith(("utf-16", "utf-32")) and _C0_BYTES.decode(
-        encoding, errors="replace"
-    ) == _C0_BYTES.decode("ascii")
+    if name in ("utf-8", "utf-8-sig"):
+        return True
+    table = bytes(range(256)).decode(encoding, errors="replace")
+    if len(table) != 256:  # not a one-byte code page: no shortcut
+        return False
+    return all((ord(character) < 0x20) == (byte < 0x20) for byte, character in enumerate(table))
 
 
 def _texts(path: Path, encoding: str, delimiter: str) -> Iterator[_Text]:
@@ -406,20 +413,57 @@ class _Reader:
         rows = zip(values, repeat(None), count(first), lines, strict=False)
         yield from map(tuple.__new__, repeat(Record), rows)
 
-    def columns(self, batch: _Batch) -> tuple[list[list[str | None]], list[str | None]]:
-        """The batch as columns (values, then each row's read error), cut in bulk if clean."""
+    def _arrow_csv(self, records: list[str]) -> list[pa.ChunkedArray] | None:
+        """Clean records (no quote, CR or LF; the right field count) cut into columns by Arrow's
+        CSV reader, or None if it does not see one row per record."""
+        data = "\n".join(records).encode("utf-8")
+        try:
+            table = pa_csv.read_csv(
+                pa.BufferReader(data),
+                read_options=pa_csv.ReadOptions(
+                    column_names=self.names, use_threads=False, block_size=len(data) + 1
+                ),
+                parse_options=pa_csv.ParseOptions(
+                    delimiter=self.delimiter, quote_char=False, ignore_empty_lines=False
+                ),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=dict.fromkeys(self.names, pa.large_string()),
+                    strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowException:
+            return None
+        if table.num_rows != len(records):
+            return None
+        return [table.column(name) for name in self.names]
+
+    def table(self, batch: _Batch) -> pa.Table:
+        """The batch as an Arrow table (the columns, then ``_read_error``). A clean batch is cut
+        by Arrow's C++ (CSV without quoting, or slices of fixed width): no Python string per
+        value."""
         first, lines, flagged, joined = self._take(batch)
+        total = len(batch.records)
         if flagged:
             rows = list(self._judged(batch.records, first, lines))
-            values = [list(column) for column in zip(*(row.values for row in rows), strict=True)]
-            return values, [row.read_error for row in rows]
-        if self.is_delimited:
-            flat = joined.split(self.delimiter)
-            width = len(self.names)
-            columns: list[list[str | None]] = [flat[i::width] for i in range(width)]
+            columns = [
+                pa.array(column, type=pa.large_string())
+                for column in zip(*(row.values for row in rows), strict=True)
+            ]
+            errors = pa.array([row.read_error for row in rows], type=pa.large_string())
+            return pa.table([*columns, errors], names=[*self.names, READ_ERROR])
+        if self.is_delimited:  # one record per line, no quote, no CR or LF in any value
+            columns = self._arrow_csv(batch.records)
+            if columns is None:  # Arrow saw another number of rows: cut in Python instead
+                flat = joined.split(self.delimiter)
+                width = len(self.names)
+                columns = [pa.array(flat[i::width], type=pa.large_string()) for i in range(width)]
         else:
-            columns = [list(map(itemgetter(cut), batch.records)) for cut in self.slices]
-        return columns, [None] * len(batch.records)
+            records = pa.array(batch.records, type=pa.large_string())
+            columns = [
+                pa_compute.utf8_slice_codeunits(records, cut.start, cut.stop) for cut in self.slices
+            ]
+        errors = pa.nulls(total, type=pa.large_string())
+        return pa.table([*columns, errors], names=[*self.names, READ_ERROR])
 
     def overlong(self, skipped: _Overlong) -> Record:
         self.stats.records += 1
@@ -476,34 +520,31 @@ def read_frames(
     path: Path, dataset: FileDataset, stats: ReadStats, chunk_rows: int
 ) -> Iterator[pd.DataFrame]:
     """The frames ``records.frames(read_records(...), dataset.column_names, chunk_rows)`` yields,
-    built column-wise: a clean block never becomes one ``Record`` per row (several times faster;
-    the extract stage's hot path)."""
+    built column-wise in Arrow: a clean block never becomes Python objects per row or value
+    (several times faster; the extract stage's hot path)."""
     reader = _Reader(path, dataset, stats)
-    names = dataset.column_names
-    columns: list[list[str | None]] = [[] for _ in names]
-    errors: list[str | None] = []
+    pending: list[pa.Table] = []
+    rows = 0
 
-    def frame(rows: int) -> pd.DataFrame:
-        data = {
-            name: pd.array(column[:rows], dtype="string")
-            for name, column in zip(names, columns, strict=True)
-        }
-        result = pd.DataFrame(data)
-        result[READ_ERROR] = pd.array(errors[:rows], dtype="string")
-        for column in (*columns, errors):
-            del column[:rows]
-        return result
+    def frame(table: pa.Table) -> pd.DataFrame:
+        return pd.DataFrame(
+            {name: pd.array(table.column(name), dtype="string") for name in table.column_names}
+        )
 
     for batch in _batches(reader, path, dataset):
         if isinstance(batch, _Overlong):
             record = reader.overlong(batch)
-            new_columns, new_errors = [[value] for value in record.values], [record.read_error]
+            values = [[value] for value in (*record.values, record.read_error)]
+            table = pa.table(values, names=[*reader.names, READ_ERROR])
+            table = table.cast(pa.schema([(n, pa.large_string()) for n in table.column_names]))
         else:
-            new_columns, new_errors = reader.columns(batch)
-        for column, new in zip(columns, new_columns, strict=True):
-            column.extend(new)
-        errors.extend(new_errors)
-        while len(errors) >= chunk_rows:
-            yield frame(chunk_rows)
-    if errors:
-        yield frame(len(errors))
+            table = reader.table(batch)
+        pending.append(table)
+        rows += table.num_rows
+        while rows >= chunk_rows:
+            combined = pa.concat_tables(pending)
+            yield frame(combined.slice(0, chunk_rows))
+            rest = combined.slice(chunk_rows)
+            pending, rows = [rest], rest.num_rows
+    if rows:
+        yield frame(pa.concat_tables(pending))

@@ -217,4 +217,11 @@ CASES = [
             Unreadable("control_character_in_field", 5, 7),
         ],
     ),
+    CorpusCase(
+        name="one_column_with_empty_values",
+        dataset={**dataset(), "key": ["KOD"], "columns": ["KOD"]},
+        content=b"KOD\r\nA01\r\n\r\nA02\r\n\r\n",
+        physical=4,
+        rows=[{"KOD": "A01"}, {"KOD": ""}, {"KOD": "A02"}, {"KOD": ""}],
+    ),
 ]
