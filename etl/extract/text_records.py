@@ -399,19 +399,46 @@ class _Reader:
             else:
                 yield Record(judged, None, record, line)
 
-    def rows(self, batch: _Batch) -> Iterator[Record]:
+    def _parts(self, batch: _Batch) -> Iterator[tuple[bool, list[str], int, Sequence[int], str]]:
+        """Count a batch in and cut it into runs: flagged records (judged one by one) and
+        stretches of clean ones (cut in bulk), each with its first ordinal, lines and, for a
+        clean stretch, its records joined."""
         first, lines, flagged, joined = self._take(batch)
-        if flagged:
-            yield from self._judged(batch.records, first, lines)
+        records = batch.records
+        if not flagged:
+            yield False, records, first, lines, joined
             return
-        # Cut in bulk: no Python code per record.
-        if self.is_delimited:
-            width = len(self.names)
-            values = zip(*[iter(joined.split(self.delimiter))] * width, strict=False)
-        else:
-            values = map(self.cut, batch.records)
-        rows = zip(values, repeat(None), count(first), lines, strict=False)
-        yield from map(tuple.__new__, repeat(Record), rows)
+        runs: list[tuple[int, int, bool]] = []  # start, stop, whether flagged
+        position, order, next_index = 0, sorted(flagged), 0
+        while next_index < len(order):
+            start = stop = order[next_index]
+            next_index += 1
+            while next_index < len(order) and order[next_index] == stop + 1:
+                stop, next_index = stop + 1, next_index + 1
+            if position < start:
+                runs.append((position, start, False))
+            runs.append((start, stop + 1, True))
+            position = stop + 1
+        if position < len(records):
+            runs.append((position, len(records), False))
+        for start, stop, is_flagged in runs:
+            part = records[start:stop]
+            joined = "" if is_flagged else (self.delimiter or _JOIN).join(part)
+            yield is_flagged, part, first + start, lines[start:stop], joined
+
+    def rows(self, batch: _Batch) -> Iterator[Record]:
+        for is_flagged, records, first, lines, joined in self._parts(batch):
+            if is_flagged:
+                yield from self._judged(records, first, lines)
+                continue
+            # Cut in bulk: no Python code per record.
+            if self.is_delimited:
+                width = len(self.names)
+                values = zip(*[iter(joined.split(self.delimiter))] * width, strict=False)
+            else:
+                values = map(self.cut, records)
+            rows = zip(values, repeat(None), count(first), lines, strict=False)
+            yield from map(tuple.__new__, repeat(Record), rows)
 
     def _arrow_csv(self, records: list[str]) -> list[pa.ChunkedArray] | None:
         """Clean records (no quote, CR or LF; the right field count) cut into columns by Arrow's
@@ -438,32 +465,36 @@ class _Reader:
         return [table.column(name) for name in self.names]
 
     def table(self, batch: _Batch) -> pa.Table:
-        """The batch as an Arrow table (the columns, then ``_read_error``). A clean batch is cut
-        by Arrow's C++ (CSV without quoting, or slices of fixed width): no Python string per
-        value."""
-        first, lines, flagged, joined = self._take(batch)
-        total = len(batch.records)
-        if flagged:
-            rows = list(self._judged(batch.records, first, lines))
-            columns = [
-                pa.array(column, type=pa.large_string())
-                for column in zip(*(row.values for row in rows), strict=True)
-            ]
-            errors = pa.array([row.read_error for row in rows], type=pa.large_string())
-            return pa.table([*columns, errors], names=[*self.names, READ_ERROR])
-        if self.is_delimited:  # one record per line, no quote, no CR or LF in any value
-            columns = self._arrow_csv(batch.records)
-            if columns is None:  # Arrow saw another number of rows: cut in Python instead
-                flat = joined.split(self.delimiter)
-                width = len(self.names)
-                columns = [pa.array(flat[i::width], type=pa.large_string()) for i in range(width)]
-        else:
-            records = pa.array(batch.records, type=pa.large_string())
-            columns = [
-                pa_compute.utf8_slice_codeunits(records, cut.start, cut.stop) for cut in self.slices
-            ]
-        errors = pa.nulls(total, type=pa.large_string())
-        return pa.table([*columns, errors], names=[*self.names, READ_ERROR])
+        """The batch as an Arrow table (the columns, then ``_read_error``). Clean records are
+        cut by Arrow's C++ (CSV without quoting, or slices of fixed width): no Python string
+        per value."""
+        names = [*self.names, READ_ERROR]
+        tables = []
+        for is_flagged, records, first, lines, joined in self._parts(batch):
+            if is_flagged:
+                rows = list(self._judged(records, first, lines))
+                values = [*zip(*(row.values for row in rows), strict=True)]
+                values.append(tuple(row.read_error for row in rows))
+                arrays = [pa.array(column, type=pa.large_string()) for column in values]
+                tables.append(pa.table(arrays, names=names))
+                continue
+            if self.is_delimited:  # one record per line, no quote, no CR or LF in any value
+                columns = self._arrow_csv(records)
+                if columns is None:  # Arrow saw another number of rows: cut in Python
+                    flat = joined.split(self.delimiter)
+                    width = len(self.names)
+                    columns = [
+                        pa.array(flat[i::width], type=pa.large_string()) for i in range(width)
+                    ]
+            else:
+                whole = pa.array(records, type=pa.large_string())
+                columns = [
+                    pa_compute.utf8_slice_codeunits(whole, cut.start, cut.stop)
+                    for cut in self.slices
+                ]
+            errors = pa.nulls(len(records), type=pa.large_string())
+            tables.append(pa.table([*columns, errors], names=names))
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def overlong(self, skipped: _Overlong) -> Record:
         self.stats.records += 1

@@ -175,6 +175,7 @@ def test_corrupting_one_delimited_record_touches_only_that_record(tmp_path, tabl
     path.write_bytes(table.content(records))
 
     read_back, stats = read(path, table.dataset())
+    read_frame(path, table.dataset())  # column-wise, the same as through Records
 
     assert len(read_back) == stats.records == len(table.values)
     assert stats.unreadable == 1
@@ -297,6 +298,7 @@ def test_corrupting_one_fixed_width_record_touches_only_that_record(tmp_path, ta
     path.write_bytes(table.content(records))
 
     read_back, stats = read(path, table.dataset())
+    read_frame(path, table.dataset())  # column-wise, the same as through Records
 
     assert len(read_back) == stats.records == len(table.values)
     assert stats.unreadable == 1
