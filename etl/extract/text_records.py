@@ -308,7 +308,8 @@ class _Reader:
                 return _Problem(
                     INVALID_RECORD_WIDTH, f"{len(text)} characters, {self.width} declared"
                 )
-            return self.field_problem(self.cut(text))
+            values = self.cut(text)
+            return values if self.bad.search(text) is None else self.field_problem(values)
         if '"' in text:
             if text.count('"') % 2:
                 quote_line = line + text.count("\n", 0, text.rfind('"'))
@@ -320,8 +321,10 @@ class _Reader:
                 return _Problem(
                     INVALID_QUOTING, "a quote inside an unquoted field or after a closing quote"
                 )
-            found = self.quoted_fields.findall(text + self.delimiter)
-            values = tuple((quoted + plain).replace('""', '"') for quoted, plain in found)
+            # One of the two groups of each field is empty; only a quoted one holds "".
+            values = tuple(map("".join, self.quoted_fields.findall(text + self.delimiter)))
+            if '""' in text:
+                values = tuple(value.replace('""', '"') for value in values)
         else:
             values = tuple(text.split(self.delimiter))
         if len(values) != len(self.names):
@@ -329,7 +332,7 @@ class _Reader:
             return _Problem(
                 INVALID_FIELD_COUNT, f"{len(values)} {fields}, {len(self.names)} declared"
             )
-        return self.field_problem(values)
+        return values if self.bad.search(text) is None else self.field_problem(values)
 
     def field_problem(self, values: tuple[str, ...]) -> tuple[str, ...] | _Problem:
         for name, value in zip(self.names, values, strict=True):
@@ -440,9 +443,9 @@ class _Reader:
             rows = zip(values, repeat(None), count(first), lines, strict=False)
             yield from map(tuple.__new__, repeat(Record), rows)
 
-    def _arrow_csv(self, records: list[str]) -> list[pa.ChunkedArray] | None:
-        """Clean records (no quote, CR or LF; the right field count) cut into columns by Arrow's
-        CSV reader, or None if it does not see one row per record."""
+    def _arrow_csv(self, records: list[str], is_quoted: bool) -> list[pa.ChunkedArray] | None:
+        """Readable records (one line each; quoted ones valid RFC 4180) cut into columns by
+        Arrow's CSV reader, or None if it does not see one row per record."""
         data = "\n".join(records).encode("utf-8")
         try:
             table = pa_csv.read_csv(
@@ -451,11 +454,15 @@ class _Reader:
                     column_names=self.names, use_threads=False, block_size=len(data) + 1
                 ),
                 parse_options=pa_csv.ParseOptions(
-                    delimiter=self.delimiter, quote_char=False, ignore_empty_lines=False
+                    delimiter=self.delimiter,
+                    quote_char='"' if is_quoted else False,
+                    double_quote=True,
+                    ignore_empty_lines=False,
                 ),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=dict.fromkeys(self.names, pa.large_string()),
                     strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
                 ),
             )
         except pa.ArrowException:
@@ -464,37 +471,57 @@ class _Reader:
             return None
         return [table.column(name) for name in self.names]
 
+    def _readable_columns(self, records: list[str], is_quoted: bool) -> list:
+        """Columns of records known to be readable, cut by Arrow's C++ (CSV, or slices of fixed
+        width); in Python only if Arrow disagrees about the rows."""
+        if not records:
+            return [pa.array([], type=pa.large_string())] * len(self.names)
+        if not self.is_delimited:
+            whole = pa.array(records, type=pa.large_string())
+            return [
+                pa_compute.utf8_slice_codeunits(whole, cut.start, cut.stop) for cut in self.slices
+            ]
+        columns = self._arrow_csv(records, is_quoted)
+        if columns is not None:
+            return columns
+        values = [self.judge(text, 0) for text in records]
+        return [pa.array(column, type=pa.large_string()) for column in zip(*values, strict=True)]
+
     def table(self, batch: _Batch) -> pa.Table:
-        """The batch as an Arrow table (the columns, then ``_read_error``). Clean records are
-        cut by Arrow's C++ (CSV without quoting, or slices of fixed width): no Python string
-        per value."""
+        """The batch as an Arrow table (the columns, then ``_read_error``): flagged records are
+        judged one by one, and the readable ones, all together, never become Python strings."""
+        first, lines, flagged, _ = self._take(batch)
+        records = batch.records
         names = [*self.names, READ_ERROR]
-        tables = []
-        for is_flagged, records, first, lines, joined in self._parts(batch):
-            if is_flagged:
-                rows = list(self._judged(records, first, lines))
-                values = [*zip(*(row.values for row in rows), strict=True)]
-                values.append(tuple(row.read_error for row in rows))
-                arrays = [pa.array(column, type=pa.large_string()) for column in values]
-                tables.append(pa.table(arrays, names=names))
-                continue
-            if self.is_delimited:  # one record per line, no quote, no CR or LF in any value
-                columns = self._arrow_csv(records)
-                if columns is None:  # Arrow saw another number of rows: cut in Python
-                    flat = joined.split(self.delimiter)
-                    width = len(self.names)
-                    columns = [
-                        pa.array(flat[i::width], type=pa.large_string()) for i in range(width)
-                    ]
-            else:
-                whole = pa.array(records, type=pa.large_string())
-                columns = [
-                    pa_compute.utf8_slice_codeunits(whole, cut.start, cut.stop)
-                    for cut in self.slices
-                ]
-            errors = pa.nulls(len(records), type=pa.large_string())
-            tables.append(pa.table([*columns, errors], names=names))
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        errors: dict[int, str] = {}  # position in the batch: read error
+        for index in sorted(flagged):
+            judged = self.judge(records[index], lines[index])
+            if isinstance(judged, _Problem):
+                errors[index] = self.unreadable(judged, first + index, lines[index]).read_error
+        readable = (
+            records
+            if not errors
+            else [text for index, text in enumerate(records) if index not in errors]
+        )
+        columns = self._readable_columns(readable, is_quoted=bool(flagged))
+        table = pa.table([*columns, pa.nulls(len(readable), type=pa.large_string())], names=names)
+        if not errors:
+            return table
+        nothing = pa.nulls(len(errors), type=pa.large_string())
+        unreadable = pa.table(
+            [*([nothing] * len(self.names)), pa.array(list(errors.values()), pa.large_string())],
+            names=names,
+        )
+        # Each row's place in (readable rows, then unreadable rows), in file order.
+        readable_rank, unreadable_rank = (
+            iter(range(len(readable))),
+            iter(range(len(readable), len(records))),
+        )
+        order = [
+            next(unreadable_rank) if index in errors else next(readable_rank)
+            for index in range(len(records))
+        ]
+        return pa.concat_tables([table, unreadable]).take(pa.array(order))
 
     def overlong(self, skipped: _Overlong) -> Record:
         self.stats.records += 1
