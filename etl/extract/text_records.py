@@ -20,18 +20,23 @@ literal U+FFFD. Readable values are exactly the source text: empty fields are ``
 fixed-width fields keep their spaces (the transform judges them), as the pandas readers did.
 
 Speed: the file is decoded in blocks of ``BLOCK_BYTES`` (``surrogateescape``, so an undecodable
-byte is a lone surrogate that names itself). A block's records are split, checked and cut into
-fields by C code (``str.split``, one regex search over the block, ``itemgetter`` of slices);
-only records that contain a quote or that the block checks flag are looked at one by one.
-``read_frames`` gives the frames ``records.frames`` would make of ``read_records``, column-wise,
-without a ``Record`` per clean row: the extract stage should use it.
+byte is a lone surrogate that names itself). Each block is first checked as bytes (control
+bytes, a strict decode, U+FFFD); its records are split, counted and cut into fields by C code
+(``str.split``/``str.count`` over lists, ``itemgetter`` of slices, a regex search only over a
+suspect block); only records holding a quote or flagged by those checks are judged one by one.
+``read_frames`` yields exactly the frames ``records.frames`` makes of ``read_records``, but cuts
+the readable records of a block in one pass of Arrow's CSV reader (or Arrow string slices for
+fixed width), so no Python object is made per value: the extract stage should use it.
 Memory: a block plus the longest record; a record longer than ``MAX_RECORD_CHARS`` is skipped
 without being held (``record_too_long``, or ``unterminated_quote`` when it runs to the end).
+Encodings: any Python codec; a control byte is checked in the bytes only for UTF-8 and one-byte
+code pages (others are always searched as text).
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
 import re
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
@@ -292,6 +297,12 @@ class _Reader:
             field = f'"[^"]*+(?:""[^"]*+)*+"|[^{d}"]*+'
             self.quoted_record = re.compile(f"(?:{field})(?:{d}(?:{field}))*+")
             self.quoted_fields = re.compile(f'"([^"]*+(?:""[^"]*+)*+)"{d}|([^{d}"]*+){d}')
+            # Records joined by LF, each valid: RFC 4180 fields, as many as declared, no
+            # character ``bad`` matches. One C-level pass tells a block of quoted records clean.
+            excluded = f"{controls}\\ud800-\\udfff\\ufffd"
+            valid_field = f'(?:"[^"{excluded}]*+(?:""[^"{excluded}]*+)*+"|[^{d}"{excluded}]*+)'
+            valid_record = f"{valid_field}(?:{d}{valid_field}){{{len(self.names) - 1}}}"
+            self.valid_records = re.compile(f"{valid_record}(?:\\n{valid_record})*+")
         else:
             widths = [f.width or 0 for f in dataset.fields]
             self.width = sum(widths)
@@ -402,6 +413,15 @@ class _Reader:
             else:
                 yield Record(judged, None, record, line)
 
+    def _are_valid(self, records: list[str]) -> bool:
+        """Whether every record is valid (delimited; one regex pass over them all)."""
+        if not self.is_delimited:
+            return False
+        joined = "\n".join(records)
+        if joined.count("\n") != len(records) - 1:  # an LF inside a record
+            return False
+        return self.valid_records.fullmatch(joined) is not None
+
     def _parts(self, batch: _Batch) -> Iterator[tuple[bool, list[str], int, Sequence[int], str]]:
         """Count a batch in and cut it into runs: flagged records (judged one by one) and
         stretches of clean ones (cut in bulk), each with its first ordinal, lines and, for a
@@ -411,6 +431,16 @@ class _Reader:
         if not flagged:
             yield False, records, first, lines, joined
             return
+        if self._are_valid(records):  # quoted fields, all valid: csv cuts them
+            values = map(tuple, csv.reader(records, delimiter=self.delimiter, strict=True))
+            rows = zip(values, repeat(None), count(first), lines, strict=False)
+            try:
+                cut = list(map(tuple.__new__, repeat(Record), rows))
+            except csv.Error:  # a field over csv's size limit: judged one by one below
+                pass
+            else:
+                yield None, cut, first, lines, ""
+                return
         runs: list[tuple[int, int, bool]] = []  # start, stop, whether flagged
         position, order, next_index = 0, sorted(flagged), 0
         while next_index < len(order):
@@ -431,6 +461,9 @@ class _Reader:
 
     def rows(self, batch: _Batch) -> Iterator[Record]:
         for is_flagged, records, first, lines, joined in self._parts(batch):
+            if is_flagged is None:  # Records already
+                yield from records
+                continue
             if is_flagged:
                 yield from self._judged(records, first, lines)
                 continue
@@ -494,7 +527,7 @@ class _Reader:
         records = batch.records
         names = [*self.names, READ_ERROR]
         errors: dict[int, str] = {}  # position in the batch: read error
-        for index in sorted(flagged):
+        for index in sorted(flagged) if not self._are_valid(records) else ():
             judged = self.judge(records[index], lines[index])
             if isinstance(judged, _Problem):
                 errors[index] = self.unreadable(judged, first + index, lines[index]).read_error

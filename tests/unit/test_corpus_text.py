@@ -199,3 +199,16 @@ def test_a_valid_file_reads_as_the_pandas_reader_read_it(tmp_path, case):
 
     assert new[READ_ERROR].isna().all()
     pd.testing.assert_frame_equal(new.drop(columns=READ_ERROR), old)
+
+
+def test_a_quoted_field_longer_than_the_csv_module_allows_is_read(tmp_path):
+    path = tmp_path / "patienter.csv"
+    note = "anteckning " * 20_000  # 220,000 characters; the csv module stops at 131,072
+    path.write_bytes(f'PATIENT_ID;NAMN;KOD\r\nP1;"{note}";A01\r\nP2;"Bo";A02\r\n'.encode())
+    dataset = FileDataset.model_validate(delimited_corpus.dataset())
+
+    records = list(read_records(path, dataset, ReadStats(path)))
+    frame = read_frame(path, dataset, chunk_rows=10)
+
+    assert [r.values for r in records] == [("P1", note, "A01"), ("P2", "Bo", "A02")]
+    assert frame["NAMN"].tolist() == [note, "Bo"]
