@@ -156,6 +156,8 @@ def test_a_record_longer_than_the_limit_is_skipped_without_being_held(tmp_path, 
         ("unterminated_quote", 4, 6),
     ]
     assert (stats.records, stats.unreadable) == (4, 2)
+    columnwise = pd.concat(list(read_frames(path, dataset, ReadStats(path), 3)), ignore_index=True)
+    pd.testing.assert_frame_equal(columnwise, read_frame(path, dataset))
 
 
 def test_a_fixed_width_line_without_end_longer_than_the_limit(tmp_path, monkeypatch):
