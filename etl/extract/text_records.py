@@ -1,115 +1,652 @@
-"""Delimited and fixed-width text exports, one record at a time (``read_records``).
+"""Delimited and fixed-width text exports, one row per physical record (``read_records``).
 
-A record ends at the file's own terminator (``CRLF`` or ``LF``, decided by the first line
-ending) outside double quotes; the first record of a delimited file is its header. A record is
-unreadable, never repaired, when it has the wrong number of fields (delimited) or the wrong
-width (fixed width), holds a NUL byte or a bare CR or LF that is not the file's terminator, or
-its quotes do not pair up. Undecodable bytes stay U+FFFD in the value (the transform stage
-quarantines them per column). These are the same record boundaries the independent physical
-count (etl.extract.physical) uses. A placeholder: the text-format helper's reader replaces it.
+What one physical record is (the same rules as the independent count in ``etl.extract.physical``):
+
+* The terminator is the file's own, decided by its first line ending: ``CRLF`` if the first LF
+  follows a CR, else ``LF``. Only that terminator ends a record; any other CR or LF is content.
+* Delimited: a terminator ends a record only outside double quotes. Quotes pair by parity (an
+  escaped ``""`` is two quotes), so a quote that is never closed makes the rest of the file one
+  record (``unterminated_quote``). The first record is the header (checked as schema drift by
+  ``readers.check_file_schema``; not a record here). Fixed width: quotes are plain text.
+* A last record without terminator counts; an empty line is a record (and not a valid one).
+  A UTF-8 byte order mark at the start of the file is not content.
+
+No silent repair: a record is one unreadable row (all values ``None``, ``_read_error`` written
+by ``records.describe``, never with values in it) when it has the wrong number of fields
+(delimited, RFC 4180: ``""`` escapes a quote, a quoted field may hold the delimiter; a quote
+anywhere else is ``invalid_quoting``), the wrong width (fixed width: never padded or cut), a C0
+control character in a field (NUL, a bare CR, a bare LF in a CRLF file, ...; free-text columns
+may hold tabs and line breaks written CRLF or as the file's own terminator, keys may not), bytes
+the declared encoding cannot decode, or a literal U+FFFD. Readable values are exactly the source
+text: empty fields are ``""`` and fixed-width fields keep their spaces (the transform judges
+them), as the pandas readers did.
+
+Speed: the file is decoded in blocks of ``BLOCK_BYTES`` (``surrogateescape``, so an undecodable
+byte is a lone surrogate that names itself). Each block is first checked as bytes (control
+bytes, a strict decode, U+FFFD); its records are split, counted and cut into fields by C code
+(``str.split``/``str.count`` over lists, ``itemgetter`` of slices, a regex search only over a
+suspect block); only records holding a quote or flagged by those checks are judged one by one.
+``read_frames`` yields exactly the frames ``records.frames`` makes of ``read_records``, but cuts
+the readable records of a block in one pass of Arrow's CSV reader (or Arrow string slices for
+fixed width), so no Python object is made per value: the extract stage should use it.
+Memory: a block plus the longest record; a record longer than ``MAX_RECORD_CHARS`` is skipped
+without being held (``record_too_long``, or ``unterminated_quote`` when it runs to the end).
+Encodings: any Python codec; a control byte is checked in the bytes only for UTF-8 and one-byte
+code pages (others are always searched as text).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
-from collections.abc import Iterator
-from itertools import accumulate, pairwise
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from itertools import accumulate, count, pairwise, repeat
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pa_compute
+import pyarrow.csv as pa_csv
 
 from etl.catalog import FileDataset, FileFormat
-from etl.extract.records import ReadStats, Record, describe
+from etl.extract.records import READ_ERROR, ReadStats, Record, describe
 
-INVALID_FIELD_COUNT = "invalid_field_count"
-INVALID_WIDTH = "invalid_record_width"
+UNTERMINATED_QUOTE = "unterminated_quote"
 INVALID_QUOTING = "invalid_quoting"
-NUL_IN_FIELD = "nul_in_field"
-LINE_BREAK_IN_FIELD = "line_break_in_field"
+INVALID_FIELD_COUNT = "invalid_field_count"
+INVALID_RECORD_WIDTH = "invalid_record_width"
+RECORD_TOO_LONG = "record_too_long"
+CONTROL_CHARACTER = "control_character_in_field"
+UNDECODABLE_BYTES = "undecodable_bytes"
+REPLACEMENT_CHARACTER = "replacement_character"
+
+BLOCK_BYTES = 1 << 20
+MAX_RECORD_CHARS = 1 << 24
+BYTE_ORDER_MARK = "\ufeff"
+# Joins a block's records for the one regex search; any character the search does not match.
+_JOIN = "\x7f"
 
 
-def _terminator(path: Path) -> str:
+class _Overlong(NamedTuple):
+    """A record longer than ``MAX_RECORD_CHARS``, skipped without being held."""
+
+    line_feeds: int  # LFs inside it (its lines - 1)
+    open_quote_line_feeds: int | None  # ends inside quotes (at end of file): LFs before that quote
+
+
+# --- physical records ---------------------------------------------------------------------------
+
+
+class _Text(NamedTuple):
+    text: str
+    is_suspect: bool  # may hold a control character besides CR/LF, an undecodable byte, U+FFFD
+
+
+_C0_BYTES = bytes(range(0x20))
+
+
+def _is_ascii_compatible(encoding: str) -> bool:
+    """Whether a control byte (0x00-0x1F) is exactly what decodes to a control character, so
+    that a block's control characters can be counted in its bytes."""
+    name = codecs.lookup(encoding).name
+    if name in ("utf-8", "utf-8-sig"):
+        return True
+    table = bytes(range(256)).decode(encoding, errors="replace")
+    if len(table) != 256:  # not a one-byte code page: no shortcut
+        return False
+    return all((ord(character) < 0x20) == (byte < 0x20) for byte, character in enumerate(table))
+
+
+def _texts(path: Path, encoding: str, delimiter: str) -> Iterator[_Text]:
+    """The file decoded block by block; undecodable bytes become lone surrogates.
+
+    Each block is first looked at as bytes, at C speed: a block without control bytes (but CR,
+    LF and the delimiter), that decodes strictly and holds no U+FFFD is not suspect, and its
+    records need no character search.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    controls = (
+        _C0_BYTES.translate(None, delimiter.encode("ascii") + b"\r\n")
+        if (delimiter.isascii())
+        else _C0_BYTES
+    )
+    is_checkable = _is_ascii_compatible(encoding)
+    is_start = True
     with path.open("rb") as handle:
-        while block := handle.read(1 << 16):
-            first = block.find(b"\n")
-            if first > 0:
-                return "\r\n" if block[first - 1 : first] == b"\r" else "\n"
-            if first == 0:
-                return "\n"
+        while True:
+            block = handle.read(BLOCK_BYTES)
+            is_final = not block
+            state = decoder.getstate()
+            try:
+                text = decoder.decode(block, final=is_final)
+                is_suspect = not is_checkable or "\ufffd" in text
+            except UnicodeDecodeError:
+                decoder.setstate(state)
+                decoder.errors = "surrogateescape"
+                text = decoder.decode(block, final=is_final)
+                decoder.errors = "strict"
+                is_suspect = True
+            if not is_suspect and len(block.translate(None, controls)) != len(block):
+                is_suspect = True
+            if is_start and text:
+                text, is_start = text.removeprefix(BYTE_ORDER_MARK), False
+            if text:
+                yield _Text(text, is_suspect)
+            if is_final:
+                return
+
+
+def _unquoted_run(terminator: str) -> str:
+    """Regex: characters outside quotes up to a quote or the terminator (possessive)."""
+    if terminator == "\n":
+        return '[^"\\n]*+'
+    return '[^"\\r]*+(?:\\r(?!\\n)[^"\\r]*+)*+'  # a CR not followed by LF is content
+
+
+class _Skip:
+    """Finds the end of an overlong record, block by block, keeping only its quote state."""
+
+    def __init__(self, terminator: str, is_quoted: bool) -> None:
+        self.terminator = terminator
+        self.events = re.compile(('"|' if is_quoted else "") + re.escape(terminator))
+        self.is_inside_quotes = False
+        self.line_feeds = 0
+        self.quote_line_feeds = 0
+        self.is_pending_cr = False  # the text so far ended with the CR of a possible CRLF
+
+    def feed(self, text: str) -> int:
+        """Where the record's terminator ends in ``text``, or -1 (it goes on)."""
+        if self.is_pending_cr:
+            self.is_pending_cr = False
+            if text.startswith("\n"):
+                return 1
+        position = 0
+        while True:
+            if self.is_inside_quotes:
+                found = text.find('"', position)
+                if found < 0:
+                    self.line_feeds += text.count("\n", position)
+                    return -1
+                self.line_feeds += text.count("\n", position, found)
+                self.is_inside_quotes, position = False, found + 1
+                continue
+            match = self.events.search(text, position)
+            if match is None:
+                self.line_feeds += text.count("\n", position)
+                self.is_pending_cr = self.terminator == "\r\n" and text.endswith("\r")
+                return -1
+            self.line_feeds += text.count("\n", position, match.start())
+            if match.group() != '"':
+                return match.end()
+            self.quote_line_feeds = self.line_feeds
+            self.is_inside_quotes, position = True, match.end()
+
+    def result(self) -> _Overlong:
+        return _Overlong(self.line_feeds, self.quote_line_feeds if self.is_inside_quotes else None)
+
+
+def _cut(buffer: str, terminator: str, record_end) -> tuple[list[str], int]:
+    """The complete records at the start of ``buffer`` (which starts a record), and where the
+    incomplete rest begins. ``record_end`` is None when quotes do not matter."""
+    step = len(terminator)
+    if record_end is None or '"' not in buffer:
+        last = buffer.rfind(terminator)
+        return (buffer[:last].split(terminator), last + step) if last >= 0 else ([], 0)
+    records: list[str] = []
+    position = 0
+    while True:
+        quote = buffer.find('"', position)
+        if quote < 0:  # quote-free from here: split at C speed
+            last = buffer.rfind(terminator, position)
+            if last >= 0:
+                records += buffer[position:last].split(terminator)
+                position = last + step
+            return records, position
+        before = buffer.rfind(terminator, position, quote)
+        if before >= 0:
+            records += buffer[position:before].split(terminator)
+            position = before + step
+        end = record_end(buffer, position).end()
+        if not buffer.startswith(terminator, end):  # runs past the buffer (or an open quote)
+            return records, position
+        records.append(buffer[position:end])
+        position = end + step
+
+
+def _terminator(path: Path, encoding: str, delimiter: str) -> str:
+    """``CRLF`` if the file's first LF follows a CR, else ``LF`` (also when it has no LF)."""
+    previous = ""
+    for text, _ in _texts(path, encoding, delimiter):
+        first = text.find("\n")
+        if first >= 0:
+            return "\r\n" if (text[first - 1] if first else previous) == "\r" else "\n"
+        previous = text[-1]
     return "\n"
 
 
-def _physical_records(path: Path, dataset: FileDataset, quoted: bool) -> Iterator[tuple[int, str]]:
-    """Each record's first line and text (without its terminator)."""
-    terminator = _terminator(path)
-    with path.open(encoding=dataset.encoding, errors="replace", newline=terminator) as handle:
-        parts: list[str] = []
-        start, quotes = 1, 0
-        for number, line in enumerate(handle, start=1):
-            if number == 1:
-                line = line.removeprefix("\ufeff")
-            if not parts:
-                start = number
-            parts.append(line)
-            if quoted:
-                quotes += line.count('"')
-                if quotes % 2:
-                    continue
-            text = "".join(parts)
-            yield start, text.removesuffix(terminator)
-            parts, quotes = [], 0
-        if parts:
-            yield start, "".join(parts)
+class _Batch(NamedTuple):
+    records: list[str]
+    is_suspect: bool  # see _Text
 
 
-# A CR or LF that is not part of a line break the file uses: inside quotes the terminator is
-# content, and so is a CRLF in an LF file (Windows line breaks in a note); a lone CR never is.
-_BARE_IN_CRLF = re.compile(r"\r(?!\n)|(?<!\r)\n")
-_BARE_IN_LF = re.compile(r"\r(?!\n)")
-_ANY_LINE_BREAK = re.compile(r"[\r\n]")
+def _physical_records(
+    path: Path, encoding: str, delimiter: str, is_quoted: bool
+) -> Iterator[_Batch | _Overlong]:
+    """Batches of records (text without terminator), in file order."""
+    terminator = _terminator(path, encoding, delimiter)
+    record_end = None
+    if is_quoted:
+        run = _unquoted_run(terminator)
+        record_end = re.compile(f'{run}(?:"[^"]*+"{run})*+').match
+    carry, is_carry_suspect = "", False
+    skip: _Skip | None = None
+    for text, is_suspect in _texts(path, encoding, delimiter):
+        buffer = carry + text if carry else text
+        is_suspect = is_suspect or is_carry_suspect
+        if skip is not None:
+            end = skip.feed(buffer)
+            if end < 0:
+                carry = ""
+                continue
+            yield skip.result()
+            skip, buffer = None, buffer[end:]
+        records, rest = _cut(buffer, terminator, record_end)
+        if records:
+            yield _Batch(records, is_suspect)
+        carry, is_carry_suspect = buffer[rest:], is_suspect
+        if len(carry) > MAX_RECORD_CHARS:
+            skip = _Skip(terminator, is_quoted)
+            if skip.feed(carry) >= 0:  # cannot be: the cut found no terminator in it
+                raise AssertionError("overlong record with a terminator")
+            carry = ""
+    if skip is not None:
+        yield skip.result()
+    elif carry:
+        yield _Batch([carry], is_carry_suspect)  # the last record, without terminator
 
 
-def _problem(text: str, line_breaks: re.Pattern) -> tuple[str, str] | None:
-    if "\x00" in text:
-        return NUL_IN_FIELD, "a NUL byte"
-    if line_breaks.search(text):
-        return LINE_BREAK_IN_FIELD, "a CR or LF that is not the file's record terminator"
-    return None
+# --- rows -----------------------------------------------------------------------------------------
+
+
+class _Problem(NamedTuple):
+    reason: str
+    detail: str
+
+
+class _Reader:
+    """Turns batches of physical records of one file into rows, counting as it goes."""
+
+    def __init__(self, path: Path, dataset: FileDataset, stats: ReadStats) -> None:
+        self.path = path
+        self.stats = stats
+        self.names = dataset.column_names
+        self.encoding = dataset.encoding
+        self.is_delimited = dataset.format is FileFormat.DELIMITED
+        self.ordinal = 1  # of the next record
+        self.line = 1  # where the next record starts
+        delimiter = dataset.delimiter if self.is_delimited else ""
+        self.delimiter = delimiter
+        # Control characters (the delimiter excepted: a quoted field may hold it), lone
+        # surrogates (undecodable bytes) and U+FFFD: what no readable field holds.
+        controls = "".join(f"\\x{c:02x}" for c in range(0x20) if chr(c) != delimiter)
+        self.bad = re.compile(f"[{controls}\\ud800-\\udfff\\ufffd]")
+        # Free text may hold tabs and line breaks: in a column that is not a key, a tab, a CRLF
+        # and (in a file whose terminator is LF) an LF inside quotes are a note's own content,
+        # as the old reader loaded them. A bare CR, or a bare LF in a CRLF file, is not: it is
+        # how a record gets cut or merged, so it stays unreadable, as in keys.
+        self.keys = set(dataset.key)
+        terminator = _terminator(path, dataset.encoding, delimiter)
+        self.text_breaks = re.compile("\r\n|\t" if terminator == "\r\n" else "\r\n|\n|\t")
+        if self.is_delimited:
+            d = re.escape(delimiter)
+            field = f'"[^"]*+(?:""[^"]*+)*+"|[^{d}"]*+'
+            self.quoted_record = re.compile(f"(?:{field})(?:{d}(?:{field}))*+")
+            self.quoted_fields = re.compile(f'"([^"]*+(?:""[^"]*+)*+)"{d}|([^{d}"]*+){d}')
+            # Records joined by LF, each valid: RFC 4180 fields, as many as declared, no
+            # character ``bad`` matches. One C-level pass tells a block of quoted records clean.
+            excluded = f"{controls}\\ud800-\\udfff\\ufffd"
+            valid_field = f'(?:"[^"{excluded}]*+(?:""[^"{excluded}]*+)*+"|[^{d}"{excluded}]*+)'
+            valid_record = f"{valid_field}(?:{d}{valid_field}){{{len(self.names) - 1}}}"
+            self.valid_records = re.compile(f"{valid_record}(?:\\n{valid_record})*+")
+        else:
+            widths = [f.width or 0 for f in dataset.fields]
+            self.width = sum(widths)
+            bounds = list(accumulate(widths, initial=0))
+            self.slices = [slice(a, b) for a, b in pairwise(bounds)]
+            getter = itemgetter(*self.slices)
+            self.cut = getter if len(self.slices) > 1 else (lambda text: (text,))
+
+    # One record, judged on its own (records a block check flagged, or that hold a quote).
+
+    def judge(self, text: str, line: int) -> tuple[str, ...] | _Problem:
+        if not self.is_delimited:
+            if len(text) != self.width:
+                return _Problem(
+                    INVALID_RECORD_WIDTH, f"{len(text)} characters, {self.width} declared"
+                )
+            values = self.cut(text)
+            return values if self.bad.search(text) is None else self.field_problem(values)
+        if '"' in text:
+            if text.count('"') % 2:
+                quote_line = line + text.count("\n", 0, text.rfind('"'))
+                return _Problem(
+                    UNTERMINATED_QUOTE,
+                    f"the quote opened on line {quote_line} is not closed before the end of file",
+                )
+            if self.quoted_record.fullmatch(text) is None:
+                return _Problem(
+                    INVALID_QUOTING, "a quote inside an unquoted field or after a closing quote"
+                )
+            # One of the two groups of each field is empty; only a quoted one holds "".
+            values = tuple(map("".join, self.quoted_fields.findall(text + self.delimiter)))
+            if '""' in text:
+                values = tuple(value.replace('""', '"') for value in values)
+        else:
+            values = tuple(text.split(self.delimiter))
+        if len(values) != len(self.names):
+            fields = "field" if len(values) == 1 else "fields"
+            return _Problem(
+                INVALID_FIELD_COUNT, f"{len(values)} {fields}, {len(self.names)} declared"
+            )
+        return values if self.bad.search(text) is None else self.field_problem(values)
+
+    def field_problem(self, values: tuple[str, ...]) -> tuple[str, ...] | _Problem:
+        for name, value in zip(self.names, values, strict=True):
+            found = self.bad.search(value)
+            if found is not None and name not in self.keys:
+                found = self.bad.search(self.text_breaks.sub("", value))
+            if found is None:
+                continue
+            character = found.group()
+            if character == "\ufffd":
+                return _Problem(REPLACEMENT_CHARACTER, f"U+FFFD in column {name}")
+            if "\udc80" <= character <= "\udcff":
+                byte = ord(character) - 0xDC00
+                return _Problem(
+                    UNDECODABLE_BYTES,
+                    f"byte 0x{byte:02X} in column {name} does not decode as {self.encoding}",
+                )
+            if "\ud800" <= character <= "\udfff":
+                return _Problem(UNDECODABLE_BYTES, f"a lone surrogate in column {name}")
+            return _Problem(CONTROL_CHARACTER, f"U+{ord(character):04X} in column {name}")
+        return values
+
+    def unreadable(self, problem: _Problem, record: int, line: int) -> Record:
+        self.stats.unreadable += 1
+        error = describe(problem.reason, self.path, line=line, record=record, detail=problem.detail)
+        return Record.unreadable(len(self.names), error, record, line)
+
+    # A batch: checked as a whole, then cut in bulk unless something was flagged.
+
+    def _take(self, batch: _Batch) -> tuple[int, Sequence[int], set[int], str]:
+        """Count a batch in; its first ordinal, each record's line, the records a bulk check
+        flagged (to judge one by one) and the records joined by the delimiter."""
+        records = batch.records
+        total = len(records)
+        self.stats.records += total
+        first, line = self.ordinal, self.line
+        self.ordinal += total
+        # Joined by the delimiter (never a character the search matches): one text to check.
+        joined = (self.delimiter or _JOIN).join(records)
+        has_line_feed = "\n" in joined
+        lines: Sequence[int]
+        if has_line_feed:  # records spanning lines (or a bare LF): the line of each one
+            starts = list(accumulate((text.count("\n") + 1 for text in records), initial=line))
+            self.line, lines = starts.pop(), starts
+        else:
+            self.line, lines = line + total, range(line, line + total)
+
+        flagged: set[int] = set()
+        width = len(self.names)
+        if self.is_delimited:
+            if '"' in joined:  # records with a quote are judged one by one
+                flagged.update(i for i, text in enumerate(records) if '"' in text)
+            delimiters = list(map(str.count, records, repeat(self.delimiter)))
+            if delimiters.count(width - 1) != total:
+                flagged.update(i for i, n in enumerate(delimiters) if n != width - 1)
+        elif list(map(len, records)).count(self.width) != total:
+            flagged.update(i for i, text in enumerate(records) if len(text) != self.width)
+        if batch.is_suspect or has_line_feed or "\r" in joined:
+            ends = list(accumulate(len(text) + 1 for text in records))
+            flagged.update(bisect_right(ends, m.start()) for m in self.bad.finditer(joined))
+        return first, lines, flagged, joined
+
+    def _judged(self, records: list[str], first: int, lines: Sequence[int]) -> Iterator[Record]:
+        for index, (text, line) in enumerate(zip(records, lines, strict=True)):
+            record = first + index
+            judged = self.judge(text, line)
+            if isinstance(judged, _Problem):
+                yield self.unreadable(judged, record, line)
+            else:
+                yield Record(judged, None, record, line)
+
+    def _are_valid(self, records: list[str]) -> bool:
+        """Whether every record is valid (delimited; one regex pass over them all)."""
+        if not self.is_delimited:
+            return False
+        joined = "\n".join(records)
+        if joined.count("\n") != len(records) - 1:  # an LF inside a record
+            return False
+        return self.valid_records.fullmatch(joined) is not None
+
+    def _parts(self, batch: _Batch) -> Iterator[tuple[bool, list[str], int, Sequence[int], str]]:
+        """Count a batch in and cut it into runs: flagged records (judged one by one) and
+        stretches of clean ones (cut in bulk), each with its first ordinal, lines and, for a
+        clean stretch, its records joined."""
+        first, lines, flagged, joined = self._take(batch)
+        records = batch.records
+        if not flagged:
+            yield False, records, first, lines, joined
+            return
+        if self._are_valid(records):  # quoted fields, all valid: csv cuts them
+            values = map(tuple, csv.reader(records, delimiter=self.delimiter, strict=True))
+            rows = zip(values, repeat(None), count(first), lines, strict=False)
+            try:
+                cut = list(map(tuple.__new__, repeat(Record), rows))
+            except csv.Error:  # a field over csv's size limit: judged one by one below
+                pass
+            else:
+                yield None, cut, first, lines, ""
+                return
+        runs: list[tuple[int, int, bool]] = []  # start, stop, whether flagged
+        position, order, next_index = 0, sorted(flagged), 0
+        while next_index < len(order):
+            start = stop = order[next_index]
+            next_index += 1
+            while next_index < len(order) and order[next_index] == stop + 1:
+                stop, next_index = stop + 1, next_index + 1
+            if position < start:
+                runs.append((position, start, False))
+            runs.append((start, stop + 1, True))
+            position = stop + 1
+        if position < len(records):
+            runs.append((position, len(records), False))
+        for start, stop, is_flagged in runs:
+            part = records[start:stop]
+            joined = "" if is_flagged else (self.delimiter or _JOIN).join(part)
+            yield is_flagged, part, first + start, lines[start:stop], joined
+
+    def rows(self, batch: _Batch) -> Iterator[Record]:
+        for is_flagged, records, first, lines, joined in self._parts(batch):
+            if is_flagged is None:  # Records already
+                yield from records
+                continue
+            if is_flagged:
+                yield from self._judged(records, first, lines)
+                continue
+            # Cut in bulk: no Python code per record.
+            if self.is_delimited:
+                width = len(self.names)
+                values = zip(*[iter(joined.split(self.delimiter))] * width, strict=False)
+            else:
+                values = map(self.cut, records)
+            rows = zip(values, repeat(None), count(first), lines, strict=False)
+            yield from map(tuple.__new__, repeat(Record), rows)
+
+    def _arrow_csv(self, records: list[str], is_quoted: bool) -> list[pa.ChunkedArray] | None:
+        """Readable records (one line each; quoted ones valid RFC 4180) cut into columns by
+        Arrow's CSV reader, or None if it does not see one row per record."""
+        data = "\n".join(records).encode("utf-8")
+        try:
+            table = pa_csv.read_csv(
+                pa.BufferReader(data),
+                read_options=pa_csv.ReadOptions(
+                    column_names=self.names, use_threads=False, block_size=len(data) + 1
+                ),
+                parse_options=pa_csv.ParseOptions(
+                    delimiter=self.delimiter,
+                    quote_char='"' if is_quoted else False,
+                    double_quote=True,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=dict.fromkeys(self.names, pa.large_string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowException:
+            return None
+        if table.num_rows != len(records):
+            return None
+        return [table.column(name) for name in self.names]
+
+    def _readable_columns(self, records: list[str], is_quoted: bool) -> list:
+        """Columns of records known to be readable, cut by Arrow's C++ (CSV, or slices of fixed
+        width); in Python only if Arrow disagrees about the rows."""
+        if not records:
+            return [pa.array([], type=pa.large_string())] * len(self.names)
+        if not self.is_delimited:
+            whole = pa.array(records, type=pa.large_string())
+            return [
+                pa_compute.utf8_slice_codeunits(whole, cut.start, cut.stop) for cut in self.slices
+            ]
+        columns = self._arrow_csv(records, is_quoted)
+        if columns is not None:
+            return columns
+        values = [self.judge(text, 0) for text in records]
+        return [pa.array(column, type=pa.large_string()) for column in zip(*values, strict=True)]
+
+    def table(self, batch: _Batch) -> pa.Table:
+        """The batch as an Arrow table (the columns, then ``_read_error``): flagged records are
+        judged one by one, and the readable ones, all together, never become Python strings."""
+        first, lines, flagged, _ = self._take(batch)
+        records = batch.records
+        names = [*self.names, READ_ERROR]
+        errors: dict[int, str] = {}  # position in the batch: read error
+        for index in sorted(flagged) if not self._are_valid(records) else ():
+            judged = self.judge(records[index], lines[index])
+            if isinstance(judged, _Problem):
+                errors[index] = self.unreadable(judged, first + index, lines[index]).read_error
+        readable = (
+            records
+            if not errors
+            else [text for index, text in enumerate(records) if index not in errors]
+        )
+        columns = self._readable_columns(readable, is_quoted=bool(flagged))
+        table = pa.table([*columns, pa.nulls(len(readable), type=pa.large_string())], names=names)
+        if not errors:
+            return table
+        nothing = pa.nulls(len(errors), type=pa.large_string())
+        unreadable = pa.table(
+            [*([nothing] * len(self.names)), pa.array(list(errors.values()), pa.large_string())],
+            names=names,
+        )
+        # Each row's place in (readable rows, then unreadable rows), in file order.
+        readable_rank, unreadable_rank = (
+            iter(range(len(readable))),
+            iter(range(len(readable), len(records))),
+        )
+        order = [
+            next(unreadable_rank) if index in errors else next(readable_rank)
+            for index in range(len(records))
+        ]
+        return pa.concat_tables([table, unreadable]).take(pa.array(order))
+
+    def overlong(self, skipped: _Overlong) -> Record:
+        self.stats.records += 1
+        record, line = self.ordinal, self.line
+        self.ordinal += 1
+        self.line += skipped.line_feeds + 1
+        if skipped.open_quote_line_feeds is not None:
+            quote_line = line + skipped.open_quote_line_feeds
+            problem = _Problem(
+                UNTERMINATED_QUOTE,
+                f"the quote opened on line {quote_line} is not closed before the end of file",
+            )
+        elif self.is_delimited:
+            problem = _Problem(RECORD_TOO_LONG, f"more than {MAX_RECORD_CHARS} characters")
+        else:
+            problem = _Problem(
+                INVALID_RECORD_WIDTH,
+                f"more than {MAX_RECORD_CHARS} characters, {self.width} declared",
+            )
+        return self.unreadable(problem, record, line)
+
+
+def _batches(reader: _Reader, path: Path, dataset: FileDataset) -> Iterator[_Batch | _Overlong]:
+    """The file's batches of records, the header of a delimited file taken out."""
+    is_header = reader.is_delimited
+    batches = _physical_records(
+        path, dataset.encoding, reader.delimiter, is_quoted=reader.is_delimited
+    )
+    for batch in batches:
+        if is_header:  # the first record of a delimited file: not a record
+            is_header = False
+            if isinstance(batch, _Overlong):
+                reader.line += batch.line_feeds + 1
+                continue
+            header, *rest = batch.records
+            reader.line += header.count("\n") + 1
+            if not rest:
+                continue
+            batch = _Batch(rest, batch.is_suspect)
+        yield batch
 
 
 def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Record]:
-    """Rows of one delimited or fixed-width file, one per physical record."""
-    is_delimited = dataset.format is FileFormat.DELIMITED
-    names = dataset.column_names
-    widths = [field.width or 0 for field in dataset.fields]
-    crlf = _terminator(path) == "\r\n"
-    line_breaks = (_BARE_IN_CRLF if crlf else _BARE_IN_LF) if is_delimited else _ANY_LINE_BREAK
-    records = _physical_records(path, dataset, quoted=is_delimited)
-    if is_delimited:
-        next(records, None)  # the header (checked by the drift check)
-    for ordinal, (line, text) in enumerate(records, start=1):
-        stats.records += 1
-        problem = _problem(text, line_breaks)
-        values: list[str] | None = None
-        if problem is None and is_delimited:
-            try:
-                values = next(
-                    csv.reader([text], delimiter=dataset.delimiter, quotechar='"', strict=True)
-                )
-            except (csv.Error, StopIteration):
-                problem = INVALID_QUOTING, "quotes that do not pair up"
-            else:
-                if len(values) != len(names):
-                    problem = INVALID_FIELD_COUNT, f"{len(values)} fields, {len(names)} declared"
-        elif problem is None:
-            if len(text) != sum(widths):
-                problem = INVALID_WIDTH, f"{len(text)} characters, {sum(widths)} declared"
-            else:
-                values = [text[a:b] for a, b in pairwise(accumulate(widths, initial=0))]
-        if problem is not None:
-            stats.unreadable += 1
-            reason, detail = problem
-            error = describe(reason, path, line=line, record=ordinal, detail=detail)
-            yield Record.unreadable(len(names), error, ordinal, line)
+    """Rows of one delimited or fixed-width file, one per physical record, in file order."""
+    reader = _Reader(path, dataset, stats)
+    for batch in _batches(reader, path, dataset):
+        if isinstance(batch, _Overlong):
+            yield reader.overlong(batch)
         else:
-            assert values is not None
-            yield Record(tuple(values), None, ordinal, line)
+            yield from reader.rows(batch)
+
+
+def read_frames(
+    path: Path, dataset: FileDataset, stats: ReadStats, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The frames ``records.frames(read_records(...), dataset.column_names, chunk_rows)`` yields,
+    built column-wise in Arrow: a clean block never becomes Python objects per row or value
+    (several times faster; the extract stage's hot path)."""
+    reader = _Reader(path, dataset, stats)
+    pending: list[pa.Table] = []
+    rows = 0
+
+    def frame(table: pa.Table) -> pd.DataFrame:
+        return pd.DataFrame(
+            {name: pd.array(table.column(name), dtype="string") for name in table.column_names}
+        )
+
+    for batch in _batches(reader, path, dataset):
+        if isinstance(batch, _Overlong):
+            record = reader.overlong(batch)
+            values = [[value] for value in (*record.values, record.read_error)]
+            table = pa.table(values, names=[*reader.names, READ_ERROR])
+            table = table.cast(pa.schema([(n, pa.large_string()) for n in table.column_names]))
+        else:
+            table = reader.table(batch)
+        pending.append(table)
+        rows += table.num_rows
+        while rows >= chunk_rows:
+            combined = pa.concat_tables(pending)
+            yield frame(combined.slice(0, chunk_rows))
+            rest = combined.slice(chunk_rows)
+            pending, rows = [rest], rest.num_rows
+    if rows:
+        yield frame(pa.concat_tables(pending))
