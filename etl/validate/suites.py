@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from etl.validate.checks import thresholds_for
+from etl.validate.references import Reference, ReferenceDeclarationError, declared_references
 
 # Great Expectations must never phone home: patient data and metadata stay on our hosts.
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
@@ -60,7 +61,11 @@ def read_suite_definition(expectations_dir: Path, entity: str) -> dict:
         raise SuiteError(f"{path}: not valid JSON: {error}") from error
     if definition.get("name") != entity or not isinstance(definition.get("expectations"), list):
         raise SuiteError(f"{path}: needs 'name': '{entity}' and a list of 'expectations'")
-    seen: set[str] = set()
+    try:
+        references = declared_references(entity, definition.get("meta"))
+    except ReferenceDeclarationError as error:
+        raise SuiteError(f"{path}: {error}") from error
+    seen: set[str] = {reference.check_name for reference in references}
     for number, expectation in enumerate(definition["expectations"], start=1):
         check = (expectation.get("meta") or {}).get("check")
         if not check or not str(check).startswith(f"{entity}."):
@@ -75,9 +80,17 @@ def read_suite_definition(expectations_dir: Path, entity: str) -> dict:
 
 
 def suite_checks(expectations_dir: Path, entity: str) -> list[str]:
-    """The check ids the entity's suite declares, in file order."""
+    """The check ids the entity's suite declares, in file order: expectations, then references."""
     definition = read_suite_definition(expectations_dir, entity)
-    return [e["meta"]["check"] for e in definition["expectations"]]
+    return [e["meta"]["check"] for e in definition["expectations"]] + [
+        reference.check_name for reference in suite_references(expectations_dir, entity)
+    ]
+
+
+def suite_references(expectations_dir: Path, entity: str) -> list[Reference]:
+    """The reference columns the suite declares in ``meta.references`` (etl/validate/references)."""
+    definition = read_suite_definition(expectations_dir, entity)
+    return declared_references(entity, definition.get("meta"))
 
 
 @cache
