@@ -16,9 +16,13 @@ A value resolves when the target exists in this batch's transformed rows of the 
 (``<target>.parquet``, matched on ``column``, by default the target's id) or in the core table
 (rows promoted earlier by this system, by a delta's base, or by another system or wave: an
 HSA-id is resolved against every system's care units). A missing value is not judged here: the
-completeness checks (``not_null``) say whether the column may be empty. A row whose target was
-quarantined in this batch does not resolve either: loading it would leave a pointer at nothing
-in the core until the target is fixed and re-run.
+completeness checks (``not_null``) say whether the column may be empty.
+
+A reference by core id whose target is in this batch's landing but was quarantined while
+transforming (a patient with an invalid personnummer) fails a second check,
+``<entity>.<column>.<target>_in_quarantine``: the row is held back too (loading it would leave a
+pointer at nothing in the core until its target is fixed), but the defect is the target's, gated
+under the target's own checks, so it is not counted again as a dangling reference.
 
 Memory stays bounded by the chunk: only the chunk's distinct keys are looked up, the batch file
 is read with a filter on that key column only, and the core is asked in slices of keys.
@@ -26,17 +30,23 @@ is read with a filter on that key column only, and the core is asked in slices o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from etl.batch import BatchPaths
+from etl.core.ids import core_ids
+from etl.extract.landing import SOURCE_KEY
 
 REFERENCES = "references"
 REASON = "unresolved_reference"
+QUARANTINED_TARGET_REASON = "reference_to_quarantined_row"
 DIMENSION = "integrity"
 CORE_SLICE = 5_000
 
@@ -57,6 +67,20 @@ class Reference:
     @property
     def check_name(self) -> str:
         return f"{self.entity}.{self.column}.references_{self.target}"
+
+    @property
+    def is_by_id(self) -> bool:
+        """A core id: derived from the target's source key, so found in the batch's landing."""
+        from etl.core.model import ENTITIES
+
+        return self.target_column == ENTITIES[self.target].id_field()
+
+    @property
+    def quarantined_check_name(self) -> str:
+        return f"{self.entity}.{self.column}.{self.target}_in_quarantine"
+
+    def check_names(self) -> list[str]:
+        return [self.check_name, *([self.quarantined_check_name] if self.is_by_id else [])]
 
 
 def declared_references(entity: str, meta: dict | None) -> list[Reference]:
@@ -119,6 +143,22 @@ def unresolved(
     return text.notna() & ~text.isin(found)
 
 
+def landed_ids(
+    landed_file: Path, system: str, target: str, wanted: set[str], chunk_rows: int = 100_000
+) -> set[str]:
+    """Which ``wanted`` core ids belong to rows of the batch's landed ``target`` dataset (whatever
+    became of them); the landed keys are read in slices, one column only."""
+    if not wanted or not landed_file.exists():
+        return set()
+    found: set[str] = set()
+    source = pq.ParquetFile(landed_file)
+    for batch in source.iter_batches(batch_size=chunk_rows, columns=[SOURCE_KEY]):
+        keys = batch.column(0).to_pandas().astype("string")
+        ids = core_ids(system, target, keys[keys.notna()])
+        found.update(ids[ids.isin(wanted)].tolist())
+    return found
+
+
 def _in_batch(paths: BatchPaths, reference: Reference, wanted: pd.Index) -> set[str]:
     source = paths.stage_file("transformed", reference.target)
     if not source.exists():
@@ -156,9 +196,13 @@ def reference_failures(
     references: list[Reference],
     id_column: str,
     core_url: str | None,
-    severity_of,
+    severity_of: Callable[[str], str],
+    in_landing: Callable[[Reference, set[str]], set[str]] | None = None,
 ):
-    """One ``Failure`` per reference check that some row of the chunk fails."""
+    """One ``Failure`` per reference check that some row of the chunk fails.
+
+    ``in_landing(reference, ids)`` says which unresolved ids are rows of the batch's landing
+    (quarantined while transforming); without it every unresolved id is a dangling reference."""
     from etl.validate.suites import Failure
 
     failures = []
@@ -168,14 +212,24 @@ def reference_failures(
         failing = unresolved(paths, reference, rows[reference.column], core_url)
         if not failing.any():
             continue
-        failures.append(
-            Failure(
-                reference.check_name,
-                reference.column,
-                REASON,
-                severity_of(reference.check_name),
-                rows.loc[failing, id_column].astype("string").reset_index(drop=True),
-                DIMENSION,
-            )
-        )
+        quarantined = pd.Series(False, index=rows.index)
+        if in_landing is not None and reference.is_by_id:
+            values = rows.loc[failing, reference.column].astype("string").str.strip()
+            held = in_landing(reference, set(values.unique()))
+            quarantined = failing & rows[reference.column].astype("string").str.strip().isin(held)
+        for check, reason, mask in (
+            (reference.check_name, REASON, failing & ~quarantined),
+            (reference.quarantined_check_name, QUARANTINED_TARGET_REASON, quarantined),
+        ):
+            if mask.any():
+                failures.append(
+                    Failure(
+                        check,
+                        reference.column,
+                        reason,
+                        severity_of(check),
+                        rows.loc[mask, id_column].astype("string").reset_index(drop=True),
+                        DIMENSION,
+                    )
+                )
     return failures

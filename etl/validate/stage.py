@@ -34,7 +34,7 @@ from etl.transform.stage import (
 )
 from etl.validate.checks import source_check, thresholds_for
 from etl.validate.context import context_columns, context_entities, enrich
-from etl.validate.references import reference_failures
+from etl.validate.references import Reference, landed_ids, reference_failures
 from etl.validate.suites import (
     read_suite_definition,
     suite_checks,
@@ -177,6 +177,13 @@ def validate_entity(
                 f"{entity} (run_system and the DAGs do)"
             )
     thresholds = thresholds_for(settings.expectations_dir)
+    entities = catalog.system(system).entities
+
+    def in_landing(reference: Reference, ids: set[str]) -> set[str]:
+        if reference.target not in entities:
+            return set()
+        landed = paths.landed_file(entities[reference.target].dataset)
+        return landed_ids(landed, system, reference.target, ids, settings.chunk_rows)
 
     def check_references(rows: pd.DataFrame, id_column: str) -> list:
         return reference_failures(
@@ -186,6 +193,7 @@ def validate_entity(
             id_column,
             settings.resolved_core_url,
             lambda check: thresholds.rule_for(check, system).severity,
+            in_landing,
         )
 
     discard_deferral(paths, entity)

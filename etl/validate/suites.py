@@ -65,7 +65,7 @@ def read_suite_definition(expectations_dir: Path, entity: str) -> dict:
         references = declared_references(entity, definition.get("meta"))
     except ReferenceDeclarationError as error:
         raise SuiteError(f"{path}: {error}") from error
-    seen: set[str] = {reference.check_name for reference in references}
+    seen: set[str] = {check for reference in references for check in reference.check_names()}
     for number, expectation in enumerate(definition["expectations"], start=1):
         check = (expectation.get("meta") or {}).get("check")
         if not check or not str(check).startswith(f"{entity}."):
@@ -83,7 +83,9 @@ def suite_checks(expectations_dir: Path, entity: str) -> list[str]:
     """The check ids the entity's suite declares, in file order: expectations, then references."""
     definition = read_suite_definition(expectations_dir, entity)
     return [e["meta"]["check"] for e in definition["expectations"]] + [
-        reference.check_name for reference in suite_references(expectations_dir, entity)
+        check
+        for reference in suite_references(expectations_dir, entity)
+        for check in reference.check_names()
     ]
 
 
