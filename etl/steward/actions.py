@@ -449,6 +449,9 @@ def history(
             {renamed.get(name, name): value for name, value in row.items()}
             for row in connection.execute(query).mappings()
         ]
+    for row in rows:
+        if row["source_key"] == ALL_ROWS:
+            row["source_key"] = None  # an entity deferral names no row, so no pseudonym
     return [HistoryEntry(**row) for row in with_pseudonyms(settings, rows)]
 
 
