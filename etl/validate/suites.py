@@ -79,10 +79,15 @@ def read_suite_definition(expectations_dir: Path, entity: str) -> dict:
     return definition
 
 
+def expectation_checks(expectations_dir: Path, entity: str) -> list[str]:
+    """The check ids of the suite's Great Expectations expectations, in file order."""
+    definition = read_suite_definition(expectations_dir, entity)
+    return [e["meta"]["check"] for e in definition["expectations"]]
+
+
 def suite_checks(expectations_dir: Path, entity: str) -> list[str]:
     """The check ids the entity's suite declares, in file order: expectations, then references."""
-    definition = read_suite_definition(expectations_dir, entity)
-    return [e["meta"]["check"] for e in definition["expectations"]] + [
+    return expectation_checks(expectations_dir, entity) + [
         check
         for reference in suite_references(expectations_dir, entity)
         for check in reference.check_names()

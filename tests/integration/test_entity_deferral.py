@@ -61,7 +61,7 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
     message = str(refused.value)
     assert f"in 1 entity: {ENTITY}" in message
     assert f"{ENTITY} / {CHECK}" in message
-    assert "within thresholds: patient, encounter, pregnancy" in message
+    assert "within thresholds: encounter, patient, pregnancy" in message
     assert f"vardflytt steward defer-entity {SYSTEM} {ENTITY} --batch {BATCH}" in message
     assert _scalar(settings, sa.text("SELECT count(*) FROM patient")) == 0
 
