@@ -196,7 +196,6 @@ def validate_entity(
             in_landing,
         )
 
-    discard_deferral(paths, entity)
     context_names = context_columns(suite_meta)
     waivers = waived_keys(settings, system, mapping.dataset)
 
@@ -231,6 +230,8 @@ def validate_entity(
         for reason, number in problems.value_counts().items():
             transform_problems[str(reason)] = transform_problems.get(str(reason), 0) + int(number)
     writer.close()
+    # Fresh output: any steward deferral is applied anew by the gate, from these files.
+    discard_deferral(paths, entity)
     if mapping.identifiers:
         _validate_identifiers(
             settings,

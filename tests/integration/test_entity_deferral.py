@@ -9,15 +9,18 @@ the accounting still balances to the row. Undoing the decision makes the gate re
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 import yaml
+from typer.testing import CliRunner
 
 from etl import pipeline
 from etl.batch import BatchPaths
+from etl.cli import app
 from etl.core.database import core_engine
 from etl.steward import actions
 from etl.validate.gate import DataQualityGateError
@@ -69,9 +72,27 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
         actions.defer_entity(settings, SYSTEM, "patient", BATCH, JUSTIFICATION, by="lena")
     with pytest.raises(actions.StewardError, match="justification"):
         actions.defer_entity(settings, SYSTEM, ENTITY, BATCH, "ok", by="lena")
-    deferral = actions.defer_entity(settings, SYSTEM, ENTITY, BATCH, JUSTIFICATION, by="lena")
-    assert deferral.is_recorded and deferral.breaching_checks == [CHECK]
-    assert deferral.decided_by == "lena"
+    # The steward's command, as the gate's message spells it.
+    result = CliRunner().invoke(
+        app,
+        [
+            "steward",
+            "defer-entity",
+            SYSTEM,
+            ENTITY,
+            "--batch",
+            BATCH,
+            "--justification",
+            JUSTIFICATION,
+            "--by",
+            "lena",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "entity_deferred recorded" in result.output and CHECK in result.output
+    decision_id = re.search(r"decision ([0-9a-f-]{36})", result.output).group(1)
+    again = actions.defer_entity(settings, SYSTEM, ENTITY, BATCH, JUSTIFICATION, by="lena")
+    assert (again.is_recorded, again.decision_id) == (False, decision_id)
 
     # The same batch again (`vardflytt run obstetrix --batch-id ...`): the gate passes the rest.
     report = pipeline.run_system(SYSTEM, BATCH, AS_OF, settings=settings)
@@ -115,9 +136,10 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
         actions.waive(settings, [handle], JUSTIFICATION, by="lena")
 
     # Undo: recorded, never deleted; the gate judges the deliveries again and refuses.
-    undone = actions.undo_deferral(settings, deferral.decision_id[:12], by="anna")
-    assert undone.decision == "entity_deferral_undone"
-    assert "already promoted" in (undone.note or "")
+    result = CliRunner().invoke(app, ["steward", "undo", decision_id[:12], "--by", "anna"])
+    assert result.exit_code == 0, result.output
+    assert "entity_deferral_undone recorded" in result.output
+    assert "already promoted" in result.output
     with pytest.raises(DataQualityGateError, match=f"in 1 entity: {ENTITY}"):
         pipeline.gate(SYSTEM, BATCH, settings=settings)
     validated = BatchPaths.of(settings, BATCH, SYSTEM).stage_file("validated", ENTITY)
@@ -129,4 +151,4 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
     ]
     assert trail == [("entity_deferral_undone", "anna", True), ("entity_deferred", "lena", False)]
     with pytest.raises(actions.StewardError, match="not a current entity deferral"):
-        actions.undo_deferral(settings, deferral.decision_id, by="anna")
+        actions.undo_deferral(settings, decision_id, by="anna")

@@ -172,3 +172,45 @@ def test_a_fresh_validation_forgets_a_deferral_and_keeps_a_newer_extract(tmp_pat
     assert not list(paths.validated.glob("*before_deferral*"))
     deletions = pq.read_table(paths.validated / "deletions.parquet")
     assert deletions.column("row_id").to_pylist() == ["o8"]
+
+
+def test_promoting_rows_that_point_only_at_a_deferred_entity_is_refused(tmp_path):
+    from etl.core.database import core_engine
+    from etl.core.tables import ENTITY_TABLES
+    from etl.settings import PROJECT_ROOT, Settings
+    from etl.validate.checks import thresholds_for
+    from etl.validate.gate import _dangling_references
+
+    url = f"sqlite:///{tmp_path / 'core.sqlite'}"
+    with core_engine(url).begin() as connection:
+        connection.execute(
+            ENTITY_TABLES["patient"].insert(),
+            [
+                {
+                    "patient_id": "p-core",
+                    "protected_identity": "none",
+                    "source_system": "melior",
+                    "source_key": "1",
+                    "batch_id": "b0",
+                    "content_hash": "h",
+                }
+            ],
+        )
+    settings = Settings(core_url=url, expectations_dir=PROJECT_ROOT / "expectations")
+    paths = BatchPaths(tmp_path / "b7" / "melior")
+    path = paths.stage_file("validated", "encounter")
+    path.parent.mkdir(parents=True)
+    frame = {name: [None] * 3 for name in stage_schema("encounter").names}
+    frame |= {"encounter_id": ["e1", "e2", "e3"], "patient_id": ["p-core", "p-batch", "p-batch"]}
+    frame[ROW_NUMBER] = [1, 2, 3]
+    pq.write_table(pa.Table.from_pydict(frame, schema=stage_schema("encounter")), path)
+    thresholds = thresholds_for(settings.expectations_dir)
+    entities = ["patient", "encounter"]
+
+    deferred = _report(deferred={"patient": 0})
+    assert _dangling_references(settings, paths, thresholds, deferred, entities) == [
+        "encounter.patient_id: 2 row(s) point at patient rows that only this batch holds, "
+        "and patient is deferred"
+    ]
+    both = _report(deferred={"patient": 0, "encounter": 0})
+    assert _dangling_references(settings, paths, thresholds, both, entities) == []
