@@ -125,7 +125,7 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
                 "AND user_name = 'lena'"
             ),
         )
-        == 1
+        == 2  # the command and the repeat: each is logged, like every steward decision
     )
     # A deferred row is not waivable: it was never judged loadable.
     handle = _scalar(
