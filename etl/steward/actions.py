@@ -660,6 +660,10 @@ def defer_entity(
     The entity's rows are quarantined as ``entity_deferred`` when the gate next runs for the
     batch (accounted, never lost, not waivable); the other entities' checks gate as before.
     Recorded with who, when and why; ``undo_deferral`` reverses it.
+
+    A deferral waives nothing: no row failing any check loads because of it, so ``source.*``
+    problems stay unwaivable, and what stops a batch before the gate (physical accounting, drift
+    found while extracting) is never within its reach.
     """
     from etl.pipeline import catalog
 

@@ -19,10 +19,12 @@ HSA-id is resolved against every system's care units). A missing value is not ju
 completeness checks (``not_null``) say whether the column may be empty.
 
 A reference by core id whose target is in this batch's landing but was quarantined while
-transforming (a patient with an invalid personnummer) fails a second check,
-``<entity>.<column>.<target>_in_quarantine``: the row is held back too (loading it would leave a
-pointer at nothing in the core until its target is fixed), but the defect is the target's, gated
-under the target's own checks, so it is not counted again as a dangling reference.
+transforming (a patient with an invalid personnummer) is not dangling: the target exists and
+waits in the steward's queue. It fails a second check, ``<entity>.<column>.<target>_in_quarantine``
+(a warning with max_failure_rate 1.0 in the reviewed thresholds: loaded and flagged, so the
+steward sees which rows wait for their target, while the defect is gated once, under the
+target's own checks, instead of once per contact or lab result). Declaring it an error per
+system holds such rows back with their target.
 
 Memory stays bounded by the chunk: only the chunk's distinct keys are looked up, the batch file
 is read with a filter on that key column only, and the core is asked in slices of keys.

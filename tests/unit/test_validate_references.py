@@ -288,6 +288,7 @@ def test_every_reference_column_of_the_core_model_is_declared_and_has_a_threshol
             if reference.is_by_id:
                 # Held back with its quarantined target, but gated under the target's checks.
                 assert thresholds.max_rate(reference.quarantined_check_name) == 1.0
+                assert thresholds.rule_for(reference.quarantined_check_name).severity == "warning"
 
 
 @pytest.mark.parametrize(
