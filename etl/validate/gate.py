@@ -192,16 +192,14 @@ def _dangling_references(
             if not rows.exists():
                 continue
             dangling = 0
+            core_url = settings.resolved_core_url
             for chunk in iter_frames(rows, settings.chunk_rows):
-                dangling += int(
-                    unresolved(
-                        None,
-                        reference,
-                        chunk[reference.column],
-                        settings.resolved_core_url,
-                        in_batch=False,
-                    ).sum()
-                )
+                values = chunk[reference.column]
+                # Resolved only thanks to the batch's (deferred) rows; rows resolving nowhere
+                # were judged by the validate stage already.
+                without_batch = unresolved(None, reference, values, core_url, in_batch=False)
+                with_batch = unresolved(paths, reference, values, core_url)
+                dangling += int((without_batch & ~with_batch).sum())
             if dangling:
                 problems.append(
                     f"{entity}.{reference.column}: {dangling} row(s) point at {reference.target} "

@@ -200,9 +200,16 @@ def test_promoting_rows_that_point_only_at_a_deferred_entity_is_refused(tmp_path
     paths = BatchPaths(tmp_path / "b7" / "melior")
     path = paths.stage_file("validated", "encounter")
     path.parent.mkdir(parents=True)
-    frame = {name: [None] * 3 for name in stage_schema("encounter").names}
-    frame |= {"encounter_id": ["e1", "e2", "e3"], "patient_id": ["p-core", "p-batch", "p-batch"]}
-    frame[ROW_NUMBER] = [1, 2, 3]
+    frame = {name: [None] * 4 for name in stage_schema("encounter").names}
+    frame |= {
+        "encounter_id": ["e1", "e2", "e3", "e4"],
+        # e4: its patient was quarantined in the batch, so it resolved nowhere (flagged) before
+        "patient_id": ["p-core", "p-batch", "p-batch", "p-held"],
+    }
+    frame[ROW_NUMBER] = [1, 2, 3, 4]
+    transformed = paths.stage_file("transformed", "patient")
+    transformed.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"patient_id": ["p-batch"]}), transformed)
     pq.write_table(pa.Table.from_pydict(frame, schema=stage_schema("encounter")), path)
     thresholds = thresholds_for(settings.expectations_dir)
     entities = ["patient", "encounter"]
