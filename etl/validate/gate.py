@@ -121,7 +121,13 @@ def gate_batch(
     settings: Settings,
     run_id: str | None = None,
 ) -> GateReport:
-    """Store this batch's check results and raise if any breaches its threshold."""
+    """Store this batch's check results and raise if any breaches its threshold.
+
+    The refusal names each entity that stops the batch with its checks, and the entities that
+    pass. An entity a steward defers for this batch (``vardflytt steward defer-entity``) does not
+    stop it: its results are stored as judged, its rows are quarantined as ``entity_deferred``
+    when the gate passes, and a deferral undone since the last gate puts its rows back first.
+    """
     thresholds = thresholds_for(settings.expectations_dir)
     paths = BatchPaths.of(settings, batch_id, system)
     results: list[CheckResult] = []
