@@ -86,6 +86,7 @@ def gate(
         "checks": len(report.results),
         "rows_failing": sum(r.rows_failed for r in report.results),
         "thresholds": report.thresholds_digest,
+        "deferred": report.deferred,  # entity -> rows quarantined as entity_deferred
     }
 
 

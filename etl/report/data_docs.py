@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from etl.report.masking import MIN_COUNT
 from etl.settings import Settings
-from etl.validate.suites import read_suite_definition, suite_checks, suite_path
+from etl.validate.suites import expectation_checks, read_suite_definition, suite_path
 
 if TYPE_CHECKING:
     from etl.report.validation import ValidationSummary
@@ -122,7 +122,8 @@ class ExternalReference:
 
 @cache
 def _documented(expectations_dir: Path, entity: str, _mtime_ns: int) -> frozenset[str]:
-    return frozenset(suite_checks(expectations_dir, entity))
+    # Reference checks (meta.references) are not GX expectations: the summary shows them.
+    return frozenset(expectation_checks(expectations_dir, entity))
 
 
 def documented_checks(expectations_dir: Path, entity: str) -> frozenset[str]:

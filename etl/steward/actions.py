@@ -22,10 +22,26 @@ from pydantic import BaseModel
 from etl.batch import utc_now
 from etl.core.audit import record_access
 from etl.core.database import core_engine
-from etl.core.tables import ENTITY_TABLES, dq_flag, quarantine, quarantine_decision
+from etl.core.tables import (
+    ENTITY_TABLES,
+    dq_flag,
+    dq_result,
+    promotion,
+    quarantine,
+    quarantine_decision,
+)
+from etl.cutover.promote import PROMOTED, STAGED
 from etl.extract.landing import read_manifest
 from etl.settings import Settings
-from etl.steward.decisions import DECISIONS, FIXED_AT_SOURCE, REINJECT, WAIVED
+from etl.steward.decisions import (
+    ALL_ROWS,
+    DECISIONS,
+    ENTITY_DEFERRAL_UNDONE,
+    ENTITY_DEFERRED,
+    FIXED_AT_SOURCE,
+    REINJECT,
+    WAIVED,
+)
 from etl.steward.queue import (
     WAIVED_REASON_PREFIX,
     QueueFilter,
@@ -34,6 +50,7 @@ from etl.steward.queue import (
     with_pseudonyms,
 )
 from etl.validate.checks import SOURCE_PREFIX, ThresholdsError, thresholds_for
+from etl.validate.stage import deferred_check
 
 USER_VARIABLE = "VARDFLYTT_USER"
 MIN_HANDLE_CHARACTERS = 8
@@ -432,6 +449,9 @@ def history(
             {renamed.get(name, name): value for name, value in row.items()}
             for row in connection.execute(query).mappings()
         ]
+    for row in rows:
+        if row["source_key"] == ALL_ROWS:
+            row["source_key"] = None  # an entity deferral names no row, so no pseudonym
     return [HistoryEntry(**row) for row in with_pseudonyms(settings, rows)]
 
 
@@ -579,3 +599,240 @@ def _outcome(connection: sa.Connection, problem: Problem, batch_id: str) -> tupl
     if is_loaded:
         return RESOLVED, "loaded"
     return ABSENT, "not in the re-run's extract (removed at source?)"
+
+
+# --- deferring a whole entity of one batch ----------------------------------------------------
+
+
+class DeferralOutcome(BaseModel):
+    """A recorded (or undone) entity deferral: counts and check ids only."""
+
+    decision_id: str
+    system: str
+    entity: str
+    batch_id: str
+    decision: str
+    justification: str | None
+    decided_by: str
+    decided_at: dt.datetime
+    breaching_checks: list[str]
+    rows: int
+    is_recorded: bool
+    superseded: str | None = None
+    note: str | None = None
+
+
+def _deferral_key(system: str, entity: str, batch_id: str):
+    table = quarantine_decision
+    return (
+        (table.c.source_system == system)
+        & (table.c.entity == entity)
+        & (table.c.batch_id == batch_id)
+        & (table.c.source_key == ALL_ROWS)
+        & (table.c.check_name == deferred_check(entity))
+    )
+
+
+def _promotion_note(connection: sa.Connection, entity: str, batch_id: str) -> str | None:
+    state = connection.execute(
+        sa.select(promotion.c.state).where(promotion.c.batch_id == batch_id)
+    ).scalar()
+    if state in (STAGED, PROMOTED):
+        return (
+            f"batch {batch_id} is already {state} without {entity}; this changes what the gate "
+            f"decides for it from now on. Remove it with `vardflytt cutover rollback --batch "
+            f"{batch_id}` if it must not stay"
+        )
+    return None
+
+
+def defer_entity(
+    settings: Settings,
+    system: str,
+    entity: str,
+    batch_id: str,
+    justification: str | None,
+    by: str | None = None,
+    decided_at: dt.datetime | None = None,
+) -> DeferralOutcome:
+    """Let the gate promote ``system``'s batch without ``entity``, whose checks exceed thresholds.
+
+    The entity's rows are quarantined as ``entity_deferred`` when the gate next runs for the
+    batch (accounted, never lost, not waivable); the other entities' checks gate as before.
+    Recorded with who, when and why; ``undo_deferral`` reverses it.
+
+    A deferral waives nothing: no row failing any check loads because of it, so ``source.*``
+    problems stay unwaivable, and what stops a batch before the gate (physical accounting, drift
+    found while extracting) is never within its reach.
+    """
+    from etl.pipeline import catalog
+
+    decided_by = steward_name(by)
+    entities = catalog(settings).system(system).entities
+    if entity not in entities:
+        raise StewardError(
+            f"{system} has no entity {entity!r}; its entities: {', '.join(entities)}"
+        )
+    justification = check_justification(justification, [], is_required=True)
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        results = connection.execute(
+            sa.select(dq_result.c.check_name, dq_result.c.rows_evaluated, dq_result.c.is_breached)
+            .where(
+                (dq_result.c.batch_id == batch_id)
+                & (dq_result.c.source_system == system)
+                & (dq_result.c.entity == entity)
+            )
+            .order_by(dq_result.c.check_name)
+        ).all()
+    if not results:
+        raise StewardError(
+            f"{system} batch {batch_id} has no quality-gate result for {entity}: run the batch "
+            "(its gate names the entities that stop it) before deferring one. Nothing was recorded"
+        )
+    breaching = [row.check_name for row in results if row.is_breached]
+    if not breaching:
+        raise StewardError(
+            f"{entity} is within every threshold in {system} batch {batch_id}: nothing to defer. "
+            "Nothing was recorded"
+        )
+    rows = max(row.rows_evaluated for row in results)
+    decided_at = decided_at or utc_now()
+    # Log the access before acting: an access that happened is never missing from the log.
+    record_access(
+        settings, f"steward_{ENTITY_DEFERRED}", system, batch_id, rows, entity, user_name=decided_by
+    )
+    table = quarantine_decision
+    key = _deferral_key(system, entity, batch_id)
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        current = connection.execute(
+            sa.select(table).where(key & table.c.is_current).order_by(table.c.decided_at.desc())
+        ).first()
+        note = _promotion_note(connection, entity, batch_id)
+        if current and current.decision == ENTITY_DEFERRED:
+            return DeferralOutcome(
+                decision_id=current.decision_id,
+                system=system,
+                entity=entity,
+                batch_id=batch_id,
+                decision=ENTITY_DEFERRED,
+                justification=current.justification,
+                decided_by=current.decided_by,
+                decided_at=current.decided_at,
+                breaching_checks=breaching,
+                rows=rows,
+                is_recorded=False,
+                note="already deferred",
+            )
+        connection.execute(table.update().where(key).values(is_current=False))
+        decision_id = str(uuid.uuid4())
+        connection.execute(
+            table.insert().values(
+                decision_id=decision_id,
+                source_system=system,
+                dataset=entities[entity].dataset,
+                entity=entity,
+                source_key=ALL_ROWS,
+                check_name=deferred_check(entity),
+                decision=ENTITY_DEFERRED,
+                justification=justification,
+                decided_by=decided_by,
+                decided_at=decided_at,
+                batch_id=batch_id,
+                quarantine_id=None,
+                is_current=True,
+            )
+        )
+    return DeferralOutcome(
+        decision_id=decision_id,
+        system=system,
+        entity=entity,
+        batch_id=batch_id,
+        decision=ENTITY_DEFERRED,
+        justification=justification,
+        decided_by=decided_by,
+        decided_at=decided_at,
+        breaching_checks=breaching,
+        rows=rows,
+        is_recorded=True,
+        superseded=current.decision if current else None,
+        note=note,
+    )
+
+
+def undo_deferral(
+    settings: Settings,
+    decision_id: str,
+    by: str | None = None,
+    justification: str | None = None,
+    decided_at: dt.datetime | None = None,
+) -> DeferralOutcome:
+    """Reverse an entity deferral (by its decision id or a unique prefix of 8+ characters).
+
+    The deferral is superseded, never deleted, by an ``entity_deferral_undone`` decision; the
+    next gate of the batch judges the entity again and refuses as before."""
+    decided_by = steward_name(by)
+    prefix = decision_id.strip().lower()
+    if len(prefix) < MIN_HANDLE_CHARACTERS:
+        raise StewardError(f"give at least {MIN_HANDLE_CHARACTERS} characters of the decision id")
+    table = quarantine_decision
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        found = connection.execute(
+            sa.select(table).where(
+                table.c.decision_id.startswith(prefix) & (table.c.source_key == ALL_ROWS)
+            )
+        ).all()
+    if len(found) != 1:
+        raise StewardError(
+            f"no entity deferral has the decision id {prefix}"
+            if not found
+            else f"the decision id {prefix} matches several decisions; give more characters"
+        )
+    deferral = found[0]
+    if deferral.decision != ENTITY_DEFERRED or not deferral.is_current:
+        raise StewardError(
+            f"decision {deferral.decision_id} is not a current entity deferral "
+            f"({deferral.decision}{'' if deferral.is_current else ', superseded'}); nothing to undo"
+        )
+    justification = check_justification(justification, [], is_required=False)
+    decided_at = decided_at or utc_now()
+    system, entity, batch_id = deferral.source_system, deferral.entity, deferral.batch_id
+    record_access(
+        settings, f"steward_{ENTITY_DEFERRAL_UNDONE}", system, batch_id, 0, entity, decided_by
+    )
+    key = _deferral_key(system, entity, batch_id)
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        note = _promotion_note(connection, entity, batch_id)
+        connection.execute(table.update().where(key).values(is_current=False))
+        undo_id = str(uuid.uuid4())
+        connection.execute(
+            table.insert().values(
+                decision_id=undo_id,
+                source_system=system,
+                dataset=deferral.dataset,
+                entity=entity,
+                source_key=ALL_ROWS,
+                check_name=deferral.check_name,
+                decision=ENTITY_DEFERRAL_UNDONE,
+                justification=justification,
+                decided_by=decided_by,
+                decided_at=decided_at,
+                batch_id=batch_id,
+                quarantine_id=None,
+                is_current=True,
+            )
+        )
+    return DeferralOutcome(
+        decision_id=undo_id,
+        system=system,
+        entity=entity,
+        batch_id=batch_id,
+        decision=ENTITY_DEFERRAL_UNDONE,
+        justification=justification,
+        decided_by=decided_by,
+        decided_at=decided_at,
+        breaching_checks=[],
+        rows=0,
+        is_recorded=True,
+        superseded=ENTITY_DEFERRED,
+        note=note,
+    )

@@ -342,3 +342,67 @@ def steward_history(
             entry.handle or "",
         )
     console.print(table, highlight=False)
+
+
+def _print_deferral(outcome) -> None:
+    state = "recorded" if outcome.is_recorded else "already current"
+    console.print(
+        f"{outcome.decision} {state}: {outcome.system} / {outcome.entity} in batch "
+        f"{outcome.batch_id}, decision {outcome.decision_id}, by {outcome.decided_by} at "
+        f"{_when(outcome.decided_at)}",
+        highlight=False,
+    )
+    if outcome.breaching_checks:
+        console.print(
+            f"over threshold: {', '.join(outcome.breaching_checks)} ({outcome.rows} rows "
+            "quarantined as entity_deferred when the gate runs)",
+            highlight=False,
+        )
+    if outcome.note:
+        console.print(f"[yellow]note: {outcome.note}[/yellow]", highlight=False)
+
+
+@steward_app.command("defer-entity")
+def steward_defer_entity(
+    system: Annotated[str, typer.Argument(help="Source system, as named under mappings/.")],
+    entity: Annotated[str, typer.Argument(help="The core entity to leave out of the batch.")],
+    batch: Annotated[str, typer.Option("--batch", help="The batch the gate stopped.")],
+    justification: Annotated[
+        str,
+        typer.Option(
+            "--justification", help="Why the system may go without it (required, reviewed)."
+        ),
+    ] = "",
+    by: By = None,
+) -> None:
+    """Promote a system's batch without one entity whose checks exceed their thresholds.
+
+    Its rows are quarantined as entity_deferred (accounted, never lost); re-run the gate of the
+    batch (`vardflytt run SYSTEM --batch-id BATCH`, or clear the Airflow gate task). Reverse with
+    `vardflytt steward undo DECISION_ID`."""
+    from etl.steward.actions import StewardError, defer_entity
+
+    try:
+        outcome = defer_entity(get_settings(), system, entity, batch, justification, by)
+    except StewardError as error:
+        raise _fail(error) from error
+    _print_deferral(outcome)
+    console.print(f"undo with: vardflytt steward undo {outcome.decision_id[:12]}", highlight=False)
+
+
+@steward_app.command("undo")
+def steward_undo(
+    decision_id: Annotated[
+        str, typer.Argument(help="The entity deferral's decision id (8+ leading characters).")
+    ],
+    by: By = None,
+    justification: Note = None,
+) -> None:
+    """Reverse an entity deferral: the batch's gate refuses the entity again."""
+    from etl.steward.actions import StewardError, undo_deferral
+
+    try:
+        outcome = undo_deferral(get_settings(), decision_id, by, justification)
+    except StewardError as error:
+        raise _fail(error) from error
+    _print_deferral(outcome)

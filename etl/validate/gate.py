@@ -18,11 +18,15 @@ from pydantic import BaseModel
 
 from etl.batch import BatchPaths, utc_now
 from etl.catalog import Catalog
+from etl.core.arrow import iter_frames
 from etl.core.database import core_engine
 from etl.core.tables import dq_result
 from etl.settings import Settings
+from etl.steward.decisions import deferred_entities
 from etl.validate.checks import Thresholds, read_thresholds, thresholds_for
-from etl.validate.stage import checks_file
+from etl.validate.references import unresolved
+from etl.validate.stage import apply_deferral, checks_file, lift_deferral
+from etl.validate.suites import suite_references
 
 
 class DataQualityGateError(RuntimeError):
@@ -53,10 +57,20 @@ class GateReport(BaseModel):
     batch_id: str
     thresholds_digest: str
     results: list[CheckResult]
+    # Entities a steward defers in this batch (steward defer-entity): not promoted, their rows
+    # quarantined as entity_deferred; their breaches are stored but do not stop the others.
+    deferred: dict[str, int] = {}
+    # Reference columns of promoted entities that would point at a deferred entity's rows.
+    dangling: list[str] = []
 
     @property
     def breaches(self) -> list[CheckResult]:
         return [r for r in self.results if r.is_breached]
+
+    @property
+    def blocking(self) -> list[CheckResult]:
+        """Breaches that stop the batch: those of entities not deferred."""
+        return [r for r in self.breaches if r.entity not in self.deferred]
 
 
 @cache
@@ -107,7 +121,13 @@ def gate_batch(
     settings: Settings,
     run_id: str | None = None,
 ) -> GateReport:
-    """Store this batch's check results and raise if any breaches its threshold."""
+    """Store this batch's check results and raise if any breaches its threshold.
+
+    The refusal names each entity that stops the batch with its checks, and the entities that
+    pass. An entity a steward defers for this batch (``vardflytt steward defer-entity``) does not
+    stop it: its results are stored as judged, its rows are quarantined as ``entity_deferred``
+    when the gate passes, and a deferral undone since the last gate puts its rows back first.
+    """
     thresholds = thresholds_for(settings.expectations_dir)
     paths = BatchPaths.of(settings, batch_id, system)
     results: list[CheckResult] = []
@@ -132,25 +152,104 @@ def gate_batch(
                 },
             )
         results.extend(judge(thresholds, system, entity, t) for t in by_check.values())
+    entities = list(catalog.system(system).entities)
+    deferrals = deferred_entities(settings, system, batch_id)
+    for entity in entities:
+        if entity not in deferrals:
+            # A deferral undone since the last gate: the validate stage's own files come back.
+            lift_deferral(paths, entity)
     report = GateReport(
-        system=system, batch_id=batch_id, thresholds_digest=thresholds.digest, results=results
+        system=system,
+        batch_id=batch_id,
+        thresholds_digest=thresholds.digest,
+        results=results,
+        deferred=dict.fromkeys(sorted(e for e in deferrals if e in entities), 0),
     )
+    report.dangling = _dangling_references(settings, paths, thresholds, report, entities)
     _store(settings, report, run_id)
-    if report.breaches:
-        raise DataQualityGateError(describe_breaches(report))
+    if report.blocking or report.dangling:
+        raise DataQualityGateError(describe_breaches(report, entities))
+    for entity in report.deferred:
+        report.deferred[entity] = apply_deferral(
+            paths, entity, list(report.deferred), settings.chunk_rows
+        )
     return report
 
 
-def describe_breaches(report: GateReport) -> str:
+def _dangling_references(
+    settings: Settings,
+    paths: BatchPaths,
+    thresholds: Thresholds,
+    report: GateReport,
+    entities: list[str],
+) -> list[str]:
+    """Error-severity reference columns of promoted entities whose rows resolve only to rows of
+    a deferred entity of this batch: promoting them would leave pointers at nothing."""
+    problems = []
+    for entity in entities:
+        if entity in report.deferred:
+            continue
+        for reference in suite_references(settings.expectations_dir, entity):
+            if reference.target not in report.deferred:
+                continue
+            if thresholds.rule_for(reference.check_name, report.system).severity != "error":
+                continue
+            rows = paths.stage_file("validated", entity)
+            if not rows.exists():
+                continue
+            dangling = 0
+            core_url = settings.resolved_core_url
+            for chunk in iter_frames(rows, settings.chunk_rows):
+                values = chunk[reference.column]
+                # Resolved only thanks to the batch's (deferred) rows; rows resolving nowhere
+                # were judged by the validate stage already.
+                without_batch = unresolved(None, reference, values, core_url, in_batch=False)
+                with_batch = unresolved(paths, reference, values, core_url)
+                dangling += int((without_batch & ~with_batch).sum())
+            if dangling:
+                problems.append(
+                    f"{entity}.{reference.column}: {dangling} row(s) point at {reference.target} "
+                    f"rows that only this batch holds, and {reference.target} is deferred"
+                )
+    return problems
+
+
+def describe_breaches(report: GateReport, entities: list[str] | None = None) -> str:
+    """Which entities stop the batch and why, which pass, and what a steward can do."""
+    by_entity: dict[str, list[CheckResult]] = {}
+    for result in report.blocking:
+        by_entity.setdefault(result.entity, []).append(result)
+    failing = sorted(by_entity)
+    passing = [e for e in entities or [] if e not in by_entity and e not in report.deferred]
     lines = [
         f"{report.system} batch {report.batch_id} is not promoted: "
-        f"{len(report.breaches)} data-quality check(s) over their threshold"
+        + (
+            f"{len(report.blocking)} data-quality check(s) over their threshold in "
+            f"{len(failing)} entit{'y' if len(failing) == 1 else 'ies'}: {', '.join(failing)}"
+            if failing
+            else "a deferred entity is still referred to"
+        )
     ]
-    for result in report.breaches:
+    if passing:
+        lines.append(f"  within thresholds: {', '.join(passing)}")
+    if report.deferred:
+        lines.append(f"  deferred by a steward: {', '.join(report.deferred)}")
+    for entity in failing:
+        lines.append(f"  {entity}:")
+        for result in by_entity[entity]:
+            lines.append(
+                f"    {result.entity} / {result.check_name}: "
+                f"{result.rows_failed - result.rows_waived} of {result.rows_evaluated} rows fail "
+                f"({result.failure_rate:.2%}, threshold {result.max_failure_rate:.2%})"
+            )
+    for problem in report.dangling:
+        lines.append(f"  {problem}: defer that entity too, or undo the deferral")
+    if failing:
         lines.append(
-            f"  {result.entity} / {result.check_name}: {result.rows_failed - result.rows_waived} "
-            f"of {result.rows_evaluated} rows fail ({result.failure_rate:.2%}, threshold "
-            f"{result.max_failure_rate:.2%})"
+            f"To promote {report.system} without an entity (its rows are quarantined as "
+            "entity_deferred, never lost; recorded, and undone with `vardflytt steward undo`): "
+            f"vardflytt steward defer-entity {report.system} {failing[0]} "
+            f'--batch {report.batch_id} --justification "..."'
         )
     lines.append(
         f"Look at: vardflytt dq results --batch {report.batch_id}  and  vardflytt steward list "

@@ -7,11 +7,15 @@ warnings are counted and the row still loads.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog
@@ -28,9 +32,15 @@ from etl.transform.stage import (
     count_outcomes,
     outcomes_table,
 )
-from etl.validate.checks import source_check
+from etl.validate.checks import source_check, thresholds_for
 from etl.validate.context import context_columns, context_entities, enrich
-from etl.validate.suites import read_suite_definition, suite_checks, validate_chunk
+from etl.validate.references import Reference, landed_ids, reference_failures
+from etl.validate.suites import (
+    read_suite_definition,
+    suite_checks,
+    suite_references,
+    validate_chunk,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -72,9 +82,12 @@ def _validated_chunk(
     parameters: dict,
     waivers: pd.DataFrame,
     tally: CheckTally,
+    references: Callable[[pd.DataFrame, str], list] | None = None,
 ):
     id_column = ENTITIES[entity].id_field()
     failures = validate_chunk(settings.expectations_dir, entity, rows, id_column, parameters)
+    if references is not None:
+        failures += references(rows, id_column)
     quarantined = pd.Series(False, index=rows.index)
     outcome_rows = []
     for failure in failures:
@@ -150,7 +163,9 @@ def validate_entity(
     manifest = read_manifest(settings, batch_id, system)
     parameters = {"as_of_date": manifest.as_of_date.isoformat()}
     suite_meta = read_suite_definition(settings.expectations_dir, entity).get("meta") or {}
-    for related in context_entities(suite_meta):
+    references = suite_references(settings.expectations_dir, entity)
+    related_entities = context_entities(suite_meta) + [r.target for r in references]
+    for related in dict.fromkeys(related_entities):
         if (
             related in catalog.system(system).entities
             and not paths.stage_file("transformed", related).exists()
@@ -161,6 +176,26 @@ def validate_entity(
                 f"rows, which are not transformed yet; transform {related} before validating "
                 f"{entity} (run_system and the DAGs do)"
             )
+    thresholds = thresholds_for(settings.expectations_dir)
+    entities = catalog.system(system).entities
+
+    def in_landing(reference: Reference, ids: set[str]) -> set[str]:
+        if reference.target not in entities:
+            return set()
+        landed = paths.landed_file(entities[reference.target].dataset)
+        return landed_ids(landed, system, reference.target, ids, settings.chunk_rows)
+
+    def check_references(rows: pd.DataFrame, id_column: str) -> list:
+        return reference_failures(
+            paths,
+            rows,
+            references,
+            id_column,
+            settings.resolved_core_url,
+            lambda check: thresholds.rule_for(check, system).severity,
+            in_landing,
+        )
+
     context_names = context_columns(suite_meta)
     waivers = waived_keys(settings, system, mapping.dataset)
 
@@ -177,7 +212,7 @@ def validate_entity(
     for rows in iter_frames(transformed, settings.chunk_rows):
         rows = enrich(paths, rows, suite_meta, settings.resolved_core_url)
         valid, outcomes = _validated_chunk(
-            settings, entity, rows, source_of, parameters, waivers, tally
+            settings, entity, rows, source_of, parameters, waivers, tally, check_references
         )
         writer.write("rows", to_arrow(valid.drop(columns=context_names), entity))
         writer.write("outcomes", outcomes_table(outcomes))
@@ -199,6 +234,8 @@ def validate_entity(
         for reason, number in problems.value_counts().items():
             transform_problems[str(reason)] = transform_problems.get(str(reason), 0) + int(number)
     writer.close()
+    # Fresh output: any steward deferral is applied anew by the gate, from these files.
+    discard_deferral(paths, entity)
     if mapping.identifiers:
         _validate_identifiers(
             settings,
@@ -295,3 +332,127 @@ def _validate_identifiers(
             )
         writer.write("rows", to_arrow(rows, entity))
     writer.close()
+
+
+# --- entity deferral (a steward's decision to promote the system without one entity) ----------
+
+DEFERRED_REASON = "entity_deferred"
+_BEFORE_DEFERRAL = "before_deferral"
+# Parquet metadata key marking a delta's deletions file as rewritten by a deferral.
+_DEFERRED_METADATA = b"vardflytt_deferred_entities"
+
+
+def _deletions(paths: BatchPaths) -> Path:
+    """A delta's deletions (written by etl/extract/delta.py at extract time)."""
+    return paths.validated / "deletions.parquet"
+
+
+def _restore_deletions(paths: BatchPaths) -> None:
+    """Put back the extract's deletions, unless a re-extract has written newer ones since."""
+    deletions, kept = _deletions(paths), _kept(_deletions(paths))
+    if not kept.exists():
+        return
+    if deletions.exists() and _DEFERRED_METADATA not in (pq.read_schema(deletions).metadata or {}):
+        kept.unlink()
+        return
+    kept.replace(deletions)
+
+
+def deferred_check(entity: str) -> str:
+    """The check id a deferred entity's rows are quarantined under (never waivable)."""
+    return f"{entity}.{DEFERRED_REASON}"
+
+
+def _deferral_files(paths: BatchPaths, entity: str) -> list[Path]:
+    files = [
+        paths.stage_file("validated", entity),
+        paths.stage_file("validated", entity, "outcomes"),
+    ]
+    if entity == "patient":
+        # Identifiers follow their patient: none of them load while the patients are deferred.
+        files.append(paths.stage_file("validated", "patient_identifier"))
+    return files
+
+
+def _kept(path: Path) -> Path:
+    """Where the validate stage's own output waits while a deferral replaces it."""
+    return path.with_name(f"{path.stem}.{_BEFORE_DEFERRAL}{path.suffix}")
+
+
+def _restore(path: Path) -> None:
+    kept = _kept(path)
+    if kept.exists():
+        kept.replace(path)
+
+
+def discard_deferral(paths: BatchPaths, entity: str) -> None:
+    """Forget a deferral's kept files: the validate stage is about to write fresh ones."""
+    for path in _deferral_files(paths, entity):
+        _kept(path).unlink(missing_ok=True)
+    _restore_deletions(paths)
+
+
+def lift_deferral(paths: BatchPaths, entity: str) -> None:
+    """Put the validate stage's output back (the deferral was undone); idempotent."""
+    for path in _deferral_files(paths, entity):
+        _restore(path)
+    _restore_deletions(paths)
+
+
+def apply_deferral(paths: BatchPaths, entity: str, entities: list[str], chunk_rows: int) -> int:
+    """Quarantine every loadable row of ``entity`` with reason ``entity_deferred``; idempotent.
+
+    The validate stage's files are kept beside (``*.before_deferral.parquet``) so that undoing the
+    decision restores them exactly. Rows the suite already quarantined keep their own reason;
+    flags are dropped, since a deferred row is not loaded. ``entities`` are all the deferred
+    entities of the batch (a delta's deletions of them are not promoted either). Returns the
+    number of rows deferred.
+    """
+    files = _deferral_files(paths, entity)
+    for path in files:
+        if path.exists() and not _kept(path).exists():
+            path.replace(_kept(path))
+    rows_path, outcomes_path = files[0], files[1]
+    writer = StageWriter(
+        {
+            "rows": (rows_path, stage_schema(entity)),
+            "outcomes": (outcomes_path, OUTCOME_SCHEMA),
+        }
+    )
+    deferred = 0
+    for rows in iter_frames(_kept(rows_path), chunk_rows):
+        writer.write(
+            "outcomes",
+            outcomes_table(
+                pd.DataFrame(
+                    {
+                        ROW_NUMBER: rows[ROW_NUMBER].astype("int64"),
+                        SOURCE_KEY: rows["source_key"].astype("string"),
+                        "outcome": QUARANTINED,
+                        "check_name": deferred_check(entity),
+                        "severity": "error",
+                        "field": pd.NA,
+                        "reason": DEFERRED_REASON,
+                        "detail": pd.NA,
+                    }
+                )
+            ),
+        )
+        deferred += len(rows)
+    for outcomes in iter_frames(_kept(outcomes_path), chunk_rows):
+        writer.write("outcomes", outcomes_table(outcomes[outcomes["outcome"] != FLAGGED]))
+    writer.close()
+    if entity == "patient" and _kept(files[2]).exists():
+        identifiers = StageWriter({"rows": (files[2], stage_schema("patient_identifier"))})
+        identifiers.close()
+    _restore_deletions(paths)
+    deletions = _deletions(paths)
+    if deletions.exists():
+        deletions.replace(_kept(deletions))
+        table = pq.read_table(_kept(deletions))
+        keep = pc.invert(pc.is_in(table.column("entity"), value_set=pa.array(entities)))
+        marked = table.filter(keep).replace_schema_metadata(
+            {**(table.schema.metadata or {}), _DEFERRED_METADATA: ",".join(entities).encode()}
+        )
+        pq.write_table(marked, deletions)
+    return deferred

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from etl.validate.checks import thresholds_for
+from etl.validate.references import Reference, ReferenceDeclarationError, declared_references
 
 # Great Expectations must never phone home: patient data and metadata stay on our hosts.
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
@@ -60,7 +61,11 @@ def read_suite_definition(expectations_dir: Path, entity: str) -> dict:
         raise SuiteError(f"{path}: not valid JSON: {error}") from error
     if definition.get("name") != entity or not isinstance(definition.get("expectations"), list):
         raise SuiteError(f"{path}: needs 'name': '{entity}' and a list of 'expectations'")
-    seen: set[str] = set()
+    try:
+        references = declared_references(entity, definition.get("meta"))
+    except ReferenceDeclarationError as error:
+        raise SuiteError(f"{path}: {error}") from error
+    seen: set[str] = {check for reference in references for check in reference.check_names()}
     for number, expectation in enumerate(definition["expectations"], start=1):
         check = (expectation.get("meta") or {}).get("check")
         if not check or not str(check).startswith(f"{entity}."):
@@ -74,10 +79,25 @@ def read_suite_definition(expectations_dir: Path, entity: str) -> dict:
     return definition
 
 
-def suite_checks(expectations_dir: Path, entity: str) -> list[str]:
-    """The check ids the entity's suite declares, in file order."""
+def expectation_checks(expectations_dir: Path, entity: str) -> list[str]:
+    """The check ids of the suite's Great Expectations expectations, in file order."""
     definition = read_suite_definition(expectations_dir, entity)
     return [e["meta"]["check"] for e in definition["expectations"]]
+
+
+def suite_checks(expectations_dir: Path, entity: str) -> list[str]:
+    """The check ids the entity's suite declares, in file order: expectations, then references."""
+    return expectation_checks(expectations_dir, entity) + [
+        check
+        for reference in suite_references(expectations_dir, entity)
+        for check in reference.check_names()
+    ]
+
+
+def suite_references(expectations_dir: Path, entity: str) -> list[Reference]:
+    """The reference columns the suite declares in ``meta.references`` (etl/validate/references)."""
+    definition = read_suite_definition(expectations_dir, entity)
+    return declared_references(entity, definition.get("meta"))
 
 
 @cache

@@ -1,0 +1,237 @@
+"""Referential integrity: every pointer at a patient, contact, care unit or practitioner resolves.
+
+A suite declares its entity's reference columns in its top-level ``meta.references``::
+
+    "references": {
+        "patient_id": {"entity": "patient"},
+        "care_unit_hsa_id": {"entity": "care_unit", "column": "hsa_id"}
+    }
+
+Each becomes one check, ``<entity>.<column>.references_<target>``
+(``encounter.patient_id.references_patient``), judged like any other: its severity (error
+quarantines the row, warning loads and flags it), threshold and waivability are in
+``expectations/thresholds.yaml``, its tallies go to ``dq_result`` and the gate.
+
+A value resolves when the target exists in this batch's transformed rows of the same system
+(``<target>.parquet``, matched on ``column``, by default the target's id) or in the core table
+(rows promoted earlier by this system, by a delta's base, or by another system or wave: an
+HSA-id is resolved against every system's care units). A missing value is not judged here: the
+completeness checks (``not_null``) say whether the column may be empty.
+
+A reference by core id whose target is in this batch's landing but was quarantined while
+transforming (a patient with an invalid personnummer) is not dangling: the target exists and
+waits in the steward's queue. It fails a second check, ``<entity>.<column>.<target>_in_quarantine``
+(a warning with max_failure_rate 1.0 in the reviewed thresholds: loaded and flagged, so the
+steward sees which rows wait for their target, while the defect is gated once, under the
+target's own checks, instead of once per contact or lab result). Declaring it an error per
+system holds such rows back with their target.
+
+Memory stays bounded by the chunk: only the chunk's distinct keys are looked up, the batch file
+is read with a filter on that key column only, and the core is asked in slices of keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from etl.batch import BatchPaths
+from etl.core.ids import core_ids
+from etl.extract.landing import SOURCE_KEY
+
+REFERENCES = "references"
+REASON = "unresolved_reference"
+QUARANTINED_TARGET_REASON = "reference_to_quarantined_row"
+DIMENSION = "integrity"
+CORE_SLICE = 5_000
+
+
+class ReferenceDeclarationError(ValueError):
+    """A suite's ``meta.references`` declaration is malformed."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference column of an entity and the target it must resolve to."""
+
+    entity: str
+    column: str
+    target: str
+    target_column: str
+
+    @property
+    def check_name(self) -> str:
+        return f"{self.entity}.{self.column}.references_{self.target}"
+
+    @property
+    def is_by_id(self) -> bool:
+        """A core id: derived from the target's source key, so found in the batch's landing."""
+        from etl.core.model import ENTITIES
+
+        return self.target_column == ENTITIES[self.target].id_field()
+
+    @property
+    def quarantined_check_name(self) -> str:
+        return f"{self.entity}.{self.column}.{self.target}_in_quarantine"
+
+    def check_names(self) -> list[str]:
+        return [self.check_name, *([self.quarantined_check_name] if self.is_by_id else [])]
+
+
+def declared_references(entity: str, meta: dict | None) -> list[Reference]:
+    """The reference columns a suite declares, in file order."""
+    from etl.core.model import ENTITIES
+
+    declared = (meta or {}).get(REFERENCES) or {}
+    if not isinstance(declared, dict):
+        raise ReferenceDeclarationError(
+            f"suite '{entity}': meta.references must map column -> target"
+        )
+    fields = ENTITIES[entity].model_fields if entity in ENTITIES else {}
+    references = []
+    for column, spec in declared.items():
+        if not isinstance(spec, dict) or "entity" not in spec:
+            raise ReferenceDeclarationError(
+                f"suite '{entity}': meta.references.{column} needs 'entity'"
+            )
+        target = spec["entity"]
+        if target not in ENTITIES:
+            raise ReferenceDeclarationError(
+                f"suite '{entity}': meta.references.{column}: '{target}' is not a core entity"
+            )
+        target_column = spec.get("column") or ENTITIES[target].id_field()
+        if column not in fields:
+            raise ReferenceDeclarationError(
+                f"suite '{entity}': '{column}' is not a column of {entity}"
+            )
+        if target_column not in ENTITIES[target].model_fields:
+            raise ReferenceDeclarationError(
+                f"suite '{entity}': meta.references.{column}: '{target_column}' is not a "
+                f"column of {target}"
+            )
+        references.append(Reference(entity, column, target, target_column))
+    return references
+
+
+def unresolved(
+    paths: BatchPaths | None,
+    reference: Reference,
+    values: pd.Series,
+    core_url: str | None,
+    in_batch: bool = True,
+) -> pd.Series:
+    """True where a non-empty value resolves neither in the batch nor in the core.
+
+    ``in_batch=False`` asks the core only (the gate uses it when the batch's target rows are not
+    going to be promoted)."""
+    text = values.astype("string").str.strip()
+    text = text.mask(text == "")
+    wanted = pd.Index(text.dropna().unique())
+    if wanted.empty:
+        return pd.Series(False, index=values.index)
+    found: set[str] = set()
+    if in_batch and paths is not None:
+        found |= _in_batch(paths, reference, wanted)
+    remaining = [key for key in wanted if key not in found]
+    if remaining and core_url:
+        found |= _in_core(core_url, reference, remaining)
+    return text.notna() & ~text.isin(found)
+
+
+def landed_ids(
+    landed_file: Path, system: str, target: str, wanted: set[str], chunk_rows: int = 100_000
+) -> set[str]:
+    """Which ``wanted`` core ids belong to rows of the batch's landed ``target`` dataset (whatever
+    became of them); the landed keys are read in slices, one column only."""
+    if not wanted or not landed_file.exists():
+        return set()
+    found: set[str] = set()
+    source = pq.ParquetFile(landed_file)
+    for batch in source.iter_batches(batch_size=chunk_rows, columns=[SOURCE_KEY]):
+        keys = batch.column(0).to_pandas().astype("string")
+        ids = core_ids(system, target, keys[keys.notna()])
+        found.update(ids[ids.isin(wanted)].tolist())
+    return found
+
+
+def _in_batch(paths: BatchPaths, reference: Reference, wanted: pd.Index) -> set[str]:
+    source = paths.stage_file("transformed", reference.target)
+    if not source.exists():
+        return set()
+    dataset = ds.dataset(source)
+    if reference.target_column not in dataset.schema.names:
+        return set()
+    key = pc.field(reference.target_column)
+    table = dataset.to_table(
+        columns=[reference.target_column],
+        filter=pc.is_in(key, value_set=pa.array([str(v) for v in wanted], type=pa.string())),
+    )
+    return {str(v) for v in table.column(0).to_pylist() if v is not None}
+
+
+def _in_core(core_url: str, reference: Reference, wanted: list[str]) -> set[str]:
+    import sqlalchemy as sa
+
+    from etl.core.database import core_engine
+    from etl.core.tables import ENTITY_TABLES
+
+    column = ENTITY_TABLES[reference.target].c[reference.target_column]
+    found: set[str] = set()
+    with core_engine(core_url).connect() as connection:
+        for start in range(0, len(wanted), CORE_SLICE):
+            part = wanted[start : start + CORE_SLICE]
+            query = sa.select(column).where(column.in_(part)).distinct()
+            found.update(str(value) for (value,) in connection.execute(query))
+    return found
+
+
+def reference_failures(
+    paths: BatchPaths,
+    rows: pd.DataFrame,
+    references: list[Reference],
+    id_column: str,
+    core_url: str | None,
+    severity_of: Callable[[str], str],
+    in_landing: Callable[[Reference, set[str]], set[str]] | None = None,
+):
+    """One ``Failure`` per reference check that some row of the chunk fails.
+
+    ``in_landing(reference, ids)`` says which unresolved ids are rows of the batch's landing
+    (quarantined while transforming); without it every unresolved id is a dangling reference."""
+    from etl.validate.suites import Failure
+
+    failures = []
+    for reference in references:
+        if reference.column not in rows.columns or rows.empty:
+            continue
+        failing = unresolved(paths, reference, rows[reference.column], core_url)
+        if not failing.any():
+            continue
+        quarantined = pd.Series(False, index=rows.index)
+        if in_landing is not None and reference.is_by_id:
+            values = rows.loc[failing, reference.column].astype("string").str.strip()
+            held = in_landing(reference, set(values.unique()))
+            quarantined = failing & rows[reference.column].astype("string").str.strip().isin(held)
+        for check, reason, mask in (
+            (reference.check_name, REASON, failing & ~quarantined),
+            (reference.quarantined_check_name, QUARANTINED_TARGET_REASON, quarantined),
+        ):
+            if mask.any():
+                failures.append(
+                    Failure(
+                        check,
+                        reference.column,
+                        reason,
+                        severity_of(check),
+                        rows.loc[mask, id_column].astype("string").reset_index(drop=True),
+                        DIMENSION,
+                    )
+                )
+    return failures
