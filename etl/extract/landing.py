@@ -35,7 +35,7 @@ from etl.batch import BatchPaths, utc_now, write_json
 from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset
 from etl.core.ids import row_hashes
 from etl.extract import physical, readers
-from etl.extract.records import ReadStats, Record, frames
+from etl.extract.records import ReadStats
 from etl.settings import Settings
 
 ROW_NUMBER = "_row_number"
@@ -203,17 +203,23 @@ def _mismatch(system: str, name: str, where: str, read: int, counted: int, detai
     )
 
 
-def _file_records(
-    system: str, name: str, dataset: FileDataset, folder: Path, sources: list[SourceFile]
-) -> Iterator[Record]:
-    """Every file's records in order, each file checked against its physical count when read."""
+def _file_frames(
+    system: str,
+    name: str,
+    dataset: FileDataset,
+    folder: Path,
+    sources: list[SourceFile],
+    chunk_rows: int,
+) -> Iterator[pd.DataFrame]:
+    """Every file's rows in chunks, in order, each file checked against its physical count when
+    read."""
     for path in readers.matching_files(folder, dataset, system):
         counted = physical.count_physical(path, dataset)
         before = path.stat()
         stats, rows = ReadStats(path), 0
-        for record in readers.read_file(path, dataset, stats):
-            rows += 1
-            yield record
+        for chunk in readers.read_file_frames(path, dataset, stats, chunk_rows):
+            rows += len(chunk)
+            yield chunk
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise PhysicalCountError(
@@ -244,8 +250,7 @@ def _land_file_dataset(
     system: str, name: str, dataset: FileDataset, folder: Path, target: Path, chunk_rows: int
 ) -> tuple[int, list[SourceFile]]:
     sources: list[SourceFile] = []
-    records = _file_records(system, name, dataset, folder, sources)
-    chunks = frames(records, dataset.column_names, chunk_rows)
+    chunks = _file_frames(system, name, dataset, folder, sources, chunk_rows)
     rows = _write_parquet(chunks, dataset.column_names, dataset.key, target)
     return rows, sources
 

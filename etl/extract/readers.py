@@ -332,6 +332,26 @@ def read_file(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Re
     return RECORD_READERS[dataset.format](path, dataset, stats)
 
 
+# Readers that build a file's chunks column-wise (no Python object per value): the hot path of
+# extraction. They yield exactly the frames ``frames(read_file(...))`` would.
+FRAME_READERS: dict[
+    FileFormat, Callable[[Path, FileDataset, ReadStats, int], Iterator[pd.DataFrame]]
+] = {
+    FileFormat.DELIMITED: text_records.read_frames,
+    FileFormat.FIXED_WIDTH: text_records.read_frames,
+}
+
+
+def read_file_frames(
+    path: Path, dataset: FileDataset, stats: ReadStats, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The rows of one file of ``dataset`` in chunks of at most ``chunk_rows``."""
+    frame_reader = FRAME_READERS.get(dataset.format)
+    if frame_reader is not None:
+        return frame_reader(path, dataset, stats, chunk_rows)
+    return frames(read_file(path, dataset, stats), dataset.column_names, chunk_rows)
+
+
 def read_file_chunks(folder: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Chunks of every file of the dataset, in file order (no accounting: see landing)."""
     files = matching_files(folder, dataset)

@@ -255,6 +255,7 @@ def test_a_reader_that_loses_or_splits_a_record_stops_the_batch(
 ):
     catalog, estate = kassa
     monkeypatch.setitem(readers.RECORD_READERS, FileFormat.DELIMITED, reader)
+    monkeypatch.delitem(readers.FRAME_READERS, FileFormat.DELIMITED)
     settings = settings_for(estate)
 
     with pytest.raises(PhysicalCountError) as error:
@@ -306,6 +307,7 @@ def test_unknown_fields_are_in_the_manifest_and_logged_as_counts_only(
     monkeypatch.setitem(
         readers.RECORD_READERS, FileFormat.DELIMITED, reader_seeing_an_undeclared_column
     )
+    monkeypatch.delitem(readers.FRAME_READERS, FileFormat.DELIMITED)
     caplog.set_level("INFO", logger="etl.extract.landing")
 
     manifest = extract_system(catalog, "kassa", "b1", dt.date(2026, 7, 1), settings_for(estate))

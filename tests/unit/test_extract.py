@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from etl.catalog import load_catalog
-from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, extract_system
+from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY, extract_system
 from etl.extract.readers import REPLACEMENT_CHARACTER, SchemaDriftError, read_only_engine
+from etl.extract.records import reason_of
 
 pytestmark = pytest.mark.unit
 
@@ -49,20 +50,27 @@ def test_melior_lands_every_row_with_lineage_and_a_manifest(catalog, tiny_estate
         table = pq.read_table(dataset.path)
         assert table.num_rows == dataset.rows > 0, name
         assert table.column(ROW_NUMBER).to_pylist() == list(range(1, dataset.rows + 1))
-        assert table.column(SOURCE_KEY).null_count == 0
+        # Only an unreadable record (all values unread, its key too) lands without a key.
+        keyless = table.column(SOURCE_KEY).is_null().to_numpy(zero_copy_only=False)
+        unreadable = table.column(READ_ERROR).is_valid().to_numpy(zero_copy_only=False)
+        assert not (keyless & ~unreadable).any(), name
         assert len(dataset.sha256) == 64
     assert manifest.datasets["labsvar"].exact_duplicates > 0
     assert manifest.datasets["diagnos"].conflicting_duplicate_rows > 0
 
 
-def test_undecodable_bytes_become_replacement_characters_not_a_failed_file(
+def test_undecodable_bytes_make_their_record_unreadable_not_a_failed_file(
     catalog, tiny_estate, settings_for
 ):
     settings = settings_for(tiny_estate)
     manifest = extract_system(catalog, "melior", "b1", AS_OF, settings)
 
     notes = pq.read_table(manifest.datasets["anteckning"].path).to_pandas()
-    assert notes["TEXT"].str.contains(REPLACEMENT_CHARACTER, regex=False).sum() >= 3
+    errors = notes[READ_ERROR].dropna()
+    undecodable = errors[errors.map(reason_of) == "undecodable_bytes"]
+    assert len(undecodable) >= 3
+    assert undecodable.str.contains("column TEXT").all()  # where, never the value
+    assert not notes["TEXT"].str.contains(REPLACEMENT_CHARACTER, regex=False).any()
     assert "ö" in "".join(notes["TEXT"].dropna()), "cp1252 text decodes to Swedish letters"
 
 
