@@ -275,6 +275,10 @@ def _physical_records(
 class _Problem(NamedTuple):
     reason: str
     detail: str
+    # The record's key values when its fields split cleanly and only another column is bad: the
+    # unreadable row keeps its key, so a steward can find it and rows pointing at it still
+    # resolve (they are flagged as pointing at a quarantined row, never loaded as orphans).
+    key: tuple[str | None, ...] | None = None
 
 
 class _Reader:
@@ -299,6 +303,7 @@ class _Reader:
         # as the old reader loaded them. A bare CR, or a bare LF in a CRLF file, is not: it is
         # how a record gets cut or merged, so it stays unreadable, as in keys.
         self.keys = set(dataset.key)
+        self.key_positions = {self.names.index(name) for name in dataset.key}
         terminator = _terminator(path, dataset.encoding, delimiter)
         self.text_breaks = re.compile("\r\n|\t" if terminator == "\r\n" else "\r\n|\n|\t")
         if self.is_delimited:
@@ -355,6 +360,17 @@ class _Reader:
         return values if self.bad.search(text) is None else self.field_problem(values)
 
     def field_problem(self, values: tuple[str, ...]) -> tuple[str, ...] | _Problem:
+        problem = self._field_problem(values)
+        if not isinstance(problem, _Problem) or any(
+            self.bad.search(values[index]) for index in self.key_positions
+        ):
+            return problem
+        key = tuple(
+            value if index in self.key_positions else None for index, value in enumerate(values)
+        )
+        return problem._replace(key=key)
+
+    def _field_problem(self, values: tuple[str, ...]) -> tuple[str, ...] | _Problem:
         for name, value in zip(self.names, values, strict=True):
             found = self.bad.search(value)
             if found is not None and name not in self.keys:
@@ -378,6 +394,8 @@ class _Reader:
     def unreadable(self, problem: _Problem, record: int, line: int) -> Record:
         self.stats.unreadable += 1
         error = describe(problem.reason, self.path, line=line, record=record, detail=problem.detail)
+        if problem.key is not None:
+            return Record(problem.key, error, record, line)
         return Record.unreadable(len(self.names), error, record, line)
 
     # A batch: checked as a whole, then cut in bulk unless something was flagged.
@@ -537,11 +555,11 @@ class _Reader:
         first, lines, flagged, _ = self._take(batch)
         records = batch.records
         names = [*self.names, READ_ERROR]
-        errors: dict[int, str] = {}  # position in the batch: read error
+        errors: dict[int, Record] = {}  # position in the batch: the unreadable row
         for index in sorted(flagged) if not self._are_valid(records) else ():
             judged = self.judge(records[index], lines[index])
             if isinstance(judged, _Problem):
-                errors[index] = self.unreadable(judged, first + index, lines[index]).read_error
+                errors[index] = self.unreadable(judged, first + index, lines[index])
         readable = (
             records
             if not errors
@@ -551,9 +569,15 @@ class _Reader:
         table = pa.table([*columns, pa.nulls(len(readable), type=pa.large_string())], names=names)
         if not errors:
             return table
-        nothing = pa.nulls(len(errors), type=pa.large_string())
+        rows = list(errors.values())
         unreadable = pa.table(
-            [*([nothing] * len(self.names)), pa.array(list(errors.values()), pa.large_string())],
+            [
+                *(
+                    pa.array([row.values[position] for row in rows], pa.large_string())
+                    for position in range(len(self.names))
+                ),
+                pa.array([row.read_error for row in rows], pa.large_string()),
+            ],
             names=names,
         )
         # Each row's place in (readable rows, then unreadable rows), in file order.

@@ -118,8 +118,15 @@ def test_xml_radiology_examinations_become_procedures(tmp_path, settings_for, mo
     )
     assert bool(procedure["is_blocked"]) is True  # spärr travels with the examination
     outcomes = core["procedure.outcomes"]
-    assert outcomes[["_source_key", "reason", "field"]].values.tolist() == [
+    quarantined = outcomes[outcomes["outcome"] == "quarantined"]
+    assert quarantined[["_source_key", "reason", "field"]].values.tolist() == [
         ["U2", "unparseable_date", "utford"]
+    ]
+    # The care unit's HSA-id is in neither the batch nor the core (the register comes from
+    # ELVIS): the examination loads, flagged for a steward.
+    flagged = outcomes[outcomes["outcome"] == "flagged"]
+    assert flagged[["_source_key", "reason", "field"]].values.tolist() == [
+        ["U1", "unresolved_reference", "enhet"]
     ]
 
 
