@@ -57,7 +57,7 @@ whose separators differ from the file's first message is counted in ``unknown_fi
 ``unknown_fields`` counts per segment name the messages carrying a segment the mapping does
 not read, and, as ``missing:<SEG>``, the messages lacking a segment it does read.
 
-Why not python-hl7 any more (it is still a project dependency, unused here): its unescape
+Why not python-hl7 any more (no longer a dependency): its unescape
 drops unknown or unterminated escapes silently and logs the field's text, and it builds a
 container tree for every segment. Splitting only the fields the mapping reads, with the
 message's own separators, is cheaper and lets each bad field be named.
