@@ -6,7 +6,7 @@ the journals, Orbit and every satellite's patient register. Rows with the same `
 are the same synthetic person (``P`` + the population index); no identity number or name is in
 the file. ``injected_conflict`` names the conflict planted on that person, on each of their rows:
 identity resolution must send all of them that it joins to review, not merge them. Unreadable
-records (a broken JSON line) belong to nobody and have no row.
+records (a broken JSON line, a byte the encoding cannot decode) belong to nobody and have no row.
 
 Besides the shared population (the same identity numbers in every system), two things are
 planted here in ELVIS and Melior, after the defects and never on a defect row:
@@ -104,8 +104,11 @@ def register_records(datasets: Iterable[Dataset], conflicts: np.ndarray) -> list
 def _truth_rows(ds: Dataset, people: np.ndarray, conflicts: np.ndarray) -> list[dict[str, object]]:
     """One truth row per row of ``ds``; ``people`` is each row's population index (or None)."""
     records = []
-    for key, person in zip(ds.text(ds.key), people.tolist(), strict=True):
+    rows = zip(ds.text(ds.key), people.tolist(), ds.defect_class.tolist(), strict=True)
+    for key, person, defect in rows:
         if person is None:  # an unreadable record, inserted by a defect: nobody's
+            continue
+        if defect == "undecodable_bytes":  # unreadable too: the readers land no values of it
             continue
         records.append(
             {
