@@ -80,7 +80,7 @@ def _migration_lock(engine: sa.Engine):
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
             # Released by the commit: the schema and its version row become visible together.
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % _ADVISORY_KEY)
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})")
             yield connection
         return
     database = engine.url.database if engine.dialect.name == "sqlite" else None
