@@ -223,6 +223,16 @@ def _refuse_unpromotable(connection: sa.Connection, row: dict) -> None:
         )
 
 
+def check_promotable(connection: sa.Connection, batch_id: str) -> None:
+    """Refuse early (before reading any file) a batch that is not staged or promoted, or older
+    than a newer staged or promoted batch of its system; ``promote`` checks again under lock."""
+    row = promotion_row(connection, batch_id)
+    if row is None:
+        raise PromotionError(f"batch {batch_id} was never staged; run its load first")
+    if row["state"] != PROMOTED:
+        _refuse_unpromotable(connection, row)
+
+
 def _lock_promotions(connection: sa.Connection) -> None:
     """Promotions and rollbacks are serialised: sequence numbers and overlap checks stay true."""
     if connection.dialect.name == "postgresql":

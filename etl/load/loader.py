@@ -43,6 +43,7 @@ from etl.cutover.promote import (
     STAGED,
     SUPERSEDED,
     UNACCOUNTED,
+    check_promotable,
     clear_staged,
     promote,
     promotion_row,
@@ -285,11 +286,13 @@ def promote_system(
     run_id: str | None = None,
 ) -> LoadReport:
     """Promote a staged batch in one transaction and record its verified accounting."""
+    engine = core_engine(settings.resolved_core_url)
+    with engine.connect() as connection:
+        check_promotable(connection, batch_id)
     manifest = read_manifest(settings, batch_id, system)
     paths = BatchPaths.of(settings, batch_id, system)
     mappings = catalog.system(system).entities
     order = _load_order(catalog, system)
-    engine = core_engine(settings.resolved_core_url)
     try:
         return _promote_accounted(
             engine, system, batch_id, manifest, mappings, paths, order, run_id
