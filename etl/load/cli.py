@@ -21,6 +21,7 @@ core_app = typer.Typer(
 )
 console = Console(width=None if sys.stdout.isatty() else 200)
 NOT_PROMOTED = {"superseded", "unaccounted", "staged"}
+STATUS_ROWS = 20
 
 
 def print_batch_states(rows: list[dict], title: str) -> None:
@@ -47,7 +48,10 @@ def print_unpromoted(settings) -> None:
 
     rows = [r for r in batch_states(settings) if (r["state"] or r["status"]) in NOT_PROMOTED]
     if rows:
-        print_batch_states(rows, "batches not promoted (superseded, unaccounted or waiting)")
+        title = "batches not promoted (superseded, unaccounted or waiting), newest first"
+        if len(rows) > STATUS_ROWS:
+            title += f"; {len(rows) - STATUS_ROWS} older in `vardflytt batches list`"
+        print_batch_states(rows[:STATUS_ROWS], title)
 
 
 @batches_app.command("list")
