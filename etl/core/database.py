@@ -28,12 +28,18 @@ _VERSION_TABLE = "alembic_version"
 @cache
 def core_engine(url: str) -> sa.Engine:
     """One engine per URL per process; the schema is upgraded to head on first use."""
+    engine = new_engine(url)
+    upgrade_core(engine)
+    return engine
+
+
+def new_engine(url: str) -> sa.Engine:
+    """An engine on the core database as it is (no upgrade); a SQLite file's folder is made."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    upgrade_core(engine)
     return engine
 
 

@@ -152,7 +152,7 @@ def _refusal(kind: LeaseKind, held: Lease) -> str:
         f"{kind.noun} {held.key} is held by {held.holder}{run} since "
         f"{held.acquired_at:%Y-%m-%d %H:%M} UTC; two runs of one {kind.noun} must not interleave. "
         f"Wait for it to finish; if that run is dead, its lease lapses at {lapses:%Y-%m-%d %H:%M} "
-        f"UTC, or release it now with `{kind.unlock_command.format(key=held.key)}` (recorded)."
+        f"UTC, or release it now with `{kind.unlock_command.format(key=held.key)}`."
     )
 
 

@@ -119,11 +119,9 @@ def batches_unlock(system: str) -> None:
 @core_app.command("upgrade")
 def core_upgrade() -> None:
     """Create or upgrade the core schema to the newest migration (safe to run at any time)."""
-    import sqlalchemy as sa
+    from etl.core.database import HEAD_REVISION, new_engine, upgrade_core
 
-    from etl.core.database import HEAD_REVISION, upgrade_core
-
-    engine = sa.create_engine(get_settings().resolved_core_url)
+    engine = new_engine(get_settings().resolved_core_url)
     before = upgrade_core(engine)
     engine.dispose()
     console.print(
