@@ -87,7 +87,11 @@ def extract(
                 "%s: batch %s (%s) superseded by %s", system, left.batch_id, left.was, batch_id
             )
     as_of = dt.date.fromisoformat(str(as_of_date))
-    manifest = extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
+    try:
+        manifest = extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
+    except Exception:
+        release_system(system, batch_id, settings)  # nothing runs after a failed extract
+        raise
     record_access(settings, "read_source", system, batch_id, manifest.total_rows)
     return {
         "batch_id": batch_id,
@@ -119,7 +123,13 @@ def gate(
     """Store the batch's check results; fail (not promoted) if any exceeds its threshold."""
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
-    report = gate_batch(catalog(settings), system, batch_id, settings, run_id)
+    try:
+        report = gate_batch(catalog(settings), system, batch_id, settings, run_id)
+    except Exception:
+        # A refused gate ends the run (every entity was validated before it): the system is free
+        # for the re-run that follows the stewards' fixes. A retried task takes it again.
+        release_system(system, batch_id, settings)
+        raise
     return {
         "batch_id": batch_id,
         "checks": len(report.results),

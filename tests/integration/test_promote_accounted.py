@@ -152,6 +152,15 @@ def test_a_killed_batch_is_superseded_by_the_next_run_and_status_shows_it(settin
     listed = CliRunner().invoke(app, ["batches", "list", "--system", SYSTEM])
     assert "killed" in listed.output and "next" in listed.output
 
+    # Reconciling the wave reads the source again in a scratch batch: it lets go of the system
+    # and supersedes nothing, so the next run is not refused.
+    from etl.cutover.reconcile import reconcile_system
+
+    reconcile_system(pipeline.catalog(settings), SYSTEM, settings, AS_OF, label="check")
+    engine = core_engine(settings.resolved_core_url)
+    assert lease.holder_of(engine, lease.SYSTEM, SYSTEM) is None
+    assert _row(settings, "next")["state"] == "promoted"
+
 
 def test_an_older_staged_batch_is_never_promoted_over_a_newer_one(settings):
     _prepare(settings, "zz_older")
