@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ def safe_batch_id(raw: str) -> str:
     if not cleaned:
         raise ValueError(f"batch id {raw!r} has no usable characters")
     return cleaned
+
+
+def new_batch_id(system: str, label: str) -> str:
+    """A fresh batch id for a run with no id of its own (the command line): readable (system,
+    label, UTC time to the microsecond) and unique even for runs started in the same instant (a
+    random suffix). Batches are ordered by their extraction time, never by this text."""
+    stamp = utc_now().strftime("%Y%m%dT%H%M%S%f")
+    return safe_batch_id(f"{system}__{label}__{stamp}_{secrets.token_hex(4)}")
 
 
 @dataclass(frozen=True)

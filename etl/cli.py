@@ -107,13 +107,12 @@ def run(
 ) -> None:
     """Run one source system's migration in this process, without Airflow."""
     from etl import pipeline
+    from etl.batch import new_batch_id
 
     settings = get_settings()
     entities = pipeline.catalog(settings).system(system).entities
     as_of = dt.date.fromisoformat(as_of_date) if as_of_date else dt.date.today()
-    batch = batch_id or pipeline.batch_id_for(
-        system, f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
-    )
+    batch = batch_id or new_batch_id(system, "cli")
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -207,6 +206,7 @@ def status(
                 reason["source_system"], reason["entity"], reason["reason"], str(reason["rows"])
             )
         console.print(table)
+    print_unpromoted(settings)
     console.print(
         "[green]every source row is accounted for[/green]"
         if is_reconciled
@@ -663,6 +663,10 @@ app.add_typer(dq_app, name="dq")
 from etl.steward.cli import steward_app  # noqa: E402
 
 app.add_typer(steward_app, name="steward")
+from etl.load.cli import batches_app, core_app, print_unpromoted  # noqa: E402
+
+app.add_typer(batches_app, name="batches")
+app.add_typer(core_app, name="core")
 
 
 def _print_check_results(rows: list[dict], title: str, only_failing: bool) -> None:

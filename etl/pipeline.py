@@ -8,23 +8,50 @@ no identity numbers, no names.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 from etl.batch import safe_batch_id
 from etl.catalog import Catalog, load_catalog
+from etl.core import lease
 from etl.core.audit import record_access
+from etl.core.database import core_engine
 from etl.extract.landing import extract_system
-from etl.load.loader import LoadReport, load_system, promote_system
+from etl.load.loader import (
+    AccountingError,
+    LoadReport,
+    load_system,
+    promote_system,
+    supersede_abandoned,
+)
 from etl.settings import Settings, get_settings
 from etl.transform.stage import transform_entity
 from etl.validate.gate import gate_batch
 from etl.validate.stage import validate_entity
 
+# Some source rows are not accounted for: the batch is not promoted (the load raises it before
+# promotion; ``reconcile`` checks a report again).
+ReconciliationError = AccountingError
+logger = logging.getLogger(__name__)
 
-class ReconciliationError(RuntimeError):
-    """Some source rows are not accounted for: the batch must not be promoted."""
+
+def hold_system(system: str, batch_id: str, settings: Settings) -> lease.Lease:
+    """Take or renew the system's lease for this batch's run; refuse while another run holds it.
+
+    The batch id is the run's identity: an Airflow run's tasks (same batch id) keep the lease
+    taken by its extract, and so does a retried task; ``load``/``promote`` release it."""
+    engine = core_engine(settings.resolved_core_url)
+    held = lease.acquire(engine, lease.SYSTEM, system, batch_id)
+    if held.replaced:
+        logger.warning(held.replaced)
+    return held
+
+
+def release_system(system: str, batch_id: str, settings: Settings) -> bool:
+    engine = core_engine(settings.resolved_core_url)
+    return lease.release(engine, lease.SYSTEM, system, run_id=batch_id)
 
 
 @cache
@@ -47,11 +74,24 @@ def extract(
     as_of_date: dt.date | str,
     settings: Settings | None = None,
     kind: str = "full",
+    clean_abandoned: bool = True,
 ) -> dict:
-    """Land the source; a ``delta`` also lists what changed since the last promoted batch."""
+    """Land the source; a ``delta`` also lists what changed since the last promoted batch.
+
+    First takes the system's lease and supersedes what earlier, abandoned runs left staged."""
     settings = settings or get_settings()
+    hold_system(system, batch_id, settings)
+    if clean_abandoned:
+        for left in supersede_abandoned(settings, system, batch_id):
+            logger.warning(
+                "%s: batch %s (%s) superseded by %s", system, left.batch_id, left.was, batch_id
+            )
     as_of = dt.date.fromisoformat(str(as_of_date))
-    manifest = extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
+    try:
+        manifest = extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
+    except Exception:
+        release_system(system, batch_id, settings)  # nothing runs after a failed extract
+        raise
     record_access(settings, "read_source", system, batch_id, manifest.total_rows)
     return {
         "batch_id": batch_id,
@@ -63,6 +103,7 @@ def extract(
 
 def transform(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
+    hold_system(system, batch_id, settings)
     report = transform_entity(catalog(settings), system, entity, batch_id, settings)
     record_access(settings, "transform", system, batch_id, report.rows_in, entity)
     return report.model_dump()
@@ -70,6 +111,7 @@ def transform(system: str, entity: str, batch_id: str, settings: Settings | None
 
 def validate(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
+    hold_system(system, batch_id, settings)
     report = validate_entity(catalog(settings), system, entity, batch_id, settings)
     record_access(settings, "validate", system, batch_id, report.rows_in, entity)
     return report.model_dump()
@@ -80,7 +122,14 @@ def gate(
 ) -> dict:
     """Store the batch's check results; fail (not promoted) if any exceeds its threshold."""
     settings = settings or get_settings()
-    report = gate_batch(catalog(settings), system, batch_id, settings, run_id)
+    hold_system(system, batch_id, settings)
+    try:
+        report = gate_batch(catalog(settings), system, batch_id, settings, run_id)
+    except Exception:
+        # A refused gate ends the run (every entity was validated before it): the system is free
+        # for the re-run that follows the stewards' fixes. A retried task takes it again.
+        release_system(system, batch_id, settings)
+        raise
     return {
         "batch_id": batch_id,
         "checks": len(report.results),
@@ -106,18 +155,22 @@ def load(
     ``kind`` (full or delta) defaults to what the batch was extracted as.
     """
     settings = settings or get_settings()
-    report = load_system(
-        catalog(settings),
-        system,
-        batch_id,
-        settings,
-        run_id,
-        dry_run,
-        scope,
-        promote_now=promote_now,
-        wave=wave,
-        kind=kind,
-    )
+    hold_system(system, batch_id, settings)
+    try:
+        report = load_system(
+            catalog(settings),
+            system,
+            batch_id,
+            settings,
+            run_id,
+            dry_run,
+            scope,
+            promote_now=promote_now,
+            wave=wave,
+            kind=kind,
+        )
+    finally:
+        release_system(system, batch_id, settings)  # the run ends with its load
     if not dry_run:
         written = sum(load.inserted + load.updated for load in report.entities)
         record_access(settings, "write_core", system, batch_id, written, run_id=run_id)
@@ -129,7 +182,11 @@ def promote(
 ) -> dict:
     """Promote a staged batch into the core tables (one transaction; idempotent)."""
     settings = settings or get_settings()
-    report = promote_system(catalog(settings), system, batch_id, settings, run_id)
+    hold_system(system, batch_id, settings)
+    try:
+        report = promote_system(catalog(settings), system, batch_id, settings, run_id)
+    finally:
+        release_system(system, batch_id, settings)
     written = sum(load.inserted + load.updated for load in report.entities)
     record_access(settings, "write_core", system, batch_id, written, run_id=run_id)
     return report.model_dump()
@@ -190,11 +247,14 @@ def run_system(
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)
     step("extract")
-    extract(system, batch_id, as_of_date, settings, kind)
-    transform_and_validate(system, batch_id, settings, step)
-    step("quality gate")
-    gate(system, batch_id, run_id, settings)
-    step("load")
-    report = load(system, batch_id, run_id, dry_run, settings, wave=wave, kind=kind)
+    try:
+        extract(system, batch_id, as_of_date, settings, kind, clean_abandoned=not dry_run)
+        transform_and_validate(system, batch_id, settings, step)
+        step("quality gate")
+        gate(system, batch_id, run_id, settings)
+        step("load")
+        report = load(system, batch_id, run_id, dry_run, settings, wave=wave, kind=kind)
+    finally:
+        release_system(system, batch_id, settings)  # a failed run must not keep the system
     reconcile(report)
     return LoadReport.model_validate(report)

@@ -1,25 +1,107 @@
-"""Connections to the core database; creates the schema on first use."""
+"""Connections to the core database; its schema is created and upgraded by Alembic migrations.
+
+``core_engine`` upgrades the schema on first use in a process, and ``vardflytt core upgrade``
+does it on purpose. Two processes starting at once on an empty database must not both create
+tables: on PostgreSQL the upgrade runs under a transaction-level advisory lock, on a SQLite file
+under an exclusive file lock beside the database, so the second waits and then finds the schema
+at head.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from etl.core.tables import metadata
+MIGRATIONS = Path(__file__).with_name("migrations")
+# The newest revision in migrations/versions (a unit test keeps them equal). Knowing it here lets
+# every process check the schema with one query instead of loading Alembic.
+HEAD_REVISION = "0002"
+# pg_advisory_xact_lock key: any constant the project owns ("vardflytt" in ASCII, truncated).
+_ADVISORY_KEY = 0x7661726466
+_VERSION_TABLE = "alembic_version"
 
 
 @cache
 def core_engine(url: str) -> sa.Engine:
-    """One engine per URL per process; the schema is created if missing (idempotent)."""
+    """One engine per URL per process; the schema is upgraded to head on first use."""
+    engine = new_engine(url)
+    upgrade_core(engine)
+    return engine
+
+
+def new_engine(url: str) -> sa.Engine:
+    """An engine on the core database as it is (no upgrade); a SQLite file's folder is made."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
     return engine
+
+
+def schema_revision(engine: sa.Engine) -> str | None:
+    """The core schema's Alembic revision, or None before the first migration."""
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table(_VERSION_TABLE):
+            return None
+        return connection.exec_driver_sql(f"SELECT version_num FROM {_VERSION_TABLE}").scalar()
+
+
+def upgrade_core(engine: sa.Engine) -> str | None:
+    """Run the migrations up to head, serialised across processes; returns the revision before
+    (None: the schema was empty or made before migrations). Idempotent."""
+    before = schema_revision(engine)
+    if before == HEAD_REVISION:
+        return before
+    with _migration_lock(engine) as connection:
+        before = _revision_on(connection)
+        if before != HEAD_REVISION:
+            _run_alembic(connection)
+    return before
+
+
+def _revision_on(connection: sa.Connection) -> str | None:
+    if not sa.inspect(connection).has_table(_VERSION_TABLE):
+        return None
+    return connection.exec_driver_sql(f"SELECT version_num FROM {_VERSION_TABLE}").scalar()
+
+
+def _run_alembic(connection: sa.Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: sa.Engine):
+    """A connection in a transaction that no other process's upgrade can enter at the same time."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            # Released by the commit: the schema and its version row become visible together.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})")
+            yield connection
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        with engine.begin() as connection:
+            yield connection
+        return
+    lock_path = Path(f"{database}.migrate.lock")
+    with lock_path.open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            with engine.begin() as connection:
+                yield connection
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -237,7 +237,10 @@ staged_deletion = sa.Table(
 )
 
 # One row per batch: where it is in stage -> promote -> (rollback), and in which order batches
-# were promoted (``seq``), which is the order rollbacks must respect.
+# were promoted (``seq``), which is the order rollbacks must respect. ``extracted_at`` orders a
+# system's batches by their data (an older extraction is never promoted over a newer one);
+# ``superseded_by`` and ``note`` say why a batch will never be promoted (superseded by a later
+# run, or refused because its accounting did not hold).
 promotion = sa.Table(
     "promotion",
     metadata,
@@ -245,7 +248,8 @@ promotion = sa.Table(
     sa.Column("source_system", sa.Text, nullable=False, index=True),
     sa.Column("wave", sa.Text, index=True),
     sa.Column("kind", sa.Text, nullable=False),  # full | delta
-    sa.Column("state", sa.Text, nullable=False),  # staged | promoted | rolled_back
+    # staged | promoted | rolled_back | superseded | unaccounted
+    sa.Column("state", sa.Text, nullable=False),
     sa.Column("seq", sa.BigInteger),
     sa.Column("run_id", sa.Text),
     sa.Column("staged_at", sa.DateTime(timezone=True)),
@@ -254,6 +258,9 @@ promotion = sa.Table(
     sa.Column("rows_inserted", sa.BigInteger, nullable=False, default=0),
     sa.Column("rows_updated", sa.BigInteger, nullable=False, default=0),
     sa.Column("rows_deleted", sa.BigInteger, nullable=False, default=0),
+    sa.Column("extracted_at", sa.DateTime(timezone=True)),
+    sa.Column("superseded_by", sa.Text),
+    sa.Column("note", sa.Text),  # counts and batch ids only, never patient data
 )
 
 # The cutover ledger: each wave's state, and every transition with who, when, run and evidence.
@@ -281,14 +288,28 @@ cutover_transition = sa.Table(
     sa.Column("note", sa.Text),
 )
 
-# Who holds a wave's lock (the lock itself is a PostgreSQL advisory lock or a file lock; this row
-# only says who, for the message the second runner gets).
+# Who holds a wave's lock: the row is the lease, taken atomically by its primary key
+# (etl/core/lease.py), and says who holds it for the message the second runner gets.
 cutover_lock = sa.Table(
     "cutover_lock",
     metadata,
     sa.Column("wave", sa.Text, primary_key=True),
     sa.Column("holder", sa.Text, nullable=False),
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One run per source system at a time, across the command line and Airflow: the row is the lease
+# (taken atomically by its primary key, the same mechanism as the wave lock, etl/core/lease.py).
+# A run renews ``heartbeat_at`` at every stage; a lease without a heartbeat for its duration
+# belongs to a dead run and may be taken over (with a message naming the run it replaced).
+system_lease = sa.Table(
+    "system_lease",
+    metadata,
+    sa.Column("source_system", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Per source dataset: the last extraction a delta is computed against.

@@ -12,10 +12,8 @@ is refused with the states the wave may go to from where it is.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import socket
+import logging
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from etl.batch import utc_now
+from etl.core import lease
+from etl.core.lease import current_actor
 from etl.core.tables import cutover_approval, cutover_lock, cutover_transition, cutover_wave
 
 PLANNED = "planned"
@@ -49,18 +49,15 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 STATES = tuple(TRANSITIONS)
 LOCK_LEASE = timedelta(hours=12)
+logger = logging.getLogger(__name__)
 
 
 class LedgerError(RuntimeError):
     """A transition the state machine does not allow, or a missing precondition."""
 
 
-class WaveLockedError(RuntimeError):
+class WaveLockedError(lease.LeaseHeldError):
     """Another run holds the wave."""
-
-
-def current_actor() -> str:
-    return os.environ.get("VARDFLYTT_USER") or getpass.getuser()
 
 
 def wave_state(connection: sa.Connection, wave: str) -> str:
@@ -202,9 +199,15 @@ class LockHolder:
     acquired_at: object
 
 
-def _holder_label(run_id: str | None) -> str:
-    where = f"{socket.gethostname()} pid {os.getpid()}"
-    return f"{run_id or 'command line'} by {current_actor()} on {where}"
+# The wave lock is a lease (etl.core.lease), the same mechanism as the per-system run lease.
+WAVE = lease.LeaseKind(
+    noun="wave",
+    table=cutover_lock,
+    key_column="wave",
+    duration=LOCK_LEASE,
+    unlock_command="vardflytt cutover unlock {key}",
+    error=WaveLockedError,
+)
 
 
 def acquire_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> tuple[str, bool]:
@@ -212,53 +215,22 @@ def acquire_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> tup
 
     Returns the holder label and whether this call took it: an Airflow run that took the lease
     in its first task holds it through its later tasks (same run id) until its last task."""
-    holder = _holder_label(run_id)
-    now = utc_now()
-    with engine.begin() as connection:
-        row = connection.execute(sa.select(cutover_lock).where(cutover_lock.c.wave == wave)).first()
-        if row is not None:
-            acquired = row.acquired_at
-            if acquired.tzinfo is None:
-                acquired = acquired.replace(tzinfo=now.tzinfo)
-            same_run = run_id is not None and row.holder.startswith(f"{run_id} by ")
-            if same_run:
-                return row.holder, False
-            if now - acquired < LOCK_LEASE:
-                raise WaveLockedError(
-                    f"wave {wave} is held by {row.holder} since {acquired:%Y-%m-%d %H:%M} UTC; "
-                    "two runs of one wave must not interleave. Wait for it to finish; if that run "
-                    f"is dead, release it with `vardflytt cutover unlock {wave}` (recorded)."
-                )
-            connection.execute(cutover_lock.delete().where(cutover_lock.c.wave == wave))
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                cutover_lock.insert().values(wave=wave, holder=holder, acquired_at=now)
-            )
-    except sa.exc.IntegrityError as error:
-        raise WaveLockedError(
-            f"wave {wave} was taken by another run a moment ago; wait for it to finish"
-        ) from error
-    return holder, True
+    held = lease.acquire(engine, WAVE, wave, run_id)
+    if held.replaced:
+        logger.warning(held.replaced)
+    return held.holder, held.is_taken
 
 
 def release_lock(
     engine: sa.Engine, wave: str, holder: str | None = None, run_id: str | None = None
 ) -> bool:
     """Release the lease: the holder's own (by label or run id), or any with neither (forced)."""
-    with engine.begin() as connection:
-        query = cutover_lock.delete().where(cutover_lock.c.wave == wave)
-        if holder is not None:
-            query = query.where(cutover_lock.c.holder == holder)
-        elif run_id is not None:
-            query = query.where(cutover_lock.c.holder.startswith(f"{run_id} by "))
-        return connection.execute(query).rowcount > 0
+    return lease.release(engine, WAVE, wave, holder=holder, run_id=run_id)
 
 
 def lock_holder(engine: sa.Engine, wave: str) -> LockHolder | None:
-    with engine.connect() as connection:
-        row = connection.execute(sa.select(cutover_lock).where(cutover_lock.c.wave == wave)).first()
-    return LockHolder(row.holder, row.acquired_at) if row else None
+    held = lease.holder_of(engine, WAVE, wave)
+    return LockHolder(held.holder, held.acquired_at) if held else None
 
 
 @contextmanager

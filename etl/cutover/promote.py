@@ -40,6 +40,9 @@ from etl.core.tables import (
 )
 
 STAGED, PROMOTED, ROLLED_BACK = "staged", "promoted", "rolled_back"
+# Never promoted, and never will be: a later run of the system replaced it (``superseded_by``),
+# or its accounting did not hold (``note`` says by how much). Their staged rows are gone.
+SUPERSEDED, UNACCOUNTED = "superseded", "unaccounted"
 # Test hook: pause at a named point inside a transaction so a test can SIGKILL the process there.
 FAULT_VARIABLE = "VARDFLYTT_FAULT_PAUSE_AT"
 
@@ -107,7 +110,9 @@ def record_staged(
     kind: str,
     wave: str | None,
     run_id: str | None,
+    extracted_at=None,
 ) -> None:
+    """``extracted_at`` (when the source was read) orders the system's batches for promotion."""
     existing = promotion_row(connection, batch_id)
     values = {
         "source_system": system,
@@ -119,6 +124,9 @@ def record_staged(
         "rows_inserted": 0,
         "rows_updated": 0,
         "rows_deleted": 0,
+        "extracted_at": extracted_at,
+        "superseded_by": None,
+        "note": None,
     }
     if existing:
         connection.execute(
@@ -133,6 +141,96 @@ def clear_staged(connection: sa.Connection, batch_id: str) -> None:
     for table in STAGED_TABLES.values():
         connection.execute(table.delete().where(table.c.batch_id == batch_id))
     connection.execute(staged_deletion.delete().where(staged_deletion.c.batch_id == batch_id))
+
+
+def set_unpromotable(
+    connection: sa.Connection,
+    batch_id: str,
+    state: str,
+    note: str,
+    superseded_by: str | None = None,
+) -> None:
+    """The batch will never be promoted (superseded, or unaccounted): drop its staged rows and
+    record why in the promotion ledger and ``load_batch`` (which ``vardflytt status`` shows)."""
+    clear_staged(connection, batch_id)
+    connection.execute(
+        promotion.update()
+        .where(promotion.c.batch_id == batch_id)
+        .values(state=state, superseded_by=superseded_by, note=note)
+    )
+    connection.execute(
+        load_batch.update()
+        .where(load_batch.c.batch_id == batch_id)
+        .values(status=state, finished_at=utc_now())
+    )
+
+
+def newer_batches(connection: sa.Connection, row: dict) -> list[dict]:
+    """Batches of the same system extracted after this one that are staged or promoted."""
+    if row.get("extracted_at") is None:
+        return []
+    return [
+        dict(other._mapping)
+        for other in connection.execute(
+            sa.select(
+                promotion.c.batch_id,
+                promotion.c.state,
+                promotion.c.extracted_at,
+            )
+            .where(
+                (promotion.c.source_system == row["source_system"])
+                & (promotion.c.batch_id != row["batch_id"])
+                & promotion.c.state.in_([STAGED, PROMOTED])
+                & (promotion.c.extracted_at > row["extracted_at"])
+            )
+            .order_by(promotion.c.extracted_at.desc())
+        )
+    ]
+
+
+def _moment(value) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S.%f} UTC"
+
+
+def _refuse_unpromotable(connection: sa.Connection, row: dict) -> None:
+    batch_id, system = row["batch_id"], row["source_system"]
+    if row["state"] == SUPERSEDED:
+        by = row["superseded_by"]
+        raise PromotionError(
+            f"{system}: batch {batch_id} was superseded"
+            + (f" by batch {by}" if by else "")
+            + f" ({row['note'] or 'abandoned'}); its staged rows are gone. Run the system again."
+        )
+    if row["state"] == UNACCOUNTED:
+        raise PromotionError(
+            f"{system}: batch {batch_id} failed its accounting ({row['note']}); it is never "
+            "promoted. Fix the cause and run the system again."
+        )
+    if row["state"] != STAGED:
+        raise PromotionError(
+            f"batch {batch_id} is {row['state']}; load it again (a new stage) before promoting"
+        )
+    newer = newer_batches(connection, row)
+    if newer:
+        names = "; ".join(
+            f"{other['batch_id']} ({other['state']}, extracted {_moment(other['extracted_at'])})"
+            for other in newer
+        )
+        raise PromotionError(
+            f"{system}: batch {batch_id} (extracted {_moment(row['extracted_at'])}) "
+            f"is older than {names}: an older extraction is never promoted over a newer one. "
+            "Promote the newer batch (or roll it back first), then run the system again."
+        )
+
+
+def check_promotable(connection: sa.Connection, batch_id: str) -> None:
+    """Refuse early (before reading any file) a batch that is not staged or promoted, or older
+    than a newer staged or promoted batch of its system; ``promote`` checks again under lock."""
+    row = promotion_row(connection, batch_id)
+    if row is None:
+        raise PromotionError(f"batch {batch_id} was never staged; run its load first")
+    if row["state"] != PROMOTED:
+        _refuse_unpromotable(connection, row)
 
 
 def _lock_promotions(connection: sa.Connection) -> None:
@@ -230,10 +328,7 @@ def promote(connection: sa.Connection, batch_id: str, entities: Iterable[str]) -
         raise PromotionError(f"batch {batch_id} was never staged; run its load first")
     if row["state"] == PROMOTED:
         return PromotionReport(batch_id, PROMOTED, row["seq"], already_done=True)
-    if row["state"] != STAGED:
-        raise PromotionError(
-            f"batch {batch_id} is {row['state']}; load it again (a new stage) before promoting"
-        )
+    _refuse_unpromotable(connection, row)
     report = PromotionReport(batch_id, PROMOTED, None)
     for entity in entities:
         report.entities[entity] = _promote_entity(connection, entity, batch_id)

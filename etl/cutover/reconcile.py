@@ -242,8 +242,13 @@ def reconcile_system(
     from etl import pipeline
 
     scratch_batch = f"reconcile__{system}__{label or uuid.uuid4().hex[:8]}"
-    pipeline.extract(system, scratch_batch, as_of_date, settings)
-    pipeline.transform_and_validate(system, scratch_batch, settings)
+    # A measurement, not a run: it holds the system's lease while it reads (no run may write
+    # meanwhile), supersedes nothing, and lets go as soon as the source is read.
+    try:
+        pipeline.extract(system, scratch_batch, as_of_date, settings, clean_abandoned=False)
+        pipeline.transform_and_validate(system, scratch_batch, settings)
+    finally:
+        pipeline.release_system(system, scratch_batch, settings)
     paths = BatchPaths.of(settings, scratch_batch, system)
     entities = [e for e in ENTITIES if e in catalog.system(system).entities]
     if "patient" in entities:

@@ -104,5 +104,7 @@ IDENTITY_TABLES = (person, person_link, identity_review, identity_resolution_run
 
 
 def ensure_identity_tables(engine: sa.Engine) -> None:
-    """Create the identity tables if missing (idempotent; ``core_engine`` does not know them)."""
-    metadata.create_all(engine, tables=list(IDENTITY_TABLES))
+    """The identity tables are part of the core schema, made by its migrations (idempotent)."""
+    from etl.core.database import upgrade_core
+
+    upgrade_core(engine)

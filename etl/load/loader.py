@@ -1,15 +1,19 @@
 """Load a validated batch into the core database and prove every source row is accounted for.
 
-Per entity: validated rows go into a temporary stage table (``COPY`` on PostgreSQL), then one
-set-based upsert moves them into the core table, changing only rows whose content hash differs.
-So re-running the same batch changes nothing. The whole system's batch is one transaction:
-a failure leaves the core as it was.
+Stage -> accounting -> promote, in that order. Per entity, validated rows are bulk-copied into
+``staged_<entity>`` (``COPY`` on PostgreSQL); then the accounting (extracted = staged +
+quarantined + excluded + merged) must leave residue 0, or the batch is marked ``unaccounted``,
+its staged rows dropped, and it is never promoted. Promotion (etl.cutover.promote) is one
+transaction that also verifies every loaded row by content hash: if that accounting fails, the
+transaction is rolled back, so a batch whose accounting fails is never visible in the core.
+Re-running the same batch changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import shutil
 
 import pandas as pd
 import pyarrow as pa
@@ -17,7 +21,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from etl.batch import BatchPaths, utc_now
+from etl.batch import BatchPaths, safe_batch_id, utc_now
 from etl.catalog import Catalog
 from etl.core.arrow import entity_schema
 from etl.core.database import core_engine
@@ -33,11 +37,27 @@ from etl.core.tables import (
     quarantine,
     source_watermark,
 )
-from etl.cutover.promote import PROMOTED, clear_staged, promote, promotion_row, record_staged
+from etl.cutover.promote import (
+    PROMOTED,
+    ROLLED_BACK,
+    STAGED,
+    SUPERSEDED,
+    UNACCOUNTED,
+    check_promotable,
+    clear_staged,
+    promote,
+    promotion_row,
+    record_staged,
+    set_unpromotable,
+)
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, LandingManifest, read_manifest
 from etl.load.bulk import bulk_insert
 from etl.settings import Settings
 from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
+
+
+class AccountingError(RuntimeError):
+    """Some source rows are not accounted for: the batch is not (and never will be) promoted."""
 
 
 class EntityLoad(BaseModel):
@@ -75,6 +95,26 @@ class LoadReport(BaseModel):
     @property
     def is_reconciled(self) -> bool:
         return all(row.is_verified for row in self.accounting)
+
+    def open_rows(self, staged: bool = False) -> list[AccountingRow]:
+        """Rows not accounted for: a residue (staged), or not verified in the core (promoted)."""
+        if staged:
+            return [row for row in self.accounting if row.residue != 0]
+        return [row for row in self.accounting if not row.is_verified]
+
+    def residue_note(self, staged: bool = False) -> str:
+        return "; ".join(
+            f"{row.entity} ({row.dataset}): residue {row.residue}"
+            + ("" if staged or row.residue else ", loaded rows not verified in the core")
+            for row in self.open_rows(staged)
+        )
+
+    def refusal(self, staged: bool = False) -> AccountingError:
+        return AccountingError(
+            f"{self.system} batch {self.batch_id}: not every source row is accounted for: "
+            f"{self.residue_note(staged)}. Nothing of it was promoted into the core; see "
+            f"`vardflytt status --batch {self.batch_id}`."
+        )
 
 
 def _load_order(catalog: Catalog, system: str) -> list[str]:
@@ -219,7 +259,8 @@ def load_system(
                     "dq_flag",
                     _quarantine_rows(system, entity, dataset, batch_id, run_id, outcomes, FLAGGED),
                 )
-            record_staged(connection, batch_id, system, kind, wave, run_id)
+            extracted_at = dt.datetime.fromisoformat(manifest.extracted_at)
+            record_staged(connection, batch_id, system, kind, wave, run_id, extracted_at)
             loads = [
                 EntityLoad(entity=e, staged=n, inserted=0, updated=0, unchanged=0, verified=0)
                 for e, n in staged.items()
@@ -236,6 +277,13 @@ def load_system(
             )
             _record_accounting(connection, batch_id, report.accounting)
             _record_batch(connection, system, batch_id, run_id, "staged", finished=True)
+            if report.open_rows(staged=True):
+                # Committed with the batch so its state says why; nothing reached the core.
+                set_unpromotable(
+                    connection, batch_id, UNACCOUNTED, report.residue_note(staged=True)
+                )
+    if not already and report.open_rows(staged=True):
+        raise report.refusal(staged=True)
     if not promote_now and not already:
         return report
     return promote_system(catalog, system, batch_id, settings, run_id)
@@ -249,11 +297,34 @@ def promote_system(
     run_id: str | None = None,
 ) -> LoadReport:
     """Promote a staged batch in one transaction and record its verified accounting."""
+    engine = core_engine(settings.resolved_core_url)
+    with engine.connect() as connection:
+        check_promotable(connection, batch_id)
     manifest = read_manifest(settings, batch_id, system)
     paths = BatchPaths.of(settings, batch_id, system)
     mappings = catalog.system(system).entities
     order = _load_order(catalog, system)
-    with core_engine(settings.resolved_core_url).begin() as connection:
+    try:
+        return _promote_accounted(
+            engine, system, batch_id, manifest, mappings, paths, order, run_id
+        )
+    except _Unaccounted as failed:
+        with engine.begin() as connection:  # the promotion was rolled back; say why
+            _record_accounting(connection, batch_id, failed.report.accounting)
+            set_unpromotable(connection, batch_id, UNACCOUNTED, failed.report.residue_note())
+        raise failed.report.refusal() from None
+
+
+class _Unaccounted(Exception):
+    """Raised inside the promotion transaction so that it rolls back."""
+
+    def __init__(self, report: LoadReport):
+        super().__init__(report.batch_id)
+        self.report = report
+
+
+def _promote_accounted(engine, system, batch_id, manifest, mappings, paths, order, run_id):
+    with engine.begin() as connection:
         promoted = promote(connection, batch_id, order)
         if promoted.already_done:
             loads = _loads_from_ledger(connection, system, batch_id, order)
@@ -271,10 +342,11 @@ def promote_system(
             ]
         report = _report(system, batch_id, manifest, mappings, paths, loads, catalog=catalog)
         if not promoted.already_done:
+            if not report.is_reconciled:
+                raise _Unaccounted(report)
             _record_accounting(connection, batch_id, report.accounting)
             _set_watermarks(connection, system, manifest)
-            status = "loaded" if report.is_reconciled else "unreconciled"
-            _record_batch(connection, system, batch_id, run_id, status, finished=True)
+            _record_batch(connection, system, batch_id, run_id, "loaded", finished=True)
     return report
 
 
@@ -515,3 +587,137 @@ def rewind_watermarks(connection, system: str, settings: Settings) -> str | None
             manifest = read_manifest(settings, latest, system)
     _set_watermarks(connection, system, manifest)
     return latest
+
+
+class AbandonedBatch(BaseModel):
+    """A batch of a system that a run left behind, superseded and cleaned."""
+
+    batch_id: str
+    source_system: str
+    was: str  # staged | unaccounted | landed (extracted, never staged)
+    removed_landing: bool
+
+
+def supersede_abandoned(
+    settings: Settings, system: str, by_batch_id: str | None = None
+) -> list[AbandonedBatch]:
+    """Supersede and clean what earlier runs of ``system`` left behind: staged or unaccounted
+    batches (never promoted) lose their staged rows and landing files and become ``superseded``
+    (by ``by_batch_id``, the run starting now, or by a clean); landing folders of batches that
+    never reached staging are removed and recorded the same way.
+
+    The caller holds the system's lease, so no other run of the system is in flight. Promoted and
+    rolled-back batches keep their landing files (deltas and watermark rewinds read them).
+    """
+    engine = core_engine(settings.resolved_core_url)
+    keep = safe_batch_id(by_batch_id) if by_batch_id else None
+    note = f"superseded by batch {by_batch_id}" if by_batch_id else "abandoned; cleaned"
+    cleaned: list[AbandonedBatch] = []
+    with engine.begin() as connection:
+        ledger = {
+            row.batch_id: row.state
+            for row in connection.execute(
+                sa.select(promotion.c.batch_id, promotion.c.state).where(
+                    promotion.c.source_system == system
+                )
+            )
+        }
+        known = {safe_batch_id(batch_id): batch_id for batch_id in ledger}
+        known.update(
+            {
+                safe_batch_id(row.batch_id): row.batch_id
+                for row in connection.execute(
+                    sa.select(load_batch.c.batch_id).where(load_batch.c.source_system == system)
+                )
+            }
+        )
+        for batch_id, state in sorted(ledger.items()):
+            if state not in {STAGED, UNACCOUNTED} or safe_batch_id(batch_id) == keep:
+                continue
+            set_unpromotable(connection, batch_id, SUPERSEDED, note, superseded_by=by_batch_id)
+            cleaned.append(
+                AbandonedBatch(
+                    batch_id=batch_id,
+                    source_system=system,
+                    was=state,
+                    removed_landing=_remove_landing(settings, batch_id, system),
+                )
+            )
+        root = settings.resolved_landing_dir
+        folders = sorted(root.glob(f"*/{system}")) if root.exists() else []
+        for folder in folders:
+            name = folder.parent.name
+            batch_id = known.get(name)
+            if name == keep or (batch_id and ledger.get(batch_id) in {PROMOTED, ROLLED_BACK}):
+                continue
+            if batch_id and ledger.get(batch_id) == SUPERSEDED:
+                _remove_landing(settings, batch_id, system)  # superseded earlier, files left
+                continue
+            if batch_id is None:  # extracted, never staged: no ledger row yet, record one
+                batch_id = name
+                _record_superseded_landing(connection, system, batch_id, note)
+            elif batch_id not in ledger:  # in load_batch only (dry run or failed before stage)
+                connection.execute(
+                    load_batch.update()
+                    .where(load_batch.c.batch_id == batch_id)
+                    .values(status=SUPERSEDED, finished_at=utc_now())
+                )
+            cleaned.append(
+                AbandonedBatch(
+                    batch_id=batch_id,
+                    source_system=system,
+                    was="landed",
+                    removed_landing=_remove_landing(settings, batch_id, system),
+                )
+            )
+    return cleaned
+
+
+def _remove_landing(settings: Settings, batch_id: str, system: str) -> bool:
+    folder = BatchPaths.of(settings, batch_id, system).root
+    if not folder.exists():
+        return False
+    shutil.rmtree(folder)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()  # the batch folder, once no system of it is left
+    return True
+
+
+def _record_superseded_landing(connection, system: str, batch_id: str, note: str) -> None:
+    now = utc_now()
+    connection.execute(
+        load_batch.insert().values(
+            batch_id=batch_id,
+            source_system=system,
+            run_id=None,
+            scope=note,
+            status=SUPERSEDED,
+            is_dry_run=False,
+            started_at=now,
+            finished_at=now,
+        )
+    )
+
+
+def batch_states(settings: Settings, system: str | None = None) -> list[dict]:
+    """Every batch in the ledger with its state and why (counts and ids only), newest first."""
+    engine = core_engine(settings.resolved_core_url)
+    query = (
+        sa.select(
+            load_batch.c.batch_id,
+            load_batch.c.source_system,
+            load_batch.c.status,
+            load_batch.c.scope,
+            load_batch.c.started_at,
+            promotion.c.state,
+            promotion.c.extracted_at,
+            promotion.c.superseded_by,
+            promotion.c.note,
+        )
+        .select_from(load_batch.outerjoin(promotion, promotion.c.batch_id == load_batch.c.batch_id))
+        .order_by(load_batch.c.started_at.desc())
+    )
+    if system:
+        query = query.where(load_batch.c.source_system == system)
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
