@@ -306,7 +306,7 @@ def promote_system(
     order = _load_order(catalog, system)
     try:
         return _promote_accounted(
-            engine, system, batch_id, manifest, mappings, paths, order, run_id
+            engine, catalog, system, batch_id, manifest, mappings, paths, order, run_id
         )
     except _Unaccounted as failed:
         with engine.begin() as connection:  # the promotion was rolled back; say why
@@ -323,7 +323,7 @@ class _Unaccounted(Exception):
         self.report = report
 
 
-def _promote_accounted(engine, system, batch_id, manifest, mappings, paths, order, run_id):
+def _promote_accounted(engine, catalog, system, batch_id, manifest, mappings, paths, order, run_id):
     with engine.begin() as connection:
         promoted = promote(connection, batch_id, order)
         if promoted.already_done:

@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from etl.batch import BatchPaths, new_batch_id, safe_batch_id
 from etl.core import lease
 from etl.core.database import HEAD_REVISION, MIGRATIONS, core_engine, schema_revision
-from etl.core.tables import load_batch, metadata, promotion, staged_deletion, system_lease
+from etl.core.tables import (
+    ENTITY_TABLES,
+    load_batch,
+    metadata,
+    promotion,
+    staged_deletion,
+    system_lease,
+)
 from etl.cutover.promote import (
     PROMOTED,
     SUPERSEDED,
@@ -78,6 +85,16 @@ def test_a_database_made_before_migrations_is_upgraded_in_place(tmp_path):
             if c.name not in {"extracted_at", "superseded_by", "note"}
         ),
     )
+    identifiers = ENTITY_TABLES["patient_identifier"]
+    sa.Table(
+        identifiers.name,
+        old,
+        *(
+            sa.Column(c.name, c.type, primary_key=c.primary_key)
+            for c in identifiers.columns
+            if c.name != "issuer_country"
+        ),
+    )
     old.create_all(plain)
     with plain.begin() as connection:
         connection.execute(
@@ -91,6 +108,8 @@ def test_a_database_made_before_migrations_is_upgraded_in_place(tmp_path):
     assert schema_revision(engine) == HEAD_REVISION
     columns = {c["name"] for c in sa.inspect(engine).get_columns("promotion")}
     assert {"extracted_at", "superseded_by", "note"} <= columns
+    columns = {c["name"] for c in sa.inspect(engine).get_columns(identifiers.name)}
+    assert "issuer_country" in columns
     with engine.connect() as connection:
         assert promotion_row(connection, "b1")["state"] == PROMOTED
 
