@@ -186,7 +186,7 @@ def status(
     ] = False,
 ) -> None:
     """Record accounting per system and entity, with quarantine counts by reason."""
-    from etl.status import accounting_rows, quarantine_reasons
+    from etl.status import accounting_rows, quarantine_reasons, source_counts
 
     settings = get_settings()
     rows = accounting_rows(settings, batch)
@@ -196,6 +196,17 @@ def status(
     is_reconciled = print_accounting(
         rows, title="record accounting (extracted = loaded + quarantined + excluded + merged)"
     )
+    sources = source_counts(settings, {(row["batch_id"], row["source_system"]) for row in rows})
+    if sources:
+        table = Table(title="source records: independent physical count = records read")
+        for column in sources[0]:
+            table.add_column(
+                column.replace("_", " "),
+                justify="left" if column in {"system", "dataset", "source"} else "right",
+            )
+        for source in sources:
+            table.add_row(*(str(value) for value in source.values()))
+        console.print(table)
     reasons = quarantine_reasons(settings, sorted({row["batch_id"] for row in rows}))
     if reasons:
         table = Table(title="quarantined rows by reason (review with the data stewards)")

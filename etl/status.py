@@ -49,3 +49,33 @@ def quarantine_reasons(settings: Settings, batch_ids: list[str]) -> list[dict]:
     )
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def source_counts(settings: Settings, batches: set[tuple[str, str]]) -> list[dict]:
+    """Per source file or table of each (batch, system): the independent physical count beside
+    what the reader read, from the landing manifest (counts and file names only)."""
+    from pathlib import Path
+
+    from etl.extract.landing import read_manifest
+
+    found = []
+    for batch_id, system in sorted(batches):
+        try:
+            manifest = read_manifest(settings, batch_id, system)
+        except FileNotFoundError:  # cleaned after promotion or superseded: nothing to show
+            continue
+        for name, dataset in manifest.datasets.items():
+            for source in dataset.sources:
+                found.append(
+                    {
+                        "system": system,
+                        "dataset": name,
+                        "source": Path(source.path).name,
+                        "physical": source.physical_records,
+                        "read": source.records,
+                        "unreadable": source.unreadable,
+                        "stray": source.stray,
+                        "undeclared_fields": len(source.unknown_fields),
+                    }
+                )
+    return found

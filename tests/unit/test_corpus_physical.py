@@ -319,3 +319,24 @@ def test_unknown_fields_are_in_the_manifest_and_logged_as_counts_only(
         "record(s); see the landing manifest"
     ]
     assert "199001012385" not in caplog.text
+
+
+def test_status_shows_each_source_files_physical_count_beside_what_was_read(kassa, settings_for):
+    from etl.status import source_counts
+
+    catalog, estate = kassa
+    settings = settings_for(estate)
+    extract_system(catalog, "kassa", "b1", dt.date(2026, 7, 1), settings)
+
+    (row,) = [r for r in source_counts(settings, {("b1", "kassa")}) if r["dataset"] == "patient"]
+    assert row == {
+        "system": "kassa",
+        "dataset": "patient",
+        "source": "PATIENT.TXT",
+        "physical": 3,
+        "read": 3,
+        "unreadable": 0,
+        "stray": 0,
+        "undeclared_fields": 0,
+    }
+    assert source_counts(settings, {("no-such-batch", "kassa")}) == []
