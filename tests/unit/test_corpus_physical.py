@@ -340,3 +340,30 @@ def test_status_shows_each_source_files_physical_count_beside_what_was_read(kass
         "undeclared_fields": 0,
     }
     assert source_counts(settings, {("no-such-batch", "kassa")}) == []
+
+
+# Findings of `make fuzz` (atheris, 60 s per reader) that the readers answer by stopping, not by
+# a corpus outcome: the reader and the physical count disagree, so the batch must stop.
+FUZZ_FINDINGS = [
+    pytest.param(
+        {"format": "xml", "record_path": "Export/Post"},
+        b'<Export><Post id="1"><t><!-- c\xff\xff-><Post id="2"/></Export>',
+        id="xml-record-start-inside-an-unterminated-comment",
+    ),
+]
+
+
+@pytest.mark.parametrize(("layout", "content"), FUZZ_FINDINGS)
+def test_fuzz_findings_stop_the_batch_naming_the_file(tmp_path, layout, content):
+    from etl.extract.landing import _file_frames
+
+    (tmp_path / "export.dat").write_bytes(content)
+    dataset = FileDataset(
+        file="export.dat",
+        encoding="utf-8",
+        key=["id"],
+        fields=[{"name": "id", "path": "@id"}, {"name": "t", "path": "t"}],
+        **layout,
+    )
+    with pytest.raises((PhysicalCountError, readers.BrokenFileError), match=r"export\.dat"):
+        list(_file_frames("fuzz", "posts", dataset, tmp_path, [], 100))
