@@ -17,6 +17,8 @@ AS_OF = dt.date(2026, 7, 1)
 
 def _landed(settings, batch_id: str) -> dict[str, list]:
     manifest = pipeline.extract("elvis", batch_id, AS_OF, settings)
+    # An extract-only run: it holds the system until a load or a release ends the run.
+    assert pipeline.release_system("elvis", batch_id, settings)
     folder = settings.resolved_landing_dir / batch_id / "elvis" / "landed"
     return {
         name: pq.read_table(folder / f"{name}.parquet").drop(["_row_hash"]).to_pylist()
