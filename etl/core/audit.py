@@ -242,8 +242,7 @@ def subject_fields(
     }
 
 
-def record_access(
-    settings: Settings,
+def access_values(
     action: str,
     system: str,
     batch_id: str,
@@ -258,14 +257,9 @@ def record_access(
     subject_count: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Append one access-log entry (its own transaction, committed before this returns).
-
-    ``subjects``: keyed pseudonyms of the patients' rows touched; for a bulk access, leave it
-    None and give ``subject_scope`` (batch / all) and ``subject_count``. ``user_name`` names the
-    person only where the caller knows better than :func:`current_user` (rare). ``detail``: ids
-    and names only, never patient values."""
+    """The columns of one entry, its chain position aside (see :func:`record_access`)."""
     actor = current_actor()
-    values = {
+    return {
         "user_name": user_name or actor.name,
         "process": f"{actor.channel}:{action}",
         "action": action,
@@ -278,8 +272,24 @@ def record_access(
         **subject_fields(subjects, subject_scope, subject_count),
         "detail": json.dumps(detail, sort_keys=True, default=str) if detail else None,
     }
+
+
+def record_access(settings: Settings, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Append one access-log entry in its own transaction, committed before this returns.
+
+    Arguments: ``action, system, batch_id, rows[, entity, run_id, user_name]`` and, by name,
+    ``purpose``; ``subjects``, the keyed pseudonyms of the patients' rows touched (for a bulk
+    access leave it None and give ``subject_scope`` (batch / all) and ``subject_count``);
+    ``detail``, ids and names only, never patient values. ``user_name`` names the person only
+    where the caller knows better than :func:`current_user` (rare)."""
+    values = access_values(*args, **kwargs)
     with core_engine(settings.resolved_core_url).begin() as connection:
         return append_entry(connection, values)
+
+
+def record_access_on(connection: sa.Connection, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The same, inside the caller's transaction: the entry commits (or not) with the write."""
+    return append_entry(connection, access_values(*args, **kwargs))
 
 
 def _purpose(action: str) -> str:
