@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from etl.batch import safe_batch_id
 from etl.dashboard import charts
+from etl.dashboard.access import AccessLogMiddleware
 from etl.dashboard.auth import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -262,6 +263,7 @@ def create_app(
         root_path=root_path,
     )
     app.state.dashboard = dashboard
+    app.add_middleware(AccessLogMiddleware)  # page views, downloads, failed sign-ins (PDL)
 
     @app.exception_handler(_Refused)
     async def refused(request: Request, error: _Refused) -> Response:
