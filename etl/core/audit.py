@@ -132,6 +132,56 @@ def current_user() -> str:
     return current_actor().name
 
 
+# --- append-only, in the database itself ----------------------------------------------------------
+# Triggers refuse UPDATE and DELETE on access_log (and TRUNCATE on PostgreSQL), so no code path
+# and no casual SQL session edits it; the chain catches whoever drops them first. A purge drops
+# the delete guard inside its own transaction and puts it back before committing.
+
+_GUARD_MESSAGE = "access_log is append-only (retention: vardflytt audit purge)"
+_SQLITE_GUARDS = {
+    "access_log_no_update": f"CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log "
+    f"BEGIN SELECT RAISE(ABORT, '{_GUARD_MESSAGE}'); END",
+    "access_log_no_delete": f"CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log "
+    f"BEGIN SELECT RAISE(ABORT, '{_GUARD_MESSAGE}'); END",
+}
+_POSTGRES_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION vardflytt_access_log_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION '{_GUARD_MESSAGE}';
+END $$ LANGUAGE plpgsql
+"""
+_POSTGRES_GUARDS = {
+    "access_log_no_update": "CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log "
+    "FOR EACH ROW EXECUTE FUNCTION vardflytt_access_log_append_only()",
+    "access_log_no_delete": "CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log "
+    "FOR EACH ROW EXECUTE FUNCTION vardflytt_access_log_append_only()",
+    "access_log_no_truncate": "CREATE TRIGGER access_log_no_truncate BEFORE TRUNCATE ON "
+    "access_log FOR EACH STATEMENT EXECUTE FUNCTION vardflytt_access_log_append_only()",
+}
+
+
+def _guards(connection: sa.Connection) -> dict[str, str]:
+    return {"sqlite": _SQLITE_GUARDS, "postgresql": _POSTGRES_GUARDS}.get(
+        connection.dialect.name, {}
+    )
+
+
+def install_append_only(connection: sa.Connection, names: Iterable[str] | None = None) -> None:
+    """(Re)create the guards (all, or the named ones); idempotent."""
+    guards = _guards(connection)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_POSTGRES_FUNCTION)
+    for name in names or guards:
+        if name in guards:
+            drop_guard(connection, name)
+            connection.exec_driver_sql(guards[name])
+
+
+def drop_guard(connection: sa.Connection, name: str) -> None:
+    on = " ON access_log" if connection.dialect.name == "postgresql" else ""
+    connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}{on}")
+
+
 # --- entries and their chain --------------------------------------------------------------------
 
 # The columns an entry's hash covers, in this order (the chain columns themselves excepted).

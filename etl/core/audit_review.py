@@ -31,7 +31,9 @@ from etl.core.audit import (
     SCOPE_LISTED,
     append_entry,
     current_actor,
+    drop_guard,
     entry_hash,
+    install_append_only,
     lock_head,
 )
 from etl.core.tables import (
@@ -45,6 +47,7 @@ from etl.core.tables import (
 RETENTION_VARIABLE = "VARDFLYTT_AUDIT_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS = 3_653
 PURGED_ACTION = "audit_purged"
+DELETE_GUARD = "access_log_no_delete"
 EXPORT_COLUMNS = (*CONTENT_COLUMNS, "previous_hash", "entry_hash")
 
 
@@ -239,9 +242,11 @@ def purge(connection: sa.Connection, days: int, now: dt.datetime) -> PurgeReport
     last = connection.execute(
         sa.select(access_log.c.entry_hash).where(access_log.c.sequence == through)
     ).scalar_one()
+    drop_guard(connection, DELETE_GUARD)  # back before this transaction commits
     purged = connection.execute(
         access_log.delete().where(access_log.c.sequence <= through)
     ).rowcount
+    install_append_only(connection, [DELETE_GUARD])
     connection.execute(
         access_log_head.update()
         .where(access_log_head.c.head_id == ACCESS_LOG_HEAD_ID)

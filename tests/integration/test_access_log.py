@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from etl import pipeline
 from etl.cli import app
-from etl.core.audit import current_user, record_access
+from etl.core.audit import current_user, drop_guard, record_access
 from etl.core.audit_review import verify_chain
 from etl.core.database import core_engine
 from etl.core.tables import access_log, quarantine
@@ -28,6 +28,13 @@ from etl.steward.queue import QueueFilter, list_queue, summary
 from tests.integration.test_identity_runs import NUMBERS, PNR_A, a_conflict
 
 pytestmark = pytest.mark.integration
+
+
+def as_database_owner(connection) -> None:
+    """What only the database's owner can do: drop the append-only triggers (to tamper)."""
+    for name in ("access_log_no_update", "access_log_no_delete", "access_log_no_truncate"):
+        drop_guard(connection, name)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,10 +99,12 @@ def test_an_edited_or_deleted_entry_is_named_by_verify(settings):
     runner = CliRunner()
     assert runner.invoke(app, ["audit", "verify"]).exit_code == 0
     with _engine(settings).begin() as connection:
+        as_database_owner(connection)
         connection.execute(access_log.update().where(access_log.c.sequence == 2).values(rows=999))
     result = runner.invoke(app, ["audit", "verify"])
     assert result.exit_code == 1 and "entry 2" in result.output
     with _engine(settings).begin() as connection:
+        as_database_owner(connection)
         connection.execute(access_log.delete().where(access_log.c.sequence == 2))
     result = runner.invoke(app, ["audit", "verify"])
     assert result.exit_code == 1 and "entry 2 is missing" in result.output
@@ -105,6 +114,7 @@ def test_export_by_date_round_trips_and_the_excerpt_verifies(settings, tmp_path)
     for n in range(3):
         record_access(settings, "steward_list", "melior", "b1", 1, subjects=[f"ps_{n:016x}"])
     with _engine(settings).begin() as connection:  # one entry from long ago, chained as written
+        as_database_owner(connection)
         connection.execute(
             access_log.update()
             .where(access_log.c.sequence == 1)

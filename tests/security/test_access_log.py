@@ -4,6 +4,7 @@ Airflow task is never attributed to the DAG's owner."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zipfile
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.core import audit
-from etl.core.audit import entry_hash, record_access
+from etl.core.audit import drop_guard, entry_hash, record_access
 from etl.core.audit_review import verify_chain
 from etl.core.database import core_engine
 from etl.core.tables import access_log
@@ -22,6 +23,13 @@ from etl.dashboard.app import create_app
 from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
 
 pytestmark = pytest.mark.integration
+
+
+def as_database_owner(connection) -> None:
+    """What only the database's owner can do: drop the append-only triggers (to tamper)."""
+    for name in ("access_log_no_update", "access_log_no_delete", "access_log_no_truncate"):
+        drop_guard(connection, name)
+
 
 LEAD, LEAD_TOKEN = "lena.lead", "lead-token-0123456789abcdef"
 WRONG_TOKEN = "wrong-token-0123456789abcdef"
@@ -117,6 +125,7 @@ def test_a_rewritten_entry_with_a_recomputed_hash_breaks_the_next_link(settings)
         record_access(settings, "read_source", "melior", "b1", rows)
     engine = core_engine(settings.resolved_core_url)
     with engine.begin() as connection:
+        as_database_owner(connection)
         row = dict(
             connection.execute(sa.select(access_log).where(access_log.c.sequence == 2))
             .mappings()
@@ -173,3 +182,45 @@ def test_rows_a_steward_page_shows_are_logged_as_its_viewer(settings):
     [shown] = json.loads(listed[0]["subjects"])
     assert shown.startswith("ps_") and shown in page.text
     assert "189001019802" not in json.dumps(_log(settings), default=str)
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_the_log_refuses_updates_and_deletes_but_a_purge_goes_through(
+    database, request, settings_for, tmp_path, monkeypatch
+):
+    from etl.core.audit_review import purge
+
+    monkeypatch.delenv("AIRFLOW_CTX_DAG_RUN_ID", raising=False)
+    url = (
+        f"sqlite:///{tmp_path / 'guarded.sqlite'}"
+        if database == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    settings = settings_for(core_url=url)
+    for rows in range(3):
+        record_access(settings, "read_source", "melior", "b1", rows)
+    engine = core_engine(url)
+    tampering = [
+        access_log.update().values(user_name="someone.else"),
+        access_log.delete().where(access_log.c.sequence == 3),
+    ]
+    if database == "postgres":
+        tampering.append(sa.text("TRUNCATE access_log"))
+    for statement in tampering:
+        with (
+            pytest.raises(sa.exc.DatabaseError, match="append-only"),
+            engine.begin() as connection,
+        ):
+            connection.execute(statement)
+    assert len(_log(settings)) == 3
+    with engine.begin() as connection:
+        assert purge(connection, 1, audit.utc_now() + dt.timedelta(days=2)).purged == 3
+    with (
+        pytest.raises(sa.exc.DatabaseError, match="append-only"),  # the guard is back
+        engine.begin() as connection,
+    ):
+        connection.execute(access_log.delete())
+    with engine.connect() as connection:
+        assert verify_chain(connection).is_intact

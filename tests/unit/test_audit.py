@@ -11,7 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from etl.core import audit
-from etl.core.audit import acting_as, current_user, record_access, subject_fields, triggering_user
+from etl.core.audit import (
+    acting_as,
+    current_user,
+    drop_guard,
+    record_access,
+    subject_fields,
+    triggering_user,
+)
 from etl.core.audit_review import (
     entries_between,
     purge,
@@ -24,6 +31,12 @@ from etl.core.database import core_engine
 from etl.core.tables import access_log
 
 pytestmark = pytest.mark.unit
+
+
+def as_database_owner(connection) -> None:
+    """What only the database's owner can do: drop the append-only triggers (to tamper)."""
+    for name in ("access_log_no_update", "access_log_no_delete", "access_log_no_truncate"):
+        drop_guard(connection, name)
 
 
 @pytest.fixture
@@ -138,6 +151,7 @@ def test_a_written_log_verifies(settings):
 def test_an_edited_entry_is_named(settings):
     _write(settings)
     with _engine(settings).begin() as connection:
+        as_database_owner(connection)
         connection.execute(
             access_log.update().where(access_log.c.sequence == 3).values(user_name="someone.else")
         )
@@ -150,6 +164,7 @@ def test_an_edited_entry_is_named(settings):
 def test_a_deleted_entry_is_named(settings, deleted, named):
     _write(settings)
     with _engine(settings).begin() as connection:
+        as_database_owner(connection)
         connection.execute(access_log.delete().where(access_log.c.sequence == deleted))
     report = _verify(settings)
     assert (report.is_intact, report.broken_at) == (False, named)
@@ -158,6 +173,7 @@ def test_a_deleted_entry_is_named(settings, deleted, named):
 def test_reordered_entries_are_named(settings):
     _write(settings)
     with _engine(settings).begin() as connection:
+        as_database_owner(connection)
         # Swap the sequence numbers of entries 2 and 3 (through a free number).
         for old, new in ((2, 99), (3, 2), (99, 3)):
             connection.execute(
@@ -173,6 +189,7 @@ def test_reordered_entries_are_named(settings):
 def _stamp(settings, sequence: int, moment: dt.datetime) -> None:
     """Back-date entries as if written then: re-chain so the log stays verifiable."""
     with _engine(settings).begin() as connection:
+        as_database_owner(connection)
         connection.execute(
             access_log.update().where(access_log.c.sequence == sequence).values(accessed_at=moment)
         )
@@ -239,6 +256,7 @@ def test_a_purge_removes_old_entries_and_the_rest_still_verifies(settings, monke
     assert _verify(settings).is_intact
     # Deleting the next-oldest entry after a purge is still caught.
     with _engine(settings).begin() as connection:
+        as_database_owner(connection)
         connection.execute(access_log.delete().where(access_log.c.sequence == 3))
     assert _verify(settings).broken_at == 3
 

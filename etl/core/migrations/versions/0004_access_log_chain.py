@@ -3,7 +3,7 @@ patients as keyed pseudonyms (``subject_scope``, ``subject_count``, ``subjects``
 and the hash chain (``sequence``, ``previous_hash``, ``entry_hash``) with its head row
 (``access_log_head``). Entries already in the log are chained here, oldest first, so
 ``vardflytt audit verify`` covers them too (their new columns stay empty: they were not
-recorded then).
+recorded then). Then triggers make the table append-only (etl/core/audit.py).
 
 Revision ID: 0004
 Revises: 0003
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from etl.core.audit import entry_hash
+from etl.core.audit import entry_hash, install_append_only
 from etl.core.tables import ACCESS_LOG_HEAD_ID, GENESIS_HASH, access_log, access_log_head
 
 revision = "0004"
@@ -56,6 +56,7 @@ def upgrade() -> None:
     if not inspector.has_table(access_log_head.name):
         access_log_head.create(bind)
     _chain_existing(bind)
+    install_append_only(bind)  # after the chaining above, the log's last UPDATE
 
 
 def _chain_existing(bind: sa.Connection) -> None:
