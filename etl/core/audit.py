@@ -333,7 +333,7 @@ def record_access(settings: Settings, *args: Any, **kwargs: Any) -> dict[str, An
     ``detail``, ids and names only, never patient values. ``user_name`` names the person only
     where the caller knows better than :func:`current_user` (rare)."""
     values = access_values(*args, **kwargs)
-    with core_engine(settings.resolved_core_url).begin() as connection:
+    with core_engine(settings.resolved_audit_url).begin() as connection:
         return append_entry(connection, values)
 
 

@@ -30,7 +30,7 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 def _engine():
     from etl.core.database import core_engine
 
-    return core_engine(get_settings().resolved_core_url)
+    return core_engine(get_settings().resolved_audit_url)
 
 
 def _moment(text: str | None, option: str, end_of_day: bool = False) -> dt.datetime | None:
@@ -148,7 +148,9 @@ def patient(
         if number is None:
             console.print(f"[red]not a valid identity number[/red] ({error})")
             raise typer.Exit(2)
-        with engine.connect() as connection:
+        from etl.core.database import core_engine
+
+        with core_engine(settings.resolved_core_url).connect() as connection:
             pseudonyms, systems = pseudonyms_of_identity_number(
                 connection, pseudonym_key(settings), number
             )

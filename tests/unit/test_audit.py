@@ -310,7 +310,17 @@ def test_an_access_log_made_before_0004_is_chained_in_place(tmp_path):
             sa.select(access_log.c.access_id).order_by(access_log.c.sequence)
         ).scalars()
         assert list(order) == ["old-2", "old-3", "old-1"]  # by time
-    settings = SimpleNamespace(resolved_core_url=url)
+    settings = SimpleNamespace(resolved_core_url=url, resolved_audit_url=url)
     record_access(settings, "read_source", "melior", "b2", 1)
     with upgraded.connect() as connection:
         assert verify_chain(connection).entries == 4
+
+
+def test_a_rehearsal_logs_in_the_regions_core_not_in_its_own(settings):
+    from etl.cutover.waves import rehearsal_settings
+
+    rehearsal = rehearsal_settings(settings, "w1_skaraborg", 1)
+    assert rehearsal.resolved_core_url != settings.resolved_core_url
+    assert rehearsal.resolved_audit_url == settings.resolved_core_url
+    record_access(rehearsal, "read_source", "melior", "rehearsal-b1", 1)
+    assert _verify(settings).entries == 1
