@@ -1,9 +1,10 @@
 """Evidence packs: what a project lead signs off, per wave, from the ledger and the results.
 
 A pack is a folder (and a zip of it) with ``evidence.json`` (machine-readable), ``evidence.md``
-(for people) and ``SHA256SUMS``. It holds the plan entry, mapping version, ledger transitions,
-approvals, batches, record accounting, data-quality results, reconciliation and checksums:
-counts, codes, check names and opaque row ids only, never patient data.
+(for people) and ``SHA256SUMS``. It holds the plan entry, the reviewed plan's fingerprint and its
+recorded changes, mapping version, ledger transitions, approvals, batches, record accounting,
+data-quality results, reconciliation and checksums: counts, codes, check names, file digests and
+opaque row ids only, never patient data.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def _rows(connection, query) -> list[dict]:
 
 
 def collect(settings: Settings, name: str) -> dict:
+    from etl.cutover.waves import reviewed_plan_status
+
     plan = load_plan(settings.mappings_dir)
     wave = plan.wave(name)
     with core_engine(settings.resolved_core_url).connect() as connection:
@@ -81,9 +84,11 @@ def collect(settings: Settings, name: str) -> dict:
             ),
         )
         state = ledger.wave_state(connection, name)
+        reviewed = reviewed_plan_status(connection, settings, name)
     return {
         "wave": wave.model_dump(mode="json"),
-        "plan_digest": plan.digest,
+        "plan_digest": reviewed["working_copy"],
+        "plan": reviewed,
         "mapping_version": mapping_version(settings.mappings_dir.resolve().parent),
         "state": state,
         "generated_at": utc_now().isoformat(),
@@ -103,10 +108,10 @@ def _markdown(content: dict) -> str:
         "",
         f"- State: **{content['state']}**",
         f"- Planned window: {wave['window']['start']} to {wave['window']['end']}",
-        f"- Mapping version: `{content['mapping_version']}`, "
-        f"plan digest `{content['plan_digest']}`",
+        f"- Mapping version: `{content['mapping_version']}`",
         f"- Generated: {content['generated_at']}",
         "",
+        *_plan_lines(content.get("plan") or {}),
         "## Go/no-go criteria",
         "",
     ]
@@ -151,6 +156,42 @@ def _markdown(content: dict) -> str:
             + ("" if a["is_current"] else " (superseded)")
         )
     return "\n".join(lines) + "\n"
+
+
+def _plan_lines(plan: dict) -> list[str]:
+    """The reviewed plan: its fingerprint, whether the working copy is it, and its changes."""
+    lines = ["## Reviewed plan", ""]
+    if plan.get("fingerprint"):
+        lines.append(
+            f"- Fingerprint `{plan['fingerprint']}`, recorded at {plan.get('recorded_event')} on "
+            f"{str(plan.get('recorded_at'))[:19]} by {plan.get('recorded_by')} "
+            f"(mappings `{plan.get('mapping_version') or '-'}`)"
+        )
+    else:
+        lines.append("- No reviewed plan recorded: verify and commit refuse this wave")
+    difference = plan.get("difference") or {}
+    if plan.get("matches"):
+        lines.append("- Working copy: the reviewed plan")
+    elif difference:
+        lines.append(
+            "- Working copy DIFFERS from the reviewed plan: "
+            + "; ".join(f"{kind} {', '.join(paths)}" for kind, paths in difference.items() if paths)
+        )
+    if plan.get("uncommitted"):
+        lines.append(f"- Uncommitted in mappings/expectations: {', '.join(plan['uncommitted'])}")
+    lines += ["", "### Plan changes", ""]
+    for change in plan.get("changes", []):
+        files = change.get("files") or {}
+        changed = "; ".join(f"{kind} {', '.join(paths)}" for kind, paths in files.items() if paths)
+        lines.append(
+            f"- {change['at'][:19]} {change['event']} by {change['by']}: fingerprint "
+            f"`{change['fingerprint'][:12]}`"
+            + (f", reason: {change['reason']}" if change.get("reason") else "")
+            + (f" ({changed})" if changed else "")
+        )
+    lines += ["", f"### Files of the plan ({len(plan.get('files') or {})})", ""]
+    lines += [f"- `{digest[:16]}` {path}" for path, digest in (plan.get("files") or {}).items()]
+    return [*lines, ""]
 
 
 def write_pack(
