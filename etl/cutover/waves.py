@@ -809,12 +809,24 @@ def wave_status(settings: Settings) -> list[dict]:
                     ),
                     "last_change": str(history[-1]["at"])[:16] if history else None,
                     "promoted_batches": len(promoted_batches(connection, wave.wave)),
+                    "plan": _plan_summary(connection, settings, wave.wave),
                     "lock": getattr(
                         ledger.lock_holder(connection.engine, wave.wave), "holder", None
                     ),
                 }
             )
     return rows
+
+
+def _plan_summary(connection: sa.Connection, settings: Settings, name: str) -> str:
+    """One word for the waves table: the reviewed plan's short digest, or what is wrong."""
+    recorded = ledger.current_plan(connection, name)
+    if recorded is None:
+        return "-"
+    current = plan_fingerprint(settings, name)
+    if current.digest != recorded["digest"]:
+        return f"{recorded['digest'][:8]} (changed)"
+    return recorded["digest"][:8]
 
 
 def evidence_json(pack: Path) -> dict:
