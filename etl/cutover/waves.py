@@ -228,6 +228,7 @@ def load_wave(
     ledger.check_transition(name, state, to_state)  # refuse before doing any work
     plan_systems = systems or wave.systems
     with ledger.wave_lock(engine, name, run_id):
+        current = plan_fingerprint(settings, name)  # the plan this load runs
         first_load = phase == "initial" and state != ledger.INITIAL_LOAD
         before = wave_checksums(settings, wave) if first_load else None
         stamp = _stamp()
@@ -267,22 +268,16 @@ def load_wave(
         }
         if before is not None:
             evidence["checksums_before"] = before
-        current = plan_fingerprint(settings, name)
         evidence["plan"] = current.digest
         with engine.begin() as connection:
             ledger.invalidate_approvals(connection, name)
-            ledger.transition(
+            step = ledger.transition(
                 connection, name, to_state, actor, run_id, _version(settings), evidence
             )
             if phase == "initial" and ledger.current_plan(connection, name) is None:
                 # No rehearsal took the fingerprint: the first load is the review point.
                 _record_fingerprint(
-                    connection,
-                    name,
-                    current,
-                    ledger.INITIAL_LOAD,
-                    actor or current_user(),
-                    run_id=run_id,
+                    connection, name, current, ledger.INITIAL_LOAD, step["actor"], run_id=run_id
                 )
     if failures:
         raise ledger.LedgerError(
@@ -453,6 +448,11 @@ def verify(
             reviewed = check_reviewed_plan(connection, settings, name, "be verified")
         reconcile_wave(settings, name, as_of_date, run_id)
         results = evaluate_criteria(settings, name)
+        if plan_fingerprint(settings, name).digest != reviewed.digest:
+            raise PlanChangedError(
+                f"wave {name} is not verified: its plan files changed while it was being "
+                "verified; see `vardflytt cutover status " + name + "` and verify again"
+            )
         failed = [c for c in results if not c.passed]
         if failed:
             raise ledger.LedgerError(
@@ -754,7 +754,7 @@ def rehearse(
                 "plan": {
                     "fingerprint": reviewed.digest,
                     "recorded_at": str(utc_now()),
-                    "recorded_by": actor or current_user(),
+                    "recorded_by": actor or ledger.current_actor(),
                     "recorded_event": f"rehearsal {number}",
                     "mapping_version": reviewed.mapping_version,
                     "files": reviewed.files,
@@ -776,11 +776,11 @@ def rehearse(
             "plan": reviewed.digest,
         }
         with engine.begin() as connection:
-            ledger.transition(
+            step = ledger.transition(
                 connection, name, ledger.REHEARSAL, actor, run_id, _version(settings), evidence
             )
             recorded = _record_fingerprint(
-                connection, name, reviewed, ledger.REHEARSAL, actor or current_user(), None, run_id
+                connection, name, reviewed, ledger.REHEARSAL, step["actor"], None, run_id
             )
         evidence["plan_changes"] = recorded["changes"] if recorded else None
     return evidence

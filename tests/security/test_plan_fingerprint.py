@@ -360,3 +360,25 @@ def test_rehearsal_fingerprints_the_plan_then_replan_lets_verify_and_commit_pass
     assert [c["event"] for c in content["plan"]["changes"]] == ["rehearsal", "replan"]
     markdown = (signed / "evidence.md").read_text("utf-8")
     assert "## Reviewed plan" in markdown and "default failure rate reviewed" in markdown
+
+
+@pytest.mark.integration
+def test_without_a_rehearsal_the_initial_load_records_the_plan_once(
+    settings_for, small_estate, root, core_url
+):
+    settings = settings_for(
+        small_estate,
+        core_url,
+        mappings_dir=root / "mappings",
+        expectations_dir=root / "expectations",
+    )
+    loaded = waves.load_wave(settings, WAVE, "initial", AS_OF, actor="ivar")
+    with _connect(settings) as connection:
+        [reviewed] = ledger.plan_history(connection, WAVE)
+    assert (reviewed["event"], reviewed["actor"]) == (ledger.INITIAL_LOAD, "ivar")
+    assert loaded["plan"] == reviewed["digest"] and reviewed["changes"] is None
+
+    _loosen_thresholds(root)  # a later load is no review point: the plan stays as recorded
+    waves.load_wave(settings, WAVE, "delta", AS_OF, actor="ivar")
+    with _connect(settings) as connection:
+        assert [p["digest"] for p in ledger.plan_history(connection, WAVE)] == [reviewed["digest"]]
