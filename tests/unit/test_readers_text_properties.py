@@ -121,6 +121,15 @@ class Table:
         return self.record(damaged, values)
 
 
+def layout(draw) -> tuple[str, str, bool]:
+    """A table's terminator, encoding, and whether its last record has a terminator."""
+    return (
+        draw(st.sampled_from(["\r\n", "\n"])),
+        draw(st.sampled_from(ENCODINGS)),
+        draw(st.booleans()),
+    )
+
+
 def quote(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
@@ -140,13 +149,7 @@ def tables(draw, min_rows: int = 0) -> Table:
             quoted.append(";" in value or '"' in value or draw(st.booleans()))
         values.append(row)
         is_quoted.append(quoted)
-    return Table(
-        values,
-        is_quoted,
-        draw(st.sampled_from(["\r\n", "\n"])),
-        draw(st.sampled_from(ENCODINGS)),
-        draw(st.booleans()),
-    )
+    return Table(values, is_quoted, *layout(draw))
 
 
 @dataclass
@@ -216,13 +219,7 @@ def fixed_tables(draw, min_rows: int = 0) -> FixedTable:
         [draw(st.text(alphabet=ALPHABET + '";', min_size=w, max_size=w)) for w in widths]
         for _ in range(rows)
     ]
-    return FixedTable(
-        widths,
-        values,
-        draw(st.sampled_from(["\r\n", "\n"])),
-        draw(st.sampled_from(ENCODINGS)),
-        draw(st.booleans()),
-    )
+    return FixedTable(widths, values, *layout(draw))
 
 
 TABLES = {"delimited": tables, "fixed_width": fixed_tables}
