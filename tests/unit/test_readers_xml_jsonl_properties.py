@@ -206,22 +206,12 @@ class Format(NamedTuple):
     corruptions: dict[str, tuple[str, Callable[[bytes], bytes]]]
 
 
-FORMATS = {
+FORMATS = {  # record 1 is on line 3 of an XML export, after <?xml ...?> and <Journal>
     "xml": Format(
-        xml_records.read_records,
-        XML_DATASET,
-        xml_record,
-        xml_export,
-        first_line=3,  # after <?xml ...?> and <Journal>
-        corruptions=XML_CORRUPTIONS,
+        xml_records.read_records, XML_DATASET, xml_record, xml_export, 3, XML_CORRUPTIONS
     ),
     "jsonl": Format(
-        jsonl.read_records,
-        JSONL_DATASET,
-        json_record,
-        jsonl_export,
-        first_line=1,
-        corruptions=JSON_CORRUPTIONS,
+        jsonl.read_records, JSONL_DATASET, json_record, jsonl_export, 1, JSON_CORRUPTIONS
     ),
 }
 # A record whose end tag is lost is only cut short by the next record's start tag.
