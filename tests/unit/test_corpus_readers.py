@@ -15,6 +15,7 @@ from tests.corpus import Unreadable, reading
 
 pytestmark = pytest.mark.unit
 
+# Each format's reader, by corpus module: the module's name is its cases' dataset format.
 READERS = {
     "delimited": text_records.read_records,
     "fixed_width": text_records.read_records,
@@ -42,7 +43,7 @@ def test_corpus_case(tmp_path, case):
     assert stats.unreadable == sum(u.record is not None for u in case.unreadable)
     assert stats.stray == sum(u.record is None for u in case.unreadable)
     assert dict(stats.unknown_fields) == case.unknown_fields
-    for record in unreadable:  # one row, no values, the position in its text
+    for record in unreadable:  # one row, no values (but a text key), its position in the text
         if format_name not in KEEPS_KEY:
             assert record.values == (None,) * len(dataset.column_names)
         assert f"({case.filename}, line {record.line}" in record.read_error
