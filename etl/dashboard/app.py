@@ -453,10 +453,11 @@ def create_app(
             # Refused even with the right token: otherwise the limit would not stop guessing.
             retry_at = dt.datetime.fromtimestamp(lockout.retry_at, dt.UTC)
             minutes = -(-lockout.retry_after_seconds // 60)
+            whose = "for this user" if lockout.scope == "user" else "from this address"
             response = login_refused(
                 request,
                 429,
-                f"Too many failed sign-ins {'for this user' if lockout.scope == 'user' else 'from this address'}. "  # noqa: E501
+                f"Too many failed sign-ins {whose}. "
                 f"Try again after {retry_at:%H:%M:%S} UTC (in {minutes} min).",
                 next_path,
             )
@@ -982,7 +983,9 @@ def render_steward(
     )
 
 
+STEWARD_FILTERS = frozenset({"system", "check", "reason", "status", "kind", "batch"})
+
+
 def _without_messages(query: str) -> str:
-    return urlencode(
-        [(k, v) for k, v in parse_qsl(query) if k not in {"result", "notice", "error"}]
-    )
+    """The page's filters, to come back to after a decision; nothing else from the URL."""
+    return urlencode([(k, v) for k, v in parse_qsl(query) if k in STEWARD_FILTERS])

@@ -92,8 +92,11 @@ class SessionStore:
                 with contextlib.suppress(FileExistsError):  # another worker made it first
                     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.chmod(path, 0o600)
-            with self._connect() as connection:
-                connection.executescript(_SCHEMA)
+            connection = sqlite3.connect(path, timeout=10)
+            try:
+                connection.executescript(_SCHEMA)  # commits by itself
+            finally:
+                connection.close()
 
     @classmethod
     def under(cls, home: Path) -> SessionStore:
@@ -113,7 +116,8 @@ class SessionStore:
                 yield connection
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
             finally:
                 connection.close()
