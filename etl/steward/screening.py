@@ -16,8 +16,9 @@ U+202F, U+3000, ...) read as a space, zero-width characters and soft hyphens dro
   text's words, word pairs and digit groups. The plain values live only in memory while hashed;
   nothing here stores or logs them, and a refusal says why without repeating the text.
 
-A name part shorter than ``MIN_NAME_PART`` letters ("Bo", "Li") is looked for only as part of
-the whole name: alone, it is too often an ordinary word.
+A name part shorter than ``MIN_NAME_PART`` letters ("Bo", "Per", "Jan", "Eva") is looked for
+only as part of the whole name ("Per Holm"): alone, it is too often an ordinary word ("2 rows
+per clinic", "jan 2026").
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ NAME_REFUSAL = (
     "refer to documents and roles, not people. Nothing was recorded"
 )
 
-MIN_NAME_PART = 3
+MIN_NAME_PART = 4
 MAX_NAME_WORDS = 3  # word runs looked up as a whole name: "anna", "anna svensson", "anna k lund"
 
 DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d\u058a\u1806\u2e3a\u2e3b\u30fc"
