@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from etl.batch import BatchPaths
 from etl.core.database import core_engine
+from etl.steward import screening
 from etl.steward.actions import Problem, StewardError, check_justification
 from etl.steward.screening import (
     DASHES,
@@ -244,29 +245,30 @@ def _decisions(settings_) -> int:
 
 
 def _quarantined_patient(settings_) -> dict:
-    """A patient the batch quarantined: its name is in the landing zone only, not the core."""
+    """A patient the batch quarantined for its identity number: that number is in the landing
+    zone only, never in the core."""
     with core_engine(settings_.resolved_core_url).connect() as connection:
-        row_numbers = connection.execute(
+        row_number = connection.execute(
             sa.text(
                 "SELECT row_number FROM quarantine WHERE batch_id = 'elvis-screening' "
-                "AND entity = 'patient' ORDER BY row_number"
+                "AND entity = 'patient' AND reason = 'invalid_identity_number' "
+                "ORDER BY row_number"
             )
-        ).scalars()
-        core_names = {
-            name.casefold()
-            for (name,) in connection.execute(sa.text("SELECT family_name FROM patient"))
-            if name
+        ).scalar()
+        in_core = {
+            re.sub(r"\D", "", number)
+            for (number,) in connection.execute(
+                sa.text("SELECT identity_number FROM patient_identifier")
+            )
+            if number
         }
+    assert row_number is not None, "the small estate quarantines an invalid identity number"
     landed = pq.read_table(
         BatchPaths.of(settings_, "elvis-screening", "elvis").landed_file("patient")
     ).to_pandas()
-    by_row = landed.set_index("_row_number")
-    for row_number in row_numbers:
-        patient = by_row.loc[row_number]
-        family = patient["efternamn"]
-        if isinstance(family, str) and len(family) >= 4 and family.casefold() not in core_names:
-            return {"family": family, "given": patient["fornamn"], "pnr": patient["pnr"]}
-    pytest.fail("the small estate quarantines no named patient")
+    patient = landed.set_index("_row_number").loc[row_number]
+    assert re.sub(r"\D", "", patient["pnr"])[-10:] not in {n[-10:] for n in in_core}
+    return {"family": patient["efternamn"], "given": patient["fornamn"], "pnr": patient["pnr"]}
 
 
 @pytest.mark.integration
@@ -297,11 +299,17 @@ def test_a_patients_name_or_number_from_the_batch_is_refused_and_nothing_recorde
             assert value not in str(refused.value)
     assert _decisions(migrated) == before, "nothing was recorded"
 
+    # The quarantined patient's number was read from the landing zone (the core never had it).
+    patients = screening.load_batch_patients(migrated, {("elvis", "elvis-screening")}, "t")
+    assert patients.identities_in(f"number {quarantined['pnr']} seen")
+    assert not patients.identities_in("number 19121212-1212 seen")
+
     # The read of the batch's names is access-logged, with counts only.
     with core_engine(migrated.resolved_core_url).connect() as connection:
         logged = pd.read_sql(
             sa.text("SELECT * FROM access_log WHERE action = 'steward_screen'"), connection
         )
+    # One per screening that read names (a number-shaped text is refused before any read).
     assert len(logged) >= 4 and (logged["rows"] > 0).all()
     assert set(logged["batch_id"]) == {"elvis-screening"}
     assert family not in logged.to_csv() and quarantined["family"] not in logged.to_csv()
