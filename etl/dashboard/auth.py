@@ -4,9 +4,10 @@ Two ways in, one result (a ``Viewer``):
 
 * **standalone** (``vardflytt dashboard``): users with tokens, from ``VARDFLYTT_DASHBOARD_USERS``
   (``name:role:token`` or ``name:role:sha256:<hex digest of the token>``, comma-separated). A
-  token is sent as ``Authorization: Bearer <token>`` or exchanged at ``/login`` for a signed,
-  HTTP-only, same-site session cookie. Without the variable, a local demo gets two users (``lead``
-  and ``steward``) with random tokens in ``<home>/secrets/dashboard-users.json`` (mode 0600),
+  token is sent as ``Authorization: Bearer <token>`` or, with the user name, exchanged at
+  ``/login`` for a signed, HTTP-only, same-site session cookie. Without the variable, a local
+  demo gets two users (``lead`` and ``steward``) with random tokens in
+  ``<home>/secrets/dashboard-users.json`` (mode 0600),
   the way the pseudonym key is made for a demo; production sets the variable from its secret
   store.
 * **inside Airflow** (the plugin): Airflow's own login. Plugin routes are not protected by
