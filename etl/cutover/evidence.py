@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -96,23 +97,51 @@ def collect(settings: Settings, name: str) -> dict:
     }
 
 
+# Line breaks of any kind (a value must never start a new Markdown block) and other controls.
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")
+# Markdown's inline punctuation (emphasis, links, images, code, tables, headings, escapes).
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()#|~!])")
+_URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):")  # http:, mailto:, javascript: ...
+
+
+def md(value: object) -> str:
+    """A value as inert Markdown text: one line, no HTML, no links, emphasis or table cells.
+
+    Wave titles, notes and names come from people; in ``evidence.md`` they must read as written
+    and never turn into markup (a raw ``<script>``, a link, a fake table row or heading).
+    """
+    text = _CONTROLS.sub("", _LINE_BREAKS.sub(" ", "" if value is None else str(value)))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    # No autolinks: GitHub-flavoured Markdown links bare URLs and www. addresses too.
+    text = _URL_SCHEME.sub(r"\1\\:", text)
+    return re.sub(r"(?i)\bwww\.", r"www\\.", text)
+
+
+def md_code(value: object) -> str:
+    """A value as an inline code span (backticks and line breaks taken out)."""
+    text = _CONTROLS.sub("", _LINE_BREAKS.sub(" ", "" if value is None else str(value)))
+    return "`" + text.replace("`", "'") + "`"
+
+
 def _markdown(content: dict) -> str:
     wave = content["wave"]
     lines = [
-        f"# Evidence pack: {wave['wave']} - {wave['title']}",
+        f"# Evidence pack: {md(wave['wave'])} - {md(wave['title'])}",
         "",
-        f"- State: **{content['state']}**",
-        f"- Planned window: {wave['window']['start']} to {wave['window']['end']}",
-        f"- Mapping version: `{content['mapping_version']}`, "
-        f"plan digest `{content['plan_digest']}`",
-        f"- Generated: {content['generated_at']}",
+        f"- State: **{md(content['state'])}**",
+        f"- Planned window: {md(wave['window']['start'])} to {md(wave['window']['end'])}",
+        f"- Mapping version: {md_code(content['mapping_version'])}, "
+        f"plan digest {md_code(content['plan_digest'])}",
+        f"- Generated: {md(content['generated_at'])}",
         "",
         "## Go/no-go criteria",
         "",
     ]
     for criterion in content.get("criteria", []):
         mark = "PASS" if criterion["passed"] else "FAIL"
-        lines.append(f"- {mark} {criterion['criterion']}: {criterion['detail']}")
+        lines.append(f"- {mark} {md(criterion['criterion'])}: {md(criterion['detail'])}")
     lines += [
         "",
         "## Record accounting",
@@ -122,8 +151,21 @@ def _markdown(content: dict) -> str:
     ]
     for row in content["accounting"]:
         lines.append(
-            f"| {row['source_system']} | {row['entity']} | {row['extracted']} | {row['loaded']} "
-            f"| {row['quarantined']} | {row['excluded']} | {row['merged']} | {row['residue']} |"
+            "| "
+            + " | ".join(
+                md(row[field])
+                for field in (
+                    "source_system",
+                    "entity",
+                    "extracted",
+                    "loaded",
+                    "quarantined",
+                    "excluded",
+                    "merged",
+                    "residue",
+                )
+            )
+            + " |"
         )
     lines += [
         "",
@@ -134,21 +176,33 @@ def _markdown(content: dict) -> str:
     ]
     for row in content["reconciliation"]:
         lines.append(
-            f"| {row['source_system']} | {row['entity']} | {row['expected_rows']} | "
-            f"{row['core_rows']} | {row['missing_in_core']} | {row['unexpected_in_core']} | "
-            f"{row['content_mismatches']} | {'yes' if row['is_reconciled'] else 'NO'} |"
+            "| "
+            + " | ".join(
+                md(row[field])
+                for field in (
+                    "source_system",
+                    "entity",
+                    "expected_rows",
+                    "core_rows",
+                    "missing_in_core",
+                    "unexpected_in_core",
+                    "content_mismatches",
+                )
+            )
+            + f" | {'yes' if row['is_reconciled'] else 'NO'} |"
         )
     lines += ["", "## Ledger", ""]
     for t in content["transitions"]:
         lines.append(
-            f"- {t['at'][:19]} {t['from_state']} -> {t['to_state']} by {t['actor']}"
-            f" (run {t['run_id'] or '-'}, mappings {t['mapping_version'] or '-'})"
+            f"- {md(t['at'][:19])} {md(t['from_state'])} -> {md(t['to_state'])} by "
+            f"{md(t['actor'])} (run {md(t['run_id'] or '-')}, "
+            f"mappings {md(t['mapping_version'] or '-')})"
         )
     lines += ["", "## Approvals", ""]
     for a in content["approvals"]:
         lines.append(
-            f"- {a['at'][:19]} {a['role']}: {a['decision']} by {a['approver']} via {a['channel']}"
-            + ("" if a["is_current"] else " (superseded)")
+            f"- {md(a['at'][:19])} {md(a['role'])}: {md(a['decision'])} by {md(a['approver'])} "
+            f"via {md(a['channel'])}" + ("" if a["is_current"] else " (superseded)")
         )
     return "\n".join(lines) + "\n"
 
