@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -101,23 +102,51 @@ def collect(settings: Settings, name: str) -> dict:
     }
 
 
+# Line breaks of any kind (a value must never start a new Markdown block) and other controls.
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")
+# Markdown's inline punctuation (emphasis, links, images, code, tables, headings, escapes).
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()#|~!])")
+_URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):")  # http:, mailto:, javascript: ...
+
+
+def md(value: object) -> str:
+    """A value as inert Markdown text: one line, no HTML, no links, emphasis or table cells.
+
+    Wave titles, notes and names come from people; in ``evidence.md`` they must read as written
+    and never turn into markup (a raw ``<script>``, a link, a fake table row or heading).
+    """
+    text = _CONTROLS.sub("", _LINE_BREAKS.sub(" ", "" if value is None else str(value)))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    # No autolinks: GitHub-flavoured Markdown links bare URLs and www. addresses too.
+    text = _URL_SCHEME.sub(r"\1\\:", text)
+    return re.sub(r"(?i)\bwww\.", r"www\\.", text)
+
+
+def md_code(value: object) -> str:
+    """A value as an inline code span (backticks and line breaks taken out)."""
+    text = _CONTROLS.sub("", _LINE_BREAKS.sub(" ", "" if value is None else str(value)))
+    return "`" + text.replace("`", "'") + "`"
+
+
 def _markdown(content: dict) -> str:
     wave = content["wave"]
     lines = [
-        f"# Evidence pack: {wave['wave']} - {wave['title']}",
+        f"# Evidence pack: {md(wave['wave'])} - {md(wave['title'])}",
         "",
-        f"- State: **{content['state']}**",
-        f"- Planned window: {wave['window']['start']} to {wave['window']['end']}",
-        f"- Mapping version: `{content['mapping_version']}`",
-        f"- Generated: {content['generated_at']}",
+        f"- State: **{md(content['state'])}**",
+        f"- Planned window: {md(wave['window']['start'])} to {md(wave['window']['end'])}",
+        f"- Mapping version: {md_code(content['mapping_version'])}",
+        f"- Generated: {md(content['generated_at'])}",
         "",
-        *_plan_lines(content.get("plan") or {}),
+        *(_plan_lines(content["plan"]) if content.get("plan") else []),
         "## Go/no-go criteria",
         "",
     ]
     for criterion in content.get("criteria", []):
         mark = "PASS" if criterion["passed"] else "FAIL"
-        lines.append(f"- {mark} {criterion['criterion']}: {criterion['detail']}")
+        lines.append(f"- {mark} {md(criterion['criterion'])}: {md(criterion['detail'])}")
     lines += [
         "",
         "## Record accounting",
@@ -127,8 +156,21 @@ def _markdown(content: dict) -> str:
     ]
     for row in content["accounting"]:
         lines.append(
-            f"| {row['source_system']} | {row['entity']} | {row['extracted']} | {row['loaded']} "
-            f"| {row['quarantined']} | {row['excluded']} | {row['merged']} | {row['residue']} |"
+            "| "
+            + " | ".join(
+                md(row[field])
+                for field in (
+                    "source_system",
+                    "entity",
+                    "extracted",
+                    "loaded",
+                    "quarantined",
+                    "excluded",
+                    "merged",
+                    "residue",
+                )
+            )
+            + " |"
         )
     lines += [
         "",
@@ -139,58 +181,78 @@ def _markdown(content: dict) -> str:
     ]
     for row in content["reconciliation"]:
         lines.append(
-            f"| {row['source_system']} | {row['entity']} | {row['expected_rows']} | "
-            f"{row['core_rows']} | {row['missing_in_core']} | {row['unexpected_in_core']} | "
-            f"{row['content_mismatches']} | {'yes' if row['is_reconciled'] else 'NO'} |"
+            "| "
+            + " | ".join(
+                md(row[field])
+                for field in (
+                    "source_system",
+                    "entity",
+                    "expected_rows",
+                    "core_rows",
+                    "missing_in_core",
+                    "unexpected_in_core",
+                    "content_mismatches",
+                )
+            )
+            + f" | {'yes' if row['is_reconciled'] else 'NO'} |"
         )
     lines += ["", "## Ledger", ""]
     for t in content["transitions"]:
         lines.append(
-            f"- {t['at'][:19]} {t['from_state']} -> {t['to_state']} by {t['actor']}"
-            f" (run {t['run_id'] or '-'}, mappings {t['mapping_version'] or '-'})"
+            f"- {md(t['at'][:19])} {md(t['from_state'])} -> {md(t['to_state'])} by "
+            f"{md(t['actor'])} (run {md(t['run_id'] or '-')}, "
+            f"mappings {md(t['mapping_version'] or '-')})"
         )
     lines += ["", "## Approvals", ""]
     for a in content["approvals"]:
         lines.append(
-            f"- {a['at'][:19]} {a['role']}: {a['decision']} by {a['approver']} via {a['channel']}"
-            + ("" if a["is_current"] else " (superseded)")
+            f"- {md(a['at'][:19])} {md(a['role'])}: {md(a['decision'])} by {md(a['approver'])} "
+            f"via {md(a['channel'])}" + ("" if a["is_current"] else " (superseded)")
         )
     return "\n".join(lines) + "\n"
 
 
 def _plan_lines(plan: dict) -> list[str]:
     """The reviewed plan: its fingerprint, whether the working copy is it, and its changes."""
+
+    def files_of(difference: dict | None) -> str:
+        return "; ".join(
+            f"{kind} {', '.join(md_code(path) for path in paths)}"
+            for kind, paths in (difference or {}).items()
+            if paths
+        )
+
     lines = ["## Reviewed plan", ""]
     if plan.get("fingerprint"):
         lines.append(
-            f"- Fingerprint `{plan['fingerprint']}`, recorded at {plan.get('recorded_event')} on "
-            f"{str(plan.get('recorded_at'))[:19]} by {plan.get('recorded_by')} "
-            f"(mappings `{plan.get('mapping_version') or '-'}`)"
+            f"- Fingerprint {md_code(plan['fingerprint'])}, recorded at "
+            f"{md(plan.get('recorded_event'))} on {md(str(plan.get('recorded_at'))[:19])} by "
+            f"{md(plan.get('recorded_by'))} "
+            f"(mappings {md_code(plan.get('mapping_version') or '-')})"
         )
     else:
         lines.append("- No reviewed plan recorded: verify and commit refuse this wave")
-    difference = plan.get("difference") or {}
     if plan.get("matches"):
         lines.append("- Working copy: the reviewed plan")
-    elif difference:
+    elif plan.get("difference"):
         lines.append(
-            "- Working copy DIFFERS from the reviewed plan: "
-            + "; ".join(f"{kind} {', '.join(paths)}" for kind, paths in difference.items() if paths)
+            f"- Working copy DIFFERS from the reviewed plan: {files_of(plan['difference'])}"
         )
     if plan.get("uncommitted"):
-        lines.append(f"- Uncommitted in mappings/expectations: {', '.join(plan['uncommitted'])}")
+        uncommitted = ", ".join(md_code(path) for path in plan["uncommitted"])
+        lines.append(f"- Uncommitted in mappings/expectations: {uncommitted}")
     lines += ["", "### Plan changes", ""]
     for change in plan.get("changes", []):
-        files = change.get("files") or {}
-        changed = "; ".join(f"{kind} {', '.join(paths)}" for kind, paths in files.items() if paths)
+        changed = files_of(change.get("files"))
         lines.append(
-            f"- {change['at'][:19]} {change['event']} by {change['by']}: fingerprint "
-            f"`{change['fingerprint'][:12]}`"
-            + (f", reason: {change['reason']}" if change.get("reason") else "")
+            f"- {md(change['at'][:19])} {md(change['event'])} by {md(change['by'])}: fingerprint "
+            f"{md_code(change['fingerprint'][:12])}"
+            + (f", reason: {md(change['reason'])}" if change.get("reason") else "")
             + (f" ({changed})" if changed else "")
         )
-    lines += ["", f"### Files of the plan ({len(plan.get('files') or {})})", ""]
-    lines += [f"- `{digest[:16]}` {path}" for path, digest in (plan.get("files") or {}).items()]
+    files = plan.get("files") or {}
+    lines += ["", f"### Files of the plan ({len(files)})", ""]
+    lines += [f"- {md_code(digest[:16])} {md_code(path)}" for path, digest in files.items()]
     return [*lines, ""]
 
 

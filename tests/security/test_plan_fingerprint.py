@@ -382,3 +382,34 @@ def test_without_a_rehearsal_the_initial_load_records_the_plan_once(
     waves.load_wave(settings, WAVE, "delta", AS_OF, actor="ivar")
     with _connect(settings) as connection:
         assert [p["digest"] for p in ledger.plan_history(connection, WAVE)] == [reviewed["digest"]]
+
+
+@pytest.mark.unit
+def test_a_plan_change_reason_is_inert_text_in_markdown_evidence():
+    from etl.cutover.evidence import _plan_lines
+
+    reason = "raised limit\n# A fake heading <script>alert(1)</script> [x](javascript:alert(2))"
+    lines = _plan_lines(
+        {
+            "fingerprint": "a" * 64,
+            "recorded_event": "replan",
+            "recorded_at": "2027-01-10 08:00:00",
+            "recorded_by": "lena",
+            "files": {"mappings/waves.yaml": "b" * 64},
+            "matches": True,
+            "changes": [
+                {
+                    "at": "2027-01-10 08:00:00",
+                    "event": "replan",
+                    "by": "lena",
+                    "reason": reason,
+                    "fingerprint": "a" * 64,
+                    "files": {"changed": ["mappings/waves.yaml"], "added": [], "removed": []},
+                }
+            ],
+        }
+    )
+    text = "\n".join(lines)
+    assert "<script" not in text and "](javascript" not in text
+    assert not any(line.startswith("# A fake") for line in text.splitlines())
+    assert "raised limit" in text and "`mappings/waves.yaml`" in text
