@@ -824,7 +824,7 @@ def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None
     settings = get_settings()
     rows = _cutover_call(waves.wave_status, settings)
     table = Table(title="cutover waves")
-    for column in ("wave", "state", "systems", "planned", "first load", "batches", "lock"):
+    for column in ("wave", "state", "systems", "planned", "first load", "batches", "plan", "lock"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -834,6 +834,7 @@ def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None
             row["planned"],
             row["first_load"] or "-",
             str(row["promoted_batches"]),
+            row["plan"],
             row["lock"] or "-",
         )
     console.print(table)
@@ -842,6 +843,8 @@ def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None
     with core_engine(settings.resolved_core_url).connect() as connection:
         history = ledger.transitions(connection, wave)
         approvals = ledger.approvals(connection, wave)
+        plan = _cutover_call(waves.reviewed_plan_status, connection, settings, wave)
+    _print_reviewed_plan(wave, plan)
     ledger_table = Table(title=f"{wave}: ledger")
     for column in ("at", "from", "to", "by", "run", "mappings"):
         ledger_table.add_column(column)
@@ -866,6 +869,63 @@ def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None
     for c in waves.evaluate_criteria(settings, wave):
         criteria.add_row(c.name, "[green]pass[/green]" if c.passed else "[red]fail[/red]", c.detail)
     console.print(criteria)
+
+
+def _print_reviewed_plan(wave: str, plan: dict) -> None:
+    if plan["fingerprint"]:
+        console.print(
+            f"{wave}: reviewed plan {plan['fingerprint'][:12]} ({len(plan['files'])} files), "
+            f"recorded at {plan['recorded_event']} on {plan['recorded_at'][:16]} by "
+            f"{plan['recorded_by']} (mappings {plan['mapping_version'] or '-'})"
+        )
+    else:
+        console.print(
+            f"[red]{wave}: no reviewed plan recorded[/red] (taken at the first rehearsal or load; "
+            f"`vardflytt cutover replan {wave} --reason ...` records one)"
+        )
+    if plan["matches"]:
+        console.print("working copy: the reviewed plan")
+    elif plan["difference"]:
+        changed = "; ".join(f"{k}: {', '.join(v)}" for k, v in plan["difference"].items() if v)
+        console.print(f"[red]working copy differs from the reviewed plan[/red]: {changed}")
+    if plan["uncommitted"]:
+        console.print(f"[red]uncommitted[/red]: {', '.join(plan['uncommitted'])}")
+    changes = Table(title=f"{wave}: plan changes")
+    for column in ("at", "event", "by", "fingerprint", "reason", "files"):
+        changes.add_column(column)
+    for change in plan["changes"]:
+        files = "; ".join(f"{k}: {', '.join(v)}" for k, v in (change["files"] or {}).items() if v)
+        changes.add_row(
+            change["at"][:19],
+            change["event"],
+            change["by"],
+            change["fingerprint"][:12],
+            change["reason"] or "-",
+            files or "-",
+        )
+    console.print(changes)
+
+
+@cutover_app.command("replan")
+def cutover_replan(
+    wave: str,
+    reason: Annotated[str, typer.Option(help="What changed in the plan and why.")],
+) -> None:
+    """Record a plan change: the committed working copy becomes the wave's reviewed plan.
+
+    Names the files that changed, records who (the signed-in user) and why, and voids every
+    earlier approval; verify and commit then hold to the new plan."""
+    from etl.cutover import waves
+
+    record = _cutover_call(waves.replan, get_settings(), wave, reason)
+    files = "; ".join(f"{k}: {', '.join(v)}" for k, v in (record["changes"] or {}).items() if v)
+    console.print(
+        f"plan change recorded for {wave} by {record['actor']}: fingerprint "
+        f"{record['digest'][:12]}" + (f" ({files})" if files else "")
+    )
+    if record["approvals_voided"]:
+        console.print(f"{record['approvals_voided']} earlier approval(s) voided")
+    console.print(f"verify the wave again: `vardflytt cutover verify {wave}`")
 
 
 @cutover_app.command("rehearse")

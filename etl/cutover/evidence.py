@@ -1,9 +1,10 @@
 """Evidence packs: what a project lead signs off, per wave, from the ledger and the results.
 
 A pack is a folder (and a zip of it) with ``evidence.json`` (machine-readable), ``evidence.md``
-(for people) and ``SHA256SUMS``. It holds the plan entry, mapping version, ledger transitions,
-approvals, batches, record accounting, data-quality results, reconciliation and checksums:
-counts, codes, check names and opaque row ids only, never patient data.
+(for people) and ``SHA256SUMS``. It holds the plan entry, the reviewed plan's fingerprint and its
+recorded changes, mapping version, ledger transitions, approvals, batches, record accounting,
+data-quality results, reconciliation and checksums: counts, codes, check names, file digests and
+opaque row ids only, never patient data.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def _rows(connection, query) -> list[dict]:
 
 
 def collect(settings: Settings, name: str) -> dict:
+    from etl.cutover.waves import reviewed_plan_status
+
     plan = load_plan(settings.mappings_dir)
     wave = plan.wave(name)
     with core_engine(settings.resolved_core_url).connect() as connection:
@@ -82,9 +85,11 @@ def collect(settings: Settings, name: str) -> dict:
             ),
         )
         state = ledger.wave_state(connection, name)
+        reviewed = reviewed_plan_status(connection, settings, name)
     return {
         "wave": wave.model_dump(mode="json"),
-        "plan_digest": plan.digest,
+        "plan_digest": reviewed["working_copy"],
+        "plan": reviewed,
         "mapping_version": mapping_version(settings.mappings_dir.resolve().parent),
         "state": state,
         "generated_at": utc_now().isoformat(),
@@ -132,10 +137,10 @@ def _markdown(content: dict) -> str:
         "",
         f"- State: **{md(content['state'])}**",
         f"- Planned window: {md(wave['window']['start'])} to {md(wave['window']['end'])}",
-        f"- Mapping version: {md_code(content['mapping_version'])}, "
-        f"plan digest {md_code(content['plan_digest'])}",
+        f"- Mapping version: {md_code(content['mapping_version'])}",
         f"- Generated: {md(content['generated_at'])}",
         "",
+        *(_plan_lines(content["plan"]) if content.get("plan") else []),
         "## Go/no-go criteria",
         "",
     ]
@@ -205,6 +210,50 @@ def _markdown(content: dict) -> str:
             f"via {md(a['channel'])}" + ("" if a["is_current"] else " (superseded)")
         )
     return "\n".join(lines) + "\n"
+
+
+def _plan_lines(plan: dict) -> list[str]:
+    """The reviewed plan: its fingerprint, whether the working copy is it, and its changes."""
+
+    def files_of(difference: dict | None) -> str:
+        return "; ".join(
+            f"{kind} {', '.join(md_code(path) for path in paths)}"
+            for kind, paths in (difference or {}).items()
+            if paths
+        )
+
+    lines = ["## Reviewed plan", ""]
+    if plan.get("fingerprint"):
+        lines.append(
+            f"- Fingerprint {md_code(plan['fingerprint'])}, recorded at "
+            f"{md(plan.get('recorded_event'))} on {md(str(plan.get('recorded_at'))[:19])} by "
+            f"{md(plan.get('recorded_by'))} "
+            f"(mappings {md_code(plan.get('mapping_version') or '-')})"
+        )
+    else:
+        lines.append("- No reviewed plan recorded: verify and commit refuse this wave")
+    if plan.get("matches"):
+        lines.append("- Working copy: the reviewed plan")
+    elif plan.get("difference"):
+        lines.append(
+            f"- Working copy DIFFERS from the reviewed plan: {files_of(plan['difference'])}"
+        )
+    if plan.get("uncommitted"):
+        uncommitted = ", ".join(md_code(path) for path in plan["uncommitted"])
+        lines.append(f"- Uncommitted in mappings/expectations: {uncommitted}")
+    lines += ["", "### Plan changes", ""]
+    for change in plan.get("changes", []):
+        changed = files_of(change.get("files"))
+        lines.append(
+            f"- {md(change['at'][:19])} {md(change['event'])} by {md(change['by'])}: fingerprint "
+            f"{md_code(change['fingerprint'][:12])}"
+            + (f", reason: {md(change['reason'])}" if change.get("reason") else "")
+            + (f" ({changed})" if changed else "")
+        )
+    files = plan.get("files") or {}
+    lines += ["", f"### Files of the plan ({len(files)})", ""]
+    lines += [f"- {md_code(digest[:16])} {md_code(path)}" for path, digest in files.items()]
+    return [*lines, ""]
 
 
 def write_pack(
