@@ -10,9 +10,15 @@ from etl.settings import PROJECT_ROOT, Settings
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
-    """Environment for any ``airflow`` command run by this project (nothing global is touched)."""
+    """Environment for any ``airflow`` command run by this project (nothing global is touched).
+
+    Refused (``ResidencyError``) when Airflow's metadata database or a connection given as
+    ``AIRFLOW_CONN_*`` is on a host outside ``VARDFLYTT_ALLOWED_HOSTS``. Airflow and its tasks
+    inherit this process's owner-only umask (etl.core.files)."""
+    from etl.core import files, residency
+
     home = settings.airflow_home
-    home.mkdir(parents=True, exist_ok=True)
+    files.private_dir(home)
     environment = dict(os.environ)
     environment.update(
         {
@@ -31,8 +37,18 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
-    for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):
+    for name in (
+        "estate_dir",
+        "landing_dir",
+        "core_url",
+        "mappings_dir",
+        "expectations_dir",
+        "allowed_hosts",
+        "allowed_storage_roots",
+        "landing_retention_days",
+    ):
         value = getattr(settings, name)
         if value is not None:
             environment[f"VARDFLYTT_{name.upper()}"] = str(value)
+    residency.check_airflow(environment, settings)
     return environment
