@@ -77,7 +77,8 @@ def write_json(path: Path, content: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
     try:
-        temporary.write_text(json.dumps(content, indent=2, default=str, ensure_ascii=False), "utf-8")
+        text = json.dumps(content, indent=2, default=str, ensure_ascii=False)
+        temporary.write_text(text, "utf-8")
     except BaseException:
         temporary.unlink(missing_ok=True)  # a failed write leaves nothing behind
         raise

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 
 from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog
-from etl.core import files
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
+from etl.core.files import private_file
 from etl.core.model import ENTITIES
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.settings import Settings
@@ -456,5 +456,5 @@ def apply_deferral(paths: BatchPaths, entity: str, entities: list[str], chunk_ro
             {**(table.schema.metadata or {}), _DEFERRED_METADATA: ",".join(entities).encode()}
         )
         pq.write_table(marked, deletions)
-        files.private_file(deletions)
+        private_file(deletions)
     return deferred
