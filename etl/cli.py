@@ -27,7 +27,9 @@ class _Cli(typer.Typer):
             return super().__call__(*args, **kwargs)
         except Exception as error:
             cause: BaseException | None = error
-            while cause is not None:
+            seen: set[int] = set()
+            while cause is not None and id(cause) not in seen:
+                seen.add(id(cause))
                 cause.args = tuple(redact(a) if isinstance(a, str) else a for a in cause.args)
                 cause = cause.__cause__ or cause.__context__
             raise
