@@ -10,15 +10,9 @@ from etl.settings import PROJECT_ROOT, Settings
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
-    """Environment for any ``airflow`` command run by this project (nothing global is touched).
-
-    Refused (``ResidencyError``) when Airflow's metadata database or a connection given as
-    ``AIRFLOW_CONN_*`` is on a host outside ``VARDFLYTT_ALLOWED_HOSTS``. Airflow and its tasks
-    inherit this process's owner-only umask (etl.core.files)."""
-    from etl.core import files, residency
-
+    """Environment for any ``airflow`` command run by this project (nothing global is touched)."""
     home = settings.airflow_home
-    files.private_dir(home)
+    home.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ)
     environment.update(
         {
@@ -37,18 +31,17 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
-    for name in (
-        "estate_dir",
-        "landing_dir",
-        "core_url",
-        "mappings_dir",
-        "expectations_dir",
-        "allowed_hosts",
-        "allowed_storage_roots",
-        "landing_retention_days",
-    ):
+    for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):
         value = getattr(settings, name)
         if value is not None:
             environment[f"VARDFLYTT_{name.upper()}"] = str(value)
+    # Data residency (etl/core/residency.py): tasks get the same lists, and Airflow's metadata
+    # database and AIRFLOW_CONN_* connections must be on allowed hosts. Airflow and its tasks
+    # inherit this process's owner-only umask (etl/core/files.py).
+    from etl.core import residency
+
+    for name in ("allowed_hosts", "allowed_storage_roots", "landing_retention_days"):
+        if getattr(settings, name) is not None:
+            environment[f"VARDFLYTT_{name.upper()}"] = str(getattr(settings, name))
     residency.check_airflow(environment, settings)
     return environment

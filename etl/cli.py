@@ -704,13 +704,13 @@ app.add_typer(dq_app, name="dq")
 from etl.steward.cli import steward_app  # noqa: E402
 
 app.add_typer(steward_app, name="steward")
+from etl.extract.cli import landing_app  # noqa: E402
+
+app.add_typer(landing_app, name="landing")
 from etl.load.cli import batches_app, core_app, print_unpromoted  # noqa: E402
 
 app.add_typer(batches_app, name="batches")
 app.add_typer(core_app, name="core")
-from etl.extract.cli import landing_app  # noqa: E402
-
-app.add_typer(landing_app, name="landing")
 
 
 def _print_check_results(rows: list[dict], title: str, only_failing: bool) -> None:

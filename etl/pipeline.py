@@ -15,7 +15,7 @@ from pathlib import Path
 
 from etl.batch import safe_batch_id
 from etl.catalog import Catalog, load_catalog
-from etl.core import files, lease
+from etl.core import lease
 from etl.core.audit import record_access
 from etl.core.database import core_engine
 from etl.extract.landing import extract_system
@@ -104,8 +104,7 @@ def extract(
 def transform(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
-    with files.temporaries_removed_on_failure():
-        report = transform_entity(catalog(settings), system, entity, batch_id, settings)
+    report = transform_entity(catalog(settings), system, entity, batch_id, settings)
     record_access(settings, "transform", system, batch_id, report.rows_in, entity)
     return report.model_dump()
 
@@ -113,8 +112,7 @@ def transform(system: str, entity: str, batch_id: str, settings: Settings | None
 def validate(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
-    with files.temporaries_removed_on_failure():
-        report = validate_entity(catalog(settings), system, entity, batch_id, settings)
+    report = validate_entity(catalog(settings), system, entity, batch_id, settings)
     record_access(settings, "validate", system, batch_id, report.rows_in, entity)
     return report.model_dump()
 

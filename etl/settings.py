@@ -24,15 +24,15 @@ class Settings(BaseSettings):
     mappings_dir: Path = Field(default=PROJECT_ROOT / "mappings")
     expectations_dir: Path = Field(default=PROJECT_ROOT / "expectations")
     estate_dir: Path | None = Field(default=None, description="Synthetic legacy estate.")
-    landing_dir: Path | None = Field(default=None, description="Parquet landing zone.")
-    core_url: str | None = Field(default=None, description="SQLAlchemy URL of the core database.")
-    chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
     # Data residency (etl/core/residency.py): comma-separated lists; None means the default.
     allowed_hosts: str | None = Field(default=None, description="CIDRs and host names.")
     allowed_storage_roots: str | None = Field(default=None, description="Folders and root URLs.")
     landing_retention_days: int | None = Field(
         default=None, ge=0, description="Days landed data is kept (per system: system.yaml)."
     )
+    landing_dir: Path | None = Field(default=None, description="Parquet landing zone.")
+    core_url: str | None = Field(default=None, description="SQLAlchemy URL of the core database.")
+    chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
 
     @cached_property
     def resolved_estate_dir(self) -> Path:

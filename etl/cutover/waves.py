@@ -15,7 +15,6 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from etl.batch import utc_now
-from etl.core import files, residency
 from etl.core.database import core_engine
 from etl.core.tables import dq_result, promotion, wave_reconciliation
 from etl.cutover import ledger
@@ -474,6 +473,8 @@ def rollback_one_batch(
 
 def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
     """A separate core (its own SQLite file, or its own PostgreSQL schema) and landing zone."""
+    from etl.core import files, residency
+
     folder = Path(settings.home) / "rehearsals" / name / f"{number:03d}"
     residency.check_storage(folder, "the rehearsal folder (under VARDFLYTT_HOME)", settings)
     if folder.exists():

@@ -80,6 +80,7 @@ def count_outcomes(frames: list[pd.DataFrame]) -> dict[str, int]:
     return counts
 
 
+@files.temporaries_removed_on_failure()
 def transform_entity(
     catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings
 ) -> StageReport:
