@@ -126,7 +126,6 @@ def purge(
     chosen = [batch for batch in survey(catalog, settings, now) if batch.is_purgeable]
     if dry_run:
         return chosen
-    root = settings.resolved_landing_dir
     log = files.private_dir((settings.home / PURGE_LOG).parent) / PURGE_LOG.name
     who = current_user()
     for batch in chosen:
@@ -149,8 +148,6 @@ def purge(
                 },
             )
         folder = BatchPaths.of(settings, batch.batch_id, batch.system).root
-        if not folder.is_dir():  # the folder's own name, when the batch id is not path-safe
-            folder = root / safe_batch_id(batch.batch_id) / batch.system
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # the batch folder, once no system of it is left
