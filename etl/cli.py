@@ -19,12 +19,17 @@ from etl.settings import get_settings
 
 
 class _Cli(typer.Typer):
-    """The root command: no exception it ends with shows a password (tracebacks print the
-    exception's text, and a bad URL's text holds the URL)."""
+    """The root command: a data residency refusal is printed as its message (exit 2), and no
+    exception it ends with shows a password (tracebacks print the exception's text, and a bad
+    URL's text holds the URL)."""
 
     def __call__(self, *args, **kwargs):
         try:
             return super().__call__(*args, **kwargs)
+        except residency.ResidencyError as error:
+            # A refusal is an answer, not a crash: its message says what to change.
+            typer.echo(redact(error), err=True)
+            raise SystemExit(2) from None
         except Exception as error:
             cause: BaseException | None = error
             seen: set[int] = set()
