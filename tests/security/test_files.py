@@ -197,6 +197,12 @@ def test_purge_removes_only_expired_finished_batches_and_records_each_file(
     assert all(e["user_name"] and e["purged_at"] for e in entries)
     assert retention.purge(catalog, settings, now) == []  # nothing left to purge
 
+    from etl.cli import app
+
+    shown = CliRunner().invoke(app, ["landing", "purge", "--dry-run", "--show-kept"])
+    assert shown.exit_code == 0, shown.output
+    assert "elvis-staged" in shown.output and "would purge 0 batch folder(s)" in shown.output
+
 
 # --- no password in any printed URL -----------------------------------------------------------
 
