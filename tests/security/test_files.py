@@ -298,3 +298,25 @@ def test_redaction_keeps_what_is_not_a_secret():
     for text in ("https://host:8080/path", "sqlite:////var/core.sqlite", "batch b1: 3 rows"):
         assert redact(text) == text
     assert redact(sa.make_url(f"postgresql://u:{PASSWORD}@db/x")) == "postgresql://u:***@db/x"
+
+
+@pytest.mark.unit
+def test_the_command_line_console_redacts_what_it_prints(capsys):
+    from etl.core.redact import RedactingConsole
+
+    console = RedactingConsole(width=200)
+    console.print(f"core database: postgresql://migrator:{PASSWORD}@127.0.0.1/core")
+    console.print(ValueError(f"cannot reach mysql://root:{PASSWORD}@127.0.0.1/elvis"))
+    printed = capsys.readouterr().out
+    assert PASSWORD not in printed
+    assert "postgresql://migrator:***@127.0.0.1/core" in printed
+
+
+@pytest.mark.unit
+def test_reading_the_settings_makes_the_process_umask_owner_only(wide_umask):
+    """Every command and Airflow task reads its settings first (etl.settings.get_settings)."""
+    from etl.settings import get_settings
+
+    get_settings()
+    current = os.umask(0o022)
+    assert current & 0o077 == 0o077
