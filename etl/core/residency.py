@@ -146,9 +146,9 @@ class Residency:
             )
             raise ResidencyError(
                 f"data residency: {setting} is '{redact(location)}', outside the allowed storage "
-                f"roots; nothing was written there. Allowed by {source}: {', '.join(roots)}. If "
-                f"patient data may be stored there, add it (or a folder above it) to "
-                f"{ROOTS_VARIABLE}."
+                f"roots; nothing was read or written there. Allowed by {source}: "
+                f"{', '.join(roots)}. If patient data may be stored there, add it (or a folder "
+                f"above it) to {ROOTS_VARIABLE}."
             )
 
     # --- database URLs -----------------------------------------------------------------------
