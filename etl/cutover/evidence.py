@@ -18,6 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from etl.batch import utc_now
+from etl.core import files, residency
 from etl.core.database import core_engine
 from etl.core.tables import batch_accounting, dq_result, promotion, wave_reconciliation
 from etl.cutover import ledger
@@ -265,9 +266,10 @@ def write_pack(
 ) -> Path:
     """Write the wave's evidence pack under ``<out_root>/<wave>/<label>/`` and zip it."""
     root = (out_root or Path(settings.home) / "evidence") / name / label
+    residency.check_storage(root, "the evidence pack folder", settings)
     if root.exists():
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+    files.private_dir(root)
     content = collect(settings, name) | (extra or {})
     (root / "evidence.json").write_text(
         json.dumps(content, indent=2, sort_keys=True, default=str), encoding="utf-8"
@@ -279,6 +281,8 @@ def write_pack(
     ]
     (root / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
     shutil.make_archive(str(root), "zip", root_dir=root)
+    files.private_tree(root)
+    files.private_file(root.with_name(f"{root.name}.zip"))
     return root
 
 

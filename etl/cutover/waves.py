@@ -666,10 +666,14 @@ def rollback_one_batch(
 
 def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
     """A separate core (its own SQLite file, or its own PostgreSQL schema) and landing zone."""
+    from etl.core import files, residency
+
     folder = Path(settings.home) / "rehearsals" / name / f"{number:03d}"
+    residency.check_storage(folder, "the rehearsal folder (under VARDFLYTT_HOME)", settings)
     if folder.exists():
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    files.private_dir(folder)
+    residency.check_database_url(settings.resolved_core_url, "the core database", settings)
     url = sa.make_url(settings.resolved_core_url)
     if url.get_backend_name() == "postgresql":
         options = url.query.get("options", "")

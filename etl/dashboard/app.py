@@ -570,9 +570,13 @@ def create_app(
         with dashboard.connection() as connection:
             _require_wave(data.wave_detail(connection, wave, wave_plan(dashboard.settings)))
         label = f"dashboard_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+        from etl.core.files import private_dir
         from etl.cutover.evidence import write_pack
 
-        with tempfile.TemporaryDirectory() as scratch:
+        # Working files under the home (an allowed storage root, owner-only), not the system's
+        # shared temporary folder; removed when the download is built, or when it fails.
+        scratch_root = private_dir(Path(dashboard.settings.home) / "tmp")
+        with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
             root = write_pack(
                 dashboard.settings, wave, label, Path(scratch), {"downloaded_by": viewer.name}
             )
