@@ -71,7 +71,8 @@ async def _viewer(dashboard, request: Request):
 async def _log(settings, request: Request, viewer, refusal, method, path, status) -> None:
     client = request.client.host if request.client else None
     if viewer is None:
-        failed_login = method == "POST" and path.endswith("/login") and status == 401
+        # 401: wrong user name or token; 429: refused while sign-ins are rate limited.
+        failed_login = method == "POST" and path.endswith("/login") and status in (401, 429)
         if failed_login or (refusal and status in (401, 403)):
             await run_in_threadpool(
                 record_access,
@@ -85,7 +86,11 @@ async def _log(settings, request: Request, viewer, refusal, method, path, status
                 detail={
                     "path": path,
                     "client": client,
-                    "reason": "token not valid" if failed_login else refusal,
+                    "reason": (
+                        ("rate limited" if status == 429 else "token not valid")
+                        if failed_login
+                        else refusal
+                    ),
                 },
             )
         return
