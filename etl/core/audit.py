@@ -63,6 +63,9 @@ PURPOSES = {
     "identity": "identity resolution",
     "dashboard": "cutover follow-up",
     "audit": "log review",
+    "purge": "retention",
+    "profile": "data profiling",
+    "coverage": "mapping coverage",
 }
 
 
