@@ -21,7 +21,6 @@ from tests.e2e.browser import (
     record_a_steward_decision,
     require_browser,
     screenshots,
-    start_chromium,
     wait_for_title,
 )
 from tests.e2e.dashboard_history import STEWARD, seed_real_history
@@ -54,13 +53,6 @@ def served(small_estate, tmp_path_factory):
     yield f"http://127.0.0.1:{port}", settings
     server.should_exit = True
     thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
-    yield driver
-    driver.quit()
 
 
 def test_a_steward_signs_in_reads_the_ledger_and_records_a_decision(served, browser):
