@@ -15,10 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,15 +160,51 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
+def _migrate_and_start(
+    airflow: str, env: dict[str, str], home: Path, port: int, started: list
+) -> None:
+    """``airflow db migrate``, then ``airflow api-server`` in its own process group; the process,
+    or the error, is put in ``started``."""
+    logs = home / "logs"
+    try:
+        with (logs / "db-migrate.log").open("w") as log:
+            subprocess.run(
+                [airflow, "db", "migrate"],
+                env=env,
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=300,
+            )
+        with (logs / "api-server.log").open("w") as log:
+            started.append(
+                subprocess.Popen(
+                    [airflow, "api-server", "--host", LOOPBACK, "--port", f"{port}", "-w", "1"],
+                    env=env,
+                    cwd=home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group, stopped as one
+                )
+            )
+    except Exception as error:  # handed to the caller's thread
+        started.append(error)
+
+
 @contextmanager
 def airflow_api_server(
-    settings: Settings, users: list[AirflowUser], environment: dict[str, str] | None = None
+    settings: Settings,
+    users: list[AirflowUser],
+    environment: dict[str, str] | None = None,
+    while_starting: Callable[[], None] | None = None,
 ) -> Iterator[AirflowServer]:
     """Migrate a fresh metadata database under ``settings.airflow_home`` and serve it with
-    ``airflow api-server`` on a free loopback port until the block ends."""
+    ``airflow api-server`` on a free loopback port until the block ends. ``while_starting`` runs
+    meanwhile (seeding the data the server will show: it reads it only when asked)."""
     home = settings.airflow_home
-    logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
     passwords = {user.name: secrets.token_urlsafe(18) for user in users}
     passwords_file = home / "simple_auth_manager_passwords.json"
     _write_private(passwords_file, json.dumps(passwords))
@@ -176,30 +213,23 @@ def airflow_api_server(
     env.update(environment or {})
     airflow = str(Path(sys.executable).with_name("airflow"))
 
-    with (logs / "db-migrate.log").open("w") as log:
-        subprocess.run(
-            [airflow, "db", "migrate"],
-            env=env,
-            cwd=home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=True,
-            timeout=300,
-        )
+    started: list = []
+    starter = threading.Thread(
+        target=_migrate_and_start, args=(airflow, env, home, port, started), daemon=True
+    )
+    starter.start()
+    try:
+        if while_starting is not None:
+            while_starting()
+    finally:
+        starter.join()
+    if isinstance(started[0], Exception):
+        raise started[0]
+    process: subprocess.Popen = started[0]
     url = f"http://{LOOPBACK}:{port}"
-    with (logs / "api-server.log").open("w") as log:
-        process = subprocess.Popen(
-            [airflow, "api-server", "--host", LOOPBACK, "--port", str(port), "--workers", "1"],
-            env=env,
-            cwd=home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, stopped as one
-        )
     server = AirflowServer(url=url, home=home, passwords=passwords, pid=process.pid)
     try:
-        _wait_healthy(url, process, server)
+        _wait_healthy(server.url, process, server)
         listening = _listening_addresses(process.pid)
         if listening != {LOOPBACK}:
             raise RuntimeError(f"airflow api-server listens on {sorted(listening)}, not loopback")

@@ -42,9 +42,11 @@ def airflow(small_estate, tmp_path_factory):
     """A real Airflow API server with the plugin over a small real history; (server, settings)."""
     require_browser()
     settings = Settings(home=tmp_path_factory.mktemp("plugin_home"), estate_dir=small_estate)
-    seed_real_history(settings)
     with airflow_api_server(
-        settings, USERS, environment={"VARDFLYTT_DASHBOARD_STEWARDS": STEWARD}
+        settings,
+        USERS,
+        environment={"VARDFLYTT_DASHBOARD_STEWARDS": STEWARD},
+        while_starting=lambda: seed_real_history(settings),
     ) as server:
         yield server, settings
 
