@@ -538,7 +538,9 @@ def create_app(
     def docs_file(path: str, viewer: ViewerDep) -> Response:
         return _serve_file(dashboard.docs_root(), path)
 
-    @app.get("/files/validation/{path:path}", name="validation_file")
+    # Under the same relative path as on disk (<home>/reports/validation/, <home>/docs/), so a
+    # report's relative link to the mapping documentation resolves here too.
+    @app.get("/files/reports/validation/{path:path}", name="validation_file")
     def validation_file(path: str, viewer: ViewerDep) -> Response:
         return _serve_file(dashboard.validation_root(), path)
 
@@ -583,8 +585,11 @@ def _zip(content: bytes, filename: str) -> Response:
 def _serve_file(root: Path, path: str) -> Response:
     base = root.resolve()
     target = (base / path).resolve()
-    if target.is_dir():
-        target = target / "index.html"
+    if target.is_dir():  # a folder's front page: its index, or a validation report's summary
+        target = next(
+            (page for page in (target / "index.html", target / "summary.html") if page.is_file()),
+            target / "index.html",
+        )
     if not target.is_relative_to(base) or not target.is_file():
         raise StarletteHTTPException(404, "no such report file")
     media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"

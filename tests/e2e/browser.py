@@ -24,6 +24,7 @@ from tests.e2e.dashboard_history import FIRST_RUN, SECOND_RUN, WAVE
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WAIT_SECONDS = 30
+REPORT_DEPTH = 4  # dashboard page -> report summary -> Data Docs index -> a validation's page
 
 Shot = Callable[[str], None]
 
@@ -161,3 +162,67 @@ def record_a_steward_decision(
     assert decision.decided_at is not None
     assert steward in driver.find_element(By.ID, "decisions").text
     return handle
+
+
+def check_every_link_resolves(driver, base: str, pages: list[str]) -> set[str]:
+    """Every link and asset on these pages, and on the reports they link to, stays under the
+    dashboard's root and answers 200 to the signed-in browser's cookies. Links differing only in
+    their query values (the steward's filters) are followed once. Returns the links followed."""
+    import html
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    cookies = "; ".join(f"{c['name']}={c['value']}" for c in driver.get_cookies())
+    root = urllib.parse.urlsplit(base)
+
+    def get(url: str) -> tuple[int, str]:
+        request = urllib.request.Request(url, headers={"Cookie": cookies, "Accept": "text/html"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                body = response.read()
+                is_html = response.headers.get_content_type() == "text/html"
+                return response.status, body.decode("utf-8") if is_html else ""
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+
+    def links_of(url: str, text: str) -> set[str]:
+        found = set()
+        for reference in re.findall(r'(?:href|src)="([^"#]+)', text):
+            if reference.endswith("favicon.ico"):
+                # GX's validation pages point their favicon one folder too shallow (on disk as
+                # well; browsers do without); everything else must resolve.
+                continue
+            link = urllib.parse.urljoin(url, html.unescape(reference))
+            parts = urllib.parse.urlsplit(link)
+            assert (parts.scheme, parts.netloc) == (root.scheme, root.netloc), (url, reference)
+            assert parts.path.startswith(f"{root.path}/"), f"{url}: {reference} leaves the root"
+            found.add(link)
+        return found
+
+    def shape(link: str) -> tuple[str, tuple[str, ...]]:
+        parts = urllib.parse.urlsplit(link)
+        return parts.path, tuple(sorted(urllib.parse.parse_qs(parts.query)))
+
+    followed: dict[tuple, str] = {}
+    pending = [(f"{base}{page}", 0) for page in pages]
+    broken = {}
+    while pending:
+        url, depth = pending.pop(0)
+        if shape(url) in followed:
+            continue
+        followed[shape(url)] = url
+        status, text = get(url)
+        if status != 200:
+            broken[url] = status
+            continue
+        # Pages are followed one level; reports (under /files/: summaries, Data Docs, mapping
+        # documentation) as deep as they go here.
+        if depth == 0 or (depth < REPORT_DEPTH and "/files/" in url):
+            pending += [(link, depth + 1) for link in sorted(links_of(url, text))]
+    assert not broken, broken
+    reached = set(followed.values())
+    assert any(link.endswith("/data_docs/index.html") for link in reached), "no Data Docs link"
+    mapping_docs = f"{root.path}/files/docs/index.html"
+    assert any(urllib.parse.urlsplit(link).path == mapping_docs for link in reached)
+    return reached

@@ -20,13 +20,14 @@ from etl.settings import Settings
 from tests.e2e.airflow_server import AirflowServer, AirflowUser, airflow_api_server
 from tests.e2e.browser import (
     WAIT_SECONDS,
+    check_every_link_resolves,
     check_pages_show_the_ledger,
     record_a_steward_decision,
     require_browser,
     screenshots,
     wait_for_title,
 )
-from tests.e2e.dashboard_history import LEAD, STEWARD, seed_real_history
+from tests.e2e.dashboard_history import LEAD, LINKED_PAGES, STEWARD, seed_real_history
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -127,6 +128,7 @@ def test_a_steward_signs_in_through_airflow_reads_the_ledger_and_acts(airflow, b
     shot("steward_signed_in")
 
     check_pages_show_the_ledger(browser, dashboard, settings, shot)
+    check_every_link_resolves(browser, dashboard, LINKED_PAGES)
 
     # Airflow's own UI links the dashboard in its navigation and shows it in a frame (which the
     # dashboard's frame-ancestors policy must allow).

@@ -17,13 +17,14 @@ from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_di
 from etl.settings import Settings
 from tests.e2e.airflow_server import free_port
 from tests.e2e.browser import (
+    check_every_link_resolves,
     check_pages_show_the_ledger,
     record_a_steward_decision,
     require_browser,
     screenshots,
     wait_for_title,
 )
-from tests.e2e.dashboard_history import STEWARD, seed_real_history
+from tests.e2e.dashboard_history import LINKED_PAGES, STEWARD, seed_real_history
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -76,6 +77,7 @@ def test_a_steward_signs_in_reads_the_ledger_and_records_a_decision(served, brow
     shot("signed_in")
 
     check_pages_show_the_ledger(browser, url, settings, shot)
+    check_every_link_resolves(browser, url, LINKED_PAGES)
     record_a_steward_decision(browser, url, settings, STEWARD, shot)
 
     browser.find_element(By.CSS_SELECTOR, "header form button").click()

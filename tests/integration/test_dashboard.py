@@ -47,7 +47,7 @@ GET_ROUTES = [
     "/steward",
     "/reports",
     "/files/docs/index.html",
-    "/files/validation/x/",
+    "/files/reports/validation/x/",
 ]
 # Personnummer / samordningsnummer (10 or 12 digits) and VGR-format reservnummer.
 IDENTITY_NUMBER = re.compile(r"\b(?:19|20)?\d{6}[-+]?\d{4}\b|\b\d{8}[KMX]\d{3}\b")
