@@ -221,8 +221,12 @@ def airflow_api_server(
     try:
         if while_starting is not None:
             while_starting()
-    finally:
+    except BaseException:
         starter.join()
+        if started and isinstance(started[0], subprocess.Popen):
+            _stop(started[0])
+        raise
+    starter.join()
     if isinstance(started[0], Exception):
         raise started[0]
     process: subprocess.Popen = started[0]
