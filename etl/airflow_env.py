@@ -35,4 +35,13 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if value is not None:
             environment[f"VARDFLYTT_{name.upper()}"] = str(value)
+    # Data residency (etl/core/residency.py): tasks get the same lists, and Airflow's metadata
+    # database and AIRFLOW_CONN_* connections must be on allowed hosts. Airflow and its tasks
+    # inherit this process's owner-only umask (etl/core/files.py).
+    from etl.core import residency
+
+    for name in ("allowed_hosts", "allowed_storage_roots", "landing_retention_days"):
+        if getattr(settings, name) is not None:
+            environment[f"VARDFLYTT_{name.upper()}"] = str(getattr(settings, name))
+    residency.check_airflow(environment, settings)
     return environment

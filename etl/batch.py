@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -75,8 +76,14 @@ class BatchPaths:
 def write_json(path: Path, content: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(content, indent=2, default=str, ensure_ascii=False), "utf-8")
+    try:
+        text = json.dumps(content, indent=2, default=str, ensure_ascii=False)
+        temporary.write_text(text, "utf-8")
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     temporary.replace(path)  # atomic: a killed task never leaves half a manifest
+    os.chmod(path, 0o600)  # manifests are patient-data folders' files: owner-only
 
 
 def utc_now() -> dt.datetime:

@@ -127,9 +127,9 @@ def url_with_search_path(base_url: str, schema: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    import sqlalchemy as sa
+    from etl.core.redact import redact
 
-    return sa.make_url(url).render_as_string(hide_password=True)
+    return redact(url)
 
 
 def median_or_none(values: list[float]) -> float | None:

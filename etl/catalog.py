@@ -162,6 +162,9 @@ class SystemSpec(Strict):
     format: SourceFormat
     connection: Connection
     datasets: dict[str, Annotated[SqlDataset | FileDataset, Field(union_mode="left_to_right")]]
+    # Days landed data is kept before `vardflytt landing purge` may remove it (etl.extract.
+    # retention); unset: VARDFLYTT_LANDING_RETENTION_DAYS, and with neither it is kept.
+    landing_retention_days: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _datasets_match_format(self) -> SystemSpec:

@@ -9,21 +9,54 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from etl.core import residency
+from etl.core.files import restrict_umask
+from etl.core.redact import RedactingConsole, redact
 from etl.settings import get_settings
 
-app = typer.Typer(
+
+class _Cli(typer.Typer):
+    """The root command: a data residency refusal is printed as its message (exit 2), and no
+    exception it ends with shows a password (tracebacks print the exception's text, and a bad
+    URL's text holds the URL)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except residency.ResidencyError as error:
+            # A refusal is an answer, not a crash: its message says what to change.
+            typer.echo(redact(error), err=True)
+            raise SystemExit(2) from None
+        except Exception as error:
+            cause: BaseException | None = error
+            seen: set[int] = set()
+            while cause is not None and id(cause) not in seen:
+                seen.add(id(cause))
+                cause.args = tuple(redact(a) if isinstance(a, str) else a for a in cause.args)
+                cause = cause.__cause__ or cause.__context__
+            raise
+
+
+app = _Cli(
     help="vardflytt: migrate legacy health records into the core system.", no_args_is_help=True
 )
+
+
+@app.callback()
+def _owner_only_files() -> None:
+    """Everything a command writes (and the Airflow it starts) is owner-only (umask 077)."""
+    restrict_umask()
+
+
 estate_app = typer.Typer(
     help="The synthetic legacy estate (test and demo data only).", no_args_is_help=True
 )
 app.add_typer(estate_app, name="estate")
 # Wide enough for the accounting table when output goes to a file or CI log.
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = RedactingConsole(width=None if sys.stdout.isatty() else 160)
 
 
 @estate_app.command("generate")
@@ -299,7 +332,7 @@ def demo(
     docs(out=None)
     dq_report(run_id=None, out=None)
     status(batch=None, check=True)
-    console.print(f"core database: {settings.resolved_core_url}")
+    console.print(f"core database: {redact(settings.resolved_core_url)}")
     console.print(f"mapping documentation: {settings.home / 'docs' / 'index.html'}")
     console.print("identity summary: .venv/bin/vardflytt identity summary")
     if wave_systems:
@@ -504,7 +537,9 @@ def coverage(
         console.print(table)
     for note in report.notes:
         console.print(f"[yellow]{note}[/yellow]")
-    path = write_coverage(report, out or coverage_path(settings))
+    target = out or coverage_path(settings)
+    residency.check_storage(target, "the coverage report (--out)", settings)
+    path = write_coverage(report, target)
     console.print(f"coverage: {path}")
 
 
@@ -530,7 +565,7 @@ def dashboard(
         )
         for name, token in tokens.items():
             console.print(f"  {name}: {token}")
-    console.print(f"core database: {settings.resolved_core_url}")
+    console.print(f"core database: {redact(settings.resolved_core_url)}")
     console.print(f"dashboard: http://{host}:{port}/  (sign in with a token)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
@@ -674,6 +709,9 @@ app.add_typer(dq_app, name="dq")
 from etl.steward.cli import steward_app  # noqa: E402
 
 app.add_typer(steward_app, name="steward")
+from etl.extract.cli import landing_app  # noqa: E402
+
+app.add_typer(landing_app, name="landing")
 from etl.load.cli import batches_app, core_app, print_unpromoted  # noqa: E402
 
 app.add_typer(batches_app, name="batches")
@@ -781,8 +819,11 @@ def dq_report(
     from etl.report.pseudonym import PseudonymKeyError
     from etl.report.validation import NoResultsError, write_validation_report
 
+    settings = get_settings()
+    if out is not None:
+        residency.check_storage(out, "the validation report folder (--out)", settings)
     try:
-        paths = write_validation_report(get_settings(), run_id, out)
+        paths = write_validation_report(settings, run_id, out)
     except (NoResultsError, PseudonymKeyError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
@@ -824,7 +865,7 @@ def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None
     settings = get_settings()
     rows = _cutover_call(waves.wave_status, settings)
     table = Table(title="cutover waves")
-    for column in ("wave", "state", "systems", "planned", "first load", "batches", "lock"):
+    for column in ("wave", "state", "systems", "planned", "first load", "batches", "plan", "lock"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -834,6 +875,7 @@ def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None
             row["planned"],
             row["first_load"] or "-",
             str(row["promoted_batches"]),
+            row["plan"],
             row["lock"] or "-",
         )
     console.print(table)
@@ -842,6 +884,8 @@ def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None
     with core_engine(settings.resolved_core_url).connect() as connection:
         history = ledger.transitions(connection, wave)
         approvals = ledger.approvals(connection, wave)
+        plan = _cutover_call(waves.reviewed_plan_status, connection, settings, wave)
+    _print_reviewed_plan(wave, plan)
     ledger_table = Table(title=f"{wave}: ledger")
     for column in ("at", "from", "to", "by", "run", "mappings"):
         ledger_table.add_column(column)
@@ -866,6 +910,63 @@ def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None
     for c in waves.evaluate_criteria(settings, wave):
         criteria.add_row(c.name, "[green]pass[/green]" if c.passed else "[red]fail[/red]", c.detail)
     console.print(criteria)
+
+
+def _print_reviewed_plan(wave: str, plan: dict) -> None:
+    if plan["fingerprint"]:
+        console.print(
+            f"{wave}: reviewed plan {plan['fingerprint'][:12]} ({len(plan['files'])} files), "
+            f"recorded at {plan['recorded_event']} on {plan['recorded_at'][:16]} by "
+            f"{plan['recorded_by']} (mappings {plan['mapping_version'] or '-'})"
+        )
+    else:
+        console.print(
+            f"[red]{wave}: no reviewed plan recorded[/red] (taken at the first rehearsal or load; "
+            f"`vardflytt cutover replan {wave} --reason ...` records one)"
+        )
+    if plan["matches"]:
+        console.print("working copy: the reviewed plan")
+    elif plan["difference"]:
+        changed = "; ".join(f"{k}: {', '.join(v)}" for k, v in plan["difference"].items() if v)
+        console.print(f"[red]working copy differs from the reviewed plan[/red]: {changed}")
+    if plan["uncommitted"]:
+        console.print(f"[red]uncommitted[/red]: {', '.join(plan['uncommitted'])}")
+    changes = Table(title=f"{wave}: plan changes")
+    for column in ("at", "event", "by", "fingerprint", "reason", "files"):
+        changes.add_column(column)
+    for change in plan["changes"]:
+        files = "; ".join(f"{k}: {', '.join(v)}" for k, v in (change["files"] or {}).items() if v)
+        changes.add_row(
+            change["at"][:19],
+            change["event"],
+            change["by"],
+            change["fingerprint"][:12],
+            change["reason"] or "-",
+            files or "-",
+        )
+    console.print(changes)
+
+
+@cutover_app.command("replan")
+def cutover_replan(
+    wave: str,
+    reason: Annotated[str, typer.Option(help="What changed in the plan and why.")],
+) -> None:
+    """Record a plan change: the committed working copy becomes the wave's reviewed plan.
+
+    Names the files that changed, records who (the signed-in user) and why, and voids every
+    earlier approval; verify and commit then hold to the new plan."""
+    from etl.cutover import waves
+
+    record = _cutover_call(waves.replan, get_settings(), wave, reason)
+    files = "; ".join(f"{k}: {', '.join(v)}" for k, v in (record["changes"] or {}).items() if v)
+    console.print(
+        f"plan change recorded for {wave} by {record['actor']}: fingerprint "
+        f"{record['digest'][:12]}" + (f" ({files})" if files else "")
+    )
+    if record["approvals_voided"]:
+        console.print(f"{record['approvals_voided']} earlier approval(s) voided")
+    console.print(f"verify the wave again: `vardflytt cutover verify {wave}`")
 
 
 @cutover_app.command("rehearse")

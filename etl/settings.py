@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     mappings_dir: Path = Field(default=PROJECT_ROOT / "mappings")
     expectations_dir: Path = Field(default=PROJECT_ROOT / "expectations")
     estate_dir: Path | None = Field(default=None, description="Synthetic legacy estate.")
+    # Data residency (etl/core/residency.py): comma-separated lists; None means the default.
+    allowed_hosts: str | None = Field(default=None, description="CIDRs and host names.")
+    allowed_storage_roots: str | None = Field(default=None, description="Folders and root URLs.")
+    landing_retention_days: int | None = Field(
+        default=None, ge=0, description="Days landed data is kept (per system: system.yaml)."
+    )
     landing_dir: Path | None = Field(default=None, description="Parquet landing zone.")
     core_url: str | None = Field(default=None, description="SQLAlchemy URL of the core database.")
     chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
@@ -46,5 +52,12 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    """Fresh settings from the current environment."""
+    """Fresh settings from the current environment.
+
+    Every command and every Airflow task reads its settings here before it writes anything, so
+    this is also where the process's umask becomes owner-only (etl.core.files): patient data
+    written afterwards is never readable by other local users."""
+    from etl.core.files import restrict_umask
+
+    restrict_umask()
     return Settings()

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from etl.core import files, residency
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions (a unit test keeps them equal). Knowing it here lets
 # every process check the schema with one query instead of loading Alembic.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0005"
 # pg_advisory_xact_lock key: any constant the project owns ("vardflytt" in ASCII, truncated).
 _ADVISORY_KEY = 0x7661726466
 _VERSION_TABLE = "alembic_version"
@@ -34,9 +36,11 @@ def core_engine(url: str) -> sa.Engine:
 
 
 def new_engine(url: str) -> sa.Engine:
-    """An engine on the core database as it is (no upgrade); a SQLite file's folder is made."""
+    """An engine on the core database as it is (no upgrade), on an allowed host only; a SQLite
+    file's folder is made owner-only, and so is the file with its journals once connected."""
+    residency.check_database_url(url, "the core database (VARDFLYTT_CORE_URL)")
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        files.private_dir(Path(url.removeprefix("sqlite:///")).parent)
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
@@ -109,4 +113,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    database = cursor.execute("PRAGMA database_list").fetchone()[2]
     cursor.close()
+    # The file and its -wal/-shm journals hold patient rows: owner-only, whatever the umask.
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            files.private_file(Path(f"{database}{suffix}"))

@@ -288,6 +288,27 @@ cutover_transition = sa.Table(
     sa.Column("note", sa.Text),
 )
 
+# The reviewed plan of each wave: a fingerprint (SHA-256 per file) of waves.yaml and every file its
+# go/no-go depends on (etl/cutover/fingerprint.py), taken when the wave is first rehearsed or
+# loaded and again at each recorded plan change; verify and commit refuse a working copy that
+# differs from the current one. Paths and digests only.
+cutover_plan = sa.Table(
+    "cutover_plan",
+    metadata,
+    sa.Column("plan_id", sa.Text, primary_key=True),
+    sa.Column("wave", sa.Text, nullable=False, index=True),
+    sa.Column("digest", sa.Text, nullable=False),
+    sa.Column("files", sa.Text, nullable=False),  # JSON: {path: sha256}
+    sa.Column("mapping_version", sa.Text),
+    sa.Column("event", sa.Text, nullable=False),  # rehearsal | initial_load | replan
+    sa.Column("reason", sa.Text),
+    sa.Column("changes", sa.Text),  # JSON: changed, added, removed paths since the one before
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("is_current", sa.Boolean, nullable=False),
+)
+
 # Who holds a wave's lock: the row is the lease, taken atomically by its primary key
 # (etl/core/lease.py), and says who holds it for the message the second runner gets.
 cutover_lock = sa.Table(

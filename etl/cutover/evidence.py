@@ -1,21 +1,24 @@
 """Evidence packs: what a project lead signs off, per wave, from the ledger and the results.
 
 A pack is a folder (and a zip of it) with ``evidence.json`` (machine-readable), ``evidence.md``
-(for people) and ``SHA256SUMS``. It holds the plan entry, mapping version, ledger transitions,
-approvals, batches, record accounting, data-quality results, reconciliation and checksums:
-counts, codes, check names and opaque row ids only, never patient data.
+(for people) and ``SHA256SUMS``. It holds the plan entry, the reviewed plan's fingerprint and its
+recorded changes, mapping version, ledger transitions, approvals, batches, record accounting,
+data-quality results, reconciliation and checksums: counts, codes, check names, file digests and
+opaque row ids only, never patient data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from etl.batch import utc_now
+from etl.core import files, residency
 from etl.core.database import core_engine
 from etl.core.tables import batch_accounting, dq_result, promotion, wave_reconciliation
 from etl.cutover import ledger
@@ -32,6 +35,8 @@ def _rows(connection, query) -> list[dict]:
 
 
 def collect(settings: Settings, name: str) -> dict:
+    from etl.cutover.waves import reviewed_plan_status
+
     plan = load_plan(settings.mappings_dir)
     wave = plan.wave(name)
     with core_engine(settings.resolved_core_url).connect() as connection:
@@ -81,9 +86,11 @@ def collect(settings: Settings, name: str) -> dict:
             ),
         )
         state = ledger.wave_state(connection, name)
+        reviewed = reviewed_plan_status(connection, settings, name)
     return {
         "wave": wave.model_dump(mode="json"),
-        "plan_digest": plan.digest,
+        "plan_digest": reviewed["working_copy"],
+        "plan": reviewed,
         "mapping_version": mapping_version(settings.mappings_dir.resolve().parent),
         "state": state,
         "generated_at": utc_now().isoformat(),
@@ -96,23 +103,51 @@ def collect(settings: Settings, name: str) -> dict:
     }
 
 
+# Line breaks of any kind (a value must never start a new Markdown block) and other controls.
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")
+# Markdown's inline punctuation (emphasis, links, images, code, tables, headings, escapes).
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()#|~!])")
+_URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):")  # http:, mailto:, javascript: ...
+
+
+def md(value: object) -> str:
+    """A value as inert Markdown text: one line, no HTML, no links, emphasis or table cells.
+
+    Wave titles, notes and names come from people; in ``evidence.md`` they must read as written
+    and never turn into markup (a raw ``<script>``, a link, a fake table row or heading).
+    """
+    text = _CONTROLS.sub("", _LINE_BREAKS.sub(" ", "" if value is None else str(value)))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    # No autolinks: GitHub-flavoured Markdown links bare URLs and www. addresses too.
+    text = _URL_SCHEME.sub(r"\1\\:", text)
+    return re.sub(r"(?i)\bwww\.", r"www\\.", text)
+
+
+def md_code(value: object) -> str:
+    """A value as an inline code span (backticks and line breaks taken out)."""
+    text = _CONTROLS.sub("", _LINE_BREAKS.sub(" ", "" if value is None else str(value)))
+    return "`" + text.replace("`", "'") + "`"
+
+
 def _markdown(content: dict) -> str:
     wave = content["wave"]
     lines = [
-        f"# Evidence pack: {wave['wave']} - {wave['title']}",
+        f"# Evidence pack: {md(wave['wave'])} - {md(wave['title'])}",
         "",
-        f"- State: **{content['state']}**",
-        f"- Planned window: {wave['window']['start']} to {wave['window']['end']}",
-        f"- Mapping version: `{content['mapping_version']}`, "
-        f"plan digest `{content['plan_digest']}`",
-        f"- Generated: {content['generated_at']}",
+        f"- State: **{md(content['state'])}**",
+        f"- Planned window: {md(wave['window']['start'])} to {md(wave['window']['end'])}",
+        f"- Mapping version: {md_code(content['mapping_version'])}",
+        f"- Generated: {md(content['generated_at'])}",
         "",
+        *(_plan_lines(content["plan"]) if content.get("plan") else []),
         "## Go/no-go criteria",
         "",
     ]
     for criterion in content.get("criteria", []):
         mark = "PASS" if criterion["passed"] else "FAIL"
-        lines.append(f"- {mark} {criterion['criterion']}: {criterion['detail']}")
+        lines.append(f"- {mark} {md(criterion['criterion'])}: {md(criterion['detail'])}")
     lines += [
         "",
         "## Record accounting",
@@ -122,8 +157,21 @@ def _markdown(content: dict) -> str:
     ]
     for row in content["accounting"]:
         lines.append(
-            f"| {row['source_system']} | {row['entity']} | {row['extracted']} | {row['loaded']} "
-            f"| {row['quarantined']} | {row['excluded']} | {row['merged']} | {row['residue']} |"
+            "| "
+            + " | ".join(
+                md(row[field])
+                for field in (
+                    "source_system",
+                    "entity",
+                    "extracted",
+                    "loaded",
+                    "quarantined",
+                    "excluded",
+                    "merged",
+                    "residue",
+                )
+            )
+            + " |"
         )
     lines += [
         "",
@@ -134,23 +182,79 @@ def _markdown(content: dict) -> str:
     ]
     for row in content["reconciliation"]:
         lines.append(
-            f"| {row['source_system']} | {row['entity']} | {row['expected_rows']} | "
-            f"{row['core_rows']} | {row['missing_in_core']} | {row['unexpected_in_core']} | "
-            f"{row['content_mismatches']} | {'yes' if row['is_reconciled'] else 'NO'} |"
+            "| "
+            + " | ".join(
+                md(row[field])
+                for field in (
+                    "source_system",
+                    "entity",
+                    "expected_rows",
+                    "core_rows",
+                    "missing_in_core",
+                    "unexpected_in_core",
+                    "content_mismatches",
+                )
+            )
+            + f" | {'yes' if row['is_reconciled'] else 'NO'} |"
         )
     lines += ["", "## Ledger", ""]
     for t in content["transitions"]:
         lines.append(
-            f"- {t['at'][:19]} {t['from_state']} -> {t['to_state']} by {t['actor']}"
-            f" (run {t['run_id'] or '-'}, mappings {t['mapping_version'] or '-'})"
+            f"- {md(t['at'][:19])} {md(t['from_state'])} -> {md(t['to_state'])} by "
+            f"{md(t['actor'])} (run {md(t['run_id'] or '-')}, "
+            f"mappings {md(t['mapping_version'] or '-')})"
         )
     lines += ["", "## Approvals", ""]
     for a in content["approvals"]:
         lines.append(
-            f"- {a['at'][:19]} {a['role']}: {a['decision']} by {a['approver']} via {a['channel']}"
-            + ("" if a["is_current"] else " (superseded)")
+            f"- {md(a['at'][:19])} {md(a['role'])}: {md(a['decision'])} by {md(a['approver'])} "
+            f"via {md(a['channel'])}" + ("" if a["is_current"] else " (superseded)")
         )
     return "\n".join(lines) + "\n"
+
+
+def _plan_lines(plan: dict) -> list[str]:
+    """The reviewed plan: its fingerprint, whether the working copy is it, and its changes."""
+
+    def files_of(difference: dict | None) -> str:
+        return "; ".join(
+            f"{kind} {', '.join(md_code(path) for path in paths)}"
+            for kind, paths in (difference or {}).items()
+            if paths
+        )
+
+    lines = ["## Reviewed plan", ""]
+    if plan.get("fingerprint"):
+        lines.append(
+            f"- Fingerprint {md_code(plan['fingerprint'])}, recorded at "
+            f"{md(plan.get('recorded_event'))} on {md(str(plan.get('recorded_at'))[:19])} by "
+            f"{md(plan.get('recorded_by'))} "
+            f"(mappings {md_code(plan.get('mapping_version') or '-')})"
+        )
+    else:
+        lines.append("- No reviewed plan recorded: verify and commit refuse this wave")
+    if plan.get("matches"):
+        lines.append("- Working copy: the reviewed plan")
+    elif plan.get("difference"):
+        lines.append(
+            f"- Working copy DIFFERS from the reviewed plan: {files_of(plan['difference'])}"
+        )
+    if plan.get("uncommitted"):
+        uncommitted = ", ".join(md_code(path) for path in plan["uncommitted"])
+        lines.append(f"- Uncommitted in mappings/expectations: {uncommitted}")
+    lines += ["", "### Plan changes", ""]
+    for change in plan.get("changes", []):
+        changed = files_of(change.get("files"))
+        lines.append(
+            f"- {md(change['at'][:19])} {md(change['event'])} by {md(change['by'])}: fingerprint "
+            f"{md_code(change['fingerprint'][:12])}"
+            + (f", reason: {md(change['reason'])}" if change.get("reason") else "")
+            + (f" ({changed})" if changed else "")
+        )
+    files = plan.get("files") or {}
+    lines += ["", f"### Files of the plan ({len(files)})", ""]
+    lines += [f"- {md_code(digest[:16])} {md_code(path)}" for path, digest in files.items()]
+    return [*lines, ""]
 
 
 def write_pack(
@@ -162,9 +266,10 @@ def write_pack(
 ) -> Path:
     """Write the wave's evidence pack under ``<out_root>/<wave>/<label>/`` and zip it."""
     root = (out_root or Path(settings.home) / "evidence") / name / label
+    residency.check_storage(root, "the evidence pack folder", settings)
     if root.exists():
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+    files.private_dir(root)
     content = collect(settings, name) | (extra or {})
     (root / "evidence.json").write_text(
         json.dumps(content, indent=2, sort_keys=True, default=str), encoding="utf-8"
@@ -176,6 +281,8 @@ def write_pack(
     ]
     (root / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
     shutil.make_archive(str(root), "zip", root_dir=root)
+    files.private_tree(root)
+    files.private_file(root.with_name(f"{root.name}.zip"))
     return root
 
 

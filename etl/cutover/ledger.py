@@ -2,12 +2,15 @@
 
     planned -> rehearsal (repeatable) -> initial_load (repeatable: systems that failed)
             -> delta_load (repeatable) -> frozen
-            -> final_delta -> verified -> cut_over
+            -> final_delta -> verified (repeatable: after a plan change) -> cut_over
     and from initial_load on: -> rolled_back (then initial_load again, or rehearsal)
 
 Every transition records who, when, the Airflow run (if any), the mapping version (git commit)
 and its evidence (counts, batch ids, check results: never patient data). An illegal transition
 is refused with the states the wave may go to from where it is.
+
+The ledger also keeps each wave's reviewed plan (``cutover_plan``): the fingerprint taken at the
+first rehearsal or load and at every recorded plan change, with who, why and which files changed.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ import sqlalchemy as sa
 from etl.batch import utc_now
 from etl.core import lease
 from etl.core.lease import current_actor
-from etl.core.tables import cutover_approval, cutover_lock, cutover_transition, cutover_wave
+from etl.core.tables import (
+    cutover_approval,
+    cutover_lock,
+    cutover_plan,
+    cutover_transition,
+    cutover_wave,
+)
 
 PLANNED = "planned"
 REHEARSAL = "rehearsal"
@@ -43,7 +52,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     DELTA_LOAD: (DELTA_LOAD, FROZEN, ROLLED_BACK),
     FROZEN: (FINAL_DELTA, ROLLED_BACK),
     FINAL_DELTA: (VERIFIED, FINAL_DELTA, ROLLED_BACK),
-    VERIFIED: (CUT_OVER, FINAL_DELTA, ROLLED_BACK),
+    VERIFIED: (CUT_OVER, VERIFIED, FINAL_DELTA, ROLLED_BACK),
     CUT_OVER: (ROLLED_BACK,),
     ROLLED_BACK: (REHEARSAL, INITIAL_LOAD),
 }
@@ -191,6 +200,76 @@ def invalidate_approvals(connection: sa.Connection, wave: str) -> None:
     connection.execute(
         cutover_approval.update().where(cutover_approval.c.wave == wave).values(is_current=False)
     )
+
+
+def record_plan(
+    connection: sa.Connection,
+    wave: str,
+    digest: str,
+    files: dict[str, str],
+    event: str,
+    actor: str,
+    mapping_version: str | None = None,
+    changes: dict | None = None,
+    reason: str | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """Record the wave's reviewed plan (it supersedes the one before); keep the wave row's
+    ``plan_digest`` in step. Paths and digests only."""
+    connection.execute(
+        cutover_plan.update().where(cutover_plan.c.wave == wave).values(is_current=False)
+    )
+    now = utc_now()
+    record = {
+        "plan_id": uuid.uuid4().hex,
+        "wave": wave,
+        "digest": digest,
+        "files": json.dumps(files, sort_keys=True),
+        "mapping_version": mapping_version,
+        "event": event,
+        "reason": reason,
+        "changes": json.dumps(changes, sort_keys=True) if changes is not None else None,
+        "actor": actor,
+        "run_id": run_id,
+        "at": now,
+        "is_current": True,
+    }
+    connection.execute(cutover_plan.insert().values(**record))
+    exists = connection.execute(
+        sa.select(cutover_wave.c.wave).where(cutover_wave.c.wave == wave)
+    ).first()
+    if exists:
+        connection.execute(
+            cutover_wave.update().where(cutover_wave.c.wave == wave).values(plan_digest=digest)
+        )
+    else:
+        connection.execute(
+            cutover_wave.insert().values(
+                wave=wave, state=PLANNED, plan_digest=digest, updated_at=now
+            )
+        )
+    return _plan_row(record)
+
+
+def _plan_row(row: dict) -> dict:
+    item = dict(row)
+    item["files"] = json.loads(item["files"] or "{}")
+    item["changes"] = json.loads(item["changes"]) if item["changes"] else None
+    return item
+
+
+def current_plan(connection: sa.Connection, wave: str) -> dict | None:
+    """The wave's reviewed plan (digest, ``{path: sha256}``, who, when, why), or None."""
+    row = connection.execute(
+        sa.select(cutover_plan).where((cutover_plan.c.wave == wave) & cutover_plan.c.is_current)
+    ).first()
+    return _plan_row(row._mapping) if row else None
+
+
+def plan_history(connection: sa.Connection, wave: str) -> list[dict]:
+    """Every fingerprint recorded for the wave, oldest first."""
+    query = sa.select(cutover_plan).where(cutover_plan.c.wave == wave).order_by(cutover_plan.c.at)
+    return [_plan_row(row._mapping) for row in connection.execute(query)]
 
 
 @dataclass(frozen=True)

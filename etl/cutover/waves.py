@@ -2,6 +2,12 @@
 
 Each operation takes the wave's lock, does its work through the pipeline, and records a ledger
 transition with its evidence. The command line and the cutover DAGs call these same functions.
+
+The go/no-go is decided by the reviewed plan: the wave's first rehearsal (or, without one, its
+initial load) fingerprints the plan and the files its criteria depend on (etl/cutover/fingerprint),
+and ``verify`` and ``cut_over`` refuse a working copy that differs from that fingerprint or has
+uncommitted changes. A criterion changes only through ``replan``: a recorded plan change, with who
+and why, that voids earlier approvals.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from etl.batch import utc_now
+from etl.core.audit import current_user
 from etl.core.database import core_engine
 from etl.core.tables import dq_result, promotion, wave_reconciliation
-from etl.cutover import ledger
+from etl.cutover import fingerprint, ledger
 from etl.cutover.plan import Wave, load_plan
 from etl.cutover.promote import PROMOTED, core_checksums, rollback
 from etl.cutover.reconcile import accounting_residue, reconcile_system
@@ -48,6 +55,127 @@ def wave_of(settings: Settings, name: str) -> Wave:
 
 def _version(settings: Settings) -> str | None:
     return mapping_version(settings.mappings_dir.resolve().parent)
+
+
+class PlanChangedError(ledger.LedgerError):
+    """The working copy is not the wave's reviewed plan (changed files, or uncommitted ones)."""
+
+
+def plan_fingerprint(settings: Settings, name: str) -> fingerprint.Fingerprint:
+    """The wave's plan as the working copy holds it now, with the mapping version read afresh
+    (``mapping_version`` is cached per process; a long-lived worker must not see an old one)."""
+    version = mapping_version.__wrapped__(settings.mappings_dir.resolve().parent)
+    return fingerprint.fingerprint(settings, wave_of(settings, name), version)
+
+
+def _described(plan: dict) -> str:
+    return (
+        f"fingerprint {plan['digest'][:12]}, recorded at {plan['event']} on "
+        f"{str(plan['at'])[:16]} by {plan['actor']}"
+    )
+
+
+def check_reviewed_plan(
+    connection: sa.Connection, settings: Settings, name: str, action: str
+) -> fingerprint.Fingerprint:
+    """Refuse ``action`` unless the working copy is the wave's reviewed plan, committed.
+
+    Fails closed: a wave with no recorded fingerprint (a ledger from before fingerprints) is
+    refused until a plan change records one."""
+    recorded = ledger.current_plan(connection, name)
+    if recorded is None:
+        raise PlanChangedError(
+            f"wave {name} cannot {action}: it has no reviewed plan. The plan is fingerprinted when "
+            f"the wave is first rehearsed (or, without a rehearsal, initially loaded); review the "
+            f'plan and record it with `vardflytt cutover replan {name} --reason "..."`.'
+        )
+    current = plan_fingerprint(settings, name)
+    problems = []
+    changed = fingerprint.difference(recorded["files"], current.files)
+    if changed:
+        problems.append(
+            f"the working copy differs from the reviewed plan ({_described(recorded)}): "
+            f"{changed.describe()}"
+        )
+    uncommitted = fingerprint.uncommitted_files(settings)
+    if uncommitted:
+        problems.append(
+            f"the mapping version is dirty ({current.mapping_version or 'uncommitted'}): "
+            f"uncommitted in mappings/expectations: {', '.join(uncommitted)}"
+        )
+    if problems:
+        raise PlanChangedError(
+            f"wave {name} cannot {action}: "
+            + "; and ".join(problems)
+            + ". The go/no-go uses the reviewed plan only: undo the edit, or commit it and record "
+            f'the plan change with `vardflytt cutover replan {name} --reason "..."` (which voids '
+            "earlier approvals); before the first load, a new rehearsal records it as well."
+        )
+    return current
+
+
+def reviewed_plan_status(connection: sa.Connection, settings: Settings, name: str) -> dict:
+    """The wave's reviewed plan, whether the working copy matches it, and every plan change."""
+    recorded = ledger.current_plan(connection, name)
+    current = plan_fingerprint(settings, name)
+    changed = fingerprint.difference(recorded["files"], current.files) if recorded else None
+    history = ledger.plan_history(connection, name)
+    return {
+        "fingerprint": recorded["digest"] if recorded else None,
+        "recorded_at": str(recorded["at"]) if recorded else None,
+        "recorded_by": recorded["actor"] if recorded else None,
+        "recorded_event": recorded["event"] if recorded else None,
+        "mapping_version": recorded["mapping_version"] if recorded else None,
+        "files": recorded["files"] if recorded else current.files,
+        "working_copy": current.digest,
+        "working_copy_mapping_version": current.mapping_version,
+        "matches": bool(recorded) and not changed,
+        "difference": changed.as_dict() if changed else None,
+        "uncommitted": fingerprint.uncommitted_files(settings),
+        "changes": [
+            {
+                "at": str(p["at"]),
+                "event": p["event"],
+                "by": p["actor"],
+                "reason": p["reason"],
+                "fingerprint": p["digest"],
+                "mapping_version": p["mapping_version"],
+                "files": p["changes"],
+            }
+            for p in history
+        ],
+    }
+
+
+def _record_fingerprint(
+    connection: sa.Connection,
+    name: str,
+    current: fingerprint.Fingerprint,
+    event: str,
+    actor: str,
+    reason: str | None = None,
+    run_id: str | None = None,
+) -> dict | None:
+    """Record ``current`` as the wave's reviewed plan if it differs from the recorded one (an
+    unchanged plan is not a change); approvals given under the one before are void."""
+    recorded = ledger.current_plan(connection, name)
+    if recorded and recorded["digest"] == current.digest:
+        return None
+    changes = fingerprint.difference(recorded["files"], current.files) if recorded else None
+    record = ledger.record_plan(
+        connection,
+        name,
+        current.digest,
+        current.files,
+        event,
+        actor,
+        current.mapping_version,
+        changes.as_dict() if changes is not None else None,
+        reason,
+        run_id,
+    )
+    ledger.invalidate_approvals(connection, name)
+    return record
 
 
 def _engine(settings: Settings) -> sa.Engine:
@@ -100,6 +228,7 @@ def load_wave(
     ledger.check_transition(name, state, to_state)  # refuse before doing any work
     plan_systems = systems or wave.systems
     with ledger.wave_lock(engine, name, run_id):
+        current = plan_fingerprint(settings, name)  # the plan this load runs
         first_load = phase == "initial" and state != ledger.INITIAL_LOAD
         before = wave_checksums(settings, wave) if first_load else None
         stamp = _stamp()
@@ -139,18 +268,17 @@ def load_wave(
         }
         if before is not None:
             evidence["checksums_before"] = before
+        evidence["plan"] = current.digest
         with engine.begin() as connection:
             ledger.invalidate_approvals(connection, name)
-            ledger.transition(
-                connection,
-                name,
-                to_state,
-                actor,
-                run_id,
-                _version(settings),
-                evidence,
-                plan_digest=load_plan(settings.mappings_dir).digest,
+            step = ledger.transition(
+                connection, name, to_state, actor, run_id, _version(settings), evidence
             )
+            if phase == "initial" and ledger.current_plan(connection, name) is None:
+                # No rehearsal took the fingerprint: the first load is the review point.
+                _record_fingerprint(
+                    connection, name, current, ledger.INITIAL_LOAD, step["actor"], run_id=run_id
+                )
     if failures:
         raise ledger.LedgerError(
             f"wave {name} {phase} load: {len(failures)} of {len(plan_systems)} systems failed "
@@ -316,8 +444,15 @@ def verify(
         state = ledger.wave_state(connection, name)
     ledger.check_transition(name, state, ledger.VERIFIED)
     with ledger.wave_lock(engine, name, run_id):
+        with engine.connect() as connection:
+            reviewed = check_reviewed_plan(connection, settings, name, "be verified")
         reconcile_wave(settings, name, as_of_date, run_id)
         results = evaluate_criteria(settings, name)
+        if plan_fingerprint(settings, name).digest != reviewed.digest:
+            raise PlanChangedError(
+                f"wave {name} is not verified: its plan files changed while it was being "
+                "verified; see `vardflytt cutover status " + name + "` and verify again"
+            )
         failed = [c for c in results if not c.passed]
         if failed:
             raise ledger.LedgerError(
@@ -328,6 +463,8 @@ def verify(
                 + "` and the evidence pack."
             )
         with engine.begin() as connection:
+            # A verification again (after a plan change) is what the approvers approve now.
+            ledger.invalidate_approvals(connection, name)
             ledger.transition(
                 connection,
                 name,
@@ -335,7 +472,7 @@ def verify(
                 actor,
                 run_id,
                 _version(settings),
-                {"criteria": [c.as_dict() for c in results]},
+                {"criteria": [c.as_dict() for c in results], "plan": reviewed.digest},
             )
     return results
 
@@ -373,6 +510,8 @@ def cut_over(
     """Commit the cutover: the wave goes live. Needs every approver's current approval."""
     wave = wave_of(settings, name)
     with _engine(settings).begin() as connection:
+        reviewed = check_reviewed_plan(connection, settings, name, "cut over")
+        _check_verified_under(connection, name, reviewed)
         current = {a["role"]: a for a in ledger.approvals(connection, name, current_only=True)}
         missing = [
             role
@@ -399,9 +538,63 @@ def cut_over(
                 "approvals": [
                     {k: str(v) for k, v in a.items() if k in {"role", "approver", "channel", "at"}}
                     for a in current.values()
-                ]
+                ],
+                "plan": reviewed.digest,
             },
         )
+
+
+def _check_verified_under(
+    connection: sa.Connection, name: str, reviewed: fingerprint.Fingerprint
+) -> None:
+    """Refuse a cutover whose verification was judged under an earlier plan than the current."""
+    plan = ledger.current_plan(connection, name)
+    verified = [t for t in ledger.transitions(connection, name) if t["to_state"] == ledger.VERIFIED]
+    if plan and verified and _after(plan["at"], verified[-1]["at"]):
+        raise PlanChangedError(
+            f"wave {name} cannot cut over: its plan changed after it was verified "
+            f"({_described(plan)}); verify it again under the new plan "
+            f"(`vardflytt cutover verify {name}`), then approve it again."
+        )
+
+
+def replan(settings: Settings, name: str, reason: str, run_id: str | None = None) -> dict:
+    """Record a plan change: the working copy's plan becomes the wave's reviewed plan.
+
+    Who is the person running it (``etl.core.audit.current_user``), why is ``reason``; the
+    changed, added and removed files are recorded, and every earlier approval is void."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ledger.LedgerError(
+            "a plan change needs a reason (--reason): say what changed and why"
+        )
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        state = ledger.wave_state(connection, name)
+        recorded = ledger.current_plan(connection, name)
+    if state == ledger.PLANNED and recorded is None:
+        raise ledger.LedgerError(
+            f"wave {name} is planned: its first rehearsal records the reviewed plan "
+            f"(`vardflytt cutover rehearse {name}`); there is nothing to change yet"
+        )
+    uncommitted = fingerprint.uncommitted_files(settings)
+    if uncommitted:
+        raise PlanChangedError(
+            f"wave {name}: commit the plan change first; a recorded plan is a committed one. "
+            f"Uncommitted in mappings/expectations: {', '.join(uncommitted)}"
+        )
+    current = plan_fingerprint(settings, name)
+    if recorded and recorded["digest"] == current.digest:
+        raise ledger.LedgerError(
+            f"wave {name}: the working copy is the reviewed plan ({_described(recorded)}); "
+            "there is no plan change to record"
+        )
+    with ledger.wave_lock(engine, name, run_id), engine.begin() as connection:
+        voided = len(ledger.approvals(connection, name, current_only=True))
+        record = _record_fingerprint(
+            connection, name, current, "replan", current_user(), reason, run_id
+        )
+    return {**record, "approvals_voided": voided}
 
 
 def rollback_wave(
@@ -473,10 +666,14 @@ def rollback_one_batch(
 
 def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
     """A separate core (its own SQLite file, or its own PostgreSQL schema) and landing zone."""
+    from etl.core import files, residency
+
     folder = Path(settings.home) / "rehearsals" / name / f"{number:03d}"
+    residency.check_storage(folder, "the rehearsal folder (under VARDFLYTT_HOME)", settings)
     if folder.exists():
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    files.private_dir(folder)
+    residency.check_database_url(settings.resolved_core_url, "the core database", settings)
     url = sa.make_url(settings.resolved_core_url)
     if url.get_backend_name() == "postgresql":
         options = url.query.get("options", "")
@@ -523,6 +720,8 @@ def rehearse(
         number = ledger.count_transitions(connection, name, ledger.REHEARSAL) + 1
     ledger.check_transition(name, state, ledger.REHEARSAL)
     with ledger.wave_lock(engine, name, run_id):
+        # The rehearsal is the review point: the plan it ran is the plan verify holds to.
+        reviewed = plan_fingerprint(settings, name)
         rehearsal = rehearsal_settings(settings, name, number)
         failures = {}
         stamp = _stamp()
@@ -551,7 +750,24 @@ def rehearse(
             name,
             f"rehearsal-{number:03d}",
             out_root=Path(settings.home) / "evidence",
-            extra={"criteria": criteria, "failures": failures, "rehearsal": number},
+            extra={
+                "criteria": criteria,
+                "failures": failures,
+                "rehearsal": number,
+                # The rehearsal core has no ledger: the pack shows the plan this rehearsal reviews.
+                "plan": {
+                    "fingerprint": reviewed.digest,
+                    "recorded_at": str(utc_now()),
+                    "recorded_by": actor or ledger.current_actor(),
+                    "recorded_event": f"rehearsal {number}",
+                    "mapping_version": reviewed.mapping_version,
+                    "files": reviewed.files,
+                    "working_copy": reviewed.digest,
+                    "matches": True,
+                    "uncommitted": fingerprint.uncommitted_files(settings),
+                    "changes": [],
+                },
+            },
         )
         previous = Path(settings.home) / "evidence" / name / f"rehearsal-{number - 1:03d}"
         comparison = compare_packs(previous, pack) if number > 1 else None
@@ -561,18 +777,16 @@ def rehearse(
             "criteria_passed": all(c["passed"] for c in criteria) and not failures,
             "failures": failures,
             "comparison": comparison,
+            "plan": reviewed.digest,
         }
         with engine.begin() as connection:
-            ledger.transition(
-                connection,
-                name,
-                ledger.REHEARSAL,
-                actor,
-                run_id,
-                _version(settings),
-                evidence,
-                plan_digest=load_plan(settings.mappings_dir).digest,
+            step = ledger.transition(
+                connection, name, ledger.REHEARSAL, actor, run_id, _version(settings), evidence
             )
+            recorded = _record_fingerprint(
+                connection, name, reviewed, ledger.REHEARSAL, step["actor"], None, run_id
+            )
+        evidence["plan_changes"] = recorded["changes"] if recorded else None
     return evidence
 
 
@@ -599,12 +813,24 @@ def wave_status(settings: Settings) -> list[dict]:
                     ),
                     "last_change": str(history[-1]["at"])[:16] if history else None,
                     "promoted_batches": len(promoted_batches(connection, wave.wave)),
+                    "plan": _plan_summary(connection, settings, wave.wave),
                     "lock": getattr(
                         ledger.lock_holder(connection.engine, wave.wave), "holder", None
                     ),
                 }
             )
     return rows
+
+
+def _plan_summary(connection: sa.Connection, settings: Settings, name: str) -> str:
+    """One word for the waves table: the reviewed plan's short digest, or what is wrong."""
+    recorded = ledger.current_plan(connection, name)
+    if recorded is None:
+        return "-"
+    current = plan_fingerprint(settings, name)
+    if current.digest != recorded["digest"]:
+        return f"{recorded['digest'][:8]} (changed)"
+    return recorded["digest"][:8]
 
 
 def evidence_json(pack: Path) -> dict:

@@ -26,7 +26,8 @@ class LazyDashboard:
         if self._app is None:
             from etl.dashboard.app import airflow_authenticator, create_app
 
-            self._app = create_app(authenticator=airflow_authenticator)
+            # Airflow's UI shows plugin views in an iframe of its own origin.
+            self._app = create_app(authenticator=airflow_authenticator, is_framed_by_host=True)
         await self._app(scope, receive, send)
 
 

@@ -5,6 +5,12 @@ inside Airflow (the plugin mounts it; Airflow's login). Every route but the sign
 an authenticated viewer; steward actions also require the steward role and, for cookie sessions,
 a CSRF token. Pages carry a Content-Security-Policy that lets them load nothing from anywhere:
 the stylesheet is inlined under its hash and the charts are inline SVG.
+
+Every response also carries ``X-Frame-Options`` and CSP ``frame-ancestors`` (nobody may frame
+the standalone dashboard; inside Airflow only Airflow's own UI, which shows plugin views in an
+iframe), ``nosniff``, ``no-referrer`` and, when ``VARDFLYTT_DASHBOARD_TLS`` says it is served
+over HTTPS, HSTS and ``Secure`` cookies. A path with a NUL, a control character, a broken
+percent-escape or bytes that are not UTF-8 is a 404 before any route sees it.
 """
 
 from __future__ import annotations
@@ -13,24 +19,27 @@ import base64
 import datetime as dt
 import hashlib
 import mimetypes
+import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, unquote_to_bytes, urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from etl.batch import safe_batch_id
 from etl.dashboard import charts
 from etl.dashboard.auth import (
     SESSION_COOKIE,
-    SESSION_SECONDS,
     AirflowAuthenticator,
     Authenticator,
     CsrfTokens,
@@ -42,11 +51,14 @@ from etl.dashboard.auth import (
     configured_users,
     dashboard_secret,
 )
+from etl.dashboard.sessions import SESSION_SECONDS, SessionStore
 from etl.settings import Settings, get_settings
 
 STYLESHEET = Path(__file__).with_name("static") / "dashboard.css"
 QUEUE_PAGE_ROWS = 200
 HISTORY_ROWS = 25
+RESULT_SECONDS = 300  # a decision's banner shows for this long after the redirect
+HSTS = "max-age=31536000; includeSubDomains"
 
 
 # --------------------------------------------------------------------------- formatting
@@ -112,26 +124,92 @@ def _stylesheet() -> tuple[str, str]:
     return text, f"'sha256-{digest}'"
 
 
-def page_policy() -> str:
-    """Nothing may be loaded from anywhere; only this app may frame the page (Airflow's UI)."""
+NOT_FRAMED, FRAMED_BY_HOST = "'none'", "'self'"
+
+
+def page_policy(frame_ancestors: str = NOT_FRAMED) -> str:
+    """Nothing may be loaded from anywhere; framed by nobody (standalone) or the host (Airflow)."""
     return (
         f"default-src 'none'; style-src {_stylesheet()[1]}; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'self'; base-uri 'none'"
+        f"form-action 'self'; frame-ancestors {frame_ancestors}; base-uri 'none'"
     )
 
 
-# Reports written by other tools (mapping docs, GX Data Docs) may use their own inline styles and
-# scripts; they still may not reach any other host.
-FILE_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; frame-ancestors 'self'; base-uri 'none'; connect-src 'none'"
-)
+def file_policy(frame_ancestors: str = NOT_FRAMED) -> str:
+    """Reports written by other tools (mapping docs, GX Data Docs) may use their own inline
+    styles and scripts; they still may not reach any other host."""
+    return (
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data:; frame-ancestors {frame_ancestors}; base-uri 'none'; "
+        "connect-src 'none'"
+    )
+
 
 COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+# In a decoded path: NUL and other control characters, and U+FFFD (what a server decodes bytes
+# that are not UTF-8 into). In a raw path: a % not followed by two hex digits.
+_BAD_PATH_CHARACTER = re.compile(r"[\x00-\x1f\x7f\ufffd]")
+_BROKEN_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def is_bad_path(scope: Scope) -> bool:
+    """Whether a request's path (or query) holds bytes no page of ours can be named by."""
+    if _BAD_PATH_CHARACTER.search(scope.get("path", "")):
+        return True
+    raw_path = scope.get("raw_path") or b""
+    query = scope.get("query_string") or b""
+    for raw in (raw_path, query.replace(b"+", b" ")):
+        if _BROKEN_ESCAPE.search(raw):
+            return True
+        try:
+            decoded = unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        if _BAD_PATH_CHARACTER.search(decoded.replace("\t", " ")):
+            return True
+    return False
+
+
+class SecurityMiddleware:
+    """Refuses unnameable paths with a 404 and puts the security headers on every response."""
+
+    def __init__(self, app: ASGIApp, dashboard: Dashboard) -> None:
+        self.app, self.dashboard = app, dashboard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = self.dashboard.security_headers()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                mutable = MutableHeaders(scope=message)
+                for name, value in headers.items():
+                    mutable.setdefault(name, value)
+                mutable.setdefault(
+                    "Content-Security-Policy",
+                    f"default-src 'none'; frame-ancestors {self.dashboard.frame_ancestors}",
+                )
+            await send(message)
+
+        if is_bad_path(scope):
+            response = self.dashboard.render(
+                Request(scope),
+                "error.html",
+                None,
+                status_code=404,
+                title="404",
+                message="There is no such page.",
+            )
+            await response(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
 
 
 # --------------------------------------------------------------------------- the application
@@ -144,12 +222,16 @@ class Dashboard:
         self,
         settings_factory: Callable[[], Settings],
         authenticator_factory: Callable[[Settings], Authenticator],
+        is_framed_by_host: bool = False,
     ) -> None:
         self._settings_factory = settings_factory
         self._authenticator_factory = authenticator_factory
         self._settings: Settings | None = None
         self._authenticator: Authenticator | None = None
         self._csrf: CsrfTokens | None = None
+        self._results: URLSafeTimedSerializer | None = None
+        self.options = DashboardSettings()
+        self.frame_ancestors = FRAMED_BY_HOST if is_framed_by_host else NOT_FRAMED
 
     @property
     def settings(self) -> Settings:
@@ -166,8 +248,25 @@ class Dashboard:
     @property
     def csrf(self) -> CsrfTokens:
         if self._csrf is None:
-            self._csrf = CsrfTokens(dashboard_secret(self.settings, DashboardSettings().secret))
+            self._csrf = CsrfTokens(dashboard_secret(self.settings, self.options.secret))
         return self._csrf
+
+    @property
+    def results(self) -> URLSafeTimedSerializer:
+        """Signs the outcome of a steward decision for the redirect that shows it."""
+        if self._results is None:
+            secret = dashboard_secret(self.settings, self.options.secret)
+            self._results = URLSafeTimedSerializer(secret, salt="vardflytt-dashboard-result")
+        return self._results
+
+    def security_headers(self) -> dict[str, str]:
+        headers = {
+            **COMMON_HEADERS,
+            "X-Frame-Options": "SAMEORIGIN" if self.frame_ancestors == FRAMED_BY_HOST else "DENY",
+        }
+        if self.options.tls:
+            headers["Strict-Transport-Security"] = HSTS
+        return headers
 
     def connection(self):
         from etl.core.database import core_engine
@@ -199,7 +298,10 @@ class Dashboard:
                 **context,
             )
         )
-        headers = {**COMMON_HEADERS, "Content-Security-Policy": page_policy()}
+        headers = {
+            **self.security_headers(),
+            "Content-Security-Policy": page_policy(self.frame_ancestors),
+        }
         return HTMLResponse(html, status_code=status_code, headers=headers)
 
     # Paths of reports other tools write, served read-only under authentication.
@@ -236,7 +338,9 @@ ViewerDep = Annotated[Viewer, Depends(current_viewer)]
 def token_authenticator(settings: Settings) -> Authenticator:
     dashboard = DashboardSettings()
     return TokenAuthenticator(
-        configured_users(settings, dashboard), dashboard_secret(settings, dashboard.secret)
+        configured_users(settings, dashboard),
+        dashboard_secret(settings, dashboard.secret),
+        SessionStore.under(Path(settings.home)),
     )
 
 
@@ -249,10 +353,17 @@ def create_app(
     settings: Settings | None = None,
     authenticator: Callable[[Settings], Authenticator] = token_authenticator,
     root_path: str = "",
+    is_framed_by_host: bool = False,
 ) -> FastAPI:
-    """The dashboard as an ASGI app; settings default to the environment at first request."""
+    """The dashboard as an ASGI app; settings default to the environment at first request.
+
+    ``is_framed_by_host``: inside Airflow, whose UI shows plugin views in an iframe of its own
+    origin; the standalone dashboard may be framed by nobody.
+    """
     dashboard = Dashboard(
-        (lambda: settings) if settings is not None else get_settings, authenticator
+        (lambda: settings) if settings is not None else get_settings,
+        authenticator,
+        is_framed_by_host,
     )
     app = FastAPI(
         title="vardflytt cutover dashboard",
@@ -262,6 +373,7 @@ def create_app(
         root_path=root_path,
     )
     app.state.dashboard = dashboard
+    app.add_middleware(SecurityMiddleware, dashboard=dashboard)
 
     @app.exception_handler(_Refused)
     async def refused(request: Request, error: _Refused) -> Response:
@@ -315,33 +427,61 @@ def create_app(
             next_path=next,
         )
 
+    def login_refused(request: Request, status_code: int, message: str, next_path: str):
+        authenticator = dashboard.authenticator
+        return dashboard.render(
+            request,
+            "login.html",
+            None,
+            status_code=status_code,
+            title="Sign in",
+            message=message,
+            login_form=authenticator.has_login_form,
+            login_url=authenticator.login_url(request),
+            next_path=next_path,
+        )
+
     @app.post("/login", name="login")
     async def login(request: Request) -> Response:
         authenticator = dashboard.authenticator
         form = await request.form()
-        user = None
-        if isinstance(authenticator, TokenAuthenticator):
-            user = authenticator.user_for_token(str(form.get("token", "")))
-        if user is None:
-            return dashboard.render(
+        name = str(form.get("name", "")).strip()[:200]
+        token = str(form.get("token", ""))
+        next_path = str(form.get("next", ""))
+        if not isinstance(authenticator, TokenAuthenticator):
+            return login_refused(request, 401, "Sign in through Airflow.", next_path)
+        address = request.client.host if request.client else "unknown"
+        store = authenticator.store
+        lockout = await run_in_threadpool(store.lockout, name, address)
+        if lockout is not None:
+            # Refused even with the right token: otherwise the limit would not stop guessing.
+            retry_at = dt.datetime.fromtimestamp(lockout.retry_at, dt.UTC)
+            minutes = -(-lockout.retry_after_seconds // 60)
+            whose = "for this user" if lockout.scope == "user" else "from this address"
+            response = login_refused(
                 request,
-                "login.html",
-                None,
-                status_code=401,
-                title="Sign in",
-                message="That token is not valid.",
-                login_form=authenticator.has_login_form,
-                login_url=authenticator.login_url(request),
-                next_path=str(form.get("next", "")),
+                429,
+                f"Too many failed sign-ins {whose}. "
+                f"Try again after {retry_at:%H:%M:%S} UTC (in {minutes} min).",
+                next_path,
             )
-        response = RedirectResponse(_local_path(request, str(form.get("next", ""))), 303)
+            response.headers["Retry-After"] = str(lockout.retry_after_seconds)
+            return response
+        user = authenticator.user_for_token(token, name) if name else None
+        if user is None:
+            await run_in_threadpool(store.record_failure, name, address)
+            # Never says which of the two was wrong: no guessing user names.
+            return login_refused(request, 401, "That user name and token do not match.", next_path)
+        await run_in_threadpool(store.clear_failures, user.name)
+        cookie = await run_in_threadpool(authenticator.session_cookie, user)
+        response = RedirectResponse(_local_path(request, next_path), 303)
         response.set_cookie(
             SESSION_COOKIE,
-            authenticator.session_cookie(user),
+            cookie,
             max_age=SESSION_SECONDS,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=dashboard.options.tls or request.url.scheme == "https",
             path=request.scope.get("root_path") or "/",
         )
         return response
@@ -349,8 +489,18 @@ def create_app(
     @app.post("/logout", name="logout")
     async def logout(request: Request, viewer: ViewerDep) -> Response:
         await _require_csrf(request, viewer)
+        authenticator = dashboard.authenticator
+        if isinstance(authenticator, TokenAuthenticator):
+            # Server-side: the cookie, wherever a copy of it is, opens nothing from now on.
+            await run_in_threadpool(authenticator.end_session, viewer)
         response = RedirectResponse(url_path(request, "login_form"), 303)
-        response.delete_cookie(SESSION_COOKIE, path=request.scope.get("root_path") or "/")
+        response.delete_cookie(
+            SESSION_COOKIE,
+            path=request.scope.get("root_path") or "/",
+            httponly=True,
+            samesite="strict",
+            secure=dashboard.options.tls or request.url.scheme == "https",
+        )
         return response
 
     async def _require_csrf(request: Request, viewer: Viewer) -> dict:
@@ -424,9 +574,13 @@ def create_app(
         with dashboard.connection() as connection:
             _require_wave(data.wave_detail(connection, wave, wave_plan(dashboard.settings)))
         label = f"dashboard_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+        from etl.core.files import private_dir
         from etl.cutover.evidence import write_pack
 
-        with tempfile.TemporaryDirectory() as scratch:
+        # Working files under the home (an allowed storage root, owner-only), not the system's
+        # shared temporary folder; removed when the download is built, or when it fails.
+        scratch_root = private_dir(Path(dashboard.settings.home) / "tmp")
+        with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
             root = write_pack(
                 dashboard.settings, wave, label, Path(scratch), {"downloaded_by": viewer.name}
             )
@@ -436,9 +590,14 @@ def create_app(
     @app.get("/waves/{wave}/evidence/{label}", name="recorded_evidence")
     def recorded_evidence(wave: str, label: str, viewer: ViewerDep) -> Response:
         """A pack the cutover recorded (``<home>/evidence/<wave>/<label>.zip``)."""
-        base = (dashboard.evidence_root() / wave).resolve()
-        target = (base / f"{label}.zip").resolve()
-        if not target.is_relative_to(dashboard.evidence_root().resolve()) or not target.is_file():
+        try:
+            base = (dashboard.evidence_root() / wave).resolve()
+            target = (base / f"{label}.zip").resolve()
+            is_found = target.is_relative_to(dashboard.evidence_root().resolve())
+            is_found = is_found and target.is_file()
+        except (ValueError, OSError):  # a name no file can have
+            is_found = False
+        if not is_found:
             raise StarletteHTTPException(404, "no such evidence pack")
         return _zip(target.read_bytes(), f"evidence_{safe_batch_id(wave)}_{target.stem}.zip")
 
@@ -492,9 +651,11 @@ def create_app(
         status: str = "open",
         kind: str = "quarantined",
         batch: str = "",
-        notice: str = "",
-        error: str = "",
+        result: str = "",
     ) -> Response:
+        # The banner is never text from the URL: only an outcome this dashboard signed for
+        # this viewer a moment ago (a crafted or forwarded link shows nothing).
+        notice, error = _read_result(dashboard, viewer, result)
         return render_steward(
             request, dashboard, viewer, system, check, reason, status, kind, batch, notice, error
         )
@@ -513,9 +674,11 @@ def create_app(
         message = await run_in_threadpool(
             _decide, dashboard.settings, viewer, handles, decision, justification
         )
-        key = "notice" if message.ok else "error"
+        signed = dashboard.results.dumps(
+            {"viewer": viewer.name, "ok": message.ok, "text": message.text}
+        )
         separator = "&" if "?" in back else "?"
-        return RedirectResponse(f"{back}{separator}{urlencode({key: message.text})}", 303)
+        return RedirectResponse(f"{back}{separator}{urlencode({'result': signed})}", 303)
 
     @app.get("/reports", name="reports", response_class=HTMLResponse)
     def reports_page(request: Request, viewer: ViewerDep) -> Response:
@@ -529,20 +692,29 @@ def create_app(
             title="Reports",
             mapping_docs=_mapping_docs_href(request, dashboard),
             validation=[
-                (name, url_path(request, "validation_file", path=f"{name}/"))
+                (
+                    name,
+                    _report_file_href(request, dashboard, name, "summary.html"),
+                    _report_file_href(request, dashboard, name, DATA_DOCS_INDEX),
+                )
                 for name in reversed(runs)
             ],
         )
 
+    # Report files are served under the same layout as ``<home>`` (docs/, reports/validation/),
+    # so the relative links between them (a summary's link to the mapping docs) resolve.
     @app.get("/files/docs/{path:path}", name="docs_file")
     def docs_file(path: str, viewer: ViewerDep) -> Response:
-        return _serve_file(dashboard.docs_root(), path)
+        return _serve_file(dashboard.docs_root(), path, dashboard.frame_ancestors)
 
-    # Under the same relative path as on disk (<home>/reports/validation/, <home>/docs/), so a
-    # report's relative link to the mapping documentation resolves here too.
     @app.get("/files/reports/validation/{path:path}", name="validation_file")
     def validation_file(path: str, viewer: ViewerDep) -> Response:
-        return _serve_file(dashboard.validation_root(), path)
+        return _serve_file(dashboard.validation_root(), path, dashboard.frame_ancestors)
+
+    @app.get("/files/validation/{path:path}", name="validation_file_before")
+    def validation_file_before(request: Request, path: str, viewer: ViewerDep) -> Response:
+        """Where validation reports were served before: links people kept still work."""
+        return RedirectResponse(url_path(request, "validation_file", path=path), 308)
 
     return app
 
@@ -582,22 +754,26 @@ def _zip(content: bytes, filename: str) -> Response:
     )
 
 
-def _serve_file(root: Path, path: str) -> Response:
-    base = root.resolve()
-    target = (base / path).resolve()
-    if target.is_dir():  # a folder's front page: its index, or a validation report's summary
-        target = next(
-            (page for page in (target / "index.html", target / "summary.html") if page.is_file()),
-            target / "index.html",
-        )
-    if not target.is_relative_to(base) or not target.is_file():
+def _serve_file(root: Path, path: str, frame_ancestors: str = NOT_FRAMED) -> Response:
+    try:
+        base = root.resolve()
+        target = (base / path).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        is_found = target.is_relative_to(base) and target.is_file()
+    except (ValueError, OSError):  # a name no file can have (the middleware stops most)
+        is_found = False
+    if not is_found:
         raise StarletteHTTPException(404, "no such report file")
     media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return Response(
         target.read_bytes(),
         media_type=media_type,
-        headers={**COMMON_HEADERS, "Content-Security-Policy": FILE_POLICY},
+        headers={**COMMON_HEADERS, "Content-Security-Policy": file_policy(frame_ancestors)},
     )
+
+
+DATA_DOCS_INDEX = "data_docs/index.html"  # where etl/report/validation.py builds Data Docs
 
 
 def _mapping_docs_href(request: Request, dashboard: Dashboard) -> str | None:
@@ -606,12 +782,50 @@ def _mapping_docs_href(request: Request, dashboard: Dashboard) -> str | None:
     return None
 
 
-def _validation_href(request: Request, dashboard: Dashboard, run_id: str) -> str | None:
+def _report_file_href(request: Request, dashboard: Dashboard, name: str, file: str) -> str | None:
+    """A link to one file of a run's validation report, only if the file is there to serve."""
     root = dashboard.validation_root()
-    for name in (run_id, safe_batch_id(run_id)):
-        if (root / name).is_dir():
-            return url_path(request, "validation_file", path=f"{name}/")
+    if "/" in name or name in {"", ".", ".."} or not (root / name / file).is_file():
+        return None
+    return url_path(request, "validation_file", path=f"{name}/{file}")
+
+
+def _validation_href(request: Request, dashboard: Dashboard, run_id: str) -> str | None:
+    """The run's Data Docs (or, without them, its summary), if a report was written for it."""
+    for name in dict.fromkeys((run_id, safe_batch_id(run_id))):
+        for file in (DATA_DOCS_INDEX, "summary.html"):
+            href = _report_file_href(request, dashboard, name, file)
+            if href:
+                return href
     return None
+
+
+def _latest_report(dashboard: Dashboard) -> str | None:
+    """The validation report written last (by its summary's time; folder names are run ids or
+    ``latest``, which do not sort by time)."""
+    root = dashboard.validation_root()
+    if not root.is_dir():
+        return None
+    written = [
+        (summary.stat().st_mtime, folder.name)
+        for folder in root.iterdir()
+        if folder.is_dir() and (summary := folder / "summary.json").is_file()
+    ]
+    return max(written)[1] if written else None
+
+
+def _read_result(dashboard: Dashboard, viewer: Viewer, token: str) -> tuple[str, str]:
+    """(notice, error) of a decision this dashboard signed for this viewer, else nothing."""
+    if not token:
+        return "", ""
+    try:
+        result = dashboard.results.loads(token, max_age=RESULT_SECONDS)
+    except BadSignature:
+        return "", ""
+    if not isinstance(result, dict) or result.get("viewer") != viewer.name:
+        return "", ""
+    text = str(result.get("text", ""))
+    return (text, "") if result.get("ok") else ("", text)
 
 
 def wave_plan(settings: Settings) -> dict[str, dict]:
@@ -749,11 +963,7 @@ def render_steward(
         ]
     query = request.url.query
     back = request.url.path + (f"?{_without_messages(query)}" if query else "")
-    latest_run = None
-    root = dashboard.validation_root()
-    if root.is_dir():
-        names = sorted(p.name for p in root.iterdir() if p.is_dir())
-        latest_run = names[-1] if names else None
+    latest_run = _latest_report(dashboard)
     return dashboard.render(
         request,
         "steward.html",
@@ -781,12 +991,14 @@ def render_steward(
         history=actions.history(settings, limit=HISTORY_ROWS),
         mapping_docs=_mapping_docs_href(request, dashboard),
         validation_report=(
-            url_path(request, "validation_file", path=f"{latest_run}/") if latest_run else None
+            _validation_href(request, dashboard, latest_run) if latest_run else None
         ),
     )
 
 
-def _without_messages(query: str) -> str:
-    from urllib.parse import parse_qsl
+STEWARD_FILTERS = frozenset({"system", "check", "reason", "status", "kind", "batch"})
 
-    return urlencode([(k, v) for k, v in parse_qsl(query) if k not in {"notice", "error"}])
+
+def _without_messages(query: str) -> str:
+    """The page's filters, to come back to after a decision; nothing else from the URL."""
+    return urlencode([(k, v) for k, v in parse_qsl(query) if k in STEWARD_FILTERS])

@@ -4,9 +4,10 @@ Two ways in, one result (a ``Viewer``):
 
 * **standalone** (``vardflytt dashboard``): users with tokens, from ``VARDFLYTT_DASHBOARD_USERS``
   (``name:role:token`` or ``name:role:sha256:<hex digest of the token>``, comma-separated). A
-  token is sent as ``Authorization: Bearer <token>`` or exchanged at ``/login`` for a signed,
-  HTTP-only, same-site session cookie. Without the variable, a local demo gets two users (``lead``
-  and ``steward``) with random tokens in ``<home>/secrets/dashboard-users.json`` (mode 0600),
+  token is sent as ``Authorization: Bearer <token>`` or, with the user name, exchanged at
+  ``/login`` for a signed, HTTP-only, same-site session cookie. Without the variable, a local
+  demo gets two users (``lead`` and ``steward``) with random tokens in
+  ``<home>/secrets/dashboard-users.json`` (mode 0600),
   the way the pseudonym key is made for a demo; production sets the variable from its secret
   store.
 * **inside Airflow** (the plugin): Airflow's own login. Plugin routes are not protected by
@@ -14,7 +15,10 @@ Two ways in, one result (a ``Viewer``):
   cookie) and the auth manager's permission to use the website; the Airflow user names in
   ``VARDFLYTT_DASHBOARD_STEWARDS`` may act as stewards.
 
-A form post authenticated by a cookie must also carry a CSRF token signed for that user.
+Standalone sessions live server-side (``etl/dashboard/sessions.py``): the cookie holds a signed
+random session id, signing out deletes the session, failed sign-ins are rate limited per user
+name and per client address. A form post authenticated by a cookie must also carry a CSRF token
+signed for that user *and that session* (a token from another or an ended session is refused).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -34,10 +38,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import Request
 
+from etl.dashboard.sessions import SESSION_SECONDS, SessionStore
 from etl.settings import Settings
 
 SESSION_COOKIE = "vardflytt_dashboard"
-SESSION_SECONDS = 8 * 3600
+AIRFLOW_COOKIE = "_token"  # Airflow's own session cookie (its JWT)
 MIN_TOKEN_CHARACTERS = 16
 DEMO_USERS_FILE = "dashboard-users.json"
 SECRET_FILE = "dashboard.key"
@@ -64,6 +69,10 @@ class DashboardSettings(BaseSettings):
     users: str | None = Field(default=None, description="name:role:token, comma-separated")
     secret: str | None = Field(default=None, description="Key signing sessions and CSRF tokens")
     stewards: str = Field(default="", description="Airflow user names who may act as stewards")
+    tls: bool = Field(
+        default=False,
+        description="Served over HTTPS (directly or behind a TLS proxy): Secure cookies and HSTS",
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ class Viewer:
     name: str
     role: Role
     via: str  # bearer | session | airflow
+    # The sign-in this request rides on (cookie-based only); a secret, so kept out of repr.
+    session_id: str | None = field(default=None, repr=False)
 
     @property
     def can_act(self) -> bool:
@@ -196,19 +207,30 @@ class TokenAuthenticator(Authenticator):
 
     has_login_form = True
 
-    def __init__(self, users: list[DashboardUser], secret: bytes) -> None:
+    def __init__(
+        self, users: list[DashboardUser], secret: bytes, store: SessionStore | None = None
+    ) -> None:
         self.users = {user.token_sha256: user for user in users}
         self.sessions = URLSafeTimedSerializer(secret, salt="vardflytt-dashboard-session")
+        # In memory unless given a file: sessions then end when the process does.
+        self.store = store if store is not None else SessionStore(None)
 
-    def user_for_token(self, token: str) -> DashboardUser | None:
+    def user_for_token(self, token: str, name: str | None = None) -> DashboardUser | None:
+        """The user holding ``token`` (and called ``name``, when a name is given)."""
         digest = token_digest(token)
         for known, user in self.users.items():
-            if hmac.compare_digest(known, digest):
+            if hmac.compare_digest(known, digest) and (name is None or user.name == name):
                 return user
         return None
 
     def session_cookie(self, user: DashboardUser) -> str:
-        return self.sessions.dumps({"name": user.name, "token": user.token_sha256[:16]})
+        """Start a server-side session for ``user``; the cookie value names it (signed)."""
+        session = self.store.start(user.name, user.token_sha256[:16])
+        return self.sessions.dumps({"sid": session.session_id})
+
+    def end_session(self, viewer: Viewer) -> None:
+        if viewer.session_id:
+            self.store.end(viewer.session_id)
 
     async def authenticate(self, request: Request) -> Viewer:
         token = _bearer(request)
@@ -221,13 +243,19 @@ class TokenAuthenticator(Authenticator):
         if not cookie:
             raise NotAuthenticated("no credential")
         try:
-            session = self.sessions.loads(cookie, max_age=SESSION_SECONDS)
+            signed = self.sessions.loads(cookie, max_age=SESSION_SECONDS)
         except BadSignature as error:
             raise NotAuthenticated("invalid or expired session") from error
+        session_id = signed.get("sid") if isinstance(signed, dict) else None
+        session = self.store.find(session_id) if isinstance(session_id, str) else None
+        if session is None:
+            raise NotAuthenticated("signed out or expired session")
         # A session lasts only while its user keeps the same token (revoking a token ends it).
         for user in self.users.values():
-            if user.name == session.get("name") and user.token_sha256[:16] == session.get("token"):
-                return Viewer(user.name, user.role, "session")
+            if user.name == session.user_name and user.token_sha256[:16] == (
+                session.token_fingerprint
+            ):
+                return Viewer(user.name, user.role, "session", session.session_id)
         raise NotAuthenticated("session of an unknown user")
 
 
@@ -256,7 +284,8 @@ class AirflowAuthenticator(Authenticator):
             raise Forbidden("Airflow does not let this user use the website")
         name = user.get_name()
         role = Role.STEWARD if name in self.stewards else Role.LEAD
-        return Viewer(name, role, "airflow")
+        # Airflow's sign-in is its JWT: CSRF tokens are bound to it, so they end with it.
+        return Viewer(name, role, "airflow", token or request.cookies.get(AIRFLOW_COOKIE))
 
     def login_url(self, request: Request) -> str | None:
         from airflow.api_fastapi.app import get_auth_manager
@@ -269,20 +298,31 @@ class AirflowAuthenticator(Authenticator):
             return None
 
 
+def _session_binding(viewer: Viewer) -> str:
+    """What ties a CSRF token to one sign-in, without putting the session id in the page."""
+    if not viewer.session_id:
+        return ""
+    return hashlib.sha256(b"csrf\x1f" + viewer.session_id.encode("utf-8")).hexdigest()[:32]
+
+
 class CsrfTokens:
-    """Form tokens signed for one user name; valid for a session's length."""
+    """Form tokens signed for one user and one session; valid for a session's length."""
 
     def __init__(self, secret: bytes) -> None:
         self.serializer = URLSafeTimedSerializer(secret, salt="vardflytt-dashboard-csrf")
 
     def issue(self, viewer: Viewer) -> str:
-        return self.serializer.dumps(viewer.name)
+        return self.serializer.dumps({"user": viewer.name, "session": _session_binding(viewer)})
 
     def is_valid(self, viewer: Viewer, token: str | None) -> bool:
         if not token:
             return False
         try:
-            name = self.serializer.loads(token, max_age=SESSION_SECONDS)
+            signed = self.serializer.loads(token, max_age=SESSION_SECONDS)
         except BadSignature:
             return False
-        return hmac.compare_digest(str(name), viewer.name)
+        if not isinstance(signed, dict):
+            return False
+        return hmac.compare_digest(str(signed.get("user")), viewer.name) and hmac.compare_digest(
+            str(signed.get("session")), _session_binding(viewer)
+        )

@@ -163,9 +163,9 @@ def _sha256(path: Path) -> str:
 
 
 def _without_password(url: str) -> str:
-    import sqlalchemy as sa
+    from etl.core.redact import redact
 
-    return sa.make_url(url).render_as_string(hide_password=True)
+    return redact(url)
 
 
 def _defect_summary(records: list[dict[str, object]]) -> dict[str, DefectClassSummary]:

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 from etl.batch import BatchPaths
 from etl.catalog import Catalog
+from etl.core import files
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.tables import promotion
@@ -291,8 +292,13 @@ def _deletions(catalog: Catalog, system: str, batch_id: str, deltas: dict[str, p
 def _write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, temporary)
+    try:
+        pq.write_table(table, temporary)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     temporary.replace(path)
+    files.private_file(path)
 
 
 def compare_with_base(

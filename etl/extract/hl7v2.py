@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -537,16 +537,6 @@ def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator
             else:
                 ordinal += 1
                 yield from reader.message(unit, ordinal)
-
-
-def read_files(files: Iterable[Path], dataset: FileDataset) -> Iterator[Record]:
-    """Rows of several files in order, each with its own statistics (discarded).
-
-    For ``readers.read_file_chunks``' current call, which passes every file of a dataset; the
-    landing stage calls ``read_records`` per file and keeps the statistics.
-    """
-    for path in files:
-        yield from read_records(path, dataset, ReadStats(path))
 
 
 # --- schema drift -----------------------------------------------------------------------------

@@ -354,12 +354,6 @@ def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator
                 yield Record(values, None, ordinal, line.number)
 
 
-def read_files(files: list[Path], dataset: FileDataset) -> Iterator[Record]:
-    """``read_records`` over several files in turn (for callers that keep no ``ReadStats``)."""
-    for path in files:
-        yield from read_records(path, dataset, ReadStats(path))
-
-
 # --- schema drift at the top of a file (the check before anything is read) --------------------
 
 

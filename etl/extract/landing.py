@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from etl.batch import BatchPaths, utc_now, write_json
 from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset
+from etl.core import files, residency
 from etl.core.ids import row_hashes
 from etl.extract import physical, readers
 from etl.extract.records import ReadStats
@@ -365,8 +366,10 @@ def extract_system(
         raise ValueError(f"batch kind must be '{FULL}' or '{DELTA}', not '{kind}'")
     base_batch_id = delta.require_base(settings, system, batch_id) if kind == DELTA else None
     spec = catalog.system(system).spec
-    check_schema(catalog, system, settings)
     paths = BatchPaths.of(settings, batch_id, system)
+    residency.check_storage(paths.root, "the landing zone (VARDFLYTT_LANDING_DIR)", settings)
+    files.private_dir(settings.resolved_landing_dir)
+    check_schema(catalog, system, settings)
     landed: dict[str, LandedDataset] = {}
     engine = None
     if spec.format is SourceFormat.SQL:
@@ -413,6 +416,7 @@ def extract_system(
         base_batch_id=base_batch_id,
     )
     write_json(paths.manifest_file, manifest.model_dump())
+    files.private_tree(paths.root.parent)  # the batch's folder: made under whatever umask
     return manifest
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from etl.catalog import FileDataset, FileFormat, SqlDataset, SystemSpec
+from etl.core import residency
 from etl.extract import hl7v2, jsonl, text_records, xml_records
 from etl.extract.records import (
     DRIFT_SAMPLE_RECORDS,
@@ -53,7 +54,10 @@ def source_url(spec: SystemSpec, settings: Settings) -> str:
         raise SourceUnavailableError(
             f"{spec.system}: no database URL; set {connection.url_env} to the source's URL"
         )
-    return url.format(estate_dir=settings.resolved_estate_dir)
+    url = url.format(estate_dir=settings.resolved_estate_dir)
+    setting = connection.url_env or f"default_url in mappings/{spec.system}/system.yaml"
+    residency.check_database_url(url, f"the {spec.system} source ({setting})", settings)
+    return url
 
 
 def source_path(spec: SystemSpec, settings: Settings) -> Path:
@@ -63,7 +67,10 @@ def source_path(spec: SystemSpec, settings: Settings) -> Path:
         raise SourceUnavailableError(
             f"{spec.system}: no export folder; set {connection.path_env} to the folder"
         )
-    return Path(path.format(estate_dir=settings.resolved_estate_dir))
+    folder = Path(path.format(estate_dir=settings.resolved_estate_dir))
+    setting = connection.path_env or f"default_path in mappings/{spec.system}/system.yaml"
+    residency.check_storage(folder, f"the {spec.system} export folder ({setting})", settings)
+    return folder
 
 
 def read_only_engine(url: str) -> sa.Engine:

@@ -7,9 +7,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from etl.core.redact import RedactingConsole
 from etl.settings import get_settings
 
 batches_app = typer.Typer(
@@ -19,7 +19,7 @@ batches_app = typer.Typer(
 core_app = typer.Typer(
     help="The core database's schema (Alembic migrations).", no_args_is_help=True
 )
-console = Console(width=None if sys.stdout.isatty() else 200)
+console = RedactingConsole(width=None if sys.stdout.isatty() else 200)
 NOT_PROMOTED = {"superseded", "unaccounted", "staged"}
 STATUS_ROWS = 20
 

@@ -98,6 +98,10 @@ def write_text(path: Path, text: str) -> Path:
     """Write atomically: a reader never sees half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     temporary.replace(path)
     return path

@@ -33,6 +33,7 @@ from etl.core.tables import (
 from etl.cutover.promote import PROMOTED, STAGED
 from etl.extract.landing import read_manifest
 from etl.settings import Settings
+from etl.steward import screening
 from etl.steward.decisions import (
     ALL_ROWS,
     DECISIONS,
@@ -56,8 +57,6 @@ USER_VARIABLE = "VARDFLYTT_USER"
 MIN_HANDLE_CHARACTERS = 8
 MIN_JUSTIFICATION_CHARACTERS = 20
 MIN_JUSTIFICATION_WORDS = 3
-# Personnummer / samordningsnummer (10 or 12 digits, optional separator) and VGR reservnummer.
-_IDENTITY_NUMBER = re.compile(r"\b(?:\d{2})?\d{6}[-+]?\d{4}\b|\b\d{8}[KMX]\d{3}\b")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
 RESOLVED, PERSISTING, ABSENT, NOT_RUN = "resolved", "persisting", "absent", "not_run"
@@ -234,14 +233,33 @@ def check_justification(text: str | None, problems: list[Problem], is_required: 
             f"and {MIN_JUSTIFICATION_WORDS} words saying why the row may load as it is "
             "(e.g. which source document confirms it)"
         )
+    # Identity numbers however typed (Unicode dashes and spaces, digit groups): screening.py.
+    if screening.has_identity_number(cleaned):
+        raise StewardError(screening.IDENTITY_REFUSAL)
     source_keys = {p.source_key for p in problems if p.source_key and len(p.source_key) >= 4}
-    names_a_key = any(re.search(rf"\b{re.escape(key)}\b", cleaned) for key in source_keys)
-    if _IDENTITY_NUMBER.search(cleaned) or names_a_key:
+    readable = screening.normalise(cleaned)
+    if any(
+        re.search(rf"(?<![0-9A-Za-z]){re.escape(key)}(?![0-9A-Za-z])", text)
+        for key in source_keys
+        for text in (cleaned, readable)
+    ):
         raise StewardError(
-            "the justification must not contain identity numbers or source keys (steward views "
-            "show it); refer to the row by its handle or pseudonym instead"
+            "the justification must not contain the rows' source keys (steward views show it); "
+            "refer to the row by its handle or pseudonym instead"
         )
     return cleaned
+
+
+def screen_against_batches(
+    settings: Settings, text: str | None, batches: set[tuple[str, str]], by: str
+) -> None:
+    """Refuse a justification naming a patient of these ``(system, batch_id)`` batches (their
+    names and identity numbers, compared by keyed hash; see ``screening.py``)."""
+    if not text:
+        return
+    refusal = screening.screen(text, screening.load_batch_patients(settings, batches, by))
+    if refusal:
+        raise StewardError(refusal)
 
 
 def _refuse_unwaivable(settings: Settings, problems: list[Problem]) -> None:
@@ -297,6 +315,9 @@ def decide(
     if decision == WAIVED:
         _refuse_unwaivable(settings, problems)
     justification = check_justification(justification, problems, is_required=decision == WAIVED)
+    screen_against_batches(
+        settings, justification, {(p.system, p.batch_id) for p in problems}, decided_by
+    )
     decided_at = decided_at or utc_now()
 
     # Log the access before acting: an access that happened is never missing from the log.
@@ -696,6 +717,7 @@ def defer_entity(
             "Nothing was recorded"
         )
     rows = max(row.rows_evaluated for row in results)
+    screen_against_batches(settings, justification, {(system, batch_id)}, decided_by)
     decided_at = decided_at or utc_now()
     # Log the access before acting: an access that happened is never missing from the log.
     record_access(
@@ -796,6 +818,7 @@ def undo_deferral(
     justification = check_justification(justification, [], is_required=False)
     decided_at = decided_at or utc_now()
     system, entity, batch_id = deferral.source_system, deferral.entity, deferral.batch_id
+    screen_against_batches(settings, justification, {(system, batch_id)}, decided_by)
     record_access(
         settings, f"steward_{ENTITY_DEFERRAL_UNDONE}", system, batch_id, 0, entity, decided_by
     )

@@ -12,9 +12,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from etl.core.redact import RedactingConsole
 from etl.settings import get_settings
 from etl.steward.decisions import ReviewStatus
 
@@ -24,7 +24,7 @@ steward_app = typer.Typer(
     no_args_is_help=True,
 )
 # Wide enough for the queue table when output goes to a file or CI log.
-console = Console(width=None if sys.stdout.isatty() else 220)
+console = RedactingConsole(width=None if sys.stdout.isatty() else 220)
 
 
 By = Annotated[

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from etl.batch import BatchPaths
 from etl.catalog import Catalog, ReserveIssue
+from etl.core import files
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
 from etl.extract.delta import iter_selected_frames, selected_row_numbers
 from etl.extract.landing import DELTA, ROW_NUMBER, read_manifest
@@ -47,8 +48,9 @@ class StageWriter:
         self._targets = paths
         self._writers: dict[str, pq.ParquetWriter] = {}
         for name, (path, schema) in paths.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._writers[name] = pq.ParquetWriter(self._temporary(path), schema)
+            files.private_dir(path.parent)
+            temporary = files.temporary_file(self._temporary(path))
+            self._writers[name] = pq.ParquetWriter(temporary, schema)
 
     @staticmethod
     def _temporary(path: Path) -> Path:
@@ -63,6 +65,7 @@ class StageWriter:
             writer.close()
             path = self._targets[name][0]
             self._temporary(path).replace(path)
+            files.private_file(path)
 
 
 def outcomes_table(frame: pd.DataFrame) -> pa.Table:
@@ -77,6 +80,7 @@ def count_outcomes(frames: list[pd.DataFrame]) -> dict[str, int]:
     return counts
 
 
+@files.temporaries_removed_on_failure()
 def transform_entity(
     catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings
 ) -> StageReport:

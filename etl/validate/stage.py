@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
+from etl.core.files import private_file, temporaries_removed_on_failure
 from etl.core.model import ENTITIES
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.settings import Settings
@@ -151,6 +152,7 @@ def checks_file(paths: BatchPaths, entity: str) -> Path:
     return paths.validated / f"{entity}.checks.json"
 
 
+@temporaries_removed_on_failure()
 def validate_entity(
     catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings
 ) -> StageReport:
@@ -455,4 +457,5 @@ def apply_deferral(paths: BatchPaths, entity: str, entities: list[str], chunk_ro
             {**(table.schema.metadata or {}), _DEFERRED_METADATA: ",".join(entities).encode()}
         )
         pq.write_table(marked, deletions)
+        private_file(deletions)
     return deferred

@@ -1,15 +1,21 @@
 """The hostile-input corpus: source files nobody's generator would write, with exact outcomes.
 
-One module per format (``delimited``, ``fixed_width``, ``hl7v2``, ``xml``, ``jsonl``, ``sql``),
-each exporting ``CASES: list[CorpusCase]``. The format's reader tests assert every case's rows
-and unreadable records; ``tests/unit/test_corpus_physical.py`` asserts, by the independent
+One module per format (``FORMATS``: ``delimited``, ``fixed_width``, ``hl7v2``, ``xml``,
+``jsonl``, ``sql``), each exporting ``CASES: list[CorpusCase]``. ``test_corpus_readers.py``
+asserts every file case's rows and unreadable records through its reader (the SQL cases:
+``test_corpus_sql.py``); ``tests/unit/test_corpus_physical.py`` asserts, by the independent
 physical count (etl.extract.physical), that physical = parsed + unreadable for every case.
+``tests/corpus/reading.py`` feeds a case to its reader.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+FORMATS = ("delimited", "fixed_width", "hl7v2", "xml", "jsonl", "sql")
 
 
 @dataclass(frozen=True)
@@ -35,3 +41,17 @@ class CorpusCase:
     @property
     def filename(self) -> str:
         return self.dataset["file"]
+
+
+def case_builder(dataset: dict[str, Any]) -> Callable[..., CorpusCase]:
+    """``case(name, content, physical, rows, *unreadable, **extra)``: a case of ``dataset``."""
+
+    def case(name: str, content: bytes, physical: int, rows: list, *unreadable, **extra):
+        return CorpusCase(name, dataset, content, physical, rows, list(unreadable), **extra)
+
+    return case
+
+
+def cases(format_name: str) -> list[CorpusCase]:
+    """The ``CASES`` of one format's module."""
+    return importlib.import_module(f"{__name__}.{format_name}").CASES

@@ -6,6 +6,7 @@ Every record is 12 characters: PATIENT_ID 4, NAMN 6, KOD 2. Lines are what ``gre
 from __future__ import annotations
 
 from tests.corpus import CorpusCase, Unreadable
+from tests.corpus.delimited import row  # the same three columns, by width
 
 
 def dataset(encoding: str = "cp850", file: str = "patreg.dat") -> dict:
@@ -20,10 +21,6 @@ def dataset(encoding: str = "cp850", file: str = "patreg.dat") -> dict:
             {"name": "KOD", "width": 2},
         ],
     }
-
-
-def row(patient_id: str, name: str, code: str) -> dict[str, str | None]:
-    return {"PATIENT_ID": patient_id, "NAMN": name, "KOD": code}
 
 
 CASES = [

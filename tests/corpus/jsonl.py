@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from tests.corpus import CorpusCase, Unreadable
+from tests.corpus import Unreadable, case_builder
+from tests.corpus.register import NUMBERS, row
 
 DATASET = {
     "file": "patienter.jsonl",
@@ -24,8 +25,6 @@ DATASET = {
         {"name": "note", "path": "anteckning"},  # optional: some records have none
     ],
 }
-
-NUMBERS = ["199001012385", "202204082388", "201501212391", "201707162382", "201007032392"]
 
 
 def patient(n: int, protection: str | None = None, **changes) -> str:
@@ -43,25 +42,12 @@ def lines(*records: str, newline: str = "\n") -> bytes:
     return "".join(record + newline for record in records).encode("utf-8")
 
 
-def row(n: int, protection: str | None = None, note: str | None = None, **changes) -> dict:
-    values = {
-        "id": f"P{n}",
-        "identity_type": "pnr",
-        "identity_number": NUMBERS[n - 1],
-        "protection": protection,
-        "note": note,
-    }
-    return {**values, **changes}
-
-
-def case(name: str, content: bytes, physical: int, rows: list, *unreadable, **extra) -> CorpusCase:
-    return CorpusCase(name, DATASET, content, physical, rows, list(unreadable), **extra)
-
-
 def nested(levels: int) -> str:
     """A value that, as a key's value in a record, makes the record ``levels`` deep."""
     return "[" * (levels - 1) + "1" + "]" * (levels - 1)
 
+
+case = case_builder(DATASET)
 
 CASES = [
     case(

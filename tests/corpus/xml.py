@@ -8,7 +8,8 @@ numbers.
 
 from __future__ import annotations
 
-from tests.corpus import CorpusCase, Unreadable
+from tests.corpus import Unreadable, case_builder, register
+from tests.corpus.register import NUMBERS
 
 PROLOG = '<?xml version="1.0" encoding="UTF-8"?>'
 
@@ -26,8 +27,6 @@ DATASET = {
         {"name": "note", "path": "Anteckning"},  # optional: some records have none
     ],
 }
-
-NUMBERS = ["199001012385", "202204082388", "201501212391", "201707162382", "201007032392"]
 
 
 def patient(
@@ -52,19 +51,11 @@ def export(*records: str, newline: str = "\n") -> bytes:
 
 
 def row(n: int, protection: str = "", note: str | None = None, **changes) -> dict:
-    values = {
-        "id": f"P{n}",
-        "identity_type": "pnr",
-        "identity_number": NUMBERS[n - 1],
-        "protection": protection,
-        "note": note,
-    }
-    return {**values, **changes}
+    """Record ``n`` as read: an empty ``<Skydd></Skydd>`` reads as "", not None."""
+    return register.row(n, protection, note, **changes)
 
 
-def case(name: str, content: bytes, physical: int, rows: list, *unreadable, **extra) -> CorpusCase:
-    return CorpusCase(name, DATASET, content, physical, rows, list(unreadable), **extra)
-
+case = case_builder(DATASET)
 
 CASES = [
     case(

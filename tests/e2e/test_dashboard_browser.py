@@ -70,6 +70,7 @@ def test_a_steward_signs_in_reads_the_ledger_and_records_a_decision(served, brow
     assert "Runs and trends" not in browser.title
     shot("refused_sign_in")
 
+    browser.find_element(By.ID, "name").send_keys(STEWARD)
     browser.find_element(By.ID, "token").send_keys(STEWARD_TOKEN)
     browser.find_element(By.ID, "sign-in").click()
     # Sign-in returns to the page asked for.

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from etl.core.database import core_engine
-from etl.cutover import airflow_hitl, ledger
+from etl.cutover import airflow_hitl, ledger, waves
 from etl.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -49,6 +49,9 @@ def settings(settings_for, tmp_path):
 
 def _walk(settings, *states: str) -> None:
     with core_engine(settings.resolved_core_url).begin() as connection:
+        if ledger.current_plan(connection, WAVE) is None:  # as the first load records it
+            plan = waves.plan_fingerprint(settings, WAVE)
+            ledger.record_plan(connection, WAVE, plan.digest, plan.files, "initial_load", "ivar")
         for state in states:
             ledger.transition(connection, WAVE, state, "ivar", RUN)
 

@@ -180,7 +180,9 @@ def test_a_steward_decides_with_who_and_when_recorded_and_a_lead_cannot(client, 
     assert refused.status_code == 403
 
     # The steward signs in with a token and acts through the session (CSRF-checked).
-    login = client.post("/login", data={"token": STEWARD_TOKEN}, follow_redirects=False)
+    login = client.post(
+        "/login", data={"name": STEWARD, "token": STEWARD_TOKEN}, follow_redirects=False
+    )
     assert login.status_code == 303
     page = client.get("/steward?system=melior").text
     assert 'name="handle"' in page

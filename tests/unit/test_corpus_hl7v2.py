@@ -1,47 +1,22 @@
-"""The HL7 v2 hostile-input corpus: every case's rows, unreadable records and counts, exactly."""
+"""The HL7 v2 hostile-input corpus: positions and error texts, and every reason code covered.
+
+Each case's rows, unreadable records and counts: ``test_corpus_readers.py``.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from etl.catalog import FileDataset
 from etl.extract import hl7v2
-from etl.extract.records import ReadStats, reason_of
-from tests.corpus import CorpusCase, Unreadable
+from tests.corpus import reading
 from tests.corpus.hl7v2 import CASES
 
 pytestmark = pytest.mark.unit
 
 
-def read_case(tmp_path, case: CorpusCase):
-    path = tmp_path / case.filename
-    path.write_bytes(case.content)
-    dataset = FileDataset.model_validate(case.dataset)
-    stats = ReadStats(path)
-    records = list(hl7v2.read_records(path, dataset, stats))
-    return dataset, stats, records
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
-def test_corpus_case_reads_exactly(tmp_path, case):
-    dataset, stats, records = read_case(tmp_path, case)
-
-    readable = [r for r in records if r.read_error is None]
-    unreadable = [r for r in records if r.read_error is not None]
-    assert [dict(zip(dataset.column_names, r.values, strict=True)) for r in readable] == case.rows
-    assert [Unreadable(reason_of(r.read_error), r.record, r.line) for r in unreadable] == (
-        case.unreadable
-    )
-    assert all(r.values == (None,) * len(dataset.column_names) for r in unreadable)
-    assert stats.records == case.physical
-    assert stats.unreadable == sum(u.record is not None for u in case.unreadable)
-    assert stats.stray == sum(u.record is None for u in case.unreadable)
-    assert dict(stats.unknown_fields) == case.unknown_fields
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_corpus_positions_are_consistent_and_errors_carry_no_values(tmp_path, case):
-    _, stats, records = read_case(tmp_path, case)
+    _, stats, records = reading.read(tmp_path, case, hl7v2.read_records)
 
     ordinals = [r.record for r in records if r.record is not None]
     assert ordinals == sorted(ordinals)

@@ -8,49 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from etl.catalog import FileDataset, FileFormat, SqlDataset, load_catalog
+from etl.catalog import FileDataset, FileFormat, load_catalog
 from etl.extract import physical, readers, text_records
 from etl.extract.landing import PhysicalCountError, extract_system
+from tests.corpus import FORMATS, reading
 
 pytestmark = pytest.mark.unit
 
-CORPUS_MODULES = ["delimited", "fixed_width", "hl7v2", "xml", "jsonl", "sql"]
 
-
-def _present_modules() -> dict[str, object]:
-    found = {}
-    for name in CORPUS_MODULES:
-        try:
-            found[name] = importlib.import_module(f"tests.corpus.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"tests.corpus.{name}":
-                raise  # a corpus module that is there but broken must fail, not vanish
-    return found
-
-
-CORPUS = [(name, case) for name, module in _present_modules().items() for case in module.CASES]
-
-
-@pytest.mark.parametrize(
-    ("module", "case"), CORPUS, ids=[f"{name}: {case.name}" for name, case in CORPUS]
-)
-def test_every_corpus_case_counts_as_declared(module, case, tmp_path):
-    if module == "sql":
-        path = tmp_path / "source.sqlite"
-        path.write_bytes(case.content)
-        dataset = SqlDataset.model_validate(case.dataset)
-        engine = readers.read_only_engine(f"sqlite:///{path}")
-        try:
-            with readers.snapshot(engine) as connection:
-                counted = physical.count_table(connection, dataset.table)
-        finally:
-            engine.dispose()
+@pytest.mark.parametrize("case", reading.params(*FORMATS))
+def test_every_corpus_case_counts_as_declared(case, tmp_path):
+    if "table" in case.dataset:  # a SQL case: COUNT(*)
+        with reading.sql_connection(tmp_path, case) as (connection, dataset):
+            counted = physical.count_table(connection, dataset.table)
     else:
         name = case.filename if not readers.is_pattern(case.filename) else "case.dat"
         path = tmp_path / Path(name).name

@@ -11,28 +11,21 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from etl.catalog import SqlDataset, load_catalog
+from etl.catalog import load_catalog
 from etl.extract import physical, readers
 from etl.extract.landing import READ_ERROR, SOURCE_KEY, extract_system
 from etl.extract.records import ReadStats, reason_of
-from tests.corpus import CorpusCase, Unreadable
+from tests.corpus import CorpusCase, Unreadable, reading
 from tests.corpus.sql import CASES
 
 pytestmark = pytest.mark.unit
 
 
 def _read(case: CorpusCase, tmp_path: Path) -> tuple[pd.DataFrame, ReadStats, int]:
-    path = tmp_path / "source.sqlite"
-    path.write_bytes(case.content)
-    dataset = SqlDataset.model_validate(case.dataset)
-    engine = readers.read_only_engine(f"sqlite:///{path}")
-    stats = ReadStats(Path(dataset.table))
-    try:
-        with readers.snapshot(engine) as connection:
-            counted = physical.count_table(connection, dataset.table)
-            chunks = list(readers.read_table(connection, dataset, 2, stats))
-    finally:
-        engine.dispose()
+    with reading.sql_connection(tmp_path, case) as (connection, dataset):
+        stats = ReadStats(Path(dataset.table))
+        counted = physical.count_table(connection, dataset.table)
+        chunks = list(readers.read_table(connection, dataset, 2, stats))
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
     return frame, stats, counted
 

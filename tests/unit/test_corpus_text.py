@@ -1,4 +1,6 @@
-"""The delimited and fixed-width hostile corpus, case by case, through text_records.read_records."""
+"""The delimited and fixed-width hostile corpus through text_records: block boundaries, frames,
+error texts, the pandas oracle. Each case's rows and unreadable records: test_corpus_readers.py.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +12,16 @@ import pytest
 
 from etl.catalog import FileDataset
 from etl.extract import text_records
-from etl.extract.records import READ_ERROR, ReadStats, Record, frames, reason_of
+from etl.extract.records import READ_ERROR, ReadStats, frames, reason_of
 from etl.extract.text_records import read_frames, read_records
-from tests.corpus import CorpusCase, Unreadable
 from tests.corpus import delimited as delimited_corpus
 from tests.corpus import fixed_width as fixed_width_corpus
+from tests.corpus import reading
 from tests.pandas_reference import read_text_table as _read_text_table
 
 pytestmark = pytest.mark.unit
 
-CASES = [
-    pytest.param(case, id=f"{module.__name__.rsplit('.', 1)[1]}-{case.name}")
-    for module in (delimited_corpus, fixed_width_corpus)
-    for case in module.CASES
-]
-
-
-def read(tmp_path: Path, case: CorpusCase) -> tuple[list[Record], ReadStats, FileDataset]:
-    path = tmp_path / case.filename
-    path.write_bytes(case.content)
-    dataset = FileDataset.model_validate(case.dataset)
-    stats = ReadStats(path)
-    return list(read_records(path, dataset, stats)), stats, dataset
+CASES = reading.params("delimited", "fixed_width")
 
 
 def read_frame(path: Path, dataset: FileDataset, chunk_rows: int = 3) -> pd.DataFrame:
@@ -44,28 +34,8 @@ def read_frame(path: Path, dataset: FileDataset, chunk_rows: int = 3) -> pd.Data
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_corpus_case(tmp_path, case):
-    records, stats, dataset = read(tmp_path, case)
-    names = dataset.column_names
-
-    rows = [dict(zip(names, r.values, strict=True)) for r in records if r.read_error is None]
-    unreadable = [
-        Unreadable(reason_of(r.read_error), r.record, r.line) for r in records if r.read_error
-    ]
-    assert rows == case.rows
-    assert unreadable == case.unreadable
-    assert stats.records == case.physical == len(records)
-    assert stats.unreadable == len(case.unreadable)
-    assert [r.record for r in records] == list(range(1, len(records) + 1))
-
-
-def names_of(dataset) -> list[str]:
-    return dataset.column_names
-
-
-@pytest.mark.parametrize("case", CASES)
 def test_an_unreadable_record_has_no_values_and_says_where_without_values(tmp_path, case):
-    records, _, dataset = read(tmp_path, case)
+    dataset, _, records = reading.read(tmp_path, case, read_records)
     # Words of the file that are data (not column names): none may appear in an error text.
     text = case.content.decode("latin-1")
     words = set(re.findall(r"[A-Za-z0-9ÅÄÖåäö]{2,}", text)) - set(dataset.column_names)
@@ -74,7 +44,8 @@ def test_an_unreadable_record_has_no_values_and_says_where_without_values(tmp_pa
             assert all(isinstance(value, str) for value in record.values)
             continue
         # No values, but the key when the fields split cleanly and only another column is bad.
-        kept = [v for n, v in zip(names_of(dataset), record.values, strict=True) if v is not None]
+        names = dataset.column_names
+        kept = [v for _, v in zip(names, record.values, strict=True) if v is not None]
         assert all(value in case.content.decode(dataset.encoding, "replace") for value in kept)
         assert all(
             v is None
@@ -91,10 +62,10 @@ def test_an_unreadable_record_has_no_values_and_says_where_without_values(tmp_pa
 @pytest.mark.parametrize("block_bytes", [1, 2, 3, 5, 8])
 @pytest.mark.parametrize("case", CASES)
 def test_block_boundaries_change_nothing(tmp_path, monkeypatch, case, block_bytes):
-    expected, expected_stats, _ = read(tmp_path, case)
+    _, expected_stats, expected = reading.read(tmp_path, case, read_records)
     monkeypatch.setattr(text_records, "BLOCK_BYTES", block_bytes)
 
-    records, stats, _ = read(tmp_path, case)
+    _, stats, records = reading.read(tmp_path, case, read_records)
 
     assert records == expected
     assert stats == expected_stats
@@ -104,9 +75,7 @@ def test_block_boundaries_change_nothing(tmp_path, monkeypatch, case, block_byte
 @pytest.mark.parametrize("case", CASES)
 def test_read_frames_is_frames_of_read_records(tmp_path, monkeypatch, case, chunk_rows):
     monkeypatch.setattr(text_records, "BLOCK_BYTES", 16)  # several batches per file
-    path = tmp_path / case.filename
-    path.write_bytes(case.content)
-    dataset = FileDataset.model_validate(case.dataset)
+    path, dataset = reading.write(tmp_path, case)
     expected_stats, stats = ReadStats(path), ReadStats(path)
     records = read_records(path, dataset, expected_stats)
     expected = list(frames(records, dataset.column_names, chunk_rows))
@@ -203,9 +172,7 @@ VALID_FOR_BOTH_READERS = {
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.id in VALID_FOR_BOTH_READERS])
 def test_a_valid_file_reads_as_the_pandas_reader_read_it(tmp_path, case):
-    path = tmp_path / case.filename
-    path.write_bytes(case.content)
-    dataset = FileDataset.model_validate(case.dataset)
+    path, dataset = reading.write(tmp_path, case)
 
     new = read_frame(path, dataset)
     old = pd.concat(list(_read_text_table(path, dataset, 3)), ignore_index=True)

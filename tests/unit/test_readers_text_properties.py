@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -47,16 +48,28 @@ def read_frame(path: Path, dataset: FileDataset) -> pd.DataFrame:
     return columnwise
 
 
-# --- delimited --------------------------------------------------------------------------------
+# --- the tables: delimited and fixed width, the same interface ----------------------------------
 
 
 @dataclass
 class Table:
+    """A delimited table: a header line, then records of quoted or plain values."""
+
     values: list[list[str]]
     is_quoted: list[list[bool]]
     terminator: str
     encoding: str
     has_final_terminator: bool
+
+    filename: ClassVar[str] = "t.csv"
+    first_line: ClassVar[int] = 2  # the header is line 1
+    damages: ClassVar[dict[str, str]] = {
+        "drop_field": "invalid_field_count",
+        "add_field": "invalid_field_count",
+        "nul": "control_character_in_field",
+        "bare_cr": "control_character_in_field",
+        "undecodable_byte": "undecodable_bytes",
+    }
 
     @property
     def columns(self) -> list[str]:
@@ -81,12 +94,40 @@ class Table:
             for value, quoted in zip(values, is_quoted, strict=False)
         )
 
+    def records(self) -> list[str]:
+        return [self.record(i) for i in range(len(self.values))]
+
     def content(self, records: list[str]) -> bytes:
         lines = [";".join(self.columns), *records]
         text = self.terminator.join(lines)
         if self.has_final_terminator:
             text += self.terminator
         return text.encode(self.encoding, errors="surrogateescape")
+
+    def is_read_by_pandas(self) -> bool:
+        return True
+
+    def damaged_record(self, data: st.DataObject, damaged: int, damage: str) -> str:
+        values = list(self.values[damaged])
+        if damage == "drop_field":
+            values.pop()
+        elif damage == "add_field":
+            values.append(data.draw(st.text(alphabet=ALPHABET, max_size=5)))
+        else:
+            column = data.draw(st.integers(0, len(values) - 1))
+            at = data.draw(st.integers(0, len(values[column])))
+            inserted = {"nul": "\x00", "bare_cr": "\r"}.get(damage) or UNDECODABLE[self.encoding]
+            values[column] = values[column][:at] + inserted + values[column][at:]
+        return self.record(damaged, values)
+
+
+def layout(draw) -> tuple[str, str, bool]:
+    """A table's terminator, encoding, and whether its last record has a terminator."""
+    return (
+        draw(st.sampled_from(["\r\n", "\n"])),
+        draw(st.sampled_from(ENCODINGS)),
+        draw(st.booleans()),
+    )
 
 
 def quote(value: str) -> str:
@@ -108,100 +149,28 @@ def tables(draw, min_rows: int = 0) -> Table:
             quoted.append(";" in value or '"' in value or draw(st.booleans()))
         values.append(row)
         is_quoted.append(quoted)
-    return Table(
-        values,
-        is_quoted,
-        draw(st.sampled_from(["\r\n", "\n"])),
-        draw(st.sampled_from(ENCODINGS)),
-        draw(st.booleans()),
-    )
-
-
-@SETTINGS
-@given(table=tables())
-def test_a_valid_delimited_table_round_trips_exactly(tmp_path, table):
-    path = tmp_path / "t.csv"
-    path.write_bytes(table.content([table.record(i) for i in range(len(table.values))]))
-
-    records, stats = read(path, table.dataset())
-
-    assert [r.read_error for r in records] == [None] * len(table.values)
-    assert [list(r.values) for r in records] == table.values
-    assert [(r.record, r.line) for r in records] == [(i + 1, i + 2) for i in range(len(records))]
-    assert (stats.records, stats.unreadable) == (len(table.values), 0)
-
-
-@SETTINGS
-@given(table=tables(min_rows=1))
-def test_a_valid_delimited_table_reads_as_pandas_read_it(tmp_path, table):
-    path = tmp_path / "t.csv"
-    path.write_bytes(table.content([table.record(i) for i in range(len(table.values))]))
-    dataset = table.dataset()
-
-    old = pd.concat(list(_read_text_table(path, dataset, 4)), ignore_index=True)
-
-    pd.testing.assert_frame_equal(read_frame(path, dataset).drop(columns=READ_ERROR), old)
-
-
-DELIMITED_DAMAGE = {
-    "drop_field": "invalid_field_count",
-    "add_field": "invalid_field_count",
-    "nul": "control_character_in_field",
-    "bare_cr": "control_character_in_field",
-    "undecodable_byte": "undecodable_bytes",
-}
-
-
-@SETTINGS
-@given(table=tables(min_rows=1), data=st.data())
-def test_corrupting_one_delimited_record_touches_only_that_record(tmp_path, table, data):
-    damaged = data.draw(st.integers(0, len(table.values) - 1))
-    damage = data.draw(st.sampled_from(sorted(DELIMITED_DAMAGE)))
-    values = list(table.values[damaged])
-    if damage == "drop_field":
-        values.pop()
-    elif damage == "add_field":
-        values.append(data.draw(st.text(alphabet=ALPHABET, max_size=5)))
-    else:
-        column = data.draw(st.integers(0, len(values) - 1))
-        at = data.draw(st.integers(0, len(values[column])))
-        inserted = {"nul": "\x00", "bare_cr": "\r"}.get(damage) or UNDECODABLE[table.encoding]
-        values[column] = values[column][:at] + inserted + values[column][at:]
-    records = [table.record(i) for i in range(len(table.values))]
-    records[damaged] = table.record(damaged, values)
-    # An empty last record without terminator is no record at all.
-    assume(records[-1] or table.has_final_terminator)
-    path = tmp_path / "t.csv"
-    path.write_bytes(table.content(records))
-
-    read_back, stats = read(path, table.dataset())
-    read_frame(path, table.dataset())  # column-wise, the same as through Records
-
-    assert len(read_back) == stats.records == len(table.values)
-    assert stats.unreadable == 1
-    for index, (record, expected) in enumerate(zip(read_back, table.values, strict=True)):
-        assert (record.record, record.line) == (index + 1, index + 2)
-        if index == damaged:
-            assert reason_of(record.read_error) == DELIMITED_DAMAGE[damage]
-            # No values; the key only as the source has it (only another column was bad).
-            keys = {table.dataset().column_names.index(k) for k in table.dataset().key}
-            for position, value in enumerate(record.values):
-                assert value is None or (position in keys and value == expected[position])
-        else:
-            assert record.read_error is None
-            assert list(record.values) == expected
-
-
-# --- fixed width ------------------------------------------------------------------------------
+    return Table(values, is_quoted, *layout(draw))
 
 
 @dataclass
 class FixedTable:
+    """A fixed-width table: no header, records of values exactly their field's width."""
+
     widths: list[int]
     values: list[list[str]]
     terminator: str
     encoding: str
     has_final_terminator: bool
+
+    filename: ClassVar[str] = "t.dat"
+    first_line: ClassVar[int] = 1
+    damages: ClassVar[dict[str, str]] = {
+        "short": "invalid_record_width",
+        "long": "invalid_record_width",
+        "nul": "control_character_in_field",
+        "bare_cr": "control_character_in_field",
+        "undecodable_byte": "undecodable_bytes",
+    }
 
     def dataset(self) -> FileDataset:
         fields = [{"name": f"F{i}", "width": w} for i, w in enumerate(self.widths)]
@@ -215,11 +184,31 @@ class FixedTable:
             }
         )
 
+    def records(self) -> list[str]:
+        return ["".join(row) for row in self.values]
+
     def content(self, records: list[str]) -> bytes:
         text = self.terminator.join(records)
         if self.has_final_terminator and records:
             text += self.terminator
         return text.encode(self.encoding, errors="surrogateescape")
+
+    def is_read_by_pandas(self) -> bool:
+        # pandas skipped a record of spaces only; such a record is read (see the corpus).
+        return all("".join(row).strip() for row in self.values)
+
+    def damaged_record(self, data: st.DataObject, damaged: int, damage: str) -> str:
+        text = "".join(self.values[damaged])
+        at = data.draw(st.integers(0, len(text) - 1))
+        # The first line ending decides the terminator: a CR that ends the first line of an LF
+        # file makes it a CRLF file (all of it shifts), which is not damage to one record.
+        assume(not (damage == "bare_cr" and damaged == 0 and at == len(text) - 1))
+        if damage == "short":
+            return text[:at] + text[at + 1 :]
+        if damage == "long":
+            return text[:at] + data.draw(st.sampled_from(ALPHABET)) + text[at:]
+        replacement = {"nul": "\x00", "bare_cr": "\r"}.get(damage) or UNDECODABLE[self.encoding]
+        return text[:at] + replacement + text[at + 1 :]
 
 
 @st.composite
@@ -230,36 +219,42 @@ def fixed_tables(draw, min_rows: int = 0) -> FixedTable:
         [draw(st.text(alphabet=ALPHABET + '";', min_size=w, max_size=w)) for w in widths]
         for _ in range(rows)
     ]
-    return FixedTable(
-        widths,
-        values,
-        draw(st.sampled_from(["\r\n", "\n"])),
-        draw(st.sampled_from(ENCODINGS)),
-        draw(st.booleans()),
-    )
+    return FixedTable(widths, values, *layout(draw))
 
 
+TABLES = {"delimited": tables, "fixed_width": fixed_tables}
+
+
+# --- the properties, per format ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("format_name", TABLES)
 @SETTINGS
-@given(table=fixed_tables())
-def test_a_valid_fixed_width_table_round_trips_exactly(tmp_path, table):
-    path = tmp_path / "t.dat"
-    path.write_bytes(table.content(["".join(row) for row in table.values]))
+@given(data=st.data())
+def test_a_valid_table_round_trips_exactly(tmp_path, format_name, data):
+    table = data.draw(TABLES[format_name](), label="table")
+    path = tmp_path / table.filename
+    path.write_bytes(table.content(table.records()))
 
     records, stats = read(path, table.dataset())
 
+    first = table.first_line
     assert [r.read_error for r in records] == [None] * len(table.values)
     assert [list(r.values) for r in records] == table.values
-    assert [(r.record, r.line) for r in records] == [(i + 1, i + 1) for i in range(len(records))]
+    assert [(r.record, r.line) for r in records] == [
+        (i + 1, i + first) for i in range(len(records))
+    ]
     assert (stats.records, stats.unreadable) == (len(table.values), 0)
 
 
+@pytest.mark.parametrize("format_name", TABLES)
 @SETTINGS
-@given(table=fixed_tables(min_rows=1))
-def test_a_valid_fixed_width_table_reads_as_pandas_read_it(tmp_path, table):
-    # pandas skipped a record of spaces only; such a record is read (see the corpus).
-    assume(all("".join(row).strip() for row in table.values))
-    path = tmp_path / "t.dat"
-    path.write_bytes(table.content(["".join(row) for row in table.values]))
+@given(data=st.data())
+def test_a_valid_table_reads_as_pandas_read_it(tmp_path, format_name, data):
+    table = data.draw(TABLES[format_name](min_rows=1), label="table")
+    assume(table.is_read_by_pandas())
+    path = tmp_path / table.filename
+    path.write_bytes(table.content(table.records()))
     dataset = table.dataset()
 
     old = pd.concat(list(_read_text_table(path, dataset, 4)), ignore_index=True)
@@ -267,37 +262,18 @@ def test_a_valid_fixed_width_table_reads_as_pandas_read_it(tmp_path, table):
     pd.testing.assert_frame_equal(read_frame(path, dataset).drop(columns=READ_ERROR), old)
 
 
-FIXED_DAMAGE = {
-    "short": "invalid_record_width",
-    "long": "invalid_record_width",
-    "nul": "control_character_in_field",
-    "bare_cr": "control_character_in_field",
-    "undecodable_byte": "undecodable_bytes",
-}
-
-
+@pytest.mark.parametrize("format_name", TABLES)
 @SETTINGS
-@given(table=fixed_tables(min_rows=1), data=st.data())
-def test_corrupting_one_fixed_width_record_touches_only_that_record(tmp_path, table, data):
+@given(data=st.data())
+def test_corrupting_one_record_touches_only_that_record(tmp_path, format_name, data):
+    table = data.draw(TABLES[format_name](min_rows=1), label="table")
     damaged = data.draw(st.integers(0, len(table.values) - 1))
-    damage = data.draw(st.sampled_from(sorted(FIXED_DAMAGE)))
-    text = "".join(table.values[damaged])
-    at = data.draw(st.integers(0, len(text) - 1))
-    # The first line ending decides the terminator: a CR that ends the first line of an LF file
-    # makes it a CRLF file (all of it shifts), which is not damage to one record.
-    assume(not (damage == "bare_cr" and damaged == 0 and at == len(text) - 1))
-    if damage == "short":
-        text = text[:at] + text[at + 1 :]
-    elif damage == "long":
-        text = text[:at] + data.draw(st.sampled_from(ALPHABET)) + text[at:]
-    else:
-        replacement = {"nul": "\x00", "bare_cr": "\r"}.get(damage) or UNDECODABLE[table.encoding]
-        text = text[:at] + replacement + text[at + 1 :]
-    records = ["".join(row) for row in table.values]
-    records[damaged] = text
+    damage = data.draw(st.sampled_from(sorted(table.damages)))
+    records = table.records()
+    records[damaged] = table.damaged_record(data, damaged, damage)
     # An empty last record without terminator is no record at all.
     assume(records[-1] or table.has_final_terminator)
-    path = tmp_path / "t.dat"
+    path = tmp_path / table.filename
     path.write_bytes(table.content(records))
 
     read_back, stats = read(path, table.dataset())
@@ -306,9 +282,9 @@ def test_corrupting_one_fixed_width_record_touches_only_that_record(tmp_path, ta
     assert len(read_back) == stats.records == len(table.values)
     assert stats.unreadable == 1
     for index, (record, expected) in enumerate(zip(read_back, table.values, strict=True)):
-        assert (record.record, record.line) == (index + 1, index + 1)
+        assert (record.record, record.line) == (index + 1, index + table.first_line)
         if index == damaged:
-            assert reason_of(record.read_error) == FIXED_DAMAGE[damage]
+            assert reason_of(record.read_error) == table.damages[damage]
             # No values; the key only as the source has it (only another column was bad).
             keys = {table.dataset().column_names.index(k) for k in table.dataset().key}
             for position, value in enumerate(record.values):

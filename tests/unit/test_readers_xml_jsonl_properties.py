@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
@@ -106,34 +107,6 @@ def test_xml_valid_records_round_trip_exactly(tmp_path, records):
     assert stats.records == len(records) and not stats.unknown_fields
 
 
-@PROPERTIES
-@given(
-    records=st.lists(RECORD, min_size=2, max_size=6),
-    data=st.data(),
-    corruption=st.sampled_from(sorted(XML_CORRUPTIONS)),
-)
-def test_xml_one_corrupted_record_is_the_only_one_unreadable(tmp_path, records, data, corruption):
-    # A record whose end tag is lost is only cut short by the next record's start tag.
-    last = len(records) - (2 if corruption == "end-tag-lost" else 1)
-    damaged = data.draw(st.integers(0, last), label="damaged")
-    reason, corrupt = XML_CORRUPTIONS[corruption]
-    texts = [xml_record(record) for record in records]
-    texts[damaged] = corrupt(texts[damaged])
-    assert texts[damaged] != xml_record(records[damaged])  # the corruption took
-    path = tmp_path / "patienter.xml"
-    path.write_bytes(xml_export(texts))
-
-    rows, stats = read(path, xml_records.read_records, XML_DATASET)
-
-    assert len(rows) == stats.records == len(records)
-    for position, (row, record) in enumerate(zip(rows, records, strict=True)):
-        if position == damaged:
-            assert row.values == (None,) * len(FIELDS)
-            assert row.read_error.startswith(f"{reason} (patienter.xml, line {damaged + 3}, ")
-        else:
-            assert (row.values, row.read_error) == (values(record), None)
-
-
 # --- JSON lines -------------------------------------------------------------------------------
 
 JSONL_DATASET = FileDataset.model_validate(
@@ -217,27 +190,56 @@ def test_jsonl_numbers_and_literals_stay_as_written(tmp_path, value):
     assert row.values == ("P1", expected, None, None)
 
 
-@PROPERTIES
-@given(
-    records=st.lists(RECORD, min_size=2, max_size=6),
-    data=st.data(),
-    corruption=st.sampled_from(sorted(JSON_CORRUPTIONS)),
-)
-def test_jsonl_one_corrupted_record_is_the_only_one_unreadable(tmp_path, records, data, corruption):
-    damaged = data.draw(st.integers(0, len(records) - 1), label="damaged")
-    reason, corrupt = JSON_CORRUPTIONS[corruption]
-    texts = [json_record(record) for record in records]
-    texts[damaged] = corrupt(texts[damaged])
-    assert texts[damaged] != json_record(records[damaged])  # the corruption took
-    path = tmp_path / "patienter.jsonl"
-    path.write_bytes(b"".join(text + b"\n" for text in texts))
+def jsonl_export(records: list[bytes]) -> bytes:
+    return b"".join(record + b"\n" for record in records)
 
-    rows, stats = read(path, jsonl.read_records, JSONL_DATASET)
+
+# --- corrupting one record, in either format --------------------------------------------------
+
+
+class Format(NamedTuple):
+    read_records: Callable[[Path, FileDataset, ReadStats], Iterator[Record]]
+    dataset: FileDataset
+    record: Callable[[dict], bytes]
+    export: Callable[[list[bytes]], bytes]
+    first_line: int  # the line record 1 starts on
+    corruptions: dict[str, tuple[str, Callable[[bytes], bytes]]]
+
+
+FORMATS = {  # record 1 is on line 3 of an XML export, after <?xml ...?> and <Journal>
+    "xml": Format(
+        xml_records.read_records, XML_DATASET, xml_record, xml_export, 3, XML_CORRUPTIONS
+    ),
+    "jsonl": Format(
+        jsonl.read_records, JSONL_DATASET, json_record, jsonl_export, 1, JSON_CORRUPTIONS
+    ),
+}
+# A record whose end tag is lost is only cut short by the next record's start tag.
+NEEDS_A_NEXT_RECORD = {"end-tag-lost"}
+
+
+@pytest.mark.parametrize("format_name", FORMATS)
+@PROPERTIES
+@given(records=st.lists(RECORD, min_size=2, max_size=6), data=st.data())
+def test_one_corrupted_record_is_the_only_one_unreadable(tmp_path, format_name, records, data):
+    spec = FORMATS[format_name]
+    corruption = data.draw(st.sampled_from(sorted(spec.corruptions)), label="corruption")
+    last = len(records) - (2 if corruption in NEEDS_A_NEXT_RECORD else 1)
+    damaged = data.draw(st.integers(0, last), label="damaged")
+    reason, corrupt = spec.corruptions[corruption]
+    texts = [spec.record(record) for record in records]
+    texts[damaged] = corrupt(texts[damaged])
+    assert texts[damaged] != spec.record(records[damaged])  # the corruption took
+    path = tmp_path / spec.dataset.file
+    path.write_bytes(spec.export(texts))
+
+    rows, stats = read(path, spec.read_records, spec.dataset)
 
     assert len(rows) == stats.records == len(records)
+    where = f"({spec.dataset.file}, line {damaged + spec.first_line}, "
     for position, (row, record) in enumerate(zip(rows, records, strict=True)):
         if position == damaged:
             assert row.values == (None,) * len(FIELDS)
-            assert row.read_error.startswith(f"{reason} (patienter.jsonl, line {damaged + 1}, ")
+            assert row.read_error.startswith(f"{reason} {where}")
         else:
             assert (row.values, row.read_error) == (values(record), None)

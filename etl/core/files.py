@@ -1,0 +1,91 @@
+"""Patient data on disk is the owner's alone: folders 0700, files 0600, a 077 umask.
+
+The umask is narrowed where a process starts to work: the command line's entry and the settings
+every Airflow task reads first (``etl.settings.get_settings``); child processes (``airflow
+standalone`` started by ``vardflytt airflow``, and their tasks) inherit it. The places that hold
+patient data are also set explicitly, so a folder made earlier under a wider umask, or a process
+that never read its settings through ``get_settings``, still ends up owner-only: the landing zone
+and its stage files, the SQLite core and rehearsal cores, evidence packs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+
+OWNER_ONLY_UMASK = 0o077
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def restrict_umask() -> None:
+    """Files this process (and its children) create from now on are owner-only."""
+    os.umask(os.umask(OWNER_ONLY_UMASK) | OWNER_ONLY_UMASK)
+
+
+def private_dir(path: Path) -> Path:
+    """Make ``path`` (and missing parents) and set it to 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Set an existing file to 0600."""
+    os.chmod(path, PRIVATE_FILE)
+    return path
+
+
+def private_tree(root: Path) -> None:
+    """Every folder under ``root`` (itself included) 0700, every file 0600; links are left as
+    they are. Files may vanish while it walks (another task cleaning up): that is not an error."""
+    if not root.exists():
+        return
+    os.chmod(root, PRIVATE_DIR)
+    for folder, folders, names in os.walk(root):
+        for name in folders:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(Path(folder, name), PRIVATE_DIR)
+        for name in names:
+            path = Path(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISREG(path.lstat().st_mode):
+                    os.chmod(path, PRIVATE_FILE)
+
+
+def is_private(path: Path) -> bool:
+    """Neither group nor others may read, write or enter it."""
+    return not path.stat().st_mode & 0o077
+
+
+# --- temporaries of a failed stage ------------------------------------------------------------
+
+_TEMPORARIES: ContextVar[list[Path] | None] = ContextVar("vardflytt_temporaries", default=None)
+
+
+def temporary_file(path: Path) -> Path:
+    """Note ``path`` as a temporary file that the enclosing ``temporaries_removed_on_failure``
+    removes if the stage fails (a writer's half-written Parquet, never renamed into place)."""
+    opened = _TEMPORARIES.get()
+    if opened is not None:
+        opened.append(path)
+    return path
+
+
+@contextlib.contextmanager
+def temporaries_removed_on_failure() -> Iterator[None]:
+    """Run a stage; if it raises (or is killed by a signal Python sees), remove the temporary
+    files it made. Only its own: stages of other entities may write beside it at the same time."""
+    token = _TEMPORARIES.set([])
+    try:
+        yield
+    except BaseException:
+        for path in _TEMPORARIES.get() or []:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        raise
+    finally:
+        _TEMPORARIES.reset(token)
