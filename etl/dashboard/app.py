@@ -381,6 +381,10 @@ def create_app(
     async def refused(request: Request, error: _Refused) -> Response:
         authenticator = dashboard.authenticator
         if error.status_code == 401:
+            login_url = authenticator.login_url(request)
+            # Inside Airflow a browser goes to Airflow's own sign-in page, which returns it here.
+            if login_url and not authenticator.has_login_form and _is_page_request(request):
+                return RedirectResponse(login_url, 303, headers=COMMON_HEADERS)
             response = dashboard.render(
                 request,
                 "login.html",
@@ -389,7 +393,7 @@ def create_app(
                 title="Sign in",
                 message="Sign in to see the cutover dashboard.",
                 login_form=authenticator.has_login_form,
-                login_url=authenticator.login_url(request),
+                login_url=login_url,
                 next_path=request.url.path,
             )
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -724,6 +728,11 @@ def url_path(request: Request, name: str, **params: Any) -> str:
     """
     path = request.app.router.url_path_for(name, **params)
     return (request.scope.get("root_path") or "").rstrip("/") + str(path)
+
+
+def _is_page_request(request: Request) -> bool:
+    """A browser navigating to a page, not a program that should get a plain 401."""
+    return request.method in {"GET", "HEAD"} and "text/html" in request.headers.get("accept", "")
 
 
 def _require_wave(wave) -> None:

@@ -290,8 +290,10 @@ class AirflowAuthenticator(Authenticator):
     def login_url(self, request: Request) -> str | None:
         from airflow.api_fastapi.app import get_auth_manager
 
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            return get_auth_manager().get_url_login()
+            # Back to the page asked for after signing in (Airflow checks it is its own URL).
+            return get_auth_manager().get_url_login(next_url=here)
         except Exception:  # an auth manager without a login page: say so, do not crash
             return None
 

@@ -1,5 +1,6 @@
 """A small real history for the dashboard tests: two rehearsal runs through the real pipeline,
-recorded in the real cutover ledger (transitions and an approval)."""
+recorded in the real cutover ledger (transitions and an approval), with the second run's
+validation report and the mapping documentation the dashboard links to."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import datetime as dt
 from etl import pipeline
 from etl.core.database import core_engine
 from etl.cutover.ledger import record_approval, transition
+from etl.report.validation import write_validation_report
 from etl.settings import Settings
 
 AS_OF = dt.date(2026, 7, 1)
 WAVE = "w2_hospital_care"
 FIRST_RUN, SECOND_RUN = "rehearsal__20260701T0800", "rehearsal__20260702T0800"
 STEWARD, LEAD = "steward.sara", "lead.lars"
+# Pages whose every link is followed: all of the history's pages, the steward's filters.
+LINKED_PAGES = ["/", "/runs", f"/runs/{SECOND_RUN}", f"/waves/{WAVE}", "/steward", "/reports"]
 
 
 def seed_real_history(settings: Settings) -> None:
@@ -32,3 +36,4 @@ def seed_real_history(settings: Settings) -> None:
     )
     with engine.begin() as connection:
         record_approval(connection, WAVE, "project_lead", LEAD, "reject", "cli", SECOND_RUN)
+    write_validation_report(settings, SECOND_RUN)

@@ -47,7 +47,7 @@ GET_ROUTES = [
     "/steward",
     "/reports",
     "/files/docs/index.html",
-    "/files/validation/x/",
+    "/files/reports/validation/x/",
 ]
 # Personnummer / samordningsnummer (10 or 12 digits) and VGR-format reservnummer.
 IDENTITY_NUMBER = re.compile(r"\b(?:19|20)?\d{6}[-+]?\d{4}\b|\b\d{8}[KMX]\d{3}\b")
@@ -274,6 +274,9 @@ AIRFLOW_PROBE = textwrap.dedent(
     client = TestClient(create_app())
     manager = get_auth_manager()
     result = {"anonymous": client.get("/vardflytt/").status_code}
+    page = client.get("/vardflytt/runs?x=1", headers={"Accept": "text/html"},
+                      follow_redirects=False)
+    result["browser"] = [page.status_code, page.headers.get("location")]
     for name, role in (("admin", "admin"), ("viewer1", "viewer")):
         token = manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
         client.cookies.set("_token", token)  # Airflow's own session cookie, as the UI sends it
@@ -320,6 +323,8 @@ def test_inside_airflow_the_plugin_demands_airflows_login(history, tmp_path):
     assert line, probe.stderr[-3000:]
     result = json.loads(line.removeprefix("RESULT "))
     assert result["anonymous"] == 401
+    # A browser is sent to Airflow's sign-in page, which brings it back to the page it asked for.
+    assert result["browser"] == [303, "/auth/login?next=%2Fvardflytt%2Fruns%3Fx%3D1"]
     assert result["admin"] == [200, True, True]  # a configured steward gets the actions
     assert result["viewer1"] == [200, False, True]  # any other Airflow user reads
     assert {"name": "Cutover dashboard", "href": "vardflytt/"}.items() <= result["views"][0].items()
