@@ -69,6 +69,8 @@ CUTOVER_PARAMS = {
 
 def _run(wave: str) -> dict:
     """This run's wave, phase, as-of date, Airflow run id and who triggered it."""
+    from etl.core.audit import triggering_user  # the person, or airflow:<run type>; never "airflow"
+
     context = get_current_context()
     params, dag_run = context["params"], context["dag_run"]
     return {
@@ -76,7 +78,7 @@ def _run(wave: str) -> dict:
         "phase": params.get("phase"),
         "as_of_date": params.get("as_of_date") or dag_run.run_after.date().isoformat(),
         "run_id": dag_run.run_id,
-        "actor": dag_run.triggering_user_name or "airflow",
+        "actor": triggering_user(dag_run),
     }
 
 

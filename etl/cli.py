@@ -716,6 +716,9 @@ from etl.load.cli import batches_app, core_app, print_unpromoted  # noqa: E402
 
 app.add_typer(batches_app, name="batches")
 app.add_typer(core_app, name="core")
+from etl.core.audit_cli import audit_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
 
 
 def _print_check_results(rows: list[dict], title: str, only_failing: bool) -> None:

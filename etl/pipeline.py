@@ -16,7 +16,7 @@ from pathlib import Path
 from etl.batch import safe_batch_id
 from etl.catalog import Catalog, load_catalog
 from etl.core import lease
-from etl.core.audit import record_access
+from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.extract.landing import extract_system
 from etl.load.loader import (
@@ -63,6 +63,30 @@ def catalog(settings: Settings | None = None) -> Catalog:
     return _catalog((settings or get_settings()).mappings_dir)
 
 
+def _log_batch(
+    settings: Settings,
+    action: str,
+    system: str,
+    batch_id: str,
+    rows: int,
+    entity: str | None = None,
+    run_id: str | None = None,
+) -> None:
+    """A pipeline stage reads or writes every row of the batch: logged by scope, not by patient
+    (``vardflytt audit patient`` lists these as bulk accesses of the patient's systems)."""
+    record_access(
+        settings,
+        action,
+        system,
+        batch_id,
+        rows,
+        entity,
+        run_id,
+        subject_scope=SCOPE_BATCH,
+        subject_count=rows,
+    )
+
+
 def batch_id_for(system: str, run_id: str) -> str:
     """One batch per system per run; the id is safe as a folder name."""
     return safe_batch_id(f"{system}__{run_id}")
@@ -87,12 +111,22 @@ def extract(
                 "%s: batch %s (%s) superseded by %s", system, left.batch_id, left.was, batch_id
             )
     as_of = dt.date.fromisoformat(str(as_of_date))
+    # Log first, then read: an extract killed half-way has read patient data, and its entry.
+    record_access(
+        settings,
+        "extract_started",
+        system,
+        batch_id,
+        0,
+        subject_scope=SCOPE_BATCH,
+        detail={"kind": kind, "as_of_date": as_of.isoformat()},
+    )
     try:
         manifest = extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
     except Exception:
         release_system(system, batch_id, settings)  # nothing runs after a failed extract
         raise
-    record_access(settings, "read_source", system, batch_id, manifest.total_rows)
+    _log_batch(settings, "read_source", system, batch_id, manifest.total_rows)
     return {
         "batch_id": batch_id,
         "kind": manifest.kind,
@@ -105,7 +139,7 @@ def transform(system: str, entity: str, batch_id: str, settings: Settings | None
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
     report = transform_entity(catalog(settings), system, entity, batch_id, settings)
-    record_access(settings, "transform", system, batch_id, report.rows_in, entity)
+    _log_batch(settings, "transform", system, batch_id, report.rows_in, entity)
     return report.model_dump()
 
 
@@ -113,7 +147,7 @@ def validate(system: str, entity: str, batch_id: str, settings: Settings | None 
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
     report = validate_entity(catalog(settings), system, entity, batch_id, settings)
-    record_access(settings, "validate", system, batch_id, report.rows_in, entity)
+    _log_batch(settings, "validate", system, batch_id, report.rows_in, entity)
     return report.model_dump()
 
 
@@ -173,7 +207,7 @@ def load(
         release_system(system, batch_id, settings)  # the run ends with its load
     if not dry_run:
         written = sum(load.inserted + load.updated for load in report.entities)
-        record_access(settings, "write_core", system, batch_id, written, run_id=run_id)
+        _log_batch(settings, "write_core", system, batch_id, written, run_id=run_id)
     return report.model_dump()
 
 
@@ -188,7 +222,7 @@ def promote(
     finally:
         release_system(system, batch_id, settings)
     written = sum(load.inserted + load.updated for load in report.entities)
-    record_access(settings, "write_core", system, batch_id, written, run_id=run_id)
+    _log_batch(settings, "write_core", system, batch_id, written, run_id=run_id)
     return report.model_dump()
 
 

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     )
     landing_dir: Path | None = Field(default=None, description="Parquet landing zone.")
     core_url: str | None = Field(default=None, description="SQLAlchemy URL of the core database.")
+    audit_url: str | None = Field(
+        default=None,
+        description="Database of the access log (default: the core). Rehearsals set it to the "
+        "region's core so their reads outlive the rehearsal's own core. (A rollback logs in the "
+        "core it changes, in its own transaction.)",
+    )
     chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
 
     @cached_property
@@ -45,6 +51,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_core_url(self) -> str:
         return self.core_url or f"sqlite:///{self.home / 'core' / 'core.sqlite'}"
+
+    @cached_property
+    def resolved_audit_url(self) -> str:
+        return self.audit_url or self.resolved_core_url
 
     @property
     def airflow_home(self) -> Path:

@@ -12,7 +12,6 @@ told whose lease it replaced. The wave lock (etl.cutover.ledger) and the system 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import os
 import socket
 from dataclasses import dataclass
@@ -58,7 +57,16 @@ SYSTEM_LEASE_DURATION = dt.timedelta(hours=2)
 
 
 def current_actor() -> str:
-    return os.environ.get("VARDFLYTT_USER") or getpass.getuser()
+    """Who acts, as ledger and lease rows name them: ``etl.core.audit.current_user`` (inside
+    Airflow the person who triggered the run, never the DAG owner); on the command line
+    ``VARDFLYTT_USER`` still names the operator, as before."""
+    from etl.core.audit import COMMAND_LINE
+    from etl.core.audit import current_actor as acting
+
+    actor = acting()
+    if actor.channel == COMMAND_LINE:
+        return os.environ.get("VARDFLYTT_USER") or actor.name
+    return actor.name
 
 
 def holder_label(run_id: str | None) -> str:

@@ -114,22 +114,45 @@ batch_accounting = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Patientdatalagen: every access to patient data is logged (action, process, time, user and
-# patient), kept at least five years. The pipeline's own reads and writes are accesses too: one
-# row per stage and batch; the patients it touched are the rows carrying that batch id.
+# Patientdatalagen: every access to patient data is logged per person (who, when, action,
+# purpose, system, entity, batch, run, rows, and the patients as keyed pseudonyms) and reviewed.
+# Append-only and hash-chained (etl/core/audit.py): ``sequence`` orders the chain, ``entry_hash``
+# covers the content and ``previous_hash``. Entries before migration 0004 got their chain then.
 access_log = sa.Table(
     "access_log",
     metadata,
     sa.Column("access_id", sa.Text, primary_key=True),
-    sa.Column("accessed_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("user_name", sa.Text, nullable=False),
+    sa.Column("accessed_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("user_name", sa.Text, nullable=False, index=True),
     sa.Column("process", sa.Text, nullable=False),
     sa.Column("action", sa.Text, nullable=False),
-    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("source_system", sa.Text, nullable=False),  # "" where no one system applies
     sa.Column("entity", sa.Text),
-    sa.Column("batch_id", sa.Text, nullable=False, index=True),
+    sa.Column("batch_id", sa.Text, nullable=False, index=True),  # "" where no batch applies
     sa.Column("run_id", sa.Text),
     sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("purpose", sa.Text),
+    sa.Column("subject_scope", sa.Text),  # listed | batch | all; None: no patient rows
+    sa.Column("subject_count", sa.BigInteger),
+    sa.Column("subjects", sa.Text),  # JSON list of keyed pseudonyms (ps_...), when listed
+    sa.Column("detail", sa.Text),  # JSON of ids and names, never patient values
+    sa.Column("sequence", sa.BigInteger, unique=True),
+    sa.Column("previous_hash", sa.Text),
+    sa.Column("entry_hash", sa.Text),
+)
+
+# The chain's head: one row, updated by every append (it is the append lock) and by a purge,
+# which moves the anchor (the last purged entry's sequence and hash) the chain now starts from.
+ACCESS_LOG_HEAD_ID = 1
+GENESIS_HASH = "0" * 64
+access_log_head = sa.Table(
+    "access_log_head",
+    metadata,
+    sa.Column("head_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("sequence", sa.BigInteger, nullable=False),
+    sa.Column("entry_hash", sa.Text, nullable=False),
+    sa.Column("anchor_sequence", sa.BigInteger, nullable=False),
+    sa.Column("anchor_hash", sa.Text, nullable=False),
 )
 
 # Rows that failed a warning-severity check (or an error check a steward waived): loaded, and

@@ -29,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from etl.batch import utc_now
+from etl.core.audit import SCOPE_BATCH, record_access_on
 from etl.core.model import ENTITIES
 from etl.core.tables import (
     ENTITY_TABLES,
@@ -454,6 +455,16 @@ def rollback(
     )
     connection.execute(
         load_batch.update().where(load_batch.c.batch_id == batch_id).values(status=ROLLED_BACK)
+    )
+    totals = report.totals()
+    record_access_on(  # committed with the rollback, in its transaction
+        connection,
+        "rollback",
+        row["source_system"],
+        batch_id,
+        totals["inserted"] + totals["updated"] + totals["deleted"],
+        subject_scope=SCOPE_BATCH,
+        subject_count=totals["inserted"] + totals["updated"] + totals["deleted"],
     )
     fault_point("rollback:commit")
     reports.append(report)

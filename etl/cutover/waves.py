@@ -697,7 +697,10 @@ def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
     else:
         core_url = f"sqlite:///{folder / 'core.sqlite'}"
     values = settings.model_dump()
-    values.update(core_url=core_url, landing_dir=folder / "landing")
+    # The rehearsal's reads of patient data are logged in the region's log, not in its core.
+    values.update(
+        core_url=core_url, landing_dir=folder / "landing", audit_url=settings.resolved_audit_url
+    )
     return Settings(**values)
 
 

@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from etl.batch import safe_batch_id
 from etl.dashboard import charts
+from etl.dashboard.access import AccessLogMiddleware
 from etl.dashboard.auth import (
     SESSION_COOKIE,
     AirflowAuthenticator,
@@ -373,6 +374,7 @@ def create_app(
         root_path=root_path,
     )
     app.state.dashboard = dashboard
+    app.add_middleware(AccessLogMiddleware)  # page views, downloads, failed sign-ins (PDL)
     app.add_middleware(SecurityMiddleware, dashboard=dashboard)
 
     @app.exception_handler(_Refused)

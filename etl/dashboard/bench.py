@@ -32,9 +32,9 @@ TOKEN = "bench-dashboard-token-0123456789"
 
 def seed_history(settings, seed: int = 42) -> dict[str, int]:
     """Write the synthetic history into ``settings``' core; returns what was written."""
+    from etl.core.audit import append_entry
     from etl.core.database import core_engine
     from etl.core.tables import (
-        access_log,
         batch_accounting,
         dq_result,
         load_batch,
@@ -179,13 +179,14 @@ def seed_history(settings, seed: int = 42) -> dict[str, int]:
             with engine.begin() as connection:
                 for table, key in (
                     (load_batch, "batch"),
-                    (access_log, "access"),
                     (promotion, "promotion"),
                     (batch_accounting, "accounting"),
                     (dq_result, "dq"),
                     (quarantine, "quarantine"),
                 ):
                     connection.execute(table.insert(), rows[key])
+                for entry in rows["access"]:  # through the chain, as every writer does
+                    append_entry(connection, entry)
             counts["batches"] += len(rows["batch"])
             counts["quarantined"] += len(rows["quarantine"])
         with engine.begin() as connection:

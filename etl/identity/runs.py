@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from etl.batch import safe_batch_id, utc_now
+from etl.core.audit import SCOPE_ALL, record_access
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES
 from etl.identity.resolve import (
@@ -48,6 +49,7 @@ from etl.identity.tables import (
     person_link,
 )
 from etl.load.bulk import bulk_insert
+from etl.report.pseudonym import pseudonym, pseudonym_key
 from etl.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -101,7 +103,11 @@ def _engine(settings: Settings | None) -> sa.Engine:
 
 def resolve(run_id: str, settings: Settings | None = None) -> RunSummary:
     """Resolve every core patient to a person. Re-running a finished run id changes nothing."""
+    settings = settings or get_settings()
     engine = _engine(settings)
+    # Log first, then read every patient's identity numbers (before the run's transaction,
+    # which on SQLite holds the write lock the log's append needs).
+    _log_every_patient(settings, engine, "identity_resolve", run_id)
     with engine.begin() as connection:
         _lock(connection)
         done = _finished_run(connection, run_id)
@@ -131,7 +137,24 @@ def decide_review(
         raise IdentityError(f"decision must be one of {sorted(DECISIONS)}, not {decision!r}")
     if not decided_by or not decided_by.strip():
         raise IdentityError("a decision needs the name of who took it (--by)")
+    settings = settings or get_settings()
     engine = _engine(settings)
+    with engine.connect() as connection:
+        patient_ids = connection.execute(
+            sa.select(identity_review.c.patient_ids).where(identity_review.c.review_id == review_id)
+        ).scalar()
+    record_access(
+        settings,
+        "identity_decide",
+        "",
+        "",
+        len(json.loads(patient_ids or "[]")),
+        run_id=run_id,
+        subjects=_patient_pseudonyms(settings, engine, json.loads(patient_ids or "[]")),
+        detail={"review_id": review_id, "decision": decision, "decided_by": decided_by.strip()},
+    )
+    # The decision re-resolves every patient, as a resolve run does.
+    _log_every_patient(settings, engine, "identity_resolve", run_id)
     with engine.begin() as connection:
         _lock(connection)
         done = _finished_run(connection, run_id)
@@ -175,7 +198,9 @@ def decide_review(
 
 def undo_run(run_id: str, settings: Settings | None = None) -> RunSummary:
     """Undo the newest finished run exactly: its inserted rows go, the rows it ended return."""
+    settings = settings or get_settings()
     engine = _engine(settings)
+    _log_every_patient(settings, engine, "identity_undo", run_id)
     with engine.begin() as connection:
         _lock(connection)
         run = connection.execute(
@@ -269,6 +294,16 @@ def list_open_reviews(settings: Settings | None = None) -> list[ReviewListing]:
                 ).where(patient.c.patient_id.in_(wanted[start : start + 500]))
             ):
                 row_keys[row.patient_id] = f"{row.source_system}/{row.source_key}"
+    shown = sorted({p for review in reviews for p in json.loads(review.patient_ids)})
+    settings = settings or get_settings()
+    record_access(
+        settings,
+        "identity_review_list",
+        "",
+        "",
+        len(shown),
+        subjects=_patient_pseudonyms(settings, engine, shown),
+    )
     return [
         ReviewListing(
             review_id=review.review_id,
@@ -325,6 +360,39 @@ def identity_summary(settings: Settings | None = None) -> IdentitySummary:
         open_reviews_by_reason=dict(sorted(by_reason.items())),
         latest_run=_summary_of(latest) if latest is not None else None,
     )
+
+
+# --- the access log -----------------------------------------------------------------------------
+
+
+def _log_every_patient(settings: Settings, engine: sa.Engine, action: str, run_id: str) -> None:
+    """Resolution reads every core patient's identity numbers: one entry, scope all."""
+    patient = ENTITY_TABLES["patient"]
+    with engine.connect() as connection:
+        patients = connection.execute(sa.select(sa.func.count()).select_from(patient)).scalar_one()
+    record_access(
+        settings,
+        action,
+        "",
+        "",
+        int(patients),
+        run_id=run_id,
+        subject_scope=SCOPE_ALL,
+        subject_count=int(patients),
+    )
+
+
+def _patient_pseudonyms(settings: Settings, engine: sa.Engine, patient_ids: list[str]) -> list[str]:
+    """The keyed pseudonyms of these core patients' rows (system and source key)."""
+    patient = ENTITY_TABLES["patient"]
+    key = pseudonym_key(settings)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(patient.c.source_system, patient.c.source_key).where(
+                patient.c.patient_id.in_(sorted(patient_ids))
+            )
+        ).all()
+    return [pseudonym(key, system, source_key) for system, source_key in rows if source_key]
 
 
 # --- inside one transaction -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog, SystemMappings
+from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.tables import batch_accounting, quarantine
 from etl.extract.landing import read_manifest
@@ -228,6 +229,16 @@ def coverage_report(
     batches = list(batch_ids) if batch_ids else database.latest_batches()
     if not batches:
         notes.append("no batch given or loaded: column coverage only")
+    for batch in batches:  # code coverage reads the batch's landed code columns, row by row
+        record_access(
+            settings,
+            "coverage",
+            "",
+            batch,
+            0,
+            purpose="mapping coverage",
+            subject_scope=SCOPE_BATCH,
+        )
     systems = []
     for name, system in catalog.systems.items():
         datasets = column_coverage(system)

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from etl.batch import BatchPaths, safe_batch_id, write_json
 from etl.catalog import Catalog
+from etl.core.audit import SCOPE_BATCH, record_access
 from etl.extract.landing import read_manifest
 from etl.report.masking import MIN_COUNT, identity_like, is_safe_to_show, shapes
 from etl.report.render import render_html, write_text
@@ -278,6 +279,17 @@ def profile_system(
     """Profile every landed dataset of ``system`` in ``batch_id`` (counts and shapes only)."""
     mappings = catalog.system(system)
     manifest = read_manifest(settings, batch_id, system)
+    # Profiling reads every landed value (to count and mask them): logged before it reads.
+    record_access(
+        settings,
+        "profile",
+        system,
+        batch_id,
+        manifest.total_rows,
+        purpose="data profiling",
+        subject_scope=SCOPE_BATCH,
+        subject_count=manifest.total_rows,
+    )
     paths = BatchPaths.of(settings, batch_id, system)
     uses = column_uses(mappings)
     datasets = []

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from etl.batch import safe_batch_id, write_json
-from etl.core.audit import record_access
+from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.tables import batch_accounting, dq_result, load_batch, quarantine
 from etl.report.data_docs import build_data_docs, documented_checks
@@ -493,6 +493,8 @@ def summarise(
             batch.batch_id,
             rows_read,
             run_id=batch.run_id,
+            subject_scope=SCOPE_BATCH,
+            subject_count=rows_read,
         )
     summary = ValidationSummary(
         run_label=run_label(batches, run_id),

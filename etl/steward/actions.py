@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from etl.batch import utc_now
-from etl.core.audit import record_access
+from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.tables import (
     ENTITY_TABLES,
@@ -32,6 +32,7 @@ from etl.core.tables import (
 )
 from etl.cutover.promote import PROMOTED, STAGED
 from etl.extract.landing import read_manifest
+from etl.report.pseudonym import pseudonym, pseudonym_key
 from etl.settings import Settings
 from etl.steward import screening
 from etl.steward.decisions import (
@@ -321,13 +322,20 @@ def decide(
     decided_at = decided_at or utc_now()
 
     # Log the access before acting: an access that happened is never missing from the log.
-    groups: dict[tuple[str, str, str], int] = {}
+    key = pseudonym_key(settings)
+    groups: dict[tuple[str, str, str], list[Problem]] = {}
     for problem in problems:
-        group = (problem.system, problem.entity, problem.batch_id)
-        groups[group] = groups.get(group, 0) + 1
+        groups.setdefault((problem.system, problem.entity, problem.batch_id), []).append(problem)
     for (system, entity, batch_id), rows in sorted(groups.items()):
         record_access(
-            settings, f"steward_{decision}", system, batch_id, rows, entity, user_name=decided_by
+            settings,
+            f"steward_{decision}",
+            system,
+            batch_id,
+            len(rows),
+            entity,
+            subjects=[pseudonym(key, p.system, p.source_key) for p in rows if p.source_key],
+            detail={"decided_by": decided_by},
         )
 
     table = quarantine_decision
@@ -473,7 +481,18 @@ def history(
     for row in rows:
         if row["source_key"] == ALL_ROWS:
             row["source_key"] = None  # an entity deferral names no row, so no pseudonym
-    return [HistoryEntry(**row) for row in with_pseudonyms(settings, rows)]
+    entries = [HistoryEntry(**row) for row in with_pseudonyms(settings, rows)]
+    for name in sorted({entry.system for entry in entries}):
+        shown = [entry for entry in entries if entry.system == name]
+        record_access(
+            settings,
+            "steward_history",
+            name,
+            "",
+            len(shown),
+            subjects=[entry.pseudonym for entry in shown],
+        )
+    return entries
 
 
 def _decision_keys(settings: Settings, handle: str) -> list[tuple[str, str, str, str]]:
@@ -721,7 +740,15 @@ def defer_entity(
     decided_at = decided_at or utc_now()
     # Log the access before acting: an access that happened is never missing from the log.
     record_access(
-        settings, f"steward_{ENTITY_DEFERRED}", system, batch_id, rows, entity, user_name=decided_by
+        settings,
+        f"steward_{ENTITY_DEFERRED}",
+        system,
+        batch_id,
+        rows,
+        entity,
+        subject_scope=SCOPE_BATCH,
+        subject_count=rows,
+        detail={"decided_by": decided_by},
     )
     table = quarantine_decision
     key = _deferral_key(system, entity, batch_id)
@@ -820,7 +847,13 @@ def undo_deferral(
     system, entity, batch_id = deferral.source_system, deferral.entity, deferral.batch_id
     screen_against_batches(settings, justification, {(system, batch_id)}, decided_by)
     record_access(
-        settings, f"steward_{ENTITY_DEFERRAL_UNDONE}", system, batch_id, 0, entity, decided_by
+        settings,
+        f"steward_{ENTITY_DEFERRAL_UNDONE}",
+        system,
+        batch_id,
+        0,
+        entity,
+        detail={"decided_by": decided_by},
     )
     key = _deferral_key(system, entity, batch_id)
     with core_engine(settings.resolved_core_url).begin() as connection:

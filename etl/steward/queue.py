@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel
 
+from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.tables import dq_flag, quarantine, quarantine_decision
 from etl.report.pseudonym import pseudonym_key, pseudonymise
@@ -210,9 +211,28 @@ def list_queue(settings: Settings, query_filter: QueueFilter) -> QueuePage:
             query = query.limit(query_filter.limit)
         rows = [dict(row) for row in connection.execute(query).mappings()]
     kind = FLAGGED if query_filter.is_flagged else QUARANTINED
-    return QueuePage(
-        rows=[QueueRow(kind=kind, **row) for row in with_pseudonyms(settings, rows)], total=total
-    )
+    listed = [QueueRow(kind=kind, **row) for row in with_pseudonyms(settings, rows)]
+    _log_shown(settings, "steward_list", listed)
+    return QueuePage(rows=listed, total=total)
+
+
+def _log_shown(settings: Settings, action: str, rows: list[QueueRow]) -> None:
+    """One access-log entry per system and batch shown, naming the rows' pseudonyms; before the
+    rows are returned, so nothing is shown that is not logged."""
+    groups: dict[tuple[str, str], list[QueueRow]] = {}
+    for row in rows:
+        groups.setdefault((row.system, row.batch_id), []).append(row)
+    for (system, batch_id), shown in sorted(groups.items()):
+        entities = sorted({row.entity for row in shown})
+        record_access(
+            settings,
+            action,
+            system,
+            batch_id,
+            len(shown),
+            entities[0] if len(entities) == 1 else None,
+            subjects=[row.pseudonym for row in shown],
+        )
 
 
 def summary(
@@ -237,6 +257,20 @@ def summary(
                     status = row.decision or ReviewStatus.OPEN.value
                     tally[status] = tally.get(status, 0) + row.rows
                     tally[QUARANTINED] = tally.get(QUARANTINED, 0) + row.rows
+    # Counts of patients' problem rows, no one row shown: one entry, by scope.
+    rows_counted = sum(
+        tally.get(QUARANTINED, 0) + tally.get(FLAGGED, 0) for tally in counts.values()
+    )
+    record_access(
+        settings,
+        "steward_summary",
+        system or "",
+        batch_id or "",
+        rows_counted,
+        subject_scope=SCOPE_BATCH,
+        subject_count=rows_counted,
+        detail={"systems": sorted({name for name, _check in counts})},
+    )
     return [
         SummaryRow(
             system=system_name,

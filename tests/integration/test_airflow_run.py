@@ -107,4 +107,15 @@ def test_selection_dag_runs_only_the_chosen_systems(airflow_home, small_estate, 
         assert (
             connection.exec_driver_sql("SELECT count(*) FROM patient").scalar_one() == 0
         )  # dry run
+        entries = connection.exec_driver_sql(
+            "SELECT DISTINCT user_name, process, run_id FROM access_log "
+            "WHERE action = 'extract_started'"
+        ).all()
     engine.dispose()
+    # Read in Airflow's task context: the run's triggering person (`airflow dags test` is the
+    # person running it, the OS user), never the DAG's owner "airflow".
+    import getpass
+
+    [(user, process, run_id)] = entries
+    assert (user, process) == (getpass.getuser(), "airflow:extract_started")
+    assert run_id and run_id.startswith("manual__")

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from etl import pipeline
 from etl.batch import BatchPaths
 from etl.cli import app
+from etl.core.audit import current_user
 from etl.core.database import core_engine
 from etl.steward import actions
 from etl.validate.gate import DataQualityGateError
@@ -122,8 +123,8 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
             settings,
             sa.text(
                 "SELECT count(*) FROM access_log WHERE action = 'steward_entity_deferred' "
-                "AND user_name = 'lena'"
-            ),
+                'AND user_name = :who AND detail LIKE \'%"decided_by": "lena"%\''
+            ).bindparams(who=current_user()),  # the account acting; --by lena in the detail
         )
         == 2  # the command and the repeat: each is logged, like every steward decision
     )

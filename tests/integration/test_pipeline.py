@@ -141,9 +141,19 @@ def test_every_stage_is_access_logged_without_patient_values(small_estate, setti
     pipeline.run_system("melior", "melior-audit", AS_OF, settings=settings)
 
     with core_engine(settings.resolved_core_url).connect() as connection:
-        log = pd.read_sql("SELECT * FROM access_log WHERE batch_id = 'melior-audit'", connection)
+        log = pd.read_sql(
+            "SELECT * FROM access_log WHERE batch_id = 'melior-audit' ORDER BY sequence",
+            connection,
+        )
     entities = len(pipeline.catalog(settings).system("melior").entities)
-    assert sorted(log["action"].unique()) == ["read_source", "transform", "validate", "write_core"]
+    assert log["action"].iloc[0] == "extract_started"  # logged before the source is read
+    assert sorted(log["action"].unique()) == [
+        "extract_started",
+        "read_source",
+        "transform",
+        "validate",
+        "write_core",
+    ]
     assert (log["action"] == "transform").sum() == entities == (log["action"] == "validate").sum()
     assert log["user_name"].str.len().gt(0).all()
     assert log.loc[log["action"] == "read_source", "rows"].iloc[0] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import re
 import shutil
 import sqlite3
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 
 from etl import pipeline
 from etl.cli import app
+from etl.core.audit import current_user
 from etl.core.database import core_engine
 from etl.settings import Settings
 from etl.steward import actions
@@ -222,7 +224,11 @@ def test_a_waived_row_loads_flagged_on_the_rerun_and_every_row_is_accounted_for(
     assert len(log) == logged_before + 1  # Patientdatalagen: the decision is a logged access
     entry = log.iloc[-1]
     assert (entry["batch_id"], entry["entity"], entry["rows"]) == (BATCH, "appointment", 1)
-    assert entry["user_name"] == "anna.steward"  # the steward, not the process running it
+    # Who: the account that ran the command (--by is a claim, kept in the detail); the pseudonym
+    # of the row decided on, never its key.
+    assert entry["user_name"] == current_user()
+    assert json.loads(entry["detail"])["decided_by"] == "anna.steward"
+    assert json.loads(entry["subjects"]) == [row.pseudonym]
 
 
 def test_fixed_at_source_rows_load_once_the_source_is_fixed_and_persist_until_then(migrated):

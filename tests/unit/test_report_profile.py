@@ -371,3 +371,19 @@ def test_inferred_types(values, expected):
     summary = ColumnSummary("COLUMN", masked_because=[])
     summary.update(pa.array(values, pa.string()))
     assert summary.result(used_by=[]).inferred_type is expected
+
+
+def test_profiling_is_an_access_logged_before_reading(landed, profile):
+    import sqlalchemy as sa
+
+    from etl.core.database import core_engine
+    from etl.core.tables import access_log
+
+    settings, _ = landed
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        entries = connection.execute(
+            sa.select(access_log.c.action, access_log.c.source_system, access_log.c.batch_id).where(
+                access_log.c.action == "profile"
+            )
+        ).all()
+    assert entries and set(entries) == {("profile", "canary", BATCH)}  # other tests profile too
