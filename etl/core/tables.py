@@ -117,7 +117,7 @@ batch_accounting = sa.Table(
 # Patientdatalagen: every access to patient data is logged per person (who, when, action,
 # purpose, system, entity, batch, run, rows, and the patients as keyed pseudonyms) and reviewed.
 # Append-only and hash-chained (etl/core/audit.py): ``sequence`` orders the chain, ``entry_hash``
-# covers the content and ``previous_hash``. Entries before migration 0004 got their chain then.
+# covers the content and ``previous_hash``. Entries before migration 0005 got their chain then.
 access_log = sa.Table(
     "access_log",
     metadata,

@@ -275,8 +275,8 @@ def test_retention_defaults_to_ten_years_and_refuses_nonsense(monkeypatch):
 # --- schema ---------------------------------------------------------------------------------------
 
 
-def test_an_access_log_made_before_0004_is_chained_in_place(tmp_path):
-    """A core at 0003 with entries: migration 0004 adds the columns and chains them, oldest
+def test_an_access_log_made_before_0005_is_chained_in_place(tmp_path):
+    """A core at 0003 with entries: migration 0005 adds the columns and chains them, oldest
     first, so the old entries verify and new ones follow them."""
     from alembic import command
     from alembic.config import Config

@@ -5,11 +5,10 @@ and the hash chain (``sequence``, ``previous_hash``, ``entry_hash``) with its he
 ``vardflytt audit verify`` covers them too (their new columns stay empty: they were not
 recorded then). Then triggers make the table append-only (etl/core/audit.py).
 
-It comes after 0005 (the cutover plan, merged first, revising 0003): one line of revisions,
-and a core main stamped 0005 before this merge still gets this one.
+It follows 0004 (the cutover plan table).
 
-Revision ID: 0004
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-04
 """
 
@@ -21,8 +20,8 @@ from alembic import op
 from etl.core.audit import entry_hash, install_append_only
 from etl.core.tables import ACCESS_LOG_HEAD_ID, GENESIS_HASH, access_log, access_log_head
 
-revision = "0004"
-down_revision = "0005"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """The reviewed plan of each cutover wave: the ``cutover_plan`` table (plan fingerprints taken at
 rehearsal and at each recorded plan change; verify and commit compare the working copy with it).
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-04
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 from etl.core.tables import cutover_plan
 
-revision = "0005"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
