@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     landing_dir: Path | None = Field(default=None, description="Parquet landing zone.")
     core_url: str | None = Field(default=None, description="SQLAlchemy URL of the core database.")
     chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
+    airflow_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Base URL of Airflow's api-server: `cutover approve` signs in there.",
+    )
 
     @cached_property
     def resolved_estate_dir(self) -> Path:
