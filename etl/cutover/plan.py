@@ -154,6 +154,23 @@ class WavePlan(Strict):
         )
 
 
+def _describe(error: ValidationError, data) -> str:
+    """Each problem with where it is: the wave by name, then the field path."""
+    problems = []
+    for problem in error.errors():
+        location = list(problem["loc"])
+        where = ".".join(str(part) for part in location)
+        if location[:1] == ["waves"] and len(location) > 1 and isinstance(location[1], int):
+            try:
+                name = data["waves"][location[1]].get("wave")
+            except (AttributeError, IndexError, KeyError, TypeError):
+                name = None
+            rest = ".".join(str(part) for part in location[2:])
+            where = f"wave '{name or location[1]}' {rest}".strip()
+        problems.append(f"{where}: {problem['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
+
+
 def _check_approvers(path: Path, wave: Wave) -> None:
     """Every role names someone; no two roles name the same people (distinct roles need
     distinct people: with the same list one person could answer for both)."""
@@ -182,9 +199,13 @@ def load_plan(mappings_dir: Path) -> WavePlan:
         raise PlanError(f"{path} is missing: declare the cutover waves there")
     raw = path.read_bytes()
     try:
-        plan = WavePlan.model_validate(yaml.safe_load(raw) or {})
-    except (yaml.YAMLError, ValidationError) as error:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as error:
         raise PlanError(f"{path}: {error}") from error
+    try:
+        plan = WavePlan.model_validate(data)
+    except ValidationError as error:
+        raise PlanError(f"{path}: {_describe(error, data)}") from error
     known = set(list_system_entities(mappings_dir))
     seen: dict[str, str] = {}
     for wave in plan.waves:
