@@ -60,7 +60,7 @@ def mappings(tmp_path_factory) -> Path:
                     "reconciliation": "exact",
                     "accounting": "exact",
                     "min_rehearsals": 0,  # the rehearsal path is covered by test_waves.py
-                    "approvers": ["project_lead"],
+                    "approvers": {"project_lead": {"airflow_users": ["anna", "lena"]}},
                 },
             }
         ],

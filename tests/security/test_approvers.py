@@ -69,7 +69,9 @@ def _mappings(folder: Path, approvers: dict) -> Path:
     for name in (*SYSTEMS, "crosswalks", "_archetypes"):
         if not (folder / name).exists():
             shutil.copytree(PROJECT_ROOT / "mappings" / name, folder / name)
-    (folder / "waves.yaml").write_text(yaml.safe_dump(_plan(approvers), sort_keys=False), encoding="utf-8")
+    (folder / "waves.yaml").write_text(
+        yaml.safe_dump(_plan(approvers), sort_keys=False), encoding="utf-8"
+    )
     return folder
 
 
