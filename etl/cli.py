@@ -374,6 +374,16 @@ def _demo_cutover(wave: str, environment: dict, airflow_bin: str, logs: Path) ->
             if run.wait() != 0:
                 console.print(f"[red]the {dag_id} final run failed; see {log}[/red]")
                 raise typer.Exit(1)
+    from etl.core.database import core_engine
+    from etl.cutover import ledger
+
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        state = ledger.wave_state(connection, wave)
+        approvals = ledger.approvals(connection, wave, current_only=True)
+    console.print(
+        f"wave {wave} is {state}; approvals in the ledger: "
+        + "; ".join(f"{a['role']} {a['decision']} by {a['approver']}" for a in approvals)
+    )
 
 
 def _checked(
