@@ -92,6 +92,21 @@ def check_mappings() -> None:
             f"{name}: {len(system.spec.datasets)} datasets, entities {', '.join(system.entities)}"
         )
     console.print(f"crosswalks: {', '.join(catalog.crosswalks) or 'none'}")
+    from etl.cutover.plan import PLAN_FILE, PlanError, load_plan
+
+    if not (settings.mappings_dir / PLAN_FILE).exists():
+        return
+    try:
+        plan = load_plan(settings.mappings_dir)
+    except PlanError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    for wave in plan.waves:
+        roles = "; ".join(
+            f"{role}: {', '.join(dict.fromkeys(accounts.airflow_users + accounts.dashboard_users))}"
+            for role, accounts in wave.criteria.approvers.items()
+        )
+        console.print(f"wave {wave.wave}: {len(wave.systems)} systems, approvers {roles}")
 
 
 @app.command("run")

@@ -458,3 +458,14 @@ def test_only_the_assigned_people_answer_and_one_person_cannot_fill_both_roles(a
         ("medical_safety_officer", "bo", airflow_hitl.CHANNEL),
         ("project_lead", "anna", airflow_hitl.CHANNEL),
     ]
+
+
+@pytest.mark.unit
+def test_check_mappings_refuses_two_roles_with_the_same_people(tmp_path, monkeypatch):
+    from etl.cli import app
+
+    same = {"project_lead": {"airflow_users": ["anna"]}, "cmio": {"airflow_users": ["anna"]}}
+    monkeypatch.setenv("VARDFLYTT_MAPPINGS_DIR", str(_mappings(tmp_path / "mappings", same)))
+    result = CliRunner().invoke(app, ["check-mappings"])
+    assert result.exit_code == 1
+    assert "distinct roles need distinct people" in " ".join(result.output.split())
