@@ -176,10 +176,11 @@ def _check_approvers(path: Path, wave: Wave) -> None:
     distinct people: with the same list one person could answer for both)."""
     roles = wave.criteria.approvers
     for role, accounts in roles.items():
-        if not accounts.airflow_users and not accounts.dashboard_users:
+        if not accounts.airflow_users:
+            # An Airflow HITL task without assigned users accepts any user allowed on the DAG.
             raise PlanError(
                 f"{path}: wave '{wave.wave}' role '{role}' names no account: list who may "
-                "approve under airflow_users (or dashboard_users)"
+                "approve under airflow_users (its go/no-go task in Airflow is assigned to them)"
             )
     names = sorted(roles)
     for index, first in enumerate(names):

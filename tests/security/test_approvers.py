@@ -86,9 +86,9 @@ def _mappings(folder: Path, approvers: dict) -> Path:
         pytest.param({}, "approvers", id="no-role"),
         pytest.param({"project_lead": {}}, "role 'project_lead' names no account", id="empty-role"),
         pytest.param(
-            {"project_lead": {"airflow_users": []}, "cmio": {"airflow_users": ["bo"]}},
+            {"project_lead": {"dashboard_users": ["anna"]}, "cmio": {"airflow_users": ["bo"]}},
             "role 'project_lead' names no account",
-            id="empty-user-list",
+            id="no-airflow-users",
         ),
         pytest.param(
             {
