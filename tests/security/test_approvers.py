@@ -403,6 +403,33 @@ def test_a_wrong_password_signs_nobody_in(airflow):
 
 
 @pytest.mark.integration
+def test_with_no_run_waiting_the_command_line_records_the_signed_in_user(airflow, tmp_path):
+    settings, _ = airflow
+    core = Settings(  # a core of its own (model_copy would keep the cached core URL)
+        home=settings.home,
+        mappings_dir=settings.mappings_dir,
+        core_url=f"sqlite:///{tmp_path / 'core.sqlite'}",
+        airflow_url=settings.airflow_url,
+    )
+    with core_engine(core.resolved_core_url).begin() as connection:
+        for state in (ledger.INITIAL_LOAD, ledger.FROZEN, ledger.FINAL_DELTA, ledger.VERIFIED):
+            ledger.transition(connection, WAVE, state, "ivar")
+
+    unlisted = _approve_cli(core, "project_lead", "bo", _password(core, "bo"))
+    assert unlisted.returncode == 1 and "'bo' is not listed" in unlisted.stdout
+    answered = _approve_cli(core, "project_lead", "anna", _password(core, "anna"))
+    assert answered.returncode == 0, answered.stdout + answered.stderr
+    assert "recorded for t1 by anna (signed in to Airflow)" in answered.stdout
+    twice = _approve_cli(core, "medical_safety_officer", "anna", _password(core, "anna"))
+    assert twice.returncode == 1 and "distinct roles need distinct people" in twice.stdout
+    state, approvals = _ledger(core)
+    assert state == ledger.VERIFIED
+    assert [(a["role"], a["approver"], a["channel"]) for a in approvals] == [
+        ("project_lead", "anna", "cli")
+    ]
+
+
+@pytest.mark.integration
 def test_only_the_assigned_people_answer_and_one_person_cannot_fill_both_roles(airflow):
     settings, environment = airflow
     initial = _dags_test(environment, "initial")
