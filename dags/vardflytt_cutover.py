@@ -3,9 +3,9 @@
 - ``vardflytt_cutover_<wave>``: one per wave; the Params form picks the phase.
   rehearsal: rehearse into a separate core, with its evidence pack and comparison.
   initial / delta: load the wave, reconcile it, write the evidence pack.
-  final: freeze, final delta, verify (the run fails with the failing criteria), a human go/no-go
-  in Airflow (human-in-the-loop), record the decision in the ledger and, if approved, cut over;
-  evidence pack.
+  final: freeze, final delta, verify (the run fails with the failing criteria), a go/no-go per
+  approving role in Airflow (human-in-the-loop, assigned to the role's users in the plan), record
+  every answer in the ledger and, if every role approved, cut over; evidence pack.
 - ``vardflytt_rollback``: roll back a wave, or one batch; evidence pack.
 
 Every run takes the wave's lease in its first task and gives it back in its last, a setup and
@@ -25,8 +25,9 @@ from pathlib import Path
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.execution_time.hitl import HITLUser
 
-from etl.cutover.airflow_hitl import APPROVAL_TASK_ID, APPROVE, REJECT, cutover_dag_id
+from etl.cutover.airflow_hitl import APPROVE, REJECT, approval_task_id, cutover_dag_id
 from etl.cutover.plan import PLAN_FILE, load_plan
 
 MAPPINGS_DIR = Path(
@@ -219,11 +220,11 @@ def build_cutover_dag(wave):
         )
 
     @task
-    def record_decision(run: dict, response: dict) -> dict:
+    def record_decision(run: dict, responses: dict) -> dict:
         from etl.cutover.airflow_hitl import record_decision
         from etl.settings import get_settings
 
-        return record_decision(get_settings(), run["wave"], response, run["run_id"])
+        return record_decision(get_settings(), run["wave"], responses, run["run_id"])
 
     @dag(
         dag_id=cutover_dag_id(wave.wave),
@@ -238,8 +239,9 @@ def build_cutover_dag(wave):
             f"Cutover of **{wave.wave}** ({title}): systems {', '.join(wave.systems)}; planned "
             f"{wave.window.start} to {wave.window.end}. Run the phases in order: rehearsal, "
             "initial, delta (as often as needed), final. The final run waits for a go/no-go "
-            f"from {', '.join(approvers)} (Required Actions, or `vardflytt cutover approve "
-            f"{wave.wave}`)."
+            f"from each of {', '.join(approvers)}, answered by the users the plan lists "
+            f"(Required Actions, or `vardflytt cutover approve {wave.wave} --role ROLE --user "
+            "USER`)."
         ),
     )
     def cutover():
@@ -256,29 +258,30 @@ def build_cutover_dag(wave):
         final_delta = load_wave.override(task_id="load_final_delta")(run, "final")
         frozen >> final_delta
         verified = verify(run, final_delta)
-        go_no_go = HITLOperator(
-            task_id=APPROVAL_TASK_ID,
-            subject=f"Go/no-go: cut over wave {wave.wave} ({title})?",
-            body="{{ ti.xcom_pull(task_ids='verify')['body'] }}",
-            options=[APPROVE, REJECT],
-            params={
-                "role": Param(
-                    approvers[0],
-                    type="string",
-                    enum=approvers,
-                    title="Approving role",
-                ),
-                "note": Param(
-                    "",
-                    type="string",
-                    title="Note",
-                    description="Why: recorded with the decision in the cutover ledger.",
-                ),
-            },
-            response_timeout=RESPONSE_TIMEOUT,
+        # One go/no-go per role, assigned to that role's Airflow users: Airflow refuses others.
+        go_no_go = {
+            role: HITLOperator(
+                task_id=approval_task_id(role),
+                subject=f"Go/no-go as {role}: cut over wave {wave.wave} ({title})?",
+                body="{{ ti.xcom_pull(task_ids='verify')['body'] }}",
+                options=[APPROVE, REJECT],
+                params={
+                    "note": Param(
+                        "",
+                        type="string",
+                        title="Note",
+                        description="Why: recorded with the decision in the cutover ledger.",
+                    ),
+                },
+                assigned_users=[HITLUser(id=user, name=user) for user in accounts.airflow_users],
+                response_timeout=RESPONSE_TIMEOUT,
+            )
+            for role, accounts in approvers.items()
+        }
+        verified >> list(go_no_go.values())
+        decided = record_decision(
+            run, {role: approval.output for role, approval in go_no_go.items()}
         )
-        verified >> go_no_go
-        decided = record_decision(run, go_no_go.output)
         cutover_evidence = evidence_pack.override(task_id="cutover_evidence")(
             run, "cutover", decided
         )

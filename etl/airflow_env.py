@@ -1,18 +1,85 @@
-"""The project-local Airflow: its home, DAG folder and settings, as environment variables."""
+"""The project-local Airflow: its home, DAG folder, settings and users, as environment variables.
+
+Users: Airflow 3's default SimpleAuthManager reads its users from ``[core]
+simple_auth_manager_users`` ("name:ROLE,...") and their passwords from ``[core]
+simple_auth_manager_passwords_file`` (JSON ``{name: password}``), on every sign-in. The users are
+the approvers the wave plan names (``airflow_users``, Airflow role USER: they may read DAGs and
+answer the go/no-go tasks assigned to them) and one ``admin`` (role ADMIN) for the operator.
+Passwords are generated here, random, into an owner-only file in the Airflow home, when missing:
+never a default password, never printed. Airflow would generate and print missing ones itself;
+generating them first keeps them off the console. ``simple_auth_manager_all_admins`` stays off:
+with it on, everyone is an anonymous admin and the go/no-go tasks' assigned users are ignored.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from etl.settings import PROJECT_ROOT, Settings
+
+ADMIN_USER = "admin"
+APPROVER_ROLE = "USER"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json"
+
+
+class AirflowUsersError(ValueError):
+    """The plan's approvers cannot be configured as Airflow users."""
+
+
+def airflow_users(settings: Settings) -> dict[str, str]:
+    """Airflow user name -> SimpleAuthManager role: the plan's approvers and the admin."""
+    from etl.cutover.plan import PLAN_FILE, load_plan
+
+    users = {ADMIN_USER: "ADMIN"}
+    if (settings.mappings_dir / PLAN_FILE).exists():
+        for name in load_plan(settings.mappings_dir).airflow_users():
+            if name == ADMIN_USER:
+                raise AirflowUsersError(
+                    f"'{ADMIN_USER}' is the Airflow administrator's account; an approver in "
+                    f"{PLAN_FILE} needs a personal account"
+                )
+            users[name] = APPROVER_ROLE
+    return users
+
+
+def passwords_file(settings: Settings) -> Path:
+    return settings.airflow_home / PASSWORDS_FILE
+
+
+def ensure_passwords(path: Path, users: list[str]) -> None:
+    """Give every user without a password a random one; the file stays owner-only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    passwords = json.loads(path.read_text(encoding="utf-8") or "{}") if path.exists() else {}
+    missing = [user for user in users if not passwords.get(user)]
+    if missing:
+        passwords.update({user: secrets.token_urlsafe(18) for user in missing})
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(passwords, indent=1, sort_keys=True) + "\n")
+        os.replace(temporary, path)
+    os.chmod(path, 0o600)
+
+
+def airflow_password(settings: Settings, user: str) -> str:
+    """A user's generated password (the demo signs its approvers in with it)."""
+    passwords = json.loads(passwords_file(settings).read_text(encoding="utf-8"))
+    return passwords[user]
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """Environment for any ``airflow`` command run by this project (nothing global is touched)."""
     home = settings.airflow_home
     home.mkdir(parents=True, exist_ok=True)
+    users = airflow_users(settings)
+    ensure_passwords(passwords_file(settings), list(users))
     environment = dict(os.environ)
     environment.update(
         {
@@ -20,6 +87,12 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            # Who may sign in (see the module docstring); approvers answer as themselves.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                f"{name}:{role}" for name, role in users.items()
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(settings)),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             # Data residency: nothing may call home, not even anonymous usage statistics.
             "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
             "GX_ANALYTICS_ENABLED": "False",
@@ -31,6 +104,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
+    # The api-server listens on loopback unless the operator says otherwise.
+    environment.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
     for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):
         value = getattr(settings, name)
         if value is not None:
@@ -45,3 +120,52 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             environment[f"VARDFLYTT_{name.upper()}"] = str(getattr(settings, name))
     residency.check_airflow(environment, settings)
     return environment
+
+
+def free_loopback_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def api_server(environment: dict[str, str], log: Path, timeout_seconds: float = 180):
+    """A project-local ``airflow api-server`` on loopback and a free port, for the block; yields
+    its base URL and stops it afterwards (the demo signs its approvers in there)."""
+    import httpx
+
+    port = free_loopback_port()
+    url = f"http://127.0.0.1:{port}"
+    airflow_bin = str(Path(sys.executable).with_name("airflow"))
+    command = [airflow_bin, "api-server", "--host", "127.0.0.1", "--port", str(port)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as handle:
+        server = subprocess.Popen(
+            [*command, "--workers", "1", "--apps", "core"],
+            env=environment,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout_seconds
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"airflow api-server stopped (exit {server.returncode})")
+                try:
+                    if httpx.get(f"{url}/api/v2/monitor/health", timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"airflow api-server not up at {url}")
+                time.sleep(1)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()

@@ -125,6 +125,21 @@ def check_mappings() -> None:
             f"{name}: {len(system.spec.datasets)} datasets, entities {', '.join(system.entities)}"
         )
     console.print(f"crosswalks: {', '.join(catalog.crosswalks) or 'none'}")
+    from etl.cutover.plan import PLAN_FILE, PlanError, load_plan
+
+    if not (settings.mappings_dir / PLAN_FILE).exists():
+        return
+    try:
+        plan = load_plan(settings.mappings_dir)
+    except PlanError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    for wave in plan.waves:
+        roles = "; ".join(
+            f"{role}: {', '.join(dict.fromkeys(accounts.airflow_users + accounts.dashboard_users))}"
+            for role, accounts in wave.criteria.approvers.items()
+        )
+        console.print(f"wave {wave.wave}: {len(wave.systems)} systems, approvers {roles}")
 
 
 @app.command("run")
@@ -281,8 +296,9 @@ def demo(
         str,
         typer.Option(
             help="With --systems all: this wave of mappings/waves.yaml is cut over through its "
-            "cutover DAG (rehearsal, initial load, final delta, go/no-go approved by "
-            "'demo-lead'); the other systems go through vardflytt_migrate. Empty: no cutover."
+            "cutover DAG (rehearsal, initial load, final delta, go/no-go approved by each role's "
+            "demo approver, signed in to Airflow's api-server); the other systems go through "
+            "vardflytt_migrate. Empty: no cutover."
         ),
     ] = "w1_skaraborg",
 ) -> None:
@@ -344,50 +360,78 @@ def demo(
 
 
 def _demo_cutover(wave: str, environment: dict, airflow_bin: str, logs: Path) -> None:
-    """The wave through its cutover DAG, the go/no-go answered as a project lead would."""
+    """The wave through its cutover DAG; each role's demo approver signs in to a project-local
+    Airflow api-server (loopback, free port) with their own generated password and approves."""
     import json
     import time
 
+    from etl.airflow_env import airflow_password, api_server
     from etl.cutover import airflow_hitl
     from etl.cutover.ledger import LedgerError
+    from etl.cutover.plan import load_plan
 
+    settings = get_settings()
     dag_id = airflow_hitl.cutover_dag_id(wave)
-    for phase in ("rehearsal", "initial"):
-        console.rule(f"airflow dags test {dag_id} (phase {phase})")
-        _checked(
-            [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps({"phase": phase})],
-            environment,
-            f"the {dag_id} {phase} run",
-            log=logs / f"demo_cutover_{phase}.log",
-        )
-    console.rule(f"airflow dags test {dag_id} (phase final, with the go/no-go)")
-    log = logs / "demo_cutover_final.log"
-    with log.open("w", encoding="utf-8") as handle:
-        run = subprocess.Popen(
-            [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps({"phase": "final"})],
-            env=environment,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-        answered = None
-        while run.poll() is None and answered is None:
-            time.sleep(3)
-            try:
-                answered = airflow_hitl.respond_to_waiting_run(
-                    get_settings(),
-                    wave,
-                    "approve",
-                    "demo-lead",
-                    "project_lead",
-                    "demo: criteria reviewed in the evidence pack",
-                )
-            except LedgerError:
-                answered = None  # running, not asking yet
-        if answered:
-            console.print(f"go/no-go answered in Airflow: approve by {answered['responded_by']}")
-        if run.wait() != 0:
-            console.print(f"[red]the {dag_id} final run failed; see {log}[/red]")
-            raise typer.Exit(1)
+    # The demo acts for the first account each role lists (demo-lead, demo-cmio).
+    approvers = {
+        role: accounts.airflow_users[0]
+        for role, accounts in load_plan(settings.mappings_dir).wave(wave).criteria.approvers.items()
+    }
+    with api_server(environment, logs / "demo_api_server.log") as url:
+        console.print(f"Airflow api-server for the go/no-go: {url} (loopback only)")
+        for phase in ("rehearsal", "initial"):
+            console.rule(f"airflow dags test {dag_id} (phase {phase})")
+            _checked(
+                [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps({"phase": phase})],
+                environment,
+                f"the {dag_id} {phase} run",
+                log=logs / f"demo_cutover_{phase}.log",
+            )
+        console.rule(f"airflow dags test {dag_id} (phase final, with the go/no-go)")
+        signed_in = settings.model_copy(update={"airflow_url": url})
+        log = logs / "demo_cutover_final.log"
+        with log.open("w", encoding="utf-8") as handle:
+            run = subprocess.Popen(
+                [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps({"phase": "final"})],
+                env=environment,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+            waiting = dict(approvers)
+            while run.poll() is None and waiting:
+                time.sleep(3)
+                for role, user in list(waiting.items()):
+                    try:
+                        answered = airflow_hitl.respond_to_waiting_run(
+                            signed_in,
+                            wave,
+                            "approve",
+                            role,
+                            user,
+                            airflow_password(settings, user),
+                            "demo: criteria reviewed in the evidence pack",
+                        )
+                    except LedgerError:
+                        continue  # running, not asking this role yet
+                    if answered["waiting"]:
+                        console.print(
+                            f"go/no-go as {role}: approved by {answered['responded_by']} "
+                            "(signed in to Airflow with their own password)"
+                        )
+                        del waiting[role]
+            if run.wait() != 0:
+                console.print(f"[red]the {dag_id} final run failed; see {log}[/red]")
+                raise typer.Exit(1)
+    from etl.core.database import core_engine
+    from etl.cutover import ledger
+
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        state = ledger.wave_state(connection, wave)
+        approvals = ledger.approvals(connection, wave, current_only=True)
+    console.print(
+        f"wave {wave} is {state}; approvals in the ledger: "
+        + "; ".join(f"{a['role']} {a['decision']} by {a['approver']}" for a in approvals)
+    )
 
 
 def _checked(
@@ -635,12 +679,14 @@ def identity_decide(
         bool | None,
         typer.Option("--merge/--keep-apart", help="One person, or keep the patients apart."),
     ] = None,
-    by: Annotated[str, typer.Option("--by", help="Who decides (recorded).")] = "",
     note: Annotated[
         str | None, typer.Option(help="Why (recorded in the core, never printed).")
     ] = None,
 ) -> None:
-    """Record a steward decision on an open review and apply it (undo with its run id)."""
+    """Record a steward decision on an open review and apply it (undo with its run id).
+
+    Recorded as decided by the signed-in OS user, never a name typed on the command line."""
+    from etl.core.audit import current_user
     from etl.identity import runs
 
     if merge is None:
@@ -650,7 +696,7 @@ def identity_decide(
         summary = runs.decide_review(
             review_id,
             "merge" if merge else "keep_apart",
-            by,
+            current_user(),
             note,
             _identity_run_id("decision"),
             get_settings(),
@@ -839,7 +885,14 @@ cutover_app = typer.Typer(
 )
 app.add_typer(cutover_app, name="cutover")
 AsOf = Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default: today).")]
-Actor = Annotated[str | None, typer.Option("--by", help="Who (default: $VARDFLYTT_USER or login).")]
+
+
+def _actor() -> str:
+    """Who runs a cutover command: the signed-in OS user (etl.core.audit), never a typed name.
+    Approvals are the decisions and are signed in to Airflow (``cutover approve``)."""
+    from etl.core.audit import current_user
+
+    return current_user()
 
 
 def _as_of(value: str | None) -> dt.date:
@@ -973,7 +1026,7 @@ def cutover_replan(
 
 
 @cutover_app.command("rehearse")
-def cutover_rehearse(wave: str, as_of: AsOf = None, by: Actor = None) -> None:
+def cutover_rehearse(wave: str, as_of: AsOf = None) -> None:
     """Run the wave into a separate core; evidence pack; compare with the previous rehearsal."""
     from etl.cutover import waves
 
@@ -982,7 +1035,7 @@ def cutover_rehearse(wave: str, as_of: AsOf = None, by: Actor = None) -> None:
         get_settings(),
         wave,
         _as_of(as_of),
-        by,
+        _actor(),
         on_system=lambda s: console.print(f"rehearsing {s}"),
     )
     console.print(
@@ -998,7 +1051,6 @@ def cutover_load(
     wave: str,
     phase: Annotated[str, typer.Option(help="initial, delta or final.")] = "initial",
     as_of: AsOf = None,
-    by: Actor = None,
 ) -> None:
     """Load the wave's systems into the core: initial (full), delta, or final delta (frozen)."""
     from etl.cutover import waves
@@ -1009,7 +1061,7 @@ def cutover_load(
         wave,
         phase,
         _as_of(as_of),
-        by,
+        _actor(),
         on_system=lambda s: console.print(f"loading {s} ({phase})"),
     )
     for system, batch in evidence["batches"].items():
@@ -1020,66 +1072,76 @@ def cutover_load(
 
 
 @cutover_app.command("freeze")
-def cutover_freeze(wave: str, by: Actor = None) -> None:
+def cutover_freeze(wave: str) -> None:
     """Record that the wave's legacy systems are read-only from now (before the final delta)."""
     from etl.cutover import waves
 
-    _cutover_call(waves.freeze, get_settings(), wave, by)
+    _cutover_call(waves.freeze, get_settings(), wave, _actor())
     console.print(f"wave {wave} frozen")
 
 
 @cutover_app.command("verify")
-def cutover_verify(wave: str, as_of: AsOf = None, by: Actor = None) -> None:
+def cutover_verify(wave: str, as_of: AsOf = None) -> None:
     """Reconcile source against core and evaluate the go/no-go criteria."""
     from etl.cutover import waves
 
-    results = _cutover_call(waves.verify, get_settings(), wave, _as_of(as_of), by)
+    results = _cutover_call(waves.verify, get_settings(), wave, _as_of(as_of), _actor())
     for c in results:
         console.print(f"pass  {c.name}: {c.detail}")
-    console.print(f"wave {wave} verified; a project lead may now approve it")
+    console.print(f"wave {wave} verified; each approving role may now approve it")
 
 
 @cutover_app.command("approve")
 def cutover_approve(
     wave: str,
-    role: Annotated[str, typer.Option(help="The approving role.")] = "project_lead",
+    role: Annotated[str, typer.Option(help="The approving role you answer for.")],
+    user: Annotated[
+        str, typer.Option(help="Your Airflow user name (listed for the role in waves.yaml).")
+    ],
     reject: Annotated[bool, typer.Option(help="Record a rejection instead.")] = False,
-    by: Actor = None,
     note: Annotated[str | None, typer.Option(help="Why.")] = None,
 ) -> None:
-    """Record a go (or no-go) decision for a verified wave.
+    """Answer a role's go (or no-go) for a verified wave, signed in to Airflow as yourself.
 
-    If the wave's cutover DAG run is waiting for its go/no-go, this answers it in Airflow (which
-    records who responded); the run then records the decision and, on approval, cuts over."""
-    from etl.cutover import airflow_hitl, ledger, waves
+    Signs in to Airflow's api-server ($VARDFLYTT_AIRFLOW_URL) with your password (prompted, or
+    $VARDFLYTT_AIRFLOW_PASSWORD for automation) and answers the role's go/no-go task of the
+    wave's waiting cutover run with your own token: Airflow refuses a user not assigned to it.
+    If no run waits, the decision is recorded in the ledger for the user Airflow signed in."""
+    import os
+
+    from etl.cutover import airflow_hitl, waves
 
     settings = get_settings()
-    approver = by or ledger.current_actor()
     decision = "reject" if reject else "approve"
-    answered = _cutover_call(
-        airflow_hitl.respond_to_waiting_run, settings, wave, decision, approver, role, note
+    password = os.environ.get("VARDFLYTT_AIRFLOW_PASSWORD") or typer.prompt(
+        f"Airflow password for {user}", hide_input=True
     )
-    if answered:
+    answered = _cutover_call(
+        airflow_hitl.respond_to_waiting_run, settings, wave, decision, role, user, password, note
+    )
+    if answered["waiting"]:
         console.print(
-            f"answered the go/no-go of Airflow run {answered['run_id']} "
+            f"answered the {role} go/no-go of Airflow run {answered['run_id']} "
             f"({answered['dag_id']}): {decision} by {answered['responded_by']}; the run records "
-            "it in the ledger" + (" and cuts the wave over" if decision == "approve" else "")
+            "it in the ledger"
+            + (" and cuts the wave over once every role approved" if decision == "approve" else "")
         )
         return
     record = _cutover_call(
-        waves.approve, settings, wave, approver, role, decision, "cli", None, note
+        waves.approve, settings, wave, answered["user"], role, decision, "cli", None, note
     )
     console.print(
-        f"{record['role']} {record['decision']} recorded for {wave} by {record['approver']}"
+        f"{record['role']} {record['decision']} recorded for {wave} by {record['approver']} "
+        "(signed in to Airflow)"
     )
 
 
 @cutover_app.command("commit")
-def cutover_commit(wave: str, by: Actor = None) -> None:
+def cutover_commit(wave: str) -> None:
     """Cut over: the wave goes live (needs a verified wave and every approver's approval)."""
     from etl.cutover import waves
 
-    _cutover_call(waves.cut_over, get_settings(), wave, by)
+    _cutover_call(waves.cut_over, get_settings(), wave, _actor())
     console.print(f"wave {wave} is cut over")
 
 
@@ -1088,7 +1150,6 @@ def cutover_rollback(
     wave: Annotated[str | None, typer.Argument(help="Roll back the whole wave.")] = None,
     batch: Annotated[str | None, typer.Option(help="Roll back one batch instead.")] = None,
     cascade: Annotated[bool, typer.Option(help="Also roll back later batches first.")] = False,
-    by: Actor = None,
 ) -> None:
     """Undo a wave (every promoted batch, newest first) or one batch; checksums prove it."""
     from etl.cutover import waves
@@ -1101,7 +1162,7 @@ def cutover_rollback(
         undone = _cutover_call(waves.rollback_one_batch, settings, batch, cascade)
         console.print(f"rolled back: {', '.join(undone) or 'nothing (already rolled back)'}")
         return
-    evidence = _cutover_call(waves.rollback_wave, settings, wave, by, None, cascade)
+    evidence = _cutover_call(waves.rollback_wave, settings, wave, _actor(), None, cascade)
     console.print(
         f"rolled back {len(evidence['rolled_back_batches'])} batches of {wave}; core "
         f"rows equal to before the wave: {evidence['checksum_equal_to_before_wave']}"
@@ -1125,7 +1186,7 @@ def cutover_evidence(wave: str, label: Annotated[str | None, typer.Option()] = N
 
 
 @cutover_app.command("unlock")
-def cutover_unlock(wave: str, by: Actor = None) -> None:
+def cutover_unlock(wave: str) -> None:
     """Release a dead run's lock on a wave (recorded in the ledger's lock history)."""
     from etl.core.database import core_engine
     from etl.cutover import ledger
@@ -1136,7 +1197,7 @@ def cutover_unlock(wave: str, by: Actor = None) -> None:
         console.print(f"wave {wave} is not locked")
         return
     ledger.release_lock(engine, wave)
-    console.print(f"released {wave}, held by {holder.holder}, by {by or ledger.current_actor()}")
+    console.print(f"released {wave}, held by {holder.holder}, by {_actor()}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         "core it changes, in its own transaction.)",
     )
     chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
+    airflow_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Base URL of Airflow's api-server: `cutover approve` signs in there.",
+    )
 
     @cached_property
     def resolved_estate_dir(self) -> Path:

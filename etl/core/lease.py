@@ -58,15 +58,11 @@ SYSTEM_LEASE_DURATION = dt.timedelta(hours=2)
 
 def current_actor() -> str:
     """Who acts, as ledger and lease rows name them: ``etl.core.audit.current_user`` (inside
-    Airflow the person who triggered the run, never the DAG owner); on the command line
-    ``VARDFLYTT_USER`` still names the operator, as before."""
-    from etl.core.audit import COMMAND_LINE
+    Airflow the person who triggered the run, never the DAG owner; on the command line the
+    operating-system account)."""
     from etl.core.audit import current_actor as acting
 
-    actor = acting()
-    if actor.channel == COMMAND_LINE:
-        return os.environ.get("VARDFLYTT_USER") or actor.name
-    return actor.name
+    return acting().name
 
 
 def holder_label(run_id: str | None) -> str:

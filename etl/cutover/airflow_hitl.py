@@ -1,11 +1,14 @@
 """The go/no-go in Airflow: the approval request, the recorded decision, and answering it.
 
 The cutover DAG (``dags/vardflytt_cutover.py``) verifies a wave, writes its evidence pack and asks
-for a decision with Airflow 3's human-in-the-loop ``HITLOperator``. On Airflow 3.3 the approval
-task waits in ``awaiting_input``; a response through the Required Actions page, the REST API
-(``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails``) or
-``vardflytt cutover approve`` resumes it, and Airflow records who responded. The DAG's next task
-then writes that decision into our ledger and, on approval, cuts the wave over.
+each approving role for a decision with Airflow 3's human-in-the-loop ``HITLOperator``: one task
+per role (``go_no_go_<role>``), assigned to the role's Airflow users from the wave plan, so
+Airflow itself refuses an answer from anyone else (403). On Airflow 3.3 an approval task waits in
+``awaiting_input``; a response through the Required Actions page or the REST API
+(``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails``, which
+``vardflytt cutover approve`` calls with the user's own token) resumes it, and Airflow records
+who responded. The DAG's next task writes every role's answer into our ledger and, when every
+role approved, cuts the wave over.
 
 Module level stays cheap (the DAG file imports it while Airflow parses): everything heavy is
 imported inside the functions.
@@ -14,18 +17,20 @@ imported inside the functions.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
-import sys
 
 from etl.settings import Settings
 
 APPROVE = "Approve"
 REJECT = "Reject"
 CHANNEL = "airflow_hitl"
-APPROVAL_TASK_ID = "go_no_go"
-# The DAG's answer line on stdout when ``python -m etl.cutover.airflow_hitl`` responds.
-ANSWER_PREFIX = "vardflytt-hitl-answer: "
+APPROVAL_TASK_PREFIX = "go_no_go_"
+API = "/api/v2"
+WAITING_STATES = ("awaiting_input", "deferred")
+
+
+def approval_task_id(role: str) -> str:
+    """The go/no-go task of one approving role."""
+    return APPROVAL_TASK_PREFIX + role
 
 
 def cutover_dag_id(wave: str) -> str:
@@ -119,199 +124,181 @@ def verify_for_approval(
     }
 
 
-def record_decision(settings: Settings, wave: str, response: dict, run_id: str) -> dict:
-    """Write the human's answer to the go/no-go into the ledger; on approval, cut over.
+def record_decision(settings: Settings, wave: str, responses: dict[str, dict], run_id: str) -> dict:
+    """Write every role's answer to the go/no-go into the ledger; when all approve, cut over.
 
-    ``response`` is the approval task's result: ``chosen_options``, ``params_input`` and
-    ``responded_by_user`` as Airflow recorded them. Safe to retry: an answer this run already
-    recorded is not recorded twice, and a wave already cut over stays so."""
+    ``responses``: role -> that role's approval task result (``chosen_options``,
+    ``params_input`` and ``responded_by_user`` as Airflow recorded them). The approver is
+    Airflow's respondent id; the ledger refuses one not listed for the role, or one person for two
+    roles. Safe to retry: an answer this run already recorded is not recorded twice, and a wave
+    already cut over stays so."""
     from etl.core.database import core_engine
     from etl.cutover import ledger, waves
 
-    user = response.get("responded_by_user") or {}
-    approver = user.get("name") or user.get("id")
-    if not approver:
+    roles = list(waves.wave_of(settings, wave).criteria.approvers)
+    unknown = sorted(set(responses) - set(roles))
+    if unknown or set(responses) != set(roles):
         raise ledger.LedgerError(
-            f"the go/no-go of wave {wave} has no respondent (run {run_id}); nothing recorded"
+            f"the go/no-go of wave {wave} answered roles {sorted(responses)}, the plan asks "
+            f"{roles}; nothing recorded (run {run_id})"
         )
-    chosen = list(response.get("chosen_options") or [])
-    decision = "approve" if chosen == [APPROVE] else "reject"
-    params = response.get("params_input") or {}
-    role = params.get("role") or waves.wave_of(settings, wave).criteria.approvers[0]
-    note = params.get("note") or None
+    answers = {}
+    for role in roles:
+        response = responses[role] or {}
+        user = response.get("responded_by_user") or {}
+        approver = user.get("id")
+        if not approver:
+            raise ledger.LedgerError(
+                f"the go/no-go of wave {wave} as {role} has no respondent (run {run_id}); "
+                "nothing recorded"
+            )
+        chosen = list(response.get("chosen_options") or [])
+        answers[role] = {
+            "approver": approver,
+            "decision": "approve" if chosen == [APPROVE] else "reject",
+            "note": (response.get("params_input") or {}).get("note") or None,
+        }
     with core_engine(settings.resolved_core_url).connect() as connection:
-        recorded = [
-            a
+        recorded = {
+            (a["role"], a["approver"], a["decision"])
             for a in ledger.approvals(connection, wave, current_only=True)
-            if (a["run_id"], a["channel"], a["role"]) == (run_id, CHANNEL, role)
-            and (a["approver"], a["decision"]) == (approver, decision)
-        ]
+            if (a["run_id"], a["channel"]) == (run_id, CHANNEL)
+        }
         state = ledger.wave_state(connection, wave)
-    if not recorded and state != ledger.CUT_OVER:
-        waves.approve(settings, wave, approver, role, decision, CHANNEL, run_id, note)
-    if decision == "approve" and state != ledger.CUT_OVER:
-        waves.cut_over(settings, wave, actor=approver, run_id=run_id)
+    if state != ledger.CUT_OVER:
+        for role, answer in answers.items():
+            if (role, answer["approver"], answer["decision"]) not in recorded:
+                waves.approve(
+                    settings,
+                    wave,
+                    answer["approver"],
+                    role,
+                    answer["decision"],
+                    CHANNEL,
+                    run_id,
+                    answer["note"],
+                )
+    approved = all(a["decision"] == "approve" for a in answers.values())
+    if approved and state != ledger.CUT_OVER:
+        approvers = ", ".join(a["approver"] for a in answers.values())
+        waves.cut_over(settings, wave, actor=approvers, run_id=run_id)
     return {
         "wave": wave,
-        "decision": decision,
-        "approver": approver,
-        "role": role,
+        "decision": "approve" if approved else "reject",
+        "answers": {
+            role: {"approver": a["approver"], "decision": a["decision"]}
+            for role, a in answers.items()
+        },
         "state": _state(settings, wave),
     }
 
 
-# --- Answering from the command line -------------------------------------------------------
+# --- Answering from the command line, through Airflow's REST API as the signed-in user --------
 
 
-def airflow_in_use(settings: Settings) -> bool:
-    """Whether this project's Airflow has been set up (its home holds a config)."""
-    import os
+def sign_in(client, username: str, password: str) -> str:
+    """A JWT for ``username`` from the api-server (SimpleAuthManager ``POST /auth/token``)."""
+    from etl.cutover.ledger import LedgerError
 
-    return (settings.airflow_home / "airflow.cfg").exists() or bool(
-        os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-    )
+    response = client.post("/auth/token", json={"username": username, "password": password})
+    if response.status_code != 201:
+        raise LedgerError(
+            f"Airflow at {client.base_url} refused the sign-in of '{username}' "
+            f"(HTTP {response.status_code}); nothing recorded"
+        )
+    return response.json()["access_token"]
+
+
+def _detail(response) -> str:
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return response.text[:200]
 
 
 def respond_to_waiting_run(
     settings: Settings,
     wave: str,
     decision: str,
-    approver: str,
     role: str,
+    username: str,
+    password: str,
     note: str | None = None,
-) -> dict | None:
-    """Answer the go/no-go of the wave's cutover run if one is waiting; None if none is.
+) -> dict:
+    """Sign in to Airflow as ``username`` and answer ``role``'s go/no-go of the wave's waiting
+    cutover run with that user's own token; Airflow checks the user is assigned to it.
 
-    Runs in a child process with this project's Airflow environment (``etl.airflow_env``), so
-    Airflow reads its own configuration and metadata database, not whatever this process has."""
-    from etl.airflow_env import airflow_environment
+    Returns ``{"waiting": True, ...}`` with the run and Airflow's respondent, or
+    ``{"waiting": False, "user": username}`` when no run waits: the user is then authenticated (the
+    api-server accepted the password) and the caller records the decision in the ledger."""
+    import httpx
+
     from etl.cutover import ledger, waves
 
-    approvers = waves.wave_of(settings, wave).criteria.approvers
-    if role not in approvers:
+    roles = waves.wave_of(settings, wave).criteria.approvers
+    if role not in roles:
         raise ledger.LedgerError(
-            f"role '{role}' does not approve wave {wave}; approvers: {', '.join(approvers)}"
+            f"role '{role}' does not approve wave {wave}; approvers: {', '.join(roles)}"
         )
     if decision not in {"approve", "reject"}:
         raise ledger.LedgerError(f"a decision is 'approve' or 'reject', not '{decision}'")
-    if not airflow_in_use(settings):
-        return None
-    request = {
-        "dag_id": cutover_dag_id(wave),
-        "option": APPROVE if decision == "approve" else REJECT,
-        "user": approver,
-        "role": role,
-        "note": note or "",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "etl.cutover.airflow_hitl", json.dumps(request)],
-        env=airflow_environment(settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    answers = [
-        line[len(ANSWER_PREFIX) :]
-        for line in completed.stdout.splitlines()
-        if line.startswith(ANSWER_PREFIX)
-    ]
-    if completed.returncode != 0 or not answers:
-        raise ledger.LedgerError(
-            f"could not answer the go/no-go of wave {wave} in Airflow: "
-            + (completed.stderr.strip().splitlines() or ["no answer"])[-1]
-        )
-    answer = json.loads(answers[-1])
-    if "error" in answer:
-        raise ledger.LedgerError(answer["error"])
-    if answer.get("running_run_id"):
-        # Recording it in the ledger now would race the run's own go/no-go.
-        raise ledger.LedgerError(
-            f"Airflow run {answer['running_run_id']} of {request['dag_id']} is in progress but "
-            "not waiting for its go/no-go yet; answer when it asks (Required Actions, or this "
-            "command again)"
-        )
-    return answer if answer["waiting"] else None
-
-
-def _respond_in_airflow(request: dict) -> dict:
-    """In Airflow's environment: find the waiting approval and answer it as the UI does.
-
-    Calls the Core API's own handler of ``PATCH .../hitlDetails`` with a metadata-database
-    session: it records the respondent, the chosen option and the form, and resumes the parked
-    task (``handle_event_submit``). The identity is the one given on the command line, trusted
-    as the ledger's command-line channel trusts ``--by``; an HTTP client of a remote
-    api-server would authenticate instead (Airflow 3.3; re-check this call when upgrading)."""
-    from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
-    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
-    from airflow.models.dagrun import DagRun
-    from airflow.models.hitl import HITLDetail
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState, TaskInstanceState
-    from fastapi import HTTPException
-    from sqlalchemy import select
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    class CommandLineUser(BaseUser):
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def get_id(self) -> str:
-            return self.name
-
-        def get_name(self) -> str:
-            return self.name
-
-    query = (
-        select(TaskInstance.run_id, TaskInstance.map_index, HITLDetail.params)
-        .join(HITLDetail, HITLDetail.ti_id == TaskInstance.id)
-        .where(
-            (TaskInstance.dag_id == request["dag_id"])
-            & (TaskInstance.task_id == APPROVAL_TASK_ID)
-            & TaskInstance.state.in_([TaskInstanceState.AWAITING_INPUT, TaskInstanceState.DEFERRED])
-            & HITLDetail.responded_at.is_(None)
-        )
-        .order_by(TaskInstance.start_date.desc())
-    )
-    running = select(DagRun.run_id).where(
-        (DagRun.dag_id == request["dag_id"]) & (DagRun.state == DagRunState.RUNNING)
-    )
+    dag_id, task_id = cutover_dag_id(wave), approval_task_id(role)
     try:
-        with create_session() as session:
-            waiting = session.execute(query).first()
-            running_run_id = session.scalars(running).first()
-    except (OperationalError, ProgrammingError):  # no metadata database (yet): nothing waits
-        return {"waiting": False}
-    if waiting is None:
-        return {"waiting": False, "running_run_id": running_run_id}
-    # Like the Required Actions form, answer every field the request asks (defaults kept).
-    form = {name: field.get("value") for name, field in (waiting.params or {}).items()}
-    form.update({k: request[k] for k in ("role", "note") if k in form})
-    try:
-        with create_session() as session:
-            response = update_hitl_detail(
-                dag_id=request["dag_id"],
-                dag_run_id=waiting.run_id,
-                task_id=APPROVAL_TASK_ID,
-                update_hitl_detail_payload=UpdateHITLDetailPayload(
-                    chosen_options=[request["option"]],
-                    params_input=form,
-                ),
-                user=CommandLineUser(request["user"]),
-                session=session,
-                map_index=waiting.map_index,
+        with httpx.Client(base_url=settings.airflow_url.rstrip("/"), timeout=60) as client:
+            token = sign_in(client, username, password)
+            client.headers["Authorization"] = f"Bearer {token}"
+            listed = client.get(
+                f"{API}/dags/{dag_id}/dagRuns/~/hitlDetails",
+                params={"task_id": task_id, "response_received": "false"},
             )
-    except HTTPException as error:
-        return {"error": f"Airflow refused the answer: {error.detail}"}
+            waiting = []
+            if listed.status_code == 200:
+                waiting = [
+                    d["task_instance"]
+                    for d in listed.json()["hitl_details"]
+                    if d["task_instance"]["state"] in WAITING_STATES
+                ]
+            elif listed.status_code != 404:  # 404: Airflow does not know the DAG (yet)
+                raise ledger.LedgerError(
+                    f"Airflow refused to list the go/no-go of {dag_id} for '{username}' "
+                    f"(HTTP {listed.status_code}: {_detail(listed)})"
+                )
+            if not waiting:
+                running = client.get(f"{API}/dags/{dag_id}/dagRuns", params={"state": "running"})
+                runs = running.json().get("dag_runs", []) if running.status_code == 200 else []
+                if runs:
+                    # Recording it in the ledger now would race the run's own go/no-go.
+                    raise ledger.LedgerError(
+                        f"Airflow run {runs[0]['dag_run_id']} of {dag_id} is in progress but not "
+                        f"waiting for the {role} go/no-go; answer when it asks (Required "
+                        "Actions, or this command again)"
+                    )
+                return {"waiting": False, "user": username}
+            task = waiting[0]
+            answered = client.patch(
+                f"{API}/dags/{dag_id}/dagRuns/{task['dag_run_id']}/taskInstances/{task_id}/"
+                f"{task['map_index']}/hitlDetails",
+                json={
+                    "chosen_options": [APPROVE if decision == "approve" else REJECT],
+                    "params_input": {"note": note or ""},
+                },
+            )
+    except httpx.HTTPError as error:
+        raise ledger.LedgerError(
+            f"cannot reach Airflow's api-server at {settings.airflow_url} "
+            f"({type(error).__name__}); set VARDFLYTT_AIRFLOW_URL"
+        ) from error
+    if answered.status_code != 200:
+        raise ledger.LedgerError(
+            f"Airflow refused the {role} answer of '{username}' to {dag_id} "
+            f"(HTTP {answered.status_code}: {_detail(answered)})"
+        )
+    body = answered.json()
     return {
         "waiting": True,
-        "dag_id": request["dag_id"],
-        "run_id": waiting.run_id,
-        "chosen_options": response.chosen_options,
-        "responded_by": response.responded_by.name,
+        "dag_id": dag_id,
+        "run_id": task["dag_run_id"],
+        "role": role,
+        "chosen_options": body["chosen_options"],
+        "responded_by": body["responded_by"]["id"],
     }
-
-
-if __name__ == "__main__":
-    print(ANSWER_PREFIX + json.dumps(_respond_in_airflow(json.loads(sys.argv[1]))), flush=True)

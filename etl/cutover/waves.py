@@ -25,7 +25,7 @@ from etl.core.audit import current_user
 from etl.core.database import core_engine
 from etl.core.tables import dq_result, promotion, wave_reconciliation
 from etl.cutover import fingerprint, ledger
-from etl.cutover.plan import Wave, load_plan
+from etl.cutover.plan import PLAN_FILE, Wave, load_plan
 from etl.cutover.promote import PROMOTED, core_checksums, rollback
 from etl.cutover.reconcile import accounting_residue, reconcile_system
 from etl.load.loader import rewind_watermarks
@@ -477,6 +477,29 @@ def verify(
     return results
 
 
+def _refuse_unlisted(name: str, wave: Wave, role: str, approver: str, channel: str) -> None:
+    roles = wave.criteria.approvers
+    if role not in roles:
+        raise ledger.LedgerError(
+            f"role '{role}' does not approve wave {name}; approvers: {', '.join(roles)}"
+        )
+    listed = roles[role].accounts(channel)
+    if approver not in listed:
+        raise ledger.LedgerError(
+            f"'{approver}' is not listed to approve wave {name} as {role} through {channel} "
+            f"(listed in {PLAN_FILE}: {', '.join(listed) or 'nobody'})"
+        )
+
+
+def _refuse_one_person_two_roles(name: str, approvals: list[dict], role: str, approver: str):
+    other = sorted(a["role"] for a in approvals if a["approver"] == approver and a["role"] != role)
+    if other:
+        raise ledger.LedgerError(
+            f"'{approver}' already answered for wave {name} as {', '.join(other)}: distinct "
+            f"roles need distinct people, someone else must answer as {role}"
+        )
+
+
 def approve(
     settings: Settings,
     name: str,
@@ -487,18 +510,19 @@ def approve(
     run_id: str | None = None,
     note: str | None = None,
 ) -> dict:
+    """Record a role's go or no-go. ``approver`` is an authenticated identity (Airflow's
+    respondent, the user the command line signed in to Airflow as, or a dashboard sign-in); it
+    must be listed for ``role`` in the plan, and may answer for one role of the wave only."""
     wave = wave_of(settings, name)
-    if role not in wave.criteria.approvers:
-        raise ledger.LedgerError(
-            f"role '{role}' does not approve wave {name}; approvers: "
-            f"{', '.join(wave.criteria.approvers)}"
-        )
+    _refuse_unlisted(name, wave, role, approver, channel)
     with _engine(settings).begin() as connection:
         state = ledger.wave_state(connection, name)
         if state != ledger.VERIFIED:
             raise ledger.LedgerError(
                 f"wave {name} is {state}: only a verified wave can be approved for cutover"
             )
+        current = ledger.approvals(connection, name, current_only=True)
+        _refuse_one_person_two_roles(name, current, role, approver)
         return ledger.record_approval(
             connection, name, role, approver, decision, channel, run_id, note
         )
@@ -507,7 +531,8 @@ def approve(
 def cut_over(
     settings: Settings, name: str, actor: str | None = None, run_id: str | None = None
 ) -> dict:
-    """Commit the cutover: the wave goes live. Needs every approver's current approval."""
+    """Commit the cutover: the wave goes live. Needs every role's current approval, each from a
+    person listed for it and no person for two roles."""
     wave = wave_of(settings, name)
     with _engine(settings).begin() as connection:
         reviewed = check_reviewed_plan(connection, settings, name, "cut over")
@@ -527,6 +552,11 @@ def cut_over(
                     else ""
                 )
             )
+        for role in wave.criteria.approvers:
+            approval = current[role]
+            _refuse_unlisted(name, wave, role, approval["approver"], approval["channel"])
+            others = [a for r, a in current.items() if r in wave.criteria.approvers]
+            _refuse_one_person_two_roles(name, others, role, approval["approver"])
         return ledger.transition(
             connection,
             name,

@@ -9,8 +9,6 @@ Results name rows by handle and keyed pseudonym only, for the command line and t
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import os
 import re
 import uuid
 from collections.abc import Callable
@@ -54,7 +52,6 @@ from etl.steward.queue import (
 from etl.validate.checks import SOURCE_PREFIX, ThresholdsError, thresholds_for
 from etl.validate.stage import deferred_check
 
-USER_VARIABLE = "VARDFLYTT_USER"
 MIN_HANDLE_CHARACTERS = 8
 MIN_JUSTIFICATION_CHARACTERS = 20
 MIN_JUSTIFICATION_WORDS = 3
@@ -148,10 +145,14 @@ class RerunReport(BaseModel):
 
 
 def steward_name(by: str | None = None) -> str:
-    """Who decides: ``--by``, else ``VARDFLYTT_USER``, else the operating-system user."""
-    name = (by or os.environ.get(USER_VARIABLE) or getpass.getuser() or "").strip()
+    """Who decides: ``by`` when an authenticated caller names its user (the dashboard's signed-in
+    steward), else the acting identity (``etl.core.audit.current_user``: the Airflow run's
+    triggering user or the operating-system account). Never free text from the command line."""
+    from etl.core.audit import current_user
+
+    name = (by or current_user() or "").strip()
     if not name:
-        raise StewardError(f"say who decides: --by NAME or set {USER_VARIABLE}")
+        raise StewardError("no acting user: run as a named operating-system account")
     return name
 
 

@@ -27,10 +27,6 @@ steward_app = typer.Typer(
 console = RedactingConsole(width=None if sys.stdout.isatty() else 220)
 
 
-By = Annotated[
-    str | None,
-    typer.Option("--by", help="Who decides (default: VARDFLYTT_USER, else the OS user)."),
-]
 Note = Annotated[
     str | None, typer.Option("--justification", help="Why (recorded with the decision).")
 ]
@@ -251,7 +247,6 @@ def steward_fix(
     batch: Annotated[
         str | None, typer.Option(help="With --all: this batch (default: the latest).")
     ] = None,
-    by: By = None,
     justification: Note = None,
     run: Run = False,
     as_of_date: AsOfDate = None,
@@ -270,7 +265,7 @@ def steward_fix(
     elif system or check or batch:
         console.print("[red]--system, --check and --batch go with --all[/red]")
         raise typer.Exit(2)
-    _decide(fix_at_source, handles or [], run, as_of_date, by=by, justification=justification)
+    _decide(fix_at_source, handles or [], run, as_of_date, justification=justification)
 
 
 @steward_app.command("waive")
@@ -280,14 +275,13 @@ def steward_waive(
         str,
         typer.Option("--justification", help="Why the row may load as it is (required, reviewed)."),
     ] = "",
-    by: By = None,
     run: Run = False,
     as_of_date: AsOfDate = None,
 ) -> None:
     """Accept failing rows as they are: the next run loads them, flagged waived:<reason>."""
     from etl.steward.actions import waive
 
-    _decide(waive, handles or [], run, as_of_date, justification=justification, by=by)
+    _decide(waive, handles or [], run, as_of_date, justification=justification)
 
 
 @steward_app.command("reinject")
@@ -295,13 +289,12 @@ def steward_reinject(
     handles: Handles = None,
     run: Run = False,
     as_of_date: AsOfDate = None,
-    by: By = None,
     justification: Note = None,
 ) -> None:
     """Mark rows for re-injection (judged afresh); with --run, validate them again now."""
     from etl.steward.actions import reinject
 
-    _decide(reinject, handles or [], run, as_of_date, by=by, justification=justification)
+    _decide(reinject, handles or [], run, as_of_date, justification=justification)
 
 
 @steward_app.command("history")
@@ -373,7 +366,6 @@ def steward_defer_entity(
             "--justification", help="Why the system may go without it (required, reviewed)."
         ),
     ] = "",
-    by: By = None,
 ) -> None:
     """Promote a system's batch without one entity whose checks exceed their thresholds.
 
@@ -383,7 +375,7 @@ def steward_defer_entity(
     from etl.steward.actions import StewardError, defer_entity
 
     try:
-        outcome = defer_entity(get_settings(), system, entity, batch, justification, by)
+        outcome = defer_entity(get_settings(), system, entity, batch, justification)
     except StewardError as error:
         raise _fail(error) from error
     _print_deferral(outcome)
@@ -395,14 +387,13 @@ def steward_undo(
     decision_id: Annotated[
         str, typer.Argument(help="The entity deferral's decision id (8+ leading characters).")
     ],
-    by: By = None,
     justification: Note = None,
 ) -> None:
     """Reverse an entity deferral: the batch's gate refuses the entity again."""
     from etl.steward.actions import StewardError, undo_deferral
 
     try:
-        outcome = undo_deferral(get_settings(), decision_id, by, justification)
+        outcome = undo_deferral(get_settings(), decision_id, justification=justification)
     except StewardError as error:
         raise _fail(error) from error
     _print_deferral(outcome)

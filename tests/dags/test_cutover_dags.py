@@ -12,35 +12,41 @@ pytestmark = pytest.mark.dags
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The designed graph of every wave's DAG: task -> its downstream tasks. take_wave_lock feeds the
-# run (wave, phase, run id) to every task; release_wave_lock is its teardown.
-CUTOVER_GRAPH = {
-    "take_wave_lock": [
-        "choose_phase",
-        "cutover_evidence",
-        "freeze",
-        "load_evidence",
-        "load_final_delta",
-        "load_wave",
-        "reconcile_wave",
-        "record_decision",
-        "rehearse",
-        "release_wave_lock",
-        "verify",
-    ],
-    "choose_phase": ["freeze", "load_wave", "rehearse"],
-    "rehearse": ["release_wave_lock"],
-    "load_wave": ["reconcile_wave"],
-    "reconcile_wave": ["load_evidence"],
-    "load_evidence": ["release_wave_lock"],
-    "freeze": ["load_final_delta"],
-    "load_final_delta": ["verify"],
-    "verify": ["go_no_go"],
-    "go_no_go": ["record_decision"],
-    "record_decision": ["cutover_evidence"],
-    "cutover_evidence": ["release_wave_lock"],
-    "release_wave_lock": [],
-}
+
+def cutover_graph(roles: list[str]) -> dict[str, list[str]]:
+    """The designed graph of a wave's DAG: task -> its downstream tasks. take_wave_lock feeds the
+    run (wave, phase, run id) to every task; release_wave_lock is its teardown; verify asks each
+    approving role (go_no_go_<role>) and record_decision takes every answer."""
+    approvals = [f"go_no_go_{role}" for role in roles]
+    return {
+        "take_wave_lock": [
+            "choose_phase",
+            "cutover_evidence",
+            "freeze",
+            "load_evidence",
+            "load_final_delta",
+            "load_wave",
+            "reconcile_wave",
+            "record_decision",
+            "rehearse",
+            "release_wave_lock",
+            "verify",
+        ],
+        "choose_phase": ["freeze", "load_wave", "rehearse"],
+        "rehearse": ["release_wave_lock"],
+        "load_wave": ["reconcile_wave"],
+        "reconcile_wave": ["load_evidence"],
+        "load_evidence": ["release_wave_lock"],
+        "freeze": ["load_final_delta"],
+        "load_final_delta": ["verify"],
+        "verify": sorted(approvals),
+        **{approval: ["record_decision"] for approval in approvals},
+        "record_decision": ["cutover_evidence"],
+        "cutover_evidence": ["release_wave_lock"],
+        "release_wave_lock": [],
+    }
+
+
 ROLLBACK_GRAPH = {
     "take_wave_lock": ["release_wave_lock", "rollback", "rollback_evidence"],
     "rollback": ["rollback_evidence"],
@@ -94,7 +100,7 @@ def _graph(dag) -> dict[str, list[str]]:
 def test_each_cutover_dag_is_wired_as_designed(dags, plan):
     for wave in plan.waves:
         dag = dags[f"vardflytt_cutover_{wave.wave}"]
-        assert _graph(dag) == CUTOVER_GRAPH, wave.wave
+        assert _graph(dag) == cutover_graph(list(wave.criteria.approvers)), wave.wave
         assert dag.get_task("take_wave_lock").is_setup
         assert dag.get_task("release_wave_lock").is_teardown  # runs whatever failed before
         assert type(dag.get_task("choose_phase")).__name__ == "_BranchPythonDecoratedOperator"
@@ -103,22 +109,29 @@ def test_each_cutover_dag_is_wired_as_designed(dags, plan):
             assert {asset.name for asset in dag.get_task(load).outlets} == systems
 
 
-def test_the_go_no_go_is_a_human_in_the_loop_approval_naming_the_wave(dags, plan):
+def test_each_role_has_its_go_no_go_assigned_to_the_plan_users_only(dags, plan):
     from airflow.providers.standard.operators.hitl import HITLOperator
 
     from etl.cutover.ledger import LOCK_LEASE
 
+    assert len(plan.wave("w1_skaraborg").criteria.approvers) == 2  # the demo's two-person rule
     for wave in plan.waves:
-        approval = dags[f"vardflytt_cutover_{wave.wave}"].get_task("go_no_go")
-        assert isinstance(approval, HITLOperator)
-        assert approval.options == ["Approve", "Reject"] and not approval.multiple
-        assert wave.wave in approval.subject and wave.title in approval.subject
-        assert "xcom_pull(task_ids='verify')" in approval.body
-        role = approval.params.get_param("role")
-        assert role.schema["enum"] == wave.criteria.approvers
-        assert sorted(approval.params.keys()) == ["note", "role"]
-        # An unanswered go/no-go ends the run before the wave's lease could lapse under it.
-        assert approval.response_timeout < LOCK_LEASE
+        dag = dags[f"vardflytt_cutover_{wave.wave}"]
+        for role, accounts in wave.criteria.approvers.items():
+            approval = dag.get_task(f"go_no_go_{role}")
+            assert isinstance(approval, HITLOperator)
+            assert approval.options == ["Approve", "Reject"] and not approval.multiple
+            assert wave.wave in approval.subject and wave.title in approval.subject
+            assert role in approval.subject
+            assert "xcom_pull(task_ids='verify')" in approval.body
+            # Airflow answers only to these users (403 for anyone else, admins included).
+            assert approval.assigned_users == [
+                {"id": user, "name": user} for user in accounts.airflow_users
+            ]
+            assert approval.assigned_users
+            assert sorted(approval.params.keys()) == ["note"]
+            # An unanswered go/no-go ends the run before the wave's lease could lapse under it.
+            assert approval.response_timeout < LOCK_LEASE
 
 
 def test_the_rollback_dag_is_wired_as_designed(dags):

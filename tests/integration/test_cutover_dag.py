@@ -3,9 +3,10 @@ with ``airflow dags test`` while a person answers the go/no-go from the command 
 
 ``airflow dags test`` (Airflow 3.3) parks the human-in-the-loop task in ``awaiting_input`` and
 waits until a response is recorded in its metadata database from outside. Here that response is
-``vardflytt cutover approve``, run concurrently in its own process: it finds the waiting task and
-answers through Airflow's own HITL response handler, as the Required Actions page does, so
-Airflow records who responded; the DAG then writes the decision into the cutover ledger.
+``vardflytt cutover approve``, run concurrently in its own process: it signs in to the module's
+api-server as the approver (their generated password) and answers the waiting task through the
+REST API with that token, as the Required Actions page does, so Airflow records who responded;
+the DAG then writes the decision into the cutover ledger.
 
 The plan holds one small wave (ELVIS only) and the mappings copy holds only ELVIS, so each
 ``dags test`` parses few DAGs.
@@ -27,7 +28,7 @@ import yaml
 
 from etl.core.database import core_engine
 from etl.cutover import ledger
-from etl.cutover.airflow_hitl import APPROVAL_TASK_ID, CHANNEL, cutover_dag_id
+from etl.cutover.airflow_hitl import CHANNEL, approval_task_id, cutover_dag_id
 from etl.cutover.promote import core_checksums
 from etl.settings import PROJECT_ROOT
 
@@ -60,7 +61,7 @@ def mappings(tmp_path_factory) -> Path:
                     "reconciliation": "exact",
                     "accounting": "exact",
                     "min_rehearsals": 0,  # the rehearsal path is covered by test_waves.py
-                    "approvers": ["project_lead"],
+                    "approvers": {"project_lead": {"airflow_users": ["anna", "lena"]}},
                 },
             }
         ],
@@ -70,11 +71,20 @@ def mappings(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    """One project home and migrated Airflow metadata database for the module."""
+def home(tmp_path_factory, mappings) -> Path:
+    """One project home, migrated Airflow metadata database and api-server for the module."""
+    from etl.airflow_env import airflow_environment, api_server
+    from etl.settings import Settings
+
     home = tmp_path_factory.mktemp("vardflytt_home")
-    _vardflytt(home, {}, "airflow", "db", "migrate")
-    return home
+    _vardflytt(home, {"VARDFLYTT_MAPPINGS_DIR": str(mappings)}, "airflow", "db", "migrate")
+    environment = airflow_environment(Settings(home=home, mappings_dir=mappings))
+    with api_server(environment, home / "api-server.log") as url:
+        os.environ["VARDFLYTT_AIRFLOW_URL"] = url  # for the approvers' commands
+        try:
+            yield home
+        finally:
+            del os.environ["VARDFLYTT_AIRFLOW_URL"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -109,13 +119,17 @@ def _awaiting_input(home: Path) -> bool:
         row = connection.execute(
             "SELECT count(*) FROM task_instance WHERE dag_id = ? AND task_id = ? "
             "AND state = 'awaiting_input'",
-            (cutover_dag_id(WAVE), APPROVAL_TASK_ID),
+            (cutover_dag_id(WAVE), approval_task_id("project_lead")),
         ).fetchone()
     return row[0] > 0
 
 
-def _final_run_answered(home: Path, environment: dict[str, str], *answer: str) -> str:
-    """Run the final phase; when it asks for the go/no-go, answer with ``cutover approve``."""
+def _final_run_answered(home: Path, environment: dict[str, str], user: str, *answer: str) -> str:
+    """Run the final phase; when it asks for the go/no-go, ``user`` answers with
+    ``cutover approve``, signed in with their own password."""
+    from etl.airflow_env import airflow_password
+    from etl.settings import Settings
+
     conf = json.dumps({"phase": "final", "as_of_date": AS_OF})
     run = subprocess.Popen(
         [VARDFLYTT, "airflow", "dags", "test", cutover_dag_id(WAVE), "--conf", conf],
@@ -130,14 +144,26 @@ def _final_run_answered(home: Path, environment: dict[str, str], *answer: str) -
             assert run.poll() is None, f"the run ended before asking:\n{run.stdout.read()[-4000:]}"
             assert time.monotonic() < deadline, "the run never asked for its go/no-go"
             time.sleep(1)
-        answered = _vardflytt(home, environment, "cutover", "approve", WAVE, *answer)
+        password = airflow_password(Settings(home=home), user)
+        answered = _vardflytt(
+            home,
+            {**environment, "VARDFLYTT_AIRFLOW_PASSWORD": password},
+            "cutover",
+            "approve",
+            WAVE,
+            "--role",
+            "project_lead",
+            "--user",
+            user,
+            *answer,
+        )
         output, _ = run.communicate(timeout=300)
     finally:
         if run.poll() is None:
             run.kill()
             run.communicate()
     assert run.returncode == 0, output[-4000:]
-    assert "answered the go/no-go of Airflow run" in answered.stdout, answered.stdout
+    assert "answered the project_lead go/no-go of Airflow run" in answered.stdout, answered.stdout
     return output
 
 
@@ -184,7 +210,7 @@ def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_ba
     assert _checksums(core_url) != before
 
     # No-go: the wave stays verified and the rejection is in the ledger, with who and why.
-    _final_run_answered(home, environment, "--reject", "--by", "lena", "--note", "wait for Monday")
+    _final_run_answered(home, environment, "lena", "--reject", "--note", "wait for Monday")
     state, history, approvals = _ledger(core_url)
     assert state == ledger.VERIFIED
     assert [t["to_state"] for t in history][-3:] == ["frozen", "final_delta", "verified"]
@@ -197,7 +223,7 @@ def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_ba
     assert rejection["note"] == "wait for Monday" and rejection["run_id"] == history[-1]["run_id"]
 
     # Go: the next final run skips the freeze (still frozen), verifies again and cuts over.
-    _final_run_answered(home, environment, "--by", "anna")
+    _final_run_answered(home, environment, "anna")
     state, history, approvals = _ledger(core_url)
     assert state == ledger.CUT_OVER
     assert [t["to_state"] for t in history][-3:] == ["final_delta", "verified", "cut_over"]

@@ -1,6 +1,6 @@
 """What the cutover DAG's go/no-go tasks call (etl.cutover.airflow_hitl), on a real core ledger
 without Airflow: the recorded decision, retries, the freeze on a re-run, and the command line
-when no Airflow run is waiting."""
+when Airflow cannot sign anyone in."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def settings(settings_for, tmp_path):
                     "dq_gate": "pass",
                     "reconciliation": "exact",
                     "accounting": "exact",
-                    "approvers": ["project_lead"],
+                    "approvers": {"project_lead": {"airflow_users": ["anna", "lena"]}},
                 },
             }
         ],
@@ -66,10 +66,13 @@ def _ledger(settings):
 
 
 def _response(option: str, name: str | None = "anna", note: str = "") -> dict:
+    """The approval tasks' results, by role, as the DAG hands them to record_decision."""
     return {
-        "chosen_options": [option],
-        "params_input": {"role": "project_lead", "note": note},
-        "responded_by_user": {"id": name, "name": name} if name else None,
+        "project_lead": {
+            "chosen_options": [option],
+            "params_input": {"note": note},
+            "responded_by_user": {"id": name, "name": name} if name else None,
+        }
     }
 
 
@@ -91,8 +94,7 @@ def test_the_decision_is_recorded_once_and_an_approval_cuts_over(settings):
         assert result == {
             "wave": WAVE,
             "decision": "approve",
-            "approver": "anna",
-            "role": "project_lead",
+            "answers": {"project_lead": {"approver": "anna", "decision": "approve"}},
             "state": ledger.CUT_OVER,
         }
     state, history, approvals = _ledger(settings)
@@ -139,22 +141,23 @@ def test_the_approval_request_lists_every_criterion_and_the_pack():
     assert "`/evidence/t1/go-no-go-run`" in body
 
 
-def test_without_a_waiting_airflow_run_the_command_line_records_the_decision_itself(settings):
+def test_the_command_line_answers_only_when_airflow_signs_the_user_in(settings, monkeypatch):
     from etl.cli import app
 
     _walk(settings, ledger.INITIAL_LOAD, ledger.FROZEN, ledger.FINAL_DELTA, ledger.VERIFIED)
-    assert not airflow_hitl.airflow_in_use(settings)
-    answered = airflow_hitl.respond_to_waiting_run(settings, WAVE, "approve", "bo", "project_lead")
-    assert answered is None
     with pytest.raises(ledger.LedgerError, match="does not approve wave"):
-        airflow_hitl.respond_to_waiting_run(settings, WAVE, "approve", "bo", "janitor")
+        airflow_hitl.respond_to_waiting_run(settings, WAVE, "approve", "janitor", "bo", "secret")
 
-    result = CliRunner().invoke(app, ["cutover", "approve", WAVE, "--by", "bo"])
-    assert result.exit_code == 0, result.output
-    approvals = _ledger(settings)[2]
-    assert [(a["approver"], a["decision"], a["channel"]) for a in approvals] == [
-        ("bo", "approve", "cli")
-    ]
+    # No api-server at the configured URL: nobody is signed in, nothing is recorded.
+    monkeypatch.setenv("VARDFLYTT_AIRFLOW_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("VARDFLYTT_AIRFLOW_PASSWORD", "secret")
+    result = CliRunner().invoke(
+        app, ["cutover", "approve", WAVE, "--role", "project_lead", "--user", "anna"]
+    )
+    assert result.exit_code == 1
+    assert "cannot reach Airflow's api-server" in result.output
+    assert "secret" not in result.output
+    assert _ledger(settings)[2] == []
 
 
 def test_verification_fails_with_the_failing_criteria_and_asks_nobody(

@@ -44,7 +44,11 @@ def test_the_demo_wave_reaches_go_at_a_small_size(tmp_path, settings_for, patien
     rate = next(c for name, c in by_name.items() if name.startswith("quarantine rate"))
     assert "every system within the limit" in rate.detail
 
+    # Two roles, two distinct demo people (mappings/waves.yaml); one alone cannot cut over.
     waves.approve(settings, WAVE, "demo-lead", "project_lead", "approve")
+    with pytest.raises(ledger.LedgerError, match="no current approval from medical_safety"):
+        waves.cut_over(settings, WAVE, actor="demo-engineer")
+    waves.approve(settings, WAVE, "demo-cmio", "medical_safety_officer", "approve")
     waves.cut_over(settings, WAVE, actor="demo-engineer")
     from etl.core.database import core_engine
 

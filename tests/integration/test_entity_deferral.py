@@ -52,7 +52,7 @@ def _scalar(settings, query):
 
 
 def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
-    small_estate, settings_for, tmp_path
+    small_estate, settings_for, tmp_path, monkeypatch
 ):
     settings = settings_for(
         small_estate,
@@ -73,7 +73,8 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
         actions.defer_entity(settings, SYSTEM, "patient", BATCH, JUSTIFICATION, by="lena")
     with pytest.raises(actions.StewardError, match="justification"):
         actions.defer_entity(settings, SYSTEM, ENTITY, BATCH, "ok", by="lena")
-    # The steward's command, as the gate's message spells it.
+    # The steward's command, as the gate's message spells it, run by the OS account lena.
+    monkeypatch.setenv("LOGNAME", "lena")
     result = CliRunner().invoke(
         app,
         [
@@ -85,8 +86,6 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
             BATCH,
             "--justification",
             JUSTIFICATION,
-            "--by",
-            "lena",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -124,7 +123,7 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
             sa.text(
                 "SELECT count(*) FROM access_log WHERE action = 'steward_entity_deferred' "
                 'AND user_name = :who AND detail LIKE \'%"decided_by": "lena"%\''
-            ).bindparams(who=current_user()),  # the account acting; --by lena in the detail
+            ).bindparams(who=current_user()),  # the account acting, also in the detail
         )
         == 2  # the command and the repeat: each is logged, like every steward decision
     )
@@ -137,7 +136,8 @@ def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
         actions.waive(settings, [handle], JUSTIFICATION, by="lena")
 
     # Undo: recorded, never deleted; the gate judges the deliveries again and refuses.
-    result = CliRunner().invoke(app, ["steward", "undo", decision_id[:12], "--by", "anna"])
+    monkeypatch.setenv("LOGNAME", "anna")  # the command line acts as the OS account
+    result = CliRunner().invoke(app, ["steward", "undo", decision_id[:12]])
     assert result.exit_code == 0, result.output
     assert "entity_deferral_undone recorded" in result.output
     assert "already promoted" in result.output

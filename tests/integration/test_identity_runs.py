@@ -286,9 +286,12 @@ def test_the_command_line_shows_ids_reasons_and_counts_only(settings):
     listed = invoke("review")
     [review] = runs.list_open_reviews(settings)
     assert review.review_id in listed and "sex_conflict" in listed and "key-m1" in listed
-    decided = cli.invoke(app, ["identity", "decide", review.review_id, "--keep-apart"])
-    assert decided.exit_code == 1  # no --by
-    invoke("decide", review.review_id, "--keep-apart", "--by", "Sven", "--note", "PRIVATE NOTE")
+    typed = cli.invoke(app, ["identity", "decide", review.review_id, "--keep-apart", "--by", "x"])
+    assert typed.exit_code == 2  # no typed name: the decision is the signed-in user's
+    invoke("decide", review.review_id, "--keep-apart", "--note", "PRIVATE NOTE")
+    from etl.core.audit import current_user
+
+    assert review_row(settings, review.review_id).decided_by == current_user()
     summary = invoke("summary")
     assert "persons in 2 system(s)" in summary
     with core_engine(settings.resolved_core_url).connect() as connection:

@@ -64,7 +64,7 @@ def migrated(request, small_estate, tmp_path_factory, postgres_schema):
         patch.setenv("VARDFLYTT_CORE_URL", core_url)
         patch.setenv("VARDFLYTT_SOURCE_ELVIS_URL", f"sqlite:///{source}")
         patch.setenv("VARDFLYTT_PSEUDONYM_KEY", "steward-test-key-0123456789")
-        patch.setenv("VARDFLYTT_USER", "test.steward")
+        patch.setenv("LOGNAME", "test.steward")
         patch.delenv("AIRFLOW_CTX_DAG_OWNER", raising=False)
         settings = Settings()
         pipeline.run_system(SYSTEM, BATCH, AS_OF, settings=settings)
@@ -291,7 +291,7 @@ def test_reinject_supersedes_the_waiver_and_the_trail_shows_who_and_when(migrate
     waived_at = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 
     actions.waive(settings, [row.handle], JUSTIFICATION, by="anna.steward", decided_at=waived_at)
-    [reinjected] = actions.reinject(settings, [row.handle])  # by: VARDFLYTT_USER
+    [reinjected] = actions.reinject(settings, [row.handle])  # by: the OS account (LOGNAME)
     report = actions.rerun(settings, [row.handle], "reinject_test")
 
     assert reinjected.superseded == "waived" and "supersedes a waiver" in reinjected.note
@@ -359,7 +359,7 @@ def test_the_command_line_refuses_clearly_and_records_nothing(migrated):
     before = actions.history(settings, handle)
 
     result = runner.invoke(
-        app, ["steward", "waive", handle, "--justification", JUSTIFICATION, "--by", "cli.user"]
+        app, ["steward", "waive", handle, "--justification", JUSTIFICATION]
     )
 
     assert result.exit_code == 1

@@ -52,7 +52,7 @@ def settings(small_estate, settings_for, tmp_path, core_url):
                     "reconciliation": "exact",
                     "accounting": "exact",
                     "min_rehearsals": 1,
-                    "approvers": ["project_lead"],
+                    "approvers": {"project_lead": {"airflow_users": ["anna", "lena"]}},
                 },
             }
         ],

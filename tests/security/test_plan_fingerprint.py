@@ -44,7 +44,7 @@ def _plan(max_quarantine_rate: float = 0.05) -> dict:
                     "dq_gate": "pass",
                     "reconciliation": "exact",
                     "accounting": "exact",
-                    "approvers": ["project_lead"],
+                    "approvers": {"project_lead": {"airflow_users": ["lena"]}},
                 },
             },
             {
@@ -57,7 +57,7 @@ def _plan(max_quarantine_rate: float = 0.05) -> dict:
                     "dq_gate": "pass",
                     "reconciliation": "exact",
                     "accounting": "exact",
-                    "approvers": ["project_lead"],
+                    "approvers": {"project_lead": {"airflow_users": ["lena"]}},
                 },
             },
         ],

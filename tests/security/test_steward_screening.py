@@ -221,7 +221,7 @@ def migrated(request, small_estate, tmp_path_factory, postgres_schema):
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(small_estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)
         patch.setenv("VARDFLYTT_PSEUDONYM_KEY", "screening-test-key-0123456789")
-        patch.setenv("VARDFLYTT_USER", "test.steward")
+        patch.setenv("LOGNAME", "test.steward")
         patch.delenv("AIRFLOW_CTX_DAG_OWNER", raising=False)
         settings_ = Settings()
         pipeline.run_system("elvis", "elvis-screening", dt.date(2026, 7, 1), settings=settings_)

@@ -20,7 +20,8 @@ waves:
     systems: [lab_su]
     window: {start: 2027-01-01, end: 2027-01-14}
     criteria: {max_quarantine_rate: 0.05, dq_gate: pass, reconciliation: exact,
-               accounting: exact, approvers: [project_lead]}
+               accounting: exact,
+               approvers: {project_lead: {airflow_users: [lena]}}}
 """
 
 

@@ -68,13 +68,12 @@ def test_refused_justifications(text, is_required, refusal):
         check_justification(text, [PROBLEM], is_required)
 
 
-def test_who_decides_is_by_then_the_environment_then_the_os_user(monkeypatch):
-    monkeypatch.setattr("etl.steward.actions.getpass.getuser", lambda: "os.user")
-    monkeypatch.delenv("VARDFLYTT_USER", raising=False)
-    assert steward_name() == "os.user"
+def test_who_decides_is_the_authenticated_caller_else_the_os_account(monkeypatch):
+    """No free name from the environment or the command line: VARDFLYTT_USER is ignored."""
+    monkeypatch.setattr("getpass.getuser", lambda: "os.user")
     monkeypatch.setenv("VARDFLYTT_USER", "env.user")
-    assert steward_name() == "env.user"
-    assert steward_name(" by.user ") == "by.user"
+    assert steward_name() == "os.user"
+    assert steward_name(" dashboard.user ") == "dashboard.user"
 
 
 def test_review_statuses_are_open_the_decisions_and_all():
