@@ -358,9 +358,7 @@ def test_the_command_line_refuses_clearly_and_records_nothing(migrated):
     handle = _rows(settings, NOT_WAIVABLE)[1].handle
     before = actions.history(settings, handle)
 
-    result = runner.invoke(
-        app, ["steward", "waive", handle, "--justification", JUSTIFICATION]
-    )
+    result = runner.invoke(app, ["steward", "waive", handle, "--justification", JUSTIFICATION])
 
     assert result.exit_code == 1
     assert "thresholds.yaml does not allow" in " ".join(result.output.split())
