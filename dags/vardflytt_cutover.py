@@ -59,11 +59,13 @@ CUTOVER_PARAMS = {
             "load. final: freeze, final delta, verify, go/no-go approval, cut over."
         ),
     ),
+    # Nullable, so the form lets it be empty (a type without "null" is required in Airflow 3).
     "as_of_date": Param(
-        "",
-        type="string",
-        title="As-of date (YYYY-MM-DD)",
-        description="Reference date for date rules; empty means the run's date.",
+        None,
+        type=["null", "string"],
+        format="date",
+        title="As-of date",
+        description="Reference date for date rules (YYYY-MM-DD); empty means the run's date.",
     ),
 }
 
@@ -267,8 +269,8 @@ def build_cutover_dag(wave):
                 options=[APPROVE, REJECT],
                 params={
                     "note": Param(
-                        "",
-                        type="string",
+                        None,
+                        type=["null", "string"],
                         title="Note",
                         description="Why: recorded with the decision in the cutover ledger.",
                     ),
@@ -303,8 +305,8 @@ def build_rollback_dag(wave_names: list[str]):
             description="The wave to roll back (all its promoted batches, newest first).",
         ),
         "batch_id": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Batch id",
             description="Leave empty to roll back the whole wave; give one to undo only it.",
         ),

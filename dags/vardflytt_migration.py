@@ -36,17 +36,20 @@ RUN_PARAMS = {
         title="Dry run",
         description="Extract, transform and validate, but write nothing to the core.",
     ),
+    # Optional fields are nullable: Airflow 3's form treats a Param whose type excludes "null" as
+    # required and keeps Trigger disabled while it is empty, whatever its help text says.
     "batch_id": Param(
-        "",
-        type="string",
+        None,
+        type=["null", "string"],
         title="Batch id",
         description="Leave empty for one batch per run. Re-use an id to re-run that batch.",
     ),
     "as_of_date": Param(
-        "",
-        type="string",
-        title="As-of date (YYYY-MM-DD)",
-        description="Reference date for date rules; empty means the run's date.",
+        None,
+        type=["null", "string"],
+        format="date",
+        title="As-of date",
+        description="Reference date for date rules (YYYY-MM-DD); empty means the run's date.",
     ),
 }
 

@@ -82,14 +82,14 @@ def test_the_cutover_params_form_offers_the_phases_in_order(dags, plan):
         phase = params.get_param("phase")
         assert phase.schema["enum"] == ["rehearsal", "initial", "delta", "final"]
         assert phase.value == "rehearsal"  # the default touches no core
-        assert params.get_param("as_of_date").value == ""
+        assert params.get_param("as_of_date").value is None  # empty: the run's date
 
 
 def test_the_rollback_params_form_offers_the_plan_waves(dags, plan):
     params = dags["vardflytt_rollback"].params
     assert sorted(params.keys()) == ["batch_id", "cascade", "wave"]
     assert params.get_param("wave").schema["enum"] == [w.wave for w in plan.waves]
-    assert params.get_param("batch_id").value == ""
+    assert params.get_param("batch_id").value is None  # empty: the whole wave
     assert params.get_param("cascade").value is False
 
 

@@ -161,22 +161,24 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _migrate_and_start(
-    airflow: str, env: dict[str, str], home: Path, port: int, started: list
+    airflow: str, env: dict[str, str], home: Path, port: int, started: list, serialize_dags: bool
 ) -> None:
-    """``airflow db migrate``, then ``airflow api-server`` in its own process group; the process,
-    or the error, is put in ``started``."""
+    """``airflow db migrate`` (and ``airflow dags reserialize`` if asked), then ``airflow
+    api-server`` in its own process group; the process, or the error, is put in ``started``."""
     logs = home / "logs"
+    steps = [["db", "migrate"], *([["dags", "reserialize"]] if serialize_dags else [])]
     try:
-        with (logs / "db-migrate.log").open("w") as log:
-            subprocess.run(
-                [airflow, "db", "migrate"],
-                env=env,
-                cwd=home,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=300,
-            )
+        for step in steps:
+            with (logs / f"{'-'.join(step)}.log").open("w") as log:
+                subprocess.run(
+                    [airflow, *step],
+                    env=env,
+                    cwd=home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                    timeout=300,
+                )
         with (logs / "api-server.log").open("w") as log:
             started.append(
                 subprocess.Popen(
@@ -199,10 +201,13 @@ def airflow_api_server(
     users: list[AirflowUser],
     environment: dict[str, str] | None = None,
     while_starting: Callable[[], None] | None = None,
+    serialize_dags: bool = False,
 ) -> Iterator[AirflowServer]:
     """Migrate a fresh metadata database under ``settings.airflow_home`` and serve it with
     ``airflow api-server`` on a free loopback port until the block ends. ``while_starting`` runs
-    meanwhile (seeding the data the server will show: it reads it only when asked)."""
+    meanwhile (seeding the data the server will show: it reads it only when asked).
+    ``serialize_dags``: store the project's DAGs first, as the DAG processor would (the API server
+    parses no DAG files), so Airflow's UI shows them and their forms."""
     home = settings.airflow_home
     (home / "logs").mkdir(parents=True, exist_ok=True)
     passwords = {user.name: secrets.token_urlsafe(18) for user in users}
@@ -215,7 +220,9 @@ def airflow_api_server(
 
     started: list = []
     starter = threading.Thread(
-        target=_migrate_and_start, args=(airflow, env, home, port, started), daemon=True
+        target=_migrate_and_start,
+        args=(airflow, env, home, port, started, serialize_dags),
+        daemon=True,
     )
     starter.start()
     try:

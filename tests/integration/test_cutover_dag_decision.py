@@ -65,8 +65,9 @@ def _ledger(settings):
         )
 
 
-def _response(option: str, name: str | None = "anna", note: str = "") -> dict:
-    """The approval tasks' results, by role, as the DAG hands them to record_decision."""
+def _response(option: str, name: str | None = "anna", note: str | None = None) -> dict:
+    """The approval tasks' results, by role, as the DAG hands them to record_decision (a note
+    left empty in Airflow's form arrives as null: the Param is optional)."""
     return {
         "project_lead": {
             "chosen_options": [option],
@@ -104,6 +105,7 @@ def test_the_decision_is_recorded_once_and_an_approval_cuts_over(settings):
         ("lena", "reject", False),
         ("anna", "approve", True),
     ]
+    assert approvals[-1]["note"] is None  # left empty
 
 
 def test_a_response_without_a_respondent_records_nothing(settings):
