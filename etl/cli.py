@@ -277,11 +277,17 @@ def status(
 
 @app.command("airflow", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(context: typer.Context) -> None:
-    """Run any ``airflow`` command against the project-local Airflow (e.g. ``standalone``)."""
+    """Run any ``airflow`` command against the project-local Airflow (e.g. ``standalone``).
+
+    ``standalone`` runs sized for this machine, on loopback, without log servers
+    (etl/airflow_env.py, etl/airflow_standalone.py)."""
     from etl.airflow_env import airflow_environment
 
     environment = airflow_environment(get_settings())
-    command = [str(Path(sys.executable).with_name("airflow")), *context.args]
+    if context.args[:1] == ["standalone"]:
+        command = [sys.executable, "-m", "etl.airflow_standalone", *context.args[1:]]
+    else:
+        command = [str(Path(sys.executable).with_name("airflow")), *context.args]
     raise typer.Exit(subprocess.call(command, env=environment))
 
 
