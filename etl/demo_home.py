@@ -9,7 +9,10 @@ runs). Kept, because they are owner-only random secrets and keeping them changes
 so a signed-in browser and a noted admin password keep working.
 
 Nothing outside the home is ever deleted, and a home without the marker that already holds
-data is refused, not reset: a production ``VARDFLYTT_HOME`` is never wiped by a demo.
+data is refused, not reset: a production ``VARDFLYTT_HOME`` is never wiped by a demo. A core or
+landing zone configured outside the home is refused too (the reset could not empty it); an
+estate configured outside it is left, as the demo writes it again from its seed. Stop ``make
+airflow`` and the dashboard of that home before a second demo: their database is reset.
 """
 
 from __future__ import annotations
