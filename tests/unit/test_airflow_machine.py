@@ -61,3 +61,26 @@ def test_the_operator_s_environment_wins(settings_for, monkeypatch):
 )
 def test_standalone_starts_no_log_server(command, expected):
     assert standalone_command(command) == expected
+
+
+def test_vardflytt_airflow_standalone_runs_the_loopback_standalone(settings_for, monkeypatch):
+    from typer.testing import CliRunner
+
+    from etl import cli
+
+    settings = settings_for()
+    calls = []
+
+    def call(command, env):
+        calls.append((command, env))
+        return 0
+
+    monkeypatch.setattr(cli.subprocess, "call", call)
+    result = CliRunner().invoke(cli.app, ["airflow", "standalone"])
+
+    assert result.exit_code == 0, result.output
+    [(command, environment)] = calls
+    assert command[1:] == ["-m", "etl.airflow_standalone"]
+    assert environment["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert "simple_auth_manager_passwords.json" in result.output
+    assert (settings.home / "airflow" / "simple_auth_manager_passwords.json").exists()

@@ -104,3 +104,18 @@ def test_state_outside_the_home_is_never_reset(settings_for, tmp_path, outside):
     with pytest.raises(DemoHomeError, match="deletes nothing outside its home"):
         prepare_demo_home(settings)
     assert (settings.home / "logs").exists()
+
+
+def test_the_demo_command_refuses_a_home_no_demo_wrote(settings_for):
+    from typer.testing import CliRunner
+
+    from etl import cli
+
+    settings = settings_for()
+    _fill_like_a_demo(settings.home)
+
+    result = CliRunner().invoke(cli.app, ["demo", "--patients", "5"])
+
+    assert result.exit_code == 2, result.output
+    assert "no demo wrote it" in " ".join(result.output.split())
+    assert not (settings.home / "estate" / "defects.csv").exists()
