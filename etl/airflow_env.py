@@ -129,7 +129,8 @@ def machine_settings(cores: int | None = None) -> dict[str, str]:
     Airflow's defaults suit a server: the LocalExecutor of ``airflow standalone`` starts
     ``[core] parallelism`` (32) worker processes at once, each importing the pipeline. Here:
     one task per core (at least 2, so a long load leaves room; at most Airflow's 32), half the
-    cores parsing DAG files and serving the API. Listeners: the api-server and the scheduler's
+    cores parsing DAG files (at most 8: the DAG folder is small) and serving the API (at most
+    4, as Airflow advises scaling out instead). Listeners: the api-server and the scheduler's
     health check bind 127.0.0.1; the log servers, which cannot be bound to an address, are not
     started by ``vardflytt airflow standalone`` (etl/airflow_standalone.py). Celery is not used.
     """
@@ -137,7 +138,7 @@ def machine_settings(cores: int | None = None) -> dict[str, str]:
     half = max(1, cores // 2)
     return {
         "AIRFLOW__CORE__PARALLELISM": str(min(32, max(2, cores))),
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(half),
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(min(8, half)),
         "AIRFLOW__API__WORKERS": str(min(4, half)),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
         pytest.param(1, "2", "1", "1", id="1-core"),
         pytest.param(2, "2", "1", "1", id="2-cores"),
         pytest.param(8, "8", "4", "4", id="8-cores"),
-        pytest.param(96, "32", "48", "4", id="96-cores"),
+        pytest.param(96, "32", "8", "4", id="96-cores"),
     ],
 )
 def test_process_counts_follow_the_cores(cores, parallelism, parsers, api_workers):
