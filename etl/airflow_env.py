@@ -104,8 +104,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
-    # The api-server listens on loopback unless the operator says otherwise.
-    environment.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
+    # Sized for this machine and on loopback, unless the operator's environment says otherwise.
+    for name, value in machine_settings().items():
+        environment.setdefault(name, value)
     for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):
         value = getattr(settings, name)
         if value is not None:
@@ -120,6 +121,28 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             environment[f"VARDFLYTT_{name.upper()}"] = str(getattr(settings, name))
     residency.check_airflow(environment, settings)
     return environment
+
+
+def machine_settings(cores: int | None = None) -> dict[str, str]:
+    """Airflow's process counts from the machine's cores, and every listener on loopback.
+
+    Airflow's defaults suit a server: the LocalExecutor of ``airflow standalone`` starts
+    ``[core] parallelism`` (32) worker processes at once, each importing the pipeline. Here:
+    one task per core (at least 2, so a long load leaves room; at most Airflow's 32), half the
+    cores parsing DAG files (at most 8: the DAG folder is small) and serving the API (at most
+    4, as Airflow advises scaling out instead). Listeners: the api-server and the scheduler's
+    health check bind 127.0.0.1; the log servers, which cannot be bound to an address, are not
+    started by ``vardflytt airflow standalone`` (etl/airflow_standalone.py). Celery is not used.
+    """
+    cores = cores or os.cpu_count() or 1
+    half = max(1, cores // 2)
+    return {
+        "AIRFLOW__CORE__PARALLELISM": str(min(32, max(2, cores))),
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(min(8, half)),
+        "AIRFLOW__API__WORKERS": str(min(4, half)),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+    }
 
 
 def free_loopback_port() -> int:

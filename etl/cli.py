@@ -277,11 +277,26 @@ def status(
 
 @app.command("airflow", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(context: typer.Context) -> None:
-    """Run any ``airflow`` command against the project-local Airflow (e.g. ``standalone``)."""
-    from etl.airflow_env import airflow_environment
+    """Run any ``airflow`` command against the project-local Airflow (e.g. ``standalone``).
 
-    environment = airflow_environment(get_settings())
-    command = [str(Path(sys.executable).with_name("airflow")), *context.args]
+    ``standalone`` runs sized for this machine, on loopback, without log servers
+    (etl/airflow_env.py, etl/airflow_standalone.py)."""
+    from etl.airflow_env import ADMIN_USER, airflow_environment, passwords_file
+
+    settings = get_settings()
+    environment = airflow_environment(settings)
+    if context.args[:1] == ["standalone"]:
+        address = (
+            f"http://{environment['AIRFLOW__API__HOST']}:"
+            f"{environment.get('AIRFLOW__API__PORT', '8080')}/"
+        )
+        console.print(
+            f"Airflow UI: {address} once ready; sign in as '{ADMIN_USER}' with the password in "
+            f"{passwords_file(settings)}. DAGs start paused: switch one on before triggering it."
+        )
+        command = [sys.executable, "-m", "etl.airflow_standalone", *context.args[1:]]
+    else:
+        command = [str(Path(sys.executable).with_name("airflow")), *context.args]
     raise typer.Exit(subprocess.call(command, env=environment))
 
 
@@ -302,10 +317,14 @@ def demo(
         ),
     ] = "w1_skaraborg",
 ) -> None:
-    """Generate the estate, migrate it through Airflow, resolve identities, print the accounting."""
+    """Generate the estate, migrate it through Airflow, resolve identities, print the accounting.
+
+    Run again, it first resets the previous demo's state under VARDFLYTT_HOME (etl.demo_home),
+    so every run starts from the same empty home; it refuses a home no demo wrote."""
     import json
 
     from etl.airflow_env import airflow_environment
+    from etl.demo_home import DemoHomeError, prepare_demo_home
     from etl.layout import list_system_entities
 
     settings = get_settings()
@@ -321,6 +340,12 @@ def demo(
 
         wave_systems = load_plan(settings.mappings_dir).wave(cutover_wave).systems
         chosen = [system for system in chosen if system not in wave_systems]
+    try:
+        preparation = prepare_demo_home(settings)
+    except DemoHomeError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
+    console.print(preparation.describe())
     estate_generate(patients=patients, seed=seed, out=None, elvis_url=None)
     environment = airflow_environment(settings)
     airflow_bin = str(Path(sys.executable).with_name("airflow"))
@@ -348,15 +373,38 @@ def demo(
     docs(out=None)
     dq_report(run_id=None, out=None)
     status(batch=None, check=True)
+    _print_demo_next_steps(settings, cutover_wave if wave_systems else None)
+
+
+def _print_demo_next_steps(settings, wave: str | None) -> None:
+    """Where to look next, with the exact commands (run from the project folder)."""
+    from etl.airflow_env import ADMIN_USER, passwords_file
+
+    console.rule("where to look next")
     console.print(f"core database: {redact(settings.resolved_core_url)}")
-    console.print(f"mapping documentation: {settings.home / 'docs' / 'index.html'}")
-    console.print("identity summary: .venv/bin/vardflytt identity summary")
-    if wave_systems:
+    console.print(
+        "dashboard: .venv/bin/vardflytt dashboard, then http://127.0.0.1:8765/ and sign in "
+        "with the 'lead' or 'steward' token it prints (kept in "
+        f"{settings.home / 'secrets' / 'dashboard-users.json'})"
+    )
+    console.print(
+        f"Airflow UI: make airflow, then {settings.airflow_url}/ as '{ADMIN_USER}' with the "
+        f"password in {passwords_file(settings)} (the approvers' are there too); DAGs start "
+        "paused: unpause one before you trigger it"
+    )
+    console.print(
+        f"reports: validation {settings.home / 'reports' / 'validation'}, mapping "
+        f"documentation {settings.home / 'docs' / 'index.html'}"
+    )
+    console.print(
+        "accounting: .venv/bin/vardflytt status; identities: .venv/bin/vardflytt identity summary"
+    )
+    if wave:
         console.print(
-            f"cutover ledger: .venv/bin/vardflytt cutover status {cutover_wave}; evidence packs: "
-            f"{settings.home / 'evidence' / cutover_wave}"
+            f"cutover: .venv/bin/vardflytt cutover status {wave}; evidence packs: "
+            f"{settings.home / 'evidence' / wave}"
         )
-    console.print("dashboard: .venv/bin/vardflytt dashboard")
+    console.print("run the demo again: make demo (it resets this demo's state first)")
 
 
 def _demo_cutover(wave: str, environment: dict, airflow_bin: str, logs: Path) -> None:

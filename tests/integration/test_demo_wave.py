@@ -4,7 +4,8 @@ The demo generates the estate with seed 42 and cuts wave w1_skaraborg of the rea
 mappings/waves.yaml over: rehearsal, initial load, freeze, final delta, verify. At a few hundred
 people the satellites are small, so both the estate's planting and the wave's criteria must scale
 with size (issue 10, part 12). The same path through Airflow is `make demo`; here it runs through
-etl.cutover.waves, which the cutover DAG's tasks call.
+etl.cutover.waves, which the cutover DAG's tasks call. A second demo in the same home starts
+over (etl.demo_home resets it), so the wave that the first cut over rehearses again (issue 12).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime as dt
 import pytest
 
 from etl.cutover import ledger, waves
+from etl.demo_home import prepare_demo_home
 from etl.estate import generate_estate
 from etl.estate.base import EXTRACT_DATE
 
@@ -27,7 +29,11 @@ DEMO_SEED = 42  # etl.cli demo's default
 def test_the_demo_wave_reaches_go_at_a_small_size(tmp_path, settings_for, patients):
     estate = tmp_path / "estate"
     generate_estate(estate, patients=patients, seed=DEMO_SEED)
-    settings = settings_for(estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+    home = tmp_path / "home"  # settings_for's home; the demo keeps its core and landing there
+    settings = settings_for(
+        estate, f"sqlite:///{home / 'core' / 'core.sqlite'}", landing_dir=home / "landing"
+    )
+    assert prepare_demo_home(settings).action == "fresh"
     as_of = dt.date.fromisoformat(str(EXTRACT_DATE))
 
     rehearsal = waves.rehearse(settings, WAVE, as_of, actor="demo-engineer")
@@ -54,3 +60,13 @@ def test_the_demo_wave_reaches_go_at_a_small_size(tmp_path, settings_for, patien
 
     with core_engine(settings.resolved_core_url).connect() as connection:
         assert ledger.wave_state(connection, WAVE) == ledger.CUT_OVER
+
+    # `make demo` again in the same home: without the reset the wave refuses to rehearse.
+    with pytest.raises(ledger.LedgerError, match="rehearsal"):
+        waves.rehearse(settings, WAVE, as_of, actor="demo-engineer")
+    assert prepare_demo_home(settings).action == "reset"
+    # A second `make demo` is a new process; this one must forget the deleted core's engine.
+    core_engine(settings.resolved_core_url).dispose()
+    core_engine.cache_clear()
+    again = waves.rehearse(settings, WAVE, as_of, actor="demo-engineer")
+    assert again["criteria_passed"], again
