@@ -164,10 +164,17 @@ def verified(request, settings_for, tmp_path) -> Settings:
     settings = settings_for(
         core_url=core_url, mappings_dir=_mappings(tmp_path / "mappings", APPROVERS)
     )
-    with core_engine(core_url).begin() as connection:
+    _walk_to_verified(settings)
+    return settings
+
+
+def _walk_to_verified(settings: Settings) -> None:
+    """The ledger of a verified wave, with the reviewed plan its first load records."""
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        plan = waves.plan_fingerprint(settings, WAVE)
+        ledger.record_plan(connection, WAVE, plan.digest, plan.files, "initial_load", "ivar")
         for state in (ledger.INITIAL_LOAD, ledger.FROZEN, ledger.FINAL_DELTA, ledger.VERIFIED):
             ledger.transition(connection, WAVE, state, "ivar")
-    return settings
 
 
 def _approvals(settings: Settings) -> list[tuple]:
@@ -411,9 +418,7 @@ def test_with_no_run_waiting_the_command_line_records_the_signed_in_user(airflow
         core_url=f"sqlite:///{tmp_path / 'core.sqlite'}",
         airflow_url=settings.airflow_url,
     )
-    with core_engine(core.resolved_core_url).begin() as connection:
-        for state in (ledger.INITIAL_LOAD, ledger.FROZEN, ledger.FINAL_DELTA, ledger.VERIFIED):
-            ledger.transition(connection, WAVE, state, "ivar")
+    _walk_to_verified(core)
 
     unlisted = _approve_cli(core, "project_lead", "bo", _password(core, "bo"))
     assert unlisted.returncode == 1 and "'bo' is not listed" in unlisted.stdout
