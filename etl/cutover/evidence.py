@@ -111,6 +111,11 @@ _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()#|~!])")
 _URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):")  # http:, mailto:, javascript: ...
 
 
+def _md_cells(row: dict, fields: tuple[str, ...]) -> str:
+    """The start of a Markdown table row: the fields' values, escaped, without the closing bar."""
+    return "| " + " | ".join(md(row[field]) for field in fields)
+
+
 def md(value: object) -> str:
     """A value as inert Markdown text: one line, no HTML, no links, emphasis or table cells.
 
@@ -155,24 +160,17 @@ def _markdown(content: dict) -> str:
         "| system | entity | extracted | loaded | quarantined | excluded | merged | residue |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for row in content["accounting"]:
-        lines.append(
-            "| "
-            + " | ".join(
-                md(row[field])
-                for field in (
-                    "source_system",
-                    "entity",
-                    "extracted",
-                    "loaded",
-                    "quarantined",
-                    "excluded",
-                    "merged",
-                    "residue",
-                )
-            )
-            + " |"
-        )
+    accounting_fields = (
+        "source_system",
+        "entity",
+        "extracted",
+        "loaded",
+        "quarantined",
+        "excluded",
+        "merged",
+        "residue",
+    )
+    lines += [_md_cells(row, accounting_fields) + " |" for row in content["accounting"]]
     lines += [
         "",
         "## Reconciliation (source through mapping against core)",
@@ -180,23 +178,19 @@ def _markdown(content: dict) -> str:
         "| system | entity | expected | core | missing | unexpected | differing | ok |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for row in content["reconciliation"]:
-        lines.append(
-            "| "
-            + " | ".join(
-                md(row[field])
-                for field in (
-                    "source_system",
-                    "entity",
-                    "expected_rows",
-                    "core_rows",
-                    "missing_in_core",
-                    "unexpected_in_core",
-                    "content_mismatches",
-                )
-            )
-            + f" | {'yes' if row['is_reconciled'] else 'NO'} |"
-        )
+    reconciliation_fields = (
+        "source_system",
+        "entity",
+        "expected_rows",
+        "core_rows",
+        "missing_in_core",
+        "unexpected_in_core",
+        "content_mismatches",
+    )
+    lines += [
+        _md_cells(row, reconciliation_fields) + f" | {'yes' if row['is_reconciled'] else 'NO'} |"
+        for row in content["reconciliation"]
+    ]
     lines += ["", "## Ledger", ""]
     for t in content["transitions"]:
         lines.append(
