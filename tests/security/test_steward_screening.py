@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from etl.batch import BatchPaths
 from etl.core.database import core_engine
 from etl.steward import screening
-from etl.steward.actions import Problem, StewardError, check_justification
+from etl.steward.actions import StewardError, check_justification
 from etl.steward.screening import (
     DASHES,
     IDENTITY_REFUSAL,
@@ -30,22 +30,9 @@ from etl.steward.screening import (
     normalise,
     screen,
 )
+from tests.steward_problem import PROBLEM
 
 KEY = b"screening-test-key-0123456789"
-PROBLEM = Problem(
-    handle="0123456789abcdef0123456789abcdef",
-    kind="quarantined",
-    batch_id="elvis-1",
-    system="elvis",
-    dataset="bokning",
-    entity="appointment",
-    row_number=49,
-    source_key="2000049",
-    check="appointment.scheduled_at.not_null",
-    severity="error",
-    reason="missing_value",
-    decision=None,
-)
 
 
 # --- the normaliser -------------------------------------------------------------------------

@@ -5,26 +5,12 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from etl.steward.actions import Problem, StewardError, check_justification, steward_name
+from etl.steward.actions import StewardError, check_justification, steward_name
 from etl.steward.decisions import DECISIONS, ReviewStatus
 from etl.steward.queue import check_id
+from tests.steward_problem import PROBLEM
 
 pytestmark = pytest.mark.unit
-
-PROBLEM = Problem(
-    handle="0123456789abcdef0123456789abcdef",
-    kind="quarantined",
-    batch_id="elvis-1",
-    system="elvis",
-    dataset="bokning",
-    entity="appointment",
-    row_number=49,
-    source_key="2000049",
-    check="appointment.scheduled_at.not_null",
-    severity="error",
-    reason="missing_value",
-    decision=None,
-)
 
 
 @pytest.mark.parametrize(
