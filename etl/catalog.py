@@ -1,7 +1,8 @@
 """The mapping catalog: source systems and entity mappings declared as YAML under ``mappings/``.
 
 Layout (convention, checked at load):
-``mappings/<system>/system.yaml``   how to reach the source and which datasets it has;
+``mappings/<system>/system.yaml``   which datasets the source has (and how to reach it, when
+                                    that is not the convention of ``conventional_connection``);
 ``mappings/<system>/<entity>.yaml`` how one dataset becomes one core entity;
 ``mappings/crosswalks/<name>.csv``  local code to standard code tables.
 
@@ -90,6 +91,23 @@ class Connection(Strict):
     default_url: str | None = None
     path_env: str | None = None
     default_path: str | None = None
+
+
+def conventional_connection(system: str, source_format: str) -> dict[str, str]:
+    """Where a system is read from unless its ``system.yaml`` says otherwise.
+
+    A SQL source: its URL from ``VARDFLYTT_SOURCE_<SYSTEM>_URL``, by default the estate's
+    ``<system>/<system>.sqlite``; a file source: its folder from ``VARDFLYTT_SOURCE_<SYSTEM>_PATH``,
+    by default the estate's ``<system>/``. A ``connection:`` block overrides key by key (``null``
+    removes a default), so it is written only where a system differs from this.
+    """
+    variable = f"VARDFLYTT_SOURCE_{system.upper()}"
+    if source_format == SourceFormat.SQL:
+        return {
+            "url_env": f"{variable}_URL",
+            "default_url": f"sqlite:///{{estate_dir}}/{system}/{system}.sqlite",
+        }
+    return {"path_env": f"{variable}_PATH", "default_path": f"{{estate_dir}}/{system}"}
 
 
 class DatasetRole(StrEnum):
@@ -536,6 +554,10 @@ def load_system(directory: Path) -> SystemMappings:
         if not archetype_path.exists():
             raise MappingError(f"{system_path}: field 'archetype': no {archetype_path}")
         content = _deep_merge(_read_yaml(archetype_path), content)
+    connection = content.get("connection", {})
+    if isinstance(connection, dict) and content.get("format") in set(SourceFormat):
+        derived = conventional_connection(directory.name, content["format"])
+        content["connection"] = derived | connection
     try:
         spec = SystemSpec.model_validate(content)
     except ValidationError as error:

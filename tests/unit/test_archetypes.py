@@ -1,9 +1,9 @@
 """Archetypes: systems of one kind share mapping files from ``mappings/_archetypes/<name>/``.
 
-A satellite folder holding only its ``system.yaml`` (``archetype``, ``system``, ``title``,
-``connection``) gets the archetype's datasets and entity mappings; a file of its own overrides
-the archetype's file of the same name. Checked on a small folder in ``tmp_path`` and on the
-repository's own mappings.
+A satellite folder holding only its ``system.yaml`` (``archetype``, ``system``, ``title``; its
+connection follows from its name) gets the archetype's datasets and entity mappings; a file of
+its own overrides the archetype's file of the same name. Checked on a small folder in
+``tmp_path`` and on the repository's own mappings.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
-SATELLITE_KEYS = {"archetype", "system", "title", "connection"}
+SATELLITE_KEYS = {"archetype", "system", "title"}
 
 ARCHETYPE_SYSTEM = """\
 format: files
@@ -70,14 +70,7 @@ columns:
 
 
 def satellite_yaml(system: str, archetype: str = "lab_demo") -> str:
-    return (
-        f"archetype: {archetype}\n"
-        f"system: {system}\n"
-        f"title: {system} for archetype tests\n"
-        "connection:\n"
-        f"  path_env: VARDFLYTT_SOURCE_{system.upper()}_PATH\n"
-        f'  default_path: "{{estate_dir}}/{system}"\n'
-    )
+    return f"archetype: {archetype}\nsystem: {system}\ntitle: {system} for archetype tests\n"
 
 
 @pytest.fixture
@@ -202,17 +195,10 @@ def test_there_are_at_least_eight_archetypes_each_shared_by_several_systems():
     sorted(s for systems in _archetypes().values() for s in systems),
 )
 def test_a_satellite_folder_is_a_short_system_yaml(system):
-    """Onboarding a satellite of a known kind is configuration: four keys, no mapping code."""
+    """Onboarding a satellite of a known kind is configuration: three keys, no mapping code."""
     directory = MAPPINGS / system
     content = yaml.safe_load((directory / "system.yaml").read_text(encoding="utf-8"))
     assert set(content) == SATELLITE_KEYS
-    connection = content["connection"]
-    if "url_env" in connection:
-        assert connection["url_env"] == f"VARDFLYTT_SOURCE_{system.upper()}_URL"
-        assert connection["default_url"] == f"sqlite:///{{estate_dir}}/{system}/{system}.sqlite"
-    else:
-        assert connection["path_env"] == f"VARDFLYTT_SOURCE_{system.upper()}_PATH"
-        assert connection["default_path"] == f"{{estate_dir}}/{system}"
     own = sorted(p.name for p in directory.iterdir() if p.name != "system.yaml")
     assert own in ([], ["observation.yaml"]), f"{system} overrides {own}"
 
