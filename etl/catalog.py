@@ -1,9 +1,14 @@
 """The mapping catalog: source systems and entity mappings declared as YAML under ``mappings/``.
 
 Layout (convention, checked at load):
-``mappings/<system>/system.yaml``   how to reach the source and which datasets it has;
+``mappings/<system>/system.yaml``   which datasets the source has (and how to reach it, when
+                                    that is not the convention of ``conventional_connection``);
 ``mappings/<system>/<entity>.yaml`` how one dataset becomes one core entity;
 ``mappings/crosswalks/<name>.csv``  local code to standard code tables.
+
+A system of an archetype (``etl/layout.py``) gets the archetype's entity files; its own file of
+the same name replaces the archetype's, or, with ``extends: <archetype>``, changes it key by key
+(:func:`extend_entity_mapping`).
 
 Every file is parsed into typed models; an error names the file and the field.
 """
@@ -90,6 +95,23 @@ class Connection(Strict):
     default_url: str | None = None
     path_env: str | None = None
     default_path: str | None = None
+
+
+def conventional_connection(system: str, source_format: str) -> dict[str, str]:
+    """Where a system is read from unless its ``system.yaml`` says otherwise.
+
+    A SQL source: its URL from ``VARDFLYTT_SOURCE_<SYSTEM>_URL``, by default the estate's
+    ``<system>/<system>.sqlite``; a file source: its folder from ``VARDFLYTT_SOURCE_<SYSTEM>_PATH``,
+    by default the estate's ``<system>/``. A ``connection:`` block overrides key by key (``null``
+    removes a default), so it is written only where a system differs from this.
+    """
+    variable = f"VARDFLYTT_SOURCE_{system.upper()}"
+    if source_format == SourceFormat.SQL:
+        return {
+            "url_env": f"{variable}_URL",
+            "default_url": f"sqlite:///{{estate_dir}}/{system}/{system}.sqlite",
+        }
+    return {"path_env": f"{variable}_PATH", "default_path": f"{{estate_dir}}/{system}"}
 
 
 class DatasetRole(StrEnum):
@@ -523,6 +545,71 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+EXTENDS_KEY = "extends"
+
+
+def extend_entity_mapping(
+    base: dict[str, Any], changes: dict[str, Any], path: Path
+) -> dict[str, Any]:
+    """An archetype's entity mapping with a system's ``extends:`` file on top.
+
+    Mappings merge key by key, at every depth (a column's ``args`` too); a list or a scalar
+    replaces the archetype's whole. ``columns`` are keyed by their target: written as a mapping
+    ``{target: changes}`` each entry merges into the archetype's column of that target (or adds
+    a column at the end), and ``{target: null}`` drops the archetype's column; written as a list
+    they replace the archetype's columns. Column order is the archetype's.
+    """
+    merged = _deep_merge(base, {k: v for k, v in changes.items() if k != "columns"})
+    if "columns" in changes:
+        merged["columns"] = _extend_columns(base.get("columns") or [], changes["columns"], path)
+    return merged
+
+
+def _extend_columns(base: list[Any], changes: Any, path: Path) -> Any:
+    if not isinstance(changes, dict):
+        return changes  # a list replaces the archetype's columns; anything else fails validation
+    columns: dict[str, dict[str, Any]] = {}
+    for column in base:
+        if not isinstance(column, dict) or "target" not in column:
+            raise MappingError(f"{path}: the archetype's 'columns' must each name a 'target'")
+        columns[column["target"]] = column
+    for target, change in changes.items():
+        if change is None:
+            if target not in columns:
+                raise MappingError(
+                    f"{path}: field 'columns.{target}': the archetype maps no '{target}' to drop"
+                )
+            del columns[target]
+        elif not isinstance(change, dict) or change.get("target", target) != target:
+            raise MappingError(
+                f"{path}: field 'columns.{target}': expected the keys to change in the "
+                f"archetype's '{target}' column (or null to drop it)"
+            )
+        else:
+            columns[target] = _deep_merge(columns.get(target, {"target": target}), change)
+    return list(columns.values())
+
+
+def _entity_content(path: Path, directory: Path) -> dict[str, Any]:
+    """An entity file's content, on top of the archetype's file when it ``extends`` it."""
+    content = _read_yaml(path)
+    if EXTENDS_KEY not in content:
+        return content
+    extended = content.pop(EXTENDS_KEY)
+    if path.parent != directory:
+        raise MappingError(f"{path}: field '{EXTENDS_KEY}': only a system's own file extends")
+    archetype = archetype_of(directory)
+    if extended != archetype:
+        raise MappingError(
+            f"{path}: field '{EXTENDS_KEY}': '{extended}' is not this system's archetype "
+            f"({archetype or 'it names none'}); a file extends its own system's archetype"
+        )
+    base_path = directory.parent / ARCHETYPE_DIR / archetype / path.name
+    if not base_path.exists():
+        raise MappingError(f"{path}: field '{EXTENDS_KEY}': no {base_path} to extend")
+    return extend_entity_mapping(_read_yaml(base_path), content, path)
+
+
 def load_system(directory: Path) -> SystemMappings:
     system_path = directory / SYSTEM_FILE
     if not system_path.exists():
@@ -536,6 +623,10 @@ def load_system(directory: Path) -> SystemMappings:
         if not archetype_path.exists():
             raise MappingError(f"{system_path}: field 'archetype': no {archetype_path}")
         content = _deep_merge(_read_yaml(archetype_path), content)
+    connection = content.get("connection", {})
+    if isinstance(connection, dict) and content.get("format") in set(SourceFormat):
+        derived = conventional_connection(directory.name, content["format"])
+        content["connection"] = derived | connection
     try:
         spec = SystemSpec.model_validate(content)
     except ValidationError as error:
@@ -546,7 +637,7 @@ def load_system(directory: Path) -> SystemMappings:
         )
     entities = {}
     for path in entity_files(directory).values():
-        content = {"system": spec.system, "entity": path.stem, **_read_yaml(path)}
+        content = {"system": spec.system, "entity": path.stem, **_entity_content(path, directory)}
         try:
             mapping = EntityMapping.model_validate(content)
         except ValidationError as error:

@@ -129,11 +129,54 @@ _COORDINATION_DAY_OFFSET = 60
 _DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 
+# --- Luhn and dates: the one implementation of each, vectorised ----------------------------------
+
+
+def luhn_check_digits(digits: np.ndarray) -> np.ndarray:
+    """Luhn check digit of each row of an ``(n, width)`` digit matrix.
+
+    Weights 2,1,2,1,... from the left and the digit sums of the products, as Skatteverket
+    computes it over the 10-digit personnummer (never the century), the VGR reservnummer's
+    ``yymmddGgg`` and the organisationsnummer.
+    """
+    weights = np.resize([2, 1], digits.shape[1])
+    products = digits * weights
+    total = (products // 10 + products % 10).sum(axis=1)
+    return (10 - total % 10) % 10
+
+
+def is_luhn_valid(digits: np.ndarray) -> np.ndarray:
+    """Whether the last column of each row is the Luhn check digit of the columns before it."""
+    return luhn_check_digits(digits[:, :-1]) == digits[:, -1]
+
+
 def luhn_check_digit(digits: str) -> int:
-    """Luhn check digit: weights 2,1,2,1,... from the left, digit sums of the products."""
+    """One string's Luhn check digit (:func:`luhn_check_digits` over a one-row matrix)."""
     if not digits or not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"expected a non-empty string of digits, got {digits!r}")
-    return int(_luhn_check_digits(_digit_matrix(np.array([digits]), len(digits)))[0])
+    return int(luhn_check_digits(_digit_matrix(np.array([digits]), len(digits)))[0])
+
+
+def is_calendar_date(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Whether each ``(year, month, day)`` is a date of the proleptic Gregorian calendar."""
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    days_in_month = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
+    return month_ok & (day >= 1) & (day <= days_in_month) & (year >= 1)
+
+
+def is_plausible_identity_date(month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Month 1-12 and day 1-31, or 61-91 (a samordningsnummer's day + 60); arrays or scalars.
+
+    The shape test that finds what looks like an identity number in text or reports; validity
+    is :func:`normalise_identity`'s, which knows the calendar and the samordningsnummer's
+    unknown month and day.
+    """
+    month_ok = (month >= 1) & (month <= 12)
+    return month_ok & (((day >= 1) & (day <= 31)) | ((day >= 61) & (day <= 91)))
+
+
+# --- Swedish identity numbers -----------------------------------------------------------------
 
 
 def normalise_identity(
@@ -427,7 +470,7 @@ def is_valid_organisationsnummer(values: pd.Series) -> pd.Series:
     if shaped.any():
         digits = _digit_matrix(text[shaped].str.replace("-", "", regex=False).to_numpy(), 10)
         # Third digit >= 2 keeps an organisation number from ever looking like a date.
-        valid[shaped] = _luhn_valid(digits) & (digits[:, 2] >= 2)
+        valid[shaped] = is_luhn_valid(digits) & (digits[:, 2] >= 2)
     return pd.Series(valid, index=values.index)
 
 
@@ -469,11 +512,11 @@ def _normalise_personal(
         century * 100 + year_in_century,
     )
 
-    check_digit_ok = _luhn_valid(digits)
+    check_digit_ok = is_luhn_valid(digits)
     # A samordningsnummer's date part need not be a calendar date (Skatteverket's own test list
     # has month 00, day 60 and 31 April); a personnummer's must be one.
     coordination_date_ok = (month <= 12) & (day <= 31) & (year >= 1)
-    date_ok = np.where(coordination, coordination_date_ok, _is_calendar_date(year, month, day))
+    date_ok = np.where(coordination, coordination_date_ok, is_calendar_date(year, month, day))
     serial_ok = (digits[:, 6:9] != 0).any(axis=1)
 
     row_error = np.full(len(parts), None, dtype=object)
@@ -526,12 +569,12 @@ def _normalise_vgr_reserve(
         parts["date"] + parts["sex_letter"].map(_VGR_LETTER_DIGITS) + parts["sex_digits"]
     ).to_numpy(dtype=object)
     check_digit_ok = (
-        _luhn_check_digits(_digit_matrix(luhn_text, 9)) == parts["check"].astype(int).to_numpy()
+        luhn_check_digits(_digit_matrix(luhn_text, 9)) == parts["check"].astype(int).to_numpy()
     )
 
     date_digits = _digit_matrix((parts["century"] + parts["date"]).to_numpy(dtype=object), 8)
     year = _two_digit_number(date_digits, 0) * 100 + _two_digit_number(date_digits, 2)
-    date_ok = _is_calendar_date(
+    date_ok = is_calendar_date(
         year, _two_digit_number(date_digits, 4), _two_digit_number(date_digits, 6)
     )
 
@@ -581,7 +624,7 @@ def _normalise_interim(
         century * 100 + year_in_century,
         _infer_year(year_in_century, month, day, centenarian, reference_date),
     )
-    valid = _is_calendar_date(year, month, day)
+    valid = is_calendar_date(year, month, day)
     canonical = (
         pd.Series(year.astype(str), dtype="string").str.zfill(4)
         + parts["date"].str[2:].reset_index(drop=True)
@@ -624,13 +667,6 @@ def _century_code_text(century: pd.Series) -> pd.Series:
     return text.where(text != "")
 
 
-def _is_calendar_date(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_ok = (month >= 1) & (month <= 12)
-    days_in_month = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
-    return month_ok & (day >= 1) & (day <= days_in_month) & (year >= 1)
-
-
 def _digit_matrix(strings: np.ndarray, width: int) -> np.ndarray:
     """ASCII digit strings of equal width as an (n, width) integer matrix."""
     if len(strings) == 0:
@@ -641,16 +677,3 @@ def _digit_matrix(strings: np.ndarray, width: int) -> np.ndarray:
 
 def _two_digit_number(digits: np.ndarray, start: int) -> np.ndarray:
     return digits[:, start] * 10 + digits[:, start + 1]
-
-
-def _luhn_check_digits(digits: np.ndarray) -> np.ndarray:
-    """Luhn check digit for each row of a digit matrix (weights 2,1,2,1,... from the left)."""
-    weights = np.resize([2, 1], digits.shape[1])
-    products = digits * weights
-    total = (products // 10 + products % 10).sum(axis=1)
-    return (10 - total % 10) % 10
-
-
-def _luhn_valid(digits: np.ndarray) -> np.ndarray:
-    """Whether the last column is the Luhn check digit of the columns before it."""
-    return _luhn_check_digits(digits[:, :-1]) == digits[:, -1]

@@ -3,7 +3,7 @@
 ``mappings/<system>/system.yaml`` makes a folder a source system. A system may name an
 ``archetype``: a shared template in ``mappings/_archetypes/<name>/`` (its ``system.yaml`` part
 and entity files) that the system's own files extend or override. Thirty lab systems of the
-same product then differ only in their connection and title.
+same product then differ only in their name and title.
 """
 
 from __future__ import annotations

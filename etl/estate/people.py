@@ -23,7 +23,7 @@ from etl.estate.base import (
     stream,
 )
 from etl.estate.names import FEMALE_NAMES, MALE_NAMES, MUNICIPALITIES, STREETS, SURNAMES
-from etl.identifiers import luhn_check_digit
+from etl.identifiers import is_calendar_date, luhn_check_digits
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PERSONNUMMER_FILE = DATA_DIR / "skatteverket_personnummer.txt"
@@ -60,16 +60,15 @@ def load_pool(path: Path) -> np.ndarray:
     # Some test samordningsnummer encode an incomplete birth date (month 00, day 60). They are
     # valid (tests/unit/test_identifiers_skatteverket.py reads every one), but the estate draws
     # people by birth date, so it uses only numbers whose date part is a calendar date.
-    return np.array([n for n in numbers if _has_calendar_date(n)], dtype="U12")
+    pool = np.array(numbers, dtype="U12")
+    return pool[_has_calendar_date(pool)]
 
 
-def _has_calendar_date(number: str) -> bool:
-    day = int(number[6:8])
-    try:
-        dt.date(int(number[:4]), int(number[4:6]), day - 60 if day > 60 else day)
-    except ValueError:
-        return False
-    return True
+def _has_calendar_date(numbers: np.ndarray) -> np.ndarray:
+    """Whether each 12-digit number's date part (day - 60 for a samordningsnummer) is a date."""
+    ymd = numbers.astype("U8").astype(np.int64)
+    day = ymd % 100
+    return is_calendar_date(ymd // 10000, ymd // 100 % 100, day - 60 * (day > 60))
 
 
 def pool_numbers() -> tuple[np.ndarray, np.ndarray]:
@@ -138,18 +137,6 @@ def _parse_dates(numbers: np.ndarray, coordination: np.ndarray) -> np.ndarray:
     return months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) + day - 1
 
 
-@cache
-def _luhn_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Luhn digit sums (mod 10) of every 2-digit and 3-digit block, from ``luhn_check_digit``.
-
-    The Luhn sum is additive over blocks that start on an odd position, so a 9-digit check
-    digit is a table lookup per block: the same rule as ``etl.identifiers``, vectorised.
-    """
-    pairs = np.array([(10 - luhn_check_digit(f"{i:02d}")) % 10 for i in range(100)])
-    triples = np.array([(10 - luhn_check_digit(f"{i:03d}")) % 10 for i in range(1000)])
-    return pairs, triples
-
-
 def vgr_reservnummer(
     rng: np.random.Generator, birth_day: np.ndarray, sex: np.ndarray
 ) -> np.ndarray:
@@ -178,12 +165,11 @@ def vgr_reservnummer(
     else:  # pragma: no cover - would need ~37 people of one sex born on one day
         raise RuntimeError("could not make reservnummer unique")
 
-    pairs, triples = _luhn_tables()
-    ymd = date.astype("U8").astype(np.int64)
-    yy, mm, dd = ymd // 10000 % 100, ymd // 100 % 100, ymd % 100
+    # The check digit is the Luhn digit over yymmddGgg, the letter as its digit (K=5, M=7, X=8).
+    yymmdd = date.astype("U8").astype(np.int64) % 1_000_000
     letter_digit = np.array([_VGR_LETTER_DIGIT[g] for g in letter])
-    total = pairs[yy] + pairs[mm] + pairs[dd] + triples[letter_digit * 100 + serial]
-    check = (10 - total % 10) % 10
+    body = yymmdd * 1000 + letter_digit * 100 + serial
+    check = luhn_check_digits(body[:, None] // 10 ** np.arange(8, -1, -1) % 10)
     return np.array(
         [f"{d}{g}{s:02d}{c}" for d, g, s, c in zip(date, letter, serial, check, strict=True)],
         dtype=object,

@@ -29,7 +29,12 @@ from typing import TYPE_CHECKING
 
 from etl.report.masking import MIN_COUNT
 from etl.settings import Settings
-from etl.validate.suites import expectation_checks, read_suite_definition, suite_path
+from etl.validate.suites import (
+    expectation_checks,
+    read_suite_definition,
+    resolved_expectations,
+    suite_path,
+)
 
 if TYPE_CHECKING:
     from etl.report.validation import ValidationSummary
@@ -210,7 +215,7 @@ def build_data_docs(
                 suites[entity] = context.suites.add(
                     gx.ExpectationSuite(
                         name=entity,
-                        expectations=definition["expectations"],
+                        expectations=resolved_expectations(settings.expectations_dir, entity),
                         meta=definition.get("meta"),
                     )
                 )

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.identifiers import is_luhn_valid, is_plausible_identity_date
+
 MIN_COUNT = 5
 SHAPE_LENGTH = 40
 
@@ -66,14 +68,10 @@ def identity_like(values: pa.Array) -> np.ndarray:
     picked = pc.take(parts, pa.array(where))
     ten = pc.binary_join_element_wise(picked.field("date"), picked.field("serial"), "")
     digits = _digits(ten, 10)
-    month = digits[:, 2] * 10 + digits[:, 3]
-    day = digits[:, 4] * 10 + digits[:, 5]
-    plausible = (
-        (month >= 1) & (month <= 12) & (((day >= 1) & (day <= 31)) | ((day >= 61) & (day <= 91)))
+    plausible = is_plausible_identity_date(
+        digits[:, 2] * 10 + digits[:, 3], digits[:, 4] * 10 + digits[:, 5]
     )
-    products = digits[:, :9] * np.array([2, 1, 2, 1, 2, 1, 2, 1, 2])
-    check = (10 - (products // 10 + products % 10).sum(axis=1) % 10) % 10
-    is_luhn = check == digits[:, 9]
+    is_luhn = is_luhn_valid(digits)
     has_century = pc.not_equal(picked.field("century"), "").to_numpy(zero_copy_only=False)
     has_separator = pc.not_equal(picked.field("separator"), "").to_numpy(zero_copy_only=False)
     result[where] |= plausible & (is_luhn | has_separator | ~has_century)

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from etl.identifiers import is_plausible_identity_date
+
 if TYPE_CHECKING:
     from etl.settings import Settings
 
@@ -94,8 +96,7 @@ def digit_candidates(text: str) -> Iterator[str]:
 
 
 def _is_plausible_date(month: str, day: str) -> bool:
-    month_number, day_number = int(month), int(day)
-    return 1 <= month_number <= 12 and (1 <= day_number <= 31 or 61 <= day_number <= 91)
+    return bool(is_plausible_identity_date(int(month), int(day)))
 
 
 def is_identity_number_shape(digits: str) -> bool:

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -46,10 +47,12 @@ from etl.batch import BatchPaths
 from etl.core.ids import core_ids
 from etl.extract.landing import SOURCE_KEY
 
+if TYPE_CHECKING:
+    from etl.validate.checks import CheckRule
+
 REFERENCES = "references"
 REASON = "unresolved_reference"
 QUARANTINED_TARGET_REASON = "reference_to_quarantined_row"
-DIMENSION = "integrity"
 CORE_SLICE = 5_000
 
 
@@ -198,10 +201,11 @@ def reference_failures(
     references: list[Reference],
     id_column: str,
     core_url: str | None,
-    severity_of: Callable[[str], str],
+    rule_of: Callable[[str], CheckRule],
     in_landing: Callable[[Reference, set[str]], set[str]] | None = None,
 ):
-    """One ``Failure`` per reference check that some row of the chunk fails.
+    """One ``Failure`` per reference check that some row of the chunk fails, with the severity
+    and dimension ``rule_of(check)`` gives (the system's rule in thresholds.yaml).
 
     ``in_landing(reference, ids)`` says which unresolved ids are rows of the batch's landing
     (quarantined while transforming); without it every unresolved id is a dangling reference."""
@@ -224,14 +228,15 @@ def reference_failures(
             (reference.quarantined_check_name, QUARANTINED_TARGET_REASON, quarantined),
         ):
             if mask.any():
+                rule = rule_of(check)
                 failures.append(
                     Failure(
                         check,
                         reference.column,
                         reason,
-                        severity_of(check),
+                        rule.severity,
                         rows.loc[mask, id_column].astype("string").reset_index(drop=True),
-                        DIMENSION,
+                        rule.dimension,
                     )
                 )
     return failures

@@ -194,7 +194,7 @@ def validate_entity(
             references,
             id_column,
             settings.resolved_core_url,
-            lambda check: thresholds.rule_for(check, system).severity,
+            lambda check: thresholds.rule_for(check, system),
             in_landing,
         )
 

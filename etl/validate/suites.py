@@ -1,8 +1,11 @@
 """Run the entity's Great Expectations suite over a chunk and say which rows fail which check.
 
-Suites are versioned JSON files, ``expectations/<entity>.json``. Each expectation carries
-``meta.reason`` (the quarantine reason stewards see) and a GX severity: ``critical`` quarantines
-the row, ``warning`` loads it and counts it. Only row keys leave this module, never values.
+Suites are versioned JSON files, ``expectations/<entity>.json``: what is checked, with
+``meta.check`` (the check's stable id) and ``meta.reason`` (the quarantine reason stewards see).
+A check's severity and dimension are written once, in ``expectations/thresholds.yaml``; a suite
+that carries them too is refused. Before GX runs, each expectation gets its GX severity from
+there: ``critical`` quarantines the row, ``warning`` loads it and counts it. Only row keys leave
+this module, never values.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ DEFAULT_REASONS = {
     "expect_column_values_to_be_between": "out_of_range",
     "expect_column_values_to_be_unique": "duplicate_value",
 }
+
+
+# Said once, in thresholds.yaml (etl/validate/checks.py); never again in a suite file.
+THRESHOLD_KEYS = ("severity",)
+THRESHOLD_META_KEYS = ("dimension",)
 
 
 class SuiteError(ValueError):
@@ -76,7 +84,36 @@ def read_suite_definition(expectations_dir: Path, entity: str) -> dict:
         if check in seen:
             raise SuiteError(f"{path}: check id '{check}' is used twice")
         seen.add(check)
+        repeated = [key for key in THRESHOLD_KEYS if key in expectation] + [
+            f"meta.{key}" for key in THRESHOLD_META_KEYS if key in expectation["meta"]
+        ]
+        if repeated:
+            raise SuiteError(
+                f"{path}: expectation '{check}' sets {', '.join(repeated)}; a check's severity "
+                "and dimension are written once, in thresholds.yaml: remove them from the suite"
+            )
     return definition
+
+
+def resolved_expectations(expectations_dir: Path, entity: str) -> list[dict]:
+    """The suite's expectations as GX runs them: severity and ``meta.dimension`` from the
+    reviewed thresholds file (``error`` is GX ``critical``), everything else from the suite."""
+    definition = read_suite_definition(expectations_dir, entity)
+    thresholds = thresholds_for(expectations_dir)
+    resolved = []
+    for expectation in definition["expectations"]:
+        rule = thresholds.rule_for(expectation["meta"]["check"])
+        meta = dict(expectation["meta"])
+        if rule.dimension is not None:
+            meta["dimension"] = rule.dimension
+        resolved.append(
+            {
+                **expectation,
+                "meta": meta,
+                "severity": "critical" if rule.severity == "error" else "warning",
+            }
+        )
+    return resolved
 
 
 def expectation_checks(expectations_dir: Path, entity: str) -> list[str]:
@@ -122,13 +159,7 @@ def _cached_suite(expectations_dir: Path, entity: str, _digest: str, _mtime: int
     import great_expectations as gx
 
     definition = read_suite_definition(expectations_dir, entity)
-    thresholds = thresholds_for(expectations_dir)
-    expectations = []
-    for expectation in definition["expectations"]:
-        rule = thresholds.rule_for(expectation["meta"]["check"])
-        # The reviewed thresholds file decides severity; the suite file says what is checked.
-        severity = "critical" if rule.severity == "error" else "warning"
-        expectations.append({**expectation, "severity": severity})
+    expectations = resolved_expectations(expectations_dir, entity)
     context = _context()
     suite = context.suites.add_or_update(
         gx.ExpectationSuite(name=entity, expectations=expectations, meta=definition.get("meta"))

@@ -1,9 +1,10 @@
 """Archetypes: systems of one kind share mapping files from ``mappings/_archetypes/<name>/``.
 
-A satellite folder holding only its ``system.yaml`` (``archetype``, ``system``, ``title``,
-``connection``) gets the archetype's datasets and entity mappings; a file of its own overrides
-the archetype's file of the same name. Checked on a small folder in ``tmp_path`` and on the
-repository's own mappings.
+A satellite folder holding only its ``system.yaml`` (``archetype``, ``system``, ``title``; its
+connection follows from its name) gets the archetype's datasets and entity mappings; a file of
+its own replaces the archetype's file of the same name, or changes it key by key when it says
+``extends: <archetype>``. Checked on a small folder in ``tmp_path`` and on the repository's own
+mappings.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from etl.catalog import MappingError, load_catalog
+from etl.catalog import MappingError, extend_entity_mapping, load_catalog
 from etl.layout import ARCHETYPE_DIR, archetype_of, list_system_entities
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
-SATELLITE_KEYS = {"archetype", "system", "title", "connection"}
+SATELLITE_KEYS = {"archetype", "system", "title"}
 
 ARCHETYPE_SYSTEM = """\
 format: files
@@ -70,14 +71,7 @@ columns:
 
 
 def satellite_yaml(system: str, archetype: str = "lab_demo") -> str:
-    return (
-        f"archetype: {archetype}\n"
-        f"system: {system}\n"
-        f"title: {system} for archetype tests\n"
-        "connection:\n"
-        f"  path_env: VARDFLYTT_SOURCE_{system.upper()}_PATH\n"
-        f'  default_path: "{{estate_dir}}/{system}"\n'
-    )
+    return f"archetype: {archetype}\nsystem: {system}\ntitle: {system} for archetype tests\n"
 
 
 @pytest.fixture
@@ -202,17 +196,10 @@ def test_there_are_at_least_eight_archetypes_each_shared_by_several_systems():
     sorted(s for systems in _archetypes().values() for s in systems),
 )
 def test_a_satellite_folder_is_a_short_system_yaml(system):
-    """Onboarding a satellite of a known kind is configuration: four keys, no mapping code."""
+    """Onboarding a satellite of a known kind is configuration: three keys, no mapping code."""
     directory = MAPPINGS / system
     content = yaml.safe_load((directory / "system.yaml").read_text(encoding="utf-8"))
     assert set(content) == SATELLITE_KEYS
-    connection = content["connection"]
-    if "url_env" in connection:
-        assert connection["url_env"] == f"VARDFLYTT_SOURCE_{system.upper()}_URL"
-        assert connection["default_url"] == f"sqlite:///{{estate_dir}}/{system}/{system}.sqlite"
-    else:
-        assert connection["path_env"] == f"VARDFLYTT_SOURCE_{system.upper()}_PATH"
-        assert connection["default_path"] == f"{{estate_dir}}/{system}"
     own = sorted(p.name for p in directory.iterdir() if p.name != "system.yaml")
     assert own in ([], ["observation.yaml"]), f"{system} overrides {own}"
 
@@ -238,3 +225,128 @@ def test_an_archetype_based_system_can_be_copied_under_a_new_name(tmp_path):
 
     assert set(catalog.systems) == {"lab_new"}
     assert set(catalog.system("lab_new").entities) == {"patient", "observation"}
+
+
+# --- extends: a system's entity file changes the archetype's key by key --------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "changes", "expected"),
+    [
+        ({"a": 1, "b": 2}, {"b": 3}, {"a": 1, "b": 3}),
+        ({"a": {"x": 1, "y": 2}}, {"a": {"y": 3, "z": 4}}, {"a": {"x": 1, "y": 3, "z": 4}}),
+        ({"a": [1, 2, 3]}, {"a": [4]}, {"a": [4]}),
+        ({"a": {"x": 1}}, {"a": "flat"}, {"a": "flat"}),
+        (
+            {"columns": [{"target": "t1", "source": "A"}, {"target": "t2", "source": "B"}]},
+            {"columns": [{"target": "t3", "source": "C"}]},
+            {"columns": [{"target": "t3", "source": "C"}]},
+        ),
+        (
+            {
+                "columns": [
+                    {"target": "t1", "source": "A", "args": {"p": 1, "q": 2}, "note": "n"},
+                    {"target": "t2", "source": "B"},
+                    {"target": "t3", "source": "C"},
+                ]
+            },
+            {"columns": {"t1": {"args": {"q": 9}, "note": ""}, "t2": None, "t4": {"source": "D"}}},
+            {
+                "columns": [
+                    {"target": "t1", "source": "A", "args": {"p": 1, "q": 9}, "note": ""},
+                    {"target": "t3", "source": "C"},
+                    {"target": "t4", "source": "D"},
+                ]
+            },
+        ),
+    ],
+    ids=[
+        "scalar-replaced",
+        "mapping-merged-by-key",
+        "list-replaced",
+        "mapping-replaced-by-scalar",
+        "columns-list-replaced",
+        "columns-by-target-merge-drop-add",
+    ],
+)
+def test_extend_entity_mapping_merges_by_key_and_replaces_lists(base, changes, expected):
+    assert extend_entity_mapping(base, changes, Path("x.yaml")) == expected
+
+
+EXTENDING_OBSERVATION = """\
+extends: lab_demo
+description: Results as text.
+references: []
+columns:
+  npu_code: {transform: text, note: kept as written}
+  sampled_at: null
+  source_analysis_code: {source: KOD, transform: upper_text}
+"""
+
+
+def test_an_extending_file_changes_only_what_it_names(root):
+    (root / "lab_west" / "observation.yaml").write_text(EXTENDING_OBSERVATION, "utf-8")
+
+    catalog = load_catalog(root)
+
+    west = catalog.system("lab_west").entities["observation"]
+    east = catalog.system("lab_east").entities["observation"]
+    assert west.description == "Results as text."
+    assert west.references == []  # a list replaces the archetype's whole
+    assert [c.target for c in west.columns] == ["patient_id", "npu_code", "source_analysis_code"]
+    assert west.columns[0] == east.columns[0]  # untouched: the archetype's rule
+    assert (west.columns[1].source, west.columns[1].transform) == ("KOD", "text")
+    assert west.columns[1].note == "kept as written"
+    assert west.dataset == east.dataset == "prov"
+    assert [c.target for c in east.columns] == ["patient_id", "npu_code", "sampled_at"]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ("extends: lab_other\ncolumns: {}\n", ["field 'extends'", "lab_other", "lab_demo"]),
+        ("extends: lab_demo\ncolumns: {no_such: null}\n", ["field 'columns.no_such'", "drop"]),
+        ("extends: lab_demo\ncolumns: {npu_code: upper_text}\n", ["field 'columns.npu_code'"]),
+        (
+            "extends: lab_demo\ncolumns: {npu_code: {target: unit}}\n",
+            ["field 'columns.npu_code'"],
+        ),
+    ],
+    ids=["another-archetype", "drop-unknown-column", "not-a-mapping", "renamed-target"],
+)
+def test_a_wrong_extending_file_is_a_mapping_error_naming_file_and_field(root, content, fragments):
+    path = root / "lab_west" / "observation.yaml"
+    path.write_text(content, "utf-8")
+
+    with pytest.raises(MappingError) as error:
+        load_catalog(root)
+
+    assert str(path) in str(error.value)
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_only_a_system_with_that_archetype_may_extend_its_file(root):
+    (root / "lab_west" / "system.yaml").write_text(
+        "system: lab_west\ntitle: no archetype\n" + ARCHETYPE_SYSTEM, "utf-8"
+    )
+    path = root / "lab_west" / "observation.yaml"
+    path.write_text("extends: lab_demo\ncolumns: {}\n", "utf-8")
+
+    with pytest.raises(MappingError, match=r"field 'extends'.*it names none"):
+        load_catalog(root)
+
+
+def test_the_microbiology_systems_extend_the_lab_observation_mapping(catalog):
+    lab = catalog.system("lab_su").entities["observation"]
+    for system in ("mikrobiologi_su", "mikrobiologi_skas"):
+        text = (MAPPINGS / system / "observation.yaml").read_text(encoding="utf-8")
+        assert text.startswith("extends: lab_hl7\n"), system
+        micro = catalog.system(system).entities["observation"]
+        assert micro.columns[0] == lab.columns[0]
+        assert micro.columns[1].args == {
+            "crosswalk": "microbiology_local_to_npu",
+            "standard_pattern": "NPU[0-9]{5}",
+        }
+        assert "value_numeric" not in {c.target for c in micro.columns}
+        assert micro.references == lab.references

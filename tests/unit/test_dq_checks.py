@@ -10,7 +10,12 @@ import pytest
 import yaml
 
 from etl.validate.checks import ThresholdsError, read_thresholds, source_check
-from etl.validate.suites import SuiteError, read_suite_definition, suite_checks
+from etl.validate.suites import (
+    SuiteError,
+    read_suite_definition,
+    resolved_expectations,
+    suite_checks,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -36,6 +41,53 @@ def test_every_suite_check_has_a_reviewed_threshold_and_no_threshold_is_orphaned
     assert orphans == set(), "thresholds.yaml entries no suite declares"
     for check, rule in thresholds.checks.items():
         assert len(rule.note) >= 10, f"{check}: the note must say why"
+
+
+@pytest.mark.parametrize("suite", sorted(p.name for p in EXPECTATIONS.glob("*.json")))
+def test_a_suite_says_what_is_checked_and_thresholds_yaml_alone_says_how_badly(suite):
+    """Each rule once: severity and dimension live in thresholds.yaml, never in a suite file."""
+    raw = json.loads((EXPECTATIONS / suite).read_text("utf-8"))
+    thresholds = read_thresholds(THRESHOLDS)
+    for expectation in raw["expectations"]:
+        check = expectation["meta"]["check"]
+        assert "severity" not in expectation, f"{suite}: {check} repeats its severity"
+        assert "dimension" not in expectation["meta"], f"{suite}: {check} repeats its dimension"
+        assert check in thresholds.checks, f"{check} has no entry in thresholds.yaml"
+        assert thresholds.checks[check].dimension is not None, f"{check}: no dimension"
+
+
+def test_suite_expectations_take_severity_and_dimension_from_thresholds(tmp_path):
+    shutil.copy(EXPECTATIONS / "patient.json", tmp_path / "patient.json")
+    content = yaml.safe_load(THRESHOLDS.read_text("utf-8"))
+    content["checks"]["patient.sex.allowed_values"] |= {
+        "severity": "warning",
+        "dimension": "plausibility",
+    }
+    _write(tmp_path, content)
+
+    resolved = {e["meta"]["check"]: e for e in resolved_expectations(tmp_path, "patient")}
+
+    assert resolved["patient.sex.allowed_values"]["severity"] == "warning"
+    assert resolved["patient.sex.allowed_values"]["meta"]["dimension"] == "plausibility"
+    assert resolved["patient.patient_id.unique"]["severity"] == "critical"
+    assert resolved["patient.patient_id.unique"]["meta"]["dimension"] == "uniqueness"
+
+
+@pytest.mark.parametrize(
+    ("change", "repeated"),
+    [
+        (lambda e: e.__setitem__("severity", "critical"), "severity"),
+        (lambda e: e["meta"].__setitem__("dimension", "conformance"), "meta.dimension"),
+    ],
+    ids=["severity", "dimension"],
+)
+def test_a_suite_repeating_severity_or_dimension_is_refused(tmp_path, change, repeated):
+    shutil.copy(EXPECTATIONS / "patient.json", tmp_path / "patient.json")
+    suite = json.loads((tmp_path / "patient.json").read_text("utf-8"))
+    change(suite["expectations"][0])
+    (tmp_path / "patient.json").write_text(json.dumps(suite), encoding="utf-8")
+    with pytest.raises(SuiteError, match=rf"patient\.patient_id\.unique.*sets {repeated}.*once"):
+        read_suite_definition(tmp_path, "patient")
 
 
 def test_every_problem_the_transform_stage_reports_has_a_threshold():

@@ -19,7 +19,7 @@ from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES
 from etl.settings import Settings
 from etl.transform.engine import FLAGGED, QUARANTINED
-from etl.validate.checks import read_thresholds
+from etl.validate.checks import CheckRule, read_thresholds
 from etl.validate.references import (
     Reference,
     ReferenceDeclarationError,
@@ -94,6 +94,7 @@ def batch(tmp_path) -> BatchPaths:
 PATIENT = Reference("encounter", "patient_id", "patient", "patient_id")
 UNIT_HSA = Reference("encounter", "care_unit_hsa_id", "care_unit", "hsa_id")
 UNIT_ID = Reference("encounter", "care_unit_id", "care_unit", "care_unit_id")
+ERROR_RULE = CheckRule(severity="error", dimension="integrity", note="a reference must resolve")
 STAFF_HSA = Reference("diagnosis", "practitioner_hsa_id", "practitioner", "hsa_id")
 
 
@@ -140,7 +141,7 @@ def test_failures_name_the_check_entity_column_and_target_with_the_failing_row_i
         }
     )
     failures = reference_failures(
-        batch, rows, [PATIENT, UNIT_HSA], "encounter_id", core_url, lambda check: "error"
+        batch, rows, [PATIENT, UNIT_HSA], "encounter_id", core_url, lambda check: ERROR_RULE
     )
     by_check = {f.check_name: f for f in failures}
     assert set(by_check) == {
@@ -179,7 +180,7 @@ def test_a_row_pointing_at_a_patient_quarantined_in_this_batch_fails_the_quarant
         [PATIENT],
         "encounter_id",
         core_url,
-        lambda check: "error",
+        lambda check: ERROR_RULE,
         lambda reference, ids: landed_ids(landed, "elvis", reference.target, ids),
     )
     by_check = {f.check_name: (f.reason, f.row_ids.tolist()) for f in failures}
@@ -248,7 +249,7 @@ def test_the_validate_stage_quarantines_errors_and_flags_warnings_as_declared(
             references,
             id_column,
             core_url,
-            lambda check: thresholds.rule_for(check).severity,
+            thresholds.rule_for,
         ),
     )
     assert valid["encounter_id"].tolist() == ["e-a", "e-b"]
