@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from etl import pipeline
+from etl.cli import app
 from etl.extract.readers import SchemaDriftError
 from etl.report.validation import batch_report_folder
 from etl.validate.gate import DataQualityGateError
@@ -91,6 +93,15 @@ def test_writing_a_batch_report_again_replaces_it_whole(small_estate, settings_f
         assert second[name] == first[name], name
     # The report sits beside the others, never instead of them.
     assert [p.name for p in folder.parent.iterdir()] == ["elvis-twice"]
+
+    # The command line writes it again the same way, and asks for one selection at a time.
+    runner = CliRunner()
+    again = runner.invoke(app, ["dq", "report", "--batch", "elvis-twice"])
+    assert again.exit_code == 0, again.output
+    assert str(folder / "summary.html") in again.output.replace("\n", "")
+    assert _files(folder)["summary.json"] == first["summary.json"]
+    both = runner.invoke(app, ["dq", "report", "--batch", "elvis-twice", "--run", "x"])
+    assert both.exit_code == 2 and "not both" in both.output
 
 
 def test_a_batch_stopped_before_its_gate_has_no_report_and_the_run_raises_its_own_error(
