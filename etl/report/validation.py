@@ -588,8 +588,9 @@ def write_validation_report(
 
 
 def _replace_folder(target: Path, build: Callable[[Path], Path]) -> Path:
-    """Build a site in a fresh sibling folder, then swap it in: a reader (the dashboard) never
-    finds the old site half removed, and a failed build leaves the old one in place."""
+    """Build a site in a fresh folder beside it, then swap it in: a reader (the dashboard) finds
+    the old site or the new one (for an instant, none), never half of one, and a failed build
+    leaves the old one in place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent.resolve()))
     retired = scratch.with_name(scratch.name + ".old")
