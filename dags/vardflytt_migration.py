@@ -73,7 +73,10 @@ def _batch(system: str) -> dict:
 
 
 def migrate_system(system: str, entities: list[str], selected=None) -> None:
-    """extract -> transform and validate each entity -> quality gate -> load -> reconcile."""
+    """extract -> transform and validate each entity -> quality gate -> load -> reconcile, and
+    the batch's validation report at the end: a teardown of ``open_batch``, so it runs when any
+    task before it failed too (a batch the gate stopped is when stewards need it most). As a
+    teardown its own failure shows on the task without failing the run: the batch did load."""
 
     @task
     def open_batch() -> dict:
@@ -117,6 +120,12 @@ def migrate_system(system: str, entities: list[str], selected=None) -> None:
 
         return pipeline.reconcile(report)
 
+    @task
+    def report(batch: dict) -> dict:
+        from etl import pipeline
+
+        return pipeline.report(system, batch["batch_id"])
+
     batch = open_batch()
     if selected is not None:
         selected >> batch
@@ -136,7 +145,7 @@ def migrate_system(system: str, entities: list[str], selected=None) -> None:
     gated = quality_gate(batch)
     loaded = load(batch)
     validated >> gated >> loaded
-    reconcile(loaded)
+    reconcile(loaded) >> report(batch).as_teardown(setups=batch)
 
 
 def build_system_dag(system: str, entities: list[str]):

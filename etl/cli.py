@@ -168,7 +168,7 @@ def run(
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task(f"{system}: starting", total=2 * len(entities) + 2)
+        task = progress.add_task(f"{system}: starting", total=2 * len(entities) + 3)
 
         def on_stage(name: str) -> None:
             progress.update(
@@ -182,10 +182,15 @@ def run(
         except pipeline.ReconciliationError as error:
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from error
-        progress.update(task, completed=2 * len(entities) + 2)
+        progress.update(task, completed=2 * len(entities) + 3)
     print_accounting(
         [row.model_dump() for row in report.accounting], title=f"{system} batch {batch}"
     )
+    from etl.report.validation import batch_report_folder
+
+    summary = batch_report_folder(settings, batch) / "summary.html"
+    if summary.is_file():
+        console.print(f"validation report: {summary}")
 
 
 def print_accounting(rows: list[dict], title: str) -> bool:
@@ -371,7 +376,7 @@ def demo(
     )
     console.rule("result")
     docs(out=None)
-    dq_report(run_id=None, out=None)
+    dq_report(run_id=None, out=None, batch=None)
     status(batch=None, check=True)
     _print_demo_next_steps(settings, cutover_wave if wave_systems else None)
 
@@ -911,16 +916,26 @@ def dq_report(
         Path | None,
         typer.Option(help="Report folder (default: var/reports/validation/<run> under home)."),
     ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            help="One batch: its report again (var/reports/validation/batches/<batch>), as "
+            "every run writes it."
+        ),
+    ] = None,
 ) -> None:
     """Validation report of a run: steward summary (HTML, Markdown, JSON) and GX Data Docs."""
     from etl.report.pseudonym import PseudonymKeyError
     from etl.report.validation import NoResultsError, write_validation_report
 
     settings = get_settings()
+    if run_id and batch:
+        console.print("[red]give --run or --batch, not both[/red]")
+        raise typer.Exit(2)
     if out is not None:
         residency.check_storage(out, "the validation report folder (--out)", settings)
     try:
-        paths = write_validation_report(settings, run_id, out)
+        paths = write_validation_report(settings, run_id, out, batch_id=batch)
     except (NoResultsError, PseudonymKeyError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error

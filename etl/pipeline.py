@@ -247,6 +247,48 @@ def reconcile(report: dict) -> dict:
     }
 
 
+def report(
+    system: str, batch_id: str, settings: Settings | None = None, raise_errors: bool = True
+) -> dict:
+    """Write the batch's validation report (summary and Data Docs, counts and pseudonyms only)
+    under ``<home>/reports/validation/batches/<batch>/``, whatever became of the batch: one the
+    quality gate stopped is the one stewards most need it for. Writing it again replaces it.
+
+    A batch that stopped before its gate stored anything (a failed extract) has no results to
+    report: nothing is written and the reason is logged. Without ``raise_errors`` a report that
+    cannot be written is logged, never raised: a report must not make a loaded batch look
+    failed, nor hide the reason a stopped batch stopped."""
+    from etl.report.validation import NoResultsError, write_validation_report
+
+    settings = settings or get_settings()
+    try:
+        paths = write_validation_report(settings, batch_id=batch_id)
+    except NoResultsError:
+        logger.warning(
+            "%s batch %s: no validation report, the batch stopped before its quality gate "
+            "stored any result (see the error of the stage that stopped it)",
+            system,
+            batch_id,
+        )
+        return {"batch_id": batch_id, "summary": None, "data_docs": None}
+    except Exception:
+        if raise_errors:
+            raise
+        logger.exception(
+            "%s batch %s: the validation report could not be written; write it again with "
+            "`vardflytt dq report --batch %s`",
+            system,
+            batch_id,
+            batch_id,
+        )
+        return {"batch_id": batch_id, "summary": None, "data_docs": None}
+    return {
+        "batch_id": batch_id,
+        "summary": str(paths.summary_html),
+        "data_docs": str(paths.data_docs_index),
+    }
+
+
 def transform_and_validate(
     system: str,
     batch_id: str,
@@ -277,7 +319,8 @@ def run_system(
     wave: str | None = None,
     kind: str = "full",
 ) -> LoadReport:
-    """All stages of one system in this process (the command line's path; DAGs split it)."""
+    """All stages of one system in this process (the command line's path; DAGs split it), then
+    the batch's validation report, also when a stage stopped the batch."""
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)
     step("extract")
@@ -287,8 +330,14 @@ def run_system(
         step("quality gate")
         gate(system, batch_id, run_id, settings)
         step("load")
-        report = load(system, batch_id, run_id, dry_run, settings, wave=wave, kind=kind)
+        loaded = load(system, batch_id, run_id, dry_run, settings, wave=wave, kind=kind)
+    except Exception:
+        step("report")
+        report(system, batch_id, settings, raise_errors=False)  # then the reason it stopped
+        raise
     finally:
         release_system(system, batch_id, settings)  # a failed run must not keep the system
-    reconcile(report)
-    return LoadReport.model_validate(report)
+    step("report")
+    report(system, batch_id, settings, raise_errors=False)
+    reconcile(loaded)
+    return LoadReport.model_validate(loaded)

@@ -200,10 +200,11 @@ class SecurityMiddleware:
             await send(message)
 
         if is_bad_path(scope):
+            request = Request(scope)
             response = self.dashboard.render(
-                Request(scope),
+                request,
                 "error.html",
-                None,
+                await self.dashboard.viewer_or_none(request),
                 status_code=404,
                 title="404",
                 message="There is no such page.",
@@ -268,6 +269,14 @@ class Dashboard:
         if self.options.tls:
             headers["Strict-Transport-Security"] = HSTS
         return headers
+
+    async def viewer_or_none(self, request: Request) -> Viewer | None:
+        """The signed-in viewer, for an error page's navigation; nobody if not signed in (or if
+        the failure is in signing in itself: an error page never fails in turn)."""
+        try:
+            return await self.authenticator.authenticate(request)
+        except Exception:
+            return None
 
     def connection(self):
         from etl.core.database import core_engine
@@ -399,7 +408,12 @@ def create_app(
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
         return dashboard.render(
-            request, "error.html", None, status_code=403, title="Not allowed", message=error.detail
+            request,
+            "error.html",
+            await dashboard.viewer_or_none(request),
+            status_code=403,
+            title="Not allowed",
+            message=error.detail,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -407,10 +421,23 @@ def create_app(
         return dashboard.render(
             request,
             "error.html",
-            None,
+            await dashboard.viewer_or_none(request),
             status_code=error.status_code,
             title=f"{error.status_code}",
             message=str(error.detail),
+        )
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> Response:
+        # The error's text stays in the server's log: it may name things a page must not show.
+        return dashboard.render(
+            request,
+            "error.html",
+            await dashboard.viewer_or_none(request),
+            status_code=500,
+            title="500",
+            message="Something went wrong on the server; the dashboard's log has the details. "
+            "Try again, or go back to a page in the menu above.",
         )
 
     # ------------------------------------------------------------------ sign in / out
@@ -641,6 +668,15 @@ def create_app(
             run=run,
             checks=checks,
             validation_report=_validation_href(request, dashboard, run_id),
+            batch_reports=[
+                (
+                    batch.system,
+                    batch.batch_id,
+                    _batch_report_href(request, dashboard, batch.batch_id, "summary.html"),
+                    _batch_report_href(request, dashboard, batch.batch_id, DATA_DOCS_INDEX),
+                )
+                for batch in run.batches
+            ],
         )
 
     @app.get("/steward", name="steward", response_class=HTMLResponse)
@@ -685,7 +721,11 @@ def create_app(
     @app.get("/reports", name="reports", response_class=HTMLResponse)
     def reports_page(request: Request, viewer: ViewerDep) -> Response:
         root = dashboard.validation_root()
-        runs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        runs = (
+            sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != BATCH_REPORTS)
+            if root.is_dir()
+            else []
+        )
         return dashboard.render(
             request,
             "reports.html",
@@ -700,6 +740,14 @@ def create_app(
                     _report_file_href(request, dashboard, name, DATA_DOCS_INDEX),
                 )
                 for name in reversed(runs)
+            ],
+            batch_reports=[
+                (
+                    name,
+                    _report_file_href(request, dashboard, name, "summary.html"),
+                    _report_file_href(request, dashboard, name, DATA_DOCS_INDEX),
+                )
+                for name in _batch_report_folders(dashboard)
             ],
         )
 
@@ -776,6 +824,7 @@ def _serve_file(root: Path, path: str, frame_ancestors: str = NOT_FRAMED) -> Res
 
 
 DATA_DOCS_INDEX = "data_docs/index.html"  # where etl/report/validation.py builds Data Docs
+BATCH_REPORTS = "batches"  # etl/report/validation.py: BATCHES, each batch's report
 
 
 def _mapping_docs_href(request: Request, dashboard: Dashboard) -> str | None:
@@ -785,35 +834,80 @@ def _mapping_docs_href(request: Request, dashboard: Dashboard) -> str | None:
 
 
 def _report_file_href(request: Request, dashboard: Dashboard, name: str, file: str) -> str | None:
-    """A link to one file of a run's validation report, only if the file is there to serve."""
+    """A link to one file of a validation report (a run's folder, or ``batches/<batch>``), only
+    if the file is there to serve."""
     root = dashboard.validation_root()
-    if "/" in name or name in {"", ".", ".."} or not (root / name / file).is_file():
+    parts = name.split("/")
+    is_batch = len(parts) == 2 and parts[0] == BATCH_REPORTS
+    if (len(parts) > 1 and not is_batch) or any(part in {"", ".", ".."} for part in parts):
+        return None
+    if not (root / name / file).is_file():
         return None
     return url_path(request, "validation_file", path=f"{name}/{file}")
 
 
-def _validation_href(request: Request, dashboard: Dashboard, run_id: str) -> str | None:
-    """The run's Data Docs (or, without them, its summary), if a report was written for it."""
-    for name in dict.fromkeys((run_id, safe_batch_id(run_id))):
-        for file in (DATA_DOCS_INDEX, "summary.html"):
-            href = _report_file_href(request, dashboard, name, file)
-            if href:
-                return href
-    return None
-
-
-def _latest_report(dashboard: Dashboard) -> str | None:
-    """The validation report written last (by its summary's time; folder names are run ids or
-    ``latest``, which do not sort by time)."""
-    root = dashboard.validation_root()
-    if not root.is_dir():
+def _batch_report_name(batch_id: str) -> str | None:
+    """``batches/<batch>``: where a batch's own report is (every run writes one per batch)."""
+    try:
+        return f"{BATCH_REPORTS}/{safe_batch_id(batch_id)}"
+    except ValueError:  # a name no batch can have
         return None
+
+
+def _batch_report_href(
+    request: Request, dashboard: Dashboard, batch_id: str, file: str
+) -> str | None:
+    """A link to one file of a batch's own report, only if the file is there to serve."""
+    name = _batch_report_name(batch_id)
+    return _report_file_href(request, dashboard, name, file) if name else None
+
+
+def _batch_report_folders(dashboard: Dashboard) -> list[str]:
+    """``batches/<batch>`` of every batch report, the one written last first."""
+    root = dashboard.validation_root() / BATCH_REPORTS
+    if not root.is_dir():
+        return []
     written = [
         (summary.stat().st_mtime, folder.name)
         for folder in root.iterdir()
         if folder.is_dir() and (summary := folder / "summary.json").is_file()
     ]
+    return [f"{BATCH_REPORTS}/{name}" for _, name in sorted(written, reverse=True)]
+
+
+def _validation_href(request: Request, dashboard: Dashboard, run_id: str) -> str | None:
+    """The run's Data Docs (or, without them, its summary), if a report was written for it."""
+    for name in dict.fromkeys((run_id, safe_batch_id(run_id))):
+        href = _report_href(request, dashboard, name)
+        if href:
+            return href
+    return None
+
+
+def _latest_report(dashboard: Dashboard) -> str | None:
+    """The validation report written last, a run's or a batch's (``batches/<batch>``), by its
+    summary's time (folder names are run ids, batch ids or ``latest``: none sorts by time)."""
+    root = dashboard.validation_root()
+    if not root.is_dir():
+        return None
+    folders = [p for p in root.iterdir() if p.is_dir() and p.name != BATCH_REPORTS]
+    if (root / BATCH_REPORTS).is_dir():
+        folders += [p for p in (root / BATCH_REPORTS).iterdir() if p.is_dir()]
+    written = [
+        (summary.stat().st_mtime, folder.relative_to(root).as_posix())
+        for folder in folders
+        if (summary := folder / "summary.json").is_file()
+    ]
     return max(written)[1] if written else None
+
+
+def _report_href(request: Request, dashboard: Dashboard, name: str) -> str | None:
+    """A report's Data Docs, or without them its summary."""
+    for file in (DATA_DOCS_INDEX, "summary.html"):
+        href = _report_file_href(request, dashboard, name, file)
+        if href:
+            return href
+    return None
 
 
 def _read_result(dashboard: Dashboard, viewer: Viewer, token: str) -> tuple[str, str]:
@@ -965,7 +1059,8 @@ def render_steward(
         ]
     query = request.url.query
     back = request.url.path + (f"?{_without_messages(query)}" if query else "")
-    latest_run = _latest_report(dashboard)
+    # The chosen batch's own report; else the report written last (a batch's or a run's).
+    report_name = _batch_report_name(batch) if batch else _latest_report(dashboard)
     return dashboard.render(
         request,
         "steward.html",
@@ -992,9 +1087,8 @@ def render_steward(
         back=back,
         history=actions.history(settings, limit=HISTORY_ROWS),
         mapping_docs=_mapping_docs_href(request, dashboard),
-        validation_report=(
-            _validation_href(request, dashboard, latest_run) if latest_run else None
-        ),
+        validation_report=_report_href(request, dashboard, report_name) if report_name else None,
+        report_name=report_name,
     )
 
 

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from html.parser import HTMLParser
@@ -333,9 +334,10 @@ def static_tables(page: str) -> str:
 class _OfflineRewriter(HTMLParser):
     """Re-emits a page without scripts, comments or any reference that leaves the machine."""
 
-    def __init__(self, logo: str | None) -> None:
+    def __init__(self, logo: str | None, exists: Callable[[str], bool] | None = None) -> None:
         super().__init__(convert_charrefs=False)
         self.logo = logo
+        self.exists = exists  # whether a local reference names a file of the site
         self.out: list[str] = []
         self.skipping: str | None = None  # inside <script> (or another dropped element)
         self.in_style = False
@@ -360,6 +362,14 @@ class _OfflineRewriter(HTMLParser):
             tag == "meta"
             and any(k == "http-equiv" and (v or "").lower() == "refresh" for k, v in attrs)
         ):
+            return
+        if (
+            tag == "link"
+            and self.exists
+            and not all(self.exists(v or "") for k, v in attrs if k == "href")
+        ):
+            # GX's validation pages point their favicon one folder too shallow: a link to a
+            # file the site does not have is a 404 for every reader, so it goes.
             return
         kept = []
         dropped_link = False
@@ -438,8 +448,10 @@ class _OfflineRewriter(HTMLParser):
         pass  # comments can carry conditional scripts; nothing in them is needed
 
 
-def offline_html(page: str, logo: str | None = None) -> str:
-    rewriter = _OfflineRewriter(logo)
+def offline_html(
+    page: str, logo: str | None = None, exists: Callable[[str], bool] | None = None
+) -> str:
+    rewriter = _OfflineRewriter(logo, exists)
     rewriter.feed(static_tables(page))
     rewriter.close()
     return "".join(rewriter.out)
@@ -451,7 +463,8 @@ def make_offline(site_dir: Path) -> None:
     for path in sorted(site_dir.rglob("*")):
         if path.suffix == ".html":
             logo = os.path.relpath(logo_file, path.parent) if logo_file.exists() else None
-            path.write_text(offline_html(path.read_text("utf-8"), logo), encoding="utf-8")
+            page = offline_html(path.read_text("utf-8"), logo, _files_of(site_dir, path))
+            path.write_text(page, encoding="utf-8")
         elif path.suffix in (".css", ".svg"):
             text = path.read_text("utf-8")
             if path.suffix == ".svg":
@@ -466,6 +479,19 @@ def make_offline(site_dir: Path) -> None:
     if leftovers:
         shown = "; ".join(f"{r.path.name}: {r.reference}" for r in leftovers[:5])
         raise DataDocsError(f"Data Docs still refer to {len(leftovers)} external assets: {shown}")
+
+
+def _files_of(site_dir: Path, page: Path) -> Callable[[str], bool]:
+    """Whether a page's local reference (query and fragment aside) is a file of the site."""
+
+    def exists(reference: str) -> bool:
+        path = reference.split("#", 1)[0].split("?", 1)[0]
+        if not path:
+            return True
+        target = (page.parent / path).resolve()
+        return target.is_relative_to(site_dir.resolve()) and target.is_file()
+
+    return exists
 
 
 def _drop_unreferenced_static(site_dir: Path) -> None:

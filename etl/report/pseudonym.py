@@ -36,9 +36,18 @@ def pseudonym_key(settings: Settings) -> bytes:
     path = Path(settings.home) / "secrets" / "pseudonym.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(32))
+        # Written whole under a name of its own, then linked into place: parallel tasks creating
+        # it at once (report tasks of a first run) all end up reading the one key that won.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it first
+        finally:
+            temporary.unlink(missing_ok=True)
     return path.read_text("utf-8").strip().encode("utf-8")
 
 

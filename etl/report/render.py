@@ -7,7 +7,9 @@ cannot call out to a host the region does not control.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -95,9 +97,10 @@ def render_markdown(template: str, **context: Any) -> str:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write atomically: a reader never sees half a report."""
+    """Write atomically: a reader never sees half a report. The temporary file is the writer's
+    own, so two writers of the same file (parallel report tasks) never trip over each other."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         temporary.write_text(text, encoding="utf-8")
     except BaseException:

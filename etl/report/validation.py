@@ -1,7 +1,10 @@
 """Validation reports for a run: what the quality gate saw, per system, entity and check.
 
 A run is a set of batches: those of one Airflow run (``--run``), or each system's latest batch.
-:func:`write_validation_report` writes, under ``<home>/reports/validation/<run>/``:
+:func:`write_validation_report` writes, under ``<home>/reports/validation/<run>/`` (or, for one
+batch, ``<home>/reports/validation/batches/<batch>/``: every batch gets its own, written by the
+pipeline's report step whether the batch loaded or the gate stopped it, see
+``etl.pipeline.report``):
 
 * ``summary.html``, ``summary.md`` and ``summary.json`` for data stewards: per system, entity
   and check the rows evaluated and failing, the failure rate against its threshold and the
@@ -21,7 +24,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -43,6 +49,7 @@ from etl.validate.checks import source_check
 WORKLIST_ROWS_SHOWN = 200  # per system in HTML and Markdown; summary.json has every row
 SUPPRESSED = f"<{MIN_COUNT}"
 LATEST = "latest"
+BATCHES = "batches"  # the folder of per-batch reports, beside the run reports
 LOADED_STATUSES = ("loaded", "unreconciled")
 
 Count = int | str
@@ -150,6 +157,7 @@ class SystemSummary(BaseModel):
 class ValidationSummary(BaseModel):
     run_label: str
     run_id: str | None
+    batch_id: str | None = None  # a report of this one batch
     min_count: int = MIN_COUNT
     worklist_rows_shown: int = WORKLIST_ROWS_SHOWN
     data_docs: str
@@ -184,8 +192,11 @@ class SelectedBatch:
         return max(times)
 
 
-def select_batches(connection: sa.Connection, run_id: str | None = None) -> list[SelectedBatch]:
-    """The batches of ``run_id``, or each system's latest batch (gated or loaded)."""
+def select_batches(
+    connection: sa.Connection, run_id: str | None = None, batch_id: str | None = None
+) -> list[SelectedBatch]:
+    """The batches of ``run_id``, the batch ``batch_id``, or each system's latest batch (gated
+    or loaded)."""
     gated = sa.select(
         dq_result.c.batch_id,
         dq_result.c.source_system,
@@ -220,7 +231,9 @@ def select_batches(connection: sa.Connection, run_id: str | None = None) -> list
         )
         for (batch_id, system), entry in batches.items()
     ]
-    if run_id is not None:
+    if batch_id is not None:
+        selected = [batch for batch in selected if batch.batch_id == batch_id]
+    elif run_id is not None:
         selected = [batch for batch in selected if batch.run_id == run_id]
     else:
         latest: dict[str, SelectedBatch] = {}
@@ -236,7 +249,8 @@ def run_label(batches: list[SelectedBatch], run_id: str | None) -> str:
     runs = {batch.run_id for batch in batches}
     if run_id is None and len(runs) == 1 and None not in runs:
         run_id = runs.pop()
-    return safe_batch_id(run_id) if run_id else LATEST
+    label = safe_batch_id(run_id) if run_id else LATEST
+    return f"run_{label}" if label == BATCHES else label  # a run named so keeps its own folder
 
 
 def previous_loaded_batch(connection: sa.Connection, batch: SelectedBatch) -> str | None:
@@ -437,13 +451,15 @@ def summarise(
     run_id: str | None = None,
     data_docs: str = "data_docs/index.html",
     mapping_docs: str | None = None,
+    batch_id: str | None = None,
 ) -> tuple[ValidationSummary, dict[str, list[dict]]]:
-    """The summary of a run, and the stored check results per batch (for the Data Docs)."""
+    """The summary of a run (or of one batch), and the stored check results per batch (for the
+    Data Docs)."""
     key = pseudonym_key(settings)
     with core_engine(settings.resolved_core_url).connect() as connection:
-        batches = select_batches(connection, run_id)
+        batches = select_batches(connection, run_id, batch_id)
         if not batches:
-            which = f"run {run_id}" if run_id else "any batch"
+            which = f"batch {batch_id}" if batch_id else f"run {run_id}" if run_id else "any batch"
             raise NoResultsError(
                 f"no stored data-quality results or loaded batches for {which}; "
                 "run a migration first (or check the run id with `vardflytt dq results`)"
@@ -497,8 +513,9 @@ def summarise(
             subject_count=rows_read,
         )
     summary = ValidationSummary(
-        run_label=run_label(batches, run_id),
-        run_id=run_id,
+        run_label=safe_batch_id(batch_id) if batch_id else run_label(batches, run_id),
+        run_id=run_id if not batch_id else _single(batch.run_id for batch in batches),
+        batch_id=batch_id,
         data_docs=data_docs,
         mapping_docs=mapping_docs,
         systems=systems,
@@ -529,15 +546,33 @@ def report_folder(settings: Settings, label: str) -> Path:
     return settings.home / "reports" / "validation" / label
 
 
+def batch_report_folder(settings: Settings, batch_id: str) -> Path:
+    """Where one batch's report is: keyed by the batch id alone, so writing it again replaces
+    it (a re-run of the batch, a retried report task)."""
+    return report_folder(settings, BATCHES) / safe_batch_id(batch_id)
+
+
 def write_validation_report(
-    settings: Settings, run_id: str | None = None, out: Path | None = None
+    settings: Settings,
+    run_id: str | None = None,
+    out: Path | None = None,
+    batch_id: str | None = None,
 ) -> ReportPaths:
-    """Write the summary (HTML, Markdown, JSON) and the Data Docs of a run; return the paths."""
+    """Write the summary (HTML, Markdown, JSON) and the Data Docs of a run, or of the batch
+    ``batch_id``; return the paths. Idempotent: a second write replaces the first whole."""
     docs_index = mapping_docs_index(settings)
-    summary, results = summarise(settings, run_id)
-    folder = Path(out) if out else report_folder(settings, summary.run_label)
+    summary, results = summarise(settings, run_id, batch_id=batch_id)
+    if out:
+        folder = Path(out)
+    elif batch_id:
+        folder = batch_report_folder(settings, batch_id)
+    else:
+        folder = report_folder(settings, summary.run_label)
     summary.mapping_docs = Path(os.path.relpath(docs_index, folder)).as_posix()
-    data_docs_index = build_data_docs(settings, summary, results, folder / "data_docs")
+    data_docs_index = _replace_folder(
+        folder / "data_docs",
+        lambda site: build_data_docs(settings, summary, results, site),
+    )
     summary.data_docs = data_docs_index.relative_to(folder).as_posix()
     paths = ReportPaths(
         folder=folder,
@@ -550,3 +585,21 @@ def write_validation_report(
     write_text(paths.summary_markdown, render_markdown("validation_summary.md", summary=summary))
     write_text(paths.summary_html, render_html("validation_summary.html", summary=summary))
     return paths
+
+
+def _replace_folder(target: Path, build: Callable[[Path], Path]) -> Path:
+    """Build a site in a fresh folder beside it, then swap it in: a reader (the dashboard) finds
+    the old site or the new one (for an instant, none), never half of one, and a failed build
+    leaves the old one in place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent.resolve()))
+    retired = scratch.with_name(scratch.name + ".old")
+    try:
+        built = build(scratch / target.name)
+        if target.exists():
+            target.rename(retired)
+        (scratch / target.name).rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    return target / built.relative_to(scratch / target.name)

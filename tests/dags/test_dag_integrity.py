@@ -100,3 +100,39 @@ def test_tasks_only_call_into_etl(dag_bag):
                 "_ShortCircuitDecoratedOperator",
                 "_BranchPythonDecoratedOperator",
             }, (dag.dag_id, task.task_id)
+
+
+def test_every_migrated_batch_gets_its_report_whatever_stopped_it(dag_bag):
+    """The report task is a teardown of the batch: it runs after reconcile, and also when any
+    task before it failed (a batch the quality gate stopped), but not for a system the selection
+    DAG skipped."""
+    from airflow.task.trigger_rule import TriggerRule
+
+    migration_dags = [
+        dag
+        for dag_id, dag in dag_bag.dags.items()
+        if dag_id.startswith("vardflytt_") and "open_batch" in dag.task_dict
+    ]
+    assert len(migration_dags) >= 2
+    selection = dag_bag.dags["vardflytt_migrate"]
+    prefixes = [""] + [
+        f"{task_id[: -len('open_batch')]}"
+        for task_id in selection.task_dict
+        if task_id.endswith(".open_batch")
+    ]
+    checked = 0
+    for dag in [*migration_dags, selection]:
+        for prefix in prefixes if dag is selection else [""]:
+            if f"{prefix}report" not in dag.task_dict:
+                continue
+            report = dag.task_dict[f"{prefix}report"]
+            opened = dag.task_dict[f"{prefix}open_batch"]
+            assert report.is_teardown and opened.is_setup, dag.dag_id
+            assert report.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+            assert report.upstream_task_ids == {f"{prefix}open_batch", f"{prefix}reconcile"}
+            gate = dag.task_dict[f"{prefix}quality_gate"]
+            assert report.task_id in {t.task_id for t in gate.get_flat_relatives(upstream=False)}
+            if prefix:  # the system's selection short-circuits everything after it
+                assert f"{prefix}is_selected" in opened.upstream_task_ids
+            checked += 1
+    assert checked >= 2 * len(migration_dags) - 1

@@ -189,10 +189,6 @@ def check_every_link_resolves(driver, base: str, pages: list[str]) -> set[str]:
     def links_of(url: str, text: str) -> set[str]:
         found = set()
         for reference in re.findall(r'(?:href|src)="([^"#]+)', text):
-            if reference.endswith("favicon.ico"):
-                # GX's validation pages point their favicon one folder too shallow (on disk as
-                # well; browsers do without); everything else must resolve.
-                continue
             link = urllib.parse.urljoin(url, html.unescape(reference))
             parts = urllib.parse.urlsplit(link)
             assert (parts.scheme, parts.netloc) == (root.scheme, root.netloc), (url, reference)

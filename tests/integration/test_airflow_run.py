@@ -84,6 +84,62 @@ def test_dags_migrate_the_estate_and_reconcile(
     assert residues[0] == 0 and residues[1] == 14  # 6 ELVIS + 8 Melior entities
     assert patients > 0
     assert actual_quarantine(core_url) == expected_quarantine(small_estate, ("elvis", "melior"))
+    # Each batch's validation report, written by the run's own report task.
+    reports = airflow_home / "reports" / "validation" / "batches"
+    for system in ("elvis", "melior"):
+        [folder] = [p for p in reports.glob(f"{system}__manual__*") if p.is_dir()]
+        summary = json.loads((folder / "summary.json").read_text("utf-8"))
+        assert [s["status"] for s in summary["systems"]] == ["loaded"]
+        assert summary["run_id"].startswith("manual__")
+        assert (folder / "data_docs" / "index.html").is_file()
+
+
+def test_a_batch_the_gate_stops_in_airflow_gets_its_report(airflow_home, small_estate, tmp_path):
+    """The report task is the batch's teardown: the gate fails, the load never runs, the
+    report is written all the same and the run is still failed."""
+    import os
+    import shutil
+
+    import yaml
+
+    from etl.settings import PROJECT_ROOT
+
+    strict = tmp_path / "expectations"
+    shutil.copytree(PROJECT_ROOT / "expectations", strict)
+    thresholds = yaml.safe_load((strict / "thresholds.yaml").read_text("utf-8"))
+    thresholds["checks"]["source.unparseable_date"]["max_failure_rate"] = 0.001
+    (strict / "thresholds.yaml").write_text(yaml.safe_dump(thresholds), "utf-8")
+    environment = {
+        **os.environ,
+        "VARDFLYTT_HOME": str(airflow_home),
+        "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
+        "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}",
+        "VARDFLYTT_EXPECTATIONS_DIR": str(strict),
+    }
+    conf = json.dumps({"as_of_date": "2026-07-01", "batch_id": "melior_gate_stopped"})
+    completed = subprocess.run(
+        [VARDFLYTT, "airflow", "dags", "test", "vardflytt_melior", "--conf", conf],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = completed.stdout + completed.stderr
+    assert "is not promoted" in output, output[-4000:]
+    folder = airflow_home / "reports" / "validation" / "batches" / "melior_gate_stopped"
+    summary = json.loads((folder / "summary.json").read_text("utf-8"))
+    [system] = summary["systems"]
+    assert (system["gate"], system["status"]) == (
+        "breach",
+        "not promoted: stopped by the quality gate",
+    )
+    assert (folder / "data_docs" / "index.html").is_file()
+    engine = sa.create_engine(environment["VARDFLYTT_CORE_URL"])
+    with engine.connect() as connection:
+        patients = connection.exec_driver_sql("SELECT count(*) FROM patient").scalar_one()
+    engine.dispose()
+    assert patients == 0, "nothing of the stopped batch was promoted"
 
 
 def test_selection_dag_runs_only_the_chosen_systems(airflow_home, small_estate, tmp_path):
@@ -102,6 +158,10 @@ def test_selection_dag_runs_only_the_chosen_systems(airflow_home, small_estate, 
 
     assert (landing / "melior__pick" / "melior" / "validated").is_dir()
     assert not (landing / "elvis__pick").exists()
+    # The dry run's batch has its report (the checks it ran); the skipped system has none.
+    reports = airflow_home / "reports" / "validation" / "batches"
+    assert (reports / "melior__pick" / "summary.html").is_file()
+    assert not (reports / "elvis__pick").exists()
     engine = sa.create_engine(environment["VARDFLYTT_CORE_URL"])
     with engine.connect() as connection:
         assert (

@@ -20,6 +20,7 @@ from etl import pipeline
 from etl.report.coverage import coverage_report, coverage_tables, write_coverage
 from etl.report.docs import write_docs
 from etl.report.profile import profile_system, profile_tables, write_profile
+from etl.report.validation import batch_report_folder
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +87,14 @@ def reports(small_estate, settings_for, tmp_path):
         json.loads(texts[profile_json.name]), ensure_ascii=False
     )
     texts["profile (unescaped html)"] = html.unescape(texts[profile_html.name])
+    # The run wrote the batch's validation report (summary and GX Data Docs) by itself.
+    validation = batch_report_folder(settings, BATCH)
+    pages = sorted(validation.rglob("*.html")) + sorted(validation.glob("summary.*"))
+    assert len(pages) > 5 and (validation / "data_docs" / "index.html") in pages
+    for path in pages:
+        text = path.read_text("utf-8")
+        texts[f"validation {path.relative_to(validation)}"] = text
+        texts[f"validation {path.relative_to(validation)} (unescaped)"] = html.unescape(text)
     return settings, profile, coverage, texts
 
 

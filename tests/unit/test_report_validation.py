@@ -20,6 +20,8 @@ from etl.report.pseudonym import KEY_VARIABLE, pseudonym
 from etl.report.validation import (
     SUPPRESSED,
     NoResultsError,
+    batch_report_folder,
+    run_label,
     select_batches,
     shown,
     summarise,
@@ -298,3 +300,35 @@ def test_no_results_is_an_error(settings_for, tmp_path, monkeypatch):
         summarise(settings)
     with core_engine(settings.resolved_core_url).connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(dq_result)).scalar() == 0
+
+
+def test_one_batch_is_reported_on_its_own_and_keyed_by_its_id(core):
+    settings, _ = core
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        assert [b.system for b in select_batches(connection, batch_id="melior__2")] == ["melior"]
+        # A batch id wins over a run id: the report is the batch's, whichever run it was in.
+        assert [b.batch_id for b in select_batches(connection, RUN_2, "elvis__1")] == ["elvis__1"]
+    summary, _ = summarise(settings, batch_id="melior__2")
+    assert (summary.batch_id, summary.run_label, summary.run_id) == (
+        "melior__2",
+        "melior__2",
+        RUN_2,
+    )
+    [stopped] = summary.systems
+    assert stopped.gate == "breach" and stopped.status.startswith("not promoted")
+
+    paths = write_validation_report(settings, batch_id="melior__2")
+    assert paths.folder == batch_report_folder(settings, "melior__2")
+    assert paths.folder == settings.home / "reports" / "validation" / "batches" / "melior__2"
+    assert "batch <code>melior__2</code> of run" in paths.summary_html.read_text("utf-8")
+    with pytest.raises(NoResultsError, match=r"no stored data-quality results .* batch nothing"):
+        summarise(settings, batch_id="nothing")
+
+
+@pytest.mark.parametrize(
+    ("run_id", "label"),
+    [("r1", "r1"), ("batches", "run_batches"), ("a/b", "a_b"), (None, "latest")],
+    ids=["plain", "the batch reports' folder", "unsafe", "no run"],
+)
+def test_a_run_report_never_takes_the_batch_reports_folder(run_id, label):
+    assert run_label([], run_id) == label

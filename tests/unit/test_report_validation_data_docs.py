@@ -225,3 +225,17 @@ def test_gx_built_site_is_offline(tmp_path):
         text = page.read_text("utf-8")
         assert "<script" not in text and CONTENT_SECURITY_POLICY in text
     assert "elvis__run" in index.read_text("utf-8")  # the index table, written as static HTML
+
+
+def test_a_local_link_to_a_file_the_site_lacks_is_dropped_and_one_it_has_kept():
+    """GX's validation pages name their favicon one folder too shallow: a 404 for every reader."""
+    page = (
+        '<html><head><link rel="shortcut icon" href="../static/images/favicon.ico" />'
+        '<link rel="stylesheet" href="../static/styles/data_docs.css?v=1" /></head>'
+        '<body><a href="../index.html#top">index</a></body></html>'
+    )
+    present = {"../static/styles/data_docs.css", "../index.html"}
+    cleaned = offline_html(page, exists=lambda reference: reference.split("?")[0] in present)
+    assert "favicon.ico" not in cleaned
+    assert 'href="../static/styles/data_docs.css?v=1"' in cleaned
+    assert 'href="../index.html#top"' in cleaned  # links are checked by the crawler, kept here
