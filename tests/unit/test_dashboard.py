@@ -8,7 +8,12 @@ import pytest
 
 from etl.dashboard import charts
 from etl.dashboard.auth import CsrfTokens, Role, Viewer, parse_users, token_digest
-from etl.dashboard.data import RunSummary, SystemBatch, criteria_from_evidence
+from etl.dashboard.data import (
+    RunSummary,
+    SystemBatch,
+    criteria_from_evidence,
+    derive_run_label,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +113,30 @@ def test_recorded_go_no_go_criteria_are_read_from_a_transitions_evidence():
 
 def test_meter_names_its_rate():
     assert re.search(r'aria-label="pass 97.0%"', str(charts.meter(0.97, "pass")))
+
+
+@pytest.mark.parametrize(
+    ("run_id", "systems", "waves", "phases", "expected"),
+    [
+        ("manual__2026-12-04T07:00:00+00:00", ["elvis", "melior"], [None], [], "vardflytt_migrate"),
+        ("scheduled__2026-12-04T07:00:00+00:00", ["elvis"], [None], [], "vardflytt_elvis"),
+        (
+            "manual__2026-12-04T07:00:00+00:00",
+            ["lab_skas", "ris_skas"],
+            ["w1_skaraborg"],
+            ["final"],
+            "vardflytt_cutover_w1_skaraborg · final",
+        ),
+        (None, ["elvis"], [None], [], "command line"),
+        (
+            None,
+            ["lab_skas"],
+            ["w1_skaraborg"],
+            ["initial"],
+            "command line · cutover w1_skaraborg · initial",
+        ),
+    ],
+    ids=["migrate", "one-system-dag", "cutover-dag", "command-line", "command-line-cutover"],
+)
+def test_a_run_label_comes_from_what_the_core_stores(run_id, systems, waves, phases, expected):
+    assert derive_run_label(run_id, systems, waves, phases).text == expected
