@@ -77,12 +77,22 @@ def _stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
 
 
-@pytest.fixture(scope="module")
-def history(small_estate, tmp_path_factory) -> History:
-    root = tmp_path_factory.mktemp("numbers")
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def history(request, small_estate, tmp_path_factory, postgres_schema):
+    root = tmp_path_factory.mktemp(f"numbers-{request.param}")
+    if request.param == "sqlite":
+        yield _seed_history(root, small_estate, None)
+        return
+    with postgres_schema() as core_url:
+        yield _seed_history(root, small_estate, core_url)
+
+
+def _seed_history(root, small_estate, core_url: str | None) -> History:
     estate = root / "estate"
     shutil.copytree(small_estate, estate)  # the activity below changes it
-    settings = Settings(home=root / "home", estate_dir=estate)
+    settings = Settings(home=root / "home", estate_dir=estate, core_url=core_url)
     engine = core_engine(settings.resolved_core_url)
 
     def ledger(to_state: str, run_id: str) -> None:
@@ -135,7 +145,10 @@ def history(small_estate, tmp_path_factory) -> History:
     ledger("frozen", FINAL_RUN)
     ledger("final_delta", FINAL_RUN)
     strict = Settings(
-        home=root / "home", estate_dir=estate, expectations_dir=_strict_expectations(root)
+        home=root / "home",
+        estate_dir=estate,
+        core_url=core_url,
+        expectations_dir=_strict_expectations(root),
     )
     with pytest.raises(DataQualityGateError):
         pipeline.run_system(
