@@ -433,6 +433,17 @@ class Transition:
     def is_rollback(self) -> bool:
         return self.to_state == ROLLED_BACK
 
+    @property
+    def run_label(self) -> str | None:
+        """The run that made the transition, by DAG and phase (a rollback's DAG is
+        ``vardflytt_rollback``; every other transition's the wave's cutover DAG)."""
+        if self.run_id is None:
+            return None
+        if self.is_rollback and AIRFLOW_RUN_ID.match(self.run_id):
+            return RunLabel("vardflytt_rollback", self.wave).text
+        phase = PHASE_OF_STATE.get(self.to_state)
+        return derive_run_label(self.run_id, [], [self.wave], [phase]).text
+
 
 @dataclass
 class Approval:
@@ -798,7 +809,9 @@ def derive_run_label(
     if not (run_id and AIRFLOW_RUN_ID.match(run_id)):
         return RunLabel(None, wave, phase)
     if wave:
-        return RunLabel(f"vardflytt_cutover_{wave}", wave, phase)
+        from etl.cutover.airflow_hitl import cutover_dag_id
+
+        return RunLabel(cutover_dag_id(wave), wave, phase)
     if len(names) == 1:
         return RunLabel(f"vardflytt_{names[0]}", None, phase)
     return RunLabel("vardflytt_migrate", None, phase)

@@ -321,6 +321,11 @@ def test_runs_are_labelled_by_dag_and_phase(client, history):
     assert runs[history.rolled_back] == "command line"
     page = _get(client, f"/runs/{DELTA_RUN}")
     assert f"<h1>Run vardflytt_cutover_{WAVE} · delta</h1>" in html.unescape(page)
+    # The ledger's transitions name their runs the same way.
+    transitions = re.search(
+        r'<table id="transitions">(.*?)</table>', _get(client, f"/waves/{WAVE}"), re.S
+    )
+    assert f"vardflytt_cutover_{WAVE} · final" in html.unescape(transitions.group(1))
 
 
 def _table_runs(page: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import itertools
 import math
@@ -14,6 +15,7 @@ from etl.dashboard.auth import CsrfTokens, Role, Viewer, parse_users, token_dige
 from etl.dashboard.data import (
     RunSummary,
     SystemBatch,
+    Transition,
     criteria_from_evidence,
     derive_run_label,
 )
@@ -216,3 +218,19 @@ def test_system_names_are_written_in_full_beside_their_bars():
     for tag, text in _labels(svg, "tick value"):
         assert _attribute(tag, "x") + charts.text_width(text) <= width
     assert [text for _tag, text in _labels(svg, "axis-title")] == ["rows in the core"]
+
+
+@pytest.mark.parametrize(
+    ("run_id", "to_state", "expected"),
+    [
+        ("manual__2026-12-04T07:00:00+00:00", "final_delta", "vardflytt_cutover_w1 · final"),
+        ("manual__2026-12-04T07:00:00+00:00", "verified", "vardflytt_cutover_w1"),
+        ("manual__2026-12-04T07:00:00+00:00", "rolled_back", "vardflytt_rollback"),
+        ("rehearsal-1", "rehearsal", "command line · cutover w1 · rehearsal"),
+        (None, "frozen", None),
+    ],
+    ids=["final", "verify", "rollback-dag", "command-line", "no-run"],
+)
+def test_a_transition_names_the_run_that_made_it(run_id, to_state, expected):
+    made = Transition("w1", "frozen", to_state, "lena", dt.datetime.now(dt.UTC), run_id, None, {})
+    assert made.run_label == expected
