@@ -842,10 +842,14 @@ def wave_plan(settings: Settings) -> dict[str, dict]:
 
 
 def run_chart_label(run) -> str:
-    """A run on a chart's axis: its DAG and phase, then when it started (runs of one DAG differ
-    by their time)."""
+    """A run on a chart's axis: its DAG, then its phase and when it started (runs of one DAG
+    differ by their time), on two lines so that neither is long."""
+    from etl.dashboard.data import PHASE_OF_STATE
+
+    parts = run.label.split(" · ")
+    phase = parts.pop() if len(parts) > 1 and parts[-1] in PHASE_OF_STATE.values() else None
     started = f"{run.started_at:%Y-%m-%d %H:%M}" if run.started_at else "not started"
-    return f"{run.label}\n{started}"
+    return " · ".join(parts) + "\n" + " · ".join(p for p in (phase, started) if p)
 
 
 def trend_charts(history) -> dict[str, Any]:

@@ -862,7 +862,6 @@ NOT_LOADED = "not loaded"
 ALL_ROLLED_BACK = "rolled back"
 STOPPED_AT_GATE = "stopped at the quality gate"
 NOT_PROMOTED = "not promoted"
-IN_CORE_STATES = (LOADED_BY_WAVE, LOADED_OUTSIDE_WAVE, IN_CORE)
 PROMOTED = "promoted"
 
 
@@ -927,9 +926,6 @@ class SystemInCore:
         return self.in_latest_run.quarantined if self.in_latest_run else 0
 
 
-CHANGES = ("inserted", "updated", "deleted")
-
-
 @dataclass
 class CoreNow:
     """What is in the core right now, per source system and per wave, and what the latest run
@@ -952,12 +948,6 @@ class CoreNow:
     @property
     def quarantined_by_latest_run(self) -> int:
         return sum(s.quarantined_by_latest_run for s in self.systems)
-
-    @property
-    def wave_names(self) -> list[str | None]:
-        """Waves in the order systems come (plan order), None (no wave) last."""
-        names = list(dict.fromkeys(s.wave for s in self.systems if s.wave))
-        return names + ([None] if any(s.wave is None for s in self.systems) else [])
 
     def for_wave(self, wave: str | None) -> list[SystemInCore]:
         return [s for s in self.systems if s.wave == wave]

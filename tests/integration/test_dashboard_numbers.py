@@ -254,7 +254,12 @@ def test_the_headline_is_the_core_as_it_is_now_and_the_sum_of_its_parts(client, 
         rows = _number(cells["rows_in_core"])
         if cells["in_core"] == "no":
             assert rows == 0 and _number(cells["promoted_batches"]) == 0, system
-            assert cells["state"] in {"not loaded", "rolled back", "not promoted"}, system
+            assert cells["state"] in {
+                "not loaded",
+                "rolled back",
+                "not promoted",
+                "stopped at the quality gate",
+            }, system
         else:
             assert rows > 0 and _number(cells["promoted_batches"]) > 0, system
             assert "not loaded" not in cells["state"], system
