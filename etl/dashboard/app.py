@@ -548,7 +548,10 @@ def create_app(
         with dashboard.connection() as connection:
             latest = data.batch_figures(connection, data.latest_batch_ids(connection))
             plan, plan_problem = data.load_wave_plan(Path(dashboard.settings.mappings_dir))
-            waves = data.waves(connection, plan, evaluate=data.criteria_now(dashboard.settings))
+            core = data.core_now(connection, plan)
+            waves = data.waves(
+                connection, plan, evaluate=data.criteria_now(dashboard.settings), core=core
+            )
         latest_totals = data.totals(latest)
         evaluated = latest_totals["rows_evaluated"]
         return dashboard.render(
@@ -558,6 +561,8 @@ def create_app(
             section="waves",
             title="Waves",
             waves=waves,
+            core=core,
+            core_chart=core_chart(core),
             plan_problem=plan_problem,
             latest=sorted(latest, key=lambda b: b.system),
             latest_totals=latest_totals,
@@ -930,10 +935,22 @@ def wave_plan(settings: Settings) -> dict[str, dict]:
     return load_wave_plan(Path(settings.mappings_dir))[0]
 
 
+def run_chart_label(run) -> str:
+    """A run on a chart's axis: its DAG, then its phase and when it started (runs of one DAG
+    differ by their time), on two lines so that neither is long."""
+    from etl.dashboard.data import PHASE_OF_STATE
+
+    parts = run.label.split(" · ")
+    phase = parts.pop() if len(parts) > 1 and parts[-1] in PHASE_OF_STATE.values() else None
+    started = f"{run.started_at:%Y-%m-%d %H:%M}" if run.started_at else "not started"
+    return " · ".join(parts) + "\n" + " · ".join(p for p in (phase, started) if p)
+
+
 def trend_charts(history) -> dict[str, Any]:
     from etl.dashboard.charts import Series, bar_chart, line_chart, percent
 
-    labels = [run.run_id for run in history]
+    labels = [run_chart_label(run) for run in history]
+    x_title = "run (DAG · phase, start UTC)"
     return {
         "rows_chart": bar_chart(
             "Rows per run by outcome",
@@ -942,6 +959,8 @@ def trend_charts(history) -> dict[str, Any]:
                 Series(name, [run.total(name) for run in history], f"s-{name}")
                 for name in ("loaded", "quarantined", "excluded", "merged")
             ],
+            x_title=x_title,
+            y_title="rows",
         ),
         "quality_chart": line_chart(
             "Rows passing checks and rows quarantined, per run",
@@ -952,18 +971,38 @@ def trend_charts(history) -> dict[str, Any]:
             ],
             fmt=percent,
             maximum=1.0,
+            x_title=x_title,
+            y_title="share of rows",
         ),
         "duration_chart": line_chart(
             "Run duration in seconds",
             labels,
             [Series("duration (s)", [r.duration_seconds for r in history], "s-time")],
+            x_title=x_title,
+            y_title="seconds",
         ),
         "throughput_chart": line_chart(
             "Throughput: source rows extracted per second of the run",
             labels,
             [Series("rows/s", [r.rows_per_second for r in history], "s-loaded")],
+            x_title=x_title,
+            y_title="rows per second",
         ),
     }
+
+
+def core_chart(core) -> Any:
+    """Rows in the core per source system that has any, from the same read model as the cards."""
+    from etl.dashboard.charts import horizontal_bar_chart
+
+    systems = [s for s in core.systems if s.is_in_core]
+    return horizontal_bar_chart(
+        "Rows in the core per source system",
+        [s.system for s in systems],
+        [s.rows_in_core for s in systems],
+        "s-loaded",
+        "rows in the core (promoted, not rolled back)",
+    )
 
 
 class _Message:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -83,6 +84,11 @@ class SystemBatch:
     kind: str | None = None
     promotion_state: str | None = None
     promoted_at: dt.datetime | None = None
+    # What its promotion changed in the core (0 until promoted; kept after a rollback).
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    run_label: str | None = None  # its run by DAG and phase (see ``label_runs``)
 
     @property
     def started_at(self) -> dt.datetime | None:
@@ -130,6 +136,11 @@ class RunSummary:
 
     run_id: str
     batches: list[SystemBatch] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The run by DAG and phase (``vardflytt_cutover_w1_skaraborg · final``)."""
+        return next((b.run_label for b in self.batches if b.run_label), self.run_id)
 
     def total(self, name: str) -> int:
         return sum(getattr(batch, name) for batch in self.batches)
@@ -305,6 +316,9 @@ def batch_figures(
         table.c.kind,
         table.c.state,
         table.c.promoted_at,
+        table.c.rows_inserted,
+        table.c.rows_updated,
+        table.c.rows_deleted,
     )
     for row in _rows(connection, promoted, table.c.batch_id, batch_ids):
         key = (row.batch_id, row.source_system)
@@ -312,6 +326,10 @@ def batch_figures(
             item = batches[key]
             item.wave, item.kind = row.wave, row.kind
             item.promotion_state, item.promoted_at = row.state, _utc(row.promoted_at)
+            item.rows_inserted = int(row.rows_inserted or 0)
+            item.rows_updated = int(row.rows_updated or 0)
+            item.rows_deleted = int(row.rows_deleted or 0)
+    label_runs(connection, list(batches.values()))
     return sorted(batches.values(), key=lambda b: (b.started_at or _EPOCH, b.system))
 
 
@@ -415,6 +433,17 @@ class Transition:
     def is_rollback(self) -> bool:
         return self.to_state == ROLLED_BACK
 
+    @property
+    def run_label(self) -> str | None:
+        """The run that made the transition, by DAG and phase (a rollback's DAG is
+        ``vardflytt_rollback``; every other transition's the wave's cutover DAG)."""
+        if self.run_id is None:
+            return None
+        if self.is_rollback and AIRFLOW_RUN_ID.match(self.run_id):
+            return RunLabel("vardflytt_rollback", self.wave).text
+        phase = PHASE_OF_STATE.get(self.to_state)
+        return derive_run_label(self.run_id, [], [self.wave], [phase]).text
+
 
 @dataclass
 class Approval:
@@ -468,6 +497,16 @@ class Wave:
     batches: list[SystemBatch] = field(default_factory=list)
     latest: list[SystemBatch] = field(default_factory=list)
     reconciliation: list[Reconciliation] = field(default_factory=list)
+    # Its systems as the core holds them now (``core_now``: the same figures as every page).
+    systems: list[SystemInCore] = field(default_factory=list)
+
+    @property
+    def rows_in_core(self) -> int:
+        return sum(s.rows_in_core for s in self.systems)
+
+    @property
+    def systems_in_core(self) -> list[SystemInCore]:
+        return [s for s in self.systems if s.is_in_core]
 
     @property
     def actual_start(self) -> dt.datetime | None:
@@ -589,9 +628,11 @@ def waves(
     plan: dict[str, dict] | None = None,
     names: list[str] | None = None,
     evaluate: Callable[[str], list[Criterion]] | None = None,
+    core: CoreNow | None = None,
 ) -> list[Wave]:
     """Waves of the plan and of the ledger (or only ``names``), each with everything its page
-    shows: state, windows, transitions, approvals, batches, reconciliation, go/no-go."""
+    shows: state, windows, transitions, approvals, batches, reconciliation, go/no-go, and its
+    systems from ``core`` (``core_now``, computed here when not given)."""
     plan = plan or {}
     wanted = names if names is not None else [*plan, *wave_names(connection)]
     found: dict[str, Wave] = {name: Wave(name=name) for name in wanted}
@@ -670,7 +711,9 @@ def waves(
     for (name, _system, _entity), item in sorted(latest_check.items()):
         if name in found:
             found[name].reconciliation.append(item)
+    core = core or core_now(connection, plan)
     for wave in found.values():
+        wave.systems = core.for_wave(wave.name)
         wave.batches.sort(key=lambda b: (b.started_at or _EPOCH, b.system))
         wave.latest = _latest_loaded(wave.batches)
         for transition in reversed(wave.transitions):
@@ -705,3 +748,335 @@ def criteria_now(settings) -> Callable[[str], list[Criterion]]:
         ]
 
     return evaluate
+
+
+# --------------------------------------------------------------------------- runs by DAG and phase
+
+# Airflow's run ids start with the run type (``manual__2026-12-04T07:00:00+00:00``); the command
+# line passes none (``vardflytt run``, ``vardflytt cutover load``) or one of its own.
+AIRFLOW_RUN_ID = re.compile(
+    r"^(manual|scheduled|backfill|asset_triggered|dataset_triggered|asset_materialization"
+    r"|operator_triggered)__"
+)
+COMMAND_LINE = "command line"
+# The cutover's phase of a ledger state, and of a cutover batch id
+# (``<system>__<wave>__<phase>__<stamp>``, etl/cutover/waves.py).
+PHASE_OF_STATE = {
+    "rehearsal": "rehearsal",
+    "initial_load": "initial",
+    "delta_load": "delta",
+    "final_delta": "final",
+}
+_CUTOVER_BATCH = re.compile(
+    r"^(?P<system>.+?)__(?P<wave>.+)__(?P<phase>rehearsal|initial|delta|final)__\d{8}T\d+$"
+)
+
+
+@dataclass(frozen=True)
+class RunLabel:
+    """Which DAG ran a batch (None: the command line), in which wave and cutover phase."""
+
+    dag_id: str | None
+    wave: str | None = None
+    phase: str | None = None
+
+    @property
+    def text(self) -> str:
+        parts = [self.dag_id or COMMAND_LINE]
+        if self.dag_id is None and self.wave:
+            parts.append(f"cutover {self.wave}")
+        if self.phase:
+            parts.append(self.phase)
+        return " · ".join(parts)
+
+
+def derive_run_label(
+    run_id: str | None,
+    systems: Iterable[str],
+    waves_of_run: Iterable[str | None],
+    phases: Iterable[str | None],
+) -> RunLabel:
+    """A run's DAG and phase from what the core stores (nothing is stored for this alone).
+
+    A batch of a wave comes from ``vardflytt_cutover_<wave>`` (or ``vardflytt cutover``); an
+    Airflow run of several systems outside a wave from ``vardflytt_migrate``; one system's from
+    ``vardflytt_<system>``. The core does not record the DAG id, so a ``vardflytt_migrate`` run
+    of a single system reads as that system's own DAG (both run the same tasks).
+    """
+    wave = next((w for w in sorted({w for w in waves_of_run if w})), None)
+    phase = next((p for p in phases if p), None)
+    names = sorted(set(systems))
+    if not (run_id and AIRFLOW_RUN_ID.match(run_id)):
+        return RunLabel(None, wave, phase)
+    if wave:
+        from etl.cutover.airflow_hitl import cutover_dag_id
+
+        return RunLabel(cutover_dag_id(wave), wave, phase)
+    if len(names) == 1:
+        return RunLabel(f"vardflytt_{names[0]}", None, phase)
+    return RunLabel("vardflytt_migrate", None, phase)
+
+
+def label_runs(connection: sa.Connection, batches: list[SystemBatch]) -> None:
+    """Set each batch's ``run_label``: its run's systems (load_batch, dq_result) and cutover
+    phase (the ledger transition the run recorded, else the cutover batch id)."""
+    run_ids = sorted({b.run_id for b in batches if b.run_id})
+    systems: dict[str, set[str]] = {run_id: set() for run_id in run_ids}
+    states: dict[str, list[tuple[str, str]]] = {}
+    for table in (load_batch, dq_result):
+        query = sa.select(table.c.run_id, table.c.source_system).distinct()
+        for row in _rows(connection, query, table.c.run_id, run_ids):
+            systems[row.run_id].add(row.source_system)
+    query = sa.select(
+        cutover_transition.c.run_id, cutover_transition.c.wave, cutover_transition.c.to_state
+    )
+    for row in _rows(connection, query, cutover_transition.c.run_id, run_ids):
+        states.setdefault(row.run_id, []).append((row.wave, row.to_state))
+    by_run: dict[str, list[SystemBatch]] = {}
+    for item in batches:
+        by_run.setdefault(item.run_id or f"\0{item.batch_id}", []).append(item)
+    for items in by_run.values():
+        run_id = items[0].run_id
+        parsed = [_CUTOVER_BATCH.match(b.batch_id) for b in items]
+        recorded = states.get(run_id or "", [])
+        label = derive_run_label(
+            run_id,
+            systems.get(run_id or "", set()) | {b.system for b in items},
+            [b.wave for b in items]
+            + [w for w, _ in recorded]
+            + [m.group("wave") for m in parsed if m],
+            [PHASE_OF_STATE.get(s) for _, s in recorded] + [m.group("phase") for m in parsed if m],
+        )
+        for item in items:
+            item.run_label = label.text
+
+
+# --------------------------------------------------------------------------- the core as it is now
+
+# How a source system stands in the core (``SystemInCore.state``). Only the first three have rows
+# in the core; every other state has none.
+LOADED_BY_WAVE = "loaded by its wave"
+LOADED_OUTSIDE_WAVE = "in the core, not yet loaded by its wave"
+IN_CORE = "in the core"
+NOT_LOADED = "not loaded"
+ALL_ROLLED_BACK = "rolled back"
+STOPPED_AT_GATE = "stopped at the quality gate"
+NOT_PROMOTED = "not promoted"
+PROMOTED = "promoted"
+
+
+@dataclass
+class SystemInCore:
+    """One source system as the core holds it now: the one answer every page gives.
+
+    ``rows_in_core`` is what its promoted batches left in the core tables: rows inserted minus
+    rows deleted, over every batch still promoted (a rolled-back batch counts nothing). ``wave``
+    is the system's wave in the plan (else the wave its batches were tagged with)."""
+
+    system: str
+    wave: str | None = None
+    is_planned: bool = False
+    rows_in_core: int = 0
+    promoted_batches: int = 0
+    wave_batches: int = 0  # promoted batches its own wave's cutover loaded
+    rolled_back_batches: int = 0
+    last_promoted: SystemBatch | None = None
+    latest: SystemBatch | None = None  # its newest batch, whatever became of it
+    in_latest_run: SystemBatch | None = None  # its batch in the core's latest run, if any
+
+    @property
+    def is_in_core(self) -> bool:
+        return self.promoted_batches > 0
+
+    @property
+    def state(self) -> str:
+        if self.is_in_core:
+            if self.wave is None:
+                return IN_CORE
+            return LOADED_BY_WAVE if self.wave_batches else LOADED_OUTSIDE_WAVE
+        if self.rolled_back_batches:
+            return ALL_ROLLED_BACK
+        if self.latest is not None and self.latest.checks_breached and not self.latest.is_loaded:
+            return STOPPED_AT_GATE
+        if self.latest is not None and self.latest.status:
+            return NOT_PROMOTED
+        return NOT_LOADED
+
+    def changed(self, name: str) -> int:
+        """Rows inserted, updated or deleted (``name``) by the latest run, if it promoted them."""
+        batch = self.in_latest_run
+        if batch is None or batch.promotion_state != PROMOTED:
+            return 0
+        return getattr(batch, f"rows_{name}")
+
+    @property
+    def latest_run_inserted(self) -> int:
+        return self.changed("inserted")
+
+    @property
+    def latest_run_updated(self) -> int:
+        return self.changed("updated")
+
+    @property
+    def latest_run_deleted(self) -> int:
+        return self.changed("deleted")
+
+    @property
+    def quarantined_by_latest_run(self) -> int:
+        return self.in_latest_run.quarantined if self.in_latest_run else 0
+
+
+@dataclass
+class CoreNow:
+    """What is in the core right now, per source system and per wave, and what the latest run
+    changed. Every headline figure is a sum over ``systems``: the pages add nothing of their own."""
+
+    systems: list[SystemInCore] = field(default_factory=list)
+    latest_run: RunSummary | None = None
+
+    @property
+    def rows_in_core(self) -> int:
+        return sum(s.rows_in_core for s in self.systems)
+
+    @property
+    def systems_in_core(self) -> list[SystemInCore]:
+        return [s for s in self.systems if s.is_in_core]
+
+    def changed(self, name: str) -> int:
+        return sum(s.changed(name) for s in self.systems)
+
+    @property
+    def quarantined_by_latest_run(self) -> int:
+        return sum(s.quarantined_by_latest_run for s in self.systems)
+
+    def for_wave(self, wave: str | None) -> list[SystemInCore]:
+        return [s for s in self.systems if s.wave == wave]
+
+    def rows_in_wave(self, wave: str | None) -> int:
+        return sum(s.rows_in_core for s in self.for_wave(wave))
+
+    @property
+    def latest_run_outcome(self) -> str:
+        """What became of the latest run, in words (its figures are in ``changed``)."""
+        run = self.latest_run
+        if run is None:
+            return "no run yet"
+        states = [s for s in self.systems if s.in_latest_run is not None]
+        promoted = sum(1 for s in states if s.in_latest_run.promotion_state == PROMOTED)
+        stopped = sum(
+            1 for s in states if s.in_latest_run.checks_breached and not s.in_latest_run.is_loaded
+        )
+        rolled_back = sum(1 for s in states if s.in_latest_run.promotion_state == ROLLED_BACK)
+        parts = [f"{promoted} of {len(states)} systems promoted"]
+        if stopped:
+            parts.append(f"{stopped} stopped at the quality gate")
+        if rolled_back:
+            parts.append(f"{rolled_back} rolled back since")
+        return ", ".join(parts)
+
+
+def _newest_batches(connection: sa.Connection) -> tuple[dict[str, str], str | None]:
+    """Each system's newest batch (loaded or not, dry runs aside) and the newest of all."""
+    moments: list[tuple[dt.datetime, str, str]] = []
+    loaded = set()
+    for row in connection.execute(
+        sa.select(
+            load_batch.c.batch_id,
+            load_batch.c.source_system,
+            load_batch.c.started_at,
+            load_batch.c.is_dry_run,
+        )
+    ):
+        loaded.add(row.batch_id)
+        if not row.is_dry_run:
+            moments.append((_utc(row.started_at) or _EPOCH, row.batch_id, row.source_system))
+    checked = sa.select(
+        dq_result.c.batch_id,
+        dq_result.c.source_system,
+        sa.func.min(dq_result.c.evaluated_at).label("at"),
+    ).group_by(dq_result.c.batch_id, dq_result.c.source_system)
+    for row in connection.execute(checked):
+        if row.batch_id not in loaded:  # the gate stopped it (or a dry run): no load_batch row
+            moments.append((_utc(row.at) or _EPOCH, row.batch_id, row.source_system))
+    newest: dict[str, str] = {}
+    for _at, batch_id, system in sorted(moments):
+        newest[system] = batch_id
+    return newest, (max(moments)[1] if moments else None)
+
+
+def core_now(connection: sa.Connection, plan: dict[str, dict] | None = None) -> CoreNow:
+    """Per source system (every system of the plan, and every system with a batch): its rows in
+    the core from the promotion ledger, its batches, its newest batch and the latest run's."""
+    plan = plan or {}
+    wave_of = {system: name for name, item in plan.items() for system in item.get("systems") or []}
+    found: dict[str, SystemInCore] = {
+        name: SystemInCore(system=name, wave=wave, is_planned=True)
+        for name, wave in wave_of.items()
+    }
+
+    def system(name: str) -> SystemInCore:
+        if name not in found:
+            found[name] = SystemInCore(system=name)
+        return found[name]
+
+    last_promoted: dict[str, str] = {}
+    tagged: dict[str, str] = {}
+    for row in connection.execute(
+        sa.select(
+            promotion.c.batch_id,
+            promotion.c.source_system,
+            promotion.c.wave,
+            promotion.c.state,
+            promotion.c.rows_inserted,
+            promotion.c.rows_deleted,
+        ).order_by(promotion.c.seq.is_(None), promotion.c.seq, promotion.c.batch_id)
+    ):
+        item = system(row.source_system)
+        if row.wave:
+            tagged[row.source_system] = row.wave
+        if row.state == PROMOTED:
+            item.promoted_batches += 1
+            item.rows_in_core += int(row.rows_inserted or 0) - int(row.rows_deleted or 0)
+            last_promoted[row.source_system] = row.batch_id
+            if row.wave and row.wave == (wave_of.get(row.source_system) or row.wave):
+                item.wave_batches += 1
+        elif row.state == ROLLED_BACK:
+            item.rolled_back_batches += 1
+    newest, newest_of_all = _newest_batches(connection)
+    for name in newest:
+        system(name)
+    for item in found.values():
+        if not item.is_planned:
+            item.wave = tagged.get(item.system)
+    run_ids: list[str] = []
+    latest_run_id: str | None = None
+    if newest_of_all is not None:
+        run_of = connection.execute(
+            sa.select(load_batch.c.run_id).where(load_batch.c.batch_id == newest_of_all)
+        ).scalar()
+        if run_of is None:
+            run_of = connection.execute(
+                sa.select(sa.func.max(dq_result.c.run_id)).where(
+                    dq_result.c.batch_id == newest_of_all
+                )
+            ).scalar()
+        latest_run_id = run_of or newest_of_all
+        run_ids = run_batch_ids(connection, run_of) if run_of else [newest_of_all]
+    wanted = {*last_promoted.values(), *newest.values(), *run_ids}
+    figures = {(b.batch_id, b.system): b for b in batch_figures(connection, sorted(wanted))}
+    for name, batch_id in last_promoted.items():
+        found[name].last_promoted = figures.get((batch_id, name))
+    for name, batch_id in newest.items():
+        found[name].latest = figures.get((batch_id, name))
+    latest_run = None
+    if latest_run_id is not None:
+        in_run = [b for (batch_id, _s), b in figures.items() if batch_id in set(run_ids)]
+        latest_run = RunSummary(latest_run_id, sorted(in_run, key=lambda b: b.system))
+        for batch in latest_run.batches:
+            system(batch.system).in_latest_run = batch
+    order = {name: index for index, name in enumerate(plan)}
+    systems = sorted(
+        found.values(),
+        key=lambda s: (s.wave is None, order.get(s.wave or "", len(order)), s.wave or "", s.system),
+    )
+    return CoreNow(systems=systems, latest_run=latest_run)

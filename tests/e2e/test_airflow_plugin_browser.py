@@ -145,7 +145,7 @@ def test_a_steward_signs_in_through_airflow_reads_the_ledger_and_acts(airflow, b
             expected.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Waves")
         )
         assert browser.find_element(By.ID, "who").text.startswith(STEWARD)
-        assert browser.find_element(By.ID, "card-loaded")
+        assert browser.find_element(By.ID, "card-core-rows")
     finally:
         browser.switch_to.default_content()
     shot("inside_airflow_ui")

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import html
+import itertools
+import math
 import re
 
 import pytest
 
 from etl.dashboard import charts
 from etl.dashboard.auth import CsrfTokens, Role, Viewer, parse_users, token_digest
-from etl.dashboard.data import RunSummary, SystemBatch, criteria_from_evidence
+from etl.dashboard.data import (
+    RunSummary,
+    SystemBatch,
+    Transition,
+    criteria_from_evidence,
+    derive_run_label,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +118,119 @@ def test_recorded_go_no_go_criteria_are_read_from_a_transitions_evidence():
 
 def test_meter_names_its_rate():
     assert re.search(r'aria-label="pass 97.0%"', str(charts.meter(0.97, "pass")))
+
+
+@pytest.mark.parametrize(
+    ("run_id", "systems", "waves", "phases", "expected"),
+    [
+        ("manual__2026-12-04T07:00:00+00:00", ["elvis", "melior"], [None], [], "vardflytt_migrate"),
+        ("scheduled__2026-12-04T07:00:00+00:00", ["elvis"], [None], [], "vardflytt_elvis"),
+        (
+            "manual__2026-12-04T07:00:00+00:00",
+            ["lab_skas", "ris_skas"],
+            ["w1_skaraborg"],
+            ["final"],
+            "vardflytt_cutover_w1_skaraborg · final",
+        ),
+        (None, ["elvis"], [None], [], "command line"),
+        (
+            None,
+            ["lab_skas"],
+            ["w1_skaraborg"],
+            ["initial"],
+            "command line · cutover w1_skaraborg · initial",
+        ),
+    ],
+    ids=["migrate", "one-system-dag", "cutover-dag", "command-line", "command-line-cutover"],
+)
+def test_a_run_label_comes_from_what_the_core_stores(run_id, systems, waves, phases, expected):
+    assert derive_run_label(run_id, systems, waves, phases).text == expected
+
+
+RUN_LABELS = [
+    f"vardflytt_cutover_w1_skaraborg · {phase}\n2026-12-04 0{hour}:15"
+    for hour, phase in enumerate(["initial", "delta", "delta", "final"] * 6)
+]
+
+
+def _labels(svg: str, css: str) -> list[tuple[str, str]]:
+    """Each label's opening tag and its text, lines joined by a newline."""
+    found = []
+    for tag, body in re.findall(rf'(<text class="{css}"[^>]*>)(.*?)</text>', svg):
+        lines = re.findall(r"<tspan[^>]*>(.*?)</tspan>", body) or [body]
+        found.append((tag, "\n".join(html.unescape(line) for line in lines)))
+    return found
+
+
+def _attribute(tag: str, name: str) -> float:
+    return float(re.search(rf' {name}="([^"]+)"', tag).group(1))
+
+
+@pytest.mark.parametrize("count", [1, 5, 24], ids=lambda n: f"{n}-runs")
+def test_run_labels_are_whole_inside_the_chart_and_never_overlap(count):
+    labels = RUN_LABELS[:count]
+    svg = str(
+        charts.bar_chart(
+            "Rows per run",
+            labels,
+            [charts.Series("loaded", [126_494 * (i + 1) for i in range(count)], "s-loaded")],
+            x_title="run (DAG · phase, start UTC)",
+            y_title="rows",
+        )
+    )
+    width, height = (float(v) for v in re.search(r'viewBox="0 0 (\S+) (\S+)"', svg).groups())
+    shown = _labels(svg, "tick x-label")
+    assert shown and all(text in labels for _tag, text in shown), "labels are whole, never cut"
+    assert shown[0][1] == labels[0]
+    boxes = [
+        charts.slanted_label_box(text, _attribute(tag, "x"), _attribute(tag, "y"))
+        for tag, text in shown
+    ]
+    for box in boxes:
+        assert box.left >= 0 and box.right <= width and box.bottom <= height, box
+    # Slanted labels are parallel: across their lines, neighbours are a full label apart.
+    across = [
+        (b.x - a.x) * math.sin(math.radians(charts.SLANT)) for a, b in itertools.pairwise(boxes)
+    ]
+    assert all(gap >= 2 * charts.LINE_HEIGHT for gap in across), across
+    # Axis titles, and numbers with thousands separators.
+    titles = [text for _tag, text in _labels(svg, "axis-title")]
+    assert titles == ["rows", "run (DAG · phase, start UTC)"]
+    ticks = [text for _tag, text in _labels(svg, "tick")]
+    assert any(re.fullmatch(r"\d{1,3}(\u202f\d{3})+", t) for t in ticks), ticks
+    assert not any(re.search(r"\d[kM]$", t) for t in ticks)
+
+
+def test_system_names_are_written_in_full_beside_their_bars():
+    systems = ["ungdomsmottagning_goteborg", "elvis", "fysioterapi_skaraborg"]
+    svg = str(
+        charts.horizontal_bar_chart(
+            "Rows in the core", systems, [12_345, 1_234_567, 0], "s-loaded", "rows in the core"
+        )
+    )
+    width = float(re.search(r'viewBox="0 0 (\S+) ', svg).group(1))
+    names = _labels(svg, "tick y-label")
+    assert [text for _tag, text in names] == systems
+    for tag, text in names:  # anchored at their end, left of the bars, and inside the chart
+        assert _attribute(tag, "x") - charts.text_width(text) >= 0
+    values = [text for _tag, text in _labels(svg, "tick value")]
+    assert values == ["12\u202f345", "1\u202f234\u202f567", "0"]
+    for tag, text in _labels(svg, "tick value"):
+        assert _attribute(tag, "x") + charts.text_width(text) <= width
+    assert [text for _tag, text in _labels(svg, "axis-title")] == ["rows in the core"]
+
+
+@pytest.mark.parametrize(
+    ("run_id", "to_state", "expected"),
+    [
+        ("manual__2026-12-04T07:00:00+00:00", "final_delta", "vardflytt_cutover_w1 · final"),
+        ("manual__2026-12-04T07:00:00+00:00", "verified", "vardflytt_cutover_w1"),
+        ("manual__2026-12-04T07:00:00+00:00", "rolled_back", "vardflytt_rollback"),
+        ("rehearsal-1", "rehearsal", "command line · cutover w1 · rehearsal"),
+        (None, "frozen", None),
+    ],
+    ids=["final", "verify", "rollback-dag", "command-line", "no-run"],
+)
+def test_a_transition_names_the_run_that_made_it(run_id, to_state, expected):
+    made = Transition("w1", "frozen", to_state, "lena", dt.datetime.now(dt.UTC), run_id, None, {})
+    assert made.run_label == expected
