@@ -2,9 +2,10 @@
 
 Everything here is counts, codes, states, timestamps and row handles; never a source key, an
 identity number, a name or free text, but for approvers' notes on their go/no-go (their own words
-about the decision, with identity numbers withheld: ``etl.cutover.ledger.screened_note``). Each function runs a handful of grouped queries (one per
-table, filtered by batch) and merges them here, so a page costs the same on SQLite and
-PostgreSQL and stays fast with a long history (see the dashboard section of ``make bench``).
+about the decision, with identity numbers withheld: ``etl.cutover.ledger.screened_note``).
+Each function runs a handful of grouped queries (one per table, filtered by batch) and merges
+them here, so a page costs the same on SQLite and PostgreSQL and stays fast with a long history
+(see the dashboard section of ``make bench``).
 
 Terms, as the pages use them:
 

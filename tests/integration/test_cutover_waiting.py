@@ -11,6 +11,7 @@ one end to end). The dashboard then reads the same database.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -23,10 +24,12 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from fastapi.testclient import TestClient
 
 from etl.core.database import core_engine
+from etl.core.tables import access_log
 from etl.cutover import ledger
 from etl.cutover.airflow_hitl import approval_task_id, cutover_dag_id, evidence_links
 from etl.cutover.evidence import write_pack
@@ -192,10 +195,10 @@ def test_a_waiting_go_no_go_is_read_from_airflow_and_shown_with_the_notes(settin
         )
         assert waiting.airflow_users == tuple(APPROVERS) and waiting.is_as_planned
         assert asked_after - 5 <= waiting.waiting_since.timestamp() <= time.time()
-        assert waiting.url.startswith(
-            f"http://airflow.test:8080/dags/{cutover_dag_id(WAVE)}/runs/"
+        assert waiting.url.startswith(f"http://airflow.test:8080/dags/{cutover_dag_id(WAVE)}/runs/")
+        assert waiting.url.endswith(
+            f"/tasks/{approval_task_id(ROLE)}/required_actions?map_index=-1"
         )
-        assert waiting.url.endswith(f"/tasks/{approval_task_id(ROLE)}/required_actions?map_index=-1")
         assert ":" not in waiting.url.split("/runs/")[1].split("/")[0]  # the run id is quoted
 
         page = _page(settings, f"/waves/{WAVE}")
@@ -204,9 +207,7 @@ def test_a_waiting_go_no_go_is_read_from_airflow_and_shown_with_the_notes(settin
         assert _field(row.group(1), "answerers") == "anna, lena"
         assert _field(row.group(1), "since") == waiting.waiting_since.strftime("%Y-%m-%d %H:%M UTC")
         assert f'href="{html.escape(waiting.url)}"' in row.group(1)
-        assert (
-            'href="http://airflow.test:8080/required_actions?response_received=false"' in page
-        )
+        assert 'href="http://airflow.test:8080/required_actions?response_received=false"' in page
         assert "Airflow unreachable" not in page
     finally:
         os.killpg(run.pid, signal.SIGTERM)
@@ -235,3 +236,13 @@ def test_a_waiting_go_no_go_is_read_from_airflow_and_shown_with_the_notes(settin
     assert "\\[x\\]\\(javascript\\:alert\\(1\\)\\)" in text
     assert "19121212" not in evidence
     assert f'href="/waves/{WAVE}/evidence/{label}"' in evidence  # the zip
+    # Behind the sign-in like every page, and on record as a view of the evidence.
+    stranger = _client(settings).get(f"/waves/{WAVE}/evidence/{label}/evidence.md")
+    assert stranger.status_code == 401 and "Patient" not in stranger.text
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        views = connection.execute(
+            sa.select(access_log.c.user_name, access_log.c.detail).where(
+                access_log.c.action == "dashboard_evidence_view"
+            )
+        ).all()
+    assert [(v.user_name, json.loads(v.detail)["pack"]) for v in views] == [(LEAD, label)]
