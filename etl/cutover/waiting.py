@@ -3,7 +3,8 @@
 The final run of ``vardflytt_cutover_<wave>`` asks each approving role in a human-in-the-loop
 task ``go_no_go_<role>`` (``etl.cutover.airflow_hitl``). While it waits, Airflow holds the
 request in its metadata database: a ``hitl_detail`` row (Airflow 3.1+) for the task instance,
-without a response, the task instance ``awaiting_input`` (or ``deferred``, before 3.3).
+without a response, the task instance ``awaiting_input`` (Airflow 3.3; ``deferred`` where a
+trigger does the waiting).
 
 Read from Airflow's metadata database, not its REST API, because:
 
