@@ -41,7 +41,13 @@ class Settings(BaseSettings):
     chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
     airflow_url: str = Field(
         default="http://127.0.0.1:8080",
-        description="Base URL of Airflow's api-server: `cutover approve` signs in there.",
+        description="Base URL of Airflow's api-server: `cutover approve` signs in there, and "
+        "the dashboard links each waiting go/no-go to its Required Actions page there.",
+    )
+    dashboard_url: str = Field(
+        default="http://127.0.0.1:8765",
+        description="Base URL of the dashboard as approvers reach it (inside Airflow: Airflow's "
+        "URL and /vardflytt): the go/no-go request links its evidence pack there.",
     )
 
     @cached_property

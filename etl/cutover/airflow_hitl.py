@@ -67,25 +67,45 @@ def freeze_unless_frozen(
     return {"wave": wave, "state": ledger.FROZEN, "already_frozen": False}
 
 
-def approval_body(wave: str, title: str, criteria: list[dict], pack: str) -> str:
-    """The go/no-go request a project lead reads (Markdown): each criterion and the pack."""
+def evidence_links(settings: Settings, wave: str, label: str) -> dict[str, str]:
+    """Where an approver opens a recorded evidence pack: the dashboard (``dashboard_url``), which
+    asks them to sign in and logs the view, never a path on the server that ran the task."""
+    from urllib.parse import quote
+
+    base = f"{settings.dashboard_url.rstrip('/')}/waves/{quote(wave, safe='')}/evidence/"
+    pack = base + quote(label, safe="")
+    return {"page": f"{pack}/evidence.md", "zip": pack}
+
+
+def approval_body(wave: str, title: str, criteria: list[dict], links: dict[str, str]) -> str:
+    """The go/no-go request a project lead reads (Markdown): each criterion and links to the
+    evidence pack in the dashboard (``evidence_links``)."""
+    from etl.cutover.evidence import md
+
     lines = [
-        f"**{wave}**: {title}",
+        f"**{md(wave)}**: {md(title)}",
         "",
         "Go/no-go criteria, evaluated after the final delta:",
         "",
     ]
     for criterion in criteria:
         mark = "PASS" if criterion["passed"] else "FAIL"
-        lines.append(f"- {mark} {criterion['criterion']}: {criterion['detail']}")
+        lines.append(f"- {mark} {md(criterion['criterion'])}: {md(criterion['detail'])}")
     lines += [
         "",
-        f"Evidence pack: `{pack}` (evidence.md, evidence.json, SHA256SUMS; `{pack}.zip`).",
+        f"Evidence pack (sign in to the dashboard): [read it]({_link_target(links['page'])}) · "
+        f"[download the zip]({_link_target(links['zip'])}) (evidence.md, evidence.json, "
+        "SHA256SUMS).",
         "",
         f"**{APPROVE}** commits the cutover: the wave goes live. **{REJECT}** leaves it "
         "verified; the rejection is recorded in the ledger.",
     ]
     return "\n".join(lines)
+
+
+def _link_target(url: str) -> str:
+    """A URL as a Markdown link target: angle-bracketed, so no character of it ends the link."""
+    return "<" + url.replace("<", "%3C").replace(">", "%3E").replace(" ", "%20") + ">"
 
 
 def verify_for_approval(
@@ -109,18 +129,16 @@ def verify_for_approval(
     else:
         results = waves.verify(settings, wave, as_of_date, actor, run_id)
     criteria = [c.as_dict() for c in results]
-    pack = write_pack(
-        settings,
-        wave,
-        run_label("go-no-go", run_id or "command-line"),
-        extra={"criteria": criteria, "run_id": run_id},
-    )
+    label = run_label("go-no-go", run_id or "command-line")
+    pack = write_pack(settings, wave, label, extra={"criteria": criteria, "run_id": run_id})
+    links = evidence_links(settings, wave, label)
     return {
         "wave": wave,
         "criteria_passed": sum(c["passed"] for c in criteria),
         "criteria_total": len(criteria),
         "pack": str(pack),
-        "body": approval_body(wave, waves.wave_of(settings, wave).title, criteria, str(pack)),
+        "evidence_url": links["page"],
+        "body": approval_body(wave, waves.wave_of(settings, wave).title, criteria, links),
     }
 
 

@@ -4,7 +4,8 @@ A pack is a folder (and a zip of it) with ``evidence.json`` (machine-readable), 
 (for people) and ``SHA256SUMS``. It holds the plan entry, the reviewed plan's fingerprint and its
 recorded changes, mapping version, ledger transitions, approvals, batches, record accounting,
 data-quality results, reconciliation and checksums: counts, codes, check names, file digests and
-opaque row ids only, never patient data.
+opaque row ids only, never patient data. The one free text is the approvers' notes, with identity
+numbers withheld (``ledger.screened_note``) and escaped as Markdown.
 """
 
 from __future__ import annotations
@@ -79,12 +80,17 @@ def collect(settings: Settings, name: str) -> dict:
         transitions = [
             {**t, "at": t["at"].isoformat()} for t in ledger.transitions(connection, name)
         ]
-        approvals = _rows(
-            connection,
-            sa.select(*[c for c in ledger.cutover_approval.c if c.name != "note"]).where(
-                ledger.cutover_approval.c.wave == name
-            ),
-        )
+        approvals = [
+            # Approvers' notes are free text: screened again on the way out (a note stored
+            # before notes were screened on the way in), and escaped in evidence.md.
+            {**a, "note": ledger.screened_note(a["note"])}
+            for a in _rows(
+                connection,
+                sa.select(ledger.cutover_approval)
+                .where(ledger.cutover_approval.c.wave == name)
+                .order_by(ledger.cutover_approval.c.at, ledger.cutover_approval.c.approval_id),
+            )
+        ]
         state = ledger.wave_state(connection, name)
         reviewed = reviewed_plan_status(connection, settings, name)
     return {
@@ -202,7 +208,9 @@ def _markdown(content: dict) -> str:
     for a in content["approvals"]:
         lines.append(
             f"- {md(a['at'][:19])} {md(a['role'])}: {md(a['decision'])} by {md(a['approver'])} "
-            f"via {md(a['channel'])}" + ("" if a["is_current"] else " (superseded)")
+            f"via {md(a['channel'])}"
+            + ("" if a["is_current"] else " (superseded)")
+            + (f"; note: {md(a['note'])}" if a.get("note") else "")
         )
     return "\n".join(lines) + "\n"
 

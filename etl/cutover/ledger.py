@@ -161,6 +161,11 @@ def record_approval(
     run_id: str | None = None,
     note: str | None = None,
 ) -> dict:
+    """Record a role's decision; it supersedes the role's earlier ones.
+
+    ``note`` is free text an approver typed (in Airflow's form or ``--note``): the decision is
+    already made there, so a note is never refused, but identity numbers in it are withheld
+    before it is stored (the wave page and evidence packs show notes)."""
     if decision not in {"approve", "reject"}:
         raise LedgerError(f"a decision is 'approve' or 'reject', not '{decision}'")
     connection.execute(
@@ -177,11 +182,20 @@ def record_approval(
         "channel": channel,
         "run_id": run_id,
         "at": utc_now(),
-        "note": note,
+        "note": screened_note(note),
         "is_current": True,
     }
     connection.execute(cutover_approval.insert().values(**record))
     return record
+
+
+def screened_note(note: str | None) -> str | None:
+    """An approver's note as it may be stored and shown: identity numbers withheld, or None."""
+    from etl.steward.screening import withhold_identity_numbers
+
+    if note is None or not note.strip():
+        return None
+    return withhold_identity_numbers(note.strip())
 
 
 def approvals(connection: sa.Connection, wave: str, current_only: bool = False) -> list[dict]:

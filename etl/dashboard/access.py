@@ -1,4 +1,5 @@
-"""The dashboard's share of the access log: page views, evidence downloads, failed sign-ins.
+"""The dashboard's share of the access log: page views, evidence views and downloads, failed
+sign-ins.
 
 A plain ASGI middleware (registered in ``app.py``) around every request:
 
@@ -25,8 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from etl.core.audit import DASHBOARD, acting_as, record_access
 
 UNAUTHENTICATED = "unauthenticated"
-# Evidence packs are zip downloads of a wave's evidence (``/waves/<wave>/evidence[/<label>]``).
-_EVIDENCE = re.compile(r"/waves/(?P<wave>[^/]+)/evidence(?:/(?P<label>[^/]+))?$")
+# Evidence packs: zip downloads of a wave's evidence (``/waves/<wave>/evidence[/<label>]``) and a
+# recorded pack's text in a page (``/waves/<wave>/evidence/<label>/evidence.md``).
+_EVIDENCE = re.compile(
+    r"/waves/(?P<wave>[^/]+)/evidence(?:/(?P<label>[^/]+)(?P<text>/evidence\.md)?)?$"
+)
 _FILES = "/files/"
 
 
@@ -98,7 +102,7 @@ async def _log(settings, request: Request, viewer, refusal, method, path, status
         return  # refused, not found or failed: nothing was shown
     evidence = _EVIDENCE.search(path)
     if evidence and method == "GET" and status < 300:
-        action = "dashboard_evidence_download"
+        action = "dashboard_evidence_view" if evidence["text"] else "dashboard_evidence_download"
         detail = {"path": path, "wave": evidence["wave"], "pack": evidence["label"] or "fresh"}
     elif _FILES in path:
         action, detail = "dashboard_file", {"path": path, "status": status}

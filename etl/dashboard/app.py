@@ -592,6 +592,7 @@ def create_app(
             section="waves",
             title=f"Wave {wave}",
             wave=detail,
+            waiting=go_no_go_waiting(dashboard.settings, detail),
             recorded_packs=[
                 (label, url_path(request, "recorded_evidence", wave=wave, label=label))
                 for label in reversed(recorded)
@@ -634,6 +635,33 @@ def create_app(
         if not is_found:
             raise StarletteHTTPException(404, "no such evidence pack")
         return _zip(target.read_bytes(), f"evidence_{safe_batch_id(wave)}_{target.stem}.zip")
+
+    @app.get("/waves/{wave}/evidence/{label}/evidence.md", name="recorded_evidence_text")
+    def recorded_evidence_text(request: Request, wave: str, label: str, viewer: ViewerDep):
+        """A recorded pack's ``evidence.md``, as text in a page: what the go/no-go request in
+        Airflow links to (``etl.cutover.airflow_hitl.evidence_links``)."""
+        try:
+            root = dashboard.evidence_root().resolve()
+            target = (root / wave / label / "evidence.md").resolve()
+            is_found = target.is_relative_to(root) and target.is_file()
+        except (ValueError, OSError):  # a name no file can have
+            is_found = False
+        if not is_found:
+            raise StarletteHTTPException(404, "no such evidence pack")
+        has_zip = target.parent.with_name(f"{target.parent.name}.zip").is_file()
+        return dashboard.render(
+            request,
+            "evidence.html",
+            viewer,
+            section="waves",
+            title=f"Evidence pack {label} of wave {wave}",
+            wave_name=wave,
+            label=label,
+            text=target.read_text("utf-8", errors="replace"),
+            zip_href=(
+                url_path(request, "recorded_evidence", wave=wave, label=label) if has_zip else None
+            ),
+        )
 
     @app.get("/runs", name="runs", response_class=HTMLResponse)
     def runs_page(request: Request, viewer: ViewerDep) -> Response:
@@ -927,6 +955,16 @@ def _read_result(dashboard: Dashboard, viewer: Viewer, token: str) -> tuple[str,
         return "", ""
     text = str(result.get("text", ""))
     return (text, "") if result.get("ok") else ("", text)
+
+
+def go_no_go_waiting(settings: Settings, wave):
+    """The wave's go/no-go requests waiting in Airflow, for the wave page (``etl.cutover.
+    waiting``): who may answer is the plan's ``airflow_users`` of each role."""
+    from etl.cutover.waiting import go_no_go_status
+
+    approvers = (wave.plan_criteria or {}).get("approvers") or {}
+    plan_users = {role: list(a.get("airflow_users") or []) for role, a in approvers.items()}
+    return go_no_go_status(settings, wave.name, plan_users)
 
 
 def wave_plan(settings: Settings) -> dict[str, dict]:

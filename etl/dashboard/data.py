@@ -1,9 +1,11 @@
 """The dashboard's read model: what the pages show, computed from the core's own tables.
 
 Everything here is counts, codes, states, timestamps and row handles; never a source key, an
-identity number, a name or free text. Each function runs a handful of grouped queries (one per
-table, filtered by batch) and merges them here, so a page costs the same on SQLite and
-PostgreSQL and stays fast with a long history (see the dashboard section of ``make bench``).
+identity number, a name or free text, but for approvers' notes on their go/no-go (their own words
+about the decision, with identity numbers withheld: ``etl.cutover.ledger.screened_note``).
+Each function runs a handful of grouped queries (one per table, filtered by batch) and merges
+them here, so a page costs the same on SQLite and PostgreSQL and stays fast with a long history
+(see the dashboard section of ``make bench``).
 
 Terms, as the pages use them:
 
@@ -37,6 +39,7 @@ from etl.core.tables import (
     promotion,
     wave_reconciliation,
 )
+from etl.cutover.ledger import screened_note
 
 GATE_STOPPED = "stopped_at_gate"
 COUNT_FIELDS = ("extracted", "loaded", "quarantined", "excluded", "merged", "residue")
@@ -454,6 +457,7 @@ class Approval:
     run_id: str | None
     at: dt.datetime
     is_current: bool
+    note: str | None = None  # the approver's own words: identity numbers withheld
 
 
 @dataclass
@@ -680,6 +684,7 @@ def waves(
                     run_id=row.run_id,
                     at=_utc(row.at),
                     is_current=bool(row.is_current),
+                    note=screened_note(row.note),
                 )
             )
     wave_batches = connection.execute(

@@ -116,6 +116,26 @@ def has_identity_number(text: str) -> bool:
     return any(is_identity_number_shape(d) for d in digit_candidates(normalised))
 
 
+WITHHELD = "[identity number withheld]"
+
+
+def withhold_identity_numbers(text: str) -> str:
+    """The text as a reader sees it (``normalise``), with every run of digits that makes an
+    identity number, and every reserve number, replaced by ``WITHHELD``.
+
+    For free text that is already decided elsewhere and cannot be refused here (an approver's
+    note answered in Airflow): the note is kept, the number is not. Fails closed: if anything
+    identity-shaped were still left, nothing of the text is kept."""
+    normalised = _RESERVE_NUMBER.sub(WITHHELD, normalise(text))
+
+    def withhold(run: re.Match) -> str:
+        shaped = any(is_identity_number_shape(d) for d in digit_candidates(run.group()))
+        return WITHHELD if shaped else run.group()
+
+    withheld = _DIGIT_RUN.sub(withhold, normalised)
+    return WITHHELD if has_identity_number(withheld) else withheld
+
+
 # --- the batch's own patients, by keyed hash --------------------------------------------------
 
 

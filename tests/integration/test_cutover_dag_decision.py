@@ -128,7 +128,8 @@ def test_a_final_run_after_a_rejection_finds_the_wave_still_frozen(settings):
     assert [t["to_state"] for t in _ledger(settings)[1]].count(ledger.FROZEN) == 1
 
 
-def test_the_approval_request_lists_every_criterion_and_the_pack():
+def test_the_approval_request_lists_every_criterion_and_links_the_pack_in_the_dashboard(settings):
+    links = airflow_hitl.evidence_links(settings, WAVE, "go-no-go-manual__2027_x")
     body = airflow_hitl.approval_body(
         WAVE,
         "test wave",
@@ -136,11 +137,16 @@ def test_the_approval_request_lists_every_criterion_and_the_pack():
             {"criterion": "every system loaded", "passed": True, "detail": "1 systems"},
             {"criterion": "reconciliation exact", "passed": False, "detail": "mismatch: x/y"},
         ],
-        "/evidence/t1/go-no-go-run",
+        links,
     )
     assert "- PASS every system loaded: 1 systems" in body
-    assert "- FAIL reconciliation exact: mismatch: x/y" in body
-    assert "`/evidence/t1/go-no-go-run`" in body
+    assert "- FAIL reconciliation exact: mismatch\\: x/y" in body  # inert Markdown (no link)
+    # The dashboard (VARDFLYTT_DASHBOARD_URL, default loopback) serves it behind its sign-in.
+    pack = "http://127.0.0.1:8765/waves/t1/evidence/go-no-go-manual__2027_x"
+    assert links == {"page": f"{pack}/evidence.md", "zip": pack}
+    assert f"[read it](<{pack}/evidence.md>)" in body
+    assert f"[download the zip](<{pack}>)" in body
+    assert str(settings.home) not in body  # no server path
 
 
 def test_the_command_line_answers_only_when_airflow_signs_the_user_in(settings, monkeypatch):
