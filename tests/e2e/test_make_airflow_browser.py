@@ -8,13 +8,17 @@ DAG processor parses little. Its wave ``t1`` has two approving roles with one pe
 
 In order (the tests share the one Airflow and build on each other):
 
-1. admin switches a migration DAG on and triggers it from its form; while it runs, the other
-   trigger forms open ready with their defaults (Trigger enabled); the run turns green;
+1. admin switches a migration DAG on and triggers it from its form; the other trigger forms open
+   ready with their defaults (Trigger enabled);
 2. the wave's final cutover run (started over REST as soon as Airflow is up, after an initial
    load made while Airflow started) waits at its go/no-go: a user who is not the role's approver
    is refused in the UI and over REST, the approvers approve in Required Actions with a note,
    the ledger records who decided and the run cuts the wave over;
-3. admin starts a whole-wave rollback from its form; the core is back to before the wave.
+3. admin starts a whole-wave rollback from its form; the core is back to before the wave;
+4. the migration, which ran meanwhile (another system), has turned green.
+
+The runs overlap rather than wait for each other: on two cores the module takes minutes, most of
+them Airflow starting and its tasks importing the pipeline.
 
 Screenshots go to ``var/test-artifacts/make-airflow/`` (gitignored); Airflow's logs stay in its
 tmp home (``airflow/logs/standalone.log``), quoted when a wait fails.
@@ -267,7 +271,12 @@ def _switch_on(browser, server: AirflowServer, dag_id: str) -> None:
             == "checked"
         ),
     )
-    assert server.api(ADMIN, f"/dags/{dag_id}")[1]["is_paused"] is False
+
+    def unpaused():  # the switch turns at once; Airflow stores it a moment later
+        paused = server.api(ADMIN, f"/dags/{dag_id}")[1].get("is_paused")
+        return paused is False, f"is_paused: {paused}"
+
+    _wait_rest(server, f"{dag_id} switched on, as Airflow stores it", WAIT_SECONDS, unpaused)
 
 
 def _trigger_with_defaults(browser, server: AirflowServer, dag_id: str, shot) -> str:
@@ -381,25 +390,6 @@ def test_a_trigger_form_is_ready_with_its_defaults(airflow, browser, shot, dag_i
     assert submit.is_enabled(), f"{dag_id}: Trigger is disabled with the form's defaults"
 
 
-def test_the_migration_turns_green(airflow, browser, shot, migration):
-    server, dag_id = airflow.server, f"vardflytt_{MIGRATED}"
-    assert "run_id" in migration, "no migration was triggered (see the first test)"
-    run_id = migration["run_id"]
-    shown = _wait_for_run_in_ui(browser, server, dag_id, run_id)
-    shot(f"{dag_id}_run_{shown}")
-    states = _task_states(server, dag_id, run_id)
-    assert shown == "success", f"{dag_id} run {run_id} shows {shown!r}; tasks: {states}"
-    assert _run(server, dag_id, run_id)["state"] == "success"
-    assert set(states.values()) == {"success"}, states
-    with core_engine(airflow.settings.resolved_core_url).connect() as connection:
-        promoted = connection.execute(
-            sa.select(promotion.c.batch_id, promotion.c.state).where(
-                (promotion.c.source_system == MIGRATED) & (promotion.c.run_id == run_id)
-            )
-        ).all()
-    assert [row.state for row in promoted] == [PROMOTED], promoted
-
-
 def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, browser, shot):
     server, run_id = airflow.server, airflow.final_run_id
     tasks = {approval_task_id(role) for role in ROLES}
@@ -494,3 +484,23 @@ def test_a_wave_rollback_is_started_from_its_form(airflow, browser, shot):
     assert rolled_back["evidence"]["checksum_equal_to_before_wave"] is True
     assert len(rolled_back["evidence"]["rolled_back_batches"]) == 2  # initial and final delta
     assert ledger.lock_holder(engine, WAVE) is None
+
+
+# Last: the migration ran alongside the cutover and the rollback (other systems).
+def test_the_migration_turns_green(airflow, browser, shot, migration):
+    server, dag_id = airflow.server, f"vardflytt_{MIGRATED}"
+    assert "run_id" in migration, "no migration was triggered (see the first test)"
+    run_id = migration["run_id"]
+    shown = _wait_for_run_in_ui(browser, server, dag_id, run_id)
+    shot(f"{dag_id}_run_{shown}")
+    states = _task_states(server, dag_id, run_id)
+    assert shown == "success", f"{dag_id} run {run_id} shows {shown!r}; tasks: {states}"
+    assert _run(server, dag_id, run_id)["state"] == "success"
+    assert set(states.values()) == {"success"}, states
+    with core_engine(airflow.settings.resolved_core_url).connect() as connection:
+        promoted = connection.execute(
+            sa.select(promotion.c.batch_id, promotion.c.state).where(
+                (promotion.c.source_system == MIGRATED) & (promotion.c.run_id == run_id)
+            )
+        ).all()
+    assert [row.state for row in promoted] == [PROMOTED], promoted
