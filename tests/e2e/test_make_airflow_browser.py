@@ -40,7 +40,13 @@ import yaml
 from etl.core.database import core_engine
 from etl.core.tables import promotion
 from etl.cutover import ledger
-from etl.cutover.airflow_hitl import APPROVE, CHANNEL, approval_task_id, cutover_dag_id
+from etl.cutover.airflow_hitl import (
+    APPROVE,
+    CHANNEL,
+    WAITING_STATES,
+    approval_task_id,
+    cutover_dag_id,
+)
 from etl.cutover.promote import PROMOTED
 from etl.settings import PROJECT_ROOT, Settings
 from tests.e2e.airflow_server import AirflowServer, airflow_standalone
@@ -64,7 +70,9 @@ TOAST = '[data-scope="toast"][data-part="root"]'  # data-type: success | error
 NOTE_FIELD = "element_note"  # the go/no-go's "note" Param in the response form
 
 DAGS_SECONDS = 120  # the DAG processor's first parse, after the components are healthy
-RUN_SECONDS = 420  # a run of a few tasks on two busy cores (a validation task alone: ~1 min)
+# A run of a few tasks on two busy cores (a validation task alone: up to a minute); two waits
+# in one test stay within pytest's timeout (600 s).
+RUN_SECONDS = 280
 ENDED = {"success", "failed"}
 
 
@@ -398,12 +406,12 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
         states = _task_states(server, CUTOVER, run_id)
         if {"failed", "upstream_failed"} & set(states.values()):
             raise AssertionError(f"the final run failed before its go/no-go: {states}")
-        return all(states.get(task) == "awaiting_input" for task in tasks), states
+        return all(states.get(task) in WAITING_STATES for task in tasks), states
 
     _wait_rest(server, f"{CUTOVER} run {run_id} asks for its go/no-go", RUN_SECONDS, asking)
 
-    # The safety officer may not answer for the project lead: Airflow refuses it in the UI and
-    # over REST, and so it does the administrator; nothing is recorded.
+    # The safety officer may not answer for the project lead: Airflow refuses her in the UI and
+    # over REST, and the administrator too; nothing is recorded.
     _sign_in(browser, server, SAFETY)
     kind, text = _answer_in_required_actions(
         browser, server, SAFETY, "project_lead", "not my role", shot
