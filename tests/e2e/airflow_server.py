@@ -373,7 +373,7 @@ def airflow_standalone(
             log_name=STANDALONE_LOG,
         )
         listening = _listening_addresses(process.pid)
-        if not listening <= {LOOPBACK}:
+        if listening != {LOOPBACK}:
             raise RuntimeError(f"make airflow listens on {sorted(listening)}, not only loopback")
         yield server
     finally:
