@@ -107,6 +107,10 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     # Sized for this machine and on loopback, unless the operator's environment says otherwise.
     for name, value in machine_settings().items():
         environment.setdefault(name, value)
+    if "AIRFLOW__API__PORT" in environment:
+        # Tasks reach the execution API at [api] base_url, by default http://localhost:8080: an
+        # api-server on another port takes its tasks along, or every task fails to start.
+        environment.setdefault("AIRFLOW__API__BASE_URL", api_base_url(environment))
     for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):
         value = getattr(settings, name)
         if value is not None:
@@ -143,6 +147,14 @@ def machine_settings(cores: int | None = None) -> dict[str, str]:
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
     }
+
+
+def api_base_url(environment: dict[str, str]) -> str:
+    """The api-server's address as its tasks and users reach it (a wildcard host: loopback)."""
+    host = environment.get("AIRFLOW__API__HOST", "127.0.0.1")
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{environment.get('AIRFLOW__API__PORT', '8080')}"
 
 
 def free_loopback_port() -> int:

@@ -1,9 +1,14 @@
-"""A real, project-local Airflow API server for end-to-end tests: its own home with a migrated
-SQLite metadata database, SimpleAuthManager users with generated passwords, bound to loopback only,
-its logs kept in its home. Used as a context manager; one server per test module is enough.
+"""A real, project-local Airflow for end-to-end tests, bound to loopback only, its logs kept in its
+home. Used as context managers; one Airflow per test module is enough.
 
-It runs with this checkout first on ``PYTHONPATH``, so the ``airflow.plugins`` entry point loads
-the dashboard plugin from the code under test.
+- ``airflow_api_server``: the API server alone (no scheduler: triggered runs stay queued) over a
+  freshly migrated SQLite metadata database, with the SimpleAuthManager users the test names.
+- ``airflow_standalone``: ``make airflow`` itself (``vardflytt airflow standalone``: api-server,
+  scheduler, DAG processor and triggerer, LocalExecutor on SQLite) with the project's own users,
+  the plan's approvers and ``admin``, and their generated passwords; only the port is free.
+
+Both run with this checkout first on ``PYTHONPATH``, so the ``airflow.plugins`` entry point loads
+the dashboard plugin, and the tasks the pipeline, from the code under test.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl.airflow_env import airflow_environment
@@ -45,10 +50,12 @@ class AirflowServer:
     home: Path  # AIRFLOW_HOME: airflow.cfg, airflow.db, logs/
     passwords: dict[str, str]
     pid: int
+    log_name: str = "api-server.log"  # under home/logs/
+    tokens: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def log_file(self) -> Path:
-        return self.home / "logs" / "api-server.log"
+        return self.home / "logs" / self.log_name
 
     def log_tail(self, characters: int = 4000) -> str:
         try:
@@ -65,6 +72,32 @@ class AirflowServer:
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)["access_token"]
+
+    def _token(self, user: str) -> str:
+        self.tokens[user] = self.token(user)
+        return self.tokens[user]
+
+    def api(self, user: str, path: str, method: str = "GET", body: dict | None = None):
+        """``(status, JSON body)`` of a REST call under ``/api/v2`` as ``user`` (their own token,
+        signed in once); an error status is returned, not raised."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v2{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={
+                "Authorization": f"Bearer {self.tokens.get(user) or self._token(user)}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            text = error.read().decode("utf-8", errors="replace")
+            try:
+                return error.code, json.loads(text)
+            except ValueError:
+                return error.code, {"detail": text[:500]}
 
 
 def free_port() -> int:
@@ -130,55 +163,74 @@ def _listening_addresses(pid: int) -> set[str]:
     return addresses
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, server: AirflowServer) -> None:
-    deadline = time.monotonic() + START_SECONDS
+def _wait_healthy(
+    url: str,
+    process: subprocess.Popen,
+    server: AirflowServer,
+    components: tuple[str, ...] = ("metadatabase",),
+    seconds: float = START_SECONDS,
+) -> None:
+    """Until Airflow's health check reports these components healthy."""
+    deadline = time.monotonic() + seconds
+    health: dict = {}
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
-                f"airflow api-server exited with {process.returncode}:\n{server.log_tail()}"
+                f"airflow ({server.log_name}) exited with {process.returncode}:\n"
+                f"{server.log_tail()}"
             )
         try:
             with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as response:
                 health = json.load(response)
-            if health["metadatabase"]["status"] == "healthy":
+            if all((health.get(c) or {}).get("status") == "healthy" for c in components):
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
             pass
         time.sleep(0.25)
-    raise RuntimeError(f"airflow api-server not healthy in {START_SECONDS} s:\n{server.log_tail()}")
+    raise RuntimeError(
+        f"airflow not healthy in {seconds} s (last health check: {health}):\n{server.log_tail()}"
+    )
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's own process group (uvicorn's workers too), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
+    """SIGTERM to the server's own process group (uvicorn's workers, standalone's components and
+    their task processes too); SIGKILL to whatever of the group is left after 5 s (the triggerer
+    takes 10 s or more, and a test's home needs no clean shutdown)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while (process.poll() is None or _group_alive(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    process.wait(timeout=10)
 
 
 def _migrate_and_start(
-    airflow: str, env: dict[str, str], home: Path, port: int, started: list, serialize_dags: bool
+    airflow: str, env: dict[str, str], home: Path, port: int, started: list
 ) -> None:
-    """``airflow db migrate`` (and ``airflow dags reserialize`` if asked), then ``airflow
-    api-server`` in its own process group; the process, or the error, is put in ``started``."""
+    """``airflow db migrate``, then ``airflow api-server`` in its own process group; the
+    process, or the error, is put in ``started``."""
     logs = home / "logs"
-    steps = [["db", "migrate"], *([["dags", "reserialize"]] if serialize_dags else [])]
     try:
-        for step in steps:
-            with (logs / f"{'-'.join(step)}.log").open("w") as log:
-                subprocess.run(
-                    [airflow, *step],
-                    env=env,
-                    cwd=home,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    check=True,
-                    timeout=300,
-                )
+        with (logs / "db-migrate.log").open("w") as log:
+            subprocess.run(
+                [airflow, "db", "migrate"],
+                env=env,
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=300,
+            )
         with (logs / "api-server.log").open("w") as log:
             started.append(
                 subprocess.Popen(
@@ -201,13 +253,11 @@ def airflow_api_server(
     users: list[AirflowUser],
     environment: dict[str, str] | None = None,
     while_starting: Callable[[], None] | None = None,
-    serialize_dags: bool = False,
 ) -> Iterator[AirflowServer]:
     """Migrate a fresh metadata database under ``settings.airflow_home`` and serve it with
     ``airflow api-server`` on a free loopback port until the block ends. ``while_starting`` runs
-    meanwhile (seeding the data the server will show: it reads it only when asked).
-    ``serialize_dags``: store the project's DAGs first, as the DAG processor would (the API server
-    parses no DAG files), so Airflow's UI shows them and their forms."""
+    meanwhile (seeding the data the server will show: it reads it only when asked). It parses
+    no DAG files: for DAGs and their runs, use ``airflow_standalone``."""
     home = settings.airflow_home
     (home / "logs").mkdir(parents=True, exist_ok=True)
     passwords = {user.name: secrets.token_urlsafe(18) for user in users}
@@ -221,7 +271,7 @@ def airflow_api_server(
     started: list = []
     starter = threading.Thread(
         target=_migrate_and_start,
-        args=(airflow, env, home, port, started, serialize_dags),
+        args=(airflow, env, home, port, started),
         daemon=True,
     )
     starter.start()
@@ -244,6 +294,87 @@ def airflow_api_server(
         listening = _listening_addresses(process.pid)
         if listening != {LOOPBACK}:
             raise RuntimeError(f"airflow api-server listens on {sorted(listening)}, not loopback")
+        yield server
+    finally:
+        _stop(process)
+
+
+VARDFLYTT = str(Path(sys.executable).with_name("vardflytt"))
+STANDALONE_LOG = "standalone.log"
+STANDALONE_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+STANDALONE_START_SECONDS = 240  # db migrate, four components and a first heartbeat each
+
+
+def standalone_environment(settings: Settings, port: int) -> dict[str, str]:
+    """The shell ``make airflow`` would be started from, for these settings: none of this test
+    process's Airflow or vardflytt variables, the settings as ``VARDFLYTT_*``, and the port."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AIRFLOW", "VARDFLYTT_"))
+    }
+    environment.update(
+        {
+            "PYTHONPATH": os.pathsep.join(
+                [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+            "VARDFLYTT_HOME": str(settings.home),
+            "AIRFLOW__API__PORT": str(port),
+        }
+    )
+    for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):
+        value = getattr(settings, name)
+        if value is not None:
+            environment[f"VARDFLYTT_{name.upper()}"] = str(value)
+    return environment
+
+
+@contextmanager
+def airflow_standalone(
+    settings: Settings, while_starting: Callable[[], None] | None = None
+) -> Iterator[AirflowServer]:
+    """``make airflow`` (``vardflytt airflow standalone``) for these settings on a free loopback
+    port, until the block ends: its own SQLite metadata database and LocalExecutor under
+    ``settings.airflow_home``, the plan's approvers and ``admin`` with the passwords it generated.
+    Yields once every component reports healthy and nothing listens beyond loopback.
+    ``while_starting`` runs meanwhile (preparing data the DAG runs will read)."""
+    from etl.airflow_env import passwords_file
+
+    home = settings.airflow_home
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with (home / "logs" / STANDALONE_LOG).open("w") as log:
+        process = subprocess.Popen(
+            [VARDFLYTT, "airflow", "standalone"],
+            env=standalone_environment(settings, port),
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: every component stopped as one
+        )
+    try:
+        if while_starting is not None:
+            while_starting()
+        server = AirflowServer(
+            url=f"http://{LOOPBACK}:{port}",
+            home=home,
+            passwords={},
+            pid=process.pid,
+            log_name=STANDALONE_LOG,
+        )
+        _wait_healthy(server.url, process, server, STANDALONE_COMPONENTS, STANDALONE_START_SECONDS)
+        passwords = json.loads(passwords_file(settings).read_text(encoding="utf-8"))
+        server = AirflowServer(
+            url=server.url,
+            home=home,
+            passwords=passwords,
+            pid=process.pid,
+            log_name=STANDALONE_LOG,
+        )
+        listening = _listening_addresses(process.pid)
+        if listening != {LOOPBACK}:
+            raise RuntimeError(f"make airflow listens on {sorted(listening)}, not only loopback")
         yield server
     finally:
         _stop(process)

@@ -42,12 +42,41 @@ def test_the_environment_is_sized_by_os_cpu_count_and_on_loopback(settings_for, 
     assert environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].startswith("admin:ADMIN")
 
 
+@pytest.mark.parametrize(
+    ("host", "base_url"),
+    [
+        pytest.param(None, "http://127.0.0.1:8793", id="loopback"),
+        pytest.param("0.0.0.0", "http://127.0.0.1:8793", id="every-interface"),
+        pytest.param("10.1.2.3", "http://10.1.2.3:8793", id="an-address"),
+        pytest.param("::1", "http://[::1]:8793", id="ipv6"),
+    ],
+)
+def test_tasks_follow_an_api_server_on_another_port(settings_for, monkeypatch, host, base_url):
+    # Tasks reach the execution API at [api] base_url, Airflow's default http://localhost:8080.
+    monkeypatch.setenv("AIRFLOW__API__PORT", "8793")
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
+    if host is None:
+        monkeypatch.delenv("AIRFLOW__API__HOST", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW__API__HOST", host)
+    assert airflow_environment(settings_for())["AIRFLOW__API__BASE_URL"] == base_url
+
+
+def test_without_a_port_airflow_s_default_address_stays(settings_for, monkeypatch):
+    monkeypatch.delenv("AIRFLOW__API__PORT", raising=False)
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
+    assert "AIRFLOW__API__BASE_URL" not in airflow_environment(settings_for())
+
+
 def test_the_operator_s_environment_wins(settings_for, monkeypatch):
     monkeypatch.setenv("AIRFLOW__API__HOST", "10.1.2.3")
     monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "5")
+    monkeypatch.setenv("AIRFLOW__API__PORT", "8793")
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.se")
     environment = airflow_environment(settings_for())
     assert environment["AIRFLOW__API__HOST"] == "10.1.2.3"
     assert environment["AIRFLOW__CORE__PARALLELISM"] == "5"
+    assert environment["AIRFLOW__API__BASE_URL"] == "https://airflow.example.se"
 
 
 @pytest.mark.parametrize(
