@@ -65,6 +65,8 @@ load_batch = sa.Table(
     sa.Column("batch_id", sa.Text, primary_key=True),
     sa.Column("source_system", sa.Text, nullable=False),
     sa.Column("run_id", sa.Text),
+    # The Airflow DAG that ran the batch (NULL: the command line, or recorded before 0006).
+    sa.Column("dag_id", sa.Text),
     sa.Column("scope", sa.Text),
     sa.Column("mapping_version", sa.Text),
     sa.Column("status", sa.Text, nullable=False),

@@ -800,19 +800,23 @@ def derive_run_label(
     systems: Iterable[str],
     waves_of_run: Iterable[str | None],
     phases: Iterable[str | None],
+    dag_id: str | None = None,
 ) -> RunLabel:
-    """A run's DAG and phase from what the core stores (nothing is stored for this alone).
+    """A run's DAG and phase from what the core stores.
 
-    A batch of a wave comes from ``vardflytt_cutover_<wave>`` (or ``vardflytt cutover``); an
-    Airflow run of several systems outside a wave from ``vardflytt_migrate``; one system's from
-    ``vardflytt_<system>``. The core does not record the DAG id, so a ``vardflytt_migrate`` run
-    of a single system reads as that system's own DAG (both run the same tasks).
+    The DAG is the one recorded on the run's batches (``load_batch.dag_id``, since core
+    revision 0006). A run without it (recorded earlier, or stopped by the gate before any batch
+    was loaded) is read from its shape: a batch of a wave comes from ``vardflytt_cutover_<wave>``
+    (or ``vardflytt cutover``); an Airflow run of several systems outside a wave from
+    ``vardflytt_migrate``; one system's from ``vardflytt_<system>``.
     """
     wave = next((w for w in sorted({w for w in waves_of_run if w})), None)
     phase = next((p for p in phases if p), None)
     names = sorted(set(systems))
     if not (run_id and AIRFLOW_RUN_ID.match(run_id)):
         return RunLabel(None, wave, phase)
+    if dag_id:
+        return RunLabel(dag_id, wave, phase)
     if wave:
         from etl.cutover.airflow_hitl import cutover_dag_id
 
@@ -827,11 +831,17 @@ def label_runs(connection: sa.Connection, batches: list[SystemBatch]) -> None:
     phase (the ledger transition the run recorded, else the cutover batch id)."""
     run_ids = sorted({b.run_id for b in batches if b.run_id})
     systems: dict[str, set[str]] = {run_id: set() for run_id in run_ids}
+    dag_ids: dict[str, str] = {}
     states: dict[str, list[tuple[str, str]]] = {}
     for table in (load_batch, dq_result):
         query = sa.select(table.c.run_id, table.c.source_system).distinct()
         for row in _rows(connection, query, table.c.run_id, run_ids):
             systems[row.run_id].add(row.source_system)
+    query = sa.select(load_batch.c.run_id, load_batch.c.dag_id).where(
+        load_batch.c.dag_id.is_not(None)
+    )
+    for row in _rows(connection, query.distinct(), load_batch.c.run_id, run_ids):
+        dag_ids[row.run_id] = min(row.dag_id, dag_ids.get(row.run_id, row.dag_id))
     query = sa.select(
         cutover_transition.c.run_id, cutover_transition.c.wave, cutover_transition.c.to_state
     )
@@ -851,6 +861,7 @@ def label_runs(connection: sa.Connection, batches: list[SystemBatch]) -> None:
             + [w for w, _ in recorded]
             + [m.group("wave") for m in parsed if m],
             [PHASE_OF_STATE.get(s) for _, s in recorded] + [m.group("phase") for m in parsed if m],
+            dag_ids.get(run_id or ""),
         )
         for item in items:
             item.run_label = label.text

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shutil
 
 import pandas as pd
@@ -499,12 +500,26 @@ def _account(
     )
 
 
+def airflow_dag_id(run_id: str | None) -> str | None:
+    """The DAG running this batch, when it runs as an Airflow task of run ``run_id``.
+
+    Airflow's task runner exports its context (``AIRFLOW_CTX_DAG_ID``, ``AIRFLOW_CTX_DAG_RUN_ID``)
+    to the task's environment; the run id must match, so a leftover environment never labels a
+    command-line batch."""
+    if run_id and os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") == run_id:
+        return os.environ.get("AIRFLOW_CTX_DAG_ID") or None
+    return None
+
+
 def _record_batch(connection, system, batch_id, run_id, status, finished=False, scope=None) -> None:
     now = utc_now()
     existing = connection.execute(
         sa.select(load_batch.c.batch_id).where(load_batch.c.batch_id == batch_id)
     ).first()
     values = {"source_system": system, "run_id": run_id, "status": status}
+    dag_id = airflow_dag_id(run_id)
+    if dag_id is not None:
+        values["dag_id"] = dag_id
     if scope is not None:
         values["scope"] = scope
     if finished:

@@ -81,14 +81,15 @@ def test_dags_migrate_the_estate_and_reconcile(
             "SELECT sum(residue), count(*) FROM batch_accounting"
         ).one()
         patients = connection.exec_driver_sql("SELECT count(*) FROM patient").scalar_one()
-        batch_ids = {
-            system: batch_id
-            for batch_id, system in connection.exec_driver_sql(
-                "SELECT batch_id, source_system FROM load_batch"
-            )
-        }
+        batch_ids, dag_ids = {}, {}
+        for batch_id, system, dag_id in connection.exec_driver_sql(
+            "SELECT batch_id, source_system, dag_id FROM load_batch"
+        ):
+            batch_ids[system], dag_ids[system] = batch_id, dag_id
     engine.dispose()
     assert residues[0] == 0 and residues[1] == 14  # 6 ELVIS + 8 Melior entities
+    # Each batch records the DAG that ran it (from Airflow's task context), for the dashboard.
+    assert dag_ids == {"elvis": "vardflytt_elvis", "melior": "vardflytt_melior"}
     assert patients > 0
     assert actual_quarantine(core_url) == expected_quarantine(small_estate, ("elvis", "melior"))
     # Each batch's validation report, written by the run's own report task.

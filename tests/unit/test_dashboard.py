@@ -147,6 +147,30 @@ def test_a_run_label_comes_from_what_the_core_stores(run_id, systems, waves, pha
     assert derive_run_label(run_id, systems, waves, phases).text == expected
 
 
+def test_a_recorded_dag_id_wins_over_the_shape_of_the_run():
+    """A ``vardflytt_migrate`` run of one system is that DAG's run, not the system's own DAG."""
+    run_id = "manual__2026-12-04T07:00:00+00:00"
+    assert derive_run_label(run_id, ["elvis"], [None], []).text == "vardflytt_elvis"
+    label = derive_run_label(run_id, ["elvis"], [None], [], dag_id="vardflytt_migrate")
+    assert label.text == "vardflytt_migrate"
+    # the command line never takes a DAG's name, whatever is recorded
+    assert derive_run_label(None, ["elvis"], [None], [], dag_id="vardflytt_migrate").text == (
+        "command line"
+    )
+
+
+def test_the_dag_of_a_batch_is_read_from_airflow_only_for_its_own_run(monkeypatch):
+    from etl.load.loader import airflow_dag_id
+
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "vardflytt_migrate")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__2026-12-04T07:00:00+00:00")
+    assert airflow_dag_id("manual__2026-12-04T07:00:00+00:00") == "vardflytt_migrate"
+    assert airflow_dag_id("manual__2026-12-05T07:00:00+00:00") is None  # a leftover environment
+    assert airflow_dag_id(None) is None
+    monkeypatch.delenv("AIRFLOW_CTX_DAG_ID")
+    assert airflow_dag_id("manual__2026-12-04T07:00:00+00:00") is None
+
+
 RUN_LABELS = [
     f"vardflytt_cutover_w1_skaraborg · {phase}\n2026-12-04 0{hour}:15"
     for hour, phase in enumerate(["initial", "delta", "delta", "final"] * 6)
