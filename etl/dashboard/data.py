@@ -498,6 +498,9 @@ class Wave:
     approvals: list[Approval] = field(default_factory=list)
     criteria: list[Criterion] = field(default_factory=list)
     criteria_source: str | None = None  # ledger (recorded with a transition) | dashboard
+    # When the ledger recorded them, and by which transition (e.g. to "verified").
+    criteria_at: dt.datetime | None = None
+    criteria_state: str | None = None
     batches: list[SystemBatch] = field(default_factory=list)
     latest: list[SystemBatch] = field(default_factory=list)
     reconciliation: list[Reconciliation] = field(default_factory=list)
@@ -507,6 +510,19 @@ class Wave:
     @property
     def rows_in_core(self) -> int:
         return sum(s.rows_in_core for s in self.systems)
+
+    @property
+    def promoted_since_criteria(self) -> list[str]:
+        """Systems with a batch promoted after the recorded criteria: they may be out of date."""
+        if self.criteria_source != "ledger" or self.criteria_at is None:
+            return []
+        return sorted(
+            {
+                b.system
+                for b in self.batches
+                if b.promoted_at is not None and b.promoted_at > self.criteria_at
+            }
+        )
 
     @property
     def systems_in_core(self) -> list[SystemInCore]:
@@ -725,6 +741,7 @@ def waves(
             recorded = criteria_from_evidence(transition.evidence)
             if recorded:
                 wave.criteria, wave.criteria_source = recorded, "ledger"
+                wave.criteria_at, wave.criteria_state = transition.at, transition.to_state
                 break
         else:
             if wave.plan_criteria and evaluate is not None:

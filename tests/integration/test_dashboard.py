@@ -150,6 +150,8 @@ def test_the_wave_page_shows_ledger_criteria_approvals_and_the_evidence_pack(cli
     assert page.count("</tr>", page.index('id="transitions"')) >= 2
     assert LEAD in page and "reject" in page
     assert 'id="criteria"' in page and "every system loaded" in page
+    # criteria not yet recorded by a verification say they are the dashboard's own evaluation
+    assert re.search(r'id="criteria-as-of">The cutover.s own evaluation', page)
     assert "no-go" in page  # 2 of 28 systems loaded, and the page says why
 
     evidence = client.get(f"/waves/{WAVE}/evidence", headers=_bearer(LEAD_TOKEN))

@@ -95,16 +95,20 @@ def _seed_history(root, small_estate, core_url: str | None) -> History:
     settings = Settings(home=root / "home", estate_dir=estate, core_url=core_url)
     engine = core_engine(settings.resolved_core_url)
 
-    def ledger(to_state: str, run_id: str) -> None:
+    def ledger(to_state: str, run_id: str, evidence: dict | None = None) -> None:
         with engine.begin() as connection:
-            transition(connection, WAVE, to_state, actor=LEAD, run_id=run_id)
+            transition(connection, WAVE, to_state, actor=LEAD, run_id=run_id, evidence=evidence)
 
     # vardflytt_migrate: two systems outside any wave.
     for system in ("elvis", "melior"):
         batch = pipeline.batch_id_for(system, MIGRATE_RUN)
         pipeline.run_system(system, batch, FULL_AS_OF, run_id=MIGRATE_RUN, settings=settings)
     # The wave's cutover DAG: Melior's initial load (nothing new: it changes no row).
-    ledger("initial_load", INITIAL_RUN)
+    # Criteria recorded before Melior's batches were promoted: the page must say they are old.
+    stale = {
+        "criteria": [{"criterion": "every system loaded", "passed": False, "detail": "melior"}]
+    }
+    ledger("initial_load", INITIAL_RUN, evidence=stale)
     pipeline.run_system(
         "melior",
         cutover_batch_id("melior", WAVE, "initial", _stamp()),
@@ -315,6 +319,11 @@ def test_wave_pages_and_the_waves_list_show_the_same_figures(client, history):
                 assert _number(row["rows_in_core"]) == 0, (wave, system)
     wave_page = _get(client, f"/waves/{WAVE}")
     assert _table(wave_page, "wave-systems")["melior"]["state"] == "loaded by its wave"
+    # The criteria the ledger recorded before Melior's promotions say when, and that they are old.
+    as_of = _text(re.search(r'<p class="muted" id="criteria-as-of">(.*?)</p>', wave_page, re.S)[1])
+    assert as_of.startswith("As recorded in the ledger when the wave went to initial_load at")
+    outdated = re.search(r'<p class="notice" id="criteria-outdated">(.*?)</p>', wave_page, re.S)
+    assert outdated and _text(outdated[1]).startswith("Out of date: melior had a batch promoted")
 
 
 def test_runs_are_labelled_by_dag_and_phase(client, history):

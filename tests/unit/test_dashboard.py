@@ -16,6 +16,7 @@ from etl.dashboard.data import (
     RunSummary,
     SystemBatch,
     Transition,
+    Wave,
     criteria_from_evidence,
     derive_run_label,
 )
@@ -258,3 +259,27 @@ def test_system_names_are_written_in_full_beside_their_bars():
 def test_a_transition_names_the_run_that_made_it(run_id, to_state, expected):
     made = Transition("w1", "frozen", to_state, "lena", dt.datetime.now(dt.UTC), run_id, None, {})
     assert made.run_label == expected
+
+
+def test_criteria_recorded_before_a_later_promotion_are_marked_out_of_date():
+    verified = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
+    before = SystemBatch(
+        batch_id="b1", system="elvis", promoted_at=verified - dt.timedelta(hours=1)
+    )
+    after = SystemBatch(
+        batch_id="b2", system="melior", promoted_at=verified + dt.timedelta(hours=1)
+    )
+    unpromoted = SystemBatch(batch_id="b3", system="orbit")
+    wave = Wave(
+        name="w2",
+        criteria_source="ledger",
+        criteria_at=verified,
+        criteria_state="verified",
+        batches=[before, after, unpromoted],
+    )
+    assert wave.promoted_since_criteria == ["melior"]
+    wave.batches = [before, unpromoted]
+    assert wave.promoted_since_criteria == []
+    # criteria the dashboard evaluates itself are current by construction
+    current = Wave(name="w3", criteria_source="current", batches=[after])
+    assert current.promoted_since_criteria == []
