@@ -15,7 +15,8 @@ A case is::
       flags: [{reason: ..., field: ...}]   # optional with expect: the flags it loads with
     - name: defect
       given: {...}
-      expect_problem: {reason: ..., field: ..., outcome: quarantined}   # outcome by default
+      expect_problem: {reason: ..., field: ..., outcome: quarantined}   # outcome by default;
+                                           # optional detail: the outcome's detail
       xfail: why the code disagrees        # optional: pytest.mark.xfail(strict=True)
 
 A case whose name starts with ``clean`` counts as clean, one with ``expect_problem`` as a defect.
@@ -125,6 +126,8 @@ def test_archetype_golden_case(catalog, archetype, entity, spec, case):
             outcome[ROW_NUMBER],
             outcome[SOURCE_KEY],
         ] == [problem.get("outcome", "quarantined"), problem["reason"], problem["field"], 1, source_key]
+        if "detail" in problem:
+            assert outcome["detail"] == problem["detail"]
         return
 
     open_problems = result.outcomes[result.outcomes["outcome"] != "flagged"]
