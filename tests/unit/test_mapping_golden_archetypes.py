@@ -25,6 +25,7 @@ A case whose name starts with ``clean`` counts as clean, one with ``expect_probl
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +45,7 @@ TABLES = Path(__file__).resolve().parent / "golden"
 ARCHETYPES = MAPPINGS / ARCHETYPE_DIR
 
 
+@cache
 def archetype_entities() -> dict[str, list[str]]:
     return {
         directory.name: sorted(p.stem for p in directory.glob("*.yaml") if p.name != SYSTEM_FILE)
@@ -52,11 +54,13 @@ def archetype_entities() -> dict[str, list[str]]:
     }
 
 
+@cache
 def load_table(archetype: str) -> dict:
     path = TABLES / f"{archetype}.yaml"
     return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+@cache
 def system_of(archetype: str, entity: str) -> str:
     """The first system by name of the archetype that takes the archetype's own entity file."""
     for directory in system_directories(MAPPINGS):
@@ -74,7 +78,12 @@ def cases():
                 if case.get("xfail"):
                     marks.append(pytest.mark.xfail(strict=True, reason=case["xfail"]))
                 yield pytest.param(
-                    archetype, entity, spec, case, id=f"{archetype}-{entity}-{case['name']}", marks=marks
+                    archetype,
+                    entity,
+                    spec,
+                    case,
+                    id=f"{archetype}-{entity}-{case['name']}",
+                    marks=marks,
                 )
 
 
@@ -125,7 +134,13 @@ def test_archetype_golden_case(catalog, archetype, entity, spec, case):
             outcome["field"],
             outcome[ROW_NUMBER],
             outcome[SOURCE_KEY],
-        ] == [problem.get("outcome", "quarantined"), problem["reason"], problem["field"], 1, source_key]
+        ] == [
+            problem.get("outcome", "quarantined"),
+            problem["reason"],
+            problem["field"],
+            1,
+            source_key,
+        ]
         if "detail" in problem:
             assert outcome["detail"] == problem["detail"]
         return
