@@ -37,7 +37,7 @@ from etl.catalog import load_catalog
 from etl.core.ids import core_ids
 from etl.core.model import ENTITIES
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
-from etl.layout import ARCHETYPE_DIR, SYSTEM_FILE, archetype_of, system_directories
+from etl.layout import ARCHETYPE_DIR, SYSTEM_FILE, archetype_of
 from tests.golden_helpers import MAPPINGS, run
 
 pytestmark = pytest.mark.unit
@@ -61,13 +61,25 @@ def load_table(archetype: str) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-@cache
-def system_of(archetype: str, entity: str) -> str:
-    """The first system by name of the archetype that takes the archetype's own entity file."""
-    for directory in system_directories(MAPPINGS):
-        if archetype_of(directory) == archetype and not (directory / f"{entity}.yaml").exists():
-            return directory.name
-    raise AssertionError(f"no system uses archetype {archetype}'s own {entity}.yaml")
+_SYSTEMS: dict[tuple[int, str, str], str | None] = {}
+
+
+def system_of(catalog, archetype: str, entity: str) -> str:
+    """The first system of the catalog by name, of the archetype, that takes the archetype's own
+    entity file (a system's own file of that name would override or extend it)."""
+    key = (id(catalog), archetype, entity)
+    if key not in _SYSTEMS:
+        _SYSTEMS[key] = next(
+            (
+                name
+                for name, system in sorted(catalog.systems.items())
+                if archetype_of(system.directory) == archetype
+                and not (system.directory / f"{entity}.yaml").exists()
+            ),
+            None,
+        )
+    assert _SYSTEMS[key], f"no system uses archetype {archetype}'s own {entity}.yaml"
+    return _SYSTEMS[key]
 
 
 def cases():
@@ -127,7 +139,7 @@ def result_of(catalog):
     chunks = {}
 
     def result_of(archetype: str, entity: str, spec: dict, case: dict):
-        system = system_of(archetype, entity)
+        system = system_of(catalog, archetype, entity)
         mapping = catalog.system(system).entities[entity]
         key = catalog.system(system).spec.datasets[mapping.dataset].key
         if "references" in case:
@@ -145,7 +157,7 @@ def result_of(catalog):
 
 @pytest.mark.parametrize(("archetype", "entity", "spec", "case"), list(cases()))
 def test_archetype_golden_case(catalog, result_of, archetype, entity, spec, case):
-    system = system_of(archetype, entity)
+    system = system_of(catalog, archetype, entity)
     mapping = catalog.system(system).entities[entity]
     key = catalog.system(system).spec.datasets[mapping.dataset].key
     chunk, row_number = result_of(archetype, entity, spec, case)
@@ -216,8 +228,15 @@ def test_every_table_is_an_archetype():
     assert {p.stem for p in TABLES.glob("*.yaml")} <= set(archetype_entities())
 
 
-def test_case_names_are_unique_per_entity():
+def test_cases_are_well_formed(catalog):
+    """Unique names, a given row, exactly one of expect and expect_problem, a system to run in."""
     for archetype in archetype_entities():
         for entity, spec in (load_table(archetype).get("entities") or {}).items():
+            where = f"{archetype}/{entity}"
+            system_of(catalog, archetype, entity)
             names = [c["name"] for c in spec.get("cases", [])]
-            assert len(names) == len(set(names)), f"{archetype}/{entity}: {names}"
+            assert len(names) == len(set(names)), f"{where}: {names}"
+            for case in spec["cases"]:
+                assert isinstance(case.get("given"), dict), f"{where}/{case['name']}: no given"
+                assert ("expect" in case) != ("expect_problem" in case), f"{where}/{case['name']}"
+                assert not (case.get("flags") and "expect_problem" in case), case["name"]
