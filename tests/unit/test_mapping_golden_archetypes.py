@@ -9,7 +9,8 @@ test_mapping_golden.py uses (tests/golden_helpers.py); the cases of an entity sh
 A case is::
 
     - name: clean                          # the test id is <archetype>-<entity>-<name>
-      given: {column: "landed text", ...}  # as the reader delivers it (null for a missing value)
+      given: {column: "landed text", ...}  # as the reader delivers it (null for a missing value;
+                                           # an unreadable record: every field null, _read_error)
       references: {dataset: [keys]}        # optional, replaces the entity's default references
       expect: {core_field: value, ...}     # the row loads; dates ISO, timestamps with their zone;
                                            # {core_id: [entity, source key]} for a reference id
@@ -163,7 +164,9 @@ def test_archetype_golden_case(catalog, result_of, archetype, entity, spec, case
     chunk, row_number = result_of(archetype, entity, spec, case)
     rows = chunk.rows[chunk.rows[ROW_NUMBER] == row_number]
     outcomes = chunk.outcomes[chunk.outcomes[ROW_NUMBER] == row_number]
-    source_key = "|".join(str(case["given"][column]).strip() for column in key)
+    given = case["given"]
+    unreadable = any(given.get(column) is None for column in key)  # an unreadable record
+    source_key = None if unreadable else "|".join(str(given[column]).strip() for column in key)
 
     if "expect_problem" in case:
         problem = case["expect_problem"]
@@ -174,7 +177,7 @@ def test_archetype_golden_case(catalog, result_of, archetype, entity, spec, case
             outcome["outcome"],
             outcome["reason"],
             outcome["field"],
-            outcome[SOURCE_KEY],
+            None if pd.isna(outcome[SOURCE_KEY]) else outcome[SOURCE_KEY],
         ] == [
             problem.get("outcome", "quarantined"),
             problem["reason"],
