@@ -7,7 +7,6 @@ the test, never taken from the clock.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,35 +14,14 @@ import pytest
 from etl.catalog import load_catalog
 from etl.core.ids import core_ids
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
-from etl.transform.engine import transform_chunk
+from tests.golden_helpers import MAPPINGS, run
 
 pytestmark = pytest.mark.unit
-
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DATE = dt.date(2026, 7, 1)
-NO_DUPLICATES = pd.DataFrame(
-    {ROW_NUMBER: pd.Series(dtype="int64"), "outcome": pd.Series(dtype="string")}
-)
 
 
 @pytest.fixture(scope="module")
 def catalog():
-    return load_catalog(ROOT / "mappings")
-
-
-def landed(rows: list[dict], key: str) -> pd.DataFrame:
-    frame = pd.DataFrame(rows).astype("string")
-    frame[ROW_NUMBER] = pd.RangeIndex(1, len(frame) + 1, dtype="int64")
-    frame[SOURCE_KEY] = frame[key].str.strip()
-    return frame
-
-
-def run(catalog, system, entity, rows, key, references=None):
-    mapping = catalog.system(system).entities[entity]
-    keys = {name: pd.Index(values) for name, values in (references or {}).items()}
-    return transform_chunk(
-        landed(rows, key), mapping, catalog, "batch-1", REFERENCE_DATE, keys, NO_DUPLICATES
-    )
+    return load_catalog(MAPPINGS)
 
 
 ELVIS_PATIENT = {
