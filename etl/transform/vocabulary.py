@@ -456,10 +456,28 @@ def normalise_kva(values: pd.Series, args: NoArgs, context: TransformContext) ->
     return _with_pattern(clean_text(values).str.upper(), KVA_PATTERN, "invalid_code")
 
 
-@transform("normalise_atc")
-def normalise_atc(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
-    """ATC code at substance level (``A10BA02``); else ``invalid_code``."""
-    return _with_pattern(clean_text(values).str.upper(), ATC_PATTERN, "invalid_code")
+class AtcArgs(TransformArgs):
+    # Only codes of this ATC group (``J07``: vaccines); a well-formed code of another group is
+    # as wrong for the column as a malformed one.
+    group: str | None = Field(default=None, pattern=r"^[A-Z]([0-9]{2}([A-Z]{1,2})?)?$")
+
+
+@transform("normalise_atc", AtcArgs)
+def normalise_atc(values: pd.Series, args: AtcArgs, context: TransformContext) -> TransformResult:
+    """ATC code at substance level (``A10BA02``), of ``group`` when given; else ``invalid_code``."""
+    pattern = ATC_PATTERN
+    if args.group is not None:  # the group's own characters, then the rest of the shape
+        pattern = re.escape(args.group) + _ATC_TAIL[len(args.group)]
+    return _with_pattern(clean_text(values).str.upper(), pattern, "invalid_code")
+
+
+# The shape of a substance-level ATC code after a group prefix of 1, 3, 4 or 5 characters.
+_ATC_TAIL = {
+    1: r"[0-9]{2}[A-Z]{2}[0-9]{2}",
+    3: r"[A-Z]{2}[0-9]{2}",
+    4: r"[A-Z][0-9]{2}",
+    5: r"[0-9]{2}",
+}
 
 
 @transform("normalise_npl_id")

@@ -505,3 +505,36 @@ def test_every_transform_has_a_one_line_summary_and_an_args_model(name):
     assert issubclass(definition.args_model, TransformArgs)
     assert definition.args_model.model_config.get("extra") == "forbid"
     assert describe(name).startswith(f"{name}(")
+
+
+@pytest.mark.parametrize(
+    ("group", "code", "is_valid"),
+    [
+        (None, "N02BE01", True),
+        ("J07", "J07BB02", True),
+        ("J07", "j07bb02 ", True),
+        ("J07", "N02BE01", False),  # well formed, but no vaccine
+        ("J07", "J01CE02", False),
+        ("J07", "J07", False),  # a group is not a substance
+        ("J07BB", "J07BB02", True),
+        ("J07BB", "J07BN01", False),
+        ("J", "J07BN01", True),
+    ],
+)
+def test_an_atc_code_outside_its_declared_group_is_an_invalid_code(group, code, is_valid):
+    from etl.transform.vocabulary import AtcArgs, normalise_atc
+
+    result = normalise_atc(pd.Series([code], dtype="string"), AtcArgs(group=group), None)
+    assert bool(result.errors.isna().iloc[0]) is is_valid
+    if not is_valid:
+        assert result.errors.iloc[0] == "invalid_code" and pd.isna(result.values.iloc[0])
+
+
+@pytest.mark.parametrize("group", ["J0", "j07", "J07BB0", ""])
+def test_an_atc_group_must_be_a_level_of_the_atc_hierarchy(group):
+    from pydantic import ValidationError
+
+    from etl.transform.vocabulary import AtcArgs
+
+    with pytest.raises(ValidationError):
+        AtcArgs(group=group)
