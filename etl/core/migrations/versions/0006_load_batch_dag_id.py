@@ -22,7 +22,10 @@ depends_on = None
 
 def upgrade() -> None:
     # Idempotent: on an empty database the baseline (0001) already created it from the metadata.
-    present = {column["name"] for column in sa.inspect(op.get_bind()).get_columns(load_batch.name)}
+    inspector = sa.inspect(op.get_bind())
+    if not inspector.has_table(load_batch.name):
+        return  # a partial core (the tests' older snapshots): the baseline makes it whole
+    present = {column["name"] for column in inspector.get_columns(load_batch.name)}
     if "dag_id" not in present:
         op.add_column(load_batch.name, sa.Column("dag_id", sa.Text, nullable=True))
 
