@@ -26,9 +26,9 @@ from etl.core.database import core_engine
 from etl.core.tables import dq_result, promotion, wave_reconciliation
 from etl.cutover import fingerprint, ledger
 from etl.cutover.plan import PLAN_FILE, Wave, load_plan
-from etl.cutover.promote import PROMOTED, core_checksums, rollback
 from etl.cutover.reconcile import accounting_residue, reconcile_system
 from etl.load.loader import rewind_watermarks
+from etl.load.promote import PROMOTED, core_checksums, rollback
 from etl.settings import Settings
 from etl.validate.gate import mapping_version
 

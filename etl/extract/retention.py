@@ -33,7 +33,7 @@ from etl.core import files
 from etl.core.audit import current_user, record_access
 from etl.core.database import core_engine
 from etl.core.tables import load_batch, promotion
-from etl.cutover.promote import PROMOTED, ROLLED_BACK, SUPERSEDED
+from etl.load.promote import PROMOTED, ROLLED_BACK, SUPERSEDED
 from etl.settings import Settings
 
 ACTION = "purge_landing"

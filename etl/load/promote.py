@@ -388,7 +388,7 @@ def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict]:
 
 
 def _identity_runs_after(connection: sa.Connection, promoted_at) -> list[str]:
-    from etl.identity.tables import identity_resolution_run as runs
+    from etl.core.identity_tables import identity_resolution_run as runs
 
     if not sa.inspect(connection).has_table(runs.name):
         return []

@@ -20,9 +20,9 @@ from etl.batch import BatchPaths, utc_now
 from etl.catalog import Catalog
 from etl.core.arrow import iter_frames
 from etl.core.database import core_engine
+from etl.core.decisions import deferred_entities
 from etl.core.tables import dq_result
 from etl.settings import Settings
-from etl.steward.decisions import deferred_entities
 from etl.validate.checks import Thresholds, read_thresholds, thresholds_for
 from etl.validate.references import unresolved
 from etl.validate.stage import apply_deferral, checks_file, lift_deferral

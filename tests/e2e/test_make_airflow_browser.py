@@ -47,7 +47,7 @@ from etl.cutover.airflow_hitl import (
     approval_task_id,
     cutover_dag_id,
 )
-from etl.cutover.promote import PROMOTED
+from etl.load.promote import PROMOTED
 from etl.settings import PROJECT_ROOT, Settings
 from tests.e2e.airflow_server import AirflowServer, airflow_standalone
 from tests.e2e.browser import WAIT_SECONDS, require_browser, screenshots

@@ -1,6 +1,6 @@
 """Batch ids, the core schema's migrations, the per-system lease, promotion order and the
 superseding of abandoned batches (etl.batch, etl.core.database, etl.core.lease,
-etl.cutover.promote, etl.load.loader), on SQLite."""
+etl.load.promote, etl.load.loader), on SQLite."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from etl.core.tables import (
     staged_deletion,
     system_lease,
 )
-from etl.cutover.promote import (
+from etl.load.promote import (
     PROMOTED,
     SUPERSEDED,
     PromotionError,
