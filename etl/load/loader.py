@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from etl.batch import BatchPaths, safe_batch_id, utc_now
 from etl.catalog import Catalog
 from etl.core.arrow import entity_schema
+from etl.core.batch_states import PROMOTED, ROLLED_BACK, STAGED, SUPERSEDED, UNACCOUNTED
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.model import ENTITIES
@@ -41,11 +42,6 @@ from etl.core.tables import (
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, LandingManifest, read_manifest
 from etl.load.bulk import bulk_insert
 from etl.load.promote import (
-    PROMOTED,
-    ROLLED_BACK,
-    STAGED,
-    SUPERSEDED,
-    UNACCOUNTED,
     check_promotable,
     clear_staged,
     promote,

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from etl.batch import utc_now
 from etl.core.audit import SCOPE_BATCH, record_access
+from etl.core.batch_states import PROMOTED, STAGED
 from etl.core.database import core_engine
 from etl.core.decisions import (
     ALL_ROWS,
@@ -39,7 +40,6 @@ from etl.core.tables import (
     quarantine_decision,
 )
 from etl.extract.landing import read_manifest
-from etl.load.promote import PROMOTED, STAGED
 from etl.settings import Settings
 from etl.steward import screening
 from etl.steward.queue import (
