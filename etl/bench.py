@@ -700,8 +700,8 @@ def cutover_figures(
     from etl.batch import BatchPaths
     from etl.core.arrow import entity_schema
     from etl.core.database import core_engine
-    from etl.cutover.promote import rollback
     from etl.load.bulk import bulk_insert
+    from etl.load.promote import rollback
 
     engine = core_engine(settings.resolved_core_url)
     rows = load_seconds = copy_seconds = rollback_seconds = 0.0

@@ -32,8 +32,10 @@ from pydantic import (
     model_validator,
 )
 
+from etl.core import encodings  # noqa: F401  (registers iso646_se before codecs are checked)
 from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
-from etl.extract import encodings  # noqa: F401  (registers iso646_se before codecs are checked)
+from etl.core.safety import SAFETY_TARGETS, SafetyDeclaration, declaration_problem
+from etl.core.vocabulary import REGISTRY
 from etl.layout import (
     ARCHETYPE_DIR,
     CROSSWALK_DIR,
@@ -42,8 +44,6 @@ from etl.layout import (
     entity_files,
     system_directories,
 )
-from etl.transform.safety import SAFETY_TARGETS, SafetyDeclaration, declaration_problem
-from etl.transform.vocabulary import REGISTRY
 
 
 class MappingError(ValueError):
@@ -223,7 +223,7 @@ class ColumnMapping(Strict):
     source: str | None = None  # one legacy column; None for a constant
     transform: str = "text"
     args: dict[str, Any] = Field(default_factory=dict)
-    # Required for safety-critical targets (etl/transform/safety.py): what an uncertain value does.
+    # Required for safety-critical targets (etl/core/safety.py): what an uncertain value does.
     safety: SafetyDeclaration | None = None
     note: str = ""
 

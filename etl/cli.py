@@ -1006,7 +1006,7 @@ def dq_report(
     ] = None,
 ) -> None:
     """Validation report of a run: steward summary (HTML, Markdown, JSON) and GX Data Docs."""
-    from etl.report.pseudonym import PseudonymKeyError
+    from etl.core.pseudonym import PseudonymKeyError
     from etl.report.validation import NoResultsError, write_validation_report
 
     settings = get_settings()
@@ -1046,7 +1046,7 @@ def _as_of(value: str | None) -> dt.date:
 def _cutover_call(function, *args, **kwargs):
     from etl.cutover.ledger import LedgerError, WaveLockedError
     from etl.cutover.plan import PlanError
-    from etl.cutover.promote import PromotionError
+    from etl.load.promote import PromotionError
     from etl.validate.gate import DataQualityGateError
 
     try:

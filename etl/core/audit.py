@@ -6,7 +6,7 @@ Airflow task the person who triggered the run (``dag_run.triggering_user_name``)
 ``airflow:<run type>`` for a run nobody triggered (scheduled, asset-triggered), never the DAG's
 owner; on the command line the operating-system user.
 
-**Which patients** are keyed pseudonyms (``etl/report/pseudonym.py``: HMAC of system and source
+**Which patients** are keyed pseudonyms (``etl/core/pseudonym.py``: HMAC of system and source
 key), never numbers: listed per entry up to :data:`MAX_LISTED_SUBJECTS`; a bulk access (a whole
 batch, every core patient) records its scope and count instead.
 

@@ -131,8 +131,8 @@ def patient(
     number is not echoed, logged or stored; its pseudonyms are computed and looked up)."""
     from etl.core.audit import record_access
     from etl.core.audit_review import accesses_of, pseudonyms_of_identity_number
+    from etl.core.pseudonym import pseudonym_key
     from etl.identifiers import normalise_identity_one
-    from etl.report.pseudonym import pseudonym_key
 
     settings = get_settings()
     engine = _engine()

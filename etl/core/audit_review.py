@@ -293,7 +293,7 @@ def pseudonyms_of_identity_number(
     """The pseudonyms under which a person's rows appear: every core patient row carrying this
     (normalised) identity number, as its own or as a secondary identifier, and their systems.
     The number is used in this query only; it is never logged or returned."""
-    from etl.report.pseudonym import pseudonym
+    from etl.core.pseudonym import pseudonym
 
     patient, identifier = ENTITY_TABLES["patient"], ENTITY_TABLES["patient_identifier"]
     ids = {

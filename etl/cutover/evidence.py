@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from etl.batch import utc_now
 from etl.core import files, residency
 from etl.core.database import core_engine
+from etl.core.provenance import mapping_version
 from etl.core.tables import batch_accounting, dq_result, promotion, wave_reconciliation
 from etl.cutover import ledger
 from etl.cutover.plan import load_plan
 from etl.settings import Settings
-from etl.validate.gate import mapping_version
 
 
 def _rows(connection, query) -> list[dict]:

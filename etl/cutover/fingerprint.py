@@ -150,7 +150,7 @@ def uncommitted_files(settings: Settings) -> list[str] | None:
 
     None when neither folder is in a git checkout (or git is not installed): there is no commit
     to differ from, and the content fingerprint alone protects the plan. Read afresh on every
-    call (``etl.validate.gate.mapping_version`` is cached per process)."""
+    call (``etl.core.provenance.mapping_version`` is cached per process)."""
     found: list[str] | None = None
     for directory in (settings.mappings_dir, settings.expectations_dir):
         if not directory.is_dir():

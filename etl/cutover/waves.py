@@ -22,15 +22,16 @@ import sqlalchemy as sa
 
 from etl.batch import utc_now
 from etl.core.audit import current_user
+from etl.core.batch_states import PROMOTED
 from etl.core.database import core_engine
+from etl.core.provenance import mapping_version
 from etl.core.tables import dq_result, promotion, wave_reconciliation
 from etl.cutover import fingerprint, ledger
 from etl.cutover.plan import PLAN_FILE, Wave, load_plan
-from etl.cutover.promote import PROMOTED, core_checksums, rollback
 from etl.cutover.reconcile import accounting_residue, reconcile_system
 from etl.load.loader import rewind_watermarks
+from etl.load.promote import core_checksums, rollback
 from etl.settings import Settings
-from etl.validate.gate import mapping_version
 
 PHASES = {
     "initial": (ledger.INITIAL_LOAD, "full"),

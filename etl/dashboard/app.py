@@ -1055,8 +1055,8 @@ def _decide(
     decision: str,
     justification: str | None,
 ) -> _Message:
+    from etl.core.decisions import FIXED_AT_SOURCE, WAIVED
     from etl.steward import actions
-    from etl.steward.decisions import FIXED_AT_SOURCE, WAIVED
 
     if not handles:
         return _Message(False, "choose at least one row")
@@ -1096,10 +1096,10 @@ def render_steward(
 ) -> Response:
     import sqlalchemy as sa
 
+    from etl.core.decisions import ReviewStatus
     from etl.core.tables import quarantine
     from etl.dashboard.data import latest_batch_ids
     from etl.steward import actions
-    from etl.steward.decisions import ReviewStatus
     from etl.steward.queue import QueueFilter, list_queue, summary
 
     settings = dashboard.settings

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-import etl.extract.encodings  # noqa: F401  (registers iso646_se)
+import etl.core.encodings  # noqa: F401  (registers iso646_se)
 from etl.estate.base import Dataset, int_text
 from etl.estate.planting import RAW_RECORD
 

@@ -29,11 +29,11 @@ def landing_purge(
     ] = False,
 ) -> None:
     """Remove landed data past its retention that no run needs again (recorded per file)."""
-    from etl import pipeline
+    from etl.catalog import load_catalog
     from etl.extract import retention
 
     settings = get_settings()
-    catalog = pipeline.catalog(settings)
+    catalog = load_catalog(settings.mappings_dir)
     now = dt.datetime.now(dt.UTC)
     if show_kept:
         kept = [b for b in retention.survey(catalog, settings, now) if not b.is_purgeable]

@@ -38,10 +38,10 @@ import sqlalchemy as sa
 from etl.batch import BatchPaths
 from etl.catalog import Catalog
 from etl.core import files
+from etl.core.batch_states import PROMOTED
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.tables import promotion
-from etl.cutover.promote import PROMOTED
 from etl.extract.landing import ROW_HASH, ROW_NUMBER, SOURCE_KEY, DeltaCounts
 from etl.settings import Settings
 

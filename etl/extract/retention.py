@@ -31,9 +31,9 @@ from etl.batch import BatchPaths, safe_batch_id
 from etl.catalog import Catalog
 from etl.core import files
 from etl.core.audit import current_user, record_access
+from etl.core.batch_states import PROMOTED, ROLLED_BACK, SUPERSEDED
 from etl.core.database import core_engine
 from etl.core.tables import load_batch, promotion
-from etl.cutover.promote import PROMOTED, ROLLED_BACK, SUPERSEDED
 from etl.settings import Settings
 
 ACTION = "purge_landing"

@@ -23,16 +23,7 @@ from pydantic import BaseModel
 from etl.batch import safe_batch_id, utc_now
 from etl.core.audit import SCOPE_ALL, record_access
 from etl.core.database import core_engine
-from etl.core.tables import ENTITY_TABLES
-from etl.identity.resolve import (
-    DECISION_KEPT_APART,
-    DECISION_MERGED,
-    LINK_COLUMNS,
-    PERSON_COLUMNS,
-    Resolution,
-    resolve_identities,
-)
-from etl.identity.tables import (
+from etl.core.identity_tables import (
     REVIEW_KEPT_APART,
     REVIEW_MERGED,
     REVIEW_OPEN,
@@ -48,8 +39,17 @@ from etl.identity.tables import (
     person,
     person_link,
 )
+from etl.core.pseudonym import pseudonym, pseudonym_key
+from etl.core.tables import ENTITY_TABLES
+from etl.identity.resolve import (
+    DECISION_KEPT_APART,
+    DECISION_MERGED,
+    LINK_COLUMNS,
+    PERSON_COLUMNS,
+    Resolution,
+    resolve_identities,
+)
 from etl.load.bulk import bulk_insert
-from etl.report.pseudonym import pseudonym, pseudonym_key
 from etl.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated
 
@@ -72,25 +73,30 @@ def batches_clean(
 ) -> None:
     """Supersede what abandoned runs left: staged rows and landing files of batches never
     promoted (also done at the start of every run of the system). Recorded as 'superseded'."""
-    from etl import pipeline
     from etl.batch import new_batch_id
+    from etl.catalog import load_catalog
+    from etl.core import lease
+    from etl.core.database import core_engine
     from etl.core.lease import LeaseHeldError
     from etl.load.loader import supersede_abandoned
 
     settings = get_settings()
+    engine = core_engine(settings.resolved_core_url)
     refused = False
-    for system in systems or sorted(pipeline.catalog(settings).systems):
+    for system in systems or sorted(load_catalog(settings.mappings_dir).systems):
         run = new_batch_id(system, "clean")  # the lease's run id: a clean is a run of the system
         try:
-            pipeline.hold_system(system, run, settings)
+            held = lease.acquire(engine, lease.SYSTEM, system, run)
         except LeaseHeldError as error:
             console.print(f"[red]{error}[/red]")
             refused = True
             continue
+        if held.replaced:
+            logging.getLogger(__name__).warning(held.replaced)
         try:
             cleaned = supersede_abandoned(settings, system)
         finally:
-            pipeline.release_system(system, run, settings)
+            lease.release(engine, lease.SYSTEM, system, run_id=run)
         for left in cleaned:
             files = ", landing files removed" if left.removed_landing else ""
             console.print(f"{system}: batch {left.batch_id} ({left.was}) superseded{files}")

@@ -3,7 +3,7 @@
 Stage -> accounting -> promote, in that order. Per entity, validated rows are bulk-copied into
 ``staged_<entity>`` (``COPY`` on PostgreSQL); then the accounting (extracted = staged +
 quarantined + excluded + merged) must leave residue 0, or the batch is marked ``unaccounted``,
-its staged rows dropped, and it is never promoted. Promotion (etl.cutover.promote) is one
+its staged rows dropped, and it is never promoted. Promotion (etl.load.promote) is one
 transaction that also verifies every loaded row by content hash: if that accounting fails, the
 transaction is rolled back, so a batch whose accounting fails is never visible in the core.
 Re-running the same batch changes nothing.
@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from etl.batch import BatchPaths, safe_batch_id, utc_now
 from etl.catalog import Catalog
 from etl.core.arrow import entity_schema
+from etl.core.batch_states import PROMOTED, ROLLED_BACK, STAGED, SUPERSEDED, UNACCOUNTED
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.model import ENTITIES
@@ -38,12 +39,9 @@ from etl.core.tables import (
     quarantine,
     source_watermark,
 )
-from etl.cutover.promote import (
-    PROMOTED,
-    ROLLED_BACK,
-    STAGED,
-    SUPERSEDED,
-    UNACCOUNTED,
+from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, LandingManifest, read_manifest
+from etl.load.bulk import bulk_insert
+from etl.load.promote import (
     check_promotable,
     clear_staged,
     promote,
@@ -51,8 +49,6 @@ from etl.cutover.promote import (
     record_staged,
     set_unpromotable,
 )
-from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, LandingManifest, read_manifest
-from etl.load.bulk import bulk_insert
 from etl.settings import Settings
 from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
 
@@ -201,7 +197,7 @@ def load_system(
     """Stage the batch (one transaction), then promote it into the core (another), then account.
 
     Staging records quarantine, flags and provisional accounting; promotion applies the batch
-    with its history kept (etl.cutover.promote) and verifies every loaded row by content hash.
+    with its history kept (etl.load.promote) and verifies every loaded row by content hash.
     With ``promote_now=False`` the batch waits in staging for an explicit promotion. ``kind``
     (full or delta) is what the batch was extracted as; a different one is refused.
     """

@@ -22,11 +22,11 @@ from etl.catalog import (
     ReferenceCheck,
     SystemMappings,
 )
+from etl.core import safety
 from etl.core.model import ENTITIES
+from etl.core.vocabulary import REGISTRY
 from etl.report.render import render_html, render_markdown, write_text
 from etl.report.usage import column_uses
-from etl.transform import safety
-from etl.transform.vocabulary import REGISTRY
 
 CROSSWALK_ROWS_SHOWN = 25
 

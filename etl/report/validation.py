@@ -38,10 +38,10 @@ from pydantic import BaseModel
 from etl.batch import safe_batch_id, write_json
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
+from etl.core.pseudonym import pseudonym, pseudonym_key
 from etl.core.tables import batch_accounting, dq_result, load_batch, quarantine
 from etl.report.data_docs import build_data_docs, documented_checks
 from etl.report.masking import MIN_COUNT
-from etl.report.pseudonym import pseudonym, pseudonym_key
 from etl.report.render import render_html, render_markdown, write_text
 from etl.settings import Settings
 from etl.validate.checks import source_check

@@ -19,21 +19,9 @@ from pydantic import BaseModel
 
 from etl.batch import utc_now
 from etl.core.audit import SCOPE_BATCH, record_access
+from etl.core.batch_states import PROMOTED, STAGED
 from etl.core.database import core_engine
-from etl.core.tables import (
-    ENTITY_TABLES,
-    dq_flag,
-    dq_result,
-    promotion,
-    quarantine,
-    quarantine_decision,
-)
-from etl.cutover.promote import PROMOTED, STAGED
-from etl.extract.landing import read_manifest
-from etl.report.pseudonym import pseudonym, pseudonym_key
-from etl.settings import Settings
-from etl.steward import screening
-from etl.steward.decisions import (
+from etl.core.decisions import (
     ALL_ROWS,
     DECISIONS,
     ENTITY_DEFERRAL_UNDONE,
@@ -42,6 +30,18 @@ from etl.steward.decisions import (
     REINJECT,
     WAIVED,
 )
+from etl.core.pseudonym import pseudonym, pseudonym_key
+from etl.core.tables import (
+    ENTITY_TABLES,
+    dq_flag,
+    dq_result,
+    promotion,
+    quarantine,
+    quarantine_decision,
+)
+from etl.extract.landing import read_manifest
+from etl.settings import Settings
+from etl.steward import screening
 from etl.steward.queue import (
     WAIVED_REASON_PREFIX,
     QueueFilter,

@@ -14,9 +14,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from etl.core.decisions import ReviewStatus
 from etl.core.redact import RedactingConsole
 from etl.settings import get_settings
-from etl.steward.decisions import ReviewStatus
 
 steward_app = typer.Typer(
     help="The data steward's queue: quarantined and flagged rows, decisions, re-runs "
@@ -79,7 +79,7 @@ def steward_list(
     limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
 ) -> None:
     """Quarantined (or loaded-and-flagged) rows with their current decision."""
-    from etl.report.pseudonym import PseudonymKeyError
+    from etl.core.pseudonym import PseudonymKeyError
     from etl.steward.queue import QueueFilter, list_queue
 
     query_filter = QueueFilter(
@@ -178,7 +178,7 @@ def _print_decisions(outcomes) -> None:
 
 
 def _decide(action, handles: list[str], run: bool, as_of_date: str | None, **arguments) -> None:
-    from etl.report.pseudonym import PseudonymKeyError
+    from etl.core.pseudonym import PseudonymKeyError
     from etl.steward.actions import StewardError
 
     try:

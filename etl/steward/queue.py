@@ -17,11 +17,11 @@ from pydantic import BaseModel
 
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
+from etl.core.decisions import DECISIONS, ReviewStatus
+from etl.core.pseudonym import pseudonym_key, pseudonymise
 from etl.core.tables import dq_flag, quarantine, quarantine_decision
-from etl.report.pseudonym import pseudonym_key, pseudonymise
 from etl.settings import Settings
 from etl.status import latest_batches
-from etl.steward.decisions import DECISIONS, ReviewStatus
 from etl.validate.checks import SOURCE_PREFIX
 
 QUARANTINED, FLAGGED = "quarantined", "flagged"

@@ -12,7 +12,7 @@ U+202F, U+3000, ...) read as a space, zero-width characters and soft hyphens dro
 * **the batch's own patients** are looked for by keyed hash: the names and identity numbers of
   the patients of the batches the decision is about (from the landing zone, so quarantined
   patients count, and from the core's staged and loaded rows) are hashed with the project's
-  pseudonym key (HMAC-SHA256, ``etl/report/pseudonym.py``) and compared with the hashes of the
+  pseudonym key (HMAC-SHA256, ``etl/core/pseudonym.py``) and compared with the hashes of the
   text's words, word pairs and digit groups. The plain values live only in memory while hashed;
   nothing here stores or logs them, and a refusal says why without repeating the text.
 
@@ -243,8 +243,8 @@ def load_batch_patients(
     from etl.batch import BatchPaths
     from etl.core.audit import record_access
     from etl.core.database import core_engine
+    from etl.core.pseudonym import pseudonym_key
     from etl.core.tables import ENTITY_TABLES, STAGED_TABLES
-    from etl.report.pseudonym import pseudonym_key
 
     patients = PatientHashes(pseudonym_key(settings))
     batches = sorted(set(batches))

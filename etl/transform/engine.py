@@ -18,14 +18,14 @@ import sqlalchemy as sa
 
 from etl import identifiers
 from etl.catalog import Catalog, EntityMapping, IdentifierOrigin, ReserveIssue
+from etl.core import safety
 from etl.core.database import core_engine
 from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES
+from etl.core.vocabulary import REGISTRY, TransformContext, clean_text
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
-from etl.transform import safety
-from etl.transform.vocabulary import REGISTRY, TransformContext, clean_text
 
 OUTCOME_COLUMNS = [
     ROW_NUMBER,

@@ -61,7 +61,7 @@ from etl.batch import BatchPaths
 CONTEXT_SEPARATOR = "__"
 LOOKUPS = "lookups"
 DERIVED = "derived"
-# Legacy timestamps are local Swedish time (read as such by etl/transform/vocabulary.py).
+# Legacy timestamps are local Swedish time (read as such by etl/core/vocabulary.py).
 LOCAL_TIMEZONE = "Europe/Stockholm"
 
 

@@ -9,8 +9,6 @@ again under another thresholds file without re-running anything (``reevaluate``)
 from __future__ import annotations
 
 import json
-import subprocess
-from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -20,9 +18,10 @@ from etl.batch import BatchPaths, utc_now
 from etl.catalog import Catalog
 from etl.core.arrow import iter_frames
 from etl.core.database import core_engine
+from etl.core.decisions import deferred_entities
+from etl.core.provenance import mapping_version
 from etl.core.tables import dq_result
 from etl.settings import Settings
-from etl.steward.decisions import deferred_entities
 from etl.validate.checks import Thresholds, read_thresholds, thresholds_for
 from etl.validate.references import unresolved
 from etl.validate.stage import apply_deferral, checks_file, lift_deferral
@@ -71,29 +70,6 @@ class GateReport(BaseModel):
     def blocking(self) -> list[CheckResult]:
         """Breaches that stop the batch: those of entities not deferred."""
         return [r for r in self.breaches if r.entity not in self.deferred]
-
-
-@cache
-def mapping_version(root: Path) -> str | None:
-    """The git commit the mappings were read at (``+dirty`` if the tree has local changes)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "mappings", "expectations"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return f"{commit}+dirty" if dirty else commit
 
 
 def judge(thresholds: Thresholds, system: str, entity: str, tally: dict) -> CheckResult:

@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
+from etl.core.decisions import waived_keys
 from etl.core.files import private_file, temporaries_removed_on_failure
 from etl.core.model import ENTITIES
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.settings import Settings
-from etl.steward.decisions import waived_keys
 from etl.transform.engine import FLAGGED, OUTCOME_COLUMNS, QUARANTINED
 from etl.transform.stage import (
     OUTCOME_SCHEMA,

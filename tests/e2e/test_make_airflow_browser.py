@@ -37,6 +37,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from etl.core.batch_states import PROMOTED
 from etl.core.database import core_engine
 from etl.core.tables import promotion
 from etl.cutover import ledger
@@ -47,7 +48,6 @@ from etl.cutover.airflow_hitl import (
     approval_task_id,
     cutover_dag_id,
 )
-from etl.cutover.promote import PROMOTED
 from etl.settings import PROJECT_ROOT, Settings
 from tests.e2e.airflow_server import AirflowServer, airflow_standalone
 from tests.e2e.browser import WAIT_SECONDS, require_browser, screenshots

@@ -21,9 +21,9 @@ from etl.cli import app
 from etl.core.audit import current_user, drop_guard, record_access
 from etl.core.audit_review import verify_chain
 from etl.core.database import core_engine
+from etl.core.pseudonym import pseudonym, pseudonym_key
 from etl.core.tables import access_log, quarantine
 from etl.identity import runs
-from etl.report.pseudonym import pseudonym, pseudonym_key
 from etl.steward.queue import QueueFilter, list_queue, summary
 from tests.integration.test_identity_runs import NUMBERS, PNR_A, a_conflict
 

@@ -30,10 +30,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from etl.core.pseudonym import KEY_VARIABLE, pseudonym
 from etl.estate import generate_estate
 from etl.estate.canaries import CANARY_FILE
 from etl.layout import ARCHETYPE_DIR, CROSSWALK_DIR
-from etl.report.pseudonym import KEY_VARIABLE, pseudonym
 
 pytestmark = pytest.mark.integration
 

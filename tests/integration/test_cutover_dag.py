@@ -29,7 +29,7 @@ import yaml
 from etl.core.database import core_engine
 from etl.cutover import ledger
 from etl.cutover.airflow_hitl import CHANNEL, approval_task_id, cutover_dag_id
-from etl.cutover.promote import core_checksums
+from etl.load.promote import core_checksums
 from etl.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration

@@ -22,12 +22,12 @@ from etl.batch import new_batch_id
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES
 from etl.cutover.ledger import transition
-from etl.cutover.promote import rollback
 from etl.cutover.waves import batch_id_for as cutover_batch_id
 from etl.dashboard import data
 from etl.dashboard.app import create_app
 from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
 from etl.estate.activity import simulate_activity
+from etl.load.promote import rollback
 from etl.settings import PROJECT_ROOT, Settings
 from etl.validate.gate import DataQualityGateError
 

@@ -29,11 +29,11 @@ from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, source_watermark
-from etl.cutover.promote import core_checksums, rollback
 from etl.estate.activity import ACTIVITY_FILE, simulate_activity
 from etl.extract.delta import NoBaseBatchError, delta_file
 from etl.identifiers import IdentityKind
 from etl.load.loader import LoadReport, rewind_watermarks
+from etl.load.promote import core_checksums, rollback
 from etl.settings import Settings
 
 pytestmark = pytest.mark.integration

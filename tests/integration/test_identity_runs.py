@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from etl.core.database import core_engine
+from etl.core.identity_tables import identity_resolution_run, identity_review, person, person_link
 from etl.core.tables import ENTITY_TABLES
 from etl.identity import runs
-from etl.identity.tables import identity_resolution_run, identity_review, person, person_link
 
 pytestmark = pytest.mark.integration
 

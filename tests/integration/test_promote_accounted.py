@@ -28,7 +28,7 @@ from etl.cli import app
 from etl.core import lease
 from etl.core.database import HEAD_REVISION, core_engine, schema_revision
 from etl.core.tables import STAGED_TABLES, load_batch, metadata
-from etl.cutover.promote import PromotionError, core_checksums, promotion_row
+from etl.load.promote import PromotionError, core_checksums, promotion_row
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ def test_a_batch_whose_staged_accounting_fails_is_never_promoted(settings):
 def test_a_promotion_whose_verification_fails_is_rolled_back(settings, monkeypatch):
     """Accounting after the upsert (loaded rows verified by content hash) fails: the promotion's
     transaction rolls back, so not one row of the batch is visible."""
-    from etl.cutover import promote as promote_module
+    from etl.load import promote as promote_module
 
     real = promote_module._promote_entity
 

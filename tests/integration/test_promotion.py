@@ -1,4 +1,4 @@
-"""Stage, promote, roll back (etl.cutover.promote), on SQLite and on the real PostgreSQL.
+"""Stage, promote, roll back (etl.load.promote), on SQLite and on the real PostgreSQL.
 
 After a rollback the core tables are identical, by checksum over every column of every row, to
 their state before the batch; a batch whose rows a later batch changed is refused (or rolled back
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from etl import pipeline
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES, HISTORY_TABLES, STAGED_TABLES, promotion, staged_deletion
-from etl.cutover.promote import (
+from etl.load.promote import (
     PromotionError,
     core_checksums,
     promote,

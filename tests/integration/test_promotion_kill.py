@@ -18,7 +18,7 @@ import pytest
 
 from etl import pipeline
 from etl.core.database import core_engine
-from etl.cutover.promote import FAULT_VARIABLE, core_checksums, promotion_row
+from etl.load.promote import FAULT_VARIABLE, core_checksums, promotion_row
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -45,7 +45,7 @@ def _kill_during(action: str, batch_id: str, point: str, tmp_path) -> None:
         "from etl import pipeline, settings;"
         f"pipeline.{action}('{SYSTEM}', '{batch_id}', settings=settings.get_settings())"
         if action == "promote"
-        else "from etl.cutover.promote import rollback;"
+        else "from etl.load.promote import rollback;"
         "from etl.core.database import core_engine;"
         "from etl.settings import get_settings;"
         "engine = core_engine(get_settings().resolved_core_url);"
@@ -105,7 +105,7 @@ def test_a_killed_rollback_leaves_the_batch_promoted_and_the_retry_restores_the_
     promoted = _sums(postgres_url)
     _kill_during("rollback", "k1", point, tmp_path)
     assert _sums(postgres_url) == promoted
-    from etl.cutover.promote import rollback
+    from etl.load.promote import rollback
 
     with core_engine(postgres_url).begin() as connection:
         assert promotion_row(connection, "k1")["state"] == "promoted"

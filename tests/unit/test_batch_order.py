@@ -1,6 +1,6 @@
 """Batch ids, the core schema's migrations, the per-system lease, promotion order and the
 superseding of abandoned batches (etl.batch, etl.core.database, etl.core.lease,
-etl.cutover.promote, etl.load.loader), on SQLite."""
+etl.load.promote, etl.load.loader), on SQLite."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from etl.batch import BatchPaths, new_batch_id, safe_batch_id
 from etl.core import lease
+from etl.core.batch_states import PROMOTED, SUPERSEDED
 from etl.core.database import HEAD_REVISION, MIGRATIONS, core_engine, schema_revision
 from etl.core.tables import (
     ENTITY_TABLES,
@@ -21,14 +22,7 @@ from etl.core.tables import (
     staged_deletion,
     system_lease,
 )
-from etl.cutover.promote import (
-    PROMOTED,
-    SUPERSEDED,
-    PromotionError,
-    promote,
-    promotion_row,
-    record_staged,
-)
+from etl.load.promote import PromotionError, promote, promotion_row, record_staged
 
 pytestmark = pytest.mark.unit
 

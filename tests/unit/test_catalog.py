@@ -10,8 +10,8 @@ import pytest
 
 from etl.catalog import MappingError, load_catalog
 from etl.core.model import ENTITIES
+from etl.core.safety import SAFETY_TARGETS
 from etl.layout import list_system_entities
-from etl.transform.safety import SAFETY_TARGETS
 from etl.validate.suites import read_suite_definition
 
 pytestmark = pytest.mark.unit

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 
 from etl.catalog import FileDataset, SqlDataset, load_catalog
+from etl.core import safety
+from etl.core.vocabulary import REGISTRY, TransformContext
 from etl.estate import EstateManifest, generate_estate
 from etl.estate.people import PERSONNUMMER_FILE, SAMORDNINGSNUMMER_FILE, build_population
 from etl.estate.systems import SYSTEMS
@@ -23,8 +25,6 @@ from etl.extract.landing import check_schema
 from etl.extract.records import reason_of
 from etl.identifiers import normalise_identity
 from etl.settings import Settings
-from etl.transform import safety
-from etl.transform.vocabulary import REGISTRY, TransformContext
 from etl.validate.context import reference_table
 from etl.validate.suites import read_suite_definition
 

@@ -19,7 +19,6 @@ from etl.catalog import Catalog, EntityMapping, load_catalog
 from etl.core.arrow import entity_schema, to_arrow
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES
-from etl.cutover.promote import promote, record_staged, rollback
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.identifiers import (
     ERROR_RESERVE_EXHAUSTED,
@@ -32,6 +31,7 @@ from etl.identifiers import (
     sex_from_identity,
 )
 from etl.load.bulk import bulk_insert
+from etl.load.promote import promote, record_staged, rollback
 from etl.transform.engine import ReserveNumbers, reserve_numbers_in_core, transform_chunk
 
 pytestmark = pytest.mark.unit

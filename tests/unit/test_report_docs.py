@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from etl.catalog import load_catalog
+from etl.core.vocabulary import REGISTRY
 from etl.report.docs import write_docs
 from etl.report.render import markdown_text
-from etl.transform.vocabulary import REGISTRY
 
 pytestmark = pytest.mark.unit
 

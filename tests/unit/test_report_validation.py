@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from etl.core.database import core_engine
+from etl.core.pseudonym import KEY_VARIABLE, pseudonym
 from etl.core.tables import access_log, batch_accounting, dq_result, load_batch, quarantine
 from etl.estate.people import PERSONNUMMER_FILE, load_pool
 from etl.report.data_docs import external_references
-from etl.report.pseudonym import KEY_VARIABLE, pseudonym
 from etl.report.validation import (
     SUPPRESSED,
     NoResultsError,

@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from etl.catalog import EntityMapping, FileDataset, SqlDataset
+from etl.core.safety import SAFETY_TARGETS
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import read_file_chunks, read_sql_chunks
 from etl.transform.engine import FLAGGED, QUARANTINED, transform_chunk
-from etl.transform.safety import SAFETY_TARGETS
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from etl.core.decisions import DECISIONS, ReviewStatus
 from etl.steward.actions import StewardError, check_justification, steward_name
-from etl.steward.decisions import DECISIONS, ReviewStatus
 from etl.steward.queue import check_id
 from tests.steward_problem import PROBLEM
 

@@ -1,4 +1,4 @@
-"""Safety-critical fields fail closed (``etl.transform.safety`` through the engine).
+"""Safety-critical fields fail closed (``etl.core.safety`` through the engine).
 
 A table: for each safety target (protected identity, spärr, death date), each way a value can be
 uncertain (missing, empty, whitespace, unparsable, an unexpected code) and each declared policy,
@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from etl.catalog import EntityMapping
+from etl.core.safety import SAFETY_TARGETS, SafetyDeclaration, describe
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY
 from etl.transform.engine import FLAGGED, QUARANTINED, transform_chunk
-from etl.transform.safety import SAFETY_TARGETS, SafetyDeclaration, describe
 from etl.transform.stage import outcomes_table
 
 pytestmark = pytest.mark.unit
@@ -149,7 +149,7 @@ def test_most_protective_policy_loads_the_strongest_value_and_flags_it(target, k
 def test_most_protective_values_are_the_strongest():
     assert SAFETY_TARGETS["protected_identity"].most_protective == "fingerade_personuppgifter"
     assert SAFETY_TARGETS["is_blocked"].most_protective is True
-    # A death date has no protective value: only quarantine (see etl/transform/safety.py).
+    # A death date has no protective value: only quarantine (see etl/core/safety.py).
     assert SAFETY_TARGETS["deceased_date"].most_protective is None
 
 

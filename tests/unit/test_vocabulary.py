@@ -1,4 +1,4 @@
-"""The closed vocabulary of named transforms (``etl.transform.vocabulary``) as tables.
+"""The closed vocabulary of named transforms (``etl.core.vocabulary``) as tables.
 
 Each case is: transform, its ``args`` as written in a mapping file, one legacy value, and the
 expected core value and error reason (``None`` means missing). The context's reference date is
@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from etl.core.ids import core_ids
-from etl.transform.vocabulary import REGISTRY, TransformArgs, TransformContext, describe
+from etl.core.vocabulary import REGISTRY, TransformArgs, TransformContext, describe
 
 pytestmark = pytest.mark.unit
 

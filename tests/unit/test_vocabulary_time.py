@@ -14,7 +14,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from etl.transform.vocabulary import REGISTRY, TransformContext, format_problem
+from etl.core.vocabulary import REGISTRY, TransformContext, format_problem
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import etl.identity.tables  # noqa: F401  (registers the identity tables on the core metadata)
+import etl.core.identity_tables  # noqa: F401  (registers the identity tables on the core metadata)
 from etl.core.tables import metadata
 
 revision = "0003"

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from etl.batch import utc_now
 from etl.core.audit import SCOPE_BATCH, record_access_on
+from etl.core.batch_states import PROMOTED, ROLLED_BACK, STAGED, SUPERSEDED, UNACCOUNTED
 from etl.core.model import ENTITIES
 from etl.core.tables import (
     ENTITY_TABLES,
@@ -40,10 +41,6 @@ from etl.core.tables import (
     staged_deletion,
 )
 
-STAGED, PROMOTED, ROLLED_BACK = "staged", "promoted", "rolled_back"
-# Never promoted, and never will be: a later run of the system replaced it (``superseded_by``),
-# or its accounting did not hold (``note`` says by how much). Their staged rows are gone.
-SUPERSEDED, UNACCOUNTED = "superseded", "unaccounted"
 # Test hook: pause at a named point inside a transaction so a test can SIGKILL the process there.
 FAULT_VARIABLE = "VARDFLYTT_FAULT_PAUSE_AT"
 
@@ -388,7 +385,7 @@ def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict]:
 
 
 def _identity_runs_after(connection: sa.Connection, promoted_at) -> list[str]:
-    from etl.identity.tables import identity_resolution_run as runs
+    from etl.core.identity_tables import identity_resolution_run as runs
 
     if not sa.inspect(connection).has_table(runs.name):
         return []
