@@ -522,7 +522,7 @@ def test_every_transform_has_a_one_line_summary_and_an_args_model(name):
     ],
 )
 def test_an_atc_code_outside_its_declared_group_is_an_invalid_code(group, code, is_valid):
-    from etl.transform.vocabulary import AtcArgs, normalise_atc
+    from etl.core.vocabulary import AtcArgs, normalise_atc
 
     result = normalise_atc(pd.Series([code], dtype="string"), AtcArgs(group=group), None)
     assert bool(result.errors.isna().iloc[0]) is is_valid
@@ -534,7 +534,7 @@ def test_an_atc_code_outside_its_declared_group_is_an_invalid_code(group, code, 
 def test_an_atc_group_must_be_a_level_of_the_atc_hierarchy(group):
     from pydantic import ValidationError
 
-    from etl.transform.vocabulary import AtcArgs
+    from etl.core.vocabulary import AtcArgs
 
     with pytest.raises(ValidationError):
         AtcArgs(group=group)
