@@ -32,6 +32,7 @@ test-unit: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy etl dags
 
 bench: $(STAMP)
 	$(BIN)/vardflytt bench --patients $(BENCH_PATIENTS)
