@@ -17,6 +17,7 @@ imported inside the functions.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from etl.settings import Settings
 
@@ -53,7 +54,7 @@ def _state(settings: Settings, wave: str) -> str:
 
 def freeze_unless_frozen(
     settings: Settings, wave: str, actor: str | None = None, run_id: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Freeze the wave's legacy systems, unless they already are.
 
     A final run after a rejection (or a retried task) finds the wave frozen, final_delta or
@@ -77,7 +78,9 @@ def evidence_links(settings: Settings, wave: str, label: str) -> dict[str, str]:
     return {"page": f"{pack}/evidence.md", "zip": pack}
 
 
-def approval_body(wave: str, title: str, criteria: list[dict], links: dict[str, str]) -> str:
+def approval_body(
+    wave: str, title: str, criteria: list[dict[str, Any]], links: dict[str, str]
+) -> str:
     """The go/no-go request a project lead reads (Markdown): each criterion and links to the
     evidence pack in the dashboard (``evidence_links``)."""
     from etl.cutover.evidence import md
@@ -114,7 +117,7 @@ def verify_for_approval(
     as_of_date: dt.date,
     actor: str | None = None,
     run_id: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Verify the wave (raises with the failing criteria), write the evidence pack to sign off,
     and return the approval request's body. Counts, criteria and the pack path only."""
     from etl.core.database import core_engine
@@ -142,7 +145,9 @@ def verify_for_approval(
     }
 
 
-def record_decision(settings: Settings, wave: str, responses: dict[str, dict], run_id: str) -> dict:
+def record_decision(
+    settings: Settings, wave: str, responses: dict[str, dict[str, Any]], run_id: str
+) -> dict[str, Any]:
     """Write every role's answer to the go/no-go into the ledger; when all approve, cut over.
 
     ``responses``: role -> that role's approval task result (``chosen_options``,
@@ -242,7 +247,7 @@ def respond_to_waiting_run(
     username: str,
     password: str,
     note: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Sign in to Airflow as ``username`` and answer ``role``'s go/no-go of the wave's waiting
     cutover run with that user's own token; Airflow checks the user is assigned to it.
 

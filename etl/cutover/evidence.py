@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,14 +29,14 @@ from etl.settings import Settings
 from etl.validate.gate import mapping_version
 
 
-def _rows(connection, query) -> list[dict]:
+def _rows(connection, query) -> list[dict[str, Any]]:
     return [
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
         for row in connection.execute(query)
     ]
 
 
-def collect(settings: Settings, name: str) -> dict:
+def collect(settings: Settings, name: str) -> dict[str, Any]:
     from etl.cutover.waves import reviewed_plan_status
 
     plan = load_plan(settings.mappings_dir)
@@ -117,7 +118,7 @@ _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()#|~!])")
 _URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):")  # http:, mailto:, javascript: ...
 
 
-def _md_cells(row: dict, fields: tuple[str, ...]) -> str:
+def _md_cells(row: dict[str, Any], fields: tuple[str, ...]) -> str:
     """The start of a Markdown table row: the fields' values, escaped, without the closing bar."""
     return "| " + " | ".join(md(row[field]) for field in fields)
 
@@ -142,7 +143,7 @@ def md_code(value: object) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
-def _markdown(content: dict) -> str:
+def _markdown(content: dict[str, Any]) -> str:
     wave = content["wave"]
     lines = [
         f"# Evidence pack: {md(wave['wave'])} - {md(wave['title'])}",
@@ -215,10 +216,10 @@ def _markdown(content: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plan_lines(plan: dict) -> list[str]:
+def _plan_lines(plan: dict[str, Any]) -> list[str]:
     """The reviewed plan: its fingerprint, whether the working copy is it, and its changes."""
 
-    def files_of(difference: dict | None) -> str:
+    def files_of(difference: dict[str, Any] | None) -> str:
         return "; ".join(
             f"{kind} {', '.join(md_code(path) for path in paths)}"
             for kind, paths in (difference or {}).items()
@@ -264,7 +265,7 @@ def write_pack(
     name: str,
     label: str,
     out_root: Path | None = None,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the wave's evidence pack under ``<out_root>/<wave>/<label>/`` and zip it."""
     root = (out_root or Path(settings.home) / "evidence") / name / label
@@ -288,7 +289,7 @@ def write_pack(
     return root
 
 
-def compare_packs(previous: Path, current: Path) -> dict | None:
+def compare_packs(previous: Path, current: Path) -> dict[str, Any] | None:
     """What changed between two packs of a wave: accounting, reconciliation, criteria."""
     if not (previous / "evidence.json").exists():
         return None

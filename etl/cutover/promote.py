@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -99,7 +100,7 @@ def _count(connection: sa.Connection, sql: str, **params) -> int:
     return int(connection.execute(sa.text(sql), params).scalar_one())
 
 
-def promotion_row(connection: sa.Connection, batch_id: str) -> dict | None:
+def promotion_row(connection: sa.Connection, batch_id: str) -> dict[str, Any] | None:
     row = connection.execute(sa.select(promotion).where(promotion.c.batch_id == batch_id)).first()
     return dict(row._mapping) if row else None
 
@@ -166,7 +167,7 @@ def set_unpromotable(
     )
 
 
-def newer_batches(connection: sa.Connection, row: dict) -> list[dict]:
+def newer_batches(connection: sa.Connection, row: dict[str, Any]) -> list[dict[str, Any]]:
     """Batches of the same system extracted after this one that are staged or promoted."""
     if row.get("extracted_at") is None:
         return []
@@ -193,7 +194,7 @@ def _moment(value) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S.%f} UTC"
 
 
-def _refuse_unpromotable(connection: sa.Connection, row: dict) -> None:
+def _refuse_unpromotable(connection: sa.Connection, row: dict[str, Any]) -> None:
     batch_id, system = row["batch_id"], row["source_system"]
     if row["state"] == SUPERSEDED:
         by = row["superseded_by"]
@@ -359,7 +360,7 @@ def _touched_ids(entity: str, batch_id: str) -> sa.Select:
     return sa.select(key).where(history.c.history_batch_id == batch_id)
 
 
-def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict]:
+def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict[str, Any]]:
     """Promoted batches after this one that changed some of the same rows again."""
     row = promotion_row(connection, batch_id)
     later = connection.execute(

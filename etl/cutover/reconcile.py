@@ -15,6 +15,7 @@ import math
 import shutil
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,7 +43,7 @@ class EntityReconciliation:
     missing_in_core: int
     unexpected_in_core: int
     content_mismatches: int
-    aggregates: dict = field(default_factory=dict)
+    aggregates: dict[str, Any] = field(default_factory=dict[str, Any])
     aggregate_mismatches: list[str] = field(default_factory=list)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -54,7 +55,7 @@ class EntityReconciliation:
             and not self.aggregate_mismatches
         )
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {
             "source_system": self.source_system,
             "entity": self.entity,
@@ -81,7 +82,7 @@ def _aggregate_columns(entity: str, schema: pa.Schema) -> list[str]:
     ]
 
 
-def _expected_aggregates(path, columns: list[str], chunk_rows: int) -> dict[str, dict]:
+def _expected_aggregates(path, columns: list[str], chunk_rows: int) -> dict[str, dict[str, Any]]:
     result = {c: {"count": 0, "min": None, "max": None, "sum": 0.0} for c in columns}
     if not columns:
         return result
@@ -101,7 +102,7 @@ def _expected_aggregates(path, columns: list[str], chunk_rows: int) -> dict[str,
     return result
 
 
-def _core_aggregates(connection, entity: str, system: str, columns: list[str]) -> dict:
+def _core_aggregates(connection, entity: str, system: str, columns: list[str]) -> dict[str, Any]:
     """count, min, max (and sum of numbers) of every column, in one query over the system's rows."""
     if not columns:
         return {}
@@ -289,7 +290,7 @@ def reconcile_system(
     return results
 
 
-def accounting_residue(connection: sa.Connection, batch_ids: list[str]) -> list[dict]:
+def accounting_residue(connection: sa.Connection, batch_ids: list[str]) -> list[dict[str, Any]]:
     """Accounting rows of these batches that do not balance (residue or unverified)."""
     if not batch_ids:
         return []

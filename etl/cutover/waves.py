@@ -17,6 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -45,7 +46,7 @@ class Criterion:
     passed: bool
     detail: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"criterion": self.name, "passed": self.passed, "detail": self.detail}
 
 
@@ -68,7 +69,7 @@ def plan_fingerprint(settings: Settings, name: str) -> fingerprint.Fingerprint:
     return fingerprint.fingerprint(settings, wave_of(settings, name), version)
 
 
-def _described(plan: dict) -> str:
+def _described(plan: dict[str, Any]) -> str:
     return (
         f"fingerprint {plan['digest'][:12]}, recorded at {plan['event']} on "
         f"{str(plan['at'])[:16]} by {plan['actor']}"
@@ -114,7 +115,9 @@ def check_reviewed_plan(
     return current
 
 
-def reviewed_plan_status(connection: sa.Connection, settings: Settings, name: str) -> dict:
+def reviewed_plan_status(
+    connection: sa.Connection, settings: Settings, name: str
+) -> dict[str, Any]:
     """The wave's reviewed plan, whether the working copy matches it, and every plan change."""
     recorded = ledger.current_plan(connection, name)
     current = plan_fingerprint(settings, name)
@@ -155,7 +158,7 @@ def _record_fingerprint(
     actor: str,
     reason: str | None = None,
     run_id: str | None = None,
-) -> dict | None:
+) -> dict[str, Any] | None:
     """Record ``current`` as the wave's reviewed plan if it differs from the recorded one (an
     unchanged plan is not a change); approvals given under the one before are void."""
     recorded = ledger.current_plan(connection, name)
@@ -196,7 +199,7 @@ def wave_checksums(settings: Settings, wave: Wave) -> dict[str, str]:
         return core_checksums(connection, systems=wave.systems)
 
 
-def promoted_batches(connection: sa.Connection, wave: str) -> list[dict]:
+def promoted_batches(connection: sa.Connection, wave: str) -> list[dict[str, Any]]:
     rows = connection.execute(
         sa.select(promotion)
         .where((promotion.c.wave == wave) & (promotion.c.state == PROMOTED))
@@ -214,7 +217,7 @@ def load_wave(
     run_id: str | None = None,
     systems: list[str] | None = None,
     on_system=None,
-) -> dict:
+) -> dict[str, Any]:
     """Load the wave's systems (initial: full; delta and final: changes since the last load)."""
     from etl import pipeline
 
@@ -291,7 +294,7 @@ def load_wave(
     return evidence
 
 
-def freeze(settings: Settings, name: str, actor=None, run_id=None, note=None) -> dict:
+def freeze(settings: Settings, name: str, actor=None, run_id=None, note=None) -> dict[str, Any]:
     """Legacy systems of the wave go read-only: from here only the final delta moves data."""
     wave = wave_of(settings, name)
     with _engine(settings).begin() as connection:
@@ -309,7 +312,7 @@ def freeze(settings: Settings, name: str, actor=None, run_id=None, note=None) ->
 
 def reconcile_wave(
     settings: Settings, name: str, as_of_date: dt.date, run_id: str | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     from etl.pipeline import catalog
 
     wave = wave_of(settings, name)
@@ -495,7 +498,9 @@ def _refuse_unlisted(name: str, wave: Wave, role: str, approver: str, channel: s
         )
 
 
-def _refuse_one_person_two_roles(name: str, approvals: list[dict], role: str, approver: str):
+def _refuse_one_person_two_roles(
+    name: str, approvals: list[dict[str, Any]], role: str, approver: str
+):
     other = sorted(a["role"] for a in approvals if a["approver"] == approver and a["role"] != role)
     if other:
         raise ledger.LedgerError(
@@ -513,7 +518,7 @@ def approve(
     channel: str = "cli",
     run_id: str | None = None,
     note: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Record a role's go or no-go. ``approver`` is an authenticated identity (Airflow's
     respondent, the user the command line signed in to Airflow as, or a dashboard sign-in); it
     must be listed for ``role`` in the plan, and may answer for one role of the wave only."""
@@ -534,7 +539,7 @@ def approve(
 
 def cut_over(
     settings: Settings, name: str, actor: str | None = None, run_id: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Commit the cutover: the wave goes live. Needs every role's current approval, each from a
     person listed for it and no person for two roles."""
     wave = wave_of(settings, name)
@@ -592,7 +597,7 @@ def _check_verified_under(
         )
 
 
-def replan(settings: Settings, name: str, reason: str, run_id: str | None = None) -> dict:
+def replan(settings: Settings, name: str, reason: str, run_id: str | None = None) -> dict[str, Any]:
     """Record a plan change: the working copy's plan becomes the wave's reviewed plan.
 
     Who is the person running it (``etl.core.audit.current_user``), why is ``reason``; the
@@ -637,7 +642,7 @@ def rollback_wave(
     actor: str | None = None,
     run_id: str | None = None,
     cascade: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """Undo every promoted batch of the wave, newest first, in one transaction."""
     wave = wave_of(settings, name)
     engine = _engine(settings)
@@ -745,7 +750,7 @@ def rehearse(
     actor: str | None = None,
     run_id: str | None = None,
     on_system=None,
-) -> dict:
+) -> dict[str, Any]:
     """Run the wave into a separate core, build its evidence pack, compare with the last one."""
     from etl import pipeline
     from etl.cutover.evidence import compare_packs, write_pack
@@ -827,7 +832,7 @@ def rehearse(
     return evidence
 
 
-def wave_status(settings: Settings) -> list[dict]:
+def wave_status(settings: Settings) -> list[dict[str, Any]]:
     plan = load_plan(settings.mappings_dir)
     with _engine(settings).connect() as connection:
         rows = []
@@ -870,5 +875,5 @@ def _plan_summary(connection: sa.Connection, settings: Settings, name: str) -> s
     return recorded["digest"][:8]
 
 
-def evidence_json(pack: Path) -> dict:
+def evidence_json(pack: Path) -> dict[str, Any]:
     return json.loads((pack / "evidence.json").read_text("utf-8"))
