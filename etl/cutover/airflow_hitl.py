@@ -17,9 +17,12 @@ imported inside the functions.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etl.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 APPROVE = "Approve"
 REJECT = "Reject"
@@ -219,7 +222,7 @@ def record_decision(
 # --- Answering from the command line, through Airflow's REST API as the signed-in user --------
 
 
-def sign_in(client, username: str, password: str) -> str:
+def sign_in(client: httpx.Client, username: str, password: str) -> str:
     """A JWT for ``username`` from the api-server (SimpleAuthManager ``POST /auth/token``)."""
     from etl.cutover.ledger import LedgerError
 
@@ -229,14 +232,15 @@ def sign_in(client, username: str, password: str) -> str:
             f"Airflow at {client.base_url} refused the sign-in of '{username}' "
             f"(HTTP {response.status_code}); nothing recorded"
         )
-    return response.json()["access_token"]
+    token: str = response.json()["access_token"]
+    return token
 
 
-def _detail(response) -> str:
+def _detail(response: httpx.Response) -> str:
     try:
         return str(response.json().get("detail"))
     except ValueError:
-        return response.text[:200]
+        return str(response.text[:200])
 
 
 def respond_to_waiting_run(

@@ -22,14 +22,20 @@ import sqlalchemy as sa
 from etl.batch import utc_now
 from etl.core import files, residency
 from etl.core.database import core_engine
-from etl.core.tables import batch_accounting, dq_result, promotion, wave_reconciliation
+from etl.core.tables import (
+    batch_accounting,
+    cutover_approval,
+    dq_result,
+    promotion,
+    wave_reconciliation,
+)
 from etl.cutover import ledger
 from etl.cutover.plan import load_plan
 from etl.settings import Settings
 from etl.validate.gate import mapping_version
 
 
-def _rows(connection, query) -> list[dict[str, Any]]:
+def _rows(connection: sa.Connection, query: sa.Executable) -> list[dict[str, Any]]:
     return [
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
         for row in connection.execute(query)
@@ -87,9 +93,9 @@ def collect(settings: Settings, name: str) -> dict[str, Any]:
             {**a, "note": ledger.screened_note(a["note"])}
             for a in _rows(
                 connection,
-                sa.select(ledger.cutover_approval)
-                .where(ledger.cutover_approval.c.wave == name)
-                .order_by(ledger.cutover_approval.c.at, ledger.cutover_approval.c.approval_id),
+                sa.select(cutover_approval)
+                .where(cutover_approval.c.wave == name)
+                .order_by(cutover_approval.c.at, cutover_approval.c.approval_id),
             )
         ]
         state = ledger.wave_state(connection, name)
@@ -296,7 +302,9 @@ def compare_packs(previous: Path, current: Path) -> dict[str, Any] | None:
     before = json.loads((previous / "evidence.json").read_text("utf-8"))
     after = json.loads((current / "evidence.json").read_text("utf-8"))
 
-    def by_key(rows, fields):
+    def by_key(
+        rows: list[dict[str, Any]], fields: tuple[str, ...]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
         return {(r["source_system"], r["entity"]): {f: r[f] for f in fields} for r in rows}
 
     changes = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -268,7 +269,7 @@ def record_plan(
     return _plan_row(record)
 
 
-def _plan_row(row: dict[str, Any]) -> dict[str, Any]:
+def _plan_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     item = dict(row)
     item["files"] = json.loads(item["files"] or "{}")
     item["changes"] = json.loads(item["changes"]) if item["changes"] else None
@@ -330,7 +331,7 @@ def lock_holder(engine: sa.Engine, wave: str) -> LockHolder | None:
 
 
 @contextmanager
-def wave_lock(engine: sa.Engine, wave: str, run_id: str | None = None):
+def wave_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> Iterator[str]:
     """Hold the wave for this block; a lease the run already held stays held after it."""
     holder, taken = acquire_lock(engine, wave, run_id)
     try:

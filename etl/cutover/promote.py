@@ -18,6 +18,7 @@ promoted batch, and rollback of a rolled-back one, change nothing).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import time
@@ -96,7 +97,7 @@ def _quote(connection: sa.Connection, name: str) -> str:
     return connection.dialect.identifier_preparer.quote(name)
 
 
-def _count(connection: sa.Connection, sql: str, **params) -> int:
+def _count(connection: sa.Connection, sql: str, **params: object) -> int:
     return int(connection.execute(sa.text(sql), params).scalar_one())
 
 
@@ -112,7 +113,7 @@ def record_staged(
     kind: str,
     wave: str | None,
     run_id: str | None,
-    extracted_at=None,
+    extracted_at: dt.datetime | None = None,
 ) -> None:
     """``extracted_at`` (when the source was read) orders the system's batches for promotion."""
     existing = promotion_row(connection, batch_id)
@@ -190,7 +191,7 @@ def newer_batches(connection: sa.Connection, row: dict[str, Any]) -> list[dict[s
     ]
 
 
-def _moment(value) -> str:
+def _moment(value: dt.datetime) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S.%f} UTC"
 
 
@@ -243,7 +244,10 @@ def _lock_promotions(connection: sa.Connection) -> None:
 
 def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> EntityPromotion:
     model = ENTITIES[entity]
-    quote = lambda name: _quote(connection, name)  # noqa: E731
+
+    def quote(name: str) -> str:
+        return _quote(connection, name)
+
     core, staged, history = (
         quote(entity),
         quote(STAGED_TABLES[entity].name),
@@ -354,7 +358,7 @@ def promote(connection: sa.Connection, batch_id: str, entities: Iterable[str]) -
     return report
 
 
-def _touched_ids(entity: str, batch_id: str) -> sa.Select:
+def _touched_ids(entity: str, batch_id: str) -> sa.Select[Any]:
     history = HISTORY_TABLES[entity]
     key = history.c[ENTITIES[entity].id_field()]
     return sa.select(key).where(history.c.history_batch_id == batch_id)
@@ -363,6 +367,7 @@ def _touched_ids(entity: str, batch_id: str) -> sa.Select:
 def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict[str, Any]]:
     """Promoted batches after this one that changed some of the same rows again."""
     row = promotion_row(connection, batch_id)
+    assert row is not None  # rollback() calls this for a batch it found promoted
     later = connection.execute(
         sa.select(
             promotion.c.batch_id, promotion.c.source_system, promotion.c.wave, promotion.c.seq
@@ -388,7 +393,7 @@ def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict[str, 
     return conflicts
 
 
-def _identity_runs_after(connection: sa.Connection, promoted_at) -> list[str]:
+def _identity_runs_after(connection: sa.Connection, promoted_at: dt.datetime) -> list[str]:
     from etl.identity.tables import identity_resolution_run as runs
 
     if not sa.inspect(connection).has_table(runs.name):
@@ -474,7 +479,10 @@ def rollback(
 
 def _rollback_entity(connection: sa.Connection, entity: str, batch_id: str) -> EntityPromotion:
     model = ENTITIES[entity]
-    quote = lambda name: _quote(connection, name)  # noqa: E731
+
+    def quote(name: str) -> str:
+        return _quote(connection, name)
+
     core, history = quote(entity), quote(HISTORY_TABLES[entity].name)
     key = quote(model.id_field())
     column_list = ", ".join(quote(c.name) for c in ENTITY_TABLES[entity].columns)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from etl.batch import utc_now
 from etl.core.audit import current_user
 from etl.core.database import core_engine
+from etl.core.lease import current_actor
 from etl.core.tables import dq_result, promotion, wave_reconciliation
 from etl.cutover import fingerprint, ledger
 from etl.cutover.plan import PLAN_FILE, Wave, load_plan
@@ -216,7 +218,7 @@ def load_wave(
     actor: str | None = None,
     run_id: str | None = None,
     systems: list[str] | None = None,
-    on_system=None,
+    on_system: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Load the wave's systems (initial: full; delta and final: changes since the last load)."""
     from etl import pipeline
@@ -240,7 +242,7 @@ def load_wave(
             if on_system:
                 on_system(system)
             batch_id = batch_id_for(system, name, phase, stamp)
-            extra = {} if kind == "full" else {"kind": kind}
+            extra: dict[str, Any] = {} if kind == "full" else {"kind": kind}
             try:
                 report = pipeline.run_system(
                     system,
@@ -294,7 +296,13 @@ def load_wave(
     return evidence
 
 
-def freeze(settings: Settings, name: str, actor=None, run_id=None, note=None) -> dict[str, Any]:
+def freeze(
+    settings: Settings,
+    name: str,
+    actor: str | None = None,
+    run_id: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
     """Legacy systems of the wave go read-only: from here only the final delta moves data."""
     wave = wave_of(settings, name)
     with _engine(settings).begin() as connection:
@@ -400,7 +408,7 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
             sa.select(wave_reconciliation).where(wave_reconciliation.c.wave == name)
         ).all()
         fresh = [r for r in recon if last_promotion is None or _after(r.checked_at, last_promotion)]
-        newest: dict[tuple[str, str], object] = {}
+        newest: dict[tuple[str, str], sa.Row[Any]] = {}
         for r in sorted(fresh, key=lambda r: _naive(r.checked_at)):
             newest[(r.source_system, r.entity)] = r
         current = list(newest.values())
@@ -430,11 +438,11 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
     return found
 
 
-def _naive(value):
+def _naive(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=None) if value.tzinfo else value
 
 
-def _after(checked_at, promoted_at) -> bool:
+def _after(checked_at: dt.datetime, promoted_at: dt.datetime) -> bool:
     return _naive(checked_at) >= _naive(promoted_at)
 
 
@@ -500,7 +508,7 @@ def _refuse_unlisted(name: str, wave: Wave, role: str, approver: str, channel: s
 
 def _refuse_one_person_two_roles(
     name: str, approvals: list[dict[str, Any]], role: str, approver: str
-):
+) -> None:
     other = sorted(a["role"] for a in approvals if a["approver"] == approver and a["role"] != role)
     if other:
         raise ledger.LedgerError(
@@ -633,6 +641,10 @@ def replan(settings: Settings, name: str, reason: str, run_id: str | None = None
         record = _record_fingerprint(
             connection, name, current, "replan", current_user(), reason, run_id
         )
+    if record is None:  # another replan recorded this very plan since the check above
+        raise ledger.LedgerError(
+            f"wave {name}: the working copy is the reviewed plan; there is no plan change to record"
+        )
     return {**record, "approvals_voided": voided}
 
 
@@ -716,6 +728,8 @@ def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
     url = sa.make_url(settings.resolved_core_url)
     if url.get_backend_name() == "postgresql":
         options = url.query.get("options", "")
+        if not isinstance(options, str):  # the key given more than once in the URL
+            options = " ".join(options)
         base_schema = (
             options.split("search_path=", 1)[1].split(",")[0] if "search_path=" in options else ""
         )
@@ -749,7 +763,7 @@ def rehearse(
     as_of_date: dt.date,
     actor: str | None = None,
     run_id: str | None = None,
-    on_system=None,
+    on_system: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the wave into a separate core, build its evidence pack, compare with the last one."""
     from etl import pipeline
@@ -800,7 +814,7 @@ def rehearse(
                 "plan": {
                     "fingerprint": reviewed.digest,
                     "recorded_at": str(utc_now()),
-                    "recorded_by": actor or ledger.current_actor(),
+                    "recorded_by": actor or current_actor(),
                     "recorded_event": f"rehearsal {number}",
                     "mapping_version": reviewed.mapping_version,
                     "files": reviewed.files,
@@ -872,8 +886,10 @@ def _plan_summary(connection: sa.Connection, settings: Settings, name: str) -> s
     current = plan_fingerprint(settings, name)
     if current.digest != recorded["digest"]:
         return f"{recorded['digest'][:8]} (changed)"
-    return recorded["digest"][:8]
+    short_digest: str = recorded["digest"][:8]
+    return short_digest
 
 
 def evidence_json(pack: Path) -> dict[str, Any]:
-    return json.loads((pack / "evidence.json").read_text("utf-8"))
+    evidence: dict[str, Any] = json.loads((pack / "evidence.json").read_text("utf-8"))
+    return evidence
