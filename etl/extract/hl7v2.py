@@ -245,7 +245,7 @@ def _delimiters(separator: str, encoding_characters: str) -> _Delimiters | None:
         return None
     if not all(_is_separator(character) for character in encoding_characters):
         return None
-    component, repetition, escape, subcomponent = encoding_characters[:4]
+    component, repetition, escape, subcomponent = tuple(encoding_characters[:4])
     truncation = encoding_characters[4:] or None
     return _Delimiters(
         separator, component, repetition, escape, subcomponent, truncation, encoding_characters
@@ -342,9 +342,12 @@ def _value(
         index = path.field
     if index >= len(fields):
         return None
-    text: str | None = fields[index]
+    field_text = fields[index]
+    text: str | None = field_text
     if path.component is not None:
-        text = _child(text.split(delimiters.repetition, 1)[0], delimiters.component, path.component)
+        text = _child(
+            field_text.split(delimiters.repetition, 1)[0], delimiters.component, path.component
+        )
         if text is not None and path.subcomponent is not None:
             text = _child(text, delimiters.subcomponent, path.subcomponent)
     if not text or text == '""':

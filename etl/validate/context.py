@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -155,7 +156,7 @@ def _complete_from_core(
     if not wanted:
         return
     table = ENTITY_TABLES[entity]
-    found = []
+    found: list[Any] = []
     with core_engine(core_url).connect() as connection:
         for start in range(0, len(wanted), batch):
             part = wanted[start : start + batch]
