@@ -320,7 +320,7 @@ def machine_info() -> dict[str, Any]:
         info["memory_total_mib"] = to_mib(psutil.virtual_memory().total)
     except ImportError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in (
         "apache-airflow",
         "great-expectations",

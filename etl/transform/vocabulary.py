@@ -268,7 +268,8 @@ def _offset_minutes(offsets: pd.Series) -> pd.Series:
     total = sign * (hours * 60 + minutes)
     plausible = ((hours <= 14) & (minutes < 60)).fillna(False).astype(bool)
     is_utc = (offsets == "Z").fillna(False).astype(bool)
-    return total.where(plausible, pd.NA).mask(is_utc, 0.0)
+    # pandas-stubs refuse pd.NA as the replacement of Series.where
+    return total.where(plausible, pd.NA).mask(is_utc, 0.0)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)

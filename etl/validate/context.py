@@ -204,7 +204,8 @@ def _join_lookup(rows: pd.DataFrame, name: str, lookup: dict) -> None:
         first = next(iter(on.values()))
         in_scope = keys.notna().all(axis=1) & keys[first].isin(table[first])
         is_match = (matched["_merge"] == "both").astype("boolean")
-        rows[f"{name}{CONTEXT_SEPARATOR}{lookup['match']}"] = is_match.where(in_scope, pd.NA)
+        # pandas-stubs refuse pd.NA as the replacement of Series.where
+        rows[f"{name}{CONTEXT_SEPARATOR}{lookup['match']}"] = is_match.where(in_scope, pd.NA)  # type: ignore[call-overload]
 
 
 def _key_text(values: pd.Series) -> pd.Series:
