@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 from itertools import accumulate, count, pairwise, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -493,8 +493,9 @@ class _Reader:
     def rows(self, batch: _Batch) -> Iterator[Record]:
         for is_flagged, records, first, lines, joined in self._parts(batch):
             if is_flagged is None:  # Records already
-                yield from records
+                yield from cast("list[Record]", records)
                 continue
+            records = cast("list[str]", records)
             if is_flagged:
                 yield from self._judged(records, first, lines)
                 continue

@@ -226,8 +226,9 @@ def build_data_docs(
             outcomes = []
             for expectation in suites[entity].expectations:
                 configuration = expectation.configuration
-                row = rows.get((configuration.meta or {}).get("check"))
-                if row is None:
+                # an expectation without a check finds no row (None)
+                check_row = rows.get((configuration.meta or {}).get("check"))  # type: ignore[arg-type]
+                if check_row is None:
                     continue
                 result = {"observed_value": observed(row), "element_count": row["rows_evaluated"]}
                 if not 0 < row["rows_failed"] < MIN_COUNT and row["rows_evaluated"]:
