@@ -33,6 +33,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy etl dags
 
 bench: $(STAMP)
 	$(BIN)/vardflytt bench --patients $(BENCH_PATIENTS)

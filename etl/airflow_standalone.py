@@ -31,7 +31,8 @@ def main() -> None:
         def __init__(self, parent, name: str, command: list[str], env: dict[str, str]):
             super().__init__(parent, name, standalone_command(command), env)
 
-    standalone.SubCommand = SubCommandWithoutLogServer
+    # the standalone command builds its sub-commands from this class
+    standalone.SubCommand = SubCommandWithoutLogServer  # type: ignore[misc]
     sys.argv = ["airflow", "standalone", *sys.argv[1:]]
     airflow_main()
 

@@ -599,7 +599,7 @@ def _entity_content(path: Path, directory: Path) -> dict[str, Any]:
     if path.parent != directory:
         raise MappingError(f"{path}: field '{EXTENDS_KEY}': only a system's own file extends")
     archetype = archetype_of(directory)
-    if extended != archetype:
+    if extended != archetype or archetype is None:
         raise MappingError(
             f"{path}: field '{EXTENDS_KEY}': '{extended}' is not this system's archetype "
             f"({archetype or 'it names none'}); a file extends its own system's archetype"

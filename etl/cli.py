@@ -578,7 +578,8 @@ def _checked(
     else:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle:
-            completed = subprocess.run(
+            # Bytes here, text above; stderr is read only when there is no log (the text branch).
+            completed = subprocess.run(  # type: ignore[assignment]
                 command, env=environment, stdout=handle, stderr=subprocess.STDOUT
             )
     if completed.returncode != 0:

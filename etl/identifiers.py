@@ -40,6 +40,7 @@ import datetime
 import hashlib
 import hmac
 from enum import StrEnum
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -142,12 +143,14 @@ def luhn_check_digits(digits: np.ndarray) -> np.ndarray:
     weights = np.resize([2, 1], digits.shape[1])
     products = digits * weights
     total = (products // 10 + products % 10).sum(axis=1)
-    return (10 - total % 10) % 10
+    check_digits: np.ndarray = (10 - total % 10) % 10
+    return check_digits
 
 
 def is_luhn_valid(digits: np.ndarray) -> np.ndarray:
     """Whether the last column of each row is the Luhn check digit of the columns before it."""
-    return luhn_check_digits(digits[:, :-1]) == digits[:, -1]
+    is_valid: np.ndarray = luhn_check_digits(digits[:, :-1]) == digits[:, -1]
+    return is_valid
 
 
 def luhn_check_digit(digits: str) -> int:
@@ -162,7 +165,8 @@ def is_calendar_date(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     month_ok = (month >= 1) & (month <= 12)
     days_in_month = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
-    return month_ok & (day >= 1) & (day <= days_in_month) & (year >= 1)
+    is_date: np.ndarray = month_ok & (day >= 1) & (day <= days_in_month) & (year >= 1)
+    return is_date
 
 
 def is_plausible_identity_date(month: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -347,9 +351,10 @@ def issue_reservnummer(
         for key in candidates["key"]
     ]
     used = set(taken) | set(previous.values())
-    for (date, letter), group in candidates.sort_values(["digest", "key"]).groupby(
+    for group_key, group in candidates.sort_values(["digest", "key"]).groupby(
         ["date", "letter"], sort=True
     ):
+        date, letter = cast("tuple[str, str]", group_key)
         slots = _RESERVE_SLOTS[letter]
         for index, digest in zip(group.index, group["digest"], strict=True):
             start = int.from_bytes(digest[:8], "big") % len(slots)
@@ -425,7 +430,8 @@ def sex_from_identity(identity_number: pd.Series, kind: pd.Series) -> pd.Series:
         (reserve & (sex_letter == "X")).fillna(False).to_numpy(dtype=bool),
     ]
     choices = ["male", "female", "male", "female", "unknown"]
-    sex = np.select(conditions, choices, default=None).astype(object)
+    # numpy's stubs leave None out of ArrayLike; the result is an object array.
+    sex = np.select(conditions, choices, default=None).astype(object)  # type: ignore[call-overload]
     return pd.Series(pd.array(sex, dtype="string"), index=identity_number.index, name="sex")
 
 
@@ -533,8 +539,9 @@ def _normalise_personal(
     kind = np.where(
         coordination, IdentityKind.SAMORDNINGSNUMMER.value, IdentityKind.PERSONNUMMER.value
     ).astype(object)
-    identity_number[rows] = np.where(valid, canonical, None)
-    identity_kind[rows] = np.where(valid, kind, None)
+    # numpy's stubs leave None out of ArrayLike; these are object arrays.
+    identity_number[rows] = np.where(valid, canonical, None)  # type: ignore[call-overload]
+    identity_kind[rows] = np.where(valid, kind, None)  # type: ignore[call-overload]
     error[rows] = row_error
 
 
@@ -592,8 +599,9 @@ def _normalise_vgr_reserve(
         + parts["check"]
     ).to_numpy(dtype=object)
     positions = np.flatnonzero(rows)[matched]
-    identity_number[positions] = np.where(valid, canonical, None)
-    identity_kind[positions] = np.where(valid, IdentityKind.RESERVNUMMER_VGR.value, None)
+    # numpy's stubs leave None out of ArrayLike; these are object arrays.
+    identity_number[positions] = np.where(valid, canonical, None)  # type: ignore[call-overload]
+    identity_kind[positions] = np.where(valid, IdentityKind.RESERVNUMMER_VGR.value, None)  # type: ignore[call-overload]
     error[positions] = row_error
     shaped[positions] = True
     return shaped
@@ -632,9 +640,10 @@ def _normalise_interim(
         + parts["check"].reset_index(drop=True)
     ).to_numpy(dtype=object)
     positions = np.flatnonzero(rows)[matched]
-    identity_number[positions] = np.where(valid, canonical, None)
-    identity_kind[positions] = np.where(valid, IdentityKind.INTERIMSNUMMER.value, None)
-    error[positions] = np.where(valid, None, ERROR_INVALID_DATE)
+    # numpy's stubs leave None out of ArrayLike; these are object arrays.
+    identity_number[positions] = np.where(valid, canonical, None)  # type: ignore[call-overload]
+    identity_kind[positions] = np.where(valid, IdentityKind.INTERIMSNUMMER.value, None)  # type: ignore[call-overload]
+    error[positions] = np.where(valid, None, ERROR_INVALID_DATE)  # type: ignore[call-overload]
 
 
 def _infer_year(
@@ -656,7 +665,8 @@ def _infer_year(
     year = (reference_date.year // 100) * 100 + year_in_century
     year = year - 100 * (year > reference_date.year)
     after_reference = year * 10000 + month * 100 + day > reference
-    return np.where(centenarian, year - 100, year - 100 * after_reference)
+    birth_year: np.ndarray = np.where(centenarian, year - 100, year - 100 * after_reference)
+    return birth_year
 
 
 def _century_code_text(century: pd.Series) -> pd.Series:
@@ -676,4 +686,5 @@ def _digit_matrix(strings: np.ndarray, width: int) -> np.ndarray:
 
 
 def _two_digit_number(digits: np.ndarray, start: int) -> np.ndarray:
-    return digits[:, start] * 10 + digits[:, start + 1]
+    number: np.ndarray = digits[:, start] * 10 + digits[:, start + 1]
+    return number

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Iterator
 from functools import cache
 
 import pandas as pd
@@ -47,7 +49,7 @@ def to_arrow(frame: pd.DataFrame, entity: str) -> pa.Table:
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
-def iter_frames(path, chunk_rows: int):
+def iter_frames(path: str | os.PathLike[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Read a Parquet file in chunks as pandas frames with nullable string columns."""
     import pyarrow.parquet as pq
 

@@ -216,7 +216,7 @@ def _utc_text(moment: dt.datetime) -> str:
 
 def canonical_content(entry: dict[str, Any]) -> str:
     """An entry's content as the hash sees it: fixed keys, UTC time, no whitespace."""
-    content = {name: entry.get(name) for name in CONTENT_COLUMNS}
+    content: dict[str, Any] = {name: entry.get(name) for name in CONTENT_COLUMNS}
     content["accessed_at"] = _utc_text(content["accessed_at"])
     content["sequence"] = int(content["sequence"])
     content["rows"] = int(content["rows"])
@@ -230,7 +230,7 @@ def entry_hash(previous_hash: str, entry: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def lock_head(connection: sa.Connection) -> sa.Row:
+def lock_head(connection: sa.Connection) -> sa.Row[Any]:
     """Take the chain's head for this transaction (first statement: a write, so the lock is held
     from here on) and return it. Creates the head of a chain that has none yet."""
     head = access_log_head

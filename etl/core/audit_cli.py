@@ -12,13 +12,16 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from etl.settings import get_settings
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 audit_app = typer.Typer(
     help="The access log of patient data: export, verify, who looked at a patient, retention.",
@@ -27,7 +30,7 @@ audit_app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
-def _engine():
+def _engine() -> sa.Engine:
     from etl.core.database import core_engine
 
     return core_engine(get_settings().resolved_audit_url)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 
@@ -104,7 +104,7 @@ def verify_chain(connection: sa.Connection) -> ChainReport:
     if unchained:
         return broken(None, f"{unchained} entries were written outside the chain (no sequence)")
     expected, previous = anchor_sequence + 1, anchor_hash
-    last_purge: dict | None = None
+    last_purge: dict[str, Any] | None = None
     rows = connection.execution_options(yield_per=5_000).execute(
         sa.select(access_log).order_by(access_log.c.sequence)
     )
@@ -154,7 +154,7 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 
 def entries_between(
     connection: sa.Connection, start: dt.datetime | None, end: dt.datetime | None
-) -> Iterator[dict]:
+) -> Iterator[dict[str, Any]]:
     """Entries with ``start <= accessed_at < end`` in chain order, as exported."""
     query = sa.select(*(access_log.c[name] for name in EXPORT_COLUMNS)).order_by(
         access_log.c.sequence
@@ -169,7 +169,7 @@ def entries_between(
         yield entry
 
 
-def write_export(entries: Iterator[dict], handle: io.TextIOBase, form: str) -> int:
+def write_export(entries: Iterator[dict[str, Any]], handle: TextIO, form: str) -> int:
     """JSON lines (one entry per line, as stored, hashes included) or CSV; returns the count."""
     count = 0
     if form == "csv":
@@ -185,11 +185,11 @@ def write_export(entries: Iterator[dict], handle: io.TextIOBase, form: str) -> i
     return count
 
 
-def verify_excerpt(entries: list[dict]) -> str | None:
+def verify_excerpt(entries: list[dict[str, Any]]) -> str | None:
     """Check an exported excerpt on its own: each entry's hash, and the links between
     consecutive entries. None when it holds, else the first problem. (A gap between two
     entries of an excerpt is expected where the time filter left entries out.)"""
-    previous: dict | None = None
+    previous: dict[str, Any] | None = None
     for entry in entries:
         typed = dict(entry)
         for name in ("sequence", "rows", "subject_count"):
@@ -283,8 +283,9 @@ def purge(connection: sa.Connection, days: int, now: dt.datetime) -> PurgeReport
 @dataclass
 class PatientAccesses:
     pseudonyms: list[str]
-    listed: list[dict] = field(default_factory=list)  # entries naming one of the pseudonyms
-    bulk: list[dict] = field(default_factory=list)  # whole-batch / all-patient accesses
+    # entries naming one of the pseudonyms
+    listed: list[dict[str, Any]] = field(default_factory=list)
+    bulk: list[dict[str, Any]] = field(default_factory=list)  # whole-batch / all-patient accesses
 
 
 def pseudonyms_of_identity_number(
@@ -342,7 +343,7 @@ def accesses_of(
     return found
 
 
-def _shown(row) -> dict:
+def _shown(row: sa.RowMapping) -> dict[str, Any]:
     return {
         "sequence": row["sequence"],
         "accessed_at": _aware(row["accessed_at"]).isoformat(timespec="seconds"),

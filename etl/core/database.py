@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -85,7 +87,7 @@ def _run_alembic(connection: sa.Connection) -> None:
 
 
 @contextlib.contextmanager
-def _migration_lock(engine: sa.Engine):
+def _migration_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection in a transaction that no other process's upgrade can enter at the same time."""
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
@@ -108,7 +110,7 @@ def _migration_lock(engine: sa.Engine):
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     # WAL lets the CLI read status while an Airflow task writes; busy_timeout rides out the overlap.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -9,6 +9,10 @@ U+FFFD, which the pipeline quarantines as undecodable. Registered as ``iso646_se
 from __future__ import annotations
 
 import codecs
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # collections.abc.Buffer from Python 3.12
+    from typing_extensions import Buffer
 
 SWEDISH_REPLACEMENTS = {
     "@": "É",
@@ -31,20 +35,20 @@ _ENCODING_TABLE = codecs.charmap_build(_DECODING_TABLE)
 
 
 class _Codec(codecs.Codec):
-    def encode(self, text, errors="strict"):
+    def encode(self, text: str, errors: str = "strict") -> tuple[bytes, int]:
         return codecs.charmap_encode(text, errors, _ENCODING_TABLE)
 
-    def decode(self, data, errors="strict"):
+    def decode(self, data: Buffer, errors: str = "strict") -> tuple[str, int]:
         return codecs.charmap_decode(data, errors, _DECODING_TABLE)
 
 
 class _IncrementalEncoder(codecs.IncrementalEncoder):
-    def encode(self, text, final=False):
+    def encode(self, text: str, final: bool = False) -> bytes:
         return codecs.charmap_encode(text, self.errors, _ENCODING_TABLE)[0]
 
 
 class _IncrementalDecoder(codecs.IncrementalDecoder):
-    def decode(self, data, final=False):
+    def decode(self, data: Buffer, final: bool = False) -> str:
         return codecs.charmap_decode(data, self.errors, _DECODING_TABLE)[0]
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -74,7 +75,7 @@ def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)  # SQLite
 
 
-def _lease_of(kind: LeaseKind, row) -> Lease:
+def _lease_of(kind: LeaseKind, row: sa.Row[Any]) -> Lease:
     columns = kind.table.c
     run_id = row.run_id if "run_id" in columns else None
     seen = row.heartbeat_at if "heartbeat_at" in columns else row.acquired_at
@@ -87,12 +88,13 @@ def _lease_of(kind: LeaseKind, row) -> Lease:
     )
 
 
-def _is_same_run(kind: LeaseKind, row, run_id: str | None) -> bool:
+def _is_same_run(kind: LeaseKind, row: sa.Row[Any], run_id: str | None) -> bool:
     if run_id is None:
         return False
     if "run_id" in kind.table.c:
-        return row.run_id == run_id
-    return row.holder.startswith(f"{run_id} by ")
+        return bool(row.run_id == run_id)
+    holder: str = row.holder
+    return holder.startswith(f"{run_id} by ")
 
 
 def holder_of(engine: sa.Engine, kind: LeaseKind, key: str) -> Lease | None:

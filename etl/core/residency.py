@@ -31,10 +31,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from etl.core.redact import redact
 from etl.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 HOSTS_VARIABLE = "VARDFLYTT_ALLOWED_HOSTS"
 ROOTS_VARIABLE = "VARDFLYTT_ALLOWED_STORAGE_ROOTS"
@@ -179,7 +183,7 @@ class Residency:
             self.check_storage(database, setting)
 
 
-def database_hosts(parsed) -> list[str]:
+def database_hosts(parsed: sa.URL) -> list[str]:
     """Every network host a SQLAlchemy URL may connect to; unix sockets are left out.
 
     libpq takes further hosts from the query (``host=a,b``, ``hostaddr=``) and uses them before
@@ -273,5 +277,5 @@ def connection_hosts(value: str) -> Iterable[str]:
             return []
         host = str(content.get("host") or "")
         return [h.strip() for h in host.split(",") if h.strip() and not h.startswith("/")]
-    host = urlsplit(value).hostname
-    return [host] if host else []
+    hostname = urlsplit(value).hostname
+    return [hostname] if hostname else []

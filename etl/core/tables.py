@@ -9,6 +9,7 @@ import datetime as dt
 import types
 import typing
 from enum import Enum
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -16,7 +17,7 @@ from etl.core.model import ENTITIES, CoreRecord
 
 metadata = sa.MetaData()
 
-_SQL_TYPES: dict[type, sa.types.TypeEngine] = {
+_SQL_TYPES: dict[type, sa.types.TypeEngine[Any]] = {
     str: sa.Text(),
     bool: sa.Boolean(),
     int: sa.BigInteger(),
@@ -34,7 +35,7 @@ def _python_type(annotation: object) -> type:
     return str if issubclass(annotation, Enum) else annotation
 
 
-def sql_type(model: type[CoreRecord], field: str) -> sa.types.TypeEngine:
+def sql_type(model: type[CoreRecord], field: str) -> sa.types.TypeEngine[Any]:
     return _SQL_TYPES[_python_type(model.model_fields[field].annotation)]
 
 

@@ -60,7 +60,9 @@ class TransformDefinition:
 REGISTRY: dict[str, TransformDefinition] = {}
 
 
-def transform(name: str, args_model: type[TransformArgs] = NoArgs):
+def transform(
+    name: str, args_model: type[TransformArgs] = NoArgs
+) -> Callable[[Callable[..., TransformResult]], Callable[..., TransformResult]]:
     """Register a transform under ``name``; its docstring's first line documents it."""
 
     def register(function: Callable[..., TransformResult]) -> Callable[..., TransformResult]:
@@ -268,7 +270,8 @@ def _offset_minutes(offsets: pd.Series) -> pd.Series:
     total = sign * (hours * 60 + minutes)
     plausible = ((hours <= 14) & (minutes < 60)).fillna(False).astype(bool)
     is_utc = (offsets == "Z").fillna(False).astype(bool)
-    return total.where(plausible, pd.NA).mask(is_utc, 0.0)
+    # pandas-stubs refuse pd.NA as the replacement of Series.where
+    return total.where(plausible, pd.NA).mask(is_utc, 0.0)  # type: ignore[call-overload,no-any-return]
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,12 @@ imported inside the functions.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 from etl.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 APPROVE = "Approve"
 REJECT = "Reject"
@@ -53,7 +57,7 @@ def _state(settings: Settings, wave: str) -> str:
 
 def freeze_unless_frozen(
     settings: Settings, wave: str, actor: str | None = None, run_id: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Freeze the wave's legacy systems, unless they already are.
 
     A final run after a rejection (or a retried task) finds the wave frozen, final_delta or
@@ -77,7 +81,9 @@ def evidence_links(settings: Settings, wave: str, label: str) -> dict[str, str]:
     return {"page": f"{pack}/evidence.md", "zip": pack}
 
 
-def approval_body(wave: str, title: str, criteria: list[dict], links: dict[str, str]) -> str:
+def approval_body(
+    wave: str, title: str, criteria: list[dict[str, Any]], links: dict[str, str]
+) -> str:
     """The go/no-go request a project lead reads (Markdown): each criterion and links to the
     evidence pack in the dashboard (``evidence_links``)."""
     from etl.cutover.evidence import md
@@ -114,7 +120,7 @@ def verify_for_approval(
     as_of_date: dt.date,
     actor: str | None = None,
     run_id: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Verify the wave (raises with the failing criteria), write the evidence pack to sign off,
     and return the approval request's body. Counts, criteria and the pack path only."""
     from etl.core.database import core_engine
@@ -142,7 +148,9 @@ def verify_for_approval(
     }
 
 
-def record_decision(settings: Settings, wave: str, responses: dict[str, dict], run_id: str) -> dict:
+def record_decision(
+    settings: Settings, wave: str, responses: dict[str, dict[str, Any]], run_id: str
+) -> dict[str, Any]:
     """Write every role's answer to the go/no-go into the ledger; when all approve, cut over.
 
     ``responses``: role -> that role's approval task result (``chosen_options``,
@@ -214,7 +222,7 @@ def record_decision(settings: Settings, wave: str, responses: dict[str, dict], r
 # --- Answering from the command line, through Airflow's REST API as the signed-in user --------
 
 
-def sign_in(client, username: str, password: str) -> str:
+def sign_in(client: httpx.Client, username: str, password: str) -> str:
     """A JWT for ``username`` from the api-server (SimpleAuthManager ``POST /auth/token``)."""
     from etl.cutover.ledger import LedgerError
 
@@ -224,14 +232,15 @@ def sign_in(client, username: str, password: str) -> str:
             f"Airflow at {client.base_url} refused the sign-in of '{username}' "
             f"(HTTP {response.status_code}); nothing recorded"
         )
-    return response.json()["access_token"]
+    token: str = response.json()["access_token"]
+    return token
 
 
-def _detail(response) -> str:
+def _detail(response: httpx.Response) -> str:
     try:
         return str(response.json().get("detail"))
     except ValueError:
-        return response.text[:200]
+        return str(response.text[:200])
 
 
 def respond_to_waiting_run(
@@ -242,7 +251,7 @@ def respond_to_waiting_run(
     username: str,
     password: str,
     note: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Sign in to Airflow as ``username`` and answer ``role``'s go/no-go of the wave's waiting
     cutover run with that user's own token; Airflow checks the user is assigned to it.
 

@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -22,20 +23,26 @@ from etl.batch import utc_now
 from etl.core import files, residency
 from etl.core.database import core_engine
 from etl.core.provenance import mapping_version
-from etl.core.tables import batch_accounting, dq_result, promotion, wave_reconciliation
+from etl.core.tables import (
+    batch_accounting,
+    cutover_approval,
+    dq_result,
+    promotion,
+    wave_reconciliation,
+)
 from etl.cutover import ledger
 from etl.cutover.plan import load_plan
 from etl.settings import Settings
 
 
-def _rows(connection, query) -> list[dict]:
+def _rows(connection: sa.Connection, query: sa.Executable) -> list[dict[str, Any]]:
     return [
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
         for row in connection.execute(query)
     ]
 
 
-def collect(settings: Settings, name: str) -> dict:
+def collect(settings: Settings, name: str) -> dict[str, Any]:
     from etl.cutover.waves import reviewed_plan_status
 
     plan = load_plan(settings.mappings_dir)
@@ -86,9 +93,9 @@ def collect(settings: Settings, name: str) -> dict:
             {**a, "note": ledger.screened_note(a["note"])}
             for a in _rows(
                 connection,
-                sa.select(ledger.cutover_approval)
-                .where(ledger.cutover_approval.c.wave == name)
-                .order_by(ledger.cutover_approval.c.at, ledger.cutover_approval.c.approval_id),
+                sa.select(cutover_approval)
+                .where(cutover_approval.c.wave == name)
+                .order_by(cutover_approval.c.at, cutover_approval.c.approval_id),
             )
         ]
         state = ledger.wave_state(connection, name)
@@ -117,7 +124,7 @@ _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()#|~!])")
 _URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):")  # http:, mailto:, javascript: ...
 
 
-def _md_cells(row: dict, fields: tuple[str, ...]) -> str:
+def _md_cells(row: dict[str, Any], fields: tuple[str, ...]) -> str:
     """The start of a Markdown table row: the fields' values, escaped, without the closing bar."""
     return "| " + " | ".join(md(row[field]) for field in fields)
 
@@ -142,7 +149,7 @@ def md_code(value: object) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
-def _markdown(content: dict) -> str:
+def _markdown(content: dict[str, Any]) -> str:
     wave = content["wave"]
     lines = [
         f"# Evidence pack: {md(wave['wave'])} - {md(wave['title'])}",
@@ -215,10 +222,10 @@ def _markdown(content: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plan_lines(plan: dict) -> list[str]:
+def _plan_lines(plan: dict[str, Any]) -> list[str]:
     """The reviewed plan: its fingerprint, whether the working copy is it, and its changes."""
 
-    def files_of(difference: dict | None) -> str:
+    def files_of(difference: dict[str, Any] | None) -> str:
         return "; ".join(
             f"{kind} {', '.join(md_code(path) for path in paths)}"
             for kind, paths in (difference or {}).items()
@@ -264,7 +271,7 @@ def write_pack(
     name: str,
     label: str,
     out_root: Path | None = None,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the wave's evidence pack under ``<out_root>/<wave>/<label>/`` and zip it."""
     root = (out_root or Path(settings.home) / "evidence") / name / label
@@ -288,14 +295,16 @@ def write_pack(
     return root
 
 
-def compare_packs(previous: Path, current: Path) -> dict | None:
+def compare_packs(previous: Path, current: Path) -> dict[str, Any] | None:
     """What changed between two packs of a wave: accounting, reconciliation, criteria."""
     if not (previous / "evidence.json").exists():
         return None
     before = json.loads((previous / "evidence.json").read_text("utf-8"))
     after = json.loads((current / "evidence.json").read_text("utf-8"))
 
-    def by_key(rows, fields):
+    def by_key(
+        rows: list[dict[str, Any]], fields: tuple[str, ...]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
         return {(r["source_system"], r["entity"]): {f: r[f] for f in fields} for r in rows}
 
     changes = []

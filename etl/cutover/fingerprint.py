@@ -29,6 +29,7 @@ import hashlib
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from etl.cutover.plan import PLAN_FILE, Wave
 from etl.layout import ARCHETYPE_DIR, CROSSWALK_DIR, SYSTEM_FILE, archetype_of, entity_files
@@ -61,7 +62,7 @@ class PlanDifference:
     def __bool__(self) -> bool:
         return bool(self.changed or self.added or self.removed)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"changed": self.changed, "added": self.added, "removed": self.removed}
 
     def describe(self) -> str:

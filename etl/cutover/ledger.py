@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -95,10 +97,10 @@ def transition(
     actor: str | None = None,
     run_id: str | None = None,
     mapping_version: str | None = None,
-    evidence: dict | None = None,
+    evidence: dict[str, Any] | None = None,
     note: str | None = None,
     plan_digest: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Move the wave to ``to_state`` if the state machine allows it; record who, when, why."""
     current = wave_state(connection, wave)
     check_transition(wave, current, to_state)
@@ -129,7 +131,7 @@ def transition(
     return record
 
 
-def transitions(connection: sa.Connection, wave: str | None = None) -> list[dict]:
+def transitions(connection: sa.Connection, wave: str | None = None) -> list[dict[str, Any]]:
     query = sa.select(cutover_transition).order_by(cutover_transition.c.at)
     if wave:
         query = query.where(cutover_transition.c.wave == wave)
@@ -160,7 +162,7 @@ def record_approval(
     channel: str,
     run_id: str | None = None,
     note: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Record a role's decision; it supersedes the role's earlier ones.
 
     ``note`` is free text an approver typed (in Airflow's form or ``--note``): the decision is
@@ -198,7 +200,9 @@ def screened_note(note: str | None) -> str | None:
     return withhold_identity_numbers(note.strip())
 
 
-def approvals(connection: sa.Connection, wave: str, current_only: bool = False) -> list[dict]:
+def approvals(
+    connection: sa.Connection, wave: str, current_only: bool = False
+) -> list[dict[str, Any]]:
     query = (
         sa.select(cutover_approval)
         .where(cutover_approval.c.wave == wave)
@@ -224,10 +228,10 @@ def record_plan(
     event: str,
     actor: str,
     mapping_version: str | None = None,
-    changes: dict | None = None,
+    changes: dict[str, Any] | None = None,
     reason: str | None = None,
     run_id: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Record the wave's reviewed plan (it supersedes the one before); keep the wave row's
     ``plan_digest`` in step. Paths and digests only."""
     connection.execute(
@@ -265,14 +269,14 @@ def record_plan(
     return _plan_row(record)
 
 
-def _plan_row(row: dict) -> dict:
+def _plan_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     item = dict(row)
     item["files"] = json.loads(item["files"] or "{}")
     item["changes"] = json.loads(item["changes"]) if item["changes"] else None
     return item
 
 
-def current_plan(connection: sa.Connection, wave: str) -> dict | None:
+def current_plan(connection: sa.Connection, wave: str) -> dict[str, Any] | None:
     """The wave's reviewed plan (digest, ``{path: sha256}``, who, when, why), or None."""
     row = connection.execute(
         sa.select(cutover_plan).where((cutover_plan.c.wave == wave) & cutover_plan.c.is_current)
@@ -280,7 +284,7 @@ def current_plan(connection: sa.Connection, wave: str) -> dict | None:
     return _plan_row(row._mapping) if row else None
 
 
-def plan_history(connection: sa.Connection, wave: str) -> list[dict]:
+def plan_history(connection: sa.Connection, wave: str) -> list[dict[str, Any]]:
     """Every fingerprint recorded for the wave, oldest first."""
     query = sa.select(cutover_plan).where(cutover_plan.c.wave == wave).order_by(cutover_plan.c.at)
     return [_plan_row(row._mapping) for row in connection.execute(query)]
@@ -327,7 +331,7 @@ def lock_holder(engine: sa.Engine, wave: str) -> LockHolder | None:
 
 
 @contextmanager
-def wave_lock(engine: sa.Engine, wave: str, run_id: str | None = None):
+def wave_lock(engine: sa.Engine, wave: str, run_id: str | None = None) -> Iterator[str]:
     """Hold the wave for this block; a lease the run already held stays held after it."""
     holder, taken = acquire_lock(engine, wave, run_id)
     try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -75,7 +75,7 @@ class RoleAccounts(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_groups(cls, data):
+    def _no_groups(cls, data: Any) -> Any:
         if isinstance(data, dict) and "airflow_groups" in data:
             raise ValueError(
                 "airflow_groups is not supported: Airflow's SimpleAuthManager has no groups and a "
@@ -107,7 +107,7 @@ class Criteria(Strict):
 
     @field_validator("approvers", mode="before")
     @classmethod
-    def _roles_name_accounts(cls, value):
+    def _roles_name_accounts(cls, value: Any) -> Any:
         if isinstance(value, list):
             raise ValueError(
                 "approvers must name, per role, the accounts that may approve, e.g. "
@@ -154,7 +154,7 @@ class WavePlan(Strict):
         )
 
 
-def _describe(error: ValidationError, data) -> str:
+def _describe(error: ValidationError, data: Any) -> str:
     """Each problem with where it is: the wave by name, then the field path."""
     problems = []
     for problem in error.errors():

@@ -15,6 +15,8 @@ import math
 import shutil
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,7 +44,7 @@ class EntityReconciliation:
     missing_in_core: int
     unexpected_in_core: int
     content_mismatches: int
-    aggregates: dict = field(default_factory=dict)
+    aggregates: dict[str, Any] = field(default_factory=dict[str, Any])
     aggregate_mismatches: list[str] = field(default_factory=list)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -54,7 +56,7 @@ class EntityReconciliation:
             and not self.aggregate_mismatches
         )
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {
             "source_system": self.source_system,
             "entity": self.entity,
@@ -81,8 +83,12 @@ def _aggregate_columns(entity: str, schema: pa.Schema) -> list[str]:
     ]
 
 
-def _expected_aggregates(path, columns: list[str], chunk_rows: int) -> dict[str, dict]:
-    result = {c: {"count": 0, "min": None, "max": None, "sum": 0.0} for c in columns}
+def _expected_aggregates(
+    path: Path, columns: list[str], chunk_rows: int
+) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = {
+        c: {"count": 0, "min": None, "max": None, "sum": 0.0} for c in columns
+    }
     if not columns:
         return result
     for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
@@ -101,7 +107,9 @@ def _expected_aggregates(path, columns: list[str], chunk_rows: int) -> dict[str,
     return result
 
 
-def _core_aggregates(connection, entity: str, system: str, columns: list[str]) -> dict:
+def _core_aggregates(
+    connection: sa.Connection, entity: str, system: str, columns: list[str]
+) -> dict[str, Any]:
     """count, min, max (and sum of numbers) of every column, in one query over the system's rows."""
     if not columns:
         return {}
@@ -126,17 +134,17 @@ def _core_aggregates(connection, entity: str, system: str, columns: list[str]) -
     return result
 
 
-def _same(expected, actual) -> bool:
+def _same(expected: Any, actual: Any) -> bool:
     if expected is None or actual is None:
         return expected is None and actual is None
     if isinstance(expected, float) or isinstance(actual, float):
         return math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-6)
     if isinstance(expected, dt.datetime) and isinstance(actual, dt.datetime | str):
         actual = dt.datetime.fromisoformat(str(actual)) if isinstance(actual, str) else actual
-        return expected.replace(tzinfo=None) == actual.replace(tzinfo=None)
+        return bool(expected.replace(tzinfo=None) == actual.replace(tzinfo=None))
     if isinstance(expected, dt.date) and isinstance(actual, str):
         return expected.isoformat() == actual[:10]
-    return expected == actual
+    return bool(expected == actual)
 
 
 def reconcile_entity(
@@ -224,7 +232,7 @@ def reconcile_entity(
     )
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
     return value
@@ -289,7 +297,7 @@ def reconcile_system(
     return results
 
 
-def accounting_residue(connection: sa.Connection, batch_ids: list[str]) -> list[dict]:
+def accounting_residue(connection: sa.Connection, batch_ids: list[str]) -> list[dict[str, Any]]:
     """Accounting rows of these batches that do not balance (residue or unverified)."""
     if not batch_ids:
         return []

@@ -34,6 +34,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from etl.cutover.airflow_hitl import (
@@ -42,6 +43,9 @@ from etl.cutover.airflow_hitl import (
     cutover_dag_id,
 )
 from etl.settings import Settings
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 CONNECT_SECONDS = 5
 
@@ -81,7 +85,9 @@ class GoNoGoStatus:
     required_actions_url: str
 
 
-def go_no_go_status(settings: Settings, wave: str, plan_users: dict[str, list[str]]):
+def go_no_go_status(
+    settings: Settings, wave: str, plan_users: dict[str, list[str]]
+) -> GoNoGoStatus:
     """``waiting_go_no_go`` for a page: an unreadable Airflow is a ``problem``, not an error."""
     try:
         waiting, problem = waiting_go_no_go(settings, wave, plan_users), None
@@ -115,7 +121,7 @@ def metadata_url(settings: Settings) -> str:
     return configured or f"sqlite:///{settings.airflow_home / 'airflow.db'}"
 
 
-def _engine(url: str):
+def _engine(url: str) -> sa.Engine:
     """A read-only engine: a SQLite file is opened read-only (never created), a server is given
     a short connect timeout (a page must not hang on an unreachable host)."""
     import sqlite3
@@ -143,7 +149,7 @@ def _engine(url: str):
     return sa.create_engine(parsed, connect_args=connect_args, poolclass=sa.pool.NullPool)
 
 
-def _utc(value) -> dt.datetime:
+def _utc(value: object) -> dt.datetime:
     """Airflow's UtcDateTime: a datetime (PostgreSQL, MySQL) or ISO text (SQLite)."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
@@ -152,7 +158,7 @@ def _utc(value) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def _users(value) -> tuple[str, ...]:
+def _users(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = json.loads(value)
     return tuple(str(user.get("id")) for user in value or [] if isinstance(user, dict))

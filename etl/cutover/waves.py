@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,6 +26,7 @@ from etl.batch import utc_now
 from etl.core.audit import current_user
 from etl.core.batch_states import PROMOTED
 from etl.core.database import core_engine
+from etl.core.lease import current_actor
 from etl.core.provenance import mapping_version
 from etl.core.tables import dq_result, promotion, wave_reconciliation
 from etl.cutover import fingerprint, ledger
@@ -46,7 +49,7 @@ class Criterion:
     passed: bool
     detail: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"criterion": self.name, "passed": self.passed, "detail": self.detail}
 
 
@@ -69,7 +72,7 @@ def plan_fingerprint(settings: Settings, name: str) -> fingerprint.Fingerprint:
     return fingerprint.fingerprint(settings, wave_of(settings, name), version)
 
 
-def _described(plan: dict) -> str:
+def _described(plan: dict[str, Any]) -> str:
     return (
         f"fingerprint {plan['digest'][:12]}, recorded at {plan['event']} on "
         f"{str(plan['at'])[:16]} by {plan['actor']}"
@@ -115,7 +118,9 @@ def check_reviewed_plan(
     return current
 
 
-def reviewed_plan_status(connection: sa.Connection, settings: Settings, name: str) -> dict:
+def reviewed_plan_status(
+    connection: sa.Connection, settings: Settings, name: str
+) -> dict[str, Any]:
     """The wave's reviewed plan, whether the working copy matches it, and every plan change."""
     recorded = ledger.current_plan(connection, name)
     current = plan_fingerprint(settings, name)
@@ -156,7 +161,7 @@ def _record_fingerprint(
     actor: str,
     reason: str | None = None,
     run_id: str | None = None,
-) -> dict | None:
+) -> dict[str, Any] | None:
     """Record ``current`` as the wave's reviewed plan if it differs from the recorded one (an
     unchanged plan is not a change); approvals given under the one before are void."""
     recorded = ledger.current_plan(connection, name)
@@ -197,7 +202,7 @@ def wave_checksums(settings: Settings, wave: Wave) -> dict[str, str]:
         return core_checksums(connection, systems=wave.systems)
 
 
-def promoted_batches(connection: sa.Connection, wave: str) -> list[dict]:
+def promoted_batches(connection: sa.Connection, wave: str) -> list[dict[str, Any]]:
     rows = connection.execute(
         sa.select(promotion)
         .where((promotion.c.wave == wave) & (promotion.c.state == PROMOTED))
@@ -214,8 +219,8 @@ def load_wave(
     actor: str | None = None,
     run_id: str | None = None,
     systems: list[str] | None = None,
-    on_system=None,
-) -> dict:
+    on_system: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Load the wave's systems (initial: full; delta and final: changes since the last load)."""
     from etl import pipeline
 
@@ -238,7 +243,7 @@ def load_wave(
             if on_system:
                 on_system(system)
             batch_id = batch_id_for(system, name, phase, stamp)
-            extra = {} if kind == "full" else {"kind": kind}
+            extra: dict[str, Any] = {} if kind == "full" else {"kind": kind}
             try:
                 report = pipeline.run_system(
                     system,
@@ -292,7 +297,13 @@ def load_wave(
     return evidence
 
 
-def freeze(settings: Settings, name: str, actor=None, run_id=None, note=None) -> dict:
+def freeze(
+    settings: Settings,
+    name: str,
+    actor: str | None = None,
+    run_id: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
     """Legacy systems of the wave go read-only: from here only the final delta moves data."""
     wave = wave_of(settings, name)
     with _engine(settings).begin() as connection:
@@ -310,7 +321,7 @@ def freeze(settings: Settings, name: str, actor=None, run_id=None, note=None) ->
 
 def reconcile_wave(
     settings: Settings, name: str, as_of_date: dt.date, run_id: str | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     from etl.pipeline import catalog
 
     wave = wave_of(settings, name)
@@ -398,7 +409,7 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
             sa.select(wave_reconciliation).where(wave_reconciliation.c.wave == name)
         ).all()
         fresh = [r for r in recon if last_promotion is None or _after(r.checked_at, last_promotion)]
-        newest: dict[tuple[str, str], object] = {}
+        newest: dict[tuple[str, str], sa.Row[Any]] = {}
         for r in sorted(fresh, key=lambda r: _naive(r.checked_at)):
             newest[(r.source_system, r.entity)] = r
         current = list(newest.values())
@@ -428,11 +439,11 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
     return found
 
 
-def _naive(value):
+def _naive(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=None) if value.tzinfo else value
 
 
-def _after(checked_at, promoted_at) -> bool:
+def _after(checked_at: dt.datetime, promoted_at: dt.datetime) -> bool:
     return _naive(checked_at) >= _naive(promoted_at)
 
 
@@ -496,7 +507,9 @@ def _refuse_unlisted(name: str, wave: Wave, role: str, approver: str, channel: s
         )
 
 
-def _refuse_one_person_two_roles(name: str, approvals: list[dict], role: str, approver: str):
+def _refuse_one_person_two_roles(
+    name: str, approvals: list[dict[str, Any]], role: str, approver: str
+) -> None:
     other = sorted(a["role"] for a in approvals if a["approver"] == approver and a["role"] != role)
     if other:
         raise ledger.LedgerError(
@@ -514,7 +527,7 @@ def approve(
     channel: str = "cli",
     run_id: str | None = None,
     note: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Record a role's go or no-go. ``approver`` is an authenticated identity (Airflow's
     respondent, the user the command line signed in to Airflow as, or a dashboard sign-in); it
     must be listed for ``role`` in the plan, and may answer for one role of the wave only."""
@@ -535,7 +548,7 @@ def approve(
 
 def cut_over(
     settings: Settings, name: str, actor: str | None = None, run_id: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Commit the cutover: the wave goes live. Needs every role's current approval, each from a
     person listed for it and no person for two roles."""
     wave = wave_of(settings, name)
@@ -593,7 +606,7 @@ def _check_verified_under(
         )
 
 
-def replan(settings: Settings, name: str, reason: str, run_id: str | None = None) -> dict:
+def replan(settings: Settings, name: str, reason: str, run_id: str | None = None) -> dict[str, Any]:
     """Record a plan change: the working copy's plan becomes the wave's reviewed plan.
 
     Who is the person running it (``etl.core.audit.current_user``), why is ``reason``; the
@@ -629,6 +642,10 @@ def replan(settings: Settings, name: str, reason: str, run_id: str | None = None
         record = _record_fingerprint(
             connection, name, current, "replan", current_user(), reason, run_id
         )
+    if record is None:  # another replan recorded this very plan since the check above
+        raise ledger.LedgerError(
+            f"wave {name}: the working copy is the reviewed plan; there is no plan change to record"
+        )
     return {**record, "approvals_voided": voided}
 
 
@@ -638,7 +655,7 @@ def rollback_wave(
     actor: str | None = None,
     run_id: str | None = None,
     cascade: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """Undo every promoted batch of the wave, newest first, in one transaction."""
     wave = wave_of(settings, name)
     engine = _engine(settings)
@@ -712,6 +729,8 @@ def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
     url = sa.make_url(settings.resolved_core_url)
     if url.get_backend_name() == "postgresql":
         options = url.query.get("options", "")
+        if not isinstance(options, str):  # the key given more than once in the URL
+            options = " ".join(options)
         base_schema = (
             options.split("search_path=", 1)[1].split(",")[0] if "search_path=" in options else ""
         )
@@ -745,8 +764,8 @@ def rehearse(
     as_of_date: dt.date,
     actor: str | None = None,
     run_id: str | None = None,
-    on_system=None,
-) -> dict:
+    on_system: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the wave into a separate core, build its evidence pack, compare with the last one."""
     from etl import pipeline
     from etl.cutover.evidence import compare_packs, write_pack
@@ -796,7 +815,7 @@ def rehearse(
                 "plan": {
                     "fingerprint": reviewed.digest,
                     "recorded_at": str(utc_now()),
-                    "recorded_by": actor or ledger.current_actor(),
+                    "recorded_by": actor or current_actor(),
                     "recorded_event": f"rehearsal {number}",
                     "mapping_version": reviewed.mapping_version,
                     "files": reviewed.files,
@@ -828,7 +847,7 @@ def rehearse(
     return evidence
 
 
-def wave_status(settings: Settings) -> list[dict]:
+def wave_status(settings: Settings) -> list[dict[str, Any]]:
     plan = load_plan(settings.mappings_dir)
     with _engine(settings).connect() as connection:
         rows = []
@@ -868,8 +887,10 @@ def _plan_summary(connection: sa.Connection, settings: Settings, name: str) -> s
     current = plan_fingerprint(settings, name)
     if current.digest != recorded["digest"]:
         return f"{recorded['digest'][:8]} (changed)"
-    return recorded["digest"][:8]
+    short_digest: str = recorded["digest"][:8]
+    return short_digest
 
 
-def evidence_json(pack: Path) -> dict:
-    return json.loads((pack / "evidence.json").read_text("utf-8"))
+def evidence_json(pack: Path) -> dict[str, Any]:
+    evidence: dict[str, Any] = json.loads((pack / "evidence.json").read_text("utf-8"))
+    return evidence

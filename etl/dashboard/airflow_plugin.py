@@ -11,7 +11,12 @@ and the auth manager on every route (``etl/dashboard/auth.py``, ``AirflowAuthent
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.plugins_manager import AirflowPlugin
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 URL_PREFIX = "/vardflytt"
 
@@ -20,7 +25,7 @@ class LazyDashboard:
     """An ASGI application that builds the real dashboard on its first request."""
 
     def __init__(self) -> None:
-        self._app = None
+        self._app: FastAPI | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         if self._app is None:

@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import sqlalchemy as sa
 
@@ -47,6 +48,10 @@ COUNT_FIELDS = ("extracted", "loaded", "quarantined", "excluded", "merged", "res
 _IN_CHUNK = 900
 
 
+@overload
+def _utc(value: dt.datetime) -> dt.datetime: ...
+@overload
+def _utc(value: None) -> None: ...
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     """Timestamps as aware UTC (SQLite hands them back naive; they were written in UTC)."""
     if value is None or value.tzinfo is not None:
@@ -994,12 +999,10 @@ class CoreNow:
         run = self.latest_run
         if run is None:
             return "no run yet"
-        states = [s for s in self.systems if s.in_latest_run is not None]
-        promoted = sum(1 for s in states if s.in_latest_run.promotion_state == PROMOTED)
-        stopped = sum(
-            1 for s in states if s.in_latest_run.checks_breached and not s.in_latest_run.is_loaded
-        )
-        rolled_back = sum(1 for s in states if s.in_latest_run.promotion_state == ROLLED_BACK)
+        states = [s.in_latest_run for s in self.systems if s.in_latest_run is not None]
+        promoted = sum(1 for s in states if s.promotion_state == PROMOTED)
+        stopped = sum(1 for s in states if s.checks_breached and not s.is_loaded)
+        rolled_back = sum(1 for s in states if s.promotion_state == ROLLED_BACK)
         parts = [f"{promoted} of {len(states)} systems promoted"]
         if stopped:
             parts.append(f"{stopped} stopped at the quality gate")
@@ -1028,9 +1031,11 @@ def _newest_batches(connection: sa.Connection) -> tuple[dict[str, str], str | No
         dq_result.c.source_system,
         sa.func.min(dq_result.c.evaluated_at).label("at"),
     ).group_by(dq_result.c.batch_id, dq_result.c.source_system)
-    for row in connection.execute(checked):
-        if row.batch_id not in loaded:  # the gate stopped it (or a dry run): no load_batch row
-            moments.append((_utc(row.at) or _EPOCH, row.batch_id, row.source_system))
+    for checked_row in connection.execute(checked):
+        if checked_row.batch_id not in loaded:  # the gate stopped it (or a dry run): no load row
+            moments.append(
+                (_utc(checked_row.at) or _EPOCH, checked_row.batch_id, checked_row.source_system)
+            )
     newest: dict[str, str] = {}
     for _at, batch_id, system in sorted(moments):
         newest[system] = batch_id

@@ -163,7 +163,8 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     listed = centres.for_sites(rng, pop.home_site[people])
     dead = pop.dead[people]
-    reserve = np.where(pop.kind[people] == KIND_RESERVNUMMER, None, pop.old_reserve[people]).astype(
+    # numpy's stubs refuse the None and fall back to one-argument np.where (a tuple).
+    reserve = np.where(pop.kind[people] == KIND_RESERVNUMMER, None, pop.old_reserve[people]).astype(  # type: ignore[attr-defined]
         object
     )
     patient = Dataset(

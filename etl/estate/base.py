@@ -152,8 +152,8 @@ class Dataset:
     name: str
     key: str
     columns: dict[str, np.ndarray]
-    defect_class: np.ndarray = field(default=None)  # type: ignore[assignment]
-    defect_field: np.ndarray = field(default=None)  # type: ignore[assignment]
+    defect_class: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    defect_field: np.ndarray = field(default=None)  # type: ignore[arg-type]
     raw_bytes: bool = False  # some values hold surrogate-escaped raw bytes
 
     def __post_init__(self) -> None:

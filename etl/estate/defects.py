@@ -357,7 +357,7 @@ def parse_days(values: np.ndarray) -> np.ndarray:
     """Days since the epoch of dates written ``YYYY-MM-DD``, ``YYYYMMDD``, ``DD.MM.YYYY`` or
     ``YYMMDD`` (a year not after the extract's); ``NO_DAY`` where the value is none of them."""
     extract_year = int(format_days(np.array([EXTRACT_DAY]), "YYYYMMDD")[0][:4])
-    iso = []
+    iso: list[str | None] = []
     for value in values.tolist():
         text = str(value).strip() if value is not None else ""
         if len(text) == 10 and text[4] == "-":

@@ -184,7 +184,8 @@ class _Context:
             self.contact_unit[safe],
             choose_units(self.rng, self.org, self.pop.home_site[person]),
         )
-        key = np.where(has, self.contact_key[safe], None).astype(object)
+        # numpy's stubs refuse the None and fall back to one-argument np.where (a tuple).
+        key = np.where(has, self.contact_key[safe], None).astype(object)  # type: ignore[attr-defined]
         return when, unit, key
 
     def finish(self, name: str, columns: dict[str, np.ndarray], when: np.ndarray) -> Dataset:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -208,7 +209,7 @@ def _keys(table: pa.Table, changes: tuple[str, ...]) -> pa.Array:
 
 def _dependents(catalog: Catalog, system: str, paths: BatchPaths, deltas: dict[str, pa.Table]):
     """Per dataset, unchanged rows whose lookups or references point at a key that changed."""
-    result = {}
+    result: dict[str, Any] = {}
     for mapping in catalog.system(system).entities.values():
         pointers = [
             (lookup.column, _keys(deltas[lookup.dataset], (NEW, CHANGED, DELETED)))

@@ -71,7 +71,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from etl.catalog import FileDataset, MappingError
 from etl.extract.records import ReadStats, Record, describe
@@ -128,7 +128,8 @@ def field_paths(dataset: FileDataset) -> list[FieldPath]:
                 "not SEG.field[.component[.subcomponent]], e.g. PID.3.1"
             )
         segment, *numbers = match.groups()
-        paths.append(FieldPath(segment, *(int(n) if n else None for n in numbers)))
+        # _PATH requires the field number; only component and subcomponent are optional
+        paths.append(FieldPath(segment, *(int(n) if n else None for n in numbers)))  # type: ignore[arg-type]
     return paths
 
 
@@ -245,7 +246,7 @@ def _delimiters(separator: str, encoding_characters: str) -> _Delimiters | None:
         return None
     if not all(_is_separator(character) for character in encoding_characters):
         return None
-    component, repetition, escape, subcomponent = encoding_characters[:4]
+    component, repetition, escape, subcomponent = tuple(encoding_characters[:4])
     truncation = encoding_characters[4:] or None
     return _Delimiters(
         separator, component, repetition, escape, subcomponent, truncation, encoding_characters
@@ -342,9 +343,12 @@ def _value(
         index = path.field
     if index >= len(fields):
         return None
-    text: str | None = fields[index]
+    field_text = fields[index]
+    text: str | None = field_text
     if path.component is not None:
-        text = _child(text.split(delimiters.repetition, 1)[0], delimiters.component, path.component)
+        text = _child(
+            field_text.split(delimiters.repetition, 1)[0], delimiters.component, path.component
+        )
         if text is not None and path.subcomponent is not None:
             text = _child(text, delimiters.subcomponent, path.subcomponent)
     if not text or text == '""':
@@ -514,14 +518,16 @@ class _FileReader:
         rows: list[int | None] = list(positions[spec.row_segment]) if spec.row_segment else [None]
         records = []
         for row in rows:
-            values = []
+            values: list[Any] = []
             for path in spec.paths:
-                position = segment_for(path.segment, row)
-                if position is None:
+                segment_position = segment_for(path.segment, row)
+                if segment_position is None:
                     values.append(None)
                     continue
-                line = message.segments[position][0]
-                values.append(_value(fields_of(position), path, delimiters, self.encoding, line))
+                line = message.segments[segment_position][0]
+                values.append(
+                    _value(fields_of(segment_position), path, delimiters, self.encoding, line)
+                )
             records.append(Record(tuple(values), None, ordinal, message.line))
         return records
 

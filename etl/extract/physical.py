@@ -204,8 +204,8 @@ def _count_hl7v2(blocks: Iterator[bytes], dataset: FileDataset) -> int:
 
 def _xml_start_lines(blocks: Iterator[bytes], dataset: FileDataset) -> Iterator[int]:
     """The line of each record start tag, in file order."""
-    name = (dataset.record_path or "").strip("/").split("/")[-1]
-    name = name.rpartition(":")[2].encode(dataset.encoding)
+    local_name = (dataset.record_path or "").strip("/").split("/")[-1]
+    name = local_name.rpartition(":")[2].encode(dataset.encoding)
     token = re.compile(rb"<!--|<!\[CDATA\[|<(?:[A-Za-z_][\w.\-]*:)?" + re.escape(name) + rb"[\s/>]")
     closing = {b"<!--": b"-->", b"<![CDATA[": b"]]>"}
     buffer = b""

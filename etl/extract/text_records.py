@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 from itertools import accumulate, count, pairwise, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -451,7 +451,9 @@ class _Reader:
             return False
         return self.valid_records.fullmatch(joined) is not None
 
-    def _parts(self, batch: _Batch) -> Iterator[tuple[bool, list[str], int, Sequence[int], str]]:
+    def _parts(
+        self, batch: _Batch
+    ) -> Iterator[tuple[bool | None, list[str] | list[Record], int, Sequence[int], str]]:
         """Count a batch in and cut it into runs: flagged records (judged one by one) and
         stretches of clean ones (cut in bulk), each with its first ordinal, lines and, for a
         clean stretch, its records joined."""
@@ -491,15 +493,18 @@ class _Reader:
     def rows(self, batch: _Batch) -> Iterator[Record]:
         for is_flagged, records, first, lines, joined in self._parts(batch):
             if is_flagged is None:  # Records already
-                yield from records
+                yield from cast("list[Record]", records)
                 continue
+            records = cast("list[str]", records)
             if is_flagged:
                 yield from self._judged(records, first, lines)
                 continue
             # Cut in bulk: no Python code per record.
             if self.is_delimited:
                 width = len(self.names)
-                values = zip(*[iter(joined.split(self.delimiter))] * width, strict=False)
+                values: Iterator[tuple[Any, ...]] = zip(
+                    *[iter(joined.split(self.delimiter))] * width, strict=False
+                )
             else:
                 values = map(self.cut, records)
             rows = zip(values, repeat(None), count(first), lines, strict=False)

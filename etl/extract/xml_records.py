@@ -243,10 +243,10 @@ class _Scanner:
         else:
             record = fromstring(text)
         if namespaces or "xmlns" in text:  # else no name can carry a namespace
-            for element in record.iter():
-                element.tag = _local(element.tag)
-                if any("}" in key for key in element.attrib):
-                    element.attrib = {_local(k): v for k, v in element.attrib.items()}
+            for node in record.iter():
+                node.tag = _local(node.tag)
+                if any("}" in key for key in node.attrib):
+                    node.attrib = {_local(k): v for k, v in node.attrib.items()}
         return record
 
 

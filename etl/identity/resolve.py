@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -198,7 +199,7 @@ def resolve_identities(
     review_of = np.full(n, None, dtype=object)
     group = component.astype(np.int64).copy()
     open_by_key = _open_review_index(open_reviews)
-    reviews = []
+    reviews: list[dict[str, Any]] = []
     reason_json = np.full(n, "[]", dtype=object)
     order = np.argsort(component, kind="stable")
     starts = np.searchsorted(component[order], np.arange(n_components + 1))
@@ -285,7 +286,8 @@ def _identifier_edges(
     number = frame["identity_number"].astype("string").str.strip()
     kind = frame["identity_kind"].astype("string").str.strip()
     index = pd.Index(patients["patient_id"].astype(str)).get_indexer(
-        frame["patient_id"].astype(str)
+        # pandas-stubs: get_indexer takes any array-like
+        frame["patient_id"].astype(str)  # type: ignore[arg-type]
     )
     keep = (number.notna() & (number != "") & kind.notna() & (index >= 0)).to_numpy(dtype=bool)
     frame = pd.DataFrame(
@@ -353,7 +355,8 @@ def _decisions_by_component(
     if decisions is None or decisions.empty:
         return {}, set()
     parsed = [
-        _Decision(order, str(row.review_id), str(row.status), frozenset(map(str, row.patient_ids)))
+        # pandas-stubs type itertuples() fields as any scalar; patient_ids is a list
+        _Decision(order, str(row.review_id), str(row.status), frozenset(map(str, row.patient_ids)))  # type: ignore[arg-type]
         for order, row in enumerate(decisions.itertuples(index=False))
     ]
     members = pd.DataFrame(

@@ -21,7 +21,9 @@ def copy_into_postgres(connection: sa.Connection, table: str, data: pa.Table) ->
     # PostgreSQL's CSV format tells NULL from the empty string.
     pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     columns = ", ".join(_quote(connection, name) for name in data.column_names)
-    cursor = connection.connection.driver_connection.cursor()
+    driver_connection = connection.connection.driver_connection
+    assert driver_connection is not None  # a checked-out connection always holds its driver's
+    cursor = driver_connection.cursor()
     with cursor.copy(
         f"COPY {_quote(connection, table)} ({columns}) FROM STDIN (FORMAT csv)"
     ) as copy:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from etl.core.redact import RedactingConsole
 from etl.settings import get_settings
+
+if TYPE_CHECKING:
+    from etl.settings import Settings
 
 batches_app = typer.Typer(
     help="Batches per system: states, superseded and abandoned batches, the run lease.",
@@ -25,7 +28,7 @@ NOT_PROMOTED = {"superseded", "unaccounted", "staged"}
 STATUS_ROWS = 20
 
 
-def print_batch_states(rows: list[dict], title: str) -> None:
+def print_batch_states(rows: list[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
     for column in ("batch", "system", "state", "extracted", "why"):
         table.add_column(column)
@@ -43,7 +46,7 @@ def print_batch_states(rows: list[dict], title: str) -> None:
     console.print(table)
 
 
-def print_unpromoted(settings) -> None:
+def print_unpromoted(settings: Settings) -> None:
     """For ``vardflytt status``: batches that were never promoted, and why."""
     from etl.load.loader import batch_states
 

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from etl.batch import BatchPaths, safe_batch_id, utc_now
-from etl.catalog import Catalog
+from etl.catalog import Catalog, EntityMapping
 from etl.core.arrow import entity_schema
 from etl.core.batch_states import PROMOTED, ROLLED_BACK, STAGED, SUPERSEDED, UNACCOUNTED
 from etl.core.database import core_engine
@@ -136,7 +137,10 @@ def _stage_entity(
 
 
 def _outcomes(paths: BatchPaths, entity: str) -> pd.DataFrame:
-    return pq.read_table(paths.stage_file("validated", entity, "outcomes")).to_pandas()
+    outcomes: pd.DataFrame = pq.read_table(
+        paths.stage_file("validated", entity, "outcomes")
+    ).to_pandas()
+    return outcomes
 
 
 def _quarantine_rows(
@@ -320,7 +324,17 @@ class _Unaccounted(Exception):
         self.report = report
 
 
-def _promote_accounted(engine, catalog, system, batch_id, manifest, mappings, paths, order, run_id):
+def _promote_accounted(
+    engine: sa.Engine,
+    catalog: Catalog,
+    system: str,
+    batch_id: str,
+    manifest: LandingManifest,
+    mappings: dict[str, EntityMapping],
+    paths: BatchPaths,
+    order: list[str],
+    run_id: str | None,
+) -> LoadReport:
     with engine.begin() as connection:
         promoted = promote(connection, batch_id, order)
         if promoted.already_done:
@@ -347,7 +361,9 @@ def _promote_accounted(engine, catalog, system, batch_id, manifest, mappings, pa
     return report
 
 
-def _loads_from_ledger(connection, system, batch_id, order) -> list[EntityLoad]:
+def _loads_from_ledger(
+    connection: sa.Connection, system: str, batch_id: str, order: list[str]
+) -> list[EntityLoad]:
     """An already promoted batch: its loaded counts as recorded, for an idempotent re-run."""
     recorded = {
         row.entity: row.loaded
@@ -380,7 +396,9 @@ def _loads_from_ledger(connection, system, batch_id, order) -> list[EntityLoad]:
     return loads
 
 
-def _stage_deletions(connection, paths: BatchPaths, system: str, batch_id: str) -> None:
+def _stage_deletions(
+    connection: sa.Connection, paths: BatchPaths, system: str, batch_id: str
+) -> None:
     """A delta batch lists the core rows whose legacy rows were deleted (etl.extract.delta)."""
     path = paths.validated / "deletions.parquet"
     if path.exists():
@@ -388,14 +406,14 @@ def _stage_deletions(connection, paths: BatchPaths, system: str, batch_id: str) 
 
 
 def _report(
-    system,
-    batch_id,
-    manifest,
-    mappings,
-    paths,
-    loads,
-    dry_run=False,
-    staged_only=False,
+    system: str,
+    batch_id: str,
+    manifest: LandingManifest,
+    mappings: dict[str, EntityMapping],
+    paths: BatchPaths,
+    loads: list[EntityLoad],
+    dry_run: bool = False,
+    staged_only: bool = False,
     catalog: Catalog | None = None,
 ) -> LoadReport:
     accounting: list[AccountingRow] = []
@@ -472,7 +490,13 @@ def lookup_accounting(
 
 
 def _account(
-    system, entity, dataset, extracted, load: EntityLoad, outcomes: pd.DataFrame, dry_run: bool
+    system: str,
+    entity: str,
+    dataset: str,
+    extracted: int,
+    load: EntityLoad,
+    outcomes: pd.DataFrame,
+    dry_run: bool,
 ) -> AccountingRow:
     by_outcome = outcomes["outcome"].value_counts()
     quarantined = int(by_outcome.get(QUARANTINED, 0))
@@ -507,12 +531,20 @@ def airflow_dag_id(run_id: str | None) -> str | None:
     return None
 
 
-def _record_batch(connection, system, batch_id, run_id, status, finished=False, scope=None) -> None:
+def _record_batch(
+    connection: sa.Connection,
+    system: str,
+    batch_id: str,
+    run_id: str | None,
+    status: str,
+    finished: bool = False,
+    scope: str | None = None,
+) -> None:
     now = utc_now()
     existing = connection.execute(
         sa.select(load_batch.c.batch_id).where(load_batch.c.batch_id == batch_id)
     ).first()
-    values = {"source_system": system, "run_id": run_id, "status": status}
+    values: dict[str, object] = {"source_system": system, "run_id": run_id, "status": status}
     dag_id = airflow_dag_id(run_id)
     if dag_id is not None:
         values["dag_id"] = dag_id
@@ -532,7 +564,7 @@ def _record_batch(connection, system, batch_id, run_id, status, finished=False, 
         )
 
 
-def _record_accounting(connection, batch_id: str, rows: list[AccountingRow]) -> None:
+def _record_accounting(connection: sa.Connection, batch_id: str, rows: list[AccountingRow]) -> None:
     if not rows:
         return
     system = rows[0].source_system
@@ -556,7 +588,9 @@ def _record_accounting(connection, batch_id: str, rows: list[AccountingRow]) -> 
     )
 
 
-def _set_watermarks(connection, system: str, manifest: LandingManifest | None) -> None:
+def _set_watermarks(
+    connection: sa.Connection, system: str, manifest: LandingManifest | None
+) -> None:
     """Each dataset's watermark: the promoted batch the source is loaded up to, and its rows."""
     connection.execute(source_watermark.delete().where(source_watermark.c.source_system == system))
     if manifest is None or not manifest.datasets:
@@ -578,14 +612,14 @@ def _set_watermarks(connection, system: str, manifest: LandingManifest | None) -
     )
 
 
-def rewind_watermarks(connection, system: str, settings: Settings) -> str | None:
+def rewind_watermarks(connection: sa.Connection, system: str, settings: Settings) -> str | None:
     """After a rollback: watermarks back to the latest batch of ``system`` still promoted.
 
     Deltas find their base in the promotion ledger either way; this keeps the watermark table,
     which people read, telling the truth. Returns that batch (None when nothing is promoted).
     Call it in the rollback's transaction.
     """
-    latest = connection.execute(
+    latest: str | None = connection.execute(
         sa.select(promotion.c.batch_id)
         .where((promotion.c.source_system == system) & (promotion.c.state == PROMOTED))
         .order_by(promotion.c.seq.desc())
@@ -694,7 +728,9 @@ def _remove_landing(settings: Settings, batch_id: str, system: str) -> bool:
     return True
 
 
-def _record_superseded_landing(connection, system: str, batch_id: str, note: str) -> None:
+def _record_superseded_landing(
+    connection: sa.Connection, system: str, batch_id: str, note: str
+) -> None:
     now = utc_now()
     connection.execute(
         load_batch.insert().values(
@@ -710,7 +746,7 @@ def _record_superseded_landing(connection, system: str, batch_id: str, note: str
     )
 
 
-def batch_states(settings: Settings, system: str | None = None) -> list[dict]:
+def batch_states(settings: Settings, system: str | None = None) -> list[dict[str, Any]]:
     """Every batch in the ledger with its state and why (counts and ids only), newest first."""
     engine = core_engine(settings.resolved_core_url)
     query = (

@@ -18,12 +18,14 @@ promoted batch, and rollback of a rolled-back one, change nothing).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -92,11 +94,11 @@ def _quote(connection: sa.Connection, name: str) -> str:
     return connection.dialect.identifier_preparer.quote(name)
 
 
-def _count(connection: sa.Connection, sql: str, **params) -> int:
+def _count(connection: sa.Connection, sql: str, **params: object) -> int:
     return int(connection.execute(sa.text(sql), params).scalar_one())
 
 
-def promotion_row(connection: sa.Connection, batch_id: str) -> dict | None:
+def promotion_row(connection: sa.Connection, batch_id: str) -> dict[str, Any] | None:
     row = connection.execute(sa.select(promotion).where(promotion.c.batch_id == batch_id)).first()
     return dict(row._mapping) if row else None
 
@@ -108,7 +110,7 @@ def record_staged(
     kind: str,
     wave: str | None,
     run_id: str | None,
-    extracted_at=None,
+    extracted_at: dt.datetime | None = None,
 ) -> None:
     """``extracted_at`` (when the source was read) orders the system's batches for promotion."""
     existing = promotion_row(connection, batch_id)
@@ -163,7 +165,7 @@ def set_unpromotable(
     )
 
 
-def newer_batches(connection: sa.Connection, row: dict) -> list[dict]:
+def newer_batches(connection: sa.Connection, row: dict[str, Any]) -> list[dict[str, Any]]:
     """Batches of the same system extracted after this one that are staged or promoted."""
     if row.get("extracted_at") is None:
         return []
@@ -186,11 +188,11 @@ def newer_batches(connection: sa.Connection, row: dict) -> list[dict]:
     ]
 
 
-def _moment(value) -> str:
+def _moment(value: dt.datetime) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S.%f} UTC"
 
 
-def _refuse_unpromotable(connection: sa.Connection, row: dict) -> None:
+def _refuse_unpromotable(connection: sa.Connection, row: dict[str, Any]) -> None:
     batch_id, system = row["batch_id"], row["source_system"]
     if row["state"] == SUPERSEDED:
         by = row["superseded_by"]
@@ -239,7 +241,10 @@ def _lock_promotions(connection: sa.Connection) -> None:
 
 def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> EntityPromotion:
     model = ENTITIES[entity]
-    quote = lambda name: _quote(connection, name)  # noqa: E731
+
+    def quote(name: str) -> str:
+        return _quote(connection, name)
+
     core, staged, history = (
         quote(entity),
         quote(STAGED_TABLES[entity].name),
@@ -350,15 +355,16 @@ def promote(connection: sa.Connection, batch_id: str, entities: Iterable[str]) -
     return report
 
 
-def _touched_ids(entity: str, batch_id: str) -> sa.Select:
+def _touched_ids(entity: str, batch_id: str) -> sa.Select[Any]:
     history = HISTORY_TABLES[entity]
     key = history.c[ENTITIES[entity].id_field()]
     return sa.select(key).where(history.c.history_batch_id == batch_id)
 
 
-def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict]:
+def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict[str, Any]]:
     """Promoted batches after this one that changed some of the same rows again."""
     row = promotion_row(connection, batch_id)
+    assert row is not None  # rollback() calls this for a batch it found promoted
     later = connection.execute(
         sa.select(
             promotion.c.batch_id, promotion.c.source_system, promotion.c.wave, promotion.c.seq
@@ -384,7 +390,7 @@ def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict]:
     return conflicts
 
 
-def _identity_runs_after(connection: sa.Connection, promoted_at) -> list[str]:
+def _identity_runs_after(connection: sa.Connection, promoted_at: dt.datetime) -> list[str]:
     from etl.core.identity_tables import identity_resolution_run as runs
 
     if not sa.inspect(connection).has_table(runs.name):
@@ -470,7 +476,10 @@ def rollback(
 
 def _rollback_entity(connection: sa.Connection, entity: str, batch_id: str) -> EntityPromotion:
     model = ENTITIES[entity]
-    quote = lambda name: _quote(connection, name)  # noqa: E731
+
+    def quote(name: str) -> str:
+        return _quote(connection, name)
+
     core, history = quote(entity), quote(HISTORY_TABLES[entity].name)
     key = quote(model.id_field())
     column_list = ", ".join(quote(c.name) for c in ENTITY_TABLES[entity].columns)

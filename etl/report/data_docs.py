@@ -38,6 +38,8 @@ from etl.validate.suites import (
 )
 
 if TYPE_CHECKING:
+    from great_expectations.core import ExpectationSuite
+
     from etl.report.validation import ValidationSummary
 
 # GX must never phone home; it narrates every store operation at INFO.
@@ -192,7 +194,8 @@ def build_data_docs(
         SITE_NAME,
         {
             "class_name": "SiteBuilder",
-            "show_how_to_buttons": False,
+            # GX reads the key at run time; its TypedDict leaves it out
+            "show_how_to_buttons": False,  # type: ignore[typeddict-unknown-key]
             "store_backend": {
                 "class_name": "TupleFilesystemStoreBackend",
                 "base_directory": str(site_dir),
@@ -203,7 +206,7 @@ def build_data_docs(
             },
         },
     )
-    suites: dict[str, object] = {}
+    suites: dict[str, ExpectationSuite] = {}
     for system in summary.systems:
         by_entity: dict[str, dict[str, dict]] = {}
         for row in results.get(system.batch_id, []):
@@ -223,8 +226,9 @@ def build_data_docs(
             outcomes = []
             for expectation in suites[entity].expectations:
                 configuration = expectation.configuration
-                row = rows.get((configuration.meta or {}).get("check"))
-                if row is None:
+                # an expectation without a check finds no row (None)
+                check_row = rows.get((configuration.meta or {}).get("check"))  # type: ignore[arg-type]
+                if check_row is None:
                     continue
                 result = {"observed_value": observed(row), "element_count": row["rows_evaluated"]}
                 if not 0 < row["rows_failed"] < MIN_COUNT and row["rows_evaluated"]:
@@ -327,7 +331,8 @@ def static_tables(page: str) -> str:
             r'(<table\s+id="' + re.escape(match.group("id")) + r'"[^>]*>)\s*</table>'
         )
         rest = f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        page = table.sub(lambda m, rest=rest: m.group(1) + rest, page, count=1)
+        # the default binds this iteration's rest
+        page = table.sub(lambda m, rest=rest: m.group(1) + rest, page, count=1)  # type: ignore[misc]
     return page
 
 
@@ -371,7 +376,7 @@ class _OfflineRewriter(HTMLParser):
             # GX's validation pages point their favicon one folder too shallow: a link to a
             # file the site does not have is a 404 for every reader, so it goes.
             return
-        kept = []
+        kept: list[tuple[str, str | None]] = []
         dropped_link = False
         for name, value in attrs:
             if name.lower().startswith("on"):

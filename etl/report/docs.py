@@ -142,16 +142,16 @@ def _datasets(system: SystemMappings) -> list[DatasetDocument]:
             if isinstance(dataset, FileDataset)
             else {}
         )
-        is_file = isinstance(dataset, FileDataset)
+        file_dataset = dataset if isinstance(dataset, FileDataset) else None
         documents.append(
             DatasetDocument(
                 name=name,
                 source_name=dataset.source_name,
-                source_kind="file" if is_file else "table",
-                format=dataset.format.value if is_file else "sql table",
-                encoding=dataset.encoding if is_file else None,
-                delimiter=dataset.delimiter
-                if is_file and dataset.format.value == "delimited"
+                source_kind="file" if file_dataset is not None else "table",
+                format=file_dataset.format.value if file_dataset is not None else "sql table",
+                encoding=file_dataset.encoding if file_dataset is not None else None,
+                delimiter=file_dataset.delimiter
+                if file_dataset is not None and file_dataset.format.value == "delimited"
                 else None,
                 key=list(dataset.key),
                 columns=[

@@ -218,8 +218,9 @@ class ColumnSummary:
             distinct=self.distinct.count,
             distinct_is_estimate=self.distinct.is_estimate,
             length=LengthStats(
-                min=self.length_min,
-                max=self.length_max,
+                # set whenever a value is present
+                min=self.length_min,  # type: ignore[arg-type]
+                max=self.length_max,  # type: ignore[arg-type]
                 mean=round(self.length_total / present, 1),
             )
             if present

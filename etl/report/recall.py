@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -214,8 +215,11 @@ def _excluded_and_merged(
     for row in accounting.itertuples():
         if not (row.excluded or row.merged):
             continue
-        path = BatchPaths.of(settings, row.batch_id, row.system).stage_file(
-            "validated", row.entity, "outcomes"
+        # pandas-stubs type itertuples() fields as any scalar; these hold text
+        path = BatchPaths.of(settings, row.batch_id, row.system).stage_file(  # type: ignore[arg-type]
+            "validated",
+            row.entity,  # type: ignore[arg-type]
+            "outcomes",
         )
         if not path.is_file():
             counted.append((row.system, row.dataset, row.excluded, row.merged))
@@ -258,14 +262,15 @@ def _class_recall(
                 & (per_row["dataset"] == row.dataset)
                 & per_row["expected_outcome"].str.startswith(outcome)
             ]
-            per_row.loc[rows.index[: int(number)], "is_caught"] = True
+            # pandas-stubs: loc takes an Index slice; number is a count
+            per_row.loc[rows.index[: int(number)], "is_caught"] = True  # type: ignore[index, arg-type]
     classes = []
     for (defect_class, expected), group in per_row.groupby(["defect_class", "expected_outcome"]):
         missed = group.loc[~group["is_caught"], "outcome"].value_counts().sort_index()
         classes.append(
             ClassRecall(
-                defect_class=defect_class,
-                expected_outcome=expected,
+                defect_class=cast(str, defect_class),
+                expected_outcome=cast(str, expected),
                 planted=len(group),
                 caught=int(group["is_caught"].sum()),
                 missed_as={str(k): int(v) for k, v in missed.items()},

@@ -216,10 +216,10 @@ def select_batches(
             "run_id": row.run_id,
             "evaluated_at": row.evaluated_at,
         }
-    for row in connection.execute(loaded):
-        entry = batches.setdefault((row.batch_id, row.source_system), {})
-        entry.update(started_at=row.started_at, load_status=row.status)
-        entry["run_id"] = entry.get("run_id") or row.run_id
+    for loaded_row in connection.execute(loaded):
+        entry = batches.setdefault((loaded_row.batch_id, loaded_row.source_system), {})
+        entry.update(started_at=loaded_row.started_at, load_status=loaded_row.status)
+        entry["run_id"] = entry.get("run_id") or loaded_row.run_id
     selected = [
         SelectedBatch(
             batch_id=batch_id,

@@ -385,7 +385,7 @@ def decide(
             superseded = current.decision if current else None
             recorded.append((problem, decision_id, superseded, decided_by, decided_at))
 
-    rows = with_pseudonyms(
+    pseudonym_rows = with_pseudonyms(
         settings, [{"system": p.system, "source_key": p.source_key} for p, *_ in recorded]
     )
     return [
@@ -395,7 +395,7 @@ def decide(
             system=problem.system,
             dataset=problem.dataset,
             entity=problem.entity,
-            pseudonym=row["pseudonym"],
+            pseudonym=pseudonym_row["pseudonym"],
             check=problem.check,
             decision=decision,
             justification=justification,
@@ -406,8 +406,8 @@ def decide(
             superseded=superseded,
             note=_decision_note(problem, decision, superseded),
         )
-        for (problem, decision_id, superseded, by_whom, when), row in zip(
-            recorded, rows, strict=True
+        for (problem, decision_id, superseded, by_whom, when), pseudonym_row in zip(
+            recorded, pseudonym_rows, strict=True
         )
     ]
 
@@ -496,7 +496,7 @@ def history(
     return entries
 
 
-def _decision_keys(settings: Settings, handle: str) -> list[tuple[str, str, str, str]]:
+def _decision_keys(settings: Settings, handle: str) -> list[tuple[str, str, str | None, str]]:
     try:
         return [p.key for p in resolve_handles(settings, [handle]) if p.source_key]
     except StewardError:
@@ -584,6 +584,7 @@ def _assess(
         p.handle: p.decision for p in resolve_handles(settings, [p.handle for p in problems])
     }
     results = []
+    detail: str | None
     with core_engine(settings.resolved_core_url).connect() as connection:
         for problem in problems:
             outcome, detail = NOT_RUN, "the quality gate stopped the re-run"

@@ -54,7 +54,8 @@ SPACES = (
     "\u202f\u205f\u3000\t\n\r\v\f\u0085\u2028\u2029"
 )
 INVISIBLE = "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
-_TRANSLATION = {ord(c): "-" for c in DASHES} | {ord(c): " " for c in SPACES}
+_TRANSLATION: dict[int, str | None] = {ord(c): "-" for c in DASHES}
+_TRANSLATION |= {ord(c): " " for c in SPACES}
 _TRANSLATION |= {ord(c): None for c in INVISIBLE}
 
 # Digit groups, each separated from the next by spaces, dashes, +, . or / (nothing else).
@@ -96,7 +97,8 @@ def digit_candidates(text: str) -> Iterator[str]:
 
 
 def _is_plausible_date(month: str, day: str) -> bool:
-    return bool(is_plausible_identity_date(int(month), int(day)))
+    # elementwise over arrays; plain ints are 0-d arrays to numpy
+    return bool(is_plausible_identity_date(int(month), int(day)))  # type: ignore[arg-type]
 
 
 def is_identity_number_shape(digits: str) -> bool:

@@ -217,9 +217,11 @@ def transform_chunk(
         matches = clean_text(chunk[rule.column]).str.upper().isin([v.upper() for v in rule.equals])
         outcomes.record(matches, EXCLUDED, f"exclude:{rule.rule}", rule.rule, field=rule.column)
 
-    for column in _source_columns(chunk, mapping):
-        undecodable = chunk[column].str.contains(REPLACEMENT_CHARACTER, regex=False)
-        outcomes.record(undecodable, QUARANTINED, "decode", "undecodable_bytes", field=column)
+    for source_column in _source_columns(chunk, mapping):
+        undecodable = chunk[source_column].str.contains(REPLACEMENT_CHARACTER, regex=False)
+        outcomes.record(
+            undecodable, QUARANTINED, "decode", "undecodable_bytes", field=source_column
+        )
 
     for reference in mapping.references:
         values = clean_text(chunk[reference.column])

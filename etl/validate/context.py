@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -155,7 +156,7 @@ def _complete_from_core(
     if not wanted:
         return
     table = ENTITY_TABLES[entity]
-    found = []
+    found: list[Any] = []
     with core_engine(core_url).connect() as connection:
         for start in range(0, len(wanted), batch):
             part = wanted[start : start + batch]
@@ -203,7 +204,8 @@ def _join_lookup(rows: pd.DataFrame, name: str, lookup: dict) -> None:
         first = next(iter(on.values()))
         in_scope = keys.notna().all(axis=1) & keys[first].isin(table[first])
         is_match = (matched["_merge"] == "both").astype("boolean")
-        rows[f"{name}{CONTEXT_SEPARATOR}{lookup['match']}"] = is_match.where(in_scope, pd.NA)
+        # pandas-stubs refuse pd.NA as the replacement of Series.where
+        rows[f"{name}{CONTEXT_SEPARATOR}{lookup['match']}"] = is_match.where(in_scope, pd.NA)  # type: ignore[call-overload]
 
 
 def _key_text(values: pd.Series) -> pd.Series:

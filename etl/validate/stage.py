@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import pyarrow as pa
@@ -297,7 +298,7 @@ def log_problem_rows(
         advice = {
             QUARANTINED: "review with `vardflytt steward list`; fix at source and re-run the batch",
             FLAGGED: "loaded and flagged for review (`vardflytt steward list --flagged`)",
-        }.get(outcome, "by design (declared rule or exact duplicate)")
+        }.get(cast(str, outcome), "by design (declared rule or exact duplicate)")
         LOG.warning(
             "%s %s: %d row(s) %s, reason %s, field %s, rows %s%s; %s",
             system,

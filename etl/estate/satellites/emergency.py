@@ -44,6 +44,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     prefix = "AK" + entry.system.split("_")[-1].upper()[:3]
     patients = hl7.person_rows(rng, pop, cohort.people, cohort.keys, entry.system, prefix)
+    assert entry.site is not None  # every emergency satellite sits at a site
     facility = SITES[entry.site][0]
     ed_units = [
         i
@@ -136,6 +137,7 @@ def _visit_message(ds: Dataset, rows: np.ndarray) -> str:
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:
     patients, visits = datasets["patient"], datasets["visit"]
+    assert entry.site is not None  # every emergency satellite sits at a site
     facility = SITES[entry.site][0]
     write_hl7(
         folder / FILES["patient"],

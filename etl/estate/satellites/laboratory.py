@@ -72,6 +72,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     prefix = entry.system.split("_")[-1].upper()[:3]
     patients = hl7.person_rows(rng, pop, cohort.people, cohort.keys, entry.system, prefix)
+    assert entry.site is not None  # every laboratory satellite sits at a site
     laboratory = f"Klinisk mikrobiologi {SITES[entry.site][0]}" if micro else SITES[entry.site][1]
 
     # Messages: a few per patient, each with one to six results of one sample.
