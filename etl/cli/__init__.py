@@ -93,7 +93,3 @@ app.add_typer(batches_app, name="batches")
 app.add_typer(core_app, name="core")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cutover_app, name="cutover")
-
-
-if __name__ == "__main__":
-    app()
