@@ -392,9 +392,9 @@ def create_app(
     app.add_middleware(AccessLogMiddleware)  # page views, downloads, failed sign-ins (PDL)
     app.add_middleware(SecurityMiddleware, dashboard=dashboard)
 
-    app.add_exception_handler(_Refused, _refused)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _server_error)
+    app.exception_handler(_Refused)(_refused)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(Exception)(_server_error)
     # The pages: imported here, as they import this module's helpers.
     from etl.dashboard.routes import ROUTERS
 
