@@ -689,6 +689,13 @@ def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) 
             "row keys appear in reports and logs, so a key must never be an identity number. "
             "Declare another key."
         )
+    _check_lookups(path, mapping, spec, declared)
+    _check_references(path, mapping, spec)
+
+
+def _check_lookups(
+    path: Path, mapping: EntityMapping, spec: SystemSpec, declared: list[str]
+) -> None:
     for lookup in mapping.lookups:
         if lookup.dataset not in spec.datasets:
             raise MappingError(
@@ -705,6 +712,9 @@ def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) 
                 f"{path}: field 'lookups.as': '{lookup.as_}' is already a column of dataset "
                 f"'{mapping.dataset}'; choose another name"
             )
+
+
+def _check_references(path: Path, mapping: EntityMapping, spec: SystemSpec) -> None:
     for reference in mapping.references:
         if reference.dataset not in spec.datasets:
             raise MappingError(

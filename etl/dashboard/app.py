@@ -31,7 +31,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,7 +39,6 @@ from etl.batch import safe_batch_id
 from etl.dashboard import charts
 from etl.dashboard.access import AccessLogMiddleware
 from etl.dashboard.auth import (
-    SESSION_COOKIE,
     AirflowAuthenticator,
     Authenticator,
     CsrfTokens,
@@ -52,7 +50,7 @@ from etl.dashboard.auth import (
     configured_users,
     dashboard_secret,
 )
-from etl.dashboard.sessions import SESSION_SECONDS, SessionStore
+from etl.dashboard.sessions import SessionStore
 from etl.settings import Settings, get_settings
 
 STYLESHEET = Path(__file__).with_name("static") / "dashboard.css"
@@ -345,6 +343,14 @@ async def current_viewer(request: Request) -> Viewer:
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
 
 
+def current_dashboard(request: Request) -> Dashboard:
+    """The dashboard (settings, authenticator, templates) of the app serving a request."""
+    return request.app.state.dashboard
+
+
+DashboardDep = Annotated[Dashboard, Depends(current_dashboard)]
+
+
 def token_authenticator(settings: Settings) -> Authenticator:
     dashboard = DashboardSettings()
     return TokenAuthenticator(
@@ -386,422 +392,75 @@ def create_app(
     app.add_middleware(AccessLogMiddleware)  # page views, downloads, failed sign-ins (PDL)
     app.add_middleware(SecurityMiddleware, dashboard=dashboard)
 
-    @app.exception_handler(_Refused)
-    async def refused(request: Request, error: _Refused) -> Response:
-        authenticator = dashboard.authenticator
-        if error.status_code == 401:
-            login_url = authenticator.login_url(request)
-            # Inside Airflow a browser goes to Airflow's own sign-in page, which returns it here.
-            if login_url and not authenticator.has_login_form and _is_page_request(request):
-                return RedirectResponse(login_url, 303, headers=COMMON_HEADERS)
-            response = dashboard.render(
-                request,
-                "login.html",
-                None,
-                status_code=401,
-                title="Sign in",
-                message="Sign in to see the cutover dashboard.",
-                login_form=authenticator.has_login_form,
-                login_url=login_url,
-                next_path=request.url.path,
-            )
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        return dashboard.render(
-            request,
-            "error.html",
-            await dashboard.viewer_or_none(request),
-            status_code=403,
-            title="Not allowed",
-            message=error.detail,
-        )
+    app.exception_handler(_Refused)(_refused)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(Exception)(_server_error)
+    # The pages: imported here, as they import this module's helpers.
+    from etl.dashboard.routes import ROUTERS
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        return dashboard.render(
-            request,
-            "error.html",
-            await dashboard.viewer_or_none(request),
-            status_code=error.status_code,
-            title=f"{error.status_code}",
-            message=str(error.detail),
-        )
-
-    @app.exception_handler(Exception)
-    async def server_error(request: Request, error: Exception) -> Response:
-        # The error's text stays in the server's log: it may name things a page must not show.
-        return dashboard.render(
-            request,
-            "error.html",
-            await dashboard.viewer_or_none(request),
-            status_code=500,
-            title="500",
-            message="Something went wrong on the server; the dashboard's log has the details. "
-            "Try again, or go back to a page in the menu above.",
-        )
-
-    # ------------------------------------------------------------------ sign in / out
-
-    @app.get("/login", name="login_form", response_class=HTMLResponse)
-    def login_form(request: Request, next: str = "") -> Response:
-        authenticator = dashboard.authenticator
-        return dashboard.render(
-            request,
-            "login.html",
-            None,
-            title="Sign in",
-            message=None,
-            login_form=authenticator.has_login_form,
-            login_url=authenticator.login_url(request),
-            next_path=next,
-        )
-
-    def login_refused(request: Request, status_code: int, message: str, next_path: str):
-        authenticator = dashboard.authenticator
-        return dashboard.render(
-            request,
-            "login.html",
-            None,
-            status_code=status_code,
-            title="Sign in",
-            message=message,
-            login_form=authenticator.has_login_form,
-            login_url=authenticator.login_url(request),
-            next_path=next_path,
-        )
-
-    @app.post("/login", name="login")
-    async def login(request: Request) -> Response:
-        authenticator = dashboard.authenticator
-        form = await request.form()
-        name = str(form.get("name", "")).strip()[:200]
-        token = str(form.get("token", ""))
-        next_path = str(form.get("next", ""))
-        if not isinstance(authenticator, TokenAuthenticator):
-            return login_refused(request, 401, "Sign in through Airflow.", next_path)
-        address = request.client.host if request.client else "unknown"
-        store = authenticator.store
-        lockout = await run_in_threadpool(store.lockout, name, address)
-        if lockout is not None:
-            # Refused even with the right token: otherwise the limit would not stop guessing.
-            retry_at = dt.datetime.fromtimestamp(lockout.retry_at, dt.UTC)
-            minutes = -(-lockout.retry_after_seconds // 60)
-            whose = "for this user" if lockout.scope == "user" else "from this address"
-            response = login_refused(
-                request,
-                429,
-                f"Too many failed sign-ins {whose}. "
-                f"Try again after {retry_at:%H:%M:%S} UTC (in {minutes} min).",
-                next_path,
-            )
-            response.headers["Retry-After"] = str(lockout.retry_after_seconds)
-            return response
-        user = authenticator.user_for_token(token, name) if name else None
-        if user is None:
-            await run_in_threadpool(store.record_failure, name, address)
-            # Never says which of the two was wrong: no guessing user names.
-            return login_refused(request, 401, "That user name and token do not match.", next_path)
-        await run_in_threadpool(store.clear_failures, user.name)
-        cookie = await run_in_threadpool(authenticator.session_cookie, user)
-        response = RedirectResponse(_local_path(request, next_path), 303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            cookie,
-            max_age=SESSION_SECONDS,
-            httponly=True,
-            samesite="strict",
-            secure=dashboard.options.tls or request.url.scheme == "https",
-            path=request.scope.get("root_path") or "/",
-        )
-        return response
-
-    @app.post("/logout", name="logout")
-    async def logout(request: Request, viewer: ViewerDep) -> Response:
-        await _require_csrf(request, viewer)
-        authenticator = dashboard.authenticator
-        if isinstance(authenticator, TokenAuthenticator):
-            # Server-side: the cookie, wherever a copy of it is, opens nothing from now on.
-            await run_in_threadpool(authenticator.end_session, viewer)
-        response = RedirectResponse(url_path(request, "login_form"), 303)
-        response.delete_cookie(
-            SESSION_COOKIE,
-            path=request.scope.get("root_path") or "/",
-            httponly=True,
-            samesite="strict",
-            secure=dashboard.options.tls or request.url.scheme == "https",
-        )
-        return response
-
-    async def _require_csrf(request: Request, viewer: Viewer) -> dict:
-        form = dict(await request.form(max_fields=5000))
-        # a file posted as csrf is not refused cleanly (500, not 403): left for the app split
-        if viewer.needs_csrf and not dashboard.csrf.is_valid(viewer, form.get("csrf")):  # type: ignore[arg-type]
-            raise _Refused(403, "the form has expired or did not come from this dashboard")
-        return form
-
-    # ------------------------------------------------------------------ pages
-
-    @app.get("/", name="waves", response_class=HTMLResponse)
-    def waves_page(request: Request, viewer: ViewerDep) -> Response:
-        from etl.dashboard import data
-        from etl.steward.queue import summary
-
-        with dashboard.connection() as connection:
-            latest = data.batch_figures(connection, data.latest_batch_ids(connection))
-            plan, plan_problem = data.load_wave_plan(Path(dashboard.settings.mappings_dir))
-            core = data.core_now(connection, plan)
-            waves = data.waves(
-                connection, plan, evaluate=data.criteria_now(dashboard.settings), core=core
-            )
-        latest_totals = data.totals(latest)
-        evaluated = latest_totals["rows_evaluated"]
-        return dashboard.render(
-            request,
-            "waves.html",
-            viewer,
-            section="waves",
-            title="Waves",
-            waves=waves,
-            core=core,
-            core_chart=core_chart(core),
-            plan_problem=plan_problem,
-            latest=sorted(latest, key=lambda b: b.system),
-            latest_totals=latest_totals,
-            latest_pass_rate=1 - latest_totals["rows_failed"] / evaluated if evaluated else None,
-            accounted=sum(1 for b in latest if b.is_accounted),
-            open_problems=sum(row.open for row in summary(dashboard.settings)),
-        )
-
-    @app.get("/waves/{wave}", name="wave", response_class=HTMLResponse)
-    def wave_page(request: Request, wave: str, viewer: ViewerDep) -> Response:
-        from etl.dashboard import data
-
-        with dashboard.connection() as connection:
-            detail = data.wave_detail(
-                connection,
-                wave,
-                wave_plan(dashboard.settings),
-                evaluate=data.criteria_now(dashboard.settings),
-            )
-        _require_wave(detail)
-        packs = dashboard.evidence_root() / wave
-        recorded = sorted(p.stem for p in packs.glob("*.zip")) if packs.is_dir() else []
-        return dashboard.render(
-            request,
-            "wave.html",
-            viewer,
-            section="waves",
-            title=f"Wave {wave}",
-            wave=detail,
-            waiting=go_no_go_waiting(dashboard.settings, detail),
-            recorded_packs=[
-                (label, url_path(request, "recorded_evidence", wave=wave, label=label))
-                for label in reversed(recorded)
-            ],
-        )
-
-    @app.get("/waves/{wave}/evidence", name="evidence")
-    def evidence(request: Request, wave: str, viewer: ViewerDep) -> Response:
-        """A fresh evidence pack of the wave (etl/cutover/evidence.py's format), as a zip."""
-        import tempfile
-
-        from etl.dashboard import data
-
-        with dashboard.connection() as connection:
-            _require_wave(data.wave_detail(connection, wave, wave_plan(dashboard.settings)))
-        label = f"dashboard_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
-        from etl.core.files import private_dir
-        from etl.cutover.evidence import write_pack
-
-        # Working files under the home (an allowed storage root, owner-only), not the system's
-        # shared temporary folder; removed when the download is built, or when it fails.
-        scratch_root = private_dir(Path(dashboard.settings.home) / "tmp")
-        with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
-            root = write_pack(
-                dashboard.settings, wave, label, Path(scratch), {"downloaded_by": viewer.name}
-            )
-            content = root.with_suffix(".zip").read_bytes()
-        return _zip(content, f"evidence_{safe_batch_id(wave)}_{label}.zip")
-
-    @app.get("/waves/{wave}/evidence/{label}", name="recorded_evidence")
-    def recorded_evidence(wave: str, label: str, viewer: ViewerDep) -> Response:
-        """A pack the cutover recorded (``<home>/evidence/<wave>/<label>.zip``)."""
-        try:
-            base = (dashboard.evidence_root() / wave).resolve()
-            target = (base / f"{label}.zip").resolve()
-            is_found = target.is_relative_to(dashboard.evidence_root().resolve())
-            is_found = is_found and target.is_file()
-        except (ValueError, OSError):  # a name no file can have
-            is_found = False
-        if not is_found:
-            raise StarletteHTTPException(404, "no such evidence pack")
-        return _zip(target.read_bytes(), f"evidence_{safe_batch_id(wave)}_{target.stem}.zip")
-
-    @app.get("/waves/{wave}/evidence/{label}/evidence.md", name="recorded_evidence_text")
-    def recorded_evidence_text(request: Request, wave: str, label: str, viewer: ViewerDep):
-        """A recorded pack's ``evidence.md``, as text in a page: what the go/no-go request in
-        Airflow links to (``etl.cutover.airflow_hitl.evidence_links``)."""
-        try:
-            root = dashboard.evidence_root().resolve()
-            target = (root / wave / label / "evidence.md").resolve()
-            is_found = target.is_relative_to(root) and target.is_file()
-        except (ValueError, OSError):  # a name no file can have
-            is_found = False
-        if not is_found:
-            raise StarletteHTTPException(404, "no such evidence pack")
-        has_zip = target.parent.with_name(f"{target.parent.name}.zip").is_file()
-        return dashboard.render(
-            request,
-            "evidence.html",
-            viewer,
-            section="waves",
-            title=f"Evidence pack {label} of wave {wave}",
-            wave_name=wave,
-            label=label,
-            text=target.read_text("utf-8", errors="replace"),
-            zip_href=(
-                url_path(request, "recorded_evidence", wave=wave, label=label) if has_zip else None
-            ),
-        )
-
-    @app.get("/runs", name="runs", response_class=HTMLResponse)
-    def runs_page(request: Request, viewer: ViewerDep) -> Response:
-        from etl.dashboard import data
-
-        with dashboard.connection() as connection:
-            history = data.runs(connection)
-        return dashboard.render(
-            request,
-            "runs.html",
-            viewer,
-            section="runs",
-            title="Runs and trends",
-            runs=history,
-            **trend_charts(history),
-        )
-
-    @app.get("/runs/{run_id}", name="run", response_class=HTMLResponse)
-    def run_page(request: Request, run_id: str, viewer: ViewerDep) -> Response:
-        from etl.dashboard import data
-
-        with dashboard.connection() as connection:
-            batch_ids = data.run_batch_ids(connection, run_id)
-            if not batch_ids:  # a batch loaded without a run id is a run of its own
-                batch_ids = [run_id]
-            batches = data.batch_figures(connection, batch_ids)
-            if not batches:
-                raise StarletteHTTPException(404, f"no run {run_id!r}")
-            checks = data.check_rows(connection, batch_ids)
-        run = data.RunSummary(run_id=run_id, batches=sorted(batches, key=lambda b: b.system))
-        return dashboard.render(
-            request,
-            "run.html",
-            viewer,
-            section="runs",
-            title=f"Run {run_id}",
-            run=run,
-            checks=checks,
-            validation_report=_validation_href(request, dashboard, run_id),
-            batch_reports=[
-                (
-                    batch.system,
-                    batch.batch_id,
-                    _batch_report_href(request, dashboard, batch.batch_id, "summary.html"),
-                    _batch_report_href(request, dashboard, batch.batch_id, DATA_DOCS_INDEX),
-                )
-                for batch in run.batches
-            ],
-        )
-
-    @app.get("/steward", name="steward", response_class=HTMLResponse)
-    def steward_page(
-        request: Request,
-        viewer: ViewerDep,
-        system: str = "",
-        check: str = "",
-        reason: str = "",
-        status: str = "open",
-        kind: str = "quarantined",
-        batch: str = "",
-        result: str = "",
-    ) -> Response:
-        # The banner is never text from the URL: only an outcome this dashboard signed for
-        # this viewer a moment ago (a crafted or forwarded link shows nothing).
-        notice, error = _read_result(dashboard, viewer, result)
-        return render_steward(
-            request, dashboard, viewer, system, check, reason, status, kind, batch, notice, error
-        )
-
-    @app.post("/steward/decide", name="steward_decide")
-    async def steward_decide(request: Request, viewer: ViewerDep) -> Response:
-        if not viewer.can_act:
-            raise _Refused(403, "only data stewards may decide on quarantined rows")
-        form = await request.form(max_fields=5000)
-        # a file posted as csrf is not refused cleanly (500, not 403): left for the app split
-        if viewer.needs_csrf and not dashboard.csrf.is_valid(viewer, form.get("csrf")):  # type: ignore[arg-type]
-            raise _Refused(403, "the form has expired or did not come from this dashboard")
-        handles = [str(h) for h in form.getlist("handle")]
-        decision = str(form.get("decision", ""))
-        justification = str(form.get("justification", "")).strip() or None
-        back = _local_path(request, str(form.get("back", "")), default="steward")
-        message = await run_in_threadpool(
-            _decide, dashboard.settings, viewer, handles, decision, justification
-        )
-        signed = dashboard.results.dumps(
-            {"viewer": viewer.name, "ok": message.ok, "text": message.text}
-        )
-        separator = "&" if "?" in back else "?"
-        return RedirectResponse(f"{back}{separator}{urlencode({'result': signed})}", 303)
-
-    @app.get("/reports", name="reports", response_class=HTMLResponse)
-    def reports_page(request: Request, viewer: ViewerDep) -> Response:
-        root = dashboard.validation_root()
-        runs = (
-            sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != BATCH_REPORTS)
-            if root.is_dir()
-            else []
-        )
-        return dashboard.render(
-            request,
-            "reports.html",
-            viewer,
-            section="reports",
-            title="Reports",
-            mapping_docs=_mapping_docs_href(request, dashboard),
-            validation=[
-                (
-                    name,
-                    _report_file_href(request, dashboard, name, "summary.html"),
-                    _report_file_href(request, dashboard, name, DATA_DOCS_INDEX),
-                )
-                for name in reversed(runs)
-            ],
-            batch_reports=[
-                (
-                    name,
-                    _report_file_href(request, dashboard, name, "summary.html"),
-                    _report_file_href(request, dashboard, name, DATA_DOCS_INDEX),
-                )
-                for name in _batch_report_folders(dashboard)
-            ],
-        )
-
-    # Report files are served under the same layout as ``<home>`` (docs/, reports/validation/),
-    # so the relative links between them (a summary's link to the mapping docs) resolve.
-    @app.get("/files/docs/{path:path}", name="docs_file")
-    def docs_file(path: str, viewer: ViewerDep) -> Response:
-        return _serve_file(dashboard.docs_root(), path, dashboard.frame_ancestors)
-
-    @app.get("/files/reports/validation/{path:path}", name="validation_file")
-    def validation_file(path: str, viewer: ViewerDep) -> Response:
-        return _serve_file(dashboard.validation_root(), path, dashboard.frame_ancestors)
-
-    @app.get("/files/validation/{path:path}", name="validation_file_before")
-    def validation_file_before(request: Request, path: str, viewer: ViewerDep) -> Response:
-        """Where validation reports were served before: links people kept still work."""
-        return RedirectResponse(url_path(request, "validation_file", path=path), 308)
-
+    for router in ROUTERS:
+        app.include_router(router)
     return app
+
+
+# --------------------------------------------------------------------------- error pages
+
+
+async def _refused(request: Request, error: _Refused) -> Response:
+    dashboard: Dashboard = request.app.state.dashboard
+    authenticator = dashboard.authenticator
+    if error.status_code == 401:
+        login_url = authenticator.login_url(request)
+        # Inside Airflow a browser goes to Airflow's own sign-in page, which returns it here.
+        if login_url and not authenticator.has_login_form and _is_page_request(request):
+            return RedirectResponse(login_url, 303, headers=COMMON_HEADERS)
+        response = dashboard.render(
+            request,
+            "login.html",
+            None,
+            status_code=401,
+            title="Sign in",
+            message="Sign in to see the cutover dashboard.",
+            login_form=authenticator.has_login_form,
+            login_url=login_url,
+            next_path=request.url.path,
+        )
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    return dashboard.render(
+        request,
+        "error.html",
+        await dashboard.viewer_or_none(request),
+        status_code=403,
+        title="Not allowed",
+        message=error.detail,
+    )
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    dashboard: Dashboard = request.app.state.dashboard
+    return dashboard.render(
+        request,
+        "error.html",
+        await dashboard.viewer_or_none(request),
+        status_code=error.status_code,
+        title=f"{error.status_code}",
+        message=str(error.detail),
+    )
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    dashboard: Dashboard = request.app.state.dashboard
+    # The error's text stays in the server's log: it may name things a page must not show.
+    return dashboard.render(
+        request,
+        "error.html",
+        await dashboard.viewer_or_none(request),
+        status_code=500,
+        title="500",
+        message="Something went wrong on the server; the dashboard's log has the details. "
+        "Try again, or go back to a page in the menu above.",
+    )
 
 
 def url_path(request: Request, name: str, **params: Any) -> str:

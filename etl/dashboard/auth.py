@@ -314,8 +314,9 @@ class CsrfTokens:
     def issue(self, viewer: Viewer) -> str:
         return self.serializer.dumps({"user": viewer.name, "session": _session_binding(viewer)})
 
-    def is_valid(self, viewer: Viewer, token: str | None) -> bool:
-        if not token:
+    def is_valid(self, viewer: Viewer, token: object) -> bool:
+        """A form's token, as posted: anything but a non-empty string (a file, say) is refused."""
+        if not isinstance(token, str) or not token:
             return False
         try:
             signed = self.serializer.loads(token, max_age=SESSION_SECONDS)

@@ -285,6 +285,29 @@ def batch_figures(
             setattr(item, name, int(getattr(row, name) or 0))
         item.entities, item.unverified_entities = int(row.entities), int(row.unverified or 0)
 
+    _add_checks(connection, batch, batch_ids)
+    table = access_log
+    first_access = sa.select(
+        table.c.batch_id, sa.func.min(table.c.accessed_at).label("first_access_at")
+    ).group_by(table.c.batch_id)
+    by_batch: dict[str, list[SystemBatch]] = {}
+    for (batch_id, _system), item in batches.items():
+        by_batch.setdefault(batch_id, []).append(item)
+    for row in _rows(connection, first_access, table.c.batch_id, batch_ids):
+        for item in by_batch.get(row.batch_id, []):
+            item.first_access_at = _utc(row.first_access_at)
+
+    _add_promotions(connection, batches, batch_ids)
+    label_runs(connection, list(batches.values()))
+    return sorted(batches.values(), key=lambda b: (b.started_at or _EPOCH, b.system))
+
+
+def _add_checks(
+    connection: sa.Connection,
+    batch: Callable[[str, str], SystemBatch],
+    batch_ids: Sequence[str] | None,
+) -> None:
+    """DQ figures per batch; a batch the gate stopped has no load_batch row, only these."""
     table = dq_result
     checks = sa.select(
         table.c.batch_id,
@@ -305,17 +328,13 @@ def batch_figures(
             item.status, item.run_id = GATE_STOPPED, row.run_id
             item.finished_at = _utc(row.evaluated_at)
 
-    table = access_log
-    first_access = sa.select(
-        table.c.batch_id, sa.func.min(table.c.accessed_at).label("first_access_at")
-    ).group_by(table.c.batch_id)
-    by_batch: dict[str, list[SystemBatch]] = {}
-    for (batch_id, _system), item in batches.items():
-        by_batch.setdefault(batch_id, []).append(item)
-    for row in _rows(connection, first_access, table.c.batch_id, batch_ids):
-        for item in by_batch.get(row.batch_id, []):
-            item.first_access_at = _utc(row.first_access_at)
 
+def _add_promotions(
+    connection: sa.Connection,
+    batches: dict[tuple[str, str], SystemBatch],
+    batch_ids: Sequence[str] | None,
+) -> None:
+    """The promotion of each batch that has one (wave, kind, state, rows changed)."""
     table = promotion
     promoted = sa.select(
         table.c.batch_id,
@@ -337,8 +356,6 @@ def batch_figures(
             item.rows_inserted = int(row.rows_inserted or 0)
             item.rows_updated = int(row.rows_updated or 0)
             item.rows_deleted = int(row.rows_deleted or 0)
-    label_runs(connection, list(batches.values()))
-    return sorted(batches.values(), key=lambda b: (b.started_at or _EPOCH, b.system))
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -665,14 +682,7 @@ def waves(
     def only(column):
         return column.in_(list(found)) if names is not None else sa.true()
 
-    for name, planned in plan.items():
-        if name in found:
-            wave = found[name]
-            wave.title, wave.site = planned.get("title", ""), planned.get("site", "")
-            wave.planned_start = planned.get("planned_start")
-            wave.planned_end = planned.get("planned_end")
-            wave.planned_systems = list(planned.get("systems") or [])
-            wave.plan_criteria = dict(planned.get("criteria") or {})
+    _add_plan(found, plan)
     for row in connection.execute(sa.select(cutover_wave).where(only(cutover_wave.c.wave))):
         found[row.wave].state, found[row.wave].updated_at = row.state, _utc(row.updated_at)
     table = cutover_transition
@@ -691,6 +701,40 @@ def waves(
                 evidence=_evidence(row.evidence),
             )
         )
+    _add_approvals(connection, found, only)
+    wave_batches = connection.execute(
+        sa.select(promotion.c.wave, promotion.c.batch_id).where(
+            promotion.c.wave.is_not(None) & only(promotion.c.wave)
+        )
+    ).all()
+    figures = {b.batch_id: b for b in batch_figures(connection, [r.batch_id for r in wave_batches])}
+    for row in wave_batches:
+        if row.batch_id in figures and row.wave in found:
+            found[row.wave].batches.append(figures[row.batch_id])
+    _add_reconciliation(connection, found, only)
+    core = core or core_now(connection, plan)
+    for wave in found.values():
+        wave.systems = core.for_wave(wave.name)
+        wave.batches.sort(key=lambda b: (b.started_at or _EPOCH, b.system))
+        wave.latest = _latest_loaded(wave.batches)
+        _set_criteria(wave, evaluate)
+    order = {name: index for index, name in enumerate(plan)}
+    return sorted(found.values(), key=lambda w: (order.get(w.name, len(order)), w.name))
+
+
+def _add_plan(found: dict[str, Wave], plan: dict[str, dict]) -> None:
+    """What the plan (mappings/waves.yaml) says of each wave found."""
+    for name, planned in plan.items():
+        if name in found:
+            wave = found[name]
+            wave.title, wave.site = planned.get("title", ""), planned.get("site", "")
+            wave.planned_start = planned.get("planned_start")
+            wave.planned_end = planned.get("planned_end")
+            wave.planned_systems = list(planned.get("systems") or [])
+            wave.plan_criteria = dict(planned.get("criteria") or {})
+
+
+def _add_approvals(connection: sa.Connection, found: dict[str, Wave], only: Callable) -> None:
     table = cutover_approval
     for row in connection.execute(
         sa.select(table).where(only(table.c.wave)).order_by(table.c.at, table.c.approval_id)
@@ -708,15 +752,10 @@ def waves(
                     note=screened_note(row.note),
                 )
             )
-    wave_batches = connection.execute(
-        sa.select(promotion.c.wave, promotion.c.batch_id).where(
-            promotion.c.wave.is_not(None) & only(promotion.c.wave)
-        )
-    ).all()
-    figures = {b.batch_id: b for b in batch_figures(connection, [r.batch_id for r in wave_batches])}
-    for row in wave_batches:
-        if row.batch_id in figures and row.wave in found:
-            found[row.wave].batches.append(figures[row.batch_id])
+
+
+def _add_reconciliation(connection: sa.Connection, found: dict[str, Wave], only: Callable) -> None:
+    """The latest reconciliation of each system and entity of a wave."""
     table = wave_reconciliation
     latest_check: dict[tuple[str, str, str], Reconciliation] = {}
     for row in connection.execute(
@@ -737,22 +776,20 @@ def waves(
     for (name, _system, _entity), item in sorted(latest_check.items()):
         if name in found:
             found[name].reconciliation.append(item)
-    core = core or core_now(connection, plan)
-    for wave in found.values():
-        wave.systems = core.for_wave(wave.name)
-        wave.batches.sort(key=lambda b: (b.started_at or _EPOCH, b.system))
-        wave.latest = _latest_loaded(wave.batches)
-        for transition in reversed(wave.transitions):
-            recorded = criteria_from_evidence(transition.evidence)
-            if recorded:
-                wave.criteria, wave.criteria_source = recorded, "ledger"
-                wave.criteria_at, wave.criteria_state = transition.at, transition.to_state
-                break
-        else:
-            if wave.plan_criteria and evaluate is not None:
-                wave.criteria, wave.criteria_source = evaluate(wave.name), "current"
-    order = {name: index for index, name in enumerate(plan)}
-    return sorted(found.values(), key=lambda w: (order.get(w.name, len(order)), w.name))
+
+
+def _set_criteria(wave: Wave, evaluate: Callable[[str], list[Criterion]] | None) -> None:
+    """The go/no-go criteria of the latest transition that recorded them, or else (when the
+    plan has criteria) as ``evaluate`` finds them now."""
+    for transition in reversed(wave.transitions):
+        recorded = criteria_from_evidence(transition.evidence)
+        if recorded:
+            wave.criteria, wave.criteria_source = recorded, "ledger"
+            wave.criteria_at, wave.criteria_state = transition.at, transition.to_state
+            break
+    else:
+        if wave.plan_criteria and evaluate is not None:
+            wave.criteria, wave.criteria_source = evaluate(wave.name), "current"
 
 
 def wave_detail(
@@ -1042,21 +1079,14 @@ def _newest_batches(connection: sa.Connection) -> tuple[dict[str, str], str | No
     return newest, (max(moments)[1] if moments else None)
 
 
-def core_now(connection: sa.Connection, plan: dict[str, dict] | None = None) -> CoreNow:
-    """Per source system (every system of the plan, and every system with a batch): its rows in
-    the core from the promotion ledger, its batches, its newest batch and the latest run's."""
-    plan = plan or {}
-    wave_of = {system: name for name, item in plan.items() for system in item.get("systems") or []}
-    found: dict[str, SystemInCore] = {
-        name: SystemInCore(system=name, wave=wave, is_planned=True)
-        for name, wave in wave_of.items()
-    }
-
-    def system(name: str) -> SystemInCore:
-        if name not in found:
-            found[name] = SystemInCore(system=name)
-        return found[name]
-
+def _add_promotion_ledger(
+    connection: sa.Connection,
+    system: Callable[[str], SystemInCore],
+    wave_of: dict[str, str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each system's promoted and rolled-back batches and rows in the core, from the promotion
+    ledger; returns each system's last promoted batch and the last wave its batches were
+    tagged with."""
     last_promoted: dict[str, str] = {}
     tagged: dict[str, str] = {}
     for row in connection.execute(
@@ -1080,12 +1110,14 @@ def core_now(connection: sa.Connection, plan: dict[str, dict] | None = None) -> 
                 item.wave_batches += 1
         elif row.state == ROLLED_BACK:
             item.rolled_back_batches += 1
-    newest, newest_of_all = _newest_batches(connection)
-    for name in newest:
-        system(name)
-    for item in found.values():
-        if not item.is_planned:
-            item.wave = tagged.get(item.system)
+    return last_promoted, tagged
+
+
+def _latest_run(
+    connection: sa.Connection, newest_of_all: str | None
+) -> tuple[str | None, list[str]]:
+    """The run of the newest batch of all (a batch loaded without a run id is a run of its
+    own) and its batches; none when there is no batch."""
     run_ids: list[str] = []
     latest_run_id: str | None = None
     if newest_of_all is not None:
@@ -1100,6 +1132,32 @@ def core_now(connection: sa.Connection, plan: dict[str, dict] | None = None) -> 
             ).scalar()
         latest_run_id = run_of or newest_of_all
         run_ids = run_batch_ids(connection, run_of) if run_of else [newest_of_all]
+    return latest_run_id, run_ids
+
+
+def core_now(connection: sa.Connection, plan: dict[str, dict] | None = None) -> CoreNow:
+    """Per source system (every system of the plan, and every system with a batch): its rows in
+    the core from the promotion ledger, its batches, its newest batch and the latest run's."""
+    plan = plan or {}
+    wave_of = {system: name for name, item in plan.items() for system in item.get("systems") or []}
+    found: dict[str, SystemInCore] = {
+        name: SystemInCore(system=name, wave=wave, is_planned=True)
+        for name, wave in wave_of.items()
+    }
+
+    def system(name: str) -> SystemInCore:
+        if name not in found:
+            found[name] = SystemInCore(system=name)
+        return found[name]
+
+    last_promoted, tagged = _add_promotion_ledger(connection, system, wave_of)
+    newest, newest_of_all = _newest_batches(connection)
+    for name in newest:
+        system(name)
+    for item in found.values():
+        if not item.is_planned:
+            item.wave = tagged.get(item.system)
+    latest_run_id, run_ids = _latest_run(connection, newest_of_all)
     wanted = {*last_promoted.values(), *newest.values(), *run_ids}
     figures = {(b.batch_id, b.system): b for b in batch_figures(connection, sorted(wanted))}
     for name, batch_id in last_promoted.items():

@@ -502,6 +502,57 @@ def _patreg_offset(name: str) -> tuple[int, int]:
     raise KeyError(name)
 
 
+def _melior_new_contact(
+    files: dict[str, _MeliorFile],
+    report: ActivityReport,
+    rng: np.random.Generator,
+    clock: _Clock,
+    next_key: dict[str, int],
+    contacts: pd.DataFrame,
+    diagnoses: pd.DataFrame,
+    patnr: str,
+) -> None:
+    """A new care contact of ``patnr`` (like their latest), with one or two new diagnoses."""
+    template = contacts[contacts["PATNR"] == patnr].iloc[-1]
+    start = clock.minute()
+    contact_key = str(next_key["kontakt"])
+    next_key["kontakt"] += 1
+    files["kontakt"].records.append(
+        files["kontakt"].encode(
+            {
+                "KONTAKTNR": contact_key,
+                "PATNR": patnr,
+                "ENHET_HSA": template["ENHET_HSA"],
+                "INSKRIVNING": _minutes_text(start),
+                "UTSKRIVNING": _minutes_text(start + 45),
+                "KONTAKTTYP": "ÖPPENVÅRD",
+                "SPARR": "N",
+            }
+        )
+    )
+    report.add("melior", "kontakt", [contact_key], NEW, "new_care_contact")
+    doctor = diagnoses.loc[diagnoses["PATNR"] == patnr, "LAKARE_HSA"].iloc[-1]
+    for position in range(int(rng.integers(1, 3))):
+        code, text = ICD10_SE[int(rng.integers(0, len(ICD10_SE)))]
+        diagnosis_key = str(next_key["diagnos"])
+        next_key["diagnos"] += 1
+        files["diagnos"].records.append(
+            files["diagnos"].encode(
+                {
+                    "DIAGNOSNR": diagnosis_key,
+                    "PATNR": patnr,
+                    "KONTAKTNR": contact_key,
+                    "DIAGNOSKOD": code,
+                    "DIAGNOSTEXT": text,
+                    "DIAGNOSDATUM": _day_text(start // MINUTES_PER_DAY, "DD.MM.YYYY"),
+                    "HUVUDDIAGNOS": "J" if position == 0 else "N",
+                    "LAKARE_HSA": doctor,
+                }
+            )
+        )
+        report.add("melior", "diagnos", [diagnosis_key], NEW, "new_diagnosis")
+
+
 def _melior_activity(
     folder: Path, truth: _Truth, rng: np.random.Generator, clock: _Clock, report: ActivityReport
 ) -> None:
@@ -589,44 +640,7 @@ def _melior_activity(
     )
     for patnr in _choose(rng, with_history, 2):
         busy_patients.add(patnr)
-        template = contacts[contacts["PATNR"] == patnr].iloc[-1]
-        start = clock.minute()
-        contact_key = str(next_key["kontakt"])
-        next_key["kontakt"] += 1
-        files["kontakt"].records.append(
-            files["kontakt"].encode(
-                {
-                    "KONTAKTNR": contact_key,
-                    "PATNR": patnr,
-                    "ENHET_HSA": template["ENHET_HSA"],
-                    "INSKRIVNING": _minutes_text(start),
-                    "UTSKRIVNING": _minutes_text(start + 45),
-                    "KONTAKTTYP": "ÖPPENVÅRD",
-                    "SPARR": "N",
-                }
-            )
-        )
-        report.add("melior", "kontakt", [contact_key], NEW, "new_care_contact")
-        doctor = diagnoses.loc[diagnoses["PATNR"] == patnr, "LAKARE_HSA"].iloc[-1]
-        for position in range(int(rng.integers(1, 3))):
-            code, text = ICD10_SE[int(rng.integers(0, len(ICD10_SE)))]
-            diagnosis_key = str(next_key["diagnos"])
-            next_key["diagnos"] += 1
-            files["diagnos"].records.append(
-                files["diagnos"].encode(
-                    {
-                        "DIAGNOSNR": diagnosis_key,
-                        "PATNR": patnr,
-                        "KONTAKTNR": contact_key,
-                        "DIAGNOSKOD": code,
-                        "DIAGNOSTEXT": text,
-                        "DIAGNOSDATUM": _day_text(start // MINUTES_PER_DAY, "DD.MM.YYYY"),
-                        "HUVUDDIAGNOS": "J" if position == 0 else "N",
-                        "LAKARE_HSA": doctor,
-                    }
-                )
-            )
-            report.add("melior", "diagnos", [diagnosis_key], NEW, "new_diagnosis")
+        _melior_new_contact(files, report, rng, clock, next_key, contacts, diagnoses, patnr)
 
     # A new lab result: a living patient's earlier analysis, taken again.
     results = clean("labsvar")

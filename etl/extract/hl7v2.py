@@ -158,10 +158,26 @@ class _Stray(NamedTuple):
     line: int  # where the stray text starts
 
 
+@dataclass
+class _Held:
+    """The message being read and the stray text seen since, until they are complete."""
+
+    message: _Message | None = None
+    stray: int | None = None  # the line where the stray text starts
+
+    def flush(self) -> Iterator[_Message | _Stray]:
+        """The message held, then the stray text held; neither is held after."""
+        if self.message is not None:
+            yield self.message
+            self.message = None
+        if self.stray is not None:
+            yield _Stray(self.stray)
+            self.stray = None
+
+
 def _units(handle: TextIO) -> Iterator[_Message | _Stray]:
     """Messages and stretches of stray text, in file order."""
-    message: _Message | None = None
-    stray: int | None = None
+    held = _Held()
     for number, line in enumerate(handle, 1):
         body = line.rstrip("\r\n")  # newline="": at most one terminator, at the end
         if number == 1:
@@ -171,43 +187,30 @@ def _units(handle: TextIO) -> Iterator[_Message | _Stray]:
         had_text = False
         for piece in pieces:
             if piece in (START_BLOCK, END_BLOCK):
-                if message is not None:
-                    if piece == START_BLOCK and had_text:
-                        message.problem = f"MLLP start block inside line {number}"
-                    yield message
-                    message = None
-                if stray is not None:
-                    yield _Stray(stray)
-                    stray = None
+                if held.message is not None and piece == START_BLOCK and had_text:
+                    held.message.problem = f"MLLP start block inside line {number}"
+                yield from held.flush()
                 may_start = piece == START_BLOCK
-                continue
-            if not piece:
-                continue
-            if may_start and is_message_start(piece):
-                if message is not None:
-                    yield message
-                if stray is not None:
-                    yield _Stray(stray)
-                    stray = None
-                message = _Message(number, [(number, piece)])
-            elif may_start and _is_envelope(piece):
-                if message is not None:
-                    yield message
-                    message = None
-                if stray is not None:
-                    yield _Stray(stray)
-                    stray = None
-            elif not piece.strip(" \t"):
-                pass  # a blank line, wherever it is, holds nothing to lose
-            elif message is not None:
-                message.segments.append((number, piece))
-            elif stray is None:
-                stray = number
-            may_start, had_text = False, True
-    if message is not None:
-        yield message
-    if stray is not None:
-        yield _Stray(stray)
+            elif piece:
+                yield from _text(held, number, piece, may_start)
+                may_start, had_text = False, True
+    yield from held.flush()
+
+
+def _text(held: _Held, number: int, piece: str, may_start: bool) -> Iterator[_Message | _Stray]:
+    """A piece of text of line ``number`` (between framing blocks): a message's first segment,
+    an envelope segment, a segment of the message held, or stray text."""
+    if may_start and is_message_start(piece):
+        yield from held.flush()
+        held.message = _Message(number, [(number, piece)])
+    elif may_start and _is_envelope(piece):
+        yield from held.flush()
+    elif not piece.strip(" \t"):
+        pass  # a blank line, wherever it is, holds nothing to lose
+    elif held.message is not None:
+        held.message.segments.append((number, piece))
+    elif held.stray is None:
+        held.stray = number
 
 
 def _is_envelope(text: str) -> bool:
@@ -277,19 +280,6 @@ def _unescape(text: str, delimiters: _Delimiters, encoding: str, where: str) -> 
     parts: list[str] = []
     pending = bytearray()  # consecutive \X..\ bytes, decoded together (multi-byte characters)
 
-    def decode_pending() -> None:
-        if pending:
-            try:
-                decoded = pending.decode(encoding)
-            except (UnicodeDecodeError, LookupError):
-                raise _FieldError(
-                    INVALID_ESCAPE, f"hex escape not valid {encoding} in {where}"
-                ) from None
-            if _BAD_DECODED.search(decoded):
-                raise _FieldError(CONTROL_CHARACTER, f"control character in {where}")
-            parts.append(decoded)
-            pending.clear()
-
     position = 0
     while (start := text.find(escape, position)) >= 0:
         end = text.find(escape, start + 1)
@@ -297,27 +287,46 @@ def _unescape(text: str, delimiters: _Delimiters, encoding: str, where: str) -> 
         if end < 0 or forbidden.intersection(sequence):
             raise _FieldError(INVALID_ESCAPE, f"unterminated escape sequence in {where}")
         if start > position:
-            decode_pending()
+            _decode_pending(pending, parts, encoding, where)
             parts.append(text[position:start])
         position = end + 1
         if sequence[:1] == "X" and _HEX.fullmatch(sequence, 1):
             pending += bytes.fromhex(sequence[1:])
             continue
-        decode_pending()
-        if sequence in mapped:
-            parts.append(mapped[sequence])
-        elif sequence in _FORMATTING:
-            parts.append(_FORMATTING[sequence])
-        elif sequence[:3] in (".sp", ".sk", ".in", ".ti") and _COUNT.fullmatch(sequence, 3):
-            count = int(sequence[3:].lstrip("+") or "1") if sequence[3:4] != "-" else 0
-            parts.append({".sp": "\n", ".sk": " "}.get(sequence[:3], "") * count)
-        elif sequence[:1] in ("C", "M", "Z") and len(sequence) > 1:
-            raise _FieldError(INVALID_ESCAPE, f"character set or local escape sequence in {where}")
-        else:
-            raise _FieldError(INVALID_ESCAPE, f"unknown escape sequence in {where}")
-    decode_pending()
+        _decode_pending(pending, parts, encoding, where)
+        parts.append(_escaped(sequence, mapped, where))
+    _decode_pending(pending, parts, encoding, where)
     parts.append(text[position:])
     return "".join(parts)
+
+
+def _decode_pending(pending: bytearray, parts: list[str], encoding: str, where: str) -> None:
+    """The hex-escaped bytes pending, decoded together onto ``parts``; none are pending after."""
+    if pending:
+        try:
+            decoded = pending.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            raise _FieldError(
+                INVALID_ESCAPE, f"hex escape not valid {encoding} in {where}"
+            ) from None
+        if _BAD_DECODED.search(decoded):
+            raise _FieldError(CONTROL_CHARACTER, f"control character in {where}")
+        parts.append(decoded)
+        pending.clear()
+
+
+def _escaped(sequence: str, mapped: dict[str, str], where: str) -> str:
+    """The text an escape sequence (other than a hex one) stands for; an error if unknown."""
+    if sequence in mapped:
+        return mapped[sequence]
+    if sequence in _FORMATTING:
+        return _FORMATTING[sequence]
+    if sequence[:3] in (".sp", ".sk", ".in", ".ti") and _COUNT.fullmatch(sequence, 3):
+        count = int(sequence[3:].lstrip("+") or "1") if sequence[3:4] != "-" else 0
+        return {".sp": "\n", ".sk": " "}.get(sequence[:3], "") * count
+    if sequence[:1] in ("C", "M", "Z") and len(sequence) > 1:
+        raise _FieldError(INVALID_ESCAPE, f"character set or local escape sequence in {where}")
+    raise _FieldError(INVALID_ESCAPE, f"unknown escape sequence in {where}")
 
 
 def _child(text: str, separator: str, number: int) -> str | None:
@@ -457,27 +466,29 @@ class _FileReader:
         error = describe(reason, self.path, line=message.line, record=ordinal, detail=detail)
         return Record.unreadable(self.width, error, ordinal, message.line)
 
-    def _rows(self, message: _Message, ordinal: int) -> list[Record]:
-        spec, stats = self.spec, self.stats
-        layout = _layout(message, spec.header_fields)
-        if isinstance(layout, str):
-            raise _FieldError(INVALID_MESSAGE, layout)
-        delimiters, header, names = layout
+    def _check_separators(self, delimiters: _Delimiters) -> None:
+        """Separators other than the file's first message's are counted as drift."""
         separators = delimiters.field + delimiters.encoding_characters
         if self.first_separators is None:
             self.first_separators = separators
         elif separators != self.first_separators:
-            stats.unknown_fields[f"separators:{separators}"] += 1
+            self.stats.unknown_fields[f"separators:{separators}"] += 1
 
+    def _check_type(self, layout: _Layout, message: _Message) -> None:
+        """A message without a type, or of a type the dataset does not declare, is refused."""
         code, event = _message_type(layout, self.encoding, message.line)
         if not code:
             raise _FieldError(INVALID_MESSAGE, "no message type in MSH.9")
-        if not spec.is_declared(code, event):
+        if not self.spec.is_declared(code, event):
             # A shifted header could put any text in MSH.9: only a type-shaped one is named.
             is_type_shaped = _TYPE_NAME.fullmatch(code) and _TYPE_NAME.fullmatch(event or "ADT")
             named = code + (f"^{event}" if event else "") if is_type_shaped else "MSH.9"
             raise _FieldError(UNEXPECTED_TYPE, f"{named} is not a declared message type")
 
+    def _positions(self, names: list[str]) -> dict[str, list[int]]:
+        """Where each segment type is in the message; unknown and missing segments are counted,
+        and a missing row or key segment is refused."""
+        spec, stats = self.spec, self.stats
         positions: dict[str, list[int]] = {}
         for position, name in enumerate(names):
             positions.setdefault(name, []).append(position)
@@ -494,6 +505,17 @@ class _FileReader:
                 raise _FieldError(
                     MISSING_SEGMENT, f"no {name} segment (key {spec.key_segments[name]})"
                 )
+        return positions
+
+    def _rows(self, message: _Message, ordinal: int) -> list[Record]:
+        spec = self.spec
+        layout = _layout(message, spec.header_fields)
+        if isinstance(layout, str):
+            raise _FieldError(INVALID_MESSAGE, layout)
+        delimiters, header, names = layout
+        self._check_separators(delimiters)
+        self._check_type(layout, message)
+        positions = self._positions(names)
 
         split: dict[int, list[str]] = {0: header}
 
@@ -503,33 +525,36 @@ class _FileReader:
                 split[position] = text.split(delimiters.field, spec.wanted[text[:3]] + 1)
             return split[position]
 
-        def segment_for(name: str, row: int | None) -> int | None:
-            found = positions.get(name)
-            if not found:
-                return None
-            if row is not None:
-                if name == spec.row_segment:
-                    return row
-                before = bisect_left(found, row)
-                if before:
-                    return found[before - 1]
-            return found[0]
-
         rows: list[int | None] = list(positions[spec.row_segment]) if spec.row_segment else [None]
         records = []
         for row in rows:
             values: list[Any] = []
             for path in spec.paths:
-                segment_position = segment_for(path.segment, row)
-                if segment_position is None:
+                position = _segment_for(positions, spec.row_segment, path.segment, row)
+                if position is None:
                     values.append(None)
                     continue
-                line = message.segments[segment_position][0]
-                values.append(
-                    _value(fields_of(segment_position), path, delimiters, self.encoding, line)
-                )
+                line = message.segments[position][0]
+                values.append(_value(fields_of(position), path, delimiters, self.encoding, line))
             records.append(Record(tuple(values), None, ordinal, message.line))
         return records
+
+
+def _segment_for(
+    positions: dict[str, list[int]], row_segment: str | None, name: str, row: int | None
+) -> int | None:
+    """The segment ``name`` of a row: the row's own segment, else the nearest one of that type
+    before it, else the first one in the message."""
+    found = positions.get(name)
+    if not found:
+        return None
+    if row is not None:
+        if name == row_segment:
+            return row
+        before = bisect_left(found, row)
+        if before:
+            return found[before - 1]
+    return found[0]
 
 
 def read_records(path: Path, dataset: FileDataset, stats: ReadStats) -> Iterator[Record]:

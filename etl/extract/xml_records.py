@@ -179,33 +179,46 @@ class _Scanner:
             assert match is not None
             position = match.end()
             if kind == "end":
-                if not self.open or self.open[-1].name != match.group(1):
-                    expected = f"</{self.open[-1].name}>" if self.open else "nothing"
-                    raise self._broken(start, f"</{match.group(1)}> where {expected} was due")
-                self.open.pop()
+                self._close(start, match)
             elif kind == "start":
-                name, attributes, self_closing = match.groups()
-                parts = [element.local_name for element in self.open] + [_local(name)]
-                if len(parts) <= len(self.record_parts):
-                    self.element_paths.setdefault("/".join(parts), None)
-                is_record = parts == self.record_parts
-                is_stray = (
-                    not is_record
-                    and len(parts) == len(self.record_parts)
-                    and parts[:-1] == self.record_parts[:-1]
-                )
-                if is_record or is_stray:
-                    line = self.line_at(start)
-                    if self_closing:
-                        yield _Cut(match.group(0), line, is_record)
-                    else:
-                        text, position = self._cut_record(start, name, position)
-                        yield _Cut(text, line, is_record)
-                elif not self_closing:
-                    namespaces = dict(_NAMESPACE_DECLARATION.findall(attributes))
-                    self.open.append(_Open(name, _local(name), namespaces))
+                cut, position = self._start_tag(start, match, position)
+                if cut is not None:
+                    yield cut
         if self.open:
             raise self._broken(len(self.buffer), f"the file ends inside <{self.open[-1].name}>")
+
+    def _close(self, start: int, match: re.Match[str]) -> None:
+        """An end tag: it closes the element open last, or the file is broken."""
+        if not self.open or self.open[-1].name != match.group(1):
+            expected = f"</{self.open[-1].name}>" if self.open else "nothing"
+            raise self._broken(start, f"</{match.group(1)}> where {expected} was due")
+        self.open.pop()
+
+    def _start_tag(
+        self, start: int, match: re.Match[str], position: int
+    ) -> tuple[_Cut | None, int]:
+        """A start tag: a record (or a stray element where records stand) is cut out whole;
+        any other element is opened. Returns the cut, if any, and where to go on scanning."""
+        name, attributes, self_closing = match.groups()
+        parts = [element.local_name for element in self.open] + [_local(name)]
+        if len(parts) <= len(self.record_parts):
+            self.element_paths.setdefault("/".join(parts), None)
+        is_record = parts == self.record_parts
+        is_stray = (
+            not is_record
+            and len(parts) == len(self.record_parts)
+            and parts[:-1] == self.record_parts[:-1]
+        )
+        if is_record or is_stray:
+            line = self.line_at(start)
+            if self_closing:
+                return _Cut(match.group(0), line, is_record), position
+            text, position = self._cut_record(start, name, position)
+            return _Cut(text, line, is_record), position
+        if not self_closing:
+            namespaces = dict(_NAMESPACE_DECLARATION.findall(attributes))
+            self.open.append(_Open(name, _local(name), namespaces))
+        return None, position
 
     def _cut_record(self, start: int, name: str, search_from: int) -> tuple[str | None, int]:
         """The record's text from ``start`` to its end tag; where to go on scanning."""

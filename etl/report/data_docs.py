@@ -355,41 +355,9 @@ class _OfflineRewriter(HTMLParser):
         self._tag(tag, attrs, closed=True)
 
     def _tag(self, tag: str, attrs: list[tuple[str, str | None]], closed: bool) -> None:
-        if self.skipping:
+        if self.skipping or self._is_dropped(tag, attrs, closed):
             return
-        if tag in ("script", "noscript") or (
-            tag in _FETCHING_TAGS and any(is_external(v or "") for _, v in attrs)
-        ):
-            if not closed and tag not in _VOID_TAGS:
-                self.skipping = tag
-            return
-        if tag in ("base",) or (
-            tag == "meta"
-            and any(k == "http-equiv" and (v or "").lower() == "refresh" for k, v in attrs)
-        ):
-            return
-        if (
-            tag == "link"
-            and self.exists
-            and not all(self.exists(v or "") for k, v in attrs if k == "href")
-        ):
-            # GX's validation pages point their favicon one folder too shallow: a link to a
-            # file the site does not have is a 404 for every reader, so it goes.
-            return
-        kept: list[tuple[str, str | None]] = []
-        dropped_link = False
-        for name, value in attrs:
-            if name.lower().startswith("on"):
-                continue  # inline event handlers are scripts too
-            if name.lower() in _URL_ATTRIBUTES and value is not None and self._external(value):
-                if tag == "img" and name == "src" and self.logo:
-                    kept.append((name, self.logo))
-                elif tag == "a" and name == "href":
-                    dropped_link = True
-                continue
-            if name.lower() == "style" and value:
-                value = clean_css(value)
-            kept.append((name, value))
+        kept, dropped_link = self._kept_attributes(tag, attrs)
         if tag == "img" and not any(name == "src" for name, _ in kept):
             return
         if tag == "a" and not closed:
@@ -410,6 +378,49 @@ class _OfflineRewriter(HTMLParser):
             self.out.append(
                 f'\n<div class="vardflytt-offline-note">{html.escape(OFFLINE_NOTE)}</div>'
             )
+
+    def _is_dropped(self, tag: str, attrs: list[tuple[str, str | None]], closed: bool) -> bool:
+        """Whether the tag goes: scripts, fetching tags with an external reference (their content
+        is skipped too), ``<base>``, a refresh, a link to a file the site does not have."""
+        if tag in ("script", "noscript") or (
+            tag in _FETCHING_TAGS and any(is_external(v or "") for _, v in attrs)
+        ):
+            if not closed and tag not in _VOID_TAGS:
+                self.skipping = tag
+            return True
+        if tag in ("base",) or (
+            tag == "meta"
+            and any(k == "http-equiv" and (v or "").lower() == "refresh" for k, v in attrs)
+        ):
+            return True
+        # GX's validation pages point their favicon one folder too shallow: a link to a
+        # file the site does not have is a 404 for every reader, so it goes.
+        return bool(
+            tag == "link"
+            and self.exists
+            and not all(self.exists(v or "") for k, v in attrs if k == "href")
+        )
+
+    def _kept_attributes(
+        self, tag: str, attrs: list[tuple[str, str | None]]
+    ) -> tuple[list[tuple[str, str | None]], bool]:
+        """The attributes kept (no event handlers, no external references but the logo, styles
+        cleaned), and whether an external link was dropped."""
+        kept: list[tuple[str, str | None]] = []
+        dropped_link = False
+        for name, value in attrs:
+            if name.lower().startswith("on"):
+                continue  # inline event handlers are scripts too
+            if name.lower() in _URL_ATTRIBUTES and value is not None and self._external(value):
+                if tag == "img" and name == "src" and self.logo:
+                    kept.append((name, self.logo))
+                elif tag == "a" and name == "href":
+                    dropped_link = True
+                continue
+            if name.lower() == "style" and value:
+                value = clean_css(value)
+            kept.append((name, value))
+        return kept, dropped_link
 
     @staticmethod
     def _external(value: str) -> bool:

@@ -27,13 +27,17 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from etl.identifiers import is_plausible_identity_date
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
     from etl.settings import Settings
 
 IDENTITY_REFUSAL = (
@@ -240,13 +244,11 @@ def load_batch_patients(
     batches: the landed patient dataset (every patient, quarantined ones too) and the core's
     staged and loaded patient rows of the batch. The read is access-logged first."""
     import pyarrow.parquet as pq
-    import sqlalchemy as sa
 
     from etl.batch import BatchPaths
     from etl.core.audit import record_access
     from etl.core.database import core_engine
     from etl.core.pseudonym import pseudonym_key
-    from etl.core.tables import ENTITY_TABLES, STAGED_TABLES
 
     patients = PatientHashes(pseudonym_key(settings))
     batches = sorted(set(batches))
@@ -264,49 +266,84 @@ def load_batch_patients(
             path = BatchPaths.of(settings, batch_id, system).landed_file(dataset)
             landed = path if path.is_file() else None
         rows = pq.ParquetFile(landed).metadata.num_rows if landed else 0
-        with engine.connect() as connection:
-            for tables in (ENTITY_TABLES, STAGED_TABLES):
-                for entity in ("patient", "patient_identifier"):
-                    table = tables[entity]
-                    rows += connection.execute(
-                        sa.select(sa.func.count())
-                        .select_from(table)
-                        .where((table.c.batch_id == batch_id) & (table.c.source_system == system))
-                    ).scalar_one()
+        rows += _core_patient_rows(engine, system, batch_id)
         # Log the access before reading (Patientdatalagen): who, which batch, how many rows.
         record_access(
             settings, "steward_screen", system, batch_id, rows, "patient", user_name=user_name
         )
         if landed is not None:
-            available = set(pq.read_schema(landed).names)
-            wanted = [c for c in (*name_columns, *identity_columns) if c in available]
-            if wanted:
-                frame = pq.read_table(landed, columns=list(dict.fromkeys(wanted))).to_pydict()
-                names = [frame[c] for c in name_columns if c in frame]
-                for values in zip(*names, strict=True):
-                    patients.add_name(*(str(v) for v in values if v is not None))
-                for column in identity_columns:
-                    for value in frame.get(column, []):
-                        patients.add_identity(None if value is None else str(value))
-                del frame
-        with engine.connect() as connection:
-            for tables in (ENTITY_TABLES, STAGED_TABLES):
-                patient = tables["patient"]
-                for given, family, identity in connection.execute(
-                    sa.select(
-                        patient.c.given_name, patient.c.family_name, patient.c.identity_number
-                    ).where((patient.c.batch_id == batch_id) & (patient.c.source_system == system))
-                ):
-                    patients.add_name(given, family)
-                    patients.add_identity(identity)
-                identifier = tables["patient_identifier"]
-                for (identity,) in connection.execute(
-                    sa.select(identifier.c.identity_number).where(
-                        (identifier.c.batch_id == batch_id) & (identifier.c.source_system == system)
-                    )
-                ):
-                    patients.add_identity(identity)
+            _add_landed_patients(patients, landed, name_columns, identity_columns)
+        _add_core_patients(patients, engine, system, batch_id)
     return patients
+
+
+def _core_patient_rows(engine: sa.Engine, system: str, batch_id: str) -> int:
+    """The batch's patient and patient identifier rows in the core, loaded and staged."""
+    import sqlalchemy as sa
+
+    from etl.core.tables import ENTITY_TABLES, STAGED_TABLES
+
+    rows = 0
+    with engine.connect() as connection:
+        for tables in (ENTITY_TABLES, STAGED_TABLES):
+            for entity in ("patient", "patient_identifier"):
+                table = tables[entity]
+                rows += connection.execute(
+                    sa.select(sa.func.count())
+                    .select_from(table)
+                    .where((table.c.batch_id == batch_id) & (table.c.source_system == system))
+                ).scalar_one()
+    return rows
+
+
+def _add_landed_patients(
+    patients: PatientHashes,
+    landed: Path,
+    name_columns: Sequence[str],
+    identity_columns: Sequence[str],
+) -> None:
+    """The names and identity numbers of the landed patient dataset."""
+    import pyarrow.parquet as pq
+
+    available = set(pq.read_schema(landed).names)
+    wanted = [c for c in (*name_columns, *identity_columns) if c in available]
+    if wanted:
+        frame = pq.read_table(landed, columns=list(dict.fromkeys(wanted))).to_pydict()
+        names = [frame[c] for c in name_columns if c in frame]
+        for values in zip(*names, strict=True):
+            patients.add_name(*(str(v) for v in values if v is not None))
+        for column in identity_columns:
+            for value in frame.get(column, []):
+                patients.add_identity(None if value is None else str(value))
+        del frame
+
+
+def _add_core_patients(
+    patients: PatientHashes, engine: sa.Engine, system: str, batch_id: str
+) -> None:
+    """The names and identity numbers of the batch's patient rows in the core (loaded and
+    staged), and of its patient identifiers."""
+    import sqlalchemy as sa
+
+    from etl.core.tables import ENTITY_TABLES, STAGED_TABLES
+
+    with engine.connect() as connection:
+        for tables in (ENTITY_TABLES, STAGED_TABLES):
+            patient = tables["patient"]
+            for given, family, identity in connection.execute(
+                sa.select(
+                    patient.c.given_name, patient.c.family_name, patient.c.identity_number
+                ).where((patient.c.batch_id == batch_id) & (patient.c.source_system == system))
+            ):
+                patients.add_name(given, family)
+                patients.add_identity(identity)
+            identifier = tables["patient_identifier"]
+            for (identity,) in connection.execute(
+                sa.select(identifier.c.identity_number).where(
+                    (identifier.c.batch_id == batch_id) & (identifier.c.source_system == system)
+                )
+            ):
+                patients.add_identity(identity)
 
 
 def _landed_patient_columns(

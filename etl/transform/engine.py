@@ -171,23 +171,15 @@ def _source_columns(chunk: pd.DataFrame, mapping: EntityMapping) -> list[str]:
     return [c for c in mapping.source_columns() if c in chunk.columns]
 
 
-def transform_chunk(
+def _record_source_problems(
     chunk: pd.DataFrame,
     mapping: EntityMapping,
-    catalog: Catalog,
-    batch_id: str,
-    reference_date: dt.date,
     reference_keys: dict[str, pd.Index],
     duplicates: pd.DataFrame,
-    lookups: dict[str, pd.Series] | None = None,
-    reserve_numbers: ReserveNumbers | None = None,
-) -> ChunkResult:
-    """Map one chunk of landed rows to core rows plus outcomes."""
-    chunk = add_lookup_columns(chunk, mapping, lookups)
-    chunk = chunk.reset_index(drop=True)
-    outcomes = Outcomes(chunk.index)
-    context = TransformContext(mapping.system, reference_date, catalog.crosswalks)
-
+    outcomes: Outcomes,
+) -> None:
+    """Outcomes of the rows as they came from the source, before any column is mapped:
+    unreadable, keyless, duplicate, excluded, undecodable, or referring to nothing."""
     if READ_ERROR in chunk.columns:
         unreadable = chunk[READ_ERROR].notna()
         outcomes.record(
@@ -233,6 +225,26 @@ def transform_chunk(
             "unresolved_reference",
             field=reference.column,
         )
+
+
+def transform_chunk(
+    chunk: pd.DataFrame,
+    mapping: EntityMapping,
+    catalog: Catalog,
+    batch_id: str,
+    reference_date: dt.date,
+    reference_keys: dict[str, pd.Index],
+    duplicates: pd.DataFrame,
+    lookups: dict[str, pd.Series] | None = None,
+    reserve_numbers: ReserveNumbers | None = None,
+) -> ChunkResult:
+    """Map one chunk of landed rows to core rows plus outcomes."""
+    chunk = add_lookup_columns(chunk, mapping, lookups)
+    chunk = chunk.reset_index(drop=True)
+    outcomes = Outcomes(chunk.index)
+    context = TransformContext(mapping.system, reference_date, catalog.crosswalks)
+
+    _record_source_problems(chunk, mapping, reference_keys, duplicates, outcomes)
 
     core = pd.DataFrame(index=chunk.index)
     identifier_frames = []

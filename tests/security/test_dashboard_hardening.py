@@ -121,6 +121,20 @@ def test_a_csrf_token_from_another_or_an_ended_session_is_refused(home, store_pa
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("path", ["/logout", "/steward/decide"])
+def test_a_file_posted_as_the_csrf_token_is_refused_not_a_server_error(client, path):
+    _sign_in(client)
+    posted = client.post(
+        path,
+        data={"decision": "waived"},
+        files={"csrf": ("token.txt", _csrf(client.get("/reports").text).encode(), "text/plain")},
+        follow_redirects=False,
+    )
+    assert posted.status_code == 403 and "expired" in posted.text
+    assert client.get("/reports").status_code == 200, "and the session is still signed in"
+
+
+@pytest.mark.integration
 def test_a_session_ends_when_idle_or_old(store_path, monkeypatch):
     store = SessionStore(store_path)
     session = store.start(STEWARD, "fingerprint")

@@ -1,0 +1,260 @@
+"""The figures of a benchmark: constants, definitions, and the pure summaries of timings
+(per stage, per system, per run, DAG parsing) that go into ``results.json``."""
+
+from __future__ import annotations
+
+import secrets
+import statistics
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+BENCH_SEED = 42
+SYSTEMS = ("elvis", "melior")
+STAGES = ("extract", "transform", "validate", "load")
+SAMPLE_INTERVAL_SECONDS = 0.01
+MIB = 1024 * 1024
+RESULTS_FILE = "results.json"
+POSTGRES_URL_ENV = "VARDFLYTT_BENCH_POSTGRES_URL"
+
+DEFINITIONS = {
+    "rows_per_second": "source rows extracted for the system (sum over its datasets) divided by "
+    "the stage's wall-clock seconds; the same numerator for every stage",
+    "share_of_end_to_end": "stage seconds divided by the system's end-to-end seconds",
+    "validation_share": "validate seconds divided by end-to-end seconds (all entities)",
+    "end_to_end": "wall-clock seconds from the start of extract to the end of load + reconcile",
+    "load": "pipeline.load (one transaction per system) followed by pipeline.reconcile",
+    "peak_rss_mib": "highest RSS sampled by a psutil thread during the stage (process-wide, so it "
+    "includes what earlier stages left allocated); may miss spikes shorter than "
+    f"{SAMPLE_INTERVAL_SECONDS * 1000:g} ms",
+    "ru_maxrss_mib": "resource.getrusage(RUSAGE_SELF).ru_maxrss of the process that ran the "
+    "migration, read after it: exact lifetime high-water mark; on Linux a child inherits its "
+    "parent's value at fork/exec, so for child runs it is at least the parent's peak",
+    "vm_hwm_mib": "VmHWM of /proc/self/status (Linux): exact peak RSS of the current program "
+    "image, read after the run; a child's own peak, not its parent's",
+    "baseline_rss_mib": "RSS when the run's first stage started (imports and earlier runs)",
+    "generation": "generate_estate timed inside a child interpreter; its peak RSS is that child's",
+    "dag_parse": "fresh interpreter per sample: import_airflow_seconds = `import airflow`; "
+    "parse_seconds = `from airflow.dag_processing.dagbag import DagBag; "
+    "DagBag(dag_folder=dags)` after airflow was imported (total minus import); "
+    "warm_reparse_seconds = a second DagBag fill in the same interpreter. The first "
+    "interpreter (cold caches, fresh AIRFLOW_HOME) is reported apart, not in the median",
+}
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def rows_per_second(rows: int, seconds: float) -> float | None:
+    """Rows divided by seconds; None when the time is not positive (nothing to divide by)."""
+    if seconds is None or seconds <= 0:
+        return None
+    return rows / seconds
+
+
+def share(part: float, whole: float) -> float | None:
+    """``part / whole`` as a fraction; None when the whole is not positive."""
+    if whole is None or whole <= 0:
+        return None
+    return part / whole
+
+
+def to_mib(size_bytes: int | None) -> float | None:
+    return None if size_bytes is None else round(size_bytes / MIB, 1)
+
+
+def ru_maxrss_bytes(value: int, system: str = sys.platform) -> int:
+    """``ru_maxrss`` in bytes: Linux reports KiB, macOS reports bytes."""
+    return value if system == "darwin" else value * 1024
+
+
+def compare_chunk_sizes(chunk_rows: int) -> list[int]:
+    """Small, default and large chunk sizes for ``--compare-chunks`` (ascending, distinct)."""
+    return sorted({max(1_000, chunk_rows // 10), chunk_rows, chunk_rows * 10})
+
+
+def bench_schema_name(token: str | None = None) -> str:
+    return f"vardflytt_bench_{token or secrets.token_hex(4)}"
+
+
+def url_with_search_path(base_url: str, schema: str) -> str:
+    """A SQLAlchemy URL whose connections use ``schema`` (``?options=-csearch_path%3D<schema>``)."""
+    import sqlalchemy as sa
+
+    url = sa.make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+def redact_url(url: str) -> str:
+    from etl.core.redact import redact
+
+    return redact(url)
+
+
+def median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+@dataclass
+class Measurement:
+    """One timed span: wall-clock seconds and (when sampled) RSS at its start and its peak."""
+
+    seconds: float
+    peak_rss_bytes: int | None = None
+    start_rss_bytes: int | None = None
+
+
+@dataclass
+class SystemTiming:
+    """Timings of one system's migration; ``source_rows`` is what extract landed."""
+
+    system: str
+    source_rows: int
+    stages: dict[str, Measurement]
+    end_to_end: Measurement
+    reconciled: bool | None = None
+    accounting: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _stage_figures(
+    measurement: Measurement, rows: int, end_to_end_seconds: float
+) -> dict[str, Any]:
+    growth = None
+    if measurement.peak_rss_bytes is not None and measurement.start_rss_bytes is not None:
+        growth = measurement.peak_rss_bytes - measurement.start_rss_bytes
+    return {
+        "seconds": measurement.seconds,
+        "rows_per_second": rows_per_second(rows, measurement.seconds),
+        "share_of_end_to_end": share(measurement.seconds, end_to_end_seconds),
+        "peak_rss_mib": to_mib(measurement.peak_rss_bytes),
+        "rss_growth_mib": to_mib(growth),
+    }
+
+
+def summarize_system(timing: SystemTiming) -> dict[str, Any]:
+    e2e = timing.end_to_end.seconds
+    stages = {
+        name: _stage_figures(timing.stages[name], timing.source_rows, e2e)
+        for name in STAGES
+        if name in timing.stages
+    }
+    return {
+        "source_rows": timing.source_rows,
+        "reconciled": timing.reconciled,
+        "accounting": dict(timing.accounting),
+        "error": timing.error,
+        "stages": stages,
+        "end_to_end": _stage_figures(timing.end_to_end, timing.source_rows, e2e),
+        "validation_share": share(timing.stages["validate"].seconds, e2e)
+        if "validate" in timing.stages
+        else None,
+    }
+
+
+def summarize_run(
+    label: str,
+    backend: str,
+    chunk_rows: int,
+    timings: list[SystemTiming],
+    process_peaks: dict[str, int | None],
+    **extra: Any,
+) -> dict[str, Any]:
+    """One migration run (one backend, one chunk size): per system and totals over systems."""
+    systems = {t.system: summarize_system(t) for t in timings}
+    rows = sum(t.source_rows for t in timings)
+    e2e = sum(t.end_to_end.seconds for t in timings)
+    stage_totals = {}
+    for name in STAGES:
+        seconds = sum(t.stages[name].seconds for t in timings if name in t.stages)
+        peaks = [
+            t.stages[name].peak_rss_bytes
+            for t in timings
+            if name in t.stages and t.stages[name].peak_rss_bytes is not None
+        ]
+        stage_totals[name] = {
+            "seconds": seconds,
+            "rows_per_second": rows_per_second(rows, seconds),
+            "share_of_end_to_end": share(seconds, e2e),
+            # peaks holds only measured (not None) values
+            "peak_rss_mib": to_mib(max(peaks)) if peaks else None,  # type: ignore[type-var]
+        }
+    e2e_peaks = [
+        t.end_to_end.peak_rss_bytes for t in timings if t.end_to_end.peak_rss_bytes is not None
+    ]
+    return {
+        "label": label,
+        "backend": backend,
+        "chunk_rows": chunk_rows,
+        **extra,
+        "systems": systems,
+        "total": {
+            "source_rows": rows,
+            "stages": stage_totals,
+            "end_to_end": {
+                "seconds": e2e,
+                "rows_per_second": rows_per_second(rows, e2e),
+                "peak_rss_mib": to_mib(max(e2e_peaks)) if e2e_peaks else None,
+            },
+            # seconds is set for every stage
+            "validation_share": share(stage_totals["validate"]["seconds"], e2e),  # type: ignore[arg-type]
+        },
+        "baseline_rss_mib": to_mib(timings[0].end_to_end.start_rss_bytes) if timings else None,
+        "ru_maxrss_mib": to_mib(process_peaks.get("ru_maxrss_bytes")),
+        "vm_hwm_mib": to_mib(process_peaks.get("vm_hwm_bytes")),
+        "reconciled": all(t.reconciled for t in timings) if timings else None,
+    }
+
+
+def summarize_dag_parse(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """First sample is the cold one (reported apart); medians over the others (or it, if alone)."""
+    if not samples:
+        return {"samples": []}
+    warm = samples[1:] or samples
+
+    def median_of(key: str) -> float | None:
+        return median_or_none([s[key] for s in warm if s.get(key) is not None])
+
+    return {
+        "dag_folder": samples[0].get("dag_folder"),
+        "dag_ids": samples[0].get("dag_ids", []),
+        "import_errors": samples[0].get("import_errors", {}),
+        "samples_in_median": len(warm),
+        "import_airflow_seconds": median_of("import_airflow_seconds"),
+        "dagbag_total_seconds": median_of("dagbag_total_seconds"),
+        "parse_seconds": median_of("parse_seconds"),
+        "warm_reparse_seconds": median_of("warm_reparse_seconds"),
+        "file_parse_seconds": median_of("file_parse_seconds"),
+        "cold_first": samples[0],
+        "samples": samples,
+    }
+
+
+def build_results(
+    *,
+    parameters: dict[str, Any],
+    machine: dict[str, Any],
+    git: dict[str, Any],
+    generation: dict[str, Any] | None,
+    runs: list[dict[str, Any]],
+    dag_parse: dict[str, Any] | None,
+    started_at: str,
+    finished_at: str,
+    wall_seconds: float,
+    problems: list[str],
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "wall_seconds": wall_seconds,
+        "parameters": parameters,
+        "machine": machine,
+        "git": git,
+        "generation": generation,
+        "runs": runs,
+        "dag_parse": dag_parse,
+        "problems": problems,
+        "definitions": DEFINITIONS,
+    }

@@ -1,0 +1,177 @@
+"""The migration as benchmarked: settings of a run, the stages timed per system, and the
+child interpreters (estate generation, a migration per chunk size)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from etl.bench.figures import SYSTEMS, Measurement, SystemTiming, summarize_run
+from etl.bench.memory import RssSampler, measure, process_peaks
+from etl.settings import PROJECT_ROOT, Settings
+
+
+def bench_settings(
+    home: Path, estate_dir: Path, chunk_rows: int, core_url: str | None = None
+) -> Settings:
+    """Settings confined to ``home`` (landing zone, core, Airflow home), reading ``estate_dir``."""
+    return Settings(
+        home=home,
+        estate_dir=estate_dir,
+        landing_dir=home / "landing",
+        core_url=core_url or f"sqlite:///{home / 'core' / 'core.sqlite'}",
+        chunk_rows=chunk_rows,
+    )
+
+
+def warm_imports() -> float:
+    """Import the pipeline's modules before anything is timed; returns the seconds it took."""
+    started = time.perf_counter()
+    import great_expectations  # noqa: F401  (imported lazily by the validate stage)
+
+    from etl import pipeline  # noqa: F401
+
+    return time.perf_counter() - started
+
+
+def migrate(
+    settings: Settings,
+    label: str,
+    as_of: dt.date,
+    sampler: RssSampler | None,
+    systems: tuple[str, ...] = SYSTEMS,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[SystemTiming]:
+    """Migrate each system stage by stage in this process, timing every stage."""
+    from etl import pipeline
+
+    timings = []
+    for system in systems:
+        entities = list(pipeline.catalog(settings).system(system).entities)
+        batch_id = pipeline.batch_id_for(system, f"bench_{label}")
+        stages: dict[str, Measurement] = {}
+        reconciled: bool | None = None
+        accounting: dict[str, int] = {}
+        error = None
+        with measure(sampler) as end_to_end:
+            log(f"{label}: {system} extract")
+            with measure(sampler) as stages["extract"]:
+                extracted = pipeline.extract(system, batch_id, as_of, settings)
+            log(f"{label}: {system} transform ({len(entities)} entities)")
+            with measure(sampler) as stages["transform"]:
+                for entity in entities:
+                    pipeline.transform(system, entity, batch_id, settings)
+            log(f"{label}: {system} validate ({len(entities)} entities)")
+            with measure(sampler) as stages["validate"]:
+                for entity in entities:
+                    pipeline.validate(system, entity, batch_id, settings)
+            log(f"{label}: {system} load + reconcile")
+            with measure(sampler) as stages["load"]:
+                report = pipeline.load(system, batch_id, run_id=f"bench_{label}", settings=settings)
+                try:
+                    pipeline.reconcile(report)
+                    reconciled = True
+                except pipeline.ReconciliationError as failure:
+                    reconciled, error = False, str(failure)
+        for row in report["accounting"]:
+            for key in ("extracted", "loaded", "quarantined", "excluded", "merged", "residue"):
+                accounting[key] = accounting.get(key, 0) + int(row[key])
+        timings.append(
+            SystemTiming(
+                system=system,
+                source_rows=sum(extracted["rows"].values()),
+                stages=stages,
+                end_to_end=end_to_end,
+                reconciled=reconciled,
+                accounting=accounting,
+                error=error,
+            )
+        )
+    return timings
+
+
+def _in_process_run(
+    label: str,
+    backend: str,
+    settings: Settings,
+    as_of: dt.date,
+    log: Callable[[str], None],
+    **extra: Any,
+) -> dict[str, Any]:
+    with RssSampler() as sampler:
+        timings = migrate(settings, label, as_of, sampler, log=log)
+    return summarize_run(
+        label,
+        backend,
+        settings.chunk_rows,
+        timings,
+        process_peaks(),
+        process="this process",
+        **extra,
+    )
+
+
+def _run_child(
+    arguments: list[str],
+    result_file: Path,
+    log_file: Path,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run ``python -m etl.bench ...`` in a fresh interpreter; return the JSON it wrote."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as handle:
+        done = subprocess.run(
+            [sys.executable, "-m", "etl.bench", *arguments, "--result", str(result_file)],
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            env=env,
+        )
+    if done.returncode != 0 or not result_file.exists():
+        tail = log_file.read_text(errors="replace")[-4000:]
+        raise RuntimeError(
+            f"child `{' '.join(arguments[:1])}` failed (exit {done.returncode}); "
+            f"log {log_file}:\n{tail}"
+        )
+    return json.loads(result_file.read_text("utf-8"))
+
+
+def _child_generate(out: Path, patients: int, seed: int) -> dict[str, Any]:
+    from etl.estate import generate_estate
+
+    started = time.perf_counter()
+    manifest = generate_estate(out, patients=patients, seed=seed)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "row_counts": manifest.row_counts,
+        "defect_rows": manifest.defect_rows,
+        "extract_date": manifest.extract_date.isoformat(),
+        **process_peaks(),
+    }
+
+
+def _child_migrate(
+    home: Path, estate: Path, chunk_rows: int, label: str, as_of: dt.date
+) -> dict[str, Any]:
+    imports = warm_imports()
+    settings = bench_settings(home, estate, chunk_rows)
+    with RssSampler() as sampler:
+        timings = migrate(settings, label, as_of, sampler)
+    return summarize_run(
+        label,
+        "sqlite",
+        chunk_rows,
+        timings,
+        process_peaks(),
+        process="child interpreter",
+        import_seconds=imports,
+    )

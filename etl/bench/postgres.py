@@ -1,0 +1,138 @@
+"""PostgreSQL: a run in a fresh schema, and the cutover figures (pipeline load against a plain
+``COPY``, rollback against load)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from etl.bench.figures import (
+    SYSTEMS,
+    bench_schema_name,
+    redact_url,
+    rows_per_second,
+    url_with_search_path,
+)
+from etl.bench.migration import _in_process_run, bench_settings
+from etl.settings import Settings
+
+
+def cutover_figures(
+    settings: Settings, label: str, log: Callable[[str], None], systems: tuple[str, ...] = SYSTEMS
+) -> dict[str, Any]:
+    """PostgreSQL: the pipeline's load (COPY into staging + promotion with history) against a
+    plain ``COPY`` of the same final rows into empty copies of the same tables, and the time a
+    rollback of each batch takes against its load. Measured in the same run, same server."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from etl import pipeline
+    from etl.batch import BatchPaths
+    from etl.core.arrow import entity_schema
+    from etl.core.database import core_engine
+    from etl.load.bulk import bulk_insert
+    from etl.load.promote import rollback
+
+    engine = core_engine(settings.resolved_core_url)
+    rows = load_seconds = copy_seconds = rollback_seconds = 0.0
+    per_system = {}
+    for system in systems:
+        batch_id = pipeline.batch_id_for(system, f"bench_{label}")
+        log(f"{label}: {system} rollback (timed)")
+        started = time.perf_counter()
+        with engine.begin() as connection:
+            rollback(connection, batch_id)
+        undo = time.perf_counter() - started
+        log(f"{label}: {system} load again: stage with COPY + promote (timed)")
+        started = time.perf_counter()
+        report = pipeline.load(system, batch_id, run_id=f"bench_{label}", settings=settings)
+        load = time.perf_counter() - started
+        loaded = sum(e["staged"] for e in report["entities"])
+        log(f"{label}: {system} plain COPY of the same rows into empty copies of the tables")
+        paths = BatchPaths.of(settings, batch_id, system)
+        copy = 0.0
+        with engine.begin() as connection:
+            for entity in [e["entity"] for e in report["entities"]]:
+                table = f"bench_copy_{entity}"
+                connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+                connection.exec_driver_sql(
+                    f'CREATE TABLE "{table}" (LIKE "{entity}" INCLUDING ALL)'
+                )
+                source = pq.ParquetFile(paths.stage_file("validated", entity))
+                columns = entity_schema(entity).names
+                started = time.perf_counter()
+                for batch in source.iter_batches(batch_size=settings.chunk_rows, columns=columns):
+                    bulk_insert(connection, table, pa.Table.from_batches([batch]))
+                copy += time.perf_counter() - started
+                connection.exec_driver_sql(f'DROP TABLE "{table}"')
+        per_system[system] = {
+            "rows": loaded,
+            "load_seconds": round(load, 3),
+            "plain_copy_seconds": round(copy, 3),
+            "rollback_seconds": round(undo, 3),
+        }
+        rows += loaded
+        load_seconds += load
+        copy_seconds += copy
+        rollback_seconds += undo
+    load_rate = rows_per_second(int(rows), load_seconds)
+    copy_rate = rows_per_second(int(rows), copy_seconds)
+    return {
+        "rows": int(rows),
+        "load_rows_per_second": load_rate,
+        "plain_copy_rows_per_second": copy_rate,
+        "load_to_plain_copy_ratio": round(load_rate / copy_rate, 3)
+        if load_rate and copy_rate
+        else None,
+        "rollback_seconds": round(rollback_seconds, 3),
+        "load_seconds": round(load_seconds, 3),
+        "rollback_to_load_ratio": round(rollback_seconds / load_seconds, 3)
+        if load_seconds
+        else None,
+        "per_system": per_system,
+    }
+
+
+def _postgres_run(
+    base_url: str,
+    run_dir: Path,
+    estate: Path,
+    chunk_rows: int,
+    as_of: dt.date,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Load into a fresh schema on the server; the schema is dropped afterwards in any case."""
+    import sqlalchemy as sa
+
+    from etl.core.database import core_engine
+
+    schema = bench_schema_name()
+    admin = sa.create_engine(base_url)
+    try:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = url_with_search_path(base_url, schema)
+        log(f"postgresql: schema {schema} created")
+        try:
+            settings = bench_settings(run_dir / "postgresql", estate, chunk_rows, url)
+            result = _in_process_run(
+                "postgresql",
+                "postgresql",
+                settings,
+                as_of,
+                log,
+                core_url=redact_url(url),
+                schema=schema,
+            )
+            result["cutover"] = cutover_figures(settings, "postgresql", log)
+            return result
+        finally:
+            core_engine(url).dispose()  # close pooled connections before dropping their schema
+            with admin.begin() as connection:
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            log(f"postgresql: schema {schema} dropped")
+    finally:
+        admin.dispose()

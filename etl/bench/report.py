@@ -1,0 +1,224 @@
+"""The results as Rich tables (estate, stages per run, memory, load, DAG parsing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# --------------------------------------------------------------------------- report
+from etl.bench.figures import STAGES
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def result_tables(results: dict[str, Any]) -> list[Any]:
+    """Rich tables of the results (estate, stages per run, memory, DAG parsing)."""
+    tables = []
+    if results.get("generation"):
+        tables.append(_estate_table(results["parameters"], results["generation"]))
+    tables += _run_tables(results["runs"])
+    tables += [_cutover_table(run) for run in results["runs"] if run.get("cutover")]
+    if results.get("dashboard") and not results["dashboard"].get("error"):
+        from etl.dashboard.bench import dashboard_table
+
+        tables.append(dashboard_table(results["dashboard"]))
+    dag_parse = results.get("dag_parse")
+    if dag_parse and not dag_parse.get("error"):
+        tables.append(_dag_parse_table(dag_parse))
+    return tables
+
+
+def _estate_table(parameters: dict[str, Any], generation: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"estate: {parameters['patients']} patients, seed {parameters['seed']}")
+    for column in ("system", "source rows", "generation s", "rows/s", "peak RSS MiB (child)"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for system, rows in generation["source_rows"].items():
+        table.add_row(system, f"{rows:,}", "", "", "")
+    table.add_row(
+        "[b]all[/b]",
+        f"{generation['total_rows']:,}",
+        _fmt(generation["seconds"]),
+        _fmt(generation["rows_per_second"], 0),
+        _fmt(generation["peak_rss_mib"], 1),
+    )
+    return table
+
+
+def _run_tables(runs: list[dict[str, Any]]) -> list[Any]:
+    """The stage table and the memory table, a section per run (one row for a failed run)."""
+    from rich.table import Table
+
+    stage_table = Table(
+        title="migration per stage (rows/s = source rows extracted / stage seconds)"
+    )
+    for column in (
+        "run",
+        "chunk",
+        "system",
+        "stage",
+        "seconds",
+        "rows/s",
+        "% of e2e",
+        "peak RSS MiB",
+    ):
+        stage_table.add_column(
+            column, justify="left" if column in {"run", "system", "stage"} else "right"
+        )
+    memory_table = Table(
+        title="memory in MiB (at start and sampled peak: psutil; VmHWM, ru_maxrss: exact "
+        "process peaks; a child's ru_maxrss includes its parent's)"
+    )
+    for column in (
+        "run",
+        "process",
+        "chunk rows",
+        "RSS at start",
+        "sampled peak",
+        "VmHWM",
+        "ru_maxrss",
+        "validation share",
+        "e2e s",
+        "reconciled",
+    ):
+        memory_table.add_column(column, justify="left" if column in {"run", "process"} else "right")
+    for run in runs:
+        if run.get("error"):
+            _add_failed_run(stage_table, memory_table, run)
+        else:
+            _add_stage_rows(stage_table, run)
+            _add_memory_row(memory_table, run)
+    return [stage_table, memory_table]
+
+
+def _add_failed_run(stage_table: Any, memory_table: Any, run: dict[str, Any]) -> None:
+    stage_table.add_row(
+        run["label"],
+        str(run.get("chunk_rows", "")),
+        "",
+        "[red]failed[/red]",
+        "",
+        "",
+        "",
+        "",
+    )
+    memory_table.add_row(
+        run["label"],
+        run.get("process", ""),
+        str(run.get("chunk_rows", "")),
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "[red]failed[/red]",
+    )
+
+
+def _add_stage_rows(stage_table: Any, run: dict[str, Any]) -> None:
+    """Each system's stages and end to end, then the run's total."""
+    groups = [*run["systems"].items(), ("[b]total[/b]", run["total"])]
+    for system, figures in groups:
+        for stage in STAGES:
+            stage_figures = figures["stages"][stage]
+            stage_table.add_row(
+                run["label"],
+                f"{run['chunk_rows']:,}",
+                system,
+                stage,
+                _fmt(stage_figures["seconds"]),
+                _fmt(stage_figures["rows_per_second"], 0),
+                _pct(stage_figures["share_of_end_to_end"]),
+                _fmt(stage_figures["peak_rss_mib"], 1),
+            )
+        e2e = figures["end_to_end"]
+        stage_table.add_row(
+            run["label"],
+            f"{run['chunk_rows']:,}",
+            system,
+            "[b]end to end[/b]",
+            _fmt(e2e["seconds"]),
+            _fmt(e2e["rows_per_second"], 0),
+            "100.0%",
+            _fmt(e2e["peak_rss_mib"], 1),
+            end_section=system.startswith("[b]"),
+        )
+
+
+def _add_memory_row(memory_table: Any, run: dict[str, Any]) -> None:
+    memory_table.add_row(
+        run["label"],
+        run.get("process", ""),
+        f"{run['chunk_rows']:,}",
+        _fmt(run["baseline_rss_mib"], 1),
+        _fmt(run["total"]["end_to_end"]["peak_rss_mib"], 1),
+        _fmt(run["vm_hwm_mib"], 1),
+        _fmt(run["ru_maxrss_mib"], 1),
+        _pct(run["total"]["validation_share"]),
+        _fmt(run["total"]["end_to_end"]["seconds"]),
+        "[green]yes[/green]" if run["reconciled"] else "[red]NO[/red]",
+    )
+
+
+def _cutover_table(run: dict[str, Any]) -> Any:
+    """PostgreSQL: the pipeline's load against a plain COPY, and rollback against load."""
+    from rich.table import Table
+
+    cutover = run["cutover"]
+    table = Table(
+        title=f"{run['label']}: pipeline load (COPY to staging + promotion with history) "
+        "vs plain COPY of the same rows, and rollback vs load"
+    )
+    for column in ("system", "rows", "load s", "plain COPY s", "rollback s"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for system, figures in cutover["per_system"].items():
+        table.add_row(
+            system,
+            f"{figures['rows']:,}",
+            _fmt(figures["load_seconds"]),
+            _fmt(figures["plain_copy_seconds"]),
+            _fmt(figures["rollback_seconds"]),
+        )
+    table.add_row(
+        "[b]total[/b]",
+        f"{cutover['rows']:,}",
+        f"{_fmt(cutover['load_rows_per_second'], 0)} rows/s",
+        f"{_fmt(cutover['plain_copy_rows_per_second'], 0)} rows/s",
+        f"{_fmt(cutover['rollback_to_load_ratio'], 3)} x load",
+    )
+    table.add_row(
+        "[b]load / plain COPY throughput[/b]",
+        _fmt(cutover["load_to_plain_copy_ratio"], 3),
+        "",
+        "",
+        "",
+    )
+    return table
+
+
+def _dag_parse_table(dag_parse: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=f"parsing dags/ ({len(dag_parse['dag_ids'])} DAGs; median of "
+        f"{dag_parse['samples_in_median']} fresh interpreters; Airflow re-parses every 30 s)"
+    )
+    for column in ("measure", "seconds", "cold first"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    cold = dag_parse["cold_first"]
+    for key, text in (
+        ("import_airflow_seconds", "import airflow"),
+        ("dagbag_total_seconds", "import airflow + DagBag(dags/)"),
+        ("parse_seconds", "DagBag(dags/) minus import airflow"),
+        ("file_parse_seconds", "DagBag's own per-file parse time (sum)"),
+        ("warm_reparse_seconds", "second DagBag in the same interpreter"),
+    ):
+        table.add_row(text, _fmt(dag_parse[key], 3), _fmt(cold.get(key), 3))
+    return table

@@ -1,0 +1,274 @@
+"""``run_benchmark``: generate, migrate, measure; write and return the results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from etl.batch import write_json
+from etl.bench.dag_parse import measure_dag_parse
+from etl.bench.environment import git_info, machine_info
+from etl.bench.figures import (
+    BENCH_SEED,
+    RESULTS_FILE,
+    SYSTEMS,
+    build_results,
+    compare_chunk_sizes,
+    redact_url,
+    rows_per_second,
+    to_mib,
+)
+from etl.bench.memory import RssSampler, measure
+from etl.bench.migration import _in_process_run, _run_child, bench_settings, warm_imports
+from etl.bench.postgres import _postgres_run
+from etl.settings import get_settings
+
+
+def run_benchmark(
+    patients: int,
+    *,
+    chunk_rows: int | None = None,
+    work_dir: Path | None = None,
+    postgres_url: str | None = None,
+    compare_chunks: bool = False,
+    dag_parse_repeats: int = 3,
+    seed: int = BENCH_SEED,
+    keep_files: bool = False,
+    log: Callable[[str], None] = lambda _message: None,
+) -> dict[str, Any]:
+    """Generate, migrate (SQLite, then PostgreSQL if given), measure; write and return results."""
+    if patients < 1:
+        raise ValueError("patients must be at least 1")
+    settings = get_settings()
+    chunk_rows = chunk_rows or settings.chunk_rows
+    work_dir = Path(work_dir or settings.home / "bench").resolve()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"run_{stamp}_", dir=work_dir))
+    estate = run_dir / "estate"
+    started_at = dt.datetime.now(dt.UTC).isoformat()
+    wall_started = time.perf_counter()
+    problems: list[str] = []
+
+    generation, as_of = _generate(run_dir, estate, patients, seed, log)
+    log("importing the pipeline (timed apart)")
+    import_seconds = warm_imports()
+    runs = _migration_runs(
+        run_dir, estate, chunk_rows, as_of, postgres_url, import_seconds, problems, log
+    )
+    if compare_chunks:
+        runs += _chunk_size_runs(run_dir, estate, chunk_rows, as_of, problems, log)
+    dag_parse = (
+        _dag_parse(run_dir, estate, chunk_rows, dag_parse_repeats, problems, log)
+        if dag_parse_repeats > 0
+        else None
+    )
+    dashboard = _dashboard(run_dir, problems, log)
+
+    results = build_results(
+        parameters={
+            "patients": patients,
+            "seed": seed,
+            "chunk_rows": chunk_rows,
+            "systems": list(SYSTEMS),
+            "as_of_date": as_of.isoformat(),
+            "work_dir": str(work_dir),
+            "run_dir": str(run_dir),
+            "postgres_url": redact_url(postgres_url) if postgres_url else None,
+            "compare_chunks": compare_chunks,
+            "dag_parse_repeats": dag_parse_repeats,
+            "import_seconds": import_seconds,
+            "files_kept": keep_files or bool(problems),
+            "rss_sampler": "psutil" if RssSampler().available else None,
+        },
+        machine=machine_info(),
+        git=git_info(),
+        generation=generation,
+        runs=runs,
+        dag_parse=dag_parse,
+        started_at=started_at,
+        finished_at=dt.datetime.now(dt.UTC).isoformat(),
+        wall_seconds=time.perf_counter() - wall_started,
+        problems=problems,
+    )
+    results["dashboard"] = dashboard
+    _write_results(results, work_dir, run_dir, keep_files or bool(problems))
+    return results
+
+
+def _generate(
+    run_dir: Path, estate: Path, patients: int, seed: int, log: Callable[[str], None]
+) -> tuple[dict[str, Any], dt.date]:
+    """The estate, generated in a child interpreter: its figures and its extract date."""
+    log(f"generating {patients} patients (seed {seed}) into {estate} in a child interpreter")
+    with measure(None) as generation_wall:
+        generated = _run_child(
+            ["generate", "--out", str(estate), "--patients", str(patients), "--seed", str(seed)],
+            run_dir / "generate.json",
+            run_dir / "generate.log",
+        )
+    generation = {
+        "seconds": generated["seconds"],
+        "child_wall_seconds": generation_wall.seconds,
+        "row_counts": generated["row_counts"],
+        "source_rows": {
+            system: sum(counts.values()) for system, counts in generated["row_counts"].items()
+        },
+        "total_rows": sum(sum(counts.values()) for counts in generated["row_counts"].values()),
+        "rows_per_second": rows_per_second(
+            sum(sum(c.values()) for c in generated["row_counts"].values()), generated["seconds"]
+        ),
+        "defect_rows": generated["defect_rows"],
+        "peak_rss_mib": to_mib(generated["vm_hwm_bytes"] or generated["ru_maxrss_bytes"]),
+        "vm_hwm_mib": to_mib(generated["vm_hwm_bytes"]),
+        "ru_maxrss_mib": to_mib(generated["ru_maxrss_bytes"]),
+    }
+    return generation, dt.date.fromisoformat(generated["extract_date"])
+
+
+def _migration_runs(
+    run_dir: Path,
+    estate: Path,
+    chunk_rows: int,
+    as_of: dt.date,
+    postgres_url: str | None,
+    import_seconds: float,
+    problems: list[str],
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """The migration in this process: on SQLite, then on PostgreSQL when a server is given."""
+    targets: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        (
+            "sqlite",
+            lambda: _in_process_run(
+                "sqlite",
+                "sqlite",
+                bench_settings(run_dir / "sqlite", estate, chunk_rows),
+                as_of,
+                log,
+                import_seconds=import_seconds,
+            ),
+        ),
+    ]
+    if postgres_url:
+        targets.append(
+            (
+                "postgresql",
+                lambda: _postgres_run(postgres_url, run_dir, estate, chunk_rows, as_of, log),
+            )
+        )
+    runs = []
+    for label, target in targets:
+        try:
+            run = target()
+        except Exception as error:  # report and go on: the other figures are still worth having
+            run = {
+                "label": label,
+                "backend": label,
+                "chunk_rows": chunk_rows,
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(),
+            }
+            problems.append(f"{label} run failed: {type(error).__name__}: {error}")
+            log(run["traceback"])
+        else:
+            if not run["reconciled"]:
+                problems.append(f"{label} run: not every source row is accounted for")
+        runs.append(run)
+    return runs
+
+
+def _chunk_size_runs(
+    run_dir: Path,
+    estate: Path,
+    chunk_rows: int,
+    as_of: dt.date,
+    problems: list[str],
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """``--compare-chunks``: the migration once per chunk size, each in a fresh child."""
+    runs = []
+    for size in compare_chunk_sizes(chunk_rows):
+        label = f"sqlite_chunk_{size}"
+        log(f"{label}: migrating in a fresh child interpreter")
+        try:
+            run = _run_child(
+                [
+                    "migrate",
+                    "--home",
+                    str(run_dir / label),
+                    "--estate",
+                    str(estate),
+                    "--chunk-rows",
+                    str(size),
+                    "--label",
+                    label,
+                    "--as-of",
+                    as_of.isoformat(),
+                ],
+                run_dir / f"{label}.json",
+                run_dir / f"{label}.log",
+            )
+        except Exception as error:
+            run = {
+                "label": label,
+                "backend": "sqlite",
+                "chunk_rows": size,
+                "process": "child interpreter",
+                "error": f"{type(error).__name__}: {error}",
+            }
+            problems.append(f"{label} run failed: {error}")
+        else:
+            if not run["reconciled"]:
+                problems.append(f"{label} run: not every source row is accounted for")
+        runs.append(run)
+    return runs
+
+
+def _dag_parse(
+    run_dir: Path,
+    estate: Path,
+    chunk_rows: int,
+    repeats: int,
+    problems: list[str],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The parse time of ``dags/`` in fresh interpreters (or the error that stopped it)."""
+    log(f"timing the parse of dags/ ({repeats} + 1 fresh interpreters)")
+    try:
+        dag_parse = measure_dag_parse(
+            bench_settings(run_dir / "dag_parse", estate, chunk_rows), repeats, run_dir
+        )
+        if dag_parse["import_errors"]:
+            problems.append(f"DAG import errors: {dag_parse['import_errors']}")
+    except Exception as error:
+        dag_parse = {"error": f"{type(error).__name__}: {error}"}
+        problems.append(f"DAG parse timing failed: {error}")
+    return dag_parse
+
+
+def _dashboard(run_dir: Path, problems: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+    """The dashboard's page times over a synthetic history (or the error that stopped them)."""
+    log("dashboard: a synthetic history of every planned system in a temporary core; page times")
+    try:
+        from etl.dashboard.bench import measure_dashboard
+
+        return measure_dashboard(run_dir / "dashboard")
+    except Exception as error:
+        problems.append(f"dashboard page timing failed: {error}")
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def _write_results(results: dict[str, Any], work_dir: Path, run_dir: Path, is_kept: bool) -> None:
+    """``results.json`` in the work folder; the run's files kept (with a copy) or removed."""
+    write_json(work_dir / RESULTS_FILE, results)
+    if is_kept:  # kept for inspection (always, when something failed)
+        write_json(run_dir / RESULTS_FILE, results)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,0 +1,5 @@
+"""``python -m etl.cli``: the same as ``vardflytt``."""
+
+from etl.cli import app
+
+app()

@@ -1,0 +1,330 @@
+"""``vardflytt cutover``: staged, reversible cutovers by wave."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from etl.cli.common import console
+from etl.settings import get_settings
+
+cutover_app = typer.Typer(
+    help="Staged, reversible cutovers by wave (plan in mappings/waves.yaml).", no_args_is_help=True
+)
+AsOf = Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default: today).")]
+
+
+def _actor() -> str:
+    """Who runs a cutover command: the signed-in OS user (etl.core.audit), never a typed name.
+    Approvals are the decisions and are signed in to Airflow (``cutover approve``)."""
+    from etl.core.audit import current_user
+
+    return current_user()
+
+
+def _as_of(value: str | None) -> dt.date:
+    return dt.date.fromisoformat(value) if value else dt.date.today()
+
+
+def _cutover_call(function, *args, **kwargs):
+    from etl.cutover.ledger import LedgerError, WaveLockedError
+    from etl.cutover.plan import PlanError
+    from etl.load.promote import PromotionError
+    from etl.validate.gate import DataQualityGateError
+
+    try:
+        return function(*args, **kwargs)
+    except (LedgerError, WaveLockedError, PlanError, PromotionError, DataQualityGateError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+
+
+@cutover_app.command("status")
+def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Every wave's state, window, batches and lock; with a wave, its ledger and criteria."""
+    from etl.core.database import core_engine
+    from etl.cutover import ledger, waves
+
+    settings = get_settings()
+    rows = _cutover_call(waves.wave_status, settings)
+    table = Table(title="cutover waves")
+    for column in ("wave", "state", "systems", "planned", "first load", "batches", "plan", "lock"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["wave"],
+            row["state"],
+            str(row["systems"]),
+            row["planned"],
+            row["first_load"] or "-",
+            str(row["promoted_batches"]),
+            row["plan"],
+            row["lock"] or "-",
+        )
+    console.print(table)
+    if not wave:
+        return
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        history = ledger.transitions(connection, wave)
+        approvals = ledger.approvals(connection, wave)
+        plan = _cutover_call(waves.reviewed_plan_status, connection, settings, wave)
+    _print_reviewed_plan(wave, plan)
+    ledger_table = Table(title=f"{wave}: ledger")
+    for column in ("at", "from", "to", "by", "run", "mappings"):
+        ledger_table.add_column(column)
+    for t in history:
+        ledger_table.add_row(
+            str(t["at"])[:19],
+            t["from_state"],
+            t["to_state"],
+            t["actor"],
+            t["run_id"] or "-",
+            t["mapping_version"] or "-",
+        )
+    console.print(ledger_table)
+    for a in approvals:
+        current = "" if a["is_current"] else " (superseded)"
+        console.print(
+            f"approval: {a['role']} {a['decision']} by {a['approver']} via {a['channel']}{current}"
+        )
+    criteria = Table(title=f"{wave}: go/no-go criteria")
+    for column in ("criterion", "result", "detail"):
+        criteria.add_column(column)
+    for c in waves.evaluate_criteria(settings, wave):
+        criteria.add_row(c.name, "[green]pass[/green]" if c.passed else "[red]fail[/red]", c.detail)
+    console.print(criteria)
+
+
+def _print_reviewed_plan(wave: str, plan: dict) -> None:
+    if plan["fingerprint"]:
+        console.print(
+            f"{wave}: reviewed plan {plan['fingerprint'][:12]} ({len(plan['files'])} files), "
+            f"recorded at {plan['recorded_event']} on {plan['recorded_at'][:16]} by "
+            f"{plan['recorded_by']} (mappings {plan['mapping_version'] or '-'})"
+        )
+    else:
+        console.print(
+            f"[red]{wave}: no reviewed plan recorded[/red] (taken at the first rehearsal or load; "
+            f"`vardflytt cutover replan {wave} --reason ...` records one)"
+        )
+    if plan["matches"]:
+        console.print("working copy: the reviewed plan")
+    elif plan["difference"]:
+        changed = "; ".join(f"{k}: {', '.join(v)}" for k, v in plan["difference"].items() if v)
+        console.print(f"[red]working copy differs from the reviewed plan[/red]: {changed}")
+    if plan["uncommitted"]:
+        console.print(f"[red]uncommitted[/red]: {', '.join(plan['uncommitted'])}")
+    changes = Table(title=f"{wave}: plan changes")
+    for column in ("at", "event", "by", "fingerprint", "reason", "files"):
+        changes.add_column(column)
+    for change in plan["changes"]:
+        files = "; ".join(f"{k}: {', '.join(v)}" for k, v in (change["files"] or {}).items() if v)
+        changes.add_row(
+            change["at"][:19],
+            change["event"],
+            change["by"],
+            change["fingerprint"][:12],
+            change["reason"] or "-",
+            files or "-",
+        )
+    console.print(changes)
+
+
+@cutover_app.command("replan")
+def cutover_replan(
+    wave: str,
+    reason: Annotated[str, typer.Option(help="What changed in the plan and why.")],
+) -> None:
+    """Record a plan change: the committed working copy becomes the wave's reviewed plan.
+
+    Names the files that changed, records who (the signed-in user) and why, and voids every
+    earlier approval; verify and commit then hold to the new plan."""
+    from etl.cutover import waves
+
+    record = _cutover_call(waves.replan, get_settings(), wave, reason)
+    files = "; ".join(f"{k}: {', '.join(v)}" for k, v in (record["changes"] or {}).items() if v)
+    console.print(
+        f"plan change recorded for {wave} by {record['actor']}: fingerprint "
+        f"{record['digest'][:12]}" + (f" ({files})" if files else "")
+    )
+    if record["approvals_voided"]:
+        console.print(f"{record['approvals_voided']} earlier approval(s) voided")
+    console.print(f"verify the wave again: `vardflytt cutover verify {wave}`")
+
+
+@cutover_app.command("rehearse")
+def cutover_rehearse(wave: str, as_of: AsOf = None) -> None:
+    """Run the wave into a separate core; evidence pack; compare with the previous rehearsal."""
+    from etl.cutover import waves
+
+    result = _cutover_call(
+        waves.rehearse,
+        get_settings(),
+        wave,
+        _as_of(as_of),
+        _actor(),
+        on_system=lambda s: console.print(f"rehearsing {s}"),
+    )
+    console.print(
+        f"rehearsal {result['rehearsal']}: criteria "
+        f"{'pass' if result['criteria_passed'] else 'FAIL'}; pack {result['pack']}"
+    )
+    if result["comparison"]:
+        console.print(f"compared with the previous rehearsal: {result['comparison']}")
+
+
+@cutover_app.command("load")
+def cutover_load(
+    wave: str,
+    phase: Annotated[str, typer.Option(help="initial, delta or final.")] = "initial",
+    as_of: AsOf = None,
+) -> None:
+    """Load the wave's systems into the core: initial (full), delta, or final delta (frozen)."""
+    from etl.cutover import waves
+
+    evidence = _cutover_call(
+        waves.load_wave,
+        get_settings(),
+        wave,
+        phase,
+        _as_of(as_of),
+        _actor(),
+        on_system=lambda s: console.print(f"loading {s} ({phase})"),
+    )
+    for system, batch in evidence["batches"].items():
+        console.print(
+            f"{system}: batch {batch['batch_id']}, extracted {batch['extracted']}, "
+            f"loaded {batch['loaded']}, quarantined {batch['quarantined']}"
+        )
+
+
+@cutover_app.command("freeze")
+def cutover_freeze(wave: str) -> None:
+    """Record that the wave's legacy systems are read-only from now (before the final delta)."""
+    from etl.cutover import waves
+
+    _cutover_call(waves.freeze, get_settings(), wave, _actor())
+    console.print(f"wave {wave} frozen")
+
+
+@cutover_app.command("verify")
+def cutover_verify(wave: str, as_of: AsOf = None) -> None:
+    """Reconcile source against core and evaluate the go/no-go criteria."""
+    from etl.cutover import waves
+
+    results = _cutover_call(waves.verify, get_settings(), wave, _as_of(as_of), _actor())
+    for c in results:
+        console.print(f"pass  {c.name}: {c.detail}")
+    console.print(f"wave {wave} verified; each approving role may now approve it")
+
+
+@cutover_app.command("approve")
+def cutover_approve(
+    wave: str,
+    role: Annotated[str, typer.Option(help="The approving role you answer for.")],
+    user: Annotated[
+        str, typer.Option(help="Your Airflow user name (listed for the role in waves.yaml).")
+    ],
+    reject: Annotated[bool, typer.Option(help="Record a rejection instead.")] = False,
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Answer a role's go (or no-go) for a verified wave, signed in to Airflow as yourself.
+
+    Signs in to Airflow's api-server ($VARDFLYTT_AIRFLOW_URL) with your password (prompted, or
+    $VARDFLYTT_AIRFLOW_PASSWORD for automation) and answers the role's go/no-go task of the
+    wave's waiting cutover run with your own token: Airflow refuses a user not assigned to it.
+    If no run waits, the decision is recorded in the ledger for the user Airflow signed in."""
+    import os
+
+    from etl.cutover import airflow_hitl, waves
+
+    settings = get_settings()
+    decision = "reject" if reject else "approve"
+    password = os.environ.get("VARDFLYTT_AIRFLOW_PASSWORD") or typer.prompt(
+        f"Airflow password for {user}", hide_input=True
+    )
+    answered = _cutover_call(
+        airflow_hitl.respond_to_waiting_run, settings, wave, decision, role, user, password, note
+    )
+    if answered["waiting"]:
+        console.print(
+            f"answered the {role} go/no-go of Airflow run {answered['run_id']} "
+            f"({answered['dag_id']}): {decision} by {answered['responded_by']}; the run records "
+            "it in the ledger"
+            + (" and cuts the wave over once every role approved" if decision == "approve" else "")
+        )
+        return
+    record = _cutover_call(
+        waves.approve, settings, wave, answered["user"], role, decision, "cli", None, note
+    )
+    console.print(
+        f"{record['role']} {record['decision']} recorded for {wave} by {record['approver']} "
+        "(signed in to Airflow)"
+    )
+
+
+@cutover_app.command("commit")
+def cutover_commit(wave: str) -> None:
+    """Cut over: the wave goes live (needs a verified wave and every approver's approval)."""
+    from etl.cutover import waves
+
+    _cutover_call(waves.cut_over, get_settings(), wave, _actor())
+    console.print(f"wave {wave} is cut over")
+
+
+@cutover_app.command("rollback")
+def cutover_rollback(
+    wave: Annotated[str | None, typer.Argument(help="Roll back the whole wave.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Roll back one batch instead.")] = None,
+    cascade: Annotated[bool, typer.Option(help="Also roll back later batches first.")] = False,
+) -> None:
+    """Undo a wave (every promoted batch, newest first) or one batch; checksums prove it."""
+    from etl.cutover import waves
+
+    settings = get_settings()
+    if bool(wave) == bool(batch):
+        console.print("[red]give either a wave or --batch[/red]")
+        raise typer.Exit(2)
+    if batch:
+        undone = _cutover_call(waves.rollback_one_batch, settings, batch, cascade)
+        console.print(f"rolled back: {', '.join(undone) or 'nothing (already rolled back)'}")
+        return
+    evidence = _cutover_call(waves.rollback_wave, settings, wave, _actor(), None, cascade)
+    console.print(
+        f"rolled back {len(evidence['rolled_back_batches'])} batches of {wave}; core "
+        f"rows equal to before the wave: {evidence['checksum_equal_to_before_wave']}"
+    )
+
+
+@cutover_app.command("evidence")
+def cutover_evidence(wave: str, label: Annotated[str | None, typer.Option()] = None) -> None:
+    """Write the wave's evidence pack (JSON, Markdown, checksums, zip) for sign-off."""
+    from etl.cutover import evidence, waves
+
+    settings = get_settings()
+    criteria = [c.as_dict() for c in _cutover_call(waves.evaluate_criteria, settings, wave)]
+    pack = evidence.write_pack(
+        settings,
+        wave,
+        label or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S"),
+        extra={"criteria": criteria},
+    )
+    console.print(f"evidence pack: {pack} (and {pack}.zip)")
+
+
+@cutover_app.command("unlock")
+def cutover_unlock(wave: str) -> None:
+    """Release a dead run's lock on a wave (recorded in the ledger's lock history)."""
+    from etl.core.database import core_engine
+    from etl.cutover import ledger
+
+    engine = core_engine(get_settings().resolved_core_url)
+    holder = ledger.lock_holder(engine, wave)
+    if holder is None:
+        console.print(f"wave {wave} is not locked")
+        return
+    ledger.release_lock(engine, wave)
+    console.print(f"released {wave}, held by {holder.holder}, by {_actor()}")

@@ -1,0 +1,182 @@
+"""``vardflytt check-mappings``, ``run`` and ``status``: the pipeline from the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from etl.cli.common import console
+from etl.load.cli import print_unpromoted
+from etl.settings import get_settings
+
+
+def check_mappings() -> None:
+    """Parse and check every mapping file; errors name the file and the field."""
+    from etl.catalog import MappingError, load_catalog
+
+    settings = get_settings()
+    try:
+        catalog = load_catalog(settings.mappings_dir)
+    except MappingError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    for name, system in catalog.systems.items():
+        console.print(
+            f"{name}: {len(system.spec.datasets)} datasets, entities {', '.join(system.entities)}"
+        )
+    console.print(f"crosswalks: {', '.join(catalog.crosswalks) or 'none'}")
+    from etl.cutover.plan import PLAN_FILE, PlanError, load_plan
+
+    if not (settings.mappings_dir / PLAN_FILE).exists():
+        return
+    try:
+        plan = load_plan(settings.mappings_dir)
+    except PlanError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    for wave in plan.waves:
+        roles = "; ".join(
+            f"{role}: {', '.join(dict.fromkeys(accounts.airflow_users + accounts.dashboard_users))}"
+            for role, accounts in wave.criteria.approvers.items()
+        )
+        console.print(f"wave {wave.wave}: {len(wave.systems)} systems, approvers {roles}")
+
+
+def run(
+    system: Annotated[str, typer.Argument(help="Source system, as named under mappings/.")],
+    batch_id: Annotated[
+        str | None, typer.Option(help="Batch id; re-use one to re-run that batch.")
+    ] = None,
+    as_of_date: Annotated[
+        str | None, typer.Option(help="Reference date YYYY-MM-DD (default today).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Write nothing to the core.")] = False,
+) -> None:
+    """Run one source system's migration in this process, without Airflow."""
+    from etl import pipeline
+    from etl.batch import new_batch_id
+
+    settings = get_settings()
+    entities = pipeline.catalog(settings).system(system).entities
+    as_of = dt.date.fromisoformat(as_of_date) if as_of_date else dt.date.today()
+    batch = batch_id or new_batch_id(system, "cli")
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"{system}: starting", total=2 * len(entities) + 3)
+
+        def on_stage(name: str) -> None:
+            progress.update(
+                task, description=f"{system}: {name}", advance=0 if name == "extract" else 1
+            )
+
+        try:
+            report = pipeline.run_system(
+                system, batch, as_of, dry_run, settings=settings, on_stage=on_stage
+            )
+        except pipeline.ReconciliationError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+        progress.update(task, completed=2 * len(entities) + 3)
+    print_accounting(
+        [row.model_dump() for row in report.accounting], title=f"{system} batch {batch}"
+    )
+    from etl.report.validation import batch_report_folder
+
+    summary = batch_report_folder(settings, batch) / "summary.html"
+    if summary.is_file():
+        console.print(f"validation report: {summary}")
+
+
+def print_accounting(rows: list[dict], title: str) -> bool:
+    table = Table(title=title)
+    for column in (
+        "system",
+        "entity",
+        "dataset",
+        "extracted",
+        "loaded",
+        "quarantined",
+        "excluded",
+        "merged",
+        "residue",
+        "accounted",
+    ):
+        table.add_column(
+            column, justify="right" if column not in {"system", "entity", "dataset"} else "left"
+        )
+    all_verified = True
+    for row in rows:
+        all_verified &= bool(row["is_verified"])
+        table.add_row(
+            row["source_system"],
+            row["entity"],
+            row["dataset"],
+            str(row["extracted"]),
+            str(row["loaded"]),
+            str(row["quarantined"]),
+            str(row["excluded"]),
+            str(row["merged"]),
+            str(row["residue"]),
+            "[green]yes[/green]" if row["is_verified"] else "[red]NO[/red]",
+        )
+    console.print(table)
+    return all_verified
+
+
+def status(
+    batch: Annotated[
+        str | None, typer.Option(help="A batch id (default: each system's latest batch).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="Exit non-zero unless every row is accounted for.")
+    ] = False,
+) -> None:
+    """Record accounting per system and entity, with quarantine counts by reason."""
+    from etl.status import accounting_rows, quarantine_reasons, source_counts
+
+    settings = get_settings()
+    rows = accounting_rows(settings, batch)
+    if not rows:
+        console.print("no loaded batches yet: run `make demo` or `vardflytt run <system>`")
+        raise typer.Exit(1 if check else 0)
+    is_reconciled = print_accounting(
+        rows, title="record accounting (extracted = loaded + quarantined + excluded + merged)"
+    )
+    sources = source_counts(settings, {(row["batch_id"], row["source_system"]) for row in rows})
+    if sources:
+        table = Table(title="source records: independent physical count = records read")
+        for column in sources[0]:
+            table.add_column(
+                column.replace("_", " "),
+                justify="left" if column in {"system", "dataset", "source"} else "right",
+            )
+        for source in sources:
+            table.add_row(*(str(value) for value in source.values()))
+        console.print(table)
+    reasons = quarantine_reasons(settings, sorted({row["batch_id"] for row in rows}))
+    if reasons:
+        table = Table(title="quarantined rows by reason (review with the data stewards)")
+        for column in ("system", "entity", "reason", "rows"):
+            table.add_column(column, justify="right" if column == "rows" else "left")
+        for reason in reasons:
+            table.add_row(
+                reason["source_system"], reason["entity"], reason["reason"], str(reason["rows"])
+            )
+        console.print(table)
+    print_unpromoted(settings)
+    console.print(
+        "[green]every source row is accounted for[/green]"
+        if is_reconciled
+        else "[red]NOT every source row is accounted for[/red]"
+    )
+    if check and not is_reconciled:
+        raise typer.Exit(1)
