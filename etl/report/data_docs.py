@@ -230,13 +230,18 @@ def build_data_docs(
                 check_row = rows.get((configuration.meta or {}).get("check"))  # type: ignore[arg-type]
                 if check_row is None:
                     continue
-                result = {"observed_value": observed(row), "element_count": row["rows_evaluated"]}
-                if not 0 < row["rows_failed"] < MIN_COUNT and row["rows_evaluated"]:
-                    result["unexpected_count"] = row["rows_failed"]
-                    result["unexpected_percent"] = 100 * row["rows_failed"] / row["rows_evaluated"]
+                result = {
+                    "observed_value": observed(check_row),
+                    "element_count": check_row["rows_evaluated"],
+                }
+                if not 0 < check_row["rows_failed"] < MIN_COUNT and check_row["rows_evaluated"]:
+                    result["unexpected_count"] = check_row["rows_failed"]
+                    result["unexpected_percent"] = (
+                        100 * check_row["rows_failed"] / check_row["rows_evaluated"]
+                    )
                 outcomes.append(
                     ExpectationValidationResult(
-                        success=not row["is_breached"],
+                        success=not check_row["is_breached"],
                         expectation_config=configuration,
                         result=result,
                     )
