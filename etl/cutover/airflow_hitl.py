@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from etl.dag_names import cutover_dag_id  # noqa: F401  (its home is etl.dag_names; re-exported)
 from etl.settings import Settings
 
 APPROVE = "Approve"
@@ -31,10 +32,6 @@ WAITING_STATES = ("awaiting_input", "deferred")
 def approval_task_id(role: str) -> str:
     """The go/no-go task of one approving role."""
     return APPROVAL_TASK_PREFIX + role
-
-
-def cutover_dag_id(wave: str) -> str:
-    return f"vardflytt_cutover_{wave}"
 
 
 def run_label(prefix: str, run_id: str) -> str:
