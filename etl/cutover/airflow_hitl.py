@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from etl.dag_names import cutover_dag_id  # noqa: F401  (its home is etl.dag_names; re-exported)
+from etl.dag_names import cutover_dag_id  # its home; re-exported for callers here
 from etl.settings import Settings
 
 APPROVE = "Approve"
