@@ -152,9 +152,7 @@ def load_task(system: str | None):
     @task(task_id="load", outlets=[core_asset_alias()])
     def load(batch: dict) -> dict:
         loaded = _load(batch)
-        get_current_context()["outlet_events"][core_asset_alias()].add(
-            core_asset(batch["system"])
-        )
+        get_current_context()["outlet_events"][core_asset_alias()].add(core_asset(batch["system"]))
         return loaded
 
     return load
