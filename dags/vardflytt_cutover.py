@@ -20,19 +20,15 @@ level. XCom carries counts, ids, criteria and pack paths, never patient data.
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.execution_time.hitl import HITLUser
 
-from etl.cutover.airflow_hitl import APPROVE, REJECT, approval_task_id, cutover_dag_id
+from etl.cutover.airflow_hitl import APPROVE, REJECT, approval_task_id
 from etl.cutover.plan import PLAN_FILE, load_plan
+from etl.dag_names import MAPPINGS_DIR, ROLLBACK_DAG_ID, core_asset, cutover_dag_id
 
-MAPPINGS_DIR = Path(
-    os.environ.get("VARDFLYTT_MAPPINGS_DIR") or Path(__file__).resolve().parents[1] / "mappings"
-)
 # A mappings folder without a plan has no waves; a malformed plan is an import error to fix.
 PLAN = load_plan(MAPPINGS_DIR) if (MAPPINGS_DIR / PLAN_FILE).exists() else None
 WAVES = PLAN.waves if PLAN else []
@@ -138,10 +134,7 @@ def evidence_pack(run: dict, label: str, outcome: dict | None = None) -> dict:
 
 
 def build_cutover_dag(wave):
-    core_assets = [
-        Asset(name=f"vardflytt_core_{system}", uri=f"vardflytt://core/{system}")
-        for system in wave.systems
-    ]
+    core_assets = [core_asset(system) for system in wave.systems]
     approvers = wave.criteria.approvers
     title = wave.title
 
@@ -335,7 +328,7 @@ def build_rollback_dag(wave_names: list[str]):
         }
 
     @dag(
-        dag_id="vardflytt_rollback",
+        dag_id=ROLLBACK_DAG_ID,
         description="Roll back a wave or one batch; the core returns to its state before it",
         schedule=None,
         start_date=START,

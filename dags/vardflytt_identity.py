@@ -11,25 +11,18 @@ module level. XCom carries run ids and counts only.
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 
-from airflow.sdk import Asset, AssetAny, dag, get_current_context, task
+from airflow.sdk import AssetAny, dag, get_current_context, task
 
+from etl.dag_names import IDENTITY_DAG_ID, MAPPINGS_DIR, core_asset
 from etl.layout import list_system_entities
 
-MAPPINGS_DIR = Path(
-    os.environ.get("VARDFLYTT_MAPPINGS_DIR") or Path(__file__).resolve().parents[1] / "mappings"
-)
-# The same name and uri as the outlet of each system DAG's load task (vardflytt_migration.py).
-CORE_ASSETS = [
-    Asset(name=f"vardflytt_core_{system}", uri=f"vardflytt://core/{system}")
-    for system in list_system_entities(MAPPINGS_DIR)
-]
+# The outlets of the loads (vardflytt_migration.py, vardflytt_cutover.py), from one helper.
+CORE_ASSETS = [core_asset(system) for system in list_system_entities(MAPPINGS_DIR)]
 
 
 @dag(
-    dag_id="identity_resolution",
+    dag_id=IDENTITY_DAG_ID,
     description="Link core patients of all systems to persons; conflicts go to data stewards",
     schedule=AssetAny(*CORE_ASSETS),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),

@@ -1,7 +1,12 @@
 """Migration DAGs generated from the folders in ``mappings/``.
 
-- ``vardflytt_<system>``: one DAG per source system.
-- ``vardflytt_migrate``: any selection of systems in one run (the Params form lists them).
+- ``vardflytt_<system>``: one DAG per source system, a task per entity's transform and validate.
+- ``vardflytt_migrate``: any selection of systems in one run (the Params form lists them). One
+  task group, mapped at run time over the selected systems (dynamic task mapping): a system's
+  entities are transformed, then validated, in one task each.
+
+Either way an entity is validated only after the entities its suite joins or resolves against
+(``meta.context`` and ``meta.references`` in ``expectations/``) are transformed in the same batch.
 
 Thin by design: each task is one call into ``etl.pipeline``; nothing heavy is imported at
 module level (Airflow parses this file every 30 seconds). XCom carries ids and counts only.
@@ -10,16 +15,20 @@ module level (Airflow parses this file every 30 seconds). XCom carries ids and c
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
+from airflow.sdk import Param, dag, get_current_context, task, task_group
 
-from etl.layout import list_system_entities
-
-MAPPINGS_DIR = Path(
-    os.environ.get("VARDFLYTT_MAPPINGS_DIR") or Path(__file__).resolve().parents[1] / "mappings"
+from etl.dag_names import (
+    EXPECTATIONS_DIR,
+    MAPPINGS_DIR,
+    SELECTION_DAG_ID,
+    core_asset,
+    core_asset_alias,
+    system_dag_id,
 )
+from etl.layout import list_system_entities
+from etl.validate.order import validation_needs
+
 SYSTEMS = list_system_entities(MAPPINGS_DIR)
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -64,6 +73,7 @@ def _batch(system: str) -> dict:
     if params["batch_id"] and "systems" in params:
         batch_id = batch_id_for(system, params["batch_id"])  # one batch per system, always
     return {
+        "system": system,
         "batch_id": batch_id,
         "as_of_date": as_of,
         "run_id": dag_run.run_id,
@@ -72,76 +82,126 @@ def _batch(system: str) -> dict:
     }
 
 
-def migrate_system(system: str, entities: list[str], selected=None) -> None:
+# The tasks of one system's batch, shared by both DAG shapes. Each takes the batch from
+# ``open_batch``, which names its system, so the mapped group needs no system at parse time.
+
+
+@task
+def open_batch(system: str) -> dict:
+    return _batch(system)
+
+
+@task
+def extract(batch: dict) -> dict:
+    from etl import pipeline
+
+    return pipeline.extract(batch["system"], batch["batch_id"], batch["as_of_date"])
+
+
+@task
+def transform(batch: dict, entity: str) -> dict:
+    from etl import pipeline
+
+    return pipeline.transform(batch["system"], entity, batch["batch_id"])
+
+
+@task
+def validate(batch: dict, entity: str) -> dict:
+    from etl import pipeline
+
+    return pipeline.validate(batch["system"], entity, batch["batch_id"])
+
+
+@task(task_id="transform")
+def transform_all(batch: dict, entities: list[str]) -> dict:
+    """Every entity of the system, so every validation finds what its suite joins."""
+    from etl import pipeline
+
+    return {e: pipeline.transform(batch["system"], e, batch["batch_id"]) for e in entities}
+
+
+@task(task_id="validate")
+def validate_all(batch: dict, entities: list[str]) -> dict:
+    from etl import pipeline
+
+    return {e: pipeline.validate(batch["system"], e, batch["batch_id"]) for e in entities}
+
+
+@task
+def quality_gate(batch: dict) -> dict:
+    from etl import pipeline
+
+    return pipeline.gate(batch["system"], batch["batch_id"], batch["run_id"])
+
+
+def _load(batch: dict) -> dict:
+    from etl import pipeline
+
+    return pipeline.load(
+        batch["system"], batch["batch_id"], batch["run_id"], batch["dry_run"], scope=batch["scope"]
+    )
+
+
+def load_task(system: str | None):
+    """A system DAG's load updates its system's core asset; the mapped group's load, whose system
+    is known only at run time, names that asset through the alias (identity resolution and any
+    other consumer still see an event of ``vardflytt_core_<system>``)."""
+    if system is not None:
+        return task(task_id="load", outlets=[core_asset(system)])(_load)
+
+    @task(task_id="load", outlets=[core_asset_alias()])
+    def load(batch: dict) -> dict:
+        loaded = _load(batch)
+        get_current_context()["outlet_events"][core_asset_alias()].add(core_asset(batch["system"]))
+        return loaded
+
+    return load
+
+
+@task
+def reconcile(report: dict) -> dict:
+    from etl import pipeline
+
+    return pipeline.reconcile(report)
+
+
+@task
+def report(batch: dict) -> dict:
+    from etl import pipeline
+
+    return pipeline.report(batch["system"], batch["batch_id"])
+
+
+def migrate_system(system: str, entities: list[str]) -> None:
     """extract -> transform and validate each entity -> quality gate -> load -> reconcile, and
     the batch's validation report at the end: a teardown of ``open_batch``, so it runs when any
     task before it failed too (a batch the gate stopped is when stewards need it most). As a
     teardown its own failure shows on the task without failing the run: the batch did load."""
-
-    @task
-    def open_batch() -> dict:
-        return _batch(system)
-
-    @task
-    def extract(batch: dict) -> dict:
-        from etl import pipeline
-
-        return pipeline.extract(system, batch["batch_id"], batch["as_of_date"])
-
-    @task
-    def transform(batch: dict, entity: str) -> dict:
-        from etl import pipeline
-
-        return pipeline.transform(system, entity, batch["batch_id"])
-
-    @task
-    def validate(batch: dict, entity: str) -> dict:
-        from etl import pipeline
-
-        return pipeline.validate(system, entity, batch["batch_id"])
-
-    @task
-    def quality_gate(batch: dict) -> dict:
-        from etl import pipeline
-
-        return pipeline.gate(system, batch["batch_id"], batch["run_id"])
-
-    @task(outlets=[Asset(name=f"vardflytt_core_{system}", uri=f"vardflytt://core/{system}")])
-    def load(batch: dict) -> dict:
-        from etl import pipeline
-
-        return pipeline.load(
-            system, batch["batch_id"], batch["run_id"], batch["dry_run"], scope=batch["scope"]
-        )
-
-    @task
-    def reconcile(report: dict) -> dict:
-        from etl import pipeline
-
-        return pipeline.reconcile(report)
-
-    @task
-    def report(batch: dict) -> dict:
-        from etl import pipeline
-
-        return pipeline.report(system, batch["batch_id"])
-
-    batch = open_batch()
-    if selected is not None:
-        selected >> batch
+    batch = open_batch(system)
     landed = extract(batch)
     mapped = {
         entity: transform.override(task_id=f"transform_{entity}")(batch, entity)
         for entity in entities
     }
     validated = []
-    for entity in entities:
+    for entity, needs in validation_needs(EXPECTATIONS_DIR, entities).items():
         checked = validate.override(task_id=f"validate_{entity}")(batch, entity)
         landed >> mapped[entity] >> checked
-        if entity != "patient" and "patient" in mapped:
-            # Plausibility checks join the batch's transformed patients (etl/validate/context.py).
-            mapped["patient"] >> checked
+        for needed in needs:  # the suite joins or resolves against these (etl/validate/order.py)
+            mapped[needed] >> checked
         validated.append(checked)
+    _finish(batch, validated, load_task(system))
+
+
+def migrate_mapped_system(system, entities) -> None:
+    """The same stages for a system known only at run time (a mapped task group's argument)."""
+    batch = open_batch(system)
+    validated = validate_all(batch, entities)
+    extract(batch) >> transform_all(batch, entities) >> validated
+    _finish(batch, [validated], load_task(None))
+
+
+def _finish(batch, validated: list, load) -> None:
     gated = quality_gate(batch)
     loaded = load(batch)
     validated >> gated >> loaded
@@ -150,7 +210,7 @@ def migrate_system(system: str, entities: list[str], selected=None) -> None:
 
 def build_system_dag(system: str, entities: list[str]):
     @dag(
-        dag_id=f"vardflytt_{system}",
+        dag_id=system_dag_id(system),
         description=f"Migrate {system} into the core system",
         schedule=None,
         start_date=START,
@@ -180,7 +240,7 @@ def build_selection_dag(systems: dict[str, list[str]]):
     }
 
     @dag(
-        dag_id="vardflytt_migrate",
+        dag_id=SELECTION_DAG_ID,
         description="Migrate a selection of source systems",
         schedule=None,
         start_date=START,
@@ -188,24 +248,31 @@ def build_selection_dag(systems: dict[str, list[str]]):
         max_active_runs=1,
         tags=["vardflytt", "migration"],
         params=params,
-        doc_md="Pick source systems in the Params form; each runs as its own task group.",
+        doc_md=(
+            "Pick source systems in the Params form; the `system` task group runs once per "
+            "selected system (mapped at run time, one map index per system)."
+        ),
     )
     def migrate_selected():
-        for system, entities in systems.items():
+        @task
+        def selected_systems() -> list[dict]:
+            """The chosen systems, in the mappings' order, as the group's arguments."""
+            chosen = set(get_current_context()["params"]["systems"])
+            return [
+                {"system": system, "entities": entities}
+                for system, entities in systems.items()
+                if system in chosen
+            ]
 
-            @task_group(group_id=system)
-            def one_system(system=system, entities=entities):
-                @task.short_circuit(task_id="is_selected")
-                def is_selected() -> bool:
-                    return system in get_current_context()["params"]["systems"]
+        @task_group(group_id="system")
+        def one_system(system, entities):
+            migrate_mapped_system(system, entities)
 
-                migrate_system(system, entities, selected=is_selected())
-
-            one_system()
+        one_system.expand_kwargs(selected_systems())
 
     return migrate_selected()
 
 
 for _system, _entities in SYSTEMS.items():
-    globals()[f"vardflytt_{_system}"] = build_system_dag(_system, _entities)
+    globals()[system_dag_id(_system)] = build_system_dag(_system, _entities)
 vardflytt_migrate = build_selection_dag(SYSTEMS)

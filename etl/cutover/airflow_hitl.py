@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from etl.dag_names import cutover_dag_id  # its home; re-exported for callers here
 from etl.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,10 +36,6 @@ WAITING_STATES = ("awaiting_input", "deferred")
 def approval_task_id(role: str) -> str:
     """The go/no-go task of one approving role."""
     return APPROVAL_TASK_PREFIX + role
-
-
-def cutover_dag_id(wave: str) -> str:
-    return f"vardflytt_cutover_{wave}"
 
 
 def run_label(prefix: str, run_id: str) -> str:

@@ -35,7 +35,8 @@ from etl.transform.stage import (
     outcomes_table,
 )
 from etl.validate.checks import source_check, thresholds_for
-from etl.validate.context import context_columns, context_entities, enrich
+from etl.validate.context import context_columns, enrich
+from etl.validate.order import declared_needs
 from etl.validate.references import Reference, landed_ids, reference_failures
 from etl.validate.suites import (
     read_suite_definition,
@@ -167,8 +168,7 @@ def validate_entity(
     parameters = {"as_of_date": manifest.as_of_date.isoformat()}
     suite_meta = read_suite_definition(settings.expectations_dir, entity).get("meta") or {}
     references = suite_references(settings.expectations_dir, entity)
-    related_entities = context_entities(suite_meta) + [r.target for r in references]
-    for related in dict.fromkeys(related_entities):
+    for related in declared_needs(suite_meta):
         if (
             related in catalog.system(system).entities
             and not paths.stage_file("transformed", related).exists()
