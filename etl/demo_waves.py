@@ -59,7 +59,8 @@ def describe(outcome: WaveOutcome, settings: Settings) -> list[str]:
     """Lines for the demo's last screen: the wave's state and, if it waits, how to answer."""
     from etl.airflow_env import passwords_file
     from etl.cutover import ledger
-    from etl.cutover.airflow_hitl import approval_task_id, cutover_dag_id
+    from etl.cutover.airflow_hitl import approval_task_id
+    from etl.dag_names import cutover_dag_id
 
     wave = outcome.wave
     approvals = f"; go/no-go: {'; '.join(outcome.approvals)}" if outcome.approvals else ""

@@ -184,11 +184,11 @@ def _demo_cutover(
     ``airflow dags test`` run would wait at the go/no-go, blocking the demo."""
     import json
 
-    from etl.cutover import airflow_hitl
     from etl.cutover.plan import load_plan
+    from etl.dag_names import cutover_dag_id
 
     settings = get_settings()
-    dag_id = airflow_hitl.cutover_dag_id(wave)
+    dag_id = cutover_dag_id(wave)
     systems = load_plan(settings.mappings_dir).wave(wave).systems
     for phase in ("rehearsal", "initial"):
         console.rule(f"airflow dags test {dag_id} (phase {phase}, {len(systems)} systems)")
@@ -238,9 +238,10 @@ def _demo_final_approved(
     from etl.cutover import airflow_hitl
     from etl.cutover.ledger import LedgerError
     from etl.cutover.plan import load_plan
+    from etl.dag_names import cutover_dag_id
 
     settings = get_settings()
-    dag_id = airflow_hitl.cutover_dag_id(wave)
+    dag_id = cutover_dag_id(wave)
     approvers = {
         role: accounts.airflow_users[0]
         for role, accounts in load_plan(settings.mappings_dir).wave(wave).criteria.approvers.items()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from etl.dag_names import cutover_dag_id  # its home; re-exported for callers here
+from etl.dag_names import cutover_dag_id
 from etl.settings import Settings
 
 if TYPE_CHECKING:

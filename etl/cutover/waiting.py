@@ -37,11 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from etl.cutover.airflow_hitl import (
-    APPROVAL_TASK_PREFIX,
-    WAITING_STATES,
-    cutover_dag_id,
-)
+from etl.cutover.airflow_hitl import APPROVAL_TASK_PREFIX, WAITING_STATES
+from etl.dag_names import cutover_dag_id
 from etl.settings import Settings
 
 if TYPE_CHECKING:

@@ -877,7 +877,7 @@ def derive_run_label(
     if dag_id:
         return RunLabel(dag_id, wave, phase)
     if wave:
-        from etl.cutover.airflow_hitl import cutover_dag_id
+        from etl.dag_names import cutover_dag_id
 
         return RunLabel(cutover_dag_id(wave), wave, phase)
     if len(names) == 1:

@@ -28,7 +28,8 @@ import yaml
 
 from etl.core.database import core_engine
 from etl.cutover import ledger
-from etl.cutover.airflow_hitl import CHANNEL, approval_task_id, cutover_dag_id
+from etl.cutover.airflow_hitl import CHANNEL, approval_task_id
+from etl.dag_names import cutover_dag_id
 from etl.load.promote import core_checksums
 from etl.settings import PROJECT_ROOT
 

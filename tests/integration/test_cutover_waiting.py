@@ -31,9 +31,10 @@ from fastapi.testclient import TestClient
 from etl.core.database import core_engine
 from etl.core.tables import access_log
 from etl.cutover import ledger
-from etl.cutover.airflow_hitl import approval_task_id, cutover_dag_id, evidence_links
+from etl.cutover.airflow_hitl import approval_task_id, evidence_links
 from etl.cutover.evidence import write_pack
 from etl.cutover.waiting import AirflowUnreadable, waiting_go_no_go
+from etl.dag_names import cutover_dag_id
 from etl.dashboard.app import create_app
 from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
 from etl.settings import PROJECT_ROOT, Settings

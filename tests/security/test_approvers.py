@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from etl.core.database import core_engine
 from etl.cutover import airflow_hitl, ledger, waves
 from etl.cutover.plan import PlanError, load_plan
+from etl.dag_names import cutover_dag_id
 from etl.settings import PROJECT_ROOT, Settings
 
 WAVE = "t1"
@@ -328,7 +329,7 @@ def _waiting(settings: Settings) -> set[str]:
     ) as connection:
         rows = connection.execute(
             "SELECT task_id FROM task_instance WHERE dag_id = ? AND state = 'awaiting_input'",
-            (airflow_hitl.cutover_dag_id(WAVE),),
+            (cutover_dag_id(WAVE),),
         ).fetchall()
     return {row[0] for row in rows}
 
@@ -336,7 +337,7 @@ def _waiting(settings: Settings) -> set[str]:
 def _patch(settings: Settings, user: str, role: str, run_id: str) -> httpx.Response:
     token = _token(settings, user).json()["access_token"]
     return httpx.patch(
-        f"{settings.airflow_url}/api/v2/dags/{airflow_hitl.cutover_dag_id(WAVE)}/dagRuns/"
+        f"{settings.airflow_url}/api/v2/dags/{cutover_dag_id(WAVE)}/dagRuns/"
         f"{run_id}/taskInstances/{airflow_hitl.approval_task_id(role)}/-1/hitlDetails",
         headers={"Authorization": f"Bearer {token}"},
         json={"chosen_options": [airflow_hitl.APPROVE], "params_input": {"note": ""}},
@@ -347,7 +348,7 @@ def _run_id(settings: Settings) -> str:
     with sqlite3.connect(settings.airflow_home / "airflow.db", timeout=30) as connection:
         return connection.execute(
             "SELECT run_id FROM dag_run WHERE dag_id = ? AND state = 'running'",
-            (airflow_hitl.cutover_dag_id(WAVE),),
+            (cutover_dag_id(WAVE),),
         ).fetchone()[0]
 
 
@@ -355,7 +356,7 @@ def _dags_test(environment: dict, phase: str) -> subprocess.Popen:
     conf = json.dumps({"phase": phase, "as_of_date": AS_OF})
     airflow_bin = str(Path(sys.executable).with_name("airflow"))
     return subprocess.Popen(
-        [airflow_bin, "dags", "test", airflow_hitl.cutover_dag_id(WAVE), "--conf", conf],
+        [airflow_bin, "dags", "test", cutover_dag_id(WAVE), "--conf", conf],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
