@@ -9,7 +9,7 @@ BENCH_PATIENTS ?= 20000
 FUZZ_SECONDS ?= 60
 FUZZ_READERS := delimited fixed_width hl7v2 xml jsonl
 
-.PHONY: setup demo test test-unit lint bench fuzz airflow lock clean
+.PHONY: setup demo test test-fast test-unit lint bench fuzz airflow lock clean
 
 setup: $(STAMP)
 
@@ -24,11 +24,17 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/vardflytt demo --patients $(PATIENTS)
 
+# Every test, one pytest-xdist worker per core; a test file stays on one worker (--dist
+# loadfile), so its module-scoped fixtures (migrated Airflow homes, loaded cores) are built once.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
+
+# The developer loop: the unit and DAG tests without the slow ones (see SLOW in tests/conftest.py).
+test-fast: $(STAMP)
+	$(BIN)/pytest -n auto -q -m "not slow"
 
 test-unit: $(STAMP)
-	$(BIN)/pytest -m "unit or dags"
+	$(BIN)/pytest -n auto -m "unit or dags"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

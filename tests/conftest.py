@@ -17,14 +17,48 @@ import pytest
 COST_MARKERS = {"unit", "integration", "dags"}
 ROOT = Path(__file__).resolve().parents[1]
 
-# Tests that touch Airflow use a project-local home, never ~/airflow, and never call home.
-os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "airflow-test"))
+# Tests that touch Airflow use a project-local home, never ~/airflow, and never call home. Each
+# pytest-xdist worker (PYTEST_XDIST_WORKER: gw0, gw1, ...) gets its own, so no two share a
+# metadata database.
+os.environ.setdefault(
+    "AIRFLOW_HOME",
+    str(ROOT / "var" / "airflow-test" / os.environ.get("PYTEST_XDIST_WORKER", "main")),
+)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__USAGE_DATA_COLLECTION__ENABLED", "False")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
+# Unit and DAG tests that take seconds each (measured with --durations on 2 cores): they run in
+# make test but not in make test-fast. A test file, or one test by its node id.
+SLOW = {
+    "tests/dags/test_cutover_dags.py::test_importing_the_cutover_dags_loads_no_heavy_module",
+    "tests/dags/test_dag_integrity.py::test_importing_the_dags_loads_no_heavy_module",
+    "tests/dags/test_params_forms.py",
+    "tests/security/test_files.py::test_an_unparseable_url_in_an_exception_is_printed_without_its_password",
+    "tests/security/test_residency.py::test_a_source_on_a_public_host_is_refused_before_extract",
+    "tests/security/test_steward_screening.py::test_any_identity_number_typed_with_unicode_dashes_and_spaces_is_caught",
+    "tests/unit/test_identifiers_reserve.py::test_issued_numbers_are_valid_unique_and_never_a_personnummer",
+    "tests/unit/test_identity_dag.py",
+    "tests/unit/test_report_validation.py",
+    "tests/unit/test_validate_plausibility.py::test_patient_birth_and_death_plausibility",
+    "tests/unit/test_estate.py::test_determinism",
+    "tests/unit/test_estate_systems.py",
+    "tests/unit/test_readers_text_properties.py",
+}
+
+
+def _is_slow(item) -> bool:
+    if {"integration", "browser"} & {m.name for m in item.iter_markers()}:
+        return True
+    node = item.nodeid.split("[")[0]
+    return node in SLOW or node.split("::")[0] in SLOW
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _is_slow(item):
+            item.add_marker(pytest.mark.slow)
     unmarked = [
         item.nodeid for item in items if not COST_MARKERS & {m.name for m in item.iter_markers()}
     ]
