@@ -1028,6 +1028,9 @@ cutover_app = typer.Typer(
     help="Staged, reversible cutovers by wave (plan in mappings/waves.yaml).", no_args_is_help=True
 )
 app.add_typer(cutover_app, name="cutover")
+from etl.cluster_commands import cluster_app  # noqa: E402  (its own module: etl/cluster.py)
+
+app.add_typer(cluster_app, name="cluster")
 AsOf = Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default: today).")]
 
 
