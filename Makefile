@@ -9,7 +9,7 @@ BENCH_PATIENTS ?= 20000
 FUZZ_SECONDS ?= 60
 FUZZ_READERS := delimited fixed_width hl7v2 xml jsonl
 
-.PHONY: setup demo test test-fast test-unit lint bench fuzz airflow lock clean
+.PHONY: setup demo test test-fast test-unit lint bench fuzz airflow cluster cluster-down lock clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,14 @@ fuzz: $(STAMP)
 
 airflow: $(STAMP)
 	$(BIN)/vardflytt airflow standalone
+
+# Airflow on the CeleryExecutor: Redis broker, PostgreSQL metadata, WORKERS Celery workers.
+WORKERS ?= 2
+cluster: $(STAMP)
+	$(BIN)/vardflytt cluster up --workers $(WORKERS)
+
+cluster-down: $(STAMP)
+	$(BIN)/vardflytt cluster down
 
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock

@@ -6,6 +6,7 @@ point everything at a temporary folder with ``monkeypatch.setenv``.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -80,4 +81,8 @@ def get_settings() -> Settings:
     from etl.core.files import restrict_umask
 
     restrict_umask()
-    return Settings()
+    # Secrets as files (docker/compose.yaml mounts them in /run/secrets): a file named after the
+    # variable, e.g. ``vardflytt_core_url``, gives the setting; an environment variable wins.
+    secrets_dir = os.environ.get("VARDFLYTT_SECRETS_DIR")
+    # _secrets_dir is pydantic-settings' init-only option, not a field (its stubs omit it)
+    return Settings(_secrets_dir=secrets_dir) if secrets_dir else Settings()  # type: ignore[call-arg]

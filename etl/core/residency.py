@@ -246,6 +246,11 @@ def check_airflow(environment: dict[str, str], settings: Settings) -> None:
         residency.check_database_url(
             metadata, "Airflow's metadata database (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)"
         )
+    # The Celery executor's broker and result backend carry task messages and results.
+    for name in ("AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND"):
+        value = environment.get(name, "")
+        for host in connection_hosts(value.removeprefix("db+")) if value else []:
+            residency.check_host(host, f"Airflow's Celery setting {name}")
     for name, value in sorted(environment.items()):
         if name.startswith("AIRFLOW_CONN_") and value:
             for host in connection_hosts(value):
