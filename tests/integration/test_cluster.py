@@ -24,7 +24,8 @@ RUN_TIMEOUT_SECONDS = 900
 def cluster_settings(small_estate, tmp_path, monkeypatch, postgres_url):
     """Settings for a cluster with its own metadata database, on a fresh core schema."""
     server = _server_url("VARDFLYTT_TEST_POSTGRES_URL")
-    broker = _server_url("VARDFLYTT_TEST_REDIS_URL")
+    # A Redis database of its own, emptied first: no message left by an earlier, aborted run.
+    broker = _fresh_redis_database(_server_url("VARDFLYTT_TEST_REDIS_URL"))
     metadata = (
         sa.make_url(server)
         .set(database=f"vardflytt_airflow_{uuid.uuid4().hex[:8]}")
@@ -41,6 +42,21 @@ def cluster_settings(small_estate, tmp_path, monkeypatch, postgres_url):
     finally:
         cluster.down(settings, echo=lambda _message: None)
         _drop_database(metadata)
+
+
+def _fresh_redis_database(url: str) -> str:
+    import random
+
+    import redis
+
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    fresh = f"{base}/{random.SystemRandom().randint(1, 15)}"
+    client = redis.Redis.from_url(fresh)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return fresh
 
 
 def _drop_database(url: str) -> None:
