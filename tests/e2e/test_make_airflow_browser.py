@@ -199,11 +199,14 @@ def _page_text(browser, characters: int = 1500) -> str:
 
 def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
     """WebDriverWait whose failure says what was awaited and what the page showed."""
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # Airflow's React pages re-render while loading: an element found a moment ago may be
+    # replaced before it is checked; that is "not yet", not a failure.
+    ignored = (StaleElementReferenceException,)
     try:
-        return WebDriverWait(browser, seconds).until(condition)
+        return WebDriverWait(browser, seconds, ignored_exceptions=ignored).until(condition)
     except TimeoutException:
         raise AssertionError(
             f"{what}: not within {seconds:.0f} s at {browser.current_url}; the page showed:\n"
