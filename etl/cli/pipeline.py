@@ -9,21 +9,16 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from etl.cli.common import console
+from etl.cli.common import checked_catalog, console
 from etl.load.cli import print_unpromoted
 from etl.settings import get_settings
 
 
 def check_mappings() -> None:
     """Parse and check every mapping file; errors name the file and the field."""
-    from etl.catalog import MappingError, load_catalog
 
     settings = get_settings()
-    try:
-        catalog = load_catalog(settings.mappings_dir)
-    except MappingError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from error
+    catalog = checked_catalog(settings)
     for name, system in catalog.systems.items():
         console.print(
             f"{name}: {len(system.spec.datasets)} datasets, entities {', '.join(system.entities)}"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from etl.cli.common import console
+from etl.cli.common import checked_catalog, console
 from etl.core import residency
 from etl.settings import get_settings
 
@@ -81,15 +81,10 @@ def docs(
     ] = None,
 ) -> None:
     """Generate the mapping documentation (HTML and Markdown) from mappings/ alone."""
-    from etl.catalog import MappingError, load_catalog
     from etl.report.docs import write_docs
 
     settings = get_settings()
-    try:
-        catalog = load_catalog(settings.mappings_dir)
-    except MappingError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from error
+    catalog = checked_catalog(settings)
     target = out or settings.home / "docs"
     written = write_docs(catalog, target)
     console.print(f"mapping documentation: {len(written)} files in {target} (open index.html)")

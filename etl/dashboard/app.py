@@ -427,39 +427,34 @@ async def _refused(request: Request, error: _Refused) -> Response:
         )
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    return dashboard.render(
-        request,
-        "error.html",
-        await dashboard.viewer_or_none(request),
-        status_code=403,
-        title="Not allowed",
-        message=error.detail,
-    )
+    return await _error_page(request, 403, "Not allowed", error.detail)
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
-    dashboard: Dashboard = request.app.state.dashboard
-    return dashboard.render(
-        request,
-        "error.html",
-        await dashboard.viewer_or_none(request),
-        status_code=error.status_code,
-        title=f"{error.status_code}",
-        message=str(error.detail),
-    )
+    return await _error_page(request, error.status_code, f"{error.status_code}", str(error.detail))
 
 
 async def _server_error(request: Request, error: Exception) -> Response:
-    dashboard: Dashboard = request.app.state.dashboard
     # The error's text stays in the server's log: it may name things a page must not show.
+    return await _error_page(
+        request,
+        500,
+        "500",
+        "Something went wrong on the server; the dashboard's log has the details. "
+        "Try again, or go back to a page in the menu above.",
+    )
+
+
+async def _error_page(request: Request, status_code: int, title: str, message: str) -> Response:
+    """An error page with the navigation, for whoever is signed in (or nobody)."""
+    dashboard: Dashboard = request.app.state.dashboard
     return dashboard.render(
         request,
         "error.html",
         await dashboard.viewer_or_none(request),
-        status_code=500,
-        title="500",
-        message="Something went wrong on the server; the dashboard's log has the details. "
-        "Try again, or go back to a page in the menu above.",
+        status_code=status_code,
+        title=title,
+        message=message,
     )
 
 
