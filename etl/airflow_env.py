@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from etl.core.files import private_file, write_private_json
 from etl.settings import PROJECT_ROOT, Settings
 
 ADMIN_USER = "admin"
@@ -60,12 +61,8 @@ def ensure_passwords(path: Path, users: list[str]) -> None:
     missing = [user for user in users if not passwords.get(user)]
     if missing:
         passwords.update({user: secrets.token_urlsafe(18) for user in missing})
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(passwords, indent=1, sort_keys=True) + "\n")
-        os.replace(temporary, path)
-    os.chmod(path, 0o600)
+        write_private_json(path, passwords)
+    private_file(path)
 
 
 def airflow_password(settings: Settings, user: str) -> str:

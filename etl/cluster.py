@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from etl.core.files import private_file, write_private_json
 from etl.settings import Settings
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/vardflytt_airflow"
@@ -119,13 +120,8 @@ def cluster_secrets(root: Path) -> dict[str, str]:
     missing = {name: make() for name, make in wanted.items() if not values.get(name)}
     if missing:
         values.update(missing)
-        root.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(values, indent=1, sort_keys=True) + "\n")
-        os.replace(temporary, path)
-    os.chmod(path, 0o600)
+        write_private_json(path, values)
+    private_file(path)
     return values
 
 

@@ -56,6 +56,20 @@ def private_tree(root: Path) -> None:
                     os.chmod(path, PRIVATE_FILE)
 
 
+def write_private_json(path: Path, content: object) -> None:
+    """Write ``content`` as JSON to an owner-only (0600) file, atomically (a temporary file
+    renamed into place): a reader never sees half a file of secrets."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(content, indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+    os.chmod(path, PRIVATE_FILE)
+
+
 def is_private(path: Path) -> bool:
     """Neither group nor others may read, write or enter it."""
     return not path.stat().st_mode & 0o077
