@@ -9,15 +9,22 @@ BENCH_PATIENTS ?= 20000
 FUZZ_SECONDS ?= 60
 FUZZ_READERS := delimited fixed_width hl7v2 xml jsonl
 
+# The project's own modules are cached as bytecode too (in the ignored __pycache__ folders), even
+# where the environment sets PYTHONDONTWRITEBYTECODE: tests start hundreds of Python processes.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: setup demo test test-fast test-unit lint bench fuzz airflow cluster cluster-down lock clean
 
 setup: $(STAMP)
 
 # The virtualenv is project-local and installed from the lock only; uv is itself pinned.
+# Bytecode is compiled once here: Airflow and Great Expectations are thousands of modules, and
+# every Airflow task process imports them; without .pyc files (uv writes none by default, and
+# PYTHONDONTWRITEBYTECODE=1 stops Python writing them later) each import compiles from source.
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 

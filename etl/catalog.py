@@ -32,7 +32,10 @@ from pydantic import (
     model_validator,
 )
 
-from etl.core import encodings  # noqa: F401  (registers iso646_se before codecs are checked)
+from etl.core import (
+    encodings,  # noqa: F401  (registers iso646_se before codecs are checked)
+    yaml_files,
+)
 from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
 from etl.core.safety import SAFETY_TARGETS, SafetyDeclaration, declaration_problem
 from etl.core.vocabulary import REGISTRY
@@ -471,7 +474,7 @@ class EntityMapping(Strict):
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = yaml_files.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise MappingError(f"{path}: not valid YAML: {error}") from error
     if not isinstance(content, dict):

@@ -18,6 +18,7 @@ from etl.catalog import Catalog, load_catalog
 from etl.core import lease
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
+from etl.core.decisions import waived_keys
 from etl.extract.landing import extract_system
 from etl.load.loader import (
     AccountingError,
@@ -146,7 +147,10 @@ def transform(system: str, entity: str, batch_id: str, settings: Settings | None
 def validate(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
-    report = validate_entity(catalog(settings), system, entity, batch_id, settings)
+    mappings = catalog(settings)
+    dataset = mappings.system(system).entities[entity].dataset
+    waivers = waived_keys(settings, system, dataset)
+    report = validate_entity(mappings, system, entity, batch_id, settings, waivers)
     _log_batch(settings, "validate", system, batch_id, report.rows_in, entity)
     return report.model_dump()
 

@@ -169,3 +169,37 @@ def settings_for(tmp_path, monkeypatch):
         return Settings()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def run_cache(tmp_path_factory, worker_id) -> Path:
+    """A folder shared by every pytest-xdist worker of this test run (not across runs): for
+    what is built once per run and then copied, such as the migrated Airflow database."""
+    base = tmp_path_factory.getbasetemp()
+    return (base if worker_id == "master" else base.parent) / "run-cache"
+
+
+@pytest.fixture(scope="session")
+def airflow_db_template(run_cache) -> Path:
+    """A metadata database ``airflow db migrate`` made once per run; copy it with
+    ``tests.commands.copy_migrated_airflow_db`` into each Airflow home instead of migrating."""
+    from tests.commands import migrated_airflow_db
+
+    return migrated_airflow_db(run_cache)
+
+
+@pytest.fixture(scope="session")
+def vardflytt():
+    """``vardflytt(*arguments, home=..., environment=..., log=...)``: the installed command in a
+    child process, failing the test with its output when it fails (tests/commands.py)."""
+    from tests.commands import run_vardflytt
+
+    return run_vardflytt
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """``cli(*arguments, expect=0, input=...)``: the command line in this process."""
+    from tests.commands import invoke
+
+    return invoke

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from etl.core import yaml_files
 from etl.layout import list_system_entities
 
 PLAN_FILE = "waves.yaml"
@@ -200,7 +201,7 @@ def load_plan(mappings_dir: Path) -> WavePlan:
         raise PlanError(f"{path} is missing: declare the cutover waves there")
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw) or {}
+        data = yaml_files.safe_load(raw) or {}
     except yaml.YAMLError as error:
         raise PlanError(f"{path}: {error}") from error
     try:

@@ -19,6 +19,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from etl.core import yaml_files
+
 THRESHOLDS_FILE = "thresholds.yaml"
 SOURCE_PREFIX = "source."
 DIMENSIONS = ("conformance", "completeness", "plausibility", "uniqueness", "integrity")
@@ -103,7 +105,7 @@ def read_thresholds(path: Path) -> Thresholds:
         raise ThresholdsError(f"{path} is missing: data-quality thresholds must be declared")
     raw = path.read_bytes()
     try:
-        content = yaml.safe_load(raw) or {}
+        content = yaml_files.safe_load(raw) or {}
     except yaml.YAMLError as error:
         raise ThresholdsError(f"{path}: not valid YAML: {error}") from error
     try:

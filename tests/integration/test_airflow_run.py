@@ -5,42 +5,30 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from etl.batch import safe_batch_id
+from tests.commands import VARDFLYTT, copy_migrated_airflow_db, run_vardflytt
 from tests.integration.defects import actual_quarantine, expected_quarantine
 
 pytestmark = pytest.mark.integration
 
-VARDFLYTT = str(Path(sys.executable).with_name("vardflytt"))
-
 
 @pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory) -> Path:
-    """One migrated Airflow metadata database for the module (migration takes a while)."""
+def airflow_home(tmp_path_factory, airflow_db_template) -> Path:
+    """One project home for the module, with the run's migrated Airflow metadata database."""
     home = tmp_path_factory.mktemp("vardflytt_home")
-    _vardflytt(home, {}, "airflow", "db", "migrate")
+    copy_migrated_airflow_db(airflow_db_template, home / "airflow")
     return home
 
 
 def _vardflytt(
     home: Path, environment: dict[str, str], *arguments: str
 ) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, "VARDFLYTT_HOME": str(home), **environment}
-    completed = subprocess.run(
-        [VARDFLYTT, *arguments], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert completed.returncode == 0, (
-        f"vardflytt {' '.join(arguments)} failed:\n"
-        f"{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}"
-    )
-    return completed
+    return run_vardflytt(*arguments, home=home, environment=environment)
 
 
 @pytest.mark.parametrize(

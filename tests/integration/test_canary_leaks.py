@@ -18,11 +18,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +31,10 @@ from etl.core.pseudonym import KEY_VARIABLE, pseudonym
 from etl.estate import generate_estate
 from etl.estate.canaries import CANARY_FILE
 from etl.layout import ARCHETYPE_DIR, CROSSWALK_DIR
+from tests.commands import copy_migrated_airflow_db, run_vardflytt
 
 pytestmark = pytest.mark.integration
 
-VARDFLYTT = str(Path(sys.executable).with_name("vardflytt"))
 SYSTEMS = ["elvis", "melior", "vaccinationsregister"]
 PSEUDONYM_KEY = "canary-test-pseudonym-key-000001"
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
@@ -114,25 +111,17 @@ def _dump(database: Path) -> str:
 
 
 def _vardflytt(environment: dict[str, str], log: Path, *arguments: str) -> None:
-    with log.open("ab") as handle:
-        completed = subprocess.run(
-            [VARDFLYTT, *arguments],
-            env={**os.environ, **environment},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=300,
-        )
-    assert completed.returncode == 0, f"vardflytt {' '.join(arguments)} failed; see {log}"
+    run_vardflytt(*arguments, environment=environment, log=log, timeout=300)
 
 
 @pytest.fixture(scope="module")
-def canary_run(tmp_path_factory) -> CanaryRun:
+def canary_run(tmp_path_factory, airflow_db_template) -> CanaryRun:
     home = tmp_path_factory.mktemp("canary_home")
     estate = home / "estate"
     generate_estate(estate, patients=300, seed=11, canaries=True)
     environment = _environment(home, estate)
     task_log = home / "airflow_task_output.log"
-    _vardflytt(environment, home / "airflow_db_migrate.log", "airflow", "db", "migrate")
+    copy_migrated_airflow_db(airflow_db_template, home / "airflow")
     conf = json.dumps({"systems": SYSTEMS, "as_of_date": "2026-07-01"})
     _vardflytt(
         environment, task_log, "airflow", "dags", "test", "vardflytt_migrate", "--conf", conf

@@ -19,7 +19,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,10 +31,10 @@ from etl.cutover.airflow_hitl import CHANNEL, approval_task_id
 from etl.dag_names import cutover_dag_id
 from etl.load.promote import core_checksums
 from etl.settings import PROJECT_ROOT
+from tests.commands import VARDFLYTT, copy_migrated_airflow_db, run_vardflytt
 
 pytestmark = pytest.mark.integration
 
-VARDFLYTT = str(Path(sys.executable).with_name("vardflytt"))
 WAVE = "t1"
 SYSTEMS = ["elvis"]
 AS_OF = "2026-07-01"
@@ -72,13 +71,13 @@ def mappings(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, mappings) -> Path:
+def home(tmp_path_factory, mappings, airflow_db_template) -> Path:
     """One project home, migrated Airflow metadata database and api-server for the module."""
     from etl.airflow_env import airflow_environment, api_server
     from etl.settings import Settings
 
     home = tmp_path_factory.mktemp("vardflytt_home")
-    _vardflytt(home, {"VARDFLYTT_MAPPINGS_DIR": str(mappings)}, "airflow", "db", "migrate")
+    copy_migrated_airflow_db(airflow_db_template, home / "airflow")
     environment = airflow_environment(Settings(home=home, mappings_dir=mappings))
     with api_server(environment, home / "api-server.log") as url:
         os.environ["VARDFLYTT_AIRFLOW_URL"] = url  # for the approvers' commands
@@ -96,18 +95,7 @@ def core_url(request, tmp_path) -> str:
 
 
 def _vardflytt(home: Path, environment: dict[str, str], *arguments: str):
-    completed = subprocess.run(
-        [VARDFLYTT, *arguments],
-        env={**os.environ, "VARDFLYTT_HOME": str(home), **environment},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, (
-        f"vardflytt {' '.join(arguments)} failed:\n"
-        f"{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}"
-    )
-    return completed
+    return run_vardflytt(*arguments, home=home, environment=environment)
 
 
 def _dags_test(home: Path, environment: dict[str, str], dag_id: str, conf: str):

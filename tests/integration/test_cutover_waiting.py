@@ -38,6 +38,7 @@ from etl.dag_names import cutover_dag_id
 from etl.dashboard.app import create_app
 from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
 from etl.settings import PROJECT_ROOT, Settings
+from tests.commands import copy_migrated_airflow_db
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +150,9 @@ def _record_rejection(settings: Settings) -> None:
         )
 
 
-def test_a_waiting_go_no_go_is_read_from_airflow_and_shown_with_the_notes(settings, tmp_path):
+def test_a_waiting_go_no_go_is_read_from_airflow_and_shown_with_the_notes(
+    settings, tmp_path, airflow_db_template
+):
     from etl.airflow_env import airflow_environment
 
     _record_rejection(settings)
@@ -165,9 +168,7 @@ def test_a_waiting_go_no_go_is_read_from_airflow_and_shown_with_the_notes(settin
     (dags / "go_no_go.py").write_text(GO_NO_GO_DAG, encoding="utf-8")
     environment = airflow_environment(settings) | {"AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
     environment.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-    subprocess.run(
-        [AIRFLOW, "db", "migrate"], env=environment, check=True, capture_output=True, timeout=600
-    )
+    copy_migrated_airflow_db(airflow_db_template, settings.airflow_home)
     database = settings.airflow_home / "airflow.db"
     assert waiting_go_no_go(settings, WAVE, {ROLE: APPROVERS}) == []  # migrated, nothing asked
     assert 'id="go-no-go-none"' in _page(settings, f"/waves/{WAVE}")

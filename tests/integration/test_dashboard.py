@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +24,7 @@ from etl.core.tables import ENTITY_TABLES, batch_accounting, quarantine, quarant
 from etl.dashboard.app import create_app
 from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
 from etl.settings import Settings
+from tests.commands import copy_migrated_airflow_db
 from tests.e2e.dashboard_history import (
     FIRST_RUN,
     LEAD,
@@ -297,7 +297,7 @@ AIRFLOW_PROBE = textwrap.dedent(
 )
 
 
-def test_inside_airflow_the_plugin_demands_airflows_login(history, tmp_path):
+def test_inside_airflow_the_plugin_demands_airflows_login(history, tmp_path, airflow_db_template):
     import os
 
     environment = dict(os.environ)
@@ -310,10 +310,7 @@ def test_inside_airflow_the_plugin_demands_airflows_login(history, tmp_path):
             "VARDFLYTT_DASHBOARD_STEWARDS": "admin",
         }
     )
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run(
-        [airflow, "db", "migrate"], env=environment, check=True, capture_output=True, timeout=300
-    )
+    copy_migrated_airflow_db(airflow_db_template, tmp_path / "airflow")
     probe = subprocess.run(
         [sys.executable, "-c", AIRFLOW_PROBE],
         env=environment,

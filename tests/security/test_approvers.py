@@ -30,6 +30,7 @@ from etl.cutover import airflow_hitl, ledger, waves
 from etl.cutover.plan import PlanError, load_plan
 from etl.dag_names import cutover_dag_id
 from etl.settings import PROJECT_ROOT, Settings
+from tests.commands import copy_migrated_airflow_db
 
 WAVE = "t1"
 SYSTEMS = ["elvis"]
@@ -291,7 +292,7 @@ def test_airflow_users_come_from_the_plan_with_generated_owner_only_passwords(tm
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, small_estate):
+def airflow(tmp_path_factory, small_estate, airflow_db_template):
     """One project home, migrated Airflow metadata database and api-server for the module."""
     from etl.airflow_env import airflow_environment, api_server
 
@@ -304,8 +305,7 @@ def airflow(tmp_path_factory, small_estate):
         core_url=f"sqlite:///{root / 'core.sqlite'}",
     )
     environment = airflow_environment(settings)
-    airflow_bin = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow_bin, "db", "migrate"], env=environment, check=True, capture_output=True)
+    copy_migrated_airflow_db(airflow_db_template, settings.airflow_home)
     with api_server(environment, root / "api-server.log") as url:
         yield settings.model_copy(update={"airflow_url": url}), environment
 

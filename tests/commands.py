@@ -1,0 +1,96 @@
+"""Running the project's commands from tests, one way everywhere.
+
+- ``run_vardflytt``: the installed ``vardflytt`` command in a child process (what an operator and
+  Airflow's tasks run), failing the test with the command's last output when it fails;
+- ``invoke``: the command line in this process (Typer's ``CliRunner``), for tests that read the
+  output or patch something, with the same failure message;
+- ``copy_migrated_airflow_db``: an Airflow metadata database as ``airflow db migrate`` leaves it,
+  migrated once per test run and copied, instead of migrating again in every module.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+VARDFLYTT = str(Path(sys.executable).with_name("vardflytt"))
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+TAIL = 4000
+
+
+def _failure(arguments: tuple[str, ...], exit_code: int | None, output: str) -> str:
+    return f"vardflytt {' '.join(arguments)} exited {exit_code}:\n{output[-TAIL:]}"
+
+
+def run_vardflytt(
+    *arguments: str,
+    home: Path | None = None,
+    environment: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    timeout: float = 600,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """``vardflytt <arguments>`` in a child process with this process's environment, plus
+    ``VARDFLYTT_HOME=home`` and ``environment``. With ``log`` the output goes (appended) to that
+    file instead of being captured; with ``check`` a non-zero exit fails the test."""
+    env = {**os.environ, **(environment or {})}
+    if home is not None:
+        env["VARDFLYTT_HOME"] = str(home)
+    command = [VARDFLYTT, *arguments]
+    if log is None:
+        completed = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        output = f"{completed.stdout}\n{completed.stderr}"
+    else:
+        with log.open("ab") as handle:
+            completed = subprocess.run(
+                command, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout
+            )
+        output = f"(output in {log})\n" + log.read_text(encoding="utf-8", errors="replace")
+    if check:
+        assert completed.returncode == 0, _failure(arguments, completed.returncode, output)
+    return completed
+
+
+def invoke(*arguments: str, expect: int | None = 0, **options):
+    """The command line in this process; ``expect`` is the exit code asserted (None: any)."""
+    from typer.testing import CliRunner
+
+    from etl.cli import app
+
+    result = CliRunner().invoke(app, list(arguments), **options)
+    if expect is not None:
+        assert result.exit_code == expect, _failure(arguments, result.exit_code, result.output)
+    return result
+
+
+def migrated_airflow_db(cache: Path) -> Path:
+    """The SQLite metadata database ``airflow db migrate`` makes, built once in ``cache`` (a
+    folder shared by every pytest-xdist worker of one run; the first worker builds it under a
+    lock, the others wait and reuse it)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    database = cache / "airflow" / "airflow.db"
+    with (cache / "airflow-db.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not database.exists():
+            home = cache / "building"
+            shutil.rmtree(home, ignore_errors=True)
+            run_vardflytt("airflow", "db", "migrate", home=home, timeout=600)
+            database.parent.mkdir(exist_ok=True)
+            os.replace(home / "airflow" / "airflow.db", database)
+            shutil.rmtree(home)
+    return database
+
+
+def copy_migrated_airflow_db(template: Path, airflow_home: Path) -> Path:
+    """Put a copy of the migrated metadata database where ``airflow_home`` expects it."""
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    target = airflow_home / "airflow.db"
+    shutil.copyfile(template, target)
+    return target
