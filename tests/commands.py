@@ -5,7 +5,9 @@
 - ``invoke``: the command line in this process (Typer's ``CliRunner``), for tests that read the
   output or patch something, with the same failure message;
 - ``copy_migrated_airflow_db``: an Airflow metadata database as ``airflow db migrate`` leaves it,
-  migrated once per test run and copied, instead of migrating again in every module.
+  migrated once per test run and copied, instead of migrating again in every module;
+- ``cached_estate``: a synthetic estate generated once per test run by size and seed, shared by
+  every pytest-xdist worker.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 VARDFLYTT = str(Path(sys.executable).with_name("vardflytt"))
@@ -76,8 +79,7 @@ def migrated_airflow_db(cache: Path) -> Path:
     lock, the others wait and reuse it)."""
     cache.mkdir(parents=True, exist_ok=True)
     database = cache / "airflow" / "airflow.db"
-    with (cache / "airflow-db.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(cache / "airflow-db.lock"):
         if not database.exists():
             home = cache / "building"
             shutil.rmtree(home, ignore_errors=True)
@@ -94,3 +96,35 @@ def copy_migrated_airflow_db(template: Path, airflow_home: Path) -> Path:
     target = airflow_home / "airflow.db"
     shutil.copyfile(template, target)
     return target
+
+
+@contextmanager
+def _locked(lock_file: Path):
+    """One pytest-xdist worker at a time builds what ``lock_file`` guards; the others wait."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def cached_estate(cache: Path, patients: int, seed: int, canaries: bool = False) -> Path:
+    """The synthetic estate of ``(patients, seed, canaries)``, generated once per test run in
+    ``cache`` and shared read-only (generation is deterministic: same arguments, same bytes)."""
+    from etl.estate import generate_estate
+
+    name = f"estate-{patients}p-seed{seed}" + ("-canaries" if canaries else "")
+    folder = cache / name
+    with _locked(cache / f"{name}.lock"):
+        if not folder.exists():
+            scratch = cache / f".{name}.building"
+            shutil.rmtree(scratch, ignore_errors=True)
+            generate_estate(scratch, patients=patients, seed=seed, canaries=canaries)
+            os.replace(scratch, folder)  # whole or not at all
+    return folder
+
+
+def estate_manifest(folder: Path):
+    """The manifest ``generate_estate`` returned for ``folder``, read back from its file."""
+    from etl.estate import EstateManifest
+
+    return EstateManifest.model_validate_json((folder / "manifest.json").read_text("utf-8"))

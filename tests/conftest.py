@@ -144,13 +144,22 @@ def mariadb_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def small_estate(tmp_path_factory) -> Path:
-    """A small synthetic estate shared by the integration tests (read-only to them)."""
-    from etl.estate import generate_estate
+def estates(run_cache):
+    """``estates(patients, seed, canaries=False)``: the synthetic estate of that size and seed,
+    generated once per test run and shared by every test and worker: read-only to them (copy it
+    with ``shutil.copytree`` to change it)."""
+    from tests.commands import cached_estate
 
-    out = tmp_path_factory.mktemp("estate")
-    generate_estate(out, patients=400, seed=7)
-    return out
+    def make(patients: int, seed: int, canaries: bool = False) -> Path:
+        return cached_estate(run_cache, patients, seed, canaries)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def small_estate(estates) -> Path:
+    """A small synthetic estate shared by the integration tests (read-only to them)."""
+    return estates(400, 7)
 
 
 @pytest.fixture

@@ -39,12 +39,8 @@ SYSTEMS = tuple(sorted(load_catalog(MAPPINGS).systems))
 
 
 @pytest.fixture(scope="module")
-def estate(tmp_path_factory) -> Path:
-    from etl.estate import generate_estate
-
-    out = tmp_path_factory.mktemp("all_systems_estate")
-    generate_estate(out, patients=PATIENTS, seed=SEED)
-    return out
+def estate(estates) -> Path:
+    return estates(PATIENTS, SEED)
 
 
 @dataclass(frozen=True)

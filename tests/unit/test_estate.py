@@ -25,6 +25,7 @@ from etl.estate.defects import (
 from etl.estate.people import PERSONNUMMER_FILE, SAMORDNINGSNUMMER_FILE
 from etl.identifiers import normalise_identity
 from etl.validate.context import reference_table
+from tests.commands import estate_manifest
 
 pytestmark = pytest.mark.unit
 
@@ -48,9 +49,9 @@ PATREG_WIDTH = sum(field["width"] for field in PATREG["fields"])
 
 
 @pytest.fixture(scope="module")
-def estate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EstateManifest]:
-    out = tmp_path_factory.mktemp("estate")
-    return out, generate_estate(out, patients=PATIENTS, seed=SEED)
+def estate(estates) -> tuple[Path, EstateManifest]:
+    out = estates(PATIENTS, SEED)
+    return out, estate_manifest(out)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from etl.identifiers import normalise_identity
 from etl.settings import Settings
 from etl.validate.context import reference_table
 from etl.validate.suites import read_suite_definition
+from tests.commands import estate_manifest
 
 pytestmark = pytest.mark.unit
 
@@ -49,9 +50,9 @@ LEGACY_ENCODINGS = {"cp1252", "iso-8859-1", "cp850", "iso646_se"}
 
 
 @pytest.fixture(scope="module")
-def estate(tmp_path_factory) -> tuple[Path, EstateManifest]:
-    out = tmp_path_factory.mktemp("estate_systems")
-    return out, generate_estate(out, patients=PATIENTS, seed=SEED)
+def estate(estates) -> tuple[Path, EstateManifest]:
+    out = estates(PATIENTS, SEED)
+    return out, estate_manifest(out)
 
 
 @pytest.fixture(scope="module")

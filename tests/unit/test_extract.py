@@ -22,12 +22,8 @@ AS_OF = dt.date(2026, 7, 1)
 
 
 @pytest.fixture(scope="module")
-def tiny_estate(tmp_path_factory) -> Path:
-    from etl.estate import generate_estate
-
-    out = tmp_path_factory.mktemp("tiny")
-    generate_estate(out, patients=120, seed=3)
-    return out
+def tiny_estate(estates) -> Path:
+    return estates(120, 3)
 
 
 @pytest.fixture

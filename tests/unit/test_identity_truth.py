@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from etl.catalog import SqlDataset, load_catalog
-from etl.estate import generate_estate
 from etl.estate.identity_truth import IDENTITY_TRUTH_FILE, MIN_CONFLICTS, TRUTH_COLUMNS
 from etl.estate.people import build_population
 from etl.extract import readers
@@ -34,10 +33,8 @@ PLANTED_IN = ["elvis", "melior"]  # the systems the conflicts are planted in
 
 
 @pytest.fixture(scope="module")
-def estate(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("identity-estate")
-    generate_estate(out, patients=PATIENTS, seed=SEED)
-    return out
+def estate(estates) -> Path:
+    return estates(PATIENTS, SEED)
 
 
 @pytest.fixture(scope="module")
