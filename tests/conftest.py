@@ -144,8 +144,8 @@ def mariadb_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def estates(run_cache):
-    """``estates(patients, seed, canaries=False)``: the synthetic estate of that size and seed,
+def estate_of(run_cache):
+    """``estate_of(patients, seed, canaries=False)``: the synthetic estate of that size and seed,
     generated once per test run and shared by every test and worker: read-only to them (copy it
     with ``shutil.copytree`` to change it)."""
     from tests.commands import cached_estate
@@ -157,9 +157,9 @@ def estates(run_cache):
 
 
 @pytest.fixture(scope="session")
-def small_estate(estates) -> Path:
+def small_estate(estate_of) -> Path:
     """A small synthetic estate shared by the integration tests (read-only to them)."""
-    return estates(400, 7)
+    return estate_of(400, 7)
 
 
 @pytest.fixture

@@ -39,8 +39,8 @@ SYSTEMS = tuple(sorted(load_catalog(MAPPINGS).systems))
 
 
 @pytest.fixture(scope="module")
-def estate(estates) -> Path:
-    return estates(PATIENTS, SEED)
+def estate(estate_of) -> Path:
+    return estate_of(PATIENTS, SEED)
 
 
 @dataclass(frozen=True)

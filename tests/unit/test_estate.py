@@ -49,8 +49,8 @@ PATREG_WIDTH = sum(field["width"] for field in PATREG["fields"])
 
 
 @pytest.fixture(scope="module")
-def estate(estates) -> tuple[Path, EstateManifest]:
-    out = estates(PATIENTS, SEED)
+def estate(estate_of) -> tuple[Path, EstateManifest]:
+    out = estate_of(PATIENTS, SEED)
     return out, estate_manifest(out)
 
 

@@ -50,8 +50,8 @@ LEGACY_ENCODINGS = {"cp1252", "iso-8859-1", "cp850", "iso646_se"}
 
 
 @pytest.fixture(scope="module")
-def estate(estates) -> tuple[Path, EstateManifest]:
-    out = estates(PATIENTS, SEED)
+def estate(estate_of) -> tuple[Path, EstateManifest]:
+    out = estate_of(PATIENTS, SEED)
     return out, estate_manifest(out)
 
 

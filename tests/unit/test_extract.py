@@ -22,8 +22,8 @@ AS_OF = dt.date(2026, 7, 1)
 
 
 @pytest.fixture(scope="module")
-def tiny_estate(estates) -> Path:
-    return estates(120, 3)
+def tiny_estate(estate_of) -> Path:
+    return estate_of(120, 3)
 
 
 @pytest.fixture

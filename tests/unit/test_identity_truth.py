@@ -33,8 +33,8 @@ PLANTED_IN = ["elvis", "melior"]  # the systems the conflicts are planted in
 
 
 @pytest.fixture(scope="module")
-def estate(estates) -> Path:
-    return estates(PATIENTS, SEED)
+def estate(estate_of) -> Path:
+    return estate_of(PATIENTS, SEED)
 
 
 @pytest.fixture(scope="module")
