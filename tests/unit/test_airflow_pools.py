@@ -39,7 +39,8 @@ def test_a_source_without_a_declared_limit_gets_one_read_at_a_time(tmp_path):
 def test_the_declared_limit_is_the_source_pools_slots(tmp_path):
     catalog = load_catalog(
         write_mappings(
-            tmp_path, {"demo/system.yaml": ("format: files\n", "format: files\nmax_parallel_reads: 3\n")}
+            tmp_path,
+            {"demo/system.yaml": ("format: files\n", "format: files\nmax_parallel_reads: 3\n")},
         )
     )
 
@@ -53,7 +54,12 @@ def test_the_declared_limit_is_the_source_pools_slots(tmp_path):
 def test_a_limit_below_one_or_not_a_number_names_the_file_and_field(tmp_path, declared):
     root_folder = write_mappings(
         tmp_path,
-        {"demo/system.yaml": ("format: files\n", f"format: files\nmax_parallel_reads: {declared}\n")},
+        {
+            "demo/system.yaml": (
+                "format: files\n",
+                f"format: files\nmax_parallel_reads: {declared}\n",
+            )
+        },
     )
     with pytest.raises(MappingError, match=r"system\.yaml.*\n.*max_parallel_reads"):
         load_catalog(root_folder)
@@ -129,3 +135,26 @@ def test_a_missing_or_damaged_priorities_file_means_nothing_measured(tmp_path, c
     if content is not None:
         path.write_text(content)
     assert read_system_rows(path) == {}
+
+
+def test_standalone_syncs_the_pools_once_its_database_is_ready(monkeypatch):
+    """``make airflow``: the pools exist before the scheduler starts (a task in a missing pool
+    is never queued). Airflow's own command runs, with its database step followed by the sync."""
+    import airflow.__main__
+    from airflow.cli.commands import standalone_command as standalone
+
+    from etl import airflow_standalone
+
+    steps: list[str] = []
+    monkeypatch.setattr(standalone, "StandaloneCommand", standalone.StandaloneCommand)
+    monkeypatch.setattr(standalone, "SubCommand", standalone.SubCommand)
+    monkeypatch.setattr(standalone.db, "initdb", lambda: steps.append("database"))
+    monkeypatch.setattr(airflow_standalone, "with_pools", lambda _print: steps.append("pools"))
+    monkeypatch.setattr(
+        airflow.__main__, "main", lambda: standalone.StandaloneCommand().initialize_database()
+    )
+    monkeypatch.setattr("sys.argv", ["etl.airflow_standalone"])
+
+    airflow_standalone.main()
+
+    assert steps == ["database", "pools"]
