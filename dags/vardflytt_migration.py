@@ -11,10 +11,10 @@ Either way an entity is validated only after the entities its suite joins or res
 Pools and priorities (etl/airflow_pools.py): a system DAG's ``extract`` reads its legacy source in
 the source's pool, and every ``load`` writes the core in the core pool. Systems with more rows
 (as last measured) get a higher ``priority_weight``, the same for all their tasks (weight rule
-``absolute``), so long systems start first. The mapped DAG cannot route each map index to its
-own pool or weight (Airflow sets both per task): its systems are mapped heaviest first, which
-the scheduler follows among equal weights (it orders by map index), and its extracts' reads of a
-source are bounded by the system lease instead of the pool (etl/airflow_pools.py says how).
+``absolute``), so long systems start first. In the mapped DAG a pool and a weight are the
+task's, the same for every map index: its systems are mapped heaviest first, which the scheduler
+follows among equal weights (it orders by map index), and each map index of its ``extract`` is
+moved into its system's source pool by a cluster policy (etl/airflow_policy.py).
 
 Thin by design: each task is one call into ``etl.pipeline``; nothing heavy is imported at
 module level (Airflow parses this file every 30 seconds). XCom carries ids and counts only.
@@ -212,7 +212,8 @@ def migrate_system(system: str, entities: list[str]) -> None:
 def migrate_mapped_system(system, entities) -> None:
     """The same stages for a system known only at run time (a mapped task group's argument).
 
-    Its ``extract`` is in no source pool: a pool is the task's, the same for every map index."""
+    Its ``extract`` names no source pool (a pool is the task's, the same for every map index):
+    etl/airflow_policy.py puts each map index in its system's pool as Airflow creates it."""
     batch = open_batch(system)
     validated = validate_all(batch, entities)
     extract(batch) >> transform_all(batch, entities) >> validated

@@ -13,15 +13,17 @@ Pools bound what hurts when spread out:
   holds a connection and keeps the server's disks busy; 4 keeps far below its 100 connections
   and leaves room for the region's other users. Size it from a measured load (``make bench``).
 
-The mapped selection DAG (``vardflytt_migrate``) cannot give each map index its own pool: Airflow
-sets a task instance's pool from the task, at parse time, the same for every map index (``pool``
-is not an expandable argument). Its ``extract`` therefore runs outside the source pools, and
-what bounds its reads of a source is the system lease (etl/core/lease.py): ``extract`` takes the
-system's lease before it reads, one run of a system holds it at a time across every DAG and
-host, and an extract reads its datasets one after another. So a source is read by at most one
-extract at any moment, never more than ``max_parallel_reads`` (at least 1); a mapped extract
-that meets a system DAG's run of the same system is refused by the lease (it fails, naming the
-holder) where a pooled one would have waited.
+The mapped selection DAG (``vardflytt_migrate``) cannot name each map index's pool in the DAG:
+Airflow sets a task instance's pool from the task, the same for every map index (``pool`` is not
+an expandable argument). A cluster policy does it instead (etl/airflow_policy.py, installed here
+as the Airflow home's ``config/airflow_local_settings.py``): each map index of the mapped
+``extract`` is moved into its system's source pool as Airflow creates it.
+
+Beneath the pools, the system lease (etl/core/lease.py) bounds reads wherever a pool cannot
+(a wave's tasks, which read several sources; a mapped extract if the policy is not installed):
+``extract`` takes the system's lease before it reads, one run of a system holds it at a time
+across every DAG and host, and an extract reads its datasets one after another. So a source is
+never read by more than one extract at once, within any ``max_parallel_reads`` (at least 1).
 
 Priorities: :func:`measured_rows` records each system's rows (its latest batch's accounting in
 the core; for a system never run, the synthetic estate's manifest; otherwise 0) in the Airflow
@@ -42,6 +44,11 @@ from etl.dag_names import CORE_WRITE_POOL, PRIORITIES_FILE, source_pool
 from etl.settings import Settings, get_settings
 
 POOLS_FILE = "vardflytt_pools.json"
+LOCAL_SETTINGS = Path("config") / "airflow_local_settings.py"
+LOCAL_SETTINGS_MARK = "# Written by vardflytt's pool sync (etl/airflow_pools.py)"
+LOCAL_SETTINGS_TEXT = f"""{LOCAL_SETTINGS_MARK}; rewritten at every sync.
+from etl.airflow_policy import task_instance_mutation_hook  # noqa: F401
+"""
 SQLITE_CORE_WRITE_SLOTS = 1
 SERVER_CORE_WRITE_SLOTS = 4
 
@@ -140,14 +147,31 @@ def measured_rows(catalog: Catalog, settings: Settings, echo=print) -> dict[str,
     return measured
 
 
+def install_policy(airflow_home: Path) -> Path:
+    """The Airflow home's ``airflow_local_settings.py``, which loads the policy routing the
+    mapped extracts (etl/airflow_policy.py); an operator's own file is never overwritten."""
+    path = airflow_home / LOCAL_SETTINGS
+    if path.exists() and not path.read_text(encoding="utf-8").startswith(LOCAL_SETTINGS_MARK):
+        raise PoolSyncError(
+            f"{path} is not vardflytt's: add the line `from etl.airflow_policy import "
+            "task_instance_mutation_hook` to it (the mapped extracts' source pools), and "
+            f"start it with `{LOCAL_SETTINGS_MARK}` to let the sync keep it"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(LOCAL_SETTINGS_TEXT, encoding="utf-8")
+    return path
+
+
 def sync(environment: dict[str, str], settings: Settings | None = None, echo=print) -> dict:
     """Create or resize every pool in the Airflow of ``environment`` (its ``AIRFLOW_HOME`` and
     metadata database, already migrated), and record the systems' rows for the priorities.
 
-    Pools of systems no longer in the mappings are left as they are (they hold no task)."""
+    Pools of systems no longer in the mappings are left as they are (they hold no task). The
+    policy takes effect in Airflow processes started afterwards."""
     settings = settings or get_settings()
     catalog = load_catalog(settings.mappings_dir)
     home = Path(environment["AIRFLOW_HOME"])
+    install_policy(home)
     pools = pool_definitions(catalog, settings)
     pools_file = home / POOLS_FILE
     write_private_json(pools_file, pools)

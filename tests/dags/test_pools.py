@@ -109,10 +109,11 @@ def test_no_other_task_holds_a_pool_slot(dag_bag):
     assert pooled == set()
 
 
-def test_the_mapped_extract_is_the_one_source_read_outside_a_source_pool(dag_bag):
+def test_the_mapped_extract_is_the_one_source_read_the_dag_cannot_pool(dag_bag):
     """Airflow gives a mapped task one pool for all its map indexes (pool is not expandable), so
-    the selection DAG's extract cannot be in its system's pool: its reads are bounded by the
-    system lease (etl/airflow_pools.py), and its load is in the core pool like every load."""
+    the selection DAG's extract names none: the cluster policy routes each map index at run time
+    (etl/airflow_policy.py; tests/integration/test_airflow_pools.py runs it). Its load is in the
+    core pool like every load."""
     dag = dag_bag.dags[SELECTION_DAG_ID]
     extract, load = dag.get_task("system.extract"), dag.get_task("system.load")
     assert extract.get_closest_mapped_task_group() is not None  # one task, every map index

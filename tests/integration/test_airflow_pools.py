@@ -30,6 +30,13 @@ def airflow_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="module")
+def synced_home(airflow_home) -> Path:
+    """The home after `vardflytt airflow pools sync` with the repository's mappings."""
+    _vardflytt(airflow_home, {}, "airflow", "pools", "sync")
+    return airflow_home
+
+
 def _vardflytt(home: Path, environment: dict[str, str], *arguments: str) -> str:
     env = {**os.environ, "VARDFLYTT_HOME": str(home), **environment}
     env.pop("AIRFLOW_HOME", None)  # the project's Airflow home under VARDFLYTT_HOME
@@ -53,9 +60,8 @@ def _pools(home: Path, environment: dict[str, str] | None = None) -> dict[str, i
     return {pool["pool"]: int(pool["slots"]) for pool in json.loads(listed)}
 
 
-def test_sync_creates_a_pool_per_source_and_one_for_core_writes(airflow_home):
-    _vardflytt(airflow_home, {}, "airflow", "pools", "sync")
-
+def test_sync_creates_a_pool_per_source_and_one_for_core_writes(synced_home):
+    airflow_home = synced_home
     pools = _pools(airflow_home)
     systems = list_system_entities(ROOT / "mappings")
     assert {name for name in pools if name.startswith("vardflytt_source_")} == {
@@ -85,6 +91,40 @@ def test_a_second_sync_resizes_the_pools_it_made(airflow_home, tmp_path):
     assert len([name for name in pools if name.startswith("vardflytt_")]) == (
         len(list_system_entities(mappings)) + 1
     )
+
+
+def test_each_mapped_extract_runs_in_its_systems_pool(synced_home, small_estate, tmp_path):
+    """The policy the sync installs, in a real run of the mapped DAG: each map index of
+    ``system.extract`` is in the pool of the system its map index carries; every load in the
+    core pool."""
+    environment = {
+        "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
+        "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}",
+    }
+    conf = json.dumps({"systems": ["orbit", "melior"], "dry_run": True, "as_of_date": "2026-07-01"})
+    _vardflytt(
+        synced_home, environment, "airflow", "dags", "test", "vardflytt_migrate", "--conf", conf
+    )
+
+    engine = sa.create_engine(f"sqlite:///{synced_home / 'airflow' / 'airflow.db'}")
+    with engine.connect() as connection:
+        [arguments] = connection.exec_driver_sql(
+            "SELECT value FROM xcom WHERE dag_id = 'vardflytt_migrate' "
+            "AND task_id = 'selected_systems' AND key = 'return_value'"
+        ).scalars()
+        tasks = connection.exec_driver_sql(
+            "SELECT task_id, map_index, pool, state FROM task_instance "
+            "WHERE dag_id = 'vardflytt_migrate' AND task_id IN ('system.extract', 'system.load')"
+        ).all()
+    engine.dispose()
+    systems = [argument["system"] for argument in json.loads(arguments)]
+    assert sorted(systems) == ["melior", "orbit"]
+    extracts = {index: pool for task, index, pool, _state in tasks if task == "system.extract"}
+    assert extracts == {index: source_pool(system) for index, system in enumerate(systems)}
+    loads = {pool for task, _index, pool, _state in tasks if task == "system.load"}
+    assert loads == {CORE_WRITE_POOL}
+    assert {state for *_rest, state in tasks} == {"success"}
 
 
 def _record_batch(connection, batch_id: str, system: str, started_at, rows: dict[str, int]):

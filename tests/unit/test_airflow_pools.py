@@ -158,3 +158,65 @@ def test_standalone_syncs_the_pools_once_its_database_is_ready(monkeypatch):
     airflow_standalone.main()
 
     assert steps == ["database", "pools"]
+
+
+class _TaskInstance:
+    def __init__(self, dag_id: str, task_id: str, map_index: int):
+        self.dag_id, self.task_id, self.map_index = dag_id, task_id, map_index
+        self.run_id, self.pool = "manual__1", "default_pool"
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "task_id", "map_index", "pool"),
+    [
+        ("vardflytt_migrate", "system.extract", 1, "vardflytt_source_orbit"),
+        ("vardflytt_migrate", "system.extract", 0, "vardflytt_source_melior"),
+        ("vardflytt_migrate", "system.extract", 5, "default_pool"),  # no such argument
+        ("vardflytt_migrate", "system.extract", -1, "default_pool"),  # not expanded yet
+        ("vardflytt_migrate", "system.transform", 0, "default_pool"),
+        ("vardflytt_orbit", "extract", -1, "default_pool"),  # pooled in its DAG already
+    ],
+)
+def test_the_policy_moves_each_mapped_extract_into_its_systems_pool(
+    monkeypatch, dag_id, task_id, map_index, pool
+):
+    from etl import airflow_policy
+
+    arguments = [{"system": "melior"}, {"system": "orbit"}]
+    monkeypatch.setattr(
+        airflow_policy,
+        "mapped_system",
+        lambda _run, index: arguments[index]["system"] if index < len(arguments) else None,
+    )
+    task_instance = _TaskInstance(dag_id, task_id, map_index)
+
+    airflow_policy.task_instance_mutation_hook(task_instance)
+
+    assert task_instance.pool == pool
+
+
+def test_a_failed_lookup_leaves_the_extract_where_it_was(monkeypatch):
+    from etl import airflow_policy
+
+    def unreadable(_run, _index):
+        raise RuntimeError("metadata database unreachable")
+
+    monkeypatch.setattr(airflow_policy, "mapped_system", unreadable)
+    task_instance = _TaskInstance("vardflytt_migrate", "system.extract", 0)
+
+    airflow_policy.task_instance_mutation_hook(task_instance)
+
+    assert task_instance.pool == "default_pool"
+
+
+def test_the_policy_is_installed_but_an_operators_own_local_settings_are_kept(tmp_path):
+    from etl.airflow_pools import LOCAL_SETTINGS, PoolSyncError, install_policy
+
+    path = install_policy(tmp_path)
+    assert "from etl.airflow_policy import task_instance_mutation_hook" in path.read_text()
+    assert install_policy(tmp_path) == path  # ours: rewritten
+
+    (tmp_path / LOCAL_SETTINGS).write_text("STATE_COLORS = {}\n")
+    with pytest.raises(PoolSyncError, match="airflow_local_settings.py is not vardflytt's"):
+        install_policy(tmp_path)
+    assert (tmp_path / LOCAL_SETTINGS).read_text() == "STATE_COLORS = {}\n"
