@@ -60,6 +60,8 @@ def mapped_system(run_id: str, map_index: int) -> str | None:
     )
     # A connection of its own: Airflow's session is thread-scoped, and the one creating this
     # task instance is still open (closing it would detach every object it holds).
+    if settings.engine is None:  # Airflow's ORM is not configured in this process
+        return None
     with settings.engine.connect() as connection:
         row = connection.execute(query).first()
         arguments = XComModel.deserialize_value(row) if row is not None else None

@@ -217,6 +217,6 @@ def test_the_policy_is_installed_but_an_operators_own_local_settings_are_kept(tm
     assert install_policy(tmp_path) == path  # ours: rewritten
 
     (tmp_path / LOCAL_SETTINGS).write_text("STATE_COLORS = {}\n")
-    with pytest.raises(PoolSyncError, match="airflow_local_settings.py is not vardflytt's"):
+    with pytest.raises(PoolSyncError, match=r"airflow_local_settings\.py is not vardflytt's"):
         install_policy(tmp_path)
     assert (tmp_path / LOCAL_SETTINGS).read_text() == "STATE_COLORS = {}\n"
