@@ -44,7 +44,7 @@ from etl.layout import list_system_entities
 from etl.validate.order import validation_needs
 
 SYSTEMS = list_system_entities(MAPPINGS_DIR)
-# From the rows the last pool sync measured (a small JSON file in the Airflow home; no database).
+# From the rows the last pool sync measured (a small JSON file in VARDFLYTT_HOME; no database).
 WEIGHTS = system_weights(read_system_rows(), SYSTEMS)
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

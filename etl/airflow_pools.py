@@ -26,9 +26,9 @@ across every DAG and host, and an extract reads its datasets one after another. 
 never read by more than one extract at once, within any ``max_parallel_reads`` (at least 1).
 
 Priorities: :func:`measured_rows` records each system's rows (its latest batch's accounting in
-the core; for a system never run, the synthetic estate's manifest; otherwise 0) in the Airflow
-home, where the DAG files read them (etl.dag_names.system_weights) to give long systems the
-higher ``priority_weight``.
+the core; for a system never run, the synthetic estate's manifest; otherwise 0) in
+VARDFLYTT_HOME, where the DAG files read them (etl.dag_names.system_weights) to give long
+systems the higher ``priority_weight``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any
 
 from etl.catalog import Catalog, load_catalog
 from etl.core.files import write_private_json
-from etl.dag_names import CORE_WRITE_POOL, PRIORITIES_FILE, source_pool
+from etl.dag_names import CORE_WRITE_POOL, priorities_path, source_pool
 from etl.settings import Settings, get_settings
 
 POOLS_FILE = "vardflytt_pools.json"
@@ -189,9 +189,24 @@ def sync(environment: dict[str, str], settings: Settings | None = None, echo=pri
             f"{(completed.stderr or completed.stdout)[-2000:]}"
         )
     rows = measured_rows(catalog, settings, echo)
-    write_private_json(home / PRIORITIES_FILE, {"systems": rows})
+    write_private_json(priorities_path(settings.home), {"systems": rows})
     echo(
         f"Airflow pools: {len(pools) - 1} source pools, {CORE_WRITE_POOL} with "
-        f"{pools[CORE_WRITE_POOL]['slots']} slot(s); priorities from {home / PRIORITIES_FILE}"
+        f"{pools[CORE_WRITE_POOL]['slots']} slot(s); priorities in {priorities_path(settings.home)}"
     )
     return {"pools": pools, "systems": rows}
+
+
+def main() -> None:
+    """``python -m etl.airflow_pools``: sync into the Airflow of this process's environment as
+    it is (its AIRFLOW_HOME and metadata database), e.g. a deployment's init container after
+    ``airflow db migrate``; ``vardflytt airflow pools sync`` uses the project-local Airflow."""
+    import os
+
+    if "AIRFLOW_HOME" not in os.environ:
+        raise SystemExit("AIRFLOW_HOME is not set: which Airflow should get the pools?")
+    sync(dict(os.environ))
+
+
+if __name__ == "__main__":
+    main()

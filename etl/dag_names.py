@@ -25,7 +25,9 @@ CORE_ASSET_ALIAS = "vardflytt_core"
 # Airflow pools (etl/airflow_pools.py creates them): one per legacy source, one for core writes.
 CORE_WRITE_POOL = "vardflytt_core_writes"
 # What the pool sync measured: each system's rows, read by the DAG files for their priorities.
-PRIORITIES_FILE = "vardflytt_priorities.json"
+# In VARDFLYTT_HOME, which every Airflow component of the project shares (a cluster's hosts too:
+# docker/compose.yaml mounts it on each), unlike an Airflow home, which may be per host.
+PRIORITIES_FILE = "airflow_priorities.json"
 # A task's priority is its own weight, not summed over the tasks up- or downstream of it: with
 # Airflow's default ("downstream") a system with more entities (more tasks) would outrank a
 # bigger one, and the migration's first tasks would outrank its loads.
@@ -73,15 +75,15 @@ def source_pool(system: str) -> str:
     return f"vardflytt_source_{system}"
 
 
-def priorities_path(airflow_home: str | Path | None = None) -> Path | None:
-    home = airflow_home or os.environ.get("AIRFLOW_HOME")
-    return Path(home) / PRIORITIES_FILE if home else None
+def priorities_path(home: str | Path | None = None) -> Path:
+    """Where the priorities are, in ``home`` or else VARDFLYTT_HOME (as etl.settings has it)."""
+    return Path(home or os.environ.get("VARDFLYTT_HOME") or PROJECT_ROOT / "var") / PRIORITIES_FILE
 
 
 def read_system_rows(path: Path | None = None) -> dict[str, int]:
     """Each system's rows as the last pool sync measured them; empty when never synced."""
     path = path or priorities_path()
-    if path is None or not path.is_file():
+    if not path.is_file():
         return {}
     try:
         systems = json.loads(path.read_text(encoding="utf-8"))["systems"]

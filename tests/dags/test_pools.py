@@ -11,13 +11,20 @@ from __future__ import annotations
 import dis
 import importlib
 import json
+import os
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from etl.dag_names import CORE_WRITE_POOL, SELECTION_DAG_ID, WEIGHT_RULE, source_pool
+from etl.dag_names import (
+    CORE_WRITE_POOL,
+    PRIORITIES_FILE,
+    SELECTION_DAG_ID,
+    WEIGHT_RULE,
+    source_pool,
+)
 
 pytestmark = pytest.mark.dags
 
@@ -142,17 +149,21 @@ def test_every_migration_task_has_an_absolute_weight(dag_bag):
 
 @pytest.fixture
 def measured_dags(tmp_path, monkeypatch):
-    """The migration DAG module parsed with a priorities file in its Airflow home: melior has
+    """The migration DAG module parsed with a priorities file in VARDFLYTT_HOME: melior has
     the most rows, elvis the next, and the other systems were never measured."""
     rows = {"melior": 90_000, "elvis": 5_000}
-    (tmp_path / "vardflytt_priorities.json").write_text(
+    (tmp_path / PRIORITIES_FILE).write_text(
         json.dumps({"systems": {s: {"rows": n, "from": "test"} for s, n in rows.items()}})
     )
-    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    home = os.environ.get("VARDFLYTT_HOME")
+    monkeypatch.setenv("VARDFLYTT_HOME", str(tmp_path))
     monkeypatch.syspath_prepend(str(ROOT / "dags"))
     module = importlib.import_module("vardflytt_migration")
     yield importlib.reload(module)
-    monkeypatch.delenv("AIRFLOW_HOME")
+    if home is None:
+        monkeypatch.delenv("VARDFLYTT_HOME")
+    else:
+        monkeypatch.setenv("VARDFLYTT_HOME", home)
     importlib.reload(module)  # back to the weights of the test session's home
     sys.modules.pop("vardflytt_migration", None)
 

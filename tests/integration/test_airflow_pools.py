@@ -71,7 +71,7 @@ def test_sync_creates_a_pool_per_source_and_one_for_core_writes(synced_home):
     assert {pools[source_pool(s)] for s in systems if s != "elvis"} == {1}  # not declared
     assert pools[CORE_WRITE_POOL] == 1  # a SQLite core: one writer
     # The DAG files' priorities: nothing has run and there is no estate, so nothing measured.
-    rows = read_system_rows(airflow_home / "airflow" / PRIORITIES_FILE)
+    rows = read_system_rows(airflow_home / PRIORITIES_FILE)
     assert set(rows) == set(systems) and set(rows.values()) == {0}
 
 

@@ -12,6 +12,7 @@ from etl.airflow_pools import core_write_slots, pool_definitions
 from etl.catalog import MappingError, load_catalog
 from etl.dag_names import (
     CORE_WRITE_POOL,
+    PRIORITIES_FILE,
     by_priority,
     read_system_rows,
     source_pool,
@@ -124,14 +125,14 @@ def test_heaviest_first_keeps_the_mappings_order_among_equals():
 
 
 def test_rows_are_read_from_the_priorities_file(tmp_path):
-    path = tmp_path / "vardflytt_priorities.json"
+    path = tmp_path / PRIORITIES_FILE
     path.write_text(json.dumps({"systems": {"elvis": {"rows": 12, "from": "core accounting"}}}))
     assert read_system_rows(path) == {"elvis": 12}
 
 
 @pytest.mark.parametrize("content", [None, "not json", '{"systems": {"a": {}}}', "[]"])
 def test_a_missing_or_damaged_priorities_file_means_nothing_measured(tmp_path, content):
-    path = tmp_path / "vardflytt_priorities.json"
+    path = tmp_path / PRIORITIES_FILE
     if content is not None:
         path.write_text(content)
     assert read_system_rows(path) == {}
