@@ -25,6 +25,13 @@ Beneath the pools, the system lease (etl/core/lease.py) bounds reads wherever a 
 across every DAG and host, and an extract reads its datasets one after another. So a source is
 never read by more than one extract at once, within any ``max_parallel_reads`` (at least 1).
 
+What each gives, precisely: Airflow's scheduler never has more task instances of a pool queued
+or running than its slots (whichever DAG they belong to), and among those waiting for a slot it
+takes the highest ``priority_weight`` first. With one slot, a second run's extract of a source
+waits in the pool instead of failing on the lease. A system is extracted by one task today, so
+a limit above 1 lets two runs' extracts start and the lease refuses the later one; the slots
+start to count when a system's datasets are read by tasks of their own.
+
 Priorities: :func:`measured_rows` records each system's rows (its latest batch's accounting in
 the core; for a system never run, the synthetic estate's manifest; otherwise 0) in
 VARDFLYTT_HOME, where the DAG files read them (etl.dag_names.system_weights) to give long
