@@ -123,8 +123,8 @@ def _estate_rows(settings: Settings) -> dict[str, int]:
     ``row_counts`` (etl.estate.manifest, a layer above this one, so read as plain JSON)."""
     import json
 
-    path = settings.estate_dir / "manifest.json" if settings.estate_dir else None
-    if path is None or not path.is_file():
+    path = settings.resolved_estate_dir / "manifest.json"
+    if not path.is_file():
         return {}
     counts = json.loads(path.read_text(encoding="utf-8")).get("row_counts", {})
     return {system: sum(datasets.values()) for system, datasets in counts.items()}

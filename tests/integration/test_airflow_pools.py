@@ -199,7 +199,7 @@ def test_no_core_yet_is_not_created_by_measuring(tmp_path):
     from etl.catalog import load_catalog
     from etl.settings import Settings
 
-    settings = Settings(home=tmp_path, core_url=None, estate_dir=None)
+    settings = Settings(home=tmp_path, core_url=None, estate_dir=tmp_path / "no_estate")
     measured = measured_rows(load_catalog(ROOT / "mappings"), settings, echo=lambda _m: None)
 
     assert {entry["from"] for entry in measured.values()} == {"not measured"}
