@@ -13,6 +13,10 @@ teardown pair: two runs of one wave never interleave, and the lease is released 
 in between (a teardown runs once everything before it is done, like ``all_done``), while a failed
 task still fails the run (a plain ``all_done`` leaf would mark it successful).
 
+The tasks that bulk-write a core (rehearse, load_wave, rollback) run in the core write pool
+(etl/airflow_pools.py). A wave's tasks read several legacy sources, one system after another
+under each system's lease, so they take no single source's pool: the lease bounds those reads.
+
 Thin by design: each task is one call into ``etl.cutover``; nothing heavy is imported at module
 level. XCom carries counts, ids, criteria and pack paths, never patient data.
 """
@@ -27,7 +31,13 @@ from airflow.sdk.execution_time.hitl import HITLUser
 
 from etl.cutover.airflow_hitl import APPROVE, REJECT, approval_task_id
 from etl.cutover.plan import PLAN_FILE, load_plan
-from etl.dag_names import MAPPINGS_DIR, ROLLBACK_DAG_ID, core_asset, cutover_dag_id
+from etl.dag_names import (
+    CORE_WRITE_POOL,
+    MAPPINGS_DIR,
+    ROLLBACK_DAG_ID,
+    core_asset,
+    cutover_dag_id,
+)
 
 # A mappings folder without a plan has no waves; a malformed plan is an import error to fix.
 PLAN = load_plan(MAPPINGS_DIR) if (MAPPINGS_DIR / PLAN_FILE).exists() else None
@@ -142,7 +152,8 @@ def build_cutover_dag(wave):
     def choose_phase(run: dict) -> str:
         return FIRST_TASK_OF_PHASE[run["phase"]]
 
-    @task
+    # A rehearsal's core is its own SQLite file, or its own schema on the core's server.
+    @task(pool=CORE_WRITE_POOL)
     def rehearse(run: dict) -> dict:
         from etl.cutover import waves
         from etl.settings import get_settings
@@ -163,7 +174,7 @@ def build_cutover_dag(wave):
         }
 
     # Loads update the core assets, so identity resolution (vardflytt_identity.py) follows.
-    @task(outlets=core_assets)
+    @task(outlets=core_assets, pool=CORE_WRITE_POOL)
     def load_wave(run: dict, phase: str | None = None) -> dict:
         from etl.cutover import waves
         from etl.settings import get_settings
@@ -311,7 +322,7 @@ def build_rollback_dag(wave_names: list[str]):
         ),
     }
 
-    @task
+    @task(pool=CORE_WRITE_POOL)
     def rollback(run: dict) -> dict:
         from etl.cutover import waves
         from etl.settings import get_settings

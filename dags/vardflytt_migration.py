@@ -8,6 +8,14 @@
 Either way an entity is validated only after the entities its suite joins or resolves against
 (``meta.context`` and ``meta.references`` in ``expectations/``) are transformed in the same batch.
 
+Pools and priorities (etl/airflow_pools.py): a system DAG's ``extract`` reads its legacy source in
+the source's pool, and every ``load`` writes the core in the core pool. Systems with more rows
+(as last measured) get a higher ``priority_weight``, the same for all their tasks (weight rule
+``absolute``), so long systems start first. In the mapped DAG a pool and a weight are the
+task's, the same for every map index: its systems are mapped heaviest first, which the scheduler
+follows among equal weights (it orders by map index), and each map index of its ``extract`` is
+moved into its system's source pool by a cluster policy (etl/airflow_policy.py).
+
 Thin by design: each task is one call into ``etl.pipeline``; nothing heavy is imported at
 module level (Airflow parses this file every 30 seconds). XCom carries ids and counts only.
 """
@@ -19,17 +27,25 @@ import datetime as dt
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 from etl.dag_names import (
+    CORE_WRITE_POOL,
     EXPECTATIONS_DIR,
     MAPPINGS_DIR,
     SELECTION_DAG_ID,
+    WEIGHT_RULE,
+    by_priority,
     core_asset,
     core_asset_alias,
+    read_system_rows,
+    source_pool,
     system_dag_id,
+    system_weights,
 )
 from etl.layout import list_system_entities
 from etl.validate.order import validation_needs
 
 SYSTEMS = list_system_entities(MAPPINGS_DIR)
+# From the rows the last pool sync measured (a small JSON file in VARDFLYTT_HOME; no database).
+WEIGHTS = system_weights(read_system_rows(), SYSTEMS)
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 RUN_PARAMS = {
@@ -147,9 +163,9 @@ def load_task(system: str | None):
     is known only at run time, names that asset through the alias (identity resolution and any
     other consumer still see an event of ``vardflytt_core_<system>``)."""
     if system is not None:
-        return task(task_id="load", outlets=[core_asset(system)])(_load)
+        return task(task_id="load", outlets=[core_asset(system)], pool=CORE_WRITE_POOL)(_load)
 
-    @task(task_id="load", outlets=[core_asset_alias()])
+    @task(task_id="load", outlets=[core_asset_alias()], pool=CORE_WRITE_POOL)
     def load(batch: dict) -> dict:
         loaded = _load(batch)
         get_current_context()["outlet_events"][core_asset_alias()].add(core_asset(batch["system"]))
@@ -178,7 +194,7 @@ def migrate_system(system: str, entities: list[str]) -> None:
     task before it failed too (a batch the gate stopped is when stewards need it most). As a
     teardown its own failure shows on the task without failing the run: the batch did load."""
     batch = open_batch(system)
-    landed = extract(batch)
+    landed = extract.override(pool=source_pool(system))(batch)
     mapped = {
         entity: transform.override(task_id=f"transform_{entity}")(batch, entity)
         for entity in entities
@@ -194,7 +210,10 @@ def migrate_system(system: str, entities: list[str]) -> None:
 
 
 def migrate_mapped_system(system, entities) -> None:
-    """The same stages for a system known only at run time (a mapped task group's argument)."""
+    """The same stages for a system known only at run time (a mapped task group's argument).
+
+    Its ``extract`` names no source pool (a pool is the task's, the same for every map index):
+    etl/airflow_policy.py puts each map index in its system's pool as Airflow creates it."""
     batch = open_batch(system)
     validated = validate_all(batch, entities)
     extract(batch) >> transform_all(batch, entities) >> validated
@@ -208,7 +227,7 @@ def _finish(batch, validated: list, load) -> None:
     reconcile(loaded) >> report(batch).as_teardown(setups=batch)
 
 
-def build_system_dag(system: str, entities: list[str]):
+def build_system_dag(system: str, entities: list[str], priority_weight: int = 1):
     @dag(
         dag_id=system_dag_id(system),
         description=f"Migrate {system} into the core system",
@@ -218,6 +237,7 @@ def build_system_dag(system: str, entities: list[str]):
         max_active_runs=1,
         tags=["vardflytt", "migration", system],
         params=RUN_PARAMS,
+        default_args={"priority_weight": priority_weight, "weight_rule": WEIGHT_RULE},
         doc_md=f"Extract, transform, validate and load **{system}** (`mappings/{system}/`).",
     )
     def migrate():
@@ -226,7 +246,8 @@ def build_system_dag(system: str, entities: list[str]):
     return migrate()
 
 
-def build_selection_dag(systems: dict[str, list[str]]):
+def build_selection_dag(systems: dict[str, list[str]], weights: dict[str, int] | None = None):
+    order = by_priority(weights or dict.fromkeys(systems, 1))
     params = {
         "systems": Param(
             sorted(systems),
@@ -248,19 +269,22 @@ def build_selection_dag(systems: dict[str, list[str]]):
         max_active_runs=1,
         tags=["vardflytt", "migration"],
         params=params,
+        default_args={"weight_rule": WEIGHT_RULE},
         doc_md=(
             "Pick source systems in the Params form; the `system` task group runs once per "
-            "selected system (mapped at run time, one map index per system)."
+            "selected system (mapped at run time, one map index per system, systems with the "
+            "most rows first)."
         ),
     )
     def migrate_selected():
         @task
         def selected_systems() -> list[dict]:
-            """The chosen systems, in the mappings' order, as the group's arguments."""
+            """The chosen systems, heaviest first, as the group's arguments: map index 0 is the
+            longest system, and the scheduler queues equal weights by map index."""
             chosen = set(get_current_context()["params"]["systems"])
             return [
-                {"system": system, "entities": entities}
-                for system, entities in systems.items()
+                {"system": system, "entities": systems[system]}
+                for system in order
                 if system in chosen
             ]
 
@@ -274,5 +298,5 @@ def build_selection_dag(systems: dict[str, list[str]]):
 
 
 for _system, _entities in SYSTEMS.items():
-    globals()[system_dag_id(_system)] = build_system_dag(_system, _entities)
-vardflytt_migrate = build_selection_dag(SYSTEMS)
+    globals()[system_dag_id(_system)] = build_system_dag(_system, _entities, WEIGHTS[_system])
+vardflytt_migrate = build_selection_dag(SYSTEMS, WEIGHTS)

@@ -190,6 +190,10 @@ class SystemSpec(Strict):
     # Days landed data is kept before `vardflytt landing purge` may remove it (etl.extract.
     # retention); unset: VARDFLYTT_LANDING_RETENTION_DAYS, and with neither it is kept.
     landing_retention_days: int | None = Field(default=None, ge=0)
+    # How many reads of this source may run at once, as its owner allows: the slots of its
+    # Airflow pool (etl/airflow_pools.py). Undeclared: 1, fail closed, because a legacy
+    # production system's owner is asked before a second connection is opened on it.
+    max_parallel_reads: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _datasets_match_format(self) -> SystemSpec:

@@ -290,6 +290,7 @@ def up(
     echo=print,
 ) -> ClusterState:
     """Start the cluster (migrating the metadata database first) and wait until it is ready."""
+    from etl import airflow_pools
     from etl.airflow_env import free_loopback_port
 
     if workers < 1:
@@ -313,6 +314,7 @@ def up(
         )
     if code != 0:
         raise ClusterError(f"airflow db migrate failed (exit {code}); see {migrate_log}")
+    airflow_pools.sync(environment, settings, echo)  # before the scheduler queues any task
     state = ClusterState(
         api_url=environment["AIRFLOW__API__BASE_URL"],
         database_url=_masked(environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]),

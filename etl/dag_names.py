@@ -8,7 +8,9 @@ and ``airflow.sdk`` only inside the functions that build Airflow objects.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,16 @@ SELECTION_DAG_ID = "vardflytt_migrate"
 IDENTITY_DAG_ID = "identity_resolution"
 ROLLBACK_DAG_ID = "vardflytt_rollback"
 CORE_ASSET_ALIAS = "vardflytt_core"
+# Airflow pools (etl/airflow_pools.py creates them): one per legacy source, one for core writes.
+CORE_WRITE_POOL = "vardflytt_core_writes"
+# What the pool sync measured: each system's rows, read by the DAG files for their priorities.
+# In VARDFLYTT_HOME, which every Airflow component of the project shares (a cluster's hosts too:
+# docker/compose.yaml mounts it on each), unlike an Airflow home, which may be per host.
+PRIORITIES_FILE = "airflow_priorities.json"
+# A task's priority is its own weight, not summed over the tasks up- or downstream of it: with
+# Airflow's default ("downstream") a system with more entities (more tasks) would outrank a
+# bigger one, and the migration's first tasks would outrank its loads.
+WEIGHT_RULE = "absolute"
 
 
 def _folder(variable: str, default: str) -> Path:
@@ -55,3 +67,44 @@ def core_asset_alias() -> AssetAlias:
     from airflow.sdk import AssetAlias
 
     return AssetAlias(name=CORE_ASSET_ALIAS)
+
+
+def source_pool(system: str) -> str:
+    """The pool every task reading ``system``'s legacy source runs in (its slots: the reads
+    the source's owner allows at once, ``max_parallel_reads`` in its system.yaml)."""
+    return f"vardflytt_source_{system}"
+
+
+def priorities_path(home: str | Path | None = None) -> Path:
+    """Where the priorities are, in ``home`` or else VARDFLYTT_HOME (as etl.settings has it)."""
+    return Path(home or os.environ.get("VARDFLYTT_HOME") or PROJECT_ROOT / "var") / PRIORITIES_FILE
+
+
+def read_system_rows(path: Path | None = None) -> dict[str, int]:
+    """Each system's rows as the last pool sync measured them; empty when never synced."""
+    path = path or priorities_path()
+    if not path.is_file():
+        return {}
+    try:
+        systems = json.loads(path.read_text(encoding="utf-8"))["systems"]
+        return {name: int(entry["rows"]) for name, entry in systems.items()}
+    except (ValueError, KeyError, TypeError):
+        return {}  # a damaged file costs the ordering, never the DAGs
+
+
+def system_weights(rows: dict[str, int], systems: Iterable[str]) -> dict[str, int]:
+    """Airflow priority weights so that systems with more rows start first.
+
+    The weight is the rank of the system's row count (1 for the fewest; equal counts share a
+    weight), so it stays small whatever the volumes. A system never measured counts 0 rows: with
+    nothing measured every system weighs 1, Airflow's default, and runs in the mappings' order.
+    """
+    counts = {system: rows.get(system, 0) for system in systems}
+    ranks = {count: rank for rank, count in enumerate(sorted(set(counts.values())), start=1)}
+    return {system: ranks[count] for system, count in counts.items()}
+
+
+def by_priority(weights: dict[str, int]) -> list[str]:
+    """The systems heaviest first (ties keep the given order): a mapped task's map indexes
+    follow this order, and Airflow's scheduler queues equal weights by map index."""
+    return sorted(weights, key=lambda system: -weights[system])

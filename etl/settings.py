@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         "core it changes, in its own transaction.)",
     )
     chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
+    core_write_slots: int | None = Field(
+        default=None,
+        gt=0,
+        description="Tasks writing the core at once (its Airflow pool); unset: 1 on SQLite, 4 "
+        "otherwise (etl/airflow_pools.py).",
+    )
     airflow_url: str = Field(
         default="http://127.0.0.1:8080",
         description="Base URL of Airflow's api-server: `cutover approve` signs in there, and "

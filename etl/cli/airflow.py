@@ -16,11 +16,18 @@ def airflow(context: typer.Context) -> None:
     """Run any ``airflow`` command against the project-local Airflow (e.g. ``standalone``).
 
     ``standalone`` runs sized for this machine, on loopback, without log servers
-    (etl/airflow_env.py, etl/airflow_standalone.py)."""
+    (etl/airflow_env.py, etl/airflow_standalone.py). ``pools sync`` creates or resizes the
+    project's pools and records the systems' priorities (etl/airflow_pools.py); ``standalone``,
+    ``vardflytt demo`` and ``vardflytt cluster up`` do it themselves."""
     from etl.airflow_env import ADMIN_USER, airflow_environment, passwords_file
 
     settings = get_settings()
     environment = airflow_environment(settings)
+    if context.args == ["pools", "sync"]:  # Airflow's own `pools` has no `sync`
+        from etl.airflow_pools import sync
+
+        sync(environment, settings, console.print)
+        return
     if context.args[:1] == ["standalone"]:
         address = (
             f"http://{environment['AIRFLOW__API__HOST']}:"

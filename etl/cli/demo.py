@@ -47,6 +47,7 @@ def demo(
     so every run starts from the same empty home; it refuses a home no demo wrote."""
     import json
 
+    from etl import airflow_pools
     from etl.airflow_env import airflow_environment
     from etl.demo_home import DemoHomeError, prepare_demo_home
     from etl.layout import list_system_entities
@@ -78,6 +79,7 @@ def demo(
     logs = settings.home / "logs"
     console.print(f"Airflow home: {settings.airflow_home}")
     _checked([airflow_bin, "db", "migrate"], environment, "airflow db migrate")
+    airflow_pools.sync(environment, settings, console.print)
     if chosen:  # systems in no wave (every one, with --no-cutover or --systems)
         console.rule(f"airflow dags test vardflytt_migrate ({len(chosen)} systems)")
         conf = json.dumps({"systems": chosen})

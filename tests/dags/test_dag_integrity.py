@@ -23,13 +23,17 @@ def dag_bag():
 
 
 def _structure(dag_bag) -> dict:
-    return {
-        dag_id: {
-            "params": sorted(dag.params.keys()),
-            "tasks": {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks},
-        }
-        for dag_id, dag in sorted(dag_bag.dags.items())
+    return {dag_id: _wiring(dag) for dag_id, dag in sorted(dag_bag.dags.items())}
+
+
+def _wiring(dag) -> dict:
+    """Params, tasks and their downstream tasks, and the pools of tasks outside the default."""
+    wiring = {
+        "params": sorted(dag.params.keys()),
+        "tasks": {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks},
     }
+    pools = {task.task_id: task.pool for task in dag.tasks if task.pool != "default_pool"}
+    return wiring | ({"pools": pools} if pools else {})
 
 
 def test_every_dag_imports_without_errors(dag_bag):

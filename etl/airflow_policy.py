@@ -1,0 +1,70 @@
+"""The selection DAG's extracts in their sources' pools: an Airflow cluster policy.
+
+Airflow gives a task one pool for every map index (``pool`` is the task's, set at parse time, and
+not an argument ``expand`` takes), so ``vardflytt_migrate``'s mapped ``system.extract`` cannot
+name its system's pool. Airflow calls ``task_instance_mutation_hook`` for every task instance it
+creates, each map index of a mapped task included (models/taskmap.py, ``expand_mapped_task``),
+and again whenever one is refreshed from its task (a retry, a cleared run). Here it moves each
+mapped extract into ``vardflytt_source_<system>``, its system read from what the run's
+``selected_systems`` returned for that map index (the expansion's own input, so the index and
+the system cannot disagree).
+
+Installed by the pool sync (etl/airflow_pools.py) as ``<AIRFLOW_HOME>/config/
+airflow_local_settings.py``, which Airflow imports in every process; so this module imports
+nothing heavy and returns at once for every other task. If the lookup fails, the extract stays
+in the default pool and the system lease still bounds its reads (etl/airflow_pools.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from etl.dag_names import SELECTION_DAG_ID, source_pool
+
+MAPPED_EXTRACT = "system.extract"
+SELECTION_TASK = "selected_systems"
+
+logger = logging.getLogger(__name__)
+
+
+def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None:
+    if (
+        task_instance.dag_id != SELECTION_DAG_ID
+        or task_instance.task_id != MAPPED_EXTRACT
+        or task_instance.map_index is None
+        or task_instance.map_index < 0
+    ):
+        return
+    try:
+        system = mapped_system(task_instance.run_id, task_instance.map_index)
+    except Exception:  # never stop the scheduler over a pool: the lease still bounds the read
+        logger.exception("no source pool for %s[%s]", MAPPED_EXTRACT, task_instance.map_index)
+        return
+    if system is not None:
+        task_instance.pool = source_pool(system)
+
+
+def mapped_system(run_id: str, map_index: int) -> str | None:
+    """The system of one map index: the ``map_index``-th argument ``selected_systems`` gave."""
+    from airflow import settings
+    from airflow.models.xcom import XComModel
+
+    query = XComModel.get_many(
+        run_id=run_id,
+        key="return_value",
+        dag_ids=SELECTION_DAG_ID,
+        task_ids=SELECTION_TASK,
+        map_indexes=-1,
+        limit=1,
+    )
+    # A connection of its own: Airflow's session is thread-scoped, and the one creating this
+    # task instance is still open (closing it would detach every object it holds).
+    if settings.engine is None:  # Airflow's ORM is not configured in this process
+        return None
+    with settings.engine.connect() as connection:
+        row = connection.execute(query).first()
+        arguments = XComModel.deserialize_value(row) if row is not None else None
+    if not isinstance(arguments, list) or not 0 <= map_index < len(arguments):
+        return None
+    return arguments[map_index]["system"]

@@ -1,0 +1,207 @@
+"""The pool sync against a real Airflow metadata database (one ``airflow db migrate`` for the
+module), and the rows behind the priorities read from a real core."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from etl.dag_names import CORE_WRITE_POOL, PRIORITIES_FILE, read_system_rows, source_pool
+from etl.layout import list_system_entities
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory) -> Path:
+    """A vardflytt home whose Airflow metadata database is migrated (that takes a while)."""
+    home = tmp_path_factory.mktemp("vardflytt_home")
+    _vardflytt(home, {}, "airflow", "db", "migrate")
+    return home
+
+
+@pytest.fixture(scope="module")
+def synced_home(airflow_home) -> Path:
+    """The home after `vardflytt airflow pools sync` with the repository's mappings."""
+    _vardflytt(airflow_home, {}, "airflow", "pools", "sync")
+    return airflow_home
+
+
+def _vardflytt(home: Path, environment: dict[str, str], *arguments: str) -> str:
+    env = {**os.environ, "VARDFLYTT_HOME": str(home), **environment}
+    env.pop("AIRFLOW_HOME", None)  # the project's Airflow home under VARDFLYTT_HOME
+    completed = subprocess.run(
+        [sys.executable, "-m", "etl.cli", *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, (
+        f"vardflytt {' '.join(arguments)} failed:\n"
+        f"{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}"
+    )
+    return completed.stdout
+
+
+def _pools(home: Path, environment: dict[str, str] | None = None) -> dict[str, int]:
+    """The pools as Airflow lists them."""
+    listed = _vardflytt(home, environment or {}, "airflow", "pools", "list", "--output", "json")
+    return {pool["pool"]: int(pool["slots"]) for pool in json.loads(listed)}
+
+
+def test_sync_creates_a_pool_per_source_and_one_for_core_writes(synced_home):
+    airflow_home = synced_home
+    pools = _pools(airflow_home)
+    systems = list_system_entities(ROOT / "mappings")
+    assert {name for name in pools if name.startswith("vardflytt_source_")} == {
+        source_pool(system) for system in systems
+    }
+    assert pools[source_pool("elvis")] == 2  # declared in mappings/elvis/system.yaml
+    assert {pools[source_pool(s)] for s in systems if s != "elvis"} == {1}  # not declared
+    assert pools[CORE_WRITE_POOL] == 1  # a SQLite core: one writer
+    # The DAG files' priorities: nothing has run and there is no estate, so nothing measured.
+    rows = read_system_rows(airflow_home / PRIORITIES_FILE)
+    assert set(rows) == set(systems) and set(rows.values()) == {0}
+
+
+def test_a_second_sync_resizes_the_pools_it_made(airflow_home, tmp_path):
+    mappings = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mappings)
+    melior = mappings / "melior" / "system.yaml"
+    melior.write_text(melior.read_text("utf-8") + "\nmax_parallel_reads: 4\n", "utf-8")
+    environment = {"VARDFLYTT_MAPPINGS_DIR": str(mappings), "VARDFLYTT_CORE_WRITE_SLOTS": "3"}
+
+    _vardflytt(airflow_home, environment, "airflow", "pools", "sync")
+
+    pools = _pools(airflow_home, environment)
+    assert pools[source_pool("melior")] == 4
+    assert pools[CORE_WRITE_POOL] == 3
+    assert pools[source_pool("elvis")] == 2
+    assert len([name for name in pools if name.startswith("vardflytt_")]) == (
+        len(list_system_entities(mappings)) + 1
+    )
+
+
+def test_each_mapped_extract_runs_in_its_systems_pool(synced_home, small_estate, tmp_path):
+    """The policy the sync installs, in a real run of the mapped DAG: each map index of
+    ``system.extract`` is in the pool of the system its map index carries; every load in the
+    core pool."""
+    environment = {
+        "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
+        "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}",
+    }
+    conf = json.dumps({"systems": ["orbit", "melior"], "dry_run": True, "as_of_date": "2026-07-01"})
+    _vardflytt(
+        synced_home, environment, "airflow", "dags", "test", "vardflytt_migrate", "--conf", conf
+    )
+
+    engine = sa.create_engine(f"sqlite:///{synced_home / 'airflow' / 'airflow.db'}")
+    with engine.connect() as connection:
+        [arguments] = connection.exec_driver_sql(
+            "SELECT value FROM xcom WHERE dag_id = 'vardflytt_migrate' "
+            "AND task_id = 'selected_systems' AND key = 'return_value'"
+        ).scalars()
+        tasks = connection.exec_driver_sql(
+            "SELECT task_id, map_index, pool, state FROM task_instance "
+            "WHERE dag_id = 'vardflytt_migrate' AND task_id IN ('system.extract', 'system.load')"
+        ).all()
+    engine.dispose()
+    systems = [argument["system"] for argument in json.loads(arguments)]
+    assert sorted(systems) == ["melior", "orbit"]
+    extracts = {index: pool for task, index, pool, _state in tasks if task == "system.extract"}
+    assert extracts == {index: source_pool(system) for index, system in enumerate(systems)}
+    loads = {pool for task, _index, pool, _state in tasks if task == "system.load"}
+    assert loads == {CORE_WRITE_POOL}
+    assert {state for *_rest, state in tasks} == {"success"}
+
+
+def _record_batch(connection, batch_id: str, system: str, started_at, rows: dict[str, int]):
+    from etl.core.tables import batch_accounting, load_batch
+
+    connection.execute(
+        load_batch.insert().values(
+            batch_id=batch_id,
+            source_system=system,
+            status="promoted",
+            is_dry_run=False,
+            started_at=started_at,
+        )
+    )
+    for entity, extracted in rows.items():
+        connection.execute(
+            batch_accounting.insert().values(
+                batch_id=batch_id,
+                source_system=system,
+                entity=entity,
+                dataset=entity,
+                extracted=extracted,
+                loaded=extracted,
+                quarantined=0,
+                excluded=0,
+                merged=0,
+                residue=0,
+                is_verified=True,
+                recorded_at=started_at,
+            )
+        )
+
+
+def test_rows_come_from_the_latest_batch_then_the_estate_manifest(tmp_path):
+    from etl.airflow_pools import measured_rows
+    from etl.catalog import load_catalog
+    from etl.core.database import core_engine
+    from etl.estate.manifest import EstateManifest
+    from etl.settings import Settings
+
+    settings = Settings(
+        home=tmp_path, core_url=f"sqlite:///{tmp_path / 'core.sqlite'}", estate_dir=tmp_path
+    )
+    engine = core_engine(settings.resolved_core_url)
+    earlier = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    with engine.begin() as connection:
+        _record_batch(connection, "elvis_1", "elvis", earlier, {"patient": 900})
+        later = earlier + dt.timedelta(days=1)
+        _record_batch(connection, "elvis_2", "elvis", later, {"patient": 40, "encounter": 60})
+    engine.dispose()
+    EstateManifest(
+        seed=1,
+        patients=1,
+        extract_date=dt.date(2026, 3, 1),
+        elvis_url="sqlite:///{estate_dir}/elvis/elvis.sqlite",
+        files=[],
+        row_counts={"elvis": {"patient": 5}, "melior": {"patient": 7, "diagnosis": 8}},
+        people={},
+        defect_rows=0,
+        defect_classes={},
+    ).write(tmp_path)
+
+    measured = measured_rows(load_catalog(ROOT / "mappings"), settings, echo=lambda _m: None)
+
+    assert measured["elvis"] == {"rows": 100, "from": "core accounting"}  # its latest batch
+    assert measured["melior"] == {"rows": 15, "from": "estate manifest"}
+    assert measured["orbit"] == {"rows": 0, "from": "not measured"}
+
+
+def test_no_core_yet_is_not_created_by_measuring(tmp_path):
+    from etl.airflow_pools import measured_rows
+    from etl.catalog import load_catalog
+    from etl.settings import Settings
+
+    settings = Settings(home=tmp_path, core_url=None, estate_dir=tmp_path / "no_estate")
+    measured = measured_rows(load_catalog(ROOT / "mappings"), settings, echo=lambda _m: None)
+
+    assert {entry["from"] for entry in measured.values()} == {"not measured"}
+    assert not Path(settings.resolved_core_url.removeprefix("sqlite:///")).exists()
+    assert sa.make_url(settings.resolved_core_url).get_backend_name() == "sqlite"
