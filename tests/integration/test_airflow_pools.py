@@ -1,5 +1,5 @@
-"""The pool sync against a real Airflow metadata database (one ``airflow db migrate`` for the
-module), and the rows behind the priorities read from a real core."""
+"""The pool sync against a real Airflow metadata database (the run's migrated metadata
+database, copied), and the rows behind the priorities read from a real core."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from etl.dag_names import CORE_WRITE_POOL, PRIORITIES_FILE, read_system_rows, source_pool
 from etl.layout import list_system_entities
+from tests.commands import copy_migrated_airflow_db
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory) -> Path:
-    """A vardflytt home whose Airflow metadata database is migrated (that takes a while)."""
+def airflow_home(tmp_path_factory, airflow_db_template) -> Path:
+    """A vardflytt home with the run's migrated Airflow metadata database."""
     home = tmp_path_factory.mktemp("vardflytt_home")
-    _vardflytt(home, {}, "airflow", "db", "migrate")
+    copy_migrated_airflow_db(airflow_db_template, home / "airflow")
     return home
 
 
