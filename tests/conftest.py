@@ -118,6 +118,15 @@ def postgres_url() -> str:
         yield url
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def core_url(request, tmp_path) -> str:
+    """The core database, once on SQLite (the embedded default) and once on a fresh schema of
+    the real PostgreSQL server (production's): a test taking it runs on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'core.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture(scope="session")
 def postgres_schema():
     """For module-scoped fixtures: ``with postgres_schema() as url`` gives a fresh schema."""

@@ -87,13 +87,6 @@ def home(tmp_path_factory, mappings, airflow_db_template) -> Path:
             del os.environ["VARDFLYTT_AIRFLOW_URL"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def core_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'core.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def _vardflytt(home: Path, environment: dict[str, str], *arguments: str):
     return run_vardflytt(*arguments, home=home, environment=environment)
 

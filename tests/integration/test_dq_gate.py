@@ -20,13 +20,6 @@ pytestmark = pytest.mark.integration
 AS_OF = dt.date(2026, 7, 1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def core_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'core.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def _expectations_with(tmp_path, changes: dict[str, dict]):
     """A copy of the repository's expectations with some thresholds changed."""
     from etl.settings import PROJECT_ROOT

@@ -33,13 +33,6 @@ MAPPINGS = ROOT / "mappings"
 SYSTEMS = tuple(sorted(load_catalog(MAPPINGS).systems))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def core_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'core.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def expectations_dir(tmp_path) -> Path:
     """The project's expectations with the gate's default failure rate lifted to 100%.

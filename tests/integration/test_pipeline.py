@@ -22,13 +22,6 @@ AS_OF = dt.date(2026, 7, 1)
 SYSTEMS = ("elvis", "melior")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def core_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'core.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def _quarantine(settings) -> pd.DataFrame:
     with core_engine(settings.resolved_core_url).connect() as connection:
         return pd.read_sql(

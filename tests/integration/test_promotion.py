@@ -30,13 +30,6 @@ AS_OF = dt.date(2026, 7, 1)
 ORDER = ["diagnosis"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def core_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'core.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def migrated(small_estate, settings_for, core_url):
     """Melior fully loaded as batch ``full``; returns the settings and the engine."""

@@ -26,13 +26,6 @@ SYSTEMS = ["elvis", "melior"]
 IDENTITY_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:19|20)?\d{6}[-+]?\d{4}(?![0-9A-Za-z])")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def core_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'core.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def settings(small_estate, settings_for, tmp_path, core_url):
     mappings = tmp_path / "mappings"

@@ -85,13 +85,6 @@ def _loosen_thresholds(root) -> None:
     path.write_text(text.replace("  max_failure_rate: 0.05\n", "  max_failure_rate: 0.06\n", 1))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def core_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'core.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def root(tmp_path):
     folder = tmp_path / "plan"
