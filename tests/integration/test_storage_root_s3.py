@@ -139,7 +139,9 @@ def test_each_stage_runs_on_a_worker_that_never_saw_its_upstream(
     assert reported["summary"] == f"reports/validation/batches/{batch}/summary.html"
     assert fs.exists(f"{BUCKET}/{PREFIX}/{reported['summary']}")
     assert fs.exists(f"{BUCKET}/{PREFIX}/{reported['data_docs']}")
-    manifest = json.loads(fs.cat(f"{BUCKET}/{PREFIX}/landing/{batch}/{system}/landed/_manifest.json"))
+    manifest = json.loads(
+        fs.cat(f"{BUCKET}/{PREFIX}/landing/{batch}/{system}/landed/_manifest.json")
+    )
     assert all(not os.path.isabs(d["path"]) for d in manifest["datasets"].values())
     for home in (tmp_path / "workers").iterdir():
         assert _local_files(home) == [], home.name
