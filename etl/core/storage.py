@@ -31,15 +31,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from etl.core import files, residency
 from etl.core.redact import redact
 from etl.settings import Settings
-
-if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
 
 ROOT_SETTING = "the storage root (VARDFLYTT_STORAGE_ROOT)"
 SUPPORTED_SCHEMES = ("s3",)
@@ -96,12 +93,12 @@ def check_root(settings: Settings) -> None:
     )
 
 
-def filesystem(settings: Settings) -> tuple[AbstractFileSystem, str]:
+def filesystem(settings: Settings) -> tuple[Any, str]:
     """The fsspec filesystem of a remote root and the root's path in it (``bucket/prefix``).
 
     Checked first (fail closed). Listings are never cached: another worker may have written
     since (read-after-write across workers is the storage's guarantee, not a cache's)."""
-    import fsspec
+    import fsspec  # type: ignore[import-untyped]  # no type information (fsspec 2026.9)
 
     check_root(settings)
     root = settings.resolved_storage_root

@@ -97,7 +97,7 @@ def test_an_s3_endpoint_on_a_host_not_allowed_is_refused(tmp_path):
 def test_an_s3_endpoint_given_by_the_aws_variable_is_checked_too(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://203.0.113.7:9000")
     settings = _settings(tmp_path, storage_root=ROOT, allowed_storage_roots=ROOT)
-    with pytest.raises(ResidencyError, match="203.0.113.7"):
+    with pytest.raises(ResidencyError, match=r"203\.0\.113\.7"):
         storage.check_root(settings)
 
 
