@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from etl import pipeline
+from etl.cutover.reconcile import reconcile_system
 from etl.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -145,6 +146,12 @@ def test_each_stage_runs_on_a_worker_that_never_saw_its_upstream(
     assert all(not os.path.isabs(d["path"]) for d in manifest["datasets"].values())
     for home in (tmp_path / "workers").iterdir():
         assert _local_files(home) == [], home.name
+
+    # The cutover's measurement reads the source again on yet another worker: its scratch batch
+    # never reaches the bucket, and the core it compares with is the one the stages loaded.
+    checked = reconcile_system(pipeline.catalog(fresh()), system, fresh(), AS_OF, label="s3")
+    assert checked and all(result.is_reconciled for result in checked)
+    assert not fs.exists(f"{BUCKET}/{PREFIX}/landing/reconcile__{system}__s3")
 
 
 def test_a_re_extract_supersedes_the_abandoned_batch_in_the_bucket(
