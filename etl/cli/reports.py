@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from etl.cli.common import checked_catalog, console
-from etl.core import residency
+from etl.core import residency, storage
 from etl.settings import get_settings
 
 
@@ -85,7 +85,7 @@ def docs(
 
     settings = get_settings()
     catalog = checked_catalog(settings)
-    target = out or settings.home / "docs"
+    target = out or storage.shared_dir(settings) / "docs"
     written = write_docs(catalog, target)
     console.print(f"mapping documentation: {len(written)} files in {target} (open index.html)")
 

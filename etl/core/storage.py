@@ -117,6 +117,31 @@ def key_of(settings: Settings, path: Path) -> str:
     return path.relative_to(settings.storage_dir).as_posix()
 
 
+def shared_dir(settings: Settings) -> Path:
+    """Where commands outside a pipeline stage (evidence packs, mapping docs, the dashboard) keep
+    shared state as a folder: the storage root itself, or with an URL root ``VARDFLYTT_HOME``
+    (evidence packs written there are uploaded too, ``publish``; see the README for what
+    the dashboard does not yet read from a bucket)."""
+    return settings.home if settings.is_remote_storage else settings.storage_dir
+
+
+def publish(settings: Settings, folder: Path, key: str) -> list[str]:
+    """Upload ``folder`` (and its ``.zip`` beside it, when there is one) to ``key`` under an URL
+    root; nothing to do under a folder root, where ``folder`` already is under the root."""
+    if not settings.is_remote_storage:
+        return []
+    fs, remote_root = filesystem(settings)
+    written = [f"{key}/{relative}" for relative, _path in _local_files(folder)]
+    written.sort(key=lambda name: (name.endswith(("SHA256SUMS", *_POINTERS)), name))
+    for name in written:
+        fs.put_file(str(folder / name.removeprefix(f"{key}/")), f"{remote_root}/{name}")
+    archive = folder.with_name(f"{folder.name}.zip")
+    if archive.is_file():
+        fs.put_file(str(archive), f"{remote_root}/{key}.zip")
+        written.append(f"{key}.zip")
+    return written
+
+
 # --- workspaces ---------------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from etl.batch import safe_batch_id
+from etl.core import storage
 from etl.dashboard import charts
 from etl.dashboard.access import AccessLogMiddleware
 from etl.dashboard.auth import (
@@ -312,15 +313,16 @@ class Dashboard:
         }
         return HTMLResponse(html, status_code=status_code, headers=headers)
 
-    # Paths of reports other tools write, served read-only under authentication.
+    # Paths of reports other tools write, served read-only under authentication: under the
+    # storage root when it is a folder (etl/core/storage.py), so a report written on any worker.
     def docs_root(self) -> Path:
-        return Path(self.settings.home) / "docs"
+        return storage.shared_dir(self.settings) / "docs"
 
     def evidence_root(self) -> Path:
-        return Path(self.settings.home) / "evidence"
+        return storage.shared_dir(self.settings) / "evidence"
 
     def validation_root(self) -> Path:
-        return Path(self.settings.home) / "reports" / "validation"
+        return storage.shared_dir(self.settings) / "reports" / "validation"
 
 
 class _Refused(Exception):
