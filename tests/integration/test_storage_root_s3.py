@@ -168,3 +168,20 @@ def test_a_re_extract_supersedes_the_abandoned_batch_in_the_bucket(
 
     assert not fs.exists(f"{BUCKET}/{PREFIX}/landing/melior-abandoned/melior")
     assert fs.exists(f"{BUCKET}/{PREFIX}/landing/melior-next/melior/landed/_manifest.json")
+
+
+def test_an_evidence_pack_is_uploaded_under_the_root(small_estate, shared, tmp_path, monkeypatch):
+    from etl.cutover.airflow_hitl import run_label
+    from etl.cutover.evidence import pack_key, write_pack
+
+    fs, database = shared
+    settings = _worker(tmp_path, "worker-e", small_estate, database, monkeypatch)
+    label = run_label("load", "manual__s3")
+
+    pack = write_pack(settings, "w1_skaraborg", label)
+
+    key = pack_key("w1_skaraborg", label)
+    for name in ("evidence.json", "evidence.md", "SHA256SUMS"):
+        remote = fs.cat(f"{BUCKET}/{PREFIX}/{key}/{name}")
+        assert remote == (pack / name).read_bytes(), name
+    assert fs.cat(f"{BUCKET}/{PREFIX}/{key}.zip") == pack.with_name(f"{pack.name}.zip").read_bytes()
