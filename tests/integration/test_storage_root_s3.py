@@ -154,6 +154,41 @@ def test_each_stage_runs_on_a_worker_that_never_saw_its_upstream(
     assert not fs.exists(f"{BUCKET}/{PREFIX}/landing/reconcile__{system}__s3")
 
 
+def test_tasks_of_one_batch_running_at_once_on_two_workers_keep_each_others_files(
+    small_estate, shared, tmp_path, monkeypatch
+):
+    """Both workers copy the batch before either uploads (what two Celery workers transforming
+    entities of one system at once do): each uploads only what it wrote, so neither removes or
+    overwrites the other's file with its stale copy."""
+    from etl.transform.stage import transform_entity
+
+    fs, database = shared
+    system, batch = "melior", "melior-parallel"
+    one = _worker(tmp_path, "worker-1", small_estate, database, monkeypatch)
+    two = _worker(tmp_path, "worker-2", small_estate, database, monkeypatch)
+    pipeline.extract(system, batch, AS_OF.isoformat(), one)
+    catalog = pipeline.catalog(one)
+    entities = list(catalog.system(system).entities)
+    first, second = entities[0], entities[1]
+
+    with (
+        pipeline.on_storage(one, system, batch) as local_one,
+        pipeline.on_storage(two, system, batch) as local_two,
+    ):
+        transform_entity(catalog, system, first, batch, local_one)
+        transform_entity(catalog, system, second, batch, local_two)
+
+    folder = f"{BUCKET}/{PREFIX}/landing/{batch}/{system}/transformed"
+    assert fs.exists(f"{folder}/{first}.parquet") and fs.exists(f"{folder}/{second}.parquet")
+    for entity in entities[2:]:
+        pipeline.transform(system, entity, batch, two)
+    for entity in entities:
+        pipeline.validate(system, entity, batch, one)
+    pipeline.gate(system, batch, settings=two)
+    loaded = pipeline.load(system, batch, settings=one)
+    assert pipeline.reconcile(loaded)["is_reconciled"] is True
+
+
 def test_a_re_extract_supersedes_the_abandoned_batch_in_the_bucket(
     small_estate, shared, tmp_path, monkeypatch
 ):
