@@ -39,6 +39,7 @@ from etl.core.redact import redact
 from etl.settings import Settings
 
 ROOT_SETTING = "the storage root (VARDFLYTT_STORAGE_ROOT)"
+PSEUDONYM_KEY_VARIABLE = "VARDFLYTT_PSEUDONYM_KEY"  # etl.core.pseudonym, without its pandas
 SUPPORTED_SCHEMES = ("s3",)
 # Written last: they describe or point at the files written before them.
 _POINTERS = (".json", ".md", ".html")
@@ -91,6 +92,14 @@ def check_root(settings: Settings) -> None:
     residency.Residency.of(settings).check_host(
         host, f"the S3 endpoint of {ROOT_SETTING} ({redact(endpoint or '')})"
     )
+    # Workers on other hosts share no home: each would make its own pseudonym key, and the same
+    # patient would get different pseudonyms in reports and in the access log.
+    if not os.environ.get(PSEUDONYM_KEY_VARIABLE):
+        raise StorageError(
+            f"{ROOT_SETTING} is '{redact(root)}', so tasks run on several hosts, but "
+            f"{PSEUDONYM_KEY_VARIABLE} is not set: give every worker the same key (a secret of "
+            "at least 16 characters); nothing was written"
+        )
 
 
 def filesystem(settings: Settings) -> tuple[Any, str]:

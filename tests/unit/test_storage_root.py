@@ -29,6 +29,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VARDFLYTT_PSEUDONYM_KEY", "the-same-key-on-every-worker")
 
 
 def _settings(tmp_path: Path, **values) -> Settings:
@@ -116,6 +117,18 @@ def test_an_allowed_on_premises_endpoint_passes(tmp_path):
         storage_options={"endpoint_url": "https://objects.vgregion.internal:9000"},
     )
     storage.check_root(settings)
+
+
+def test_an_s3_root_without_a_shared_pseudonym_key_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("VARDFLYTT_PSEUDONYM_KEY")
+    settings = _settings(
+        tmp_path,
+        storage_root=ROOT,
+        allowed_storage_roots=ROOT,
+        storage_options={"endpoint_url": "http://127.0.0.1:9000"},
+    )
+    with pytest.raises(storage.StorageError, match="VARDFLYTT_PSEUDONYM_KEY"):
+        storage.check_root(settings)
 
 
 def test_an_unsupported_scheme_is_refused(tmp_path):
