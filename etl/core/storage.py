@@ -151,6 +151,48 @@ def publish(settings: Settings, folder: Path, key: str) -> list[str]:
     return written
 
 
+def readable(settings: Settings, key: str) -> Path:
+    """The folder ``key`` of the storage root, to read outside a pipeline stage (the dashboard,
+    a rehearsal comparing with the last pack): the folder itself under a folder root; under an
+    URL root this host's copy of it (``VARDFLYTT_HOME/mirror/<key>``), brought up to date first:
+    changed files downloaded, removed ones removed. Read-only: nothing is uploaded from it."""
+    if not settings.is_remote_storage:
+        return settings.storage_dir / key
+    fs, remote_root = filesystem(settings)
+    local = files.private_dir(settings.home / "mirror" / key)
+    index_file = settings.home / "mirror" / ".index" / f"{key.replace('/', '__')}.json"
+    index: dict[str, str] = json.loads(index_file.read_text("utf-8")) if index_file.exists() else {}
+    remote = f"{remote_root}/{key}"
+    listing = fs.find(remote, detail=True) if fs.exists(remote) else {}
+    wanted: dict[str, str] = {}
+    for path, info in listing.items():
+        relative = path[len(remote) + 1 :]
+        wanted[relative] = f"{info.get('ETag', '')}:{info.get('size')}"
+        target = local / relative
+        if index.get(relative) != wanted[relative] or not target.is_file():
+            _download(fs, path, target, info.get("LastModified"))
+    for relative, path in list(_local_files(local)):
+        if relative not in wanted:
+            path.unlink(missing_ok=True)
+    files.write_private_json(index_file, wanted)
+    return local
+
+
+def _download(fs: Any, remote: str, target: Path, modified: Any) -> None:
+    """One file, written beside and renamed into place (a reader never sees half of it), with
+    the object's time as its own: listings ordered by time stay in the writers' order."""
+    files.private_dir(target.parent)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        fs.get_file(remote, str(partial))
+        if modified is not None and hasattr(modified, "timestamp"):
+            os.utime(partial, (modified.timestamp(), modified.timestamp()))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    files.private_file(target)
+
+
 # --- workspaces ---------------------------------------------------------------------------------
 
 

@@ -826,7 +826,7 @@ def rehearse(
                 },
             },
         )
-        previous = storage.shared_dir(settings) / "evidence" / name / f"rehearsal-{number - 1:03d}"
+        previous = storage.readable(settings, f"evidence/{name}/rehearsal-{number - 1:03d}")
         comparison = compare_packs(previous, pack) if number > 1 else None
         evidence = {
             "rehearsal": number,

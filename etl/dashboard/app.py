@@ -314,15 +314,16 @@ class Dashboard:
         return HTMLResponse(html, status_code=status_code, headers=headers)
 
     # Paths of reports other tools write, served read-only under authentication: under the
-    # storage root when it is a folder (etl/core/storage.py), so a report written on any worker.
+    # storage root (etl/core/storage.py), so reports and packs written on any worker; with an
+    # s3:// root, this host's copy of the bucket's folder, brought up to date at each call.
     def docs_root(self) -> Path:
-        return storage.shared_dir(self.settings) / "docs"
+        return storage.readable(self.settings, "docs")
 
     def evidence_root(self) -> Path:
-        return storage.shared_dir(self.settings) / "evidence"
+        return storage.readable(self.settings, "evidence")
 
     def validation_root(self) -> Path:
-        return storage.shared_dir(self.settings) / "reports" / "validation"
+        return storage.readable(self.settings, "reports/validation")
 
 
 class _Refused(Exception):

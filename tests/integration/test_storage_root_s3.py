@@ -220,3 +220,18 @@ def test_an_evidence_pack_is_uploaded_under_the_root(small_estate, shared, tmp_p
         remote = fs.cat(f"{BUCKET}/{PREFIX}/{key}/{name}")
         assert remote == (pack / name).read_bytes(), name
     assert fs.cat(f"{BUCKET}/{PREFIX}/{key}.zip") == pack.with_name(f"{pack.name}.zip").read_bytes()
+
+    # The dashboard on another host reads the bucket's packs (its copy, brought up to date).
+    from etl.core import storage
+
+    dashboard_host = _worker(tmp_path, "api-server", small_estate, database, monkeypatch)
+    seen = storage.readable(dashboard_host, "evidence")
+    assert (seen / "w1_skaraborg" / label / "evidence.json").read_bytes() == (
+        pack / "evidence.json"
+    ).read_bytes()
+    assert (seen / "w1_skaraborg" / f"{label}.zip").is_file()
+    fs.rm_file(f"{BUCKET}/{PREFIX}/{key}.zip")
+    fs.pipe_file(f"{BUCKET}/{PREFIX}/{key}/evidence.md", b"# replaced\n")
+    seen = storage.readable(dashboard_host, "evidence")
+    assert not (seen / "w1_skaraborg" / f"{label}.zip").exists()
+    assert (seen / "w1_skaraborg" / label / "evidence.md").read_bytes() == b"# replaced\n"
