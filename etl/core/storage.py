@@ -151,15 +151,17 @@ def publish(settings: Settings, folder: Path, key: str) -> list[str]:
     return written
 
 
-def readable(settings: Settings, key: str) -> Path:
+def readable(settings: Settings, key: str, only: Iterable[str] | None = None) -> Path:
     """The folder ``key`` of the storage root, to read outside a pipeline stage (the dashboard,
     a rehearsal comparing with the last pack): the folder itself under a folder root; under an
     URL root this host's copy of it (``VARDFLYTT_HOME/mirror/<key>``), brought up to date first:
-    changed files downloaded, removed ones removed. Read-only: nothing is uploaded from it."""
+    changed files downloaded, removed ones removed. Read-only: nothing is uploaded from it.
+    ``only``: the names (relative to ``key``) to bring, when the reader needs a few files."""
     if not settings.is_remote_storage:
         return settings.storage_dir / key
     fs, remote_root = filesystem(settings)
     local = files.private_dir(settings.home / "mirror" / key)
+    wanted_names = None if only is None else set(only)
     index_file = settings.home / "mirror" / ".index" / f"{key.replace('/', '__')}.json"
     index: dict[str, str] = json.loads(index_file.read_text("utf-8")) if index_file.exists() else {}
     remote = f"{remote_root}/{key}"
@@ -167,12 +169,14 @@ def readable(settings: Settings, key: str) -> Path:
     wanted: dict[str, str] = {}
     for path, info in listing.items():
         relative = path[len(remote) + 1 :]
+        if wanted_names is not None and relative not in wanted_names:
+            continue
         wanted[relative] = f"{info.get('ETag', '')}:{info.get('size')}"
         target = local / relative
         if index.get(relative) != wanted[relative] or not target.is_file():
             _download(fs, path, target, info.get("LastModified"))
     for relative, path in list(_local_files(local)):
-        if relative not in wanted:
+        if relative not in wanted and (wanted_names is None or relative in wanted_names):
             path.unlink(missing_ok=True)
     files.write_private_json(index_file, wanted)
     return local

@@ -153,6 +153,16 @@ def test_each_stage_runs_on_a_worker_that_never_saw_its_upstream(
     assert checked and all(result.is_reconciled for result in checked)
     assert not fs.exists(f"{BUCKET}/{PREFIX}/landing/reconcile__{system}__s3")
 
+    # A steward's note is screened against the batch's landed patients on the dashboard's host:
+    # it brings that one landed file from the bucket, not the rest of the batch.
+    from etl.steward import screening
+
+    steward_host = fresh()
+    patients = screening.load_batch_patients(steward_host, [(system, batch)], "steward")
+    assert patients.names and patients.identities
+    copied = steward_host.home / "mirror" / "landing" / batch / system / "landed"
+    assert len([p for p in copied.iterdir() if p.suffix == ".parquet"]) == 1
+
 
 def test_tasks_of_one_batch_running_at_once_on_two_workers_keep_each_others_files(
     small_estate, shared, tmp_path, monkeypatch
