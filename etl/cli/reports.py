@@ -101,7 +101,9 @@ def profile(
 
     settings = get_settings()
     try:
-        result = profile_system(settings, pipeline.catalog(settings), system, batch)
+        # The batch's landed files from the storage root (an s3:// root: a copy, then removed).
+        with pipeline.on_storage(settings, system, batch) as landed:
+            result = profile_system(landed, pipeline.catalog(settings), system, batch)
     except (FileNotFoundError, MappingError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
