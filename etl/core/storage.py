@@ -309,9 +309,3 @@ def system_batches(settings: Settings, system: str) -> list[str]:
     fs, remote_root = filesystem(settings)
     found = fs.glob(f"{remote_root}/landing/*/{system}")
     return sorted(path[len(remote_root) + 1 :] for path in found)
-
-
-def describe(settings: Settings) -> str:
-    """The root for a log line or an error: no credentials."""
-    options = sorted(k for k in settings.storage_options if k not in ("key", "secret", "token"))
-    return f"{redact(settings.resolved_storage_root)} (options: {json.dumps(options)})"
