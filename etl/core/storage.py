@@ -5,7 +5,8 @@ filesystem mounted at the same path on every worker) or an URL of an on-premises
 store (``s3://bucket/prefix``), reached through fsspec (s3fs) with the options in
 ``VARDFLYTT_STORAGE_OPTIONS`` (JSON: ``endpoint_url``, ``key``, ``secret``, ...) or the standard
 ``AWS_*`` variables. Under the root, keys are the same whatever it is: ``landing/<batch>/<system>/
-...`` (landed Parquet, manifests, stage files, quarantine) and ``reports/validation/...``.
+...`` (landed Parquet, manifests, stage files, quarantine), ``reports/validation/...``, ``docs/``
+and ``evidence/<wave>/<label>/``.
 
 With a folder as the root the stages read and write it in place, as they always have. With an
 URL, a stage runs in a *workspace* (``workspace``): its part of the root (the batch's folder and
@@ -14,7 +15,9 @@ that copy unchanged, and when it succeeds what it wrote is uploaded (and what it
 removed). A failed stage uploads nothing. The scratch folder is this task's alone and is deleted
 when the task ends, so no task reads another task's local disk and none relies on running where
 its upstream ran. Copies stream in blocks (memory stays bounded); the price is one download of
-the batch's folder per task, which a shared folder avoids.
+the batch's folder per task, which a shared folder avoids. Readers outside a stage (the
+dashboard, steward screening, a rehearsal's comparison) read through ``readable``: the folder
+itself, or this host's copy of the bucket's folder, brought up to date at each read.
 
 Each uploaded file is one object written whole (S3 replaces an object atomically), data files
 before the manifests and summaries that point at them, so a reader finds a complete earlier or
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -129,8 +133,7 @@ def key_of(settings: Settings, path: Path) -> str:
 def shared_dir(settings: Settings) -> Path:
     """Where commands outside a pipeline stage (evidence packs, mapping docs, the dashboard) keep
     shared state as a folder: the storage root itself, or with an URL root ``VARDFLYTT_HOME``
-    (evidence packs written there are uploaded too, ``publish``; see the README for what
-    the dashboard does not yet read from a bucket)."""
+    (evidence packs written there are uploaded too, ``publish``; readers use ``readable``)."""
     return settings.home if settings.is_remote_storage else settings.storage_dir
 
 
@@ -186,7 +189,8 @@ def _download(fs: Any, remote: str, target: Path, modified: Any) -> None:
     """One file, written beside and renamed into place (a reader never sees half of it), with
     the object's time as its own: listings ordered by time stay in the writers' order."""
     files.private_dir(target.parent)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    # Unique per call: the dashboard's threads may bring the same file at once.
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
         fs.get_file(remote, str(partial))
         if modified is not None and hasattr(modified, "timestamp"):
