@@ -166,7 +166,7 @@ def readable(settings: Settings, key: str, only: Iterable[str] | None = None) ->
     local = files.private_dir(settings.home / "mirror" / key)
     wanted_names = None if only is None else set(only)
     index_file = settings.home / "mirror" / ".index" / f"{key.replace('/', '__')}.json"
-    index: dict[str, str] = json.loads(index_file.read_text("utf-8")) if index_file.exists() else {}
+    index = _read_index(index_file)
     remote = f"{remote_root}/{key}"
     listing = fs.find(remote, detail=True) if fs.exists(remote) else {}
     wanted: dict[str, str] = {}
@@ -181,8 +181,19 @@ def readable(settings: Settings, key: str, only: Iterable[str] | None = None) ->
     for relative, path in list(_local_files(local)):
         if relative not in wanted and (wanted_names is None or relative in wanted_names):
             path.unlink(missing_ok=True)
-    files.write_private_json(index_file, wanted)
+    with contextlib.suppress(FileNotFoundError):  # another thread's index replaced it first
+        files.write_private_json(index_file, wanted)
     return local
+
+
+def _read_index(path: Path) -> dict[str, str]:
+    """What this host's copy holds (object tags by name); unreadable means nothing is trusted
+    and every file is brought again."""
+    try:
+        content = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
 
 
 def _download(fs: Any, remote: str, target: Path, modified: Any) -> None:
