@@ -152,3 +152,16 @@ def test_a_folder_root_workspace_is_the_root_itself(tmp_path):
     settings = _settings(tmp_path)
     with storage.workspace(settings, ["landing/b/s"]) as local:
         assert local is settings
+
+
+def test_landing_purge_refuses_an_s3_landing_zone_and_purges_nothing(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from etl.cli import app
+
+    monkeypatch.setenv("VARDFLYTT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VARDFLYTT_STORAGE_ROOT", ROOT)
+    result = CliRunner().invoke(app, ["landing", "purge"])
+
+    assert result.exit_code == 1
+    assert "not supported yet" in result.output and "nothing was purged" in result.output
