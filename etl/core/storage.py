@@ -229,13 +229,16 @@ class _Mirror:
     def download(self, key: str) -> None:
         """Copy the folder ``key`` (recursively) into the mirror, if the root has it."""
         remote = f"{self.remote_root}/{key}"
-        for path in sorted(self.fs.find(remote)):
-            relative = path[len(self.remote_root) + 1 :]
-            target = self.local_root / relative
-            files.private_dir(target.parent)
-            self.fs.get_file(path, str(target))
-            files.private_file(target)
-            self.downloaded[relative] = _signature(target)
+        paths = sorted(self.fs.find(remote))
+        if not paths:
+            return
+        relatives = [path[len(self.remote_root) + 1 :] for path in paths]
+        for relative in relatives:
+            files.private_dir((self.local_root / relative).parent)
+        # One call for the folder: s3fs copies its files concurrently (each streamed in blocks).
+        self.fs.get(paths, [str(self.local_root / relative) for relative in relatives])
+        for relative in relatives:
+            self.downloaded[relative] = _signature(files.private_file(self.local_root / relative))
 
     def stand_in(self, key: str) -> None:
         """An empty local folder standing for the root's folder ``key``, without its content:
@@ -251,9 +254,14 @@ class _Mirror:
             for relative, path in _local_files(self.local_root)
             if self.downloaded.get(relative) != _signature(path)
         ]
-        changed.sort(key=lambda relative: (relative.endswith(_POINTERS), relative))
-        for relative in changed:
-            self.fs.put_file(str(self.local_root / relative), f"{self.remote_root}/{relative}")
+        # Data files first (concurrently), then the manifests and summaries that point at them.
+        for is_pointer in (False, True):
+            batch = sorted(r for r in changed if r.endswith(_POINTERS) == is_pointer)
+            if batch:
+                self.fs.put(
+                    [str(self.local_root / relative) for relative in batch],
+                    [f"{self.remote_root}/{relative}" for relative in batch],
+                )
         for relative in sorted(
             set(self.downloaded) - {r for r, _ in _local_files(self.local_root)}
         ):
