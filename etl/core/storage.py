@@ -306,6 +306,13 @@ def workspace(
     settings name that folder as the root, and on success the stage's changes are uploaded.
     ``stand_ins`` are folders the stage may remove without reading them."""
     if not settings.is_remote_storage:
+        # (An unset root is VARDFLYTT_HOME, as the single-machine layout always had it.)
+        if settings.storage_root is not None and not settings.storage_dir.is_absolute():
+            raise StorageError(
+                f"{ROOT_SETTING} is the relative path '{settings.storage_dir}': every worker "
+                "would read it from its own working directory; give the absolute path of the "
+                "folder every worker mounts"
+            )
         yield settings
         return
     fs, remote_root = filesystem(settings)

@@ -165,3 +165,9 @@ def test_landing_purge_refuses_an_s3_landing_zone_and_purges_nothing(tmp_path, m
 
     assert result.exit_code == 1
     assert "not supported yet" in result.output and "nothing was purged" in result.output
+
+
+def test_a_relative_folder_root_is_refused_as_each_worker_would_resolve_its_own(tmp_path):
+    settings = _settings(tmp_path, storage_root="shared/vardflytt")
+    with pytest.raises(storage.StorageError, match="relative path"), storage.workspace(settings):
+        pass
