@@ -18,7 +18,8 @@ The tasks that bulk-write a core (rehearse, load_wave, rollback) run in the core
 under each system's lease, so they take no single source's pool: the lease bounds those reads.
 
 Thin by design: each task is one call into ``etl.cutover``; nothing heavy is imported at module
-level. XCom carries counts, ids, criteria and pack paths, never patient data.
+level. XCom carries counts, ids, criteria and packs' keys under the storage root, never patient
+data nor a worker's path.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def evidence_pack(run: dict, label: str, outcome: dict | None = None) -> dict:
         run_label(label, run["run_id"]),
         extra={"criteria": criteria, "run_id": run["run_id"], "outcome": outcome},
     )
-    return {"wave": run["wave"], "pack": str(pack)}
+    return {"wave": run["wave"], "pack": evidence.pack_key(run["wave"], pack.name)}
 
 
 def build_cutover_dag(wave):

@@ -108,7 +108,15 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         # Tasks reach the execution API at [api] base_url, by default http://localhost:8080: an
         # api-server on another port takes its tasks along, or every task fails to start.
         environment.setdefault("AIRFLOW__API__BASE_URL", api_base_url(environment))
-    for name in ("estate_dir", "landing_dir", "core_url", "mappings_dir", "expectations_dir"):
+    # (VARDFLYTT_STORAGE_OPTIONS, which may hold the store's key, reaches tasks as inherited.)
+    for name in (
+        "estate_dir",
+        "landing_dir",
+        "storage_root",
+        "core_url",
+        "mappings_dir",
+        "expectations_dir",
+    ):
         value = getattr(settings, name)
         if value is not None:
             environment[f"VARDFLYTT_{name.upper()}"] = str(value)

@@ -7,19 +7,20 @@ no identity numbers, no names.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
 from etl.batch import safe_batch_id
 from etl.catalog import Catalog, load_catalog
-from etl.core import lease
+from etl.core import lease, storage
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.decisions import waived_keys
-from etl.extract.landing import extract_system
+from etl.extract.landing import LandingManifest, extract_system
 from etl.load.loader import (
     AccountingError,
     LoadReport,
@@ -88,6 +89,37 @@ def _log_batch(
     )
 
 
+@contextlib.contextmanager
+def on_storage(
+    settings: Settings,
+    system: str,
+    batch_id: str,
+    also: tuple[str, ...] = (),
+    stand_ins: tuple[str, ...] = (),
+) -> Iterator[Settings]:
+    """A stage's view of the storage root (etl/core/storage.py): in place for a folder; for an
+    URL, a private copy of the batch's folder (and of the folders ``also``) whose changes are
+    uploaded when the stage succeeds. A task never needs its upstream's local disk."""
+    keys = [storage.landing_key(batch_id, system)] if settings.landing_dir is None else []
+    with storage.workspace(settings, [*keys, *also], stand_ins) as local:
+        yield local
+
+
+def _extract_storage(
+    settings: Settings, system: str, batch_id: str, kind: str, clean_abandoned: bool
+) -> contextlib.AbstractContextManager[Settings]:
+    """An extract reads its delta's base batch and may remove the system's abandoned batches."""
+    if not settings.is_remote_storage or settings.landing_dir is not None:
+        return on_storage(settings, system, batch_id)
+    from etl.extract.delta import base_batch
+
+    base = base_batch(settings, system, batch_id) if kind == "delta" else None
+    also = (storage.landing_key(base, system),) if base else ()
+    own = {storage.landing_key(batch_id, system), *also}
+    others = [key for key in storage.system_batches(settings, system) if key not in own]
+    return on_storage(settings, system, batch_id, also, tuple(others) if clean_abandoned else ())
+
+
 def batch_id_for(system: str, run_id: str) -> str:
     """One batch per system per run; the id is safe as a folder name."""
     return safe_batch_id(f"{system}__{run_id}")
@@ -106,6 +138,29 @@ def extract(
     First takes the system's lease and supersedes what earlier, abandoned runs left staged."""
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
+    try:
+        with _extract_storage(settings, system, batch_id, kind, clean_abandoned) as local:
+            manifest = _extract(system, batch_id, as_of_date, local, kind, clean_abandoned)
+    except Exception:
+        release_system(system, batch_id, settings)  # nothing runs after a failed extract
+        raise
+    _log_batch(settings, "read_source", system, batch_id, manifest.total_rows)
+    return {
+        "batch_id": batch_id,
+        "kind": manifest.kind,
+        "base_batch_id": manifest.base_batch_id,
+        "rows": {name: d.extracted for name, d in manifest.datasets.items()},
+    }
+
+
+def _extract(
+    system: str,
+    batch_id: str,
+    as_of_date: dt.date | str,
+    settings: Settings,
+    kind: str,
+    clean_abandoned: bool,
+) -> LandingManifest:
     if clean_abandoned:
         for left in supersede_abandoned(settings, system, batch_id):
             logger.warning(
@@ -122,24 +177,14 @@ def extract(
         subject_scope=SCOPE_BATCH,
         detail={"kind": kind, "as_of_date": as_of.isoformat()},
     )
-    try:
-        manifest = extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
-    except Exception:
-        release_system(system, batch_id, settings)  # nothing runs after a failed extract
-        raise
-    _log_batch(settings, "read_source", system, batch_id, manifest.total_rows)
-    return {
-        "batch_id": batch_id,
-        "kind": manifest.kind,
-        "base_batch_id": manifest.base_batch_id,
-        "rows": {name: d.extracted for name, d in manifest.datasets.items()},
-    }
+    return extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
 
 
 def transform(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
-    report = transform_entity(catalog(settings), system, entity, batch_id, settings)
+    with on_storage(settings, system, batch_id) as local:
+        report = transform_entity(catalog(settings), system, entity, batch_id, local)
     _log_batch(settings, "transform", system, batch_id, report.rows_in, entity)
     return report.model_dump()
 
@@ -150,7 +195,8 @@ def validate(system: str, entity: str, batch_id: str, settings: Settings | None 
     mappings = catalog(settings)
     dataset = mappings.system(system).entities[entity].dataset
     waivers = waived_keys(settings, system, dataset)
-    report = validate_entity(mappings, system, entity, batch_id, settings, waivers)
+    with on_storage(settings, system, batch_id) as local:
+        report = validate_entity(mappings, system, entity, batch_id, local, waivers)
     _log_batch(settings, "validate", system, batch_id, report.rows_in, entity)
     return report.model_dump()
 
@@ -162,7 +208,8 @@ def gate(
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
     try:
-        report = gate_batch(catalog(settings), system, batch_id, settings, run_id)
+        with on_storage(settings, system, batch_id) as local:
+            report = gate_batch(catalog(settings), system, batch_id, local, run_id)
     except Exception:
         # A refused gate ends the run (every entity was validated before it): the system is free
         # for the re-run that follows the stewards' fixes. A retried task takes it again.
@@ -195,18 +242,19 @@ def load(
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
     try:
-        report = load_system(
-            catalog(settings),
-            system,
-            batch_id,
-            settings,
-            run_id,
-            dry_run,
-            scope,
-            promote_now=promote_now,
-            wave=wave,
-            kind=kind,
-        )
+        with on_storage(settings, system, batch_id) as local:
+            report = load_system(
+                catalog(settings),
+                system,
+                batch_id,
+                local,
+                run_id,
+                dry_run,
+                scope,
+                promote_now=promote_now,
+                wave=wave,
+                kind=kind,
+            )
     finally:
         release_system(system, batch_id, settings)  # the run ends with its load
     if not dry_run:
@@ -222,7 +270,8 @@ def promote(
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
     try:
-        report = promote_system(catalog(settings), system, batch_id, settings, run_id)
+        with on_storage(settings, system, batch_id) as local:
+            report = promote_system(catalog(settings), system, batch_id, local, run_id)
     finally:
         release_system(system, batch_id, settings)
     written = sum(load.inserted + load.updated for load in report.entities)
@@ -255,8 +304,9 @@ def report(
     system: str, batch_id: str, settings: Settings | None = None, raise_errors: bool = True
 ) -> dict:
     """Write the batch's validation report (summary and Data Docs, counts and pseudonyms only)
-    under ``<home>/reports/validation/batches/<batch>/``, whatever became of the batch: one the
-    quality gate stopped is the one stewards most need it for. Writing it again replaces it.
+    under ``<storage root>/reports/validation/batches/<batch>/``, whatever became of the batch:
+    one the quality gate stopped is the one stewards most need it for. Writing it again replaces
+    it. It returns the report's keys relative to the storage root, never a local path.
 
     A batch that stopped before its gate stored anything (a failed extract) has no results to
     report: nothing is written and the reason is logged. Without ``raise_errors`` a report that
@@ -265,8 +315,13 @@ def report(
     from etl.report.validation import NoResultsError, write_validation_report
 
     settings = settings or get_settings()
+    folder = f"reports/validation/batches/{safe_batch_id(batch_id)}"
     try:
-        paths = write_validation_report(settings, batch_id=batch_id)
+        # Only the report's own folder and the mapping docs it links to: not the landing zone.
+        with storage.workspace(settings, [folder, "docs"]) as local:
+            paths = write_validation_report(local, batch_id=batch_id)
+            summary = storage.key_of(local, paths.summary_html)
+            data_docs = storage.key_of(local, paths.data_docs_index)
     except NoResultsError:
         logger.warning(
             "%s batch %s: no validation report, the batch stopped before its quality gate "
@@ -286,11 +341,8 @@ def report(
             batch_id,
         )
         return {"batch_id": batch_id, "summary": None, "data_docs": None}
-    return {
-        "batch_id": batch_id,
-        "summary": str(paths.summary_html),
-        "data_docs": str(paths.data_docs_index),
-    }
+    # Keys relative to the storage root (the same on every worker), never a local path.
+    return {"batch_id": batch_id, "summary": summary, "data_docs": data_docs}
 
 
 def transform_and_validate(

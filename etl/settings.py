@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +34,18 @@ class Settings(BaseSettings):
         default=None, ge=0, description="Days landed data is kept (per system: system.yaml)."
     )
     landing_dir: Path | None = Field(default=None, description="Parquet landing zone.")
+    storage_root: str | None = Field(
+        default=None,
+        description="Where everything one task hands to the next lives (landing zone, stage "
+        "files, batch reports): a folder every worker reaches (default: `home`) or an URL "
+        "(`file:///shared/vardflytt`, `s3://bucket/prefix` on an on-premises S3-compatible "
+        "store; etl/core/storage.py).",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options of an URL storage root, as JSON (`endpoint_url`, `key`, "
+        "`secret`, ...); credentials may instead come from the standard AWS_* variables.",
+    )
     core_url: str | None = Field(default=None, description="SQLAlchemy URL of the core database.")
     audit_url: str | None = Field(
         default=None,
@@ -61,9 +75,40 @@ class Settings(BaseSettings):
     def resolved_estate_dir(self) -> Path:
         return self.estate_dir or self.home / "estate"
 
+    @property
+    def resolved_storage_root(self) -> str:
+        """The storage root as given (a folder or an URL); `home` when unset."""
+        return self.storage_root or str(self.home)
+
+    @property
+    def is_remote_storage(self) -> bool:
+        """An URL other than ``file://``: workers reach it over the network, never as a folder."""
+        parts = urlsplit(self.resolved_storage_root)
+        return (
+            len(parts.scheme) > 1 and "://" in self.resolved_storage_root and parts.scheme != "file"
+        )
+
+    @cached_property
+    def storage_dir(self) -> Path:
+        """The storage root as a folder. With a remote root there is none: a task works in a
+        mirror of its part of the root (``etl.core.storage.workspace``), whose settings name it."""
+        if self.is_remote_storage:
+            scheme = urlsplit(self.resolved_storage_root).scheme
+            raise RuntimeError(
+                f"the storage root (VARDFLYTT_STORAGE_ROOT) is a {scheme}:// URL: this step "
+                "reads or writes shared state as a local folder and runs only inside a pipeline "
+                "stage (its workspace) or with a folder as the storage root"
+            )
+        return Path(self.resolved_storage_root.removeprefix("file://"))
+
     @cached_property
     def resolved_landing_dir(self) -> Path:
-        return self.landing_dir or self.home / "landing"
+        return self.landing_dir or self.storage_dir / "landing"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """This worker's own temporary files: never read by another task."""
+        return self.home / "scratch"
 
     @cached_property
     def resolved_core_url(self) -> str:

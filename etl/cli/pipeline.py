@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from etl.batch import safe_batch_id
 from etl.cli.common import checked_catalog, console
 from etl.load.cli import print_unpromoted
 from etl.settings import get_settings
@@ -86,6 +87,10 @@ def run(
     )
     from etl.report.validation import batch_report_folder
 
+    if settings.is_remote_storage:  # written there by the report step, not on this machine
+        key = f"reports/validation/batches/{safe_batch_id(batch)}/summary.html"
+        console.print(f"validation report: {key} under {settings.resolved_storage_root}")
+        return
     summary = batch_report_folder(settings, batch) / "summary.html"
     if summary.is_file():
         console.print(f"validation report: {summary}")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from etl.cli.common import checked_catalog, console
-from etl.core import residency
+from etl.core import residency, storage
 from etl.settings import get_settings
 
 
@@ -85,7 +85,7 @@ def docs(
 
     settings = get_settings()
     catalog = checked_catalog(settings)
-    target = out or settings.home / "docs"
+    target = out or storage.shared_dir(settings) / "docs"
     written = write_docs(catalog, target)
     console.print(f"mapping documentation: {len(written)} files in {target} (open index.html)")
 
@@ -101,7 +101,9 @@ def profile(
 
     settings = get_settings()
     try:
-        result = profile_system(settings, pipeline.catalog(settings), system, batch)
+        # The batch's landed files from the storage root (an s3:// root: a copy, then removed).
+        with pipeline.on_storage(settings, system, batch) as landed:
+            result = profile_system(landed, pipeline.catalog(settings), system, batch)
     except (FileNotFoundError, MappingError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error

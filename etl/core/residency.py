@@ -15,10 +15,13 @@ Two lists, read from the environment at run time:
     patient data may be written under: the landing zone and its stage files, a SQLite core,
     evidence packs, reports given an ``--out``, the source export folders read. When set it is the
     whole list. When unset, the default is what the operator already named in vardflytt's own
-    settings: ``VARDFLYTT_HOME`` and the folders of ``VARDFLYTT_ESTATE_DIR``,
-    ``VARDFLYTT_LANDING_DIR`` and ``VARDFLYTT_SOURCE_*_PATH`` (and the SQLite core file named by
-    ``VARDFLYTT_CORE_URL``). Anything else, such as an ``--out`` folder elsewhere or any remote
-    URL, is refused until it is listed.
+    settings: ``VARDFLYTT_HOME`` and the folders of ``VARDFLYTT_STORAGE_ROOT``,
+    ``VARDFLYTT_ESTATE_DIR``, ``VARDFLYTT_LANDING_DIR`` and ``VARDFLYTT_SOURCE_*_PATH`` (and the
+    SQLite core file named by ``VARDFLYTT_CORE_URL``). Anything else, such as an ``--out`` folder
+    elsewhere or any remote URL, is refused until it is listed. An URL storage root
+    (``s3://``) must be listed, and its S3 endpoint's host must be an allowed host
+    (etl/core/storage.py); a task's working copy of it is in ``VARDFLYTT_HOME/scratch``, so an
+    explicit list names ``VARDFLYTT_HOME`` too.
 
 Every check runs before the connection is made or the first byte written, and a refusal names
 the setting, the host or path (never a password) and how to allow it.
@@ -201,7 +204,11 @@ def database_hosts(parsed: sa.URL) -> list[str]:
 
 def default_roots(settings: Settings) -> list[Path]:
     """Where data may be written when the operator has not listed the roots."""
-    roots = [settings.home, settings.resolved_estate_dir, settings.resolved_landing_dir]
+    roots = [settings.home, settings.resolved_estate_dir]
+    if not settings.is_remote_storage:  # an URL root is allowed only by being listed
+        roots += [settings.storage_dir, settings.resolved_landing_dir]
+    elif settings.landing_dir is not None:
+        roots.append(settings.landing_dir)
     roots += [
         Path(value)
         for name, value in os.environ.items()

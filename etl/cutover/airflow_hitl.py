@@ -122,7 +122,7 @@ def verify_for_approval(
     and return the approval request's body. Counts, criteria and the pack path only."""
     from etl.core.database import core_engine
     from etl.cutover import ledger, waves
-    from etl.cutover.evidence import write_pack
+    from etl.cutover.evidence import pack_key, write_pack
 
     with core_engine(settings.resolved_core_url).connect() as connection:
         history = ledger.transitions(connection, wave)
@@ -139,7 +139,7 @@ def verify_for_approval(
         "wave": wave,
         "criteria_passed": sum(c["passed"] for c in criteria),
         "criteria_total": len(criteria),
-        "pack": str(pack),
+        "pack": pack_key(wave, pack.name),  # a key under the storage root, not a path
         "evidence_url": links["page"],
         "body": approval_body(wave, waves.wave_of(settings, wave).title, criteria, links),
     }

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl.batch import utc_now
-from etl.core import files, residency
+from etl.core import files, residency, storage
 from etl.core.database import core_engine
 from etl.core.provenance import mapping_version
 from etl.core.tables import (
@@ -273,8 +273,12 @@ def write_pack(
     out_root: Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the wave's evidence pack under ``<out_root>/<wave>/<label>/`` and zip it."""
-    root = (out_root or Path(settings.home) / "evidence") / name / label
+    """Write the wave's evidence pack under ``<out_root>/<wave>/<label>/`` and zip it.
+
+    By default under ``evidence/`` of the storage root (etl/core/storage.py): a pack written on
+    one worker is read on another (the dashboard, the next rehearsal's comparison); with an URL
+    root it is written in ``VARDFLYTT_HOME/evidence`` and uploaded to ``evidence/`` too."""
+    root = (out_root or storage.shared_dir(settings) / "evidence") / name / label
     residency.check_storage(root, "the evidence pack folder", settings)
     if root.exists():
         shutil.rmtree(root)
@@ -292,7 +296,14 @@ def write_pack(
     shutil.make_archive(str(root), "zip", root_dir=root)
     files.private_tree(root)
     files.private_file(root.with_name(f"{root.name}.zip"))
+    if out_root is None:
+        storage.publish(settings, root, pack_key(name, label))
     return root
+
+
+def pack_key(name: str, label: str) -> str:
+    """The pack's key under the storage root: what XCom carries instead of a worker's path."""
+    return f"evidence/{name}/{label}"
 
 
 def compare_packs(previous: Path, current: Path) -> dict[str, Any] | None:

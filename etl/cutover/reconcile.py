@@ -250,6 +250,22 @@ def reconcile_system(
     from etl import pipeline
 
     scratch_batch = f"reconcile__{system}__{label or uuid.uuid4().hex[:8]}"
+    # With an URL storage root the measuring batch stays in this task's scratch copy: it is
+    # written, read and dropped here, never uploaded (etl/core/storage.py).
+    with pipeline.on_storage(settings, system, scratch_batch) as local:
+        return _measure(catalog, system, local, as_of_date, wave, scratch_batch)
+
+
+def _measure(
+    catalog: Catalog,
+    system: str,
+    settings: Settings,
+    as_of_date: dt.date,
+    wave: str | None,
+    scratch_batch: str,
+) -> list[EntityReconciliation]:
+    from etl import pipeline
+
     # A measurement, not a run: it holds the system's lease while it reads (no run may write
     # meanwhile), supersedes nothing, and lets go as soon as the source is read.
     try:

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl.batch import utc_now
+from etl.core import storage
 from etl.core.audit import current_user
 from etl.core.batch_states import PROMOTED
 from etl.core.database import core_engine
@@ -806,7 +807,6 @@ def rehearse(
             rehearsal,
             name,
             f"rehearsal-{number:03d}",
-            out_root=Path(settings.home) / "evidence",
             extra={
                 "criteria": criteria,
                 "failures": failures,
@@ -826,7 +826,7 @@ def rehearse(
                 },
             },
         )
-        previous = Path(settings.home) / "evidence" / name / f"rehearsal-{number - 1:03d}"
+        previous = storage.readable(settings, f"evidence/{name}/rehearsal-{number - 1:03d}")
         comparison = compare_packs(previous, pack) if number > 1 else None
         evidence = {
             "rehearsal": number,

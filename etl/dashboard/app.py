@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from etl.batch import safe_batch_id
+from etl.core import storage
 from etl.dashboard import charts
 from etl.dashboard.access import AccessLogMiddleware
 from etl.dashboard.auth import (
@@ -312,15 +313,17 @@ class Dashboard:
         }
         return HTMLResponse(html, status_code=status_code, headers=headers)
 
-    # Paths of reports other tools write, served read-only under authentication.
+    # Paths of reports other tools write, served read-only under authentication: under the
+    # storage root (etl/core/storage.py), so reports and packs written on any worker; with an
+    # s3:// root, this host's copy of the bucket's folder, brought up to date at each call.
     def docs_root(self) -> Path:
-        return Path(self.settings.home) / "docs"
+        return storage.readable(self.settings, "docs")
 
     def evidence_root(self) -> Path:
-        return Path(self.settings.home) / "evidence"
+        return storage.readable(self.settings, "evidence")
 
     def validation_root(self) -> Path:
-        return Path(self.settings.home) / "reports" / "validation"
+        return storage.readable(self.settings, "reports/validation")
 
 
 class _Refused(Exception):

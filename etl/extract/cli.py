@@ -33,6 +33,13 @@ def landing_purge(
     from etl.extract import retention
 
     settings = get_settings()
+    if settings.is_remote_storage and settings.landing_dir is None:
+        console.print(
+            f"[red]the landing zone is in {settings.resolved_storage_root} "
+            "(VARDFLYTT_STORAGE_ROOT): purging an s3:// landing zone is not supported yet; "
+            "nothing was purged[/red]"
+        )
+        raise typer.Exit(1)
     catalog = load_catalog(settings.mappings_dir)
     now = dt.datetime.now(dt.UTC)
     if show_kept:

@@ -87,6 +87,8 @@ class LandedDataset(BaseModel):
     source: str
     rows: int
     sha256: str  # of the landed Parquet file
+    # Relative to the landing zone (``<batch>/<system>/landed/<dataset>.parquet``): the same on
+    # every worker, whatever the storage root (a worker's own folders are never recorded).
     path: str
     exact_duplicates: int
     conflicting_duplicate_rows: int
@@ -393,7 +395,7 @@ def extract_system(
                 source=dataset.source_name,
                 rows=rows,
                 sha256=_sha256(target),
-                path=str(target),
+                path=target.relative_to(settings.resolved_landing_dir).as_posix(),
                 exact_duplicates=merged,
                 conflicting_duplicate_rows=conflicting,
                 sources=sources,

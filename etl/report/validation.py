@@ -1,9 +1,9 @@
 """Validation reports for a run: what the quality gate saw, per system, entity and check.
 
 A run is a set of batches: those of one Airflow run (``--run``), or each system's latest batch.
-:func:`write_validation_report` writes, under ``<home>/reports/validation/<run>/`` (or, for one
-batch, ``<home>/reports/validation/batches/<batch>/``: every batch gets its own, written by the
-pipeline's report step whether the batch loaded or the gate stopped it, see
+:func:`write_validation_report` writes, under ``<storage root>/reports/validation/<run>/``
+(or, for one batch, ``<storage root>/reports/validation/batches/<batch>/``: every batch gets its
+own, written by the pipeline's report step whether the batch loaded or the gate stopped it, see
 ``etl.pipeline.report``):
 
 * ``summary.html``, ``summary.md`` and ``summary.json`` for data stewards: per system, entity
@@ -533,7 +533,7 @@ def _single(values) -> str | None:
 
 def mapping_docs_index(settings: Settings) -> Path:
     """Where ``vardflytt docs`` writes the mapping documentation (generated here if missing)."""
-    index = settings.home / "docs" / "index.html"
+    index = settings.storage_dir / "docs" / "index.html"
     if not index.exists():
         from etl.catalog import load_catalog
         from etl.report.docs import write_docs
@@ -543,7 +543,7 @@ def mapping_docs_index(settings: Settings) -> Path:
 
 
 def report_folder(settings: Settings, label: str) -> Path:
-    return settings.home / "reports" / "validation" / label
+    return settings.storage_dir / "reports" / "validation" / label
 
 
 def batch_report_folder(settings: Settings, batch_id: str) -> Path:

@@ -245,7 +245,6 @@ def load_batch_patients(
     staged and loaded patient rows of the batch. The read is access-logged first."""
     import pyarrow.parquet as pq
 
-    from etl.batch import BatchPaths
     from etl.core.audit import record_access
     from etl.core.database import core_engine
     from etl.core.pseudonym import pseudonym_key
@@ -263,7 +262,7 @@ def load_batch_patients(
         landed = None
         dataset, name_columns, identity_columns = sources[(system, batch_id)]
         if dataset is not None:
-            path = BatchPaths.of(settings, batch_id, system).landed_file(dataset)
+            path = _landed_file(settings, batch_id, system, dataset)
             landed = path if path.is_file() else None
         rows = pq.ParquetFile(landed).metadata.num_rows if landed else 0
         rows += _core_patient_rows(engine, system, batch_id)
@@ -275,6 +274,18 @@ def load_batch_patients(
             _add_landed_patients(patients, landed, name_columns, identity_columns)
         _add_core_patients(patients, engine, system, batch_id)
     return patients
+
+
+def _landed_file(settings: Settings, batch_id: str, system: str, dataset: str) -> Path:
+    """The batch's landed file of ``dataset``; from an s3:// storage root, this host's copy of
+    that one file (etl/core/storage.py), never the rest of the batch."""
+    from etl.batch import BatchPaths
+    from etl.core import storage
+
+    if settings.is_remote_storage and settings.landing_dir is None:
+        key = f"{storage.landing_key(batch_id, system)}/landed"
+        return storage.readable(settings, key, only=[f"{dataset}.parquet"]) / f"{dataset}.parquet"
+    return BatchPaths.of(settings, batch_id, system).landed_file(dataset)
 
 
 def _core_patient_rows(engine: sa.Engine, system: str, batch_id: str) -> int:

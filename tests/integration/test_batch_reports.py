@@ -84,8 +84,9 @@ def test_writing_a_batch_report_again_replaces_it_whole(small_estate, settings_f
 
     assert written == {
         "batch_id": "elvis-twice",
-        "summary": str(folder / "summary.html"),
-        "data_docs": str(folder / "data_docs" / "index.html"),
+        # keys relative to the storage root (here VARDFLYTT_HOME), never a worker's path
+        "summary": "reports/validation/batches/elvis-twice/summary.html",
+        "data_docs": "reports/validation/batches/elvis-twice/data_docs/index.html",
     }
     second = _files(folder)
     assert set(second) == set(first), "the same files: nothing stale, no scratch folder left"

@@ -43,7 +43,8 @@ def test_melior_lands_every_row_with_lineage_and_a_manifest(catalog, tiny_estate
     manifest = extract_system(catalog, "melior", "b1", AS_OF, settings)
 
     for name, dataset in manifest.datasets.items():
-        table = pq.read_table(dataset.path)
+        assert not Path(dataset.path).is_absolute()  # a key in the landing zone, not a path
+        table = pq.read_table(settings.resolved_landing_dir / dataset.path)
         assert table.num_rows == dataset.rows > 0, name
         assert table.column(ROW_NUMBER).to_pylist() == list(range(1, dataset.rows + 1))
         # Only an unreadable record (all values unread, its key too) lands without a key.
@@ -61,7 +62,8 @@ def test_undecodable_bytes_make_their_record_unreadable_not_a_failed_file(
     settings = settings_for(tiny_estate)
     manifest = extract_system(catalog, "melior", "b1", AS_OF, settings)
 
-    notes = pq.read_table(manifest.datasets["anteckning"].path).to_pandas()
+    landed = settings.resolved_landing_dir / manifest.datasets["anteckning"].path
+    notes = pq.read_table(landed).to_pandas()
     errors = notes[READ_ERROR].dropna()
     undecodable = errors[errors.map(reason_of) == "undecodable_bytes"]
     assert len(undecodable) >= 3
