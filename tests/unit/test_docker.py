@@ -143,3 +143,15 @@ def test_the_helm_values_are_a_kubernetes_executor_deployment_of_the_same_image(
 def test_the_docker_readme_says_what_was_not_run_here():
     readme = (DOCKER / "README.md").read_text("utf-8")
     assert "not run" in readme.lower()
+
+
+def test_the_deployment_gets_the_pools_and_the_policy_that_routes_mapped_extracts(compose):
+    """Without the pool sync, or the policy file in the image, a cluster's mapped extracts
+    would all run in default_pool: no per-source limit but the lease."""
+    from etl.airflow_pools import LOCAL_SETTINGS
+
+    init = " ".join(compose["services"]["airflow-init"]["command"])
+    assert re.search(r"airflow db migrate && python -m etl\.airflow_pools\b", init)
+    dockerfile = (DOCKER / "Dockerfile").read_text("utf-8").replace("\\\n", "")
+    assert "install_policy(pathlib.Path(os.environ['AIRFLOW_HOME']))" in dockerfile
+    assert LOCAL_SETTINGS.as_posix() == "config/airflow_local_settings.py"
