@@ -39,12 +39,12 @@ SLOW = {
     "tests/security/test_residency.py::test_a_source_on_a_public_host_is_refused_before_extract",
     "tests/security/test_steward_screening.py::test_any_identity_number_typed_with_unicode_dashes_and_spaces_is_caught",
     "tests/unit/test_identifiers_reserve.py::test_issued_numbers_are_valid_unique_and_never_a_personnummer",
-    "tests/unit/test_identity_dag.py",
-    "tests/unit/test_report_validation.py",
-    "tests/unit/test_validate_plausibility.py::test_patient_birth_and_death_plausibility",
-    "tests/unit/test_estate.py::test_determinism",
-    "tests/unit/test_estate_systems.py",
-    "tests/unit/test_readers_text_properties.py",
+    "tests/unit/identity/test_identity_dag.py",
+    "tests/unit/report/test_report_validation.py",
+    "tests/unit/validate/test_validate_plausibility.py::test_patient_birth_and_death_plausibility",
+    "tests/unit/estate/test_estate.py::test_determinism",
+    "tests/unit/estate/test_estate_systems.py",
+    "tests/unit/extract/test_readers_text_properties.py",
 }
 
 

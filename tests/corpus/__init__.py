@@ -3,7 +3,7 @@
 One module per format (``FORMATS``: ``delimited``, ``fixed_width``, ``hl7v2``, ``xml``,
 ``jsonl``, ``sql``), each exporting ``CASES: list[CorpusCase]``. ``test_corpus_readers.py``
 asserts every file case's rows and unreadable records through its reader (the SQL cases:
-``test_corpus_sql.py``); ``tests/unit/test_corpus_physical.py`` asserts, by the independent
+``test_corpus_sql.py``); ``tests/unit/extract/test_corpus_physical.py`` asserts, by the independent
 physical count (etl.extract.physical), that physical = parsed + unreadable for every case.
 ``tests/corpus/reading.py`` feeds a case to its reader.
 """

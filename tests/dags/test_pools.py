@@ -129,15 +129,29 @@ def test_the_mapped_extract_is_the_one_source_read_the_dag_cannot_pool(dag_bag):
     assert _calls(extract.python_callable) >= {"pipeline.extract"}
 
 
-def test_a_source_read_takes_the_system_lease_before_it_reads():
+def test_a_source_read_takes_the_system_lease_before_it_reads(monkeypatch, tmp_path):
     """What bounds the mapped extract's reads: ``pipeline.extract`` holds the system's lease
     (one run per system at a time, across DAGs and hosts) before it opens the source."""
     from etl import pipeline
+    from etl.settings import Settings
 
-    calls = dis.get_instructions(pipeline.extract)
-    names = [i.argval for i in calls if i.opname in ("LOAD_GLOBAL", "LOAD_ATTR", "LOAD_METHOD")]
-    assert "hold_system" in names and "extract_system" in names
-    assert names.index("hold_system") < names.index("extract_system")
+    order: list[str] = []
+
+    class Read(Exception):
+        pass
+
+    def read(*_arguments, **_options):
+        order.append("read")
+        raise Read  # stop there: only the order matters
+
+    monkeypatch.setattr(pipeline, "hold_system", lambda *_a, **_k: order.append("lease"))
+    monkeypatch.setattr(pipeline, "release_system", lambda *_a, **_k: order.append("release"))
+    monkeypatch.setattr(pipeline, "extract_system", read)
+    monkeypatch.setattr(pipeline, "record_access", lambda *_a, **_k: None)
+    settings = Settings(home=tmp_path, core_url=f"sqlite:///{tmp_path / 'core.sqlite'}")
+    with pytest.raises(Read):
+        pipeline.extract("elvis", "b1", "2026-07-01", settings, clean_abandoned=False)
+    assert order == ["lease", "read", "release"]
 
 
 def test_every_migration_task_has_an_absolute_weight(dag_bag):

@@ -16,7 +16,7 @@ from etl.layout import list_system_entities
 
 pytestmark = pytest.mark.unit
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
 
 
 def test_the_demo_plan_has_three_waves_covering_every_system_once():

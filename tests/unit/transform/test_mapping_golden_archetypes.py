@@ -1,5 +1,5 @@
 """Golden tables of the archetypes: given a landed legacy row, expect these core fields or this
-problem (tests/unit/golden/<archetype>.yaml).
+problem (tests/unit/transform/golden/<archetype>.yaml).
 
 One table per archetype in mappings/_archetypes/, cases per entity file. Each case runs through
 :func:`etl.transform.engine.transform_chunk` under a system of the catalog that uses the archetype

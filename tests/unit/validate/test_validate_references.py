@@ -33,7 +33,7 @@ from etl.validate.suites import SuiteError, read_suite_definition, suite_checks,
 
 pytestmark = pytest.mark.unit
 
-EXPECTATIONS = Path(__file__).resolve().parents[2] / "expectations"
+EXPECTATIONS = Path(__file__).resolve().parents[3] / "expectations"
 LINEAGE = {"source_system": "elvis", "batch_id": "b0", "content_hash": "h"}
 
 

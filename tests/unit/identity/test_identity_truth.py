@@ -25,7 +25,7 @@ from etl.settings import Settings
 
 pytestmark = pytest.mark.unit
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
 PATIENTS = 500
 SEED = 11
 REFERENCE_DATE = dt.date(2026, 7, 1)

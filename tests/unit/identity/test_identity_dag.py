@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.dags
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DAG_ID = "identity_resolution"
 
 

@@ -29,7 +29,7 @@ from tests.commands import estate_manifest
 
 pytestmark = pytest.mark.unit
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
 LAB_REFERENCE = MAPPINGS / "crosswalks" / "reference" / "npu_units_and_ranges.csv"
 PATIENTS = 300
 SEED = 42

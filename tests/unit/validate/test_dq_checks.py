@@ -19,7 +19,7 @@ from etl.validate.suites import (
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXPECTATIONS = ROOT / "expectations"
 THRESHOLDS = EXPECTATIONS / "thresholds.yaml"
 

@@ -10,7 +10,7 @@ from etl.validate.order import declared_needs, validation_needs
 
 pytestmark = pytest.mark.unit
 
-EXPECTATIONS = Path(__file__).resolve().parents[2] / "expectations"
+EXPECTATIONS = Path(__file__).resolve().parents[3] / "expectations"
 
 
 def test_needs_come_from_the_suites_context_and_references_not_a_name():

@@ -95,9 +95,8 @@ def test_landing_records_count_star_beside_the_rows_read_and_quarantines_bad_key
     case = next(c for c in CASES if c.name == "a NUL byte in a key")
     (estate / "kassa.sqlite").write_bytes(case.content)
 
-    manifest = extract_system(
-        load_catalog(mappings), "kassa", "b1", dt.date(2026, 7, 1), settings_for(estate)
-    )
+    settings = settings_for(estate)
+    manifest = extract_system(load_catalog(mappings), "kassa", "b1", dt.date(2026, 7, 1), settings)
 
     landed = manifest.datasets["patient"]
     assert [s.model_dump() for s in landed.sources] == [
@@ -113,5 +112,5 @@ def test_landing_records_count_star_beside_the_rows_read_and_quarantines_bad_key
             "unknown_fields": {},
         }
     ]
-    table = pq.read_table(landed.path).to_pandas()
+    table = pq.read_table(settings.resolved_landing_dir / landed.path).to_pandas()
     assert [_value(v) for v in table[SOURCE_KEY]] == ["P1", None, "P3"]

@@ -17,7 +17,7 @@ from etl.extract.records import reason_of
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 AS_OF = dt.date(2026, 7, 1)
 
 

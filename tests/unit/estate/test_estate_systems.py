@@ -31,7 +31,7 @@ from tests.commands import estate_manifest
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MAPPINGS = ROOT / "mappings"
 EXPECTATIONS = ROOT / "expectations"
 LAB_REFERENCE = MAPPINGS / "crosswalks" / "reference" / "npu_units_and_ranges.csv"

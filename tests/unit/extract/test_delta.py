@@ -25,7 +25,7 @@ from etl.extract.landing import ROW_HASH, ROW_NUMBER, SOURCE_KEY
 
 pytestmark = pytest.mark.unit
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
 
 
 def _landed(path: Path, keys: list[str | None], hashes: list[int], **columns) -> Path:

@@ -21,7 +21,7 @@ from etl.validate.suites import read_suite_definition, validate_chunk
 
 pytestmark = pytest.mark.unit
 
-EXPECTATIONS = Path(__file__).resolve().parents[2] / "expectations"
+EXPECTATIONS = Path(__file__).resolve().parents[3] / "expectations"
 AS_OF = "2026-07-01"
 PATIENTS = {
     # patient_id: (birth_date, deceased_date)

@@ -264,7 +264,8 @@ def test_extract_system_lands_hl7_xml_and_jsonl_with_lineage_and_read_errors(
     mappings, estate = lab_system
     catalog = load_catalog(mappings)
 
-    manifest = extract_system(catalog, "lab", "b1", AS_OF, settings_for(estate))
+    settings = settings_for(estate)
+    manifest = extract_system(catalog, "lab", "b1", AS_OF, settings)
 
     expected = {
         "adt": (["P1", None, "P2"], [None, "unexpected_message_type", None]),
@@ -278,7 +279,7 @@ def test_extract_system_lands_hl7_xml_and_jsonl_with_lineage_and_read_errors(
     assert set(manifest.datasets) == set(expected)
     for name, (source_keys, read_errors) in expected.items():
         landed = manifest.datasets[name]
-        table = pq.read_table(landed.path).to_pandas()
+        table = pq.read_table(settings.resolved_landing_dir / landed.path).to_pandas()
         assert landed.rows == len(table) == len(source_keys), name
         assert table[ROW_NUMBER].tolist() == list(range(1, landed.rows + 1)), name
         assert nullable(table[SOURCE_KEY]) == source_keys, name

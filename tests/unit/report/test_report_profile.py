@@ -34,7 +34,7 @@ from etl.settings import Settings
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEST_NUMBERS = ROOT / "etl" / "estate" / "data" / "skatteverket_personnummer.txt"
 BATCH = "canary-batch"
 

@@ -14,7 +14,7 @@ from etl.report.render import markdown_text
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MAPPINGS = ROOT / "mappings"
 # Elements that would fetch or run something: none may appear in a generated page.
 LOADING_ELEMENTS = {
