@@ -52,7 +52,8 @@ def summarize_mode(
     run_seconds = (ended - started).total_seconds() if started and ended else None
     per_worker: dict[str, dict[str, Any]] = defaultdict(lambda: {"tasks": 0, "busy_seconds": 0.0})
     states: dict[str, int] = defaultdict(int)
-    task_starts, task_ends = [], []
+    task_starts: list[dt.datetime] = []
+    task_ends: list[dt.datetime] = []
     for row in task_rows:
         states[row["state"] or "none"] += 1
         if row["state"] != "success":
@@ -60,14 +61,15 @@ def summarize_mode(
         worker = per_worker[row["hostname"] or "unknown"]
         worker["tasks"] += 1
         worker["busy_seconds"] += float(row["duration"] or 0)
-        if row["start_date"] is not None:
-            task_starts.append(_parse_time(row["start_date"]))
-        if row["end_date"] is not None:
-            task_ends.append(_parse_time(row["end_date"]))
+        task_start, task_end = _parse_time(row["start_date"]), _parse_time(row["end_date"])
+        if task_start is not None:
+            task_starts.append(task_start)
+        if task_end is not None:
+            task_ends.append(task_end)
     overhead = None
     if started and ended and task_starts and task_ends:
-        overhead = (min(task_starts) - started).total_seconds() + (  # type: ignore[type-var]
-            ended - max(task_ends)  # type: ignore[type-var]
+        overhead = (min(task_starts) - started).total_seconds() + (
+            ended - max(task_ends)
         ).total_seconds()
     return {
         "label": label,

@@ -506,7 +506,7 @@ def _drop_database(url: str) -> None:
     engine = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            quoted = connection.dialect.identifier_preparer.quote(parsed.database)
+            quoted = connection.dialect.identifier_preparer.quote(str(parsed.database))
             connection.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
     finally:
         engine.dispose()
