@@ -144,3 +144,22 @@ def test_the_projection_renders_hours_and_its_assumptions():
     assert "| 1 | 10 | workers | 1 h 00 min | 1 h 00 min | 0 min | 1 h 00 min |" in text
     assert "| 2 | 20 | workers | 30 min | 30 min | 0 min | 30 min |" in text
     assert "- people: 1,000; source rows per person: 36.00" in text
+
+
+@pytest.mark.parametrize(
+    ("postgres_url", "broker_url", "message"),
+    [
+        (None, "redis://127.0.0.1:1/0", "needs PostgreSQL.*VARDFLYTT_BENCH_POSTGRES_URL"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/x", None, "needs Redis.*BROKER_URL"),
+        (
+            "postgresql+psycopg://postgres@127.0.0.1:1/x",
+            "redis://127.0.0.1:1/0",
+            "PostgreSQL at .*127.0.0.1:1/x is not reachable",
+        ),
+    ],
+)
+def test_the_cluster_bench_fails_closed_without_its_servers(postgres_url, broker_url, message):
+    from etl.bench.executors import ClusterBenchError, require_servers
+
+    with pytest.raises(ClusterBenchError, match=message):
+        require_servers(postgres_url, broker_url)
