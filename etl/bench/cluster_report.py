@@ -5,6 +5,7 @@ tables (the projection's table too). Pure: dictionaries in, dictionaries and tex
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from collections import defaultdict
 from typing import Any
 
@@ -20,6 +21,11 @@ CLUSTER_DEFINITIONS = {
     "slots": "task slots: [core] parallelism for the LocalExecutor, workers x one slot each "
     "(VARDFLYTT_CLUSTER_WORKER_CONCURRENCY=1) for the Celery cluster",
     "busy_seconds": "sum of the task instances' durations on that worker",
+    "task_overhead_seconds": "median duration of the open_batch tasks: the fixed cost of a task "
+    "(process start, pipeline import, parameters) before any row",
+    "net_rows_per_second": "source rows / (run_seconds - overhead_seconds - tasks x "
+    "task_overhead_seconds / slots): the rate once per-task fixed costs are amortised, as they are "
+    "at region scale; the projection uses it",
     "core_checksum": "SHA-256 over core_checksums (etl/load/promote.py): every core table's row "
     "count and digest of every column of every row in key order; the runs share one batch id, "
     "so identical estates must give identical cores",
@@ -71,6 +77,9 @@ def summarize_mode(
         overhead = (min(task_starts) - started).total_seconds() + (
             ended - max(task_ends)
         ).total_seconds()
+    task_overhead = task_overhead_seconds(task_rows)
+    tasks = sum(figures["tasks"] for figures in per_worker.values())
+    net = net_run_seconds(run_seconds, overhead, tasks, task_overhead, slots)
     return {
         "label": label,
         "executor": executor,
@@ -81,6 +90,10 @@ def summarize_mode(
         "run_seconds": run_seconds,
         "rows_per_second": rows_per_second(source_rows, run_seconds) if run_seconds else None,
         "overhead_seconds": overhead,
+        "tasks": tasks,
+        "task_overhead_seconds": task_overhead,
+        "net_run_seconds": net,
+        "net_rows_per_second": rows_per_second(source_rows, net) if net else None,
         "task_states": dict(sorted(states.items())),
         "per_worker": {
             name: {"tasks": figures["tasks"], "busy_seconds": round(figures["busy_seconds"], 3)}
@@ -88,6 +101,35 @@ def summarize_mode(
         },
         **extra,
     }
+
+
+def task_overhead_seconds(task_rows: list[dict[str, Any]]) -> float | None:
+    """What every task pays before it touches a row: the median duration of ``open_batch``,
+    which imports the pipeline, reads its parameters and returns (no data)."""
+    durations = sorted(
+        float(row["duration"])
+        for row in task_rows
+        if str(row.get("task_id", "")).endswith("open_batch")
+        and row["state"] == "success"
+        and row["duration"] is not None
+    )
+    return statistics.median(durations) if durations else None
+
+
+def net_run_seconds(
+    run_seconds: float | None,
+    overhead: float | None,
+    tasks: int,
+    task_overhead: float | None,
+    slots: int,
+) -> float | None:
+    """The run's seconds spent on rows: without the scheduling before and after, and without
+    each task's fixed cost spread over the slots. Those stay per task as the estate grows, the
+    rest grows with the rows; None when nothing is left (a run too small to tell)."""
+    if run_seconds is None or overhead is None or task_overhead is None:
+        return None
+    net = run_seconds - overhead - tasks * task_overhead / slots
+    return net if net > 0 else None
 
 
 def cluster_checks(modes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -125,6 +167,7 @@ def side_by_side(modes: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "wall_seconds": mode.get("wall_seconds"),
                 "startup_seconds": mode.get("startup_seconds"),
                 "rows_per_second": rate,
+                "net_rows_per_second": mode.get("net_rows_per_second"),
                 "vs_local": rate / base if rate and base else None,
                 "vs_one_worker": rate / one if rate and one and mode["workers"] else None,
                 "tasks_per_worker": ", ".join(
@@ -182,15 +225,16 @@ def cluster_markdown(results: dict[str, Any]) -> str:
         f"{parameters['patients']:,} people, systems {', '.join(parameters['systems'])} "
         f"({_source_rows(results):,} source rows); {results['machine'].get('cpu_count')} CPUs",
         "",
-        "| run | executor | workers | slots | run s | wall s | rows/s | vs local | "
+        "| run | executor | workers | slots | run s | wall s | rows/s | net rows/s | vs local | "
         "vs 1 worker | tasks per worker | core checksum |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
     ]
     for row in results["side_by_side"]:
         lines.append(
             f"| {row['run']} | {row['executor']} | {row['workers']} | {row['slots']} | "
             f"{_number(row['run_seconds'])} | {_number(row['wall_seconds'])} | "
-            f"{_number(row['rows_per_second'], 0)} | {_number(row['vs_local'], 2)} | "
+            f"{_number(row['rows_per_second'], 0)} | {_number(row['net_rows_per_second'], 0)} | "
+            f"{_number(row['vs_local'], 2)} | "
             f"{_number(row['vs_one_worker'], 2)} | {row['tasks_per_worker']} | "
             f"`{row['core_checksum']}` |"
         )
@@ -244,8 +288,8 @@ def cluster_table(results: dict[str, Any]) -> Any:
         title=f"one estate, three executors ({_source_rows(results):,} source rows of "
         f"{', '.join(results['parameters']['systems'])})"
     )
-    columns = ("run", "workers", "slots", "run s", "wall s", "start s", "rows/s", "vs local")
-    for column in (*columns, "vs 1 worker", "tasks per worker", "checksum"):
+    columns = ("run", "workers", "slots", "run s", "wall s", "start s", "rows/s", "net rows/s")
+    for column in (*columns, "vs local", "vs 1 worker", "tasks per worker", "checksum"):
         table.add_column(
             column, justify="left" if column in {"run", "tasks per worker"} else "right"
         )
@@ -258,6 +302,7 @@ def cluster_table(results: dict[str, Any]) -> Any:
             _number(row["wall_seconds"]),
             _number(row["startup_seconds"]),
             _number(row["rows_per_second"], 0),
+            _number(row["net_rows_per_second"], 0),
             _number(row["vs_local"], 2),
             _number(row["vs_one_worker"], 2),
             row["tasks_per_worker"],

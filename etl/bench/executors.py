@@ -251,6 +251,7 @@ def _run_mode(
             run["dag_run"],
             run["tasks"],
             wall_seconds=run["wall_seconds"],
+            task_instances=[_task_record(row) for row in run["tasks"]],
             startup_seconds=startup,
             **_core_figures(settings),
         )
@@ -421,7 +422,8 @@ def _task_rows(metadata: str, run_id: str) -> list[dict[str, Any]]:
         with engine.connect() as connection:
             rows = connection.execute(
                 sa.text(
-                    "SELECT hostname, state, duration, start_date, end_date FROM task_instance "
+                    "SELECT task_id, map_index, hostname, state, duration, start_date, end_date "
+                    "FROM task_instance "
                     "WHERE dag_id = :dag AND run_id = :run"
                 ),
                 {"dag": SELECTION_DAG_ID, "run": run_id},
@@ -436,6 +438,14 @@ def _task_rows(metadata: str, run_id: str) -> list[dict[str, Any]]:
         {**row._mapping, "hostname": row.hostname if row.hostname in workers else "scheduler"}
         for row in rows
     ]
+
+
+def _task_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A task instance for the results file (ids, worker, state and times; no data)."""
+    return {
+        key: value.isoformat() if isinstance(value, dt.datetime) else value
+        for key, value in row.items()
+    }
 
 
 def _core_figures(settings: Settings) -> dict[str, Any]:

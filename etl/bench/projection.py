@@ -5,18 +5,21 @@ The model, each step an assumption the report lists:
 
 * **Rows.** Source rows = people x rows per person of the bench estate (all its systems).
 * **Workers.** One worker with one task slot moves ``rate_1`` source rows per second end to
-  end (extract, transform, validate, load, reconcile; measured on the Celery cluster). Two such
-  workers moved ``rate_2``. Amdahl's law with the serial fraction that fits the measured speedup
+  end (extract, transform, validate, load, reconcile; measured on the Celery cluster, net of
+  the per-task fixed cost, which the next point counts apart). Two such workers moved
+  ``rate_2``. Amdahl's law with the serial fraction that fits the measured speedup
   ``rate_2 / rate_1`` (``s = 2 / speedup - 1``, kept within 0..1) extrapolates to N workers:
   ``rate(N) = rate_1 * N / (1 + s * (N - 1))``.
 * **Core database.** The core takes at most ``core_rows_per_second`` core rows per second (the
   pipeline's load, COPY to staging and promotion with history, measured on PostgreSQL by the
   plain bench); in source rows that is divided by the core rows one source row becomes. The
   slower of workers and core bounds each phase. Without a measured core rate, only the workers do.
-* **Initial load.** Every source row once: run overhead + rows / min(rate(N), core).
+* **Fixed costs.** Each DAG run pays its scheduling overhead once, and each task its fixed cost
+  (process start, pipeline import) whatever its rows: systems x tasks per system x task cost / N.
+* **Initial load.** Every source row once: fixed costs + rows / min(rate(N), core).
 * **Final delta** (after the freeze, legacy systems read-only). A delta lands every dataset as a
   full snapshot (``etl/extract/delta.py``) and maps, validates and loads only the changed rows:
-  run overhead + all rows x extract share / rate(N) + changed rows / min(rate(N), core), with the
+  fixed costs + all rows x extract share / rate(N) + changed rows / min(rate(N), core), with the
   extract share of end-to-end time from the plain bench (1.0, a full pass, when not measured).
 * **Verify.** ``cutover verify`` reads every system's source again through the mapping and
   compares it with the core (``etl/cutover/reconcile.py``), one system after the other in one
@@ -31,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PEOPLE = 1_700_000
+SYSTEMS = 49  # the region's legacy systems (mappings/)
 WORKERS = (1, 2, 4, 8, 16, 32)
 DELTA_FRACTION = 0.02
 
@@ -47,6 +51,8 @@ class Measured:
     core_rows_per_second: float | None = None  # core rows the core database takes per second
     core_rows_per_source_row: float = 1.0
     extract_share: float | None = None  # extract seconds / end-to-end seconds
+    task_overhead_seconds: float = 0.0  # a task's fixed cost before its first row
+    tasks_per_system: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Assumptions:
     """What the projection is asked for, and what is assumed rather than measured."""
 
     people: int = PEOPLE
+    systems: int = SYSTEMS
     workers: tuple[int, ...] = WORKERS
     delta_fraction: float = DELTA_FRACTION  # share of source rows new or changed since the load
     verify_parallelism: int = 1  # systems verified at once (one, as `cutover verify` runs today)
@@ -122,7 +129,12 @@ def project(measured: Measured, assumptions: Assumptions) -> Projection:
     for workers in assumptions.workers:
         rate = cluster_rate(measured.rate_1_worker, serial, workers)
         effective = min(rate, core) if core else rate
-        overhead = measured.run_overhead_seconds
+        overhead = measured.run_overhead_seconds + (
+            assumptions.systems
+            * measured.tasks_per_system
+            * measured.task_overhead_seconds
+            / workers
+        )
         initial = overhead + source_rows / effective
         delta = overhead + source_rows * extract_share / rate + delta_rows / effective
         rows.append(
@@ -171,11 +183,15 @@ def assumption_lines(
         f"people: {assumptions.people:,}; source rows per person: "
         f"{measured.rows_per_person:.2f} (the bench estate, all its systems)",
         f"one worker, one task slot: {measured.rate_1_worker:,.0f} source rows/s end to end "
-        f"(measured); two workers: {measured.rate_2_workers:,.0f} rows/s (measured)",
+        f"(measured); two workers: {measured.rate_2_workers:,.0f} rows/s (measured; both net "
+        "of the fixed costs below when the run was large enough to tell)",
         f"scaling: Amdahl's law, serial fraction {serial:.3f} fitted to the 1 -> 2 worker "
         "speedup; more workers than that measured is an extrapolation",
         f"run overhead per DAG run: {measured.run_overhead_seconds:.0f} s (measured scheduling "
         "before the first task and after the last)",
+        f"fixed cost per task: {measured.task_overhead_seconds:.1f} s (measured), "
+        f"{measured.tasks_per_system:.1f} tasks per system (measured), "
+        f"{assumptions.systems} systems, spread over the workers",
     ]
     if core:
         lines.append(
@@ -219,7 +235,12 @@ def inputs_from_results(
             "`vardflytt bench --cluster` first"
         )
     generation = cluster_results["generation"]
-    overheads = [modes[label]["overhead_seconds"] for label in ("celery_1", "celery_2")]
+    celery = [modes["celery_1"], modes["celery_2"]]
+    overheads = [mode["overhead_seconds"] for mode in celery]
+    task_costs = [mode.get("task_overhead_seconds") for mode in celery]
+    # Net rates only when both runs have one: the speedup compares like with like.
+    key = "net_rows_per_second" if all(m.get("net_rows_per_second") for m in celery) else None
+    rate_key = key or "rows_per_second"
     core_rate = core_ratio = extract_share = None
     postgres = _postgres_run(bench_results)
     if postgres is not None:
@@ -230,13 +251,21 @@ def inputs_from_results(
         extract_share = postgres["total"]["stages"]["extract"]["share_of_end_to_end"]
     return Measured(
         rows_per_person=generation["total_rows"] / cluster_results["parameters"]["patients"],
-        rate_1_worker=modes["celery_1"]["rows_per_second"],
-        rate_2_workers=modes["celery_2"]["rows_per_second"],
+        rate_1_worker=modes["celery_1"][rate_key],
+        rate_2_workers=modes["celery_2"][rate_key],
         run_overhead_seconds=sum(overheads) / len(overheads),
         verify_rows_per_second=cluster_results.get("verify", {}).get("rows_per_second"),
         core_rows_per_second=core_rate,
         core_rows_per_source_row=core_ratio or 1.0,
         extract_share=extract_share,
+        task_overhead_seconds=(
+            sum(task_costs) / len(task_costs) if key and None not in task_costs else 0.0
+        ),
+        tasks_per_system=(
+            modes["celery_1"].get("tasks", 0) / len(cluster_results["parameters"]["systems"])
+            if key
+            else 0.0
+        ),
     )
 
 

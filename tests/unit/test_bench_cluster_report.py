@@ -25,8 +25,11 @@ def _at(seconds: float) -> dt.datetime:
     return T0 + dt.timedelta(seconds=seconds)
 
 
-def _task(hostname: str, start: float, end: float, state: str = "success") -> dict:
+def _task(
+    hostname: str, start: float, end: float, state: str = "success", task_id: str = "x.load"
+) -> dict:
     return {
+        "task_id": task_id,
         "hostname": hostname,
         "state": state,
         "duration": end - start,
@@ -52,27 +55,37 @@ def _mode(label: str, executor: str, workers: int, run_seconds: float, tasks: li
     )
 
 
-def test_a_run_is_summarised_per_worker_with_its_scheduling_overhead():
+def test_a_run_is_summarised_per_worker_with_its_fixed_costs():
     mode = _mode(
         "celery_2",
         "CeleryExecutor",
         2,
         40,
         [
-            _task("worker1", 3, 10),
-            _task("worker2", 4, 20),
-            _task("worker1", 12, 35),
+            _task("worker1", 3, 5, task_id="system.open_batch"),
+            _task("worker2", 4, 8, task_id="system.open_batch"),
+            _task("worker1", 12, 35, task_id="system.extract"),
             _task("worker2", 21, 22, state="failed"),  # not counted as work done
         ],
     )
     assert mode["run_seconds"] == 40
     assert mode["rows_per_second"] == pytest.approx(1_000 / 40)
     assert mode["overhead_seconds"] == pytest.approx(3 + (40 - 35))
+    assert mode["task_overhead_seconds"] == pytest.approx(3)  # median of 2 and 4
+    # 40 s less 8 s of scheduling less 3 tasks x 3 s over 2 slots
+    assert mode["net_run_seconds"] == pytest.approx(40 - 8 - 4.5)
+    assert mode["net_rows_per_second"] == pytest.approx(1_000 / 27.5)
     assert mode["per_worker"] == {
-        "worker1": {"tasks": 2, "busy_seconds": 30.0},
-        "worker2": {"tasks": 1, "busy_seconds": 16.0},
+        "worker1": {"tasks": 2, "busy_seconds": 25.0},
+        "worker2": {"tasks": 1, "busy_seconds": 4.0},
     }
     assert mode["task_states"] == {"failed": 1, "success": 3}
+
+
+def test_a_run_too_small_to_tell_has_no_net_rate():
+    tasks = [_task(f"worker{n % 2 + 1}", 1, 9, task_id="g.open_batch") for n in range(6)]
+    mode = _mode("celery_2", "CeleryExecutor", 2, 20, tasks)  # 6 x 8 s / 2 slots > 20 s
+    assert (mode["net_run_seconds"], mode["net_rows_per_second"]) == (None, None)
 
 
 def _three(checksum_two: str = "ab" * 32) -> list[dict]:
@@ -129,7 +142,7 @@ def test_a_failed_check_is_a_problem_and_the_markdown_says_so():
     assert bad["problems"] == ["cluster bench check failed: checksums identical"]
     text = cluster_markdown(good)
     assert "(1,000 source rows)" in text
-    assert "| celery_2 | CeleryExecutor | 2 | 2 | 62.5 | 64.5 | 16 | 0.80 | 1.60 |" in text
+    assert "| celery_2 | CeleryExecutor | 2 | 2 | 62.5 | 64.5 | 16 | - | 0.80 | 1.60 |" in text
     assert "checksums identical yes" in text
     assert "checksums identical NO" in cluster_markdown(bad)
 

@@ -105,6 +105,24 @@ def _mode(label: str, rate: float | None, overhead: float = 4.0, **extra) -> dic
     return {"label": label, "rows_per_second": rate, "overhead_seconds": overhead, **extra}
 
 
+def test_fixed_costs_are_paid_per_task_and_spread_over_the_workers():
+    measured = Measured(
+        rows_per_person=10,
+        rate_1_worker=10,
+        rate_2_workers=20,
+        run_overhead_seconds=5,
+        task_overhead_seconds=4,
+        tasks_per_system=8,
+    )
+    one, four = project(
+        measured, Assumptions(people=100, systems=3, workers=(1, 4), delta_fraction=0)
+    ).rows
+    # 3 systems x 8 tasks x 4 s = 96 s of fixed task cost, over 1 and over 4 workers
+    assert one.initial_load_seconds == pytest.approx(5 + 96 + 1000 / 10)
+    assert four.initial_load_seconds == pytest.approx(5 + 96 / 4 + 1000 / 40)
+    assert four.delta_seconds == pytest.approx(5 + 96 / 4 + 1000 / 40)  # a full landing pass
+
+
 def test_inputs_come_from_the_cluster_and_the_postgresql_bench_results():
     cluster = {
         "parameters": {"patients": 200},
@@ -138,6 +156,27 @@ def test_inputs_come_from_the_cluster_and_the_postgresql_bench_results():
     )
     without_bench = inputs_from_results(cluster, None)
     assert (without_bench.core_rows_per_second, without_bench.extract_share) == (None, None)
+
+
+def test_net_rates_and_task_costs_are_taken_when_both_celery_runs_have_them():
+    cluster = {
+        "parameters": {"patients": 100, "systems": ["a", "b"]},
+        "generation": {"total_rows": 4_000},
+        "modes": [
+            _mode("celery_1", 50.0, 2, net_rows_per_second=80.0, task_overhead_seconds=3.0,
+                  tasks=17),
+            _mode("celery_2", 90.0, 4, net_rows_per_second=150.0, task_overhead_seconds=5.0,
+                  tasks=17),
+        ],
+    }  # fmt: skip
+    measured = inputs_from_results(cluster, None)
+    assert (measured.rate_1_worker, measured.rate_2_workers) == (80.0, 150.0)
+    assert (measured.task_overhead_seconds, measured.tasks_per_system) == (4.0, 8.5)
+    assert measured.run_overhead_seconds == 3.0
+    cluster["modes"][1]["net_rows_per_second"] = None  # too small to tell: gross rates, no costs
+    gross = inputs_from_results(cluster, None)
+    assert (gross.rate_1_worker, gross.rate_2_workers) == (50.0, 90.0)
+    assert (gross.task_overhead_seconds, gross.tasks_per_system) == (0.0, 0.0)
 
 
 def test_inputs_need_both_celery_runs():
