@@ -176,3 +176,26 @@ def test_the_cluster_bench_fails_closed_without_its_servers(postgres_url, broker
 
     with pytest.raises(ClusterBenchError, match=message):
         require_servers(postgres_url, broker_url)
+
+
+def test_the_bench_fixes_one_task_slot_per_worker(tmp_path, monkeypatch):
+    """VARDFLYTT_CLUSTER_WORKER_CONCURRENCY overrides the cores-per-worker default (etl/cluster.py),
+    so one worker and two workers differ by exactly one slot."""
+    from etl import cluster
+    from etl.settings import Settings
+
+    monkeypatch.setenv("VARDFLYTT_HOME", str(tmp_path))
+    monkeypatch.delenv(cluster.DATABASE_VARIABLE, raising=False)
+    monkeypatch.delenv(cluster.BROKER_VARIABLE, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    settings = Settings(home=tmp_path)
+    monkeypatch.delenv(cluster.CONCURRENCY_VARIABLE, raising=False)
+    assert (
+        cluster.cluster_environment(settings, 18080, 2)["AIRFLOW__CELERY__WORKER_CONCURRENCY"]
+        == "4"
+    )
+    monkeypatch.setenv(cluster.CONCURRENCY_VARIABLE, "1")
+    assert (
+        cluster.cluster_environment(settings, 18080, 2)["AIRFLOW__CELERY__WORKER_CONCURRENCY"]
+        == "1"
+    )
