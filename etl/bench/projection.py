@@ -66,6 +66,8 @@ class Assumptions:
     verify_parallelism: int = 1  # systems verified at once (one, as `cutover verify` runs today)
     freeze_seconds: float = 0.0
     commit_seconds: float = 0.0
+    # Amdahl's serial fraction as given (measured on the region's own hosts), instead of fitted.
+    serial_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,11 @@ def project(measured: Measured, assumptions: Assumptions) -> Projection:
     source_rows = assumptions.people * measured.rows_per_person
     delta_rows = source_rows * assumptions.delta_fraction
     speedup = measured.rate_2_workers / measured.rate_1_worker
-    serial = serial_fraction(speedup)
+    serial = (
+        serial_fraction(speedup)
+        if assumptions.serial_fraction is None
+        else assumptions.serial_fraction
+    )
     core = (
         measured.core_rows_per_second / measured.core_rows_per_source_row
         if measured.core_rows_per_second
@@ -171,6 +177,8 @@ def _check(measured: Measured, assumptions: Assumptions) -> None:
         raise ValueError("the delta fraction is a share of the rows, between 0 and 1")
     if assumptions.people < 1 or not assumptions.workers or min(assumptions.workers) < 1:
         raise ValueError("people and every worker count must be at least 1")
+    if assumptions.serial_fraction is not None and not 0 <= assumptions.serial_fraction <= 1:
+        raise ValueError("the serial fraction is between 0 and 1")
     if assumptions.verify_parallelism < 1:
         raise ValueError("verify parallelism must be at least 1")
 
@@ -185,8 +193,13 @@ def assumption_lines(
         f"one worker, one task slot: {measured.rate_1_worker:,.0f} source rows/s end to end "
         f"(measured); two workers: {measured.rate_2_workers:,.0f} rows/s (measured; both net "
         "of the fixed costs below when the run was large enough to tell)",
-        f"scaling: Amdahl's law, serial fraction {serial:.3f} fitted to the 1 -> 2 worker "
-        "speedup; more workers than that measured is an extrapolation",
+        (
+            f"scaling: Amdahl's law, serial fraction {serial:.3f} fitted to the 1 -> 2 worker "
+            "speedup; more workers than that measured is an extrapolation"
+            if assumptions.serial_fraction is None
+            else f"scaling: Amdahl's law, serial fraction {serial:.3f} as given (the measured "
+            f"1 -> 2 speedup was {measured.rate_2_workers / measured.rate_1_worker:.2f})"
+        ),
         f"run overhead per DAG run: {measured.run_overhead_seconds:.0f} s (measured scheduling "
         "before the first task and after the last)",
         f"fixed cost per task: {measured.task_overhead_seconds:.1f} s (measured), "

@@ -92,6 +92,13 @@ def bench(
     commit_minutes: Annotated[
         float, typer.Option(help="--project: the time to switch over after commit.")
     ] = 0.0,
+    serial_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="--project: Amdahl's serial fraction (default: fitted to the measured 1 -> 2 "
+            "worker speedup)."
+        ),
+    ] = None,
 ) -> None:
     """Time and size the migration: generation, each stage per system, peak memory, DAG parse.
     With --cluster: LocalExecutor vs Celery with 1 and 2 workers. With --project: the region's
@@ -110,6 +117,7 @@ def bench(
                 verify_parallelism=verify_parallelism,
                 freeze_seconds=freeze_minutes * 60,
                 commit_seconds=commit_minutes * 60,
+                serial_fraction=serial_fraction,
             ),
             core_rows_per_second,
         )

@@ -187,3 +187,16 @@ def test_inputs_need_both_celery_runs():
     }
     with pytest.raises(ValueError, match="celery_2"):
         inputs_from_results(cluster, None)
+
+
+def test_a_given_serial_fraction_replaces_the_fitted_one():
+    measured = Measured(rows_per_person=10, rate_1_worker=100, rate_2_workers=120)
+    fitted = project(measured, Assumptions(people=1_000, workers=(8,)))
+    given = project(measured, Assumptions(people=1_000, workers=(8,), serial_fraction=0.1))
+    assert fitted.serial_fraction == pytest.approx(2 / 1.2 - 1)
+    assert given.serial_fraction == 0.1
+    # 100 x 8 / (1 + 0.1 x 7)
+    assert given.rows[0].rows_per_second == pytest.approx(800 / 1.7)
+    assert any("0.100 as given" in line for line in given.assumptions)
+    with pytest.raises(ValueError, match="serial fraction"):
+        project(measured, Assumptions(serial_fraction=1.5))
