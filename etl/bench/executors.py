@@ -224,12 +224,13 @@ def _run_mode(
         run_dir / mode.label, run_dir / "estate", get_settings().chunk_rows, core_url
     )
     _execute(servers.postgres_url, f'CREATE SCHEMA "{schema}"')
+    queue = f"vardflytt_bench_{token}"
     variables = {
         "VARDFLYTT_CLUSTER_DATABASE_URL": metadata,
         "VARDFLYTT_CLUSTER_BROKER_URL": servers.broker_url,
         "VARDFLYTT_CLUSTER_WORKER_CONCURRENCY": "1",
         # A queue of the run's own: another cluster's worker on the same Redis never takes it.
-        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": f"vardflytt_bench_{token}",
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
     }
     try:
         with _environ(variables):
@@ -268,7 +269,8 @@ def _run_mode(
         core_engine(core_url).dispose()  # pooled connections closed before the schema goes
         _execute(servers.postgres_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         _drop_database(metadata)
-        log(f"{mode.label}: core schema and metadata database dropped")
+        _forget_queue(servers.broker_url, queue)
+        log(f"{mode.label}: core schema, metadata database and queue removed")
 
 
 def _start(
@@ -528,6 +530,17 @@ def _drop_database(url: str) -> None:
             connection.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
     finally:
         engine.dispose()
+
+
+def _forget_queue(broker_url: str, queue: str) -> None:
+    """Remove the run's queue and kombu's binding for it from Redis (nothing else is touched)."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        client.delete(queue, f"_kombu.binding.{queue}")
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
