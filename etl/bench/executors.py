@@ -40,6 +40,7 @@ from etl.bench.figures import BENCH_SEED, bench_schema_name, redact_url, url_wit
 from etl.bench.migration import bench_settings
 from etl.bench.run import _generate
 from etl.dag_names import SELECTION_DAG_ID
+from etl.layout import list_system_entities
 from etl.settings import Settings, get_settings
 
 CLUSTER_RESULTS_FILE = "cluster_results.json"
@@ -125,9 +126,15 @@ def run_cluster_benchmark(
     log: Callable[[str], None] = lambda _message: None,
 ) -> dict[str, Any]:
     """Generate once, migrate three ways, check the cores agree; write and return the results."""
+    settings = get_settings()
+    known = list_system_entities(settings.mappings_dir)
+    unknown = sorted(set(systems) - set(known))
+    if unknown or not systems:
+        raise ClusterBenchError(
+            f"no such system in {settings.mappings_dir}: {', '.join(unknown) or '(none given)'}"
+        )
     require_servers(postgres_url, broker_url)
     assert postgres_url and broker_url  # checked above
-    settings = get_settings()
     work_dir = Path(work_dir or settings.home / "bench").resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

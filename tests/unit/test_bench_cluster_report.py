@@ -199,3 +199,12 @@ def test_the_bench_fixes_one_task_slot_per_worker(tmp_path, monkeypatch):
         cluster.cluster_environment(settings, 18080, 2)["AIRFLOW__CELERY__WORKER_CONCURRENCY"]
         == "1"
     )
+
+
+def test_the_cluster_bench_refuses_a_system_it_does_not_know(tmp_path, monkeypatch):
+    from etl.bench.executors import ClusterBenchError, run_cluster_benchmark
+
+    monkeypatch.setenv("VARDFLYTT_HOME", str(tmp_path))
+    with pytest.raises(ClusterBenchError, match=r"no such system .*: elvsi"):
+        run_cluster_benchmark(100, postgres_url=None, broker_url=None, systems=("elvis", "elvsi"))
+    assert not (tmp_path / "bench").exists()  # nothing generated
