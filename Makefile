@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.8
 PATIENTS ?= 3000
 BENCH_PATIENTS ?= 20000
+BENCH_CLUSTER_PATIENTS ?= 10000
 FUZZ_SECONDS ?= 60
 FUZZ_READERS := delimited fixed_width hl7v2 xml jsonl
 
@@ -13,7 +14,7 @@ FUZZ_READERS := delimited fixed_width hl7v2 xml jsonl
 # where the environment sets PYTHONDONTWRITEBYTECODE: tests start hundreds of Python processes.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup demo test test-fast test-unit lint bench fuzz airflow cluster cluster-down lock clean
+.PHONY: setup demo test test-fast test-unit lint bench bench-cluster fuzz airflow cluster cluster-down lock clean
 
 setup: $(STAMP)
 
@@ -50,6 +51,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/vardflytt bench --patients $(BENCH_PATIENTS)
+
+# vardflytt_migrate through the LocalExecutor and the Celery cluster with 1 and 2 workers, side
+# by side, then the region's projection. Its own target: three Airflow starts and runs take
+# about half an hour on two cores (README, "The cutover window"). Needs PostgreSQL
+# (VARDFLYTT_BENCH_POSTGRES_URL) and Redis (VARDFLYTT_BENCH_BROKER_URL).
+bench-cluster: $(STAMP)
+	$(BIN)/vardflytt bench --cluster --patients $(BENCH_CLUSTER_PATIENTS)
+	$(BIN)/vardflytt bench --project
 
 # Coverage-guided fuzzing of each file reader against the physical count, FUZZ_SECONDS each;
 # findings land in var/fuzz/<reader>/ to become corpus cases. Outside CI and the lock: atheris

@@ -40,6 +40,8 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DATABASE_VARIABLE = "VARDFLYTT_CLUSTER_DATABASE_URL"
 BROKER_VARIABLE = "VARDFLYTT_CLUSTER_BROKER_URL"
 WORKER_NAME_VARIABLE = "VARDFLYTT_WORKER_NAME"
+# Task slots per worker when set (the bench fixes one, so 1 -> 2 workers measures scaling).
+CONCURRENCY_VARIABLE = "VARDFLYTT_CLUSTER_WORKER_CONCURRENCY"
 STATE_FILE = "cluster.json"
 SECRETS_FILE = "secrets.json"
 # The components besides the workers, in start order: the api-server first, since every other
@@ -159,6 +161,8 @@ def cluster_environment(settings: Settings, api_port: int, workers: int) -> dict
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(root / "logs" / "airflow"),
         }
     )
+    if environment.get(CONCURRENCY_VARIABLE):
+        environment["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = environment[CONCURRENCY_VARIABLE]
     from etl.core import residency
 
     residency.check_airflow(environment, settings)

@@ -26,6 +26,9 @@ The package, by section: ``figures`` (constants and the pure summaries), ``envir
 (machine, git), ``memory`` (RSS sampling, timed blocks), ``migration`` (a run's stages and the
 child interpreters), ``dag_parse``, ``postgres`` (the PostgreSQL run and cutover figures),
 ``run`` (``run_benchmark``), ``report`` (the Rich tables); ``python -m etl.bench`` runs a child.
+``--cluster`` and ``--project`` have their own: ``executors`` (``vardflytt_migrate`` through the
+LocalExecutor and the Celery cluster with 1 and 2 workers), ``cluster_report`` (those runs side
+by side, the checks, Markdown) and ``projection`` (the region's load and cutover window, pure).
 """
 
 from __future__ import annotations

@@ -42,10 +42,89 @@ def bench(
     keep_files: Annotated[
         bool, typer.Option(help="Keep the run's estate, landing zone and core database.")
     ] = False,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Instead: vardflytt_migrate through the LocalExecutor and the Celery cluster "
+            "with 1 and 2 workers, side by side (needs PostgreSQL and Redis).",
+        ),
+    ] = False,
+    systems: Annotated[
+        list[str] | None,
+        typer.Option("--system", help="--cluster: a system to migrate (repeat; default four)."),
+    ] = None,
+    broker_url: Annotated[
+        str | None,
+        typer.Option(
+            help="--cluster: the Redis broker (default VARDFLYTT_BENCH_BROKER_URL, "
+            "else VARDFLYTT_TEST_REDIS_URL)."
+        ),
+    ] = None,
+    project: Annotated[
+        bool,
+        typer.Option(
+            "--project",
+            help="Instead: project the initial load and cutover window from the last results "
+            "(runs nothing new).",
+        ),
+    ] = False,
+    people: Annotated[int, typer.Option(help="--project: people in the region.")] = 1_700_000,
+    workers: Annotated[
+        list[int] | None, typer.Option("--workers", help="--project: a worker count (repeat).")
+    ] = None,
+    delta_fraction: Annotated[
+        float, typer.Option(help="--project: share of rows new or changed in the final delta.")
+    ] = 0.02,
+    core_rows_per_second: Annotated[
+        float | None,
+        typer.Option(
+            help="--project: core rows/s the core database takes (default: the PostgreSQL "
+            "bench's pipeline load rate in results.json, if any)."
+        ),
+    ] = None,
+    verify_parallelism: Annotated[
+        int, typer.Option(help="--project: systems verified at once.")
+    ] = 1,
+    freeze_minutes: Annotated[
+        float, typer.Option(help="--project: the owners' time to make legacy read-only.")
+    ] = 0.0,
+    commit_minutes: Annotated[
+        float, typer.Option(help="--project: the time to switch over after commit.")
+    ] = 0.0,
+    serial_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="--project: Amdahl's serial fraction (default: fitted to the measured 1 -> 2 "
+            "worker speedup)."
+        ),
+    ] = None,
 ) -> None:
-    """Time and size the migration: generation, each stage per system, peak memory, DAG parse."""
+    """Time and size the migration: generation, each stage per system, peak memory, DAG parse.
+    With --cluster: LocalExecutor vs Celery with 1 and 2 workers. With --project: the region's
+    initial load and cutover window from those figures."""
     from etl.bench import RESULTS_FILE, result_tables, run_benchmark
 
+    if project:
+        from etl.bench.projection import WORKERS, Assumptions
+
+        _bench_project(
+            work_dir,
+            Assumptions(
+                people=people,
+                workers=tuple(workers or WORKERS),
+                delta_fraction=delta_fraction,
+                verify_parallelism=verify_parallelism,
+                freeze_seconds=freeze_minutes * 60,
+                commit_seconds=commit_minutes * 60,
+                serial_fraction=serial_fraction,
+            ),
+            core_rows_per_second,
+        )
+        return
+    if cluster:
+        _bench_cluster(patients, work_dir, postgres_url, broker_url, systems, keep_files)
+        return
     results = run_benchmark(
         patients,
         chunk_rows=chunk_rows,
@@ -70,6 +149,80 @@ def bench(
         console.print(f"[red]{problem}[/red]")
     if results["problems"]:
         raise typer.Exit(1)
+
+
+def _bench_cluster(
+    patients: int,
+    work_dir: Path | None,
+    postgres_url: str | None,
+    broker_url: str | None,
+    systems: list[str] | None,
+    keep_files: bool,
+) -> None:
+    from etl.bench.cluster_report import cluster_markdown, cluster_table
+    from etl.bench.executors import (
+        CLUSTER_MARKDOWN_FILE,
+        CLUSTER_RESULTS_FILE,
+        CLUSTER_SYSTEMS,
+        ClusterBenchError,
+        broker_from_environment,
+        run_cluster_benchmark,
+    )
+
+    try:
+        results = run_cluster_benchmark(
+            patients,
+            postgres_url=postgres_url,
+            broker_url=broker_url or broker_from_environment(),
+            systems=tuple(systems or CLUSTER_SYSTEMS),
+            work_dir=work_dir,
+            keep_files=keep_files,
+            log=lambda message: console.log(message, highlight=False),
+        )
+    except ClusterBenchError as error:
+        console.print(f"[red]cluster bench not run[/red]: {error}")
+        raise typer.Exit(2) from None
+    console.print(cluster_table(results))
+    folder = Path(results["parameters"]["work_dir"])
+    (folder / CLUSTER_MARKDOWN_FILE).write_text(cluster_markdown(results), "utf-8")
+    console.print(f"results: {folder / CLUSTER_RESULTS_FILE}, {folder / CLUSTER_MARKDOWN_FILE}")
+    for problem in results["problems"]:
+        console.print(f"[red]{problem}[/red]")
+    if results["problems"]:
+        raise typer.Exit(1)
+
+
+def _bench_project(work_dir: Path | None, assumptions, core_rows_per_second: float | None) -> None:
+    """The projection from the results files in the bench folder; nothing is run."""
+    import dataclasses
+    import json
+
+    from etl.batch import write_json
+    from etl.bench import RESULTS_FILE
+    from etl.bench.cluster_report import projection_markdown, projection_table
+    from etl.bench.executors import CLUSTER_RESULTS_FILE
+    from etl.bench.projection import inputs_from_results, project
+
+    folder = Path(work_dir or get_settings().home / "bench")
+    cluster_file, bench_file = folder / CLUSTER_RESULTS_FILE, folder / RESULTS_FILE
+    if not cluster_file.exists():
+        console.print(f"[red]no {cluster_file}[/red]: run `vardflytt bench --cluster` first")
+        raise typer.Exit(2)
+    bench_results = json.loads(bench_file.read_text("utf-8")) if bench_file.exists() else None
+    try:
+        measured = inputs_from_results(json.loads(cluster_file.read_text("utf-8")), bench_results)
+        if core_rows_per_second is not None:
+            measured = dataclasses.replace(measured, core_rows_per_second=core_rows_per_second)
+        projection = project(measured, assumptions).to_dict()
+    except ValueError as error:
+        console.print(f"[red]no projection[/red]: {error}")
+        raise typer.Exit(2) from None
+    console.print(projection_table(projection))
+    for line in projection["assumptions"]:
+        console.print(f"- {line}")
+    write_json(folder / "projection.json", {"measured": dataclasses.asdict(measured), **projection})
+    (folder / "projection.md").write_text(projection_markdown(projection), "utf-8")
+    console.print(f"projection: {folder / 'projection.json'}, {folder / 'projection.md'}")
 
 
 # --- reports for data stewards (counts, codes and masked shapes only) ---------------------------
