@@ -67,13 +67,13 @@ FAULT_TOLERANCE = {
     # Airflow's default: a try without a heartbeat for 5 minutes is dead. Shorter risks failing
     # a live try whose supervisor was stalled (a long garbage collection, a saturated host).
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "300",
-    # With late acknowledgement Redis gives an unacknowledged message to another worker after
-    # this long. It must exceed the longest task (a whole system's load at region scale takes
-    # hours): a shorter one hands a running task to a second worker, whose refused start then
-    # reports the live try as failed. A killed worker's message, redelivered this late, finds
-    # its try long retried and does nothing (its task instance id is gone). Celery's own default
-    # is 1 h, Airflow's 24 h; 6 h is above any one task at region scale: raise it if a task can
-    # run longer.
+    # With late acknowledgement Redis hands a message nobody acknowledged to another worker
+    # after this long. It plays no part in recovering a dead worker's task (the two settings
+    # above do): the killed try's message, redelivered, finds the try still running (Airflow
+    # drops such a duplicate) or already retried under a new id (it fails to start, harmlessly).
+    # So it only has to exceed the longest task, or a live task's message is handed out again
+    # for nothing. Celery's default is 1 h, Airflow's 24 h; 6 h is above any one task at region
+    # scale (a system's load): raise it if a task can run longer.
     "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
 }
 
