@@ -17,6 +17,15 @@ vardflytt_airflow``, created when missing) and ``VARDFLYTT_CLUSTER_BROKER_URL`` 
 Each worker sets ``[core] hostname_callable`` to :func:`worker_hostname`, so a task instance's
 ``hostname`` is the worker that ran it (``worker1``), not the machine's name that every local
 worker shares: the tests read from it which worker ran what.
+
+A worker that dies (SIGKILL, a lost host) takes its running task with it. Airflow 3 recovers it
+as a retry, not as a redelivery: the dead try stays ``running`` in the metadata database, so
+the execution API refuses to start it a second time (409) even when the broker hands its message
+to another worker; the scheduler fails the try once no heartbeat came for
+``[scheduler] task_instance_heartbeat_timeout``, and the next try (a new task instance id) is
+queued to any worker after ``[core] default_task_retry_delay``. Every task is idempotent per
+batch, so a retry converges to the core an undisturbed run gives (tests/integration/
+test_cluster.py proves it byte for byte). See :data:`FAULT_TOLERANCE` for the values.
 """
 
 from __future__ import annotations
@@ -48,6 +57,27 @@ SECRETS_FILE = "secrets.json"
 # component (and every task) talks to its execution API.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 STOP_GRACE_SECONDS = 30.0
+# How a dead worker's task is recovered (module docstring), for a region's production cluster.
+# Each is only a default: the operator's environment (and the fault test, which wants seconds
+# instead of minutes) may set the variable itself.
+FAULT_TOLERANCE = {
+    # A try whose worker died fails, and runs again on a live worker (tasks are idempotent per
+    # batch). Two retries: one lost host, and one more for a second fault while it recovers.
+    "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
+    # Airflow's default (300 s) waits five minutes per retry; a freeze window is hours.
+    "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "60",
+    # Airflow's default: a try without a heartbeat for 5 minutes is dead. Shorter risks failing
+    # a live try whose supervisor was stalled (a long garbage collection, a saturated host).
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "300",
+    # With late acknowledgement Redis hands a message nobody acknowledged to another worker
+    # after this long. It plays no part in recovering a dead worker's task (the two settings
+    # above do): the killed try's message, redelivered, finds the try still running (Airflow
+    # drops such a duplicate) or already retried under a new id (it fails to start, harmlessly).
+    # So it only has to exceed the longest task, or a live task's message is handed out again
+    # for nothing. Celery's default is 1 h, Airflow's 24 h; 6 h is above any one task at region
+    # scale (a system's load): raise it if a task can run longer.
+    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
+}
 
 
 class ClusterError(RuntimeError):
@@ -163,6 +193,8 @@ def cluster_environment(settings: Settings, api_port: int, workers: int) -> dict
     )
     if environment.get(CONCURRENCY_VARIABLE):
         environment["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = environment[CONCURRENCY_VARIABLE]
+    for name, value in FAULT_TOLERANCE.items():
+        environment.setdefault(name, value)
     from etl.core import residency
 
     residency.check_airflow(environment, settings)
@@ -417,7 +449,7 @@ def status(settings: Settings) -> list[Health]:
     health = []
     for process in state.processes:
         running = is_alive(process.pid)
-        detail = ""
+        detail = "" if running else "not running"
         if running and process.name == "api-server":
             running = api_healthy(state.api_url)
             detail = state.api_url if running else f"{state.api_url} does not answer"
@@ -431,6 +463,51 @@ def status(settings: Settings) -> list[Health]:
             detail = detail or ("answers on the broker" if running else "no answer on the broker")
         health.append(Health(process.name, process.pid, running, detail))
     return health
+
+
+def kill_worker(
+    settings: Settings, name: str, signal_number: int = signal.SIGKILL, timeout: float = 30.0
+) -> Process:
+    """Send ``signal_number`` to a worker and every process under it, as a lost host would end
+    them, and wait until its main process is gone. For fault tests and drills; ``status`` then
+    reports it down.
+
+    The worker's process group is not enough: Airflow's task supervisor puts each task's runner
+    in a group of its own, which would outlive the worker as an orphan still writing. So the
+    group is stopped first (nothing forks any more), then every descendant and the group get
+    the signal."""
+    import psutil
+
+    state = read_state(settings)
+    if state is None:
+        raise ClusterError("no cluster: start one with `vardflytt cluster up`")
+    workers = {p.name: p for p in state.processes if p.name in worker_names(state.workers)}
+    if name not in workers:
+        raise ClusterError(f"no worker {name!r} in this cluster (workers: {', '.join(workers)})")
+    process = workers[name]
+    _signal_group(process.pid, signal.SIGSTOP)
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            child.suspend()
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            child.send_signal(signal_number)
+    _signal_group(process.pid, signal_number)
+    if signal_number != signal.SIGKILL:  # a stopped process acts on other signals once resumed
+        _signal_group(process.pid, signal.SIGCONT)
+        for child in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                child.resume()
+    deadline = time.monotonic() + timeout
+    while is_alive(process.pid):
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{name} (pid {process.pid}) still runs {timeout:.0f} s after it")
+        time.sleep(0.1)
+    return process
 
 
 def down(settings: Settings, grace_seconds: float = STOP_GRACE_SECONDS, echo=print) -> list[str]:

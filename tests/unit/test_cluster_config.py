@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import stat
+import sys
 
 import pytest
 
@@ -71,3 +74,54 @@ def test_a_worker_reports_its_own_name_as_the_task_hostname(monkeypatch):
     assert cluster.worker_hostname() == "worker7"
     monkeypatch.delenv(cluster.WORKER_NAME_VARIABLE)
     assert cluster.worker_hostname() != "worker7"
+
+
+def test_a_dead_workers_task_is_retried_with_production_values_the_operator_may_change(
+    settings, monkeypatch
+):
+    environment = cluster.cluster_environment(settings, 18080, 2)
+    for name, value in cluster.FAULT_TOLERANCE.items():
+        assert environment[name] == value, name
+    assert int(environment["AIRFLOW__CORE__DEFAULT_TASK_RETRIES"]) >= 1
+    monkeypatch.setenv("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "30")
+    changed = cluster.cluster_environment(settings, 18080, 2)
+    assert changed["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "30"
+
+
+def test_kill_worker_ends_the_worker_and_a_task_runner_in_a_group_of_its_own(settings):
+    """As Airflow's supervisor does, the worker's child runs in its own process group: killing
+    the worker's group alone would leave it running, an orphan still writing."""
+    import json
+    import time
+
+    import psutil
+
+    root = cluster.cluster_root(settings)
+    child_pid = root / "child.pid"
+    code = (
+        "import subprocess, sys, time, pathlib;"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'],"
+        " process_group=0);"
+        f"pathlib.Path({str(child_pid)!r}).write_text(str(child.pid)); time.sleep(300)"
+    )
+    worker = cluster._start("worker1", [sys.executable, "-c", code], dict(os.environ), root)
+    state = cluster.ClusterState("http://127.0.0.1:1", "db", "broker", 1, time.time(), [worker])
+    cluster._write_state(root, state)
+    deadline = time.monotonic() + 30
+    while not child_pid.exists():
+        assert time.monotonic() < deadline, "the worker never started its child"
+        time.sleep(0.05)
+    child = psutil.Process(int(child_pid.read_text()))
+    assert os.getpgid(child.pid) != os.getpgid(worker.pid)
+
+    killed = cluster.kill_worker(settings, "worker1")
+
+    assert killed.pid == worker.pid and not cluster.is_alive(worker.pid)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        child.wait(timeout=10)  # not this process's child: its exit code is not ours to read
+    assert not child.is_running()
+    [health] = cluster.status(settings)
+    assert (health.name, health.is_running, health.detail) == ("worker1", False, "not running")
+    with pytest.raises(cluster.ClusterError, match="no worker 'scheduler'"):
+        cluster.kill_worker(settings, "scheduler")
+    assert json.loads((root / cluster.STATE_FILE).read_text())["workers"] == 1

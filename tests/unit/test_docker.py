@@ -83,6 +83,8 @@ def test_the_stack_runs_with_the_settings_the_celery_test_uses(compose, tmp_path
     environment = compose["x-airflow-common"]["environment"]
     for name in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CELERY__TASK_ACKS_LATE"):
         assert environment[name] == tested[name], name
+    for name, value in cluster.FAULT_TOLERANCE.items():  # how a dead worker's task recovers
+        assert environment[name] == value, name
     # every secret the local cluster generates or configures comes from a file here
     for name in (
         "AIRFLOW__CORE__FERNET_KEY",
