@@ -193,6 +193,10 @@ def cluster_environment(settings: Settings, api_port: int, workers: int) -> dict
     )
     if environment.get(CONCURRENCY_VARIABLE):
         environment["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = environment[CONCURRENCY_VARIABLE]
+    # The scheduler's cap on running tasks covers every worker's slots, never fewer.
+    slots = workers * int(environment["AIRFLOW__CELERY__WORKER_CONCURRENCY"])
+    parallelism = int(environment.get("AIRFLOW__CORE__PARALLELISM", "0"))
+    environment["AIRFLOW__CORE__PARALLELISM"] = str(max(parallelism, slots))
     for name, value in FAULT_TOLERANCE.items():
         environment.setdefault(name, value)
     from etl.core import residency

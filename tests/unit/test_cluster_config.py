@@ -125,3 +125,13 @@ def test_kill_worker_ends_the_worker_and_a_task_runner_in_a_group_of_its_own(set
     with pytest.raises(cluster.ClusterError, match="no worker 'scheduler'"):
         cluster.kill_worker(settings, "scheduler")
     assert json.loads((root / cluster.STATE_FILE).read_text())["workers"] == 1
+
+
+@pytest.mark.parametrize("workers, concurrency", [(2, "1"), (4, "3")])
+def test_the_scheduler_lets_every_workers_slots_run(settings, monkeypatch, workers, concurrency):
+    """Parallelism caps running tasks across the whole cluster: below the workers' slots it
+    would leave workers idle (it used to follow this machine's cores alone)."""
+    monkeypatch.setenv(cluster.CONCURRENCY_VARIABLE, concurrency)
+    environment = cluster.cluster_environment(settings, 18080, workers)
+    assert environment["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == concurrency
+    assert int(environment["AIRFLOW__CORE__PARALLELISM"]) >= workers * int(concurrency)
