@@ -304,8 +304,8 @@ def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> En
                 f"INSERT INTO {history} (history_batch_id, history_op, {column_list}) "
                 f"SELECT :b, 'delete', {prefixed} FROM {core} t WHERE t.{key} IN ({gone}) "
                 # a row this batch wrote itself is undone by its batch id, or its 'update' row
-                f"AND t.batch_id <> :b AND NOT EXISTS (SELECT 1 FROM {history} h WHERE h.history_batch_id = :b "
-                f"AND h.{key} = t.{key})"
+                f"AND t.batch_id <> :b AND NOT EXISTS (SELECT 1 FROM {history} h "
+                f"WHERE h.history_batch_id = :b AND h.{key} = t.{key})"
             ),
             {"b": batch_id, "e": entity},
         )

@@ -289,3 +289,17 @@ def test_insert_history_rows_of_earlier_versions_are_still_rolled_back(migrated)
         rollback(connection, "d1")
     assert _sums(engine) == before
     assert _history_ops(engine, "d1") == []
+
+
+def test_a_row_a_batch_inserts_and_deletes_is_not_restored_by_its_rollback(migrated):
+    """The deleted row's undo is its batch id (it did not exist before): no 'delete' history."""
+    _settings, engine, _empty = migrated
+    before = _sums(engine)
+    _stage_change(engine, "d1", _diagnosis_ids(engine, 1), new=1, delete_ids=["d1-new-000"])
+    with engine.begin() as connection:
+        counts = promote(connection, "d1", ORDER).entities["diagnosis"]
+    assert (counts.inserted, counts.deleted) == (1, 1)
+    assert _history_ops(engine, "d1") == ["update"]
+    with engine.begin() as connection:
+        rollback(connection, "d1")
+    assert _sums(engine) == before
