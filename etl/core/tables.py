@@ -209,7 +209,7 @@ quarantine_decision = sa.Table(
 # --- staged, reversible promotion (cutovers) ---------------------------------------------------
 # Loads land in ``staged_<entity>`` tagged with their batch id; promotion moves one batch into the
 # core table in one transaction and keeps, in ``<entity>_history``, the previous version of every
-# row it overwrote or deleted (and the id of every row it inserted), so a rollback is exact.
+# row it overwrote or deleted (a row it inserted carries its batch id), so a rollback is exact.
 
 
 def _staged_table(model: type[CoreRecord]) -> sa.Table:
@@ -239,7 +239,8 @@ def _history_table(model: type[CoreRecord]) -> sa.Table:
         f"{model.entity}_history",
         metadata,
         sa.Column("history_batch_id", sa.Text, primary_key=True),
-        sa.Column("history_op", sa.Text, nullable=False),  # insert | update | delete
+        # update | delete (insert: rows inserted by batches promoted before batch-id undo)
+        sa.Column("history_op", sa.Text, nullable=False),
         *columns,
         sa.Index(f"ix_{model.entity}_history_id", model.id_field()),
     )

@@ -3,13 +3,14 @@
 - **Stage**: a batch's validated rows are bulk-copied (``COPY`` on PostgreSQL) into
   ``staged_<entity>``, tagged with the batch id. The core tables are not touched.
 - **Promote**: one transaction per batch. For each entity, the previous version of every core row
-  the batch changes (and the id of every row it inserts, and the whole row it deletes) is kept in
-  ``<entity>_history``; then a set-based upsert applies the batch, changing only rows whose
-  content hash differs. The batch gets the next promotion sequence number.
-- **Roll back**: one transaction per batch. Inserted rows are deleted, overwritten and deleted
-  rows restored from the history, so the core is identical to its state before the batch. A batch
-  whose rows a later batch changed again is refused, naming the later batches to roll back first
-  (or rolled back after them, in reverse order, with ``cascade``).
+  the batch overwrites (and the whole row it deletes) is kept in ``<entity>_history``; a row it
+  inserts needs no history row, its ``batch_id`` is its undo information. Then a set-based
+  upsert applies the batch, changing only rows whose content hash differs. The batch gets the
+  next promotion sequence number.
+- **Roll back**: one transaction per batch. The core rows carrying its batch id are deleted,
+  overwritten and deleted rows restored from the history, so the core is identical to its state
+  before the batch. A batch whose rows a later batch changed again is refused, naming the later
+  batches to roll back first (or rolled back after them, in reverse order, with ``cascade``).
 
 A process killed anywhere inside promotion or rollback leaves nothing half-applied: the
 transaction never commits, and a retry converges to the same state (promotion of an already
@@ -267,26 +268,21 @@ def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> En
             ),
             {"b": batch_id},
         ).rowcount
-        result.inserted = connection.execute(
-            sa.text(
-                f"INSERT INTO {history} (history_batch_id, history_op, {key}) "
-                f"SELECT :b, 'insert', s.{key} FROM {staged} s WHERE s.batch_id = :b "
-                f"AND NOT EXISTS (SELECT 1 FROM {core} t WHERE t.{key} = s.{key})"
-            ),
-            {"b": batch_id},
-        ).rowcount
         fault_point(f"promote:{entity}:history")
         updates = ", ".join(
             f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != model.id_field()
         )
-        connection.execute(
+        # The rows it inserts carry the batch id: that is their undo information (rollback
+        # deletes the core rows of the batch), so they need no history row.
+        written = connection.execute(
             sa.text(
                 f"INSERT INTO {core} ({column_list}) SELECT {column_list} FROM {staged} "
                 f"WHERE batch_id = :b ON CONFLICT ({key}) DO UPDATE SET {updates} "
                 f"WHERE {core}.content_hash <> excluded.content_hash"
             ),
             {"b": batch_id},
-        )
+        ).rowcount
+        result.inserted = written - result.updated
         result.verified = _count(
             connection,
             f"SELECT count(*) FROM {core} t JOIN {staged} s ON t.{key} = s.{key} "
@@ -307,8 +303,9 @@ def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> En
             sa.text(
                 f"INSERT INTO {history} (history_batch_id, history_op, {column_list}) "
                 f"SELECT :b, 'delete', {prefixed} FROM {core} t WHERE t.{key} IN ({gone}) "
-                f"AND NOT EXISTS (SELECT 1 FROM {history} h WHERE h.history_batch_id = :b "
-                f"AND h.{key} = t.{key})"
+                # a row this batch wrote itself is undone by its batch id, or its 'update' row
+                f"AND t.batch_id <> :b AND NOT EXISTS (SELECT 1 FROM {history} h "
+                f"WHERE h.history_batch_id = :b AND h.{key} = t.{key})"
             ),
             {"b": batch_id, "e": entity},
         )
@@ -355,10 +352,18 @@ def promote(connection: sa.Connection, batch_id: str, entities: Iterable[str]) -
     return report
 
 
-def _touched_ids(entity: str, batch_id: str) -> sa.Select[Any]:
-    history = HISTORY_TABLES[entity]
-    key = history.c[ENTITIES[entity].id_field()]
-    return sa.select(key).where(history.c.history_batch_id == batch_id)
+def _touched_ids(entity: str, batch_id: str) -> sa.CompoundSelect[Any]:
+    """Ids of the core rows a batch changed: those in its history (rows it overwrote or
+    deleted; rows it inserted, for batches promoted before migration 0007), the core rows that
+    carry its batch id (rows it inserted or overwrote), and rows it wrote that a later batch
+    overwrote or deleted since (their previous version, in that batch's history, has its id)."""
+    history, core = HISTORY_TABLES[entity], ENTITY_TABLES[entity]
+    key = ENTITIES[entity].id_field()
+    return sa.union(
+        sa.select(history.c[key]).where(history.c.history_batch_id == batch_id),
+        sa.select(core.c[key]).where(core.c.batch_id == batch_id),
+        sa.select(history.c[key]).where(history.c.batch_id == batch_id),
+    )
 
 
 def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict[str, Any]]:
@@ -375,14 +380,13 @@ def later_conflicts(connection: sa.Connection, batch_id: str) -> list[dict[str, 
     conflicts = []
     for other in later:
         shared = 0
-        for entity, history in HISTORY_TABLES.items():
-            key = history.c[ENTITIES[entity].id_field()]
+        for entity in HISTORY_TABLES:
+            theirs = _touched_ids(entity, other.batch_id).subquery()
+            mine = _touched_ids(entity, batch_id)
+            key = theirs.c[ENTITIES[entity].id_field()]
             shared += int(
                 connection.execute(
-                    sa.select(sa.func.count()).where(
-                        (history.c.history_batch_id == other.batch_id)
-                        & key.in_(_touched_ids(entity, batch_id))
-                    )
+                    sa.select(sa.func.count()).select_from(theirs).where(key.in_(mine))
                 ).scalar_one()
             )
         if shared:
@@ -484,12 +488,13 @@ def _rollback_entity(connection: sa.Connection, entity: str, batch_id: str) -> E
     key = quote(model.id_field())
     column_list = ", ".join(quote(c.name) for c in ENTITY_TABLES[entity].columns)
     result = EntityPromotion(entity)
-    touched = _count(
-        connection, f"SELECT count(*) FROM {history} WHERE history_batch_id = :b", b=batch_id
-    )
-    if not touched:
-        return result
+    # The rows the batch inserted or overwrote carry its batch id (no later batch changed them
+    # again: rollback() checked). History rows of kind 'insert' come from batches promoted by
+    # earlier versions, which kept one per inserted row instead.
     result.deleted = connection.execute(
+        sa.text(f"DELETE FROM {core} WHERE batch_id = :b"), {"b": batch_id}
+    ).rowcount
+    result.deleted += connection.execute(
         sa.text(
             f"DELETE FROM {core} WHERE {key} IN "
             f"(SELECT {key} FROM {history} WHERE history_batch_id = :b)"

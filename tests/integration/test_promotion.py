@@ -203,3 +203,96 @@ def test_a_staged_batch_waits_for_promotion(small_estate, settings_for, core_url
     assert all(row["is_verified"] for row in promoted["accounting"])
     again = pipeline.promote("melior", "w", settings=settings)
     assert again["accounting"] == promoted["accounting"]
+
+
+def _history_ops(engine, batch_id: str) -> list[str]:
+    history = HISTORY_TABLES["diagnosis"]
+    with engine.connect() as connection:
+        return sorted(
+            connection.execute(
+                sa.select(history.c.history_op).where(history.c.history_batch_id == batch_id)
+            ).scalars()
+        )
+
+
+def test_rows_a_batch_inserts_are_undone_by_their_batch_id_without_history_rows(migrated):
+    _settings, engine, _empty = migrated
+    before = _sums(engine)
+    _stage_change(engine, "d1", _diagnosis_ids(engine, 2), new=4, delete_ids=[])
+    with engine.begin() as connection:
+        counts = promote(connection, "d1", ORDER).entities["diagnosis"]
+    assert (counts.updated, counts.inserted, counts.verified) == (2, 4, 6)
+    assert _history_ops(engine, "d1") == ["update", "update"]
+    with engine.connect() as connection:
+        carried = connection.execute(
+            sa.text("SELECT count(*) FROM diagnosis WHERE batch_id = 'd1'")
+        ).scalar_one()
+    assert carried == 6
+    with engine.begin() as connection:
+        undone = rollback(connection, "d1")[0].entities["diagnosis"]
+    assert (undone.deleted, undone.updated) == (6, 2)
+    assert _sums(engine) == before
+
+
+def test_rows_a_batch_inserted_then_changed_or_deleted_later_block_its_rollback(migrated):
+    _settings, engine, _empty = migrated
+    before = _sums(engine)
+    _stage_change(engine, "d1", _diagnosis_ids(engine, 1), new=3, delete_ids=[])
+    with engine.begin() as connection:
+        promote(connection, "d1", ORDER)
+    # d2 overwrites two rows d1 inserted; d3 deletes the third (and changes an unrelated row).
+    _stage_change(engine, "d2", ["d1-new-000", "d1-new-001"], new=0, delete_ids=[])
+    with engine.begin() as connection:
+        promote(connection, "d2", ORDER)
+    _stage_change(engine, "d3", _diagnosis_ids(engine, 1, 60), new=0, delete_ids=["d1-new-002"])
+    with engine.begin() as connection:
+        assert promote(connection, "d3", ORDER).entities["diagnosis"].deleted == 1
+
+    with pytest.raises(PromotionError) as excinfo, engine.begin() as connection:
+        rollback(connection, "d1")
+    message = str(excinfo.value)
+    assert "d3 (melior, wave w-test, 1 shared rows)" in message
+    assert "d2 (melior, wave w-test, 2 shared rows)" in message
+
+    with engine.begin() as connection:
+        undone = rollback(connection, "d1", cascade=True)
+    assert [r.batch_id for r in undone] == ["d3", "d2", "d1"]
+    assert _sums(engine) == before
+
+
+def test_insert_history_rows_of_earlier_versions_are_still_rolled_back(migrated):
+    """Batches promoted before the batch id became the undo information kept an 'insert' row."""
+    _settings, engine, _empty = migrated
+    before = _sums(engine)
+    _stage_change(engine, "d1", _diagnosis_ids(engine, 1), new=2, delete_ids=[])
+    with engine.begin() as connection:
+        promote(connection, "d1", ORDER)
+        connection.execute(
+            HISTORY_TABLES["diagnosis"].insert(),
+            [
+                {
+                    "history_batch_id": "d1",
+                    "history_op": "insert",
+                    "diagnosis_id": f"d1-new-{i:03d}",
+                }
+                for i in range(2)
+            ],
+        )
+    with engine.begin() as connection:
+        rollback(connection, "d1")
+    assert _sums(engine) == before
+    assert _history_ops(engine, "d1") == []
+
+
+def test_a_row_a_batch_inserts_and_deletes_is_not_restored_by_its_rollback(migrated):
+    """The deleted row's undo is its batch id (it did not exist before): no 'delete' history."""
+    _settings, engine, _empty = migrated
+    before = _sums(engine)
+    _stage_change(engine, "d1", _diagnosis_ids(engine, 1), new=1, delete_ids=["d1-new-000"])
+    with engine.begin() as connection:
+        counts = promote(connection, "d1", ORDER).entities["diagnosis"]
+    assert (counts.inserted, counts.deleted) == (1, 1)
+    assert _history_ops(engine, "d1") == ["update"]
+    with engine.begin() as connection:
+        rollback(connection, "d1")
+    assert _sums(engine) == before
