@@ -34,8 +34,9 @@ demo: $(STAMP)
 
 # Every test, one pytest-xdist worker per core; a test file stays on one worker (--dist
 # loadfile), so its module-scoped fixtures (migrated Airflow homes, loaded cores) are built once.
+# --durations: the 25 slowest, printed every run, to see where the suite's time goes.
 test: $(STAMP)
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n auto --dist loadfile --durations=25
 
 # The developer loop: the unit and DAG tests without the slow ones (see SLOW in tests/conftest.py).
 test-fast: $(STAMP)
