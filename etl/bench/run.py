@@ -17,6 +17,7 @@ from etl.bench.environment import git_info, machine_info
 from etl.bench.figures import (
     BENCH_SEED,
     RESULTS_FILE,
+    RESULTS_MARKDOWN,
     SYSTEMS,
     build_results,
     compare_chunk_sizes,
@@ -24,9 +25,12 @@ from etl.bench.figures import (
     rows_per_second,
     to_mib,
 )
+from etl.bench.goals import as_dicts, postgres_run, run_goals, throughput
+from etl.bench.markdown import results_markdown
 from etl.bench.memory import RssSampler, measure
 from etl.bench.migration import _in_process_run, _run_child, bench_settings, warm_imports
 from etl.bench.postgres import _postgres_run
+from etl.bench.startup import measure_startup
 from etl.settings import get_settings
 
 
@@ -38,6 +42,8 @@ def run_benchmark(
     postgres_url: str | None = None,
     compare_chunks: bool = False,
     dag_parse_repeats: int = 3,
+    startup_repeats: int = 3,
+    with_dashboard: bool = True,
     seed: int = BENCH_SEED,
     keep_files: bool = False,
     log: Callable[[str], None] = lambda _message: None,
@@ -69,7 +75,8 @@ def run_benchmark(
         if dag_parse_repeats > 0
         else None
     )
-    dashboard = _dashboard(run_dir, problems, log)
+    dashboard = _dashboard(run_dir, problems, log) if with_dashboard else None
+    startup = _startup(startup_repeats, problems, log) if startup_repeats > 0 else None
 
     results = build_results(
         parameters={
@@ -98,6 +105,7 @@ def run_benchmark(
         problems=problems,
     )
     results["dashboard"] = dashboard
+    add_goals(results, startup)
     _write_results(results, work_dir, run_dir, keep_files or bool(problems))
     return results
 
@@ -265,9 +273,28 @@ def _dashboard(run_dir: Path, problems: list[str], log: Callable[[str], None]) -
         return {"error": f"{type(error).__name__}: {error}"}
 
 
+def add_goals(results: dict[str, Any], startup: dict[str, Any] | None) -> None:
+    """Start-up cost, the same final rows four ways, and issue 15's goals with PASS/MISS."""
+    results["startup"] = startup
+    run = postgres_run(results)
+    results["throughput"] = throughput(run) if run else None
+    results["goals"] = as_dicts(run_goals(results))
+
+
+def _startup(repeats: int, problems: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+    log(f"start-up cost: fresh interpreters ({repeats} each, after a warm-up)")
+    try:
+        return measure_startup(repeats)
+    except Exception as error:
+        problems.append(f"start-up timing failed: {error}")
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
 def _write_results(results: dict[str, Any], work_dir: Path, run_dir: Path, is_kept: bool) -> None:
-    """``results.json`` in the work folder; the run's files kept (with a copy) or removed."""
+    """``results.json`` and ``results.md`` in the work folder; the run's files kept (with a
+    copy) or removed."""
     write_json(work_dir / RESULTS_FILE, results)
+    (work_dir / RESULTS_MARKDOWN).write_text(results_markdown(results), "utf-8")
     if is_kept:  # kept for inspection (always, when something failed)
         write_json(run_dir / RESULTS_FILE, results)
     else:

@@ -39,6 +39,13 @@ def bench(
     dag_parse_repeats: Annotated[
         int, typer.Option(help="Fresh interpreters timing the parse of dags/ (0: skip).")
     ] = 3,
+    startup_repeats: Annotated[
+        int,
+        typer.Option(help="Fresh interpreters timing each start-up command (0: skip)."),
+    ] = 3,
+    dashboard: Annotated[
+        bool, typer.Option(help="Also time the dashboard's pages over a synthetic history.")
+    ] = True,
     keep_files: Annotated[
         bool, typer.Option(help="Keep the run's estate, landing zone and core database.")
     ] = False,
@@ -104,6 +111,7 @@ def bench(
     With --cluster: LocalExecutor vs Celery with 1 and 2 workers. With --project: the region's
     initial load and cutover window from those figures."""
     from etl.bench import RESULTS_FILE, result_tables, run_benchmark
+    from etl.bench.figures import RESULTS_MARKDOWN
 
     if project:
         from etl.bench.projection import WORKERS, Assumptions
@@ -132,6 +140,8 @@ def bench(
         postgres_url=postgres_url,
         compare_chunks=compare_chunks,
         dag_parse_repeats=dag_parse_repeats,
+        startup_repeats=startup_repeats,
+        with_dashboard=dashboard,
         keep_files=keep_files,
         log=lambda message: console.log(message, highlight=False),
     )
@@ -144,7 +154,10 @@ def bench(
         f"{machine['platform']}; commit {git['commit'] or 'unknown'}{local_changes}; "
         f"bench wall time {results['wall_seconds']:.1f} s"
     )
-    console.print(f"results: {Path(results['parameters']['work_dir']) / RESULTS_FILE}")
+    console.print(
+        f"results: {Path(results['parameters']['work_dir']) / RESULTS_FILE} "
+        f"(table: {RESULTS_MARKDOWN})"
+    )
     for problem in results["problems"]:
         console.print(f"[red]{problem}[/red]")
     if results["problems"]:
