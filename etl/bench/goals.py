@@ -213,3 +213,41 @@ def goals_markdown(goals: list[dict[str, Any]]) -> str:
         target = f"{row['comparison']} {row['threshold']:g}"
         lines.append(f"| {row['description']} | {measured} | {target} | {row['status']} |")
     return "\n".join(lines) + "\n"
+
+
+def _comparable_run(results: dict[str, Any], backend: str) -> dict[str, Any] | None:
+    for run in results.get("runs", []):
+        if run.get("backend") == backend and not run.get("error") and run.get("process") == (
+            "this process"
+        ):
+            return run
+    return None
+
+
+def scale_report(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
+    """Two bench results (two sizes): the ratios of their PostgreSQL runs (SQLite when either
+    lacks one) and the scale goals."""
+    for backend in ("postgresql", "sqlite"):
+        small_run, large_run = _comparable_run(small, backend), _comparable_run(large, backend)
+        if small_run and large_run:
+            break
+    else:
+        raise ValueError("the two results have no finished run on the same backend to compare")
+    if small_run["chunk_rows"] != large_run["chunk_rows"]:
+        raise ValueError(
+            f"chunk sizes differ ({small_run['chunk_rows']} vs {large_run['chunk_rows']}): "
+            "memory at two sizes compares only at the same chunk size"
+        )
+    figures = scale_figures(small_run, large_run)
+    return {
+        "backend": backend,
+        "chunk_rows": small_run["chunk_rows"],
+        "small_patients": small["parameters"]["patients"],
+        "large_patients": large["parameters"]["patients"],
+        "small_rows": small_run["total"]["source_rows"],
+        "large_rows": large_run["total"]["source_rows"],
+        "small_seconds": {s: _stage_seconds(small_run, s) for s in figures["stages"]},
+        "large_seconds": {s: _stage_seconds(large_run, s) for s in figures["stages"]},
+        **figures,
+        "goals": as_dicts(scale_goals(figures)),
+    }

@@ -82,3 +82,52 @@ def results_markdown(results: dict[str, Any]) -> str:
     if results.get("goals"):
         parts += ["", "## Goals (issue 15)", "", goals_markdown(results["goals"]).rstrip()]
     return "\n".join(parts) + "\n"
+
+
+def peers_markdown(peers: dict[str, Any]) -> str:
+    """ELVIS through vardflytt (in process, command line) and dlt, with the peer goals."""
+    in_process, cli, dlt = peers["vardflytt_in_process"], peers["vardflytt_cli"], peers["dlt"]
+    lines = [
+        f"# ELVIS, {peers['patients']:,} people ({peers['source_rows']:,} source rows), "
+        f"chunk {peers['chunk_rows']:,}, same PostgreSQL server",
+        "",
+        "| tool | rows | wall s | CPU s | rows/s | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| vardflytt in process (extract -> verify) | {in_process['rows']:,} | "
+        f"{_num(in_process['seconds'])} | {_num(in_process['cpu_seconds'])} | "
+        f"{_num(in_process['rows_per_second'], 0)} | {_num(in_process['peak_rss_mib'], 1)} |",
+        f"| vardflytt command line (`vardflytt run elvis`) | {cli['rows']:,} | "
+        f"{_num(cli['wall_seconds'])} | {_num(cli['cpu_seconds'])} | "
+        f"{_num(cli['rows_per_second'], 0)} | - |",
+        f"| dlt {dlt['dlt_version']} in process (pipeline.run) | {dlt['rows']:,} | "
+        f"{_num(dlt['seconds'])} | {_num(dlt['cpu_seconds'])} | "
+        f"{_num(dlt['rows_per_second'], 0)} | {_num(dlt['peak_rss_mib'], 1)} |",
+        f"| dlt whole process (imports included) | {dlt['rows']:,} | "
+        f"{_num(dlt['process_wall_seconds'])} | {_num(dlt['process_cpu_seconds'])} | "
+        f"{_num(dlt['process_rows_per_second'], 0)} | {_num(dlt['peak_rss_mib'], 1)} |",
+        "",
+        goals_markdown(peers["goals"]).rstrip(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def scale_markdown(scale: dict[str, Any]) -> str:
+    """Two sizes side by side: seconds per stage, time and cost-per-row ratios, RSS ratio."""
+    lines = [
+        f"# Scale: {scale['small_patients']:,} vs {scale['large_patients']:,} people "
+        f"({scale['backend']}, chunk {scale['chunk_rows']:,})",
+        "",
+        f"Source rows {scale['small_rows']:,} -> {scale['large_rows']:,} "
+        f"(x{_num(scale['rows_ratio'], 2)}); peak RSS {_num(scale['small_peak_rss_mib'], 1)} -> "
+        f"{_num(scale['large_peak_rss_mib'], 1)} MiB (x{_num(scale['rss_ratio'], 3)}).",
+        "",
+        "| stage | small s | large s | time ratio | cost per row ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for stage, ratios in scale["stages"].items():
+        lines.append(
+            f"| {stage.replace('_', ' ')} | {_num(scale['small_seconds'][stage])} | "
+            f"{_num(scale['large_seconds'][stage])} | {_num(ratios['time_ratio'], 2)} | "
+            f"{_num(ratios['cost_per_row_ratio'], 3)} |"
+        )
+    return "\n".join([*lines, "", goals_markdown(scale["goals"]).rstrip()]) + "\n"

@@ -48,6 +48,14 @@ DLT_SCRIPT = PROJECT_ROOT / "bench" / "dlt_elvis.py"
 ELVIS_SQLITE = Path("elvis") / "elvis.sqlite"
 
 
+def elvis_tables(mappings: Path = PROJECT_ROOT / "mappings") -> list[str]:
+    """The tables ELVIS's mapping reads (``datasets.<name>.table`` of its system.yaml)."""
+    import yaml
+
+    system = yaml.safe_load((mappings / "elvis" / "system.yaml").read_text("utf-8"))
+    return [dataset["table"] for dataset in system["datasets"].values()]
+
+
 def dlt_destination(sqlalchemy_url: str) -> str:
     """The server as dlt's postgres destination takes it: a plain ``postgresql://`` URL with a
     password (dlt refuses credentials without one; a trust-authenticated server ignores it)."""
@@ -193,7 +201,6 @@ def run_peers(
     """ELVIS of one estate through vardflytt (in process, then the command line) and dlt."""
     import sqlalchemy as sa
 
-    from etl import pipeline
     from etl.bench.run import _generate
 
     if not Path(peers_python).exists():
@@ -205,7 +212,7 @@ def run_peers(
     estate = run_dir / "estate"
     generation, as_of = _generate(run_dir, estate, patients, BENCH_SEED, log)
     import_seconds = warm_imports()
-    tables = [d.table for d in pipeline.catalog().system("elvis").datasets.values()]
+    tables = elvis_tables()
     admin = sa.create_engine(postgres_url)
     schemas: list[str] = []
     try:
@@ -252,7 +259,7 @@ def run_peers(
         "run_dir": str(run_dir),
     }
     from etl.batch import write_json
-    from etl.bench.goals import peers_markdown
+    from etl.bench.markdown import peers_markdown
 
     write_json(work_dir / PEERS_FILE, results)
     (work_dir / PEERS_MARKDOWN).write_text(peers_markdown(results), "utf-8")

@@ -143,6 +143,7 @@ def _postgres_run(
     chunk_rows: int,
     as_of: dt.date,
     log: Callable[[str], None],
+    with_cutover: bool = True,
 ) -> dict[str, Any]:
     """Load into a fresh schema on the server; the schema is dropped afterwards in any case."""
     import sqlalchemy as sa
@@ -167,7 +168,8 @@ def _postgres_run(
                 core_url=redact_url(url),
                 schema=schema,
             )
-            result["cutover"] = cutover_figures(settings, "postgresql", log)
+            if with_cutover:
+                result["cutover"] = cutover_figures(settings, "postgresql", log)
             return result
         finally:
             core_engine(url).dispose()  # close pooled connections before dropping their schema

@@ -44,6 +44,8 @@ def run_benchmark(
     dag_parse_repeats: int = 3,
     startup_repeats: int = 3,
     with_dashboard: bool = True,
+    with_sqlite: bool = True,
+    with_cutover: bool = True,
     seed: int = BENCH_SEED,
     keep_files: bool = False,
     log: Callable[[str], None] = lambda _message: None,
@@ -66,7 +68,16 @@ def run_benchmark(
     log("importing the pipeline (timed apart)")
     import_seconds = warm_imports()
     runs = _migration_runs(
-        run_dir, estate, chunk_rows, as_of, postgres_url, import_seconds, problems, log
+        run_dir,
+        estate,
+        chunk_rows,
+        as_of,
+        postgres_url,
+        import_seconds,
+        problems,
+        log,
+        with_sqlite=with_sqlite,
+        with_cutover=with_cutover,
     )
     if compare_chunks:
         runs += _chunk_size_runs(run_dir, estate, chunk_rows, as_of, problems, log)
@@ -89,6 +100,8 @@ def run_benchmark(
             "run_dir": str(run_dir),
             "postgres_url": redact_url(postgres_url) if postgres_url else None,
             "compare_chunks": compare_chunks,
+            "with_sqlite": with_sqlite,
+            "with_cutover": with_cutover,
             "dag_parse_repeats": dag_parse_repeats,
             "import_seconds": import_seconds,
             "files_kept": keep_files or bool(problems),
@@ -149,8 +162,11 @@ def _migration_runs(
     import_seconds: float,
     problems: list[str],
     log: Callable[[str], None],
+    with_sqlite: bool = True,
+    with_cutover: bool = True,
 ) -> list[dict[str, Any]]:
-    """The migration in this process: on SQLite, then on PostgreSQL when a server is given."""
+    """The migration in this process: on SQLite (unless left out), then on PostgreSQL when a
+    server is given (with the COPY and to_sql peers unless ``with_cutover`` is false)."""
     targets: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         (
             "sqlite",
@@ -168,9 +184,13 @@ def _migration_runs(
         targets.append(
             (
                 "postgresql",
-                lambda: _postgres_run(postgres_url, run_dir, estate, chunk_rows, as_of, log),
+                lambda: _postgres_run(
+                    postgres_url, run_dir, estate, chunk_rows, as_of, log, with_cutover
+                ),
             )
         )
+    if not with_sqlite:
+        targets = [target for target in targets if target[0] != "sqlite"]
     runs = []
     for label, target in targets:
         try:

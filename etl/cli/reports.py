@@ -46,6 +46,33 @@ def bench(
     dashboard: Annotated[
         bool, typer.Option(help="Also time the dashboard's pages over a synthetic history.")
     ] = True,
+    sqlite: Annotated[
+        bool, typer.Option(help="Also migrate into SQLite (before PostgreSQL, same process).")
+    ] = True,
+    cutover: Annotated[
+        bool,
+        typer.Option(help="PostgreSQL: also plain COPY, to_sql and rollback of the same rows."),
+    ] = True,
+    peers: Annotated[
+        bool,
+        typer.Option(
+            "--peers",
+            help="Instead: ELVIS through vardflytt (in process, command line) and dlt, same "
+            "PostgreSQL server (needs --peers-python; `make bench-peers` sets it up).",
+        ),
+    ] = False,
+    peers_python: Annotated[
+        Path,
+        typer.Option(help="--peers: the interpreter of the virtualenv dlt is installed in."),
+    ] = Path("var/bench/peers-venv/bin/python"),
+    scale_compare: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--scale-compare",
+            help="Instead: two bench folders (small size first) whose results.json to compare "
+            "(memory and time per stage ratios); runs nothing.",
+        ),
+    ] = None,
     keep_files: Annotated[
         bool, typer.Option(help="Keep the run's estate, landing zone and core database.")
     ] = False,
@@ -133,6 +160,12 @@ def bench(
     if cluster:
         _bench_cluster(patients, work_dir, postgres_url, broker_url, systems, keep_files)
         return
+    if scale_compare:
+        _bench_scale(scale_compare, work_dir)
+        return
+    if peers:
+        _bench_peers(patients, peers_python, postgres_url, work_dir, chunk_rows)
+        return
     results = run_benchmark(
         patients,
         chunk_rows=chunk_rows,
@@ -142,6 +175,8 @@ def bench(
         dag_parse_repeats=dag_parse_repeats,
         startup_repeats=startup_repeats,
         with_dashboard=dashboard,
+        with_sqlite=sqlite,
+        with_cutover=cutover,
         keep_files=keep_files,
         log=lambda message: console.log(message, highlight=False),
     )
@@ -162,6 +197,61 @@ def bench(
         console.print(f"[red]{problem}[/red]")
     if results["problems"]:
         raise typer.Exit(1)
+
+
+def _bench_peers(
+    patients: int,
+    peers_python: Path,
+    postgres_url: str | None,
+    work_dir: Path | None,
+    chunk_rows: int | None,
+) -> None:
+    """ELVIS through vardflytt and dlt on the same server; peers.json and peers.md."""
+    from etl.bench.goals import NOT_MEASURED
+    from etl.bench.peers import PEERS_FILE, run_peers
+    from etl.bench.report import goals_table
+
+    if not postgres_url:
+        console.print("[red]--peers needs PostgreSQL[/red]: set VARDFLYTT_BENCH_POSTGRES_URL")
+        raise typer.Exit(2)
+    settings = get_settings()
+    folder = Path(work_dir or settings.home / "bench")
+    results = run_peers(
+        patients,
+        peers_python,
+        postgres_url,
+        folder,
+        chunk_rows or settings.chunk_rows,
+        log=lambda message: console.log(message, highlight=False),
+    )
+    console.print((folder / "peers.md").read_text("utf-8"))
+    console.print(goals_table(results["goals"], "issue 15 goals against dlt"))
+    console.print(f"results: {folder / PEERS_FILE}")
+    if any(goal["status"] == NOT_MEASURED for goal in results["goals"]):
+        raise typer.Exit(1)
+
+
+def _bench_scale(folders: list[Path], work_dir: Path | None) -> None:
+    """The scale ratios of two finished bench runs; scale.json and scale.md."""
+    import json
+
+    from etl.batch import write_json
+    from etl.bench import RESULTS_FILE
+    from etl.bench.goals import scale_report
+    from etl.bench.markdown import scale_markdown
+    from etl.bench.report import goals_table
+
+    if len(folders) != 2:
+        console.print("[red]--scale-compare takes two folders[/red] (the small size first)")
+        raise typer.Exit(2)
+    small, large = (json.loads((f / RESULTS_FILE).read_text("utf-8")) for f in folders)
+    scale = scale_report(small, large)
+    folder = Path(work_dir or get_settings().home / "bench")
+    write_json(folder / "scale.json", scale)
+    (folder / "scale.md").write_text(scale_markdown(scale), "utf-8")
+    console.print(scale_markdown(scale))
+    console.print(goals_table(scale["goals"], "issue 15 goals: scale"))
+    console.print(f"results: {folder / 'scale.json'}")
 
 
 def _bench_cluster(
