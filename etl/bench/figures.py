@@ -227,11 +227,7 @@ def summarize_run(
             # seconds is set for every stage
             "validation_share": share(stage_totals["validate"]["seconds"], e2e),  # type: ignore[arg-type]
         },
-        "to_sql": "pandas DataFrame.to_sql(method='multi', chunksize=TO_SQL_CHUNK_ROWS) of the same "
-    "final rows into empty copies of the core tables: the naive peer that validates nothing",
-    "plain_copy": "COPY (etl.load.bulk.bulk_insert) of the validated Parquet rows into empty "
-    "copies of the core tables (LIKE ... INCLUDING ALL): the floor a loader can reach",
-    "baseline_rss_mib": to_mib(timings[0].end_to_end.start_rss_bytes) if timings else None,
+        "baseline_rss_mib": to_mib(timings[0].end_to_end.start_rss_bytes) if timings else None,
         "ru_maxrss_mib": to_mib(process_peaks.get("ru_maxrss_bytes")),
         "vm_hwm_mib": to_mib(process_peaks.get("vm_hwm_bytes")),
         "reconciled": all(t.reconciled for t in timings) if timings else None,

@@ -56,7 +56,9 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def goal(key: str, description: str, measured: float | None, comparison: str, threshold: float):
-    return Goal(key, description, measured, comparison, threshold, judge(measured, comparison, threshold))
+    return Goal(
+        key, description, measured, comparison, threshold, judge(measured, comparison, threshold)
+    )
 
 
 def postgres_run(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -155,8 +157,10 @@ def _stage_seconds(run: dict[str, Any], stage: str) -> float | None:
 
 def _peak_mib(run: dict[str, Any]) -> float | None:
     """The run's exact peak when known (VmHWM, then ru_maxrss), else the sampled one."""
-    return run.get("vm_hwm_mib") or run.get("ru_maxrss_mib") or run["total"]["end_to_end"].get(
-        "peak_rss_mib"
+    return (
+        run.get("vm_hwm_mib")
+        or run.get("ru_maxrss_mib")
+        or run["total"]["end_to_end"].get("peak_rss_mib")
     )
 
 
@@ -167,7 +171,10 @@ def scale_figures(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any
     stages: dict[str, dict[str, float | None]] = {}
     for stage in (*STAGES, "end_to_end"):
         time_ratio = ratio(_stage_seconds(large, stage), _stage_seconds(small, stage))
-        stages[stage] = {"time_ratio": time_ratio, "cost_per_row_ratio": ratio(time_ratio, rows_ratio)}
+        stages[stage] = {
+            "time_ratio": time_ratio,
+            "cost_per_row_ratio": ratio(time_ratio, rows_ratio),
+        }
     return {
         "rows_ratio": rows_ratio,
         "rss_ratio": ratio(_peak_mib(large), _peak_mib(small)),
@@ -217,8 +224,10 @@ def goals_markdown(goals: list[dict[str, Any]]) -> str:
 
 def _comparable_run(results: dict[str, Any], backend: str) -> dict[str, Any] | None:
     for run in results.get("runs", []):
-        if run.get("backend") == backend and not run.get("error") and run.get("process") == (
-            "this process"
+        if (
+            run.get("backend") == backend
+            and not run.get("error")
+            and run.get("process") == ("this process")
         ):
             return run
     return None

@@ -141,7 +141,11 @@ def _vardflytt_cli(
         run_dir / "cli.log",
         env,
     )
-    return {**figures, "rows": rows, "rows_per_second": rows_per_second(rows, figures["wall_seconds"])}
+    return {
+        **figures,
+        "rows": rows,
+        "rows_per_second": rows_per_second(rows, figures["wall_seconds"]),
+    }
 
 
 def _dlt(
