@@ -79,6 +79,13 @@ def results_markdown(results: dict[str, Any]) -> str:
         parts += ["", *throughput_lines(results["throughput"])]
     if results.get("startup") and not results["startup"].get("error"):
         parts += ["", *startup_lines(results["startup"])]
+        dag_parse = results.get("dag_parse") or {}
+        if dag_parse.get("dagbag_total_seconds") is not None:
+            parts.append(
+                f"| import airflow + DagBag(dags/) (what a task process parses first; "
+                f"median of {dag_parse['samples_in_median']}) | "
+                f"{_num(dag_parse['dagbag_total_seconds'])} | - |"
+            )
     if results.get("goals"):
         parts += ["", "## Goals (issue 15)", "", goals_markdown(results["goals"]).rstrip()]
     return "\n".join(parts) + "\n"

@@ -217,8 +217,13 @@ def test_results_markdown_shows_stages_throughput_start_up_and_goals():
             "commands": {"vardflytt --help": {"wall_seconds": 0.5, "cpu_seconds": 0.25}},
         },
         "goals": goals.as_dicts(goals.run_goals({"runs": [POSTGRES]})),
+        "dag_parse": {"dagbag_total_seconds": 2.85, "samples_in_median": 3},
     }
     text = results_markdown(results)
+    assert (
+        "| import airflow + DagBag(dags/) (what a task process parses first; median of 3) | "
+        "2.85 | - |" in text
+    )
     assert "| elvis | promote | 1.50 |" in text
     assert "| **total** | end to end | 20.00 |" in text
     assert "| 500 | 2,500 | 10,000 | 200 |" in text  # e2e, load, COPY, to_sql rows/s
