@@ -35,7 +35,8 @@ DEFINITIONS = {
     "the promotion's transaction and cannot be timed apart from outside etl/load",
     "verify": "pipeline.reconcile: every source row loaded, quarantined, excluded or merged",
     "cpu_seconds": "time.process_time() of the process over the span (user + system, every "
-    "thread of this process, no children): on a shared machine wall time also counts waiting",
+    "thread of this process, no children, not the database server's work): on a shared "
+    "machine wall time also counts waiting",
     "peak_rss_mib": "highest RSS sampled by a psutil thread during the stage (process-wide, so it "
     "includes what earlier stages left allocated); may miss spikes shorter than "
     f"{SAMPLE_INTERVAL_SECONDS * 1000:g} ms",
