@@ -177,11 +177,34 @@ def scale_figures(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any
         }
     return {
         "rows_ratio": rows_ratio,
+        "systems": _system_ratios(small, large),
         "rss_ratio": ratio(_peak_mib(large), _peak_mib(small)),
         "small_peak_rss_mib": _peak_mib(small),
         "large_peak_rss_mib": _peak_mib(large),
         "stages": stages,
     }
+
+
+def _system_ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
+    """Per system present at both sizes: rows ratio and cost per row ratio per stage (systems
+    need not grow alike: the estate gives some of them a fixed share of the region)."""
+    systems = {}
+    for name, small_system in small.get("systems", {}).items():
+        large_system = large.get("systems", {}).get(name)
+        if large_system is None:
+            continue
+        rows_ratio = ratio(large_system["source_rows"], small_system["source_rows"])
+        costs = {}
+        for stage in (*STAGES, "end_to_end"):
+            if stage == "end_to_end":
+                pair = (small_system["end_to_end"], large_system["end_to_end"])
+            elif stage in small_system["stages"] and stage in large_system["stages"]:
+                pair = (small_system["stages"][stage], large_system["stages"][stage])
+            else:
+                continue
+            costs[stage] = ratio(ratio(pair[1]["seconds"], pair[0]["seconds"]), rows_ratio)
+        systems[name] = {"rows_ratio": rows_ratio, "cost_per_row_ratio": costs}
+    return systems
 
 
 def scale_goals(figures: dict[str, Any]) -> list[Goal]:

@@ -137,4 +137,13 @@ def scale_markdown(scale: dict[str, Any]) -> str:
             f"{_num(scale['large_seconds'][stage])} | {_num(ratios['time_ratio'], 2)} | "
             f"{_num(ratios['cost_per_row_ratio'], 3)} |"
         )
+    for system, figures in scale.get("systems", {}).items():
+        costs = ", ".join(
+            f"{stage.replace('_', ' ')} {_num(value, 3)}"
+            for stage, value in figures["cost_per_row_ratio"].items()
+        )
+        lines += [
+            "",
+            f"{system}: rows x{_num(figures['rows_ratio'], 2)}; cost per row ratio: {costs}.",
+        ]
     return "\n".join([*lines, "", goals_markdown(scale["goals"]).rstrip()]) + "\n"

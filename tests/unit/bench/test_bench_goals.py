@@ -174,6 +174,24 @@ def test_scale_ratios_are_large_over_small_and_cost_per_row_divides_by_rows():
     assert rows["scale_cost_per_row_gate"].status == goals.NOT_MEASURED
 
 
+def test_scale_ratios_per_system_divide_by_each_systems_own_rows():
+    def with_system(run: dict, rows: int, extract: float) -> dict:
+        system = {
+            "source_rows": rows,
+            "stages": {"extract": {"seconds": extract}},
+            "end_to_end": {"seconds": extract * 2},
+        }
+        return {**run, "systems": {"elvis": system}}
+
+    small = with_system(_run("postgresql", 1_000, {"extract": 1.0}), 500, 1.0)
+    large = with_system(_run("postgresql", 10_000, {"extract": 10.0}), 6_000, 18.0)
+    elvis = goals.scale_figures(small, large)["systems"]["elvis"]
+    assert elvis["rows_ratio"] == 12.0  # 6,000 / 500
+    assert elvis["cost_per_row_ratio"]["extract"] == pytest.approx(1.5)  # 18 x time / 12 x rows
+    assert elvis["cost_per_row_ratio"]["end_to_end"] == pytest.approx(1.5)
+    assert "gate" not in elvis["cost_per_row_ratio"]  # not timed at either size
+
+
 def test_scale_report_prefers_postgresql_and_refuses_different_chunk_sizes():
     def results(patients: int, *runs: dict) -> dict:
         return {"parameters": {"patients": patients}, "runs": list(runs)}
