@@ -148,11 +148,11 @@ def peer_goals(vardflytt: dict[str, Any] | None, dlt: dict[str, Any] | None) -> 
     ]
 
 
-def _stage_seconds(run: dict[str, Any], stage: str) -> float | None:
+def _stage_seconds(run: dict[str, Any], stage: str, key: str = "seconds") -> float | None:
     if stage == "end_to_end":
-        return run["total"]["end_to_end"]["seconds"]
+        return run["total"]["end_to_end"].get(key)
     figures = run["total"]["stages"].get(stage)
-    return figures["seconds"] if figures else None
+    return figures.get(key) if figures else None
 
 
 def _peak_mib(run: dict[str, Any]) -> float | None:
@@ -171,9 +171,14 @@ def scale_figures(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any
     stages: dict[str, dict[str, float | None]] = {}
     for stage in (*STAGES, "end_to_end"):
         time_ratio = ratio(_stage_seconds(large, stage), _stage_seconds(small, stage))
+        cpu_ratio = ratio(
+            _stage_seconds(large, stage, "cpu_seconds"), _stage_seconds(small, stage, "cpu_seconds")
+        )
         stages[stage] = {
             "time_ratio": time_ratio,
             "cost_per_row_ratio": ratio(time_ratio, rows_ratio),
+            # CPU seconds of this process: less disturbed by a shared machine than wall time
+            "cpu_cost_per_row_ratio": ratio(cpu_ratio, rows_ratio),
         }
     return {
         "rows_ratio": rows_ratio,

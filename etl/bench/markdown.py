@@ -128,14 +128,15 @@ def scale_markdown(scale: dict[str, Any]) -> str:
         f"(x{_num(scale['rows_ratio'], 2)}); peak RSS {_num(scale['small_peak_rss_mib'], 1)} -> "
         f"{_num(scale['large_peak_rss_mib'], 1)} MiB (x{_num(scale['rss_ratio'], 3)}).",
         "",
-        "| stage | small s | large s | time ratio | cost per row ratio |",
-        "|---|---:|---:|---:|---:|",
+        "| stage | small s | large s | time ratio | cost per row ratio | CPU cost per row ratio |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for stage, ratios in scale["stages"].items():
         lines.append(
             f"| {stage.replace('_', ' ')} | {_num(scale['small_seconds'][stage])} | "
             f"{_num(scale['large_seconds'][stage])} | {_num(ratios['time_ratio'], 2)} | "
-            f"{_num(ratios['cost_per_row_ratio'], 3)} |"
+            f"{_num(ratios['cost_per_row_ratio'], 3)} | "
+            f"{_num(ratios.get('cpu_cost_per_row_ratio'), 3)} |"
         )
     for system, figures in scale.get("systems", {}).items():
         costs = ", ".join(

@@ -162,7 +162,11 @@ def test_scale_ratios_are_large_over_small_and_cost_per_row_divides_by_rows():
     figures = goals.scale_figures(small, large)
     assert figures["rows_ratio"] == 10.0
     assert figures["rss_ratio"] == pytest.approx(1.05)  # 420 / 400
-    assert figures["stages"]["extract"] == {"time_ratio": 10.0, "cost_per_row_ratio": 1.0}
+    assert figures["stages"]["extract"] == {
+        "time_ratio": 10.0,
+        "cost_per_row_ratio": 1.0,
+        "cpu_cost_per_row_ratio": None,  # CPU seconds not given
+    }
     assert figures["stages"]["validate"]["cost_per_row_ratio"] == pytest.approx(1.25)
     assert figures["stages"]["gate"]["time_ratio"] is None  # 0 s at the small size
     # e2e 3 s -> 35 s: 11.67 x time for 10 x rows
@@ -190,6 +194,16 @@ def test_scale_ratios_per_system_divide_by_each_systems_own_rows():
     assert elvis["cost_per_row_ratio"]["extract"] == pytest.approx(1.5)  # 18 x time / 12 x rows
     assert elvis["cost_per_row_ratio"]["end_to_end"] == pytest.approx(1.5)
     assert "gate" not in elvis["cost_per_row_ratio"]  # not timed at either size
+
+
+def test_cpu_cost_per_row_uses_cpu_seconds():
+    small = _run("postgresql", 1_000, {"transform": 2.0})
+    large = _run("postgresql", 5_000, {"transform": 8.0})
+    small["total"]["stages"]["transform"]["cpu_seconds"] = 1.0
+    large["total"]["stages"]["transform"]["cpu_seconds"] = 7.5
+    transform = goals.scale_figures(small, large)["stages"]["transform"]
+    assert transform["cost_per_row_ratio"] == pytest.approx(0.8)  # 4 x wall / 5 x rows
+    assert transform["cpu_cost_per_row_ratio"] == pytest.approx(1.5)  # 7.5 x CPU / 5 x rows
 
 
 def test_scale_report_prefers_postgresql_and_refuses_different_chunk_sizes():
@@ -258,7 +272,7 @@ def test_scale_and_peers_markdown_carry_the_ratios():
         {"parameters": {"patients": 50_000}, "runs": [large]},
     )
     text = scale_markdown(scale)
-    assert "| extract | 1.00 | 10.00 | 10.00 | 1.000 |" in text
+    assert "| extract | 1.00 | 10.00 | 10.00 | 1.000 | - |" in text
     assert "(x1.000)" in text
     assert json.loads(json.dumps(scale)) == scale  # plain JSON
     peers = {
