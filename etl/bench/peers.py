@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from etl.batch import write_json
 from etl.bench.figures import (
     BENCH_SEED,
     bench_schema_name,
@@ -38,6 +40,7 @@ from etl.bench.figures import (
     url_with_search_path,
 )
 from etl.bench.goals import as_dicts, peer_goals
+from etl.bench.markdown import peers_markdown
 from etl.bench.memory import RssSampler, process_peaks
 from etl.bench.migration import bench_settings, migrate, warm_imports
 from etl.settings import PROJECT_ROOT
@@ -262,12 +265,7 @@ def run_peers(
         "goals": as_dicts(peer_goals(in_process, dlt)),
         "run_dir": str(run_dir),
     }
-    from etl.batch import write_json
-    from etl.bench.markdown import peers_markdown
-
     write_json(work_dir / PEERS_FILE, results)
     (work_dir / PEERS_MARKDOWN).write_text(peers_markdown(results), "utf-8")
-    import shutil
-
     shutil.rmtree(run_dir, ignore_errors=True)
     return results
