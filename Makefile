@@ -7,6 +7,13 @@ UV_VERSION := 0.13.8
 PATIENTS ?= 3000
 BENCH_PATIENTS ?= 20000
 BENCH_CLUSTER_PATIENTS ?= 10000
+BENCH_PEERS_PATIENTS ?= 20000
+BENCH_SCALE_SMALL ?= 20000
+BENCH_SCALE_LARGE ?= 200000
+# The peer is installed into its own virtualenv, never into the project's lock.
+PEERS_VENV := var/bench/peers-venv
+DLT_VERSION := 1.31.0
+PEERS_SQLALCHEMY_VERSION := 2.1.9
 FUZZ_SECONDS ?= 60
 FUZZ_READERS := delimited fixed_width hl7v2 xml jsonl
 
@@ -14,7 +21,7 @@ FUZZ_READERS := delimited fixed_width hl7v2 xml jsonl
 # where the environment sets PYTHONDONTWRITEBYTECODE: tests start hundreds of Python processes.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup demo test test-fast test-unit lint bench bench-cluster fuzz airflow cluster cluster-down lock clean
+.PHONY: setup demo test test-fast test-unit lint bench bench-peers bench-scale bench-cluster fuzz airflow cluster cluster-down lock clean
 
 setup: $(STAMP)
 
@@ -50,8 +57,34 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy etl dags
 
+# With VARDFLYTT_BENCH_POSTGRES_URL set, the same run also loads into PostgreSQL and times plain
+# COPY and pandas to_sql of the same final rows: issue 15's goals need it (else NOT MEASURED).
+# results.json and results.md land in var/bench/.
 bench: $(STAMP)
 	$(BIN)/vardflytt bench --patients $(BENCH_PATIENTS)
+
+# ELVIS through vardflytt (in process and `vardflytt run`) and through dlt (sql_database with
+# pyarrow -> postgres with CSV/COPY) on the same estate and server: var/bench/peers.{json,md}.
+$(PEERS_VENV)/.installed-dlt-$(DLT_VERSION):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet "dlt[postgres,parquet]==$(DLT_VERSION)" \
+		"sqlalchemy==$(PEERS_SQLALCHEMY_VERSION)"
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS_VENV)/.installed-dlt-$(DLT_VERSION)
+	$(BIN)/vardflytt bench --peers --patients $(BENCH_PEERS_PATIENTS) \
+		--peers-python $(PEERS_VENV)/bin/python
+
+# Two sizes, each in its own process (so each peak RSS is its own), PostgreSQL only when
+# VARDFLYTT_BENCH_POSTGRES_URL is set (SQLite otherwise); then the ratios: var/bench/scale.{json,md}.
+BENCH_SCALE_FLAGS := --dag-parse-repeats 0 --startup-repeats 0 --no-dashboard --no-cutover
+bench-scale: $(STAMP)
+	$(BIN)/vardflytt bench --patients $(BENCH_SCALE_SMALL) --work-dir var/bench/scale-$(BENCH_SCALE_SMALL) \
+		$(BENCH_SCALE_FLAGS) $(if $(VARDFLYTT_BENCH_POSTGRES_URL),--no-sqlite)
+	$(BIN)/vardflytt bench --patients $(BENCH_SCALE_LARGE) --work-dir var/bench/scale-$(BENCH_SCALE_LARGE) \
+		$(BENCH_SCALE_FLAGS) $(if $(VARDFLYTT_BENCH_POSTGRES_URL),--no-sqlite)
+	$(BIN)/vardflytt bench --scale-compare var/bench/scale-$(BENCH_SCALE_SMALL) \
+		--scale-compare var/bench/scale-$(BENCH_SCALE_LARGE)
 
 # vardflytt_migrate through the LocalExecutor and the Celery cluster with 1 and 2 workers, side
 # by side, then the region's projection. Its own target: three Airflow starts and runs take

@@ -5,7 +5,8 @@ What is measured, and how (the same words go into ``results.json`` under ``defin
 * **Estate generation** runs in a child interpreter, so the figures of this process describe the
   migration alone. Its seconds are timed around ``generate_estate`` inside the child.
 * **Migration** of each system runs in this process, stage by stage as the DAG orders them:
-  extract, transform (every entity), validate (every entity), load (with reconcile). Rows per
+  extract, transform (every entity), validate (every entity), gate, stage, promote (with the
+  hash verification inside its transaction), verify (the accounting); wall and CPU seconds. Rows per
   second of *every* stage is ``source rows extracted for the system / stage seconds``: one
   numerator for all stages, so the rates compare stage costs directly.
 * **Memory**: ``ru_maxrss`` is the process's exact lifetime high-water mark (it never goes down,
@@ -26,6 +27,9 @@ The package, by section: ``figures`` (constants and the pure summaries), ``envir
 (machine, git), ``memory`` (RSS sampling, timed blocks), ``migration`` (a run's stages and the
 child interpreters), ``dag_parse``, ``postgres`` (the PostgreSQL run and cutover figures),
 ``run`` (``run_benchmark``), ``report`` (the Rich tables); ``python -m etl.bench`` runs a child.
+``startup`` (start-up cost in fresh interpreters), ``goals`` (issue 15's ratios, PASS/MISS,
+pure), ``markdown`` (``results.md``, ``peers.md``, ``scale.md``), ``peers`` (``--peers``: ELVIS
+through vardflytt and through dlt in its own virtualenv, ``bench/dlt_elvis.py``).
 ``--cluster`` and ``--project`` have their own: ``executors`` (``vardflytt_migrate`` through the
 LocalExecutor and the Celery cluster with 1 and 2 workers), ``cluster_report`` (those runs side
 by side, the checks, Markdown) and ``projection`` (the region's load and cutover window, pure).

@@ -12,10 +12,13 @@ from typing import Any
 SCHEMA_VERSION = 1
 BENCH_SEED = 42
 SYSTEMS = ("elvis", "melior")
-STAGES = ("extract", "transform", "validate", "load")
+STAGES = ("extract", "transform", "validate", "gate", "stage", "promote", "verify")
+LOAD_STAGES = ("stage", "promote", "verify")  # "load alone" in the issue's goals
 SAMPLE_INTERVAL_SECONDS = 0.01
 MIB = 1024 * 1024
 RESULTS_FILE = "results.json"
+RESULTS_MARKDOWN = "results.md"
+TO_SQL_CHUNK_ROWS = 1_000  # rows per INSERT of the to_sql peer (pandas' usual advice)
 POSTGRES_URL_ENV = "VARDFLYTT_BENCH_POSTGRES_URL"
 
 DEFINITIONS = {
@@ -23,8 +26,17 @@ DEFINITIONS = {
     "the stage's wall-clock seconds; the same numerator for every stage",
     "share_of_end_to_end": "stage seconds divided by the system's end-to-end seconds",
     "validation_share": "validate seconds divided by end-to-end seconds (all entities)",
-    "end_to_end": "wall-clock seconds from the start of extract to the end of load + reconcile",
-    "load": "pipeline.load (one transaction per system) followed by pipeline.reconcile",
+    "end_to_end": "wall-clock seconds from the start of extract to the end of verify",
+    "gate": "pipeline.gate: the batch's check results stored and held against the thresholds",
+    "stage": "pipeline.load(promote_now=False): COPY into staging, quarantine and flags, "
+    "provisional accounting (one transaction per system)",
+    "promote": "pipeline.promote: promotion into the core with its history (the undo "
+    "information) and the content-hash verification of every loaded row, which runs inside "
+    "the promotion's transaction and cannot be timed apart from outside etl/load",
+    "verify": "pipeline.reconcile: every source row loaded, quarantined, excluded or merged",
+    "cpu_seconds": "time.process_time() of the process over the span (user + system, every "
+    "thread of this process, no children, not the database server's work): on a shared "
+    "machine wall time also counts waiting",
     "peak_rss_mib": "highest RSS sampled by a psutil thread during the stage (process-wide, so it "
     "includes what earlier stages left allocated); may miss spikes shorter than "
     f"{SAMPLE_INTERVAL_SECONDS * 1000:g} ms",
@@ -33,6 +45,10 @@ DEFINITIONS = {
     "parent's value at fork/exec, so for child runs it is at least the parent's peak",
     "vm_hwm_mib": "VmHWM of /proc/self/status (Linux): exact peak RSS of the current program "
     "image, read after the run; a child's own peak, not its parent's",
+    "to_sql": "pandas DataFrame.to_sql(method='multi', chunksize=TO_SQL_CHUNK_ROWS) of the same "
+    "final rows into empty copies of the core tables: the naive peer that validates nothing",
+    "plain_copy": "COPY (etl.load.bulk.bulk_insert) of the validated Parquet rows into empty "
+    "copies of the core tables (LIKE ... INCLUDING ALL): the floor a loader can reach",
     "baseline_rss_mib": "RSS when the run's first stage started (imports and earlier runs)",
     "generation": "generate_estate timed inside a child interpreter; its peak RSS is that child's",
     "dag_parse": "fresh interpreter per sample: import_airflow_seconds = `import airflow`; "
@@ -92,6 +108,13 @@ def redact_url(url: str) -> str:
     return redact(url)
 
 
+def _sum_or_none(values: list[float | None]) -> float | None:
+    """The sum, or None when any part was not measured (a partial sum would mislead)."""
+    if not values or any(value is None for value in values):
+        return None
+    return sum(value for value in values if value is not None)
+
+
 def median_or_none(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -103,6 +126,7 @@ class Measurement:
     seconds: float
     peak_rss_bytes: int | None = None
     start_rss_bytes: int | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass
@@ -126,6 +150,7 @@ def _stage_figures(
         growth = measurement.peak_rss_bytes - measurement.start_rss_bytes
     return {
         "seconds": measurement.seconds,
+        "cpu_seconds": measurement.cpu_seconds,
         "rows_per_second": rows_per_second(rows, measurement.seconds),
         "share_of_end_to_end": share(measurement.seconds, end_to_end_seconds),
         "peak_rss_mib": to_mib(measurement.peak_rss_bytes),
@@ -173,8 +198,10 @@ def summarize_run(
             for t in timings
             if name in t.stages and t.stages[name].peak_rss_bytes is not None
         ]
+        cpu = [t.stages[name].cpu_seconds for t in timings if name in t.stages]
         stage_totals[name] = {
             "seconds": seconds,
+            "cpu_seconds": _sum_or_none(cpu),
             "rows_per_second": rows_per_second(rows, seconds),
             "share_of_end_to_end": share(seconds, e2e),
             # peaks holds only measured (not None) values
@@ -194,6 +221,7 @@ def summarize_run(
             "stages": stage_totals,
             "end_to_end": {
                 "seconds": e2e,
+                "cpu_seconds": _sum_or_none([t.end_to_end.cpu_seconds for t in timings]),
                 "rows_per_second": rows_per_second(rows, e2e),
                 "peak_rss_mib": to_mib(max(e2e_peaks)) if e2e_peaks else None,
             },

@@ -87,18 +87,20 @@ def measure(sampler: RssSampler | None) -> Iterator[Measurement]:
     """Time the block; fill in the measurement (seconds, RSS start and peak) when it ends."""
     result = Measurement(seconds=0.0)
     if sampler is None or not sampler.available:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             yield result
         finally:
             result.seconds = time.perf_counter() - started
+            result.cpu_seconds = time.process_time() - cpu_started
         return
     with sampler.window() as window:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             yield result
         finally:
             result.seconds = time.perf_counter() - started
+            result.cpu_seconds = time.process_time() - cpu_started
     result.start_rss_bytes, result.peak_rss_bytes = window.start, window.peak
 
 

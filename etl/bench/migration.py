@@ -71,9 +71,18 @@ def migrate(
             with measure(sampler) as stages["validate"]:
                 for entity in entities:
                     pipeline.validate(system, entity, batch_id, settings)
-            log(f"{label}: {system} load + reconcile")
-            with measure(sampler) as stages["load"]:
-                report = pipeline.load(system, batch_id, run_id=f"bench_{label}", settings=settings)
+            run_id = f"bench_{label}"
+            log(f"{label}: {system} quality gate")
+            with measure(sampler) as stages["gate"]:
+                pipeline.gate(system, batch_id, run_id, settings)
+            log(f"{label}: {system} stage (COPY into staging)")
+            with measure(sampler) as stages["stage"]:
+                pipeline.load(system, batch_id, run_id=run_id, settings=settings, promote_now=False)
+            log(f"{label}: {system} promote (with history and hash verification)")
+            with measure(sampler) as stages["promote"]:
+                report = pipeline.promote(system, batch_id, run_id, settings)
+            log(f"{label}: {system} verify (accounting)")
+            with measure(sampler) as stages["verify"]:
                 try:
                     pipeline.reconcile(report)
                     reconciled = True

@@ -11,6 +11,7 @@ from typing import Any
 
 from etl.bench.figures import (
     SYSTEMS,
+    TO_SQL_CHUNK_ROWS,
     bench_schema_name,
     redact_url,
     rows_per_second,
@@ -37,7 +38,7 @@ def cutover_figures(
     from etl.load.promote import rollback
 
     engine = core_engine(settings.resolved_core_url)
-    rows = load_seconds = copy_seconds = rollback_seconds = 0.0
+    rows = load_seconds = copy_seconds = rollback_seconds = to_sql_seconds = 0.0
     per_system = {}
     for system in systems:
         batch_id = pipeline.batch_id_for(system, f"bench_{label}")
@@ -53,14 +54,10 @@ def cutover_figures(
         loaded = sum(e["staged"] for e in report["entities"])
         log(f"{label}: {system} plain COPY of the same rows into empty copies of the tables")
         paths = BatchPaths.of(settings, batch_id, system)
-        copy = 0.0
+        copy = to_sql = 0.0
         with engine.begin() as connection:
             for entity in [e["entity"] for e in report["entities"]]:
-                table = f"bench_copy_{entity}"
-                connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
-                connection.exec_driver_sql(
-                    f'CREATE TABLE "{table}" (LIKE "{entity}" INCLUDING ALL)'
-                )
+                table = _empty_copy(connection, entity, "copy")
                 source = pq.ParquetFile(paths.stage_file("validated", entity))
                 columns = entity_schema(entity).names
                 started = time.perf_counter()
@@ -68,19 +65,30 @@ def cutover_figures(
                     bulk_insert(connection, table, pa.Table.from_batches([batch]))
                 copy += time.perf_counter() - started
                 connection.exec_driver_sql(f'DROP TABLE "{table}"')
+        log(f"{label}: {system} pandas to_sql(method='multi') of the same rows (the naive peer)")
+        with engine.begin() as connection:
+            for entity in [e["entity"] for e in report["entities"]]:
+                to_sql += _to_sql_seconds(
+                    connection, entity, paths.stage_file("validated", entity), settings.chunk_rows
+                )
         per_system[system] = {
             "rows": loaded,
             "load_seconds": round(load, 3),
             "plain_copy_seconds": round(copy, 3),
+            "to_sql_seconds": round(to_sql, 3),
             "rollback_seconds": round(undo, 3),
         }
         rows += loaded
         load_seconds += load
         copy_seconds += copy
+        to_sql_seconds += to_sql
         rollback_seconds += undo
     load_rate = rows_per_second(int(rows), load_seconds)
     copy_rate = rows_per_second(int(rows), copy_seconds)
     return {
+        "plain_copy_seconds": round(copy_seconds, 3),
+        "to_sql_seconds": round(to_sql_seconds, 3),
+        "to_sql_rows_per_second": rows_per_second(int(rows), to_sql_seconds),
         "rows": int(rows),
         "load_rows_per_second": load_rate,
         "plain_copy_rows_per_second": copy_rate,
@@ -96,6 +104,38 @@ def cutover_figures(
     }
 
 
+def _empty_copy(connection: Any, entity: str, kind: str) -> str:
+    """An empty table shaped like the core's ``entity`` (same types, constraints, indexes)."""
+    table = f"bench_{kind}_{entity}"
+    connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+    connection.exec_driver_sql(f'CREATE TABLE "{table}" (LIKE "{entity}" INCLUDING ALL)')
+    return table
+
+
+def _to_sql_seconds(connection: Any, entity: str, parquet_file: Path, chunk_rows: int) -> float:
+    """Seconds pandas ``to_sql(method="multi")`` takes to insert the file's rows into an empty
+    copy of ``entity``: what a data engineer writes first. Reading Parquet into pandas is not
+    timed (the pipeline's own read is not timed in the COPY figure either)."""
+    import pyarrow.parquet as pq
+
+    from etl.core.arrow import entity_schema
+
+    table = _empty_copy(connection, entity, "to_sql")
+    columns = entity_schema(entity).names
+    # PostgreSQL takes at most 65,535 parameters per statement.
+    chunksize = max(1, min(TO_SQL_CHUNK_ROWS, 65_000 // max(1, len(columns))))
+    seconds = 0.0
+    for batch in pq.ParquetFile(parquet_file).iter_batches(batch_size=chunk_rows, columns=columns):
+        frame = batch.to_pandas()
+        started = time.perf_counter()
+        frame.to_sql(
+            table, connection, if_exists="append", index=False, method="multi", chunksize=chunksize
+        )
+        seconds += time.perf_counter() - started
+    connection.exec_driver_sql(f'DROP TABLE "{table}"')
+    return seconds
+
+
 def _postgres_run(
     base_url: str,
     run_dir: Path,
@@ -103,6 +143,7 @@ def _postgres_run(
     chunk_rows: int,
     as_of: dt.date,
     log: Callable[[str], None],
+    with_cutover: bool = True,
 ) -> dict[str, Any]:
     """Load into a fresh schema on the server; the schema is dropped afterwards in any case."""
     import sqlalchemy as sa
@@ -127,7 +168,8 @@ def _postgres_run(
                 core_url=redact_url(url),
                 schema=schema,
             )
-            result["cutover"] = cutover_figures(settings, "postgresql", log)
+            if with_cutover:
+                result["cutover"] = cutover_figures(settings, "postgresql", log)
             return result
         finally:
             core_engine(url).dispose()  # close pooled connections before dropping their schema

@@ -30,7 +30,43 @@ def result_tables(results: dict[str, Any]) -> list[Any]:
     dag_parse = results.get("dag_parse")
     if dag_parse and not dag_parse.get("error"):
         tables.append(_dag_parse_table(dag_parse))
+    if results.get("startup") and not results["startup"].get("error"):
+        tables.append(_startup_table(results["startup"]))
+    if results.get("goals"):
+        tables.append(goals_table(results["goals"]))
     return tables
+
+
+def _startup_table(startup: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=f"start-up cost (fresh interpreter each; median of {startup['repeats']}); "
+        "in process these imports are paid once"
+    )
+    for column in ("command", "wall s", "CPU s"):
+        table.add_column(column, justify="left" if column == "command" else "right")
+    for name, figures in startup["commands"].items():
+        table.add_row(name, _fmt(figures["wall_seconds"]), _fmt(figures["cpu_seconds"]))
+    return table
+
+
+def goals_table(goals: list[dict[str, Any]], title: str = "issue 15 goals") -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("goal", "measured", "target", "status"):
+        table.add_column(column, justify="left" if column in {"goal", "status"} else "right")
+    colours = {"PASS": "green", "MISS": "red"}
+    for row in goals:
+        colour = colours.get(row["status"], "yellow")
+        table.add_row(
+            row["description"],
+            _fmt(row["measured"], 3),
+            f"{row['comparison']} {row['threshold']:g}",
+            f"[{colour}]{row['status']}[/{colour}]",
+        )
+    return table
 
 
 def _estate_table(parameters: dict[str, Any], generation: dict[str, Any]) -> Any:
@@ -64,6 +100,7 @@ def _run_tables(runs: list[dict[str, Any]]) -> list[Any]:
         "system",
         "stage",
         "seconds",
+        "CPU s",
         "rows/s",
         "% of e2e",
         "peak RSS MiB",
@@ -107,6 +144,7 @@ def _add_failed_run(stage_table: Any, memory_table: Any, run: dict[str, Any]) ->
         "",
         "",
         "",
+        "",
     )
     memory_table.add_row(
         run["label"],
@@ -134,6 +172,7 @@ def _add_stage_rows(stage_table: Any, run: dict[str, Any]) -> None:
                 system,
                 stage,
                 _fmt(stage_figures["seconds"]),
+                _fmt(stage_figures.get("cpu_seconds")),
                 _fmt(stage_figures["rows_per_second"], 0),
                 _pct(stage_figures["share_of_end_to_end"]),
                 _fmt(stage_figures["peak_rss_mib"], 1),
@@ -145,6 +184,7 @@ def _add_stage_rows(stage_table: Any, run: dict[str, Any]) -> None:
             system,
             "[b]end to end[/b]",
             _fmt(e2e["seconds"]),
+            _fmt(e2e.get("cpu_seconds")),
             _fmt(e2e["rows_per_second"], 0),
             "100.0%",
             _fmt(e2e["peak_rss_mib"], 1),
@@ -176,7 +216,7 @@ def _cutover_table(run: dict[str, Any]) -> Any:
         title=f"{run['label']}: pipeline load (COPY to staging + promotion with history) "
         "vs plain COPY of the same rows, and rollback vs load"
     )
-    for column in ("system", "rows", "load s", "plain COPY s", "rollback s"):
+    for column in ("system", "rows", "load s", "plain COPY s", "to_sql s", "rollback s"):
         table.add_column(column, justify="left" if column == "system" else "right")
     for system, figures in cutover["per_system"].items():
         table.add_row(
@@ -184,6 +224,7 @@ def _cutover_table(run: dict[str, Any]) -> Any:
             f"{figures['rows']:,}",
             _fmt(figures["load_seconds"]),
             _fmt(figures["plain_copy_seconds"]),
+            _fmt(figures.get("to_sql_seconds")),
             _fmt(figures["rollback_seconds"]),
         )
     table.add_row(
@@ -191,11 +232,13 @@ def _cutover_table(run: dict[str, Any]) -> Any:
         f"{cutover['rows']:,}",
         f"{_fmt(cutover['load_rows_per_second'], 0)} rows/s",
         f"{_fmt(cutover['plain_copy_rows_per_second'], 0)} rows/s",
+        f"{_fmt(cutover.get('to_sql_rows_per_second'), 0)} rows/s",
         f"{_fmt(cutover['rollback_to_load_ratio'], 3)} x load",
     )
     table.add_row(
         "[b]load / plain COPY throughput[/b]",
         _fmt(cutover["load_to_plain_copy_ratio"], 3),
+        "",
         "",
         "",
         "",

@@ -17,6 +17,7 @@ from etl.bench.environment import git_info, machine_info
 from etl.bench.figures import (
     BENCH_SEED,
     RESULTS_FILE,
+    RESULTS_MARKDOWN,
     SYSTEMS,
     build_results,
     compare_chunk_sizes,
@@ -24,9 +25,12 @@ from etl.bench.figures import (
     rows_per_second,
     to_mib,
 )
+from etl.bench.goals import as_dicts, postgres_run, run_goals, throughput
+from etl.bench.markdown import results_markdown
 from etl.bench.memory import RssSampler, measure
 from etl.bench.migration import _in_process_run, _run_child, bench_settings, warm_imports
 from etl.bench.postgres import _postgres_run
+from etl.bench.startup import measure_startup
 from etl.settings import get_settings
 
 
@@ -38,6 +42,10 @@ def run_benchmark(
     postgres_url: str | None = None,
     compare_chunks: bool = False,
     dag_parse_repeats: int = 3,
+    startup_repeats: int = 3,
+    with_dashboard: bool = True,
+    with_sqlite: bool = True,
+    with_cutover: bool = True,
     seed: int = BENCH_SEED,
     keep_files: bool = False,
     log: Callable[[str], None] = lambda _message: None,
@@ -60,7 +68,16 @@ def run_benchmark(
     log("importing the pipeline (timed apart)")
     import_seconds = warm_imports()
     runs = _migration_runs(
-        run_dir, estate, chunk_rows, as_of, postgres_url, import_seconds, problems, log
+        run_dir,
+        estate,
+        chunk_rows,
+        as_of,
+        postgres_url,
+        import_seconds,
+        problems,
+        log,
+        with_sqlite=with_sqlite,
+        with_cutover=with_cutover,
     )
     if compare_chunks:
         runs += _chunk_size_runs(run_dir, estate, chunk_rows, as_of, problems, log)
@@ -69,7 +86,8 @@ def run_benchmark(
         if dag_parse_repeats > 0
         else None
     )
-    dashboard = _dashboard(run_dir, problems, log)
+    dashboard = _dashboard(run_dir, problems, log) if with_dashboard else None
+    startup = _startup(startup_repeats, problems, log) if startup_repeats > 0 else None
 
     results = build_results(
         parameters={
@@ -82,6 +100,8 @@ def run_benchmark(
             "run_dir": str(run_dir),
             "postgres_url": redact_url(postgres_url) if postgres_url else None,
             "compare_chunks": compare_chunks,
+            "with_sqlite": with_sqlite,
+            "with_cutover": with_cutover,
             "dag_parse_repeats": dag_parse_repeats,
             "import_seconds": import_seconds,
             "files_kept": keep_files or bool(problems),
@@ -98,6 +118,7 @@ def run_benchmark(
         problems=problems,
     )
     results["dashboard"] = dashboard
+    add_goals(results, startup)
     _write_results(results, work_dir, run_dir, keep_files or bool(problems))
     return results
 
@@ -141,8 +162,11 @@ def _migration_runs(
     import_seconds: float,
     problems: list[str],
     log: Callable[[str], None],
+    with_sqlite: bool = True,
+    with_cutover: bool = True,
 ) -> list[dict[str, Any]]:
-    """The migration in this process: on SQLite, then on PostgreSQL when a server is given."""
+    """The migration in this process: on SQLite (unless left out), then on PostgreSQL when a
+    server is given (with the COPY and to_sql peers unless ``with_cutover`` is false)."""
     targets: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         (
             "sqlite",
@@ -160,9 +184,13 @@ def _migration_runs(
         targets.append(
             (
                 "postgresql",
-                lambda: _postgres_run(postgres_url, run_dir, estate, chunk_rows, as_of, log),
+                lambda: _postgres_run(
+                    postgres_url, run_dir, estate, chunk_rows, as_of, log, with_cutover
+                ),
             )
         )
+    if not with_sqlite:
+        targets = [target for target in targets if target[0] != "sqlite"]
     runs = []
     for label, target in targets:
         try:
@@ -265,9 +293,28 @@ def _dashboard(run_dir: Path, problems: list[str], log: Callable[[str], None]) -
         return {"error": f"{type(error).__name__}: {error}"}
 
 
+def add_goals(results: dict[str, Any], startup: dict[str, Any] | None) -> None:
+    """Start-up cost, the same final rows four ways, and issue 15's goals with PASS/MISS."""
+    results["startup"] = startup
+    run = postgres_run(results)
+    results["throughput"] = throughput(run) if run else None
+    results["goals"] = as_dicts(run_goals(results))
+
+
+def _startup(repeats: int, problems: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+    log(f"start-up cost: fresh interpreters ({repeats} each, after a warm-up)")
+    try:
+        return measure_startup(repeats)
+    except Exception as error:
+        problems.append(f"start-up timing failed: {error}")
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
 def _write_results(results: dict[str, Any], work_dir: Path, run_dir: Path, is_kept: bool) -> None:
-    """``results.json`` in the work folder; the run's files kept (with a copy) or removed."""
+    """``results.json`` and ``results.md`` in the work folder; the run's files kept (with a
+    copy) or removed."""
     write_json(work_dir / RESULTS_FILE, results)
+    (work_dir / RESULTS_MARKDOWN).write_text(results_markdown(results), "utf-8")
     if is_kept:  # kept for inspection (always, when something failed)
         write_json(run_dir / RESULTS_FILE, results)
     else:

@@ -39,6 +39,40 @@ def bench(
     dag_parse_repeats: Annotated[
         int, typer.Option(help="Fresh interpreters timing the parse of dags/ (0: skip).")
     ] = 3,
+    startup_repeats: Annotated[
+        int,
+        typer.Option(help="Fresh interpreters timing each start-up command (0: skip)."),
+    ] = 3,
+    dashboard: Annotated[
+        bool, typer.Option(help="Also time the dashboard's pages over a synthetic history.")
+    ] = True,
+    sqlite: Annotated[
+        bool, typer.Option(help="Also migrate into SQLite (before PostgreSQL, same process).")
+    ] = True,
+    cutover: Annotated[
+        bool,
+        typer.Option(help="PostgreSQL: also plain COPY, to_sql and rollback of the same rows."),
+    ] = True,
+    peers: Annotated[
+        bool,
+        typer.Option(
+            "--peers",
+            help="Instead: ELVIS through vardflytt (in process, command line) and dlt, same "
+            "PostgreSQL server (needs --peers-python; `make bench-peers` sets it up).",
+        ),
+    ] = False,
+    peers_python: Annotated[
+        Path,
+        typer.Option(help="--peers: the interpreter of the virtualenv dlt is installed in."),
+    ] = Path("var/bench/peers-venv/bin/python"),
+    scale_compare: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--scale-compare",
+            help="Instead: two bench folders (small size first) whose results.json to compare "
+            "(memory and time per stage ratios); runs nothing.",
+        ),
+    ] = None,
     keep_files: Annotated[
         bool, typer.Option(help="Keep the run's estate, landing zone and core database.")
     ] = False,
@@ -104,6 +138,7 @@ def bench(
     With --cluster: LocalExecutor vs Celery with 1 and 2 workers. With --project: the region's
     initial load and cutover window from those figures."""
     from etl.bench import RESULTS_FILE, result_tables, run_benchmark
+    from etl.bench.figures import RESULTS_MARKDOWN
 
     if project:
         from etl.bench.projection import WORKERS, Assumptions
@@ -125,6 +160,12 @@ def bench(
     if cluster:
         _bench_cluster(patients, work_dir, postgres_url, broker_url, systems, keep_files)
         return
+    if scale_compare:
+        _bench_scale(scale_compare, work_dir)
+        return
+    if peers:
+        _bench_peers(patients, peers_python, postgres_url, work_dir, chunk_rows)
+        return
     results = run_benchmark(
         patients,
         chunk_rows=chunk_rows,
@@ -132,6 +173,10 @@ def bench(
         postgres_url=postgres_url,
         compare_chunks=compare_chunks,
         dag_parse_repeats=dag_parse_repeats,
+        startup_repeats=startup_repeats,
+        with_dashboard=dashboard,
+        with_sqlite=sqlite,
+        with_cutover=cutover,
         keep_files=keep_files,
         log=lambda message: console.log(message, highlight=False),
     )
@@ -144,11 +189,69 @@ def bench(
         f"{machine['platform']}; commit {git['commit'] or 'unknown'}{local_changes}; "
         f"bench wall time {results['wall_seconds']:.1f} s"
     )
-    console.print(f"results: {Path(results['parameters']['work_dir']) / RESULTS_FILE}")
+    console.print(
+        f"results: {Path(results['parameters']['work_dir']) / RESULTS_FILE} "
+        f"(table: {RESULTS_MARKDOWN})"
+    )
     for problem in results["problems"]:
         console.print(f"[red]{problem}[/red]")
     if results["problems"]:
         raise typer.Exit(1)
+
+
+def _bench_peers(
+    patients: int,
+    peers_python: Path,
+    postgres_url: str | None,
+    work_dir: Path | None,
+    chunk_rows: int | None,
+) -> None:
+    """ELVIS through vardflytt and dlt on the same server; peers.json and peers.md."""
+    from etl.bench.goals import NOT_MEASURED
+    from etl.bench.peers import PEERS_FILE, run_peers
+    from etl.bench.report import goals_table
+
+    if not postgres_url:
+        console.print("[red]--peers needs PostgreSQL[/red]: set VARDFLYTT_BENCH_POSTGRES_URL")
+        raise typer.Exit(2)
+    settings = get_settings()
+    folder = Path(work_dir or settings.home / "bench")
+    results = run_peers(
+        patients,
+        peers_python,
+        postgres_url,
+        folder,
+        chunk_rows or settings.chunk_rows,
+        log=lambda message: console.log(message, highlight=False),
+    )
+    console.print((folder / "peers.md").read_text("utf-8"))
+    console.print(goals_table(results["goals"], "issue 15 goals against dlt"))
+    console.print(f"results: {folder / PEERS_FILE}")
+    if any(goal["status"] == NOT_MEASURED for goal in results["goals"]):
+        raise typer.Exit(1)
+
+
+def _bench_scale(folders: list[Path], work_dir: Path | None) -> None:
+    """The scale ratios of two finished bench runs; scale.json and scale.md."""
+    import json
+
+    from etl.batch import write_json
+    from etl.bench import RESULTS_FILE
+    from etl.bench.goals import scale_report
+    from etl.bench.markdown import scale_markdown
+    from etl.bench.report import goals_table
+
+    if len(folders) != 2:
+        console.print("[red]--scale-compare takes two folders[/red] (the small size first)")
+        raise typer.Exit(2)
+    small, large = (json.loads((f / RESULTS_FILE).read_text("utf-8")) for f in folders)
+    scale = scale_report(small, large)
+    folder = Path(work_dir or get_settings().home / "bench")
+    write_json(folder / "scale.json", scale)
+    (folder / "scale.md").write_text(scale_markdown(scale), "utf-8")
+    console.print(scale_markdown(scale))
+    console.print(goals_table(scale["goals"], "issue 15 goals: scale"))
+    console.print(f"results: {folder / 'scale.json'}")
 
 
 def _bench_cluster(

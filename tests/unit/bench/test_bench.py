@@ -17,7 +17,12 @@ MIB = 1024 * 1024
 
 def _system(name: str, rows: int, seconds: dict[str, float], peak_mib: int = 300) -> SystemTiming:
     stages = {
-        stage: Measurement(seconds=value, peak_rss_bytes=peak_mib * MIB, start_rss_bytes=200 * MIB)
+        stage: Measurement(
+            seconds=value,
+            peak_rss_bytes=peak_mib * MIB,
+            start_rss_bytes=200 * MIB,
+            cpu_seconds=value / 2,
+        )
         for stage, value in seconds.items()
     }
     return SystemTiming(
@@ -25,16 +30,42 @@ def _system(name: str, rows: int, seconds: dict[str, float], peak_mib: int = 300
         source_rows=rows,
         stages=stages,
         end_to_end=Measurement(
-            seconds=sum(seconds.values()), peak_rss_bytes=peak_mib * MIB, start_rss_bytes=200 * MIB
+            seconds=sum(seconds.values()),
+            peak_rss_bytes=peak_mib * MIB,
+            start_rss_bytes=200 * MIB,
+            cpu_seconds=sum(seconds.values()) / 2,
         ),
         reconciled=True,
         accounting={"extracted": rows, "loaded": rows - 10, "quarantined": 10},
     )
 
 
-ELVIS = _system("elvis", 1000, {"extract": 1.0, "transform": 2.0, "validate": 5.0, "load": 2.0})
+ELVIS = _system(
+    "elvis",
+    1000,
+    {
+        "extract": 1.0,
+        "transform": 2.0,
+        "validate": 5.0,
+        "gate": 0.5,
+        "stage": 1.0,
+        "promote": 0.5,
+        "verify": 0.0,
+    },
+)
 MELIOR = _system(
-    "melior", 3000, {"extract": 1.0, "transform": 1.0, "validate": 1.0, "load": 1.0}, 400
+    "melior",
+    3000,
+    {
+        "extract": 1.0,
+        "transform": 1.0,
+        "validate": 1.0,
+        "gate": 0.0,
+        "stage": 0.5,
+        "promote": 0.5,
+        "verify": 0.0,
+    },
+    400,
 )
 
 
@@ -94,13 +125,16 @@ def test_every_stage_rate_uses_the_source_rows_extracted():
     assert elvis["stages"]["extract"]["rows_per_second"] == 1000.0
     assert elvis["stages"]["transform"]["rows_per_second"] == 500.0
     assert elvis["stages"]["validate"]["rows_per_second"] == 200.0
-    assert elvis["stages"]["load"]["rows_per_second"] == 500.0
+    assert elvis["stages"]["stage"]["rows_per_second"] == 1000.0
+    assert elvis["stages"]["promote"]["rows_per_second"] == 2000.0
+    assert elvis["stages"]["verify"]["rows_per_second"] is None  # zero seconds: no rate
+    assert elvis["stages"]["gate"]["cpu_seconds"] == 0.25
     assert elvis["end_to_end"]["seconds"] == 10.0
     assert elvis["end_to_end"]["rows_per_second"] == 100.0
     assert elvis["stages"]["validate"]["share_of_end_to_end"] == 0.5
     assert elvis["validation_share"] == 0.5
-    assert elvis["stages"]["load"]["peak_rss_mib"] == 300.0
-    assert elvis["stages"]["load"]["rss_growth_mib"] == 100.0
+    assert elvis["stages"]["stage"]["peak_rss_mib"] == 300.0
+    assert elvis["stages"]["stage"]["rss_growth_mib"] == 100.0
 
 
 def test_run_totals_add_up_over_systems():
@@ -111,6 +145,9 @@ def test_run_totals_add_up_over_systems():
     assert total["stages"]["validate"]["seconds"] == 6.0
     assert total["stages"]["validate"]["rows_per_second"] == 4000 / 6.0
     assert total["validation_share"] == 6.0 / 14.0
+    assert total["stages"]["stage"]["seconds"] == 1.5
+    assert total["stages"]["stage"]["cpu_seconds"] == 0.75
+    assert total["end_to_end"]["cpu_seconds"] == 7.0
     assert total["end_to_end"]["peak_rss_mib"] == 400.0
     assert run["baseline_rss_mib"] == 200.0
     assert run["ru_maxrss_mib"] == 500.0
@@ -122,12 +159,22 @@ def test_run_totals_add_up_over_systems():
 
 def test_a_run_is_not_reconciled_when_one_system_is_not():
     unreconciled = _system(
-        "melior", 10, {"extract": 1.0, "transform": 1.0, "validate": 1.0, "load": 1.0}
+        "melior", 10, {"extract": 1.0, "transform": 1.0, "validate": 1.0, "stage": 1.0}
     )
     unreconciled.reconciled = False
     run = bench.summarize_run("sqlite", "sqlite", 10, [ELVIS, unreconciled], {})
     assert run["reconciled"] is False
     assert run["vm_hwm_mib"] is None
+
+
+def test_cpu_totals_are_none_when_a_system_did_not_measure_cpu():
+    unmeasured = _system("melior", 10, {"extract": 1.0, "validate": 1.0})
+    unmeasured.end_to_end.cpu_seconds = None
+    unmeasured.stages["validate"].cpu_seconds = None
+    run = bench.summarize_run("sqlite", "sqlite", 10, [ELVIS, unmeasured], {})
+    assert run["total"]["end_to_end"]["cpu_seconds"] is None
+    assert run["total"]["stages"]["validate"]["cpu_seconds"] is None
+    assert run["total"]["stages"]["extract"]["cpu_seconds"] == 1.0  # 0.5 + 0.5
 
 
 def test_dag_parse_keeps_the_cold_first_sample_out_of_the_median():

@@ -1,0 +1,150 @@
+"""``results.md`` beside ``results.json``: the short table of a bench run (stages per system with
+wall and CPU seconds, rows/s and peak RSS; the same final rows through the pipeline, plain COPY
+and to_sql; start-up cost; the goals with PASS/MISS). Pure: a results dict in, text out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etl.bench.figures import STAGES
+from etl.bench.goals import goals_markdown
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def stage_lines(run: dict[str, Any]) -> list[str]:
+    """A row per system and stage (and end to end), then the run's total."""
+    lines = [
+        "| system | stage | wall s | CPU s | rows/s | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for system, figures in [*run["systems"].items(), ("**total**", run["total"])]:
+        for stage in (*STAGES, "end_to_end"):
+            row = figures["end_to_end"] if stage == "end_to_end" else figures["stages"].get(stage)
+            if row is None:
+                continue
+            lines.append(
+                f"| {system} | {stage.replace('_', ' ')} | {_num(row['seconds'])} | "
+                f"{_num(row.get('cpu_seconds'))} | {_num(row['rows_per_second'], 0)} | "
+                f"{_num(row.get('peak_rss_mib'), 1)} |"
+            )
+    return lines
+
+
+def throughput_lines(rates: dict[str, Any]) -> list[str]:
+    """The same final rows four ways (rows/s)."""
+    return [
+        f"Same {rates['final_rows']:,} final rows on PostgreSQL (rows/s):",
+        "",
+        "| pipeline end to end | load alone (stage + promote + verify) | plain COPY | to_sql |",
+        "|---:|---:|---:|---:|",
+        f"| {_num(rates['end_to_end'], 0)} | {_num(rates['load'], 0)} | "
+        f"{_num(rates['plain_copy'], 0)} | {_num(rates['to_sql'], 0)} |",
+    ]
+
+
+def startup_lines(startup: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Start-up cost (fresh interpreter each, median of {startup['repeats']}):",
+        "",
+        "| command | wall s | CPU s |",
+        "|---|---:|---:|",
+    ]
+    for name, figures in startup["commands"].items():
+        lines.append(
+            f"| {name} | {_num(figures['wall_seconds'])} | {_num(figures['cpu_seconds'])} |"
+        )
+    return lines
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The whole short report of one ``vardflytt bench`` run."""
+    parameters = results["parameters"]
+    parts = [
+        f"# vardflytt bench: {parameters['patients']:,} people, chunk {parameters['chunk_rows']:,}",
+        "",
+        f"{results['started_at']}; commit {results['git'].get('commit') or 'unknown'}; "
+        f"{results['machine'].get('cpu_count')} CPUs (shared: compare CPU s, not only wall s).",
+    ]
+    for run in results["runs"]:
+        parts += ["", f"## {run['label']} ({run.get('process', '')})", ""]
+        if run.get("error"):
+            parts.append(f"failed: {run['error']}")
+            continue
+        parts += stage_lines(run)
+        parts += ["", f"VmHWM {_num(run.get('vm_hwm_mib'), 1)} MiB (exact process peak)."]
+    if results.get("throughput"):
+        parts += ["", *throughput_lines(results["throughput"])]
+    if results.get("startup") and not results["startup"].get("error"):
+        parts += ["", *startup_lines(results["startup"])]
+        dag_parse = results.get("dag_parse") or {}
+        if dag_parse.get("dagbag_total_seconds") is not None:
+            parts.append(
+                f"| import airflow + DagBag(dags/) (what a task process parses first; "
+                f"median of {dag_parse['samples_in_median']}) | "
+                f"{_num(dag_parse['dagbag_total_seconds'])} | - |"
+            )
+    if results.get("goals"):
+        parts += ["", "## Goals (issue 15)", "", goals_markdown(results["goals"]).rstrip()]
+    return "\n".join(parts) + "\n"
+
+
+def peers_markdown(peers: dict[str, Any]) -> str:
+    """ELVIS through vardflytt (in process, command line) and dlt, with the peer goals."""
+    in_process, cli, dlt = peers["vardflytt_in_process"], peers["vardflytt_cli"], peers["dlt"]
+    lines = [
+        f"# ELVIS, {peers['patients']:,} people ({peers['source_rows']:,} source rows), "
+        f"chunk {peers['chunk_rows']:,}, same PostgreSQL server",
+        "",
+        "| tool | rows | wall s | CPU s | rows/s | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| vardflytt in process (extract -> verify) | {in_process['rows']:,} | "
+        f"{_num(in_process['seconds'])} | {_num(in_process['cpu_seconds'])} | "
+        f"{_num(in_process['rows_per_second'], 0)} | {_num(in_process['peak_rss_mib'], 1)} |",
+        f"| vardflytt command line (`vardflytt run elvis`) | {cli['rows']:,} | "
+        f"{_num(cli['wall_seconds'])} | {_num(cli['cpu_seconds'])} | "
+        f"{_num(cli['rows_per_second'], 0)} | - |",
+        f"| dlt {dlt['dlt_version']} in process (pipeline.run) | {dlt['rows']:,} | "
+        f"{_num(dlt['seconds'])} | {_num(dlt['cpu_seconds'])} | "
+        f"{_num(dlt['rows_per_second'], 0)} | {_num(dlt['peak_rss_mib'], 1)} |",
+        f"| dlt whole process (imports included) | {dlt['rows']:,} | "
+        f"{_num(dlt['process_wall_seconds'])} | {_num(dlt['process_cpu_seconds'])} | "
+        f"{_num(dlt['process_rows_per_second'], 0)} | {_num(dlt['peak_rss_mib'], 1)} |",
+        "",
+        goals_markdown(peers["goals"]).rstrip(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def scale_markdown(scale: dict[str, Any]) -> str:
+    """Two sizes side by side: seconds per stage, time and cost-per-row ratios, RSS ratio."""
+    lines = [
+        f"# Scale: {scale['small_patients']:,} vs {scale['large_patients']:,} people "
+        f"({scale['backend']}, chunk {scale['chunk_rows']:,})",
+        "",
+        f"Source rows {scale['small_rows']:,} -> {scale['large_rows']:,} "
+        f"(x{_num(scale['rows_ratio'], 2)}); peak RSS {_num(scale['small_peak_rss_mib'], 1)} -> "
+        f"{_num(scale['large_peak_rss_mib'], 1)} MiB (x{_num(scale['rss_ratio'], 3)}).",
+        "",
+        "| stage | small s | large s | time ratio | cost per row ratio | CPU cost per row ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for stage, ratios in scale["stages"].items():
+        lines.append(
+            f"| {stage.replace('_', ' ')} | {_num(scale['small_seconds'][stage])} | "
+            f"{_num(scale['large_seconds'][stage])} | {_num(ratios['time_ratio'], 2)} | "
+            f"{_num(ratios['cost_per_row_ratio'], 3)} | "
+            f"{_num(ratios.get('cpu_cost_per_row_ratio'), 3)} |"
+        )
+    for system, figures in scale.get("systems", {}).items():
+        costs = ", ".join(
+            f"{stage.replace('_', ' ')} {_num(value, 3)}"
+            for stage, value in figures["cost_per_row_ratio"].items()
+        )
+        lines += [
+            "",
+            f"{system}: rows x{_num(figures['rows_ratio'], 2)}; cost per row ratio: {costs}.",
+        ]
+    return "\n".join([*lines, "", goals_markdown(scale["goals"]).rstrip()]) + "\n"

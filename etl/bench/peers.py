@@ -1,0 +1,271 @@
+"""``vardflytt bench --peers``: ELVIS through vardflytt and through dlt, same source, same server.
+
+* **vardflytt in process**: extract -> transform -> validate -> gate -> stage -> promote ->
+  verify of ELVIS into a fresh PostgreSQL schema, timed per stage (as ``make bench`` does); its
+  peak RSS is this process's ``VmHWM`` (only ELVIS runs in it).
+* **vardflytt through the command line**: ``python -m etl.cli run elvis`` in a fresh interpreter
+  into another fresh schema: the same work plus start-up, progress and the validation report.
+  Wall and CPU seconds from ``os.wait4``.
+* **dlt**: ``bench/dlt_elvis.py`` run by the peers virtualenv's interpreter (dlt is not in the
+  project's lock): ``sql_database`` (pyarrow backend) -> PostgreSQL (CSV, COPY) of ELVIS's
+  tables, raw. The script reports its own timings and ``VmHWM``; ``os.wait4`` gives the child's
+  wall and CPU seconds around it.
+
+Rates are each tool's rows over its own seconds: vardflytt's source rows extracted, dlt's rows
+loaded (the same tables). Every schema made here is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from etl.batch import write_json
+from etl.bench.figures import (
+    BENCH_SEED,
+    bench_schema_name,
+    redact_url,
+    rows_per_second,
+    summarize_run,
+    to_mib,
+    url_with_search_path,
+)
+from etl.bench.goals import as_dicts, peer_goals
+from etl.bench.markdown import peers_markdown
+from etl.bench.memory import RssSampler, process_peaks
+from etl.bench.migration import bench_settings, migrate, warm_imports
+from etl.settings import PROJECT_ROOT
+
+PEERS_FILE = "peers.json"
+PEERS_MARKDOWN = "peers.md"
+DLT_SCRIPT = PROJECT_ROOT / "bench" / "dlt_elvis.py"
+ELVIS_SQLITE = Path("elvis") / "elvis.sqlite"
+
+
+def elvis_tables(mappings: Path = PROJECT_ROOT / "mappings") -> list[str]:
+    """The tables ELVIS's mapping reads (``datasets.<name>.table`` of its system.yaml)."""
+    import yaml
+
+    system = yaml.safe_load((mappings / "elvis" / "system.yaml").read_text("utf-8"))
+    return [dataset["table"] for dataset in system["datasets"].values()]
+
+
+def dlt_destination(sqlalchemy_url: str) -> str:
+    """The server as dlt's postgres destination takes it: a plain ``postgresql://`` URL with a
+    password (dlt refuses credentials without one; a trust-authenticated server ignores it)."""
+    import sqlalchemy as sa
+
+    url = sa.make_url(sqlalchemy_url).set(drivername="postgresql")
+    url = url.set(query={k: v for k, v in url.query.items() if k != "options"})
+    if not url.password:
+        url = url.set(password="unused")
+    return url.render_as_string(hide_password=False)
+
+
+def timed_process(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> dict:
+    """Wall and CPU (user + system) seconds of a child process; fails with its log's tail."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as handle:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env
+        )
+        _pid, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = log_file.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"`{' '.join(command[:3])} ...` exited with {code}; {log_file}:\n{tail}")
+    return {"wall_seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+
+
+def _schema(admin: Any, log: Callable[[str], None]) -> str:
+    schema = bench_schema_name()
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    log(f"peers: schema {schema} created")
+    return schema
+
+
+def _drop(admin: Any, schema: str, log: Callable[[str], None]) -> None:
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    log(f"peers: schema {schema} dropped")
+
+
+def _vardflytt_in_process(
+    run_dir: Path, estate: Path, url: str, chunk_rows: int, as_of: dt.date, log: Callable
+) -> dict[str, Any]:
+    from etl.core.database import core_engine
+
+    settings = bench_settings(run_dir / "in_process", estate, chunk_rows, url)
+    try:
+        with RssSampler() as sampler:
+            timings = migrate(settings, "peers", as_of, sampler, systems=("elvis",), log=log)
+    finally:
+        core_engine(url).dispose()
+    run = summarize_run("vardflytt_in_process", "postgresql", chunk_rows, timings, process_peaks())
+    total = run["total"]
+    return {
+        "rows": total["source_rows"],
+        "seconds": total["end_to_end"]["seconds"],
+        "cpu_seconds": total["end_to_end"]["cpu_seconds"],
+        "rows_per_second": total["end_to_end"]["rows_per_second"],
+        "peak_rss_mib": run["vm_hwm_mib"] or run["ru_maxrss_mib"],
+        "reconciled": run["reconciled"],
+        "stages": total["stages"],
+    }
+
+
+def _vardflytt_cli(
+    run_dir: Path, estate: Path, url: str, chunk_rows: int, as_of: dt.date, rows: int
+) -> dict[str, Any]:
+    home = run_dir / "cli"
+    env = {
+        **os.environ,
+        "VARDFLYTT_HOME": str(home),
+        "VARDFLYTT_ESTATE_DIR": str(estate),
+        "VARDFLYTT_LANDING_DIR": str(home / "landing"),
+        "VARDFLYTT_CORE_URL": url,
+        "VARDFLYTT_CHUNK_ROWS": str(chunk_rows),
+    }
+    env.pop("VARDFLYTT_STORAGE_ROOT", None)
+    figures = timed_process(
+        [sys.executable, "-m", "etl.cli", "run", "elvis", "--as-of-date", as_of.isoformat()],
+        run_dir / "cli.log",
+        env,
+    )
+    return {
+        **figures,
+        "rows": rows,
+        "rows_per_second": rows_per_second(rows, figures["wall_seconds"]),
+    }
+
+
+def _dlt(
+    peers_python: Path,
+    run_dir: Path,
+    estate: Path,
+    destination: str,
+    schema: str,
+    chunk_rows: int,
+    tables: list[str],
+) -> dict[str, Any]:
+    result_file = run_dir / "dlt.json"
+    command = [
+        str(peers_python),
+        str(DLT_SCRIPT),
+        "--source",
+        f"sqlite:///{(estate / ELVIS_SQLITE).resolve()}",
+        *[part for table in tables for part in ("--table", table)],
+        "--destination",
+        destination,
+        "--dataset",
+        schema,
+        "--chunk-rows",
+        str(chunk_rows),
+        "--pipelines-dir",
+        str(run_dir / "dlt_pipelines"),
+        "--result",
+        str(result_file),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VARDFLYTT_", "PYTHON"))}
+    child = timed_process(command, run_dir / "dlt.log", env)
+    inner = json.loads(result_file.read_text("utf-8"))
+    return {
+        "dlt_version": inner["dlt_version"],
+        "rows": inner["rows"],
+        "row_counts": inner["row_counts"],
+        "seconds": inner["run_seconds"],
+        "cpu_seconds": inner["run_cpu_seconds"],
+        "rows_per_second": rows_per_second(inner["rows"], inner["run_seconds"]),
+        "import_seconds": inner["import_seconds"],
+        "step_seconds": inner["step_seconds"],
+        "process_wall_seconds": child["wall_seconds"],
+        "process_cpu_seconds": child["cpu_seconds"],
+        "process_rows_per_second": rows_per_second(inner["rows"], child["wall_seconds"]),
+        "peak_rss_mib": to_mib(inner["vm_hwm_bytes"]),
+    }
+
+
+def run_peers(
+    patients: int,
+    peers_python: Path,
+    postgres_url: str,
+    work_dir: Path,
+    chunk_rows: int,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """ELVIS of one estate through vardflytt (in process, then the command line) and dlt."""
+    import sqlalchemy as sa
+
+    from etl.bench.run import _generate
+
+    if not Path(peers_python).exists():
+        raise FileNotFoundError(
+            f"{peers_python}: no peers virtualenv; `make bench-peers` creates it"
+        )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="peers_", dir=work_dir))
+    estate = run_dir / "estate"
+    generation, as_of = _generate(run_dir, estate, patients, BENCH_SEED, log)
+    import_seconds = warm_imports()
+    tables = elvis_tables()
+    admin = sa.create_engine(postgres_url)
+    schemas: list[str] = []
+    try:
+        schemas.append(_schema(admin, log))
+        log("peers: vardflytt ELVIS in process")
+        in_process = _vardflytt_in_process(
+            run_dir, estate, url_with_search_path(postgres_url, schemas[-1]), chunk_rows, as_of, log
+        )
+        schemas.append(_schema(admin, log))
+        log("peers: vardflytt ELVIS through the command line (`python -m etl.cli run elvis`)")
+        cli = _vardflytt_cli(
+            run_dir,
+            estate,
+            url_with_search_path(postgres_url, schemas[-1]),
+            chunk_rows,
+            as_of,
+            in_process["rows"],
+        )
+        schemas.append(bench_schema_name().replace("vardflytt_bench", "dlt_bench"))
+        log(f"peers: dlt sql_database (pyarrow) -> postgres (csv) into {schemas[-1]}")
+        dlt = _dlt(
+            peers_python,
+            run_dir,
+            estate,
+            dlt_destination(postgres_url),
+            schemas[-1],
+            chunk_rows,
+            tables,
+        )
+    finally:
+        for schema in schemas:
+            _drop(admin, schema, log)
+        admin.dispose()
+    results = {
+        "patients": patients,
+        "chunk_rows": chunk_rows,
+        "postgres_url": redact_url(postgres_url),
+        "source_rows": generation["source_rows"]["elvis"],
+        "import_seconds": import_seconds,
+        "vardflytt_in_process": in_process,
+        "vardflytt_cli": cli,
+        "dlt": dlt,
+        "goals": as_dicts(peer_goals(in_process, dlt)),
+        "run_dir": str(run_dir),
+    }
+    write_json(work_dir / PEERS_FILE, results)
+    (work_dir / PEERS_MARKDOWN).write_text(peers_markdown(results), "utf-8")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return results
