@@ -6,7 +6,7 @@
 * **vardflytt through the command line**: ``python -m etl.cli run elvis`` in a fresh interpreter
   into another fresh schema: the same work plus start-up, progress and the validation report.
   Wall and CPU seconds from ``os.wait4``.
-* **dlt**: ``bench/dlt_elvis.py`` run by the peers virtualenv's interpreter (dlt is not in the
+* **dlt**: ``etl/bench/dlt_elvis.py`` run by the peers virtualenv's interpreter (dlt is not in the
   project's lock): ``sql_database`` (pyarrow backend) -> PostgreSQL (CSV, COPY) of ELVIS's
   tables, raw. The script reports its own timings and ``VmHWM``; ``os.wait4`` gives the child's
   wall and CPU seconds around it.
@@ -47,7 +47,7 @@ from etl.settings import PROJECT_ROOT
 
 PEERS_FILE = "peers.json"
 PEERS_MARKDOWN = "peers.md"
-DLT_SCRIPT = PROJECT_ROOT / "bench" / "dlt_elvis.py"
+DLT_SCRIPT = Path(__file__).with_name("dlt_elvis.py")
 ELVIS_SQLITE = Path("elvis") / "elvis.sqlite"
 
 
