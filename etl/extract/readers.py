@@ -90,11 +90,11 @@ def read_only_engine(url: str) -> sa.Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
-        # Keep any options the URL already has (such as a search_path) and add read-only.
-        options = " ".join(
-            # a URL names options once (a repeated key would be a tuple)
-            filter(None, [parsed.query.get("options"), "-c default_transaction_read_only=on"])  # type: ignore[list-item]
-        )
+        # Keep any options the URL already has (such as a search_path) and add read-only. libpq
+        # takes one options string: a key given twice in the URL (a tuple here) is joined.
+        given = parsed.query.get("options") or ()
+        kept = [given] if isinstance(given, str) else list(given)
+        options = " ".join([*kept, "-c default_transaction_read_only=on"])
         return sa.create_engine(parsed.update_query_dict({"options": options}))
     engine = sa.create_engine(parsed)
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
