@@ -9,7 +9,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from etl.bench.figures import rows_per_second
+from etl.bench.figures import rows_per_second, shown
 
 CLUSTER_SCHEMA_VERSION = 1
 CLUSTER_DEFINITIONS = {
@@ -214,10 +214,6 @@ def build_cluster_results(
     }
 
 
-def _number(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def cluster_markdown(results: dict[str, Any]) -> str:
     """The side-by-side table and the checks as Markdown (for the README and reviews)."""
     parameters = results["parameters"]
@@ -232,10 +228,10 @@ def cluster_markdown(results: dict[str, Any]) -> str:
     for row in results["side_by_side"]:
         lines.append(
             f"| {row['run']} | {row['executor']} | {row['workers']} | {row['slots']} | "
-            f"{_number(row['run_seconds'])} | {_number(row['wall_seconds'])} | "
-            f"{_number(row['rows_per_second'], 0)} | {_number(row['net_rows_per_second'], 0)} | "
-            f"{_number(row['vs_local'], 2)} | "
-            f"{_number(row['vs_one_worker'], 2)} | {row['tasks_per_worker']} | "
+            f"{shown(row['run_seconds'], 1)} | {shown(row['wall_seconds'], 1)} | "
+            f"{shown(row['rows_per_second'], 0)} | {shown(row['net_rows_per_second'], 0)} | "
+            f"{shown(row['vs_local'], 2)} | "
+            f"{shown(row['vs_one_worker'], 2)} | {row['tasks_per_worker']} | "
             f"`{row['core_checksum']}` |"
         )
     checks = results["checks"]
@@ -298,13 +294,13 @@ def cluster_table(results: dict[str, Any]) -> Any:
             f"{row['run']} ({row['state']})",
             str(row["workers"]),
             str(row["slots"]),
-            _number(row["run_seconds"]),
-            _number(row["wall_seconds"]),
-            _number(row["startup_seconds"]),
-            _number(row["rows_per_second"], 0),
-            _number(row["net_rows_per_second"], 0),
-            _number(row["vs_local"], 2),
-            _number(row["vs_one_worker"], 2),
+            shown(row["run_seconds"], 1),
+            shown(row["wall_seconds"], 1),
+            shown(row["startup_seconds"], 1),
+            shown(row["rows_per_second"], 0),
+            shown(row["net_rows_per_second"], 0),
+            shown(row["vs_local"], 2),
+            shown(row["vs_one_worker"], 2),
             row["tasks_per_worker"],
             row["core_checksum"],
         )

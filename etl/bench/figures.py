@@ -286,3 +286,8 @@ def build_results(
         "problems": problems,
         "definitions": DEFINITIONS,
     }
+
+
+def shown(value: float | None, digits: int = 2) -> str:
+    """A figure as the bench's tables show it: thousands separated, "-" when not measured."""
+    return "-" if value is None else f"{value:,.{digits}f}"

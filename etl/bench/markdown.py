@@ -6,12 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from etl.bench.figures import STAGES
+from etl.bench.figures import STAGES, shown
 from etl.bench.goals import goals_markdown
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def stage_lines(run: dict[str, Any]) -> list[str]:
@@ -26,9 +22,9 @@ def stage_lines(run: dict[str, Any]) -> list[str]:
             if row is None:
                 continue
             lines.append(
-                f"| {system} | {stage.replace('_', ' ')} | {_num(row['seconds'])} | "
-                f"{_num(row.get('cpu_seconds'))} | {_num(row['rows_per_second'], 0)} | "
-                f"{_num(row.get('peak_rss_mib'), 1)} |"
+                f"| {system} | {stage.replace('_', ' ')} | {shown(row['seconds'])} | "
+                f"{shown(row.get('cpu_seconds'))} | {shown(row['rows_per_second'], 0)} | "
+                f"{shown(row.get('peak_rss_mib'), 1)} |"
             )
     return lines
 
@@ -40,8 +36,8 @@ def throughput_lines(rates: dict[str, Any]) -> list[str]:
         "",
         "| pipeline end to end | load alone (stage + promote + verify) | plain COPY | to_sql |",
         "|---:|---:|---:|---:|",
-        f"| {_num(rates['end_to_end'], 0)} | {_num(rates['load'], 0)} | "
-        f"{_num(rates['plain_copy'], 0)} | {_num(rates['to_sql'], 0)} |",
+        f"| {shown(rates['end_to_end'], 0)} | {shown(rates['load'], 0)} | "
+        f"{shown(rates['plain_copy'], 0)} | {shown(rates['to_sql'], 0)} |",
     ]
 
 
@@ -54,7 +50,7 @@ def startup_lines(startup: dict[str, Any]) -> list[str]:
     ]
     for name, figures in startup["commands"].items():
         lines.append(
-            f"| {name} | {_num(figures['wall_seconds'])} | {_num(figures['cpu_seconds'])} |"
+            f"| {name} | {shown(figures['wall_seconds'])} | {shown(figures['cpu_seconds'])} |"
         )
     return lines
 
@@ -74,7 +70,7 @@ def results_markdown(results: dict[str, Any]) -> str:
             parts.append(f"failed: {run['error']}")
             continue
         parts += stage_lines(run)
-        parts += ["", f"VmHWM {_num(run.get('vm_hwm_mib'), 1)} MiB (exact process peak)."]
+        parts += ["", f"VmHWM {shown(run.get('vm_hwm_mib'), 1)} MiB (exact process peak)."]
     if results.get("throughput"):
         parts += ["", *throughput_lines(results["throughput"])]
     if results.get("startup") and not results["startup"].get("error"):
@@ -84,7 +80,7 @@ def results_markdown(results: dict[str, Any]) -> str:
             parts.append(
                 f"| import airflow + DagBag(dags/) (what a task process parses first; "
                 f"median of {dag_parse['samples_in_median']}) | "
-                f"{_num(dag_parse['dagbag_total_seconds'])} | - |"
+                f"{shown(dag_parse['dagbag_total_seconds'])} | - |"
             )
     if results.get("goals"):
         parts += ["", "## Goals (issue 15)", "", goals_markdown(results["goals"]).rstrip()]
@@ -101,17 +97,17 @@ def peers_markdown(peers: dict[str, Any]) -> str:
         "| tool | rows | wall s | CPU s | rows/s | peak RSS MiB |",
         "|---|---:|---:|---:|---:|---:|",
         f"| vardflytt in process (extract -> verify) | {in_process['rows']:,} | "
-        f"{_num(in_process['seconds'])} | {_num(in_process['cpu_seconds'])} | "
-        f"{_num(in_process['rows_per_second'], 0)} | {_num(in_process['peak_rss_mib'], 1)} |",
+        f"{shown(in_process['seconds'])} | {shown(in_process['cpu_seconds'])} | "
+        f"{shown(in_process['rows_per_second'], 0)} | {shown(in_process['peak_rss_mib'], 1)} |",
         f"| vardflytt command line (`vardflytt run elvis`) | {cli['rows']:,} | "
-        f"{_num(cli['wall_seconds'])} | {_num(cli['cpu_seconds'])} | "
-        f"{_num(cli['rows_per_second'], 0)} | - |",
+        f"{shown(cli['wall_seconds'])} | {shown(cli['cpu_seconds'])} | "
+        f"{shown(cli['rows_per_second'], 0)} | - |",
         f"| dlt {dlt['dlt_version']} in process (pipeline.run) | {dlt['rows']:,} | "
-        f"{_num(dlt['seconds'])} | {_num(dlt['cpu_seconds'])} | "
-        f"{_num(dlt['rows_per_second'], 0)} | {_num(dlt['peak_rss_mib'], 1)} |",
+        f"{shown(dlt['seconds'])} | {shown(dlt['cpu_seconds'])} | "
+        f"{shown(dlt['rows_per_second'], 0)} | {shown(dlt['peak_rss_mib'], 1)} |",
         f"| dlt whole process (imports included) | {dlt['rows']:,} | "
-        f"{_num(dlt['process_wall_seconds'])} | {_num(dlt['process_cpu_seconds'])} | "
-        f"{_num(dlt['process_rows_per_second'], 0)} | {_num(dlt['peak_rss_mib'], 1)} |",
+        f"{shown(dlt['process_wall_seconds'])} | {shown(dlt['process_cpu_seconds'])} | "
+        f"{shown(dlt['process_rows_per_second'], 0)} | {shown(dlt['peak_rss_mib'], 1)} |",
         "",
         goals_markdown(peers["goals"]).rstrip(),
     ]
@@ -125,26 +121,26 @@ def scale_markdown(scale: dict[str, Any]) -> str:
         f"({scale['backend']}, chunk {scale['chunk_rows']:,})",
         "",
         f"Source rows {scale['small_rows']:,} -> {scale['large_rows']:,} "
-        f"(x{_num(scale['rows_ratio'], 2)}); peak RSS {_num(scale['small_peak_rss_mib'], 1)} -> "
-        f"{_num(scale['large_peak_rss_mib'], 1)} MiB (x{_num(scale['rss_ratio'], 3)}).",
+        f"(x{shown(scale['rows_ratio'], 2)}); peak RSS {shown(scale['small_peak_rss_mib'], 1)} -> "
+        f"{shown(scale['large_peak_rss_mib'], 1)} MiB (x{shown(scale['rss_ratio'], 3)}).",
         "",
         "| stage | small s | large s | time ratio | cost per row ratio | CPU cost per row ratio |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for stage, ratios in scale["stages"].items():
         lines.append(
-            f"| {stage.replace('_', ' ')} | {_num(scale['small_seconds'][stage])} | "
-            f"{_num(scale['large_seconds'][stage])} | {_num(ratios['time_ratio'], 2)} | "
-            f"{_num(ratios['cost_per_row_ratio'], 3)} | "
-            f"{_num(ratios.get('cpu_cost_per_row_ratio'), 3)} |"
+            f"| {stage.replace('_', ' ')} | {shown(scale['small_seconds'][stage])} | "
+            f"{shown(scale['large_seconds'][stage])} | {shown(ratios['time_ratio'], 2)} | "
+            f"{shown(ratios['cost_per_row_ratio'], 3)} | "
+            f"{shown(ratios.get('cpu_cost_per_row_ratio'), 3)} |"
         )
     for system, figures in scale.get("systems", {}).items():
         costs = ", ".join(
-            f"{stage.replace('_', ' ')} {_num(value, 3)}"
+            f"{stage.replace('_', ' ')} {shown(value, 3)}"
             for stage, value in figures["cost_per_row_ratio"].items()
         )
         lines += [
             "",
-            f"{system}: rows x{_num(figures['rows_ratio'], 2)}; cost per row ratio: {costs}.",
+            f"{system}: rows x{shown(figures['rows_ratio'], 2)}; cost per row ratio: {costs}.",
         ]
     return "\n".join([*lines, "", goals_markdown(scale["goals"]).rstrip()]) + "\n"

@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 # --------------------------------------------------------------------------- report
-from etl.bench.figures import STAGES
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
+from etl.bench.figures import STAGES, shown
 
 
 def _pct(value: float | None) -> str:
@@ -47,7 +43,7 @@ def _startup_table(startup: dict[str, Any]) -> Any:
     for column in ("command", "wall s", "CPU s"):
         table.add_column(column, justify="left" if column == "command" else "right")
     for name, figures in startup["commands"].items():
-        table.add_row(name, _fmt(figures["wall_seconds"]), _fmt(figures["cpu_seconds"]))
+        table.add_row(name, shown(figures["wall_seconds"]), shown(figures["cpu_seconds"]))
     return table
 
 
@@ -62,7 +58,7 @@ def goals_table(goals: list[dict[str, Any]], title: str = "issue 15 goals") -> A
         colour = colours.get(row["status"], "yellow")
         table.add_row(
             row["description"],
-            _fmt(row["measured"], 3),
+            shown(row["measured"], 3),
             f"{row['comparison']} {row['threshold']:g}",
             f"[{colour}]{row['status']}[/{colour}]",
         )
@@ -80,9 +76,9 @@ def _estate_table(parameters: dict[str, Any], generation: dict[str, Any]) -> Any
     table.add_row(
         "[b]all[/b]",
         f"{generation['total_rows']:,}",
-        _fmt(generation["seconds"]),
-        _fmt(generation["rows_per_second"], 0),
-        _fmt(generation["peak_rss_mib"], 1),
+        shown(generation["seconds"]),
+        shown(generation["rows_per_second"], 0),
+        shown(generation["peak_rss_mib"], 1),
     )
     return table
 
@@ -171,11 +167,11 @@ def _add_stage_rows(stage_table: Any, run: dict[str, Any]) -> None:
                 f"{run['chunk_rows']:,}",
                 system,
                 stage,
-                _fmt(stage_figures["seconds"]),
-                _fmt(stage_figures.get("cpu_seconds")),
-                _fmt(stage_figures["rows_per_second"], 0),
+                shown(stage_figures["seconds"]),
+                shown(stage_figures.get("cpu_seconds")),
+                shown(stage_figures["rows_per_second"], 0),
                 _pct(stage_figures["share_of_end_to_end"]),
-                _fmt(stage_figures["peak_rss_mib"], 1),
+                shown(stage_figures["peak_rss_mib"], 1),
             )
         e2e = figures["end_to_end"]
         stage_table.add_row(
@@ -183,11 +179,11 @@ def _add_stage_rows(stage_table: Any, run: dict[str, Any]) -> None:
             f"{run['chunk_rows']:,}",
             system,
             "[b]end to end[/b]",
-            _fmt(e2e["seconds"]),
-            _fmt(e2e.get("cpu_seconds")),
-            _fmt(e2e["rows_per_second"], 0),
+            shown(e2e["seconds"]),
+            shown(e2e.get("cpu_seconds")),
+            shown(e2e["rows_per_second"], 0),
             "100.0%",
-            _fmt(e2e["peak_rss_mib"], 1),
+            shown(e2e["peak_rss_mib"], 1),
             end_section=system.startswith("[b]"),
         )
 
@@ -197,12 +193,12 @@ def _add_memory_row(memory_table: Any, run: dict[str, Any]) -> None:
         run["label"],
         run.get("process", ""),
         f"{run['chunk_rows']:,}",
-        _fmt(run["baseline_rss_mib"], 1),
-        _fmt(run["total"]["end_to_end"]["peak_rss_mib"], 1),
-        _fmt(run["vm_hwm_mib"], 1),
-        _fmt(run["ru_maxrss_mib"], 1),
+        shown(run["baseline_rss_mib"], 1),
+        shown(run["total"]["end_to_end"]["peak_rss_mib"], 1),
+        shown(run["vm_hwm_mib"], 1),
+        shown(run["ru_maxrss_mib"], 1),
         _pct(run["total"]["validation_share"]),
-        _fmt(run["total"]["end_to_end"]["seconds"]),
+        shown(run["total"]["end_to_end"]["seconds"]),
         "[green]yes[/green]" if run["reconciled"] else "[red]NO[/red]",
     )
 
@@ -222,22 +218,22 @@ def _cutover_table(run: dict[str, Any]) -> Any:
         table.add_row(
             system,
             f"{figures['rows']:,}",
-            _fmt(figures["load_seconds"]),
-            _fmt(figures["plain_copy_seconds"]),
-            _fmt(figures.get("to_sql_seconds")),
-            _fmt(figures["rollback_seconds"]),
+            shown(figures["load_seconds"]),
+            shown(figures["plain_copy_seconds"]),
+            shown(figures.get("to_sql_seconds")),
+            shown(figures["rollback_seconds"]),
         )
     table.add_row(
         "[b]total[/b]",
         f"{cutover['rows']:,}",
-        f"{_fmt(cutover['load_rows_per_second'], 0)} rows/s",
-        f"{_fmt(cutover['plain_copy_rows_per_second'], 0)} rows/s",
-        f"{_fmt(cutover.get('to_sql_rows_per_second'), 0)} rows/s",
-        f"{_fmt(cutover['rollback_to_load_ratio'], 3)} x load",
+        f"{shown(cutover['load_rows_per_second'], 0)} rows/s",
+        f"{shown(cutover['plain_copy_rows_per_second'], 0)} rows/s",
+        f"{shown(cutover.get('to_sql_rows_per_second'), 0)} rows/s",
+        f"{shown(cutover['rollback_to_load_ratio'], 3)} x load",
     )
     table.add_row(
         "[b]load / plain COPY throughput[/b]",
-        _fmt(cutover["load_to_plain_copy_ratio"], 3),
+        shown(cutover["load_to_plain_copy_ratio"], 3),
         "",
         "",
         "",
@@ -263,5 +259,5 @@ def _dag_parse_table(dag_parse: dict[str, Any]) -> Any:
         ("file_parse_seconds", "DagBag's own per-file parse time (sum)"),
         ("warm_reparse_seconds", "second DagBag in the same interpreter"),
     ):
-        table.add_row(text, _fmt(dag_parse[key], 3), _fmt(cold.get(key), 3))
+        table.add_row(text, shown(dag_parse[key], 3), shown(cold.get(key), 3))
     return table
