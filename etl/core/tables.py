@@ -288,6 +288,9 @@ promotion = sa.Table(
     sa.Column("extracted_at", sa.DateTime(timezone=True)),
     sa.Column("superseded_by", sa.Text),
     sa.Column("note", sa.Text),  # counts and batch ids only, never patient data
+    # A batch staged by reference (etl.load.direct): per entity, its validated file's rows and
+    # SHA-256, as JSON; NULL when its rows were copied into staged_<entity>.
+    sa.Column("staged_files", sa.Text),
 )
 
 # The cutover ledger: each wave's state, and every transition with who, when, run and evidence.
