@@ -122,15 +122,9 @@ class DirectWrite:
 
 
 def _any_in_core(connection: sa.Connection, entity: str, ids: pa.Array) -> bool:
+    """SQLite: is any of ``ids`` in the core table already? (PostgreSQL lets the key decide.)"""
     key = ENTITIES[entity].id_field()
     quote = connection.dialect.identifier_preparer.quote
-    if connection.dialect.name == "postgresql":
-        return bool(
-            connection.exec_driver_sql(
-                f"SELECT EXISTS (SELECT 1 FROM {quote(entity)} WHERE {quote(key)} = ANY(%s))",
-                (ids.to_pylist(),),
-            ).scalar()
-        )
     connection.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS direct_ids (id TEXT)")
     connection.exec_driver_sql("DELETE FROM direct_ids")
     connection.exec_driver_sql("INSERT INTO direct_ids (id) VALUES (?)", list(zip(ids.to_pylist())))
@@ -140,6 +134,27 @@ def _any_in_core(connection: sa.Connection, entity: str, ids: pa.Array) -> bool:
     ).scalar()
     connection.exec_driver_sql("DELETE FROM direct_ids")
     return bool(found)
+
+
+def _copied_if_new(connection: sa.Connection, entity: str, chunk: pa.Table) -> bool:
+    """Write the chunk into the core if none of its ids is there yet; False (nothing written)
+    otherwise. On PostgreSQL the ``COPY`` itself is the check: the primary key refuses a row
+    already in the core, and the savepoint undoes the chunk."""
+    if connection.dialect.name != "postgresql":
+        if _any_in_core(connection, entity, chunk.column(ENTITIES[entity].id_field())):
+            return False
+        bulk_insert(connection, entity, chunk)
+        return True
+    import psycopg.errors
+
+    savepoint = connection.begin_nested()
+    try:
+        bulk_insert(connection, entity, chunk)
+    except psycopg.errors.UniqueViolation:
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
 
 
 def write_direct(
@@ -159,13 +174,12 @@ def write_direct(
                 "nothing was promoted. Re-run the batch's transform and load"
             )
         # Once one chunk meets rows already in the core, the rest take the set-based path too
-        # (a delta): the check is only worth its query while chunks are new.
-        conflicted = conflicted or _any_in_core(connection, entity, chunk.column(key))
+        # (a delta): trying each chunk first is only worth it while chunks are new.
+        conflicted = conflicted or not _copied_if_new(connection, entity, chunk)
         if conflicted:
             bulk_insert(connection, STAGED_TABLES[entity].name, chunk)
             written.fallback += chunk.num_rows
             continue
-        bulk_insert(connection, entity, chunk)
         written.rows += chunk.num_rows
         written.id_sum = (written.id_sum + hex_sum(chunk.column(key))) % _MOD
         written.hash_sum = (written.hash_sum + hex_sum(chunk.column("content_hash"))) % _MOD

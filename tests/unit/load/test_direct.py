@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,7 +34,7 @@ def _hex(text: str, digits: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:digits]
 
 
-def _rows(batch_id: str, keys: range, code: str = "J45.9") -> pa.Table:
+def _rows(batch_id: str, keys: Sequence[int], code: str = "J45.9") -> pa.Table:
     n = len(keys)
     columns = {
         "diagnosis_id": [_hex(f"id{k}", 32) for k in keys],
@@ -110,6 +111,26 @@ def test_rows_already_in_the_core_take_the_upsert_with_history(core_url, tmp_pat
         rollback(connection, "b2")
     with engine.connect() as connection:
         assert core_checksums(connection, [ENTITY]) == after_first
+
+
+def test_a_chunk_meeting_an_existing_row_at_its_end_is_undone_whole_and_upserted(
+    core_url, tmp_path
+):
+    engine = core_engine(core_url)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(40)))
+    with engine.begin() as connection:
+        promote(connection, "b1", [ENTITY], sources)
+    # 39 new rows, then one row of b1 with new content, in one chunk; then 20 new rows.
+    keys = [*range(100, 139), 5, *range(200, 220)]
+    changed = _stage(engine, tmp_path, "b2", _rows("b2", keys, code="I10"))
+    with engine.begin() as connection:
+        counts = promote(connection, "b2", [ENTITY], changed, chunk_rows=40).entities[ENTITY]
+    assert (counts.staged, counts.inserted, counts.updated, counts.verified) == (60, 59, 1, 60)
+    assert _core_rows(engine) == 99
+    with engine.connect() as connection:
+        assert connection.execute(
+            sa.select(sa.func.count()).select_from(HISTORY_TABLES[ENTITY])
+        ).scalar_one() == 1
 
 
 def test_a_file_changed_after_staging_is_refused_and_nothing_is_written(core_url, tmp_path):
