@@ -207,7 +207,8 @@ quarantine_decision = sa.Table(
 
 
 # --- staged, reversible promotion (cutovers) ---------------------------------------------------
-# Loads land in ``staged_<entity>`` tagged with their batch id; promotion moves one batch into the
+# A batch is staged by reference to its validated files (``promotion.staged_files``), or its rows
+# wait in ``staged_<entity>`` tagged with their batch id; promotion moves one batch into the
 # core table in one transaction and keeps, in ``<entity>_history``, the previous version of every
 # row it overwrote or deleted (a row it inserted carries its batch id), so a rollback is exact.
 
