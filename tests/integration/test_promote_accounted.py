@@ -9,9 +9,8 @@ of an empty database at once both succeed with one schema.
 
 from __future__ import annotations
 
-import json
-
 import datetime as dt
+import json
 import os
 import subprocess
 import sys

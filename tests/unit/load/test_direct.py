@@ -84,9 +84,12 @@ def test_new_rows_are_written_once_verified_and_undone_by_their_batch_id(core_ur
     assert (counts.staged, counts.inserted, counts.updated, counts.verified) == (250, 250, 0, 250)
     assert _core_rows(engine) == 250
     with engine.connect() as connection:  # no history row: the batch id undoes them
-        assert connection.execute(
-            sa.select(sa.func.count()).select_from(HISTORY_TABLES[ENTITY])
-        ).scalar_one() == 0
+        assert (
+            connection.execute(
+                sa.select(sa.func.count()).select_from(HISTORY_TABLES[ENTITY])
+            ).scalar_one()
+            == 0
+        )
     with engine.begin() as connection:
         rollback(connection, "b1")
     with engine.connect() as connection:
@@ -128,9 +131,12 @@ def test_a_chunk_meeting_an_existing_row_at_its_end_is_undone_whole_and_upserted
     assert (counts.staged, counts.inserted, counts.updated, counts.verified) == (60, 59, 1, 60)
     assert _core_rows(engine) == 99
     with engine.connect() as connection:
-        assert connection.execute(
-            sa.select(sa.func.count()).select_from(HISTORY_TABLES[ENTITY])
-        ).scalar_one() == 1
+        assert (
+            connection.execute(
+                sa.select(sa.func.count()).select_from(HISTORY_TABLES[ENTITY])
+            ).scalar_one()
+            == 1
+        )
 
 
 def test_a_file_changed_after_staging_is_refused_and_nothing_is_written(core_url, tmp_path):
@@ -184,9 +190,7 @@ def test_staged_files_record_counts_and_digests(tmp_path):
     path = tmp_path / "d.parquet"
     pq.write_table(_rows("b", range(7)), path)
     record = json.loads(direct.staged_files_record({ENTITY: path}))
-    assert record == {
-        ENTITY: {"rows": 7, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    }
+    assert record == {ENTITY: {"rows": 7, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}}
 
 
 HEX = st.text(alphabet="0123456789abcdefABCDEF", min_size=15, max_size=40)
@@ -216,7 +220,8 @@ def test_postgres_computes_the_same_sum(postgres_url):
     with engine.connect() as connection:
         total = connection.execute(
             sa.text(
-                "SELECT sum(('x' || substr(v, 1, 15))::bit(60)::bigint) FROM unnest(CAST(:v AS text[])) AS v"
+                "SELECT sum(('x' || substr(v, 1, 15))::bit(60)::bigint) "
+                "FROM unnest(CAST(:v AS text[])) AS v"
             ),
             {"v": values},
         ).scalar_one()
