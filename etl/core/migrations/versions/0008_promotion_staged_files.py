@@ -3,8 +3,8 @@ file's row count and SHA-256 (NULL for batches whose rows were copied into ``sta
 as every batch before this revision). Promotion reads those files and writes rows new to the
 core straight into it (etl.load.direct).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from etl.core.tables import promotion
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
