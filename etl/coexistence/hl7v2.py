@@ -186,7 +186,8 @@ def control_id_of(message: str) -> str:
 
 def parse_ack(text: str) -> Ack:
     """The receiver's answer: MSA-1 code, MSA-2 control id, MSA-3 and ERR text if any."""
-    message = hl7.parse(text.strip())
+    segments = [line.strip() for line in text.replace("\n", "\r").split("\r") if line.strip()]
+    message = hl7.parse("\r".join(segments))
     msa = message.segment("MSA")
     code = str(msa(1)).strip().upper()
     if code not in ACK_CODES:
