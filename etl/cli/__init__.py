@@ -2,8 +2,8 @@
 
 This module builds ``app`` (the console entry point ``etl.cli:app``) and adds the commands of
 one module each: pipeline (check-mappings, run, status), airflow, demo, reports (bench, docs,
-profile, coverage), dashboard, and the groups estate, identity, dq, cutover, coexistence and cluster (steward,
-landing, batches, core and audit live with their layers)."""
+profile, coverage), dashboard, and the groups estate, identity, dq, cutover, coexistence and
+cluster (steward, landing, batches, core and audit live with their layers)."""
 
 from __future__ import annotations
 
