@@ -139,6 +139,11 @@ class _Person:
         return [row for row in self.rows if row["source_system"] == system]
 
 
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """A stored time as UTC-aware (SQLite gives back naive UTC, PostgreSQL aware)."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
 def _naive_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
@@ -447,9 +452,10 @@ def enqueue(
             if is_priming:
                 run.primed += 1
                 continue
-            run.superseded += _supersede(connection, target)
+            superseded, backing_off_until = _supersede(connection, target)
+            run.superseded += superseded
             sequence += 1
-            _insert_message(connection, target, sequence, now, run)
+            _insert_message(connection, target, sequence, max(now, backing_off_until), run)
             created.append(target.pseudonym)
         if is_priming:
             connection.execute(
@@ -505,7 +511,20 @@ def _record_subject(
     return result.rowcount == 1
 
 
-def _supersede(connection: sa.Connection, target: Target) -> int:
+def _supersede(connection: sa.Connection, target: Target) -> tuple[int, dt.datetime]:
+    """Replace the subject's undelivered messages; returns how many, and until when the one
+    being retried was backing off (its successor waits as long: the receiver is still down)."""
+    due = (
+        sa.select(coexistence_message.c.next_attempt_at)
+        .where(
+            coexistence_message.c.target_system == target.system,
+            coexistence_message.c.subject_key == target.subject_key,
+            coexistence_message.c.state.in_(DUE),
+            coexistence_message.c.attempts > 0,
+        )
+        .order_by(coexistence_message.c.next_attempt_at.desc())
+    )
+    waiting = connection.execute(due).scalars().first()
     result = connection.execute(
         coexistence_message.update()
         .where(
@@ -515,7 +534,9 @@ def _supersede(connection: sa.Connection, target: Target) -> int:
         )
         .values(state=SUPERSEDED, reason="a newer state of the same subject replaced it")
     )
-    return int(result.rowcount or 0)
+    return int(result.rowcount or 0), _aware(waiting) if waiting else dt.datetime.min.replace(
+        tzinfo=dt.UTC
+    )
 
 
 def _insert_message(
