@@ -44,7 +44,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -777,6 +777,11 @@ def run(
     if send:
         deliver(settings, engine, coexistence, moment, runs)
     return runs
+
+
+def run_counts(settings: Settings, now: dt.datetime | None = None) -> dict[str, dict[str, Any]]:
+    """One run, as plain values per system (what an Airflow task hands on: counts and reasons)."""
+    return {system: asdict(result) for system, result in run(settings, now).items()}
 
 
 def status(settings: Settings) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -331,3 +332,38 @@ def test_the_feed_to_a_system_stops_when_its_last_wave_is_cut_over(core):
     assert f"{LEGACY_WAVE} cut_over" in closed["reason"]
     [row] = feed.status(settings)["systems"]
     assert (row["live"], row["stopped_at"] is not None) == (False, True)
+
+
+def test_the_command_line_runs_the_feed_and_shows_it_without_patient_data(core, cli, monkeypatch):
+    person = core.shared_person()
+    with Listener() as listener:
+        monkeypatch.setenv(
+            "VARDFLYTT_COEXISTENCE_ENDPOINTS", json.dumps({LEGACY_SYSTEM: listener.endpoint})
+        )
+        first = cli("coexistence", "run")
+        core.change(patient, person["owned_id"], address_line=NEW_ADDRESS)
+        second = cli("coexistence", "run")
+        shown = cli("coexistence", "status")
+    assert LEGACY_SYSTEM in first.output and "primed" in first.output
+    assert len(listener.received) == 1
+    [acked] = core.messages()
+    assert acked["state"] == feed.ACKED
+    for output in (first.output, second.output, shown.output):
+        assert NEW_ADDRESS not in output
+        assert person["legacy_key"] not in output.split()
+    assert listener.endpoint in shown.output
+
+
+def test_a_delivery_to_a_host_nobody_allowed_is_refused_and_the_message_waits(
+    core, cli, monkeypatch
+):
+    person = core.shared_person()
+    monkeypatch.setenv(
+        "VARDFLYTT_COEXISTENCE_ENDPOINTS", json.dumps({LEGACY_SYSTEM: "203.0.113.9:2575"})
+    )
+    cli("coexistence", "run")
+    core.change(patient, person["owned_id"], address_line=NEW_ADDRESS)
+    refused = cli("coexistence", "run", expect=1)
+    assert "not an allowed host" in refused.output
+    [waiting] = core.messages()
+    assert (waiting["state"], waiting["attempts"]) == (feed.QUEUED, 0)
