@@ -14,10 +14,13 @@ the first core-owned system (by name): the new core system keeps it. Each servin
 naming the patient by the system's own identifiers (:mod:`etl.coexistence.hl7v2`).
 
 **When.** Per target (system, person[, encounter]) the feed keeps the hash of the state last
-queued. The first run for a system records what it already has (the core as migrated) as that
-baseline and sends nothing; from then on a state whose hash differs is queued once, superseding
-an older one still undelivered (an A31 or A08 carries the whole state, so only the newest
-matters and order is kept). Re-running queues nothing new: the feed is idempotent.
+queued. A target met for the first time is a *baseline* (recorded, nothing sent) when the legacy
+system already has it: a person's demographics as migrated, a contact a migration batch loaded;
+so neither the feed's first run nor a later go-live that makes more people shared sends history.
+A contact the core created itself (its row came from no migration batch) is news and is sent.
+From then on a state whose hash differs is queued once, superseding an older one still
+undelivered (an A31 or A08 carries the whole state, so only the newest matters and order is
+kept). Re-running queues nothing new: the feed is idempotent.
 
 **Protected identity and spärr fail closed.** A person with any level of protected identity on
 any of their rows, and a blocked contact, gets no message body at all: the entry is *held* (with
@@ -61,6 +64,7 @@ from etl.core.tables import (
     coexistence_message,
     coexistence_subject,
     coexistence_system,
+    load_batch,
 )
 from etl.cutover.plan import load_plan
 from etl.settings import Settings
@@ -128,6 +132,9 @@ class Target:
     content_hash: str
     outbound: hl7v2.Outbound | None  # None: held (protected identity, blocked contact)
     held_reason: str | None = None
+    # Known to the legacy systems as migrated (a person's demographics, a contact a migration
+    # batch loaded): when first met it is a baseline. A contact the core created is news.
+    is_migrated: bool = True
 
 
 @dataclass
@@ -251,11 +258,14 @@ def _contacts(connection: sa.Connection, patient_ids: list[str]) -> list[dict[st
             _encounter.c.started_at,
             _encounter.c.ended_at,
             _encounter.c.is_blocked,
+            sa.exists().where(load_batch.c.batch_id == _encounter.c.batch_id).label("is_migrated"),
         )
         .where(_encounter.c.patient_id.in_(patient_ids))
         .order_by(_encounter.c.encounter_id)
     )
-    return [dict(row._mapping) for row in connection.execute(query)]
+    return [
+        {**row._mapping, "is_migrated": bool(row.is_migrated)} for row in connection.execute(query)
+    ]
 
 
 def _systems_with_contacts(connection: sa.Connection, systems: list[str]) -> set[str]:
@@ -309,9 +319,11 @@ class _About:
     def target(self, contact: dict[str, Any] | None) -> Target:
         """The A31 (no contact) or the A08 of one contact; held when it may not leave."""
         state: dict[str, Any] = {"identifiers": [(i.kind, i.value) for i in self.identifiers]}
+        is_migrated = True if contact is None else bool(contact["is_migrated"])
         if contact is None:
             state["demographics"] = {n: self.master[n] for n in _DEMOGRAPHICS}
         else:
+            contact = {k: v for k, v in contact.items() if k != "is_migrated"}
             state["contact"] = contact
         state["protected"] = self.is_protected
         target = _target(
@@ -323,6 +335,7 @@ class _About:
             self.is_protected,
             bool(contact and contact["is_blocked"]),
         )
+        target.is_migrated = is_migrated
         if target.held_reason is None:
             pv1 = None
             if contact is not None:
@@ -441,15 +454,15 @@ def enqueue(
         by_system[target.system].append(target)
     for system, items in sorted(by_system.items()):
         run = runs.setdefault(system, SystemRun(system))
-        is_priming = system not in systems
         created: list[str] = []
         for target in items:
             before = current.get((system, target.subject_key))
             if before == target.content_hash:
                 continue
-            if not _record_subject(connection, target, before, now, is_priming):
+            is_baseline = before is None and target.is_migrated
+            if not _record_subject(connection, target, before, now, is_baseline):
                 continue  # another run queued this very change first
-            if is_priming:
+            if is_baseline:
                 run.primed += 1
                 continue
             superseded, backing_off_until = _supersede(connection, target)
@@ -457,7 +470,7 @@ def enqueue(
             sequence += 1
             _insert_message(connection, target, sequence, max(now, backing_off_until), run)
             created.append(target.pseudonym)
-        if is_priming:
+        if system not in systems:
             connection.execute(
                 coexistence_system.insert().values(target_system=system, primed_at=now)
             )
@@ -480,12 +493,12 @@ def _record_subject(
     target: Target,
     before: str | None,
     now: dt.datetime,
-    is_priming: bool,
+    is_baseline: bool,
 ) -> bool:
     """Move the subject's hash from ``before`` to the target's (compare-and-set: two runs at
     once cannot both queue the same change)."""
     values = {"content_hash": target.content_hash, "updated_at": now}
-    if is_priming:
+    if is_baseline:
         values["acked_hash"] = target.content_hash  # what the system already has
     if before is None:
         connection.execute(

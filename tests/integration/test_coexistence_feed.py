@@ -53,6 +53,7 @@ patient, encounter = ENTITY_TABLES["patient"], ENTITY_TABLES["encounter"]
 class Core:
     settings: Settings
     changed: list[tuple[sa.Table, str, dict[str, Any]]] = field(default_factory=list)
+    created: list[tuple[sa.Table, str]] = field(default_factory=list)
 
     @property
     def engine(self) -> sa.Engine:
@@ -66,8 +67,17 @@ class Core:
             self.changed.append((table, row_id, {name: before[name] for name in values}))
             connection.execute(table.update().where(key == row_id).values(values))
 
+    def create(self, table: sa.Table, **values: Any) -> None:
+        """Add a core row as the new core system would (no migration batch); removed after."""
+        with self.engine.begin() as connection:
+            connection.execute(table.insert().values(values))
+        self.created.append((table, values[f"{table.name}_id"]))
+
     def restore(self) -> None:
         with self.engine.begin() as connection:
+            for table, row_id in self.created:
+                connection.execute(table.delete().where(table.c[f"{table.name}_id"] == row_id))
+            self.created.clear()
             for table, row_id, values in reversed(self.changed):
                 key = table.c[f"{table.name}_id"]
                 connection.execute(table.update().where(key == row_id).values(values))
@@ -195,13 +205,26 @@ def test_the_cores_change_reaches_the_legacy_system_once_with_its_identifiers(co
         settings = core.with_endpoint(listener.endpoint)
         _start(core, settings)
         _change_address_and_contact(core, person)
+        core.create(
+            encounter,
+            encounter_id="core-created-contact-1",
+            patient_id=person["owned_id"],
+            care_unit_hsa_id="SE2321000131-E000000128785",
+            encounter_class="emergency",
+            started_at=dt.datetime(2027, 2, 15, 7, 45, tzinfo=dt.UTC),
+            is_blocked=False,
+            source_system=CUT_OVER_SYSTEM,
+            source_key="core-created-contact-1",
+            batch_id="core-system",  # not a migration batch: the core system made it
+            content_hash="-",
+        )
         result = feed.run(settings, now=NOW + dt.timedelta(minutes=5))
-        assert (result[LEGACY_SYSTEM].queued, result[LEGACY_SYSTEM].acked) == (2, 2)
-        assert sorted(listener.events()) == ["A08", "A31"]
+        assert (result[LEGACY_SYSTEM].queued, result[LEGACY_SYSTEM].acked) == (3, 3)
+        assert sorted(listener.events()) == ["A08", "A08", "A31"]
         # Re-running sends nothing again: the same change is never sent twice.
         again = feed.run(settings, now=NOW + dt.timedelta(minutes=10))
         assert (again[LEGACY_SYSTEM].queued, again[LEGACY_SYSTEM].acked) == (0, 0)
-        assert len(listener.received) == 2
+        assert len(listener.received) == 3
 
     a31 = hl7.parse(next(m for m in listener.received if "ADT^A31" in m))
     identifiers = {(str(r(1)), str(r(4)), str(r(5))) for r in a31.segment("PID")(3)}
@@ -209,9 +232,13 @@ def test_the_cores_change_reaches_the_legacy_system_once_with_its_identifiers(co
     if person["legacy_number"]:
         assert any(value == person["legacy_number"] for value, _, _ in identifiers)
     assert a31.unescape(str(a31.segment("PID")(11)(1)(1))) == NEW_ADDRESS
-    a08 = hl7.parse(next(m for m in listener.received if "ADT^A08" in m))
-    assert str(a08.segment("PV1")(19)(1)(1)) == person["encounter_id"]
-    assert str(a08.segment("PV1")(45)).startswith("20270214163000")
+    a08s = {
+        str(a08.segment("PV1")(19)(1)(1)): a08
+        for a08 in (hl7.parse(m) for m in listener.received if "ADT^A08" in m)
+    }
+    assert set(a08s) == {person["encounter_id"], "core-created-contact-1"}
+    assert str(a08s[person["encounter_id"]].segment("PV1")(45)).startswith("20270214163000")
+    assert str(a08s["core-created-contact-1"].segment("PV1")(2)) == "E"
 
     messages = core.messages()
     assert {m["state"] for m in messages} == {feed.ACKED}
