@@ -67,6 +67,7 @@ from etl.core.tables import (
     load_batch,
 )
 from etl.cutover.plan import load_plan
+from etl.identity.resolve import RULE_PENDING_REVIEW
 from etl.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,6 @@ STATES = (QUEUED, SENT, ACKED, FAILED, HELD, SUPERSEDED, CLOSED)
 # Waiting for delivery: queued, or sent without an ACK (a run that died in between).
 DUE = (QUEUED, SENT)
 PURPOSE = "coexistence feed"
-_PENDING_REVIEW = "pending_review"  # etl.identity.resolve.RULE_PENDING_REVIEW (a layer above)
 # Reserve numbers this migration issued: no legacy system has ever seen one.
 _NEVER_IN_LEGACY = {"reservnummer_vgr_issued"}
 _DEMOGRAPHICS = (
@@ -97,6 +97,7 @@ _DEMOGRAPHICS = (
     "postal_code",
     "city",
 )
+_CHUNK = 5_000  # ids per IN list
 _patient = ENTITY_TABLES["patient"]
 _identifier = ENTITY_TABLES["patient_identifier"]
 _encounter = ENTITY_TABLES["encounter"]
@@ -193,7 +194,7 @@ def _shared_persons(connection: sa.Connection, coexistence: Coexistence) -> list
     pending: set[str] = set()
     for row in connection.execute(query):
         item = dict(row._mapping)
-        if item["rule"] == _PENDING_REVIEW:
+        if item["rule"] == RULE_PENDING_REVIEW:
             pending.add(item["person_id"])
         persons.setdefault(item["person_id"], _Person(item["person_id"])).rows.append(item)
     protected = _protected_persons(connection, list(persons))
@@ -207,7 +208,7 @@ def _shared_persons(connection: sa.Connection, coexistence: Coexistence) -> list
 def _protected_persons(connection: sa.Connection, person_ids: list[str]) -> set[str]:
     """Persons whose resolved identity (the strictest of their patients) is protected."""
     found: set[str] = set()
-    for chunk in _chunks(person_ids, 5_000):
+    for chunk in _chunks(person_ids, _CHUNK):
         query = sa.select(person.c.person_id).where(
             person.c.is_active.is_(True),
             person.c.person_id.in_(chunk),
@@ -222,21 +223,36 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
-def _identifiers(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[hl7v2.Identifier]:
+def _secondary_identifiers(
+    connection: sa.Connection, patient_ids: Sequence[str]
+) -> dict[str, list[hl7v2.Identifier]]:
+    """The numbers each patient row recorded beside its primary one, read in chunks (one query
+    per 5,000 patients, not one per person: ``patient_id`` is not indexed there)."""
+    found: dict[str, list[hl7v2.Identifier]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(patient_ids)), _CHUNK):
+        query = (
+            sa.select(
+                _identifier.c.patient_id, _identifier.c.identity_number, _identifier.c.identity_kind
+            )
+            .where(_identifier.c.patient_id.in_(chunk))
+            .order_by(_identifier.c.identity_kind, _identifier.c.identity_number)
+        )
+        for patient_id, number, kind in connection.execute(query):
+            if number and kind not in _NEVER_IN_LEGACY:
+                found[patient_id].append(hl7v2.Identifier(number, kind))
+    return found
+
+
+def _identifiers(
+    rows: list[dict[str, Any]], secondary: dict[str, list[hl7v2.Identifier]]
+) -> list[hl7v2.Identifier]:
     """The target system's own identifiers for the patient: its source keys, the identity
     numbers on its rows and the secondary numbers it recorded (never a number it has not seen)."""
     found: list[hl7v2.Identifier] = [hl7v2.Identifier(r["source_key"], "source_key") for r in rows]
     for row in rows:
         if row["identity_number"] and row["identity_kind"] not in _NEVER_IN_LEGACY:
             found.append(hl7v2.Identifier(row["identity_number"], row["identity_kind"] or ""))
-    query = (
-        sa.select(_identifier.c.identity_number, _identifier.c.identity_kind)
-        .where(_identifier.c.patient_id.in_([r["patient_id"] for r in rows]))
-        .order_by(_identifier.c.identity_kind, _identifier.c.identity_number)
-    )
-    for number, kind in connection.execute(query):
-        if number and kind not in _NEVER_IN_LEGACY:
-            found.append(hl7v2.Identifier(number, kind))
+        found.extend(secondary.get(row["patient_id"], []))
     return list(dict.fromkeys(found))
 
 
@@ -249,23 +265,33 @@ def _demographics(master: dict[str, Any]) -> hl7v2.Demographics:
     return hl7v2.Demographics(**{name: master[name] for name in _DEMOGRAPHICS})
 
 
-def _contacts(connection: sa.Connection, patient_ids: list[str]) -> list[dict[str, Any]]:
-    query = (
-        sa.select(
-            _encounter.c.encounter_id,
-            _encounter.c.encounter_class,
-            _encounter.c.care_unit_hsa_id,
-            _encounter.c.started_at,
-            _encounter.c.ended_at,
-            _encounter.c.is_blocked,
-            sa.exists().where(load_batch.c.batch_id == _encounter.c.batch_id).label("is_migrated"),
+def _contacts(
+    connection: sa.Connection, patient_ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each patient row's care contacts, with whether a migration batch loaded them; in chunks."""
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(patient_ids)), _CHUNK):
+        query = (
+            sa.select(
+                _encounter.c.patient_id,
+                _encounter.c.encounter_id,
+                _encounter.c.encounter_class,
+                _encounter.c.care_unit_hsa_id,
+                _encounter.c.started_at,
+                _encounter.c.ended_at,
+                _encounter.c.is_blocked,
+                sa.exists()
+                .where(load_batch.c.batch_id == _encounter.c.batch_id)
+                .label("is_migrated"),
+            )
+            .where(_encounter.c.patient_id.in_(chunk))
+            .order_by(_encounter.c.encounter_id)
         )
-        .where(_encounter.c.patient_id.in_(patient_ids))
-        .order_by(_encounter.c.encounter_id)
-    )
-    return [
-        {**row._mapping, "is_migrated": bool(row.is_migrated)} for row in connection.execute(query)
-    ]
+        for row in connection.execute(query):
+            contact = dict(row._mapping)
+            contact["is_migrated"] = bool(contact["is_migrated"])
+            found[contact.pop("patient_id")].append(contact)
+    return found
 
 
 def _systems_with_contacts(connection: sa.Connection, systems: list[str]) -> set[str]:
@@ -281,10 +307,22 @@ def targets(connection: sa.Connection, coexistence: Coexistence, key: bytes) -> 
     """Every message the core's current state calls for, one per (system, person[, contact])."""
     live = coexistence.live_systems()
     keeps_contacts = _systems_with_contacts(connection, live)
+    persons = _shared_persons(connection, coexistence)
+    owned_of = {
+        shared.person_id: [r for r in shared.rows if is_core_owned(coexistence, r["source_system"])]
+        for shared in persons
+    }
+    secondary = _secondary_identifiers(
+        connection, [r["patient_id"] for p in persons for r in p.rows if r["source_system"] in live]
+    )
+    contacts = (
+        _contacts(connection, [r["patient_id"] for rows in owned_of.values() for r in rows])
+        if keeps_contacts
+        else {}
+    )
     found: list[Target] = []
-    for shared in _shared_persons(connection, coexistence):
-        owned = [r for r in shared.rows if is_core_owned(coexistence, r["source_system"])]
-        contacts: list[dict[str, Any]] | None = None
+    for shared in persons:
+        owned = owned_of[shared.person_id]
         for system in live:
             rows = shared.rows_of(system)
             if not owned or not serves(coexistence, system, [r["patient_id"] for r in rows]):
@@ -293,15 +331,14 @@ def targets(connection: sa.Connection, coexistence: Coexistence, key: bytes) -> 
                 system=system,
                 person_id=shared.person_id,
                 pseudonym=pseudonym(key, system, rows[0]["source_key"]),
-                identifiers=_identifiers(connection, rows),
+                identifiers=_identifiers(rows, secondary),
                 master=owned[0],
                 is_protected=_is_protected(shared.rows),
             )
             found.append(about.target(None))
             if system in keeps_contacts:
-                if contacts is None:
-                    contacts = _contacts(connection, [r["patient_id"] for r in owned])
-                found.extend(about.target(contact) for contact in contacts)
+                for row in owned:
+                    found.extend(about.target(c) for c in contacts.get(row["patient_id"], []))
     return found
 
 
