@@ -708,17 +708,25 @@ def _deliver_system(
         )
 
 
-def _message_text(engine: sa.Engine, control_id: str) -> str:
+def _claim(engine: sa.Engine, item: dict[str, Any], now: dt.datetime) -> str | None:
+    """Take the message for one attempt (state sent, one more attempt), or None when another run
+    took it first: the attempt count is the version compared, so two runs never both send it."""
     with engine.begin() as connection:
-        connection.execute(
+        claimed = connection.execute(
             coexistence_message.update()
-            .where(coexistence_message.c.control_id == control_id)
-            .values(state=SENT)
+            .where(
+                coexistence_message.c.control_id == item["control_id"],
+                coexistence_message.c.state.in_(DUE),
+                coexistence_message.c.attempts == item["attempts"],
+            )
+            .values(state=SENT, attempts=item["attempts"] + 1, sent_at=now)
         )
+        if claimed.rowcount != 1:
+            return None
         return str(
             connection.execute(
                 sa.select(coexistence_message.c.message).where(
-                    coexistence_message.c.control_id == control_id
+                    coexistence_message.c.control_id == item["control_id"]
                 )
             ).scalar_one()
         )
@@ -735,7 +743,10 @@ def _deliver_one(
     """One attempt; True when the receiver answered (acked or refused), False to stop here."""
     control_id = item["control_id"]
     attempts = int(item["attempts"]) + 1
-    text = _message_text(engine, control_id)
+    text = _claim(engine, item, now)
+    if text is None:
+        logger.info("coexistence %s to %s: taken by another run", control_id, run.system)
+        return False
     try:
         ack = mllp.send(endpoint, text, settings.coexistence_ack_timeout_seconds)
         if ack.control_id != control_id:
@@ -744,8 +755,6 @@ def _deliver_one(
         _record_retry(settings, engine, item, attempts, now, str(error), run)
         return False
     values: dict[str, Any] = {
-        "attempts": attempts,
-        "sent_at": now,
         "ack_code": ack.code,
         "ack_at": utc_now(),
         "next_attempt_at": None,
@@ -787,7 +796,6 @@ def _record_retry(
     exhausted = attempts >= settings.coexistence_max_attempts
     backoff = settings.coexistence_retry_seconds * 2 ** (attempts - 1)
     values: dict[str, Any] = {
-        "attempts": attempts,
         "state": FAILED if exhausted else QUEUED,
         "next_attempt_at": None if exhausted else now + dt.timedelta(seconds=backoff),
         "reason": f"no ACK after {attempts} attempts: {error}" if exhausted else error,

@@ -394,3 +394,20 @@ def test_a_delivery_to_a_host_nobody_allowed_is_refused_and_the_message_waits(
     assert "not an allowed host" in refused.output
     [waiting] = core.messages()
     assert (waiting["state"], waiting["attempts"]) == (feed.QUEUED, 0)
+
+
+def test_two_runs_at_once_never_both_send_one_message(core):
+    person = core.shared_person()
+    settings = core.with_endpoint(f"127.0.0.1:{free_port()}")
+    _start(core, settings)
+    core.change(patient, person["owned_id"], address_line=NEW_ADDRESS)
+    assert feed.run(settings, now=NOW, send=False)[LEGACY_SYSTEM].queued == 1
+    # Both runs read the queue before either sends: only the first takes the message.
+    seen_by_first, seen_by_second = (
+        feed._due(core.engine, LEGACY_SYSTEM),
+        feed._due(core.engine, LEGACY_SYSTEM),
+    )
+    assert feed._claim(core.engine, seen_by_first[0], NOW) is not None
+    assert feed._claim(core.engine, seen_by_second[0], NOW) is None
+    [taken] = core.messages()
+    assert (taken["state"], taken["attempts"]) == (feed.SENT, 1)
