@@ -360,6 +360,14 @@ def test_the_feed_to_a_system_stops_when_its_last_wave_is_cut_over(core):
     [row] = feed.status(settings)["systems"]
     assert (row["live"], row["stopped_at"] is not None) == (False, True)
 
+    # Rolling the wave back makes ELVIS serve its units again: the feed resumes from its hashes.
+    with core.engine.begin() as connection:
+        ledger.transition(connection, LEGACY_WAVE, ledger.ROLLED_BACK, actor="test")
+    resumed = feed.run(settings, now=NOW + dt.timedelta(hours=3), send=False)
+    assert resumed[LEGACY_SYSTEM].queued == 1  # the change made while it was stopped
+    [row] = feed.status(settings)["systems"]
+    assert (row["live"], row["stopped_at"]) == (True, None)
+
 
 def test_the_command_line_runs_the_feed_and_shows_it_without_patient_data(core, cli, monkeypatch):
     person = core.shared_person()
