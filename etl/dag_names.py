@@ -21,6 +21,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SELECTION_DAG_ID = "vardflytt_migrate"
 IDENTITY_DAG_ID = "identity_resolution"
 ROLLBACK_DAG_ID = "vardflytt_rollback"
+# The coexistence feed (etl/coexistence): the core's changes back to legacy systems still live.
+COEXISTENCE_DAG_ID = "vardflytt_coexistence"
 CORE_ASSET_ALIAS = "vardflytt_core"
 # Airflow pools (etl/airflow_pools.py creates them): one per legacy source, one for core writes.
 CORE_WRITE_POOL = "vardflytt_core_writes"

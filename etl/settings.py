@@ -71,6 +71,25 @@ class Settings(BaseSettings):
         "URL and /vardflytt): the go/no-go request links its evidence pack there.",
     )
 
+    # The coexistence feed (etl/coexistence): HL7 v2 back to the legacy systems still serving
+    # shared patients. Endpoints as JSON, ``{"elvis": "10.1.2.3:2575"}``; each host must be an
+    # allowed host (VARDFLYTT_ALLOWED_HOSTS), else delivery to that system is refused.
+    coexistence_endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="MLLP endpoint (host:port) per legacy system, as JSON.",
+    )
+    coexistence_ack_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a delivery waits for the system's ACK."
+    )
+    coexistence_retry_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Backoff after a failed connection or a missing ACK; doubles per attempt.",
+    )
+    coexistence_max_attempts: int = Field(
+        default=8, gt=0, description="Attempts before a message is marked failed for a person."
+    )
+
     @cached_property
     def resolved_estate_dir(self) -> Path:
         return self.estate_dir or self.home / "estate"

@@ -2,8 +2,8 @@
 
 This module builds ``app`` (the console entry point ``etl.cli:app``) and adds the commands of
 one module each: pipeline (check-mappings, run, status), airflow, demo, reports (bench, docs,
-profile, coverage), dashboard, and the groups estate, identity, dq, cutover and cluster (steward,
-landing, batches, core and audit live with their layers)."""
+profile, coverage), dashboard, and the groups estate, identity, dq, cutover, coexistence and
+cluster (steward, landing, batches, core and audit live with their layers)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 
 from etl.cli import airflow, dashboard, demo, pipeline, reports
 from etl.cli.cluster import cluster_app
+from etl.cli.coexistence import coexistence_app
 from etl.cli.common import console
 from etl.cli.cutover import cutover_app
 from etl.cli.demo import _demo_final_to_go_no_go, _print_demo_next_steps
@@ -94,4 +95,5 @@ app.add_typer(batches_app, name="batches")
 app.add_typer(core_app, name="core")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cutover_app, name="cutover")
+app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(cluster_app, name="cluster")

@@ -411,3 +411,62 @@ cutover_approval = sa.Table(
     sa.Column("note", sa.Text),
     sa.Column("is_current", sa.Boolean, nullable=False),
 )
+
+# --- the coexistence feed (etl/coexistence) ----------------------------------------------------
+# The core's changes to shared patients, sent back as HL7 v2 to the legacy systems that still
+# serve them. One row per target system: when the feed first ran for it (what the system already
+# had then is the baseline, nothing is sent for it) and when it stopped (its last wave cut over).
+coexistence_system = sa.Table(
+    "coexistence_system",
+    metadata,
+    sa.Column("target_system", sa.Text, primary_key=True),
+    sa.Column("primed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("stopped_at", sa.DateTime(timezone=True)),
+    sa.Column("stop_reason", sa.Text),  # wave names and states only
+)
+
+# Per target (system, person[, encounter]): the content hash of the last state queued (or the
+# baseline), which decides whether the core changed, and of the last state the system
+# acknowledged. Hashes only: the content itself is in the message.
+coexistence_subject = sa.Table(
+    "coexistence_subject",
+    metadata,
+    sa.Column("target_system", sa.Text, primary_key=True),
+    sa.Column("subject_key", sa.Text, primary_key=True),  # person id[/encounter id]
+    sa.Column("event", sa.Text, nullable=False),  # A31 | A08
+    sa.Column("person_id", sa.Text, nullable=False),
+    sa.Column("encounter_id", sa.Text),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("acked_hash", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The outbound queue, one per target system: each message with its state
+# (queued -> sent -> acked | failed; held: a protected patient, never sent, for a steward;
+# superseded: a newer state of the same subject replaced it before delivery; closed: the system
+# stopped being served). ``message`` is patient data: it lives here, in the core, and nowhere
+# else (logs, reports and dashboards name the control id and pseudonyms only).
+coexistence_message = sa.Table(
+    "coexistence_message",
+    metadata,
+    sa.Column("control_id", sa.Text, primary_key=True),  # MSH-10
+    sa.Column("target_system", sa.Text, nullable=False),
+    sa.Column("sequence", sa.BigInteger, nullable=False),  # delivery order within the feed
+    sa.Column("subject_key", sa.Text, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("person_id", sa.Text, nullable=False),
+    sa.Column("encounter_id", sa.Text),
+    sa.Column("subject_pseudonym", sa.Text, nullable=False),  # ps_... of the target's patient
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("message", sa.Text),  # sensitive: the HL7 message; NULL when held
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.BigInteger, nullable=False, default=0),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("ack_code", sa.Text),  # MSA-1: AA | AE | AR (CA/CE/CR)
+    sa.Column("ack_at", sa.DateTime(timezone=True)),
+    sa.Column("reason", sa.Text),  # why failed/held/closed; codes and wave names, no patient data
+    sa.Index("ix_coexistence_message_due", "target_system", "state", "sequence"),
+    sa.Index("ix_coexistence_message_subject", "target_system", "subject_key"),
+)
