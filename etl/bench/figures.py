@@ -28,11 +28,12 @@ DEFINITIONS = {
     "validation_share": "validate seconds divided by end-to-end seconds (all entities)",
     "end_to_end": "wall-clock seconds from the start of extract to the end of verify",
     "gate": "pipeline.gate: the batch's check results stored and held against the thresholds",
-    "stage": "pipeline.load(promote_now=False): COPY into staging, quarantine and flags, "
-    "provisional accounting (one transaction per system)",
-    "promote": "pipeline.promote: promotion into the core with its history (the undo "
-    "information) and the content-hash verification of every loaded row, which runs inside "
-    "the promotion's transaction and cannot be timed apart from outside etl/load",
+    "stage": "pipeline.load(promote_now=False): the batch staged by reference (validated files' "
+    "rows and SHA-256), quarantine and flags, provisional accounting (one transaction)",
+    "promote": "pipeline.promote: rows new to the core COPYed straight in, changed rows through "
+    "the upsert with their history (the undo information), and the verification of every "
+    "loaded row (set-based aggregates, or a join by content hash), inside the promotion's "
+    "transaction",
     "verify": "pipeline.reconcile: every source row loaded, quarantined, excluded or merged",
     "cpu_seconds": "time.process_time() of the process over the span (user + system, every "
     "thread of this process, no children, not the database server's work): on a shared "

@@ -75,7 +75,7 @@ def migrate(
             log(f"{label}: {system} quality gate")
             with measure(sampler) as stages["gate"]:
                 pipeline.gate(system, batch_id, run_id, settings)
-            log(f"{label}: {system} stage (COPY into staging)")
+            log(f"{label}: {system} stage (by reference to the validated files)")
             with measure(sampler) as stages["stage"]:
                 pipeline.load(system, batch_id, run_id=run_id, settings=settings, promote_now=False)
             log(f"{label}: {system} promote (with history and hash verification)")

@@ -24,9 +24,10 @@ from etl.settings import Settings
 def cutover_figures(
     settings: Settings, label: str, log: Callable[[str], None], systems: tuple[str, ...] = SYSTEMS
 ) -> dict[str, Any]:
-    """PostgreSQL: the pipeline's load (COPY into staging + promotion with history) against a
-    plain ``COPY`` of the same final rows into empty copies of the same tables, and the time a
-    rollback of each batch takes against its load. Measured in the same run, same server."""
+    """PostgreSQL: the pipeline's load (staging by reference, then promotion: COPY of new rows,
+    upsert with history of changed ones) against a plain ``COPY`` of the same final rows into
+    empty copies of the same tables, and the time a rollback of each batch takes against its
+    load. Measured in the same run, same server."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -207,7 +207,8 @@ quarantine_decision = sa.Table(
 
 
 # --- staged, reversible promotion (cutovers) ---------------------------------------------------
-# Loads land in ``staged_<entity>`` tagged with their batch id; promotion moves one batch into the
+# A batch is staged by reference to its validated files (``promotion.staged_files``), or its rows
+# wait in ``staged_<entity>`` tagged with their batch id; promotion moves one batch into the
 # core table in one transaction and keeps, in ``<entity>_history``, the previous version of every
 # row it overwrote or deleted (a row it inserted carries its batch id), so a rollback is exact.
 
@@ -288,6 +289,9 @@ promotion = sa.Table(
     sa.Column("extracted_at", sa.DateTime(timezone=True)),
     sa.Column("superseded_by", sa.Text),
     sa.Column("note", sa.Text),  # counts and batch ids only, never patient data
+    # A batch staged by reference (etl.load.direct): per entity, its validated file's rows and
+    # SHA-256, as JSON; NULL when its rows were copied into staged_<entity>.
+    sa.Column("staged_files", sa.Text),
 )
 
 # The cutover ledger: each wave's state, and every transition with who, when, run and evidence.

@@ -1,12 +1,14 @@
 """Load a validated batch into the core database and prove every source row is accounted for.
 
-Stage -> accounting -> promote, in that order. Per entity, validated rows are bulk-copied into
-``staged_<entity>`` (``COPY`` on PostgreSQL); then the accounting (extracted = staged +
-quarantined + excluded + merged) must leave residue 0, or the batch is marked ``unaccounted``,
-its staged rows dropped, and it is never promoted. Promotion (etl.load.promote) is one
-transaction that also verifies every loaded row by content hash: if that accounting fails, the
-transaction is rolled back, so a batch whose accounting fails is never visible in the core.
-Re-running the same batch changes nothing.
+Stage -> accounting -> promote, in that order. Staging records the batch by reference to its
+validated files (per entity, rows and SHA-256: etl.load.direct), with its quarantine, flags and
+provisional accounting; the accounting (extracted = staged + quarantined + excluded + merged)
+must leave residue 0, or the batch is marked ``unaccounted`` and never promoted. Promotion
+(etl.load.promote) is one transaction that writes rows new to the core straight into it
+(``COPY`` on PostgreSQL), the others through the set-based upsert, and verifies every loaded row
+(set-based aggregates of ids and content hashes, or a join by content hash): if that accounting
+fails, the transaction is rolled back, so a batch whose accounting fails is never visible in the
+core. Re-running the same batch changes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,14 +28,12 @@ from pydantic import BaseModel
 
 from etl.batch import BatchPaths, safe_batch_id, utc_now
 from etl.catalog import Catalog, EntityMapping
-from etl.core.arrow import entity_schema
 from etl.core.batch_states import PROMOTED, ROLLED_BACK, STAGED, SUPERSEDED, UNACCOUNTED
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
 from etl.core.model import ENTITIES
 from etl.core.tables import (
     ENTITY_TABLES,
-    STAGED_TABLES,
     batch_accounting,
     dq_flag,
     load_batch,
@@ -42,6 +43,7 @@ from etl.core.tables import (
 )
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, LandingManifest, read_manifest
 from etl.load.bulk import bulk_insert
+from etl.load.direct import staged_files_record
 from etl.load.promote import (
     check_promotable,
     clear_staged,
@@ -123,17 +125,9 @@ def _load_order(catalog: Catalog, system: str) -> list[str]:
     return ordered
 
 
-def _stage_entity(
-    connection: sa.Connection, paths: BatchPaths, entity: str, chunk_rows: int
-) -> int:
-    """Bulk-copy the batch's validated rows into ``staged_<entity>`` (``COPY`` on PostgreSQL)."""
-    columns = entity_schema(entity).names
-    staged = 0
-    source = pq.ParquetFile(paths.stage_file("validated", entity))
-    for batch in source.iter_batches(batch_size=chunk_rows, columns=columns):
-        bulk_insert(connection, STAGED_TABLES[entity].name, pa.Table.from_batches([batch]))
-        staged += batch.num_rows
-    return staged
+def _sources(paths: BatchPaths, order: list[str]) -> dict[str, Path]:
+    """The batch's validated file per entity: what staging records and promotion reads."""
+    return {entity: paths.stage_file("validated", entity) for entity in order}
 
 
 def _outcomes(paths: BatchPaths, entity: str) -> pd.DataFrame:
@@ -237,7 +231,9 @@ def load_system(
         if not already:
             _record_batch(connection, system, batch_id, run_id, "staging", scope=scope)
             clear_staged(connection, batch_id)
-            staged = {e: _stage_entity(connection, paths, e, settings.chunk_rows) for e in order}
+            sources = _sources(paths, order)
+            staged_files = staged_files_record(sources)
+            staged = {e: pq.ParquetFile(p).metadata.num_rows for e, p in sources.items()}
             _stage_deletions(connection, paths, system, batch_id)
             for table in (quarantine, dq_flag):
                 connection.execute(
@@ -261,7 +257,9 @@ def load_system(
                     _quarantine_rows(system, entity, dataset, batch_id, run_id, outcomes, FLAGGED),
                 )
             extracted_at = dt.datetime.fromisoformat(manifest.extracted_at)
-            record_staged(connection, batch_id, system, kind, wave, run_id, extracted_at)
+            record_staged(
+                connection, batch_id, system, kind, wave, run_id, extracted_at, staged_files
+            )
             loads = [
                 EntityLoad(entity=e, staged=n, inserted=0, updated=0, unchanged=0, verified=0)
                 for e, n in staged.items()
@@ -307,7 +305,16 @@ def promote_system(
     order = _load_order(catalog, system)
     try:
         return _promote_accounted(
-            engine, catalog, system, batch_id, manifest, mappings, paths, order, run_id
+            engine,
+            catalog,
+            system,
+            batch_id,
+            manifest,
+            mappings,
+            paths,
+            order,
+            run_id,
+            settings.chunk_rows,
         )
     except _Unaccounted as failed:
         with engine.begin() as connection:  # the promotion was rolled back; say why
@@ -334,9 +341,10 @@ def _promote_accounted(
     paths: BatchPaths,
     order: list[str],
     run_id: str | None,
+    chunk_rows: int,
 ) -> LoadReport:
     with engine.begin() as connection:
-        promoted = promote(connection, batch_id, order)
+        promoted = promote(connection, batch_id, order, _sources(paths, order), chunk_rows)
         if promoted.already_done:
             loads = _loads_from_ledger(connection, system, batch_id, order)
         else:

@@ -1,11 +1,14 @@
 """Stage, promote, roll back: every change to the core tables is one batch, and reversible.
 
-- **Stage**: a batch's validated rows are bulk-copied (``COPY`` on PostgreSQL) into
-  ``staged_<entity>``, tagged with the batch id. The core tables are not touched.
-- **Promote**: one transaction per batch. For each entity, the previous version of every core row
-  the batch overwrites (and the whole row it deletes) is kept in ``<entity>_history``; a row it
-  inserts needs no history row, its ``batch_id`` is its undo information. Then a set-based
-  upsert applies the batch, changing only rows whose content hash differs. The batch gets the
+- **Stage**: the loader records a batch by reference to its validated files (rows and SHA-256
+  per entity, etl.load.direct); rows can also be staged in ``staged_<entity>``, tagged with the
+  batch id. The core tables are not touched.
+- **Promote**: one transaction per batch. Chunks of rows new to the core are written straight
+  into it (``COPY`` on PostgreSQL, etl.load.direct); the other rows go through
+  ``staged_<entity>``: for each entity, the previous version of every core row the batch
+  overwrites (and the whole row it deletes) is kept in ``<entity>_history``, then a set-based
+  upsert applies the batch, changing only rows whose content hash differs. A row the batch
+  inserts needs no history row: its ``batch_id`` is its undo information. The batch gets the
   next promotion sequence number.
 - **Roll back**: one transaction per batch. The core rows carrying its batch id are deleted,
   overwritten and deleted rows restored from the history, so the core is identical to its state
@@ -43,6 +46,7 @@ from etl.core.tables import (
     promotion,
     staged_deletion,
 )
+from etl.load.direct import StagedFileError, check_staged_files, verified_direct, write_direct
 
 # Test hook: pause at a named point inside a transaction so a test can SIGKILL the process there.
 FAULT_VARIABLE = "VARDFLYTT_FAULT_PAUSE_AT"
@@ -112,8 +116,10 @@ def record_staged(
     wave: str | None,
     run_id: str | None,
     extracted_at: dt.datetime | None = None,
+    staged_files: str | None = None,
 ) -> None:
-    """``extracted_at`` (when the source was read) orders the system's batches for promotion."""
+    """``extracted_at`` (when the source was read) orders the system's batches for promotion;
+    ``staged_files`` (etl.load.direct.staged_files_record) stages the batch by reference."""
     existing = promotion_row(connection, batch_id)
     values = {
         "source_system": system,
@@ -128,6 +134,7 @@ def record_staged(
         "extracted_at": extracted_at,
         "superseded_by": None,
         "note": None,
+        "staged_files": staged_files,
     }
     if existing:
         connection.execute(
@@ -142,6 +149,9 @@ def clear_staged(connection: sa.Connection, batch_id: str) -> None:
     for table in STAGED_TABLES.values():
         connection.execute(table.delete().where(table.c.batch_id == batch_id))
     connection.execute(staged_deletion.delete().where(staged_deletion.c.batch_id == batch_id))
+    connection.execute(
+        promotion.update().where(promotion.c.batch_id == batch_id).values(staged_files=None)
+    )
 
 
 def set_unpromotable(
@@ -240,7 +250,13 @@ def _lock_promotions(connection: sa.Connection) -> None:
         connection.exec_driver_sql("LOCK TABLE promotion IN SHARE ROW EXCLUSIVE MODE")
 
 
-def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> EntityPromotion:
+def _promote_entity(
+    connection: sa.Connection,
+    entity: str,
+    batch_id: str,
+    source: Path | None = None,
+    chunk_rows: int = 50_000,
+) -> EntityPromotion:
     model = ENTITIES[entity]
 
     def quote(name: str) -> str:
@@ -256,11 +272,19 @@ def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> En
     column_list = ", ".join(quote(c) for c in columns)
     prefixed = ", ".join(f"t.{quote(c)}" for c in columns)
     result = EntityPromotion(entity)
-    result.staged = _count(
+    if source is not None:
+        # Rows new to the core straight in; chunks meeting existing rows into staged_<entity>.
+        direct = write_direct(connection, entity, batch_id, source, chunk_rows)
+        if direct.rows:
+            fault_point(f"promote:{entity}:history")
+        # Checked before the upsert below, whose rows carry the batch id too.
+        result.verified = verified_direct(connection, entity, batch_id, direct)
+        result.staged = result.inserted = direct.rows
+    result.staged += _count(
         connection, f"SELECT count(*) FROM {staged} WHERE batch_id = :b", b=batch_id
     )
-    if result.staged:
-        result.updated = connection.execute(
+    if result.staged > result.inserted:
+        result.updated += connection.execute(
             sa.text(
                 f"INSERT INTO {history} (history_batch_id, history_op, {column_list}) "
                 f"SELECT :b, 'update', {prefixed} FROM {core} t JOIN {staged} s "
@@ -282,8 +306,8 @@ def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> En
             ),
             {"b": batch_id},
         ).rowcount
-        result.inserted = written - result.updated
-        result.verified = _count(
+        result.inserted += written - result.updated
+        result.verified += _count(
             connection,
             f"SELECT count(*) FROM {core} t JOIN {staged} s ON t.{key} = s.{key} "
             "WHERE s.batch_id = :b AND t.content_hash = s.content_hash",
@@ -320,8 +344,17 @@ def _promote_entity(connection: sa.Connection, entity: str, batch_id: str) -> En
     return result
 
 
-def promote(connection: sa.Connection, batch_id: str, entities: Iterable[str]) -> PromotionReport:
-    """Apply one staged batch to the core tables, inside the caller's transaction."""
+def promote(
+    connection: sa.Connection,
+    batch_id: str,
+    entities: Iterable[str],
+    sources: dict[str, Path] | None = None,
+    chunk_rows: int = 50_000,
+) -> PromotionReport:
+    """Apply one staged batch to the core tables, inside the caller's transaction.
+
+    A batch staged by reference reads its rows from ``sources`` (entity -> validated file),
+    each checked against the digest staging recorded."""
     _lock_promotions(connection)
     row = promotion_row(connection, batch_id)
     if row is None:
@@ -330,9 +363,17 @@ def promote(connection: sa.Connection, batch_id: str, entities: Iterable[str]) -
         return PromotionReport(batch_id, PROMOTED, row["seq"], already_done=True)
     _refuse_unpromotable(connection, row)
     report = PromotionReport(batch_id, PROMOTED, None)
-    for entity in entities:
-        report.entities[entity] = _promote_entity(connection, entity, batch_id)
-        fault_point(f"promote:{entity}:done")
+    try:
+        record = row["staged_files"]
+        files = check_staged_files(batch_id, record, sources) if record else {}
+        for entity in entities:
+            source = sources[entity] if sources and entity in files else None
+            report.entities[entity] = _promote_entity(
+                connection, entity, batch_id, source, chunk_rows
+            )
+            fault_point(f"promote:{entity}:done")
+    except StagedFileError as error:
+        raise PromotionError(str(error)) from None
     seq = _count(connection, "SELECT coalesce(max(seq), 0) + 1 FROM promotion")
     totals = report.totals()
     connection.execute(

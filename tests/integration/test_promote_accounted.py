@@ -10,6 +10,7 @@ of an empty database at once both succeed with one schema.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -68,13 +69,17 @@ def _row(settings, batch_id: str) -> dict:
 
 
 def _staged_rows(settings, batch_id: str) -> int:
+    """Rows staged for the batch: in staged_<entity>, or recorded by reference to its files."""
     with core_engine(settings.resolved_core_url).connect() as connection:
-        return sum(
+        in_tables = sum(
             connection.execute(
                 sa.select(sa.func.count()).where(table.c.batch_id == batch_id)
             ).scalar_one()
             for table in STAGED_TABLES.values()
         )
+        record = (promotion_row(connection, batch_id) or {}).get("staged_files")
+    by_reference = sum(e["rows"] for e in json.loads(record).values()) if record else 0
+    return in_tables + by_reference
 
 
 def test_a_batch_whose_staged_accounting_fails_is_never_promoted(settings):
@@ -108,8 +113,8 @@ def test_a_promotion_whose_verification_fails_is_rolled_back(settings, monkeypat
 
     real = promote_module._promote_entity
 
-    def one_row_not_verified(connection, entity, batch_id):
-        result = real(connection, entity, batch_id)
+    def one_row_not_verified(connection, entity, batch_id, *direct):
+        result = real(connection, entity, batch_id, *direct)
         if entity == "diagnosis":
             result.verified -= 1
         return result

@@ -1,0 +1,222 @@
+"""Promotion straight from the batch's validated files: rows new to the core are written once.
+
+Staging records a batch by reference: per entity, the validated Parquet file's row count and
+SHA-256 (``promotion.staged_files``), instead of copying every row into ``staged_<entity>``.
+Promotion then reads each file in chunks, inside its transaction:
+
+- a chunk none of whose ids is in the core yet (every chunk of an initial load) is written
+  straight into the core table (``COPY`` on PostgreSQL). Such rows carry the batch id, which is
+  their undo information, exactly as rows the set-based upsert inserts;
+- a chunk with an id already in the core goes to ``staged_<entity>`` and takes the set-based
+  path (history of overwritten rows, upsert of changed rows only), as hand-staged rows do.
+
+Fail closed: a file whose digest differs from the one staging recorded, a row whose batch id is
+not the batch's, or core rows of the batch whose count, id sum or content-hash sum differ from
+the file's (checked by set-based aggregates after the writes) stop or fail the promotion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from etl.core.arrow import entity_schema
+from etl.core.model import ENTITIES
+from etl.core.tables import STAGED_TABLES
+from etl.load.bulk import bulk_insert
+
+# Leading hex digits of an id or content hash summed by the verification (60 bits: a bigint).
+_HEX_DIGITS = 15
+_HEX_VALUE = np.full(256, 255, dtype=np.uint64)  # 255: not a hex digit
+for _value, _digit in enumerate("0123456789abcdef"):
+    _HEX_VALUE[ord(_digit)] = _HEX_VALUE[ord(_digit.upper())] = _value
+_PLACES = np.array([16**p for p in range(_HEX_DIGITS - 1, -1, -1)], dtype=np.uint64)
+_MOD = 2**64
+
+
+class StagedFileError(RuntimeError):
+    """A batch staged by reference whose files cannot be promoted as they are."""
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def staged_files_record(sources: dict[str, Path]) -> str:
+    """What staging records for a batch staged by reference: per entity, rows and SHA-256."""
+    return json.dumps(
+        {
+            entity: {"rows": pq.ParquetFile(path).metadata.num_rows, "sha256": file_digest(path)}
+            for entity, path in sources.items()
+        },
+        sort_keys=True,
+    )
+
+
+def check_staged_files(
+    batch_id: str, record: str, sources: dict[str, Path] | None
+) -> dict[str, dict[str, Any]]:
+    """The recorded files, each checked against what is on disk now (fail closed)."""
+    staged: dict[str, dict[str, Any]] = json.loads(record)
+    if sources is None:
+        raise StagedFileError(
+            f"batch {batch_id} was staged by reference to its validated files; promote it with "
+            f"`vardflytt` (pipeline.promote), which reads them"
+        )
+    for entity, expected in staged.items():
+        path = sources.get(entity)
+        if path is None or not path.exists():
+            raise StagedFileError(
+                f"batch {batch_id}: the validated file of {entity} staged for promotion is gone "
+                f"({path}); re-run the batch's load to stage it again"
+            )
+        if file_digest(path) != expected["sha256"]:
+            raise StagedFileError(
+                f"batch {batch_id}: the validated file of {entity} changed after staging "
+                "(SHA-256 differs); nothing was promoted. Re-run the batch's load to stage the "
+                "file as it is now"
+            )
+    return staged
+
+
+def hex_sum(values: pa.Array | pa.ChunkedArray) -> int:
+    """Sum (mod 2**64) of the leading 15 hex digits of each value, vectorised.
+
+    The same figure PostgreSQL computes with ``('x' || substr(v, 1, 15))::bit(60)::bigint``."""
+    array = pc.utf8_slice_codeunits(values, 0, _HEX_DIGITS)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if len(array) == 0:
+        return 0
+    if array.null_count or pc.min(pc.utf8_length(array)).as_py() != _HEX_DIGITS:
+        raise StagedFileError("an id or content hash is shorter than 15 hex digits or missing")
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + 2]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
+    start = int(offsets[0])
+    digits = _HEX_VALUE[data[start : start + _HEX_DIGITS * len(array)]].reshape(-1, _HEX_DIGITS)
+    if (digits == 255).any():
+        raise StagedFileError("an id or content hash is not hexadecimal")
+    # uint64 arithmetic wraps around: the sum comes out mod 2**64, as compared.
+    return int((digits @ _PLACES).sum(dtype=np.uint64))
+
+
+@dataclass
+class DirectWrite:
+    rows: int = 0  # written straight into the core
+    fallback: int = 0  # sent to staged_<entity> for the set-based path
+    id_sum: int = 0
+    hash_sum: int = 0
+
+
+def _any_in_core(connection: sa.Connection, entity: str, ids: pa.Array) -> bool:
+    """SQLite: is any of ``ids`` in the core table already? (PostgreSQL lets the key decide.)"""
+    key = ENTITIES[entity].id_field()
+    quote = connection.dialect.identifier_preparer.quote
+    connection.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS direct_ids (id TEXT)")
+    connection.exec_driver_sql("DELETE FROM direct_ids")
+    connection.exec_driver_sql("INSERT INTO direct_ids (id) VALUES (?)", list(zip(ids.to_pylist())))
+    found = connection.exec_driver_sql(
+        f"SELECT EXISTS (SELECT 1 FROM direct_ids d JOIN {quote(entity)} t "
+        f"ON t.{quote(key)} = d.id)"
+    ).scalar()
+    connection.exec_driver_sql("DELETE FROM direct_ids")
+    return bool(found)
+
+
+def _copied_if_new(connection: sa.Connection, entity: str, chunk: pa.Table) -> bool:
+    """Write the chunk into the core if none of its ids is there yet; False (nothing written)
+    otherwise. On PostgreSQL the ``COPY`` itself is the check: the primary key refuses a row
+    already in the core, and the savepoint undoes the chunk."""
+    if connection.dialect.name != "postgresql":
+        if _any_in_core(connection, entity, chunk.column(ENTITIES[entity].id_field())):
+            return False
+        bulk_insert(connection, entity, chunk)
+        return True
+    import psycopg.errors
+
+    savepoint = connection.begin_nested()
+    try:
+        bulk_insert(connection, entity, chunk)
+    except psycopg.errors.UniqueViolation:
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
+def write_direct(
+    connection: sa.Connection, entity: str, batch_id: str, source: Path, chunk_rows: int
+) -> DirectWrite:
+    """Write the file's chunks of new rows into the core, the others into staging."""
+    key = ENTITIES[entity].id_field()
+    columns = entity_schema(entity).names
+    written = DirectWrite()
+    conflicted = False
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=chunk_rows, columns=columns):
+        chunk = pa.Table.from_batches([batch])
+        batch_ids = pc.unique(chunk.column("batch_id"))
+        if batch_ids.null_count or batch_ids.to_pylist() != [batch_id]:
+            raise StagedFileError(
+                f"batch {batch_id}: the validated file of {entity} holds rows of another batch; "
+                "nothing was promoted. Re-run the batch's transform and load"
+            )
+        # Once one chunk meets rows already in the core, the rest take the set-based path too
+        # (a delta): trying each chunk first is only worth it while chunks are new.
+        conflicted = conflicted or not _copied_if_new(connection, entity, chunk)
+        if conflicted:
+            bulk_insert(connection, STAGED_TABLES[entity].name, chunk)
+            written.fallback += chunk.num_rows
+            continue
+        written.rows += chunk.num_rows
+        written.id_sum = (written.id_sum + hex_sum(chunk.column(key))) % _MOD
+        written.hash_sum = (written.hash_sum + hex_sum(chunk.column("content_hash"))) % _MOD
+    return written
+
+
+def verified_direct(
+    connection: sa.Connection, entity: str, batch_id: str, wrote: DirectWrite
+) -> int:
+    """The directly written rows, if the core's rows of the batch add up to exactly them (count,
+    id sum, content-hash sum, set-based); otherwise 0, which leaves the batch unaccounted."""
+    if not wrote.rows:
+        return 0
+    key = ENTITIES[entity].id_field()
+    quote = connection.dialect.identifier_preparer.quote
+    if connection.dialect.name == "postgresql":
+
+        def leading(column: str) -> str:
+            return f"coalesce(sum(('x' || substr({column}, 1, {_HEX_DIGITS}))::bit(60)::bigint), 0)"
+
+        count, ids, hashes = connection.execute(
+            sa.text(
+                f"SELECT count(*), {leading(quote(key))}, {leading('content_hash')} "
+                f"FROM {quote(entity)} WHERE batch_id = :b"
+            ),
+            {"b": batch_id},
+        ).one()
+        ids, hashes = int(ids) % _MOD, int(hashes) % _MOD
+    else:
+        rows = connection.execute(
+            sa.text(f"SELECT {quote(key)}, content_hash FROM {quote(entity)} WHERE batch_id = :b"),
+            {"b": batch_id},
+        ).all()
+        count = len(rows)
+        key_values, hash_values = zip(*rows, strict=True) if rows else ((), ())
+        ids = hex_sum(pa.array(key_values, pa.string()))
+        hashes = hex_sum(pa.array(hash_values, pa.string()))
+    if (count, ids, hashes) != (wrote.rows, wrote.id_sum, wrote.hash_sum):
+        return 0
+    return wrote.rows
