@@ -14,14 +14,13 @@ import typer
 from etl.cli import airflow, dashboard, demo, pipeline, reports
 from etl.cli.cluster import cluster_app
 from etl.cli.coexistence import coexistence_app
-from etl.cli.common import console
+from etl.cli.common import console, expected_stop
 from etl.cli.cutover import cutover_app
 from etl.cli.demo import _demo_final_to_go_no_go, _print_demo_next_steps
 from etl.cli.dq import dq_app
 from etl.cli.estate import estate_app
 from etl.cli.identity import identity_app
 from etl.cli.pipeline import print_accounting
-from etl.core import residency
 from etl.core.audit_cli import audit_app
 from etl.core.files import restrict_umask
 from etl.core.redact import redact
@@ -39,18 +38,24 @@ __all__ = [
 
 
 class _Cli(typer.Typer):
-    """The root command: a data residency refusal is printed as its message (exit 2), and no
-    exception it ends with shows a password (tracebacks print the exception's text, and a bad
-    URL's text holds the URL)."""
+    """The root command: an expected stop (EXPECTED_STOPS: a residency refusal, the quality
+    gate, the accounting, schema drift, a ledger's refusal) is printed as its message with its
+    own exit code, and no exception it ends with shows a password (tracebacks print the
+    exception's text, and a bad URL's text holds the URL). ``VARDFLYTT_TRACEBACK=1`` shows the
+    traceback of an expected stop too."""
 
     def __call__(self, *args, **kwargs):
+        import os
+
         try:
             return super().__call__(*args, **kwargs)
-        except residency.ResidencyError as error:
-            # A refusal is an answer, not a crash: its message says what to change.
-            typer.echo(redact(error), err=True)
-            raise SystemExit(2) from None
         except Exception as error:
+            stop = expected_stop(error)
+            if stop and os.environ.get("VARDFLYTT_TRACEBACK") != "1":
+                # A stop is an answer, not a crash: its message says what to change.
+                code, heading = stop
+                typer.echo(f"{heading} (exit {code}): {redact(error)}", err=True)
+                raise SystemExit(code) from None
             cause: BaseException | None = error
             seen: set[int] = set()
             while cause is not None and id(cause) not in seen:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from etl.cli.common import console
+from etl.cli.common import console, expected_stop
 from etl.settings import get_settings
 
 cutover_app = typer.Typer(
@@ -39,7 +39,8 @@ def _cutover_call(function, *args, **kwargs):
         return function(*args, **kwargs)
     except (LedgerError, WaveLockedError, PlanError, PromotionError, DataQualityGateError) as error:
         console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from error
+        stop = expected_stop(error)
+        raise typer.Exit(stop[0] if stop else 1) from error
 
 
 @cutover_app.command("status")
