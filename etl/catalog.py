@@ -50,7 +50,20 @@ from etl.layout import (
 
 
 class MappingError(ValueError):
-    """A mapping file is wrong; the message names the file and the field."""
+    """A mapping file is wrong; the message names the file and the field. Loading the catalog
+    gathers every problem of every file into one MappingError (``problems`` lists them)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+def _all_problems(problems: list[str]) -> MappingError:
+    files = {problem.split(": ", 1)[0] for problem in problems}
+    heading = f"{len(problems)} mapping problem(s) in {len(files)} file(s):"
+    return MappingError(
+        problems[0] if len(problems) == 1 else "\n".join([heading, *problems]), problems
+    )
 
 
 class Strict(BaseModel):
@@ -428,7 +441,8 @@ class EntityMapping(Strict):
         unknown = sorted(set(targets) - allowed)
         if unknown:
             raise ValueError(
-                f"target column(s) {unknown} do not exist on core entity '{self.entity}'"
+                f"target column(s) {unknown} do not exist on core entity '{self.entity}' "
+                f"(its columns: {', '.join(model.business_fields())})"
             )
         duplicates = sorted({t for t in targets if targets.count(t) > 1})
         if duplicates:
@@ -643,17 +657,33 @@ def load_system(directory: Path) -> SystemMappings:
             f"{system_path}: field 'system' is '{spec.system}' but the folder is '{directory.name}'"
         )
     entities = {}
-    for path in entity_files(directory).values():
-        content = {"system": spec.system, "entity": path.stem, **_entity_content(path, directory)}
+    problems: list[str] = []
+    files = entity_files(directory).values()
+    for path in files:  # every file checked, every problem reported
         try:
-            mapping = EntityMapping.model_validate(content)
-        except ValidationError as error:
-            raise MappingError(_validation_message(path, error)) from error
-        _check_against_system(path, mapping, spec)
+            mapping = _entity_mapping(path, directory, spec)
+        except MappingError as error:
+            problems.extend(error.problems)
+            continue
         entities[mapping.entity] = mapping
-    if not entities:
+    if problems:
+        raise _all_problems(problems)
+    if not files:
         raise MappingError(f"{directory}: no entity mapping files (<entity>.yaml)")
     return SystemMappings(spec=spec, entities=entities, directory=directory)
+
+
+def _entity_mapping(path: Path, directory: Path, spec: SystemSpec) -> EntityMapping:
+    content = {"system": spec.system, "entity": path.stem, **_entity_content(path, directory)}
+    try:
+        mapping = EntityMapping.model_validate(content)
+    except ValidationError as error:
+        raise MappingError(_validation_message(path, error)) from error
+    _check_against_system(path, mapping, spec)
+    missing = _missing_crosswalks(path, mapping, directory.parent / CROSSWALK_DIR)
+    if missing:
+        raise _all_problems(missing)
+    return mapping
 
 
 def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) -> None:
@@ -731,7 +761,7 @@ def _check_references(path: Path, mapping: EntityMapping, spec: SystemSpec) -> N
 
 
 def load_catalog(root: Path) -> Catalog:
-    """Every system under ``root``; raises MappingError naming the first bad file and field."""
+    """Every system under ``root``; raises one MappingError naming every bad file and field."""
     if not root.is_dir():
         raise MappingError(f"mappings folder {root} does not exist")
     orphans = [
@@ -741,26 +771,34 @@ def load_catalog(root: Path) -> Catalog:
         and any(directory.glob("*.yaml"))
         and directory not in system_directories(root)
     ]
-    if orphans:
-        raise MappingError(
-            f"{root / orphans[0]}: has mapping files but no {SYSTEM_FILE} (how to reach the source)"
-        )
+    problems = [
+        f"{root / orphan}: has mapping files but no {SYSTEM_FILE} (how to reach the source)"
+        for orphan in orphans
+    ]
     systems = {}
     for directory in system_directories(root):
-        mappings = load_system(directory)
+        try:
+            mappings = load_system(directory)
+        except MappingError as error:
+            problems.extend(error.problems)
+            continue
         systems[mappings.name] = mappings
     catalog = Catalog(root=root, systems=systems)
-    _check_crosswalks_exist(catalog)
+    try:
+        catalog.crosswalks  # noqa: B018  (read now: a malformed table is a mapping problem)
+    except MappingError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise _all_problems(problems)
     return catalog
 
 
-def _check_crosswalks_exist(catalog: Catalog) -> None:
-    for system in catalog.systems.values():
-        for mapping in system.entities.values():
-            for column in mapping.columns:
-                name = column.args.get("crosswalk")
-                if name and name not in catalog.crosswalks:
-                    raise MappingError(
-                        f"{system.directory / (mapping.entity + '.yaml')}: field "
-                        f"'columns.{column.target}.args.crosswalk': no {CROSSWALK_DIR}/{name}.csv"
-                    )
+def _missing_crosswalks(path: Path, mapping: EntityMapping, folder: Path) -> list[str]:
+    """The crosswalks the mapping names that have no file in ``folder``."""
+    present = sorted(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else []
+    return [
+        f"{path}: field 'columns.{column.target}.args.crosswalk': no {CROSSWALK_DIR}/{name}.csv "
+        f"(crosswalks: {', '.join(present) or 'none'})"
+        for column in mapping.columns
+        if (name := column.args.get("crosswalk")) and name not in present
+    ]
