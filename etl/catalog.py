@@ -522,7 +522,9 @@ class EntityMapping(Strict):
             return self
         targets = {column.target for column in self.columns}
         if self.entity == "patient" and not unit.is_patient_level:
-            raise ValueError("field 'care_unit': a patient is patient-level; write 'follows: patient'")
+            raise ValueError(
+                "field 'care_unit': a patient is patient-level; write 'follows: patient'"
+            )
         if unit.is_patient_level and self.entity != "patient" and "patient_id" not in targets:
             raise ValueError("field 'care_unit.follows': the entity maps no 'patient_id' to follow")
         for key, name in (("column", unit.column), ("via", unit.via)):

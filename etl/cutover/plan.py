@@ -346,38 +346,7 @@ def _check_unit_scopes(path: Path, plan: WavePlan, mappings_dir: Path, whole: di
     system has exactly one wave by construction (disjoint units, one unscoped wave, a unit
     declared for every entity, a patients wave)."""
     register = load_register(mappings_dir)
-    owner: dict[str, str] = {}
-    for wave in plan.waves:
-        if not wave.is_by_unit:
-            continue
-        sites = [*([wave.scope.site] if wave.scope.site else []), *wave.scope.sites]
-        unknown_sites = [site for site in sites if site not in register.sites]
-        if unknown_sites:
-            raise PlanError(
-                f"{path}: wave '{wave.wave}' scope names site(s) {unknown_sites}, not in "
-                f"{REGISTER_FILE} (sites: {', '.join(register.sites)})"
-            )
-        unknown = sorted(set(wave.scope.care_units) - register.hsa_ids)
-        if unknown:
-            raise PlanError(
-                f"{path}: wave '{wave.wave}' scope names HSA-id(s) {unknown}, not in {REGISTER_FILE}"
-            )
-        units = set(wave.scope.care_units)
-        for site in sites:
-            units.update(register.units_of_site(site))
-        if wave.by_unit and not units:
-            raise PlanError(
-                f"{path}: wave '{wave.wave}' splits {wave.by_unit} by unit but its scope names "
-                "no unit (care_units) or site (site, sites)"
-            )
-        for unit in sorted(units):
-            if unit in owner:
-                raise PlanError(
-                    f"{path}: care unit {unit} is in the scope of waves '{owner[unit]}' and "
-                    f"'{wave.wave}'; a unit goes live in exactly one wave"
-                )
-            owner[unit] = wave.wave
-        wave._units = frozenset(units)
+    _expand_scopes(path, plan, register)
     split = plan.split_systems
     for system in split:
         if system in whole:
@@ -405,6 +374,43 @@ def _check_unit_scopes(path: Path, plan: WavePlan, mappings_dir: Path, whole: di
             f"systems split by unit, or be '{FIRST_WAVE}'; it is '{plan.patients or '(unset)'}'"
         )
     _check_declarations(path, split, register, mappings_dir)
+
+
+def _expand_scopes(path: Path, plan: WavePlan, register: CareUnitRegister) -> None:
+    """Each by-unit wave's units: its HSA-ids and its sites' units, no unit in two waves."""
+    owner: dict[str, str] = {}
+    for wave in plan.waves:
+        if not wave.is_by_unit:
+            continue
+        sites = [*([wave.scope.site] if wave.scope.site else []), *wave.scope.sites]
+        unknown_sites = [site for site in sites if site not in register.sites]
+        if unknown_sites:
+            raise PlanError(
+                f"{path}: wave '{wave.wave}' scope names site(s) {unknown_sites}, not in "
+                f"{REGISTER_FILE} (sites: {', '.join(register.sites)})"
+            )
+        unknown = sorted(set(wave.scope.care_units) - register.hsa_ids)
+        if unknown:
+            raise PlanError(
+                f"{path}: wave '{wave.wave}' scope names HSA-id(s) {unknown}, "
+                f"not in {REGISTER_FILE}"
+            )
+        units = set(wave.scope.care_units)
+        for site in sites:
+            units.update(register.units_of_site(site))
+        if wave.by_unit and not units:
+            raise PlanError(
+                f"{path}: wave '{wave.wave}' splits {wave.by_unit} by unit but its scope names "
+                "no unit (care_units) or site (site, sites)"
+            )
+        for unit in sorted(units):
+            if unit in owner:
+                raise PlanError(
+                    f"{path}: care unit {unit} is in the scope of waves '{owner[unit]}' and "
+                    f"'{wave.wave}'; a unit goes live in exactly one wave"
+                )
+            owner[unit] = wave.wave
+        wave._units = frozenset(units)
 
 
 def _check_declarations(

@@ -24,7 +24,6 @@ import datetime as dt
 import shutil
 import uuid
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,6 +48,7 @@ PATIENT_WAVE = "patient_wave"  # patient-level, in the plan's patients wave
 PATIENT_FOLLOWS = "patient_follows"  # patient-level, with the first wave of the patient's rows
 UNSCOPED_NO_UNIT = "unscoped_no_unit"  # no unit: the system's unscoped wave
 UNSCOPED_OTHER_UNIT = "unscoped_unit_in_no_wave"  # a unit no wave splitting the system names
+NO_UNIT_DECLARED = "no_unit_declared"  # never a reason a row is in a wave: only whole systems
 IN_NO_WAVE = "in_no_wave"
 IN_SEVERAL_WAVES = "in_several_waves"
 
@@ -91,20 +91,18 @@ def row_units(
         table = tables.get(entity)
         mapping: EntityMapping = system.entities[entity]
         declared = mapping.care_unit
-        assert declared is not None and not declared.is_patient_level
         if table is None:
             table = pd.DataFrame(columns=needed_columns(system, entity))
         index = table.index
-        if declared.fixed:
+        if declared is None:  # only a system moved whole may leave it undeclared (plan.py)
+            units = pd.Series(pd.NA, index=index, dtype="string")
+            reason = NO_UNIT_DECLARED
+        elif declared.fixed:
             units = pd.Series(declared.fixed, index=index, dtype="string")
             reason = FIXED_UNIT
         elif declared.column and declared.is_reference:
             register = tables.get("care_unit", pd.DataFrame(columns=["care_unit_id", "hsa_id"]))
-            by_id = pd.Series(
-                register["hsa_id"].astype("string").to_numpy(),
-                index=register["care_unit_id"].astype("string"),
-            )
-            units = table[declared.column].astype("string").map(by_id).astype("string")
+            units = _looked_up(table[declared.column], register["care_unit_id"], register["hsa_id"])
             reason = OWN_UNIT
         elif declared.column:
             units = table[declared.column].astype("string")
@@ -115,15 +113,15 @@ def row_units(
             target_units = unit_of(target)
             target_table = tables.get(target)
             ids = (
-                target_table[ENTITIES[target].id_field()].astype("string")
+                target_table[ENTITIES[target].id_field()]
                 if target_table is not None
                 else pd.Series([], dtype="string")
             )
-            by_id = pd.Series(target_units.to_numpy(), index=ids.to_numpy())
-            by_id = by_id[~by_id.index.duplicated()]
-            units = table[declared.via].astype("string").map(by_id).astype("string")
+            units = _looked_up(table[declared.via], ids, target_units)
             reason = VIA + target
-        units = units.where(units.notna() & (units.str.strip() != ""), pd.NA)
+        assert declared is None or not declared.is_patient_level
+        units = units.str.strip()
+        units = units.where((units != "").fillna(False), pd.NA)
         found[entity] = (units, pd.Series(reason, index=index, dtype="string"))
         return units
 
@@ -131,6 +129,13 @@ def row_units(
         if not is_patient_level(system, entity):
             unit_of(entity)
     return found
+
+
+def _looked_up(keys: pd.Series, index: pd.Series, values: pd.Series) -> pd.Series:
+    """``values`` at ``index == key`` for each key (NA where none): a vectorised join."""
+    table = pd.Series(values.astype("string").to_numpy(), index=index.astype("string").to_numpy())
+    table = table[~table.index.duplicated()]
+    return keys.astype("string").map(table).astype("string")
 
 
 def memberships(
@@ -184,21 +189,9 @@ def _patient_memberships(
     name = system.name
     order = [wave.wave for wave in plan.waves]
     split = name in plan.split_systems
-    first: pd.Series | None = None
-    if split and plan.patients == FIRST_WAVE:
-        frames = []
-        for entity, (members, _) in result.items():
-            table = tables.get(entity)
-            if table is None or "patient_id" not in table.columns or members.empty:
-                continue
-            taken = members.to_numpy()
-            position = np.where(taken.any(axis=1), taken.argmax(axis=1), len(order))
-            frames.append(
-                pd.DataFrame({"patient_id": table["patient_id"].astype("string"), "at": position})
-            )
-        if frames:
-            joined = pd.concat(frames, ignore_index=True).dropna(subset=["patient_id"])
-            first = joined.groupby("patient_id")["at"].min()
+    first = (
+        _first_waves(tables, result, len(order)) if split and plan.patients == FIRST_WAVE else None
+    )
     unscoped = plan.unscoped_wave(name)
     entities = [e for e in [*system.entities, "patient_identifier"] if e not in result]
     for entity in entities:
@@ -234,6 +227,26 @@ def _patient_memberships(
         result[entity] = (members, reasons)
 
 
+def _first_waves(
+    tables: dict[str, pd.DataFrame],
+    result: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    no_wave: int,
+) -> pd.Series:
+    """Per patient id, the position (plan order) of the first wave taking one of its rows."""
+    frames = [pd.DataFrame({"patient_id": pd.Series([], dtype="string"), "at": []})]
+    for entity, (members, _) in result.items():
+        table = tables.get(entity)
+        if table is None or "patient_id" not in table.columns or members.empty:
+            continue
+        taken = members.to_numpy()
+        position = np.where(taken.any(axis=1), taken.argmax(axis=1), no_wave)
+        frames.append(
+            pd.DataFrame({"patient_id": table["patient_id"].astype("string"), "at": position})
+        )
+    joined = pd.concat(frames, ignore_index=True).dropna(subset=["patient_id"])
+    return joined.groupby("patient_id")["at"].min()
+
+
 def assign(
     plan: WavePlan, system: SystemMappings, tables: dict[str, pd.DataFrame]
 ) -> dict[str, pd.DataFrame]:
@@ -258,9 +271,7 @@ def assign(
             if taken.shape[1]
             else np.full(len(count), None, dtype=object)
         )
-        reason = np.where(
-            exactly_one, picked, np.where(count == 0, IN_NO_WAVE, IN_SEVERAL_WAVES)
-        )
+        reason = np.where(exactly_one, picked, np.where(count == 0, IN_NO_WAVE, IN_SEVERAL_WAVES))
         table = tables.get(entity)
         keys = (
             table["source_key"].astype("string")
@@ -304,6 +315,7 @@ class Problem(BaseModel):
 class PartitionReport(BaseModel):
     plan_file: str
     plan_digest: str
+    waves: list[str]  # in plan order
     systems: list[str]
     counts: list[WaveCount]
     problems: list[Problem]
@@ -313,7 +325,8 @@ class PartitionReport(BaseModel):
         return not self.problems
 
     def rows_per_wave(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
+        """Rows each wave takes, every wave of the plan in plan order."""
+        totals = dict.fromkeys(self.waves, 0)
         for count in self.counts:
             totals[count.wave] = totals.get(count.wave, 0) + count.rows
         return totals
@@ -337,24 +350,36 @@ def system_report(
         placed = rows[rows["waves"] == 1]
         grouped = placed.groupby(["wave", "reason"], observed=True).size()
         for (wave, reason), number in grouped.items():
-            counts.append(WaveCount(wave=wave, system=system.name, entity=entity, reason=reason,
-                                    rows=int(number)))
+            counts.append(
+                WaveCount(
+                    wave=wave, system=system.name, entity=entity, reason=reason, rows=int(number)
+                )
+            )
         orphans = rows[rows["waves"] == 0]
         if len(orphans):
-            problems.append(Problem(system=system.name, entity=entity, problem=IN_NO_WAVE,
-                                    rows=len(orphans), keys=_first_keys(orphans)))
+            problems.append(
+                Problem(
+                    system=system.name,
+                    entity=entity,
+                    problem=IN_NO_WAVE,
+                    rows=len(orphans),
+                    keys=_first_keys(orphans),
+                )
+            )
         several = rows[rows["waves"] > 1]
         if len(several):
             members, _ = memberships(plan, system, tables)[entity]
             both = members.loc[several.index]
-            problems.append(Problem(
-                system=system.name,
-                entity=entity,
-                problem=IN_SEVERAL_WAVES,
-                rows=len(several),
-                waves=[w for w in both.columns if both[w].any()],
-                keys=_first_keys(several),
-            ))
+            problems.append(
+                Problem(
+                    system=system.name,
+                    entity=entity,
+                    problem=IN_SEVERAL_WAVES,
+                    rows=len(several),
+                    waves=[w for w in both.columns if both[w].any()],
+                    keys=_first_keys(several),
+                )
+            )
     return counts, problems
 
 
@@ -362,9 +387,7 @@ def _first_keys(rows: pd.DataFrame) -> list[str]:
     return sorted(rows["source_key"].dropna().astype(str))[:KEYS_SHOWN]
 
 
-def read_transformed(
-    system: SystemMappings, paths: BatchPaths
-) -> dict[str, pd.DataFrame]:
+def read_transformed(system: SystemMappings, paths: BatchPaths) -> dict[str, pd.DataFrame]:
     """The transformed tables of a batch, only the columns the assignment reads."""
     tables = {}
     for entity in [*system.entities, "patient_identifier"]:
@@ -420,6 +443,7 @@ def check_partition(
     return PartitionReport(
         plan_file=plan_file,
         plan_digest=plan.digest,
+        waves=[wave.wave for wave in plan.waves],
         systems=chosen,
         counts=counts,
         problems=problems,

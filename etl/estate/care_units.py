@@ -47,6 +47,6 @@ def register_yaml() -> str:
     for unit in register_units():
         lines.append(
             f"  - {{hsa_id: {unit['hsa_id']}, site: {unit['site']}, kind: {unit['kind']}, "
-            f"name: \"{unit['name']}\"}}"
+            f'name: "{unit["name"]}"}}'
         )
     return "\n".join(lines) + "\n"
