@@ -152,8 +152,8 @@ def memberships(
     units = row_units(system, tables)
     result: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     for entity, (unit, how) in units.items():
-        members = pd.DataFrame(False, index=unit.index, columns=order)
-        reasons = pd.DataFrame(pd.NA, index=unit.index, columns=order, dtype="string")
+        members: dict[str, np.ndarray] = {}
+        reasons: dict[str, pd.Series] = {}
         in_split = unit.isin(split_units).fillna(False).to_numpy(bool)
         for wave in plan.waves:
             column = np.zeros(len(unit), dtype=bool)
@@ -173,7 +173,10 @@ def memberships(
                 reason = reason.mask(other & reason.isna().to_numpy(), UNSCOPED_OTHER_UNIT)
             members[wave.wave] = column
             reasons[wave.wave] = reason
-        result[entity] = (members, reasons)
+        result[entity] = (
+            pd.DataFrame(members, index=unit.index, columns=order),
+            pd.DataFrame(reasons, index=unit.index, columns=order),
+        )
     _patient_memberships(plan, system, tables, result)
     return result
 
@@ -202,8 +205,8 @@ def _patient_memberships(
             continue
         patient = table[ENTITIES[entity].id_field() if entity == "patient" else "patient_id"]
         patient = patient.astype("string")
-        members = pd.DataFrame(False, index=table.index, columns=order)
-        reasons = pd.DataFrame(pd.NA, index=table.index, columns=order, dtype="string")
+        members: dict[str, np.ndarray] = {}
+        reasons: dict[str, pd.Series] = {}
         position: np.ndarray | None = None
         if first is not None:
             position = patient.map(first).fillna(len(order)).to_numpy(np.int64)
@@ -224,7 +227,10 @@ def _patient_memberships(
                 reason = reason.mask(mine & reason.isna().to_numpy(), PATIENT_FOLLOWS)
             members[wave.wave] = column
             reasons[wave.wave] = reason
-        result[entity] = (members, reasons)
+        result[entity] = (
+            pd.DataFrame(members, index=table.index, columns=order),
+            pd.DataFrame(reasons, index=table.index, columns=order),
+        )
 
 
 def _first_waves(
@@ -348,8 +354,8 @@ def system_report(
     problems: list[Problem] = []
     for entity, rows in assign(plan, system, tables).items():
         placed = rows[rows["waves"] == 1]
-        grouped = placed.groupby(["wave", "reason"], observed=True).size()
-        for (wave, reason), number in grouped.items():
+        grouped = placed.groupby(["wave", "reason"], observed=True).size().reset_index(name="rows")
+        for wave, reason, number in grouped.itertuples(index=False):
             counts.append(
                 WaveCount(
                     wave=wave, system=system.name, entity=entity, reason=reason, rows=int(number)
