@@ -56,7 +56,7 @@ from pydantic import (
     model_validator,
 )
 
-from etl.catalog import HSA_ID_PATTERN, MappingError, load_catalog
+from etl.catalog import HSA_ID_PATTERN, Catalog, MappingError, load_catalog
 from etl.core import yaml_files
 from etl.layout import list_system_entities
 
@@ -295,9 +295,12 @@ def _check_approvers(path: Path, wave: Wave) -> None:
                     )
 
 
-def load_plan(mappings_dir: Path, plan_file: str = PLAN_FILE) -> WavePlan:
+def load_plan(
+    mappings_dir: Path, plan_file: str = PLAN_FILE, catalog: Catalog | None = None
+) -> WavePlan:
     """The plan in ``mappings_dir/plan_file`` (another file: a plan under review, the demo's
-    unit-scoped ``waves_by_unit.yaml``), checked against the mappings and the unit register."""
+    unit-scoped ``waves_by_unit.yaml``), checked against the mappings (``catalog``: already
+    loaded from ``mappings_dir``) and the unit register."""
     path = mappings_dir / plan_file
     if not path.exists():
         raise PlanError(f"{path} is missing: declare the cutover waves there")
@@ -336,12 +339,14 @@ def load_plan(mappings_dir: Path, plan_file: str = PLAN_FILE) -> WavePlan:
     if len(set(names)) != len(names):
         raise PlanError(f"{path}: wave names must be unique")
     if plan.split_systems or plan.patients or any(w.unscoped for w in plan.waves):
-        _check_unit_scopes(path, plan, mappings_dir, seen)
+        _check_unit_scopes(path, plan, mappings_dir, seen, catalog)
     plan.digest = hashlib.sha256(raw).hexdigest()[:16]
     return plan
 
 
-def _check_unit_scopes(path: Path, plan: WavePlan, mappings_dir: Path, whole: dict) -> None:
+def _check_unit_scopes(
+    path: Path, plan: WavePlan, mappings_dir: Path, whole: dict, catalog: Catalog | None
+) -> None:
     """Waves by unit (module docstring): expand each scope, then prove that every row of a split
     system has exactly one wave by construction (disjoint units, one unscoped wave, a unit
     declared for every entity, a patients wave)."""
@@ -373,7 +378,7 @@ def _check_unit_scopes(path: Path, plan: WavePlan, mappings_dir: Path, whole: di
             f"{path}: 'patients' must name the wave that moves the patient registers of the "
             f"systems split by unit, or be '{FIRST_WAVE}'; it is '{plan.patients or '(unset)'}'"
         )
-    _check_declarations(path, split, register, mappings_dir)
+    _check_declarations(path, split, register, mappings_dir, catalog)
 
 
 def _expand_scopes(path: Path, plan: WavePlan, register: CareUnitRegister) -> None:
@@ -414,13 +419,18 @@ def _expand_scopes(path: Path, plan: WavePlan, register: CareUnitRegister) -> No
 
 
 def _check_declarations(
-    path: Path, systems: list[str], register: CareUnitRegister, mappings_dir: Path
+    path: Path,
+    systems: list[str],
+    register: CareUnitRegister,
+    mappings_dir: Path,
+    catalog: Catalog | None,
 ) -> None:
     """Every entity of a split system declares its unit; a fixed unit is in the register."""
-    try:
-        catalog = load_catalog(mappings_dir)
-    except MappingError as error:
-        raise PlanError(f"{path}: the mappings do not load: {error}") from error
+    if catalog is None:
+        try:
+            catalog = load_catalog(mappings_dir)
+        except MappingError as error:
+            raise PlanError(f"{path}: the mappings do not load: {error}") from error
     for system in systems:
         for entity, mapping in catalog.system(system).entities.items():
             unit = mapping.care_unit

@@ -215,7 +215,7 @@ def test_a_fixed_unit_outside_the_register_is_refused(tmp_path):
         "extends: lab_hl7\ncare_unit: {fixed: SE2321000131-L000000000001}\n", encoding="utf-8"
     )
 
-    with pytest.raises(PlanError, match="care_unit.fixed SE2321000131-L000000000001 is not in"):
+    with pytest.raises(PlanError, match=r"care_unit\.fixed SE2321000131-L000000000001 is not in"):
         load(folder, BASE)
 
 
@@ -224,7 +224,7 @@ def test_a_plan_by_unit_needs_the_register(tmp_path):
     shutil.copytree(MAPPINGS, folder)
     (folder / "care_units.yaml").unlink()
 
-    with pytest.raises(PlanError, match="care_units.yaml is missing"):
+    with pytest.raises(PlanError, match=r"care_units\.yaml is missing"):
         load(folder, BASE)
     assert load_plan(folder).split_systems == []  # a plan of whole systems does not
 
