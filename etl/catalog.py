@@ -36,7 +36,7 @@ from etl.core import (
     encodings,  # noqa: F401  (registers iso646_se before codecs are checked)
     yaml_files,
 )
-from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
+from etl.core.model import ENTITIES, HSA_ID_PATTERN, MAPPABLE_ENTITIES
 from etl.core.safety import SAFETY_TARGETS, SafetyDeclaration, declaration_problem
 from etl.core.vocabulary import REGISTRY
 from etl.layout import (
@@ -406,9 +406,6 @@ class Lookup(Strict):
     # that does not exist always gets a missing value.
     when_unlinked: str | None = None
     note: str = ""
-
-
-HSA_ID_PATTERN = r"^SE[0-9]{10}-[A-Za-z0-9]{1,18}$"  # SE + organisation number + '-' + id
 
 
 class UnitFollows(StrEnum):

@@ -42,7 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import (
@@ -56,9 +56,12 @@ from pydantic import (
     model_validator,
 )
 
-from etl.catalog import HSA_ID_PATTERN, Catalog, MappingError, load_catalog
 from etl.core import yaml_files
+from etl.core.model import HSA_ID_PATTERN
 from etl.layout import list_system_entities
+
+if TYPE_CHECKING:
+    from etl.catalog import Catalog
 
 PLAN_FILE = "waves.yaml"
 REGISTER_FILE = "care_units.yaml"
@@ -426,6 +429,9 @@ def _check_declarations(
     catalog: Catalog | None,
 ) -> None:
     """Every entity of a split system declares its unit; a fixed unit is in the register."""
+    # Here, not at the top: parsing the cutover DAGs reads the plan without the data libraries.
+    from etl.catalog import MappingError, load_catalog
+
     if catalog is None:
         try:
             catalog = load_catalog(mappings_dir)
