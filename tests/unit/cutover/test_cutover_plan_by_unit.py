@@ -238,3 +238,37 @@ def test_a_register_listing_a_unit_twice_is_refused(tmp_path):
 
     with pytest.raises(PlanError, match="listed more than once"):
         load(folder, BASE)
+
+
+def test_a_wave_split_by_unit_is_refused_by_load_and_rehearse_until_slices_run(mappings):
+    """Never run as whole systems: loading only a wave's slice is the next step."""
+    import datetime as dt
+
+    from etl.cutover import waves
+    from etl.settings import Settings
+
+    (mappings / "waves.yaml").write_text(yaml.safe_dump(BASE, allow_unicode=True), encoding="utf-8")
+    settings = Settings(home=mappings.parent / "home", mappings_dir=mappings)
+    try:
+        with pytest.raises(PlanError, match=r"wave 'w1' splits \['melior', 'lab_skas'\]"):
+            waves.load_wave(settings, "w1", "initial", dt.date(2027, 1, 1))
+        with pytest.raises(PlanError, match="not built yet"):
+            waves.rehearse(settings, "w3", dt.date(2027, 1, 1))
+        assert not (mappings.parent / "home").exists()  # refused before any work
+    finally:
+        shutil.copyfile(MAPPINGS / "waves.yaml", mappings / "waves.yaml")
+
+
+def test_the_fingerprint_of_a_wave_by_unit_covers_the_register_and_its_split_systems(mappings):
+    from etl.cutover.fingerprint import plan_files
+    from etl.settings import Settings
+
+    plan = load(mappings, BASE)
+    settings = Settings(home=mappings.parent / "home", mappings_dir=mappings)
+
+    files = plan_files(settings, plan.wave("w1"))
+
+    assert "mappings/care_units.yaml" in files
+    assert "mappings/melior/diagnosis.yaml" in files
+    assert "mappings/lab_skas/observation.yaml" in files
+    assert "mappings/care_units.yaml" not in plan_files(settings, load_plan(MAPPINGS).waves[0])
