@@ -348,7 +348,7 @@ def load_plan(
 
 
 def _check_unit_scopes(
-    path: Path, plan: WavePlan, mappings_dir: Path, whole: dict, catalog: Catalog | None
+    path: Path, plan: WavePlan, mappings_dir: Path, whole: dict[str, str], catalog: Catalog | None
 ) -> None:
     """Waves by unit (module docstring): expand each scope, then prove that every row of a split
     system has exactly one wave by construction (disjoint units, one unscoped wave, a unit
