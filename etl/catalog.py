@@ -409,7 +409,11 @@ class Lookup(Strict):
 
 
 class UnitFollows(StrEnum):
+    # Patient-level (the register, warning information): in the plan's patients wave.
     PATIENT = "patient"
+    # No unit of its own (a medication list, results naming only a laboratory): with the first
+    # wave that moves one of the patient's rows in the system, whatever the plan's patients wave.
+    PATIENT_CARE = "patient_care"
 
 
 class UnitOfRow(Strict):
@@ -425,6 +429,8 @@ class UnitOfRow(Strict):
       its practitioner, ...), which declares its own unit;
     - ``follows: patient``: a patient-level row (the register, warning information): it moves
       with its patient, in the plan's patient wave (region-wide or the first that needs it);
+    - ``follows: patient_care``: a row with no unit of its own (a medication list): it moves
+      with the first wave that moves one of the patient's rows in the system;
     - ``fixed: <HSA-id>``: every row of this entity of this system is that unit's (a
       laboratory's results, when the message names no requesting unit).
 
@@ -463,7 +469,8 @@ class UnitOfRow(Strict):
 
     @property
     def is_patient_level(self) -> bool:
-        return self.follows is UnitFollows.PATIENT
+        """Placed by its patient (either ``follows``), not by a unit of its own."""
+        return self.follows is not None
 
     @property
     def is_reference(self) -> bool:
@@ -518,7 +525,7 @@ class EntityMapping(Strict):
         if unit is None:
             return self
         targets = {column.target for column in self.columns}
-        if self.entity == "patient" and not unit.is_patient_level:
+        if self.entity == "patient" and unit.follows is not UnitFollows.PATIENT:
             raise ValueError(
                 "field 'care_unit': a patient is patient-level; write 'follows: patient'"
             )

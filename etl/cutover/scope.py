@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from etl.batch import BatchPaths
-from etl.catalog import Catalog, EntityMapping, SystemMappings
+from etl.catalog import Catalog, EntityMapping, SystemMappings, UnitFollows
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.model import ENTITIES
 from etl.cutover.plan import FIRST_WAVE, WavePlan
@@ -187,28 +187,32 @@ def _patient_memberships(
     tables: dict[str, pd.DataFrame],
     result: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
 ) -> None:
-    """Patient-level rows: with the whole system, in the plan's patients wave, or (first_wave)
-    with the first wave that takes one of the patient's other rows in this system."""
+    """Patient-level rows: with the whole system, in the plan's patients wave, or (first_wave,
+    and ``follows: patient_care`` always) with the first wave that takes one of the patient's
+    rows with a unit in this system; a patient without any: the system's unscoped wave."""
     name = system.name
     order = [wave.wave for wave in plan.waves]
     split = name in plan.split_systems
-    first = (
-        _first_waves(tables, result, len(order)) if split and plan.patients == FIRST_WAVE else None
-    )
+    entities = [
+        e
+        for e in [*system.entities, "patient_identifier"]
+        if e not in result
+        and e in tables
+        and (e in PATIENT_ENTITIES or is_patient_level(system, e))
+    ]
+    first = _first_waves(tables, result, len(order)) if split else None
     unscoped = plan.unscoped_wave(name)
-    entities = [e for e in [*system.entities, "patient_identifier"] if e not in result]
     for entity in entities:
-        if entity != "patient_identifier" and not is_patient_level(system, entity):
-            continue
-        table = tables.get(entity)
-        if table is None:
-            continue
+        table = tables[entity]
+        declared = system.entities[entity].care_unit if entity in system.entities else None
+        follows_care = declared is not None and declared.follows is UnitFollows.PATIENT_CARE
+        by_first_wave = split and (follows_care or plan.patients == FIRST_WAVE)
         patient = table[ENTITIES[entity].id_field() if entity == "patient" else "patient_id"]
         patient = patient.astype("string")
         members: dict[str, np.ndarray] = {}
         reasons: dict[str, pd.Series] = {}
         position: np.ndarray | None = None
-        if first is not None:
+        if by_first_wave and first is not None:
             position = patient.map(first).fillna(len(order)).to_numpy(np.int64)
         for index, wave in enumerate(plan.waves):
             column = np.zeros(len(table), dtype=bool)
@@ -216,7 +220,7 @@ def _patient_memberships(
             if name in wave.systems:
                 column |= True
                 reason = reason.fillna(WHOLE_SYSTEM)
-            if split and plan.patients == wave.wave:
+            if split and not by_first_wave and plan.patients == wave.wave:
                 column |= True
                 reason = reason.fillna(PATIENT_WAVE)
             if position is not None:

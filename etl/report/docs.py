@@ -295,6 +295,8 @@ def describe_care_unit(unit: UnitOfRow | None) -> str:
         return ""
     if unit.fixed:
         text = f"every row is unit {unit.fixed}'s"
+    elif unit.follows == "patient_care":
+        text = "no unit of its own: moves with the first wave that moves one of the patient's rows"
     elif unit.is_patient_level:
         text = "patient-level: moves with the patient, in the plan's patient wave"
     elif unit.is_reference:

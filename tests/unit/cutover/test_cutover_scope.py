@@ -184,7 +184,9 @@ def reference_assignment(plan, system, tables, register) -> dict[str, list[str]]
     for entity, table in tables.items():
         if not is_patient_level(system, entity):
             continue
-        if plan.patients != FIRST_WAVE:
+        declared = system.entities[entity].care_unit if entity in system.entities else None
+        follows_care = declared is not None and declared.follows == "patient_care"
+        if plan.patients != FIRST_WAVE and not follows_care:
             expected[entity] = [plan.patients] * len(table)
         else:
             expected[entity] = [
@@ -321,6 +323,37 @@ def test_patient_level_rows_go_to_the_patients_wave(catalog, demo_plan):
     for entity in tables:
         assert set(rows[entity]["wave"]) == {"w0_patients"}
         assert set(rows[entity]["reason"]) == {PATIENT_WAVE}
+
+
+def test_a_medication_list_moves_with_the_patients_first_wave_even_with_a_patients_wave(
+    catalog, register, demo_plan
+):
+    skas, su = units_of(register, "SkaS")[0], units_of(register, "SU")[0]
+    tables = {
+        "encounter": pd.DataFrame(
+            {
+                "source_key": ["k1", "k2", "k3"],
+                "encounter_id": ["e1", "e2", "e3"],
+                "patient_id": ["p1", "p1", "p2"],
+                "care_unit_hsa_id": [su, skas, su],
+            }
+        ),
+        "medication": pd.DataFrame(
+            {
+                "source_key": ["m1", "m2", "m3"],
+                "medication_id": ["x1", "x2", "x3"],
+                "patient_id": ["p1", "p2", "p3"],
+            }
+        ),
+        "patient": pd.DataFrame({"source_key": ["1"], "patient_id": ["p1"]}),
+    }
+
+    rows = assign(demo_plan, catalog.system("melior"), tables)
+
+    # p1 in w1 (SkaS) before w2 (SU); p2 only in w2; p3 has no row with a unit: unscoped (w3).
+    assert rows["medication"]["wave"].tolist() == ["w1_skaraborg", "w2_goteborg", "w3_hospitals"]
+    assert set(rows["medication"]["reason"]) == {PATIENT_FOLLOWS}
+    assert rows["patient"]["wave"].tolist() == ["w0_patients"]  # the register: wave 0
 
 
 def test_with_first_wave_a_patient_moves_with_the_first_wave_that_needs_it(

@@ -263,4 +263,5 @@ def test_the_documentation_says_how_a_row_belongs_to_a_care_unit():
         "its own unit, the HSA-id in to_care_unit_hsa_id. Receiving."
     )
     assert "patient-level" in describe_care_unit(UnitOfRow(follows="patient"))
+    assert "first wave" in describe_care_unit(UnitOfRow(follows="patient_care"))
     assert "SE2321000131-F1" in describe_care_unit(UnitOfRow(fixed="SE2321000131-F1"))
