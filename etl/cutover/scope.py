@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -410,6 +410,41 @@ def read_transformed(system: SystemMappings, paths: BatchPaths) -> dict[str, pd.
     return tables
 
 
+def scratch_tables(
+    catalog: Catalog,
+    settings: Settings,
+    as_of_date: dt.date,
+    systems: Iterable[str],
+    on_system: Callable[[str], None] | None = None,
+    purpose: str = "plan --check",
+) -> Iterator[tuple[SystemMappings, dict[str, pd.DataFrame]]]:
+    """Each system extracted and transformed into a scratch folder (removed at the end), and
+    the columns of its transformed tables the assignment reads. The read is access-logged."""
+    scratch = settings.scratch_dir / f"partition-check-{uuid.uuid4().hex[:12]}"
+    local = settings.model_copy(update={"landing_dir": scratch})
+    batch_id = f"partition_check__{as_of_date.isoformat()}"
+    try:
+        for name in systems:
+            if on_system:
+                on_system(name)
+            system = catalog.system(name)
+            record_access(
+                settings,
+                "extract_partition_check",
+                name,
+                batch_id,
+                0,
+                subject_scope=SCOPE_BATCH,
+                detail={"purpose": purpose},
+            )
+            extract_system(catalog, name, batch_id, as_of_date, local)
+            for entity in system.entities:
+                transform_entity(catalog, name, entity, batch_id, local)
+            yield system, read_transformed(system, BatchPaths.of(local, batch_id, name))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def check_partition(
     plan: WavePlan,
     catalog: Catalog,
@@ -422,34 +457,13 @@ def check_partition(
     """Extract and transform each system of the estate into a scratch folder, and count the
     rows each wave takes (module docstring). ``systems``: a subset (default: every system)."""
     chosen = list(systems) if systems is not None else list(catalog.systems)
-    scratch = settings.scratch_dir / f"partition-check-{uuid.uuid4().hex[:12]}"
-    local = settings.model_copy(update={"landing_dir": scratch})
-    batch_id = f"partition_check__{as_of_date.isoformat()}"
     counts: list[WaveCount] = []
     problems: list[Problem] = []
-    try:
-        for name in chosen:
-            if on_system:
-                on_system(name)
-            system = catalog.system(name)
-            record_access(
-                settings,
-                "extract_partition_check",
-                name,
-                batch_id,
-                0,
-                subject_scope=SCOPE_BATCH,
-                detail={"purpose": "plan --check", "plan_digest": plan.digest},
-            )
-            extract_system(catalog, name, batch_id, as_of_date, local)
-            for entity in system.entities:
-                transform_entity(catalog, name, entity, batch_id, local)
-            tables = read_transformed(system, BatchPaths.of(local, batch_id, name))
-            found, wrong = system_report(plan, system, tables)
-            counts += found
-            problems += wrong
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    purpose = f"plan --check {plan_file} {plan.digest}".strip()
+    for system, tables in scratch_tables(catalog, settings, as_of_date, chosen, on_system, purpose):
+        found, wrong = system_report(plan, system, tables)
+        counts += found
+        problems += wrong
     return PartitionReport(
         plan_file=plan_file,
         plan_digest=plan.digest,
