@@ -57,7 +57,8 @@ KEYS_SHOWN = 20  # offending row keys listed per system and entity
 
 
 def is_patient_level(system: SystemMappings, entity: str) -> bool:
-    """The patient register and identifiers, and entities declared ``follows: patient``."""
+    """The patient register and identifiers, and entities placed by their patient (declared
+    ``follows: patient`` or ``follows: patient_care``)."""
     if entity in PATIENT_ENTITIES:
         return True
     unit = system.entities[entity].care_unit
