@@ -36,7 +36,7 @@ from etl.core import (
     encodings,  # noqa: F401  (registers iso646_se before codecs are checked)
     yaml_files,
 )
-from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
+from etl.core.model import ENTITIES, HSA_ID_PATTERN, MAPPABLE_ENTITIES
 from etl.core.safety import SAFETY_TARGETS, SafetyDeclaration, declaration_problem
 from etl.core.vocabulary import REGISTRY
 from etl.layout import (
@@ -421,6 +421,76 @@ class Lookup(Strict):
     note: str = ""
 
 
+class UnitFollows(StrEnum):
+    # Patient-level (the register, warning information): in the plan's patients wave.
+    PATIENT = "patient"
+    # No unit of its own (a medication list, results naming only a laboratory): with the first
+    # wave that moves one of the patient's rows in the system, whatever the plan's patients wave.
+    PATIENT_CARE = "patient_care"
+
+
+class UnitOfRow(Strict):
+    """How a row belongs to a care unit, for waves scoped by unit (etl/cutover/scope.py).
+
+    Exactly one of:
+
+    - ``column: care_unit_hsa_id``: the row's own target column holding an HSA-id (a column
+      named ``*hsa_id``), e.g. a referral's receiving unit ``to_care_unit_hsa_id``;
+    - ``column: care_unit_id``: its own reference to one of the system's care units (a column
+      named ``*care_unit_id``), read through that care unit's ``hsa_id``;
+    - ``via: encounter_id``: the unit of the row it points at (``<entity>_id``: its encounter,
+      its practitioner, ...), which declares its own unit;
+    - ``follows: patient``: a patient-level row (the register, warning information): it moves
+      with its patient, in the plan's patient wave (region-wide or the first that needs it);
+    - ``follows: patient_care``: a row with no unit of its own (a medication list): it moves
+      with the first wave that moves one of the patient's rows in the system;
+    - ``fixed: <HSA-id>``: every row of this entity of this system is that unit's (a
+      laboratory's results, when the message names no requesting unit).
+
+    Declared as the mapping's ``care_unit:`` key, e.g. ``care_unit: {via: encounter_id}``.
+    """
+
+    column: str | None = None
+    via: str | None = None
+    follows: UnitFollows | None = None
+    fixed: str | None = Field(default=None, pattern=HSA_ID_PATTERN)
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> UnitOfRow:
+        chosen = [k for k in ("column", "via", "follows", "fixed") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError(
+                "declare exactly one of 'column' (own HSA-id or care_unit_id column), 'via' "
+                "(<entity>_id of the row whose unit it takes), 'follows: patient' or 'fixed' "
+                f"(an HSA-id); got {chosen or 'none'}"
+            )
+        if self.column and not self.column.endswith(("hsa_id", "care_unit_id")):
+            raise ValueError(
+                f"'column: {self.column}': a unit column holds an HSA-id (*hsa_id) or a care unit "
+                "reference (*care_unit_id)"
+            )
+        if self.via and (not self.via.endswith("_id") or self.via_entity not in ENTITIES):
+            raise ValueError(f"'via: {self.via}': expected <entity>_id of a core entity")
+        if self.via_entity == "patient":
+            raise ValueError("'via: patient_id': a patient has no unit; write 'follows: patient'")
+        return self
+
+    @property
+    def via_entity(self) -> str | None:
+        return self.via.removesuffix("_id") if self.via else None
+
+    @property
+    def is_patient_level(self) -> bool:
+        """Placed by its patient (either ``follows``), not by a unit of its own."""
+        return self.follows is not None
+
+    @property
+    def is_reference(self) -> bool:
+        """The column is a care unit reference, read through the care unit's ``hsa_id``."""
+        return bool(self.column and self.column.endswith("care_unit_id"))
+
+
 class EntityMapping(Strict):
     system: str
     entity: Literal[MAPPABLE_ENTITIES]  # type: ignore[valid-type]
@@ -432,6 +502,9 @@ class EntityMapping(Strict):
     references: list[ReferenceCheck] = Field(default_factory=list)
     lookups: list[Lookup] = Field(default_factory=list)
     columns: list[ColumnMapping]
+    # How a row belongs to a care unit (waves by unit); required of every entity of a system
+    # the wave plan splits by unit (etl/cutover/plan.py), optional elsewhere.
+    care_unit: UnitOfRow | None = None
 
     @model_validator(mode="after")
     def _targets_exist(self) -> EntityMapping:
@@ -458,6 +531,29 @@ class EntityMapping(Strict):
         missing = sorted(required - set(targets))
         if missing:
             raise ValueError(f"required target column(s) {missing} are not mapped")
+        return self
+
+    @model_validator(mode="after")
+    def _unit_declaration_fits(self) -> EntityMapping:
+        unit = self.care_unit
+        if unit is None:
+            return self
+        targets = {column.target for column in self.columns}
+        if self.entity == "patient" and unit.follows is not UnitFollows.PATIENT:
+            raise ValueError(
+                "field 'care_unit': a patient is patient-level; write 'follows: patient'"
+            )
+        if unit.is_patient_level and self.entity != "patient" and "patient_id" not in targets:
+            raise ValueError("field 'care_unit.follows': the entity maps no 'patient_id' to follow")
+        for key, name in (("column", unit.column), ("via", unit.via)):
+            if name and name not in targets:
+                where = "maps no" if name in ENTITIES[self.entity].model_fields else "has no"
+                raise ValueError(
+                    f"field 'care_unit.{key}': entity '{self.entity}' {where} column '{name}' "
+                    f"(mapped: {', '.join(sorted(targets))})"
+                )
+        if unit.via_entity == self.entity:
+            raise ValueError(f"field 'care_unit.via': '{unit.via}' points at the entity itself")
         return self
 
     @model_validator(mode="after")
@@ -670,6 +766,7 @@ def load_system(directory: Path) -> SystemMappings:
         raise _all_problems(problems)
     if not files:
         raise MappingError(f"{directory}: no entity mapping files (<entity>.yaml)")
+    _check_unit_declarations(directory, entities)
     return SystemMappings(spec=spec, entities=entities, directory=directory)
 
 
@@ -684,6 +781,40 @@ def _entity_mapping(path: Path, directory: Path, spec: SystemSpec) -> EntityMapp
     if missing:
         raise _all_problems(missing)
     return mapping
+
+
+def _check_unit_declarations(directory: Path, entities: dict[str, EntityMapping]) -> None:
+    """A unit read through another entity needs that entity in the system, with a unit of its
+    own (no cycles); a care unit reference needs the system's care units with their HSA-id."""
+    files = entity_files(directory)
+    for name, mapping in entities.items():
+        unit = mapping.care_unit
+        if unit is None:
+            continue
+        where = f"{files.get(name, directory / (name + '.yaml'))}: field 'care_unit"
+        if unit.is_reference:
+            register = entities.get("care_unit")
+            if register is None or "hsa_id" not in {c.target for c in register.columns}:
+                raise MappingError(
+                    f"{where}.column': '{unit.column}' is a care unit reference, but "
+                    f"{directory.name} maps no care_unit with its hsa_id"
+                )
+        seen = [name]
+        while unit is not None and unit.via_entity:
+            target = unit.via_entity
+            if target not in entities:
+                raise MappingError(
+                    f"{where}.via': {directory.name} maps no '{target}' to take the unit from"
+                )
+            if target in seen:
+                raise MappingError(f"{where}.via': a cycle {' -> '.join([*seen, target])}")
+            unit = entities[target].care_unit
+            if unit is None or unit.is_patient_level:
+                raise MappingError(
+                    f"{where}.via': '{target}' declares no care unit of its own "
+                    "(a 'care_unit' with column, via or fixed)"
+                )
+            seen.append(target)
 
 
 def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) -> None:
