@@ -11,7 +11,7 @@ import subprocess  # noqa: F401  (etl.cli.subprocess: tests patch the Airflow ca
 
 import typer
 
-from etl.cli import airflow, dashboard, demo, pipeline, reports
+from etl.cli import airflow, dashboard, demo, onboard, pipeline, reports
 from etl.cli.cluster import cluster_app
 from etl.cli.coexistence import coexistence_app
 from etl.cli.common import console, expected_stop
@@ -78,6 +78,7 @@ def _owner_only_files() -> None:
 
 # The commands, in the order ``vardflytt --help`` lists them (commands first, then groups).
 app.command("check-mappings")(pipeline.check_mappings)
+app.command("new-system")(onboard.new_system)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
 app.command("airflow", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
