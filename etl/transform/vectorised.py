@@ -57,3 +57,57 @@ def is_in(values: pd.Series, candidates: Iterable) -> pd.Series:
         value_set = value_set.cast(array.type)
     found = pc.is_in(array, value_set=value_set, skip_nulls=False)
     return pd.Series(np.asarray(found, dtype=bool), index=values.index)
+
+
+_NANOSECONDS = 1_000_000_000
+
+
+def _is_utc_nanoseconds(dtype) -> bool:
+    return (
+        isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit == "ns" and str(dtype.tz) == "UTC"
+    )
+
+
+def utc_timestamps_as_text(values: pd.Series) -> pd.Series:
+    """``values.astype("string")`` of a ``datetime64[ns, UTC]`` column, formatted in Arrow.
+
+    pandas formats an aware timestamp through a ``Timestamp`` object per value. Its text is
+    ``YYYY-MM-DD HH:MM:SS``, then a fraction as fine as the column's finest value needs (none,
+    3, 6 or 9 digits, the same for every row), then ``+00:00``; a missing value stays missing.
+    """
+    nanoseconds = values.array.asi8
+    missing = values.isna().to_numpy()
+    seconds = np.floor_divide(nanoseconds, _NANOSECONDS)
+    fraction = np.mod(nanoseconds, _NANOSECONDS)
+    present = fraction[~missing]
+    digits = 9 if (present % 1000).any() else 6 if (present % 10**6).any() else 3 * present.any()
+    # Arrow's cast of a timestamp to text is ISO 8601 with a space: YYYY-MM-DD HH:MM:SS.
+    text = pa.array(seconds, type=pa.timestamp("s"), mask=missing).cast(pa.large_string())
+    if digits:
+        shown = pc.utf8_lpad(
+            pa.array(fraction // 10 ** (9 - digits)).cast(pa.large_string()), digits, "0"
+        )
+        text = pc.binary_join_element_wise(text, shown, pa.scalar(".", pa.large_string()))
+    text = pc.binary_join_element_wise(
+        text,
+        pa.scalar("+00:00", pa.large_string()),
+        pa.scalar("", pa.large_string()),
+    )
+    return pd.Series(
+        pd.StringDtype("pyarrow").__from_arrow__(text), index=values.index, name=values.name
+    )
+
+
+def frame_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.astype("string")``, with UTC timestamp columns formatted in Arrow."""
+    if not any(_is_utc_nanoseconds(dtype) for dtype in frame.dtypes):
+        return frame.astype("string")
+    return pd.DataFrame(
+        {
+            name: utc_timestamps_as_text(column)
+            if _is_utc_nanoseconds(column.dtype)
+            else column.astype("string")
+            for name, column in frame.items()
+        },
+        index=frame.index,
+    )

@@ -6,13 +6,16 @@ reference, on generated text: missing values, blanks, non-ASCII letters and digi
 
 from __future__ import annotations
 
+import datetime as dt
+
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.transform.vectorised import is_in, text_array
+from etl.transform.vectorised import frame_as_text, is_in, text_array, utc_timestamps_as_text
 
 pytestmark = pytest.mark.unit
 
@@ -67,3 +70,61 @@ def test_text_array_refuses_what_is_not_text():
     assert text_array(pd.Index([1, 2])) is None
     assert text_array(pa.array([1, 2])) is None
     assert text_array(["a", "b"]).to_pylist() == ["a", "b"]
+
+
+# Nanoseconds since 1970 anywhere pandas can hold them, with the fractions a source writes:
+# whole seconds or minutes, milliseconds, microseconds, nanoseconds; NaT too.
+_LIMIT = 2**63 - 1
+_GRAINS = [60 * 10**9, 10**9, 10**6, 10**3, 1]
+
+
+@st.composite
+def _utc_nanoseconds(draw) -> list[int | None]:
+    grain = draw(st.sampled_from(_GRAINS))
+    count = draw(st.integers(0, 12))
+    values: list[int | None] = []
+    for _ in range(count):
+        if draw(st.booleans()) and draw(st.booleans()):
+            values.append(None)
+            continue
+        whole = draw(st.integers(-_LIMIT // grain + 1, _LIMIT // grain))
+        values.append(whole * grain)
+    return values
+
+
+def _as_utc(values: list[int | None]) -> pd.Series:
+    missing = np.array([v is None for v in values], dtype=bool)
+    raw = np.array([0 if v is None else v for v in values], dtype="int64")
+    series = pd.Series(raw.view("datetime64[ns]"), index=pd.RangeIndex(3, 3 + len(values)))
+    return series.mask(missing).dt.tz_localize("UTC").rename("at")
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=_utc_nanoseconds())
+def test_utc_timestamps_as_text_is_pandas_astype(values):
+    series = _as_utc(values)
+    expected = series.astype("string")  # the old way: a pandas Timestamp per value
+    pd.testing.assert_series_equal(utc_timestamps_as_text(series), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=_utc_nanoseconds(), other=st.lists(MAYBE_TEXT, min_size=12, max_size=12))
+def test_frame_as_text_is_pandas_astype(values, other):
+    at = _as_utc(values)
+    rows = len(at)
+    frame = pd.DataFrame(
+        {
+            "at": at,
+            "local": at.dt.tz_convert("Europe/Stockholm"),  # not UTC: pandas formats it
+            "text": pd.Series(other[:rows], index=at.index, dtype="string"),
+            "count": pd.Series(range(rows), index=at.index, dtype="Int64"),
+            "born": pd.Series([dt.date(1912, 2, 29)] * rows, index=at.index, dtype=object),
+            "flag": pd.Series([True] * rows, index=at.index, dtype="boolean"),
+        }
+    )
+    pd.testing.assert_frame_equal(frame_as_text(frame), frame.astype("string"))
+
+
+def test_frame_without_utc_timestamps_is_pandas_astype():
+    frame = pd.DataFrame({"a": [1.5, None], "b": ["x", None]})
+    pd.testing.assert_frame_equal(frame_as_text(frame), frame.astype("string"))
