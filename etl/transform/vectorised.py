@@ -63,9 +63,7 @@ _NANOSECONDS = 1_000_000_000
 
 
 def _is_utc_nanoseconds(dtype) -> bool:
-    return (
-        isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit == "ns" and str(dtype.tz) == "UTC"
-    )
+    return isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit == "ns" and str(dtype.tz) == "UTC"
 
 
 def utc_timestamps_as_text(values: pd.Series) -> pd.Series:
@@ -93,9 +91,7 @@ def utc_timestamps_as_text(values: pd.Series) -> pd.Series:
         pa.scalar("+00:00", pa.large_string()),
         pa.scalar("", pa.large_string()),
     )
-    return pd.Series(
-        pd.StringDtype("pyarrow").__from_arrow__(text), index=values.index, name=values.name
-    )
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index, name=values.name)
 
 
 def frame_as_text(frame: pd.DataFrame) -> pd.DataFrame:

@@ -184,9 +184,7 @@ def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.A
     column = table.column(0)
     if column.type in (pa.string(), pa.large_string()):
         return pc.drop_null(column).combine_chunks().cast(pa.large_string())
-    return pa.array(
-        [str(v) for v in column.to_pylist() if v is not None], type=pa.large_string()
-    )
+    return pa.array([str(v) for v in column.to_pylist() if v is not None], type=pa.large_string())
 
 
 def _in_core(core_url: str, reference: Reference, wanted: list[str]) -> set[str]:
