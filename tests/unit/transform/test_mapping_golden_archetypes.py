@@ -63,6 +63,16 @@ def load_table(archetype: str) -> dict:
 
 
 _SYSTEMS: dict[tuple[int, str, str], str | None] = {}
+# Keys a system's own file may add to its archetype's without changing what the mapping makes
+# (a wave's care unit of the rows: etl/cutover/scope.py).
+_NOT_MAPPING_KEYS = {"extends", "care_unit", "description"}
+
+
+def _takes_archetype_file(own: Path) -> bool:
+    """No own file, or one that only extends the archetype's by keys that change no row."""
+    if not own.exists():
+        return True
+    return set(yaml.safe_load(own.read_text(encoding="utf-8")) or {}) <= _NOT_MAPPING_KEYS
 
 
 def system_of(catalog, archetype: str, entity: str) -> str:
@@ -75,7 +85,7 @@ def system_of(catalog, archetype: str, entity: str) -> str:
                 name
                 for name, system in sorted(catalog.systems.items())
                 if archetype_of(system.directory) == archetype
-                and not (system.directory / f"{entity}.yaml").exists()
+                and _takes_archetype_file(system.directory / f"{entity}.yaml")
             ),
             None,
         )
