@@ -31,7 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from etl.batch import BatchPaths
-from etl.catalog import PROPOSED, Catalog, ColumnMapping, EntityMapping
+from etl.catalog import PROPOSED, Catalog, ColumnMapping, EntityMapping, SystemMappings
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.vocabulary import MapCodeArgs, clean_text
 from etl.extract.landing import ROW_NUMBER
@@ -164,18 +164,11 @@ def _column_codes(
     return {key: (rows, held[key]) for key, rows in counts.items()}
 
 
-def unmapped_codes(
-    settings: Settings,
-    catalog: Catalog,
-    system: str | None = None,
-    batch_id: str | None = None,
-) -> CodesListing:
-    """The unmapped (and only proposed) codes of each system's latest (or the given) batch."""
-    notes: list[str] = []
-    systems = [catalog.system(system)] if system else list(catalog.systems.values())
-    latest: list[str] = []
-    if batch_id is None:
-        latest = _CoreDatabase(settings, notes).latest_batches()
+def _chosen_batches(
+    settings: Settings, systems: list[SystemMappings], batch_id: str | None, notes: list[str]
+) -> dict[str, str]:
+    """Per system, the given batch, else its latest loaded one, else its newest landed one."""
+    latest = [] if batch_id is not None else _CoreDatabase(settings, notes).latest_batches()
     batches: dict[str, str] = {}
     for mappings in systems:
         if batch_id is not None:
@@ -187,6 +180,76 @@ def unmapped_codes(
             if BatchPaths.of(settings, candidate, mappings.name).manifest_file.exists():
                 batches[mappings.name] = candidate
                 break
+    return batches
+
+
+def _entity_codes(
+    settings: Settings,
+    catalog: Catalog,
+    system: str,
+    batch: str,
+    entity: str,
+    mapping: EntityMapping,
+    notes: list[str],
+) -> list[UnmappedCode]:
+    columns = _code_columns(mapping)
+    if not columns:
+        return []
+    paths = BatchPaths.of(settings, batch, system)
+    landed = paths.landed_file(mapping.dataset)
+    if not landed.exists():
+        notes.append(f"{system} {batch}: {mapping.dataset} not landed (retention?)")
+        return []
+    present = set(pq.read_schema(landed).names)
+    found = []
+    for column, args in columns:
+        source = column.source or ""
+        if source not in present:
+            notes.append(
+                f"{system}.{entity}.{column.target}: {source} comes from a lookup, not the "
+                "landed file: not listed"
+            )
+            continue
+        quarantined = _quarantined_rows(paths, entity, source)
+        counted = _column_codes(
+            landed,
+            source,
+            catalog.crosswalks[args.crosswalk],
+            catalog.proposed_codes.get(args.crosswalk, frozenset()),
+            args,
+            quarantined,
+            settings.chunk_rows,
+        )
+        file = catalog.root / CROSSWALK_DIR / f"{args.crosswalk}.csv"
+        found.extend(
+            UnmappedCode(
+                system=system,
+                batch_id=batch,
+                entity=entity,
+                dataset=mapping.dataset,
+                column=source,
+                crosswalk=args.crosswalk,
+                crosswalk_file=str(file),
+                code=code,
+                status=status,
+                rows=rows,
+                quarantined_rows=None if quarantined is None else held,
+            )
+            for (code, status), (rows, held) in sorted(counted.items())
+        )
+    return found
+
+
+def unmapped_codes(
+    settings: Settings,
+    catalog: Catalog,
+    system: str | None = None,
+    batch_id: str | None = None,
+) -> CodesListing:
+    """The unmapped (and only proposed) codes of each system's latest (or the given) batch."""
+    notes: list[str] = []
+    systems = [catalog.system(system)] if system else list(catalog.systems.values())
+    batches = _chosen_batches(settings, systems, batch_id, notes)
     if not batches:
         notes.append("no landed batch to list codes from: run the pipeline first (or --batch)")
     for batch in sorted(set(batches.values())):  # reads the landed code columns, row by row
@@ -201,53 +264,10 @@ def unmapped_codes(
         )
     found: list[UnmappedCode] = []
     for mappings in systems:
-        batch = batches.get(mappings.name)
-        if batch is None:
+        if (batch := batches.get(mappings.name)) is None:
             continue
-        paths = BatchPaths.of(settings, batch, mappings.name)
         for entity, mapping in mappings.entities.items():
-            columns = _code_columns(mapping)
-            if not columns:
-                continue
-            landed = paths.landed_file(mapping.dataset)
-            if not landed.exists():
-                notes.append(f"{mappings.name} {batch}: {mapping.dataset} not landed (retention?)")
-                continue
-            present = set(pq.read_schema(landed).names)
-            for column, args in columns:
-                if column.source not in present:
-                    notes.append(
-                        f"{mappings.name}.{entity}.{column.target}: {column.source} comes from "
-                        "a lookup, not the landed file: not listed"
-                    )
-                    continue
-                quarantined = _quarantined_rows(paths, entity, column.source or "")
-                counted = _column_codes(
-                    landed,
-                    column.source or "",
-                    catalog.crosswalks[args.crosswalk],
-                    catalog.proposed_codes.get(args.crosswalk, frozenset()),
-                    args,
-                    quarantined,
-                    settings.chunk_rows,
-                )
-                file = catalog.root / CROSSWALK_DIR / f"{args.crosswalk}.csv"
-                for (code, status), (rows, held) in sorted(counted.items()):
-                    found.append(
-                        UnmappedCode(
-                            system=mappings.name,
-                            batch_id=batch,
-                            entity=entity,
-                            dataset=mapping.dataset,
-                            column=column.source or "",
-                            crosswalk=args.crosswalk,
-                            crosswalk_file=str(file),
-                            code=code,
-                            status=status,
-                            rows=rows,
-                            quarantined_rows=None if quarantined is None else held,
-                        )
-                    )
+            found += _entity_codes(settings, catalog, mappings.name, batch, entity, mapping, notes)
     return CodesListing(batches=batches, notes=notes, codes=found)
 
 

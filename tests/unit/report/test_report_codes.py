@@ -116,7 +116,7 @@ def _write_fixture(tmp_path):
         ),
         paths.landed_file("patient"),
     )
-    outcomes = sorted(QUARANTINED.items()) + [(8, "unresolved_reference")]
+    outcomes = [*sorted(QUARANTINED.items()), (8, "unresolved_reference")]
     pq.write_table(
         pa.table(
             {
