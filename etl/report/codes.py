@@ -245,8 +245,10 @@ def unmapped_codes(
     catalog: Catalog,
     system: str | None = None,
     batch_id: str | None = None,
+    user_name: str | None = None,
 ) -> CodesListing:
-    """The unmapped (and only proposed) codes of each system's latest (or the given) batch."""
+    """The unmapped (and only proposed) codes of each system's latest (or the given) batch;
+    ``user_name``: who reads them, where the caller knows (the dashboard's viewer)."""
     notes: list[str] = []
     systems = [catalog.system(system)] if system else list(catalog.systems.values())
     batches = _chosen_batches(settings, systems, batch_id, notes)
@@ -259,6 +261,7 @@ def unmapped_codes(
             "",
             batch,
             0,
+            user_name=user_name,
             purpose="unmapped code listing",
             subject_scope=SCOPE_BATCH,
         )
@@ -300,7 +303,6 @@ def codes_table(listing: CodesListing) -> Table:
     table = Table(title="source codes no approved crosswalk row maps (codes and counts only)")
     for heading in (
         "system",
-        "batch",
         "entity",
         "column",
         "code",
@@ -313,13 +315,12 @@ def codes_table(listing: CodesListing) -> Table:
     for code in listing.codes:
         table.add_row(
             escape(code.system),
-            escape(code.batch_id),
             escape(code.entity),
             escape(code.column),
             escape(code.code),
             code.status,
             str(code.rows),
             "–" if code.quarantined_rows is None else str(code.quarantined_rows),
-            escape(code.crosswalk_file),
+            escape(f"{CROSSWALK_DIR}/{code.crosswalk}.csv"),
         )
     return table
