@@ -201,7 +201,7 @@ def _entity_codes(
         notes.append(f"{system} {batch}: {mapping.dataset} not landed (retention?)")
         return []
     present = set(pq.read_schema(landed).names)
-    found = []
+    found: list[UnmappedCode] = []
     for column, args in columns:
         source = column.source or ""
         if source not in present:
@@ -267,10 +267,10 @@ def unmapped_codes(
         )
     found: list[UnmappedCode] = []
     for mappings in systems:
-        if (batch := batches.get(mappings.name)) is None:
+        if (listed := batches.get(mappings.name)) is None:
             continue
         for entity, mapping in mappings.entities.items():
-            found += _entity_codes(settings, catalog, mappings.name, batch, entity, mapping, notes)
+            found += _entity_codes(settings, catalog, mappings.name, listed, entity, mapping, notes)
     return CodesListing(batches=batches, notes=notes, codes=found)
 
 
@@ -280,15 +280,15 @@ def write_template(listing: CodesListing, path: Path) -> int:
     then copy the rows, without the ``crosswalk`` column, into that crosswalk's file. Returns
     the number of rows written."""
     rows: dict[tuple[str, str], list[str]] = {}
-    for code in listing.codes:
-        if code.status != UNMAPPED or code.code == MASKED:
+    for item in listing.codes:
+        if item.status != UNMAPPED or item.code == MASKED:
             continue
-        where = f"{code.system}.{code.dataset}.{code.column}"
-        key = (code.crosswalk, code.code)
+        where = f"{item.system}.{item.dataset}.{item.column}"
+        key = (item.crosswalk, item.code)
         if key not in rows:
-            rows[key] = [where, str(code.rows)]
+            rows[key] = [where, str(item.rows)]
         else:
-            rows[key] = [f"{rows[key][0]}, {where}", str(int(rows[key][1]) + code.rows)]
+            rows[key] = [f"{rows[key][0]}, {where}", str(int(rows[key][1]) + item.rows)]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
