@@ -227,3 +227,20 @@ def test_template_has_one_proposed_row_per_unmapped_code(landed, tmp_path):
     ]
     assert rows[0]["note"] == "seen in kod.lab.KOD: 3 rows"
     assert "hemolyserat" not in path.read_text("utf-8")
+
+
+def test_a_filled_template_row_loads_as_proposed_and_the_code_leaves_the_unmapped(landed, tmp_path):
+    settings, catalog = landed
+    template = tmp_path / "template.csv"
+    write_template(unmapped_codes(settings, catalog), template)
+    with template.open(encoding="utf-8", newline="") as handle:
+        filled = [row for row in csv.DictReader(handle) if row["source_code"] == "X-NEW"]
+    filled[0].update(target_code="NPU19999", decided_by="steward-c", decided_at="2026-12-04")
+    crosswalk = catalog.root / "crosswalks" / "kod_lab.csv"
+    with crosswalk.open("a", encoding="utf-8", newline="") as handle:
+        columns = ["source_code", "target_code", "note", "status", "decided_by", "decided_at"]
+        csv.DictWriter(handle, columns, extrasaction="ignore").writerow(filled[0])
+    again = load_catalog(catalog.root)
+    assert again.crosswalk_rows["kod_lab"]["X-NEW"].status == "proposed"
+    found = {(c.code, c.status) for c in unmapped_codes(settings, again).codes}
+    assert ("X-NEW", "proposed") in found and ("X-NEW", "unmapped") not in found
