@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -623,8 +624,23 @@ class Catalog(BaseModel):
     systems: dict[str, SystemMappings]
 
     @cached_property
+    def crosswalk_rows(self) -> dict[str, dict[str, CrosswalkRow]]:
+        return load_crosswalk_rows(self.root)
+
+    @cached_property
     def crosswalks(self) -> dict[str, dict[str, str]]:
-        return load_crosswalks(self.root)
+        return {
+            name: {code: row.target_code for code, row in rows.items()}
+            for name, rows in self.crosswalk_rows.items()
+        }
+
+    @cached_property
+    def proposed_codes(self) -> dict[str, frozenset[str]]:
+        """Per crosswalk, the source codes only a ``proposed`` row maps (not yet approved)."""
+        return {
+            name: frozenset(code for code, row in rows.items() if row.status == PROPOSED)
+            for name, rows in self.crosswalk_rows.items()
+        }
 
     def system(self, name: str) -> SystemMappings:
         try:
@@ -635,20 +651,109 @@ class Catalog(BaseModel):
             ) from None
 
 
-def load_crosswalks(root: Path) -> dict[str, dict[str, str]]:
-    """``crosswalks/<name>.csv`` with columns ``source_code,target_code,note``."""
-    tables = {}
+CROSSWALK_COLUMNS = ("source_code", "target_code", "note", "status", "decided_by", "decided_at")
+PROPOSED, APPROVED = "proposed", "approved"
+CROSSWALK_STATUSES = (PROPOSED, APPROVED)
+
+
+class CrosswalkRow(BaseModel):
+    """One row of a crosswalk: a local code, its standard code and the decision behind it.
+
+    ``status`` is ``proposed`` (a steward's suggestion, not yet reviewed) or ``approved``; a row
+    without one is approved (the tables written before statuses existed were reviewed in git).
+    ``decided_by``/``decided_at``: who set the status, and when (an ISO date or time); an
+    ``approved`` status written out needs both, so an approval is always attributable.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    source_code: str
+    target_code: str
+    status: str = APPROVED
+    decided_by: str = ""
+    decided_at: str = ""
+
+
+def _crosswalk_row_problems(path: Path, line: int, row: dict[str, str | None]) -> list[str]:
+    where = f"{path}: row {line}"
+    problems = []
+    for name in ("source_code", "target_code"):
+        if not (row.get(name) or "").strip():
+            problems.append(f"{where}: field '{name}': empty (every row maps a code to a code)")
+    status = (row.get("status") or "").strip()
+    if status and status not in CROSSWALK_STATUSES:
+        problems.append(
+            f"{where}: field 'status': {status!r} is not one of {', '.join(CROSSWALK_STATUSES)} "
+            "(or empty: approved)"
+        )
+    decided_at = (row.get("decided_at") or "").strip()
+    if decided_at:
+        try:
+            dt.datetime.fromisoformat(decided_at)
+        except ValueError:
+            problems.append(
+                f"{where}: field 'decided_at': {decided_at!r} is not an ISO date or time"
+            )
+    if status == APPROVED:
+        for name in ("decided_by", "decided_at"):
+            if not (row.get(name) or "").strip():
+                problems.append(f"{where}: field '{name}': an approved row says who and when")
+    return problems
+
+
+def read_crosswalk(path: Path) -> dict[str, CrosswalkRow]:
+    """One crosswalk file by upper-case source code; raises a MappingError naming every bad row
+    (file, row number as a spreadsheet counts it, and field)."""
+    problems: list[str] = []
+    rows: dict[str, CrosswalkRow] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"source_code", "target_code"} <= set(reader.fieldnames):
+            raise MappingError(f"{path}: needs columns source_code,target_code,note")
+        unknown = [name for name in reader.fieldnames if name not in CROSSWALK_COLUMNS]
+        if unknown:
+            problems.append(
+                f"{path}: unknown column(s) {', '.join(unknown)} "
+                f"(columns: {', '.join(CROSSWALK_COLUMNS)})"
+            )
+        for line, row in enumerate(reader, start=2):
+            found = _crosswalk_row_problems(path, line, row)
+            problems.extend(found)
+            if found:
+                continue
+            code = (row["source_code"] or "").strip().upper()
+            rows[code] = CrosswalkRow(
+                source_code=code,
+                target_code=(row["target_code"] or "").strip(),
+                status=(row.get("status") or "").strip() or APPROVED,
+                decided_by=(row.get("decided_by") or "").strip(),
+                decided_at=(row.get("decided_at") or "").strip(),
+            )
+    if problems:
+        raise _all_problems(problems)
+    return rows
+
+
+def load_crosswalk_rows(root: Path) -> dict[str, dict[str, CrosswalkRow]]:
+    """Every ``crosswalks/<name>.csv`` by name; one MappingError names every bad row of all."""
+    tables: dict[str, dict[str, CrosswalkRow]] = {}
+    problems: list[str] = []
     for path in sorted((root / CROSSWALK_DIR).glob("*.csv")):
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"source_code", "target_code"} <= set(
-                reader.fieldnames
-            ):
-                raise MappingError(f"{path}: needs columns source_code,target_code,note")
-            tables[path.stem] = {
-                row["source_code"].strip().upper(): row["target_code"].strip() for row in reader
-            }
+        try:
+            tables[path.stem] = read_crosswalk(path)
+        except MappingError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise _all_problems(problems)
     return tables
+
+
+def load_crosswalks(root: Path) -> dict[str, dict[str, str]]:
+    """``crosswalks/<name>.csv`` (columns ``source_code,target_code,note`` and optionally
+    ``status,decided_by,decided_at``) as ``{name: {SOURCE_CODE: target}}``, every row."""
+    return {
+        name: {code: row.target_code for code, row in rows.items()}
+        for name, rows in load_crosswalk_rows(root).items()
+    }
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         "core it changes, in its own transaction.)",
     )
     chunk_rows: int = Field(default=50_000, gt=0, description="Rows per chunk; bounds memory.")
+    require_approved_codes: bool = Field(
+        default=False,
+        description="Map codes through approved crosswalk rows only: a code only a `proposed` "
+        "row maps is quarantined as `unapproved_code` (check source.unapproved_code, which "
+        "stops the gate at the first such row).",
+    )
     core_write_slots: int | None = Field(
         default=None,
         gt=0,

@@ -2,8 +2,8 @@
 
 This module builds ``app`` (the console entry point ``etl.cli:app``) and adds the commands of
 one module each: pipeline (check-mappings, run, status), airflow, demo, reports (bench, docs,
-profile, coverage), dashboard, and the groups estate, identity, dq, cutover, coexistence and
-cluster (steward, landing, batches, core and audit live with their layers)."""
+profile, coverage), dashboard, and the groups estate, identity, dq, cutover, coexistence,
+cluster and codes (steward, landing, batches, core and audit live with their layers)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 
 from etl.cli import airflow, dashboard, demo, onboard, pipeline, reports
 from etl.cli.cluster import cluster_app
+from etl.cli.codes import codes_app
 from etl.cli.coexistence import coexistence_app
 from etl.cli.common import console, expected_stop
 from etl.cli.cutover import cutover_app
@@ -103,3 +104,4 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(cutover_app, name="cutover")
 app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(codes_app, name="codes")

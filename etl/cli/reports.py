@@ -389,6 +389,11 @@ def coverage(
         console.print(table)
     for note in report.notes:
         console.print(f"[yellow]{note}[/yellow]")
+    if any(b.unmapped_code_rows for s in report.systems for b in s.batches):
+        console.print(
+            "unmapped codes one by one, with the crosswalk each misses: `vardflytt codes "
+            "unmapped [--system S] [--template FILE]` (dashboard: Reports, Unmapped source codes)"
+        )
     target = out or coverage_path(settings)
     residency.check_storage(target, "the coverage report (--out)", settings)
     path = write_coverage(report, target)

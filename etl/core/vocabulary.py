@@ -39,6 +39,9 @@ class TransformContext:
     system: str
     reference_date: dt.date
     crosswalks: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Per crosswalk, codes only a ``proposed`` row maps, refused while approved rows are required
+    # (``VARDFLYTT_REQUIRE_APPROVED_CODES``); empty when they are not.
+    unapproved: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -507,15 +510,26 @@ class MapCodeArgs(TransformArgs):
 
 @transform("map_code", MapCodeArgs)
 def map_code(values: pd.Series, args: MapCodeArgs, context: TransformContext) -> TransformResult:
-    """A local code translated through a ``mappings/crosswalks`` table; else ``unmapped_code``."""
+    """A local code translated through a ``mappings/crosswalks`` table; else ``unmapped_code``
+    (``unapproved_code``: only a proposed row maps it, and approved rows are required)."""
     cleaned = clean_text(values).str.upper()
     table = context.crosswalks[args.crosswalk]
     mapped = cleaned.map(table, na_action="ignore").astype("string")
+    unapproved = context.unapproved.get(args.crosswalk)
+    is_unapproved = None
+    if unapproved:
+        is_unapproved = cleaned.isin(unapproved) & mapped.notna()
+        mapped = mapped.mask(is_unapproved)
     if args.standard_pattern:
         is_standard = cleaned.str.fullmatch(args.standard_pattern).fillna(False)
         mapped = mapped.mask(is_standard, cleaned)
+        if is_unapproved is not None:
+            is_unapproved &= ~is_standard
     failed = cleaned.notna() & mapped.isna()
-    return TransformResult(mapped, errors_where(failed, "unmapped_code"))
+    errors = errors_where(failed, "unmapped_code")
+    if is_unapproved is not None:
+        errors = errors.mask(is_unapproved & failed, "unapproved_code")
+    return TransformResult(mapped, errors)
 
 
 # --- laboratory values (Swedish notation: decimal comma, ``<0,8``, ranges ``3,5-4,6``) --------

@@ -238,12 +238,14 @@ def transform_chunk(
     duplicates: pd.DataFrame,
     lookups: dict[str, pd.Series] | None = None,
     reserve_numbers: ReserveNumbers | None = None,
+    require_approved_codes: bool = False,
 ) -> ChunkResult:
     """Map one chunk of landed rows to core rows plus outcomes."""
     chunk = add_lookup_columns(chunk, mapping, lookups)
     chunk = chunk.reset_index(drop=True)
     outcomes = Outcomes(chunk.index)
-    context = TransformContext(mapping.system, reference_date, catalog.crosswalks)
+    unapproved = catalog.proposed_codes if require_approved_codes else {}
+    context = TransformContext(mapping.system, reference_date, catalog.crosswalks, unapproved)
 
     _record_source_problems(chunk, mapping, reference_keys, duplicates, outcomes)
 

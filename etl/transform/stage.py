@@ -125,6 +125,7 @@ def transform_entity(
             duplicates,
             lookups,
             reserve_numbers,
+            require_approved_codes=settings.require_approved_codes,
         )
         writer.write("rows", to_arrow(result.rows, entity))
         writer.write("outcomes", outcomes_table(result.outcomes))
