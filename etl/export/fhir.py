@@ -133,7 +133,8 @@ def patient_security(protected_identity: Any) -> list[dict[str, str]]:
     """Restricted unless the core says, explicitly, that the identity is not protected."""
     if protected_identity == "none":
         return []
-    level = str(protected_identity) if _present(protected_identity) else "uncertain"
+    level = str(protected_identity).strip() if _present(protected_identity) else ""
+    level = level or "uncertain"
     return [
         {"system": CONFIDENTIALITY_SYSTEM, "code": "R"},
         {"system": SECURITY_REASON_SYSTEM, "code": "protected-identity"},
