@@ -222,7 +222,7 @@ def _issue(severity: str, spec: ResourceSpec, row_id: str, link: Link) -> dict[s
 
 def _chunks(
     connection: sa.Connection, query: sa.Select[Any], chunk_size: int
-) -> Iterator[list[sa.RowMapping]]:
+) -> Iterator[Sequence[sa.RowMapping]]:
     result = connection.execution_options(yield_per=chunk_size).execute(query).mappings()
     yield from result.partitions()
 
@@ -255,7 +255,8 @@ def _export_type(
                     errors.write(_issue(severity, spec, row_id, link))
             if not keep:
                 continue
-            out.write(spec.build(row, fhir.Context(resolved, identifiers.get(row_id, ()))))
+            context = fhir.Context(resolved, identifiers.get(row_id, ()))
+            out.write(spec.build(dict(row), context))
 
 
 def export_fhir(

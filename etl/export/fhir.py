@@ -98,11 +98,10 @@ def _instant(value: Any) -> str | None:
     """A core ``*_at`` timestamp (UTC; SQLite hands it back without a zone) as a FHIR dateTime."""
     if not _present(value):
         return None
-    if not isinstance(value, dt.datetime):
-        value = dt.datetime.fromisoformat(str(value))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat()
+    moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat()
 
 
 def _compact(resource: Resource) -> Resource:
