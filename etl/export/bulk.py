@@ -58,6 +58,7 @@ class ResourceSpec:
 SPECS: tuple[ResourceSpec, ...] = (
     ResourceSpec("patient", "Patient", build=fhir.patient),
     ResourceSpec("care_unit", "Organization", build=fhir.organization),
+    ResourceSpec("care_unit", "Location", build=fhir.location),
     ResourceSpec("practitioner", "Practitioner", build=fhir.practitioner),
     ResourceSpec(
         "encounter",
@@ -93,8 +94,34 @@ SPECS: tuple[ResourceSpec, ...] = (
         (Link("patient_id", "patient", required=True),),
         fhir.medication_statement,
     ),
+    ResourceSpec(
+        "appointment",
+        "Appointment",
+        (Link("patient_id", "patient", required=True), Link("care_unit_id", "care_unit")),
+        fhir.appointment,
+    ),
+    ResourceSpec(
+        "referral",
+        "ServiceRequest",
+        (Link("patient_id", "patient", required=True), Link("from_care_unit_id", "care_unit")),
+        fhir.service_request,
+    ),
+    ResourceSpec(
+        "clinical_note",
+        "DocumentReference",
+        (Link("patient_id", "patient", required=True), Link("encounter_id", "encounter")),
+        fhir.document_reference,
+    ),
+    ResourceSpec("alert", "Flag", (Link("patient_id", "patient", required=True),), fhir.flag),
+    ResourceSpec(
+        "immunization",
+        "Immunization",
+        (Link("patient_id", "patient", required=True),),
+        fhir.immunization,
+    ),
 )
-RESOURCE_TYPES = {spec.entity: spec.resource_type for spec in SPECS}
+# The type a reference to an entity names (a care unit is referred to as its Organization).
+RESOURCE_TYPES = {spec.entity: spec.resource_type for spec in reversed(SPECS)}
 
 
 class ExportError(RuntimeError):

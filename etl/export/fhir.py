@@ -17,6 +17,7 @@ spärr flag is anything but an explicit false is labelled ``R`` plus ``sparr``.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -406,5 +407,187 @@ def medication_statement(row: Row, context: Context = NO_CONTEXT) -> Resource:
             "effectivePeriod": _compact({"start": _date(row.get("start_date")), "end": ended})
             or None,
             "dosage": [{"text": row["dosage_text"]}] if _present(row.get("dosage_text")) else None,
+        }
+    )
+
+
+def location(row: Row, context: Context = NO_CONTEXT) -> Resource:
+    """A care unit as the place care happens (what an Appointment or Encounter names), run by
+    the Organization of the same core id."""
+    return _compact(
+        {
+            "resourceType": "Location",
+            "id": row["care_unit_id"],
+            "identifier": [{"system": HSA_SYSTEM, "value": row["hsa_id"]}]
+            if _present(row.get("hsa_id"))
+            else None,
+            "name": row.get("name"),
+            "managingOrganization": reference("Organization", row["care_unit_id"]),
+        }
+    )
+
+
+# Appointment status: the core's values are FHIR's own; a value we do not know becomes
+# ``proposed``, the weakest claim (FHIR has no ``unknown`` here), with the source value kept.
+_APPOINTMENT_STATUS = {"proposed", "pending", "booked", "arrived", "fulfilled", "cancelled",
+                       "noshow", "entered-in-error", "checked-in", "waitlist"}  # fmt: skip
+APPOINTMENT_STATUS_SOURCE_SYSTEM = "urn:vardflytt:appointment-status"
+
+
+def appointment(row: Row, context: Context = NO_CONTEXT) -> Resource:
+    status = str(row.get("status") or "").strip().lower()
+    start = _instant(row.get("scheduled_at"))
+    duration = row.get("duration_minutes")
+    end = None
+    if start and _present(duration):
+        end = _instant(dt.datetime.fromisoformat(start) + dt.timedelta(minutes=int(duration)))
+    participants = [{"actor": reference("Patient", row["patient_id"]), "status": "accepted"}]
+    if context.resolved.get("care_unit_id"):
+        participants.append(
+            {"actor": reference("Location", row["care_unit_id"]), "status": "accepted"}
+        )
+    return _compact(
+        {
+            "resourceType": "Appointment",
+            "id": row["appointment_id"],
+            "status": status if status in _APPOINTMENT_STATUS else "proposed",
+            "appointmentType": _concept(
+                _coding(APPOINTMENT_STATUS_SOURCE_SYSTEM, row.get("status"))
+            )
+            if _present(row.get("status")) and status not in _APPOINTMENT_STATUS
+            else None,
+            "start": start,
+            "end": end,
+            "minutesDuration": int(duration) if _present(duration) and int(duration) > 0 else None,
+            "participant": participants,
+        }
+    )
+
+
+# ELVIS referral states and priorities (upper case Swedish) as FHIR's request codes.
+_REFERRAL_STATUS = {
+    "SKICKAD": "active",
+    "MOTTAGEN": "active",
+    "BEDÖMD": "active",
+    "AVSLUTAD": "completed",
+    "AVVISAD": "revoked",
+}
+_REFERRAL_PRIORITY = {"NORMAL": "routine", "FÖRTUR": "urgent", "AKUT": "stat"}
+REFERRAL_SOURCE_SYSTEM = "urn:vardflytt:referral"
+
+
+def service_request(row: Row, context: Context = NO_CONTEXT) -> Resource:
+    """A referral (remiss): from a care unit in the core to one named by HSA-id."""
+    status = str(row.get("status") or "").strip().upper()
+    priority = str(row.get("priority") or "").strip().upper()
+    source_codes = [
+        _coding(f"{REFERRAL_SOURCE_SYSTEM}:status", row.get("status")),
+        _coding(f"{REFERRAL_SOURCE_SYSTEM}:priority", row.get("priority")),
+    ]
+    return _compact(
+        {
+            "resourceType": "ServiceRequest",
+            "id": row["referral_id"],
+            "status": _REFERRAL_STATUS.get(status, "unknown"),
+            "intent": "order",
+            "category": [_concept(*source_codes)] if any(source_codes) else None,
+            "priority": _REFERRAL_PRIORITY.get(priority),
+            "subject": reference("Patient", row["patient_id"]),
+            "authoredOn": _date(row.get("sent_date")),
+            "requester": reference("Organization", row["from_care_unit_id"])
+            if context.resolved.get("from_care_unit_id")
+            else None,
+            "performer": [hsa_reference(row.get("to_care_unit_hsa_id"))]
+            if _present(row.get("to_care_unit_hsa_id"))
+            else None,
+            "note": [{"text": row["question_text"]}]
+            if _present(row.get("question_text"))
+            else None,
+        }
+    )
+
+
+NOTE_TYPE_SYSTEM = "urn:vardflytt:note-type"
+
+
+def document_reference(row: Row, context: Context = NO_CONTEXT) -> Resource:
+    """A clinical note: its text as a UTF-8 plain-text attachment."""
+    text = row.get("note_text")
+    attachment: Resource = {"contentType": "text/plain; charset=utf-8"}
+    if _present(text):
+        attachment["data"] = base64.b64encode(str(text).encode("utf-8")).decode("ascii")
+    return _compact(
+        {
+            "resourceType": "DocumentReference",
+            "id": row["clinical_note_id"],
+            "meta": _meta(blocked_security(row.get("is_blocked"))),
+            "status": "current",
+            "type": _concept(_coding(NOTE_TYPE_SYSTEM, row.get("note_type"))),
+            "subject": reference("Patient", row["patient_id"]),
+            "date": _instant(row.get("written_at")),
+            "content": [{"attachment": attachment}],
+            "context": {"encounter": [reference("Encounter", row["encounter_id"])]}
+            if context.resolved.get("encounter_id")
+            else None,
+        }
+    )
+
+
+ALERT_TYPE_SYSTEM = "urn:vardflytt:alert-type"
+
+
+def alert_code_system(source_system: str) -> str:
+    """Alerts have no national code system in the core yet (issue 17, part 2)."""
+    return f"urn:vardflytt:alert-code:{source_system}"
+
+
+def flag(row: Row, context: Context = NO_CONTEXT) -> Resource:
+    """Warning information (varningsinformation) as a Flag; the kind (allergy, infection, ...)
+    is its category."""
+    return _compact(
+        {
+            "resourceType": "Flag",
+            "id": row["alert_id"],
+            "meta": _meta(blocked_security(row.get("is_blocked"))),
+            "status": "active",
+            "category": [_concept(_coding(ALERT_TYPE_SYSTEM, row.get("alert_type")))]
+            if _present(row.get("alert_type"))
+            else None,
+            "code": _concept(
+                _coding(alert_code_system(row["source_system"]), row.get("code")),
+                text=row.get("description"),
+            )
+            or {"text": "unknown"},
+            "subject": reference("Patient", row["patient_id"]),
+            "period": {"start": _date(row["recorded_date"])}
+            if _present(row.get("recorded_date"))
+            else None,
+        }
+    )
+
+
+def immunization(row: Row, context: Context = NO_CONTEXT) -> Resource:
+    """A vaccination: vaccine by ATC, given by a care unit named by HSA-id."""
+    given = _instant(row.get("administered_at"))
+    unit = hsa_reference(row.get("care_unit_hsa_id"))
+    dose = row.get("dose_number")
+    return _compact(
+        {
+            "resourceType": "Immunization",
+            "id": row["immunization_id"],
+            "status": "completed",
+            "vaccineCode": _concept(
+                _coding(ATC_SYSTEM, row.get("atc_code")), text=row.get("vaccine_name")
+            )
+            or {"text": "unknown"},
+            "patient": reference("Patient", row["patient_id"]),
+            # occurrence is required: a vaccination without a time says so.
+            "occurrenceDateTime": given,
+            "occurrenceString": None if given else "unknown",
+            "lotNumber": row.get("batch_number"),
+            "performer": [{"actor": unit}] if unit else None,
+            "protocolApplied": [{"doseNumberPositiveInt": int(dose)}]
+            if _present(dose) and int(dose) > 0
+            else None,
         }
     )

@@ -1,15 +1,16 @@
 """The FHIR R4 export (``vardflytt export fhir``) of a migrated core, on SQLite and PostgreSQL.
 
-Melior is loaded as wave w1 and ELVIS as wave w2 by the real pipeline. Every exported resource
-validates with fhir.resources; a round trip (export, parse the NDJSON, compare with the core
-rows) shows that nothing is dropped: per type, exported + refused (reported) = core rows, with
-the same ids, codes and dates; every literal reference resolves inside the export; protected
-patients and spärr rows carry their security labels; no identity number reaches the manifest,
-the command's output or the log.
+Melior, ELVIS and AsynjaVisph are loaded as waves w1, w2 and w3 by the real pipeline. Every
+exported resource validates with fhir.resources; a round trip (export, parse the NDJSON,
+compare with the core rows) shows that nothing is dropped: per type, exported + refused
+(reported) = core rows, with the same ids, codes and dates; every literal reference resolves
+inside the export; protected patients and spärr rows carry their security labels; no identity
+number reaches the manifest, the command's output or the log.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 AS_OF = dt.date(2026, 7, 1)
 NOW = dt.datetime(2026, 12, 4, 19, 0, tzinfo=dt.UTC)
-WAVES = {"w1": "melior", "w2": "elvis"}
+WAVES = {"w1": "melior", "w2": "elvis", "w3": "asynjavisph"}
 # Codes a resource's required bindings allow, for the elements we fill (fhir.resources checks
 # structure and cardinality, not bound codes).
 ALLOWED = {
@@ -81,6 +82,42 @@ ALLOWED = {
         "unknown",
         "not-taken",
     },
+    ("Appointment", "status"): {
+        "proposed",
+        "pending",
+        "booked",
+        "arrived",
+        "fulfilled",
+        "cancelled",
+        "noshow",
+        "entered-in-error",
+        "checked-in",
+        "waitlist",
+    },
+    ("ServiceRequest", "status"): {
+        "draft",
+        "active",
+        "on-hold",
+        "revoked",
+        "completed",
+        "entered-in-error",
+        "unknown",
+    },
+    ("ServiceRequest", "intent"): {
+        "proposal",
+        "plan",
+        "directive",
+        "order",
+        "original-order",
+        "reflex-order",
+        "filler-order",
+        "instance-order",
+        "option",
+    },
+    ("ServiceRequest", "priority"): {"routine", "urgent", "asap", "stat"},
+    ("DocumentReference", "status"): {"current", "superseded", "entered-in-error"},
+    ("Flag", "status"): {"active", "inactive", "entered-in-error"},
+    ("Immunization", "status"): {"completed", "entered-in-error", "not-done"},
 }
 R = {"system": fhir.CONFIDENTIALITY_SYSTEM, "code": "R"}
 SPARR = {"system": fhir.SECURITY_REASON_SYSTEM, "code": "sparr"}
@@ -90,7 +127,7 @@ SPARR = {"system": fhir.SECURITY_REASON_SYSTEM, "code": "sparr"}
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def migrated(request, small_estate, tmp_path_factory, postgres_schema):
-    """Melior as wave w1, ELVIS as wave w2; yields the settings."""
+    """Melior as wave w1, ELVIS as wave w2, AsynjaVisph as w3; yields the settings."""
     root = tmp_path_factory.mktemp(f"fhir-{request.param}")
     with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
         if request.param == "sqlite":
@@ -256,6 +293,21 @@ def _compare_codes_and_dates(settings: Settings, resources: dict[str, list[dict]
             assert value == expected, (entity, row_id)
             compared += 1
         assert compared > 0, entity
+    # Notes keep their text, alerts their code, vaccinations their ATC code.
+    for row_id, row in _core_rows(settings, "clinical_note").items():
+        if row_id in by_type["DocumentReference"] and row["note_text"]:
+            data = by_type["DocumentReference"][row_id]["content"][0]["attachment"]["data"]
+            assert base64.b64decode(data).decode("utf-8") == row["note_text"]
+    for row_id, row in _core_rows(settings, "alert").items():
+        if row_id in by_type["Flag"]:
+            system = fhir.alert_code_system(row["source_system"])
+            expected_code = [row["code"]] if row["code"] else []
+            assert _codes(by_type["Flag"][row_id], "code", system) == expected_code
+    for row_id, row in _core_rows(settings, "immunization").items():
+        if row_id in by_type["Immunization"]:
+            expected_code = [row["atc_code"]] if row["atc_code"] else []
+            immunization = by_type["Immunization"][row_id]
+            assert _codes(immunization, "vaccineCode", fhir.ATC_SYSTEM) == expected_code
     # Encounters keep their start; patients their birth date and every identifier.
     for row_id, row in _core_rows(settings, "encounter").items():
         if row_id in by_type["Encounter"]:

@@ -3,6 +3,7 @@ fail closed, code systems, and every resource valid by a maintained FHIR model l
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 import pytest
@@ -299,3 +300,78 @@ def test_referenced_types_come_before_those_that_refer_to_them():
     for spec in SPECS:
         for link in spec.links:
             assert order.index(link.entity) < order.index(spec.entity)
+
+
+def test_referral_states_and_priorities_map_and_keep_their_source_codes():
+    row = {
+        **LINEAGE,
+        "referral_id": "r" * 32,
+        "patient_id": "p" * 32,
+        "from_care_unit_id": "c" * 32,
+        "to_care_unit_hsa_id": "SE2321000131-E2",
+        "sent_date": dt.date(2024, 2, 1),
+        "priority": "FÖRTUR",
+        "status": "AVVISAD",
+        "question_text": None,
+    }
+    resolved = fhir.Context(resolved={"from_care_unit_id": True})
+    resource = _valid(fhir.service_request(row, resolved))
+    assert (resource["status"], resource["priority"]) == ("revoked", "urgent")
+    source_codes = resource["category"][0]["coding"]
+    assert {"system": "urn:vardflytt:referral:status", "code": "AVVISAD"} in source_codes
+    assert resource["requester"] == {"reference": f"Organization/{'c' * 32}"}
+    unknown = _valid(fhir.service_request({**row, "status": "OKÄND", "priority": None}))
+    assert unknown["status"] == "unknown"
+    assert "priority" not in unknown and "requester" not in unknown
+
+
+def test_an_unknown_appointment_status_is_proposed_with_its_source_value():
+    row = {
+        **LINEAGE,
+        "appointment_id": "a" * 32,
+        "patient_id": "p" * 32,
+        "care_unit_id": None,
+        "scheduled_at": dt.datetime(2024, 3, 1, 9, 0, tzinfo=dt.UTC),
+        "duration_minutes": 30,
+        "status": "väntar",
+    }
+    resource = _valid(fhir.appointment(row))
+    assert resource["status"] == "proposed"
+    assert resource["appointmentType"]["coding"][0]["code"] == "väntar"
+    assert resource["end"] == "2024-03-01T09:30:00+00:00"
+    assert _valid(fhir.appointment({**row, "status": "noshow"}))["status"] == "noshow"
+
+
+def test_a_note_text_travels_as_utf8_attachment():
+    text = "Bedömning: åäö, 3,5-4,6 mmol/L"
+    row = {
+        **LINEAGE,
+        "clinical_note_id": "n" * 32,
+        "patient_id": "p" * 32,
+        "encounter_id": None,
+        "note_type": "EPIKRIS",
+        "written_at": dt.datetime(2024, 3, 1, 9, 0, tzinfo=dt.UTC),
+        "note_text": text,
+        "is_blocked": True,
+    }
+    resource = _valid(fhir.document_reference(row))
+    attachment = resource["content"][0]["attachment"]
+    assert base64.b64decode(attachment["data"]).decode("utf-8") == text
+    assert R in resource["meta"]["security"]
+
+
+def test_a_vaccination_without_a_time_says_unknown():
+    row = {
+        **LINEAGE,
+        "immunization_id": "v" * 32,
+        "patient_id": "p" * 32,
+        "atc_code": "J07BB02",
+        "vaccine_name": None,
+        "batch_number": "LOT1",
+        "administered_at": None,
+        "dose_number": 2,
+        "care_unit_hsa_id": None,
+    }
+    resource = _valid(fhir.immunization(row))
+    assert resource["occurrenceString"] == "unknown"
+    assert resource["protocolApplied"] == [{"doseNumberPositiveInt": 2}]
