@@ -256,7 +256,6 @@ def _chunks(
 
 def _export_type(
     connection: sa.Connection,
-    lookup: sa.Connection,
     spec: ResourceSpec,
     where: sa.ColumnElement[bool],
     out: _Writer,
@@ -265,7 +264,7 @@ def _export_type(
 ) -> None:
     for chunk in _chunks(connection, _row_query(spec, where), chunk_size):
         identifiers = (
-            _identifiers(lookup, [row["patient_id"] for row in chunk])
+            _identifiers(connection, [row["patient_id"] for row in chunk])
             if spec.entity == "patient"
             else {}
         )
@@ -286,6 +285,13 @@ def _export_type(
             out.write(spec.build(dict(row), context))
 
 
+def _remove_earlier_export(out_dir: Path) -> None:
+    """An earlier export's files in the folder go first: a type with no rows now must not leave
+    last run's file of patient data behind (the manifest lists only what this run wrote)."""
+    for name in [MANIFEST, ERRORS_FILE, *(f"{spec.resource_type}.ndjson" for spec in SPECS)]:
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def export_fhir(
     engine: sa.Engine,
     out_dir: Path,
@@ -303,15 +309,14 @@ def export_fhir(
     connection_options: dict[str, Any] = {}
     if engine.dialect.name == "postgresql":
         connection_options["isolation_level"] = "REPEATABLE READ"
-    with (
-        engine.connect().execution_options(**connection_options) as connection,
-        engine.connect() as lookup,
-    ):
+    # One connection for the rows and the identifiers looked up beside them: one snapshot.
+    with engine.connect().execution_options(**connection_options) as connection:
         batch_ids: list[str] | None = None
         if wave is not None:
             batch_ids = wave_batches(connection, wave)
             if not batch_ids:
                 raise ExportError(f"wave {wave!r} has no promoted batch: nothing to export")
+        _remove_earlier_export(out_dir)
         included = _selection(batch_ids)
         errors = _Writer(out_dir / ERRORS_FILE)
         counts: dict[str, int] = {}
@@ -321,7 +326,6 @@ def export_fhir(
                 try:
                     _export_type(
                         connection,
-                        lookup,
                         spec,
                         included(spec.entity),
                         writer,

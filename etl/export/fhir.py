@@ -105,6 +105,11 @@ def _instant(value: Any) -> str | None:
     return moment.astimezone(dt.UTC).isoformat()
 
 
+def _positive(value: Any) -> int | None:
+    """A count FHIR types as positiveInt; None when missing or not positive."""
+    return int(value) if _present(value) and int(value) > 0 else None
+
+
 def _compact(resource: Resource) -> Resource:
     """Leave out empty elements (FHIR forbids empty values)."""
     return {key: value for key, value in resource.items() if value not in (None, [], {}, "")}
@@ -437,10 +442,10 @@ APPOINTMENT_STATUS_SOURCE_SYSTEM = "urn:vardflytt:appointment-status"
 def appointment(row: Row, context: Context = NO_CONTEXT) -> Resource:
     status = str(row.get("status") or "").strip().lower()
     start = _instant(row.get("scheduled_at"))
-    duration = row.get("duration_minutes")
+    duration = _positive(row.get("duration_minutes"))
     end = None
-    if start and _present(duration):
-        end = _instant(dt.datetime.fromisoformat(start) + dt.timedelta(minutes=int(duration)))
+    if start and duration:
+        end = _instant(dt.datetime.fromisoformat(start) + dt.timedelta(minutes=duration))
     participants = [{"actor": reference("Patient", row["patient_id"]), "status": "accepted"}]
     if context.resolved.get("care_unit_id"):
         participants.append(
@@ -458,7 +463,7 @@ def appointment(row: Row, context: Context = NO_CONTEXT) -> Resource:
             else None,
             "start": start,
             "end": end,
-            "minutesDuration": int(duration) if _present(duration) and int(duration) > 0 else None,
+            "minutesDuration": duration,
             "participant": participants,
         }
     )
@@ -570,7 +575,7 @@ def immunization(row: Row, context: Context = NO_CONTEXT) -> Resource:
     """A vaccination: vaccine by ATC, given by a care unit named by HSA-id."""
     given = _instant(row.get("administered_at"))
     unit = hsa_reference(row.get("care_unit_hsa_id"))
-    dose = row.get("dose_number")
+    dose = _positive(row.get("dose_number"))
     return _compact(
         {
             "resourceType": "Immunization",
@@ -586,8 +591,6 @@ def immunization(row: Row, context: Context = NO_CONTEXT) -> Resource:
             "occurrenceString": None if given else "unknown",
             "lotNumber": row.get("batch_number"),
             "performer": [{"actor": unit}] if unit else None,
-            "protocolApplied": [{"doseNumberPositiveInt": int(dose)}]
-            if _present(dose) and int(dose) > 0
-            else None,
+            "protocolApplied": [{"doseNumberPositiveInt": dose}] if dose else None,
         }
     )

@@ -441,3 +441,13 @@ def test_a_wave_without_promoted_batches_is_refused(migrated, tmp_path, cli):
     assert "no promoted batch" in result.output
     cli("export", "fhir", "--out", str(tmp_path / "cli"), expect=2)
     shutil.rmtree(tmp_path / "none", ignore_errors=True)
+
+
+def test_an_export_over_an_earlier_one_leaves_no_stale_file(migrated, tmp_path):
+    out = _export(migrated, tmp_path / "same", wave=None)
+    assert (out / "Immunization.ndjson").exists()
+    _export(migrated, out, wave="w2")  # ELVIS: no vaccinations, no lab results
+    manifest = json.loads((out / MANIFEST).read_text("utf-8"))
+    listed = {entry["url"] for entry in manifest["output"] + manifest["error"]}
+    assert "Immunization.ndjson" not in listed
+    assert {p.name for p in out.iterdir()} == listed | {MANIFEST}
