@@ -48,77 +48,51 @@ class Link:
 
 @dataclass(frozen=True)
 class ResourceSpec:
+    """One resource type: the core entity it is built from, how, and the links it follows."""
+
     entity: str
     resource_type: str
+    build: Callable[[fhir.Row, fhir.Context], fhir.Resource]
     links: tuple[Link, ...] = ()
-    build: Callable[[fhir.Row, fhir.Context], fhir.Resource] = fhir.organization
 
+
+PATIENT = Link("patient_id", "patient", required=True)
+ENCOUNTER = Link("encounter_id", "encounter")
 
 # In export order: what is referred to comes before what refers to it.
 SPECS: tuple[ResourceSpec, ...] = (
-    ResourceSpec("patient", "Patient", build=fhir.patient),
-    ResourceSpec("care_unit", "Organization", build=fhir.organization),
-    ResourceSpec("care_unit", "Location", build=fhir.location),
-    ResourceSpec("practitioner", "Practitioner", build=fhir.practitioner),
+    ResourceSpec("patient", "Patient", fhir.patient),
+    ResourceSpec("care_unit", "Organization", fhir.organization),
+    ResourceSpec("care_unit", "Location", fhir.location),
+    ResourceSpec("practitioner", "Practitioner", fhir.practitioner),
     ResourceSpec(
         "encounter",
         "Encounter",
+        fhir.encounter,
         (
-            Link("patient_id", "patient", required=True),
+            PATIENT,
             Link("care_unit_id", "care_unit"),
             Link("practitioner_id", "practitioner"),
         ),
-        fhir.encounter,
     ),
+    ResourceSpec("diagnosis", "Condition", fhir.condition, (PATIENT, ENCOUNTER)),
+    ResourceSpec("observation", "Observation", fhir.observation, (PATIENT,)),
+    ResourceSpec("procedure", "Procedure", fhir.procedure, (PATIENT, ENCOUNTER)),
+    ResourceSpec("medication", "MedicationStatement", fhir.medication_statement, (PATIENT,)),
     ResourceSpec(
-        "diagnosis",
-        "Condition",
-        (Link("patient_id", "patient", required=True), Link("encounter_id", "encounter")),
-        fhir.condition,
-    ),
-    ResourceSpec(
-        "observation",
-        "Observation",
-        (Link("patient_id", "patient", required=True),),
-        fhir.observation,
-    ),
-    ResourceSpec(
-        "procedure",
-        "Procedure",
-        (Link("patient_id", "patient", required=True), Link("encounter_id", "encounter")),
-        fhir.procedure,
-    ),
-    ResourceSpec(
-        "medication",
-        "MedicationStatement",
-        (Link("patient_id", "patient", required=True),),
-        fhir.medication_statement,
-    ),
-    ResourceSpec(
-        "appointment",
-        "Appointment",
-        (Link("patient_id", "patient", required=True), Link("care_unit_id", "care_unit")),
-        fhir.appointment,
+        "appointment", "Appointment", fhir.appointment, (PATIENT, Link("care_unit_id", "care_unit"))
     ),
     ResourceSpec(
         "referral",
         "ServiceRequest",
-        (Link("patient_id", "patient", required=True), Link("from_care_unit_id", "care_unit")),
         fhir.service_request,
+        (PATIENT, Link("from_care_unit_id", "care_unit")),
     ),
     ResourceSpec(
-        "clinical_note",
-        "DocumentReference",
-        (Link("patient_id", "patient", required=True), Link("encounter_id", "encounter")),
-        fhir.document_reference,
+        "clinical_note", "DocumentReference", fhir.document_reference, (PATIENT, ENCOUNTER)
     ),
-    ResourceSpec("alert", "Flag", (Link("patient_id", "patient", required=True),), fhir.flag),
-    ResourceSpec(
-        "immunization",
-        "Immunization",
-        (Link("patient_id", "patient", required=True),),
-        fhir.immunization,
-    ),
+    ResourceSpec("alert", "Flag", fhir.flag, (PATIENT,)),
+    ResourceSpec("immunization", "Immunization", fhir.immunization, (PATIENT,)),
 )
 # The type a reference to an entity names (a care unit is referred to as its Organization).
 RESOURCE_TYPES = {spec.entity: spec.resource_type for spec in reversed(SPECS)}
@@ -274,7 +248,9 @@ def _export_type(
             keep = True
             for link in spec.links:
                 value = row[link.column]
-                resolved[link.column] = value is not None and row[f"found__{link.column}"]
+                resolved[link.column] = (
+                    value is not None and row[f"found__{link.column}"] is not None
+                )
                 if value is not None and not resolved[link.column]:
                     keep = keep and not link.required
                     severity = "error" if link.required else "warning"
