@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -28,13 +29,17 @@ def export_fhir(
     out: Annotated[
         Path | None, typer.Option("--out", help="Folder for the NDJSON files and manifest.json.")
     ] = None,
-    chunk_size: Annotated[int, typer.Option(help="Rows read and written per chunk.")] = 5000,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Rows read and written per chunk.")] = 5000,
 ) -> None:
     """Write one NDJSON file per FHIR resource type and a manifest; prints counts only."""
     from etl.export.bulk import ExportError, export_for
 
     if (wave is None) == (not every_row):
         console.print("give exactly one of --wave W or --all")
+        raise typer.Exit(2)
+    if out is None and wave is not None and not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", wave):
+        # The default folder is named after the wave: a name with a path in it needs --out.
+        console.print("this wave name cannot name a folder: give --out DIR")
         raise typer.Exit(2)
     settings = get_settings()
     folder = out or settings.home / "export" / "fhir" / (wave or "all")

@@ -57,6 +57,7 @@ class ResourceSpec:
 
 
 PATIENT = Link("patient_id", "patient", required=True)
+SUBJECT_PROTECTION = "subject__protected_identity"
 ENCOUNTER = Link("encounter_id", "encounter")
 
 # In export order: what is referred to comes before what refers to it.
@@ -158,6 +159,8 @@ def _row_query(spec: ResourceSpec, where: sa.ColumnElement[bool]) -> sa.Select[A
         target_id = target.c[f"{link.entity}_id"]
         joined = joined.outerjoin(target, target_id == table.c[link.column])
         columns.append(target_id.label(f"found__{link.column}"))
+        if link == PATIENT:
+            columns.append(target.c.protected_identity.label(SUBJECT_PROTECTION))
     return (
         sa.select(*columns).select_from(joined).where(where).order_by(table.c[f"{spec.entity}_id"])
     )
@@ -258,7 +261,12 @@ def _export_type(
             if not keep:
                 continue
             context = fhir.Context(resolved, identifiers.get(row_id, ()))
-            out.write(spec.build(dict(row), context))
+            resource = spec.build(dict(row), context)
+            if PATIENT in spec.links:  # a protected patient's every resource is restricted
+                resource = fhir.with_security(
+                    resource, fhir.patient_security(row[SUBJECT_PROTECTION])
+                )
+            out.write(resource)
 
 
 def _remove_earlier_export(out_dir: Path) -> None:

@@ -11,8 +11,9 @@ own system for VGR reserve numbers, and ``urn:oid:1.2.752.29.4.19`` for HSA-ids.
 
 Security labels (``meta.security``), failing closed: a patient whose protected identity is
 anything but an explicit ``none`` (any level, an unknown value, NULL) is labelled
-v3-Confidentiality ``R`` (restricted) plus the project's label saying why; a clinical row whose
-spärr flag is anything but an explicit false is labelled ``R`` plus ``sparr``.
+v3-Confidentiality ``R`` (restricted) plus the project's label saying why, and so is every
+resource about that patient (where and when someone was cared for can lead to them); a clinical
+row whose spärr flag is anything but an explicit false is labelled ``R`` plus ``sparr``.
 """
 
 from __future__ import annotations
@@ -155,6 +156,17 @@ def blocked_security(is_blocked: Any) -> list[dict[str, str]]:
         {"system": CONFIDENTIALITY_SYSTEM, "code": "R"},
         {"system": SECURITY_REASON_SYSTEM, "code": "sparr"},
     ]
+
+
+def with_security(resource: Resource, labels: list[dict[str, str]]) -> Resource:
+    """``resource`` with ``labels`` added to its ``meta.security`` (each label once)."""
+    if not labels:
+        return resource
+    meta = dict(resource.get("meta") or {})
+    security = list(meta.get("security") or [])
+    security += [label for label in labels if label not in security]
+    meta["security"] = security
+    return {**resource, "meta": meta}
 
 
 def _meta(security: list[dict[str, str]]) -> dict[str, Any] | None:

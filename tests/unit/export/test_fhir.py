@@ -375,3 +375,17 @@ def test_a_vaccination_without_a_time_says_unknown():
     resource = _valid(fhir.immunization(row))
     assert resource["occurrenceString"] == "unknown"
     assert resource["protocolApplied"] == [{"doseNumberPositiveInt": 2}]
+
+
+def test_security_labels_are_added_once():
+    resource = fhir.encounter({**ENCOUNTER, "is_blocked": True})
+    labelled = fhir.with_security(resource, fhir.patient_security("skyddad_folkbokforing"))
+    security = labelled["meta"]["security"]
+    assert security.count(R) == 1
+    assert {"system": fhir.SECURITY_REASON_SYSTEM, "code": "sparr"} in security
+    assert {"system": fhir.SECURITY_REASON_SYSTEM, "code": "protected-identity"} in security
+    assert "meta" not in fhir.encounter(ENCOUNTER)  # the original is not changed
+    assert fhir.with_security(fhir.encounter(ENCOUNTER), fhir.patient_security("none")) == (
+        fhir.encounter(ENCOUNTER)
+    )
+    _valid(labelled)
