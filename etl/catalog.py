@@ -36,7 +36,7 @@ from etl.core import (
     encodings,  # noqa: F401  (registers iso646_se before codecs are checked)
     yaml_files,
 )
-from etl.core.model import ENTITIES, MAPPABLE_ENTITIES
+from etl.core.model import ENTITIES, HSA_ID_PATTERN, MAPPABLE_ENTITIES
 from etl.core.safety import SAFETY_TARGETS, SafetyDeclaration, declaration_problem
 from etl.core.vocabulary import REGISTRY
 from etl.layout import (
@@ -50,7 +50,20 @@ from etl.layout import (
 
 
 class MappingError(ValueError):
-    """A mapping file is wrong; the message names the file and the field."""
+    """A mapping file is wrong; the message names the file and the field. Loading the catalog
+    gathers every problem of every file into one MappingError (``problems`` lists them)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+def _all_problems(problems: list[str]) -> MappingError:
+    files = {problem.split(": ", 1)[0] for problem in problems}
+    heading = f"{len(problems)} mapping problem(s) in {len(files)} file(s):"
+    return MappingError(
+        problems[0] if len(problems) == 1 else "\n".join([heading, *problems]), problems
+    )
 
 
 class Strict(BaseModel):
@@ -408,6 +421,76 @@ class Lookup(Strict):
     note: str = ""
 
 
+class UnitFollows(StrEnum):
+    # Patient-level (the register, warning information): in the plan's patients wave.
+    PATIENT = "patient"
+    # No unit of its own (a medication list, results naming only a laboratory): with the first
+    # wave that moves one of the patient's rows in the system, whatever the plan's patients wave.
+    PATIENT_CARE = "patient_care"
+
+
+class UnitOfRow(Strict):
+    """How a row belongs to a care unit, for waves scoped by unit (etl/cutover/scope.py).
+
+    Exactly one of:
+
+    - ``column: care_unit_hsa_id``: the row's own target column holding an HSA-id (a column
+      named ``*hsa_id``), e.g. a referral's receiving unit ``to_care_unit_hsa_id``;
+    - ``column: care_unit_id``: its own reference to one of the system's care units (a column
+      named ``*care_unit_id``), read through that care unit's ``hsa_id``;
+    - ``via: encounter_id``: the unit of the row it points at (``<entity>_id``: its encounter,
+      its practitioner, ...), which declares its own unit;
+    - ``follows: patient``: a patient-level row (the register, warning information): it moves
+      with its patient, in the plan's patient wave (region-wide or the first that needs it);
+    - ``follows: patient_care``: a row with no unit of its own (a medication list): it moves
+      with the first wave that moves one of the patient's rows in the system;
+    - ``fixed: <HSA-id>``: every row of this entity of this system is that unit's (a
+      laboratory's results, when the message names no requesting unit).
+
+    Declared as the mapping's ``care_unit:`` key, e.g. ``care_unit: {via: encounter_id}``.
+    """
+
+    column: str | None = None
+    via: str | None = None
+    follows: UnitFollows | None = None
+    fixed: str | None = Field(default=None, pattern=HSA_ID_PATTERN)
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> UnitOfRow:
+        chosen = [k for k in ("column", "via", "follows", "fixed") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError(
+                "declare exactly one of 'column' (own HSA-id or care_unit_id column), 'via' "
+                "(<entity>_id of the row whose unit it takes), 'follows: patient' or 'fixed' "
+                f"(an HSA-id); got {chosen or 'none'}"
+            )
+        if self.column and not self.column.endswith(("hsa_id", "care_unit_id")):
+            raise ValueError(
+                f"'column: {self.column}': a unit column holds an HSA-id (*hsa_id) or a care unit "
+                "reference (*care_unit_id)"
+            )
+        if self.via and (not self.via.endswith("_id") or self.via_entity not in ENTITIES):
+            raise ValueError(f"'via: {self.via}': expected <entity>_id of a core entity")
+        if self.via_entity == "patient":
+            raise ValueError("'via: patient_id': a patient has no unit; write 'follows: patient'")
+        return self
+
+    @property
+    def via_entity(self) -> str | None:
+        return self.via.removesuffix("_id") if self.via else None
+
+    @property
+    def is_patient_level(self) -> bool:
+        """Placed by its patient (either ``follows``), not by a unit of its own."""
+        return self.follows is not None
+
+    @property
+    def is_reference(self) -> bool:
+        """The column is a care unit reference, read through the care unit's ``hsa_id``."""
+        return bool(self.column and self.column.endswith("care_unit_id"))
+
+
 class EntityMapping(Strict):
     system: str
     entity: Literal[MAPPABLE_ENTITIES]  # type: ignore[valid-type]
@@ -419,6 +502,9 @@ class EntityMapping(Strict):
     references: list[ReferenceCheck] = Field(default_factory=list)
     lookups: list[Lookup] = Field(default_factory=list)
     columns: list[ColumnMapping]
+    # How a row belongs to a care unit (waves by unit); required of every entity of a system
+    # the wave plan splits by unit (etl/cutover/plan.py), optional elsewhere.
+    care_unit: UnitOfRow | None = None
 
     @model_validator(mode="after")
     def _targets_exist(self) -> EntityMapping:
@@ -428,7 +514,8 @@ class EntityMapping(Strict):
         unknown = sorted(set(targets) - allowed)
         if unknown:
             raise ValueError(
-                f"target column(s) {unknown} do not exist on core entity '{self.entity}'"
+                f"target column(s) {unknown} do not exist on core entity '{self.entity}' "
+                f"(its columns: {', '.join(model.business_fields())})"
             )
         duplicates = sorted({t for t in targets if targets.count(t) > 1})
         if duplicates:
@@ -444,6 +531,29 @@ class EntityMapping(Strict):
         missing = sorted(required - set(targets))
         if missing:
             raise ValueError(f"required target column(s) {missing} are not mapped")
+        return self
+
+    @model_validator(mode="after")
+    def _unit_declaration_fits(self) -> EntityMapping:
+        unit = self.care_unit
+        if unit is None:
+            return self
+        targets = {column.target for column in self.columns}
+        if self.entity == "patient" and unit.follows is not UnitFollows.PATIENT:
+            raise ValueError(
+                "field 'care_unit': a patient is patient-level; write 'follows: patient'"
+            )
+        if unit.is_patient_level and self.entity != "patient" and "patient_id" not in targets:
+            raise ValueError("field 'care_unit.follows': the entity maps no 'patient_id' to follow")
+        for key, name in (("column", unit.column), ("via", unit.via)):
+            if name and name not in targets:
+                where = "maps no" if name in ENTITIES[self.entity].model_fields else "has no"
+                raise ValueError(
+                    f"field 'care_unit.{key}': entity '{self.entity}' {where} column '{name}' "
+                    f"(mapped: {', '.join(sorted(targets))})"
+                )
+        if unit.via_entity == self.entity:
+            raise ValueError(f"field 'care_unit.via': '{unit.via}' points at the entity itself")
         return self
 
     @model_validator(mode="after")
@@ -643,17 +753,68 @@ def load_system(directory: Path) -> SystemMappings:
             f"{system_path}: field 'system' is '{spec.system}' but the folder is '{directory.name}'"
         )
     entities = {}
-    for path in entity_files(directory).values():
-        content = {"system": spec.system, "entity": path.stem, **_entity_content(path, directory)}
+    problems: list[str] = []
+    files = entity_files(directory).values()
+    for path in files:  # every file checked, every problem reported
         try:
-            mapping = EntityMapping.model_validate(content)
-        except ValidationError as error:
-            raise MappingError(_validation_message(path, error)) from error
-        _check_against_system(path, mapping, spec)
+            mapping = _entity_mapping(path, directory, spec)
+        except MappingError as error:
+            problems.extend(error.problems)
+            continue
         entities[mapping.entity] = mapping
-    if not entities:
+    if problems:
+        raise _all_problems(problems)
+    if not files:
         raise MappingError(f"{directory}: no entity mapping files (<entity>.yaml)")
+    _check_unit_declarations(directory, entities)
     return SystemMappings(spec=spec, entities=entities, directory=directory)
+
+
+def _entity_mapping(path: Path, directory: Path, spec: SystemSpec) -> EntityMapping:
+    content = {"system": spec.system, "entity": path.stem, **_entity_content(path, directory)}
+    try:
+        mapping = EntityMapping.model_validate(content)
+    except ValidationError as error:
+        raise MappingError(_validation_message(path, error)) from error
+    _check_against_system(path, mapping, spec)
+    missing = _missing_crosswalks(path, mapping, directory.parent / CROSSWALK_DIR)
+    if missing:
+        raise _all_problems(missing)
+    return mapping
+
+
+def _check_unit_declarations(directory: Path, entities: dict[str, EntityMapping]) -> None:
+    """A unit read through another entity needs that entity in the system, with a unit of its
+    own (no cycles); a care unit reference needs the system's care units with their HSA-id."""
+    files = entity_files(directory)
+    for name, mapping in entities.items():
+        unit = mapping.care_unit
+        if unit is None:
+            continue
+        where = f"{files.get(name, directory / (name + '.yaml'))}: field 'care_unit"
+        if unit.is_reference:
+            register = entities.get("care_unit")
+            if register is None or "hsa_id" not in {c.target for c in register.columns}:
+                raise MappingError(
+                    f"{where}.column': '{unit.column}' is a care unit reference, but "
+                    f"{directory.name} maps no care_unit with its hsa_id"
+                )
+        seen = [name]
+        while unit is not None and unit.via_entity:
+            target = unit.via_entity
+            if target not in entities:
+                raise MappingError(
+                    f"{where}.via': {directory.name} maps no '{target}' to take the unit from"
+                )
+            if target in seen:
+                raise MappingError(f"{where}.via': a cycle {' -> '.join([*seen, target])}")
+            unit = entities[target].care_unit
+            if unit is None or unit.is_patient_level:
+                raise MappingError(
+                    f"{where}.via': '{target}' declares no care unit of its own "
+                    "(a 'care_unit' with column, via or fixed)"
+                )
+            seen.append(target)
 
 
 def _check_against_system(path: Path, mapping: EntityMapping, spec: SystemSpec) -> None:
@@ -731,7 +892,7 @@ def _check_references(path: Path, mapping: EntityMapping, spec: SystemSpec) -> N
 
 
 def load_catalog(root: Path) -> Catalog:
-    """Every system under ``root``; raises MappingError naming the first bad file and field."""
+    """Every system under ``root``; raises one MappingError naming every bad file and field."""
     if not root.is_dir():
         raise MappingError(f"mappings folder {root} does not exist")
     orphans = [
@@ -741,26 +902,34 @@ def load_catalog(root: Path) -> Catalog:
         and any(directory.glob("*.yaml"))
         and directory not in system_directories(root)
     ]
-    if orphans:
-        raise MappingError(
-            f"{root / orphans[0]}: has mapping files but no {SYSTEM_FILE} (how to reach the source)"
-        )
+    problems = [
+        f"{root / orphan}: has mapping files but no {SYSTEM_FILE} (how to reach the source)"
+        for orphan in orphans
+    ]
     systems = {}
     for directory in system_directories(root):
-        mappings = load_system(directory)
+        try:
+            mappings = load_system(directory)
+        except MappingError as error:
+            problems.extend(error.problems)
+            continue
         systems[mappings.name] = mappings
     catalog = Catalog(root=root, systems=systems)
-    _check_crosswalks_exist(catalog)
+    try:
+        catalog.crosswalks  # noqa: B018  (read now: a malformed table is a mapping problem)
+    except MappingError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise _all_problems(problems)
     return catalog
 
 
-def _check_crosswalks_exist(catalog: Catalog) -> None:
-    for system in catalog.systems.values():
-        for mapping in system.entities.values():
-            for column in mapping.columns:
-                name = column.args.get("crosswalk")
-                if name and name not in catalog.crosswalks:
-                    raise MappingError(
-                        f"{system.directory / (mapping.entity + '.yaml')}: field "
-                        f"'columns.{column.target}.args.crosswalk': no {CROSSWALK_DIR}/{name}.csv"
-                    )
+def _missing_crosswalks(path: Path, mapping: EntityMapping, folder: Path) -> list[str]:
+    """The crosswalks the mapping names that have no file in ``folder``."""
+    present = sorted(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else []
+    return [
+        f"{path}: field 'columns.{column.target}.args.crosswalk': no {CROSSWALK_DIR}/{name}.csv "
+        f"(crosswalks: {', '.join(present) or 'none'})"
+        for column in mapping.columns
+        if (name := column.args.get("crosswalk")) and name not in present
+    ]

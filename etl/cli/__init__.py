@@ -11,10 +11,10 @@ import subprocess  # noqa: F401  (etl.cli.subprocess: tests patch the Airflow ca
 
 import typer
 
-from etl.cli import airflow, dashboard, demo, pipeline, reports
+from etl.cli import airflow, dashboard, demo, onboard, pipeline, reports
 from etl.cli.cluster import cluster_app
 from etl.cli.coexistence import coexistence_app
-from etl.cli.common import console
+from etl.cli.common import console, expected_stop
 from etl.cli.cutover import cutover_app
 from etl.cli.demo import _demo_final_to_go_no_go, _print_demo_next_steps
 from etl.cli.dq import dq_app
@@ -22,7 +22,6 @@ from etl.cli.estate import estate_app
 from etl.cli.export import export_app
 from etl.cli.identity import identity_app
 from etl.cli.pipeline import print_accounting
-from etl.core import residency
 from etl.core.audit_cli import audit_app
 from etl.core.files import restrict_umask
 from etl.core.redact import redact
@@ -40,18 +39,24 @@ __all__ = [
 
 
 class _Cli(typer.Typer):
-    """The root command: a data residency refusal is printed as its message (exit 2), and no
-    exception it ends with shows a password (tracebacks print the exception's text, and a bad
-    URL's text holds the URL)."""
+    """The root command: an expected stop (EXPECTED_STOPS: a residency refusal, the quality
+    gate, the accounting, schema drift, a ledger's refusal) is printed as its message with its
+    own exit code, and no exception it ends with shows a password (tracebacks print the
+    exception's text, and a bad URL's text holds the URL). ``VARDFLYTT_TRACEBACK=1`` shows the
+    traceback of an expected stop too."""
 
     def __call__(self, *args, **kwargs):
+        import os
+
         try:
             return super().__call__(*args, **kwargs)
-        except residency.ResidencyError as error:
-            # A refusal is an answer, not a crash: its message says what to change.
-            typer.echo(redact(error), err=True)
-            raise SystemExit(2) from None
         except Exception as error:
+            stop = expected_stop(error)
+            if stop and os.environ.get("VARDFLYTT_TRACEBACK") != "1":
+                # A stop is an answer, not a crash: its message says what to change.
+                code, heading = stop
+                typer.echo(f"{heading} (exit {code}): {redact(error)}", err=True)
+                raise SystemExit(code) from None
             cause: BaseException | None = error
             seen: set[int] = set()
             while cause is not None and id(cause) not in seen:
@@ -74,6 +79,7 @@ def _owner_only_files() -> None:
 
 # The commands, in the order ``vardflytt --help`` lists them (commands first, then groups).
 app.command("check-mappings")(pipeline.check_mappings)
+app.command("new-system")(onboard.new_system)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
 app.command("airflow", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(

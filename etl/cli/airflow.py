@@ -40,4 +40,58 @@ def airflow(context: typer.Context) -> None:
         command = [sys.executable, "-m", "etl.airflow_standalone", *context.args[1:]]
     else:
         command = [str(Path(sys.executable).with_name("airflow")), *context.args]
+        if context.args[:1] and context.args[0] not in NO_METADATA_COMMANDS:
+            migrated = ensure_metadata_database(command[0], environment)
+            if migrated:
+                raise typer.Exit(migrated)
     raise typer.Exit(subprocess.call(command, env=environment))
+
+
+# Airflow commands that need no migrated metadata database (or migrate it themselves).
+NO_METADATA_COMMANDS = {"db", "version", "info", "config", "cheat-sheet", "standalone"}
+
+
+def _stamp(environment: dict[str, str]) -> Path:
+    return Path(environment["AIRFLOW_HOME"]) / ".vardflytt-db-migrated"
+
+
+def metadata_url(environment: dict[str, str]) -> str:
+    """The metadata database's URL (Airflow's default: airflow.db in its home)."""
+    default = f"sqlite:///{Path(environment['AIRFLOW_HOME']) / 'airflow.db'}"
+    return environment.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or default
+
+
+def _migrated_for(environment: dict[str, str]) -> str:
+    """What the stamp records: the Airflow version and the metadata database's URL."""
+    from importlib.metadata import version
+
+    url = metadata_url(environment)
+    return f"apache-airflow {version('apache-airflow')}\n{url}\n"
+
+
+def _is_migrated(environment: dict[str, str]) -> bool:
+    stamp = _stamp(environment)
+    if not stamp.is_file() or stamp.read_text(encoding="utf-8") != _migrated_for(environment):
+        return False
+    url = metadata_url(environment)
+    if url.startswith("sqlite:///"):  # a deleted file needs migrating again
+        return Path(url.removeprefix("sqlite:///").split("?")[0]).is_file()
+    return True
+
+
+def ensure_metadata_database(airflow_binary: str, environment: dict[str, str]) -> int:
+    """Run ``airflow db migrate`` and ``airflow dags reserialize`` (so the project's DAGs are
+    there to list) unless this Airflow version already migrated this metadata database (a stamp
+    in the Airflow home); returns the exit code (0: ready)."""
+    if _is_migrated(environment):
+        return 0
+    console.print("Airflow's metadata database is not migrated yet: running `airflow db migrate`")
+    for step in (["db", "migrate"], ["dags", "reserialize"]):  # then the DAGs are listed
+        code = subprocess.call([airflow_binary, *step], env=environment)
+        if code:
+            console.print(
+                f"[red]airflow {' '.join(step)} failed (exit {code}); nothing else was run[/red]"
+            )
+            return code
+    _stamp(environment).write_text(_migrated_for(environment), encoding="utf-8")
+    return 0

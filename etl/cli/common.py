@@ -26,3 +26,26 @@ def checked_catalog(settings: Settings) -> Catalog:
     except MappingError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
+
+
+# Expected stops: the pipeline refusing on purpose, with a message that says what to do. Each ends
+# the command with that message (redacted) and its own exit code, never a traceback. Matched by
+# class (and subclasses) without importing the stages here, so start-up stays light.
+EXPECTED_STOPS: dict[str, tuple[int, str]] = {
+    "etl.core.residency.ResidencyError": (2, "refused: data residency"),
+    "etl.validate.gate.DataQualityGateError": (3, "stopped by the data-quality gate"),
+    "etl.load.loader.AccountingError": (4, "stopped: not every source row is accounted for"),
+    "etl.extract.readers.SchemaDriftError": (5, "stopped: the source's schema drifted"),
+    "etl.load.promote.PromotionError": (6, "refused by the promotion ledger"),
+    "etl.cutover.ledger.LedgerError": (6, "refused by the cutover ledger"),
+    "etl.core.lease.LeaseHeldError": (6, "refused: another run holds it"),
+}
+
+
+def expected_stop(error: BaseException) -> tuple[int, str] | None:
+    """The exit code and heading of an expected stop, or None for anything else (a crash)."""
+    for cls in type(error).__mro__:
+        found = EXPECTED_STOPS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if found:
+            return found
+    return None

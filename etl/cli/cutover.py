@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from etl.cli.common import console
+from etl.cli.common import console, expected_stop
 from etl.settings import get_settings
 
 cutover_app = typer.Typer(
@@ -39,7 +39,8 @@ def _cutover_call(function, *args, **kwargs):
         return function(*args, **kwargs)
     except (LedgerError, WaveLockedError, PlanError, PromotionError, DataQualityGateError) as error:
         console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from error
+        stop = expected_stop(error)
+        raise typer.Exit(stop[0] if stop else 1) from error
 
 
 @cutover_app.command("status")
@@ -131,6 +132,126 @@ def _print_reviewed_plan(wave: str, plan: dict) -> None:
             files or "-",
         )
     console.print(changes)
+
+
+@cutover_app.command("plan")
+def cutover_plan(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Prove the plan partitions the estate's rows: each row of every system in "
+            "exactly one wave (extract and transform into a scratch folder, nothing loaded).",
+        ),
+    ] = False,
+    plan_file: Annotated[
+        str, typer.Option("--plan", help="The plan file in the mappings folder.")
+    ] = "waves.yaml",
+    system: Annotated[
+        list[str] | None, typer.Option("--system", help="Check only these systems.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON on stdout.")] = False,
+    as_of: AsOf = None,
+) -> None:
+    """The wave plan: its waves, what each moves whole or by unit; --check proves the partition
+    (counts per wave, system and entity; exit 1 with the rows in no wave or in several)."""
+    import json
+
+    from etl.cli.common import checked_catalog
+    from etl.cutover.plan import load_plan
+
+    settings = get_settings()
+    plan = _cutover_call(load_plan, settings.mappings_dir, plan_file)
+    if not check:
+        _print_plan(plan, plan_file, as_json)
+        return
+    from etl.cutover.scope import check_partition
+
+    catalog = checked_catalog(settings)
+    unknown = [name for name in system or [] if name not in catalog.systems]
+    if unknown:
+        console.print(f"[red]no system {unknown} in the mappings[/red]")
+        raise typer.Exit(2)
+    progress = (lambda name: None) if as_json else (lambda name: console.print(f"checking {name}"))
+    report = check_partition(
+        plan, catalog, settings, _as_of(as_of), system or None, progress, plan_file
+    )
+    if as_json:
+        typer.echo(json.dumps(report.model_dump() | {"is_partition": report.is_partition}))
+    else:
+        _print_partition(report)
+    if not report.is_partition:
+        raise typer.Exit(1)
+
+
+def _print_plan(plan, plan_file: str, as_json: bool) -> None:
+    import json
+
+    waves = [
+        {
+            "wave": wave.wave,
+            "systems": wave.systems,
+            "by_unit": wave.by_unit,
+            "care_units": len(wave.units),
+            "unscoped": wave.unscoped,
+            "window": f"{wave.window.start} - {wave.window.end}",
+        }
+        for wave in plan.waves
+    ]
+    if as_json:
+        typer.echo(json.dumps({"plan_file": plan_file, "patients": plan.patients, "waves": waves}))
+        return
+    table = Table(title=f"{plan_file} ({plan.digest}); patients: {plan.patients or '-'}")
+    for column in ("wave", "whole systems", "by unit", "units", "unscoped", "window"):
+        table.add_column(column)
+    for wave in waves:
+        table.add_row(
+            wave["wave"],
+            ", ".join(wave["systems"]) or "-",
+            ", ".join(wave["by_unit"]) or "-",
+            str(wave["care_units"] or "-"),
+            ", ".join(wave["unscoped"]) or "-",
+            wave["window"],
+        )
+    console.print(table)
+
+
+def _print_partition(report) -> None:
+    table = Table(title=f"{report.plan_file}: rows per wave, system and entity")
+    for column in ("wave", "system", "entity", "rows", "why"):
+        table.add_column(column)
+    reasons: dict[tuple[str, str, str], list[str]] = {}
+    for count in report.counts:
+        reasons.setdefault((count.wave, count.system, count.entity), []).append(
+            f"{count.reason} {count.rows}"
+        )
+    order = {name: index for index, name in enumerate(report.waves)}
+    for (wave, system, entity), rows in sorted(
+        report.rows_by().items(), key=lambda item: (order[item[0][0]], item[0][1:])
+    ):
+        table.add_row(wave, system, entity, str(rows), ", ".join(reasons[(wave, system, entity)]))
+    console.print(table)
+    totals = ", ".join(f"{wave} {rows}" for wave, rows in report.rows_per_wave().items())
+    console.print(f"rows per wave: {totals}")
+    if report.is_partition:
+        console.print(
+            f"[green]partition holds[/green]: every row of {len(report.systems)} system(s) is in "
+            "exactly one wave"
+        )
+        return
+    problems = Table(title="[red]rows in no wave or in several[/red]")
+    for column in ("system", "entity", "problem", "rows", "waves", "first row keys"):
+        problems.add_column(column)
+    for problem in report.problems:
+        problems.add_row(
+            problem.system,
+            problem.entity,
+            problem.problem,
+            str(problem.rows),
+            ", ".join(problem.waves) or "-",
+            ", ".join(problem.keys),
+        )
+    console.print(problems)
 
 
 @cutover_app.command("replan")

@@ -20,7 +20,8 @@ dq_app = typer.Typer(
 
 def _print_check_results(rows: list[dict], title: str, only_failing: bool) -> None:
     table = Table(title=title)
-    for column in ("system", "entity", "check", "severity", "failed", "of rows", "rate", "max"):
+    columns = ("batch", "system", "entity", "check", "severity", "failed", "of rows", "rate", "max")
+    for column in columns:
         table.add_column(column, justify="right" if column in {"failed", "of rows"} else "left")
     table.add_column("gate")
     for row in rows:
@@ -29,6 +30,7 @@ def _print_check_results(rows: list[dict], title: str, only_failing: bool) -> No
         evaluated = row["rows_evaluated"]
         rate = row["rows_failed"] / evaluated if evaluated else 0.0
         table.add_row(
+            row["batch_id"],
             row["source_system"],
             row["entity"],
             row["check_name"],
@@ -47,15 +49,25 @@ def dq_results(
     batch: Annotated[str | None, typer.Option(help="Only this batch.")] = None,
     run_id: Annotated[str | None, typer.Option("--run", help="Only this Airflow run.")] = None,
     all_checks: Annotated[bool, typer.Option("--all", help="Also checks with no failure.")] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="Every stored batch, not only each system's latest.")
+    ] = False,
 ) -> None:
-    """Stored check results: failures per system, entity and check against their thresholds."""
-    from etl.validate.gate import stored_results
+    """Stored check results: failures per batch, system, entity and check against their
+    thresholds; each system's latest batch unless --batch, --run or --history says otherwise."""
+    from etl.validate.gate import latest_per_system, stored_results
 
     rows = stored_results(get_settings(), batch, run_id)
     if not rows:
         console.print("no stored data-quality results match; run a migration first")
         raise typer.Exit(1)
-    _print_check_results(rows, "data-quality results", only_failing=not all_checks)
+    latest = not (batch or run_id or history)
+    if latest:
+        rows = latest_per_system(rows)
+    title = "data-quality results" + (
+        " (latest batch per system; --history: all)" if latest else ""
+    )
+    _print_check_results(rows, title, only_failing=not all_checks)
     breaches = sum(1 for row in rows if row["is_breached"])
     console.print(f"{len(rows)} check results, {breaches} over threshold")
 

@@ -74,13 +74,11 @@ def run(
                 task, description=f"{system}: {name}", advance=0 if name == "extract" else 1
             )
 
-        try:
-            report = pipeline.run_system(
-                system, batch, as_of, dry_run, settings=settings, on_stage=on_stage
-            )
-        except pipeline.ReconciliationError as error:
-            console.print(f"[red]{error}[/red]")
-            raise typer.Exit(1) from error
+        # An expected stop (gate, accounting, drift...) ends the command with its message and
+        # exit code (etl.cli.common.EXPECTED_STOPS).
+        report = pipeline.run_system(
+            system, batch, as_of, dry_run, settings=settings, on_stage=on_stage
+        )
         progress.update(task, completed=2 * len(entities) + 3)
     print_accounting(
         [row.model_dump() for row in report.accounting], title=f"{system} batch {batch}"

@@ -13,6 +13,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# HSA-id of a care unit or a person: SE + the organisation number + '-' + letters and digits, at
+# most 31 characters (so never å/ä/ö). The transforms check values with etl.identifiers.
+HSA_ID_PATTERN = r"^SE[0-9]{10}-[A-Za-z0-9]{1,18}$"
+
 
 class Sensitivity(StrEnum):
     """Why a field must never leave the core tables in clear."""

@@ -560,12 +560,18 @@ def reference_range_bound(
 ) -> TransformResult:
     """One bound of a reference range (``3,5-4,6``, ``<5``, ``>60``); else ``invalid_range``."""
     cleaned = clean_text(values).str.replace(" ", "", regex=False)
-    parts = cleaned.str.extract(r"^(?P<low>[0-9]+(?:,[0-9]+)?)-(?P<high>[0-9]+(?:,[0-9]+)?)$")
+    # Only the wanted bound of a range is extracted: one group gives a column, where two would
+    # give a frame that pandas builds value by value (most of this transform's time).
+    number = r"[0-9]+(?:,[0-9]+)?"
+    low, high = (
+        (f"(?P<low>{number})", number) if args.bound == "low" else (number, f"(?P<high>{number})")
+    )
+    of_range = cleaned.str.extract(f"^{low}-{high}$", expand=False)
     below = cleaned.str.extract(r"^<=?([0-9]+(?:,[0-9]+)?)$", expand=False)
     above = cleaned.str.extract(r"^>=?([0-9]+(?:,[0-9]+)?)$", expand=False)
-    text_bound = parts[args.bound].fillna(below if args.bound == "high" else above)
+    text_bound = of_range.fillna(below if args.bound == "high" else above)
     numbers = _decimal_comma_number(text_bound.astype("string"))
-    readable = parts["low"].notna() | below.notna() | above.notna()
+    readable = of_range.notna() | below.notna() | above.notna()
     failed = cleaned.notna() & ~readable
     return TransformResult(numbers.astype("Float64"), errors_where(failed, "invalid_range"))
 

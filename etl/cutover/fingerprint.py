@@ -4,8 +4,10 @@ A wave's go/no-go depends on more than its entry in ``mappings/waves.yaml``. The
 covers every file that can change a criterion's outcome:
 
 - ``mappings/waves.yaml``: the wave, its systems and its criteria;
-- ``mappings/<system>/**`` for each system of the wave, and the archetype it extends
-  (``mappings/_archetypes/<name>/**``): how rows are mapped, hence loaded or quarantined;
+- ``mappings/<system>/**`` for each system of the wave (moved whole, split by unit, or whose
+  unscoped rows it takes), and the archetype it extends (``mappings/_archetypes/<name>/**``):
+  how rows are mapped, hence loaded or quarantined, and which unit a row belongs to;
+- ``mappings/care_units.yaml`` for a wave that splits systems by unit: what its sites expand to;
 - ``mappings/crosswalks/**``: every code table. Mappings name them by argument and the checks
   read reference tables too, so all of them are in; an edit to one another wave uses is then a
   plan change here as well, which is cheap to record and dangerous to miss;
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from etl.cutover.plan import PLAN_FILE, Wave
+from etl.cutover.plan import PLAN_FILE, REGISTER_FILE, Wave
 from etl.layout import ARCHETYPE_DIR, CROSSWALK_DIR, SYSTEM_FILE, archetype_of, entity_files
 from etl.settings import Settings
 from etl.validate.checks import THRESHOLDS_FILE
@@ -115,8 +117,10 @@ def plan_files(settings: Settings, wave: Wave) -> dict[str, Path]:
         f"{MAPPINGS}/{PLAN_FILE}": mappings / PLAN_FILE,
         f"{EXPECTATIONS}/{THRESHOLDS_FILE}": expectations / THRESHOLDS_FILE,
     }
+    if wave.is_by_unit:  # its scope is read through the care-unit register
+        candidates[f"{MAPPINGS}/{REGISTER_FILE}"] = mappings / REGISTER_FILE
     entities: set[str] = set()
-    for system in wave.systems:
+    for system in dict.fromkeys([*wave.systems, *wave.by_unit, *wave.unscoped]):
         directory = mappings / system
         files.update(_tree(mappings, MAPPINGS, directory))
         if (directory / SYSTEM_FILE).exists():

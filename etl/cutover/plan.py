@@ -12,6 +12,29 @@ them, so Airflow refuses anyone else. ``dashboard_users`` are dashboard sign-in 
 groups are not supported: SimpleAuthManager has roles (Viewer, User, Op, Admin), not groups, and a
 HITL task is assigned to user ids only; with an auth manager that has groups (FAB, Keycloak) a
 group would have to be expanded into its members here, in the reviewed plan.
+
+Waves by care unit. A wave moves whole systems (``systems``), or the rows of its scope's care
+units in systems it splits by unit (``by_unit``)::
+
+    patients: w0_patients          # the patient wave: a wave's name, or first_wave
+    waves:
+      - wave: w1_skaraborg
+        by_unit: [elvis, melior, orbit, lab_skas]
+        scope: {sites: [SkaS], care_units: [SE2321000131-F000000796062]}
+      - wave: w3_rest
+        by_unit: [elvis, melior, orbit]
+        scope: {site: NÄL}
+        unscoped: [elvis, melior, orbit]
+
+A scope is HSA-ids (``care_units``) and sites (``site``, ``sites``) that expand to their units
+through the care-unit register, ``mappings/care_units.yaml``. How each row belongs to a unit is
+declared per entity mapping (``care_unit:``, etl/catalog.py). A row whose unit is in no wave
+splitting its system, or that has no unit, goes to the one wave naming its system under
+``unscoped``; patient-level rows (the patient register, identifiers, warning information) go to
+the ``patients`` wave, or with ``first_wave`` to the first wave that moves one of the patient's
+rows. Loading refuses overlapping units, unknown HSA-ids or sites, a split system without
+exactly one ``unscoped`` wave or with an entity that declares no unit, and a system both moved
+whole and split. In a wave that moves whole systems only the scope is a description, as before.
 """
 
 from __future__ import annotations
@@ -19,13 +42,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -33,9 +57,17 @@ from pydantic import (
 )
 
 from etl.core import yaml_files
+from etl.core.model import HSA_ID_PATTERN
 from etl.layout import list_system_entities
 
+if TYPE_CHECKING:
+    from etl.catalog import Catalog
+
 PLAN_FILE = "waves.yaml"
+REGISTER_FILE = "care_units.yaml"
+# ``patients: first_wave``: a patient-level row moves with the first wave that moves one of the
+# patient's rows in its system (else with the system's unscoped wave).
+FIRST_WAVE = "first_wave"
 
 
 class PlanError(ValueError):
@@ -47,8 +79,57 @@ class Strict(BaseModel):
 
 
 class Scope(Strict):
+    # In a wave that splits systems by unit, a site of the register; elsewhere a description.
     site: str = ""
+    sites: list[str] = Field(default_factory=list)  # sites of the register
     care_units: list[str] = Field(default_factory=list)  # HSA-ids
+
+
+class RegisteredUnit(Strict):
+    hsa_id: str = Field(pattern=HSA_ID_PATTERN)
+    name: str
+    site: str
+    kind: str = ""
+
+
+class CareUnitRegister(Strict):
+    """``mappings/care_units.yaml``: the region's care units and the site each belongs to."""
+
+    sites: list[str] = Field(min_length=1)
+    care_units: list[RegisteredUnit] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CareUnitRegister:
+        ids = [unit.hsa_id for unit in self.care_units]
+        twice = sorted({hsa for hsa in ids if ids.count(hsa) > 1})
+        if twice:
+            raise ValueError(f"HSA-id(s) listed more than once: {twice}")
+        unknown = sorted({unit.site for unit in self.care_units} - set(self.sites))
+        if unknown:
+            raise ValueError(f"unit site(s) {unknown} are not in 'sites'")
+        return self
+
+    @property
+    def hsa_ids(self) -> set[str]:
+        return {unit.hsa_id for unit in self.care_units}
+
+    def units_of_site(self, site: str) -> list[str]:
+        return [unit.hsa_id for unit in self.care_units if unit.site == site]
+
+
+def load_register(mappings_dir: Path) -> CareUnitRegister:
+    path = mappings_dir / REGISTER_FILE
+    if not path.exists():
+        raise PlanError(
+            f"{path} is missing: a plan that splits systems by unit needs the care-unit register"
+        )
+    try:
+        data = yaml_files.safe_load(path.read_bytes()) or {}
+        return CareUnitRegister.model_validate(data)
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path}: {error}") from error
+    except ValidationError as error:
+        raise PlanError(f"{path}: {_describe(error, data)}") from error
 
 
 class Window(Strict):
@@ -121,16 +202,38 @@ class Criteria(Strict):
 class Wave(Strict):
     wave: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str
-    systems: list[str] = Field(min_length=1)
+    systems: list[str] = Field(default_factory=list)  # moved whole
+    by_unit: list[str] = Field(default_factory=list)  # split: the rows of the scope's units
+    unscoped: list[str] = Field(default_factory=list)  # split systems' rows of no wave's unit
     scope: Scope = Field(default_factory=Scope)
     window: Window
     criteria: Criteria
+    _units: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def units(self) -> frozenset[str]:
+        """The HSA-ids of the scope, sites expanded (waves that split systems by unit)."""
+        return self._units
+
+    @property
+    def is_by_unit(self) -> bool:
+        return bool(self.by_unit or self.unscoped)
 
 
 class WavePlan(Strict):
     version: int
     waves: list[Wave] = Field(min_length=1)
+    # Where patient-level rows of split systems go: a wave's name, or first_wave.
+    patients: str = ""
     digest: str = ""
+
+    @property
+    def split_systems(self) -> list[str]:
+        """Systems some wave splits by unit, in plan order."""
+        return list(dict.fromkeys(s for wave in self.waves for s in wave.by_unit))
+
+    def unscoped_wave(self, system: str) -> str | None:
+        return next((w.wave for w in self.waves if system in w.unscoped), None)
 
     def wave(self, name: str) -> Wave:
         for wave in self.waves:
@@ -195,8 +298,13 @@ def _check_approvers(path: Path, wave: Wave) -> None:
                     )
 
 
-def load_plan(mappings_dir: Path) -> WavePlan:
-    path = mappings_dir / PLAN_FILE
+def load_plan(
+    mappings_dir: Path, plan_file: str = PLAN_FILE, catalog: Catalog | None = None
+) -> WavePlan:
+    """The plan in ``mappings_dir/plan_file`` (another file: a plan under review, the demo's
+    unit-scoped ``waves_by_unit.yaml``), checked against the mappings (``catalog``: already
+    loaded from ``mappings_dir``) and the unit register."""
+    path = mappings_dir / plan_file
     if not path.exists():
         raise PlanError(f"{path} is missing: declare the cutover waves there")
     raw = path.read_bytes()
@@ -211,21 +319,135 @@ def load_plan(mappings_dir: Path) -> WavePlan:
     known = set(list_system_entities(mappings_dir))
     seen: dict[str, str] = {}
     for wave in plan.waves:
-        for system in wave.systems:
+        for system in [*wave.systems, *wave.by_unit, *wave.unscoped]:
             if system not in known:
                 raise PlanError(
                     f"{path}: wave '{wave.wave}' names system '{system}', which has no folder "
                     "in mappings/"
                 )
+        for system in wave.systems:
             if system in seen:
                 raise PlanError(
                     f"{path}: system '{system}' is in waves '{seen[system]}' and '{wave.wave}'; "
                     "a system moves in exactly one wave"
                 )
             seen[system] = wave.wave
+        if not (wave.systems or wave.is_by_unit or wave.wave == plan.patients):
+            raise PlanError(
+                f"{path}: wave '{wave.wave}' moves nothing: list its systems, the systems it "
+                "splits by unit (by_unit), or make it the plan's patients wave"
+            )
         _check_approvers(path, wave)
     names = [w.wave for w in plan.waves]
     if len(set(names)) != len(names):
         raise PlanError(f"{path}: wave names must be unique")
+    if plan.split_systems or plan.patients or any(w.unscoped for w in plan.waves):
+        _check_unit_scopes(path, plan, mappings_dir, seen, catalog)
     plan.digest = hashlib.sha256(raw).hexdigest()[:16]
     return plan
+
+
+def _check_unit_scopes(
+    path: Path, plan: WavePlan, mappings_dir: Path, whole: dict[str, str], catalog: Catalog | None
+) -> None:
+    """Waves by unit (module docstring): expand each scope, then prove that every row of a split
+    system has exactly one wave by construction (disjoint units, one unscoped wave, a unit
+    declared for every entity, a patients wave)."""
+    register = load_register(mappings_dir)
+    _expand_scopes(path, plan, register)
+    split = plan.split_systems
+    for system in split:
+        if system in whole:
+            raise PlanError(
+                f"{path}: system '{system}' is moved whole by wave '{whole[system]}' and split by "
+                "unit by another; a system is either moved whole or split"
+            )
+        takers = [w.wave for w in plan.waves if system in w.unscoped]
+        if len(takers) != 1:
+            problem = "no wave names it" if not takers else f"waves {takers} name it"
+            raise PlanError(
+                f"{path}: system '{system}' is split by unit, so its rows with no unit or a unit "
+                f"in no wave need exactly one wave that lists it under 'unscoped'; {problem}"
+            )
+    for wave in plan.waves:
+        stray = [s for s in wave.unscoped if s not in split]
+        if stray:
+            raise PlanError(
+                f"{path}: wave '{wave.wave}' lists {stray} under 'unscoped', but no wave splits "
+                "them by unit (by_unit)"
+            )
+    if plan.patients not in {FIRST_WAVE, *(w.wave for w in plan.waves)}:
+        raise PlanError(
+            f"{path}: 'patients' must name the wave that moves the patient registers of the "
+            f"systems split by unit, or be '{FIRST_WAVE}'; it is '{plan.patients or '(unset)'}'"
+        )
+    _check_declarations(path, split, register, mappings_dir, catalog)
+
+
+def _expand_scopes(path: Path, plan: WavePlan, register: CareUnitRegister) -> None:
+    """Each by-unit wave's units: its HSA-ids and its sites' units, no unit in two waves."""
+    owner: dict[str, str] = {}
+    for wave in plan.waves:
+        if not wave.is_by_unit:
+            continue
+        sites = [*([wave.scope.site] if wave.scope.site else []), *wave.scope.sites]
+        unknown_sites = [site for site in sites if site not in register.sites]
+        if unknown_sites:
+            raise PlanError(
+                f"{path}: wave '{wave.wave}' scope names site(s) {unknown_sites}, not in "
+                f"{REGISTER_FILE} (sites: {', '.join(register.sites)})"
+            )
+        unknown = sorted(set(wave.scope.care_units) - register.hsa_ids)
+        if unknown:
+            raise PlanError(
+                f"{path}: wave '{wave.wave}' scope names HSA-id(s) {unknown}, "
+                f"not in {REGISTER_FILE}"
+            )
+        units = set(wave.scope.care_units)
+        for site in sites:
+            units.update(register.units_of_site(site))
+        if wave.by_unit and not units:
+            raise PlanError(
+                f"{path}: wave '{wave.wave}' splits {wave.by_unit} by unit but its scope names "
+                "no unit (care_units) or site (site, sites)"
+            )
+        for unit in sorted(units):
+            if unit in owner:
+                raise PlanError(
+                    f"{path}: care unit {unit} is in the scope of waves '{owner[unit]}' and "
+                    f"'{wave.wave}'; a unit goes live in exactly one wave"
+                )
+            owner[unit] = wave.wave
+        wave._units = frozenset(units)
+
+
+def _check_declarations(
+    path: Path,
+    systems: list[str],
+    register: CareUnitRegister,
+    mappings_dir: Path,
+    catalog: Catalog | None,
+) -> None:
+    """Every entity of a split system declares its unit; a fixed unit is in the register."""
+    # Here, not at the top: parsing the cutover DAGs reads the plan without the data libraries.
+    from etl.catalog import MappingError, load_catalog
+
+    if catalog is None:
+        try:
+            catalog = load_catalog(mappings_dir)
+        except MappingError as error:
+            raise PlanError(f"{path}: the mappings do not load: {error}") from error
+    for system in systems:
+        for entity, mapping in catalog.system(system).entities.items():
+            unit = mapping.care_unit
+            if unit is None:
+                raise PlanError(
+                    f"{path}: system '{system}' is split by unit, but its {entity} mapping "
+                    "declares no care_unit (how a row belongs to a unit): its rows could fall "
+                    "in no wave"
+                )
+            if unit.fixed and unit.fixed not in register.hsa_ids:
+                raise PlanError(
+                    f"{path}: system '{system}' {entity} mapping: care_unit.fixed {unit.fixed} "
+                    f"is not in {REGISTER_FILE}"
+                )

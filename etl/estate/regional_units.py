@@ -107,6 +107,17 @@ _UNITS: list[tuple[str, int, str]] = [
     ("blodcentral", 2, "Blodcentralen Skövde"),
     ("patologi", 0, "Klinisk patologi Sahlgrenska"),
     ("patologi", 2, "Klinisk patologi Skövde"),
+    # The hospital laboratories (one LIS each, etl/estate/satellites/laboratory.py), named as
+    # their results' MSH-4 names them. Appended last: an HSA-id is derived from the position in
+    # this list, so every unit above keeps its id.
+    ("laboratorium", 0, "Klinisk kemi Sahlgrenska"),
+    ("laboratorium", 1, "Klinisk kemi NU-sjukvården"),
+    ("laboratorium", 2, "Laboratoriemedicin Skaraborg"),
+    ("laboratorium", 3, "Klinisk kemi SÄS Borås"),
+    ("laboratorium", 4, "Klinisk kemi Kungälvs sjukhus"),
+    ("laboratorium", 5, "Klinisk kemi Alingsås lasarett"),
+    ("mikrobiologi", 0, "Klinisk mikrobiologi SU"),
+    ("mikrobiologi", 2, "Klinisk mikrobiologi SkaS"),
 ]
 
 
@@ -149,3 +160,8 @@ def units(kind: str) -> Units:
 
 def all_hsa_ids() -> set[str]:
     return {_hsa(i) for i in range(len(_UNITS))}
+
+
+def register_rows() -> list[tuple[str, str, int, str]]:
+    """Every regional unit as ``(hsa_id, name, site, kind)``, in list order."""
+    return [(_hsa(i), name, site, kind) for i, (kind, site, name) in enumerate(_UNITS)]

@@ -22,9 +22,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -307,9 +309,52 @@ def _log_sources(system: str, name: str, sources: list[SourceFile]) -> None:
             )
 
 
-def _classify_duplicates(landed: Path, target: Path) -> tuple[int, int]:
-    """Rows sharing a key: exact copies after the first are merged; differing ones conflict."""
-    table = pq.read_table(landed, columns=[ROW_NUMBER, SOURCE_KEY, ROW_HASH])
+DUPLICATE_SCHEMA = pa.schema([(ROW_NUMBER, pa.int64()), ("outcome", pa.string())])
+
+
+def _classify_duplicates(landed: Path, target: Path, chunk_rows: int = 100_000) -> tuple[int, int]:
+    """Rows sharing a key: exact copies after the first are merged; differing ones conflict.
+
+    Memory is bounded by ``chunk_rows``, not by the dataset: a dataset larger than one chunk is
+    first split by a hash of its key into as many bucket files as it has chunks (a key's rows all
+    go to one bucket), and each bucket is classified on its own. One bucket is the whole file.
+    """
+    source = pq.ParquetFile(landed)
+    columns = [ROW_NUMBER, SOURCE_KEY, ROW_HASH]
+    buckets = max(1, -(-source.metadata.num_rows // max(1, chunk_rows)))
+    if buckets == 1:
+        result = _duplicates_of(pq.read_table(landed, columns=columns))
+    else:
+        with tempfile.TemporaryDirectory(prefix=".duplicates_", dir=target.parent) as folder:
+            parts = [Path(folder) / f"{bucket}.parquet" for bucket in range(buckets)]
+            schema = source.schema_arrow
+            writers = [
+                pq.ParquetWriter(part, pa.schema([schema.field(c) for c in columns]))
+                for part in parts
+            ]
+            try:
+                for batch in source.iter_batches(batch_size=chunk_rows, columns=columns):
+                    keys = batch.column(SOURCE_KEY).to_pandas()
+                    bucket_of_row = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+                    bucket_of_row = pa.array(bucket_of_row % np.uint64(buckets))
+                    table = pa.Table.from_batches([batch])
+                    for bucket, writer in enumerate(writers):
+                        part = table.filter(pc.equal(bucket_of_row, np.uint64(bucket)))
+                        if part.num_rows:
+                            writer.write_table(part)
+            finally:
+                for writer in writers:
+                    writer.close()
+            result = pa.concat_tables([_duplicates_of(pq.read_table(part)) for part in parts])
+    result = result.sort_by(ROW_NUMBER)
+    pq.write_table(result, target)
+    counts = result.group_by("outcome").aggregate([("outcome", "count")]).to_pydict()
+    by_outcome = dict(zip(counts["outcome"], counts["outcome_count"], strict=True))
+    return by_outcome.get("merged", 0), by_outcome.get("duplicate_source_key", 0)
+
+
+def _duplicates_of(table: pa.Table) -> pa.Table:
+    """The merged and conflicting rows of ``table`` (row number, key, row hash), unsorted."""
     table = table.filter(pc.is_valid(table[SOURCE_KEY]))  # keyless rows are quarantined apart
     keys = table.group_by(SOURCE_KEY).aggregate(
         [(ROW_HASH, "count_distinct"), (ROW_NUMBER, "min"), (ROW_NUMBER, "count")]
@@ -324,10 +369,7 @@ def _classify_duplicates(landed: Path, target: Path) -> tuple[int, int]:
     result = pa.table({ROW_NUMBER: joined[ROW_NUMBER], "outcome": outcome}).filter(
         pc.is_valid(outcome)
     )
-    pq.write_table(result.sort_by(ROW_NUMBER), target)
-    counts = result.group_by("outcome").aggregate([("outcome", "count")]).to_pydict()
-    by_outcome = dict(zip(counts["outcome"], counts["outcome_count"], strict=True))
-    return by_outcome.get("merged", 0), by_outcome.get("duplicate_source_key", 0)
+    return result.cast(DUPLICATE_SCHEMA)
 
 
 def check_schema(catalog: Catalog, system: str, settings: Settings) -> None:
@@ -389,7 +431,9 @@ def extract_system(
                     system, name, dataset, folder, target, settings.chunk_rows
                 )
             _log_sources(system, name, sources)
-            merged, conflicting = _classify_duplicates(target, paths.duplicates_file(name))
+            merged, conflicting = _classify_duplicates(
+                target, paths.duplicates_file(name), settings.chunk_rows
+            )
             landed[name] = LandedDataset(
                 dataset=name,
                 source=dataset.source_name,

@@ -21,6 +21,7 @@ from etl.catalog import (
     Lookup,
     ReferenceCheck,
     SystemMappings,
+    UnitOfRow,
 )
 from etl.core import safety
 from etl.core.model import ENTITIES
@@ -55,6 +56,7 @@ class EntityDocument(BaseModel):
     references: list[ReferenceCheck]
     lookups: list[Lookup] = []
     unfilled_fields: list[str]
+    care_unit: str = ""  # how a row belongs to a care unit (waves by unit), in words
 
 
 class SourceColumn(BaseModel):
@@ -209,6 +211,7 @@ def _entities(system: SystemMappings) -> list[EntityDocument]:
                 references=mapping.references,
                 lookups=mapping.lookups,
                 unfilled_fields=[f for f in model.business_fields() if f not in filled],
+                care_unit=describe_care_unit(mapping.care_unit),
             )
         )
     return documents
@@ -284,3 +287,22 @@ def write_docs(catalog: Catalog, out_dir: Path) -> list[Path]:
     written.append(write_text(out_dir / "index.html", render_html("docs_index.html", **context)))
     written.append(write_text(out_dir / "index.md", render_markdown("docs_index.md", **context)))
     return written
+
+
+def describe_care_unit(unit: UnitOfRow | None) -> str:
+    """The mapping's ``care_unit`` declaration as a sentence for the mapping documentation."""
+    if unit is None:
+        return ""
+    if unit.fixed:
+        text = f"every row is unit {unit.fixed}'s"
+    elif unit.follows == "patient_care":
+        text = "no unit of its own: moves with the first wave that moves one of the patient's rows"
+    elif unit.is_patient_level:
+        text = "patient-level: moves with the patient, in the plan's patient wave"
+    elif unit.is_reference:
+        text = f"its own unit, through the care unit {unit.column} points at"
+    elif unit.column:
+        text = f"its own unit, the HSA-id in {unit.column}"
+    else:
+        text = f"the unit of its {unit.via_entity} ({unit.via})"
+    return f"{text}. {unit.note}".strip() if unit.note else text + "."

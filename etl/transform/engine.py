@@ -26,6 +26,7 @@ from etl.core.tables import ENTITY_TABLES
 from etl.core.vocabulary import REGISTRY, TransformContext, clean_text
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
+from etl.transform.vectorised import frame_as_text, is_in
 
 OUTCOME_COLUMNS = [
     ROW_NUMBER,
@@ -217,7 +218,7 @@ def _record_source_problems(
 
     for reference in mapping.references:
         values = clean_text(chunk[reference.column])
-        missing = values.notna() & ~values.isin(reference_keys[reference.dataset])
+        missing = values.notna() & ~is_in(values, reference_keys[reference.dataset])
         outcomes.record(
             missing,
             QUARANTINED,
@@ -497,7 +498,7 @@ def _finish(
     core["source_system"] = mapping.system
     core["source_key"] = chunk[SOURCE_KEY].astype("string")
     core["batch_id"] = batch_id
-    core["content_hash"] = content_hashes(core[business].astype("string"))
+    core["content_hash"] = content_hashes(frame_as_text(core[business]))
     core[ROW_NUMBER] = chunk[ROW_NUMBER].to_numpy()
     return core.reset_index(drop=True)
 

@@ -132,7 +132,7 @@ def _join_entity(paths: BatchPaths, rows: pd.DataFrame, entity: str, columns: li
         columns=[key, *columns], filter=pc.is_in(pc.field(key), value_set=_string_array(wanted))
     )
     temporal = {c for c in columns if pa.types.is_temporal(table.schema.field(c).type)}
-    found = table.to_pandas().drop_duplicates(key).set_index(key)
+    found = _dates_as_timestamps(table).to_pandas().drop_duplicates(key).set_index(key)
     for column, name in zip(columns, names, strict=True):
         values = rows[key].map(found[column])
         rows[name] = _as_timestamps(values) if column in temporal else values
@@ -175,7 +175,28 @@ def _complete_from_core(
 
 
 def _string_array(values) -> pa.Array:
+    if isinstance(values, pa.Array | pa.ChunkedArray) and values.type in _TEXT:
+        return values.cast(pa.string())
+    if isinstance(getattr(values, "dtype", None), pd.StringDtype):
+        return pa.array(values, type=pa.string())  # text already: no str() per value
     return pa.array([str(v) for v in values], type=pa.string())
+
+
+_TEXT = (pa.string(), pa.large_string())
+
+
+def _dates_as_timestamps(table: pa.Table) -> pa.Table:
+    """Date columns as second timestamps: ``_as_timestamps`` of their values is then what it was
+    of the ``datetime.date`` objects they used to become (``datetime64[s]``), without parsing
+    every date in Python. An empty table stays as it is: pandas cannot ``map`` through an empty
+    timestamp column (it casts it to float and fails) where it could through empty dates."""
+    if table.num_rows == 0:
+        return table
+    for position, field in enumerate(table.schema):
+        if pa.types.is_date(field.type):
+            column = table.column(position).cast(pa.timestamp("s"))
+            table = table.set_column(position, field.name, column)
+    return table
 
 
 def _as_timestamps(values: pd.Series) -> pd.Series:

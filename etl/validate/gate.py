@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -260,6 +261,16 @@ def _store(settings: Settings, report: GateReport, run_id: str | None) -> None:
                     for result in report.results
                 ],
             )
+
+
+def latest_per_system(rows: list[dict]) -> list[dict]:
+    """Only the rows of each system's most recent batch (by when its checks were evaluated)."""
+    latest: dict[str, tuple[Any, str]] = {}
+    for row in rows:
+        seen = latest.get(row["source_system"])
+        if seen is None or (row["evaluated_at"], row["batch_id"]) > seen:
+            latest[row["source_system"]] = (row["evaluated_at"], row["batch_id"])
+    return [row for row in rows if row["batch_id"] == latest[row["source_system"]][1]]
 
 
 def stored_results(

@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 from etl.batch import BatchPaths
 from etl.core.ids import core_ids
 from etl.extract.landing import SOURCE_KEY
+from etl.transform.vectorised import is_in
 
 if TYPE_CHECKING:
     from etl.validate.checks import CheckRule
@@ -136,16 +137,18 @@ def unresolved(
     going to be promoted)."""
     text = values.astype("string").str.strip()
     text = text.mask(text == "")
-    wanted = pd.Index(text.dropna().unique())
-    if wanted.empty:
+    # The chunk's distinct keys and those found, as Arrow arrays: no Python object per key.
+    wanted = pc.unique(pa.array(text.dropna(), type=pa.large_string()))
+    if len(wanted) == 0:
         return pd.Series(False, index=values.index)
-    found: set[str] = set()
+    found = pa.array([], type=pa.large_string())
     if in_batch and paths is not None:
-        found |= _in_batch(paths, reference, wanted)
-    remaining = [key for key in wanted if key not in found]
-    if remaining and core_url:
-        found |= _in_core(core_url, reference, remaining)
-    return text.notna() & ~text.isin(found)
+        found = _in_batch(paths, reference, wanted)
+    remaining = wanted.filter(pc.invert(pc.is_in(wanted, value_set=found)))
+    if len(remaining) and core_url:
+        in_core = _in_core(core_url, reference, remaining.to_pylist())
+        found = pa.concat_arrays([found, pa.array(list(in_core), type=pa.large_string())])
+    return text.notna() & ~is_in(text, found)
 
 
 def landed_ids(
@@ -164,19 +167,24 @@ def landed_ids(
     return found
 
 
-def _in_batch(paths: BatchPaths, reference: Reference, wanted: pd.Index) -> set[str]:
+def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.Array:
+    """Which of the ``wanted`` keys the batch's transformed target rows hold (large_string)."""
+    none = pa.array([], type=pa.large_string())
     source = paths.stage_file("transformed", reference.target)
     if not source.exists():
-        return set()
+        return none
     dataset = ds.dataset(source)
     if reference.target_column not in dataset.schema.names:
-        return set()
+        return none
     key = pc.field(reference.target_column)
     table = dataset.to_table(
         columns=[reference.target_column],
-        filter=pc.is_in(key, value_set=pa.array([str(v) for v in wanted], type=pa.string())),
+        filter=pc.is_in(key, value_set=wanted.cast(pa.string())),
     )
-    return {str(v) for v in table.column(0).to_pylist() if v is not None}
+    column = table.column(0)
+    if column.type in (pa.string(), pa.large_string()):
+        return pc.drop_null(column).combine_chunks().cast(pa.large_string())
+    return pa.array([str(v) for v in column.to_pylist() if v is not None], type=pa.large_string())
 
 
 def _in_core(core_url: str, reference: Reference, wanted: list[str]) -> set[str]:

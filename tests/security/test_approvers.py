@@ -405,7 +405,7 @@ def test_a_wrong_password_signs_nobody_in(airflow):
     assert _token(settings, "anna", "not-her-password").status_code == 401
     assert _token(settings, "mallory", "anything").status_code == 401
     refused = _approve_cli(settings, "project_lead", "anna", "not-her-password")
-    assert refused.returncode == 1
+    assert refused.returncode == 6  # refused by the cutover ledger
     assert "refused the sign-in of 'anna' (HTTP 401)" in refused.stdout
     assert "not-her-password" not in refused.stdout + refused.stderr
 
@@ -422,12 +422,12 @@ def test_with_no_run_waiting_the_command_line_records_the_signed_in_user(airflow
     _walk_to_verified(core)
 
     unlisted = _approve_cli(core, "project_lead", "bo", _password(core, "bo"))
-    assert unlisted.returncode == 1 and "'bo' is not listed" in unlisted.stdout
+    assert unlisted.returncode == 6 and "'bo' is not listed" in unlisted.stdout
     answered = _approve_cli(core, "project_lead", "anna", _password(core, "anna"))
     assert answered.returncode == 0, answered.stdout + answered.stderr
     assert "recorded for t1 by anna (signed in to Airflow)" in answered.stdout
     twice = _approve_cli(core, "medical_safety_officer", "anna", _password(core, "anna"))
-    assert twice.returncode == 1 and "distinct roles need distinct people" in twice.stdout
+    assert twice.returncode == 6 and "distinct roles need distinct people" in twice.stdout
     state, approvals = _ledger(core)
     assert state == ledger.VERIFIED
     assert [(a["role"], a["approver"], a["channel"]) for a in approvals] == [

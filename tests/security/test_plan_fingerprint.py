@@ -183,7 +183,7 @@ def test_an_edited_criterion_in_waves_yaml_is_refused_by_commit(settings, root):
     from etl.cli import app
 
     result = CliRunner().invoke(app, ["cutover", "commit", WAVE])
-    assert result.exit_code == 1 and "mappings/waves.yaml" in result.output
+    assert result.exit_code == 6 and "mappings/waves.yaml" in result.output
     assert _state(settings) == ledger.VERIFIED
 
 

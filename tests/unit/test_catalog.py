@@ -520,6 +520,50 @@ def test_mapping_error_names_the_file_and_the_field(tmp_path, changes, bad_file,
         assert fragment in message
 
 
+def test_every_problem_of_every_file_is_reported_at_once(tmp_path):
+    """Three broken files in two systems: one error lists all three, each with its file and
+    field, and an unknown target lists the entity's valid columns."""
+    root = write_mappings(
+        tmp_path,
+        {
+            "demo/patient.yaml": ("target: family_name", "target: surname"),
+            "demo/observation.yaml": ("crosswalk: demo_lab_to_npu", "crosswalk: no_such_table"),
+            "demo2/system.yaml": SYSTEM_YAML.replace("system: demo", "system: demo2"),
+            "demo2/encounter.yaml": ENCOUNTER_YAML.replace("dataset: kontakt", "dataset: besok"),
+            "demo2/patient.yaml": PATIENT_YAML,
+        },
+    )
+    with pytest.raises(MappingError) as excinfo:
+        load_catalog(root)
+    message = str(excinfo.value)
+    assert message.startswith("3 mapping problem(s) in 3 file(s):")
+    assert len(excinfo.value.problems) == 3
+    assert str(root / "demo/patient.yaml") in message and "['surname']" in message
+    assert "its columns: " in message and "family_name" in message.split("its columns: ")[1]
+    assert str(root / "demo2/encounter.yaml") in message and "'besok'" in message
+    assert str(root / "demo/observation.yaml") in message and "no_such_table" in message
+    assert "crosswalks: demo_lab_to_npu" in message
+
+
+def test_check_mappings_prints_every_problem(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from etl.cli import app
+
+    root = write_mappings(
+        tmp_path,
+        {
+            "demo/patient.yaml": ("target: family_name", "target: surname"),
+            "demo/encounter.yaml": ("dataset: kontakt", "dataset: besok"),
+        },
+    )
+    monkeypatch.setenv("VARDFLYTT_MAPPINGS_DIR", str(root))
+    result = CliRunner().invoke(app, ["check-mappings"])
+    assert result.exit_code == 1
+    assert "2 mapping problem(s) in 2 file(s)" in result.output
+    assert "surname" in result.output and "besok" in result.output
+
+
 def test_a_lookup_column_can_be_mapped_like_a_source_column(tmp_path):
     root = write_mappings(
         tmp_path,

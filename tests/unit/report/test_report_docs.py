@@ -249,3 +249,19 @@ def test_unmapped_columns_and_unused_datasets_are_listed(hostile_docs):
     assert "Unmapped source columns: LEFTOVER." in markdown
     index = _Page.of((hostile_docs / "index.html").read_text("utf-8")).plain
     assert "7 3" in index  # declared columns, unmapped columns
+
+
+def test_the_documentation_says_how_a_row_belongs_to_a_care_unit():
+    from etl.catalog import UnitOfRow
+    from etl.report.docs import describe_care_unit
+
+    assert describe_care_unit(None) == ""
+    assert describe_care_unit(UnitOfRow(via="encounter_id")) == (
+        "the unit of its encounter (encounter_id)."
+    )
+    assert describe_care_unit(UnitOfRow(column="to_care_unit_hsa_id", note="Receiving.")) == (
+        "its own unit, the HSA-id in to_care_unit_hsa_id. Receiving."
+    )
+    assert "patient-level" in describe_care_unit(UnitOfRow(follows="patient"))
+    assert "first wave" in describe_care_unit(UnitOfRow(follows="patient_care"))
+    assert "SE2321000131-F1" in describe_care_unit(UnitOfRow(fixed="SE2321000131-F1"))
