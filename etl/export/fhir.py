@@ -49,8 +49,10 @@ PROTECTED_IDENTITY_SYSTEM = "urn:vardflytt:protected-identity"
 ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 NULL_FLAVOR_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
 # Code systems. ICD-10-SE and KVÅ: Socialstyrelsen's OIDs; ATC: the URI FHIR defines; NPU: the
-# Swedish OID for NPU codes. NPL-id, profession codes and local analysis codes have no system we
-# could confirm: they carry the project's URN so a receiver can map them, never a guessed OID.
+# Swedish OID for NPU codes. The three OIDs were not checked against the national OID register
+# when this was written: confirm them with the receiving system before a real export. NPL-id,
+# profession codes and local analysis codes have no system we could confirm: they carry the
+# project's URN so a receiver can map them, never a guessed OID.
 ICD10_SE_SYSTEM = "urn:oid:1.2.752.116.1.1.1.1.3"
 KVA_SYSTEM = "urn:oid:1.2.752.116.1.3.2.1.4"
 ATC_SYSTEM = "http://www.whocc.no/atc"
