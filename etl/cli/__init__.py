@@ -3,7 +3,7 @@
 This module builds ``app`` (the console entry point ``etl.cli:app``) and adds the commands of
 one module each: pipeline (check-mappings, run, status), airflow, demo, reports (bench, docs,
 profile, coverage), dashboard, and the groups estate, identity, dq, cutover, coexistence,
-cluster and codes (steward, landing, batches, core and audit live with their layers)."""
+cluster, codes and export (steward, landing, batches, core and audit live with their layers)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from etl.cli.cutover import cutover_app
 from etl.cli.demo import _demo_final_to_go_no_go, _print_demo_next_steps
 from etl.cli.dq import dq_app
 from etl.cli.estate import estate_app
+from etl.cli.export import export_app
 from etl.cli.identity import identity_app
 from etl.cli.pipeline import print_accounting
 from etl.core.audit_cli import audit_app
@@ -105,3 +106,4 @@ app.add_typer(cutover_app, name="cutover")
 app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(codes_app, name="codes")
+app.add_typer(export_app, name="export")

@@ -1,0 +1,1 @@
+"""Vendor-neutral output of the core: FHIR R4 Bulk Data style NDJSON (``vardflytt export``)."""
