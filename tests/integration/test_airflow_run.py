@@ -154,9 +154,7 @@ def test_a_batch_the_gate_stops_in_airflow_gets_its_report(
     assert patients == 0, "nothing of the stopped batch was promoted"
 
 
-def test_selection_dag_runs_only_the_chosen_systems(
-    airflow_home, mappings, small_estate, tmp_path
-):
+def test_selection_dag_runs_only_the_chosen_systems(airflow_home, mappings, small_estate, tmp_path):
     landing = tmp_path / "landing"
     environment = {
         "VARDFLYTT_ESTATE_DIR": str(small_estate),

@@ -12,6 +12,7 @@ import html
 import io
 import json
 import re
+from itertools import pairwise
 
 import pytest
 from rich.console import Console
@@ -82,7 +83,7 @@ def _leaks(text: str, numbers: set[str], names: set[str]) -> list[str]:
     candidates = {text[start:end] for start, end in runs}
     candidates |= {
         text[start:after_end]
-        for (start, end), (after_start, after_end) in zip(runs, runs[1:], strict=False)
+        for (start, end), (after_start, after_end) in pairwise(runs)
         if after_start == end + 1 and text[end] in "-+"
     }
     words = set(WORD_RUN.findall(text))
