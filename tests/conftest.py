@@ -48,6 +48,26 @@ SLOW = {
 }
 
 
+# The test files that take longest (CPU and waiting; measured with -p tests.cpu_report, slowest
+# first): they are collected first, so that with --dist loadfile --no-loadscope-reorder (make
+# test) pytest-xdist starts them first and the many short files fill the workers around them,
+# instead of a long file starting last and running alone at the end.
+LONGEST_FIRST = [
+    "tests/integration/test_cluster.py",
+    "tests/integration/test_cutover_dag.py",
+    "tests/integration/test_identity_estate.py",
+    "tests/integration/test_airflow_run.py",
+    "tests/integration/test_demo_wave.py",
+    "tests/security/test_approvers.py",
+    "tests/integration/test_all_systems.py",
+]
+
+
+def _longest_first(items) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 def _is_slow(item) -> bool:
     if {"integration", "browser"} & {m.name for m in item.iter_markers()}:
         return True
@@ -56,6 +76,7 @@ def _is_slow(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    _longest_first(items)  # a stable sort: each file's tests keep their order
     for item in items:
         if _is_slow(item):
             item.add_marker(pytest.mark.slow)
