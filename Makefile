@@ -41,9 +41,12 @@ demo: $(STAMP)
 
 # Every test, one pytest-xdist worker per core; a test file stays on one worker (--dist
 # loadfile), so its module-scoped fixtures (migrated Airflow homes, loaded cores) are built once.
+# Files start in collection order (--no-loadscope-reorder; xdist would otherwise start the files
+# with the most tests first, and the long integration files, a few tests each, last): the
+# longest are collected first (LONGEST_FIRST in tests/conftest.py).
 # --durations: the 25 slowest, printed every run, to see where the suite's time goes.
 test: $(STAMP)
-	$(BIN)/pytest -n auto --dist loadfile --durations=25
+	$(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder --durations=25
 
 # The developer loop: the unit and DAG tests without the slow ones (see SLOW in tests/conftest.py).
 test-fast: $(STAMP)

@@ -48,6 +48,33 @@ SLOW = {
 }
 
 
+# The test files that take longest (CPU seconds with -p tests.cpu_report; Airflow's and
+# chromium's own processes, which that does not count, make the browser and cluster files longer
+# than their figure): they are collected first, so that with --dist loadfile
+# --no-loadscope-reorder (make test) pytest-xdist starts them first and the many short files fill
+# the workers around them, instead of a long file starting last and running alone at the end.
+# The cluster and `make airflow` files each start a whole Airflow: not side by side at first.
+LONGEST_FIRST = [
+    "tests/integration/test_cluster.py",  # ~115 CPU s, and waits for a heartbeat timeout
+    "tests/integration/test_demo_wave.py",  # ~160
+    "tests/e2e/test_make_airflow_browser.py",  # Airflow standalone: minutes of wall
+    "tests/integration/test_airflow_run.py",  # ~120
+    "tests/integration/test_cutover_dag.py",  # ~110
+    "tests/integration/test_identity_estate.py",  # ~100
+    "tests/integration/test_all_systems.py",  # ~60
+    "tests/security/test_approvers.py",  # ~55
+    "tests/integration/test_airflow_pools.py",  # ~40
+    "tests/integration/test_canary_leaks.py",  # ~35
+    "tests/integration/test_dashboard_numbers.py",  # ~35
+    "tests/integration/test_dashboard.py",  # ~30
+]
+
+
+def _longest_first(items) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 def _is_slow(item) -> bool:
     if {"integration", "browser"} & {m.name for m in item.iter_markers()}:
         return True
@@ -56,6 +83,7 @@ def _is_slow(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    _longest_first(items)  # a stable sort: each file's tests keep their order
     for item in items:
         if _is_slow(item):
             item.add_marker(pytest.mark.slow)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from etl.dag_names import CORE_WRITE_POOL, PRIORITIES_FILE, read_system_rows, source_pool
 from etl.layout import list_system_entities
-from tests.commands import copy_migrated_airflow_db
+from tests.commands import copy_migrated_airflow_db, mappings_of
 
 pytestmark = pytest.mark.integration
 
@@ -97,8 +97,10 @@ def test_a_second_sync_resizes_the_pools_it_made(airflow_home, tmp_path):
 def test_each_mapped_extract_runs_in_its_systems_pool(synced_home, small_estate, tmp_path):
     """The policy the sync installs, in a real run of the mapped DAG: each map index of
     ``system.extract`` is in the pool of the system its map index carries; every load in the
-    core pool."""
+    core pool. The run's mappings hold its two systems only (Airflow parses and serialises their
+    DAGs, not every system's); the pools are the ones the sync made for every system."""
     environment = {
+        "VARDFLYTT_MAPPINGS_DIR": str(mappings_of(tmp_path / "mappings", ["orbit", "melior"])),
         "VARDFLYTT_ESTATE_DIR": str(small_estate),
         "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
         "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}",

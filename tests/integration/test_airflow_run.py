@@ -1,5 +1,8 @@
 """The real thing: each source system's DAG runs through Airflow (``airflow dags test``) on a
-project-local Airflow home, and the core it loads reconciles with the estate's ground truth."""
+project-local Airflow home, and the core it loads reconciles with the estate's ground truth.
+
+The mappings hold ELVIS and Melior only (``SYSTEMS``): Airflow parses and serialises their DAGs,
+not every system's, at each ``dags test``."""
 
 from __future__ import annotations
 
@@ -11,10 +14,17 @@ import pytest
 import sqlalchemy as sa
 
 from etl.batch import safe_batch_id
-from tests.commands import VARDFLYTT, copy_migrated_airflow_db, run_vardflytt
+from tests.commands import VARDFLYTT, copy_migrated_airflow_db, mappings_of, run_vardflytt
 from tests.integration.defects import actual_quarantine, expected_quarantine
 
 pytestmark = pytest.mark.integration
+
+SYSTEMS = ("elvis", "melior")
+
+
+@pytest.fixture(scope="module")
+def mappings(tmp_path_factory) -> Path:
+    return mappings_of(tmp_path_factory.mktemp("mappings") / "mappings", SYSTEMS)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +45,7 @@ def _vardflytt(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def test_dags_migrate_the_estate_and_reconcile(
-    backend, airflow_home, small_estate, tmp_path, request
+    backend, airflow_home, mappings, small_estate, tmp_path, request
 ):
     core_url = (
         f"sqlite:///{tmp_path / 'core.sqlite'}"
@@ -44,11 +54,12 @@ def test_dags_migrate_the_estate_and_reconcile(
     )
     environment = {
         "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_MAPPINGS_DIR": str(mappings),
         "VARDFLYTT_CORE_URL": core_url,
         "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
     }
     conf = json.dumps({"as_of_date": "2026-07-01"})
-    for system in ("elvis", "melior"):
+    for system in SYSTEMS:
         _vardflytt(
             airflow_home,
             environment,
@@ -92,7 +103,9 @@ def test_dags_migrate_the_estate_and_reconcile(
         assert (folder / "data_docs" / "index.html").is_file()
 
 
-def test_a_batch_the_gate_stops_in_airflow_gets_its_report(airflow_home, small_estate, tmp_path):
+def test_a_batch_the_gate_stops_in_airflow_gets_its_report(
+    airflow_home, mappings, small_estate, tmp_path
+):
     """The report task is the batch's teardown: the gate fails, the load never runs, the
     report is written all the same and the run is still failed."""
     import os
@@ -111,6 +124,7 @@ def test_a_batch_the_gate_stops_in_airflow_gets_its_report(airflow_home, small_e
         **os.environ,
         "VARDFLYTT_HOME": str(airflow_home),
         "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_MAPPINGS_DIR": str(mappings),
         "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
         "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}",
         "VARDFLYTT_EXPECTATIONS_DIR": str(strict),
@@ -140,10 +154,11 @@ def test_a_batch_the_gate_stops_in_airflow_gets_its_report(airflow_home, small_e
     assert patients == 0, "nothing of the stopped batch was promoted"
 
 
-def test_selection_dag_runs_only_the_chosen_systems(airflow_home, small_estate, tmp_path):
+def test_selection_dag_runs_only_the_chosen_systems(airflow_home, mappings, small_estate, tmp_path):
     landing = tmp_path / "landing"
     environment = {
         "VARDFLYTT_ESTATE_DIR": str(small_estate),
+        "VARDFLYTT_MAPPINGS_DIR": str(mappings),
         "VARDFLYTT_LANDING_DIR": str(landing),
         "VARDFLYTT_CORE_URL": f"sqlite:///{tmp_path / 'core.sqlite'}",
     }
