@@ -79,18 +79,29 @@ def _is_migrated(environment: dict[str, str]) -> bool:
     return True
 
 
+def _stderr() -> int | None:
+    """This process's standard error as a file descriptor, when it has one."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stream (tests) has none
+        return None
+
+
 def ensure_metadata_database(airflow_binary: str, environment: dict[str, str]) -> int:
     """Run ``airflow db migrate`` and ``airflow dags reserialize`` (so the project's DAGs are
     there to list) unless this Airflow version already migrated this metadata database (a stamp
     in the Airflow home); returns the exit code (0: ready)."""
     if _is_migrated(environment):
         return 0
-    console.print("Airflow's metadata database is not migrated yet: running `airflow db migrate`")
+    # On standard error, all of it: the command's own output (JSON, say) stays alone on stdout.
+    typer.echo(
+        "Airflow's metadata database is not migrated yet: running `airflow db migrate`", err=True
+    )
     for step in (["db", "migrate"], ["dags", "reserialize"]):  # then the DAGs are listed
-        code = subprocess.call([airflow_binary, *step], env=environment)
+        code = subprocess.call([airflow_binary, *step], env=environment, stdout=_stderr())
         if code:
-            console.print(
-                f"[red]airflow {' '.join(step)} failed (exit {code}); nothing else was run[/red]"
+            typer.echo(
+                f"airflow {' '.join(step)} failed (exit {code}); nothing else was run", err=True
             )
             return code
     _stamp(environment).write_text(_migrated_for(environment), encoding="utf-8")

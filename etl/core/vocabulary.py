@@ -510,8 +510,9 @@ class MapCodeArgs(TransformArgs):
 
 @transform("map_code", MapCodeArgs)
 def map_code(values: pd.Series, args: MapCodeArgs, context: TransformContext) -> TransformResult:
-    """A local code translated through a ``mappings/crosswalks`` table; else ``unmapped_code``
-    (``unapproved_code``: only a proposed row maps it, and approved rows are required)."""
+    """A local code translated through a ``mappings/crosswalks`` table; else ``unmapped_code``.
+
+    ``unapproved_code`` when only a proposed row maps it and approved rows are required."""
     cleaned = clean_text(values).str.upper()
     table = context.crosswalks[args.crosswalk]
     mapped = cleaned.map(table, na_action="ignore").astype("string")

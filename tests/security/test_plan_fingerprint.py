@@ -166,7 +166,7 @@ def test_an_edited_threshold_is_refused_by_verify_naming_the_file(settings, root
     from etl.cli import app
 
     result = CliRunner().invoke(app, ["cutover", "verify", WAVE])
-    assert result.exit_code == 1
+    assert result.exit_code == 6  # refused by the cutover ledger
     assert "expectations/thresholds.yaml" in result.output
 
 
