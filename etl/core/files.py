@@ -11,6 +11,7 @@ and its stage files, the SQLite core and rehearsal cores, evidence packs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 from collections.abc import Iterator
@@ -103,3 +104,9 @@ def temporaries_removed_on_failure() -> Iterator[None]:
         raise
     finally:
         _TEMPORARIES.reset(token)
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256 (hex), read in blocks: memory bounded whatever its size."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

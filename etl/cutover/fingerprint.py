@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etl.core.files import sha256_of as file_digest
 from etl.cutover.plan import PLAN_FILE, REGISTER_FILE, Wave
 from etl.layout import ARCHETYPE_DIR, CROSSWALK_DIR, SYSTEM_FILE, archetype_of, entity_files
 from etl.settings import Settings
@@ -78,14 +79,6 @@ class PlanDifference:
             if paths
         ]
         return "; ".join(parts) or "no file changed"
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plan_digest(files: dict[str, str]) -> str:

@@ -22,13 +22,13 @@ Identity numbers come only from Skatteverket's test lists, or are VGR reservnumm
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from etl.core.files import sha256_of as _sha256
 from etl.estate import canaries as canary_planting
 from etl.estate.base import EXTRACT_DATE, Dataset
 from etl.estate.codes import LAB_LOCAL_TO_NPU
@@ -156,10 +156,6 @@ def generate_estate(
     )
     manifest.write(out_dir)
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _without_password(url: str) -> str:

@@ -30,7 +30,6 @@ one in the estate has; the newborn's number is a VGR reservnummer.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import re
 from collections.abc import Iterable
@@ -41,6 +40,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from etl.core.files import sha256_of as _sha256
 from etl.estate.base import EXTRACT_DATE, MINUTES_PER_DAY, day_number, format_days, stream
 from etl.estate.codes import ICD10_SE
 from etl.estate.elvis import elvis_metadata
@@ -721,10 +721,6 @@ def _write_activity(estate_dir: Path, report: ActivityReport) -> Path:
             writer.writeheader()
         writer.writerows(report.records)
     return path
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _data_rows(path: Path) -> int:

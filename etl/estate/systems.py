@@ -9,11 +9,11 @@ need. Mapping folders under ``mappings/`` carry the same names.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from etl.core.files import sha256_of as _sha256
 from etl.estate import asynjavisph, journal_d, obstetrix, orbit
 from etl.estate.base import Dataset
 from etl.estate.manifest import GeneratedFile
@@ -144,7 +144,3 @@ def generate_systems(
                 )
             )
     return result
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -20,7 +20,6 @@ for (see etl.extract.delta).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from pydantic import BaseModel, Field
 from etl.batch import BatchPaths, utc_now, write_json
 from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset
 from etl.core import files, residency
+from etl.core.files import sha256_of as _sha256
 from etl.core.ids import row_hashes
 from etl.extract import physical, readers
 from etl.extract.records import ReadStats
@@ -132,14 +132,6 @@ def _with_lineage(chunk: pd.DataFrame, key: list[str], first_row: int) -> pd.Dat
     chunk[SOURCE_KEY] = source_key
     chunk[ROW_HASH] = row_hashes(chunk.drop(columns=[ROW_NUMBER, SOURCE_KEY, READ_ERROR]))
     return chunk
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> int:

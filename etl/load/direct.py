@@ -17,7 +17,6 @@ the file's (checked by set-based aggregates after the writes) stop or fail the p
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from etl.core.arrow import entity_schema
+from etl.core.files import sha256_of as file_digest
 from etl.core.model import ENTITIES
 from etl.core.tables import STAGED_TABLES
 from etl.load.bulk import bulk_insert
@@ -45,14 +45,6 @@ _MOD = 2**64
 
 class StagedFileError(RuntimeError):
     """A batch staged by reference whose files cannot be promoted as they are."""
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def staged_files_record(sources: dict[str, Path]) -> str:
