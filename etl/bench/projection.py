@@ -11,9 +11,10 @@ The model, each step an assumption the report lists:
   ``rate_2 / rate_1`` (``s = 2 / speedup - 1``, kept within 0..1) extrapolates to N workers:
   ``rate(N) = rate_1 * N / (1 + s * (N - 1))``.
 * **Core database.** The core takes at most ``core_rows_per_second`` core rows per second (the
-  pipeline's load, COPY to staging and promotion with history, measured on PostgreSQL by the
-  plain bench); in source rows that is divided by the core rows one source row becomes. The
-  slower of workers and core bounds each phase. Without a measured core rate, only the workers do.
+  pipeline's load: staging by reference, promotion COPYing new rows into the core; measured on
+  PostgreSQL by the plain bench); in source rows that is divided by the core rows one source row
+  becomes. The slower of workers and core bounds each phase. Without a measured core rate, only
+  the workers do.
 * **Fixed costs.** Each DAG run pays its scheduling overhead once, and each task its fixed cost
   (process start, pipeline import) whatever its rows: systems x tasks per system x task cost / N.
 * **Initial load.** Every source row once: fixed costs + rows / min(rate(N), core).

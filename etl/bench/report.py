@@ -209,7 +209,7 @@ def _cutover_table(run: dict[str, Any]) -> Any:
 
     cutover = run["cutover"]
     table = Table(
-        title=f"{run['label']}: pipeline load (COPY to staging + promotion with history) "
+        title=f"{run['label']}: pipeline load (staging by reference + promotion: COPY of new rows) "
         "vs plain COPY of the same rows, and rollback vs load"
     )
     for column in ("system", "rows", "load s", "plain COPY s", "to_sql s", "rollback s"):
