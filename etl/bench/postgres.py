@@ -29,11 +29,10 @@ def cutover_figures(
     empty copies of the same tables, and the time a rollback of each batch takes against its
     load. Measured in the same run, same server."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from etl import pipeline
     from etl.batch import BatchPaths
-    from etl.core.arrow import entity_schema
+    from etl.core.arrow import entity_schema, open_parquet
     from etl.core.database import core_engine
     from etl.load.bulk import bulk_insert
     from etl.load.promote import rollback
@@ -59,7 +58,7 @@ def cutover_figures(
         with engine.begin() as connection:
             for entity in [e["entity"] for e in report["entities"]]:
                 table = _empty_copy(connection, entity, "copy")
-                source = pq.ParquetFile(paths.stage_file("validated", entity))
+                source = open_parquet(paths.stage_file("validated", entity))
                 columns = entity_schema(entity).names
                 started = time.perf_counter()
                 for batch in source.iter_batches(batch_size=settings.chunk_rows, columns=columns):
@@ -117,16 +116,15 @@ def _to_sql_seconds(connection: Any, entity: str, parquet_file: Path, chunk_rows
     """Seconds pandas ``to_sql(method="multi")`` takes to insert the file's rows into an empty
     copy of ``entity``: what a data engineer writes first. Reading Parquet into pandas is not
     timed (the pipeline's own read is not timed in the COPY figure either)."""
-    import pyarrow.parquet as pq
 
-    from etl.core.arrow import entity_schema
+    from etl.core.arrow import entity_schema, open_parquet
 
     table = _empty_copy(connection, entity, "to_sql")
     columns = entity_schema(entity).names
     # PostgreSQL takes at most 65,535 parameters per statement.
     chunksize = max(1, min(TO_SQL_CHUNK_ROWS, 65_000 // max(1, len(columns))))
     seconds = 0.0
-    for batch in pq.ParquetFile(parquet_file).iter_batches(batch_size=chunk_rows, columns=columns):
+    for batch in open_parquet(parquet_file).iter_batches(batch_size=chunk_rows, columns=columns):
         frame = batch.to_pandas()
         started = time.perf_counter()
         frame.to_sql(

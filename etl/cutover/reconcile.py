@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from etl.batch import BatchPaths, utc_now
 from etl.catalog import Catalog
+from etl.core.arrow import open_parquet
 from etl.core.database import core_engine
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, batch_accounting, wave_reconciliation
@@ -91,7 +92,7 @@ def _expected_aggregates(
     }
     if not columns:
         return result
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
+    for batch in open_parquet(path).iter_batches(batch_size=chunk_rows, columns=columns):
         for column in columns:
             values = batch.column(column)
             entry = result[column]
@@ -160,7 +161,7 @@ def reconcile_entity(
         f"CREATE TEMP TABLE {scratch} (row_id TEXT PRIMARY KEY, content_hash TEXT NOT NULL)"
     )
     expected_rows = 0
-    for batch in pq.ParquetFile(expected_path).iter_batches(
+    for batch in open_parquet(expected_path).iter_batches(
         batch_size=chunk_rows, columns=[key, "content_hash"]
     ):
         bulk_insert(

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from etl.batch import BatchPaths
 from etl.catalog import Catalog
 from etl.core import files
+from etl.core.arrow import open_parquet
 from etl.core.batch_states import PROMOTED
 from etl.core.database import core_engine
 from etl.core.ids import core_ids
@@ -349,7 +350,7 @@ def iter_selected_frames(
     wanted = np.sort(row_numbers.to_numpy(zero_copy_only=False))
     if not len(wanted):
         return
-    source = pq.ParquetFile(path)
+    source = open_parquet(path)
     for batch in source.iter_batches(batch_size=chunk_rows):
         numbers = batch.column(ROW_NUMBER).to_numpy(zero_copy_only=False)
         if not len(numbers):

@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 from etl.batch import BatchPaths, utc_now, write_json
 from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset
 from etl.core import files, residency
+from etl.core.arrow import open_parquet
 from etl.core.files import sha256_of as _sha256
 from etl.core.ids import row_hashes
 from etl.extract import physical, readers
@@ -311,7 +312,7 @@ def _classify_duplicates(landed: Path, target: Path, chunk_rows: int = 100_000) 
     first split by a hash of its key into as many bucket files as it has chunks (a key's rows all
     go to one bucket), and each bucket is classified on its own. One bucket is the whole file.
     """
-    source = pq.ParquetFile(landed)
+    source = open_parquet(landed)
     columns = [ROW_NUMBER, SOURCE_KEY, ROW_HASH]
     buckets = max(1, -(-source.metadata.num_rows // max(1, chunk_rows)))
     if buckets == 1:

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from etl.core.arrow import entity_schema
+from etl.core.arrow import entity_schema, open_parquet
 from etl.core.files import sha256_of as file_digest
 from etl.core.model import ENTITIES
 from etl.core.tables import STAGED_TABLES
@@ -157,7 +157,7 @@ def write_direct(
     columns = entity_schema(entity).names
     written = DirectWrite()
     conflicted = False
-    for batch in pq.ParquetFile(source).iter_batches(batch_size=chunk_rows, columns=columns):
+    for batch in open_parquet(source).iter_batches(batch_size=chunk_rows, columns=columns):
         chunk = pa.Table.from_batches([batch])
         batch_ids = pc.unique(chunk.column("batch_id"))
         if batch_ids.null_count or batch_ids.to_pylist() != [batch_id]:
@@ -179,7 +179,11 @@ def write_direct(
 
 
 def verified_direct(
-    connection: sa.Connection, entity: str, batch_id: str, wrote: DirectWrite
+    connection: sa.Connection,
+    entity: str,
+    batch_id: str,
+    wrote: DirectWrite,
+    chunk_rows: int = 50_000,
 ) -> int:
     """The directly written rows, if the core's rows of the batch add up to exactly them (count,
     id sum, content-hash sum, set-based); otherwise 0, which leaves the batch unaccounted."""
@@ -201,14 +205,17 @@ def verified_direct(
         ).one()
         ids, hashes = int(ids) % _MOD, int(hashes) % _MOD
     else:
-        rows = connection.execute(
+        # Streamed in chunks, so memory stays bounded by the chunk, not the batch.
+        result = connection.execute(
             sa.text(f"SELECT {quote(key)}, content_hash FROM {quote(entity)} WHERE batch_id = :b"),
             {"b": batch_id},
-        ).all()
-        count = len(rows)
-        key_values, hash_values = zip(*rows, strict=True) if rows else ((), ())
-        ids = hex_sum(pa.array(key_values, pa.string()))
-        hashes = hex_sum(pa.array(hash_values, pa.string()))
+        )
+        count = ids = hashes = 0
+        while rows := result.fetchmany(chunk_rows):
+            key_values, hash_values = zip(*rows, strict=True)
+            count += len(rows)
+            ids = (ids + hex_sum(pa.array(key_values, pa.string()))) % _MOD
+            hashes = (hashes + hex_sum(pa.array(hash_values, pa.string()))) % _MOD
     if (count, ids, hashes) != (wrote.rows, wrote.id_sum, wrote.hash_sum):
         return 0
     return wrote.rows

@@ -278,7 +278,7 @@ def _promote_entity(
         if direct.rows:
             fault_point(f"promote:{entity}:history")
         # Checked before the upsert below, whose rows carry the batch id too.
-        result.verified = verified_direct(connection, entity, batch_id, direct)
+        result.verified = verified_direct(connection, entity, batch_id, direct, chunk_rows)
         result.staged = result.inserted = direct.rows
     result.staged += _count(
         connection, f"SELECT count(*) FROM {staged} WHERE batch_id = :b", b=batch_id

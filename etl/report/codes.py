@@ -32,6 +32,7 @@ from rich.table import Table
 
 from etl.batch import BatchPaths
 from etl.catalog import PROPOSED, Catalog, ColumnMapping, EntityMapping, SystemMappings
+from etl.core.arrow import open_parquet
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.vocabulary import MapCodeArgs, clean_text
 from etl.extract.landing import ROW_NUMBER
@@ -138,7 +139,7 @@ def _column_codes(
     """``{(code, status): (rows, quarantined rows)}`` over the landed column, chunk by chunk."""
     counts: Counter[tuple[str, str]] = Counter()
     held: Counter[tuple[str, str]] = Counter()
-    source = pq.ParquetFile(landed)
+    source = open_parquet(landed)
     for batch in source.iter_batches(batch_size=chunk_rows, columns=[ROW_NUMBER, column]):
         frame = batch.to_pandas()
         cleaned = clean_text(frame[column]).str.upper()

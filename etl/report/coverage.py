@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel
 from rich.markup import escape
@@ -22,6 +21,7 @@ from rich.table import Table
 
 from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog, SystemMappings
+from etl.core.arrow import open_parquet
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.tables import batch_accounting, quarantine
@@ -149,7 +149,7 @@ class _CoreDatabase:
 def unmapped_codes_in_outcomes(path: Path, chunk_rows: int) -> dict[str, int]:
     """``{field: rows}`` with reason ``unmapped_code`` in one outcomes Parquet, chunk by chunk."""
     counts: dict[str, int] = {}
-    source = pq.ParquetFile(path)
+    source = open_parquet(path)
     for batch in source.iter_batches(batch_size=chunk_rows, columns=["reason", "field"]):
         hits = batch.filter(pc.fill_null(pc.equal(batch.column("reason"), UNMAPPED_CODE), False))
         if hits.num_rows == 0:

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import BaseModel
 from rich.table import Table
 from rich.text import Text
 
 from etl.batch import BatchPaths, safe_batch_id, write_json
 from etl.catalog import Catalog
+from etl.core.arrow import open_parquet
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.extract.landing import read_manifest
 from etl.report.masking import MIN_COUNT, identity_like, is_safe_to_show, shapes
@@ -246,7 +246,7 @@ def profile_dataset(
     path: Path, dataset: str, source: str, sha256: str, uses: dict, chunk_rows: int
 ) -> DatasetProfile:
     """Profile the declared columns of one landed Parquet file, chunk by chunk."""
-    parquet = pq.ParquetFile(path)
+    parquet = open_parquet(path)
     available = set(parquet.schema_arrow.names)
     columns = [column for column in uses if column in available]
     summaries = {}

@@ -41,9 +41,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from etl.batch import BatchPaths
+from etl.core.arrow import open_parquet
 from etl.core.ids import core_ids
 from etl.extract.landing import SOURCE_KEY
 from etl.transform.vectorised import is_in
@@ -159,7 +159,7 @@ def landed_ids(
     if not wanted or not landed_file.exists():
         return set()
     found: set[str] = set()
-    source = pq.ParquetFile(landed_file)
+    source = open_parquet(landed_file)
     for batch in source.iter_batches(batch_size=chunk_rows, columns=[SOURCE_KEY]):
         keys = batch.column(0).to_pandas().astype("string")
         ids = core_ids(system, target, keys[keys.notna()])

@@ -172,7 +172,10 @@ def test_the_aggregate_verification_catches_a_row_the_write_lost_or_changed(
     sources = _stage(engine, tmp_path, "b1", _rows("b1", range(20)))
     monkeypatch.setattr(direct, "bulk_insert", lossy)
     with engine.begin() as connection:
-        assert promote(connection, "b1", [ENTITY], sources).entities[ENTITY].verified == 0
+        assert (
+            promote(connection, "b1", [ENTITY], sources, chunk_rows=7).entities[ENTITY].verified
+            == 0
+        )
         connection.rollback()
 
     def tampered(connection, table, data):
@@ -182,7 +185,10 @@ def test_the_aggregate_verification_catches_a_row_the_write_lost_or_changed(
 
     monkeypatch.setattr(direct, "bulk_insert", tampered)
     with engine.begin() as connection:
-        assert promote(connection, "b1", [ENTITY], sources).entities[ENTITY].verified == 0
+        assert (
+            promote(connection, "b1", [ENTITY], sources, chunk_rows=7).entities[ENTITY].verified
+            == 0
+        )
         connection.rollback()
 
 
