@@ -91,3 +91,18 @@ def test_lineage_rows_filter_by_core_column():
         }
     ]
     assert "normalise_icd10_se" in rows[0]["transform"]
+
+
+def test_the_lineage_command_prints_a_core_columns_sources(monkeypatch):
+    import json
+
+    from tests.commands import invoke
+
+    monkeypatch.setenv("VARDFLYTT_MAPPINGS_DIR", str(MAPPINGS))
+    result = invoke("lineage", "--system", "melior", "--column", "diagnosis.is_blocked", "--json")
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert {(r["source"], r["kind"]) for r in rows} == {
+        ("kontakt.SPARR", "DIRECT TRANSFORMATION"),
+        ("diagnos.KONTAKTNR", "INDIRECT JOIN"),
+    }
+    invoke("lineage", "--system", "melior", "--column", "diagnosis.no_such_column", expect=1)
