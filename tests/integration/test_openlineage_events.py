@@ -57,6 +57,7 @@ def test_a_dag_run_emits_column_lineage_from_the_mappings(
         if e["job"]["name"] == f"vardflytt_{SYSTEM}.load" and e["eventType"] == "COMPLETE"
     ]
     assert len(load) == 1
+    assert load[0]["job"]["namespace"] == "vardflytt"  # the project's Airflow environment
     outputs = {(o["namespace"], o["name"]): o for o in load[0]["outputs"]}
     diagnosis = outputs[(CORE_NAMESPACE, "diagnosis")]["facets"]["columnLineage"]["fields"]
     (source,) = diagnosis["icd10_code"]["inputFields"]
