@@ -5,7 +5,8 @@
   initial / delta: load the wave, reconcile it, write the evidence pack.
   final: freeze, final delta, verify (the run fails with the failing criteria), a go/no-go per
   approving role in Airflow (human-in-the-loop, assigned to the role's users in the plan), record
-  every answer in the ledger and, if every role approved, cut over; evidence pack.
+  every answer in the ledger and, if every role approved, cut over; evidence pack; the wave's
+  FHIR R4 export (``export_fhir``, nothing when the go/no-go rejected).
 - ``vardflytt_rollback``: roll back a wave, or one batch; evidence pack.
 
 Every run takes the wave's lease in its first task and gives it back in its last, a setup and
@@ -30,6 +31,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.execution_time.hitl import HITLUser
 
+from etl.airflow_lineage import with_column_lineage
 from etl.cutover.airflow_hitl import APPROVE, REJECT, approval_task_id
 from etl.cutover.plan import PLAN_FILE, load_plan
 from etl.dag_names import (
@@ -233,6 +235,14 @@ def build_cutover_dag(wave):
 
         return record_decision(get_settings(), run["wave"], responses, run["run_id"])
 
+    # The wave's rows as FHIR R4 NDJSON once it is cut over (etl/export/after_cutover.py).
+    @task
+    def export_fhir(run: dict, decided: dict) -> dict:
+        from etl.export.after_cutover import export_cut_over_wave
+        from etl.settings import get_settings
+
+        return export_cut_over_wave(get_settings(), run["wave"], decided)
+
     @dag(
         dag_id=cutover_dag_id(wave.wave),
         description=f"Cutover of wave {wave.wave}: {title}",
@@ -257,12 +267,14 @@ def build_cutover_dag(wave):
 
         rehearsed = rehearse(run)
 
-        loaded = load_wave(run)
+        loaded = with_column_lineage(load_wave(run), wave.systems)
         reconciled = reconcile_wave(run, loaded)
         load_evidence = evidence_pack.override(task_id="load_evidence")(run, "load", reconciled)
 
         frozen = freeze(run)
-        final_delta = load_wave.override(task_id="load_final_delta")(run, "final")
+        final_delta = with_column_lineage(
+            load_wave.override(task_id="load_final_delta")(run, "final"), wave.systems
+        )
         frozen >> final_delta
         verified = verify(run, final_delta)
         # One go/no-go per role, assigned to that role's Airflow users: Airflow refuses others.
@@ -292,10 +304,12 @@ def build_cutover_dag(wave):
         cutover_evidence = evidence_pack.override(task_id="cutover_evidence")(
             run, "cutover", decided
         )
+        exported = export_fhir(run, decided)
+        cutover_evidence >> exported
 
         branch >> [rehearsed, loaded, frozen]
         released = release_wave_lock(run)
-        [rehearsed, load_evidence, cutover_evidence] >> released.as_teardown(setups=run)
+        [rehearsed, load_evidence, exported] >> released.as_teardown(setups=run)
 
     return cutover()
 

@@ -26,6 +26,7 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
+from etl.airflow_lineage import with_column_lineage
 from etl.dag_names import (
     CORE_WRITE_POOL,
     EXPECTATIONS_DIR,
@@ -206,7 +207,10 @@ def migrate_system(system: str, entities: list[str]) -> None:
         for needed in needs:  # the suite joins or resolves against these (etl/validate/order.py)
             mapped[needed] >> checked
         validated.append(checked)
-    _finish(batch, validated, load_task(system))
+    loaded = _finish(batch, validated, load_task(system))
+    # OpenLineage (when a transport is configured): the load's core tables, column by column
+    # traced to this system's source columns through the mappings (etl/airflow_lineage.py).
+    with_column_lineage(loaded, [system])
 
 
 def migrate_mapped_system(system, entities) -> None:
@@ -220,11 +224,12 @@ def migrate_mapped_system(system, entities) -> None:
     _finish(batch, [validated], load_task(None))
 
 
-def _finish(batch, validated: list, load) -> None:
+def _finish(batch, validated: list, load):
     gated = quality_gate(batch)
     loaded = load(batch)
     validated >> gated >> loaded
     reconcile(loaded) >> report(batch).as_teardown(setups=batch)
+    return loaded
 
 
 def build_system_dag(system: str, entities: list[str], priority_weight: int = 1):

@@ -104,6 +104,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     # Sized for this machine and on loopback, unless the operator's environment says otherwise.
     for name, value in machine_settings().items():
         environment.setdefault(name, value)
+    # OpenLineage jobs under one namespace; events go nowhere until the operator configures a
+    # transport (AIRFLOW__OPENLINEAGE__TRANSPORT; README, "Lineage").
+    environment.setdefault("AIRFLOW__OPENLINEAGE__NAMESPACE", "vardflytt")
     if "AIRFLOW__API__PORT" in environment:
         # Tasks reach the execution API at [api] base_url, by default http://localhost:8080: an
         # api-server on another port takes its tasks along, or every task fails to start.

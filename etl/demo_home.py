@@ -36,6 +36,7 @@ DEMO_STATE = (
     "docs",
     "reports",
     "evidence",
+    "export",  # the FHIR export each cut-over wave's DAG writes
     "rehearsals",
     "dashboard",
     "purges",
@@ -43,7 +44,7 @@ DEMO_STATE = (
 )
 KEPT_AIRFLOW_FILES = ("simple_auth_manager_passwords.json",)
 # What says "this home holds someone's migration": never reset without the marker.
-DATA_STATE = ("core", "landing", "evidence", "rehearsals", "reports")
+DATA_STATE = ("core", "landing", "evidence", "export", "rehearsals", "reports")
 
 
 class DemoHomeError(RuntimeError):

@@ -57,6 +57,10 @@ DEFINITIONS = {
     "DagBag(dag_folder=dags)` after airflow was imported (total minus import); "
     "warm_reparse_seconds = a second DagBag fill in the same interpreter. The first "
     "interpreter (cold caches, fresh AIRFLOW_HOME) is reported apart, not in the median",
+    "export": "etl.export.bulk.export_fhir(wave=None) of the SQLite run's core in this process: "
+    "rows_per_second = rows of the exported entities' core tables / seconds, "
+    "resources_per_second = NDJSON resources written / seconds; peak_rss_mib sampled as for a "
+    "stage; the files are removed after",
 }
 
 

@@ -73,6 +73,10 @@ def results_markdown(results: dict[str, Any]) -> str:
         parts += ["", f"VmHWM {shown(run.get('vm_hwm_mib'), 1)} MiB (exact process peak)."]
     if results.get("throughput"):
         parts += ["", *throughput_lines(results["throughput"])]
+    if results.get("export"):
+        from etl.bench.export import export_lines
+
+        parts += ["", *export_lines(results["export"])]
     if results.get("startup") and not results["startup"].get("error"):
         parts += ["", *startup_lines(results["startup"])]
         dag_parse = results.get("dag_parse") or {}

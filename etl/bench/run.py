@@ -87,6 +87,7 @@ def run_benchmark(
         else None
     )
     dashboard = _dashboard(run_dir, problems, log) if with_dashboard else None
+    export = _export(run_dir, estate, chunk_rows, runs, problems, log)
     startup = _startup(startup_repeats, problems, log) if startup_repeats > 0 else None
 
     results = build_results(
@@ -118,6 +119,7 @@ def run_benchmark(
         problems=problems,
     )
     results["dashboard"] = dashboard
+    results["export"] = export
     add_goals(results, startup)
     _write_results(results, work_dir, run_dir, keep_files or bool(problems))
     return results
@@ -279,6 +281,28 @@ def _dag_parse(
         dag_parse = {"error": f"{type(error).__name__}: {error}"}
         problems.append(f"DAG parse timing failed: {error}")
     return dag_parse
+
+
+def _export(
+    run_dir: Path,
+    estate: Path,
+    chunk_rows: int,
+    runs: list[dict[str, Any]],
+    problems: list[str],
+    log: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """The FHIR export of the SQLite run's core (None without a successful SQLite run)."""
+    if not any(run["label"] == "sqlite" and not run.get("error") for run in runs):
+        return None
+    log("FHIR export of the SQLite core (--all): throughput and peak RSS")
+    try:
+        from etl.bench.export import measure_export
+
+        core_url = bench_settings(run_dir / "sqlite", estate, chunk_rows).resolved_core_url
+        return measure_export(core_url, run_dir / "export")
+    except Exception as error:
+        problems.append(f"FHIR export timing failed: {error}")
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def _dashboard(run_dir: Path, problems: list[str], log: Callable[[str], None]) -> dict[str, Any]:

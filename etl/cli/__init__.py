@@ -91,6 +91,7 @@ app.command("bench")(reports.bench)
 app.command("docs")(reports.docs)
 app.command("profile")(reports.profile)
 app.command("coverage")(reports.coverage)
+app.command("lineage")(reports.lineage)
 app.command("dashboard")(dashboard.dashboard)
 
 app.add_typer(estate_app, name="estate")

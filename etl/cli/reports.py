@@ -1,5 +1,5 @@
-"""``vardflytt bench``, ``docs``, ``profile`` and ``coverage``: reports for engineers and data
-stewards (counts, codes and masked shapes only)."""
+"""``vardflytt bench``, ``docs``, ``profile``, ``coverage`` and ``lineage``: reports for
+engineers and data stewards (counts, codes, column names and masked shapes only)."""
 
 from __future__ import annotations
 
@@ -398,3 +398,37 @@ def coverage(
     residency.check_storage(target, "the coverage report (--out)", settings)
     path = write_coverage(report, target)
     console.print(f"coverage: {path}")
+
+
+def lineage(
+    system: Annotated[
+        list[str] | None, typer.Option("--system", help="Source system (repeatable; default all).")
+    ] = None,
+    column: Annotated[
+        str | None,
+        typer.Option(
+            help="Core column, as table.column (or column alone), e.g. diagnosis.icd10_code."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Column lineage from mappings/: each core column, its source columns and the transform."""
+    import json
+
+    from rich.table import Table
+
+    from etl.report.lineage import lineage_rows
+
+    settings = get_settings()
+    rows = lineage_rows(settings.mappings_dir, system, column)
+    if not rows:
+        console.print("no core column matches")
+        raise typer.Exit(1)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table("core column", "system", "source", "kind", "transform")
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)

@@ -48,11 +48,21 @@ SECURITY_REASON_SYSTEM = "urn:vardflytt:security-label"
 PROTECTED_IDENTITY_SYSTEM = "urn:vardflytt:protected-identity"
 ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 NULL_FLAVOR_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
-# Code systems. ICD-10-SE and KVÅ: Socialstyrelsen's OIDs; ATC: the URI FHIR defines; NPU: the
-# Swedish OID for NPU codes. The three OIDs were not checked against the national OID register
-# when this was written: confirm them with the receiving system before a real export. NPL-id,
-# profession codes and local analysis codes have no system we could confirm: they carry the
-# project's URN so a receiver can map them, never a guessed OID.
+# Code systems. ATC: the URI FHIR defines. ICD-10-SE, KVÅ and NPU have no FHIR URI (HL7 Sweden's
+# base profiles, hl7se.fhir.base 1.1.0, define none), so they are the OIDs the national service
+# contracts (RIV-TA) use, as urn:oid. Checked 2026-12-04 against:
+# - ICD-10-SE 1.2.752.116.1.1.1.1.3 (Socialstyrelsen): Inera's "Swedish Healthcare Service -
+#   Health Condition Description" IG, Common Components (CVType example codeSystem),
+#   https://ineraservices.bitbucket.io/ig-tkb-clinicalprocess-healthcond-description/common-components.html
+# - KVÅ 1.2.752.116.1.3.2.1.4 (Socialstyrelsen) and NPU 1.2.752.108.1 (the Swedish NPU release):
+#   the RIV-TA list "Lista över vanligt förekommande kodverk och identifierare" (codes and
+#   identifiers of the service contracts), and the TKBs that require them (KVÅ in
+#   clinicalprocess:healthcond:description alert treatment codes; NPU in
+#   clinicalprocess:healthcond:actoutcome GetLaboratoryOrderOutcome, analysisCode.codeSystem);
+#   Inera's current register: https://inera.atlassian.net/wiki/spaces/KINT/pages/2648506471
+# The same list names NPL-id 1.2.752.129.2.1.5.1 (Läkemedelsverket), not yet used below.
+# Profession codes and local analysis codes carry the project's URN so a receiver can map them,
+# never a guessed OID.
 ICD10_SE_SYSTEM = "urn:oid:1.2.752.116.1.1.1.1.3"
 KVA_SYSTEM = "urn:oid:1.2.752.116.1.3.2.1.4"
 ATC_SYSTEM = "http://www.whocc.no/atc"

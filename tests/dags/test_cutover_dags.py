@@ -16,12 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def cutover_graph(roles: list[str]) -> dict[str, list[str]]:
     """The designed graph of a wave's DAG: task -> its downstream tasks. take_wave_lock feeds the
     run (wave, phase, run id) to every task; release_wave_lock is its teardown; verify asks each
-    approving role (go_no_go_<role>) and record_decision takes every answer."""
+    approving role (go_no_go_<role>), record_decision takes every answer, and export_fhir
+    writes the wave's FHIR export after the cutover's evidence pack."""
     approvals = [f"go_no_go_{role}" for role in roles]
     return {
         "take_wave_lock": [
             "choose_phase",
             "cutover_evidence",
+            "export_fhir",
             "freeze",
             "load_evidence",
             "load_final_delta",
@@ -41,8 +43,9 @@ def cutover_graph(roles: list[str]) -> dict[str, list[str]]:
         "load_final_delta": ["verify"],
         "verify": sorted(approvals),
         **{approval: ["record_decision"] for approval in approvals},
-        "record_decision": ["cutover_evidence"],
-        "cutover_evidence": ["release_wave_lock"],
+        "record_decision": ["cutover_evidence", "export_fhir"],
+        "cutover_evidence": ["export_fhir"],
+        "export_fhir": ["release_wave_lock"],
         "release_wave_lock": [],
     }
 

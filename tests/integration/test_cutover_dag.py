@@ -203,6 +203,8 @@ def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_ba
         CHANNEL,
     )
     assert rejection["note"] == "wait for Monday" and rejection["run_id"] == history[-1]["run_id"]
+    exported = home / "export" / "fhir" / WAVE
+    assert not exported.exists()  # a rejected wave is not exported
 
     # Go: the next final run skips the freeze (still frozen), verifies again and cuts over.
     _final_run_answered(home, environment, "anna")
@@ -223,6 +225,13 @@ def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_ba
     assert _respondents(home)[len(respondents_before) :] == ["lena", "anna"]
     packs = {p.name.split("-manual")[0] for p in (home / "evidence" / WAVE).iterdir()}
     assert {"load", "go-no-go", "cutover"} <= packs
+    # The DAG's last task before the lease goes: the cut-over wave as FHIR R4 NDJSON.
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["extension"]["wave"] == WAVE and manifest["extension"]["batches"]
+    counts = {o["type"]: o["count"] for o in manifest["output"]}
+    assert counts["Patient"] > 0
+    patients = (exported / "Patient.ndjson").read_text().splitlines()
+    assert len(patients) == counts["Patient"]
 
     rollback = json.dumps({"wave": WAVE})
     _dags_test(home, environment, "vardflytt_rollback", rollback)
