@@ -312,9 +312,7 @@ class WaitingListEntry(CoreRecord):
     """A place on a waiting list (care guarantee follow-up): for a visit or an operation."""
 
     entity: ClassVar[str] = "waiting_list_entry"
-    coded_fields: ClassVar[dict[str, Coded]] = {
-        "planned_kva_code": Coded("kva", PROCEDURE_SOURCES)
-    }
+    coded_fields: ClassVar[dict[str, Coded]] = {"planned_kva_code": Coded("kva", PROCEDURE_SOURCES)}
     waiting_list_entry_id: str
     patient_id: str
     care_unit_hsa_id: str | None = None

@@ -400,9 +400,7 @@ def observation(row: Row, context: Context = NO_CONTEXT) -> Resource:
     source = _source_coding(row, "npu_code", NPU_SYSTEM)
     if source is None and not _present(row.get("npu_code_source_system")):
         source = _coding(analysis_system(row["source_system"]), row.get("source_analysis_code"))
-    code = _concept(
-        _coding(NPU_SYSTEM, row.get("npu_code")), source, text=row.get("analysis_name")
-    )
+    code = _concept(_coding(NPU_SYSTEM, row.get("npu_code")), source, text=row.get("analysis_name"))
     return _compact(
         {
             "resourceType": "Observation",

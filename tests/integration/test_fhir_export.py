@@ -360,9 +360,8 @@ def test_source_codes_survive_the_round_trip_as_a_second_coding(migrated, tmp_pa
                     assert row[f"{column}_source_code"] is not None
                 if source_system is None or source_system == target_system:
                     continue
-                assert _codes(resource, element, source_system) == [
-                    row[f"{column}_source_code"]
-                ], (entity, row_id)
+                source_code = row[f"{column}_source_code"]
+                assert _codes(resource, element, source_system) == [source_code], row_id
                 assert _codes(resource, element, target_system) == [row[column]]
                 two_codings[entity] += 1
     # Melior's local lab codes, AsynjaVisph's KSH97-P diagnoses, Melior's alerts' own codes.
