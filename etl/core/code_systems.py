@@ -87,15 +87,20 @@ def verhoeff_valid(values: pd.Series) -> pd.Series:
     result = pd.Series(False, index=values.index)
     if not shaped.any():
         return result
-    reversed_padded = text[shaped].str[::-1].str.pad(18, side="right", fillchar="x")
-    raw = np.frombuffer("".join(reversed_padded).encode("ascii"), dtype=np.uint8)
+    # Fixed-width bytes, NUL-padded on the right, then right-aligned once: column j holds the
+    # digit j places from the right end (the check digit is j = 0), -1 where the id is shorter.
+    raw = np.array(text[shaped].to_numpy(dtype=object), dtype="S18").view(np.uint8)
     raw = raw.reshape(-1, 18)
-    present = raw != ord("x")
-    digits = np.where(present, raw.astype(np.int16) - ord("0"), 0)
+    lengths = (raw != 0).sum(axis=1)
+    columns = lengths[:, None] - 1 - np.arange(18)[None, :]
+    aligned = np.take_along_axis(raw, np.clip(columns, 0, None), axis=1).astype(np.int8)
+    aligned = np.asfortranarray(np.where(columns >= 0, aligned - ord("0"), -1))
     check = np.zeros(len(raw), dtype=np.int8)
     for position in range(18):
-        step = _MULTIPLY[check, _PERMUTE[position % 8, digits[:, position]]]
-        check = np.where(present[:, position], step, check)
+        digit = aligned[:, position]
+        present = digit >= 0
+        step = _MULTIPLY[check, _PERMUTE[position % 8, np.where(present, digit, 0)]]
+        check = np.where(present, step, check)
     result[shaped] = check == 0
     return result
 
