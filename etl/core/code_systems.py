@@ -24,11 +24,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # pandas and numpy load on first use: the core model (and so every DAG file
+    # that reads the wave plan) imports this module, and parsing a DAG loads no data library.
+    import numpy as np
+    import pandas as pd
 
-from etl.core.vocabulary import ATC_PATTERN, KVA_PATTERN, NPU_PATTERN
+# The shapes of national codes (the vocabulary's normalising transforms use them too).
+ICD10_SE_PATTERN = r"[A-Z][0-9]{2}(\.[0-9]{1,2}[A-Z]?)?"
+KVA_PATTERN = r"[A-Z]{3}[0-9]{2}|[A-Z]{2}[0-9]{3}"
+ATC_PATTERN = r"[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}"
+NPU_PATTERN = r"NPU[0-9]{5}"
 
 SNOMED_CT_URI = "http://snomed.info/sct"
 LOCAL_PREFIX = "local:"
@@ -38,35 +46,36 @@ LOCAL_URI_PATTERN = r"urn:vardflytt:[a-z0-9][a-z0-9-]*:[a-z0-9_]+"
 
 # --- Verhoeff (dihedral group D5): the check digit of SNOMED CT identifiers ---------------------
 
-_MULTIPLY = np.array(
-    [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
-        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
-        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
-        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
-        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
-        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
-        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
-        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
-        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
-    ],
-    dtype=np.int8,
+_MULTIPLY_ROWS = (
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+    [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+    [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
 )
-_PERMUTE = np.array(
-    [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
-        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
-        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
-        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
-        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
-        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
-        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
-    ],
-    dtype=np.int8,
+_PERMUTE_ROWS = (
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+    [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+    [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+    [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+    [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+    [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+    [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
 )
 _INVERSE = (0, 4, 3, 2, 1, 5, 6, 7, 8, 9)
+
+
+@cache
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    return np.array(_MULTIPLY_ROWS, dtype=np.int8), np.array(_PERMUTE_ROWS, dtype=np.int8)
 
 
 def verhoeff_check_digit(digits: str) -> int:
@@ -75,13 +84,17 @@ def verhoeff_check_digit(digits: str) -> int:
         raise ValueError("Verhoeff needs digits")
     check = 0
     for position, digit in enumerate(reversed(digits), start=1):
-        check = int(_MULTIPLY[check, _PERMUTE[position % 8, int(digit)]])
+        check = _MULTIPLY_ROWS[check][_PERMUTE_ROWS[position % 8][int(digit)]]
     return _INVERSE[check]
 
 
 def verhoeff_valid(values: pd.Series) -> pd.Series:
     """Whether each string of digits ends in its Verhoeff check digit; vectorised over rows
     (one step per digit position, at most 18). False for NA or anything not all digits."""
+    import numpy as np
+    import pandas as pd
+
+    multiply, permute = _tables()
     text = values.astype("string")
     shaped = text.str.fullmatch(r"[0-9]{1,18}").fillna(False).astype(bool)
     result = pd.Series(False, index=values.index)
@@ -99,7 +112,7 @@ def verhoeff_valid(values: pd.Series) -> pd.Series:
     for position in range(18):
         digit = aligned[:, position]
         present = digit >= 0
-        step = _MULTIPLY[check, _PERMUTE[position % 8, np.where(present, digit, 0)]]
+        step = multiply[check, permute[position % 8, np.where(present, digit, 0)]]
         check = np.where(present, step, check)
     result[shaped] = check == 0
     return result
@@ -224,6 +237,8 @@ def probe(codes: pd.Series) -> pd.Series:
 def systems_of(codes: pd.Series, systems: list[CodeSystem]) -> pd.Series:
     """Per code, the URI of the first system that recognises it (NA: none does, or no code)."""
     probed = probe(codes)
+    import pandas as pd
+
     found = pd.Series(pd.NA, index=codes.index, dtype="string")
     for system in systems:
         hit = found.isna() & probed.notna() & system.recognises(probed)
