@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from etl.core import (
+    code_systems,
     encodings,  # noqa: F401  (registers iso646_se before codecs are checked)
     yaml_files,
 )
@@ -246,11 +247,33 @@ class ColumnMapping(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     # Required for safety-critical targets (etl/core/safety.py): what an uncertain value does.
     safety: SafetyDeclaration | None = None
+    # Required for coded targets (etl/core/code_systems.py): the code system(s) of the legacy
+    # codes, by name (``icd10_se``, ``local:alert-code``); a list: the first that recognises a
+    # code is its system. Kept in the core as ``<target>_source_code``/``_source_system``.
+    source_system: str | list[str] | None = None
+    # A target whose system varies per row (an alert's code): the systems the mapped code may be
+    # in, recognised the same way; default: the source systems (the code passes unchanged).
+    target_system: str | list[str] | None = None
     note: str = ""
 
     @property
     def source_columns(self) -> list[str]:
         return [] if self.source is None else [self.source]
+
+    @property
+    def declared_source_systems(self) -> list[str]:
+        return _as_list(self.source_system)
+
+    @property
+    def declared_target_systems(self) -> list[str]:
+        return _as_list(self.target_system) or self.declared_source_systems
+
+    def source_code_systems(self, system: str) -> list[code_systems.CodeSystem]:
+        """The declared source systems, resolved for the mapping's source ``system``."""
+        return [code_systems.resolve(name, system) for name in self.declared_source_systems]
+
+    def target_code_systems(self, system: str) -> list[code_systems.CodeSystem]:
+        return [code_systems.resolve(name, system) for name in self.declared_target_systems]
 
     @model_validator(mode="after")
     def _known_transform(self) -> ColumnMapping:
@@ -287,6 +310,75 @@ class ColumnMapping(Strict):
 
     def parsed_args(self):
         return REGISTRY[self.transform].args_model.model_validate(self.args)
+
+
+def _as_list(declared: str | list[str] | None) -> list[str]:
+    if declared is None:
+        return []
+    return [declared] if isinstance(declared, str) else list(declared)
+
+
+def coded_column_problems(entity: str, column: ColumnMapping) -> list[str]:
+    """What is wrong with a column's code system declaration (etl/core/code_systems.py)."""
+    model = ENTITIES[entity]
+    coded = model.coded_fields.get(column.target)
+    field = f"columns.{column.target}"
+    if coded is None:
+        return [
+            f"field '{field}.{key}': '{column.target}' is not a coded column of '{entity}' "
+            f"(coded: {', '.join(model.coded_fields) or 'none'})"
+            for key, value in (
+                ("source_system", column.source_system),
+                ("target_system", column.target_system),
+            )
+            if value is not None
+        ]
+    allowed = [*coded.allowed, "local:<name>"]
+    if column.source is None:
+        return []  # a constant: nothing was written in the source, so no source code to keep
+    if not column.declared_source_systems:
+        return [
+            f"field '{field}.source_system': '{column.target}' is coded: declare the code "
+            f"system of the legacy codes (allowed here: {', '.join(allowed)})"
+        ]
+    if column.target_system is not None and coded.system_column is None:
+        return [
+            f"field '{field}.target_system': '{column.target}' is always in "
+            f"{code_systems.KNOWN[str(coded.target)].title}; only a column whose system varies "
+            "per row declares it"
+        ]
+    problems = []
+    for key, names in (
+        ("source_system", column.declared_source_systems),
+        ("target_system", _as_list(column.target_system)),
+    ):
+        resolved = []
+        for name in names:
+            try:
+                system = code_systems.resolve(name, "system")
+            except ValueError as error:
+                problems.append(f"field '{field}.{key}': {error}")
+                continue
+            if not coded.allows(system):
+                why = (
+                    " (SNOMED CT only for diagnoses and findings)"
+                    if system is code_systems.SNOMED_CT
+                    else ""
+                )
+                problems.append(
+                    f"field '{field}.{key}': '{name}' is not allowed for "
+                    f"{entity}.{column.target}{why}; allowed: {', '.join(allowed)}"
+                )
+            resolved.append(system)
+        catch_all = [s.name for s in resolved[:-1] if s.is_catch_all]
+        if catch_all:
+            problems.append(
+                f"field '{field}.{key}': {catch_all} recognise any code, so a system after them "
+                "would never be chosen; list them last"
+            )
+        if len({s.name for s in resolved}) != len(resolved):
+            problems.append(f"field '{field}.{key}': a system is listed twice")
+    return problems
 
 
 class IdentifierOrigin(StrEnum):
@@ -526,6 +618,14 @@ class EntityMapping(Strict):
         identity_targets = {"identity_number", "identity_kind"} & set(targets)
         if identity_targets:
             raise ValueError(f"{sorted(identity_targets)} come from 'identifiers', not 'columns'")
+        derived = sorted(set(model.derived_code_fields()) & set(targets))
+        if derived:
+            raise ValueError(
+                f"{derived} are filled from the coded column's 'source_system', not mapped"
+            )
+        problems = [p for c in self.columns for p in coded_column_problems(self.entity, c)]
+        if problems:
+            raise ValueError("; ".join(problems))
         required = {
             name for name, info in model.model_fields.items() if info.is_required()
         } & allowed

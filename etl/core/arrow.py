@@ -6,12 +6,16 @@ import datetime as dt
 import os
 from collections.abc import Iterator
 from functools import cache
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 
 from etl.core.model import ENTITIES
 from etl.core.tables import _python_type
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 _ARROW_TYPES = {
     str: pa.string(),
@@ -49,7 +53,7 @@ def to_arrow(frame: pd.DataFrame, entity: str) -> pa.Table:
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
-def open_parquet(path: str | os.PathLike[str]):
+def open_parquet(path: str | os.PathLike[str]) -> pq.ParquetFile:
     """A Parquet file to read chunk by chunk, with memory bounded by the chunk.
 
     pyarrow's ``ParquetFile`` pre-buffers by default: while ``iter_batches`` walks the file it

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl.core.code_systems import Coded, source_code_column, source_system_column
+
 # HSA-id of a care unit or a person: SE + the organisation number + '-' + letters and digits, at
 # most 31 characters (so never å/ä/ö). The transforms check values with etl.identifiers.
 HSA_ID_PATTERN = r"^SE[0-9]{10}-[A-Za-z0-9]{1,18}$"
@@ -59,10 +61,25 @@ class CoreRecord(BaseModel):
         "content_hash",
     )
 
+    # Coded columns (etl/core/code_systems.py): each keeps, beside the target code, the code as
+    # the source wrote it and that code's system, ``<column>_source_code`` and
+    # ``<column>_source_system`` (filled by the transform from the mapping's ``source_system``).
+    coded_fields: ClassVar[dict[str, Coded]] = {}
+
     source_system: str
     source_key: str
     batch_id: str
     content_hash: str
+
+    @classmethod
+    def derived_code_fields(cls) -> list[str]:
+        """Fields the transform fills from a coded column's declaration, never a mapping."""
+        derived = []
+        for column, coded in cls.coded_fields.items():
+            derived += [source_code_column(column), source_system_column(column)]
+            if coded.system_column:
+                derived.append(coded.system_column)
+        return derived
 
     @classmethod
     def id_field(cls) -> str:
@@ -85,6 +102,15 @@ class CoreRecord(BaseModel):
             if isinstance(extra, dict) and "sensitive" in extra:
                 found[name] = Sensitivity(str(extra["sensitive"]))
         return found
+
+
+# Which systems a coded column's legacy codes may be in (``local:<name>`` always may). SNOMED CT
+# only where the column holds a diagnosis or a finding.
+DIAGNOSIS_SOURCES = ("icd10_se", "ksh97_p", "snomed_ct")
+PROCEDURE_SOURCES = ("kva",)
+LAB_SOURCES = ("npu", "snomed_ct")
+ATC_SOURCES = ("atc",)
+ALERT_SYSTEMS = ("icd10_se", "atc", "snomed_ct")
 
 
 class Patient(CoreRecord):
@@ -158,10 +184,13 @@ class Encounter(CoreRecord):
 
 class Diagnosis(CoreRecord):
     entity: ClassVar[str] = "diagnosis"
+    coded_fields: ClassVar[dict[str, Coded]] = {"icd10_code": Coded("icd10_se", DIAGNOSIS_SOURCES)}
     diagnosis_id: str
     patient_id: str
     encounter_id: str | None = None
     icd10_code: str | None = None
+    icd10_code_source_code: str | None = None
+    icd10_code_source_system: str | None = None
     diagnosis_text: str | None = sensitive(Sensitivity.FREE_TEXT)
     diagnosis_date: dt.date | None = None
     is_primary_diagnosis: bool | None = None
@@ -171,10 +200,13 @@ class Diagnosis(CoreRecord):
 
 class Procedure(CoreRecord):
     entity: ClassVar[str] = "procedure"
+    coded_fields: ClassVar[dict[str, Coded]] = {"kva_code": Coded("kva", PROCEDURE_SOURCES)}
     procedure_id: str
     patient_id: str
     encounter_id: str | None = None
     kva_code: str | None = None
+    kva_code_source_code: str | None = None
+    kva_code_source_system: str | None = None
     procedure_date: dt.date | None = None
     care_unit_hsa_id: str | None = None
     is_blocked: bool = False
@@ -184,9 +216,12 @@ class Observation(CoreRecord):
     """A laboratory result."""
 
     entity: ClassVar[str] = "observation"
+    coded_fields: ClassVar[dict[str, Coded]] = {"npu_code": Coded("npu", LAB_SOURCES)}
     observation_id: str
     patient_id: str
     npu_code: str | None = None
+    npu_code_source_code: str | None = None
+    npu_code_source_system: str | None = None
     source_analysis_code: str | None = None
     analysis_name: str | None = None
     value_numeric: float | None = None
@@ -202,10 +237,18 @@ class Observation(CoreRecord):
 
 class Medication(CoreRecord):
     entity: ClassVar[str] = "medication"
+    coded_fields: ClassVar[dict[str, Coded]] = {
+        "atc_code": Coded("atc", ATC_SOURCES),
+        "npl_id": Coded("npl_id", ("npl_id",)),
+    }
     medication_id: str
     patient_id: str
     atc_code: str | None = None
     npl_id: str | None = None
+    atc_code_source_code: str | None = None
+    atc_code_source_system: str | None = None
+    npl_id_source_code: str | None = None
+    npl_id_source_system: str | None = None
     product_name: str | None = None
     dosage_text: str | None = sensitive(Sensitivity.FREE_TEXT)
     start_date: dt.date | None = None
@@ -250,10 +293,16 @@ class Alert(CoreRecord):
     """Warning information (varningsinformation): allergies, infections, hypersensitivity."""
 
     entity: ClassVar[str] = "alert"
+    coded_fields: ClassVar[dict[str, Coded]] = {
+        "code": Coded(None, ALERT_SYSTEMS, system_column="code_system")
+    }
     alert_id: str
     patient_id: str
     alert_type: str | None = None
     code: str | None = None
+    code_system: str | None = None  # the URI of the code's system (per row)
+    code_source_code: str | None = None
+    code_source_system: str | None = None
     description: str | None = sensitive(Sensitivity.FREE_TEXT)
     recorded_date: dt.date | None = None
     is_blocked: bool = False
@@ -263,11 +312,14 @@ class WaitingListEntry(CoreRecord):
     """A place on a waiting list (care guarantee follow-up): for a visit or an operation."""
 
     entity: ClassVar[str] = "waiting_list_entry"
+    coded_fields: ClassVar[dict[str, Coded]] = {"planned_kva_code": Coded("kva", PROCEDURE_SOURCES)}
     waiting_list_entry_id: str
     patient_id: str
     care_unit_hsa_id: str | None = None
     listed_date: dt.date | None = None
     planned_kva_code: str | None = None
+    planned_kva_code_source_code: str | None = None
+    planned_kva_code_source_system: str | None = None
     priority: str | None = None
     status: str | None = None
     removed_date: dt.date | None = None
@@ -277,10 +329,18 @@ class OperationRequest(CoreRecord):
     """An operation request (operationsanmälan) from Orbit: what is planned, by whom, how urgent."""
 
     entity: ClassVar[str] = "operation_request"
+    coded_fields: ClassVar[dict[str, Coded]] = {
+        "kva_code": Coded("kva", PROCEDURE_SOURCES),
+        "icd10_code": Coded("icd10_se", DIAGNOSIS_SOURCES),
+    }
     operation_request_id: str
     patient_id: str
     kva_code: str | None = None
     icd10_code: str | None = None
+    kva_code_source_code: str | None = None
+    kva_code_source_system: str | None = None
+    icd10_code_source_code: str | None = None
+    icd10_code_source_system: str | None = None
     requested_date: dt.date | None = None
     priority: str | None = None
     surgeon_hsa_id: str | None = None
@@ -319,9 +379,12 @@ class Delivery(CoreRecord):
 
 class Immunization(CoreRecord):
     entity: ClassVar[str] = "immunization"
+    coded_fields: ClassVar[dict[str, Coded]] = {"atc_code": Coded("atc", ATC_SOURCES)}
     immunization_id: str
     patient_id: str
     atc_code: str | None = None
+    atc_code_source_code: str | None = None
+    atc_code_source_system: str | None = None
     vaccine_name: str | None = None
     batch_number: str | None = None
     administered_at: dt.datetime | None = None

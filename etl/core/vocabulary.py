@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from etl.core import code_systems
 from etl.core.ids import core_ids
 
 
@@ -440,10 +441,11 @@ def parse_legacy_timestamp(
 
 # --- codes ------------------------------------------------------------------------------------
 
-ICD10_SE_PATTERN = r"[A-Z][0-9]{2}(\.[0-9]{1,2}[A-Z]?)?"
-KVA_PATTERN = r"[A-Z]{3}[0-9]{2}|[A-Z]{2}[0-9]{3}"
-ATC_PATTERN = r"[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}"
-NPU_PATTERN = r"NPU[0-9]{5}"
+# The shapes live with the code systems (etl/core/code_systems.py), which recognise them too.
+ICD10_SE_PATTERN = code_systems.ICD10_SE_PATTERN
+KVA_PATTERN = code_systems.KVA_PATTERN
+ATC_PATTERN = code_systems.ATC_PATTERN
+NPU_PATTERN = code_systems.NPU_PATTERN
 
 
 @transform("normalise_icd10_se")

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl.core import code_systems
 from etl.identifiers import FHIR_SYSTEMS, IdentityKind
 
 Row = Mapping[str, Any]
@@ -48,26 +49,14 @@ SECURITY_REASON_SYSTEM = "urn:vardflytt:security-label"
 PROTECTED_IDENTITY_SYSTEM = "urn:vardflytt:protected-identity"
 ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 NULL_FLAVOR_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
-# Code systems. ATC: the URI FHIR defines. ICD-10-SE, KVÅ and NPU have no FHIR URI (HL7 Sweden's
-# base profiles, hl7se.fhir.base 1.1.0, define none), so they are the OIDs the national service
-# contracts (RIV-TA) use, as urn:oid. Checked 2026-12-04 against:
-# - ICD-10-SE 1.2.752.116.1.1.1.1.3 (Socialstyrelsen): Inera's "Swedish Healthcare Service -
-#   Health Condition Description" IG, Common Components (CVType example codeSystem),
-#   https://ineraservices.bitbucket.io/ig-tkb-clinicalprocess-healthcond-description/common-components.html
-# - KVÅ 1.2.752.116.1.3.2.1.4 (Socialstyrelsen) and NPU 1.2.752.108.1 (the Swedish NPU release):
-#   the RIV-TA list "Lista över vanligt förekommande kodverk och identifierare" (codes and
-#   identifiers of the service contracts), and the TKBs that require them (KVÅ in
-#   clinicalprocess:healthcond:description alert treatment codes; NPU in
-#   clinicalprocess:healthcond:actoutcome GetLaboratoryOrderOutcome, analysisCode.codeSystem);
-#   Inera's current register: https://inera.atlassian.net/wiki/spaces/KINT/pages/2648506471
-# The same list names NPL-id 1.2.752.129.2.1.5.1 (Läkemedelsverket), not yet used below.
-# Profession codes and local analysis codes carry the project's URN so a receiver can map them,
-# never a guessed OID.
-ICD10_SE_SYSTEM = "urn:oid:1.2.752.116.1.1.1.1.3"
-KVA_SYSTEM = "urn:oid:1.2.752.116.1.3.2.1.4"
-ATC_SYSTEM = "http://www.whocc.no/atc"
-NPU_SYSTEM = "urn:oid:1.2.752.108.1"
-NPL_SYSTEM = "urn:vardflytt:npl-id"
+# Code systems: one registry, etl/core/code_systems.py (its note cites where each URI was
+# checked). Profession codes have no system we could confirm: they carry the project's URN
+# so a receiver can map them, never a guessed OID.
+ICD10_SE_SYSTEM = code_systems.ICD10_SE.uri
+KVA_SYSTEM = code_systems.KVA.uri
+ATC_SYSTEM = code_systems.ATC.uri
+NPU_SYSTEM = code_systems.NPU.uri
+NPL_SYSTEM = code_systems.NPL_ID.uri
 PROFESSION_SYSTEM = "urn:vardflytt:profession-code"
 ORGANISATION_NUMBER_SYSTEM = "urn:vardflytt:organisationsnummer"
 ENCOUNTER_CLASS_SOURCE_SYSTEM = "urn:vardflytt:encounter-class"
@@ -141,8 +130,21 @@ def _coding(system: str, code: Any) -> dict[str, str] | None:
     return {"system": system, "code": str(code)} if _present(code) else None
 
 
+def _source_coding(row: Row, column: str, target_system: str | None) -> dict[str, str] | None:
+    """The code as the legacy system wrote it, with its system (a coded column's
+    ``<column>_source_code``/``_source_system``), beside the target coding. Left out when it is in
+    the target's own system: the target is then the same code, normalised (I219 as I21.9)."""
+    system = row.get(code_systems.source_system_column(column))
+    if not _present(system) or system == target_system:
+        return None
+    return _coding(str(system), row.get(code_systems.source_code_column(column)))
+
+
 def _concept(*codings: dict[str, str] | None, text: Any = None) -> dict[str, Any] | None:
-    found = [coding for coding in codings if coding]
+    found = []
+    for coding in codings:  # each (system, code) once
+        if coding and coding not in found:
+            found.append(coding)
     concept = _compact({"coding": found, "text": text if _present(text) else None})
     return concept or None
 
@@ -334,7 +336,9 @@ def condition(row: Row, context: Context = NO_CONTEXT) -> Resource:
                 )
             ],
             "code": _concept(
-                _coding(ICD10_SE_SYSTEM, row.get("icd10_code")), text=row.get("diagnosis_text")
+                _coding(ICD10_SE_SYSTEM, row.get("icd10_code")),
+                _source_coding(row, "icd10_code", ICD10_SE_SYSTEM),
+                text=row.get("diagnosis_text"),
             ),
             "subject": reference("Patient", row["patient_id"]),
             "encounter": reference("Encounter", row["encounter_id"])
@@ -356,7 +360,10 @@ def procedure(row: Row, context: Context = NO_CONTEXT) -> Resource:
             "id": row["procedure_id"],
             "meta": _meta(blocked_security(row.get("is_blocked"))),
             "status": "completed",
-            "code": _concept(_coding(KVA_SYSTEM, row.get("kva_code"))),
+            "code": _concept(
+                _coding(KVA_SYSTEM, row.get("kva_code")),
+                _source_coding(row, "kva_code", KVA_SYSTEM),
+            ),
             "subject": reference("Patient", row["patient_id"]),
             "encounter": reference("Encounter", row["encounter_id"])
             if resolved.get("encounter_id")
@@ -388,11 +395,12 @@ def observation(row: Row, context: Context = NO_CONTEXT) -> Resource:
             "high": _quantity(row.get("reference_high"), row.get("unit")),
         }
     )
-    code = _concept(
-        _coding(NPU_SYSTEM, row.get("npu_code")),
-        _coding(analysis_system(row["source_system"]), row.get("source_analysis_code")),
-        text=row.get("analysis_name"),
-    )
+    # Rows loaded before source codes were kept (core revision 0009) still carry the source
+    # analysis code in the legacy system's own analysis-code system.
+    source = _source_coding(row, "npu_code", NPU_SYSTEM)
+    if source is None and not _present(row.get("npu_code_source_system")):
+        source = _coding(analysis_system(row["source_system"]), row.get("source_analysis_code"))
+    code = _concept(_coding(NPU_SYSTEM, row.get("npu_code")), source, text=row.get("analysis_name"))
     return _compact(
         {
             "resourceType": "Observation",
@@ -428,7 +436,9 @@ def medication_statement(row: Row, context: Context = NO_CONTEXT) -> Resource:
             "status": "completed" if ended else "unknown",
             "medicationCodeableConcept": _concept(
                 _coding(ATC_SYSTEM, row.get("atc_code")),
+                _source_coding(row, "atc_code", ATC_SYSTEM),
                 _coding(NPL_SYSTEM, row.get("npl_id")),
+                _source_coding(row, "npl_id", NPL_SYSTEM),
                 text=row.get("product_name"),
             )
             or {"text": "unknown"},
@@ -565,9 +575,13 @@ def document_reference(row: Row, context: Context = NO_CONTEXT) -> Resource:
 ALERT_TYPE_SYSTEM = "urn:vardflytt:alert-type"
 
 
-def alert_code_system(source_system: str) -> str:
-    """Alerts have no national code system in the core yet (issue 17, part 2)."""
-    return f"urn:vardflytt:alert-code:{source_system}"
+def alert_code_system(row: Row) -> str:
+    """The system of an alert's code: the core's ``code_system`` (ICD-10-SE, ATC, SNOMED CT or
+    the legacy system's own); for a row loaded before the core kept it (revision 0009), the
+    legacy system's own alert codes."""
+    if _present(row.get("code_system")):
+        return str(row["code_system"])
+    return code_systems.local_system("alert-code", row["source_system"]).uri
 
 
 def flag(row: Row, context: Context = NO_CONTEXT) -> Resource:
@@ -583,7 +597,8 @@ def flag(row: Row, context: Context = NO_CONTEXT) -> Resource:
             if _present(row.get("alert_type"))
             else None,
             "code": _concept(
-                _coding(alert_code_system(row["source_system"]), row.get("code")),
+                _coding(alert_code_system(row), row.get("code")),
+                _source_coding(row, "code", alert_code_system(row)),
                 text=row.get("description"),
             )
             or {"text": "unknown"},
@@ -606,7 +621,9 @@ def immunization(row: Row, context: Context = NO_CONTEXT) -> Resource:
             "id": row["immunization_id"],
             "status": "completed",
             "vaccineCode": _concept(
-                _coding(ATC_SYSTEM, row.get("atc_code")), text=row.get("vaccine_name")
+                _coding(ATC_SYSTEM, row.get("atc_code")),
+                _source_coding(row, "atc_code", ATC_SYSTEM),
+                text=row.get("vaccine_name"),
             )
             or {"text": "unknown"},
             "patient": reference("Patient", row["patient_id"]),

@@ -23,7 +23,7 @@ from etl.catalog import (
     SystemMappings,
     UnitOfRow,
 )
-from etl.core import safety
+from etl.core import code_systems, safety
 from etl.core.model import ENTITIES
 from etl.core.vocabulary import REGISTRY
 from etl.report.render import render_html, render_markdown, write_text
@@ -171,10 +171,35 @@ def _datasets(system: SystemMappings) -> list[DatasetDocument]:
 
 
 def _note_with_safety(column) -> str:
-    """The column's note, then how a safety-critical field fails closed (never written twice)."""
-    if column.safety is None:
-        return column.note
-    return " ".join(filter(None, [column.note, safety.describe(column.target, column.safety)]))
+    """The column's note, then how a safety-critical field fails closed and which code systems
+    a coded column's legacy codes are in (never written twice)."""
+    parts = [column.note]
+    if column.safety is not None:
+        parts.append(safety.describe(column.target, column.safety))
+    if column.source_system is not None:
+        parts.append(
+            f"Source code kept in {code_systems.source_code_column(column.target)} with its "
+            f"system ({', '.join(column.declared_source_systems)}) in "
+            f"{code_systems.source_system_column(column.target)}."
+        )
+    return " ".join(filter(None, parts))
+
+
+def _derived_code_fields(entity: str, mapping) -> set[str]:
+    """Fields the transform fills from the mapping's coded columns (kept source codes)."""
+    model = ENTITIES[entity]
+    derived: set[str] = set()
+    for column in mapping.columns:
+        coded = model.coded_fields.get(column.target)
+        if coded is None or column.source is None:
+            continue
+        derived |= {
+            code_systems.source_code_column(column.target),
+            code_systems.source_system_column(column.target),
+        }
+        if coded.system_column:
+            derived.add(coded.system_column)
+    return derived
 
 
 def _entities(system: SystemMappings) -> list[EntityDocument]:
@@ -183,6 +208,7 @@ def _entities(system: SystemMappings) -> list[EntityDocument]:
         model = ENTITIES[entity]
         sensitive = model.sensitive_fields()
         filled = {column.target for column in mapping.columns}
+        filled |= _derived_code_fields(entity, mapping)
         if mapping.identifiers:
             filled |= {"identity_number", "identity_kind"}
         documents.append(

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from etl import identifiers
-from etl.catalog import Catalog, EntityMapping, IdentifierOrigin, ReserveIssue
-from etl.core import safety
+from etl.catalog import Catalog, ColumnMapping, EntityMapping, IdentifierOrigin, ReserveIssue
+from etl.core import code_systems, safety
 from etl.core.database import core_engine
 from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES
-from etl.core.vocabulary import REGISTRY, TransformContext, clean_text
+from etl.core.vocabulary import REGISTRY, TransformContext, TransformResult, clean_text
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
 from etl.transform.vectorised import frame_as_text, is_in
@@ -255,6 +255,7 @@ def transform_chunk(
         core, identifier_frames = _identities(chunk, mapping, reference_date, outcomes, core)
 
     flags = Flags(chunk.index)
+    model = ENTITIES[mapping.entity]
     for column in mapping.columns:
         source = (
             chunk[column.source]
@@ -283,6 +284,8 @@ def transform_chunk(
                     pd.Series(column.target, index=chunk.index),
                 )
         core[column.target] = result.values
+        if column.target in model.coded_fields and column.source:
+            _keep_source_code(core, chunk[column.source], column, mapping, result, outcomes)
 
     if mapping.identifiers:
         identifier_frames += _issue_reserve_numbers(
@@ -303,6 +306,50 @@ def transform_chunk(
         )
         identifiers_frame = _finish_identifiers(identifiers_frame, mapping.system, batch_id)
     return ChunkResult(rows, outcome_frame, identifiers_frame)
+
+
+SOURCE_CODE_CHECK = "source_code_system"
+
+
+def _keep_source_code(
+    core: pd.DataFrame,
+    source: pd.Series,
+    column: ColumnMapping,
+    mapping: EntityMapping,
+    result: TransformResult,
+    outcomes: Outcomes,
+) -> None:
+    """A coded column's legacy code (trimmed, as written) and the URI of its system, beside the
+    target code; a code none of the declared systems recognises is ``invalid_code`` (a SNOMED CT
+    id with a wrong check digit, say). A column whose system varies per row (an alert's code)
+    also gets its target code's system."""
+    written = clean_text(source)
+    systems = column.source_code_systems(mapping.system)
+    found = code_systems.systems_of(written, systems)
+    names = ", ".join(system.name for system in systems)
+    outcomes.record(
+        written.notna() & found.isna(),
+        QUARANTINED,
+        f"{SOURCE_CODE_CHECK}:{column.target}",
+        reason="invalid_code",
+        field=column.source,
+        detail=f"{column.target}: not a code of {names}",
+    )
+    core[code_systems.source_code_column(column.target)] = written
+    core[code_systems.source_system_column(column.target)] = found
+    coded = ENTITIES[mapping.entity].coded_fields[column.target]
+    if coded.system_column:
+        targets = column.target_code_systems(mapping.system)
+        target_found = code_systems.systems_of(result.values.astype("string"), targets)
+        outcomes.record(
+            result.values.notna() & target_found.isna(),
+            QUARANTINED,
+            f"{SOURCE_CODE_CHECK}:{coded.system_column}",
+            reason="invalid_code",
+            field=column.source,
+            detail=f"{column.target}: not a code of {', '.join(s.name for s in targets)}",
+        )
+        core[coded.system_column] = target_found
 
 
 def _fail_closed(column, source, result, outcomes: Outcomes, flags: Flags) -> pd.Series:

@@ -300,7 +300,7 @@ def _compare_codes_and_dates(settings: Settings, resources: dict[str, list[dict]
             assert base64.b64decode(data).decode("utf-8") == row["note_text"]
     for row_id, row in _core_rows(settings, "alert").items():
         if row_id in by_type["Flag"]:
-            system = fhir.alert_code_system(row["source_system"])
+            system = fhir.alert_code_system(row)
             expected_code = [row["code"]] if row["code"] else []
             assert _codes(by_type["Flag"][row_id], "code", system) == expected_code
     for row_id, row in _core_rows(settings, "immunization").items():
@@ -322,6 +322,64 @@ def _compare_codes_and_dates(settings: Settings, resources: dict[str, list[dict]
             row["birth_date"].isoformat() if row["birth_date"] else None
         )
         assert len(patient.get("identifier", [])) >= identifiers[row_id]
+
+
+# Per coded entity: its resource type, the element with the codes, and per coded column the
+# system of its target code (None: the row's own ``code_system``).
+SOURCE_CODED = {
+    "diagnosis": ("Condition", "code", {"icd10_code": fhir.ICD10_SE_SYSTEM}),
+    "procedure": ("Procedure", "code", {"kva_code": fhir.KVA_SYSTEM}),
+    "observation": ("Observation", "code", {"npu_code": fhir.NPU_SYSTEM}),
+    "medication": (
+        "MedicationStatement",
+        "medicationCodeableConcept",
+        {"atc_code": fhir.ATC_SYSTEM, "npl_id": fhir.NPL_SYSTEM},
+    ),
+    "alert": ("Flag", "code", {"code": None}),
+    "immunization": ("Immunization", "vaccineCode", {"atc_code": fhir.ATC_SYSTEM}),
+}
+
+
+def test_source_codes_survive_the_round_trip_as_a_second_coding(migrated, tmp_path):
+    """Every core row whose source code is in another system than its target code (a local
+    code through a crosswalk, a retired KSH97-P diagnosis) carries both codings; the source
+    coding's system is the core's ``<column>_source_system``. Alerts carry their code system."""
+    resources = _read(_export(migrated, tmp_path / "all", wave=None))
+    by_type = {t: {r["id"]: r for r in items} for t, items in resources.items()}
+    two_codings = Counter()
+    for entity, (resource_type, element, columns) in SOURCE_CODED.items():
+        for row_id, row in _core_rows(migrated, entity).items():
+            resource = by_type[resource_type].get(row_id)
+            if resource is None:
+                continue
+            for column, target_system in columns.items():
+                target_system = target_system or row["code_system"]
+                source_system = row[f"{column}_source_system"]
+                if row[column] is not None:
+                    assert source_system is not None, (entity, column, row_id)
+                    assert row[f"{column}_source_code"] is not None
+                if source_system is None or source_system == target_system:
+                    continue
+                source_code = row[f"{column}_source_code"]
+                assert _codes(resource, element, source_system) == [source_code], row_id
+                assert _codes(resource, element, target_system) == [row[column]]
+                two_codings[entity] += 1
+    # Melior's local lab codes, AsynjaVisph's KSH97-P diagnoses, Melior's alerts' own codes.
+    assert two_codings["observation"] > 0
+    assert two_codings["diagnosis"] > 0
+    alerts = _core_rows(migrated, "alert").values()
+    systems = {row["code_system"] for row in alerts}
+    assert {fhir.ATC_SYSTEM, fhir.ICD10_SE_SYSTEM} <= systems
+    for row in alerts:
+        flag = by_type["Flag"].get(row["alert_id"])
+        if flag is not None and row["code"] is not None:
+            assert _codes(flag, "code", row["code_system"]) == [row["code"]]
+    # Many to one: one NPU code reached from a local code and written as itself, both kept.
+    sources: dict[str, set[str]] = {}
+    for row in _core_rows(migrated, "observation").values():
+        if row["npu_code"] is not None:
+            sources.setdefault(row["npu_code"], set()).add(row["npu_code_source_code"])
+    assert any(len(codes) > 1 for codes in sources.values())
 
 
 def test_every_reference_resolves_inside_the_export(migrated, tmp_path):

@@ -58,14 +58,14 @@ references:
   - {column: PATNR, dataset: patient}
 columns:
   - {target: patient_id, source: PATNR, transform: reference_id, args: {entity: patient}}
-  - {target: npu_code, source: KOD, transform: upper_text}
+  - {target: npu_code, source: KOD, transform: upper_text, source_system: npu}
   - {target: sampled_at, source: TID, transform: parse_legacy_timestamp}
 """
 OVERRIDING_OBSERVATION = """\
 dataset: prov
 columns:
   - {target: patient_id, source: PATNR, transform: reference_id, args: {entity: patient}}
-  - {target: npu_code, source: KOD, transform: upper_text}
+  - {target: npu_code, source: KOD, transform: upper_text, source_system: npu}
   - {target: source_analysis_code, source: KOD, transform: text}
 """
 

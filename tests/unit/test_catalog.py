@@ -171,6 +171,7 @@ columns:
     source: ANALYSKOD
     transform: map_code
     args: {crosswalk: demo_lab_to_npu, standard_pattern: "NPU\\\\d{5}"}
+    source_system: [npu, "local:analysis-code"]
 """
 CROSSWALK_CSV = "source_code,target_code,note\nL-K,NPU03230,P-Kalium\n"
 MINIMAL_FILES = {

@@ -389,3 +389,106 @@ def test_security_labels_are_added_once():
         fhir.encounter(ENCOUNTER)
     )
     _valid(labelled)
+
+
+# --- source codes (issue 17): the target coding and the legacy coding side by side -------------
+
+SNOMED_MYOCARDIAL_INFARCTION = "22298006"
+
+
+def _diagnosis(**codes) -> dict:
+    return {
+        **LINEAGE,
+        "diagnosis_id": "g" * 32,
+        "patient_id": "p" * 32,
+        "encounter_id": None,
+        "icd10_code": "I21.9",
+        "diagnosis_text": None,
+        "diagnosis_date": dt.date(2024, 1, 2),
+        "is_primary_diagnosis": True,
+        "practitioner_hsa_id": None,
+        "is_blocked": False,
+        **codes,
+    }
+
+
+def test_a_condition_carries_its_icd10_code_and_its_snomed_ct_source_code():
+    condition = _valid(
+        fhir.condition(
+            _diagnosis(
+                icd10_code_source_code=SNOMED_MYOCARDIAL_INFARCTION,
+                icd10_code_source_system="http://snomed.info/sct",
+            )
+        )
+    )
+    assert condition["code"]["coding"] == [
+        {"system": fhir.ICD10_SE_SYSTEM, "code": "I21.9"},
+        {"system": "http://snomed.info/sct", "code": SNOMED_MYOCARDIAL_INFARCTION},
+    ]
+
+
+def test_a_source_code_in_the_target_system_is_not_a_second_coding():
+    """I219 as written, I21.9 as stored: one code of one system, its normalised form goes out."""
+    condition = _valid(
+        fhir.condition(
+            _diagnosis(icd10_code_source_code="I219", icd10_code_source_system=fhir.ICD10_SE_SYSTEM)
+        )
+    )
+    assert condition["code"]["coding"] == [{"system": fhir.ICD10_SE_SYSTEM, "code": "I21.9"}]
+
+
+def test_a_crosswalked_procedure_carries_the_local_code_it_came_from():
+    procedure = _valid(
+        fhir.procedure(
+            {
+                **LINEAGE,
+                "source_system": "blodcentral",
+                "procedure_id": "q" * 32,
+                "patient_id": "p" * 32,
+                "kva_code": "DR029",
+                "kva_code_source_code": "ERY-BESTR",
+                "kva_code_source_system": "urn:vardflytt:blood-product:blodcentral",
+            }
+        )
+    )
+    assert procedure["code"]["coding"] == [
+        {"system": fhir.KVA_SYSTEM, "code": "DR029"},
+        {"system": "urn:vardflytt:blood-product:blodcentral", "code": "ERY-BESTR"},
+    ]
+
+
+def _alert(**values) -> dict:
+    return {
+        **LINEAGE,
+        "alert_id": "a" * 32,
+        "patient_id": "p" * 32,
+        "alert_type": "Överkänslighet",
+        "description": None,
+        "recorded_date": None,
+        "is_blocked": False,
+        **values,
+    }
+
+
+@pytest.mark.parametrize(
+    ("code", "system"),
+    [
+        ("J01CE02", fhir.ATC_SYSTEM),
+        ("Z88.1", fhir.ICD10_SE_SYSTEM),
+        ("91936005", "http://snomed.info/sct"),
+        ("ANTI-K", "urn:vardflytt:antibody:blodcentral"),
+    ],
+    ids=["atc", "icd10-se", "snomed-ct", "local"],
+)
+def test_an_alert_code_goes_out_in_its_own_code_system(code, system):
+    flag = _valid(
+        fhir.flag(
+            _alert(code=code, code_system=system, code_source_code=code, code_source_system=system)
+        )
+    )
+    assert flag["code"]["coding"] == [{"system": system, "code": code}]
+
+
+def test_an_alert_loaded_before_code_systems_keeps_the_legacy_alert_code_system():
+    flag = _valid(fhir.flag(_alert(code="X1", code_system=None)))
+    assert flag["code"]["coding"] == [{"system": "urn:vardflytt:alert-code:melior", "code": "X1"}]

@@ -196,14 +196,14 @@ ENTITY_YAML = {
         columns:
           - {target: patient_id, source: PATIENT_NUMBER, transform: reference_id,
              args: {entity: patient}}
-          - {target: kva_code, source: KVA, transform: normalise_kva}
+          - {target: kva_code, source: KVA, transform: normalise_kva, source_system: kva}
     """,
     "immunization": """
         dataset: vaccination
         columns:
           - {target: patient_id, source: PATIENT_NUMBER, transform: reference_id,
              args: {entity: patient}}
-          - {target: atc_code, source: ATC}
+          - {target: atc_code, source: ATC, source_system: atc}
     """,
 }
 

@@ -41,6 +41,9 @@ def _rows(batch_id: str, keys: Sequence[int], code: str = "J45.9") -> pa.Table:
         "patient_id": [_hex(f"p{k % 7}", 32) for k in keys],
         "encounter_id": [None] * n,
         "icd10_code": [code] * n,
+        # The code as the source wrote it (dotless) and its system: the columns issue 17 added.
+        "icd10_code_source_code": [code.replace(".", "")] * n,
+        "icd10_code_source_system": ["urn:oid:1.2.752.116.1.1.1.1.3"] * n,
         "diagnosis_text": [None] * n,
         "diagnosis_date": [dt.date(2020, 1, 1) + dt.timedelta(days=k) for k in keys],
         "is_primary_diagnosis": [k % 2 == 0 for k in keys],
@@ -181,7 +184,8 @@ def test_the_aggregate_verification_catches_a_row_the_write_lost_or_changed(
     def tampered(connection, table, data):
         hashes = data.column("content_hash").to_pylist()
         hashes[3] = "0" * 16
-        real(connection, table, data.set_column(12, "content_hash", pa.array(hashes)))
+        position = data.schema.get_field_index("content_hash")
+        real(connection, table, data.set_column(position, "content_hash", pa.array(hashes)))
 
     monkeypatch.setattr(direct, "bulk_insert", tampered)
     with engine.begin() as connection:

@@ -50,7 +50,8 @@ dataset: lab
 columns:
   - {target: patient_id, source: PATNR, transform: reference_id, args: {entity: patient}}
   - {target: npu_code, source: KOD, transform: map_code,
-     args: {crosswalk: kod_lab, standard_pattern: "NPU[0-9]{5}"}}
+     args: {crosswalk: kod_lab, standard_pattern: "NPU[0-9]{5}"},
+     source_system: [npu, "local:analysis-code"]}
   - {target: value_numeric, source: VARDE, transform: decimal_comma}
 """
 CROSSWALK = (

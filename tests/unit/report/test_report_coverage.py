@@ -62,7 +62,8 @@ exclude:
   - {rule: test_row, column: TESTFLAGGA, equals: ["J"], note: Test rows.}
 columns:
   - {target: patient_id, source: PATNR, transform: reference_id, args: {entity: patient}}
-  - {target: npu_code, source: KOD, transform: map_code, args: {crosswalk: cov_lab}}
+  - {target: npu_code, source: KOD, transform: map_code, args: {crosswalk: cov_lab},
+     source_system: "local:analysis-code"}
   - {target: value_numeric, source: VARDE, transform: decimal_comma}
 """
 

@@ -306,6 +306,8 @@ def test_a_failing_context_check_names_the_rows_own_column(batch):
             "observation_id": ["slip", "unit"],
             "patient_id": "born-2000",
             "npu_code": ["NPU03230", "NPU03230"],
+            # Every stage row has its code's system (issue 17): the suite checks its value set.
+            "npu_code_source_system": "urn:oid:1.2.752.108.1",
             "unit": ["mmol/L", "mg/dL"],
             "value_numeric": [41.0, 4.0],
             "sampled_at": utc("2020-01-01 10:00"),
