@@ -20,6 +20,7 @@ from etl.core import lease, storage
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.decisions import waived_keys
+from etl.core.memory import release_unused
 from etl.extract.landing import LandingManifest, extract_system
 from etl.load.loader import (
     AccountingError,
@@ -145,6 +146,7 @@ def extract(
         release_system(system, batch_id, settings)  # nothing runs after a failed extract
         raise
     _log_batch(settings, "read_source", system, batch_id, manifest.total_rows)
+    release_unused()
     return {
         "batch_id": batch_id,
         "kind": manifest.kind,
@@ -186,6 +188,7 @@ def transform(system: str, entity: str, batch_id: str, settings: Settings | None
     with on_storage(settings, system, batch_id) as local:
         report = transform_entity(catalog(settings), system, entity, batch_id, local)
     _log_batch(settings, "transform", system, batch_id, report.rows_in, entity)
+    release_unused()
     return report.model_dump()
 
 
@@ -198,6 +201,7 @@ def validate(system: str, entity: str, batch_id: str, settings: Settings | None 
     with on_storage(settings, system, batch_id) as local:
         report = validate_entity(mappings, system, entity, batch_id, local, waivers)
     _log_batch(settings, "validate", system, batch_id, report.rows_in, entity)
+    release_unused()
     return report.model_dump()
 
 
@@ -260,6 +264,7 @@ def load(
     if not dry_run:
         written = sum(load.inserted + load.updated for load in report.entities)
         _log_batch(settings, "write_core", system, batch_id, written, run_id=run_id)
+    release_unused()
     return report.model_dump()
 
 
@@ -276,6 +281,7 @@ def promote(
         release_system(system, batch_id, settings)
     written = sum(load.inserted + load.updated for load in report.entities)
     _log_batch(settings, "write_core", system, batch_id, written, run_id=run_id)
+    release_unused()
     return report.model_dump()
 
 

@@ -134,6 +134,7 @@ def transform_entity(
         outcome_frames.append(result.outcomes[["outcome"]])
         rows_in += len(chunk)
         rows_out += len(result.rows)
+        del chunk, result  # not alive while the next chunk is read and mapped: one chunk at a time
     writer.close()
     return StageReport(
         system=system,

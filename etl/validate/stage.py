@@ -230,6 +230,7 @@ def validate_entity(
         outcome_frames.append(outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
         rows_in += len(rows)
         rows_out += len(valid)
+        del rows, valid, outcomes  # one chunk alive at a time, not two
     transform_problems: dict[str, int] = {}
     for transform_outcomes in iter_frames(
         paths.stage_file("transformed", entity, "outcomes"), settings.chunk_rows
