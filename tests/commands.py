@@ -94,10 +94,18 @@ def migrated_airflow_db(cache: Path) -> Path:
 
 
 def copy_migrated_airflow_db(template: Path, airflow_home: Path) -> Path:
-    """Put a copy of the migrated metadata database where ``airflow_home`` expects it."""
+    """Put a copy of the migrated metadata database where ``airflow_home`` expects it, stamped
+    as migrated (etl/cli/airflow.py): ``vardflytt airflow`` then runs its command at once
+    instead of first migrating the copy again and reserialising the DAGs (~9 CPU s); ``dags
+    test`` writes the DAGs it runs itself. The stamp names Airflow's default database in that
+    home: under any other ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` it does not match, and the
+    command migrates first as before."""
+    from etl.cli.airflow import mark_migrated
+
     airflow_home.mkdir(parents=True, exist_ok=True)
     target = airflow_home / "airflow.db"
     shutil.copyfile(template, target)
+    mark_migrated({"AIRFLOW_HOME": str(airflow_home)})
     return target
 
 

@@ -48,25 +48,33 @@ SLOW = {
 }
 
 
-# The test files that take longest (CPU seconds with -p tests.cpu_report; Airflow's and
-# chromium's own processes, which that does not count, make the browser and cluster files longer
-# than their figure): they are collected first, so that with --dist loadfile
-# --no-loadscope-reorder (make test) pytest-xdist starts them first and the many short files fill
-# the workers around them, instead of a long file starting last and running alone at the end.
-# The cluster and `make airflow` files each start a whole Airflow: not side by side at first.
+# The test files that take longest (CPU seconds with -p tests.cpu_report, measured in a full run
+# of the suite with -n 2, less the stamped Airflow databases; Airflow's and chromium's own
+# processes, which that does not count, make the browser and cluster files longer than their
+# figure): they are collected first, so that with --dist loadfile --no-loadscope-reorder (make
+# test) pytest-xdist starts them first and the many short files fill the workers around them,
+# instead of a long file starting last and running alone at the end. xdist gives the first two
+# files one to each worker, then the third and fourth: the cluster and `make airflow` files, each
+# a whole Airflow, are first and third, so they run one after the other on one worker.
 LONGEST_FIRST = [
-    "tests/integration/test_cluster.py",  # ~115 CPU s, and waits for a heartbeat timeout
-    "tests/integration/test_demo_wave.py",  # ~160
+    "tests/integration/test_cluster.py",  # ~120 CPU s, and waits for a heartbeat timeout
+    "tests/integration/test_cutover_dag.py",  # ~150
     "tests/e2e/test_make_airflow_browser.py",  # Airflow standalone: minutes of wall
-    "tests/integration/test_airflow_run.py",  # ~120
-    "tests/integration/test_cutover_dag.py",  # ~110
-    "tests/integration/test_identity_estate.py",  # ~100
-    "tests/integration/test_all_systems.py",  # ~60
-    "tests/security/test_approvers.py",  # ~55
-    "tests/integration/test_airflow_pools.py",  # ~40
-    "tests/integration/test_canary_leaks.py",  # ~35
-    "tests/integration/test_dashboard_numbers.py",  # ~35
-    "tests/integration/test_dashboard.py",  # ~30
+    "tests/integration/test_demo_wave.py",  # ~130
+    "tests/integration/test_airflow_run.py",  # ~130
+    "tests/integration/test_identity_estate.py",  # ~85
+    "tests/security/test_approvers.py",  # ~85
+    "tests/integration/test_promotion.py",  # ~60
+    "tests/integration/test_storage_root_s3.py",  # ~50
+    "tests/integration/test_waves.py",  # ~47
+    "tests/integration/test_promote_accounted.py",  # ~47
+    "tests/integration/test_all_systems.py",  # ~45
+    "tests/integration/test_airflow_pools.py",  # ~35
+    "tests/integration/test_canary_leaks.py",  # ~30
+    "tests/integration/test_pipeline.py",  # ~35
+    "tests/integration/test_fhir_export.py",  # ~30
+    "tests/e2e/test_airflow_plugin_browser.py",  # ~30, and chromium
+    "tests/integration/test_dashboard_numbers.py",  # ~30
 ]
 
 

@@ -104,5 +104,11 @@ def ensure_metadata_database(airflow_binary: str, environment: dict[str, str]) -
                 f"airflow {' '.join(step)} failed (exit {code}); nothing else was run", err=True
             )
             return code
-    _stamp(environment).write_text(_migrated_for(environment), encoding="utf-8")
+    mark_migrated(environment)
     return 0
+
+
+def mark_migrated(environment: dict[str, str]) -> None:
+    """Record that this Airflow version migrated the metadata database of ``environment`` (the
+    stamp ``ensure_metadata_database`` checks), for a database put in place already migrated."""
+    _stamp(environment).write_text(_migrated_for(environment), encoding="utf-8")

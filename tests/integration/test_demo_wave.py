@@ -20,7 +20,6 @@ import pytest
 
 from etl.cutover import ledger, waves
 from etl.demo_home import prepare_demo_home
-from etl.estate import generate_estate
 from etl.estate.base import EXTRACT_DATE
 
 pytestmark = pytest.mark.integration
@@ -30,9 +29,8 @@ DEMO_SEED = 42  # etl.cli demo's default
 
 
 @pytest.mark.parametrize("patients", [300])
-def test_the_demo_wave_reaches_go_at_a_small_size(tmp_path, settings_for, patients):
-    estate = tmp_path / "estate"
-    generate_estate(estate, patients=patients, seed=DEMO_SEED)
+def test_the_demo_wave_reaches_go_at_a_small_size(tmp_path, settings_for, estate_of, patients):
+    estate = estate_of(patients, DEMO_SEED)  # outside the home: the demo's reset leaves it
     home = tmp_path / "home"  # settings_for's home; the demo keeps its core and landing there
     settings = settings_for(
         estate, f"sqlite:///{home / 'core' / 'core.sqlite'}", landing_dir=home / "landing"
@@ -76,9 +74,8 @@ def test_the_demo_wave_reaches_go_at_a_small_size(tmp_path, settings_for, patien
     assert again["criteria_passed"], again
 
 
-def _demo_settings(tmp_path, settings_for, patients: int):
-    estate = tmp_path / "estate"
-    generate_estate(estate, patients=patients, seed=DEMO_SEED)
+def _demo_settings(tmp_path, settings_for, estate_of, patients: int):
+    estate = estate_of(patients, DEMO_SEED)  # the demo's estate, generated once per test run
     home = tmp_path / "home"
     settings = settings_for(
         estate, f"sqlite:///{home / 'core' / 'core.sqlite'}", landing_dir=home / "landing"
@@ -87,13 +84,13 @@ def _demo_settings(tmp_path, settings_for, patients: int):
     return settings
 
 
-def test_the_demo_data_meets_the_hospital_waves_criteria(tmp_path, settings_for):
+def test_the_demo_data_meets_the_hospital_waves_criteria(tmp_path, settings_for, estate_of):
     """w2 (Melior, ELVIS, Orbit, Obstetrix and 24 satellites) passes every criterion of its plan
     in its rehearsal: quarantine within the limit per system, DQ gate, accounting, reconciliation.
     The planted defects are all there (about 0.5% of rows per class), none hidden."""
     from etl.cutover.waves import evidence_json
 
-    settings = _demo_settings(tmp_path, settings_for, 300)
+    settings = _demo_settings(tmp_path, settings_for, estate_of, 300)
     as_of = dt.date.fromisoformat(str(EXTRACT_DATE))
 
     rehearsal = waves.rehearse(settings, "w2_hospital_care", as_of, actor="demo-engineer")
@@ -106,7 +103,7 @@ def test_the_demo_data_meets_the_hospital_waves_criteria(tmp_path, settings_for)
     assert rehearsal["criteria_passed"]
 
 
-def test_the_last_wave_is_left_verified_at_its_go_no_go(tmp_path, settings_for):
+def test_the_last_wave_is_left_verified_at_its_go_no_go(tmp_path, settings_for, estate_of):
     """w3 goes as the demo takes it: rehearsal and initial load (its cutover DAG), then the final
     phase up to the go/no-go (etl.cli._demo_final_to_go_no_go); it waits for demo-lead, and the
     answer the demo prints (approve as project_lead, then commit) cuts it over."""
@@ -114,7 +111,7 @@ def test_the_last_wave_is_left_verified_at_its_go_no_go(tmp_path, settings_for):
     from etl.demo_waves import describe, wave_outcomes
 
     wave = "w3_primary_care"
-    settings = _demo_settings(tmp_path, settings_for, 300)
+    settings = _demo_settings(tmp_path, settings_for, estate_of, 300)
     as_of = dt.date.fromisoformat(str(EXTRACT_DATE))
 
     rehearsal = waves.rehearse(settings, wave, as_of, actor="demo-engineer")

@@ -79,3 +79,24 @@ def test_commands_that_need_no_metadata_database_run_as_they_are(calls, command)
     recorded, _ = calls
     CliRunner().invoke(cli.app, ["airflow", *command])
     assert recorded == [command]
+
+
+def test_a_database_put_in_place_migrated_and_marked_is_not_migrated_again(
+    calls, settings_for, tmp_path, monkeypatch
+):
+    """What the tests' copies of one migrated database rely on (tests/commands.py): a stamp for
+    the home's default database; under another metadata URL it does not count."""
+    from tests.commands import copy_migrated_airflow_db
+
+    recorded, _ = calls
+    template = tmp_path / "template.db"
+    template.write_bytes(b"migrated")
+    copy_migrated_airflow_db(template, settings_for().home / "airflow")
+    CliRunner().invoke(cli.app, ["airflow", "dags", "list"])
+    assert recorded == [["dags", "list"]]
+
+    recorded.clear()
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", elsewhere)
+    CliRunner().invoke(cli.app, ["airflow", "dags", "list"])
+    assert recorded == [["db", "migrate"], ["dags", "reserialize"], ["dags", "list"]]

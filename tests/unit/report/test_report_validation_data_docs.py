@@ -168,8 +168,8 @@ def test_observed_value_is_counts_only(failed, waived, breached, expected):
     assert "<" not in observed(row)  # GX inserts observed values into pages unescaped
 
 
-def test_gx_built_site_is_offline(tmp_path):
-    settings = Settings(home=tmp_path)
+def _build_site(settings: Settings, site: Path) -> Path:
+    """GX's site for one system's patient checks, three of them failing."""
     checks = suite_checks(settings.expectations_dir, "patient")
     at = dt.datetime(2026, 7, 1, 12, 0)
     rows = [
@@ -217,7 +217,12 @@ def test_gx_built_site_is_offline(tmp_path):
     summary = ValidationSummary(
         run_label="run", run_id="run", data_docs="", mapping_docs=None, systems=[system]
     )
-    index = build_data_docs(settings, summary, {"elvis__run": rows}, tmp_path / "site")
+    return build_data_docs(settings, summary, {"elvis__run": rows}, site)
+
+
+def test_gx_built_site_is_offline(tmp_path):
+    settings = Settings(home=tmp_path)
+    index = _build_site(settings, tmp_path / "site")
     pages = list((tmp_path / "site").rglob("*.html"))
     assert len(pages) >= 3  # index, the suite, the validation result
     assert external_references(tmp_path / "site") == []
@@ -239,3 +244,53 @@ def test_a_local_link_to_a_file_the_site_lacks_is_dropped_and_one_it_has_kept():
     assert "favicon.ico" not in cleaned
     assert 'href="../static/styles/data_docs.css?v=1"' in cleaned
     assert 'href="../index.html#top"' in cleaned  # links are checked by the crawler, kept here
+
+
+def _site_files(site: Path) -> dict[str, bytes]:
+    return {path.relative_to(site).as_posix(): path.read_bytes() for path in site.rglob("*.html")}
+
+
+def test_templates_compiled_once_render_the_same_bytes_as_gx_compiling_them(tmp_path, monkeypatch):
+    """The shared compiled templates (``compiled_templates``): a site built from them is byte for
+    byte the site GX renders compiling every template itself, and a second build compiles none."""
+    import itertools
+    import uuid
+
+    import jinja2
+    from great_expectations.render.view import view
+
+    from etl.report import data_docs
+
+    def numbered_uuids():  # GX gives collapsible blocks random ids: number them instead
+        counter = itertools.count()
+        monkeypatch.setattr(view, "uuid4", lambda: uuid.UUID(int=next(counter)))
+
+    compiles = []
+    compile_template = jinja2.Environment.compile
+
+    def counted(environment, *args, **kwargs):
+        compiles.append(args[1] if len(args) > 1 else kwargs.get("name"))
+        return compile_template(environment, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
+    settings = Settings(home=tmp_path)
+
+    monkeypatch.setattr(data_docs, "compiled_templates", None)  # GX's own way
+    numbered_uuids()
+    uncached = _site_files(_build_site(settings, tmp_path / "uncached").parent)
+    compiled_by_gx = len(compiles)
+
+    monkeypatch.setattr(data_docs, "compiled_templates", data_docs.CompiledTemplates())
+    sites = []
+    for name in ("first", "second"):
+        numbered_uuids()
+        compiles.clear()
+        sites.append(_site_files(_build_site(settings, tmp_path / name).parent))
+        if name == "first":
+            compiled_first = len(compiles)
+
+    assert len(uncached) >= 3
+    assert sites[0] == uncached and sites[1] == uncached
+    assert 0 < compiled_first < compiled_by_gx  # each template once, not once per view
+    assert len(data_docs.compiled_templates) == compiled_first
+    assert compiles == []  # the second build compiled nothing
