@@ -45,7 +45,7 @@ def _rows(connection: sa.Connection, query: sa.Executable) -> list[dict[str, Any
 def collect(settings: Settings, name: str) -> dict[str, Any]:
     from etl.cutover.waves import reviewed_plan_status
 
-    plan = load_plan(settings.mappings_dir)
+    plan = load_plan(settings.mappings_dir, settings.wave_plan)
     wave = plan.wave(name)
     with core_engine(settings.resolved_core_url).connect() as connection:
         batches = _rows(
