@@ -522,8 +522,10 @@ def cutover_conflicts(
     if wave:
         per_wave = {w: n for w, n in per_wave.items() if w == wave}
     if as_json:
-        fields = ("conflict_id", "wave", "detected_in_wave", "batch_id", "source_system")
-        fields += ("entity", "row_id", "source_key", "change", "state", "detected_at")
+        fields = [
+            *("conflict_id", "wave", "detected_in_wave", "batch_id", "source_system"),
+            *("entity", "row_id", "source_key", "change", "state", "detected_at"),
+        ]
         rows = [{f: str(c[f]) if c[f] is not None else None for f in fields} for c in found]
         typer.echo(json.dumps({"per_wave": per_wave, "conflicts": rows}))
         return

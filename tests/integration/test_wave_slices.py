@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +288,32 @@ def test_a_legacy_change_after_cutover_is_a_conflict(loaded, cli):
     status = {row["wave"]: row for row in waves.wave_status(settings)}
     assert status["w1_skaraborg"]["open_conflicts"] == len(conflicts) - 1
     assert status["w2_rest"]["open_conflicts"] == 0
+
+    # The dashboard's waves table shows them per wave; the wave's page says they wait.
+    page = _dashboard(settings, "/")
+    row = re.search(r'<tr data-wave="w1_skaraborg">(.*?)</tr>', page, re.S)
+    assert row and re.search(rf'data-field="conflicts">{len(conflicts) - 1}<', row.group(1))
+    other = re.search(r'<tr data-wave="w2_rest">(.*?)</tr>', page, re.S)
+    assert other and 'data-field="conflicts">0<' in other.group(1)
+    assert 'id="conflicts"' in _dashboard(settings, "/waves/w1_skaraborg")
+
+
+def _dashboard(settings, path: str) -> str:
+    from fastapi.testclient import TestClient
+
+    from etl.dashboard.app import create_app
+    from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
+
+    token = "lead-token-0123456789abcdef"
+
+    def authenticator(_settings):
+        user = DashboardUser("lena", Role.LEAD, token_digest(token))
+        return TokenAuthenticator([user], b"a test secret of enough length")
+
+    client = TestClient(create_app(settings, authenticator=authenticator))
+    response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text[:500]
+    return response.text
 
 
 def test_rolling_back_w1_restores_its_slice_and_leaves_the_rest(loaded):
