@@ -240,9 +240,7 @@ def test_a_register_listing_a_unit_twice_is_refused(tmp_path):
         load(folder, BASE)
 
 
-def test_each_wave_runs_its_systems_and_a_unit_wave_waits_for_the_patients_wave(
-    mappings, tmp_path
-):
+def test_each_wave_runs_its_systems_and_a_unit_wave_waits_for_the_patients_wave(mappings, tmp_path):
     """The patients wave loads every split system's patients; a unit wave its own systems, and
     only once the patients wave has loaded (refused before any batch runs)."""
     import datetime as dt
