@@ -49,11 +49,11 @@ from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, cutover_conflict, promotion
 from etl.cutover import ledger
 from etl.cutover.plan import WavePlan
-from etl.cutover.scope import assign, needed_columns, read_transformed
+from etl.cutover.scope import assign, is_patient_level, needed_columns, read_transformed
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE
 from etl.settings import Settings
-from etl.transform.engine import FLAGGED, QUARANTINED
+from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
 from etl.transform.stage import outcomes_table, transform_entity
 
 STAGE_ROW_NUMBER = "_row_number"
@@ -219,7 +219,17 @@ def slice_batch(
         for entity in _entities(system, paths):
             by_id, by_key = owners.get(entity, (pd.Series(dtype="string"),) * 2)
             found = _slice_entity(
-                connection, plan, wave, closed, system_name, batch_id, entity, paths, by_id, by_key
+                connection,
+                plan,
+                wave,
+                closed,
+                system_name,
+                batch_id,
+                entity,
+                paths,
+                by_id,
+                by_key,
+                system,
             )
             slices.append(found[0])
             conflicts += [{**c, "detected_at": now} for c in found[1]]
@@ -256,6 +266,7 @@ def _slice_entity(
     paths: BatchPaths,
     by_id: pd.Series,
     by_key: pd.Series,
+    catalog_system: SystemMappings,
 ) -> tuple[EntitySlice, list[dict[str, Any]]]:
     result = EntitySlice(entity)
     path = paths.stage_file("validated", entity)
@@ -273,8 +284,6 @@ def _slice_entity(
     mine = (owner == wave).to_numpy(bool)
     result.kept = int(mine.sum())
     conflicts: list[dict[str, Any]] = []
-    if mine.all():
-        return result, conflicts
     others = table.filter(pa.array(~mine)).to_pandas()
     others_owner = owner[~mine].reset_index(drop=True)
     in_closed = others_owner.isin(closed).to_numpy(bool)
@@ -291,7 +300,8 @@ def _slice_entity(
     result.conflicted = int(is_change.sum())
     result.wave_scope = len(others) - result.conflicted
     result.other_waves = {str(k): int(v) for k, v in others_owner.value_counts().items()}
-    _replace(path, table.filter(pa.array(mine)))
+    if not mine.all():
+        _replace(path, table.filter(pa.array(mine)))
     if paths.stage_file("validated", entity, "outcomes").exists():
         reasons = "belongs to wave " + others_owner
         conflict_reasons = "wave " + others_owner + " is cut over: legacy change held for stewards"
@@ -302,7 +312,9 @@ def _slice_entity(
             ],
             ignore_index=True,
         )
-        _rewrite_outcomes(paths, entity, wave, by_key, new_rows)
+        _rewrite_outcomes(
+            paths, entity, wave, by_key, _fallback(plan, catalog_system, entity), new_rows
+        )
     changed = others[is_change]
     for row_id, source_key, owner_wave, kind in zip(
         changed[key].astype(str),
@@ -317,20 +329,39 @@ def _slice_entity(
     return result, conflicts
 
 
+def _fallback(plan: WavePlan, system: SystemMappings, entity: str) -> str | None:
+    """The wave of a row with an outcome but no transformed row (quarantined, excluded or
+    merged while transforming: no unit can be read from it): the patients wave for patient-level
+    rows, else the system's unscoped wave, the one that takes rows of no unit."""
+    waves = {w.wave for w in plan.waves}
+    if entity in system.entities and is_patient_level(system, entity) and plan.patients in waves:
+        return plan.patients
+    return plan.unscoped_wave(system.name)
+
+
 def _rewrite_outcomes(
-    paths: BatchPaths, entity: str, wave: str, by_key: pd.Series, new_rows: pd.DataFrame
+    paths: BatchPaths,
+    entity: str,
+    wave: str,
+    by_key: pd.Series,
+    fallback: str | None,
+    new_rows: pd.DataFrame,
 ) -> None:
-    """The validated outcomes: another wave's quarantined rows become ``wave_scope`` (their
-    wave quarantines them), its flags are dropped (their wave flags them), new rows appended."""
+    """The validated outcomes: another wave's quarantined, excluded and merged rows become
+    ``wave_scope`` (their own wave accounts for them), its flags are dropped (their wave flags
+    them), new rows appended. A row with no transformed row goes to ``fallback``'s wave."""
     path = paths.stage_file("validated", entity, "outcomes")
     outcomes = pq.read_table(path).to_pandas()
     owner = outcomes[SOURCE_KEY].astype("string").map(by_key).astype("string")
+    if fallback is not None:
+        owner = owner.fillna(fallback)
     other = (owner.notna() & (owner != wave)).to_numpy(bool)
     flagged = other & (outcomes["outcome"] == FLAGGED).to_numpy(bool)
-    quarantined = other & (outcomes["outcome"] == QUARANTINED).to_numpy(bool)
-    outcomes.loc[quarantined, "reason"] = ("belongs to wave " + owner[quarantined]).to_numpy()
-    outcomes.loc[quarantined, ["outcome", "check_name"]] = WAVE_SCOPE
-    outcomes.loc[quarantined, "severity"] = "info"
+    accounted = outcomes["outcome"].isin([QUARANTINED, EXCLUDED, MERGED]).to_numpy(bool)
+    moved = other & accounted
+    outcomes.loc[moved, "reason"] = ("belongs to wave " + owner[moved]).to_numpy()
+    outcomes.loc[moved, ["outcome", "check_name"]] = WAVE_SCOPE
+    outcomes.loc[moved, "severity"] = "info"
     keep = ~flagged
     frame = pd.concat([outcomes[keep], new_rows], ignore_index=True)
     _replace(path, outcomes_table(frame))
