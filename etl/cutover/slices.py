@@ -240,6 +240,7 @@ def slice_batch(
             connection.execute(
                 cutover_conflict.delete().where(cutover_conflict.c.batch_id == batch_id)
             )
+            conflicts = _not_raised_yet(connection, conflicts)
             if conflicts:
                 connection.execute(cutover_conflict.insert(), conflicts)
     report = {
@@ -365,6 +366,36 @@ def _rewrite_outcomes(
     keep = ~flagged
     frame = pd.concat([outcomes[keep], new_rows], ignore_index=True)
     _replace(path, outcomes_table(frame))
+
+
+def _not_raised_yet(
+    connection: sa.Connection, conflicts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Conflicts without an open one for the same row and change: every wave's batch of a split
+    system sees a legacy change (the patients wave's delta and the next unit wave's), and the
+    stewards get it once. Each batch still accounts the row as conflicted (not applied)."""
+    if not conflicts:
+        return conflicts
+    ids = sorted({c["row_id"] for c in conflicts})
+    open_ones: set[tuple[str, str, str, str]] = set()
+    for start in range(0, len(ids), CORE_SLICE):
+        rows = connection.execute(
+            sa.select(
+                cutover_conflict.c.source_system,
+                cutover_conflict.c.entity,
+                cutover_conflict.c.row_id,
+                cutover_conflict.c.change,
+            ).where(
+                (cutover_conflict.c.state == OPEN)
+                & cutover_conflict.c.row_id.in_(ids[start : start + CORE_SLICE])
+            )
+        ).all()
+        open_ones.update((str(a), str(b), str(c), str(d)) for a, b, c, d in rows)
+    return [
+        c
+        for c in conflicts
+        if (c["source_system"], c["entity"], c["row_id"], c["change"]) not in open_ones
+    ]
 
 
 def _conflict(
