@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.8
 PATIENTS ?= 3000
-# The cutover plan the demo runs: waves.yaml (systems whole) or waves_by_unit.yaml (by care unit).
-DEMO_PLAN ?= waves.yaml
+# The cutover plan the demo runs: waves_by_unit.yaml (by care unit: the patients wave, Skaraborg
+# cut over across ELVIS, Melior, Orbit and the labs, the rest flowing) or waves.yaml (whole systems).
+DEMO_PLAN ?= waves_by_unit.yaml
 BENCH_PATIENTS ?= 20000
 BENCH_CLUSTER_PATIENTS ?= 10000
 BENCH_PEERS_PATIENTS ?= 20000

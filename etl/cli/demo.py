@@ -237,6 +237,8 @@ def _demo_waves_by_unit(
                 wave_runs.load_wave, settings, name, "delta", delta_as_of, _actor()
             )
             for system, batch in delta["batches"].items():
+                if not batch["extracted"]:
+                    continue  # nothing changed in this system since the wave's last load
                 console.print(
                     f"{system}: {batch['loaded']} changed rows of {name} loaded, "
                     f"{batch['wave_scope']} of other waves deferred to them, "
