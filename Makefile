@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.8
 PATIENTS ?= 3000
+# The cutover plan the demo runs: waves_by_unit.yaml (by care unit: the patients wave, Skaraborg
+# cut over across ELVIS, Melior, Orbit and the labs, the rest flowing) or waves.yaml (whole systems).
+DEMO_PLAN ?= waves_by_unit.yaml
 BENCH_PATIENTS ?= 20000
 BENCH_CLUSTER_PATIENTS ?= 10000
 BENCH_PEERS_PATIENTS ?= 20000
@@ -37,7 +40,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/vardflytt demo --patients $(PATIENTS)
+	$(BIN)/vardflytt demo --patients $(PATIENTS) --plan $(DEMO_PLAN)
 
 # Every test, one pytest-xdist worker per core; a test file stays on one worker (--dist
 # loadfile), so its module-scoped fixtures (migrated Airflow homes, loaded cores) are built once.

@@ -26,6 +26,7 @@ data nor a worker's path.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param, dag, get_current_context, task
@@ -42,8 +43,10 @@ from etl.dag_names import (
     cutover_dag_id,
 )
 
+# The plan the waves run (etl.settings.Settings.wave_plan; the tasks read the same variable).
+PLAN_NAME = os.environ.get("VARDFLYTT_WAVE_PLAN") or PLAN_FILE
 # A mappings folder without a plan has no waves; a malformed plan is an import error to fix.
-PLAN = load_plan(MAPPINGS_DIR) if (MAPPINGS_DIR / PLAN_FILE).exists() else None
+PLAN = load_plan(MAPPINGS_DIR, PLAN_NAME) if (MAPPINGS_DIR / PLAN_NAME).exists() else None
 WAVES = PLAN.waves if PLAN else []
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PHASES = ["rehearsal", "initial", "delta", "final"]

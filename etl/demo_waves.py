@@ -32,7 +32,7 @@ def wave_outcomes(settings: Settings, names: list[str]) -> list[WaveOutcome]:
     from etl.cutover import ledger
     from etl.cutover.plan import load_plan
 
-    plan = load_plan(settings.mappings_dir)
+    plan = load_plan(settings.mappings_dir, settings.wave_plan)
     outcomes = []
     with core_engine(settings.resolved_core_url).connect() as connection:
         for name in names:

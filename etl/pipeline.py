@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from etl.batch import safe_batch_id
 from etl.catalog import Catalog, load_catalog
@@ -107,14 +108,19 @@ def on_storage(
 
 
 def _extract_storage(
-    settings: Settings, system: str, batch_id: str, kind: str, clean_abandoned: bool
+    settings: Settings,
+    system: str,
+    batch_id: str,
+    kind: str,
+    clean_abandoned: bool,
+    base_wave: str | None = None,
 ) -> contextlib.AbstractContextManager[Settings]:
     """An extract reads its delta's base batch and may remove the system's abandoned batches."""
     if not settings.is_remote_storage or settings.landing_dir is not None:
         return on_storage(settings, system, batch_id)
     from etl.extract.delta import base_batch
 
-    base = base_batch(settings, system, batch_id) if kind == "delta" else None
+    base = base_batch(settings, system, batch_id, base_wave) if kind == "delta" else None
     also = (storage.landing_key(base, system),) if base else ()
     own = {storage.landing_key(batch_id, system), *also}
     others = [key for key in storage.system_batches(settings, system) if key not in own]
@@ -133,15 +139,21 @@ def extract(
     settings: Settings | None = None,
     kind: str = "full",
     clean_abandoned: bool = True,
+    base_wave: str | None = None,
 ) -> dict:
-    """Land the source; a ``delta`` also lists what changed since the last promoted batch.
+    """Land the source; a ``delta`` also lists what changed since the last promoted batch (with
+    ``base_wave``: the last that wave promoted, for a wave's slice of a split system).
 
     First takes the system's lease and supersedes what earlier, abandoned runs left staged."""
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
     try:
-        with _extract_storage(settings, system, batch_id, kind, clean_abandoned) as local:
-            manifest = _extract(system, batch_id, as_of_date, local, kind, clean_abandoned)
+        with _extract_storage(
+            settings, system, batch_id, kind, clean_abandoned, base_wave
+        ) as local:
+            manifest = _extract(
+                system, batch_id, as_of_date, local, kind, clean_abandoned, base_wave
+            )
     except Exception:
         release_system(system, batch_id, settings)  # nothing runs after a failed extract
         raise
@@ -162,6 +174,7 @@ def _extract(
     settings: Settings,
     kind: str,
     clean_abandoned: bool,
+    base_wave: str | None = None,
 ) -> LandingManifest:
     if clean_abandoned:
         for left in supersede_abandoned(settings, system, batch_id):
@@ -179,7 +192,7 @@ def _extract(
         subject_scope=SCOPE_BATCH,
         detail={"kind": kind, "as_of_date": as_of.isoformat()},
     )
-    return extract_system(catalog(settings), system, batch_id, as_of, settings, kind)
+    return extract_system(catalog(settings), system, batch_id, as_of, settings, kind, base_wave)
 
 
 def transform(system: str, entity: str, batch_id: str, settings: Settings | None = None) -> dict:
@@ -370,6 +383,20 @@ def transform_and_validate(
         validate(system, entity, batch_id, settings)
 
 
+def slice_batch(
+    system: str,
+    batch_id: str,
+    slicer: Callable[[str, str, Settings], dict[str, Any]],
+    settings: Settings | None = None,
+) -> dict:
+    """Cut the validated batch down to one wave's slice (``slicer``: etl.cutover.slices, given
+    by the cutover, which knows the plan) before it is staged; counts only come back."""
+    settings = settings or get_settings()
+    hold_system(system, batch_id, settings)
+    with on_storage(settings, system, batch_id) as local:
+        return slicer(system, batch_id, local)
+
+
 def run_system(
     system: str,
     batch_id: str,
@@ -380,17 +407,31 @@ def run_system(
     on_stage: Callable[[str], None] | None = None,
     wave: str | None = None,
     kind: str = "full",
+    slicer: Callable[[str, str, Settings], dict[str, Any]] | None = None,
 ) -> LoadReport:
     """All stages of one system in this process (the command line's path; DAGs split it), then
-    the batch's validation report, also when a stage stopped the batch."""
+    the batch's validation report, also when a stage stopped the batch. With ``slicer`` (a
+    wave's slice of a system split by care unit), the validated batch is cut to the wave's rows
+    before it is loaded, and a delta compares with the wave's own last batch."""
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)
     step("extract")
     try:
-        extract(system, batch_id, as_of_date, settings, kind, clean_abandoned=not dry_run)
+        extract(
+            system,
+            batch_id,
+            as_of_date,
+            settings,
+            kind,
+            clean_abandoned=not dry_run,
+            base_wave=wave if slicer is not None else None,
+        )
         transform_and_validate(system, batch_id, settings, step)
         step("quality gate")
         gate(system, batch_id, run_id, settings)
+        if slicer is not None:
+            step("wave slice")
+            slice_batch(system, batch_id, slicer, settings)
         step("load")
         loaded = load(system, batch_id, run_id, dry_run, settings, wave=wave, kind=kind)
     except Exception:

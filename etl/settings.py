@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     home: Path = Field(default=PROJECT_ROOT / "var", description="Root of all local state.")
     mappings_dir: Path = Field(default=PROJECT_ROOT / "mappings")
     expectations_dir: Path = Field(default=PROJECT_ROOT / "expectations")
+    wave_plan: str = Field(
+        default="waves.yaml",
+        description="The cutover plan the waves run, a file in the mappings folder "
+        "(`waves_by_unit.yaml`: the demo plan by care unit).",
+    )
     estate_dir: Path | None = Field(default=None, description="Synthetic legacy estate.")
     # Data residency (etl/core/residency.py): comma-separated lists; None means the default.
     allowed_hosts: str | None = Field(default=None, description="CIDRs and host names.")

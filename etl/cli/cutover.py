@@ -15,6 +15,29 @@ cutover_app = typer.Typer(
     help="Staged, reversible cutovers by wave (plan in mappings/waves.yaml).", no_args_is_help=True
 )
 AsOf = Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default: today).")]
+WavePlanFile = Annotated[
+    str | None,
+    typer.Option(
+        "--plan",
+        help="The plan the waves run, a file in the mappings folder (default: "
+        "$VARDFLYTT_WAVE_PLAN, else waves.yaml; e.g. waves_by_unit.yaml).",
+    ),
+]
+
+
+def _settings(plan: str | None = None):
+    """The settings, running the plan ``--plan`` names (a file of the mappings folder)."""
+    from pathlib import Path
+
+    settings = get_settings()
+    if not plan:
+        return settings
+    path = Path(plan)
+    elsewhere = path.resolve().parent != settings.mappings_dir.resolve()
+    if len(path.parts) > 1 and path.exists() and elsewhere:
+        console.print(f"[red]--plan {plan}: a plan lives in {settings.mappings_dir}[/red]")
+        raise typer.Exit(2)
+    return settings.model_copy(update={"wave_plan": path.name})
 
 
 def _actor() -> str:
@@ -44,12 +67,14 @@ def _cutover_call(function, *args, **kwargs):
 
 
 @cutover_app.command("status")
-def cutover_status(wave: Annotated[str | None, typer.Argument()] = None) -> None:
+def cutover_status(
+    wave: Annotated[str | None, typer.Argument()] = None, plan_file: WavePlanFile = None
+) -> None:
     """Every wave's state, window, batches and lock; with a wave, its ledger and criteria."""
     from etl.core.database import core_engine
     from etl.cutover import ledger, waves
 
-    settings = get_settings()
+    settings = _settings(plan_file)
     rows = _cutover_call(waves.wave_status, settings)
     table = Table(title="cutover waves")
     for column in ("wave", "state", "systems", "planned", "first load", "batches", "plan", "lock"):
@@ -277,13 +302,13 @@ def cutover_replan(
 
 
 @cutover_app.command("rehearse")
-def cutover_rehearse(wave: str, as_of: AsOf = None) -> None:
+def cutover_rehearse(wave: str, as_of: AsOf = None, plan_file: WavePlanFile = None) -> None:
     """Run the wave into a separate core; evidence pack; compare with the previous rehearsal."""
     from etl.cutover import waves
 
     result = _cutover_call(
         waves.rehearse,
-        get_settings(),
+        _settings(plan_file),
         wave,
         _as_of(as_of),
         _actor(),
@@ -302,13 +327,17 @@ def cutover_load(
     wave: str,
     phase: Annotated[str, typer.Option(help="initial, delta or final.")] = "initial",
     as_of: AsOf = None,
+    plan_file: WavePlanFile = None,
 ) -> None:
-    """Load the wave's systems into the core: initial (full), delta, or final delta (frozen)."""
+    """Load the wave's systems into the core: initial (full), delta, or final delta (frozen).
+
+    A wave by care unit loads only its slice of each split system; the other waves' rows are
+    accounted as wave_scope, changes to a cut-over wave's rows become conflicts."""
     from etl.cutover import waves
 
     evidence = _cutover_call(
         waves.load_wave,
-        get_settings(),
+        _settings(plan_file),
         wave,
         phase,
         _as_of(as_of),
@@ -319,24 +348,26 @@ def cutover_load(
         console.print(
             f"{system}: batch {batch['batch_id']}, extracted {batch['extracted']}, "
             f"loaded {batch['loaded']}, quarantined {batch['quarantined']}"
+            + (f", other waves' rows {batch['wave_scope']}" if batch.get("wave_scope") else "")
+            + (f", conflicts {batch['conflicted']}" if batch.get("conflicted") else "")
         )
 
 
 @cutover_app.command("freeze")
-def cutover_freeze(wave: str) -> None:
+def cutover_freeze(wave: str, plan_file: WavePlanFile = None) -> None:
     """Record that the wave's legacy systems are read-only from now (before the final delta)."""
     from etl.cutover import waves
 
-    _cutover_call(waves.freeze, get_settings(), wave, _actor())
+    _cutover_call(waves.freeze, _settings(plan_file), wave, _actor())
     console.print(f"wave {wave} frozen")
 
 
 @cutover_app.command("verify")
-def cutover_verify(wave: str, as_of: AsOf = None) -> None:
+def cutover_verify(wave: str, as_of: AsOf = None, plan_file: WavePlanFile = None) -> None:
     """Reconcile source against core and evaluate the go/no-go criteria."""
     from etl.cutover import waves
 
-    results = _cutover_call(waves.verify, get_settings(), wave, _as_of(as_of), _actor())
+    results = _cutover_call(waves.verify, _settings(plan_file), wave, _as_of(as_of), _actor())
     for c in results:
         console.print(f"pass  {c.name}: {c.detail}")
     console.print(f"wave {wave} verified; each approving role may now approve it")
@@ -351,6 +382,7 @@ def cutover_approve(
     ],
     reject: Annotated[bool, typer.Option(help="Record a rejection instead.")] = False,
     note: Annotated[str | None, typer.Option(help="Why.")] = None,
+    plan_file: WavePlanFile = None,
 ) -> None:
     """Answer a role's go (or no-go) for a verified wave, signed in to Airflow as yourself.
 
@@ -362,7 +394,7 @@ def cutover_approve(
 
     from etl.cutover import airflow_hitl, waves
 
-    settings = get_settings()
+    settings = _settings(plan_file)
     decision = "reject" if reject else "approve"
     password = os.environ.get("VARDFLYTT_AIRFLOW_PASSWORD") or typer.prompt(
         f"Airflow password for {user}", hide_input=True
@@ -388,11 +420,11 @@ def cutover_approve(
 
 
 @cutover_app.command("commit")
-def cutover_commit(wave: str) -> None:
+def cutover_commit(wave: str, plan_file: WavePlanFile = None) -> None:
     """Cut over: the wave goes live (needs a verified wave and every approver's approval)."""
     from etl.cutover import waves
 
-    _cutover_call(waves.cut_over, get_settings(), wave, _actor())
+    _cutover_call(waves.cut_over, _settings(plan_file), wave, _actor())
     console.print(f"wave {wave} is cut over")
 
 
@@ -401,11 +433,13 @@ def cutover_rollback(
     wave: Annotated[str | None, typer.Argument(help="Roll back the whole wave.")] = None,
     batch: Annotated[str | None, typer.Option(help="Roll back one batch instead.")] = None,
     cascade: Annotated[bool, typer.Option(help="Also roll back later batches first.")] = False,
+    plan_file: WavePlanFile = None,
 ) -> None:
-    """Undo a wave (every promoted batch, newest first) or one batch; checksums prove it."""
+    """Undo a wave (every promoted batch, newest first) or one batch; checksums prove it (for a
+    wave by care unit: its slice, and every row outside it)."""
     from etl.cutover import waves
 
-    settings = get_settings()
+    settings = _settings(plan_file)
     if bool(wave) == bool(batch):
         console.print("[red]give either a wave or --batch[/red]")
         raise typer.Exit(2)
@@ -417,15 +451,24 @@ def cutover_rollback(
     console.print(
         f"rolled back {len(evidence['rolled_back_batches'])} batches of {wave}; core "
         f"rows equal to before the wave: {evidence['checksum_equal_to_before_wave']}"
+        + (
+            f"; rows outside its slice unchanged: {evidence['outside_unchanged']}"
+            if "outside_unchanged" in evidence
+            else ""
+        )
     )
 
 
 @cutover_app.command("evidence")
-def cutover_evidence(wave: str, label: Annotated[str | None, typer.Option()] = None) -> None:
+def cutover_evidence(
+    wave: str,
+    label: Annotated[str | None, typer.Option()] = None,
+    plan_file: WavePlanFile = None,
+) -> None:
     """Write the wave's evidence pack (JSON, Markdown, checksums, zip) for sign-off."""
     from etl.cutover import evidence, waves
 
-    settings = get_settings()
+    settings = _settings(plan_file)
     criteria = [c.as_dict() for c in _cutover_call(waves.evaluate_criteria, settings, wave)]
     pack = evidence.write_pack(
         settings,
@@ -449,3 +492,56 @@ def cutover_unlock(wave: str) -> None:
         return
     ledger.release_lock(engine, wave)
     console.print(f"released {wave}, held by {holder.holder}, by {_actor()}")
+
+
+@cutover_app.command("conflicts")
+def cutover_conflicts(
+    wave: Annotated[str | None, typer.Option(help="Only this cut-over wave's conflicts.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
+    resolve: Annotated[str | None, typer.Option(help="Resolve this conflict id.")] = None,
+    note: Annotated[str | None, typer.Option(help="What was done (with --resolve).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Legacy changes to rows of cut-over waves, held for the stewards (never applied).
+
+    Lists row ids, source keys and the wave that carried the change, never values; with
+    --resolve ID --note "...", a steward closes one."""
+    import json
+
+    from etl.core.database import core_engine
+    from etl.cutover import slices
+
+    settings = get_settings()
+    if resolve:
+        done = _cutover_call(slices.resolve_conflict, settings, resolve, _actor(), note or "")
+        console.print(f"conflict {done['conflict_id']} resolved by {done['resolved_by']}")
+        return
+    found = slices.list_conflicts(settings, wave, None if show_all else slices.OPEN)
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        per_wave = slices.conflicts_per_wave(connection)
+    if wave:
+        per_wave = {w: n for w, n in per_wave.items() if w == wave}
+    if as_json:
+        fields = [
+            *("conflict_id", "wave", "detected_in_wave", "batch_id", "source_system"),
+            *("entity", "row_id", "source_key", "change", "state", "detected_at"),
+        ]
+        rows = [{f: str(c[f]) if c[f] is not None else None for f in fields} for c in found]
+        typer.echo(json.dumps({"per_wave": per_wave, "conflicts": rows}))
+        return
+    table = Table(title="conflicts: legacy changes to cut-over waves' rows")
+    for column in ("id", "wave", "found in", "system", "entity", "row id", "change", "state"):
+        table.add_column(column)
+    for c in found:
+        table.add_row(
+            c["conflict_id"][:12],
+            c["wave"],
+            c["detected_in_wave"] or "-",
+            c["source_system"],
+            c["entity"],
+            c["row_id"][:16],
+            c["change"],
+            c["state"],
+        )
+    console.print(table)
+    console.print(f"open per wave: {per_wave or 'none'}")

@@ -40,18 +40,32 @@ def demo(
         bool,
         typer.Option(help="Have the demo approvers answer the last wave's go/no-go too."),
     ] = False,
+    plan_file: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="The cutover plan, a file of the mappings folder (default: $VARDFLYTT_WAVE_PLAN, "
+            "else waves.yaml). A plan by care unit (waves_by_unit.yaml): the patients wave is "
+            "loaded, the first unit wave cut over, and the other waves loaded and left "
+            "flowing, as a region between go-lives.",
+        ),
+    ] = None,
 ) -> None:
     """Generate the estate, migrate it through Airflow, resolve identities, print the accounting.
 
     Run again, it first resets the previous demo's state under VARDFLYTT_HOME (etl.demo_home),
     so every run starts from the same empty home; it refuses a home no demo wrote."""
     import json
+    import os
 
     from etl import airflow_pools
     from etl.airflow_env import airflow_environment
     from etl.demo_home import DemoHomeError, prepare_demo_home
     from etl.layout import list_system_entities
 
+    if plan_file:
+        # Here and in every Airflow task the demo starts (airflow_environment copies it).
+        os.environ["VARDFLYTT_WAVE_PLAN"] = Path(plan_file).name
     settings = get_settings()
     known = list(list_system_entities(settings.mappings_dir))
     chosen = known if systems == "all" else [s.strip() for s in systems.split(",") if s.strip()]
@@ -63,9 +77,9 @@ def demo(
     if cutover and systems == "all":
         from etl.cutover.plan import load_plan
 
-        plan = load_plan(settings.mappings_dir)
+        plan = load_plan(settings.mappings_dir, settings.wave_plan)
         plan_waves = [wave.wave for wave in plan.waves]
-        in_waves = {system for wave in plan.waves for system in wave.systems}
+        in_waves = {system for wave in plan.waves for system in plan.systems_of(wave.wave)}
         chosen = [system for system in chosen if system not in in_waves]
     try:
         preparation = prepare_demo_home(settings)
@@ -113,7 +127,7 @@ def _print_demo_next_steps(settings, waves: list[str]) -> None:
 
     console.rule("where to look next")
     if waves:
-        console.print("cutover waves (mappings/waves.yaml), as the ledger has them:")
+        console.print(f"cutover waves (mappings/{settings.wave_plan}), as the ledger has them:")
         for outcome in wave_outcomes(settings, waves):
             for line in describe(outcome, settings):
                 console.print(line, highlight=False, soft_wrap=True)
@@ -152,10 +166,16 @@ def _demo_waves(
     demo's outcome does not depend on the day it runs. One api-server on loopback (a free port)
     serves the approvers' sign-ins for every wave."""
     from etl.airflow_env import api_server
+    from etl.cutover.plan import load_plan
     from etl.estate.base import EXTRACT_DATE
 
+    settings = get_settings()
+    plan = load_plan(settings.mappings_dir, settings.wave_plan)
     with api_server(environment, logs / "demo_api_server.log") as url:
         console.print(f"Airflow api-server for the go/no-go: {url} (loopback only)")
+        if plan.split_systems:
+            _demo_waves_by_unit(plan, environment, airflow_bin, logs, url, EXTRACT_DATE)
+            return
         for number, wave in enumerate(waves, start=1):
             _demo_cutover(
                 wave,
@@ -166,6 +186,69 @@ def _demo_waves(
                 EXTRACT_DATE,
                 approve=approve_last or number < len(waves),
             )
+
+
+def _demo_waves_by_unit(
+    plan, environment: dict, airflow_bin: str, logs: Path, url: str, as_of_date: dt.date
+) -> None:
+    """A plan by care unit, the way a region lives between go-lives: the patients wave loads
+    the patient registers region-wide and keeps flowing; the first unit wave (its units' rows
+    of ELVIS, Melior, Orbit and the laboratories, and its satellites) is rehearsed, loaded and
+    cut over with the demo approvers' go; every later wave is rehearsed and initially loaded,
+    and after the go-live one delta of the next wave shows the legacy systems still serving
+    the other units (a change to a cut-over unit's row would be a conflict, never applied)."""
+    import json
+
+    from etl.dag_names import cutover_dag_id
+
+    settings = get_settings()
+    unit_waves = [w.wave for w in plan.waves if w.is_by_unit and w.wave != plan.patients]
+    first = unit_waves[0] if unit_waves else None
+    for wave in plan.waves:
+        if wave.wave == first:
+            _demo_cutover(wave.wave, environment, airflow_bin, logs, url, as_of_date, approve=True)
+            continue
+        dag_id = cutover_dag_id(wave.wave)
+        phases = ("initial",) if wave.wave == plan.patients else ("rehearsal", "initial")
+        for phase in phases:
+            console.rule(f"airflow dags test {dag_id} (phase {phase}, still flowing)")
+            conf = {"phase": phase, "as_of_date": as_of_date.isoformat()}
+            _checked(
+                [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps(conf)],
+                environment,
+                f"the {dag_id} {phase} run",
+                log=logs / f"demo_cutover_{wave.wave}_{phase}.log",
+            )
+    later = [w for w in unit_waves if w != first]
+    if later:
+        from etl.cutover import slices
+        from etl.cutover import waves as wave_runs
+        from etl.estate.activity import simulate_activity
+
+        # Two weeks of legacy use in every unit after the go-live, then the waves still flowing
+        # take their deltas: the patients wave first (new patients), then the next unit wave.
+        delta_as_of = as_of_date + dt.timedelta(days=14)
+        simulate_activity(settings.resolved_estate_dir, seed=11)
+        for name in (plan.patients, later[0]):
+            if name not in {w.wave for w in plan.waves}:
+                continue
+            console.rule(f"{name}: a delta after {first}'s go-live (the legacy still serves it)")
+            delta = _cutover_call(
+                wave_runs.load_wave, settings, name, "delta", delta_as_of, _actor()
+            )
+            for system, batch in delta["batches"].items():
+                if not batch["extracted"]:
+                    continue  # nothing changed in this system since the wave's last load
+                console.print(
+                    f"{system}: {batch['loaded']} changed rows of {name} loaded, "
+                    f"{batch['wave_scope']} of other waves deferred to them, "
+                    f"{batch['conflicted']} changes to {first}'s rows held as conflicts"
+                )
+        held = len(slices.list_conflicts(settings, wave=first))
+        console.print(
+            f"{first} is live: {held} legacy changes to its rows wait for the stewards "
+            f"(.venv/bin/vardflytt cutover conflicts --wave {first}; the dashboard's waves page)"
+        )
 
 
 def _demo_cutover(
@@ -191,7 +274,7 @@ def _demo_cutover(
 
     settings = get_settings()
     dag_id = cutover_dag_id(wave)
-    systems = load_plan(settings.mappings_dir).wave(wave).systems
+    systems = load_plan(settings.mappings_dir, settings.wave_plan).systems_of(wave)
     for phase in ("rehearsal", "initial"):
         console.rule(f"airflow dags test {dag_id} (phase {phase}, {len(systems)} systems)")
         conf = {"phase": phase, "as_of_date": as_of_date.isoformat()}
@@ -246,7 +329,9 @@ def _demo_final_approved(
     dag_id = cutover_dag_id(wave)
     approvers = {
         role: accounts.airflow_users[0]
-        for role, accounts in load_plan(settings.mappings_dir).wave(wave).criteria.approvers.items()
+        for role, accounts in load_plan(settings.mappings_dir, settings.wave_plan)
+        .wave(wave)
+        .criteria.approvers.items()
     }
     signed_in = settings.model_copy(update={"airflow_url": url})
     log = logs / f"demo_cutover_{wave}_final.log"

@@ -105,6 +105,7 @@ def print_accounting(rows: list[dict], title: str) -> bool:
         "quarantined",
         "excluded",
         "merged",
+        "other waves",
         "residue",
         "accounted",
     ):
@@ -123,6 +124,10 @@ def print_accounting(rows: list[dict], title: str) -> bool:
             str(row["quarantined"]),
             str(row["excluded"]),
             str(row["merged"]),
+            # A wave's slice of a split system: rows of other waves (conflicts with a cut-over
+            # wave's rows among them, in brackets).
+            str(row.get("wave_scope", 0) + row.get("conflicted", 0))
+            + (f" ({row['conflicted']})" if row.get("conflicted") else ""),
             str(row["residue"]),
             "[green]yes[/green]" if row["is_verified"] else "[red]NO[/red]",
         )
@@ -147,7 +152,9 @@ def status(
         console.print("no loaded batches yet: run `make demo` or `vardflytt run <system>`")
         raise typer.Exit(1 if check else 0)
     is_reconciled = print_accounting(
-        rows, title="record accounting (extracted = loaded + quarantined + excluded + merged)"
+        rows,
+        title="record accounting (extracted = loaded + quarantined + excluded + merged "
+        "+ other waves)",
     )
     sources = source_counts(settings, {(row["batch_id"], row["source_system"]) for row in rows})
     if sources:

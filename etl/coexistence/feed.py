@@ -823,7 +823,7 @@ def run(
 ) -> dict[str, SystemRun]:
     """Stop what no longer serves, queue the core's changes, deliver what is due."""
     moment = now or utc_now()
-    plan = load_plan(settings.mappings_dir)
+    plan = load_plan(settings.mappings_dir, settings.wave_plan)
     engine = core_engine(settings.resolved_core_url)
     key = pseudonym_key(settings)
     runs: dict[str, SystemRun] = {}
@@ -845,7 +845,7 @@ def run_counts(settings: Settings, now: dt.datetime | None = None) -> dict[str, 
 def status(settings: Settings) -> dict[str, Any]:
     """Per system: live or stopped, endpoint, messages by state; the failed and held messages
     by control id, pseudonym and ACK code. Never message content."""
-    plan = load_plan(settings.mappings_dir)
+    plan = load_plan(settings.mappings_dir, settings.wave_plan)
     engine = core_engine(settings.resolved_core_url)
     with engine.connect() as connection:
         coexistence = Coexistence.read(connection, plan)

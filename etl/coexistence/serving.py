@@ -29,7 +29,8 @@ class Coexistence:
     def read(cls, connection: sa.Connection, plan: WavePlan) -> Coexistence:
         waves_of_system: dict[str, list[str]] = {}
         for wave in plan.waves:
-            for system in wave.systems:
+            # A system split by care unit is held by every wave that moves a slice of it.
+            for system in plan.systems_of(wave.wave):
                 waves_of_system.setdefault(system, []).append(wave.wave)
         states = {wave.wave: ledger.wave_state(connection, wave.wave) for wave in plan.waves}
         return cls({s: tuple(w) for s, w in waves_of_system.items()}, states)

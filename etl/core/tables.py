@@ -112,6 +112,11 @@ batch_accounting = sa.Table(
     sa.Column("quarantined", sa.BigInteger, nullable=False),
     sa.Column("excluded", sa.BigInteger, nullable=False),
     sa.Column("merged", sa.BigInteger, nullable=False),
+    # A wave's slice of a system split by care unit (etl/cutover/slices.py): rows that belong to
+    # another wave (deferred to it), and rows of an already cut-over wave that changed in the
+    # legacy system (raised as ``cutover_conflict`` for the stewards, never applied).
+    sa.Column("wave_scope", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("conflicted", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("residue", sa.BigInteger, nullable=False),
     sa.Column("is_verified", sa.Boolean, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
@@ -292,6 +297,28 @@ promotion = sa.Table(
     # A batch staged by reference (etl.load.direct): per entity, its validated file's rows and
     # SHA-256, as JSON; NULL when its rows were copied into staged_<entity>.
     sa.Column("staged_files", sa.Text),
+)
+
+# After go-live the legacy slice of a wave is closed: a later batch of a split system that carries
+# a change to a row of a cut-over wave's units raises it here for the stewards (etl/cutover/
+# slices.py) instead of applying it. Row ids (opaque hashes) and source keys only, never values.
+cutover_conflict = sa.Table(
+    "cutover_conflict",
+    metadata,
+    sa.Column("conflict_id", sa.Text, primary_key=True),
+    sa.Column("wave", sa.Text, nullable=False, index=True),  # the cut-over wave owning the row
+    sa.Column("detected_in_wave", sa.Text),  # the wave whose batch carried the change
+    sa.Column("batch_id", sa.Text, nullable=False, index=True),
+    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Column("row_id", sa.Text, nullable=False),
+    sa.Column("source_key", sa.Text),
+    sa.Column("change", sa.Text, nullable=False),  # changed | new | deleted
+    sa.Column("state", sa.Text, nullable=False),  # open | resolved
+    sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_by", sa.Text),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("note", sa.Text),
 )
 
 # The cutover ledger: each wave's state, and every transition with who, when, run and evidence.

@@ -26,6 +26,7 @@ from etl.core.provenance import mapping_version
 from etl.core.tables import (
     batch_accounting,
     cutover_approval,
+    cutover_conflict,
     dq_result,
     promotion,
     wave_reconciliation,
@@ -45,7 +46,7 @@ def _rows(connection: sa.Connection, query: sa.Executable) -> list[dict[str, Any
 def collect(settings: Settings, name: str) -> dict[str, Any]:
     from etl.cutover.waves import reviewed_plan_status
 
-    plan = load_plan(settings.mappings_dir)
+    plan = load_plan(settings.mappings_dir, settings.wave_plan)
     wave = plan.wave(name)
     with core_engine(settings.resolved_core_url).connect() as connection:
         batches = _rows(
@@ -100,6 +101,15 @@ def collect(settings: Settings, name: str) -> dict[str, Any]:
         ]
         state = ledger.wave_state(connection, name)
         reviewed = reviewed_plan_status(connection, settings, name)
+        # Legacy changes to the wave's rows after its go-live (etl/cutover/slices.py): counts.
+        conflicts = {
+            str(state_name): int(count)
+            for state_name, count in connection.execute(
+                sa.select(cutover_conflict.c.state, sa.func.count())
+                .where(cutover_conflict.c.wave == name)
+                .group_by(cutover_conflict.c.state)
+            )
+        }
     return {
         "wave": wave.model_dump(mode="json"),
         "plan_digest": reviewed["working_copy"],
@@ -113,6 +123,7 @@ def collect(settings: Settings, name: str) -> dict[str, Any]:
         "reconciliation": list(latest.values()),
         "transitions": transitions,
         "approvals": approvals,
+        "conflicts": conflicts,
     }
 
 

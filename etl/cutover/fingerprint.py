@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.core.files import sha256_of as file_digest
-from etl.cutover.plan import PLAN_FILE, REGISTER_FILE, Wave
+from etl.cutover.plan import REGISTER_FILE, Wave
 from etl.layout import ARCHETYPE_DIR, CROSSWALK_DIR, SYSTEM_FILE, archetype_of, entity_files
 from etl.settings import Settings
 from etl.validate.checks import THRESHOLDS_FILE
@@ -101,19 +101,21 @@ def _tree(root: Path, label: str, directory: Path) -> dict[str, Path]:
     return found
 
 
-def plan_files(settings: Settings, wave: Wave) -> dict[str, Path]:
-    """The files the wave's go/no-go depends on (see the module docstring), by label path."""
+def plan_files(settings: Settings, wave: Wave, systems: list[str] | None = None) -> dict[str, Path]:
+    """The files the wave's go/no-go depends on (see the module docstring), by label path.
+    ``systems``: the systems the wave loads, if more than it names (a patients wave's)."""
     mappings = settings.mappings_dir
     expectations = settings.expectations_dir
     files: dict[str, Path] = {}
     candidates = {
-        f"{MAPPINGS}/{PLAN_FILE}": mappings / PLAN_FILE,
+        f"{MAPPINGS}/{settings.wave_plan}": mappings / settings.wave_plan,
         f"{EXPECTATIONS}/{THRESHOLDS_FILE}": expectations / THRESHOLDS_FILE,
     }
-    if wave.is_by_unit:  # its scope is read through the care-unit register
+    named = [*wave.systems, *wave.by_unit, *wave.unscoped]
+    if wave.is_by_unit or set(systems or []) - set(named):  # scopes read through the register
         candidates[f"{MAPPINGS}/{REGISTER_FILE}"] = mappings / REGISTER_FILE
     entities: set[str] = set()
-    for system in dict.fromkeys([*wave.systems, *wave.by_unit, *wave.unscoped]):
+    for system in dict.fromkeys([*named, *(systems or [])]):
         directory = mappings / system
         files.update(_tree(mappings, MAPPINGS, directory))
         if (directory / SYSTEM_FILE).exists():
@@ -128,9 +130,16 @@ def plan_files(settings: Settings, wave: Wave) -> dict[str, Path]:
     return dict(sorted(files.items()))
 
 
-def fingerprint(settings: Settings, wave: Wave, mapping_version: str | None = None) -> Fingerprint:
+def fingerprint(
+    settings: Settings,
+    wave: Wave,
+    mapping_version: str | None = None,
+    systems: list[str] | None = None,
+) -> Fingerprint:
     """The wave's plan as the working copy holds it now."""
-    files = {label: file_digest(path) for label, path in plan_files(settings, wave).items()}
+    files = {
+        label: file_digest(path) for label, path in plan_files(settings, wave, systems).items()
+    }
     return Fingerprint(plan_digest(files), files, mapping_version)
 
 

@@ -232,6 +232,20 @@ class WavePlan(Strict):
         """Systems some wave splits by unit, in plan order."""
         return list(dict.fromkeys(s for wave in self.waves for s in wave.by_unit))
 
+    def systems_of(self, name: str) -> list[str]:
+        """The systems wave ``name`` loads: whole, split by unit (its units' rows, and for the
+        unscoped wave the rows of no wave's unit) and, for the patients wave, every split system
+        (their patient-level rows)."""
+        wave = self.wave(name)
+        systems = [*wave.systems, *wave.by_unit, *wave.unscoped]
+        if name == self.patients:
+            systems += self.split_systems
+        return list(dict.fromkeys(systems))
+
+    def is_sliced(self, name: str) -> bool:
+        """Whether wave ``name`` loads slices of systems split by unit (or their patients)."""
+        return self.wave(name).is_by_unit or (name == self.patients and bool(self.split_systems))
+
     def unscoped_wave(self, system: str) -> str | None:
         return next((w.wave for w in self.waves if system in w.unscoped), None)
 

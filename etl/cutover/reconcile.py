@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ import sqlalchemy as sa
 from etl.batch import BatchPaths, utc_now
 from etl.catalog import Catalog
 from etl.core.arrow import open_parquet
+from etl.core.batch_states import PROMOTED
 from etl.core.database import core_engine
 from etl.core.model import ENTITIES
-from etl.core.tables import ENTITY_TABLES, batch_accounting, wave_reconciliation
+from etl.core.tables import ENTITY_TABLES, batch_accounting, promotion, wave_reconciliation
 from etl.load.bulk import bulk_insert
 from etl.settings import Settings
 
@@ -108,8 +110,23 @@ def _expected_aggregates(
     return result
 
 
+def _within(batches: list[str] | None) -> str:
+    return " AND batch_id IN :batches" if batches is not None else ""
+
+
+def _core_filter(table: sa.Table, system: str, batches: list[str] | None) -> sa.ColumnElement[bool]:
+    condition = table.c.source_system == system
+    if batches is not None:
+        condition = condition & table.c.batch_id.in_(batches)
+    return condition
+
+
 def _core_aggregates(
-    connection: sa.Connection, entity: str, system: str, columns: list[str]
+    connection: sa.Connection,
+    entity: str,
+    system: str,
+    columns: list[str],
+    batches: list[str] | None = None,
 ) -> dict[str, Any]:
     """count, min, max (and sum of numbers) of every column, in one query over the system's rows."""
     if not columns:
@@ -125,7 +142,7 @@ def _core_aggregates(
         if column in numeric:
             measures.append(sa.func.sum(col))
     row = iter(
-        connection.execute(sa.select(*measures).where(table.c.source_system == system)).one()
+        connection.execute(sa.select(*measures).where(_core_filter(table, system, batches))).one()
     )
     result = {}
     for column in columns:
@@ -148,10 +165,30 @@ def _same(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
+def _wave_batches(connection: sa.Connection, system: str, wave: str | None) -> list[str]:
+    """The system's batches the wave promoted: the core rows of its slice carry their ids."""
+    return [
+        str(b)
+        for b in connection.execute(
+            sa.select(promotion.c.batch_id).where(
+                (promotion.c.source_system == system)
+                & (promotion.c.wave == wave)
+                & (promotion.c.state == PROMOTED)
+            )
+        ).scalars()
+    ]
+
+
 def reconcile_entity(
-    connection: sa.Connection, paths: BatchPaths, system: str, entity: str, chunk_rows: int
+    connection: sa.Connection,
+    paths: BatchPaths,
+    system: str,
+    entity: str,
+    chunk_rows: int,
+    batches: list[str] | None = None,
 ) -> EntityReconciliation:
-    """Compare the scratch batch's validated rows of one entity with the core's rows."""
+    """Compare the scratch batch's validated rows of one entity with the core's rows (with
+    ``batches``: only the core rows those batches wrote, a wave's slice)."""
     table = ENTITY_TABLES[entity]
     key = ENTITIES[entity].id_field()
     quote = connection.dialect.identifier_preparer.quote
@@ -170,16 +207,22 @@ def reconcile_entity(
             pa.table({"row_id": batch.column(key), "content_hash": batch.column("content_hash")}),
         )
         expected_rows += batch.num_rows
+    within = _within(batches)
     core = (
         f"(SELECT {quote(key)} AS row_id, content_hash FROM {quote(entity)} "
-        "WHERE source_system = :s)"
+        f"WHERE source_system = :s{within})"
     )
+    bound = {"s": system, **({"batches": batches} if batches is not None else {})}
+
+    def run(sql: str) -> sa.CursorResult[Any]:
+        statement = sa.text(sql)
+        if batches is not None:
+            statement = statement.bindparams(sa.bindparam("batches", expanding=True))
+        return connection.execute(statement, bound)
 
     def ids(sql: str) -> tuple[int, list[str]]:
-        count = connection.execute(sa.text(f"SELECT count(*) FROM ({sql}) x"), {"s": system})
-        sample = connection.execute(
-            sa.text(f"SELECT row_id FROM ({sql}) x ORDER BY row_id LIMIT {EXAMPLES}"), {"s": system}
-        )
+        count = run(f"SELECT count(*) FROM ({sql}) x")
+        sample = run(f"SELECT row_id FROM ({sql}) x ORDER BY row_id LIMIT {EXAMPLES}")
         return int(count.scalar_one()), list(sample.scalars())
 
     missing, missing_ids = ids(
@@ -196,13 +239,13 @@ def reconcile_entity(
     )
     core_rows = int(
         connection.execute(
-            sa.select(sa.func.count()).where(table.c.source_system == system)
+            sa.select(sa.func.count()).where(_core_filter(table, system, batches))
         ).scalar_one()
     )
     connection.exec_driver_sql(f"DROP TABLE {scratch}")
     columns = _aggregate_columns(entity, pq.read_schema(expected_path))
     expected_aggregates = _expected_aggregates(expected_path, columns, chunk_rows)
-    core_aggregates = _core_aggregates(connection, entity, system, columns)
+    core_aggregates = _core_aggregates(connection, entity, system, columns, batches)
     mismatched = [
         f"{column}.{measure}"
         for column in columns
@@ -246,15 +289,19 @@ def reconcile_system(
     as_of_date: dt.date,
     wave: str | None = None,
     label: str | None = None,
+    slicer: Callable[[str, str, Settings], dict[str, Any]] | None = None,
 ) -> list[EntityReconciliation]:
-    """Read the source again through the mapping and compare it with the core, per entity."""
+    """Read the source again through the mapping and compare it with the core, per entity.
+
+    With ``slicer`` (a wave's slice of a system split by care unit) the measured rows are cut
+    to the wave's, and compared with the core rows the wave's own batches wrote."""
     from etl import pipeline
 
     scratch_batch = f"reconcile__{system}__{label or uuid.uuid4().hex[:8]}"
     # With an URL storage root the measuring batch stays in this task's scratch copy: it is
     # written, read and dropped here, never uploaded (etl/core/storage.py).
     with pipeline.on_storage(settings, system, scratch_batch) as local:
-        return _measure(catalog, system, local, as_of_date, wave, scratch_batch)
+        return _measure(catalog, system, local, as_of_date, wave, scratch_batch, slicer)
 
 
 def _measure(
@@ -264,6 +311,7 @@ def _measure(
     as_of_date: dt.date,
     wave: str | None,
     scratch_batch: str,
+    slicer: Callable[[str, str, Settings], dict[str, Any]] | None = None,
 ) -> list[EntityReconciliation]:
     from etl import pipeline
 
@@ -272,6 +320,8 @@ def _measure(
     try:
         pipeline.extract(system, scratch_batch, as_of_date, settings, clean_abandoned=False)
         pipeline.transform_and_validate(system, scratch_batch, settings)
+        if slicer is not None:
+            slicer(system, scratch_batch, settings)
     finally:
         pipeline.release_system(system, scratch_batch, settings)
     paths = BatchPaths.of(settings, scratch_batch, system)
@@ -281,8 +331,11 @@ def _measure(
     results = []
     engine = core_engine(settings.resolved_core_url)
     with engine.begin() as connection:
+        batches = _wave_batches(connection, system, wave) if slicer is not None else None
         for entity in entities:
-            results.append(reconcile_entity(connection, paths, system, entity, settings.chunk_rows))
+            results.append(
+                reconcile_entity(connection, paths, system, entity, settings.chunk_rows, batches)
+            )
         if wave:
             now = utc_now()
             connection.execute(

@@ -13,6 +13,7 @@ and why, that voids earlier approvals.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from etl.core.lease import current_actor
 from etl.core.provenance import mapping_version
 from etl.core.tables import dq_result, promotion, wave_reconciliation
 from etl.cutover import fingerprint, ledger
-from etl.cutover.plan import PLAN_FILE, PlanError, Wave, load_plan
+from etl.cutover.plan import Wave, WavePlan, load_plan
 from etl.cutover.reconcile import accounting_residue, reconcile_system
 from etl.load.loader import rewind_watermarks
 from etl.load.promote import core_checksums, rollback
@@ -54,18 +55,50 @@ class Criterion:
         return {"criterion": self.name, "passed": self.passed, "detail": self.detail}
 
 
+def plan_of(settings: Settings) -> WavePlan:
+    """The plan the waves run: ``settings.wave_plan`` in the mappings folder."""
+    return load_plan(settings.mappings_dir, settings.wave_plan)
+
+
 def wave_of(settings: Settings, name: str) -> Wave:
-    return load_plan(settings.mappings_dir).wave(name)
+    return plan_of(settings).wave(name)
 
 
-def _refuse_slices(wave: Wave) -> None:
-    """A wave that splits systems by unit cannot run yet: loading, reconciling and rolling back
-    only its slice of each system is the next step. Refused, never run as whole systems."""
-    if wave.is_by_unit:
-        raise PlanError(
-            f"wave '{wave.wave}' splits {wave.by_unit or wave.unscoped} by care unit; loading a "
-            "wave's slice of a system is not built yet (`vardflytt cutover plan --check` proves "
-            "the partition)"
+def systems_of(settings: Settings, name: str) -> list[str]:
+    """The systems the wave loads (whole, or its slice of a system split by care unit)."""
+    return plan_of(settings).systems_of(name)
+
+
+def _slicer(
+    settings: Settings, plan: WavePlan, name: str, system: str
+) -> Callable[[str, str, Settings], dict[str, Any]] | None:
+    """For a system the plan splits by unit: what cuts a batch to the wave's slice."""
+    from etl.cutover import slices
+    from etl.pipeline import catalog
+
+    if system not in plan.split_systems:
+        return None
+
+    def cut(system_name: str, batch_id: str, local: Settings) -> dict[str, Any]:
+        return slices.slice_batch(plan, name, catalog(settings), system_name, batch_id, local)
+
+    return cut
+
+
+def _refuse_without_patients(connection: sa.Connection, plan: WavePlan, name: str) -> None:
+    """A unit wave's rows point at patients the patients wave loads: it goes first (fail
+    closed: otherwise every contact of the wave would be quarantined as an orphan)."""
+    from etl.cutover.slices import patients_loaded
+
+    if (
+        plan.wave(name).is_by_unit
+        and name != plan.patients
+        and not patients_loaded(connection, plan)
+    ):
+        raise ledger.LedgerError(
+            f"wave {name} loads its units' rows of {', '.join(plan.wave(name).by_unit)}, whose "
+            f"patients move in wave {plan.patients}: load {plan.patients} first "
+            f"(`vardflytt cutover load {plan.patients}`)"
         )
 
 
@@ -81,7 +114,8 @@ def plan_fingerprint(settings: Settings, name: str) -> fingerprint.Fingerprint:
     """The wave's plan as the working copy holds it now, with the mapping version read afresh
     (``mapping_version`` is cached per process; a long-lived worker must not see an old one)."""
     version = mapping_version.__wrapped__(settings.mappings_dir.resolve().parent)
-    return fingerprint.fingerprint(settings, wave_of(settings, name), version)
+    plan = plan_of(settings)
+    return fingerprint.fingerprint(settings, plan.wave(name), version, plan.systems_of(name))
 
 
 def _described(plan: dict[str, Any]) -> str:
@@ -209,9 +243,36 @@ def _stamp() -> str:
 
 
 def wave_checksums(settings: Settings, wave: Wave) -> dict[str, str]:
-    """Checksums of the core rows this wave's systems own (other waves' rows are not its)."""
+    """Checksums of the core rows this wave's systems own (other waves' rows are not its); for
+    a wave by care unit, of its slice (etl/cutover/slices.py)."""
+    return _all_checksums(settings, wave)["slice"]
+
+
+def _all_checksums(
+    settings: Settings, wave: Wave, outside_of: dict[str, set[str]] | None = None
+) -> dict[str, dict[str, str]]:
+    """The wave's checksums, and for a wave by unit those of every row outside its slice (or
+    outside the rows ``outside_of``)."""
+    plan = plan_of(settings)
     with _engine(settings).connect() as connection:
-        return core_checksums(connection, systems=wave.systems)
+        if plan.is_sliced(wave.wave):
+            from etl.cutover.slices import slice_checksums
+            from etl.pipeline import catalog
+
+            return slice_checksums(connection, plan, wave.wave, catalog(settings), outside_of)
+        return {"slice": core_checksums(connection, systems=wave.systems)}
+
+
+def _rollback_scope(settings: Settings, name: str) -> dict[str, set[str]] | None:
+    """For a wave by unit: the rows its rollback may change (etl.cutover.slices.wave_row_ids)."""
+    plan = plan_of(settings)
+    if not plan.is_sliced(name):
+        return None
+    from etl.cutover.slices import wave_row_ids
+    from etl.pipeline import catalog
+
+    with _engine(settings).connect() as connection:
+        return wave_row_ids(connection, plan, name, catalog(settings))
 
 
 def promoted_batches(connection: sa.Connection, wave: str) -> list[dict[str, Any]]:
@@ -238,14 +299,15 @@ def load_wave(
 
     if phase not in PHASES:
         raise ledger.LedgerError(f"phase is one of {', '.join(PHASES)}, not '{phase}'")
-    wave = wave_of(settings, name)
-    _refuse_slices(wave)
+    plan = plan_of(settings)
+    wave = plan.wave(name)
     to_state, kind = PHASES[phase]
     engine = _engine(settings)
     with engine.connect() as connection:
         state = ledger.wave_state(connection, name)
-    ledger.check_transition(name, state, to_state)  # refuse before doing any work
-    plan_systems = systems or wave.systems
+        ledger.check_transition(name, state, to_state)  # refuse before doing any work
+        _refuse_without_patients(connection, plan, name)
+    plan_systems = systems or plan.systems_of(name)
     with ledger.wave_lock(engine, name, run_id):
         current = plan_fingerprint(settings, name)  # the plan this load runs
         first_load = phase == "initial" and state != ledger.INITIAL_LOAD
@@ -265,6 +327,7 @@ def load_wave(
                     run_id=run_id,
                     settings=settings,
                     wave=name,
+                    slicer=_slicer(settings, plan, name, system),
                     **extra,
                 )
             except Exception as error:  # the ledger must show partial loads too
@@ -278,6 +341,8 @@ def load_wave(
                 "extracted": sum(a.extracted for a in report.accounting),
                 "loaded": sum(a.loaded for a in report.accounting),
                 "quarantined": sum(a.quarantined for a in report.accounting),
+                "wave_scope": sum(a.wave_scope for a in report.accounting),
+                "conflicted": sum(a.conflicted for a in report.accounting),
             }
         evidence = {
             "phase": phase,
@@ -318,7 +383,6 @@ def freeze(
     note: str | None = None,
 ) -> dict[str, Any]:
     """Legacy systems of the wave go read-only: from here only the final delta moves data."""
-    wave = wave_of(settings, name)
     with _engine(settings).begin() as connection:
         return ledger.transition(
             connection,
@@ -327,7 +391,7 @@ def freeze(
             actor,
             run_id,
             _version(settings),
-            {"systems": wave.systems},
+            {"systems": systems_of(settings, name)},
             note or "legacy systems read-only for the final delta",
         )
 
@@ -337,20 +401,38 @@ def reconcile_wave(
 ) -> list[dict[str, Any]]:
     from etl.pipeline import catalog
 
-    wave = wave_of(settings, name)
+    plan = plan_of(settings)
     label = (run_id or _stamp()).replace(":", "_").replace("+", "_")
     results = []
-    for system in wave.systems:
+    for system in plan.systems_of(name):
+        sliced = system in plan.split_systems
         for entity in reconcile_system(
-            catalog(settings), system, settings, as_of_date, wave=name, label=label
+            catalog(settings),
+            system,
+            settings,
+            as_of_date,
+            wave=name,
+            label=label,
+            slicer=functools.partial(_measure_slice, settings, plan, name) if sliced else None,
         ):
             results.append(entity.summary())
     return results
 
 
+def _measure_slice(
+    settings: Settings, plan: WavePlan, name: str, system: str, batch_id: str, local: Settings
+) -> dict[str, Any]:
+    """Reconciliation's measuring batch cut to the wave's slice (no conflict is recorded)."""
+    from etl.cutover import slices
+    from etl.pipeline import catalog
+
+    return slices.slice_batch(plan, name, catalog(settings), system, batch_id, local, record=False)
+
+
 def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
     """Each go/no-go criterion of the wave, with pass/fail and the reason."""
     wave = wave_of(settings, name)
+    wave_systems = systems_of(settings, name)
     criteria = wave.criteria
     found: list[Criterion] = []
     with _engine(settings).connect() as connection:
@@ -358,7 +440,7 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
         latest = {}
         for batch in batches:
             latest[batch["source_system"]] = batch
-        missing = [s for s in wave.systems if s not in latest]
+        missing = [s for s in wave_systems if s not in latest]
         found.append(
             Criterion(
                 "every system loaded",
@@ -396,7 +478,9 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
         )
         totals = connection.execute(
             sa.text(
-                "SELECT source_system, sum(extracted), sum(quarantined) FROM batch_accounting "
+                # Rows of other waves (a slice of a split system) are not this wave's to judge.
+                "SELECT source_system, sum(extracted - wave_scope - conflicted), sum(quarantined) "
+                "FROM batch_accounting "
                 "WHERE batch_id IN :ids GROUP BY source_system"
             ).bindparams(sa.bindparam("ids", expanding=True)),
             {"ids": batch_ids or [""]},
@@ -428,7 +512,7 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
         current = list(newest.values())
         failing = [f"{r.source_system}/{r.entity}" for r in current if not r.is_reconciled]
         covered = {r.source_system for r in current}
-        not_checked = [s for s in wave.systems if s not in covered]
+        not_checked = [s for s in wave_systems if s not in covered]
         found.append(
             Criterion(
                 "reconciliation exact",
@@ -516,7 +600,7 @@ def _refuse_unlisted(name: str, wave: Wave, role: str, approver: str, channel: s
     if approver not in listed:
         raise ledger.LedgerError(
             f"'{approver}' is not listed to approve wave {name} as {role} through {channel} "
-            f"(listed in {PLAN_FILE}: {', '.join(listed) or 'nobody'})"
+            f"(listed in the wave plan: {', '.join(listed) or 'nobody'})"
         )
 
 
@@ -669,16 +753,32 @@ def rollback_wave(
     run_id: str | None = None,
     cascade: bool = False,
 ) -> dict[str, Any]:
-    """Undo every promoted batch of the wave, newest first, in one transaction."""
-    wave = wave_of(settings, name)
+    """Undo every promoted batch of the wave, newest first, in one transaction.
+
+    A wave by care unit undoes exactly its slice: its checksums must equal those from before
+    the wave, and every row outside it (other units' rows in the same tables) must be as it was
+    just before the rollback. The patients wave is refused while a unit wave that points at its
+    patients is promoted."""
+    from etl.cutover.slices import later_slice_waves
+
+    plan = plan_of(settings)
+    wave = plan.wave(name)
     engine = _engine(settings)
     with engine.connect() as connection:
         state = ledger.wave_state(connection, name)
         started = [
             t for t in ledger.transitions(connection, name) if t["to_state"] == ledger.INITIAL_LOAD
         ]
+        dependants = later_slice_waves(connection, plan, name)
     ledger.check_transition(name, state, ledger.ROLLED_BACK)
+    if dependants:
+        raise ledger.LedgerError(
+            f"cannot roll back wave {name}: waves {', '.join(dependants)} are loaded and their "
+            f"rows point at the patients {name} moved; roll those back first (newest first)"
+        )
     with ledger.wave_lock(engine, name, run_id):
+        scope = _rollback_scope(settings, name)
+        outside_before = _all_checksums(settings, wave, scope).get("outside")
         with engine.begin() as connection:
             batches = promoted_batches(connection, name)
             undone = []
@@ -688,7 +788,8 @@ def rollback_wave(
                         undone.append(report.batch_id)
             for system in {batch["source_system"] for batch in batches}:
                 rewind_watermarks(connection, system, settings)
-        after = wave_checksums(settings, wave)
+        sums = _all_checksums(settings, wave, scope)
+        after = sums["slice"]
         with_sums = [t for t in started if "checksums_before" in t["evidence"]]
         before = with_sums[-1]["evidence"]["checksums_before"] if with_sums else None
         evidence = {
@@ -696,6 +797,8 @@ def rollback_wave(
             "checksums_after": after,
             "checksum_equal_to_before_wave": before == after if before else None,
         }
+        if outside_before is not None:
+            evidence["outside_unchanged"] = sums.get("outside") == outside_before
         with engine.begin() as connection:
             ledger.invalidate_approvals(connection, name)
             ledger.transition(
@@ -705,6 +808,14 @@ def rollback_wave(
         raise ledger.LedgerError(
             f"wave {name} rolled back, but its core rows differ from before the wave: "
             f"{sorted(k for k in after if after[k] != before.get(k))}; "
+            "investigate before loading again"
+        )
+    if evidence.get("outside_unchanged") is False:
+        outside = sums["outside"]
+        assert outside_before is not None
+        raise ledger.LedgerError(
+            f"wave {name} rolled back, but rows outside its slice changed: "
+            f"{sorted(k for k in outside if outside[k] != outside_before.get(k))}; "
             "investigate before loading again"
         )
     return evidence
@@ -783,8 +894,7 @@ def rehearse(
     from etl import pipeline
     from etl.cutover.evidence import compare_packs, write_pack
 
-    wave = wave_of(settings, name)
-    _refuse_slices(wave)
+    plan = plan_of(settings)
     engine = _engine(settings)
     with engine.connect() as connection:
         state = ledger.wave_state(connection, name)
@@ -796,20 +906,27 @@ def rehearse(
         rehearsal = rehearsal_settings(settings, name, number)
         failures = {}
         stamp = _stamp()
-        for system in wave.systems:
+        runs = [(name, system) for system in plan.systems_of(name)]
+        patients_first = plan.patients in {w.wave for w in plan.waves} and plan.patients != name
+        if plan.wave(name).is_by_unit and patients_first:
+            # The rehearsal core starts empty: the patients wave's rows go first, as in the core.
+            runs = [(plan.patients, s) for s in plan.systems_of(plan.patients)] + runs
+        for run_wave, system in runs:
             if on_system:
                 on_system(system)
             try:
                 pipeline.run_system(
                     system,
-                    batch_id_for(system, name, "rehearsal", stamp),
+                    batch_id_for(system, run_wave, "rehearsal", stamp),
                     as_of_date,
                     run_id=run_id,
                     settings=rehearsal,
-                    wave=name,
+                    wave=run_wave,
+                    slicer=_slicer(rehearsal, plan, run_wave, system),
                 )
             except Exception as error:
-                failures[system] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                key = system if run_wave == name else f"{system} ({run_wave})"
+                failures[key] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
         reconcile_wave(rehearsal, name, as_of_date, run_id)
         criteria = [
             c.as_dict()
@@ -861,8 +978,11 @@ def rehearse(
 
 
 def wave_status(settings: Settings) -> list[dict[str, Any]]:
-    plan = load_plan(settings.mappings_dir)
+    from etl.cutover.slices import conflicts_per_wave
+
+    plan = plan_of(settings)
     with _engine(settings).connect() as connection:
+        conflicts = conflicts_per_wave(connection)
         rows = []
         for wave in plan.waves:
             history = ledger.transitions(connection, wave.wave)
@@ -870,7 +990,9 @@ def wave_status(settings: Settings) -> list[dict[str, Any]]:
                 {
                     "wave": wave.wave,
                     "title": wave.title,
-                    "systems": len(wave.systems),
+                    "systems": len(plan.systems_of(wave.wave)),
+                    "split_by_unit": len(wave.by_unit),
+                    "open_conflicts": conflicts.get(wave.wave, 0),
                     "state": ledger.wave_state(connection, wave.wave),
                     "planned": f"{wave.window.start} - {wave.window.end}",
                     "first_load": next(

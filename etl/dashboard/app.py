@@ -629,7 +629,7 @@ def go_no_go_waiting(settings: Settings, wave):
 def wave_plan(settings: Settings) -> dict[str, dict]:
     from etl.dashboard.data import load_wave_plan
 
-    return load_wave_plan(Path(settings.mappings_dir))[0]
+    return load_wave_plan(Path(settings.mappings_dir), settings.wave_plan)[0]
 
 
 def run_chart_label(run) -> str:

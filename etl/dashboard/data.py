@@ -528,6 +528,9 @@ class Wave:
     reconciliation: list[Reconciliation] = field(default_factory=list)
     # Its systems as the core holds them now (``core_now``: the same figures as every page).
     systems: list[SystemInCore] = field(default_factory=list)
+    # Legacy changes to its rows after it was cut over, held for the stewards (etl/cutover/
+    # slices.py): open ones, counted.
+    open_conflicts: int = 0
 
     @property
     def rows_in_core(self) -> int:
@@ -623,12 +626,14 @@ def criteria_from_evidence(evidence: dict) -> list[Criterion]:
     return criteria
 
 
-def load_wave_plan(mappings_dir) -> tuple[dict[str, dict], str | None]:
+def load_wave_plan(
+    mappings_dir, plan_file: str = "waves.yaml"
+) -> tuple[dict[str, dict], str | None]:
     """The wave plan by wave name, and a problem message if it cannot be read."""
     from etl.cutover.plan import PlanError, load_plan
 
     try:
-        plan = load_plan(mappings_dir)
+        plan = load_plan(mappings_dir, plan_file)
     except PlanError as error:
         return {}, str(error)
     return {
@@ -636,6 +641,7 @@ def load_wave_plan(mappings_dir) -> tuple[dict[str, dict], str | None]:
             "title": wave.title,
             "site": wave.scope.site,
             "systems": list(wave.systems),
+            "split_by_unit": list(wave.by_unit),
             "planned_start": wave.window.start,
             "planned_end": wave.window.end,
             "criteria": wave.criteria.model_dump(),
@@ -712,6 +718,11 @@ def waves(
         if row.batch_id in figures and row.wave in found:
             found[row.wave].batches.append(figures[row.batch_id])
     _add_reconciliation(connection, found, only)
+    from etl.cutover.slices import conflicts_per_wave
+
+    for name, count in conflicts_per_wave(connection).items():
+        if name in found:
+            found[name].open_conflicts = count
     core = core or core_now(connection, plan)
     for wave in found.values():
         wave.systems = core.for_wave(wave.name)

@@ -76,8 +76,11 @@ def deletions_file(paths: BatchPaths) -> Path:
     return paths.validated / "deletions.parquet"
 
 
-def base_batch(settings: Settings, system: str, batch_id: str) -> str | None:
-    """The latest promoted batch of ``system`` before ``batch_id`` (never the batch itself).
+def base_batch(
+    settings: Settings, system: str, batch_id: str, wave: str | None = None
+) -> str | None:
+    """The latest promoted batch of ``system`` before ``batch_id`` (never the batch itself);
+    with ``wave``, the latest that wave promoted (its slice of a system split by care unit).
 
     Re-running an already promoted delta compares with the batch promoted before it, so the
     re-run lands the same delta and changes nothing.
@@ -93,12 +96,14 @@ def base_batch(settings: Settings, system: str, batch_id: str) -> str | None:
         )
         if own is not None and own.state == PROMOTED and own.seq is not None:
             query = query.where(promotion.c.seq < own.seq)
+        if wave is not None:
+            query = query.where(promotion.c.wave == wave)
         return connection.execute(query.order_by(promotion.c.seq.desc()).limit(1)).scalar()
 
 
-def require_base(settings: Settings, system: str, batch_id: str) -> str:
+def require_base(settings: Settings, system: str, batch_id: str, wave: str | None = None) -> str:
     """The delta's base batch, whose landed snapshot must still be in the landing zone."""
-    base = base_batch(settings, system, batch_id)
+    base = base_batch(settings, system, batch_id, wave)
     if base is None:
         raise NoBaseBatchError(
             f"{system}: batch {batch_id} is a delta, but no batch of {system} is promoted in the "

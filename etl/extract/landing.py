@@ -390,18 +390,22 @@ def extract_system(
     as_of_date: dt.date,
     settings: Settings,
     kind: str = FULL,
+    base_wave: str | None = None,
 ) -> LandingManifest:
     """Land every dataset of ``system``; schema drift stops before any dataset is read.
 
     A ``delta`` batch needs a promoted batch of the system to compare with (refused otherwise)
-    and records, per dataset, the rows that changed since it.
+    and records, per dataset, the rows that changed since it; ``base_wave``: only a batch that
+    wave promoted (a wave's slice of a system split by care unit changes since its own load).
     """
     # Deferred: etl.extract.delta builds on this module's lineage columns and models.
     from etl.extract import delta
 
     if kind not in (FULL, DELTA):
         raise ValueError(f"batch kind must be '{FULL}' or '{DELTA}', not '{kind}'")
-    base_batch_id = delta.require_base(settings, system, batch_id) if kind == DELTA else None
+    base_batch_id = (
+        delta.require_base(settings, system, batch_id, base_wave) if kind == DELTA else None
+    )
     spec = catalog.system(system).spec
     paths = BatchPaths.of(settings, batch_id, system)
     residency.check_storage(paths.root, "the landing zone (VARDFLYTT_LANDING_DIR)", settings)

@@ -55,6 +55,12 @@ from etl.load.promote import (
 from etl.settings import Settings
 from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
 
+# Row outcomes of a wave's slice of a system split by care unit (etl/cutover/slices.py): the row
+# belongs to another wave (deferred to it), or it changed in the legacy system after its wave was
+# cut over (a conflict for the stewards, never applied). Both close the accounting.
+WAVE_SCOPE = "wave_scope"
+SLICE_CONFLICT = "slice_conflict"
+
 
 class AccountingError(RuntimeError):
     """Some source rows are not accounted for: the batch is not (and never will be) promoted."""
@@ -70,7 +76,8 @@ class EntityLoad(BaseModel):
 
 
 class AccountingRow(BaseModel):
-    """extracted = loaded + quarantined + excluded + merged, or the residue says by how much not."""
+    """extracted = loaded + quarantined + excluded + merged (+ wave_scope + conflicted, for a
+    wave's slice), or the residue says by how much not."""
 
     source_system: str
     entity: str
@@ -82,6 +89,8 @@ class AccountingRow(BaseModel):
     merged: int
     residue: int
     is_verified: bool
+    wave_scope: int = 0
+    conflicted: int = 0
     quarantine_reasons: dict[str, int] = {}
 
 
@@ -510,8 +519,10 @@ def _account(
     quarantined = int(by_outcome.get(QUARANTINED, 0))
     excluded = int(by_outcome.get(EXCLUDED, 0))
     merged = int(by_outcome.get(MERGED, 0))
+    wave_scope = int(by_outcome.get(WAVE_SCOPE, 0))
+    conflicted = int(by_outcome.get(SLICE_CONFLICT, 0))
     loaded = load.staged if dry_run else load.verified
-    residue = extracted - loaded - quarantined - excluded - merged
+    residue = extracted - loaded - quarantined - excluded - merged - wave_scope - conflicted
     reasons = outcomes.loc[outcomes["outcome"] == QUARANTINED, "reason"].value_counts()
     return AccountingRow(
         source_system=system,
@@ -522,6 +533,8 @@ def _account(
         quarantined=quarantined,
         excluded=excluded,
         merged=merged,
+        wave_scope=wave_scope,
+        conflicted=conflicted,
         residue=residue,
         is_verified=residue == 0 and not dry_run and load.verified == load.staged,
         quarantine_reasons={str(k): int(v) for k, v in reasons.items()},

@@ -27,7 +27,9 @@ def waves_page(request: Request, viewer: ViewerDep, dashboard: DashboardDep) -> 
 
     with dashboard.connection() as connection:
         latest = data.batch_figures(connection, data.latest_batch_ids(connection))
-        plan, plan_problem = data.load_wave_plan(Path(dashboard.settings.mappings_dir))
+        plan, plan_problem = data.load_wave_plan(
+            Path(dashboard.settings.mappings_dir), dashboard.settings.wave_plan
+        )
         core = data.core_now(connection, plan)
         waves = data.waves(
             connection, plan, evaluate=data.criteria_now(dashboard.settings), core=core

@@ -240,21 +240,28 @@ def test_a_register_listing_a_unit_twice_is_refused(tmp_path):
         load(folder, BASE)
 
 
-def test_a_wave_split_by_unit_is_refused_by_load_and_rehearse_until_slices_run(mappings):
-    """Never run as whole systems: loading only a wave's slice is the next step."""
+def test_each_wave_runs_its_systems_and_a_unit_wave_waits_for_the_patients_wave(mappings, tmp_path):
+    """The patients wave loads every split system's patients; a unit wave its own systems, and
+    only once the patients wave has loaded (refused before any batch runs)."""
     import datetime as dt
 
-    from etl.cutover import waves
+    from etl.cutover import ledger, waves
     from etl.settings import Settings
 
+    plan = load(mappings, BASE)
+    assert plan.systems_of("w0") == ["melior", "lab_skas"]
+    assert plan.systems_of("w1") == ["melior", "lab_skas"]
+    assert plan.systems_of("w3") == ["lab_su", "melior", "lab_skas"]
+    assert plan.is_sliced("w0") and plan.is_sliced("w2") and plan.is_sliced("w3")
+
     (mappings / "waves.yaml").write_text(yaml.safe_dump(BASE, allow_unicode=True), encoding="utf-8")
-    settings = Settings(home=mappings.parent / "home", mappings_dir=mappings)
+    settings = Settings(
+        home=tmp_path / "home", mappings_dir=mappings, core_url=f"sqlite:///{tmp_path / 'c.db'}"
+    )
     try:
-        with pytest.raises(PlanError, match=r"wave 'w1' splits \['melior', 'lab_skas'\]"):
+        with pytest.raises(ledger.LedgerError, match="load w0 first"):
             waves.load_wave(settings, "w1", "initial", dt.date(2027, 1, 1))
-        with pytest.raises(PlanError, match="not built yet"):
-            waves.rehearse(settings, "w3", dt.date(2027, 1, 1))
-        assert not (mappings.parent / "home").exists()  # refused before any work
+        assert not (tmp_path / "home" / "landing").exists()  # refused before any batch
     finally:
         shutil.copyfile(MAPPINGS / "waves.yaml", mappings / "waves.yaml")
 

@@ -1,0 +1,650 @@
+"""A wave's slice of a system split by care unit: load only its rows, account for the rest.
+
+A plan by unit (etl/cutover/plan.py) gives each row of a split system exactly one wave
+(etl/cutover/scope.py). When a wave loads such a system, the batch runs through extract,
+transform, validation and the gate as a whole (reference and plausibility checks see every row),
+then :func:`slice_batch` cuts the validated batch down to the wave's rows before staging:
+
+- the wave's rows stay in the validated files and are loaded, quarantined or flagged as usual;
+- a row of another wave leaves the batch as outcome ``wave_scope`` ("belongs to wave X"): it is
+  accounted (``batch_accounting.wave_scope``), never lost, and loaded by its own wave. A
+  quarantine or flag of such a row is its own wave's to raise;
+- a row of a wave already **cut over** whose content differs from the core (a change the legacy
+  system made after go-live) is not applied either: it becomes a ``cutover_conflict`` for the
+  stewards and outcome ``slice_conflict`` in the accounting. The legacy slice is closed;
+- a delta's deletions are kept only for rows the wave itself loaded; a deletion of a cut-over
+  wave's row is a conflict too.
+
+Fail closed: a row the plan puts in no wave or in two stops the slice (``SliceError``), as does
+a unit wave whose patients wave has not loaded (its rows would point at patients not in the
+core). Patient-level rows go with the plan's patients wave; later waves find them in the core.
+
+:func:`slice_checksums` are the checksums of a wave's slice in the core (and of everything
+outside it), found by the same assignment over the core's own rows: a rollback of the wave must
+restore the one and leave the other untouched. Everything is vectorised (``isin``, ``map``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from etl.batch import BatchPaths, utc_now
+from etl.catalog import Catalog, SystemMappings
+from etl.core.audit import SCOPE_BATCH, record_access
+from etl.core.batch_states import PROMOTED
+from etl.core.database import core_engine
+from etl.core.model import ENTITIES
+from etl.core.tables import ENTITY_TABLES, cutover_conflict, promotion
+from etl.cutover import ledger
+from etl.cutover.plan import WavePlan
+from etl.cutover.scope import assign, is_patient_level, needed_columns, read_transformed
+from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
+from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE
+from etl.settings import Settings
+from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
+from etl.transform.stage import outcomes_table, transform_entity
+
+STAGE_ROW_NUMBER = "_row_number"
+MARKER = "_wave_slice.json"  # in validated/: the slice is cut once; a retry reads it back
+CORE_SLICE = 5_000
+OPEN, RESOLVED = "open", "resolved"
+CHANGED, NEW, DELETED = "changed", "new", "deleted"
+
+
+class SliceError(ledger.LedgerError):
+    """A batch that cannot be cut to its wave's slice as it is (fail closed)."""
+
+
+@dataclass
+class EntitySlice:
+    entity: str
+    kept: int = 0
+    wave_scope: int = 0
+    conflicted: int = 0
+    other_waves: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "kept": self.kept,
+            "wave_scope": self.wave_scope,
+            "conflicted": self.conflicted,
+            "other_waves": self.other_waves,
+        }
+
+
+def _entities(system: SystemMappings, paths: BatchPaths) -> list[str]:
+    names = [*system.entities]
+    if "patient" in names:
+        names.append("patient_identifier")
+    return [e for e in names if paths.stage_file("validated", e).exists()]
+
+
+def _assignment_tables(
+    catalog: Catalog, system: SystemMappings, batch_id: str, settings: Settings
+) -> dict[str, pd.DataFrame]:
+    """The columns the assignment reads, for every row of the system. A full batch has them in
+    its transformed files; a delta maps only its changed rows, so its landed snapshot (every
+    row) is transformed again into a scratch folder, removed at the end."""
+    paths = BatchPaths.of(settings, batch_id, system.name)
+    manifest = read_manifest(settings, batch_id, system.name)
+    if manifest.kind != "delta":
+        return read_transformed(system, paths)
+    scratch = settings.scratch_dir / f"wave-slice-{uuid.uuid4().hex[:12]}"
+    # A new object, not model_copy: that would keep the cached resolved_landing_dir.
+    local = Settings(**{**settings.model_dump(), "landing_dir": scratch})
+    target = BatchPaths.of(local, batch_id, system.name)
+    try:
+        shutil.copytree(
+            paths.landed, target.landed, ignore=shutil.ignore_patterns("*.delta.parquet")
+        )
+        whole = manifest.model_copy(update={"kind": "full", "base_batch_id": None})
+        target.manifest_file.write_text(json.dumps(whole.model_dump(), default=str), "utf-8")
+        record_access(
+            settings,
+            "transform_wave_slice",
+            system.name,
+            batch_id,
+            manifest.total_rows,
+            subject_scope=SCOPE_BATCH,
+            subject_count=manifest.total_rows,
+        )
+        for entity in system.entities:
+            transform_entity(catalog, system.name, entity, batch_id, local)
+        return read_transformed(system, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def wave_of_rows(
+    plan: WavePlan, system: SystemMappings, tables: dict[str, pd.DataFrame]
+) -> dict[str, tuple[pd.Series, pd.Series]]:
+    """Per entity: the wave of each row by core id, and by source key (only keys of one wave)."""
+    found = {}
+    for entity, rows in assign(plan, system, tables).items():
+        table = tables[entity]
+        ids = table[ENTITIES[entity].id_field()].astype("string").to_numpy()
+        by_id = pd.Series(rows["wave"].to_numpy(), index=ids, dtype="string")
+        by_id = by_id[~by_id.index.duplicated()]
+        keyed = pd.DataFrame({"key": rows["source_key"].to_numpy(), "wave": rows["wave"]})
+        keyed = keyed.dropna(subset=["key"]).drop_duplicates()
+        single = keyed[~keyed["key"].duplicated(keep=False)]
+        by_key = pd.Series(
+            single["wave"].to_numpy(), index=single["key"].to_numpy(), dtype="string"
+        )
+        found[entity] = (by_id, by_key)
+    return found
+
+
+def _core_rows(
+    connection: sa.Connection, entity: str, ids: list[str], columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """The core's ``columns`` of the rows with these ids, asked in slices of keys."""
+    table = ENTITY_TABLES[entity]
+    key = table.c[ENTITIES[entity].id_field()]
+    frames = [pd.DataFrame(columns=["row_id", *columns])]
+    for start in range(0, len(ids), CORE_SLICE):
+        part = ids[start : start + CORE_SLICE]
+        rows = connection.execute(
+            sa.select(key.label("row_id"), *(table.c[c] for c in columns)).where(key.in_(part))
+        ).all()
+        if rows:
+            frames.append(pd.DataFrame(rows, columns=["row_id", *columns]))
+    return pd.concat(frames, ignore_index=True).astype("string")
+
+
+def _replace(path: Path, table: pa.Table) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    pq.write_table(table, temporary)
+    temporary.replace(path)
+
+
+def _outcome_rows(rows: pd.DataFrame, outcome: str, reasons: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            ROW_NUMBER: rows[STAGE_ROW_NUMBER].astype("int64").to_numpy(),
+            SOURCE_KEY: rows["source_key"].astype("string").to_numpy(),
+            "outcome": outcome,
+            "check_name": outcome,
+            "severity": "info",
+            "field": pd.NA,
+            "reason": reasons.to_numpy(),
+            "detail": pd.NA,
+        }
+    )
+
+
+def slice_batch(
+    plan: WavePlan,
+    wave: str,
+    catalog: Catalog,
+    system_name: str,
+    batch_id: str,
+    settings: Settings,
+    record: bool = True,
+) -> dict[str, Any]:
+    """Cut the validated batch to ``wave``'s rows (module docstring); counts per entity.
+    ``record=False``: a measuring batch (reconciliation), whose conflicts are not recorded."""
+    system = catalog.system(system_name)
+    paths = BatchPaths.of(settings, batch_id, system_name)
+    marker = paths.validated / MARKER
+    if marker.exists():  # a retried task: the batch is cut already, its conflicts recorded
+        done: dict[str, Any] = json.loads(marker.read_text("utf-8"))
+        if done.get("wave") != wave:
+            raise SliceError(
+                f"{system_name} batch {batch_id} was cut to wave {done.get('wave')}, not {wave}"
+            )
+        return done
+    engine = core_engine(settings.resolved_core_url)
+    with engine.connect() as connection:
+        states = {w.wave: ledger.wave_state(connection, w.wave) for w in plan.waves}
+    closed = {name for name, state in states.items() if state == ledger.CUT_OVER and name != wave}
+    owners = wave_of_rows(plan, system, _assignment_tables(catalog, system, batch_id, settings))
+    now = utc_now()
+    conflicts: list[dict[str, Any]] = []
+    slices: list[EntitySlice] = []
+    with engine.connect() as connection:
+        for entity in _entities(system, paths):
+            by_id, by_key = owners.get(entity, (pd.Series(dtype="string"),) * 2)
+            found = _slice_entity(
+                connection,
+                plan,
+                wave,
+                closed,
+                system_name,
+                batch_id,
+                entity,
+                paths,
+                by_id,
+                by_key,
+                system,
+            )
+            slices.append(found[0])
+            conflicts += [{**c, "detected_at": now} for c in found[1]]
+        deletions = _slice_deletions(connection, wave, closed, batch_id, paths)
+    conflicts += [{**c, "detected_at": now} for c in deletions.pop("conflicts")]
+    if record:
+        with engine.begin() as connection:
+            connection.execute(
+                cutover_conflict.delete().where(cutover_conflict.c.batch_id == batch_id)
+            )
+            conflicts = _not_raised_yet(connection, conflicts)
+            if conflicts:
+                connection.execute(cutover_conflict.insert(), conflicts)
+    report = {
+        "wave": wave,
+        "system": system_name,
+        "batch_id": batch_id,
+        "entities": [s.as_dict() for s in slices],
+        "deletions": deletions,
+        "conflicts": len(conflicts),
+    }
+    if record:
+        marker.write_text(json.dumps(report, sort_keys=True), "utf-8")
+    return report
+
+
+def _slice_entity(
+    connection: sa.Connection,
+    plan: WavePlan,
+    wave: str,
+    closed: set[str],
+    system: str,
+    batch_id: str,
+    entity: str,
+    paths: BatchPaths,
+    by_id: pd.Series,
+    by_key: pd.Series,
+    catalog_system: SystemMappings,
+) -> tuple[EntitySlice, list[dict[str, Any]]]:
+    result = EntitySlice(entity)
+    path = paths.stage_file("validated", entity)
+    table = pq.read_table(path)
+    key = ENTITIES[entity].id_field()
+    ids = table.column(key).to_pandas().astype("string")
+    owner = ids.map(by_id).astype("string")
+    unknown = owner.isna()
+    if unknown.any():
+        raise SliceError(
+            f"{system} batch {batch_id}: {int(unknown.sum())} {entity} rows are in no wave or in "
+            f"several of the plan (first: {sorted(ids[unknown].head(5).tolist())}); nothing is "
+            "loaded. `vardflytt cutover plan --check` shows where the plan leaves them"
+        )
+    mine = (owner == wave).to_numpy(bool)
+    result.kept = int(mine.sum())
+    conflicts: list[dict[str, Any]] = []
+    others = table.filter(pa.array(~mine)).to_pandas()
+    others_owner = owner[~mine].reset_index(drop=True)
+    in_closed = others_owner.isin(closed).to_numpy(bool)
+    is_change = np.zeros(len(others), dtype=bool)
+    change_kind = pd.Series(CHANGED, index=others.index, dtype="string")
+    if in_closed.any():
+        asked = others.loc[in_closed, key].astype("string")
+        core = _core_rows(connection, entity, asked.tolist(), ("content_hash",))
+        hashes = pd.Series(core["content_hash"].to_numpy(), index=core["row_id"].to_numpy())
+        theirs = others[key].astype("string").map(hashes)
+        differs = (theirs.isna() | (theirs != others["content_hash"].astype("string"))).fillna(True)
+        is_change = in_closed & differs.to_numpy(bool)
+        change_kind = change_kind.mask(theirs.isna().to_numpy(bool), NEW)
+    result.conflicted = int(is_change.sum())
+    result.wave_scope = len(others) - result.conflicted
+    result.other_waves = {str(k): int(v) for k, v in others_owner.value_counts().items()}
+    if not mine.all():
+        _replace(path, table.filter(pa.array(mine)))
+    if paths.stage_file("validated", entity, "outcomes").exists():
+        reasons = "belongs to wave " + others_owner
+        conflict_reasons = "wave " + others_owner + " is cut over: legacy change held for stewards"
+        new_rows = pd.concat(
+            [
+                _outcome_rows(others[~is_change], WAVE_SCOPE, reasons[~is_change]),
+                _outcome_rows(others[is_change], SLICE_CONFLICT, conflict_reasons[is_change]),
+            ],
+            ignore_index=True,
+        )
+        _rewrite_outcomes(
+            paths, entity, wave, by_key, _fallback(plan, catalog_system, entity), new_rows
+        )
+    changed = others[is_change]
+    for row_id, source_key, owner_wave, kind in zip(
+        changed[key].astype(str),
+        changed["source_key"].astype(str),
+        others_owner[is_change].astype(str),
+        change_kind[is_change].astype(str),
+        strict=True,
+    ):  # one dict per conflict row for the insert: conflicts are few, never a hot path
+        conflicts.append(
+            _conflict(owner_wave, wave, batch_id, system, entity, row_id, source_key, kind)
+        )
+    return result, conflicts
+
+
+def _fallback(plan: WavePlan, system: SystemMappings, entity: str) -> str | None:
+    """The wave of a row with an outcome but no transformed row (quarantined, excluded or
+    merged while transforming: no unit can be read from it): the patients wave for patient-level
+    rows, else the system's unscoped wave, the one that takes rows of no unit."""
+    waves = {w.wave for w in plan.waves}
+    if entity in system.entities and is_patient_level(system, entity) and plan.patients in waves:
+        return plan.patients
+    return plan.unscoped_wave(system.name)
+
+
+def _rewrite_outcomes(
+    paths: BatchPaths,
+    entity: str,
+    wave: str,
+    by_key: pd.Series,
+    fallback: str | None,
+    new_rows: pd.DataFrame,
+) -> None:
+    """The validated outcomes: another wave's quarantined, excluded and merged rows become
+    ``wave_scope`` (their own wave accounts for them), its flags are dropped (their wave flags
+    them), new rows appended. A row with no transformed row goes to ``fallback``'s wave."""
+    path = paths.stage_file("validated", entity, "outcomes")
+    outcomes = pq.read_table(path).to_pandas()
+    owner = outcomes[SOURCE_KEY].astype("string").map(by_key).astype("string")
+    if fallback is not None:
+        owner = owner.fillna(fallback)
+    other = (owner.notna() & (owner != wave)).to_numpy(bool)
+    flagged = other & (outcomes["outcome"] == FLAGGED).to_numpy(bool)
+    accounted = outcomes["outcome"].isin([QUARANTINED, EXCLUDED, MERGED]).to_numpy(bool)
+    moved = other & accounted
+    outcomes.loc[moved, "reason"] = ("belongs to wave " + owner[moved]).to_numpy()
+    outcomes.loc[moved, ["outcome", "check_name"]] = WAVE_SCOPE
+    outcomes.loc[moved, "severity"] = "info"
+    keep = ~flagged
+    frame = pd.concat([outcomes[keep], new_rows], ignore_index=True)
+    _replace(path, outcomes_table(frame))
+
+
+def _not_raised_yet(
+    connection: sa.Connection, conflicts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Conflicts without an open one for the same row and change: every wave's batch of a split
+    system sees a legacy change (the patients wave's delta and the next unit wave's), and the
+    stewards get it once. Each batch still accounts the row as conflicted (not applied)."""
+    if not conflicts:
+        return conflicts
+    ids = sorted({c["row_id"] for c in conflicts})
+    open_ones: set[tuple[str, str, str, str]] = set()
+    for start in range(0, len(ids), CORE_SLICE):
+        rows = connection.execute(
+            sa.select(
+                cutover_conflict.c.source_system,
+                cutover_conflict.c.entity,
+                cutover_conflict.c.row_id,
+                cutover_conflict.c.change,
+            ).where(
+                (cutover_conflict.c.state == OPEN)
+                & cutover_conflict.c.row_id.in_(ids[start : start + CORE_SLICE])
+            )
+        ).all()
+        open_ones.update((str(a), str(b), str(c), str(d)) for a, b, c, d in rows)
+    return [
+        c
+        for c in conflicts
+        if (c["source_system"], c["entity"], c["row_id"], c["change"]) not in open_ones
+    ]
+
+
+def _conflict(
+    owner: str,
+    wave: str,
+    batch_id: str,
+    system: str,
+    entity: str,
+    row_id: str,
+    source_key: str | None,
+    change: str,
+) -> dict[str, Any]:
+    digest = hashlib.sha256(f"{batch_id}/{entity}/{row_id}".encode()).hexdigest()[:32]
+    return {
+        "conflict_id": digest,
+        "wave": owner,
+        "detected_in_wave": wave,
+        "batch_id": batch_id,
+        "source_system": system,
+        "entity": entity,
+        "row_id": row_id,
+        "source_key": source_key,
+        "change": change,
+        "state": OPEN,
+    }
+
+
+def _slice_deletions(
+    connection: sa.Connection, wave: str, closed: set[str], batch_id: str, paths: BatchPaths
+) -> dict[str, Any]:
+    """A delta's deletions of core rows: applied only to rows this wave loaded; a deletion of a
+    cut-over wave's row is a conflict; another wave's deletions are its own delta's."""
+    path = paths.validated / "deletions.parquet"
+    counts: dict[str, Any] = {"kept": 0, "other_waves": 0, "conflicted": 0, "conflicts": []}
+    if not path.exists():
+        return counts
+    deletions = pq.read_table(path)
+    if not deletions.num_rows:
+        return counts
+    frame = deletions.to_pandas()
+    owner = pd.Series(pd.NA, index=frame.index, dtype="string")
+    for entity, rows in frame.groupby("entity"):
+        core = _core_rows(
+            connection, str(entity), rows["row_id"].astype(str).tolist(), ("batch_id",)
+        )
+        batches = core["batch_id"].dropna().unique().tolist()
+        waves = dict(
+            connection.execute(
+                sa.select(promotion.c.batch_id, promotion.c.wave).where(
+                    promotion.c.batch_id.in_(batches or [""])
+                )
+            ).all()
+        )
+        by_row = pd.Series(core["batch_id"].map(waves).to_numpy(), index=core["row_id"].to_numpy())
+        owner.loc[rows.index] = rows["row_id"].astype("string").map(by_row).astype("string")
+    mine = (owner == wave).fillna(False).to_numpy(bool)
+    conflicted = owner.isin(closed).to_numpy(bool)
+    counts["kept"] = int(mine.sum())
+    counts["conflicted"] = int(conflicted.sum())
+    counts["other_waves"] = int(len(frame) - mine.sum() - conflicted.sum())
+    for row in frame[conflicted].assign(owner=owner[conflicted]).itertuples(index=False):
+        counts["conflicts"].append(
+            _conflict(
+                str(row.owner),
+                wave,
+                batch_id,
+                str(row.source_system),
+                str(row.entity),
+                str(row.row_id),
+                None,
+                DELETED,
+            )
+        )
+    _replace(path, deletions.filter(pa.array(mine)))
+    return counts
+
+
+# --- the slice in the core --------------------------------------------------------------------
+
+
+def _core_tables(connection: sa.Connection, system: SystemMappings) -> dict[str, pd.DataFrame]:
+    """The columns the assignment reads, from the core's rows of ``system``."""
+    tables = {}
+    for entity in [*system.entities, "patient_identifier"]:
+        if entity not in ENTITY_TABLES:
+            continue
+        table = ENTITY_TABLES[entity]
+        columns = [c for c in needed_columns(system, entity) if c in table.c]
+        rows = connection.execute(
+            sa.select(*(table.c[c] for c in columns)).where(table.c.source_system == system.name)
+        ).all()
+        tables[entity] = pd.DataFrame(rows, columns=columns).astype("string")
+    return tables
+
+
+def slice_ids(
+    connection: sa.Connection, plan: WavePlan, wave: str, catalog: Catalog
+) -> dict[str, set[str]]:
+    """Per core table, the ids of the rows of ``wave``'s slice of its split systems."""
+    found: dict[str, set[str]] = {}
+    for name in plan.systems_of(wave):
+        if name not in plan.split_systems:
+            continue
+        system = catalog.system(name)
+        tables = _core_tables(connection, system)
+        for entity, (by_id, _) in wave_of_rows(plan, system, tables).items():
+            found.setdefault(entity, set()).update(by_id.index[(by_id == wave).fillna(False)])
+    return found
+
+
+def wave_row_ids(
+    connection: sa.Connection, plan: WavePlan, wave: str, catalog: Catalog
+) -> dict[str, set[str]]:
+    """Per core table, the ids of the wave's slice and of every row its promoted batches wrote,
+    overwrote or deleted: the rows its rollback may change. Everything else must not move."""
+    from etl.load.promote import _touched_ids
+
+    found = slice_ids(connection, plan, wave, catalog)
+    batches = connection.execute(
+        sa.select(promotion.c.batch_id).where(
+            (promotion.c.wave == wave) & (promotion.c.state == PROMOTED)
+        )
+    ).scalars()
+    for batch_id in list(batches):
+        for entity in ENTITY_TABLES:
+            if entity not in ENTITIES:
+                continue
+            touched = connection.execute(_touched_ids(entity, batch_id)).scalars()
+            found.setdefault(entity, set()).update(str(i) for i in touched)
+    return found
+
+
+def slice_checksums(
+    connection: sa.Connection,
+    plan: WavePlan,
+    wave: str,
+    catalog: Catalog,
+    outside_of: dict[str, set[str]] | None = None,
+    chunk: int = 20_000,
+) -> dict[str, dict[str, str]]:
+    """Per core table, row count and SHA-256 of the wave's slice (its whole systems' rows and
+    its rows of the split systems, by the assignment over the core's rows) and of every other
+    row (``outside``; with ``outside_of``: every row not of these ids, a set fixed before a
+    rollback so that the same rows are compared after it), in key order."""
+    whole = list(plan.wave(wave).systems)
+    ids = slice_ids(connection, plan, wave, catalog)
+    excluded = outside_of if outside_of is not None else ids
+    inside: dict[str, str] = {}
+    outside: dict[str, str] = {}
+    for entity, table in ENTITY_TABLES.items():
+        if entity not in ENTITIES:
+            continue
+        key = table.c[ENTITIES[entity].id_field()]
+        digests = (hashlib.sha256(), hashlib.sha256())
+        counts = [0, 0]
+        mine = pd.Index(sorted(ids.get(entity, set())), dtype="string")
+        others = pd.Index(sorted(excluded.get(entity, set())), dtype="string")
+        result = connection.execution_options(yield_per=chunk).execute(
+            sa.select(*table.columns).order_by(key)
+        )
+        columns = list(result.keys())
+        for partition in result.partitions():
+            frame = pd.DataFrame(partition, columns=columns).astype("string")
+            in_whole = frame["source_system"].isin(whole).fillna(False).to_numpy(bool)
+            member = frame[key.name].isin(mine).fillna(False).to_numpy(bool) | in_whole
+            away = frame[key.name].isin(others).fillna(False).to_numpy(bool) | in_whole
+            hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+            for index, selected in enumerate((member, ~away)):
+                digests[index].update(hashes[selected].tobytes())
+                counts[index] += int(selected.sum())
+        inside[entity] = f"{counts[0]}:{digests[0].hexdigest()}"
+        outside[entity] = f"{counts[1]}:{digests[1].hexdigest()}"
+    return {"slice": inside, "outside": outside}
+
+
+def patients_loaded(connection: sa.Connection, plan: WavePlan) -> bool:
+    """Whether the plan's patients wave has promoted batches (a unit wave needs its patients)."""
+    if plan.patients not in {w.wave for w in plan.waves}:
+        return True  # first_wave: patients move with each wave's rows
+    return (
+        connection.execute(
+            sa.select(sa.func.count()).where(
+                (promotion.c.wave == plan.patients) & (promotion.c.state == PROMOTED)
+            )
+        ).scalar_one()
+        > 0
+    )
+
+
+def later_slice_waves(connection: sa.Connection, plan: WavePlan, wave: str) -> list[str]:
+    """Waves whose slices of the split systems are promoted and point at ``wave``'s patients
+    (only the patients wave has such dependants)."""
+    if wave != plan.patients:
+        return []
+    rows = connection.execute(
+        sa.select(promotion.c.wave)
+        .where(
+            (promotion.c.state == PROMOTED)
+            & promotion.c.source_system.in_(plan.split_systems)
+            & (promotion.c.wave != wave)
+            & promotion.c.wave.is_not(None)
+        )
+        .distinct()
+    ).scalars()
+    return sorted(str(w) for w in rows if w in {x.wave for x in plan.waves})
+
+
+# --- conflicts for the stewards ---------------------------------------------------------------
+
+
+def list_conflicts(
+    settings: Settings, wave: str | None = None, state: str | None = OPEN
+) -> list[dict[str, Any]]:
+    """Conflicts raised for cut-over waves (ids, keys and counts only), oldest first."""
+    query = sa.select(cutover_conflict).order_by(
+        cutover_conflict.c.detected_at, cutover_conflict.c.conflict_id
+    )
+    if wave:
+        query = query.where(cutover_conflict.c.wave == wave)
+    if state:
+        query = query.where(cutover_conflict.c.state == state)
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def conflicts_per_wave(connection: sa.Connection) -> dict[str, int]:
+    """Open conflicts per cut-over wave (the dashboard's waves table)."""
+    if not sa.inspect(connection).has_table(cutover_conflict.name):
+        return {}
+    rows = connection.execute(
+        sa.select(cutover_conflict.c.wave, sa.func.count())
+        .where(cutover_conflict.c.state == OPEN)
+        .group_by(cutover_conflict.c.wave)
+    ).all()
+    return {str(w): int(n) for w, n in rows}
+
+
+def resolve_conflict(settings: Settings, conflict_id: str, actor: str, note: str) -> dict[str, Any]:
+    """A steward closes a conflict (fixed in the core, or the legacy change was wrong)."""
+    if not note.strip():
+        raise SliceError("resolving a conflict needs a note: say what was done")
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        updated = connection.execute(
+            cutover_conflict.update()
+            .where(
+                (cutover_conflict.c.conflict_id == conflict_id) & (cutover_conflict.c.state == OPEN)
+            )
+            .values(state=RESOLVED, resolved_by=actor, resolved_at=utc_now(), note=note)
+        ).rowcount
+    if not updated:
+        raise SliceError(f"no open conflict {conflict_id}")
+    return {"conflict_id": conflict_id, "state": RESOLVED, "resolved_by": actor}

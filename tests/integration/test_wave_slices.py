@@ -1,0 +1,368 @@
+"""Waves by care unit run their slice of ELVIS and Melior, on SQLite and PostgreSQL.
+
+A plan splits both systems by unit after a region-wide patients wave: ``w0_patients`` loads the
+patient registers, ``w1_skaraborg`` Skaraborg's units' rows, ``w2_rest`` every other unit's (and
+the rows of no unit). Each batch loads only its wave's rows; the others are accounted as
+``wave_scope``; rolling back w1 with w2 promoted in between restores w1's slice to the checksum
+and leaves w2's rows in the same tables untouched; after w1 is cut over, a legacy change to a
+Skaraborg row arriving in w2's delta is a conflict for the stewards, never applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from etl.core.database import core_engine
+from etl.core.tables import ENTITY_TABLES, batch_accounting, quarantine
+from etl.cutover import ledger, slices, waves
+from etl.cutover.reconcile import accounting_residue
+from etl.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.integration
+
+AS_OF = dt.date(2026, 7, 1)
+DELTA_AS_OF = dt.date(2026, 7, 15)
+SYSTEMS = ["elvis", "melior"]
+PLAN = "waves_test_units.yaml"
+CRITERIA = {
+    "max_quarantine_rate": 1.0,
+    "dq_gate": "pass",
+    "reconciliation": "exact",
+    "accounting": "exact",
+    "min_rehearsals": 0,
+    "approvers": {"project_lead": {"airflow_users": ["anna"]}},
+}
+
+
+def _wave(name: str, **more) -> dict:
+    window = {"start": "2027-01-01", "end": "2027-01-14"}
+    return {"wave": name, "title": name, "window": window, "criteria": CRITERIA, **more}
+
+
+def _write_plan(mappings) -> None:
+    plan = {
+        "version": 1,
+        "patients": "w0_patients",
+        "waves": [
+            _wave("w0_patients"),
+            _wave("w1_skaraborg", by_unit=SYSTEMS, scope={"site": "SkaS"}),
+            _wave(
+                "w2_rest",
+                by_unit=SYSTEMS,
+                unscoped=SYSTEMS,
+                scope={"sites": ["SU", "NÄL", "SÄS", "Kungälv", "Alingsås"]},
+            ),
+        ],
+    }
+    (mappings / PLAN).write_text(yaml.safe_dump(plan, allow_unicode=True), encoding="utf-8")
+
+
+@dataclass
+class Loaded:
+    """The three waves' initial loads of one core, and what the tests compare with."""
+
+    settings: Settings
+    estate: Path
+    before_w1: dict[str, str]  # w1's slice checksums before any wave
+    patients: int  # patient rows after w0
+    w1_contacts: int  # encounter rows after w1 (all of them w1's)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def loaded(request, estate_of, tmp_path_factory, postgres_schema):
+    root = tmp_path_factory.mktemp(f"slices-{request.param}")
+    estate = root / "estate"
+    shutil.copytree(estate_of(150, 5), estate)  # a test changes its legacy systems
+    mappings = root / "mappings"
+    shutil.copytree(PROJECT_ROOT / "mappings", mappings)
+    _write_plan(mappings)
+    with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
+        if request.param == "sqlite":
+            core_url = f"sqlite:///{root / 'core.sqlite'}"
+        else:
+            core_url = schemas.enter_context(postgres_schema())
+        patch.setenv("VARDFLYTT_HOME", str(root / "home"))
+        patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
+        patch.setenv("VARDFLYTT_CORE_URL", core_url)
+        patch.setenv("VARDFLYTT_MAPPINGS_DIR", str(mappings))
+        patch.setenv("VARDFLYTT_WAVE_PLAN", PLAN)
+        for name in ("VARDFLYTT_LANDING_DIR", "VARDFLYTT_SOURCE_ELVIS_URL"):
+            patch.delenv(name, raising=False)
+        settings = Settings()
+        before_w1 = waves.wave_checksums(settings, waves.wave_of(settings, "w1_skaraborg"))
+        waves.load_wave(settings, "w0_patients", "initial", AS_OF, actor="ivar")
+        patients = _count(settings, "patient")
+        waves.load_wave(settings, "w1_skaraborg", "initial", AS_OF, actor="ivar")
+        w1_contacts = _count(settings, "encounter")
+        waves.load_wave(settings, "w2_rest", "initial", AS_OF, actor="ivar")
+        yield Loaded(settings, estate, before_w1, patients, w1_contacts)
+
+
+@pytest.fixture
+def settings(settings_for, tmp_path, core_url):
+    mappings = tmp_path / "mappings"
+    shutil.copytree(PROJECT_ROOT / "mappings", mappings)
+    _write_plan(mappings)
+    return settings_for(None, core_url, mappings_dir=mappings, wave_plan=PLAN)
+
+
+def _engine(settings):
+    return core_engine(settings.resolved_core_url)
+
+
+def _count(settings, entity: str, **where) -> int:
+    table = ENTITY_TABLES[entity]
+    query = sa.select(sa.func.count()).select_from(table)
+    for column, value in where.items():
+        query = query.where(table.c[column].in_(value if isinstance(value, list) else [value]))
+    with _engine(settings).connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+def _batches(settings, wave: str) -> list[str]:
+    with _engine(settings).connect() as connection:
+        return [b["batch_id"] for b in waves.promoted_batches(connection, wave)]
+
+
+def _accounting(settings, batch_ids: list[str]) -> list[dict]:
+    with _engine(settings).connect() as connection:
+        rows = connection.execute(
+            sa.select(batch_accounting).where(batch_accounting.c.batch_id.in_(batch_ids))
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def _dangling_patients(settings) -> int:
+    """Core contacts whose patient is not in the core (what a later wave must never leave)."""
+    encounter, patient = ENTITY_TABLES["encounter"], ENTITY_TABLES["patient"]
+    with _engine(settings).connect() as connection:
+        return int(
+            connection.execute(
+                sa.select(sa.func.count())
+                .select_from(encounter)
+                .where(
+                    encounter.c.patient_id.is_not(None)
+                    & ~encounter.c.patient_id.in_(sa.select(patient.c.patient_id))
+                )
+            ).scalar_one()
+        )
+
+
+def test_a_unit_wave_waits_for_its_patients_wave(settings):
+    with pytest.raises(ledger.LedgerError, match="load w0_patients first"):
+        waves.load_wave(settings, "w1_skaraborg", "initial", AS_OF, actor="ivar")
+    assert _count(settings, "encounter") == 0
+
+
+def test_patients_move_once_and_later_waves_find_them(loaded):
+    settings = loaded.settings
+    assert loaded.patients > 0 and loaded.w1_contacts > 0
+    assert _count(settings, "patient") == loaded.patients  # referenced, never loaded again
+    with _engine(settings).connect() as connection:
+        patient_batches = connection.execute(
+            sa.select(ENTITY_TABLES["patient"].c.batch_id).distinct()
+        ).scalars()
+        assert set(patient_batches) <= set(_batches(settings, "w0_patients"))
+        # w0 moved patients only; its batches account every other row as another wave's.
+        w0 = _accounting(settings, _batches(settings, "w0_patients"))
+        assert sum(r["loaded"] for r in w0 if r["entity"] == "encounter") == 0
+        assert sum(r["wave_scope"] for r in w0 if r["entity"] == "encounter") > 0
+        # Validation of w1 and w2 found w0's patients in the core: the only contacts held
+        # back for an unknown patient are the estate's planted orphans, each once, exactly as
+        # the whole system's validation counted them.
+        orphans = _checked(connection, "w0_patients", "encounter.patient_id.references_patient")
+        held = connection.execute(
+            sa.select(sa.func.count()).where(
+                quarantine.c.batch_id.in_(
+                    _batches(settings, "w1_skaraborg") + _batches(settings, "w2_rest")
+                )
+                & (quarantine.c.check_name == "encounter.patient_id.references_patient")
+            )
+        ).scalar_one()
+    assert held == orphans
+    assert _dangling_patients(settings) <= _flagged_for_quarantined_patient(settings)
+
+
+def _checked(connection, wave: str, check: str) -> int:
+    from etl.core.tables import dq_result
+
+    batches = [b["batch_id"] for b in waves.promoted_batches(connection, wave)]
+    return int(
+        connection.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(dq_result.c.rows_failed), 0)).where(
+                dq_result.c.batch_id.in_(batches) & (dq_result.c.check_name == check)
+            )
+        ).scalar_one()
+    )
+
+
+def _flagged_for_quarantined_patient(settings) -> int:
+    """Contacts loaded and flagged because their patient waits in quarantine (by design)."""
+    from etl.core.tables import dq_flag
+
+    with _engine(settings).connect() as connection:
+        return int(
+            connection.execute(
+                sa.select(sa.func.count(sa.distinct(dq_flag.c.source_key))).where(
+                    (dq_flag.c.entity == "encounter")
+                    & dq_flag.c.check_name.like("%patient_in_quarantine")
+                )
+            ).scalar_one()
+        )
+
+
+def test_every_row_is_accounted_in_exactly_one_slice(loaded):
+    settings = loaded.settings
+    every = [b for w in ("w0_patients", "w1_skaraborg", "w2_rest") for b in _batches(settings, w)]
+    with _engine(settings).connect() as connection:
+        assert accounting_residue(connection, every) == []
+    rows = _accounting(settings, every)
+    assert sum(r["wave_scope"] for r in rows) > 0 and sum(r["conflicted"] for r in rows) == 0
+    for row in rows:
+        parts = ("loaded", "quarantined", "excluded", "merged", "wave_scope", "conflicted")
+        assert row["extracted"] == sum(row[p] for p in parts), row
+    # A contact row is loaded by exactly one wave: w1's and w2's slices make up the system.
+    loaded_by = {
+        wave: sum(
+            r["loaded"]
+            for r in _accounting(settings, _batches(settings, wave))
+            if r["entity"] == "encounter"
+        )
+        for wave in ("w1_skaraborg", "w2_rest")
+    }
+    assert loaded_by["w1_skaraborg"] == loaded.w1_contacts
+    assert sum(loaded_by.values()) == _count(settings, "encounter")
+    # A row quarantined (even while transforming, with no unit to read) is one wave's to hold:
+    # never in two waves' quarantine, so no wave's quarantine rate counts another's rows.
+    with _engine(settings).connect() as connection:
+        held = connection.execute(
+            sa.select(
+                quarantine.c.source_system,
+                quarantine.c.entity,
+                quarantine.c.row_number,
+                quarantine.c.check_name,
+            ).where(quarantine.c.batch_id.in_(every))
+        ).all()
+    assert held and len(held) == len(set(held))
+    assert _count(settings, "encounter", source_system="elvis") > 0
+
+
+def test_a_legacy_change_after_cutover_is_a_conflict(loaded, cli):
+    from etl.estate.activity import simulate_activity
+
+    settings = loaded.settings
+    waves.freeze(settings, "w1_skaraborg", actor="ivar")
+    waves.load_wave(settings, "w1_skaraborg", "final", AS_OF, actor="ivar")
+    results = waves.verify(settings, "w1_skaraborg", AS_OF, actor="ivar")
+    assert all(c.passed for c in results), [c.as_dict() for c in results if not c.passed]
+    waves.approve(settings, "w1_skaraborg", "anna", "project_lead", "approve")
+    waves.cut_over(settings, "w1_skaraborg", actor="ivar")
+    w1 = waves.wave_of(settings, "w1_skaraborg")
+    w1_sum = waves.wave_checksums(settings, w1)
+
+    simulate_activity(loaded.estate, seed=11)  # legacy use goes on, in every unit
+    w2 = waves.load_wave(settings, "w2_rest", "delta", DELTA_AS_OF, actor="ivar")
+    assert not w2["failures"]
+
+    # Skaraborg's rows are closed: their changes are conflicts, its core slice is unchanged.
+    assert waves.wave_checksums(settings, w1) == w1_sum
+    conflicts = slices.list_conflicts(settings, wave="w1_skaraborg")
+    assert conflicts, "the activity changed Skaraborg rows; they must be raised"
+    assert {c["detected_in_wave"] for c in conflicts} == {"w2_rest"}
+    assert {c["state"] for c in conflicts} == {"open"}
+    delta_batches = [b["batch_id"] for b in w2["batches"].values()]
+    with _engine(settings).connect() as connection:
+        assert accounting_residue(connection, delta_batches) == []
+    rows = _accounting(settings, delta_batches)
+    row_conflicts = [c for c in conflicts if c["change"] != "deleted"]
+    assert sum(r["conflicted"] for r in rows) == len(row_conflicts)
+    assert sum(r["loaded"] for r in rows) > 0  # w2's own changes did load
+
+    # The patients wave's delta sees the same legacy changes: held again, raised once.
+    w0 = waves.load_wave(settings, "w0_patients", "delta", DELTA_AS_OF, actor="ivar")
+    w0_rows = _accounting(settings, [b["batch_id"] for b in w0["batches"].values()])
+    assert sum(r["conflicted"] for r in w0_rows) == len(row_conflicts)
+    assert len(slices.list_conflicts(settings, wave="w1_skaraborg")) == len(conflicts)
+
+    # Listed for the stewards by the command line (ids and keys only), resolved with a note.
+    listed = json.loads(cli("cutover", "conflicts", "--wave", "w1_skaraborg", "--json").stdout)
+    assert len(listed["conflicts"]) == len(conflicts)
+    assert listed["per_wave"] == {"w1_skaraborg": len(conflicts)}
+    first = conflicts[0]["conflict_id"]
+    cli("cutover", "conflicts", "--resolve", first, "--note", "fixed in the new record")
+    assert len(slices.list_conflicts(settings, wave="w1_skaraborg")) == len(conflicts) - 1
+    status = {row["wave"]: row for row in waves.wave_status(settings)}
+    assert status["w1_skaraborg"]["open_conflicts"] == len(conflicts) - 1
+    assert status["w2_rest"]["open_conflicts"] == 0
+
+    # The dashboard's waves table shows them per wave; the wave's page says they wait.
+    page = _dashboard(settings, "/")
+    row = re.search(r'<tr data-wave="w1_skaraborg">(.*?)</tr>', page, re.S)
+    assert row and re.search(rf'data-field="conflicts">{len(conflicts) - 1}<', row.group(1))
+    other = re.search(r'<tr data-wave="w2_rest">(.*?)</tr>', page, re.S)
+    assert other and 'data-field="conflicts">0<' in other.group(1)
+    assert 'id="conflicts"' in _dashboard(settings, "/waves/w1_skaraborg")
+
+
+def _dashboard(settings, path: str) -> str:
+    from fastapi.testclient import TestClient
+
+    from etl.dashboard.app import create_app
+    from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
+
+    token = "lead-token-0123456789abcdef"
+
+    def authenticator(_settings):
+        user = DashboardUser("lena", Role.LEAD, token_digest(token))
+        return TokenAuthenticator([user], b"a test secret of enough length")
+
+    client = TestClient(create_app(settings, authenticator=authenticator))
+    response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text[:500]
+    return response.text
+
+
+def test_rolling_back_w1_restores_its_slice_and_leaves_the_rest(loaded):
+    """After the test above: w1 is cut over and w2's delta was promoted after it."""
+    settings = loaded.settings
+    plan = waves.plan_of(settings)
+    with _engine(settings).connect() as connection:
+        # The rows the rollback may touch: w1's slice and what its batches wrote.
+        scope = slices.wave_row_ids(connection, plan, "w1_skaraborg", _catalog(settings))
+        middle = slices.slice_checksums(connection, plan, "w1_skaraborg", _catalog(settings), scope)
+    assert middle["slice"] != loaded.before_w1
+    w1_rows = int(middle["slice"]["encounter"].split(":")[0])
+    contacts = _count(settings, "encounter")
+    patients = _count(settings, "patient")
+
+    evidence = waves.rollback_wave(settings, "w1_skaraborg", actor="ivar")
+
+    assert evidence["checksum_equal_to_before_wave"] is True
+    assert evidence["outside_unchanged"] is True
+    with _engine(settings).connect() as connection:
+        after = slices.slice_checksums(connection, plan, "w1_skaraborg", _catalog(settings), scope)
+    assert after["slice"] == loaded.before_w1  # exactly w1's rows undone...
+    assert after["outside"] == middle["outside"]  # ...and w2's, in the same tables, untouched
+    assert _count(settings, "encounter") == contacts - w1_rows > 0
+    assert _count(settings, "patient") == patients  # w0's patients stay
+    # The patients wave cannot go while a unit wave points at its patients.
+    with pytest.raises(ledger.LedgerError, match="w2_rest are loaded"):
+        waves.rollback_wave(settings, "w0_patients", actor="ivar")
+
+
+def _catalog(settings):
+    from etl.pipeline import catalog
+
+    return catalog(settings)
