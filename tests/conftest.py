@@ -169,6 +169,23 @@ def postgres_schema():
     return _postgres_schema
 
 
+@pytest.fixture(scope="session")
+def core_of():
+    """For module-scoped fixtures parametrised ``sqlite``/``postgres``:
+    ``with core_of(request.param, folder) as url`` gives a SQLite core in ``folder`` or a fresh
+    schema of the real PostgreSQL server, dropped on leaving."""
+
+    @contextmanager
+    def make(kind: str, folder: Path):
+        if kind == "sqlite":
+            yield f"sqlite:///{folder / 'core.sqlite'}"
+            return
+        with _postgres_schema() as url:
+            yield url
+
+    return make
+
+
 @pytest.fixture
 def mariadb_url() -> str:
     """A fresh database on the real MariaDB server."""

@@ -10,7 +10,6 @@ discharge time), runs the feed and holds a real MLLP listener on 127.0.0.1 to wh
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -155,15 +154,11 @@ class Core:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def migrated(request, small_estate, tmp_path_factory, postgres_schema):
+def migrated(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"coexistence-{request.param}")
     estate = root / "estate"
     shutil.copytree(small_estate, estate)
-    with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
-        if request.param == "sqlite":
-            core_url = f"sqlite:///{root / 'core.sqlite'}"
-        else:
-            core_url = schemas.enter_context(postgres_schema())
+    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
         patch.setenv("VARDFLYTT_HOME", str(root / "home"))
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)

@@ -11,7 +11,6 @@ checksum).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import shutil
@@ -88,15 +87,11 @@ def _checksums(settings: Settings) -> dict[str, str]:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def migrated(request, small_estate, tmp_path_factory, postgres_schema):
+def migrated(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"delta-{request.param}")
     estate = root / "estate"
     shutil.copytree(small_estate, estate)  # the shared estate stays read-only
-    with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
-        if request.param == "sqlite":
-            core_url = f"sqlite:///{root / 'core.sqlite'}"
-        else:
-            core_url = schemas.enter_context(postgres_schema())
+    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
         patch.setenv("VARDFLYTT_HOME", str(root / "home"))
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)

@@ -11,7 +11,6 @@ number reaches the manifest, the command's output or the log.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -126,14 +125,10 @@ SPARR = {"system": fhir.SECURITY_REASON_SYSTEM, "code": "sparr"}
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def migrated(request, small_estate, tmp_path_factory, postgres_schema):
+def migrated(request, small_estate, tmp_path_factory, core_of):
     """Melior as wave w1, ELVIS as wave w2, AsynjaVisph as w3; yields the settings."""
     root = tmp_path_factory.mktemp(f"fhir-{request.param}")
-    with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
-        if request.param == "sqlite":
-            core_url = f"sqlite:///{root / 'core.sqlite'}"
-        else:
-            core_url = schemas.enter_context(postgres_schema())
+    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
         patch.setenv("VARDFLYTT_HOME", str(root / "home"))
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(small_estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)

@@ -10,7 +10,6 @@ Skaraborg row arriving in w2's delta is a conflict for the stewards, never appli
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import re
@@ -81,18 +80,14 @@ class Loaded:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def loaded(request, estate_of, tmp_path_factory, postgres_schema):
+def loaded(request, estate_of, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"slices-{request.param}")
     estate = root / "estate"
     shutil.copytree(estate_of(150, 5), estate)  # a test changes its legacy systems
     mappings = root / "mappings"
     shutil.copytree(PROJECT_ROOT / "mappings", mappings)
     _write_plan(mappings)
-    with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
-        if request.param == "sqlite":
-            core_url = f"sqlite:///{root / 'core.sqlite'}"
-        else:
-            core_url = schemas.enter_context(postgres_schema())
+    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
         patch.setenv("VARDFLYTT_HOME", str(root / "home"))
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)

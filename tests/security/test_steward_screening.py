@@ -4,7 +4,6 @@ and the refusal says why without repeating the text."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
 
@@ -193,17 +192,13 @@ def test_a_patients_name_from_the_batch_is_refused_by_keyed_hash():
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def migrated(request, small_estate, tmp_path_factory, postgres_schema):
+def migrated(request, small_estate, tmp_path_factory, core_of):
     """ELVIS of the small estate, migrated once per database."""
     from etl import pipeline
     from etl.settings import Settings
 
     root = tmp_path_factory.mktemp(f"screening-{request.param}")
-    with contextlib.ExitStack() as schemas, pytest.MonkeyPatch.context() as patch:
-        if request.param == "sqlite":
-            core_url = f"sqlite:///{root / 'core.sqlite'}"
-        else:
-            core_url = schemas.enter_context(postgres_schema())
+    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
         patch.setenv("VARDFLYTT_HOME", str(root / "home"))
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(small_estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)

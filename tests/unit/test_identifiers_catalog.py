@@ -263,6 +263,8 @@ def test_a_lookup_tables_rows_are_accounted_for_as_lookup_rows(tmp_path) -> None
             "merged": 0,
             "residue": 0,
             "is_verified": True,
+            "wave_scope": 0,
+            "conflicted": 0,
         }
     ]
     assert not lookup_accounting(catalog, "akuten", manifest({"land": 3}), dry_run=True)[
