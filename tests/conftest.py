@@ -67,12 +67,15 @@ LONGEST_FIRST = [
     "tests/integration/test_promotion.py",  # ~60
     "tests/integration/test_storage_root_s3.py",  # ~50
     "tests/integration/test_waves.py",  # ~47
+    "tests/integration/test_wave_slices.py",  # ~90 for both cores
+    "tests/integration/test_cutover_waiting.py",  # ~37
     "tests/integration/test_promote_accounted.py",  # ~47
     "tests/integration/test_all_systems.py",  # ~45
     "tests/integration/test_airflow_pools.py",  # ~35
     "tests/integration/test_canary_leaks.py",  # ~30
     "tests/integration/test_pipeline.py",  # ~35
     "tests/integration/test_fhir_export.py",  # ~30
+    "tests/integration/test_openlineage_events.py",  # ~21
     "tests/e2e/test_airflow_plugin_browser.py",  # ~30, and chromium
     "tests/integration/test_dashboard_numbers.py",  # ~30
 ]
