@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
 from airflow.sdk import Param, dag, get_current_context, task, task_group
+from airflow.sdk.bases.decorator import task_decorator_factory
 
 from etl.airflow_lineage import with_column_lineage
 from etl.dag_names import (
@@ -159,6 +161,19 @@ def _load(batch: dict) -> dict:
     )
 
 
+class MappedLoadOperator(_PythonDecoratedOperator):
+    """The mapped group's ``load``: its system is known only at run time, so its OpenLineage
+    column lineage (etl/airflow_lineage.py) comes from the batch it loaded, the argument the
+    worker rendered, when the provider asks on success. A class, not a method set on the task as
+    the system DAGs do: Airflow rebuilds each map index's operator from its class."""
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        from etl.report.lineage import task_lineage
+
+        batch: dict = (self.op_kwargs or {}).get("batch") or next(iter(self.op_args or ()), {})
+        return task_lineage(MAPPINGS_DIR, [batch["system"]])
+
+
 def load_task(system: str | None):
     """A system DAG's load updates its system's core asset; the mapped group's load, whose system
     is known only at run time, names that asset through the alias (identity resolution and any
@@ -166,7 +181,12 @@ def load_task(system: str | None):
     if system is not None:
         return task(task_id="load", outlets=[core_asset(system)], pool=CORE_WRITE_POOL)(_load)
 
-    @task(task_id="load", outlets=[core_asset_alias()], pool=CORE_WRITE_POOL)
+    @task_decorator_factory(
+        decorated_operator_class=MappedLoadOperator,
+        task_id="load",
+        outlets=[core_asset_alias()],
+        pool=CORE_WRITE_POOL,
+    )
     def load(batch: dict) -> dict:
         loaded = _load(batch)
         get_current_context()["outlet_events"][core_asset_alias()].add(core_asset(batch["system"]))

@@ -119,3 +119,27 @@ def test_openlineage_is_off_unless_a_transport_is_configured(tmp_path):
     )
     on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert on.stdout.strip().splitlines()[-1] == "False", on.stderr[-2000:]
+
+
+def test_the_provider_reads_the_column_lineage_of_a_system_dags_load():
+    """A system DAG's load (the mapped DAG's is run for real in
+    tests/integration/test_openlineage_events.py): its own system's source columns only."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.providers.openlineage.extractors.manager import ExtractorManager
+    from airflow.utils.state import TaskInstanceState
+
+    from etl.dag_names import system_dag_id
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "vardflytt_migration.py"))
+    assert bag.import_errors == {}
+    task = bag.dags[system_dag_id("melior")].get_task("load")
+    lineage = ExtractorManager().extract_metadata(
+        SimpleNamespace(run_id="manual__test"),
+        task,
+        TaskInstanceState.SUCCESS,
+        SimpleNamespace(task=task),
+    )
+    assert {i.namespace for i in lineage.inputs} == {legacy_namespace("melior")}
+    outputs = {o.name: o for o in lineage.outputs}
+    (source,) = outputs["diagnosis"].facets["columnLineage"].fields["icd10_code"].inputFields
+    assert (source.name, source.field) == ("diagnos", "DIAGNOSKOD")

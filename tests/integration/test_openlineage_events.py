@@ -1,5 +1,6 @@
-"""OpenLineage events of a real DAG run: ``airflow dags test vardflytt_melior`` with Airflow's
-OpenLineage provider writing to a file transport. The load's COMPLETE event carries, for every
+"""OpenLineage events of a real DAG run: ``airflow dags test vardflytt_migrate`` (the mapped DAG,
+whose load knows its system only at run time) for Melior, with Airflow's OpenLineage provider
+writing to a file transport. The load's COMPLETE event carries, for every
 core table, the column lineage of the mappings, so a core column is traced to its legacy source
 columns in any OpenLineage consumer; and the events name columns, never a patient's values."""
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from etl.dag_names import SELECTION_DAG_ID
 from etl.report.lineage import CORE_NAMESPACE, legacy_namespace
 from tests.commands import copy_migrated_airflow_db, mappings_of, run_vardflytt
 
@@ -43,9 +45,9 @@ def test_a_dag_run_emits_column_lineage_from_the_mappings(
             {"type": "file", "log_file_path": str(events_file), "append": True}
         ),
     }
-    conf = json.dumps({"as_of_date": "2026-07-01"})
+    conf = json.dumps({"as_of_date": "2026-07-01", "systems": [SYSTEM]})
     run_vardflytt(
-        "airflow", "dags", "test", f"vardflytt_{SYSTEM}", "--conf", conf,
+        "airflow", "dags", "test", SELECTION_DAG_ID, "--conf", conf,
         home=home, environment=environment,
     )  # fmt: skip
 
@@ -54,7 +56,7 @@ def test_a_dag_run_emits_column_lineage_from_the_mappings(
     load = [
         e
         for e in events
-        if e["job"]["name"] == f"vardflytt_{SYSTEM}.load" and e["eventType"] == "COMPLETE"
+        if e["job"]["name"] == f"{SELECTION_DAG_ID}.system.load" and e["eventType"] == "COMPLETE"
     ]
     assert len(load) == 1
     assert load[0]["job"]["namespace"] == "vardflytt"  # the project's Airflow environment
