@@ -116,7 +116,29 @@ def demo(
     docs(out=None)
     dq_report(run_id=None, out=None, batch=None)
     status(batch=None, check=True)
+    _check_wave_exports(settings, plan_waves)
     _print_demo_next_steps(settings, plan_waves)
+
+
+def _check_wave_exports(settings, waves: list[str]) -> None:
+    """The cut-over waves' FHIR exports (the cutover DAG's last task), validated as a receiving
+    system would read them; the demo fails if one does not validate."""
+    from etl.export.after_cutover import export_folder
+    from etl.export.check import check_export
+
+    exported = [w for w in waves if (export_folder(settings, w) / "manifest.json").exists()]
+    if not exported:
+        return
+    console.rule("FHIR R4 export of the cut-over waves")
+    failed = False
+    for wave in exported:
+        folder = export_folder(settings, wave)
+        result = check_export(folder)
+        console.print(f"{wave}: {folder}: {result.describe()}", highlight=False, soft_wrap=True)
+        failed = failed or not result.ok
+    if failed:
+        console.print("[red]an export does not validate: `vardflytt export check DIR`[/red]")
+        raise typer.Exit(1)
 
 
 def _print_demo_next_steps(settings, waves: list[str]) -> None:

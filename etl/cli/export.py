@@ -59,3 +59,21 @@ def export_fhir(
     if result.issues:
         console.print(f"{result.issues} unresolved reference(s): see OperationOutcome.ndjson")
     console.print(f"written to {folder}")
+
+
+@export_app.command("check")
+def export_check(
+    folder: Annotated[Path, typer.Argument(help="An export folder (with its manifest.json).")],
+) -> None:
+    """Validate an export as its receiver would: every resource against the FHIR R4 models
+    (fhir.resources), the manifest's counts, every reference resolving inside the export."""
+    from etl.export.check import ExportCheckError, check_export
+
+    try:
+        result = check_export(folder)
+    except ExportCheckError as error:
+        console.print(str(error))
+        raise typer.Exit(2) from None
+    console.print(f"{folder}: {result.describe()}", highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
