@@ -219,9 +219,7 @@ def _demo_waves_by_unit(
     cut over with the demo approvers' go; every later wave is rehearsed and initially loaded,
     and after the go-live one delta of the next wave shows the legacy systems still serving
     the other units (a change to a cut-over unit's row would be a conflict, never applied)."""
-    import json
 
-    from etl.dag_names import cutover_dag_id
 
     settings = get_settings()
     unit_waves = [w.wave for w in plan.waves if w.is_by_unit and w.wave != plan.patients]
@@ -230,16 +228,10 @@ def _demo_waves_by_unit(
         if wave.wave == first:
             _demo_cutover(wave.wave, environment, airflow_bin, logs, url, as_of_date, approve=True)
             continue
-        dag_id = cutover_dag_id(wave.wave)
         phases = ("initial",) if wave.wave == plan.patients else ("rehearsal", "initial")
         for phase in phases:
-            console.rule(f"airflow dags test {dag_id} (phase {phase}, still flowing)")
-            conf = {"phase": phase, "as_of_date": as_of_date.isoformat()}
-            _checked(
-                [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps(conf)],
-                environment,
-                f"the {dag_id} {phase} run",
-                log=logs / f"demo_cutover_{wave.wave}_{phase}.log",
+            _cutover_phase(
+                wave.wave, phase, "still flowing", environment, airflow_bin, logs, as_of_date
             )
     later = [w for w in unit_waves if w != first]
     if later:
@@ -289,7 +281,6 @@ def _demo_cutover(
     phase's freeze, final delta and verify (with the go/no-go evidence pack) run here, through
     the functions its tasks call, and the wave is left verified for a person to answer: an
     ``airflow dags test`` run would wait at the go/no-go, blocking the demo."""
-    import json
 
     from etl.cutover.plan import load_plan
     from etl.dag_names import cutover_dag_id
@@ -298,13 +289,8 @@ def _demo_cutover(
     dag_id = cutover_dag_id(wave)
     systems = load_plan(settings.mappings_dir, settings.wave_plan).systems_of(wave)
     for phase in ("rehearsal", "initial"):
-        console.rule(f"airflow dags test {dag_id} (phase {phase}, {len(systems)} systems)")
-        conf = {"phase": phase, "as_of_date": as_of_date.isoformat()}
-        _checked(
-            [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps(conf)],
-            environment,
-            f"the {dag_id} {phase} run",
-            log=logs / f"demo_cutover_{wave}_{phase}.log",
+        _cutover_phase(
+            wave, phase, f"{len(systems)} systems", environment, airflow_bin, logs, as_of_date
         )
     if approve:
         console.rule(f"airflow dags test {dag_id} (phase final, with the go/no-go)")
@@ -390,6 +376,31 @@ def _demo_final_approved(
         if run.wait() != 0:
             console.print(f"[red]the {dag_id} final run failed; see {log}[/red]")
             raise typer.Exit(1)
+
+
+def _cutover_phase(
+    wave: str,
+    phase: str,
+    note: str,
+    environment: dict,
+    airflow_bin: str,
+    logs: Path,
+    as_of_date: dt.date,
+) -> None:
+    """One phase of a wave's cutover DAG through ``airflow dags test``, its log under ``logs``."""
+    import json
+
+    from etl.dag_names import cutover_dag_id
+
+    dag_id = cutover_dag_id(wave)
+    console.rule(f"airflow dags test {dag_id} (phase {phase}, {note})")
+    conf = {"phase": phase, "as_of_date": as_of_date.isoformat()}
+    _checked(
+        [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps(conf)],
+        environment,
+        f"the {dag_id} {phase} run",
+        log=logs / f"demo_cutover_{wave}_{phase}.log",
+    )
 
 
 def _checked(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from etl.export.bulk import ERRORS_FILE, MANIFEST
+from etl.export.bulk import MANIFEST
 
 
 class ExportCheckError(RuntimeError):
@@ -47,15 +47,16 @@ class ExportCheck:
         return f"{head}; problems: " + "; ".join(problems + self.count_mismatches)
 
 
-def _references(value: Any) -> Iterator[str]:
+def references_in(value: Any) -> Iterator[str]:
+    """Every literal reference (``{"reference": "Type/id"}``) anywhere in a resource."""
     if isinstance(value, dict):
         if isinstance(value.get("reference"), str):
             yield value["reference"]
         for item in value.values():
-            yield from _references(item)
+            yield from references_in(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _references(item)
+            yield from references_in(item)
 
 
 def check_export(folder: Path) -> ExportCheck:
@@ -91,7 +92,7 @@ def check_export(folder: Path) -> ExportCheck:
                     for problem in error.errors():
                         where = ".".join(str(p) for p in problem["loc"])
                         result.invalid[f"{resource_type}: {where}"] += 1
-                for reference in _references(resource):
+                for reference in references_in(resource):
                     cited[reference] += 1
         if result.resources[resource_type] != entry.get("count"):
             result.count_mismatches.append(
@@ -104,6 +105,3 @@ def check_export(folder: Path) -> ExportCheck:
         if target not in ids.get(kind, set()):
             result.unresolved[kind] += times
     return result
-
-
-__all__ = ["ERRORS_FILE", "ExportCheck", "ExportCheckError", "check_export"]

@@ -29,6 +29,7 @@ from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES
 from etl.export import fhir
 from etl.export.bulk import ERRORS_FILE, MANIFEST, SPECS, ExportError, export_fhir
+from etl.export.check import references_in
 from etl.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -182,15 +183,6 @@ def _core_rows(settings: Settings, entity: str) -> dict[str, dict[str, Any]]:
             row[f"{entity}_id"]: dict(row)
             for row in connection.execute(sa.select(table)).mappings()
         }
-
-
-def _references(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
-        return found + [ref for item in value.values() for ref in _references(item)]
-    if isinstance(value, list):
-        return [ref for item in value for ref in _references(item)]
-    return []
 
 
 def test_every_resource_validates_with_a_fhir_model_library(migrated, tmp_path):
@@ -381,7 +373,7 @@ def test_every_reference_resolves_inside_the_export(migrated, tmp_path):
     for wave in (None, "w1", "w2"):
         resources = _read(_export(migrated, tmp_path / str(wave), wave=wave))
         present = {f"{t}/{r['id']}" for t, items in resources.items() for r in items}
-        references = [ref for items in resources.values() for ref in _references(items)]
+        references = [ref for items in resources.values() for ref in references_in(items)]
         assert references, wave
         assert set(references) <= present, wave
 
