@@ -59,6 +59,26 @@ def references_in(value: Any) -> Iterator[str]:
             yield from references_in(item)
 
 
+def _resources(
+    path: Path, url: str, resource_type: str, result: ExportCheck
+) -> Iterator[dict[str, Any]]:
+    """The file's resources, one per line; a corrupted or foreign line is counted as a resource
+    and as a problem named by its line, never skipped."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            result.resources[resource_type] += 1
+            try:
+                resource = json.loads(line)
+            except json.JSONDecodeError:
+                resource = None
+            if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
+                yield resource
+            else:
+                result.invalid[f"{url}: line {number} is not a {resource_type}"] += 1
+
+
 def check_export(folder: Path) -> ExportCheck:
     """Validate every resource of the export in ``folder`` (see the module's note)."""
     try:
@@ -76,24 +96,18 @@ def check_export(folder: Path) -> ExportCheck:
     ids: dict[str, set[str]] = {}
     cited: Counter[str] = Counter()
     for entry in manifest.get("output", []):
-        resource_type, path = entry["type"], folder / entry["url"]
+        resource_type = entry["type"]
         model = get_fhir_model_class(resource_type)
         seen = ids.setdefault(resource_type, set())
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                if not line.strip():
-                    continue
-                resource = json.loads(line)
-                result.resources[resource_type] += 1
-                seen.add(resource.get("id", ""))
-                try:
-                    model.model_validate(resource)
-                except ValidationError as error:
-                    for problem in error.errors():
-                        where = ".".join(str(p) for p in problem["loc"])
-                        result.invalid[f"{resource_type}: {where}"] += 1
-                for reference in references_in(resource):
-                    cited[reference] += 1
+        for resource in _resources(folder / entry["url"], entry["url"], resource_type, result):
+            seen.add(resource.get("id", ""))
+            try:
+                model.model_validate(resource)
+            except ValidationError as error:
+                for problem in error.errors():
+                    where = ".".join(str(p) for p in problem["loc"])
+                    result.invalid[f"{resource_type}: {where}"] += 1
+            cited.update(references_in(resource))
         if result.resources[resource_type] != entry.get("count"):
             result.count_mismatches.append(
                 f"{resource_type}: manifest says {entry.get('count')}, the file holds "

@@ -72,3 +72,18 @@ def test_the_command_exits_1_on_a_broken_export_and_2_on_a_folder_that_is_none(e
     invoke("export", "check", str(tmp_path / "nowhere"), expect=2)
     with pytest.raises(ExportCheckError, match="not a vardflytt FHIR export"):
         check_export(tmp_path)
+
+
+def test_a_corrupted_or_foreign_line_is_a_problem_not_a_crash_or_a_skip(exported):
+    patients = exported / "Patient.ndjson"
+    text = patients.read_text(encoding="utf-8").splitlines()
+    text[2] = text[2][: len(text[2]) // 2]  # truncated mid-resource
+    text[5] = json.dumps({"resourceType": "Condition", "id": "x"})  # in the wrong file
+    patients.write_text("\n".join(text) + "\n", encoding="utf-8")
+    result = check_export(exported)
+    assert not result.ok
+    assert result.invalid == {
+        "Patient.ndjson: line 3 is not a Patient": 1,
+        "Patient.ndjson: line 6 is not a Patient": 1,
+    }
+    assert result.resources["Patient"] == 12  # the manifest's count still matches: none skipped
