@@ -220,7 +220,6 @@ def _demo_waves_by_unit(
     and after the go-live one delta of the next wave shows the legacy systems still serving
     the other units (a change to a cut-over unit's row would be a conflict, never applied)."""
 
-
     settings = get_settings()
     unit_waves = [w.wave for w in plan.waves if w.is_by_unit and w.wave != plan.patients]
     first = unit_waves[0] if unit_waves else None
