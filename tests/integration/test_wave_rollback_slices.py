@@ -242,3 +242,33 @@ def test_the_patients_wave_cascades_to_its_unit_waves_newest_first(loaded, cli):
     assert [c["wave"] for c in w0["cascaded_waves"]] == [W2, W1]  # newest first
     assert w0["checksum_equal_to_before_wave"] is True and w0["outside_unchanged"] is True
     assert steps[W2]["at"] <= steps[W1]["at"] <= steps[W0]["at"]
+
+
+def test_a_patients_batch_cascades_to_the_unit_waves_then_goes_alone(loaded, cli):
+    """After the cascade above: the patients wave and Skaraborg loaded again; undoing only
+    w0's Melior batch with --cascade rolls back w1 first, then that batch (Elvis's patients
+    stay), and w0 records the batch, the cascade and the proof."""
+    settings = loaded.settings
+    for wave in (W0, W1):
+        waves.load_wave(settings, wave, "initial", AS_OF, actor="ivar")
+    melior = next(b for b in _batches(settings, W0) if b.startswith("melior__"))
+    elvis_patients = _count(settings, "patient", source_system="elvis")
+    assert _count(settings, "patient", source_system="melior") > 0 and elvis_patients > 0
+    assert _count(settings, "encounter") > 0
+
+    out = cli("cutover", "rollback", "--batch", melior, "--cascade").stdout
+    assert f"cascade: rolled back wave {W1}" in out and melior in out
+
+    assert (
+        _state(settings, W1) == ledger.ROLLED_BACK and _state(settings, W0) == ledger.INITIAL_LOAD
+    )
+    assert _batch_state(settings, melior) == "rolled_back"
+    assert _count(settings, "patient", source_system="melior") == 0
+    assert _count(settings, "patient", source_system="elvis") == elvis_patients
+    assert _count(settings, "encounter") == 0 and _dangling_patients(settings) == 0
+    w1 = _history(settings, W1)[-1]
+    assert w1["evidence"]["outside_unchanged"] is True and melior in w1["evidence"]["cascaded_by"]
+    w0 = _history(settings, W0)[-1]
+    assert melior in w0["note"] and w0["evidence"]["outside_unchanged"] is True
+    assert [c["wave"] for c in w0["evidence"]["cascaded_waves"]] == [W1]
+    assert w0["evidence"]["wave_batches"] == [melior]

@@ -123,3 +123,24 @@ def test_outside_checksums_leave_out_exactly_the_given_ids():
     assert changed_inside[ENTITY] == left  # a change inside the excluded rows is not seen
     assert changed_everything != everything
     assert list(id_index({"b", "a"})) == ["a", "b"]
+
+
+def test_evidence_before_version_2_is_compared_the_old_way():
+    """A wave loaded before checksum version 2 recorded its checksums the old way: its rollback
+    compares them with checksums computed the old way, never with the new ones."""
+    from etl.cutover import ledger
+    from etl.cutover.slice_checksum import CHECKSUM_VERSION
+    from etl.cutover.waves import _before_wave
+
+    engine = _core([], every_table=True)
+    old = {"encounter": "3:old"}
+    with engine.begin() as connection:
+        assert _before_wave(connection, "w1") == (None, False)
+        ledger.transition(connection, "w1", ledger.INITIAL_LOAD, "ivar", evidence={})
+        ledger.transition(
+            connection, "w1", ledger.INITIAL_LOAD, "ivar", evidence={"checksums_before": old}
+        )
+        assert _before_wave(connection, "w1") == (old, True)
+        new = {"checksums_before": {"encounter": "3:new"}, "checksum_version": CHECKSUM_VERSION}
+        ledger.transition(connection, "w2", ledger.INITIAL_LOAD, "ivar", evidence=new)
+        assert _before_wave(connection, "w2") == ({"encounter": "3:new"}, False)
