@@ -478,8 +478,8 @@ def cutover_rollback(
 def _print_cascaded(evidence: dict) -> None:
     for step in evidence.get("cascaded_waves", []):
         console.print(
-            f"cascade: rolled back wave {step['wave']} "
-            f"({len(step['rolled_back_batches'])} batches, proved and recorded)"
+            f"cascade: rolled back wave {step['wave']} (was {step.get('from_state')}; "
+            f"{len(step['rolled_back_batches'])} batches, proved and recorded)"
         )
 
 

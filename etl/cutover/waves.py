@@ -874,10 +874,16 @@ def _refuse_dependants(
     if not dependants:
         return
     if not cascade:
+        live = [w for w in dependants if ledger.wave_state(connection, w) == ledger.CUT_OVER]
         raise ledger.LedgerError(
             f"cannot roll back {what}: waves {', '.join(dependants)} are loaded and their rows "
             f"point at the patients {name} moved; roll those back first (newest first), or pass "
             "--cascade to roll them back first, newest first, in the same transaction"
+            + (
+                f" ({', '.join(live)} cut over: the cascade takes it back past go-live)"
+                if live
+                else ""
+            )
         )
     for wave in dependants:
         state = ledger.wave_state(connection, wave)
@@ -919,7 +925,13 @@ def _cascade(
                 "back (the cascade is one transaction); investigate, then roll back "
                 f"{wave} on its own to record its evidence"
             )
-        done.append({"wave": wave, "rolled_back_batches": evidence["rolled_back_batches"]})
+        done.append(
+            {
+                "wave": wave,
+                "from_state": evidence["from_state"],
+                "rolled_back_batches": evidence["rolled_back_batches"],
+            }
+        )
     return done
 
 

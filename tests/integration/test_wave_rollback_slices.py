@@ -222,6 +222,7 @@ def test_the_patients_wave_cascades_to_its_unit_waves_newest_first(loaded, cli):
         f"cascade: rolled back wave {W1}"
     )
     assert "core rows equal to before the wave: True" in out
+    assert f"cascade: rolled back wave {W2} (was frozen" in out
 
     # Every wave is rolled back, each with its own proof; the core is as before the waves.
     assert {w: _state(settings, w) for w in (W0, W1, W2)} == dict.fromkeys(
