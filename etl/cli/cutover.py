@@ -432,11 +432,19 @@ def cutover_commit(wave: str, plan_file: WavePlanFile = None) -> None:
 def cutover_rollback(
     wave: Annotated[str | None, typer.Argument(help="Roll back the whole wave.")] = None,
     batch: Annotated[str | None, typer.Option(help="Roll back one batch instead.")] = None,
-    cascade: Annotated[bool, typer.Option(help="Also roll back later batches first.")] = False,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            help="Also roll back first, newest first, what depends on it: later batches that "
+            "changed the same rows and, for the patients wave (or one of its batches), the unit "
+            "waves whose rows point at its patients. One transaction: all or nothing."
+        ),
+    ] = False,
     plan_file: WavePlanFile = None,
 ) -> None:
     """Undo a wave (every promoted batch, newest first) or one batch; checksums prove it (for a
-    wave by care unit: its slice, and every row outside it)."""
+    wave by care unit: its slice, and every row outside it; for a batch: every row it did not
+    write) and the ledger records who undid what."""
     from etl.cutover import waves
 
     settings = _settings(plan_file)
@@ -444,10 +452,18 @@ def cutover_rollback(
         console.print("[red]give either a wave or --batch[/red]")
         raise typer.Exit(2)
     if batch:
-        undone = _cutover_call(waves.rollback_one_batch, settings, batch, cascade)
+        done = _cutover_call(waves.rollback_batch, settings, batch, cascade, None, _actor())
+        undone = done["rolled_back_batches"]
         console.print(f"rolled back: {', '.join(undone) or 'nothing (already rolled back)'}")
+        _print_cascaded(done)
+        if "outside_unchanged" in done:
+            console.print(
+                f"wave {done['wave']}: rows the batch did not write unchanged: "
+                f"{done['outside_unchanged']} (recorded in the ledger)"
+            )
         return
     evidence = _cutover_call(waves.rollback_wave, settings, wave, _actor(), None, cascade)
+    _print_cascaded(evidence)
     console.print(
         f"rolled back {len(evidence['rolled_back_batches'])} batches of {wave}; core "
         f"rows equal to before the wave: {evidence['checksum_equal_to_before_wave']}"
@@ -457,6 +473,14 @@ def cutover_rollback(
             else ""
         )
     )
+
+
+def _print_cascaded(evidence: dict) -> None:
+    for step in evidence.get("cascaded_waves", []):
+        console.print(
+            f"cascade: rolled back wave {step['wave']} (was {step.get('from_state')}; "
+            f"{len(step['rolled_back_batches'])} batches, proved and recorded)"
+        )
 
 
 @cutover_app.command("evidence")

@@ -535,39 +535,41 @@ def slice_checksums(
     catalog: Catalog,
     outside_of: dict[str, set[str]] | None = None,
     chunk: int = 20_000,
+    legacy: bool = False,
 ) -> dict[str, dict[str, str]]:
     """Per core table, row count and SHA-256 of the wave's slice (its whole systems' rows and
     its rows of the split systems, by the assignment over the core's rows) and of every other
     row (``outside``; with ``outside_of``: every row not of these ids, a set fixed before a
-    rollback so that the same rows are compared after it), in key order."""
+    rollback so that the same rows are compared after it), in key order.
+
+    Each table is streamed ``chunk`` rows at a time and the result does not depend on the chunk
+    size (etl/cutover/slice_checksum.py); ``legacy``: the definition before checksum version 2,
+    to compare with evidence recorded before it."""
+    from etl.cutover.slice_checksum import id_index, table_checksums
+
     whole = list(plan.wave(wave).systems)
     ids = slice_ids(connection, plan, wave, catalog)
     excluded = outside_of if outside_of is not None else ids
     inside: dict[str, str] = {}
     outside: dict[str, str] = {}
-    for entity, table in ENTITY_TABLES.items():
+    for entity in ENTITY_TABLES:
         if entity not in ENTITIES:
             continue
-        key = table.c[ENTITIES[entity].id_field()]
-        digests = (hashlib.sha256(), hashlib.sha256())
-        counts = [0, 0]
-        mine = pd.Index(sorted(ids.get(entity, set())), dtype="string")
-        others = pd.Index(sorted(excluded.get(entity, set())), dtype="string")
-        result = connection.execution_options(yield_per=chunk).execute(
-            sa.select(*table.columns).order_by(key)
-        )
-        columns = list(result.keys())
-        for partition in result.partitions():
-            frame = pd.DataFrame(partition, columns=columns).astype("string")
+        key = ENTITIES[entity].id_field()
+        mine = id_index(ids.get(entity, set()))
+        others = id_index(excluded.get(entity, set()))
+
+        def select(
+            frame: pd.DataFrame, mine: pd.Index = mine, others: pd.Index = others, key: str = key
+        ) -> list[np.ndarray]:
             in_whole = frame["source_system"].isin(whole).fillna(False).to_numpy(bool)
-            member = frame[key.name].isin(mine).fillna(False).to_numpy(bool) | in_whole
-            away = frame[key.name].isin(others).fillna(False).to_numpy(bool) | in_whole
-            hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-            for index, selected in enumerate((member, ~away)):
-                digests[index].update(hashes[selected].tobytes())
-                counts[index] += int(selected.sum())
-        inside[entity] = f"{counts[0]}:{digests[0].hexdigest()}"
-        outside[entity] = f"{counts[1]}:{digests[1].hexdigest()}"
+            member = frame[key].isin(mine).fillna(False).to_numpy(bool) | in_whole
+            away = frame[key].isin(others).fillna(False).to_numpy(bool) | in_whole
+            return [member, ~away]
+
+        inside[entity], outside[entity] = table_checksums(
+            connection, entity, select, 2, chunk, legacy
+        )
     return {"slice": inside, "outside": outside}
 
 

@@ -572,7 +572,8 @@ def core_checksums(
         query = sa.select(*table.columns).order_by(key)
         if systems is not None:
             query = query.where(table.c.source_system.in_(list(systems)))
-        result = connection.execution_options(yield_per=chunk).execute(query)
+        # Per statement: the caller's connection (maybe inside a rollback) keeps its options.
+        result = connection.execute(query.execution_options(yield_per=chunk))
         columns = list(result.keys())
         for partition in result.partitions():
             frame = pd.DataFrame(partition, columns=columns).astype("string")
