@@ -348,7 +348,9 @@ def build_rollback_dag(wave_names: list[str]):
         params = get_current_context()["params"]
         settings, cascade = get_settings(), bool(params["cascade"])
         if params["batch_id"]:
-            undone = waves.rollback_one_batch(settings, params["batch_id"], cascade, run["run_id"])
+            undone = waves.rollback_one_batch(
+                settings, params["batch_id"], cascade, run["run_id"], run["actor"]
+            )
             return {"batch_id": params["batch_id"], "rolled_back_batches": undone}
         evidence = waves.rollback_wave(settings, run["wave"], run["actor"], run["run_id"], cascade)
         return {
