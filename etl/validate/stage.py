@@ -45,6 +45,9 @@ from etl.validate.suites import (
 )
 
 LOG = logging.getLogger(__name__)
+FAILURES_SCHEMA = pa.schema(
+    [(ROW_NUMBER, pa.int64()), ("check", pa.string()), ("is_waived", pa.bool_())]
+)
 
 
 @dataclass
@@ -55,12 +58,35 @@ class CheckTally:
     dimension: dict[str, str | None] = dataclass_field(default_factory=dict)
     failed: dict[str, int] = dataclass_field(default_factory=dict)
     waived: dict[str, int] = dataclass_field(default_factory=dict)
+    # Row numbers of every failing row per check (``failures_file``): what lets a wave's gate
+    # judge its slice of a split system on its own rows (etl/validate/gate.py).
+    rows: list[pd.DataFrame] = dataclass_field(default_factory=list)
 
     def add(self, check: str, severity: str, dimension: str | None, failed: int, waived: int):
         self.severity[check] = severity
         self.dimension[check] = dimension
         self.failed[check] = self.failed.get(check, 0) + failed
         self.waived[check] = self.waived.get(check, 0) + waived
+
+    def add_rows(self, check: str, row_numbers: pd.Series, waived: pd.Series | bool) -> None:
+        if len(row_numbers):
+            self.rows.append(
+                pd.DataFrame(
+                    {
+                        ROW_NUMBER: row_numbers.astype("int64").to_numpy(),
+                        "check": check,
+                        "is_waived": pd.Series(waived, index=row_numbers.index).to_numpy(bool),
+                    }
+                )
+            )
+
+    def rows_table(self) -> pa.Table:
+        frame = (
+            pd.concat(self.rows, ignore_index=True)
+            if self.rows
+            else pd.DataFrame({ROW_NUMBER: [], "check": [], "is_waived": []})
+        )
+        return pa.Table.from_pandas(frame, schema=FAILURES_SCHEMA, preserve_index=False)
 
     def records(self, evaluated: int) -> list[dict]:
         return [
@@ -105,6 +131,7 @@ def _validated_chunk(
             int(failing.sum()),
             int(waived.sum()),
         )
+        tally.add_rows(failure.check_name, rows.loc[failing, ROW_NUMBER], waived[failing])
         if failure.severity == "warning" or waived.any():
             # Loaded, and flagged for review: a warning, or an error a steward waived.
             flagged = failing if failure.severity == "warning" else waived
@@ -151,6 +178,11 @@ def _outcome_frame(rows, mask, outcome, failure, source_of, severity, waived) ->
 
 def checks_file(paths: BatchPaths, entity: str) -> Path:
     return paths.validated / f"{entity}.checks.json"
+
+
+def failures_file(paths: BatchPaths, entity: str) -> Path:
+    """Every failing row of every check (row number, check, waived): counts' row-level twin."""
+    return paths.validated / f"{entity}.failures.parquet"
 
 
 @temporaries_removed_on_failure()
@@ -244,7 +276,12 @@ def validate_entity(
         ]
         for reason, number in problems.value_counts().items():
             transform_problems[str(reason)] = transform_problems.get(str(reason), 0) + int(number)
+        problem_rows = transform_outcomes["outcome"].isin([QUARANTINED, FLAGGED])
+        for reason, rows_of in transform_outcomes[problem_rows].groupby("reason"):
+            tally.add_rows(source_check(str(reason)), rows_of[ROW_NUMBER], False)
     writer.close()
+    pq.write_table(tally.rows_table(), failures_file(paths, entity))
+    private_file(failures_file(paths, entity))
     # Fresh output: any steward deferral is applied anew by the gate, from these files.
     discard_deferral(paths, entity)
     if mapping.identifiers:
