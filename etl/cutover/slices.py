@@ -224,8 +224,10 @@ def assign_batch(
 
     A row is its transformed rows' wave (by core id), or, with no transformed row (quarantined,
     excluded or merged while mapping), its source key's or the fallback wave, as the slice
-    decides them. A row whose wave is not one known wave is written with none: the gate counts it
-    as the wave's and judges its entity on the stricter figure (fail closed)."""
+    decides them. A row whose wave is not known for certain (the fallback's, none, or several)
+    is written ``is_certain`` false: a check that fails such a row is judged on the stricter of
+    the slice and the whole batch (fail closed: a fault no unit can be read for is the whole
+    system's)."""
     system = catalog.system(system_name)
     paths = BatchPaths.of(settings, batch_id, system_name)
     owners = _owners(plan, catalog, system, batch_id, settings, fresh=True)
@@ -236,6 +238,7 @@ def assign_batch(
                 "entity": pd.Series(dtype="string"),
                 ROW_NUMBER: pd.Series(dtype="int64"),
                 "wave": pd.Series(dtype="string"),
+                "is_certain": pd.Series(dtype="bool"),
                 "transformed_rows": pd.Series(dtype="int64"),
             }
         )
@@ -257,43 +260,54 @@ def assign_batch(
         )
         outcomes = outcomes[~outcomes[ROW_NUMBER].isin(rows[ROW_NUMBER])]
         owner = outcomes[SOURCE_KEY].astype("string").map(by_key).astype("string")
+        known = owner.notna().to_numpy(bool)
         fallback = _fallback(plan, system, entity)
         if fallback is not None:
             owner = owner.fillna(fallback)
         every = pd.concat(
             [
                 pd.DataFrame(
-                    {ROW_NUMBER: rows[ROW_NUMBER], "wave": rows["wave"], "transformed": 1}
+                    {
+                        ROW_NUMBER: rows[ROW_NUMBER],
+                        "wave": rows["wave"],
+                        "known": rows["wave"].notna().to_numpy(bool),
+                        "transformed": 1,
+                    }
                 ),
                 pd.DataFrame(
-                    {ROW_NUMBER: outcomes[ROW_NUMBER], "wave": owner.to_numpy(), "transformed": 0}
+                    {
+                        ROW_NUMBER: outcomes[ROW_NUMBER],
+                        "wave": owner.to_numpy(),
+                        "known": known,
+                        "transformed": 0,
+                    }
                 ),
             ],
             ignore_index=True,
         )
         every["wave"] = every["wave"].astype("string")
-        every["unknown"] = every["wave"].isna()
         grouped = every.groupby(ROW_NUMBER, sort=True)
         per_row = pd.DataFrame(
             {
                 "wave": grouped["wave"].first(),
                 "waves": grouped["wave"].nunique(),
-                "unknown": grouped["unknown"].any(),
+                "known": grouped["known"].all(),
                 "transformed_rows": grouped["transformed"].sum(),
             }
         )
-        certain = (per_row["waves"] == 1) & ~per_row["unknown"]
+        single = per_row["waves"] == 1
         frames.append(
             pd.DataFrame(
                 {
                     "entity": entity,
                     ROW_NUMBER: per_row.index.to_numpy("int64"),
-                    "wave": per_row["wave"].where(certain).astype("string").to_numpy(),
+                    "wave": per_row["wave"].where(single).astype("string").to_numpy(),
+                    "is_certain": (single & per_row["known"]).to_numpy(bool),
                     "transformed_rows": per_row["transformed_rows"].to_numpy("int64"),
                 }
             )
         )
-        tally = per_row["wave"].where(certain).fillna("(unknown)").value_counts()
+        tally = per_row["wave"].where(single).fillna("(several)").value_counts()
         counts[entity] = {str(k): int(v) for k, v in tally.items()}
     table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
     _replace(wave_rows_file(paths), table)

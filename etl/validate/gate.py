@@ -11,10 +11,10 @@ cutover writes each row's wave (``wave_rows.parquet``) before the gate, and the 
 failing rows (``<entity>.failures.parquet``, written by the validate stage) and the rows
 evaluated of that wave only, so another unit's bad rows neither block nor mask the wave. Both
 figures are kept: ``dq_result`` holds what was judged, ``gate.json`` beside the batch's
-validated files holds the slice's and the whole batch's. Fail closed: a row whose wave is not
-known counts as the wave's, and an entity with such rows is judged on the stricter of its slice
-and the whole batch; an entity whose row-level failures are missing or do not add up to the
-counts is judged on the whole batch.
+validated files holds the slice's and the whole batch's. Fail closed: a check failing a row
+whose wave is not certain (no unit could be read from it) is judged on the stricter of the
+slice and the whole batch, in every wave's gate; an entity whose row-level failures are missing
+or do not add up to the counts is judged on the whole batch.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ from etl.validate.stage import apply_deferral, checks_file, failures_file, lift_
 from etl.validate.suites import suite_references
 
 # How an entity of a wave's slice was judged: on the wave's rows, on the stricter of those and
-# the whole batch (some rows' wave unknown), or on the whole batch (no row-level failures).
+# the whole batch (rows of no certain wave fail), or on the whole batch (no row-level failures).
 SLICE, STRICTER, WHOLE = "slice", "stricter", "whole"
-WAVE_ROWS = "wave_rows.parquet"  # in validated/: entity, row number, wave, transformed rows
+# in validated/: entity, row number, wave, is_certain, transformed rows (etl/cutover/slices.py)
+WAVE_ROWS = "wave_rows.parquet"
 GATE_EVIDENCE = "gate.json"  # in validated/: what the gate judged, slice and whole batch
 WAVE_SLICE = "_wave_slice.json"  # in validated/: the slice's counts (etl/cutover/slices.py)
 
@@ -150,13 +151,13 @@ def _judge_slice(
     if any(int(per_check.get(c, 0)) != t["rows_failed"] for c, t in by_check.items()):
         return whole, WHOLE  # row-level failures that do not add up cannot be sliced
     rows = assignment[assignment["entity"] == entity]
-    owner = rows["wave"].astype("string")
-    uncertain = owner.isna().to_numpy(bool)
-    counted = (owner == wave).fillna(False).to_numpy(bool) | uncertain
+    certain = rows["is_certain"].to_numpy(bool)
+    counted = (rows["wave"].astype("string") == wave).fillna(False).to_numpy(bool) & certain
     members = rows.loc[counted, ROW_NUMBER]
     mine = failures[failures[ROW_NUMBER].isin(members)]
     failed = mine["check"].value_counts()
     waived = mine.loc[mine["is_waived"], "check"].value_counts()
+    unplaced = failures.loc[failures[ROW_NUMBER].isin(rows.loc[~certain, ROW_NUMBER]), "check"]
     validated_rows = int(rows.loc[counted, "transformed_rows"].sum())
     landed_rows = int(counted.sum())
     results = []
@@ -169,32 +170,22 @@ def _judge_slice(
             "rows_waived": int(waived.get(check, 0)),
         }
         result = judge(thresholds, system, entity, part)
-        if uncertain.any():
+        if unplaced.eq(check).any():
             result = max(result, batch, key=lambda r: (r.is_breached, r.failure_rate))
         results.append(result)
-    return results, STRICTER if uncertain.any() else SLICE
+    return results, STRICTER if len(unplaced) else SLICE
 
 
-def gate_batch(
+def judge_checks(
     catalog: Catalog,
     system: str,
     batch_id: str,
-    settings: Settings,
-    run_id: str | None = None,
+    paths: BatchPaths,
+    thresholds: Thresholds,
     wave: str | None = None,
-) -> GateReport:
-    """Store this batch's check results and raise if any breaches its threshold.
-
-    With ``wave`` (a wave's slice of a system split by care unit) the results are the slice's:
-    see the module docstring.
-
-    The refusal names each entity that stops the batch with its checks, and the entities that
-    pass. An entity a steward defers for this batch (``vardflytt steward defer-entity``) does not
-    stop it: its results are stored as judged, its rows are quarantined as ``entity_deferred``
-    when the gate passes, and a deferral undone since the last gate puts its rows back first.
-    """
-    thresholds = thresholds_for(settings.expectations_dir)
-    paths = BatchPaths.of(settings, batch_id, system)
+) -> tuple[list[CheckResult], list[CheckResult], dict[str, str]]:
+    """The batch's check results as judged (with ``wave``: the wave's slice), the whole batch's
+    (with ``wave`` only) and how each entity was judged; reads files, stores nothing."""
     results: list[CheckResult] = []
     batch_results: list[CheckResult] = []
     basis: dict[str, str] = {}
@@ -227,6 +218,30 @@ def gate_batch(
             thresholds, system, entity, paths, by_check, assignment, wave
         )
         results.extend(judged)
+    return results, batch_results, basis
+
+
+def gate_batch(
+    catalog: Catalog,
+    system: str,
+    batch_id: str,
+    settings: Settings,
+    run_id: str | None = None,
+    wave: str | None = None,
+) -> GateReport:
+    """Store this batch's check results and raise if any breaches its threshold.
+
+    With ``wave`` (a wave's slice of a system split by care unit) the results are the slice's:
+    see the module docstring.
+
+    The refusal names each entity that stops the batch with its checks, and the entities that
+    pass. An entity a steward defers for this batch (``vardflytt steward defer-entity``) does not
+    stop it: its results are stored as judged, its rows are quarantined as ``entity_deferred``
+    when the gate passes, and a deferral undone since the last gate puts its rows back first.
+    """
+    thresholds = thresholds_for(settings.expectations_dir)
+    paths = BatchPaths.of(settings, batch_id, system)
+    results, batch_results, basis = judge_checks(catalog, system, batch_id, paths, thresholds, wave)
     entities = list(catalog.system(system).entities)
     deferrals = deferred_entities(settings, system, batch_id)
     for entity in entities:
