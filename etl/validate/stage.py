@@ -13,6 +13,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,7 +61,8 @@ class CheckTally:
     waived: dict[str, int] = dataclass_field(default_factory=dict)
     # Row numbers of every failing row per check (``failures_file``): what lets a wave's gate
     # judge its slice of a split system on its own rows (etl/validate/gate.py).
-    rows: list[pd.DataFrame] = dataclass_field(default_factory=list)
+    # Kept as arrays per check (8 + 1 bytes a failing row) until the file is written.
+    rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = dataclass_field(default_factory=dict)
 
     def add(self, check: str, severity: str, dimension: str | None, failed: int, waived: int):
         self.severity[check] = severity
@@ -70,23 +72,25 @@ class CheckTally:
 
     def add_rows(self, check: str, row_numbers: pd.Series, waived: pd.Series | bool) -> None:
         if len(row_numbers):
-            self.rows.append(
-                pd.DataFrame(
-                    {
-                        ROW_NUMBER: row_numbers.astype("int64").to_numpy(),
-                        "check": check,
-                        "is_waived": pd.Series(waived, index=row_numbers.index).to_numpy(bool),
-                    }
-                )
-            )
+            flags = pd.Series(waived, index=row_numbers.index).to_numpy(bool)
+            numbers = row_numbers.to_numpy("int64")
+            self.rows.setdefault(check, []).append((numbers, flags))
 
     def rows_table(self) -> pa.Table:
-        frame = (
-            pd.concat(self.rows, ignore_index=True)
-            if self.rows
-            else pd.DataFrame({ROW_NUMBER: [], "check": [], "is_waived": []})
-        )
-        return pa.Table.from_pandas(frame, schema=FAILURES_SCHEMA, preserve_index=False)
+        tables = [FAILURES_SCHEMA.empty_table()]
+        for check, parts in sorted(self.rows.items()):
+            numbers = np.concatenate([n for n, _ in parts])
+            tables.append(
+                pa.table(
+                    {
+                        ROW_NUMBER: pa.array(numbers, pa.int64()),
+                        "check": pa.repeat(pa.scalar(check, pa.string()), len(numbers)),
+                        "is_waived": pa.array(np.concatenate([w for _, w in parts]), pa.bool_()),
+                    },
+                    schema=FAILURES_SCHEMA,
+                )
+            )
+        return pa.concat_tables(tables)
 
     def records(self, evaluated: int) -> list[dict]:
         return [
