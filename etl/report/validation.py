@@ -138,6 +138,16 @@ class AccountingLine(BaseModel):
     other_waves: dict[str, Count] = {}
 
 
+class DeletionLine(BaseModel):
+    """A sliced delta's deleted keys, each in one outcome (etl/cutover/slices.py)."""
+
+    listed: int
+    applied: Count
+    other_waves: dict[str, Count]  # rows another wave loaded: its own delta deletes them
+    conflicted: Count
+    absent: Count  # no core row: nothing to delete
+
+
 class SystemSummary(BaseModel):
     system: str
     batch_id: str
@@ -150,6 +160,8 @@ class SystemSummary(BaseModel):
     checks: list[CheckLine]
     trend: Trend
     accounting: list[AccountingLine]
+    wave: str | None = None  # the wave whose slice of a split system this batch is
+    deletions: DeletionLine | None = None
 
     @property
     def breaches(self) -> int:
@@ -166,7 +178,7 @@ class SystemSummary(BaseModel):
     @property
     def is_wave_slice(self) -> bool:
         """A wave's slice of a split system: rows went to other waves or were held."""
-        return any(
+        return self.wave is not None or any(
             line.wave_scope != 0 or line.conflicted != 0 or line.other_waves
             for line in self.accounting
         )
@@ -424,18 +436,34 @@ def _trend(
     )
 
 
-def _other_waves(settings: Settings, batch: SelectedBatch) -> dict[str, dict[str, int]]:
-    """Per entity, the rows a wave's slice left to each other wave (the slice's own counts,
-    beside the batch's validated files; none where the batch was not sliced or its files are
-    not at hand, e.g. removed, and the accounting's totals stand alone)."""
+def _wave_slice(settings: Settings, batch: SelectedBatch) -> dict:
+    """A wave's slice's own counts, beside the batch's validated files (etl/cutover/slices.py);
+    empty where the batch was not sliced or its files are not at hand (removed, or on another
+    storage root), and the accounting's totals stand alone."""
     path = BatchPaths.of(settings, batch.batch_id, batch.system).validated / WAVE_SLICE
-    if not path.exists():
-        return {}
-    counts = json.loads(path.read_text("utf-8"))
+    return json.loads(path.read_text("utf-8")) if path.exists() else {}
+
+
+def _other_waves(counts: dict) -> dict[str, dict[str, int]]:
+    """Per entity, the rows a wave's slice left to each other wave."""
     return {
         str(e["entity"]): {str(w): int(n) for w, n in e.get("wave_scope_by_wave", {}).items()}
         for e in counts.get("entities", [])
     }
+
+
+def _deletions(counts: dict) -> DeletionLine | None:
+    """Where each key a sliced delta deleted went (none listed: no line)."""
+    found = counts.get("deletions") or {}
+    if not found.get("listed"):
+        return None
+    return DeletionLine(
+        listed=int(found["listed"]),
+        applied=shown(int(found.get("kept", 0))),
+        other_waves={str(w): shown(int(n)) for w, n in sorted(found.get("by_wave", {}).items())},
+        conflicted=shown(int(found.get("conflicted", 0))),
+        absent=shown(int(found.get("absent", 0))),
+    )
 
 
 def _accounting(
@@ -533,6 +561,7 @@ def summarise(
             checks = _check_lines(rows, in_docs)
             breaches = sum(1 for check in checks if check.is_breached)
             is_loaded = batch.load_status in LOADED_STATUSES
+            sliced = _wave_slice(settings, batch)
             systems.append(
                 SystemSummary(
                     system=batch.system,
@@ -545,7 +574,9 @@ def summarise(
                     evaluated_at=batch.evaluated_at,
                     checks=checks,
                     trend=_trend(connection, batch, key, is_loaded, reads),
-                    accounting=_accounting(connection, batch, _other_waves(settings, batch)),
+                    accounting=_accounting(connection, batch, _other_waves(sliced)),
+                    wave=sliced.get("wave"),
+                    deletions=_deletions(sliced),
                 )
             )
     # Source keys can be identity numbers: reading them is an access to patient data.

@@ -475,6 +475,8 @@ def _deletion_outcomes(settings, run: dict) -> pd.DataFrame:
     close (listed = applied + conflicted + other waves + absent) and only applied keys stay."""
     import pyarrow.parquet as pq
 
+    from etl.report.validation import batch_report_folder
+
     frames = [pd.DataFrame(columns=["entity", "row_id", "outcome", "wave"])]
     for system, batch in run["batches"].items():
         folder = _validated(settings, batch["batch_id"], system)
@@ -483,6 +485,10 @@ def _deletion_outcomes(settings, run: dict) -> pd.DataFrame:
         assert counts["listed"] == sum(counts[p] for p in parts), counts
         if not counts["listed"]:
             continue
+        # The batch's validation report says where the deleted keys went.
+        report = batch_report_folder(settings, batch["batch_id"]) / "summary.html"
+        page = report.read_text("utf-8")
+        assert f"Keys deleted in the legacy system: {counts['listed']}," in page
         table = pd.read_parquet(folder / slices.DELETION_OUTCOMES)
         assert len(table) == counts["listed"]
         assert table["outcome"].notna().all()
