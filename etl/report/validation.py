@@ -141,7 +141,7 @@ class AccountingLine(BaseModel):
 class DeletionLine(BaseModel):
     """A sliced delta's deleted keys, each in one outcome (etl/cutover/slices.py)."""
 
-    listed: int
+    listed: Count
     applied: Count
     other_waves: dict[str, Count]  # rows another wave loaded: its own delta deletes them
     conflicted: Count
@@ -458,7 +458,7 @@ def _deletions(counts: dict) -> DeletionLine | None:
     if not found.get("listed"):
         return None
     return DeletionLine(
-        listed=int(found["listed"]),
+        listed=shown(int(found["listed"])),
         applied=shown(int(found.get("kept", 0))),
         other_waves={str(w): shown(int(n)) for w, n in sorted(found.get("by_wave", {}).items())},
         conflicted=shown(int(found.get("conflicted", 0))),
