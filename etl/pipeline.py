@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from etl.batch import safe_batch_id
 from etl.catalog import Catalog, load_catalog
@@ -39,6 +39,16 @@ from etl.validate.stage import validate_entity
 # promotion; ``reconcile`` checks a report again).
 ReconciliationError = AccountingError
 logger = logging.getLogger(__name__)
+
+
+class Slicer(Protocol):
+    """A wave's slice of a system split by care unit (etl.cutover.slices.WaveSlicer, given by
+    the cutover, which knows the plan): ``assign`` writes each row's wave before the quality
+    gate, so the gate judges the wave's rows; the call cuts the validated batch after it."""
+
+    def assign(self, system: str, batch_id: str, settings: Settings, /) -> dict[str, Any]: ...
+
+    def __call__(self, system: str, batch_id: str, settings: Settings, /) -> dict[str, Any]: ...
 
 
 def hold_system(system: str, batch_id: str, settings: Settings) -> lease.Lease:
@@ -219,14 +229,21 @@ def validate(system: str, entity: str, batch_id: str, settings: Settings | None 
 
 
 def gate(
-    system: str, batch_id: str, run_id: str | None = None, settings: Settings | None = None
+    system: str,
+    batch_id: str,
+    run_id: str | None = None,
+    settings: Settings | None = None,
+    wave: str | None = None,
 ) -> dict:
-    """Store the batch's check results; fail (not promoted) if any exceeds its threshold."""
+    """Store the batch's check results; fail (not promoted) if any exceeds its threshold.
+
+    With ``wave`` (a wave's slice of a split system, its rows assigned by ``assign_slice``) the
+    gate judges the wave's rows; the result also carries the whole batch's failing rows."""
     settings = settings or get_settings()
     hold_system(system, batch_id, settings)
     try:
         with on_storage(settings, system, batch_id) as local:
-            report = gate_batch(catalog(settings), system, batch_id, local, run_id)
+            report = gate_batch(catalog(settings), system, batch_id, local, run_id, wave)
     except Exception:
         # A refused gate ends the run (every entity was validated before it): the system is free
         # for the re-run that follows the stewards' fixes. A retried task takes it again.
@@ -238,6 +255,9 @@ def gate(
         "rows_failing": sum(r.rows_failed for r in report.results),
         "thresholds": report.thresholds_digest,
         "deferred": report.deferred,  # entity -> rows quarantined as entity_deferred
+        "wave": report.wave,
+        "basis": report.basis,  # entity -> slice | stricter | whole (a wave's slice)
+        "batch_rows_failing": sum(r.rows_failed for r in report.batch_results),
     }
 
 
@@ -383,6 +403,16 @@ def transform_and_validate(
         validate(system, entity, batch_id, settings)
 
 
+def assign_slice(
+    system: str, batch_id: str, slicer: Slicer, settings: Settings | None = None
+) -> dict:
+    """Write each validated row's wave beside the batch (``slicer.assign``) for the gate."""
+    settings = settings or get_settings()
+    hold_system(system, batch_id, settings)
+    with on_storage(settings, system, batch_id) as local:
+        return slicer.assign(system, batch_id, local)
+
+
 def slice_batch(
     system: str,
     batch_id: str,
@@ -407,12 +437,13 @@ def run_system(
     on_stage: Callable[[str], None] | None = None,
     wave: str | None = None,
     kind: str = "full",
-    slicer: Callable[[str, str, Settings], dict[str, Any]] | None = None,
+    slicer: Slicer | None = None,
 ) -> LoadReport:
     """All stages of one system in this process (the command line's path; DAGs split it), then
     the batch's validation report, also when a stage stopped the batch. With ``slicer`` (a
-    wave's slice of a system split by care unit), the validated batch is cut to the wave's rows
-    before it is loaded, and a delta compares with the wave's own last batch."""
+    wave's slice of a system split by care unit), the gate judges the wave's rows, the validated
+    batch is cut to them before it is loaded, and a delta compares with the wave's own last
+    batch."""
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)
     step("extract")
@@ -427,8 +458,11 @@ def run_system(
             base_wave=wave if slicer is not None else None,
         )
         transform_and_validate(system, batch_id, settings, step)
+        if slicer is not None:
+            step("wave assignment")
+            assign_slice(system, batch_id, slicer, settings)
         step("quality gate")
-        gate(system, batch_id, run_id, settings)
+        gate(system, batch_id, run_id, settings, wave if slicer is not None else None)
         if slicer is not None:
             step("wave slice")
             slice_batch(system, batch_id, slicer, settings)

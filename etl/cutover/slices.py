@@ -2,8 +2,11 @@
 
 A plan by unit (etl/cutover/plan.py) gives each row of a split system exactly one wave
 (etl/cutover/scope.py). When a wave loads such a system, the batch runs through extract,
-transform, validation and the gate as a whole (reference and plausibility checks see every row),
-then :func:`slice_batch` cuts the validated batch down to the wave's rows before staging:
+transform and validation as a whole (reference and plausibility checks see every row);
+:func:`assign_batch` then writes each row's wave beside the validated files, so that the
+data-quality gate judges the wave's rows, not the whole system's (etl/validate/gate.py: another
+unit's bad rows neither block nor mask the wave); after the gate :func:`slice_batch` cuts the
+validated batch down to the wave's rows before staging (:class:`WaveSlicer` does both steps):
 
 - the wave's rows stay in the validated files and are loaded, quarantined or flagged as usual;
 - a row of another wave leaves the batch as outcome ``wave_scope`` ("belongs to wave X"): it is
@@ -12,8 +15,14 @@ then :func:`slice_batch` cuts the validated batch down to the wave's rows before
 - a row of a wave already **cut over** whose content differs from the core (a change the legacy
   system made after go-live) is not applied either: it becomes a ``cutover_conflict`` for the
   stewards and outcome ``slice_conflict`` in the accounting. The legacy slice is closed;
-- a delta's deletions are kept only for rows the wave itself loaded; a deletion of a cut-over
-  wave's row is a conflict too.
+- the same legacy content seen again (by another wave's delta) is raised once; a *new* change
+  to a row whose conflict is still open is raised as a conflict of its own (the conflict id is
+  the change's content, not the batch), so the stewards see every change, the earlier kept;
+- a delta's deletions are applied only to rows the wave itself loaded; a deletion of a cut-over
+  wave's row is a conflict too; one of a row another wave loaded is ``wave_scope`` (its own
+  delta deletes it); one of a row no wave loaded is ``absent`` (nothing in the core to delete).
+  Every deleted key ends in exactly one of these, or the slice stops (``deletions`` in the
+  report, ``deletion_outcomes.parquet`` beside the validated files).
 
 Fail closed: a row the plan puts in no wave or in two stops the slice (``SliceError``), as does
 a unit wave whose patients wave has not loaded (its rows would point at patients not in the
@@ -55,12 +64,17 @@ from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE
 from etl.settings import Settings
 from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
 from etl.transform.stage import outcomes_table, transform_entity
+from etl.validate.gate import WAVE_SLICE, wave_rows_file
 
 STAGE_ROW_NUMBER = "_row_number"
-MARKER = "_wave_slice.json"  # in validated/: the slice is cut once; a retry reads it back
+MARKER = WAVE_SLICE  # in validated/: the slice is cut once; a retry reads it back
+OWNERS = "_wave_owners.parquet"  # in validated/: the assignment, computed once per batch
+DELETION_OUTCOMES = "deletion_outcomes.parquet"  # in validated/: each deleted key's outcome
 CORE_SLICE = 5_000
 OPEN, RESOLVED = "open", "resolved"
 CHANGED, NEW, DELETED = "changed", "new", "deleted"
+# A deleted key's outcome in a wave's slice (besides WAVE_SCOPE and SLICE_CONFLICT).
+APPLIED, ABSENT = "applied", "absent"
 
 
 class SliceError(ledger.LedgerError):
@@ -74,6 +88,9 @@ class EntitySlice:
     wave_scope: int = 0
     conflicted: int = 0
     other_waves: dict[str, int] = field(default_factory=dict)
+    # Outcomes ``wave_scope`` per owning wave, as the accounting counts them (the validation
+    # report shows them beside loaded, quarantined and flagged).
+    wave_scope_by_wave: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +99,7 @@ class EntitySlice:
             "wave_scope": self.wave_scope,
             "conflicted": self.conflicted,
             "other_waves": self.other_waves,
+            "wave_scope_by_wave": self.wave_scope_by_wave,
         }
 
 
@@ -148,6 +166,170 @@ def wave_of_rows(
     return found
 
 
+def _owners(
+    plan: WavePlan,
+    catalog: Catalog,
+    system: SystemMappings,
+    batch_id: str,
+    settings: Settings,
+    fresh: bool = False,
+) -> dict[str, tuple[pd.Series, pd.Series]]:
+    """:func:`wave_of_rows` for the batch, computed once (a delta transforms its whole snapshot
+    again for it) by :func:`assign_batch` (``fresh``: a re-run never reads an older batch's) and
+    kept beside the validated files for the slice after the gate."""
+    path = BatchPaths.of(settings, batch_id, system.name).validated / OWNERS
+    if path.exists() and not fresh:
+        stored = pq.read_table(path).to_pandas()
+        found = {}
+        for entity, rows in stored.groupby("entity"):
+            parts = []
+            for kind in ("id", "key"):
+                part = rows[rows["by"] == kind]
+                parts.append(
+                    pd.Series(
+                        part["wave"].to_numpy(), index=part["value"].to_numpy(), dtype="string"
+                    )
+                )
+            found[str(entity)] = (parts[0], parts[1])
+        return found
+    owners = wave_of_rows(plan, system, _assignment_tables(catalog, system, batch_id, settings))
+    frames = [pd.DataFrame({"entity": [], "by": [], "value": [], "wave": []}, dtype="string")]
+    for entity, (by_id, by_key) in owners.items():
+        for kind, series in (("id", by_id), ("key", by_key)):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "entity": entity,
+                        "by": kind,
+                        "value": series.index.astype("string"),
+                        "wave": series.to_numpy(),
+                    }
+                ).astype("string")
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _replace(path, pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False))
+    return owners
+
+
+def assign_batch(
+    plan: WavePlan,
+    wave: str,
+    catalog: Catalog,
+    system_name: str,
+    batch_id: str,
+    settings: Settings,
+) -> dict[str, Any]:
+    """Each landed row of the validated batch with its wave (``wave_rows.parquet``), for the
+    gate to judge ``wave``'s rows (etl/validate/gate.py); per entity, rows per wave.
+
+    A row is its transformed rows' wave (by core id), or, with no transformed row (quarantined,
+    excluded or merged while mapping), its source key's or the fallback wave, as the slice
+    decides them. A row whose wave is not known for certain (the fallback's, none, or several)
+    is written ``is_certain`` false: a check that fails such a row is judged on the stricter of
+    the slice and the whole batch (fail closed: a fault no unit can be read for is the whole
+    system's)."""
+    system = catalog.system(system_name)
+    paths = BatchPaths.of(settings, batch_id, system_name)
+    owners = _owners(plan, catalog, system, batch_id, settings, fresh=True)
+    empty = pd.Series(dtype="string")
+    frames = [
+        pd.DataFrame(
+            {
+                "entity": pd.Series(dtype="string"),
+                ROW_NUMBER: pd.Series(dtype="int64"),
+                "wave": pd.Series(dtype="string"),
+                "is_certain": pd.Series(dtype="bool"),
+                "transformed_rows": pd.Series(dtype="int64"),
+            }
+        )
+    ]
+    counts: dict[str, dict[str, int]] = {}
+    for entity in system.entities:
+        transformed = paths.stage_file("transformed", entity)
+        if not transformed.exists():
+            continue
+        by_id, by_key = owners.get(entity, (empty, empty))
+        key = ENTITIES[entity].id_field()
+        rows = pq.read_table(transformed, columns=[ROW_NUMBER, key]).to_pandas()
+        rows["wave"] = rows[key].astype("string").map(by_id).astype("string")
+        outcomes_path = paths.stage_file("transformed", entity, "outcomes")
+        outcomes = (
+            pq.read_table(outcomes_path, columns=[ROW_NUMBER, SOURCE_KEY]).to_pandas()
+            if outcomes_path.exists()
+            else pd.DataFrame({ROW_NUMBER: [], SOURCE_KEY: []})
+        )
+        outcomes = outcomes[~outcomes[ROW_NUMBER].isin(rows[ROW_NUMBER])]
+        owner = outcomes[SOURCE_KEY].astype("string").map(by_key).astype("string")
+        known = owner.notna().to_numpy(bool)
+        fallback = _fallback(plan, system, entity)
+        if fallback is not None:
+            owner = owner.fillna(fallback)
+        every = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        ROW_NUMBER: rows[ROW_NUMBER],
+                        "wave": rows["wave"],
+                        "known": rows["wave"].notna().to_numpy(bool),
+                        "transformed": 1,
+                    }
+                ),
+                pd.DataFrame(
+                    {
+                        ROW_NUMBER: outcomes[ROW_NUMBER],
+                        "wave": owner.to_numpy(),
+                        "known": known,
+                        "transformed": 0,
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
+        every["wave"] = every["wave"].astype("string")
+        grouped = every.groupby(ROW_NUMBER, sort=True)
+        per_row = pd.DataFrame(
+            {
+                "wave": grouped["wave"].first(),
+                "waves": grouped["wave"].nunique(),
+                "known": grouped["known"].all(),
+                "transformed_rows": grouped["transformed"].sum(),
+            }
+        )
+        single = per_row["waves"] == 1
+        frames.append(
+            pd.DataFrame(
+                {
+                    "entity": entity,
+                    ROW_NUMBER: per_row.index.to_numpy("int64"),
+                    "wave": per_row["wave"].where(single).astype("string").to_numpy(),
+                    "is_certain": (single & per_row["known"]).to_numpy(bool),
+                    "transformed_rows": per_row["transformed_rows"].to_numpy("int64"),
+                }
+            )
+        )
+        tally = per_row["wave"].where(single).fillna("(several)").value_counts()
+        counts[entity] = {str(k): int(v) for k, v in tally.items()}
+    table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+    _replace(wave_rows_file(paths), table)
+    return {"wave": wave, "system": system_name, "batch_id": batch_id, "rows": counts}
+
+
+@dataclass(frozen=True)
+class WaveSlicer:
+    """A wave's slice of a split system for the pipeline (etl.pipeline.run_system): ``assign``
+    before the gate, the call (the cut) after it."""
+
+    plan: WavePlan
+    wave: str
+    catalog: Catalog
+
+    def assign(self, system_name: str, batch_id: str, settings: Settings) -> dict[str, Any]:
+        return assign_batch(self.plan, self.wave, self.catalog, system_name, batch_id, settings)
+
+    def __call__(self, system_name: str, batch_id: str, settings: Settings) -> dict[str, Any]:
+        return slice_batch(self.plan, self.wave, self.catalog, system_name, batch_id, settings)
+
+
 def _core_rows(
     connection: sa.Connection, entity: str, ids: list[str], columns: tuple[str, ...]
 ) -> pd.DataFrame:
@@ -211,7 +393,7 @@ def slice_batch(
     with engine.connect() as connection:
         states = {w.wave: ledger.wave_state(connection, w.wave) for w in plan.waves}
     closed = {name for name, state in states.items() if state == ledger.CUT_OVER and name != wave}
-    owners = wave_of_rows(plan, system, _assignment_tables(catalog, system, batch_id, settings))
+    owners = _owners(plan, catalog, system, batch_id, settings)
     now = utc_now()
     conflicts: list[dict[str, Any]] = []
     slices: list[EntitySlice] = []
@@ -233,7 +415,7 @@ def slice_batch(
             )
             slices.append(found[0])
             conflicts += [{**c, "detected_at": now} for c in found[1]]
-        deletions = _slice_deletions(connection, wave, closed, batch_id, paths)
+        deletions = _slice_deletions(connection, plan, system, wave, closed, batch_id, paths)
     conflicts += [{**c, "detected_at": now} for c in deletions.pop("conflicts")]
     if record:
         with engine.begin() as connection:
@@ -313,19 +495,22 @@ def _slice_entity(
             ],
             ignore_index=True,
         )
-        _rewrite_outcomes(
+        moved = _rewrite_outcomes(
             paths, entity, wave, by_key, _fallback(plan, catalog_system, entity), new_rows
         )
+        scoped = pd.concat([others_owner[~is_change], moved], ignore_index=True)
+        result.wave_scope_by_wave = {str(k): int(v) for k, v in scoped.value_counts().items()}
     changed = others[is_change]
-    for row_id, source_key, owner_wave, kind in zip(
+    for row_id, source_key, owner_wave, kind, content in zip(
         changed[key].astype(str),
         changed["source_key"].astype(str),
         others_owner[is_change].astype(str),
         change_kind[is_change].astype(str),
+        changed["content_hash"].astype(str),
         strict=True,
     ):  # one dict per conflict row for the insert: conflicts are few, never a hot path
         conflicts.append(
-            _conflict(owner_wave, wave, batch_id, system, entity, row_id, source_key, kind)
+            _conflict(owner_wave, wave, batch_id, system, entity, row_id, source_key, kind, content)
         )
     return result, conflicts
 
@@ -347,10 +532,11 @@ def _rewrite_outcomes(
     by_key: pd.Series,
     fallback: str | None,
     new_rows: pd.DataFrame,
-) -> None:
+) -> pd.Series:
     """The validated outcomes: another wave's quarantined, excluded and merged rows become
     ``wave_scope`` (their own wave accounts for them), its flags are dropped (their wave flags
-    them), new rows appended. A row with no transformed row goes to ``fallback``'s wave."""
+    them), new rows appended. A row with no transformed row goes to ``fallback``'s wave.
+    Returns the owning wave of each outcome made ``wave_scope`` here."""
     path = paths.stage_file("validated", entity, "outcomes")
     outcomes = pq.read_table(path).to_pandas()
     owner = outcomes[SOURCE_KEY].astype("string").map(by_key).astype("string")
@@ -366,36 +552,30 @@ def _rewrite_outcomes(
     keep = ~flagged
     frame = pd.concat([outcomes[keep], new_rows], ignore_index=True)
     _replace(path, outcomes_table(frame))
+    return pd.Series(owner[moved].to_numpy(), dtype="string")
 
 
 def _not_raised_yet(
     connection: sa.Connection, conflicts: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Conflicts without an open one for the same row and change: every wave's batch of a split
-    system sees a legacy change (the patients wave's delta and the next unit wave's), and the
-    stewards get it once. Each batch still accounts the row as conflicted (not applied)."""
-    if not conflicts:
-        return conflicts
-    ids = sorted({c["row_id"] for c in conflicts})
-    open_ones: set[tuple[str, str, str, str]] = set()
+    """Conflicts not raised before: every wave's batch of a split system sees a legacy change
+    (the patients wave's delta and the next unit wave's), and the stewards get it once. The id
+    is the change's content (:func:`_conflict`), so a later, different change to the same row
+    is a conflict of its own beside the earlier one, never folded into it or lost. Each batch
+    still accounts the row as conflicted (not applied)."""
+    unique = list({c["conflict_id"]: c for c in conflicts}.values())
+    ids = [c["conflict_id"] for c in unique]
+    raised: set[str] = set()
     for start in range(0, len(ids), CORE_SLICE):
-        rows = connection.execute(
-            sa.select(
-                cutover_conflict.c.source_system,
-                cutover_conflict.c.entity,
-                cutover_conflict.c.row_id,
-                cutover_conflict.c.change,
-            ).where(
-                (cutover_conflict.c.state == OPEN)
-                & cutover_conflict.c.row_id.in_(ids[start : start + CORE_SLICE])
-            )
-        ).all()
-        open_ones.update((str(a), str(b), str(c), str(d)) for a, b, c, d in rows)
-    return [
-        c
-        for c in conflicts
-        if (c["source_system"], c["entity"], c["row_id"], c["change"]) not in open_ones
-    ]
+        raised.update(
+            str(i)
+            for i in connection.execute(
+                sa.select(cutover_conflict.c.conflict_id).where(
+                    cutover_conflict.c.conflict_id.in_(ids[start : start + CORE_SLICE])
+                )
+            ).scalars()
+        )
+    return [c for c in unique if c["conflict_id"] not in raised]
 
 
 def _conflict(
@@ -407,8 +587,13 @@ def _conflict(
     row_id: str,
     source_key: str | None,
     change: str,
+    content: str,
 ) -> dict[str, Any]:
-    digest = hashlib.sha256(f"{batch_id}/{entity}/{row_id}".encode()).hexdigest()[:32]
+    """A conflict named by what changed: the row and its legacy content (its row hash, or the
+    deletion), so the same change seen by several batches is one conflict and another change to
+    the row another. ``batch_id`` is the batch that first carried it."""
+    change_of = f"{system}/{entity}/{row_id}/{change}/{content}"
+    digest = hashlib.sha256(change_of.encode()).hexdigest()[:32]
     return {
         "conflict_id": digest,
         "wave": owner,
@@ -424,12 +609,35 @@ def _conflict(
 
 
 def _slice_deletions(
-    connection: sa.Connection, wave: str, closed: set[str], batch_id: str, paths: BatchPaths
+    connection: sa.Connection,
+    plan: WavePlan,
+    system: SystemMappings,
+    wave: str,
+    closed: set[str],
+    batch_id: str,
+    paths: BatchPaths,
 ) -> dict[str, Any]:
-    """A delta's deletions of core rows: applied only to rows this wave loaded; a deletion of a
-    cut-over wave's row is a conflict; another wave's deletions are its own delta's."""
+    """A delta's deletions of core rows, each to exactly one outcome (``deletion_outcomes``):
+
+    - ``applied``: a row this wave loaded (its promoted batch is the wave's): deleted;
+    - ``slice_conflict``: a row of a cut-over wave: a conflict for the stewards, not applied;
+    - ``wave_scope``: a row another wave loaded: that wave's own delta (its base holds the row)
+      deletes it;
+    - ``absent``: no core row (no wave loaded it, or it waits in quarantine): nothing to delete,
+      and the owning wave's next load reads a source without it.
+
+    A core row no promotion holds takes the plan's wave over the core's rows; one the plan puts
+    in no wave stops the slice (fail closed), as does a key left without an outcome."""
     path = paths.validated / "deletions.parquet"
-    counts: dict[str, Any] = {"kept": 0, "other_waves": 0, "conflicted": 0, "conflicts": []}
+    counts: dict[str, Any] = {
+        "listed": 0,
+        "kept": 0,
+        "other_waves": 0,
+        "conflicted": 0,
+        "absent": 0,
+        "by_wave": {},
+        "conflicts": [],
+    }
     if not path.exists():
         return counts
     deletions = pq.read_table(path)
@@ -437,6 +645,7 @@ def _slice_deletions(
         return counts
     frame = deletions.to_pandas()
     owner = pd.Series(pd.NA, index=frame.index, dtype="string")
+    in_core = pd.Series(False, index=frame.index)
     for entity, rows in frame.groupby("entity"):
         core = _core_rows(
             connection, str(entity), rows["row_id"].astype(str).tolist(), ("batch_id",)
@@ -450,12 +659,42 @@ def _slice_deletions(
             ).all()
         )
         by_row = pd.Series(core["batch_id"].map(waves).to_numpy(), index=core["row_id"].to_numpy())
-        owner.loc[rows.index] = rows["row_id"].astype("string").map(by_row).astype("string")
-    mine = (owner == wave).fillna(False).to_numpy(bool)
-    conflicted = owner.isin(closed).to_numpy(bool)
+        row_ids = rows["row_id"].astype("string")
+        owner.loc[rows.index] = row_ids.map(by_row).astype("string")
+        in_core.loc[rows.index] = row_ids.isin(core["row_id"]).to_numpy(bool)
+    unheld = (in_core & owner.isna()).to_numpy(bool)
+    if unheld.any():
+        owner.loc[unheld] = _planned_owner(connection, plan, system, frame[unheld])
+        still = (in_core & owner.isna()).to_numpy(bool)
+        if still.any():
+            raise SliceError(
+                f"{system.name} batch {batch_id}: {int(still.sum())} deleted rows "
+                f"({', '.join(sorted(frame.loc[still, 'entity'].unique()))}) are in the core, "
+                "held by no wave's promotion and in no wave of the plan; nothing is loaded. "
+                "`vardflytt cutover plan --check` shows where the plan leaves them"
+            )
+    mine = (in_core & (owner == wave).fillna(False)).to_numpy(bool)
+    conflicted = (in_core & owner.isin(closed)).to_numpy(bool) & ~mine
+    other = in_core.to_numpy(bool) & ~mine & ~conflicted
+    absent = ~in_core.to_numpy(bool)
+    outcome = pd.Series(pd.NA, index=frame.index, dtype="string")
+    outcome[mine] = APPLIED
+    outcome[conflicted] = SLICE_CONFLICT
+    outcome[other] = WAVE_SCOPE
+    outcome[absent] = ABSENT
+    if outcome.isna().any() or int(
+        mine.sum() + conflicted.sum() + other.sum() + absent.sum()
+    ) != len(frame):
+        raise SliceError(
+            f"{system.name} batch {batch_id}: the deletions are not all accounted "
+            f"({int(outcome.isna().sum())} of {len(frame)} without an outcome); nothing is loaded"
+        )
+    counts["listed"] = len(frame)
     counts["kept"] = int(mine.sum())
     counts["conflicted"] = int(conflicted.sum())
-    counts["other_waves"] = int(len(frame) - mine.sum() - conflicted.sum())
+    counts["other_waves"] = int(other.sum())
+    counts["absent"] = int(absent.sum())
+    counts["by_wave"] = {str(k): int(v) for k, v in owner[other].value_counts().items()}
     for row in frame[conflicted].assign(owner=owner[conflicted]).itertuples(index=False):
         counts["conflicts"].append(
             _conflict(
@@ -467,10 +706,35 @@ def _slice_deletions(
                 str(row.row_id),
                 None,
                 DELETED,
+                DELETED,
             )
         )
+    accounted = pd.DataFrame(
+        {
+            "entity": frame["entity"].astype("string"),
+            "row_id": frame["row_id"].astype("string"),
+            "outcome": outcome,
+            "wave": owner.where(~pd.Series(absent, index=frame.index)),
+        }
+    )
+    _replace(
+        paths.validated / DELETION_OUTCOMES,
+        pa.Table.from_pandas(accounted, preserve_index=False),
+    )
     _replace(path, deletions.filter(pa.array(mine)))
     return counts
+
+
+def _planned_owner(
+    connection: sa.Connection, plan: WavePlan, system: SystemMappings, rows: pd.DataFrame
+) -> pd.Series:
+    """The plan's wave of core rows no promotion holds, by the assignment over the core's rows."""
+    owners = wave_of_rows(plan, system, _core_tables(connection, system))
+    found = pd.Series(pd.NA, index=rows.index, dtype="string")
+    for entity, part in rows.groupby("entity"):
+        by_id = owners.get(str(entity), (pd.Series(dtype="string"),))[0]
+        found.loc[part.index] = part["row_id"].astype("string").map(by_id).astype("string")
+    return found
 
 
 # --- the slice in the core --------------------------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -47,6 +47,9 @@ from etl.load.promote import (
     rollback,
 )
 from etl.settings import Settings
+
+if TYPE_CHECKING:
+    from etl.cutover.slices import WaveSlicer
 
 PHASES = {
     "initial": (ledger.INITIAL_LOAD, "full"),
@@ -79,20 +82,15 @@ def systems_of(settings: Settings, name: str) -> list[str]:
     return plan_of(settings).systems_of(name)
 
 
-def _slicer(
-    settings: Settings, plan: WavePlan, name: str, system: str
-) -> Callable[[str, str, Settings], dict[str, Any]] | None:
-    """For a system the plan splits by unit: what cuts a batch to the wave's slice."""
+def _slicer(settings: Settings, plan: WavePlan, name: str, system: str) -> WaveSlicer | None:
+    """For a system the plan splits by unit: what assigns a batch's rows to waves before its
+    gate (which judges the wave's rows) and cuts it to the wave's slice after."""
     from etl.cutover import slices
     from etl.pipeline import catalog
 
     if system not in plan.split_systems:
         return None
-
-    def cut(system_name: str, batch_id: str, local: Settings) -> dict[str, Any]:
-        return slices.slice_batch(plan, name, catalog(settings), system_name, batch_id, local)
-
-    return cut
+    return slices.WaveSlicer(plan, name, catalog(settings))
 
 
 def _refuse_without_patients(connection: sa.Connection, plan: WavePlan, name: str) -> None:

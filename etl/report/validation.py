@@ -9,7 +9,9 @@ own, written by the pipeline's report step whether the batch loaded or the gate 
 * ``summary.html``, ``summary.md`` and ``summary.json`` for data stewards: per system, entity
   and check the rows evaluated and failing, the failure rate against its threshold and the
   gate's decision; the trend against the system's previous loaded batch (quarantined problem
-  rows new, resolved and persisting); and the record accounting;
+  rows new, resolved and persisting); and the record accounting, with, for a wave's slice of a
+  system split by care unit, the rows left to other waves (``wave_scope``, per wave: "belongs
+  to wave X") and the changes held as conflicts, so a steward sees why rows were not loaded;
 * ``data_docs/``: Great Expectations Data Docs built from the same counts (``data_docs.py``).
 
 Safe by construction: the inputs are counts, check ids, row numbers and source keys, and a
@@ -23,6 +25,7 @@ pseudonym and row number only; stewards resolve a pseudonym through the steward 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import tempfile
@@ -35,7 +38,7 @@ from typing import Literal
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from etl.batch import safe_batch_id, write_json
+from etl.batch import BatchPaths, safe_batch_id, write_json
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.pseudonym import pseudonym, pseudonym_key
@@ -45,6 +48,7 @@ from etl.report.masking import MIN_COUNT
 from etl.report.render import render_html, render_markdown, write_text
 from etl.settings import Settings
 from etl.validate.checks import source_check
+from etl.validate.gate import WAVE_SLICE
 
 WORKLIST_ROWS_SHOWN = 200  # per system in HTML and Markdown; summary.json has every row
 SUPPRESSED = f"<{MIN_COUNT}"
@@ -126,6 +130,22 @@ class AccountingLine(BaseModel):
     merged: Count
     residue: Count
     is_verified: bool
+    # A wave's slice of a split system: rows of other waves (each loads its own) and rows of
+    # cut-over waves changed in the legacy system (conflicts for the stewards, not applied).
+    wave_scope: Count = 0
+    conflicted: Count = 0
+    # Rows of ``wave_scope`` per owning wave, when the batch's slice counts are at hand.
+    other_waves: dict[str, Count] = {}
+
+
+class DeletionLine(BaseModel):
+    """A sliced delta's deleted keys, each in one outcome (etl/cutover/slices.py)."""
+
+    listed: Count
+    applied: Count
+    other_waves: dict[str, Count]  # rows another wave loaded: its own delta deletes them
+    conflicted: Count
+    absent: Count  # no core row: nothing to delete
 
 
 class SystemSummary(BaseModel):
@@ -140,6 +160,8 @@ class SystemSummary(BaseModel):
     checks: list[CheckLine]
     trend: Trend
     accounting: list[AccountingLine]
+    wave: str | None = None  # the wave whose slice of a split system this batch is
+    deletions: DeletionLine | None = None
 
     @property
     def breaches(self) -> int:
@@ -152,6 +174,14 @@ class SystemSummary(BaseModel):
     @property
     def is_reconciled(self) -> bool | None:
         return all(line.is_verified for line in self.accounting) if self.accounting else None
+
+    @property
+    def is_wave_slice(self) -> bool:
+        """A wave's slice of a split system: rows went to other waves or were held."""
+        return self.wave is not None or any(
+            line.wave_scope != 0 or line.conflicted != 0 or line.other_waves
+            for line in self.accounting
+        )
 
 
 class ValidationSummary(BaseModel):
@@ -406,7 +436,39 @@ def _trend(
     )
 
 
-def _accounting(connection: sa.Connection, batch: SelectedBatch) -> list[AccountingLine]:
+def _wave_slice(settings: Settings, batch: SelectedBatch) -> dict:
+    """A wave's slice's own counts, beside the batch's validated files (etl/cutover/slices.py);
+    empty where the batch was not sliced or its files are not at hand (removed, or on another
+    storage root), and the accounting's totals stand alone."""
+    path = BatchPaths.of(settings, batch.batch_id, batch.system).validated / WAVE_SLICE
+    return json.loads(path.read_text("utf-8")) if path.exists() else {}
+
+
+def _other_waves(counts: dict) -> dict[str, dict[str, int]]:
+    """Per entity, the rows a wave's slice left to each other wave."""
+    return {
+        str(e["entity"]): {str(w): int(n) for w, n in e.get("wave_scope_by_wave", {}).items()}
+        for e in counts.get("entities", [])
+    }
+
+
+def _deletions(counts: dict) -> DeletionLine | None:
+    """Where each key a sliced delta deleted went (none listed: no line)."""
+    found = counts.get("deletions") or {}
+    if not found.get("listed"):
+        return None
+    return DeletionLine(
+        listed=shown(int(found["listed"])),
+        applied=shown(int(found.get("kept", 0))),
+        other_waves={str(w): shown(int(n)) for w, n in sorted(found.get("by_wave", {}).items())},
+        conflicted=shown(int(found.get("conflicted", 0))),
+        absent=shown(int(found.get("absent", 0))),
+    )
+
+
+def _accounting(
+    connection: sa.Connection, batch: SelectedBatch, other_waves: dict[str, dict[str, int]]
+) -> list[AccountingLine]:
     query = (
         sa.select(batch_accounting)
         .where(
@@ -417,7 +479,14 @@ def _accounting(connection: sa.Connection, batch: SelectedBatch) -> list[Account
     )
     lines = []
     for row in connection.execute(query):
-        subtracted = (row.quarantined, row.excluded, row.merged, row.residue)
+        subtracted = (
+            row.quarantined,
+            row.excluded,
+            row.merged,
+            row.residue,
+            row.wave_scope,
+            row.conflicted,
+        )
         lines.append(
             AccountingLine(
                 entity=row.entity,
@@ -429,6 +498,13 @@ def _accounting(connection: sa.Connection, batch: SelectedBatch) -> list[Account
                 merged=shown(row.merged),
                 residue=shown(row.residue),
                 is_verified=row.is_verified,
+                wave_scope=shown(row.wave_scope),
+                conflicted=shown(row.conflicted),
+                other_waves={
+                    wave: shown(n)
+                    for wave, n in sorted(other_waves.get(row.entity, {}).items())
+                    if n
+                },
             )
         )
     return lines
@@ -485,6 +561,7 @@ def summarise(
             checks = _check_lines(rows, in_docs)
             breaches = sum(1 for check in checks if check.is_breached)
             is_loaded = batch.load_status in LOADED_STATUSES
+            sliced = _wave_slice(settings, batch)
             systems.append(
                 SystemSummary(
                     system=batch.system,
@@ -497,7 +574,9 @@ def summarise(
                     evaluated_at=batch.evaluated_at,
                     checks=checks,
                     trend=_trend(connection, batch, key, is_loaded, reads),
-                    accounting=_accounting(connection, batch),
+                    accounting=_accounting(connection, batch, _other_waves(sliced)),
+                    wave=sliced.get("wave"),
+                    deletions=_deletions(sliced),
                 )
             )
     # Source keys can be identity numbers: reading them is an access to patient data.

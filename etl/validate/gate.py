@@ -4,6 +4,17 @@ After every entity of a system's batch is validated, the per-check tallies are s
 ``dq_result`` (the history), judged against ``expectations/thresholds.yaml``, and the gate either
 passes or raises with which check, how many rows and where to look. Stored results can be judged
 again under another thresholds file without re-running anything (``reevaluate``).
+
+A wave's slice of a system split by care unit (etl/cutover/slices.py) is judged on the wave's
+own rows: the batch is validated whole (reference and plausibility checks see every row), the
+cutover writes each row's wave (``wave_rows.parquet``) before the gate, and the gate counts the
+failing rows (``<entity>.failures.parquet``, written by the validate stage) and the rows
+evaluated of that wave only, so another unit's bad rows neither block nor mask the wave. Both
+figures are kept: ``dq_result`` holds what was judged, ``gate.json`` beside the batch's
+validated files holds the slice's and the whole batch's. Fail closed: a check failing a row
+whose wave is not certain (no unit could be read from it) is judged on the stricter of the
+slice and the whole batch, in every wave's gate; an entity whose row-level failures are missing
+or do not add up to the counts is judged on the whole batch.
 """
 
 from __future__ import annotations
@@ -12,21 +23,32 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from etl.batch import BatchPaths, utc_now
+from etl.batch import BatchPaths, utc_now, write_json
 from etl.catalog import Catalog
 from etl.core.arrow import iter_frames
 from etl.core.database import core_engine
 from etl.core.decisions import deferred_entities
 from etl.core.provenance import mapping_version
 from etl.core.tables import dq_result
+from etl.extract.landing import ROW_NUMBER
 from etl.settings import Settings
-from etl.validate.checks import Thresholds, read_thresholds, thresholds_for
+from etl.validate.checks import SOURCE_PREFIX, Thresholds, read_thresholds, thresholds_for
 from etl.validate.references import unresolved
-from etl.validate.stage import apply_deferral, checks_file, lift_deferral
+from etl.validate.stage import apply_deferral, checks_file, failures_file, lift_deferral
 from etl.validate.suites import suite_references
+
+# How an entity of a wave's slice was judged: on the wave's rows, on the stricter of those and
+# the whole batch (rows of no certain wave fail), or on the whole batch (no row-level failures).
+SLICE, STRICTER, WHOLE = "slice", "stricter", "whole"
+# in validated/: entity, row number, wave, is_certain, transformed rows (etl/cutover/slices.py)
+WAVE_ROWS = "wave_rows.parquet"
+GATE_EVIDENCE = "gate.json"  # in validated/: what the gate judged, slice and whole batch
+WAVE_SLICE = "_wave_slice.json"  # in validated/: the slice's counts (etl/cutover/slices.py)
 
 
 class DataQualityGateError(RuntimeError):
@@ -62,6 +84,11 @@ class GateReport(BaseModel):
     deferred: dict[str, int] = {}
     # Reference columns of promoted entities that would point at a deferred entity's rows.
     dangling: list[str] = []
+    # A wave's slice of a split system: ``results`` are its figures; ``batch_results`` the
+    # whole batch's, for the record; ``basis`` how each entity was judged (SLICE, ...).
+    wave: str | None = None
+    basis: dict[str, str] = {}
+    batch_results: list[CheckResult] = []
 
     @property
     def breaches(self) -> list[CheckResult]:
@@ -91,23 +118,78 @@ def judge(thresholds: Thresholds, system: str, entity: str, tally: dict) -> Chec
     )
 
 
-def gate_batch(
+def wave_rows_file(paths: BatchPaths) -> Path:
+    return paths.validated / WAVE_ROWS
+
+
+def _wave_rows(paths: BatchPaths, system: str, batch_id: str, wave: str) -> pd.DataFrame:
+    path = wave_rows_file(paths)
+    if not path.exists():
+        raise DataQualityGateError(
+            f"{system} batch {batch_id}: wave {wave}'s slice has no row assignment "
+            f"({path}); the wave assigns the batch's rows before its gate (fail closed)"
+        )
+    return pq.read_table(path).to_pandas()
+
+
+def _judge_slice(
+    thresholds: Thresholds,
+    system: str,
+    entity: str,
+    paths: BatchPaths,
+    by_check: dict[str, dict],
+    assignment: pd.DataFrame,
+    wave: str,
+) -> tuple[list[CheckResult], str]:
+    """The entity's checks over the wave's rows (module docstring), and how they were judged."""
+    whole = [judge(thresholds, system, entity, t) for t in by_check.values()]
+    path = failures_file(paths, entity)
+    if not path.exists():
+        return whole, WHOLE
+    failures = pq.read_table(path).to_pandas()
+    per_check = failures["check"].value_counts()
+    if any(int(per_check.get(c, 0)) != t["rows_failed"] for c, t in by_check.items()):
+        return whole, WHOLE  # row-level failures that do not add up cannot be sliced
+    rows = assignment[assignment["entity"] == entity]
+    certain = rows["is_certain"].to_numpy(bool)
+    counted = (rows["wave"].astype("string") == wave).fillna(False).to_numpy(bool) & certain
+    members = rows.loc[counted, ROW_NUMBER]
+    mine = failures[failures[ROW_NUMBER].isin(members)]
+    failed = mine["check"].value_counts()
+    waived = mine.loc[mine["is_waived"], "check"].value_counts()
+    unplaced = failures.loc[failures[ROW_NUMBER].isin(rows.loc[~certain, ROW_NUMBER]), "check"]
+    validated_rows = int(rows.loc[counted, "transformed_rows"].sum())
+    landed_rows = int(counted.sum())
+    results = []
+    for tally, batch in zip(by_check.values(), whole, strict=True):
+        check = tally["check"]
+        part = {
+            **tally,
+            "rows_evaluated": landed_rows if check.startswith(SOURCE_PREFIX) else validated_rows,
+            "rows_failed": int(failed.get(check, 0)),
+            "rows_waived": int(waived.get(check, 0)),
+        }
+        result = judge(thresholds, system, entity, part)
+        if unplaced.eq(check).any():
+            result = max(result, batch, key=lambda r: (r.is_breached, r.failure_rate))
+        results.append(result)
+    return results, STRICTER if len(unplaced) else SLICE
+
+
+def judge_checks(
     catalog: Catalog,
     system: str,
     batch_id: str,
-    settings: Settings,
-    run_id: str | None = None,
-) -> GateReport:
-    """Store this batch's check results and raise if any breaches its threshold.
-
-    The refusal names each entity that stops the batch with its checks, and the entities that
-    pass. An entity a steward defers for this batch (``vardflytt steward defer-entity``) does not
-    stop it: its results are stored as judged, its rows are quarantined as ``entity_deferred``
-    when the gate passes, and a deferral undone since the last gate puts its rows back first.
-    """
-    thresholds = thresholds_for(settings.expectations_dir)
-    paths = BatchPaths.of(settings, batch_id, system)
+    paths: BatchPaths,
+    thresholds: Thresholds,
+    wave: str | None = None,
+) -> tuple[list[CheckResult], list[CheckResult], dict[str, str]]:
+    """The batch's check results as judged (with ``wave``: the wave's slice), the whole batch's
+    (with ``wave`` only) and how each entity was judged; reads files, stores nothing."""
     results: list[CheckResult] = []
+    batch_results: list[CheckResult] = []
+    basis: dict[str, str] = {}
+    assignment = _wave_rows(paths, system, batch_id, wave) if wave is not None else None
     for entity in catalog.system(system).entities:
         path = checks_file(paths, entity)
         if not path.exists():
@@ -128,7 +210,38 @@ def gate_batch(
                     "rows_waived": 0,
                 },
             )
-        results.extend(judge(thresholds, system, entity, t) for t in by_check.values())
+        if assignment is None or wave is None:
+            results.extend(judge(thresholds, system, entity, t) for t in by_check.values())
+            continue
+        batch_results.extend(judge(thresholds, system, entity, t) for t in by_check.values())
+        judged, basis[entity] = _judge_slice(
+            thresholds, system, entity, paths, by_check, assignment, wave
+        )
+        results.extend(judged)
+    return results, batch_results, basis
+
+
+def gate_batch(
+    catalog: Catalog,
+    system: str,
+    batch_id: str,
+    settings: Settings,
+    run_id: str | None = None,
+    wave: str | None = None,
+) -> GateReport:
+    """Store this batch's check results and raise if any breaches its threshold.
+
+    With ``wave`` (a wave's slice of a system split by care unit) the results are the slice's:
+    see the module docstring.
+
+    The refusal names each entity that stops the batch with its checks, and the entities that
+    pass. An entity a steward defers for this batch (``vardflytt steward defer-entity``) does not
+    stop it: its results are stored as judged, its rows are quarantined as ``entity_deferred``
+    when the gate passes, and a deferral undone since the last gate puts its rows back first.
+    """
+    thresholds = thresholds_for(settings.expectations_dir)
+    paths = BatchPaths.of(settings, batch_id, system)
+    results, batch_results, basis = judge_checks(catalog, system, batch_id, paths, thresholds, wave)
     entities = list(catalog.system(system).entities)
     deferrals = deferred_entities(settings, system, batch_id)
     for entity in entities:
@@ -141,9 +254,14 @@ def gate_batch(
         thresholds_digest=thresholds.digest,
         results=results,
         deferred=dict.fromkeys(sorted(e for e in deferrals if e in entities), 0),
+        wave=wave,
+        basis=basis,
+        batch_results=batch_results,
     )
     report.dangling = _dangling_references(settings, paths, thresholds, report, entities)
     _store(settings, report, run_id)
+    if wave is not None:
+        write_json(paths.validated / GATE_EVIDENCE, gate_evidence(report))
     if report.blocking or report.dangling:
         raise DataQualityGateError(describe_breaches(report, entities))
     for entity in report.deferred:
@@ -191,6 +309,41 @@ def _dangling_references(
     return problems
 
 
+def gate_evidence(report: GateReport) -> dict[str, Any]:
+    """A sliced gate's record: per entity and check, the slice's and the whole batch's figures."""
+    whole = {(r.entity, r.check_name): r for r in report.batch_results}
+    checks = []
+    for result in report.results:
+        batch = whole.get((result.entity, result.check_name))
+        checks.append(
+            {
+                "entity": result.entity,
+                "check": result.check_name,
+                "basis": report.basis.get(result.entity, WHOLE),
+                "judged": _figures(result),
+                "slice_is_breached": result.is_breached,
+                "batch": _figures(batch) if batch is not None else None,
+                "batch_is_breached": batch.is_breached if batch is not None else None,
+            }
+        )
+    return {
+        "system": report.system,
+        "batch_id": report.batch_id,
+        "wave": report.wave,
+        "thresholds_digest": report.thresholds_digest,
+        "basis": report.basis,
+        "checks": checks,
+    }
+
+
+def _figures(result: CheckResult) -> dict[str, Any]:
+    return {
+        "rows_evaluated": result.rows_evaluated,
+        "rows_failed": result.rows_failed,
+        "rows_waived": result.rows_waived,
+    }
+
+
 def describe_breaches(report: GateReport, entities: list[str] | None = None) -> str:
     """Which entities stop the batch and why, which pass, and what a steward can do."""
     by_entity: dict[str, list[CheckResult]] = {}
@@ -207,17 +360,31 @@ def describe_breaches(report: GateReport, entities: list[str] | None = None) -> 
             else "a deferred entity is still referred to"
         )
     ]
+    if report.wave is not None:
+        lines.append(
+            f"  judged on wave {report.wave}'s rows of the batch (whole batch figures in "
+            f"brackets; {GATE_EVIDENCE} beside the validated files has both)"
+        )
     if passing:
         lines.append(f"  within thresholds: {', '.join(passing)}")
     if report.deferred:
         lines.append(f"  deferred by a steward: {', '.join(report.deferred)}")
+    whole = {(r.entity, r.check_name): r for r in report.batch_results}
     for entity in failing:
-        lines.append(f"  {entity}:")
+        basis = report.basis.get(entity)
+        lines.append(f"  {entity}:" + (f" ({basis})" if basis and basis != SLICE else ""))
         for result in by_entity[entity]:
+            batch = whole.get((result.entity, result.check_name))
             lines.append(
                 f"    {result.entity} / {result.check_name}: "
                 f"{result.rows_failed - result.rows_waived} of {result.rows_evaluated} rows fail "
                 f"({result.failure_rate:.2%}, threshold {result.max_failure_rate:.2%})"
+                + (
+                    f" [whole batch: {batch.rows_failed - batch.rows_waived} of "
+                    f"{batch.rows_evaluated}]"
+                    if batch is not None
+                    else ""
+                )
             )
     for problem in report.dangling:
         lines.append(f"  {problem}: defer that entity too, or undo the deferral")

@@ -13,6 +13,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +46,9 @@ from etl.validate.suites import (
 )
 
 LOG = logging.getLogger(__name__)
+FAILURES_SCHEMA = pa.schema(
+    [(ROW_NUMBER, pa.int64()), ("check", pa.string()), ("is_waived", pa.bool_())]
+)
 
 
 @dataclass
@@ -55,12 +59,38 @@ class CheckTally:
     dimension: dict[str, str | None] = dataclass_field(default_factory=dict)
     failed: dict[str, int] = dataclass_field(default_factory=dict)
     waived: dict[str, int] = dataclass_field(default_factory=dict)
+    # Row numbers of every failing row per check (``failures_file``): what lets a wave's gate
+    # judge its slice of a split system on its own rows (etl/validate/gate.py).
+    # Kept as arrays per check (8 + 1 bytes a failing row) until the file is written.
+    rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = dataclass_field(default_factory=dict)
 
     def add(self, check: str, severity: str, dimension: str | None, failed: int, waived: int):
         self.severity[check] = severity
         self.dimension[check] = dimension
         self.failed[check] = self.failed.get(check, 0) + failed
         self.waived[check] = self.waived.get(check, 0) + waived
+
+    def add_rows(self, check: str, row_numbers: pd.Series, waived: pd.Series | bool) -> None:
+        if len(row_numbers):
+            flags = pd.Series(waived, index=row_numbers.index).to_numpy(bool)
+            numbers = row_numbers.to_numpy("int64")
+            self.rows.setdefault(check, []).append((numbers, flags))
+
+    def rows_table(self) -> pa.Table:
+        tables = [FAILURES_SCHEMA.empty_table()]
+        for check, parts in sorted(self.rows.items()):
+            numbers = np.concatenate([n for n, _ in parts])
+            tables.append(
+                pa.table(
+                    {
+                        ROW_NUMBER: pa.array(numbers, pa.int64()),
+                        "check": pa.repeat(pa.scalar(check, pa.string()), len(numbers)),
+                        "is_waived": pa.array(np.concatenate([w for _, w in parts]), pa.bool_()),
+                    },
+                    schema=FAILURES_SCHEMA,
+                )
+            )
+        return pa.concat_tables(tables)
 
     def records(self, evaluated: int) -> list[dict]:
         return [
@@ -105,6 +135,7 @@ def _validated_chunk(
             int(failing.sum()),
             int(waived.sum()),
         )
+        tally.add_rows(failure.check_name, rows.loc[failing, ROW_NUMBER], waived[failing])
         if failure.severity == "warning" or waived.any():
             # Loaded, and flagged for review: a warning, or an error a steward waived.
             flagged = failing if failure.severity == "warning" else waived
@@ -151,6 +182,11 @@ def _outcome_frame(rows, mask, outcome, failure, source_of, severity, waived) ->
 
 def checks_file(paths: BatchPaths, entity: str) -> Path:
     return paths.validated / f"{entity}.checks.json"
+
+
+def failures_file(paths: BatchPaths, entity: str) -> Path:
+    """Every failing row of every check (row number, check, waived): counts' row-level twin."""
+    return paths.validated / f"{entity}.failures.parquet"
 
 
 @temporaries_removed_on_failure()
@@ -244,7 +280,12 @@ def validate_entity(
         ]
         for reason, number in problems.value_counts().items():
             transform_problems[str(reason)] = transform_problems.get(str(reason), 0) + int(number)
+        problem_rows = transform_outcomes["outcome"].isin([QUARANTINED, FLAGGED])
+        for reason, rows_of in transform_outcomes[problem_rows].groupby("reason"):
+            tally.add_rows(source_check(str(reason)), rows_of[ROW_NUMBER], False)
     writer.close()
+    pq.write_table(tally.rows_table(), failures_file(paths, entity))
+    private_file(failures_file(paths, entity))
     # Fresh output: any steward deferral is applied anew by the gate, from these files.
     discard_deferral(paths, entity)
     if mapping.identifiers:

@@ -3,32 +3,38 @@
 A plan splits both systems by unit after a region-wide patients wave: ``w0_patients`` loads the
 patient registers, ``w1_skaraborg`` Skaraborg's units' rows, ``w2_rest`` every other unit's (and
 the rows of no unit). Each batch loads only its wave's rows; the others are accounted as
-``wave_scope``; rolling back w1 with w2 promoted in between restores w1's slice to the checksum
-and leaves w2's rows in the same tables untouched; after w1 is cut over, a legacy change to a
-Skaraborg row arriving in w2's delta is a conflict for the stewards, never applied.
+``wave_scope``; each wave's quality gate judges its own rows, and its validation report shows
+the rows left to each other wave; rolling back w1 with w2 promoted in between restores w1's
+slice to the checksum and leaves w2's rows in the same tables untouched; after w1 is cut over, a
+legacy change to a Skaraborg row arriving in w2's delta is a conflict for the stewards, never
+applied, and every key a delta deletes ends in exactly one outcome.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
 
+from etl.batch import BatchPaths
 from etl.core.database import core_engine
-from etl.core.tables import ENTITY_TABLES, batch_accounting, quarantine
+from etl.core.tables import ENTITY_TABLES, batch_accounting, dq_result, quarantine
 from etl.cutover import ledger, slices, waves
 from etl.cutover.reconcile import accounting_residue
 from etl.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
+WAVES = ("w0_patients", "w1_skaraborg", "w2_rest")
 AS_OF = dt.date(2026, 7, 1)
 DELTA_AS_OF = dt.date(2026, 7, 15)
 SYSTEMS = ["elvis", "melior"]
@@ -177,7 +183,9 @@ def test_patients_move_once_and_later_waves_find_them(loaded):
         # Validation of w1 and w2 found w0's patients in the core: the only contacts held
         # back for an unknown patient are the estate's planted orphans, each once, exactly as
         # the whole system's validation counted them.
-        orphans = _checked(connection, "w0_patients", "encounter.patient_id.references_patient")
+        orphans = _checked(
+            settings, connection, "w0_patients", "encounter.patient_id.references_patient"
+        )
         held = connection.execute(
             sa.select(sa.func.count()).where(
                 quarantine.c.batch_id.in_(
@@ -190,17 +198,17 @@ def test_patients_move_once_and_later_waves_find_them(loaded):
     assert _dangling_patients(settings) <= _flagged_for_quarantined_patient(settings)
 
 
-def _checked(connection, wave: str, check: str) -> int:
-    from etl.core.tables import dq_result
+def _checked(settings, connection, wave: str, check: str) -> int:
+    """Rows failing ``check`` in the wave's batches, as the whole batch counted them (the gate
+    of a slice stores the wave's own figure; its evidence keeps the whole batch's)."""
+    from etl.validate.gate import GATE_EVIDENCE
 
-    batches = [b["batch_id"] for b in waves.promoted_batches(connection, wave)]
-    return int(
-        connection.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(dq_result.c.rows_failed), 0)).where(
-                dq_result.c.batch_id.in_(batches) & (dq_result.c.check_name == check)
-            )
-        ).scalar_one()
-    )
+    failed = 0
+    for batch in waves.promoted_batches(connection, wave):
+        folder = _validated(settings, batch["batch_id"], batch["source_system"])
+        evidence = json.loads((folder / GATE_EVIDENCE).read_text("utf-8"))
+        failed += sum(c["batch"]["rows_failed"] for c in evidence["checks"] if c["check"] == check)
+    return failed
 
 
 def _flagged_for_quarantined_patient(settings) -> int:
@@ -254,6 +262,140 @@ def test_every_row_is_accounted_in_exactly_one_slice(loaded):
     assert _count(settings, "encounter", source_system="elvis") > 0
 
 
+def _batch_of(settings, wave: str, system: str, phase: str = "initial") -> str:
+    return next(b for b in _batches(settings, wave) if b.startswith(f"{system}__{wave}__{phase}"))
+
+
+def _validated(settings, batch_id: str, system: str) -> Path:
+    return BatchPaths.of(settings, batch_id, system).validated
+
+
+def _gate_evidence(settings, wave: str, system: str) -> dict:
+    from etl.validate.gate import GATE_EVIDENCE
+
+    path = _validated(settings, _batch_of(settings, wave, system), system) / GATE_EVIDENCE
+    return json.loads(path.read_text("utf-8"))
+
+
+def test_each_waves_gate_judges_its_own_rows(loaded):
+    """The gate of a wave's slice counts the wave's rows: the patients wave, which loads no
+    contacts, evaluated none; the slices' failing rows add up to the whole batch's; and a check
+    that only other units' rows fail neither stops the wave nor is hidden by them."""
+    from etl.validate.checks import Defaults, thresholds_for
+    from etl.validate.gate import SLICE, judge_checks
+
+    settings = loaded.settings
+    system = "melior"
+    evidence = {wave: _gate_evidence(settings, wave, system) for wave in WAVES}
+    # What was judged, and stored in dq_result, is each wave's slice.
+    with _engine(settings).connect() as connection:
+        w0_contacts = connection.execute(
+            sa.select(dq_result.c.rows_evaluated, dq_result.c.check_name).where(
+                (dq_result.c.batch_id == _batch_of(settings, "w0_patients", system))
+                & (dq_result.c.entity == "encounter")
+            )
+        ).all()
+    suite = [n for n, check in w0_contacts if not check.startswith("source.")]
+    assert suite and set(suite) == {0}
+    whole = {(c["entity"], c["check"]): c["batch"] for c in evidence["w0_patients"]["checks"]}
+    assert whole[("encounter", "encounter.patient_id.references_patient")]["rows_evaluated"] > 0
+    # Both figures are recorded; where every failing row has a certain wave, the slices' failing
+    # rows make up the whole batch's exactly (each row judged by exactly one wave). Each wave's
+    # batch is validated against the core as it was then (w1's care units resolve references
+    # in w2's batch, not in w0's): compared where the three batches' whole figures agree.
+    per_check: dict[tuple[str, str], list[dict]] = {}
+    for wave in WAVES:
+        for check in evidence[wave]["checks"]:
+            per_check.setdefault((check["entity"], check["check"]), []).append(check)
+    sliced = [
+        checks
+        for checks in per_check.values()
+        if {c["basis"] for c in checks} == {SLICE}
+        and len({json.dumps(c["batch"], sort_keys=True) for c in checks}) == 1
+    ]
+    assert sliced and any(checks[0]["batch"]["rows_failed"] for checks in sliced)
+    for checks in sliced:
+        assert len(checks) == len(WAVES)
+        batch = checks[0]["batch"]
+        assert sum(c["judged"]["rows_failed"] for c in checks) == batch["rows_failed"], checks
+        assert sum(c["judged"]["rows_evaluated"] for c in checks) <= batch["rows_evaluated"]
+
+    # Under a threshold of no failing row at all: a check only other units' rows fail stops the
+    # whole batch but not w1, and one w1's rows fail more than the system's stops w1 although
+    # the whole batch's rate would pass it.
+    w1 = {(c["entity"], c["check"]): c for c in evidence["w1_skaraborg"]["checks"]}
+    others_only = next(
+        key
+        for key, c in w1.items()
+        if c["basis"] == SLICE and c["batch"]["rows_failed"] > 0 and c["judged"]["rows_failed"] == 0
+    )
+
+    def rate(figures: dict) -> float:
+        return figures["rows_failed"] / figures["rows_evaluated"]
+
+    masked = next(
+        key
+        for key, c in w1.items()
+        if c["basis"] == SLICE
+        and c["judged"]["rows_failed"] > 0
+        and rate(c["judged"]) > rate(c["batch"])
+    )
+    between = (rate(w1[masked]["judged"]) + rate(w1[masked]["batch"])) / 2
+    reviewed = thresholds_for(settings.expectations_dir)
+    strict = reviewed.model_copy(
+        update={
+            "defaults": Defaults(max_failure_rate=0.0, tolerated_failed_rows=0),
+            "systems": {
+                system: {
+                    others_only[1]: {"max_failure_rate": 0.0, "max_failed_rows": None},
+                    masked[1]: {"max_failure_rate": between, "max_failed_rows": None},
+                }
+            },
+        }
+    )
+    batch_id = _batch_of(settings, "w1_skaraborg", system)
+    paths = BatchPaths.of(settings, batch_id, system)
+    catalog = _catalog(settings)
+    judged, whole_batch, basis = judge_checks(
+        catalog, system, batch_id, paths, strict, "w1_skaraborg"
+    )
+    as_slice = {(r.entity, r.check_name): r for r in judged}
+    as_batch = {(r.entity, r.check_name): r for r in whole_batch}
+    assert basis[others_only[0]] == SLICE
+    assert as_batch[others_only].is_breached and not as_slice[others_only].is_breached
+    assert as_slice[masked].is_breached and not as_batch[masked].is_breached
+    unsliced, _, _ = judge_checks(catalog, system, batch_id, paths, strict)
+    assert {(r.entity, r.check_name): r.is_breached for r in unsliced}[others_only]
+
+
+def test_the_validation_report_shows_the_rows_of_other_waves(loaded):
+    """A wave's batch report shows, beside loaded and quarantined, how many rows it left to each
+    other wave ("belongs to wave X"), matching the record accounting."""
+    from etl.report.validation import batch_report_folder
+
+    settings = loaded.settings
+    batch_id = _batch_of(settings, "w1_skaraborg", "melior")
+    page = (batch_report_folder(settings, batch_id) / "summary.html").read_text("utf-8")
+    accounted = {
+        r["entity"]: r for r in _accounting(settings, [batch_id]) if r["source_system"] == "melior"
+    }
+    encounter = accounted["encounter"]
+    assert encounter["wave_scope"] >= 5  # shown as a number, not masked
+    row = re.search(r"<tr><td><code>encounter</code></td>(.*?)</tr>", page, re.S)
+    assert row, "the accounting names the encounter rows"
+
+    def number(value: int) -> str:
+        return f"{value:,}".replace(",", " ")
+
+    assert f'data-field="wave_scope">{number(encounter["wave_scope"])}<' in row.group(1)
+    per_wave = dict(
+        re.findall(r'<span data-wave="([^"]+)"><code>[^<]+</code> ([0-9 ]+)</span>', row.group(1))
+    )
+    assert set(per_wave) == {"w2_rest"}  # w0 moves no contacts; w1's own rows are not another's
+    assert int(per_wave["w2_rest"].replace(" ", "")) == encounter["wave_scope"]
+    assert "belongs to wave" in page
+
+
 def test_a_legacy_change_after_cutover_is_a_conflict(loaded, cli):
     from etl.estate.activity import simulate_activity
 
@@ -291,6 +433,24 @@ def test_a_legacy_change_after_cutover_is_a_conflict(loaded, cli):
     assert sum(r["conflicted"] for r in w0_rows) == len(row_conflicts)
     assert len(slices.list_conflicts(settings, wave="w1_skaraborg")) == len(conflicts)
 
+    # Every key a delta deletes ends in exactly one outcome, none silently dropped: a row another
+    # wave loaded is left to it, and its own delta deletes it; one already gone is absent.
+    w2_deleted = _deletion_outcomes(settings, w2)
+    w0_deleted = _deletion_outcomes(settings, w0)
+    assert len(w2_deleted) and len(w0_deleted)
+    left = w2_deleted[w2_deleted["outcome"] == slices.WAVE_SCOPE]
+    assert len(left) and set(left["wave"]) == {"w0_patients"}  # a registration deleted in error
+    after = w0_deleted.set_index(["entity", "row_id"])["outcome"]
+    assert set(after.loc[list(zip(left["entity"], left["row_id"], strict=True))]) == {
+        slices.APPLIED
+    }
+    applied = w2_deleted[w2_deleted["outcome"] == slices.APPLIED]
+    assert len(applied)  # a purged booking of another unit
+    gone = after.reindex(list(zip(applied["entity"], applied["row_id"], strict=True)))
+    assert set(gone) <= {slices.ABSENT}
+    held = w2_deleted[w2_deleted["outcome"] == "slice_conflict"]
+    assert len(held) == len([c for c in conflicts if c["change"] == "deleted"])
+
     # Listed for the stewards by the command line (ids and keys only), resolved with a note.
     listed = json.loads(cli("cutover", "conflicts", "--wave", "w1_skaraborg", "--json").stdout)
     assert len(listed["conflicts"]) == len(conflicts)
@@ -309,6 +469,36 @@ def test_a_legacy_change_after_cutover_is_a_conflict(loaded, cli):
     other = re.search(r'<tr data-wave="w2_rest">(.*?)</tr>', page, re.S)
     assert other and 'data-field="conflicts">0<' in other.group(1)
     assert 'id="conflicts"' in _dashboard(settings, "/waves/w1_skaraborg")
+
+
+def _deletion_outcomes(settings, run: dict) -> pd.DataFrame:
+    """Each deleted key of a wave's delta batches with its outcome; checks each batch's counts
+    close (listed = applied + conflicted + other waves + absent) and only applied keys stay."""
+    import pyarrow.parquet as pq
+
+    from etl.report.validation import batch_report_folder
+
+    frames = [pd.DataFrame(columns=["entity", "row_id", "outcome", "wave"])]
+    for system, batch in run["batches"].items():
+        folder = _validated(settings, batch["batch_id"], system)
+        counts = json.loads((folder / slices.MARKER).read_text("utf-8"))["deletions"]
+        parts = ("kept", "conflicted", "other_waves", "absent")
+        assert counts["listed"] == sum(counts[p] for p in parts), counts
+        if not counts["listed"]:
+            continue
+        # The batch's validation report says where the deleted keys went.
+        report = batch_report_folder(settings, batch["batch_id"]) / "summary.html"
+        page = report.read_text("utf-8")
+        listed = "<5" if counts["listed"] < 5 else f"{counts['listed']:,}".replace(",", " ")
+        assert f"Keys deleted in the legacy system: {html.escape(listed)}," in page
+        table = pd.read_parquet(folder / slices.DELETION_OUTCOMES)
+        assert len(table) == counts["listed"]
+        assert table["outcome"].notna().all()
+        assert not table.duplicated(["entity", "row_id"]).any()
+        kept = pq.read_table(folder / "deletions.parquet").num_rows
+        assert int((table["outcome"] == slices.APPLIED).sum()) == counts["kept"] == kept
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True).astype("string")
 
 
 def _dashboard(settings, path: str) -> str:
