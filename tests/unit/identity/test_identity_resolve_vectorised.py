@@ -35,7 +35,7 @@ kind = st.one_of(st.none(), st.sampled_from(KINDS))
 def estates(draw) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Patients, identifiers (unique ids, as the core's primary key makes them) and decisions."""
     patient_ids = draw(
-        st.lists(st.text("ab0129", min_size=1, max_size=4), max_size=30, unique=True)
+        st.lists(st.text("ab0129", min_size=1, max_size=4), min_size=2, max_size=30, unique=True)
     )
     patients = pd.DataFrame(
         {
@@ -50,7 +50,7 @@ def estates(draw) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         columns=resolve.PATIENT_COLUMNS,
     )
     owners = st.sampled_from([*patient_ids, "not-a-patient"])
-    count = draw(st.integers(0, 50))
+    count = draw(st.integers(0, 40))
     identifiers = pd.DataFrame(
         {
             "patient_identifier_id": [f"i{j:03d}" for j in draw(st.permutations(range(count)))],
