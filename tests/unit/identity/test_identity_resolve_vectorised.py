@@ -88,7 +88,9 @@ def assert_same(patients, identifiers, decisions=None, open_reviews=None, run_id
     return after
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Seconds, not milliseconds: out of make test-fast (the mark), in make test.
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(estates())
 def test_the_vectorised_resolver_equals_the_one_before(estate):
     patients, identifiers, decisions = estate
