@@ -38,6 +38,7 @@ def _main(argv: list[str] | None = None) -> None:
     inputs.add_argument("--result", type=Path, required=True)
     resolve = commands.add_parser("identity-resolve")
     resolve.add_argument("--inputs", type=Path, required=True)
+    resolve.add_argument("--repeats", type=int, default=1)
     resolve.add_argument("--result", type=Path, required=True)
     arguments = parser.parse_args(argv)
     if arguments.command == "identity-inputs":
@@ -49,7 +50,7 @@ def _main(argv: list[str] | None = None) -> None:
     elif arguments.command == "identity-resolve":
         from etl.bench.identity_scale import resolve_inputs
 
-        result = resolve_inputs(arguments.inputs)
+        result = resolve_inputs(arguments.inputs, arguments.repeats)
     elif arguments.command == "generate":
         result = _child_generate(arguments.out, arguments.patients, arguments.seed)
     else:

@@ -288,11 +288,23 @@ def _comparable_run(results: dict[str, Any], backend: str) -> dict[str, Any] | N
 def scale_report(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
     """Two bench results (two sizes): the ratios of their PostgreSQL runs (SQLite when either
     lacks one) and the scale goals."""
+    # Identity resolution over every system (bench --identity), when both sizes measured it.
+    from etl.bench.identity_scale import identity_scale
+
+    identity = identity_scale(small.get("identity"), large.get("identity"))
     for backend in ("postgresql", "sqlite"):
         small_run, large_run = _comparable_run(small, backend), _comparable_run(large, backend)
         if small_run and large_run:
             break
     else:
+        if identity.get("time_ratio") is not None:  # bench --identity --no-sqlite: nothing else
+            return {
+                "backend": None,
+                "small_patients": small["parameters"]["patients"],
+                "large_patients": large["parameters"]["patients"],
+                "identity": identity,
+                "goals": as_dicts(identity_goals(identity)),
+            }
         raise ValueError("the two results have no finished run on the same backend to compare")
     if small_run["chunk_rows"] != large_run["chunk_rows"]:
         raise ValueError(
@@ -300,10 +312,6 @@ def scale_report(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]
             "memory at two sizes compares only at the same chunk size"
         )
     figures = scale_figures(small_run, large_run)
-    # Identity resolution over every system (bench --identity), when both sizes measured it.
-    from etl.bench.identity_scale import identity_scale
-
-    identity = identity_scale(small.get("identity"), large.get("identity"))
     return {
         "backend": backend,
         "chunk_rows": small_run["chunk_rows"],

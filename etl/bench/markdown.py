@@ -124,6 +124,16 @@ def peers_markdown(peers: dict[str, Any]) -> str:
 
 def scale_markdown(scale: dict[str, Any]) -> str:
     """Two sizes side by side: seconds per stage, time and cost-per-row ratios, RSS ratio."""
+    if scale["backend"] is None:  # identity resolution alone (bench --identity --no-sqlite)
+        from etl.bench.identity_scale import identity_scale_lines
+
+        lines = [
+            f"# Scale: {scale['small_patients']:,} vs {scale['large_patients']:,} people "
+            "(identity resolution only, no migration run)",
+            "",
+            *identity_scale_lines(scale["identity"]),
+        ]
+        return "\n".join([*lines, "", goals_markdown(scale["goals"]).rstrip()]) + "\n"
     lines = [
         f"# Scale: {scale['small_patients']:,} vs {scale['large_patients']:,} people "
         f"({scale['backend']}, chunk {scale['chunk_rows']:,})",
