@@ -106,6 +106,29 @@ def test_scale_report_and_markdown_carry_identity_resolution():
     assert "not measured at both sizes" in scale_markdown(without)
 
 
+def test_two_identity_only_runs_compare_identity_resolution_alone():
+    """``bench --identity --no-sqlite``: no migration run at either size."""
+    scale = goals.scale_report(
+        {"parameters": {"patients": 20_000}, "runs": [], "identity": SMALL},
+        {"parameters": {"patients": 200_000}, "runs": [], "identity": LARGE},
+    )
+    assert scale["backend"] is None
+    assert [row["key"] for row in scale["goals"]] == [
+        "identity_scale_reported",
+        "identity_cost_per_row",
+    ]
+    text = scale_markdown(scale)
+    assert text.startswith(
+        "# Scale: 20,000 vs 200,000 people (identity resolution only, no migration run)"
+    )
+    assert "cost per row x1.050" in text
+    with pytest.raises(ValueError, match="no finished run"):
+        goals.scale_report(
+            {"parameters": {"patients": 20_000}, "runs": [], "identity": SMALL},
+            {"parameters": {"patients": 200_000}, "runs": []},
+        )
+
+
 def test_results_markdown_has_the_identity_section():
     results = {
         "parameters": {"patients": 20_000, "chunk_rows": 50_000},
@@ -144,8 +167,12 @@ def test_the_resolving_child_counts_what_it_read_and_resolved(tmp_path):
     )
     patients.to_parquet(tmp_path / PATIENTS_FILE)
     identifiers.to_parquet(tmp_path / IDENTIFIERS_FILE)
-    figures = resolve_inputs(tmp_path)
+    figures = resolve_inputs(tmp_path, repeats=2)
     # c carries both numbers, so a, b and c are one person
     assert (figures["patients_in"], figures["identifiers_in"], figures["input_rows"]) == (3, 1, 4)
     assert figures["persons_out"] == 1
-    assert figures["seconds"] > 0 and figures["peak_rss_mib"] > 0
+    assert figures["peak_rss_mib"] > 0
+    assert len(figures["all_seconds"]) == figures["repeats"] == 2
+    assert figures["seconds"] == min(figures["all_seconds"]) > 0
+    with pytest.raises(ValueError, match="at least 1"):
+        resolve_inputs(tmp_path, repeats=0)
