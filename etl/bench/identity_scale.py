@@ -4,20 +4,20 @@ people reported with its growth from 20,000").
 
 Resolution reads every core patient and every ``patient_identifier`` row (etl/identity/runs.py,
 ``_read_inputs``). Migrating all 49 systems at 200,000 people through every stage only to
-produce those two tables would take most of an hour on this machine, so the inputs are made
-the cheapest honest way, in a child interpreter: every system of the catalog is extracted
-(``pipeline.extract``, the whole system: the patient mapping may read other datasets) and its
-``patient`` entity transformed (``pipeline.transform``, which also writes the patient's
-identifiers). Those are the rows the load would promote into ``patient`` and
-``patient_identifier``, before validation and the quality gate (which quarantine a few planted
-defects). Their two columns sets are written to Parquet.
+produce those two tables is not done (ELVIS and Melior alone, about half the estate's rows,
+take minutes), so the inputs are made the cheapest honest way, in a child interpreter: every
+system of the catalog is extracted (``pipeline.extract``, the whole system: the patient mapping
+may read other datasets) and its ``patient`` entity transformed (``pipeline.transform``, which
+also writes the patient's identifiers). Those are the rows the load would promote into
+``patient`` and ``patient_identifier``, before validation and the quality gate (which
+quarantine a few planted defects). Their two column sets are written to Parquet.
 
 What is timed is ``resolve_identities`` alone (the graph, the conflict rules, persons, links,
 reviews and evidence), in a second, fresh child that reads those two files first (the fastest of
-``RESOLVE_REPEATS`` resolutions: the machine is shared): its VmHWM is
-the resolver's own peak (plus the interpreter and the input frames, reported apart as
-``input_rss_mib``). Reading from and writing to the core database (``runs.resolve``) is not in
-the timing. Nothing here asserts on timings.
+``RESOLVE_REPEATS`` resolutions: the machine is shared). Its VmHWM is the resolver's own peak
+(plus the interpreter and the input frames, reported apart as ``input_rss_mib``). Reading from
+and writing to the core database (``runs.resolve``) is not in the timing. Nothing here asserts
+on timings.
 """
 
 from __future__ import annotations
