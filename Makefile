@@ -83,7 +83,9 @@ bench-peers: $(STAMP) $(PEERS_VENV)/.installed-dlt-$(DLT_VERSION)
 
 # Two sizes, each in its own process (so each peak RSS is its own), PostgreSQL only when
 # VARDFLYTT_BENCH_POSTGRES_URL is set (SQLite otherwise); then the ratios: var/bench/scale.{json,md}.
-BENCH_SCALE_FLAGS := --dag-parse-repeats 0 --startup-repeats 0 --no-dashboard --no-cutover
+# --identity: identity resolution over every system of the same estate at each size, and its
+# growth (etl/bench/identity_scale.py says what is timed).
+BENCH_SCALE_FLAGS := --dag-parse-repeats 0 --startup-repeats 0 --no-dashboard --no-cutover --identity
 bench-scale: $(STAMP)
 	$(BIN)/vardflytt bench --patients $(BENCH_SCALE_SMALL) --work-dir var/bench/scale-$(BENCH_SCALE_SMALL) \
 		$(BENCH_SCALE_FLAGS) $(if $(VARDFLYTT_BENCH_POSTGRES_URL),--no-sqlite)

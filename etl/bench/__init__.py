@@ -29,7 +29,9 @@ child interpreters), ``dag_parse``, ``postgres`` (the PostgreSQL run and cutover
 ``run`` (``run_benchmark``), ``report`` (the Rich tables); ``python -m etl.bench`` runs a child.
 ``startup`` (start-up cost in fresh interpreters), ``goals`` (issue 15's ratios, PASS/MISS,
 pure), ``markdown`` (``results.md``, ``peers.md``, ``scale.md``), ``peers`` (``--peers``: ELVIS
-through vardflytt and through dlt in its own virtualenv, ``etl/bench/dlt_elvis.py``).
+through vardflytt and through dlt in its own virtualenv, ``etl/bench/dlt_elvis.py``),
+``identity_scale`` (``--identity``: identity resolution over every system of the same estate,
+its inputs and its resolution each in a child interpreter; its growth between two sizes).
 ``--cluster`` and ``--project`` have their own: ``executors`` (``vardflytt_migrate`` through the
 LocalExecutor and the Celery cluster with 1 and 2 workers), ``cluster_report`` (those runs side
 by side, the checks, Markdown) and ``projection`` (the region's load and cutover window, pure).

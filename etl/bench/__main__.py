@@ -29,8 +29,29 @@ def _main(argv: list[str] | None = None) -> None:
     child.add_argument("--label", required=True)
     child.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
     child.add_argument("--result", type=Path, required=True)
+    inputs = commands.add_parser("identity-inputs")
+    inputs.add_argument("--estate", type=Path, required=True)
+    inputs.add_argument("--home", type=Path, required=True)
+    inputs.add_argument("--chunk-rows", type=int, required=True)
+    inputs.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
+    inputs.add_argument("--out", type=Path, required=True)
+    inputs.add_argument("--result", type=Path, required=True)
+    resolve = commands.add_parser("identity-resolve")
+    resolve.add_argument("--inputs", type=Path, required=True)
+    resolve.add_argument("--repeats", type=int, default=1)
+    resolve.add_argument("--result", type=Path, required=True)
     arguments = parser.parse_args(argv)
-    if arguments.command == "generate":
+    if arguments.command == "identity-inputs":
+        from etl.bench.identity_scale import prepare_inputs
+
+        result = prepare_inputs(
+            arguments.estate, arguments.home, arguments.chunk_rows, arguments.as_of, arguments.out
+        )
+    elif arguments.command == "identity-resolve":
+        from etl.bench.identity_scale import resolve_inputs
+
+        result = resolve_inputs(arguments.inputs, arguments.repeats)
+    elif arguments.command == "generate":
         result = _child_generate(arguments.out, arguments.patients, arguments.seed)
     else:
         result = _child_migrate(

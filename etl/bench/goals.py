@@ -25,6 +25,8 @@ LOAD_VS_COPY = 0.8
 VALIDATION_SHARE = 0.2
 SCALE_RSS = 1.1
 SCALE_COST_PER_ROW = 1.05  # "10x the rows take <= 10.5x the time": cost per row grows <= 5 %
+# "identity resolution over all 49 systems at 200,000 people reported with its growth"
+IDENTITY_SCALE_PEOPLE = 200_000
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,28 @@ def scale_goals(figures: dict[str, Any]) -> list[Goal]:
     return goals
 
 
+def identity_goals(scale: dict[str, Any]) -> list[Goal]:
+    """Reported at 200,000 people with its growth; cost per row constant (10x rows, <= 10.5x)."""
+    reported = scale["large_people"] if scale.get("time_ratio") is not None else None
+    return [
+        goal(
+            "identity_scale_reported",
+            "identity resolution 200k reported with growth (people at the large size, all "
+            "systems, growth from the small size measured)",
+            reported,
+            AT_LEAST,
+            IDENTITY_SCALE_PEOPLE,
+        ),
+        goal(
+            "identity_cost_per_row",
+            "identity resolution: (time ratio) / (input rows ratio) between the sizes",
+            scale.get("cost_per_row_ratio"),
+            AT_MOST,
+            SCALE_COST_PER_ROW,
+        ),
+    ]
+
+
 def as_dicts(goals: list[Goal]) -> list[dict[str, Any]]:
     return [asdict(g) for g in goals]
 
@@ -264,11 +288,23 @@ def _comparable_run(results: dict[str, Any], backend: str) -> dict[str, Any] | N
 def scale_report(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
     """Two bench results (two sizes): the ratios of their PostgreSQL runs (SQLite when either
     lacks one) and the scale goals."""
+    # Identity resolution over every system (bench --identity), when both sizes measured it.
+    from etl.bench.identity_scale import identity_scale
+
+    identity = identity_scale(small.get("identity"), large.get("identity"))
     for backend in ("postgresql", "sqlite"):
         small_run, large_run = _comparable_run(small, backend), _comparable_run(large, backend)
         if small_run and large_run:
             break
     else:
+        if identity.get("time_ratio") is not None:  # bench --identity --no-sqlite: nothing else
+            return {
+                "backend": None,
+                "small_patients": small["parameters"]["patients"],
+                "large_patients": large["parameters"]["patients"],
+                "identity": identity,
+                "goals": as_dicts(identity_goals(identity)),
+            }
         raise ValueError("the two results have no finished run on the same backend to compare")
     if small_run["chunk_rows"] != large_run["chunk_rows"]:
         raise ValueError(
@@ -286,5 +322,6 @@ def scale_report(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]
         "small_seconds": {s: _stage_seconds(small_run, s) for s in figures["stages"]},
         "large_seconds": {s: _stage_seconds(large_run, s) for s in figures["stages"]},
         **figures,
-        "goals": as_dicts(scale_goals(figures)),
+        "identity": identity,
+        "goals": as_dicts([*scale_goals(figures), *identity_goals(identity)]),
     }

@@ -77,6 +77,10 @@ def results_markdown(results: dict[str, Any]) -> str:
         from etl.bench.export import export_lines
 
         parts += ["", *export_lines(results["export"])]
+    if results.get("identity"):
+        from etl.bench.identity_scale import identity_lines
+
+        parts += ["", *identity_lines(results["identity"])]
     if results.get("startup") and not results["startup"].get("error"):
         parts += ["", *startup_lines(results["startup"])]
         dag_parse = results.get("dag_parse") or {}
@@ -120,6 +124,16 @@ def peers_markdown(peers: dict[str, Any]) -> str:
 
 def scale_markdown(scale: dict[str, Any]) -> str:
     """Two sizes side by side: seconds per stage, time and cost-per-row ratios, RSS ratio."""
+    if scale["backend"] is None:  # identity resolution alone (bench --identity --no-sqlite)
+        from etl.bench.identity_scale import identity_scale_lines
+
+        lines = [
+            f"# Scale: {scale['small_patients']:,} vs {scale['large_patients']:,} people "
+            "(identity resolution only, no migration run)",
+            "",
+            *identity_scale_lines(scale["identity"]),
+        ]
+        return "\n".join([*lines, "", goals_markdown(scale["goals"]).rstrip()]) + "\n"
     lines = [
         f"# Scale: {scale['small_patients']:,} vs {scale['large_patients']:,} people "
         f"({scale['backend']}, chunk {scale['chunk_rows']:,})",
@@ -147,4 +161,8 @@ def scale_markdown(scale: dict[str, Any]) -> str:
             "",
             f"{system}: rows x{shown(figures['rows_ratio'], 2)}; cost per row ratio: {costs}.",
         ]
+    if "identity" in scale:
+        from etl.bench.identity_scale import identity_scale_lines
+
+        lines += ["", *identity_scale_lines(scale["identity"])]
     return "\n".join([*lines, "", goals_markdown(scale["goals"]).rstrip()]) + "\n"

@@ -46,6 +46,7 @@ def run_benchmark(
     with_dashboard: bool = True,
     with_sqlite: bool = True,
     with_cutover: bool = True,
+    with_identity: bool = False,
     seed: int = BENCH_SEED,
     keep_files: bool = False,
     log: Callable[[str], None] = lambda _message: None,
@@ -89,6 +90,11 @@ def run_benchmark(
     dashboard = _dashboard(run_dir, problems, log) if with_dashboard else None
     export = _export(run_dir, estate, chunk_rows, runs, problems, log)
     startup = _startup(startup_repeats, problems, log) if startup_repeats > 0 else None
+    identity = (
+        _identity(run_dir, estate, chunk_rows, as_of, patients, problems, log)
+        if with_identity
+        else None
+    )
 
     results = build_results(
         parameters={
@@ -103,6 +109,7 @@ def run_benchmark(
             "compare_chunks": compare_chunks,
             "with_sqlite": with_sqlite,
             "with_cutover": with_cutover,
+            "with_identity": with_identity,
             "dag_parse_repeats": dag_parse_repeats,
             "import_seconds": import_seconds,
             "files_kept": keep_files or bool(problems),
@@ -120,6 +127,7 @@ def run_benchmark(
     )
     results["dashboard"] = dashboard
     results["export"] = export
+    results["identity"] = identity
     add_goals(results, startup)
     _write_results(results, work_dir, run_dir, keep_files or bool(problems))
     return results
@@ -303,6 +311,25 @@ def _export(
     except Exception as error:
         problems.append(f"FHIR export timing failed: {error}")
         return {"error": f"{type(error).__name__}: {error}"}
+
+
+def _identity(
+    run_dir: Path,
+    estate: Path,
+    chunk_rows: int,
+    as_of: dt.date,
+    patients: int,
+    problems: list[str],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Identity resolution over every system of the same estate (etl/bench/identity_scale.py)."""
+    try:
+        from etl.bench.identity_scale import measure_identity
+
+        return measure_identity(run_dir, estate, chunk_rows, as_of, patients, log)
+    except Exception as error:
+        problems.append(f"identity resolution timing failed: {error}")
+        return {"people": patients, "error": f"{type(error).__name__}: {error}"}
 
 
 def _dashboard(run_dir: Path, problems: list[str], log: Callable[[str], None]) -> dict[str, Any]:

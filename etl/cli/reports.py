@@ -53,6 +53,13 @@ def bench(
         bool,
         typer.Option(help="PostgreSQL: also plain COPY, to_sql and rollback of the same rows."),
     ] = True,
+    identity: Annotated[
+        bool,
+        typer.Option(
+            help="Also time identity resolution over every system of the same estate "
+            "(inputs extracted and transformed in a child, resolution in another)."
+        ),
+    ] = False,
     peers: Annotated[
         bool,
         typer.Option(
@@ -177,6 +184,7 @@ def bench(
         with_dashboard=dashboard,
         with_sqlite=sqlite,
         with_cutover=cutover,
+        with_identity=identity,
         keep_files=keep_files,
         log=lambda message: console.log(message, highlight=False),
     )

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.core.ids import core_ids
 from etl.identifiers import IdentityKind
@@ -143,6 +145,22 @@ def review_id_for(set_key: str, run_id: str) -> str:
     return str(core_ids("identity", "identity_review", pd.Series([f"{set_key}@{run_id}"]))[0])
 
 
+def patient_set_keys(groups: list[list[str]]) -> list[str]:
+    """``patient_set_key`` of each group, hashed in one vectorised call."""
+    if not groups:
+        return []
+    joined = pd.Series(["|".join(sorted(ids)) for ids in groups], dtype=object)
+    return core_ids("identity", "patient_set", joined).astype(str).tolist()
+
+
+def review_ids_for(set_keys: list[str], run_id: str) -> list[str]:
+    """``review_id_for`` of each set key in this run, hashed in one vectorised call."""
+    if not set_keys:
+        return []
+    keyed = pd.Series([f"{key}@{run_id}" for key in set_keys], dtype=object)
+    return core_ids("identity", "identity_review", keyed).astype(str).tolist()
+
+
 def resolve_identities(
     patients: pd.DataFrame,
     identifiers: pd.DataFrame,
@@ -204,9 +222,17 @@ def resolve_identities(
     order = np.argsort(component, kind="stable")
     starts = np.searchsorted(component[order], np.arange(n_components + 1))
     next_group = n_components
-    for c in flagged:
+    # The keys of every flagged group, hashed in one call each (not two calls per group).
+    set_keys = patient_set_keys(
+        [patient_ids[order[starts[c] : starts[c + 1]]].tolist() for c in flagged]
+    )
+    fresh_review_ids = review_ids_for(set_keys, run_id)
+    conflict_flags = conflicts[list(CONFLICT_REASONS)].to_numpy(dtype=bool)
+    for position, c in enumerate(flagged):
         members = order[starts[c] : starts[c + 1]]
-        reasons = [name for name in CONFLICT_REASONS if bool(conflicts.at[c, name])]
+        reasons = [
+            name for name, is_set in zip(CONFLICT_REASONS, conflict_flags[c], strict=True) if is_set
+        ]
         if c in kept_apart_components:
             reasons.append(PREVIOUSLY_KEPT_APART)
         reason_json[members] = json.dumps(reasons)
@@ -221,12 +247,12 @@ def resolve_identities(
         member_ids = patient_ids[members].tolist()
         review_id = None
         if not is_decided:
-            set_key = patient_set_key(member_ids)
+            set_key = set_keys[position]
             reason_text = ",".join(reasons)
             review_id = open_by_key.get((set_key, reason_text))
             reviews.append(
                 {
-                    "review_id": review_id or review_id_for(set_key, run_id),
+                    "review_id": review_id or fresh_review_ids[position],
                     "patient_set_key": set_key,
                     "patient_ids": json.dumps(sorted(member_ids)),
                     "systems": json.dumps(sorted(set(systems[members].tolist()))),
@@ -473,15 +499,47 @@ def _quoted(values: np.ndarray) -> np.ndarray:
     return np.where(text.isna(), "null", '"' + text.fillna("").astype(str) + '"').astype(object)
 
 
-def _join_groups(groups: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Comma-joined ``items`` per run of equal ``groups`` (both sorted by group).
+def _text(values: Any) -> pa.Array | pa.Scalar:
+    """A piece of a string concatenation as Arrow large strings (a str is a broadcast scalar)."""
+    if isinstance(values, str):
+        return pa.scalar(values, pa.large_string())
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.cast(pa.large_string())
+    return pa.array(values, type=pa.large_string(), from_pandas=True)
 
-    ``np.add.reduceat`` concatenates in one C loop: no Python call per group.
+
+def _concat(*parts: Any) -> pa.Array:
+    """Element-wise concatenation of string arrays and literals, in Arrow's C++ kernels.
+
+    Arrow buffers instead of a Python string object per row and per partial result: the
+    matches of 200,000 people are millions of strings.
+    """
+    return pc.binary_join_element_wise(*(_text(part) for part in parts), _text(""))
+
+
+def _join_groups(groups: np.ndarray, items: Any) -> tuple[np.ndarray, pa.Array]:
+    """Comma-joined ``items`` per run of equal ``groups`` (both sorted by group), each in
+    brackets: a JSON list per group.
+
+    One Arrow list per group, joined by ``binary_join``: no Python call per group or item.
     """
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    separated = ("," + items).astype(object)
-    separated[starts] = items[starts]
-    return groups[starts], np.add.reduceat(separated, starts)
+    offsets = pa.array(np.r_[starts, len(groups)], type=pa.int64())
+    lists = pa.LargeListArray.from_arrays(offsets, _text(items))
+    return groups[starts], _concat("[", pc.binary_join(lists, _text(",")), "]")
+
+
+def _spread(owners: np.ndarray, values: pa.Array, n: int, default: str) -> pa.Array:
+    """``n`` strings: ``values[i]`` at position ``owners[i]``, ``default`` everywhere else."""
+    position = np.full(n, -1, dtype=np.int64)
+    position[owners] = np.arange(len(owners))
+    return pc.fill_null(values.take(pa.array(position, mask=position < 0)), _text(default))
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """The position of each value in sorted order (equal values share a rank)."""
+    codes, _ = pd.factorize(pd.Series(values, dtype=object), sort=True)
+    return codes
 
 
 def _evidence(
@@ -529,18 +587,15 @@ def _evidence(
             pairs["component"].to_numpy(), ('"' + pairs["system"] + '"').to_numpy(dtype=object)
         )
         by_component = np.empty(len(component_size), dtype=object)
-        by_component[owners] = "[" + joined + "]"
+        by_component[owners] = joined.to_numpy(zero_copy_only=False)
         component_systems[shared] = by_component[component[shared]]
 
-    # Matches: every identifier of a patient that another patient also carries.
-    matches = np.full(n, "[]", dtype=object)
+    # Matches: every identifier of a patient that another patient also carries, ordered by
+    # patient, identifier id (as quoted), matched patient id, then edge order; sorted as
+    # integer ranks, the strings built once per pair in Arrow.
+    matches = _text(np.full(n, "[]", dtype=object))
     holders = pd.DataFrame(
-        {
-            "key": key_index,
-            "patient_index": patient_index,
-            "identifier_id": _quoted(edges["patient_identifier_id"].to_numpy(dtype=object)),
-            "kind": edges["identity_kind"].to_numpy(dtype=object),
-        }
+        {"key": key_index, "patient_index": patient_index, "edge": np.arange(len(edges))}
     )
     holders = holders[holders.groupby("key")["patient_index"].transform("nunique") > 1]
     if not holders.empty:
@@ -548,38 +603,40 @@ def _evidence(
             holders[["key", "patient_index"]].rename(columns={"patient_index": "other"}), on="key"
         )
         pairs = pairs[pairs["patient_index"] != pairs["other"]]
-        pairs = pairs.assign(
-            other_id=patient_ids[pairs["other"].to_numpy()],
-            other_system=systems[pairs["other"].to_numpy()],
-        ).sort_values(["patient_index", "identifier_id", "other_id"])
-        entries = (
-            '{"identifier_id":'
-            + pairs["identifier_id"]
-            + ',"kind":"'
-            + pairs["kind"]
-            + '","matched_patient_id":"'
-            + pairs["other_id"]
-            + '","matched_system":"'
-            + pairs["other_system"]
-            + '"}'
+        left = pairs["patient_index"].to_numpy()
+        edge = pairs["edge"].to_numpy()
+        other = pairs["other"].to_numpy()
+        identifier_json = _quoted(edges["patient_identifier_id"].to_numpy(dtype=object))
+        identifier_rank = _ranks(identifier_json)
+        patient_rank = _ranks(patient_ids)
+        order = np.lexsort((edge, patient_rank[other], identifier_rank[edge], left))
+        edge, other = edge[order], other[order]
+        # Per edge and per matched patient, the two halves of an entry; a pair joins two halves.
+        edge_part = _concat(
+            '{"identifier_id":',
+            identifier_json,
+            ',"kind":"',
+            edges["identity_kind"].to_numpy(dtype=object),
+            '","matched_patient_id":"',
         )
-        owners, joined = _join_groups(
-            pairs["patient_index"].to_numpy(), entries.to_numpy(dtype=object)
-        )
-        matches[owners] = "[" + joined + "]"
+        patient_part = _concat(patient_ids, '","matched_system":"', systems, '"}')
+        entries = _concat(edge_part.take(pa.array(edge)), patient_part.take(pa.array(other)))
+        owners, joined = _join_groups(left[order], entries)
+        matches = _spread(owners, joined, n, "[]")
 
-    return (
-        '{"component_patients":'
-        + pd.Series(component_size[component]).astype(str).to_numpy(dtype=object)
-        + ',"component_systems":'
-        + component_systems
-        + ',"identifier_kinds":'
-        + kind_json
-        + ',"matches":'
-        + matches
-        + ',"reasons":'
-        + reason_json
-        + ',"review_id":'
-        + _quoted(review_of)
-        + "}"
-    ).astype(object)
+    evidence = _concat(
+        '{"component_patients":',
+        pd.Series(component_size[component]).astype(str).to_numpy(dtype=object),
+        ',"component_systems":',
+        component_systems,
+        ',"identifier_kinds":',
+        kind_json,
+        ',"matches":',
+        matches,
+        ',"reasons":',
+        reason_json,
+        ',"review_id":',
+        _quoted(review_of),
+        "}",
+    )
+    return evidence.to_numpy(zero_copy_only=False)
