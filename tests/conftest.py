@@ -65,11 +65,11 @@ LONGEST_FIRST = [
     "tests/integration/test_identity_estate.py",  # ~85
     "tests/security/test_approvers.py",  # ~85
     "tests/integration/test_promotion.py",  # ~60
+    "tests/integration/test_storage_root_s3.py",  # ~50
     "tests/integration/test_waves.py",  # ~47
     "tests/integration/test_wave_slices.py",  # ~90 for both cores
     "tests/integration/test_cutover_waiting.py",  # ~37
     "tests/integration/test_promote_accounted.py",  # ~40 (the schema race: no fixed 5 s)
-    "tests/integration/test_storage_root_s3.py",  # ~40 (moto in a process of its own)
     "tests/integration/test_all_systems.py",  # ~45
     "tests/integration/test_airflow_pools.py",  # ~35
     "tests/integration/test_canary_leaks.py",  # ~30

@@ -13,9 +13,6 @@ import datetime as dt
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -40,41 +37,19 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    """A real HTTP S3 server (moto) on a free loopback port, with an empty bucket.
-
-    In a process of its own: in this one (moto's ThreadedMotoServer) every request would wait
-    for this process's interpreter lock, held by the pipeline and s3fs's event loop, and the
-    module would spend most of its time passing the lock between them."""
-    pytest.importorskip("moto.server")
-    import s3fs
-
+    """A real HTTP S3 server (moto) on a free loopback port, with an empty bucket."""
+    moto_server = pytest.importorskip("moto.server")
     port = _free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        deadline = time.monotonic() + 120
-        while not _listening(port):
-            assert server.poll() is None, f"moto's server stopped (exit {server.returncode})"
-            assert time.monotonic() < deadline, f"moto's server is not up at {endpoint}"
-            time.sleep(0.1)
+        import s3fs
+
         s3fs.S3FileSystem(endpoint_url=endpoint, key="test", secret="test").mkdir(BUCKET)
         yield endpoint
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        server.stop()
 
 
 @pytest.fixture
