@@ -232,10 +232,14 @@ def _kill_a_worker_mid_run(settings, metadata_url, reference: Future) -> None:
     with pytest.raises(cluster.ClusterError, match="already running"):
         cluster.up(settings, workers=1, echo=lambda _message: None)
 
-    assert cluster.airflow_call(settings, "dags", "unpause", DAG_ID).returncode == 0
-    triggered = cluster.airflow_call(
-        settings, "dags", "trigger", DAG_ID, "--conf", CONF, capture=True
-    )
+    # Both commands at once (each a process importing Airflow): a run triggered while the DAG
+    # is still paused starts once it is unpaused.
+    with ThreadPoolExecutor(2) as commands:
+        unpaused = commands.submit(cluster.airflow_call, settings, "dags", "unpause", DAG_ID)
+        triggered = cluster.airflow_call(
+            settings, "dags", "trigger", DAG_ID, "--conf", CONF, capture=True
+        )
+        assert unpaused.result().returncode == 0
     assert triggered.returncode == 0, triggered.stderr[-2000:]
 
     metadata = sa.create_engine(metadata_url)
