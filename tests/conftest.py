@@ -64,7 +64,7 @@ LONGEST_FIRST = [
     "tests/integration/test_airflow_run.py",  # ~130
     "tests/integration/test_identity_estate.py",  # ~85
     "tests/security/test_approvers.py",  # ~85
-    "tests/integration/test_promotion.py",  # ~60
+    "tests/integration/test_promotion.py",  # ~45 (one SQLite load copied per test)
     "tests/integration/test_storage_root_s3.py",  # ~50
     "tests/integration/test_waves.py",  # ~47
     "tests/integration/test_wave_slices.py",  # ~90 for both cores
