@@ -203,7 +203,7 @@ def api_server(environment: dict[str, str], log: Path, timeout_seconds: float = 
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"airflow api-server not up at {url}")
-                time.sleep(1)
+                time.sleep(0.25)
             yield url
         finally:
             server.terminate()

@@ -57,6 +57,8 @@ SECRETS_FILE = "secrets.json"
 # component (and every task) talks to its execution API.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 STOP_GRACE_SECONDS = 30.0
+# How often ``up`` checks whether the api-server and the workers answer while they start.
+READY_POLL_SECONDS = 0.5
 # How a dead worker's task is recovered (module docstring), for a region's production cluster.
 # Each is only a default: the operator's environment (and the fault test, which wants seconds
 # instead of minutes) may set the variable itself.
@@ -405,13 +407,14 @@ def api_healthy(api_url: str) -> bool:
     return response.status_code == 200
 
 
-def workers_online(broker: str, timeout: float = 2.0) -> list[str]:
-    """The names of the Celery workers answering a ping on the broker (``worker1``...)."""
+def workers_online(broker: str, timeout: float = 2.0, expected: int | None = None) -> list[str]:
+    """The names of the Celery workers answering a ping on the broker (``worker1``...): those
+    answering within ``timeout``, or as soon as ``expected`` of them have answered."""
     from celery import Celery
 
     app = Celery(broker=broker)
     try:
-        replies = app.control.ping(timeout=timeout) or []
+        replies = app.control.ping(timeout=timeout, limit=expected) or []
     finally:
         app.close()
     return sorted(name.split("@", 1)[0] for reply in replies for name in reply)
@@ -425,14 +428,16 @@ def wait_ready(settings: Settings, state: ClusterState, broker: str, timeout: fl
         if dead:
             logs = ", ".join(str(cluster_root(settings) / "logs" / f"{name}.log") for name in dead)
             raise ClusterError(f"stopped while starting: {', '.join(dead)}; see {logs}")
-        if api_healthy(state.api_url) and wanted <= set(workers_online(broker)):
+        if api_healthy(state.api_url) and wanted <= set(
+            workers_online(broker, expected=len(wanted))
+        ):
             return
         if time.monotonic() > deadline:
             raise ClusterError(
                 f"not ready after {timeout:.0f} s (api {state.api_url}, workers wanted "
                 f"{sorted(wanted)}); see {cluster_root(settings) / 'logs'}"
             )
-        time.sleep(2)
+        time.sleep(READY_POLL_SECONDS)
 
 
 @dataclass

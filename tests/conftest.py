@@ -57,19 +57,19 @@ SLOW = {
 # files one to each worker, then the third and fourth: the cluster and `make airflow` files, each
 # a whole Airflow, are first and third, so they run one after the other on one worker.
 LONGEST_FIRST = [
-    "tests/integration/test_cluster.py",  # ~120 CPU s, and waits for a heartbeat timeout
+    "tests/integration/test_cluster.py",  # ~120 CPU s, and waits ~17 s for a heartbeat timeout
     "tests/integration/test_cutover_dag.py",  # ~150
     "tests/e2e/test_make_airflow_browser.py",  # Airflow standalone: minutes of wall
     "tests/integration/test_demo_wave.py",  # ~130
     "tests/integration/test_airflow_run.py",  # ~130
     "tests/integration/test_identity_estate.py",  # ~85
     "tests/security/test_approvers.py",  # ~85
-    "tests/integration/test_promotion.py",  # ~60
+    "tests/integration/test_promotion.py",  # ~45 (one SQLite load copied per test)
     "tests/integration/test_storage_root_s3.py",  # ~50
     "tests/integration/test_waves.py",  # ~47
     "tests/integration/test_wave_slices.py",  # ~90 for both cores
     "tests/integration/test_cutover_waiting.py",  # ~37
-    "tests/integration/test_promote_accounted.py",  # ~47
+    "tests/integration/test_promote_accounted.py",  # ~40 (the schema race: no fixed 5 s)
     "tests/integration/test_all_systems.py",  # ~45
     "tests/integration/test_airflow_pools.py",  # ~35
     "tests/integration/test_canary_leaks.py",  # ~30

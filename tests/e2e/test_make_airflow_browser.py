@@ -124,7 +124,7 @@ def _wait_rest(server: AirflowServer, what: str, seconds: float, probe):
                 f"{what}: not within {seconds:.0f} s; last seen: {seen}\n"
                 f"Airflow's log ends:\n{server.log_tail(3000)}"
             )
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def _task_states(server: AirflowServer, dag_id: str, run_id: str) -> dict[str, str]:
@@ -322,7 +322,7 @@ def _wait_for_run_in_ui(browser, server: AirflowServer, dag_id: str, run_id: str
         if time.monotonic() - reloaded > 60:
             browser.refresh()
             reloaded = time.monotonic()
-        time.sleep(1)
+        time.sleep(0.5)
     raise AssertionError(
         f"{dag_id} run {run_id} did not end within {RUN_SECONDS} s: its page shows "
         f"{shown!r}; tasks (REST): {_task_states(server, dag_id, run_id)}\n"

@@ -187,7 +187,7 @@ def test_a_waiting_go_no_go_is_read_from_airflow_and_shown_with_the_notes(
         while approval_task_id(ROLE) not in _waiting_task_ids(database):
             assert run.poll() is None, f"the run ended before asking:\n{run.stdout.read()[-4000:]}"
             assert time.monotonic() < deadline, "the run never asked for its go/no-go"
-            time.sleep(1)
+            time.sleep(0.2)
 
         (waiting,) = waiting_go_no_go(settings, WAVE, {ROLE: APPROVERS})
         assert (waiting.role, waiting.task_id, waiting.state) == (

@@ -9,13 +9,13 @@ of an empty database at once both succeed with one schema.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -231,24 +231,33 @@ def test_a_second_run_of_a_system_is_refused_naming_the_first(settings):
 
 
 def _race_to_create(url: str) -> list[subprocess.CompletedProcess]:
+    """Two processes create the schema at the same moment: each imports first and says so, and
+    both are let go together once both are ready (a start barrier, not a guessed clock time)."""
     code = (
-        "import sys, time; from etl.core.database import core_engine, schema_revision;"
-        "time.sleep(max(0, float(sys.argv[2]) - time.time()));"
+        "import sys; from etl.core.database import core_engine, schema_revision;"
+        "print('ready', flush=True); sys.stdin.readline();"
         "print(schema_revision(core_engine(sys.argv[1])))"
     )
-    start = str(time.time() + 5)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", code, url, start],
+            [sys.executable, "-c", code, url],
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
-    return [(worker, *worker.communicate(timeout=300)) for worker in workers]
+    ready = [worker.stdout.readline() for worker in workers]
+    for worker in workers:
+        with contextlib.suppress(BrokenPipeError):  # a worker that failed to import
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+    results = [(worker, *worker.communicate(timeout=300)) for worker in workers]
+    assert ready == ["ready\n"] * 2, [error[-2000:] for _, _, error in results]
+    return results
 
 
 @pytest.mark.parametrize(

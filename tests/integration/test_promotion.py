@@ -8,6 +8,7 @@ after it with cascade); promoting or rolling back twice changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from etl.load.promote import (
     record_staged,
     rollback,
 )
+from etl.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +33,36 @@ ORDER = ["diagnosis"]
 
 
 @pytest.fixture
-def migrated(small_estate, settings_for, core_url):
-    """Melior fully loaded as batch ``full``; returns the settings and the engine."""
+def migrated(small_estate, settings_for, core_url, tmp_path, request):
+    """Melior fully loaded as batch ``full``; returns the settings, the engine and the empty
+    core's checksums. On SQLite, a copy of the module's loaded core and home (the same bytes
+    a load here would leave: ``migrated_sqlite``); on PostgreSQL, loaded here."""
     settings = settings_for(small_estate, core_url)
-    empty = _sums(core_engine(settings.resolved_core_url))
-    pipeline.run_system("melior", "full", AS_OF, settings=settings)
+    if core_url == f"sqlite:///{tmp_path / 'core.sqlite'}":
+        template, empty = request.getfixturevalue("migrated_sqlite")
+        shutil.copytree(template / "home", settings.home, dirs_exist_ok=True)
+        for database in template.glob("core.sqlite*"):
+            shutil.copyfile(database, tmp_path / database.name)
+    else:
+        empty = _sums(core_engine(settings.resolved_core_url))
+        pipeline.run_system("melior", "full", AS_OF, settings=settings)
     return settings, core_engine(settings.resolved_core_url), empty
+
+
+@pytest.fixture(scope="module")
+def migrated_sqlite(small_estate, tmp_path_factory):
+    """Melior loaded as batch ``full`` once for the module into a SQLite core and a home (the
+    tests change theirs: each gets a copy); with the empty core's checksums."""
+    template = tmp_path_factory.mktemp("promotion_template")
+    url = f"sqlite:///{template / 'core.sqlite'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VARDFLYTT_HOME", str(template / "home"))
+        patch.setenv("VARDFLYTT_ESTATE_DIR", str(small_estate))
+        patch.setenv("VARDFLYTT_CORE_URL", url)
+        empty = _sums(core_engine(url))
+        pipeline.run_system("melior", "full", AS_OF, settings=Settings())
+    core_engine(url).dispose()  # every connection closed: the file is whole
+    return template, empty
 
 
 def _sums(engine) -> dict[str, str]:

@@ -22,6 +22,7 @@ from etl.report.coverage import coverage_report, coverage_tables, write_coverage
 from etl.report.docs import write_docs
 from etl.report.profile import profile_system, profile_tables, write_profile
 from etl.report.validation import batch_report_folder
+from etl.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -103,9 +104,18 @@ def _leaks(text: str, numbers: set[str], names: set[str]) -> list[str]:
     return sorted(found)
 
 
-@pytest.fixture
-def reports(small_estate, settings_for, tmp_path):
-    settings = settings_for(small_estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+@pytest.fixture(scope="module")
+def reports(small_estate, tmp_path_factory):
+    """One run of Melior and its reports for the module (the tests only read them)."""
+    folder = tmp_path_factory.mktemp("report_melior")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VARDFLYTT_HOME", str(folder / "home"))
+        patch.setenv("VARDFLYTT_ESTATE_DIR", str(small_estate))
+        patch.setenv("VARDFLYTT_CORE_URL", f"sqlite:///{folder / 'core.sqlite'}")
+        yield _reports(Settings())
+
+
+def _reports(settings: Settings):
     report = pipeline.run_system("melior", BATCH, AS_OF, settings=settings)
     assert report.is_reconciled
     catalog = pipeline.catalog(settings)
