@@ -295,7 +295,7 @@ def _store(
             batch_id=batch_id, entity=entity, source_system=system, column_sums=None
         )
         rows += [
-            {k: (int(v) if k in MEASURES else v) for k, v in record.items()}
+            {str(k): (int(v) if k in MEASURES else v) for k, v in record.items()}
             for record in frame.to_dict("records")
         ]
     connection.execute(
