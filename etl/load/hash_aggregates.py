@@ -165,7 +165,10 @@ def _register_sqlite(connection: sa.Connection) -> None:
     def half(value: str | None, high: int) -> int | None:
         if value is None or len(value) != _HEX_DIGITS:
             return None  # counted apart: a malformed hash makes its bucket differ
-        return int(value[:8] if high else value[8:], 16)
+        try:
+            return int(value[:8] if high else value[8:], 16)
+        except ValueError:
+            return None
 
     driver = connection.connection.driver_connection
     driver.create_function(_SQLITE_FUNCTION, 2, half, deterministic=True)  # type: ignore[union-attr]
@@ -173,9 +176,11 @@ def _register_sqlite(connection: sa.Connection) -> None:
 
 def _halves_sql(connection: sa.Connection, column: str) -> tuple[str, str]:
     if connection.dialect.name == "postgresql":
+        # NULL for a hash that is not 16 hex digits (a core row changed by hand), not an error
+        valid = f"{column} ~ '^[0-9a-fA-F]{{16}}$'"
         return (
-            f"('x' || substr({column}, 1, 8))::bit(32)::bigint",
-            f"('x' || substr({column}, 9, 8))::bit(32)::bigint",
+            f"CASE WHEN {valid} THEN ('x' || substr({column}, 1, 8))::bit(32)::bigint END",
+            f"CASE WHEN {valid} THEN ('x' || substr({column}, 9, 8))::bit(32)::bigint END",
         )
     if connection.dialect.name == "sqlite":
         return f"{_SQLITE_FUNCTION}({column}, 1)", f"{_SQLITE_FUNCTION}({column}, 0)"

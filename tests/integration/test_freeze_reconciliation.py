@@ -150,7 +150,9 @@ def test_verify_in_the_freeze_window_passes_on_the_aggregates_alone(frozen, monk
     assert row.expected_rows == row.core_rows > 0
 
 
-@pytest.mark.parametrize("change", ["content hash", "numeric column only", "row deleted"])
+@pytest.mark.parametrize(
+    "change", ["content hash", "malformed content hash", "numeric column only", "row deleted"]
+)
 def test_a_core_row_changed_behind_the_pipelines_back_fails_verification(frozen, change):
     engine = core_engine(frozen.resolved_core_url)
     table = ENTITY_TABLES["observation"]
@@ -169,6 +171,8 @@ def test_a_core_row_changed_behind_the_pipelines_back_fails_verification(frozen,
                 .where(key)
                 .values(value_numeric=victim.value_numeric + 1, content_hash="0123456789abcdef")
             )
+        elif change == "malformed content hash":
+            connection.execute(table.update().where(key).values(content_hash="edited by hand"))
         elif change == "numeric column only":
             connection.execute(
                 table.update().where(key).values(value_numeric=victim.value_numeric + 1)
@@ -187,12 +191,19 @@ def test_a_core_row_changed_behind_the_pipelines_back_fails_verification(frozen,
         if change != "numeric column only":
             # narrowed to the victim's bucket, then to the victim
             assert evidence["differing_buckets"] == [victim.observation_id[:2]]
-        if change == "content hash":
+        if change in ("content hash", "malformed content hash"):
             assert row.content_mismatches == 1
         elif change == "row deleted":
             assert row.missing_in_core == 1
         else:
             assert "value_numeric.sum" in evidence["mismatches"]
+        if change != "numeric column only":
+            results = waves.reconcile_wave(frozen, "t1", DELTA_AS_OF, None, _finals(frozen))
+            found = next(
+                r for r in results if (r["source_system"], r["entity"]) == ("melior", "observation")
+            )
+            listed = found["examples"]["content_mismatches"] + found["examples"]["missing_in_core"]
+            assert listed == [victim.observation_id]
     finally:
         with engine.begin() as connection:
             connection.execute(table.delete().where(key))
