@@ -27,6 +27,7 @@ SCALE_RSS = 1.1
 SCALE_COST_PER_ROW = 1.05  # "10x the rows take <= 10.5x the time": cost per row grows <= 5 %
 # "identity resolution over all 49 systems at 200,000 people reported with its growth"
 IDENTITY_SCALE_PEOPLE = 200_000
+FREEZE_WINDOW_VS_INITIAL = 0.3  # final delta + verification + commit / initial load
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,40 @@ def throughput(run: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def freeze_window(results: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The freeze-window figures of a run: PostgreSQL's when measured, else SQLite's."""
+    figures = results.get("freeze_window") or {}
+    for backend in ("postgresql", "sqlite"):
+        if backend in figures and not figures[backend].get("error"):
+            return backend, figures[backend]
+    return None
+
+
 def run_goals(results: dict[str, Any]) -> list[Goal]:
     """The goals one ``make bench`` run measures (PostgreSQL figures when there are any)."""
     run = postgres_run(results)
     rates = throughput(run) if run else {}
     share_run = run or next((r for r in results.get("runs", []) if not r.get("error")), None)
     validation = share_run["total"]["validation_share"] if share_run else None
+    window = freeze_window(results)
+    backend, freeze = window if window else ("no backend", {})
     return [
+        goal(
+            "freeze_window_vs_initial_load",
+            f"freeze window, a week of legacy activity ({backend}): (final delta + verify + "
+            "commit) s / initial load s",
+            (freeze.get("changed") or {}).get("ratio"),
+            AT_MOST,
+            FREEZE_WINDOW_VS_INITIAL,
+        ),
+        goal(
+            "freeze_window_unchanged_vs_initial_load",
+            f"freeze window, source unchanged ({backend}): (final delta + verify + commit) s / "
+            "initial load s",
+            (freeze.get("unchanged") or {}).get("ratio"),
+            AT_MOST,
+            FREEZE_WINDOW_VS_INITIAL,
+        ),
         goal(
             "e2e_vs_plain_copy",
             "end to end rows/s / plain COPY rows/s (same final rows, PostgreSQL)",

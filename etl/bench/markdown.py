@@ -90,6 +90,10 @@ def results_markdown(results: dict[str, Any]) -> str:
                 f"median of {dag_parse['samples_in_median']}) | "
                 f"{shown(dag_parse['dagbag_total_seconds'])} | - |"
             )
+    if results.get("freeze_window"):
+        from etl.bench.freeze import freeze_lines
+
+        parts += ["", *freeze_lines(results["freeze_window"])]
     if results.get("goals"):
         parts += ["", "## Goals (issue 15)", "", goals_markdown(results["goals"]).rstrip()]
     return "\n".join(parts) + "\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,31 @@ def _to_sql_seconds(connection: Any, entity: str, parquet_file: Path, chunk_rows
         seconds += time.perf_counter() - started
     connection.exec_driver_sql(f'DROP TABLE "{table}"')
     return seconds
+
+
+@contextmanager
+def fresh_schema(base_url: str, log: Callable[[str], None]) -> Iterator[str]:
+    """A URL on a new schema of the server, dropped on leaving (its pooled connections closed)."""
+    import sqlalchemy as sa
+
+    from etl.core.database import core_engine
+
+    schema = bench_schema_name()
+    admin = sa.create_engine(base_url)
+    try:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = url_with_search_path(base_url, schema)
+        log(f"postgresql: schema {schema} created")
+        try:
+            yield url
+        finally:
+            core_engine(url).dispose()
+            with admin.begin() as connection:
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            log(f"postgresql: schema {schema} dropped")
+    finally:
+        admin.dispose()
 
 
 def _postgres_run(

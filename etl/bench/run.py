@@ -80,6 +80,13 @@ def run_benchmark(
         with_sqlite=with_sqlite,
         with_cutover=with_cutover,
     )
+    freeze_window = (
+        _freeze_windows(
+            run_dir, estate, chunk_rows, as_of, postgres_url, with_sqlite, problems, log
+        )
+        if with_cutover
+        else None
+    )
     if compare_chunks:
         runs += _chunk_size_runs(run_dir, estate, chunk_rows, as_of, problems, log)
     dag_parse = (
@@ -128,6 +135,7 @@ def run_benchmark(
     results["dashboard"] = dashboard
     results["export"] = export
     results["identity"] = identity
+    results["freeze_window"] = freeze_window
     add_goals(results, startup)
     _write_results(results, work_dir, run_dir, keep_files or bool(problems))
     return results
@@ -220,6 +228,45 @@ def _migration_runs(
                 problems.append(f"{label} run: not every source row is accounted for")
         runs.append(run)
     return runs
+
+
+def _freeze_windows(
+    run_dir: Path,
+    estate: Path,
+    chunk_rows: int,
+    as_of: dt.date,
+    postgres_url: str | None,
+    with_sqlite: bool,
+    problems: list[str],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """A wave's freeze window (etl/bench/freeze.py) on SQLite and, with a server, PostgreSQL
+    (in a fresh schema, dropped afterwards)."""
+    from etl.bench.freeze import freeze_window_figures
+    from etl.bench.postgres import fresh_schema
+
+    figures: dict[str, Any] = {}
+    backends = (["sqlite"] if with_sqlite else []) + (["postgresql"] if postgres_url else [])
+    for backend in backends:
+        home = run_dir / f"freeze_{backend}"
+        try:
+            if backend == "sqlite":
+                figures[backend] = freeze_window_figures(home, estate, chunk_rows, as_of, None, log)
+            else:
+                assert postgres_url is not None
+                with fresh_schema(postgres_url, log) as url:
+                    figures[backend] = freeze_window_figures(
+                        home, estate, chunk_rows, as_of, url, log
+                    )
+        except Exception as error:  # report and go on, as the migration runs do
+            figures[backend] = {"error": f"{type(error).__name__}: {error}"}
+            problems.append(f"{backend} freeze window failed: {type(error).__name__}: {error}")
+            log(traceback.format_exc())
+            continue
+        for case in ("unchanged", "changed"):
+            if not figures[backend][case]["verified"]:
+                problems.append(f"{backend} freeze window ({case}): the wave was not verified")
+    return figures
 
 
 def _chunk_size_runs(

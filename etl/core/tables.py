@@ -497,3 +497,21 @@ coexistence_message = sa.Table(
     sa.Index("ix_coexistence_message_due", "target_system", "state", "sequence"),
     sa.Index("ix_coexistence_message_subject", "target_system", "subject_key"),
 )
+
+# --- hash aggregates for incremental reconciliation (etl/load/hash_aggregates.py) --------------
+# Per promoted batch: the rows its system should have in the core after it, per entity and per
+# bucket of core row ids (the first two hex digits: 256 buckets): count and the sums of the high
+# and low 32 bits of the rows' content hashes. Bucket ``*`` holds the entity's totals with the
+# count and sum of every numeric column. Hashes and counts only, never patient data.
+reconciliation_bucket = sa.Table(
+    "reconciliation_bucket",
+    metadata,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("bucket", sa.Text, primary_key=True),
+    sa.Column("source_system", sa.Text, nullable=False, index=True),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("hash_high_sum", sa.BigInteger, nullable=False),
+    sa.Column("hash_low_sum", sa.BigInteger, nullable=False),
+    sa.Column("column_sums", sa.Text),  # JSON on bucket '*': {column: {count, sum}}
+)

@@ -5,6 +5,15 @@ scratch batch that is never loaded; what should be in the core is then compared 
 row counts, per-column aggregates (count, min, max, sum of non-identifying columns) and, row by
 row, the content hash. Rows missing from the core, rows the core has but the source no longer
 gives, and rows whose content differs are counted and listed by core row id (an opaque hash).
+
+In the freeze window (``verify`` after a wave's final delta) the source is frozen and the final
+delta has just read all of it, compared it with the previous load and promoted what changed; the
+promotion kept hash aggregates of what each system's core rows must add up to
+(etl/load/hash_aggregates.py). There, reconciliation first compares those with the core, per
+entity and bucket of row ids, in one grouped query per table, and reads the source again only if
+a bucket or column sum differs (or the batch has no aggregates): the full comparison then lists
+the rows, and the differing buckets are recorded beside it. Unchanged rows cost one pass of the
+database over the table, never a re-read of the source.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from etl.core.batch_states import PROMOTED
 from etl.core.database import core_engine
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, batch_accounting, promotion, wave_reconciliation
+from etl.load import hash_aggregates
 from etl.load.bulk import bulk_insert
 from etl.settings import Settings
 
@@ -50,6 +60,8 @@ class EntityReconciliation:
     aggregates: dict[str, Any] = field(default_factory=dict[str, Any])
     aggregate_mismatches: list[str] = field(default_factory=list)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    method: str = "full re-read"  # or "hash aggregates" (the freeze window, nothing differs)
+    differing_buckets: list[str] = field(default_factory=list)
 
     @property
     def is_reconciled(self) -> bool:
@@ -70,6 +82,8 @@ class EntityReconciliation:
             "content_mismatches": self.content_mismatches,
             "aggregate_mismatches": self.aggregate_mismatches,
             "examples": self.examples,
+            "method": self.method,
+            "differing_buckets": self.differing_buckets,
             "is_reconciled": self.is_reconciled,
         }
 
@@ -282,6 +296,53 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _entities(catalog: Catalog, system: str) -> list[str]:
+    entities = [e for e in ENTITIES if e in catalog.system(system).entities]
+    if "patient" in entities:
+        entities.insert(entities.index("patient") + 1, "patient_identifier")
+    return entities
+
+
+def reconcile_from_aggregates(
+    connection: sa.Connection, system: str, entities: list[str], batch_id: str
+) -> tuple[list[EntityReconciliation], bool]:
+    """Compare the hash aggregates ``batch_id`` kept at promotion with the system's core rows.
+
+    ``batch_id`` must be the system's latest promoted batch: its aggregates are what the core
+    must add up to now. Returns one result per entity and whether every one matched; with no
+    usable aggregates (another batch promoted since, a batch from before them, a delta without
+    a base), nothing matched and the caller reads the source again."""
+    latest = hash_aggregates.base_batch(connection, system, "")
+    kept = hash_aggregates.recorded(connection, batch_id) if latest == batch_id else None
+    if kept is None or not set(entities) <= set(kept):
+        return [], False
+    results = []
+    for entity in entities:
+        expected, expected_sums = kept[entity]
+        actual, actual_sums = hash_aggregates.core_aggregates(connection, entity, system)
+        buckets = hash_aggregates.differing_buckets(expected, actual)
+        columns = hash_aggregates.differing_columns(expected_sums, actual_sums)
+        results.append(
+            EntityReconciliation(
+                source_system=system,
+                entity=entity,
+                expected_rows=int(expected["row_count"].sum()),
+                core_rows=int(actual["row_count"].sum()),
+                missing_in_core=0,
+                unexpected_in_core=0,
+                content_mismatches=0,
+                aggregates={
+                    column: {"source": expected_sums.get(column), "core": actual_sums.get(column)}
+                    for column in sorted(set(expected_sums) | set(actual_sums))
+                },
+                aggregate_mismatches=columns + [f"bucket {b}" for b in buckets],
+                method="hash aggregates",
+                differing_buckets=buckets,
+            )
+        )
+    return results, all(r.is_reconciled for r in results)
+
+
 def reconcile_system(
     catalog: Catalog,
     system: str,
@@ -290,18 +351,35 @@ def reconcile_system(
     wave: str | None = None,
     label: str | None = None,
     slicer: Callable[[str, str, Settings], dict[str, Any]] | None = None,
+    aggregates_of: str | None = None,
 ) -> list[EntityReconciliation]:
     """Read the source again through the mapping and compare it with the core, per entity.
 
     With ``slicer`` (a wave's slice of a system split by care unit) the measured rows are cut
-    to the wave's, and compared with the core rows the wave's own batches wrote."""
+    to the wave's, and compared with the core rows the wave's own batches wrote.
+
+    With ``aggregates_of`` (the system's final-delta batch, read in the freeze window; not with
+    ``slicer``), the hash aggregates that batch kept are compared with the core first, and the
+    source is read again only if they differ anywhere (module docstring)."""
     from etl import pipeline
 
+    narrowed: dict[str, list[str]] = {}
+    if aggregates_of is not None and slicer is None:
+        engine = core_engine(settings.resolved_core_url)
+        with engine.begin() as connection:
+            results, matched = reconcile_from_aggregates(
+                connection, system, _entities(catalog, system), aggregates_of
+            )
+            if matched:
+                if wave:
+                    _record(connection, wave, aggregates_of, results)
+                return results
+        narrowed = {r.entity: r.differing_buckets for r in results if r.differing_buckets}
     scratch_batch = f"reconcile__{system}__{label or uuid.uuid4().hex[:8]}"
     # With an URL storage root the measuring batch stays in this task's scratch copy: it is
     # written, read and dropped here, never uploaded (etl/core/storage.py).
     with pipeline.on_storage(settings, system, scratch_batch) as local:
-        return _measure(catalog, system, local, as_of_date, wave, scratch_batch, slicer)
+        return _measure(catalog, system, local, as_of_date, wave, scratch_batch, slicer, narrowed)
 
 
 def _measure(
@@ -312,6 +390,7 @@ def _measure(
     wave: str | None,
     scratch_batch: str,
     slicer: Callable[[str, str, Settings], dict[str, Any]] | None = None,
+    narrowed: dict[str, list[str]] | None = None,
 ) -> list[EntityReconciliation]:
     from etl import pipeline
 
@@ -325,46 +404,58 @@ def _measure(
     finally:
         pipeline.release_system(system, scratch_batch, settings)
     paths = BatchPaths.of(settings, scratch_batch, system)
-    entities = [e for e in ENTITIES if e in catalog.system(system).entities]
-    if "patient" in entities:
-        entities.insert(entities.index("patient") + 1, "patient_identifier")
+    entities = _entities(catalog, system)
     results = []
     engine = core_engine(settings.resolved_core_url)
     with engine.begin() as connection:
         batches = _wave_batches(connection, system, wave) if slicer is not None else None
         for entity in entities:
-            results.append(
-                reconcile_entity(connection, paths, system, entity, settings.chunk_rows, batches)
+            result = reconcile_entity(
+                connection, paths, system, entity, settings.chunk_rows, batches
             )
+            # The hash aggregates' differing buckets, where the full comparison's rows are.
+            result.differing_buckets = (narrowed or {}).get(entity, [])
+            results.append(result)
         if wave:
-            now = utc_now()
-            connection.execute(
-                wave_reconciliation.insert(),
-                [
-                    {
-                        "reconciliation_id": uuid.uuid4().hex,
-                        "wave": wave,
-                        "source_system": system,
-                        "entity": r.entity,
-                        "batch_id": scratch_batch,
-                        "expected_rows": r.expected_rows,
-                        "core_rows": r.core_rows,
-                        "missing_in_core": r.missing_in_core,
-                        "unexpected_in_core": r.unexpected_in_core,
-                        "content_mismatches": r.content_mismatches,
-                        "aggregates": json.dumps(
-                            {"aggregates": r.aggregates, "mismatches": r.aggregate_mismatches},
-                            default=str,
-                        ),
-                        "is_reconciled": r.is_reconciled,
-                        "checked_at": now,
-                    }
-                    for r in results
-                ],
-            )
+            _record(connection, wave, scratch_batch, results)
     # The scratch batch was only a measuring device: drop its landed and staged files.
     shutil.rmtree(paths.root.parent, ignore_errors=True)
     return results
+
+
+def _record(
+    connection: sa.Connection, wave: str, batch_id: str, results: list[EntityReconciliation]
+) -> None:
+    now = utc_now()
+    connection.execute(
+        wave_reconciliation.insert(),
+        [
+            {
+                "reconciliation_id": uuid.uuid4().hex,
+                "wave": wave,
+                "source_system": r.source_system,
+                "entity": r.entity,
+                "batch_id": batch_id,
+                "expected_rows": r.expected_rows,
+                "core_rows": r.core_rows,
+                "missing_in_core": r.missing_in_core,
+                "unexpected_in_core": r.unexpected_in_core,
+                "content_mismatches": r.content_mismatches,
+                "aggregates": json.dumps(
+                    {
+                        "aggregates": r.aggregates,
+                        "mismatches": r.aggregate_mismatches,
+                        "method": r.method,
+                        "differing_buckets": r.differing_buckets,
+                    },
+                    default=str,
+                ),
+                "is_reconciled": r.is_reconciled,
+                "checked_at": now,
+            }
+            for r in results
+        ],
+    )
 
 
 def accounting_residue(connection: sa.Connection, batch_ids: list[str]) -> list[dict[str, Any]]:

@@ -421,8 +421,15 @@ def freeze(
 
 
 def reconcile_wave(
-    settings: Settings, name: str, as_of_date: dt.date, run_id: str | None = None
+    settings: Settings,
+    name: str,
+    as_of_date: dt.date,
+    run_id: str | None = None,
+    final_batches: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    """Reconcile each system of the wave, source against core. With ``final_batches`` (system ->
+    its final-delta batch: the freeze window, see ``verify``) a system whose final delta kept hash
+    aggregates is compared through them, and its source read again only if they differ."""
     from etl.pipeline import catalog
 
     plan = plan_of(settings)
@@ -438,9 +445,21 @@ def reconcile_wave(
             wave=name,
             label=label,
             slicer=functools.partial(_measure_slice, settings, plan, name) if sliced else None,
+            aggregates_of=(final_batches or {}).get(system),
         ):
             results.append(entity.summary())
     return results
+
+
+def final_delta_batches(connection: sa.Connection, name: str) -> dict[str, str]:
+    """System -> batch id of the wave's last final delta (its ledger evidence); empty before."""
+    finals = [
+        t for t in ledger.transitions(connection, name) if t["to_state"] == ledger.FINAL_DELTA
+    ]
+    if not finals:
+        return {}
+    batches = finals[-1]["evidence"].get("batches") or {}
+    return {system: str(batch["batch_id"]) for system, batch in batches.items()}
 
 
 def _measure_slice(
@@ -583,7 +602,10 @@ def verify(
     with ledger.wave_lock(engine, name, run_id):
         with engine.connect() as connection:
             reviewed = check_reviewed_plan(connection, settings, name, "be verified")
-        reconcile_wave(settings, name, as_of_date, run_id)
+            # The freeze window: the source is frozen and the final delta read all of it, so the
+            # hash aggregates its promotion kept stand for the source (etl/cutover/reconcile.py).
+            finals = final_delta_batches(connection, name)
+        reconcile_wave(settings, name, as_of_date, run_id, finals)
         results = evaluate_criteria(settings, name)
         if plan_fingerprint(settings, name).digest != reviewed.digest:
             raise PlanChangedError(

@@ -47,6 +47,7 @@ from etl.core.tables import (
     staged_deletion,
 )
 from etl.load.direct import StagedFileError, check_staged_files, verified_direct, write_direct
+from etl.load.hash_aggregates import record_promotion
 
 # Test hook: pause at a named point inside a transaction so a test can SIGKILL the process there.
 FAULT_VARIABLE = "VARDFLYTT_FAULT_PAUSE_AT"
@@ -374,6 +375,16 @@ def promote(
             fault_point(f"promote:{entity}:done")
     except StagedFileError as error:
         raise PromotionError(str(error)) from None
+    # What the system's core rows must add up to from now on (etl/load/hash_aggregates.py).
+    record_promotion(
+        connection,
+        batch_id,
+        row["source_system"],
+        row["kind"],
+        list(report.entities),
+        sources,
+        chunk_rows,
+    )
     seq = _count(connection, "SELECT coalesce(max(seq), 0) + 1 FROM promotion")
     totals = report.totals()
     connection.execute(

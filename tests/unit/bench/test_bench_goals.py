@@ -126,7 +126,8 @@ def test_goals_pass_when_the_pipeline_is_fast_enough():
         {"extract": 0.5, "validate": 0.3, "stage": 0.6, "promote": 0.4, "verify": 0.2},
         cutover={"rows": 10_000, "plain_copy_seconds": 1.0, "to_sql_seconds": 40.0},
     )
-    rows = _by_key(goals.run_goals({"runs": [fast]}))
+    freeze = {"postgresql": {"unchanged": {"ratio": 0.1}, "changed": {"ratio": 0.3}}}
+    rows = _by_key(goals.run_goals({"runs": [fast], "freeze_window": freeze}))
     # e2e 2 s: 5,000 rows/s = 0.5 x COPY, 20 x to_sql; load 1.2 s: 0.833 x COPY; share 0.15
     assert {key: row.status for key, row in rows.items()} == dict.fromkeys(rows, goals.PASS)
 
@@ -324,3 +325,20 @@ def test_elvis_tables_are_read_from_its_mapping(tmp_path):
         "system: elvis\ndatasets:\n  patient:\n    table: patient\n  contact:\n    table: kontakt\n"
     )
     assert elvis_tables(tmp_path) == ["patient", "kontakt"]
+
+
+def test_the_freeze_window_goal_takes_postgresqls_ratio_and_misses_above_0_3():
+    freeze = {
+        "sqlite": {"unchanged": {"ratio": 0.05}, "changed": {"ratio": 0.1}},
+        "postgresql": {"unchanged": {"ratio": 0.2}, "changed": {"ratio": 0.45}},
+    }
+    rows = _by_key(goals.run_goals({"runs": [SQLITE], "freeze_window": freeze}))
+    assert rows["freeze_window_vs_initial_load"].measured == pytest.approx(0.45)
+    assert rows["freeze_window_vs_initial_load"].status == goals.MISS
+    assert rows["freeze_window_unchanged_vs_initial_load"].status == goals.PASS
+    failed = {"postgresql": {"error": "boom"}, "sqlite": freeze["sqlite"]}
+    rows = _by_key(goals.run_goals({"runs": [SQLITE], "freeze_window": failed}))
+    assert rows["freeze_window_vs_initial_load"].measured == pytest.approx(0.1)
+    assert "sqlite" in rows["freeze_window_vs_initial_load"].description
+    rows = _by_key(goals.run_goals({"runs": [SQLITE]}))
+    assert rows["freeze_window_vs_initial_load"].status == goals.NOT_MEASURED

@@ -1,0 +1,224 @@
+"""The freeze window of a wave: its initial load against its final delta + verification + commit.
+
+A wave of ELVIS and Melior (the bench's systems) on a copy of those two systems of the estate:
+the initial load is timed, the systems are frozen, then the final delta (``load_wave`` phase
+``final``), ``verify`` (reconciliation and criteria) and the commit (approval and ``cut_over``)
+are timed, first with the source unchanged and then, on a second wave run after a rollback,
+with a week of legacy activity (etl.estate.activity) between the initial load and the freeze.
+Issue 15's goal: final delta + verification + commit <= 0.3 x the initial load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from etl.batch import utc_now
+from etl.bench.figures import SYSTEMS
+from etl.bench.migration import bench_settings
+from etl.settings import PROJECT_ROOT, Settings
+
+WAVE = "bench_freeze"
+APPROVER = "bench"
+ACTIVITY_DAYS = 7
+_ESTATE_FILES = ("manifest.json", "defects.csv", "identity_truth.csv", "crosswalks_used.json")
+
+
+def _plan(systems: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "waves": [
+            {
+                "wave": WAVE,
+                "title": "bench: the freeze window",
+                "systems": list(systems),
+                "scope": {"site": "SU", "care_units": []},
+                "window": {"start": "2027-01-01", "end": "2027-01-14"},
+                "criteria": {
+                    "max_quarantine_rate": 0.05,
+                    "dq_gate": "pass",
+                    "reconciliation": "exact",
+                    "accounting": "exact",
+                    "min_rehearsals": 0,
+                    "approvers": {"project_lead": {"airflow_users": [APPROVER]}},
+                },
+            }
+        ],
+    }
+
+
+def _copy_estate(estate: Path, target: Path, systems: tuple[str, ...]) -> Path:
+    """The systems' folders and the estate's own files: what a wave and the activity read."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for name in _ESTATE_FILES:
+        if (estate / name).exists():
+            shutil.copy2(estate / name, target / name)
+    for system in systems:
+        shutil.copytree(estate / system, target / system)
+    return target
+
+
+def _settings(home: Path, estate: Path, chunk_rows: int, core_url: str | None) -> Settings:
+    mappings = home / "mappings"
+    shutil.rmtree(mappings, ignore_errors=True)
+    shutil.copytree(PROJECT_ROOT / "mappings", mappings)
+    (mappings / "waves.yaml").write_text(yaml.safe_dump(_plan(SYSTEMS)), encoding="utf-8")
+    values = bench_settings(home, estate, chunk_rows, core_url).model_dump()
+    values.update(mappings_dir=mappings, wave_plan="waves.yaml")
+    return Settings(**values)
+
+
+def _changed_rows(settings: Settings, batches: dict[str, Any]) -> int:
+    """Core rows the final delta inserted, updated or deleted (from its promotions)."""
+    import sqlalchemy as sa
+
+    from etl.core.database import core_engine
+    from etl.core.tables import promotion
+
+    ids = [b["batch_id"] for b in batches.values()]
+    rows = promotion.c.rows_inserted + promotion.c.rows_updated + promotion.c.rows_deleted
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        total = connection.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(rows), 0)).where(promotion.c.batch_id.in_(ids))
+        ).scalar_one()
+    return int(total)
+
+
+def _methods(settings: Settings, since: dt.datetime) -> dict[str, int]:
+    """How the verification reconciled: its system/entity pairs (checked since ``since``) per
+    method."""
+    import sqlalchemy as sa
+
+    from etl.core.database import core_engine
+    from etl.core.tables import wave_reconciliation
+
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        rows = connection.execute(
+            sa.select(wave_reconciliation.c.checked_at, wave_reconciliation.c.aggregates).where(
+                wave_reconciliation.c.wave == WAVE
+            )
+        ).all()
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row.checked_at.replace(tzinfo=None) >= since.replace(tzinfo=None):
+            method = json.loads(row.aggregates or "{}").get("method", "full re-read")
+            counts[method] = counts.get(method, 0) + 1
+    return counts
+
+
+def _one_window(
+    settings: Settings,
+    estate: Path,
+    as_of: dt.date,
+    activity_seed: int | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    from etl.cutover import waves
+    from etl.estate.activity import simulate_activity
+
+    log(f"freeze window: initial load of {WAVE} (timed)")
+    started = time.perf_counter()
+    waves.load_wave(settings, WAVE, "initial", as_of, actor=APPROVER)
+    initial = time.perf_counter() - started
+    final_as_of = as_of
+    if activity_seed is not None:
+        log(f"freeze window: {ACTIVITY_DAYS} days of legacy activity on the copy")
+        simulate_activity(estate, seed=activity_seed, days=ACTIVITY_DAYS)
+        final_as_of = as_of + dt.timedelta(days=ACTIVITY_DAYS + 1)
+    waves.freeze(settings, WAVE, actor=APPROVER)
+    log("freeze window: final delta, verify, commit (timed)")
+    started = time.perf_counter()
+    final = waves.load_wave(settings, WAVE, "final", final_as_of, actor=APPROVER)
+    delta_seconds = time.perf_counter() - started
+    verify_started_at = utc_now()
+    started = time.perf_counter()
+    criteria = waves.verify(settings, WAVE, final_as_of, actor=APPROVER)
+    verify_seconds = time.perf_counter() - started
+    methods = _methods(settings, verify_started_at)
+    started = time.perf_counter()
+    waves.approve(settings, WAVE, APPROVER, "project_lead")
+    waves.cut_over(settings, WAVE, actor=APPROVER)
+    commit_seconds = time.perf_counter() - started
+    window = delta_seconds + verify_seconds + commit_seconds
+    # For comparison, the reconciliation as it was before hash aggregates: the source read again
+    # through the mapping and compared row by row (after the commit: it changes nothing timed).
+    started = time.perf_counter()
+    full = waves.reconcile_wave(settings, WAVE, final_as_of, run_id="bench-full-reread")
+    full_seconds = time.perf_counter() - started
+    return {
+        "initial_load_seconds": round(initial, 3),
+        "final_delta_seconds": round(delta_seconds, 3),
+        "verify_seconds": round(verify_seconds, 3),
+        "commit_seconds": round(commit_seconds, 3),
+        "window_seconds": round(window, 3),
+        "ratio": round(window / initial, 4) if initial > 0 else None,
+        "source_rows_processed": sum(b["extracted"] for b in final["batches"].values()),
+        "core_rows_changed": _changed_rows(settings, final["batches"]),
+        "verified": all(c.passed for c in criteria),
+        "reconciliation_methods": methods,
+        "full_reread_reconciliation_seconds": round(full_seconds, 3),
+        "full_reread_reconciled": all(r["is_reconciled"] for r in full),
+        "ratio_with_full_reread": round(
+            (delta_seconds + full_seconds + commit_seconds) / initial, 4
+        )
+        if initial > 0
+        else None,
+    }
+
+
+def freeze_window_figures(
+    home: Path,
+    estate: Path,
+    chunk_rows: int,
+    as_of: dt.date,
+    core_url: str | None,
+    log: Callable[[str], None],
+    activity_seed: int = 11,
+) -> dict[str, Any]:
+    """Two freeze windows of the same wave: nothing changed at source, then a week of activity
+    (the wave rolled back and loaded again in between, on a fresh copy of the source)."""
+    from etl.cutover import waves
+
+    copy = _copy_estate(estate, home / "estate", SYSTEMS)
+    settings = _settings(home, copy, chunk_rows, core_url)
+    unchanged = _one_window(settings, copy, as_of, None, log)
+    log("freeze window: roll the wave back, then again with legacy activity")
+    waves.rollback_wave(settings, WAVE, actor=APPROVER)
+    changed = _one_window(settings, copy, as_of, activity_seed, log)
+    return {"wave": WAVE, "systems": list(SYSTEMS), "unchanged": unchanged, "changed": changed}
+
+
+def freeze_lines(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """The freeze-window table of ``results.md``: per backend, unchanged and with activity."""
+    lines = [
+        "## Freeze window (issue 15: final delta + verify + commit <= 0.3 x initial load)",
+        "",
+        "| backend | source | initial load s | final delta s | verify s | commit s | "
+        "window / initial | core rows changed | reconciled by | full re-read s "
+        "(before) | window / initial with it |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for backend, result in figures.items():
+        if result.get("error"):
+            lines.append(f"| {backend} | failed: {result['error']} | | | | | | | | | |")
+            continue
+        for case in ("unchanged", "changed"):
+            row = result[case]
+            methods = ", ".join(f"{m} ({n})" for m, n in row["reconciliation_methods"].items())
+            lines.append(
+                f"| {backend} | {case} | {row['initial_load_seconds']:.2f} | "
+                f"{row['final_delta_seconds']:.2f} | {row['verify_seconds']:.2f} | "
+                f"{row['commit_seconds']:.2f} | {row['ratio']:.3f} | "
+                f"{row['core_rows_changed']:,} | {methods or '-'} | "
+                f"{row['full_reread_reconciliation_seconds']:.2f} | "
+                f"{row['ratio_with_full_reread']:.3f} |"
+            )
+    return lines

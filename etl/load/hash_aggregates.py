@@ -1,0 +1,380 @@
+"""Hash aggregates of the rows a system should have in the core, kept at promotion.
+
+Each promoted batch records, per entity and per bucket of core row ids, what its system's core
+rows must add up to once it is promoted: the row count and the sums of the high and low 32 bits
+of each row's content hash (order-independent, so a bucket's figures need no sorting and combine
+by addition and subtraction). The bucket is the row id's first two hex digits: 256 buckets, and
+a row id is a hash, so they fill evenly. Bucket ``*`` holds the entity's totals and, for every
+numeric column that is not sensitive, its non-null count and sum: the per-column aggregates of
+the full reconciliation that add up (a minimum or maximum does not).
+
+- A ``full`` batch's aggregates are computed from its validated files (what the source gives,
+  through the mapping): every row of the system must be one of them.
+- A ``delta`` batch's are its base's (the system's batch promoted just before it) less the
+  previous versions of the rows it overwrote or deleted (its history rows) plus the rows it
+  wrote (the core rows carrying its id): set-based, over the changed rows only. Without a base
+  that has aggregates, the batch records none and verification reads everything again.
+
+A wave's verification (etl/cutover/reconcile.py) compares the system's latest promoted batch's
+aggregates with the same aggregates of the core, one grouped query per table: a row changed,
+added or removed behind the pipeline's back moves its bucket's count or sums. A rollback needs
+nothing here: the batch promoted before becomes the latest again, with its own aggregates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from etl.core.arrow import open_parquet
+from etl.core.batch_states import PROMOTED
+from etl.core.model import ENTITIES
+from etl.core.tables import ENTITY_TABLES, HISTORY_TABLES, promotion, reconciliation_bucket
+
+BUCKET_DIGITS = 2
+TOTAL = "*"
+MEASURES = ("row_count", "hash_high_sum", "hash_low_sum")
+_HEX_DIGITS = 16  # content hashes are 64-bit, written as 16 hex digits (etl.core.ids)
+_SQLITE_FUNCTION = "vardflytt_hex"
+
+Buckets = pd.DataFrame  # index: bucket; columns: MEASURES (int64)
+ColumnSums = dict[str, dict[str, float]]  # column -> {"count": n, "sum": x}
+
+
+class HashAggregateError(ValueError):
+    """A content hash or row id the aggregates cannot read (never expected: fail closed)."""
+
+
+def numeric_columns(entity: str) -> list[str]:
+    """The entity's numeric core columns that are not sensitive (their sums are kept)."""
+    sensitive = set(ENTITIES[entity].sensitive_fields())
+    return [
+        c.name
+        for c in ENTITY_TABLES[entity].columns
+        if isinstance(c.type, sa.Float | sa.BigInteger | sa.Integer) and c.name not in sensitive
+    ]
+
+
+def empty_buckets() -> Buckets:
+    return pd.DataFrame({m: pd.Series(dtype="int64") for m in MEASURES}).rename_axis("bucket")
+
+
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _position, _digit in enumerate("0123456789abcdef"):
+    _NIBBLE[ord(_digit)] = _NIBBLE[ord(_digit.upper())] = _position
+
+
+def _fixed_width_bytes(values: pa.ChunkedArray | pa.Array, width: int, what: str) -> np.ndarray:
+    """The strings as an (n, width) uint8 matrix; every string must have exactly ``width`` bytes."""
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    array = pc.cast(array, pa.large_string())
+    wrong_width = len(array) and pc.any(pc.not_equal(pc.utf8_length(array), width)).as_py()
+    if array.null_count or wrong_width:
+        raise HashAggregateError(f"every {what} must be {width} characters and present")
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + 1]
+    start = int(offsets[0]) if len(offsets) else 0
+    if not len(array):
+        return np.empty((0, width), np.uint8)
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
+    return data[start : start + width * len(array)].reshape(len(array), width)
+
+
+def _hex_halves(content_hashes: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """High and low 32 bits of each 16-hex-digit content hash, vectorised."""
+    nibbles = _NIBBLE[_fixed_width_bytes(content_hashes, _HEX_DIGITS, "content hash")]
+    if (nibbles == 255).any():
+        raise HashAggregateError("a content hash is not hexadecimal")
+    weights = np.array([1 << (4 * (7 - i)) for i in range(8)], dtype=np.int64)
+    return nibbles[:, :8].astype(np.int64) @ weights, nibbles[:, 8:].astype(np.int64) @ weights
+
+
+def buckets_of(row_ids: pa.ChunkedArray | pa.Array, content_hashes: Any) -> Buckets:
+    """Count and hash sums per bucket of these rows (Arrow in, vectorised)."""
+    if len(row_ids) == 0:
+        return empty_buckets()
+    high, low = _hex_halves(content_hashes)
+    bucket = pc.utf8_slice_codeunits(row_ids, 0, BUCKET_DIGITS)
+    frame = pd.DataFrame(
+        {
+            "bucket": bucket.to_numpy(zero_copy_only=False),
+            "hash_high_sum": high,
+            "hash_low_sum": low,
+        }
+    )
+    grouped = frame.groupby("bucket", sort=True)
+    result = grouped[["hash_high_sum", "hash_low_sum"]].sum()
+    result.insert(0, "row_count", grouped.size())
+    return result.astype("int64")
+
+
+def column_sums_of(table: pa.Table, columns: list[str]) -> ColumnSums:
+    sums: ColumnSums = {}
+    for column in columns:
+        values = table.column(column) if column in table.column_names else pa.array([], pa.int64())
+        total = pc.sum(values).as_py() if len(values) - values.null_count else 0
+        sums[column] = {"count": len(values) - values.null_count, "sum": float(total or 0)}
+    return sums
+
+
+def file_aggregates(path: Path | None, entity: str, chunk_rows: int) -> tuple[Buckets, ColumnSums]:
+    """The aggregates of a validated file's rows (none: an entity without a file has no rows)."""
+    key = ENTITIES[entity].id_field()
+    numeric = numeric_columns(entity)
+    buckets, sums = empty_buckets(), column_sums_of(pa.table({}), numeric)
+    if path is None or not path.exists():
+        return buckets, sums
+    source = open_parquet(path)
+    present = set(source.schema_arrow.names)
+    wanted = [key, "content_hash", *[c for c in numeric if c in present]]
+    for batch in source.iter_batches(batch_size=chunk_rows, columns=wanted):
+        table = pa.Table.from_batches([batch])
+        buckets = add(buckets, buckets_of(table.column(key), table.column("content_hash")))
+        sums = add_sums(sums, column_sums_of(table, numeric))
+    return buckets, sums
+
+
+def add(left: Buckets, right: Buckets, sign: int = 1) -> Buckets:
+    combined = left.add(right * sign, fill_value=0).astype("int64")
+    return combined[(combined != 0).any(axis=1)]
+
+
+def add_sums(left: ColumnSums, right: ColumnSums, sign: int = 1) -> ColumnSums:
+    return {
+        column: {
+            measure: left.get(column, {}).get(measure, 0) + sign * figures[measure]
+            for measure in ("count", "sum")
+        }
+        for column, figures in right.items()
+    }
+
+
+def _register_sqlite(connection: sa.Connection) -> None:
+    """SQLite has no hex-to-integer function: the aggregates' own, on this connection."""
+    if connection.dialect.name != "sqlite":
+        return
+
+    def half(value: str | None, high: int) -> int | None:
+        if value is None or len(value) != _HEX_DIGITS:
+            return None  # counted apart: a malformed hash makes its bucket differ
+        try:
+            return int(value[:8] if high else value[8:], 16)
+        except ValueError:
+            return None
+
+    driver = connection.connection.driver_connection
+    driver.create_function(_SQLITE_FUNCTION, 2, half, deterministic=True)  # type: ignore[union-attr]
+
+
+def _halves_sql(connection: sa.Connection, column: str) -> tuple[str, str]:
+    if connection.dialect.name == "postgresql":
+        # NULL for a hash that is not 16 hex digits (a core row changed by hand), not an error
+        valid = f"{column} ~ '^[0-9a-fA-F]{{16}}$'"
+        return (
+            f"CASE WHEN {valid} THEN ('x' || substr({column}, 1, 8))::bit(32)::bigint END",
+            f"CASE WHEN {valid} THEN ('x' || substr({column}, 9, 8))::bit(32)::bigint END",
+        )
+    if connection.dialect.name == "sqlite":
+        return f"{_SQLITE_FUNCTION}({column}, 1)", f"{_SQLITE_FUNCTION}({column}, 0)"
+    raise HashAggregateError(f"no hash aggregates on {connection.dialect.name}")
+
+
+def query_aggregates(
+    connection: sa.Connection,
+    entity: str,
+    table: str,
+    where: str,
+    params: dict[str, Any],
+) -> tuple[Buckets, ColumnSums]:
+    """Count, hash sums per bucket and column sums of the rows of ``table`` (the entity's core or
+    history table) that ``where`` selects: one grouped query, in the database."""
+    _register_sqlite(connection)
+    quote = connection.dialect.identifier_preparer.quote
+    key = quote(ENTITIES[entity].id_field())
+    high, low = _halves_sql(connection, "content_hash")
+    numeric = numeric_columns(entity)
+    measures = "".join(f", count({quote(c)}), sum({quote(c)})" for c in numeric)
+    rows = connection.execute(
+        sa.text(
+            f"SELECT substr({key}, 1, {BUCKET_DIGITS}) AS bucket, count(*), "
+            # a hash the halves cannot read counts as -1: its bucket cannot match
+            f"sum(coalesce({high}, -1)), sum(coalesce({low}, -1)){measures} "
+            f"FROM {quote(table)} WHERE {where} GROUP BY substr({key}, 1, {BUCKET_DIGITS})"
+        ),
+        params,
+    ).all()
+    buckets = pd.DataFrame(
+        [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows],
+        columns=["bucket", *MEASURES],
+    ).set_index("bucket")
+    sums: ColumnSums = {c: {"count": 0, "sum": 0.0} for c in numeric}
+    for row in rows:
+        for position, column in enumerate(numeric):
+            sums[column]["count"] += int(row[4 + 2 * position])
+            sums[column]["sum"] += float(row[5 + 2 * position] or 0)
+    return (buckets.astype("int64") if len(buckets) else empty_buckets()), sums
+
+
+def core_aggregates(
+    connection: sa.Connection, entity: str, system: str
+) -> tuple[Buckets, ColumnSums]:
+    """The aggregates of the system's rows in the core table now."""
+    return query_aggregates(connection, entity, entity, "source_system = :s", {"s": system})
+
+
+def base_batch(connection: sa.Connection, system: str, batch_id: str) -> str | None:
+    """The system's latest promoted batch other than ``batch_id``: what a delta builds on."""
+    found = connection.execute(
+        sa.select(promotion.c.batch_id)
+        .where(
+            (promotion.c.source_system == system)
+            & (promotion.c.state == PROMOTED)
+            & (promotion.c.batch_id != batch_id)
+        )
+        .order_by(promotion.c.seq.desc())
+        .limit(1)
+    ).scalar()
+    return str(found) if found is not None else None
+
+
+def recorded(
+    connection: sa.Connection, batch_id: str
+) -> dict[str, tuple[Buckets, ColumnSums]] | None:
+    """A batch's recorded aggregates per entity, or None if it has none."""
+    rows = connection.execute(
+        sa.select(reconciliation_bucket).where(reconciliation_bucket.c.batch_id == batch_id)
+    ).all()
+    if not rows:
+        return None
+    found: dict[str, tuple[Buckets, ColumnSums]] = {}
+    for entity in sorted({r.entity for r in rows}):
+        mine = [r for r in rows if r.entity == entity]
+        total = next((r for r in mine if r.bucket == TOTAL), None)
+        if total is None:
+            return None  # incomplete: fail closed
+        buckets = pd.DataFrame(
+            [
+                (r.bucket, r.row_count, r.hash_high_sum, r.hash_low_sum)
+                for r in mine
+                if r.bucket != TOTAL
+            ],
+            columns=["bucket", *MEASURES],
+        ).set_index("bucket")
+        found[entity] = (
+            buckets.astype("int64") if len(buckets) else empty_buckets(),
+            json.loads(total.column_sums or "{}"),
+        )
+    return found
+
+
+def _store(
+    connection: sa.Connection,
+    batch_id: str,
+    system: str,
+    aggregates: dict[str, tuple[Buckets, ColumnSums]],
+) -> None:
+    rows = []
+    for entity, (buckets, sums) in aggregates.items():
+        totals = buckets.sum()
+        rows.append(
+            {
+                "batch_id": batch_id,
+                "entity": entity,
+                "bucket": TOTAL,
+                "source_system": system,
+                **{m: int(totals.get(m, 0)) for m in MEASURES},
+                "column_sums": json.dumps(sums, sort_keys=True),
+            }
+        )
+        frame = buckets.reset_index()
+        frame["bucket"] = frame["bucket"].astype(str)
+        frame = frame.assign(
+            batch_id=batch_id, entity=entity, source_system=system, column_sums=None
+        )
+        rows += [
+            {str(k): (int(v) if k in MEASURES else v) for k, v in record.items()}
+            for record in frame.to_dict("records")
+        ]
+    connection.execute(
+        reconciliation_bucket.delete().where(reconciliation_bucket.c.batch_id == batch_id)
+    )
+    if rows:
+        connection.execute(reconciliation_bucket.insert(), rows)
+
+
+def record_promotion(
+    connection: sa.Connection,
+    batch_id: str,
+    system: str,
+    kind: str,
+    entities: Iterable[str],
+    sources: dict[str, Path] | None,
+    chunk_rows: int,
+) -> bool:
+    """Record the batch's aggregates, inside its promotion's transaction, after its rows are
+    written (see the module docstring). False when a delta has no base to build on."""
+    entities = list(entities)
+    aggregates: dict[str, tuple[Buckets, ColumnSums]] = {}
+    if kind != "delta":
+        for entity in entities:
+            path = (sources or {}).get(entity)
+            if path is None:
+                # staged in staged_<entity> rather than by reference: no file to count from
+                connection.execute(
+                    reconciliation_bucket.delete().where(
+                        reconciliation_bucket.c.batch_id == batch_id
+                    )
+                )
+                return False
+            aggregates[entity] = file_aggregates(path, entity, chunk_rows)
+        _store(connection, batch_id, system, aggregates)
+        return True
+    base_id = base_batch(connection, system, batch_id)
+    base = recorded(connection, base_id) if base_id else None
+    if base is None or not set(entities) <= set(base):
+        return False
+    for entity in entities:
+        buckets, sums = base[entity]
+        history = HISTORY_TABLES[entity].name
+        before = query_aggregates(
+            connection,
+            entity,
+            history,
+            "history_batch_id = :b AND history_op IN ('update', 'delete')",
+            {"b": batch_id},
+        )
+        written = query_aggregates(connection, entity, entity, "batch_id = :b", {"b": batch_id})
+        buckets = add(add(buckets, before[0], -1), written[0])
+        sums = add_sums(add_sums(sums, before[1], -1), written[1])
+        aggregates[entity] = (buckets, sums)
+    _store(connection, batch_id, system, aggregates)
+    return True
+
+
+def differing_buckets(expected: Buckets, actual: Buckets) -> list[str]:
+    """The buckets whose count or hash sums differ (sorted)."""
+    joined = expected.reindex(expected.index.union(actual.index), fill_value=0)
+    other = actual.reindex(joined.index, fill_value=0)
+    return sorted(str(b) for b in joined.index[(joined != other).any(axis=1)])
+
+
+def differing_columns(expected: ColumnSums, actual: ColumnSums) -> list[str]:
+    """``column.count`` / ``column.sum`` figures that differ (sums of floats within 1e-9)."""
+    found = []
+    for column in sorted(set(expected) | set(actual)):
+        left, right = expected.get(column, {}), actual.get(column, {})
+        if left.get("count", 0) != right.get("count", 0):
+            found.append(f"{column}.count")
+        if not math.isclose(
+            float(left.get("sum", 0)), float(right.get("sum", 0)), rel_tol=1e-9, abs_tol=1e-6
+        ):
+            found.append(f"{column}.sum")
+    return found
