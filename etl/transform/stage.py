@@ -30,6 +30,25 @@ OUTCOME_SCHEMA = pa.schema(
 )
 
 
+class LandedFileChangedError(RuntimeError):
+    """A landed file no longer matches the digest its manifest recorded at extract."""
+
+
+def check_landed_digest(
+    paths: BatchPaths, system: str, batch_id: str, dataset: str, expected: str
+) -> None:
+    """Fail closed: a landed file changed after extract (by hand, a copy gone wrong, a disk) is
+    never transformed; the freeze window's verification trusts the chain from the landed files
+    to the core (etl/cutover/reconcile.py), so the chain must be tamper-evident here."""
+    landed = paths.landed_file(dataset)
+    if files.sha256_of(landed) != expected:
+        raise LandedFileChangedError(
+            f"system {system}, batch {batch_id}: the landed file {landed.name} differs from the "
+            "SHA-256 its landing manifest recorded at extract; the landing zone was changed "
+            f"after extract. Nothing was transformed: extract again (`vardflytt run {system}`)."
+        )
+
+
 class StageReport(BaseModel):
     """Counts only: safe for logs and XCom."""
 
@@ -108,6 +127,9 @@ def transform_entity(
     if mapping.reserve.issue is not ReserveIssue.NEVER:
         reserve_numbers = reserve_numbers_in_core(settings.resolved_core_url, system)
     landed = paths.landed_file(mapping.dataset)
+    check_landed_digest(
+        paths, system, batch_id, mapping.dataset, manifest.datasets[mapping.dataset].sha256
+    )
     if manifest.kind == DELTA:
         # A delta maps only its new, changed and dependent rows; the rest are already in the core.
         selected = selected_row_numbers(paths, mapping.dataset)

@@ -172,3 +172,27 @@ def test_blocking_travels_with_the_data_it_covers(small_estate, settings_for, tm
             assert len(inherited) > 0.9 * len(rows), entity
             assert all(own == contact for own, contact in inherited), entity
             assert sum(own for own, _ in inherited) > 0, f"no blocked {entity} rows at all"
+
+
+def test_a_landed_file_changed_after_extract_is_never_transformed(
+    small_estate, settings_for, tmp_path
+):
+    """The freeze window's verification trusts the chain from landed files to the core, so a
+    landed file edited after extract stops the transform (fail closed), naming system and file."""
+    import pyarrow.parquet as pq
+
+    from etl.batch import BatchPaths
+    from etl.transform.stage import LandedFileChangedError
+
+    settings = settings_for(small_estate, f"sqlite:///{tmp_path / 'tampered.sqlite'}")
+    pipeline.extract("elvis", "elvis-tampered", AS_OF, settings=settings)
+    landed = BatchPaths.of(settings, "elvis-tampered", "elvis").landed_file("patient")
+    table = pq.read_table(landed)
+    pq.write_table(table.slice(1), landed)  # one row gone, behind the pipeline's back
+
+    with pytest.raises(
+        LandedFileChangedError, match=r"system elvis, batch elvis-tampered.*patient"
+    ):
+        pipeline.transform("elvis", "patient", "elvis-tampered", settings=settings)
+    paths = BatchPaths.of(settings, "elvis-tampered", "elvis")
+    assert not paths.stage_file("transformed", "patient").exists()
