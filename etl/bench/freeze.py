@@ -23,6 +23,7 @@ import yaml
 from etl.batch import utc_now
 from etl.bench.figures import SYSTEMS
 from etl.bench.migration import bench_settings
+from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT, Settings
 
 WAVE = "bench_freeze"
@@ -32,26 +33,14 @@ _ESTATE_FILES = ("manifest.json", "defects.csv", "identity_truth.csv", "crosswal
 
 
 def _plan(systems: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "waves": [
-            {
-                "wave": WAVE,
-                "title": "bench: the freeze window",
-                "systems": list(systems),
-                "scope": {"site": "SU", "care_units": []},
-                "window": {"start": "2027-01-01", "end": "2027-01-14"},
-                "criteria": {
-                    "max_quarantine_rate": 0.05,
-                    "dq_gate": "pass",
-                    "reconciliation": "exact",
-                    "accounting": "exact",
-                    "min_rehearsals": 0,
-                    "approvers": {"project_lead": {"airflow_users": [APPROVER]}},
-                },
-            }
-        ],
-    }
+    return one_wave_plan(
+        WAVE,
+        list(systems),
+        {"project_lead": {"airflow_users": [APPROVER]}},
+        title="bench: the freeze window",
+        site="SU",
+        min_rehearsals=0,
+    )
 
 
 def _copy_estate(estate: Path, target: Path, systems: tuple[str, ...]) -> Path:

@@ -70,6 +70,34 @@ REGISTER_FILE = "care_units.yaml"
 FIRST_WAVE = "first_wave"
 
 
+def one_wave_plan(
+    wave: str,
+    systems: list[str],
+    approvers: dict[str, Any],
+    *,
+    title: str = "test wave",
+    site: str | None = None,
+    window: tuple[str, str] = ("2027-01-01", "2027-01-14"),
+    **criteria: Any,
+) -> dict[str, Any]:
+    """A plan of one whole-system wave, as its YAML file holds it (the bench, tests, onboarding
+    rehearsals): the strict criteria (quarantine rate 5 %, gate pass, reconciliation and
+    accounting exact) unless ``criteria`` says otherwise; ``approvers`` is role -> accounts."""
+    entry: dict[str, Any] = {"wave": wave, "title": title, "systems": list(systems)}
+    if site is not None:
+        entry["scope"] = {"site": site, "care_units": []}
+    entry["window"] = {"start": window[0], "end": window[1]}
+    entry["criteria"] = {
+        "max_quarantine_rate": 0.05,
+        "dq_gate": "pass",
+        "reconciliation": "exact",
+        "accounting": "exact",
+        **criteria,
+        "approvers": approvers,
+    }
+    return {"version": 1, "waves": [entry]}
+
+
 class PlanError(ValueError):
     """The wave plan is missing, malformed or names systems that do not exist."""
 

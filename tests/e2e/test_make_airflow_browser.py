@@ -48,6 +48,7 @@ from etl.cutover.airflow_hitl import (
     approval_task_id,
     cutover_dag_id,
 )
+from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT, Settings
 from tests.e2e.airflow_server import AirflowServer, airflow_standalone
 from tests.e2e.browser import WAIT_SECONDS, require_browser, screenshots
@@ -88,26 +89,15 @@ def _mappings(folder: Path) -> Path:
     mappings = folder / "mappings"
     for name in (MIGRATED, WAVE_SYSTEM, "crosswalks", "_archetypes"):
         shutil.copytree(PROJECT_ROOT / "mappings" / name, mappings / name)
-    plan = {
-        "version": 1,
-        "waves": [
-            {
-                "wave": WAVE,
-                "title": "browser test wave",
-                "systems": [WAVE_SYSTEM],
-                "window": {"start": "2027-01-01", "end": "2027-01-14"},
-                "criteria": {
-                    "max_quarantine_rate": 0.06,
-                    "tolerated_quarantined_rows": 10,
-                    "dq_gate": "pass",
-                    "reconciliation": "exact",
-                    "accounting": "exact",
-                    "min_rehearsals": 0,  # rehearsals: tests/integration/test_waves.py
-                    "approvers": {role: {"airflow_users": [user]} for role, user in ROLES.items()},
-                },
-            }
-        ],
-    }
+    plan = one_wave_plan(
+        WAVE,
+        [WAVE_SYSTEM],
+        {role: {"airflow_users": [user]} for role, user in ROLES.items()},
+        title="browser test wave",
+        max_quarantine_rate=0.06,
+        tolerated_quarantined_rows=10,
+        min_rehearsals=0,  # rehearsals: tests/integration/test_waves.py
+    )
     (mappings / "waves.yaml").write_text(yaml.safe_dump(plan, sort_keys=False), "utf-8")
     return mappings
 

@@ -28,6 +28,7 @@ import yaml
 from etl.core.database import core_engine
 from etl.cutover import ledger
 from etl.cutover.airflow_hitl import CHANNEL, approval_task_id
+from etl.cutover.plan import one_wave_plan
 from etl.dag_names import cutover_dag_id
 from etl.load.promote import core_checksums
 from etl.settings import PROJECT_ROOT
@@ -46,26 +47,14 @@ def mappings(tmp_path_factory) -> Path:
     folder.mkdir()
     for name in (*SYSTEMS, "crosswalks", "_archetypes"):
         shutil.copytree(PROJECT_ROOT / "mappings" / name, folder / name)
-    plan = {
-        "version": 1,
-        "waves": [
-            {
-                "wave": WAVE,
-                "title": "ELVIS test wave",
-                "systems": SYSTEMS,
-                "scope": {"site": "SU", "care_units": []},
-                "window": {"start": "2027-01-01", "end": "2027-01-14"},
-                "criteria": {
-                    "max_quarantine_rate": 0.05,
-                    "dq_gate": "pass",
-                    "reconciliation": "exact",
-                    "accounting": "exact",
-                    "min_rehearsals": 0,  # the rehearsal path is covered by test_waves.py
-                    "approvers": {"project_lead": {"airflow_users": ["anna", "lena"]}},
-                },
-            }
-        ],
-    }
+    plan = one_wave_plan(
+        WAVE,
+        SYSTEMS,
+        {"project_lead": {"airflow_users": ["anna", "lena"]}},
+        title="ELVIS test wave",
+        site="SU",
+        min_rehearsals=0,  # the rehearsal path is covered by test_waves.py
+    )
     (folder / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
     return folder
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from etl.core.database import core_engine
 from etl.cutover import airflow_hitl, ledger, waves
+from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -25,24 +26,7 @@ RUN = "manual__2027-01-10T08:00:00+00:00"
 def settings(settings_for, tmp_path):
     mappings = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "mappings" / "elvis", mappings / "elvis")
-    plan = {
-        "version": 1,
-        "waves": [
-            {
-                "wave": WAVE,
-                "title": "test wave",
-                "systems": ["elvis"],
-                "window": {"start": "2027-01-01", "end": "2027-01-14"},
-                "criteria": {
-                    "max_quarantine_rate": 0.05,
-                    "dq_gate": "pass",
-                    "reconciliation": "exact",
-                    "accounting": "exact",
-                    "approvers": {"project_lead": {"airflow_users": ["anna", "lena"]}},
-                },
-            }
-        ],
-    }
+    plan = one_wave_plan(WAVE, ["elvis"], {"project_lead": {"airflow_users": ["anna", "lena"]}})
     (mappings / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
     return settings_for(core_url=f"sqlite:///{tmp_path / 'core.sqlite'}", mappings_dir=mappings)
 

@@ -33,6 +33,7 @@ from etl.core.tables import access_log
 from etl.cutover import ledger
 from etl.cutover.airflow_hitl import approval_task_id, evidence_links
 from etl.cutover.evidence import write_pack
+from etl.cutover.plan import one_wave_plan
 from etl.cutover.waiting import AirflowUnreadable, waiting_go_no_go
 from etl.dag_names import cutover_dag_id
 from etl.dashboard.app import create_app
@@ -80,24 +81,7 @@ GO_NO_GO_DAG = textwrap.dedent(
 def settings(settings_for, tmp_path) -> Settings:
     mappings = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "mappings" / "elvis", mappings / "elvis")
-    plan = {
-        "version": 1,
-        "waves": [
-            {
-                "wave": WAVE,
-                "title": "test wave",
-                "systems": ["elvis"],
-                "window": {"start": "2027-01-01", "end": "2027-01-14"},
-                "criteria": {
-                    "max_quarantine_rate": 0.05,
-                    "dq_gate": "pass",
-                    "reconciliation": "exact",
-                    "accounting": "exact",
-                    "approvers": {ROLE: {"airflow_users": APPROVERS}},
-                },
-            }
-        ],
-    }
+    plan = one_wave_plan(WAVE, ["elvis"], {ROLE: {"airflow_users": APPROVERS}})
     (mappings / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
     return settings_for(
         core_url=f"sqlite:///{tmp_path / 'core.sqlite'}",

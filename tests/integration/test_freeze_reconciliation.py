@@ -23,6 +23,7 @@ from etl.batch import BatchPaths
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES, wave_reconciliation
 from etl.cutover import ledger, waves
+from etl.cutover.plan import one_wave_plan
 from etl.cutover.reconcile import _entities
 from etl.estate.activity import simulate_activity
 from etl.load import hash_aggregates
@@ -36,26 +37,14 @@ DELTA_AS_OF = dt.date(2026, 7, 15)
 
 
 def _plan() -> dict:
-    return {
-        "version": 1,
-        "waves": [
-            {
-                "wave": "t1",
-                "title": "freeze window",
-                "systems": SYSTEMS,
-                "scope": {"site": "SU", "care_units": []},
-                "window": {"start": "2027-01-01", "end": "2027-01-14"},
-                "criteria": {
-                    "max_quarantine_rate": 0.05,
-                    "dq_gate": "pass",
-                    "reconciliation": "exact",
-                    "accounting": "exact",
-                    "min_rehearsals": 0,
-                    "approvers": {"project_lead": {"airflow_users": ["anna"]}},
-                },
-            }
-        ],
-    }
+    return one_wave_plan(
+        "t1",
+        SYSTEMS,
+        {"project_lead": {"airflow_users": ["anna"]}},
+        title="freeze window",
+        site="SU",
+        min_rehearsals=0,
+    )
 
 
 @pytest.fixture(

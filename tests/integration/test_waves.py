@@ -17,6 +17,7 @@ import yaml
 
 from etl.core.database import core_engine
 from etl.cutover import ledger, waves
+from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -30,26 +31,13 @@ IDENTITY_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:19|20)?\d{6}[-+]?\d{4}(?![0-9A
 def settings(small_estate, settings_for, tmp_path, core_url):
     mappings = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "mappings", mappings)
-    plan = {
-        "version": 1,
-        "waves": [
-            {
-                "wave": "t1",
-                "title": "test wave",
-                "systems": SYSTEMS,
-                "scope": {"site": "SU", "care_units": []},
-                "window": {"start": "2027-01-01", "end": "2027-01-14"},
-                "criteria": {
-                    "max_quarantine_rate": 0.05,
-                    "dq_gate": "pass",
-                    "reconciliation": "exact",
-                    "accounting": "exact",
-                    "min_rehearsals": 1,
-                    "approvers": {"project_lead": {"airflow_users": ["anna", "lena"]}},
-                },
-            }
-        ],
-    }
+    plan = one_wave_plan(
+        "t1",
+        SYSTEMS,
+        {"project_lead": {"airflow_users": ["anna", "lena"]}},
+        site="SU",
+        min_rehearsals=1,
+    )
     (mappings / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
     return settings_for(small_estate, core_url, mappings_dir=mappings)
 

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from etl.core.database import core_engine
 from etl.cutover import airflow_hitl, ledger, waves
-from etl.cutover.plan import PlanError, load_plan
+from etl.cutover.plan import PlanError, load_plan, one_wave_plan
 from etl.dag_names import cutover_dag_id
 from etl.settings import PROJECT_ROOT, Settings
 from tests.commands import copy_migrated_airflow_db
@@ -45,25 +45,9 @@ APPROVERS = {
 
 
 def _plan(approvers: dict, min_rehearsals: int = 0) -> dict:
-    return {
-        "version": 1,
-        "waves": [
-            {
-                "wave": WAVE,
-                "title": "ELVIS test wave",
-                "systems": SYSTEMS,
-                "window": {"start": "2027-01-01", "end": "2027-01-14"},
-                "criteria": {
-                    "max_quarantine_rate": 0.05,
-                    "dq_gate": "pass",
-                    "reconciliation": "exact",
-                    "accounting": "exact",
-                    "min_rehearsals": min_rehearsals,
-                    "approvers": approvers,
-                },
-            }
-        ],
-    }
+    return one_wave_plan(
+        WAVE, SYSTEMS, approvers, title="ELVIS test wave", min_rehearsals=min_rehearsals
+    )
 
 
 def _mappings(folder: Path, approvers: dict) -> Path:
