@@ -875,16 +875,42 @@ def later_slice_waves(connection: sa.Connection, plan: WavePlan, wave: str) -> l
 def list_conflicts(
     settings: Settings, wave: str | None = None, state: str | None = OPEN
 ) -> list[dict[str, Any]]:
-    """Conflicts raised for cut-over waves (ids, keys and counts only), oldest first."""
-    query = sa.select(cutover_conflict).order_by(
+    """Conflicts raised for cut-over waves (ids, keys and counts only), oldest first; each with
+    ``changes``: how many open conflicts its row has (a row changed again after go-live has one
+    per change, :func:`_not_raised_yet`)."""
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        return conflicts_of(connection, wave, state)
+
+
+def _same_row(other: sa.TableClause) -> sa.ColumnElement[bool]:
+    return (
+        (other.c.source_system == cutover_conflict.c.source_system)
+        & (other.c.entity == cutover_conflict.c.entity)
+        & (other.c.row_id == cutover_conflict.c.row_id)
+    )
+
+
+def conflicts_of(
+    connection: sa.Connection, wave: str | None = None, state: str | None = OPEN
+) -> list[dict[str, Any]]:
+    """:func:`list_conflicts` on a connection. ``changes`` is counted in SQL (a correlated count
+    of the open conflicts of the same system, entity and row), never per row in Python."""
+    other = cutover_conflict.alias("same_row")
+    changes = (
+        sa.select(sa.func.count())
+        .select_from(other)
+        .where(_same_row(other) & (other.c.state == OPEN))
+        .scalar_subquery()
+        .label("changes")
+    )
+    query = sa.select(cutover_conflict, changes).order_by(
         cutover_conflict.c.detected_at, cutover_conflict.c.conflict_id
     )
     if wave:
         query = query.where(cutover_conflict.c.wave == wave)
     if state:
         query = query.where(cutover_conflict.c.state == state)
-    with core_engine(settings.resolved_core_url).connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query)]
+    return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def conflicts_per_wave(connection: sa.Connection) -> dict[str, int]:
@@ -900,17 +926,35 @@ def conflicts_per_wave(connection: sa.Connection) -> dict[str, int]:
 
 
 def resolve_conflict(settings: Settings, conflict_id: str, actor: str, note: str) -> dict[str, Any]:
-    """A steward closes a conflict (fixed in the core, or the legacy change was wrong)."""
+    """A steward closes a conflict (fixed in the core, or the legacy change was wrong).
+    ``others_open``: the open conflicts of the same row left (its other changes after go-live),
+    which the steward still has to look at."""
     if not note.strip():
         raise SliceError("resolving a conflict needs a note: say what was done")
     with core_engine(settings.resolved_core_url).begin() as connection:
-        updated = connection.execute(
-            cutover_conflict.update()
-            .where(
-                (cutover_conflict.c.conflict_id == conflict_id) & (cutover_conflict.c.state == OPEN)
-            )
-            .values(state=RESOLVED, resolved_by=actor, resolved_at=utc_now(), note=note)
-        ).rowcount
+        return close_conflict(connection, conflict_id, actor, note)
+
+
+def close_conflict(
+    connection: sa.Connection, conflict_id: str, actor: str, note: str
+) -> dict[str, Any]:
+    """:func:`resolve_conflict` on a connection (in its transaction)."""
+    updated = connection.execute(
+        cutover_conflict.update()
+        .where((cutover_conflict.c.conflict_id == conflict_id) & (cutover_conflict.c.state == OPEN))
+        .values(state=RESOLVED, resolved_by=actor, resolved_at=utc_now(), note=note)
+    ).rowcount
     if not updated:
         raise SliceError(f"no open conflict {conflict_id}")
-    return {"conflict_id": conflict_id, "state": RESOLVED, "resolved_by": actor}
+    other = cutover_conflict.alias("same_row")
+    others_open = connection.execute(
+        sa.select(sa.func.count())
+        .select_from(other.join(cutover_conflict, _same_row(other)))
+        .where((cutover_conflict.c.conflict_id == conflict_id) & (other.c.state == OPEN))
+    ).scalar_one()
+    return {
+        "conflict_id": conflict_id,
+        "state": RESOLVED,
+        "resolved_by": actor,
+        "others_open": int(others_open),
+    }
