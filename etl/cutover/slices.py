@@ -64,7 +64,7 @@ from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE
 from etl.settings import Settings
 from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
 from etl.transform.stage import outcomes_table, transform_entity
-from etl.validate.gate import WAVE_SLICE, wave_rows_file
+from etl.validate.gate import GATE_EVIDENCE, WAVE_SLICE, wave_rows_file
 
 STAGE_ROW_NUMBER = "_row_number"
 MARKER = WAVE_SLICE  # in validated/: the slice is cut once; a retry reads it back
@@ -869,6 +869,41 @@ def later_slice_waves(connection: sa.Connection, plan: WavePlan, wave: str) -> l
     return sorted(str(w) for w in rows if w in {x.wave for x in plan.waves})
 
 
+# --- the gate's evidence in the ledger ---------------------------------------------------------
+
+
+def gate_summary(settings: Settings, system: str, batch_id: str) -> dict[str, Any] | None:
+    """What the slice-aware gate judged for a batch (``gate.json``, etl/validate/gate.py), for
+    the wave's ledger evidence: per entity and check the wave's figures, the whole batch's and
+    the basis (``slice``, ``stricter``, ``whole``). Counts only; None when the batch's gate
+    judged no slice (a system moved whole)."""
+    path = BatchPaths.of(settings, batch_id, system).validated / GATE_EVIDENCE
+    if not path.exists():
+        return None
+    evidence = json.loads(path.read_text("utf-8"))
+
+    def figures(found: dict[str, Any] | None) -> dict[str, int] | None:
+        if found is None:
+            return None
+        return {f: int(found[f]) for f in ("rows_evaluated", "rows_failed", "rows_waived")}
+
+    return {
+        "thresholds_digest": evidence.get("thresholds_digest"),
+        "checks": [
+            {
+                "entity": str(check["entity"]),
+                "check": str(check["check"]),
+                "basis": str(check["basis"]),
+                "wave": figures(check["judged"]),
+                "wave_is_breached": bool(check["slice_is_breached"]),
+                "batch": figures(check.get("batch")),
+                "batch_is_breached": check.get("batch_is_breached"),
+            }
+            for check in evidence.get("checks", [])
+        ],
+    }
+
+
 # --- conflicts for the stewards ---------------------------------------------------------------
 
 
@@ -882,7 +917,7 @@ def list_conflicts(
         return conflicts_of(connection, wave, state)
 
 
-def _same_row(other: sa.TableClause) -> sa.ColumnElement[bool]:
+def _same_row(other: sa.FromClause) -> sa.ColumnElement[bool]:
     return (
         (other.c.source_system == cutover_conflict.c.source_system)
         & (other.c.entity == cutover_conflict.c.entity)

@@ -551,3 +551,52 @@ def _catalog(settings):
     from etl.pipeline import catalog
 
     return catalog(settings)
+
+
+def test_the_gates_figures_are_in_the_waves_ledger_and_evidence_pack(loaded, tmp_path):
+    """Each load of a slice records its gate's figures in the wave's ledger evidence (the
+    wave's and the whole batch's per entity and check, and the basis), and the evidence pack
+    shows them: counts only."""
+    from etl.cutover.evidence import write_pack
+
+    settings = loaded.settings
+    wave = "w1_skaraborg"
+    with _engine(settings).connect() as connection:
+        load = next(
+            t for t in ledger.transitions(connection, wave) if t["to_state"] == "initial_load"
+        )
+    recorded = load["evidence"]["batches"]["melior"]["gate"]
+    on_disk = _gate_evidence(settings, wave, "melior")
+    assert [(c["entity"], c["check"], c["basis"]) for c in recorded["checks"]] == [
+        (c["entity"], c["check"], c["basis"]) for c in on_disk["checks"]
+    ]
+    for mine, found in zip(recorded["checks"], on_disk["checks"], strict=True):
+        assert mine["wave"]["rows_failed"] == found["judged"]["rows_failed"]
+        assert mine["batch"]["rows_failed"] == found["batch"]["rows_failed"]
+        assert mine["batch"]["rows_evaluated"] == found["batch"]["rows_evaluated"]
+        assert set(mine) == {
+            *("entity", "check", "basis", "wave", "wave_is_breached"),
+            *("batch", "batch_is_breached"),
+        }
+    # The wave's figures are its slice's, not the whole batch's.
+    assert any(
+        c["wave"]["rows_evaluated"] < c["batch"]["rows_evaluated"] for c in recorded["checks"]
+    )
+    pack = write_pack(settings, wave, "gate-test", out_root=tmp_path)
+    content = json.loads((pack / "evidence.json").read_text("utf-8"))
+    shown = {(r["source_system"], r["entity"], r["check"]): r for r in content["slice_gate"]}
+    assert {s for s, _, _ in shown} == set(SYSTEMS)
+    for check in recorded["checks"]:
+        row = shown["melior", check["entity"], check["check"]]
+        assert (row["wave_failed"], row["batch_failed"]) == (
+            check["wave"]["rows_failed"],
+            check["batch"]["rows_failed"],
+        )
+        assert all(isinstance(row[f], int) for f in ("wave_evaluated", "batch_evaluated"))
+    markdown = (pack / "evidence.md").read_text("utf-8")
+    assert "## Data-quality gate of the wave's slice" in markdown
+    failing = next(c for c in recorded["checks"] if c["batch"]["rows_failed"])
+    assert (
+        f"{failing['wave']['rows_failed']} of {failing['wave']['rows_evaluated']} | "
+        f"{failing['batch']['rows_failed']} of {failing['batch']['rows_evaluated']}"
+    ) in markdown
