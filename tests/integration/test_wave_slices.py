@@ -553,7 +553,7 @@ def _catalog(settings):
     return catalog(settings)
 
 
-def test_the_gates_figures_are_in_the_waves_ledger_and_evidence_pack(loaded, tmp_path):
+def test_the_gates_figures_are_in_the_waves_ledger_and_evidence_pack(loaded):
     """Each load of a slice records its gate's figures in the wave's ledger evidence (the
     wave's and the whole batch's per entity and check, and the basis), and the evidence pack
     shows them: counts only."""
@@ -582,7 +582,7 @@ def test_the_gates_figures_are_in_the_waves_ledger_and_evidence_pack(loaded, tmp
     assert any(
         c["wave"]["rows_evaluated"] < c["batch"]["rows_evaluated"] for c in recorded["checks"]
     )
-    pack = write_pack(settings, wave, "gate-test", out_root=tmp_path)
+    pack = write_pack(settings, wave, "gate-test", out_root=settings.home / "gate-test-packs")
     content = json.loads((pack / "evidence.json").read_text("utf-8"))
     shown = {(r["source_system"], r["entity"], r["check"]): r for r in content["slice_gate"]}
     assert {s for s, _, _ in shown} == set(SYSTEMS)
