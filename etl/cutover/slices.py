@@ -795,6 +795,15 @@ def _via_depth(system: SystemMappings, entity: str) -> int:
     return depth
 
 
+def _fold(first: pd.Series, pending: list[pd.Series]) -> pd.Series:
+    """The per-patient minimum of ``first`` and the chunks' minima (emptied)."""
+    if not pending:
+        return first
+    folded: pd.Series = pd.concat([first, *pending]).groupby(level=0).min()
+    pending.clear()
+    return folded
+
+
 def core_assignment(
     connection: sa.Connection, plan: WavePlan, system: SystemMappings, chunk: int = CORE_CHUNK
 ) -> Iterator[tuple[str, pd.Series]]:
@@ -830,6 +839,7 @@ def core_assignment(
     }
     known: dict[str, pd.Series] = {}
     first = pd.Series(dtype="int64")
+    pending: list[pd.Series] = []
     for entity in unit_level:
         key = ENTITIES[entity].id_field()
         gathered: list[pd.Series] = []
@@ -845,11 +855,13 @@ def core_assignment(
             ids = frame[key].to_numpy()
             yield entity, pd.Series(rows["wave"].to_numpy(), index=ids, dtype="string")
             if split:
-                at = first_waves_of(plan, system, {entity: frame}, {entity: found[entity]})
-                first = pd.concat([first, at]).groupby(level=0).min()
+                pending.append(first_waves_of(plan, system, tables, {entity: found[entity]}))
+                if sum(len(p) for p in pending) >= max(chunk, len(first)):
+                    first = _fold(first, pending)  # amortised: folded as often as it doubles
             if entity in targets:
                 units = row_units(system, tables, known)[entity][0]
                 gathered.append(pd.Series(units.to_numpy(), index=ids, dtype="string"))
+        first = _fold(first, pending)
         if entity in targets:
             joined = (
                 pd.concat(gathered) if gathered else pd.Series(dtype="string", index=pd.Index([]))
