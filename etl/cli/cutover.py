@@ -539,6 +539,11 @@ def cutover_conflicts(
     if resolve:
         done = _cutover_call(slices.resolve_conflict, settings, resolve, _actor(), note or "")
         console.print(f"conflict {done['conflict_id']} resolved by {done['resolved_by']}")
+        if done["others_open"]:
+            console.print(
+                f"the same row has {done['others_open']} other open conflict(s) (later changes "
+                "after go-live); see `vardflytt cutover conflicts`"
+            )
         return
     found = slices.list_conflicts(settings, wave, None if show_all else slices.OPEN)
     with core_engine(settings.resolved_core_url).connect() as connection:
@@ -550,11 +555,18 @@ def cutover_conflicts(
             *("conflict_id", "wave", "detected_in_wave", "batch_id", "source_system"),
             *("entity", "row_id", "source_key", "change", "state", "detected_at"),
         ]
-        rows = [{f: str(c[f]) if c[f] is not None else None for f in fields} for c in found]
+        rows = [
+            {
+                **{f: str(c[f]) if c[f] is not None else None for f in fields},
+                "changes": int(c["changes"]),
+            }
+            for c in found
+        ]
         typer.echo(json.dumps({"per_wave": per_wave, "conflicts": rows}))
         return
     table = Table(title="conflicts: legacy changes to cut-over waves' rows")
-    for column in ("id", "wave", "found in", "system", "entity", "row id", "change", "state"):
+    columns = ("id", "wave", "found in", "system", "entity", "row id", "change", "changes", "state")
+    for column in columns:
         table.add_column(column)
     for c in found:
         table.add_row(
@@ -565,7 +577,9 @@ def cutover_conflicts(
             c["entity"],
             c["row_id"][:16],
             c["change"],
+            str(c["changes"]),
             c["state"],
         )
     console.print(table)
+    console.print('"changes": the open conflicts of the same row (one per change after go-live)')
     console.print(f"open per wave: {per_wave or 'none'}")

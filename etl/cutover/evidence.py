@@ -124,7 +124,39 @@ def collect(settings: Settings, name: str) -> dict[str, Any]:
         "transitions": transitions,
         "approvals": approvals,
         "conflicts": conflicts,
+        "slice_gate": slice_gate(transitions),
     }
+
+
+def slice_gate(transitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The slice-aware gate's figures the wave's loads recorded in its ledger (the latest load
+    of each system): per system, entity and check, the wave's rows failed of evaluated, the
+    whole batch's, and the basis judged on. Counts only."""
+    latest: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for t in transitions:
+        for system, batch in (t["evidence"].get("batches") or {}).items():
+            if isinstance(batch, dict) and batch.get("gate"):
+                latest[system] = (t["to_state"], str(batch["batch_id"]), batch["gate"])
+    rows = []
+    for system, (phase, batch_id, gate) in sorted(latest.items()):
+        for check in gate["checks"]:
+            wave, batch = check.get("wave") or {}, check.get("batch") or {}
+            rows.append(
+                {
+                    "source_system": system,
+                    "phase": phase,
+                    "batch_id": batch_id,
+                    "entity": check["entity"],
+                    "check": check["check"],
+                    "basis": check["basis"],
+                    "wave_failed": wave.get("rows_failed"),
+                    "wave_evaluated": wave.get("rows_evaluated"),
+                    "batch_failed": batch.get("rows_failed"),
+                    "batch_evaluated": batch.get("rows_evaluated"),
+                    "wave_is_breached": check.get("wave_is_breached"),
+                }
+            )
+    return rows
 
 
 # Line breaks of any kind (a value must never start a new Markdown block) and other controls.
@@ -215,6 +247,21 @@ def _markdown(content: dict[str, Any]) -> str:
         _md_cells(row, reconciliation_fields) + f" | {'yes' if row['is_reconciled'] else 'NO'} |"
         for row in content["reconciliation"]
     ]
+    if content.get("slice_gate"):
+        lines += [
+            "",
+            "## Data-quality gate of the wave's slice (failed of evaluated rows)",
+            "",
+            "| system | entity | check | basis | wave | whole batch | breached |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            _md_cells(row, ("source_system", "entity", "check", "basis"))
+            + f" | {md(row['wave_failed'])} of {md(row['wave_evaluated'])}"
+            + f" | {md(row['batch_failed'])} of {md(row['batch_evaluated'])}"
+            + f" | {'YES' if row['wave_is_breached'] else 'no'} |"
+            for row in content["slice_gate"]
+        ]
     lines += ["", "## Ledger", ""]
     for t in content["transitions"]:
         lines.append(

@@ -80,10 +80,14 @@ def needed_columns(system: SystemMappings, entity: str) -> list[str]:
 
 
 def row_units(
-    system: SystemMappings, tables: dict[str, pd.DataFrame]
+    system: SystemMappings,
+    tables: dict[str, pd.DataFrame],
+    known: dict[str, pd.Series] | None = None,
 ) -> dict[str, tuple[pd.Series, pd.Series]]:
     """Per entity with a unit of its own (column, via or fixed): each row's HSA-id (NA: none)
-    and how it was found (``own_unit``, ``fixed_unit``, ``via_<entity>``)."""
+    and how it was found (``own_unit``, ``fixed_unit``, ``via_<entity>``). ``known``: the
+    units of entities a row may point at (``via``), by id, found before (a table read in
+    chunks, etl/cutover/slices.py): used instead of their tables."""
     found: dict[str, tuple[pd.Series, pd.Series]] = {}
 
     def unit_of(entity: str) -> pd.Series:
@@ -111,6 +115,12 @@ def row_units(
         else:
             target = declared.via_entity
             assert target is not None
+            if known is not None and target in known:
+                units = _looked_up(
+                    table[declared.via], known[target].index.to_series(), known[target]
+                )
+                reason = VIA + target
+                return _stored(entity, units, reason, declared, index)
             target_units = unit_of(target)
             target_table = tables.get(target)
             ids = (
@@ -120,7 +130,12 @@ def row_units(
             )
             units = _looked_up(table[declared.via], ids, target_units)
             reason = VIA + target
-        assert declared is None or not declared.is_patient_level
+        return _stored(entity, units, reason, declared, index)
+
+    def _stored(
+        entity: str, units: pd.Series, reason: str, declared: object, index: pd.Index
+    ) -> pd.Series:
+        assert declared is None or not getattr(declared, "is_patient_level", False)
         units = units.str.strip()
         units = units.where((units != "").fillna(False), pd.NA)
         found[entity] = (units, pd.Series(reason, index=index, dtype="string"))
@@ -140,17 +155,25 @@ def _looked_up(keys: pd.Series, index: pd.Series, values: pd.Series) -> pd.Serie
 
 
 def memberships(
-    plan: WavePlan, system: SystemMappings, tables: dict[str, pd.DataFrame]
+    plan: WavePlan,
+    system: SystemMappings,
+    tables: dict[str, pd.DataFrame],
+    known: dict[str, pd.Series] | None = None,
+    first_waves: pd.Series | None = None,
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Per entity: which waves take each row (a boolean column per wave, in plan order), and
-    the reason each wave would give. Each wave decides on its own (module docstring)."""
+    the reason each wave would give. Each wave decides on its own (module docstring).
+
+    ``known`` (units by id of the entities rows point at) and ``first_waves`` (per patient,
+    the position of the first wave taking one of its rows, :func:`first_waves_of`) stand in
+    for the tables they come from, so that a table can be assigned a chunk at a time."""
     name = system.name
     order = [wave.wave for wave in plan.waves]
     split_units: set[str] = set()
     for wave in plan.waves:
         if name in wave.by_unit:
             split_units |= wave.units
-    units = row_units(system, tables)
+    units = row_units(system, tables, known)
     result: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     for entity, (unit, how) in units.items():
         members: dict[str, np.ndarray] = {}
@@ -178,7 +201,7 @@ def memberships(
             pd.DataFrame(members, index=unit.index, columns=order),
             pd.DataFrame(reasons, index=unit.index, columns=order),
         )
-    _patient_memberships(plan, system, tables, result)
+    _patient_memberships(plan, system, tables, result, first_waves)
     return result
 
 
@@ -187,6 +210,7 @@ def _patient_memberships(
     system: SystemMappings,
     tables: dict[str, pd.DataFrame],
     result: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    first_waves: pd.Series | None = None,
 ) -> None:
     """Patient-level rows: with the whole system, in the plan's patients wave, or (first_wave,
     and ``follows: patient_care`` always) with the first wave that takes one of the patient's
@@ -201,7 +225,10 @@ def _patient_memberships(
         and e in tables
         and (e in PATIENT_ENTITIES or is_patient_level(system, e))
     ]
-    first = _first_waves(tables, result, len(order)) if split else None
+    if first_waves is not None:
+        first: pd.Series | None = first_waves
+    else:
+        first = _first_waves(tables, result, len(order)) if split else None
     unscoped = plan.unscoped_wave(name)
     for entity in entities:
         table = tables[entity]
@@ -258,14 +285,33 @@ def _first_waves(
     return joined.groupby("patient_id")["at"].min()
 
 
+def first_waves_of(
+    plan: WavePlan,
+    system: SystemMappings,
+    tables: dict[str, pd.DataFrame],
+    members: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+) -> pd.Series:
+    """Per patient id, the position of the first wave taking one of its rows in ``tables``
+    (rows with a unit); the minimum over chunks is that over the whole tables."""
+    unit_level = {e: m for e, m in members.items() if not is_patient_level(system, e)}
+    return _first_waves(tables, unit_level, len(plan.waves))
+
+
 def assign(
-    plan: WavePlan, system: SystemMappings, tables: dict[str, pd.DataFrame]
+    plan: WavePlan,
+    system: SystemMappings,
+    tables: dict[str, pd.DataFrame],
+    known: dict[str, pd.Series] | None = None,
+    first_waves: pd.Series | None = None,
+    found: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per entity, each row's ``source_key``, ``wave`` and ``reason``, and ``waves``: how many
     waves take it. ``wave`` is set only where exactly one does; otherwise the reason is
-    ``in_no_wave`` or ``in_several_waves``."""
+    ``in_no_wave`` or ``in_several_waves``. ``found``: :func:`memberships` already computed."""
     assigned = {}
-    for entity, (members, reasons) in memberships(plan, system, tables).items():
+    if found is None:
+        found = memberships(plan, system, tables, known, first_waves)
+    for entity, (members, reasons) in found.items():
         taken = members.to_numpy()
         count = taken.sum(axis=1)
         exactly_one = count == 1

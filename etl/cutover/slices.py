@@ -39,6 +39,7 @@ import hashlib
 import json
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,19 +59,28 @@ from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, cutover_conflict, promotion
 from etl.cutover import ledger
 from etl.cutover.plan import WavePlan
-from etl.cutover.scope import assign, is_patient_level, needed_columns, read_transformed
+from etl.cutover.scope import (
+    assign,
+    first_waves_of,
+    is_patient_level,
+    memberships,
+    needed_columns,
+    read_transformed,
+    row_units,
+)
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE
 from etl.settings import Settings
 from etl.transform.engine import EXCLUDED, FLAGGED, MERGED, QUARANTINED
 from etl.transform.stage import outcomes_table, transform_entity
-from etl.validate.gate import WAVE_SLICE, wave_rows_file
+from etl.validate.gate import GATE_EVIDENCE, WAVE_SLICE, wave_rows_file
 
 STAGE_ROW_NUMBER = "_row_number"
 MARKER = WAVE_SLICE  # in validated/: the slice is cut once; a retry reads it back
 OWNERS = "_wave_owners.parquet"  # in validated/: the assignment, computed once per batch
 DELETION_OUTCOMES = "deletion_outcomes.parquet"  # in validated/: each deleted key's outcome
 CORE_SLICE = 5_000
+CORE_CHUNK = 20_000  # core rows read at a time for the assignment of the core's rows
 OPEN, RESOLVED = "open", "resolved"
 CHANGED, NEW, DELETED = "changed", "new", "deleted"
 # A deleted key's outcome in a wave's slice (besides WAVE_SCOPE and SLICE_CONFLICT).
@@ -755,18 +765,136 @@ def _core_tables(connection: sa.Connection, system: SystemMappings) -> dict[str,
     return tables
 
 
+def _core_chunks(
+    connection: sa.Connection, system: SystemMappings, entity: str, chunk: int
+) -> Iterator[pd.DataFrame]:
+    """The columns the assignment reads of the core's rows of ``system``, ``chunk`` rows at a
+    time in key order (a server-side cursor on PostgreSQL), each value as text by itself."""
+    table = ENTITY_TABLES[entity]
+    columns = [c for c in needed_columns(system, entity) if c in table.c]
+    result = connection.execute(
+        sa.select(*(table.c[c] for c in columns))
+        .where(table.c.source_system == system.name)
+        .order_by(table.c[ENTITIES[entity].id_field()])
+        .execution_options(yield_per=chunk)
+    )
+    for partition in result.partitions():
+        yield pd.DataFrame(list(partition), columns=columns, dtype=object).astype("string")
+
+
+def _via_depth(system: SystemMappings, entity: str) -> int:
+    """How many ``via`` steps an entity's unit is away from a unit of its own (targets first)."""
+    depth, seen = 0, {entity}
+    unit = system.entities[entity].care_unit
+    while unit is not None and unit.via_entity and unit.via_entity in system.entities:
+        if unit.via_entity in seen:  # a cycle is refused by the catalog; never loop here
+            break
+        seen.add(unit.via_entity)
+        depth += 1
+        unit = system.entities[unit.via_entity].care_unit
+    return depth
+
+
+def _fold(first: pd.Series, pending: list[pd.Series]) -> pd.Series:
+    """The per-patient minimum of ``first`` and the chunks' minima (emptied)."""
+    if not pending:
+        return first
+    folded: pd.Series = pd.concat([first, *pending]).groupby(level=0).min()
+    pending.clear()
+    return folded
+
+
+def core_assignment(
+    connection: sa.Connection, plan: WavePlan, system: SystemMappings, chunk: int = CORE_CHUNK
+) -> Iterator[tuple[str, pd.Series]]:
+    """The assignment (:func:`etl.cutover.scope.assign`) of the core's rows of ``system``, read
+    a chunk at a time: per chunk, its entity and each row's wave by core id (NA: no wave or
+    several). The same result as :func:`wave_of_rows` over the whole tables, in bounded memory:
+
+    - rows with a unit of their own are assigned chunk by chunk; an entity other rows point at
+      (``via``: an encounter, a referral) is read first and only its id -> unit map is kept;
+    - patient-level rows need, per patient, the first wave taking one of the patient's rows:
+      a minimum per patient, folded chunk by chunk, then those rows are read in chunks too.
+
+    What is held besides a chunk: the care-unit register, the via targets' id -> unit maps and
+    the per-patient minimum; never every table's columns at once."""
+    present = [e for e in [*system.entities, "patient_identifier"] if e in ENTITY_TABLES]
+    split = system.name in plan.split_systems
+    base: dict[str, pd.DataFrame] = {}
+    if "care_unit" in present:
+        frames = list(_core_chunks(connection, system, "care_unit", chunk))
+        base["care_unit"] = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=needed_columns(system, "care_unit"), dtype="string")
+        )
+    unit_level = sorted(
+        (e for e in present if not is_patient_level(system, e)),
+        key=lambda e: _via_depth(system, e),
+    )
+    targets = {
+        unit.via_entity
+        for e in unit_level
+        if (unit := system.entities[e].care_unit) is not None and unit.via_entity
+    }
+    known: dict[str, pd.Series] = {}
+    first = pd.Series(dtype="int64")
+    pending: list[pd.Series] = []
+    for entity in unit_level:
+        key = ENTITIES[entity].id_field()
+        gathered: list[pd.Series] = []
+        frames_of = (
+            iter([base["care_unit"]])
+            if entity == "care_unit"
+            else _core_chunks(connection, system, entity, chunk)
+        )
+        for frame in frames_of:
+            tables = {**base, entity: frame}
+            found = memberships(plan, system, tables, known, first_waves=first)
+            rows = assign(plan, system, tables, found=found)[entity]
+            ids = frame[key].to_numpy()
+            yield entity, pd.Series(rows["wave"].to_numpy(), index=ids, dtype="string")
+            if split:
+                pending.append(first_waves_of(plan, system, tables, {entity: found[entity]}))
+                if sum(len(p) for p in pending) >= max(chunk, len(first)):
+                    first = _fold(first, pending)  # amortised: folded as often as it doubles
+            if entity in targets:
+                units = row_units(system, tables, known)[entity][0]
+                gathered.append(pd.Series(units.to_numpy(), index=ids, dtype="string"))
+        first = _fold(first, pending)
+        if entity in targets:
+            joined = (
+                pd.concat(gathered) if gathered else pd.Series(dtype="string", index=pd.Index([]))
+            )
+            known[entity] = joined[~joined.index.duplicated()]
+    for entity in present:
+        if entity in unit_level:
+            continue
+        key = ENTITIES[entity].id_field()
+        for frame in _core_chunks(connection, system, entity, chunk):
+            tables = {entity: frame}
+            found = memberships(plan, system, tables, known, first if split else None)
+            rows = assign(plan, system, tables, found=found)[entity]
+            yield entity, pd.Series(rows["wave"].to_numpy(), index=frame[key].to_numpy())
+
+
 def slice_ids(
-    connection: sa.Connection, plan: WavePlan, wave: str, catalog: Catalog
+    connection: sa.Connection,
+    plan: WavePlan,
+    wave: str,
+    catalog: Catalog,
+    chunk: int = CORE_CHUNK,
 ) -> dict[str, set[str]]:
-    """Per core table, the ids of the rows of ``wave``'s slice of its split systems."""
+    """Per core table, the ids of the rows of ``wave``'s slice of its split systems, by
+    :func:`core_assignment` (read a chunk at a time)."""
     found: dict[str, set[str]] = {}
     for name in plan.systems_of(wave):
         if name not in plan.split_systems:
             continue
         system = catalog.system(name)
-        tables = _core_tables(connection, system)
-        for entity, (by_id, _) in wave_of_rows(plan, system, tables).items():
-            found.setdefault(entity, set()).update(by_id.index[(by_id == wave).fillna(False)])
+        for entity, waves in core_assignment(connection, plan, system, chunk):
+            mine = waves.index[(waves == wave).fillna(False).to_numpy(bool)]
+            found.setdefault(entity, set()).update(str(i) for i in mine)
     return found
 
 
@@ -869,22 +997,83 @@ def later_slice_waves(connection: sa.Connection, plan: WavePlan, wave: str) -> l
     return sorted(str(w) for w in rows if w in {x.wave for x in plan.waves})
 
 
+# --- the gate's evidence in the ledger ---------------------------------------------------------
+
+
+def gate_summary(settings: Settings, system: str, batch_id: str) -> dict[str, Any] | None:
+    """What the slice-aware gate judged for a batch (``gate.json``, etl/validate/gate.py), for
+    the wave's ledger evidence: per entity and check the wave's figures, the whole batch's and
+    the basis (``slice``, ``stricter``, ``whole``). Counts only; None when the batch's gate
+    judged no slice (a system moved whole)."""
+    path = BatchPaths.of(settings, batch_id, system).validated / GATE_EVIDENCE
+    if not path.exists():
+        return None
+    evidence = json.loads(path.read_text("utf-8"))
+
+    def figures(found: dict[str, Any] | None) -> dict[str, int] | None:
+        if found is None:
+            return None
+        return {f: int(found[f]) for f in ("rows_evaluated", "rows_failed", "rows_waived")}
+
+    return {
+        "thresholds_digest": evidence.get("thresholds_digest"),
+        "checks": [
+            {
+                "entity": str(check["entity"]),
+                "check": str(check["check"]),
+                "basis": str(check["basis"]),
+                "wave": figures(check["judged"]),
+                "wave_is_breached": bool(check["slice_is_breached"]),
+                "batch": figures(check.get("batch")),
+                "batch_is_breached": check.get("batch_is_breached"),
+            }
+            for check in evidence.get("checks", [])
+        ],
+    }
+
+
 # --- conflicts for the stewards ---------------------------------------------------------------
 
 
 def list_conflicts(
     settings: Settings, wave: str | None = None, state: str | None = OPEN
 ) -> list[dict[str, Any]]:
-    """Conflicts raised for cut-over waves (ids, keys and counts only), oldest first."""
-    query = sa.select(cutover_conflict).order_by(
+    """Conflicts raised for cut-over waves (ids, keys and counts only), oldest first; each with
+    ``changes``: how many open conflicts its row has (a row changed again after go-live has one
+    per change, :func:`_not_raised_yet`)."""
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        return conflicts_of(connection, wave, state)
+
+
+def _same_row(other: sa.FromClause) -> sa.ColumnElement[bool]:
+    return (
+        (other.c.source_system == cutover_conflict.c.source_system)
+        & (other.c.entity == cutover_conflict.c.entity)
+        & (other.c.row_id == cutover_conflict.c.row_id)
+    )
+
+
+def conflicts_of(
+    connection: sa.Connection, wave: str | None = None, state: str | None = OPEN
+) -> list[dict[str, Any]]:
+    """:func:`list_conflicts` on a connection. ``changes`` is counted in SQL (a correlated count
+    of the open conflicts of the same system, entity and row), never per row in Python."""
+    other = cutover_conflict.alias("same_row")
+    changes = (
+        sa.select(sa.func.count())
+        .select_from(other)
+        .where(_same_row(other) & (other.c.state == OPEN))
+        .scalar_subquery()
+        .label("changes")
+    )
+    query = sa.select(cutover_conflict, changes).order_by(
         cutover_conflict.c.detected_at, cutover_conflict.c.conflict_id
     )
     if wave:
         query = query.where(cutover_conflict.c.wave == wave)
     if state:
         query = query.where(cutover_conflict.c.state == state)
-    with core_engine(settings.resolved_core_url).connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query)]
+    return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def conflicts_per_wave(connection: sa.Connection) -> dict[str, int]:
@@ -900,17 +1089,35 @@ def conflicts_per_wave(connection: sa.Connection) -> dict[str, int]:
 
 
 def resolve_conflict(settings: Settings, conflict_id: str, actor: str, note: str) -> dict[str, Any]:
-    """A steward closes a conflict (fixed in the core, or the legacy change was wrong)."""
+    """A steward closes a conflict (fixed in the core, or the legacy change was wrong).
+    ``others_open``: the open conflicts of the same row left (its other changes after go-live),
+    which the steward still has to look at."""
     if not note.strip():
         raise SliceError("resolving a conflict needs a note: say what was done")
     with core_engine(settings.resolved_core_url).begin() as connection:
-        updated = connection.execute(
-            cutover_conflict.update()
-            .where(
-                (cutover_conflict.c.conflict_id == conflict_id) & (cutover_conflict.c.state == OPEN)
-            )
-            .values(state=RESOLVED, resolved_by=actor, resolved_at=utc_now(), note=note)
-        ).rowcount
+        return close_conflict(connection, conflict_id, actor, note)
+
+
+def close_conflict(
+    connection: sa.Connection, conflict_id: str, actor: str, note: str
+) -> dict[str, Any]:
+    """:func:`resolve_conflict` on a connection (in its transaction)."""
+    updated = connection.execute(
+        cutover_conflict.update()
+        .where((cutover_conflict.c.conflict_id == conflict_id) & (cutover_conflict.c.state == OPEN))
+        .values(state=RESOLVED, resolved_by=actor, resolved_at=utc_now(), note=note)
+    ).rowcount
     if not updated:
         raise SliceError(f"no open conflict {conflict_id}")
-    return {"conflict_id": conflict_id, "state": RESOLVED, "resolved_by": actor}
+    other = cutover_conflict.alias("same_row")
+    others_open = connection.execute(
+        sa.select(sa.func.count())
+        .select_from(other.join(cutover_conflict, _same_row(other)))
+        .where((cutover_conflict.c.conflict_id == conflict_id) & (other.c.state == OPEN))
+    ).scalar_one()
+    return {
+        "conflict_id": conflict_id,
+        "state": RESOLVED,
+        "resolved_by": actor,
+        "others_open": int(others_open),
+    }

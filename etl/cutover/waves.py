@@ -367,6 +367,9 @@ def load_wave(
                 "wave_scope": sum(a.wave_scope for a in report.accounting),
                 "conflicted": sum(a.conflicted for a in report.accounting),
             }
+            gate = _gate_summary(settings, system, batch_id)
+            if gate is not None:  # a slice's gate: the wave's figures beside the batch's
+                batches[system]["gate"] = gate
         evidence: dict[str, Any] = {
             "phase": phase,
             "batches": batches,
@@ -397,6 +400,12 @@ def load_wave(
             + "`."
         )
     return evidence
+
+
+def _gate_summary(settings: Settings, system: str, batch_id: str) -> dict[str, Any] | None:
+    from etl.cutover import slices
+
+    return slices.gate_summary(settings, system, batch_id)
 
 
 def freeze(

@@ -396,6 +396,108 @@ def test_the_validation_report_shows_the_rows_of_other_waves(loaded):
     assert "belongs to wave" in page
 
 
+def test_the_gates_figures_are_in_the_waves_ledger_and_evidence_pack(loaded):
+    """Each load of a slice records its gate's figures in the wave's ledger evidence (the
+    wave's and the whole batch's per entity and check, and the basis), and the evidence pack
+    shows them: counts only."""
+    from etl.cutover.evidence import write_pack
+
+    settings = loaded.settings
+    wave = "w1_skaraborg"
+    with _engine(settings).connect() as connection:
+        load = next(
+            t for t in ledger.transitions(connection, wave) if t["to_state"] == "initial_load"
+        )
+    recorded = load["evidence"]["batches"]["melior"]["gate"]
+    on_disk = _gate_evidence(settings, wave, "melior")
+    assert [(c["entity"], c["check"], c["basis"]) for c in recorded["checks"]] == [
+        (c["entity"], c["check"], c["basis"]) for c in on_disk["checks"]
+    ]
+    for mine, found in zip(recorded["checks"], on_disk["checks"], strict=True):
+        assert mine["wave"]["rows_failed"] == found["judged"]["rows_failed"]
+        assert mine["batch"]["rows_failed"] == found["batch"]["rows_failed"]
+        assert mine["batch"]["rows_evaluated"] == found["batch"]["rows_evaluated"]
+        assert set(mine) == {
+            *("entity", "check", "basis", "wave", "wave_is_breached"),
+            *("batch", "batch_is_breached"),
+        }
+    # The wave's figures are its slice's, not the whole batch's.
+    assert any(
+        c["wave"]["rows_evaluated"] < c["batch"]["rows_evaluated"] for c in recorded["checks"]
+    )
+    pack = write_pack(settings, wave, "gate-test", out_root=settings.home / "gate-test-packs")
+    content = json.loads((pack / "evidence.json").read_text("utf-8"))
+    shown = {(r["source_system"], r["entity"], r["check"]): r for r in content["slice_gate"]}
+    assert {s for s, _, _ in shown} == set(SYSTEMS)
+    for check in recorded["checks"]:
+        row = shown["melior", check["entity"], check["check"]]
+        assert (row["wave_failed"], row["batch_failed"]) == (
+            check["wave"]["rows_failed"],
+            check["batch"]["rows_failed"],
+        )
+        assert all(isinstance(row[f], int) for f in ("wave_evaluated", "batch_evaluated"))
+    markdown = (pack / "evidence.md").read_text("utf-8")
+    assert "## Data-quality gate of the wave's slice" in markdown
+    failing = next(c for c in recorded["checks"] if c["batch"]["rows_failed"])
+    assert (
+        f"{failing['wave']['rows_failed']} of {failing['wave']['rows_evaluated']} | "
+        f"{failing['batch']['rows_failed']} of {failing['batch']['rows_evaluated']}"
+    ) in markdown
+
+
+@pytest.mark.parametrize("chunk", [97, 20_000])
+def test_the_assignment_of_the_cores_rows_read_in_chunks_is_the_whole_tables(loaded, chunk):
+    """The rollback's slice assignment reads the core a chunk at a time (a row's unit may come
+    from its encounter or referral, a patient's wave from the first of its rows): per split
+    system and entity, every core row gets the wave the assignment over the whole tables gives,
+    whatever the chunk size, and the slices' ids are the same."""
+    from etl.pipeline import catalog
+
+    settings = loaded.settings
+    plan = waves.plan_of(settings)
+    systems = catalog(settings)
+    with _engine(settings).connect() as connection:
+        for name in SYSTEMS:
+            system = systems.system(name)
+            whole = {
+                entity: by_id
+                for entity, (by_id, _) in slices.wave_of_rows(
+                    plan, system, slices._core_tables(connection, system)
+                ).items()
+            }
+            parts: dict[str, list[pd.Series]] = {}
+            for entity, found in slices.core_assignment(connection, plan, system, chunk):
+                assert len(found) <= chunk or entity == "care_unit"
+                parts.setdefault(entity, []).append(found)
+            chunked = {entity: pd.concat(found) for entity, found in parts.items()}
+            for entity, by_id in whole.items():
+                if by_id.empty:
+                    assert chunked.get(entity, pd.Series(dtype="string")).empty
+                    continue
+                assert entity in chunked, f"{name} {entity}"
+                left = by_id.sort_index().fillna("(none)")
+                right = chunked[entity].astype("string").sort_index().fillna("(none)")
+                assert left.index.tolist() == right.index.tolist(), f"{name} {entity}"
+                assert left.tolist() == right.tolist(), f"{name} {entity}"
+            assert set(chunked) <= set(whole)
+            # Each wave takes some of the rows, and rows with a unit via another row too.
+            assert {w for by_id in whole.values() for w in by_id.dropna()} == set(WAVES)
+        catalog_of = systems
+        for wave in WAVES:
+            old: dict[str, set[str]] = {}
+            for name in plan.systems_of(wave):
+                if name not in plan.split_systems:
+                    continue
+                system = catalog_of.system(name)
+                tables = slices._core_tables(connection, system)
+                for entity, (by_id, _) in slices.wave_of_rows(plan, system, tables).items():
+                    old.setdefault(entity, set()).update(by_id.index[(by_id == wave).fillna(False)])
+            new = slices.slice_ids(connection, plan, wave, catalog_of, chunk)
+            assert {e: ids for e, ids in new.items() if ids} == {
+                e: ids for e, ids in old.items() if ids
+            }, wave
+
+
 def test_a_legacy_change_after_cutover_is_a_conflict(loaded, cli):
     from etl.estate.activity import simulate_activity
 
