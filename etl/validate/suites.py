@@ -137,11 +137,72 @@ def suite_references(expectations_dir: Path, entity: str) -> list[Reference]:
     return declared_references(entity, definition.get("meta"))
 
 
+def _kwargs_built_once() -> None:
+    """GX 1.24 rebuilds an expectation's whole configuration (a pydantic ``dict()`` of every
+    field) once per key when it collects its domain and success kwargs, about 800 times per
+    validation of a suite: most of the fixed cost of validating a chunk, whatever its rows, and
+    the final delta of a freeze window validates many chunks of a handful of rows. These
+    replacements build the configuration once per call and read every key from it: the same
+    values (nothing changes the expectation during the call), the same errors. Only the version
+    whose code they copy is patched; any other runs unchanged."""
+    import great_expectations as gx
+    from great_expectations.exceptions import InvalidExpectationKwargsError
+    from great_expectations.expectations.expectation import Expectation
+
+    if gx.__version__ != _KWARGS_PATCHED_VERSION or getattr(Expectation, _PATCHED, False):
+        return
+
+    def _get_success_kwarg(self, key, default=None):
+        kwargs = self.configuration.kwargs
+        if key in kwargs:
+            return kwargs[key]
+        field = self.__fields__.get(key)
+        if field is not None:
+            return field.default if not field.required else default
+        logging.getLogger(Expectation.__module__).warning(
+            f'_get_success_kwarg called with key "{key}", '
+            f"but it is not a known field of {type(self).__name__}"
+        )
+        return default
+
+    def _domain_kwargs(self, kwargs):
+        domain_kwargs = {
+            key: kwargs.get(key, self._get_default_value(key)) for key in self.domain_keys
+        }
+        missing_kwargs = set(self.domain_keys) - set(domain_kwargs.keys())
+        if missing_kwargs:
+            raise InvalidExpectationKwargsError(f"Missing domain kwargs: {list(missing_kwargs)}")
+        return domain_kwargs
+
+    def _get_domain_kwargs(self):
+        return _domain_kwargs(self, self.configuration.kwargs)
+
+    def _get_success_kwargs(self):
+        kwargs = self.configuration.kwargs
+        domain_kwargs = _domain_kwargs(self, kwargs)
+        success_kwargs = {
+            key: kwargs.get(key, self._get_default_value(key)) for key in self.success_keys
+        }
+        success_kwargs.update(domain_kwargs)
+        return success_kwargs
+
+    Expectation._get_success_kwarg = _get_success_kwarg  # type: ignore[method-assign]
+    Expectation._get_domain_kwargs = _get_domain_kwargs  # type: ignore[method-assign]
+    Expectation._get_success_kwargs = _get_success_kwargs  # type: ignore[method-assign]
+    setattr(Expectation, _PATCHED, True)
+
+
+_KWARGS_PATCHED_VERSION = "1.24.1"
+_PATCHED = "_vardflytt_kwargs_built_once"
+
+
 @cache
 def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
+
+    _kwargs_built_once()
 
     # GX fingerprints every in-memory batch (pandas' hash of every value, then MD5) for batch
     # markers nothing here reads; with Arrow-backed text pandas hashes value by value in Python,
