@@ -137,13 +137,15 @@ def _to_sql_seconds(connection: Any, entity: str, parquet_file: Path, chunk_rows
 
 
 @contextmanager
-def fresh_schema(base_url: str, log: Callable[[str], None]) -> Iterator[str]:
+def fresh_schema(
+    base_url: str, log: Callable[[str], None], schema: str | None = None
+) -> Iterator[str]:
     """A URL on a new schema of the server, dropped on leaving (its pooled connections closed)."""
     import sqlalchemy as sa
 
     from etl.core.database import core_engine
 
-    schema = bench_schema_name()
+    schema = schema or bench_schema_name()
     admin = sa.create_engine(base_url)
     try:
         with admin.begin() as connection:
@@ -171,35 +173,18 @@ def _postgres_run(
     with_cutover: bool = True,
 ) -> dict[str, Any]:
     """Load into a fresh schema on the server; the schema is dropped afterwards in any case."""
-    import sqlalchemy as sa
-
-    from etl.core.database import core_engine
-
     schema = bench_schema_name()
-    admin = sa.create_engine(base_url)
-    try:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = url_with_search_path(base_url, schema)
-        log(f"postgresql: schema {schema} created")
-        try:
-            settings = bench_settings(run_dir / "postgresql", estate, chunk_rows, url)
-            result = _in_process_run(
-                "postgresql",
-                "postgresql",
-                settings,
-                as_of,
-                log,
-                core_url=redact_url(url),
-                schema=schema,
-            )
-            if with_cutover:
-                result["cutover"] = cutover_figures(settings, "postgresql", log)
-            return result
-        finally:
-            core_engine(url).dispose()  # close pooled connections before dropping their schema
-            with admin.begin() as connection:
-                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            log(f"postgresql: schema {schema} dropped")
-    finally:
-        admin.dispose()
+    with fresh_schema(base_url, log, schema) as url:
+        settings = bench_settings(run_dir / "postgresql", estate, chunk_rows, url)
+        result = _in_process_run(
+            "postgresql",
+            "postgresql",
+            settings,
+            as_of,
+            log,
+            core_url=redact_url(url),
+            schema=schema,
+        )
+        if with_cutover:
+            result["cutover"] = cutover_figures(settings, "postgresql", log)
+        return result
