@@ -135,6 +135,10 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
+# Seconds a task's supervisor waits for each execution API call (machine_settings).
+EXECUTION_API_TIMEOUT_SECONDS = 30.0
+
+
 def machine_settings(cores: int | None = None) -> dict[str, str]:
     """Airflow's process counts from the machine's cores, and every listener on loopback.
 
@@ -145,6 +149,12 @@ def machine_settings(cores: int | None = None) -> dict[str, str]:
     4, as Airflow advises scaling out instead). Listeners: the api-server and the scheduler's
     health check bind 127.0.0.1; the log servers, which cannot be bound to an address, are not
     started by ``vardflytt airflow standalone`` (etl/airflow_standalone.py). Celery is not used.
+
+    A task's supervisor waits ``[workers] execution_api_timeout`` for each call to the execution
+    API (Airflow's default 5 s, five tries) before it kills the task. One api-server worker on a
+    saturated small machine, writing to SQLite beside the DAG processor and scheduler, can take
+    longer than that: a cutover's ``take_wave_lock`` was killed so before it ran (load 11 on 2
+    cores) and failed the whole run. Airflow's advice for high load is a longer timeout: 30 s.
     """
     cores = cores or os.cpu_count() or 1
     half = max(1, cores // 2)
@@ -154,6 +164,7 @@ def machine_settings(cores: int | None = None) -> dict[str, str]:
         "AIRFLOW__API__WORKERS": str(min(4, half)),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": str(EXECUTION_API_TIMEOUT_SECONDS),
     }
 
 

@@ -38,6 +38,8 @@ def test_the_environment_is_sized_by_os_cpu_count_and_on_loopback(settings_for, 
     assert environment["AIRFLOW__API__WORKERS"] == "1"
     assert environment["AIRFLOW__API__HOST"] == "127.0.0.1"  # Airflow's default: 0.0.0.0
     assert environment["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
+    # A task whose start waits on a busy api-server is not killed after 5 s (Airflow's default).
+    assert float(environment["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"]) >= 30
     # The SimpleAuthManager users stay configured alongside.
     assert environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].startswith("admin:ADMIN")
 
