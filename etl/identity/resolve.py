@@ -683,11 +683,13 @@ def _persons(
     group_systems = pd.unique(group.astype(np.int64) * n_systems + system_code)
     system_count = np.bincount(group_systems // n_systems, minlength=len(slot))
     by_id = _text_order(person_ids)
+    anchor = anchors[by_id]
     persons = pd.DataFrame(
         {
             "person_id": _column(person_ids.take(pa.array(by_id))),
-            "identity_number": patients["identity_number"].to_numpy(dtype=object)[anchors[by_id]],
-            "identity_kind": patients["identity_kind"].to_numpy(dtype=object)[anchors[by_id]],
+            # Only the anchors' values become Python objects (not every patient's).
+            "identity_number": patients["identity_number"].take(anchor).to_numpy(dtype=object),
+            "identity_kind": patients["identity_kind"].take(anchor).to_numpy(dtype=object),
             "protected_identity": np.array(levels, dtype=object)[protection_code[groups[by_id]]],
             "patient_count": patient_count[groups[by_id]].astype(np.int64),
             "system_count": system_count[groups[by_id]].astype(np.int64),
