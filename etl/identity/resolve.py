@@ -370,7 +370,7 @@ def _column(values: pa.Array) -> Any:
     """Arrow strings as the frame column pandas would make of the same Python strings, without
     making them (no Python object per row)."""
     if isinstance(_TEXT_DTYPE, pd.StringDtype) and len(values) and values.null_count == 0:
-        return _TEXT_DTYPE.__from_arrow__(values)
+        return _TEXT_DTYPE.__from_arrow__(values)  # type: ignore[attr-defined]  # pandas-stubs lack it
     return values.to_numpy(zero_copy_only=False)
 
 
