@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from etl.identity import resolve
@@ -66,8 +66,27 @@ def sorted_patients(patients: pd.DataFrame) -> pd.DataFrame:
     return patients.sort_values("patient_id", kind="stable").reset_index(drop=True)
 
 
+# Two different (kind, system, number) that the old keys made one string: "k|a|b|c".
+SAME_TEXT_KEY = (
+    pd.DataFrame(
+        {
+            "patient_id": ["p1", "p2"],
+            "source_system": ["a|b", "a"],
+            "identity_number": ["c", "b|c"],
+            "identity_kind": ["k", "k"],
+            "sex": None,
+            "birth_date": None,
+            "protected_identity": None,
+        },
+        columns=resolve.PATIENT_COLUMNS,
+    ),
+    pd.DataFrame(columns=resolve.IDENTIFIER_COLUMNS),
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(inputs())
+@example(SAME_TEXT_KEY)
 def test_edges_as_codes_equal_the_edges_with_string_keys(frames):
     """Same edges in the same order, one key code per key string, same placeholders."""
     patients, identifiers = frames
