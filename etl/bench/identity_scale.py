@@ -23,6 +23,8 @@ on timings.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -181,6 +183,96 @@ def measure_identity(
     return {"people": people, "inputs": prepared, "resolve": resolved, "definitions": DEFINITIONS}
 
 
+def retime_identity(work_dir: Path, repeats: int = RESOLVE_REPEATS) -> dict[str, Any]:
+    """Time the resolver again over the inputs a kept run made (``vardflytt bench --identity
+    --keep-files``), in a fresh child as the bench does, and put the new figures in that run's
+    ``results.json`` and ``results.md`` (the code changed; the inputs, minutes to build at
+    200,000 people, did not). ``--scale-compare`` then compares the new figures."""
+    from etl.batch import write_json
+    from etl.bench.environment import git_info
+    from etl.bench.figures import RESULTS_FILE, RESULTS_MARKDOWN
+    from etl.bench.markdown import results_markdown
+    from etl.bench.migration import _run_child
+
+    results_file = work_dir / RESULTS_FILE
+    results = json.loads(results_file.read_text("utf-8"))
+    identity = results.get("identity")
+    kept = sorted(work_dir.glob("run_*/identity/inputs"))
+    if not identity or identity.get("error") or not kept:
+        raise ValueError(
+            f"{work_dir} has no identity inputs kept: run `vardflytt bench --identity "
+            "--keep-files` there first"
+        )
+    folder = kept[-1].parent
+    identity["resolve"] = _run_child(
+        ["identity-resolve", "--inputs", str(kept[-1]), "--repeats", str(repeats)],
+        folder / "resolve.json",
+        folder / "resolve.log",
+    )
+    identity["retimed"] = {"at": dt.datetime.now(dt.UTC).isoformat(), "git": git_info()}
+    write_json(results_file, results)
+    (work_dir / RESULTS_MARKDOWN).write_text(results_markdown(results), "utf-8")
+    return identity
+
+
+# The resolver's steps, timed apart by ``phase_seconds`` (those the resolver has).
+PHASES = (
+    "_distinct_patients",
+    "_identifier_edges",
+    "_components",
+    "_conflicts",
+    "_decisions_by_component",
+    "patient_set_keys",
+    "review_ids_for",
+    "_persons",
+    "_evidence",
+)
+
+
+def phase_seconds(inputs_dir: Path, repeats: int = RESOLVE_REPEATS) -> dict[str, Any]:
+    """CPU seconds of each step of ``resolve_identities`` over prepared inputs (``rest``: the
+    rest of it), the run with the least CPU of ``repeats``; for finding what grows faster than
+    the rows. Each step is wrapped by a timer for the call (a diagnosis, not the bench's
+    figure)."""
+    import pandas as pd
+
+    from etl.identity import resolve
+
+    patients = pd.read_parquet(inputs_dir / PATIENTS_FILE)
+    identifiers = pd.read_parquet(inputs_dir / IDENTIFIERS_FILE)
+    spent: dict[str, float] = {}
+    originals = {name: getattr(resolve, name) for name in PHASES if hasattr(resolve, name)}
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - started
+
+        return call
+
+    runs = []
+    try:
+        for name, function in originals.items():
+            setattr(resolve, name, timed(name, function))
+        for _ in range(repeats):
+            spent.clear()
+            started = time.process_time()
+            resolve.resolve_identities(patients, identifiers, run_id="bench_identity")
+            total = time.process_time() - started
+            runs.append({"cpu_seconds": total, **spent, "rest": total - sum(spent.values())})
+    finally:
+        for name, function in originals.items():
+            setattr(resolve, name, function)
+    return {
+        "input_rows": len(patients) + len(identifiers),
+        "best": min(runs, key=lambda run: run["cpu_seconds"]),
+        "all_cpu_seconds": [run["cpu_seconds"] for run in runs],
+    }
+
+
 # --------------------------------------------------------------------------- two sizes, pure
 
 
@@ -256,3 +348,31 @@ def identity_scale_lines(scale: dict[str, Any]) -> list[str]:
         f"(CPU x{shown(scale['cpu_cost_per_row_ratio'], 3)}).",
     ]
     return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m etl.bench.identity_scale WORK_DIR...``: ``retime_identity`` of each (with
+    ``--phases``: ``phase_seconds`` over each one's kept inputs, as JSON, results untouched)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=retime_identity.__doc__)
+    parser.add_argument("work_dirs", type=Path, nargs="+")
+    parser.add_argument("--repeats", type=int, default=RESOLVE_REPEATS)
+    parser.add_argument("--phases", action="store_true")
+    arguments = parser.parse_args(argv)
+    for work_dir in arguments.work_dirs:
+        if arguments.phases:
+            inputs = sorted(work_dir.glob("run_*/identity/inputs"))[-1]
+            phases = phase_seconds(inputs, arguments.repeats)
+            print(json.dumps({"work_dir": str(work_dir), **phases}), file=sys.stdout)
+            continue
+        resolved = retime_identity(work_dir, arguments.repeats)["resolve"]
+        print(
+            f"{work_dir}: {resolved['input_rows']:,} rows, {resolved['seconds']:.2f} s wall, "
+            f"{resolved['cpu_seconds']:.2f} s CPU, peak {resolved['peak_rss_mib']:.0f} MiB",
+            file=sys.stdout,
+        )
+
+
+if __name__ == "__main__":
+    main()

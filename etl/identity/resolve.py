@@ -175,27 +175,30 @@ def resolve_identities(
     of reviews still open, so an unchanged conflict keeps its review. New reviews get ids from
     ``run_id``.
     """
-    patients = (
-        patients[PATIENT_COLUMNS]
-        .sort_values("patient_id", kind="stable")
-        .drop_duplicates("patient_id")
-        .reset_index(drop=True)
-    )
+    patients = _distinct_patients(patients[PATIENT_COLUMNS])
     n = len(patients)
-    patient_ids = patients["patient_id"].astype(str).to_numpy(dtype=object)
-    systems = patients["source_system"].astype(str).to_numpy(dtype=object)
+    patient_text = _text_column(patients["patient_id"].astype(str))
+    if not _is_text(patients["patient_id"]) and len(pc.unique(patient_text)) != n:
+        raise ValueError("patient ids must be distinct as text")
+    patient_ids = patient_text.to_numpy(zero_copy_only=False)
+    # Systems as codes into their names (a missing one: -1), from the read on.
+    system_code, system_names = _codes(_text_column(patients["source_system"].astype(str)))
+    if (system_code < 0).any():
+        raise ValueError("every patient needs its source_system")
 
-    edges, placeholders = _identifier_edges(patients, identifiers)
-    key_index, key_values = pd.factorize(edges["key"], sort=True)
-    n_keys = len(key_values)
-    patient_index = edges["patient_index"].to_numpy()
+    edges, placeholders = _identifier_edges(
+        patients, patient_text, identifiers, system_code, system_names
+    )
+    key_index, n_keys = edges.key, edges.n_keys
+    patient_index = edges.patient_index
     labels = _components(n + n_keys, patient_index, n + key_index)
     component = pd.factorize(labels[:n], sort=False)[0] if n else np.zeros(0, dtype=np.int64)
     n_components = int(component.max()) + 1 if n else 0
     component_size = np.bincount(component, minlength=n_components)
 
     conflicts = _conflicts(patients, component, n_components)
-    personal = edges["identity_kind"].isin(PERSONAL_KINDS).to_numpy()
+    personal_kind = np.array([name in PERSONAL_KINDS for name in edges.kinds], dtype=bool)
+    personal = personal_kind[edges.kind]
     personal_labels = _components(n + n_keys, patient_index[personal], n + key_index[personal])
     number_conflict = (
         pd.Series(personal_labels[n + key_index[personal]])
@@ -211,15 +214,14 @@ def resolve_identities(
     has_conflict = conflicts[list(CONFLICT_REASONS)].any(axis=1).to_numpy()
     flagged = sorted(set(np.flatnonzero(has_conflict).tolist()) | kept_apart_components)
 
-    rule = np.where(component_size[component] > 1, RULE_SHARED_IDENTIFIER, RULE_SINGLE).astype(
-        object
-    )
+    is_shared = component_size[component] > 1
+    rule = np.where(is_shared, RULE_SHARED_IDENTIFIER, RULE_SINGLE).astype(object)
     review_of = np.full(n, None, dtype=object)
     group = component.astype(np.int64).copy()
     open_by_key = _open_review_index(open_reviews)
     reviews: list[dict[str, Any]] = []
     reason_json = np.full(n, "[]", dtype=object)
-    order = np.argsort(component, kind="stable")
+    order = _order(component)
     starts = np.searchsorted(component[order], np.arange(n_components + 1))
     next_group = n_components
     # The keys of every flagged group, hashed in one call each (not two calls per group).
@@ -255,7 +257,9 @@ def resolve_identities(
                     "review_id": review_id or fresh_review_ids[position],
                     "patient_set_key": set_key,
                     "patient_ids": json.dumps(sorted(member_ids)),
-                    "systems": json.dumps(sorted(set(systems[members].tolist()))),
+                    "systems": json.dumps(
+                        sorted({system_names[code] for code in system_code[members].tolist()})
+                    ),
                     "reasons": reason_text,
                     "is_new": review_id is None,
                 }
@@ -265,16 +269,39 @@ def resolve_identities(
             rule[p] = local_rule[p]
             review_of[p] = decided_by[p] or review_id
 
-    person_of, persons = _persons(patients, group)
+    # Rules and reasons as Arrow strings: each distinct text once, the flagged patients' own.
+    flagged_members = (
+        np.concatenate([order[starts[c] : starts[c + 1]] for c in flagged])
+        if flagged
+        else np.zeros(0, dtype=np.int64)
+    )
+    rule_text = _patched(
+        pa.array([RULE_SINGLE, RULE_SHARED_IDENTIFIER], pa.large_string()).take(
+            pa.array(is_shared.astype(np.int8))
+        ),
+        flagged_members,
+        rule[flagged_members],
+        n,
+    )
+    reason_text = _patched("[]", flagged_members, reason_json[flagged_members], n)
+    person_of, persons = _persons(patients, patient_text, system_code, group)
     evidence = _evidence(
-        patients, edges, key_index, component, component_size, reason_json, review_of
+        patient_text,
+        patient_ids,
+        system_code,
+        system_names,
+        edges,
+        component,
+        component_size,
+        reason_text,
+        review_of,
     )
     links = pd.DataFrame(
         {
-            "patient_id": patient_ids,
-            "person_id": person_of,
-            "rule": rule,
-            "evidence": evidence,
+            "patient_id": _column(patient_text),
+            "person_id": _column(person_of),
+            "rule": _column(rule_text),
+            "evidence": _column(evidence),
             "review_id": review_of,
         },
         columns=LINK_COLUMNS,
@@ -296,45 +323,174 @@ def resolve_identities(
     return Resolution(links=links, persons=persons, reviews=review_frame, counts=counts)
 
 
+@dataclass
+class _Edges:
+    """One row per (patient, identity key), as integer codes: identifier rows first (in their
+    order), then any primary identity not among them."""
+
+    patient_index: np.ndarray  # the patient's position
+    key: np.ndarray  # the identity key, 0 .. n_keys - 1
+    n_keys: int
+    kind: np.ndarray  # position in ``kinds``
+    kinds: list[str]
+    identifier_id: pa.Array  # patient_identifier_id as text; null for a primary identity
+
+    def __len__(self) -> int:
+        return len(self.patient_index)
+
+
+def _distinct_patients(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients in patient id order, the first of each id kept (a stable sort, then equal
+    neighbours dropped: no hashing of the ids)."""
+    ids = patients["patient_id"]
+    if _is_text(ids) and not ids.isna().any():
+        ordered = patients.take(_text_order(_text_column(ids))).reset_index(drop=True)
+    else:
+        ordered = patients.sort_values("patient_id", kind="stable").reset_index(drop=True)
+    ids = ordered["patient_id"]
+    before = ids.shift()
+    repeated = ((ids == before) | (ids.isna() & before.isna())).to_numpy(dtype=bool, copy=True)
+    repeated[:1] = False
+    return ordered[~repeated].reset_index(drop=True) if repeated.any() else ordered
+
+
+def _is_text(values: pd.Series) -> bool:
+    """Whether a column holds text only (then its ``str`` is itself: distinct stays distinct)."""
+    return isinstance(values.dtype, pd.StringDtype) or (
+        values.dtype == object
+        and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+    )
+
+
+# The dtype pandas gives a column of Python strings (``str`` on Arrow in pandas 3).
+_TEXT_DTYPE = pd.Series(["text"]).dtype
+
+
+def _column(values: pa.Array) -> Any:
+    """Arrow strings as the frame column pandas would make of the same Python strings, without
+    making them (no Python object per row)."""
+    if isinstance(_TEXT_DTYPE, pd.StringDtype) and len(values) and values.null_count == 0:
+        return _TEXT_DTYPE.__from_arrow__(values)  # type: ignore[attr-defined]  # pandas-stubs lack it
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _text_column(values: pd.Series) -> pa.Array:
+    """A column as Arrow large strings (each value as its ``str``, missing values null)."""
+    array = pa.array(values.astype("string").array, type=pa.large_string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _codes(values: pa.Array) -> tuple[np.ndarray, list[Any]]:
+    """Integer codes of the values (null: -1) and the distinct values, by first appearance."""
+    encoded = values.dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary.to_pylist()
+
+
+def _first_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Codes 0 .. k - 1 of non-negative integers (k distinct), by first appearance."""
+    codes, uniques = pd.factorize(values, sort=False)
+    return codes.astype(np.int64), len(uniques)
+
+
 def _identifier_edges(
-    patients: pd.DataFrame, identifiers: pd.DataFrame
-) -> tuple[pd.DataFrame, int]:
-    """One row per (patient, identity key): identifier rows first, then any primary not among them.
+    patients: pd.DataFrame,
+    patient_text: pa.Array,
+    identifiers: pd.DataFrame,
+    system_code: np.ndarray,
+    system_names: list[Any],
+) -> tuple[_Edges, int]:
+    """The edges and the number of placeholder keys left out.
 
-    Returns the edges and the number of placeholder keys left out.
+    A key is kind and number, and the system for kinds that link only within their own system;
+    it is kept as integer codes (numbers and kinds dictionary-encoded once in Arrow), never as a
+    string built and hashed per row.
     """
-    primary = patients[["patient_id", "identity_number", "identity_kind"]].assign(
-        patient_identifier_id=None
-    )
-    frame = pd.concat(
-        [identifiers[IDENTIFIER_COLUMNS], primary[IDENTIFIER_COLUMNS]], ignore_index=True
-    )
-    number = frame["identity_number"].astype("string").str.strip()
-    kind = frame["identity_kind"].astype("string").str.strip()
-    index = pd.Index(patients["patient_id"].astype(str)).get_indexer(
-        # pandas-stubs: get_indexer takes any array-like
-        frame["patient_id"].astype(str)  # type: ignore[arg-type]
-    )
-    keep = (number.notna() & (number != "") & kind.notna() & (index >= 0)).to_numpy(dtype=bool)
-    frame = pd.DataFrame(
-        {
-            "patient_index": index[keep],
-            "patient_identifier_id": frame["patient_identifier_id"].to_numpy(dtype=object)[keep],
-            "identity_kind": kind[keep].to_numpy(dtype=object),
-            "identity_number": number[keep].to_numpy(dtype=object),
-        }
-    ).drop_duplicates(["patient_index", "identity_kind", "identity_number"], keep="first")
-    system = patients["source_system"].astype(str).to_numpy(dtype=object)[frame["patient_index"]]
-    scoped = ~frame["identity_kind"].isin(CROSS_SYSTEM_KINDS).to_numpy()
-    prefix = np.where(scoped, system + "|", "").astype(object)
-    frame["system"] = system
-    frame["key"] = frame["identity_kind"] + "|" + prefix + frame["identity_number"]
+    n = len(patients)
 
-    per_system = frame.groupby(["key", "system"])["patient_index"].nunique()
-    crowded = per_system[per_system > MAX_PATIENTS_PER_SYSTEM].index.get_level_values("key")
-    placeholder = frame["key"].isin(crowded)
-    edges = frame[~placeholder].drop(columns=["identity_number"]).reset_index(drop=True)
-    return edges, int(crowded.nunique())
+    def both(column: str) -> pa.Array:
+        """The identifiers' column, then the patients' (their primary identity)."""
+        return pa.concat_arrays([_text_column(identifiers[column]), _text_column(patients[column])])
+
+    number = pc.utf8_trim_whitespace(both("identity_number"))
+    kind = pc.utf8_trim_whitespace(both("identity_kind"))
+    owner_of_identifier = pc.index_in(
+        _text_column(identifiers["patient_id"].astype(str)), value_set=patient_text
+    )
+    owner = np.concatenate(
+        [
+            owner_of_identifier.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64),
+            np.arange(n, dtype=np.int64),
+        ]
+    )
+    identifier_id = pa.concat_arrays(
+        [
+            _text_column(identifiers["patient_identifier_id"]),
+            pa.nulls(n, pa.large_string()),
+        ]
+    )
+    keep = pc.and_(pc.not_equal(number, ""), kind.is_valid()).fill_null(False).to_numpy(
+        zero_copy_only=False
+    ) & (owner >= 0)
+    kept = pa.array(keep)
+    owner = owner[keep]
+    number_code, _ = _codes(number.filter(kept))
+    kind_code, kinds = _codes(kind.filter(kept))
+    identifier_id = identifier_id.filter(kept)
+    n_numbers = int(number_code.max()) + 1 if len(number_code) else 0
+
+    system = system_code[owner]
+    n_system_codes = max(len(system_names), 1)
+    scoped_kind = np.array([name not in CROSS_SYSTEM_KINDS for name in kinds], dtype=bool)
+    scope = np.where(scoped_kind[kind_code], system, -1) + 1
+    if any("|" in str(name) for name in [*kinds, *system_names]):
+        # A "|" inside a kind or system name could make two keys one string: keep the text keys.
+        prefix = pc.if_else(
+            pa.array(scoped_kind[kind_code]),
+            _concat(pa.array(system_names, pa.large_string()).take(pa.array(system)), "|"),
+            "",
+        )
+        text_key = _concat(
+            pa.array(kinds, pa.large_string()).take(pa.array(kind_code)),
+            "|",
+            prefix,
+            number.filter(kept),
+        )
+        key, n_keys = _codes(text_key)[0], 0
+    else:
+        kind_scope, _ = _first_codes(kind_code * (n_system_codes + 1) + scope)
+        key, _ = _first_codes(kind_scope * max(n_numbers, 1) + number_code)
+    key, n_keys = _first_codes(key)
+
+    # One edge per (patient, key): a patient's system is fixed, so that is (patient, kind,
+    # number); the first one kept.
+    first = ~pd.Series(owner * max(n_keys, 1) + key).duplicated(keep="first").to_numpy()
+    owner, key, kind_code = owner[first], key[first], kind_code[first]
+    identifier_id = identifier_id.filter(pa.array(first))
+
+    # A key shared by more than MAX_PATIENTS_PER_SYSTEM patients of one system is a placeholder;
+    # only a key with that many patients in all can be one (counted per system only for those).
+    crowded = np.zeros(max(n_keys, 1), dtype=bool)
+    candidate = np.bincount(key, minlength=n_keys)[key] > MAX_PATIENTS_PER_SYSTEM
+    if candidate.any():
+        per_system, combinations = _first_codes(
+            key[candidate] * n_system_codes + system[first][candidate]
+        )
+        is_crowded = np.bincount(per_system, minlength=combinations) > MAX_PATIENTS_PER_SYSTEM
+        crowded[key[candidate][is_crowded[per_system]]] = True
+    linking = ~crowded[key]
+    n_linking = n_keys
+    if not linking.all():
+        key, n_linking = _first_codes(key[linking])
+    edges = _Edges(
+        patient_index=owner[linking],
+        key=key,
+        n_keys=n_linking,
+        kind=kind_code[linking],
+        kinds=[str(name) for name in kinds],
+        identifier_id=identifier_id.filter(pa.array(linking)),
+    )
+    return edges, int(crowded.sum())
 
 
 def _components(n_nodes: int, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -448,55 +604,99 @@ def _open_review_index(open_reviews: pd.DataFrame | None) -> dict[tuple[str, str
     }
 
 
-def _persons(patients: pd.DataFrame, group: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+def _lookup(values: pd.Series, table: dict[str, int], default: int, missing: str | None = None):
+    """``table``'s number for each value's text (``default`` when absent), via the distinct values
+    (one dictionary encoding, no Python call per row). Also the codes and the distinct texts."""
+    text = _text_column(values)
+    if missing is not None:
+        text = text.fill_null(missing)
+    codes, names = _codes(text)
+    numbers = np.array([table.get(name, default) for name in names] + [default], dtype=np.int64)
+    return numbers[codes], codes, names
+
+
+def _order(*keys: np.ndarray) -> np.ndarray:
+    """``np.lexsort(keys)``: positions sorted by the last key, then the one before, ..., then
+    position. When the keys (non-negative integers) and the position fit one 63-bit integer,
+    one unstable sort of distinct integers does it (several times faster than a stable sort
+    per key); otherwise ``np.lexsort`` does."""
+    n = len(keys[0]) if keys else 0
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    combined = np.zeros(n, dtype=np.int64)
+    span = 1
+    for key in reversed(keys):
+        low, high = int(key.min()), int(key.max())
+        width = high - low + 1
+        span *= width
+        if span * n >= 2**62:
+            return np.lexsort(keys)
+        combined = combined * width + (key - low)
+    return np.argsort(combined * n + np.arange(n, dtype=np.int64))
+
+
+def _patched(base: pa.Array | str, positions: np.ndarray, values: np.ndarray, n: int) -> pa.Array:
+    """``n`` strings: ``base`` (an array, or one text everywhere) with ``values`` at
+    ``positions``."""
+    position = np.full(n, -1, dtype=np.int64)
+    position[positions] = np.arange(len(positions))
+    patched = _text(values).take(pa.array(position, mask=position < 0))
+    return pc.coalesce(patched, _text(base) if isinstance(base, str) else base)
+
+
+def _first_per_group(group: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Per group (in group order), the position of its member with the lowest ``rank``, the
+    lowest position among equals: one stable sort of one integer key."""
+    order = _order(rank - rank.min(), group)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = group[order][1:] != group[order][:-1]
+    return order[first]
+
+
+def _persons(
+    patients: pd.DataFrame, patient_text: pa.Array, system_code: np.ndarray, group: np.ndarray
+) -> tuple[pa.Array, pd.DataFrame]:
     """The person id of every patient, and one row per person (anchor patient's identity)."""
     n = len(patients)
     if n == 0:
-        return np.zeros(0, dtype=object), pd.DataFrame(columns=PERSON_COLUMNS)
-    patient_ids = patients["patient_id"].astype(str).to_numpy(dtype=object)
-    priority = patients["identity_kind"].map(KIND_PRIORITY).fillna(len(KIND_PRIORITY)).to_numpy(int)
-    # Sorted by group, then priority, then patient id (patients are already in id order).
-    order = np.lexsort((np.arange(n), priority, group))
-    first = np.ones(n, dtype=bool)
-    first[1:] = group[order][1:] != group[order][:-1]
-    anchors = order[first]
+        return pa.array([], type=pa.large_string()), pd.DataFrame(columns=PERSON_COLUMNS)
+    priority, _, _ = _lookup(patients["identity_kind"], KIND_PRIORITY, len(KIND_PRIORITY))
+    # By group, then priority, then patient id (patients are already in id order).
+    anchors = _first_per_group(group, priority)
     groups = group[anchors]
-    person_ids = core_ids("identity", "person", pd.Series(patient_ids[anchors])).to_numpy(
-        dtype=object
+    person_ids = pa.array(
+        core_ids("identity", "person", pd.Series(_column(patient_text.take(anchors)))).array,
+        type=pa.large_string(),
     )
-    person_of_group = pd.Series(person_ids, index=groups)
-    person_of = person_of_group.reindex(group).to_numpy(dtype=object)
+    slot = np.zeros(int(group.max()) + 1, dtype=np.int64)
+    slot[groups] = np.arange(len(groups))
+    person_of = person_ids.take(pa.array(slot[group]))
 
-    level = patients["protected_identity"].astype("string").fillna("none")
-    rank = level.map(PROTECTION_RANK).fillna(_UNKNOWN_PROTECTION_RANK).to_numpy(int)
-    strictest = np.lexsort((np.arange(n), -rank, group))
-    first_strict = np.ones(n, dtype=bool)
-    first_strict[1:] = group[strictest][1:] != group[strictest][:-1]
-    protection = pd.Series(
-        level.to_numpy(dtype=object)[strictest[first_strict]], index=group[strictest[first_strict]]
+    rank, level_code, levels = _lookup(
+        patients["protected_identity"], PROTECTION_RANK, _UNKNOWN_PROTECTION_RANK, missing="none"
     )
-    frame = pd.DataFrame({"group": group, "system": patients["source_system"].astype(str)})
-    per_group = frame.groupby("group").agg(
-        patient_count=("system", "size"), system_count=("system", "nunique")
-    )
+    strictest = _first_per_group(group, -rank)
+    protection_code = np.zeros(len(slot), dtype=np.int64)
+    protection_code[group[strictest]] = level_code[strictest]
+    patient_count = np.bincount(group, minlength=len(slot))
+    n_systems = int(system_code.max()) + 1
+    group_systems = pd.unique(group.astype(np.int64) * n_systems + system_code)
+    system_count = np.bincount(group_systems // n_systems, minlength=len(slot))
+    by_id = _text_order(person_ids)
+    anchor = anchors[by_id]
     persons = pd.DataFrame(
         {
-            "person_id": person_ids,
-            "identity_number": patients["identity_number"].to_numpy(dtype=object)[anchors],
-            "identity_kind": patients["identity_kind"].to_numpy(dtype=object)[anchors],
-            "protected_identity": protection.reindex(groups).to_numpy(dtype=object),
-            "patient_count": per_group["patient_count"].reindex(groups).to_numpy(np.int64),
-            "system_count": per_group["system_count"].reindex(groups).to_numpy(np.int64),
+            "person_id": _column(person_ids.take(pa.array(by_id))),
+            # Only the anchors' values become Python objects (not every patient's).
+            "identity_number": patients["identity_number"].take(anchor).to_numpy(dtype=object),
+            "identity_kind": patients["identity_kind"].take(anchor).to_numpy(dtype=object),
+            "protected_identity": np.array(levels, dtype=object)[protection_code[groups[by_id]]],
+            "patient_count": patient_count[groups[by_id]].astype(np.int64),
+            "system_count": system_count[groups[by_id]].astype(np.int64),
         },
         columns=PERSON_COLUMNS,
     )
-    return person_of, persons.sort_values("person_id", kind="stable").reset_index(drop=True)
-
-
-def _quoted(values: np.ndarray) -> np.ndarray:
-    """JSON strings of id-like text (ids, kinds, system names: no characters to escape)."""
-    text = pd.Series(values, dtype="object")
-    return np.where(text.isna(), "null", '"' + text.fillna("").astype(str) + '"').astype(object)
+    return person_of, persons
 
 
 def _text(values: Any) -> pa.Array | pa.Scalar:
@@ -542,91 +742,217 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return codes
 
 
+def _is_sorted(values: pa.Array) -> bool:
+    """Whether the strings are in strictly increasing order (code point order, as Python
+    compares ``str``): then each one's rank is its position."""
+    if len(values) < 2 or values.null_count:
+        return len(values) < 2
+    return bool(pc.all(pc.less(values[:-1], values[1:])).as_py())
+
+
+def _fixed_width_words(values: pa.Array) -> np.ndarray | None:
+    """Strings of one byte length (core ids: 32 hex characters) as rows of big-endian 64-bit
+    words, whose order is the strings' (UTF-8 bytes compare as code points, as Python compares
+    ``str``); None when some are null or the lengths differ."""
+    if len(values) == 0 or values.null_count:
+        return None
+    values = values.cast(pa.large_string())
+    lengths = pc.binary_length(values)
+    width = pc.min_max(lengths).as_py()
+    if width["min"] != width["max"]:
+        return None
+    length = int(width["max"])
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)
+    start = int(offsets[values.offset])
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)[start : start + length * len(values)]
+    words = -(-length // 8) or 1
+    padded = np.zeros((len(values), words * 8), dtype=np.uint8)
+    padded[:, :length] = data.reshape(len(values), length)
+    return padded.view(">u8").astype(np.uint64)
+
+
+def _word_order(words: np.ndarray) -> np.ndarray:
+    """Stable ascending order of rows of words (first word most significant): one sort of the
+    first words; only rows whose first word is shared are sorted again by every word."""
+    order = np.argsort(words[:, 0])
+    first = words[order, 0]
+    shared = np.zeros(len(order), dtype=bool)
+    same = first[1:] == first[:-1]
+    shared[1:] |= same
+    shared[:-1] |= same
+    if shared.any():
+        # The rows sharing a first word are runs in place; sorted together by every word (and
+        # position) each run stays in its own place.
+        runs = np.flatnonzero(shared)
+        rows = order[runs]
+        order[runs] = rows[np.lexsort((rows, *words[rows].T[::-1]))]
+    return order
+
+
+def _text_order(values: pa.Array) -> np.ndarray:
+    """Stable ascending order of strings (code point order), nulls last."""
+    words = _fixed_width_words(values)
+    if words is None:
+        return pc.array_sort_indices(values, null_placement="at_end").to_numpy()
+    return _word_order(words)
+
+
+def _dense_ranks(values: pa.Array) -> np.ndarray:
+    """The position of each string in sorted order (equal values share one; code point order,
+    as Python compares ``str``)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ranks = pc.rank(values, sort_keys="ascending", tiebreaker="dense")
+    return ranks.to_numpy().astype(np.int64) - 1
+
+
+def _identifier_ranks(identifier_id: pa.Array) -> np.ndarray:
+    """Dense ranks of the identifiers' JSON (``"<id>"``, or ``null`` for a primary identity).
+
+    Ids of one length (core ids) sort as their fixed-width words, ``null`` after every quoted
+    one ('"' sorts before 'n'): integer sorts instead of a string sort."""
+    valid = identifier_id.is_valid().to_numpy(zero_copy_only=False)
+    words = _fixed_width_words(identifier_id.filter(pa.array(valid)))
+    if words is None:
+        return _dense_ranks(pc.fill_null(_concat('"', identifier_id, '"'), _text("null")))
+    order = _word_order(words)
+    ordered = words[order]
+    change = np.ones(len(order), dtype=bool)
+    change[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    dense = np.empty(len(order), dtype=np.int64)
+    dense[order] = np.cumsum(change) - 1
+    ranks = np.full(len(valid), len(order) and int(dense.max()) + 1, dtype=np.int64)
+    ranks[valid] = dense
+    return ranks
+
+
+def _pairs_within_groups(
+    group_of: np.ndarray, rank: np.ndarray, left: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair of items of one group, the pairs of each ``left`` item together in
+    the order given by ``left`` and then each partner by ``rank``.
+
+    ``group_of``: the group of each item (codes 0 .. g - 1); ``rank``: the order of partners
+    within a group; ``left``: the items whose pairs are wanted, in the order wanted. Returns the
+    item and the partner of each pair (an item pairs with itself too). Linear in the pairs: no
+    hashing of the pairs and no sort of them.
+    """
+    sizes = np.bincount(group_of) if len(group_of) else np.zeros(0, dtype=np.int64)
+    members = _order(rank, group_of)  # by group, then rank
+    group_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    partner_count = sizes[group_of[left]]
+    item = np.repeat(left, partner_count)
+    first_of_run = np.cumsum(partner_count) - partner_count
+    within = np.arange(len(item), dtype=np.int64) - np.repeat(first_of_run, partner_count)
+    partner = members[np.repeat(group_start[group_of[left]], partner_count) + within]
+    return item, partner
+
+
 def _evidence(
-    patients: pd.DataFrame,
-    edges: pd.DataFrame,
-    key_index: np.ndarray,
+    patient_text: pa.Array,
+    patient_ids: np.ndarray,
+    system_code: np.ndarray,
+    system_names: list[Any],
+    edges: _Edges,
     component: np.ndarray,
     component_size: np.ndarray,
-    reason_json: np.ndarray,
+    reason_text: pa.Array,
     review_of: np.ndarray,
 ) -> np.ndarray:
     """Per patient, a JSON object: its component, its identifier kinds, what matched and why.
 
-    Built with array string operations (the values are ids, kinds and system names only).
+    Built with array string operations (the values are ids, kinds and system names only) over
+    integer codes: each distinct text is made once and taken where it is needed.
     """
-    n = len(patients)
+    n = len(patient_ids)
     if n == 0:
-        return np.zeros(0, dtype=object)
-    patient_ids = patients["patient_id"].astype(str).to_numpy(dtype=object)
-    systems = patients["source_system"].astype(str).to_numpy(dtype=object)
-    patient_index = edges["patient_index"].to_numpy()
+        return pa.array([], type=pa.large_string())
+    patient_index = edges.patient_index
+    names = pa.array([str(name) for name in system_names], type=pa.large_string())
+    patient_system = pa.array(system_code)
 
-    # Kinds a patient carries: a bit per kind, one JSON list per distinct combination.
-    kinds = sorted(edges["identity_kind"].unique().tolist())
+    # Kinds a patient carries: a bit per kind (by name), one JSON list per distinct combination.
+    present = np.flatnonzero(np.bincount(edges.kind, minlength=len(edges.kinds)))
+    kinds = sorted(edges.kinds[code] for code in present.tolist())
     mask = np.zeros(n, dtype=np.int64)
     for bit, kind in enumerate(kinds):
-        carriers = patient_index[(edges["identity_kind"] == kind).to_numpy()]
+        carriers = patient_index[edges.kind == edges.kinds.index(kind)]
         mask[carriers] |= 1 << bit
-    kind_lists = {
-        value: json.dumps([k for bit, k in enumerate(kinds) if value >> bit & 1])
-        for value in np.unique(mask).tolist()
-    }
-    kind_json = pd.Series(mask).map(kind_lists).to_numpy(dtype=object)
+    combination, combinations = pd.factorize(mask)
+    kind_json = pa.array(
+        [
+            json.dumps([k for bit, k in enumerate(kinds) if value >> bit & 1])
+            for value in combinations.tolist()
+        ],
+        type=pa.large_string(),
+    ).take(pa.array(combination))
 
     # Systems of each multi-patient component; a lone patient's is its own system.
-    component_systems = ('["' + systems + '"]').astype(object)
+    component_systems = _concat('["', names.take(patient_system), '"]')
     shared = component_size[component] > 1
     if shared.any():
-        pairs = (
-            pd.DataFrame({"component": component[shared], "system": systems[shared]})
-            .drop_duplicates()
-            .sort_values(["component", "system"])
+        by_name = np.array(sorted(range(len(system_names)), key=lambda c: str(system_names[c])))
+        name_rank = np.empty(len(by_name), dtype=np.int64)
+        name_rank[by_name] = np.arange(len(by_name))
+        width = max(len(by_name), 1)
+        pairs = np.sort(
+            pd.unique(component[shared].astype(np.int64) * width + name_rank[system_code[shared]])
         )
         owners, joined = _join_groups(
-            pairs["component"].to_numpy(), ('"' + pairs["system"] + '"').to_numpy(dtype=object)
+            pairs // width, _concat('"', names.take(pa.array(by_name[pairs % width])), '"')
         )
-        by_component = np.empty(len(component_size), dtype=object)
-        by_component[owners] = joined.to_numpy(zero_copy_only=False)
-        component_systems[shared] = by_component[component[shared]]
+        per_component = _spread(owners, joined, len(component_size), "")
+        component_systems = pc.if_else(
+            pa.array(shared), per_component.take(pa.array(component)), component_systems
+        )
 
     # Matches: every identifier of a patient that another patient also carries, ordered by
-    # patient, identifier id (as quoted), matched patient id, then edge order; sorted as
-    # integer ranks, the strings built once per pair in Arrow.
+    # patient, identifier id (as quoted), matched patient id, then edge order; the strings
+    # built once per edge and per patient in Arrow, joined once per pair.
     matches = _text(np.full(n, "[]", dtype=object))
-    holders = pd.DataFrame(
-        {"key": key_index, "patient_index": patient_index, "edge": np.arange(len(edges))}
-    )
-    holders = holders[holders.groupby("key")["patient_index"].transform("nunique") > 1]
-    if not holders.empty:
-        pairs = holders.merge(
-            holders[["key", "patient_index"]].rename(columns={"patient_index": "other"}), on="key"
+    holders = np.flatnonzero(np.bincount(edges.key, minlength=edges.n_keys)[edges.key] > 1)
+    if len(holders):
+        identifier_json = pc.fill_null(_concat('"', edges.identifier_id, '"'), _text("null"))
+        patient_rank = np.arange(n) if _is_sorted(patient_text) else _ranks(patient_ids)
+        holder_patient = patient_index[holders]
+        holder_rank = _identifier_ranks(edges.identifier_id.take(pa.array(holders)))
+        left = _order(holder_rank, holder_patient)  # then by edge: holders are in edge order
+        item, partner = _pairs_within_groups(
+            _first_codes(edges.key[holders])[0], patient_rank[holder_patient], left
         )
-        pairs = pairs[pairs["patient_index"] != pairs["other"]]
-        left = pairs["patient_index"].to_numpy()
-        edge = pairs["edge"].to_numpy()
-        other = pairs["other"].to_numpy()
-        identifier_json = _quoted(edges["patient_identifier_id"].to_numpy(dtype=object))
-        identifier_rank = _ranks(identifier_json)
-        patient_rank = _ranks(patient_ids)
-        order = np.lexsort((edge, patient_rank[other], identifier_rank[edge], left))
-        edge, other = edge[order], other[order]
-        # Per edge and per matched patient, the two halves of an entry; a pair joins two halves.
+        edge, other = holders[item], holder_patient[partner]
+        owner = holder_patient[item]
+        apart = owner != other
+        edge, other, owner = edge[apart], other[apart], owner[apart]
+        ordered_left = left
+        tied = (holder_patient[ordered_left][1:] == holder_patient[ordered_left][:-1]) & (
+            holder_rank[ordered_left][1:] == holder_rank[ordered_left][:-1]
+        )
+        if tied.any():
+            # Two identifiers of one patient with the same id: their partners interleave.
+            rank_of_edge = np.zeros(len(edges), dtype=np.int64)
+            rank_of_edge[holders] = holder_rank
+            order = np.lexsort((edge, patient_rank[other], rank_of_edge[edge], owner))
+            edge, other, owner = edge[order], other[order], owner[order]
+        kind_names = pa.array(edges.kinds, type=pa.large_string())
         edge_part = _concat(
             '{"identifier_id":',
             identifier_json,
             ',"kind":"',
-            edges["identity_kind"].to_numpy(dtype=object),
+            kind_names.take(pa.array(edges.kind)),
             '","matched_patient_id":"',
         )
-        patient_part = _concat(patient_ids, '","matched_system":"', systems, '"}')
+        patient_part = _concat(
+            patient_text, '","matched_system":"', names.take(patient_system), '"}'
+        )
         entries = _concat(edge_part.take(pa.array(edge)), patient_part.take(pa.array(other)))
-        owners, joined = _join_groups(left[order], entries)
+        owners, joined = _join_groups(owner, entries)
         matches = _spread(owners, joined, n, "[]")
 
+    sizes = pc.cast(pa.array(component_size, type=pa.int64()), pa.large_string())
     evidence = _concat(
         '{"component_patients":',
-        pd.Series(component_size[component]).astype(str).to_numpy(dtype=object),
+        sizes.take(pa.array(component)),
         ',"component_systems":',
         component_systems,
         ',"identifier_kinds":',
@@ -634,9 +960,9 @@ def _evidence(
         ',"matches":',
         matches,
         ',"reasons":',
-        reason_json,
+        reason_text,
         ',"review_id":',
-        _quoted(review_of),
+        pc.fill_null(_concat('"', _text(review_of), '"'), _text("null")),
         "}",
     )
-    return evidence.to_numpy(zero_copy_only=False)
+    return evidence
