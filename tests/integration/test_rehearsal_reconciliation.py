@@ -80,9 +80,13 @@ def test_a_rehearsal_reconciles_through_its_batches_aggregates_and_still_catches
     assert melior and all(rows[pair].is_reconciled for pair in melior)
     assert {evidence[pair]["method"] for pair in melior} == {"hash aggregates"}
     assert all(rows[pair].expected_rows == rows[pair].core_rows for pair in melior)
-    # ELVIS's changed row moved its bucket: the source was read again and the row listed.
+    # ELVIS's changed row moved its bucket: the source was read again and the rows compared,
+    # which finds that one row and nothing else of ELVIS.
     changed = rows[("elvis", VICTIM_ENTITY)]
     assert not changed.is_reconciled and changed.content_mismatches == 1
+    assert changed.missing_in_core == changed.unexpected_in_core == 0
+    others = [pair for pair in rows if pair[0] == "elvis" and pair[1] != VICTIM_ENTITY]
+    assert others and all(rows[pair].is_reconciled for pair in others)
     assert evidence[("elvis", VICTIM_ENTITY)]["method"] == "full re-read"
     assert evidence[("elvis", VICTIM_ENTITY)]["differing_buckets"] == [victims[0][:2]]
     pack = json.loads(
