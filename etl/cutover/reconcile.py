@@ -14,6 +14,10 @@ entity and bucket of row ids, in one grouped query per table, and reads the sour
 a bucket or column sum differs (or the batch has no aggregates): the full comparison then lists
 the rows, and the differing buckets are recorded beside it. Unchanged rows cost one pass of the
 database over the table, never a re-read of the source.
+
+A rehearsal does the same with each system's rehearsal batch: it read the whole source into a
+core that started empty just before, and its promotion kept the aggregates of the validated files
+it loaded. A system split by care unit (a wave's slice) is always read again in full.
 """
 
 from __future__ import annotations
@@ -358,9 +362,10 @@ def reconcile_system(
     With ``slicer`` (a wave's slice of a system split by care unit) the measured rows are cut
     to the wave's, and compared with the core rows the wave's own batches wrote.
 
-    With ``aggregates_of`` (the system's final-delta batch, read in the freeze window; not with
-    ``slicer``), the hash aggregates that batch kept are compared with the core first, and the
-    source is read again only if they differ anywhere (module docstring)."""
+    With ``aggregates_of`` (the batch that last read the system's whole source: its final delta
+    in the freeze window, or its rehearsal batch; not with ``slicer``), the hash aggregates that
+    batch kept are compared with the core first, and the source is read again only if they
+    differ anywhere or the batch is not the system's latest promoted one (module docstring)."""
     from etl import pipeline
 
     narrowed: dict[str, list[str]] = {}

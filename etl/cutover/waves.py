@@ -437,7 +437,8 @@ def reconcile_wave(
     final_batches: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Reconcile each system of the wave, source against core. With ``final_batches`` (system ->
-    its final-delta batch: the freeze window, see ``verify``) a system whose final delta kept hash
+    the batch that last read its whole source: its final delta in the freeze window, see
+    ``verify``, or its rehearsal batch, see ``rehearse``) a system whose batch kept hash
     aggregates is compared through them, and its source read again only if they differ."""
     from etl.pipeline import catalog
 
@@ -1261,7 +1262,14 @@ def rehearse(
             except Exception as error:
                 key = system if run_wave == name else f"{system} ({run_wave})"
                 failures[key] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-        reconcile_wave(rehearsal, name, as_of_date, run_id)
+        # The rehearsal core started empty and each system's rehearsal batch has just read its
+        # whole source: the hash aggregates its promotion kept (from the validated files it
+        # loaded) are what the system's rows there must add up to, so reconciliation compares
+        # those first, as in the freeze window, and reads the source again only where they
+        # differ. A system whose run failed or was held back (no such promoted batch), or that
+        # is split by care unit, is read again in full (etl/cutover/reconcile.py).
+        rehearsed = {s: batch_id_for(s, w, "rehearsal", stamp) for w, s in runs if w == name}
+        reconcile_wave(rehearsal, name, as_of_date, run_id, rehearsed)
         criteria = [
             c.as_dict()
             for c in evaluate_criteria(rehearsal, name)

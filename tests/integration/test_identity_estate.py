@@ -33,15 +33,19 @@ MAPPINGS = ROOT / "mappings"
 SYSTEMS = tuple(sorted(load_catalog(MAPPINGS).systems))
 
 
-@pytest.fixture
-def expectations_dir(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def expectations_dir(tmp_path_factory) -> Path:
     """The project's expectations with the gate's default failure rate lifted to 100%.
 
     In a small estate a satellite has 24 patients and still the minimum three rows of each
     planted defect (12%), over the gate's reviewed 5%: the gate would hold the batch back and
     leave its patients out of identity resolution. The gate has tests of its own.
+
+    One copy for the module (read-only to the tests): the suites validation builds from a
+    folder are built once per folder and process (etl/validate/suites.py), so the second
+    database's run reuses the first's.
     """
-    copy = tmp_path / "expectations"
+    copy = tmp_path_factory.mktemp("identity-estate") / "expectations"
     shutil.copytree(ROOT / "expectations", copy)
     thresholds = copy / "thresholds.yaml"
     content = yaml.safe_load(thresholds.read_text(encoding="utf-8"))

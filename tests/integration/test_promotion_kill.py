@@ -19,6 +19,7 @@ import pytest
 from etl import pipeline
 from etl.core.database import core_engine
 from etl.load.promote import FAULT_VARIABLE, core_checksums, promotion_row
+from etl.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -65,11 +66,16 @@ def _kill_during(action: str, batch_id: str, point: str, tmp_path) -> None:
     assert worker.returncode == -signal.SIGKILL
 
 
-@pytest.fixture
-def reference(small_estate, settings_for, postgres_schema):
-    """The state an uninterrupted promotion of the batch gives, in its own schema."""
-    with postgres_schema() as url:
-        settings = settings_for(small_estate, url)
+@pytest.fixture(scope="module")
+def reference(small_estate, tmp_path_factory, postgres_schema):
+    """The state an uninterrupted promotion of the batch gives, in its own schema: once for the
+    module (the checksums carry no time or schema, and every test compares with the same)."""
+    home = tmp_path_factory.mktemp("kill-reference")
+    with postgres_schema() as url, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VARDFLYTT_HOME", str(home / "home"))
+        patch.setenv("VARDFLYTT_ESTATE_DIR", str(small_estate))
+        patch.setenv("VARDFLYTT_CORE_URL", url)
+        settings = Settings()
         _stage(settings, "k1")
         pipeline.promote(SYSTEM, "k1", settings=settings)
         yield _sums(url)

@@ -34,11 +34,10 @@ def _landed(settings, batch_id: str) -> dict[str, list]:
     ],
 )
 def test_elvis_on_a_database_server_lands_like_sqlite(
-    server, request, tmp_path, settings_for, monkeypatch
+    server, request, tmp_path, settings_for, monkeypatch, estate_of
 ):
     url = request.getfixturevalue(f"{server}_url")
-    estate = tmp_path / "estate"
-    generate_estate(estate, patients=150, seed=11)
+    estate = estate_of(150, 11)  # the same estate generated once per test run (read-only here)
     settings = settings_for(estate)
     from_sqlite = _landed(settings, "from-sqlite")
 
