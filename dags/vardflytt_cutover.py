@@ -200,8 +200,16 @@ def build_cutover_dag(wave):
         from etl.cutover import waves
         from etl.settings import get_settings
 
+        # Each system's batch has just read its whole source: the hash aggregates its promotion
+        # kept are compared with the core first, and the source read again only where they
+        # differ (a system split by care unit, or whose batch is not its latest promoted one,
+        # is read again in full: etl/cutover/reconcile.py).
         results = waves.reconcile_wave(
-            get_settings(), run["wave"], dt.date.fromisoformat(run["as_of_date"]), run["run_id"]
+            get_settings(),
+            run["wave"],
+            dt.date.fromisoformat(run["as_of_date"]),
+            run["run_id"],
+            loaded.get("batch_ids") or None,
         )
         return {
             "pairs": len(results),
