@@ -41,10 +41,10 @@ systems the higher ``priority_weight``.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from etl.airflow_main import AIRFLOW_COMMAND
 from etl.catalog import Catalog, load_catalog
 from etl.core.files import write_private_json
 from etl.dag_names import CORE_WRITE_POOL, priorities_path, source_pool
@@ -182,9 +182,8 @@ def sync(environment: dict[str, str], settings: Settings | None = None, echo=pri
     pools = pool_definitions(catalog, settings)
     pools_file = home / POOLS_FILE
     write_private_json(pools_file, pools)
-    airflow = str(Path(sys.executable).with_name("airflow"))
     completed = subprocess.run(
-        [airflow, "pools", "import", str(pools_file)],
+        [*AIRFLOW_COMMAND, "pools", "import", str(pools_file)],
         env=environment,
         capture_output=True,
         text=True,

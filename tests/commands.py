@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 VARDFLYTT = str(Path(sys.executable).with_name("vardflytt"))
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 TAIL = 4000
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -39,9 +40,11 @@ def airflow(context: typer.Context) -> None:
         )
         command = [sys.executable, "-m", "etl.airflow_standalone", *context.args[1:]]
     else:
-        command = [str(Path(sys.executable).with_name("airflow")), *context.args]
+        from etl.airflow_main import AIRFLOW_COMMAND
+
+        command = [*AIRFLOW_COMMAND, *context.args]
         if context.args[:1] and context.args[0] not in NO_METADATA_COMMANDS:
-            migrated = ensure_metadata_database(command[0], environment)
+            migrated = ensure_metadata_database(AIRFLOW_COMMAND, environment)
             if migrated:
                 raise typer.Exit(migrated)
     raise typer.Exit(subprocess.call(command, env=environment))
@@ -87,7 +90,7 @@ def _stderr() -> int | None:
         return None
 
 
-def ensure_metadata_database(airflow_binary: str, environment: dict[str, str]) -> int:
+def ensure_metadata_database(airflow: Sequence[str], environment: dict[str, str]) -> int:
     """Run ``airflow db migrate`` and ``airflow dags reserialize`` (so the project's DAGs are
     there to list) unless this Airflow version already migrated this metadata database (a stamp
     in the Airflow home); returns the exit code (0: ready)."""
@@ -98,7 +101,7 @@ def ensure_metadata_database(airflow_binary: str, environment: dict[str, str]) -
         "Airflow's metadata database is not migrated yet: running `airflow db migrate`", err=True
     )
     for step in (["db", "migrate"], ["dags", "reserialize"]):  # then the DAGs are listed
-        code = subprocess.call([airflow_binary, *step], env=environment, stdout=_stderr())
+        code = subprocess.call([*airflow, *step], env=environment, stdout=_stderr())
         if code:
             typer.echo(
                 f"airflow {' '.join(step)} failed (exit {code}); nothing else was run", err=True

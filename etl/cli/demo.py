@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from etl.airflow_main import AIRFLOW_COMMAND
 from etl.cli.common import console
 from etl.cli.cutover import _actor, _cutover_call
 from etl.cli.dq import dq_report
@@ -89,16 +89,16 @@ def demo(
     console.print(preparation.describe())
     estate_generate(patients=patients, seed=seed, out=None, elvis_url=None)
     environment = airflow_environment(settings)
-    airflow_bin = str(Path(sys.executable).with_name("airflow"))
+    airflow_bin = AIRFLOW_COMMAND  # etl/airflow_main.py
     logs = settings.home / "logs"
     console.print(f"Airflow home: {settings.airflow_home}")
-    _checked([airflow_bin, "db", "migrate"], environment, "airflow db migrate")
+    _checked([*airflow_bin, "db", "migrate"], environment, "airflow db migrate")
     airflow_pools.sync(environment, settings, console.print)
     if chosen:  # systems in no wave (every one, with --no-cutover or --systems)
         console.rule(f"airflow dags test vardflytt_migrate ({len(chosen)} systems)")
         conf = json.dumps({"systems": chosen})
         _checked(
-            [airflow_bin, "dags", "test", "vardflytt_migrate", "--conf", conf],
+            [*airflow_bin, "dags", "test", "vardflytt_migrate", "--conf", conf],
             environment,
             "the vardflytt_migrate DAG run",
             log=logs / "demo_migrate.log",
@@ -107,7 +107,7 @@ def demo(
         _demo_waves(plan_waves, environment, airflow_bin, logs, approve_last_wave)
     console.rule("airflow dags test identity_resolution")
     _checked(
-        [airflow_bin, "dags", "test", "identity_resolution"],
+        [*airflow_bin, "dags", "test", "identity_resolution"],
         environment,
         "the identity_resolution DAG run",
         log=logs / "demo_identity.log",
@@ -180,7 +180,11 @@ def _print_demo_next_steps(settings, waves: list[str]) -> None:
 
 
 def _demo_waves(
-    waves: list[str], environment: dict, airflow_bin: str, logs: Path, approve_last: bool
+    waves: list[str],
+    environment: dict,
+    airflow_bin: tuple[str, ...],
+    logs: Path,
+    approve_last: bool,
 ) -> None:
     """Every wave through its cutover DAG, in plan order, up to its go/no-go.
 
@@ -211,7 +215,7 @@ def _demo_waves(
 
 
 def _demo_waves_by_unit(
-    plan, environment: dict, airflow_bin: str, logs: Path, url: str, as_of_date: dt.date
+    plan, environment: dict, airflow_bin: tuple[str, ...], logs: Path, url: str, as_of_date: dt.date
 ) -> None:
     """A plan by care unit, the way a region lives between go-lives: the patients wave loads
     the patient registers region-wide and keeps flowing; the first unit wave (its units' rows
@@ -267,7 +271,7 @@ def _demo_waves_by_unit(
 def _demo_cutover(
     wave: str,
     environment: dict,
-    airflow_bin: str,
+    airflow_bin: tuple[str, ...],
     logs: Path,
     url: str,
     as_of_date: dt.date,
@@ -319,7 +323,12 @@ def _demo_final_to_go_no_go(settings, wave: str, as_of_date: dt.date) -> None:
 
 
 def _demo_final_approved(
-    wave: str, environment: dict, airflow_bin: str, logs: Path, url: str, as_of_date: dt.date
+    wave: str,
+    environment: dict,
+    airflow_bin: tuple[str, ...],
+    logs: Path,
+    url: str,
+    as_of_date: dt.date,
 ) -> None:
     """The final phase in the DAG; each role's first listed account (demo-lead, demo-cmio)
     answers its go/no-go through the api-server at ``url`` as soon as the run asks."""
@@ -345,7 +354,7 @@ def _demo_final_approved(
     conf = {"phase": "final", "as_of_date": as_of_date.isoformat()}
     with log.open("w", encoding="utf-8") as handle:
         run = subprocess.Popen(
-            [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps(conf)],
+            [*airflow_bin, "dags", "test", dag_id, "--conf", json.dumps(conf)],
             env=environment,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -382,7 +391,7 @@ def _cutover_phase(
     phase: str,
     note: str,
     environment: dict,
-    airflow_bin: str,
+    airflow_bin: tuple[str, ...],
     logs: Path,
     as_of_date: dt.date,
 ) -> None:
@@ -395,7 +404,7 @@ def _cutover_phase(
     console.rule(f"airflow dags test {dag_id} (phase {phase}, {note})")
     conf = {"phase": phase, "as_of_date": as_of_date.isoformat()}
     _checked(
-        [airflow_bin, "dags", "test", dag_id, "--conf", json.dumps(conf)],
+        [*airflow_bin, "dags", "test", dag_id, "--conf", json.dumps(conf)],
         environment,
         f"the {dag_id} {phase} run",
         log=logs / f"demo_cutover_{wave}_{phase}.log",

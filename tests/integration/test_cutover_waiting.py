@@ -18,7 +18,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import sqlalchemy as sa
 import yaml
 from fastapi.testclient import TestClient
 
+from etl.airflow_main import AIRFLOW_COMMAND
 from etl.core.database import core_engine
 from etl.core.tables import access_log
 from etl.cutover import ledger
@@ -47,7 +47,6 @@ WAVE = "t1"
 ROLE = "project_lead"
 APPROVERS = ["anna", "lena"]
 LEAD, LEAD_TOKEN = "lead.lars", "lead-token-0123456789abcdef"
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 # A note as a person might type it: a personnummer, markup and a Markdown link.
 NOTE = "Patient 19121212-1212 <script>alert(1)</script> see [x](javascript:alert(1))"
 
@@ -159,7 +158,7 @@ def test_a_waiting_go_no_go_is_read_from_airflow_and_shown_with_the_notes(
 
     asked_after = time.time()
     run = subprocess.Popen(
-        [AIRFLOW, "dags", "test", cutover_dag_id(WAVE)],
+        [*AIRFLOW_COMMAND, "dags", "test", cutover_dag_id(WAVE)],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from etl.airflow_main import AIRFLOW_COMMAND
 from etl.core.database import core_engine
 from etl.cutover import airflow_hitl, ledger, waves
 from etl.cutover.plan import PlanError, load_plan, one_wave_plan
@@ -338,9 +339,8 @@ def _run_id(settings: Settings) -> str:
 
 def _dags_test(environment: dict, phase: str) -> subprocess.Popen:
     conf = json.dumps({"phase": phase, "as_of_date": AS_OF})
-    airflow_bin = str(Path(sys.executable).with_name("airflow"))
     return subprocess.Popen(
-        [airflow_bin, "dags", "test", cutover_dag_id(WAVE), "--conf", conf],
+        [*AIRFLOW_COMMAND, "dags", "test", cutover_dag_id(WAVE), "--conf", conf],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from etl import cli
+from etl.airflow_main import AIRFLOW_COMMAND
 from etl.cli.airflow import metadata_url
 
 pytestmark = pytest.mark.unit
@@ -20,8 +21,11 @@ def calls(settings_for, monkeypatch):
     outcome = {"migrate": 0}
 
     def call(command, env, stdout=None):
-        recorded.append(command[1:])
-        if command[1:3] == ["db", "migrate"]:
+        # Every airflow command is started the project's way (etl/airflow_main.py).
+        assert tuple(command[: len(AIRFLOW_COMMAND)]) == AIRFLOW_COMMAND, command
+        arguments = command[len(AIRFLOW_COMMAND) :]
+        recorded.append(arguments)
+        if arguments[:2] == ["db", "migrate"]:
             if outcome["migrate"] == 0:  # what a migration leaves: the metadata database
                 url = metadata_url(env)
                 if url.startswith("sqlite:///"):
