@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from etl.core.database import core_engine
@@ -152,6 +153,19 @@ def _ledger(core_url: str) -> tuple[str, list[dict], list[dict]]:
         )
 
 
+def _reconciliation_methods(core_url: str) -> list[tuple[str, bool]]:
+    """How each (system, entity) of the wave was reconciled, and whether it was reconciled."""
+    from etl.core.tables import wave_reconciliation
+
+    with core_engine(core_url).connect() as connection:
+        rows = connection.execute(
+            sa.select(wave_reconciliation.c.aggregates, wave_reconciliation.c.is_reconciled).where(
+                wave_reconciliation.c.wave == WAVE
+            )
+        ).all()
+    return [(json.loads(r.aggregates)["method"], bool(r.is_reconciled)) for r in rows]
+
+
 def _respondents(home: Path) -> list[str]:
     with sqlite3.connect(home / "airflow" / "airflow.db") as connection:
         rows = connection.execute(
@@ -181,6 +195,9 @@ def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_ba
     state, _, _ = _ledger(core_url)
     assert state == ledger.INITIAL_LOAD
     assert _checksums(core_url) != before
+    # The reconciliation after the load compared the batch's hash aggregates with the core: the
+    # source was not read a second time, and every entity added up.
+    assert set(_reconciliation_methods(core_url)) == {("hash aggregates", True)}
 
     # No-go: the wave stays verified and the rejection is in the ledger, with who and why.
     _final_run_answered(home, environment, "lena", "--reject", "--note", "wait for Monday")
