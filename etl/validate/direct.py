@@ -29,7 +29,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -51,7 +51,10 @@ _SUPPORTED: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"column_A", "column_B", "ignore_row_if", "or_equal"}),
     ),
 }
-_IGNORE_ROW_IF = {"both_values_are_missing": "all", "either_value_is_missing": "any"}
+_IGNORE_ROW_IF: dict[str, Literal["all", "any"]] = {
+    "both_values_are_missing": "all",
+    "either_value_is_missing": "any",
+}
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ def _plan(suite: Any, parameters: dict[str, Any]) -> list[Planned] | None:
     planned = []
     for configuration in ordered:
         kind = _SUPPORTED[configuration.type][0]
-        metric = f"{get_expectation_impl(configuration.type).map_metric}.condition"
+        implementation: Any = get_expectation_impl(configuration.type)  # a map expectation
+        metric = f"{implementation.map_metric}.condition"
         provider, function = _registered_metrics[metric]["providers"]["PandasExecutionEngine"]
         kwargs = get_metric_kwargs(metric, configuration=configuration)
         domain = dict(kwargs["metric_domain_kwargs"])
