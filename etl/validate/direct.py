@@ -144,7 +144,7 @@ def evaluate(
     failures = []
     try:
         for expectation in planned:
-            failing = _failing_rows(expectation, rows)
+            failing = _failing_rows(expectation, rows, id_column)
             if failing is None:
                 return None
             if len(failing):
@@ -155,14 +155,17 @@ def evaluate(
     return failures
 
 
-def _failing_rows(expectation: Planned, rows: pd.DataFrame) -> pd.DataFrame | None:
-    """The domain's rows where the condition does not hold (``_pandas_map_condition_index``)."""
+def _failing_rows(expectation: Planned, rows: pd.DataFrame, id_column: str) -> pd.DataFrame | None:
+    """The domain's rows where the condition does not hold (``_pandas_map_condition_index``),
+    with only the columns the answer reads: choosing rows is row by row, so the domain's rows
+    and the condition's input are GX's own, without copying every other column of the chunk."""
     domain = expectation.domain
     if expectation.kind == "column":
         column = domain["column"]
         if column not in rows.columns:
             return None
-        records = rows[rows[column].notnull()] if expectation.filter_nulls else rows
+        frame = rows[list(dict.fromkeys([column, id_column]))]
+        records = frame[frame[column].notnull()] if expectation.filter_nulls else frame
         meets = expectation.condition(
             expectation.provider, records[column], **expectation.values, _metrics={}
         )
@@ -171,7 +174,8 @@ def _failing_rows(expectation: Planned, rows: pd.DataFrame) -> pd.DataFrame | No
         if first not in rows.columns or second not in rows.columns:
             return None
         how = _IGNORE_ROW_IF[domain["ignore_row_if"]]
-        records = rows.dropna(axis=0, how=how, subset=[first, second])
+        frame = rows[list(dict.fromkeys([first, second, id_column]))]
+        records = frame.dropna(axis=0, how=how, subset=[first, second])
         meets = expectation.condition(
             expectation.provider, records[first], records[second], **expectation.values, _metrics={}
         )
