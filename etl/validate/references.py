@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -158,13 +159,28 @@ def landed_ids(
     became of them); the landed keys are read in slices, one column only."""
     if not wanted or not landed_file.exists():
         return set()
-    found: set[str] = set()
+    stat = landed_file.stat()
+    landed = _landed_core_ids(
+        landed_file.resolve(), stat.st_mtime_ns, stat.st_size, system, target, chunk_rows
+    )
+    asked = pa.array(sorted(wanted), type=pa.large_string())
+    return set(asked.filter(pc.is_in(asked, value_set=landed)).to_pylist())
+
+
+@lru_cache(maxsize=2)
+def _landed_core_ids(
+    landed_file: Path, _mtime_ns: int, _size: int, system: str, target: str, chunk_rows: int
+) -> pa.Array:
+    """The core ids of every landed ``target`` row (Arrow text: 32 bytes an id, ids only),
+    hashed once per landed file, not once per validated chunk of every entity pointing at it
+    (a landed file is not changed after extract: transform refuses one that is)."""
+    parts = [pa.array([], type=pa.large_string())]
     source = open_parquet(landed_file)
     for batch in source.iter_batches(batch_size=chunk_rows, columns=[SOURCE_KEY]):
         keys = batch.column(0).to_pandas().astype("string")
         ids = core_ids(system, target, keys[keys.notna()])
-        found.update(ids[ids.isin(wanted)].tolist())
-    return found
+        parts.append(pa.array(ids, type=pa.large_string()))
+    return pc.unique(pa.concat_arrays(parts))
 
 
 def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.Array:

@@ -34,6 +34,7 @@ from etl.transform.stage import (
     count_outcomes,
     outcomes_table,
 )
+from etl.transform.vectorised import is_in
 from etl.validate.checks import source_check, thresholds_for
 from etl.validate.context import context_columns, enrich
 from etl.validate.order import declared_needs
@@ -123,11 +124,11 @@ def _validated_chunk(
     quarantined = pd.Series(False, index=rows.index)
     outcome_rows = []
     for failure in failures:
-        failing = rows[id_column].isin(failure.row_ids)
+        failing = is_in(rows[id_column], failure.row_ids)
         waived = pd.Series(False, index=rows.index)
         if failure.severity == "error" and len(waivers):
             keys = waivers.loc[waivers["check_name"] == failure.check_name, "source_key"]
-            waived = failing & rows["source_key"].isin(keys)
+            waived = failing & is_in(rows["source_key"], keys)
         tally.add(
             failure.check_name,
             failure.severity,

@@ -14,11 +14,12 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pandas as pd
 
+from etl.validate import direct
 from etl.validate.checks import thresholds_for
 from etl.validate.references import Reference, ReferenceDeclarationError, declared_references
 
@@ -214,11 +215,19 @@ def _context():
     return context
 
 
-def _suite_and_batch_definition(expectations_dir: Path, entity: str):
+def _suite_key(expectations_dir: Path, entity: str) -> tuple[Path, str, str, int]:
     thresholds = thresholds_for(expectations_dir)
     path = suite_path(expectations_dir, entity)
     mtime = path.stat().st_mtime_ns if path.exists() else 0
-    return _cached_suite(expectations_dir, entity, thresholds.digest, mtime)
+    return expectations_dir, entity, thresholds.digest, mtime
+
+
+@lru_cache(maxsize=64)
+def _direct_plan(suite_key: tuple[Path, str, str, int], parameters_json: str):
+    """The suite as ``etl.validate.direct`` evaluates it, once per suite version and parameters
+    (a batch's as-of date): None when GX must validate its chunks itself."""
+    suite, _batch_definition = _cached_suite(*suite_key)
+    return direct.plan(suite, json.loads(parameters_json))
 
 
 @cache
@@ -250,7 +259,13 @@ def validate_chunk(
     """
     if rows.empty:
         return []
-    suite, batch_definition = _suite_and_batch_definition(expectations_dir, entity)
+    suite_key = _suite_key(expectations_dir, entity)
+    planned = _direct_plan(suite_key, json.dumps(parameters or {}, sort_keys=True, default=str))
+    evaluated = direct.evaluate(planned, rows, id_column) if planned is not None else None
+    if evaluated is not None:
+        # GX's own conditions on GX's own domains, without its graph and result formatting.
+        return [_failure(entity, configuration, row_ids) for configuration, row_ids in evaluated]
+    suite, batch_definition = _cached_suite(*suite_key)
     batch = batch_definition.get_batch(batch_parameters={"dataframe": rows})
     result = batch.validate(
         suite,
@@ -266,32 +281,33 @@ def validate_chunk(
         if outcome.success:
             continue
         configuration = outcome.expectation_config
-        meta = configuration.meta or {}
-        # meta.field names the row's own column at fault when the checked one is a context column.
-        column = (
-            meta.get("field")
-            or configuration.kwargs.get("column")
-            or configuration.kwargs.get("column_A")
-        )
-        check_name = meta["check"]
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            check_name = (configuration.meta or {})["check"]
             raise SuiteError(
                 f"expectation {check_name} of suite '{entity}' could not run: "
                 f"{outcome.exception_info.get('exception_message')}"
             )
         index_list = outcome.result.get("unexpected_index_list") or []
         row_ids = pd.Series([item[id_column] for item in index_list], dtype="string")
-        severity = (
-            "warning" if str(configuration.severity.value) in {"warning", "info"} else "error"
-        )
-        failures.append(
-            Failure(
-                check_name,
-                column,
-                meta.get("reason") or DEFAULT_REASONS.get(configuration.type, configuration.type),
-                severity,
-                row_ids,
-                meta.get("dimension"),
-            )
-        )
+        failures.append(_failure(entity, configuration, row_ids))
     return failures
+
+
+def _failure(entity: str, configuration, row_ids: pd.Series) -> Failure:
+    """A failing expectation as the validate stage reads it."""
+    meta = configuration.meta or {}
+    # meta.field names the row's own column at fault when the checked one is a context column.
+    column = (
+        meta.get("field")
+        or configuration.kwargs.get("column")
+        or configuration.kwargs.get("column_A")
+    )
+    severity = "warning" if str(configuration.severity.value) in {"warning", "info"} else "error"
+    return Failure(
+        meta["check"],
+        column,
+        meta.get("reason") or DEFAULT_REASONS.get(configuration.type, configuration.type),
+        severity,
+        row_ids,
+        meta.get("dimension"),
+    )
