@@ -438,14 +438,33 @@ def run_system(
     wave: str | None = None,
     kind: str = "full",
     slicer: Slicer | None = None,
+    jobs: int = 1,
 ) -> LoadReport:
     """All stages of one system in this process (the command line's path; DAGs split it), then
     the batch's validation report, also when a stage stopped the batch. With ``slicer`` (a
     wave's slice of a system split by care unit), the gate judges the wave's rows, the validated
     batch is cut to them before it is loaded, and a delta compares with the wave's own last
-    batch."""
+    batch. ``jobs`` above 1 (no ``slicer``, no ``wave``): the system's independent entities
+    are transformed and validated in that many worker processes (etl/parallel.py), with the
+    same stages, files, accounting and errors."""
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)
+    if jobs > 1 and slicer is None and wave is None:
+        from etl.parallel import raise_first_error, run_systems
+
+        (outcome,) = run_systems(
+            [(system, batch_id)],
+            as_of_date,
+            settings=settings,
+            jobs=jobs,
+            dry_run=dry_run,
+            run_id=run_id,
+            kind=kind,
+            on_event=lambda _system, message: step(message),
+        )
+        raise_first_error([outcome])
+        assert outcome.report is not None  # a run without an error was loaded and reconciled
+        return outcome.report
     step("extract")
     try:
         extract(

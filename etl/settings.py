@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         description="Tasks writing the core at once (its Airflow pool); unset: 1 on SQLite, 4 "
         "otherwise (etl/airflow_pools.py).",
     )
+    jobs: int | None = Field(
+        default=None,
+        gt=0,
+        description="Worker processes of `vardflytt run` (independent systems, and each "
+        "system's independent entities, at once; etl/parallel.py); unset: the CPUs this "
+        "process may use.",
+    )
     airflow_url: str = Field(
         default="http://127.0.0.1:8080",
         description="Base URL of Airflow's api-server: `cutover approve` signs in there, and "

@@ -37,7 +37,14 @@ DEFINITIONS = {
     "verify": "pipeline.reconcile: every source row loaded, quarantined, excluded or merged",
     "cpu_seconds": "time.process_time() of the process over the span (user + system, every "
     "thread of this process, no children, not the database server's work): on a shared "
-    "machine wall time also counts waiting",
+    "machine wall time also counts waiting. With worker processes (jobs > 1): the sum over "
+    "the stage's tasks of each worker's process_time() over the task",
+    "jobs": "worker processes of the run (etl/parallel.py: independent systems and entities "
+    "side by side, as `vardflytt run` runs them); 1: every stage in this process, one after "
+    "another. With workers a system's stage seconds are the wall clock from its first task's "
+    "start to its last task's end, a total's the time any task of that stage ran (union over "
+    "systems), and end to end the run's wall clock; peak RSS is sampled over this process and "
+    "its workers together (the sum of their RSS)",
     "peak_rss_mib": "highest RSS sampled by a psutil thread during the stage (process-wide, so it "
     "includes what earlier stages left allocated); may miss spikes shorter than "
     f"{SAMPLE_INTERVAL_SECONDS * 1000:g} ms",
@@ -189,15 +196,24 @@ def summarize_run(
     chunk_rows: int,
     timings: list[SystemTiming],
     process_peaks: dict[str, int | None],
+    *,
+    whole: Measurement | None = None,
+    stage_walls: dict[str, float] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """One migration run (one backend, one chunk size): per system and totals over systems."""
+    """One migration run (one backend, one chunk size): per system and totals over systems.
+
+    Systems one after another: a total is the sum over systems. Systems side by side (worker
+    processes): ``whole`` is the run's own wall clock (CPU summed over its processes), and
+    ``stage_walls`` each stage's wall clock (the time any of its tasks ran)."""
     systems = {t.system: summarize_system(t) for t in timings}
     rows = sum(t.source_rows for t in timings)
-    e2e = sum(t.end_to_end.seconds for t in timings)
+    e2e = whole.seconds if whole else sum(t.end_to_end.seconds for t in timings)
     stage_totals = {}
     for name in STAGES:
         seconds = sum(t.stages[name].seconds for t in timings if name in t.stages)
+        if stage_walls is not None and name in stage_walls:
+            seconds = stage_walls[name]
         peaks = [
             t.stages[name].peak_rss_bytes
             for t in timings
@@ -215,6 +231,11 @@ def summarize_run(
     e2e_peaks = [
         t.end_to_end.peak_rss_bytes for t in timings if t.end_to_end.peak_rss_bytes is not None
     ]
+    if whole is not None and whole.peak_rss_bytes is not None:
+        e2e_peaks = [whole.peak_rss_bytes]
+    e2e_cpu = _sum_or_none([t.end_to_end.cpu_seconds for t in timings])
+    if whole is not None and whole.cpu_seconds is not None:
+        e2e_cpu = whole.cpu_seconds
     return {
         "label": label,
         "backend": backend,
@@ -226,14 +247,18 @@ def summarize_run(
             "stages": stage_totals,
             "end_to_end": {
                 "seconds": e2e,
-                "cpu_seconds": _sum_or_none([t.end_to_end.cpu_seconds for t in timings]),
+                "cpu_seconds": e2e_cpu,
                 "rows_per_second": rows_per_second(rows, e2e),
                 "peak_rss_mib": to_mib(max(e2e_peaks)) if e2e_peaks else None,
             },
             # seconds is set for every stage
             "validation_share": share(stage_totals["validate"]["seconds"], e2e),  # type: ignore[arg-type]
         },
-        "baseline_rss_mib": to_mib(timings[0].end_to_end.start_rss_bytes) if timings else None,
+        "baseline_rss_mib": to_mib(
+            whole.start_rss_bytes if whole else timings[0].end_to_end.start_rss_bytes
+        )
+        if timings
+        else None,
         "ru_maxrss_mib": to_mib(process_peaks.get("ru_maxrss_bytes")),
         "vm_hwm_mib": to_mib(process_peaks.get("vm_hwm_bytes")),
         "reconciled": all(t.reconciled for t in timings) if timings else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import threading
 import time
@@ -13,6 +14,9 @@ from pathlib import Path
 # --------------------------------------------------------------------------- measuring
 from etl.bench.figures import MIB, SAMPLE_INTERVAL_SECONDS, Measurement, ru_maxrss_bytes
 
+TREE_SAMPLE_SECONDS = 0.05  # a process tree's RSS: one read per process per sample
+TREE_LISTING_SECONDS = 0.5  # its processes listed again (workers come and go rarely)
+
 
 @dataclass(eq=False)  # identity, not value, equality: two windows may hold the same figures
 class RssWindow:
@@ -23,8 +27,12 @@ class RssWindow:
 class RssSampler:
     """A daemon thread that samples this process's RSS; ``window()`` gives a span's peak."""
 
-    def __init__(self, interval: float = SAMPLE_INTERVAL_SECONDS) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = SAMPLE_INTERVAL_SECONDS, tree: bool = False) -> None:
+        """``tree``: the RSS of this process and all its descendants (worker processes) summed."""
+        self.interval = max(interval, TREE_SAMPLE_SECONDS) if tree else interval
+        self.tree = tree
+        self._children: list = []
+        self._listed_at = float("-inf")
         self._windows: list[RssWindow] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -41,7 +49,22 @@ class RssSampler:
         return self._process is not None
 
     def _rss(self) -> int | None:
-        return self._process.memory_info().rss if self._process is not None else None
+        if self._process is None:
+            return None
+        rss = self._process.memory_info().rss
+        if self.tree:
+            import psutil
+
+            now = time.monotonic()
+            if now - self._listed_at >= TREE_LISTING_SECONDS:
+                # Listing descendants reads every process of the machine: not at each sample,
+                # or the sampler takes CPU from the workers it measures.
+                self._children = self._process.children(recursive=True)
+                self._listed_at = now
+            for child in self._children:
+                with contextlib.suppress(psutil.Error):  # ended since it was listed
+                    rss += child.memory_info().rss
+        return rss
 
     def _observe(self) -> None:
         rss = self._rss()

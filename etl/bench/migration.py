@@ -3,6 +3,7 @@ child interpreters (estate generation, a migration per chunk size)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -10,11 +11,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from etl.bench.figures import SYSTEMS, Measurement, SystemTiming, summarize_run
+from etl.bench.figures import SYSTEMS, Measurement, SystemTiming, summarize_run, to_mib
 from etl.bench.memory import RssSampler, measure, process_peaks
 from etl.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    from etl.parallel import TaskTiming
 
 
 def bench_settings(
@@ -105,16 +109,139 @@ def migrate(
     return timings
 
 
+def _span(timings: list[TaskTiming]) -> float:
+    return max(t.ended for t in timings) - min(t.started for t in timings) if timings else 0.0
+
+
+def _union(timings: list[TaskTiming]) -> float:
+    """Seconds during which at least one of the tasks ran."""
+    total, reach = 0.0, float("-inf")
+    for timing in sorted(timings, key=lambda t: t.started):
+        start = max(timing.started, reach)
+        if timing.ended > start:
+            total += timing.ended - start
+        reach = max(reach, timing.ended)
+    return total
+
+
+def _from_tasks(timings: list[TaskTiming]) -> Measurement:
+    return Measurement(seconds=_span(timings), cpu_seconds=sum(t.cpu_seconds for t in timings))
+
+
+def migrate_parallel(
+    settings: Settings,
+    label: str,
+    as_of: dt.date,
+    jobs: int,
+    systems: tuple[str, ...] = SYSTEMS,
+    log: Callable[[str], None] = lambda _m: None,
+) -> tuple[list[SystemTiming], Measurement, dict[str, float], dict[str, Any]]:
+    """Migrate the systems side by side in ``jobs`` worker processes, as ``vardflytt run``
+    does (etl/parallel.py), the load split into staging and promotion as ``migrate`` times
+    them. The workers are started (their imports done) before the clock starts, as
+    ``warm_imports`` is for ``migrate``. Returns each system's stages (wall: its first task's
+    start to its last one's end; CPU: summed over its tasks), the whole run (wall clock, CPU of
+    this process and every task, RSS of the process tree), each stage's wall clock over all
+    systems, and extra figures."""
+    from etl import pipeline
+    from etl.parallel import core_write_slots, run_systems, warm_pool
+
+    runs = [(system, pipeline.batch_id_for(system, f"bench_{label}")) for system in systems]
+
+    def on_event(system: str, message: str) -> None:
+        if not message.endswith(" done"):
+            log(f"{label}: {system} {message}")
+
+    processes = jobs + core_write_slots(settings, jobs)
+    with (
+        warm_pool(processes) as pool,
+        RssSampler(tree=True) as sampler,
+        measure(sampler) as whole,
+    ):
+        outcomes = run_systems(
+            runs,
+            as_of,
+            settings=settings,
+            jobs=jobs,
+            reports=False,
+            split_promote=True,
+            on_event=on_event,
+            pool=pool,
+        )
+    tasks = [t for outcome in outcomes for t in outcome.timings]
+    whole.cpu_seconds = (whole.cpu_seconds or 0.0) + sum(t.cpu_seconds for t in tasks)
+    timings = []
+    for outcome in outcomes:
+        stages = {}
+        for stage in ("extract", "transform", "validate", "gate", "stage", "promote"):
+            of_stage = [t for t in outcome.timings if t.stage == stage]
+            if of_stage:
+                stages[stage] = _from_tasks(of_stage)
+        if "promote" in outcome.results:
+            # The accounting check the scheduler made of the promotion's report, timed again
+            # here (a check of counts, no database).
+            with (
+                measure(None) as stages["verify"],
+                contextlib.suppress(pipeline.ReconciliationError),
+            ):
+                pipeline.reconcile(outcome.results["promote"])
+        accounting: dict[str, int] = {}
+        for row in outcome.report.accounting if outcome.report else []:
+            for key in ("extracted", "loaded", "quarantined", "excluded", "merged", "residue"):
+                accounting[key] = accounting.get(key, 0) + int(getattr(row, key))
+        error = None
+        if outcome.error is not None:
+            error = f"{outcome.failed_task}: {type(outcome.error).__name__}: {outcome.error}"
+        timings.append(
+            SystemTiming(
+                system=outcome.system,
+                source_rows=sum(outcome.extracted.values()),
+                stages=stages,
+                end_to_end=_from_tasks(outcome.timings),
+                reconciled=outcome.report is not None and outcome.ok,
+                accounting=accounting,
+                error=error,
+            )
+        )
+    stage_walls = {
+        stage: _union([t for t in tasks if t.stage == stage])
+        for stage in ("extract", "transform", "validate", "gate", "stage", "promote")
+    }
+    peaks = [t.worker_peak_rss_bytes for t in tasks if t.worker_peak_rss_bytes is not None]
+    extra = {
+        "jobs": jobs,
+        "workers": len({t.worker for t in tasks}),
+        "worker_vm_hwm_mib": to_mib(max(peaks)) if peaks else None,
+    }
+    return timings, whole, stage_walls, extra
+
+
 def _in_process_run(
     label: str,
     backend: str,
     settings: Settings,
     as_of: dt.date,
     log: Callable[[str], None],
+    jobs: int = 1,
     **extra: Any,
 ) -> dict[str, Any]:
+    if jobs > 1:
+        timings, whole, stage_walls, more = migrate_parallel(settings, label, as_of, jobs, log=log)
+        return summarize_run(
+            label,
+            backend,
+            settings.chunk_rows,
+            timings,
+            process_peaks(),
+            whole=whole,
+            stage_walls=stage_walls,
+            process=f"this process + {jobs} workers",
+            **more,
+            **extra,
+        )
     with RssSampler() as sampler:
         timings = migrate(settings, label, as_of, sampler, log=log)
+    extra.setdefault("jobs", 1)
     return summarize_run(
         label,
         backend,

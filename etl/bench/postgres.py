@@ -171,6 +171,7 @@ def _postgres_run(
     as_of: dt.date,
     log: Callable[[str], None],
     with_cutover: bool = True,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Load into a fresh schema on the server; the schema is dropped afterwards in any case."""
     schema = bench_schema_name()
@@ -182,6 +183,7 @@ def _postgres_run(
             settings,
             as_of,
             log,
+            jobs=jobs,
             core_url=redact_url(url),
             schema=schema,
         )

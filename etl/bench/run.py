@@ -49,6 +49,7 @@ def run_benchmark(
     with_identity: bool = False,
     seed: int = BENCH_SEED,
     keep_files: bool = False,
+    jobs: int | None = None,
     log: Callable[[str], None] = lambda _message: None,
 ) -> dict[str, Any]:
     """Generate, migrate (SQLite, then PostgreSQL if given), measure; write and return results."""
@@ -56,6 +57,9 @@ def run_benchmark(
         raise ValueError("patients must be at least 1")
     settings = get_settings()
     chunk_rows = chunk_rows or settings.chunk_rows
+    from etl.parallel import default_jobs
+
+    jobs = jobs or default_jobs(settings)
     work_dir = Path(work_dir or settings.home / "bench").resolve()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +83,7 @@ def run_benchmark(
         log,
         with_sqlite=with_sqlite,
         with_cutover=with_cutover,
+        jobs=jobs,
     )
     freeze_window = (
         _freeze_windows(
@@ -117,6 +122,7 @@ def run_benchmark(
             "with_sqlite": with_sqlite,
             "with_cutover": with_cutover,
             "with_identity": with_identity,
+            "jobs": jobs,
             "dag_parse_repeats": dag_parse_repeats,
             "import_seconds": import_seconds,
             "files_kept": keep_files or bool(problems),
@@ -182,6 +188,7 @@ def _migration_runs(
     log: Callable[[str], None],
     with_sqlite: bool = True,
     with_cutover: bool = True,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """The migration in this process: on SQLite (unless left out), then on PostgreSQL when a
     server is given (with the COPY and to_sql peers unless ``with_cutover`` is false)."""
@@ -194,6 +201,7 @@ def _migration_runs(
                 bench_settings(run_dir / "sqlite", estate, chunk_rows),
                 as_of,
                 log,
+                jobs=jobs,
                 import_seconds=import_seconds,
             ),
         ),
@@ -203,7 +211,7 @@ def _migration_runs(
             (
                 "postgresql",
                 lambda: _postgres_run(
-                    postgres_url, run_dir, estate, chunk_rows, as_of, log, with_cutover
+                    postgres_url, run_dir, estate, chunk_rows, as_of, log, with_cutover, jobs
                 ),
             )
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -12,7 +12,10 @@ from rich.table import Table
 from etl.batch import safe_batch_id
 from etl.cli.common import checked_catalog, console
 from etl.load.cli import print_unpromoted
-from etl.settings import get_settings
+from etl.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from etl.load.loader import LoadReport
 
 
 def check_mappings() -> None:
@@ -43,43 +46,127 @@ def check_mappings() -> None:
 
 
 def run(
-    system: Annotated[str, typer.Argument(help="Source system, as named under mappings/.")],
+    systems: Annotated[list[str], typer.Argument(help="Source systems, as named under mappings/.")],
     batch_id: Annotated[
-        str | None, typer.Option(help="Batch id; re-use one to re-run that batch.")
+        str | None,
+        typer.Option(
+            help="Batch id; re-use one to re-run that batch (with several systems: one batch "
+            "per system, <system>__<id>)."
+        ),
     ] = None,
     as_of_date: Annotated[
         str | None, typer.Option(help="Reference date YYYY-MM-DD (default today).")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Write nothing to the core.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes: independent systems, and each system's independent "
+            "entities, at once (default VARDFLYTT_JOBS, else the CPUs; 1: one step at a time "
+            "in this process).",
+        ),
+    ] = None,
 ) -> None:
-    """Run one source system's migration in this process, without Airflow."""
+    """Run source systems' migrations without Airflow; several run side by side. A system that
+    stops (gate, accounting...) stops alone: the others finish, and the command ends with the
+    first stop's message and exit code."""
     from etl import pipeline
     from etl.batch import new_batch_id
+    from etl.parallel import default_jobs
 
     settings = get_settings()
-    entities = pipeline.catalog(settings).system(system).entities
+    systems = list(dict.fromkeys(systems))
+    catalog = pipeline.catalog(settings)
+    entities = {system: catalog.system(system).entities for system in systems}
     as_of = dt.date.fromisoformat(as_of_date) if as_of_date else dt.date.today()
-    batch = batch_id or new_batch_id(system, "cli")
-    with Progress(
+    jobs = jobs or default_jobs(settings)
+    if len(systems) == 1:
+        system = systems[0]
+        batch = batch_id or new_batch_id(system, "cli")
+        with _progress() as progress:
+            task = progress.add_task(f"{system}: starting", total=2 * len(entities[system]) + 3)
+
+            def on_stage(name: str) -> None:
+                if name.endswith((" done", " failed")):
+                    return
+                progress.update(
+                    task, description=f"{system}: {name}", advance=0 if name == "extract" else 1
+                )
+
+            # An expected stop (gate, accounting, drift...) ends the command with its message
+            # and exit code (etl.cli.common.EXPECTED_STOPS).
+            report = pipeline.run_system(
+                system, batch, as_of, dry_run, settings=settings, on_stage=on_stage, jobs=jobs
+            )
+            progress.update(task, completed=2 * len(entities[system]) + 3)
+        _print_result(settings, system, batch, report)
+        return
+    _run_several(settings, systems, entities, batch_id, as_of, dry_run, jobs)
+
+
+def _progress() -> Progress:
+    return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         TimeElapsedColumn(),
         console=console,
-    ) as progress:
-        task = progress.add_task(f"{system}: starting", total=2 * len(entities) + 3)
+    )
 
-        def on_stage(name: str) -> None:
-            progress.update(
-                task, description=f"{system}: {name}", advance=0 if name == "extract" else 1
-            )
 
-        # An expected stop (gate, accounting, drift...) ends the command with its message and
-        # exit code (etl.cli.common.EXPECTED_STOPS).
-        report = pipeline.run_system(
-            system, batch, as_of, dry_run, settings=settings, on_stage=on_stage
+def _run_several(
+    settings: Settings,
+    systems: list[str],
+    entities: dict[str, dict],
+    batch_id: str | None,
+    as_of: dt.date,
+    dry_run: bool,
+    jobs: int,
+) -> None:
+    from etl import pipeline
+    from etl.batch import new_batch_id
+    from etl.parallel import raise_first_error, run_systems
+
+    batches = [
+        (s, pipeline.batch_id_for(s, batch_id) if batch_id else new_batch_id(s, "cli"))
+        for s in systems
+    ]
+    console.print(f"{len(systems)} systems, {jobs} worker process(es)")
+    with _progress() as progress:
+        bars = {
+            s: progress.add_task(f"{s}: waiting", total=2 * len(entities[s]) + 3) for s in systems
+        }
+
+        def on_event(system: str, message: str) -> None:
+            if message.endswith(" done"):
+                progress.update(bars[system], advance=1)
+            else:
+                progress.update(bars[system], description=f"{system}: {message}")
+
+        outcomes = run_systems(
+            batches, as_of, settings=settings, jobs=jobs, dry_run=dry_run, on_event=on_event
         )
-        progress.update(task, completed=2 * len(entities) + 3)
+        for system in systems:
+            progress.update(bars[system], completed=2 * len(entities[system]) + 3)
+    for outcome in outcomes:
+        if outcome.report is not None:
+            _print_result(settings, outcome.system, outcome.batch_id, outcome.report)
+    stopped = [outcome for outcome in outcomes if not outcome.ok]
+    for outcome in stopped:
+        console.print(
+            f"[red]{outcome.system} batch {outcome.batch_id} stopped at {outcome.failed_task}: "
+            f"{type(outcome.error).__name__}: {outcome.error}[/red]"
+        )
+    if stopped:
+        console.print(
+            f"{len(outcomes) - len(stopped)} of {len(outcomes)} systems loaded; "
+            "the first stop follows"
+        )
+    raise_first_error(outcomes)
+
+
+def _print_result(settings: Settings, system: str, batch: str, report: LoadReport) -> None:
     print_accounting(
         [row.model_dump() for row in report.accounting], title=f"{system} batch {batch}"
     )

@@ -46,6 +46,14 @@ def bench(
     dashboard: Annotated[
         bool, typer.Option(help="Also time the dashboard's pages over a synthetic history.")
     ] = True,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes of the migration runs, as `vardflytt run --jobs` (default "
+            "VARDFLYTT_JOBS, else the CPUs); 1: every stage in this process, one after another.",
+        ),
+    ] = None,
     sqlite: Annotated[
         bool, typer.Option(help="Also migrate into SQLite (before PostgreSQL, same process).")
     ] = True,
@@ -183,6 +191,7 @@ def bench(
         startup_repeats=startup_repeats,
         with_dashboard=dashboard,
         with_sqlite=sqlite,
+        jobs=jobs,
         with_cutover=cutover,
         with_identity=identity,
         keep_files=keep_files,
