@@ -225,31 +225,22 @@ def _in_process_run(
     jobs: int = 1,
     **extra: Any,
 ) -> dict[str, Any]:
+    options: dict[str, Any]
     if jobs > 1:
         timings, whole, stage_walls, more = migrate_parallel(settings, label, as_of, jobs, log=log)
-        return summarize_run(
-            label,
-            backend,
-            settings.chunk_rows,
-            timings,
-            process_peaks(),
-            whole=whole,
-            stage_walls=stage_walls,
-            process=f"this process + {jobs} workers",
+        options = {
+            "whole": whole,
+            "stage_walls": stage_walls,
+            "process": f"this process + {jobs} workers",
             **more,
-            **extra,
-        )
-    with RssSampler() as sampler:
-        timings = migrate(settings, label, as_of, sampler, log=log)
-    extra.setdefault("jobs", 1)
+        }
+    else:
+        with RssSampler() as sampler:
+            timings = migrate(settings, label, as_of, sampler, log=log)
+        extra.setdefault("jobs", 1)
+        options = {"process": "this process"}
     return summarize_run(
-        label,
-        backend,
-        settings.chunk_rows,
-        timings,
-        process_peaks(),
-        process="this process",
-        **extra,
+        label, backend, settings.chunk_rows, timings, process_peaks(), **options, **extra
     )
 
 
