@@ -39,7 +39,7 @@ VIEW_NAME = VardflyttDashboardPlugin.external_views[0]["name"]
 
 
 @pytest.fixture(scope="module")
-def airflow(small_estate, tmp_path_factory):
+def airflow(small_estate, tmp_path_factory, airflow_db_template):
     """A real Airflow API server with the plugin over a small real history; (server, settings)."""
     require_browser()
     settings = Settings(home=tmp_path_factory.mktemp("plugin_home"), estate_dir=small_estate)
@@ -48,6 +48,7 @@ def airflow(small_estate, tmp_path_factory):
         USERS,
         environment={"VARDFLYTT_DASHBOARD_STEWARDS": STEWARD},
         while_starting=lambda: seed_real_history(settings),
+        database_template=airflow_db_template,
     ) as server:
         yield server, settings
 
