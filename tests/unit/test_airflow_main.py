@@ -1,5 +1,8 @@
 """``airflow`` as the project starts it (etl/airflow_main.py): Airflow's own command line, named
-``airflow``, with the collector set for a short command and no collection at exit."""
+``airflow``, with the collector set for a short command and no collection at exit; in ``dags
+test`` and ``tasks test``, an in-process execution API serving only the task SDK client's API
+version (etl/airflow_inprocess_api.py). The tests that build Airflow's execution API are
+``integration`` (real Airflow, ~2 CPU s to import it, ~3.5 to build every version once)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ import types
 
 import pytest
 
+from etl import airflow_inprocess_api
+from etl.airflow_inprocess_api import install
 from etl.airflow_main import AIRFLOW_COMMAND, YOUNG_THRESHOLD, main
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_airflow_runs_its_own_command_line_with_the_collector_set(monkeypatch):
     seen = {}
 
@@ -28,6 +32,9 @@ def test_airflow_runs_its_own_command_line_with_the_collector_set(monkeypatch):
     module = types.ModuleType("airflow.__main__")
     module.main = airflow_main
     monkeypatch.setitem(sys.modules, "airflow.__main__", module)
+    monkeypatch.setattr(
+        airflow_inprocess_api, "install", lambda argv: seen.setdefault("installed", list(argv))
+    )
     monkeypatch.setattr(sys, "argv", ["/somewhere/etl/airflow_main.py", "version"])
     threshold = gc.get_threshold()
     registered = []
@@ -44,8 +51,10 @@ def test_airflow_runs_its_own_command_line_with_the_collector_set(monkeypatch):
     assert seen["threshold"] == (YOUNG_THRESHOLD, *threshold[1:])
     assert seen["frozen"] > 0  # what was alive once Airflow was imported
     assert registered == [gc.freeze]  # at exit: no collection of what is left
+    assert seen["installed"] == [seen["argv0"], "version"]  # decides by Airflow's command
 
 
+@pytest.mark.unit
 def test_the_command_is_airflows_command_line():
     completed = subprocess.run(
         [*AIRFLOW_COMMAND, "--help"], capture_output=True, text=True, timeout=300
@@ -53,3 +62,122 @@ def test_the_command_is_airflows_command_line():
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.startswith("Usage: airflow "), completed.stdout[:200]
     assert "dags" in completed.stdout.split()
+
+
+@pytest.fixture
+def execution_api(monkeypatch):
+    """Airflow's execution API module (airflow/api_fastapi/execution_api/app.py), with its
+    ``create_task_execution_api_app`` put back after the test."""
+    from airflow.api_fastapi.execution_api import app
+
+    monkeypatch.setattr(app, "create_task_execution_api_app", app.create_task_execution_api_app)
+    return app
+
+
+def _sdk_client(api):
+    """The task SDK's client on an in-process API, as ``dags test`` makes it
+    (InProcessTestSupervisor._api_client in airflow/sdk/execution_time/supervisor.py)."""
+    from airflow.sdk.api.client import Client
+
+    client = Client(base_url=None, token="", dry_run=True, transport=api.transport)
+    client.base_url = "http://in-process.invalid./"
+    return client
+
+
+def _full_bundle():
+    from airflow.api_fastapi.execution_api.versions import bundle
+
+    return bundle
+
+
+@pytest.mark.integration
+def test_dags_test_serves_the_sdk_clients_api_version_only(execution_api):
+    from airflow.sdk.api.client import API_VERSION
+
+    assert install(["airflow", "dags", "test", "vardflytt_elvis"])
+    api = execution_api.InProcessExecutionAPI()
+
+    health = _sdk_client(api).get("health")
+
+    assert health.request.headers["airflow-api-version"] == API_VERSION
+    assert health.json() == {"status": "healthy"}
+    assert api.app.versions.version_values == (API_VERSION,)
+    assert list(api.app.router.versioned_routers) == [API_VERSION]  # no older version generated
+    assert len(_full_bundle().version_values) > 1  # which Airflow's own app would generate
+
+
+@pytest.mark.integration
+def test_the_clients_version_has_the_routes_and_document_airflow_gives_it(execution_api):
+    """Airflow's own in-process app (every version) and the trimmed one answer the client's
+    version alike: the same routes to the same endpoints, the same OpenAPI document."""
+
+    def served(api):
+        client = _sdk_client(api)
+        answers = {  # Cadwyn generates the routes at the first request
+            "health": client.get("health").json(),
+            "openapi": client.get("openapi.json").json(),
+        }
+        routes = api.app.router.versioned_routers[client.headers["airflow-api-version"]].routes
+        return answers | {
+            "routes": sorted(
+                (route.path, sorted(getattr(route, "methods", None) or ()), route.name)
+                for route in routes
+            )
+        }
+
+    airflows = served(execution_api.InProcessExecutionAPI())
+    assert len(airflows["routes"]) > 40
+    install(["airflow", "dags", "test"])
+    trimmed = served(execution_api.InProcessExecutionAPI())
+
+    assert trimmed == airflows
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("expectation", ["client speaks an older version", "no version constant"])
+def test_anything_unexpected_leaves_airflows_app_with_every_version(
+    expectation, execution_api, monkeypatch
+):
+    import airflow.sdk.api.client as sdk_client
+
+    if expectation == "client speaks an older version":
+        monkeypatch.setattr(sdk_client, "API_VERSION", _full_bundle().version_values[1])
+    else:
+        monkeypatch.delattr(sdk_client, "API_VERSION")
+    assert install(["airflow", "tasks", "test"])
+
+    app = execution_api.InProcessExecutionAPI().app
+
+    assert app.versions is _full_bundle()
+    assert list(app.router.versioned_routers) == list(_full_bundle().version_values)
+
+
+@pytest.mark.integration
+def test_a_route_generation_error_leaves_airflows_app_with_every_version(
+    execution_api, monkeypatch
+):
+    import cadwyn.applications
+    from cadwyn.exceptions import RouterGenerationError
+
+    def generation_fails(*arguments, **options):
+        raise RouterGenerationError("as a route marked only_exists_in_older_versions makes it")
+
+    monkeypatch.setattr(cadwyn.applications, "generate_versioned_routers", generation_fails)
+    assert install(["airflow", "dags", "test"])
+
+    app = execution_api.InProcessExecutionAPI().app
+
+    assert app.versions is _full_bundle()
+
+
+@pytest.mark.integration
+def test_the_api_server_and_other_commands_keep_every_version(execution_api):
+    create = execution_api.create_task_execution_api_app
+
+    assert not install(["airflow", "api-server"])
+    assert execution_api.create_task_execution_api_app is create
+    assert install(["airflow", "dags", "test"])
+    # the api-server's app: created with the module's own lifespan (airflow/api_fastapi/app.py)
+    app = execution_api.create_task_execution_api_app()
+
+    assert app.versions is _full_bundle()
