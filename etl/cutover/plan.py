@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -463,6 +465,50 @@ def _expand_scopes(path: Path, plan: WavePlan, register: CareUnitRegister) -> No
         wave._units = frozenset(units)
 
 
+# The mappings the plan was last checked against, per folder and the bytes of every file in it
+# (the plan is read by many steps of one command: each would load the whole catalog again).
+_CHECKED_MAPPINGS: dict[tuple[str, str], Catalog] = {}
+_KEEP_MAPPINGS = 4
+_CHECKED_LOCK = threading.Lock()
+
+
+def _mappings(mappings_dir: Path) -> Catalog:
+    """``load_catalog(mappings_dir)``, reused while every file under the folder (links followed)
+    has the same name and bytes as when it was loaded; only for the checks here, which never
+    change it. A folder that fails to load is loaded again each time (its error each time)."""
+    from etl.catalog import load_catalog
+
+    try:
+        key = (str(mappings_dir), _content_digest(mappings_dir))
+    except OSError:  # an unreadable file: load_catalog says what is wrong with it
+        return load_catalog(mappings_dir)
+    with _CHECKED_LOCK:
+        catalog = _CHECKED_MAPPINGS.get(key)
+    if catalog is None:
+        catalog = load_catalog(mappings_dir)
+        with _CHECKED_LOCK:
+            while len(_CHECKED_MAPPINGS) >= _KEEP_MAPPINGS:
+                _CHECKED_MAPPINGS.pop(next(iter(_CHECKED_MAPPINGS)))
+            _CHECKED_MAPPINGS[key] = catalog
+    return catalog
+
+
+def _content_digest(folder: Path) -> str:
+    """A digest of the relative path and bytes of every file under ``folder``, links followed."""
+    digest = hashlib.sha256()
+    for directory, subdirectories, names in os.walk(folder, onerror=_raise, followlinks=True):
+        subdirectories.sort()
+        for name in sorted(names):
+            path = Path(directory, name)
+            digest.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def _check_declarations(
     path: Path,
     systems: list[str],
@@ -472,11 +518,11 @@ def _check_declarations(
 ) -> None:
     """Every entity of a split system declares its unit; a fixed unit is in the register."""
     # Here, not at the top: parsing the cutover DAGs reads the plan without the data libraries.
-    from etl.catalog import MappingError, load_catalog
+    from etl.catalog import MappingError
 
     if catalog is None:
         try:
-            catalog = load_catalog(mappings_dir)
+            catalog = _mappings(mappings_dir)
         except MappingError as error:
             raise PlanError(f"{path}: the mappings do not load: {error}") from error
     for system in systems:

@@ -15,7 +15,6 @@ of ELVIS and Melior, ``w1_skaraborg`` and ``w2_rest`` their units' rows. Here:
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 
 import pytest
@@ -25,15 +24,15 @@ from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, promotion
 from etl.cutover import ledger, waves
 from etl.load.promote import PromotionError, core_checksums
-from etl.settings import PROJECT_ROOT, Settings
+from etl.settings import Settings
 from tests.integration.test_wave_slices import (
     AS_OF,
-    PLAN,
     _batches,
     _count,
     _dangling_patients,
     _engine,
-    _write_plan,
+    prepared_core,
+    prepared_waves,
 )
 
 pytestmark = pytest.mark.integration
@@ -51,24 +50,12 @@ class Loaded:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def loaded(request, estate_of, tmp_path_factory, core_of):
+def loaded(request, estate_of, tmp_path_factory, core_of, run_cache):
+    estate = estate_of(150, 5)
+    prepared = prepared_waves(run_cache, estate, request.param, core_of)
     root = tmp_path_factory.mktemp(f"rollback-slices-{request.param}")
-    mappings = root / "mappings"
-    shutil.copytree(PROJECT_ROOT / "mappings", mappings)
-    _write_plan(mappings)
-    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VARDFLYTT_HOME", str(root / "home"))
-        patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate_of(150, 5)))
-        patch.setenv("VARDFLYTT_CORE_URL", core_url)
-        patch.setenv("VARDFLYTT_MAPPINGS_DIR", str(mappings))
-        patch.setenv("VARDFLYTT_WAVE_PLAN", PLAN)
-        for name in ("VARDFLYTT_LANDING_DIR", "VARDFLYTT_SOURCE_ELVIS_URL"):
-            patch.delenv(name, raising=False)
-        settings = Settings()
-        before = {w: _slice(settings, w) for w in (W0, W1, W2)}
-        for wave in (W0, W1, W2):
-            waves.load_wave(settings, wave, "initial", AS_OF, actor="ivar")
-        yield Loaded(settings, before)
+    with prepared_core(prepared, request.param, root, estate, core_of) as settings:
+        yield Loaded(settings, prepared.before)
 
 
 def _slice(settings, wave: str) -> dict[str, str]:

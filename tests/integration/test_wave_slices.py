@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import html
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -73,6 +74,78 @@ def _write_plan(mappings) -> None:
     (mappings / PLAN).write_text(yaml.safe_dump(plan, allow_unicode=True), encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The three waves' initial loads of one core, made once per test run (both modules of the
+    plan start from them) in ``folder``: the core's rows (tests/core_snapshot.py), the state
+    folder ``home`` and the ``mappings`` with the plan; and what the tests compare with."""
+
+    folder: Path
+    before: dict[str, dict[str, str]]  # each wave's slice checksums before any wave
+    patients: int  # patient rows after w0
+    w1_contacts: int  # encounter rows after w1 (all of them w1's)
+
+
+def _environment(patch: pytest.MonkeyPatch, root: Path, estate: Path, core_url: str) -> None:
+    patch.setenv("VARDFLYTT_HOME", str(root / "home"))
+    patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
+    patch.setenv("VARDFLYTT_CORE_URL", core_url)
+    patch.setenv("VARDFLYTT_MAPPINGS_DIR", str(root / "mappings"))
+    patch.setenv("VARDFLYTT_WAVE_PLAN", PLAN)
+    for name in ("VARDFLYTT_LANDING_DIR", "VARDFLYTT_SOURCE_ELVIS_URL"):
+        patch.delenv(name, raising=False)
+
+
+def prepared_waves(run_cache: Path, estate: Path, kind: str, core_of) -> Prepared:
+    """w0, w1 and w2 loaded (initial) from ``estate`` (read only) into a ``kind`` core, once per
+    test run and shared by the pytest-xdist workers like the estates (tests/commands.py)."""
+    from tests.commands import _locked
+    from tests.core_snapshot import save_core
+
+    folder = run_cache / f"wave-slices-{kind}"
+    with _locked(run_cache / f"wave-slices-{kind}.lock"):
+        if not folder.exists():
+            scratch = run_cache / f".wave-slices-{kind}.building"
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.copytree(PROJECT_ROOT / "mappings", scratch / "mappings")
+            _write_plan(scratch / "mappings")
+            live = scratch / "live"
+            live.mkdir()
+            with core_of(kind, live) as core_url, pytest.MonkeyPatch.context() as patch:
+                _environment(patch, scratch, estate, core_url)
+                settings = Settings()
+                before = {
+                    w: waves.wave_checksums(settings, waves.wave_of(settings, w)) for w in WAVES
+                }
+                waves.load_wave(settings, "w0_patients", "initial", AS_OF, actor="ivar")
+                patients = _count(settings, "patient")
+                waves.load_wave(settings, "w1_skaraborg", "initial", AS_OF, actor="ivar")
+                w1_contacts = _count(settings, "encounter")
+                waves.load_wave(settings, "w2_rest", "initial", AS_OF, actor="ivar")
+                save_core(core_url, scratch / "core")
+                _engine(settings).dispose()
+            shutil.rmtree(live)
+            figures = {"before": before, "patients": patients, "w1_contacts": w1_contacts}
+            (scratch / "figures.json").write_text(json.dumps(figures), "utf-8")
+            os.replace(scratch, folder)  # whole or not at all
+    figures = json.loads((folder / "figures.json").read_text("utf-8"))
+    return Prepared(folder, **figures)
+
+
+@contextlib.contextmanager
+def prepared_core(prepared: Prepared, kind: str, root: Path, estate: Path, core_of):
+    """A copy of the prepared waves in ``root`` (core, state folder, mappings) reading
+    ``estate``, with the environment pointing at it, as ``Settings``."""
+    from tests.core_snapshot import restore_core
+
+    for name in ("home", "mappings"):
+        shutil.copytree(prepared.folder / name, root / name)
+    with core_of(kind, root) as core_url, pytest.MonkeyPatch.context() as patch:
+        restore_core(prepared.folder / "core", core_url)
+        _environment(patch, root, estate, core_url)
+        yield Settings()
+
+
 @dataclass
 class Loaded:
     """The three waves' initial loads of one core, and what the tests compare with."""
@@ -87,29 +160,14 @@ class Loaded:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def loaded(request, estate_of, tmp_path_factory, core_of):
+def loaded(request, estate_of, tmp_path_factory, core_of, run_cache):
+    prepared = prepared_waves(run_cache, estate_of(150, 5), request.param, core_of)
     root = tmp_path_factory.mktemp(f"slices-{request.param}")
     estate = root / "estate"
     shutil.copytree(estate_of(150, 5), estate)  # a test changes its legacy systems
-    mappings = root / "mappings"
-    shutil.copytree(PROJECT_ROOT / "mappings", mappings)
-    _write_plan(mappings)
-    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VARDFLYTT_HOME", str(root / "home"))
-        patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
-        patch.setenv("VARDFLYTT_CORE_URL", core_url)
-        patch.setenv("VARDFLYTT_MAPPINGS_DIR", str(mappings))
-        patch.setenv("VARDFLYTT_WAVE_PLAN", PLAN)
-        for name in ("VARDFLYTT_LANDING_DIR", "VARDFLYTT_SOURCE_ELVIS_URL"):
-            patch.delenv(name, raising=False)
-        settings = Settings()
-        before_w1 = waves.wave_checksums(settings, waves.wave_of(settings, "w1_skaraborg"))
-        waves.load_wave(settings, "w0_patients", "initial", AS_OF, actor="ivar")
-        patients = _count(settings, "patient")
-        waves.load_wave(settings, "w1_skaraborg", "initial", AS_OF, actor="ivar")
-        w1_contacts = _count(settings, "encounter")
-        waves.load_wave(settings, "w2_rest", "initial", AS_OF, actor="ivar")
-        yield Loaded(settings, estate, before_w1, patients, w1_contacts)
+    with prepared_core(prepared, request.param, root, estate, core_of) as settings:
+        before_w1 = prepared.before["w1_skaraborg"]
+        yield Loaded(settings, estate, before_w1, prepared.patients, prepared.w1_contacts)
 
 
 @pytest.fixture

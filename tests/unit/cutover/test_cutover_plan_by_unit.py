@@ -219,6 +219,22 @@ def test_a_fixed_unit_outside_the_register_is_refused(tmp_path):
         load(folder, BASE)
 
 
+def test_a_mapping_changed_after_a_plan_loaded_is_checked_again(tmp_path):
+    """The plan's check reuses the mappings it loaded while the folder's files are unchanged:
+    an entity file changed in place afterwards is read again, and refused."""
+    folder = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, folder)
+    load(folder, BASE)
+    load(folder, BASE)  # the mappings as checked before
+    observation = folder / "lab_skas" / "observation.yaml"
+    observation.write_text(
+        "extends: lab_hl7\ncare_unit: {fixed: SE2321000131-L000000000001}\n", encoding="utf-8"
+    )
+
+    with pytest.raises(PlanError, match=r"care_unit\.fixed SE2321000131-L000000000001 is not in"):
+        load(folder, BASE)
+
+
 def test_a_plan_by_unit_needs_the_register(tmp_path):
     folder = tmp_path / "mappings"
     shutil.copytree(MAPPINGS, folder)
