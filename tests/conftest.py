@@ -293,3 +293,18 @@ def cli():
     from tests.commands import invoke
 
     return invoke
+
+
+@pytest.fixture
+def without_batch_reports(monkeypatch):
+    """``run_system`` without its last step, each batch's validation report (summary and GX Data
+    Docs: about 30% of a small system's run). For tests that assert nothing about reports:
+    ``run_system`` writes the report with ``raise_errors=False``, so it can never fail such a
+    test, and it writes only its report folder and an access-log entry, which they do not read.
+    Reports have their own tests (tests/integration/test_batch_reports.py and others)."""
+    from etl import pipeline
+
+    def no_report(system, batch_id, settings=None, raise_errors=True):
+        return {"batch_id": batch_id, "summary": None, "data_docs": None}
+
+    monkeypatch.setattr(pipeline, "report", no_report)

@@ -110,7 +110,10 @@ def filesystem(settings: Settings) -> tuple[Any, str]:
     """The fsspec filesystem of a remote root and the root's path in it (``bucket/prefix``).
 
     Checked first (fail closed). Listings are never cached: another worker may have written
-    since (read-after-write across workers is the storage's guarantee, not a cache's)."""
+    since (read-after-write across workers is the storage's guarantee, not a cache's). The
+    filesystem object itself is fsspec's cached instance for these options (per process: fsspec
+    makes a new one after a fork): a new S3 client costs about 0.15 CPU s (botocore reads its
+    service model again), and every pipeline stage opens a workspace or two."""
     import fsspec  # type: ignore[import-untyped]  # no type information (fsspec 2026.9)
 
     check_root(settings)
@@ -118,9 +121,7 @@ def filesystem(settings: Settings) -> tuple[Any, str]:
     options = {
         k: v for k, v in settings.storage_options.items() if k not in ("use_listings_cache",)
     }
-    fs = fsspec.filesystem(
-        urlsplit(root).scheme, skip_instance_cache=True, use_listings_cache=False, **options
-    )
+    fs = fsspec.filesystem(urlsplit(root).scheme, use_listings_cache=False, **options)
     return fs, fs._strip_protocol(root).rstrip("/")
 
 

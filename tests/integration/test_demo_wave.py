@@ -22,7 +22,9 @@ from etl.cutover import ledger, waves
 from etl.demo_home import prepare_demo_home
 from etl.estate.base import EXTRACT_DATE
 
-pytestmark = pytest.mark.integration
+# Nothing here reads a batch's validation report (the go/no-go reads the core and the evidence
+# packs): each wave's run_system skips it (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("without_batch_reports")]
 
 WAVE = "w1_skaraborg"
 DEMO_SEED = 42  # etl.cli demo's default

@@ -25,7 +25,8 @@ from etl.identity import runs
 from etl.identity.resolve import CROSS_SYSTEM_KINDS, RULE_PENDING_REVIEW, RULE_SHARED_IDENTIFIER
 from tests.integration.defects import actual_quarantine, expected_quarantine
 
-pytestmark = pytest.mark.integration
+# Nothing here reads a batch's validation report: run_system skips it (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("without_batch_reports")]
 
 AS_OF = dt.date(2026, 7, 1)
 ROOT = Path(__file__).resolve().parents[2]

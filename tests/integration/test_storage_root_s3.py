@@ -52,6 +52,14 @@ def s3_endpoint():
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def estate(estate_of) -> Path:
+    """A 150-person estate (the wave tests' own, generated once per test run): what this file
+    proves (where files land, what each worker keeps) holds at any size, and every stage's
+    bucket traffic (moto's server in this process) grows with the rows it carries."""
+    return estate_of(150, 5)
+
+
 @pytest.fixture
 def shared(tmp_path, s3_endpoint, monkeypatch):
     """What every worker shares: the bucket (a fresh prefix per test) and the core database."""
@@ -86,10 +94,10 @@ def _local_files(home: Path) -> list[str]:
 
 
 def test_a_migration_on_s3_lands_every_file_in_the_bucket_and_reconciles(
-    small_estate, shared, tmp_path, monkeypatch
+    estate, shared, tmp_path, monkeypatch
 ):
     fs, database = shared
-    settings = _worker(tmp_path, "worker-1", small_estate, database, monkeypatch)
+    settings = _worker(tmp_path, "worker-1", estate, database, monkeypatch)
 
     reports = {
         system: pipeline.run_system(system, f"{system}-s3", AS_OF, settings=settings)
@@ -112,7 +120,7 @@ def test_a_migration_on_s3_lands_every_file_in_the_bucket_and_reconciles(
 
 
 def test_each_stage_runs_on_a_worker_that_never_saw_its_upstream(
-    small_estate, shared, tmp_path, monkeypatch
+    estate, shared, tmp_path, monkeypatch
 ):
     """Every task on a fresh worker (its own home and working directory): the only things the
     stages share are the bucket and the core database, and the XCom-like values they pass."""
@@ -121,7 +129,7 @@ def test_each_stage_runs_on_a_worker_that_never_saw_its_upstream(
     workers = iter(range(100))
 
     def fresh() -> Settings:
-        return _worker(tmp_path, f"worker-{next(workers)}", small_estate, database, monkeypatch)
+        return _worker(tmp_path, f"worker-{next(workers)}", estate, database, monkeypatch)
 
     extracted = pipeline.extract(system, batch, AS_OF.isoformat(), fresh())
     entities = list(pipeline.catalog(fresh()).system(system).entities)
@@ -165,7 +173,7 @@ def test_each_stage_runs_on_a_worker_that_never_saw_its_upstream(
 
 
 def test_tasks_of_one_batch_running_at_once_on_two_workers_keep_each_others_files(
-    small_estate, shared, tmp_path, monkeypatch
+    estate, shared, tmp_path, monkeypatch
 ):
     """Both workers copy the batch before either uploads (what two Celery workers transforming
     entities of one system at once do): each uploads only what it wrote, so neither removes or
@@ -174,8 +182,8 @@ def test_tasks_of_one_batch_running_at_once_on_two_workers_keep_each_others_file
 
     fs, database = shared
     system, batch = "melior", "melior-parallel"
-    one = _worker(tmp_path, "worker-1", small_estate, database, monkeypatch)
-    two = _worker(tmp_path, "worker-2", small_estate, database, monkeypatch)
+    one = _worker(tmp_path, "worker-1", estate, database, monkeypatch)
+    two = _worker(tmp_path, "worker-2", estate, database, monkeypatch)
     pipeline.extract(system, batch, AS_OF.isoformat(), one)
     catalog = pipeline.catalog(one)
     entities = list(catalog.system(system).entities)
@@ -200,27 +208,27 @@ def test_tasks_of_one_batch_running_at_once_on_two_workers_keep_each_others_file
 
 
 def test_a_re_extract_supersedes_the_abandoned_batch_in_the_bucket(
-    small_estate, shared, tmp_path, monkeypatch
+    estate, shared, tmp_path, monkeypatch
 ):
     fs, database = shared
-    settings = _worker(tmp_path, "worker-a", small_estate, database, monkeypatch)
+    settings = _worker(tmp_path, "worker-a", estate, database, monkeypatch)
     pipeline.extract("melior", "melior-abandoned", AS_OF.isoformat(), settings)
     pipeline.release_system("melior", "melior-abandoned", settings)
     assert fs.exists(f"{BUCKET}/{PREFIX}/landing/melior-abandoned/melior/landed/_manifest.json")
 
-    other = _worker(tmp_path, "worker-b", small_estate, database, monkeypatch)
+    other = _worker(tmp_path, "worker-b", estate, database, monkeypatch)
     pipeline.extract("melior", "melior-next", AS_OF.isoformat(), other)
 
     assert not fs.exists(f"{BUCKET}/{PREFIX}/landing/melior-abandoned/melior")
     assert fs.exists(f"{BUCKET}/{PREFIX}/landing/melior-next/melior/landed/_manifest.json")
 
 
-def test_an_evidence_pack_is_uploaded_under_the_root(small_estate, shared, tmp_path, monkeypatch):
+def test_an_evidence_pack_is_uploaded_under_the_root(estate, shared, tmp_path, monkeypatch):
     from etl.cutover.airflow_hitl import run_label
     from etl.cutover.evidence import pack_key, write_pack
 
     fs, database = shared
-    settings = _worker(tmp_path, "worker-e", small_estate, database, monkeypatch)
+    settings = _worker(tmp_path, "worker-e", estate, database, monkeypatch)
     label = run_label("load", "manual__s3")
 
     pack = write_pack(settings, "w1_skaraborg", label)
@@ -234,7 +242,7 @@ def test_an_evidence_pack_is_uploaded_under_the_root(small_estate, shared, tmp_p
     # The dashboard on another host reads the bucket's packs (its copy, brought up to date).
     from etl.core import storage
 
-    dashboard_host = _worker(tmp_path, "api-server", small_estate, database, monkeypatch)
+    dashboard_host = _worker(tmp_path, "api-server", estate, database, monkeypatch)
     seen = storage.readable(dashboard_host, "evidence")
     assert (seen / "w1_skaraborg" / label / "evidence.json").read_bytes() == (
         pack / "evidence.json"
