@@ -41,23 +41,24 @@ def _clear_memos() -> None:
 def test_a_site_built_from_remembered_pages_is_the_site_built_afresh(
     tmp_path, monkeypatch, numbered_uuids
 ):
+    from great_expectations.render.renderer import ExpectationSuitePageRenderer
+
+    rendered = []
+    render = ExpectationSuitePageRenderer.render
+
+    def counted(self, *args, **kwargs):
+        rendered.append(1)
+        return render(self, *args, **kwargs)
+
+    monkeypatch.setattr(ExpectationSuitePageRenderer, "render", counted)
     # Templates compiled per view: each build then draws its own uuids, numbered from 0.
     monkeypatch.setattr(data_docs, "compiled_templates", None)
     settings = Settings(home=tmp_path)
     _clear_memos()
     numbered_uuids()
     afresh = _site_files(_build_site(settings, tmp_path / "afresh").parent)
-    assert len(data_docs.suite_pages) == 1  # the patient suite's page
-    rendered = []
-    from great_expectations.render.renderer import ExpectationSuitePageRenderer
-
-    original = ExpectationSuitePageRenderer.render
-
-    def counted(self, *args, **kwargs):
-        rendered.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ExpectationSuitePageRenderer, "render", counted)
+    assert rendered and len(data_docs.suite_pages) == 1  # the patient suite's page, rendered
+    rendered.clear()
     numbered_uuids()
     again = _site_files(_build_site(settings, tmp_path / "again").parent)
     assert again == afresh
