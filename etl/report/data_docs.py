@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import hashlib
 import html
+import json
 import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, wraps
@@ -42,6 +45,9 @@ from etl.validate.suites import (
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
+    from great_expectations.data_context.types.resource_identifiers import (
+        ValidationResultIdentifier,
+    )
 
     from etl.report.validation import ValidationSummary
 
@@ -186,6 +192,57 @@ def _share_compiled_templates() -> None:
     DefaultJinjaView.__init__ = with_shared_templates  # type: ignore[method-assign,assignment]
 
 
+class _Memo:
+    """A small per-process memo, least recently used out first, safe across threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            found = self._items.pop(key, None)
+            if found is not None:
+                self._items[key] = found
+            return found
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            while len(self._items) >= self.size:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# An expectation suite's page as GX renders it depends on the suite alone (its name, meta and
+# expectations as added to the context; GX's version): keyed on exactly those, a batch whose
+# suites did not change takes their pages from here instead of rendering them again. Each value
+# is the page's path under the site and its HTML, before ``make_offline``.
+suite_pages = _Memo(128)
+# ``offline_html`` of a page: keyed on the page's bytes, its logo path, and checked against the
+# answers ``exists`` gave for it (the site's files a page links to), so what is returned is what
+# rewriting the page again would return.
+offline_pages = _Memo(256)
+# The external references in a page or stylesheet, keyed on its suffix and bytes.
+page_references = _Memo(1024)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _suite_key(version: str, entity: str, meta: Any, expectations: list[dict]) -> str:
+    return _digest(json.dumps([version, entity, meta, expectations], sort_keys=True, default=repr))
+
+
 @cache
 def _documented(expectations_dir: Path, entity: str, _mtime_ns: int) -> frozenset[str]:
     # Reference checks (meta.references) are not GX expectations: the summary shows them.
@@ -266,6 +323,8 @@ def build_data_docs(
         },
     )
     suites: dict[str, ExpectationSuite] = {}
+    suite_keys: dict[str, str] = {}  # entity: its page's key in ``suite_pages``
+    validations: list[ValidationResultIdentifier] = []
     for system in summary.systems:
         by_entity: dict[str, dict[str, dict]] = {}
         for row in results.get(system.batch_id, []):
@@ -275,11 +334,13 @@ def build_data_docs(
                 continue
             if entity not in suites:
                 definition = read_suite_definition(settings.expectations_dir, entity)
+                expectations = resolved_expectations(settings.expectations_dir, entity)
+                suite_keys[entity] = _suite_key(
+                    gx.__version__, entity, definition.get("meta"), expectations
+                )
                 suites[entity] = context.suites.add(
                     gx.ExpectationSuite(
-                        name=entity,
-                        expectations=resolved_expectations(settings.expectations_dir, entity),
-                        meta=definition.get("meta"),
+                        name=entity, expectations=expectations, meta=definition.get("meta")
                     )
                 )
             outcomes = []
@@ -315,6 +376,7 @@ def build_data_docs(
                 run_id=run,
                 batch_identifier=system.batch_id,
             )
+            validations.append(key)
             context.validation_results_store.set(
                 key,
                 ExpectationSuiteValidationResult(
@@ -335,12 +397,43 @@ def build_data_docs(
                     },
                 ),
             )
-    context.build_data_docs(site_names=[SITE_NAME])
+    _build_site(context, site_dir, suite_keys, validations)
     index = site_dir / "index.html"
     if not index.exists():
         raise DataDocsError(f"Great Expectations wrote no Data Docs index at {index}")
     make_offline(site_dir)
     return index
+
+
+def _build_site(
+    context: Any,
+    site_dir: Path,
+    suite_keys: dict[str, str],
+    validations: list[ValidationResultIdentifier],
+) -> None:
+    """GX's site build, with each suite page GX rendered before for the same suite put in place
+    first (GX's index lists the suite pages the site has) and left out of GX's rendering."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    reused = {entity: suite_pages.get(key) for entity, key in suite_keys.items()}
+    to_render = [entity for entity, page in reused.items() if page is None]
+    for page in reused.values():
+        if page is not None:
+            relative, content = page
+            (site_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            (site_dir / relative).write_bytes(content)
+    identifiers: list[Any] = [*validations]
+    identifiers += [ExpectationSuiteIdentifier(name=entity) for entity in to_render]
+    if identifiers and len(to_render) < len(suite_keys):
+        context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=identifiers)
+    else:  # every resource (GX takes no list, or an empty one, as every resource)
+        context.build_data_docs(site_names=[SITE_NAME])
+    for entity in to_render:
+        relative = Path("expectations", f"{entity}.html")
+        if (site_dir / relative).is_file():
+            suite_pages.put(suite_keys[entity], (relative, (site_dir / relative).read_bytes()))
 
 
 # --- making a site safe to open offline -------------------------------------------------------
@@ -543,7 +636,7 @@ def make_offline(site_dir: Path) -> None:
     for path in sorted(site_dir.rglob("*")):
         if path.suffix == ".html":
             logo = os.path.relpath(logo_file, path.parent) if logo_file.exists() else None
-            page = offline_html(path.read_text("utf-8"), logo, _files_of(site_dir, path))
+            page = _offline_page(path.read_text("utf-8"), logo, _files_of(site_dir, path))
             path.write_text(page, encoding="utf-8")
         elif path.suffix in (".css", ".svg"):
             text = path.read_text("utf-8")
@@ -559,6 +652,27 @@ def make_offline(site_dir: Path) -> None:
     if leftovers:
         shown = "; ".join(f"{r.path.name}: {r.reference}" for r in leftovers[:5])
         raise DataDocsError(f"Data Docs still refer to {len(leftovers)} external assets: {shown}")
+
+
+def _offline_page(page: str, logo: str | None, exists: Callable[[str], bool]) -> str:
+    """``offline_html(page, logo, exists)``, taken from :data:`offline_pages` when the same page
+    was rewritten before with the same logo and ``exists`` answers as it did then for every
+    reference it was asked about."""
+    key = (_digest(page), logo)
+    found = offline_pages.get(key)
+    if found is not None:
+        answers, text = found
+        if all(exists(reference) == answer for reference, answer in answers):
+            return text
+    asked: dict[str, bool] = {}
+
+    def recorded(reference: str) -> bool:
+        asked[reference] = exists(reference)
+        return asked[reference]
+
+    text = offline_html(page, logo, recorded)
+    offline_pages.put(key, (tuple(asked.items()), text))
+    return text
 
 
 def _files_of(site_dir: Path, page: Path) -> Callable[[str], bool]:
@@ -640,14 +754,24 @@ def external_references(root: Path) -> list[ExternalReference]:
         if not path.is_file() or path.suffix not in (".html", ".htm", ".css", ".js", ".svg"):
             continue
         text = path.read_text("utf-8", errors="replace")
-        if path.suffix in (".html", ".htm", ".svg"):
-            collector = _ReferenceCollector()
-            collector.feed(text)
-            collector.close()
-            references = collector.references
-        elif path.suffix == ".css":
-            references = _css_references(text)
-        else:
-            references = re.findall(r"""(?:https?:)?//[^\s'"]+""", text)
-        found.extend(ExternalReference(path, reference) for reference in references)
+        found.extend(ExternalReference(path, r) for r in _references_in(path.suffix, text))
     return found
+
+
+def _references_in(suffix: str, text: str) -> tuple[str, ...]:
+    """The external references in a file's text, by its suffix (remembered per text)."""
+    key = (suffix, _digest(text))
+    references: tuple[str, ...] | None = page_references.get(key)
+    if references is not None:
+        return references
+    if suffix in (".html", ".htm", ".svg"):
+        collector = _ReferenceCollector()
+        collector.feed(text)
+        collector.close()
+        references = tuple(collector.references)
+    elif suffix == ".css":
+        references = tuple(_css_references(text))
+    else:
+        references = tuple(re.findall(r"""(?:https?:)?//[^\s'"]+""", text))
+    page_references.put(key, references)
+    return references

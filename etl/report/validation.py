@@ -25,10 +25,12 @@ pseudonym and row number only; stewards resolve a pseudonym through the steward 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -610,15 +612,61 @@ def _single(values) -> str | None:
 # --- writing ----------------------------------------------------------------------------------
 
 
+# The mapping documentation last generated, per mappings folder and the bytes of every file in
+# it: each file's name and bytes. A fresh storage root (every test, every S3 scratch folder)
+# gets the same pages written again instead of loading the catalog and rendering them again.
+_MAPPING_DOCS: dict[tuple[str, str], tuple[tuple[str, bytes], ...]] = {}
+_KEEP_MAPPING_DOCS = 4
+_MAPPING_DOCS_LOCK = threading.Lock()
+
+
 def mapping_docs_index(settings: Settings) -> Path:
     """Where ``vardflytt docs`` writes the mapping documentation (generated here if missing)."""
     index = settings.storage_dir / "docs" / "index.html"
     if not index.exists():
-        from etl.catalog import load_catalog
-        from etl.report.docs import write_docs
-
-        write_docs(load_catalog(settings.mappings_dir), index.parent)
+        _write_mapping_docs(settings.mappings_dir, index.parent)
     return index
+
+
+def _write_mapping_docs(mappings_dir: Path, out_dir: Path) -> None:
+    """``write_docs(load_catalog(mappings_dir), out_dir)``, the pages reused while every file
+    under the mappings folder has the same name and bytes as when they were generated."""
+    from etl.catalog import load_catalog
+    from etl.report.docs import write_docs
+
+    try:
+        key = (str(mappings_dir), _content_digest(mappings_dir))
+    except OSError:  # an unreadable file: load_catalog says what is wrong with it
+        write_docs(load_catalog(mappings_dir), out_dir)
+        return
+    with _MAPPING_DOCS_LOCK:
+        pages = _MAPPING_DOCS.get(key)
+    if pages is not None:
+        for name, content in pages:
+            write_text(out_dir / name, content.decode("utf-8"))
+        return
+    written = write_docs(load_catalog(mappings_dir), out_dir)
+    pages = tuple((path.relative_to(out_dir).as_posix(), path.read_bytes()) for path in written)
+    with _MAPPING_DOCS_LOCK:
+        while len(_MAPPING_DOCS) >= _KEEP_MAPPING_DOCS:
+            _MAPPING_DOCS.pop(next(iter(_MAPPING_DOCS)))
+        _MAPPING_DOCS[key] = pages
+
+
+def _content_digest(folder: Path) -> str:
+    """A digest of the relative path and bytes of every file under ``folder``, links followed."""
+    digest = hashlib.sha256()
+    for directory, subdirectories, names in os.walk(folder, onerror=_raise, followlinks=True):
+        subdirectories.sort()
+        for name in sorted(names):
+            path = Path(directory, name)
+            digest.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 def report_folder(settings: Settings, label: str) -> Path:
