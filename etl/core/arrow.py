@@ -69,8 +69,7 @@ def iter_frames(path: str | os.PathLike[str], chunk_rows: int) -> Iterator[pd.Da
     """Read a Parquet file in chunks as pandas frames with nullable string columns."""
     source = open_parquet(path)
     for batch in source.iter_batches(batch_size=chunk_rows):
-        frame = batch.to_pandas()
-        text = [field.name for field in batch.schema if field.type == pa.string()]
-        if text:
-            frame[text] = frame[text].astype("string")
-        yield frame
+        # Text straight from Arrow into pandas' nullable string dtype: the same frame as
+        # converting afterwards (``astype("string")``) without a Python object per value first,
+        # which was most of the cost of reading a small file.
+        yield batch.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)

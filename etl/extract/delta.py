@@ -367,8 +367,5 @@ def iter_selected_frames(
         batch = batch.filter(pa.array(np.isin(numbers, wanted[first:last])))
         if not batch.num_rows:
             continue
-        frame = batch.to_pandas()
-        text = [field.name for field in batch.schema if field.type == pa.string()]
-        if text:
-            frame[text] = frame[text].astype("string")
-        yield frame
+        # Text as nullable strings straight from Arrow, as etl.core.arrow.iter_frames reads it.
+        yield batch.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)

@@ -12,7 +12,7 @@ can be traced to the thresholds it was made with and re-evaluated under new ones
 from __future__ import annotations
 
 import hashlib
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -103,7 +103,10 @@ def source_check(reason: str) -> str:
 def read_thresholds(path: Path) -> Thresholds:
     if not path.exists():
         raise ThresholdsError(f"{path} is missing: data-quality thresholds must be declared")
-    raw = path.read_bytes()
+    return _thresholds_of(path, path.read_bytes())
+
+
+def _thresholds_of(path: Path, raw: bytes) -> Thresholds:
     try:
         content = yaml_files.safe_load(raw) or {}
     except yaml.YAMLError as error:
@@ -129,11 +132,16 @@ def read_thresholds(path: Path) -> Thresholds:
     return thresholds
 
 
-@cache
-def _cached(path: Path, mtime_ns: int) -> Thresholds:
-    return read_thresholds(path)
+@lru_cache(maxsize=16)
+def _cached(path: Path, raw: bytes) -> Thresholds:
+    return _thresholds_of(path, raw)
 
 
 def thresholds_for(expectations_dir: Path) -> Thresholds:
+    """The folder's thresholds, parsed and validated once per content of the file: keyed on its
+    bytes (a few kB, read on every call), never on its modification time, which a file rewritten
+    within the clock's resolution, or copied with its time kept, leaves unchanged."""
     path = expectations_dir / THRESHOLDS_FILE
-    return _cached(path, path.stat().st_mtime_ns if path.exists() else 0)
+    if not path.exists():
+        return read_thresholds(path)  # raises: thresholds must be declared
+    return _cached(path, path.read_bytes())

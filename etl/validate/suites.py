@@ -10,6 +10,7 @@ this module, never values.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -215,34 +216,46 @@ def _context():
     return context
 
 
-def _suite_key(expectations_dir: Path, entity: str) -> tuple[Path, str, str, int]:
+def _suite_key(expectations_dir: Path, entity: str) -> tuple[Path, str, str, str]:
+    """The suite's version: its folder, entity, the thresholds' digest and the SHA-256 of the
+    suite file's bytes (read on every call, a few kB), never a modification time, which a file
+    rewritten within the clock's resolution, or copied with its time kept, leaves unchanged."""
     thresholds = thresholds_for(expectations_dir)
     path = suite_path(expectations_dir, entity)
-    mtime = path.stat().st_mtime_ns if path.exists() else 0
-    return expectations_dir, entity, thresholds.digest, mtime
+    content = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+    return expectations_dir, entity, thresholds.digest, content
 
 
 @lru_cache(maxsize=64)
-def _direct_plan(suite_key: tuple[Path, str, str, int], parameters_json: str):
+def _direct_plan(suite_key: tuple[Path, str, str, str], parameters_json: str):
     """The suite as ``etl.validate.direct`` evaluates it, once per suite version and parameters
     (a batch's as-of date): None when GX must validate its chunks itself."""
-    suite, _batch_definition = _cached_suite(*suite_key)
+    suite = _cached_suite(*suite_key)
     return direct.plan(suite, json.loads(parameters_json))
 
 
-@cache
-def _cached_suite(expectations_dir: Path, entity: str, _digest: str, _mtime: int):
+@lru_cache(maxsize=64)
+def _cached_suite(expectations_dir: Path, entity: str, _digest: str, _content: str):
+    """The GX suite of one version of the suite file (``_suite_key``)."""
     import great_expectations as gx
 
     definition = read_suite_definition(expectations_dir, entity)
     expectations = resolved_expectations(expectations_dir, entity)
     context = _context()
-    suite = context.suites.add_or_update(
+    return context.suites.add_or_update(
         gx.ExpectationSuite(name=entity, expectations=expectations, meta=definition.get("meta"))
     )
-    source = context.data_sources.add_or_update_pandas(f"vardflytt_{entity}")
+
+
+@lru_cache(maxsize=64)
+def _batch_definition(suite_key: tuple[Path, str, str, str]):
+    """The in-memory data source GX validates a suite version's chunks through, built only when
+    the suite falls back to GX (a directly evaluated suite never needs one: each costs GX a data
+    source, an asset and a batch definition, and saves of its whole project configuration)."""
+    entity = suite_key[1]
+    source = _context().data_sources.add_or_update_pandas(f"vardflytt_{entity}")
     asset = source.add_dataframe_asset(entity)
-    return suite, asset.add_batch_definition_whole_dataframe("chunk")
+    return asset.add_batch_definition_whole_dataframe("chunk")
 
 
 def validate_chunk(
@@ -265,8 +278,8 @@ def validate_chunk(
     if evaluated is not None:
         # GX's own conditions on GX's own domains, without its graph and result formatting.
         return [_failure(entity, configuration, row_ids) for configuration, row_ids in evaluated]
-    suite, batch_definition = _cached_suite(*suite_key)
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": rows})
+    suite = _cached_suite(*suite_key)
+    batch = _batch_definition(suite_key).get_batch(batch_parameters={"dataframe": rows})
     result = batch.validate(
         suite,
         result_format={

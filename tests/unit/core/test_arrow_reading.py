@@ -62,3 +62,35 @@ def test_the_default_reader_would_hold_the_file(tmp_path):
     file_bytes = _many_row_groups(path)
     peak, _ = _peak_arrow_bytes(pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS))
     assert peak >= file_bytes / 4, (peak, file_bytes)
+
+
+def test_text_is_read_as_nullable_strings_the_same_as_converted_afterwards(tmp_path):
+    """Text comes straight from Arrow as pandas' nullable string dtype: the very frame of
+    reading it as objects and converting (``astype("string")``), nulls and empty text kept,
+    other columns untouched."""
+    import datetime as dt
+
+    import pandas as pd
+
+    path = tmp_path / "mixed.parquet"
+    table = pa.table(
+        {
+            "text": pa.array(["a", None, "", "ö"], type=pa.string()),
+            "all_null": pa.array([None] * 4, type=pa.string()),
+            "number": pa.array([1, None, 3, 4], type=pa.int64()),
+            "day": pa.array([dt.date(2026, 7, 1), None, None, dt.date(1900, 1, 1)]),
+            "flag": pa.array([True, False, None, True]),
+            "large": pa.array(["x", None, "y", "z"], type=pa.large_string()),
+        }
+    )
+    pq.write_table(table, path, row_group_size=3)
+    expected = []
+    for batch in open_parquet(path).iter_batches(batch_size=3):
+        frame = batch.to_pandas()
+        frame[["text", "all_null"]] = frame[["text", "all_null"]].astype("string")
+        expected.append(frame)
+    actual = list(iter_frames(path, 3))
+    assert len(actual) == len(expected) == 2
+    for got, want in zip(actual, expected, strict=True):
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert list(got.dtypes) == list(want.dtypes)
