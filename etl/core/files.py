@@ -110,3 +110,21 @@ def sha256_of(path: Path) -> str:
     """The file's SHA-256 (hex), read in blocks: memory bounded whatever its size."""
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def folder_digest(folder: Path) -> str:
+    """A digest of the relative path and bytes of every file under ``folder``, links followed:
+    the same names and bytes give the same digest (a cache key for what is read from the folder,
+    such as the mappings catalog). An unreadable file or folder raises ``OSError``."""
+    digest = hashlib.sha256()
+    for directory, subdirectories, names in os.walk(folder, onerror=_raise, followlinks=True):
+        subdirectories.sort()
+        for name in sorted(names):
+            path = Path(directory, name)
+            digest.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _raise(error: OSError) -> None:
+    raise error

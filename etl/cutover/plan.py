@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -59,6 +58,7 @@ from pydantic import (
 )
 
 from etl.core import yaml_files
+from etl.core.files import folder_digest
 from etl.core.model import HSA_ID_PATTERN
 from etl.layout import list_system_entities
 
@@ -479,7 +479,7 @@ def _mappings(mappings_dir: Path) -> Catalog:
     from etl.catalog import load_catalog
 
     try:
-        key = (str(mappings_dir), _content_digest(mappings_dir))
+        key = (str(mappings_dir), folder_digest(mappings_dir))
     except OSError:  # an unreadable file: load_catalog says what is wrong with it
         return load_catalog(mappings_dir)
     with _CHECKED_LOCK:
@@ -491,22 +491,6 @@ def _mappings(mappings_dir: Path) -> Catalog:
                 _CHECKED_MAPPINGS.pop(next(iter(_CHECKED_MAPPINGS)))
             _CHECKED_MAPPINGS[key] = catalog
     return catalog
-
-
-def _content_digest(folder: Path) -> str:
-    """A digest of the relative path and bytes of every file under ``folder``, links followed."""
-    digest = hashlib.sha256()
-    for directory, subdirectories, names in os.walk(folder, onerror=_raise, followlinks=True):
-        subdirectories.sort()
-        for name in sorted(names):
-            path = Path(directory, name)
-            digest.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def _raise(error: OSError) -> None:
-    raise error
 
 
 def _check_declarations(

@@ -25,7 +25,6 @@ pseudonym and row number only; stewards resolve a pseudonym through the steward 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -43,6 +42,7 @@ from pydantic import BaseModel
 from etl.batch import BatchPaths, safe_batch_id, write_json
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
+from etl.core.files import folder_digest
 from etl.core.pseudonym import pseudonym, pseudonym_key
 from etl.core.tables import batch_accounting, dq_result, load_batch, quarantine
 from etl.report.data_docs import build_data_docs, documented_checks
@@ -635,7 +635,7 @@ def _write_mapping_docs(mappings_dir: Path, out_dir: Path) -> None:
     from etl.report.docs import write_docs
 
     try:
-        key = (str(mappings_dir), _content_digest(mappings_dir))
+        key = (str(mappings_dir), folder_digest(mappings_dir))
     except OSError:  # an unreadable file: load_catalog says what is wrong with it
         write_docs(load_catalog(mappings_dir), out_dir)
         return
@@ -651,22 +651,6 @@ def _write_mapping_docs(mappings_dir: Path, out_dir: Path) -> None:
         while len(_MAPPING_DOCS) >= _KEEP_MAPPING_DOCS:
             _MAPPING_DOCS.pop(next(iter(_MAPPING_DOCS)))
         _MAPPING_DOCS[key] = pages
-
-
-def _content_digest(folder: Path) -> str:
-    """A digest of the relative path and bytes of every file under ``folder``, links followed."""
-    digest = hashlib.sha256()
-    for directory, subdirectories, names in os.walk(folder, onerror=_raise, followlinks=True):
-        subdirectories.sort()
-        for name in sorted(names):
-            path = Path(directory, name)
-            digest.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def _raise(error: OSError) -> None:
-    raise error
 
 
 def report_folder(settings: Settings, label: str) -> Path:
