@@ -37,10 +37,6 @@ pytestmark = pytest.mark.integration
 
 SYSTEMS = ["elvis", "melior", "vaccinationsregister"]
 PSEUDONYM_KEY = "canary-test-pseudonym-key-000001"
-# The proof does not grow with the estate: the canaries are 4 people at any size (and at this
-# one, with seed 11, in all three systems, with free texts in both and quarantined rows);
-# 150 patients instead of 300 halve the rows Airflow migrates and the reports read.
-PATIENTS = 150
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 
 
@@ -122,7 +118,7 @@ def _vardflytt(environment: dict[str, str], log: Path, *arguments: str) -> None:
 def canary_run(tmp_path_factory, airflow_db_template) -> CanaryRun:
     home = tmp_path_factory.mktemp("canary_home")
     estate = home / "estate"
-    generate_estate(estate, patients=PATIENTS, seed=11, canaries=True)
+    generate_estate(estate, patients=300, seed=11, canaries=True)
     environment = _environment(home, estate)
     task_log = home / "airflow_task_output.log"
     copy_migrated_airflow_db(airflow_db_template, home / "airflow")
