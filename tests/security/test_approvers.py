@@ -277,17 +277,15 @@ def test_airflow_users_come_from_the_plan_with_generated_owner_only_passwords(tm
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, estate_of, airflow_db_template):
-    """One project home, migrated Airflow metadata database and api-server for the module. The
-    estate is a small one other tests share (the wave's three loads, its reconciliations and its
-    FHIR export read ELVIS: the approvals do not depend on its size)."""
+def airflow(tmp_path_factory, small_estate, airflow_db_template):
+    """One project home, migrated Airflow metadata database and api-server for the module."""
     from etl.airflow_env import airflow_environment, api_server
 
     root = tmp_path_factory.mktemp("approvers")
     settings = Settings(
         home=root / "home",
         mappings_dir=_mappings(root / "mappings", APPROVERS),
-        estate_dir=estate_of(150, 5),
+        estate_dir=small_estate,
         landing_dir=root / "landing",
         core_url=f"sqlite:///{root / 'core.sqlite'}",
     )
