@@ -187,13 +187,17 @@ def free_loopback_port() -> int:
 @contextmanager
 def api_server(environment: dict[str, str], log: Path, timeout_seconds: float = 180):
     """A project-local ``airflow api-server`` on loopback and a free port, for the block; yields
-    its base URL and stops it afterwards (the demo signs its approvers in there)."""
+    its base URL and stops it afterwards (the demo signs its approvers in there). Started as the
+    project starts any ``airflow`` command (etl/airflow_main.py): the collector does not walk the
+    app's routes and models again and again while they are built, nor once more when the server
+    stops (~2.3 CPU s less per server); it serves every API version, as Airflow builds it."""
     import httpx
+
+    from etl.airflow_main import AIRFLOW_COMMAND
 
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
-    airflow_bin = str(Path(sys.executable).with_name("airflow"))
-    command = [airflow_bin, "api-server", "--host", "127.0.0.1", "--port", str(port)]
+    command = [*AIRFLOW_COMMAND, "api-server", "--host", "127.0.0.1", "--port", str(port)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as handle:
         server = subprocess.Popen(
