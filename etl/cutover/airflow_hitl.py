@@ -208,7 +208,7 @@ def record_decision(
         waves.cut_over(settings, wave, actor=approvers, run_id=run_id, data_docs=False)
     # Go or no-go, decided: the final deltas' Data Docs now, as the command line builds them
     # after its commit or rejection (again on a retry: only those still missing).
-    waves.build_final_data_docs(settings, wave)
+    waves.data_docs_after_decision(settings, wave)
     return {
         "wave": wave,
         "decision": "approve" if approved else "reject",

@@ -531,6 +531,23 @@ def build_final_data_docs(
     return outcome
 
 
+def data_docs_after_decision(
+    settings: Settings, name: str, only: set[str] | None = None
+) -> dict[str, str]:
+    """``build_final_data_docs`` right after a decision: nothing it meets is raised (the
+    decision is recorded and stands); what failed is logged with the command to build it."""
+    try:
+        return build_final_data_docs(settings, name, only=only)
+    except Exception:  # e.g. the ledger could not be read: no batch was attempted
+        logger.exception(
+            "wave %s: the final deltas' Data Docs were not built after the go/no-go decision; "
+            "build them with `vardflytt cutover data-docs %s`",
+            name,
+            name,
+        )
+        return {}
+
+
 def _measure_slice(
     settings: Settings, plan: WavePlan, name: str, system: str, batch_id: str, local: Settings
 ) -> dict[str, Any]:
@@ -748,7 +765,7 @@ def approve(
     ``data_docs=False``: the caller builds them)."""
     recorded = _approve(settings, name, approver, role, decision, channel, run_id, note)
     if decision == "reject" and data_docs:
-        build_final_data_docs(settings, name)
+        data_docs_after_decision(settings, name)
     return recorded
 
 
@@ -789,7 +806,7 @@ def cut_over(
     Docs are built (``build_final_data_docs``; ``data_docs=False``: the caller builds them)."""
     step = _commit(settings, name, actor, run_id)
     if data_docs:
-        build_final_data_docs(settings, name)
+        data_docs_after_decision(settings, name)
     return step
 
 
@@ -1099,9 +1116,9 @@ def rollback_wave(
                 f"wave {name}: {'; '.join(problems)}. Nothing was rolled back (the cascade "
                 "is one transaction); investigate before trying again"
             )
-    build_final_data_docs(settings, name)  # the decision was no-go: the batches keep theirs
+    data_docs_after_decision(settings, name)  # the decision was no-go: the batches keep theirs
     for wave in dependants if cascaded else []:
-        build_final_data_docs(settings, wave)
+        data_docs_after_decision(settings, wave)
     if problems:
         raise ledger.LedgerError(
             f"wave {name} rolled back, but {'; and '.join(problems)}; "
@@ -1253,9 +1270,9 @@ def rollback_batch(
             )
     # An undone final delta gets its Data Docs now (no decision will come for it).
     for wave in steps:
-        build_final_data_docs(settings, wave, only=set(undone))
+        data_docs_after_decision(settings, wave, only=set(undone))
     for wave in dependants if cascaded else []:
-        build_final_data_docs(settings, wave)
+        data_docs_after_decision(settings, wave)
     return {**evidence, "wave": name, "slice_before": slice_before, "slice_after": slice_after}
 
 

@@ -1,13 +1,14 @@
 """A wave's final delta leaves its batches' GX Data Docs out of the freeze window (issue 15).
 
-One wave of ELVIS and Melior on a copy of the small estate (SQLite), three final deltas:
+One wave of ELVIS and Melior on a copy of the small estate (SQLite), four final deltas:
 
 1. rolled back: before the decision each final batch has its validation summary, saying its
    Data Docs come after the go/no-go decision, and no Data Docs (the dashboard says so too, no
    broken link); the wave's rollback builds them;
 2. rejected at the go/no-go: the rejection builds them;
 3. committed: ``cut_over`` builds them; one that fails is logged, the commit stands, and
-   ``vardflytt cutover data-docs`` builds it again.
+   ``vardflytt cutover data-docs`` builds it again;
+4. one batch of it undone: that batch gets its Data Docs, the others wait for the decision.
 
 Initial loads keep writing their Data Docs in the batch as before.
 """
@@ -196,3 +197,13 @@ def test_a_committed_final_delta_gets_its_data_docs_and_a_failed_build_can_be_re
     assert f"{finals['elvis']}: already built" in result.output
     for batch_id in finals.values():
         assert _has_data_docs(settings, batch_id)
+
+
+def test_an_undone_final_batch_gets_its_data_docs_and_the_others_wait_for_the_decision(settings):
+    waves.rollback_wave(settings, WAVE, actor="ivar")  # the committed wave: its docs were built
+    finals = _to_final(settings, "final-four")
+    waves.rollback_batch(settings, finals["elvis"], actor="ivar")
+    assert _has_data_docs(settings, finals["elvis"])  # no decision will come for it
+    _assert_deferred(settings, finals["melior"])  # still in the freeze window's wave
+    waves.rollback_wave(settings, WAVE, actor="ivar")
+    assert _has_data_docs(settings, finals["melior"])
