@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -340,12 +341,18 @@ def reconcile(report: dict) -> dict:
 
 
 def report(
-    system: str, batch_id: str, settings: Settings | None = None, raise_errors: bool = True
+    system: str,
+    batch_id: str,
+    settings: Settings | None = None,
+    raise_errors: bool = True,
+    data_docs: bool = True,
 ) -> dict:
     """Write the batch's validation report (summary and Data Docs, counts and pseudonyms only)
     under ``<storage root>/reports/validation/batches/<batch>/``, whatever became of the batch:
     one the quality gate stopped is the one stewards most need it for. Writing it again replaces
-    it. It returns the report's keys relative to the storage root, never a local path.
+    it. It returns the report's keys relative to the storage root, never a local path. Without
+    ``data_docs`` (a wave's final delta, in the freeze window) the summary is written alone and
+    says its Data Docs are built after the go/no-go decision (:func:`deferred_data_docs`).
 
     A batch that stopped before its gate stored anything (a failed extract) has no results to
     report: nothing is written and the reason is logged. Without ``raise_errors`` a report that
@@ -358,9 +365,10 @@ def report(
     try:
         # Only the report's own folder and the mapping docs it links to: not the landing zone.
         with storage.workspace(settings, [folder, "docs"]) as local:
-            paths = write_validation_report(local, batch_id=batch_id)
+            paths = write_validation_report(local, batch_id=batch_id, data_docs=data_docs)
             summary = storage.key_of(local, paths.summary_html)
-            data_docs = storage.key_of(local, paths.data_docs_index)
+            docs = paths.data_docs_index
+            docs_key = storage.key_of(local, docs) if docs is not None else None
     except NoResultsError:
         logger.warning(
             "%s batch %s: no validation report, the batch stopped before its quality gate "
@@ -381,7 +389,30 @@ def report(
         )
         return {"batch_id": batch_id, "summary": None, "data_docs": None}
     # Keys relative to the storage root (the same on every worker), never a local path.
-    return {"batch_id": batch_id, "summary": summary, "data_docs": data_docs}
+    return {"batch_id": batch_id, "summary": summary, "data_docs": docs_key}
+
+
+def deferred_data_docs(
+    system: str, batch_id: str, settings: Settings | None = None, force: bool = False
+) -> str:
+    """Build the Data Docs a batch's report left for after the go/no-go decision (``report``
+    without ``data_docs``): the report is written again whole, its summary then linking them.
+    Returns what happened: ``built``, ``already built`` (the summary has its Data Docs; with
+    ``force`` they are built again) or ``no report`` (the batch wrote none: it stopped before
+    its gate). Errors are raised (the caller logs them; the command re-runs it)."""
+    from etl.report.validation import write_validation_report
+
+    settings = settings or get_settings()
+    folder = f"reports/validation/batches/{safe_batch_id(batch_id)}"
+    with storage.workspace(settings, [folder, "docs"]) as local:
+        summary_json = local.storage_dir / folder / "summary.json"
+        if not summary_json.is_file():
+            return "no report"
+        written = json.loads(summary_json.read_text("utf-8"))
+        if written.get("data_docs") and not force:
+            return "already built"
+        write_validation_report(local, batch_id=batch_id)
+    return "built"
 
 
 def transform_and_validate(
@@ -439,6 +470,7 @@ def run_system(
     kind: str = "full",
     slicer: Slicer | None = None,
     jobs: int = 1,
+    data_docs: bool = True,
 ) -> LoadReport:
     """All stages of one system in this process (the command line's path; DAGs split it), then
     the batch's validation report, also when a stage stopped the batch. With ``slicer`` (a
@@ -446,7 +478,8 @@ def run_system(
     batch is cut to them before it is loaded, and a delta compares with the wave's own last
     batch. ``jobs`` above 1 (no ``slicer``, no ``wave``): the system's independent entities
     are transformed and validated in that many worker processes (etl/parallel.py), with the
-    same stages, files, accounting and errors."""
+    same stages, files, accounting and errors. Without ``data_docs`` (a wave's final delta)
+    the batch's report is its summary alone, its Data Docs built after the go/no-go decision."""
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)
     if jobs > 1 and slicer is None and wave is None:
@@ -489,11 +522,11 @@ def run_system(
         loaded = load(system, batch_id, run_id, dry_run, settings, wave=wave, kind=kind)
     except Exception:
         step("report")
-        report(system, batch_id, settings, raise_errors=False)  # then the reason it stopped
+        report(system, batch_id, settings, raise_errors=False, data_docs=data_docs)  # then why
         raise
     finally:
         release_system(system, batch_id, settings)  # a failed run must not keep the system
     step("report")
-    report(system, batch_id, settings, raise_errors=False)
+    report(system, batch_id, settings, raise_errors=False, data_docs=data_docs)
     reconcile(loaded)
     return LoadReport.model_validate(loaded)

@@ -304,7 +304,7 @@ def without_batch_reports(monkeypatch):
     Reports have their own tests (tests/integration/test_batch_reports.py and others)."""
     from etl import pipeline
 
-    def no_report(system, batch_id, settings=None, raise_errors=True):
+    def no_report(system, batch_id, settings=None, raise_errors=True, data_docs=True):
         return {"batch_id": batch_id, "summary": None, "data_docs": None}
 
     monkeypatch.setattr(pipeline, "report", no_report)

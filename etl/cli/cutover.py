@@ -428,7 +428,29 @@ def cutover_commit(wave: str, plan_file: WavePlanFile = None) -> None:
     console.print(f"wave {wave} is cut over")
 
 
-@cutover_app.command("rollback")
+@cutover_app.command("data-docs")
+def cutover_data_docs(
+    wave: str,
+    force: Annotated[
+        bool, typer.Option(help="Build them again also where they were built.")
+    ] = False,
+    plan_file: WavePlanFile = None,
+) -> None:
+    """Build the Data Docs of the wave's final deltas: they are left out of the freeze window and
+    built after the go/no-go decision (commit, rejection or rollback); this builds those still
+    missing, e.g. after that build failed (its error is in the log)."""
+    from etl.cutover import waves
+
+    outcome = _cutover_call(waves.build_final_data_docs, _settings(plan_file), wave, force)
+    for batch_id, result in outcome.items():
+        console.print(f"{batch_id}: {result}")
+    if not outcome:
+        console.print(f"wave {wave} has no final delta: no Data Docs wait for a decision")
+    if "failed" in outcome.values():
+        console.print("[red]some Data Docs could not be built: see the log above[/red]")
+        raise typer.Exit(1)
+
+
 def cutover_rollback(
     wave: Annotated[str | None, typer.Argument(help="Roll back the whole wave.")] = None,
     batch: Annotated[str | None, typer.Option(help="Roll back one batch instead.")] = None,

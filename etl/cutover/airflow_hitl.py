@@ -200,11 +200,15 @@ def record_decision(
                     CHANNEL,
                     run_id,
                     answer["note"],
+                    data_docs=False,  # built once, below, after every answer is recorded
                 )
     approved = all(a["decision"] == "approve" for a in answers.values())
     if approved and state != ledger.CUT_OVER:
         approvers = ", ".join(a["approver"] for a in answers.values())
-        waves.cut_over(settings, wave, actor=approvers, run_id=run_id)
+        waves.cut_over(settings, wave, actor=approvers, run_id=run_id, data_docs=False)
+    # Go or no-go, decided: the final deltas' Data Docs now, as the command line builds them
+    # after its commit or rejection (again on a retry: only those still missing).
+    waves.data_docs_after_decision(settings, wave)
     return {
         "wave": wave,
         "decision": "approve" if approved else "reject",

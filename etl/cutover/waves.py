@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -50,6 +51,8 @@ from etl.settings import Settings
 
 if TYPE_CHECKING:
     from etl.cutover.slices import WaveSlicer
+
+logger = logging.getLogger(__name__)
 
 PHASES = {
     "initial": (ledger.INITIAL_LOAD, "full"),
@@ -342,6 +345,8 @@ def load_wave(
                 on_system(system)
             batch_id = batch_id_for(system, name, phase, stamp)
             extra: dict[str, Any] = {} if kind == "full" else {"kind": kind}
+            if phase == "final":  # in the freeze window: Data Docs after the go/no-go decision
+                extra["data_docs"] = False
             try:
                 report = pipeline.run_system(
                     system,
@@ -470,6 +475,77 @@ def final_delta_batches(connection: sa.Connection, name: str) -> dict[str, str]:
         return {}
     batches = finals[-1]["evidence"].get("batches") or {}
     return {system: str(batch["batch_id"]) for system, batch in batches.items()}
+
+
+def final_phase_batches(connection: sa.Connection, name: str) -> dict[str, str]:
+    """Batch id -> system of every final delta the wave loaded (each ``load_wave`` phase final
+    in the ledger, failed systems' batches too): the batches whose Data Docs wait for the
+    go/no-go decision."""
+    found: dict[str, str] = {}
+    for step in ledger.transitions(connection, name):
+        evidence = step["evidence"]
+        if step["to_state"] != ledger.FINAL_DELTA or evidence.get("phase") != "final":
+            continue
+        for group in ("batches", "failures"):
+            for system, batch in (evidence.get(group) or {}).items():
+                found[str(batch["batch_id"])] = system
+    return found
+
+
+def build_final_data_docs(
+    settings: Settings,
+    name: str,
+    force: bool = False,
+    raise_errors: bool = False,
+    only: set[str] | None = None,
+) -> dict[str, str]:
+    """Build the Data Docs of the wave's final deltas, left out of the freeze window: called
+    right after the go/no-go decision (``cut_over``, a rejection, ``rollback_wave``,
+    ``rollback_batch``), and by ``vardflytt cutover data-docs <wave>`` to build them again.
+    Batch id -> ``built``, ``already built``, ``no report`` or ``failed``. A failure is logged
+    (with the command that builds them again), never raised unless ``raise_errors``: the
+    decision it follows has been recorded and stands. ``only``: just these batches (those a
+    batch rollback undid; the wave's others still wait for its decision)."""
+    from etl import pipeline
+
+    with _engine(settings).connect() as connection:
+        batches = final_phase_batches(connection, name)
+    if only is not None:
+        batches = {b: system for b, system in batches.items() if b in only}
+    outcome: dict[str, str] = {}
+    for batch_id, system in batches.items():
+        try:
+            outcome[batch_id] = pipeline.deferred_data_docs(system, batch_id, settings, force)
+        except Exception:
+            if raise_errors:
+                raise
+            logger.exception(
+                "wave %s: the Data Docs of %s batch %s could not be built after the go/no-go "
+                "decision; build them again with `vardflytt cutover data-docs %s`",
+                name,
+                system,
+                batch_id,
+                name,
+            )
+            outcome[batch_id] = "failed"
+    return outcome
+
+
+def data_docs_after_decision(
+    settings: Settings, name: str, only: set[str] | None = None
+) -> dict[str, str]:
+    """``build_final_data_docs`` right after a decision: nothing it meets is raised (the
+    decision is recorded and stands); what failed is logged with the command to build it."""
+    try:
+        return build_final_data_docs(settings, name, only=only)
+    except Exception:  # e.g. the ledger could not be read: no batch was attempted
+        logger.exception(
+            "wave %s: the final deltas' Data Docs were not built after the go/no-go decision; "
+            "build them with `vardflytt cutover data-docs %s`",
+            name,
+            name,
+        )
+        return {}
 
 
 def _measure_slice(
@@ -680,10 +756,29 @@ def approve(
     channel: str = "cli",
     run_id: str | None = None,
     note: str | None = None,
+    data_docs: bool = True,
 ) -> dict[str, Any]:
     """Record a role's go or no-go. ``approver`` is an authenticated identity (Airflow's
     respondent, the user the command line signed in to Airflow as, or a dashboard sign-in); it
-    must be listed for ``role`` in the plan, and may answer for one role of the wave only."""
+    must be listed for ``role`` in the plan, and may answer for one role of the wave only. A
+    rejection is a decision: the final deltas' Data Docs are built once it is recorded (unless
+    ``data_docs=False``: the caller builds them)."""
+    recorded = _approve(settings, name, approver, role, decision, channel, run_id, note)
+    if decision == "reject" and data_docs:
+        data_docs_after_decision(settings, name)
+    return recorded
+
+
+def _approve(
+    settings: Settings,
+    name: str,
+    approver: str,
+    role: str,
+    decision: str,
+    channel: str,
+    run_id: str | None,
+    note: str | None,
+) -> dict[str, Any]:
     wave = wave_of(settings, name)
     _refuse_unlisted(name, wave, role, approver, channel)
     with _engine(settings).begin() as connection:
@@ -700,10 +795,22 @@ def approve(
 
 
 def cut_over(
-    settings: Settings, name: str, actor: str | None = None, run_id: str | None = None
+    settings: Settings,
+    name: str,
+    actor: str | None = None,
+    run_id: str | None = None,
+    data_docs: bool = True,
 ) -> dict[str, Any]:
     """Commit the cutover: the wave goes live. Needs every role's current approval, each from a
-    person listed for it and no person for two roles."""
+    person listed for it and no person for two roles. Once committed, the final deltas' Data
+    Docs are built (``build_final_data_docs``; ``data_docs=False``: the caller builds them)."""
+    step = _commit(settings, name, actor, run_id)
+    if data_docs:
+        data_docs_after_decision(settings, name)
+    return step
+
+
+def _commit(settings: Settings, name: str, actor: str | None, run_id: str | None) -> dict[str, Any]:
     wave = wave_of(settings, name)
     with _engine(settings).begin() as connection:
         reviewed = check_reviewed_plan(connection, settings, name, "cut over")
@@ -1009,6 +1116,9 @@ def rollback_wave(
                 f"wave {name}: {'; '.join(problems)}. Nothing was rolled back (the cascade "
                 "is one transaction); investigate before trying again"
             )
+    data_docs_after_decision(settings, name)  # the decision was no-go: the batches keep theirs
+    for wave in dependants if cascaded else []:
+        data_docs_after_decision(settings, wave)
     if problems:
         raise ledger.LedgerError(
             f"wave {name} rolled back, but {'; and '.join(problems)}; "
@@ -1158,6 +1268,11 @@ def rollback_batch(
             ledger.transition(
                 connection, wave, to_state, actor, run_id, _version(settings), record, cause
             )
+    # An undone final delta gets its Data Docs now (no decision will come for it).
+    for wave in steps:
+        data_docs_after_decision(settings, wave, only=set(undone))
+    for wave in dependants if cascaded else []:
+        data_docs_after_decision(settings, wave)
     return {**evidence, "wave": name, "slice_before": slice_before, "slice_after": slice_after}
 
 

@@ -192,9 +192,10 @@ class ValidationSummary(BaseModel):
     batch_id: str | None = None  # a report of this one batch
     min_count: int = MIN_COUNT
     worklist_rows_shown: int = WORKLIST_ROWS_SHOWN
-    data_docs: str
+    data_docs: str | None  # None: not built yet (a final delta's, built after the decision)
     mapping_docs: str | None
     systems: list[SystemSummary]
+    data_docs_note: str | None = None  # why there are no Data Docs yet
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class ReportPaths:
     summary_html: Path
     summary_markdown: Path
     summary_json: Path
-    data_docs_index: Path
+    data_docs_index: Path | None  # None: deferred (``write_validation_report(data_docs=False)``)
 
 
 # --- which batches ----------------------------------------------------------------------------
@@ -663,14 +664,25 @@ def batch_report_folder(settings: Settings, batch_id: str) -> Path:
     return report_folder(settings, BATCHES) / safe_batch_id(batch_id)
 
 
+# What a summary says in place of its Data Docs while they are deferred: a wave's final delta
+# in the freeze window writes them after the go/no-go decision (etl/cutover/waves.py).
+DATA_DOCS_DEFERRED = (
+    "built after the go/no-go decision (the final delta's Data Docs are left out of the freeze "
+    "window); if they are missing after it: `vardflytt cutover data-docs <wave>`"
+)
+
+
 def write_validation_report(
     settings: Settings,
     run_id: str | None = None,
     out: Path | None = None,
     batch_id: str | None = None,
+    data_docs: bool = True,
 ) -> ReportPaths:
     """Write the summary (HTML, Markdown, JSON) and the Data Docs of a run, or of the batch
-    ``batch_id``; return the paths. Idempotent: a second write replaces the first whole."""
+    ``batch_id``; return the paths. Idempotent: a second write replaces the first whole.
+    Without ``data_docs`` the summary is written alone and says its Data Docs come after the
+    go/no-go decision (a wave's final delta); writing the report again with them adds them."""
     docs_index = mapping_docs_index(settings)
     summary, results = summarise(settings, run_id, batch_id=batch_id)
     if out:
@@ -680,11 +692,17 @@ def write_validation_report(
     else:
         folder = report_folder(settings, summary.run_label)
     summary.mapping_docs = Path(os.path.relpath(docs_index, folder)).as_posix()
-    data_docs_index = _replace_folder(
-        folder / "data_docs",
-        lambda site: build_data_docs(settings, summary, results, site),
-    )
-    summary.data_docs = data_docs_index.relative_to(folder).as_posix()
+    data_docs_index: Path | None = None
+    if data_docs:
+        data_docs_index = _replace_folder(
+            folder / "data_docs",
+            lambda site: build_data_docs(settings, summary, results, site),
+        )
+        summary.data_docs = data_docs_index.relative_to(folder).as_posix()
+    else:
+        shutil.rmtree(folder / "data_docs", ignore_errors=True)  # none of an earlier write
+        summary.data_docs = None
+        summary.data_docs_note = DATA_DOCS_DEFERRED
     paths = ReportPaths(
         folder=folder,
         summary_html=folder / "summary.html",

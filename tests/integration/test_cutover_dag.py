@@ -14,6 +14,7 @@ The plan holds one small wave (ELVIS only) and the mappings copy holds only ELVI
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -176,6 +177,21 @@ def _respondents(home: Path) -> list[str]:
     return [json.loads(r[0])["name"] for r in rows if r[0]]
 
 
+def _data_docs_after(home: Path, history: list[dict], decided_at: dt.datetime) -> None:
+    """Each batch of the last final delta: its summary, and Data Docs built after the decision
+    (issue 15: they are left out of the freeze window), which the summary links."""
+    decided = decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=dt.UTC)
+    final = [t for t in history if t["evidence"].get("phase") == "final"][-1]
+    assert final["evidence"]["batches"]
+    for batch in final["evidence"]["batches"].values():
+        (summary,) = home.rglob(f"reports/validation/batches/{batch['batch_id']}/summary.json")
+        index = summary.parent / "data_docs" / "index.html"
+        assert index.is_file()
+        assert json.loads(summary.read_text())["data_docs"] == "data_docs/index.html"
+        built = dt.datetime.fromtimestamp(index.stat().st_mtime, dt.UTC)
+        assert built >= decided - dt.timedelta(seconds=1)
+
+
 def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_back(
     home, mappings, small_estate, tmp_path, core_url
 ):
@@ -213,6 +229,8 @@ def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_ba
     assert rejection["note"] == "wait for Monday" and rejection["run_id"] == history[-1]["run_id"]
     exported = home / "export" / "fhir" / WAVE
     assert not exported.exists()  # a rejected wave is not exported
+    # The final delta's Data Docs were left out of the freeze window and built after the no-go.
+    _data_docs_after(home, history, rejection["at"])
 
     # Go: the next final run skips the freeze (still frozen), verifies again and cuts over.
     _final_run_answered(home, environment, "anna")
@@ -229,6 +247,7 @@ def test_a_wave_is_cut_over_through_airflow_after_a_human_go_no_go_and_rolled_ba
         CHANNEL,
     )
     assert approval["run_id"] == cut["run_id"]
+    _data_docs_after(home, history, cut["at"])  # after the commit
     # Airflow itself recorded who answered each go/no-go.
     assert _respondents(home)[len(respondents_before) :] == ["lena", "anna"]
     packs = {p.name.split("-manual")[0] for p in (home / "evidence" / WAVE).iterdir()}
