@@ -451,6 +451,7 @@ def cutover_data_docs(
         raise typer.Exit(1)
 
 
+@cutover_app.command("rollback")
 def cutover_rollback(
     wave: Annotated[str | None, typer.Argument(help="Roll back the whole wave.")] = None,
     batch: Annotated[str | None, typer.Option(help="Roll back one batch instead.")] = None,
