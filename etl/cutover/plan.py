@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -58,7 +57,7 @@ from pydantic import (
 )
 
 from etl.core import yaml_files
-from etl.core.files import folder_digest
+from etl.core.memo import Memo, folder_key
 from etl.core.model import HSA_ID_PATTERN
 from etl.layout import list_system_entities
 
@@ -467,9 +466,7 @@ def _expand_scopes(path: Path, plan: WavePlan, register: CareUnitRegister) -> No
 
 # The mappings the plan was last checked against, per folder and the bytes of every file in it
 # (the plan is read by many steps of one command: each would load the whole catalog again).
-_CHECKED_MAPPINGS: dict[tuple[str, str], Catalog] = {}
-_KEEP_MAPPINGS = 4
-_CHECKED_LOCK = threading.Lock()
+_checked_mappings = Memo(4)
 
 
 def _mappings(mappings_dir: Path) -> Catalog:
@@ -478,18 +475,12 @@ def _mappings(mappings_dir: Path) -> Catalog:
     change it. A folder that fails to load is loaded again each time (its error each time)."""
     from etl.catalog import load_catalog
 
-    try:
-        key = (str(mappings_dir), folder_digest(mappings_dir))
-    except OSError:  # an unreadable file: load_catalog says what is wrong with it
-        return load_catalog(mappings_dir)
-    with _CHECKED_LOCK:
-        catalog = _CHECKED_MAPPINGS.get(key)
+    key = folder_key(mappings_dir)
+    catalog = _checked_mappings.get(key) if key else None
     if catalog is None:
         catalog = load_catalog(mappings_dir)
-        with _CHECKED_LOCK:
-            while len(_CHECKED_MAPPINGS) >= _KEEP_MAPPINGS:
-                _CHECKED_MAPPINGS.pop(next(iter(_CHECKED_MAPPINGS)))
-            _CHECKED_MAPPINGS[key] = catalog
+        if key:
+            _checked_mappings.put(key, catalog)
     return catalog
 
 

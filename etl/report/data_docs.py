@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import shutil
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, wraps
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2.bccache import Bucket, BytecodeCache
 
+from etl.core.memo import Memo
 from etl.report.masking import MIN_COUNT
 from etl.settings import Settings
 from etl.validate.suites import (
@@ -192,47 +192,17 @@ def _share_compiled_templates() -> None:
     DefaultJinjaView.__init__ = with_shared_templates  # type: ignore[method-assign,assignment]
 
 
-class _Memo:
-    """A small per-process memo, least recently used out first, safe across threads."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: dict[Any, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            found = self._items.pop(key, None)
-            if found is not None:
-                self._items[key] = found
-            return found
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-            while len(self._items) >= self.size:
-                self._items.pop(next(iter(self._items)))
-            self._items[key] = value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 # An expectation suite's page as GX renders it depends on the suite alone (its name, meta and
 # expectations as added to the context; GX's version): keyed on exactly those, a batch whose
 # suites did not change takes their pages from here instead of rendering them again. Each value
 # is the page's path under the site and its HTML, before ``make_offline``.
-suite_pages = _Memo(128)
+suite_pages = Memo(128)
 # ``offline_html`` of a page: keyed on the page's bytes, its logo path, and checked against the
 # answers ``exists`` gave for it (the site's files a page links to), so what is returned is what
 # rewriting the page again would return.
-offline_pages = _Memo(256)
+offline_pages = Memo(256)
 # The external references in a page or stylesheet, keyed on its suffix and bytes.
-page_references = _Memo(1024)
+page_references = Memo(1024)
 
 
 def _digest(text: str) -> str:

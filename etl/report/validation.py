@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from pydantic import BaseModel
 from etl.batch import BatchPaths, safe_batch_id, write_json
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
-from etl.core.files import folder_digest
+from etl.core.memo import Memo, folder_key
 from etl.core.pseudonym import pseudonym, pseudonym_key
 from etl.core.tables import batch_accounting, dq_result, load_batch, quarantine
 from etl.report.data_docs import build_data_docs, documented_checks
@@ -616,9 +615,7 @@ def _single(values) -> str | None:
 # The mapping documentation last generated, per mappings folder and the bytes of every file in
 # it: each file's name and bytes. A fresh storage root (every test, every S3 scratch folder)
 # gets the same pages written again instead of loading the catalog and rendering them again.
-_MAPPING_DOCS: dict[tuple[str, str], tuple[tuple[str, bytes], ...]] = {}
-_KEEP_MAPPING_DOCS = 4
-_MAPPING_DOCS_LOCK = threading.Lock()
+_mapping_docs = Memo(4)
 
 
 def mapping_docs_index(settings: Settings) -> Path:
@@ -635,23 +632,18 @@ def _write_mapping_docs(mappings_dir: Path, out_dir: Path) -> None:
     from etl.catalog import load_catalog
     from etl.report.docs import write_docs
 
-    try:
-        key = (str(mappings_dir), folder_digest(mappings_dir))
-    except OSError:  # an unreadable file: load_catalog says what is wrong with it
-        write_docs(load_catalog(mappings_dir), out_dir)
-        return
-    with _MAPPING_DOCS_LOCK:
-        pages = _MAPPING_DOCS.get(key)
+    key = folder_key(mappings_dir)
+    pages = _mapping_docs.get(key) if key else None
     if pages is not None:
         for name, content in pages:
             write_text(out_dir / name, content.decode("utf-8"))
         return
     written = write_docs(load_catalog(mappings_dir), out_dir)
-    pages = tuple((path.relative_to(out_dir).as_posix(), path.read_bytes()) for path in written)
-    with _MAPPING_DOCS_LOCK:
-        while len(_MAPPING_DOCS) >= _KEEP_MAPPING_DOCS:
-            _MAPPING_DOCS.pop(next(iter(_MAPPING_DOCS)))
-        _MAPPING_DOCS[key] = pages
+    if key:
+        _mapping_docs.put(
+            key,
+            tuple((path.relative_to(out_dir).as_posix(), path.read_bytes()) for path in written),
+        )
 
 
 def report_folder(settings: Settings, label: str) -> Path:
