@@ -441,7 +441,9 @@ def cutover_data_docs(
     missing, e.g. after that build failed (its error is in the log)."""
     from etl.cutover import waves
 
-    outcome = _cutover_call(waves.build_final_data_docs, _settings(plan_file), wave, force)
+    settings = _settings(plan_file)
+    _cutover_call(waves.wave_of, settings, wave)  # a name not in the plan is an error, not "none"
+    outcome = _cutover_call(waves.build_final_data_docs, settings, wave, force)
     for batch_id, result in outcome.items():
         console.print(f"{batch_id}: {result}")
     if not outcome:

@@ -198,6 +198,10 @@ def test_a_committed_final_delta_gets_its_data_docs_and_a_failed_build_can_be_re
     for batch_id in finals.values():
         assert _has_data_docs(settings, batch_id)
 
+    # A wave name the plan does not have (a typo) is refused, not answered with "none waiting".
+    result = CliRunner().invoke(app, ["cutover", "data-docs", f"{WAVE}x"])
+    assert result.exit_code != 0 and f"no wave '{WAVE}x'" in result.output, result.output
+
 
 def test_an_undone_final_batch_gets_its_data_docs_and_the_others_wait_for_the_decision(settings):
     waves.rollback_wave(settings, WAVE, actor="ivar")  # the committed wave: its docs were built
