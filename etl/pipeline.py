@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +21,7 @@ from etl.core import lease, storage
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.decisions import waived_keys
+from etl.core.memo import Memo, folder_key
 from etl.core.memory import release_unused
 from etl.extract.landing import LandingManifest, extract_system
 from etl.load.loader import (
@@ -69,9 +69,19 @@ def release_system(system: str, batch_id: str, settings: Settings) -> bool:
     return lease.release(engine, lease.SYSTEM, system, run_id=batch_id)
 
 
-@cache
+# The mappings read once per process and folder content: a long-lived process (the dashboard,
+# a Celery worker, the api-server's plugin) sees a mapping changed in place at its next run.
+_catalogs = Memo(4)
+
+
 def _catalog(root: Path) -> Catalog:
-    return load_catalog(root)
+    key = folder_key(root)
+    found = _catalogs.get(key) if key is not None else None
+    if found is None:
+        found = load_catalog(root)
+        if key is not None:
+            _catalogs.put(key, found)
+    return found
 
 
 def catalog(settings: Settings | None = None) -> Catalog:
