@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,8 +85,26 @@ def _catalog(root: Path) -> Catalog:
     return found
 
 
+# The catalog a ``run_system`` read at its start: every stage of the run uses that one (a mapping
+# edited while a run goes on changes the next run, not this one halfway through).
+_run_catalog: ContextVar[tuple[Path, Catalog] | None] = ContextVar("run_catalog", default=None)
+
+
 def catalog(settings: Settings | None = None) -> Catalog:
-    return _catalog((settings or get_settings()).mappings_dir)
+    root = (settings or get_settings()).mappings_dir
+    pinned = _run_catalog.get()
+    if pinned is not None and pinned[0] == root:
+        return pinned[1]
+    return _catalog(root)
+
+
+@contextlib.contextmanager
+def _one_catalog(settings: Settings) -> Iterator[None]:
+    token = _run_catalog.set((settings.mappings_dir, catalog(settings)))
+    try:
+        yield
+    finally:
+        _run_catalog.reset(token)
 
 
 def _log_batch(
@@ -508,6 +527,35 @@ def run_system(
         raise_first_error([outcome])
         assert outcome.report is not None  # a run without an error was loaded and reconciled
         return outcome.report
+    with _one_catalog(settings):
+        return _run_stages(
+            system,
+            batch_id,
+            as_of_date,
+            dry_run,
+            run_id,
+            settings,
+            step,
+            wave,
+            kind,
+            slicer,
+            data_docs,
+        )
+
+
+def _run_stages(
+    system: str,
+    batch_id: str,
+    as_of_date: dt.date,
+    dry_run: bool,
+    run_id: str | None,
+    settings: Settings,
+    step: Callable[[str], None],
+    wave: str | None,
+    kind: str,
+    slicer: Slicer | None,
+    data_docs: bool,
+) -> LoadReport:
     step("extract")
     try:
         extract(

@@ -29,3 +29,21 @@ def test_an_unchanged_folder_is_read_once_and_a_changed_mapping_is_read_again(tm
 
 def _targets(catalog) -> set[str]:
     return {column.target for column in catalog.systems["demo"].entities["patient"].columns}
+
+
+def test_a_run_keeps_the_catalog_it_started_with(tmp_path):
+    """``run_system`` reads the mappings once: a mapping edited while a run goes on changes
+    the next run, not this one halfway through."""
+    root = write_mappings(tmp_path / "mappings", {})
+    settings = Settings(home=tmp_path / "home", mappings_dir=root)
+    patient = root / "demo" / "patient.yaml"
+
+    with pipeline._one_catalog(settings):
+        started = pipeline.catalog(settings)
+        patient.write_text(PATIENT_YAML.replace("EFTERNAMN}", "EFTERNAMN}\n"), encoding="utf-8")
+        assert pipeline.catalog(settings) is started
+        elsewhere = write_mappings(tmp_path / "other", {})  # another folder is not pinned
+        assert pipeline.catalog(Settings(home=tmp_path / "home", mappings_dir=elsewhere)) is not (
+            started
+        )
+    assert pipeline.catalog(settings) is not started
