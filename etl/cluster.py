@@ -51,6 +51,8 @@ BROKER_VARIABLE = "VARDFLYTT_CLUSTER_BROKER_URL"
 WORKER_NAME_VARIABLE = "VARDFLYTT_WORKER_NAME"
 # Task slots per worker when set (the bench fixes one, so 1 -> 2 workers measures scaling).
 CONCURRENCY_VARIABLE = "VARDFLYTT_CLUSTER_WORKER_CONCURRENCY"
+CELERY_CONFIG_VARIABLE = "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"
+CELERY_CONFIG = "etl.airflow_celery.CELERY_CONFIG"
 STATE_FILE = "cluster.json"
 SECRETS_FILE = "secrets.json"
 # The components besides the workers, in start order: the api-server first, since every other
@@ -201,6 +203,9 @@ def cluster_environment(settings: Settings, api_port: int, workers: int) -> dict
     environment["AIRFLOW__CORE__PARALLELISM"] = str(max(parallelism, slots))
     for name, value in FAULT_TOLERANCE.items():
         environment.setdefault(name, value)
+    # Airflow's Celery configuration, with the task modules each worker imports before it forks
+    # its pool, so that no task imports them again (etl/airflow_celery.py).
+    environment.setdefault(CELERY_CONFIG_VARIABLE, CELERY_CONFIG)
     from etl.core import residency
 
     residency.check_airflow(environment, settings)
