@@ -36,7 +36,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +50,8 @@ BROKER_VARIABLE = "VARDFLYTT_CLUSTER_BROKER_URL"
 WORKER_NAME_VARIABLE = "VARDFLYTT_WORKER_NAME"
 # Task slots per worker when set (the bench fixes one, so 1 -> 2 workers measures scaling).
 CONCURRENCY_VARIABLE = "VARDFLYTT_CLUSTER_WORKER_CONCURRENCY"
+CELERY_CONFIG_VARIABLE = "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"
+CELERY_CONFIG = "etl.airflow_celery.CELERY_CONFIG"
 STATE_FILE = "cluster.json"
 SECRETS_FILE = "secrets.json"
 # The components besides the workers, in start order: the api-server first, since every other
@@ -201,6 +202,9 @@ def cluster_environment(settings: Settings, api_port: int, workers: int) -> dict
     environment["AIRFLOW__CORE__PARALLELISM"] = str(max(parallelism, slots))
     for name, value in FAULT_TOLERANCE.items():
         environment.setdefault(name, value)
+    # Airflow's Celery configuration, with the task modules each worker imports before it forks
+    # its pool, so that no task imports them again (etl/airflow_celery.py).
+    environment.setdefault(CELERY_CONFIG_VARIABLE, CELERY_CONFIG)
     from etl.core import residency
 
     residency.check_airflow(environment, settings)
@@ -238,23 +242,27 @@ def ensure_database(url: str) -> None:
         server.dispose()
 
 
-def _airflow() -> str:
-    return str(Path(sys.executable).with_name("airflow"))
+def _airflow() -> list[str]:
+    """How the project starts any ``airflow`` command (etl/airflow_main.py): Airflow's command
+    line with the collector tuned, for the one-off commands and the long-running processes."""
+    from etl.airflow_main import AIRFLOW_COMMAND
+
+    return list(AIRFLOW_COMMAND)
 
 
 def component_command(name: str) -> list[str]:
     """The ``airflow`` command of a component; log servers are not started (they bind every
     interface; on one machine the api-server reads the shared log folder)."""
     if name == "api-server":
-        return [_airflow(), "api-server", "--workers", "1"]
+        return [*_airflow(), "api-server", "--workers", "1"]
     if name in ("scheduler", "triggerer"):
-        return [_airflow(), name, "--skip-serve-logs"]
-    return [_airflow(), name]
+        return [*_airflow(), name, "--skip-serve-logs"]
+    return [*_airflow(), name]
 
 
 def worker_command(name: str) -> list[str]:
     return [
-        _airflow(),
+        *_airflow(),
         "celery",
         "worker",
         "--celery-hostname",
@@ -279,7 +287,7 @@ def running_environment(settings: Settings) -> dict[str, str]:
 def airflow_call(settings: Settings, *arguments: str, capture: bool = False):
     """Run ``airflow <arguments>`` against the running cluster."""
     return subprocess.run(
-        [_airflow(), *arguments],
+        [*_airflow(), *arguments],
         env=running_environment(settings),
         capture_output=capture,
         text=True,
@@ -352,7 +360,7 @@ def up(
     migrate_log.parent.mkdir(parents=True, exist_ok=True)
     with migrate_log.open("w", encoding="utf-8") as handle:
         code = subprocess.call(
-            [_airflow(), "db", "migrate"], env=environment, stdout=handle, stderr=subprocess.STDOUT
+            [*_airflow(), "db", "migrate"], env=environment, stdout=handle, stderr=subprocess.STDOUT
         )
     if code != 0:
         raise ClusterError(f"airflow db migrate failed (exit {code}); see {migrate_log}")

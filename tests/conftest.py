@@ -60,6 +60,7 @@ SLOW = {
     "tests/unit/test_airflow_main.py::test_the_command_is_airflows_command_line",
     "tests/unit/extract/test_landing_duplicates.py::test_buckets_classify_as_the_whole_file",
     "tests/unit/test_cluster_config.py::test_kill_worker_ends_the_worker_and_a_task_runner_in_a_group_of_its_own",
+    "tests/unit/test_cluster_config.py::test_a_worker_imports_the_task_modules_before_it_forks_its_pool",
     "tests/unit/test_docker.py::test_make_secrets_generates_every_secret_file_owner_only",
 }
 

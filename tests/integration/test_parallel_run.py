@@ -8,6 +8,7 @@ must be identical. A system that stops stops alone: the other loads, and nothing
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import time
@@ -30,10 +31,38 @@ pytestmark = pytest.mark.integration
 AS_OF = dt.date(2026, 7, 1)
 SYSTEMS = ("elvis", "melior")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+SAME = "-same"  # the batch ids' suffix of the sequential reference and the runs compared with it
 
 
 def _settings(home: Path, estate: Path, core_url: str) -> Settings:
     return Settings(home=home, estate_dir=estate, landing_dir=home / "landing", core_url=core_url)
+
+
+@pytest.fixture(scope="module")
+def sequential(small_estate, core_of, tmp_path_factory):
+    """``sequential(backend)``: the settings and load reports of both systems migrated one after
+    the other in this process (``run_system``, batches ``<system>-same``) on a core of that
+    backend; made once per module and read only, the reference of every parallel run of the same
+    batches (a run in workers, and one whose workers are killed)."""
+    made: dict[str, tuple[Settings, dict]] = {}
+    with contextlib.ExitStack() as cores:
+
+        def make(backend: str) -> tuple[Settings, dict]:
+            if backend not in made:
+                home = tmp_path_factory.mktemp(f"sequential-{backend}")
+                settings = _settings(
+                    home, small_estate, cores.enter_context(core_of(backend, home))
+                )
+                made[backend] = (
+                    settings,
+                    {
+                        s: pipeline.run_system(s, f"{s}{SAME}", AS_OF, settings=settings)
+                        for s in SYSTEMS
+                    },
+                )
+            return made[backend]
+
+        yield make
 
 
 def _core(settings: Settings) -> dict[str, list[tuple]]:
@@ -71,15 +100,13 @@ def _accounting(report) -> list[dict]:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_systems_in_worker_processes_give_the_same_core_accounting_and_files(
-    backend, small_estate, core_of, tmp_path
+    backend, small_estate, core_of, sequential, tmp_path
 ):
-    with core_of(backend, tmp_path / "a") as one_url, core_of(backend, tmp_path / "b") as two_url:
-        (tmp_path / "a").mkdir(exist_ok=True)
+    one, alone = sequential(backend)
+    with core_of(backend, tmp_path / "b") as two_url:
         (tmp_path / "b").mkdir(exist_ok=True)
-        one = _settings(tmp_path / "a", small_estate, one_url)
         two = _settings(tmp_path / "b", small_estate, two_url)
-        sequential = {s: pipeline.run_system(s, f"{s}-same", AS_OF, settings=one) for s in SYSTEMS}
-        parallel = run_systems([(s, f"{s}-same") for s in SYSTEMS], AS_OF, settings=two, jobs=2)
+        parallel = run_systems([(s, f"{s}{SAME}") for s in SYSTEMS], AS_OF, settings=two, jobs=2)
 
         assert [outcome.system for outcome in parallel] == list(SYSTEMS)
         assert all(outcome.ok for outcome in parallel), [(o.failed_task, o.error) for o in parallel]
@@ -88,7 +115,7 @@ def test_systems_in_worker_processes_give_the_same_core_accounting_and_files(
         assert len(workers) >= 2
         for outcome in parallel:
             assert outcome.report is not None and outcome.report.is_reconciled
-            assert _accounting(outcome.report) == _accounting(sequential[outcome.system])
+            assert _accounting(outcome.report) == _accounting(alone[outcome.system])
         assert _core(one) == _core(two)
         assert sum(len(rows) for rows in _core(two).values()) > 0
         files_one, files_two = _files(one), _files(two)
@@ -113,12 +140,11 @@ def _kill_workers() -> int:
 
 
 def test_work_lost_with_a_killed_worker_is_run_again_and_nothing_differs(
-    small_estate, core_of, tmp_path
+    small_estate, core_of, sequential, tmp_path
 ):
-    with core_of("sqlite", tmp_path / "a") as one_url, core_of("sqlite", tmp_path / "b") as two_url:
-        one = _settings(tmp_path / "a", small_estate, one_url)
+    one, alone = sequential("sqlite")
+    with core_of("sqlite", tmp_path / "b") as two_url:
         two = _settings(tmp_path / "b", small_estate, two_url)
-        sequential = {s: pipeline.run_system(s, f"{s}-kill", AS_OF, settings=one) for s in SYSTEMS}
         killed = []
 
         def on_event(system: str, message: str) -> None:
@@ -127,14 +153,14 @@ def test_work_lost_with_a_killed_worker_is_run_again_and_nothing_differs(
                 time.sleep(1)  # the pool sees its workers gone
 
         parallel = run_systems(
-            [(s, f"{s}-kill") for s in SYSTEMS], AS_OF, settings=two, jobs=2, on_event=on_event
+            [(s, f"{s}{SAME}") for s in SYSTEMS], AS_OF, settings=two, jobs=2, on_event=on_event
         )
 
         assert killed and killed[0] >= 2
         assert all(outcome.ok for outcome in parallel), [(o.failed_task, o.error) for o in parallel]
         for outcome in parallel:
             assert outcome.report is not None
-            assert _accounting(outcome.report) == _accounting(sequential[outcome.system])
+            assert _accounting(outcome.report) == _accounting(alone[outcome.system])
         assert _core(one) == _core(two)
         files_one, files_two = _files(one), _files(two)
         assert sorted(files_one) == sorted(files_two)

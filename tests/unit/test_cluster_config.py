@@ -88,6 +88,43 @@ def test_a_dead_workers_task_is_retried_with_production_values_the_operator_may_
     assert changed["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "30"
 
 
+def test_a_worker_imports_the_task_modules_before_it_forks_its_pool(settings):
+    """Through Airflow's own configuration, as ``airflow celery worker`` builds its Celery app:
+    the cluster's workers import the pipeline and Great Expectations when the worker initialises
+    (in its main process, before the prefork pool starts), so no task imports them again; the
+    scheduler's and api-server's Celery app, which never initialises a worker, does not."""
+    import json
+    import subprocess
+
+    environment = cluster.cluster_environment(settings, 18080, 2)
+    assert environment[cluster.CELERY_CONFIG_VARIABLE] == cluster.CELERY_CONFIG
+    script = (
+        "import json, sys\n"
+        "from airflow.providers.celery.executors.celery_executor import app\n"
+        "wanted = ('etl.pipeline', 'etl.validate.suites', 'great_expectations')\n"
+        "before = [name for name in wanted if name in sys.modules]\n"
+        "app.loader.init_worker()\n"
+        "after = [name for name in wanted if name in sys.modules]\n"
+        "print(json.dumps({'before': before, 'after': after, 'broker': app.conf.broker_url}))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    imported = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert imported == {
+        "before": [],
+        "after": ["etl.pipeline", "etl.validate.suites", "great_expectations"],
+        # Airflow's own configuration, not replaced by it: the cluster's broker.
+        "broker": environment["AIRFLOW__CELERY__BROKER_URL"],
+    }
+
+
 def test_kill_worker_ends_the_worker_and_a_task_runner_in_a_group_of_its_own(settings):
     """As Airflow's supervisor does, the worker's child runs in its own process group: killing
     the worker's group alone would leave it running, an orphan still writing."""

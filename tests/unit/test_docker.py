@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from etl import cluster
+from etl.airflow_main import AIRFLOW_COMMAND
 from etl.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -63,14 +64,14 @@ def test_the_stack_has_every_component_and_workers_as_the_cluster_runs_them(comp
         "airflow-triggerer": cluster.component_command("triggerer"),
     }
     for service, command in commands.items():
-        arguments = command[1:]  # without the airflow executable
+        arguments = command[len(AIRFLOW_COMMAND) :]  # without how airflow is started
         # the same component and flags (the api-server's worker count is the deployment's own)
         assert services[service]["command"][0] == arguments[0], service
         assert [a for a in services[service]["command"] if a.startswith("--skip")] == [
             a for a in arguments if a.startswith("--skip")
         ], service
     worker = services["airflow-worker"]["command"]
-    expected = cluster.worker_command("worker1")[1:]
+    expected = cluster.worker_command("worker1")[len(AIRFLOW_COMMAND) :]
     assert worker[:2] == expected[:2] == ["celery", "worker"]
     assert {a for a in worker if a.startswith("--")} == {a for a in expected if a.startswith("--")}
     assert services["airflow-worker"]["deploy"]["replicas"] >= 2
@@ -81,7 +82,11 @@ def test_the_stack_runs_with_the_settings_the_celery_test_uses(compose, tmp_path
     monkeypatch.delenv(cluster.BROKER_VARIABLE, raising=False)
     tested = cluster.cluster_environment(Settings(home=tmp_path), 8080, 2)
     environment = compose["x-airflow-common"]["environment"]
-    for name in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CELERY__TASK_ACKS_LATE"):
+    for name in (
+        "AIRFLOW__CORE__EXECUTOR",
+        "AIRFLOW__CELERY__TASK_ACKS_LATE",
+        cluster.CELERY_CONFIG_VARIABLE,  # the workers import the task modules before forking
+    ):
         assert environment[name] == tested[name], name
     for name, value in cluster.FAULT_TOLERANCE.items():  # how a dead worker's task recovers
         assert environment[name] == value, name
