@@ -27,17 +27,11 @@ from __future__ import annotations
 
 from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
 
-# What a migration task's runner imports: Airflow's task runner and the decorators the DAG files
-# use, then the project's stages (etl.parallel.PRELOAD; kept apart so that this module, which the
-# scheduler and the api-server import too, imports nothing of the project's).
-WORKER_PRELOAD = (
-    "airflow.sdk.execution_time.task_runner",
-    "airflow.providers.standard.decorators.python",
-    "etl.pipeline",
-    "etl.validate.stage",
-    "etl.validate.suites",
-    "great_expectations",
-)
+from etl.airflow_main import TASK_PRELOAD
+
+# What a migration task's runner imports (etl/airflow_main.py, which imports nothing of the
+# project's at module level: this module is imported by the scheduler and the api-server too).
+WORKER_PRELOAD = TASK_PRELOAD
 
 CELERY_CONFIG = {
     **DEFAULT_CELERY_CONFIG,

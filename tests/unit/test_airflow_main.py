@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import os
 import subprocess
 import sys
 import types
@@ -16,7 +17,7 @@ import pytest
 
 from etl import airflow_inprocess_api
 from etl.airflow_inprocess_api import install
-from etl.airflow_main import AIRFLOW_COMMAND, YOUNG_THRESHOLD, main
+from etl.airflow_main import AIRFLOW_COMMAND, TASK_PRELOAD, YOUNG_THRESHOLD, main, task_preload
 
 
 @pytest.mark.unit
@@ -201,3 +202,50 @@ def test_the_api_server_and_other_commands_keep_every_version(execution_api):
     app = execution_api.create_task_execution_api_app()
 
     assert app.versions is _full_bundle()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("argv", "executor", "preloaded"),
+    [
+        (["airflow", "scheduler"], "LocalExecutor", True),
+        (
+            ["airflow", "scheduler", "--skip-serve-logs"],
+            "airflow.executors.local_executor.LocalExecutor",
+            True,
+        ),
+        (["airflow", "scheduler"], "CeleryExecutor", False),  # its Celery workers preload
+        (["airflow", "dags", "test", "vardflytt_elvis"], "LocalExecutor", False),  # one process
+        (["airflow", "api-server"], "LocalExecutor", False),
+        (["airflow"], "LocalExecutor", False),
+    ],
+)
+def test_a_scheduler_that_forks_task_runners_imports_the_task_modules_first(
+    argv, executor, preloaded
+):
+    assert task_preload(argv, executor) == (TASK_PRELOAD if preloaded else ())
+    assert "etl.pipeline" in TASK_PRELOAD and "great_expectations" in TASK_PRELOAD
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("executor", "imported"), [("LocalExecutor", True), ("CeleryExecutor", False)]
+)
+def test_the_scheduler_process_has_the_task_modules_before_airflow_starts(
+    executor, imported, tmp_path
+):
+    """Through Airflow's own configuration (``AIRFLOW__CORE__EXECUTOR``), in a fresh process."""
+    script = (
+        "import sys; from etl.airflow_main import _preload; _preload(['airflow', 'scheduler']); "
+        "print(all(m in sys.modules for m in ('etl.pipeline', 'great_expectations')))"
+    )
+    environment = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__EXECUTOR": executor,
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().splitlines()[-1] == str(imported)
