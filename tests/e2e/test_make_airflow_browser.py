@@ -51,7 +51,7 @@ from etl.cutover.airflow_hitl import (
 from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT, Settings
 from tests.e2e.airflow_server import AirflowServer, airflow_standalone
-from tests.e2e.browser import WAIT_SECONDS, require_browser, screenshots
+from tests.e2e.browser import POLL_SECONDS, WAIT_SECONDS, require_browser, screenshots
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -75,6 +75,9 @@ DAGS_SECONDS = 120  # the DAG processor's first parse, after the components are 
 # in one test stay within pytest's timeout (600 s).
 RUN_SECONDS = 280
 ENDED = {"success", "failed"}
+# How often a REST wait asks again: each look is a call to the one api-server worker, which the
+# runs' tasks need too, so not as often as the page's cheap WebDriver looks (POLL_SECONDS).
+REST_POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def _wait_rest(server: AirflowServer, what: str, seconds: float, probe):
                 f"{what}: not within {seconds:.0f} s; last seen: {seen}\n"
                 f"Airflow's log ends:\n{server.log_tail(3000)}"
             )
-        time.sleep(0.5)
+        time.sleep(REST_POLL_SECONDS)
 
 
 def _task_states(server: AirflowServer, dag_id: str, run_id: str) -> dict[str, str]:
@@ -196,7 +199,9 @@ def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
     # replaced before it is checked; that is "not yet", not a failure.
     ignored = (StaleElementReferenceException,)
     try:
-        return WebDriverWait(browser, seconds, ignored_exceptions=ignored).until(condition)
+        return WebDriverWait(browser, seconds, POLL_SECONDS, ignored_exceptions=ignored).until(
+            condition
+        )
     except TimeoutException:
         raise AssertionError(
             f"{what}: not within {seconds:.0f} s at {browser.current_url}; the page showed:\n"
@@ -312,7 +317,7 @@ def _wait_for_run_in_ui(browser, server: AirflowServer, dag_id: str, run_id: str
         if time.monotonic() - reloaded > 60:
             browser.refresh()
             reloaded = time.monotonic()
-        time.sleep(0.5)
+        time.sleep(POLL_SECONDS)
     raise AssertionError(
         f"{dag_id} run {run_id} did not end within {RUN_SECONDS} s: its page shows "
         f"{shown!r}; tasks (REST): {_task_states(server, dag_id, run_id)}\n"
