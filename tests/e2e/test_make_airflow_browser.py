@@ -209,14 +209,23 @@ def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
         ) from None
 
 
-def _sign_in(browser, server: AirflowServer, user: str) -> None:
-    """Airflow's own sign-in page, as ``user`` with the password make airflow generated."""
+def _go(browser, url: str) -> None:
+    """Open ``url``, unless the browser shows it already (signed in and sent there): each load of
+    Airflow's UI runs its whole 7 MB application again, seconds of chromium on two cores."""
+    if browser.current_url.rstrip("/") != url.rstrip("/"):
+        browser.get(url)
+
+
+def _sign_in(browser, server: AirflowServer, user: str, page: str = "/") -> None:
+    """Airflow's own sign-in page, as ``user`` with the password make airflow generated; then
+    Airflow sends the browser on to ``page`` (a path), as after a link opened signed out."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
 
     browser.get(f"{server.url}/api/v2/auth/logout")  # the previous user, if any, signs out
     browser.delete_all_cookies()
-    browser.get(f"{server.url}/auth/login?next={urllib.parse.quote(server.url + '/')}")
+    target = server.url + page
+    browser.get(f"{server.url}/auth/login?next={urllib.parse.quote(target)}")
     _wait(
         browser,
         "Airflow's sign-in form",
@@ -226,7 +235,13 @@ def _sign_in(browser, server: AirflowServer, user: str) -> None:
         server.passwords[user]
     )
     browser.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
-    _wait(browser, f"{user} signed in", lambda driver: driver.get_cookie("_token"))
+    _wait(
+        browser,
+        f"{user} signed in and sent on to {page}",
+        lambda driver: (
+            driver.get_cookie("_token") and driver.current_url.rstrip("/") == target.rstrip("/")
+        ),
+    )
 
 
 def _open_form(browser, server: AirflowServer, dag_id: str):
@@ -234,7 +249,7 @@ def _open_form(browser, server: AirflowServer, dag_id: str):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
 
-    browser.get(f"{server.url}/dags/{dag_id}")
+    _go(browser, f"{server.url}/dags/{dag_id}")
     _wait(
         browser,
         f"{dag_id}: the Trigger button",
@@ -260,7 +275,7 @@ def _switch_on(browser, server: AirflowServer, dag_id: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
 
-    browser.get(f"{server.url}/dags/{dag_id}")
+    _go(browser, f"{server.url}/dags/{dag_id}")
     switch = _wait(
         browser,
         f"{dag_id}: the pause switch",
@@ -341,7 +356,7 @@ def _answer_in_required_actions(browser, server, user: str, role: str, note: str
     from selenium.webdriver.support import expected_conditions as expected
 
     task_id = approval_task_id(role)
-    browser.get(f"{server.url}/required_actions")
+    _go(browser, f"{server.url}/required_actions")
     _wait(
         browser,
         f"{user}'s Required Actions list the {role} go/no-go",
@@ -378,7 +393,7 @@ def migration() -> dict:
 
 def test_a_migration_is_switched_on_and_triggered_from_its_form(airflow, browser, shot, migration):
     server, dag_id = airflow.server, f"vardflytt_{MIGRATED}"
-    _sign_in(browser, server, ADMIN)
+    _sign_in(browser, server, ADMIN, f"/dags/{dag_id}")
     _switch_on(browser, server, dag_id)
     migration["run_id"] = run_id = _trigger_with_defaults(browser, server, dag_id, shot)
     run = _run(server, dag_id, run_id)
@@ -410,7 +425,7 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
 
     # The safety officer may not answer for the project lead: Airflow refuses her in the UI and
     # over REST, and the administrator too; nothing is recorded.
-    _sign_in(browser, server, SAFETY)
+    _sign_in(browser, server, SAFETY, "/required_actions")
     kind, text = _answer_in_required_actions(
         browser, server, SAFETY, "project_lead", "not my role", shot
     )
@@ -433,7 +448,7 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
     notes = {role: f"{role}: criteria met, go" for role in ROLES}
     for role, user in [("medical_safety_officer", SAFETY), ("project_lead", LEAD)]:
         if user != SAFETY:
-            _sign_in(browser, server, user)
+            _sign_in(browser, server, user, "/required_actions")
         kind, text = _answer_in_required_actions(browser, server, user, role, notes[role], shot)
         assert kind == "success", f"{user}'s {role} answer: {kind}: {text}"
         _wait(
@@ -467,7 +482,7 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
 
 def test_a_wave_rollback_is_started_from_its_form(airflow, browser, shot):
     server = airflow.server
-    _sign_in(browser, server, ADMIN)
+    _sign_in(browser, server, ADMIN, f"/dags/{ROLLBACK}")
     _switch_on(browser, server, ROLLBACK)
     run_id = _trigger_with_defaults(browser, server, ROLLBACK, shot)
     # No batch id: the task rolls back the whole wave (dags/vardflytt_cutover.py, rollback).
