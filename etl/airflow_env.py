@@ -137,6 +137,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
 
 # Seconds a task's supervisor waits for each execution API call (machine_settings).
 EXECUTION_API_TIMEOUT_SECONDS = 30.0
+# Seconds between a supervisor's looks at its task process (an integer setting; machine_settings).
+MIN_HEARTBEAT_INTERVAL_SECONDS = 1
 
 
 def machine_settings(cores: int | None = None) -> dict[str, str]:
@@ -155,6 +157,14 @@ def machine_settings(cores: int | None = None) -> dict[str, str]:
     saturated small machine, writing to SQLite beside the DAG processor and scheduler, can take
     longer than that: a cutover's ``take_wave_lock`` was killed so before it ran (load 11 on 2
     cores) and failed the whole run. Airflow's advice for high load is a longer timeout: 30 s.
+
+    A task's supervisor notices that its task process exited only when it next wakes, every
+    ``[workers] min_heartbeat_interval`` (Airflow's default 5 s, also how often it heartbeats):
+    the process closes its sockets just before it exits, and when the supervisor looks in between,
+    it sleeps the whole interval before it looks again. Meanwhile the executor slot stays taken,
+    so with every slot busy the next task (a cutover's ``record_decision`` after its go/no-go
+    tasks) waited 5 s for nothing, about every second task. Here 1 s: one heartbeat a second for
+    each of at most ``parallelism`` running tasks is little for one machine's API server.
     """
     cores = cores or os.cpu_count() or 1
     half = max(1, cores // 2)
@@ -165,6 +175,7 @@ def machine_settings(cores: int | None = None) -> dict[str, str]:
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": str(EXECUTION_API_TIMEOUT_SECONDS),
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": str(MIN_HEARTBEAT_INTERVAL_SECONDS),
     }
 
 

@@ -10,13 +10,27 @@ configured (then set it to loopback in etl/airflow_env.py).
 
 Once the metadata database is ready, and before any component starts, the project's pools and
 priorities are synced into it (etl/airflow_pools.py): a task in a missing pool is never queued.
+
+Then the task execution API is asked once for its health as soon as the api-server answers
+(``warm_execution_api``). The execution API is a Cadwyn app, which generates the routes and
+models of all its versions at its first request (~3.3 CPU s), inside the api-server's event loop:
+left to the first task's start, that request held every other one, the operator's pages too,
+6-10 s on a busy two-core machine, and the first task with them. The api-server still serves
+every version (remote workers may speak any); only the moment of the work changes.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 
 WITHOUT_LOG_SERVER = ("scheduler", "triggerer")
+WARM_UP_SECONDS = 600.0  # the api-server's start on a busy machine, with room to spare
+WARM_UP_POLL_SECONDS = 0.25
 
 
 def standalone_command(command: list[str]) -> list[str]:
@@ -35,6 +49,43 @@ def with_pools(print_output) -> None:
     sync(dict(os.environ), echo=lambda message: print_output("standalone", message))
 
 
+def warm_execution_api(
+    server_url: str,
+    echo: Callable[[str], None],
+    seconds: float = WARM_UP_SECONDS,
+    poll_seconds: float = WARM_UP_POLL_SECONDS,
+) -> bool:
+    """Until the execution API at ``server_url`` (``.../execution/``) answers its health check:
+    its first answer comes once its routes are generated. True if it answered in time."""
+    url = f"{server_url.rstrip('/')}/health"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=max(poll_seconds, 60)) as response:
+                if response.status == 200:
+                    echo("execution API ready for the first task")
+                    return True
+        except (OSError, urllib.error.URLError):
+            pass  # not listening yet
+        time.sleep(poll_seconds)
+    echo(f"execution API did not answer at {url} within {seconds:.0f} s")
+    return False
+
+
+def start_warming_execution_api(print_output) -> threading.Thread:
+    """``warm_execution_api`` in a daemon thread, at the URL the executor gives its tasks."""
+    from airflow.executors.base_executor import get_execution_api_server_url
+
+    thread = threading.Thread(
+        target=warm_execution_api,
+        args=(get_execution_api_server_url(), lambda line: print_output("standalone", line)),
+        name="warm-execution-api",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
 def main() -> None:
     from airflow.__main__ import main as airflow_main
     from airflow.cli.commands import standalone_command as standalone
@@ -47,6 +98,7 @@ def main() -> None:
         def initialize_database(self) -> None:
             super().initialize_database()
             with_pools(self.print_output)
+            start_warming_execution_api(self.print_output)
 
     # the standalone command builds its sub-commands from this class
     standalone.SubCommand = SubCommandWithoutLogServer  # type: ignore[misc]

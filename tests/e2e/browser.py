@@ -24,6 +24,9 @@ from tests.e2e.dashboard_history import SECOND_RUN, WAVE
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WAIT_SECONDS = 30
+# How often a wait looks again (Selenium's default: every 0.5 s, up to half a second late for
+# each of the many page steps; a look is one cheap WebDriver call).
+POLL_SECONDS = 0.1
 REPORT_DEPTH = 4  # dashboard page -> report summary -> Data Docs index -> a validation's page
 
 Shot = Callable[[str], None]
@@ -82,7 +85,7 @@ def wait_for_title(driver, text: str) -> None:
     from selenium.webdriver.support import expected_conditions as expected
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, WAIT_SECONDS).until(expected.title_contains(text))
+    WebDriverWait(driver, WAIT_SECONDS, POLL_SECONDS).until(expected.title_contains(text))
 
 
 def number(text: str) -> int:
@@ -152,7 +155,7 @@ def record_a_steward_decision(
     handle = first.get_attribute("value")
     first.click()
     driver.find_element(By.ID, "decide").click()
-    WebDriverWait(driver, WAIT_SECONDS).until(
+    WebDriverWait(driver, WAIT_SECONDS, POLL_SECONDS).until(
         expected.presence_of_element_located((By.ID, "notice"))
     )
     assert f"1 row(s) recorded by {steward}" in driver.find_element(By.ID, "notice").text

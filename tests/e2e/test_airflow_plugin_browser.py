@@ -19,6 +19,7 @@ from etl.dashboard.airflow_plugin import URL_PREFIX, VardflyttDashboardPlugin
 from etl.settings import Settings
 from tests.e2e.airflow_server import AirflowServer, AirflowUser, airflow_api_server
 from tests.e2e.browser import (
+    POLL_SECONDS,
     WAIT_SECONDS,
     check_every_link_resolves,
     check_pages_show_the_ledger,
@@ -78,7 +79,7 @@ def _wait_for_login_page(browser) -> None:
     from selenium.webdriver.support import expected_conditions as expected
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, WAIT_SECONDS).until(
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
         expected.element_to_be_clickable((By.CSS_SELECTOR, 'input[name="username"]'))
     )
     assert urllib.parse.urlsplit(browser.current_url).path == LOGIN_PATH
@@ -134,15 +135,15 @@ def test_a_steward_signs_in_through_airflow_reads_the_ledger_and_acts(airflow, b
     # Airflow's own UI links the dashboard in its navigation and shows it in a frame (which the
     # dashboard's frame-ancestors policy must allow).
     browser.get(f"{server.url}/")
-    WebDriverWait(browser, 60).until(
+    WebDriverWait(browser, 60, POLL_SECONDS).until(
         expected.element_to_be_clickable((By.CSS_SELECTOR, f'a[aria-label="{VIEW_NAME}"]'))
     ).click()
-    frame = WebDriverWait(browser, WAIT_SECONDS).until(
+    frame = WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
         expected.presence_of_element_located((By.CSS_SELECTOR, f'iframe[title="{VIEW_NAME}"]'))
     )
     browser.switch_to.frame(frame)
     try:  # (a title is the top document's: look inside the frame instead)
-        WebDriverWait(browser, WAIT_SECONDS).until(
+        WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
             expected.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Waves")
         )
         assert browser.find_element(By.ID, "who").text.startswith(STEWARD)

@@ -51,7 +51,7 @@ from etl.cutover.airflow_hitl import (
 from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT, Settings
 from tests.e2e.airflow_server import AirflowServer, airflow_standalone
-from tests.e2e.browser import WAIT_SECONDS, require_browser, screenshots
+from tests.e2e.browser import POLL_SECONDS, WAIT_SECONDS, require_browser, screenshots
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -75,6 +75,9 @@ DAGS_SECONDS = 120  # the DAG processor's first parse, after the components are 
 # in one test stay within pytest's timeout (600 s).
 RUN_SECONDS = 280
 ENDED = {"success", "failed"}
+# How often a REST wait asks again: each look is a call to the one api-server worker, which the
+# runs' tasks need too, so not as often as the page's cheap WebDriver looks (POLL_SECONDS).
+REST_POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def _wait_rest(server: AirflowServer, what: str, seconds: float, probe):
                 f"{what}: not within {seconds:.0f} s; last seen: {seen}\n"
                 f"Airflow's log ends:\n{server.log_tail(3000)}"
             )
-        time.sleep(0.5)
+        time.sleep(REST_POLL_SECONDS)
 
 
 def _task_states(server: AirflowServer, dag_id: str, run_id: str) -> dict[str, str]:
@@ -196,7 +199,9 @@ def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
     # replaced before it is checked; that is "not yet", not a failure.
     ignored = (StaleElementReferenceException,)
     try:
-        return WebDriverWait(browser, seconds, ignored_exceptions=ignored).until(condition)
+        return WebDriverWait(browser, seconds, POLL_SECONDS, ignored_exceptions=ignored).until(
+            condition
+        )
     except TimeoutException:
         raise AssertionError(
             f"{what}: not within {seconds:.0f} s at {browser.current_url}; the page showed:\n"
@@ -204,14 +209,23 @@ def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
         ) from None
 
 
-def _sign_in(browser, server: AirflowServer, user: str) -> None:
-    """Airflow's own sign-in page, as ``user`` with the password make airflow generated."""
+def _go(browser, url: str) -> None:
+    """Open ``url``, unless the browser shows it already (signed in and sent there): each load of
+    Airflow's UI runs its whole 7 MB application again, seconds of chromium on two cores."""
+    if browser.current_url.rstrip("/") != url.rstrip("/"):
+        browser.get(url)
+
+
+def _sign_in(browser, server: AirflowServer, user: str, page: str = "/") -> None:
+    """Airflow's own sign-in page, as ``user`` with the password make airflow generated; then
+    Airflow sends the browser on to ``page`` (a path), as after a link opened signed out."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
 
     browser.get(f"{server.url}/api/v2/auth/logout")  # the previous user, if any, signs out
     browser.delete_all_cookies()
-    browser.get(f"{server.url}/auth/login?next={urllib.parse.quote(server.url + '/')}")
+    target = server.url + page
+    browser.get(f"{server.url}/auth/login?next={urllib.parse.quote(target)}")
     _wait(
         browser,
         "Airflow's sign-in form",
@@ -221,7 +235,13 @@ def _sign_in(browser, server: AirflowServer, user: str) -> None:
         server.passwords[user]
     )
     browser.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
-    _wait(browser, f"{user} signed in", lambda driver: driver.get_cookie("_token"))
+    _wait(
+        browser,
+        f"{user} signed in and sent on to {page}",
+        lambda driver: (
+            driver.get_cookie("_token") and driver.current_url.rstrip("/") == target.rstrip("/")
+        ),
+    )
 
 
 def _open_form(browser, server: AirflowServer, dag_id: str):
@@ -229,7 +249,7 @@ def _open_form(browser, server: AirflowServer, dag_id: str):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
 
-    browser.get(f"{server.url}/dags/{dag_id}")
+    _go(browser, f"{server.url}/dags/{dag_id}")
     _wait(
         browser,
         f"{dag_id}: the Trigger button",
@@ -255,7 +275,7 @@ def _switch_on(browser, server: AirflowServer, dag_id: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
 
-    browser.get(f"{server.url}/dags/{dag_id}")
+    _go(browser, f"{server.url}/dags/{dag_id}")
     switch = _wait(
         browser,
         f"{dag_id}: the pause switch",
@@ -312,7 +332,7 @@ def _wait_for_run_in_ui(browser, server: AirflowServer, dag_id: str, run_id: str
         if time.monotonic() - reloaded > 60:
             browser.refresh()
             reloaded = time.monotonic()
-        time.sleep(0.5)
+        time.sleep(POLL_SECONDS)
     raise AssertionError(
         f"{dag_id} run {run_id} did not end within {RUN_SECONDS} s: its page shows "
         f"{shown!r}; tasks (REST): {_task_states(server, dag_id, run_id)}\n"
@@ -336,7 +356,7 @@ def _answer_in_required_actions(browser, server, user: str, role: str, note: str
     from selenium.webdriver.support import expected_conditions as expected
 
     task_id = approval_task_id(role)
-    browser.get(f"{server.url}/required_actions")
+    _go(browser, f"{server.url}/required_actions")
     _wait(
         browser,
         f"{user}'s Required Actions list the {role} go/no-go",
@@ -373,7 +393,7 @@ def migration() -> dict:
 
 def test_a_migration_is_switched_on_and_triggered_from_its_form(airflow, browser, shot, migration):
     server, dag_id = airflow.server, f"vardflytt_{MIGRATED}"
-    _sign_in(browser, server, ADMIN)
+    _sign_in(browser, server, ADMIN, f"/dags/{dag_id}")
     _switch_on(browser, server, dag_id)
     migration["run_id"] = run_id = _trigger_with_defaults(browser, server, dag_id, shot)
     run = _run(server, dag_id, run_id)
@@ -405,7 +425,7 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
 
     # The safety officer may not answer for the project lead: Airflow refuses her in the UI and
     # over REST, and the administrator too; nothing is recorded.
-    _sign_in(browser, server, SAFETY)
+    _sign_in(browser, server, SAFETY, "/required_actions")
     kind, text = _answer_in_required_actions(
         browser, server, SAFETY, "project_lead", "not my role", shot
     )
@@ -428,7 +448,7 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
     notes = {role: f"{role}: criteria met, go" for role in ROLES}
     for role, user in [("medical_safety_officer", SAFETY), ("project_lead", LEAD)]:
         if user != SAFETY:
-            _sign_in(browser, server, user)
+            _sign_in(browser, server, user, "/required_actions")
         kind, text = _answer_in_required_actions(browser, server, user, role, notes[role], shot)
         assert kind == "success", f"{user}'s {role} answer: {kind}: {text}"
         _wait(
@@ -462,7 +482,7 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
 
 def test_a_wave_rollback_is_started_from_its_form(airflow, browser, shot):
     server = airflow.server
-    _sign_in(browser, server, ADMIN)
+    _sign_in(browser, server, ADMIN, f"/dags/{ROLLBACK}")
     _switch_on(browser, server, ROLLBACK)
     run_id = _trigger_with_defaults(browser, server, ROLLBACK, shot)
     # No batch id: the task rolls back the whole wave (dags/vardflytt_cutover.py, rollback).

@@ -115,3 +115,53 @@ def test_vardflytt_airflow_standalone_runs_the_loopback_standalone(settings_for,
     assert environment["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert "simple_auth_manager_passwords.json" in result.output
     assert (settings.home / "airflow" / "simple_auth_manager_passwords.json").exists()
+
+
+@pytest.fixture
+def execution_api():
+    """A loopback stand-in for the execution API: /execution/health answers 503 twice (its routes
+    being generated), then 200; yields (its /execution/ URL, the paths asked)."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            status = 200 if self.path == "/execution/health" and len(asked) > 2 else 503
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/execution/", asked
+    server.shutdown()
+    thread.join()
+
+
+def test_standalone_warms_the_execution_api_before_the_first_task(execution_api, monkeypatch):
+    from etl.airflow_standalone import start_warming_execution_api
+
+    url, asked = execution_api
+    # The URL the executor gives its tasks ([core] execution_api_server_url).
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", url)
+    said = []
+    start_warming_execution_api(lambda name, line: said.append((name, line))).join(timeout=30)
+    assert asked == ["/execution/health"] * 3  # until it answers, then no more
+    assert said == [("standalone", "execution API ready for the first task")]
+
+
+def test_the_warm_up_gives_up_on_an_api_that_never_answers():
+    from etl.airflow_env import free_loopback_port
+    from etl.airflow_standalone import warm_execution_api
+
+    said = []
+    url = f"http://127.0.0.1:{free_loopback_port()}/execution/"
+    assert not warm_execution_api(url, said.append, seconds=0.5, poll_seconds=0.05)
+    assert said == [f"execution API did not answer at {url}health within 0 s"]

@@ -151,6 +151,10 @@ def test_standalone_syncs_the_pools_once_its_database_is_ready(monkeypatch):
     monkeypatch.setattr(standalone, "SubCommand", standalone.SubCommand)
     monkeypatch.setattr(standalone.db, "initdb", lambda: steps.append("database"))
     monkeypatch.setattr(airflow_standalone, "with_pools", lambda _print: steps.append("pools"))
+    # then the execution API is warmed (tests/unit/test_airflow_machine.py)
+    monkeypatch.setattr(
+        airflow_standalone, "start_warming_execution_api", lambda _print: steps.append("warm")
+    )
     monkeypatch.setattr(
         airflow.__main__, "main", lambda: standalone.StandaloneCommand().initialize_database()
     )
@@ -158,7 +162,7 @@ def test_standalone_syncs_the_pools_once_its_database_is_ready(monkeypatch):
 
     airflow_standalone.main()
 
-    assert steps == ["database", "pools"]
+    assert steps == ["database", "pools", "warm"]
 
 
 class _TaskInstance:
