@@ -21,6 +21,7 @@ every version (remote workers may speak any); only the moment of the work change
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -38,6 +39,14 @@ def standalone_command(command: list[str]) -> list[str]:
     if command and command[0] in WITHOUT_LOG_SERVER and "--skip-serve-logs" not in command:
         return [*command, "--skip-serve-logs"]
     return list(command)
+
+
+def component_command(command: list[str]) -> list[str]:
+    """How a standalone component starts: as the project starts any ``airflow`` command
+    (etl/airflow_main.py), not through the ``airflow`` script found on the PATH."""
+    from etl.airflow_main import AIRFLOW_COMMAND
+
+    return [*AIRFLOW_COMMAND, *command]
 
 
 def with_pools(print_output) -> None:
@@ -93,6 +102,20 @@ def main() -> None:
     class SubCommandWithoutLogServer(standalone.SubCommand):
         def __init__(self, parent, name: str, command: list[str], env: dict[str, str]):
             super().__init__(parent, name, standalone_command(command), env)
+
+        def run(self) -> None:
+            """Airflow's ``SubCommand.run`` with the project's ``airflow`` (``AIRFLOW_COMMAND``)
+            in place of the ``airflow`` script: its collector settings, and a scheduler that
+            imports the task modules once before it forks its LocalExecutor workers."""
+            self.process = subprocess.Popen(
+                component_command(self.command),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+            assert self.process.stdout is not None  # a pipe, as asked
+            for line in self.process.stdout:
+                self.parent.output_queue.append((self.name, line))
 
     class StandaloneWithPools(standalone.StandaloneCommand):
         def initialize_database(self) -> None:

@@ -165,3 +165,40 @@ def test_the_warm_up_gives_up_on_an_api_that_never_answers():
     url = f"http://127.0.0.1:{free_loopback_port()}/execution/"
     assert not warm_execution_api(url, said.append, seconds=0.5, poll_seconds=0.05)
     assert said == [f"execution API did not answer at {url}health within 0 s"]
+
+
+def test_standalone_components_start_as_the_project_starts_airflow(monkeypatch):
+    """The scheduler, dag-processor, triggerer and api-server of ``make airflow`` start through
+    etl/airflow_main.py (a LocalExecutor scheduler then imports the task modules once, before it
+    forks), not through the ``airflow`` script on the PATH; their output still reaches
+    standalone's queue, line by line."""
+    import io
+    import sys
+    import types
+
+    import airflow.__main__
+    from airflow.cli.commands import standalone_command as standalone
+
+    from etl import airflow_standalone
+    from etl.airflow_main import AIRFLOW_COMMAND
+
+    monkeypatch.setattr(standalone, "StandaloneCommand", standalone.StandaloneCommand)
+    monkeypatch.setattr(standalone, "SubCommand", standalone.SubCommand)
+    started: list[list[str]] = []
+    parent = types.SimpleNamespace(output_queue=[])
+
+    def popen(command, **kwargs):
+        started.append(command)
+        return types.SimpleNamespace(stdout=io.BytesIO(b"scheduler up\n"))
+
+    def run_one_component() -> None:  # what standalone does for each of its components
+        standalone.SubCommand(parent, "scheduler", ["scheduler"], {"PATH": ""}).run()
+
+    monkeypatch.setattr(airflow_standalone.subprocess, "Popen", popen)
+    monkeypatch.setattr(airflow.__main__, "main", run_one_component)
+    monkeypatch.setattr(sys, "argv", ["etl.airflow_standalone"])
+
+    airflow_standalone.main()
+
+    assert started == [[*AIRFLOW_COMMAND, "scheduler", "--skip-serve-logs"]]
+    assert parent.output_queue == [("scheduler", b"scheduler up\n")]
