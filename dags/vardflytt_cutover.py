@@ -50,12 +50,26 @@ PLAN = load_plan(MAPPINGS_DIR, PLAN_NAME) if (MAPPINGS_DIR / PLAN_NAME).exists()
 WAVES = PLAN.waves if PLAN else []
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PHASES = ["rehearsal", "initial", "delta", "final"]
-FIRST_TASK_OF_PHASE = {
-    "rehearsal": "rehearse",
-    "initial": "load_wave",
-    "delta": "load_wave",
-    "final": "freeze",
-}
+# Every task of a phase's path, in order: choose_phase follows the run's phase and skips the
+# others. Each of these tasks hangs off choose_phase, not only a path's first: the paths not taken
+# are skipped in one step. Skipped at their first task only, the rest of a path was skipped one
+# scheduling pass per task, so the wave's lease (released once every path is done) waited for the
+# final path's seven tasks to be skipped in turn after an initial load (a second a pass in
+# ``airflow dags test``, a scheduler loop each under the scheduler).
+LOAD_PATH = ["load_wave", "reconcile_wave", "load_evidence"]
+
+
+def phase_paths(roles: list[str]) -> dict[str, list[str]]:
+    """The tasks of each phase's path in a wave's DAG whose go/no-go asks ``roles``."""
+    final = ["freeze", "load_final_delta", "verify", *(approval_task_id(r) for r in roles)]
+    return {
+        "rehearsal": ["rehearse"],
+        "initial": LOAD_PATH,
+        "delta": LOAD_PATH,
+        "final": [*final, "record_decision", "cutover_evidence", "export_fhir"],
+    }
+
+
 # Shorter than the wave lease (etl.cutover.ledger.LOCK_LEASE, 12 h): an unanswered go/no-go fails
 # the run and releases the wave rather than outliving the lease it was verified under.
 RESPONSE_TIMEOUT = dt.timedelta(hours=11)
@@ -154,9 +168,11 @@ def build_cutover_dag(wave):
     approvers = wave.criteria.approvers
     title = wave.title
 
+    paths = phase_paths(list(approvers))
+
     @task.branch
-    def choose_phase(run: dict) -> str:
-        return FIRST_TASK_OF_PHASE[run["phase"]]
+    def choose_phase(run: dict) -> list[str]:
+        return paths[run["phase"]]
 
     # A rehearsal's core is its own SQLite file, or its own schema on the core's server.
     @task(pool=CORE_WRITE_POOL)
@@ -318,7 +334,8 @@ def build_cutover_dag(wave):
         exported = export_fhir(run, decided)
         cutover_evidence >> exported
 
-        branch >> [rehearsed, loaded, frozen]
+        branch >> [rehearsed, loaded, reconciled, load_evidence, frozen, final_delta, verified]
+        branch >> [*go_no_go.values(), decided, cutover_evidence, exported]
         released = release_wave_lock(run)
         [rehearsed, load_evidence, exported] >> released.as_teardown(setups=run)
 

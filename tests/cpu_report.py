@@ -4,10 +4,12 @@
 
 prints, at the end, each file's and the slowest tests' CPU seconds (user + system of the pytest
 process and of the child processes it waited for: ``vardflytt`` and ``airflow`` commands, Celery
-workers) beside their wall seconds. CPU seconds are what to compare on a shared machine: the wall
-figure grows with everyone else's load, the CPU figure does not. Setup and teardown count with
-the test that ran them, so a module-scoped fixture is charged to the file's first (setup) and
-last (teardown) test. Servers' CPU (PostgreSQL, MariaDB, Redis) is not counted.
+workers; and, on Linux, what its descendants still running used meanwhile: an api-server a module
+fixture started, a pool's fork server) beside their wall seconds. CPU seconds are what to compare
+on a shared machine: the wall figure grows with everyone else's load, the CPU figure does not.
+Setup and teardown count with the test that ran them, so a module-scoped fixture is charged to
+the file's first (setup) and last (teardown) test. Servers' CPU (PostgreSQL, MariaDB, Redis) is
+not counted: waiting on them shows as wall seconds without CPU.
 
 With ``CPU_REPORT_JSON=<file>`` the figures are also written there (one file per xdist worker:
 ``<file>.<worker>``).
@@ -27,9 +29,48 @@ _tests: dict[str, tuple[float, float]] = {}
 def _cpu() -> tuple[float, float]:
     times = os.times()
     return (
-        times.user + times.system + times.children_user + times.children_system,
+        times.user
+        + times.system
+        + times.children_user
+        + times.children_system
+        + _running_descendants_cpu(),
         times.elapsed,
     )
+
+
+def _running_descendants_cpu() -> float:
+    """CPU seconds of this process's descendants not reaped yet, each with the children it reaped.
+
+    ``os.times()`` counts a child only once it is waited for: an api-server that a module fixture
+    starts works through the module's tests but is reaped at teardown, so its CPU went to the
+    module's last test and the others' showed as waiting. When a descendant is reaped, its figure
+    moves into its parent's reaped-children one: the sum goes on growing, never jumps. 0 without
+    ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = defaultdict(list)
+    spent: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (command) "
+        pid = int(entry)
+        children[int(fields[1])].append(pid)
+        spent[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    total, pending = 0, list(children.get(os.getpid(), []))
+    while pending:
+        pid = pending.pop()
+        total += spent.get(pid, 0)
+        pending.extend(children.get(pid, []))
+    return total / ticks
 
 
 @pytest.hookimpl(hookwrapper=True)

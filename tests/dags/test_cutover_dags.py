@@ -34,7 +34,22 @@ def cutover_graph(roles: list[str]) -> dict[str, list[str]]:
             "release_wave_lock",
             "verify",
         ],
-        "choose_phase": ["freeze", "load_wave", "rehearse"],
+        # Every task of every phase's path: the branch skips the paths not taken in one step.
+        "choose_phase": sorted(
+            [
+                "cutover_evidence",
+                "export_fhir",
+                "freeze",
+                "load_evidence",
+                "load_final_delta",
+                "load_wave",
+                "reconcile_wave",
+                "record_decision",
+                "rehearse",
+                "verify",
+                *approvals,
+            ]
+        ),
         "rehearse": ["release_wave_lock"],
         "load_wave": ["reconcile_wave"],
         "reconcile_wave": ["load_evidence"],
@@ -110,6 +125,35 @@ def test_each_cutover_dag_is_wired_as_designed(dags, plan):
         systems = {f"vardflytt_core_{system}" for system in wave.systems}
         for load in ("load_wave", "load_final_delta"):
             assert {asset.name for asset in dag.get_task(load).outlets} == systems
+
+
+def test_the_branch_follows_the_whole_path_of_the_phase_and_skips_every_other_task(dags, plan):
+    """choose_phase returns every task of the run's phase (an Airflow branch skips each of its
+    direct downstream tasks it does not return): the other paths are skipped at once, and the
+    wave's lease is released as soon as the chosen path is done."""
+    for wave in plan.waves:
+        branch = dags[f"vardflytt_cutover_{wave.wave}"].get_task("choose_phase")
+        roles = [f"go_no_go_{role}" for role in wave.criteria.approvers]
+        paths = {
+            "rehearsal": ["rehearse"],
+            "initial": ["load_wave", "reconcile_wave", "load_evidence"],
+            "delta": ["load_wave", "reconcile_wave", "load_evidence"],
+            "final": [
+                "freeze",
+                "load_final_delta",
+                "verify",
+                *roles,
+                "record_decision",
+                "cutover_evidence",
+                "export_fhir",
+            ],
+        }
+        for phase, path in paths.items():
+            followed = branch.python_callable({"phase": phase})
+            assert sorted(followed) == sorted(path), (wave.wave, phase)
+            assert set(followed) <= branch.downstream_task_ids
+        every_path = {task for path in paths.values() for task in path}
+        assert every_path == branch.downstream_task_ids
 
 
 def test_each_role_has_its_go_no_go_assigned_to_the_plan_users_only(dags, plan):
