@@ -342,6 +342,7 @@ def up(
     """Start the cluster (migrating the metadata database first) and wait until it is ready."""
     from etl import airflow_pools
     from etl.airflow_env import free_loopback_port
+    from etl.airflow_standalone import warm_execution_api
 
     if workers < 1:
         raise ClusterError("a cluster needs at least one worker")
@@ -383,6 +384,11 @@ def up(
             _write_state(root, state)
         echo(f"started {len(state.processes)} processes; waiting until they are ready")
         wait_ready(settings, state, environment["AIRFLOW__CELERY__BROKER_URL"], timeout_seconds)
+        # The execution API generates every version's routes at its first request, inside the
+        # api-server's event loop (etl/airflow_standalone.py): here, not at the first task.
+        warm_execution_api(
+            environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"], echo, timeout_seconds
+        )
     except BaseException:
         down(settings, echo=lambda _message: None)
         raise

@@ -224,7 +224,10 @@ def test_a_worker_killed_mid_run_changes_nothing_in_the_core(
 
 
 def _kill_a_worker_mid_run(settings, metadata_url, reference: Future) -> None:
-    state = cluster.up(settings, workers=2, echo=lambda _message: None)
+    said: list[str] = []
+    state = cluster.up(settings, workers=2, echo=said.append)
+    # The execution API's routes are built before the first task asks (not inside its start).
+    assert "execution API ready for the first task" in said
     health = cluster.status(settings)
     workers = cluster.worker_names(2)
     assert [h.name for h in health] == [*cluster.COMPONENTS, *workers]
