@@ -19,37 +19,22 @@ def cutover_graph(roles: list[str]) -> dict[str, list[str]]:
     approving role (go_no_go_<role>), record_decision takes every answer, and export_fhir
     writes the wave's FHIR export after the cutover's evidence pack."""
     approvals = [f"go_no_go_{role}" for role in roles]
+    phase_tasks = [
+        "cutover_evidence",
+        "export_fhir",
+        "freeze",
+        "load_evidence",
+        "load_final_delta",
+        "load_wave",
+        "reconcile_wave",
+        "record_decision",
+        "rehearse",
+        "verify",
+    ]
     return {
-        "take_wave_lock": [
-            "choose_phase",
-            "cutover_evidence",
-            "export_fhir",
-            "freeze",
-            "load_evidence",
-            "load_final_delta",
-            "load_wave",
-            "reconcile_wave",
-            "record_decision",
-            "rehearse",
-            "release_wave_lock",
-            "verify",
-        ],
+        "take_wave_lock": sorted(["choose_phase", "release_wave_lock", *phase_tasks]),
         # Every task of every phase's path: the branch skips the paths not taken in one step.
-        "choose_phase": sorted(
-            [
-                "cutover_evidence",
-                "export_fhir",
-                "freeze",
-                "load_evidence",
-                "load_final_delta",
-                "load_wave",
-                "reconcile_wave",
-                "record_decision",
-                "rehearse",
-                "verify",
-                *approvals,
-            ]
-        ),
+        "choose_phase": sorted([*phase_tasks, *approvals]),
         "rehearse": ["release_wave_lock"],
         "load_wave": ["reconcile_wave"],
         "reconcile_wave": ["load_evidence"],
