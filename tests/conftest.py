@@ -65,36 +65,37 @@ SLOW = {
 }
 
 
-# The test files that take longest (CPU seconds with -p tests.cpu_report, measured in a full run
-# of the suite with -n 2, less the stamped Airflow databases; Airflow's and chromium's own
-# processes, which that does not count, make the browser and cluster files longer than their
-# figure): they are collected first, so that with --dist loadfile --no-loadscope-reorder (make
-# test) pytest-xdist starts them first and the many short files fill the workers around them,
-# instead of a long file starting last and running alone at the end. xdist gives the first two
-# files one to each worker, then the third and fourth: the cluster and `make airflow` files, each
-# a whole Airflow, are first and third, so they run one after the other on one worker.
+# The test files that take longest (wall seconds of each file in a full run of the suite with
+# -n 2 and -p tests.cpu_report on a quiet machine, session 13, before its changes): they are
+# collected first, so that with --dist loadfile --no-loadscope-reorder (make test) pytest-xdist
+# starts them first and the many short files fill the workers around them, instead of a long
+# file starting last and running alone at the end. xdist gives the first two files one to each
+# worker, then the third and fourth: the cluster and `make airflow` files, each a whole Airflow,
+# are first and third, so they run one after the other on one worker.
 LONGEST_FIRST = [
-    "tests/integration/test_cluster.py",  # ~120 CPU s, and waits ~17 s for a heartbeat timeout
-    "tests/integration/test_cutover_dag.py",  # ~150
-    "tests/e2e/test_make_airflow_browser.py",  # Airflow standalone: minutes of wall
-    "tests/integration/test_demo_wave.py",  # ~130
-    "tests/integration/test_airflow_run.py",  # ~130
-    "tests/integration/test_identity_estate.py",  # ~85
-    "tests/security/test_approvers.py",  # ~85
-    "tests/integration/test_promotion.py",  # ~45 (one SQLite load copied per test)
-    "tests/integration/test_storage_root_s3.py",  # ~50
-    "tests/integration/test_waves.py",  # ~47
-    "tests/integration/test_wave_slices.py",  # ~90 for both cores
-    "tests/integration/test_cutover_waiting.py",  # ~37
-    "tests/integration/test_promote_accounted.py",  # ~40 (the schema race: no fixed 5 s)
-    "tests/integration/test_all_systems.py",  # ~45
-    "tests/integration/test_airflow_pools.py",  # ~35
-    "tests/integration/test_canary_leaks.py",  # ~30
-    "tests/integration/test_pipeline.py",  # ~35
-    "tests/integration/test_fhir_export.py",  # ~30
-    "tests/integration/test_openlineage_events.py",  # ~21
-    "tests/e2e/test_airflow_plugin_browser.py",  # ~30, and chromium
-    "tests/integration/test_dashboard_numbers.py",  # ~30
+    "tests/integration/test_cluster.py",  # 65 s, one test
+    "tests/integration/test_cutover_dag.py",  # 77
+    "tests/e2e/test_make_airflow_browser.py",  # 74: Airflow standalone and chromium
+    "tests/integration/test_wave_slices.py",  # 61 for both cores
+    "tests/integration/test_airflow_run.py",  # 59
+    "tests/integration/test_demo_wave.py",  # 50
+    "tests/integration/test_identity_estate.py",  # 41
+    "tests/security/test_approvers.py",  # 33
+    "tests/integration/test_wave_rollback_slices.py",  # 31
+    "tests/integration/test_promotion.py",  # 30 (one SQLite load copied per test)
+    "tests/integration/test_parallel_run.py",  # 28
+    "tests/integration/test_storage_root_s3.py",  # 24
+    "tests/integration/test_fhir_export.py",  # 23
+    "tests/integration/test_promote_accounted.py",  # 22 (the schema race: no fixed 5 s)
+    "tests/integration/test_waves.py",  # 22
+    "tests/integration/test_freeze_reconciliation.py",  # 21
+    "tests/integration/test_all_systems.py",  # 19
+    "tests/integration/test_promotion_kill.py",  # 17
+    "tests/e2e/test_airflow_plugin_browser.py",  # 16, and chromium
+    "tests/integration/test_pipeline.py",  # 15
+    "tests/integration/test_dashboard_numbers.py",  # 14
+    "tests/integration/test_airflow_pools.py",  # 13
+    "tests/integration/test_canary_leaks.py",  # 13
 ]
 
 
