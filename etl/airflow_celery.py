@@ -20,7 +20,7 @@ runs took 70 s in all instead of 123, the DAG run 72 s instead of 112.
 Named by ``[celery] celery_config_options`` (etl/cluster.py sets it for every process of the
 cluster; only a worker acts on ``imports``). The modules are those a task runner imports anyway;
 none connects to anything or starts a thread when imported, so a fork after them is safe (the
-worker processes of etl/parallel.py start from the same imports, etl.parallel.PRELOAD).
+worker processes of etl/parallel.py start from the same imports, etl/stage_modules.py).
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CON
 
 from etl.airflow_main import TASK_PRELOAD
 
-# What a migration task's runner imports (etl/airflow_main.py, which imports nothing of the
-# project's at module level: this module is imported by the scheduler and the api-server too).
-WORKER_PRELOAD = TASK_PRELOAD
-
+# What a migration task's runner imports (etl/airflow_main.py, whose module level imports nothing
+# heavy: this module is imported by the scheduler and the api-server too).
 CELERY_CONFIG = {
     **DEFAULT_CELERY_CONFIG,
-    "imports": (*DEFAULT_CELERY_CONFIG.get("imports", ()), *WORKER_PRELOAD),
+    "imports": (*DEFAULT_CELERY_CONFIG.get("imports", ()), *TASK_PRELOAD),
 }

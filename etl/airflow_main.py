@@ -33,23 +33,20 @@ import gc
 import sys
 from pathlib import Path
 
+from etl.stage_modules import STAGE_MODULES
+
 AIRFLOW_COMMAND = (sys.executable, "-P", "-m", "etl.airflow_main")
 YOUNG_THRESHOLD = 10_000
 
 # What a migration task's runner imports: Airflow's task runner and the decorators the DAG files
-# use, then the project's stages with pandas and PyArrow, and Great Expectations to validate
-# (~0.6 + 2.5 CPU s on this project's two cores). A process that forks task runners imports
+# use, then the stages' modules (etl/stage_modules.py). A process that forks task runners imports
 # them once, before it forks: a Celery worker (etl/airflow_celery.py) and a scheduler with the
 # LocalExecutor, whose worker processes are forked from it (multiprocessing's default on Linux)
-# and fork each task's runner in turn. None of them connects to anything or starts a thread when
-# imported, so a fork after them is safe (etl/parallel.py's workers start from the same imports).
+# and fork each task's runner in turn.
 TASK_PRELOAD = (
     "airflow.sdk.execution_time.task_runner",
     "airflow.providers.standard.decorators.python",
-    "etl.pipeline",
-    "etl.validate.stage",
-    "etl.validate.suites",
-    "great_expectations",
+    *STAGE_MODULES,
 )
 
 

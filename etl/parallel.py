@@ -43,13 +43,14 @@ from typing import Any
 
 from etl.load.loader import LoadReport
 from etl.settings import Settings, get_settings
+from etl.stage_modules import STAGE_MODULES
 from etl.validate.order import suite_meta, validation_needs
 
 logger = logging.getLogger(__name__)
 
 # Imported once by the fork server, so a worker starts with the pipeline (and Great Expectations)
 # already imported instead of paying seconds of imports each.
-PRELOAD = ("etl.pipeline", "etl.validate.stage", "etl.validate.suites", "great_expectations")
+PRELOAD = STAGE_MODULES
 EXTRACT, TRANSFORM, VALIDATE, GATE = "extract", "transform", "validate", "gate"
 LOAD, STAGE, PROMOTE, REPORT = "load", "stage", "promote", "report"
 STAGES = (EXTRACT, TRANSFORM, VALIDATE, GATE, LOAD, STAGE, PROMOTE, REPORT)
