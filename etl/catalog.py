@@ -692,6 +692,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         content = yaml_files.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise MappingError(f"{path}: not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise MappingError(
+            f"{path}: not UTF-8 text (byte {error.start}): save the mapping file as UTF-8"
+        ) from error
     if not isinstance(content, dict):
         raise MappingError(f"{path}: expected a mapping of keys to values at the top level")
     return content

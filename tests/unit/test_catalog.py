@@ -580,3 +580,12 @@ def test_a_lookup_column_can_be_mapped_like_a_source_column(tmp_path):
     mapping = load_catalog(root).system("demo").entities["observation"]
     assert mapping.virtual_columns() == ["KONTAKT_START"]
     assert "PATNR" in mapping.source_columns()
+
+
+def test_a_mapping_file_that_is_not_utf8_is_named(tmp_path):
+    """A corrupted or wrongly saved mapping (cp1252 bytes) is a MappingError naming the file,
+    not a bare decoding error."""
+    root = write_mappings(tmp_path, {})
+    (root / "demo" / "patient.yaml").write_bytes(PATIENT_YAML.encode("utf-8") + b"# \xe5\xe4\xf6\n")
+    with pytest.raises(MappingError, match=r"patient\.yaml: not UTF-8 text"):
+        load_catalog(root)
