@@ -196,6 +196,27 @@ def test_selection_dag_runs_only_the_chosen_systems(airflow_home, mappings, smal
     assert run_id and run_id.startswith("manual__")
 
 
+def _migrate_selection(
+    home: Path, mappings: Path, estate: Path, folder: Path, conf: dict, **variables: str
+) -> tuple[str, subprocess.CompletedProcess]:
+    """``airflow dags test vardflytt_migrate`` on a fresh SQLite core in ``folder``: that core's
+    URL and the command (a failed run is returned, not raised)."""
+    core_url = f"sqlite:///{folder / 'core.sqlite'}"
+    environment = {
+        "VARDFLYTT_ESTATE_DIR": str(estate),
+        "VARDFLYTT_MAPPINGS_DIR": str(mappings),
+        "VARDFLYTT_LANDING_DIR": str(folder / "landing"),
+        "VARDFLYTT_CORE_URL": core_url,
+        **variables,
+    }
+    completed = run_vardflytt(
+        "airflow", "dags", "test", "vardflytt_migrate", "--conf",
+        json.dumps({**conf, "as_of_date": AS_OF.isoformat()}),
+        home=home, environment=environment, check=False,
+    )  # fmt: skip
+    return core_url, completed
+
+
 def _flagged_references(core_url: str) -> dict[tuple[str, str], tuple[int, int]]:
     """Each system's reference checks: ``(system, check) -> (rows evaluated, rows failed)``."""
     engine = sa.create_engine(core_url)
@@ -227,19 +248,9 @@ def test_the_mapped_dag_flags_the_references_one_system_after_another_flags(
     )
     for system in ("elvis", "melior"):
         pipeline.run_system(system, f"{system}-alone", AS_OF, settings=reference)
-    core_url = f"sqlite:///{tmp_path / 'core.sqlite'}"
-    environment = {
-        "VARDFLYTT_ESTATE_DIR": str(small_estate),
-        "VARDFLYTT_MAPPINGS_DIR": str(mappings),
-        "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
-        "VARDFLYTT_CORE_URL": core_url,
-    }
-    conf = json.dumps(
-        {"systems": ["melior", "elvis"], "batch_id": "order", "as_of_date": AS_OF.isoformat()}
-    )
-    _vardflytt(
-        airflow_home, environment, "airflow", "dags", "test", "vardflytt_migrate", "--conf", conf
-    )
+    conf = {"systems": ["melior", "elvis"], "batch_id": "order"}
+    core_url, completed = _migrate_selection(airflow_home, mappings, small_estate, tmp_path, conf)
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
 
     expected = _flagged_references(str(reference.resolved_core_url))
     by_hsa_id = {k: v for k, v in expected.items() if k[0] == "melior" and "hsa_id" in k[1]}
@@ -253,20 +264,10 @@ def test_a_failed_provider_stops_alone_as_in_vardflytt_run(
     """ELVIS cannot read its source: it stops, and Melior, whose validation waited for it,
     validates and loads all the same (etl/parallel.py counts a stopped system's tasks as done
     for those waiting on it), its HSA-ids unresolved since no care unit was loaded."""
-    core_url = f"sqlite:///{tmp_path / 'core.sqlite'}"
-    environment = {
-        "VARDFLYTT_ESTATE_DIR": str(small_estate),
-        "VARDFLYTT_MAPPINGS_DIR": str(mappings),
-        "VARDFLYTT_LANDING_DIR": str(tmp_path / "landing"),
-        "VARDFLYTT_CORE_URL": core_url,
-        "VARDFLYTT_SOURCE_ELVIS_URL": f"sqlite:///{tmp_path / 'missing' / 'elvis.sqlite'}",
-    }
-    conf = json.dumps(
-        {"systems": ["elvis", "melior"], "batch_id": "down", "as_of_date": AS_OF.isoformat()}
-    )
-    completed = run_vardflytt(
-        "airflow", "dags", "test", "vardflytt_migrate", "--conf", conf,
-        home=airflow_home, environment=environment, check=False,
+    core_url, completed = _migrate_selection(
+        airflow_home, mappings, small_estate, tmp_path,
+        {"systems": ["elvis", "melior"], "batch_id": "down"},
+        VARDFLYTT_SOURCE_ELVIS_URL=f"sqlite:///{tmp_path / 'missing' / 'elvis.sqlite'}",
     )  # fmt: skip
     assert completed.returncode != 0  # the run is failed: one of its systems stopped
 
