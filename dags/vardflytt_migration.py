@@ -1,9 +1,17 @@
 """Migration DAGs generated from the folders in ``mappings/``.
 
 - ``vardflytt_<system>``: one DAG per source system, a task per entity's transform and validate.
-- ``vardflytt_migrate``: any selection of systems in one run (the Params form lists them). One
-  task group, mapped at run time over the selected systems (dynamic task mapping): a system's
-  entities are transformed, then validated, in one task each.
+- ``vardflytt_migrate``: any selection of systems in one run (the Params form lists them). Two
+  task groups, each mapped at run time over its part of the selection (dynamic task mapping): a
+  system's entities are transformed, then validated, in one task each. ``provider``: the
+  selected systems whose entities another selected system references by natural key (a care
+  unit's or practitioner's HSA-id, ``meta.references`` with a ``column``); ``system``: the others,
+  whose validation waits until every provider has loaded (or failed, as in ``vardflytt run``).
+  Such a reference resolves against every system's promoted rows, so without the wait what gets
+  flagged would depend on which system happened to load first. Between two providers that
+  reference each other's entities (ELVIS and AsynjaVisph both hold care units) there is still
+  no order: map indexes of one group cannot wait for each other (``vardflytt run`` orders them
+  by the order given).
 
 Either way an entity is validated only after the entities its suite joins or resolves against
 (``meta.context`` and ``meta.references`` in ``expectations/``) are transformed in the same batch.
@@ -13,8 +21,9 @@ the source's pool, and every ``load`` writes the core in the core pool. Systems 
 (as last measured) get a higher ``priority_weight``, the same for all their tasks (weight rule
 ``absolute``), so long systems start first. In the mapped DAG a pool and a weight are the
 task's, the same for every map index: its systems are mapped heaviest first, which the scheduler
-follows among equal weights (it orders by map index), and each map index of its ``extract`` is
-moved into its system's source pool by a cluster policy (etl/airflow_policy.py).
+follows among equal weights (it orders by map index), the providers' tasks outrank the others',
+and each map index of an ``extract`` is moved into its system's source pool by a cluster policy
+(etl/airflow_policy.py).
 
 Thin by design: each task is one call into ``etl.pipeline``; nothing heavy is imported at
 module level (Airflow parses this file every 30 seconds). XCom carries ids and counts only.
@@ -25,7 +34,8 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
-from airflow.sdk import Param, dag, get_current_context, task, task_group
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task, task_group
 from airflow.sdk.bases.decorator import task_decorator_factory
 
 from etl.airflow_lineage import with_column_lineage
@@ -33,7 +43,11 @@ from etl.dag_names import (
     CORE_WRITE_POOL,
     EXPECTATIONS_DIR,
     MAPPINGS_DIR,
+    PROVIDER_GROUP,
+    PROVIDER_WEIGHT,
     SELECTION_DAG_ID,
+    SELECTION_TASKS,
+    SYSTEM_GROUP,
     WEIGHT_RULE,
     by_priority,
     core_asset,
@@ -233,15 +247,18 @@ def migrate_system(system: str, entities: list[str]) -> None:
     with_column_lineage(loaded, [system])
 
 
-def migrate_mapped_system(system, entities) -> None:
-    """The same stages for a system known only at run time (a mapped task group's argument).
+def migrate_mapped_system(system, entities, validate_after=()):
+    """The same stages for a system known only at run time (a mapped task group's argument);
+    its validation waits for ``validate_after`` too. Returns its load.
 
     Its ``extract`` names no source pool (a pool is the task's, the same for every map index):
     etl/airflow_policy.py puts each map index in its system's pool as Airflow creates it."""
     batch = open_batch(system)
     validated = validate_all(batch, entities)
     extract(batch) >> transform_all(batch, entities) >> validated
-    _finish(batch, [validated], load_task(None))
+    for upstream in validate_after:
+        upstream >> validated
+    return _finish(batch, [validated], load_task(None))
 
 
 def _finish(batch, validated: list, load):
@@ -296,27 +313,53 @@ def build_selection_dag(systems: dict[str, list[str]], weights: dict[str, int] |
         params=params,
         default_args={"weight_rule": WEIGHT_RULE},
         doc_md=(
-            "Pick source systems in the Params form; the `system` task group runs once per "
-            "selected system (mapped at run time, one map index per system, systems with the "
-            "most rows first)."
+            "Pick source systems in the Params form. The `provider` task group runs once per "
+            "selected system whose care units or practitioners another selected system "
+            "references by HSA-id, the `system` group once per other selected system (each "
+            "mapped at run time, one map index per system, systems with the most rows first); "
+            "a `system` validates after every `provider` has loaded or failed."
         ),
     )
     def migrate_selected():
-        @task
-        def selected_systems() -> list[dict]:
-            """The chosen systems, heaviest first, as the group's arguments: map index 0 is the
-            longest system, and the scheduler queues equal weights by map index."""
+        def selection(providers: bool) -> list[dict]:
+            """The chosen systems of one kind, heaviest first, as a group's arguments: map index
+            0 is the longest system, and the scheduler queues equal weights by map index."""
+            from etl.validate.order import natural_key_providers
+
             chosen = set(get_current_context()["params"]["systems"])
+            selected = {system: systems[system] for system in order if system in chosen}
+            provider = natural_key_providers(EXPECTATIONS_DIR, selected)
             return [
-                {"system": system, "entities": systems[system]}
-                for system in order
-                if system in chosen
+                {"system": system, "entities": entities}
+                for system, entities in selected.items()
+                if (system in provider) is providers
             ]
 
-        @task_group(group_id="system")
-        def one_system(system, entities):
-            migrate_mapped_system(system, entities)
+        @task(task_id=SELECTION_TASKS[PROVIDER_GROUP])
+        def selected_providers() -> list[dict]:
+            return selection(providers=True)
 
+        @task(task_id=SELECTION_TASKS[SYSTEM_GROUP])
+        def selected_systems() -> list[dict]:
+            return selection(providers=False)
+
+        # Ahead of the other systems in the scheduler's queue: their validations wait for these.
+        @task_group(group_id=PROVIDER_GROUP, default_args={"priority_weight": PROVIDER_WEIGHT})
+        def one_provider(system, entities):
+            return migrate_mapped_system(system, entities)
+
+        # Loaded or failed, as ``vardflytt run`` (etl/parallel.py) lets a stopped system's
+        # dependants go on; all_done also passes when no system provides (the group is skipped).
+        providers_done = EmptyOperator(task_id="providers_done", trigger_rule=TriggerRule.ALL_DONE)
+
+        @task_group(group_id=SYSTEM_GROUP)
+        def one_system(system, entities):
+            # A reference by HSA-id resolves against every system's promoted rows: the
+            # providers' loads first, as a run one system after another (etl/parallel.py's
+            # _cross_system_waits), so what is flagged does not depend on who came first.
+            migrate_mapped_system(system, entities, validate_after=[providers_done])
+
+        one_provider.expand_kwargs(selected_providers()) >> providers_done
         one_system.expand_kwargs(selected_systems())
 
     return migrate_selected()

@@ -19,11 +19,16 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etl.core.files import private_file, write_private_json
 from etl.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 ADMIN_USER = "admin"
 APPROVER_ROLE = "USER"
@@ -142,6 +147,59 @@ MIN_HEARTBEAT_INTERVAL_SECONDS = 1
 # Seconds between probes of a starting api-server (api_server): a refused probe costs well under
 # a millisecond, and the server is used a twentieth of a second after it answers, not a quarter.
 READY_POLL_SECONDS = 0.05
+# Seconds one probe may wait for its answer (wait_until_ready).
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+class NotReadyError(RuntimeError):
+    """What ``wait_until_ready`` waited for did not answer as ready before its deadline."""
+
+
+def status_ok(response: httpx.Response) -> bool:
+    return response.status_code == 200
+
+
+def wait_until_ready(
+    url: str,
+    *,
+    timeout_seconds: float,
+    poll_seconds: float = READY_POLL_SECONDS,
+    is_ready: Callable[[httpx.Response], bool] = status_ok,
+    check: Callable[[], None] | None = None,
+    probe_timeout_seconds: float = PROBE_TIMEOUT_SECONDS,
+    what: str = "the server",
+    hint: str = "",
+) -> httpx.Response:
+    """Ask ``url`` every ``poll_seconds`` until ``is_ready`` says its answer is ready (by
+    default: HTTP 200); returns that answer. ``check`` runs before each probe and raises to stop
+    waiting (the server's process died). A probe that fails (refused, timed out, an answer
+    ``is_ready`` cannot read) counts as not ready. After ``timeout_seconds``: ``NotReadyError``
+    naming ``what``, the URL, the last answer and ``hint`` (what to do, where the log is).
+
+    One client for every probe: ``httpx.get`` builds a client (and its SSL context) per call,
+    ~20-40 ms CPU a probe, which made probing often cost more than it saved."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_seconds
+    last = "no answer"
+    with httpx.Client(timeout=probe_timeout_seconds) as client:
+        while True:
+            if check is not None:
+                check()
+            try:
+                response = client.get(url)
+                if is_ready(response):
+                    return response
+                last = f"HTTP {response.status_code}, not ready"
+            except (httpx.HTTPError, ValueError) as error:  # ValueError: an unreadable answer
+                last = type(error).__name__
+            if time.monotonic() >= deadline:
+                advice = f"; {hint}" if hint else ""
+                raise NotReadyError(
+                    f"{what} not ready at {url} within {timeout_seconds:.0f} s "
+                    f"(last probe: {last}){advice}"
+                )
+            time.sleep(poll_seconds)
 
 
 def machine_settings(cores: int | None = None) -> dict[str, str]:
@@ -205,8 +263,6 @@ def api_server(environment: dict[str, str], log: Path, timeout_seconds: float = 
     project starts any ``airflow`` command (etl/airflow_main.py): the collector does not walk the
     app's routes and models again and again while they are built, nor once more when the server
     stops (~2.3 CPU s less per server); it serves every API version, as Airflow builds it."""
-    import httpx
-
     from etl.airflow_main import AIRFLOW_COMMAND
 
     port = free_loopback_port()
@@ -221,21 +277,18 @@ def api_server(environment: dict[str, str], log: Path, timeout_seconds: float = 
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + timeout_seconds
-            # One client for every probe: httpx.get builds a client (and its SSL context) per
-            # call, ~20-40 ms CPU a probe, which made probing often cost more than it saved.
-            with httpx.Client(timeout=5) as probe:
-                while True:
-                    if server.poll() is not None:
-                        raise RuntimeError(f"airflow api-server stopped (exit {server.returncode})")
-                    try:
-                        if probe.get(f"{url}/api/v2/monitor/health").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"airflow api-server not up at {url}")
-                    time.sleep(READY_POLL_SECONDS)
+
+            def running() -> None:
+                if server.poll() is not None:
+                    raise RuntimeError(f"airflow api-server stopped (exit {server.returncode})")
+
+            wait_until_ready(
+                f"{url}/api/v2/monitor/health",
+                timeout_seconds=timeout_seconds,
+                check=running,
+                what="airflow api-server",
+                hint=f"see its log {log}",
+            )
             yield url
         finally:
             server.terminate()

@@ -14,8 +14,8 @@ Events carry names of systems, datasets, tables and columns only, never a row's 
 No Airflow import here: the method is set on the operator that ``@task`` built (the worker parses
 the same DAG file, so the task it runs has it too). A mapped task (``vardflytt_migrate``) cannot
 take a method this way (Airflow rebuilds each map index's operator from its class and partial
-arguments): its load is a ``MappedLoadOperator`` (dags/vardflytt_migration.py), which reads its
-system from the batch it loaded.
+arguments): its loads (``provider.load``, ``system.load``) are ``MappedLoadOperator``s
+(dags/vardflytt_migration.py), which read their system from the batch they loaded.
 """
 
 from __future__ import annotations

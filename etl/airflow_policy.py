@@ -1,13 +1,13 @@
 """The selection DAG's extracts in their sources' pools: an Airflow cluster policy.
 
 Airflow gives a task one pool for every map index (``pool`` is the task's, set at parse time, and
-not an argument ``expand`` takes), so ``vardflytt_migrate``'s mapped ``system.extract`` cannot
-name its system's pool. Airflow calls ``task_instance_mutation_hook`` for every task instance it
-creates, each map index of a mapped task included (models/taskmap.py, ``expand_mapped_task``),
-and again whenever one is refreshed from its task (a retry, a cleared run). Here it moves each
-mapped extract into ``vardflytt_source_<system>``, its system read from what the run's
-``selected_systems`` returned for that map index (the expansion's own input, so the index and
-the system cannot disagree).
+not an argument ``expand`` takes), so ``vardflytt_migrate``'s mapped ``provider.extract`` and
+``system.extract`` cannot name their system's pool. Airflow calls ``task_instance_mutation_hook``
+for every task instance it creates, each map index of a mapped task included (models/taskmap.py,
+``expand_mapped_task``), and again whenever one is refreshed from its task (a retry, a cleared
+run). Here it moves each mapped extract into ``vardflytt_source_<system>``, its system read from
+what the run's ``selected_providers`` or ``selected_systems`` (its group's) returned for that map
+index (the expansion's own input, so the index and the system cannot disagree).
 
 Installed by the pool sync (etl/airflow_pools.py) as ``<AIRFLOW_HOME>/config/
 airflow_local_settings.py``, which Airflow imports in every process; so this module imports
@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from etl.dag_names import SELECTION_DAG_ID, source_pool
+from etl.dag_names import SELECTION_DAG_ID, SELECTION_TASKS, source_pool
 
-MAPPED_EXTRACT = "system.extract"
-SELECTION_TASK = "selected_systems"
+# Each mapped extract, and the task whose list its map indexes follow.
+MAPPED_EXTRACTS = {f"{group}.extract": selection for group, selection in SELECTION_TASKS.items()}
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +31,25 @@ logger = logging.getLogger(__name__)
 def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None:
     if (
         task_instance.dag_id != SELECTION_DAG_ID
-        or task_instance.task_id != MAPPED_EXTRACT
+        or task_instance.task_id not in MAPPED_EXTRACTS
         or task_instance.map_index is None
         or task_instance.map_index < 0
     ):
         return
     try:
-        system = mapped_system(task_instance.run_id, task_instance.map_index)
+        selection = MAPPED_EXTRACTS[task_instance.task_id]
+        system = mapped_system(task_instance.run_id, task_instance.map_index, selection)
     except Exception:  # never stop the scheduler over a pool: the lease still bounds the read
-        logger.exception("no source pool for %s[%s]", MAPPED_EXTRACT, task_instance.map_index)
+        logger.exception(
+            "no source pool for %s[%s]", task_instance.task_id, task_instance.map_index
+        )
         return
     if system is not None:
         task_instance.pool = source_pool(system)
 
 
-def mapped_system(run_id: str, map_index: int) -> str | None:
-    """The system of one map index: the ``map_index``-th argument ``selected_systems`` gave."""
+def mapped_system(run_id: str, map_index: int, selection: str) -> str | None:
+    """The system of one map index: the ``map_index``-th argument the task ``selection`` gave."""
     from airflow import settings
     from airflow.models.xcom import XComModel
 
@@ -54,7 +57,7 @@ def mapped_system(run_id: str, map_index: int) -> str | None:
         run_id=run_id,
         key="return_value",
         dag_ids=SELECTION_DAG_ID,
-        task_ids=SELECTION_TASK,
+        task_ids=selection,
         map_indexes=-1,
         limit=1,
     )

@@ -24,9 +24,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 WITHOUT_LOG_SERVER = ("scheduler", "triggerer")
@@ -65,20 +62,24 @@ def warm_execution_api(
     poll_seconds: float = WARM_UP_POLL_SECONDS,
 ) -> bool:
     """Until the execution API at ``server_url`` (``.../execution/``) answers its health check:
-    its first answer comes once its routes are generated. True if it answered in time."""
+    its first answer comes once its routes are generated (a probe may wait up to a minute for
+    it). True if it answered in time."""
+    from etl.airflow_env import NotReadyError, wait_until_ready
+
     url = f"{server_url.rstrip('/')}/health"
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=max(poll_seconds, 60)) as response:
-                if response.status == 200:
-                    echo("execution API ready for the first task")
-                    return True
-        except (OSError, urllib.error.URLError):
-            pass  # not listening yet
-        time.sleep(poll_seconds)
-    echo(f"execution API did not answer at {url} within {seconds:.0f} s")
-    return False
+    try:
+        wait_until_ready(
+            url,
+            timeout_seconds=seconds,
+            poll_seconds=poll_seconds,
+            probe_timeout_seconds=max(poll_seconds, 60),
+            what="execution API",
+        )
+    except NotReadyError:
+        echo(f"execution API did not answer at {url} within {seconds:.0f} s")
+        return False
+    echo("execution API ready for the first task")
+    return True
 
 
 def start_warming_execution_api(print_output) -> threading.Thread:

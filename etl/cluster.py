@@ -60,6 +60,7 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 STOP_GRACE_SECONDS = 30.0
 # How often ``up`` checks whether the api-server and the workers answer while they start.
 READY_POLL_SECONDS = 0.5
+HEALTH_PATH = "/api/v2/monitor/health"
 # How a dead worker's task is recovered (module docstring), for a region's production cluster.
 # Each is only a default: the operator's environment (and the fault test, which wants seconds
 # instead of minutes) may set the variable itself.
@@ -412,10 +413,11 @@ def _masked(url: str) -> str:
 
 
 def api_healthy(api_url: str) -> bool:
+    """One look at the api-server's health (``status``); ``wait_ready`` polls it."""
     import httpx
 
     try:
-        response = httpx.get(f"{api_url}/api/v2/monitor/health", timeout=5)
+        response = httpx.get(f"{api_url}{HEALTH_PATH}", timeout=5)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
@@ -435,23 +437,40 @@ def workers_online(broker: str, timeout: float = 2.0, expected: int | None = Non
 
 
 def wait_ready(settings: Settings, state: ClusterState, broker: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+    """Until the api-server answers its health check and every worker answers a ping on the
+    broker; ``ClusterError`` when a process dies meanwhile or after ``timeout`` seconds."""
+    from etl.airflow_env import NotReadyError, status_ok, wait_until_ready
+
     wanted = set(worker_names(state.workers))
-    while True:
+
+    def alive() -> None:
         dead = [p.name for p in state.processes if not is_alive(p.pid)]
         if dead:
             logs = ", ".join(str(cluster_root(settings) / "logs" / f"{name}.log") for name in dead)
             raise ClusterError(f"stopped while starting: {', '.join(dead)}; see {logs}")
-        if api_healthy(state.api_url) and wanted <= set(
-            workers_online(broker, expected=len(wanted))
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"not ready after {timeout:.0f} s (api {state.api_url}, workers wanted "
-                f"{sorted(wanted)}); see {cluster_root(settings) / 'logs'}"
-            )
-        time.sleep(READY_POLL_SECONDS)
+
+    answering: list[str] = []
+
+    def ready(response) -> bool:
+        if not status_ok(response):
+            return False
+        answering[:] = workers_online(broker, expected=len(wanted))
+        return wanted <= set(answering)
+
+    try:
+        wait_until_ready(
+            f"{state.api_url}{HEALTH_PATH}",
+            timeout_seconds=timeout,
+            poll_seconds=READY_POLL_SECONDS,
+            is_ready=ready,
+            check=alive,
+            what=f"the cluster (workers wanted {sorted(wanted)})",
+            hint=f"see {cluster_root(settings) / 'logs'}",
+        )
+    except NotReadyError as error:
+        raise ClusterError(
+            f"{error}. Workers answering the broker: {answering or 'none'}"
+        ) from error
 
 
 @dataclass

@@ -24,6 +24,13 @@ ROLLBACK_DAG_ID = "vardflytt_rollback"
 # The coexistence feed (etl/coexistence): the core's changes back to legacy systems still live.
 COEXISTENCE_DAG_ID = "vardflytt_coexistence"
 CORE_ASSET_ALIAS = "vardflytt_core"
+# vardflytt_migrate's mapped task groups, each with the task whose list gives its map indexes'
+# arguments (``{"system", "entities"}`` each): the systems whose care units or practitioners
+# another selected system references by HSA-id, then the others (dags/vardflytt_migration.py).
+PROVIDER_GROUP, SYSTEM_GROUP = "provider", "system"
+SELECTION_TASKS = {PROVIDER_GROUP: "selected_providers", SYSTEM_GROUP: "selected_systems"}
+# The providers' tasks outrank the other systems' (weight 1): their validations wait for them.
+PROVIDER_WEIGHT = 2
 # Airflow pools (etl/airflow_pools.py creates them): one per legacy source, one for core writes.
 CORE_WRITE_POOL = "vardflytt_core_writes"
 # What the pool sync measured: each system's rows, read by the DAG files for their priorities.

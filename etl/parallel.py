@@ -44,7 +44,7 @@ from typing import Any
 from etl.load.loader import LoadReport
 from etl.settings import Settings, get_settings
 from etl.stage_modules import STAGE_MODULES
-from etl.validate.order import suite_meta, validation_needs
+from etl.validate.order import natural_key_targets, suite_meta, validation_needs
 
 logger = logging.getLogger(__name__)
 
@@ -325,12 +325,7 @@ def _cross_system_waits(graphs: dict[str, _Graph], expectations_dir: Path) -> No
     for index, system in enumerate(systems):
         graph = graphs[system]
         for task in [t for t in graph.waits if t.stage == VALIDATE]:
-            references = suite_meta(expectations_dir, str(task.entity)).get("references") or {}
-            targets = {
-                spec["entity"]
-                for spec in references.values()
-                if isinstance(spec, dict) and spec.get("column")
-            }
+            targets = natural_key_targets(suite_meta(expectations_dir, str(task.entity)))
             for other_index, other in enumerate(systems):
                 other_graph = graphs[other]
                 if other == system or not targets & other_graph.entities:

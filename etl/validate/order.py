@@ -10,7 +10,7 @@ order their tasks by it. Plain JSON, no pandas or Great Expectations: DAG files 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 LOOKUPS, DERIVED, REFERENCES = "lookups", "derived", "references"
@@ -43,3 +43,29 @@ def validation_needs(expectations_dir: Path, entities: Iterable[str]) -> dict[st
         ]
         for entity in entities
     }
+
+
+def natural_key_targets(meta: dict | None) -> set[str]:
+    """The entities a suite's ``meta.references`` resolve by natural key (a ``column``, such as
+    a care unit's HSA-id): against every system's promoted rows, not only its own batch's
+    (etl/validate/references.py), so another system's load changes what they find."""
+    references = (meta or {}).get(REFERENCES) or {}
+    return {
+        spec["entity"]
+        for spec in references.values()
+        if isinstance(spec, dict) and spec.get("column")
+    }
+
+
+def natural_key_providers(expectations_dir: Path, systems: Mapping[str, Iterable[str]]) -> set[str]:
+    """The systems of ``systems`` (``{system: entities}``, a run's selection) that load an
+    entity another of them references by natural key: their loads must come before the others'
+    validations for a run to flag what a run one system after another would."""
+    entities = {system: set(names) for system, names in systems.items()}
+    providers: set[str] = set()
+    for system, names in entities.items():
+        targets = set().union(
+            *(natural_key_targets(suite_meta(expectations_dir, e)) for e in names)
+        )
+        providers |= {other for other in entities if other != system and targets & entities[other]}
+    return providers

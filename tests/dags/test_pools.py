@@ -116,13 +116,14 @@ def test_no_other_task_holds_a_pool_slot(dag_bag):
     assert pooled == set()
 
 
-def test_the_mapped_extract_is_the_one_source_read_the_dag_cannot_pool(dag_bag):
+@pytest.mark.parametrize("group", ["provider", "system"])
+def test_the_mapped_extracts_are_the_source_reads_the_dag_cannot_pool(dag_bag, group):
     """Airflow gives a mapped task one pool for all its map indexes (pool is not expandable), so
-    the selection DAG's extract names none: the cluster policy routes each map index at run time
-    (etl/airflow_policy.py; tests/integration/test_airflow_pools.py runs it). Its load is in the
-    core pool like every load."""
+    the selection DAG's extracts name none: the cluster policy routes each map index at run time
+    (etl/airflow_policy.py; tests/integration/test_airflow_pools.py runs it). Their loads are in
+    the core pool like every load."""
     dag = dag_bag.dags[SELECTION_DAG_ID]
-    extract, load = dag.get_task("system.extract"), dag.get_task("system.load")
+    extract, load = dag.get_task(f"{group}.extract"), dag.get_task(f"{group}.load")
     assert extract.get_closest_mapped_task_group() is not None  # one task, every map index
     assert extract.pool == "default_pool"
     assert load.pool == CORE_WRITE_POOL
@@ -202,7 +203,10 @@ def test_the_mapped_dag_runs_the_chosen_systems_heaviest_first(measured_dags, mo
     arguments = dag.get_task("selected_systems").python_callable()
 
     order = [argument["system"] for argument in arguments]
-    assert order[:2] == ["melior", "elvis"]
+    assert order[0] == "melior"
     unmeasured = [s for s in measured_dags.SYSTEMS if s in {"orbit", "journal_d"}]
-    assert order[2:] == unmeasured  # equal weights: the mappings' order
+    assert order[1:] == unmeasured  # equal weights: the mappings' order
     assert arguments[0]["entities"] == measured_dags.SYSTEMS["melior"]
+    # ELVIS's care units are what Melior's encounters name by HSA-id: it goes first, alone.
+    providers = dag.get_task("selected_providers").python_callable()
+    assert providers == [{"system": "elvis", "entities": measured_dags.SYSTEMS["elvis"]}]

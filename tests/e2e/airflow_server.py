@@ -30,7 +30,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from etl.airflow_env import airflow_environment
+from etl.airflow_env import NotReadyError, airflow_environment, wait_until_ready
 from etl.settings import PROJECT_ROOT, Settings
 
 LOOPBACK = "127.0.0.1"
@@ -172,25 +172,35 @@ def _wait_healthy(
     seconds: float = START_SECONDS,
 ) -> None:
     """Until Airflow's health check reports these components healthy."""
-    deadline = time.monotonic() + seconds
     health: dict = {}
-    while time.monotonic() < deadline:
+
+    def running() -> None:
         if process.poll() is not None:
             raise RuntimeError(
                 f"airflow ({server.log_name}) exited with {process.returncode}:\n"
                 f"{server.log_tail()}"
             )
-        try:
-            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as response:
-                health = json.load(response)
-            if all((health.get(c) or {}).get("status") == "healthy" for c in components):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(
-        f"airflow not healthy in {seconds} s (last health check: {health}):\n{server.log_tail()}"
-    )
+
+    def healthy(response) -> bool:
+        if response.status_code != 200:
+            return False
+        health.clear()
+        health.update(response.json())
+        return all((health.get(c) or {}).get("status") == "healthy" for c in components)
+
+    try:
+        wait_until_ready(
+            f"{url}/api/v2/monitor/health",
+            timeout_seconds=seconds,
+            poll_seconds=0.25,
+            is_ready=healthy,
+            check=running,
+            what=f"airflow ({server.log_name})",
+        )
+    except NotReadyError as error:
+        raise RuntimeError(
+            f"{error} (last health check: {health}):\n{server.log_tail()}"
+        ) from error
 
 
 def _group_alive(group: int) -> bool:

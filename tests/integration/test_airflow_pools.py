@@ -15,14 +15,24 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from etl.dag_names import CORE_WRITE_POOL, PRIORITIES_FILE, read_system_rows, source_pool
+from etl.dag_names import (
+    CORE_WRITE_POOL,
+    PRIORITIES_FILE,
+    PROVIDER_GROUP,
+    SELECTION_TASKS,
+    SYSTEM_GROUP,
+    read_system_rows,
+    source_pool,
+)
 from etl.layout import list_system_entities
 from tests.commands import copy_migrated_airflow_db, mappings_of
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SYSTEMS = ["orbit", "fysioterapi_skaraborg"]  # the mapped run's: two systems, two pools
+# The mapped run's: two systems, two pools, one in each mapped group (ELVIS provides the care
+# units Orbit's operation requests name by HSA-id).
+SYSTEMS = ["orbit", "elvis"]
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +110,11 @@ def test_a_second_sync_resizes_the_pools_it_made(airflow_home, tmp_path):
 
 def test_each_mapped_extract_runs_in_its_systems_pool(synced_home, small_estate, tmp_path):
     """The policy the sync installs, in a real run of the mapped DAG: each map index of
-    ``system.extract`` is in the pool of the system its map index carries; every load in the
-    core pool. The run's mappings hold its two systems only (Airflow parses and serialises their
-    DAGs, not every system's): two of the smallest (a SQL source and a flat-file one; the pools do
-    not depend on the rows, and Melior's eight files cost ~2 CPU s more); the pools are the ones
-    the sync made for every system."""
+    ``provider.extract`` and ``system.extract`` is in the pool of the system its map index
+    carries; every load in the core pool. The run's mappings hold its two systems only (Airflow
+    parses and serialises their DAGs, not every system's): a provider and a system that
+    references it, small ones (the pools do not depend on the rows, and Melior's eight files cost
+    ~2 CPU s more); the pools are the ones the sync made for every system."""
     environment = {
         "VARDFLYTT_MAPPINGS_DIR": str(mappings_of(tmp_path / "mappings", SYSTEMS)),
         "VARDFLYTT_ESTATE_DIR": str(small_estate),
@@ -118,22 +128,30 @@ def test_each_mapped_extract_runs_in_its_systems_pool(synced_home, small_estate,
 
     engine = sa.create_engine(f"sqlite:///{synced_home / 'airflow' / 'airflow.db'}")
     with engine.connect() as connection:
-        [arguments] = connection.exec_driver_sql(
-            "SELECT value FROM xcom WHERE dag_id = 'vardflytt_migrate' "
-            "AND task_id = 'selected_systems' AND key = 'return_value'"
-        ).scalars()
+        selected = dict(
+            connection.exec_driver_sql(
+                "SELECT task_id, value FROM xcom WHERE dag_id = 'vardflytt_migrate' "
+                "AND task_id LIKE 'selected_%' AND key = 'return_value'"
+            ).all()
+        )
         tasks = connection.exec_driver_sql(
             "SELECT task_id, map_index, pool, state FROM task_instance "
-            "WHERE dag_id = 'vardflytt_migrate' AND task_id IN ('system.extract', 'system.load')"
+            "WHERE dag_id = 'vardflytt_migrate' "
+            "AND (task_id LIKE '%.extract' OR task_id LIKE '%.load')"
         ).all()
     engine.dispose()
-    systems = [argument["system"] for argument in json.loads(arguments)]
-    assert sorted(systems) == sorted(SYSTEMS)
-    extracts = {index: pool for task, index, pool, _state in tasks if task == "system.extract"}
-    assert extracts == {index: source_pool(system) for index, system in enumerate(systems)}
-    loads = {pool for task, _index, pool, _state in tasks if task == "system.load"}
+    groups = {group: json.loads(selected[task]) for group, task in SELECTION_TASKS.items()}
+    assert {g: [a["system"] for a in arguments] for g, arguments in groups.items()} == {
+        PROVIDER_GROUP: ["elvis"],
+        SYSTEM_GROUP: ["orbit"],
+    }
+    for group, arguments in groups.items():
+        extracts = {i: pool for task, i, pool, _state in tasks if task == f"{group}.extract"}
+        assert extracts == {i: source_pool(a["system"]) for i, a in enumerate(arguments)}
+    loads = {pool for task, _index, pool, _state in tasks if task.endswith(".load")}
     assert loads == {CORE_WRITE_POOL}
     assert {state for *_rest, state in tasks} == {"success"}
+    assert len(tasks) == 4
 
 
 def _record_batch(connection, batch_id: str, system: str, started_at, rows: dict[str, int]):

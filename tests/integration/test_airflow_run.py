@@ -6,6 +6,7 @@ not every system's, at each ``dags test``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.integration.defects import actual_quarantine, expected_quarantine
 pytestmark = pytest.mark.integration
 
 SYSTEMS = ("elvis", "melior")
+AS_OF = dt.date(2026, 7, 1)
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +194,88 @@ def test_selection_dag_runs_only_the_chosen_systems(airflow_home, mappings, smal
     [(user, process, run_id)] = entries
     assert (user, process) == (getpass.getuser(), "airflow:extract_started")
     assert run_id and run_id.startswith("manual__")
+
+
+def _migrate_selection(
+    home: Path, mappings: Path, estate: Path, folder: Path, conf: dict, **variables: str
+) -> tuple[str, subprocess.CompletedProcess]:
+    """``airflow dags test vardflytt_migrate`` on a fresh SQLite core in ``folder``: that core's
+    URL and the command (a failed run is returned, not raised)."""
+    core_url = f"sqlite:///{folder / 'core.sqlite'}"
+    environment = {
+        "VARDFLYTT_ESTATE_DIR": str(estate),
+        "VARDFLYTT_MAPPINGS_DIR": str(mappings),
+        "VARDFLYTT_LANDING_DIR": str(folder / "landing"),
+        "VARDFLYTT_CORE_URL": core_url,
+        **variables,
+    }
+    completed = run_vardflytt(
+        "airflow", "dags", "test", "vardflytt_migrate", "--conf",
+        json.dumps({**conf, "as_of_date": AS_OF.isoformat()}),
+        home=home, environment=environment, check=False,
+    )  # fmt: skip
+    return core_url, completed
+
+
+def _flagged_references(core_url: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """Each system's reference checks: ``(system, check) -> (rows evaluated, rows failed)``."""
+    engine = sa.create_engine(core_url)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT source_system, check_name, rows_evaluated, rows_failed FROM dq_result "
+            "WHERE check_name LIKE '%.references_%'"
+        ).all()
+    engine.dispose()
+    return {(system, check): (evaluated, failed) for system, check, evaluated, failed in rows}
+
+
+def test_the_mapped_dag_flags_the_references_one_system_after_another_flags(
+    airflow_home, mappings, small_estate, tmp_path
+):
+    """Melior's encounters and procedures name their care units by HSA-id, which resolve
+    against every system's promoted care units, ELVIS's among them: ELVIS is a provider, loaded
+    before Melior validates, so the mapped run flags what ELVIS then Melior one after another
+    (``run_system``) flag, whichever map index Airflow runs first."""
+    from etl import pipeline
+    from etl.settings import Settings
+
+    reference = Settings(
+        home=tmp_path / "one_after_another",
+        estate_dir=small_estate,
+        mappings_dir=mappings,
+        landing_dir=tmp_path / "one_after_another" / "landing",
+        core_url=f"sqlite:///{tmp_path / 'one_after_another.sqlite'}",
+    )
+    for system in ("elvis", "melior"):
+        pipeline.run_system(system, f"{system}-alone", AS_OF, settings=reference)
+    conf = {"systems": ["melior", "elvis"], "batch_id": "order"}
+    core_url, completed = _migrate_selection(airflow_home, mappings, small_estate, tmp_path, conf)
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
+
+    expected = _flagged_references(str(reference.resolved_core_url))
+    by_hsa_id = {k: v for k, v in expected.items() if k[0] == "melior" and "hsa_id" in k[1]}
+    assert by_hsa_id and all(evaluated for evaluated, _failed in by_hsa_id.values()), expected
+    assert _flagged_references(core_url) == expected
+
+
+def test_a_failed_provider_stops_alone_as_in_vardflytt_run(
+    airflow_home, mappings, small_estate, tmp_path
+):
+    """ELVIS cannot read its source: it stops, and Melior, whose validation waited for it,
+    validates and loads all the same (etl/parallel.py counts a stopped system's tasks as done
+    for those waiting on it), its HSA-ids unresolved since no care unit was loaded."""
+    core_url, completed = _migrate_selection(
+        airflow_home, mappings, small_estate, tmp_path,
+        {"systems": ["elvis", "melior"], "batch_id": "down"},
+        VARDFLYTT_SOURCE_ELVIS_URL=f"sqlite:///{tmp_path / 'missing' / 'elvis.sqlite'}",
+    )  # fmt: skip
+    assert completed.returncode != 0  # the run is failed: one of its systems stopped
+
+    engine = sa.create_engine(core_url)
+    with engine.connect() as connection:
+        loaded = connection.exec_driver_sql("SELECT source_system FROM load_batch").scalars().all()
+    engine.dispose()
+    assert loaded == ["melior"]
+    flagged = _flagged_references(core_url)
+    by_hsa_id = [v for k, v in flagged.items() if k[0] == "melior" and "hsa_id" in k[1]]
+    assert by_hsa_id and all(failed == evaluated > 0 for evaluated, failed in by_hsa_id)

@@ -167,6 +167,59 @@ def test_the_warm_up_gives_up_on_an_api_that_never_answers():
     assert said == [f"execution API did not answer at {url}health within 0 s"]
 
 
+def test_one_client_polls_until_ready_and_no_more(execution_api, monkeypatch):
+    """``wait_until_ready``, which every "until the server answers" wait uses: one httpx client
+    for all its probes (a client per probe cost ~20-40 ms CPU each), a 503 is not ready."""
+    import httpx
+
+    from etl.airflow_env import wait_until_ready
+
+    url, asked = execution_api
+    clients = []
+    real_client = httpx.Client
+
+    def client(*arguments, **options):
+        clients.append(options)
+        return real_client(*arguments, **options)
+
+    monkeypatch.setattr(httpx, "Client", client)
+    response = wait_until_ready(f"{url}health", timeout_seconds=30, poll_seconds=0.01)
+    assert response.status_code == 200
+    assert asked == ["/execution/health"] * 3
+    assert len(clients) == 1
+
+
+def test_the_wait_stops_when_its_check_says_the_server_died(execution_api):
+    from etl.airflow_env import wait_until_ready
+
+    url, asked = execution_api
+
+    def died():
+        raise RuntimeError("airflow api-server stopped (exit 1)")
+
+    with pytest.raises(RuntimeError, match=r"stopped \(exit 1\)"):
+        wait_until_ready(f"{url}health", timeout_seconds=30, check=died)
+    assert asked == []
+
+
+def test_a_wait_that_times_out_names_the_url_the_last_answer_and_what_to_do(execution_api):
+    from etl.airflow_env import NotReadyError, wait_until_ready
+
+    url, _asked = execution_api
+    with pytest.raises(NotReadyError) as raised:
+        wait_until_ready(
+            f"{url}other",  # always 503
+            timeout_seconds=0.2,
+            poll_seconds=0.01,
+            what="airflow api-server",
+            hint="see its log api.log",
+        )
+    assert str(raised.value) == (
+        f"airflow api-server not ready at {url}other within 0 s "
+        "(last probe: HTTP 503, not ready); see its log api.log"
+    )
+
+
 def test_standalone_components_start_as_the_project_starts_airflow(monkeypatch):
     """The scheduler, dag-processor, triggerer and api-server of ``make airflow`` start through
     etl/airflow_main.py (a LocalExecutor scheduler then imports the task modules once, before it

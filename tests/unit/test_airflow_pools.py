@@ -176,9 +176,12 @@ class _TaskInstance:
     [
         ("vardflytt_migrate", "system.extract", 1, "vardflytt_source_orbit"),
         ("vardflytt_migrate", "system.extract", 0, "vardflytt_source_melior"),
+        ("vardflytt_migrate", "provider.extract", 0, "vardflytt_source_elvis"),
+        ("vardflytt_migrate", "provider.extract", 1, "default_pool"),  # no such argument
         ("vardflytt_migrate", "system.extract", 5, "default_pool"),  # no such argument
         ("vardflytt_migrate", "system.extract", -1, "default_pool"),  # not expanded yet
         ("vardflytt_migrate", "system.transform", 0, "default_pool"),
+        ("vardflytt_migrate", "provider.load", 0, "default_pool"),
         ("vardflytt_orbit", "extract", -1, "default_pool"),  # pooled in its DAG already
     ],
 )
@@ -187,12 +190,16 @@ def test_the_policy_moves_each_mapped_extract_into_its_systems_pool(
 ):
     from etl import airflow_policy
 
-    arguments = [{"system": "melior"}, {"system": "orbit"}]
-    monkeypatch.setattr(
-        airflow_policy,
-        "mapped_system",
-        lambda _run, index: arguments[index]["system"] if index < len(arguments) else None,
-    )
+    arguments = {
+        "selected_systems": [{"system": "melior"}, {"system": "orbit"}],
+        "selected_providers": [{"system": "elvis"}],
+    }
+
+    def mapped_system(_run, index, selection):
+        chosen = arguments[selection]
+        return chosen[index]["system"] if index < len(chosen) else None
+
+    monkeypatch.setattr(airflow_policy, "mapped_system", mapped_system)
     task_instance = _TaskInstance(dag_id, task_id, map_index)
 
     airflow_policy.task_instance_mutation_hook(task_instance)
@@ -203,7 +210,7 @@ def test_the_policy_moves_each_mapped_extract_into_its_systems_pool(
 def test_a_failed_lookup_leaves_the_extract_where_it_was(monkeypatch):
     from etl import airflow_policy
 
-    def unreadable(_run, _index):
+    def unreadable(_run, _index, _selection):
         raise RuntimeError("metadata database unreachable")
 
     monkeypatch.setattr(airflow_policy, "mapped_system", unreadable)
