@@ -10,10 +10,10 @@ In the freeze window (``verify`` after a wave's final delta) the source is froze
 delta has just read all of it, compared it with the previous load and promoted what changed; the
 promotion kept hash aggregates of what each system's core rows must add up to
 (etl/load/hash_aggregates.py). There, reconciliation first compares those with the core, per
-entity and bucket of row ids, in one grouped query per table, and reads the source again only if
-a bucket or column sum differs (or the batch has no aggregates): the full comparison then lists
-the rows, and the differing buckets are recorded beside it. Unchanged rows cost one pass of the
-database over the table, never a re-read of the source.
+entity and bucket of row ids, in one grouped query per table (two at once on PostgreSQL), and
+reads the source again only if a bucket or column sum differs (or the batch has no aggregates):
+the full comparison then lists the rows, and the differing buckets are recorded beside it.
+Unchanged rows cost one pass of the database over the table, never a re-read of the source.
 
 A rehearsal does the same with each system's rehearsal batch: it read the whole source into a
 core that started empty just before, and its promotion kept the aggregates of the validated files
