@@ -104,6 +104,13 @@ def _methods(settings: Settings, since: dt.datetime) -> dict[str, int]:
     return counts
 
 
+def _timed(step: Callable[[], Any]) -> tuple[Any, float, float]:
+    """The step's result, wall seconds and this process's CPU seconds."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = step()
+    return result, time.perf_counter() - started, time.process_time() - cpu_started
+
+
 def _one_window(
     settings: Settings,
     estate: Path,
@@ -115,9 +122,9 @@ def _one_window(
     from etl.estate.activity import simulate_activity
 
     log(f"freeze window: initial load of {WAVE} (timed)")
-    started = time.perf_counter()
-    waves.load_wave(settings, WAVE, "initial", as_of, actor=APPROVER)
-    initial = time.perf_counter() - started
+    _, initial, initial_cpu = _timed(
+        lambda: waves.load_wave(settings, WAVE, "initial", as_of, actor=APPROVER)
+    )
     final_as_of = as_of
     if activity_seed is not None:
         log(f"freeze window: {ACTIVITY_DAYS} days of legacy activity on the copy")
@@ -125,19 +132,22 @@ def _one_window(
         final_as_of = as_of + dt.timedelta(days=ACTIVITY_DAYS + 1)
     waves.freeze(settings, WAVE, actor=APPROVER)
     log("freeze window: final delta, verify, commit (timed)")
-    started = time.perf_counter()
-    final = waves.load_wave(settings, WAVE, "final", final_as_of, actor=APPROVER)
-    delta_seconds = time.perf_counter() - started
+    final, delta_seconds, delta_cpu = _timed(
+        lambda: waves.load_wave(settings, WAVE, "final", final_as_of, actor=APPROVER)
+    )
     verify_started_at = utc_now()
-    started = time.perf_counter()
-    criteria = waves.verify(settings, WAVE, final_as_of, actor=APPROVER)
-    verify_seconds = time.perf_counter() - started
+    criteria, verify_seconds, verify_cpu = _timed(
+        lambda: waves.verify(settings, WAVE, final_as_of, actor=APPROVER)
+    )
     methods = _methods(settings, verify_started_at)
-    started = time.perf_counter()
-    waves.approve(settings, WAVE, APPROVER, "project_lead")
-    waves.cut_over(settings, WAVE, actor=APPROVER, data_docs=False)
-    commit_seconds = time.perf_counter() - started
+
+    def commit() -> None:
+        waves.approve(settings, WAVE, APPROVER, "project_lead")
+        waves.cut_over(settings, WAVE, actor=APPROVER, data_docs=False)
+
+    _, commit_seconds, commit_cpu = _timed(commit)
     window = delta_seconds + verify_seconds + commit_seconds
+    window_cpu = delta_cpu + verify_cpu + commit_cpu
     # The final deltas' Data Docs, built right after the decision: after the window, timed apart.
     started = time.perf_counter()
     built = waves.build_final_data_docs(settings, WAVE, raise_errors=True)
@@ -156,6 +166,13 @@ def _one_window(
         "data_docs_after_window_seconds": round(data_docs_seconds, 3),
         "data_docs_built": sum(1 for result in built.values() if result == "built"),
         "ratio": round(window / initial, 4) if initial > 0 else None,
+        # This process's CPU s (the database server's work is not in them): steadier than wall
+        # seconds on a shared machine.
+        "initial_load_cpu_seconds": round(initial_cpu, 3),
+        "final_delta_cpu_seconds": round(delta_cpu, 3),
+        "verify_cpu_seconds": round(verify_cpu, 3),
+        "commit_cpu_seconds": round(commit_cpu, 3),
+        "cpu_ratio": round(window_cpu / initial_cpu, 4) if initial_cpu > 0 else None,
         "source_rows_processed": sum(b["extracted"] for b in final["batches"].values()),
         "core_rows_changed": _changed_rows(settings, final["batches"]),
         "verified": all(c.passed for c in criteria),
@@ -192,19 +209,27 @@ def freeze_window_figures(
     return {"wave": WAVE, "systems": list(SYSTEMS), "unchanged": unchanged, "changed": changed}
 
 
+def _cpu_ratio(row: dict[str, Any]) -> str:
+    """CPU s: window / initial (figures from before they were measured show a dash)."""
+    if row.get("cpu_ratio") is None:
+        return "-"
+    window = row["final_delta_cpu_seconds"] + row["verify_cpu_seconds"] + row["commit_cpu_seconds"]
+    return f"{window:.2f} / {row['initial_load_cpu_seconds']:.2f} = {row['cpu_ratio']:.3f}"
+
+
 def freeze_lines(figures: dict[str, dict[str, Any]]) -> list[str]:
     """The freeze-window table of ``results.md``: per backend, unchanged and with activity."""
     lines = [
         "## Freeze window (issue 15: final delta + verify + commit <= 0.3 x initial load)",
         "",
         "| backend | source | initial load s | final delta s | verify s | commit s | "
-        "window / initial | Data Docs after the window s | core rows changed | reconciled by | "
-        "full re-read s (before) | window / initial with it |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "window / initial | CPU s window / initial | Data Docs after the window s | "
+        "core rows changed | reconciled by | full re-read s (before) | window / initial with it |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for backend, result in figures.items():
         if result.get("error"):
-            lines.append(f"| {backend} | failed: {result['error']} | | | | | | | | | | |")
+            lines.append(f"| {backend} | failed: {result['error']} | | | | | | | | | | | |")
             continue
         for case in ("unchanged", "changed"):
             row = result[case]
@@ -212,7 +237,7 @@ def freeze_lines(figures: dict[str, dict[str, Any]]) -> list[str]:
             lines.append(
                 f"| {backend} | {case} | {row['initial_load_seconds']:.2f} | "
                 f"{row['final_delta_seconds']:.2f} | {row['verify_seconds']:.2f} | "
-                f"{row['commit_seconds']:.2f} | {row['ratio']:.3f} | "
+                f"{row['commit_seconds']:.2f} | {row['ratio']:.3f} | {_cpu_ratio(row)} | "
                 f"{row.get('data_docs_after_window_seconds', 0.0):.2f} | "
                 f"{row['core_rows_changed']:,} | {methods or '-'} | "
                 f"{row['full_reread_reconciliation_seconds']:.2f} | "

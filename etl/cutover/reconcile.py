@@ -10,10 +10,10 @@ In the freeze window (``verify`` after a wave's final delta) the source is froze
 delta has just read all of it, compared it with the previous load and promoted what changed; the
 promotion kept hash aggregates of what each system's core rows must add up to
 (etl/load/hash_aggregates.py). There, reconciliation first compares those with the core, per
-entity and bucket of row ids, in one grouped query per table, and reads the source again only if
-a bucket or column sum differs (or the batch has no aggregates): the full comparison then lists
-the rows, and the differing buckets are recorded beside it. Unchanged rows cost one pass of the
-database over the table, never a re-read of the source.
+entity and bucket of row ids, in one grouped query per table (two at once on PostgreSQL), and
+reads the source again only if a bucket or column sum differs (or the batch has no aggregates):
+the full comparison then lists the rows, and the differing buckets are recorded beside it.
+Unchanged rows cost one pass of the database over the table, never a re-read of the source.
 
 A rehearsal does the same with each system's rehearsal batch: it read the whole source into a
 core that started empty just before, and its promotion kept the aggregates of the validated files
@@ -28,6 +28,7 @@ import math
 import shutil
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from etl.load.bulk import bulk_insert
 from etl.settings import Settings
 
 EXAMPLES = 20
+PARALLEL_QUERIES = 2  # the core's aggregates queried at once (PostgreSQL)
 _AGGREGATABLE = (pa.types.is_integer, pa.types.is_floating, pa.types.is_temporal)
 
 
@@ -307,6 +309,24 @@ def _entities(catalog: Catalog, system: str) -> list[str]:
     return entities
 
 
+def core_hash_aggregates(
+    connection: sa.Connection, system: str, entities: list[str]
+) -> dict[str, tuple[hash_aggregates.Buckets, hash_aggregates.ColumnSums]]:
+    """Each entity's aggregates in the core now, computed by the database (one grouped query per
+    table). On PostgreSQL ``PARALLEL_QUERIES`` run at once, each on a connection of its own: the
+    verification only waits for them, the server can use more than one core."""
+    if connection.dialect.name != "postgresql" or len(entities) < 2:
+        return {e: hash_aggregates.core_aggregates(connection, e, system) for e in entities}
+    engine = connection.engine
+
+    def one(entity: str) -> tuple[hash_aggregates.Buckets, hash_aggregates.ColumnSums]:
+        with engine.connect() as own:
+            return hash_aggregates.core_aggregates(own, entity, system)
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
+        return dict(zip(entities, pool.map(one, entities), strict=True))
+
+
 def reconcile_from_aggregates(
     connection: sa.Connection, system: str, entities: list[str], batch_id: str
 ) -> tuple[list[EntityReconciliation], bool]:
@@ -321,9 +341,10 @@ def reconcile_from_aggregates(
     if kept is None or not set(entities) <= set(kept):
         return [], False
     results = []
+    in_core = core_hash_aggregates(connection, system, entities)
     for entity in entities:
         expected, expected_sums = kept[entity]
-        actual, actual_sums = hash_aggregates.core_aggregates(connection, entity, system)
+        actual, actual_sums = in_core[entity]
         buckets = hash_aggregates.differing_buckets(expected, actual)
         columns = hash_aggregates.differing_columns(expected_sums, actual_sums)
         results.append(

@@ -309,13 +309,24 @@ def _write(table: pa.Table, path: Path) -> None:
 
 
 def compare_with_base(
-    catalog: Catalog, system: str, batch_id: str, base_batch_id: str, settings: Settings
+    catalog: Catalog,
+    system: str,
+    batch_id: str,
+    base_batch_id: str,
+    settings: Settings,
+    identical: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, DeltaCounts]:
-    """Write each dataset's delta file and the batch's deletions; the counts per dataset."""
+    """Write each dataset's delta file and the batch's deletions; the counts per dataset.
+
+    ``identical``: datasets whose landed snapshot has the SHA-256 of the base's (the same bytes:
+    no row is new, changed or deleted), not read for the diff; their rows may still be dependent.
+    """
     paths = BatchPaths.of(settings, batch_id, system)
     base = BatchPaths.of(settings, base_batch_id, system)
     deltas = {
-        name: diff_dataset(paths.landed_file(name), base.landed_file(name))
+        name: DELTA_SCHEMA.empty_table()
+        if name in identical
+        else diff_dataset(paths.landed_file(name), base.landed_file(name))
         for name in catalog.system(system).spec.datasets
     }
     for name, dependents in _dependents(catalog, system, paths, deltas).items():

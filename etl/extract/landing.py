@@ -15,12 +15,25 @@ the names the spec does not declare.
 A batch is ``full`` or ``delta``. Both land every dataset whole; a delta also lists which rows
 are new, changed or deleted since its base batch, and only those are transformed and accounted
 for (see etl.extract.delta).
+
+A delta need not parse a source file again that has not changed since its base: a file dataset
+whose every file has the bytes, SHA-256 and physical record count the base recorded for it, read
+by the same reader (``reader_fingerprint``: the dataset's spec, the reader's code and the
+libraries it hashes rows with), takes a copy of the base's landed snapshot, checked against the
+SHA-256 the base's manifest recorded for it (``_unchanged_since_base``). Any difference, or
+anything missing to tell (a base from before the fingerprint, a snapshot gone or altered), reads
+the file in full. Every file is still hashed in full: a change that keeps its size and
+modification time is caught. A table (ELVIS) is always read in full.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import logging
+import platform
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +110,10 @@ class LandedDataset(BaseModel):
     conflicting_duplicate_rows: int
     delta: DeltaCounts | None = None  # only in a delta batch
     sources: list[SourceFile] = Field(default_factory=list)  # empty in manifests before issue 10
+    # A file dataset's reader (``reader_fingerprint``); None for a table and in older manifests.
+    reader: str | None = None
+    # True when the snapshot is a copy of the base's, its source unchanged (module docstring).
+    carried_over: bool = False
 
     @property
     def physical_records(self) -> int:
@@ -253,6 +270,95 @@ def _land_file_dataset(
     return rows, sources
 
 
+# What the landed snapshot of a file dataset depends on besides the source's bytes: the reader's
+# code (and the catalog models it reads the spec with), the row hashing, the libraries.
+_READER_CODE = (
+    *sorted(Path(__file__).parent.glob("*.py")),
+    Path(__file__).parents[1] / "catalog.py",
+    Path(__file__).parents[1] / "core" / "ids.py",
+    Path(__file__).parents[1] / "core" / "arrow.py",
+)
+
+
+@functools.cache
+def _reader_code_digest() -> str:
+    digest = hashlib.sha256()
+    for path in _READER_CODE:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for version in (platform.python_version(), pd.__version__, pa.__version__, np.__version__):
+        digest.update(version.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def reader_fingerprint(dataset: FileDataset) -> str:
+    """What the landed snapshot of ``dataset`` depends on besides its source files' bytes."""
+    digest = hashlib.sha256(_reader_code_digest().encode())
+    digest.update(dataset.model_dump_json().encode())
+    return digest.hexdigest()
+
+
+def _unchanged_since_base(
+    system: str,
+    name: str,
+    dataset: FileDataset,
+    folder: Path,
+    base: LandingManifest,
+    settings: Settings,
+    target: Path,
+) -> tuple[int, list[SourceFile]] | None:
+    """The base's landed snapshot of ``name``, copied to ``target``, if the dataset's source is
+    the same to the byte and read by the same reader; None (read it in full) at any doubt.
+
+    The list of files must be the base's, and every file is read whole for its SHA-256, which
+    must equal the one the base recorded beside its physical count (so the count is the base's:
+    the same bytes, counted by the same code); the base's snapshot must still hash to the SHA-256
+    its manifest recorded."""
+    previous = base.datasets.get(name)
+    if (
+        previous is None
+        or previous.reader is None
+        or previous.reader != reader_fingerprint(dataset)
+        or not previous.sources
+    ):
+        return None
+    paths = readers.matching_files(folder, dataset, system)
+    if [str(path) for path in paths] != [source.path for source in previous.sources]:
+        return None
+    sources = []
+    for path, before in zip(paths, previous.sources, strict=True):
+        if (
+            before.sha256 is None
+            or before.records != before.physical_records
+            or path.stat().st_size != before.bytes  # a quick no; the same size proves nothing
+            or _sha256(path) != before.sha256
+        ):
+            return None
+        # The same bytes, counted by the same code (in the fingerprint): the same count.
+        sources.append(before.model_copy(deep=True))
+    snapshot = settings.resolved_landing_dir / previous.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".parquet.tmp")
+    try:
+        shutil.copyfile(snapshot, temporary)
+        if _sha256(temporary) != previous.sha256:
+            LOG.warning(
+                "%s %s: the base batch's landed snapshot does not match its manifest's checksum; "
+                "reading the source in full",
+                system,
+                name,
+            )
+            temporary.unlink(missing_ok=True)
+            return None
+    except FileNotFoundError:
+        temporary.unlink(missing_ok=True)
+        return None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    temporary.replace(target)
+    return previous.rows, sources
+
+
 def _land_table(
     system: str, name: str, dataset: SqlDataset, engine, target: Path, chunk_rows: int
 ) -> tuple[int, list[SourceFile]]:
@@ -406,6 +512,7 @@ def extract_system(
     base_batch_id = (
         delta.require_base(settings, system, batch_id, base_wave) if kind == DELTA else None
     )
+    base = read_manifest(settings, base_batch_id, system) if base_batch_id is not None else None
     spec = catalog.system(system).spec
     paths = BatchPaths.of(settings, batch_id, system)
     residency.check_storage(paths.root, "the landing zone (VARDFLYTT_LANDING_DIR)", settings)
@@ -418,15 +525,25 @@ def extract_system(
     try:
         for name, dataset in spec.datasets.items():
             target = paths.landed_file(name)
+            carried = None
             if isinstance(dataset, SqlDataset):
                 rows, sources = _land_table(
                     system, name, dataset, engine, target, settings.chunk_rows
                 )
             else:
                 folder = readers.source_path(spec, settings)
-                rows, sources = _land_file_dataset(
-                    system, name, dataset, folder, target, settings.chunk_rows
+                carried = (
+                    _unchanged_since_base(system, name, dataset, folder, base, settings, target)
+                    if base is not None
+                    else None
                 )
+                if carried is not None:
+                    LOG.info("%s %s: source unchanged since the base batch", system, name)
+                    rows, sources = carried
+                else:
+                    rows, sources = _land_file_dataset(
+                        system, name, dataset, folder, target, settings.chunk_rows
+                    )
             _log_sources(system, name, sources)
             merged, conflicting = _classify_duplicates(
                 target, paths.duplicates_file(name), settings.chunk_rows
@@ -440,13 +557,23 @@ def extract_system(
                 exact_duplicates=merged,
                 conflicting_duplicate_rows=conflicting,
                 sources=sources,
+                reader=reader_fingerprint(dataset) if isinstance(dataset, FileDataset) else None,
+                carried_over=carried is not None,
             )
     finally:
         if engine is not None:
             engine.dispose()
     delta.clear(paths, list(landed))
-    if base_batch_id is not None:
-        counts = delta.compare_with_base(catalog, system, batch_id, base_batch_id, settings)
+    if base_batch_id is not None and base is not None:
+        # A snapshot byte for byte the base's has nothing new, changed or deleted.
+        identical = {
+            name
+            for name, dataset in landed.items()
+            if name in base.datasets and base.datasets[name].sha256 == dataset.sha256
+        }
+        counts = delta.compare_with_base(
+            catalog, system, batch_id, base_batch_id, settings, identical
+        )
         for name, dataset_counts in counts.items():
             landed[name].delta = dataset_counts
     manifest = LandingManifest(

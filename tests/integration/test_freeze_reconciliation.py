@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -209,3 +210,38 @@ def test_a_core_row_changed_behind_the_pipelines_back_fails_verification(
             connection.execute(table.delete().where(key))
             connection.execute(table.insert().values(**victim._mapping))
     assert all(c.passed for c in waves.verify(frozen, "t1", DELTA_AS_OF, actor="ivar"))
+
+
+def test_on_postgresql_the_cores_aggregates_are_queried_at_once(frozen, monkeypatch):
+    """The verification waits on the database: on PostgreSQL its grouped queries run
+    ``PARALLEL_QUERIES`` at a time, each on a connection of its own, with the same results."""
+    from etl.cutover import reconcile
+
+    engine = core_engine(frozen.resolved_core_url)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs them one after the other")
+    entities = _entities(pipeline.catalog(frozen), "melior")
+    query = hash_aggregates.core_aggregates
+    first = threading.Barrier(reconcile.PARALLEL_QUERIES, timeout=10)
+    connections: list[int] = []
+    lock = threading.Lock()
+
+    def meeting(connection, entity, system):
+        with lock:
+            connections.append(id(connection))
+            is_first = len(connections) <= reconcile.PARALLEL_QUERIES
+        if is_first:
+            first.wait()  # broken (an error) if the first queries ran one after the other
+        return query(connection, entity, system)
+
+    monkeypatch.setattr(hash_aggregates, "core_aggregates", meeting)
+    with engine.connect() as connection:
+        at_once = reconcile.core_hash_aggregates(connection, "melior", entities)
+    monkeypatch.undo()
+    assert len(set(connections[: reconcile.PARALLEL_QUERIES])) == reconcile.PARALLEL_QUERIES
+    assert list(at_once) == entities
+    with engine.connect() as connection:
+        for entity in entities:
+            buckets, sums = hash_aggregates.core_aggregates(connection, entity, "melior")
+            assert at_once[entity][0].equals(buckets), entity
+            assert at_once[entity][1] == sums, entity

@@ -1,0 +1,119 @@
+"""A delta reuses the base's landed snapshot of a source file only when the file is the same to
+the byte (etl.extract.landing._unchanged_since_base), and reads it in full at any doubt.
+
+Melior (flat files) on SQLite, from a copy of the small estate: a full load, then deltas with
+nothing changed, with one file changed in place keeping its size and modification time, with the
+base's manifest no longer matching its snapshot, and with a different reader recorded."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from etl import pipeline
+from etl.batch import BatchPaths
+from etl.core.database import core_engine
+from etl.core.tables import ENTITY_TABLES
+from etl.extract.delta import CHANGE, CHANGED, delta_file
+from etl.extract.landing import read_manifest
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "melior"
+AS_OF = dt.date(2026, 7, 1)
+
+
+def _diagnosis_dates(settings) -> dict[str, object]:
+    table = ENTITY_TABLES["diagnosis"]
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        return dict(
+            connection.execute(sa.select(table.c.diagnosis_id, table.c.diagnosis_date)).all()
+        )
+
+
+@pytest.fixture
+def loaded(small_estate, tmp_path, settings_for):
+    estate = tmp_path / "estate"
+    shutil.copytree(small_estate, estate)
+    settings = settings_for(estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+    pipeline.run_system(SYSTEM, "full", AS_OF, settings=settings)
+    return settings, estate
+
+
+def _delta(settings, batch_id: str):
+    report = pipeline.run_system(SYSTEM, batch_id, AS_OF, settings=settings, kind="delta")
+    assert report.is_reconciled
+    return read_manifest(settings, batch_id, SYSTEM)
+
+
+def _changed_in_place(path) -> None:
+    """One date of one row changed, same length, the file's size and mtime kept."""
+    stat = path.stat()
+    data = path.read_bytes()
+    header_end = data.index(b"\n") + 1
+    line_end = data.index(b"\n", header_end)
+    line = data[header_end:line_end]
+    fields = line.split(b";")
+    date = fields[5]  # DIAGNOSDATUM, DD.MM.YYYY
+    day = int(date[:2])
+    fields[5] = b"%02d" % (day % 27 + 1) + date[2:]
+    assert fields[5] != date
+    changed = b";".join(fields)
+    assert len(changed) == len(line)
+    path.write_bytes(data[:header_end] + changed + data[line_end:])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+
+def test_an_unchanged_source_is_carried_over_and_a_change_keeping_size_and_mtime_is_caught(
+    loaded,
+):
+    settings, estate = loaded
+    full = read_manifest(settings, "full", SYSTEM)
+    assert all(d.reader and not d.carried_over for d in full.datasets.values())
+    before = _diagnosis_dates(settings)
+
+    same = _delta(settings, "delta-same")
+    assert all(d.carried_over for d in same.datasets.values())
+    for name, dataset in same.datasets.items():
+        assert dataset.sha256 == full.datasets[name].sha256
+        assert dataset.rows == full.datasets[name].rows
+        assert dataset.sources == full.datasets[name].sources
+        assert dataset.delta is not None and dataset.delta.rows == dataset.delta.deleted == 0
+    assert _diagnosis_dates(settings) == before
+
+    _changed_in_place(estate / SYSTEM / "DIAGNOS.TXT")
+    changed = _delta(settings, "delta-changed")
+    assert not changed.datasets["diagnos"].carried_over
+    assert changed.datasets["diagnos"].delta.changed == 1
+    assert all(d.carried_over for n, d in changed.datasets.items() if n != "diagnos")
+    rows = pq.read_table(delta_file(BatchPaths.of(settings, "delta-changed", SYSTEM), "diagnos"))
+    assert rows[CHANGE].to_pylist() == [CHANGED]
+    after = _diagnosis_dates(settings)
+    assert [key for key in after if after[key] != before[key]] != []
+    assert set(after) == set(before)
+
+
+def test_any_doubt_about_the_base_reads_the_source_in_full(loaded):
+    settings, _ = loaded
+    manifest_file = BatchPaths.of(settings, "full", SYSTEM).manifest_file
+    manifest = json.loads(manifest_file.read_text("utf-8"))
+    # The base's snapshot no longer what its manifest says; another reader recorded.
+    manifest["datasets"]["diagnos"]["sha256"] = "0" * 64
+    manifest["datasets"]["kontakt"]["reader"] = "0" * 64
+    manifest_file.write_text(json.dumps(manifest), "utf-8")
+
+    delta = _delta(settings, "delta-doubt")
+    assert not delta.datasets["diagnos"].carried_over
+    assert not delta.datasets["kontakt"].carried_over
+    assert delta.datasets["patient"].carried_over
+    # Read in full, they still differ from their base in nothing.
+    for name in ("diagnos", "kontakt"):
+        assert delta.datasets[name].delta.rows == delta.datasets[name].delta.deleted == 0
