@@ -137,41 +137,59 @@ def _server_url(variable: str) -> str:
     return url
 
 
-@contextmanager
+_POOL = None
+
+
+def _pool():
+    """This worker's pool of migrated schemas (tests/postgres_pool.py), made on first use."""
+    global _POOL
+    if _POOL is None:
+        import sqlalchemy as sa
+
+        from tests.postgres_pool import SchemaPool
+
+        base = _server_url("VARDFLYTT_TEST_POSTGRES_URL")
+        try:
+            with sa.create_engine(base).connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except sa.exc.OperationalError as error:
+            pytest.fail(f"PostgreSQL at {base} is not reachable: {error}")
+        _POOL = SchemaPool(base)
+    return _POOL
+
+
+def pytest_sessionfinish(session):
+    if _POOL is not None:
+        _POOL.close()
+
+
 def _postgres_schema():
-    """A fresh schema on the real PostgreSQL server, as a SQLAlchemy URL using it; dropped after,
-    with the schemas derived from it (cutover rehearsals: ``<schema>_rehearsal_...``)."""
-    import sqlalchemy as sa
-
-    from etl.core.database import core_engine
-
-    base = _server_url("VARDFLYTT_TEST_POSTGRES_URL")
-    schema = f"vardflytt_test_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(base)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError as error:
-        pytest.fail(f"PostgreSQL at {base} is not reachable: {error}")
-    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    rendered = url.render_as_string(hide_password=False)
-    try:
-        yield rendered
-    finally:
-        core_engine(rendered).dispose()  # pooled connections must not outlive their schema
-        with engine.begin() as connection:
-            derived = connection.exec_driver_sql(
-                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{schema}_%",)
-            ).scalars()
-            for name in [schema, *derived]:
-                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        engine.dispose()
+    """A fresh schema on the real PostgreSQL server at the core schema's head, as a SQLAlchemy
+    URL using it; reset for the next test or dropped after, with the schemas derived from it
+    (cutover rehearsals: ``<schema>_rehearsal_...``)."""
+    return _pool().migrated()
 
 
 @pytest.fixture
 def postgres_url() -> str:
-    """A fresh schema on the real PostgreSQL server, as a SQLAlchemy URL using it."""
+    """A fresh schema on the real PostgreSQL server at the core schema's head, as a SQLAlchemy
+    URL using it."""
     with _postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_pool():
+    """This worker's pool of migrated PostgreSQL schemas (tests/postgres_pool.py): for
+    ``copy_rows`` of a module's loaded core into each test's."""
+    return _pool()
+
+
+@pytest.fixture
+def postgres_empty_url() -> str:
+    """A new schema on the real PostgreSQL server that nobody migrated: for tests of the
+    migrations themselves."""
+    with _pool().empty() as url:
         yield url
 
 

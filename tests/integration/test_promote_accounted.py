@@ -269,7 +269,10 @@ def test_two_processes_creating_the_schema_of_an_empty_database_both_succeed(
     if database == "sqlite":
         url = f"sqlite:///{tmp_path / 'race.sqlite'}"
     else:
-        url = request.getfixturevalue("postgres_url")
+        url = request.getfixturevalue("postgres_empty_url")
+    empty = sa.create_engine(url)
+    assert schema_revision(empty) is None  # nobody has created the schema yet
+    empty.dispose()
     for worker, out, err in _race_to_create(url):
         assert worker.returncode == 0, err[-2000:]
         assert out.strip() == HEAD_REVISION

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -35,18 +36,32 @@ ORDER = ["diagnosis"]
 @pytest.fixture
 def migrated(small_estate, settings_for, core_url, tmp_path, request):
     """Melior fully loaded as batch ``full``; returns the settings, the engine and the empty
-    core's checksums. On SQLite, a copy of the module's loaded core and home (the same bytes
-    a load here would leave: ``migrated_sqlite``); on PostgreSQL, loaded here."""
+    core's checksums: a copy of the module's loaded core and home (the same rows a load here
+    would leave): on SQLite its file (``migrated_sqlite``), on PostgreSQL its rows, copied into
+    this test's fresh schema (``migrated_postgres``)."""
     settings = settings_for(small_estate, core_url)
     if core_url == f"sqlite:///{tmp_path / 'core.sqlite'}":
         template, empty = request.getfixturevalue("migrated_sqlite")
-        shutil.copytree(template / "home", settings.home, dirs_exist_ok=True)
         for database in template.glob("core.sqlite*"):
             shutil.copyfile(database, tmp_path / database.name)
     else:
-        empty = _sums(core_engine(settings.resolved_core_url))
-        pipeline.run_system("melior", "full", AS_OF, settings=settings)
+        template, empty, loaded_url = request.getfixturevalue("migrated_postgres")
+        request.getfixturevalue("postgres_pool").copy_rows(loaded_url, core_url)
+    shutil.copytree(template / "home", settings.home, dirs_exist_ok=True)
     return settings, core_engine(settings.resolved_core_url), empty
+
+
+def _load_template(template: Path, estate: Path, url: str) -> dict[str, str]:
+    """Melior loaded as batch ``full`` into ``url`` with its home in ``template``; returns the
+    empty core's checksums."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VARDFLYTT_HOME", str(template / "home"))
+        patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
+        patch.setenv("VARDFLYTT_CORE_URL", url)
+        empty = _sums(core_engine(url))
+        pipeline.run_system("melior", "full", AS_OF, settings=Settings())
+    core_engine(url).dispose()  # every connection closed: a SQLite file is whole
+    return empty
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +69,15 @@ def migrated_sqlite(small_estate, tmp_path_factory):
     """Melior loaded as batch ``full`` once for the module into a SQLite core and a home (the
     tests change theirs: each gets a copy); with the empty core's checksums."""
     template = tmp_path_factory.mktemp("promotion_template")
-    url = f"sqlite:///{template / 'core.sqlite'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VARDFLYTT_HOME", str(template / "home"))
-        patch.setenv("VARDFLYTT_ESTATE_DIR", str(small_estate))
-        patch.setenv("VARDFLYTT_CORE_URL", url)
-        empty = _sums(core_engine(url))
-        pipeline.run_system("melior", "full", AS_OF, settings=Settings())
-    core_engine(url).dispose()  # every connection closed: the file is whole
-    return template, empty
+    return template, _load_template(template, small_estate, f"sqlite:///{template / 'core.sqlite'}")
+
+
+@pytest.fixture(scope="module")
+def migrated_postgres(small_estate, tmp_path_factory, postgres_schema):
+    """The same once for the module into a PostgreSQL schema, whose rows each test copies."""
+    template = tmp_path_factory.mktemp("promotion_template_pg")
+    with postgres_schema() as url:
+        yield template, _load_template(template, small_estate, url), url
 
 
 def _sums(engine) -> dict[str, str]:

@@ -11,6 +11,8 @@ from etl import pipeline
 from etl.estate import generate_estate
 
 pytestmark = pytest.mark.integration
+# A legacy source on a server: a database of its own (PostgreSQL: a schema nobody migrated).
+SOURCE_DATABASE = {"mariadb": "mariadb_url", "postgres": "postgres_empty_url"}
 
 AS_OF = dt.date(2026, 7, 1)
 
@@ -36,7 +38,7 @@ def _landed(settings, batch_id: str) -> dict[str, list]:
 def test_elvis_on_a_database_server_lands_like_sqlite(
     server, request, tmp_path, settings_for, monkeypatch, estate_of
 ):
-    url = request.getfixturevalue(f"{server}_url")
+    url = request.getfixturevalue(SOURCE_DATABASE[server])
     estate = estate_of(150, 11)  # the same estate generated once per test run (read-only here)
     settings = settings_for(estate)
     from_sqlite = _landed(settings, "from-sqlite")
@@ -62,7 +64,7 @@ def test_legacy_server_connections_refuse_writes(server, request, tmp_path):
 
     from etl.extract.readers import read_only_engine
 
-    url = request.getfixturevalue(f"{server}_url")
+    url = request.getfixturevalue(SOURCE_DATABASE[server])
     generate_estate(tmp_path / "estate", patients=60, seed=5, elvis_url=url)
     engine = read_only_engine(url)
     with engine.connect() as connection, pytest.raises(sa.exc.DBAPIError, match=r"(?i)read.only"):

@@ -32,13 +32,13 @@ def test_the_url_options_are_kept_and_read_only_is_added(query, kept):
 
 @pytest.mark.integration
 @pytest.mark.postgres
-def test_a_source_with_repeated_options_is_read_and_never_written(postgres_url):
+def test_a_source_with_repeated_options_is_read_and_never_written(postgres_empty_url):
     """The fresh schema's search_path comes in the URL's options; a second options key adds a
     setting. Both hold, and a write is refused by the server."""
-    url = sa.make_url(postgres_url)
+    url = sa.make_url(postgres_empty_url)
     first = url.query["options"]
     repeated = url.update_query_dict({"options": (first, "-cstatement_timeout=12345")})
-    setup = sa.create_engine(postgres_url)
+    setup = sa.create_engine(postgres_empty_url)
     with setup.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE patient (id int)")
         connection.exec_driver_sql("INSERT INTO patient VALUES (1)")
