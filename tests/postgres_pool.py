@@ -22,8 +22,8 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import sqlalchemy as sa
 
@@ -235,28 +235,21 @@ class SchemaPool:
         self.idle.clear()
         self.engine.dispose()
 
-    @contextmanager
-    def migrated(self) -> Iterator[str]:
+    def migrated(self) -> AbstractContextManager[str]:
         """A URL of a schema at head, fresh for this test; reset or dropped after it."""
+        return self._lent(self.take(), self.give_back)
+
+    def empty(self) -> AbstractContextManager[str]:
+        """A URL of a new schema nobody migrated (the product migrates it on first use)."""
+        return self._lent(self.create(), self.drop)
+
+    @contextmanager
+    def _lent(self, schema: str, after: Callable[[str], None]) -> Iterator[str]:
         from etl.core.database import core_engine
 
-        schema = self.take()
         url = self.url(schema)
         try:
             yield url
         finally:
             core_engine(url).dispose()  # pooled connections must not outlive the test
-            self.give_back(schema)
-
-    @contextmanager
-    def empty(self) -> Iterator[str]:
-        """A URL of a new schema nobody migrated (the product migrates it on first use)."""
-        from etl.core.database import core_engine
-
-        schema = self.create()
-        url = self.url(schema)
-        try:
-            yield url
-        finally:
-            core_engine(url).dispose()
-            self.drop(schema)
+            after(schema)
