@@ -318,9 +318,13 @@ def record_promotion(
     entities: Iterable[str],
     sources: dict[str, Path] | None,
     chunk_rows: int,
+    read: dict[str, tuple[Buckets, ColumnSums]] | None = None,
 ) -> bool:
     """Record the batch's aggregates, inside its promotion's transaction, after its rows are
-    written (see the module docstring). False when a delta has no base to build on."""
+    written (see the module docstring). False when a delta has no base to build on.
+
+    ``read``: the aggregates of files the promotion already read whole (entity -> aggregates,
+    etl.load.direct), so a full batch's files are not read again."""
     entities = list(entities)
     aggregates: dict[str, tuple[Buckets, ColumnSums]] = {}
     if kind != "delta":
@@ -334,7 +338,8 @@ def record_promotion(
                     )
                 )
                 return False
-            aggregates[entity] = file_aggregates(path, entity, chunk_rows)
+            known = (read or {}).get(entity)
+            aggregates[entity] = known or file_aggregates(path, entity, chunk_rows)
         _store(connection, batch_id, system, aggregates)
         return True
     base_id = base_batch(connection, system, batch_id)
