@@ -18,7 +18,8 @@ duplicate check there; if any of it fails, a savepoint undoes it all (indexes in
 file takes the chunk-by-chunk path above. The table is locked exclusively first (without
 waiting: if another session holds it, the chunk-by-chunk path is taken), so readers of that
 empty table wait for the promotion's commit, and a killed promotion leaves the indexes as they
-were (DDL is transactional on PostgreSQL).
+were (DDL is transactional on PostgreSQL). A table with an index carrying more than its
+definition (a comment, CLUSTER, a replica identity) always takes the chunk-by-chunk path.
 
 Fail closed: a file whose digest differs from the one staging recorded, a row whose batch id is
 not the batch's, or core rows of the batch whose count, id sum or content-hash sum differ from
@@ -200,21 +201,28 @@ def _check_batch(chunk: pa.Table, entity: str, batch_id: str) -> None:
         )
 
 
-def _drop_indexes(connection: sa.Connection, table: str) -> list[str]:
+def _drop_indexes(connection: sa.Connection, table: str) -> list[str] | None:
     """Drop the table's indexes (its primary key and unique constraints too); returns the
-    statements that rebuild them exactly (same names and definitions), constraints first."""
+    statements that rebuild them exactly (same names and definitions), constraints first. None,
+    with nothing dropped, if an index carries what its definition does not (a comment, CLUSTER,
+    replica identity): the chunk-by-chunk path keeps those."""
     rows = connection.execute(
         sa.text(
             "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), c.conname, "
-            "pg_get_constraintdef(c.oid) FROM pg_index i LEFT JOIN pg_constraint c "
+            "pg_get_constraintdef(c.oid), i.indisclustered OR i.indisreplident "
+            "OR obj_description(i.indexrelid, 'pg_class') IS NOT NULL "
+            "OR obj_description(c.oid, 'pg_constraint') IS NOT NULL "
+            "FROM pg_index i LEFT JOIN pg_constraint c "
             "ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid "
             "AND c.contype IN ('p', 'u', 'x') "
             "WHERE i.indrelid = CAST(:table AS regclass) ORDER BY c.conname IS NULL, 1"
         ),
         {"table": table},
     ).all()
+    if any(row[4] for row in rows):
+        return None
     rebuild = []
-    for index, index_definition, constraint, constraint_definition in rows:
+    for index, index_definition, constraint, constraint_definition, _kept in rows:
         if constraint is not None:
             name = connection.dialect.identifier_preparer.quote(constraint)
             connection.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
@@ -249,6 +257,9 @@ def _into_empty_table(
             savepoint.rollback()
             return None
         rebuild = _drop_indexes(connection, table)
+        if rebuild is None:
+            savepoint.rollback()
+            return None
         written = DirectWrite(indexes_rebuilt=True)
         for batch in source.iter_batches(
             batch_size=chunk_rows, columns=entity_schema(entity).names

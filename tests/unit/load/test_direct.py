@@ -355,3 +355,23 @@ def test_promotion_reads_each_file_once_and_records_its_hash_aggregates(
         buckets, sums = hash_aggregates.recorded(connection, "b1")[ENTITY]
     assert buckets.equals(expected_buckets)
     assert sums == expected_sums
+
+
+@pytest.mark.postgres
+def test_an_index_carrying_more_than_its_definition_is_never_dropped(
+    postgres_url, tmp_path, monkeypatch
+):
+    """A comment on an index (like CLUSTER or a replica identity) would not survive a rebuild
+    from its definition: such a table is written chunk by chunk, its indexes untouched."""
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("COMMENT ON INDEX ix_diagnosis_batch IS 'kept'")
+    before = _indexes(engine)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(50)))
+    with engine.begin() as connection:
+        assert (
+            promote(connection, "b1", [ENTITY], sources, chunk_rows=20).entities[ENTITY].verified
+            == 50
+        )
+    assert _indexes(engine) == before
