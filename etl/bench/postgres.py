@@ -28,7 +28,8 @@ def cutover_figures(
     """PostgreSQL: the pipeline's load (staging by reference, then promotion: COPY of new rows,
     upsert with history of changed ones) against a plain ``COPY`` of the same final rows into
     empty copies of the same tables, and the time a rollback of each batch takes against its
-    load. Measured in the same run, same server."""
+    load. Measured in the same run, same server; beside the wall seconds, this process's CPU
+    seconds of the load and of the plain ``COPY`` (the server's are not in them)."""
     import pyarrow as pa
 
     from etl import pipeline
@@ -40,6 +41,7 @@ def cutover_figures(
 
     engine = core_engine(settings.resolved_core_url)
     rows = load_seconds = copy_seconds = rollback_seconds = to_sql_seconds = 0.0
+    load_cpu_seconds = copy_cpu_seconds = 0.0
     per_system = {}
     for system in systems:
         batch_id = pipeline.batch_id_for(system, f"bench_{label}")
@@ -49,22 +51,24 @@ def cutover_figures(
             rollback(connection, batch_id)
         undo = time.perf_counter() - started
         log(f"{label}: {system} load again: stage with COPY + promote (timed)")
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         report = pipeline.load(system, batch_id, run_id=f"bench_{label}", settings=settings)
         load = time.perf_counter() - started
+        load_cpu = time.process_time() - cpu_started
         loaded = sum(e["staged"] for e in report["entities"])
         log(f"{label}: {system} plain COPY of the same rows into empty copies of the tables")
         paths = BatchPaths.of(settings, batch_id, system)
-        copy = to_sql = 0.0
+        copy = copy_cpu = to_sql = 0.0
         with engine.begin() as connection:
             for entity in [e["entity"] for e in report["entities"]]:
                 table = _empty_copy(connection, entity, "copy")
                 source = open_parquet(paths.stage_file("validated", entity))
                 columns = entity_schema(entity).names
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 for batch in source.iter_batches(batch_size=settings.chunk_rows, columns=columns):
                     bulk_insert(connection, table, pa.Table.from_batches([batch]))
                 copy += time.perf_counter() - started
+                copy_cpu += time.process_time() - cpu_started
                 connection.exec_driver_sql(f'DROP TABLE "{table}"')
         log(f"{label}: {system} pandas to_sql(method='multi') of the same rows (the naive peer)")
         with engine.begin() as connection:
@@ -75,19 +79,24 @@ def cutover_figures(
         per_system[system] = {
             "rows": loaded,
             "load_seconds": round(load, 3),
+            "load_cpu_seconds": round(load_cpu, 3),
             "plain_copy_seconds": round(copy, 3),
+            "plain_copy_cpu_seconds": round(copy_cpu, 3),
             "to_sql_seconds": round(to_sql, 3),
             "rollback_seconds": round(undo, 3),
         }
         rows += loaded
         load_seconds += load
         copy_seconds += copy
+        load_cpu_seconds += load_cpu
+        copy_cpu_seconds += copy_cpu
         to_sql_seconds += to_sql
         rollback_seconds += undo
     load_rate = rows_per_second(int(rows), load_seconds)
     copy_rate = rows_per_second(int(rows), copy_seconds)
     return {
         "plain_copy_seconds": round(copy_seconds, 3),
+        "plain_copy_cpu_seconds": round(copy_cpu_seconds, 3),
         "to_sql_seconds": round(to_sql_seconds, 3),
         "to_sql_rows_per_second": rows_per_second(int(rows), to_sql_seconds),
         "rows": int(rows),
@@ -98,6 +107,7 @@ def cutover_figures(
         else None,
         "rollback_seconds": round(rollback_seconds, 3),
         "load_seconds": round(load_seconds, 3),
+        "load_cpu_seconds": round(load_cpu_seconds, 3),
         "rollback_to_load_ratio": round(rollback_seconds / load_seconds, 3)
         if load_seconds
         else None,

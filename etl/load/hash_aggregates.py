@@ -39,6 +39,7 @@ from etl.core.arrow import open_parquet
 from etl.core.batch_states import PROMOTED
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, HISTORY_TABLES, promotion, reconciliation_bucket
+from etl.load.bulk import bulk_insert
 
 BUCKET_DIGITS = 2
 TOTAL = "*"
@@ -281,33 +282,37 @@ def _store(
     system: str,
     aggregates: dict[str, tuple[Buckets, ColumnSums]],
 ) -> None:
-    rows = []
+    """The batch's rows of ``reconciliation_bucket``, written in one bulk write (COPY on
+    PostgreSQL): per entity its totals (bucket ``*``, with the column sums) and its buckets."""
+    entities: list[str] = []
+    labels: list[str] = []
+    measures: dict[str, list[int]] = {m: [] for m in MEASURES}
+    column_sums: list[str | None] = []
     for entity, (buckets, sums) in aggregates.items():
         totals = buckets.sum()
-        rows.append(
-            {
-                "batch_id": batch_id,
-                "entity": entity,
-                "bucket": TOTAL,
-                "source_system": system,
-                **{m: int(totals.get(m, 0)) for m in MEASURES},
-                "column_sums": json.dumps(sums, sort_keys=True),
-            }
-        )
-        frame = buckets.reset_index()
-        frame["bucket"] = frame["bucket"].astype(str)
-        frame = frame.assign(
-            batch_id=batch_id, entity=entity, source_system=system, column_sums=None
-        )
-        rows += [
-            {str(k): (int(v) if k in MEASURES else v) for k, v in record.items()}
-            for record in frame.to_dict("records")
-        ]
+        entities += [entity] * (len(buckets) + 1)
+        labels += [TOTAL, *(str(bucket) for bucket in buckets.index)]
+        for measure in MEASURES:
+            measures[measure] += [int(totals.get(measure, 0)), *buckets[measure].astype("int64")]
+        column_sums += [json.dumps(sums, sort_keys=True), *([None] * len(buckets))]
     connection.execute(
         reconciliation_bucket.delete().where(reconciliation_bucket.c.batch_id == batch_id)
     )
-    if rows:
-        connection.execute(reconciliation_bucket.insert(), rows)
+    rows = len(labels)
+    bulk_insert(
+        connection,
+        reconciliation_bucket.name,
+        pa.table(
+            {
+                "batch_id": pa.array([batch_id] * rows, pa.string()),
+                "entity": pa.array(entities, pa.string()),
+                "bucket": pa.array(labels, pa.string()),
+                "source_system": pa.array([system] * rows, pa.string()),
+                **{m: pa.array(values, pa.int64()) for m, values in measures.items()},
+                "column_sums": pa.array(column_sums, pa.string()),
+            }
+        ),
+    )
 
 
 def record_promotion(
@@ -318,9 +323,13 @@ def record_promotion(
     entities: Iterable[str],
     sources: dict[str, Path] | None,
     chunk_rows: int,
+    read: dict[str, tuple[Buckets, ColumnSums]] | None = None,
 ) -> bool:
     """Record the batch's aggregates, inside its promotion's transaction, after its rows are
-    written (see the module docstring). False when a delta has no base to build on."""
+    written (see the module docstring). False when a delta has no base to build on.
+
+    ``read``: the aggregates of files the promotion already read whole (entity -> aggregates,
+    etl.load.direct), so a full batch's files are not read again."""
     entities = list(entities)
     aggregates: dict[str, tuple[Buckets, ColumnSums]] = {}
     if kind != "delta":
@@ -334,7 +343,8 @@ def record_promotion(
                     )
                 )
                 return False
-            aggregates[entity] = file_aggregates(path, entity, chunk_rows)
+            known = (read or {}).get(entity)
+            aggregates[entity] = known or file_aggregates(path, entity, chunk_rows)
         _store(connection, batch_id, system, aggregates)
         return True
     base_id = base_batch(connection, system, batch_id)

@@ -66,6 +66,8 @@ class EntityPromotion:
     unchanged: int = 0
     deleted: int = 0
     verified: int = 0
+    # The hash aggregates of the entity's file, summed as promotion read it (etl.load.direct).
+    file_aggregates: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -281,6 +283,7 @@ def _promote_entity(
         # Checked before the upsert below, whose rows carry the batch id too.
         result.verified = verified_direct(connection, entity, batch_id, direct, chunk_rows)
         result.staged = result.inserted = direct.rows
+        result.file_aggregates = direct.aggregates
     result.staged += _count(
         connection, f"SELECT count(*) FROM {staged} WHERE batch_id = :b", b=batch_id
     )
@@ -384,6 +387,11 @@ def promote(
         list(report.entities),
         sources,
         chunk_rows,
+        read={
+            e: r.file_aggregates
+            for e, r in report.entities.items()
+            if r.file_aggregates is not None
+        },
     )
     seq = _count(connection, "SELECT coalesce(max(seq), 0) + 1 FROM promotion")
     totals = report.totals()

@@ -39,10 +39,10 @@ def _stage(settings, batch_id: str) -> None:
     pipeline.load(SYSTEM, batch_id, settings=settings, promote_now=False)
 
 
-def _kill_during(action: str, batch_id: str, point: str, tmp_path) -> None:
+def _kill_during(action: str, batch_id: str, point: str, tmp_path, prelude: str = "") -> None:
     """Run ``pipeline.<action>`` in a worker process, SIGKILL it when it reaches ``point``."""
     ready = tmp_path / f"ready-{uuid.uuid4().hex[:6]}"
-    code = (
+    code = prelude + (
         "from etl import pipeline, settings;"
         f"pipeline.{action}('{SYSTEM}', '{batch_id}', settings=settings.get_settings())"
         if action == "promote"
@@ -98,6 +98,43 @@ def test_a_killed_promotion_leaves_nothing_and_the_retry_converges(
     report = pipeline.promote(SYSTEM, "k1", settings=settings)
     assert all(row["is_verified"] for row in report["accounting"])
     assert _sums(postgres_url) == reference
+
+
+def _index_definitions(url: str) -> list[str]:
+    with core_engine(url).connect() as connection:
+        return sorted(
+            connection.exec_driver_sql(
+                "SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+                "WHERE indrelid = CAST('diagnosis' AS regclass)"
+            ).scalars()
+        )
+
+
+def test_a_promotion_killed_after_rebuilding_an_empty_tables_indexes_leaves_them_as_they_were(
+    reference, small_estate, settings_for, postgres_url, tmp_path, monkeypatch
+):
+    """The empty-table path (etl.load.direct: indexes dropped, rows written, indexes rebuilt) on
+    every table, killed after diagnosis went through it: the core and its indexes are as before,
+    and the retry (the same path) converges to the reference."""
+    from etl.load import direct
+
+    settings = settings_for(small_estate, postgres_url)
+    _stage(settings, "k1")
+    before, indexes = _sums(postgres_url), _index_definitions(postgres_url)
+    _kill_during(
+        "promote",
+        "k1",
+        "promote:diagnosis:done",
+        tmp_path,
+        prelude="import etl.load.direct as direct; direct.DEFER_INDEXES_FROM_ROWS = 1;",
+    )
+    assert _sums(postgres_url) == before
+    assert _index_definitions(postgres_url) == indexes
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 1)
+    report = pipeline.promote(SYSTEM, "k1", settings=settings)
+    assert all(row["is_verified"] for row in report["accounting"])
+    assert _sums(postgres_url) == reference
+    assert _index_definitions(postgres_url) == indexes
 
 
 @pytest.mark.parametrize("point", ["rollback:encounter:done", "rollback:commit"])

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from etl.core.arrow import entity_schema
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES, HISTORY_TABLES
-from etl.load import direct
+from etl.load import direct, hash_aggregates
 from etl.load.promote import PromotionError, core_checksums, promote, record_staged, rollback
 
 pytestmark = pytest.mark.unit
@@ -236,3 +236,142 @@ def test_postgres_computes_the_same_sum(postgres_url):
             {"v": values},
         ).scalar_one()
     assert int(total) % 2**64 == direct.hex_sum(pa.array(values, pa.string()))
+
+
+def _indexes(engine) -> dict[str, tuple[int, str]]:
+    """The core table's indexes: name -> (oid, definition)."""
+    with engine.connect() as connection:
+        return {
+            row.name: (row.oid, row.definition)
+            for row in connection.execute(
+                sa.text(
+                    "SELECT c.relname AS name, c.oid, pg_get_indexdef(c.oid) AS definition "
+                    "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE i.indrelid = CAST(:t AS regclass)"
+                ),
+                {"t": ENTITY},
+            )
+        }
+
+
+def _definitions(indexes: dict[str, tuple[int, str]]) -> dict[str, str]:
+    return {name: definition for name, (_oid, definition) in indexes.items()}
+
+
+@pytest.mark.postgres
+def test_an_empty_table_takes_the_file_with_its_indexes_rebuilt_after(
+    postgres_url, tmp_path, monkeypatch
+):
+    """PostgreSQL, a table with no rows: its indexes and primary key are dropped, the file
+    written, then rebuilt exactly (same names and definitions, new index objects); the rows are
+    verified and undone by their batch id as on the chunk-by-chunk path."""
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    with engine.connect() as connection:
+        empty = core_checksums(connection, [ENTITY])
+    before = _indexes(engine)
+    assert len(before) >= 3  # the primary key, the batch and source-key indexes
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(250)))
+    with engine.begin() as connection:
+        counts = promote(connection, "b1", [ENTITY], sources, chunk_rows=100).entities[ENTITY]
+    assert (counts.staged, counts.inserted, counts.updated, counts.verified) == (250, 250, 0, 250)
+    assert _core_rows(engine) == 250
+    after = _indexes(engine)
+    assert _definitions(after) == _definitions(before)
+    assert all(after[name][0] != oid for name, (oid, _d) in before.items())  # rebuilt
+    with engine.begin() as connection:
+        rollback(connection, "b1")
+    with engine.connect() as connection:
+        assert core_checksums(connection, [ENTITY]) == empty
+    # The table has rows now: a second batch keeps its indexes (and meets them chunk by chunk).
+    again = _stage(engine, tmp_path, "b0", _rows("b0", range(250)))
+    with engine.begin() as connection:
+        promote(connection, "b0", [ENTITY], again, chunk_rows=100)
+    kept = _indexes(engine)
+    more = _stage(engine, tmp_path, "b2", _rows("b2", range(200, 400), code="I10"))
+    with engine.begin() as connection:
+        counts = promote(connection, "b2", [ENTITY], more, chunk_rows=100).entities[ENTITY]
+    assert (counts.staged, counts.inserted, counts.updated, counts.verified) == (200, 150, 50, 200)
+    assert _indexes(engine) == kept
+
+
+@pytest.mark.postgres
+def test_a_duplicate_id_on_the_empty_table_path_fails_as_before_and_leaves_the_indexes(
+    postgres_url, tmp_path, monkeypatch
+):
+    """Rebuilding the primary key refuses a file holding one id twice: the savepoint undoes the
+    rows and the dropped indexes, and the chunk-by-chunk path fails the promotion as it always
+    did; nothing is written and the indexes are the ones there were."""
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    before = _indexes(engine)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", [*range(30), 7]))
+    import psycopg
+
+    with pytest.raises(psycopg.errors.UniqueViolation), engine.begin() as connection:
+        promote(connection, "b1", [ENTITY], sources, chunk_rows=100)
+    assert _core_rows(engine) == 0
+    assert _indexes(engine) == before
+
+
+@pytest.mark.postgres
+def test_an_empty_table_another_session_holds_is_written_chunk_by_chunk(
+    postgres_url, tmp_path, monkeypatch
+):
+    """The exclusive lock is never waited for: a reader holding the table (here, in an open
+    transaction) leaves its indexes alone, and the promotion goes on beside it."""
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    before = _indexes(engine)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(50)))
+    reader = sa.create_engine(postgres_url)
+    try:
+        with reader.connect() as holding:
+            holding.execute(sa.select(sa.func.count()).select_from(ENTITY_TABLES[ENTITY]))
+            with engine.begin() as connection:
+                counts = promote(connection, "b1", [ENTITY], sources, chunk_rows=20)
+            assert counts.entities[ENTITY].verified == 50
+    finally:
+        reader.dispose()
+    assert _indexes(engine) == before
+
+
+def test_promotion_reads_each_file_once_and_records_its_hash_aggregates(
+    core_url, tmp_path, monkeypatch
+):
+    """A full batch's hash aggregates are summed from the chunks promotion writes, not from a
+    second read of the file; they are the file's own."""
+    engine = core_engine(core_url)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(250)))
+    expected_buckets, expected_sums = hash_aggregates.file_aggregates(sources[ENTITY], ENTITY, 100)
+
+    def no_second_read(*_args, **_kwargs):
+        raise AssertionError("the file was read again for its hash aggregates")
+
+    monkeypatch.setattr(hash_aggregates, "file_aggregates", no_second_read)
+    with engine.begin() as connection:
+        promote(connection, "b1", [ENTITY], sources, chunk_rows=100)
+    with engine.connect() as connection:
+        buckets, sums = hash_aggregates.recorded(connection, "b1")[ENTITY]
+    assert buckets.equals(expected_buckets)
+    assert sums == expected_sums
+
+
+@pytest.mark.postgres
+def test_an_index_carrying_more_than_its_definition_is_never_dropped(
+    postgres_url, tmp_path, monkeypatch
+):
+    """A comment on an index (like CLUSTER or a replica identity) would not survive a rebuild
+    from its definition: such a table is written chunk by chunk, its indexes untouched."""
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("COMMENT ON INDEX ix_diagnosis_batch IS 'kept'")
+    before = _indexes(engine)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(50)))
+    with engine.begin() as connection:
+        assert (
+            promote(connection, "b1", [ENTITY], sources, chunk_rows=20).entities[ENTITY].verified
+            == 50
+        )
+    assert _indexes(engine) == before
