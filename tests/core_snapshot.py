@@ -60,7 +60,7 @@ def restore_core(folder: Path, url: str) -> None:
 
     if url.startswith("sqlite:///"):
         target = Path(url.removeprefix("sqlite:///"))
-        assert not target.exists(), f"{target} is not a new core"
+        assert not target.exists() or _new_sqlite_core(target), f"{target} is not a new core"
         _sqlite_copy(folder / SQLITE_FILE, target)
         core_engine(url)  # at head already: nothing to migrate
         return
@@ -87,3 +87,18 @@ def _sqlite_copy(source: Path, target: Path) -> None:
     finally:
         target_connection.close()
         source_connection.close()
+
+
+def _new_sqlite_core(path: Path) -> bool:
+    """Whether the SQLite core at ``path`` holds no rows but those the migrations write (a copy
+    of a freshly migrated core: tests/conftest.py's ``sqlite_core``)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if name not in (_VERSION_TABLE, "access_log_head") and not name.startswith("sqlite_")
+        ]
+        return not any(
+            connection.execute(f'SELECT EXISTS (SELECT 1 FROM "{name}")').fetchone()[0]
+            for name in tables
+        )
