@@ -25,10 +25,13 @@ from etl.layout import ARCHETYPE_DIR, CROSSWALK_DIR
 from etl.load.loader import LoadReport
 from etl.report.recall import recall_report
 from etl.settings import Settings
+from tests.reports_off import without_batch_reports
 
 from .defects import actual_quarantine, expected_quarantine
 
-pytestmark = pytest.mark.integration
+# Nothing here reads a batch's validation report: run_system skips it (tests/conftest.py,
+# tests/reports_off.py).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("without_batch_reports")]
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
@@ -59,6 +62,7 @@ def migrated(estate, tmp_path_factory) -> Iterator[Migration]:
         patch.setenv("VARDFLYTT_HOME", str(home))
         patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
         patch.setenv("VARDFLYTT_CORE_URL", core_url)
+        without_batch_reports(patch)
         settings = Settings()
         reports = {
             system: pipeline.run_system(system, f"{system}-all", AS_OF, settings=settings)

@@ -29,6 +29,7 @@ from etl.cutover.reconcile import _entities
 from etl.estate.activity import simulate_activity
 from etl.load import hash_aggregates
 from etl.settings import PROJECT_ROOT, Settings
+from tests.reports_off import without_batch_reports
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +66,7 @@ def frozen(request, small_estate, tmp_path_factory, core_of):
         patch.setenv("VARDFLYTT_MAPPINGS_DIR", str(mappings))
         for name in ("VARDFLYTT_LANDING_DIR", "VARDFLYTT_SOURCE_ELVIS_URL"):
             patch.delenv(name, raising=False)
+        without_batch_reports(patch)  # nothing here reads a batch's validation report
         settings = Settings()
         waves.load_wave(settings, "t1", "initial", FULL_AS_OF, actor="ivar")
         simulate_activity(estate, seed=11)

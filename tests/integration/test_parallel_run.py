@@ -25,8 +25,12 @@ from etl.core.tables import ENTITY_TABLES
 from etl.extract.readers import SchemaDriftError
 from etl.parallel import run_systems
 from etl.settings import Settings
+from tests.reports_off import without_batch_reports
 
-pytestmark = pytest.mark.integration
+# The runs in this process (the sequential references) skip each batch's validation report
+# (tests/conftest.py, tests/reports_off.py): nothing here reads one, and the files compared are
+# the landing zone's. The runs in worker processes write theirs as ever.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("without_batch_reports")]
 
 AS_OF = dt.date(2026, 7, 1)
 SYSTEMS = ("elvis", "melior")
@@ -53,13 +57,15 @@ def sequential(small_estate, core_of, tmp_path_factory):
                 settings = _settings(
                     home, small_estate, cores.enter_context(core_of(backend, home))
                 )
-                made[backend] = (
-                    settings,
-                    {
-                        s: pipeline.run_system(s, f"{s}{SAME}", AS_OF, settings=settings)
-                        for s in SYSTEMS
-                    },
-                )
+                with pytest.MonkeyPatch.context() as patch:
+                    without_batch_reports(patch)
+                    made[backend] = (
+                        settings,
+                        {
+                            s: pipeline.run_system(s, f"{s}{SAME}", AS_OF, settings=settings)
+                            for s in SYSTEMS
+                        },
+                    )
             return made[backend]
 
         yield make

@@ -35,7 +35,9 @@ from tests.integration.test_wave_slices import (
     prepared_waves,
 )
 
-pytestmark = pytest.mark.integration
+# Nothing here reads a batch's validation report: run_system skips it (tests/conftest.py); the
+# prepared waves are built with their summaries whoever builds them (test_wave_slices.py).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("without_batch_reports")]
 
 W0, W1, W2 = "w0_patients", "w1_skaraborg", "w2_rest"
 OTHER_RUN = "manual__someone-else"
