@@ -33,6 +33,7 @@ from etl.load.loader import (
     supersede_abandoned,
 )
 from etl.settings import Settings, get_settings
+from etl.transform.engine import shared_landed_inputs
 from etl.transform.stage import transform_entity
 from etl.validate.gate import gate_batch
 from etl.validate.stage import validate_entity
@@ -455,9 +456,10 @@ def transform_and_validate(
     settings = settings or get_settings()
     step = on_stage or (lambda _name: None)
     entities = list(catalog(settings).system(system).entities)
-    for entity in entities:
-        step(f"transform {entity}")
-        transform(system, entity, batch_id, settings)
+    with shared_landed_inputs():  # the landed keys and lookups read once, not per entity
+        for entity in entities:
+            step(f"transform {entity}")
+            transform(system, entity, batch_id, settings)
     for entity in entities:
         step(f"validate {entity}")
         validate(system, entity, batch_id, settings)

@@ -10,7 +10,12 @@ value, or a local time in a DST gap or fold read by the mapping's declared rule.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -573,13 +578,49 @@ def _finish_identifiers(frame: pd.DataFrame, system: str, batch_id: str) -> pd.D
     return result.reset_index(drop=True)
 
 
+# Within ``shared_landed_inputs()`` (a run's transform stage in one process): the landed key
+# and lookup columns read once for every entity that points at them, not once per entity. Keyed
+# by the file, its size and mtime; a landed file is not changed after extract (transform
+# refuses one whose digest differs), and the store is dropped when the block ends.
+_shared_inputs: ContextVar[dict[tuple, Any] | None] = ContextVar("shared_inputs", default=None)
+
+
+@contextmanager
+def shared_landed_inputs() -> Iterator[None]:
+    """Share the landed columns read by :func:`load_reference_keys` and :func:`load_lookups`
+    between the entities transformed in this block (read-only objects; dropped at its end)."""
+    token = _shared_inputs.set({})
+    try:
+        yield
+    finally:
+        _shared_inputs.reset(token)
+
+
+def _read_once(read: Callable[..., Any], path: Path, *args: str) -> Any:
+    """``read(path, *args)``, or within ``shared_landed_inputs()`` what it returned before for
+    the same file (path, mtime, size) and arguments."""
+    store = _shared_inputs.get()
+    if store is None:
+        return read(path, *args)
+    stat = path.stat()
+    key = (read.__name__, str(path.resolve()), stat.st_mtime_ns, stat.st_size, *args)
+    if key not in store:
+        store[key] = read(path, *args)
+    return store[key]
+
+
+def _lookup_values(path: Path, take: str) -> pd.Series:
+    table = pq.read_table(path, columns=[SOURCE_KEY, take])
+    frame = table.to_pandas().dropna(subset=[SOURCE_KEY]).drop_duplicates(SOURCE_KEY)
+    return frame.set_index(SOURCE_KEY)[take]
+
+
 def load_lookups(paths, mapping: EntityMapping) -> dict[str, pd.Series]:
     """Per lookup, the looked-up column by source key of its dataset (key and one column only)."""
     values = {}
     for lookup in mapping.lookups:
-        table = pq.read_table(paths.landed_file(lookup.dataset), columns=[SOURCE_KEY, lookup.take])
-        frame = table.to_pandas().dropna(subset=[SOURCE_KEY]).drop_duplicates(SOURCE_KEY)
-        values[lookup.as_] = frame.set_index(SOURCE_KEY)[lookup.take]
+        path = paths.landed_file(lookup.dataset)
+        values[lookup.as_] = _read_once(_lookup_values, path, lookup.take)
     return values
 
 
@@ -608,6 +649,11 @@ def load_reference_keys(paths, mapping: EntityMapping) -> dict[str, pd.Index]:
     """Source keys of every dataset this mapping's references point at (keys only: small)."""
     keys = {}
     for reference in mapping.references:
-        table = pq.read_table(paths.landed_file(reference.dataset), columns=[SOURCE_KEY])
-        keys[reference.dataset] = pd.Index(table.column(SOURCE_KEY).to_pandas().dropna().unique())
+        path = paths.landed_file(reference.dataset)
+        keys[reference.dataset] = _read_once(_source_keys, path)
     return keys
+
+
+def _source_keys(path: Path) -> pd.Index:
+    table = pq.read_table(path, columns=[SOURCE_KEY])
+    return pd.Index(table.column(SOURCE_KEY).to_pandas().dropna().unique())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from etl.batch import BatchPaths
-from etl.catalog import Catalog, ReserveIssue
+from etl.catalog import Catalog, EntityMapping, ReserveIssue
 from etl.core import files
 from etl.core.arrow import iter_frames, stage_schema, to_arrow
 from etl.extract.delta import iter_selected_frames, selected_row_numbers
@@ -99,6 +100,44 @@ def count_outcomes(frames: list[pd.DataFrame]) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class _ChunkInputs:
+    """What every chunk of an entity is mapped against, read once per entity: the source keys
+    its references point at, its lookups, the extract's duplicate rows, the reserve numbers in
+    the core. Used by the chunks only: an entity without a row to map (a delta that selects
+    none of its rows) writes the same empty result without them."""
+
+    reference_keys: dict[str, pd.Index]
+    lookups: dict[str, pd.Series]
+    duplicates: pd.DataFrame
+    reserve_numbers: ReserveNumbers
+
+    @classmethod
+    def read(
+        cls, paths: BatchPaths, mapping: EntityMapping, settings: Settings, system: str
+    ) -> _ChunkInputs:
+        # Reserve numbers the mapping issues stay unique across chunks, batches and systems.
+        reserve_numbers = ReserveNumbers()
+        if mapping.reserve.issue is not ReserveIssue.NEVER:
+            reserve_numbers = reserve_numbers_in_core(settings.resolved_core_url, system)
+        return cls(
+            reference_keys=load_reference_keys(paths, mapping),
+            lookups=load_lookups(paths, mapping),
+            duplicates=pq.read_table(paths.duplicates_file(mapping.dataset)).to_pandas(),
+            reserve_numbers=reserve_numbers,
+        )
+
+
+def _check_inputs_landed(paths: BatchPaths, mapping: EntityMapping) -> None:
+    """Fail closed as a full read would: an entity with no row to map still needs the landed
+    files its chunks would have been mapped against (their footers are read, not their rows)."""
+    needed = [paths.duplicates_file(mapping.dataset)]
+    needed += [paths.landed_file(reference.dataset) for reference in mapping.references]
+    needed += [paths.landed_file(lookup.dataset) for lookup in mapping.lookups]
+    for path in needed:
+        pq.read_metadata(path)
+
+
 @files.temporaries_removed_on_failure()
 def transform_entity(
     catalog: Catalog, system: str, entity: str, batch_id: str, settings: Settings
@@ -107,9 +146,6 @@ def transform_entity(
     mapping = catalog.system(system).entities[entity]
     manifest = read_manifest(settings, batch_id, system)
     paths = BatchPaths.of(settings, batch_id, system)
-    reference_keys = load_reference_keys(paths, mapping)
-    lookups = load_lookups(paths, mapping)
-    duplicates = pq.read_table(paths.duplicates_file(mapping.dataset)).to_pandas()
     targets = {
         "rows": (paths.stage_file("transformed", entity), stage_schema(entity)),
         "outcomes": (paths.stage_file("transformed", entity, "outcomes"), OUTCOME_SCHEMA),
@@ -122,10 +158,6 @@ def transform_entity(
     writer = StageWriter(targets)
     rows_in = rows_out = 0
     outcome_frames = []
-    # Reserve numbers the mapping issues stay unique across chunks, batches and systems.
-    reserve_numbers = ReserveNumbers()
-    if mapping.reserve.issue is not ReserveIssue.NEVER:
-        reserve_numbers = reserve_numbers_in_core(settings.resolved_core_url, system)
     landed = paths.landed_file(mapping.dataset)
     check_landed_digest(
         paths, system, batch_id, mapping.dataset, manifest.datasets[mapping.dataset].sha256
@@ -136,17 +168,20 @@ def transform_entity(
         chunks = iter_selected_frames(landed, settings.chunk_rows, selected)
     else:
         chunks = iter_frames(landed, settings.chunk_rows)
+    inputs: _ChunkInputs | None = None
     for chunk in chunks:
+        if inputs is None:  # read when the first row comes: a delta may select none
+            inputs = _ChunkInputs.read(paths, mapping, settings, system)
         result = transform_chunk(
             chunk,
             mapping,
             catalog,
             batch_id,
             manifest.as_of_date,
-            reference_keys,
-            duplicates,
-            lookups,
-            reserve_numbers,
+            inputs.reference_keys,
+            inputs.duplicates,
+            inputs.lookups,
+            inputs.reserve_numbers,
             require_approved_codes=settings.require_approved_codes,
         )
         writer.write("rows", to_arrow(result.rows, entity))
@@ -157,6 +192,8 @@ def transform_entity(
         rows_in += len(chunk)
         rows_out += len(result.rows)
         del chunk, result  # not alive while the next chunk is read and mapped: one chunk at a time
+    if inputs is None:
+        _check_inputs_landed(paths, mapping)
     writer.close()
     return StageReport(
         system=system,

@@ -288,6 +288,62 @@ def test_watermarks_follow_the_promoted_delta(migrated):
         assert dict(zip(mine["dataset"], mine["rows"], strict=True)) == rows
 
 
+def test_an_entity_the_delta_selects_no_row_of_reads_no_mapping_inputs(migrated, monkeypatch):
+    """A delta entity with no new, changed or dependent row writes the empty result the chunk
+    loop gives (no chunk: nothing mapped) without reading the keys, lookups, duplicates and
+    reserve numbers its chunks would be mapped against; it still fails closed on a landed input
+    gone. An entity with rows reads them once."""
+    from etl.core.arrow import stage_schema
+    from etl.extract.delta import selected_row_numbers
+    from etl.transform import stage
+
+    settings = migrated.settings
+    real_read = stage._ChunkInputs.read
+    reads: list[str] = []
+
+    def counted(paths, mapping, settings_, system):
+        reads.append(mapping.entity)
+        return real_read(paths, mapping, settings_, system)
+
+    monkeypatch.setattr(stage._ChunkInputs, "read", staticmethod(counted))
+    empty_entities = 0
+    for system in SYSTEMS:
+        paths = BatchPaths.of(settings, _delta(system), system)
+        catalog = pipeline.catalog(settings)
+        for entity, mapping in catalog.system(system).entities.items():
+            selected = len(selected_row_numbers(paths, mapping.dataset))
+            written = {
+                name: pq.read_table(paths.stage_file("transformed", entity, *extra))
+                for name, extra in (("rows", ()), ("outcomes", ("outcomes",)))
+            }
+            reads.clear()
+            report = stage.transform_entity(catalog, system, entity, _delta(system), settings)
+            assert report.rows_in == selected, (system, entity)
+            again = {
+                name: pq.read_table(paths.stage_file("transformed", entity, *extra))
+                for name, extra in (("rows", ()), ("outcomes", ("outcomes",)))
+            }
+            assert all(again[name].equals(written[name]) for name in written), (system, entity)
+            if selected:
+                assert reads == [entity]
+                continue
+            empty_entities += 1
+            assert reads == []
+            assert report.rows_out == 0 and report.outcomes == {}
+            assert again["rows"].num_rows == 0 and again["outcomes"].num_rows == 0
+            assert again["rows"].schema.equals(stage_schema(entity))
+            assert again["outcomes"].schema.equals(stage.OUTCOME_SCHEMA)
+            # Fail closed as when the inputs were read: a landed input gone is an error.
+            with monkeypatch.context() as gone:
+                gone.setattr(
+                    BatchPaths, "duplicates_file", lambda self, dataset: self.root / "gone"
+                )
+                with pytest.raises(OSError):
+                    stage.transform_entity(catalog, system, entity, _delta(system), settings)
+            stage.transform_entity(catalog, system, entity, _delta(system), settings)
+    assert empty_entities  # the week of activity leaves some entities untouched
+
+
 def test_rerunning_the_delta_changes_nothing_and_rollback_restores_the_full_load(migrated):
     """Last in the module: it rolls the deltas back."""
     settings = migrated.settings
