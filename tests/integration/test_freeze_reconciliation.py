@@ -214,14 +214,30 @@ def test_a_core_row_changed_behind_the_pipelines_back_fails_verification(
     assert all(c.passed for c in waves.verify(frozen, "t1", DELTA_AS_OF, actor="ivar"))
 
 
-def test_on_postgresql_the_cores_aggregates_are_queried_at_once(frozen, monkeypatch):
+def test_the_cores_aggregates_are_queried_at_once_on_postgresql_in_turn_on_sqlite(
+    frozen, monkeypatch
+):
     """The verification waits on the database: on PostgreSQL its grouped queries run
-    ``PARALLEL_QUERIES`` at a time, each on a connection of its own, with the same results."""
+    ``PARALLEL_QUERIES`` at a time, each on a connection of its own, with the same results; on
+    SQLite (one writer, a file) one after the other on the caller's connection."""
     from etl.cutover import reconcile
 
     engine = core_engine(frozen.resolved_core_url)
     if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite runs them one after the other")
+        used: list[object] = []
+        query = hash_aggregates.core_aggregates
+
+        def recorded(connection, entity, system):
+            used.append(connection)
+            return query(connection, entity, system)
+
+        monkeypatch.setattr(hash_aggregates, "core_aggregates", recorded)
+        entities = _entities(pipeline.catalog(frozen), "melior")
+        with engine.connect() as connection:
+            one_by_one = reconcile.core_hash_aggregates(connection, "melior", entities)
+        assert used and all(c is connection for c in used)
+        assert list(one_by_one) == entities
+        return
     entities = _entities(pipeline.catalog(frozen), "melior")
     query = hash_aggregates.core_aggregates
     first = threading.Barrier(reconcile.PARALLEL_QUERIES, timeout=10)
