@@ -50,11 +50,8 @@ from etl.load.bulk import bulk_insert
 from etl.load.hash_aggregates import (
     Buckets,
     ColumnSums,
-    add,
-    add_sums,
-    buckets_of,
-    column_sums_of,
-    empty_buckets,
+    add_rows,
+    empty_aggregates,
     numeric_columns,
 )
 
@@ -143,12 +140,8 @@ class DirectWrite:
     indexes_rebuilt: bool = False  # the empty table's path (module docstring)
 
     def add_chunk(self, entity: str, chunk: pa.Table, numeric: list[str]) -> None:
-        key = ENTITIES[entity].id_field()
-        buckets, sums = self.aggregates or (empty_buckets(), column_sums_of(pa.table({}), numeric))
-        self.aggregates = (
-            add(buckets, buckets_of(chunk.column(key), chunk.column("content_hash"))),
-            add_sums(sums, column_sums_of(chunk, numeric)),
-        )
+        so_far = self.aggregates or empty_aggregates(numeric)
+        self.aggregates = add_rows(so_far, chunk, ENTITIES[entity].id_field(), numeric)
 
     def add_direct(self, entity: str, chunk: pa.Table) -> None:
         self.rows += chunk.num_rows

@@ -130,17 +130,31 @@ def file_aggregates(path: Path | None, entity: str, chunk_rows: int) -> tuple[Bu
     """The aggregates of a validated file's rows (none: an entity without a file has no rows)."""
     key = ENTITIES[entity].id_field()
     numeric = numeric_columns(entity)
-    buckets, sums = empty_buckets(), column_sums_of(pa.table({}), numeric)
+    aggregates = empty_aggregates(numeric)
     if path is None or not path.exists():
-        return buckets, sums
+        return aggregates
     source = open_parquet(path)
     present = set(source.schema_arrow.names)
     wanted = [key, "content_hash", *[c for c in numeric if c in present]]
     for batch in source.iter_batches(batch_size=chunk_rows, columns=wanted):
-        table = pa.Table.from_batches([batch])
-        buckets = add(buckets, buckets_of(table.column(key), table.column("content_hash")))
-        sums = add_sums(sums, column_sums_of(table, numeric))
-    return buckets, sums
+        aggregates = add_rows(aggregates, pa.Table.from_batches([batch]), key, numeric)
+    return aggregates
+
+
+def empty_aggregates(numeric: list[str]) -> tuple[Buckets, ColumnSums]:
+    """The aggregates of no rows."""
+    return empty_buckets(), column_sums_of(pa.table({}), numeric)
+
+
+def add_rows(
+    aggregates: tuple[Buckets, ColumnSums], table: pa.Table, key: str, numeric: list[str]
+) -> tuple[Buckets, ColumnSums]:
+    """``aggregates`` with the rows of ``table`` added (``key``: its id column)."""
+    buckets, sums = aggregates
+    return (
+        add(buckets, buckets_of(table.column(key), table.column("content_hash"))),
+        add_sums(sums, column_sums_of(table, numeric)),
+    )
 
 
 def add(left: Buckets, right: Buckets, sign: int = 1) -> Buckets:
