@@ -351,12 +351,25 @@ def _local_up(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
 
-    deadline = time.monotonic() + timeout
-    while not cluster.api_healthy(environment["AIRFLOW__API__BASE_URL"]):
-        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
-            stop()
-            raise ClusterBenchError(f"the LocalExecutor did not start; see {root / 'logs'}")
-        time.sleep(2)
+    from etl.airflow_env import NotReadyError, wait_until_ready
+
+    def running() -> None:
+        if any(p.poll() is not None for p in processes):
+            raise NotReadyError("a component stopped")
+
+    try:
+        wait_until_ready(
+            f"{environment['AIRFLOW__API__BASE_URL']}{cluster.HEALTH_PATH}",
+            timeout_seconds=timeout,
+            poll_seconds=2,
+            check=running,
+            what="the LocalExecutor's api-server",
+        )
+    except NotReadyError as error:
+        stop()
+        raise ClusterBenchError(
+            f"the LocalExecutor did not start ({error}); see {root / 'logs'}"
+        ) from error
     return environment, stop
 
 
