@@ -342,10 +342,8 @@ def without_batch_reports(monkeypatch):
     Docs: about 30% of a small system's run). For tests that assert nothing about reports:
     ``run_system`` writes the report with ``raise_errors=False``, so it can never fail such a
     test, and it writes only its report folder and an access-log entry, which they do not read.
-    Reports have their own tests (tests/integration/test_batch_reports.py and others)."""
-    from etl import pipeline
+    Reports have their own tests (tests/integration/test_batch_reports.py and others). Module
+    fixtures use ``tests.reports_off.without_batch_reports`` itself."""
+    from tests.reports_off import without_batch_reports
 
-    def no_report(system, batch_id, settings=None, raise_errors=True, data_docs=True):
-        return {"batch_id": batch_id, "summary": None, "data_docs": None}
-
-    monkeypatch.setattr(pipeline, "report", no_report)
+    without_batch_reports(monkeypatch)
