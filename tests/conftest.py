@@ -178,13 +178,6 @@ def postgres_url() -> str:
         yield url
 
 
-@pytest.fixture(scope="session")
-def postgres_pool():
-    """This worker's pool of migrated PostgreSQL schemas (tests/postgres_pool.py): for
-    ``copy_rows`` of a module's loaded core into each test's."""
-    return _pool()
-
-
 @pytest.fixture
 def postgres_empty_url() -> str:
     """A new schema on the real PostgreSQL server that nobody migrated: for tests of the

@@ -71,11 +71,6 @@ FROM (
 """
 
 
-def schema_of(url: str) -> str:
-    """The schema a pooled URL's ``search_path`` names."""
-    return str(sa.make_url(url).query["options"]).split("search_path=", 1)[1]
-
-
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -197,22 +192,6 @@ class SchemaPool:
         ]
         result = connection.exec_driver_sql(" UNION ALL ".join(parts), tuple(names)).all()
         return {name: json.dumps(json.loads(rows), sort_keys=True) for name, rows in result if rows}
-
-    def copy_rows(self, source_url: str, target_url: str) -> None:
-        """Every row of the pooled schema at ``source_url`` into the fresh one at ``target_url``
-        (both at head, so their tables and columns are the same): a loaded core copied for each
-        test instead of loaded again, as a SQLite core's file is copied."""
-        source, target = schema_of(source_url), schema_of(target_url)
-        with self.engine.begin() as connection:
-            assert self._fingerprint(connection, source) == self.fingerprint
-            assert self._fingerprint(connection, target) == self.fingerprint
-            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
-            for table in self.tables:
-                into = f"{_quoted(target)}.{_quoted(table)}"
-                connection.exec_driver_sql(f"DELETE FROM {into}")
-                connection.exec_driver_sql(
-                    f"INSERT INTO {into} SELECT * FROM {_quoted(source)}.{_quoted(table)}"
-                )
 
     def drop_derived(self, schema: str) -> None:
         with self.engine.begin() as connection:

@@ -26,6 +26,7 @@ from etl.load.promote import (
     rollback,
 )
 from etl.settings import Settings
+from tests.core_snapshot import restore_core, save_core
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +38,16 @@ ORDER = ["diagnosis"]
 def migrated(small_estate, settings_for, core_url, tmp_path, request):
     """Melior fully loaded as batch ``full``; returns the settings, the engine and the empty
     core's checksums: a copy of the module's loaded core and home (the same rows a load here
-    would leave): on SQLite its file (``migrated_sqlite``), on PostgreSQL its rows, copied into
-    this test's fresh schema (``migrated_postgres``)."""
+    would leave): on SQLite its file (``migrated_sqlite``), on PostgreSQL its rows, restored into
+    this test's fresh schema (``migrated_postgres``, tests/core_snapshot.py)."""
     settings = settings_for(small_estate, core_url)
     if core_url == f"sqlite:///{tmp_path / 'core.sqlite'}":
         template, empty = request.getfixturevalue("migrated_sqlite")
         for database in template.glob("core.sqlite*"):
             shutil.copyfile(database, tmp_path / database.name)
     else:
-        template, empty, loaded_url = request.getfixturevalue("migrated_postgres")
-        request.getfixturevalue("postgres_pool").copy_rows(loaded_url, core_url)
+        template, empty = request.getfixturevalue("migrated_postgres")
+        restore_core(template / "core", core_url)
     shutil.copytree(template / "home", settings.home, dirs_exist_ok=True)
     return settings, core_engine(settings.resolved_core_url), empty
 
@@ -74,10 +75,12 @@ def migrated_sqlite(small_estate, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def migrated_postgres(small_estate, tmp_path_factory, postgres_schema):
-    """The same once for the module into a PostgreSQL schema, whose rows each test copies."""
+    """The same once for the module into a PostgreSQL schema, whose rows each test restores."""
     template = tmp_path_factory.mktemp("promotion_template_pg")
     with postgres_schema() as url:
-        yield template, _load_template(template, small_estate, url), url
+        empty = _load_template(template, small_estate, url)
+        save_core(url, template / "core")
+    return template, empty
 
 
 def _sums(engine) -> dict[str, str]:
