@@ -296,18 +296,28 @@ def reconcile_entity(
     )
 
 
-# Decimals of a real number kept in the evidence (sums of reals; compared unrounded, ``_same``).
+# Decimals of a real number kept in the evidence (sums of reals; compared unrounded).
 EVIDENCE_DECIMALS = 6
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
+    return value
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` (aggregates, nested) with every real number to ``EVIDENCE_DECIMALS``: a sum of
+    reals differs in its last bits with the order of addition (source 133538.95 came out as
+    133538.94999999998, the core as ...84; both methods compare unrounded, with a tolerance).
+    The noise is no evidence, and ``1234.0000000001`` reads as a personnummer to a leak scan of
+    the pack."""
     if isinstance(value, float):
-        # A sum of reals differs in its last bits with the order of addition (source 133538.95
-        # came out as 133538.94999999998, the core as ...84). The noise is no evidence, and
-        # ``1234.0000000001`` reads as a personnummer to a leak scan of the pack.
         return round(value, EVIDENCE_DECIMALS)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
     return value
 
 
@@ -478,7 +488,7 @@ def _record(
                 "content_mismatches": r.content_mismatches,
                 "aggregates": json.dumps(
                     {
-                        "aggregates": r.aggregates,
+                        "aggregates": _rounded(r.aggregates),
                         "mismatches": r.aggregate_mismatches,
                         "method": r.method,
                         "differing_buckets": r.differing_buckets,
