@@ -283,6 +283,8 @@ def recorded(
             ],
             columns=["bucket", *MEASURES],
         ).set_index("bucket")
+        # in bucket order, as buckets_of gives them: the table's own row order is no order
+        buckets = buckets.sort_index()
         found[entity] = (
             buckets.astype("int64") if len(buckets) else empty_buckets(),
             json.loads(total.column_sums or "{}"),
