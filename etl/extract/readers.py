@@ -471,16 +471,21 @@ def _fetch(
         finally:
             result.close()
         return
+    statement = str(query.compile(dialect=connection.dialect))
+    dbapi_error = connection.dialect.loaded_dbapi.Error
     cursor = connection.connection.cursor()
     try:
         with _text_as_bytes(connection, is_bytes):
-            cursor.execute(str(query.compile(dialect=connection.dialect)))
+            cursor.execute(statement)
         while True:
             with _no_cycle_collection(), _text_as_bytes(connection, is_bytes):
                 rows = cursor.fetchmany(chunk_rows)
             yield rows
             if not rows:
                 return
+    except dbapi_error as error:
+        # The error SQLAlchemy raises for a failed statement (a stopped run's message names it).
+        raise sa.exc.DBAPIError.instance(statement, None, error, dbapi_error) from error
     finally:
         cursor.close()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -185,3 +186,16 @@ def test_any_text_and_any_bytes_read_exactly_as_read_sql_reads_them(tmp_path, ro
     dataset = SqlDataset(table="t", key=["k", "v"], columns=["k", "v", "b"])
 
     assert_same_as_read_sql(f"sqlite:///{path}", dataset, chunk_rows)
+
+
+def test_a_driver_error_is_raised_as_sqlalchemy_raises_it_naming_the_statement(tmp_path):
+    url = _database(tmp_path / "source.sqlite", _rows())
+    engine = sa.create_engine(url)  # not read_only_engine: text that is not UTF-8 is an error
+    try:
+        with engine.connect() as connection, pytest.raises(sa.exc.OperationalError) as raised:
+            list(readers.read_table(connection, DATASET, 3, ReadStats(Path("awkward"))))
+    finally:
+        engine.dispose()
+
+    assert "Could not decode to UTF-8" in str(raised.value)
+    assert "FROM awkward ORDER BY awkward.id" in str(raised.value)
