@@ -1,15 +1,21 @@
 """The pandas readers the project used before issue 10, kept as an independent oracle: on a
 valid delimited or fixed-width file the new reader (etl.extract.text_records) must give exactly
-what pandas gives. Never used by the pipeline (pandas pads short rows and splits at bare CRs)."""
+what pandas gives. Never used by the pipeline (pandas pads short rows and splits at bare CRs).
+
+``read_sql_table`` is the SQL table read as it was before issue 15 (``pd.read_sql_query`` with
+``dtype="string"``, each value then checked with Python's ``re``): readers.read_table, which
+builds its chunks column-wise from the driver's rows, must give exactly these chunks."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import sqlalchemy as sa
 
-from etl.catalog import FileDataset, FileFormat
+from etl.catalog import FileDataset, FileFormat, SqlDataset
 
 
 def read_text_table(path: Path, dataset: FileDataset, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -36,3 +42,45 @@ def read_text_table(path: Path, dataset: FileDataset, chunk_rows: int) -> Iterat
         )
     with reader:
         yield from reader
+
+
+_UNREADABLE = {  # in a key column, in any other column
+    True: re.compile("[\x00-\x1f\ufffd]"),
+    False: re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]"),
+}
+_WHAT = (
+    ("\x00", "nul_in_field", "a NUL character"),
+    ("\ufffd", "undecodable_bytes", "bytes the source's encoding cannot decode"),
+    ("", "control_character", "a control character"),
+)
+
+
+def read_sql_table(
+    connection: sa.Connection, dataset: SqlDataset, chunk_rows: int
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Each chunk (unreadable rows' values NA, ``_read_error`` set), and its unreadable rows."""
+    table = sa.table(dataset.table, *(sa.column(c) for c in dataset.columns))
+    query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in dataset.columns))
+    query = query.order_by(*(table.c[key] for key in dataset.key))
+    streaming = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+    record = 1
+    for chunk in pd.read_sql_query(query, streaming, chunksize=chunk_rows, dtype="string"):
+        errors: list[str | None] = []
+        for position in range(len(chunk)):
+            error = None
+            for column in dataset.columns:
+                value = chunk[column].iat[position]
+                if pd.isna(value) or not _UNREADABLE[column in dataset.key].search(value):
+                    continue
+                reason, what = next((r, w) for c, r, w in _WHAT if c in value)
+                error = (
+                    f"{reason} ({dataset.table}, record {record + position}): "
+                    f"column {column} holds {what}"
+                )
+                break
+            errors.append(error)
+        bad = [error is not None for error in errors]
+        chunk.loc[bad, dataset.columns] = pd.NA
+        chunk["_read_error"] = pd.array(errors, dtype="string")
+        record += len(chunk)
+        yield chunk, sum(bad)

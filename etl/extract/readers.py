@@ -10,15 +10,18 @@ read in sorted order as one dataset. HL7 v2, XML and JSON lines are read record 
 
 from __future__ import annotations
 
+import gc
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from etl.catalog import FileDataset, FileFormat, SqlDataset, SystemSpec
@@ -73,6 +76,11 @@ def source_path(spec: SystemSpec, settings: Settings) -> Path:
     return folder
 
 
+def _decode_replacing(data: bytes) -> str:
+    """SQLite text as the source meant it where it is UTF-8, U+FFFD where it is not."""
+    return data.decode("utf-8", "replace")
+
+
 def read_only_engine(url: str) -> sa.Engine:
     """An engine that cannot write: the legacy source is never modified."""
     parsed = sa.make_url(url)
@@ -86,7 +94,8 @@ def read_only_engine(url: str) -> sa.Engine:
         def _undecodable_text_is_data(dbapi_connection, _record) -> None:
             # SQLite stores whatever bytes it was given; text that is not UTF-8 must become
             # U+FFFD (a quarantined row), not an exception that stops the whole table.
-            dbapi_connection.text_factory = lambda data: data.decode("utf-8", "replace")
+            # (read_table decodes a table's text column-wise instead, to the same strings.)
+            dbapi_connection.text_factory = _decode_replacing
 
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -270,53 +279,215 @@ def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
             connection.rollback()  # read only: nothing to keep
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused while a chunk's rows are fetched and transposed.
+
+    Rows are tuples of strings, bytes and numbers: they make no reference cycles, but every
+    700 tuples allocated start a collection pass over the young objects (the rows fetched so
+    far), which on ELVIS cost about a third of the read. Resumed on leaving (if it was on)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextmanager
+def _text_as_bytes(connection: sa.Connection, is_wanted: bool) -> Iterator[None]:
+    """While inside, a SQLite connection that decodes text with ``_decode_replacing`` hands
+    text over as bytes instead (``read_table`` decodes them a column at a time, to the same
+    strings); restored on leaving, so nothing else on the connection ever sees bytes."""
+    if not is_wanted:
+        yield
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    dbapi_connection.text_factory = bytes  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        dbapi_connection.text_factory = _decode_replacing  # type: ignore[union-attr]
+
+
+def _decodes_text_replacing(connection: sa.Connection) -> bool:
+    if connection.dialect.name != "sqlite":
+        return False
+    dbapi_connection = connection.connection.dbapi_connection
+    return getattr(dbapi_connection, "text_factory", None) is _decode_replacing
+
+
+def _text_array(values: tuple, is_bytes: bool) -> pa.Array | None:
+    """One column of a chunk as Arrow text; None when a value is not text (or NULL).
+
+    ``is_bytes``: the values are SQLite text as bytes (``_text_as_bytes``), decoded as
+    ``_decode_replacing`` would: Arrow's UTF-8 check accepts exactly what Python's strict
+    decoder does, and a column holding anything else is decoded value by value, replacing."""
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = None
+    if is_bytes:
+        if array is not None and array.type in (pa.binary(), pa.null()):
+            try:
+                return _one_piece(array.cast(pa.large_string()))
+            except pa.ArrowInvalid:  # not UTF-8 somewhere in the column
+                pass
+        decoded = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+        return _text_array(tuple(decoded), is_bytes=False)
+    if array is None or array.type not in (pa.string(), pa.null()):
+        return None
+    return _one_piece(array.cast(pa.large_string()))
+
+
+def _one_piece(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    # pa.array gives a chunked array when a column's text passes 2 GiB (32-bit offsets)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _text_frame(rows: Sequence, columns: list[str], is_bytes: bool) -> dict[str, pa.Array] | None:
+    """The rows as one Arrow text array per column; None if a column is not all text."""
+    by_column = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    arrays = {}
+    for name, values in zip(columns, by_column, strict=True):
+        array = _text_array(values, is_bytes)
+        if array is None:
+            return None
+        arrays[name] = array
+    return arrays
+
+
+def _as_text_like_read_sql(rows: Sequence, columns: list[str], is_bytes: bool) -> pd.DataFrame:
+    """Rows holding a value that is not text, converted as ``pd.read_sql_query(...,
+    dtype="string")`` converts them (the CAST in ``read_table`` makes this the rare path)."""
+    if is_bytes:
+        rows = [
+            tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in row)
+            for row in rows
+        ]
+    return pd.DataFrame.from_records(
+        [tuple(row) for row in rows], columns=columns, coerce_float=True
+    ).astype("string")
+
+
+def _may_hold(array: pa.Array) -> bool:
+    """False only when no value of ``array`` can hold a C0 control character or U+FFFD: its
+    UTF-8 bytes have no byte below 0x20 and no 0xEF (the first byte of U+FFFD's encoding)."""
+    data = array.buffers()[2]
+    if data is None:
+        return False
+    data_bytes = np.frombuffer(data, dtype=np.uint8)
+    return bool((data_bytes < 0x20).any() or (data_bytes == 0xEF).any())
+
+
 def _quarantine_unreadable_values(
-    chunk: pd.DataFrame, dataset: SqlDataset, first_row: int, stats: ReadStats
+    arrays: dict[str, pa.Array], dataset: SqlDataset, first_row: int, stats: ReadStats
 ) -> pd.DataFrame:
     """Rows with a value nobody can trust become unreadable: values NA, ``_read_error`` set."""
     keys = set(dataset.key)
-    is_bad = pd.DataFrame(
-        {
-            column: chunk[column].str.contains(
-                (_UNREADABLE_KEY if column in keys else _UNREADABLE_VALUE).pattern, na=False
-            )
-            for column in dataset.columns
-        },
-        index=chunk.index,
+    rows = len(next(iter(arrays.values()))) if arrays else 0
+    is_bad: dict[str, np.ndarray] = {}
+    for column in dataset.columns:
+        if not _may_hold(arrays[column]):
+            continue
+        pattern = (_UNREADABLE_KEY if column in keys else _UNREADABLE_VALUE).pattern
+        matches = pc.match_substring_regex(arrays[column], pattern).fill_null(False)
+        if pc.any(matches).as_py():
+            is_bad[column] = matches.to_numpy(zero_copy_only=False)
+    bad_rows = (
+        np.flatnonzero(np.logical_or.reduce(list(is_bad.values())))
+        if is_bad
+        else np.empty(0, dtype=np.int64)
     )
-    errors = pd.Series(pd.NA, index=chunk.index, dtype="string")
-    rows = np.flatnonzero(is_bad.any(axis=1).to_numpy())
-    for position in rows.tolist():
-        column = next(c for c in dataset.columns if is_bad[c].iat[position])
-        value = chunk[column].iat[position]
-        # a flagged value is text (contains() found the pattern in it)
-        reason, what = next((r, w) for r, w, p in _VALUE_PROBLEMS if p.search(value))  # type: ignore[arg-type]
-        errors.iat[position] = describe(
+    errors: list[str | None] = [None] * rows
+    for position in bad_rows.tolist():
+        column = next(c for c in dataset.columns if c in is_bad and is_bad[c][position])
+        value = arrays[column][position].as_py()
+        reason, what = next((r, w) for r, w, p in _VALUE_PROBLEMS if p.search(value))
+        errors[position] = describe(
             reason,
             dataset.table,
-            record=first_row + int(position),
+            record=first_row + position,
             detail=f"column {column} holds {what}",
         )
-    if len(rows):
-        chunk.loc[chunk.index[rows], dataset.columns] = pd.NA
-    chunk[READ_ERROR] = errors
-    stats.records += len(chunk)
-    stats.unreadable += len(rows)
+    if len(bad_rows):
+        is_row_bad = pa.array(np.isin(np.arange(rows), bad_rows))
+        no_value = pa.scalar(None, pa.large_string())
+        arrays = {c: pc.if_else(is_row_bad, no_value, a) for c, a in arrays.items()}
+    chunk = pd.DataFrame({c: pd.arrays.ArrowStringArray(a) for c, a in arrays.items()})
+    chunk[READ_ERROR] = pd.arrays.ArrowStringArray(pa.array(errors, pa.large_string()))
+    stats.records += rows
+    stats.unreadable += len(bad_rows)
     return chunk
 
 
 def read_table(
     connection: sa.Connection, dataset: SqlDataset, chunk_rows: int, stats: ReadStats
 ) -> Iterator[pd.DataFrame]:
-    """The table's rows in key order, as text; ``stats`` counts them and the unreadable ones."""
+    """The table's rows in key order, as text; ``stats`` counts them and the unreadable ones.
+
+    Chunks as ``pd.read_sql_query(query, chunksize=chunk_rows, dtype="string")`` gives them (one
+    empty chunk for an empty table), built column-wise into Arrow text arrays from the driver's
+    rows rather than through pandas' object arrays.
+    """
     table = sa.table(dataset.table, *(sa.column(c) for c in dataset.columns))
     query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in dataset.columns))
     query = query.order_by(*(table.c[key] for key in dataset.key))
-    streaming = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+    is_bytes = _decodes_text_replacing(connection)
     first_row = 1
-    for chunk in pd.read_sql_query(query, streaming, chunksize=chunk_rows, dtype="string"):
-        yield _quarantine_unreadable_values(chunk, dataset, first_row, stats)
-        first_row += len(chunk)
+    for rows in _fetch(connection, query, chunk_rows, is_bytes):
+        if not rows and first_row > 1:
+            return
+        with _no_cycle_collection():
+            arrays = _text_frame(rows, dataset.columns, is_bytes)
+        if arrays is None:
+            frame = _as_text_like_read_sql(rows, dataset.columns, is_bytes)
+            arrays = {c: pa.array(frame[c].array) for c in dataset.columns}
+        yield _quarantine_unreadable_values(arrays, dataset, first_row, stats)
+        if not rows:
+            return
+        first_row += len(rows)
+
+
+def _fetch(
+    connection: sa.Connection, query: sa.Select, chunk_rows: int, is_bytes: bool
+) -> Iterator[Sequence]:
+    """The query's rows, ``chunk_rows`` at a time, then an empty list.
+
+    SQLite: straight from a cursor of the connection's own DB-API connection (a SQLite cursor
+    steps through the rows as they are fetched: nothing is buffered, and no SQLAlchemy row
+    object is built per row). Other backends: a server-side cursor (``stream_results``)."""
+    if connection.dialect.name != "sqlite":
+        streaming = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+        result = streaming.execute(query)
+        try:
+            while True:
+                with _no_cycle_collection():
+                    rows = result.fetchmany(chunk_rows)
+                yield rows
+                if not rows:
+                    return
+        finally:
+            result.close()
+        return
+    statement = str(query.compile(dialect=connection.dialect))
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    cursor = connection.connection.cursor()
+    try:
+        with _text_as_bytes(connection, is_bytes):
+            cursor.execute(statement)
+        while True:
+            with _no_cycle_collection(), _text_as_bytes(connection, is_bytes):
+                rows = cursor.fetchmany(chunk_rows)
+            yield rows
+            if not rows:
+                return
+    except dbapi_error as error:
+        # The error SQLAlchemy raises for a failed statement (a stopped run's message names it).
+        raise sa.exc.DBAPIError.instance(statement, None, error, dbapi_error) from error
+    finally:
+        cursor.close()
 
 
 def read_sql_chunks(
