@@ -21,6 +21,11 @@ command keeps until it ends. Here:
 only the API version of its one client, the task SDK, instead of generating all 9 versions' routes
 (~2.8 CPU s less per command; etl/airflow_inprocess_api.py).
 
+``airflow dags test <dag_id>`` of one of the project's DAGs parses and serialises the DAG file
+that defines it only (``--dagfile-path``, unless the command names a file or a bundle), not every
+file of the DAG folder: Airflow otherwise parses the whole folder and writes every DAG in it to
+the metadata database before the run (``get_bagged_dag``), each time.
+
 Output, exit code and everything Airflow does are unchanged. ``AIRFLOW_COMMAND`` is how the
 project starts any ``airflow`` command; ``-P`` keeps the working directory off ``sys.path``, as
 it is for the ``airflow`` script.
@@ -68,11 +73,47 @@ def main() -> None:
     from etl.airflow_inprocess_api import install
 
     install(sys.argv)
+    sys.argv.extend(dag_file_arguments(sys.argv))
     _preload(sys.argv)
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
     sys.exit(airflow_main())
+
+
+def dag_file_arguments(argv: list[str]) -> list[str]:
+    """For ``dags test`` of a project DAG (``argv`` as ``sys.argv``) that names neither a DAG file
+    nor a bundle: ``--dagfile-path`` and the file defining it (etl/dag_names.py), when Airflow's
+    DAG folder holds that file and is its only bundle (the default). Nothing otherwise, nor when
+    the command line does not parse: Airflow then reports it as it would have."""
+    if argv[1:3] != ["dags", "test"]:
+        return []
+    import contextlib
+    import io
+    import json
+
+    from airflow.cli import cli_parser
+    from airflow.configuration import conf
+
+    from etl.dag_names import dag_file
+
+    try:  # quietly: any usage error or help is Airflow's to print, once
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            arguments = cli_parser.get_parser().parse_args(argv[1:])
+    except SystemExit:
+        return []
+    if arguments.dagfile_path or arguments.bundle_name:
+        return []
+    bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list") or "[]")
+    name = dag_file(arguments.dag_id)
+    if name is None or [bundle.get("name") for bundle in bundles] != [DAG_FOLDER_BUNDLE]:
+        return []
+    path = Path(conf.get("core", "dags_folder")) / name
+    return ["--dagfile-path", str(path)] if path.is_file() else []
+
+
+# The bundle Airflow makes of [core] dags_folder when no other bundle is configured.
+DAG_FOLDER_BUNDLE = "dags-folder"
 
 
 def _preload(argv: list[str]) -> None:

@@ -60,6 +60,30 @@ def cutover_dag_id(wave: str) -> str:
     return f"vardflytt_cutover_{wave}"
 
 
+# The file of the DAG folder that defines each DAG, for ``airflow dags test`` to parse that file
+# only (etl/airflow_main.py): the cutover DAGs and the rollback; each system's DAG and the
+# selection; identity resolution; the coexistence feed. tests/dags checks it against the DagBag.
+CUTOVER_DAG_FILE = "vardflytt_cutover.py"
+MIGRATION_DAG_FILE = "vardflytt_migration.py"
+DAG_FILES = {
+    ROLLBACK_DAG_ID: CUTOVER_DAG_FILE,
+    SELECTION_DAG_ID: MIGRATION_DAG_FILE,
+    IDENTITY_DAG_ID: "vardflytt_identity.py",
+    COEXISTENCE_DAG_ID: "vardflytt_coexistence.py",
+}
+
+
+def dag_file(dag_id: str) -> str | None:
+    """The name of the DAG file that defines ``dag_id`` (None: not one of the project's ids)."""
+    if dag_id in DAG_FILES:
+        return DAG_FILES[dag_id]
+    if dag_id.startswith(cutover_dag_id("")):
+        return CUTOVER_DAG_FILE
+    if dag_id.startswith(system_dag_id("")):
+        return MIGRATION_DAG_FILE
+    return None
+
+
 def core_asset_name(system: str) -> str:
     return f"vardflytt_core_{system}"
 

@@ -41,6 +41,16 @@ def test_every_dag_imports_without_errors(dag_bag):
     assert set(dag_bag.dag_ids) >= {"vardflytt_elvis", "vardflytt_melior"}
 
 
+def test_every_dag_is_found_in_the_file_dags_test_parses_for_it(dag_bag):
+    """``airflow dags test`` parses only the file that etl.dag_names.dag_file names
+    (etl/airflow_main.py): a DAG defined anywhere else would not be found."""
+    from etl.dag_names import dag_file
+
+    assert {d: dag_file(d) for d in dag_bag.dag_ids} == {
+        d: Path(dag.fileloc).name for d, dag in dag_bag.dags.items()
+    }
+
+
 def test_one_dag_per_source_system_in_mappings(dag_bag):
     from etl.layout import list_system_entities
 

@@ -230,12 +230,13 @@ def _flagged_references(core_url: str) -> dict[tuple[str, str], tuple[int, int]]
 
 
 def test_the_mapped_dag_flags_the_references_one_system_after_another_flags(
-    airflow_home, mappings, small_estate, tmp_path
+    airflow_home, mappings, small_estate, tmp_path, without_batch_reports
 ):
     """Melior's encounters and procedures name their care units by HSA-id, which resolve
     against every system's promoted care units, ELVIS's among them: ELVIS is a provider, loaded
     before Melior validates, so the mapped run flags what ELVIS then Melior one after another
-    (``run_system``) flag, whichever map index Airflow runs first."""
+    (``run_system``) flag, whichever map index Airflow runs first. The reference runs in this
+    process without its batch reports (nothing here reads them); the DAG run writes its own."""
     from etl import pipeline
     from etl.settings import Settings
 

@@ -17,7 +17,14 @@ import pytest
 
 from etl import airflow_inprocess_api
 from etl.airflow_inprocess_api import install
-from etl.airflow_main import AIRFLOW_COMMAND, TASK_PRELOAD, YOUNG_THRESHOLD, main, task_preload
+from etl.airflow_main import (
+    AIRFLOW_COMMAND,
+    TASK_PRELOAD,
+    YOUNG_THRESHOLD,
+    dag_file_arguments,
+    main,
+    task_preload,
+)
 
 
 @pytest.mark.unit
@@ -249,3 +256,38 @@ def test_the_scheduler_process_has_the_task_modules_before_airflow_starts(
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip().splitlines()[-1] == str(imported)
+
+
+@pytest.mark.unit
+def test_dags_test_of_a_project_dag_parses_the_file_that_defines_it_only(monkeypatch, tmp_path):
+    """``--dagfile-path`` is added for the project's DAG ids in the default DAG folder bundle;
+    never when the command names a file or a bundle, for another id or command, for a file the
+    folder does not hold, under other bundles, nor when the command line does not parse."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    for name in ("vardflytt_cutover.py", "vardflytt_migration.py", "vardflytt_identity.py"):
+        (folder / name).touch()
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
+
+    def added(*arguments: str) -> list[str]:
+        return dag_file_arguments(["airflow", *arguments])
+
+    cutover = ["--dagfile-path", str(folder / "vardflytt_cutover.py")]
+    assert added("dags", "test", "vardflytt_cutover_t1", "--conf", "{}") == cutover
+    assert added("dags", "test", "vardflytt_rollback") == cutover
+    assert added("dags", "test", "vardflytt_elvis", "2026-07-01") == [
+        "--dagfile-path",
+        str(folder / "vardflytt_migration.py"),
+    ]
+    assert added("dags", "test", "identity_resolution")[1].endswith("vardflytt_identity.py")
+    assert added("dags", "test", "vardflytt_coexistence") == []  # not in this folder
+    assert added("dags", "test", "someone_elses_dag") == []
+    assert added("dags", "test", "-f", str(folder / "x.py"), "vardflytt_elvis") == []
+    assert added("dags", "test", "-B", "dags-folder", "vardflytt_elvis") == []
+    assert added("dags", "test", "--no-such-option", "vardflytt_elvis") == []
+    assert added("dags", "list") == [] and added("tasks", "test", "vardflytt_elvis") == []
+    monkeypatch.setenv(
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+        '[{"name": "git", "classpath": "airflow.providers.git.bundles.git.GitDagBundle"}]',
+    )
+    assert added("dags", "test", "vardflytt_elvis") == []
