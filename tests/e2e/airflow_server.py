@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from etl.airflow_env import NotReadyError, airflow_environment, wait_until_ready
 from etl.settings import PROJECT_ROOT, Settings
+from tests.e2e.reaping import adopting_orphans, reap
 
 LOOPBACK = "127.0.0.1"
 START_SECONDS = 90
@@ -203,33 +203,6 @@ def _wait_healthy(
         ) from error
 
 
-PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
-
-
-def _set_subreaper(on: bool) -> bool:
-    """Make this process the reaper of its descendants' orphans (Linux; False elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
-
-
-def _reap(pids: set[int], seconds: float = 10) -> None:
-    """Wait for each of these killed processes: reaped here (an orphan handed to this process) or
-    gone (its own parent reaped it first)."""
-    deadline = time.monotonic() + seconds
-    while pids and time.monotonic() < deadline:
-        for pid in list(pids):
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    pids.discard(pid)
-            except ChildProcessError:  # not (yet) this process's child: gone, or being handed
-                if not Path(f"/proc/{pid}").exists():
-                    pids.discard(pid)
-        time.sleep(0.01)
-
-
 def _stop(process: subprocess.Popen) -> None:
     """SIGKILL to the server's whole process tree: its own process group (uvicorn's worker,
     standalone's components) and every descendant outside it (Airflow runs each task in a process
@@ -237,15 +210,10 @@ def _stop(process: subprocess.Popen) -> None:
     (SIGSTOP) first, so nothing forks while the tree is listed. A test's home needs no clean
     shutdown: on SIGTERM the api-server spent ~2 CPU s in its interpreter's final garbage
     collection (6 s on the busy machine) and standalone's triggerer 10 s or more, while the test
-    waited for them, up to 5 s.
-
-    The killed processes are reaped here (this process is their subreaper meanwhile), so their
-    CPU seconds count in this process's ``os.times()`` (tests/cpu_report.py) instead of going
-    to init with the orphans: make airflow's module showed -105 CPU s at teardown."""
+    waited for them, up to 5 s. The killed processes are reaped here (tests/e2e/reaping.py)."""
     import psutil
 
-    subreaper = _set_subreaper(True)
-    try:
+    with adopting_orphans():
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGSTOP)
         try:
@@ -264,10 +232,7 @@ def _stop(process: subprocess.Popen) -> None:
             with suppress(psutil.NoSuchProcess):
                 child.kill()
         process.wait(timeout=10)
-        _reap({child.pid for child in tree})
-    finally:
-        if subreaper:
-            _set_subreaper(False)
+        reap({child.pid for child in tree})
 
 
 def _migrate_and_start(

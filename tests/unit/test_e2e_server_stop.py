@@ -1,7 +1,7 @@
 """tests/e2e/airflow_server.py stops a server's whole process tree at once: its own process group
 and a descendant that moved to a group of its own (as Airflow runs each task), even when the
-server ignores SIGTERM; and the killed descendants' CPU seconds count in this process's
-``os.times()``, as tests/cpu_report.py reads them."""
+server ignores SIGTERM; and ended descendants, orphans too (tests/e2e/reaping.py), are reaped by
+this process, so their CPU seconds count in its ``os.times()``, as tests/cpu_report.py reads."""
 
 from __future__ import annotations
 
@@ -77,3 +77,33 @@ def test_the_server_its_group_and_a_descendant_in_its_own_group_are_stopped_at_o
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         server.wait()
+
+
+# A parent that leaves its spinning child behind (as chromium leaves its renderers): it prints the
+# child's pid once the spin is done and exits without waiting for it.
+LEAVES_A_CHILD = f"""
+import subprocess, sys
+spinner = [sys.executable, "-c", "import time\\n"
+           "end = time.process_time() + {SPIN_SECONDS}\\n"
+           "while time.process_time() < end: pass\\n"
+           "print('spun', flush=True); time.sleep(0.2)"]
+child = subprocess.Popen(spinner, stdout=subprocess.PIPE, text=True)
+child.stdout.readline()
+print(child.pid, flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a subreaper is Linux's")
+def test_an_orphan_that_ends_while_adopted_is_reaped_here_with_its_cpu_seconds():
+    from tests.e2e.reaping import adopting_orphans, reap
+
+    before = _reaped_cpu()
+    with adopting_orphans():
+        parent = subprocess.Popen(
+            [sys.executable, "-c", LEAVES_A_CHILD], stdout=subprocess.PIPE, text=True
+        )
+        orphan = int(parent.stdout.readline())
+        parent.wait()
+        reap({orphan})
+    assert _gone(orphan)
+    assert _reaped_cpu() - before >= SPIN_SECONDS * 0.9
