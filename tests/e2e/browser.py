@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,26 @@ def start_chromium(user_data_dir: Path):
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     return driver
+
+
+def quit_chromium(driver) -> None:
+    """``driver.quit()``, with chromium's processes reaped here (tests/e2e/reaping.py): its
+    renderers, orphaned when chromium exits, took their CPU seconds to init; whatever of them is
+    left once chromium has quit is killed."""
+    import psutil
+
+    from tests.e2e.reaping import adopting_orphans, reap
+
+    with adopting_orphans():
+        try:
+            tree = psutil.Process(driver.service.process.pid).children(recursive=True)
+        except (AttributeError, psutil.NoSuchProcess):
+            tree = []
+        driver.quit()
+        for process in tree:
+            with suppress(psutil.NoSuchProcess):
+                process.kill()
+        reap({process.pid for process in tree})
 
 
 def screenshots(driver, folder: str) -> Shot:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import start_chromium
+from tests.e2e.browser import quit_chromium, start_chromium
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     driver = start_chromium(tmp_path_factory.mktemp("chromium"))
     yield driver
-    driver.quit()
+    quit_chromium(driver)
