@@ -908,8 +908,9 @@ def _evidence(
 
     # Matches: every identifier of a patient that another patient also carries, ordered by
     # patient, identifier id (as quoted), matched patient id, then edge order; the strings
-    # built once per edge and per patient in Arrow, joined once per pair.
-    matches = _text(np.full(n, "[]", dtype=object))
+    # built once per edge and per patient in Arrow, put together once per patient. The list's
+    # brackets are the evidence's own text (a patient without matches: nothing between them).
+    matches = _text(np.full(n, "", dtype=object))
     holders = np.flatnonzero(np.bincount(edges.key, minlength=edges.n_keys)[edges.key] > 1)
     if len(holders):
         identifier_json = pc.fill_null(_concat('"', edges.identifier_id, '"'), _text("null"))
@@ -945,9 +946,24 @@ def _evidence(
         patient_part = _concat(
             patient_text, '","matched_system":"', names.take(patient_system), '"}'
         )
-        entries = _concat(edge_part.take(pa.array(edge)), patient_part.take(pa.array(other)))
-        owners, joined = _join_groups(owner, entries)
-        matches = _spread(owners, joined, n, "[]")
+        # A match is two pieces, its identifier's (after a comma unless it is its patient's
+        # first) and the matched patient's; a patient's pieces (its matches, in order: the
+        # owners are sorted) are joined with no separator. One take and one join over the
+        # pieces, instead of a string per match, a join per patient and a copy spread to all.
+        n_edges = len(edge_part)
+        pieces = pa.concat_arrays([edge_part, _concat(",", edge_part), patient_part])
+        is_first = np.ones(len(owner), dtype=bool)
+        is_first[1:] = owner[1:] != owner[:-1]
+        piece = np.empty(2 * len(owner), dtype=np.int64)
+        piece[0::2] = edge + np.where(is_first, 0, n_edges)
+        piece[1::2] = 2 * n_edges + other
+        offsets = 2 * np.searchsorted(owner, np.arange(n + 1))
+        matches = pc.binary_join(
+            pa.LargeListArray.from_arrays(
+                pa.array(offsets, type=pa.int64()), pieces.take(pa.array(piece))
+            ),
+            _text(""),
+        )
 
     sizes = pc.cast(pa.array(component_size, type=pa.int64()), pa.large_string())
     evidence = _concat(
@@ -957,9 +973,9 @@ def _evidence(
         component_systems,
         ',"identifier_kinds":',
         kind_json,
-        ',"matches":',
+        ',"matches":[',
         matches,
-        ',"reasons":',
+        '],"reasons":',
         reason_text,
         ',"review_id":',
         pc.fill_null(_concat('"', _text(review_of), '"'), _text("null")),

@@ -14,9 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from pydantic import BaseModel
 
@@ -535,10 +538,78 @@ def _as_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     )
 
 
+def _text_of(value: Any, missing: str | None) -> str | None:
+    return missing if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _texts(values: Any, missing: str | None) -> pa.Array:
+    """Each value's ``str`` as Arrow large strings, ``missing`` (text, or None: null) for None
+    and float NaN, as ``_text_of`` gives it per value.
+
+    From the column's own buffers for text and integer columns, and for object columns of text
+    with missing values (each missing value still judged by ``_text_of``: pd.NA is neither None
+    nor a float); per value otherwise. The runs compare and write every link: a Python string
+    per row and column cost as much CPU as the resolution itself (issue 15).
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype):
+        text = pa.array(series.array, type=pa.large_string(), from_pandas=True)
+        fill = _text_of(dtype.na_value, missing)
+        return text if fill is None else pc.fill_null(text, fill)
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return pa.array(series.to_numpy()).cast(pa.large_string())
+    if pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(series, skipna=True) in (
+        "string",
+        "empty",
+    ):
+        array = series.to_numpy(dtype=object)
+        is_missing = pd.isna(array)
+        present = pa.array(np.where(is_missing, "", array), type=pa.large_string())
+        if not is_missing.any():
+            return present
+        instead = [_text_of(value, missing) for value in array[is_missing].tolist()]
+        if len(set(instead)) == 1:
+            return pc.if_else(
+                pa.array(is_missing), pa.scalar(instead[0], pa.large_string()), present
+            )
+        position = np.full(len(array), -1, dtype=np.int64)
+        position[is_missing] = np.arange(len(instead))
+        patched = pa.array(instead, type=pa.large_string()).take(
+            pa.array(position, mask=position < 0)
+        )
+        return pc.if_else(pa.array(is_missing), patched, present)
+    return pa.array([_text_of(value, missing) for value in series.tolist()], pa.large_string())
+
+
 def _changed_keys(
     desired: pd.DataFrame, current: pd.DataFrame, key: str, columns: list[str]
 ) -> tuple[pd.Index, pd.Index]:
-    """Keys to end (current rows that differ or are gone) and to insert (new or different)."""
+    """Keys to end (current rows that differ or are gone) and to insert (new or different).
+
+    Rows are compared column by column as text (``_texts`` with None and NaN as ''), matched
+    by position of their key."""
+    wanted = desired.set_index(key).index
+    active = current.set_index(key).index
+    if not (wanted.is_unique and active.is_unique):
+        return _changed_keys_as_frames(desired, current, key, columns)
+    common = wanted.intersection(active)
+    in_wanted = pa.array(wanted.get_indexer(common))
+    in_active = pa.array(active.get_indexer(common))
+    same = np.ones(len(common), dtype=bool)
+    for column in columns:
+        equal = pc.equal(
+            _texts(desired[column], "").take(in_wanted), _texts(current[column], "").take(in_active)
+        )
+        same &= equal.to_numpy(zero_copy_only=False)
+    unchanged = common[same]
+    return active.difference(unchanged), wanted.difference(unchanged)
+
+
+def _changed_keys_as_frames(
+    desired: pd.DataFrame, current: pd.DataFrame, key: str, columns: list[str]
+) -> tuple[pd.Index, pd.Index]:
+    """``_changed_keys`` by text frames aligned on their keys (a key given twice: as before)."""
     wanted = _as_text(desired.set_index(key), columns)
     active = _as_text(current.set_index(key), columns)
     common = wanted.index.intersection(active.index)
@@ -559,13 +630,7 @@ def _end_rows(connection, table: sa.Table, key: str, keys: pd.Index, run_id: str
 
 
 def _text_array(values) -> pa.Array:
-    return pa.array(
-        [
-            None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-            for value in values
-        ],
-        type=pa.string(),
-    )
+    return _texts(values, None).cast(pa.string())
 
 
 def _apply(
