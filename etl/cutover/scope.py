@@ -320,18 +320,23 @@ def _first_waves(
     no_wave: int,
 ) -> pd.Series:
     """Per patient id, the position (plan order) of the first wave taking one of its rows."""
-    frames = [pd.DataFrame({"patient_id": pd.Series([], dtype="string"), "at": []})]
+    patients = [pa.array([], pa.large_string())]
+    positions = [np.array([], dtype=np.float64)]
     for entity, (members, _) in result.items():
         table = tables.get(entity)
         if table is None or "patient_id" not in table.columns or members.empty:
             continue
         taken = members.to_numpy()
-        position = np.where(taken.any(axis=1), taken.argmax(axis=1), no_wave)
-        frames.append(
-            pd.DataFrame({"patient_id": table["patient_id"].astype("string"), "at": position})
-        )
-    joined = pd.concat(frames, ignore_index=True).dropna(subset=["patient_id"])
-    return joined.groupby("patient_id")["at"].min()
+        positions.append(np.where(taken.any(axis=1), taken.argmax(axis=1), no_wave))
+        patients.append(_text(table["patient_id"]))
+    patient = pa.concat_arrays(patients)
+    known = ~np.asarray(patient.is_null().to_numpy(zero_copy_only=False), bool)
+    at = pd.Series(
+        np.concatenate(positions).astype(np.float64)[known],
+        index=pd.Index(pd.array(patient.filter(known), dtype="string"), name="patient_id"),
+        name="at",
+    )
+    return at.groupby(level=0).min()
 
 
 def first_waves_of(
