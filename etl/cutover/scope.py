@@ -15,7 +15,9 @@ system's transformed entity tables:
   ``vardflytt cutover plan --check`` report. It shows counts, HSA-ids of units and row keys
   (which the catalog keeps free of identity numbers), never a row's values.
 
-Everything is vectorised (``isin``, ``map``, ``groupby``): no Python loop per row.
+Everything is vectorised (Arrow's ``is_in`` and ``index_in``, numpy masks, ``groupby``): no
+Python loop per row, and no pandas call per wave and row set that would cost more than the
+rows themselves when a table is assigned in small chunks (etl/cutover/slices.py).
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from etl.batch import BatchPaths
-from etl.catalog import Catalog, EntityMapping, SystemMappings, UnitFollows
+from etl.catalog import Catalog, SystemMappings, UnitFollows
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.model import ENTITIES
 from etl.cutover.plan import FIRST_WAVE, WavePlan
@@ -79,79 +84,119 @@ def needed_columns(system: SystemMappings, entity: str) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
+def _text(values: pd.Series | pd.Index) -> pa.Array:
+    """A column as Arrow text, read as ``astype("string")`` reads it (null: missing)."""
+    if values.dtype != "string":
+        values = values.astype("string")
+    return pa.array(values.array, type=pa.large_string())
+
+
+def _strings(text: pa.Array, index: pd.Index, name: str | None = None) -> pd.Series:
+    return pd.Series(pd.array(text, dtype="string"), index=index, name=name)
+
+
+def _is_in(text: pa.Array, values: pa.Array) -> np.ndarray:
+    """Whether each value is one of ``values`` (never for a missing one), as a numpy mask."""
+    return np.asarray(pc.is_in(text, value_set=values).to_numpy(zero_copy_only=False), bool)
+
+
+def _value_set(units: Iterable[str]) -> pa.Array:
+    return pa.array(sorted(units), type=pa.large_string())
+
+
+@dataclass(frozen=True)
+class _Units:
+    """One entity's rows: each row's HSA-id (null: none), and how all of them were found."""
+
+    index: pd.Index
+    text: pa.Array
+    reason: str
+    column: str | None  # the column they were read from (own unit or via), if any
+
+
 def row_units(
     system: SystemMappings,
     tables: dict[str, pd.DataFrame],
     known: dict[str, pd.Series] | None = None,
+    entities: Collection[str] | None = None,
 ) -> dict[str, tuple[pd.Series, pd.Series]]:
     """Per entity with a unit of its own (column, via or fixed): each row's HSA-id (NA: none)
     and how it was found (``own_unit``, ``fixed_unit``, ``via_<entity>``). ``known``: the
     units of entities a row may point at (``via``), by id, found before (a table read in
-    chunks, etl/cutover/slices.py): used instead of their tables."""
-    found: dict[str, tuple[pd.Series, pd.Series]] = {}
+    chunks, etl/cutover/slices.py): used instead of their tables. ``entities``: only these."""
+    return {
+        entity: (
+            _strings(units.text, units.index, units.column),
+            pd.Series(units.reason, index=units.index, dtype="string"),
+        )
+        for entity, units in _units_of_rows(system, tables, known, entities).items()
+    }
 
-    def unit_of(entity: str) -> pd.Series:
+
+def _units_of_rows(
+    system: SystemMappings,
+    tables: dict[str, pd.DataFrame],
+    known: dict[str, pd.Series] | None,
+    entities: Collection[str] | None,
+) -> dict[str, _Units]:
+    """:func:`row_units` as Arrow text: the entities asked for (default: every one with a unit
+    of its own), in the system's order, and none of those their rows point at."""
+    found: dict[str, _Units] = {}
+
+    def unit_of(entity: str) -> pa.Array:
         if entity in found:
-            return found[entity][0]
+            return found[entity].text
         table = tables.get(entity)
-        mapping: EntityMapping = system.entities[entity]
-        declared = mapping.care_unit
+        declared = system.entities[entity].care_unit
         if table is None:
             table = pd.DataFrame(columns=needed_columns(system, entity))
-        index = table.index
+        assert declared is None or not declared.is_patient_level, entity
         if declared is None:  # only a system moved whole may leave it undeclared (plan.py)
-            units = pd.Series(pd.NA, index=index, dtype="string")
-            reason = NO_UNIT_DECLARED
+            units, reason = pa.nulls(len(table), pa.large_string()), NO_UNIT_DECLARED
         elif declared.fixed:
-            units = pd.Series(declared.fixed, index=index, dtype="string")
+            units = pa.repeat(pa.scalar(declared.fixed, pa.large_string()), len(table))
             reason = FIXED_UNIT
         elif declared.column and declared.is_reference:
             register = tables.get("care_unit", pd.DataFrame(columns=["care_unit_id", "hsa_id"]))
-            units = _looked_up(table[declared.column], register["care_unit_id"], register["hsa_id"])
+            units = _looked_up(
+                _text(table[declared.column]),
+                _text(register["care_unit_id"]),
+                _text(register["hsa_id"]),
+            )
             reason = OWN_UNIT
         elif declared.column:
-            units = table[declared.column].astype("string")
-            reason = OWN_UNIT
+            units, reason = _text(table[declared.column]), OWN_UNIT
         else:
             target = declared.via_entity
             assert target is not None
-            if known is not None and target in known:
-                units = _looked_up(
-                    table[declared.via], known[target].index.to_series(), known[target]
-                )
-                reason = VIA + target
-                return _stored(entity, units, reason, declared, index)
-            target_units = unit_of(target)
-            target_table = tables.get(target)
-            ids = (
-                target_table[ENTITIES[target].id_field()]
-                if target_table is not None
-                else pd.Series([], dtype="string")
-            )
-            units = _looked_up(table[declared.via], ids, target_units)
             reason = VIA + target
-        return _stored(entity, units, reason, declared, index)
-
-    def _stored(
-        entity: str, units: pd.Series, reason: str, declared: object, index: pd.Index
-    ) -> pd.Series:
-        assert declared is None or not getattr(declared, "is_patient_level", False)
-        units = units.str.strip()
-        units = units.where((units != "").fillna(False), pd.NA)
-        found[entity] = (units, pd.Series(reason, index=index, dtype="string"))
-        return units
+            if known is not None and target in known:
+                ids, target_units = _text(known[target].index), _text(known[target])
+            else:
+                target_units = unit_of(target)
+                target_table = tables.get(target)
+                ids = (
+                    _text(target_table[ENTITIES[target].id_field()])
+                    if target_table is not None
+                    else pa.array([], pa.large_string())
+                )
+            units = _looked_up(_text(table[declared.via]), ids, target_units)
+        trimmed = pc.utf8_trim_whitespace(units)
+        column = None if declared is None or declared.fixed else declared.column or declared.via
+        text = pc.if_else(pc.equal(trimmed, ""), None, trimmed)
+        found[entity] = _Units(table.index, text, reason, column)
+        return text
 
     for entity in system.entities:
-        if not is_patient_level(system, entity):
+        if not is_patient_level(system, entity) and (entities is None or entity in entities):
             unit_of(entity)
-    return found
+    return {e: units for e, units in found.items() if entities is None or e in entities}
 
 
-def _looked_up(keys: pd.Series, index: pd.Series, values: pd.Series) -> pd.Series:
-    """``values`` at ``index == key`` for each key (NA where none): a vectorised join."""
-    table = pd.Series(values.astype("string").to_numpy(), index=index.astype("string").to_numpy())
-    table = table[~table.index.duplicated()]
-    return keys.astype("string").map(table).astype("string")
+def _looked_up(keys: pa.Array, index: pa.Array, values: pa.Array) -> pa.Array:
+    """``values`` at the first ``index == key`` for each key (null where none; a missing key
+    finds a missing index, as pandas' ``map`` does): a vectorised join."""
+    return pc.take(values, pc.index_in(keys, value_set=index))
 
 
 def memberships(
@@ -160,49 +205,63 @@ def memberships(
     tables: dict[str, pd.DataFrame],
     known: dict[str, pd.Series] | None = None,
     first_waves: pd.Series | None = None,
+    entities: Collection[str] | None = None,
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Per entity: which waves take each row (a boolean column per wave, in plan order), and
     the reason each wave would give. Each wave decides on its own (module docstring).
 
     ``known`` (units by id of the entities rows point at) and ``first_waves`` (per patient,
     the position of the first wave taking one of its rows, :func:`first_waves_of`) stand in
-    for the tables they come from, so that a table can be assigned a chunk at a time."""
+    for the tables they come from, so that a table can be assigned a chunk at a time;
+    ``entities``: only these (a chunk's)."""
     name = system.name
     order = [wave.wave for wave in plan.waves]
     split_units: set[str] = set()
     for wave in plan.waves:
         if name in wave.by_unit:
             split_units |= wave.units
-    units = row_units(system, tables, known)
+    in_split_units = _value_set(split_units)
+    wave_units = {w.wave: _value_set(w.units) for w in plan.waves if name in w.by_unit}
     result: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
-    for entity, (unit, how) in units.items():
-        members: dict[str, np.ndarray] = {}
-        reasons: dict[str, pd.Series] = {}
-        in_split = unit.isin(split_units).fillna(False).to_numpy(bool)
-        for wave in plan.waves:
-            column = np.zeros(len(unit), dtype=bool)
-            reason = pd.Series(pd.NA, index=unit.index, dtype="string")
+    for entity, units in _units_of_rows(system, tables, known, entities).items():
+        none = np.asarray(units.text.is_null().to_numpy(zero_copy_only=False), bool)
+        other = ~none & ~_is_in(units.text, in_split_units)  # a unit no wave splitting it names
+        taken = _Taken(len(units.index), len(order))
+        for position, wave in enumerate(plan.waves):
             if name in wave.systems:
-                column |= True
-                reason = reason.fillna(WHOLE_SYSTEM)
+                taken.add(position, np.ones(len(none), bool), WHOLE_SYSTEM)
             if name in wave.by_unit:
-                mine = unit.isin(wave.units).fillna(False).to_numpy(bool)
-                column |= mine
-                reason = reason.mask(mine & reason.isna().to_numpy(), how)
+                taken.add(position, _is_in(units.text, wave_units[wave.wave]), units.reason)
             if name in wave.unscoped:
-                none = unit.isna().to_numpy(bool)
-                other = ~none & ~in_split
-                column |= none | other
-                reason = reason.mask(none & reason.isna().to_numpy(), UNSCOPED_NO_UNIT)
-                reason = reason.mask(other & reason.isna().to_numpy(), UNSCOPED_OTHER_UNIT)
-            members[wave.wave] = column
-            reasons[wave.wave] = reason
-        result[entity] = (
-            pd.DataFrame(members, index=unit.index, columns=order),
-            pd.DataFrame(reasons, index=unit.index, columns=order),
-        )
-    _patient_memberships(plan, system, tables, result, first_waves)
+                taken.add(position, none, UNSCOPED_NO_UNIT)
+                taken.add(position, other, UNSCOPED_OTHER_UNIT)
+        result[entity] = taken.frames(units.index, order)
+    _patient_memberships(plan, system, tables, result, first_waves, entities)
     return result
+
+
+class _Taken:
+    """Which waves take each row of an entity and why, built wave by wave: a row a wave takes
+    keeps the first reason it was given (numpy arrays, made into frames once)."""
+
+    def __init__(self, rows: int, waves: int) -> None:
+        self.members = np.zeros((rows, waves), dtype=bool)
+        self.reasons = np.full((rows, waves), None, dtype=object)
+
+    def add(self, position: int, rows: np.ndarray, reason: str) -> None:
+        new = rows & ~self.members[:, position]
+        self.reasons[new, position] = reason
+        self.members[:, position] |= rows
+
+    def frames(self, index: pd.Index, order: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        reasons = {
+            wave: pd.array(self.reasons[:, position], dtype="string")
+            for position, wave in enumerate(order)
+        }
+        return (
+            pd.DataFrame(self.members, index=index, columns=order),
+            pd.DataFrame(reasons, index=index, columns=order),
+        )
 
 
 def _patient_memberships(
@@ -211,6 +270,7 @@ def _patient_memberships(
     tables: dict[str, pd.DataFrame],
     result: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
     first_waves: pd.Series | None = None,
+    only: Collection[str] | None = None,
 ) -> None:
     """Patient-level rows: with the whole system, in the plan's patients wave, or (first_wave,
     and ``follows: patient_care`` always) with the first wave that takes one of the patient's
@@ -223,6 +283,7 @@ def _patient_memberships(
         for e in [*system.entities, "patient_identifier"]
         if e not in result
         and e in tables
+        and (only is None or e in only)
         and (e in PATIENT_ENTITIES or is_patient_level(system, e))
     ]
     if first_waves is not None:
@@ -236,33 +297,21 @@ def _patient_memberships(
         follows_care = declared is not None and declared.follows is UnitFollows.PATIENT_CARE
         by_first_wave = split and (follows_care or plan.patients == FIRST_WAVE)
         patient = table[ENTITIES[entity].id_field() if entity == "patient" else "patient_id"]
-        patient = patient.astype("string")
-        members: dict[str, np.ndarray] = {}
-        reasons: dict[str, pd.Series] = {}
         position: np.ndarray | None = None
         if by_first_wave and first is not None:
-            position = patient.map(first).fillna(len(order)).to_numpy(np.int64)
+            position = patient.astype("string").map(first).fillna(len(order)).to_numpy(np.int64)
+        taken = _Taken(len(table), len(order))
         for index, wave in enumerate(plan.waves):
-            column = np.zeros(len(table), dtype=bool)
-            reason = pd.Series(pd.NA, index=table.index, dtype="string")
             if name in wave.systems:
-                column |= True
-                reason = reason.fillna(WHOLE_SYSTEM)
+                taken.add(index, np.ones(len(table), bool), WHOLE_SYSTEM)
             if split and not by_first_wave and plan.patients == wave.wave:
-                column |= True
-                reason = reason.fillna(PATIENT_WAVE)
+                taken.add(index, np.ones(len(table), bool), PATIENT_WAVE)
             if position is not None:
                 mine = position == index
                 if wave.wave == unscoped:
                     mine |= position == len(order)  # a patient no wave takes a row of
-                column |= mine
-                reason = reason.mask(mine & reason.isna().to_numpy(), PATIENT_FOLLOWS)
-            members[wave.wave] = column
-            reasons[wave.wave] = reason
-        result[entity] = (
-            pd.DataFrame(members, index=table.index, columns=order),
-            pd.DataFrame(reasons, index=table.index, columns=order),
-        )
+                taken.add(index, mine, PATIENT_FOLLOWS)
+        result[entity] = taken.frames(table.index, order)
 
 
 def _first_waves(
@@ -271,18 +320,23 @@ def _first_waves(
     no_wave: int,
 ) -> pd.Series:
     """Per patient id, the position (plan order) of the first wave taking one of its rows."""
-    frames = [pd.DataFrame({"patient_id": pd.Series([], dtype="string"), "at": []})]
+    patients = [pa.array([], pa.large_string())]
+    positions = [np.array([], dtype=np.float64)]
     for entity, (members, _) in result.items():
         table = tables.get(entity)
         if table is None or "patient_id" not in table.columns or members.empty:
             continue
         taken = members.to_numpy()
-        position = np.where(taken.any(axis=1), taken.argmax(axis=1), no_wave)
-        frames.append(
-            pd.DataFrame({"patient_id": table["patient_id"].astype("string"), "at": position})
-        )
-    joined = pd.concat(frames, ignore_index=True).dropna(subset=["patient_id"])
-    return joined.groupby("patient_id")["at"].min()
+        positions.append(np.where(taken.any(axis=1), taken.argmax(axis=1), no_wave))
+        patients.append(_text(table["patient_id"]))
+    patient = pa.concat_arrays(patients)
+    known = ~np.asarray(patient.is_null().to_numpy(zero_copy_only=False), bool)
+    at = pd.Series(
+        np.concatenate(positions).astype(np.float64)[known],
+        index=pd.Index(pd.array(patient.filter(known), dtype="string"), name="patient_id"),
+        name="at",
+    )
+    return at.groupby(level=0).min()
 
 
 def first_waves_of(
@@ -304,13 +358,15 @@ def assign(
     known: dict[str, pd.Series] | None = None,
     first_waves: pd.Series | None = None,
     found: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+    entities: Collection[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per entity, each row's ``source_key``, ``wave`` and ``reason``, and ``waves``: how many
     waves take it. ``wave`` is set only where exactly one does; otherwise the reason is
-    ``in_no_wave`` or ``in_several_waves``. ``found``: :func:`memberships` already computed."""
+    ``in_no_wave`` or ``in_several_waves``. ``found``: :func:`memberships` already computed;
+    ``entities``: only these."""
     assigned = {}
     if found is None:
-        found = memberships(plan, system, tables, known, first_waves)
+        found = memberships(plan, system, tables, known, first_waves, entities)
     for entity, (members, reasons) in found.items():
         taken = members.to_numpy()
         count = taken.sum(axis=1)

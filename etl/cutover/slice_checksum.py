@@ -36,10 +36,13 @@ def row_frame(
     rows: Sequence[Sequence[object]], columns: list[str], legacy: bool = False
 ) -> pd.DataFrame:
     """The rows as a frame of text, each value by itself (``legacy``: as the column type pandas
-    infers for these rows, the definition before version 2)."""
+    infers for these rows, the definition before version 2). Rows become tuples first, as
+    pandas would make them anyway: handed SQLAlchemy rows, it first asks each for a ``dtype``
+    attribute, and every failed lookup raises and catches two exceptions."""
+    tuples = list(map(tuple, rows))
     if legacy:
-        return pd.DataFrame(rows, columns=columns).astype("string")
-    return pd.DataFrame(list(rows), columns=columns, dtype=object).astype("string")
+        return pd.DataFrame(tuples, columns=columns).astype("string")
+    return pd.DataFrame(tuples, columns=columns, dtype=object).astype("string")
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:

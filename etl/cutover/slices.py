@@ -68,6 +68,7 @@ from etl.cutover.scope import (
     read_transformed,
     row_units,
 )
+from etl.cutover.slice_checksum import row_frame
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE
 from etl.settings import Settings
@@ -353,7 +354,7 @@ def _core_rows(
             sa.select(key.label("row_id"), *(table.c[c] for c in columns)).where(key.in_(part))
         ).all()
         if rows:
-            frames.append(pd.DataFrame(rows, columns=["row_id", *columns]))
+            frames.append(pd.DataFrame(list(map(tuple, rows)), columns=["row_id", *columns]))
     return pd.concat(frames, ignore_index=True).astype("string")
 
 
@@ -761,7 +762,7 @@ def _core_tables(connection: sa.Connection, system: SystemMappings) -> dict[str,
         rows = connection.execute(
             sa.select(*(table.c[c] for c in columns)).where(table.c.source_system == system.name)
         ).all()
-        tables[entity] = pd.DataFrame(rows, columns=columns).astype("string")
+        tables[entity] = pd.DataFrame(list(map(tuple, rows)), columns=columns).astype("string")
     return tables
 
 
@@ -779,7 +780,7 @@ def _core_chunks(
         .execution_options(yield_per=chunk)
     )
     for partition in result.partitions():
-        yield pd.DataFrame(list(partition), columns=columns, dtype=object).astype("string")
+        yield row_frame(partition, columns)
 
 
 def _via_depth(system: SystemMappings, entity: str) -> int:
@@ -850,7 +851,7 @@ def core_assignment(
         )
         for frame in frames_of:
             tables = {**base, entity: frame}
-            found = memberships(plan, system, tables, known, first_waves=first)
+            found = memberships(plan, system, tables, known, first, entities=[entity])
             rows = assign(plan, system, tables, found=found)[entity]
             ids = frame[key].to_numpy()
             yield entity, pd.Series(rows["wave"].to_numpy(), index=ids, dtype="string")
@@ -859,7 +860,7 @@ def core_assignment(
                 if sum(len(p) for p in pending) >= max(chunk, len(first)):
                     first = _fold(first, pending)  # amortised: folded as often as it doubles
             if entity in targets:
-                units = row_units(system, tables, known)[entity][0]
+                units = row_units(system, tables, known, entities=[entity])[entity][0]
                 gathered.append(pd.Series(units.to_numpy(), index=ids, dtype="string"))
         first = _fold(first, pending)
         if entity in targets:
@@ -873,7 +874,7 @@ def core_assignment(
         key = ENTITIES[entity].id_field()
         for frame in _core_chunks(connection, system, entity, chunk):
             tables = {entity: frame}
-            found = memberships(plan, system, tables, known, first if split else None)
+            found = memberships(plan, system, tables, known, first if split else None, [entity])
             rows = assign(plan, system, tables, found=found)[entity]
             yield entity, pd.Series(rows["wave"].to_numpy(), index=frame[key].to_numpy())
 

@@ -30,8 +30,11 @@ from etl.cutover.scope import (
     UNSCOPED_OTHER_UNIT,
     WHOLE_SYSTEM,
     assign,
+    first_waves_of,
     is_patient_level,
+    memberships,
     needed_columns,
+    row_units,
     system_report,
 )
 from etl.settings import PROJECT_ROOT
@@ -297,6 +300,46 @@ def test_via_the_encounter(catalog, register, demo_plan):
     assert rows["reason"].tolist() == ["via_encounter"] + [UNSCOPED_NO_UNIT] * 3
 
 
+def test_a_unit_is_trimmed_and_a_pointer_to_a_repeated_id_takes_its_first_row(
+    catalog, register, demo_plan
+):
+    """A unit padded with blanks is that unit, one of blanks only is none; a row pointing at an
+    id two rows carry takes the unit of the first (etl/cutover/scope.py, ``_looked_up``)."""
+    melior = catalog.system("melior")
+    skas, su = units_of(register, "SkaS")[0], units_of(register, "SU")[0]
+    tables = {
+        "encounter": pd.DataFrame(
+            {
+                "source_key": ["k1", "k2", "k3", "k4"],
+                "encounter_id": ["e1", "e1", "e2", "e3"],
+                "patient_id": ["p1"] * 4,
+                "care_unit_hsa_id": [f" {skas}\t", su, "   ", su],
+            }
+        ),
+        "diagnosis": pd.DataFrame(
+            {
+                "source_key": ["d1", "d2", "d3"],
+                "diagnosis_id": ["x1", "x2", "x3"],
+                "patient_id": ["p1"] * 3,
+                "encounter_id": ["e1", "e2", "e3"],
+            }
+        ),
+    }
+
+    rows = assign(demo_plan, melior, tables)
+    units = row_units(melior, tables)
+
+    assert units["encounter"][0].tolist() == [skas, su, pd.NA, su]
+    assert units["diagnosis"][0].tolist() == [skas, pd.NA, su]
+    assert rows["encounter"]["reason"].tolist() == [OWN_UNIT, OWN_UNIT, UNSCOPED_NO_UNIT, OWN_UNIT]
+    assert rows["diagnosis"]["wave"].tolist() == ["w1_skaraborg", "w3_hospitals", "w2_goteborg"]
+    assert rows["diagnosis"]["reason"].tolist() == [
+        "via_encounter",
+        UNSCOPED_NO_UNIT,
+        "via_encounter",
+    ]
+
+
 def test_a_fixed_unit(catalog, demo_plan):
     tables = {
         "observation": pd.DataFrame(
@@ -470,6 +513,40 @@ def test_every_row_is_in_exactly_one_wave_the_one_the_specification_gives(
         assert rows["wave"].tolist() == expected[entity], entity
         assert rows["source_key"].tolist() == tables[entity]["source_key"].tolist()
     assert sum(c.rows for c in counts) == sum(len(t) for t in tables.values())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(example=plans)
+def test_one_entitys_rows_alone_get_the_waves_the_whole_tables_give(
+    mappings, catalog, register, example
+):
+    """What the assignment of the core's rows in chunks does (etl/cutover/slices.py,
+    ``core_assignment``): one entity's rows with only ``entities=[it]`` computed, the units
+    of the rows they point at and the patients' first waves given instead of their tables."""
+    plan, system, tables = _generated(mappings, catalog, register, example)
+    whole = assign(plan, system, tables)
+    found = memberships(plan, system, tables)
+    first = first_waves_of(plan, system, tables, found)
+    known = {
+        entity: pd.Series(
+            units.to_numpy(),
+            index=tables[entity][ENTITIES[entity].id_field()].to_numpy(),
+            dtype="string",
+        )
+        for entity, (units, _) in row_units(system, tables).items()
+    }
+
+    for entity, table in tables.items():
+        alone = {entity: table} | (
+            {"care_unit": tables["care_unit"]}
+            if entity != "care_unit" and "care_unit" in tables
+            else {}
+        )
+        found = memberships(plan, system, alone, known, first, entities=[entity])
+        rows = assign(plan, system, alone, found=found)
+
+        assert list(found) == [entity]
+        pd.testing.assert_frame_equal(rows[entity], whole[entity], obj=entity)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
