@@ -762,7 +762,7 @@ def _core_tables(connection: sa.Connection, system: SystemMappings) -> dict[str,
         rows = connection.execute(
             sa.select(*(table.c[c] for c in columns)).where(table.c.source_system == system.name)
         ).all()
-        tables[entity] = pd.DataFrame(list(map(tuple, rows)), columns=columns).astype("string")
+        tables[entity] = row_frame(rows, columns, legacy=True)
     return tables
 
 
