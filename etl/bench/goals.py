@@ -333,6 +333,19 @@ def scale_report(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]
                 "identity": identity,
                 "goals": as_dicts(identity_goals(identity)),
             }
+        with_workers = [
+            run.get("backend")
+            for result in (small, large)
+            for run in result.get("runs", [])
+            if not run.get("error") and "workers" in str(run.get("process"))
+        ]
+        if with_workers:
+            raise ValueError(
+                "the two results have no finished run on the same backend in the bench's own "
+                f"process ({', '.join(sorted(set(map(str, with_workers))))} ran in worker "
+                "processes, whose peak memory is a sum of samples): run each size with "
+                "`--jobs 1`, as `make bench-scale` does"
+            )
         raise ValueError("the two results have no finished run on the same backend to compare")
     if small_run["chunk_rows"] != large_run["chunk_rows"]:
         raise ValueError(

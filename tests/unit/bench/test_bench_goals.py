@@ -232,6 +232,21 @@ def test_scale_report_prefers_postgresql_and_refuses_different_chunk_sizes():
         goals.scale_report(results(100, small_sqlite), results(1_000, other_chunk))
     with pytest.raises(ValueError, match="no finished run"):
         goals.scale_report(results(100, small_pg), results(1_000, large_sqlite))
+    # Runs with worker processes (the bench's default): their peak RSS is a sum of samples, so
+    # the memory goal cannot compare them; the error says how to run the sizes instead.
+    small_workers = {**small_pg, "process": "this process + 2 workers"}
+    large_workers = {**large_pg, "process": "this process + 2 workers"}
+    with pytest.raises(ValueError, match="--jobs 1"):
+        goals.scale_report(results(100, small_workers), results(1_000, large_workers))
+
+
+def test_make_bench_scale_runs_each_size_in_the_bench_process():
+    """`make bench-scale` must give runs `--scale-compare` can compare: one process each."""
+    from etl.settings import PROJECT_ROOT
+
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    (flags,) = [line for line in makefile.splitlines() if line.startswith("BENCH_SCALE_FLAGS")]
+    assert "--jobs 1" in flags.split(":=", 1)[1]
 
 
 def test_results_markdown_shows_stages_throughput_start_up_and_goals():
