@@ -24,11 +24,11 @@ COMMANDS: dict[str, list[str]] = {
     "vardflytt --help (command line, no work)": ["-m", "etl.cli", "--help"],
     "import etl.pipeline + great_expectations (a task's pipeline imports)": [
         "-c",
-        "import great_expectations, etl.pipeline",
+        "import etl.validate.gx_import, etl.pipeline",
     ],
     "import airflow.sdk + etl.pipeline + great_expectations (an Airflow task's imports)": [
         "-c",
-        "import airflow.sdk, great_expectations, etl.pipeline",
+        "import airflow.sdk, etl.validate.gx_import, etl.pipeline",
     ],
 }
 

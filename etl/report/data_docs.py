@@ -261,7 +261,9 @@ def build_data_docs(
     configurations and, as each result, only counts (``observed``). An ephemeral context keeps
     GX's stores in memory: nothing is written but the site itself.
     """
-    import great_expectations as gx
+    from etl.validate.gx_import import gx  # first: GX imported the project's way
+
+    # isort: split
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult,
         ExpectationValidationResult,

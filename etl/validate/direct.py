@@ -80,7 +80,9 @@ def plan(suite: Any, parameters: dict[str, Any]) -> list[Planned] | None:
 
 
 def _plan(suite: Any, parameters: dict[str, Any]) -> list[Planned] | None:
-    import great_expectations as gx
+    from etl.validate.gx_import import gx  # first: GX imported the project's way
+
+    # isort: split
     from great_expectations.expectations.registry import (
         _registered_metrics,
         get_expectation_impl,

@@ -147,7 +147,9 @@ def _kwargs_built_once() -> None:
     replacements build the configuration once per call and read every key from it: the same
     values (nothing changes the expectation during the call), the same errors. Only the version
     whose code they copy is patched; any other runs unchanged."""
-    import great_expectations as gx
+    from etl.validate.gx_import import gx  # first: GX imported the project's way
+
+    # isort: split
     from great_expectations.exceptions import InvalidExpectationKwargsError
     from great_expectations.expectations.expectation import Expectation
 
@@ -200,7 +202,9 @@ _PATCHED = "_vardflytt_kwargs_built_once"
 
 @cache
 def _context():
-    import great_expectations as gx
+    from etl.validate.gx_import import gx  # first: GX imported the project's way
+
+    # isort: split
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
 
@@ -237,7 +241,7 @@ def _direct_plan(suite_key: tuple[Path, str, str, str], parameters_json: str):
 @lru_cache(maxsize=64)
 def _cached_suite(expectations_dir: Path, entity: str, _digest: str, _content: str):
     """The GX suite of one version of the suite file (``_suite_key``)."""
-    import great_expectations as gx
+    from etl.validate.gx_import import gx
 
     definition = read_suite_definition(expectations_dir, entity)
     expectations = resolved_expectations(expectations_dir, entity)

@@ -231,7 +231,7 @@ def test_a_scheduler_that_forks_task_runners_imports_the_task_modules_first(
     argv, executor, preloaded
 ):
     assert task_preload(argv, executor) == (TASK_PRELOAD if preloaded else ())
-    assert "etl.pipeline" in TASK_PRELOAD and "great_expectations" in TASK_PRELOAD
+    assert "etl.pipeline" in TASK_PRELOAD and "etl.validate.gx_import" in TASK_PRELOAD
 
 
 @pytest.mark.integration
@@ -244,7 +244,7 @@ def test_the_scheduler_process_has_the_task_modules_before_airflow_starts(
     """Through Airflow's own configuration (``AIRFLOW__CORE__EXECUTOR``), in a fresh process."""
     script = (
         "import sys; from etl.airflow_main import _preload; _preload(['airflow', 'scheduler']); "
-        "print(all(m in sys.modules for m in ('etl.pipeline', 'great_expectations')))"
+        "print(all(m in sys.modules for m in ('etl.pipeline', 'etl.validate.gx_import')))"
     )
     environment = {
         **os.environ,
