@@ -50,7 +50,7 @@ from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset
 from etl.core import files, residency
 from etl.core.arrow import open_parquet
 from etl.core.files import sha256_of as _sha256
-from etl.core.ids import row_hashes
+from etl.core.ids import combined_row_hashes, row_hashes, text_value_hashes
 from etl.extract import physical, readers
 from etl.extract.records import ReadStats
 from etl.settings import Settings
@@ -139,40 +139,110 @@ class LandingManifest(BaseModel):
         return sum(dataset.rows for dataset in self.datasets.values())
 
 
-def _with_lineage(chunk: pd.DataFrame, key: list[str], first_row: int) -> pd.DataFrame:
-    chunk = chunk.reset_index(drop=True)
-    if READ_ERROR not in chunk.columns:
-        chunk[READ_ERROR] = pd.Series(pd.NA, index=chunk.index, dtype="string")
-    source_key = chunk[key[0]].astype("string").str.strip()
-    for column in key[1:]:
-        source_key = source_key + "|" + chunk[column].astype("string").str.strip()
-    chunk[ROW_NUMBER] = pd.RangeIndex(first_row, first_row + len(chunk), dtype="int64")
-    chunk[SOURCE_KEY] = source_key
-    chunk[ROW_HASH] = row_hashes(chunk.drop(columns=[ROW_NUMBER, SOURCE_KEY, READ_ERROR]))
-    return chunk
+# Landed files are read by the pipeline's own readers, whole columns at a time and never with a
+# filter, so they carry no min/max statistics (a third of the writer's time on text columns), and
+# dictionary pages only for a column with few distinct values, where they pay (a column of mostly
+# distinct values, the lineage columns among them, costs time to try a dictionary and bytes to
+# fall back from it). Measured on ELVIS and Melior at 20,000 people: ParquetWriter's time -55%,
+# 20% fewer bytes, no slower to read.
+_DICTIONARY_DISTINCT_SHARE = 0.2
+
+
+def _landing_schema(columns: list[str]) -> pa.Schema:
+    return pa.schema(
+        [(c, pa.string()) for c in columns]
+        + [(ROW_NUMBER, pa.int64()), (SOURCE_KEY, pa.string()), (ROW_HASH, pa.uint64())]
+        + [(READ_ERROR, pa.string())]
+    )
+
+
+def _source_keys(table: pa.Table, key: list[str]) -> pa.Array | pa.ChunkedArray:
+    """Each row's key values, trimmed of white space and joined by ``|``; null if one is null
+    (as pandas' ``.str.strip()`` and ``+`` of Arrow-backed text computed it before)."""
+    trimmed = [
+        pc.utf8_trim_whitespace(table.column(column).cast(pa.large_string())) for column in key
+    ]
+    if len(trimmed) == 1:
+        return trimmed[0]
+    return pc.binary_join_element_wise(*trimmed, pa.scalar("|", pa.large_string()))
+
+
+def _row_hashes(chunk: pd.DataFrame, table: pa.Table) -> tuple[np.ndarray, dict[str, int] | None]:
+    """The rows' hashes over every column but the lineage ones, in the chunk's order (as
+    ``row_hashes`` of the chunk), and each column's distinct values (None if not all text)."""
+    hashed = [name for name in chunk.columns if name not in LINEAGE_COLUMNS]
+    if not hashed or not all(
+        pa.types.is_string(table.schema.field(name).type)
+        or pa.types.is_large_string(table.schema.field(name).type)
+        for name in hashed
+    ):
+        return row_hashes(chunk[hashed]), None
+    by_column = {name: text_value_hashes(table.column(name)) for name in hashed}
+    combined = combined_row_hashes([hashes for hashes, _ in by_column.values()], len(chunk))
+    return combined, {name: distinct for name, (_, distinct) in by_column.items()}
+
+
+def _with_lineage(
+    chunk: pd.DataFrame, schema: pa.Schema, key: list[str], first_row: int
+) -> tuple[pa.Table, dict[str, int] | None]:
+    """The chunk as a landed table (``schema``), and each column's distinct values if known."""
+    rows = len(chunk)
+    table = pa.Table.from_pandas(chunk, preserve_index=False)
+    hashes, distinct = _row_hashes(chunk, table)
+    lineage = {
+        ROW_NUMBER: pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)),
+        SOURCE_KEY: _source_keys(table, key),
+        ROW_HASH: pa.array(hashes, type=pa.uint64()),
+        READ_ERROR: (
+            table.column(READ_ERROR)
+            if READ_ERROR in table.column_names
+            else pa.nulls(rows, type=pa.string())
+        ),
+    }
+    arrays = [
+        lineage[field.name] if field.name in lineage else table.column(field.name)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(arrays, names=schema.names).cast(schema), distinct
+
+
+def _dictionary_columns(columns: list[str], distinct: dict[str, int] | None, rows: int) -> list:
+    """The columns written with dictionary pages: those of few distinct values in the first
+    chunk (every value column when that is not known), and ``_read_error`` (mostly null)."""
+    share = _DICTIONARY_DISTINCT_SHARE * rows
+    chosen = [c for c in columns if distinct is None or distinct.get(c, 0) <= share]
+    return [*chosen, READ_ERROR]
 
 
 def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".parquet.tmp")
-    schema = pa.schema(
-        [(c, pa.string()) for c in columns]
-        + [(ROW_NUMBER, pa.int64()), (SOURCE_KEY, pa.string()), (ROW_HASH, pa.uint64())]
-        + [(READ_ERROR, pa.string())]
-    )
+    schema = _landing_schema(columns)
     rows = 0
+    writer = None
     try:
-        with pq.ParquetWriter(temporary, schema) as writer:
-            for chunk in chunks:
-                chunk = _with_lineage(chunk, key, rows + 1)
-                table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
-                writer.write_table(table)
-                rows += len(chunk)
+        for chunk in chunks:
+            table, distinct = _with_lineage(chunk, schema, key, rows + 1)
+            if writer is None:  # opened on the first chunk, which tells its dictionary columns
+                writer = _landing_writer(
+                    temporary, schema, _dictionary_columns(columns, distinct, len(chunk))
+                )
+            writer.write_table(table)
+            rows += len(chunk)
+        if writer is None:  # no rows at all: a file of the schema only
+            writer = _landing_writer(temporary, schema, _dictionary_columns(columns, None, 0))
+        writer.close()
     except BaseException:
+        if writer is not None:
+            writer.close()
         temporary.unlink(missing_ok=True)
         raise
     temporary.replace(path)
     return rows
+
+
+def _landing_writer(path: Path, schema: pa.Schema, dictionary_columns: list) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, schema, use_dictionary=dictionary_columns, write_statistics=False)
 
 
 # --- the physical count beside the reader's ---------------------------------------------------
