@@ -497,15 +497,22 @@ def _classify_duplicates(landed: Path, target: Path, chunk_rows: int = 100_000) 
         with tempfile.TemporaryDirectory(prefix=".duplicates_", dir=target.parent) as folder:
             parts = [Path(folder) / f"{bucket}.parquet" for bucket in range(buckets)]
             schema = source.schema_arrow
+            # Scratch files, read once: neither statistics nor dictionaries pay for themselves.
             writers = [
-                pq.ParquetWriter(part, pa.schema([schema.field(c) for c in columns]))
+                pq.ParquetWriter(
+                    part,
+                    pa.schema([schema.field(c) for c in columns]),
+                    use_dictionary=False,
+                    write_statistics=False,
+                )
                 for part in parts
             ]
             try:
                 for batch in source.iter_batches(batch_size=chunk_rows, columns=columns):
-                    keys = batch.column(SOURCE_KEY).to_pandas()
-                    bucket_of_row = pd.util.hash_pandas_object(keys, index=False).to_numpy()
-                    bucket_of_row = pa.array(bucket_of_row % np.uint64(buckets))
+                    # Any hash of the key will do (the outcome does not depend on the buckets,
+                    # only on a key's rows meeting in one).
+                    key_hashes, _ = text_value_hashes(batch.column(SOURCE_KEY))
+                    bucket_of_row = pa.array(key_hashes % np.uint64(buckets))
                     table = pa.Table.from_batches([batch])
                     for bucket, writer in enumerate(writers):
                         part = table.filter(pc.equal(bucket_of_row, np.uint64(bucket)))
