@@ -53,22 +53,34 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False, hash_key=_CONTENT_KEY).to_numpy()
 
 
-def text_value_hashes(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+def text_value_hashes(
+    values: pa.Array | pa.ChunkedArray, *, is_mostly_distinct: bool = False
+) -> tuple[np.ndarray, int | None]:
     """Each value's hash as ``row_hashes`` hashes a text column, and how many distinct values
-    (nulls aside) the column holds.
+    (nulls aside) the column holds (None with ``is_mostly_distinct``: not counted).
 
     The steps of pandas' own hashing of an Arrow-backed text column (dictionary-encode, hash the
-    distinct values with SipHash, take), but the distinct values are handed to
-    ``pd.util.hash_array`` as their UTF-8 bytes rather than as Python strings it encodes one by
-    one: pandas hashes a ``bytes`` value as exactly those bytes, and a ``str`` as its UTF-8
-    encoding, so the hash is the same (tests/unit/core/test_ids.py compares them), for about
-    half the work."""
+    distinct values with SipHash, take), but the values are handed to ``pd.util.hash_array`` as
+    their UTF-8 bytes rather than as Python strings it encodes one by one: pandas hashes a
+    ``bytes`` value as exactly those bytes, and a ``str`` as its UTF-8 encoding, so the hash is
+    the same (tests/unit/core/test_ids.py compares them), for about half the work. A column of
+    mostly distinct values (``is_mostly_distinct``, the caller's guess) is hashed value by value:
+    the dictionary would save little hashing and cost more than it saves. Either way gives the
+    same hashes; only the time differs."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         raise TypeError(f"text_value_hashes hashes text, not {values.type}")
-    encoded = pc.dictionary_encode(values)
     binary = pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary()
+    if is_mostly_distinct:
+        # A missing value becomes None in numpy, which pandas would hash as the text "None".
+        filled = pc.fill_null(values, pa.scalar("", values.type)) if values.null_count else values
+        every = filled.cast(binary).to_numpy(zero_copy_only=False)
+        result = pd.util.hash_array(every, hash_key=_CONTENT_KEY, categorize=False)
+        if values.null_count:
+            result[values.is_null().to_numpy(zero_copy_only=False)] = _MISSING_HASH
+        return result, None
+    encoded = pc.dictionary_encode(values)
     distinct = encoded.dictionary.cast(binary).to_numpy(zero_copy_only=False)
     hashed = pd.util.hash_array(distinct, hash_key=_CONTENT_KEY, categorize=False)
     indices = encoded.indices

@@ -76,6 +76,20 @@ def test_lineage_is_what_pandas_built(drawn, first_row):
 
 
 @SETTINGS
+@given(drawn=chunks(), data=st.data())
+def test_columns_hashed_value_by_value_land_the_same(drawn, data):
+    """The columns the first chunk found mostly distinct are hashed value by value after it:
+    the same table, and only the other columns counted."""
+    chunk, names, key = drawn
+    schema = _landing_schema(names)
+    mostly_distinct = frozenset(data.draw(st.sets(st.sampled_from(names))))
+    table, distinct = _with_lineage(chunk, schema, key, 1, mostly_distinct)
+    assert table.equals(landed_table(chunk, schema, key, 1))
+    assert distinct is not None
+    assert set(distinct) == {n for n in chunk.columns if n != READ_ERROR} - mostly_distinct
+
+
+@SETTINGS
 @given(drawn=chunks())
 def test_row_hashes_follow_the_chunks_column_order(drawn):
     """The row hash covers the columns in the order the reader gives them, as before."""
@@ -107,7 +121,11 @@ def _chunk(rows: range) -> pd.DataFrame:
 
 @pytest.mark.parametrize(
     "parts",
-    [pytest.param([], id="no-chunks"), pytest.param([range(0, 40), range(40, 70)], id="two")],
+    [
+        pytest.param([], id="no-chunks"),
+        pytest.param([range(0, 40), range(40, 70)], id="two"),
+        pytest.param([range(0, 30), range(30, 60), range(60, 61)], id="three"),
+    ],
 )
 def test_a_landed_file_reads_back_as_the_pandas_tables(tmp_path, parts):
     names, key = ["ID", "KIND", "TEXT"], ["ID"]
