@@ -4,7 +4,11 @@ what pandas gives. Never used by the pipeline (pandas pads short rows and splits
 
 ``read_sql_table`` is the SQL table read as it was before issue 15 (``pd.read_sql_query`` with
 ``dtype="string"``, each value then checked with Python's ``re``): readers.read_table, which
-builds its chunks column-wise from the driver's rows, must give exactly these chunks."""
+builds its chunks column-wise from the driver's rows, must give exactly these chunks.
+
+``landed_table`` is a chunk with its lineage as landing built it with pandas before issue 15's
+landing work (``etl.extract.landing._with_lineage``, which builds it in Arrow, must give exactly
+this table: the source key and the row hash bit for bit)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from etl.catalog import FileDataset, FileFormat, SqlDataset
@@ -84,3 +89,23 @@ def read_sql_table(
         chunk["_read_error"] = pd.array(errors, dtype="string")
         record += len(chunk)
         yield chunk, sum(bad)
+
+
+def landed_table(
+    chunk: pd.DataFrame, schema: pa.Schema, key: list[str], first_row: int
+) -> pa.Table:
+    """``chunk`` with ``_row_number``, ``_source_key``, ``_row_hash`` and ``_read_error``, as the
+    landing zone held it (``schema``: the landed file's)."""
+    chunk = chunk.reset_index(drop=True)
+    if "_read_error" not in chunk.columns:
+        chunk["_read_error"] = pd.Series(pd.NA, index=chunk.index, dtype="string")
+    source_key = chunk[key[0]].astype("string").str.strip()
+    for column in key[1:]:
+        source_key = source_key + "|" + chunk[column].astype("string").str.strip()
+    chunk["_row_number"] = pd.RangeIndex(first_row, first_row + len(chunk), dtype="int64")
+    chunk["_source_key"] = source_key
+    hashed = chunk.drop(columns=["_row_number", "_source_key", "_read_error"])
+    chunk["_row_hash"] = pd.util.hash_pandas_object(
+        hashed, index=False, hash_key="vardflytt-body01"
+    ).to_numpy()
+    return pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)

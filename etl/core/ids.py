@@ -8,12 +8,19 @@ would fail the suite before it could re-key the core.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Fixed 16-byte SipHash keys; changing either re-keys every core row.
 _ID_KEYS = ("vardflytt-id-k01", "vardflytt-id-k02")
 _CONTENT_KEY = "vardflytt-body01"
+# What pandas gives a missing value in ``hash_pandas_object`` (and a row hash starts and ends
+# with: CPython's tuple hash, as ``pandas.core.util.hashing.combine_hash_arrays`` computes it).
+_MISSING_HASH = np.uint64(np.iinfo(np.uint64).max)
 _HEX_PAIRS = np.array([f"{value:02x}" for value in range(256)], dtype="<U2")
 
 
@@ -44,3 +51,56 @@ def content_hashes(frame: pd.DataFrame) -> pd.Series:
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """Raw uint64 hashes of whole source rows, to tell exact duplicates from conflicting ones."""
     return pd.util.hash_pandas_object(frame, index=False, hash_key=_CONTENT_KEY).to_numpy()
+
+
+def text_value_hashes(
+    values: pa.Array | pa.ChunkedArray, *, is_mostly_distinct: bool = False
+) -> tuple[np.ndarray, int | None]:
+    """Each value's hash as ``row_hashes`` hashes a text column, and how many distinct values
+    (nulls aside) the column holds (None with ``is_mostly_distinct``: not counted).
+
+    The steps of pandas' own hashing of an Arrow-backed text column (dictionary-encode, hash the
+    distinct values with SipHash, take), but the values are handed to ``pd.util.hash_array`` as
+    their UTF-8 bytes rather than as Python strings it encodes one by one: pandas hashes a
+    ``bytes`` value as exactly those bytes, and a ``str`` as its UTF-8 encoding, so the hash is
+    the same (tests/unit/core/test_ids.py compares them), for about half the work. A column of
+    mostly distinct values (``is_mostly_distinct``, the caller's guess) is hashed value by value:
+    the dictionary would save little hashing and cost more than it saves. Either way gives the
+    same hashes; only the time differs."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        raise TypeError(f"text_value_hashes hashes text, not {values.type}")
+    binary = pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary()
+    if is_mostly_distinct:
+        # A missing value becomes None in numpy, which pandas would hash as the text "None".
+        filled = pc.fill_null(values, pa.scalar("", values.type)) if values.null_count else values
+        every = filled.cast(binary).to_numpy(zero_copy_only=False)
+        result = pd.util.hash_array(every, hash_key=_CONTENT_KEY, categorize=False)
+        if values.null_count:
+            result[values.is_null().to_numpy(zero_copy_only=False)] = _MISSING_HASH
+        return result, None
+    encoded = pc.dictionary_encode(values)
+    distinct = encoded.dictionary.cast(binary).to_numpy(zero_copy_only=False)
+    hashed = pd.util.hash_array(distinct, hash_key=_CONTENT_KEY, categorize=False)
+    indices = encoded.indices
+    if not len(hashed):  # every value missing (or none at all)
+        return np.full(len(indices), _MISSING_HASH, dtype=np.uint64), 0
+    result = hashed.take(indices.fill_null(0).to_numpy())
+    if indices.null_count:
+        result[indices.is_null().to_numpy(zero_copy_only=False)] = _MISSING_HASH
+    return result, len(hashed)
+
+
+def combined_row_hashes(column_hashes: Sequence[np.ndarray], rows: int) -> np.ndarray:
+    """Rows' hashes from their columns' value hashes, in column order, as ``row_hashes``
+    combines them (pandas' ``combine_hash_arrays``: CPython's tuple hash)."""
+    result = np.full(rows, 0x345678, dtype=np.uint64)
+    multiplier = np.uint64(1000003)
+    for position, hashes in enumerate(column_hashes):
+        remaining = len(column_hashes) - position
+        result ^= hashes
+        result *= multiplier
+        multiplier += np.uint64(82520 + remaining + remaining)
+    result += np.uint64(97531)
+    return result

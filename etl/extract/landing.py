@@ -50,7 +50,7 @@ from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset
 from etl.core import files, residency
 from etl.core.arrow import open_parquet
 from etl.core.files import sha256_of as _sha256
-from etl.core.ids import row_hashes
+from etl.core.ids import combined_row_hashes, row_hashes, text_value_hashes
 from etl.extract import physical, readers
 from etl.extract.records import ReadStats
 from etl.settings import Settings
@@ -139,40 +139,133 @@ class LandingManifest(BaseModel):
         return sum(dataset.rows for dataset in self.datasets.values())
 
 
-def _with_lineage(chunk: pd.DataFrame, key: list[str], first_row: int) -> pd.DataFrame:
-    chunk = chunk.reset_index(drop=True)
-    if READ_ERROR not in chunk.columns:
-        chunk[READ_ERROR] = pd.Series(pd.NA, index=chunk.index, dtype="string")
-    source_key = chunk[key[0]].astype("string").str.strip()
-    for column in key[1:]:
-        source_key = source_key + "|" + chunk[column].astype("string").str.strip()
-    chunk[ROW_NUMBER] = pd.RangeIndex(first_row, first_row + len(chunk), dtype="int64")
-    chunk[SOURCE_KEY] = source_key
-    chunk[ROW_HASH] = row_hashes(chunk.drop(columns=[ROW_NUMBER, SOURCE_KEY, READ_ERROR]))
-    return chunk
+# Landed files are read by the pipeline's own readers, whole columns at a time and never with a
+# filter, so they carry no min/max statistics (a quarter of the writer's time on text columns),
+# and dictionary pages only for a column with few distinct values, where they pay (a column of
+# mostly distinct values, the lineage columns among them, costs time to try a dictionary and bytes
+# to fall back from it). Measured on ELVIS and Melior at 20,000 people: ParquetWriter's CPU time
+# -55%, 20% fewer bytes, no slower to read back.
+_DICTIONARY_DISTINCT_SHARE = 0.2
+# A column whose first chunk holds more distinct values than this share of its rows is hashed
+# value by value in the chunks after it (``text_value_hashes``: the same hashes, sooner).
+_MOSTLY_DISTINCT_SHARE = 0.5
+
+
+def _landing_schema(columns: list[str]) -> pa.Schema:
+    return pa.schema(
+        [(c, pa.string()) for c in columns]
+        + [(ROW_NUMBER, pa.int64()), (SOURCE_KEY, pa.string()), (ROW_HASH, pa.uint64())]
+        + [(READ_ERROR, pa.string())]
+    )
+
+
+def _source_keys(table: pa.Table, key: list[str]) -> pa.Array | pa.ChunkedArray:
+    """Each row's key values, trimmed of white space and joined by ``|``; null if one is null
+    (as pandas' ``.str.strip()`` and ``+`` of Arrow-backed text computed it before)."""
+    trimmed = [
+        pc.utf8_trim_whitespace(table.column(column).cast(pa.large_string())) for column in key
+    ]
+    if len(trimmed) == 1:
+        return trimmed[0]
+    return pc.binary_join_element_wise(*trimmed, pa.scalar("|", pa.large_string()))
+
+
+def _row_hashes(
+    chunk: pd.DataFrame, table: pa.Table, mostly_distinct: frozenset[str]
+) -> tuple[np.ndarray, dict[str, int] | None]:
+    """The rows' hashes over every column but the lineage ones, in the chunk's order (as
+    ``row_hashes`` of the chunk), and the distinct values of each column not ``mostly_distinct``
+    (None if not all text)."""
+    hashed = [name for name in chunk.columns if name not in LINEAGE_COLUMNS]
+    if not hashed or not all(
+        pa.types.is_string(table.schema.field(name).type)
+        or pa.types.is_large_string(table.schema.field(name).type)
+        for name in hashed
+    ):
+        return row_hashes(chunk[hashed]), None
+    by_column = {
+        name: text_value_hashes(table.column(name), is_mostly_distinct=name in mostly_distinct)
+        for name in hashed
+    }
+    combined = combined_row_hashes([hashes for hashes, _ in by_column.values()], len(chunk))
+    counted = {name: distinct for name, (_, distinct) in by_column.items() if distinct is not None}
+    return combined, counted
+
+
+def _with_lineage(
+    chunk: pd.DataFrame,
+    schema: pa.Schema,
+    key: list[str],
+    first_row: int,
+    mostly_distinct: frozenset[str] = frozenset(),
+) -> tuple[pa.Table, dict[str, int] | None]:
+    """The chunk as a landed table (``schema``), and each column's distinct values if counted
+    (``mostly_distinct``: columns not worth counting, see ``_row_hashes``)."""
+    rows = len(chunk)
+    table = pa.Table.from_pandas(chunk, preserve_index=False)
+    hashes, distinct = _row_hashes(chunk, table, mostly_distinct)
+    lineage = {
+        ROW_NUMBER: pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)),
+        SOURCE_KEY: _source_keys(table, key),
+        ROW_HASH: pa.array(hashes, type=pa.uint64()),
+        READ_ERROR: (
+            table.column(READ_ERROR)
+            if READ_ERROR in table.column_names
+            else pa.nulls(rows, type=pa.string())
+        ),
+    }
+    arrays = [
+        lineage[field.name] if field.name in lineage else table.column(field.name)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(arrays, names=schema.names).cast(schema), distinct
+
+
+def _dictionary_columns(columns: list[str], distinct: dict[str, int] | None, rows: int) -> list:
+    """The columns written with dictionary pages: those of few distinct values in the first
+    chunk (every value column when that is not known), and ``_read_error`` (mostly null)."""
+    share = _DICTIONARY_DISTINCT_SHARE * rows
+    chosen = [c for c in columns if distinct is None or distinct.get(c, 0) <= share]
+    return [*chosen, READ_ERROR]
 
 
 def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".parquet.tmp")
-    schema = pa.schema(
-        [(c, pa.string()) for c in columns]
-        + [(ROW_NUMBER, pa.int64()), (SOURCE_KEY, pa.string()), (ROW_HASH, pa.uint64())]
-        + [(READ_ERROR, pa.string())]
-    )
+    schema = _landing_schema(columns)
     rows = 0
+    writer = None
+    mostly_distinct: frozenset[str] = frozenset()
     try:
-        with pq.ParquetWriter(temporary, schema) as writer:
-            for chunk in chunks:
-                chunk = _with_lineage(chunk, key, rows + 1)
-                table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
-                writer.write_table(table)
-                rows += len(chunk)
+        for chunk in chunks:
+            table, distinct = _with_lineage(chunk, schema, key, rows + 1, mostly_distinct)
+            if writer is None:  # the first chunk tells the dictionary columns, and which to count
+                writer = _landing_writer(
+                    temporary, schema, _dictionary_columns(columns, distinct, len(chunk))
+                )
+                mostly_distinct = frozenset(
+                    name
+                    for name, count in (distinct or {}).items()
+                    if count > _MOSTLY_DISTINCT_SHARE * len(chunk)
+                )
+            writer.write_table(table)
+            rows += len(chunk)
+        if writer is None:  # no rows at all: a file of the schema only
+            writer = _landing_writer(temporary, schema, _dictionary_columns(columns, None, 0))
+        writer.close()
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            temporary.unlink(missing_ok=True)
         raise
     temporary.replace(path)
     return rows
+
+
+def _landing_writer(path: Path, schema: pa.Schema, dictionary_columns: list) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, schema, use_dictionary=dictionary_columns, write_statistics=False)
 
 
 # --- the physical count beside the reader's ---------------------------------------------------
@@ -427,15 +520,24 @@ def _classify_duplicates(landed: Path, target: Path, chunk_rows: int = 100_000) 
         with tempfile.TemporaryDirectory(prefix=".duplicates_", dir=target.parent) as folder:
             parts = [Path(folder) / f"{bucket}.parquet" for bucket in range(buckets)]
             schema = source.schema_arrow
+            # Scratch files, read once: neither statistics nor dictionaries pay for themselves.
             writers = [
-                pq.ParquetWriter(part, pa.schema([schema.field(c) for c in columns]))
+                pq.ParquetWriter(
+                    part,
+                    pa.schema([schema.field(c) for c in columns]),
+                    use_dictionary=False,
+                    write_statistics=False,
+                )
                 for part in parts
             ]
             try:
                 for batch in source.iter_batches(batch_size=chunk_rows, columns=columns):
-                    keys = batch.column(SOURCE_KEY).to_pandas()
-                    bucket_of_row = pd.util.hash_pandas_object(keys, index=False).to_numpy()
-                    bucket_of_row = pa.array(bucket_of_row % np.uint64(buckets))
+                    # Any hash of the key will do (the outcome does not depend on the buckets,
+                    # only on a key's rows meeting in one).
+                    key_hashes, _ = text_value_hashes(
+                        batch.column(SOURCE_KEY), is_mostly_distinct=True
+                    )
+                    bucket_of_row = pa.array(key_hashes % np.uint64(buckets))
                     table = pa.Table.from_batches([batch])
                     for bucket, writer in enumerate(writers):
                         part = table.filter(pc.equal(bucket_of_row, np.uint64(bucket)))

@@ -25,10 +25,12 @@ Speed: the file is decoded in blocks of ``BLOCK_BYTES`` (``surrogateescape``, so
 byte is a lone surrogate that names itself). Each block is first checked as bytes (control
 bytes, a strict decode, U+FFFD); its records are split, counted and cut into fields by C code
 (``str.split``/``str.count`` over lists, ``itemgetter`` of slices, a regex search only over a
-suspect block); only records holding a quote or flagged by those checks are judged one by one.
-``read_frames`` yields exactly the frames ``records.frames`` makes of ``read_records``, but cuts
-the readable records of a block in one pass of Arrow's CSV reader (or Arrow string slices for
-fixed width), so no Python object is made per value: the extract stage should use it.
+suspect block's records); only records holding a quote or flagged by those checks are judged
+one by one. ``read_frames`` yields exactly the frames ``records.frames`` makes of
+``read_records``, but judges only the flagged records a one-record regex cannot tell readable
+(``readable_record``: exactly ``judge``'s rule, free-text breaks included) and cuts the readable
+records of a block in one pass of Arrow's CSV reader (or Arrow string slices for fixed width), so
+no Python object is made per value: the extract stage should use it.
 Memory: a block plus the longest record; a record longer than ``MAX_RECORD_CHARS`` is skipped
 without being held (``record_too_long``, or ``unterminated_quote`` when it runs to the end).
 Encodings: any Python codec; a control byte is checked in the bytes only for UTF-8 and one-byte
@@ -39,14 +41,15 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import re
-from bisect import bisect_right
 from collections.abc import Iterator, Sequence
-from itertools import accumulate, count, pairwise, repeat
-from operator import itemgetter
+from itertools import accumulate, compress, count, pairwise, repeat
+from operator import contains, itemgetter, not_
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pa_compute
@@ -305,7 +308,8 @@ class _Reader:
         self.keys = set(dataset.key)
         self.key_positions = {self.names.index(name) for name in dataset.key}
         terminator = _terminator(path, dataset.encoding, delimiter)
-        self.text_breaks = re.compile("\r\n|\t" if terminator == "\r\n" else "\r\n|\n|\t")
+        breaks = ["\r\n", "\t"] if terminator == "\r\n" else ["\r\n", "\n", "\t"]
+        self.text_breaks = re.compile("|".join(breaks))
         if self.is_delimited:
             d = re.escape(delimiter)
             field = f'"[^"]*+(?:""[^"]*+)*+"|[^{d}"]*+'
@@ -317,6 +321,17 @@ class _Reader:
             valid_field = f'(?:"[^"{excluded}]*+(?:""[^"{excluded}]*+)*+"|[^{d}"{excluded}]*+)'
             valid_record = f"{valid_field}(?:{d}{valid_field}){{{len(self.names) - 1}}}"
             self.valid_records = re.compile(f"{valid_record}(?:\\n{valid_record})*+")
+            # One record that ``judge`` finds readable, told in one C-level pass: a column that
+            # is not a key may also hold the text breaks (quoted; unquoted, those that are not
+            # the delimiter), as ``_field_problem`` allows them.
+            quoted_breaks = "|".join(breaks)
+            unquoted_breaks = "|".join(b for b in breaks if b != delimiter) or "(?!)"
+            text = f'[^"{excluded}]*+(?:(?:{quoted_breaks})[^"{excluded}]*+)*+'
+            bare = f'[^{d}"{excluded}]*+(?:(?:{unquoted_breaks})[^{d}"{excluded}]*+)*+'
+            free_field = f'(?:"{text}(?:""{text})*+"|{bare})'
+            self.readable_pattern = d.join(
+                valid_field if name in self.keys else free_field for name in self.names
+            )
         else:
             widths = [f.width or 0 for f in dataset.fields]
             self.width = sum(widths)
@@ -324,6 +339,11 @@ class _Reader:
             self.slices = [slice(a, b) for a, b in pairwise(bounds)]
             getter = itemgetter(*self.slices)
             self.cut = getter if len(self.slices) > 1 else (lambda text: (text,))
+
+    @functools.cached_property
+    def readable_record(self) -> re.Pattern[str]:
+        """Compiled when first needed: some 10-20 ms for a file of ten columns."""
+        return re.compile(self.readable_pattern)
 
     # One record, judged on its own (records a block check flagged, or that hold a quote).
 
@@ -422,15 +442,16 @@ class _Reader:
         width = len(self.names)
         if self.is_delimited:
             if '"' in joined:  # records with a quote are judged one by one
-                flagged.update(i for i, text in enumerate(records) if '"' in text)
+                flagged.update(compress(count(), map(contains, records, repeat('"'))))
             delimiters = list(map(str.count, records, repeat(self.delimiter)))
             if delimiters.count(width - 1) != total:
                 flagged.update(i for i, n in enumerate(delimiters) if n != width - 1)
         elif list(map(len, records)).count(self.width) != total:
             flagged.update(i for i, text in enumerate(records) if len(text) != self.width)
         if batch.is_suspect or has_line_feed or "\r" in joined:
-            ends = list(accumulate(len(text) + 1 for text in records))
-            flagged.update(bisect_right(ends, m.start()) for m in self.bad.finditer(joined))
+            # The records holding a character ``bad`` matches, one C-level search each (free
+            # text may hold many: a Python step per match was the reader's costliest line).
+            flagged.update(compress(count(), map(self.bad.search, records)))
         return first, lines, flagged, joined
 
     def _judged(self, records: list[str], first: int, lines: Sequence[int]) -> Iterator[Record]:
@@ -450,6 +471,15 @@ class _Reader:
         if joined.count("\n") != len(records) - 1:  # an LF inside a record
             return False
         return self.valid_records.fullmatch(joined) is not None
+
+    def _unsure(self, records: list[str], flagged: set[int]) -> list[int]:
+        """The flagged records, in order, but those a one-record check tells readable
+        (delimited: ``readable_record``); only these need judging one by one."""
+        order = sorted(flagged)
+        if not self.is_delimited or not order:
+            return order
+        matches = map(self.readable_record.fullmatch, map(records.__getitem__, order))
+        return list(compress(order, map(not_, matches)))
 
     def _parts(
         self, batch: _Batch
@@ -561,15 +591,14 @@ class _Reader:
         records = batch.records
         names = [*self.names, READ_ERROR]
         errors: dict[int, Record] = {}  # position in the batch: the unreadable row
-        for index in sorted(flagged) if not self._are_valid(records) else ():
+        for index in self._unsure(records, flagged):
             judged = self.judge(records[index], lines[index])
             if isinstance(judged, _Problem):
                 errors[index] = self.unreadable(judged, first + index, lines[index])
-        readable = (
-            records
-            if not errors
-            else [text for index, text in enumerate(records) if index not in errors]
-        )
+        is_readable = [True] * len(records)
+        for index in errors:
+            is_readable[index] = False
+        readable = list(compress(records, is_readable)) if errors else records
         columns = self._readable_columns(readable, is_quoted=bool(flagged))
         table = pa.table([*columns, pa.nulls(len(readable), type=pa.large_string())], names=names)
         if not errors:
@@ -585,15 +614,11 @@ class _Reader:
             ],
             names=names,
         )
-        # Each row's place in (readable rows, then unreadable rows), in file order.
-        readable_rank, unreadable_rank = (
-            iter(range(len(readable))),
-            iter(range(len(readable), len(records))),
-        )
-        order = [
-            next(unreadable_rank) if index in errors else next(readable_rank)
-            for index in range(len(records))
-        ]
+        # Each row's place in (readable rows, then unreadable rows, both in file order).
+        is_unreadable = ~np.array(is_readable)
+        order = np.empty(len(records), dtype=np.int64)
+        order[~is_unreadable] = np.arange(len(readable))
+        order[is_unreadable] = np.arange(len(readable), len(records))
         return pa.concat_tables([table, unreadable]).take(pa.array(order))
 
     def overlong(self, skipped: _Overlong) -> Record:

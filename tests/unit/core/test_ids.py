@@ -9,9 +9,18 @@ of the core, not as a test to update.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from etl.core.ids import content_hashes, core_ids, row_hashes
+from etl.core.ids import (
+    combined_row_hashes,
+    content_hashes,
+    core_ids,
+    row_hashes,
+    text_value_hashes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -156,3 +165,57 @@ def test_content_hashes_do_not_depend_on_chunking_or_index():
     in_two = pd.concat([content_hashes(reindexed.iloc[:123]), content_hashes(reindexed.iloc[123:])])
     assert in_two.tolist() == whole.tolist()
     assert in_two.index.tolist() == list(range(1_000, 1_500))
+
+
+# --- row hashes from Arrow text -------------------------------------------------------------------
+
+TEXT = st.one_of(
+    st.none(),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
+    st.sampled_from(["", "a", "Andersson", "å", "\x00", "1990-01-01"]),  # repeated values
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    columns=st.integers(1, 5).flatmap(
+        lambda width: st.integers(0, 30).flatmap(
+            lambda rows: st.lists(
+                st.lists(TEXT, min_size=rows, max_size=rows), min_size=width, max_size=width
+            )
+        )
+    ),
+    kind=st.sampled_from([pa.string(), pa.large_string()]),
+    cut=st.integers(0, 30),
+    is_mostly_distinct=st.booleans(),
+)
+def test_arrow_row_hashes_are_pandas_row_hashes(columns, kind, cut, is_mostly_distinct):
+    """Bit for bit ``row_hashes`` (pandas' ``hash_pandas_object``) of the same text frame:
+    values missing, repeated, empty, any character Arrow text can hold; arrays in pieces; the
+    distinct values hashed once, or every value hashed."""
+    arrays = [pa.chunked_array([values[:cut], values[cut:]], type=kind) for values in columns]
+    frame = pd.DataFrame(
+        {f"C{i}": pd.arrays.ArrowStringArray(array) for i, array in enumerate(arrays)}
+    )
+    hashed = [text_value_hashes(array, is_mostly_distinct=is_mostly_distinct) for array in arrays]
+    assert combined_row_hashes([h for h, _ in hashed], len(frame)).tolist() == (
+        pd.util.hash_pandas_object(frame, index=False, hash_key="vardflytt-body01").tolist()
+    )
+    assert combined_row_hashes([h for h, _ in hashed], len(frame)).tolist() == (
+        row_hashes(frame).tolist()
+    )
+    assert [distinct for _, distinct in hashed] == [
+        None if is_mostly_distinct else len({value for value in values if value is not None})
+        for values in columns
+    ]
+
+
+def test_arrow_row_hash_golden_values():
+    arrays = [pa.array(GOLDEN_CONTENT[name].array) for name in GOLDEN_CONTENT]
+    hashes = [text_value_hashes(array)[0] for array in arrays]
+    assert combined_row_hashes(hashes, 2).tolist() == GOLDEN_ROW_HASHES
+
+
+def test_arrow_row_hashes_refuse_what_is_not_text():
+    with pytest.raises(TypeError):
+        text_value_hashes(pa.array([1, 2]))
