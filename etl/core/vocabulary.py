@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl.core import code_systems
 from etl.core.ids import core_ids
+from etl.core.text_columns import extract_group, plain_decimals
 
 
 class TransformArgs(BaseModel):
@@ -140,9 +141,7 @@ def integer(values: pd.Series, args: NoArgs, context: TransformContext) -> Trans
 
 def _decimal_comma_number(cleaned: pd.Series) -> pd.Series:
     normalised = cleaned.str.replace(" ", "", regex=False).str.replace(",", ".", regex=False)
-    return pd.to_numeric(
-        normalised.where(normalised.str.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?")), errors="coerce"
-    )
+    return plain_decimals(normalised)
 
 
 @transform("decimal_comma")
@@ -690,9 +689,9 @@ def reference_range_bound(
     low, high = (
         (f"(?P<low>{number})", number) if args.bound == "low" else (number, f"(?P<high>{number})")
     )
-    of_range = cleaned.str.extract(f"^{low}-{high}$", expand=False)
-    below = cleaned.str.extract(r"^<=?([0-9]+(?:,[0-9]+)?)$", expand=False)
-    above = cleaned.str.extract(r"^>=?([0-9]+(?:,[0-9]+)?)$", expand=False)
+    of_range = extract_group(cleaned, f"^{low}-{high}$")
+    below = extract_group(cleaned, r"^<=?([0-9]+(?:,[0-9]+)?)$")
+    above = extract_group(cleaned, r"^>=?([0-9]+(?:,[0-9]+)?)$")
     text_bound = of_range.fillna(below if args.bound == "high" else above)
     numbers = _decimal_comma_number(text_bound.astype("string"))
     readable = of_range.notna() | below.notna() | above.notna()

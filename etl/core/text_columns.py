@@ -1,0 +1,111 @@
+"""Text column operations pandas 3 does value by value in Python, done as Arrow calls instead.
+
+Each function gives exactly the answer of the pandas expression it names (tests/unit/core/
+test_text_columns.py compares them on generated input); a value the Arrow path could read
+differently from pandas is left to pandas.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Classes Python's ``re`` reads with Unicode (``\s`` takes a no-break space, ``\d`` an
+# Arabic-Indic digit) and RE2 as ASCII only: a pattern with one stays with pandas.
+_UNICODE_CLASSES = re.compile(r"\\[sSwWdDbB]")
+_CAPTURED = "captured"
+
+
+def _arrow_text(values: pd.Series) -> pa.Array | None:
+    """The column as one Arrow text array, or None when it is not Arrow-backed ``string``."""
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return None
+    array = pa.array(values.array)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array
+
+
+def _as_text_series(array: pa.Array, like: pd.Series, name: str | None) -> pd.Series:
+    if array.type != pa.large_string():
+        array = array.cast(pa.large_string())
+    return pd.Series(
+        pd.arrays.ArrowStringArray(array), index=like.index, name=name, dtype=like.dtype
+    )
+
+
+def _named_group(pattern: str) -> str | None:
+    """``pattern`` with its one capturing group named, or None if it cannot be told apart."""
+    escaped = in_class = False
+    for position, character in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif character == "\\":
+            escaped = True
+        elif in_class:
+            in_class = character != "]"
+        elif character == "[":
+            in_class = True
+        elif character == "(":
+            if pattern.startswith("(?P<", position):
+                return pattern
+            if not pattern.startswith("(?", position):
+                return f"{pattern[:position]}(?P<{_CAPTURED}>{pattern[position + 1 :]}"
+    return None
+
+
+def extract_group(values: pd.Series, pattern: str) -> pd.Series:
+    """``values.str.extract(pattern, expand=False)`` for a pattern with one group.
+
+    pandas runs Python's ``re`` on every value of an Arrow text column; Arrow's RE2 answers the
+    same for a pattern without Unicode classes (``\\s``, ``\\d``, ...) over text without a line
+    break (Python's ``$`` also matches before a final one).
+    """
+    compiled = re.compile(pattern)
+    array = _arrow_text(values)
+    named = _named_group(pattern) if compiled.groups == 1 else None
+    if array is None or named is None or _UNICODE_CLASSES.search(pattern):
+        return values.str.extract(pattern, expand=False)
+    if pc.any(pc.match_substring(array, "\n")).as_py():
+        return values.str.extract(pattern, expand=False)
+    try:
+        found = pc.extract_regex(array, named)
+    except pa.ArrowInvalid:  # a construct RE2 does not have (a look-around, a back-reference)
+        return values.str.extract(pattern, expand=False)
+    group = pc.struct_field(found, [0])
+    return _as_text_series(group, values, next(iter(compiled.groupindex), None))
+
+
+_PLAIN_DECIMAL = r"[+-]?[0-9]+(\.[0-9]+)?"
+# At most 15 significant digits: every such decimal is one double, however it is read.
+_EXACT_DIGITS = 15
+
+
+def plain_decimals(values: pd.Series) -> pd.Series:
+    """``pd.to_numeric(values.where(values.str.fullmatch(PLAIN)), errors="coerce")`` as
+    ``Float64``, PLAIN being an optional sign, digits and an optional ``.`` fraction.
+
+    pandas parses each value in Python; Arrow casts the column. Values with more digits than a
+    double holds exactly are still parsed by pandas.
+    """
+    matches = values.str.fullmatch(_PLAIN_DECIMAL)
+    array = _arrow_text(values)
+    if array is None:
+        return pd.to_numeric(values.where(matches), errors="coerce").astype("Float64")
+    is_plain = matches.fillna(False).to_numpy(dtype=bool)
+    digits = pc.utf8_length(pc.replace_substring_regex(array, r"[+\-.]", ""))
+    is_long = np.asarray(pc.fill_null(pc.greater(digits, _EXACT_DIGITS), False), dtype=bool)
+    if (is_plain & is_long).any():
+        return pd.to_numeric(values.where(matches), errors="coerce").astype("Float64")
+    numbers = pc.cast(pc.if_else(is_plain, array, pa.scalar(None, array.type)), pa.float64())
+    floats = np.asarray(pc.fill_null(numbers, 0.0), dtype=np.float64)
+    if np.signbit(floats[floats == 0]).any():  # pandas reads "-0" as the integer 0, "-0.0" as -0.0
+        return pd.to_numeric(values.where(matches), errors="coerce").astype("Float64")
+    return pd.Series(
+        pd.arrays.FloatingArray(floats, ~is_plain), index=values.index, name=values.name
+    )
