@@ -8,6 +8,7 @@ differently from pandas is left to pandas.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ def _arrow_text(values: pd.Series) -> pa.Array | None:
     return array
 
 
-def _as_text_series(array: pa.Array, like: pd.Series, name: str | None) -> pd.Series:
+def _as_text_series(array: pa.Array, like: pd.Series, name: Hashable) -> pd.Series:
     if array.type != pa.large_string():
         array = array.cast(pa.large_string())
     return pd.Series(
@@ -109,3 +110,34 @@ def plain_decimals(values: pd.Series) -> pd.Series:
     return pd.Series(
         pd.arrays.FloatingArray(floats, ~is_plain), index=values.index, name=values.name
     )
+
+
+def missing_text(index: pd.Index) -> pd.Series:
+    """``pd.Series(pd.NA, index=index, dtype="string")``, as one Arrow array of nulls (pandas
+    repeats a boxed NA by ``take``)."""
+    return pd.Series(
+        pd.arrays.ArrowStringArray(pa.nulls(len(index), pa.large_string())),
+        index=index,
+        dtype="string",
+    )
+
+
+def text_where(condition: np.ndarray, text: str, index: pd.Index) -> pd.Series:
+    """A ``string`` Series: ``text`` where ``condition`` (a bool array) holds, else NA."""
+    value = pa.scalar(text, pa.large_string())
+    chosen = pc.if_else(pa.array(condition, pa.bool_()), value, pa.scalar(None, value.type))
+    return pd.Series(pd.arrays.ArrowStringArray(chosen), index=index, dtype="string")
+
+
+def stripped_or_missing(values: pd.Series) -> pd.Series:
+    """``values.astype("string").str.strip()`` with a blank result as NA, in two Arrow calls
+    (``Series.mask`` on Arrow text replaces value by value)."""
+    text = values.astype("string")
+    array = _arrow_text(text)
+    if array is None:
+        stripped = text.str.strip()
+        return stripped.mask(stripped == "")
+    trimmed = pc.utf8_trim_whitespace(array)
+    blank = pc.equal(trimmed, pa.scalar("", trimmed.type))
+    cleaned = pc.if_else(blank, pa.scalar(None, trimmed.type), trimmed)
+    return _as_text_series(cleaned, text, text.name)

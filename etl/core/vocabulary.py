@@ -23,7 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl.core import code_systems
 from etl.core.ids import core_ids
-from etl.core.text_columns import extract_group, plain_decimals
+from etl.core.text_columns import (
+    extract_group,
+    missing_text,
+    plain_decimals,
+    stripped_or_missing,
+    text_where,
+)
 
 
 class TransformArgs(BaseModel):
@@ -81,19 +87,16 @@ def transform(
 
 
 def no_errors(values: pd.Series) -> pd.Series:
-    return pd.Series(pd.NA, index=values.index, dtype="string")
+    return missing_text(values.index)
 
 
 def errors_where(failed: pd.Series, reason: str) -> pd.Series:
-    errors = no_errors(failed)
-    errors[failed.fillna(False).astype(bool)] = reason
-    return errors
+    return text_where(failed.fillna(False).astype(bool).to_numpy(), reason, failed.index)
 
 
 def clean_text(values: pd.Series) -> pd.Series:
     """Strip whitespace; blank becomes NA."""
-    stripped = values.astype("string").str.strip()
-    return stripped.mask(stripped == "")
+    return stripped_or_missing(values)
 
 
 def _with_pattern(values: pd.Series, pattern: str, reason: str) -> TransformResult:

@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.core.text_columns import extract_group, plain_decimals
+from etl.core.text_columns import (
+    extract_group,
+    missing_text,
+    plain_decimals,
+    stripped_or_missing,
+    text_where,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -104,3 +110,42 @@ def test_plain_decimals_are_pandas_to_numeric(values, dtype, start):
 def test_plain_decimals_read_a_lab_column():
     values = pd.Series(["5.4", "-0", "12", None, "x", "0.8"], dtype="string")
     assert plain_decimals(values).tolist() == [5.4, 0.0, 12.0, pd.NA, pd.NA, 0.8]
+
+
+def _reference_clean_text(values: pd.Series) -> pd.Series:
+    """The old ``clean_text``: pandas' strip, then ``Series.mask`` of the blanks."""
+    stripped = values.astype("string").str.strip()
+    return stripped.mask(stripped == "")
+
+
+# Blanks of every kind: Python's and Arrow's white space, the zero-width and no-break spaces.
+PADDED = st.text(alphabet=" \t\n\r\x0b\x0c\x1c\u00a0\u2003\u200b\u3000ab٣", max_size=6)
+
+
+@SETTINGS
+@given(
+    values=st.lists(st.one_of(st.none(), PADDED), max_size=30),
+    dtype=st.sampled_from(["string", "str", "object"]),
+    start=st.integers(0, 5),
+    name=st.sampled_from([None, "PATNR"]),
+)
+def test_stripped_or_missing_is_the_old_clean_text(values, dtype, start, name):
+    series = pd.Series(
+        values, dtype=dtype, index=pd.RangeIndex(start, start + len(values)), name=name
+    )
+    pd.testing.assert_series_equal(stripped_or_missing(series), _reference_clean_text(series))
+
+
+@SETTINGS
+@given(
+    failed=st.lists(st.one_of(st.none(), st.booleans()), max_size=30),
+    dtype=st.sampled_from(["boolean", "object"]),
+    start=st.integers(0, 5),
+)
+def test_text_where_is_the_old_errors_where(failed, dtype, start):
+    mask = pd.Series(failed, dtype=dtype, index=pd.RangeIndex(start, start + len(failed)))
+    expected = pd.Series(pd.NA, index=mask.index, dtype="string")  # the old no_errors
+    pd.testing.assert_series_equal(missing_text(mask.index), expected)
+    expected[mask.fillna(False).astype(bool)] = "invalid_code"  # the old errors_where
+    found = text_where(mask.fillna(False).astype(bool).to_numpy(), "invalid_code", mask.index)
+    pd.testing.assert_series_equal(found, expected)
