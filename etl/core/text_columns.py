@@ -141,3 +141,33 @@ def stripped_or_missing(values: pd.Series) -> pd.Series:
     blank = pc.equal(trimmed, pa.scalar("", trimmed.type))
     cleaned = pc.if_else(blank, pa.scalar(None, trimmed.type), trimmed)
     return _as_text_series(cleaned, text, text.name)
+
+
+def text_masked(column: pd.Series, condition: np.ndarray, value: object) -> pd.Series:
+    """``column.mask(condition, value)`` for an Arrow ``string`` column, as one Arrow call, when
+    ``value`` is text, None, or a ``string`` Series on the same index; otherwise by pandas."""
+    array = _arrow_text(column)
+    replacement: pa.Scalar | pa.Array | None = None
+    if value is None or isinstance(value, str):
+        replacement = pa.scalar(value, pa.large_string())
+    elif (
+        isinstance(value, pd.Series)
+        and value.dtype == column.dtype
+        and value.index.equals(column.index)
+    ):
+        replacement = _arrow_text(value)
+    if array is None or replacement is None or column.dtype != "string":
+        return column.mask(pd.Series(condition, index=column.index), value)
+    if replacement.type != array.type:
+        replacement = replacement.cast(array.type)
+    chosen = pc.if_else(pa.array(condition, pa.bool_()), replacement, array)
+    return _as_text_series(chosen, column, column.name)
+
+
+def may_contain(values: pd.Series, text: str) -> bool:
+    """False only when ``values`` is Arrow text and no value contains ``text`` (one Arrow
+    scan), so that a caller can skip ``values.str.contains(text, regex=False)``."""
+    array = _arrow_text(values)
+    if array is None:
+        return True
+    return bool(pc.any(pc.match_substring(array, text)).as_py())

@@ -7,6 +7,7 @@ zeros, long numbers, line breaks, no-break spaces and Arabic-Indic digits.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -14,15 +15,18 @@ from hypothesis import strategies as st
 
 from etl.core.text_columns import (
     extract_group,
+    may_contain,
     missing_text,
     plain_decimals,
     stripped_or_missing,
+    text_masked,
     text_where,
 )
 
 pytestmark = pytest.mark.unit
 
 SETTINGS = settings(max_examples=300, deadline=None)
+KEY_OR_NONE = st.one_of(st.none(), st.text(alphabet="ab åÄ٣", max_size=3))
 NUMBER = r"[0-9]+(?:,[0-9]+)?"
 PATTERNS = [
     f"^(?P<low>{NUMBER})-{NUMBER}$",
@@ -149,3 +153,47 @@ def test_text_where_is_the_old_errors_where(failed, dtype, start):
     expected[mask.fillna(False).astype(bool)] = "invalid_code"  # the old errors_where
     found = text_where(mask.fillna(False).astype(bool).to_numpy(), "invalid_code", mask.index)
     pd.testing.assert_series_equal(found, expected)
+
+
+REPLACEMENTS = st.one_of(
+    st.none(),
+    st.sampled_from(["quarantined", "ä٣"]),
+    st.just("series"),
+    st.just("shifted"),
+    st.just("object"),
+)
+
+
+@SETTINGS
+@given(
+    rows=st.lists(st.tuples(KEY_OR_NONE, st.booleans(), KEY_OR_NONE), max_size=30),
+    replacement=REPLACEMENTS,
+    start=st.integers(0, 5),
+)
+def test_text_masked_is_series_mask(rows, replacement, start):
+    index = pd.RangeIndex(start, start + len(rows))
+    column = pd.Series([r[0] for r in rows], dtype="string", index=index)
+    condition = np.array([r[1] for r in rows], dtype=bool)
+    others = [r[2] for r in rows]
+    value: object = replacement
+    if replacement == "series":
+        value = pd.Series(others, dtype="string", index=index)
+    elif replacement == "shifted":  # another index: aligned by pandas
+        value = pd.Series(others, dtype="string", index=index + 1)
+    elif replacement == "object":
+        value = pd.Series(others, dtype=object, index=index)
+    expected = column.mask(pd.Series(condition, index=index), value)  # the old way
+    pd.testing.assert_series_equal(text_masked(column, condition, value), expected)
+
+
+@SETTINGS
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(alphabet="ab\ufffdä", max_size=3)), max_size=20),
+    dtype=st.sampled_from(["string", "str", "object"]),
+)
+def test_may_contain_only_says_no_when_no_value_contains(values, dtype):
+    series = pd.Series(values, dtype=dtype)
+    contains = series.str.contains("\ufffd", regex=False).fillna(False).astype(bool).any()
+    assert may_contain(series, "\ufffd") or not contains
+    if dtype == "string":
+        assert may_contain(series, "\ufffd") == contains
