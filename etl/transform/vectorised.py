@@ -104,6 +104,7 @@ def _text_series(text: pa.Array, like: pd.Series) -> pd.Series:
 # Python's repr writes a float positionally from 1e-4 up to 1e16, and exponentially outside.
 _POSITIONAL = (1e-4, 1e16)
 _POINT_ZERO, _NOTHING = pa.scalar(".0", pa.large_string()), pa.scalar("", pa.large_string())
+_MISSING_TEXT = pa.scalar(None, pa.large_string())
 
 
 def floats_as_text(values: pd.Series) -> pd.Series:
@@ -121,7 +122,8 @@ def floats_as_text(values: pd.Series) -> pd.Series:
     by_arrow = ~missing & (
         (data == 0) | ((magnitude >= _POSITIONAL[0]) & (magnitude < _POSITIONAL[1]))
     )
-    by_arrow &= ~np.asarray(pc.fill_null(pc.match_substring_regex(text, "[^0-9.-]"), True))
+    # finite, by the magnitudes; written with an exponent all the same (1e+14) by Arrow
+    by_arrow &= ~np.asarray(pc.fill_null(pc.match_substring(text, "e"), True))
     whole = ~np.asarray(pc.fill_null(pc.match_substring(text, "."), True))
     text = pc.if_else(
         pa.array(by_arrow & whole),
@@ -147,6 +149,23 @@ def _dates_as_text(values: pd.Series) -> pd.Series | None:
     return _text_series(dates.cast(pa.large_string()), values)
 
 
+def _flags_as_text(values: pd.Series) -> pd.Series | None:
+    """``values.astype("string")`` of an object column of booleans (``True``, ``False``); None
+    when some value is neither a bool nor missing."""
+    present = values.notna().to_numpy()
+    objects = values.to_numpy()
+    if not present.any() or not set(map(type, objects[present])) <= {bool, np.bool_}:
+        return None
+    is_true = np.zeros(len(objects), dtype=bool)
+    is_true[present] = objects[present].astype(bool)
+    text = pc.if_else(
+        pa.array(is_true),
+        pa.scalar("True", pa.large_string()),
+        pa.scalar("False", pa.large_string()),
+    )
+    return _text_series(pc.if_else(pa.array(present), text, _MISSING_TEXT), values)
+
+
 def column_as_text(column: pd.Series) -> pd.Series:
     """``column.astype("string")``, formatted in Arrow for UTC timestamps, ``Float64`` numbers
     and dates; every other column by pandas."""
@@ -155,9 +174,10 @@ def column_as_text(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.Float64Dtype):
         return floats_as_text(column)
     if column.dtype == object:
-        dates = _dates_as_text(column)
-        if dates is not None:
-            return dates
+        for formatted in (_dates_as_text, _flags_as_text):
+            text = formatted(column)
+            if text is not None:
+                return text
     return column.astype("string")
 
 

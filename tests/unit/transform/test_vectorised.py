@@ -179,3 +179,20 @@ def test_column_as_text_of_dates_is_pandas_astype(values, other, start):
             column, dtype=object, index=pd.RangeIndex(start, start + len(column)), name="born"
         )
         pd.testing.assert_series_equal(column_as_text(series), series.astype("string"))
+
+
+FLAGS = st.one_of(st.booleans(), st.none(), st.sampled_from([np.nan, pd.NA, np.True_, np.False_]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(FLAGS, max_size=20),
+    other=st.sampled_from([None, 1, 0, "True", 1.0]),
+    start=st.integers(0, 5),
+)
+def test_column_as_text_of_flags_is_pandas_astype(values, other, start):
+    for column in (values, [*values, other]):
+        series = pd.Series(
+            column, dtype=object, index=pd.RangeIndex(start, start + len(column)), name="is_x"
+        )
+        pd.testing.assert_series_equal(column_as_text(series), series.astype("string"))
