@@ -60,6 +60,11 @@ def _named_group(pattern: str) -> str | None:
     return None
 
 
+def _extracted_name(compiled: re.Pattern[str], values: pd.Series) -> Hashable:
+    """The name pandas gives an extracted group: the group's name, else the column's."""
+    return next(iter(compiled.groupindex), values.name)
+
+
 def extract_group(values: pd.Series, pattern: str) -> pd.Series:
     """``values.str.extract(pattern, expand=False)`` for a pattern with one group.
 
@@ -79,7 +84,7 @@ def extract_group(values: pd.Series, pattern: str) -> pd.Series:
     except pa.ArrowInvalid:  # a construct RE2 does not have (a look-around, a back-reference)
         return values.str.extract(pattern, expand=False)
     group = pc.struct_field(found, [0])
-    return _as_text_series(group, values, next(iter(compiled.groupindex), None))
+    return _as_text_series(group, values, _extracted_name(compiled, values))
 
 
 _PLAIN_DECIMAL = r"[+-]?[0-9]+(\.[0-9]+)?"
@@ -171,3 +176,44 @@ def may_contain(values: pd.Series, text: str) -> bool:
     if array is None:
         return True
     return bool(pc.any(pc.match_substring(array, text)).as_py())
+
+
+def _rows_with_any(array: pa.Array, characters: str) -> np.ndarray:
+    holding = pc.match_substring_regex(array, f"[{re.escape(characters)}]")
+    return np.asarray(pc.fill_null(holding, False), dtype=bool)
+
+
+def replace_where_possible(
+    values: pd.Series, pattern: str, replacement: str, needed: str
+) -> pd.Series:
+    """``values.str.replace(pattern, replacement, regex=True)``, run by pandas only on the values
+    holding one of the characters ``needed``: ``pattern`` matches nothing in any other value (a
+    pattern with ``\\s`` is run by Python's ``re``, value by value)."""
+    array = _arrow_text(values)
+    if array is None:
+        return values.str.replace(pattern, replacement, regex=True)
+    possible = _rows_with_any(array, needed)
+    if possible.all():
+        return values.str.replace(pattern, replacement, regex=True)
+    result = values.copy()
+    if possible.any():
+        result[possible] = values[possible].str.replace(pattern, replacement, regex=True)
+    return result
+
+
+def extract_where_possible(values: pd.Series, pattern: str, needed: str) -> pd.Series:
+    """``values.str.extract(pattern, expand=False)`` for a pattern with one group, run by pandas
+    only on the values holding one of the characters ``needed`` (``pattern`` matches nothing in
+    any other value); NA elsewhere."""
+    array = _arrow_text(values)
+    compiled = re.compile(pattern)
+    if array is None or compiled.groups != 1:
+        return values.str.extract(pattern, expand=False)
+    possible = _rows_with_any(array, needed)
+    if possible.all():
+        return values.str.extract(pattern, expand=False)
+    name = _extracted_name(compiled, values)
+    result = _as_text_series(pa.nulls(len(values), pa.large_string()), values, name)
+    if possible.any():
+        result[possible] = values[possible].str.extract(pattern, expand=False)
+    return result

@@ -25,8 +25,10 @@ from etl.core import code_systems
 from etl.core.ids import core_ids
 from etl.core.text_columns import (
     extract_group,
+    extract_where_possible,
     missing_text,
     plain_decimals,
+    replace_where_possible,
     stripped_or_missing,
     text_where,
 )
@@ -647,6 +649,11 @@ def map_code(values: pd.Series, args: MapCodeArgs, context: TransformContext) ->
 # --- laboratory values (Swedish notation: decimal comma, ``<0,8``, ranges ``3,5-4,6``) --------
 
 _COMPARATOR = r"^\s*([<>]=?)\s*"
+_COMPARATOR_SIGNS = "<>"  # a value without either has no comparator to read or remove
+
+
+def _without_comparator(cleaned: pd.Series) -> pd.Series:
+    return replace_where_possible(cleaned, _COMPARATOR, "", _COMPARATOR_SIGNS)
 
 
 @transform("lab_value_numeric")
@@ -655,7 +662,7 @@ def lab_value_numeric(
 ) -> TransformResult:
     """The number in a lab result (``5,4`` gives 5.4, ``<0,8`` gives 0.8); text gives missing."""
     cleaned = clean_text(values)
-    numbers = _decimal_comma_number(cleaned.str.replace(_COMPARATOR, "", regex=True))
+    numbers = _decimal_comma_number(_without_comparator(cleaned))
     return TransformResult(numbers.astype("Float64"), no_errors(values))
 
 
@@ -664,7 +671,7 @@ def lab_value_comparator(
     values: pd.Series, args: NoArgs, context: TransformContext
 ) -> TransformResult:
     """The comparator of a lab result (``<``, ``>``, ``<=``, ``>=``) or missing."""
-    comparator = clean_text(values).str.extract(_COMPARATOR, expand=False)
+    comparator = extract_where_possible(clean_text(values), _COMPARATOR, _COMPARATOR_SIGNS)
     return TransformResult(comparator.astype("string"), no_errors(values))
 
 
@@ -672,7 +679,7 @@ def lab_value_comparator(
 def lab_value_text(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
     """A lab result that is not a number (``POS``, ``Neg``), kept as text; numbers give missing."""
     cleaned = clean_text(values)
-    numbers = _decimal_comma_number(cleaned.str.replace(_COMPARATOR, "", regex=True))
+    numbers = _decimal_comma_number(_without_comparator(cleaned))
     return TransformResult(cleaned.mask(numbers.notna()), no_errors(values))
 
 

@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 
 from etl.core.text_columns import (
     extract_group,
+    extract_where_possible,
     may_contain,
     missing_text,
     plain_decimals,
+    replace_where_possible,
     stripped_or_missing,
     text_masked,
     text_where,
@@ -57,9 +59,12 @@ def _reference_extract(values: pd.Series, pattern: str) -> pd.Series:
     pattern=st.sampled_from(PATTERNS),
     dtype=st.sampled_from(["string", "str", "object"]),
     start=st.integers(0, 5),
+    name=st.sampled_from([None, "REFERENSINTERVALL"]),
 )
-def test_extract_group_is_pandas_extract(values, pattern, dtype, start):
-    series = pd.Series(values, dtype=dtype, index=pd.RangeIndex(start, start + len(values)))
+def test_extract_group_is_pandas_extract(values, pattern, dtype, start, name):
+    series = pd.Series(
+        values, dtype=dtype, index=pd.RangeIndex(start, start + len(values)), name=name
+    )
     expected = _reference_extract(series, pattern)
     found = extract_group(series, pattern)
     assert found.dtype == expected.dtype
@@ -197,3 +202,30 @@ def test_may_contain_only_says_no_when_no_value_contains(values, dtype):
     assert may_contain(series, "\ufffd") or not contains
     if dtype == "string":
         assert may_contain(series, "\ufffd") == contains
+
+
+COMPARATOR = r"^\s*([<>]=?)\s*"
+
+
+@SETTINGS
+@given(
+    values=st.lists(st.one_of(st.none(), LAB_TEXT), max_size=30),
+    start=st.integers(0, 5),
+    name=st.sampled_from([None, "RESULTAT"]),
+)
+def test_comparator_work_only_where_a_sign_is_is_the_pandas_answer(values, start, name):
+    series = pd.Series(
+        values, dtype="string", index=pd.RangeIndex(start, start + len(values)), name=name
+    )
+    pd.testing.assert_series_equal(
+        replace_where_possible(series, COMPARATOR, "", "<>"),
+        series.str.replace(COMPARATOR, "", regex=True),
+    )
+    pd.testing.assert_series_equal(
+        extract_where_possible(series, COMPARATOR, "<>"),
+        series.str.extract(COMPARATOR, expand=False),
+    )
+    named = r"^\s*(?P<sign>[<>]=?)"
+    pd.testing.assert_series_equal(
+        extract_where_possible(series, named, "<>"), series.str.extract(named, expand=False)
+    )
