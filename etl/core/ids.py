@@ -55,7 +55,9 @@ def core_ids(system: str, entity: str, source_keys: pd.Series) -> pd.Series:
     if isinstance(names_array, pa.ChunkedArray):
         names_array = names_array.combine_chunks()
     encoded = pc.dictionary_encode(names_array)
-    distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+    # As UTF-8 bytes: pandas hashes a str as its UTF-8 encoding (see text_value_hashes).
+    binary = pa.large_binary() if pa.types.is_large_string(names_array.type) else pa.binary()
+    distinct = encoded.dictionary.cast(binary).to_numpy(zero_copy_only=False)
     halves = [
         _hex_ascii(pd.util.hash_array(distinct, hash_key=key, categorize=False)) for key in _ID_KEYS
     ]
@@ -64,9 +66,25 @@ def core_ids(system: str, entity: str, source_keys: pd.Series) -> pd.Series:
 
 
 def content_hashes(frame: pd.DataFrame) -> pd.Series:
-    """A hash of each row's business content, used to see whether a reload changes anything."""
-    digest = pd.util.hash_pandas_object(frame, index=False, hash_key=_CONTENT_KEY).to_numpy()
+    """A hash of each row's business content, used to see whether a reload changes anything.
+
+    A frame of Arrow text columns (the transform hashes its rows' text) is hashed column by
+    column with :func:`text_value_hashes` and combined as pandas combines them; the digest is
+    ``hash_pandas_object``'s."""
+    texts = [_arrow_text(column) for _, column in frame.items()]
+    if len(texts) and all(text is not None for text in texts):
+        column_hashes = [text_value_hashes(text)[0] for text in texts if text is not None]
+        digest = combined_row_hashes(column_hashes, len(frame))
+    else:
+        digest = pd.util.hash_pandas_object(frame, index=False, hash_key=_CONTENT_KEY).to_numpy()
     return _fixed_width_text(_hex_ascii(digest), frame.index)
+
+
+def _arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return pa.array(column.array)
+    return None
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:

@@ -59,10 +59,18 @@ def test_core_ids_are_the_old_ids(keys, dtype, entity, start):
 
 
 @SETTINGS
-@given(rows=st.lists(st.tuples(KEY, KEY), max_size=30), start=st.integers(0, 5))
-def test_content_hashes_are_the_old_hashes(rows, start):
+@given(
+    rows=st.lists(st.tuples(KEY, KEY, KEY), max_size=30),
+    width=st.integers(1, 3),
+    dtype=st.sampled_from(["string", "str", "object"]),
+    start=st.integers(0, 5),
+)
+def test_content_hashes_are_the_old_hashes(rows, width, dtype, start):
     frame = pd.DataFrame(
-        rows, columns=["a", "b"], dtype="string", index=pd.RangeIndex(start, start + len(rows))
+        [row[:width] for row in rows],
+        columns=["a", "b", "c"][:width],
+        dtype=dtype,
+        index=pd.RangeIndex(start, start + len(rows)),
     )
     expected = _reference_content_hashes(frame)
     found = content_hashes(frame)
