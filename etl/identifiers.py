@@ -39,11 +39,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import re
 from enum import StrEnum
 from typing import cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class IdentityKind(StrEnum):
@@ -121,7 +124,41 @@ _INTERIM_PATTERN = (
     rf"(?P<serial>{_INTERIM_LETTER}[0-9]{{2}}|[0-9]{_INTERIM_LETTER}[0-9]|[0-9]{{2}}{_INTERIM_LETTER})"
     r"(?P<check>[0-9])$"
 )
+# The groups of the patterns above that may take no part in a match (none of them matches
+# empty text): where RE2 gives empty text for one, pandas gives a missing value.
+_OPTIONAL_GROUPS = frozenset({"century"})
 _VGR_LETTER_DIGITS = {"K": "5", "M": "7", "X": "8"}
+
+
+def _extract(text: pd.Series, pattern: str) -> pd.DataFrame:
+    """``text.str.extract(pattern)`` for the patterns above (named groups, ASCII classes only),
+    by Arrow's RE2 in one call; pandas runs Python's ``re`` value by value. A column holding a
+    line break (Python's ``$`` also matches before a final one) is left to pandas."""
+    dtype = text.dtype
+    if not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
+        return text.str.extract(pattern)
+    if dtype.na_value is not pd.NA:  # the ``string`` dtype only, not ``str``
+        return text.str.extract(pattern)
+    array = pa.array(text.array)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pc.any(pc.match_substring(array, "\n")).as_py():
+        return text.str.extract(pattern)
+    found = pc.extract_regex(array, pattern)
+    groups = sorted(re.compile(pattern).groupindex.items(), key=lambda item: item[1])
+    columns = {}
+    for name, number in groups:
+        values = pc.struct_field(found, [number - 1])
+        if name in _OPTIONAL_GROUPS:
+            values = pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
+        columns[name] = pd.Series(
+            pd.arrays.ArrowStringArray(values.cast(pa.large_string())),
+            index=text.index,
+            dtype=dtype,
+        )
+    return pd.DataFrame(columns, index=text.index)
+
+
 _CENTURY_CODES = {"8": 18, "9": 19, "0": 20}
 _HSA_ID_PATTERN = r"SE[0-9]{10}-[A-Za-z0-9]+"
 _HSA_ID_MAX_LENGTH = 31
@@ -209,7 +246,7 @@ def normalise_identity(
     error = np.full(size, None, dtype=object)
     error[present] = ERROR_INVALID_FORMAT
 
-    personal = text.str.extract(_PERSONAL_PATTERN)
+    personal = _extract(text, _PERSONAL_PATTERN)
     personal_rows = present & personal["date"].notna().to_numpy(dtype=bool)
     if personal_rows.any():
         century_codes = None
@@ -229,7 +266,7 @@ def normalise_identity(
     if reserve_candidates.any():
         upper = text[reserve_candidates].str.upper()
         vgr_rows = _normalise_vgr_reserve(
-            upper.str.extract(_VGR_RESERVE_PATTERN),
+            _extract(upper, _VGR_RESERVE_PATTERN),
             reserve_candidates,
             identity_number,
             identity_kind,
@@ -237,7 +274,7 @@ def normalise_identity(
         )
         interim_candidates = reserve_candidates & ~vgr_rows
         if interim_candidates.any():
-            interim = text[interim_candidates].str.upper().str.extract(_INTERIM_PATTERN)
+            interim = _extract(text[interim_candidates].str.upper(), _INTERIM_PATTERN)
             _normalise_interim(
                 interim,
                 reference_date,

@@ -21,31 +21,70 @@ _CONTENT_KEY = "vardflytt-body01"
 # What pandas gives a missing value in ``hash_pandas_object`` (and a row hash starts and ends
 # with: CPython's tuple hash, as ``pandas.core.util.hashing.combine_hash_arrays`` computes it).
 _MISSING_HASH = np.uint64(np.iinfo(np.uint64).max)
-_HEX_PAIRS = np.array([f"{value:02x}" for value in range(256)], dtype="<U2")
+# The two hex digits of each byte value, as ASCII codes: hex text is built as one buffer.
+_HEX_ASCII = np.frombuffer(
+    "".join(f"{value:02x}" for value in range(256)).encode("ascii"), dtype=np.uint8
+).reshape(256, 2)
 
 
-def _uint64_to_hex(values: np.ndarray) -> np.ndarray:
-    """16 hex characters per uint64, via a byte lookup table (no per-row formatting)."""
-    as_bytes = values.astype(">u8").view(np.uint8).reshape(-1, 8)
-    return np.ascontiguousarray(_HEX_PAIRS[as_bytes]).view("<U16").ravel()
+def _hex_ascii(values: np.ndarray) -> np.ndarray:
+    """16 hex digits per uint64 as a ``(rows, 16)`` array of ASCII codes."""
+    return _HEX_ASCII[values.astype(">u8").view(np.uint8).reshape(-1, 8)].reshape(-1, 16)
 
 
-def _hash(values: pd.Series, key: str) -> np.ndarray:
-    return pd.util.hash_pandas_object(values, index=False, hash_key=key).to_numpy()
+def _fixed_width_text(characters: np.ndarray, index: pd.Index) -> pd.Series:
+    """A ``string`` Series of one ASCII text per row of ``characters`` (rows x width codes),
+    built as one Arrow buffer instead of one Python str per row."""
+    rows, width = characters.shape
+    offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int64)
+    text = pa.LargeStringArray.from_buffers(
+        rows, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(characters))
+    )
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=index, dtype="string")
 
 
 def core_ids(system: str, entity: str, source_keys: pd.Series) -> pd.Series:
-    """The stable core id of each ``source_key`` of ``entity`` from ``system``."""
+    """The stable core id of each ``source_key`` of ``entity`` from ``system``.
+
+    Each distinct key is hashed once, for both halves (a reference column repeats its keys), and
+    its digits are taken per row: the digests pandas' ``hash_pandas_object`` gives for the
+    ``string`` column of names (it hashes a text column's distinct values the same way).
+    """
     names = f"{system}/{entity}/" + source_keys.astype("string").fillna("")
-    high = _uint64_to_hex(_hash(names, _ID_KEYS[0]))
-    low = _uint64_to_hex(_hash(names, _ID_KEYS[1]))
-    return pd.Series(np.char.add(high, low), index=source_keys.index, dtype="string")
+    names_array = pa.array(names.array)
+    if isinstance(names_array, pa.ChunkedArray):
+        names_array = names_array.combine_chunks()
+    encoded = pc.dictionary_encode(names_array)
+    # As UTF-8 bytes: pandas hashes a str as its UTF-8 encoding (see text_value_hashes).
+    binary = pa.large_binary() if pa.types.is_large_string(names_array.type) else pa.binary()
+    distinct = encoded.dictionary.cast(binary).to_numpy(zero_copy_only=False)
+    halves = [
+        _hex_ascii(pd.util.hash_array(distinct, hash_key=key, categorize=False)) for key in _ID_KEYS
+    ]
+    digits = np.concatenate(halves, axis=1)[encoded.indices.to_numpy(zero_copy_only=False)]
+    return _fixed_width_text(digits.reshape(len(names), 32), source_keys.index)
 
 
 def content_hashes(frame: pd.DataFrame) -> pd.Series:
-    """A hash of each row's business content, used to see whether a reload changes anything."""
-    digest = pd.util.hash_pandas_object(frame, index=False, hash_key=_CONTENT_KEY).to_numpy()
-    return pd.Series(_uint64_to_hex(digest), index=frame.index, dtype="string")
+    """A hash of each row's business content, used to see whether a reload changes anything.
+
+    A frame of Arrow text columns (the transform hashes its rows' text) is hashed column by
+    column with :func:`text_value_hashes` and combined as pandas combines them; the digest is
+    ``hash_pandas_object``'s."""
+    texts = [_arrow_text(column) for _, column in frame.items()]
+    if len(texts) and all(text is not None for text in texts):
+        column_hashes = [text_value_hashes(text)[0] for text in texts if text is not None]
+        digest = combined_row_hashes(column_hashes, len(frame))
+    else:
+        digest = pd.util.hash_pandas_object(frame, index=False, hash_key=_CONTENT_KEY).to_numpy()
+    return _fixed_width_text(_hex_ascii(digest), frame.index)
+
+
+def _arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return pa.array(column.array)
+    return None
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:

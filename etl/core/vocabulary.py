@@ -17,10 +17,21 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl.core import code_systems
 from etl.core.ids import core_ids
+from etl.core.text_columns import (
+    extract_group,
+    extract_where_possible,
+    missing_text,
+    plain_decimals,
+    replace_where_possible,
+    stripped_or_missing,
+    text_where,
+)
 
 
 class TransformArgs(BaseModel):
@@ -78,19 +89,16 @@ def transform(
 
 
 def no_errors(values: pd.Series) -> pd.Series:
-    return pd.Series(pd.NA, index=values.index, dtype="string")
+    return missing_text(values.index)
 
 
 def errors_where(failed: pd.Series, reason: str) -> pd.Series:
-    errors = no_errors(failed)
-    errors[failed.fillna(False).astype(bool)] = reason
-    return errors
+    return text_where(failed.fillna(False).astype(bool).to_numpy(), reason, failed.index)
 
 
 def clean_text(values: pd.Series) -> pd.Series:
     """Strip whitespace; blank becomes NA."""
-    stripped = values.astype("string").str.strip()
-    return stripped.mask(stripped == "")
+    return stripped_or_missing(values)
 
 
 def _with_pattern(values: pd.Series, pattern: str, reason: str) -> TransformResult:
@@ -138,9 +146,7 @@ def integer(values: pd.Series, args: NoArgs, context: TransformContext) -> Trans
 
 def _decimal_comma_number(cleaned: pd.Series) -> pd.Series:
     normalised = cleaned.str.replace(" ", "", regex=False).str.replace(",", ".", regex=False)
-    return pd.to_numeric(
-        normalised.where(normalised.str.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?")), errors="coerce"
-    )
+    return plain_decimals(normalised)
 
 
 @transform("decimal_comma")
@@ -278,6 +284,111 @@ def _offset_minutes(offsets: pd.Series) -> pd.Series:
     return total.where(plausible, pd.NA).mask(is_utc, 0.0)  # type: ignore[call-overload,no-any-return]
 
 
+# Directives read from ASCII digits at a fixed width by :func:`read_with_format`, with the
+# values that are certainly valid: a year inside datetime64[ns] (1677-09-21 .. 2262-04-11) whole.
+_DIGIT_FIELDS = {
+    "%Y": (4, 1678, 2261),
+    "%m": (2, 1, 12),
+    "%d": (2, 1, 31),
+    "%H": (2, 0, 23),
+    "%M": (2, 0, 59),
+    "%S": (2, 0, 59),
+}
+# Literal characters of such a format (a space in a format reads any run of white space in
+# pandas, so only a value with exactly the format's characters takes the digit path).
+_DIGIT_FORMAT_LITERALS = frozenset("-./: T")
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _digit_fields(date_format: str) -> list[tuple[str, int, int]] | None:
+    """``(directive or literal, start, width)`` of a format made of fixed-width digit fields
+    and plain separators (``%Y%m%d%H%M``, ``%d.%m.%Y``); None for any other format."""
+    parts, position, index = [], 0, 0
+    while index < len(date_format):
+        piece = date_format[index : index + 2]
+        if piece in _DIGIT_FIELDS:
+            width = _DIGIT_FIELDS[piece][0]
+            index += 2
+        elif date_format[index] in _DIGIT_FORMAT_LITERALS:
+            piece, width = date_format[index], 1
+            index += 1
+        else:
+            return None
+        parts.append((piece, position, width))
+        position += width
+    return parts
+
+
+def _fixed_width_bytes(text: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of exactly ``width`` bytes as a ``(rows, width)`` uint8 array (others as zeros),
+    and which rows those are."""
+    fits = pc.fill_null(pc.equal(pc.binary_length(text), width), False)
+    filler = pa.scalar("\0" * width, type=text.type)
+    filled = pc.if_else(fits, text, filler)
+    offsets_type = np.int64 if pa.types.is_large_string(filled.type) else np.int32
+    offsets = np.frombuffer(filled.buffers()[1], dtype=offsets_type)
+    offsets = offsets[filled.offset : filled.offset + len(filled) + 1]
+    data = np.frombuffer(filled.buffers()[2], dtype=np.uint8)
+    start = int(offsets[0]) if len(offsets) else 0
+    rows = data[start : start + len(filled) * width].reshape(len(filled), width)
+    return rows, np.asarray(fits, dtype=bool)
+
+
+def read_with_format(body: pd.Series, date_format: str) -> pd.Series:
+    """``pd.to_datetime(body, format=date_format, errors="coerce")`` as ``datetime64[ns]``.
+
+    pandas reads each value through its strptime, value by value. For a format of fixed-width
+    digit fields, a value of exactly the format's digits and separators with every field in its
+    valid range (a real calendar day) is read here from its bytes in one pass; every other value
+    (what pandas might read some other way, or refuse) is still read by pandas.
+    """
+    fields = _digit_fields(date_format)
+    if fields is None or not len(body):
+        return pd.to_datetime(body, format=date_format, errors="coerce").astype("datetime64[ns]")
+    width = sum(part[2] for part in fields)
+    text = pa.array(body.array)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+        return pd.to_datetime(body, format=date_format, errors="coerce").astype("datetime64[ns]")
+    rows, certain = _fixed_width_bytes(text, width)
+    numbers = {}
+    for piece, start, size in fields:
+        characters = rows[:, start : start + size]
+        if piece in _DIGIT_FIELDS:
+            certain &= ((characters >= ord("0")) & (characters <= ord("9"))).all(axis=1)
+            digits = characters.astype(np.int64) - ord("0")
+            value = np.zeros(len(rows), dtype=np.int64)
+            for column in range(size):
+                value = value * 10 + digits[:, column]
+            _, lowest, highest = _DIGIT_FIELDS[piece]
+            certain &= (value >= lowest) & (value <= highest)
+            numbers[piece] = value
+        else:
+            certain &= (characters == ord(piece)).all(axis=1)
+    year = numbers.get("%Y", np.full(len(rows), 1900))
+    month = numbers.get("%m", np.ones(len(rows), dtype=np.int64))
+    day = numbers.get("%d", np.ones(len(rows), dtype=np.int64))
+    if "%Y" not in numbers:  # pandas' default year (1900) is not within the digit path's years
+        certain[:] = False
+    is_leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    days = _DAYS_IN_MONTH[np.clip(month, 1, 12)] + ((month == 2) & is_leap)
+    certain &= day <= days
+    months = (np.where(certain, year, 1970) - 1970) * 12 + np.where(certain, month, 1) - 1
+    dates = months.astype("datetime64[M]").astype("datetime64[D]") + np.where(certain, day - 1, 0)
+    nanoseconds = dates.astype("datetime64[ns]").astype(np.int64)
+    for piece, unit in (("%H", 3600), ("%M", 60), ("%S", 1)):
+        if piece in numbers:
+            nanoseconds = nanoseconds + numbers[piece] * unit * 1_000_000_000
+    result = np.where(certain, nanoseconds, np.iinfo(np.int64).min).view("datetime64[ns]")
+    read = pd.Series(result, index=body.index)
+    rest = ~certain & body.notna().to_numpy(dtype=bool)
+    if rest.any():
+        by_pandas = pd.to_datetime(body[rest], format=date_format, errors="coerce")
+        read[rest] = by_pandas.astype("datetime64[ns]").to_numpy()
+    return read
+
+
 @dataclass(frozen=True)
 class ParsedTimes:
     written: pd.Series  # the wall-clock date-time as written (naive)
@@ -304,7 +415,7 @@ def _parse_formats(cleaned: pd.Series, formats: list[str]) -> ParsedTimes:
             attempt = pd.to_datetime(body, format=body_format, errors="coerce")
         else:  # a local time: no offset to read
             body = candidates.where(_length_matches(candidates, date_format).fillna(False))
-            attempt = pd.to_datetime(body, format=date_format, errors="coerce")
+            attempt = read_with_format(body, date_format)
             read = attempt.notna()
             written = written.mask(read, attempt.astype("datetime64[ns]"))
             if "%y" in date_format:
@@ -538,6 +649,11 @@ def map_code(values: pd.Series, args: MapCodeArgs, context: TransformContext) ->
 # --- laboratory values (Swedish notation: decimal comma, ``<0,8``, ranges ``3,5-4,6``) --------
 
 _COMPARATOR = r"^\s*([<>]=?)\s*"
+_COMPARATOR_SIGNS = "<>"  # a value without either has no comparator to read or remove
+
+
+def _without_comparator(cleaned: pd.Series) -> pd.Series:
+    return replace_where_possible(cleaned, _COMPARATOR, "", _COMPARATOR_SIGNS)
 
 
 @transform("lab_value_numeric")
@@ -546,7 +662,7 @@ def lab_value_numeric(
 ) -> TransformResult:
     """The number in a lab result (``5,4`` gives 5.4, ``<0,8`` gives 0.8); text gives missing."""
     cleaned = clean_text(values)
-    numbers = _decimal_comma_number(cleaned.str.replace(_COMPARATOR, "", regex=True))
+    numbers = _decimal_comma_number(_without_comparator(cleaned))
     return TransformResult(numbers.astype("Float64"), no_errors(values))
 
 
@@ -555,7 +671,7 @@ def lab_value_comparator(
     values: pd.Series, args: NoArgs, context: TransformContext
 ) -> TransformResult:
     """The comparator of a lab result (``<``, ``>``, ``<=``, ``>=``) or missing."""
-    comparator = clean_text(values).str.extract(_COMPARATOR, expand=False)
+    comparator = extract_where_possible(clean_text(values), _COMPARATOR, _COMPARATOR_SIGNS)
     return TransformResult(comparator.astype("string"), no_errors(values))
 
 
@@ -563,7 +679,7 @@ def lab_value_comparator(
 def lab_value_text(values: pd.Series, args: NoArgs, context: TransformContext) -> TransformResult:
     """A lab result that is not a number (``POS``, ``Neg``), kept as text; numbers give missing."""
     cleaned = clean_text(values)
-    numbers = _decimal_comma_number(cleaned.str.replace(_COMPARATOR, "", regex=True))
+    numbers = _decimal_comma_number(_without_comparator(cleaned))
     return TransformResult(cleaned.mask(numbers.notna()), no_errors(values))
 
 
@@ -583,9 +699,9 @@ def reference_range_bound(
     low, high = (
         (f"(?P<low>{number})", number) if args.bound == "low" else (number, f"(?P<high>{number})")
     )
-    of_range = cleaned.str.extract(f"^{low}-{high}$", expand=False)
-    below = cleaned.str.extract(r"^<=?([0-9]+(?:,[0-9]+)?)$", expand=False)
-    above = cleaned.str.extract(r"^>=?([0-9]+(?:,[0-9]+)?)$", expand=False)
+    of_range = extract_group(cleaned, f"^{low}-{high}$")
+    below = extract_group(cleaned, r"^<=?([0-9]+(?:,[0-9]+)?)$")
+    above = extract_group(cleaned, r"^>=?([0-9]+(?:,[0-9]+)?)$")
     text_bound = of_range.fillna(below if args.bound == "high" else above)
     numbers = _decimal_comma_number(text_bound.astype("string"))
     readable = of_range.notna() | below.notna() | above.notna()

@@ -28,6 +28,7 @@ from etl.core.database import core_engine
 from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES
+from etl.core.text_columns import may_contain, text_masked
 from etl.core.vocabulary import REGISTRY, TransformContext, TransformResult, clean_text
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
@@ -76,16 +77,23 @@ class Outcomes:
         mask = mask.fillna(False).astype(bool) & self.is_open
         if not mask.any():
             return
-        for name, value in (
+        # Positionally in Arrow when the mask is on the chunk's own index, else aligned by pandas.
+        condition = mask.to_numpy(dtype=bool) if mask.index.equals(self.index) else None
+        changes = [
             ("outcome", outcome),
             ("check_name", check_name),
             ("severity", severity),
             ("field", field),
             ("reason", reason),
-        ):
-            self.columns[name] = self.columns[name].mask(mask, value)
+        ]
         if detail is not None:
-            self.columns["detail"] = self.columns["detail"].mask(mask, detail)
+            changes.append(("detail", detail))
+        for name, value in changes:
+            column = self.columns[name]
+            if condition is None:
+                self.columns[name] = column.mask(mask, value)
+            else:
+                self.columns[name] = text_masked(column, condition, value)
 
     def frame(self, chunk: pd.DataFrame) -> pd.DataFrame:
         closed = ~self.is_open
@@ -216,6 +224,8 @@ def _record_source_problems(
         outcomes.record(matches, EXCLUDED, f"exclude:{rule.rule}", rule.rule, field=rule.column)
 
     for source_column in _source_columns(chunk, mapping):
+        if not may_contain(chunk[source_column], REPLACEMENT_CHARACTER):
+            continue  # nothing to record: no value holds the replacement character
         undecodable = chunk[source_column].str.contains(REPLACEMENT_CHARACTER, regex=False)
         outcomes.record(
             undecodable, QUARANTINED, "decode", "undecodable_bytes", field=source_column

@@ -6,6 +6,7 @@ compare them on generated inputs); only the work is moved out of Python loops.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
 import numpy as np
@@ -94,16 +95,94 @@ def utc_timestamps_as_text(values: pd.Series) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index, name=values.name)
 
 
+def _text_series(text: pa.Array, like: pd.Series) -> pd.Series:
+    return pd.Series(
+        pd.arrays.ArrowStringArray(text.cast(pa.large_string())), index=like.index, name=like.name
+    )
+
+
+# Python's repr writes a float positionally from 1e-4 up to 1e16, and exponentially outside.
+_POSITIONAL = (1e-4, 1e16)
+_POINT_ZERO, _NOTHING = pa.scalar(".0", pa.large_string()), pa.scalar("", pa.large_string())
+_MISSING_TEXT = pa.scalar(None, pa.large_string())
+
+
+def floats_as_text(values: pd.Series) -> pd.Series:
+    """``values.astype("string")`` of a ``Float64`` column, formatted in Arrow.
+
+    pandas writes each value with Python's ``repr``: the shortest digits that read back as the
+    same double, ``.0`` after a whole number. Arrow writes the same shortest digits, without the
+    ``.0``; a value either writes with an exponent, not finite, or out of the positional range
+    is written by pandas.
+    """
+    data = values.array.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = values.isna().to_numpy()
+    text = pa.array(data, mask=missing).cast(pa.large_string())
+    magnitude = np.abs(data)
+    by_arrow = ~missing & (
+        (data == 0) | ((magnitude >= _POSITIONAL[0]) & (magnitude < _POSITIONAL[1]))
+    )
+    # finite, by the magnitudes; written with an exponent all the same (1e+14) by Arrow
+    by_arrow &= ~np.asarray(pc.fill_null(pc.match_substring(text, "e"), True))
+    whole = ~np.asarray(pc.fill_null(pc.match_substring(text, "."), True))
+    text = pc.if_else(
+        pa.array(by_arrow & whole),
+        pc.binary_join_element_wise(text, _POINT_ZERO, _NOTHING),
+        text,
+    )
+    result = _text_series(text, values)
+    rest = ~missing & ~by_arrow
+    if rest.any():
+        result[rest] = values[rest].astype("string")
+    return result
+
+
+def _dates_as_text(values: pd.Series) -> pd.Series | None:
+    """``values.astype("string")`` of an object column of dates, formatted in Arrow; None when
+    some value is neither a ``datetime.date`` (a datetime is one too, but writes its time) nor
+    missing."""
+    present = values.notna().to_numpy()
+    objects = values.to_numpy()
+    if not present.any() or set(map(type, objects[present])) != {dt.date}:
+        return None
+    dates = pa.array(objects, type=pa.date32(), mask=~present)
+    return _text_series(dates.cast(pa.large_string()), values)
+
+
+def _flags_as_text(values: pd.Series) -> pd.Series | None:
+    """``values.astype("string")`` of an object column of booleans (``True``, ``False``); None
+    when some value is neither a bool nor missing."""
+    present = values.notna().to_numpy()
+    objects = values.to_numpy()
+    if not present.any() or not set(map(type, objects[present])) <= {bool, np.bool_}:
+        return None
+    is_true = np.zeros(len(objects), dtype=bool)
+    is_true[present] = objects[present].astype(bool)
+    text = pc.if_else(
+        pa.array(is_true),
+        pa.scalar("True", pa.large_string()),
+        pa.scalar("False", pa.large_string()),
+    )
+    return _text_series(pc.if_else(pa.array(present), text, _MISSING_TEXT), values)
+
+
+def column_as_text(column: pd.Series) -> pd.Series:
+    """``column.astype("string")``, formatted in Arrow for UTC timestamps, ``Float64`` numbers
+    and dates; every other column by pandas."""
+    if _is_utc_nanoseconds(column.dtype):
+        return utc_timestamps_as_text(column)
+    if isinstance(column.dtype, pd.Float64Dtype):
+        return floats_as_text(column)
+    if column.dtype == object:
+        for formatted in (_dates_as_text, _flags_as_text):
+            text = formatted(column)
+            if text is not None:
+                return text
+    return column.astype("string")
+
+
 def frame_as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame.astype("string")``, with UTC timestamp columns formatted in Arrow."""
-    if not any(_is_utc_nanoseconds(dtype) for dtype in frame.dtypes):
-        return frame.astype("string")
+    """``frame.astype("string")``, column by column with :func:`column_as_text`."""
     return pd.DataFrame(
-        {
-            name: utc_timestamps_as_text(column)
-            if _is_utc_nanoseconds(column.dtype)
-            else column.astype("string")
-            for name, column in frame.items()
-        },
-        index=frame.index,
+        {name: column_as_text(column) for name, column in frame.items()}, index=frame.index
     )

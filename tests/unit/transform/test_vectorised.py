@@ -15,7 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.transform.vectorised import frame_as_text, is_in, text_array, utc_timestamps_as_text
+from etl.transform.vectorised import (
+    column_as_text,
+    floats_as_text,
+    frame_as_text,
+    is_in,
+    text_array,
+    utc_timestamps_as_text,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -131,3 +138,61 @@ def test_frame_as_text_is_pandas_astype(values, other):
 def test_frame_without_utc_timestamps_is_pandas_astype():
     frame = pd.DataFrame({"a": [1.5, None], "b": ["x", None]})
     pd.testing.assert_frame_equal(frame_as_text(frame), frame.astype("string"))
+
+
+# Any double, and the ones lab values are: a few decimals, whole numbers, zeros, the limits of
+# Python's positional writing (1e-4, 1e16) and of Arrow's.
+FLOATS = st.one_of(
+    st.none(),
+    st.floats(width=64),
+    st.builds(round, st.floats(-1e6, 1e6), st.integers(0, 4)),
+    st.sampled_from([0.0, -0.0, 1e-4, 9.999e-5, 1e14, 1e15, 1e16, 9999999999999998.0, 5e-324]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(FLOATS, max_size=30), start=st.integers(0, 5))
+def test_floats_as_text_is_pandas_astype(values, start):
+    series = pd.Series(
+        values, dtype="Float64", index=pd.RangeIndex(start, start + len(values)), name="value"
+    )
+    expected = series.astype("string")  # the old way: Python's repr per value
+    pd.testing.assert_series_equal(floats_as_text(series), expected)
+
+
+DATES = st.one_of(
+    st.dates(),
+    st.none(),
+    st.sampled_from([np.nan, pd.NaT, pd.NA]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(DATES, max_size=20),
+    other=st.sampled_from([None, dt.datetime(2020, 1, 2, 3, 4), "2020-01-02", 7]),
+    start=st.integers(0, 5),
+)
+def test_column_as_text_of_dates_is_pandas_astype(values, other, start):
+    for column in (values, [*values, other]):
+        series = pd.Series(
+            column, dtype=object, index=pd.RangeIndex(start, start + len(column)), name="born"
+        )
+        pd.testing.assert_series_equal(column_as_text(series), series.astype("string"))
+
+
+FLAGS = st.one_of(st.booleans(), st.none(), st.sampled_from([np.nan, pd.NA, np.True_, np.False_]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(FLAGS, max_size=20),
+    other=st.sampled_from([None, 1, 0, "True", 1.0]),
+    start=st.integers(0, 5),
+)
+def test_column_as_text_of_flags_is_pandas_astype(values, other, start):
+    for column in (values, [*values, other]):
+        series = pd.Series(
+            column, dtype=object, index=pd.RangeIndex(start, start + len(column)), name="is_x"
+        )
+        pd.testing.assert_series_equal(column_as_text(series), series.astype("string"))
