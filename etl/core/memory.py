@@ -1,10 +1,11 @@
 """Give memory a finished stage no longer uses back to the operating system.
 
 A stage reads and writes chunk by chunk, so its working set is bounded by the chunk; but the
-allocators keep what a stage freed (glibc's arenas for pandas and NumPy, the Arrow pool's
-mimalloc segments), so a process running stage after stage (``vardflytt run``, the bench, a
-worker running several tasks) would otherwise carry each stage's high-water mark into the next
-and its resident memory would creep with the data. Called between stages, never per row."""
+allocators keep what a stage freed (glibc's arenas for pandas and NumPy; the Arrow pool's
+pages, jemalloc's as etl/__init__.py chooses, which it returns a second after or here), so a
+process running stage after stage (``vardflytt run``, the bench, a worker running several
+tasks) would otherwise carry each stage's high-water mark into the next and its resident memory
+would creep with the data. Called between stages, never per row."""
 
 from __future__ import annotations
 
