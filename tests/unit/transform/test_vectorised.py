@@ -174,9 +174,14 @@ DATES = st.one_of(
     start=st.integers(0, 5),
 )
 def test_column_as_text_of_dates_is_pandas_astype(values, other, start):
+    _column_as_text_is_pandas_astype(values, other, start, "born")
+
+
+def _column_as_text_is_pandas_astype(values: list, other, start: int, name: str) -> None:
+    """The object column of ``values`` (and with ``other`` after them), as text, is pandas'."""
     for column in (values, [*values, other]):
         series = pd.Series(
-            column, dtype=object, index=pd.RangeIndex(start, start + len(column)), name="born"
+            column, dtype=object, index=pd.RangeIndex(start, start + len(column)), name=name
         )
         pd.testing.assert_series_equal(column_as_text(series), series.astype("string"))
 
@@ -191,8 +196,4 @@ FLAGS = st.one_of(st.booleans(), st.none(), st.sampled_from([np.nan, pd.NA, np.T
     start=st.integers(0, 5),
 )
 def test_column_as_text_of_flags_is_pandas_astype(values, other, start):
-    for column in (values, [*values, other]):
-        series = pd.Series(
-            column, dtype=object, index=pd.RangeIndex(start, start + len(column)), name="is_x"
-        )
-        pd.testing.assert_series_equal(column_as_text(series), series.astype("string"))
+    _column_as_text_is_pandas_astype(values, other, start, "is_x")
