@@ -15,5 +15,10 @@ promptly (compare ``vardflytt bench --patients 200000`` with 20000, ``--jobs 1``
 import os
 import sys
 
-if sys.platform.startswith("linux"):
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+# Whether the pool was chosen here, not by the operator: a peer measured beside the pipeline
+# (etl/bench/peers.py, dlt) is run with Arrow's default, not with this choice.
+ARROW_POOL_CHOSEN_HERE = sys.platform.startswith("linux") and (
+    "ARROW_DEFAULT_MEMORY_POOL" not in os.environ
+)
+if ARROW_POOL_CHOSEN_HERE:
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"

@@ -71,6 +71,20 @@ def dlt_destination(sqlalchemy_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def peer_environment() -> dict[str, str]:
+    """This process's environment for a peer tool, without the project's own settings: no
+    ``VARDFLYTT_*`` or ``PYTHON*`` variables, and Arrow's memory pool left to the peer's default
+    unless the operator chose it (``import etl`` chooses jemalloc, etl/__init__.py)."""
+    import etl
+
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VARDFLYTT_", "PYTHON"))
+        and not (k == "ARROW_DEFAULT_MEMORY_POOL" and etl.ARROW_POOL_CHOSEN_HERE)
+    }
+
+
 def timed_process(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> dict:
     """Wall and CPU (user + system) seconds of a child process; fails with its log's tail."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +192,7 @@ def _dlt(
         "--result",
         str(result_file),
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VARDFLYTT_", "PYTHON"))}
-    child = timed_process(command, run_dir / "dlt.log", env)
+    child = timed_process(command, run_dir / "dlt.log", peer_environment())
     inner = json.loads(result_file.read_text("utf-8"))
     return {
         "dlt_version": inner["dlt_version"],

@@ -5,6 +5,7 @@ hand in the comments, not by calling the code under test."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -357,3 +358,20 @@ def test_the_freeze_window_goal_takes_postgresqls_ratio_and_misses_above_0_3():
     assert "sqlite" in rows["freeze_window_vs_initial_load"].description
     rows = _by_key(goals.run_goals({"runs": [SQLITE]}))
     assert rows["freeze_window_vs_initial_load"].status == goals.NOT_MEASURED
+
+
+def test_dlt_runs_with_arrows_default_pool_unless_the_operator_chose_one(monkeypatch):
+    """`import etl` chooses jemalloc for this process; the peer it is compared with gets Arrow's
+    default (its own allocator is part of what is measured), an operator's choice goes to both."""
+    import etl
+    from etl.bench.peers import peer_environment
+
+    monkeypatch.setenv("VARDFLYTT_HOME", "/somewhere")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    monkeypatch.setattr(etl, "ARROW_POOL_CHOSEN_HERE", True)
+    chosen_here = peer_environment()
+    assert "ARROW_DEFAULT_MEMORY_POOL" not in chosen_here
+    assert "VARDFLYTT_HOME" not in chosen_here
+    assert chosen_here["PATH"] == os.environ["PATH"]
+    monkeypatch.setattr(etl, "ARROW_POOL_CHOSEN_HERE", False)
+    assert peer_environment()["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
