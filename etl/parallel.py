@@ -484,17 +484,17 @@ class _Scheduler:
     def writing_tasks(self) -> set[Task]:
         return {t for t in self.running.values() if t.stage in CORE_WRITES}
 
-    def _priority(self, task: Task) -> tuple[int, float, int]:
+    def _priority(self, task: Task, ranks: dict[Task, float]) -> tuple[int, float, int]:
         """Extracts first, which unblock everything; then the short or server-bound steps
         after a gate (the database's work on a load overlaps the workers' CPU work); then
         transforms and validations, the one with the longest estimated chain of work still
-        behind it first (critical path first, ``_rank``: a large entity of a later system
+        behind it first (critical path first, ``_ranks``: a large entity of a later system
         before the small ones of an earlier system, so the system that ends last starts its
         long chain early), ties in the given order of the systems; the report last."""
         if task.stage == EXTRACT:
             return (0, 0.0, 0)
         if task.stage in (TRANSFORM, VALIDATE):
-            return (2, -self._rank(task), self.systems.index(task.system))
+            return (2, -ranks[task], self.systems.index(task.system))
         return (3, 0.0, 0) if task.stage == REPORT else (1, 0.0, 0)
 
     def _cost(self, task: Task) -> float:
@@ -509,10 +509,10 @@ class _Scheduler:
             rows = sum(extracted.values())
         return rows * _COST_PER_ROW.get(task.stage, 0.0)
 
-    def _rank(self, task: Task) -> float:
-        """The longest chain of estimated work from the start of ``task`` to the end of the
-        run through the tasks that wait for it, in its system and across systems (the
-        "upward rank" of list scheduling)."""
+    def _ranks(self) -> dict[Task, float]:
+        """Each task's longest chain of estimated work from its start to the end of the run
+        through the tasks that wait for it, in its system and across systems (the "upward
+        rank" of list scheduling), from what the extracts have reported so far."""
         ranks: dict[Task, float] = {}
 
         def rank(current: Task) -> float:
@@ -521,11 +521,15 @@ class _Scheduler:
                 ranks[current] = self._cost(current) + max(after, default=0.0)
             return ranks[current]
 
-        return rank(task)
+        for graph in self.graphs.values():
+            for task in graph.waits:
+                rank(task)
+        return ranks
 
     def _ready(self) -> list[Task]:
         ready = [task for system in self.systems for task in self.graphs[system].ready()]
-        ready.sort(key=self._priority)
+        ranks = self._ranks()
+        ready.sort(key=lambda task: self._priority(task, ranks))
         writing = sum(1 for t in self.running.values() if t.stage in CORE_WRITES)
         chosen = []
         for task in ready:

@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.core.text_columns import arrow_text
+
 # Fixed 16-byte SipHash keys; changing either re-keys every core row.
 _ID_KEYS = ("vardflytt-id-k01", "vardflytt-id-k02")
 _CONTENT_KEY = "vardflytt-body01"
@@ -71,20 +73,13 @@ def content_hashes(frame: pd.DataFrame) -> pd.Series:
     A frame of Arrow text columns (the transform hashes its rows' text) is hashed column by
     column with :func:`text_value_hashes` and combined as pandas combines them; the digest is
     ``hash_pandas_object``'s."""
-    texts = [_arrow_text(column) for _, column in frame.items()]
+    texts = [arrow_text(column) for _, column in frame.items()]
     if len(texts) and all(text is not None for text in texts):
         column_hashes = [text_value_hashes(text)[0] for text in texts if text is not None]
         digest = combined_row_hashes(column_hashes, len(frame))
     else:
         digest = pd.util.hash_pandas_object(frame, index=False, hash_key=_CONTENT_KEY).to_numpy()
     return _fixed_width_text(_hex_ascii(digest), frame.index)
-
-
-def _arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray | None:
-    dtype = column.dtype
-    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
-        return pa.array(column.array)
-    return None
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:

@@ -21,7 +21,7 @@ _UNICODE_CLASSES = re.compile(r"\\[sSwWdDbB]")
 _CAPTURED = "captured"
 
 
-def _arrow_text(values: pd.Series) -> pa.Array | None:
+def arrow_text(values: pd.Series) -> pa.Array | None:
     """The column as one Arrow text array, or None when it is not Arrow-backed ``string``."""
     dtype = values.dtype
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
@@ -73,7 +73,7 @@ def extract_group(values: pd.Series, pattern: str) -> pd.Series:
     break (Python's ``$`` also matches before a final one).
     """
     compiled = re.compile(pattern)
-    array = _arrow_text(values)
+    array = arrow_text(values)
     named = _named_group(pattern) if compiled.groups == 1 else None
     if array is None or named is None or _UNICODE_CLASSES.search(pattern):
         return values.str.extract(pattern, expand=False)
@@ -100,7 +100,7 @@ def plain_decimals(values: pd.Series) -> pd.Series:
     double holds exactly are still parsed by pandas.
     """
     matches = values.str.fullmatch(_PLAIN_DECIMAL)
-    array = _arrow_text(values)
+    array = arrow_text(values)
     if array is None:
         return pd.to_numeric(values.where(matches), errors="coerce").astype("Float64")
     is_plain = matches.fillna(False).to_numpy(dtype=bool)
@@ -138,7 +138,7 @@ def stripped_or_missing(values: pd.Series) -> pd.Series:
     """``values.astype("string").str.strip()`` with a blank result as NA, in two Arrow calls
     (``Series.mask`` on Arrow text replaces value by value)."""
     text = values.astype("string")
-    array = _arrow_text(text)
+    array = arrow_text(text)
     if array is None:
         stripped = text.str.strip()
         return stripped.mask(stripped == "")
@@ -151,7 +151,7 @@ def stripped_or_missing(values: pd.Series) -> pd.Series:
 def text_masked(column: pd.Series, condition: np.ndarray, value: object) -> pd.Series:
     """``column.mask(condition, value)`` for an Arrow ``string`` column, as one Arrow call, when
     ``value`` is text, None, or a ``string`` Series on the same index; otherwise by pandas."""
-    array = _arrow_text(column)
+    array = arrow_text(column)
     replacement: pa.Scalar | pa.Array | None = None
     if value is None or isinstance(value, str):
         replacement = pa.scalar(value, pa.large_string())
@@ -160,7 +160,7 @@ def text_masked(column: pd.Series, condition: np.ndarray, value: object) -> pd.S
         and value.dtype == column.dtype
         and value.index.equals(column.index)
     ):
-        replacement = _arrow_text(value)
+        replacement = arrow_text(value)
     if array is None or replacement is None or column.dtype != "string":
         return column.mask(pd.Series(condition, index=column.index), value)
     if replacement.type != array.type:
@@ -172,7 +172,7 @@ def text_masked(column: pd.Series, condition: np.ndarray, value: object) -> pd.S
 def may_contain(values: pd.Series, text: str) -> bool:
     """False only when ``values`` is Arrow text and no value contains ``text`` (one Arrow
     scan), so that a caller can skip ``values.str.contains(text, regex=False)``."""
-    array = _arrow_text(values)
+    array = arrow_text(values)
     if array is None:
         return True
     return bool(pc.any(pc.match_substring(array, text)).as_py())
@@ -189,7 +189,7 @@ def replace_where_possible(
     """``values.str.replace(pattern, replacement, regex=True)``, run by pandas only on the values
     holding one of the characters ``needed``: ``pattern`` matches nothing in any other value (a
     pattern with ``\\s`` is run by Python's ``re``, value by value)."""
-    array = _arrow_text(values)
+    array = arrow_text(values)
     if array is None:
         return values.str.replace(pattern, replacement, regex=True)
     possible = _rows_with_any(array, needed)
@@ -205,7 +205,7 @@ def extract_where_possible(values: pd.Series, pattern: str, needed: str) -> pd.S
     """``values.str.extract(pattern, expand=False)`` for a pattern with one group, run by pandas
     only on the values holding one of the characters ``needed`` (``pattern`` matches nothing in
     any other value); NA elsewhere."""
-    array = _arrow_text(values)
+    array = arrow_text(values)
     compiled = re.compile(pattern)
     if array is None or compiled.groups != 1:
         return values.str.extract(pattern, expand=False)

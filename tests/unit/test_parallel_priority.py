@@ -71,6 +71,5 @@ def test_a_system_others_wait_for_goes_first_although_smaller(tmp_path):
     _extracted(scheduler, "melior", 1_500)  # 25,500 rows against ELVIS's 15,000
     ready = scheduler._ready()
     assert ready[0].system == "elvis"
-    assert scheduler._rank(ready[0]) > max(
-        scheduler._rank(task) for task in ready if task.system == "melior"
-    )
+    ranks = scheduler._ranks()
+    assert ranks[ready[0]] > max(ranks[task] for task in ready if task.system == "melior")
