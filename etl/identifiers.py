@@ -48,6 +48,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.core.text_columns import arrow_text
+
 
 class IdentityKind(StrEnum):
     PERSONNUMMER = "personnummer"
@@ -134,14 +136,10 @@ def _extract(text: pd.Series, pattern: str) -> pd.DataFrame:
     """``text.str.extract(pattern)`` for the patterns above (named groups, ASCII classes only),
     by Arrow's RE2 in one call; pandas runs Python's ``re`` value by value. A column holding a
     line break (Python's ``$`` also matches before a final one) is left to pandas."""
-    dtype = text.dtype
-    if not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
+    array = arrow_text(text)  # Arrow-backed text, so a ``StringDtype``
+    dtype = cast(pd.StringDtype, text.dtype)
+    if array is None or dtype.na_value is not pd.NA:  # the ``string`` dtype only, not ``str``
         return text.str.extract(pattern)
-    if dtype.na_value is not pd.NA:  # the ``string`` dtype only, not ``str``
-        return text.str.extract(pattern)
-    array = pa.array(text.array)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
     if pc.any(pc.match_substring(array, "\n")).as_py():
         return text.str.extract(pattern)
     found = pc.extract_regex(array, pattern)
