@@ -62,6 +62,7 @@ DELETION_SCHEMA = pa.schema(
     ]
 )
 _STATISTICS = ("min", "max", "count", "sum")
+_BASE_HASH = f"base_{ROW_HASH}"
 
 
 class NoBaseBatchError(RuntimeError):
@@ -130,15 +131,42 @@ def _has_key(keys: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.and_(pc.is_valid(keys), pc.not_equal(pc.fill_null(keys, ""), ""))
 
 
-def _signatures(table: pa.Table) -> pa.Table:
-    """Per source key, count, min, max and sum of its row hashes (the sum wraps at 2**64).
+def _signatures(rows: pa.Table, base_rows: pa.Table) -> pa.Table:
+    """Per source key of either snapshot, count, min, max and sum of its row hashes in the
+    current rows (``_row_hash_*``) and in the base's (``base__row_hash_*``); the sum wraps at
+    2**64, and a side without the key counts 0 (its other statistics null).
 
     The same rows give the same statistics in any order. Different rows give different ones,
     exactly for a key with one or two rows, and for a key repeated more often unless a change
-    kept count, min, max and the 64-bit sum alike (a chance of about 2**-64).
+    kept count, min, max and the 64-bit sum alike (a chance of about 2**-64). One grouping of
+    both sides' keyed rows, each side's hashes in a column of its own (null on the other side's
+    rows, which the aggregates skip): no join of two groupings, no anti-join for deleted keys.
     """
-    keyed = table.filter(_has_key(table[SOURCE_KEY]))
-    return keyed.group_by(SOURCE_KEY).aggregate([(ROW_HASH, name) for name in _STATISTICS])
+    ours = rows.filter(_has_key(rows[SOURCE_KEY]))
+    theirs = base_rows.filter(_has_key(base_rows[SOURCE_KEY]))
+    key_type = ours.schema.field(SOURCE_KEY).type
+    hash_type = ours.schema.field(ROW_HASH).type
+    both = pa.concat_tables(
+        [
+            pa.table(
+                {
+                    SOURCE_KEY: ours[SOURCE_KEY],
+                    ROW_HASH: ours[ROW_HASH],
+                    _BASE_HASH: pa.nulls(ours.num_rows, hash_type),
+                }
+            ),
+            pa.table(
+                {
+                    SOURCE_KEY: theirs[SOURCE_KEY].cast(key_type),
+                    ROW_HASH: pa.nulls(theirs.num_rows, hash_type),
+                    _BASE_HASH: theirs[ROW_HASH].cast(hash_type),
+                }
+            ),
+        ]
+    )
+    return both.group_by(SOURCE_KEY).aggregate(
+        [(ROW_HASH, name) for name in _STATISTICS] + [(_BASE_HASH, name) for name in _STATISTICS]
+    )
 
 
 def diff_dataset(current: Path, base: Path | None) -> pa.Table:
@@ -150,23 +178,28 @@ def diff_dataset(current: Path, base: Path | None) -> pa.Table:
         )
     else:
         base_rows = pq.read_table(base, columns=[SOURCE_KEY, ROW_HASH])
-    ours = _signatures(rows)
-    theirs = _signatures(base_rows)
-    statistics = [f"{ROW_HASH}_{name}" for name in _STATISTICS]
-    theirs = theirs.rename_columns(
-        [SOURCE_KEY if name == SOURCE_KEY else f"base_{name}" for name in theirs.column_names]
-    )
-    joined = ours.join(theirs, SOURCE_KEY, join_type="left outer")
-    is_new = pc.is_null(joined[f"base_{ROW_HASH}_count"])
+    signatures = _signatures(rows, base_rows)
+    is_new = pc.equal(signatures[f"{_BASE_HASH}_count"], 0)
+    is_deleted = pc.equal(signatures[f"{ROW_HASH}_count"], 0)
     differs = pc.fill_null(
-        _any([pc.not_equal(joined[name], joined[f"base_{name}"]) for name in statistics]), False
+        _any(
+            [
+                pc.not_equal(signatures[f"{ROW_HASH}_{name}"], signatures[f"{_BASE_HASH}_{name}"])
+                for name in _STATISTICS
+            ]
+        ),
+        False,
     )
     change = pc.if_else(
         is_new,
         pa.scalar(NEW),
-        pc.if_else(differs, pa.scalar(CHANGED), pa.scalar(None, pa.string())),
+        pc.if_else(
+            pc.and_(pc.invert(is_deleted), differs),
+            pa.scalar(CHANGED),
+            pa.scalar(None, pa.string()),
+        ),
     )
-    changed_keys = pa.table({SOURCE_KEY: joined[SOURCE_KEY], CHANGE: change}).filter(
+    changed_keys = pa.table({SOURCE_KEY: signatures[SOURCE_KEY], CHANGE: change}).filter(
         pc.is_valid(change)
     )
     keyed = rows.join(changed_keys, SOURCE_KEY, join_type="inner").select(
@@ -185,12 +218,12 @@ def diff_dataset(current: Path, base: Path | None) -> pa.Table:
             CHANGE: pa.repeat(NEW, keyless.num_rows),
         }
     )
-    deleted_keys = theirs.join(ours.select([SOURCE_KEY]), SOURCE_KEY, join_type="left anti")
+    deleted_keys = signatures.filter(is_deleted)[SOURCE_KEY]
     deleted = pa.table(
         {
-            ROW_NUMBER: pa.nulls(deleted_keys.num_rows, pa.int64()),
-            SOURCE_KEY: deleted_keys[SOURCE_KEY],
-            CHANGE: pa.repeat(DELETED, deleted_keys.num_rows),
+            ROW_NUMBER: pa.nulls(len(deleted_keys), pa.int64()),
+            SOURCE_KEY: deleted_keys,
+            CHANGE: pa.repeat(DELETED, len(deleted_keys)),
         }
     )
     return _ordered(pa.concat_tables([keyed.cast(DELTA_SCHEMA), keyless_new, deleted]))

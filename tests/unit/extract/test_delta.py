@@ -97,6 +97,80 @@ def test_rows_are_compared_by_key_and_hash(tmp_path, base, current, expected):
     assert _changes(table) == expected
 
 
+def _reference_changes(base, current) -> dict[str, str]:
+    """The delta by its definition, key by key in plain Python: a key's rows as a multiset of
+    hashes (the signature can only tell them apart less well, about 2**-64 for a key repeated
+    three times or more, which these small hashes do not reach), keyless rows by content."""
+
+    def has_key(key):
+        return key is not None and key != ""
+
+    def by_key(keys, hashes):
+        found: dict[str, list[int]] = {}
+        for key, value in zip(keys, hashes, strict=True):
+            if has_key(key):
+                found.setdefault(key, []).append(value)
+        return {key: sorted(values) for key, values in found.items()}
+
+    ours, theirs = by_key(*current), by_key(*base)
+    base_keyless = {h for k, h in zip(*base, strict=True) if not has_key(k)}
+    expected = {}
+    for row, (key, value) in enumerate(zip(*current, strict=True), start=1):
+        if not has_key(key):
+            if value not in base_keyless:
+                expected[f"{key}@{row}"] = "new"
+        elif key not in theirs:
+            expected[f"{key}@{row}"] = "new"
+        elif ours[key] != theirs[key]:
+            expected[f"{key}@{row}"] = "changed"
+    expected.update({f"{key}@-": "deleted" for key in theirs if key not in ours})
+    return expected
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_snapshots_agree_with_the_definition(tmp_path, seed):
+    """Keys repeated, keyless and empty keys, rows changed, added, removed and reordered: the
+    delta is exactly what a key-by-key comparison finds, and deleted keys come in key order."""
+    import random
+
+    generator = random.Random(seed)
+    pool = [f"k{n}" for n in range(40)] + [None, ""]
+
+    def snapshot(size):
+        keys = [generator.choice(pool) for _ in range(size)]
+        return keys, [generator.randrange(6) for _ in keys]
+
+    base = snapshot(generator.randrange(0, 60))
+    keys, hashes = list(base[0]), list(base[1])
+    for _ in range(generator.randrange(0, 8)):  # the legacy week: edits, inserts, deletes
+        action = generator.randrange(3)
+        if action == 0 and keys:
+            hashes[generator.randrange(len(keys))] = generator.randrange(6)
+        elif action == 1:
+            at = generator.randrange(len(keys) + 1)
+            keys.insert(at, generator.choice(pool))
+            hashes.insert(at, generator.randrange(6))
+        elif keys:
+            gone = generator.randrange(len(keys))
+            del keys[gone], hashes[gone]
+    order = list(range(len(keys)))
+    generator.shuffle(order)
+    current = ([keys[i] for i in order], [hashes[i] for i in order])
+    table = diff_dataset(
+        _landed(tmp_path / "current.parquet", *current), _landed(tmp_path / "base.parquet", *base)
+    )
+    assert table.schema == DELTA_SCHEMA
+    assert _changes(table) == _reference_changes(base, current)
+    deleted = [
+        k
+        for k, c in zip(table[SOURCE_KEY].to_pylist(), table[CHANGE].to_pylist(), strict=True)
+        if c == "deleted"
+    ]
+    assert deleted == sorted(deleted)
+    numbered = [n for n in table[ROW_NUMBER].to_pylist() if n is not None]
+    assert numbered == sorted(numbered)
+
+
 def test_without_a_base_file_every_row_is_new(tmp_path):
     current = _landed(tmp_path / "current.parquet", ["a", "b"], [1, 2])
     assert _changes(diff_dataset(current, tmp_path / "missing.parquet")) == {

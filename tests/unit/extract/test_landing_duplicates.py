@@ -77,3 +77,19 @@ def test_buckets_classify_as_the_whole_file(tmp_path, rows, chunk_rows):
         "duplicates.parquet",
         "landed.parquet",
     ]
+
+
+# Mostly keys on one row, as in a real dataset: the keys counted once must be left out, and
+# a dataset without a repeated key gives an empty answer of the same schema.
+MOSTLY_UNIQUE = st.lists(
+    st.tuples(st.one_of(st.none(), st.integers(0, 80).map(str)), st.integers(0, 2)),
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=MOSTLY_UNIQUE, chunk_rows=st.integers(1, 80))
+def test_keys_on_one_row_classify_as_the_whole_file(tmp_path, rows, chunk_rows):
+    test_buckets_classify_as_the_whole_file.hypothesis.inner_test(tmp_path, rows, chunk_rows)
