@@ -595,7 +595,11 @@ def core_checksums(
         result = connection.execute(query.execution_options(yield_per=chunk))
         columns = list(result.keys())
         for partition in result.partitions():
-            frame = pd.DataFrame(partition, columns=columns).astype("string")
+            # Rows as tuples: handed SQLAlchemy rows, pandas asks each for a ``dtype`` attribute
+            # first (every failed lookup raises and catches two exceptions); the frame, its
+            # inferred types and so the checksum are the same.
+            tuples = list(map(tuple, partition))
+            frame = pd.DataFrame(tuples, columns=columns).astype("string")
             digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
             rows += len(frame)
         sums[entity] = f"{rows}:{digest.hexdigest()}"
