@@ -14,6 +14,8 @@ import contextlib
 import hashlib
 import os
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -112,17 +114,57 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+# A file's SHA-256 by path, with the stat it was read under: read again only when the stat
+# differs or the file changed too recently for its stat to tell (below).
+_FILE_DIGESTS: dict[str, tuple[tuple[int, ...], bytes]] = {}
+_FILE_DIGESTS_LOCK = threading.Lock()
+# A file whose modification time is this close to now may change again within the same tick of
+# the file system's clock (ext4: a few milliseconds) with its size kept: it is always read (the
+# "racy" case git's index handles the same way).
+RACY_SECONDS = 2.0
+
+
+def _signature(status: os.stat_result) -> tuple[int, ...]:
+    return (
+        status.st_dev,
+        status.st_ino,
+        status.st_size,
+        status.st_mtime_ns,
+        status.st_ctime_ns,
+    )
+
+
+def file_digest(path: Path) -> bytes:
+    """SHA-256 of the file's bytes, remembered per process while its stat (device, inode, size,
+    modification and change time) stays the same and is older than ``RACY_SECONDS``."""
+    status = os.stat(path)
+    signature = _signature(status)
+    key = str(path)
+    with _FILE_DIGESTS_LOCK:
+        known = _FILE_DIGESTS.get(key)
+    if known is not None and known[0] == signature:
+        return known[1]
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    settled = time.time_ns() - max(status.st_mtime_ns, status.st_ctime_ns) > RACY_SECONDS * 1e9
+    # Stat again: a file replaced or written while it was read is not remembered.
+    if settled and _signature(os.stat(path)) == signature:
+        with _FILE_DIGESTS_LOCK:
+            _FILE_DIGESTS[key] = (signature, digest)
+    return digest
+
+
 def folder_digest(folder: Path) -> str:
     """A digest of the relative path and bytes of every file under ``folder``, links followed:
     the same names and bytes give the same digest (a cache key for what is read from the folder,
-    such as the mappings catalog). An unreadable file or folder raises ``OSError``."""
+    such as the mappings catalog). An unreadable file or folder raises ``OSError``. A file's
+    bytes are read again only when its stat changed (``file_digest``)."""
     digest = hashlib.sha256()
     for directory, subdirectories, names in os.walk(folder, onerror=_raise, followlinks=True):
         subdirectories.sort()
         for name in sorted(names):
             path = Path(directory, name)
             digest.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(file_digest(path))
     return digest.hexdigest()
 
 
