@@ -15,6 +15,7 @@ from etl.core.model import ENTITIES
 from etl.core.tables import _python_type
 
 if TYPE_CHECKING:
+    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
 _ARROW_TYPES = {
@@ -73,3 +74,23 @@ def iter_frames(path: str | os.PathLike[str], chunk_rows: int) -> Iterator[pd.Da
         # converting afterwards (``astype("string")``) without a Python object per value first,
         # which was most of the cost of reading a small file.
         yield batch.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+
+
+def scan_filtered(dataset: ds.Dataset, columns: list[str], row_filter: ds.Expression) -> pa.Table:
+    """``dataset.to_table(columns=columns, filter=row_filter)``: the same rows in the same order,
+    read with one batch in flight instead of Arrow's default read-ahead (16 batches of a file,
+    4 files) and without pre-buffering (see ``open_parquet``). A chunk that looks up its keys in
+    a whole stage file (the batch's patients, a reference's targets) then holds about a batch of
+    that file besides the rows it keeps, not the whole column: the default's memory grew with
+    the file, so a run's peak grew with the people migrated."""
+    import pyarrow.dataset as ds
+
+    scanner = ds.Scanner.from_dataset(
+        dataset,
+        columns=columns,
+        filter=row_filter,
+        batch_readahead=1,
+        fragment_readahead=1,
+        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
+    )
+    return scanner.to_table()

@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from etl.batch import BatchPaths
+from etl.core.arrow import scan_filtered
 
 CONTEXT_SEPARATOR = "__"
 LOOKUPS = "lookups"
@@ -128,8 +129,10 @@ def _join_entity(paths: BatchPaths, rows: pd.DataFrame, entity: str, columns: li
             rows[name] = pd.NaT
         return
     wanted = rows[key].dropna().unique()
-    table = ds.dataset(source).to_table(
-        columns=[key, *columns], filter=pc.is_in(pc.field(key), value_set=_string_array(wanted))
+    table = scan_filtered(
+        ds.dataset(source),
+        [key, *columns],
+        pc.is_in(pc.field(key), value_set=_string_array(wanted)),
     )
     temporal = {c for c in columns if pa.types.is_temporal(table.schema.field(c).type)}
     found = _dates_as_timestamps(table).to_pandas().drop_duplicates(key).set_index(key)

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from etl.batch import BatchPaths
-from etl.core.arrow import open_parquet
+from etl.core.arrow import open_parquet, scan_filtered
 from etl.core.ids import core_ids
 from etl.extract.landing import SOURCE_KEY
 from etl.transform.vectorised import is_in
@@ -193,9 +193,8 @@ def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.A
     if reference.target_column not in dataset.schema.names:
         return none
     key = pc.field(reference.target_column)
-    table = dataset.to_table(
-        columns=[reference.target_column],
-        filter=pc.is_in(key, value_set=wanted.cast(pa.string())),
+    table = scan_filtered(
+        dataset, [reference.target_column], pc.is_in(key, value_set=wanted.cast(pa.string()))
     )
     column = table.column(0)
     if column.type in (pa.string(), pa.large_string()):

@@ -94,3 +94,22 @@ def test_text_is_read_as_nullable_strings_the_same_as_converted_afterwards(tmp_p
     for got, want in zip(actual, expected, strict=True):
         pd.testing.assert_frame_equal(got, want, check_exact=True)
         assert list(got.dtypes) == list(want.dtypes)
+
+
+def test_a_filtered_scan_gives_the_rows_the_default_scan_gives_in_the_same_order(tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from etl.core.arrow import scan_filtered
+
+    path = tmp_path / "many.parquet"
+    _many_row_groups(path)
+    ids = pq.read_table(path, columns=["id"]).column(0).to_pylist()
+    wanted = pa.array([*ids[5::3000], *ids[7::5000], "not there"])  # from most row groups
+    row_filter = pc.is_in(pc.field("id"), value_set=wanted)
+    dataset = ds.dataset(path)
+
+    scanned = scan_filtered(dataset, ["other", "id"], row_filter)
+
+    assert scanned.equals(dataset.to_table(columns=["other", "id"], filter=row_filter))
+    assert scanned.num_rows == len(set(ids[5::3000]) | set(ids[7::5000])) > ROW_GROUPS
