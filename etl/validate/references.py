@@ -163,8 +163,11 @@ def landed_ids(
     landed = _landed_core_ids(
         landed_file.resolve(), stat.st_mtime_ns, stat.st_size, system, target, chunk_rows
     )
-    asked = pa.array(sorted(wanted), type=pa.large_string())
-    return set(asked.filter(pc.is_in(asked, value_set=landed)).to_pylist())
+    # The landed ids that were asked for: the same set as the asked ids that landed, with the
+    # lookup table built over the few asked ids, not over every landed row (a table that grew
+    # with the system, built again for every validated chunk).
+    asked = pa.array(list(wanted), type=pa.large_string())
+    return set(landed.filter(pc.is_in(landed, value_set=asked)).to_pylist())
 
 
 @lru_cache(maxsize=2)

@@ -320,3 +320,21 @@ def test_delta_like_batch_without_the_target_file_resolves_in_the_core(tmp_path,
     paths = BatchPaths(tmp_path / "landing" / "delta" / "elvis")  # nothing transformed at all
     values = pd.Series(["p-core", "p-batch"], dtype="string")
     assert unresolved(paths, PATIENT, values, core_url).tolist() == [False, True]
+
+
+def test_landed_ids_are_the_asked_ids_among_the_landed_rows_ids(tmp_path):
+    """What ``landed_ids`` answers is a set intersection, however it is computed."""
+    from etl.core.ids import core_ids
+    from etl.extract.landing import SOURCE_KEY
+
+    keys = [str(number) for number in range(0, 3000, 3)]
+    landed = tmp_path / "patient.parquet"
+    pq.write_table(
+        pa.table({SOURCE_KEY: pa.array([*keys, None, keys[0]], type=pa.string())}), landed
+    )
+    every = set(core_ids("elvis", "patient", pd.Series(keys)))
+    strangers = set(core_ids("elvis", "patient", pd.Series(["1", "2", "3001"])))
+    asked = set(list(every)[::7]) | strangers | {"", "p-nobody", next(iter(every)).upper()}
+
+    assert landed_ids(landed, "elvis", "patient", asked, chunk_rows=100) == asked & every
+    assert landed_ids(landed, "elvis", "patient", strangers) == set()
