@@ -454,31 +454,36 @@ MAX_DELTA_CHAIN = 1000
 
 
 def _open_problems(
-    settings: Settings,
-    connection: sa.Connection,
-    system: str,
-    batch_id: str,
-    depth: int = 0,
+    settings: Settings, connection: sa.Connection, system: str, batch_id: str
 ) -> dict[tuple, dict]:
     """The quarantined problems still open once ``batch_id`` was loaded: its own quarantine, and
     for a delta also the problems open after its base whose rows it did not process again (nor
     saw deleted): their source rows are unchanged, so still broken and still not in the core.
-    Each problem's ``quarantined_in`` is the batch that quarantined it (its row number's)."""
-    if depth > MAX_DELTA_CHAIN:
-        raise TrendUnavailableError(f"more than {MAX_DELTA_CHAIN} deltas before {batch_id}")
-    own = {
-        identity: info | {"quarantined_in": batch_id}
-        for identity, info in _problem_keys(connection, system, batch_id).items()
-    }
-    scope = _scope(settings, connection, system, batch_id)
-    if not scope.is_delta:
-        return own
-    assert scope.base_batch_id is not None
-    before = _open_problems(settings, connection, system, scope.base_batch_id, depth + 1)
-    for identity, info in before.items():
-        if identity not in own and _fate(scope, identity) == "carried_over":
-            own[identity] = info
-    return own
+    Each problem's ``quarantined_in`` is the batch that quarantined it (its row number's).
+
+    Walks from ``batch_id`` back through the bases to a full load, then forward again."""
+    chain: list[tuple[str, _Scope]] = []
+    batch: str | None = batch_id
+    while batch is not None:
+        if len(chain) > MAX_DELTA_CHAIN or any(batch == seen for seen, _ in chain):
+            raise TrendUnavailableError(
+                f"the chain of deltas before batch {batch_id} is longer than {MAX_DELTA_CHAIN} "
+                "batches or loops"
+            )
+        scope = _scope(settings, connection, system, batch)
+        chain.append((batch, scope))
+        batch = scope.base_batch_id
+    problems: dict[tuple, dict] = {}
+    for batch, scope in reversed(chain):  # the full load first
+        own = {
+            identity: info | {"quarantined_in": batch}
+            for identity, info in _problem_keys(connection, system, batch).items()
+        }
+        for identity, info in problems.items():
+            if identity not in own and _fate(scope, identity) == "carried_over":
+                own[identity] = info
+        problems = own
+    return problems
 
 
 def _fate(scope: _Scope, identity: tuple) -> Status:

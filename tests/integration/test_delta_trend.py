@@ -8,7 +8,8 @@ from a copy of the small estate; five bookings are quarantined there for a missi
 1. one quarantined booking left alone (a), one fixed (b), one deleted (d), one changed but still
    without a time (e), and a good booking broken (c);
 2. a delta of that delta: (a) fixed, everything else left alone;
-3. after rolling delta 2 back, delta 3, whose base is delta 1 again.
+3. after rolling delta 2 back, delta 3, whose base is delta 1 again;
+4. a full load again, after the deltas.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.integration
 SYSTEM = "elvis"
 CHECK = "appointment.scheduled_at.not_null"
 FULL, DELTA_1, DELTA_2, DELTA_3 = "trend-full", "trend-delta-1", "trend-delta-2", "trend-delta-3"
+FULL_2 = "trend-full-2"
 FULL_AS_OF = dt.date(2026, 7, 1)
 
 
@@ -162,6 +164,9 @@ def estate(request, small_estate, tmp_path_factory, core_of):
             assert rewind_watermarks(connection, SYSTEM, settings) == DELTA_1
         run(SYSTEM, DELTA_3, FULL_AS_OF + dt.timedelta(days=21), settings=settings, kind="delta")
         reports[DELTA_3] = _report(settings, DELTA_3)
+
+        run(SYSTEM, FULL_2, FULL_AS_OF + dt.timedelta(days=28), settings=settings)
+        reports[FULL_2] = _report(settings, FULL_2)
         yield Estate(settings=settings, keys=keys, reports=reports)
 
 
@@ -218,13 +223,23 @@ def test_after_a_rollback_the_trend_is_against_the_batch_still_promoted(estate):
     assert trend.is_available and trend.previous_batch_id == DELTA_1
 
 
+def test_a_full_load_after_deltas_compares_with_every_problem_still_open(estate):
+    trend = estate.reports[FULL_2].trend
+    assert _statuses(estate.reports[FULL_2]) == {
+        estate.pseudonym("untouched"): ("persisting", FULL_2),  # quarantined in the first full
+        estate.pseudonym("c"): ("persisting", FULL_2),  # quarantined in delta 1
+        estate.pseudonym("e"): ("persisting", FULL_2),
+    }
+    assert trend.is_available and not trend.is_delta and trend.previous_batch_id == DELTA_3
+
+
 def test_no_trend_when_an_earlier_deltas_files_are_gone(estate):
     """Last in the module: it removes delta 1's delta files (as retention would)."""
     settings = estate.settings
     for path in BatchPaths.of(settings, DELTA_1, SYSTEM).landed.glob("*.delta.parquet"):
         path.unlink()
     assert not delta_file(BatchPaths.of(settings, DELTA_1, SYSTEM), "bokning").exists()
-    for batch in (DELTA_1, DELTA_3):
+    for batch in (DELTA_1, DELTA_3, FULL_2):
         trend = _report(settings, batch).trend
         assert not trend.is_available and trend.rows == [], batch
         assert f"delta files of batch {DELTA_1} are gone" in trend.note
