@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from etl import pipeline
 from etl.batch import BatchPaths
+from etl.cli import app
 from etl.core.database import core_engine
 from etl.core.pseudonym import pseudonym, pseudonym_key
 from etl.core.tables import dq_flag, quarantine
@@ -231,6 +233,16 @@ def test_a_full_load_after_deltas_compares_with_every_problem_still_open(estate)
         estate.pseudonym("e"): ("persisting", FULL_2),
     }
     assert trend.is_available and not trend.is_delta and trend.previous_batch_id == DELTA_3
+
+
+def test_status_says_a_deltas_quarantine_is_not_every_open_problem(estate):
+    runner = CliRunner()
+    for batch, is_delta in ((DELTA_1, True), (FULL, False)):
+        result = runner.invoke(app, ["status", "--batch", batch])
+        assert result.exit_code == 0, result.output
+        output = " ".join(result.output.split())
+        assert ("still open" in output) == is_delta, batch
+        assert (f"delta batch(es) {batch}:" in output) == is_delta, batch
 
 
 def test_no_trend_when_an_earlier_deltas_files_are_gone(estate):
