@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from etl.core.database import core_engine
-from etl.core.tables import batch_accounting, load_batch, quarantine
+from etl.core.tables import batch_accounting, load_batch, promotion, quarantine
 from etl.settings import Settings
 
 
@@ -49,6 +49,16 @@ def quarantine_reasons(settings: Settings, batch_ids: list[str]) -> list[dict]:
     )
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def delta_batches(settings: Settings, batch_ids: list[str]) -> list[str]:
+    """The delta batches among ``batch_ids`` (by the promotion ledger): their quarantine holds only
+    the rows they processed, not the problems of earlier batches still open."""
+    query = sa.select(promotion.c.batch_id).where(
+        promotion.c.batch_id.in_(batch_ids or [""]) & (promotion.c.kind == "delta")
+    )
+    with core_engine(settings.resolved_core_url).connect() as connection:
+        return sorted(connection.execute(query).scalars())
 
 
 def source_counts(settings: Settings, batches: set[tuple[str, str]]) -> list[dict]:

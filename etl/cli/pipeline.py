@@ -231,7 +231,7 @@ def status(
     ] = False,
 ) -> None:
     """Record accounting per system and entity, with quarantine counts by reason."""
-    from etl.status import accounting_rows, quarantine_reasons, source_counts
+    from etl.status import accounting_rows, delta_batches, quarantine_reasons, source_counts
 
     settings = get_settings()
     rows = accounting_rows(settings, batch)
@@ -254,7 +254,9 @@ def status(
         for source in sources:
             table.add_row(*(str(value) for value in source.values()))
         console.print(table)
-    reasons = quarantine_reasons(settings, sorted({row["batch_id"] for row in rows}))
+    batch_ids = sorted({row["batch_id"] for row in rows})
+    reasons = quarantine_reasons(settings, batch_ids)
+    deltas = delta_batches(settings, batch_ids)
     if reasons:
         table = Table(title="quarantined rows by reason (review with the data stewards)")
         for column in ("system", "entity", "reason", "rows"):
@@ -264,6 +266,13 @@ def status(
                 reason["source_system"], reason["entity"], reason["reason"], str(reason["rows"])
             )
         console.print(table)
+    if deltas:
+        # Not the open problems: a delta quarantines only the rows it processed again.
+        console.print(
+            f"[yellow]delta batch(es) {', '.join(deltas)}: quarantine counts of the rows each "
+            "processed only; problems of earlier batches whose rows it did not process are still "
+            "open (carried over in its validation report, `vardflytt dq report --batch`)[/yellow]"
+        )
     print_unpromoted(settings)
     console.print(
         "[green]every source row is accounted for[/green]"

@@ -8,8 +8,9 @@ own, written by the pipeline's report step whether the batch loaded or the gate 
 
 * ``summary.html``, ``summary.md`` and ``summary.json`` for data stewards: per system, entity
   and check the rows evaluated and failing, the failure rate against its threshold and the
-  gate's decision; the trend against the system's previous loaded batch (quarantined problem
-  rows new, resolved and persisting); and the record accounting, with, for a wave's slice of a
+  gate's decision; the trend of the quarantined problem rows against the problems still open
+  after the batch before it (new, persisting, resolved, deleted at source, and for a delta
+  carried over: see :func:`_trend`); and the record accounting, with, for a wave's slice of a
   system split by care unit, the rows left to other waves (``wave_scope``, per wave: "belongs
   to wave X") and the changes held as conflicts, so a steward sees why rows were not loaded;
 * ``data_docs/``: Great Expectations Data Docs built from the same counts (``data_docs.py``).
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel
 
@@ -43,7 +45,9 @@ from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.memo import Memo, folder_key
 from etl.core.pseudonym import pseudonym, pseudonym_key
-from etl.core.tables import batch_accounting, dq_result, load_batch, quarantine
+from etl.core.tables import batch_accounting, dq_result, load_batch, promotion, quarantine
+from etl.extract.delta import CHANGE, DELETED, PROCESSED, delta_file
+from etl.extract.landing import DELTA, FULL, SOURCE_KEY, read_manifest
 from etl.report.data_docs import build_data_docs, documented_checks
 from etl.report.masking import MIN_COUNT
 from etl.report.render import render_html, render_markdown, write_text
@@ -58,7 +62,19 @@ BATCHES = "batches"  # the folder of per-batch reports, beside the run reports
 LOADED_STATUSES = ("loaded", "unreconciled")
 
 Count = int | str
-Status = Literal["new", "persisting", "resolved"]
+# new: quarantined now, not open before; persisting: open before, processed again, still fails;
+# resolved: open before, its row processed again and no longer failing the check;
+# deleted_at_source: open before, its key deleted in the legacy system since (a delta's list);
+# carried_over: open before, its row not processed by this delta (unchanged at source), so still
+# open although this batch did not check it again.
+Status = Literal["new", "persisting", "resolved", "deleted_at_source", "carried_over"]
+STATUSES: tuple[Status, ...] = (
+    "new",
+    "persisting",
+    "resolved",
+    "deleted_at_source",
+    "carried_over",
+)
 
 
 class NoResultsError(LookupError):
@@ -99,6 +115,8 @@ class TrendLine(BaseModel):
     new: Count
     persisting: Count
     resolved: Count
+    deleted_at_source: Count = 0
+    carried_over: Count = 0
 
 
 class ProblemRow(BaseModel):
@@ -107,7 +125,8 @@ class ProblemRow(BaseModel):
     entity: str
     check_name: str
     pseudonym: str | None  # None: the source row had no key
-    row_number: int
+    row_number: int  # in ``quarantined_in``'s extract
+    quarantined_in: str  # the batch whose quarantine holds the row
 
 
 class Trend(BaseModel):
@@ -117,6 +136,9 @@ class Trend(BaseModel):
     new: Count = 0
     persisting: Count = 0
     resolved: Count = 0
+    deleted_at_source: Count = 0
+    carried_over: Count = 0
+    is_delta: bool = False  # a delta batch: only its new, changed and dependent rows were checked
     lines: list[TrendLine] = []
     rows: list[ProblemRow] = []
 
@@ -365,15 +387,137 @@ def _problem_keys(connection: sa.Connection, system: str, batch_id: str) -> dict
     return problems
 
 
+class TrendUnavailableError(LookupError):
+    """What a batch processed (or the problems open before it) can no longer be known."""
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Which rows a batch checked: every row (a full load), or a delta's processed keys."""
+
+    base_batch_id: str | None  # a delta's base (None: a full load)
+    processed: dict[str, set[str]]  # per dataset, the keys a delta mapped and checked again
+    deleted: dict[str, set[str]]  # per dataset, the keys a delta lists as deleted at source
+
+    @property
+    def is_delta(self) -> bool:
+        return self.base_batch_id is not None
+
+
+_FULL_SCOPE = _Scope(None, {}, {})
+
+
+def _scope(settings: Settings, connection: sa.Connection, system: str, batch_id: str) -> _Scope:
+    """What ``batch_id`` checked, from its landing manifest and ``<dataset>.delta.parquet`` files
+    (a full load: everything). Without them (retention removed the landing folder) only a batch
+    the promotion ledger records as full is known; anything else raises."""
+    try:
+        manifest = read_manifest(settings, batch_id, system)
+    except FileNotFoundError:
+        kind = connection.execute(
+            sa.select(promotion.c.kind).where(promotion.c.batch_id == batch_id)
+        ).scalar_one_or_none()
+        if kind == FULL:
+            return _FULL_SCOPE
+        raise TrendUnavailableError(
+            f"the landing files of batch {batch_id} are gone, so which rows it checked again is "
+            "not known"
+        ) from None
+    if manifest.kind != DELTA:
+        return _FULL_SCOPE
+    if manifest.base_batch_id is None:
+        raise TrendUnavailableError(f"delta batch {batch_id} does not name its base batch")
+    paths = BatchPaths.of(settings, batch_id, system)
+    processed: dict[str, set[str]] = {}
+    deleted: dict[str, set[str]] = {}
+    for dataset in manifest.datasets:
+        path = delta_file(paths, dataset)
+        if not path.exists():
+            raise TrendUnavailableError(
+                f"the delta files of batch {batch_id} are gone, so which rows it checked again "
+                "is not known"
+            )
+        listed = pq.read_table(path, columns=[SOURCE_KEY, CHANGE]).to_pydict()
+        for key, change in zip(listed[SOURCE_KEY], listed[CHANGE], strict=True):
+            if key is None:
+                continue  # a keyless row: compared by content, no key to follow
+            if change in PROCESSED:
+                processed.setdefault(dataset, set()).add(key)
+            elif change == DELETED:
+                deleted.setdefault(dataset, set()).add(key)
+    return _Scope(manifest.base_batch_id, processed, deleted)
+
+
+# A delta's open problems come from its base's, and so on back to a full load: a longer chain than
+# this is refused rather than followed (a cycle in broken ledgers, or an unbounded walk).
+MAX_DELTA_CHAIN = 1000
+
+
+def _open_problems(
+    settings: Settings, connection: sa.Connection, system: str, batch_id: str
+) -> dict[tuple, dict]:
+    """The quarantined problems still open once ``batch_id`` was loaded: its own quarantine, and
+    for a delta also the problems open after its base whose rows it did not process again (nor
+    saw deleted): their source rows are unchanged, so still broken and still not in the core.
+    Each problem's ``quarantined_in`` is the batch that quarantined it (its row number's).
+
+    Walks from ``batch_id`` back through the bases to a full load, then forward again."""
+    chain: list[tuple[str, _Scope]] = []
+    batch: str | None = batch_id
+    while batch is not None:
+        if len(chain) > MAX_DELTA_CHAIN or any(batch == seen for seen, _ in chain):
+            raise TrendUnavailableError(
+                f"the chain of deltas before batch {batch_id} is longer than {MAX_DELTA_CHAIN} "
+                "batches or loops"
+            )
+        scope = _scope(settings, connection, system, batch)
+        chain.append((batch, scope))
+        batch = scope.base_batch_id
+    problems: dict[tuple, dict] = {}
+    for batch, scope in reversed(chain):  # the full load first
+        own = {
+            identity: info | {"quarantined_in": batch}
+            for identity, info in _problem_keys(connection, system, batch).items()
+        }
+        for identity, info in problems.items():
+            if identity not in own and _fate(scope, identity) == "carried_over":
+                own[identity] = info
+        problems = own
+    return problems
+
+
+def _fate(scope: _Scope, identity: tuple) -> Status:
+    """What became of a problem open before ``scope``'s batch that the batch did not quarantine:
+    resolved (its row checked again, passing), deleted at source, or carried over (not checked
+    again: a delta's unchanged row, or a keyless row a delta cannot follow)."""
+    if not scope.is_delta:
+        return "resolved"
+    dataset, key, _check = identity
+    if key in scope.deleted.get(dataset, ()):
+        return "deleted_at_source"
+    if key in scope.processed.get(dataset, ()):
+        return "resolved"
+    return "carried_over"
+
+
 def _trend(
+    settings: Settings,
     connection: sa.Connection,
     batch: SelectedBatch,
     key: bytes,
     is_loaded: bool,
     reads: list[tuple[SelectedBatch, int]],
 ) -> Trend:
-    """Quarantined problems of this batch against the previous loaded one; the rows whose
-    source keys were read (to pseudonymise them) are added to ``reads`` for the access log."""
+    """Quarantined problems of this batch against those open before it; the rows whose source
+    keys were read (to pseudonymise them) are added to ``reads`` for the access log.
+
+    Before a full load: the problems open after the system's previous loaded batch. Before a
+    delta: those open after its base (the batch it was compared with; after a rollback, an
+    earlier one), and a problem of an earlier batch is resolved only if this delta processed its
+    row again and the check passed; unprocessed, it is carried over (still open). When what a
+    batch processed is no longer known (its landing files removed), there is no trend rather
+    than a guess.
+    """
     previous = previous_loaded_batch(connection, batch)
     if not is_loaded:
         return Trend(
@@ -381,16 +525,28 @@ def _trend(
             is_available=False,
             note="this batch was not loaded, so no quarantined rows were recorded for it",
         )
-    current = _problem_keys(connection, batch.system, batch.batch_id)
-    before = _problem_keys(connection, batch.system, previous) if previous else {}
+    try:
+        scope = _scope(settings, connection, batch.system, batch.batch_id)
+        if scope.is_delta:
+            previous = scope.base_batch_id
+        current = _problem_keys(connection, batch.system, batch.batch_id)
+        before = _open_problems(settings, connection, batch.system, previous) if previous else {}
+    except TrendUnavailableError as unknown:
+        return Trend(
+            previous_batch_id=previous,
+            is_available=False,
+            note=f"no trend: {unknown}; none is shown rather than problems wrongly resolved",
+        )
     reads.append((batch, len(current) + len(before)))
-    statuses: dict[Status, list[tuple[tuple, dict]]] = {
-        "new": [(k, v) for k, v in current.items() if k not in before],
-        "persisting": [(k, v) for k, v in current.items() if k in before],
-        "resolved": [(k, v) for k, v in before.items() if k not in current],
-    }
+    statuses: dict[Status, list[tuple[tuple, dict]]] = {status: [] for status in STATUSES}
+    for identity, info in current.items():
+        status: Status = "persisting" if identity in before else "new"
+        statuses[status].append((identity, info | {"quarantined_in": batch.batch_id}))
+    for identity, info in before.items():
+        if identity not in current:
+            statuses[_fate(scope, identity)].append((identity, info))
     counts: dict[tuple[str, str, str], dict[Status, int]] = defaultdict(
-        lambda: {"new": 0, "persisting": 0, "resolved": 0}
+        lambda: dict.fromkeys(STATUSES, 0)
     )
     rows: list[ProblemRow] = []
     for status, problems in statuses.items():
@@ -407,30 +563,38 @@ def _trend(
                     if source_key is None
                     else pseudonym(key, batch.system, source_key),
                     row_number=info["row_number"],
+                    quarantined_in=info["quarantined_in"],
                 )
             )
-    order = {"new": 0, "persisting": 1, "resolved": 2}
+    order = {status: position for position, status in enumerate(STATUSES)}
     rows.sort(key=lambda r: (order[r.status], r.dataset, r.check_name, r.row_number))
-    note = (
-        f"compared with the previous loaded batch {previous}"
-        if previous
-        else "first loaded batch of this system: every quarantined row counts as new"
-    )
+    if scope.is_delta:
+        note = (
+            f"delta batch: compared with the problems still open after its base batch {previous}; "
+            "only the rows this delta processed (new, changed or dependent) were checked again, "
+            "so a problem whose row it did not process is carried over (still open), and one whose "
+            "key was deleted at source is listed as deleted at source, not resolved"
+        )
+    elif previous:
+        note = (
+            f"compared with the problems still open after the previous loaded batch {previous}; "
+            "this full load checked every row again (resolved: no longer quarantined, fixed or "
+            "no longer in the source)"
+        )
+    else:
+        note = "first loaded batch of this system: every quarantined row counts as new"
     return Trend(
         previous_batch_id=previous,
         is_available=True,
         note=note,
-        new=shown(len(statuses["new"])),
-        persisting=shown(len(statuses["persisting"])),
-        resolved=shown(len(statuses["resolved"])),
+        is_delta=scope.is_delta,
+        **{status: shown(len(statuses[status])) for status in STATUSES},
         lines=[
             TrendLine(
                 dataset=dataset,
                 entity=entity,
                 check_name=check,
-                new=shown(n["new"]),
-                persisting=shown(n["persisting"]),
-                resolved=shown(n["resolved"]),
+                **{status: shown(n[status]) for status in STATUSES},
             )
             for (dataset, entity, check), n in sorted(counts.items())
         ],
@@ -575,7 +739,7 @@ def summarise(
                     mapping_version=_single(r["mapping_version"] for r in rows),
                     evaluated_at=batch.evaluated_at,
                     checks=checks,
-                    trend=_trend(connection, batch, key, is_loaded, reads),
+                    trend=_trend(settings, connection, batch, key, is_loaded, reads),
                     accounting=_accounting(connection, batch, _other_waves(sliced)),
                     wave=sliced.get("wave"),
                     deletions=_deletions(sliced),

@@ -14,7 +14,14 @@ import sqlalchemy as sa
 
 from etl.core.database import core_engine
 from etl.core.pseudonym import KEY_VARIABLE, pseudonym
-from etl.core.tables import access_log, batch_accounting, dq_result, load_batch, quarantine
+from etl.core.tables import (
+    access_log,
+    batch_accounting,
+    dq_result,
+    load_batch,
+    promotion,
+    quarantine,
+)
 from etl.estate.people import PERSONNUMMER_FILE, load_pool
 from etl.report.data_docs import external_references
 from etl.report.validation import (
@@ -128,6 +135,14 @@ def core(settings_for, tmp_path, monkeypatch):
                 },
             ],
         )
+        # Full loads, as the promotion ledger records them (their landing files are not here).
+        connection.execute(
+            promotion.insert(),
+            [
+                {"batch_id": batch, "source_system": "elvis", "kind": "full", "state": "promoted"}
+                for batch in ("elvis__1", "elvis__2")
+            ],
+        )
         connection.execute(
             dq_result.insert(),
             [
@@ -225,6 +240,19 @@ def test_first_batch_counts_every_problem_as_new_and_unloaded_batch_has_no_trend
     stopped = _system(summarise(settings, RUN_2)[0], "melior")
     assert stopped.gate == "breach" and stopped.status.startswith("not promoted")
     assert not stopped.trend.is_available and stopped.accounting == []
+
+
+def test_no_trend_when_what_a_batch_checked_is_not_known(core):
+    """Landing files gone and no ledger entry saying it was a full load: it may have been a
+    delta that checked only some rows, so no problem is shown as resolved."""
+    settings, _ = core
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        connection.execute(promotion.delete().where(promotion.c.batch_id == "elvis__2"))
+    trend = _system(summarise(settings, RUN_2)[0], "elvis").trend
+    assert not trend.is_available and trend.rows == [] and trend.resolved == 0
+    assert "landing files of batch elvis__2 are gone" in trend.note
+    paths = write_validation_report(settings, RUN_2)
+    assert "no trend" in paths.summary_html.read_text("utf-8")
 
 
 def test_small_counts_are_withheld_with_the_figures_that_would_give_them_away(core):
