@@ -22,7 +22,13 @@ import pyarrow.parquet as pq
 
 from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog
-from etl.core.arrow import iter_frames, stage_schema, to_arrow
+from etl.core.arrow import (
+    iter_batches_and_frames,
+    iter_frames,
+    open_parquet,
+    stage_schema,
+    to_arrow,
+)
 from etl.core.files import private_file, temporaries_removed_on_failure, temporary_file
 from etl.core.model import ENTITIES
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
@@ -186,15 +192,15 @@ def _checked_chunk(
 
 
 class ValidatedRows:
-    """The validated rows file. Chunks that lose no row are held back (not encoded); if no chunk
-    ever loses one, the transformed file is copied as it is.
+    """The validated rows file. A chunk that loses no row, and whose rows convert back to exactly
+    the batch read from the transformed file, is held back (not encoded); if every chunk is, the
+    transformed file is copied as it is.
 
     Re-encoding every row of an entity that quarantined none was a fifth of the stage (Parquet
-    encoding and the pandas to Arrow conversion). The copy holds the same table: the validated
-    rows are the transformed rows (the context columns ``enrich`` adds are not in the stage
-    schema, and it changes no other column), written with the same schema. It is used only when
-    the transformed file's schema is the stage schema, metadata included. Once a chunk loses a
-    row, the held chunks are read again and written first, as they were before.
+    encoding). The copy holds the table the old way wrote: each chunk converted back
+    (``to_arrow``) was checked equal to the file's own batch, and the file's schema is the stage
+    schema, metadata included. Once a chunk loses a row (or converts differently), the held
+    chunks are read again and written first, then every chunk as before.
     """
 
     def __init__(self, transformed: Path, path: Path, entity: str, chunk_rows: int):
@@ -202,19 +208,20 @@ class ValidatedRows:
         self._chunk_rows = chunk_rows
         self._schema = stage_schema(entity)
         self._writer: StageWriter | None = None
-        self._held = 0  # chunks validated whole and not written yet
+        self._held = 0  # chunks validated whole, equal to the file's batches, not written yet
 
-    def write(self, rows: pd.DataFrame, quarantined: pd.Series) -> None:
-        """The chunk's rows but those ``quarantined`` (a boolean mask on its index)."""
+    def write(self, rows: pd.DataFrame, quarantined: pd.Series, read: pa.RecordBatch) -> None:
+        """The chunk's rows but those ``quarantined`` (a boolean mask on its index); ``read`` is
+        the batch of the transformed file the chunk was converted from."""
         is_quarantined = quarantined.to_numpy(bool)
+        table = to_arrow(rows, self._entity)
         if self._writer is None:
-            if not is_quarantined.any():
+            if not is_quarantined.any() and table.equals(pa.Table.from_batches([read])):
                 self._held += 1
                 return
             self._writer = self._writer_with_held_rows()
-        # Filtered in Arrow: the same table as converting the filtered frame (the rows came from
-        # a file of this schema), without pandas taking every column, context ones included.
-        table = to_arrow(rows, self._entity)
+        # Filtered in Arrow: the same table as converting the filtered frame, without pandas
+        # taking every column, context ones included.
         self._writer.write("rows", table.filter(pa.array(~is_quarantined)))
 
     def close(self) -> None:
@@ -227,11 +234,14 @@ class ValidatedRows:
         (self._writer or self._writer_with_held_rows()).close()
 
     def _writer_with_held_rows(self) -> StageWriter:
+        """A writer with the held chunks written: the file's batches, each checked equal to what
+        the old way converted and wrote."""
         writer = StageWriter({"rows": (self._path, self._schema)})
-        for position, rows in enumerate(iter_frames(self._transformed, self._chunk_rows)):
+        source = open_parquet(self._transformed)
+        for position, batch in enumerate(source.iter_batches(batch_size=self._chunk_rows)):
             if position == self._held:
                 break
-            writer.write("rows", to_arrow(rows, self._entity))
+            writer.write("rows", pa.Table.from_batches([batch]))
         self._held = 0
         return writer
 
@@ -328,18 +338,18 @@ def validate_entity(
     tally = CheckTally()
     quarantined_ids: list[pd.Series] = []
     id_column = ENTITIES[entity].id_field()
-    for rows in iter_frames(transformed, settings.chunk_rows):
+    for read, rows in iter_batches_and_frames(transformed, settings.chunk_rows):
         rows = enrich(paths, rows, suite_meta, settings.resolved_core_url)
         quarantined, outcomes = _checked_chunk(
             settings, entity, rows, source_of, parameters, waivers, tally, check_references
         )
-        validated_rows.write(rows, quarantined)
+        validated_rows.write(rows, quarantined, read)
         writer.write("outcomes", outcomes_table(outcomes))
         quarantined_ids.append(rows.loc[quarantined, id_column])
         outcome_frames.append(outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
         rows_in += len(rows)
         rows_out += len(rows) - int(quarantined.sum())
-        del rows, quarantined, outcomes  # one chunk alive at a time, not two
+        del read, rows, quarantined, outcomes  # one chunk alive at a time, not two
     transform_problems: dict[str, int] = {}
     for transform_outcomes in iter_frames(
         paths.stage_file("transformed", entity, "outcomes"), settings.chunk_rows
@@ -445,7 +455,7 @@ def _validate_identifiers(
     writer = ValidatedRows(
         transformed, paths.stage_file("validated", entity), entity, settings.chunk_rows
     )
-    for chunk in iter_frames(transformed, settings.chunk_rows):
+    for read, chunk in iter_batches_and_frames(transformed, settings.chunk_rows):
         left_out = chunk["patient_id"].isin(quarantined_patient_ids)
         rows = chunk[~left_out]
         failures = validate_chunk(settings.expectations_dir, entity, rows, "patient_identifier_id")
@@ -456,7 +466,7 @@ def _validate_identifiers(
                 f"{paths.root}: {sum(len(ids) for ids in failing_ids)} patient identifier rows "
                 "fail their suite although their patients passed; check the patient mapping"
             )
-        writer.write(chunk, left_out)
+        writer.write(chunk, left_out, read)
     writer.close()
 
 

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etl.batch import BatchPaths
-from etl.core.arrow import iter_frames, stage_schema, to_arrow
+from etl.core.arrow import iter_batches_and_frames, iter_frames, stage_schema, to_arrow
 from etl.transform.stage import StageWriter
 from etl.validate import context, references
 from etl.validate.context import _as_timestamps, _dates_as_timestamps, _join_entity
@@ -69,19 +69,20 @@ def _transformed(folder: Path, count: int, write_rows: int) -> Path:
     return path
 
 
-def _old_way(transformed: Path, path: Path, masks: list[list[bool]]) -> None:
-    writer = StageWriter({"rows": (path, stage_schema(ENTITY))})
+def _old_way(transformed: Path, path: Path, masks: list[list[bool]], entity: str = ENTITY) -> None:
+    writer = StageWriter({"rows": (path, stage_schema(entity))})
     for rows, mask in zip(iter_frames(transformed, CHUNK), masks, strict=True):
         quarantined = pd.Series(mask, index=rows.index)
-        writer.write("rows", to_arrow(rows[~quarantined], ENTITY))
+        writer.write("rows", to_arrow(rows[~quarantined], entity))
     writer.close()
 
 
-def _new_way(transformed: Path, path: Path, masks: list[list[bool]]) -> None:
-    validated = ValidatedRows(transformed, path, ENTITY, CHUNK)
-    for rows, mask in zip(iter_frames(transformed, CHUNK), masks, strict=True):
+def _new_way(transformed: Path, path: Path, masks: list[list[bool]], entity: str = ENTITY) -> None:
+    validated = ValidatedRows(transformed, path, entity, CHUNK)
+    chunks = iter_batches_and_frames(transformed, CHUNK)
+    for (read, rows), mask in zip(chunks, masks, strict=True):
         rows["patient__birth_date"] = pd.NaT  # a context column: never written
-        validated.write(rows, pd.Series(mask, index=rows.index))
+        validated.write(rows, pd.Series(mask, index=rows.index), read)
     validated.close()
 
 
@@ -148,6 +149,44 @@ def test_a_transformed_file_of_another_schema_is_written_not_copied(tmp_path):
     assert new.read_bytes() != transformed.read_bytes()
     assert pq.read_table(new).equals(table)
     assert pq.read_schema(new).equals(stage_schema(ENTITY), check_metadata=True)
+
+
+@pytest.mark.parametrize(
+    ("entity", "column", "values"),
+    [
+        # pandas reads an int64 column with a null as float64: beyond 2**53 a value changes.
+        ("appointment", "duration_minutes", [2**53 + 1, None, 5, 7, 9, 11]),
+        # A NaN (not a null) comes back from pandas as a null.
+        ("observation", "value_numeric", [float("nan"), 1.5, None, 2.5, 3.5, 4.5]),
+    ],
+)
+def test_a_chunk_the_old_way_would_have_changed_is_written_as_it_did(
+    tmp_path, entity, column, values
+):
+    schema = stage_schema(entity)
+    table = pa.table(
+        {
+            field.name: pa.array(values, type=field.type)
+            if field.name == column
+            else pa.nulls(len(values), type=field.type)
+            for field in schema
+        },
+        schema=schema,
+    )
+    transformed = tmp_path / f"{entity}.parquet"
+    writer = StageWriter({"rows": (transformed, schema)})
+    writer.write("rows", table)
+    writer.close()
+    masks = [[False] * len(chunk) for chunk in _slices(len(values))]
+    old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
+    _old_way(transformed, old, masks, entity)
+    _new_way(transformed, new, masks, entity)
+    assert not pq.read_table(old).equals(table)  # the old way changed it: so must this one
+    assert pq.read_table(new).equals(pq.read_table(old))
+
+
+def _slices(count: int) -> list[range]:
+    return [range(s, min(s + CHUNK, count)) for s in range(0, count, CHUNK)]
 
 
 # --- context: temporal entity columns ------------------------------------------------------------
