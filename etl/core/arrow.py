@@ -68,12 +68,20 @@ def open_parquet(path: str | os.PathLike[str]) -> pq.ParquetFile:
 
 def iter_frames(path: str | os.PathLike[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Read a Parquet file in chunks as pandas frames with nullable string columns."""
+    for _batch, frame in iter_batches_and_frames(path, chunk_rows):
+        yield frame
+
+
+def iter_batches_and_frames(
+    path: str | os.PathLike[str], chunk_rows: int
+) -> Iterator[tuple[pa.RecordBatch, pd.DataFrame]]:
+    """``iter_frames``, each frame with the Arrow batch it was converted from."""
     source = open_parquet(path)
     for batch in source.iter_batches(batch_size=chunk_rows):
         # Text straight from Arrow into pandas' nullable string dtype: the same frame as
         # converting afterwards (``astype("string")``) without a Python object per value first,
         # which was most of the cost of reading a small file.
-        yield batch.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+        yield batch, batch.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
 
 
 def scan_filtered(dataset: ds.Dataset, columns: list[str], row_filter: ds.Expression) -> pa.Table:

@@ -135,10 +135,32 @@ def _join_entity(paths: BatchPaths, rows: pd.DataFrame, entity: str, columns: li
         pc.is_in(pc.field(key), value_set=_string_array(wanted)),
     )
     temporal = {c for c in columns if pa.types.is_temporal(table.schema.field(c).type)}
-    found = _dates_as_timestamps(table).to_pandas().drop_duplicates(key).set_index(key)
+    table = _dates_as_timestamps(table)
+    if table.num_rows and temporal:
+        # Temporal columns: each chunk row's first match taken in Arrow, one hash lookup for all
+        # of them (pandas' ``map`` hashed every key again per column, through Python objects).
+        positions = pc.index_in(
+            _string_array(rows[key]), value_set=_string_array(table[key].combine_chunks())
+        )
+        for column, name in zip(columns, names, strict=True):
+            if column in temporal:
+                rows[name] = _as_timestamps(_taken(table[column], positions, rows.index))
+    found = None
     for column, name in zip(columns, names, strict=True):
+        if column in temporal and table.num_rows:
+            continue
+        if found is None:
+            found = table.to_pandas().drop_duplicates(key).set_index(key)
         values = rows[key].map(found[column])
         rows[name] = _as_timestamps(values) if column in temporal else values
+
+
+def _taken(column: pa.ChunkedArray, positions: pa.Array, index: pd.Index) -> pd.Series:
+    """``rows[key].map(found[column])`` of a temporal column: the value at each position (NA
+    where there is none), as the numpy-backed pandas values ``map`` gives."""
+    values = column.take(positions).to_pandas()
+    values.index = index
+    return values
 
 
 def _complete_from_core(

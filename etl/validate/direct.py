@@ -146,39 +146,42 @@ def evaluate(
     failures = []
     try:
         for expectation in planned:
-            failing = _failing_rows(expectation, rows, id_column)
+            failing = _failing_ids(expectation, rows, id_column)
             if failing is None:
                 return None
             if len(failing):
-                ids = failing[id_column].astype("string").reset_index(drop=True)
+                ids = failing.astype("string").reset_index(drop=True)
                 failures.append((expectation.configuration, ids))
     except Exception:  # GX raises or reports its own error when it runs the chunk itself
         return None
     return failures
 
 
-def _failing_rows(expectation: Planned, rows: pd.DataFrame, id_column: str) -> pd.DataFrame | None:
-    """The domain's rows where the condition does not hold (``_pandas_map_condition_index``),
-    with only the columns the answer reads: choosing rows is row by row, so the domain's rows
-    and the condition's input are GX's own, without copying every other column of the chunk."""
+def _failing_ids(expectation: Planned, rows: pd.DataFrame, id_column: str) -> pd.Series | None:
+    """The ids of the domain's rows where the condition does not hold
+    (``_pandas_map_condition_index``). Choosing rows is row by row, so the condition's input is
+    GX's own (the domain's values of the column, with their index) without copying the chunk: a
+    column's domain is its column and the id column taken through the same mask, not a frame."""
     domain = expectation.domain
     if expectation.kind == "column":
         column = domain["column"]
         if column not in rows.columns:
             return None
-        frame = rows[list(dict.fromkeys([column, id_column]))]
-        records = frame[frame[column].notnull()] if expectation.filter_nulls else frame
+        values, ids = rows[column], rows[id_column]
+        if expectation.filter_nulls:
+            present = values.notnull()
+            values, ids = values[present], ids[present]
         meets = expectation.condition(
-            expectation.provider, records[column], **expectation.values, _metrics={}
+            expectation.provider, values, **expectation.values, _metrics={}
         )
-    else:
-        first, second = domain["column_A"], domain["column_B"]
-        if first not in rows.columns or second not in rows.columns:
-            return None
-        how = _IGNORE_ROW_IF[domain["ignore_row_if"]]
-        frame = rows[list(dict.fromkeys([first, second, id_column]))]
-        records = frame.dropna(axis=0, how=how, subset=[first, second])
-        meets = expectation.condition(
-            expectation.provider, records[first], records[second], **expectation.values, _metrics={}
-        )
-    return records[~meets]
+        return ids[~meets]
+    first, second = domain["column_A"], domain["column_B"]
+    if first not in rows.columns or second not in rows.columns:
+        return None
+    how = _IGNORE_ROW_IF[domain["ignore_row_if"]]
+    frame = rows[list(dict.fromkeys([first, second, id_column]))]
+    records = frame.dropna(axis=0, how=how, subset=[first, second])
+    meets = expectation.condition(
+        expectation.provider, records[first], records[second], **expectation.values, _metrics={}
+    )
+    return records[~meets][id_column]

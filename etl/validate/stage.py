@@ -7,6 +7,7 @@ warnings are counted and the row still loads.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -21,8 +22,14 @@ import pyarrow.parquet as pq
 
 from etl.batch import BatchPaths, write_json
 from etl.catalog import Catalog
-from etl.core.arrow import iter_frames, stage_schema, to_arrow
-from etl.core.files import private_file, temporaries_removed_on_failure
+from etl.core.arrow import (
+    iter_batches_and_frames,
+    iter_frames,
+    open_parquet,
+    stage_schema,
+    to_arrow,
+)
+from etl.core.files import private_file, temporaries_removed_on_failure, temporary_file
 from etl.core.model import ENTITIES
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.settings import Settings
@@ -36,7 +43,7 @@ from etl.transform.stage import (
 )
 from etl.transform.vectorised import is_in
 from etl.validate.checks import source_check, thresholds_for
-from etl.validate.context import context_columns, enrich
+from etl.validate.context import enrich
 from etl.validate.order import declared_needs
 from etl.validate.references import Reference, landed_ids, reference_failures
 from etl.validate.suites import (
@@ -116,7 +123,25 @@ def _validated_chunk(
     waivers: pd.DataFrame,
     tally: CheckTally,
     references: Callable[[pd.DataFrame, str], list] | None = None,
-):
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The chunk's loadable rows and its outcomes (``_checked_chunk``)."""
+    quarantined, outcomes = _checked_chunk(
+        settings, entity, rows, source_of, parameters, waivers, tally, references
+    )
+    return rows[~quarantined], outcomes
+
+
+def _checked_chunk(
+    settings: Settings,
+    entity: str,
+    rows: pd.DataFrame,
+    source_of: dict[str, str],
+    parameters: dict,
+    waivers: pd.DataFrame,
+    tally: CheckTally,
+    references: Callable[[pd.DataFrame, str], list] | None = None,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Which rows of the chunk are quarantined (a boolean mask on its index), and its outcomes."""
     id_column = ENTITIES[entity].id_field()
     failures = validate_chunk(settings.expectations_dir, entity, rows, id_column, parameters)
     if references is not None:
@@ -163,7 +188,65 @@ def _validated_chunk(
         outcomes = outcomes[
             (outcomes["outcome"] != FLAGGED) | ~outcomes[ROW_NUMBER].isin(gone)
         ].reset_index(drop=True)
-    return rows[~quarantined], outcomes
+    return quarantined, outcomes
+
+
+class ValidatedRows:
+    """The validated rows file. A chunk that loses no row, and whose rows convert back to exactly
+    the batch read from the transformed file, is held back (not encoded); if every chunk is, the
+    transformed file is copied as it is.
+
+    Re-encoding every row of an entity that quarantined none was a fifth of the stage (Parquet
+    encoding). The copy holds the table the old way wrote: each chunk converted back
+    (``to_arrow``) was checked equal to the file's own batch, and the file's schema is the stage
+    schema, metadata included. Once a chunk loses a row (or converts differently), the held
+    chunks are read again and written first, then every chunk as before.
+    """
+
+    def __init__(self, transformed: Path, path: Path, entity: str, chunk_rows: int):
+        self._transformed, self._path, self._entity = transformed, path, entity
+        self._chunk_rows = chunk_rows
+        self._schema = stage_schema(entity)
+        self._writer: StageWriter | None = None
+        self._held = 0  # chunks validated whole, equal to the file's batches, not written yet
+
+    def write(self, rows: pd.DataFrame, quarantined: pd.Series, read: pa.RecordBatch) -> None:
+        """The chunk's rows but those ``quarantined`` (a boolean mask on its index); ``read`` is
+        the batch of the transformed file the chunk was converted from."""
+        is_quarantined = quarantined.to_numpy(bool)
+        table = to_arrow(rows, self._entity)
+        if self._writer is None:
+            if not is_quarantined.any() and table.equals(pa.Table.from_batches([read])):
+                self._held += 1
+                return
+            self._writer = self._writer_with_held_rows()
+        # Filtered in Arrow: the same table as converting the filtered frame, without pandas
+        # taking every column, context ones included.
+        self._writer.write("rows", table.filter(pa.array(~is_quarantined)))
+
+    def close(self) -> None:
+        if self._writer is None and self._is_copyable():
+            temporary = temporary_file(self._path.with_suffix(".parquet.tmp"))
+            shutil.copyfile(self._transformed, temporary)
+            temporary.replace(self._path)
+            private_file(self._path)
+            return
+        (self._writer or self._writer_with_held_rows()).close()
+
+    def _writer_with_held_rows(self) -> StageWriter:
+        """A writer with the held chunks written: the file's batches, each checked equal to what
+        the old way converted and wrote."""
+        writer = StageWriter({"rows": (self._path, self._schema)})
+        source = open_parquet(self._transformed)
+        for position, batch in enumerate(source.iter_batches(batch_size=self._chunk_rows)):
+            if position == self._held:
+                break
+            writer.write("rows", pa.Table.from_batches([batch]))
+        self._held = 0
+        return writer
+
+    def _is_copyable(self) -> bool:
+        return pq.read_schema(self._transformed).equals(self._schema, check_metadata=True)
 
 
 def _outcome_frame(rows, mask, outcome, failure, source_of, severity, waived) -> pd.DataFrame:
@@ -244,30 +327,29 @@ def validate_entity(
             in_landing,
         )
 
-    context_names = context_columns(suite_meta)
-
-    targets = {
-        "rows": (paths.stage_file("validated", entity), stage_schema(entity)),
-        "outcomes": (paths.stage_file("validated", entity, "outcomes"), OUTCOME_SCHEMA),
-    }
-    writer = StageWriter(targets)
+    writer = StageWriter(
+        {"outcomes": (paths.stage_file("validated", entity, "outcomes"), OUTCOME_SCHEMA)}
+    )
+    validated_rows = ValidatedRows(
+        transformed, paths.stage_file("validated", entity), entity, settings.chunk_rows
+    )
     rows_in = rows_out = 0
     outcome_frames = []
     tally = CheckTally()
     quarantined_ids: list[pd.Series] = []
     id_column = ENTITIES[entity].id_field()
-    for rows in iter_frames(transformed, settings.chunk_rows):
+    for read, rows in iter_batches_and_frames(transformed, settings.chunk_rows):
         rows = enrich(paths, rows, suite_meta, settings.resolved_core_url)
-        valid, outcomes = _validated_chunk(
+        quarantined, outcomes = _checked_chunk(
             settings, entity, rows, source_of, parameters, waivers, tally, check_references
         )
-        writer.write("rows", to_arrow(valid.drop(columns=context_names), entity))
+        validated_rows.write(rows, quarantined, read)
         writer.write("outcomes", outcomes_table(outcomes))
-        quarantined_ids.append(rows.loc[~rows.index.isin(valid.index), id_column])
+        quarantined_ids.append(rows.loc[quarantined, id_column])
         outcome_frames.append(outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
         rows_in += len(rows)
-        rows_out += len(valid)
-        del rows, valid, outcomes  # one chunk alive at a time, not two
+        rows_out += len(rows) - int(quarantined.sum())
+        del read, rows, quarantined, outcomes  # one chunk alive at a time, not two
     transform_problems: dict[str, int] = {}
     for transform_outcomes in iter_frames(
         paths.stage_file("transformed", entity, "outcomes"), settings.chunk_rows
@@ -285,6 +367,7 @@ def validate_entity(
         for reason, rows_of in transform_outcomes[problem_rows].groupby("reason"):
             tally.add_rows(source_check(str(reason)), rows_of[ROW_NUMBER], False)
     writer.close()
+    validated_rows.close()
     pq.write_table(tally.rows_table(), failures_file(paths, entity))
     private_file(failures_file(paths, entity))
     # Fresh output: any steward deferral is applied anew by the gate, from these files.
@@ -368,13 +451,13 @@ def _validate_identifiers(
 ) -> None:
     """Identifiers follow their patient: only those of loadable patients go on."""
     entity = "patient_identifier"
-    writer = StageWriter(
-        {
-            "rows": (paths.stage_file("validated", entity), stage_schema(entity)),
-        }
+    transformed = paths.stage_file("transformed", entity)
+    writer = ValidatedRows(
+        transformed, paths.stage_file("validated", entity), entity, settings.chunk_rows
     )
-    for rows in iter_frames(paths.stage_file("transformed", entity), settings.chunk_rows):
-        rows = rows[~rows["patient_id"].isin(quarantined_patient_ids)]
+    for read, chunk in iter_batches_and_frames(transformed, settings.chunk_rows):
+        left_out = chunk["patient_id"].isin(quarantined_patient_ids)
+        rows = chunk[~left_out]
         failures = validate_chunk(settings.expectations_dir, entity, rows, "patient_identifier_id")
         failing_ids = [f.row_ids for f in failures if f.severity == "error"]
         if failing_ids:
@@ -383,7 +466,7 @@ def _validate_identifiers(
                 f"{paths.root}: {sum(len(ids) for ids in failing_ids)} patient identifier rows "
                 "fail their suite although their patients passed; check the patient mapping"
             )
-        writer.write("rows", to_arrow(rows, entity))
+        writer.write(chunk, left_out, read)
     writer.close()
 
 
