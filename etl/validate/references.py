@@ -190,15 +190,10 @@ def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.A
     """Which of the ``wanted`` keys the batch's transformed target rows hold (large_string)."""
     none = pa.array([], type=pa.large_string())
     source = paths.stage_file("transformed", reference.target)
-    try:
-        stat = source.stat()
-    except FileNotFoundError:
+    # Scanned for the wanted keys with every chunk (one batch of the file in memory at a time),
+    # not its keys cached whole: memory stays bounded by the chunk, not by the target's rows.
+    if not source.exists():
         return none
-    keys = _batch_keys(
-        source.resolve(), stat.st_ino, stat.st_mtime_ns, stat.st_size, reference.target_column
-    )
-    if keys is not None:
-        return wanted.filter(pc.is_in(wanted, value_set=keys))
     dataset = ds.dataset(source)
     if reference.target_column not in dataset.schema.names:
         return none
@@ -210,28 +205,6 @@ def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.A
     if column.type in (pa.string(), pa.large_string()):
         return pc.drop_null(column).combine_chunks().cast(pa.large_string())
     return pa.array([str(v) for v in column.to_pylist() if v is not None], type=pa.large_string())
-
-
-# Four: an entity's references (ELVIS's encounters point at patients, practitioners and care
-# units) would evict each other from two, every chunk.
-@lru_cache(maxsize=4)
-def _batch_keys(
-    source: Path, _inode: int, _mtime_ns: int, _size: int, column: str
-) -> pa.Array | None:
-    """The distinct non-null values of a transformed file's text column (large_string), read once
-    per version of the file (a rewrite is a new file, renamed into place: a new inode), not once
-    per validated chunk of every entity pointing at it. ``_in_batch`` asks which wanted keys are
-    among them: the same keys the filtered scan found, ids only. None when the file has no such
-    column, or not as text (``_in_batch`` then scans as before)."""
-    dataset = ds.dataset(source)
-    names = dataset.schema.names
-    if column not in names or dataset.schema.field(column).type not in _TEXT_TYPES:
-        return None
-    column_values = dataset.to_table(columns=[column]).column(0)
-    return pc.unique(pc.drop_null(column_values).combine_chunks().cast(pa.large_string()))
-
-
-_TEXT_TYPES = (pa.string(), pa.large_string())
 
 
 def _in_core(core_url: str, reference: Reference, wanted: list[str]) -> set[str]:
