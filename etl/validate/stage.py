@@ -114,23 +114,6 @@ class CheckTally:
         ]
 
 
-def _validated_chunk(
-    settings: Settings,
-    entity: str,
-    rows: pd.DataFrame,
-    source_of: dict[str, str],
-    parameters: dict,
-    waivers: pd.DataFrame,
-    tally: CheckTally,
-    references: Callable[[pd.DataFrame, str], list] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The chunk's loadable rows and its outcomes (``_checked_chunk``)."""
-    quarantined, outcomes = _checked_chunk(
-        settings, entity, rows, source_of, parameters, waivers, tally, references
-    )
-    return rows[~quarantined], outcomes
-
-
 def _checked_chunk(
     settings: Settings,
     entity: str,

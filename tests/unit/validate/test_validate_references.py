@@ -28,7 +28,7 @@ from etl.validate.references import (
     reference_failures,
     unresolved,
 )
-from etl.validate.stage import CheckTally, _validated_chunk
+from etl.validate.stage import CheckTally, _checked_chunk
 from etl.validate.suites import SuiteError, read_suite_definition, suite_checks, suite_references
 
 pytestmark = pytest.mark.unit
@@ -235,7 +235,7 @@ def test_the_validate_stage_quarantines_errors_and_flags_warnings_as_declared(
     references = suite_references(expectations, "encounter")
     rows = _encounters()
     tally = CheckTally()
-    valid, outcomes = _validated_chunk(
+    quarantined, outcomes = _checked_chunk(
         settings,
         "encounter",
         rows,
@@ -252,6 +252,7 @@ def test_the_validate_stage_quarantines_errors_and_flags_warnings_as_declared(
             thresholds.rule_for,
         ),
     )
+    valid = rows[~quarantined]
     assert valid["encounter_id"].tolist() == ["e-a", "e-b"]
     quarantined = outcomes[outcomes["outcome"] == QUARANTINED]
     assert quarantined[["_row_number", "check_name", "reason", "field"]].values.tolist() == [
