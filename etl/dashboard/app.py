@@ -757,9 +757,8 @@ def render_steward(
 
     from etl.core.decisions import ReviewStatus
     from etl.core.tables import quarantine
-    from etl.dashboard.data import latest_batch_ids
     from etl.steward import actions
-    from etl.steward.queue import QueueFilter, list_queue, summary
+    from etl.steward.queue import QueueFilter, list_queue, open_scope, summary
 
     settings = dashboard.settings
     try:
@@ -778,7 +777,19 @@ def render_steward(
     page = list_queue(settings, query_filter)
     counts = summary(settings, batch or None)
     with dashboard.connection() as connection:
-        batch_ids = [batch] if batch else latest_batch_ids(connection)
+        # The chosen batch's quarantine; by default every problem still open (as the queue).
+        chosen = (
+            quarantine.c.batch_id == batch
+            if batch
+            else quarantine.c.quarantine_id.in_(
+                sa.bindparam(
+                    "open_ids",
+                    open_scope(settings, connection).quarantine_ids,
+                    expanding=True,
+                    literal_execute=True,
+                )
+            )
+        )
         reasons = [
             dict(row._mapping)
             for row in connection.execute(
@@ -788,7 +799,7 @@ def render_steward(
                     quarantine.c.reason,
                     sa.func.count().label("rows"),
                 )
-                .where(quarantine.c.batch_id.in_(batch_ids))
+                .where(chosen)
                 .group_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
                 .order_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
             )
