@@ -5,9 +5,9 @@ A delta checks only its new, changed and dependent rows, so after one the proble
 batches whose rows it did not process are still open (the source rows are unchanged, still
 broken, still not in the core). ELVIS is fully loaded from a copy of the small estate, then two
 deltas follow (as in test_delta_trend.py): delta 1 fixes (b), breaks a good booking (c), deletes
-(d) and changes (e) without fixing it; delta 2 fixes (a). After delta 2 the bookings still
-failing ``appointment.scheduled_at.not_null`` are (untouched) of the full load and (c), (e) of
-delta 1; delta 2 itself quarantined none of them.
+(d) and changes (e) without fixing it; delta 2 fixes (a); delta 3 changes nothing. After delta 3
+the bookings still failing ``appointment.scheduled_at.not_null`` are (untouched) of the full load
+and (c), (e) of delta 1; deltas 2 and 3 quarantined none of them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import datetime as dt
 import re
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -28,6 +29,8 @@ from etl.core.decisions import ReviewStatus
 from etl.core.tables import dq_flag, quarantine, quarantine_decision
 from etl.dashboard.app import create_app
 from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
+from etl.extract import retention
+from etl.extract.delta import delta_file
 from etl.report.validation import summarise
 from etl.settings import Settings
 from etl.steward.actions import decide
@@ -36,7 +39,7 @@ from tests.integration.test_delta_trend import CHECK, FULL_AS_OF, SYSTEM, _elvis
 
 pytestmark = pytest.mark.integration
 
-FULL, DELTA_1, DELTA_2 = "open-full", "open-delta-1", "open-delta-2"
+FULL, DELTA_1, DELTA_2, DELTA_3 = "open-full", "open-delta-1", "open-delta-2", "open-delta-3"
 STEWARD_TOKEN = "steward-token-0123456789abcdef"
 IDENTITY_NUMBER = re.compile(r"\b(?:19|20)?\d{6}[-+]?\d{4}\b|\b\d{8}[KMX]\d{3}\b")
 
@@ -98,6 +101,7 @@ def estate(request, small_estate, tmp_path_factory, core_of):
         run(SYSTEM, DELTA_1, FULL_AS_OF + dt.timedelta(days=7), settings=settings, kind="delta")
         _set_time(source, keys["a"], good_time)
         run(SYSTEM, DELTA_2, FULL_AS_OF + dt.timedelta(days=14), settings=settings, kind="delta")
+        run(SYSTEM, DELTA_3, FULL_AS_OF + dt.timedelta(days=21), settings=settings, kind="delta")
         with engine.connect() as connection:
             handles = {
                 role: connection.execute(
@@ -123,7 +127,8 @@ def _queue(settings: Settings, **filters) -> dict[str, str]:
 def test_the_default_queue_lists_the_problems_carried_over_from_earlier_batches(estate):
     h = estate.handles
     assert _queue(estate.settings) == {h["untouched"]: FULL, h["c"]: DELTA_1, h["e"]: DELTA_1}
-    # The latest batch alone quarantined none of them: naming it still shows its own only.
+    # The latest batches alone quarantined none of them: naming one still shows its own only.
+    assert _queue(estate.settings, batch_id=DELTA_3) == {}
     assert _queue(estate.settings, batch_id=DELTA_2) == {}
 
 
@@ -133,8 +138,8 @@ def test_the_open_counts_include_carried_over_problems(estate):
 
 
 def test_the_queue_and_the_validation_report_agree_on_what_is_open(estate):
-    """One implementation: every problem the report of delta 2 still counts open, and no other."""
-    report, _ = summarise(estate.settings, batch_id=DELTA_2)
+    """One implementation: every problem the report of delta 3 still counts open, and no other."""
+    report, _ = summarise(estate.settings, batch_id=DELTA_3)
     [system] = report.systems
     still_open = {"new", "persisting", "carried_over"}
     in_report = sorted(
@@ -198,6 +203,32 @@ def test_a_decision_on_a_carried_over_problem_attaches_to_its_original_record(es
     }
     [line] = [row for row in summary(estate.settings, system=SYSTEM) if row.check == CHECK]
     assert (line.quarantined, line.open, line.fixed_at_source) == (3, 2, 1)
+
+
+def test_landing_retention_keeps_the_delta_lists_of_the_chain(estate):
+    """Delta 3 (latest promoted) and its base delta 2 are kept whole; further back, delta 1 and
+    the full load lose their landed snapshots but keep their manifest and delta lists, so the
+    open problems are still known after the purge."""
+    settings = estate.settings.model_copy(update={"landing_retention_days": 1})
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
+    catalog = pipeline.catalog(settings)
+    purged = {batch.batch_id: batch for batch in retention.purge(catalog, settings, now)}
+    assert set(purged) == {FULL, DELTA_1}
+    for batch_id in (FULL, DELTA_1):
+        paths = BatchPaths.of(settings, batch_id, SYSTEM)
+        assert paths.manifest_file.exists() and not paths.landed_file("bokning").exists()
+    assert delta_file(BatchPaths.of(settings, DELTA_1, SYSTEM), "bokning").exists()
+    assert {Path(f.path).name for f in purged[DELTA_1].kept} >= {
+        "_manifest.json",
+        "bokning.delta.parquet",
+    }
+    assert BatchPaths.of(settings, DELTA_2, SYSTEM).landed_file("bokning").exists()
+    assert retention.purge(catalog, settings, now) == []  # the kept files are not purged again
+    h = estate.handles
+    assert _queue(settings) == {h["untouched"]: FULL, h["c"]: DELTA_1, h["e"]: DELTA_1}
+    assert list_queue(settings, QueueFilter(system=SYSTEM)).notes == []
+    report, _ = summarise(settings, batch_id=DELTA_3)
+    assert report.systems[0].trend.is_available
 
 
 def test_fails_closed_when_an_earlier_deltas_files_are_gone(estate):
