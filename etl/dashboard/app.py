@@ -640,7 +640,9 @@ def run_chart_label(run) -> str:
     parts = run.label.split(" · ")
     phase = parts.pop() if len(parts) > 1 and parts[-1] in PHASE_OF_STATE.values() else None
     started = f"{run.started_at:%Y-%m-%d %H:%M}" if run.started_at else "not started"
-    return " · ".join(parts) + "\n" + " · ".join(p for p in (phase, started) if p)
+    # A delta run checked only its new, changed and dependent rows: its shares are of those.
+    delta = "delta (its processed rows)" if "delta" in getattr(run, "kinds", []) else None
+    return " · ".join(parts) + "\n" + " · ".join(p for p in (phase, delta, started) if p)
 
 
 def trend_charts(history) -> dict[str, Any]:
@@ -660,7 +662,9 @@ def trend_charts(history) -> dict[str, Any]:
             y_title="rows",
         ),
         "quality_chart": line_chart(
-            "Rows passing checks and rows quarantined, per run",
+            "Rows passing checks and rows quarantined, per run: shares of the rows the run "
+            "processed (a delta run only its new, changed and dependent rows, not the whole "
+            "system; its earlier problems still open are on the steward page)",
             labels,
             [
                 Series("rows passing checks", [r.dq_pass_rate for r in history], "s-rate"),
@@ -669,7 +673,7 @@ def trend_charts(history) -> dict[str, Any]:
             fmt=percent,
             maximum=1.0,
             x_title=x_title,
-            y_title="share of rows",
+            y_title="share of the rows the run processed",
         ),
         "duration_chart": line_chart(
             "Run duration in seconds",
@@ -757,9 +761,8 @@ def render_steward(
 
     from etl.core.decisions import ReviewStatus
     from etl.core.tables import quarantine
-    from etl.dashboard.data import latest_batch_ids
     from etl.steward import actions
-    from etl.steward.queue import QueueFilter, list_queue, summary
+    from etl.steward.queue import QueueFilter, list_queue, open_scope, summary
 
     settings = dashboard.settings
     try:
@@ -778,7 +781,19 @@ def render_steward(
     page = list_queue(settings, query_filter)
     counts = summary(settings, batch or None)
     with dashboard.connection() as connection:
-        batch_ids = [batch] if batch else latest_batch_ids(connection)
+        # The chosen batch's quarantine; by default every problem still open (as the queue).
+        chosen = (
+            quarantine.c.batch_id == batch
+            if batch
+            else quarantine.c.quarantine_id.in_(
+                sa.bindparam(
+                    "open_ids",
+                    open_scope(settings, connection).quarantine_ids,
+                    expanding=True,
+                    literal_execute=True,
+                )
+            )
+        )
         reasons = [
             dict(row._mapping)
             for row in connection.execute(
@@ -788,7 +803,7 @@ def render_steward(
                     quarantine.c.reason,
                     sa.func.count().label("rows"),
                 )
-                .where(quarantine.c.batch_id.in_(batch_ids))
+                .where(chosen)
                 .group_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
                 .order_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
             )

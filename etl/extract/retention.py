@@ -11,6 +11,11 @@ batch's own base when it is a delta (a re-run of it compares with that base). A 
 staged, unaccounted, landed but never staged (a run may still be in flight) or unknown to the
 core is never purged, whatever its age.
 
+Further back along that chain of deltas, to its full load, each batch keeps its manifest and its
+``<dataset>.delta.parquet`` lists (which rows each delta processed, small) when its landed
+snapshots are purged: without them the problems still open after the latest batch (its
+validation trend, the steward queue) can no longer be told apart from those resolved.
+
 Each file is recorded before it is removed: in the access log (``etl.core.audit``, action
 ``purge_landing``: who, when, system, batch, the file as entity, its rows) and, with its size in
 bytes, in ``<home>/purges/landing.jsonl``.
@@ -58,7 +63,10 @@ class LandingBatch(BaseModel):
     is_expired: bool
     is_purgeable: bool
     reason: str  # why it is kept, or why it may go
-    files: list[LandedFile] = Field(default_factory=list)
+    files: list[LandedFile] = Field(default_factory=list)  # what a purge removes (or would)
+    # Kept when the rest goes: the manifest and delta lists of a batch in the latest promoted
+    # batch's chain of deltas.
+    kept: list[LandedFile] = Field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -78,7 +86,7 @@ def survey(catalog: Catalog, settings: Settings, now: dt.datetime) -> list[Landi
     if not root.is_dir():
         return []
     states, latest = _ledger(settings)
-    needed = _still_needed(settings, latest)
+    needed, trimmed = _still_needed(settings, latest)
     batches = []
     for folder in sorted(p for p in root.glob("*/*") if p.is_dir()):
         batch_name, system = folder.parent.name, folder.name
@@ -102,6 +110,16 @@ def survey(catalog: Catalog, settings: Settings, now: dt.datetime) -> list[Landi
             purgeable, reason = True, f"{state}, past its {days}-day retention"
         else:
             purgeable, reason = False, f"{state}: not finished (never purged)"
+        landed, kept = _files(folder, root), list[LandedFile]()
+        if (system, batch_id) in trimmed:
+            landed, kept = _split_kept(folder, root, landed)
+            if purgeable and not landed:
+                purgeable, reason = (
+                    False,
+                    f"only its manifest and delta lists left: {trimmed[(system, batch_id)]}",
+                )
+            elif purgeable:
+                reason += f"; its manifest and delta lists kept: {trimmed[(system, batch_id)]}"
         batches.append(
             LandingBatch(
                 batch_id=batch_id,
@@ -112,7 +130,8 @@ def survey(catalog: Catalog, settings: Settings, now: dt.datetime) -> list[Landi
                 is_expired=is_expired,
                 is_purgeable=purgeable,
                 reason=reason,
-                files=_files(folder, root),
+                files=landed,
+                kept=kept,
             )
         )
     return batches
@@ -148,6 +167,14 @@ def purge(
                 },
             )
         folder = BatchPaths.of(settings, batch.batch_id, batch.system).root
+        if batch.kept:
+            root = settings.resolved_landing_dir
+            for landed in batch.files:
+                (root / landed.path).unlink(missing_ok=True)
+            for directory in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # emptied folders only (the deepest first)
+            continue
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # the batch folder, once no system of it is left
@@ -176,17 +203,57 @@ def _ledger(settings: Settings) -> tuple[dict[tuple[str, str], tuple[str, str]],
     return states, latest
 
 
-def _still_needed(settings: Settings, latest: dict[str, str]) -> dict[tuple[str, str], str]:
-    """Batches a later run reads: each system's latest promoted one, and its delta base."""
-    needed = {}
+# The longest chain of deltas followed back from a latest promoted batch (as the open problems).
+MAX_DELTA_CHAIN = 1000
+
+
+def _base_of(settings: Settings, system: str, batch_id: str) -> str | None:
+    manifest = BatchPaths.of(settings, batch_id, system).manifest_file
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        base = json.loads(manifest.read_text("utf-8")).get("base_batch_id")
+        return str(base) if base else None
+    return None
+
+
+def _still_needed(
+    settings: Settings, latest: dict[str, str]
+) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
+    """Batches a later run reads: each system's latest promoted one, and its delta base; and the
+    batches further back along its chain of deltas (to the full load), whose manifest and delta
+    lists the open problems after the latest batch are computed from."""
+    needed, trimmed = {}, {}
     for system, batch_id in latest.items():
         needed[(system, batch_id)] = "the latest promoted batch (the next delta's base)"
-        manifest = BatchPaths.of(settings, batch_id, system).manifest_file
-        with contextlib.suppress(OSError, ValueError):
-            base = json.loads(manifest.read_text("utf-8")).get("base_batch_id")
-            if base:
-                needed[(system, base)] = f"the delta base of the latest promoted batch {batch_id}"
-    return needed
+        base = _base_of(settings, system, batch_id)
+        if base:
+            needed[(system, base)] = f"the delta base of the latest promoted batch {batch_id}"
+        seen = {batch_id}
+        while base and base not in seen and len(seen) <= MAX_DELTA_CHAIN:
+            seen.add(base)
+            base = _base_of(settings, system, base)
+            if base and (system, base) not in needed:
+                trimmed[(system, base)] = (
+                    f"in the chain of deltas of the latest promoted batch {batch_id} (which "
+                    "rows each delta checked: the problems still open)"
+                )
+    return needed, trimmed
+
+
+def _split_kept(
+    folder: Path, root: Path, landed: list[LandedFile]
+) -> tuple[list[LandedFile], list[LandedFile]]:
+    """``landed`` split into what may go and what stays: the manifest and the delta lists."""
+    paths = BatchPaths(folder)
+    kept_names = {paths.manifest_file.name}
+    removed: list[LandedFile] = []
+    kept: list[LandedFile] = []
+    for file in landed:
+        path = root / file.path
+        is_kept = path.parent == paths.landed and (
+            path.name in kept_names or path.name.endswith(".delta.parquet")
+        )
+        (kept if is_kept else removed).append(file)
+    return removed, kept
 
 
 def _extracted_at(folder: Path) -> dt.datetime | None:

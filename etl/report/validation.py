@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel
 
@@ -45,21 +44,27 @@ from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.memo import Memo, folder_key
 from etl.core.pseudonym import pseudonym, pseudonym_key
-from etl.core.tables import batch_accounting, dq_result, load_batch, promotion, quarantine
-from etl.extract.delta import CHANGE, DELETED, PROCESSED, delta_file
-from etl.extract.landing import DELTA, FULL, SOURCE_KEY, read_manifest
+from etl.core.tables import batch_accounting, dq_result, load_batch
+from etl.load.open_problems import (
+    FULL_SCOPE,
+    LOADED_STATUSES,
+    Scope,
+    TrendUnavailableError,
+    fate,
+    open_problems,
+    problem_keys,
+    scope,
+)
 from etl.report.data_docs import build_data_docs, documented_checks
 from etl.report.masking import MIN_COUNT
 from etl.report.render import render_html, render_markdown, write_text
 from etl.settings import Settings
-from etl.validate.checks import source_check
 from etl.validate.gate import WAVE_SLICE
 
 WORKLIST_ROWS_SHOWN = 200  # per system in HTML and Markdown; summary.json has every row
 SUPPRESSED = f"<{MIN_COUNT}"
 LATEST = "latest"
 BATCHES = "batches"  # the folder of per-batch reports, beside the run reports
-LOADED_STATUSES = ("loaded", "unreconciled")
 
 Count = int | str
 # new: quarantined now, not open before; persisting: open before, processed again, still fails;
@@ -359,145 +364,13 @@ def _check_lines(rows: list[dict], in_data_docs: set[tuple[str, str]]) -> list[C
     return [line for line, _ in paired]
 
 
-def _problem_keys(connection: sa.Connection, system: str, batch_id: str) -> dict[tuple, dict]:
-    """Quarantined (dataset, source key, check) of a batch, with what a report may show."""
-    query = sa.select(
-        quarantine.c.dataset,
-        quarantine.c.entity,
-        quarantine.c.source_key,
-        quarantine.c.row_number,
-        quarantine.c.check_name,
-        quarantine.c.reason,
-    ).where((quarantine.c.batch_id == batch_id) & (quarantine.c.source_system == system))
-    problems: dict[tuple, dict] = {}
-    for row in connection.execute(query):
-        # Same rule as the gate: suite checks carry their id, transform problems source.<reason>.
-        is_suite_check = row.check_name.startswith(f"{row.entity}.")
-        check = row.check_name if is_suite_check else source_check(row.reason)
-        # Without a source key the row number is the best identity a row has across extracts.
-        identity = row.source_key if row.source_key is not None else f"#row {row.row_number}"
-        problems.setdefault(
-            (row.dataset, identity, check),
-            {
-                "entity": row.entity,
-                "source_key": row.source_key,
-                "row_number": int(row.row_number),
-            },
-        )
-    return problems
-
-
-class TrendUnavailableError(LookupError):
-    """What a batch processed (or the problems open before it) can no longer be known."""
-
-
-@dataclass(frozen=True)
-class _Scope:
-    """Which rows a batch checked: every row (a full load), or a delta's processed keys."""
-
-    base_batch_id: str | None  # a delta's base (None: a full load)
-    processed: dict[str, set[str]]  # per dataset, the keys a delta mapped and checked again
-    deleted: dict[str, set[str]]  # per dataset, the keys a delta lists as deleted at source
-
-    @property
-    def is_delta(self) -> bool:
-        return self.base_batch_id is not None
-
-
-_FULL_SCOPE = _Scope(None, {}, {})
-
-
-def _scope(settings: Settings, connection: sa.Connection, system: str, batch_id: str) -> _Scope:
-    """What ``batch_id`` checked, from its landing manifest and ``<dataset>.delta.parquet`` files
-    (a full load: everything). Without them (retention removed the landing folder) only a batch
-    the promotion ledger records as full is known; anything else raises."""
-    try:
-        manifest = read_manifest(settings, batch_id, system)
-    except FileNotFoundError:
-        kind = connection.execute(
-            sa.select(promotion.c.kind).where(promotion.c.batch_id == batch_id)
-        ).scalar_one_or_none()
-        if kind == FULL:
-            return _FULL_SCOPE
-        raise TrendUnavailableError(
-            f"the landing files of batch {batch_id} are gone, so which rows it checked again is "
-            "not known"
-        ) from None
-    if manifest.kind != DELTA:
-        return _FULL_SCOPE
-    if manifest.base_batch_id is None:
-        raise TrendUnavailableError(f"delta batch {batch_id} does not name its base batch")
-    paths = BatchPaths.of(settings, batch_id, system)
-    processed: dict[str, set[str]] = {}
-    deleted: dict[str, set[str]] = {}
-    for dataset in manifest.datasets:
-        path = delta_file(paths, dataset)
-        if not path.exists():
-            raise TrendUnavailableError(
-                f"the delta files of batch {batch_id} are gone, so which rows it checked again "
-                "is not known"
-            )
-        listed = pq.read_table(path, columns=[SOURCE_KEY, CHANGE]).to_pydict()
-        for key, change in zip(listed[SOURCE_KEY], listed[CHANGE], strict=True):
-            if key is None:
-                continue  # a keyless row: compared by content, no key to follow
-            if change in PROCESSED:
-                processed.setdefault(dataset, set()).add(key)
-            elif change == DELETED:
-                deleted.setdefault(dataset, set()).add(key)
-    return _Scope(manifest.base_batch_id, processed, deleted)
-
-
-# A delta's open problems come from its base's, and so on back to a full load: a longer chain than
-# this is refused rather than followed (a cycle in broken ledgers, or an unbounded walk).
-MAX_DELTA_CHAIN = 1000
-
-
-def _open_problems(
-    settings: Settings, connection: sa.Connection, system: str, batch_id: str
-) -> dict[tuple, dict]:
-    """The quarantined problems still open once ``batch_id`` was loaded: its own quarantine, and
-    for a delta also the problems open after its base whose rows it did not process again (nor
-    saw deleted): their source rows are unchanged, so still broken and still not in the core.
-    Each problem's ``quarantined_in`` is the batch that quarantined it (its row number's).
-
-    Walks from ``batch_id`` back through the bases to a full load, then forward again."""
-    chain: list[tuple[str, _Scope]] = []
-    batch: str | None = batch_id
-    while batch is not None:
-        if len(chain) > MAX_DELTA_CHAIN or any(batch == seen for seen, _ in chain):
-            raise TrendUnavailableError(
-                f"the chain of deltas before batch {batch_id} is longer than {MAX_DELTA_CHAIN} "
-                "batches or loops"
-            )
-        scope = _scope(settings, connection, system, batch)
-        chain.append((batch, scope))
-        batch = scope.base_batch_id
-    problems: dict[tuple, dict] = {}
-    for batch, scope in reversed(chain):  # the full load first
-        own = {
-            identity: info | {"quarantined_in": batch}
-            for identity, info in _problem_keys(connection, system, batch).items()
-        }
-        for identity, info in problems.items():
-            if identity not in own and _fate(scope, identity) == "carried_over":
-                own[identity] = info
-        problems = own
-    return problems
-
-
-def _fate(scope: _Scope, identity: tuple) -> Status:
-    """What became of a problem open before ``scope``'s batch that the batch did not quarantine:
-    resolved (its row checked again, passing), deleted at source, or carried over (not checked
-    again: a delta's unchanged row, or a keyless row a delta cannot follow)."""
-    if not scope.is_delta:
-        return "resolved"
-    dataset, key, _check = identity
-    if key in scope.deleted.get(dataset, ()):
-        return "deleted_at_source"
-    if key in scope.processed.get(dataset, ()):
-        return "resolved"
-    return "carried_over"
+# The open problems after a batch: shared with the steward queue and the dashboard.
+_Scope = Scope
+_FULL_SCOPE = FULL_SCOPE
+_scope = scope
+_problem_keys = problem_keys
+_open_problems = open_problems
+_fate = fate
 
 
 def _trend(

@@ -207,12 +207,13 @@ def resolve_handles(settings: Settings, handles: list[str]) -> list[Problem]:
 def handles_for_check(
     settings: Settings, system: str, check: str, batch_id: str | None = None
 ) -> list[str]:
-    """Every quarantined row of a system failing a check (the system's latest batch by default)."""
+    """Every quarantined row of a system failing a check (by default every one still open,
+    carried over from earlier batches too)."""
     page = list_queue(
         settings, QueueFilter(system=system, check=check, batch_id=batch_id, limit=None)
     )
     if not page.rows:
-        where = f"batch {batch_id}" if batch_id else "its latest batch"
+        where = f"batch {batch_id}" if batch_id else "its open problems"
         raise StewardError(f"{system} has no quarantined row failing {check} in {where}")
     return [row.handle for row in page.rows]
 

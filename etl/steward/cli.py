@@ -97,19 +97,19 @@ def steward_list(
     except PseudonymKeyError as error:
         raise _fail(error) from error
     what = "loaded-and-flagged" if flagged else "quarantined"
+    scope = batch or ("latest per system" if flagged else "every problem still open per system")
+    for note in page.notes:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False)
     if not page.rows:
-        console.print(f"no {what} rows match (batch: {batch or 'latest per system'})")
+        console.print(f"no {what} rows match (batch: {scope})")
         return
-    table = Table(
-        title=f"{what} rows: {len(page.rows)} of {page.total} "
-        f"(batch: {batch or 'latest per system'})"
-    )
+    table = Table(title=f"{what} rows: {len(page.rows)} of {page.total} (batch: {scope})")
     table.add_column("handle", no_wrap=True)
     for column in ("system", "dataset", "entity"):
         table.add_column(column)
     table.add_column("row", justify="right")
     table.add_column("pseudonym", no_wrap=True)
-    for column in ("check", "reason", "field", "decision", "by", "at"):
+    for column in ("check", "reason", "field", "decision", "by", "at", "quarantined in"):
         table.add_column(column)
     for row in page.rows:
         table.add_row(
@@ -125,6 +125,7 @@ def steward_list(
             row.decision or "[yellow]open[/yellow]",
             row.decided_by or "",
             _when(row.decided_at),
+            row.batch_id,
         )
     console.print(table, highlight=False)
     if page.total > len(page.rows):

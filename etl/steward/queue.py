@@ -19,7 +19,8 @@ from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.decisions import DECISIONS, ReviewStatus
 from etl.core.pseudonym import pseudonym_key, pseudonymise
-from etl.core.tables import dq_flag, quarantine, quarantine_decision
+from etl.core.tables import dq_flag, load_batch, quarantine, quarantine_decision
+from etl.load.open_problems import open_problems_fail_closed
 from etl.settings import Settings
 from etl.status import latest_batches
 from etl.validate.checks import SOURCE_PREFIX
@@ -29,7 +30,9 @@ WAIVED_REASON_PREFIX = "waived:"
 
 
 class QueueFilter(BaseModel):
-    """Which rows to list; ``batch_id`` None means each system's latest batch."""
+    """Which rows to list; ``batch_id`` None means every problem still open of each system: its
+    latest batch's own and, after a delta, those carried over from earlier batches (each row's
+    ``batch_id`` is the batch that quarantined it). Loaded-and-flagged rows: the latest batch's."""
 
     system: str | None = None
     entity: str | None = None
@@ -64,6 +67,47 @@ class QueueRow(BaseModel):
 class QueuePage(BaseModel):
     rows: list[QueueRow]
     total: int  # rows matching the filter, before the limit
+    # Why the default view may list problems that are resolved (what a batch checked is not
+    # known): counts and batch ids only.
+    notes: list[str] = []
+
+
+class OpenScope(BaseModel):
+    """The quarantine records still open in each system (the default view), and why more than
+    proven open may be listed."""
+
+    quarantine_ids: list[str]
+    latest_batch_ids: list[str]
+    notes: list[str] = []
+
+
+def open_scope(
+    settings: Settings, connection: sa.Connection, system: str | None = None
+) -> OpenScope:
+    """Every quarantined problem still open after each system's latest batch (one system's when
+    named): its own quarantine plus, after a delta, the problems of earlier batches whose rows it
+    did not process (etl/load/open_problems.py). Fails closed: when what a batch checked is no
+    longer known, the earlier batches' problems are kept open and a note says why."""
+    latest = latest_batches(connection)
+    anchors = connection.execute(
+        sa.select(load_batch.c.source_system, load_batch.c.batch_id)
+        .where(load_batch.c.batch_id.in_(latest or [""]))
+        .order_by(load_batch.c.source_system)
+    ).all()
+    ids: list[str] = []
+    notes: list[str] = []
+    for name, batch_id in anchors:
+        if system and name != system:
+            continue
+        found = open_problems_fail_closed(settings, connection, name, batch_id)
+        ids.extend(found.quarantine_ids)
+        notes.extend(found.notes)
+    return OpenScope(quarantine_ids=ids, latest_batch_ids=latest, notes=notes)
+
+
+def _in_ids(column: sa.ColumnElement, ids: list[str]) -> sa.ColumnElement[bool]:
+    # Rendered inline: a backlog can hold more open problems than a statement has parameters.
+    return column.in_(sa.bindparam("open_ids", ids, expanding=True, literal_execute=True))
 
 
 class SummaryRow(BaseModel):
@@ -125,11 +169,16 @@ def current_decisions() -> sa.Subquery:
 
 
 def problem_query(
-    connection: sa.Connection, query_filter: QueueFilter, handles: list[str] | None = None
+    connection: sa.Connection,
+    query_filter: QueueFilter,
+    handles: list[str] | None = None,
+    scope: OpenScope | None = None,
 ) -> sa.Select:
     """Problem rows with their check id and current decision, source key included.
 
-    For this package only: callers outside it get ``QueueRow``s, which carry a pseudonym instead.
+    Without handles or a batch, ``scope`` (:func:`open_scope`) is required: the problems still
+    open, not only the latest batch's. For this package only: callers outside it get
+    ``QueueRow``s, which carry a pseudonym instead.
     """
     table = problem_table(query_filter.is_flagged)
     handle_column = table.primary_key.columns.values()[0]
@@ -166,8 +215,12 @@ def problem_query(
         )
     elif query_filter.batch_id:
         query = query.where(table.c.batch_id == query_filter.batch_id)
+    elif scope is None:
+        raise ValueError("the default view lists the open problems: give their scope")
+    elif query_filter.is_flagged:
+        query = query.where(table.c.batch_id.in_(scope.latest_batch_ids))
     else:
-        query = query.where(table.c.batch_id.in_(latest_batches(connection)))
+        query = query.where(_in_ids(handle_column, scope.quarantine_ids))
     if query_filter.system:
         query = query.where(table.c.source_system == query_filter.system)
     if query_filter.entity:
@@ -201,9 +254,13 @@ def with_pseudonyms(settings: Settings, rows: list[dict]) -> list[dict]:
 
 
 def list_queue(settings: Settings, query_filter: QueueFilter) -> QueuePage:
-    """The steward queue under a filter, newest batch per system unless a batch is named."""
+    """The steward queue under a filter: every problem still open of each system (latest batch's
+    own and carried over from earlier ones) unless a batch is named."""
     with core_engine(settings.resolved_core_url).connect() as connection:
-        query = problem_query(connection, query_filter)
+        scope = (
+            None if query_filter.batch_id else open_scope(settings, connection, query_filter.system)
+        )
+        query = problem_query(connection, query_filter, scope=scope)
         total = connection.execute(
             sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
         ).scalar_one()
@@ -213,7 +270,7 @@ def list_queue(settings: Settings, query_filter: QueueFilter) -> QueuePage:
     kind = FLAGGED if query_filter.is_flagged else QUARANTINED
     listed = [QueueRow(kind=kind, **row) for row in with_pseudonyms(settings, rows)]
     _log_shown(settings, "steward_list", listed)
-    return QueuePage(rows=listed, total=total)
+    return QueuePage(rows=listed, total=total, notes=scope.notes if scope else [])
 
 
 def _log_shown(settings: Settings, action: str, rows: list[QueueRow]) -> None:
@@ -238,13 +295,16 @@ def _log_shown(settings: Settings, action: str, rows: list[QueueRow]) -> None:
 def summary(
     settings: Settings, batch_id: str | None = None, system: str | None = None
 ) -> list[SummaryRow]:
-    """Rows per system and check: quarantined by current decision, and loaded-and-flagged."""
+    """Rows per system and check: quarantined by current decision, and loaded-and-flagged. Without
+    a batch, the quarantined problems still open (carried over ones too, see :func:`open_scope`)."""
     counts: dict[tuple[str, str], dict[str, int]] = {}
     with core_engine(settings.resolved_core_url).connect() as connection:
+        scope = None if batch_id else open_scope(settings, connection, system)
         for is_flagged in (False, True):
             rows = problem_query(
                 connection,
                 QueueFilter(batch_id=batch_id, system=system, is_flagged=is_flagged, limit=None),
+                scope=scope,
             ).subquery()
             grouped = sa.select(
                 rows.c.system, rows.c.check, rows.c.decision, sa.func.count().label("rows")
