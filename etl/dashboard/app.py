@@ -762,7 +762,7 @@ def render_steward(
     from etl.core.decisions import ReviewStatus
     from etl.core.tables import quarantine
     from etl.steward import actions
-    from etl.steward.queue import QueueFilter, list_queue, open_scope, summary
+    from etl.steward.queue import QueueFilter, list_queue, open_quarantine, summary
 
     settings = dashboard.settings
     try:
@@ -782,18 +782,7 @@ def render_steward(
     counts = summary(settings, batch or None)
     with dashboard.connection() as connection:
         # The chosen batch's quarantine; by default every problem still open (as the queue).
-        chosen = (
-            quarantine.c.batch_id == batch
-            if batch
-            else quarantine.c.quarantine_id.in_(
-                sa.bindparam(
-                    "open_ids",
-                    open_scope(settings, connection).quarantine_ids,
-                    expanding=True,
-                    literal_execute=True,
-                )
-            )
-        )
+        chosen = quarantine.c.batch_id == batch if batch else open_quarantine(settings, connection)
         reasons = [
             dict(row._mapping)
             for row in connection.execute(

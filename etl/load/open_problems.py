@@ -210,6 +210,16 @@ class OpenProblems:
     def quarantine_ids(self) -> list[str]:
         return [qid for info in self.problems.values() for qid in info["quarantine_ids"]]
 
+    def carried_quarantine_ids(self, batch_id: str) -> list[str]:
+        """The open problems' quarantine ids but those ``batch_id`` itself quarantined (the
+        batch the walk started from: every problem of its own quarantine is open)."""
+        return [
+            qid
+            for info in self.problems.values()
+            if info["quarantined_in"] != batch_id
+            for qid in info["quarantine_ids"]
+        ]
+
 
 def _previous_loaded(connection: sa.Connection, system: str, batch_id: str) -> str | None:
     """The system's last loaded batch started before ``batch_id``."""

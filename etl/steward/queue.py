@@ -76,7 +76,10 @@ class OpenScope(BaseModel):
     """The quarantine records still open in each system (the default view), and why more than
     proven open may be listed."""
 
-    quarantine_ids: list[str]
+    # The open problems of earlier batches (carried over); every quarantined row of the latest
+    # batches (``own_batch_ids``, the batches the walks started from) is open too.
+    carried_ids: list[str]
+    own_batch_ids: list[str]
     latest_batch_ids: list[str]
     notes: list[str] = []
 
@@ -94,15 +97,32 @@ def open_scope(
         .where(load_batch.c.batch_id.in_(latest or [""]))
         .order_by(load_batch.c.source_system)
     ).all()
-    ids: list[str] = []
+    carried: list[str] = []
+    own: list[str] = []
     notes: list[str] = []
     for name, batch_id in anchors:
         if system and name != system:
             continue
         found = open_problems_fail_closed(settings, connection, name, batch_id)
-        ids.extend(found.quarantine_ids)
+        own.append(batch_id)
+        carried.extend(found.carried_quarantine_ids(batch_id))
         notes.extend(found.notes)
-    return OpenScope(quarantine_ids=ids, latest_batch_ids=latest, notes=notes)
+    return OpenScope(carried_ids=carried, own_batch_ids=own, latest_batch_ids=latest, notes=notes)
+
+
+def open_quarantine(settings: Settings, connection: sa.Connection) -> sa.ColumnElement[bool]:
+    """A condition on table ``quarantine``: the rows still open (:func:`open_scope`)."""
+    scope = open_scope(settings, connection)
+    return _open_rows(quarantine, scope)
+
+
+def _open_rows(table: sa.Table, scope: OpenScope) -> sa.ColumnElement[bool]:
+    # The latest batches' own rows by batch, only the carried-over ones by id: a full load's
+    # thousands of problems never become a list of ids in the statement.
+    handle_column = table.primary_key.columns.values()[0]
+    return table.c.batch_id.in_(scope.own_batch_ids or [""]) | _in_ids(
+        handle_column, scope.carried_ids
+    )
 
 
 def _in_ids(column: sa.ColumnElement, ids: list[str]) -> sa.ColumnElement[bool]:
@@ -220,7 +240,7 @@ def problem_query(
     elif query_filter.is_flagged:
         query = query.where(table.c.batch_id.in_(scope.latest_batch_ids))
     else:
-        query = query.where(_in_ids(handle_column, scope.quarantine_ids))
+        query = query.where(_open_rows(table, scope))
     if query_filter.system:
         query = query.where(table.c.source_system == query_filter.system)
     if query_filter.entity:

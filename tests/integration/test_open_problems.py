@@ -34,7 +34,7 @@ from etl.extract.delta import delta_file
 from etl.report.validation import summarise
 from etl.settings import Settings
 from etl.steward.actions import decide
-from etl.steward.queue import QueueFilter, list_queue, summary
+from etl.steward.queue import QueueFilter, list_queue, open_scope, summary
 from tests.integration.test_delta_trend import CHECK, FULL_AS_OF, SYSTEM, _elvis, _set_time
 
 pytestmark = pytest.mark.integration
@@ -152,6 +152,23 @@ def test_the_queue_and_the_validation_report_agree_on_what_is_open(estate):
     )
     in_queue = sorted((row.batch_id, row.pseudonym, row.check) for row in page.rows)
     assert in_queue == in_report and len(in_queue) > 3
+
+
+def test_only_carried_over_problems_are_named_by_id_in_the_default_view(estate):
+    """The latest batch's own quarantine is open as a whole, so it is chosen by its batch id: a
+    full load's thousands of problems never become a list of ids in the statement."""
+    with core_engine(estate.settings.resolved_core_url).connect() as connection:
+        scope = open_scope(estate.settings, connection, SYSTEM)
+        carried_in = set(
+            connection.execute(
+                sa.select(quarantine.c.batch_id).where(
+                    quarantine.c.quarantine_id.in_(scope.carried_ids)
+                )
+            ).scalars()
+        )
+    assert scope.own_batch_ids == [DELTA_3]
+    assert scope.carried_ids and DELTA_3 not in carried_in
+    assert {estate.handles["untouched"], estate.handles["c"]} <= set(scope.carried_ids)
 
 
 def _client(settings: Settings) -> TestClient:
