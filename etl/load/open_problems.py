@@ -228,6 +228,14 @@ def _previous_loaded(connection: sa.Connection, system: str, batch_id: str) -> s
         .where(load_batch.c.batch_id == batch_id)
         .scalar_subquery()
     )
+    return last_loaded_before(connection, system, batch_id, started)
+
+
+def last_loaded_before(
+    connection: sa.Connection, system: str, batch_id: str, before: Any
+) -> str | None:
+    """The system's last loaded batch (not a dry run, not ``batch_id``) started before ``before``
+    (a time, or a scalar subquery giving one)."""
     query = (
         sa.select(load_batch.c.batch_id)
         .where(
@@ -235,7 +243,7 @@ def _previous_loaded(connection: sa.Connection, system: str, batch_id: str) -> s
             & (load_batch.c.batch_id != batch_id)
             & load_batch.c.is_dry_run.is_(False)
             & load_batch.c.status.in_(LOADED_STATUSES)
-            & (load_batch.c.started_at < started)
+            & (load_batch.c.started_at < before)
         )
         .order_by(load_batch.c.started_at.desc())
         .limit(1)

@@ -51,6 +51,7 @@ from etl.load.open_problems import (
     Scope,
     TrendUnavailableError,
     fate,
+    last_loaded_before,
     open_problems,
     problem_keys,
     scope,
@@ -315,19 +316,7 @@ def run_label(batches: list[SelectedBatch], run_id: str | None) -> str:
 def previous_loaded_batch(connection: sa.Connection, batch: SelectedBatch) -> str | None:
     """The system's last loaded batch before this one (the baseline of the trend)."""
     before = batch.started_at or batch.evaluated_at
-    query = (
-        sa.select(load_batch.c.batch_id)
-        .where(
-            (load_batch.c.source_system == batch.system)
-            & (load_batch.c.batch_id != batch.batch_id)
-            & load_batch.c.is_dry_run.is_(False)
-            & load_batch.c.status.in_(LOADED_STATUSES)
-            & (load_batch.c.started_at < before)
-        )
-        .order_by(load_batch.c.started_at.desc())
-        .limit(1)
-    )
-    return connection.execute(query).scalar_one_or_none()
+    return last_loaded_before(connection, batch.system, batch.batch_id, before)
 
 
 # --- per system -------------------------------------------------------------------------------
