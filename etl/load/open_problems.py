@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -82,6 +84,11 @@ def scope(settings: Settings, connection: sa.Connection, system: str, batch_id: 
             f"the landing files of batch {batch_id} are gone, so which rows it checked again is "
             "not known"
         ) from None
+    except (OSError, ValueError) as unreadable:  # cut off, not JSON, not a manifest
+        raise TrendUnavailableError(
+            f"the landing manifest of batch {batch_id} cannot be read "
+            f"({type(unreadable).__name__}), so which rows it checked again is not known"
+        ) from None
     if manifest.kind != DELTA:
         return FULL_SCOPE
     if manifest.base_batch_id is None:
@@ -96,14 +103,19 @@ def scope(settings: Settings, connection: sa.Connection, system: str, batch_id: 
                 f"the delta files of batch {batch_id} are gone, so which rows it checked again "
                 "is not known"
             )
-        listed = pq.read_table(path, columns=[SOURCE_KEY, CHANGE]).to_pydict()
-        for key, change in zip(listed[SOURCE_KEY], listed[CHANGE], strict=True):
-            if key is None:
-                continue  # a keyless row: compared by content, no key to follow
-            if change in PROCESSED:
-                processed.setdefault(dataset, set()).add(key)
-            elif change == DELETED:
-                deleted.setdefault(dataset, set()).add(key)
+        try:
+            listed = pq.read_table(path, columns=[SOURCE_KEY, CHANGE])
+        except (OSError, ValueError) as unreadable:  # cut off, or not Parquet
+            raise TrendUnavailableError(
+                f"the delta files of batch {batch_id} cannot be read "
+                f"({type(unreadable).__name__}), so which rows it checked again is not known"
+            ) from None
+        # Keyless rows are compared by content: no key to follow.
+        keyed = listed.filter(pc.is_valid(listed[SOURCE_KEY]))
+        for change_set, found in ((PROCESSED, processed), ((DELETED,), deleted)):
+            chosen = keyed.filter(pc.is_in(keyed[CHANGE], value_set=pa.array(change_set)))
+            if chosen.num_rows:
+                found[dataset] = set(chosen[SOURCE_KEY].to_pylist())
     return Scope(manifest.base_batch_id, processed, deleted)
 
 

@@ -248,6 +248,36 @@ def test_landing_retention_keeps_the_delta_lists_of_the_chain(estate):
     assert report.systems[0].trend.is_available
 
 
+def test_fails_closed_when_an_earlier_deltas_files_are_corrupt(estate, tmp_path):
+    """A delta list cut off mid-file (a full disk, a bad copy) is not known either: the queue
+    keeps every problem open before that delta and says why, and the report shows no trend,
+    instead of a crash or a problem dropped. The files are put back afterwards."""
+    settings = estate.settings
+    landed = BatchPaths.of(settings, DELTA_1, SYSTEM).landed
+    kept = {path: path.read_bytes() for path in landed.glob("*.delta.parquet")}
+    try:
+        for path, data in kept.items():
+            path.write_bytes(data[: len(data) // 2])
+        listed = _queue(settings)
+        assert set(estate.handles.values()) <= set(listed)
+        assert sorted(listed.values()).count(FULL) == 3  # (b) and (d) kept open
+        page = list_queue(settings, QueueFilter(system=SYSTEM, limit=None))
+        assert any(f"delta files of batch {DELTA_1}" in note for note in page.notes)
+        report, _ = summarise(settings, batch_id=DELTA_2)
+        assert not report.systems[0].trend.is_available
+        for path, data in kept.items():
+            path.write_bytes(data)
+        manifest = BatchPaths.of(settings, DELTA_1, SYSTEM).manifest_file
+        kept[manifest] = manifest.read_bytes()
+        manifest.write_bytes(kept[manifest][:20])
+        assert sorted(_queue(settings).values()).count(FULL) == 3
+        page = list_queue(settings, QueueFilter(system=SYSTEM, limit=None))
+        assert any(f"landing manifest of batch {DELTA_1} cannot be read" in n for n in page.notes)
+    finally:
+        for path, data in kept.items():
+            path.write_bytes(data)
+
+
 def test_fails_closed_when_an_earlier_deltas_files_are_gone(estate):
     """Last in the module: it removes delta 1's delta files (as retention would). Which rows
     delta 1 checked is no longer known, so every problem open before it stays open: (b), fixed
