@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from etl.identifiers import IdentityKind
 from etl.load.loader import LoadReport, rewind_watermarks
 from etl.load.promote import core_checksums, rollback
 from etl.settings import Settings
+from tests.integration.defects import estate_copy_home
 
 pytestmark = pytest.mark.integration
 
@@ -89,15 +89,8 @@ def _checksums(settings: Settings) -> dict[str, str]:
 )
 def migrated(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"delta-{request.param}")
-    estate = root / "estate"
-    shutil.copytree(small_estate, estate)  # the shared estate stays read-only
-    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VARDFLYTT_HOME", str(root / "home"))
-        patch.setenv("VARDFLYTT_ESTATE_DIR", str(estate))
-        patch.setenv("VARDFLYTT_CORE_URL", core_url)
-        for name in ("VARDFLYTT_LANDING_DIR", "VARDFLYTT_SOURCE_ELVIS_URL"):
-            patch.delenv(name, raising=False)
-        settings = Settings()
+    with estate_copy_home(request.param, small_estate, root, core_of) as settings:
+        estate = settings.resolved_estate_dir
         for system in SYSTEMS:
             pipeline.run_system(system, _full(system), FULL_AS_OF, settings=settings)
         before, checksums_full = _core_rows(settings), _checksums(settings)

@@ -15,7 +15,6 @@ from a copy of the small estate; five bookings are quarantined there for a missi
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from etl.load.loader import rewind_watermarks
 from etl.load.promote import rollback
 from etl.report.validation import SystemSummary, summarise
 from etl.settings import Settings
+from tests.integration.defects import estate_copy_home
 
 pytestmark = pytest.mark.integration
 
@@ -87,15 +87,8 @@ def _statuses(system: SystemSummary) -> dict[str, tuple[str, str]]:
 )
 def estate(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"delta-trend-{request.param}")
-    source = root / "estate"
-    shutil.copytree(small_estate, source)  # the shared estate stays read-only
-    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VARDFLYTT_HOME", str(root / "home"))
-        patch.setenv("VARDFLYTT_ESTATE_DIR", str(source))
-        patch.setenv("VARDFLYTT_CORE_URL", core_url)
-        for name in ("VARDFLYTT_LANDING_DIR", "VARDFLYTT_SOURCE_ELVIS_URL"):
-            patch.delenv(name, raising=False)
-        settings = Settings()
+    with estate_copy_home(request.param, small_estate, root, core_of) as settings:
+        source = settings.resolved_estate_dir
         pipeline.run_system(SYSTEM, FULL, FULL_AS_OF, settings=settings)
         reports = {FULL: _report(settings, FULL)}
         with core_engine(settings.resolved_core_url).connect() as connection:

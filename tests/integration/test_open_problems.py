@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from etl.report.validation import summarise
 from etl.settings import Settings
 from etl.steward.actions import decide
 from etl.steward.queue import QueueFilter, list_queue, open_scope, summary
+from tests.integration.defects import estate_copy_home
 from tests.integration.test_delta_trend import CHECK, FULL_AS_OF, SYSTEM, _elvis, _set_time
 
 pytestmark = pytest.mark.integration
@@ -55,15 +55,8 @@ class Estate:
 )
 def estate(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"open-problems-{request.param}")
-    source = root / "estate"
-    shutil.copytree(small_estate, source)
-    with core_of(request.param, root) as core_url, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VARDFLYTT_HOME", str(root / "home"))
-        patch.setenv("VARDFLYTT_ESTATE_DIR", str(source))
-        patch.setenv("VARDFLYTT_CORE_URL", core_url)
-        for name in ("VARDFLYTT_LANDING_DIR", "VARDFLYTT_SOURCE_ELVIS_URL"):
-            patch.delenv(name, raising=False)
-        settings = Settings()
+    with estate_copy_home(request.param, small_estate, root, core_of) as settings:
+        source = settings.resolved_estate_dir
         pipeline.run_system(SYSTEM, FULL, FULL_AS_OF, settings=settings)
         engine = core_engine(settings.resolved_core_url)
         with engine.connect() as connection:
