@@ -167,6 +167,8 @@ def _quarantine_rows(
     id_column, time_column = (
         ("flag_id", "flagged_at") if flagged else ("quarantine_id", "quarantined_at")
     )
+    # In id order: the primary key's B-tree takes the rows in ascending order (mostly appended
+    # to its rightmost page) instead of one random descent each.
     return pa.Table.from_pandas(
         pd.DataFrame(
             {
@@ -186,7 +188,7 @@ def _quarantine_rows(
             }
         ),
         preserve_index=False,
-    )
+    ).sort_by(id_column)
 
 
 def load_system(
