@@ -20,8 +20,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -152,41 +154,50 @@ def _quarantine_rows(
     dataset: str,
     batch_id: str,
     run_id: str | None,
-    outcomes: pd.DataFrame,
+    outcomes: pa.Table,
     outcome: str = QUARANTINED,
 ) -> pa.Table:
-    """Quarantined rows for ``quarantine``; with ``outcome=FLAGGED``, loaded-and-flagged rows."""
-    rows = outcomes[outcomes["outcome"] == outcome]
-    keys = (
-        f"{batch_id}/{entity}/"
-        + rows[ROW_NUMBER].astype("string")
-        + "/"
-        + rows["check_name"].astype("string")
-    )
+    """Quarantined rows for ``quarantine``; with ``outcome=FLAGGED``, loaded-and-flagged rows.
+
+    Built in Arrow from the outcomes file as read (no pandas frame of every outcome row)."""
+    rows = outcomes.filter(pc.equal(outcomes.column("outcome"), outcome))
+    count = rows.num_rows
+    row_number = rows.column(ROW_NUMBER).cast(pa.int64())
+    if row_number.null_count:
+        raise ValueError(f"{system} {entity}: an outcome row without its row number")
+    check_name = rows.column("check_name").cast(pa.string())
+    keys = pc.binary_join_element_wise(
+        f"{batch_id}/{entity}/", row_number.cast(pa.string()), "/", check_name, ""
+    ).combine_chunks()
     flagged = outcome == FLAGGED
     id_column, time_column = (
         ("flag_id", "flagged_at") if flagged else ("quarantine_id", "quarantined_at")
     )
-    return pa.Table.from_pandas(
-        pd.DataFrame(
-            {
-                id_column: core_ids(system, "flag" if flagged else "quarantine", keys),
-                "batch_id": batch_id,
-                "run_id": run_id,
-                "source_system": system,
-                "dataset": dataset,
-                "entity": entity,
-                "source_key": rows[SOURCE_KEY].astype("string"),
-                "row_number": rows[ROW_NUMBER].astype("int64"),
-                "check_name": rows["check_name"].astype("string"),
-                "severity": rows["severity"].astype("string"),
-                "field": rows["field"].astype("string"),
-                "reason": rows["reason"].astype("string"),
-                time_column: pd.Timestamp(utc_now()),
-            }
-        ),
-        preserve_index=False,
+    ids = core_ids(
+        system,
+        "flag" if flagged else "quarantine",
+        pd.Series(pd.arrays.ArrowStringArray(keys.cast(pa.large_string())), dtype="string"),
     )
+    now = np.datetime64(utc_now().replace(tzinfo=None), "us")  # utc_now is UTC
+    # In id order: the primary key's B-tree takes the rows in ascending order (mostly appended
+    # to its rightmost page) instead of one random descent each.
+    return pa.table(
+        {
+            id_column: pa.array(ids.array),
+            "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), count),
+            "run_id": pa.repeat(pa.scalar(run_id, pa.string()), count),
+            "source_system": pa.repeat(pa.scalar(system, pa.string()), count),
+            "dataset": pa.repeat(pa.scalar(dataset, pa.string()), count),
+            "entity": pa.repeat(pa.scalar(entity, pa.string()), count),
+            "source_key": rows.column(SOURCE_KEY).cast(pa.string()),
+            "row_number": row_number,
+            "check_name": check_name,
+            "severity": rows.column("severity").cast(pa.string()),
+            "field": rows.column("field").cast(pa.string()),
+            "reason": rows.column("reason").cast(pa.string()),
+            time_column: pa.array(np.full(count, now), pa.timestamp("us", tz="UTC")),
+        }
+    ).sort_by(id_column)
 
 
 def load_system(
@@ -253,7 +264,7 @@ def load_system(
             for entity in order:
                 if entity not in mappings:
                     continue
-                outcomes = _outcomes(paths, entity)
+                outcomes = pq.read_table(paths.stage_file("validated", entity, "outcomes"))
                 dataset = mappings[entity].dataset
                 bulk_insert(
                     connection,
