@@ -122,13 +122,13 @@ LONGEST_FIRST = [
     "tests/integration/test_identity_estate.py",  # 41
     "tests/security/test_approvers.py",  # 33
     "tests/integration/test_wave_rollback_slices.py",  # 31
-    "tests/integration/test_promotion.py",  # 30 (one SQLite load copied per test)
     "tests/integration/test_parallel_run.py",  # 28
     "tests/integration/test_storage_root_s3.py",  # 24
-    "tests/integration/test_fhir_export.py",  # 23
+    "tests/integration/test_promotion.py",  # 23 (30 less a quarter: core_fingerprint)
     "tests/integration/test_promote_accounted.py",  # 22 (the schema race: no fixed 5 s)
     "tests/integration/test_waves.py",  # 22
     "tests/integration/test_freeze_reconciliation.py",  # 21
+    "tests/integration/test_fhir_export.py",  # 20 (23 less one shared export)
     "tests/integration/test_all_systems.py",  # 19
     "tests/integration/test_promotion_kill.py",  # 17
     "tests/e2e/test_airflow_plugin_browser.py",  # 16, and chromium

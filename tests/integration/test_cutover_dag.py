@@ -32,9 +32,9 @@ from etl.cutover import ledger
 from etl.cutover.airflow_hitl import CHANNEL, approval_task_id
 from etl.cutover.plan import one_wave_plan
 from etl.dag_names import cutover_dag_id
-from etl.load.promote import core_checksums
 from etl.settings import PROJECT_ROOT
 from tests.commands import VARDFLYTT, copy_migrated_airflow_db, run_vardflytt
+from tests.core_fingerprint import core_fingerprint
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ def _final_run_answered(home: Path, environment: dict[str, str], user: str, *ans
 
 def _checksums(core_url: str) -> dict[str, str]:
     with core_engine(core_url).connect() as connection:
-        return core_checksums(connection, systems=SYSTEMS)
+        return core_fingerprint(connection, systems=SYSTEMS)
 
 
 def _ledger(core_url: str) -> tuple[str, list[dict], list[dict]]:

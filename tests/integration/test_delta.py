@@ -33,6 +33,7 @@ from etl.identifiers import IdentityKind
 from etl.load.loader import LoadReport, rewind_watermarks
 from etl.load.promote import core_checksums, rollback
 from etl.settings import Settings
+from tests.core_fingerprint import core_fingerprint
 from tests.integration.defects import estate_copy_home
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,7 @@ def _core_rows(settings: Settings) -> dict[str, pd.DataFrame]:
 
 def _checksums(settings: Settings) -> dict[str, str]:
     with core_engine(settings.resolved_core_url).connect() as connection:
-        return core_checksums(connection)
+        return core_fingerprint(connection)
 
 
 @pytest.fixture(

@@ -141,6 +141,14 @@ def migrated(request, small_estate, tmp_path_factory, core_of):
         yield settings
 
 
+@pytest.fixture(scope="module")
+def exported(migrated, tmp_path_factory):
+    """The export of the whole core (no wave), made and parsed once for the module's tests that
+    only read it: its folder and its resources per type (read-only to the tests)."""
+    out = _export(migrated, tmp_path_factory.mktemp("fhir-all") / "all", wave=None)
+    return out, _read(out)
+
+
 def _engine(settings: Settings) -> sa.Engine:
     return core_engine(settings.resolved_core_url)
 
@@ -185,8 +193,8 @@ def _core_rows(settings: Settings, entity: str) -> dict[str, dict[str, Any]]:
         }
 
 
-def test_every_resource_validates_with_a_fhir_model_library(migrated, tmp_path):
-    resources = _read(_export(migrated, tmp_path / "all", wave=None))
+def test_every_resource_validates_with_a_fhir_model_library(exported):
+    _, resources = exported
     assert set(resources) == {spec.resource_type for spec in SPECS}
     for resource_type, items in resources.items():
         model = get_fhir_model_class(resource_type)
@@ -197,9 +205,8 @@ def test_every_resource_validates_with_a_fhir_model_library(migrated, tmp_path):
                     assert resource[element] in allowed, (resource_type, element)
 
 
-def test_round_trip_drops_nothing(migrated, tmp_path):
-    out = _export(migrated, tmp_path / "all", wave=None)
-    resources = _read(out)
+def test_round_trip_drops_nothing(migrated, exported):
+    out, resources = exported
     refused = _refused(out)
     for spec in SPECS:
         core = _core_rows(migrated, spec.entity)
@@ -327,11 +334,11 @@ SOURCE_CODED = {
 }
 
 
-def test_source_codes_survive_the_round_trip_as_a_second_coding(migrated, tmp_path):
+def test_source_codes_survive_the_round_trip_as_a_second_coding(migrated, exported):
     """Every core row whose source code is in another system than its target code (a local
     code through a crosswalk, a retired KSH97-P diagnosis) carries both codings; the source
     coding's system is the core's ``<column>_source_system``. Alerts carry their code system."""
-    resources = _read(_export(migrated, tmp_path / "all", wave=None))
+    _, resources = exported
     by_type = {t: {r["id"]: r for r in items} for t, items in resources.items()}
     two_codings = Counter()
     for entity, (resource_type, element, columns) in SOURCE_CODED.items():
@@ -369,9 +376,11 @@ def test_source_codes_survive_the_round_trip_as_a_second_coding(migrated, tmp_pa
     assert any(len(codes) > 1 for codes in sources.values())
 
 
-def test_every_reference_resolves_inside_the_export(migrated, tmp_path):
+def test_every_reference_resolves_inside_the_export(migrated, exported, tmp_path):
     for wave in (None, "w1", "w2"):
-        resources = _read(_export(migrated, tmp_path / str(wave), wave=wave))
+        resources = (
+            exported[1] if wave is None else _read(_export(migrated, tmp_path / wave, wave=wave))
+        )
         present = {f"{t}/{r['id']}" for t, items in resources.items() for r in items}
         references = [ref for items in resources.values() for ref in references_in(items)]
         assert references, wave
@@ -419,8 +428,8 @@ def test_a_wave_exports_its_batches_and_what_they_refer_to(migrated, tmp_path):
     assert encounter_ids == melior_encounters - _refused(out).get("Encounter", set())
 
 
-def test_protected_patients_and_sparr_rows_carry_security_labels(migrated, tmp_path):
-    resources = _read(_export(migrated, tmp_path / "all", wave=None))
+def test_protected_patients_and_sparr_rows_carry_security_labels(migrated, exported):
+    _, resources = exported
     patients = {r["id"]: r for r in resources["Patient"]}
     protected = {
         k

@@ -29,7 +29,8 @@ from etl.cli import app
 from etl.core import lease
 from etl.core.database import HEAD_REVISION, core_engine, schema_revision
 from etl.core.tables import STAGED_TABLES, load_batch, metadata
-from etl.load.promote import PromotionError, core_checksums, promotion_row
+from etl.load.promote import PromotionError, promotion_row
+from tests.core_fingerprint import core_fingerprint
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def settings(request, small_estate, settings_for, tmp_path):
 
 def _sums(settings) -> dict[str, str]:
     with core_engine(settings.resolved_core_url).connect() as connection:
-        return core_checksums(connection)
+        return core_fingerprint(connection)
 
 
 def _prepare(settings, batch_id: str, clean_abandoned: bool = True) -> None:

@@ -19,13 +19,13 @@ from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES, HISTORY_TABLES, STAGED_TABLES, promotion, staged_deletion
 from etl.load.promote import (
     PromotionError,
-    core_checksums,
     promote,
     promotion_row,
     record_staged,
     rollback,
 )
 from etl.settings import Settings
+from tests.core_fingerprint import core_fingerprint
 from tests.core_snapshot import restore_core, save_core
 
 pytestmark = pytest.mark.integration
@@ -85,7 +85,7 @@ def migrated_postgres(small_estate, tmp_path_factory, postgres_schema):
 
 def _sums(engine) -> dict[str, str]:
     with engine.connect() as connection:
-        return core_checksums(connection)
+        return core_fingerprint(connection)
 
 
 def _stage_change(engine, batch_id: str, update_ids: list[str], new: int, delete_ids: list[str]):

@@ -18,8 +18,9 @@ import pytest
 
 from etl import pipeline
 from etl.core.database import core_engine
-from etl.load.promote import FAULT_VARIABLE, core_checksums, promotion_row
+from etl.load.promote import FAULT_VARIABLE, promotion_row
 from etl.settings import Settings
+from tests.core_fingerprint import core_fingerprint
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -29,7 +30,7 @@ SYSTEM = "melior"
 
 def _sums(url: str) -> dict[str, str]:
     with core_engine(url).connect() as connection:
-        return core_checksums(connection)
+        return core_fingerprint(connection)
 
 
 def _stage(settings, batch_id: str) -> None:

@@ -23,8 +23,9 @@ import sqlalchemy as sa
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, promotion
 from etl.cutover import ledger, waves
-from etl.load.promote import PromotionError, core_checksums
+from etl.load.promote import PromotionError
 from etl.settings import Settings
+from tests.core_fingerprint import core_fingerprint
 from tests.integration.test_wave_slices import (
     AS_OF,
     _batches,
@@ -89,7 +90,7 @@ def _history(settings, wave: str) -> list[dict]:
 
 def _core(settings) -> dict[str, str]:
     with _engine(settings).connect() as connection:
-        return core_checksums(connection)
+        return core_fingerprint(connection)
 
 
 def _batch_state(settings, batch_id: str) -> str:
