@@ -37,6 +37,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -171,39 +172,55 @@ def _source_keys(table: pa.Table, key: list[str]) -> pa.Array | pa.ChunkedArray:
 
 
 def _row_hashes(
-    chunk: pd.DataFrame, table: pa.Table, mostly_distinct: frozenset[str]
+    chunk: pd.DataFrame | None, table: pa.Table, mostly_distinct: frozenset[str]
 ) -> tuple[np.ndarray, dict[str, int] | None]:
     """The rows' hashes over every column but the lineage ones, in the chunk's order (as
     ``row_hashes`` of the chunk), and the distinct values of each column not ``mostly_distinct``
-    (None if not all text)."""
-    hashed = [name for name in chunk.columns if name not in LINEAGE_COLUMNS]
+    (None if not all text). ``chunk``: the frame ``table`` was made of, if it was one."""
+    hashed = [name for name in table.column_names if name not in LINEAGE_COLUMNS]
     if not hashed or not all(
         pa.types.is_string(table.schema.field(name).type)
         or pa.types.is_large_string(table.schema.field(name).type)
         for name in hashed
     ):
+        if chunk is None:
+            chunk = pd.DataFrame(
+                {name: table.column(name).to_pandas() for name in hashed},
+                index=pd.RangeIndex(table.num_rows),
+            )
         return row_hashes(chunk[hashed]), None
     by_column = {
         name: text_value_hashes(table.column(name), is_mostly_distinct=name in mostly_distinct)
         for name in hashed
     }
-    combined = combined_row_hashes([hashes for hashes, _ in by_column.values()], len(chunk))
+    combined = combined_row_hashes([hashes for hashes, _ in by_column.values()], table.num_rows)
     counted = {name: distinct for name, (_, distinct) in by_column.items() if distinct is not None}
     return combined, counted
 
 
+# A chunk as a reader yields it: a pandas frame (the record readers), an Arrow table of text
+# columns (delimited and fixed-width files) or a dict of Arrow text arrays (tables).
+Chunk: TypeAlias = pd.DataFrame | pa.Table | dict[str, pa.Array]
+
+
 def _with_lineage(
-    chunk: pd.DataFrame,
+    chunk: Chunk,
     schema: pa.Schema,
     key: list[str],
     first_row: int,
     mostly_distinct: frozenset[str] = frozenset(),
 ) -> tuple[pa.Table, dict[str, int] | None]:
     """The chunk as a landed table (``schema``), and each column's distinct values if counted
-    (``mostly_distinct``: columns not worth counting, see ``_row_hashes``)."""
-    rows = len(chunk)
-    table = pa.Table.from_pandas(chunk, preserve_index=False)
-    hashes, distinct = _row_hashes(chunk, table, mostly_distinct)
+    (``mostly_distinct``: columns not worth counting, see ``_row_hashes``). An Arrow chunk is
+    taken as it is: the same table ``pa.Table.from_pandas`` makes of its frame, without the
+    frame (whose conversion was most of the cost of a small chunk)."""
+    if isinstance(chunk, pd.DataFrame):
+        frame: pd.DataFrame | None = chunk
+        table = pa.Table.from_pandas(chunk, preserve_index=False)
+    else:
+        frame, table = None, chunk if isinstance(chunk, pa.Table) else pa.table(chunk)
+    rows = table.num_rows
+    hashes, distinct = _row_hashes(frame, table, mostly_distinct)
     lineage = {
         ROW_NUMBER: pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)),
         SOURCE_KEY: _source_keys(table, key),
@@ -241,15 +258,15 @@ def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> in
             table, distinct = _with_lineage(chunk, schema, key, rows + 1, mostly_distinct)
             if writer is None:  # the first chunk tells the dictionary columns, and which to count
                 writer = _landing_writer(
-                    temporary, schema, _dictionary_columns(columns, distinct, len(chunk))
+                    temporary, schema, _dictionary_columns(columns, distinct, table.num_rows)
                 )
                 mostly_distinct = frozenset(
                     name
                     for name, count in (distinct or {}).items()
-                    if count > _MOSTLY_DISTINCT_SHARE * len(chunk)
+                    if count > _MOSTLY_DISTINCT_SHARE * table.num_rows
                 )
             writer.write_table(table)
-            rows += len(chunk)
+            rows += table.num_rows
         if writer is None:  # no rows at all: a file of the schema only
             writer = _landing_writer(temporary, schema, _dictionary_columns(columns, None, 0))
         writer.close()
@@ -318,14 +335,14 @@ def _file_frames(
     folder: Path,
     sources: list[SourceFile],
     chunk_rows: int,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[Chunk]:
     """Every file's rows in chunks, in order, each file checked against its physical count when
     read."""
     for path in readers.matching_files(folder, dataset, system):
         counted = physical.count_physical(path, dataset)
         before = path.stat()
         stats, rows = ReadStats(path), 0
-        for chunk in readers.read_file_frames(path, dataset, stats, chunk_rows):
+        for chunk in readers.read_file_chunks_for_landing(path, dataset, stats, chunk_rows):
             rows += len(chunk)
             yield chunk
         after = path.stat()
@@ -458,7 +475,7 @@ def _land_table(
     stats = ReadStats(Path(dataset.table))
     with readers.snapshot(engine) as connection:
         counted = physical.count_table(connection, dataset.table)
-        chunks = readers.read_table(connection, dataset, chunk_rows, stats)
+        chunks = readers.read_table_arrays(connection, dataset, chunk_rows, stats)
         rows = _write_parquet(chunks, dataset.columns, dataset.key, target)
     if stats.records != counted:
         target.unlink(missing_ok=True)

@@ -384,8 +384,9 @@ def _may_hold(array: pa.Array) -> bool:
 
 def _quarantine_unreadable_values(
     arrays: dict[str, pa.Array], dataset: SqlDataset, first_row: int, stats: ReadStats
-) -> pd.DataFrame:
-    """Rows with a value nobody can trust become unreadable: values NA, ``_read_error`` set."""
+) -> dict[str, pa.Array]:
+    """Rows with a value nobody can trust become unreadable: values NA, ``_read_error`` set
+    (the chunk's columns, then ``_read_error``)."""
     keys = set(dataset.key)
     rows = len(next(iter(arrays.values()))) if arrays else 0
     is_bad: dict[str, np.ndarray] = {}
@@ -416,11 +417,14 @@ def _quarantine_unreadable_values(
         is_row_bad = pa.array(np.isin(np.arange(rows), bad_rows))
         no_value = pa.scalar(None, pa.large_string())
         arrays = {c: pc.if_else(is_row_bad, no_value, a) for c, a in arrays.items()}
-    chunk = pd.DataFrame({c: pd.arrays.ArrowStringArray(a) for c, a in arrays.items()})
-    chunk[READ_ERROR] = pd.arrays.ArrowStringArray(pa.array(errors, pa.large_string()))
     stats.records += rows
     stats.unreadable += len(bad_rows)
-    return chunk
+    return {**arrays, READ_ERROR: pa.array(errors, pa.large_string())}
+
+
+def _table_frame(arrays: dict[str, pa.Array]) -> pd.DataFrame:
+    """A chunk of ``read_table_arrays`` as the frame ``read_table`` yields."""
+    return pd.DataFrame({c: pd.arrays.ArrowStringArray(a) for c, a in arrays.items()})
 
 
 def read_table(
@@ -432,6 +436,15 @@ def read_table(
     empty chunk for an empty table), built column-wise into Arrow text arrays from the driver's
     rows rather than through pandas' object arrays.
     """
+    for arrays in read_table_arrays(connection, dataset, chunk_rows, stats):
+        yield _table_frame(arrays)
+
+
+def read_table_arrays(
+    connection: sa.Connection, dataset: SqlDataset, chunk_rows: int, stats: ReadStats
+) -> Iterator[dict[str, pa.Array]]:
+    """``read_table``'s chunks as the Arrow text arrays they are built from (the columns, then
+    ``_read_error``): landing writes them as they are, without a pandas frame in between."""
     table = sa.table(dataset.table, *(sa.column(c) for c in dataset.columns))
     query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in dataset.columns))
     query = query.order_by(*(table.c[key] for key in dataset.key))
@@ -543,6 +556,17 @@ FRAME_READERS: dict[
     FileFormat.DELIMITED: text_records.read_frames,
     FileFormat.FIXED_WIDTH: text_records.read_frames,
 }
+
+
+def read_file_chunks_for_landing(
+    path: Path, dataset: FileDataset, stats: ReadStats, chunk_rows: int
+) -> Iterator[pa.Table] | Iterator[pd.DataFrame]:
+    """``read_file_frames``' chunks, as the Arrow tables ``text_records.read_frames`` builds its
+    frames of when it is the frame reader (landing takes either: the frame would only be turned
+    back into the same table)."""
+    if FRAME_READERS.get(dataset.format) is text_records.read_frames:
+        return text_records.read_tables(path, dataset, stats, chunk_rows)
+    return read_file_frames(path, dataset, stats, chunk_rows)
 
 
 def read_file_frames(

@@ -678,15 +678,25 @@ def read_frames(
     """The frames ``records.frames(read_records(...), dataset.column_names, chunk_rows)`` yields,
     built column-wise in Arrow: a clean block never becomes Python objects per row or value
     (several times faster; the extract stage's hot path)."""
+    for table in read_tables(path, dataset, stats, chunk_rows):
+        yield text_frame(table)
+
+
+def text_frame(table: pa.Table) -> pd.DataFrame:
+    """A chunk of ``read_tables`` as the frame ``read_frames`` yields (Arrow-backed text)."""
+    return pd.DataFrame(
+        {name: pd.array(table.column(name), dtype="string") for name in table.column_names}
+    )
+
+
+def read_tables(
+    path: Path, dataset: FileDataset, stats: ReadStats, chunk_rows: int
+) -> Iterator[pa.Table]:
+    """``read_frames``' chunks as the Arrow tables they are built from (text columns, then
+    ``_read_error``): landing writes them as they are, without a pandas frame in between."""
     reader = _Reader(path, dataset, stats)
     pending: list[pa.Table] = []
     rows = 0
-
-    def frame(table: pa.Table) -> pd.DataFrame:
-        return pd.DataFrame(
-            {name: pd.array(table.column(name), dtype="string") for name in table.column_names}
-        )
-
     for batch in _batches(reader, path, dataset):
         if isinstance(batch, _Overlong):
             record = reader.overlong(batch)
@@ -699,8 +709,8 @@ def read_frames(
         rows += table.num_rows
         while rows >= chunk_rows:
             combined = pa.concat_tables(pending)
-            yield frame(combined.slice(0, chunk_rows))
+            yield combined.slice(0, chunk_rows)
             rest = combined.slice(chunk_rows)
             pending, rows = [rest], rest.num_rows
     if rows:
-        yield frame(pa.concat_tables(pending))
+        yield pa.concat_tables(pending)
