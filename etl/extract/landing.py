@@ -247,7 +247,17 @@ def _dictionary_columns(columns: list[str], distinct: dict[str, int] | None, row
     return [*chosen, READ_ERROR]
 
 
-def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> int:
+def _write_parquet(
+    chunks,
+    columns: list[str],
+    key: list[str],
+    path: Path,
+    kept: list[pa.Table] | None = None,
+    keep_rows: int = 0,
+) -> int:
+    """Land the chunks in ``path``; their rows. ``kept``: filled with the landed tables'
+    ``DUPLICATE_COLUMNS`` while the rows written are at most ``keep_rows`` (emptied past it),
+    for ``_classify_duplicates`` to take instead of reading them back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".parquet.tmp")
     schema = _landing_schema(columns)
@@ -268,6 +278,11 @@ def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> in
                 )
             writer.write_table(table)
             rows += table.num_rows
+            if kept is not None:
+                if rows <= keep_rows:
+                    kept.append(table.select(DUPLICATE_COLUMNS))
+                else:
+                    kept.clear()
         if writer is None:  # no rows at all: a file of the schema only
             writer = _landing_writer(temporary, schema, _dictionary_columns(columns, None, 0))
         writer.close()
@@ -373,11 +388,19 @@ def _file_frames(
 
 
 def _land_file_dataset(
-    system: str, name: str, dataset: FileDataset, folder: Path, target: Path, chunk_rows: int
+    system: str,
+    name: str,
+    dataset: FileDataset,
+    folder: Path,
+    target: Path,
+    chunk_rows: int,
+    kept: list[pa.Table] | None = None,
 ) -> tuple[int, list[SourceFile]]:
     sources: list[SourceFile] = []
     chunks = _file_frames(system, name, dataset, folder, sources, chunk_rows)
-    rows = _write_parquet(chunks, dataset.column_names, dataset.key, target)
+    rows = _write_parquet(
+        chunks, dataset.column_names, dataset.key, target, kept, keep_rows=chunk_rows
+    )
     return rows, sources
 
 
@@ -471,13 +494,21 @@ def _unchanged_since_base(
 
 
 def _land_table(
-    system: str, name: str, dataset: SqlDataset, engine, target: Path, chunk_rows: int
+    system: str,
+    name: str,
+    dataset: SqlDataset,
+    engine,
+    target: Path,
+    chunk_rows: int,
+    kept: list[pa.Table] | None = None,
 ) -> tuple[int, list[SourceFile]]:
     stats = ReadStats(Path(dataset.table))
     with readers.snapshot(engine) as connection:
         counted = physical.count_table(connection, dataset.table)
         chunks = readers.read_table_arrays(connection, dataset, chunk_rows, stats)
-        rows = _write_parquet(chunks, dataset.columns, dataset.key, target)
+        rows = _write_parquet(
+            chunks, dataset.columns, dataset.key, target, kept, keep_rows=chunk_rows
+        )
     if stats.records != counted:
         target.unlink(missing_ok=True)
         detail = "COUNT(*) and the rows were read in one snapshot where the backend allows"
@@ -520,19 +551,27 @@ def _log_sources(system: str, name: str, sources: list[SourceFile]) -> None:
 
 
 DUPLICATE_SCHEMA = pa.schema([(ROW_NUMBER, pa.int64()), ("outcome", pa.string())])
+# The landed columns duplicates are told by.
+DUPLICATE_COLUMNS = (ROW_NUMBER, SOURCE_KEY, ROW_HASH)
 
 
-def _classify_duplicates(landed: Path, target: Path, chunk_rows: int = 100_000) -> tuple[int, int]:
+def _buckets(source: pq.ParquetFile, chunk_rows: int) -> int:
+    return max(1, -(-source.metadata.num_rows // max(1, chunk_rows)))
+
+
+def _classify_duplicates(
+    landed: Path, target: Path, chunk_rows: int = 100_000, lineage: pa.Table | None = None
+) -> tuple[int, int]:
     """Rows sharing a key: exact copies after the first are merged; differing ones conflict.
 
     Memory is bounded by ``chunk_rows``, not by the dataset: a dataset larger than one chunk is
     first split by a hash of its key into as many bucket files as it has chunks (a key's rows all
     go to one bucket), and each bucket is classified on its own. One bucket is the whole file.
     """
-    source = open_parquet(landed)
-    columns = [ROW_NUMBER, SOURCE_KEY, ROW_HASH]
-    buckets = max(1, -(-source.metadata.num_rows // max(1, chunk_rows)))
-    if buckets == 1:
+    columns = list(DUPLICATE_COLUMNS)
+    if lineage is not None:  # the landed file's columns, as written (at most a chunk of rows)
+        result = _duplicates_of(lineage)
+    elif (buckets := _buckets(source := open_parquet(landed), chunk_rows)) == 1:
         result = _duplicates_of(pq.read_table(landed, columns=columns))
     else:
         with tempfile.TemporaryDirectory(prefix=".duplicates_", dir=target.parent) as folder:
@@ -657,9 +696,10 @@ def extract_system(
         for name, dataset in spec.datasets.items():
             target = paths.landed_file(name)
             carried = None
+            kept: list[pa.Table] = []  # the landed duplicate columns, if at most a chunk
             if isinstance(dataset, SqlDataset):
                 rows, sources = _land_table(
-                    system, name, dataset, engine, target, settings.chunk_rows
+                    system, name, dataset, engine, target, settings.chunk_rows, kept
                 )
             else:
                 folder = readers.source_path(spec, settings)
@@ -673,11 +713,14 @@ def extract_system(
                     rows, sources = carried
                 else:
                     rows, sources = _land_file_dataset(
-                        system, name, dataset, folder, target, settings.chunk_rows
+                        system, name, dataset, folder, target, settings.chunk_rows, kept
                     )
             _log_sources(system, name, sources)
             merged, conflicting = _classify_duplicates(
-                target, paths.duplicates_file(name), settings.chunk_rows
+                target,
+                paths.duplicates_file(name),
+                settings.chunk_rows,
+                pa.concat_tables(kept) if kept else None,
             )
             landed[name] = LandedDataset(
                 dataset=name,
