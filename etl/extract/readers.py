@@ -10,6 +10,7 @@ read in sorted order as one dataset. HL7 v2, XML and JSON lines are read record 
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import re
@@ -440,14 +441,36 @@ def read_table(
         yield _table_frame(arrays)
 
 
+@functools.lru_cache(maxsize=256)
+def _text_query(table_name: str, columns: tuple[str, ...], key: tuple[str, ...]) -> sa.Select:
+    """The table's columns as text, in key order (built once per process: statements are
+    immutable)."""
+    table = sa.table(table_name, *(sa.column(c) for c in columns))
+    query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in columns))
+    return query.order_by(*(table.c[k] for k in key))
+
+
+def _statement(query: sa.Select, dialect: sa.Dialect) -> str:
+    """``query`` (one of ``_text_query``) compiled to SQL text for ``dialect``, kept per query
+    and kind of dialect: on a small table, compiling it was most of the read."""
+    key = (query, type(dialect), dialect.server_version_info)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        if len(_STATEMENTS) >= 256:
+            _STATEMENTS.clear()
+        statement = _STATEMENTS[key] = str(query.compile(dialect=dialect))
+    return statement
+
+
+_STATEMENTS: dict[tuple, str] = {}
+
+
 def read_table_arrays(
     connection: sa.Connection, dataset: SqlDataset, chunk_rows: int, stats: ReadStats
 ) -> Iterator[dict[str, pa.Array]]:
     """``read_table``'s chunks as the Arrow text arrays they are built from (the columns, then
     ``_read_error``): landing writes them as they are, without a pandas frame in between."""
-    table = sa.table(dataset.table, *(sa.column(c) for c in dataset.columns))
-    query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in dataset.columns))
-    query = query.order_by(*(table.c[key] for key in dataset.key))
+    query = _text_query(dataset.table, tuple(dataset.columns), tuple(dataset.key))
     is_bytes = _decodes_text_replacing(connection)
     columns = dataset.columns
 
@@ -503,7 +526,7 @@ def _fetch(
         finally:
             result.close()
         return
-    statement = str(query.compile(dialect=connection.dialect))
+    statement = _statement(query, connection.dialect)
     dbapi_error = connection.dialect.loaded_dbapi.Error
     cursor = connection.connection.cursor()
     try:
