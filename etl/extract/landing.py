@@ -28,6 +28,7 @@ modification time is caught. A table (ELVIS) is always read in full.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -37,6 +38,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -171,39 +173,55 @@ def _source_keys(table: pa.Table, key: list[str]) -> pa.Array | pa.ChunkedArray:
 
 
 def _row_hashes(
-    chunk: pd.DataFrame, table: pa.Table, mostly_distinct: frozenset[str]
+    chunk: pd.DataFrame | None, table: pa.Table, mostly_distinct: frozenset[str]
 ) -> tuple[np.ndarray, dict[str, int] | None]:
     """The rows' hashes over every column but the lineage ones, in the chunk's order (as
     ``row_hashes`` of the chunk), and the distinct values of each column not ``mostly_distinct``
-    (None if not all text)."""
-    hashed = [name for name in chunk.columns if name not in LINEAGE_COLUMNS]
+    (None if not all text). ``chunk``: the frame ``table`` was made of, if it was one."""
+    hashed = [name for name in table.column_names if name not in LINEAGE_COLUMNS]
     if not hashed or not all(
         pa.types.is_string(table.schema.field(name).type)
         or pa.types.is_large_string(table.schema.field(name).type)
         for name in hashed
     ):
+        if chunk is None:
+            chunk = pd.DataFrame(
+                {name: table.column(name).to_pandas() for name in hashed},
+                index=pd.RangeIndex(table.num_rows),
+            )
         return row_hashes(chunk[hashed]), None
     by_column = {
         name: text_value_hashes(table.column(name), is_mostly_distinct=name in mostly_distinct)
         for name in hashed
     }
-    combined = combined_row_hashes([hashes for hashes, _ in by_column.values()], len(chunk))
+    combined = combined_row_hashes([hashes for hashes, _ in by_column.values()], table.num_rows)
     counted = {name: distinct for name, (_, distinct) in by_column.items() if distinct is not None}
     return combined, counted
 
 
+# A chunk as a reader yields it: a pandas frame (the record readers), an Arrow table of text
+# columns (delimited and fixed-width files) or a dict of Arrow text arrays (tables).
+Chunk: TypeAlias = pd.DataFrame | pa.Table | dict[str, pa.Array]
+
+
 def _with_lineage(
-    chunk: pd.DataFrame,
+    chunk: Chunk,
     schema: pa.Schema,
     key: list[str],
     first_row: int,
     mostly_distinct: frozenset[str] = frozenset(),
 ) -> tuple[pa.Table, dict[str, int] | None]:
     """The chunk as a landed table (``schema``), and each column's distinct values if counted
-    (``mostly_distinct``: columns not worth counting, see ``_row_hashes``)."""
-    rows = len(chunk)
-    table = pa.Table.from_pandas(chunk, preserve_index=False)
-    hashes, distinct = _row_hashes(chunk, table, mostly_distinct)
+    (``mostly_distinct``: columns not worth counting, see ``_row_hashes``). An Arrow chunk is
+    taken as it is: the same table ``pa.Table.from_pandas`` makes of its frame, without the
+    frame (whose conversion was most of the cost of a small chunk)."""
+    if isinstance(chunk, pd.DataFrame):
+        frame: pd.DataFrame | None = chunk
+        table = pa.Table.from_pandas(chunk, preserve_index=False)
+    else:
+        frame, table = None, chunk if isinstance(chunk, pa.Table) else pa.table(chunk)
+    rows = table.num_rows
+    hashes, distinct = _row_hashes(frame, table, mostly_distinct)
     lineage = {
         ROW_NUMBER: pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)),
         SOURCE_KEY: _source_keys(table, key),
@@ -229,7 +247,17 @@ def _dictionary_columns(columns: list[str], distinct: dict[str, int] | None, row
     return [*chosen, READ_ERROR]
 
 
-def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> int:
+def _write_parquet(
+    chunks,
+    columns: list[str],
+    key: list[str],
+    path: Path,
+    kept: list[pa.Table] | None = None,
+    keep_rows: int = 0,
+) -> int:
+    """Land the chunks in ``path``; their rows. ``kept``: filled with the landed tables'
+    ``DUPLICATE_COLUMNS`` while the rows written are at most ``keep_rows`` (emptied past it),
+    for ``_classify_duplicates`` to take instead of reading them back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".parquet.tmp")
     schema = _landing_schema(columns)
@@ -241,15 +269,20 @@ def _write_parquet(chunks, columns: list[str], key: list[str], path: Path) -> in
             table, distinct = _with_lineage(chunk, schema, key, rows + 1, mostly_distinct)
             if writer is None:  # the first chunk tells the dictionary columns, and which to count
                 writer = _landing_writer(
-                    temporary, schema, _dictionary_columns(columns, distinct, len(chunk))
+                    temporary, schema, _dictionary_columns(columns, distinct, table.num_rows)
                 )
                 mostly_distinct = frozenset(
                     name
                     for name, count in (distinct or {}).items()
-                    if count > _MOSTLY_DISTINCT_SHARE * len(chunk)
+                    if count > _MOSTLY_DISTINCT_SHARE * table.num_rows
                 )
             writer.write_table(table)
-            rows += len(chunk)
+            rows += table.num_rows
+            if kept is not None:
+                if rows <= keep_rows:
+                    kept.append(table.select(DUPLICATE_COLUMNS))
+                else:
+                    kept.clear()
         if writer is None:  # no rows at all: a file of the schema only
             writer = _landing_writer(temporary, schema, _dictionary_columns(columns, None, 0))
         writer.close()
@@ -318,14 +351,14 @@ def _file_frames(
     folder: Path,
     sources: list[SourceFile],
     chunk_rows: int,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[Chunk]:
     """Every file's rows in chunks, in order, each file checked against its physical count when
     read."""
     for path in readers.matching_files(folder, dataset, system):
         counted = physical.count_physical(path, dataset)
         before = path.stat()
         stats, rows = ReadStats(path), 0
-        for chunk in readers.read_file_frames(path, dataset, stats, chunk_rows):
+        for chunk in readers.read_file_chunks_for_landing(path, dataset, stats, chunk_rows):
             rows += len(chunk)
             yield chunk
         after = path.stat()
@@ -355,11 +388,19 @@ def _file_frames(
 
 
 def _land_file_dataset(
-    system: str, name: str, dataset: FileDataset, folder: Path, target: Path, chunk_rows: int
+    system: str,
+    name: str,
+    dataset: FileDataset,
+    folder: Path,
+    target: Path,
+    chunk_rows: int,
+    kept: list[pa.Table] | None = None,
 ) -> tuple[int, list[SourceFile]]:
     sources: list[SourceFile] = []
     chunks = _file_frames(system, name, dataset, folder, sources, chunk_rows)
-    rows = _write_parquet(chunks, dataset.column_names, dataset.key, target)
+    rows = _write_parquet(
+        chunks, dataset.column_names, dataset.key, target, kept, keep_rows=chunk_rows
+    )
     return rows, sources
 
 
@@ -453,13 +494,21 @@ def _unchanged_since_base(
 
 
 def _land_table(
-    system: str, name: str, dataset: SqlDataset, engine, target: Path, chunk_rows: int
+    system: str,
+    name: str,
+    dataset: SqlDataset,
+    engine,
+    target: Path,
+    chunk_rows: int,
+    kept: list[pa.Table] | None = None,
 ) -> tuple[int, list[SourceFile]]:
     stats = ReadStats(Path(dataset.table))
     with readers.snapshot(engine) as connection:
         counted = physical.count_table(connection, dataset.table)
-        chunks = readers.read_table(connection, dataset, chunk_rows, stats)
-        rows = _write_parquet(chunks, dataset.columns, dataset.key, target)
+        chunks = readers.read_table_arrays(connection, dataset, chunk_rows, stats)
+        rows = _write_parquet(
+            chunks, dataset.columns, dataset.key, target, kept, keep_rows=chunk_rows
+        )
     if stats.records != counted:
         target.unlink(missing_ok=True)
         detail = "COUNT(*) and the rows were read in one snapshot where the backend allows"
@@ -502,56 +551,66 @@ def _log_sources(system: str, name: str, sources: list[SourceFile]) -> None:
 
 
 DUPLICATE_SCHEMA = pa.schema([(ROW_NUMBER, pa.int64()), ("outcome", pa.string())])
+# The landed columns duplicates are told by.
+DUPLICATE_COLUMNS = (ROW_NUMBER, SOURCE_KEY, ROW_HASH)
 
 
-def _classify_duplicates(landed: Path, target: Path, chunk_rows: int = 100_000) -> tuple[int, int]:
+def _buckets(source: pq.ParquetFile, chunk_rows: int) -> int:
+    return max(1, -(-source.metadata.num_rows // max(1, chunk_rows)))
+
+
+def _classify_duplicates(
+    landed: Path, target: Path, chunk_rows: int = 100_000, lineage: pa.Table | None = None
+) -> tuple[int, int]:
     """Rows sharing a key: exact copies after the first are merged; differing ones conflict.
 
     Memory is bounded by ``chunk_rows``, not by the dataset: a dataset larger than one chunk is
     first split by a hash of its key into as many bucket files as it has chunks (a key's rows all
     go to one bucket), and each bucket is classified on its own. One bucket is the whole file.
     """
-    source = open_parquet(landed)
-    columns = [ROW_NUMBER, SOURCE_KEY, ROW_HASH]
-    buckets = max(1, -(-source.metadata.num_rows // max(1, chunk_rows)))
-    if buckets == 1:
+    columns = list(DUPLICATE_COLUMNS)
+    if lineage is not None:  # the landed file's columns, as written (at most a chunk of rows)
+        result = _duplicates_of(lineage)
+    elif (buckets := _buckets(source := open_parquet(landed), chunk_rows)) == 1:
         result = _duplicates_of(pq.read_table(landed, columns=columns))
     else:
         with tempfile.TemporaryDirectory(prefix=".duplicates_", dir=target.parent) as folder:
-            parts = [Path(folder) / f"{bucket}.parquet" for bucket in range(buckets)]
+            parts = [Path(folder) / f"{bucket}.arrow" for bucket in range(buckets)]
             schema = source.schema_arrow
-            # Scratch files, read once: neither statistics nor dictionaries pay for themselves.
-            writers = [
-                pq.ParquetWriter(
-                    part,
-                    pa.schema([schema.field(c) for c in columns]),
-                    use_dictionary=False,
-                    write_statistics=False,
-                )
-                for part in parts
-            ]
-            try:
+            # Scratch files, written and read once: Arrow's own file format (no encoding to
+            # pay for either way), each chunk's rows put in bucket order by one stable sort and
+            # handed out as slices (in file order within a bucket, as a filter per bucket did).
+            part_schema = pa.schema([schema.field(c) for c in columns])
+            with contextlib.ExitStack() as stack:
+                writers = [
+                    stack.enter_context(pa.ipc.new_file(str(part), part_schema)) for part in parts
+                ]
                 for batch in source.iter_batches(batch_size=chunk_rows, columns=columns):
                     # Any hash of the key will do (the outcome does not depend on the buckets,
                     # only on a key's rows meeting in one).
                     key_hashes, _ = text_value_hashes(
                         batch.column(SOURCE_KEY), is_mostly_distinct=True
                     )
-                    bucket_of_row = pa.array(key_hashes % np.uint64(buckets))
-                    table = pa.Table.from_batches([batch])
-                    for bucket, writer in enumerate(writers):
-                        part = table.filter(pc.equal(bucket_of_row, np.uint64(bucket)))
-                        if part.num_rows:
-                            writer.write_table(part)
-            finally:
-                for writer in writers:
-                    writer.close()
-            result = pa.concat_tables([_duplicates_of(pq.read_table(part)) for part in parts])
+                    bucket_of_row = (key_hashes % np.uint64(buckets)).astype(np.intp)
+                    in_order = batch.take(pa.array(np.argsort(bucket_of_row, kind="stable")))
+                    start = 0
+                    for writer, rows in zip(
+                        writers, np.bincount(bucket_of_row, minlength=buckets).tolist(), strict=True
+                    ):
+                        if rows:
+                            writer.write_batch(in_order.slice(start, rows))
+                        start += rows
+            result = pa.concat_tables([_duplicates_of(_read_scratch(part)) for part in parts])
     result = result.sort_by(ROW_NUMBER)
     pq.write_table(result, target)
     counts = result.group_by("outcome").aggregate([("outcome", "count")]).to_pydict()
     by_outcome = dict(zip(counts["outcome"], counts["outcome_count"], strict=True))
     return by_outcome.get("merged", 0), by_outcome.get("duplicate_source_key", 0)
+
+
+def _read_scratch(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 def _duplicates_of(table: pa.Table) -> pa.Table:
@@ -637,9 +696,10 @@ def extract_system(
         for name, dataset in spec.datasets.items():
             target = paths.landed_file(name)
             carried = None
+            kept: list[pa.Table] = []  # the landed duplicate columns, if at most a chunk
             if isinstance(dataset, SqlDataset):
                 rows, sources = _land_table(
-                    system, name, dataset, engine, target, settings.chunk_rows
+                    system, name, dataset, engine, target, settings.chunk_rows, kept
                 )
             else:
                 folder = readers.source_path(spec, settings)
@@ -653,11 +713,14 @@ def extract_system(
                     rows, sources = carried
                 else:
                     rows, sources = _land_file_dataset(
-                        system, name, dataset, folder, target, settings.chunk_rows
+                        system, name, dataset, folder, target, settings.chunk_rows, kept
                     )
             _log_sources(system, name, sources)
             merged, conflicting = _classify_duplicates(
-                target, paths.duplicates_file(name), settings.chunk_rows
+                target,
+                paths.duplicates_file(name),
+                settings.chunk_rows,
+                pa.concat_tables(kept) if kept else None,
             )
             landed[name] = LandedDataset(
                 dataset=name,

@@ -10,6 +10,7 @@ read in sorted order as one dataset. HL7 v2, XML and JSON lines are read record 
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import re
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -383,8 +385,9 @@ def _may_hold(array: pa.Array) -> bool:
 
 def _quarantine_unreadable_values(
     arrays: dict[str, pa.Array], dataset: SqlDataset, first_row: int, stats: ReadStats
-) -> pd.DataFrame:
-    """Rows with a value nobody can trust become unreadable: values NA, ``_read_error`` set."""
+) -> dict[str, pa.Array]:
+    """Rows with a value nobody can trust become unreadable: values NA, ``_read_error`` set
+    (the chunk's columns, then ``_read_error``)."""
     keys = set(dataset.key)
     rows = len(next(iter(arrays.values()))) if arrays else 0
     is_bad: dict[str, np.ndarray] = {}
@@ -415,11 +418,14 @@ def _quarantine_unreadable_values(
         is_row_bad = pa.array(np.isin(np.arange(rows), bad_rows))
         no_value = pa.scalar(None, pa.large_string())
         arrays = {c: pc.if_else(is_row_bad, no_value, a) for c, a in arrays.items()}
-    chunk = pd.DataFrame({c: pd.arrays.ArrowStringArray(a) for c, a in arrays.items()})
-    chunk[READ_ERROR] = pd.arrays.ArrowStringArray(pa.array(errors, pa.large_string()))
     stats.records += rows
     stats.unreadable += len(bad_rows)
-    return chunk
+    return {**arrays, READ_ERROR: pa.array(errors, pa.large_string())}
+
+
+def _table_frame(arrays: dict[str, pa.Array]) -> pd.DataFrame:
+    """A chunk of ``read_table_arrays`` as the frame ``read_table`` yields."""
+    return pd.DataFrame({c: pd.arrays.ArrowStringArray(a) for c, a in arrays.items()})
 
 
 def read_table(
@@ -431,33 +437,80 @@ def read_table(
     empty chunk for an empty table), built column-wise into Arrow text arrays from the driver's
     rows rather than through pandas' object arrays.
     """
-    table = sa.table(dataset.table, *(sa.column(c) for c in dataset.columns))
-    query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in dataset.columns))
-    query = query.order_by(*(table.c[key] for key in dataset.key))
+    for arrays in read_table_arrays(connection, dataset, chunk_rows, stats):
+        yield _table_frame(arrays)
+
+
+@functools.lru_cache(maxsize=256)
+def _text_query(table_name: str, columns: tuple[str, ...], key: tuple[str, ...]) -> sa.Select:
+    """The table's columns as text, in key order (built once per process: statements are
+    immutable)."""
+    table = sa.table(table_name, *(sa.column(c) for c in columns))
+    query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in columns))
+    return query.order_by(*(table.c[k] for k in key))
+
+
+def _statement(query: sa.Select, dialect: sa.Dialect) -> str:
+    """``query`` (one of ``_text_query``) compiled to SQL text for ``dialect``, kept per query
+    and kind of dialect: on a small table, compiling it was most of the read."""
+    key = (query, type(dialect), dialect.server_version_info)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        if len(_STATEMENTS) >= 256:
+            _STATEMENTS.clear()
+        statement = _STATEMENTS[key] = str(query.compile(dialect=dialect))
+    return statement
+
+
+_STATEMENTS: dict[tuple, str] = {}
+
+
+def read_table_arrays(
+    connection: sa.Connection, dataset: SqlDataset, chunk_rows: int, stats: ReadStats
+) -> Iterator[dict[str, pa.Array]]:
+    """``read_table``'s chunks as the Arrow text arrays they are built from (the columns, then
+    ``_read_error``): landing writes them as they are, without a pandas frame in between."""
+    query = _text_query(dataset.table, tuple(dataset.columns), tuple(dataset.key))
     is_bytes = _decodes_text_replacing(connection)
-    first_row = 1
-    for rows in _fetch(connection, query, chunk_rows, is_bytes):
-        if not rows and first_row > 1:
-            return
-        with _no_cycle_collection():
-            arrays = _text_frame(rows, dataset.columns, is_bytes)
+    columns = dataset.columns
+
+    def as_arrays(rows: Sequence) -> dict[str, pa.Array]:
+        arrays = _text_frame(rows, columns, is_bytes)
         if arrays is None:
-            frame = _as_text_like_read_sql(rows, dataset.columns, is_bytes)
-            arrays = {c: pa.array(frame[c].array) for c in dataset.columns}
-        yield _quarantine_unreadable_values(arrays, dataset, first_row, stats)
-        if not rows:
+            frame = _as_text_like_read_sql(rows, columns, is_bytes)
+            arrays = {c: pa.array(frame[c].array) for c in columns}
+        return arrays
+
+    first_row = 1
+    for count, arrays in _fetch(connection, query, chunk_rows, is_bytes, as_arrays):
+        if not count and first_row > 1:
             return
-        first_row += len(rows)
+        yield _quarantine_unreadable_values(arrays, dataset, first_row, stats)
+        if not count:
+            return
+        first_row += count
+
+
+_Converted = TypeVar("_Converted")
 
 
 def _fetch(
-    connection: sa.Connection, query: sa.Select, chunk_rows: int, is_bytes: bool
-) -> Iterator[Sequence]:
-    """The query's rows, ``chunk_rows`` at a time, then an empty list.
+    connection: sa.Connection,
+    query: sa.Select,
+    chunk_rows: int,
+    is_bytes: bool,
+    convert: Callable[[Sequence], _Converted],
+) -> Iterator[tuple[int, _Converted]]:
+    """The query's rows, ``chunk_rows`` at a time, then an empty chunk: each chunk's row count
+    and ``convert`` of its rows (the rows themselves are dropped before the next is fetched).
 
     SQLite: straight from a cursor of the connection's own DB-API connection (a SQLite cursor
     steps through the rows as they are fetched: nothing is buffered, and no SQLAlchemy row
-    object is built per row). Other backends: a server-side cursor (``stream_results``)."""
+    object is built per row). Other backends: a server-side cursor (``stream_results``).
+
+    The cyclic garbage collector stays paused from the fetch until the rows are converted and
+    freed (``_no_cycle_collection``): resumed while they were alive, its first pass would walk
+    every row tuple of the chunk (about a quarter of ELVIS's read)."""
     if connection.dialect.name != "sqlite":
         streaming = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
         result = streaming.execute(query)
@@ -465,23 +518,28 @@ def _fetch(
             while True:
                 with _no_cycle_collection():
                     rows = result.fetchmany(chunk_rows)
-                yield rows
-                if not rows:
+                    count, converted = len(rows), convert(rows)
+                    del rows
+                yield count, converted
+                if not count:
                     return
         finally:
             result.close()
         return
-    statement = str(query.compile(dialect=connection.dialect))
+    statement = _statement(query, connection.dialect)
     dbapi_error = connection.dialect.loaded_dbapi.Error
     cursor = connection.connection.cursor()
     try:
         with _text_as_bytes(connection, is_bytes):
             cursor.execute(statement)
         while True:
-            with _no_cycle_collection(), _text_as_bytes(connection, is_bytes):
-                rows = cursor.fetchmany(chunk_rows)
-            yield rows
-            if not rows:
+            with _no_cycle_collection():
+                with _text_as_bytes(connection, is_bytes):
+                    rows = cursor.fetchmany(chunk_rows)
+                count, converted = len(rows), convert(rows)
+                del rows
+            yield count, converted
+            if not count:
                 return
     except dbapi_error as error:
         # The error SQLAlchemy raises for a failed statement (a stopped run's message names it).
@@ -521,6 +579,17 @@ FRAME_READERS: dict[
     FileFormat.DELIMITED: text_records.read_frames,
     FileFormat.FIXED_WIDTH: text_records.read_frames,
 }
+
+
+def read_file_chunks_for_landing(
+    path: Path, dataset: FileDataset, stats: ReadStats, chunk_rows: int
+) -> Iterator[pa.Table] | Iterator[pd.DataFrame]:
+    """``read_file_frames``' chunks, as the Arrow tables ``text_records.read_frames`` builds its
+    frames of when it is the frame reader (landing takes either: the frame would only be turned
+    back into the same table)."""
+    if FRAME_READERS.get(dataset.format) is text_records.read_frames:
+        return text_records.read_tables(path, dataset, stats, chunk_rows)
+    return read_file_frames(path, dataset, stats, chunk_rows)
 
 
 def read_file_frames(

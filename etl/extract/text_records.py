@@ -68,6 +68,7 @@ UNDECODABLE_BYTES = "undecodable_bytes"
 REPLACEMENT_CHARACTER = "replacement_character"
 
 BLOCK_BYTES = 1 << 20
+_TERMINATOR_BLOCK_BYTES = 1 << 14
 MAX_RECORD_CHARS = 1 << 24
 BYTE_ORDER_MARK = "\ufeff"
 # Joins a block's records for the one regex search; any character the search does not match.
@@ -92,6 +93,14 @@ class _Text(NamedTuple):
 _C0_BYTES = bytes(range(0x20))
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """``re.compile``, kept for the process: a file's patterns depend only on its dataset's
+    spec, and the longest take 10-20 ms to compile (``re``'s own cache of 512 patterns is
+    shared with every other module, and the pipeline's transforms go through it quickly)."""
+    return re.compile(pattern)
+
+
 def _is_ascii_compatible(encoding: str) -> bool:
     """Whether a control byte (0x00-0x1F) is exactly what decodes to a control character, so
     that a block's control characters can be counted in its bytes."""
@@ -104,7 +113,9 @@ def _is_ascii_compatible(encoding: str) -> bool:
     return all((ord(character) < 0x20) == (byte < 0x20) for byte, character in enumerate(table))
 
 
-def _texts(path: Path, encoding: str, delimiter: str) -> Iterator[_Text]:
+def _texts(
+    path: Path, encoding: str, delimiter: str, block_bytes: int | None = None
+) -> Iterator[_Text]:
     """The file decoded block by block; undecodable bytes become lone surrogates.
 
     Each block is first looked at as bytes, at C speed: a block without control bytes (but CR,
@@ -121,7 +132,7 @@ def _texts(path: Path, encoding: str, delimiter: str) -> Iterator[_Text]:
     is_start = True
     with path.open("rb") as handle:
         while True:
-            block = handle.read(BLOCK_BYTES)
+            block = handle.read(block_bytes or BLOCK_BYTES)
             is_final = not block
             state = decoder.getstate()
             try:
@@ -223,7 +234,9 @@ def _cut(buffer: str, terminator: str, record_end) -> tuple[list[str], int]:
 def _terminator(path: Path, encoding: str, delimiter: str) -> str:
     """``CRLF`` if the file's first LF follows a CR, else ``LF`` (also when it has no LF)."""
     previous = ""
-    for text, _ in _texts(path, encoding, delimiter):
+    # Small blocks: the first line ending is near the start (the same text, decoded in pieces,
+    # instead of the first MiB decoded for it, twice per file).
+    for text, _ in _texts(path, encoding, delimiter, _TERMINATOR_BLOCK_BYTES):
         first = text.find("\n")
         if first >= 0:
             return "\r\n" if (text[first - 1] if first else previous) == "\r" else "\n"
@@ -244,7 +257,7 @@ def _physical_records(
     record_end = None
     if is_quoted:
         run = _unquoted_run(terminator)
-        record_end = re.compile(f'{run}(?:"[^"]*+"{run})*+').match
+        record_end = _compiled(f'{run}(?:"[^"]*+"{run})*+').match
     carry, is_carry_suspect = "", False
     skip: _Skip | None = None
     for text, is_suspect in _texts(path, encoding, delimiter):
@@ -300,7 +313,7 @@ class _Reader:
         # Control characters (the delimiter excepted: a quoted field may hold it), lone
         # surrogates (undecodable bytes) and U+FFFD: what no readable field holds.
         controls = "".join(f"\\x{c:02x}" for c in range(0x20) if chr(c) != delimiter)
-        self.bad = re.compile(f"[{controls}\\ud800-\\udfff\\ufffd]")
+        self.bad = _compiled(f"[{controls}\\ud800-\\udfff\\ufffd]")
         # Free text may hold tabs and line breaks: in a column that is not a key, a tab, a CRLF
         # and (in a file whose terminator is LF) an LF inside quotes are a note's own content,
         # as the old reader loaded them. A bare CR, or a bare LF in a CRLF file, is not: it is
@@ -309,18 +322,18 @@ class _Reader:
         self.key_positions = {self.names.index(name) for name in dataset.key}
         terminator = _terminator(path, dataset.encoding, delimiter)
         breaks = ["\r\n", "\t"] if terminator == "\r\n" else ["\r\n", "\n", "\t"]
-        self.text_breaks = re.compile("|".join(breaks))
+        self.text_breaks = _compiled("|".join(breaks))
         if self.is_delimited:
             d = re.escape(delimiter)
             field = f'"[^"]*+(?:""[^"]*+)*+"|[^{d}"]*+'
-            self.quoted_record = re.compile(f"(?:{field})(?:{d}(?:{field}))*+")
-            self.quoted_fields = re.compile(f'"([^"]*+(?:""[^"]*+)*+)"{d}|([^{d}"]*+){d}')
+            self.quoted_record = _compiled(f"(?:{field})(?:{d}(?:{field}))*+")
+            self.quoted_fields = _compiled(f'"([^"]*+(?:""[^"]*+)*+)"{d}|([^{d}"]*+){d}')
             # Records joined by LF, each valid: RFC 4180 fields, as many as declared, no
             # character ``bad`` matches. One C-level pass tells a block of quoted records clean.
             excluded = f"{controls}\\ud800-\\udfff\\ufffd"
             valid_field = f'(?:"[^"{excluded}]*+(?:""[^"{excluded}]*+)*+"|[^{d}"{excluded}]*+)'
             valid_record = f"{valid_field}(?:{d}{valid_field}){{{len(self.names) - 1}}}"
-            self.valid_records = re.compile(f"{valid_record}(?:\\n{valid_record})*+")
+            self.valid_records = _compiled(f"{valid_record}(?:\\n{valid_record})*+")
             # One record that ``judge`` finds readable, told in one C-level pass: a column that
             # is not a key may also hold the text breaks (quoted; unquoted, those that are not
             # the delimiter), as ``_field_problem`` allows them.
@@ -343,7 +356,7 @@ class _Reader:
     @functools.cached_property
     def readable_record(self) -> re.Pattern[str]:
         """Compiled when first needed: some 10-20 ms for a file of ten columns."""
-        return re.compile(self.readable_pattern)
+        return _compiled(self.readable_pattern)
 
     # One record, judged on its own (records a block check flagged, or that hold a quote).
 
@@ -678,15 +691,25 @@ def read_frames(
     """The frames ``records.frames(read_records(...), dataset.column_names, chunk_rows)`` yields,
     built column-wise in Arrow: a clean block never becomes Python objects per row or value
     (several times faster; the extract stage's hot path)."""
+    for table in read_tables(path, dataset, stats, chunk_rows):
+        yield text_frame(table)
+
+
+def text_frame(table: pa.Table) -> pd.DataFrame:
+    """A chunk of ``read_tables`` as the frame ``read_frames`` yields (Arrow-backed text)."""
+    return pd.DataFrame(
+        {name: pd.array(table.column(name), dtype="string") for name in table.column_names}
+    )
+
+
+def read_tables(
+    path: Path, dataset: FileDataset, stats: ReadStats, chunk_rows: int
+) -> Iterator[pa.Table]:
+    """``read_frames``' chunks as the Arrow tables they are built from (text columns, then
+    ``_read_error``): landing writes them as they are, without a pandas frame in between."""
     reader = _Reader(path, dataset, stats)
     pending: list[pa.Table] = []
     rows = 0
-
-    def frame(table: pa.Table) -> pd.DataFrame:
-        return pd.DataFrame(
-            {name: pd.array(table.column(name), dtype="string") for name in table.column_names}
-        )
-
     for batch in _batches(reader, path, dataset):
         if isinstance(batch, _Overlong):
             record = reader.overlong(batch)
@@ -699,8 +722,8 @@ def read_frames(
         rows += table.num_rows
         while rows >= chunk_rows:
             combined = pa.concat_tables(pending)
-            yield frame(combined.slice(0, chunk_rows))
+            yield combined.slice(0, chunk_rows)
             rest = combined.slice(chunk_rows)
             pending, rows = [rest], rest.num_rows
     if rows:
-        yield frame(pa.concat_tables(pending))
+        yield pa.concat_tables(pending)
