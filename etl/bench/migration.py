@@ -49,6 +49,15 @@ def warm_imports() -> float:
     return time.perf_counter() - started
 
 
+def prepare_core(settings: Settings) -> None:
+    """Bring the core schema to head before anything is timed: a production core is migrated
+    once, not by every run; timed inside, a fresh schema's Alembic upgrade (0.3-0.7 s) counted
+    as the first system's extract (its lease is the first thing that opens the core)."""
+    from etl.core.database import core_engine
+
+    core_engine(settings.resolved_core_url)
+
+
 def migrate(
     settings: Settings,
     label: str,
@@ -231,6 +240,7 @@ def _in_process_run(
     **extra: Any,
 ) -> dict[str, Any]:
     options: dict[str, Any]
+    prepare_core(settings)
     if jobs > 1:
         timings, whole, stage_walls, more = migrate_parallel(settings, label, as_of, jobs, log=log)
         options = {
@@ -296,6 +306,7 @@ def _child_migrate(
 ) -> dict[str, Any]:
     imports = warm_imports()
     settings = bench_settings(home, estate, chunk_rows)
+    prepare_core(settings)
     with RssSampler() as sampler:
         timings = migrate(settings, label, as_of, sampler)
     return summarize_run(
