@@ -48,6 +48,7 @@ from etl.core.arrow import open_parquet, scan_filtered
 from etl.core.ids import core_ids
 from etl.extract.landing import SOURCE_KEY
 from etl.transform.vectorised import is_in
+from etl.validate.keyscan import rows_with_keys
 
 if TYPE_CHECKING:
     from etl.validate.checks import CheckRule
@@ -136,12 +137,23 @@ def unresolved(
 
     ``in_batch=False`` asks the core only (the gate uses it when the batch's target rows are not
     going to be promoted)."""
+    return _unresolved(paths, reference, values, core_url, in_batch)[0]
+
+
+def _unresolved(
+    paths: BatchPaths | None,
+    reference: Reference,
+    values: pd.Series,
+    core_url: str | None,
+    in_batch: bool = True,
+) -> tuple[pd.Series, pd.Series]:
+    """``unresolved``, with the values as they were looked up (trimmed text, NA if empty)."""
     text = values.astype("string").str.strip()
     text = text.mask(text == "")
     # The chunk's distinct keys and those found, as Arrow arrays: no Python object per key.
     wanted = pc.unique(pa.array(text.dropna(), type=pa.large_string()))
     if len(wanted) == 0:
-        return pd.Series(False, index=values.index)
+        return pd.Series(False, index=values.index), text
     found = pa.array([], type=pa.large_string())
     if in_batch and paths is not None:
         found = _in_batch(paths, reference, wanted)
@@ -149,7 +161,7 @@ def unresolved(
     if len(remaining) and core_url:
         in_core = _in_core(core_url, reference, remaining.to_pylist())
         found = pa.concat_arrays([found, pa.array(list(in_core), type=pa.large_string())])
-    return text.notna() & ~is_in(text, found)
+    return text.notna() & ~is_in(text, found), text
 
 
 def landed_ids(
@@ -194,17 +206,19 @@ def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.A
     # not its keys cached whole: memory stays bounded by the chunk, not by the target's rows.
     if not source.exists():
         return none
-    dataset = ds.dataset(source)
-    if reference.target_column not in dataset.schema.names:
-        return none
-    key = pc.field(reference.target_column)
-    table = scan_filtered(
-        dataset, [reference.target_column], pc.is_in(key, value_set=wanted.cast(pa.string()))
-    )
-    column = table.column(0)
-    if column.type in (pa.string(), pa.large_string()):
-        return pc.drop_null(column).combine_chunks().cast(pa.large_string())
-    return pa.array([str(v) for v in column.to_pylist() if v is not None], type=pa.large_string())
+    column = reference.target_column
+    table = rows_with_keys(source, column, [column], wanted)
+    if table is None:
+        dataset = ds.dataset(source)
+        if column not in dataset.schema.names:
+            return none
+        table = scan_filtered(
+            dataset, [column], pc.is_in(pc.field(column), value_set=wanted.cast(pa.string()))
+        )
+    found = table.column(0)
+    if found.type in (pa.string(), pa.large_string()):
+        return pc.drop_null(found).combine_chunks().cast(pa.large_string())
+    return pa.array([str(v) for v in found.to_pylist() if v is not None], type=pa.large_string())
 
 
 def _in_core(core_url: str, reference: Reference, wanted: list[str]) -> set[str]:
@@ -243,14 +257,15 @@ def reference_failures(
     for reference in references:
         if reference.column not in rows.columns or rows.empty:
             continue
-        failing = unresolved(paths, reference, rows[reference.column], core_url)
+        failing, text = _unresolved(paths, reference, rows[reference.column], core_url)
         if not failing.any():
             continue
         quarantined = pd.Series(False, index=rows.index)
         if in_landing is not None and reference.is_by_id:
-            values = rows.loc[failing, reference.column].astype("string").str.strip()
-            held = in_landing(reference, set(values.unique()))
-            quarantined = failing & rows[reference.column].astype("string").str.strip().isin(held)
+            # ``text`` is the column trimmed, NA where that left it empty: on failing rows (never
+            # empty ones) the trimmed values themselves.
+            held = in_landing(reference, set(text[failing].unique()))
+            quarantined = failing & text.isin(held)
         for check, reason, mask in (
             (reference.check_name, REASON, failing & ~quarantined),
             (reference.quarantined_check_name, QUARANTINED_TARGET_REASON, quarantined),
