@@ -38,6 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,7 +48,6 @@ from etl.batch import BatchPaths
 from etl.core.arrow import open_parquet, scan_filtered
 from etl.core.ids import core_ids
 from etl.extract.landing import SOURCE_KEY
-from etl.transform.vectorised import is_in
 from etl.validate.keyscan import rows_with_keys
 
 if TYPE_CHECKING:
@@ -146,12 +146,12 @@ def _unresolved(
     values: pd.Series,
     core_url: str | None,
     in_batch: bool = True,
-) -> tuple[pd.Series, pd.Series]:
-    """``unresolved``, with the values as they were looked up (trimmed text, NA if empty)."""
-    text = values.astype("string").str.strip()
-    text = text.mask(text == "")
+) -> tuple[pd.Series, pa.Array]:
+    """``unresolved``, with the values as they were looked up: trimmed text, null where that
+    left nothing (an Arrow array in the order of ``values``)."""
+    text = _trimmed(values)
     # The chunk's distinct keys and those found, as Arrow arrays: no Python object per key.
-    wanted = pc.unique(pa.array(text.dropna(), type=pa.large_string()))
+    wanted = pc.unique(pc.drop_null(text)).cast(pa.large_string())
     if len(wanted) == 0:
         return pd.Series(False, index=values.index), text
     found = pa.array([], type=pa.large_string())
@@ -161,7 +161,24 @@ def _unresolved(
     if len(remaining) and core_url:
         in_core = _in_core(core_url, reference, remaining.to_pylist())
         found = pa.concat_arrays([found, pa.array(list(in_core), type=pa.large_string())])
-    return text.notna() & ~is_in(text, found), text
+    # Present, and not found (a null is in no set of keys: ``is_in`` says false).
+    failing = pc.and_(pc.is_valid(text), pc.invert(pc.is_in(text, value_set=found.cast(text.type))))
+    return pd.Series(np.asarray(failing, dtype=bool), index=values.index), text
+
+
+def _trimmed(values: pd.Series) -> pa.Array:
+    """``values.astype("string").str.strip()``, masked to NA where empty, as Arrow text: the
+    same kernel pandas runs for its Arrow-backed text, without a pandas array per step."""
+    if _is_arrow_text(values):
+        trimmed = pc.utf8_trim_whitespace(pa.array(values))
+        return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
+    text = values.astype("string").str.strip()
+    return pa.array(text.mask(text == ""), type=pa.large_string())
+
+
+def _is_arrow_text(values: pd.Series) -> bool:
+    dtype = values.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
 
 
 def landed_ids(
@@ -262,10 +279,15 @@ def reference_failures(
             continue
         quarantined = pd.Series(False, index=rows.index)
         if in_landing is not None and reference.is_by_id:
-            # ``text`` is the column trimmed, NA where that left it empty: on failing rows (never
-            # empty ones) the trimmed values themselves.
-            held = in_landing(reference, set(text[failing].unique()))
-            quarantined = failing & text.isin(held)
+            # ``text`` is the column trimmed, null where that left it empty: on failing rows
+            # (never empty ones) the trimmed values themselves.
+            is_failing = pa.array(failing.to_numpy(bool))
+            asked = pc.unique(text.filter(is_failing))
+            held = in_landing(reference, set(asked.to_pylist()))
+            is_held = pc.is_in(text, value_set=pa.array(sorted(held), type=text.type))
+            quarantined = failing & pd.Series(
+                np.asarray(is_held.fill_null(False), dtype=bool), index=rows.index
+            )
         for check, reason, mask in (
             (reference.check_name, REASON, failing & ~quarantined),
             (reference.quarantined_check_name, QUARANTINED_TARGET_REASON, quarantined),
