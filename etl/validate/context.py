@@ -59,6 +59,7 @@ import pyarrow.dataset as ds
 
 from etl.batch import BatchPaths
 from etl.core.arrow import scan_filtered
+from etl.validate.keyscan import rows_with_keys
 
 CONTEXT_SEPARATOR = "__"
 LOOKUPS = "lookups"
@@ -129,11 +130,12 @@ def _join_entity(paths: BatchPaths, rows: pd.DataFrame, entity: str, columns: li
             rows[name] = pd.NaT
         return
     wanted = rows[key].dropna().unique()
-    table = scan_filtered(
-        ds.dataset(source),
-        [key, *columns],
-        pc.is_in(pc.field(key), value_set=_string_array(wanted)),
-    )
+    value_set = _string_array(wanted)
+    table = rows_with_keys(source, key, [key, *columns], value_set)
+    if table is None:  # a key that is not text, or a column missing: the dataset scan decides
+        table = scan_filtered(
+            ds.dataset(source), [key, *columns], pc.is_in(pc.field(key), value_set=value_set)
+        )
     temporal = {c for c in columns if pa.types.is_temporal(table.schema.field(c).type)}
     table = _dates_as_timestamps(table)
     if table.num_rows and temporal:

@@ -170,18 +170,51 @@ def _failing_ids(expectation: Planned, rows: pd.DataFrame, id_column: str) -> pd
         values, ids = rows[column], rows[id_column]
         if expectation.filter_nulls:
             present = values.notnull()
-            values, ids = values[present], ids[present]
-        meets = expectation.condition(
-            expectation.provider, values, **expectation.values, _metrics={}
-        )
+            if not present.all():  # all present: the domain is the column as it is, uncopied
+                values, ids = values[present], ids[present]
+        if expectation.configuration.type in _PER_VALUE and expectation.filter_nulls:
+            meets = _per_distinct_value(expectation, values)
+        else:
+            meets = expectation.condition(
+                expectation.provider, values, **expectation.values, _metrics={}
+            )
         return ids[~meets]
     first, second = domain["column_A"], domain["column_B"]
     if first not in rows.columns or second not in rows.columns:
         return None
-    how = _IGNORE_ROW_IF[domain["ignore_row_if"]]
-    frame = rows[list(dict.fromkeys([first, second, id_column]))]
-    records = frame.dropna(axis=0, how=how, subset=[first, second])
-    meets = expectation.condition(
-        expectation.provider, records[first], records[second], **expectation.values, _metrics={}
+    # ``frame.dropna(axis=0, how=how, subset=[first, second])`` of the pair and the id column,
+    # taken column by column through one mask: the same values and index, without copying the
+    # pair into a frame first.
+    values_a, values_b, ids = rows[first], rows[second], rows[id_column]
+    missing_a, missing_b = values_a.isna(), values_b.isna()
+    dropped = (
+        missing_a & missing_b
+        if _IGNORE_ROW_IF[domain["ignore_row_if"]] == "all"
+        else (missing_a | missing_b)
     )
-    return records[~meets][id_column]
+    if dropped.any():
+        kept = ~dropped
+        values_a, values_b, ids = values_a[kept], values_b[kept], ids[kept]
+    meets = expectation.condition(
+        expectation.provider, values_a, values_b, **expectation.values, _metrics={}
+    )
+    return ids[~meets]
+
+
+# Conditions that judge each value on its own (a regex match, a range) and cost more per value
+# than finding the column's distinct values: evaluated once per distinct value.
+_PER_VALUE = frozenset(
+    {"expect_column_values_to_match_regex", "expect_column_values_to_be_between"}
+)
+
+
+def _per_distinct_value(expectation: Planned, values: pd.Series) -> pd.Series:
+    """The condition on each row: GX's condition called on the column's distinct values (same
+    dtype, nulls already left out), each row given its value's answer. Whatever the condition
+    decides from the column as a whole (pandas choosing Python's ``re`` over RE2 for non-ASCII
+    text or a newline, GX's path by dtype) it decides from the same set of values."""
+    codes, distinct = values.array.factorize(use_na_sentinel=False)
+    meets = expectation.condition(
+        expectation.provider, pd.Series(distinct), **expectation.values, _metrics={}
+    )
+    return pd.Series(meets.array.take(codes), index=values.index)

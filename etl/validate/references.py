@@ -38,6 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,7 +48,7 @@ from etl.batch import BatchPaths
 from etl.core.arrow import open_parquet, scan_filtered
 from etl.core.ids import core_ids
 from etl.extract.landing import SOURCE_KEY
-from etl.transform.vectorised import is_in
+from etl.validate.keyscan import rows_with_keys
 
 if TYPE_CHECKING:
     from etl.validate.checks import CheckRule
@@ -136,12 +137,23 @@ def unresolved(
 
     ``in_batch=False`` asks the core only (the gate uses it when the batch's target rows are not
     going to be promoted)."""
-    text = values.astype("string").str.strip()
-    text = text.mask(text == "")
+    return _unresolved(paths, reference, values, core_url, in_batch)[0]
+
+
+def _unresolved(
+    paths: BatchPaths | None,
+    reference: Reference,
+    values: pd.Series,
+    core_url: str | None,
+    in_batch: bool = True,
+) -> tuple[pd.Series, pa.Array]:
+    """``unresolved``, with the values as they were looked up: trimmed text, null where that
+    left nothing (an Arrow array in the order of ``values``)."""
+    text = _trimmed(values)
     # The chunk's distinct keys and those found, as Arrow arrays: no Python object per key.
-    wanted = pc.unique(pa.array(text.dropna(), type=pa.large_string()))
+    wanted = pc.unique(pc.drop_null(text)).cast(pa.large_string())
     if len(wanted) == 0:
-        return pd.Series(False, index=values.index)
+        return pd.Series(False, index=values.index), text
     found = pa.array([], type=pa.large_string())
     if in_batch and paths is not None:
         found = _in_batch(paths, reference, wanted)
@@ -149,7 +161,24 @@ def unresolved(
     if len(remaining) and core_url:
         in_core = _in_core(core_url, reference, remaining.to_pylist())
         found = pa.concat_arrays([found, pa.array(list(in_core), type=pa.large_string())])
-    return text.notna() & ~is_in(text, found)
+    # Present, and not found (a null is in no set of keys: ``is_in`` says false).
+    failing = pc.and_(pc.is_valid(text), pc.invert(pc.is_in(text, value_set=found.cast(text.type))))
+    return pd.Series(np.asarray(failing, dtype=bool), index=values.index), text
+
+
+def _trimmed(values: pd.Series) -> pa.Array:
+    """``values.astype("string").str.strip()``, masked to NA where empty, as Arrow text: the
+    same kernel pandas runs for its Arrow-backed text, without a pandas array per step."""
+    if _is_arrow_text(values):
+        trimmed = pc.utf8_trim_whitespace(pa.array(values))
+        return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
+    text = values.astype("string").str.strip()
+    return pa.array(text.mask(text == ""), type=pa.large_string())
+
+
+def _is_arrow_text(values: pd.Series) -> bool:
+    dtype = values.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
 
 
 def landed_ids(
@@ -194,17 +223,19 @@ def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.A
     # not its keys cached whole: memory stays bounded by the chunk, not by the target's rows.
     if not source.exists():
         return none
-    dataset = ds.dataset(source)
-    if reference.target_column not in dataset.schema.names:
-        return none
-    key = pc.field(reference.target_column)
-    table = scan_filtered(
-        dataset, [reference.target_column], pc.is_in(key, value_set=wanted.cast(pa.string()))
-    )
-    column = table.column(0)
-    if column.type in (pa.string(), pa.large_string()):
-        return pc.drop_null(column).combine_chunks().cast(pa.large_string())
-    return pa.array([str(v) for v in column.to_pylist() if v is not None], type=pa.large_string())
+    column = reference.target_column
+    table = rows_with_keys(source, column, [column], wanted)
+    if table is None:
+        dataset = ds.dataset(source)
+        if column not in dataset.schema.names:
+            return none
+        table = scan_filtered(
+            dataset, [column], pc.is_in(pc.field(column), value_set=wanted.cast(pa.string()))
+        )
+    found = table.column(0)
+    if found.type in (pa.string(), pa.large_string()):
+        return pc.drop_null(found).combine_chunks().cast(pa.large_string())
+    return pa.array([str(v) for v in found.to_pylist() if v is not None], type=pa.large_string())
 
 
 def _in_core(core_url: str, reference: Reference, wanted: list[str]) -> set[str]:
@@ -243,14 +274,20 @@ def reference_failures(
     for reference in references:
         if reference.column not in rows.columns or rows.empty:
             continue
-        failing = unresolved(paths, reference, rows[reference.column], core_url)
+        failing, text = _unresolved(paths, reference, rows[reference.column], core_url)
         if not failing.any():
             continue
         quarantined = pd.Series(False, index=rows.index)
         if in_landing is not None and reference.is_by_id:
-            values = rows.loc[failing, reference.column].astype("string").str.strip()
-            held = in_landing(reference, set(values.unique()))
-            quarantined = failing & rows[reference.column].astype("string").str.strip().isin(held)
+            # ``text`` is the column trimmed, null where that left it empty: on failing rows
+            # (never empty ones) the trimmed values themselves.
+            is_failing = pa.array(failing.to_numpy(bool))
+            asked = pc.unique(text.filter(is_failing))
+            held = in_landing(reference, set(asked.to_pylist()))
+            is_held = pc.is_in(text, value_set=pa.array(sorted(held), type=text.type))
+            quarantined = failing & pd.Series(
+                np.asarray(is_held.fill_null(False), dtype=bool), index=rows.index
+            )
         for check, reason, mask in (
             (reference.check_name, REASON, failing & ~quarantined),
             (reference.quarantined_check_name, QUARANTINED_TARGET_REASON, quarantined),

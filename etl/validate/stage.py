@@ -197,7 +197,12 @@ class ValidatedRows:
         """The chunk's rows but those ``quarantined`` (a boolean mask on its index); ``read`` is
         the batch of the transformed file the chunk was converted from."""
         is_quarantined = quarantined.to_numpy(bool)
-        table = to_arrow(rows, self._entity)
+        if len(rows) == read.num_rows and converts_back_exactly(read, self._schema):
+            # ``rows`` is ``read`` converted (``iter_batches_and_frames``), context columns
+            # added and none changed: converting them back gives ``read`` itself.
+            table = pa.Table.from_batches([read])
+        else:
+            table = to_arrow(rows, self._entity)
         if self._writer is None:
             if not is_quarantined.any() and table.equals(pa.Table.from_batches([read])):
                 self._held += 1
@@ -230,6 +235,48 @@ class ValidatedRows:
 
     def _is_copyable(self) -> bool:
         return pq.read_schema(self._transformed).equals(self._schema, check_metadata=True)
+
+
+_EXACT_INTEGER = 2**53  # float64 holds every integer up to here
+
+
+def converts_back_exactly(read: pa.RecordBatch, schema: pa.Schema) -> bool:
+    """Whether ``to_arrow`` of the frame ``iter_batches_and_frames`` converts ``read`` to is
+    ``read`` again, value for value (both with the stage ``schema``). By type, as pandas and
+    pyarrow convert there and back: text (pandas' Arrow-backed strings), booleans (object with
+    None when missing), dates (``datetime.date`` objects) and UTC microsecond timestamps
+    (``datetime64[us, UTC]``) always; integers when none is missing or all fit a float64 (a
+    missing one makes the column float64); floats when none is NaN (pandas' missing value,
+    converted back as a null). Any other type, or a schema other than the stage's: no, and the
+    frame is converted back as before."""
+    if not read.schema.equals(schema, check_metadata=False):
+        return False
+    for column in read.columns:
+        kind = column.type
+        if kind in _ALWAYS_EXACT:
+            continue
+        if kind == pa.int64():
+            if column.null_count == 0:
+                continue
+            bounds = pc.min_max(column)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            if low is None or (low >= -_EXACT_INTEGER and high <= _EXACT_INTEGER):
+                continue
+            return False
+        if kind == pa.float64():
+            if not pc.any(pc.is_nan(column)).as_py():
+                continue
+            return False
+        return False
+    return True
+
+
+_ALWAYS_EXACT = (
+    pa.string(),
+    pa.bool_(),
+    pa.date32(),
+    pa.timestamp("us", tz="UTC"),
+)
 
 
 def _outcome_frame(rows, mask, outcome, failure, source_of, severity, waived) -> pd.DataFrame:
@@ -327,7 +374,7 @@ def validate_entity(
             settings, entity, rows, source_of, parameters, waivers, tally, check_references
         )
         validated_rows.write(rows, quarantined, read)
-        writer.write("outcomes", outcomes_table(outcomes))
+        _write_outcomes(writer, outcomes)
         quarantined_ids.append(rows.loc[quarantined, id_column])
         outcome_frames.append(outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
         rows_in += len(rows)
@@ -337,7 +384,7 @@ def validate_entity(
     for transform_outcomes in iter_frames(
         paths.stage_file("transformed", entity, "outcomes"), settings.chunk_rows
     ):
-        writer.write("outcomes", outcomes_table(transform_outcomes))
+        _write_outcomes(writer, transform_outcomes)
         outcome_frames.append(transform_outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
         # Flagged while mapping (a safety field set protective, a DST time read by its declared
         # rule) counts too: a systematic fault must reach the gate, not only the steward queue.
@@ -399,6 +446,12 @@ def validate_entity(
     )
 
 
+def _write_outcomes(writer: StageWriter, outcomes: pd.DataFrame) -> None:
+    """An empty frame writes nothing (``StageWriter.write``): not converted either."""
+    if len(outcomes):
+        writer.write("outcomes", outcomes_table(outcomes))
+
+
 def log_problem_rows(
     system: str, source: str, frames: list[pd.DataFrame], examples: int = 5
 ) -> None:
@@ -439,7 +492,7 @@ def _validate_identifiers(
         transformed, paths.stage_file("validated", entity), entity, settings.chunk_rows
     )
     for read, chunk in iter_batches_and_frames(transformed, settings.chunk_rows):
-        left_out = chunk["patient_id"].isin(quarantined_patient_ids)
+        left_out = is_in(chunk["patient_id"], quarantined_patient_ids)
         rows = chunk[~left_out]
         failures = validate_chunk(settings.expectations_dir, entity, rows, "patient_identifier_id")
         failing_ids = [f.row_ids for f in failures if f.severity == "error"]
