@@ -175,6 +175,16 @@ def may_contain(values: pd.Series, text: str) -> bool:
     array = arrow_text(values)
     if array is None:
         return True
+    if len(text) == 1:
+        # One character is whole UTF-8 bytes within one value: searching the values' bytes as
+        # one buffer (memchr-fast) finds it iff some value holds it; no per-value matching.
+        offsets_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
+        offsets_buffer, data = array.buffers()[1:3]
+        if data is None or not len(array):
+            return False
+        offsets = np.frombuffer(offsets_buffer, dtype=offsets_type)
+        start, end = int(offsets[array.offset]), int(offsets[array.offset + len(array)])
+        return bytes(memoryview(data)[start:end]).find(text.encode("utf-8")) >= 0
     return bool(pc.any(pc.match_substring(array, text)).as_py())
 
 

@@ -288,6 +288,7 @@ def _offset_minutes(offsets: pd.Series) -> pd.Series:
 # values that are certainly valid: a year inside datetime64[ns] (1677-09-21 .. 2262-04-11) whole.
 _DIGIT_FIELDS = {
     "%Y": (4, 1678, 2261),
+    "%y": (2, 0, 99),  # 69-99 in the 1900s, 00-68 in the 2000s, as pandas' strptime reads it
     "%m": (2, 1, 12),
     "%d": (2, 1, 31),
     "%H": (2, 0, 23),
@@ -367,9 +368,11 @@ def read_with_format(body: pd.Series, date_format: str) -> pd.Series:
         else:
             certain &= (characters == ord(piece)).all(axis=1)
     year = numbers.get("%Y", np.full(len(rows), 1900))
+    if "%y" in numbers:
+        year = numbers["%y"] + np.where(numbers["%y"] <= 68, 2000, 1900)
     month = numbers.get("%m", np.ones(len(rows), dtype=np.int64))
     day = numbers.get("%d", np.ones(len(rows), dtype=np.int64))
-    if "%Y" not in numbers:  # pandas' default year (1900) is not within the digit path's years
+    if "%Y" not in numbers and "%y" not in numbers:  # pandas' default year (1900) is not read
         certain[:] = False
     is_leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     days = _DAYS_IN_MONTH[np.clip(month, 1, 12)] + ((month == 2) & is_leap)

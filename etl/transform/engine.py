@@ -309,7 +309,8 @@ def transform_chunk(
         core["birth_date"] = _birth_date_with_identity(core)
 
     keep = outcomes.is_open
-    rows = _finish(core[keep], chunk[keep], mapping, batch_id)
+    # _finish reads only the lineage columns: the rest of the chunk is not filtered.
+    rows = _finish(core[keep], chunk[[SOURCE_KEY, ROW_NUMBER]][keep], mapping, batch_id)
     outcome_frame = outcomes.frame(chunk)
     flagged = flags.frame(chunk, keep)
     if len(flagged):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
@@ -61,29 +62,70 @@ class StageReport(BaseModel):
     outcomes: dict[str, int]
 
 
+# Stage files are read by this pipeline only: whole columns, chunk by chunk, and scanned with a
+# filter only on id columns (etl/validate/context.py, references.py), which keep their min/max
+# statistics; no other column's are read, so none are written (part of the writer's time on
+# text). Dictionary pages only for a text column of few distinct values in a sample of the first
+# chunk, where they pay; a column of mostly distinct values (ids, keys, hashes, instants) costs
+# time to try a dictionary and bytes to fall back from it. The values read back are the same.
+_DICTIONARY_SAMPLE_ROWS = 2048
+_DICTIONARY_DISTINCT_SHARE = 0.2
+_FILTERED_SUFFIX = "_id"
+
+
+def _is_text(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
+
+
+def writer_options(schema: pa.Schema, first: pa.Table | None) -> dict:
+    """``ParquetWriter`` options for a stage file of ``schema`` whose first table is ``first``
+    (None when the file gets no rows)."""
+    dictionary: list[str] = []
+    if first is not None:
+        sample = first.slice(0, _DICTIONARY_SAMPLE_ROWS)
+        share = _DICTIONARY_DISTINCT_SHARE * max(1, sample.num_rows)
+        dictionary = [
+            field.name
+            for field in schema
+            if _is_text(field.type)
+            and field.name in sample.column_names
+            and pc.count_distinct(sample.column(field.name)).as_py() <= share
+        ]
+    statistics = [field.name for field in schema if field.name.endswith(_FILTERED_SUFFIX)]
+    return {"use_dictionary": dictionary, "write_statistics": statistics}
+
+
 class StageWriter:
-    """Parquet writers for a stage's rows and outcomes, committed atomically on close."""
+    """Parquet writers for a stage's rows and outcomes, committed atomically on close. A file's
+    writer is opened with its first rows (they choose its encodings, ``writer_options``)."""
 
     def __init__(self, paths: dict[str, tuple[Path, pa.Schema]]):
         self._targets = paths
         self._writers: dict[str, pq.ParquetWriter] = {}
-        for name, (path, schema) in paths.items():
+        for path, _schema in paths.values():
             files.private_dir(path.parent)
-            temporary = files.temporary_file(self._temporary(path))
-            self._writers[name] = pq.ParquetWriter(temporary, schema)
+            files.temporary_file(self._temporary(path))
 
     @staticmethod
     def _temporary(path: Path) -> Path:
         return path.with_suffix(".parquet.tmp")
 
+    def _writer(self, name: str, first: pa.Table | None) -> pq.ParquetWriter:
+        writer = self._writers.get(name)
+        if writer is None:
+            path, schema = self._targets[name]
+            options = writer_options(schema, first)
+            writer = pq.ParquetWriter(self._temporary(path), schema, **options)
+            self._writers[name] = writer
+        return writer
+
     def write(self, name: str, table: pa.Table) -> None:
         if table.num_rows:
-            self._writers[name].write_table(table)
+            self._writer(name, table).write_table(table)
 
     def close(self) -> None:
-        for name, writer in self._writers.items():
-            writer.close()
-            path = self._targets[name][0]
+        for name, (path, _schema) in self._targets.items():
+            self._writer(name, None).close()
             self._temporary(path).replace(path)
             files.private_file(path)
 

@@ -137,25 +137,16 @@ def floats_as_text(values: pd.Series) -> pd.Series:
     return result
 
 
-def _dates_as_text(values: pd.Series) -> pd.Series | None:
-    """``values.astype("string")`` of an object column of dates, formatted in Arrow; None when
-    some value is neither a ``datetime.date`` (a datetime is one too, but writes its time) nor
-    missing."""
-    present = values.notna().to_numpy()
-    objects = values.to_numpy()
-    if not present.any() or set(map(type, objects[present])) != {dt.date}:
-        return None
+def _dates_as_text(values: pd.Series, objects: np.ndarray, present: np.ndarray) -> pd.Series:
+    """``values.astype("string")`` of an object column of ``datetime.date`` values (not
+    datetimes, which write their time) or missing ones, formatted in Arrow."""
     dates = pa.array(objects, type=pa.date32(), mask=~present)
     return _text_series(dates.cast(pa.large_string()), values)
 
 
-def _flags_as_text(values: pd.Series) -> pd.Series | None:
-    """``values.astype("string")`` of an object column of booleans (``True``, ``False``); None
-    when some value is neither a bool nor missing."""
-    present = values.notna().to_numpy()
-    objects = values.to_numpy()
-    if not present.any() or not set(map(type, objects[present])) <= {bool, np.bool_}:
-        return None
+def _flags_as_text(values: pd.Series, objects: np.ndarray, present: np.ndarray) -> pd.Series:
+    """``values.astype("string")`` of an object column of booleans (``True``, ``False``) or
+    missing values."""
     is_true = np.zeros(len(objects), dtype=bool)
     is_true[present] = objects[present].astype(bool)
     text = pc.if_else(
@@ -174,10 +165,15 @@ def column_as_text(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.Float64Dtype):
         return floats_as_text(column)
     if column.dtype == object:
-        for formatted in (_dates_as_text, _flags_as_text):
-            text = formatted(column)
-            if text is not None:
-                return text
+        # Which values are missing, and the types of the others, found once for both formats.
+        present = column.notna().to_numpy()
+        objects = column.to_numpy()
+        if present.any():
+            types = set(map(type, objects[present]))
+            if types == {dt.date}:
+                return _dates_as_text(column, objects, present)
+            if types <= {bool, np.bool_}:
+                return _flags_as_text(column, objects, present)
     return column.astype("string")
 
 
