@@ -94,27 +94,46 @@ def _hex_halves(content_hashes: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray,
     nibbles = _NIBBLE[_fixed_width_bytes(content_hashes, _HEX_DIGITS, "content hash")]
     if (nibbles == 255).any():
         raise HashAggregateError("a content hash is not hexadecimal")
-    weights = np.array([1 << (4 * (7 - i)) for i in range(8)], dtype=np.int64)
-    return nibbles[:, :8].astype(np.int64) @ weights, nibbles[:, 8:].astype(np.int64) @ weights
+    # two hex digits per byte, eight bytes per hash: its halves as big-endian 32-bit words
+    words = np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).view(">u4")
+    return words[:, 0].astype(np.int64), words[:, 1].astype(np.int64)
+
+
+def _group_sums(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    """Exact int64 sums of ``values`` (each in [0, 2**32)) per group code: two float64 bincounts
+    over the 16-bit halves, each exact while a group holds fewer than 2**37 rows."""
+    high = np.bincount(codes, weights=values >> 16, minlength=groups)
+    low = np.bincount(codes, weights=values & 0xFFFF, minlength=groups)
+    return (high.astype(np.int64) << 16) + low.astype(np.int64)
 
 
 def buckets_of(row_ids: pa.ChunkedArray | pa.Array, content_hashes: Any) -> Buckets:
-    """Count and hash sums per bucket of these rows (Arrow in, vectorised)."""
+    """Count and hash sums per bucket of these rows (Arrow in, NumPy bincounts over the buckets'
+    dictionary codes; buckets in code point order, a row without an id in none)."""
     if len(row_ids) == 0:
         return empty_buckets()
     high, low = _hex_halves(content_hashes)
     bucket = pc.utf8_slice_codeunits(row_ids, 0, BUCKET_DIGITS)
-    frame = pd.DataFrame(
+    if isinstance(bucket, pa.ChunkedArray):
+        bucket = bucket.combine_chunks()
+    if bucket.null_count:
+        present = pc.is_valid(bucket).to_numpy(zero_copy_only=False)
+        bucket, high, low = bucket.filter(present), high[present], low[present]
+        if not len(bucket):
+            return empty_buckets().set_axis(pd.Index([], dtype=object, name="bucket"))
+    encoded = pc.dictionary_encode(bucket)
+    codes = encoded.indices.to_numpy().astype(np.intp)
+    labels = encoded.dictionary
+    groups = len(labels)
+    order = pc.sort_indices(labels).to_numpy()
+    return pd.DataFrame(
         {
-            "bucket": bucket.to_numpy(zero_copy_only=False),
-            "hash_high_sum": high,
-            "hash_low_sum": low,
-        }
+            "row_count": np.bincount(codes, minlength=groups).astype(np.int64)[order],
+            "hash_high_sum": _group_sums(codes, high, groups)[order],
+            "hash_low_sum": _group_sums(codes, low, groups)[order],
+        },
+        index=pd.Index(labels.take(order).to_pylist(), name="bucket"),
     )
-    grouped = frame.groupby("bucket", sort=True)
-    result = grouped[["hash_high_sum", "hash_low_sum"]].sum()
-    result.insert(0, "row_count", grouped.size())
-    return result.astype("int64")
 
 
 def column_sums_of(table: pa.Table, columns: list[str]) -> ColumnSums:
