@@ -21,11 +21,6 @@ ROOT = Path(__file__).resolve().parents[3]
 AS_OF = dt.date(2026, 7, 1)
 
 
-@pytest.fixture(scope="module")
-def tiny_estate(estate_of) -> Path:
-    return estate_of(120, 3)
-
-
 @pytest.fixture
 def estate_copy(tiny_estate, tmp_path) -> Path:
     target = tmp_path / "estate"

@@ -20,11 +20,6 @@ ROOT = Path(__file__).resolve().parents[3]
 AS_OF = dt.date(2026, 7, 1)
 
 
-@pytest.fixture(scope="module")
-def tiny_estate(estate_of) -> Path:
-    return estate_of(120, 3)
-
-
 def _frames_only(monkeypatch) -> None:
     """Landing as before: every chunk a pandas frame."""
     monkeypatch.setattr(readers, "read_file_chunks_for_landing", readers.read_file_frames)
