@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cores import BOTH_CORES
+
 COST_MARKERS = {"unit", "integration", "dags"}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,7 +228,7 @@ def postgres_empty_url() -> str:
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BOTH_CORES)
 def core_url(request, tmp_path) -> str:
     """The core database, once on SQLite (the embedded default) and once on a fresh schema of
     the real PostgreSQL server (production's): a test taking it runs on both."""

@@ -25,6 +25,7 @@ from etl.core.pseudonym import pseudonym, pseudonym_key
 from etl.core.tables import access_log, quarantine
 from etl.identity import runs
 from etl.steward.queue import QueueFilter, list_queue, summary
+from tests.cores import BOTH_CORES
 from tests.integration.test_identity_runs import NUMBERS, PNR_A, a_conflict
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def as_database_owner(connection) -> None:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BOTH_CORES)
 def settings(request, tmp_path, settings_for, monkeypatch):
     for name in ("AIRFLOW_CTX_DAG_RUN_ID", "AIRFLOW_CTX_DAG_OWNER"):
         monkeypatch.delenv(name, raising=False)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from etl.batch import safe_batch_id
 from tests.commands import VARDFLYTT, copy_migrated_airflow_db, mappings_of, run_vardflytt
+from tests.cores import BOTH_CORES
 from tests.integration.defects import actual_quarantine, expected_quarantine
 
 pytestmark = pytest.mark.integration
@@ -43,9 +44,7 @@ def _vardflytt(
     return run_vardflytt(*arguments, home=home, environment=environment)
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("backend", BOTH_CORES)
 def test_dags_migrate_the_estate_and_reconcile(
     backend, airflow_home, mappings, small_estate, tmp_path, request
 ):

@@ -35,6 +35,7 @@ from etl.core.tables import (
 from etl.cutover import ledger
 from etl.identity import runs
 from etl.settings import Settings
+from tests.cores import BOTH_CORES
 from tests.mllp_listener import Listener, free_port
 
 pytestmark = pytest.mark.integration
@@ -151,9 +152,7 @@ class Core:
             return [dict(row._mapping) for row in connection.execute(query)]
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def migrated(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"coexistence-{request.param}")
     estate = root / "estate"

@@ -30,6 +30,7 @@ from etl.estate.activity import simulate_activity
 from etl.load.promote import rollback
 from etl.settings import PROJECT_ROOT, Settings
 from etl.validate.gate import DataQualityGateError
+from tests.cores import BOTH_CORES
 
 pytestmark = pytest.mark.integration
 
@@ -77,9 +78,7 @@ def _stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def history(request, small_estate, tmp_path_factory, postgres_schema):
     root = tmp_path_factory.mktemp(f"numbers-{request.param}")
     if request.param == "sqlite":

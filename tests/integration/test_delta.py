@@ -34,6 +34,7 @@ from etl.load.loader import LoadReport, rewind_watermarks
 from etl.load.promote import core_checksums, rollback
 from etl.settings import Settings
 from tests.core_fingerprint import core_fingerprint
+from tests.cores import BOTH_CORES
 from tests.integration.defects import estate_copy_home
 
 pytestmark = pytest.mark.integration
@@ -85,9 +86,7 @@ def _checksums(settings: Settings) -> dict[str, str]:
         return core_fingerprint(connection)
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def migrated(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"delta-{request.param}")
     with estate_copy_home(request.param, small_estate, root, core_of) as settings:
@@ -402,9 +401,7 @@ def test_rerunning_the_delta_changes_nothing_and_rollback_restores_the_full_load
         assert pipeline.release_system(system, f"again-{system}", settings)
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("backend", BOTH_CORES)
 def test_a_delta_without_a_promoted_batch_is_refused(backend, small_estate, settings_for, request):
     core_url = None if backend == "sqlite" else request.getfixturevalue("postgres_url")
     settings = settings_for(small_estate, core_url)

@@ -33,6 +33,7 @@ from etl.load.loader import rewind_watermarks
 from etl.load.promote import rollback
 from etl.report.validation import SystemSummary, summarise
 from etl.settings import Settings
+from tests.cores import BOTH_CORES
 from tests.integration.defects import estate_copy_home
 
 pytestmark = pytest.mark.integration
@@ -82,9 +83,7 @@ def _statuses(system: SystemSummary) -> dict[str, tuple[str, str]]:
     return found
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def estate(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"delta-trend-{request.param}")
     with estate_copy_home(request.param, small_estate, root, core_of) as settings:

@@ -31,6 +31,7 @@ from etl.export import fhir
 from etl.export.bulk import ERRORS_FILE, MANIFEST, SPECS, ExportError, export_fhir
 from etl.export.check import references_in
 from etl.settings import Settings
+from tests.cores import BOTH_CORES
 
 pytestmark = pytest.mark.integration
 
@@ -123,9 +124,7 @@ R = {"system": fhir.CONFIDENTIALITY_SYSTEM, "code": "R"}
 SPARR = {"system": fhir.SECURITY_REASON_SYSTEM, "code": "sparr"}
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def migrated(request, small_estate, tmp_path_factory, core_of):
     """Melior as wave w1, ELVIS as wave w2, AsynjaVisph as w3; yields the settings."""
     root = tmp_path_factory.mktemp(f"fhir-{request.param}")

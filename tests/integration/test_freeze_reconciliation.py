@@ -29,6 +29,7 @@ from etl.cutover.reconcile import _entities
 from etl.estate.activity import simulate_activity
 from etl.load import hash_aggregates
 from etl.settings import PROJECT_ROOT, Settings
+from tests.cores import BOTH_CORES
 from tests.reports_off import without_batch_reports
 
 pytestmark = pytest.mark.integration
@@ -49,9 +50,7 @@ def _plan() -> dict:
     )
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def frozen(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"freeze-{request.param}")
     estate = root / "estate"

@@ -13,6 +13,7 @@ from etl.core.database import core_engine
 from etl.core.identity_tables import identity_resolution_run, identity_review, person, person_link
 from etl.core.tables import ENTITY_TABLES
 from etl.identity import runs
+from tests.cores import BOTH_CORES
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ VGR_A = "19810829M071"
 NUMBERS = (PNR_A, PNR_B, PNR_C, VGR_A)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BOTH_CORES)
 def settings(request, tmp_path, settings_for):
     if request.param == "sqlite":
         return settings_for(core_url=f"sqlite:///{tmp_path / 'core.sqlite'}")

@@ -34,6 +34,7 @@ from etl.report.validation import summarise
 from etl.settings import Settings
 from etl.steward.actions import decide
 from etl.steward.queue import QueueFilter, list_queue, open_scope, summary
+from tests.cores import BOTH_CORES
 from tests.integration.defects import estate_copy_home
 from tests.integration.test_delta_trend import CHECK, FULL_AS_OF, SYSTEM, _elvis, _set_time
 
@@ -50,9 +51,7 @@ class Estate:
     handles: dict[str, str]  # role -> quarantine_id of the batch that quarantined it
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def estate(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"open-problems-{request.param}")
     with estate_copy_home(request.param, small_estate, root, core_of) as settings:

@@ -25,6 +25,7 @@ from etl.core.tables import ENTITY_TABLES
 from etl.extract.readers import SchemaDriftError
 from etl.parallel import run_systems
 from etl.settings import Settings
+from tests.cores import BOTH_CORES
 from tests.reports_off import without_batch_reports
 
 # The runs in this process (the sequential references) skip each batch's validation report
@@ -34,7 +35,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("without_batch_re
 
 AS_OF = dt.date(2026, 7, 1)
 SYSTEMS = ("elvis", "melior")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+BACKENDS = BOTH_CORES
 SAME = "-same"  # the batch ids' suffix of the sequential reference and the runs compared with it
 
 

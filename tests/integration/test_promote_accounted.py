@@ -31,6 +31,7 @@ from etl.core.database import HEAD_REVISION, core_engine, schema_revision
 from etl.core.tables import STAGED_TABLES, load_batch, metadata
 from etl.load.promote import PromotionError, promotion_row
 from tests.core_fingerprint import core_fingerprint
+from tests.cores import BOTH_CORES
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ SYSTEM = "melior"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BOTH_CORES)
 def settings(request, small_estate, settings_for, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'core.sqlite'}"
@@ -261,9 +262,7 @@ def _race_to_create(url: str) -> list[subprocess.CompletedProcess]:
     return results
 
 
-@pytest.mark.parametrize(
-    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("database", BOTH_CORES)
 def test_two_processes_creating_the_schema_of_an_empty_database_both_succeed(
     database, tmp_path, request
 ):

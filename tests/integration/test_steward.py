@@ -28,6 +28,7 @@ from etl.core.database import core_engine
 from etl.settings import Settings
 from etl.steward import actions
 from etl.steward.queue import QueueFilter, ReviewStatus, list_queue, summary
+from tests.cores import BOTH_CORES
 
 pytestmark = pytest.mark.integration
 
@@ -46,9 +47,7 @@ class Migrated:
     source: Path  # the copy of ELVIS this module reads
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def migrated(request, small_estate, tmp_path_factory, core_of):
     root = tmp_path_factory.mktemp(f"steward-{request.param}")
     source = root / "elvis.sqlite"

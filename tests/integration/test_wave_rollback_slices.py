@@ -26,6 +26,7 @@ from etl.cutover import ledger, waves
 from etl.load.promote import PromotionError
 from etl.settings import Settings
 from tests.core_fingerprint import core_fingerprint
+from tests.cores import BOTH_CORES
 from tests.integration.test_wave_slices import (
     AS_OF,
     _batches,
@@ -50,9 +51,7 @@ class Loaded:
     before: dict[str, dict[str, str]]  # each wave's slice checksums before any wave
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def loaded(request, estate_of, tmp_path_factory, core_of, run_cache):
     estate = estate_of(150, 5)
     prepared = prepared_waves(run_cache, estate, request.param, core_of)

@@ -34,6 +34,7 @@ from etl.core.tables import ENTITY_TABLES, batch_accounting, dq_result, quaranti
 from etl.cutover import ledger, slices, waves
 from etl.cutover.reconcile import accounting_residue
 from etl.settings import PROJECT_ROOT, Settings
+from tests.cores import BOTH_CORES
 
 pytestmark = pytest.mark.integration
 
@@ -174,9 +175,7 @@ class Loaded:
     w1_contacts: int  # encounter rows after w1 (all of them w1's)
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def loaded(request, estate_of, tmp_path_factory, core_of, run_cache):
     prepared = prepared_waves(run_cache, estate_of(150, 5), request.param, core_of)
     root = tmp_path_factory.mktemp(f"slices-{request.param}")

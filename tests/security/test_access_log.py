@@ -21,6 +21,7 @@ from etl.core.database import core_engine
 from etl.core.tables import access_log
 from etl.dashboard.app import create_app
 from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
+from tests.cores import BOTH_CORES
 
 pytestmark = pytest.mark.integration
 
@@ -186,9 +187,7 @@ def test_rows_a_steward_page_shows_are_logged_as_its_viewer(settings):
     assert "189001019802" not in json.dumps(_log(settings), default=str)
 
 
-@pytest.mark.parametrize(
-    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("database", BOTH_CORES)
 def test_the_log_refuses_updates_and_deletes_but_a_purge_goes_through(
     database, request, settings_for, tmp_path, monkeypatch
 ):

@@ -32,6 +32,7 @@ from etl.cutover.plan import PlanError, load_plan, one_wave_plan
 from etl.dag_names import cutover_dag_id
 from etl.settings import PROJECT_ROOT, Settings
 from tests.commands import copy_migrated_airflow_db, invoke
+from tests.cores import BOTH_CORES
 
 WAVE = "t1"
 SYSTEMS = ["elvis"]
@@ -140,7 +141,7 @@ def test_the_demo_plan_names_two_distinct_people_for_wave_one():
 # --- The ledger ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BOTH_CORES)
 def verified(request, settings_for, tmp_path) -> Settings:
     """A wave walked to verified in a fresh core (SQLite or PostgreSQL)."""
     core_url = (

@@ -29,6 +29,7 @@ from etl.steward.screening import (
     normalise,
     screen,
 )
+from tests.cores import BOTH_CORES
 from tests.steward_problem import PROBLEM
 
 KEY = b"screening-test-key-0123456789"
@@ -189,9 +190,7 @@ def test_a_patients_name_from_the_batch_is_refused_by_keyed_hash():
 # --- on a migrated batch: names from the landing zone, the core, and the dashboard ------------
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BOTH_CORES)
 def migrated(request, small_estate, tmp_path_factory, core_of):
     """ELVIS of the small estate, migrated once per database."""
     from etl import pipeline
