@@ -6,6 +6,7 @@ warnings are counted and the row still loads.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 from collections.abc import Callable
@@ -84,6 +85,12 @@ class CheckTally:
             numbers = row_numbers.to_numpy("int64")
             self.rows.setdefault(check, []).append((numbers, flags))
 
+    def add_row_arrays(self, check: str, row_numbers: np.ndarray, waived: np.ndarray) -> None:
+        """``add_rows`` of arrays already taken: row numbers and their waived flags."""
+        if len(row_numbers):
+            numbers = np.asarray(row_numbers, dtype="int64")
+            self.rows.setdefault(check, []).append((numbers, np.asarray(waived, dtype=bool)))
+
     def rows_table(self) -> pa.Table:
         tables = [FAILURES_SCHEMA.empty_table()]
         for check, parts in sorted(self.rows.items()):
@@ -124,19 +131,25 @@ def _checked_chunk(
     tally: CheckTally,
     references: Callable[[pd.DataFrame, str], list] | None = None,
 ) -> tuple[pd.Series, pd.DataFrame]:
-    """Which rows of the chunk are quarantined (a boolean mask on its index), and its outcomes."""
+    """Which rows of the chunk are quarantined (a boolean mask on its index), and its outcomes.
+
+    Masks are numpy arrays by position (the chunk's index is unique: one row a position), and
+    rows are taken from its columns' arrays through them: the same values in the same order as
+    ``rows.loc[mask, column]``, without pandas aligning each mask to the index first."""
     id_column = ENTITIES[entity].id_field()
     failures = validate_chunk(settings.expectations_dir, entity, rows, id_column, parameters)
     if references is not None:
         failures += references(rows, id_column)
-    quarantined = pd.Series(False, index=rows.index)
+    columns = _ChunkColumns(rows)
+    quarantined = np.zeros(len(rows), dtype=bool)
     outcome_rows = []
     for failure in failures:
-        failing = is_in(rows[id_column], failure.row_ids)
-        waived = pd.Series(False, index=rows.index)
+        failing = is_in(rows[id_column], failure.row_ids).to_numpy(bool)
+        waived = np.zeros(len(rows), dtype=bool)
         if failure.severity == "error" and len(waivers):
             keys = waivers.loc[waivers["check_name"] == failure.check_name, "source_key"]
-            waived = failing & is_in(rows["source_key"], keys)
+            waived = failing & is_in(rows["source_key"], keys).to_numpy(bool)
+        is_waived = bool(waived.any())
         tally.add(
             failure.check_name,
             failure.severity,
@@ -144,12 +157,12 @@ def _checked_chunk(
             int(failing.sum()),
             int(waived.sum()),
         )
-        tally.add_rows(failure.check_name, rows.loc[failing, ROW_NUMBER], waived[failing])
-        if failure.severity == "warning" or waived.any():
+        tally.add_row_arrays(failure.check_name, columns.row_numbers[failing], waived[failing])
+        if failure.severity == "warning" or is_waived:
             # Loaded, and flagged for review: a warning, or an error a steward waived.
             flagged = failing if failure.severity == "warning" else waived
             outcome_rows.append(
-                _outcome_frame(rows, flagged, FLAGGED, failure, source_of, "warning", waived.any())
+                _outcome_frame(columns, flagged, FLAGGED, failure, source_of, "warning", is_waived)
             )
         if failure.severity == "warning":
             continue
@@ -158,7 +171,7 @@ def _checked_chunk(
         quarantined |= failing
         if newly.any():
             outcome_rows.append(
-                _outcome_frame(rows, newly, QUARANTINED, failure, source_of, "error", False)
+                _outcome_frame(columns, newly, QUARANTINED, failure, source_of, "error", False)
             )
     outcomes = (
         pd.concat(outcome_rows, ignore_index=True)
@@ -171,7 +184,19 @@ def _checked_chunk(
         outcomes = outcomes[
             (outcomes["outcome"] != FLAGGED) | ~outcomes[ROW_NUMBER].isin(gone)
         ].reset_index(drop=True)
-    return quarantined, outcomes
+    return pd.Series(quarantined, index=rows.index), outcomes
+
+
+class _ChunkColumns:
+    """The chunk's row numbers and source keys as arrays (numpy, or pandas' own extension
+    array), taken by a positional mask: ``rows.loc[mask, column]``'s values and dtype."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.row_numbers = rows[ROW_NUMBER].array
+        self.source_keys = rows["source_key"].array
+
+    def outcome_columns(self, mask: np.ndarray) -> dict:
+        return {ROW_NUMBER: self.row_numbers[mask], SOURCE_KEY: self.source_keys[mask]}
 
 
 class ValidatedRows:
@@ -225,11 +250,13 @@ class ValidatedRows:
         """A writer with the held chunks written: the file's batches, each checked equal to what
         the old way converted and wrote."""
         writer = StageWriter({"rows": (self._path, self._schema)})
-        source = open_parquet(self._transformed)
-        for position, batch in enumerate(source.iter_batches(batch_size=self._chunk_rows)):
-            if position == self._held:
-                break
-            writer.write("rows", pa.Table.from_batches([batch]))
+        if self._held:
+            # Only the held batches are read: stopping at the batch after them decoded a whole
+            # chunk for nothing (every chunk of the file when the first one lost a row).
+            source = open_parquet(self._transformed)
+            batches = source.iter_batches(batch_size=self._chunk_rows)
+            for batch in itertools.islice(batches, self._held):
+                writer.write("rows", pa.Table.from_batches([batch]))
         self._held = 0
         return writer
 
@@ -279,11 +306,12 @@ _ALWAYS_EXACT = (
 )
 
 
-def _outcome_frame(rows, mask, outcome, failure, source_of, severity, waived) -> pd.DataFrame:
+def _outcome_frame(
+    columns: _ChunkColumns, mask: np.ndarray, outcome, failure, source_of, severity, waived
+) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            ROW_NUMBER: rows.loc[mask, ROW_NUMBER],
-            SOURCE_KEY: rows.loc[mask, "source_key"],
+            **columns.outcome_columns(mask),
             "outcome": outcome,
             "check_name": failure.check_name,
             "severity": severity,
