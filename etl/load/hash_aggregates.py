@@ -315,26 +315,26 @@ def recorded(
     ).all()
     if not rows:
         return None
+    by_entity: dict[str, list[sa.Row[Any]]] = {}
+    for row in rows:
+        by_entity.setdefault(row.entity, []).append(row)
     found: dict[str, tuple[Buckets, ColumnSums]] = {}
-    for entity in sorted({r.entity for r in rows}):
-        mine = [r for r in rows if r.entity == entity]
+    for entity in sorted(by_entity):
+        mine = by_entity[entity]
         total = next((r for r in mine if r.bucket == TOTAL), None)
         if total is None:
             return None  # incomplete: fail closed
-        buckets = pd.DataFrame(
-            [
-                (r.bucket, r.row_count, r.hash_high_sum, r.hash_low_sum)
-                for r in mine
-                if r.bucket != TOTAL
-            ],
-            columns=["bucket", *MEASURES],
-        ).set_index("bucket")
         # in bucket order, as buckets_of gives them: the table's own row order is no order
-        buckets = buckets.sort_index()
-        found[entity] = (
-            buckets.astype("int64") if len(buckets) else empty_buckets(),
-            json.loads(total.column_sums or "{}"),
+        ordered = sorted((r for r in mine if r.bucket != TOTAL), key=lambda r: str(r.bucket))
+        buckets = (
+            pd.DataFrame(
+                {m: np.array([getattr(r, m) for r in ordered], np.int64) for m in MEASURES},
+                index=pd.Index([r.bucket for r in ordered], name="bucket"),
+            )
+            if ordered
+            else empty_buckets()
         )
+        found[entity] = (buckets, json.loads(total.column_sums or "{}"))
     return found
 
 

@@ -10,6 +10,7 @@ import random
 import re
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -154,3 +155,28 @@ def test_postgres_gives_what_the_regular_expression_query_gave(postgres_url, see
         "count": sum(int(r[4]) for r in old),
         "sum": float(sum(r[5] or 0 for r in old)),
     }
+
+
+def test_recorded_aggregates_read_back_as_they_were_kept_in_bucket_order(core_url):
+    """What a promotion kept (bucket rows written in any order) reads back per entity in bucket
+    order with the same figures and types as buckets_of gives; an entity of no rows has none."""
+    rows = [r for r in _rows(6) if READABLE.fullmatch(str(r["content_hash"]))]
+    kept = ha.buckets_of(
+        pa.array([str(r["appointment_id"]) for r in rows], pa.string()),
+        pa.array([str(r["content_hash"]) for r in rows], pa.string()),
+    )
+    sums = {"duration_minutes": {"count": 3, "sum": 12.0}}
+    engine = core_engine(core_url)
+    with engine.begin() as connection:
+        ha._store(
+            connection,
+            "b1",
+            "elvis",
+            {"appointment": (kept.iloc[::-1], sums), "referral": (ha.empty_buckets(), {})},
+        )
+        found = ha.recorded(connection, "b1")
+        assert ha.recorded(connection, "b2") is None
+    assert found is not None and sorted(found) == ["appointment", "referral"]
+    pd.testing.assert_frame_equal(found["appointment"][0], kept)
+    assert found["appointment"][1] == sums
+    assert found["referral"][0].empty and found["referral"][1] == {}
