@@ -234,20 +234,27 @@ def lock_head(connection: sa.Connection) -> sa.Row[Any]:
     """Take the chain's head for this transaction (first statement: a write, so the lock is held
     from here on) and return it. Creates the head of a chain that has none yet."""
     head = access_log_head
-    taken = connection.execute(
+    take = (
         head.update().where(head.c.head_id == ACCESS_LOG_HEAD_ID).values(sequence=head.c.sequence)
-    ).rowcount
-    if not taken:
-        connection.execute(
-            head.insert().values(
-                head_id=ACCESS_LOG_HEAD_ID,
-                sequence=0,
-                entry_hash=GENESIS_HASH,
-                anchor_sequence=0,
-                anchor_hash=GENESIS_HASH,
-            )
+    )
+    read = sa.select(head).where(head.c.head_id == ACCESS_LOG_HEAD_ID)
+    if connection.dialect.update_returning:
+        # the lock and the row in one statement (PostgreSQL, SQLite): one round trip less
+        found = connection.execute(take.returning(*head.c)).one_or_none()
+        if found is not None:
+            return found
+    elif connection.execute(take).rowcount:
+        return connection.execute(read).one()
+    connection.execute(
+        head.insert().values(
+            head_id=ACCESS_LOG_HEAD_ID,
+            sequence=0,
+            entry_hash=GENESIS_HASH,
+            anchor_sequence=0,
+            anchor_hash=GENESIS_HASH,
         )
-    return connection.execute(sa.select(head).where(head.c.head_id == ACCESS_LOG_HEAD_ID)).one()
+    )
+    return connection.execute(read).one()
 
 
 def append_entry(connection: sa.Connection, values: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ TOTAL = "*"
 MEASURES = ("row_count", "hash_high_sum", "hash_low_sum")
 _HEX_DIGITS = 16  # content hashes are 64-bit, written as 16 hex digits (etl.core.ids)
 _SQLITE_FUNCTION = "vardflytt_hex"
+_HEX_CHARACTERS = frozenset("0123456789abcdefABCDEF")
 
 Buckets = pd.DataFrame  # index: bucket; columns: MEASURES (int64)
 ColumnSums = dict[str, dict[str, float]]  # column -> {"count": n, "sum": x}
@@ -197,28 +198,62 @@ def _register_sqlite(connection: sa.Connection) -> None:
         return
 
     def half(value: str | None, high: int) -> int | None:
-        if value is None or len(value) != _HEX_DIGITS:
+        # the hashes PostgreSQL reads (16 ASCII hex digits): int() alone would also take
+        # surrounding blanks, '_' and other scripts' digits
+        if value is None or len(value) != _HEX_DIGITS or not _HEX_CHARACTERS.issuperset(value):
             return None  # counted apart: a malformed hash makes its bucket differ
-        try:
-            return int(value[:8] if high else value[8:], 16)
-        except ValueError:
-            return None
+        return int(value[:8] if high else value[8:], 16)
 
     driver = connection.connection.driver_connection
     driver.create_function(_SQLITE_FUNCTION, 2, half, deterministic=True)  # type: ignore[union-attr]
 
 
 def _halves_sql(connection: sa.Connection, column: str) -> tuple[str, str]:
-    if connection.dialect.name == "postgresql":
-        # NULL for a hash that is not 16 hex digits (a core row changed by hand), not an error
-        valid = f"{column} ~ '^[0-9a-fA-F]{{16}}$'"
-        return (
-            f"CASE WHEN {valid} THEN ('x' || substr({column}, 1, 8))::bit(32)::bigint END",
-            f"CASE WHEN {valid} THEN ('x' || substr({column}, 9, 8))::bit(32)::bigint END",
-        )
+    """SQLite: the high and low halves of ``column``, each NULL for a hash they cannot read."""
     if connection.dialect.name == "sqlite":
         return f"{_SQLITE_FUNCTION}({column}, 1)", f"{_SQLITE_FUNCTION}({column}, 0)"
     raise HashAggregateError(f"no hash aggregates on {connection.dialect.name}")
+
+
+# PostgreSQL: a hash is readable when it is 16 bytes none of which is outside the hex digits
+# (exactly the strings '^[0-9a-fA-F]{16}$' matches, a NULL not: a hex digit is one byte, and '$'
+# matches only at the very end), tested once per row in a subquery that the planner keeps apart
+# (OFFSET 0: not pulled up, so the test and the cast are not repeated for each half), then read
+# as one 64-bit integer whose halves are two bit operations. About 3x cheaper for the server than
+# a regular expression and a 32-bit cast per half, with the same figures
+# (tests/integration/test_hash_aggregate_sql.py).
+_PG_READABLE = "octet_length({c}) = 16 AND {c} !~ '[^0-9a-fA-F]'"
+_PG_HASH = "CASE WHEN {readable} THEN ('x' || {c})::bit(64)::bigint END"
+_PG_HIGH = "(({h} >> 32) & 4294967295)"
+_PG_LOW = "({h} & 4294967295)"
+
+
+def _aggregate_sql(
+    connection: sa.Connection, table: str, key: str, numeric: list[str], where: str
+) -> str:
+    """The grouped query: per bucket the row count, the two hash sums (a hash the halves cannot
+    read counts as -1: its bucket cannot match) and each numeric column's count and sum."""
+    quote = connection.dialect.identifier_preparer.quote
+    measures = "".join(f", count({quote(c)}), sum({quote(c)})" for c in numeric)
+    if connection.dialect.name == "postgresql":
+        hashed = "vardflytt_hash"
+        readable = _PG_READABLE.format(c="content_hash")
+        hash_sql = _PG_HASH.format(readable=readable, c="content_hash")
+        carried = "".join(f", {quote(c)}" for c in numeric)
+        return (
+            f"SELECT vardflytt_bucket, count(*), "
+            f"sum(coalesce({_PG_HIGH.format(h=hashed)}, -1)), "
+            f"sum(coalesce({_PG_LOW.format(h=hashed)}, -1)){measures} "
+            f"FROM (SELECT substr({key}, 1, {BUCKET_DIGITS}) AS vardflytt_bucket, "
+            f"{hash_sql} AS {hashed}{carried} FROM {quote(table)} WHERE {where} OFFSET 0) "
+            "AS readable_rows GROUP BY vardflytt_bucket"
+        )
+    high, low = _halves_sql(connection, "content_hash")
+    return (
+        f"SELECT substr({key}, 1, {BUCKET_DIGITS}) AS bucket, count(*), "
+        f"sum(coalesce({high}, -1)), sum(coalesce({low}, -1)){measures} "
+        f"FROM {quote(table)} WHERE {where} GROUP BY substr({key}, 1, {BUCKET_DIGITS})"
+    )
 
 
 def query_aggregates(
@@ -233,17 +268,9 @@ def query_aggregates(
     _register_sqlite(connection)
     quote = connection.dialect.identifier_preparer.quote
     key = quote(ENTITIES[entity].id_field())
-    high, low = _halves_sql(connection, "content_hash")
     numeric = numeric_columns(entity)
-    measures = "".join(f", count({quote(c)}), sum({quote(c)})" for c in numeric)
     rows = connection.execute(
-        sa.text(
-            f"SELECT substr({key}, 1, {BUCKET_DIGITS}) AS bucket, count(*), "
-            # a hash the halves cannot read counts as -1: its bucket cannot match
-            f"sum(coalesce({high}, -1)), sum(coalesce({low}, -1)){measures} "
-            f"FROM {quote(table)} WHERE {where} GROUP BY substr({key}, 1, {BUCKET_DIGITS})"
-        ),
-        params,
+        sa.text(_aggregate_sql(connection, table, key, numeric, where)), params
     ).all()
     buckets = pd.DataFrame(
         [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows],
@@ -288,26 +315,26 @@ def recorded(
     ).all()
     if not rows:
         return None
+    by_entity: dict[str, list[sa.Row[Any]]] = {}
+    for row in rows:
+        by_entity.setdefault(row.entity, []).append(row)
     found: dict[str, tuple[Buckets, ColumnSums]] = {}
-    for entity in sorted({r.entity for r in rows}):
-        mine = [r for r in rows if r.entity == entity]
+    for entity in sorted(by_entity):
+        mine = by_entity[entity]
         total = next((r for r in mine if r.bucket == TOTAL), None)
         if total is None:
             return None  # incomplete: fail closed
-        buckets = pd.DataFrame(
-            [
-                (r.bucket, r.row_count, r.hash_high_sum, r.hash_low_sum)
-                for r in mine
-                if r.bucket != TOTAL
-            ],
-            columns=["bucket", *MEASURES],
-        ).set_index("bucket")
         # in bucket order, as buckets_of gives them: the table's own row order is no order
-        buckets = buckets.sort_index()
-        found[entity] = (
-            buckets.astype("int64") if len(buckets) else empty_buckets(),
-            json.loads(total.column_sums or "{}"),
+        ordered = sorted((r for r in mine if r.bucket != TOTAL), key=lambda r: str(r.bucket))
+        buckets = (
+            pd.DataFrame(
+                {m: np.array([getattr(r, m) for r in ordered], np.int64) for m in MEASURES},
+                index=pd.Index([r.bucket for r in ordered], name="bucket"),
+            )
+            if ordered
+            else empty_buckets()
         )
+        found[entity] = (buckets, json.loads(total.column_sums or "{}"))
     return found
 
 
