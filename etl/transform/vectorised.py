@@ -158,8 +158,9 @@ def _flags_as_text(values: pd.Series, objects: np.ndarray, present: np.ndarray) 
 
 
 def column_as_text(column: pd.Series) -> pd.Series:
-    """``column.astype("string")``, formatted in Arrow for UTC timestamps, ``Float64`` numbers
-    and dates; every other column by pandas."""
+    """``column.astype("string")``, formatted in Arrow for UTC timestamps, ``Float64`` numbers,
+    and object columns of text, dates or flags (or only missing values); every other column
+    by pandas."""
     if _is_utc_nanoseconds(column.dtype):
         return utc_timestamps_as_text(column)
     if isinstance(column.dtype, pd.Float64Dtype):
@@ -168,12 +169,15 @@ def column_as_text(column: pd.Series) -> pd.Series:
         # Which values are missing, and the types of the others, found once for both formats.
         present = column.notna().to_numpy()
         objects = column.to_numpy()
-        if present.any():
-            types = set(map(type, objects[present]))
-            if types == {dt.date}:
-                return _dates_as_text(column, objects, present)
-            if types <= {bool, np.bool_}:
-                return _flags_as_text(column, objects, present)
+        if not present.any():
+            return _text_series(pa.nulls(len(column), pa.large_string()), column)
+        types = set(map(type, objects[present]))
+        if types == {str}:
+            return _text_series(pa.array(objects, type=pa.large_string(), mask=~present), column)
+        if types == {dt.date}:
+            return _dates_as_text(column, objects, present)
+        if types <= {bool, np.bool_}:
+            return _flags_as_text(column, objects, present)
     return column.astype("string")
 
 
