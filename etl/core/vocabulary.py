@@ -483,8 +483,11 @@ def parse_legacy_date(
     cleaned = clean_text(values)
     parsed = _parse_formats(cleaned, args.formats)
     written = _pivot_to_past(parsed.written, parsed.two_digit_year, args, context.reference_date)
-    local = _instants_in_utc(parsed).dt.tz_convert(args.timezone).dt.tz_localize(None)
-    dates = written.mask(parsed.offset.notna(), local.astype("datetime64[ns]"))
+    dates = written
+    is_instant = parsed.offset.notna()
+    if is_instant.any():  # else every date is as written
+        local = _instants_in_utc(parsed).dt.tz_convert(args.timezone).dt.tz_localize(None)
+        dates = written.mask(is_instant, local.astype("datetime64[ns]"))
     failed = cleaned.notna() & dates.isna()
     return TransformResult(
         dates.dt.date.astype("object").where(dates.notna(), None),

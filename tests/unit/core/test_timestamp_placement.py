@@ -1,7 +1,8 @@
 """``parse_legacy_timestamp`` places local times in their zone with one strict placement and
-places only the spring gap's and autumn fold's times rule by rule: the same values, errors and
-warnings as placing every time three ways (the old code, kept here as the reference), on
-generated times around the clock changes, with offsets, blanks and words among them."""
+places only the spring gap's and autumn fold's times rule by rule, and ``parse_legacy_date``
+converts instants only when a value is one: the same values, errors and warnings as the old
+code (kept here as the reference), on generated times around the clock changes, with offsets,
+blanks and words among them."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from hypothesis import strategies as st
 from etl.core import vocabulary
 from etl.core.vocabulary import (
     REGISTRY,
+    DateArgs,
     TimestampArgs,
     TransformContext,
     TransformResult,
     _instants_in_utc,
     _parse_formats,
+    _pivot_to_past,
     clean_text,
     errors_where,
     no_errors,
@@ -117,3 +120,38 @@ def test_timestamps_are_placed_as_before(values, args, start):
 
 def test_the_reference_is_the_registered_transform():
     assert REGISTRY["parse_legacy_timestamp"].function is vocabulary.parse_legacy_timestamp
+
+
+def _reference_dates(values: pd.Series, args: DateArgs) -> TransformResult:
+    """The old way: every date converted from an instant, whether any value was one or not."""
+    cleaned = clean_text(values)
+    parsed = _parse_formats(cleaned, args.formats)
+    written = _pivot_to_past(parsed.written, parsed.two_digit_year, args, CONTEXT.reference_date)
+    local = _instants_in_utc(parsed).dt.tz_convert(args.timezone).dt.tz_localize(None)
+    dates = written.mask(parsed.offset.notna(), local.astype("datetime64[ns]"))
+    failed = cleaned.notna() & dates.isna()
+    return TransformResult(
+        dates.dt.date.astype("object").where(dates.notna(), None),
+        errors_where(failed, "unparseable_date"),
+    )
+
+
+DATE_ARGS = st.builds(
+    dict,
+    formats=st.sampled_from([["%Y-%m-%d %H:%M"], ["ISO8601"], ["%y%m%d", "ISO8601"]]),
+    timezone=st.sampled_from(["Europe/Stockholm", "America/New_York"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.one_of(written(), st.sampled_from(["991231", "250101", "680229"]))),
+    args=DATE_ARGS,
+)
+def test_dates_are_read_as_before(values, args):
+    series = pd.Series(values, dtype="object")
+    parsed_args = DateArgs.model_validate(args)
+    expected = _reference_dates(series, parsed_args)
+    found = REGISTRY["parse_legacy_date"].function(series, parsed_args, CONTEXT)
+    pd.testing.assert_series_equal(found.values, expected.values)
+    pd.testing.assert_series_equal(found.errors, expected.errors)
