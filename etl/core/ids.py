@@ -66,21 +66,28 @@ def core_ids(system: str, entity: str, source_keys: pd.Series) -> pd.Series:
     keys = arrow_text(text)
     if keys is None:  # ``string`` kept in Python objects
         keys = pa.array(text.astype(object).where(text.notna(), None), type=pa.large_string())
-    # As ``prefix + keys.fillna("")`` in pandas, in one Arrow call.
+    if keys.null_count:  # as ``keys.fillna("")`` in pandas
+        keys = pc.fill_null(keys, pa.scalar("", keys.type))
+    # Hashed are the names ``system/entity/key``: a key's name is a constant prefix and the
+    # key, so the distinct keys give the distinct names. The prefix is joined to the distinct
+    # keys only, or to every key when most are distinct (an entity's own keys), where a
+    # dictionary would cost more than the hashing it saves.
+    is_mostly_distinct = _looks_distinct(keys)
+    encoded = None if is_mostly_distinct else pc.dictionary_encode(keys)
+    hashed = keys if encoded is None else encoded.dictionary
     names_array = pc.binary_join_element_wise(
-        pa.scalar(f"{system}/{entity}/", keys.type),
-        pc.fill_null(keys, pa.scalar("", keys.type)),
-        pa.scalar("", keys.type),
+        pa.scalar(f"{system}/{entity}/", keys.type), hashed, pa.scalar("", keys.type)
     )
-    encoded = pc.dictionary_encode(names_array)
     # As UTF-8 bytes: pandas hashes a str as its UTF-8 encoding (see text_value_hashes).
     binary = pa.large_binary() if pa.types.is_large_string(names_array.type) else pa.binary()
-    distinct = encoded.dictionary.cast(binary).to_numpy(zero_copy_only=False)
+    distinct = names_array.cast(binary).to_numpy(zero_copy_only=False)
     halves = [
         _hex_ascii(pd.util.hash_array(distinct, hash_key=key, categorize=False)) for key in _ID_KEYS
     ]
-    digits = np.concatenate(halves, axis=1)[encoded.indices.to_numpy(zero_copy_only=False)]
-    return _fixed_width_text(digits.reshape(len(names_array), 32), source_keys.index)
+    digits = np.concatenate(halves, axis=1)
+    if encoded is not None:
+        digits = digits[encoded.indices.to_numpy(zero_copy_only=False)]
+    return _fixed_width_text(digits.reshape(len(keys), 32), source_keys.index)
 
 
 def content_hashes(frame: pd.DataFrame) -> pd.Series:

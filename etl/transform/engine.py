@@ -28,7 +28,7 @@ from etl.core.database import core_engine
 from etl.core.ids import content_hashes, core_ids
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES
-from etl.core.text_columns import may_contain, text_masked
+from etl.core.text_columns import may_contain, missing_text, text_masked
 from etl.core.vocabulary import REGISTRY, TransformContext, TransformResult, clean_text
 from etl.extract.landing import READ_ERROR, ROW_NUMBER, SOURCE_KEY
 from etl.extract.readers import REPLACEMENT_CHARACTER
@@ -58,7 +58,7 @@ class Outcomes:
 
     def __post_init__(self) -> None:
         for name in ("outcome", "check_name", "severity", "field", "reason", "detail"):
-            self.columns[name] = pd.Series(pd.NA, index=self.index, dtype="string")
+            self.columns[name] = missing_text(self.index)
 
     @property
     def is_open(self) -> pd.Series:
@@ -272,11 +272,7 @@ def transform_chunk(
     flags = Flags(chunk.index)
     model = ENTITIES[mapping.entity]
     for column in mapping.columns:
-        source = (
-            chunk[column.source]
-            if column.source
-            else pd.Series(pd.NA, index=chunk.index, dtype="string")
-        )
+        source = chunk[column.source] if column.source else missing_text(chunk.index)
         result = REGISTRY[column.transform].function(source, column.parsed_args(), context)
         if column.safety is not None:
             core[column.target] = _fail_closed(column, source, result, outcomes, flags)
@@ -395,8 +391,8 @@ def _identities(chunk, mapping, reference_date, outcomes, core):
     as ``missing_identity_number`` unless the mapping issues reserve numbers
     (:func:`_issue_reserve_numbers`, after the columns are mapped).
     """
-    primary_number = pd.Series(pd.NA, index=chunk.index, dtype="string")
-    primary_kind = pd.Series(pd.NA, index=chunk.index, dtype="string")
+    primary_number = missing_text(chunk.index)
+    primary_kind = missing_text(chunk.index)
     primary_kinds = [kind.value for kind in identifiers.PRIMARY_KINDS]
     frames = []
     for position, declared in enumerate(mapping.identifiers):
@@ -466,7 +462,7 @@ def _normalise_declared_identifier(chunk, declared, reference_date) -> pd.DataFr
         reference_date=reference_date,
         accept_legacy_reserve=declared.accept_legacy_reserve,
     )
-    normalised["issuer_country"] = pd.Series(pd.NA, index=chunk.index, dtype="string")
+    normalised["issuer_country"] = missing_text(chunk.index)
     return normalised
 
 
@@ -495,7 +491,7 @@ def _issue_reserve_numbers(chunk, mapping, outcomes, core, frames, reserve_numbe
     )
     failed = pd.Series(False, index=core.index)
     failed[issued.index] = issued["error"].notna().to_numpy()
-    reasons = pd.Series(pd.NA, index=core.index, dtype="string")
+    reasons = missing_text(core.index)
     reasons[issued.index] = issued["error"]
     outcomes.record(
         failed,
@@ -518,7 +514,7 @@ def _issue_reserve_numbers(chunk, mapping, outcomes, core, frames, reserve_numbe
                 "position": len(mapping.identifiers),
                 "identity_number": issued["identity_number"],
                 "identity_kind": kind,
-                "issuer_country": pd.Series(pd.NA, index=issued.index, dtype="string"),
+                "issuer_country": missing_text(issued.index),
                 "is_primary": True,
             }
         )
@@ -646,9 +642,7 @@ def add_lookup_columns(
         found = (lookups or {}).get(lookup.as_)
         keys = clean_text(chunk[lookup.column])
         values = (
-            keys.map(found).astype("string")
-            if found is not None
-            else pd.Series(pd.NA, index=chunk.index, dtype="string")
+            keys.map(found).astype("string") if found is not None else missing_text(chunk.index)
         )
         if lookup.when_unlinked is not None:
             values = values.mask(keys.isna(), lookup.when_unlinked)

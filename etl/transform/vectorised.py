@@ -107,29 +107,44 @@ _POINT_ZERO, _NOTHING = pa.scalar(".0", pa.large_string()), pa.scalar("", pa.lar
 _MISSING_TEXT = pa.scalar(None, pa.large_string())
 
 
+def _arrow_float_text(data: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Each (present) number's text as Arrow writes it, ``.0`` after a whole one, and whether
+    that is pandas' text (else pandas writes it)."""
+    text = pa.array(data).cast(pa.large_string())
+    magnitude = np.abs(data)
+    by_arrow = (data == 0) | ((magnitude >= _POSITIONAL[0]) & (magnitude < _POSITIONAL[1]))
+    # finite, by the magnitudes; written with an exponent all the same (1e+14) by Arrow
+    by_arrow &= ~np.asarray(pc.match_substring(text, "e"))
+    whole = ~np.asarray(pc.match_substring(text, "."))
+    text = pc.if_else(
+        pa.array(by_arrow & whole),
+        pc.binary_join_element_wise(text, _POINT_ZERO, _NOTHING),
+        text,
+    )
+    return text, by_arrow
+
+
 def floats_as_text(values: pd.Series) -> pd.Series:
     """``values.astype("string")`` of a ``Float64`` column, formatted in Arrow.
 
     pandas writes each value with Python's ``repr``: the shortest digits that read back as the
     same double, ``.0`` after a whole number. Arrow writes the same shortest digits, without the
     ``.0``; a value either writes with an exponent, not finite, or out of the positional range
-    is written by pandas.
+    is written by pandas. Each distinct number (by its bits: 0.0 and -0.0 are two) is written
+    once and its text taken per row: a column of measurements repeats its values.
     """
     data = values.array.to_numpy(dtype=np.float64, na_value=np.nan)
     missing = values.isna().to_numpy()
-    text = pa.array(data, mask=missing).cast(pa.large_string())
-    magnitude = np.abs(data)
-    by_arrow = ~missing & (
-        (data == 0) | ((magnitude >= _POSITIONAL[0]) & (magnitude < _POSITIONAL[1]))
+    encoded = pc.dictionary_encode(pa.array(data, mask=missing))
+    distinct_text, distinct_by_arrow = _arrow_float_text(
+        encoded.dictionary.to_numpy(zero_copy_only=False)
     )
-    # finite, by the magnitudes; written with an exponent all the same (1e+14) by Arrow
-    by_arrow &= ~np.asarray(pc.fill_null(pc.match_substring(text, "e"), True))
-    whole = ~np.asarray(pc.fill_null(pc.match_substring(text, "."), True))
-    text = pc.if_else(
-        pa.array(by_arrow & whole),
-        pc.binary_join_element_wise(text, _POINT_ZERO, _NOTHING),
-        text,
-    )
+    indices = encoded.indices
+    text = distinct_text.take(indices)  # missing where the index is
+    by_arrow = np.zeros(len(data), dtype=bool)
+    if len(distinct_by_arrow):  # else every value is missing
+        by_arrow = distinct_by_arrow[indices.fill_null(0).to_numpy(zero_copy_only=False)]
+        by_arrow &= ~missing
     result = _text_series(text, values)
     rest = ~missing & ~by_arrow
     if rest.any():
@@ -158,8 +173,9 @@ def _flags_as_text(values: pd.Series, objects: np.ndarray, present: np.ndarray) 
 
 
 def column_as_text(column: pd.Series) -> pd.Series:
-    """``column.astype("string")``, formatted in Arrow for UTC timestamps, ``Float64`` numbers
-    and dates; every other column by pandas."""
+    """``column.astype("string")``, formatted in Arrow for UTC timestamps, ``Float64`` numbers,
+    and object columns of text, dates or flags (or only missing values); every other column
+    by pandas."""
     if _is_utc_nanoseconds(column.dtype):
         return utc_timestamps_as_text(column)
     if isinstance(column.dtype, pd.Float64Dtype):
@@ -168,12 +184,15 @@ def column_as_text(column: pd.Series) -> pd.Series:
         # Which values are missing, and the types of the others, found once for both formats.
         present = column.notna().to_numpy()
         objects = column.to_numpy()
-        if present.any():
-            types = set(map(type, objects[present]))
-            if types == {dt.date}:
-                return _dates_as_text(column, objects, present)
-            if types <= {bool, np.bool_}:
-                return _flags_as_text(column, objects, present)
+        if not present.any():
+            return _text_series(pa.nulls(len(column), pa.large_string()), column)
+        types = set(map(type, objects[present]))
+        if types == {str}:
+            return _text_series(pa.array(objects, type=pa.large_string(), mask=~present), column)
+        if types == {dt.date}:
+            return _dates_as_text(column, objects, present)
+        if types <= {bool, np.bool_}:
+            return _flags_as_text(column, objects, present)
     return column.astype("string")
 
 

@@ -122,7 +122,8 @@ def written_times(draw, date_format: str) -> str:
             index += 1
     if draw(st.booleans()) and text:
         position = draw(st.integers(0, len(text) - 1))
-        spoil = draw(st.sampled_from(["", "x", " ", "٣", "1", "12", "\t", "-"]))
+        # ":" and "/" sit just after "9" and before "0": a digit test must not be off by one.
+        spoil = draw(st.sampled_from(["", "x", " ", "٣", "1", "12", "\t", "-", ":", "/"]))
         text = text[:position] + spoil + text[position + 1 :]
     return text
 
@@ -170,3 +171,23 @@ def test_read_with_format_reads_the_calendar():
     ]
     assert found.isna().tolist() == _reference_read(body, "%Y%m%d%H%M").isna().tolist()
     assert found.dropna().tolist() == _reference_read(body, "%Y%m%d%H%M").dropna().tolist()
+
+
+@pytest.mark.parametrize("date_format", FORMATS)
+def test_read_with_format_refuses_the_bytes_beside_the_digits(date_format):
+    """Every position of a valid value replaced by the bytes just outside "0"-"9" (``/`` and
+    ``:``): what pandas refuses is refused, what it reads is read alike."""
+    valid = {"%Y": "2024", "%y": "24", "%m": "01", "%d": "01", "%H": "00", "%M": "00"}
+    valid["%S"] = "00"
+    text = date_format
+    for directive, digits in valid.items():
+        text = text.replace(directive, digits)
+    values = [text]
+    for position in range(len(text)):
+        for byte in "/:":
+            values.append(text[:position] + byte + text[position + 1 :])
+    body = pd.Series(values, dtype="string")
+    expected = _reference_read(body, date_format)
+    found = read_with_format(body, date_format)
+    assert found.isna().tolist() == expected.isna().tolist()
+    assert found.dropna().tolist() == expected.dropna().tolist()

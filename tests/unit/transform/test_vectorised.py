@@ -197,3 +197,19 @@ FLAGS = st.one_of(st.booleans(), st.none(), st.sampled_from([np.nan, pd.NA, np.T
 )
 def test_column_as_text_of_flags_is_pandas_astype(values, other, start):
     _column_as_text_is_pandas_astype(values, other, start, "is_x")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    distinct=st.lists(FLOATS, min_size=1, max_size=6),
+    picks=st.lists(st.integers(0, 5), max_size=40),
+    start=st.integers(0, 5),
+)
+def test_floats_as_text_of_repeated_values_is_pandas_astype(distinct, picks, start):
+    """A column repeating a few values (each written once, then taken per row), missing ones,
+    0.0 beside -0.0 and values pandas writes among them."""
+    values = [distinct[pick % len(distinct)] for pick in picks]
+    series = pd.Series(
+        values, dtype="Float64", index=pd.RangeIndex(start, start + len(values)), name="value"
+    )
+    pd.testing.assert_series_equal(floats_as_text(series), series.astype("string"))
