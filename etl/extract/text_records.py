@@ -44,7 +44,7 @@ import csv
 import functools
 import re
 from collections.abc import Iterator, Sequence
-from itertools import accumulate, compress, count, pairwise, repeat
+from itertools import accumulate, compress, count, groupby, pairwise, repeat
 from operator import contains, itemgetter, not_
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -297,6 +297,17 @@ class _Problem(NamedTuple):
     key: tuple[str | None, ...] | None = None
 
 
+def _fields_pattern(fields: list[str], delimiter: str) -> str:
+    """``delimiter.join(fields)``, a run of equal fields written once and counted
+    (``F(?:;F){n}``): the same records match, and the pattern compiles in a fraction of the
+    time (``re`` compiles each copy of a class that holds the surrogates into a 64 KiB map)."""
+    parts = []
+    for field, run in groupby(fields):
+        repeats = sum(1 for _ in run) - 1
+        parts.append(f"{field}(?:{delimiter}{field}){{{repeats}}}" if repeats else field)
+    return delimiter.join(parts)
+
+
 class _Reader:
     """Turns batches of physical records of one file into rows, counting as it goes."""
 
@@ -342,8 +353,8 @@ class _Reader:
             text = f'[^"{excluded}]*+(?:(?:{quoted_breaks})[^"{excluded}]*+)*+'
             bare = f'[^{d}"{excluded}]*+(?:(?:{unquoted_breaks})[^{d}"{excluded}]*+)*+'
             free_field = f'(?:"{text}(?:""{text})*+"|{bare})'
-            self.readable_pattern = d.join(
-                valid_field if name in self.keys else free_field for name in self.names
+            self.readable_pattern = _fields_pattern(
+                [valid_field if name in self.keys else free_field for name in self.names], d
             )
         else:
             widths = [f.width or 0 for f in dataset.fields]
@@ -433,17 +444,29 @@ class _Reader:
 
     # A batch: checked as a whole, then cut in bulk unless something was flagged.
 
-    def _take(self, batch: _Batch) -> tuple[int, Sequence[int], set[int], str]:
+    def _take(
+        self, batch: _Batch, separator: str | None = None, may_defer_field_counts: bool = False
+    ) -> tuple[int, Sequence[int], set[int], str, bool]:
         """Count a batch in; its first ordinal, each record's line, the records a bulk check
-        flagged (to judge one by one) and the records joined by the delimiter."""
+        flagged (to judge one by one), the records joined by ``separator`` (by default the
+        delimiter, never a character the search matches; LF: the text Arrow's CSV reader
+        takes) and whether the records of another field count were left unflagged.
+
+        ``may_defer_field_counts`` (delimited, ``separator`` LF): when the batch holds as many
+        delimiters as its records should, the records are not counted one by one: the caller
+        cuts the unflagged ones with Arrow's CSV reader, which refuses a row of another field
+        count, and only then flags them (``_field_count_flags``)."""
         records = batch.records
         total = len(records)
         self.stats.records += total
         first, line = self.ordinal, self.line
         self.ordinal += total
-        # Joined by the delimiter (never a character the search matches): one text to check.
-        joined = (self.delimiter or _JOIN).join(records)
-        has_line_feed = "\n" in joined
+        # One text to check.
+        joined = (separator or self.delimiter or _JOIN).join(records)
+        if separator == "\n":  # LF inside a record: more LFs than the separators
+            has_line_feed = total > 0 and joined.count("\n") > total - 1
+        else:
+            has_line_feed = "\n" in joined
         lines: Sequence[int]
         if has_line_feed:  # records spanning lines (or a bare LF): the line of each one
             starts = list(accumulate((text.count("\n") + 1 for text in records), initial=line))
@@ -453,19 +476,40 @@ class _Reader:
 
         flagged: set[int] = set()
         width = len(self.names)
+        is_deferred = False
         if self.is_delimited:
             if '"' in joined:  # records with a quote are judged one by one
                 flagged.update(compress(count(), map(contains, records, repeat('"'))))
-            delimiters = list(map(str.count, records, repeat(self.delimiter)))
-            if delimiters.count(width - 1) != total:
-                flagged.update(i for i, n in enumerate(delimiters) if n != width - 1)
+            is_deferred = (
+                may_defer_field_counts
+                and separator == "\n"
+                and joined.count(self.delimiter) == total * (width - 1)
+            )
+            if not is_deferred:
+                flagged.update(self._field_count_flags(records))
         elif list(map(len, records)).count(self.width) != total:
             flagged.update(i for i, text in enumerate(records) if len(text) != self.width)
-        if batch.is_suspect or has_line_feed or "\r" in joined:
+        if batch.is_suspect:
             # The records holding a character ``bad`` matches, one C-level search each (free
             # text may hold many: a Python step per match was the reader's costliest line).
             flagged.update(compress(count(), map(self.bad.search, records)))
-        return first, lines, flagged, joined
+        else:
+            # Not suspect (``_texts``: no control byte but CR, LF and the delimiter, decoded
+            # strictly, no U+FFFD): the only characters ``bad`` can match are CR and LF, found
+            # by a plain substring search (several times faster than the regex's).
+            if has_line_feed:
+                flagged.update(compress(count(), map(contains, records, repeat("\n"))))
+            if "\r" in joined:
+                flagged.update(compress(count(), map(contains, records, repeat("\r"))))
+        return first, lines, flagged, joined, is_deferred
+
+    def _field_count_flags(self, records: list[str]) -> set[int]:
+        """The delimited records holding another number of delimiters than declared."""
+        width = len(self.names)
+        delimiters = list(map(str.count, records, repeat(self.delimiter)))
+        if delimiters.count(width - 1) == len(records):
+            return set()
+        return {i for i, n in enumerate(delimiters) if n != width - 1}
 
     def _judged(self, records: list[str], first: int, lines: Sequence[int]) -> Iterator[Record]:
         for index, (text, line) in enumerate(zip(records, lines, strict=True)):
@@ -500,7 +544,7 @@ class _Reader:
         """Count a batch in and cut it into runs: flagged records (judged one by one) and
         stretches of clean ones (cut in bulk), each with its first ordinal, lines and, for a
         clean stretch, its records joined."""
-        first, lines, flagged, joined = self._take(batch)
+        first, lines, flagged, joined, _ = self._take(batch)
         records = batch.records
         if not flagged:
             yield False, records, first, lines, joined
@@ -553,10 +597,13 @@ class _Reader:
             rows = zip(values, repeat(None), count(first), lines, strict=False)
             yield from map(tuple.__new__, repeat(Record), rows)
 
-    def _arrow_csv(self, records: list[str], is_quoted: bool) -> list[pa.ChunkedArray] | None:
+    def _arrow_csv(
+        self, records: list[str], is_quoted: bool, joined: str | None = None
+    ) -> list[pa.ChunkedArray] | None:
         """Readable records (one line each; quoted ones valid RFC 4180) cut into columns by
-        Arrow's CSV reader, or None if it does not see one row per record."""
-        data = "\n".join(records).encode("utf-8")
+        Arrow's CSV reader, or None if it does not see one row per record. ``joined``: the
+        records joined by LF, if already made."""
+        data = ("\n".join(records) if joined is None else joined).encode("utf-8")
         try:
             table = pa_csv.read_csv(
                 pa.BufferReader(data),
@@ -573,6 +620,8 @@ class _Reader:
                     column_types=dict.fromkeys(self.names, pa.large_string()),
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
+                    # The data is Python's strict UTF-8 encoding of the records: valid.
+                    check_utf8=False,
                 ),
             )
         except pa.ArrowException:
@@ -581,9 +630,12 @@ class _Reader:
             return None
         return [table.column(name) for name in self.names]
 
-    def _readable_columns(self, records: list[str], is_quoted: bool) -> list:
+    def _readable_columns(
+        self, records: list[str], is_quoted: bool, joined: str | None = None
+    ) -> list:
         """Columns of records known to be readable, cut by Arrow's C++ (CSV, or slices of fixed
-        width); in Python only if Arrow disagrees about the rows."""
+        width); in Python only if Arrow disagrees about the rows. ``joined``: the records
+        joined by LF, if already made (delimited)."""
         if not records:
             return [pa.array([], type=pa.large_string())] * len(self.names)
         if not self.is_delimited:
@@ -591,32 +643,62 @@ class _Reader:
             return [
                 pa_compute.utf8_slice_codeunits(whole, cut.start, cut.stop) for cut in self.slices
             ]
-        columns = self._arrow_csv(records, is_quoted)
+        columns = self._arrow_csv(records, is_quoted, joined)
         if columns is not None:
             return columns
         values = [self.judge(text, 0) for text in records]
         return [pa.array(column, type=pa.large_string()) for column in zip(*values, strict=True)]
 
-    def table(self, batch: _Batch) -> pa.Table:
-        """The batch as an Arrow table (the columns, then ``_read_error``): flagged records are
-        judged one by one, and the readable ones, all together, never become Python strings."""
-        first, lines, flagged, _ = self._take(batch)
-        records = batch.records
-        names = [*self.names, READ_ERROR]
-        errors: dict[int, Record] = {}  # position in the batch: the unreadable row
+    def _errors(
+        self, records: list[str], flagged: set[int], first: int, lines: Sequence[int]
+    ) -> dict[int, Record]:
+        """The flagged records ``judge`` finds unreadable, by position in the batch, as rows."""
+        errors: dict[int, Record] = {}
         for index in self._unsure(records, flagged):
             judged = self.judge(records[index], lines[index])
             if isinstance(judged, _Problem):
                 errors[index] = self.unreadable(judged, first + index, lines[index])
+        return errors
+
+    @staticmethod
+    def _readable(records: list[str], errors: dict[int, Record]) -> list[str]:
+        if not errors:
+            return records
         is_readable = [True] * len(records)
         for index in errors:
             is_readable[index] = False
-        readable = list(compress(records, is_readable)) if errors else records
-        columns = self._readable_columns(readable, is_quoted=bool(flagged))
+        return list(compress(records, is_readable))
+
+    def table(self, batch: _Batch) -> pa.Table:
+        """The batch as an Arrow table (the columns, then ``_read_error``): flagged records are
+        judged one by one, and the readable ones, all together, never become Python strings."""
+        first, lines, flagged, joined, is_deferred = self._take(
+            batch, "\n" if self.is_delimited else None, may_defer_field_counts=True
+        )
+        records = batch.records
+        names = [*self.names, READ_ERROR]
+        errors = self._errors(records, flagged, first, lines)
+        columns = None
+        if is_deferred:
+            columns = self._arrow_csv(
+                self._readable(records, errors), bool(flagged), None if errors else joined
+            )
+            if columns is None:  # a record of another field count (or two): flagged after all
+                more = self._field_count_flags(records) - flagged
+                flagged |= more
+                errors |= self._errors(records, more, first, lines)
+        readable = self._readable(records, errors)
+        if columns is None:
+            columns = self._readable_columns(
+                readable, is_quoted=bool(flagged), joined=None if errors else joined
+            )
         table = pa.table([*columns, pa.nulls(len(readable), type=pa.large_string())], names=names)
         if not errors:
             return table
-        rows = list(errors.values())
+        is_readable = [True] * len(records)
+        for index in errors:
+            is_readable[index] = False
+        rows = [errors[index] for index in sorted(errors)]  # in file order
         unreadable = pa.table(
             [
                 *(
