@@ -43,6 +43,7 @@ import codecs
 import csv
 import functools
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, compress, count, groupby, pairwise, repeat
 from operator import contains, itemgetter, not_
@@ -88,6 +89,9 @@ class _Overlong(NamedTuple):
 class _Text(NamedTuple):
     text: str
     is_suspect: bool  # may hold a control character besides CR/LF, an undecodable byte, U+FFFD
+    # May hold a control character besides CR/LF (and the delimiter): when not, a suspect text
+    # holds only undecodable bytes or U+FFFD, found by ``_Reader.escapes`` (one-byte code pages).
+    has_controls: bool = True
 
 
 _C0_BYTES = bytes(range(0x20))
@@ -144,14 +148,33 @@ def _texts(
                 text = decoder.decode(block, final=is_final)
                 decoder.errors = "strict"
                 is_suspect = True
-            if not is_suspect and len(block.translate(None, controls)) != len(block):
-                is_suspect = True
+            has_controls = not is_checkable or len(block.translate(None, controls)) != len(block)
+            is_suspect = is_suspect or has_controls
             if is_start and text:
                 text, is_start = text.removeprefix(BYTE_ORDER_MARK), False
             if text:
-                yield _Text(text, is_suspect)
+                yield _Text(text, is_suspect, has_controls)
             if is_final:
                 return
+
+
+@functools.lru_cache(maxsize=64)
+def _escapes(encoding: str) -> tuple[str, ...] | None:
+    """Every character ``bad`` matches that the decoding in ``_texts`` can make of bytes without
+    a control byte, for a one-byte code page decoded by a table (cp1252, ISO 8859-x, ...): the
+    lone surrogates ``surrogateescape`` makes of the bytes the table leaves undefined, and
+    U+FFFD. None for any other codec (UTF-8 and multi-byte ones: searched by the regex)."""
+    info = codecs.lookup(encoding)
+    module = sys.modules.get(getattr(info.incrementaldecoder, "__module__", ""))
+    table = getattr(module, "decoding_table", None)
+    if not isinstance(table, str) or len(table) != 256:
+        return None
+    if any("\ud800" <= character <= "\udfff" or character == "\ufffd" for character in table):
+        return None  # a byte that decodes to what ``bad`` matches: searched by the regex
+    if any((ord(character) < 0x20) != (byte < 0x20) for byte, character in enumerate(table)):
+        return None  # a control character from a byte that is not one: not checkable in bytes
+    undefined = [byte for byte, character in enumerate(table) if character == "\ufffe"]
+    return (*(chr(0xDC00 + byte) for byte in undefined if byte >= 0x80), "\ufffd")
 
 
 def _unquoted_run(terminator: str) -> str:
@@ -236,7 +259,7 @@ def _terminator(path: Path, encoding: str, delimiter: str) -> str:
     previous = ""
     # Small blocks: the first line ending is near the start (the same text, decoded in pieces,
     # instead of the first MiB decoded for it, twice per file).
-    for text, _ in _texts(path, encoding, delimiter, _TERMINATOR_BLOCK_BYTES):
+    for text, *_ in _texts(path, encoding, delimiter, _TERMINATOR_BLOCK_BYTES):
         first = text.find("\n")
         if first >= 0:
             return "\r\n" if (text[first - 1] if first else previous) == "\r" else "\n"
@@ -247,6 +270,7 @@ def _terminator(path: Path, encoding: str, delimiter: str) -> str:
 class _Batch(NamedTuple):
     records: list[str]
     is_suspect: bool  # see _Text
+    has_controls: bool = True  # see _Text
 
 
 def _physical_records(
@@ -258,11 +282,12 @@ def _physical_records(
     if is_quoted:
         run = _unquoted_run(terminator)
         record_end = _compiled(f'{run}(?:"[^"]*+"{run})*+').match
-    carry, is_carry_suspect = "", False
+    carry, is_carry_suspect, has_carry_controls = "", False, False
     skip: _Skip | None = None
-    for text, is_suspect in _texts(path, encoding, delimiter):
+    for text, is_suspect, has_controls in _texts(path, encoding, delimiter):
         buffer = carry + text if carry else text
         is_suspect = is_suspect or is_carry_suspect
+        has_controls = has_controls or has_carry_controls
         if skip is not None:
             end = skip.feed(buffer)
             if end < 0:
@@ -272,8 +297,8 @@ def _physical_records(
             skip, buffer = None, buffer[end:]
         records, rest = _cut(buffer, terminator, record_end)
         if records:
-            yield _Batch(records, is_suspect)
-        carry, is_carry_suspect = buffer[rest:], is_suspect
+            yield _Batch(records, is_suspect, has_controls)
+        carry, is_carry_suspect, has_carry_controls = buffer[rest:], is_suspect, has_controls
         if len(carry) > MAX_RECORD_CHARS:
             skip = _Skip(terminator, is_quoted)
             if skip.feed(carry) >= 0:  # cannot be: the cut found no terminator in it
@@ -282,7 +307,7 @@ def _physical_records(
     if skip is not None:
         yield skip.result()
     elif carry:
-        yield _Batch([carry], is_carry_suspect)  # the last record, without terminator
+        yield _Batch([carry], is_carry_suspect, has_carry_controls)  # the last, unterminated
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -325,6 +350,7 @@ class _Reader:
         # surrogates (undecodable bytes) and U+FFFD: what no readable field holds.
         controls = "".join(f"\\x{c:02x}" for c in range(0x20) if chr(c) != delimiter)
         self.bad = _compiled(f"[{controls}\\ud800-\\udfff\\ufffd]")
+        self.escapes = _escapes(dataset.encoding)
         # Free text may hold tabs and line breaks: in a column that is not a key, a tab, a CRLF
         # and (in a file whose terminator is LF) an LF inside quotes are a note's own content,
         # as the old reader loaded them. A bare CR, or a bare LF in a CRLF file, is not: it is
@@ -455,7 +481,8 @@ class _Reader:
         ``may_defer_field_counts`` (delimited, ``separator`` LF): when the batch holds as many
         delimiters as its records should, the records are not counted one by one: the caller
         cuts the unflagged ones with Arrow's CSV reader, which refuses a row of another field
-        count, and only then flags them (``_field_count_flags``)."""
+        count (an empty record, which it would read as empty fields, is never deferred), and
+        only then flags them (``_field_count_flags``)."""
         records = batch.records
         total = len(records)
         self.stats.records += total
@@ -480,27 +507,31 @@ class _Reader:
         if self.is_delimited:
             if '"' in joined:  # records with a quote are judged one by one
                 flagged.update(compress(count(), map(contains, records, repeat('"'))))
+            # Arrow's CSV reader takes an empty line for a row of empty fields: not deferred.
             is_deferred = (
                 may_defer_field_counts
                 and separator == "\n"
                 and joined.count(self.delimiter) == total * (width - 1)
+                and (width == 1 or "" not in records)
             )
             if not is_deferred:
                 flagged.update(self._field_count_flags(records))
         elif list(map(len, records)).count(self.width) != total:
             flagged.update(i for i, text in enumerate(records) if len(text) != self.width)
-        if batch.is_suspect:
+        if batch.is_suspect and (batch.has_controls or self.escapes is None):
             # The records holding a character ``bad`` matches, one C-level search each (free
             # text may hold many: a Python step per match was the reader's costliest line).
             flagged.update(compress(count(), map(self.bad.search, records)))
         else:
-            # Not suspect (``_texts``: no control byte but CR, LF and the delimiter, decoded
-            # strictly, no U+FFFD): the only characters ``bad`` can match are CR and LF, found
-            # by a plain substring search (several times faster than the regex's).
-            if has_line_feed:
-                flagged.update(compress(count(), map(contains, records, repeat("\n"))))
-            if "\r" in joined:
-                flagged.update(compress(count(), map(contains, records, repeat("\r"))))
+            # No control byte but CR, LF and the delimiter (``_texts``): the characters ``bad``
+            # can match are CR and LF, and in a suspect batch (undecodable bytes or U+FFFD) the
+            # few ``escapes``, each found by a plain substring search (the regex's character
+            # class is several times slower to search).
+            breaks = ("\n",) if has_line_feed else ()
+            odd = (self.escapes or ()) if batch.is_suspect else ()
+            for character in (*breaks, "\r", *odd):
+                if character in joined:
+                    flagged.update(compress(count(), map(contains, records, repeat(character))))
         return first, lines, flagged, joined, is_deferred
 
     def _field_count_flags(self, records: list[str]) -> set[int]:
@@ -753,7 +784,7 @@ def _batches(reader: _Reader, path: Path, dataset: FileDataset) -> Iterator[_Bat
             reader.line += header.count("\n") + 1
             if not rest:
                 continue
-            batch = _Batch(rest, batch.is_suspect)
+            batch = _Batch(rest, batch.is_suspect, batch.has_controls)
         yield batch
 
 

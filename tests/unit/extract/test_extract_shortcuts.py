@@ -3,6 +3,9 @@
 * A batch of records that is not suspect (``_texts``: no control byte but CR, LF and the
   delimiter, decoded strictly, no U+FFFD) is flagged by plain substring searches for CR and LF:
   the same records the ``bad`` regex flags in a suspect batch, with the same lines and joins.
+* A suspect batch without a control byte (undecodable bytes or U+FFFD only) of a one-byte code
+  page is flagged by substring searches for CR, LF and the few characters such bytes decode to
+  (``_escapes``): again the records the regex flags.
 * A delimited batch holding as many delimiters as its records should is not counted record by
   record (``may_defer_field_counts``): Arrow's CSV reader refuses a row of another field count,
   and then the records are counted after all. Records whose wrong counts make up for each other
@@ -19,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from etl.catalog import FileDataset
-from etl.extract import readers
+from etl.extract import readers, text_records
 from etl.extract.records import ReadStats, frames
 from etl.extract.text_records import _Batch, _Reader, read_frames, read_records
 
@@ -127,6 +130,29 @@ def test_records_whose_wrong_field_counts_make_up_for_each_other_are_unreadable(
     assert stats == expected_stats
 
 
+def test_an_empty_record_is_unreadable_when_quoted_delimiters_make_up_for_it(tmp_path):
+    # Arrow's CSV reader reads an empty line as a row of empty fields, without complaint; the
+    # batch holds as many delimiters as three records of three fields (two inside quotes).
+    path = tmp_path / "three.txt"
+    path.write_bytes(b'A;B;C\n\n"x;y";"x;y"\n;;"x;y"\n')
+    dataset = FileDataset.model_validate(
+        {
+            "file": path.name,
+            "format": "delimited",
+            "encoding": "cp1252",
+            "delimiter": ";",
+            "key": ["A"],
+            "columns": ["A", "B", "C"],
+        }
+    )
+    stats = ReadStats(path)
+
+    (frame,) = read_frames(path, dataset, stats, 100)
+
+    assert frame["_read_error"].isna().tolist() == [False, False, True]
+    assert (stats.records, stats.unreadable) == (3, 2)
+
+
 def test_two_records_of_wrong_counts_that_make_up_for_each_other(tmp_path):
     path = tmp_path / "three.txt"
     path.write_bytes(b"A;B;C\r\n1;a;b\r\n2;a;b;c\r\n3;a\r\n4;a;b\r\n")
@@ -147,6 +173,52 @@ def test_two_records_of_wrong_counts_that_make_up_for_each_other(tmp_path):
     assert frame["A"].tolist()[::3] == ["1", "4"]
     assert frame["_read_error"].isna().tolist() == [True, False, False, True]
     assert (stats.records, stats.unreadable) == (4, 2)
+
+
+# What a suspect record without control bytes of a cp1252 file may hold besides: the lone
+# surrogates its undefined bytes (0x81, 0x8D, 0x8F, 0x90, 0x9D) decode to, and U+FFFD.
+ODD_PIECES = [*PIECES, "\udc81", "\udc9d", "\udc90", "\ufffd", "\u20ac\udc8d"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    records=st.lists(
+        st.lists(st.sampled_from(ODD_PIECES), max_size=6).map("".join), min_size=1, max_size=8
+    ),
+    terminator=st.sampled_from(["\n", "\r\n"]),
+    file_format=st.sampled_from(["delimited", "fixed_width"]),
+    width=st.integers(1, 3),
+)
+@example(records=["a", "b\ufffd", "c"], terminator="\n", file_format="delimited", width=1)
+@example(records=["\udc81b", "c"], terminator="\r\n", file_format="fixed_width", width=1)
+def test_a_suspect_batch_without_control_bytes_is_flagged_as_the_regex_flags_it(
+    tmp_path_factory, records, terminator, file_format, width
+):
+    folder = tmp_path_factory.mktemp("odd")
+    plain, searched = (_reader(folder, terminator, file_format, width) for _ in range(2))
+
+    taken = plain._take(_Batch(records, is_suspect=True, has_controls=False))
+    expected = searched._take(_Batch(records, is_suspect=True, has_controls=True))
+
+    assert (taken[0], list(taken[1]), *taken[2:]) == (expected[0], list(expected[1]), *expected[2:])
+    assert plain.stats.records == searched.stats.records
+
+
+def test_the_escapes_are_the_undefined_bytes_of_a_one_byte_code_page():
+    assert text_records._escapes("cp1252") == (
+        "\udc81",
+        "\udc8d",
+        "\udc8f",
+        "\udc90",
+        "\udc9d",
+        "\ufffd",
+    )
+    assert text_records._escapes("iso8859-15") == ("\ufffd",)  # every byte defined
+    for encoding in ("utf-8", "latin-1", "ascii", "shift_jis", "utf-16"):
+        assert text_records._escapes(encoding) is None  # searched by the regex
+    for byte in (0x81, 0x8D, 0x8F, 0x90, 0x9D):
+        decoded = bytes([byte]).decode("cp1252", "surrogateescape")
+        assert decoded in text_records._escapes("cp1252")
 
 
 VALUES = st.one_of(
