@@ -350,6 +350,10 @@ def _one_piece(array: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def _text_frame(rows: Sequence, columns: list[str], is_bytes: bool) -> dict[str, pa.Array] | None:
     """The rows as one Arrow text array per column; None if a column is not all text."""
+    if is_bytes and rows:
+        arrays = _utf8_columns(rows, columns)
+        if arrays is not None:
+            return arrays
     by_column = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
     arrays = {}
     for name, values in zip(columns, by_column, strict=True):
@@ -358,6 +362,24 @@ def _text_frame(rows: Sequence, columns: list[str], is_bytes: bool) -> dict[str,
             return None
         arrays[name] = array
     return arrays
+
+
+def _utf8_columns(rows: Sequence, columns: list[str]) -> dict[str, pa.Array] | None:
+    """SQLite rows of text as bytes (or NULL) as Arrow text columns, converted row-wise in one
+    C++ pass (as one struct array of binary fields) instead of a Python tuple per column and a
+    type inference per column: the arrays ``_text_array`` makes of them, at half the cost.
+    None when a value is neither bytes nor NULL, or a column is not all UTF-8 (those take
+    ``_text_array``'s way, which decodes them replacing)."""
+    try:
+        rows_array = pa.array(rows, type=pa.struct([(c, pa.large_binary()) for c in columns]))
+        if isinstance(rows_array, pa.ChunkedArray):
+            rows_array = rows_array.combine_chunks()
+        return {
+            name: rows_array.field(index).cast(pa.large_string())
+            for index, name in enumerate(columns)
+        }
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
 
 
 def _as_text_like_read_sql(rows: Sequence, columns: list[str], is_bytes: bool) -> pd.DataFrame:

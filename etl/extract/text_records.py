@@ -43,8 +43,9 @@ import codecs
 import csv
 import functools
 import re
+import sys
 from collections.abc import Iterator, Sequence
-from itertools import accumulate, compress, count, pairwise, repeat
+from itertools import accumulate, compress, count, groupby, pairwise, repeat
 from operator import contains, itemgetter, not_
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -88,6 +89,9 @@ class _Overlong(NamedTuple):
 class _Text(NamedTuple):
     text: str
     is_suspect: bool  # may hold a control character besides CR/LF, an undecodable byte, U+FFFD
+    # May hold a control character besides CR/LF (and the delimiter): when not, a suspect text
+    # holds only undecodable bytes or U+FFFD, found by ``_Reader.escapes`` (one-byte code pages).
+    has_controls: bool = True
 
 
 _C0_BYTES = bytes(range(0x20))
@@ -144,14 +148,33 @@ def _texts(
                 text = decoder.decode(block, final=is_final)
                 decoder.errors = "strict"
                 is_suspect = True
-            if not is_suspect and len(block.translate(None, controls)) != len(block):
-                is_suspect = True
+            has_controls = not is_checkable or len(block.translate(None, controls)) != len(block)
+            is_suspect = is_suspect or has_controls
             if is_start and text:
                 text, is_start = text.removeprefix(BYTE_ORDER_MARK), False
             if text:
-                yield _Text(text, is_suspect)
+                yield _Text(text, is_suspect, has_controls)
             if is_final:
                 return
+
+
+@functools.lru_cache(maxsize=64)
+def _escapes(encoding: str) -> tuple[str, ...] | None:
+    """Every character ``bad`` matches that the decoding in ``_texts`` can make of bytes without
+    a control byte, for a one-byte code page decoded by a table (cp1252, ISO 8859-x, ...): the
+    lone surrogates ``surrogateescape`` makes of the bytes the table leaves undefined, and
+    U+FFFD. None for any other codec (UTF-8 and multi-byte ones: searched by the regex)."""
+    info = codecs.lookup(encoding)
+    module = sys.modules.get(getattr(info.incrementaldecoder, "__module__", ""))
+    table = getattr(module, "decoding_table", None)
+    if not isinstance(table, str) or len(table) != 256:
+        return None
+    if any("\ud800" <= character <= "\udfff" or character == "\ufffd" for character in table):
+        return None  # a byte that decodes to what ``bad`` matches: searched by the regex
+    if any((ord(character) < 0x20) != (byte < 0x20) for byte, character in enumerate(table)):
+        return None  # a control character from a byte that is not one: not checkable in bytes
+    undefined = [byte for byte, character in enumerate(table) if character == "\ufffe"]
+    return (*(chr(0xDC00 + byte) for byte in undefined if byte >= 0x80), "\ufffd")
 
 
 def _unquoted_run(terminator: str) -> str:
@@ -236,7 +259,7 @@ def _terminator(path: Path, encoding: str, delimiter: str) -> str:
     previous = ""
     # Small blocks: the first line ending is near the start (the same text, decoded in pieces,
     # instead of the first MiB decoded for it, twice per file).
-    for text, _ in _texts(path, encoding, delimiter, _TERMINATOR_BLOCK_BYTES):
+    for text, *_ in _texts(path, encoding, delimiter, _TERMINATOR_BLOCK_BYTES):
         first = text.find("\n")
         if first >= 0:
             return "\r\n" if (text[first - 1] if first else previous) == "\r" else "\n"
@@ -247,6 +270,7 @@ def _terminator(path: Path, encoding: str, delimiter: str) -> str:
 class _Batch(NamedTuple):
     records: list[str]
     is_suspect: bool  # see _Text
+    has_controls: bool = True  # see _Text
 
 
 def _physical_records(
@@ -258,11 +282,12 @@ def _physical_records(
     if is_quoted:
         run = _unquoted_run(terminator)
         record_end = _compiled(f'{run}(?:"[^"]*+"{run})*+').match
-    carry, is_carry_suspect = "", False
+    carry, is_carry_suspect, has_carry_controls = "", False, False
     skip: _Skip | None = None
-    for text, is_suspect in _texts(path, encoding, delimiter):
+    for text, is_suspect, has_controls in _texts(path, encoding, delimiter):
         buffer = carry + text if carry else text
         is_suspect = is_suspect or is_carry_suspect
+        has_controls = has_controls or has_carry_controls
         if skip is not None:
             end = skip.feed(buffer)
             if end < 0:
@@ -272,8 +297,8 @@ def _physical_records(
             skip, buffer = None, buffer[end:]
         records, rest = _cut(buffer, terminator, record_end)
         if records:
-            yield _Batch(records, is_suspect)
-        carry, is_carry_suspect = buffer[rest:], is_suspect
+            yield _Batch(records, is_suspect, has_controls)
+        carry, is_carry_suspect, has_carry_controls = buffer[rest:], is_suspect, has_controls
         if len(carry) > MAX_RECORD_CHARS:
             skip = _Skip(terminator, is_quoted)
             if skip.feed(carry) >= 0:  # cannot be: the cut found no terminator in it
@@ -282,7 +307,7 @@ def _physical_records(
     if skip is not None:
         yield skip.result()
     elif carry:
-        yield _Batch([carry], is_carry_suspect)  # the last record, without terminator
+        yield _Batch([carry], is_carry_suspect, has_carry_controls)  # the last, unterminated
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -295,6 +320,17 @@ class _Problem(NamedTuple):
     # unreadable row keeps its key, so a steward can find it and rows pointing at it still
     # resolve (they are flagged as pointing at a quarantined row, never loaded as orphans).
     key: tuple[str | None, ...] | None = None
+
+
+def _fields_pattern(fields: list[str], delimiter: str) -> str:
+    """``delimiter.join(fields)``, a run of equal fields written once and counted
+    (``F(?:;F){n}``): the same records match, and the pattern compiles in a fraction of the
+    time (``re`` compiles each copy of a class that holds the surrogates into a 64 KiB map)."""
+    parts = []
+    for field, run in groupby(fields):
+        repeats = sum(1 for _ in run) - 1
+        parts.append(f"{field}(?:{delimiter}{field}){{{repeats}}}" if repeats else field)
+    return delimiter.join(parts)
 
 
 class _Reader:
@@ -314,6 +350,7 @@ class _Reader:
         # surrogates (undecodable bytes) and U+FFFD: what no readable field holds.
         controls = "".join(f"\\x{c:02x}" for c in range(0x20) if chr(c) != delimiter)
         self.bad = _compiled(f"[{controls}\\ud800-\\udfff\\ufffd]")
+        self.escapes = _escapes(dataset.encoding)
         # Free text may hold tabs and line breaks: in a column that is not a key, a tab, a CRLF
         # and (in a file whose terminator is LF) an LF inside quotes are a note's own content,
         # as the old reader loaded them. A bare CR, or a bare LF in a CRLF file, is not: it is
@@ -342,8 +379,8 @@ class _Reader:
             text = f'[^"{excluded}]*+(?:(?:{quoted_breaks})[^"{excluded}]*+)*+'
             bare = f'[^{d}"{excluded}]*+(?:(?:{unquoted_breaks})[^{d}"{excluded}]*+)*+'
             free_field = f'(?:"{text}(?:""{text})*+"|{bare})'
-            self.readable_pattern = d.join(
-                valid_field if name in self.keys else free_field for name in self.names
+            self.readable_pattern = _fields_pattern(
+                [valid_field if name in self.keys else free_field for name in self.names], d
             )
         else:
             widths = [f.width or 0 for f in dataset.fields]
@@ -433,17 +470,30 @@ class _Reader:
 
     # A batch: checked as a whole, then cut in bulk unless something was flagged.
 
-    def _take(self, batch: _Batch) -> tuple[int, Sequence[int], set[int], str]:
+    def _take(
+        self, batch: _Batch, separator: str | None = None, may_defer_field_counts: bool = False
+    ) -> tuple[int, Sequence[int], set[int], str, bool]:
         """Count a batch in; its first ordinal, each record's line, the records a bulk check
-        flagged (to judge one by one) and the records joined by the delimiter."""
+        flagged (to judge one by one), the records joined by ``separator`` (by default the
+        delimiter, never a character the search matches; LF: the text Arrow's CSV reader
+        takes) and whether the records of another field count were left unflagged.
+
+        ``may_defer_field_counts`` (delimited, ``separator`` LF): when the batch holds as many
+        delimiters as its records should, the records are not counted one by one: the caller
+        cuts the unflagged ones with Arrow's CSV reader, which refuses a row of another field
+        count (an empty record, which it would read as empty fields, is never deferred), and
+        only then flags them (``_field_count_flags``)."""
         records = batch.records
         total = len(records)
         self.stats.records += total
         first, line = self.ordinal, self.line
         self.ordinal += total
-        # Joined by the delimiter (never a character the search matches): one text to check.
-        joined = (self.delimiter or _JOIN).join(records)
-        has_line_feed = "\n" in joined
+        # One text to check.
+        joined = (separator or self.delimiter or _JOIN).join(records)
+        if separator == "\n":  # LF inside a record: more LFs than the separators
+            has_line_feed = total > 0 and joined.count("\n") > total - 1
+        else:
+            has_line_feed = "\n" in joined
         lines: Sequence[int]
         if has_line_feed:  # records spanning lines (or a bare LF): the line of each one
             starts = list(accumulate((text.count("\n") + 1 for text in records), initial=line))
@@ -453,19 +503,44 @@ class _Reader:
 
         flagged: set[int] = set()
         width = len(self.names)
+        is_deferred = False
         if self.is_delimited:
             if '"' in joined:  # records with a quote are judged one by one
                 flagged.update(compress(count(), map(contains, records, repeat('"'))))
-            delimiters = list(map(str.count, records, repeat(self.delimiter)))
-            if delimiters.count(width - 1) != total:
-                flagged.update(i for i, n in enumerate(delimiters) if n != width - 1)
+            # Arrow's CSV reader takes an empty line for a row of empty fields: not deferred.
+            is_deferred = (
+                may_defer_field_counts
+                and separator == "\n"
+                and joined.count(self.delimiter) == total * (width - 1)
+                and (width == 1 or "" not in records)
+            )
+            if not is_deferred:
+                flagged.update(self._field_count_flags(records))
         elif list(map(len, records)).count(self.width) != total:
             flagged.update(i for i, text in enumerate(records) if len(text) != self.width)
-        if batch.is_suspect or has_line_feed or "\r" in joined:
+        if batch.is_suspect and (batch.has_controls or self.escapes is None):
             # The records holding a character ``bad`` matches, one C-level search each (free
             # text may hold many: a Python step per match was the reader's costliest line).
             flagged.update(compress(count(), map(self.bad.search, records)))
-        return first, lines, flagged, joined
+        else:
+            # No control byte but CR, LF and the delimiter (``_texts``): the characters ``bad``
+            # can match are CR and LF, and in a suspect batch (undecodable bytes or U+FFFD) the
+            # few ``escapes``, each found by a plain substring search (the regex's character
+            # class is several times slower to search).
+            breaks = ("\n",) if has_line_feed else ()
+            odd = (self.escapes or ()) if batch.is_suspect else ()
+            for character in (*breaks, "\r", *odd):
+                if character in joined:
+                    flagged.update(compress(count(), map(contains, records, repeat(character))))
+        return first, lines, flagged, joined, is_deferred
+
+    def _field_count_flags(self, records: list[str]) -> set[int]:
+        """The delimited records holding another number of delimiters than declared."""
+        width = len(self.names)
+        delimiters = list(map(str.count, records, repeat(self.delimiter)))
+        if delimiters.count(width - 1) == len(records):
+            return set()
+        return {i for i, n in enumerate(delimiters) if n != width - 1}
 
     def _judged(self, records: list[str], first: int, lines: Sequence[int]) -> Iterator[Record]:
         for index, (text, line) in enumerate(zip(records, lines, strict=True)):
@@ -500,7 +575,7 @@ class _Reader:
         """Count a batch in and cut it into runs: flagged records (judged one by one) and
         stretches of clean ones (cut in bulk), each with its first ordinal, lines and, for a
         clean stretch, its records joined."""
-        first, lines, flagged, joined = self._take(batch)
+        first, lines, flagged, joined, _ = self._take(batch)
         records = batch.records
         if not flagged:
             yield False, records, first, lines, joined
@@ -553,10 +628,13 @@ class _Reader:
             rows = zip(values, repeat(None), count(first), lines, strict=False)
             yield from map(tuple.__new__, repeat(Record), rows)
 
-    def _arrow_csv(self, records: list[str], is_quoted: bool) -> list[pa.ChunkedArray] | None:
+    def _arrow_csv(
+        self, records: list[str], is_quoted: bool, joined: str | None = None
+    ) -> list[pa.ChunkedArray] | None:
         """Readable records (one line each; quoted ones valid RFC 4180) cut into columns by
-        Arrow's CSV reader, or None if it does not see one row per record."""
-        data = "\n".join(records).encode("utf-8")
+        Arrow's CSV reader, or None if it does not see one row per record. ``joined``: the
+        records joined by LF, if already made."""
+        data = ("\n".join(records) if joined is None else joined).encode("utf-8")
         try:
             table = pa_csv.read_csv(
                 pa.BufferReader(data),
@@ -573,6 +651,8 @@ class _Reader:
                     column_types=dict.fromkeys(self.names, pa.large_string()),
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
+                    # The data is Python's strict UTF-8 encoding of the records: valid.
+                    check_utf8=False,
                 ),
             )
         except pa.ArrowException:
@@ -581,9 +661,12 @@ class _Reader:
             return None
         return [table.column(name) for name in self.names]
 
-    def _readable_columns(self, records: list[str], is_quoted: bool) -> list:
+    def _readable_columns(
+        self, records: list[str], is_quoted: bool, joined: str | None = None
+    ) -> list:
         """Columns of records known to be readable, cut by Arrow's C++ (CSV, or slices of fixed
-        width); in Python only if Arrow disagrees about the rows."""
+        width); in Python only if Arrow disagrees about the rows. ``joined``: the records
+        joined by LF, if already made (delimited)."""
         if not records:
             return [pa.array([], type=pa.large_string())] * len(self.names)
         if not self.is_delimited:
@@ -591,32 +674,62 @@ class _Reader:
             return [
                 pa_compute.utf8_slice_codeunits(whole, cut.start, cut.stop) for cut in self.slices
             ]
-        columns = self._arrow_csv(records, is_quoted)
+        columns = self._arrow_csv(records, is_quoted, joined)
         if columns is not None:
             return columns
         values = [self.judge(text, 0) for text in records]
         return [pa.array(column, type=pa.large_string()) for column in zip(*values, strict=True)]
 
-    def table(self, batch: _Batch) -> pa.Table:
-        """The batch as an Arrow table (the columns, then ``_read_error``): flagged records are
-        judged one by one, and the readable ones, all together, never become Python strings."""
-        first, lines, flagged, _ = self._take(batch)
-        records = batch.records
-        names = [*self.names, READ_ERROR]
-        errors: dict[int, Record] = {}  # position in the batch: the unreadable row
+    def _errors(
+        self, records: list[str], flagged: set[int], first: int, lines: Sequence[int]
+    ) -> dict[int, Record]:
+        """The flagged records ``judge`` finds unreadable, by position in the batch, as rows."""
+        errors: dict[int, Record] = {}
         for index in self._unsure(records, flagged):
             judged = self.judge(records[index], lines[index])
             if isinstance(judged, _Problem):
                 errors[index] = self.unreadable(judged, first + index, lines[index])
+        return errors
+
+    @staticmethod
+    def _readable(records: list[str], errors: dict[int, Record]) -> list[str]:
+        if not errors:
+            return records
         is_readable = [True] * len(records)
         for index in errors:
             is_readable[index] = False
-        readable = list(compress(records, is_readable)) if errors else records
-        columns = self._readable_columns(readable, is_quoted=bool(flagged))
+        return list(compress(records, is_readable))
+
+    def table(self, batch: _Batch) -> pa.Table:
+        """The batch as an Arrow table (the columns, then ``_read_error``): flagged records are
+        judged one by one, and the readable ones, all together, never become Python strings."""
+        first, lines, flagged, joined, is_deferred = self._take(
+            batch, "\n" if self.is_delimited else None, may_defer_field_counts=True
+        )
+        records = batch.records
+        names = [*self.names, READ_ERROR]
+        errors = self._errors(records, flagged, first, lines)
+        columns = None
+        if is_deferred:
+            columns = self._arrow_csv(
+                self._readable(records, errors), bool(flagged), None if errors else joined
+            )
+            if columns is None:  # a record of another field count (or two): flagged after all
+                more = self._field_count_flags(records) - flagged
+                flagged |= more
+                errors |= self._errors(records, more, first, lines)
+        readable = self._readable(records, errors)
+        if columns is None:
+            columns = self._readable_columns(
+                readable, is_quoted=bool(flagged), joined=None if errors else joined
+            )
         table = pa.table([*columns, pa.nulls(len(readable), type=pa.large_string())], names=names)
         if not errors:
             return table
-        rows = list(errors.values())
+        is_readable = [True] * len(records)
+        for index in errors:
+            is_readable[index] = False
+        rows = [errors[index] for index in sorted(errors)]  # in file order
         unreadable = pa.table(
             [
                 *(
@@ -671,7 +784,7 @@ def _batches(reader: _Reader, path: Path, dataset: FileDataset) -> Iterator[_Bat
             reader.line += header.count("\n") + 1
             if not rest:
                 continue
-            batch = _Batch(rest, batch.is_suspect)
+            batch = _Batch(rest, batch.is_suspect, batch.has_controls)
         yield batch
 
 
