@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,11 +142,40 @@ def _sources(paths: BatchPaths, order: list[str]) -> dict[str, Path]:
     return {entity: paths.stage_file("validated", entity) for entity in order}
 
 
-def _outcomes(paths: BatchPaths, entity: str) -> pd.DataFrame:
-    outcomes: pd.DataFrame = pq.read_table(
-        paths.stage_file("validated", entity, "outcomes")
-    ).to_pandas()
-    return outcomes
+@dataclass(frozen=True)
+class OutcomeCounts:
+    by_outcome: dict[str, int]
+    # Most frequent first, ties in order of first occurrence (as pandas' value_counts).
+    quarantine_reasons: dict[str, int]
+
+
+def _outcome_counts(paths: BatchPaths, entity: str) -> OutcomeCounts:
+    """Rows per outcome, and quarantined rows per reason, of the entity's outcomes file.
+
+    Only its ``outcome`` and ``reason`` columns are read, and counted in Arrow (reading the
+    whole file into a pandas frame, twice per batch, was most of the accounting's time)."""
+    return count_outcomes(
+        pq.read_table(
+            paths.stage_file("validated", entity, "outcomes"), columns=["outcome", "reason"]
+        )
+    )
+
+
+def count_outcomes(outcomes: pa.Table) -> OutcomeCounts:
+    """Rows per outcome, and quarantined rows per reason (columns ``outcome``, ``reason``)."""
+    outcome = outcomes.column("outcome").cast(pa.string())
+    reasons = outcomes.column("reason").cast(pa.string()).filter(pc.equal(outcome, QUARANTINED))
+    return OutcomeCounts(_value_counts(outcome), _value_counts(reasons))
+
+
+def _value_counts(values: pa.ChunkedArray) -> dict[str, int]:
+    """Non-null values and their counts, most frequent first, ties in order of first
+    occurrence (what pandas' ``value_counts`` gives, which accounting reported before)."""
+    counted = pc.value_counts(values.drop_null())
+    pairs = zip(
+        counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
+    )
+    return {str(v): int(n) for v, n in sorted(pairs, key=lambda pair: -pair[1])}
 
 
 def _quarantine_rows(
@@ -457,7 +487,7 @@ def _report(
                 mapping.dataset,
                 manifest.datasets[mapping.dataset].extracted,
                 load,
-                _outcomes(paths, entity),
+                _outcome_counts(paths, entity),
                 dry_run or staged_only,
             )
         )
@@ -523,18 +553,17 @@ def _account(
     dataset: str,
     extracted: int,
     load: EntityLoad,
-    outcomes: pd.DataFrame,
+    outcomes: OutcomeCounts,
     dry_run: bool,
 ) -> AccountingRow:
-    by_outcome = outcomes["outcome"].value_counts()
-    quarantined = int(by_outcome.get(QUARANTINED, 0))
-    excluded = int(by_outcome.get(EXCLUDED, 0))
-    merged = int(by_outcome.get(MERGED, 0))
-    wave_scope = int(by_outcome.get(WAVE_SCOPE, 0))
-    conflicted = int(by_outcome.get(SLICE_CONFLICT, 0))
+    by_outcome = outcomes.by_outcome
+    quarantined = by_outcome.get(QUARANTINED, 0)
+    excluded = by_outcome.get(EXCLUDED, 0)
+    merged = by_outcome.get(MERGED, 0)
+    wave_scope = by_outcome.get(WAVE_SCOPE, 0)
+    conflicted = by_outcome.get(SLICE_CONFLICT, 0)
     loaded = load.staged if dry_run else load.verified
     residue = extracted - loaded - quarantined - excluded - merged - wave_scope - conflicted
-    reasons = outcomes.loc[outcomes["outcome"] == QUARANTINED, "reason"].value_counts()
     return AccountingRow(
         source_system=system,
         entity=entity,
@@ -548,7 +577,7 @@ def _account(
         conflicted=conflicted,
         residue=residue,
         is_verified=residue == 0 and not dry_run and load.verified == load.staged,
-        quarantine_reasons={str(k): int(v) for k, v in reasons.items()},
+        quarantine_reasons=dict(outcomes.quarantine_reasons),
     )
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE, EntityLoad, _account
+from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE, EntityLoad, _account, count_outcomes
 
 pytestmark = pytest.mark.unit
 
 
-def _outcomes(*outcomes: str) -> pd.DataFrame:
-    return pd.DataFrame({"outcome": list(outcomes), "reason": ["r"] * len(outcomes)})
+def _outcomes(*outcomes: str) -> pa.Table:
+    frame = pd.DataFrame({"outcome": list(outcomes), "reason": ["r"] * len(outcomes)})
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +32,9 @@ def test_rows_of_other_waves_close_the_accounting(
         entity="encounter", staged=loaded, inserted=loaded, updated=0, unchanged=0, verified=loaded
     )
 
-    row = _account("elvis", "encounter", "vardkontakt", 10, load, _outcomes(*outcomes), False)
+    row = _account(
+        "elvis", "encounter", "vardkontakt", 10, load, count_outcomes(_outcomes(*outcomes)), False
+    )
 
     assert (row.residue, row.wave_scope, row.conflicted) == (residue, wave_scope, conflicted)
     assert row.is_verified is (residue == 0)
