@@ -230,17 +230,23 @@ def entry_hash(previous_hash: str, entry: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_TAKE_HEAD = (
+    access_log_head.update()
+    .where(access_log_head.c.head_id == ACCESS_LOG_HEAD_ID)
+    .values(sequence=access_log_head.c.sequence)
+)
+_TAKE_HEAD_RETURNING = _TAKE_HEAD.returning(*access_log_head.c)
+_READ_HEAD = sa.select(access_log_head).where(access_log_head.c.head_id == ACCESS_LOG_HEAD_ID)
+
+
 def lock_head(connection: sa.Connection) -> sa.Row[Any]:
     """Take the chain's head for this transaction (first statement: a write, so the lock is held
     from here on) and return it. Creates the head of a chain that has none yet."""
     head = access_log_head
-    take = (
-        head.update().where(head.c.head_id == ACCESS_LOG_HEAD_ID).values(sequence=head.c.sequence)
-    )
-    read = sa.select(head).where(head.c.head_id == ACCESS_LOG_HEAD_ID)
+    take, read = _TAKE_HEAD, _READ_HEAD
     if connection.dialect.update_returning:
         # the lock and the row in one statement (PostgreSQL, SQLite): one round trip less
-        found = connection.execute(take.returning(*head.c)).one_or_none()
+        found = connection.execute(_TAKE_HEAD_RETURNING).one_or_none()
         if found is not None:
             return found
     elif connection.execute(take).rowcount:
@@ -269,13 +275,19 @@ def append_entry(connection: sa.Connection, values: dict[str, Any]) -> dict[str,
         "previous_hash": head.entry_hash,
     }
     entry["entry_hash"] = entry_hash(head.entry_hash, entry)
-    connection.execute(access_log.insert().values(**entry))
+    # prepared statements with parameters: built once, compiled once per connection's dialect
+    connection.execute(access_log.insert(), entry)
     connection.execute(
-        access_log_head.update()
-        .where(access_log_head.c.head_id == ACCESS_LOG_HEAD_ID)
-        .values(sequence=entry["sequence"], entry_hash=entry["entry_hash"])
+        _ADVANCE_HEAD, {"new_sequence": entry["sequence"], "new_hash": entry["entry_hash"]}
     )
     return entry
+
+
+_ADVANCE_HEAD = (
+    access_log_head.update()
+    .where(access_log_head.c.head_id == ACCESS_LOG_HEAD_ID)
+    .values(sequence=sa.bindparam("new_sequence"), entry_hash=sa.bindparam("new_hash"))
+)
 
 
 def subject_fields(

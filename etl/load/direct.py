@@ -275,9 +275,18 @@ def _into_empty_table(
 
 
 def write_direct(
-    connection: sa.Connection, entity: str, batch_id: str, source: Path, chunk_rows: int
+    connection: sa.Connection,
+    entity: str,
+    batch_id: str,
+    source: Path,
+    chunk_rows: int,
+    *,
+    aggregate: bool = True,
 ) -> DirectWrite:
-    """Write the file's chunks of new rows into the core, the others into staging."""
+    """Write the file's chunks of new rows into the core, the others into staging.
+
+    ``aggregate``: also sum the file's hash aggregates (``DirectWrite.aggregates``, None without);
+    a delta's come from its base and its changes instead (etl/load/hash_aggregates.py)."""
     parquet = open_parquet(source)
     if (
         connection.dialect.name == "postgresql"
@@ -293,7 +302,8 @@ def write_direct(
     for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
         chunk = pa.Table.from_batches([batch])
         _check_batch(chunk, entity, batch_id)
-        written.add_chunk(entity, chunk, numeric)
+        if aggregate:
+            written.add_chunk(entity, chunk, numeric)
         # Once one chunk meets rows already in the core, the rest take the set-based path too
         # (a delta): trying each chunk first is only worth it while chunks are new.
         conflicted = conflicted or not _copied_if_new(connection, entity, chunk)

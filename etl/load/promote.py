@@ -259,7 +259,10 @@ def _promote_entity(
     batch_id: str,
     source: Path | None = None,
     chunk_rows: int = 50_000,
+    aggregate_file: bool = True,
 ) -> EntityPromotion:
+    """``aggregate_file``: sum the file's hash aggregates while writing it (a full batch's
+    record_promotion reads them; a delta's are its base's plus its changes, so not for one)."""
     model = ENTITIES[entity]
 
     def quote(name: str) -> str:
@@ -277,7 +280,9 @@ def _promote_entity(
     result = EntityPromotion(entity)
     if source is not None:
         # Rows new to the core straight in; chunks meeting existing rows into staged_<entity>.
-        direct = write_direct(connection, entity, batch_id, source, chunk_rows)
+        direct = write_direct(
+            connection, entity, batch_id, source, chunk_rows, aggregate=aggregate_file
+        )
         if direct.rows:
             fault_point(f"promote:{entity}:history")
         # Checked before the upsert below, whose rows carry the batch id too.
@@ -373,7 +378,12 @@ def promote(
         for entity in entities:
             source = sources[entity] if sources and entity in files else None
             report.entities[entity] = _promote_entity(
-                connection, entity, batch_id, source, chunk_rows
+                connection,
+                entity,
+                batch_id,
+                source,
+                chunk_rows,
+                row["kind"] != "delta",  # positional: tests wrap this function
             )
             fault_point(f"promote:{entity}:done")
     except StagedFileError as error:
