@@ -82,8 +82,7 @@ class CheckTally:
     def add_rows(self, check: str, row_numbers: pd.Series, waived: pd.Series | bool) -> None:
         if len(row_numbers):
             flags = pd.Series(waived, index=row_numbers.index).to_numpy(bool)
-            numbers = row_numbers.to_numpy("int64")
-            self.rows.setdefault(check, []).append((numbers, flags))
+            self.add_row_arrays(check, row_numbers.to_numpy("int64"), flags)
 
     def add_row_arrays(self, check: str, row_numbers: np.ndarray, waived: np.ndarray) -> None:
         """``add_rows`` of arrays already taken: row numbers and their waived flags."""

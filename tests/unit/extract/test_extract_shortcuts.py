@@ -109,16 +109,7 @@ def test_records_whose_wrong_field_counts_make_up_for_each_other_are_unreadable(
     folder = tmp_path_factory.mktemp("counts")
     path = folder / "three.txt"
     path.write_bytes(terminator.join(["A;B;C", *records, ""]).encode("cp1252"))
-    dataset = FileDataset.model_validate(
-        {
-            "file": path.name,
-            "format": "delimited",
-            "encoding": "cp1252",
-            "delimiter": ";",
-            "key": ["A"],
-            "columns": ["A", "B", "C"],
-        }
-    )
+    dataset = _three_columns(path)
     expected_stats, stats = ReadStats(path), ReadStats(path)
     expected = list(frames(read_records(path, dataset, expected_stats), ["A", "B", "C"], 100))
 
@@ -135,16 +126,7 @@ def test_an_empty_record_is_unreadable_when_quoted_delimiters_make_up_for_it(tmp
     # batch holds as many delimiters as three records of three fields (two inside quotes).
     path = tmp_path / "three.txt"
     path.write_bytes(b'A;B;C\n\n"x;y";"x;y"\n;;"x;y"\n')
-    dataset = FileDataset.model_validate(
-        {
-            "file": path.name,
-            "format": "delimited",
-            "encoding": "cp1252",
-            "delimiter": ";",
-            "key": ["A"],
-            "columns": ["A", "B", "C"],
-        }
-    )
+    dataset = _three_columns(path)
     stats = ReadStats(path)
 
     (frame,) = read_frames(path, dataset, stats, 100)
@@ -156,16 +138,7 @@ def test_an_empty_record_is_unreadable_when_quoted_delimiters_make_up_for_it(tmp
 def test_two_records_of_wrong_counts_that_make_up_for_each_other(tmp_path):
     path = tmp_path / "three.txt"
     path.write_bytes(b"A;B;C\r\n1;a;b\r\n2;a;b;c\r\n3;a\r\n4;a;b\r\n")
-    dataset = FileDataset.model_validate(
-        {
-            "file": path.name,
-            "format": "delimited",
-            "encoding": "cp1252",
-            "delimiter": ";",
-            "key": ["A"],
-            "columns": ["A", "B", "C"],
-        }
-    )
+    dataset = _three_columns(path)
     stats = ReadStats(path)
 
     (frame,) = read_frames(path, dataset, stats, 100)
@@ -269,3 +242,17 @@ def test_a_chunk_of_utf8_text_takes_the_one_pass_way_and_other_values_do_not():
     assert readers._utf8_columns([(b"1", "Åström".encode()), (None, b"")], columns) is not None
     assert readers._utf8_columns([(b"1", b"\xc5str\xf6m")], columns) is None  # Latin-1
     assert readers._utf8_columns([(1, b"x")], columns) is None  # not text
+
+
+def _three_columns(path) -> FileDataset:
+    """A delimited cp1252 file of columns A, B and C (key A), separated by ';'."""
+    return FileDataset.model_validate(
+        {
+            "file": path.name,
+            "format": "delimited",
+            "encoding": "cp1252",
+            "delimiter": ";",
+            "key": ["A"],
+            "columns": ["A", "B", "C"],
+        }
+    )

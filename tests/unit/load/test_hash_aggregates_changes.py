@@ -5,22 +5,16 @@ overwritten rows' plus the written rows', in plain integers, must be exactly wha
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.load import hash_aggregates as ha
+from tests.unit.load.test_hash_aggregates import HEX, _buckets, hex_strings
 
 pytestmark = pytest.mark.unit
 
-HEX = "0123456789abcdef"
-hex_strings = st.text(alphabet=HEX, min_size=16, max_size=16)
 rows = st.dictionaries(st.text(alphabet=HEX, min_size=32, max_size=32), hex_strings, max_size=40)
-
-
-def _buckets(mapping: dict[str, str]) -> pd.DataFrame:
-    return ha.buckets_of(pa.array(list(mapping), pa.string()), pa.array(list(mapping.values())))
 
 
 def _figures(frame: pd.DataFrame, reverse: bool) -> dict[str, tuple[int, int, int]]:
