@@ -112,6 +112,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     # OpenLineage jobs under one namespace; events go nowhere until the operator configures a
     # transport (AIRFLOW__OPENLINEAGE__TRANSPORT; README, "Lineage").
     environment.setdefault("AIRFLOW__OPENLINEAGE__NAMESPACE", "vardflytt")
+    # A SQLite metadata database: a writer waits for another's lock (etl/airflow_metadata.py).
+    for name, value in METADATA_CONNECT_ARGS.items():
+        environment.setdefault(name, value)
     if "AIRFLOW__API__PORT" in environment:
         # Tasks reach the execution API at [api] base_url, by default http://localhost:8080: an
         # api-server on another port takes its tasks along, or every task fails to start.
@@ -140,6 +143,11 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
+# Objects Airflow imports as its metadata engines' connect arguments (airflow_environment).
+METADATA_CONNECT_ARGS = {
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "etl.airflow_metadata.CONNECT_ARGS",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "etl.airflow_metadata.ASYNC_CONNECT_ARGS",
+}
 # Seconds a task's supervisor waits for each execution API call (machine_settings).
 EXECUTION_API_TIMEOUT_SECONDS = 30.0
 # Seconds between a supervisor's looks at its task process (an integer setting; machine_settings).

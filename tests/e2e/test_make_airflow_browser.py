@@ -439,7 +439,10 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
             "PATCH",
             {"chosen_options": [APPROVE], "params_input": {"note": "not my role"}},
         )
-        assert status == 403, f"{user} answered the project lead's go/no-go: {status} {body}"
+        assert status == 403, (
+            f"{user} answered the project lead's go/no-go: {status} {body}\n"
+            f"Airflow's log ends:\n{server.log_tail(3000)}"
+        )
         assert "not a respondent" in body["detail"]
     assert _hitl(server, ADMIN, run_id)[lead_task]["response_received"] is False
 
