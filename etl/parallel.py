@@ -10,6 +10,11 @@ loads, which wait on the database, in processes beside them, within the core's w
                etl/validate/order.py, are transformed: the order the system DAGs use)
             -> quality gate -> load (staging and promotion) -> report; reconcile here.
 
+A wave's systems (``wave``, etl/cutover/waves.py) take the same graph with the wave's own steps,
+as ``pipeline.run_system`` runs them: a system split by care unit (a ``slicer``) has its rows
+assigned to waves before its gate, which judges the wave's rows, and its batch cut to the wave's
+slice after it; its extract compares with the wave's last batch; loads record the wave.
+
 Independent systems run side by side, and so do a system's independent entities, which keeps
 both CPUs busy where one system alone would leave one idle. Loads take the core's write slots
 (``VARDFLYTT_CORE_WRITE_SLOTS``; on SQLite, whose writer is one at a time, a load runs alone).
@@ -53,7 +58,8 @@ logger = logging.getLogger(__name__)
 PRELOAD = STAGE_MODULES
 EXTRACT, TRANSFORM, VALIDATE, GATE = "extract", "transform", "validate", "gate"
 LOAD, STAGE, PROMOTE, REPORT = "load", "stage", "promote", "report"
-STAGES = (EXTRACT, TRANSFORM, VALIDATE, GATE, LOAD, STAGE, PROMOTE, REPORT)
+ASSIGN, SLICE = "wave assignment", "wave slice"  # a wave's split system, around its gate
+STAGES = (EXTRACT, TRANSFORM, VALIDATE, ASSIGN, GATE, SLICE, LOAD, STAGE, PROMOTE, REPORT)
 CORE_WRITES = (LOAD, STAGE, PROMOTE)
 MAX_ATTEMPTS = 2  # a task whose worker died is run once more on a fresh pool
 # Relative cost per extracted row of each stage, for the scheduler's critical path only (the
@@ -146,6 +152,10 @@ class _Job:
     run_id: str | None
     dry_run: bool
     kind: str
+    wave: str | None = None
+    sliced: bool = False  # the system is split by care unit (its slicer on ASSIGN and SLICE)
+    slicer: Any = None
+    data_docs: bool = True
 
 
 @dataclass
@@ -185,18 +195,31 @@ def _call(job: _Job) -> Any:
 
     task, settings = job.task, job.settings
     system, batch_id = task.system, job.batch_id
+    sliced_wave = job.wave if job.sliced else None
     if task.stage == EXTRACT:
         return pipeline.extract(
-            system, batch_id, job.as_of, settings, job.kind, clean_abandoned=not job.dry_run
+            system,
+            batch_id,
+            job.as_of,
+            settings,
+            job.kind,
+            clean_abandoned=not job.dry_run,
+            base_wave=sliced_wave,
         )
     if task.stage == TRANSFORM:
         return pipeline.transform(system, str(task.entity), batch_id, settings)
     if task.stage == VALIDATE:
         return pipeline.validate(system, str(task.entity), batch_id, settings)
+    if task.stage == ASSIGN:
+        return pipeline.assign_slice(system, batch_id, job.slicer, settings)
     if task.stage == GATE:
-        return pipeline.gate(system, batch_id, job.run_id, settings)
+        return pipeline.gate(system, batch_id, job.run_id, settings, sliced_wave)
+    if task.stage == SLICE:
+        return pipeline.slice_batch(system, batch_id, job.slicer, settings)
     if task.stage == LOAD:
-        return pipeline.load(system, batch_id, job.run_id, job.dry_run, settings, kind=job.kind)
+        return pipeline.load(
+            system, batch_id, job.run_id, job.dry_run, settings, wave=job.wave, kind=job.kind
+        )
     if task.stage == STAGE:
         return pipeline.load(
             system, batch_id, run_id=job.run_id, settings=settings, promote_now=False
@@ -204,7 +227,9 @@ def _call(job: _Job) -> Any:
     if task.stage == PROMOTE:
         return pipeline.promote(system, batch_id, job.run_id, settings)
     if task.stage == REPORT:
-        return pipeline.report(system, batch_id, settings, raise_errors=False)
+        return pipeline.report(
+            system, batch_id, settings, raise_errors=False, data_docs=job.data_docs
+        )
     raise ValueError(f"unknown stage {task.stage!r}")
 
 
@@ -281,7 +306,12 @@ class _Graph:
     """The tasks of one system's batch and what each waits for."""
 
     def __init__(
-        self, system: str, entities: list[str], needs: dict[str, list[str]], stages: list[str]
+        self,
+        system: str,
+        entities: list[str],
+        needs: dict[str, list[str]],
+        stages: list[str],
+        sliced: bool = False,
     ):
         self.system = system
         self.waits: dict[Task, set[Task]] = {}
@@ -295,10 +325,14 @@ class _Graph:
             task = Task(system, VALIDATE, entity)
             self.waits[task] = {transforms[entity], *(transforms[n] for n in needs[entity])}
             validates.append(task)
+        checked: set[Task] = set(validates) or {extract}
+        if sliced:  # the wave's rows are assigned before its gate judges them
+            assign = Task(system, ASSIGN)
+            self.waits[assign], checked = checked, {assign}
         gate = Task(system, GATE)
-        self.waits[gate] = set(validates) or {extract}
+        self.waits[gate] = checked
         previous = gate
-        for stage in stages:
+        for stage in [SLICE, *stages] if sliced else stages:
             task = Task(system, stage)
             self.waits[task] = {previous}
             previous = task
@@ -353,6 +387,9 @@ def run_systems(
     split_promote: bool = False,
     on_event: Callable[[str, str], None] | None = None,
     pool: ProcessPoolExecutor | None = None,
+    wave: str | None = None,
+    slicers: dict[str, Any] | None = None,
+    data_docs: bool = True,
 ) -> list[SystemRun]:
     """Migrate each ``(system, batch_id)`` of ``runs``; returns one ``SystemRun`` per system in
     the same order, failed or not (it raises only for bad arguments).
@@ -360,11 +397,17 @@ def run_systems(
     ``split_promote`` stages and then promotes in two tasks (as the bench times them) instead
     of one load; ``reports=False`` leaves out the validation report (the bench's stages).
     ``on_event(system, message)`` is called in this process as tasks start and end.
-    ``pool``: a started pool (``warm_pool``) to use instead of a new one."""
+    ``pool``: a started pool (``warm_pool``) to use instead of a new one. ``wave``: the
+    systems' batches are a wave's loads, ``slicers`` its split systems' (picklable) slicers and
+    ``data_docs=False`` leaves their Data Docs for later (a final delta), as
+    ``pipeline.run_system`` does for one system. In a daemonic process (which may not start
+    children) the tasks run in this process, one at a time."""
     settings = settings or get_settings()
     jobs = jobs or default_jobs(settings)
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
+    if multiprocessing.current_process().daemon and pool is None:
+        jobs = 1
     systems = [system for system, _batch in runs]
     if len(set(systems)) != len(systems):
         raise ValueError(f"a system appears twice: {', '.join(systems)}")
@@ -372,7 +415,17 @@ def run_systems(
         runs,
         settings,
         jobs,
-        _Options(str(as_of_date), run_id, dry_run, kind, reports, split_promote),
+        _Options(
+            str(as_of_date),
+            run_id,
+            dry_run,
+            kind,
+            reports,
+            split_promote,
+            wave,
+            dict(slicers or {}),
+            data_docs,
+        ),
         on_event or (lambda _system, _message: None),
     )
     return scheduler.run(pool)
@@ -386,6 +439,9 @@ class _Options:
     kind: str
     reports: bool
     split_promote: bool
+    wave: str | None = None
+    slicers: dict[str, Any] = field(default_factory=dict)  # a wave's split systems
+    data_docs: bool = True
 
 
 class _Scheduler:
@@ -417,7 +473,8 @@ class _Scheduler:
         for system in self.systems:
             entities = list(catalog.system(system).entities)
             needs = validation_needs(settings.expectations_dir, entities)
-            self.graphs[system] = _Graph(system, entities, needs, after)
+            sliced = system in options.slicers
+            self.graphs[system] = _Graph(system, entities, needs, after, sliced)
         done: set[Task] = set()  # one for all: a task may wait for another system's
         for graph in self.graphs.values():
             graph.done = done
@@ -478,7 +535,20 @@ class _Scheduler:
     def _job(self, task: Task) -> _Job:
         o = self.options
         batch_id = self.outcomes[task.system].batch_id
-        return _Job(task, batch_id, o.as_of, self.settings, o.run_id, o.dry_run, o.kind)
+        slicer = o.slicers.get(task.system)
+        return _Job(
+            task,
+            batch_id,
+            o.as_of,
+            self.settings,
+            o.run_id,
+            o.dry_run,
+            o.kind,
+            wave=o.wave,
+            sliced=slicer is not None,
+            slicer=slicer if task.stage in (ASSIGN, SLICE) else None,  # pickled where used only
+            data_docs=o.data_docs,
+        )
 
     @property
     def writing_tasks(self) -> set[Task]:

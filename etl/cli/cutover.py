@@ -328,21 +328,33 @@ def cutover_load(
     phase: Annotated[str, typer.Option(help="initial, delta or final.")] = "initial",
     as_of: AsOf = None,
     plan_file: WavePlanFile = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes: the wave's systems, and each system's independent entities, "
+            "at once (default VARDFLYTT_JOBS, else the CPUs, 1 on a SQLite core; 1: one system "
+            "after another in this process).",
+        ),
+    ] = None,
 ) -> None:
     """Load the wave's systems into the core: initial (full), delta, or final delta (frozen).
 
     A wave by care unit loads only its slice of each split system; the other waves' rows are
     accounted as wave_scope, changes to a cut-over wave's rows become conflicts."""
     from etl.cutover import waves
+    from etl.parallel import default_jobs
 
+    settings = _settings(plan_file)
     evidence = _cutover_call(
         waves.load_wave,
-        _settings(plan_file),
+        settings,
         wave,
         phase,
         _as_of(as_of),
         _actor(),
         on_system=lambda s: console.print(f"loading {s} ({phase})"),
+        jobs=jobs or default_jobs(settings),
     )
     for system, batch in evidence["batches"].items():
         console.print(

@@ -319,10 +319,16 @@ def load_wave(
     run_id: str | None = None,
     systems: list[str] | None = None,
     on_system: Callable[[str], None] | None = None,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Load the wave's systems (initial: full; delta and final: changes since the last load)."""
-    from etl import pipeline
+    """Load the wave's systems (initial: full; delta and final: changes since the last load).
 
+    ``jobs`` above 1 (default ``VARDFLYTT_JOBS``, else 1; ``vardflytt cutover load --jobs``)
+    runs the systems side by side in that many worker processes, and each system's independent
+    entities, as ``vardflytt run`` does (etl/parallel.py): the same stages, batches, ledger and
+    evidence; a system whose entities resolve references against another's rows validates them
+    after that system's load, as one after another would. With 1, the systems load one after
+    another in this process."""
     if phase not in PHASES:
         raise ledger.LedgerError(f"phase is one of {', '.join(PHASES)}, not '{phase}'")
     plan = plan_of(settings)
@@ -334,47 +340,17 @@ def load_wave(
         ledger.check_transition(name, state, to_state)  # refuse before doing any work
         _refuse_without_patients(connection, plan, name)
     plan_systems = systems or plan.systems_of(name)
+    jobs = jobs or settings.jobs or 1
     with ledger.wave_lock(engine, name, run_id):
         current = plan_fingerprint(settings, name)  # the plan this load runs
         first_load = phase == "initial" and state != ledger.INITIAL_LOAD
         before = wave_checksums(settings, wave) if first_load else None
         stamp = _stamp()
-        batches, failures = {}, {}
-        for system in plan_systems:
-            if on_system:
-                on_system(system)
-            batch_id = batch_id_for(system, name, phase, stamp)
-            extra: dict[str, Any] = {} if kind == "full" else {"kind": kind}
-            if phase == "final":  # in the freeze window: Data Docs after the go/no-go decision
-                extra["data_docs"] = False
-            try:
-                report = pipeline.run_system(
-                    system,
-                    batch_id,
-                    as_of_date,
-                    run_id=run_id,
-                    settings=settings,
-                    wave=name,
-                    slicer=_slicer(settings, plan, name, system),
-                    **extra,
-                )
-            except Exception as error:  # the ledger must show partial loads too
-                failures[system] = {
-                    "batch_id": batch_id,
-                    "error": f"{type(error).__name__}: {str(error).splitlines()[0]}",
-                }
-                continue
-            batches[system] = {
-                "batch_id": batch_id,
-                "extracted": sum(a.extracted for a in report.accounting),
-                "loaded": sum(a.loaded for a in report.accounting),
-                "quarantined": sum(a.quarantined for a in report.accounting),
-                "wave_scope": sum(a.wave_scope for a in report.accounting),
-                "conflicted": sum(a.conflicted for a in report.accounting),
-            }
-            gate = _gate_summary(settings, system, batch_id)
-            if gate is not None:  # a slice's gate: the wave's figures beside the batch's
-                batches[system]["gate"] = gate
+        runs = [(system, batch_id_for(system, name, phase, stamp)) for system in plan_systems]
+        load = _load_in_workers if jobs > 1 else _load_one_by_one
+        batches, failures = load(
+            settings, plan, _WaveLoad(name, phase, kind, as_of_date, run_id), runs, on_system, jobs
+        )
         evidence: dict[str, Any] = {
             "phase": phase,
             "batches": batches,
@@ -405,6 +381,115 @@ def load_wave(
             + "`."
         )
     return evidence
+
+
+@dataclass(frozen=True)
+class _WaveLoad:
+    wave: str
+    phase: str
+    kind: str
+    as_of_date: dt.date
+    run_id: str | None
+
+
+def _loaded(settings: Settings, system: str, batch_id: str, report: Any) -> dict[str, Any]:
+    """A system's batch as the ledger's evidence records it."""
+    loaded = {
+        "batch_id": batch_id,
+        "extracted": sum(a.extracted for a in report.accounting),
+        "loaded": sum(a.loaded for a in report.accounting),
+        "quarantined": sum(a.quarantined for a in report.accounting),
+        "wave_scope": sum(a.wave_scope for a in report.accounting),
+        "conflicted": sum(a.conflicted for a in report.accounting),
+    }
+    gate = _gate_summary(settings, system, batch_id)
+    if gate is not None:  # a slice's gate: the wave's figures beside the batch's
+        loaded["gate"] = gate
+    return loaded
+
+
+def _failed(batch_id: str, error: BaseException) -> dict[str, str]:
+    return {"batch_id": batch_id, "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+
+
+def _load_one_by_one(
+    settings: Settings,
+    plan: WavePlan,
+    load: _WaveLoad,
+    runs: list[tuple[str, str]],
+    on_system: Callable[[str], None] | None,
+    _jobs: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from etl import pipeline
+
+    batches, failures = {}, {}
+    for system, batch_id in runs:
+        if on_system:
+            on_system(system)
+        extra: dict[str, Any] = {} if load.kind == "full" else {"kind": load.kind}
+        if load.phase == "final":  # in the freeze window: Data Docs after the go/no-go decision
+            extra["data_docs"] = False
+        try:
+            report = pipeline.run_system(
+                system,
+                batch_id,
+                load.as_of_date,
+                run_id=load.run_id,
+                settings=settings,
+                wave=load.wave,
+                slicer=_slicer(settings, plan, load.wave, system),
+                **extra,
+            )
+        except Exception as error:  # the ledger must show partial loads too
+            failures[system] = _failed(batch_id, error)
+            continue
+        batches[system] = _loaded(settings, system, batch_id, report)
+    return batches, failures
+
+
+def _load_in_workers(
+    settings: Settings,
+    plan: WavePlan,
+    load: _WaveLoad,
+    runs: list[tuple[str, str]],
+    on_system: Callable[[str], None] | None,
+    jobs: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The systems' stages as tasks in ``jobs`` worker processes (etl/parallel.py)."""
+    from etl.parallel import EXTRACT, run_systems
+
+    slicers = {}
+    for system, _batch_id in runs:
+        slicer = _slicer(settings, plan, load.wave, system)
+        if slicer is not None:
+            slicers[system] = slicer
+
+    def on_event(system: str, message: str) -> None:
+        if on_system and message == EXTRACT:
+            on_system(system)
+
+    outcomes = run_systems(
+        runs,
+        load.as_of_date,
+        settings=settings,
+        jobs=jobs,
+        run_id=load.run_id,
+        kind=load.kind,
+        on_event=on_event,
+        wave=load.wave,
+        slicers=slicers,
+        data_docs=load.phase != "final",  # in the freeze window: after the go/no-go decision
+    )
+    batches, failures = {}, {}
+    for outcome in outcomes:  # in the plan's order, as one after another
+        if outcome.error is not None or outcome.report is None:
+            error = outcome.error or RuntimeError(f"{outcome.system}: not loaded")
+            failures[outcome.system] = _failed(outcome.batch_id, error)
+        else:
+            batches[outcome.system] = _loaded(
+                settings, outcome.system, outcome.batch_id, outcome.report
+            )
+    return batches, failures
 
 
 def _gate_summary(settings: Settings, system: str, batch_id: str) -> dict[str, Any] | None:
