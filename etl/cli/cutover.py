@@ -301,18 +301,35 @@ def cutover_replan(
     console.print(f"verify the wave again: `vardflytt cutover verify {wave}`")
 
 
+# `cutover load` and `cutover rehearse`: the wave's systems in worker processes.
+Jobs = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Worker processes: the wave's systems, and each system's independent entities, "
+        "at once (default VARDFLYTT_JOBS, else the CPUs, 1 on a SQLite core; 1: one system "
+        "after another in this process).",
+    ),
+]
+
+
 @cutover_app.command("rehearse")
-def cutover_rehearse(wave: str, as_of: AsOf = None, plan_file: WavePlanFile = None) -> None:
+def cutover_rehearse(
+    wave: str, as_of: AsOf = None, plan_file: WavePlanFile = None, jobs: Jobs = None
+) -> None:
     """Run the wave into a separate core; evidence pack; compare with the previous rehearsal."""
     from etl.cutover import waves
+    from etl.parallel import default_jobs
 
+    settings = _settings(plan_file)
     result = _cutover_call(
         waves.rehearse,
-        _settings(plan_file),
+        settings,
         wave,
         _as_of(as_of),
         _actor(),
         on_system=lambda s: console.print(f"rehearsing {s}"),
+        jobs=jobs or default_jobs(settings),
     )
     console.print(
         f"rehearsal {result['rehearsal']}: criteria "
@@ -328,15 +345,7 @@ def cutover_load(
     phase: Annotated[str, typer.Option(help="initial, delta or final.")] = "initial",
     as_of: AsOf = None,
     plan_file: WavePlanFile = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Worker processes: the wave's systems, and each system's independent entities, "
-            "at once (default VARDFLYTT_JOBS, else the CPUs, 1 on a SQLite core; 1: one system "
-            "after another in this process).",
-        ),
-    ] = None,
+    jobs: Jobs = None,
 ) -> None:
     """Load the wave's systems into the core: initial (full), delta, or final delta (frozen).
 

@@ -1424,9 +1424,11 @@ def rehearse(
     actor: str | None = None,
     run_id: str | None = None,
     on_system: Callable[[str], None] | None = None,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Run the wave into a separate core, build its evidence pack, compare with the last one."""
-    from etl import pipeline
+    """Run the wave into a separate core, build its evidence pack, compare with the last one.
+    ``jobs`` as for ``load_wave``: the systems side by side in worker processes (a wave by unit's
+    patients wave first, then the wave)."""
     from etl.cutover.evidence import compare_packs, write_pack
 
     plan = plan_of(settings)
@@ -1446,22 +1448,19 @@ def rehearse(
         if plan.wave(name).is_by_unit and patients_first:
             # The rehearsal core starts empty: the patients wave's rows go first, as in the core.
             runs = [(plan.patients, s) for s in plan.systems_of(plan.patients)] + runs
-        for run_wave, system in runs:
-            if on_system:
-                on_system(system)
-            try:
-                pipeline.run_system(
-                    system,
-                    batch_id_for(system, run_wave, "rehearsal", stamp),
-                    as_of_date,
-                    run_id=run_id,
-                    settings=rehearsal,
-                    wave=run_wave,
-                    slicer=_slicer(rehearsal, plan, run_wave, system),
-                )
-            except Exception as error:
+        jobs = jobs or settings.jobs or 1
+        load = _load_in_workers if jobs > 1 else _load_one_by_one
+        for run_wave in dict.fromkeys(w for w, _system in runs):  # the patients wave first
+            wave_runs = [
+                (system, batch_id_for(system, run_wave, "rehearsal", stamp))
+                for w, system in runs
+                if w == run_wave
+            ]
+            loading = _WaveLoad(run_wave, "rehearsal", "full", as_of_date, run_id)
+            _loaded_batches, failed = load(rehearsal, plan, loading, wave_runs, on_system, jobs)
+            for system, failure in failed.items():
                 key = system if run_wave == name else f"{system} ({run_wave})"
-                failures[key] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                failures[key] = failure["error"]
         # The rehearsal core started empty and each system's rehearsal batch has just read its
         # whole source: the hash aggregates its promotion kept (from the validated files it
         # loaded) are what the system's rows there must add up to, so reconciliation compares

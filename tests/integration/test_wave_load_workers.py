@@ -13,8 +13,10 @@ rows, quarantine, accounting and ledger evidence must be the same, batch for bat
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -161,3 +163,38 @@ def test_a_waves_systems_in_worker_processes_load_what_one_after_another_loads(
                 (folder,) = reports.glob(f"{system}__w1_skaraborg__final__*")
                 assert (folder / "summary.json").is_file()
                 assert not (folder / "data_docs").exists()
+
+
+def _pack(result: dict) -> dict:
+    """A rehearsal's evidence: its criteria and reconciliation rows, without times, random ids
+    and the batch ids' stamps."""
+    pack = json.loads((Path(result["pack"]) / "evidence.json").read_text("utf-8"))
+    reconciliation = [
+        {
+            k: _label(v) if k == "batch_id" else v
+            for k, v in row.items()
+            if not k.endswith("_at") and k != "reconciliation_id"
+        }
+        for row in pack["reconciliation"]
+    ]
+    return {"criteria": pack["criteria"], "reconciliation": reconciliation}
+
+
+def test_a_rehearsal_in_worker_processes_gives_the_same_evidence(
+    estate_of, core_of, tmp_path, spied
+):
+    results = {}
+    with (
+        core_of("postgres", tmp_path / "a") as one_url,
+        core_of("postgres", tmp_path / "b") as two_url,
+    ):
+        # (the fixture drops the rehearsal schemas derived from each core's)
+        for jobs, root, url in ((1, tmp_path / "a", one_url), (2, tmp_path / "b", two_url)):
+            settings = _settings(root, estate_of(150, 5), url)
+            # A wave by unit in an empty rehearsal core: the patients wave's systems first.
+            results[jobs] = waves.rehearse(settings, "w1_skaraborg", AS_OF, actor="rita", jobs=jobs)
+    assert spied == [2, 2]  # the patients wave, then the unit wave
+    assert results[1]["failures"] == results[2]["failures"] == {}
+    assert results[2]["criteria_passed"] == results[1]["criteria_passed"]
+    assert _pack(results[2]) == _pack(results[1])
+    assert _pack(results[2])["reconciliation"]  # the wave's systems were reconciled
