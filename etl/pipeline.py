@@ -86,6 +86,22 @@ def _catalog(root: Path) -> Catalog:
     return found
 
 
+def catalog_seed(settings: Settings) -> tuple[tuple[str, str], Catalog] | None:
+    """The catalog of ``settings``' mappings with its key (the folder and its files' digest),
+    for a worker process to start with (``seed_catalog``) instead of parsing the same files."""
+    key = folder_key(settings.mappings_dir)
+    if key is None:
+        return None
+    return key, _catalog(settings.mappings_dir)
+
+
+def seed_catalog(seed: tuple[tuple[str, str], Catalog] | None) -> None:
+    """Hold a catalog another process parsed: used while the mappings' files keep that digest
+    (``_catalog`` looks them up by it), parsed again as soon as one differs."""
+    if seed is not None:
+        _catalogs.put(*seed)
+
+
 # The catalog a ``run_system`` read at its start: every stage of the run uses that one (a mapping
 # edited while a run goes on changes the next run, not this one halfway through).
 _run_catalog: ContextVar[tuple[Path, Catalog] | None] = ContextVar("run_catalog", default=None)
