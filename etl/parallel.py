@@ -292,9 +292,12 @@ def _pool(jobs: int, catalog_seed: Any = None) -> ProcessPoolExecutor:
 
 
 @contextlib.contextmanager
-def warm_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
-    """A pool whose workers are started (imports done), for a caller that times runs apart."""
-    pool = _pool(jobs)
+def warm_pool(jobs: int, settings: Settings | None = None) -> Iterator[ProcessPoolExecutor]:
+    """A pool whose workers are started (imports done; with ``settings``, the catalog of its
+    mappings parsed here and handed to each), for a caller that times runs apart."""
+    from etl import pipeline
+
+    pool = _pool(jobs, pipeline.catalog_seed(settings) if settings is not None else None)
     try:
         list(pool.map(_noop, range(jobs)))
         yield pool

@@ -152,8 +152,9 @@ def migrate_parallel(
 ) -> tuple[list[SystemTiming], Measurement, dict[str, float], dict[str, Any]]:
     """Migrate the systems side by side in ``jobs`` worker processes, as ``vardflytt run``
     does (etl/parallel.py), the load split into staging and promotion as ``migrate`` times
-    them. The workers are started (their imports done) before the clock starts, as
-    ``warm_imports`` is for ``migrate``. Returns each system's stages (wall: its first task's
+    them. The workers are started (their imports done, the catalog parsed once and handed to
+    each, as ``vardflytt run`` hands it) before the clock starts, as ``warm_imports`` is for
+    ``migrate``. Returns each system's stages (wall: its first task's
     start to its last one's end; CPU: summed over its tasks), the whole run (wall clock, CPU of
     this process and every task, RSS of the process tree), each stage's wall clock over all
     systems, and extra figures."""
@@ -168,7 +169,7 @@ def migrate_parallel(
 
     processes = jobs + core_write_slots(settings, jobs)
     with (
-        warm_pool(processes) as pool,
+        warm_pool(processes, settings) as pool,
         RssSampler(tree=True) as sampler,
         measure(sampler) as whole,
     ):
