@@ -52,6 +52,7 @@ TASK_PRELOAD = (
     "airflow.sdk.execution_time.task_runner",
     "airflow.providers.standard.decorators.python",
     *STAGE_MODULES,
+    "etl.airflow_catalog",  # and the mappings parsed (etl/airflow_catalog.py)
 )
 
 
