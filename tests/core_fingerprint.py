@@ -44,3 +44,15 @@ def core_fingerprint(
             rows += len(values)
         sums[entity] = f"{rows}:{digest.hexdigest()}"
     return sums
+
+
+def core_rows(connection: sa.Connection) -> dict[str, list[tuple]]:
+    """Per core table: every row's key, content hash and batch, in key order (for tests that
+    compare two cores' rows one by one)."""
+    rows = {}
+    for name, table in ENTITY_TABLES.items():
+        key = table.primary_key.columns.values()[0]
+        rows[name] = connection.execute(
+            sa.select(key, table.c.content_hash, table.c.batch_id).order_by(key)
+        ).all()
+    return rows

@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import sqlalchemy as sa
 
 from etl import pipeline
 from etl.core import lease
 from etl.core.database import core_engine
-from etl.core.tables import ENTITY_TABLES
 from etl.extract.readers import SchemaDriftError
 from etl.parallel import run_systems
 from etl.settings import Settings
+from tests.core_fingerprint import core_rows
 from tests.cores import BOTH_CORES
 from tests.reports_off import without_batch_reports
 
@@ -74,13 +73,8 @@ def sequential(small_estate, core_of, tmp_path_factory):
 
 def _core(settings: Settings) -> dict[str, list[tuple]]:
     """Every core table's rows (ids, content hashes, batches), and the quarantine."""
-    rows = {}
     with core_engine(settings.resolved_core_url).connect() as connection:
-        for name, table in ENTITY_TABLES.items():
-            key = table.primary_key.columns.values()[0]
-            rows[name] = connection.execute(
-                sa.select(key, table.c.content_hash, table.c.batch_id).order_by(key)
-            ).all()
+        rows = core_rows(connection)
         rows["quarantine"] = connection.exec_driver_sql(
             "SELECT source_system, dataset, row_number, reason, field FROM quarantine "
             "ORDER BY source_system, dataset, row_number, reason, field"

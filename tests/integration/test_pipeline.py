@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from etl import pipeline
 from etl.core.database import core_engine
-from etl.core.tables import ENTITY_TABLES
+from tests.core_fingerprint import core_rows
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +31,9 @@ def _quarantine(settings) -> pd.DataFrame:
 
 def _core_checksums(settings) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent digest of every core table."""
-    sums = {}
     with core_engine(settings.resolved_core_url).connect() as connection:
-        for name, table in ENTITY_TABLES.items():
-            key = table.primary_key.columns.values()[0]
-            rows = connection.execute(
-                sa.select(key, table.c.content_hash, table.c.batch_id).order_by(key)
-            ).all()
-            sums[name] = (len(rows), str(hash(tuple(rows))))
-    return sums
+        found = core_rows(connection)
+    return {name: (len(rows), str(hash(tuple(rows)))) for name, rows in found.items()}
 
 
 def test_every_row_is_accounted_for_and_every_injected_defect_is_quarantined(

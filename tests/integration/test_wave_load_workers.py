@@ -27,6 +27,7 @@ from etl.core.tables import ENTITY_TABLES, batch_accounting
 from etl.cutover import ledger, waves
 from etl.estate.activity import simulate_activity
 from etl.settings import PROJECT_ROOT, Settings
+from tests.core_fingerprint import core_rows
 from tests.integration.test_wave_slices import PLAN, _write_plan
 
 pytestmark = pytest.mark.integration
@@ -60,11 +61,7 @@ def _core(settings: Settings) -> dict[str, list[tuple]]:
     the batches' accounting."""
     found: dict[str, list[tuple]] = {}
     with core_engine(settings.resolved_core_url).connect() as connection:
-        for name, table in ENTITY_TABLES.items():
-            key = table.primary_key.columns.values()[0]
-            rows = connection.execute(
-                sa.select(key, table.c.content_hash, table.c.batch_id).order_by(key)
-            ).all()
+        for name, rows in core_rows(connection).items():
             found[name] = [(k, digest, _label(batch)) for k, digest, batch in rows]
         found["quarantine"] = sorted(
             (_label(row[0]), *row[1:])
