@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from etl import parallel
 from etl.core.database import core_engine
@@ -195,3 +196,37 @@ def test_a_rehearsal_in_worker_processes_gives_the_same_evidence(
     assert results[2]["criteria_passed"] == results[1]["criteria_passed"]
     assert _pack(results[2]) == _pack(results[1])
     assert _pack(results[2])["reconciliation"]  # the wave's systems were reconciled
+
+
+def test_a_system_that_fails_in_its_worker_fails_alone_and_is_in_the_ledger(
+    estate_of, core_of, tmp_path
+):
+    from etl.core import lease
+    from etl.cutover.plan import one_wave_plan
+
+    estate = tmp_path / "estate"
+    shutil.copytree(estate_of(150, 5), estate)
+    shutil.rmtree(estate / "melior")  # its export is gone: Melior's extract fails
+    with core_of("postgres", tmp_path) as url:
+        settings = _settings(tmp_path, estate, url)
+        plan = one_wave_plan("t1", ["elvis", "melior"], {"project_lead": {"airflow_users": ["a"]}})
+        (settings.mappings_dir / "one.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
+        settings = settings.model_copy(update={"wave_plan": "one.yaml"})
+
+        with pytest.raises(ledger.LedgerError, match=r"1 of 2 systems failed.*melior"):
+            waves.load_wave(settings, "t1", "initial", AS_OF, actor="ivar", jobs=2)
+
+        engine = core_engine(url)
+        with engine.connect() as connection:
+            (step,) = ledger.transitions(connection, "t1")
+            assert ledger.wave_state(connection, "t1") == ledger.INITIAL_LOAD
+            loaded = connection.execute(
+                sa.select(sa.func.count()).select_from(ENTITY_TABLES["encounter"])
+            ).scalar_one()
+        evidence = step["evidence"]
+        assert set(evidence["batches"]) == {"elvis"} and evidence["batches"]["elvis"]["loaded"]
+        assert set(evidence["failures"]) == {"melior"}
+        assert evidence["failures"]["melior"]["batch_id"].startswith("melior__t1__initial__")
+        assert loaded > 0  # ELVIS's rows went in beside the failure
+        assert ledger.lock_holder(engine, "t1") is None
+        assert all(lease.holder_of(engine, lease.SYSTEM, s) is None for s in ("elvis", "melior"))
