@@ -53,3 +53,23 @@ def sql_connection(tmp_path: Path, case: CorpusCase) -> Iterator[tuple[sa.Connec
             yield connection, SqlDataset.model_validate(case.dataset)
     finally:
         engine.dispose()
+
+
+def assert_frames_are_frames_of_records(path: Path, dataset: FileDataset, chunk_rows: int) -> None:
+    """``read_frames`` gives the frames ``frames(read_records(...))`` gives, and the same counts:
+    the Arrow path against the record-by-record reference."""
+    import pandas as pd
+
+    from etl.extract.records import frames
+    from etl.extract.text_records import read_frames, read_records
+
+    expected_stats, stats = ReadStats(path), ReadStats(path)
+    records = read_records(path, dataset, expected_stats)
+    expected = list(frames(records, dataset.column_names, chunk_rows))
+
+    found = list(read_frames(path, dataset, stats, chunk_rows))
+
+    assert len(found) == len(expected)
+    for frame, expected_frame in zip(found, expected, strict=True):
+        pd.testing.assert_frame_equal(frame, expected_frame)
+    assert stats == expected_stats

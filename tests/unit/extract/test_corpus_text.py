@@ -76,16 +76,8 @@ def test_block_boundaries_change_nothing(tmp_path, monkeypatch, case, block_byte
 def test_read_frames_is_frames_of_read_records(tmp_path, monkeypatch, case, chunk_rows):
     monkeypatch.setattr(text_records, "BLOCK_BYTES", 16)  # several batches per file
     path, dataset = reading.write(tmp_path, case)
-    expected_stats, stats = ReadStats(path), ReadStats(path)
-    records = read_records(path, dataset, expected_stats)
-    expected = list(frames(records, dataset.column_names, chunk_rows))
 
-    found = list(read_frames(path, dataset, stats, chunk_rows))
-
-    assert len(found) == len(expected)
-    for frame, expected_frame in zip(found, expected, strict=True):
-        pd.testing.assert_frame_equal(frame, expected_frame)
-    assert stats == expected_stats
+    reading.assert_frames_are_frames_of_records(path, dataset, chunk_rows)
 
 
 def test_details_say_what_is_wrong(tmp_path):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import example, given, settings
@@ -27,8 +26,9 @@ from hypothesis import strategies as st
 
 from etl.catalog import FileDataset
 from etl.extract import readers, text_records
-from etl.extract.records import ReadStats, frames
-from etl.extract.text_records import _Batch, _Reader, read_frames, read_records
+from etl.extract.records import ReadStats
+from etl.extract.text_records import _Batch, _Reader, read_frames
+from tests.corpus import reading
 
 pytestmark = pytest.mark.unit
 
@@ -110,15 +110,8 @@ def test_records_whose_wrong_field_counts_make_up_for_each_other_are_unreadable(
     path = folder / "three.txt"
     path.write_bytes(terminator.join(["A;B;C", *records, ""]).encode("cp1252"))
     dataset = _three_columns(path)
-    expected_stats, stats = ReadStats(path), ReadStats(path)
-    expected = list(frames(read_records(path, dataset, expected_stats), ["A", "B", "C"], 100))
 
-    found = list(read_frames(path, dataset, stats, 100))
-
-    assert len(found) == len(expected)
-    for frame, expected_frame in zip(found, expected, strict=True):
-        pd.testing.assert_frame_equal(frame, expected_frame)
-    assert stats == expected_stats
+    reading.assert_frames_are_frames_of_records(path, dataset, 100)
 
 
 def test_an_empty_record_is_unreadable_when_quoted_delimiters_make_up_for_it(tmp_path):
