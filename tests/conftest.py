@@ -104,6 +104,13 @@ SLOW = {
     "tests/unit/validate/test_gx_import.py::test_the_deferred_modules_work_with_the_results_of_a_plain_import",
     "tests/unit/validate/test_gx_import.py::test_threads_using_a_deferred_module_at_once_all_get_the_executed_module",
     "tests/unit/validate/test_validate_plausibility.py::test_care_contacts_fall_within_the_patients_lifetime_on_local_dates",
+    # Over 1.5 s each in a quiet make test-fast (session 21: the loop took 65-76 s).
+    "tests/unit/bench/test_bench_imports.py::test_the_in_process_bench_imports_gx_as_the_pipeline_does",
+    "tests/unit/core/test_timestamp_placement.py::test_dates_are_read_as_before",
+    "tests/unit/core/test_timestamp_placement.py::test_timestamps_are_placed_as_before",
+    "tests/unit/extract/test_extract_shortcuts.py::test_records_whose_wrong_field_counts_make_up_for_each_other_are_unreadable",
+    "tests/unit/test_postgres_pool.py::test_a_schema_whose_structure_a_test_changed_is_dropped_not_handed_on",
+    "tests/unit/validate/test_validate_fast_paths.py::test_entity_columns_join_in_as_map_did",
 }
 
 
