@@ -6,9 +6,10 @@ exactly as a fresh migration leaves it, or dropped when that cannot be shown:
 
 - every table is emptied (DELETE), and the tables a migration fills (``alembic_version``,
   ``access_log_head``) get back the rows it left, compared by content;
-- the schema's structure (tables, columns, defaults, constraints, indexes, triggers, functions,
-  types, privileges) must have the fingerprint it had after the migration, or it is dropped (a
-  test that altered or dropped anything never hands its schema on);
+- the schema's structure (tables, columns, defaults, constraints, indexes with their CLUSTER and
+  replica identity marks, comments, triggers, functions, types, privileges) must have the
+  fingerprint it had after the migration, or it is dropped (a test that altered or dropped
+  anything never hands its schema on);
 - schemas derived from it (``<schema>_rehearsal_...``) are dropped.
 
 Each taking gets its own URL (``application_name`` counts up), so nothing a process caches by
@@ -36,7 +37,7 @@ FROM (
     FROM pg_namespace n WHERE n.oid = (SELECT oid FROM ns)
   UNION ALL
   SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || coalesce(c.relacl::text, '')
-    || ' ' || c.relpersistence::text || ' ' || c.relrowsecurity::text
+    || ' ' || c.relpersistence::text || ' ' || c.relrowsecurity::text || ' ' || c.relreplident::text
     FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM ns)
   UNION ALL
   SELECT 'column ' || c.relname || '.' || a.attname || ' ' || a.attnum::text || ' '
@@ -51,9 +52,18 @@ FROM (
     || pg_get_constraintdef(oid)
     FROM pg_constraint WHERE connamespace = (SELECT oid FROM ns)
   UNION ALL
-  SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+  SELECT 'index ' || pg_get_indexdef(i.indexrelid) || ' ' || i.indisclustered::text || ' '
+    || i.indisreplident::text
     FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
     WHERE c.relnamespace = (SELECT oid FROM ns)
+  UNION ALL
+  SELECT 'comment ' || c.relname || ' ' || d.objsubid::text || ' ' || d.description
+    FROM pg_description d JOIN pg_class c ON c.oid = d.objoid
+    WHERE d.classoid = 'pg_class'::regclass AND c.relnamespace = (SELECT oid FROM ns)
+  UNION ALL
+  SELECT 'comment ' || con.conname || ' ' || d.description
+    FROM pg_description d JOIN pg_constraint con ON con.oid = d.objoid
+    WHERE d.classoid = 'pg_constraint'::regclass AND con.connamespace = (SELECT oid FROM ns)
   UNION ALL
   SELECT 'trigger ' || t.tgenabled::text || ' ' || pg_get_triggerdef(t.oid)
     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid

@@ -11,6 +11,7 @@ whose text PostgreSQL reads as it always did. Either way the stored values are t
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -157,6 +158,45 @@ def copy_into_postgres(connection: sa.Connection, table: str, data: pa.Table) ->
     pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     with cursor.copy(f"{statement} (FORMAT csv)") as copy:
         copy.write(buffer.getbuffer())
+
+
+class NotBinary(Exception):
+    """A chunk of a streamed ``COPY`` whose column types do not pair up for the binary format
+    (``binary_copy_rows`` returned None): the stream cannot change format half-way."""
+
+
+def binary_copy_payload(data: pa.Table, database_types: dict[str, str]) -> pa.Buffer:
+    """``binary_copy_rows`` of the chunk, for ``copy_binary_stream``; raises ``NotBinary``
+    where the types do not pair up."""
+    rows = binary_copy_rows(data, database_types)
+    if rows is None:
+        raise NotBinary(f"columns {', '.join(data.column_names)} do not all pair up")
+    return rows
+
+
+def column_types(connection: sa.Connection, table: str) -> dict[str, str]:
+    """The table's columns and their database types (what ``binary_copy_payload`` pairs)."""
+    return _column_types(connection, table)
+
+
+def copy_binary_stream(
+    connection: sa.Connection, table: str, columns: list[str], payloads: Iterable[pa.Buffer]
+) -> None:
+    """One binary ``COPY table (columns) FROM STDIN`` of the payloads in turn (each a chunk's
+    rows from ``binary_copy_payload``). While one payload is sent, the server parses and
+    writes it, so a producer that encodes the next one meanwhile (a background thread,
+    etl/load/direct.py) keeps the client's work off the server's path. Whatever ``payloads``
+    raises ends the ``COPY`` with an error: nothing of it is written."""
+    names = ", ".join(_quote(connection, name) for name in columns)
+    driver_connection = connection.connection.driver_connection
+    assert driver_connection is not None  # a checked-out connection always holds its driver's
+    cursor = driver_connection.cursor()
+    statement = f"COPY {_quote(connection, table)} ({names}) FROM STDIN (FORMAT binary)"
+    with cursor.copy(statement) as copy:
+        copy.write(_BINARY_HEADER)
+        for payload in payloads:
+            copy.write(memoryview(payload))
+        copy.write(_BINARY_TRAILER)
 
 
 def _sqlite_values(data: pa.Table) -> pa.Table:

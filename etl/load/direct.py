@@ -32,6 +32,8 @@ they are written, so promotion reads each file once (after its digest check).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +47,15 @@ import sqlalchemy as sa
 from etl.core.arrow import entity_schema, open_parquet
 from etl.core.files import sha256_of as file_digest
 from etl.core.model import ENTITIES
+from etl.core.prefetch import in_background
 from etl.core.tables import STAGED_TABLES
-from etl.load.bulk import bulk_insert
+from etl.load.bulk import (
+    NotBinary,
+    binary_copy_payload,
+    bulk_insert,
+    column_types,
+    copy_binary_stream,
+)
 from etl.load.hash_aggregates import (
     Buckets,
     ColumnSums,
@@ -65,6 +74,13 @@ _MOD = 2**64
 # Files with fewer rows than this keep their table's indexes: dropping and rebuilding them would
 # cost more statements than the insertions it saves.
 DEFER_INDEXES_FROM_ROWS = 10_000
+# An empty table's file is sent in pieces of a quarter chunk: while one is written, the next is
+# encoded, so even a file of one chunk overlaps the client's work with the server's.
+_PIECES_PER_CHUNK = 4
+
+
+def _piece_rows(chunk_rows: int) -> int:
+    return max(1, chunk_rows // _PIECES_PER_CHUNK)
 
 
 class StagedFileError(RuntimeError):
@@ -254,17 +270,24 @@ def _into_empty_table(
             savepoint.rollback()
             return None
         written = DirectWrite(indexes_rebuilt=True)
-        for batch in source.iter_batches(
-            batch_size=chunk_rows, columns=entity_schema(entity).names
-        ):
-            chunk = pa.Table.from_batches([batch])
-            _check_batch(chunk, entity, batch_id)
-            bulk_insert(connection, entity, chunk)
-            written.add_direct(entity, chunk)
-            written.add_chunk(entity, chunk, numeric)
+        columns = entity_schema(entity).names
+        types = column_types(connection, entity)
+
+        def encoded() -> Iterator[pa.Buffer]:
+            """Each piece checked, summed and encoded: all of it the client's work, done in a
+            background thread while the piece before it is sent and written."""
+            for batch in source.iter_batches(batch_size=_piece_rows(chunk_rows), columns=columns):
+                chunk = pa.Table.from_batches([batch])
+                _check_batch(chunk, entity, batch_id)
+                written.add_direct(entity, chunk)
+                written.add_chunk(entity, chunk, numeric)
+                yield binary_copy_payload(chunk, types)
+
+        with closing(in_background(encoded())) as payloads:
+            copy_binary_stream(connection, entity, columns, payloads)
         for statement in rebuild:  # the primary key first: it refuses a duplicate id
             connection.exec_driver_sql(statement)
-    except (psycopg.Error, sa.exc.DBAPIError):
+    except (psycopg.Error, sa.exc.DBAPIError, NotBinary):
         savepoint.rollback()
         return None
     except BaseException:

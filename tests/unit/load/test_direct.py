@@ -375,3 +375,91 @@ def test_an_index_carrying_more_than_its_definition_is_never_dropped(
             == 50
         )
     assert _indexes(engine) == before
+
+
+@pytest.mark.postgres
+def test_an_empty_table_is_sent_in_pieces_each_checked_before_it_is_written(
+    postgres_url, tmp_path, monkeypatch
+):
+    """The empty table's file goes in one COPY of pieces encoded ahead in a background thread:
+    a row of another batch in the last piece still refuses the whole file, with nothing written
+    and the dropped indexes back as they were."""
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    before = _indexes(engine)
+    rows = pa.concat_tables([_rows("b1", range(240)), _rows("other", range(240, 250))])
+    sources = _stage(engine, tmp_path, "b1", rows)
+    with pytest.raises(PromotionError, match="rows of another batch"), engine.begin() as c:
+        promote(c, "b1", [ENTITY], sources, chunk_rows=100)  # pieces of 25: the last is bad
+    assert _core_rows(engine) == 0
+    assert _indexes(engine) == before
+
+
+@pytest.mark.postgres
+def test_a_piece_that_cannot_go_binary_sends_the_file_chunk_by_chunk(
+    postgres_url, tmp_path, monkeypatch
+):
+    """A stream cannot change format half-way: when a later piece's types do not pair up for
+    the binary format, the stream's rows are undone with the savepoint and the file takes the
+    chunk-by-chunk path (each chunk in the format it pairs with): the same rows, verified."""
+    from etl.load import bulk
+
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    before = _indexes(engine)
+    real = bulk.binary_copy_rows
+    calls = []
+
+    def third_is_not_binary(data, types):
+        calls.append(data.num_rows)
+        return None if len(calls) == 3 else real(data, types)
+
+    monkeypatch.setattr(bulk, "binary_copy_rows", third_is_not_binary)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(250)))
+    with engine.begin() as connection:
+        counts = promote(connection, "b1", [ENTITY], sources, chunk_rows=100).entities[ENTITY]
+    assert (counts.staged, counts.inserted, counts.verified) == (250, 250, 250)
+    assert calls[:3] == [25, 25, 25]  # the stream's pieces, then the chunks of the other path
+    assert _indexes(engine) == before  # kept: the chunk-by-chunk path never drops them
+    with engine.connect() as connection:
+        keys = connection.execute(sa.text(f"SELECT source_key FROM {ENTITY}")).scalars().all()
+    assert sorted(keys) == sorted(f"K{k}" for k in range(250))
+
+
+@pytest.mark.postgres
+def test_the_aggregate_verification_catches_a_piece_the_stream_lost(
+    postgres_url, tmp_path, monkeypatch
+):
+    """The empty table's path is verified like the other: a stream that lost one piece leaves
+    verified short, so the batch's accounting fails."""
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    real = direct.copy_binary_stream
+
+    def lossy(connection, table, columns, payloads):
+        real(connection, table, columns, (p for i, p in enumerate(payloads) if i != 1))
+
+    monkeypatch.setattr(direct, "copy_binary_stream", lossy)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(250)))
+    with engine.begin() as connection:
+        counts = promote(connection, "b1", [ENTITY], sources, chunk_rows=100).entities[ENTITY]
+        assert (counts.staged, counts.verified) == (250, 0)
+        connection.rollback()
+
+
+@pytest.mark.postgres
+def test_the_hash_aggregates_summed_piece_by_piece_are_the_files_own(
+    postgres_url, tmp_path, monkeypatch
+):
+    """The empty table's path sums the hash aggregates over its pieces (a quarter chunk each,
+    in the background thread): they equal those of the whole file."""
+    monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
+    engine = core_engine(postgres_url)
+    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(250)))
+    expected_buckets, expected_sums = hash_aggregates.file_aggregates(sources[ENTITY], ENTITY, 100)
+    with engine.begin() as connection:
+        promote(connection, "b1", [ENTITY], sources, chunk_rows=100)
+    with engine.connect() as connection:
+        buckets, sums = hash_aggregates.recorded(connection, "b1")[ENTITY]
+    assert buckets.equals(expected_buckets)
+    assert sums == expected_sums
