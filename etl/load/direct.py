@@ -13,8 +13,11 @@ Promotion then reads each file in chunks, inside its transaction:
 On PostgreSQL, a core table with no rows at all (an initial load, or a system's own table after
 its batch was rolled back) takes the whole file with its indexes and primary key dropped, then
 rebuilt from the written rows, all inside the promotion's transaction: one sort per index
-instead of one random B-tree insertion per row and index. Rebuilding the primary key is the
-duplicate check there; if any of it fails, a savepoint undoes it all (indexes included) and the
+instead of one random B-tree insertion per row and index. The file goes as one binary ``COPY``
+of quarter-chunk pieces; a background thread checks, sums and encodes each piece while the one
+before it is sent and written (etl/core/prefetch.py), so the client's work and the server's
+overlap instead of taking turns; a piece whose types do not pair up for the binary format sends
+the file down the chunk-by-chunk path. Rebuilding the primary key is the duplicate check there; if any of it fails, a savepoint undoes it all (indexes included) and the
 file takes the chunk-by-chunk path above. The table is locked exclusively first (without
 waiting: if another session holds it, the chunk-by-chunk path is taken), so readers of that
 empty table wait for the promotion's commit, and a killed promotion leaves the indexes as they
