@@ -341,7 +341,10 @@ def test_promotion_reads_each_file_once_and_records_its_hash_aggregates(
 ):
     """A full batch's hash aggregates are summed from the chunks promotion writes, not from a
     second read of the file; they are the file's own."""
-    engine = core_engine(core_url)
+    _aggregates_are_summed_while_writing(core_engine(core_url), tmp_path, monkeypatch)
+
+
+def _aggregates_are_summed_while_writing(engine, tmp_path, monkeypatch) -> None:
     sources = _stage(engine, tmp_path, "b1", _rows("b1", range(250)))
     expected_buckets, expected_sums = hash_aggregates.file_aggregates(sources[ENTITY], ENTITY, 100)
 
@@ -452,14 +455,6 @@ def test_the_hash_aggregates_summed_piece_by_piece_are_the_files_own(
     postgres_url, tmp_path, monkeypatch
 ):
     """The empty table's path sums the hash aggregates over its pieces (a quarter chunk each,
-    in the background thread): they equal those of the whole file."""
+    in the background thread), without reading the file again: they equal the whole file's."""
     monkeypatch.setattr(direct, "DEFER_INDEXES_FROM_ROWS", 10)
-    engine = core_engine(postgres_url)
-    sources = _stage(engine, tmp_path, "b1", _rows("b1", range(250)))
-    expected_buckets, expected_sums = hash_aggregates.file_aggregates(sources[ENTITY], ENTITY, 100)
-    with engine.begin() as connection:
-        promote(connection, "b1", [ENTITY], sources, chunk_rows=100)
-    with engine.connect() as connection:
-        buckets, sums = hash_aggregates.recorded(connection, "b1")[ENTITY]
-    assert buckets.equals(expected_buckets)
-    assert sums == expected_sums
+    _aggregates_are_summed_while_writing(core_engine(postgres_url), tmp_path, monkeypatch)
