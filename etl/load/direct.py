@@ -17,8 +17,9 @@ instead of one random B-tree insertion per row and index. The file goes as one b
 of quarter-chunk pieces; a background thread checks, sums and encodes each piece while the one
 before it is sent and written (etl/core/prefetch.py), so the client's work and the server's
 overlap instead of taking turns; a piece whose types do not pair up for the binary format sends
-the file down the chunk-by-chunk path. Rebuilding the primary key is the duplicate check there; if any of it fails, a savepoint undoes it all (indexes included) and the
-file takes the chunk-by-chunk path above. The table is locked exclusively first (without
+the file down the chunk-by-chunk path. Rebuilding the primary key is the duplicate check
+there; if any of it fails, a savepoint undoes it all (indexes included) and the file takes the
+chunk-by-chunk path above. The table is locked exclusively first (without
 waiting: if another session holds it, the chunk-by-chunk path is taken), so readers of that
 empty table wait for the promotion's commit, and a killed promotion leaves the indexes as they
 were (DDL is transactional on PostgreSQL). A table with an index carrying more than its
