@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,8 +34,16 @@ def _quote(connection: sa.Connection, name: str) -> str:
     return connection.dialect.identifier_preparer.quote(name)
 
 
-def _column_types(connection: sa.Connection, table: str) -> dict[str, str]:
-    """The table's columns and their types as the database has them (format_type)."""
+def _cursor(connection: sa.Connection) -> Any:
+    """The connection's driver cursor (psycopg's: ``COPY`` goes through it)."""
+    driver_connection = connection.connection.driver_connection
+    assert driver_connection is not None  # a checked-out connection always holds its driver's
+    return driver_connection.cursor()
+
+
+def column_types(connection: sa.Connection, table: str) -> dict[str, str]:
+    """The table's columns and their types as the database has them (format_type): what
+    ``binary_copy_rows`` pairs with the Arrow types."""
     rows = connection.execute(
         sa.text(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -140,18 +149,13 @@ def binary_copy_rows(data: pa.Table, database_types: dict[str, str]) -> pa.Buffe
 def copy_into_postgres(connection: sa.Connection, table: str, data: pa.Table) -> None:
     """``COPY table FROM STDIN``: one round trip per chunk, no per-row statements; binary when
     every column's types pair up (module docstring), CSV otherwise."""
-    columns = ", ".join(_quote(connection, name) for name in data.column_names)
-    rows = binary_copy_rows(data, _column_types(connection, table))
-    driver_connection = connection.connection.driver_connection
-    assert driver_connection is not None  # a checked-out connection always holds its driver's
-    cursor = driver_connection.cursor()
-    statement = f"COPY {_quote(connection, table)} ({columns}) FROM STDIN"
+    rows = binary_copy_rows(data, column_types(connection, table))
     if rows is not None:
-        with cursor.copy(f"{statement} (FORMAT binary)") as copy:
-            copy.write(_BINARY_HEADER)
-            copy.write(memoryview(rows))
-            copy.write(_BINARY_TRAILER)
+        copy_binary_stream(connection, table, data.column_names, [rows])
         return
+    columns = ", ".join(_quote(connection, name) for name in data.column_names)
+    cursor = _cursor(connection)
+    statement = f"COPY {_quote(connection, table)} ({columns}) FROM STDIN"
     buffer = io.BytesIO()
     # Null is written as an unquoted empty field and "" as a quoted one, which is exactly how
     # PostgreSQL's CSV format tells NULL from the empty string.
@@ -174,11 +178,6 @@ def binary_copy_payload(data: pa.Table, database_types: dict[str, str]) -> pa.Bu
     return rows
 
 
-def column_types(connection: sa.Connection, table: str) -> dict[str, str]:
-    """The table's columns and their database types (what ``binary_copy_payload`` pairs)."""
-    return _column_types(connection, table)
-
-
 def copy_binary_stream(
     connection: sa.Connection, table: str, columns: list[str], payloads: Iterable[pa.Buffer]
 ) -> None:
@@ -188,11 +187,8 @@ def copy_binary_stream(
     etl/load/direct.py) keeps the client's work off the server's path. Whatever ``payloads``
     raises ends the ``COPY`` with an error: nothing of it is written."""
     names = ", ".join(_quote(connection, name) for name in columns)
-    driver_connection = connection.connection.driver_connection
-    assert driver_connection is not None  # a checked-out connection always holds its driver's
-    cursor = driver_connection.cursor()
     statement = f"COPY {_quote(connection, table)} ({names}) FROM STDIN (FORMAT binary)"
-    with cursor.copy(statement) as copy:
+    with _cursor(connection).copy(statement) as copy:
         copy.write(_BINARY_HEADER)
         for payload in payloads:
             copy.write(memoryview(payload))

@@ -66,7 +66,7 @@ def test_binary_copy_stores_what_csv_stores(postgres_url, monkeypatch):
     with engine.begin() as connection:
         for name in ("via_binary", "via_csv"):
             connection.exec_driver_sql(f"CREATE TABLE {name} ({_COLUMNS})")
-        types = bulk._column_types(connection, "via_binary")
+        types = bulk.column_types(connection, "via_binary")
         assert bulk.binary_copy_rows(data, types) is not None  # every column pairs up
         bulk.bulk_insert(connection, "via_binary", data)
         with monkeypatch.context() as patched:
