@@ -391,6 +391,11 @@ class _WaveLoad:
     as_of_date: dt.date
     run_id: str | None
 
+    @property
+    def data_docs(self) -> bool:
+        """In the freeze window (the final phase) Data Docs come after the go/no-go decision."""
+        return self.phase != "final"
+
 
 def _loaded(settings: Settings, system: str, batch_id: str, report: Any) -> dict[str, Any]:
     """A system's batch as the ledger's evidence records it."""
@@ -426,9 +431,6 @@ def _load_one_by_one(
     for system, batch_id in runs:
         if on_system:
             on_system(system)
-        extra: dict[str, Any] = {} if load.kind == "full" else {"kind": load.kind}
-        if load.phase == "final":  # in the freeze window: Data Docs after the go/no-go decision
-            extra["data_docs"] = False
         try:
             report = pipeline.run_system(
                 system,
@@ -437,8 +439,9 @@ def _load_one_by_one(
                 run_id=load.run_id,
                 settings=settings,
                 wave=load.wave,
+                kind=load.kind,
                 slicer=_slicer(settings, plan, load.wave, system),
-                **extra,
+                data_docs=load.data_docs,
             )
         except Exception as error:  # the ledger must show partial loads too
             failures[system] = _failed(batch_id, error)
@@ -458,11 +461,11 @@ def _load_in_workers(
     """The systems' stages as tasks in ``jobs`` worker processes (etl/parallel.py)."""
     from etl.parallel import EXTRACT, run_systems
 
-    slicers = {}
-    for system, _batch_id in runs:
-        slicer = _slicer(settings, plan, load.wave, system)
-        if slicer is not None:
-            slicers[system] = slicer
+    slicers = {
+        system: slicer
+        for system, _batch_id in runs
+        if (slicer := _slicer(settings, plan, load.wave, system)) is not None
+    }
 
     def on_event(system: str, message: str) -> None:
         if on_system and message == EXTRACT:
@@ -478,7 +481,7 @@ def _load_in_workers(
         on_event=on_event,
         wave=load.wave,
         slicers=slicers,
-        data_docs=load.phase != "final",  # in the freeze window: after the go/no-go decision
+        data_docs=load.data_docs,
     )
     batches, failures = {}, {}
     for outcome in outcomes:  # in the plan's order, as one after another
