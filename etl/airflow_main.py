@@ -38,6 +38,7 @@ import gc
 import sys
 from pathlib import Path
 
+from etl.core.heap import settle
 from etl.stage_modules import STAGE_MODULES
 
 AIRFLOW_COMMAND = (sys.executable, "-P", "-m", "etl.airflow_main")
@@ -76,7 +77,7 @@ def main() -> None:
     install(sys.argv)
     sys.argv.extend(dag_file_arguments(sys.argv))
     _preload(sys.argv)
-    gc.freeze()
+    settle()  # what is alive once Airflow and the preloaded modules are imported (etl/core/heap.py)
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
     sys.exit(airflow_main())

@@ -256,15 +256,18 @@ def _run(job: _Job) -> _Outcome:
 def _init_worker(environment: dict[str, str], catalog_seed: Any = None) -> None:
     """A worker sees the caller's ``VARDFLYTT_*`` environment (the fork server may be older)
     and starts with the caller's parsed catalog (``pipeline.seed_catalog``: ~0.2 CPU s less per
-    worker; kept only while the mappings' files are the ones it was parsed from)."""
+    worker; kept only while the mappings' files are the ones it was parsed from), its heap
+    settled (etl/core/heap.py)."""
     for name in [n for n in os.environ if n.startswith("VARDFLYTT_")]:
         del os.environ[name]
     os.environ.update(environment)
     from etl import pipeline
     from etl.core.files import restrict_umask
+    from etl.core.heap import settle
 
     restrict_umask()
     pipeline.seed_catalog(catalog_seed)
+    settle()  # the preloaded modules and the catalog, out of the collector's work
 
 
 class _InProcess:

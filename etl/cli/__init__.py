@@ -1,9 +1,10 @@
 """``vardflytt``: the command line for migration engineers (the same jobs as the DAGs).
 
-This module builds ``app`` (the console entry point ``etl.cli:app``) and adds the commands of
-one module each: pipeline (check-mappings, run, status), airflow, demo, reports (bench, docs,
-profile, coverage), dashboard, and the groups estate, identity, dq, cutover, coexistence,
-cluster, codes and export (steward, landing, batches, core and audit live with their layers)."""
+This module builds ``app`` (run by the console entry point ``etl.cli:main``) and adds the
+commands of one module each: pipeline (check-mappings, run, status), airflow, demo, reports
+(bench, docs, profile, coverage), dashboard, and the groups estate, identity, dq, cutover,
+coexistence, cluster, codes and export (steward, landing, batches, core and audit live with
+their layers)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ __all__ = [
     "_print_demo_next_steps",
     "app",
     "console",
+    "main",
     "print_accounting",
 ]
 
@@ -108,3 +110,12 @@ app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(codes_app, name="codes")
 app.add_typer(export_app, name="export")
+
+
+def main() -> None:
+    """The console entry point (``vardflytt``, ``python -m etl.cli``): ``app`` as this process's
+    own program, so a command that runs stages here settles the heap (``runs_stages_here``)."""
+    from etl.cli import common
+
+    common.OWN_PROCESS = True
+    app()

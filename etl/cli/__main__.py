@@ -1,5 +1,5 @@
 """``python -m etl.cli``: the same as ``vardflytt``."""
 
-from etl.cli import app
+from etl.cli import main
 
-app()
+main()

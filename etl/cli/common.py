@@ -28,6 +28,24 @@ def checked_catalog(settings: Settings) -> Catalog:
         raise typer.Exit(1) from error
 
 
+# True when ``vardflytt`` is this process's own program (set by the console entry point,
+# etl.cli.main); a command invoked in a host process (a test, a notebook) leaves the host's
+# collector alone.
+OWN_PROCESS = False
+
+
+def runs_stages_here() -> None:
+    """This command runs migration stages in its own process: their modules are imported now and
+    the heap settled (etl/core/heap.py), as Airflow's task runners and the fork server's workers
+    start. Only when ``vardflytt`` is the process's program (``OWN_PROCESS``)."""
+    if not OWN_PROCESS:
+        return
+    from etl.core.heap import preload_and_settle
+    from etl.stage_modules import STAGE_MODULES
+
+    preload_and_settle(STAGE_MODULES)
+
+
 # Expected stops: the pipeline refusing on purpose, with a message that says what to do. Each ends
 # the command with that message (redacted) and its own exit code, never a traceback. Matched by
 # class (and subclasses) without importing the stages here, so start-up stays light.

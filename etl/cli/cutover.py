@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from etl.cli.common import console, expected_stop
+from etl.cli.common import console, expected_stop, runs_stages_here
 from etl.settings import get_settings
 
 cutover_app = typer.Typer(
@@ -322,6 +322,9 @@ def cutover_rehearse(
     from etl.parallel import default_jobs
 
     settings = _settings(plan_file)
+    jobs = jobs or default_jobs(settings)
+    if jobs == 1:  # the systems one after another in this process
+        runs_stages_here()
     result = _cutover_call(
         waves.rehearse,
         settings,
@@ -329,7 +332,7 @@ def cutover_rehearse(
         _as_of(as_of),
         _actor(),
         on_system=lambda s: console.print(f"rehearsing {s}"),
-        jobs=jobs or default_jobs(settings),
+        jobs=jobs,
     )
     console.print(
         f"rehearsal {result['rehearsal']}: criteria "
@@ -355,6 +358,9 @@ def cutover_load(
     from etl.parallel import default_jobs
 
     settings = _settings(plan_file)
+    jobs = jobs or default_jobs(settings)
+    if jobs == 1:  # the systems one after another in this process
+        runs_stages_here()
     evidence = _cutover_call(
         waves.load_wave,
         settings,
@@ -363,7 +369,7 @@ def cutover_load(
         _as_of(as_of),
         _actor(),
         on_system=lambda s: console.print(f"loading {s} ({phase})"),
-        jobs=jobs or default_jobs(settings),
+        jobs=jobs,
     )
     for system, batch in evidence["batches"].items():
         console.print(

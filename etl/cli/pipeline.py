@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from etl.batch import safe_batch_id
-from etl.cli.common import checked_catalog, console
+from etl.cli.common import checked_catalog, console, runs_stages_here
 from etl.load.cli import print_unpromoted
 from etl.settings import Settings, get_settings
 
@@ -81,6 +81,8 @@ def run(
     entities = {system: catalog.system(system).entities for system in systems}
     as_of = dt.date.fromisoformat(as_of_date) if as_of_date else dt.date.today()
     jobs = jobs or default_jobs(settings)
+    if jobs == 1:  # every stage in this process (with more, in worker processes)
+        runs_stages_here()
     if len(systems) == 1:
         system = systems[0]
         batch = batch_id or new_batch_id(system, "cli")

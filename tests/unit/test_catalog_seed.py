@@ -67,5 +67,6 @@ def test_each_worker_of_a_pool_starts_with_the_seed(settings, monkeypatch):
     monkeypatch.setattr(pipeline, "load_catalog", lambda root: pytest.fail("parsed again"))
     monkeypatch.setattr(parallel.os, "environ", dict(parallel.os.environ))
     monkeypatch.setattr("etl.core.files.restrict_umask", lambda: None)  # this process's umask
+    monkeypatch.setattr("etl.core.heap.settle", lambda: None)  # and its collector
     parallel._init_worker(environment, given)
     assert pipeline.catalog(settings) is seed[1]

@@ -110,3 +110,45 @@ def test_a_real_ledger_refusal_through_the_console_script_has_no_traceback(tmp_p
     assert "Traceback" not in output
     assert "w1_skaraborg" in output
     assert LedgerError.__name__ not in output or "refused" in output
+
+
+@pytest.mark.parametrize(("jobs", "settled"), [("1", True), ("2", False)])
+def test_run_settles_the_heap_only_when_it_runs_stages_in_its_own_process(
+    jobs, settled, monkeypatch, tmp_path
+):
+    """``vardflytt run --jobs 1`` runs every stage in its process: the stages' modules are
+    imported and the heap settled first (etl/core/heap.py); with workers, they do it."""
+    from etl.cli import common
+
+    monkeypatch.setenv("VARDFLYTT_HOME", str(tmp_path / "home"))
+    calls = []
+    monkeypatch.setattr("etl.core.heap.preload_and_settle", lambda modules: calls.append(modules))
+
+    def stopped(*_args, **_kwargs):
+        calls.append("run_system")
+        raise AccountingError("stop here")
+
+    monkeypatch.setattr(pipeline, "run_system", stopped)
+    arguments = ["run", "elvis", "--as-of-date", "2026-07-01", "--jobs", jobs]
+    monkeypatch.setattr(common, "OWN_PROCESS", False)  # a host process: left alone
+    with pytest.raises(SystemExit):
+        app(arguments, prog_name="vardflytt")
+    assert calls == ["run_system"]
+    calls.clear()
+    monkeypatch.setattr(common, "OWN_PROCESS", True)  # as etl.cli.main sets it
+    with pytest.raises(SystemExit):
+        app(arguments, prog_name="vardflytt")
+    from etl.stage_modules import STAGE_MODULES
+
+    assert calls == ([STAGE_MODULES, "run_system"] if settled else ["run_system"])
+
+
+def test_the_console_entry_point_marks_the_process_as_vardflytts_own(monkeypatch):
+    import etl.cli
+    from etl.cli import common
+
+    monkeypatch.setattr(common, "OWN_PROCESS", False)
+    seen = []
+    monkeypatch.setattr(etl.cli, "app", lambda: seen.append(common.OWN_PROCESS))
+    etl.cli.main()
+    assert seen == [True]
