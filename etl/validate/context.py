@@ -88,12 +88,17 @@ def context_columns(meta: dict | None) -> list[str]:
 
 
 def enrich(
-    paths: BatchPaths, rows: pd.DataFrame, meta: dict | None, core_url: str | None = None
+    paths: BatchPaths,
+    rows: pd.DataFrame,
+    meta: dict | None,
+    core_url: str | None = None,
+    mappings_dir: Path | None = None,
 ) -> pd.DataFrame:
     """The chunk with the declared context columns joined in (NA where there is no match).
 
     Rows whose related entity is not in this batch (a delta batch carries only changed patients)
-    are completed from the core tables, when ``core_url`` is given."""
+    are completed from the core tables, when ``core_url`` is given. Lookup tables are read from
+    ``mappings_dir``: the run's own mappings (the environment's settings' when not given)."""
     declared = (meta or {}).get("context") or {}
     if not declared or rows.empty:
         return rows
@@ -102,8 +107,13 @@ def enrich(
         _join_entity(paths, enriched, entity, columns)
         if core_url:
             _complete_from_core(core_url, enriched, entity, columns)
-    for name, lookup in (declared.get(LOOKUPS) or {}).items():
-        _join_lookup(enriched, name, lookup)
+    lookups = declared.get(LOOKUPS) or {}
+    if lookups and mappings_dir is None:
+        from etl.settings import get_settings
+
+        mappings_dir = get_settings().mappings_dir
+    for name, lookup in lookups.items():
+        _join_lookup(enriched, name, lookup, mappings_dir)
     for name, operation in (declared.get(DERIVED) or {}).items():
         enriched[f"{DERIVED}{CONTEXT_SEPARATOR}{name}"] = _derive(enriched, name, operation)
     return enriched
@@ -237,8 +247,8 @@ def _as_timestamps(values: pd.Series) -> pd.Series:
 # --- lookups ----------------------------------------------------------------------------------
 
 
-def _join_lookup(rows: pd.DataFrame, name: str, lookup: dict) -> None:
-    table = reference_table(_table_path(lookup["table"]), tuple(lookup["on"].values()))
+def _join_lookup(rows: pd.DataFrame, name: str, lookup: dict, mappings_dir: Path) -> None:
+    table = reference_table(mappings_dir / lookup["table"], tuple(lookup["on"].values()))
     on: dict[str, str] = lookup["on"]
     keys = pd.DataFrame(
         {table_column: _key_text(rows[column]) for column, table_column in on.items()},
@@ -259,12 +269,6 @@ def _join_lookup(rows: pd.DataFrame, name: str, lookup: dict) -> None:
 def _key_text(values: pd.Series) -> pd.Series:
     text = values.astype("string").str.strip()
     return text.mask(text == "")
-
-
-def _table_path(relative: str) -> Path:
-    from etl.settings import get_settings
-
-    return get_settings().mappings_dir / relative
 
 
 def reference_table(path: Path, keys: tuple[str, ...]) -> pd.DataFrame:

@@ -130,6 +130,16 @@ def test_lookup_joins_on_every_key_and_flags_units_the_code_does_not_allow(batch
     assert high.dtype == "float64"
 
 
+def test_lookup_tables_are_read_from_the_runs_own_mappings(batch, tmp_path):
+    """The validate stage passes its settings' mappings folder: a run configured with other
+    mappings than the environment's reads their lookup tables, not the environment's."""
+    own = tmp_path / "run-mappings"
+    own.mkdir()
+    (own / "ranges.csv").write_text(TABLE.replace("NPU1,mmol/L,1,15", "NPU1,mmol/L,1,99"), "utf-8")
+    assert enrich(batch, _rows(), META, mappings_dir=own)["lab__high"][10] == 99.0
+    assert enrich(batch, _rows(), META)["lab__high"][10] == 15.0  # the environment's
+
+
 def test_derived_columns(batch):
     enriched = enrich(batch, _rows(), META)
     assert enriched["derived__event_date"][10] == pd.Timestamp("2002-06-15")
