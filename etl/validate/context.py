@@ -108,12 +108,13 @@ def enrich(
         if core_url:
             _complete_from_core(core_url, enriched, entity, columns)
     lookups = declared.get(LOOKUPS) or {}
-    if lookups and mappings_dir is None:
-        from etl.settings import get_settings
+    if lookups:
+        if mappings_dir is None:
+            from etl.settings import get_settings
 
-        mappings_dir = get_settings().mappings_dir
-    for name, lookup in lookups.items():
-        _join_lookup(enriched, name, lookup, mappings_dir)
+            mappings_dir = get_settings().mappings_dir
+        for name, lookup in lookups.items():
+            _join_lookup(enriched, name, lookup, mappings_dir)
     for name, operation in (declared.get(DERIVED) or {}).items():
         enriched[f"{DERIVED}{CONTEXT_SEPARATOR}{name}"] = _derive(enriched, name, operation)
     return enriched
