@@ -393,23 +393,35 @@ def iter_selected_frames(
 ) -> Iterator[pd.DataFrame]:
     """The landed rows with the given row numbers, chunk by chunk, as etl.core.arrow.iter_frames.
 
-    Filtered in Arrow before pandas sees a row, so a small delta of a large snapshot stays cheap;
+    Filtered in Arrow before pandas sees a row, so a small delta of a large snapshot stays cheap:
+    only the row groups holding a wanted row are decoded whole (the others' row numbers only: a
+    final delta of a few rows no longer decodes every column of every row of the snapshot), and
     each chunk is matched only against the wanted numbers within its own range.
     """
     wanted = np.sort(row_numbers.to_numpy(zero_copy_only=False))
     if not len(wanted):
         return
     source = open_parquet(path)
-    for batch in source.iter_batches(batch_size=chunk_rows):
-        numbers = batch.column(ROW_NUMBER).to_numpy(zero_copy_only=False)
-        if not len(numbers):
+    for group in range(source.metadata.num_row_groups):
+        numbers = source.read_row_group(group, columns=[ROW_NUMBER]).column(0)
+        if not _holds_any(numbers.to_numpy(), wanted):
             continue
-        first = np.searchsorted(wanted, numbers.min(), side="left")
-        last = np.searchsorted(wanted, numbers.max(), side="right")
-        if first == last:
-            continue
-        batch = batch.filter(pa.array(np.isin(numbers, wanted[first:last])))
-        if not batch.num_rows:
-            continue
-        # Text as nullable strings straight from Arrow, as etl.core.arrow.iter_frames reads it.
-        yield batch.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+        for batch in source.iter_batches(batch_size=chunk_rows, row_groups=[group]):
+            numbers = batch.column(ROW_NUMBER).to_numpy(zero_copy_only=False)
+            if not _holds_any(numbers, wanted):
+                continue
+            first = np.searchsorted(wanted, numbers.min(), side="left")
+            last = np.searchsorted(wanted, numbers.max(), side="right")
+            batch = batch.filter(pa.array(np.isin(numbers, wanted[first:last])))
+            if not batch.num_rows:
+                continue
+            # Text as nullable strings straight from Arrow, as etl.core.arrow.iter_frames reads it.
+            yield batch.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+
+
+def _holds_any(numbers: np.ndarray, wanted: np.ndarray) -> bool:
+    """Whether some wanted (sorted) row number lies within the range of ``numbers``."""
+    if not len(numbers):
+        return False
+    first = np.searchsorted(wanted, numbers.min(), side="left")
+    return bool(first < len(wanted) and wanted[first] <= numbers.max())

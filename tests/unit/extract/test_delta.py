@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etl.batch import BatchPaths
 from etl.catalog import load_catalog
@@ -198,6 +201,68 @@ def test_only_selected_rows_are_read_for_the_transform(tmp_path):
     rows = pd.concat(frames)
     assert list(rows["X"]) == ["v", "y"] and rows["X"].dtype == "string"
     assert list(iter_selected_frames(landed, 2, pa.array([], pa.int64()))) == []
+
+
+@pytest.mark.parametrize(
+    ("selected", "groups_read", "values"),
+    [
+        ([3], [1], ["w"]),  # only the middle row group is decoded whole
+        ([1, 6], [0, 2], ["u", "z"]),
+        ([2, 3, 4, 5], [0, 1, 2], ["v", "w", "x", "y"]),
+        ([7], [], []),  # beyond the snapshot: nothing decoded, nothing mapped
+    ],
+)
+def test_a_delta_decodes_only_the_row_groups_that_hold_its_rows(
+    tmp_path, monkeypatch, selected, groups_read, values
+):
+    """A final delta maps a few rows of a large snapshot: the row groups without one of them are
+    not decoded (their row numbers only), and the rows are those a full read would select."""
+    from etl.extract import delta
+
+    path = _landed(tmp_path / "d.parquet", list("abcdef"), [1, 2, 3, 4, 5, 6], X=list("uvwxyz"))
+    pq.write_table(pq.read_table(path), path, row_group_size=2)  # three row groups of two rows
+    read: list[int] = []
+
+    def recording(source_path):
+        source = pq.ParquetFile(source_path)
+        whole = source.iter_batches
+
+        def iter_batches(*args, row_groups=None, **kwargs):
+            read.extend(row_groups if row_groups is not None else range(3))
+            return whole(*args, row_groups=row_groups, **kwargs)
+
+        source.iter_batches = iter_batches
+        return source
+
+    monkeypatch.setattr(delta, "open_parquet", recording)
+    frames = list(iter_selected_frames(path, 50_000, pa.array(selected, pa.int64())))
+    assert read == groups_read
+    rows = pd.concat(frames) if frames else pd.DataFrame({"X": []})
+    assert list(rows["X"]) == values
+    assert all(len(frame) for frame in frames)  # no empty chunk is handed on
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(0, 40),
+    group_rows=st.integers(1, 12),
+    chunk_rows=st.integers(1, 15),
+    selected=st.sets(st.integers(-2, 45), max_size=12),
+)
+def test_the_selected_rows_are_those_of_filtering_the_whole_snapshot(
+    tmp_path_factory, rows, group_rows, chunk_rows, selected
+):
+    path = tmp_path_factory.mktemp("groups") / "d.parquet"
+    values = [f"v{i}" for i in range(rows)]
+    _landed(path, [f"k{i}" for i in range(rows)], list(range(rows)), X=values)
+    pq.write_table(pq.read_table(path), path, row_group_size=group_rows)
+    wanted = pa.array(sorted(selected), pa.int64())
+    frames = list(iter_selected_frames(path, chunk_rows, wanted))
+    assert all(0 < len(frame) <= chunk_rows for frame in frames)
+    whole = pq.read_table(path)
+    expected = whole.filter(pc.is_in(whole[ROW_NUMBER], value_set=wanted))
+    got = [x for frame in frames for x in frame["X"]]
+    assert got == expected["X"].to_pylist()
 
 
 def _delta(rows: list[tuple[int | None, str, str]]) -> pa.Table:
