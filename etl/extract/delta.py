@@ -61,8 +61,6 @@ DELETION_SCHEMA = pa.schema(
         ("source_system", pa.string()),
     ]
 )
-_STATISTICS = ("min", "max", "count", "sum")
-_BASE_HASH = f"base_{ROW_HASH}"
 
 
 class NoBaseBatchError(RuntimeError):
@@ -131,42 +129,90 @@ def _has_key(keys: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.and_(pc.is_valid(keys), pc.not_equal(pc.fill_null(keys, ""), ""))
 
 
-def _signatures(rows: pa.Table, base_rows: pa.Table) -> pa.Table:
-    """Per source key of either snapshot, count, min, max and sum of its row hashes in the
-    current rows (``_row_hash_*``) and in the base's (``base__row_hash_*``); the sum wraps at
-    2**64, and a side without the key counts 0 (its other statistics null).
+def _key_codes(
+    ours: pa.ChunkedArray, theirs: pa.ChunkedArray
+) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """The distinct keys of both sides, and each row's key as a position in them (one hash pass
+    over the keys: every later step works on integers)."""
+    text = ours.type  # the base's keys as this snapshot's type (the same, unless it changed)
+    both = pa.chunked_array([*ours.chunks, *theirs.cast(text).chunks], type=text)
+    encoded = pc.dictionary_encode(both)
+    if not encoded.num_chunks:
+        empty = np.empty(0, dtype=np.int64)
+        return pa.array([], text), empty, empty
+    codes = np.concatenate(
+        [chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
+    ).astype(np.int64)
+    return encoded.chunk(0).dictionary, codes[: len(ours)], codes[len(ours) :]
 
-    The same rows give the same statistics in any order. Different rows give different ones,
-    exactly for a key with one or two rows, and for a key repeated more often unless a change
-    kept count, min, max and the 64-bit sum alike (a chance of about 2**-64). One grouping of
-    both sides' keyed rows, each side's hashes in a column of its own (null on the other side's
-    rows, which the aggregates skip): no join of two groupings, no anti-join for deleted keys.
-    """
+
+def _hashes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Row hashes as unsigned 64-bit integers, and where one is missing."""
+    missing = np.asarray(values.is_null(), dtype=bool)
+    return np.asarray(values.cast(pa.uint64()).fill_null(0), dtype=np.uint64), missing
+
+
+def _differing_keys(
+    size: int,
+    ours: tuple[np.ndarray, np.ndarray, np.ndarray],
+    theirs: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Per key (of ``size``): whether its rows' hashes differ as a multiset between the sides
+    (each side: key codes, hashes, missing hashes). Exact: a different number of rows, a
+    different hash of a key's one row, or, for a key repeated as often on both sides, its
+    hashes sorted and compared one by one. A missing hash on either side counts as a change
+    (unknown content is mapped again, never assumed the same)."""
+    (our_codes, our_hashes, our_missing) = ours
+    (their_codes, their_hashes, their_missing) = theirs
+    our_count = np.bincount(our_codes, minlength=size)
+    their_count = np.bincount(their_codes, minlength=size)
+    differs = our_count != their_count
+    single = (our_count == 1) & (their_count == 1)
+    our_first = np.zeros(size, dtype=np.uint64)
+    our_first[our_codes] = our_hashes  # exact where a key has one row
+    their_first = np.zeros(size, dtype=np.uint64)
+    their_first[their_codes] = their_hashes
+    differs |= single & (our_first != their_first)
+    repeated = (our_count == their_count) & (our_count > 1)
+    if repeated.any():
+        sides = []
+        for codes, hashes in ((our_codes, our_hashes), (their_codes, their_hashes)):
+            chosen = repeated[codes]
+            order = np.lexsort((hashes[chosen], codes[chosen]))
+            sides.append((codes[chosen][order], hashes[chosen][order]))
+        # The same keys, each as often, in the same order on both sides: position by position.
+        (codes, left), (_, right) = sides
+        differs[codes[left != right]] = True
+    differs[our_codes[our_missing]] = True
+    differs[their_codes[their_missing]] = True
+    return differs
+
+
+def _keyed_changes(rows: pa.Table, base_rows: pa.Table) -> tuple[pa.Table, pa.Array]:
+    """The keyed rows of ``rows`` that are new or changed (row number, key, change) and the
+    keys only the base has (deleted), comparing each key's rows in both snapshots."""
     ours = rows.filter(_has_key(rows[SOURCE_KEY]))
     theirs = base_rows.filter(_has_key(base_rows[SOURCE_KEY]))
-    key_type = ours.schema.field(SOURCE_KEY).type
-    hash_type = ours.schema.field(ROW_HASH).type
-    both = pa.concat_tables(
-        [
-            pa.table(
-                {
-                    SOURCE_KEY: ours[SOURCE_KEY],
-                    ROW_HASH: ours[ROW_HASH],
-                    _BASE_HASH: pa.nulls(ours.num_rows, hash_type),
-                }
-            ),
-            pa.table(
-                {
-                    SOURCE_KEY: theirs[SOURCE_KEY].cast(key_type),
-                    ROW_HASH: pa.nulls(theirs.num_rows, hash_type),
-                    _BASE_HASH: theirs[ROW_HASH].cast(hash_type),
-                }
-            ),
-        ]
+    keys, our_codes, their_codes = _key_codes(ours[SOURCE_KEY], theirs[SOURCE_KEY])
+    size = len(keys)
+    differs = _differing_keys(
+        size, (our_codes, *_hashes(ours[ROW_HASH])), (their_codes, *_hashes(theirs[ROW_HASH]))
     )
-    return both.group_by(SOURCE_KEY).aggregate(
-        [(ROW_HASH, name) for name in _STATISTICS] + [(_BASE_HASH, name) for name in _STATISTICS]
+    is_new = np.bincount(their_codes, minlength=size) == 0
+    is_deleted = np.bincount(our_codes, minlength=size) == 0
+    # Per key: 0 unchanged, 1 new, 2 changed (a deleted key has no row here).
+    kind = np.where(is_new, 1, np.where(differs & ~is_deleted, 2, 0)).astype(np.int8)
+    row_kind = kind[our_codes]
+    chosen = pa.array(row_kind > 0)
+    changes = pa.array([None, NEW, CHANGED], pa.string()).take(pa.array(row_kind[row_kind > 0]))
+    keyed = pa.table(
+        {
+            ROW_NUMBER: ours[ROW_NUMBER].filter(chosen),
+            SOURCE_KEY: ours[SOURCE_KEY].filter(chosen),
+            CHANGE: changes,
+        }
     )
+    return keyed, keys.filter(pa.array(is_deleted))
 
 
 def diff_dataset(current: Path, base: Path | None) -> pa.Table:
@@ -178,33 +224,7 @@ def diff_dataset(current: Path, base: Path | None) -> pa.Table:
         )
     else:
         base_rows = pq.read_table(base, columns=[SOURCE_KEY, ROW_HASH])
-    signatures = _signatures(rows, base_rows)
-    is_new = pc.equal(signatures[f"{_BASE_HASH}_count"], 0)
-    is_deleted = pc.equal(signatures[f"{ROW_HASH}_count"], 0)
-    differs = pc.fill_null(
-        _any(
-            [
-                pc.not_equal(signatures[f"{ROW_HASH}_{name}"], signatures[f"{_BASE_HASH}_{name}"])
-                for name in _STATISTICS
-            ]
-        ),
-        False,
-    )
-    change = pc.if_else(
-        is_new,
-        pa.scalar(NEW),
-        pc.if_else(
-            pc.and_(pc.invert(is_deleted), differs),
-            pa.scalar(CHANGED),
-            pa.scalar(None, pa.string()),
-        ),
-    )
-    changed_keys = pa.table({SOURCE_KEY: signatures[SOURCE_KEY], CHANGE: change}).filter(
-        pc.is_valid(change)
-    )
-    keyed = rows.join(changed_keys, SOURCE_KEY, join_type="inner").select(
-        [ROW_NUMBER, SOURCE_KEY, CHANGE]
-    )
+    keyed, deleted_keys = _keyed_changes(rows, base_rows)
     keyless = rows.filter(pc.invert(_has_key(rows[SOURCE_KEY])))
     base_keyless = base_rows.filter(pc.invert(_has_key(base_rows[SOURCE_KEY])))
     unseen = pc.invert(
@@ -218,22 +238,14 @@ def diff_dataset(current: Path, base: Path | None) -> pa.Table:
             CHANGE: pa.repeat(NEW, keyless.num_rows),
         }
     )
-    deleted_keys = signatures.filter(is_deleted)[SOURCE_KEY]
     deleted = pa.table(
         {
             ROW_NUMBER: pa.nulls(len(deleted_keys), pa.int64()),
-            SOURCE_KEY: deleted_keys,
+            SOURCE_KEY: deleted_keys.cast(pa.string()),
             CHANGE: pa.repeat(DELETED, len(deleted_keys)),
         }
     )
     return _ordered(pa.concat_tables([keyed.cast(DELTA_SCHEMA), keyless_new, deleted]))
-
-
-def _any(conditions: list[pa.ChunkedArray]) -> pa.ChunkedArray:
-    result = conditions[0]
-    for condition in conditions[1:]:
-        result = pc.or_(result, condition)
-    return result
 
 
 def _ordered(table: pa.Table) -> pa.Table:
