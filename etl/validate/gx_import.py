@@ -51,11 +51,23 @@ class _LockedLazyLoader(importlib.util.LazyLoader):
         module.__class__ = _DeferredModule
 
 
+# Set on a module by the import system before its code runs (``module_from_spec``): reading one
+# executes nothing. What walks ``sys.modules`` for them (``inspect.getmodule``, Hypothesis
+# collecting a test run's local constants) then leaves a deferred module deferred. Not
+# ``__path__``: importing a submodule reads its package's, and must execute the package first.
+_IMPORT_METADATA = frozenset(
+    {"__name__", "__file__", "__cached__", "__spec__", "__loader__", "__package__"}
+)
+
+
 class _DeferredModule(ModuleType):
     """A module executed on first attribute access: ``importlib.util._LazyModule`` as Python
-    3.13 has it (the same steps, under the module's lock; the executing thread reads through)."""
+    3.13 has it (the same steps, under the module's lock; the executing thread reads through),
+    except for the import system's own attributes (``_IMPORT_METADATA``)."""
 
     def __getattribute__(self, attribute: str) -> Any:
+        if attribute in _IMPORT_METADATA:
+            return object.__getattribute__(self, attribute)
         spec = object.__getattribute__(self, "__spec__")
         state = spec.loader_state
         with state["lock"]:
