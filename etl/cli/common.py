@@ -34,11 +34,12 @@ def checked_catalog(settings: Settings) -> Catalog:
 OWN_PROCESS = False
 
 
-def runs_stages_here() -> None:
-    """This command runs migration stages in its own process: their modules are imported now and
-    the heap settled (etl/core/heap.py), as Airflow's task runners and the fork server's workers
-    start. Only when ``vardflytt`` is the process's program (``OWN_PROCESS``)."""
-    if not OWN_PROCESS:
+def runs_stages_here(jobs: int) -> None:
+    """Before a command runs migration stages: with ``jobs`` 1 they run in this process, so their
+    modules are imported now and the heap settled (etl/core/heap.py), as Airflow's task runners
+    and the fork server's workers start (with more, the workers do it). Only when ``vardflytt``
+    is the process's program (``OWN_PROCESS``)."""
+    if jobs != 1 or not OWN_PROCESS:
         return
     from etl.core.heap import preload_and_settle
     from etl.stage_modules import STAGE_MODULES

@@ -323,8 +323,7 @@ def cutover_rehearse(
 
     settings = _settings(plan_file)
     jobs = jobs or default_jobs(settings)
-    if jobs == 1:  # the systems one after another in this process
-        runs_stages_here()
+    runs_stages_here(jobs)
     result = _cutover_call(
         waves.rehearse,
         settings,
@@ -359,8 +358,7 @@ def cutover_load(
 
     settings = _settings(plan_file)
     jobs = jobs or default_jobs(settings)
-    if jobs == 1:  # the systems one after another in this process
-        runs_stages_here()
+    runs_stages_here(jobs)
     evidence = _cutover_call(
         waves.load_wave,
         settings,

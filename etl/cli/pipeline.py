@@ -81,8 +81,7 @@ def run(
     entities = {system: catalog.system(system).entities for system in systems}
     as_of = dt.date.fromisoformat(as_of_date) if as_of_date else dt.date.today()
     jobs = jobs or default_jobs(settings)
-    if jobs == 1:  # every stage in this process (with more, in worker processes)
-        runs_stages_here()
+    runs_stages_here(jobs)
     if len(systems) == 1:
         system = systems[0]
         batch = batch_id or new_batch_id(system, "cli")

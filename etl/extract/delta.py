@@ -153,19 +153,19 @@ def _hashes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _differing_keys(
-    size: int,
+    counts: tuple[np.ndarray, np.ndarray],
     ours: tuple[np.ndarray, np.ndarray, np.ndarray],
     theirs: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> np.ndarray:
-    """Per key (of ``size``): whether its rows' hashes differ as a multiset between the sides
-    (each side: key codes, hashes, missing hashes). Exact: a different number of rows, a
-    different hash of a key's one row, or, for a key repeated as often on both sides, its
-    hashes sorted and compared one by one. A missing hash on either side counts as a change
-    (unknown content is mapped again, never assumed the same)."""
+    """Per key: whether its rows' hashes differ as a multiset between the sides (``counts``:
+    each side's rows per key; each side: key codes, hashes, missing hashes). Exact: a different
+    number of rows, a different hash of a key's one row, or, for a key repeated as often on both
+    sides, its hashes sorted and compared one by one. A missing hash on either side counts as a
+    change (unknown content is mapped again, never assumed the same)."""
+    our_count, their_count = counts
     (our_codes, our_hashes, our_missing) = ours
     (their_codes, their_hashes, their_missing) = theirs
-    our_count = np.bincount(our_codes, minlength=size)
-    their_count = np.bincount(their_codes, minlength=size)
+    size = len(our_count)
     differs = our_count != their_count
     single = (our_count == 1) & (their_count == 1)
     our_first = np.zeros(size, dtype=np.uint64)
@@ -194,12 +194,14 @@ def _keyed_changes(rows: pa.Table, base_rows: pa.Table) -> tuple[pa.Table, pa.Ar
     ours = rows.filter(_has_key(rows[SOURCE_KEY]))
     theirs = base_rows.filter(_has_key(base_rows[SOURCE_KEY]))
     keys, our_codes, their_codes = _key_codes(ours[SOURCE_KEY], theirs[SOURCE_KEY])
-    size = len(keys)
+    our_count = np.bincount(our_codes, minlength=len(keys))
+    their_count = np.bincount(their_codes, minlength=len(keys))
     differs = _differing_keys(
-        size, (our_codes, *_hashes(ours[ROW_HASH])), (their_codes, *_hashes(theirs[ROW_HASH]))
+        (our_count, their_count),
+        (our_codes, *_hashes(ours[ROW_HASH])),
+        (their_codes, *_hashes(theirs[ROW_HASH])),
     )
-    is_new = np.bincount(their_codes, minlength=size) == 0
-    is_deleted = np.bincount(our_codes, minlength=size) == 0
+    is_new, is_deleted = their_count == 0, our_count == 0
     # Per key: 0 unchanged, 1 new, 2 changed (a deleted key has no row here).
     kind = np.where(is_new, 1, np.where(differs & ~is_deleted, 2, 0)).astype(np.int8)
     row_kind = kind[our_codes]
