@@ -28,7 +28,7 @@ from etl.airflow_main import (
 
 
 @pytest.mark.unit
-def test_airflow_runs_its_own_command_line_with_the_collector_set(monkeypatch):
+def test_airflow_runs_its_own_command_line_with_the_collector_set(monkeypatch, unsettled_heap):
     seen = {}
 
     def airflow_main():

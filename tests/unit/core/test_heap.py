@@ -20,13 +20,7 @@ class _Node:
         self.me = self  # a reference cycle: only the cyclic collector frees it
 
 
-@pytest.fixture
-def restored_collector():
-    yield
-    gc.unfreeze()
-
-
-def test_settle_freezes_what_is_alive(restored_collector):
+def test_settle_freezes_what_is_alive(unsettled_heap):
     kept = _Node()
     settle()
     assert gc.get_freeze_count() > 0
@@ -36,7 +30,7 @@ def test_settle_freezes_what_is_alive(restored_collector):
     assert frozen() is not None  # frozen: a cycle alive at the call is never examined again
 
 
-def test_garbage_made_after_settling_is_still_collected(restored_collector):
+def test_garbage_made_after_settling_is_still_collected(unsettled_heap):
     settle()
     made_after = _Node()
     gone = weakref.ref(made_after)
