@@ -7,6 +7,7 @@ Without a URL they skip (a fresh clone on a laptop); with ``VARDFLYTT_REQUIRE_SE
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from contextlib import contextmanager
@@ -17,6 +18,9 @@ import pytest
 from tests.cores import BOTH_CORES
 
 COST_MARKERS = {"unit", "integration", "dags"}
+# The collector's thresholds as the interpreter started with them (pytest_collection_finish
+# changes them in each worker; unsettled_heap puts them back for a test of them).
+_INTERPRETER_GC_THRESHOLD = gc.get_threshold()
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tests that touch Airflow use a project-local home, never ~/airflow, and never call home. Each
@@ -187,8 +191,6 @@ def pytest_collection_finish(session):
     Hypothesis is imported first: its plugins (trio's) register their random generators at its
     import, and its check that one is referenced uses ``gc.get_referrers``, which does not see
     frozen objects (a spurious warning otherwise)."""
-    import gc
-
     import hypothesis  # noqa: F401
 
     from etl.airflow_main import YOUNG_THRESHOLD
@@ -204,18 +206,13 @@ def unsettled_heap():
     """CPython's collector as a fresh interpreter has it while the test runs (it tests how the
     project sets it): nothing frozen, the default thresholds. Afterwards the worker's settings
     are back and its heap is settled again, with whatever the test left alive."""
-    import gc
-
     worker_threshold = gc.get_threshold()
     gc.unfreeze()
-    gc.set_threshold(*DEFAULT_GC_THRESHOLD)
+    gc.set_threshold(*_INTERPRETER_GC_THRESHOLD)
     yield
     gc.set_threshold(*worker_threshold)
     gc.unfreeze()
     gc.freeze()
-
-
-DEFAULT_GC_THRESHOLD = (700, 10, 10)  # CPython's (Python 3.11-3.13)
 
 
 def _server_url(variable: str) -> str:

@@ -10,6 +10,7 @@ import weakref
 
 import pytest
 
+from etl.airflow_main import YOUNG_THRESHOLD
 from etl.core.heap import settle
 
 pytestmark = pytest.mark.unit
@@ -58,3 +59,15 @@ def test_preload_imports_the_modules_before_freezing():
     before, after, examined = completed.stdout.split()
     assert int(before) == 0 and int(after) > 0
     assert examined == "False"  # the module's function is frozen, out of every generation
+
+
+def test_the_suites_workers_run_tests_on_a_settled_heap():
+    """tests/conftest.py settles each worker once collection is done, as stage processes do:
+    what collection made is frozen and the youngest generation is collected less often."""
+    assert gc.get_freeze_count() > 10_000  # pytest, the libraries and test modules collected
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+
+
+def test_a_test_of_the_collector_starts_from_the_interpreters_settings(unsettled_heap):
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold()[0] != YOUNG_THRESHOLD
