@@ -205,14 +205,15 @@ def pytest_collection_finish(session):
 def unsettled_heap():
     """CPython's collector as a fresh interpreter has it while the test runs (it tests how the
     project sets it): nothing frozen, the default thresholds. Afterwards the worker's settings
-    are back and its heap is settled again, with whatever the test left alive."""
-    worker_threshold = gc.get_threshold()
+    are back and, if its heap was settled, it is settled again (with what the test left alive)."""
+    worker_threshold, was_settled = gc.get_threshold(), gc.get_freeze_count() > 0
     gc.unfreeze()
     gc.set_threshold(*_INTERPRETER_GC_THRESHOLD)
     yield
     gc.set_threshold(*worker_threshold)
     gc.unfreeze()
-    gc.freeze()
+    if was_settled:
+        gc.freeze()
 
 
 def _server_url(variable: str) -> str:
