@@ -38,11 +38,10 @@ import gc
 import sys
 from pathlib import Path
 
-from etl.core.heap import settle
+from etl.core.heap import YOUNG_THRESHOLD, settle
 from etl.stage_modules import STAGE_MODULES
 
 AIRFLOW_COMMAND = (sys.executable, "-P", "-m", "etl.airflow_main")
-YOUNG_THRESHOLD = 10_000
 
 # What a migration task's runner imports: Airflow's task runner and the decorators the DAG files
 # use, then the stages' modules (etl/stage_modules.py). A process that forks task runners imports
@@ -77,9 +76,8 @@ def main() -> None:
     install(sys.argv)
     sys.argv.extend(dag_file_arguments(sys.argv))
     _preload(sys.argv)
-    settle()  # what is alive once Airflow and the preloaded modules are imported (etl/core/heap.py)
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
+    # What is alive once Airflow and the preloaded modules are imported (etl/core/heap.py).
+    settle(YOUNG_THRESHOLD)
     sys.exit(airflow_main())
 
 

@@ -193,12 +193,9 @@ def pytest_collection_finish(session):
     frozen objects (a spurious warning otherwise)."""
     import hypothesis  # noqa: F401
 
-    from etl.airflow_main import YOUNG_THRESHOLD
-    from etl.core.heap import settle
+    from etl.core.heap import YOUNG_THRESHOLD, settle
 
-    settle()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
+    settle(YOUNG_THRESHOLD)
 
 
 @pytest.fixture

@@ -23,10 +23,20 @@ import gc
 import importlib
 from collections.abc import Iterable
 
+# Allocations between collections of the youngest generation for a process that builds a large
+# heap and then ends (CPython's default: 700): ``airflow`` as the project starts it
+# (etl/airflow_main.py) and the test suite's workers (tests/conftest.py).
+YOUNG_THRESHOLD = 10_000
 
-def settle() -> None:
-    """Freeze every object alive now: the collector never examines them again."""
+
+def settle(young_threshold: int | None = None) -> None:
+    """Freeze every object alive now: the collector never examines them again. With
+    ``young_threshold``, the youngest generation is collected that often (allocations) from
+    now on, the older generations' thresholds kept."""
     gc.freeze()
+    if young_threshold is not None:
+        _, middle, oldest = gc.get_threshold()
+        gc.set_threshold(young_threshold, middle, oldest)
 
 
 def preload_and_settle(modules: Iterable[str]) -> None:

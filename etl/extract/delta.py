@@ -422,10 +422,12 @@ def iter_selected_frames(
             continue
         for batch in source.iter_batches(batch_size=chunk_rows, row_groups=[group]):
             numbers = batch.column(ROW_NUMBER).to_numpy(zero_copy_only=False)
-            if not _holds_any(numbers, wanted):
+            if not len(numbers):
                 continue
             first = np.searchsorted(wanted, numbers.min(), side="left")
             last = np.searchsorted(wanted, numbers.max(), side="right")
+            if first == last:
+                continue
             batch = batch.filter(pa.array(np.isin(numbers, wanted[first:last])))
             if not batch.num_rows:
                 continue
