@@ -39,7 +39,7 @@ from typing import Literal
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from etl.batch import BatchPaths, safe_batch_id, write_json
+from etl.batch import BatchPaths, safe_batch_id, write_model_json
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.memo import Memo, folder_key
@@ -415,8 +415,10 @@ def _trend(
         for (dataset, _identity, check), info in problems:
             counts[(dataset, info["entity"], check)][status] += 1
             source_key = info["source_key"]
+            # Built without validation (``model_construct``): every value is one this function
+            # read from the core or made, of the field's own type; thousands of rows a batch.
             rows.append(
-                ProblemRow(
+                ProblemRow.model_construct(
                     status=status,
                     dataset=dataset,
                     entity=info["entity"],
@@ -728,7 +730,7 @@ def write_validation_report(
         summary_json=folder / "summary.json",
         data_docs_index=data_docs_index,
     )
-    write_json(paths.summary_json, summary.model_dump(mode="json"))
+    write_model_json(paths.summary_json, summary)
     write_text(paths.summary_markdown, render_markdown("validation_summary.md", summary=summary))
     write_text(paths.summary_html, render_html("validation_summary.html", summary=summary))
     return paths

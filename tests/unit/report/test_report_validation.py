@@ -27,6 +27,7 @@ from etl.report.data_docs import external_references
 from etl.report.validation import (
     SUPPRESSED,
     NoResultsError,
+    ValidationSummary,
     batch_report_folder,
     run_label,
     select_batches,
@@ -308,6 +309,27 @@ def test_written_report_names_rows_by_pseudonym_only_and_links_its_docs(core):
     assert "10 of 400 rows fail" in page and "within the gate threshold" in page
     assert external_references(paths.folder) == []
     assert "<script" not in page
+
+
+def test_summary_json_is_the_summary_as_json_dumps_wrote_it_and_reads_back_valid(core):
+    settings, _ = core
+    paths = write_validation_report(settings, RUN_2)
+    summary, _results = summarise(settings, RUN_2)
+    summary.mapping_docs, summary.data_docs = _mapping_and_docs(paths)
+    text = paths.summary_json.read_text("utf-8")
+    # The same JSON the standard library's encoder gave before (``write_json``) ...
+    dumped = json.dumps(summary.model_dump(mode="json"), indent=2, default=str, ensure_ascii=False)
+    assert json.loads(text) == json.loads(dumped)
+    # ... and every problem row (built without validation) passes the model's validation.
+    again = ValidationSummary.model_validate_json(text)
+    rows = _system(again, "elvis").trend.rows
+    assert rows and rows == _system(summary, "elvis").trend.rows
+    assert all(isinstance(row.row_number, int) and row.pseudonym for row in rows)
+
+
+def _mapping_and_docs(paths) -> tuple[str | None, str | None]:
+    written = json.loads(paths.summary_json.read_text("utf-8"))
+    return written["mapping_docs"], written["data_docs"]
 
 
 def test_reading_source_keys_is_access_logged(core):
