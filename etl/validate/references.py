@@ -150,20 +150,30 @@ def _unresolved(
     """``unresolved``, with the values as they were looked up: trimmed text, null where that
     left nothing (an Arrow array in the order of ``values``)."""
     text = _trimmed(values)
-    # The chunk's distinct keys and those found, as Arrow arrays: no Python object per key.
-    wanted = pc.unique(pc.drop_null(text)).cast(pa.large_string())
+    # The chunk's distinct keys (nulls left out) and each row's position among them, as Arrow
+    # arrays: no Python object per key. Whether a key resolves is decided once per distinct key;
+    # each row takes its key's answer (looking the rows up in the found keys again hashed every
+    # found key a second time).
+    encoded = pc.dictionary_encode(
+        text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    )
+    wanted = encoded.dictionary.cast(pa.large_string())
     if len(wanted) == 0:
         return pd.Series(False, index=values.index), text
-    found = pa.array([], type=pa.large_string())
+    resolved = np.zeros(len(wanted), dtype=bool)
     if in_batch and paths is not None:
         found = _in_batch(paths, reference, wanted)
-    remaining = wanted.filter(pc.invert(pc.is_in(wanted, value_set=found)))
-    if len(remaining) and core_url:
-        in_core = _in_core(core_url, reference, remaining.to_pylist())
-        found = pa.concat_arrays([found, pa.array(list(in_core), type=pa.large_string())])
-    # Present, and not found (a null is in no set of keys: ``is_in`` says false).
-    failing = pc.and_(pc.is_valid(text), pc.invert(pc.is_in(text, value_set=found.cast(text.type))))
-    return pd.Series(np.asarray(failing, dtype=bool), index=values.index), text
+        resolved |= np.asarray(pc.is_in(wanted, value_set=found), dtype=bool)
+    if not resolved.all() and core_url:
+        remaining = wanted.filter(pa.array(~resolved))
+        in_core = pa.array(list(_in_core(core_url, reference, remaining.to_pylist())))
+        resolved |= np.asarray(pc.is_in(wanted, value_set=in_core.cast(wanted.type)), dtype=bool)
+    # Present, and not found (a null has no position: never failing).
+    positions = encoded.indices
+    failing = ~resolved[np.asarray(positions.fill_null(0), dtype=np.int64)]
+    if positions.null_count:
+        failing &= np.asarray(positions.is_valid(), dtype=bool)
+    return pd.Series(failing, index=values.index), text
 
 
 def _trimmed(values: pd.Series) -> pa.Array:
