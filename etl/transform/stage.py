@@ -68,13 +68,6 @@ class StageReport(BaseModel):
 # text). Dictionary pages only for a text column of few distinct values in a sample of the first
 # chunk, where they pay; a column of mostly distinct values (ids, keys, hashes, instants) costs
 # time to try a dictionary and bytes to fall back from it. The values read back are the same.
-#
-# Not compressed: a stage file is scratch between two stages of one batch (the landed file, kept
-# as the source's record, stays Snappy-compressed), written once and read whole once or twice, and
-# Snappy was about half of writing it and of reading it back (the transformed observations of
-# the bench's 20,000 people: written in 0.072 s compressed, 0.036-0.045 s not; read in 0.035-0.042
-# s against 0.017-0.020 s), for files about a third smaller (12.3 MB against 17.8 MB).
-STAGE_COMPRESSION = "none"
 _DICTIONARY_SAMPLE_ROWS = 2048
 _DICTIONARY_DISTINCT_SHARE = 0.2
 _FILTERED_SUFFIX = "_id"
@@ -99,11 +92,7 @@ def writer_options(schema: pa.Schema, first: pa.Table | None) -> dict:
             and pc.count_distinct(sample.column(field.name)).as_py() <= share
         ]
     statistics = [field.name for field in schema if field.name.endswith(_FILTERED_SUFFIX)]
-    return {
-        "use_dictionary": dictionary,
-        "write_statistics": statistics,
-        "compression": STAGE_COMPRESSION,
-    }
+    return {"use_dictionary": dictionary, "write_statistics": statistics}
 
 
 class StageWriter:

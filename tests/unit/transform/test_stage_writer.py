@@ -51,8 +51,6 @@ def test_rows_read_back_as_written_and_id_columns_keep_statistics(tmp_path):
     assert columns["encounter_id"].is_stats_set
     assert columns["encounter_id"].statistics.min == f"{1:032x}"
     assert not columns["note"].is_stats_set
-    # Scratch between two stages: not compressed (etl/transform/stage.py, STAGE_COMPRESSION).
-    assert {column.compression for column in columns.values()} == {"UNCOMPRESSED"}
 
 
 def test_dictionary_only_for_text_of_few_distinct_values():
