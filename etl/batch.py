@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,7 +77,7 @@ class BatchPaths:
 
 
 def write_json(path: Path, content: Any) -> None:
-    _write_json_text(path, lambda: json.dumps(content, indent=2, default=str, ensure_ascii=False))
+    _write_json_text(path, json.dumps(content, indent=2, default=str, ensure_ascii=False))
 
 
 def write_model_json(path: Path, model: BaseModel) -> None:
@@ -86,14 +85,14 @@ def write_model_json(path: Path, model: BaseModel) -> None:
     what the reports hold, strings, integers and plain decimals), serialised by pydantic's
     compiled encoder. With an indent, ``json.dumps`` runs its pure-Python encoder over every
     value: a report listing thousands of problem rows spent most of its writing there."""
-    _write_json_text(path, lambda: model.model_dump_json(indent=2))
+    _write_json_text(path, model.model_dump_json(indent=2))
 
 
-def _write_json_text(path: Path, text_of: Callable[[], str]) -> None:
+def _write_json_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
     try:
-        temporary.write_text(text_of(), "utf-8")
+        temporary.write_text(text, "utf-8")
     except BaseException:
         temporary.unlink(missing_ok=True)  # a failed write leaves nothing behind
         raise

@@ -28,6 +28,12 @@ _ARROW_TYPES = {
 }
 
 
+def one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``values`` as one contiguous array (``pa.array`` and pandas' Arrow-backed columns give a
+    chunked array, e.g. when a column's text passes 2 GiB of 32-bit offsets)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
 @cache
 def entity_schema(entity: str) -> pa.Schema:
     model = ENTITIES[entity]

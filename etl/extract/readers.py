@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from etl.catalog import FileDataset, FileFormat, SqlDataset, SystemSpec
 from etl.core import residency
+from etl.core.arrow import one_array
 from etl.extract import hl7v2, jsonl, text_records, xml_records
 from etl.extract.records import (
     DRIFT_SAMPLE_RECORDS,
@@ -333,19 +334,14 @@ def _text_array(values: tuple, is_bytes: bool) -> pa.Array | None:
     if is_bytes:
         if array is not None and array.type in (pa.binary(), pa.null()):
             try:
-                return _one_piece(array.cast(pa.large_string()))
+                return one_array(array.cast(pa.large_string()))
             except pa.ArrowInvalid:  # not UTF-8 somewhere in the column
                 pass
         decoded = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
         return _text_array(tuple(decoded), is_bytes=False)
     if array is None or array.type not in (pa.string(), pa.null()):
         return None
-    return _one_piece(array.cast(pa.large_string()))
-
-
-def _one_piece(array: pa.Array | pa.ChunkedArray) -> pa.Array:
-    # pa.array gives a chunked array when a column's text passes 2 GiB (32-bit offsets)
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return one_array(array.cast(pa.large_string()))
 
 
 def _text_frame(rows: Sequence, columns: list[str], is_bytes: bool) -> dict[str, pa.Array] | None:

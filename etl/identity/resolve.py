@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.core.arrow import one_array
 from etl.core.ids import core_ids
 from etl.identifiers import IdentityKind
 
@@ -376,8 +377,7 @@ def _column(values: pa.Array) -> Any:
 
 def _text_column(values: pd.Series) -> pa.Array:
     """A column as Arrow large strings (each value as its ``str``, missing values null)."""
-    array = pa.array(values.astype("string").array, type=pa.large_string())
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return one_array(pa.array(values.astype("string").array, type=pa.large_string()))
 
 
 def _codes(values: pa.Array) -> tuple[np.ndarray, list[Any]]:

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from etl.core.arrow import open_parquet
+from etl.core.arrow import one_array, open_parquet
 from etl.core.batch_states import PROMOTED
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, HISTORY_TABLES, promotion, reconciliation_bucket
@@ -77,7 +77,7 @@ for _position, _digit in enumerate("0123456789abcdef"):
 
 def _fixed_width_bytes(values: pa.ChunkedArray | pa.Array, width: int, what: str) -> np.ndarray:
     """The strings as an (n, width) uint8 matrix; every string must have exactly ``width`` bytes."""
-    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    array = one_array(values)
     array = pc.cast(array, pa.large_string())
     wrong_width = len(array) and pc.any(pc.not_equal(pc.utf8_length(array), width)).as_py()
     if array.null_count or wrong_width:

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from etl.batch import BatchPaths
-from etl.core.arrow import open_parquet, scan_filtered
+from etl.core.arrow import one_array, open_parquet, scan_filtered
 from etl.core.ids import core_ids
 from etl.extract.landing import SOURCE_KEY
 from etl.validate.keyscan import rows_with_keys
@@ -154,9 +154,7 @@ def _unresolved(
     # arrays: no Python object per key. Whether a key resolves is decided once per distinct key;
     # each row takes its key's answer (looking the rows up in the found keys again hashed every
     # found key a second time).
-    encoded = pc.dictionary_encode(
-        text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    )
+    encoded = pc.dictionary_encode(one_array(text))
     wanted = encoded.dictionary.cast(pa.large_string())
     if len(wanted) == 0:
         return pd.Series(False, index=values.index), text
@@ -166,8 +164,9 @@ def _unresolved(
         resolved |= np.asarray(pc.is_in(wanted, value_set=found), dtype=bool)
     if not resolved.all() and core_url:
         remaining = wanted.filter(pa.array(~resolved))
-        in_core = pa.array(list(_in_core(core_url, reference, remaining.to_pylist())))
-        resolved |= np.asarray(pc.is_in(wanted, value_set=in_core.cast(wanted.type)), dtype=bool)
+        in_core = _in_core(core_url, reference, remaining.to_pylist())
+        found_in_core = pa.array(list(in_core), type=wanted.type)
+        resolved |= np.asarray(pc.is_in(wanted, value_set=found_in_core), dtype=bool)
     # Present, and not found (a null has no position: never failing).
     positions = encoded.indices
     failing = ~resolved[np.asarray(positions.fill_null(0), dtype=np.int64)]
