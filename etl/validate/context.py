@@ -52,13 +52,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from etl.batch import BatchPaths
-from etl.core.arrow import scan_filtered
+from etl.core.arrow import one_array, scan_filtered
 from etl.validate.keyscan import rows_with_keys
 
 CONTEXT_SEPARATOR = "__"
@@ -140,8 +141,14 @@ def _join_entity(paths: BatchPaths, rows: pd.DataFrame, entity: str, columns: li
         for name in names:
             rows[name] = pd.NaT
         return
-    wanted = rows[key].dropna().unique()
-    value_set = _string_array(wanted)
+    # The chunk's keys hashed once: their distinct values are what is read, and each row's
+    # match is its distinct value's (text keys; any other kind as before).
+    encoded = None
+    if isinstance(rows[key].dtype, pd.StringDtype):
+        encoded = pc.dictionary_encode(one_array(_string_array(rows[key])))
+        value_set = encoded.dictionary
+    else:
+        value_set = _string_array(rows[key].dropna().unique())
     table = rows_with_keys(source, key, [key, *columns], value_set)
     if table is None:  # a key that is not text, or a column missing: the dataset scan decides
         table = scan_filtered(
@@ -152,9 +159,11 @@ def _join_entity(paths: BatchPaths, rows: pd.DataFrame, entity: str, columns: li
     if table.num_rows and temporal:
         # Temporal columns: each chunk row's first match taken in Arrow, one hash lookup for all
         # of them (pandas' ``map`` hashed every key again per column, through Python objects).
-        positions = pc.index_in(
-            _string_array(rows[key]), value_set=_string_array(table[key].combine_chunks())
-        )
+        found = _string_array(table[key].combine_chunks())
+        if encoded is not None:
+            positions = pc.index_in(value_set, value_set=found).take(encoded.indices)
+        else:
+            positions = pc.index_in(_string_array(rows[key]), value_set=found)
         for column, name in zip(columns, names, strict=True):
             if column in temporal:
                 rows[name] = _as_timestamps(_taken(table[column], positions, rows.index))
@@ -249,22 +258,61 @@ def _as_timestamps(values: pd.Series) -> pd.Series:
 
 
 def _join_lookup(rows: pd.DataFrame, name: str, lookup: dict, mappings_dir: Path) -> None:
+    """The lookup's columns (and match) joined in. The chunk's distinct key combinations are
+    joined, once each, and every row takes its combination's answer: a chunk of lab results
+    has a few hundred analysis/unit pairs for its tens of thousands of rows. The same answers
+    as ``merge`` of every row's keys (a table's keys are unique, so a left join keeps one row
+    per key combination, missing keys included)."""
     table = reference_table(mappings_dir / lookup["table"], tuple(lookup["on"].values()))
     on: dict[str, str] = lookup["on"]
-    keys = pd.DataFrame(
-        {table_column: _key_text(rows[column]) for column, table_column in on.items()},
-        index=rows.index,
-    )
+    positions, keys = _distinct_keys(rows, on)
     matched = keys.merge(table, how="left", on=list(on.values()), indicator=True)
-    matched.index = rows.index
+
+    def per_row(values: pd.Series) -> pd.Series:
+        taken = values.take(positions)
+        taken.index = rows.index
+        return taken
+
     for column in lookup.get("columns", []):
-        rows[f"{name}{CONTEXT_SEPARATOR}{column}"] = matched[column]
+        rows[f"{name}{CONTEXT_SEPARATOR}{column}"] = per_row(matched[column])
     if lookup.get("match"):
         first = next(iter(on.values()))
         in_scope = keys.notna().all(axis=1) & keys[first].isin(table[first])
         is_match = (matched["_merge"] == "both").astype("boolean")
         # pandas-stubs refuse pd.NA as the replacement of Series.where
-        rows[f"{name}{CONTEXT_SEPARATOR}{lookup['match']}"] = is_match.where(in_scope, pd.NA)  # type: ignore[call-overload]
+        answer = is_match.where(in_scope, pd.NA)  # type: ignore[call-overload]
+        rows[f"{name}{CONTEXT_SEPARATOR}{lookup['match']}"] = per_row(answer)
+
+
+def _distinct_keys(rows: pd.DataFrame, on: dict[str, str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each row's position in the frame of the chunk's distinct key combinations (as trimmed
+    text, ``_key_text``; columns named as the table's). Each column is factorised once and only
+    its distinct values are trimmed; a missing value is a value of its own."""
+    combined = np.zeros(len(rows), dtype=np.int64)
+    texts: dict[str, tuple[np.ndarray, pd.Series]] = {}
+    for column, table_column in on.items():
+        values = rows[column]
+        if not isinstance(values.dtype, pd.StringDtype):
+            # Numbers, objects: as text first (0.0 and -0.0 are one value, two texts).
+            values = values.astype("string")
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        text = _key_text(pd.Series(uniques, dtype=values.dtype))
+        # The missing value last: code -1 becomes len(uniques).
+        text = pd.concat([text, pd.Series([pd.NA], dtype=text.dtype)], ignore_index=True)
+        codes = np.where(codes < 0, len(uniques), codes)
+        texts[table_column] = (codes, text)
+        # Combined with the columns before, renumbered to stay small.
+        combined, _ = pd.factorize(combined * (len(uniques) + 1) + codes)
+    positions, count = combined, int(combined.max()) + 1 if len(combined) else 0
+    first = np.empty(count, dtype=np.int64)
+    first[positions[::-1]] = np.arange(len(positions) - 1, -1, -1)  # each one's first row
+    keys = pd.DataFrame(
+        {
+            name: text.take(codes[first]).reset_index(drop=True)
+            for name, (codes, text) in texts.items()
+        }
+    )
+    return positions, keys
 
 
 def _key_text(values: pd.Series) -> pd.Series:

@@ -73,10 +73,18 @@ def batch(tmp_path, monkeypatch) -> BatchPaths:
     return paths
 
 
-def _rows() -> pd.DataFrame:
+PATIENT_IDS = ["p1", "p2", "p9", "p1", None]
+
+
+def _rows(storage: str = "python") -> pd.DataFrame:
+    """``storage``: how the chunk's patient ids are held (Python strings, or Arrow in two
+    chunks, as a chunk read from a stage file is)."""
+    ids = pd.array(PATIENT_IDS, dtype="string")
+    if storage == "arrow":
+        ids = pd.arrays.ArrowStringArray(pa.chunked_array([PATIENT_IDS[:2], PATIENT_IDS[2:]]))
     return pd.DataFrame(
         {
-            "patient_id": pd.array(["p1", "p2", "p9", "p1", None], dtype="string"),
+            "patient_id": ids,
             "npu_code": pd.array(["NPU1", "NPU1", "NPU2", "NPU3", "NPU1"], dtype="string"),
             "unit": pd.array(["mmol/L", "mg/dL", " g/L ", "mmol/L", None], dtype="string"),
             "sampled_at": pd.to_datetime(
@@ -110,8 +118,17 @@ def test_enrich_adds_exactly_the_columns_context_columns_names(batch):
     assert list(enriched.index) == [10, 11, 12, 13, 14]
 
 
-def test_entity_columns_are_naive_timestamps_and_na_for_unknown_patients(batch):
-    enriched = enrich(batch, _rows(), META)
+@pytest.mark.parametrize("storage", ["python", "arrow"])
+def test_entity_columns_are_naive_timestamps_and_na_for_unknown_patients(batch, storage):
+    enriched = enrich(batch, _rows(storage), META)
+    assert enriched["patient__birth_date"].tolist() == [
+        pd.Timestamp("1990-06-15"),
+        pd.NaT,
+        pd.NaT,
+        pd.Timestamp("1990-06-15"),
+        pd.NaT,
+    ]
+    assert enriched["patient__deceased_date"].tolist()[:2] == [pd.NaT, pd.Timestamp("2020-01-01")]
     assert enriched["patient__birth_date"].tolist()[:3] == [
         pd.Timestamp("1990-06-15"),
         pd.NaT,
