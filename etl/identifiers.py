@@ -40,6 +40,7 @@ import datetime
 import hashlib
 import hmac
 import re
+from collections.abc import Collection
 from enum import StrEnum
 from typing import cast
 
@@ -341,7 +342,7 @@ def issue_reservnummer(
     source_keys: pd.Series,
     birth_dates: pd.Series,
     sexes: pd.Series,
-    taken: frozenset[str] | set[str] = frozenset(),
+    taken: Collection[str] = frozenset(),
     previous: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """VGR reservnummer ``yyyymmddGggC`` for patients without any Swedish number.
@@ -385,7 +386,10 @@ def issue_reservnummer(
         hmac.new(RESERVE_DERIVATION_KEY, f"{system}\x1f{key}".encode(), hashlib.sha256).digest()
         for key in candidates["key"]
     ]
-    used = set(taken) | set(previous.values())
+    # In use: ``taken`` (read, never copied: it holds every number of the core and of the
+    # entity's chunks so far), the numbers issued before, and those this call issues.
+    before = set(previous.values())
+    issued_here: set[str] = set()
     for group_key, group in candidates.sort_values(["digest", "key"]).groupby(
         ["date", "letter"], sort=True
     ):
@@ -395,8 +399,8 @@ def issue_reservnummer(
             start = int.from_bytes(digest[:8], "big") % len(slots)
             for step in range(len(slots)):
                 issued = _vgr_number(date, letter, slots[(start + step) % len(slots)])
-                if issued not in used:
-                    used.add(issued)
+                if issued not in taken and issued not in before and issued not in issued_here:
+                    issued_here.add(issued)
                     number[index] = issued
                     break
             else:

@@ -487,7 +487,7 @@ def _issue_reserve_numbers(chunk, mapping, outcomes, core, frames, reserve_numbe
         chunk.loc[needed, SOURCE_KEY],
         core.loc[needed, "birth_date"],
         sex[needed].astype("string"),
-        taken=frozenset(reserve_numbers.taken),
+        taken=reserve_numbers.taken,  # read only: a copy per chunk grew with the entity
         previous=reserve_numbers.previous,
     )
     failed = pd.Series(False, index=core.index)
