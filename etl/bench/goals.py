@@ -153,13 +153,20 @@ def run_goals(results: dict[str, Any]) -> list[Goal]:
     ]
 
 
-def peer_goals(vardflytt: dict[str, Any] | None, dlt: dict[str, Any] | None) -> list[Goal]:
-    """vardflytt's ELVIS end to end against dlt's raw extract-load of the same source.
+def peer_goals(
+    vardflytt: dict[str, Any] | None,
+    dlt: dict[str, Any] | None,
+    in_workers: dict[str, Any] | None = None,
+) -> list[Goal]:
+    """vardflytt's ELVIS end to end against dlt's raw extract-load of the same source: in this
+    process, one stage after another (rate and peak RSS), and with its tasks in worker
+    processes as ``vardflytt run`` runs them (rate; its RSS is the process tree's, summed).
 
     Rates are each tool's own rows over its own seconds: vardflytt's source rows extracted,
     dlt's rows loaded (the same tables, raw)."""
     vardflytt = vardflytt or {}
     dlt = dlt or {}
+    in_workers = in_workers or {}
     return [
         goal(
             "e2e_vs_dlt",
@@ -174,6 +181,14 @@ def peer_goals(vardflytt: dict[str, Any] | None, dlt: dict[str, Any] | None) -> 
             ratio(vardflytt.get("peak_rss_mib"), dlt.get("peak_rss_mib")),
             AT_MOST,
             RSS_VS_DLT,
+        ),
+        goal(
+            "e2e_in_workers_vs_dlt",
+            "vardflytt ELVIS with its worker processes (as `vardflytt run`, start-up aside) "
+            "rows/s / dlt rows/s",
+            ratio(in_workers.get("rows_per_second"), dlt.get("rows_per_second")),
+            AT_LEAST,
+            E2E_VS_DLT,
         ),
     ]
 

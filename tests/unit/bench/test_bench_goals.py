@@ -156,6 +156,12 @@ def test_peer_goals_compare_rates_and_peaks_with_dlt():
     assert rows["rss_vs_dlt"].measured == 2.4
     assert rows["rss_vs_dlt"].status == goals.MISS
     assert {r.status for r in goals.peer_goals(None, dlt)} == {goals.NOT_MEASURED}
+    assert rows["e2e_in_workers_vs_dlt"].status == goals.NOT_MEASURED
+    in_workers = {"rows_per_second": 80_000.0, "peak_rss_mib": 900.0}
+    rows = _by_key(goals.peer_goals(vardflytt, dlt, in_workers))
+    assert rows["e2e_in_workers_vs_dlt"].measured == 1.25
+    assert rows["e2e_in_workers_vs_dlt"].status == goals.PASS
+    assert rows["e2e_vs_dlt"].measured == 0.25  # the in-process run is still judged alone
 
 
 def test_scale_ratios_are_large_over_small_and_cost_per_row_divides_by_rows():
@@ -302,6 +308,15 @@ def test_scale_and_peers_markdown_carry_the_ratios():
             "cpu_seconds": 2.0,
             "rows_per_second": 500.0,
             "peak_rss_mib": 380.0,
+            "core_schema_seconds": 0.42,
+        },
+        "vardflytt_in_workers": {
+            "rows": 2_000,
+            "jobs": 2,
+            "seconds": 1.6,
+            "cpu_seconds": 2.4,
+            "rows_per_second": 1_250.0,
+            "peak_rss_mib": 900.0,
         },
         "vardflytt_cli": {
             "rows": 2_000,
@@ -321,10 +336,17 @@ def test_scale_and_peers_markdown_carry_the_ratios():
             "peak_rss_mib": 150.0,
         },
     }
-    peers["goals"] = goals.as_dicts(goals.peer_goals(peers["vardflytt_in_process"], peers["dlt"]))
+    peers["goals"] = goals.as_dicts(
+        goals.peer_goals(peers["vardflytt_in_process"], peers["dlt"], peers["vardflytt_in_workers"])
+    )
     text = peers_markdown(peers)
     assert "| dlt 1.31.0 in process (pipeline.run) | 2,000 | 1.00 | 0.50 | 2,000 | 150.0 |" in text
     assert "| 0.250 | >= 1 | MISS |" in text  # 500 / 2,000 rows/s
+    assert "tasks in 2 worker processes | 2,000 | 1.60 | 2.40 | 1,250 | 900.0 (tree) |" in text
+    assert "| 0.625 | >= 1 | MISS |" in text  # 1,250 / 2,000 rows/s
+    assert "brought to head before each run's clock started (0.42 s" in text
+    del peers["vardflytt_in_workers"], peers["vardflytt_in_process"]["core_schema_seconds"]
+    assert "tasks in" not in peers_markdown(peers)  # results from before: no row
 
 
 def test_dlt_gets_a_plain_postgresql_url_with_a_password_and_no_search_path():
