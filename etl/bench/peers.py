@@ -42,7 +42,13 @@ from etl.bench.figures import (
 from etl.bench.goals import as_dicts, peer_goals
 from etl.bench.markdown import peers_markdown
 from etl.bench.memory import RssSampler, process_peaks
-from etl.bench.migration import bench_settings, migrate, prepare_core, warm_imports
+from etl.bench.migration import (
+    bench_settings,
+    migrate,
+    migrate_parallel,
+    prepare_core,
+    warm_imports,
+)
 from etl.settings import PROJECT_ROOT
 
 PEERS_FILE = "peers.json"
@@ -157,7 +163,6 @@ def _vardflytt_in_workers(
     """ELVIS as ``vardflytt run elvis`` runs it, without its start-up: the entities' tasks in
     worker processes, as many as the CPUs (etl/parallel.py); the workers are started before
     the clock. Peak RSS: the process tree's, summed (sampled)."""
-    from etl.bench.migration import migrate_parallel
     from etl.core.database import core_engine
     from etl.parallel import default_jobs
 

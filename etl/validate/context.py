@@ -303,9 +303,8 @@ def _distinct_keys(rows: pd.DataFrame, on: dict[str, str]) -> tuple[np.ndarray, 
         texts[table_column] = (codes, text)
         # Combined with the columns before, renumbered to stay small.
         combined, _ = pd.factorize(combined * (len(uniques) + 1) + codes)
-    positions, count = combined, int(combined.max()) + 1 if len(combined) else 0
-    first = np.empty(count, dtype=np.int64)
-    first[positions[::-1]] = np.arange(len(positions) - 1, -1, -1)  # each one's first row
+    positions = combined
+    _, first = np.unique(positions, return_index=True)  # each combination's first row
     keys = pd.DataFrame(
         {
             name: text.take(codes[first]).reset_index(drop=True)
