@@ -52,7 +52,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -258,60 +257,22 @@ def _as_timestamps(values: pd.Series) -> pd.Series:
 
 
 def _join_lookup(rows: pd.DataFrame, name: str, lookup: dict, mappings_dir: Path) -> None:
-    """The lookup's columns (and match) joined in. The chunk's distinct key combinations are
-    joined, once each, and every row takes its combination's answer: a chunk of lab results
-    has a few hundred analysis/unit pairs for its tens of thousands of rows. The same answers
-    as ``merge`` of every row's keys (a table's keys are unique, so a left join keeps one row
-    per key combination, missing keys included)."""
     table = reference_table(mappings_dir / lookup["table"], tuple(lookup["on"].values()))
     on: dict[str, str] = lookup["on"]
-    positions, keys = _distinct_keys(rows, on)
+    keys = pd.DataFrame(
+        {table_column: _key_text(rows[column]) for column, table_column in on.items()},
+        index=rows.index,
+    )
     matched = keys.merge(table, how="left", on=list(on.values()), indicator=True)
-
-    def per_row(values: pd.Series) -> pd.Series:
-        taken = values.take(positions)
-        taken.index = rows.index
-        return taken
-
+    matched.index = rows.index
     for column in lookup.get("columns", []):
-        rows[f"{name}{CONTEXT_SEPARATOR}{column}"] = per_row(matched[column])
+        rows[f"{name}{CONTEXT_SEPARATOR}{column}"] = matched[column]
     if lookup.get("match"):
         first = next(iter(on.values()))
         in_scope = keys.notna().all(axis=1) & keys[first].isin(table[first])
         is_match = (matched["_merge"] == "both").astype("boolean")
         # pandas-stubs refuse pd.NA as the replacement of Series.where
-        answer = is_match.where(in_scope, pd.NA)  # type: ignore[call-overload]
-        rows[f"{name}{CONTEXT_SEPARATOR}{lookup['match']}"] = per_row(answer)
-
-
-def _distinct_keys(rows: pd.DataFrame, on: dict[str, str]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Each row's position in the frame of the chunk's distinct key combinations (as trimmed
-    text, ``_key_text``; columns named as the table's). Each column is factorised once and only
-    its distinct values are trimmed; a missing value is a value of its own."""
-    combined = np.zeros(len(rows), dtype=np.int64)
-    texts: dict[str, tuple[np.ndarray, pd.Series]] = {}
-    for column, table_column in on.items():
-        values = rows[column]
-        if not isinstance(values.dtype, pd.StringDtype):
-            # Numbers, objects: as text first (0.0 and -0.0 are one value, two texts).
-            values = values.astype("string")
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        text = _key_text(pd.Series(uniques, dtype=values.dtype))
-        # The missing value last: code -1 becomes len(uniques).
-        text = pd.concat([text, pd.Series([pd.NA], dtype=text.dtype)], ignore_index=True)
-        codes = np.where(codes < 0, len(uniques), codes)
-        texts[table_column] = (codes, text)
-        # Combined with the columns before, renumbered to stay small.
-        combined, _ = pd.factorize(combined * (len(uniques) + 1) + codes)
-    positions = combined
-    _, first = np.unique(positions, return_index=True)  # each combination's first row
-    keys = pd.DataFrame(
-        {
-            name: text.take(codes[first]).reset_index(drop=True)
-            for name, (codes, text) in texts.items()
-        }
-    )
-    return positions, keys
+        rows[f"{name}{CONTEXT_SEPARATOR}{lookup['match']}"] = is_match.where(in_scope, pd.NA)  # type: ignore[call-overload]
 
 
 def _key_text(values: pd.Series) -> pd.Series:
