@@ -145,7 +145,7 @@ def run_goals(results: dict[str, Any]) -> list[Goal]:
         ),
         goal(
             "validation_share",
-            "validate seconds / end-to-end seconds",
+            "validation's share of end to end (worker processes: of the tasks' seconds)",
             validation,
             AT_MOST,
             VALIDATION_SHARE,

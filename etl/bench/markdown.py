@@ -13,20 +13,34 @@ from etl.bench.goals import goals_markdown
 def stage_lines(run: dict[str, Any]) -> list[str]:
     """A row per system and stage (and end to end), then the run's total."""
     lines = [
-        "| system | stage | wall s | CPU s | rows/s | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|",
+        "| system | stage | wall s | CPU s | rows/s | share | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for system, figures in [*run["systems"].items(), ("**total**", run["total"])]:
         for stage in (*STAGES, "end_to_end"):
             row = figures["end_to_end"] if stage == "end_to_end" else figures["stages"].get(stage)
             if row is None:
                 continue
+            part = "100%" if stage == "end_to_end" else _percent(row.get("share_of_end_to_end"))
             lines.append(
                 f"| {system} | {stage.replace('_', ' ')} | {shown(row['seconds'])} | "
                 f"{shown(row.get('cpu_seconds'))} | {shown(row['rows_per_second'], 0)} | "
-                f"{shown(row.get('peak_rss_mib'), 1)} |"
+                f"{part} | {shown(row.get('peak_rss_mib'), 1)} |"
             )
+    validate = run["total"]["stages"].get("validate") or {}
+    if validate.get("task_seconds") is not None:
+        lines += [
+            "",
+            "Stages overlap in worker processes: a stage's share is its tasks' seconds over all "
+            f"tasks' seconds ({shown(validate['task_seconds'])} s of validation). Its wall s is "
+            "the time any of its tasks ran: for validation "
+            f"{_percent(validate.get('wall_coverage'))} of the run's wall clock.",
+        ]
     return lines
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def throughput_lines(rates: dict[str, Any]) -> list[str]:

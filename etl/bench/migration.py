@@ -125,6 +125,10 @@ def migrate(
     return timings
 
 
+# The stages a parallel run times as tasks (``verify`` is the accounting check made after them).
+PARALLEL_STAGES = ("extract", "transform", "validate", "gate", "stage", "promote")
+
+
 def _span(timings: list[TaskTiming]) -> float:
     return max(t.ended for t in timings) - min(t.started for t in timings) if timings else 0.0
 
@@ -189,11 +193,12 @@ def migrate_parallel(
     whole.cpu_seconds = (whole.cpu_seconds or 0.0) + sum(t.cpu_seconds for t in tasks)
     timings = []
     for outcome in outcomes:
-        stages = {}
-        for stage in ("extract", "transform", "validate", "gate", "stage", "promote"):
+        stages, task_seconds = {}, {}
+        for stage in PARALLEL_STAGES:
             of_stage = [t for t in outcome.timings if t.stage == stage]
             if of_stage:
                 stages[stage] = _from_tasks(of_stage)
+                task_seconds[stage] = sum(t.seconds for t in of_stage)
         if "promote" in outcome.results:
             # The accounting check the scheduler made of the promotion's report, timed again
             # here (a check of counts, no database).
@@ -218,14 +223,17 @@ def migrate_parallel(
                 reconciled=outcome.report is not None and outcome.ok,
                 accounting=accounting,
                 error=error,
+                task_seconds=task_seconds,
             )
         )
     stage_walls = {
-        stage: _union([t for t in tasks if t.stage == stage])
-        for stage in ("extract", "transform", "validate", "gate", "stage", "promote")
+        stage: _union([t for t in tasks if t.stage == stage]) for stage in PARALLEL_STAGES
     }
     peaks = [t.worker_peak_rss_bytes for t in tasks if t.worker_peak_rss_bytes is not None]
     extra = {
+        "stage_task_seconds": {
+            stage: sum(t.seconds for t in tasks if t.stage == stage) for stage in PARALLEL_STAGES
+        },
         "jobs": jobs,
         "workers": len({t.worker for t in tasks}),
         "worker_vm_hwm_mib": to_mib(max(peaks)) if peaks else None,

@@ -51,7 +51,8 @@ class Measured:
     verify_rows_per_second: float | None = None  # one process re-reading and comparing
     core_rows_per_second: float | None = None  # core rows the core database takes per second
     core_rows_per_source_row: float = 1.0
-    extract_share: float | None = None  # extract seconds / end-to-end seconds
+    # extract's share of end to end (with worker processes: of the tasks' seconds)
+    extract_share: float | None = None
     task_overhead_seconds: float = 0.0  # a task's fixed cost before its first row
     tasks_per_system: float = 0.0
 

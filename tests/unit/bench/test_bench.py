@@ -9,6 +9,7 @@ import pytest
 
 from etl import bench
 from etl.bench import Measurement, SystemTiming
+from etl.bench.markdown import results_markdown
 
 pytestmark = pytest.mark.unit
 
@@ -268,3 +269,46 @@ def test_nested_memory_windows_with_equal_figures_close_independently():
     assert inner.seconds >= 0 and outer.seconds >= 0
     if sampler.available:
         assert outer.peak_rss_bytes >= outer.start_rss_bytes > 0
+
+
+def test_with_workers_a_stage_share_is_its_part_of_the_tasks_time():
+    """Two systems side by side: ELVIS validates (2 s) while Melior transforms (2 s). The time
+    any validate task ran is 2 of the run's 4 s, but validation is 2 of the tasks' 6 s."""
+    elvis = _system("elvis", 100, {"extract": 1.0, "validate": 2.0, "verify": 0.0})
+    melior = _system("melior", 100, {"extract": 1.0, "transform": 2.0, "verify": 0.0})
+    elvis.task_seconds = {"extract": 1.0, "validate": 2.0}
+    melior.task_seconds = {"extract": 1.0, "transform": 2.0}
+    run = bench.summarize_run(
+        "postgresql",
+        "postgresql",
+        10,
+        [elvis, melior],
+        {},
+        whole=Measurement(seconds=4.0),
+        stage_walls={"extract": 1.0, "transform": 2.0, "validate": 2.0},
+        stage_task_seconds={"extract": 2.0, "transform": 2.0, "validate": 2.0},
+    )
+    total = run["total"]["stages"]
+    assert total["validate"]["seconds"] == 2.0  # the wall clock any validate task ran
+    assert total["validate"]["wall_coverage"] == 0.5
+    assert total["validate"]["task_seconds"] == 2.0
+    assert total["validate"]["share_of_end_to_end"] == pytest.approx(2.0 / 6.0)
+    assert run["total"]["validation_share"] == pytest.approx(2.0 / 6.0)
+    assert sum(s["share_of_end_to_end"] or 0.0 for s in total.values()) == pytest.approx(1.0)
+    # The wall-clock coverages of overlapping stages add up to more than the run.
+    assert sum(s["wall_coverage"] or 0.0 for s in total.values()) > 1.0
+    assert run["systems"]["elvis"]["validation_share"] == pytest.approx(2.0 / 3.0)
+    assert run["systems"]["melior"]["validation_share"] is None  # Melior did not validate
+    markdown = results_markdown(
+        {**_results(), "runs": [{**run, "process": "this process + 2 workers"}]}
+    )
+    assert "| **total** | validate | 2.00 | 1.00 | 100 | 33.3% |" in markdown
+    assert "for validation 50.0% of the run's wall clock" in markdown
+
+
+def test_one_process_shares_are_stage_seconds_over_end_to_end():
+    run = _run()
+    assert "task_seconds" not in run["total"]["stages"]["validate"]
+    assert run["total"]["stages"]["validate"]["share_of_end_to_end"] == 6.0 / 14.0
+    markdown = results_markdown(_results())
+    assert "Stages overlap" not in markdown
