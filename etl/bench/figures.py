@@ -353,3 +353,8 @@ def build_results(
 def shown(value: float | None, digits: int = 2) -> str:
     """A figure as the bench's tables show it: thousands separated, "-" when not measured."""
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    """A fraction as the bench's tables show it: "12.3%", "-" when not measured."""
+    return "-" if value is None else f"{value * 100:.1f}%"

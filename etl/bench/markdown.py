@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from etl.bench.figures import STAGES, shown
+from etl.bench.figures import STAGES, percent, shown
 from etl.bench.goals import goals_markdown
 
 
@@ -21,7 +21,7 @@ def stage_lines(run: dict[str, Any]) -> list[str]:
             row = figures["end_to_end"] if stage == "end_to_end" else figures["stages"].get(stage)
             if row is None:
                 continue
-            part = "100%" if stage == "end_to_end" else _percent(row.get("share_of_end_to_end"))
+            part = "100%" if stage == "end_to_end" else percent(row.get("share_of_end_to_end"))
             lines.append(
                 f"| {system} | {stage.replace('_', ' ')} | {shown(row['seconds'])} | "
                 f"{shown(row.get('cpu_seconds'))} | {shown(row['rows_per_second'], 0)} | "
@@ -34,13 +34,9 @@ def stage_lines(run: dict[str, Any]) -> list[str]:
             "Stages overlap in worker processes: a stage's share is its tasks' seconds over all "
             f"tasks' seconds ({shown(validate['task_seconds'])} s of validation). Its wall s is "
             "the time any of its tasks ran: for validation "
-            f"{_percent(validate.get('wall_coverage'))} of the run's wall clock.",
+            f"{percent(validate.get('wall_coverage'))} of the run's wall clock.",
         ]
     return lines
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def throughput_lines(rates: dict[str, Any]) -> list[str]:

@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 # --------------------------------------------------------------------------- report
-from etl.bench.figures import STAGES, shown
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
+from etl.bench.figures import STAGES, percent, shown
 
 
 def result_tables(results: dict[str, Any]) -> list[Any]:
@@ -170,7 +166,7 @@ def _add_stage_rows(stage_table: Any, run: dict[str, Any]) -> None:
                 shown(stage_figures["seconds"]),
                 shown(stage_figures.get("cpu_seconds")),
                 shown(stage_figures["rows_per_second"], 0),
-                _pct(stage_figures["share_of_end_to_end"]),
+                percent(stage_figures["share_of_end_to_end"]),
                 shown(stage_figures["peak_rss_mib"], 1),
             )
         e2e = figures["end_to_end"]
@@ -197,7 +193,7 @@ def _add_memory_row(memory_table: Any, run: dict[str, Any]) -> None:
         shown(run["total"]["end_to_end"]["peak_rss_mib"], 1),
         shown(run["vm_hwm_mib"], 1),
         shown(run["ru_maxrss_mib"], 1),
-        _pct(run["total"]["validation_share"]),
+        percent(run["total"]["validation_share"]),
         shown(run["total"]["end_to_end"]["seconds"]),
         "[green]yes[/green]" if run["reconciled"] else "[red]NO[/red]",
     )
