@@ -23,7 +23,10 @@ libraries it hashes rows with), takes a copy of the base's landed snapshot, chec
 SHA-256 the base's manifest recorded for it (``_unchanged_since_base``). Any difference, or
 anything missing to tell (a base from before the fingerprint, a snapshot gone or altered), reads
 the file in full. Every file is still hashed in full: a change that keeps its size and
-modification time is caught. A table (ELVIS) is always read in full.
+modification time is caught. A table (ELVIS) is always read in full. The classification of a
+carried-over snapshot's duplicate keys depends on the snapshot alone, so it is the base's too: a
+copy of its duplicates file, checked against the SHA-256 the base's manifest recorded for it
+(``_carried_duplicates``); without one, or altered, it is classified again.
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ class LandedDataset(BaseModel):
     reader: str | None = None
     # True when the snapshot is a copy of the base's, its source unchanged (module docstring).
     carried_over: bool = False
+    # Of the duplicates file (``BatchPaths.duplicates_file``); None in older manifests.
+    duplicates_sha256: str | None = None
 
     @property
     def physical_records(self) -> int:
@@ -470,27 +475,56 @@ def _unchanged_since_base(
         # The same bytes, counted by the same code (in the fingerprint): the same count.
         sources.append(before.model_copy(deep=True))
     snapshot = settings.resolved_landing_dir / previous.path
+    if not _copy_checked(snapshot, target, previous.sha256):
+        LOG.warning(
+            "%s %s: the base batch's landed snapshot is gone or does not match its manifest's "
+            "checksum; reading the source in full",
+            system,
+            name,
+        )
+        return None
+    return previous.rows, sources
+
+
+def _copy_checked(source: Path, target: Path, sha256: str) -> bool:
+    """Copy ``source`` to ``target`` if the copy's SHA-256 is ``sha256``; False (nothing left at
+    ``target``'s temporary name) if it is not, or ``source`` is gone."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".parquet.tmp")
     try:
-        shutil.copyfile(snapshot, temporary)
-        if _sha256(temporary) != previous.sha256:
-            LOG.warning(
-                "%s %s: the base batch's landed snapshot does not match its manifest's checksum; "
-                "reading the source in full",
-                system,
-                name,
-            )
+        shutil.copyfile(source, temporary)
+        if _sha256(temporary) != sha256:
             temporary.unlink(missing_ok=True)
-            return None
+            return False
     except FileNotFoundError:
         temporary.unlink(missing_ok=True)
-        return None
+        return False
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     temporary.replace(target)
-    return previous.rows, sources
+    return True
+
+
+def _carried_duplicates(
+    settings: Settings, base: LandingManifest, name: str, target: Path
+) -> tuple[int, int] | None:
+    """For a snapshot carried over from ``base``: the base's classification of its duplicate
+    keys (merged rows, conflicting rows), its file copied to ``target``; None (classify again)
+    when the base recorded no checksum for it or the file is gone or altered."""
+    previous = base.datasets[name]
+    if previous.duplicates_sha256 is None:
+        return None
+    source = BatchPaths.of(settings, base.batch_id, base.system).duplicates_file(name)
+    if not _copy_checked(source, target, previous.duplicates_sha256):
+        LOG.warning(
+            "%s %s: the base batch's duplicates file is gone or does not match its manifest's "
+            "checksum; classifying the duplicate keys again",
+            base.system,
+            name,
+        )
+        return None
+    return previous.exact_duplicates, previous.conflicting_duplicate_rows
 
 
 def _land_table(
@@ -716,11 +750,14 @@ def extract_system(
                         system, name, dataset, folder, target, settings.chunk_rows, kept
                     )
             _log_sources(system, name, sources)
-            merged, conflicting = _classify_duplicates(
-                target,
-                paths.duplicates_file(name),
-                settings.chunk_rows,
-                pa.concat_tables(kept) if kept else None,
+            duplicates = paths.duplicates_file(name)
+            classified = (
+                _carried_duplicates(settings, base, name, duplicates)
+                if carried is not None and base is not None
+                else None
+            )
+            merged, conflicting = classified or _classify_duplicates(
+                target, duplicates, settings.chunk_rows, pa.concat_tables(kept) if kept else None
             )
             landed[name] = LandedDataset(
                 dataset=name,
@@ -733,6 +770,7 @@ def extract_system(
                 sources=sources,
                 reader=reader_fingerprint(dataset) if isinstance(dataset, FileDataset) else None,
                 carried_over=carried is not None,
+                duplicates_sha256=_sha256(duplicates),
             )
     finally:
         if engine is not None:

@@ -117,3 +117,60 @@ def test_any_doubt_about_the_base_reads_the_source_in_full(loaded):
     # Read in full, they still differ from their base in nothing.
     for name in ("diagnos", "kontakt"):
         assert delta.datasets[name].delta.rows == delta.datasets[name].delta.deleted == 0
+
+
+def _duplicates_bytes(settings, batch_id: str) -> dict[str, bytes]:
+    paths = BatchPaths.of(settings, batch_id, SYSTEM)
+    return {
+        name: paths.duplicates_file(name).read_bytes()
+        for name in read_manifest(settings, batch_id, SYSTEM).datasets
+    }
+
+
+def test_a_carried_over_snapshot_takes_the_bases_duplicates_and_classifies_again_at_any_doubt(
+    loaded, monkeypatch
+):
+    from etl.extract import landing
+
+    settings, _ = loaded
+    full = read_manifest(settings, "full", SYSTEM)
+    expected = _duplicates_bytes(settings, "full")
+    # The small estate plants exact copies and conflicting keys: there is something to carry.
+    assert sum(d.exact_duplicates + d.conflicting_duplicate_rows for d in full.datasets.values())
+    assert all(d.duplicates_sha256 for d in full.datasets.values())
+
+    classified: list[str] = []
+    classify = landing._classify_duplicates
+
+    def counting(landed, target, *args, **kwargs):
+        classified.append(target.name)
+        return classify(landed, target, *args, **kwargs)
+
+    monkeypatch.setattr(landing, "_classify_duplicates", counting)
+    same = _delta(settings, "delta-same")
+    assert classified == []  # every snapshot carried over, its classification with it
+    assert _duplicates_bytes(settings, "delta-same") == expected
+    for name, dataset in same.datasets.items():
+        base = full.datasets[name]
+        assert dataset.duplicates_sha256 == base.duplicates_sha256
+        assert (dataset.exact_duplicates, dataset.conflicting_duplicate_rows) == (
+            base.exact_duplicates,
+            base.conflicting_duplicate_rows,
+        )
+
+    # The base (now delta-same) doubted: its duplicates file altered for one dataset, no checksum
+    # recorded for another. Both are classified again, to the same outcome.
+    paths = BatchPaths.of(settings, "delta-same", SYSTEM)
+    altered = next(n for n, d in full.datasets.items() if d.exact_duplicates)
+    table = pq.read_table(paths.duplicates_file(altered))
+    pq.write_table(table.slice(1), paths.duplicates_file(altered))
+    manifest = json.loads(paths.manifest_file.read_text("utf-8"))
+    unrecorded = next(n for n in full.datasets if n != altered)
+    manifest["datasets"][unrecorded]["duplicates_sha256"] = None
+    paths.manifest_file.write_text(json.dumps(manifest), "utf-8")
+
+    classified.clear()
+    again = _delta(settings, "delta-again")
+    assert sorted(classified) == sorted(f"{n}.duplicates.parquet" for n in (altered, unrecorded))
+    assert _duplicates_bytes(settings, "delta-again") == expected
+    assert again.datasets[altered].exact_duplicates == full.datasets[altered].exact_duplicates
