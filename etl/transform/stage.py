@@ -38,13 +38,24 @@ class LandedFileChangedError(RuntimeError):
 
 
 def check_landed_digest(
-    paths: BatchPaths, system: str, batch_id: str, dataset: str, expected: str
+    paths: BatchPaths,
+    system: str,
+    batch_id: str,
+    dataset: str,
+    expected: str,
+    duplicates_expected: str | None = None,
 ) -> None:
     """Fail closed: a landed file changed after extract (by hand, a copy gone wrong, a disk) is
     never transformed; the freeze window's verification trusts the chain from the landed files
-    to the core (etl/cutover/reconcile.py), so the chain must be tamper-evident here."""
-    landed = paths.landed_file(dataset)
-    if files.sha256_of(landed) != expected:
+    to the core (etl/cutover/reconcile.py), so the chain must be tamper-evident here. So is the
+    dataset's duplicates file where the manifest recorded its SHA-256 (a row marked merged there
+    is not loaded)."""
+    checked = [(paths.landed_file(dataset), expected)]
+    if duplicates_expected is not None:
+        checked.append((paths.duplicates_file(dataset), duplicates_expected))
+    for landed, digest in checked:
+        if files.sha256_of(landed) == digest:
+            continue
         raise LandedFileChangedError(
             f"system {system}, batch {batch_id}: the landed file {landed.name} differs from the "
             "SHA-256 its landing manifest recorded at extract; the landing zone was changed "
@@ -230,8 +241,14 @@ def transform_entity(
     rows_in = rows_out = 0
     outcome_frames = []
     landed = paths.landed_file(mapping.dataset)
+    landed_dataset = manifest.datasets[mapping.dataset]
     check_landed_digest(
-        paths, system, batch_id, mapping.dataset, manifest.datasets[mapping.dataset].sha256
+        paths,
+        system,
+        batch_id,
+        mapping.dataset,
+        landed_dataset.sha256,
+        landed_dataset.duplicates_sha256,
     )
     if manifest.kind == DELTA:
         # A delta maps only its new, changed and dependent rows; the rest are already in the core.

@@ -190,3 +190,29 @@ def test_a_landed_file_changed_after_extract_is_never_transformed(
         pipeline.transform("elvis", "patient", "elvis-tampered", settings=settings)
     paths = BatchPaths.of(settings, "elvis-tampered", "elvis")
     assert not paths.stage_file("transformed", "patient").exists()
+
+
+def test_a_duplicates_file_changed_after_extract_is_never_transformed(
+    small_estate, settings_for, tmp_path
+):
+    """The landed rows' duplicates decide which rows are merged (not loaded): a duplicates file
+    edited after extract stops the transform as an edited landed file does."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from etl.batch import BatchPaths
+    from etl.transform.stage import LandedFileChangedError
+
+    settings = settings_for(small_estate, f"sqlite:///{tmp_path / 'tampered.sqlite'}")
+    pipeline.extract("elvis", "elvis-merged", AS_OF, settings=settings)
+    paths = BatchPaths.of(settings, "elvis-merged", "elvis")
+    duplicates = paths.duplicates_file("patient")
+    table = pq.read_table(duplicates)
+    forged = pa.table({"_row_number": [1], "outcome": ["merged"]}).cast(table.schema)
+    pq.write_table(pa.concat_tables([table, forged]), duplicates)  # row 1 "merged": never loaded
+
+    with pytest.raises(
+        LandedFileChangedError, match=r"system elvis, batch elvis-merged.*patient.duplicates"
+    ):
+        pipeline.transform("elvis", "patient", "elvis-merged", settings=settings)
+    assert not paths.stage_file("transformed", "patient").exists()
