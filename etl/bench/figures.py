@@ -227,16 +227,14 @@ def summarize_run(
     *,
     whole: Measurement | None = None,
     stage_walls: dict[str, float] | None = None,
-    stage_task_seconds: dict[str, float] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """One migration run (one backend, one chunk size): per system and totals over systems.
 
     Systems one after another: a total is the sum over systems. Systems side by side (worker
     processes): ``whole`` is the run's own wall clock (CPU summed over its processes),
-    ``stage_walls`` each stage's wall clock (the time any of its tasks ran) and
-    ``stage_task_seconds`` its tasks' wall clock summed, of which the shares are taken (the
-    stages overlap: see DEFINITIONS)."""
+    ``stage_walls`` each stage's wall clock (the time any of its tasks ran); the shares are
+    taken of the systems' task seconds summed (the stages overlap: see DEFINITIONS)."""
     systems = {t.system: summarize_system(t) for t in timings}
     rows = sum(t.source_rows for t in timings)
     e2e = whole.seconds if whole else sum(t.end_to_end.seconds for t in timings)
@@ -259,8 +257,11 @@ def summarize_run(
             # peaks holds only measured (not None) values
             "peak_rss_mib": to_mib(max(peaks)) if peaks else None,  # type: ignore[type-var]
         }
-    if stage_task_seconds is not None:
-        _overlapping_shares(stage_totals, stage_task_seconds)
+    if timings and all(t.task_seconds is not None for t in timings):
+        task_totals = {
+            name: sum((t.task_seconds or {}).get(name, 0.0) for t in timings) for name in STAGES
+        }
+        _overlapping_shares(stage_totals, task_totals)
     e2e_peaks = [
         t.end_to_end.peak_rss_bytes for t in timings if t.end_to_end.peak_rss_bytes is not None
     ]

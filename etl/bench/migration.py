@@ -231,9 +231,6 @@ def migrate_parallel(
     }
     peaks = [t.worker_peak_rss_bytes for t in tasks if t.worker_peak_rss_bytes is not None]
     extra = {
-        "stage_task_seconds": {
-            stage: sum(t.seconds for t in tasks if t.stage == stage) for stage in PARALLEL_STAGES
-        },
         "jobs": jobs,
         "workers": len({t.worker for t in tasks}),
         "worker_vm_hwm_mib": to_mib(max(peaks)) if peaks else None,

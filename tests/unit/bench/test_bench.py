@@ -286,7 +286,6 @@ def test_with_workers_a_stage_share_is_its_part_of_the_tasks_time():
         {},
         whole=Measurement(seconds=4.0),
         stage_walls={"extract": 1.0, "transform": 2.0, "validate": 2.0},
-        stage_task_seconds={"extract": 2.0, "transform": 2.0, "validate": 2.0},
     )
     total = run["total"]["stages"]
     assert total["validate"]["seconds"] == 2.0  # the wall clock any validate task ran
