@@ -751,9 +751,12 @@ def extract_system(
                     )
             _log_sources(system, name, sources)
             duplicates = paths.duplicates_file(name)
+            # A carried-over copy was checked against the base's recorded SHA-256 as it was
+            # made: that is its digest, not hashed again (nor is a copied duplicates file).
+            carried_from = base.datasets[name] if carried is not None and base is not None else None
             classified = (
                 _carried_duplicates(settings, base, name, duplicates)
-                if carried is not None and base is not None
+                if carried_from is not None and base is not None
                 else None
             )
             merged, conflicting = classified or _classify_duplicates(
@@ -763,14 +766,16 @@ def extract_system(
                 dataset=name,
                 source=dataset.source_name,
                 rows=rows,
-                sha256=_sha256(target),
+                sha256=carried_from.sha256 if carried_from is not None else _sha256(target),
                 path=target.relative_to(settings.resolved_landing_dir).as_posix(),
                 exact_duplicates=merged,
                 conflicting_duplicate_rows=conflicting,
                 sources=sources,
                 reader=reader_fingerprint(dataset) if isinstance(dataset, FileDataset) else None,
                 carried_over=carried is not None,
-                duplicates_sha256=_sha256(duplicates),
+                duplicates_sha256=carried_from.duplicates_sha256
+                if carried_from is not None and classified is not None
+                else _sha256(duplicates),
             )
     finally:
         if engine is not None:
