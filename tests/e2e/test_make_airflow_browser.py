@@ -190,17 +190,41 @@ def _page_text(browser, characters: int = 1500) -> str:
         return f"(no page text: {type(error).__name__})"
 
 
+def _navigating(error: Exception) -> bool:
+    """Chrome refused a command because the page was being replaced (a sign-in's redirect, the
+    application loading again): "aborted by navigation", "Inspected target navigated or
+    closed". The page is on its way, not broken; on a busy machine such a window is longer."""
+    message = str(getattr(error, "msg", None) or error).lower()
+    return "navigat" in message
+
+
 def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
     """WebDriverWait whose failure says what was awaited and what the page showed."""
-    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.common.exceptions import (
+        StaleElementReferenceException,
+        TimeoutException,
+        WebDriverException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
     # Airflow's React pages re-render while loading: an element found a moment ago may be
-    # replaced before it is checked; that is "not yet", not a failure.
+    # replaced before it is checked; that is "not yet", not a failure. So is a look refused
+    # while the page navigates; any other refusal fails the wait at once.
     ignored = (StaleElementReferenceException,)
+
+    def looked(driver):
+        try:
+            return condition(driver)
+        except StaleElementReferenceException:
+            raise
+        except WebDriverException as error:
+            if _navigating(error):
+                return False
+            raise
+
     try:
         return WebDriverWait(browser, seconds, POLL_SECONDS, ignored_exceptions=ignored).until(
-            condition
+            looked
         )
     except TimeoutException:
         raise AssertionError(
@@ -209,11 +233,25 @@ def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
         ) from None
 
 
+def _get(browser, url: str) -> None:
+    """``browser.get(url)``; asked again once if Chrome aborted it because the page it left was
+    still navigating (see :func:`_navigating`), any other error raised as it is."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        browser.get(url)
+    except WebDriverException as error:
+        if not _navigating(error):
+            raise
+        time.sleep(POLL_SECONDS)
+        browser.get(url)
+
+
 def _go(browser, url: str) -> None:
     """Open ``url``, unless the browser shows it already (signed in and sent there): each load of
     Airflow's UI runs its whole 7 MB application again, seconds of chromium on two cores."""
     if browser.current_url.rstrip("/") != url.rstrip("/"):
-        browser.get(url)
+        _get(browser, url)
 
 
 def _sign_in(browser, server: AirflowServer, user: str, page: str = "/") -> None:
@@ -222,10 +260,10 @@ def _sign_in(browser, server: AirflowServer, user: str, page: str = "/") -> None
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
 
-    browser.get(f"{server.url}/api/v2/auth/logout")  # the previous user, if any, signs out
+    _get(browser, f"{server.url}/api/v2/auth/logout")  # the previous user, if any, signs out
     browser.delete_all_cookies()
     target = server.url + page
-    browser.get(f"{server.url}/auth/login?next={urllib.parse.quote(target)}")
+    _get(browser, f"{server.url}/auth/login?next={urllib.parse.quote(target)}")
     _wait(
         browser,
         "Airflow's sign-in form",
@@ -318,7 +356,7 @@ def _wait_for_run_in_ui(browser, server: AirflowServer, dag_id: str, run_id: str
 
     page = f"{server.url}/dags/{dag_id}/runs/{run_id}"
     if urllib.parse.unquote(browser.current_url) != page:
-        browser.get(page)
+        _get(browser, page)
     started = reloaded = time.monotonic()
     shown = ""
     while time.monotonic() - started < RUN_SECONDS:
@@ -485,6 +523,13 @@ def test_the_go_no_go_is_answered_by_its_approvers_in_airflows_ui(airflow, brows
 
 def test_a_wave_rollback_is_started_from_its_form(airflow, browser, shot):
     server = airflow.server
+    # The rollback needs the wave's lock, which the final cutover run holds until it ends: if
+    # the go/no-go test above failed, say so here instead of a lock error from the rollback.
+    final = _run(server, CUTOVER, airflow.final_run_id)["state"]
+    assert final in ENDED, (
+        f"the wave's final cutover run {airflow.final_run_id} is still {final!r} (the go/no-go "
+        "test did not finish it): it holds the wave's lock, so no rollback can start"
+    )
     _sign_in(browser, server, ADMIN, f"/dags/{ROLLBACK}")
     _switch_on(browser, server, ROLLBACK)
     run_id = _trigger_with_defaults(browser, server, ROLLBACK, shot)
