@@ -8,7 +8,9 @@ the days after the full load, so the delta path has something real to carry:
   a booking is fulfilled and a referral received; cancelled bookings are purged and a
   registration made in error is deleted; and a patient registered under a reservnummer is
   identified: their personnummer is written beside the reserve number on the same row, which is
-  how ELVIS links the two (``pnr`` and ``reservnr``).
+  how ELVIS links the two (``pnr`` and ``reservnr``). Not in an estate so large that everyone
+  of that sex already holds one of Skatteverket's test personnummer (200,000 people do): the
+  patient then stays unidentified this round, no number is made up, and nothing is listed.
 - **Melior** (its cp1252 files rewritten record by record; untouched records keep their bytes):
   a new care contact with diagnoses, a new lab result, a patient dies, a diagnosis code is
   corrected, a care contact is blocked (spärr: its diagnoses, procedures and notes inherit the
@@ -32,7 +34,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,8 +182,10 @@ def _elvis_url(estate_dir: Path, manifest: EstateManifest, elvis_url: str | None
 
 def _unused_personnummer(
     estate_dir: Path, manifest: EstateManifest, taken: Iterable[str], birth_day: int, sex: str
-) -> str:
-    """A Skatteverket test personnummer no one in the estate has, near the given birth date."""
+) -> str | None:
+    """A Skatteverket test personnummer no one in the estate has, near the given birth date;
+    None when the estate uses every one of them (of that sex): only test numbers are given out,
+    never a made-up number in the personnummer format."""
     population = build_population(manifest.patients, manifest.seed)
     used = {str(number)[-10:] for number in population.number}
     used |= {re.sub(r"\D", "", str(value))[-10:] for value in taken if value}
@@ -192,7 +196,7 @@ def _unused_personnummer(
     if sex in ("M", "K"):
         pool = [n for n in pool if (int(n[10]) % 2 == 1) == (sex == "M")]
     if not pool:
-        raise RuntimeError("no unused Skatteverket test personnummer left for the estate")
+        return None
     target = np.datetime64("1970-01-01") + np.timedelta64(birth_day, "D")
 
     def distance(number: str) -> int:
@@ -238,6 +242,39 @@ def _elvis_activity(
         engine.dispose()
 
 
+def _identify_reserve_patient(
+    estate_dir: Path,
+    manifest: EstateManifest,
+    single: set[str],
+    patient: pd.DataFrame,
+    alive: pd.DataFrame,
+    pick: Callable[[pd.Series, int], list[int]],
+    report: ActivityReport,
+) -> list[tuple[str, str, int, dict]]:
+    """A patient registered under a VGR reservnummer only, and only once (``single``: the
+    patient ids that are their person's only ELVIS registration), is identified: the update that
+    writes their personnummer beside the reserve number."""
+    reserve_only = alive[
+        alive["pnr"].isna()
+        & alive["reservnr"].fillna("").str.match(_VGR_RESERVE)
+        & alive["patient_id"].astype(str).isin(single)
+    ]
+    updates: list[tuple[str, str, int, dict]] = []
+    for patient_id in pick(reserve_only["patient_id"], 1):
+        row = reserve_only[reserve_only["patient_id"] == patient_id].iloc[0]
+        reserve = str(row["reservnr"])
+        born = day_number(pd.Timestamp(reserve[:8]).date())
+        number = _unused_personnummer(
+            estate_dir, manifest, patient["pnr"].dropna(), born, str(row["kon"])
+        )
+        if number is None:  # every test personnummer is taken: not identified this round
+            continue
+        pnr = f"{number[:8]}-{number[8:]}"
+        updates.append(("patient", "patient_id", patient_id, {"pnr": pnr}))
+        report.add("elvis", "patient", [patient_id], CHANGED, "reservnummer_linked_to_personnummer")
+    return updates
+
+
 def _plan_elvis(estate_dir, manifest, frames, truth, rng, clock, report) -> dict:
     """Decide ELVIS's activity on the tables as read; nothing is written here."""
     patient, contact = frames["patient"], frames["vardkontakt"]
@@ -267,28 +304,14 @@ def _plan_elvis(estate_dir, manifest, frames, truth, rng, clock, report) -> dict
         busy.update(chosen)
         return chosen
 
-    # A patient registered under a VGR reservnummer only, and only once (a person first
-    # registered under a reserve number and later under their personnummer has two rows).
+    # A person first registered under a reserve number and later under their personnummer has
+    # two rows: only a person's single registration is identified, or deleted below.
     person_rows = truth.identities[
         (truth.identities["system"] == "elvis") & (truth.identities["dataset"] == "patient")
     ]
     rows_per_person = person_rows["person_key"].map(person_rows["person_key"].value_counts())
     single = set(person_rows.loc[rows_per_person == 1, "source_key"])
-    reserve_only = alive[
-        alive["pnr"].isna()
-        & alive["reservnr"].fillna("").str.match(_VGR_RESERVE)
-        & alive["patient_id"].astype(str).isin(single)
-    ]
-    for patient_id in pick(reserve_only["patient_id"], 1):
-        row = reserve_only[reserve_only["patient_id"] == patient_id].iloc[0]
-        reserve = str(row["reservnr"])
-        born = day_number(pd.Timestamp(reserve[:8]).date())
-        number = _unused_personnummer(
-            estate_dir, manifest, patient["pnr"].dropna(), born, str(row["kon"])
-        )
-        pnr = f"{number[:8]}-{number[8:]}"
-        updates.append(("patient", "patient_id", patient_id, {"pnr": pnr}))
-        report.add("elvis", "patient", [patient_id], CHANGED, "reservnummer_linked_to_personnummer")
+    updates += _identify_reserve_patient(estate_dir, manifest, single, patient, alive, pick, report)
 
     with_address = alive[
         alive["skyddad_identitet"].fillna("").eq("")

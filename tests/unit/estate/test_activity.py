@@ -147,6 +147,29 @@ def test_the_identified_patient_gets_an_unused_skatteverket_personnummer(estates
     assert (int(number[10]) % 2 == 1) == (reserve[8] == "M")
 
 
+def test_with_every_test_personnummer_taken_the_patient_stays_unidentified(
+    small_estate, tmp_path, monkeypatch
+):
+    """An estate of more people than Skatteverket's list (200,000 use every number of a sex):
+    the round runs, the reserve-number patient is not identified, no number is made up, and
+    every other change is made as with numbers to spare."""
+    import numpy as np
+
+    from etl.estate import activity as module
+
+    monkeypatch.setattr(module, "load_pool", lambda path: np.array([], dtype="U12"))
+    changed = _copy(small_estate, tmp_path / "estate")
+    pnr_before = dict(_elvis(changed, "SELECT patient_id, pnr FROM patient"))
+    simulate_activity(changed, seed=SEED)
+    listed = pd.read_csv(changed / ACTIVITY_FILE, dtype=str, keep_default_na=False)
+    assert "reservnummer_linked_to_personnummer" not in set(listed["what"])
+    pnr_after = dict(_elvis(changed, "SELECT patient_id, pnr FROM patient"))
+    # No patient who was there gained or changed a personnummer (a newborn is new, without one).
+    assert {key for key, pnr in pnr_after.items() if pnr_before.get(key, pnr) != pnr} == set()
+    assert set(listed["change"]) == {"new", "changed", "deleted", "inherited"}
+    assert len(listed) > 10
+
+
 def test_elvis_holds_exactly_the_listed_changes(estates, activity):
     before, after = estates
     keys = {"patient": "patient_id", "vardkontakt": "kontakt_id", "bokning": "bokning_id"}
