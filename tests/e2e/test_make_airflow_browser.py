@@ -195,7 +195,7 @@ def _navigating(error: Exception) -> bool:
     application loading again): "aborted by navigation", "Inspected target navigated or
     closed". The page is on its way, not broken; on a busy machine such a window is longer."""
     message = str(getattr(error, "msg", None) or error).lower()
-    return "navigat" in message
+    return "aborted by navigation" in message or "inspected target navigated" in message
 
 
 def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
