@@ -69,6 +69,30 @@ def start_chromium(user_data_dir: Path):
     return driver
 
 
+def is_navigating(error: Exception) -> bool:
+    """Chrome refused a command because the page was being replaced (a sign-in's redirect, the
+    application loading again): "aborted by navigation", "Inspected target navigated or
+    closed". The page is on its way, not broken; on a busy machine such a window is longer."""
+    message = str(getattr(error, "msg", None) or error).lower()
+    return "aborted by navigation" in message or "inspected target navigated" in message
+
+
+def open_page(driver, url: str) -> None:
+    """``driver.get(url)``; asked again once if Chrome aborted it because the page it left was
+    still navigating (:func:`is_navigating`), any other error raised as it is."""
+    import time
+
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        driver.get(url)
+    except WebDriverException as error:
+        if not is_navigating(error):
+            raise
+        time.sleep(POLL_SECONDS)
+        driver.get(url)
+
+
 def quit_chromium(driver) -> None:
     """``driver.quit()``, with chromium's processes reaped here (tests/e2e/reaping.py): its
     renderers, orphaned when chromium exits, took their CPU seconds to init; whatever of them is

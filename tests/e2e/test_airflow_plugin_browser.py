@@ -23,6 +23,7 @@ from tests.e2e.browser import (
     WAIT_SECONDS,
     check_every_link_resolves,
     check_pages_show_the_ledger,
+    open_page,
     record_a_steward_decision,
     require_browser,
     screenshots,
@@ -89,9 +90,10 @@ def _sign_in(browser, server: AirflowServer, user: str, page: str, expected_titl
     """Open a dashboard page signed out, land on Airflow's login, sign in, get the page back."""
     from selenium.webdriver.common.by import By
 
-    browser.get(f"{server.url}/api/v2/auth/logout")  # a clean start, as Airflow's menu does it
+    # A clean start, as Airflow's menu does it.
+    open_page(browser, f"{server.url}/api/v2/auth/logout")
     browser.delete_all_cookies()
-    browser.get(f"{server.url}{URL_PREFIX}{page}")
+    open_page(browser, f"{server.url}{URL_PREFIX}{page}")
     _wait_for_login_page(browser)
     next_page = urllib.parse.parse_qs(urllib.parse.urlsplit(browser.current_url).query)["next"]
     assert urllib.parse.urlsplit(next_page[0]).path == f"{URL_PREFIX}{page.split('?')[0]}"
@@ -175,9 +177,9 @@ def test_a_steward_signs_in_through_airflow_reads_the_ledger_and_acts(airflow, b
     # the cookie the browser held: Airflow revoked the token itself.
     token = browser.get_cookie("_token")["value"]
     assert _fetch(f"{dashboard}/steward", Cookie=f"_token={token}") == 200
-    browser.get(f"{server.url}/api/v2/auth/logout")
+    open_page(browser, f"{server.url}/api/v2/auth/logout")
     _wait_for_login_page(browser)
-    browser.get(f"{dashboard}/steward")
+    open_page(browser, f"{dashboard}/steward")
     _wait_for_login_page(browser)
     shot("signed_out")
     assert _fetch(f"{dashboard}/steward", Cookie=f"_token={token}") == 401

@@ -51,7 +51,14 @@ from etl.cutover.airflow_hitl import (
 from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT, Settings
 from tests.e2e.airflow_server import AirflowServer, airflow_standalone
-from tests.e2e.browser import POLL_SECONDS, WAIT_SECONDS, require_browser, screenshots
+from tests.e2e.browser import (
+    POLL_SECONDS,
+    WAIT_SECONDS,
+    is_navigating,
+    open_page,
+    require_browser,
+    screenshots,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -190,14 +197,6 @@ def _page_text(browser, characters: int = 1500) -> str:
         return f"(no page text: {type(error).__name__})"
 
 
-def _navigating(error: Exception) -> bool:
-    """Chrome refused a command because the page was being replaced (a sign-in's redirect, the
-    application loading again): "aborted by navigation", "Inspected target navigated or
-    closed". The page is on its way, not broken; on a busy machine such a window is longer."""
-    message = str(getattr(error, "msg", None) or error).lower()
-    return "aborted by navigation" in message or "inspected target navigated" in message
-
-
 def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
     """WebDriverWait whose failure says what was awaited and what the page showed."""
     from selenium.common.exceptions import (
@@ -215,10 +214,8 @@ def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
     def looked(driver):
         try:
             return condition(driver)
-        except StaleElementReferenceException:
-            raise
         except WebDriverException as error:
-            if _navigating(error):
+            if is_navigating(error):
                 return False
             raise
 
@@ -233,25 +230,11 @@ def _wait(browser, what: str, condition, seconds: float = WAIT_SECONDS):
         ) from None
 
 
-def _get(browser, url: str) -> None:
-    """``browser.get(url)``; asked again once if Chrome aborted it because the page it left was
-    still navigating (see :func:`_navigating`), any other error raised as it is."""
-    from selenium.common.exceptions import WebDriverException
-
-    try:
-        browser.get(url)
-    except WebDriverException as error:
-        if not _navigating(error):
-            raise
-        time.sleep(POLL_SECONDS)
-        browser.get(url)
-
-
 def _go(browser, url: str) -> None:
     """Open ``url``, unless the browser shows it already (signed in and sent there): each load of
     Airflow's UI runs its whole 7 MB application again, seconds of chromium on two cores."""
     if browser.current_url.rstrip("/") != url.rstrip("/"):
-        _get(browser, url)
+        open_page(browser, url)
 
 
 def _sign_in(browser, server: AirflowServer, user: str, page: str = "/") -> None:
@@ -260,10 +243,10 @@ def _sign_in(browser, server: AirflowServer, user: str, page: str = "/") -> None
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
 
-    _get(browser, f"{server.url}/api/v2/auth/logout")  # the previous user, if any, signs out
+    open_page(browser, f"{server.url}/api/v2/auth/logout")  # the previous user, if any, signs out
     browser.delete_all_cookies()
     target = server.url + page
-    _get(browser, f"{server.url}/auth/login?next={urllib.parse.quote(target)}")
+    open_page(browser, f"{server.url}/auth/login?next={urllib.parse.quote(target)}")
     _wait(
         browser,
         "Airflow's sign-in form",
@@ -356,7 +339,7 @@ def _wait_for_run_in_ui(browser, server: AirflowServer, dag_id: str, run_id: str
 
     page = f"{server.url}/dags/{dag_id}/runs/{run_id}"
     if urllib.parse.unquote(browser.current_url) != page:
-        _get(browser, page)
+        open_page(browser, page)
     started = reloaded = time.monotonic()
     shown = ""
     while time.monotonic() - started < RUN_SECONDS:
