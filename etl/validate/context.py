@@ -93,12 +93,15 @@ def enrich(
     meta: dict | None,
     core_url: str | None = None,
     mappings_dir: Path | None = None,
+    system: str | None = None,
 ) -> pd.DataFrame:
     """The chunk with the declared context columns joined in (NA where there is no match).
 
     Rows whose related entity is not in this batch (a delta batch carries only changed patients)
-    are completed from the core tables, when ``core_url`` is given. Lookup tables are read from
-    ``mappings_dir``: the run's own mappings (the environment's settings' when not given)."""
+    are completed from the core tables, when ``core_url`` is given (and, when ``system`` names
+    the rows' system, once a batch of it is promoted: the ids are its own core ids). Lookup
+    tables are read from ``mappings_dir``: the run's own mappings (the environment's settings'
+    when not given)."""
     declared = (meta or {}).get("context") or {}
     if not declared or rows.empty:
         return rows
@@ -106,7 +109,7 @@ def enrich(
     for entity, columns in _entities(declared).items():
         _join_entity(paths, enriched, entity, columns)
         if core_url:
-            _complete_from_core(core_url, enriched, entity, columns)
+            _complete_from_core(core_url, enriched, entity, columns, system)
     lookups = declared.get(LOOKUPS) or {}
     if lookups:
         if mappings_dir is None:
@@ -185,11 +188,20 @@ def _taken(column: pa.ChunkedArray, positions: pa.Array, index: pd.Index) -> pd.
 
 
 def _complete_from_core(
-    core_url: str, rows: pd.DataFrame, entity: str, columns: list[str], batch: int = 10_000
+    core_url: str,
+    rows: pd.DataFrame,
+    entity: str,
+    columns: list[str],
+    system: str | None = None,
+    batch: int = 10_000,
 ) -> None:
-    """Fill context the batch lacked from the core's current rows (ids of this chunk only)."""
+    """Fill context the batch lacked from the core's current rows (ids of this chunk only).
+
+    The ids are ``system``'s core ids: before a batch of it is promoted the core holds none,
+    and the entity's table is not read (``has_promoted``)."""
     import sqlalchemy as sa
 
+    from etl.core.batch_states import has_promoted
     from etl.core.database import core_engine
     from etl.core.tables import ENTITY_TABLES
 
@@ -204,6 +216,8 @@ def _complete_from_core(
     table = ENTITY_TABLES[entity]
     found: list[Any] = []
     with core_engine(core_url).connect() as connection:
+        if system is not None and not has_promoted(connection, system):
+            return
         for start in range(0, len(wanted), batch):
             part = wanted[start : start + batch]
             query = sa.select(table.c[key], *(table.c[c] for c in columns)).where(

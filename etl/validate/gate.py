@@ -298,8 +298,9 @@ def _dangling_references(
                 values = chunk[reference.column]
                 # Resolved only thanks to the batch's (deferred) rows; rows resolving nowhere
                 # were judged by the validate stage already.
-                without_batch = unresolved(None, reference, values, core_url, in_batch=False)
-                with_batch = unresolved(paths, reference, values, core_url)
+                system = report.system
+                without_batch = unresolved(None, reference, values, core_url, False, system)
+                with_batch = unresolved(paths, reference, values, core_url, system=system)
                 dangling += int((without_batch & ~with_batch).sum())
             if dangling:
                 problems.append(

@@ -15,8 +15,9 @@ quarantines the row, warning loads and flags it), threshold and waivability are 
 A value resolves when the target exists in this batch's transformed rows of the same system
 (``<target>.parquet``, matched on ``column``, by default the target's id) or in the core table
 (rows promoted earlier by this system, by a delta's base, or by another system or wave: an
-HSA-id is resolved against every system's care units). A missing value is not judged here: the
-completeness checks (``not_null``) say whether the column may be empty.
+HSA-id is resolved against every system's care units; a core id only against its own system's
+rows, so the core is not asked before the system's first promoted batch). A missing value is
+not judged here: the completeness checks (``not_null``) say whether the column may be empty.
 
 A reference by core id whose target is in this batch's landing but was quarantined while
 transforming (a patient with an invalid personnummer) is not dangling: the target exists and
@@ -132,12 +133,14 @@ def unresolved(
     values: pd.Series,
     core_url: str | None,
     in_batch: bool = True,
+    system: str | None = None,
 ) -> pd.Series:
     """True where a non-empty value resolves neither in the batch nor in the core.
 
     ``in_batch=False`` asks the core only (the gate uses it when the batch's target rows are not
-    going to be promoted)."""
-    return _unresolved(paths, reference, values, core_url, in_batch)[0]
+    going to be promoted). ``system``: the referencing rows' system, whose core ids a reference
+    by id holds (``_in_core``)."""
+    return _unresolved(paths, reference, values, core_url, in_batch, system)[0]
 
 
 def _unresolved(
@@ -146,6 +149,7 @@ def _unresolved(
     values: pd.Series,
     core_url: str | None,
     in_batch: bool = True,
+    system: str | None = None,
 ) -> tuple[pd.Series, pa.Array]:
     """``unresolved``, with the values as they were looked up: trimmed text, null where that
     left nothing (an Arrow array in the order of ``values``)."""
@@ -164,7 +168,7 @@ def _unresolved(
         resolved |= np.asarray(pc.is_in(wanted, value_set=found), dtype=bool)
     if not resolved.all() and core_url:
         remaining = wanted.filter(pa.array(~resolved))
-        in_core = _in_core(core_url, reference, remaining.to_pylist())
+        in_core = _in_core(core_url, reference, remaining.to_pylist(), system)
         found_in_core = pa.array(list(in_core), type=wanted.type)
         resolved |= np.asarray(pc.is_in(wanted, value_set=found_in_core), dtype=bool)
     # Present, and not found (a null has no position: never failing).
@@ -247,15 +251,26 @@ def _in_batch(paths: BatchPaths, reference: Reference, wanted: pa.Array) -> pa.A
     return pa.array([str(v) for v in found.to_pylist() if v is not None], type=pa.large_string())
 
 
-def _in_core(core_url: str, reference: Reference, wanted: list[str]) -> set[str]:
+def _in_core(
+    core_url: str, reference: Reference, wanted: list[str], system: str | None = None
+) -> set[str]:
+    """Which ``wanted`` keys the core's target table holds.
+
+    A reference by id of ``system``'s rows holds that system's core ids: until a batch of the
+    system is promoted the core holds none of them, and the target table is not read
+    (``has_promoted``: so a system's validation does not wait for another system's first
+    promotion, which holds that table exclusively until it commits)."""
     import sqlalchemy as sa
 
+    from etl.core.batch_states import has_promoted
     from etl.core.database import core_engine
     from etl.core.tables import ENTITY_TABLES
 
     column = ENTITY_TABLES[reference.target].c[reference.target_column]
     found: set[str] = set()
     with core_engine(core_url).connect() as connection:
+        if reference.is_by_id and system is not None and not has_promoted(connection, system):
+            return found
         for start in range(0, len(wanted), CORE_SLICE):
             part = wanted[start : start + CORE_SLICE]
             query = sa.select(column).where(column.in_(part)).distinct()
@@ -271,19 +286,24 @@ def reference_failures(
     core_url: str | None,
     rule_of: Callable[[str], CheckRule],
     in_landing: Callable[[Reference, set[str]], set[str]] | None = None,
+    system: str | None = None,
 ):
     """One ``Failure`` per reference check that some row of the chunk fails, with the severity
     and dimension ``rule_of(check)`` gives (the system's rule in thresholds.yaml).
 
     ``in_landing(reference, ids)`` says which unresolved ids are rows of the batch's landing
-    (quarantined while transforming); without it every unresolved id is a dangling reference."""
+    (quarantined while transforming); without it every unresolved id is a dangling reference.
+    ``system``: the rows' system (a reference by id is looked up in the core only once a batch
+    of it is promoted, ``_in_core``)."""
     from etl.validate.suites import Failure
 
     failures = []
     for reference in references:
         if reference.column not in rows.columns or rows.empty:
             continue
-        failing, text = _unresolved(paths, reference, rows[reference.column], core_url)
+        failing, text = _unresolved(
+            paths, reference, rows[reference.column], core_url, system=system
+        )
         if not failing.any():
             continue
         quarantined = pd.Series(False, index=rows.index)

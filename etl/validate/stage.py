@@ -382,6 +382,7 @@ def validate_entity(
             settings.resolved_core_url,
             lambda check: thresholds.rule_for(check, system),
             in_landing,
+            system,
         )
 
     writer = StageWriter(
@@ -396,7 +397,9 @@ def validate_entity(
     quarantined_ids: list[pd.Series] = []
     id_column = ENTITIES[entity].id_field()
     for read, rows in iter_batches_and_frames(transformed, settings.chunk_rows):
-        rows = enrich(paths, rows, suite_meta, settings.resolved_core_url, settings.mappings_dir)
+        rows = enrich(
+            paths, rows, suite_meta, settings.resolved_core_url, settings.mappings_dir, system
+        )
         quarantined, outcomes = _checked_chunk(
             settings, entity, rows, source_of, parameters, waivers, tally, check_references
         )

@@ -55,7 +55,7 @@ def test_each_key_resolved_once_fails_the_rows_the_expression_fails(
     batch_keys = pa.array(sorted(in_batch), type=pa.large_string())
     asked: list[list[str]] = []
 
-    def core(_url, _reference, remaining):
+    def core(_url, _reference, remaining, _system=None):
         asked.append(remaining)
         return set(in_core) & set(remaining)
 
