@@ -87,7 +87,7 @@ bench-peers: $(STAMP) $(PEERS_VENV)/.installed-dlt-$(DLT_VERSION)
 # growth (etl/bench/identity_scale.py says what is timed).
 # --jobs 1: every stage in the bench's own process, so a size's peak RSS is one process's peak
 # (with worker processes it is a sum of RSS samples, which the memory goal cannot compare).
-BENCH_SCALE_FLAGS := --jobs 1 --dag-parse-repeats 0 --startup-repeats 0 --no-dashboard --no-cutover --identity
+BENCH_SCALE_FLAGS := --jobs 1 --repeats 1 --dag-parse-repeats 0 --startup-repeats 0 --no-dashboard --no-cutover --identity
 bench-scale: $(STAMP)
 	$(BIN)/vardflytt bench --patients $(BENCH_SCALE_SMALL) --work-dir var/bench/scale-$(BENCH_SCALE_SMALL) \
 		$(BENCH_SCALE_FLAGS) $(if $(VARDFLYTT_BENCH_POSTGRES_URL),--no-sqlite)

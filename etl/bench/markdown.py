@@ -51,6 +51,26 @@ def throughput_lines(rates: dict[str, Any]) -> list[str]:
     ]
 
 
+def repeat_lines(repeats: dict[str, Any]) -> list[str]:
+    """Each repeat of the PostgreSQL migration with its plain COPY, and which one is shown."""
+    lines = [
+        f"Repeats: {repeats['count']} migrations on fresh schemas, each with its plain COPY of "
+        f"the same rows beside it; shown above and judged below: repeat {repeats['chosen']}, the "
+        "median by end to end / COPY (to_sql timed in repeat "
+        f"{repeats['to_sql_timed_in']} only).",
+        "",
+        "| repeat | end to end s | plain COPY s | end to end / COPY | load / COPY |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for run in repeats["runs"]:
+        lines.append(
+            f"| {run['repeat']} | {shown(run['end_to_end_seconds'])} | "
+            f"{shown(run['plain_copy_seconds'])} | {shown(run['e2e_vs_plain_copy'], 3)} | "
+            f"{shown(run['load_vs_plain_copy'], 3)} |"
+        )
+    return lines
+
+
 def startup_lines(startup: dict[str, Any]) -> list[str]:
     lines = [
         f"Start-up cost (fresh interpreter each, median of {startup['repeats']}):",
@@ -81,6 +101,8 @@ def results_markdown(results: dict[str, Any]) -> str:
             continue
         parts += stage_lines(run)
         parts += ["", f"VmHWM {shown(run.get('vm_hwm_mib'), 1)} MiB (exact process peak)."]
+        if run.get("repeats"):
+            parts += ["", *repeat_lines(run["repeats"])]
     if results.get("throughput"):
         parts += ["", *throughput_lines(results["throughput"])]
     if results.get("export"):

@@ -23,13 +23,18 @@ from etl.settings import Settings
 
 
 def cutover_figures(
-    settings: Settings, label: str, log: Callable[[str], None], systems: tuple[str, ...] = SYSTEMS
+    settings: Settings,
+    label: str,
+    log: Callable[[str], None],
+    systems: tuple[str, ...] = SYSTEMS,
+    to_sql: bool = True,
 ) -> dict[str, Any]:
     """PostgreSQL: the pipeline's load (staging by reference, then promotion: COPY of new rows,
     upsert with history of changed ones) against a plain ``COPY`` of the same final rows into
     empty copies of the same tables, and the time a rollback of each batch takes against its
     load. Measured in the same run, same server; beside the wall seconds, this process's CPU
-    seconds of the load and of the plain ``COPY`` (the server's are not in them)."""
+    seconds of the load and of the plain ``COPY`` (the server's are not in them). ``to_sql=False``
+    leaves out the slow naive peer (its figures are then None)."""
     import pyarrow as pa
 
     from etl import pipeline
@@ -58,7 +63,7 @@ def cutover_figures(
         loaded = sum(e["staged"] for e in report["entities"])
         log(f"{label}: {system} plain COPY of the same rows into empty copies of the tables")
         paths = BatchPaths.of(settings, batch_id, system)
-        copy = copy_cpu = to_sql = 0.0
+        copy = copy_cpu = system_to_sql = 0.0
         with engine.begin() as connection:
             for entity in [e["entity"] for e in report["entities"]]:
                 table = _empty_copy(connection, entity, "copy")
@@ -70,19 +75,23 @@ def cutover_figures(
                 copy += time.perf_counter() - started
                 copy_cpu += time.process_time() - cpu_started
                 connection.exec_driver_sql(f'DROP TABLE "{table}"')
-        log(f"{label}: {system} pandas to_sql(method='multi') of the same rows (the naive peer)")
-        with engine.begin() as connection:
-            for entity in [e["entity"] for e in report["entities"]]:
-                to_sql += _to_sql_seconds(
-                    connection, entity, paths.stage_file("validated", entity), settings.chunk_rows
-                )
+        if to_sql:
+            log(f"{label}: {system} pandas to_sql(method='multi') of the same rows (naive peer)")
+            with engine.begin() as connection:
+                for entity in [e["entity"] for e in report["entities"]]:
+                    system_to_sql += _to_sql_seconds(
+                        connection,
+                        entity,
+                        paths.stage_file("validated", entity),
+                        settings.chunk_rows,
+                    )
         per_system[system] = {
             "rows": loaded,
             "load_seconds": round(load, 3),
             "load_cpu_seconds": round(load_cpu, 3),
             "plain_copy_seconds": round(copy, 3),
             "plain_copy_cpu_seconds": round(copy_cpu, 3),
-            "to_sql_seconds": round(to_sql, 3),
+            "to_sql_seconds": round(system_to_sql, 3) if to_sql else None,
             "rollback_seconds": round(undo, 3),
         }
         rows += loaded
@@ -90,15 +99,15 @@ def cutover_figures(
         copy_seconds += copy
         load_cpu_seconds += load_cpu
         copy_cpu_seconds += copy_cpu
-        to_sql_seconds += to_sql
+        to_sql_seconds += system_to_sql
         rollback_seconds += undo
     load_rate = rows_per_second(int(rows), load_seconds)
     copy_rate = rows_per_second(int(rows), copy_seconds)
     return {
         "plain_copy_seconds": round(copy_seconds, 3),
         "plain_copy_cpu_seconds": round(copy_cpu_seconds, 3),
-        "to_sql_seconds": round(to_sql_seconds, 3),
-        "to_sql_rows_per_second": rows_per_second(int(rows), to_sql_seconds),
+        "to_sql_seconds": round(to_sql_seconds, 3) if to_sql else None,
+        "to_sql_rows_per_second": rows_per_second(int(rows), to_sql_seconds) if to_sql else None,
         "rows": int(rows),
         "load_rows_per_second": load_rate,
         "plain_copy_rows_per_second": copy_rate,
@@ -182,21 +191,30 @@ def _postgres_run(
     log: Callable[[str], None],
     with_cutover: bool = True,
     jobs: int = 1,
+    repeats: int = 1,
 ) -> dict[str, Any]:
-    """Load into a fresh schema on the server; the schema is dropped afterwards in any case."""
-    schema = bench_schema_name()
-    with fresh_schema(base_url, log, schema) as url:
-        settings = bench_settings(run_dir / "postgresql", estate, chunk_rows, url)
-        result = _in_process_run(
-            "postgresql",
-            "postgresql",
-            settings,
-            as_of,
-            log,
-            jobs=jobs,
-            core_url=redact_url(url),
-            schema=schema,
-        )
-        if with_cutover:
-            result["cutover"] = cutover_figures(settings, "postgresql", log)
-        return result
+    """Load into a fresh schema on the server (dropped afterwards in any case), ``repeats``
+    times, each with its plain COPY beside it (``median_repeat`` picks the run reported)."""
+    from etl.bench.goals import median_repeat
+
+    runs = []
+    for index in range(repeats):
+        schema = bench_schema_name()
+        home = run_dir / ("postgresql" if index == 0 else f"postgresql_{index + 1}")
+        with fresh_schema(base_url, log, schema) as url:
+            settings = bench_settings(home, estate, chunk_rows, url)
+            log(f"postgresql: repeat {index + 1} of {repeats}")
+            result = _in_process_run(
+                "postgresql",
+                "postgresql",
+                settings,
+                as_of,
+                log,
+                jobs=jobs,
+                core_url=redact_url(url),
+                schema=schema,
+            )
+            if with_cutover:
+                result["cutover"] = cutover_figures(settings, "postgresql", log, to_sql=index == 0)
+        runs.append(result)
+    return median_repeat(runs) if repeats > 1 else runs[0]

@@ -50,9 +50,14 @@ def run_benchmark(
     seed: int = BENCH_SEED,
     keep_files: bool = False,
     jobs: int | None = None,
+    repeats: int = 1,
     log: Callable[[str], None] = lambda _message: None,
 ) -> dict[str, Any]:
-    """Generate, migrate (SQLite, then PostgreSQL if given), measure; write and return results."""
+    """Generate, migrate (SQLite, then PostgreSQL if given: ``repeats`` times, each on a fresh
+    schema with its plain COPY beside it, the median one reported), measure; write and return
+    results."""
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
     if patients < 1:
         raise ValueError("patients must be at least 1")
     settings = get_settings()
@@ -84,6 +89,7 @@ def run_benchmark(
         with_sqlite=with_sqlite,
         with_cutover=with_cutover,
         jobs=jobs,
+        repeats=repeats,
     )
     freeze_window = (
         _freeze_windows(
@@ -123,6 +129,7 @@ def run_benchmark(
             "with_cutover": with_cutover,
             "with_identity": with_identity,
             "jobs": jobs,
+            "repeats": repeats,
             "dag_parse_repeats": dag_parse_repeats,
             "import_seconds": import_seconds,
             "files_kept": keep_files or bool(problems),
@@ -189,6 +196,7 @@ def _migration_runs(
     with_sqlite: bool = True,
     with_cutover: bool = True,
     jobs: int = 1,
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
     """The migration in this process: on SQLite (unless left out), then on PostgreSQL when a
     server is given (with the COPY and to_sql peers unless ``with_cutover`` is false)."""
@@ -211,7 +219,15 @@ def _migration_runs(
             (
                 "postgresql",
                 lambda: _postgres_run(
-                    postgres_url, run_dir, estate, chunk_rows, as_of, log, with_cutover, jobs
+                    postgres_url,
+                    run_dir,
+                    estate,
+                    chunk_rows,
+                    as_of,
+                    log,
+                    with_cutover,
+                    jobs,
+                    repeats,
                 ),
             )
         )

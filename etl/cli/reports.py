@@ -54,6 +54,15 @@ def bench(
             "VARDFLYTT_JOBS, else the CPUs); 1: every stage in this process, one after another.",
         ),
     ] = None,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="PostgreSQL: migrations timed, each on a fresh schema with its plain COPY "
+            "beside it (to_sql timed in the first only); the tables and goals show the one "
+            "with the median end to end / COPY ratio, results.md lists them all.",
+        ),
+    ] = 3,
     sqlite: Annotated[
         bool, typer.Option(help="Also migrate into SQLite (before PostgreSQL, same process).")
     ] = True,
@@ -192,6 +201,7 @@ def bench(
         with_dashboard=dashboard,
         with_sqlite=sqlite,
         jobs=jobs,
+        repeats=repeats,
         with_cutover=cutover,
         with_identity=identity,
         keep_files=keep_files,

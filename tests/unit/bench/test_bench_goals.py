@@ -287,6 +287,78 @@ def test_results_markdown_shows_stages_throughput_start_up_and_goals():
     assert "failed: boom" in text
 
 
+def _results_frame() -> dict:
+    return {
+        "parameters": {"patients": 500, "chunk_rows": 50_000},
+        "started_at": "2026-12-07T05:00:00+00:00",
+        "git": {"commit": "abc"},
+        "machine": {"cpu_count": 2},
+    }
+
+
+def _repeat(e2e_seconds: float, copy_seconds: float, to_sql_seconds: float | None) -> dict:
+    """A PostgreSQL repeat of 10,000 final rows: end to end ``e2e_seconds`` (1 s of it promotion:
+    load alone 10,000 rows/s), plain COPY ``copy_seconds``."""
+    per_system = {"elvis": {"rows": 10_000, "to_sql_seconds": to_sql_seconds}}
+    return _run(
+        "postgresql",
+        12_000,
+        {"extract": e2e_seconds - 1.0, "promote": 1.0},
+        cutover={
+            "rows": 10_000,
+            "plain_copy_seconds": copy_seconds,
+            "to_sql_seconds": to_sql_seconds,
+            "to_sql_rows_per_second": None if to_sql_seconds is None else 10_000 / to_sql_seconds,
+            "per_system": per_system,
+        },
+    )
+
+
+def test_the_repeat_with_the_median_end_to_end_to_copy_ratio_is_reported():
+    """Ratios (COPY s / end to end s): 2/5 = 0.4, 2/8 = 0.25, 3/5 = 0.6: the median is the first
+    repeat's 0.4 (the third's end to end was as fast, beside a slower COPY). Every repeat is
+    listed; to_sql comes from the first (50 s: 200 rows/s)."""
+    runs = [_repeat(5.0, 2.0, 50.0), _repeat(8.0, 2.0, None), _repeat(5.0, 3.0, None)]
+    chosen = goals.median_repeat(runs)
+    assert chosen["total"]["end_to_end"]["seconds"] == 5.0
+    assert chosen["cutover"]["plain_copy_seconds"] == 2.0
+    assert chosen["repeats"]["chosen"] == 1
+    listed = chosen["repeats"]["runs"]
+    assert [r["e2e_vs_plain_copy"] for r in listed] == pytest.approx([0.4, 0.25, 0.6])
+    # load alone: promote 1 s (10,000 rows/s) against COPY's 5,000, 5,000 and 3,333 rows/s.
+    assert [r["load_vs_plain_copy"] for r in listed] == pytest.approx([2.0, 2.0, 3.0])
+    by_key = _by_key(goals.run_goals({"runs": [chosen]}))
+    assert by_key["e2e_vs_plain_copy"].measured == pytest.approx(0.4)
+    assert by_key["e2e_vs_to_sql"].measured == pytest.approx(2_000 / 200)
+
+
+def test_a_chosen_later_repeat_takes_to_sql_from_the_first():
+    """Ratios 0.2 (2/10), 0.5 (3/6), 0.9 (4.5/5): the second repeat is the median; it did not
+    time to_sql, so its run carries the first repeat's 40 s (250 rows/s), per system too."""
+    runs = [_repeat(10.0, 2.0, 40.0), _repeat(6.0, 3.0, None), _repeat(5.0, 4.5, None)]
+    chosen = goals.median_repeat(runs)
+    assert chosen["repeats"]["chosen"] == 2
+    assert chosen["total"]["end_to_end"]["seconds"] == 6.0
+    assert chosen["cutover"]["to_sql_seconds"] == 40.0
+    assert chosen["cutover"]["per_system"]["elvis"]["to_sql_seconds"] == 40.0
+    assert runs[1]["cutover"]["to_sql_seconds"] is None  # the repeats themselves are kept
+    rates = goals.throughput(chosen)
+    assert rates["to_sql"] == pytest.approx(250.0)
+    assert goals.ratio(rates["end_to_end"], rates["to_sql"]) == pytest.approx(10_000 / 6 / 250)
+    text = results_markdown({**_results_frame(), "runs": [chosen]})
+    assert "repeat 2, the median by end to end / COPY" in text
+    assert "| 1 | 10.00 | 2.00 | 0.200 |" in text
+    assert "| 3 | 5.00 | 4.50 | 0.900 |" in text
+
+
+def test_an_even_number_of_repeats_reports_the_lower_middle_ratio():
+    """Ratios 0.4 (2/5), 0.25 (2/8): the lower of the two is reported (the goal is judged on
+    the less flattering middle)."""
+    chosen = goals.median_repeat([_repeat(5.0, 2.0, 50.0), _repeat(8.0, 2.0, None)])
+    assert chosen["repeats"]["chosen"] == 2
+    assert goals.repeat_figures(chosen)["e2e_vs_plain_copy"] == pytest.approx(0.25)
+
+
 def test_scale_and_peers_markdown_carry_the_ratios():
     small = _run("postgresql", 1_000, {"extract": 1.0}, vm_hwm=400.0)
     large = _run("postgresql", 10_000, {"extract": 10.0}, vm_hwm=400.0)
