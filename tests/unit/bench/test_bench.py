@@ -311,3 +311,11 @@ def test_one_process_shares_are_stage_seconds_over_end_to_end():
     assert run["total"]["stages"]["validate"]["share_of_end_to_end"] == 6.0 / 14.0
     markdown = results_markdown(_results())
     assert "Stages overlap" not in markdown
+
+
+def test_fewer_than_one_repeat_is_refused_before_anything_runs(tmp_path):
+    from etl.bench.run import run_benchmark
+
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        run_benchmark(100, repeats=0, work_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing generated
