@@ -93,7 +93,7 @@ def run_benchmark(
     )
     freeze_window = (
         _freeze_windows(
-            run_dir, estate, chunk_rows, as_of, postgres_url, with_sqlite, problems, log
+            run_dir, estate, chunk_rows, as_of, postgres_url, with_sqlite, problems, log, repeats
         )
         if with_cutover
         else None
@@ -263,9 +263,10 @@ def _freeze_windows(
     with_sqlite: bool,
     problems: list[str],
     log: Callable[[str], None],
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """A wave's freeze window (etl/bench/freeze.py) on SQLite and, with a server, PostgreSQL
-    (in a fresh schema, dropped afterwards)."""
+    (in a fresh schema, dropped afterwards), each measured ``repeats`` times."""
     from etl.bench.freeze import freeze_window_figures
     from etl.bench.postgres import fresh_schema
 
@@ -275,12 +276,14 @@ def _freeze_windows(
         home = run_dir / f"freeze_{backend}"
         try:
             if backend == "sqlite":
-                figures[backend] = freeze_window_figures(home, estate, chunk_rows, as_of, None, log)
+                figures[backend] = freeze_window_figures(
+                    home, estate, chunk_rows, as_of, None, log, repeats=repeats
+                )
             else:
                 assert postgres_url is not None
                 with fresh_schema(postgres_url, log) as url:
                     figures[backend] = freeze_window_figures(
-                        home, estate, chunk_rows, as_of, url, log
+                        home, estate, chunk_rows, as_of, url, log, repeats=repeats
                     )
         except Exception as error:  # report and go on, as the migration runs do
             figures[backend] = {"error": f"{type(error).__name__}: {error}"}

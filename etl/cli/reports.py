@@ -58,9 +58,10 @@ def bench(
         int,
         typer.Option(
             min=1,
-            help="PostgreSQL: migrations timed, each on a fresh schema with its plain COPY "
-            "beside it (to_sql timed in the first only); the tables and goals show the one "
-            "with the median end to end / COPY ratio, results.md lists them all.",
+            help="How many times the PostgreSQL migration (each on a fresh schema with its "
+            "plain COPY beside it; to_sql in the first only) and each freeze window are "
+            "measured; tables and goals show the median one by its ratio, results.md lists "
+            "them all.",
         ),
     ] = 3,
     sqlite: Annotated[
