@@ -198,7 +198,8 @@ def median_window(windows: list[dict[str, Any]]) -> dict[str, Any]:
     """Of a freeze window's repeats, the one whose window / initial ratio is the median (the
     higher middle one of an even number: the goal is an upper bound, so the less flattering
     one), every repeat's ratio listed under ``repeats``. The full re-read, timed in the first
-    repeat only, is taken from there."""
+    repeat only, is taken from there. Its ``verified`` is every repeat's: a window whose wave
+    was not verified is a problem whichever is shown."""
     ranked = sorted(
         range(len(windows)),
         key=lambda i: windows[i]["ratio"] if windows[i]["ratio"] is not None else float("inf"),
@@ -208,10 +209,12 @@ def median_window(windows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in _FIRST_REPEAT_ONLY:
         if chosen.get(key) is None:
             chosen[key] = windows[0].get(key)
+    chosen["verified"] = all(window["verified"] for window in windows)
     chosen["repeats"] = {
         "count": len(windows),
         "chosen": chosen_index + 1,
         "ratios": [window["ratio"] for window in windows],
+        "verified": [window["verified"] for window in windows],
     }
     return chosen
 

@@ -106,7 +106,8 @@ def median_repeat(runs: list[dict[str, Any]]) -> dict[str, Any]:
     the report's tables and goals show, every repeat's figures listed under ``repeats``. A
     ratio of two timings taken side by side is steadier on a shared machine than either
     timing, and one slow or fast repeat does not decide a goal. Only the first repeat times
-    ``to_sql`` (minutes at 20,000 people): the chosen run takes its figures from there."""
+    ``to_sql`` (minutes at 20,000 people): the chosen run takes its figures from there. Its
+    ``reconciled`` is every repeat's: a repeat that lost a row is a problem whichever is shown."""
     figures = [repeat_figures(run) for run in runs]
 
     def order(index: int) -> float:
@@ -118,13 +119,13 @@ def median_repeat(runs: list[dict[str, Any]]) -> dict[str, Any]:
     chosen = dict(runs[chosen_index])
     first_cutover = runs[0].get("cutover")
     if chosen.get("cutover") and first_cutover and chosen_index:
+        first_systems = first_cutover["per_system"]
         per_system = {
-            system: {**figures, "to_sql_seconds": first_figures.get("to_sql_seconds")}
-            for (system, figures), first_figures in zip(
-                chosen["cutover"]["per_system"].items(),
-                first_cutover["per_system"].values(),
-                strict=True,
-            )
+            system: {
+                **system_figures,
+                "to_sql_seconds": (first_systems.get(system) or {}).get("to_sql_seconds"),
+            }
+            for system, system_figures in chosen["cutover"]["per_system"].items()
         }
         chosen["cutover"] = {
             **chosen["cutover"],
@@ -132,10 +133,12 @@ def median_repeat(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "to_sql_rows_per_second": first_cutover.get("to_sql_rows_per_second"),
             "per_system": per_system,
         }
+    chosen["reconciled"] = all(run.get("reconciled") for run in runs)
     chosen["repeats"] = {
         "count": len(runs),
         "chosen": chosen_index + 1,
         "to_sql_timed_in": 1,
+        "reconciled": [run.get("reconciled") for run in runs],
         "runs": [{"repeat": i + 1, **f} for i, f in enumerate(figures)],
     }
     return chosen

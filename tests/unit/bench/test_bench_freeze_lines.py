@@ -21,6 +21,7 @@ def _row(**extra) -> dict:
         "reconciliation_methods": {"hash aggregates": 16},
         "full_reread_reconciliation_seconds": 30.0,
         "ratio_with_full_reread": 1.8,
+        "verified": True,
         **extra,
     }
 
@@ -65,7 +66,12 @@ def test_the_median_window_is_reported_and_every_repeats_ratio_listed():
     assert chosen["full_reread_reconciliation_seconds"] == 30.0
     assert chosen["ratio_with_full_reread"] == 1.8
     assert chosen["full_reread_reconciled"] is True
-    assert chosen["repeats"] == {"count": 3, "chosen": 3, "ratios": [0.35, 0.28, 0.31]}
+    assert chosen["repeats"] == {
+        "count": 3,
+        "chosen": 3,
+        "ratios": [0.35, 0.28, 0.31],
+        "verified": [True, True, True],
+    }
     lines = freeze_lines({"postgresql": {"unchanged": _row(), "changed": chosen}})
     assert lines[-1] == (
         "postgresql, changed: 3 windows in turns, window / initial 0.350, 0.280, 0.310; "
@@ -92,3 +98,12 @@ def test_a_window_without_its_full_reread_shows_dashes():
         }
     )
     assert lines[-1].endswith("| - | - |")
+
+
+def test_a_repeat_whose_wave_was_not_verified_fails_the_reported_window():
+    """The median window (0.31) was verified, another repeat's was not: the reported window
+    says not verified, so the bench lists it as a problem."""
+    chosen = median_window([_row(ratio=0.35, verified=False), _row(ratio=0.28), _row(ratio=0.31)])
+    assert chosen["repeats"]["chosen"] == 3
+    assert chosen["verified"] is False
+    assert chosen["repeats"]["verified"] == [False, True, True]

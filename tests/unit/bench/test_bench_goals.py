@@ -351,6 +351,20 @@ def test_a_chosen_later_repeat_takes_to_sql_from_the_first():
     assert "| 3 | 5.00 | 4.50 | 0.900 |" in text
 
 
+def test_a_repeat_that_did_not_reconcile_makes_the_reported_run_unreconciled():
+    """Repeat 1 (ratio 0.4, the median) reconciled; repeat 3 lost a row: the run shown says not
+    reconciled, so the bench lists the problem whichever repeat it shows."""
+    runs = [_repeat(5.0, 2.0, 50.0), _repeat(8.0, 2.0, None), _repeat(5.0, 3.0, None)]
+    for run, reconciled in zip(runs, (True, True, False), strict=True):
+        run["reconciled"] = reconciled
+    chosen = goals.median_repeat(runs)
+    assert chosen["repeats"]["chosen"] == 1
+    assert chosen["reconciled"] is False
+    assert chosen["repeats"]["reconciled"] == [True, True, False]
+    runs[2]["reconciled"] = True
+    assert goals.median_repeat(runs)["reconciled"] is True
+
+
 def test_an_even_number_of_repeats_reports_the_lower_middle_ratio():
     """Ratios 0.4 (2/5), 0.25 (2/8): the lower of the two is reported (the goal is judged on
     the less flattering middle)."""
