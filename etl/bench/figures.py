@@ -351,6 +351,13 @@ def build_results(
     }
 
 
+def median_position(values: list[float], *, higher: bool) -> int:
+    """The index of the median of ``values``; of an even number the higher middle one
+    (``higher``) or the lower: the less flattering one for an upper or a lower bound."""
+    ranked = sorted(range(len(values)), key=values.__getitem__)
+    return ranked[len(ranked) // 2 if higher else (len(ranked) - 1) // 2]
+
+
 def shown(value: float | None, digits: int = 2) -> str:
     """A figure as the bench's tables show it: thousands separated, "-" when not measured."""
     return "-" if value is None else f"{value:,.{digits}f}"

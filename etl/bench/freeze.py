@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from etl.batch import utc_now
-from etl.bench.figures import SYSTEMS, shown
+from etl.bench.figures import SYSTEMS, median_position, shown
 from etl.bench.migration import bench_settings
 from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT, Settings
@@ -200,11 +200,9 @@ def median_window(windows: list[dict[str, Any]]) -> dict[str, Any]:
     one), every repeat's ratio listed under ``repeats``. The full re-read, timed in the first
     repeat only, is taken from there. Its ``verified`` is every repeat's: a window whose wave
     was not verified is a problem whichever is shown."""
-    ranked = sorted(
-        range(len(windows)),
-        key=lambda i: windows[i]["ratio"] if windows[i]["ratio"] is not None else float("inf"),
+    chosen_index = median_position(
+        [w["ratio"] if w["ratio"] is not None else float("inf") for w in windows], higher=True
     )
-    chosen_index = ranked[len(ranked) // 2]
     chosen = dict(windows[chosen_index])
     for key in _FIRST_REPEAT_ONLY:
         if chosen.get(key) is None:

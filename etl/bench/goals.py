@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from etl.bench.figures import LOAD_STAGES, STAGES, rows_per_second
+from etl.bench.figures import LOAD_STAGES, STAGES, median_position, rows_per_second
 
 PASS, MISS, NOT_MEASURED = "PASS", "MISS", "NOT MEASURED"
 AT_LEAST, AT_MOST = ">=", "<="
@@ -109,13 +109,15 @@ def median_repeat(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ``to_sql`` (minutes at 20,000 people): the chosen run takes its figures from there. Its
     ``reconciled`` is every repeat's: a repeat that lost a row is a problem whichever is shown."""
     figures = [repeat_figures(run) for run in runs]
-
-    def order(index: int) -> float:
-        ratio_ = figures[index]["e2e_vs_plain_copy"]
-        return ratio_ if ratio_ is not None else -figures[index]["end_to_end_seconds"]
-
-    ranked = sorted(range(len(runs)), key=order)
-    chosen_index = ranked[(len(ranked) - 1) // 2]
+    chosen_index = median_position(
+        [
+            f["e2e_vs_plain_copy"]
+            if f["e2e_vs_plain_copy"] is not None
+            else -f["end_to_end_seconds"]
+            for f in figures
+        ],
+        higher=False,
+    )
     chosen = dict(runs[chosen_index])
     first_cutover = runs[0].get("cutover")
     if chosen.get("cutover") and first_cutover and chosen_index:
