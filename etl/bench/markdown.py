@@ -155,9 +155,31 @@ def peers_markdown(peers: dict[str, Any]) -> str:
         f"{shown(dlt['process_rows_per_second'], 0)} | {shown(dlt['peak_rss_mib'], 1)} |",
         "",
         *_core_schema_line(in_process),
+        *_peer_repeat_lines(peers.get("repeats")),
         goals_markdown(peers["goals"]).rstrip(),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _peer_repeat_lines(repeats: dict[str, Any] | None) -> list[str]:
+    """The rounds of a repeated peer comparison (etl/bench/peers.py ``median_round``)."""
+    if not repeats:
+        return []
+
+    def listed(key: str, digits: int = 3) -> str:
+        return ", ".join(shown(value, digits) for value in repeats[key])
+
+    return [
+        f"{repeats['count']} rounds in turns (vardflytt in process, in worker processes, dlt; "
+        "each on fresh schemas; the command line in the first only): in process / dlt rows/s "
+        f"{listed('in_process_vs_dlt')}; in worker processes / dlt "
+        f"{listed('in_workers_vs_dlt')}; seconds in process {listed('in_process_seconds', 2)}, "
+        f"in workers {listed('in_workers_seconds', 2)}, dlt {listed('dlt_seconds', 2)}. "
+        f"Shown and judged: round {repeats['chosen']}, the median by in process / dlt (of an "
+        "even number the lower middle one); vardflytt's in-process peak RSS is the first "
+        "round's (this process's high-water mark, which a later round cannot lower).",
+        "",
+    ]
 
 
 def _in_workers_row(run: dict[str, Any] | None) -> list[str]:

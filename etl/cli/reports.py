@@ -61,7 +61,8 @@ def bench(
             help="How many times the PostgreSQL migration (each on a fresh schema with its "
             "plain COPY beside it; to_sql in the first only) and each freeze window are "
             "measured; tables and goals show the median one by its ratio, results.md lists "
-            "them all.",
+            "them all. With --peers: rounds of vardflytt in process, in workers and dlt "
+            "(the command line in the first only), the median round shown.",
         ),
     ] = 3,
     sqlite: Annotated[
@@ -189,7 +190,7 @@ def bench(
         _bench_scale(scale_compare, work_dir)
         return
     if peers:
-        _bench_peers(patients, peers_python, postgres_url, work_dir, chunk_rows)
+        _bench_peers(patients, peers_python, postgres_url, work_dir, chunk_rows, repeats)
         return
     results = run_benchmark(
         patients,
@@ -233,6 +234,7 @@ def _bench_peers(
     postgres_url: str | None,
     work_dir: Path | None,
     chunk_rows: int | None,
+    repeats: int = 1,
 ) -> None:
     """ELVIS through vardflytt and dlt on the same server; peers.json and peers.md."""
     from etl.bench.goals import NOT_MEASURED
@@ -251,6 +253,7 @@ def _bench_peers(
         folder,
         chunk_rows or settings.chunk_rows,
         log=lambda message: console.log(message, highlight=False),
+        repeats=repeats,
     )
     console.print((folder / "peers.md").read_text("utf-8"))
     console.print(goals_table(results["goals"], "issue 15 goals against dlt"))
