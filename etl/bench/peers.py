@@ -40,7 +40,7 @@ from etl.bench.figures import (
     to_mib,
     url_with_search_path,
 )
-from etl.bench.goals import as_dicts, peer_goals
+from etl.bench.goals import as_dicts, peer_goals, ratio
 from etl.bench.markdown import peers_markdown
 from etl.bench.memory import RssSampler, process_peaks
 from etl.bench.migration import (
@@ -356,9 +356,9 @@ def run_peers(
 
 
 def _rate_ratio(run: dict[str, Any], dlt: dict[str, Any]) -> float | None:
-    if not run.get("rows_per_second") or not dlt.get("rows_per_second"):
-        return None
-    return round(run["rows_per_second"] / dlt["rows_per_second"], 4)
+    """A run's rows/s over dlt's (``goals.ratio``, as the goals compute it), to 4 decimals."""
+    found = ratio(run.get("rows_per_second"), dlt.get("rows_per_second"))
+    return None if found is None else round(found, 4)
 
 
 def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,7 +375,7 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         return rounds[0]
     ratios = [_rate_ratio(r["in_process"], r["dlt"]) for r in rounds]
     chosen_index = median_position(
-        [ratio if ratio is not None else float("-inf") for ratio in ratios], higher=False
+        [value if value is not None else float("-inf") for value in ratios], higher=False
     )
     chosen = {key: dict(run) for key, run in rounds[chosen_index].items()}
     chosen["in_process"]["peak_rss_mib"] = rounds[0]["in_process"]["peak_rss_mib"]
