@@ -109,6 +109,9 @@ def acquire(engine: sa.Engine, kind: LeaseKind, key: str, run_id: str | None = N
     take over a dead run's, or refuse naming the holder, its run and how to release it."""
     table, key_column = kind.table, kind.table.c[kind.key_column]
     now = utc_now()
+    renewed = _renewed(engine, kind, key, run_id, now)
+    if renewed is not None:
+        return renewed
     replaced = None
     with engine.begin() as connection:
         row = connection.execute(sa.select(table).where(key_column == key)).first()
@@ -149,6 +152,37 @@ def acquire(engine: sa.Engine, kind: LeaseKind, key: str, run_id: str | None = N
         detail = _refusal(kind, current) if current else f"{kind.noun} {key} was taken a moment ago"
         raise kind.error(detail) from error
     return Lease(key, holder, run_id, now, now, is_taken=True, replaced=replaced)
+
+
+def _renewed(
+    engine: sa.Engine, kind: LeaseKind, key: str, run_id: str | None, now: dt.datetime
+) -> Lease | None:
+    """The same run's lease with its heartbeat renewed, in one statement; None when the run
+    does not hold it (or the lease or database cannot say so this way: ``acquire`` then reads
+    the row and decides as always).
+
+    Every stage of a run renews its lease (about 40 times in a wave's final delta of ELVIS and
+    Melior), so the renewal is what a small batch pays most often: one ``UPDATE ... RETURNING``
+    instead of a read and a write, and on PostgreSQL committed without waiting for the write-
+    ahead log's flush (``synchronous_commit`` off for this transaction only). A heartbeat lost
+    by a server crash leaves the lease as old as the heartbeat before it, minutes against its
+    duration of hours: nobody can take it over for that. Taking a lease (the insert), taking
+    over a dead one and every other transaction stay synchronous."""
+    table = kind.table
+    if run_id is None or not {"run_id", "heartbeat_at"} <= set(table.c.keys()):
+        return None
+    with engine.begin() as connection:
+        if not connection.dialect.update_returning:
+            return None
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        row = connection.execute(
+            table.update()
+            .where((table.c[kind.key_column] == key) & (table.c.run_id == run_id))
+            .values(heartbeat_at=now)
+            .returning(*table.c)
+        ).first()
+    return None if row is None else _lease_of(kind, row)
 
 
 def _refusal(kind: LeaseKind, held: Lease) -> str:

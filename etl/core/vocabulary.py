@@ -409,6 +409,8 @@ def _parse_formats(cleaned: pd.Series, formats: list[str]) -> ParsedTimes:
     two_digit_year = pd.Series(False, index=cleaned.index)
     for date_format in formats:
         candidates = cleaned.where(written.isna())
+        if not candidates.notna().any():
+            break  # every value read (or none to read): the formats left would change nothing
         body_format = date_format.removesuffix("%z")
         if date_format == ISO8601:
             parts = candidates.str.extract(f"^{_ISO_BODY}{_OFFSET}?$")
