@@ -294,14 +294,14 @@ def run_peers(
     schemas: list[str] = []
     rounds: list[dict[str, Any]] = []
     cli: dict[str, Any] = {}
+
+    def on_fresh_schema() -> str:
+        schemas.append(_schema(admin, log))
+        return url_with_search_path(postgres_url, schemas[-1])
+
     try:
         for index in range(repeats):
             round_dir = run_dir / f"round_{index + 1}"
-
-            def on_fresh_schema() -> str:
-                schemas.append(_schema(admin, log))
-                return url_with_search_path(postgres_url, schemas[-1])
-
             log(f"peers: round {index + 1} of {repeats}: vardflytt ELVIS in process")
             in_process = _vardflytt_in_process(
                 round_dir, estate, on_fresh_schema(), chunk_rows, as_of, log

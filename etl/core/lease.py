@@ -169,11 +169,13 @@ def _renewed(
     duration of hours: nobody can take it over for that. Taking a lease (the insert), taking
     over a dead one and every other transaction stay synchronous."""
     table = kind.table
-    if run_id is None or not {"run_id", "heartbeat_at"} <= set(table.c.keys()):
+    if (
+        run_id is None
+        or not {"run_id", "heartbeat_at"} <= set(table.c.keys())
+        or not engine.dialect.update_returning
+    ):
         return None
     with engine.begin() as connection:
-        if not connection.dialect.update_returning:
-            return None
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
         row = connection.execute(
