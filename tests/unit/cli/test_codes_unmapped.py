@@ -12,11 +12,11 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def environment(tmp_path, monkeypatch):
+def environment(sqlite_core, tmp_path, monkeypatch):
     settings, _catalog = _write_fixture(tmp_path)
     monkeypatch.setenv("VARDFLYTT_HOME", str(settings.home))
     monkeypatch.setenv("VARDFLYTT_MAPPINGS_DIR", str(settings.mappings_dir))
-    monkeypatch.setenv("VARDFLYTT_CORE_URL", f"sqlite:///{tmp_path / 'core.sqlite'}")
+    monkeypatch.setenv("VARDFLYTT_CORE_URL", sqlite_core(tmp_path))
     monkeypatch.setenv("VARDFLYTT_CHUNK_ROWS", "4")
     monkeypatch.setenv("COLUMNS", "250")
     return settings

@@ -37,8 +37,8 @@ def _result(batch: str, system: str, failed: int, hours: int) -> dict:
 
 
 @pytest.fixture
-def results(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'core.sqlite'}"
+def results(sqlite_core, tmp_path, monkeypatch):
+    url = sqlite_core(tmp_path)
     monkeypatch.setenv("VARDFLYTT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VARDFLYTT_CORE_URL", url)
     with core_engine(url).begin() as connection:

@@ -40,10 +40,10 @@ def as_database_owner(connection) -> None:
 
 
 @pytest.fixture
-def settings(settings_for, tmp_path, monkeypatch):
+def settings(settings_for, sqlite_core, tmp_path, monkeypatch):
     for name in ("AIRFLOW_CTX_DAG_RUN_ID", "AIRFLOW_CTX_DAG_OWNER"):
         monkeypatch.delenv(name, raising=False)
-    return settings_for(core_url=f"sqlite:///{tmp_path / 'core.sqlite'}")
+    return settings_for(core_url=sqlite_core(tmp_path))
 
 
 def _engine(settings):

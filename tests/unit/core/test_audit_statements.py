@@ -14,10 +14,10 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def engine(settings_for, tmp_path, monkeypatch):
+def engine(settings_for, sqlite_core, tmp_path, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CTX_DAG_RUN_ID", raising=False)
     return core_engine(
-        settings_for(core_url=f"sqlite:///{tmp_path / 'core.sqlite'}").resolved_core_url
+        settings_for(core_url=sqlite_core(tmp_path)).resolved_core_url
     )
 
 

@@ -15,9 +15,9 @@ STEWARD, TOKEN = "steward-codes", "codes-steward-token-0123456789"
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(sqlite_core, tmp_path):
     settings, _catalog = _write_fixture(tmp_path)
-    settings = settings.model_copy(update={"core_url": f"sqlite:///{tmp_path / 'core.sqlite'}"})
+    settings = settings.model_copy(update={"core_url": sqlite_core(tmp_path)})
     users = [DashboardUser(STEWARD, Role.STEWARD, token_digest(TOKEN))]
     app = create_app(
         settings, authenticator=lambda _s: TokenAuthenticator(users, b"codes test secret 1234")

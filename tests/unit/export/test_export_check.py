@@ -21,8 +21,8 @@ NOW = dt.datetime(2026, 12, 4, 19, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def exported(tmp_path):
-    url = f"sqlite:///{tmp_path / 'core.sqlite'}"
+def exported(sqlite_core, tmp_path):
+    url = sqlite_core(tmp_path)
     _core(url, patients=12, orphans=0)
     folder = tmp_path / "export"
     export_fhir(core_engine(url), folder, wave=None, transaction_time=NOW, chunk_size=5)

@@ -30,8 +30,8 @@ T0 = dt.datetime(2026, 7, 1, 8, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def engine(tmp_path):
-    return core_engine(f"sqlite:///{tmp_path / 'core.sqlite'}")
+def engine(sqlite_core, tmp_path):
+    return core_engine(sqlite_core(tmp_path))
 
 
 # --- batch ids --------------------------------------------------------------------------------

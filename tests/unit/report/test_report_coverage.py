@@ -124,12 +124,12 @@ def _manifest(paths: BatchPaths, rows: dict[str, int]) -> None:
 
 
 @pytest.fixture
-def landed(tmp_path):
+def landed(sqlite_core, tmp_path):
     catalog = _catalog(tmp_path)
     settings = Settings(
         home=tmp_path / "home",
         mappings_dir=tmp_path / "mappings",
-        core_url=f"sqlite:///{tmp_path / 'core.sqlite'}",
+        core_url=sqlite_core(tmp_path),
         chunk_rows=2,
     )
     paths = BatchPaths.of(settings, BATCH, "cov")

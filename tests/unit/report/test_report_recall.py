@@ -46,9 +46,9 @@ ACCOUNTING = [
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch) -> Settings:
+def settings(sqlite_core, tmp_path, monkeypatch) -> Settings:
     monkeypatch.setenv("VARDFLYTT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("VARDFLYTT_CORE_URL", f"sqlite:///{tmp_path / 'core.sqlite'}")
+    monkeypatch.setenv("VARDFLYTT_CORE_URL", sqlite_core(tmp_path))
     monkeypatch.setenv("VARDFLYTT_ESTATE_DIR", str(tmp_path / "estate"))
     settings = Settings()
     (tmp_path / "estate").mkdir()

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.unit
 META = {"context": {"patient": ["birth_date", "deceased_date"]}}
 
 
-def test_a_patient_missing_from_the_batch_is_read_from_the_core(tmp_path):
-    url = f"sqlite:///{tmp_path / 'core.sqlite'}"
+def test_a_patient_missing_from_the_batch_is_read_from_the_core(sqlite_core, tmp_path):
+    url = sqlite_core(tmp_path)
     with core_engine(url).begin() as connection:
         connection.execute(
             ENTITY_TABLES["patient"].insert(),

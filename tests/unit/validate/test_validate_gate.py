@@ -174,14 +174,14 @@ def test_a_fresh_validation_forgets_a_deferral_and_keeps_a_newer_extract(tmp_pat
     assert deletions.column("row_id").to_pylist() == ["o8"]
 
 
-def test_promoting_rows_that_point_only_at_a_deferred_entity_is_refused(tmp_path):
+def test_promoting_rows_that_point_only_at_a_deferred_entity_is_refused(sqlite_core, tmp_path):
     from etl.core.database import core_engine
     from etl.core.tables import ENTITY_TABLES
     from etl.settings import PROJECT_ROOT, Settings
     from etl.validate.checks import thresholds_for
     from etl.validate.gate import _dangling_references
 
-    url = f"sqlite:///{tmp_path / 'core.sqlite'}"
+    url = sqlite_core(tmp_path)
     with core_engine(url).begin() as connection:
         connection.execute(
             ENTITY_TABLES["patient"].insert(),

@@ -51,9 +51,9 @@ def _core_row(entity: str, **values) -> dict:
 
 
 @pytest.fixture
-def core_url(tmp_path) -> str:
+def core_url(sqlite_core, tmp_path) -> str:
     """A core that holds what an earlier batch (or another system) promoted."""
-    url = f"sqlite:///{tmp_path / 'core.sqlite'}"
+    url = sqlite_core(tmp_path)
     with core_engine(url).begin() as connection:
         connection.execute(
             ENTITY_TABLES["patient"].insert(), [_core_row("patient", patient_id="p-core")]
