@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=BOTH_CORES)
-def settings(request, tmp_path, settings_for, monkeypatch):
+def settings(sqlite_core, request, tmp_path, settings_for, monkeypatch):
     for name in ("AIRFLOW_CTX_DAG_RUN_ID", "AIRFLOW_CTX_DAG_OWNER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VARDFLYTT_PSEUDONYM_KEY", "access-log-test-key-0123456789")
     if request.param == "sqlite":
-        return settings_for(core_url=f"sqlite:///{tmp_path / 'core.sqlite'}")
+        return settings_for(core_url=sqlite_core(tmp_path))
     return settings_for(core_url=request.getfixturevalue("postgres_url"))
 
 

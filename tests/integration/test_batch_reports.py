@@ -46,11 +46,11 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_batch_the_gate_stops_gets_its_report_and_the_run_still_says_why(
-    small_estate, settings_for, tmp_path
+    sqlite_core, small_estate, settings_for, tmp_path
 ):
     settings = settings_for(
         small_estate,
-        f"sqlite:///{tmp_path / 'core.sqlite'}",
+        sqlite_core(tmp_path),
         expectations_dir=_strict_expectations(tmp_path),
     )
     with pytest.raises(DataQualityGateError) as stopped:
@@ -72,8 +72,10 @@ def test_a_batch_the_gate_stops_gets_its_report_and_the_run_still_says_why(
     assert "diagnosis" in docs
 
 
-def test_writing_a_batch_report_again_replaces_it_whole(small_estate, settings_for, tmp_path):
-    settings = settings_for(small_estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+def test_writing_a_batch_report_again_replaces_it_whole(
+    sqlite_core, small_estate, settings_for, tmp_path
+):
+    settings = settings_for(small_estate, sqlite_core(tmp_path))
     pipeline.run_system("elvis", "elvis-twice", AS_OF, settings=settings)
     folder = batch_report_folder(settings, "elvis-twice")
     first = _files(folder)
@@ -106,11 +108,11 @@ def test_writing_a_batch_report_again_replaces_it_whole(small_estate, settings_f
 
 
 def test_a_batch_stopped_before_its_gate_has_no_report_and_the_run_raises_its_own_error(
-    small_estate, settings_for, tmp_path
+    sqlite_core, small_estate, settings_for, tmp_path
 ):
     empty_estate = tmp_path / "estate"
     (empty_estate / "melior").mkdir(parents=True)  # Melior's files are missing
-    settings = settings_for(empty_estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+    settings = settings_for(empty_estate, sqlite_core(tmp_path))
     with pytest.raises(SchemaDriftError, match=r"melior file .*PATREG\.DAT: the file is missing"):
         pipeline.run_system("melior", "melior-no-files", AS_OF, settings=settings)
     assert not batch_report_folder(settings, "melior-no-files").exists()

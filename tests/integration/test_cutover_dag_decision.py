@@ -23,12 +23,12 @@ RUN = "manual__2027-01-10T08:00:00+00:00"
 
 
 @pytest.fixture
-def settings(settings_for, tmp_path):
+def settings(sqlite_core, settings_for, tmp_path):
     mappings = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "mappings" / "elvis", mappings / "elvis")
     plan = one_wave_plan(WAVE, ["elvis"], {"project_lead": {"airflow_users": ["anna", "lena"]}})
     (mappings / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
-    return settings_for(core_url=f"sqlite:///{tmp_path / 'core.sqlite'}", mappings_dir=mappings)
+    return settings_for(core_url=sqlite_core(tmp_path), mappings_dir=mappings)
 
 
 def _walk(settings, *states: str) -> None:

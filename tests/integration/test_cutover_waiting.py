@@ -77,13 +77,13 @@ GO_NO_GO_DAG = textwrap.dedent(
 
 
 @pytest.fixture
-def settings(settings_for, tmp_path) -> Settings:
+def settings(sqlite_core, settings_for, tmp_path) -> Settings:
     mappings = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "mappings" / "elvis", mappings / "elvis")
     plan = one_wave_plan(WAVE, ["elvis"], {ROLE: {"airflow_users": APPROVERS}})
     (mappings / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
     return settings_for(
-        core_url=f"sqlite:///{tmp_path / 'core.sqlite'}",
+        core_url=sqlite_core(tmp_path),
         mappings_dir=mappings,
         airflow_url="http://airflow.test:8080",
         dashboard_url="http://dashboard.test:8765",

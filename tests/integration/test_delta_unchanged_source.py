@@ -38,10 +38,10 @@ def _diagnosis_dates(settings) -> dict[str, object]:
 
 
 @pytest.fixture
-def loaded(small_estate, tmp_path, settings_for):
+def loaded(sqlite_core, small_estate, tmp_path, settings_for):
     estate = tmp_path / "estate"
     shutil.copytree(small_estate, estate)
-    settings = settings_for(estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+    settings = settings_for(estate, sqlite_core(tmp_path))
     pipeline.run_system(SYSTEM, "full", AS_OF, settings=settings)
     return settings, estate
 

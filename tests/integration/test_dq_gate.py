@@ -72,13 +72,11 @@ def test_a_batch_over_a_threshold_is_not_promoted_and_says_where_to_look(
     assert stored_results(settings, batch_id="melior-strict") == results
 
 
-def test_a_warning_loads_the_row_and_flags_it(small_estate, settings_for, tmp_path):
+def test_a_warning_loads_the_row_and_flags_it(sqlite_core, small_estate, settings_for, tmp_path):
     relaxed = _expectations_with(
         tmp_path, {"medication.atc_code.not_null": {"severity": "warning"}}
     )
-    settings = settings_for(
-        small_estate, f"sqlite:///{tmp_path / 'core.sqlite'}", expectations_dir=relaxed
-    )
+    settings = settings_for(small_estate, sqlite_core(tmp_path), expectations_dir=relaxed)
     report = pipeline.run_system("melior", "melior-warn", AS_OF, settings=settings)
     assert report.is_reconciled
     flagged = _count(

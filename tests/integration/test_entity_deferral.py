@@ -52,11 +52,11 @@ def _scalar(settings, query):
 
 
 def test_a_deferred_entity_lets_the_rest_load_accounted_and_undo_blocks_again(
-    small_estate, settings_for, tmp_path, monkeypatch
+    sqlite_core, small_estate, settings_for, tmp_path, monkeypatch
 ):
     settings = settings_for(
         small_estate,
-        f"sqlite:///{tmp_path / 'core.sqlite'}",
+        sqlite_core(tmp_path),
         expectations_dir=_strict_expectations(tmp_path),
         pseudonym_key="deferral-test-key-0123456789",
     )

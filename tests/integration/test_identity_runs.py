@@ -25,9 +25,9 @@ NUMBERS = (PNR_A, PNR_B, PNR_C, VGR_A)
 
 
 @pytest.fixture(params=BOTH_CORES)
-def settings(request, tmp_path, settings_for):
+def settings(sqlite_core, request, tmp_path, settings_for):
     if request.param == "sqlite":
-        return settings_for(core_url=f"sqlite:///{tmp_path / 'core.sqlite'}")
+        return settings_for(core_url=sqlite_core(tmp_path))
     return settings_for(core_url=request.getfixturevalue("postgres_url"))
 
 

@@ -196,13 +196,13 @@ def test_a_system_that_stops_in_its_worker_stops_alone(backend, small_estate, co
 
 
 def test_the_run_command_runs_several_systems_and_ends_with_the_stop(
-    small_estate, settings_for, tmp_path, monkeypatch, capsys
+    sqlite_core, small_estate, settings_for, tmp_path, monkeypatch, capsys
 ):
     from etl.cli import app
 
     estate = tmp_path / "estate"
     shutil.copytree(small_estate, estate, ignore=shutil.ignore_patterns("PATREG.DAT"))
-    settings = settings_for(estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+    settings = settings_for(estate, sqlite_core(tmp_path))
     monkeypatch.delenv("VARDFLYTT_TRACEBACK", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     arguments = ["run", "elvis", "melior", "--jobs", "2", "--as-of-date", "2026-07-01"]

@@ -147,9 +147,11 @@ def test_every_stage_is_access_logged_without_patient_values(small_estate, setti
     assert log.loc[log["action"] == "read_source", "rows"].iloc[0] > 0
 
 
-def test_blocking_travels_with_the_data_it_covers(small_estate, settings_for, tmp_path):
+def test_blocking_travels_with_the_data_it_covers(
+    sqlite_core, small_estate, settings_for, tmp_path
+):
     """Spärr on a Melior care contact blocks its diagnoses, procedures and notes in the core."""
-    settings = settings_for(small_estate, f"sqlite:///{tmp_path / 'core.sqlite'}")
+    settings = settings_for(small_estate, sqlite_core(tmp_path))
     pipeline.run_system("melior", "melior-blocking", AS_OF, settings=settings)
     with core_engine(settings.resolved_core_url).connect() as connection:
         blocked = dict(

@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=BOTH_CORES)
-def settings(request, small_estate, settings_for, tmp_path):
+def settings(sqlite_core, request, small_estate, settings_for, tmp_path):
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'core.sqlite'}"
+        url = sqlite_core(tmp_path)
     else:
         url = request.getfixturevalue("postgres_url")
     return settings_for(small_estate, url)

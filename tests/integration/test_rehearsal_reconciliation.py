@@ -32,14 +32,12 @@ VICTIM_ENTITY = "encounter"
 
 
 @pytest.fixture
-def settings(small_estate, settings_for, tmp_path):
+def settings(sqlite_core, small_estate, settings_for, tmp_path):
     mappings = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "mappings", mappings)
     plan = one_wave_plan("t1", SYSTEMS, {"project_lead": {"airflow_users": ["anna"]}}, site="SU")
     (mappings / "waves.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
-    return settings_for(
-        small_estate, f"sqlite:///{tmp_path / 'core.sqlite'}", mappings_dir=mappings
-    )
+    return settings_for(small_estate, sqlite_core(tmp_path), mappings_dir=mappings)
 
 
 def test_a_rehearsal_reconciles_through_its_batches_aggregates_and_still_catches_a_change(

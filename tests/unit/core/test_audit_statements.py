@@ -16,9 +16,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture
 def engine(settings_for, sqlite_core, tmp_path, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CTX_DAG_RUN_ID", raising=False)
-    return core_engine(
-        settings_for(core_url=sqlite_core(tmp_path)).resolved_core_url
-    )
+    return core_engine(settings_for(core_url=sqlite_core(tmp_path)).resolved_core_url)
 
 
 def test_each_entry_is_stored_as_returned_and_the_head_follows(engine):
