@@ -23,7 +23,11 @@ libraries it hashes rows with), takes a copy of the base's landed snapshot, chec
 SHA-256 the base's manifest recorded for it (``_unchanged_since_base``). Any difference, or
 anything missing to tell (a base from before the fingerprint, a snapshot gone or altered), reads
 the file in full. Every file is still hashed in full: a change that keeps its size and
-modification time is caught. A table (ELVIS) is always read in full. The classification of a
+modification time is caught. A table of a SQLite database file (ELVIS) is carried over the same
+way when the database file has the bytes and SHA-256 the base recorded for the table, taken in
+the snapshot it was read in (``_table_unchanged_since_base``; etl.extract.sqlite_file says when a
+file's bytes prove its tables: rollback-journal mode, no journal or WAL beside it). A table on a
+database server is always read in full. The classification of a
 carried-over snapshot's duplicate keys depends on the snapshot alone, so it is the base's too: a
 copy of its duplicates file, checked against the SHA-256 the base's manifest recorded for it
 (``_carried_duplicates``); without one, or altered, it is classified again.
@@ -38,6 +42,7 @@ import hashlib
 import logging
 import platform
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import sqlalchemy as sa
 from pydantic import BaseModel, Field
 
 from etl.batch import BatchPaths, utc_now, write_json
@@ -56,7 +62,7 @@ from etl.core import files, residency
 from etl.core.arrow import open_parquet
 from etl.core.files import sha256_of as _sha256
 from etl.core.ids import combined_row_hashes, row_hashes, text_value_hashes
-from etl.extract import physical, readers
+from etl.extract import physical, readers, sqlite_file
 from etl.extract.records import ReadStats
 from etl.settings import Settings
 
@@ -93,8 +99,10 @@ class SourceFile(BaseModel):
     """One source file (or table) as read: the physical count beside the reader's."""
 
     path: str  # the file, or the table's name
-    bytes: int | None = None  # None for a table
-    sha256: str | None = None  # of the source file itself; None for a table
+    # Of the source file itself; for a table, of its SQLite database file as the table was read
+    # (etl.extract.sqlite_file.digest), None on a server or when the file alone proves nothing.
+    bytes: int | None = None
+    sha256: str | None = None
     physical_records: int  # the independent count (raw bytes, or COUNT(*))
     records: int  # the reader's physical records: parsed + unreadable
     unreadable: int
@@ -115,7 +123,8 @@ class LandedDataset(BaseModel):
     conflicting_duplicate_rows: int
     delta: DeltaCounts | None = None  # only in a delta batch
     sources: list[SourceFile] = Field(default_factory=list)  # empty in manifests before issue 10
-    # A file dataset's reader (``reader_fingerprint``); None for a table and in older manifests.
+    # The dataset's reader (``reader_fingerprint``); None in older manifests (and for a table,
+    # before tables of SQLite files were carried over).
     reader: str | None = None
     # True when the snapshot is a copy of the base's, its source unchanged (module docstring).
     carried_over: bool = False
@@ -424,13 +433,21 @@ def _reader_code_digest() -> str:
     digest = hashlib.sha256()
     for path in _READER_CODE:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for version in (platform.python_version(), pd.__version__, pa.__version__, np.__version__):
+    versions = (
+        platform.python_version(),
+        pd.__version__,
+        pa.__version__,
+        np.__version__,
+        sqlite3.sqlite_version,  # a table's reader: the library that reads the database file
+        sa.__version__,
+    )
+    for version in versions:
         digest.update(version.encode() + b"\0")
     return digest.hexdigest()
 
 
-def reader_fingerprint(dataset: FileDataset) -> str:
-    """What the landed snapshot of ``dataset`` depends on besides its source files' bytes."""
+def reader_fingerprint(dataset: FileDataset | SqlDataset) -> str:
+    """What the landed snapshot of ``dataset`` depends on besides its source's bytes."""
     digest = hashlib.sha256(_reader_code_digest().encode())
     digest.update(dataset.model_dump_json().encode())
     return digest.hexdigest()
@@ -474,6 +491,19 @@ def _unchanged_since_base(
             return None
         # The same bytes, counted by the same code (in the fingerprint): the same count.
         sources.append(before.model_copy(deep=True))
+    return _carried_snapshot(system, name, previous, sources, settings, target)
+
+
+def _carried_snapshot(
+    system: str,
+    name: str,
+    previous: LandedDataset,
+    sources: list[SourceFile],
+    settings: Settings,
+    target: Path,
+) -> tuple[int, list[SourceFile]] | None:
+    """The base's landed snapshot copied to ``target`` if it still hashes to the SHA-256 its
+    manifest recorded: its rows and ``sources``; None (read the source in full) if not."""
     snapshot = settings.resolved_landing_dir / previous.path
     if not _copy_checked(snapshot, target, previous.sha256):
         LOG.warning(
@@ -484,6 +514,55 @@ def _unchanged_since_base(
         )
         return None
     return previous.rows, sources
+
+
+def _table_unchanged_since_base(
+    system: str,
+    name: str,
+    dataset: SqlDataset,
+    database: tuple[int, str] | None,
+    base: LandingManifest,
+    settings: Settings,
+    target: Path,
+) -> tuple[int, list[SourceFile]] | None:
+    """The base's landed snapshot of the table ``name``, copied to ``target``, if its SQLite
+    database file is the same to the byte as when the base read the table, and the table is read
+    by the same reader; None (read it in full) at any doubt.
+
+    ``database``: the file's size and SHA-256 now (``_database_now``), None when the file alone
+    proves nothing (etl.extract.sqlite_file) or the source is not a SQLite file. The base must
+    have recorded the same for the table, taken in the snapshot it read the table in, with its
+    ``COUNT(*)`` equal to the rows it read; the base's snapshot must still hash to the SHA-256 its
+    manifest recorded."""
+    previous = base.datasets.get(name)
+    if (
+        database is None
+        or previous is None
+        or previous.reader is None
+        or previous.reader != reader_fingerprint(dataset)
+        or len(previous.sources) != 1
+    ):
+        return None
+    before = previous.sources[0]
+    if (
+        before.path != dataset.table
+        or before.sha256 is None
+        or before.records != before.physical_records
+        or (before.bytes, before.sha256) != database
+    ):
+        return None
+    # The same bytes, read by the same code (in the fingerprint): the same rows and count.
+    return _carried_snapshot(
+        system, name, previous, [before.model_copy(deep=True)], settings, target
+    )
+
+
+def _database_now(engine: sa.Engine, database: Path) -> tuple[int, str] | None:
+    """The SQLite database file's size and SHA-256, taken in a read transaction that has read
+    the database (its shared lock held: no writer changes the file meanwhile)."""
+    with readers.snapshot(engine) as connection:
+        connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+        return sqlite_file.digest(database)
 
 
 def _copy_checked(source: Path, target: Path, sha256: str) -> bool:
@@ -535,7 +614,10 @@ def _land_table(
     target: Path,
     chunk_rows: int,
     kept: list[pa.Table] | None = None,
+    database: Path | None = None,
 ) -> tuple[int, list[SourceFile]]:
+    """``database``: the source's SQLite file, whose size and SHA-256 are recorded as the
+    table was read (in its snapshot), for a later delta to compare with."""
     stats = ReadStats(Path(dataset.table))
     with readers.snapshot(engine) as connection:
         counted = physical.count_table(connection, dataset.table)
@@ -543,6 +625,7 @@ def _land_table(
         rows = _write_parquet(
             chunks, dataset.columns, dataset.key, target, kept, keep_rows=chunk_rows
         )
+        file = sqlite_file.digest(database) if database is not None else None
     if stats.records != counted:
         target.unlink(missing_ok=True)
         detail = "COUNT(*) and the rows were read in one snapshot where the backend allows"
@@ -551,6 +634,8 @@ def _land_table(
         )
     source = SourceFile(
         path=dataset.table,
+        bytes=file[0] if file is not None else None,
+        sha256=file[1] if file is not None else None,
         physical_records=counted,
         records=stats.records,
         unreadable=stats.unreadable,
@@ -724,17 +809,41 @@ def extract_system(
     check_schema(catalog, system, settings)
     landed: dict[str, LandedDataset] = {}
     engine = None
+    database: Path | None = None  # a SQLite source's database file
+    database_now: tuple[int, str] | None = None  # its size and SHA-256 now, for a delta
     if spec.format is SourceFormat.SQL:
-        engine = readers.read_only_engine(readers.source_url(spec, settings))
+        url = readers.source_url(spec, settings)
+        engine = readers.read_only_engine(url)
+        database = sqlite_file.database_path(url)
+        if base is not None and database is not None:
+            database_now = _database_now(engine, database)
     try:
         for name, dataset in spec.datasets.items():
             target = paths.landed_file(name)
             carried = None
             kept: list[pa.Table] = []  # the landed duplicate columns, if at most a chunk
             if isinstance(dataset, SqlDataset):
-                rows, sources = _land_table(
-                    system, name, dataset, engine, target, settings.chunk_rows, kept
+                carried = (
+                    _table_unchanged_since_base(
+                        system, name, dataset, database_now, base, settings, target
+                    )
+                    if base is not None
+                    else None
                 )
+                if carried is not None:
+                    LOG.info("%s %s: source unchanged since the base batch", system, name)
+                    rows, sources = carried
+                else:
+                    rows, sources = _land_table(
+                        system,
+                        name,
+                        dataset,
+                        engine,
+                        target,
+                        settings.chunk_rows,
+                        kept,
+                        database=database,
+                    )
             else:
                 folder = readers.source_path(spec, settings)
                 carried = (
@@ -771,7 +880,7 @@ def extract_system(
                 exact_duplicates=merged,
                 conflicting_duplicate_rows=conflicting,
                 sources=sources,
-                reader=reader_fingerprint(dataset) if isinstance(dataset, FileDataset) else None,
+                reader=reader_fingerprint(dataset),
                 carried_over=carried is not None,
                 duplicates_sha256=carried_from.duplicates_sha256
                 if carried_from is not None and classified is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import textwrap
 from pathlib import Path
@@ -102,8 +103,9 @@ def test_landing_records_count_star_beside_the_rows_read_and_quarantines_bad_key
     assert [s.model_dump() for s in landed.sources] == [
         {
             "path": "patient",
-            "bytes": None,
-            "sha256": None,
+            # The database file as the table was read: a later delta compares it.
+            "bytes": len(case.content),
+            "sha256": hashlib.sha256(case.content).hexdigest(),
             "physical_records": 3,
             "records": 3,
             "unreadable": 1,

@@ -1,0 +1,165 @@
+"""A delta reuses the base's landed snapshot of a SQLite table only when the database file is the
+same to the byte as when the base read the table (etl.extract.landing._table_unchanged_since_base),
+and reads it in full at any doubt: a changed file (even one keeping its size and modification
+time), a database in WAL mode, a journal beside it, a base whose snapshot or reader differs.
+
+ELVIS (a SQLite database file) on a SQLite core, from a copy of the small estate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from etl import pipeline
+from etl.batch import BatchPaths
+from etl.core.database import core_engine
+from etl.extract.delta import CHANGE, CHANGED, delta_file
+from etl.extract.landing import read_manifest
+from etl.load.promote import core_checksums
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "elvis"
+AS_OF = dt.date(2026, 7, 1)
+ELVIS_ENTITIES = ["appointment", "care_unit", "encounter", "patient", "practitioner", "referral"]
+
+
+@pytest.fixture
+def estate(small_estate, tmp_path) -> Path:
+    copy = tmp_path / "estate"
+    shutil.copytree(small_estate, copy)
+    return copy
+
+
+def _database(estate: Path) -> Path:
+    return estate / SYSTEM / "elvis.sqlite"
+
+
+def _full(settings):
+    report = pipeline.run_system(SYSTEM, "full", AS_OF, settings=settings)
+    assert report.is_reconciled
+    return read_manifest(settings, "full", SYSTEM)
+
+
+def _delta(settings, batch_id: str):
+    report = pipeline.run_system(SYSTEM, batch_id, AS_OF, settings=settings, kind="delta")
+    assert report.is_reconciled
+    return read_manifest(settings, batch_id, SYSTEM)
+
+
+def _core(settings) -> dict:
+    engine = core_engine(settings.resolved_core_url)
+    with engine.connect() as connection:
+        return core_checksums(connection, ELVIS_ENTITIES)
+
+
+def _booking_changed_in_place(database: Path) -> None:
+    """One booking's length changed, the file's size and modification time kept."""
+    stat = database.stat()
+    with sqlite3.connect(database) as connection:
+        changed = connection.execute(
+            "UPDATE bokning SET langd_min = langd_min + 5 "
+            "WHERE bokning_id = (SELECT min(bokning_id) FROM bokning)"
+        ).rowcount
+    connection.close()
+    assert changed == 1
+    os.utime(database, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = database.stat()
+    assert (after.st_size, after.st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert not database.with_name(database.name + "-journal").exists()
+
+
+def test_an_unchanged_database_file_is_carried_over_and_a_change_keeping_size_and_mtime_is_caught(
+    estate, sqlite_core, tmp_path, settings_for
+):
+    settings = settings_for(estate, sqlite_core(tmp_path))
+    database = _database(estate)
+    full = _full(settings)
+    content = database.read_bytes()
+    for dataset in full.datasets.values():
+        [source] = dataset.sources
+        # Recorded as each table was read: what a later delta compares with.
+        assert (source.bytes, source.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+        assert dataset.reader and not dataset.carried_over
+    before = _core(settings)
+
+    same = _delta(settings, "delta-same")
+    assert all(d.carried_over for d in same.datasets.values())
+    for name, dataset in same.datasets.items():
+        assert dataset.sha256 == full.datasets[name].sha256
+        assert dataset.sources == full.datasets[name].sources
+        assert dataset.delta is not None and dataset.delta.rows == dataset.delta.deleted == 0
+    assert _core(settings) == before
+
+    _booking_changed_in_place(database)
+    changed = _delta(settings, "delta-changed")
+    # The file's bytes prove nothing about any of its tables now: every one is read in full.
+    assert not any(d.carried_over for d in changed.datasets.values())
+    assert changed.datasets["bokning"].delta.changed == 1
+    assert sum(d.delta.rows for n, d in changed.datasets.items() if n != "bokning") == 0
+    rows = pq.read_table(delta_file(BatchPaths.of(settings, "delta-changed", SYSTEM), "bokning"))
+    assert rows[CHANGE].to_pylist() == [CHANGED]
+    after = _core(settings)
+    assert after["appointment"] != before["appointment"]
+    assert {k: v for k, v in after.items() if k != "appointment"} == {
+        k: v for k, v in before.items() if k != "appointment"
+    }
+
+
+def test_a_database_in_wal_mode_records_no_digest_and_is_read_in_full(
+    estate, sqlite_core, tmp_path, settings_for
+):
+    database = _database(estate)
+    connection = sqlite3.connect(database)
+    assert connection.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    connection.close()  # the last connection folds the WAL in: the file alone, in WAL mode
+    assert not database.with_name(database.name + "-wal").exists()
+    settings = settings_for(estate, sqlite_core(tmp_path))
+
+    full = _full(settings)
+    assert all(d.sources[0].sha256 is None for d in full.datasets.values())
+    same = _delta(settings, "delta-same")
+    assert not any(d.carried_over for d in same.datasets.values())
+    assert all(d.delta.rows == d.delta.deleted == 0 for d in same.datasets.values())
+
+
+def test_a_journal_beside_the_database_or_any_doubt_about_the_base_reads_in_full(
+    estate, sqlite_core, tmp_path, settings_for
+):
+    settings = settings_for(estate, sqlite_core(tmp_path))
+    database = _database(estate)
+    _full(settings)
+
+    journal = database.with_name(database.name + "-journal")
+    journal.write_bytes(b"")  # an empty journal is not hot: SQLite reads on, and so do we
+    in_doubt = _delta(settings, "delta-journal")
+    journal.unlink()
+    assert not any(d.carried_over for d in in_doubt.datasets.values())
+    assert all(d.delta.rows == d.delta.deleted == 0 for d in in_doubt.datasets.values())
+    # Read with a journal beside the file, the tables were recorded without its digest...
+    assert all(d.sources[0].sha256 is None for d in in_doubt.datasets.values())
+    # ...so the next delta, its base that one, reads them in full again (and records it).
+    clean = _delta(settings, "delta-clean")
+    assert not any(d.carried_over for d in clean.datasets.values())
+    assert all(d.sources[0].sha256 for d in clean.datasets.values())
+
+    # The base (now delta-clean) doubted: one snapshot no longer what its manifest says, another
+    # table recorded with another reader.
+    manifest_file = BatchPaths.of(settings, "delta-clean", SYSTEM).manifest_file
+    manifest = json.loads(manifest_file.read_text("utf-8"))
+    manifest["datasets"]["bokning"]["sha256"] = "0" * 64
+    manifest["datasets"]["remiss"]["reader"] = "0" * 64
+    manifest_file.write_text(json.dumps(manifest), "utf-8")
+    delta = _delta(settings, "delta-doubt")
+    assert not delta.datasets["bokning"].carried_over
+    assert not delta.datasets["remiss"].carried_over
+    assert all(d.carried_over for n, d in delta.datasets.items() if n not in {"bokning", "remiss"})
+    assert all(d.delta.rows == d.delta.deleted == 0 for d in delta.datasets.values())
