@@ -560,9 +560,10 @@ def _table_unchanged_since_base(
 def _database_now(engine: sa.Engine, database: Path) -> tuple[int, str] | None:
     """The SQLite database file's size and SHA-256, taken in a read transaction that has read
     the database (its shared lock held: no writer changes the file meanwhile)."""
+    opened = sqlite_file.identity(database)  # before the snapshot's connection opens it
     with readers.snapshot(engine) as connection:
         connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
-        return sqlite_file.digest(database)
+        return sqlite_file.digest(database, opened)
 
 
 def _copy_checked(source: Path, target: Path, sha256: str) -> bool:
@@ -619,13 +620,19 @@ def _land_table(
     """``database``: the source's SQLite file, whose size and SHA-256 are recorded as the
     table was read (in its snapshot), for a later delta to compare with."""
     stats = ReadStats(Path(dataset.table))
+    # Before the snapshot's connection opens the file (etl.extract.sqlite_file).
+    opened = sqlite_file.identity(database) if database is not None else None
     with readers.snapshot(engine) as connection:
         counted = physical.count_table(connection, dataset.table)
         chunks = readers.read_table_arrays(connection, dataset, chunk_rows, stats)
         rows = _write_parquet(
             chunks, dataset.columns, dataset.key, target, kept, keep_rows=chunk_rows
         )
-        file = sqlite_file.digest(database) if database is not None else None
+        file = (
+            sqlite_file.digest(database, opened)
+            if database is not None and opened is not None
+            else None
+        )
     if stats.records != counted:
         target.unlink(missing_ok=True)
         detail = "COUNT(*) and the rows were read in one snapshot where the backend allows"

@@ -91,7 +91,11 @@ def read_only_engine(url: str) -> sa.Engine:
         database = parsed.database or ""
         if not Path(database).exists():
             raise SourceUnavailableError(f"source database file {database} does not exist")
-        engine = sa.create_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
+        # A connection per use, not a pooled one: each snapshot opens the file the path names
+        # then (a delta compares that file's bytes with its base's: etl.extract.sqlite_file).
+        engine = sa.create_engine(
+            f"sqlite:///file:{database}?mode=ro&uri=true", poolclass=sa.pool.NullPool
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _undecodable_text_is_data(dbapi_connection, _record) -> None:

@@ -13,6 +13,12 @@ So :func:`digest` gives the file's size and SHA-256 only for a database in rollb
 (its header says so) with neither file beside it, before and after the file is hashed; None
 otherwise, and the table is read in full. It is taken inside a read transaction that has read the
 database: SQLite's shared lock is then held, and no writer can change the file until it ends.
+
+A lock does not stop a new file being renamed over the path (a nightly copy delivered the way
+rsync writes, say): the connection reads the file it opened, the hash would read the new one. So
+the caller takes the path's :func:`identity` (device and inode) before its connection opens the
+file (the read-only engine opens one per snapshot: etl.extract.readers), and the digest is None
+unless the path names that same file before and after it is hashed.
 """
 
 from __future__ import annotations
@@ -63,13 +69,21 @@ def _rollback_journal_mode(path: Path) -> bool:
     )
 
 
-def digest(path: Path) -> tuple[int, str] | None:
-    """``(bytes, SHA-256)`` of the database file if it alone holds the database (module
+def identity(path: Path) -> tuple[int, int]:
+    """The file the path names now: its device and inode."""
+    status = path.stat()
+    return status.st_dev, status.st_ino
+
+
+def digest(path: Path, opened: tuple[int, int]) -> tuple[int, str] | None:
+    """``(bytes, SHA-256)`` of the database file if it alone holds the database and is still
+    the file ``opened`` (its :func:`identity` taken before the connection opened it; module
     docstring), else None. Call it inside a read transaction that has read the database."""
-    if _anything_beside(path) or not _rollback_journal_mode(path):
+    if identity(path) != opened or _anything_beside(path) or not _rollback_journal_mode(path):
         return None
     size = path.stat().st_size
     sha256 = sha256_of(path)
-    if _anything_beside(path) or path.stat().st_size != size:
+    after = path.stat()
+    if (after.st_dev, after.st_ino) != opened or after.st_size != size or _anything_beside(path):
         return None
     return size, sha256

@@ -163,3 +163,79 @@ def test_a_journal_beside_the_database_or_any_doubt_about_the_base_reads_in_full
     assert not delta.datasets["remiss"].carried_over
     assert all(d.carried_over for n, d in delta.datasets.items() if n not in {"bokning", "remiss"})
     assert all(d.delta.rows == d.delta.deleted == 0 for d in delta.datasets.values())
+
+
+def test_a_copy_renamed_over_the_database_while_a_table_is_read_is_not_recorded_as_read(
+    estate, sqlite_core, tmp_path, settings_for, monkeypatch
+):
+    """A newer copy delivered over the path (written beside, then renamed, as rsync does) while
+    ``bokning`` is read: that table was read from the file it opened, not the newer one, so its
+    digest is not recorded, and the next delta reads it and finds the change."""
+    from etl.extract import readers
+
+    settings = settings_for(estate, sqlite_core(tmp_path))
+    database = _database(estate)
+    newer = tmp_path / "newer.sqlite"
+    shutil.copy2(database, newer)
+    _booking_changed_in_place(newer)
+    read = readers.read_table_arrays
+
+    def renamed_over_midway(connection, dataset, *args, **kwargs):
+        for chunk in read(connection, dataset, *args, **kwargs):
+            if dataset.table == "bokning" and newer.exists():
+                newer.replace(database)
+            yield chunk
+
+    monkeypatch.setattr(readers, "read_table_arrays", renamed_over_midway)
+    full = _full(settings)
+    monkeypatch.setattr(readers, "read_table_arrays", read)
+    assert not newer.exists()
+    assert full.datasets["bokning"].sources[0].sha256 is None
+
+    delta = _delta(settings, "delta-after")
+    assert not delta.datasets["bokning"].carried_over
+    assert delta.datasets["bokning"].delta.changed == 1
+
+
+def test_a_copy_renamed_over_the_database_between_two_tables_is_what_the_next_table_reads(
+    estate, sqlite_core, tmp_path, settings_for, monkeypatch
+):
+    """Renamed over the path after ``patient`` was read: every later table reads the newer copy
+    (a connection is opened per table, not kept from before), so the digest each records is of
+    the file it read, and a delta against it may carry them over."""
+    from etl.extract import readers
+
+    settings = settings_for(estate, sqlite_core(tmp_path))
+    database = _database(estate)
+    with sqlite3.connect(database) as connection:
+        first, length = connection.execute(
+            "SELECT bokning_id, langd_min FROM bokning ORDER BY bokning_id LIMIT 1"
+        ).fetchone()
+    connection.close()
+    newer = tmp_path / "newer.sqlite"
+    shutil.copy2(database, newer)
+    _booking_changed_in_place(newer)
+    read = readers.read_table_arrays
+
+    def renamed_over_after_patient(connection, dataset, *args, **kwargs):
+        yield from read(connection, dataset, *args, **kwargs)
+        if dataset.table == "patient":
+            newer.replace(database)
+
+    monkeypatch.setattr(readers, "read_table_arrays", renamed_over_after_patient)
+    full = _full(settings)
+    monkeypatch.setattr(readers, "read_table_arrays", read)
+    assert not newer.exists()
+    landed = pq.read_table(settings.resolved_landing_dir / full.datasets["bokning"].path)
+    lengths = dict(
+        zip(landed["bokning_id"].to_pylist(), landed["langd_min"].to_pylist(), strict=True)
+    )
+    assert int(lengths[str(first)]) == int(length) + 5  # read from the newer copy
+    content = database.read_bytes()
+    assert full.datasets["bokning"].sources[0].sha256 == hashlib.sha256(content).hexdigest()
+    assert full.datasets["patient"].sources[0].sha256 != hashlib.sha256(content).hexdigest()
+
+    delta = _delta(settings, "delta-after")
+    assert not delta.datasets["patient"].carried_over  # read from the older file
+    assert delta.datasets["bokning"].carried_over
+    assert all(d.delta.rows == d.delta.deleted == 0 for d in delta.datasets.values())

@@ -29,21 +29,46 @@ def _database(path: Path, journal_mode: str = "delete") -> Path:
 def test_a_database_in_rollback_journal_mode_gives_its_size_and_sha256(tmp_path):
     path = _database(tmp_path / "a.sqlite")
     content = path.read_bytes()
-    assert sqlite_file.digest(path) == (len(content), hashlib.sha256(content).hexdigest())
+    assert sqlite_file.digest(path, sqlite_file.identity(path)) == (
+        len(content),
+        hashlib.sha256(content).hexdigest(),
+    )
 
 
 def test_a_database_in_wal_mode_gives_nothing_even_with_no_wal_beside_it(tmp_path):
     path = _database(tmp_path / "a.sqlite", "wal")
     assert not path.with_name("a.sqlite-wal").exists()  # folded in as the connection closed
     assert path.read_bytes()[18:20] == b"\x02\x02"
-    assert sqlite_file.digest(path) is None
+    assert sqlite_file.digest(path, sqlite_file.identity(path)) is None
 
 
 @pytest.mark.parametrize("suffix", ["-journal", "-wal"])
 def test_a_journal_or_wal_beside_the_file_gives_nothing(tmp_path, suffix):
     path = _database(tmp_path / "a.sqlite")
     path.with_name(path.name + suffix).write_bytes(b"")
-    assert sqlite_file.digest(path) is None
+    assert sqlite_file.digest(path, sqlite_file.identity(path)) is None
+
+
+def test_a_file_renamed_over_the_path_gives_nothing(tmp_path, monkeypatch):
+    """The connection read the file it opened; a copy renamed over the path since (as rsync
+    delivers one) is not what it read, whenever the rename happens."""
+    path = _database(tmp_path / "a.sqlite")
+    opened = sqlite_file.identity(path)
+    replacement = _database(tmp_path / "b.sqlite")
+    replacement.replace(path)
+    assert sqlite_file.digest(path, opened) is None
+
+    path = _database(tmp_path / "c.sqlite")
+    opened = sqlite_file.identity(path)
+    hashed = sqlite_file.sha256_of
+
+    def renamed_over_while_hashing(file: Path) -> str:
+        result = hashed(file)
+        _database(tmp_path / "d.sqlite").replace(file)
+        return result
+
+    monkeypatch.setattr(sqlite_file, "sha256_of", renamed_over_while_hashing)
+    assert sqlite_file.digest(path, opened) is None
 
 
 def test_a_file_that_appears_beside_it_while_hashing_gives_nothing(tmp_path, monkeypatch):
@@ -56,7 +81,7 @@ def test_a_file_that_appears_beside_it_while_hashing_gives_nothing(tmp_path, mon
         return result
 
     monkeypatch.setattr(sqlite_file, "sha256_of", hash_then_a_writer_starts)
-    assert sqlite_file.digest(path) is None
+    assert sqlite_file.digest(path, sqlite_file.identity(path)) is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -70,7 +95,7 @@ def test_any_bytes_give_a_digest_only_as_a_rollback_journal_database(
         content = sqlite_file.MAGIC + content
     path = tmp_path_factory.mktemp("any") / "x.sqlite"
     path.write_bytes(content)
-    found = sqlite_file.digest(path)
+    found = sqlite_file.digest(path, sqlite_file.identity(path))
     header_says_rollback = (
         len(content) >= 100 and content.startswith(sqlite_file.MAGIC) and content[18:20] == b"\1\1"
     )
