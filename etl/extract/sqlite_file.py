@@ -27,7 +27,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from etl.core.files import sha256_of
+from etl.core.files import file_digest
 
 # The first 100 bytes of every SQLite database file (https://www.sqlite.org/fileformat.html).
 HEADER_BYTES = 100
@@ -82,7 +82,10 @@ def digest(path: Path, opened: tuple[int, int]) -> tuple[int, str] | None:
     if identity(path) != opened or _anything_beside(path) or not _rollback_journal_mode(path):
         return None
     size = path.stat().st_size
-    sha256 = sha256_of(path)
+    # Read again only when the file's stat (device, inode, size, modification and change time)
+    # moved since this process last hashed it, or is too recent to tell (etl.core.files): each
+    # table of a system records the digest, and the file is hashed once for all of them.
+    sha256 = file_digest(path).hex()
     after = path.stat()
     if (after.st_dev, after.st_ino) != opened or after.st_size != size or _anything_beside(path):
         return None

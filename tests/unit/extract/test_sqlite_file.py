@@ -60,27 +60,27 @@ def test_a_file_renamed_over_the_path_gives_nothing(tmp_path, monkeypatch):
 
     path = _database(tmp_path / "c.sqlite")
     opened = sqlite_file.identity(path)
-    hashed = sqlite_file.sha256_of
+    hashed = sqlite_file.file_digest
 
-    def renamed_over_while_hashing(file: Path) -> str:
+    def renamed_over_while_hashing(file: Path) -> bytes:
         result = hashed(file)
         _database(tmp_path / "d.sqlite").replace(file)
         return result
 
-    monkeypatch.setattr(sqlite_file, "sha256_of", renamed_over_while_hashing)
+    monkeypatch.setattr(sqlite_file, "file_digest", renamed_over_while_hashing)
     assert sqlite_file.digest(path, opened) is None
 
 
 def test_a_file_that_appears_beside_it_while_hashing_gives_nothing(tmp_path, monkeypatch):
     path = _database(tmp_path / "a.sqlite")
-    hashed = sqlite_file.sha256_of
+    hashed = sqlite_file.file_digest
 
-    def hash_then_a_writer_starts(file: Path) -> str:
+    def hash_then_a_writer_starts(file: Path) -> bytes:
         result = hashed(file)
         file.with_name(file.name + "-journal").write_bytes(b"")
         return result
 
-    monkeypatch.setattr(sqlite_file, "sha256_of", hash_then_a_writer_starts)
+    monkeypatch.setattr(sqlite_file, "file_digest", hash_then_a_writer_starts)
     assert sqlite_file.digest(path, sqlite_file.identity(path)) is None
 
 
