@@ -116,7 +116,9 @@ def catalog(settings: Settings | None = None) -> Catalog:
 
 
 @contextlib.contextmanager
-def _one_catalog(settings: Settings) -> Iterator[None]:
+def one_catalog(settings: Settings) -> Iterator[None]:
+    """Every stage called inside uses the catalog of ``settings``' mappings as it is now, as
+    ``run_system`` does for a run (the folder's digest is taken once, not by every stage)."""
     token = _run_catalog.set((settings.mappings_dir, catalog(settings)))
     try:
         yield
@@ -545,7 +547,7 @@ def run_system(
         raise_first_error([outcome])
         assert outcome.report is not None  # a run without an error was loaded and reconciled
         return outcome.report
-    with _one_catalog(settings):
+    with one_catalog(settings):
         return _run_stages(
             system,
             batch_id,

@@ -80,7 +80,9 @@ def migrate(
         reconciled: bool | None = None
         accounting: dict[str, int] = {}
         error = None
-        with measure(sampler) as end_to_end:
+        # One catalog for the system's stages, as run_system pins one for a run (each stage
+        # called alone would take the mappings folder's digest again: 17 walks for ELVIS).
+        with measure(sampler) as end_to_end, pipeline.one_catalog(settings):
             log(f"{label}: {system} extract")
             with measure(sampler) as stages["extract"]:
                 extracted = pipeline.extract(system, batch_id, as_of, settings)

@@ -38,7 +38,7 @@ def test_a_run_keeps_the_catalog_it_started_with(tmp_path):
     settings = Settings(home=tmp_path / "home", mappings_dir=root)
     patient = root / "demo" / "patient.yaml"
 
-    with pipeline._one_catalog(settings):
+    with pipeline.one_catalog(settings):
         started = pipeline.catalog(settings)
         patient.write_text(PATIENT_YAML.replace("EFTERNAMN}", "EFTERNAMN}\n"), encoding="utf-8")
         assert pipeline.catalog(settings) is started
