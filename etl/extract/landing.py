@@ -830,41 +830,25 @@ def extract_system(
             carried = None
             kept: list[pa.Table] = []  # the landed duplicate columns, if at most a chunk
             if isinstance(dataset, SqlDataset):
-                carried = (
-                    _table_unchanged_since_base(
+                if base is not None:
+                    carried = _table_unchanged_since_base(
                         system, name, dataset, database_now, base, settings, target
                     )
-                    if base is not None
-                    else None
+                land = functools.partial(
+                    _land_table, system, name, dataset, engine, database=database
                 )
-                if carried is not None:
-                    LOG.info("%s %s: source unchanged since the base batch", system, name)
-                    rows, sources = carried
-                else:
-                    rows, sources = _land_table(
-                        system,
-                        name,
-                        dataset,
-                        engine,
-                        target,
-                        settings.chunk_rows,
-                        kept,
-                        database=database,
-                    )
             else:
                 folder = readers.source_path(spec, settings)
-                carried = (
-                    _unchanged_since_base(system, name, dataset, folder, base, settings, target)
-                    if base is not None
-                    else None
-                )
-                if carried is not None:
-                    LOG.info("%s %s: source unchanged since the base batch", system, name)
-                    rows, sources = carried
-                else:
-                    rows, sources = _land_file_dataset(
-                        system, name, dataset, folder, target, settings.chunk_rows, kept
+                if base is not None:
+                    carried = _unchanged_since_base(
+                        system, name, dataset, folder, base, settings, target
                     )
+                land = functools.partial(_land_file_dataset, system, name, dataset, folder)
+            if carried is not None:
+                LOG.info("%s %s: source unchanged since the base batch", system, name)
+                rows, sources = carried
+            else:
+                rows, sources = land(target, settings.chunk_rows, kept)
             _log_sources(system, name, sources)
             duplicates = paths.duplicates_file(name)
             # A carried-over copy was checked against the base's recorded SHA-256 as it was

@@ -22,6 +22,7 @@ from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES
 from etl.extract.delta import CHANGE, CHANGED, delta_file
 from etl.extract.landing import read_manifest
+from tests.carry_over import assert_all_carried_over, doubt_the_base
 
 pytestmark = pytest.mark.integration
 
@@ -81,12 +82,7 @@ def test_an_unchanged_source_is_carried_over_and_a_change_keeping_size_and_mtime
     before = _diagnosis_dates(settings)
 
     same = _delta(settings, "delta-same")
-    assert all(d.carried_over for d in same.datasets.values())
-    for name, dataset in same.datasets.items():
-        assert dataset.sha256 == full.datasets[name].sha256
-        assert dataset.rows == full.datasets[name].rows
-        assert dataset.sources == full.datasets[name].sources
-        assert dataset.delta is not None and dataset.delta.rows == dataset.delta.deleted == 0
+    assert_all_carried_over(same, full)
     assert _diagnosis_dates(settings) == before
 
     _changed_in_place(estate / SYSTEM / "DIAGNOS.TXT")
@@ -103,12 +99,8 @@ def test_an_unchanged_source_is_carried_over_and_a_change_keeping_size_and_mtime
 
 def test_any_doubt_about_the_base_reads_the_source_in_full(loaded):
     settings, _ = loaded
-    manifest_file = BatchPaths.of(settings, "full", SYSTEM).manifest_file
-    manifest = json.loads(manifest_file.read_text("utf-8"))
     # The base's snapshot no longer what its manifest says; another reader recorded.
-    manifest["datasets"]["diagnos"]["sha256"] = "0" * 64
-    manifest["datasets"]["kontakt"]["reader"] = "0" * 64
-    manifest_file.write_text(json.dumps(manifest), "utf-8")
+    doubt_the_base(settings, "full", SYSTEM, altered="diagnos", other_reader="kontakt")
 
     delta = _delta(settings, "delta-doubt")
     assert not delta.datasets["diagnos"].carried_over

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import shutil
 import sqlite3
@@ -24,6 +23,7 @@ from etl.core.database import core_engine
 from etl.extract.delta import CHANGE, CHANGED, delta_file
 from etl.extract.landing import read_manifest
 from etl.load.promote import core_checksums
+from tests.carry_over import assert_all_carried_over, doubt_the_base
 
 pytestmark = pytest.mark.integration
 
@@ -92,11 +92,7 @@ def test_an_unchanged_database_file_is_carried_over_and_a_change_keeping_size_an
     before = _core(settings)
 
     same = _delta(settings, "delta-same")
-    assert all(d.carried_over for d in same.datasets.values())
-    for name, dataset in same.datasets.items():
-        assert dataset.sha256 == full.datasets[name].sha256
-        assert dataset.sources == full.datasets[name].sources
-        assert dataset.delta is not None and dataset.delta.rows == dataset.delta.deleted == 0
+    assert_all_carried_over(same, full)
     assert _core(settings) == before
 
     _booking_changed_in_place(database)
@@ -153,11 +149,7 @@ def test_a_journal_beside_the_database_or_any_doubt_about_the_base_reads_in_full
 
     # The base (now delta-clean) doubted: one snapshot no longer what its manifest says, another
     # table recorded with another reader.
-    manifest_file = BatchPaths.of(settings, "delta-clean", SYSTEM).manifest_file
-    manifest = json.loads(manifest_file.read_text("utf-8"))
-    manifest["datasets"]["bokning"]["sha256"] = "0" * 64
-    manifest["datasets"]["remiss"]["reader"] = "0" * 64
-    manifest_file.write_text(json.dumps(manifest), "utf-8")
+    doubt_the_base(settings, "delta-clean", SYSTEM, altered="bokning", other_reader="remiss")
     delta = _delta(settings, "delta-doubt")
     assert not delta.datasets["bokning"].carried_over
     assert not delta.datasets["remiss"].carried_over
