@@ -6,10 +6,10 @@ exactly as a fresh migration leaves it, or dropped when that cannot be shown:
 
 - every table is emptied (DELETE), and the tables a migration fills (``alembic_version``,
   ``access_log_head``) get back the rows it left, compared by content;
-- the schema's structure (tables, columns, defaults, constraints, indexes with their CLUSTER and
-  replica identity marks, comments, triggers, functions, types, privileges) must have the
-  fingerprint it had after the migration, or it is dropped (a test that altered or dropped
-  anything never hands its schema on);
+- the schema's structure (tables, columns with their collations, defaults, constraints, indexes
+  with their CLUSTER and replica identity marks, comments, triggers, functions, types,
+  privileges) must have the fingerprint it had after the migration, or it is dropped (a test
+  that altered or dropped anything never hands its schema on);
 - schemas derived from it (``<schema>_rehearsal_...``) are dropped.
 
 Each taking gets its own URL (``application_name`` counts up), so nothing a process caches by
@@ -42,7 +42,8 @@ FROM (
   UNION ALL
   SELECT 'column ' || c.relname || '.' || a.attname || ' ' || a.attnum::text || ' '
     || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text || ' '
-    || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+    || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' '
+    || coalesce((SELECT collname FROM pg_collation WHERE oid = a.attcollation), '')
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum

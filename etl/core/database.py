@@ -23,7 +23,7 @@ from etl.core import files, residency
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions (a unit test keeps them equal). Knowing it here lets
 # every process check the schema with one query instead of loading Alembic.
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 # pg_advisory_xact_lock key: any constant the project owns ("vardflytt" in ASCII, truncated).
 _ADVISORY_KEY = 0x7661726466
 _VERSION_TABLE = "alembic_version"

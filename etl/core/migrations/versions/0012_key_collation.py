@@ -1,0 +1,72 @@
+"""PostgreSQL: the key columns of the entity, staged and history tables take the "C" collation
+(``etl.core.tables.KEY_TEXT``): each entity's id, ``source_system``, ``source_key``,
+``batch_id`` and the history's ``history_batch_id``.
+
+Their primary keys and indexes then sort bytes with abbreviated keys instead of calling the
+database's collation for every comparison: an initial load rebuilds them after its ``COPY``
+(etl/load/direct.py), ~40% faster on ids. Equality is unchanged (every deterministic collation
+compares the same bytes as equal); so is the order of ASCII keys under a ``C.UTF-8`` database.
+
+A column that already has it (an empty database, where the baseline created the tables from
+the metadata) is left alone. On a core that holds rows, PostgreSQL changes the column without
+rewriting the table (text stays text) but rebuilds the indexes on it, once, inside this
+revision's transaction. SQLite compares text byte for byte already: nothing to do.
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from etl.core.model import ENTITIES
+from etl.core.tables import (
+    ENTITY_TABLES,
+    HISTORY_BATCH,
+    HISTORY_TABLES,
+    STAGED_TABLES,
+    is_key_column,
+)
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def key_columns() -> list[tuple[str, str]]:
+    """(table, column) of every key column that takes the "C" collation."""
+    found = []
+    for entity, model in ENTITIES.items():
+        for table in (ENTITY_TABLES[entity], STAGED_TABLES[entity], HISTORY_TABLES[entity]):
+            for column in table.columns:
+                if is_key_column(model, column.name) or column.name == HISTORY_BATCH:
+                    found.append((table.name, column.name))
+    return found
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    quote = bind.dialect.identifier_preparer.quote
+    for table, column in key_columns():
+        collation = bind.execute(
+            sa.text(
+                "SELECT c.collname FROM pg_attribute a JOIN pg_collation c "
+                "ON c.oid = a.attcollation WHERE a.attrelid = to_regclass(:t) "
+                "AND a.attname = :c AND NOT a.attisdropped"
+            ),
+            {"t": quote(table), "c": column},
+        ).scalar()
+        if collation is not None and collation != "C":
+            op.execute(
+                f'ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE text COLLATE "C"'
+            )
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the core holds journal data: its columns are never changed back")
