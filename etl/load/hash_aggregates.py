@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,22 +251,38 @@ def _halves_sql(connection: sa.Connection, column: str) -> tuple[str, str]:
 # as one 64-bit integer whose halves are two bit operations. About 3x cheaper for the server than
 # a regular expression and a 32-bit cast per half, with the same figures
 # (tests/integration/test_hash_aggregate_sql.py).
+#
+# The query first runs with the length test alone (``_PG_SIXTEEN_BYTES``): the cast itself refuses
+# any character that is not a hex digit, so a 16-byte hash it reads is exactly a readable one, and
+# one it cannot read fails the query instead of counting -1. Only then, in a savepoint, does the
+# query with the full test run. The cast pads or cuts a hash of another length without a word, so
+# the length is always tested. For the server, the regular expression was ~45% of the query
+# (466,000 rows: 0.27-0.30 s with it, 0.16-0.17 without).
 _PG_READABLE = "octet_length({c}) = 16 AND {c} !~ '[^0-9a-fA-F]'"
+_PG_SIXTEEN_BYTES = "octet_length({c}) = 16"
 _PG_HASH = "CASE WHEN {readable} THEN ('x' || {c})::bit(64)::bigint END"
 _PG_HIGH = "(({h} >> 32) & 4294967295)"
 _PG_LOW = "({h} & 4294967295)"
 
 
 def _aggregate_sql(
-    connection: sa.Connection, table: str, key: str, numeric: list[str], where: str
+    connection: sa.Connection,
+    table: str,
+    key: str,
+    numeric: list[str],
+    where: str,
+    *,
+    trusting_the_cast: bool = False,
 ) -> str:
     """The grouped query: per bucket the row count, the two hash sums (a hash the halves cannot
-    read counts as -1: its bucket cannot match) and each numeric column's count and sum."""
+    read counts as -1: its bucket cannot match) and each numeric column's count and sum.
+    ``trusting_the_cast`` (PostgreSQL): the length test alone, see ``_PG_SIXTEEN_BYTES``."""
     quote = connection.dialect.identifier_preparer.quote
     measures = "".join(f", count({quote(c)}), sum({quote(c)})" for c in numeric)
     if connection.dialect.name == "postgresql":
         hashed = "vardflytt_hash"
-        readable = _PG_READABLE.format(c="content_hash")
+        test = _PG_SIXTEEN_BYTES if trusting_the_cast else _PG_READABLE
+        readable = test.format(c="content_hash")
         hash_sql = _PG_HASH.format(readable=readable, c="content_hash")
         carried = "".join(f", {quote(c)}" for c in numeric)
         return (
@@ -314,9 +330,12 @@ def _query_figures(
     quote = connection.dialect.identifier_preparer.quote
     key = quote(ENTITIES[entity].id_field())
     numeric = numeric_columns(entity)
-    rows = connection.execute(
-        sa.text(_aggregate_sql(connection, table, key, numeric, where)), params
-    ).all()
+    if connection.dialect.name == "postgresql":
+        rows = _postgres_figures(connection, table, key, numeric, where, params)
+    else:
+        rows = connection.execute(
+            sa.text(_aggregate_sql(connection, table, key, numeric, where)), params
+        ).all()
     figures = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
     sums: ColumnSums = {c: {"count": 0, "sum": 0.0} for c in numeric}
     for row in rows:
@@ -324,6 +343,35 @@ def _query_figures(
             sums[column]["count"] += int(row[4 + 2 * position])
             sums[column]["sum"] += float(row[5 + 2 * position] or 0)
     return figures, sums
+
+
+def _postgres_figures(
+    connection: sa.Connection,
+    table: str,
+    key: str,
+    numeric: list[str],
+    where: str,
+    params: dict[str, Any],
+) -> Sequence[sa.Row[Any]]:
+    """The grouped query's rows, with the length test alone first; if a 16-byte hash is not all
+    hex digits (the cast refuses it), again with the full test. In a savepoint: the caller's
+    transaction (a promotion's) carries on either way."""
+    savepoint = connection.begin_nested()
+    try:
+        rows = connection.execute(
+            sa.text(
+                _aggregate_sql(connection, table, key, numeric, where, trusting_the_cast=True)
+            ),
+            params,
+        ).all()
+    except sa.exc.DataError:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
+        return rows
+    return connection.execute(
+        sa.text(_aggregate_sql(connection, table, key, numeric, where)), params
+    ).all()
 
 
 def core_aggregates(

@@ -180,3 +180,35 @@ def test_recorded_aggregates_read_back_as_they_were_kept_in_bucket_order(core_ur
     pd.testing.assert_frame_equal(found["appointment"][0], kept)
     assert found["appointment"][1] == sums
     assert found["referral"][0].empty and found["referral"][1] == {}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("malformed", [None, "0123456789abcdeg", "0123456789abcdé"])
+def test_postgres_tests_only_the_length_unless_the_cast_refuses_a_hash(postgres_url, malformed):
+    """With every hash readable, the query without the regular expression gives the figures; a
+    16-byte hash that is not all hex digits makes the cast fail, and then the full test runs in
+    a savepoint, so the figures are the reference's and the caller's transaction carries on."""
+    rows = [r for r in _rows(7) if READABLE.fullmatch(str(r["content_hash"]))]
+    rows.append(_row("e1" + "0" * 30, "0123456789abcde", 1))  # 15 bytes: the length test's
+    if malformed is not None:
+        rows.append(_row("e2" + "0" * 30, malformed, 1))
+    engine = _core(postgres_url, rows)
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):
+        if "GROUP BY vardflytt_bucket" in statement:
+            statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.begin() as connection:
+            buckets, _ = ha.core_aggregates(connection, "appointment", "elvis")
+            # the transaction is still usable after a refused cast
+            assert connection.exec_driver_sql("SELECT count(*) FROM appointment").scalar() == len(
+                rows
+            )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    _same(buckets.sort_index(), _reference(rows))
+    regular_expression = ["!~" in statement for statement in statements]
+    assert regular_expression == ([False] if malformed is None else [False, True])
