@@ -330,6 +330,7 @@ def _query_figures(
     quote = connection.dialect.identifier_preparer.quote
     key = quote(ENTITIES[entity].id_field())
     numeric = numeric_columns(entity)
+    rows: Sequence[Any]
     if connection.dialect.name == "postgresql":
         rows = _postgres_figures(connection, table, key, numeric, where, params)
     else:
@@ -352,7 +353,7 @@ def _postgres_figures(
     numeric: list[str],
     where: str,
     params: dict[str, Any],
-) -> Sequence[sa.Row[Any]]:
+) -> Sequence[Any]:
     """The grouped query's rows, with the length test alone first; if a 16-byte hash is not all
     hex digits (the cast refuses it), again with the full test. In a savepoint: the caller's
     transaction (a promotion's) carries on either way."""
