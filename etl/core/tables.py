@@ -29,7 +29,8 @@ _SQL_TYPES: dict[type, sa.types.TypeEngine[Any]] = {
 # Keys are compared byte for byte. On PostgreSQL their columns take the "C" collation (migration
 # 0012), so sorting them, as the primary keys and indexes rebuilt after a bulk load do, compares
 # bytes with abbreviated keys instead of calling the database's collation (libc's strcoll,
-# which PostgreSQL does not abbreviate): index builds on the keys ~40% faster. Equality is the
+# which PostgreSQL does not abbreviate): an index of ids alone builds ~40% faster, ELVIS's
+# promotion rebuilds its indexes ~20% faster (etl/bench/README.md, session 35). Equality is the
 # same under every deterministic collation; only the order of non-ASCII keys differs from a
 # linguistic one, and no result of the pipeline depends on the order of keys.
 KEY_TEXT: sa.types.TypeEngine[Any] = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
