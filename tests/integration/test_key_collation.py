@@ -105,3 +105,35 @@ def test_a_core_at_0011_gets_byte_order_keys_keeps_its_rows_and_its_primary_keys
             )
     finally:
         engine.dispose()
+
+
+def test_a_view_of_the_operators_own_stops_the_upgrade_saying_what_to_do(postgres_empty_url):
+    engine = new_engine(postgres_empty_url)
+    upgrade_core(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            'ALTER TABLE patient ALTER COLUMN source_key TYPE text COLLATE "default"'
+        )
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0011'")
+        connection.exec_driver_sql("CREATE VIEW report_keys AS SELECT source_key FROM patient")
+    engine.dispose()
+
+    engine = new_engine(postgres_empty_url)
+    try:
+        with pytest.raises(RuntimeError) as refused:
+            upgrade_core(engine)
+        message = str(refused.value)
+        assert "patient.source_key" in message and "report_keys" in message
+        assert "vardflytt core upgrade" in message and "Nothing was changed" in message
+        with engine.connect() as connection:  # the whole upgrade was rolled back
+            assert connection.exec_driver_sql(
+                "SELECT version_num FROM alembic_version"
+            ).scalar() == "0011"
+        assert _collations(engine)[("patient", "source_key")] == "default"
+        # What the message says to do: without the view the upgrade goes through.
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP VIEW report_keys")
+        assert upgrade_core(engine) == "0011"
+        _check_collations(engine)
+    finally:
+        engine.dispose()

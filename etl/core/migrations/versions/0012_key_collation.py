@@ -10,7 +10,9 @@ compares the same bytes as equal); so is the order of ASCII keys under a ``C.UTF
 A column that already has it (an empty database, where the baseline created the tables from
 the metadata) is left alone. On a core that holds rows, PostgreSQL changes the column without
 rewriting the table (text stays text) but rebuilds the indexes on it, once, inside this
-revision's transaction. SQLite compares text byte for byte already: nothing to do.
+revision's transaction. A view or rule of the operator's own that reads a key column stops the
+upgrade with what to do (PostgreSQL cannot change a column a view reads); nothing is changed.
+SQLite compares text byte for byte already: nothing to do.
 
 Revision ID: 0012
 Revises: 0011
@@ -63,9 +65,17 @@ def upgrade() -> None:
             {"t": quote(table), "c": column},
         ).scalar()
         if collation is not None and collation != "C":
-            op.execute(
-                f'ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE text COLLATE "C"'
-            )
+            try:
+                op.execute(
+                    f'ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE text COLLATE "C"'
+                )
+            except sa.exc.NotSupportedError as refused:
+                raise RuntimeError(
+                    f"core migration 0012 cannot give {table}.{column} the C collation: "
+                    f"{str(refused.orig).strip()}. A view or rule made outside vardflytt reads "
+                    "it: save its definition, drop it, run `vardflytt core upgrade` again and "
+                    "create it again. Nothing was changed (the upgrade is one transaction)."
+                ) from refused
 
 
 def downgrade() -> None:
