@@ -360,9 +360,7 @@ def _postgres_figures(
     savepoint = connection.begin_nested()
     try:
         rows = connection.execute(
-            sa.text(
-                _aggregate_sql(connection, table, key, numeric, where, trusting_the_cast=True)
-            ),
+            sa.text(_aggregate_sql(connection, table, key, numeric, where, trusting_the_cast=True)),
             params,
         ).all()
     except sa.exc.DataError:

@@ -76,18 +76,18 @@ def test_a_core_at_0011_gets_byte_order_keys_keeps_its_rows_and_its_primary_keys
             "INSERT INTO patient (patient_id, source_system, source_key, batch_id, content_hash) "
             "VALUES ('p1', 'melior', 'Åsa-1', 'b1', 'h1'), ('p2', 'melior', 'asa-1', 'b1', 'h2')"
         )
+    assert all(v == "default" for k, v in _collations(engine).items() if k in _expected_keys())
     engine.dispose()
-    assert all(v == "default" for k, v in _collations(new_engine(postgres_empty_url)).items()
-               if k in _expected_keys())
 
     engine = new_engine(postgres_empty_url)
     try:
         assert upgrade_core(engine) == "0011"
         _check_collations(engine)
         with engine.begin() as connection:
-            assert connection.exec_driver_sql(
-                "SELECT version_num FROM alembic_version"
-            ).scalar() == HEAD_REVISION
+            assert (
+                connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                == HEAD_REVISION
+            )
             rows = connection.exec_driver_sql(
                 "SELECT patient_id, source_key FROM patient ORDER BY source_key"
             ).all()
@@ -126,9 +126,10 @@ def test_a_view_of_the_operators_own_stops_the_upgrade_saying_what_to_do(postgre
         assert "patient.source_key" in message and "report_keys" in message
         assert "vardflytt core upgrade" in message and "Nothing was changed" in message
         with engine.connect() as connection:  # the whole upgrade was rolled back
-            assert connection.exec_driver_sql(
-                "SELECT version_num FROM alembic_version"
-            ).scalar() == "0011"
+            assert (
+                connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                == "0011"
+            )
         assert _collations(engine)[("patient", "source_key")] == "default"
         # What the message says to do: without the view the upgrade goes through.
         with engine.begin() as connection:
