@@ -241,5 +241,9 @@ class SchemaPool:
         try:
             yield url
         finally:
-            core_engine(url).dispose()  # pooled connections must not outlive the test
-            after(schema)
+            try:
+                core_engine(url).dispose()  # pooled connections must not outlive the test
+            finally:
+                # even when that fails (a schema the test left that the product cannot
+                # migrate): the schema is dropped or put back, never left on the server
+                after(schema)
