@@ -55,15 +55,22 @@ def upgrade() -> None:
     if bind.dialect.name != "postgresql":
         return
     quote = bind.dialect.identifier_preparer.quote
-    for table, column in key_columns():
-        collation = bind.execute(
+    columns = key_columns()
+    # Every key column's collation in one query (None: a table or column that is not there).
+    collations: dict[int, str] = dict(
+        bind.execute(
             sa.text(
-                "SELECT c.collname FROM pg_attribute a JOIN pg_collation c "
-                "ON c.oid = a.attcollation WHERE a.attrelid = to_regclass(:t) "
-                "AND a.attname = :c AND NOT a.attisdropped"
+                "SELECT k.position, c.collname FROM unnest(CAST(:tables AS text[]), "
+                "CAST(:columns AS text[])) WITH ORDINALITY AS k(name, col, position) "
+                "JOIN pg_attribute a ON a.attrelid = to_regclass(k.name) "
+                "AND a.attname = k.col AND NOT a.attisdropped "
+                "JOIN pg_collation c ON c.oid = a.attcollation"
             ),
-            {"t": quote(table), "c": column},
-        ).scalar()
+            {"tables": [quote(t) for t, _ in columns], "columns": [c for _, c in columns]},
+        ).all()
+    )
+    for position, (table, column) in enumerate(columns, start=1):
+        collation = collations.get(position)
         if collation is not None and collation != "C":
             try:
                 op.execute(
