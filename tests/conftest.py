@@ -118,6 +118,8 @@ SLOW = {
     # Over 0.85 CPU s each in make test-fast on a slower machine, where the loop took 60 s
     # (session 32; 13 of its 94 CPU s): a GX subprocess, whole landed files, differentials.
     "tests/unit/validate/test_gx_import.py::test_walking_the_modules_for_their_files_leaves_them_deferred",
+    # Session 36: three Hypothesis differentials of 300 examples each (~7 CPU s).
+    "tests/unit/load/test_open_problems_arrow.py",
     "tests/unit/extract/test_landing_arrow_chunks.py::test_arrow_chunks_land_the_files_the_frames_landed",
     "tests/unit/extract/test_landing_duplicates.py::test_keys_on_one_row_classify_as_the_whole_file",
     "tests/unit/transform/test_object_columns_as_text.py::test_generated_object_columns_as_text_are_pandas_astype",

@@ -33,12 +33,13 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from etl.batch import BatchPaths, safe_batch_id, write_model_json
 from etl.core.audit import SCOPE_BATCH, record_access
@@ -47,11 +48,12 @@ from etl.core.memo import Memo, folder_key
 from etl.core.pseudonym import pseudonym, pseudonym_key
 from etl.core.tables import batch_accounting, dq_result, load_batch
 from etl.load.open_problems import (
-    FULL_SCOPE,
     LOADED_STATUSES,
+    PROBLEMS,
     Scope,
     TrendUnavailableError,
-    fate,
+    fates,
+    identities,
     last_loaded_before,
     open_problems,
     problem_keys,
@@ -134,6 +136,9 @@ class ProblemRow(BaseModel):
     pseudonym: str | None  # None: the source row had no key
     row_number: int  # in ``quarantined_in``'s extract
     quarantined_in: str  # the batch whose quarantine holds the row
+
+
+_PROBLEM_ROWS = TypeAdapter(list[ProblemRow])
 
 
 class Trend(BaseModel):
@@ -355,12 +360,9 @@ def _check_lines(rows: list[dict], in_data_docs: set[tuple[str, str]]) -> list[C
 
 
 # The open problems after a batch: shared with the steward queue and the dashboard.
-_Scope = Scope
-_FULL_SCOPE = FULL_SCOPE
 _scope = scope
 _problem_keys = problem_keys
 _open_problems = open_problems
-_fate = fate
 
 
 def _trend(
@@ -393,58 +395,21 @@ def _trend(
         if scope.is_delta:
             previous = scope.base_batch_id
         current = _problem_keys(connection, batch.system, batch.batch_id)
-        before = _open_problems(settings, connection, batch.system, previous) if previous else {}
+        before = (
+            _open_problems(settings, connection, batch.system, previous)
+            if previous
+            else PROBLEMS.empty_table()
+        )
     except TrendUnavailableError as unknown:
         return Trend(
             previous_batch_id=previous,
             is_available=False,
             note=f"no trend: {unknown}; none is shown rather than problems wrongly resolved",
         )
-    reads.append((batch, len(current) + len(before)))
-    statuses: dict[Status, list[tuple[tuple, dict]]] = {status: [] for status in STATUSES}
-    for identity, info in current.items():
-        status: Status = "persisting" if identity in before else "new"
-        statuses[status].append((identity, info | {"quarantined_in": batch.batch_id}))
-    for identity, info in before.items():
-        if identity not in current:
-            statuses[_fate(scope, identity)].append((identity, info))
-    counts: dict[tuple[str, str, str], dict[Status, int]] = defaultdict(
-        lambda: dict.fromkeys(STATUSES, 0)
-    )
-    order = {status: position for position, status in enumerate(STATUSES)}
-    # Sorted as plain tuples first (status, dataset, check, row number; stable for ties), then
-    # each built as a validated ProblemRow: validation runs compiled, faster than pydantic's
-    # ``model_construct`` per row (thousands of rows a batch, every open problem in a delta's).
-    listed: list[tuple[int, str, str, int, Status, str, str | None, str]] = []
-    for status, problems in statuses.items():
-        for (dataset, _identity, check), info in problems:
-            counts[(dataset, info["entity"], check)][status] += 1
-            source_key = info["source_key"]
-            listed.append(
-                (
-                    order[status],
-                    dataset,
-                    check,
-                    info["row_number"],
-                    status,
-                    info["entity"],
-                    None if source_key is None else pseudonym(key, batch.system, source_key),
-                    info["quarantined_in"],
-                )
-            )
-    listed.sort(key=itemgetter(0, 1, 2, 3))
-    rows = [
-        ProblemRow(
-            status=status,
-            dataset=dataset,
-            entity=entity,
-            check_name=check,
-            pseudonym=shown_key,
-            row_number=row_number,
-            quarantined_in=quarantined_in,
-        )
-        for _, dataset, check, row_number, status, entity, shown_key, quarantined_in in listed
-    ]
+    reads.append((batch, current.num_rows + before.num_rows))
+    listed = trend_statuses(current, before, scope)
+    counts = _status_counts(listed)
+    rows = _problem_rows(listed, key, batch.system)
     if scope.is_delta:
         note = (
             f"delta batch: compared with the problems still open after its base batch {previous}; "
@@ -465,7 +430,7 @@ def _trend(
         is_available=True,
         note=note,
         is_delta=scope.is_delta,
-        **{status: shown(len(statuses[status])) for status in STATUSES},
+        **{status: shown(total) for status, total in _status_totals(listed).items()},
         lines=[
             TrendLine(
                 dataset=dataset,
@@ -476,6 +441,78 @@ def _trend(
             for (dataset, entity, check), n in sorted(counts.items())
         ],
         rows=rows,
+    )
+
+
+def trend_statuses(current: pa.Table, before: pa.Table, batch_scope: Scope) -> pa.Table:
+    """Every problem of the trend with its ``status``, in the order the report lists them.
+
+    ``current``: the batch's own problems; ``before``: those open before it (both
+    etl/load/open_problems.py's ``PROBLEMS``). A problem of ``current`` is persisting if it was
+    open before, else new; one open before that the batch did not quarantine is resolved,
+    deleted at source or carried over (``fates`` under the batch's scope). Sorted by status (in
+    ``STATUSES``' order), dataset, check and row number; ties keep the order of ``current``,
+    then ``before``. All in Arrow: a delta's trend holds every problem still open."""
+    was_open = pc.is_in(identities(current), value_set=identities(before).combine_chunks())
+    again = pc.is_in(identities(before), value_set=identities(current).combine_chunks())
+    gone = before.filter(pc.invert(again))
+    status = pa.concat_arrays(
+        [
+            pc.if_else(was_open, "persisting", "new").combine_chunks().cast(pa.string()),
+            fates(batch_scope, gone).cast(pa.string()),
+        ]
+    )
+    rank = pc.index_in(status, value_set=pa.array(STATUSES, pa.string()))
+    both = pa.concat_tables([current, gone]).combine_chunks()
+    listed = both.append_column("status", status).append_column("rank", rank)
+    order = pc.sort_indices(  # a stable sort: ties stay in the order above
+        listed,
+        sort_keys=[(name, "ascending") for name in ("rank", "dataset", "check", "row_number")],
+    )
+    return listed.take(order).drop_columns(["rank"])
+
+
+def _status_totals(listed: pa.Table) -> dict[Status, int]:
+    counted = pc.value_counts(listed["status"]).to_pylist() if listed.num_rows else []
+    found = {item["values"]: item["counts"] for item in counted}
+    return {status: int(found.get(status, 0)) for status in STATUSES}
+
+
+def _status_counts(listed: pa.Table) -> dict[tuple[str, str, str], dict[Status, int]]:
+    """Per (dataset, entity, check), how many problems of each status."""
+    counts: dict[tuple[str, str, str], dict[Status, int]] = defaultdict(
+        lambda: dict.fromkeys(STATUSES, 0)
+    )
+    if not listed.num_rows:
+        return counts
+    grouped = listed.group_by(["dataset", "entity", "check", "status"]).aggregate(
+        [("status", "count")]
+    )
+    for dataset, entity, check, status, count in zip(
+        *(grouped[name].to_pylist() for name in ("dataset", "entity", "check", "status")),
+        grouped["status_count"].to_pylist(),
+        strict=True,
+    ):
+        counts[(dataset, entity, check)][status] = count
+    return counts
+
+
+def _problem_rows(listed: pa.Table, key: bytes, system: str) -> list[ProblemRow]:
+    """The listed problems as the report shows them: each source key as its keyed pseudonym
+    (hashed once per distinct key), built as validated models in one call (compiled validation,
+    faster than a constructor or ``model_construct`` per row)."""
+    source_keys = listed["source_key"]
+    distinct = pc.unique(source_keys).drop_null()
+    hashed = pa.array([pseudonym(key, system, k) for k in distinct.to_pylist()], pa.string())
+    shown_keys = pc.take(hashed, pc.index_in(source_keys, value_set=distinct))
+    names = ("status", "dataset", "entity", "check_name", "pseudonym", "row_number")
+    columns = [listed[name] for name in ("status", "dataset", "entity", "check")]
+    columns += [shown_keys, listed["row_number"], listed["quarantined_in"]]
+    return _PROBLEM_ROWS.validate_python(
+        [
+            dict(zip((*names, "quarantined_in"), values, strict=True))
+            for values in zip(*(column.to_pylist() for column in columns), strict=True)
+        ]
     )
 
 
