@@ -177,10 +177,10 @@ def build_cutover_dag(wave):
     # A rehearsal's core is its own SQLite file, or its own schema on the core's server.
     @task(pool=CORE_WRITE_POOL)
     def rehearse(run: dict) -> dict:
-        from etl.cutover import waves
+        from etl.cutover import rehearsal
         from etl.settings import get_settings
 
-        evidence = waves.rehearse(
+        evidence = rehearsal.rehearse(
             get_settings(),
             run["wave"],
             dt.date.fromisoformat(run["as_of_date"]),
@@ -367,17 +367,19 @@ def build_rollback_dag(wave_names: list[str]):
 
     @task(pool=CORE_WRITE_POOL)
     def rollback(run: dict) -> dict:
-        from etl.cutover import waves
+        from etl.cutover import wave_rollback
         from etl.settings import get_settings
 
         params = get_current_context()["params"]
         settings, cascade = get_settings(), bool(params["cascade"])
         if params["batch_id"]:
-            undone = waves.rollback_one_batch(
+            undone = wave_rollback.rollback_one_batch(
                 settings, params["batch_id"], cascade, run["run_id"], run["actor"]
             )
             return {"batch_id": params["batch_id"], "rolled_back_batches": undone}
-        evidence = waves.rollback_wave(settings, run["wave"], run["actor"], run["run_id"], cascade)
+        evidence = wave_rollback.rollback_wave(
+            settings, run["wave"], run["actor"], run["run_id"], cascade
+        )
         return {
             "rolled_back_batches": evidence["rolled_back_batches"],
             "checksum_equal_to_before_wave": evidence["checksum_equal_to_before_wave"],

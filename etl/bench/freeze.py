@@ -239,7 +239,7 @@ def freeze_window_figures(
     (the wave rolled back and loaded again in between). With ``repeats`` above 1 both are
     measured that many times, in turns, each on the source as generated (copied again after an
     activity window changed it), and the median of each is reported (``median_window``)."""
-    from etl.cutover import waves
+    from etl.cutover import wave_rollback
 
     copy = _copy_estate(estate, home / "estate", SYSTEMS)
     settings = _settings(home, copy, chunk_rows, core_url)
@@ -248,7 +248,7 @@ def freeze_window_figures(
         for case, seed in (("unchanged", None), ("changed", activity_seed)):
             if index or case == "changed":
                 log(f"freeze window: roll the wave back, then {case} (repeat {index + 1})")
-                waves.rollback_wave(settings, WAVE, actor=APPROVER)
+                wave_rollback.rollback_wave(settings, WAVE, actor=APPROVER)
             if index and case == "unchanged":  # the last window's activity changed the copy
                 _copy_estate(estate, copy, SYSTEMS)
             windows[case].append(

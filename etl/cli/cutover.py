@@ -318,14 +318,14 @@ def cutover_rehearse(
     wave: str, as_of: AsOf = None, plan_file: WavePlanFile = None, jobs: Jobs = None
 ) -> None:
     """Run the wave into a separate core; evidence pack; compare with the previous rehearsal."""
-    from etl.cutover import waves
+    from etl.cutover import rehearsal
     from etl.parallel import default_jobs
 
     settings = _settings(plan_file)
     jobs = jobs or default_jobs(settings)
     runs_stages_here(jobs)
     result = _cutover_call(
-        waves.rehearse,
+        rehearsal.rehearse,
         settings,
         wave,
         _as_of(as_of),
@@ -495,14 +495,14 @@ def cutover_rollback(
     """Undo a wave (every promoted batch, newest first) or one batch; checksums prove it (for a
     wave by care unit: its slice, and every row outside it; for a batch: every row it did not
     write) and the ledger records who undid what."""
-    from etl.cutover import waves
+    from etl.cutover import wave_rollback
 
     settings = _settings(plan_file)
     if bool(wave) == bool(batch):
         console.print("[red]give either a wave or --batch[/red]")
         raise typer.Exit(2)
     if batch:
-        done = _cutover_call(waves.rollback_batch, settings, batch, cascade, None, _actor())
+        done = _cutover_call(wave_rollback.rollback_batch, settings, batch, cascade, None, _actor())
         undone = done["rolled_back_batches"]
         console.print(f"rolled back: {', '.join(undone) or 'nothing (already rolled back)'}")
         _print_cascaded(done)
@@ -512,7 +512,7 @@ def cutover_rollback(
                 f"{done['outside_unchanged']} (recorded in the ledger)"
             )
         return
-    evidence = _cutover_call(waves.rollback_wave, settings, wave, _actor(), None, cascade)
+    evidence = _cutover_call(wave_rollback.rollback_wave, settings, wave, _actor(), None, cascade)
     _print_cascaded(evidence)
     console.print(
         f"rolled back {len(evidence['rolled_back_batches'])} batches of {wave}; core "

@@ -71,6 +71,8 @@ RECORDS = pa.schema(
         ("reason", pa.string()),
     ]
 )
+_READ_ROWS = 50_000  # quarantine records read at a time
+
 # A delta's processed or deleted keys: (dataset, key).
 KEYS = pa.schema([("dataset", pa.string()), ("key", pa.string())])
 
@@ -257,7 +259,10 @@ def problem_keys(connection: sa.Connection, system: str, batch_id: str) -> pa.Ta
         quarantine.c.check_name,
         quarantine.c.reason,
     ).where((quarantine.c.batch_id == batch_id) & (quarantine.c.source_system == system))
-    return problems_of(records_of(connection.execute(query).all()), batch_id)
+    result = connection.execute(query)
+    # Read a slice of rows at a time into Arrow: never a Python tuple per record for all of them.
+    records = [records_of(rows) for rows in result.partitions(_READ_ROWS)]
+    return problems_of(_stacked(records, RECORDS), batch_id)
 
 
 def fates(batch_scope: Scope, problems: pa.Table) -> pa.Array:

@@ -30,17 +30,17 @@ pytestmark = pytest.mark.dags
 
 ROOT = Path(__file__).resolve().parents[2]
 # The etl entry points that open a legacy source, and those that bulk-write a core database.
-READS_SOURCE = {"pipeline.extract", "waves.rehearse", "waves.load_wave"}
+READS_SOURCE = {"pipeline.extract", "rehearsal.rehearse", "waves.load_wave"}
 WRITES_CORE = {
     "pipeline.load",
-    "waves.rehearse",
+    "rehearsal.rehearse",
     "waves.load_wave",
-    "waves.rollback_wave",
-    "waves.rollback_one_batch",
+    "wave_rollback.rollback_wave",
+    "wave_rollback.rollback_one_batch",
 }
 # A wave's tasks read every system of the wave, one after another under each system's lease: no
 # single source pool fits them (etl/airflow_pools.py).
-MULTI_SOURCE_CALLS = {"waves.rehearse", "waves.load_wave"}
+MULTI_SOURCE_CALLS = {"rehearsal.rehearse", "waves.load_wave"}
 
 
 @pytest.fixture(scope="module")

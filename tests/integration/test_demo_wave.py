@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.cutover import ledger, waves
+from etl.cutover import ledger, rehearsal, waves
 from etl.demo_home import prepare_demo_home
 from etl.estate.base import EXTRACT_DATE
 
@@ -40,9 +40,9 @@ def test_the_demo_wave_reaches_go_at_a_small_size(tmp_path, settings_for, estate
     assert prepare_demo_home(settings).action == "fresh"
     as_of = dt.date.fromisoformat(str(EXTRACT_DATE))
 
-    rehearsal = waves.rehearse(settings, WAVE, as_of, actor="demo-engineer")
-    assert rehearsal["criteria_passed"], rehearsal
-    assert not rehearsal["failures"]
+    rehearsed = rehearsal.rehearse(settings, WAVE, as_of, actor="demo-engineer")
+    assert rehearsed["criteria_passed"], rehearsed
+    assert not rehearsed["failures"]
 
     loaded = waves.load_wave(settings, WAVE, "initial", as_of, actor="demo-engineer")
     assert not loaded["failures"], loaded["failures"]
@@ -67,12 +67,12 @@ def test_the_demo_wave_reaches_go_at_a_small_size(tmp_path, settings_for, estate
 
     # `make demo` again in the same home: without the reset the wave refuses to rehearse.
     with pytest.raises(ledger.LedgerError, match="rehearsal"):
-        waves.rehearse(settings, WAVE, as_of, actor="demo-engineer")
+        rehearsal.rehearse(settings, WAVE, as_of, actor="demo-engineer")
     assert prepare_demo_home(settings).action == "reset"
     # A second `make demo` is a new process; this one must forget the deleted core's engine.
     core_engine(settings.resolved_core_url).dispose()
     core_engine.cache_clear()
-    again = waves.rehearse(settings, WAVE, as_of, actor="demo-engineer")
+    again = rehearsal.rehearse(settings, WAVE, as_of, actor="demo-engineer")
     assert again["criteria_passed"], again
 
 
@@ -95,14 +95,14 @@ def test_the_demo_data_meets_the_hospital_waves_criteria(tmp_path, settings_for,
     settings = _demo_settings(tmp_path, settings_for, estate_of, 300)
     as_of = dt.date.fromisoformat(str(EXTRACT_DATE))
 
-    rehearsal = waves.rehearse(settings, "w2_hospital_care", as_of, actor="demo-engineer")
+    rehearsed = rehearsal.rehearse(settings, "w2_hospital_care", as_of, actor="demo-engineer")
 
-    assert not rehearsal["failures"], rehearsal["failures"]
-    criteria = evidence_json(Path(rehearsal["pack"]))["criteria"]
+    assert not rehearsed["failures"], rehearsed["failures"]
+    criteria = evidence_json(Path(rehearsed["pack"]))["criteria"]
     assert [c for c in criteria if not c["passed"]] == []
     rate = next(c for c in criteria if c["criterion"].startswith("quarantine rate"))
     assert rate["detail"] == "every system within the limit"
-    assert rehearsal["criteria_passed"]
+    assert rehearsed["criteria_passed"]
 
 
 def test_the_last_wave_is_left_verified_at_its_go_no_go(tmp_path, settings_for, estate_of):
@@ -116,8 +116,8 @@ def test_the_last_wave_is_left_verified_at_its_go_no_go(tmp_path, settings_for, 
     settings = _demo_settings(tmp_path, settings_for, estate_of, 300)
     as_of = dt.date.fromisoformat(str(EXTRACT_DATE))
 
-    rehearsal = waves.rehearse(settings, wave, as_of, actor="demo-engineer")
-    assert rehearsal["criteria_passed"], rehearsal
+    rehearsed = rehearsal.rehearse(settings, wave, as_of, actor="demo-engineer")
+    assert rehearsed["criteria_passed"], rehearsed
     waves.load_wave(settings, wave, "initial", as_of, actor="demo-engineer")
     cli._demo_final_to_go_no_go(settings, wave, as_of)
 

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from etl import pipeline
 from etl.cli import app
 from etl.core.database import core_engine
-from etl.cutover import ledger, waves
+from etl.cutover import ledger, wave_rollback, waves
 from etl.cutover.plan import one_wave_plan
 from etl.dashboard.app import create_app
 from etl.dashboard.auth import DashboardUser, Role, TokenAuthenticator, token_digest
@@ -141,7 +141,7 @@ def test_a_rolled_back_final_delta_gets_its_data_docs_after_the_rollback(setting
         for batch_id in finals.values():
             assert f"batches/{batch_id}/data_docs/index.html" not in page.text
 
-    waves.rollback_wave(settings, WAVE, actor="ivar")
+    wave_rollback.rollback_wave(settings, WAVE, actor="ivar")
     for batch_id in finals.values():
         assert _has_data_docs(settings, batch_id)
         assert DEFERRED not in (_folder(settings, batch_id) / "summary.html").read_text("utf-8")
@@ -204,10 +204,12 @@ def test_a_committed_final_delta_gets_its_data_docs_and_a_failed_build_can_be_re
 
 
 def test_an_undone_final_batch_gets_its_data_docs_and_the_others_wait_for_the_decision(settings):
-    waves.rollback_wave(settings, WAVE, actor="ivar")  # the committed wave: its docs were built
+    wave_rollback.rollback_wave(
+        settings, WAVE, actor="ivar"
+    )  # the committed wave: its docs were built
     finals = _to_final(settings, "final-four")
-    waves.rollback_batch(settings, finals["elvis"], actor="ivar")
+    wave_rollback.rollback_batch(settings, finals["elvis"], actor="ivar")
     assert _has_data_docs(settings, finals["elvis"])  # no decision will come for it
     _assert_deferred(settings, finals["melior"])  # still in the freeze window's wave
-    waves.rollback_wave(settings, WAVE, actor="ivar")
+    wave_rollback.rollback_wave(settings, WAVE, actor="ivar")
     assert _has_data_docs(settings, finals["melior"])

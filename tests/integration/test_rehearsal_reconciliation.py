@@ -20,7 +20,7 @@ import yaml
 from etl.core.database import core_engine
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, wave_reconciliation
-from etl.cutover import waves
+from etl.cutover import rehearsal
 from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT
 
@@ -60,7 +60,7 @@ def test_a_rehearsal_reconciles_through_its_batches_aggregates_and_still_catches
             )
         victims.append(victim)
 
-    result = waves.rehearse(
+    result = rehearsal.rehearse(
         settings, "t1", AS_OF, actor="rita", on_system=change_elvis_behind_the_pipelines_back
     )
     assert len(victims) == 1 and not result["failures"]

@@ -25,7 +25,7 @@ import yaml
 from etl import parallel
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES, batch_accounting
-from etl.cutover import ledger, waves
+from etl.cutover import ledger, rehearsal, waves
 from etl.estate.activity import simulate_activity
 from etl.settings import PROJECT_ROOT, Settings
 from tests.core_fingerprint import core_rows
@@ -190,7 +190,9 @@ def test_a_rehearsal_in_worker_processes_gives_the_same_evidence(
         for jobs, root, url in ((1, tmp_path / "a", one_url), (2, tmp_path / "b", two_url)):
             settings = _settings(root, estate_of(150, 5), url)
             # A wave by unit in an empty rehearsal core: the patients wave's systems first.
-            results[jobs] = waves.rehearse(settings, "w1_skaraborg", AS_OF, actor="rita", jobs=jobs)
+            results[jobs] = rehearsal.rehearse(
+                settings, "w1_skaraborg", AS_OF, actor="rita", jobs=jobs
+            )
     assert spied == [2, 2]  # the patients wave, then the unit wave
     assert results[1]["failures"] == results[2]["failures"] == {}
     assert results[2]["criteria_passed"] == results[1]["criteria_passed"]

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from etl.core.model import ENTITIES
 from etl.core.tables import ENTITY_TABLES, promotion
-from etl.cutover import ledger, waves
+from etl.cutover import ledger, wave_rollback, waves
 from etl.load.promote import PromotionError
 from etl.settings import Settings
 from tests.core_fingerprint import core_fingerprint
@@ -118,7 +118,7 @@ def test_one_batch_of_a_unit_wave_undoes_only_its_rows_and_is_recorded(loaded, c
     ledger.acquire_lock(_engine(settings), W1, OTHER_RUN)
     try:
         with pytest.raises(ledger.WaveLockedError):
-            waves.rollback_one_batch(settings, batch)
+            wave_rollback.rollback_one_batch(settings, batch)
     finally:
         ledger.release_lock(_engine(settings), W1, run_id=OTHER_RUN)
     assert _rows_of(settings, batch) == written
@@ -151,7 +151,7 @@ def test_a_patients_batch_waits_for_the_unit_waves_that_point_at_it(loaded):
     batch = _elvis_batch(settings, W0)
     core, history = _core(settings), len(_history(settings, W0))
     with pytest.raises(ledger.LedgerError, match=f"waves {W2}, {W1} are loaded.*--cascade"):
-        waves.rollback_one_batch(settings, batch)
+        wave_rollback.rollback_one_batch(settings, batch)
     assert _core(settings) == core and len(_history(settings, W0)) == history
     assert _batch_state(settings, batch) == "promoted"
 
@@ -161,7 +161,7 @@ def test_a_frozen_wave_is_not_undone_batch_by_batch(loaded):
     waves.freeze(settings, W2, actor="ivar")
     core = _core(settings)
     with pytest.raises(ledger.LedgerError, match=f"wave {W2} is frozen.*whole wave"):
-        waves.rollback_one_batch(settings, _elvis_batch(settings, W2))
+        wave_rollback.rollback_one_batch(settings, _elvis_batch(settings, W2))
     assert _core(settings) == core and _state(settings, W2) == ledger.FROZEN
 
 
@@ -178,27 +178,27 @@ def test_a_cascade_is_all_or_nothing(loaded, monkeypatch):
 
     # Without --cascade: refused as before.
     with pytest.raises(ledger.LedgerError, match=f"waves {W2}, {W1} are loaded"):
-        waves.rollback_wave(settings, W0, actor="ivar")
+        wave_rollback.rollback_wave(settings, W0, actor="ivar")
     # A dependant wave held by another run: nothing starts.
     ledger.acquire_lock(_engine(settings), W2, OTHER_RUN)
     try:
         with pytest.raises(ledger.WaveLockedError):
-            waves.rollback_wave(settings, W0, actor="ivar", cascade=True)
+            wave_rollback.rollback_wave(settings, W0, actor="ivar", cascade=True)
     finally:
         ledger.release_lock(_engine(settings), W2, run_id=OTHER_RUN)
     unchanged()
     # A failure after both unit waves were undone, at the patients wave: nothing stays undone.
     w0_batches = set(_batches(settings, W0))
-    real = waves.rollback
+    real = wave_rollback.rollback
 
     def failing(connection, batch_id, cascade=False):
         if batch_id in w0_batches:
             raise PromotionError(f"injected failure at {batch_id}")
         return real(connection, batch_id, cascade=cascade)
 
-    monkeypatch.setattr(waves, "rollback", failing)
+    monkeypatch.setattr(wave_rollback, "rollback", failing)
     with pytest.raises(PromotionError, match="injected failure"):
-        waves.rollback_wave(settings, W0, actor="ivar", cascade=True)
+        wave_rollback.rollback_wave(settings, W0, actor="ivar", cascade=True)
     unchanged()
 
 

@@ -31,7 +31,7 @@ from etl import pipeline
 from etl.batch import BatchPaths
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES, batch_accounting, dq_result, quarantine
-from etl.cutover import ledger, slices, waves
+from etl.cutover import ledger, slices, wave_rollback, waves
 from etl.cutover.reconcile import accounting_residue
 from etl.settings import PROJECT_ROOT, Settings
 from tests.cores import BOTH_CORES
@@ -755,7 +755,7 @@ def test_rolling_back_w1_restores_its_slice_and_leaves_the_rest(loaded):
     contacts = _count(settings, "encounter")
     patients = _count(settings, "patient")
 
-    evidence = waves.rollback_wave(settings, "w1_skaraborg", actor="ivar")
+    evidence = wave_rollback.rollback_wave(settings, "w1_skaraborg", actor="ivar")
 
     assert evidence["checksum_equal_to_before_wave"] is True
     assert evidence["outside_unchanged"] is True
@@ -767,7 +767,7 @@ def test_rolling_back_w1_restores_its_slice_and_leaves_the_rest(loaded):
     assert _count(settings, "patient") == patients  # w0's patients stay
     # The patients wave cannot go while a unit wave points at its patients.
     with pytest.raises(ledger.LedgerError, match="w2_rest are loaded"):
-        waves.rollback_wave(settings, "w0_patients", actor="ivar")
+        wave_rollback.rollback_wave(settings, "w0_patients", actor="ivar")
 
 
 def _catalog(settings):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from etl.core.database import core_engine
-from etl.cutover import ledger, waves
+from etl.cutover import ledger, rehearsal, wave_rollback, waves
 from etl.cutover.plan import one_wave_plan
 from etl.settings import PROJECT_ROOT
 
@@ -52,8 +52,8 @@ def test_a_wave_goes_from_plan_to_cutover_and_back(settings, small_estate):
     before = waves.wave_checksums(settings, wave)
 
     # Without a rehearsal the criteria cannot pass; a rehearsal does not touch the core.
-    first = waves.rehearse(settings, "t1", AS_OF, actor="rita")
-    second = waves.rehearse(settings, "t1", AS_OF, actor="rita")
+    first = rehearsal.rehearse(settings, "t1", AS_OF, actor="rita")
+    second = rehearsal.rehearse(settings, "t1", AS_OF, actor="rita")
     assert waves.wave_checksums(settings, wave) == before
     assert first["criteria_passed"] and second["criteria_passed"], first
     assert second["comparison"]["changes"] == 0
@@ -108,10 +108,10 @@ def test_a_wave_goes_from_plan_to_cutover_and_back(settings, small_estate):
     for path in signed.iterdir():
         assert not IDENTITY_NUMBER.search(path.read_text("utf-8")), path.name
 
-    evidence = waves.rollback_wave(settings, "t1", actor="ivar")
+    evidence = wave_rollback.rollback_wave(settings, "t1", actor="ivar")
     assert evidence["checksum_equal_to_before_wave"] is True
     assert waves.wave_checksums(settings, wave) == before
     assert _state(settings) == ledger.ROLLED_BACK
     # Rolling back again has nothing to undo and is refused by the state machine.
     with pytest.raises(ledger.LedgerError, match="cannot go to rolled_back"):
-        waves.rollback_wave(settings, "t1", actor="ivar")
+        wave_rollback.rollback_wave(settings, "t1", actor="ivar")

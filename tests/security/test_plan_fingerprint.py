@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from etl.core.audit import current_user
 from etl.core.database import core_engine
 from etl.core.tables import cutover_wave
-from etl.cutover import ledger, waves
+from etl.cutover import ledger, rehearsal, waves
 from etl.settings import PROJECT_ROOT
 
 WAVE = "t1"
@@ -302,12 +302,12 @@ def test_rehearsal_fingerprints_the_plan_then_replan_lets_verify_and_commit_pass
         mappings_dir=root / "mappings",
         expectations_dir=root / "expectations",
     )
-    rehearsal = waves.rehearse(settings, WAVE, AS_OF, actor="rita")
-    assert rehearsal["criteria_passed"], rehearsal
+    rehearsed = rehearsal.rehearse(settings, WAVE, AS_OF, actor="rita")
+    assert rehearsed["criteria_passed"], rehearsed
     with _connect(settings) as connection:
         reviewed = ledger.current_plan(connection, WAVE)
     assert reviewed["event"] == ledger.REHEARSAL and reviewed["actor"] == "rita"
-    assert rehearsal["plan"] == reviewed["digest"]
+    assert rehearsed["plan"] == reviewed["digest"]
     assert {
         "mappings/waves.yaml",
         "mappings/elvis/system.yaml",
@@ -316,7 +316,7 @@ def test_rehearsal_fingerprints_the_plan_then_replan_lets_verify_and_commit_pass
         "expectations/patient.json",
     } <= set(reviewed["files"])
     assert all(len(digest) == 64 for digest in reviewed["files"].values())
-    pack = json.loads((Path(rehearsal["pack"]) / "evidence.json").read_text("utf-8"))
+    pack = json.loads((Path(rehearsed["pack"]) / "evidence.json").read_text("utf-8"))
     assert pack["plan"]["fingerprint"] == reviewed["digest"]
 
     waves.load_wave(settings, WAVE, "initial", AS_OF, actor="ivar")

@@ -317,7 +317,7 @@ def test_an_access_log_made_before_0005_is_chained_in_place(tmp_path):
 
 
 def test_a_rehearsal_logs_in_the_regions_core_not_in_its_own(settings):
-    from etl.cutover.waves import rehearsal_settings
+    from etl.cutover.rehearsal import rehearsal_settings
 
     rehearsal = rehearsal_settings(settings, "w1_skaraborg", 1)
     assert rehearsal.resolved_core_url != settings.resolved_core_url

@@ -130,7 +130,7 @@ def test_evidence_before_version_2_is_compared_the_old_way():
     compares them with checksums computed the old way, never with the new ones."""
     from etl.cutover import ledger
     from etl.cutover.slice_checksum import CHECKSUM_VERSION
-    from etl.cutover.waves import _before_wave
+    from etl.cutover.wave_rollback import _before_wave
 
     engine = _core([], every_table=True)
     old = {"encounter": "3:old"}

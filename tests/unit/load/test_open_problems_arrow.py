@@ -246,3 +246,57 @@ def test_the_trend_of_nothing_is_empty_with_every_column():
 
     listed = trend_statuses(PROBLEMS.empty_table(), PROBLEMS.empty_table(), Scope(None))
     assert listed.num_rows == 0 and "status" in listed.column_names
+
+
+def test_a_batchs_problems_read_a_slice_at_a_time_are_those_read_at_once(
+    sqlite_core, tmp_path, monkeypatch
+):
+    """``problem_keys`` reads table ``quarantine`` a slice of rows at a time: with slices of
+    two records, a batch's problems (across slices, a problem's records in several) are those
+    of one read, and the other batch's and system's records stay out."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from etl.core.database import core_engine
+    from etl.core.tables import quarantine
+    from etl.load import open_problems
+
+    engine = core_engine(sqlite_core(tmp_path))
+    drawn = [
+        ("b", "elvis", "1"), ("b", "elvis", None), ("b", "elvis", "1"), ("b", "melior", "1"),
+        ("a", "elvis", "1"), ("b", "elvis", "2"), ("b", "elvis", "1"),
+    ]  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(
+            quarantine.insert(),
+            [
+                {
+                    "quarantine_id": f"q{index}",
+                    "batch_id": batch,
+                    "source_system": system,
+                    "dataset": "patient",
+                    "entity": "patient",
+                    "source_key": key,
+                    "row_number": index,
+                    "check_name": "patient.pnr_valid",
+                    "severity": "error",
+                    "reason": "invalid",
+                    "quarantined_at": dt.datetime(2026, 7, 1, tzinfo=dt.UTC),
+                }
+                for index, (batch, system, key) in enumerate(drawn)
+            ],
+        )
+    with engine.connect() as connection:
+        at_once = open_problems.problem_keys(connection, "elvis", "b")
+        monkeypatch.setattr(open_problems, "_READ_ROWS", 2)
+        sliced = open_problems.problem_keys(connection, "elvis", "b")
+        count = connection.execute(sa.select(sa.func.count()).select_from(quarantine)).scalar()
+    engine.dispose()
+    assert count == len(drawn)
+    assert sliced.to_pylist() == at_once.to_pylist()
+    assert [(p["key"], p["quarantine_ids"]) for p in sliced.to_pylist()] == [
+        ("1", ["q0", "q2", "q6"]),
+        ("#row 1", ["q1"]),
+        ("2", ["q5"]),
+    ]
