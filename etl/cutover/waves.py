@@ -1,4 +1,6 @@
-"""Running a wave: rehearse, load, freeze, final delta, verify, approve, cut over, roll back.
+"""Running a wave: load, freeze, final delta, verify, approve, cut over (its rehearsal is in
+etl/cutover/rehearsal.py, its rollback in etl/cutover/wave_rollback.py, both built on the
+helpers here).
 
 Each operation takes the wave's lock, does its work through the pipeline, and records a ledger
 transition with its evidence. The command line and the cutover DAGs call these same functions.
