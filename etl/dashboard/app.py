@@ -627,7 +627,7 @@ def go_no_go_waiting(settings: Settings, wave):
 
 
 def wave_plan(settings: Settings) -> dict[str, dict]:
-    from etl.dashboard.data import load_wave_plan
+    from etl.dashboard.wave_ledger import load_wave_plan
 
     return load_wave_plan(Path(settings.mappings_dir), settings.wave_plan)[0]
 

@@ -43,7 +43,7 @@ def seed_history(settings, seed: int = 42) -> dict[str, int]:
         wave_reconciliation,
     )
     from etl.cutover.ledger import record_approval, transition
-    from etl.dashboard.data import load_wave_plan
+    from etl.dashboard.wave_ledger import load_wave_plan
 
     plan, problem = load_wave_plan(Path(settings.mappings_dir))
     if problem:
@@ -269,7 +269,7 @@ def measure_dashboard(work_dir: Path, repeats: int = 5, seed: int = 42) -> dict[
 
 
 def seed_plan_names(settings) -> dict[str, list[str]]:
-    from etl.dashboard.data import load_wave_plan
+    from etl.dashboard.wave_ledger import load_wave_plan
 
     return {
         name: spec["systems"]

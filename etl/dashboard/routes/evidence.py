@@ -27,10 +27,10 @@ def evidence(request: Request, wave: str, viewer: ViewerDep, dashboard: Dashboar
     """A fresh evidence pack of the wave (etl/cutover/evidence.py's format), as a zip."""
     import tempfile
 
-    from etl.dashboard import data
+    from etl.dashboard import wave_ledger
 
     with dashboard.connection() as connection:
-        _require_wave(data.wave_detail(connection, wave, wave_plan(dashboard.settings)))
+        _require_wave(wave_ledger.wave_detail(connection, wave, wave_plan(dashboard.settings)))
     label = f"dashboard_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
     from etl.core.files import private_dir
     from etl.cutover.evidence import write_pack

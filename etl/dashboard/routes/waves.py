@@ -22,17 +22,17 @@ router = APIRouter()
 
 @router.get("/", name="waves", response_class=HTMLResponse)
 def waves_page(request: Request, viewer: ViewerDep, dashboard: DashboardDep) -> Response:
-    from etl.dashboard import data
+    from etl.dashboard import data, wave_ledger
     from etl.steward.queue import summary
 
     with dashboard.connection() as connection:
         latest = data.batch_figures(connection, data.latest_batch_ids(connection))
-        plan, plan_problem = data.load_wave_plan(
+        plan, plan_problem = wave_ledger.load_wave_plan(
             Path(dashboard.settings.mappings_dir), dashboard.settings.wave_plan
         )
         core = data.core_now(connection, plan)
-        waves = data.waves(
-            connection, plan, evaluate=data.criteria_now(dashboard.settings), core=core
+        waves = wave_ledger.waves(
+            connection, plan, evaluate=wave_ledger.criteria_now(dashboard.settings), core=core
         )
     latest_totals = data.totals(latest)
     evaluated = latest_totals["rows_evaluated"]
@@ -56,14 +56,14 @@ def waves_page(request: Request, viewer: ViewerDep, dashboard: DashboardDep) -> 
 
 @router.get("/waves/{wave}", name="wave", response_class=HTMLResponse)
 def wave_page(request: Request, wave: str, viewer: ViewerDep, dashboard: DashboardDep) -> Response:
-    from etl.dashboard import data
+    from etl.dashboard import wave_ledger
 
     with dashboard.connection() as connection:
-        detail = data.wave_detail(
+        detail = wave_ledger.wave_detail(
             connection,
             wave,
             wave_plan(dashboard.settings),
-            evaluate=data.criteria_now(dashboard.settings),
+            evaluate=wave_ledger.criteria_now(dashboard.settings),
         )
     _require_wave(detail)
     packs = dashboard.evidence_root() / wave

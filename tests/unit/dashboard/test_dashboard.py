@@ -12,14 +12,8 @@ import pytest
 
 from etl.dashboard import charts
 from etl.dashboard.auth import CsrfTokens, Role, Viewer, parse_users, token_digest
-from etl.dashboard.data import (
-    RunSummary,
-    SystemBatch,
-    Transition,
-    Wave,
-    criteria_from_evidence,
-    derive_run_label,
-)
+from etl.dashboard.data import RunSummary, SystemBatch, derive_run_label
+from etl.dashboard.wave_ledger import Transition, Wave, criteria_from_evidence
 
 pytestmark = pytest.mark.unit
 
