@@ -14,6 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from etl.settings import Settings
@@ -57,12 +58,16 @@ def pseudonym(key: bytes, system: str, source_key: str) -> str:
 
 
 def pseudonymise(key: bytes, systems: pd.Series | str, source_keys: pd.Series) -> pd.Series:
-    """Pseudonyms for many rows (NA stays NA). Keyed hashing has no vector form; the loop runs
-    over report rows (problems), never over a migration's rows."""
+    """Pseudonyms for many rows (NA stays NA). Keyed hashing has no vector form: each distinct
+    (system, source key) is hashed once, then the pseudonyms are laid out over the rows (a
+    report or worklist repeats a key once per check it failed)."""
     if isinstance(systems, str):
         systems = pd.Series(systems, index=source_keys.index)
-    values = [
-        pd.NA if pd.isna(k) else pseudonym(key, str(s), str(k))
-        for s, k in zip(systems, source_keys, strict=True)
-    ]
-    return pd.Series(values, index=source_keys.index, dtype="string")
+    shown = pd.Series(pd.NA, index=source_keys.index, dtype="string")
+    present = source_keys.notna().to_numpy(bool)
+    for system in pd.unique(systems[present]):  # a handful of systems at most
+        rows = present & (systems == system).fillna(False).to_numpy(bool)
+        codes, distinct = pd.factorize(source_keys[rows])
+        hashed = [pseudonym(key, str(system), str(k)) for k in distinct]
+        shown[rows] = np.array(hashed, dtype=object)[codes]
+    return shown

@@ -31,7 +31,7 @@ from etl.core.tables import load_batch, promotion, quarantine
 from etl.extract.delta import CHANGE, DELETED, PROCESSED, delta_file
 from etl.extract.landing import DELTA, FULL, SOURCE_KEY, read_manifest
 from etl.settings import Settings
-from etl.validate.checks import SOURCE_PREFIX
+from etl.validate.checks import source_check
 
 LOADED_STATUSES = ("loaded", "unreconciled")
 
@@ -197,10 +197,12 @@ def problems_of(records: pa.Table, batch_id: str) -> pa.Table:
     for name in pc.unique(entity).to_pylist():
         own = pc.and_(pc.equal(entity, name), pc.starts_with(check_name, f"{name}."))
         is_suite_check = pc.or_(is_suite_check, pc.fill_null(own, False))
+    reasons = pc.unique(records["reason"])
+    source_checks = pa.array([source_check(r) for r in reasons.to_pylist()], pa.string())
     check = pc.if_else(
         is_suite_check,
         check_name,
-        pc.binary_join_element_wise(SOURCE_PREFIX, records["reason"], ""),
+        pc.take(source_checks, pc.index_in(records["reason"], value_set=reasons)),
     )
     # Without a source key the row number is the best identity a row has across extracts.
     key = pc.coalesce(

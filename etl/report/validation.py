@@ -45,7 +45,7 @@ from etl.batch import BatchPaths, safe_batch_id, write_model_json
 from etl.core.audit import SCOPE_BATCH, record_access
 from etl.core.database import core_engine
 from etl.core.memo import Memo, folder_key
-from etl.core.pseudonym import pseudonym, pseudonym_key
+from etl.core.pseudonym import pseudonym_key, pseudonymise
 from etl.core.tables import batch_accounting, dq_result, load_batch
 from etl.load.open_problems import (
     LOADED_STATUSES,
@@ -430,7 +430,7 @@ def _trend(
         is_available=True,
         note=note,
         is_delta=scope.is_delta,
-        **{status: shown(total) for status, total in _status_totals(listed).items()},
+        **{status: shown(sum(n[status] for n in counts.values())) for status in STATUSES},
         lines=[
             TrendLine(
                 dataset=dataset,
@@ -453,8 +453,9 @@ def trend_statuses(current: pa.Table, before: pa.Table, batch_scope: Scope) -> p
     deleted at source or carried over (``fates`` under the batch's scope). Sorted by status (in
     ``STATUSES``' order), dataset, check and row number; ties keep the order of ``current``,
     then ``before``. All in Arrow: a delta's trend holds every problem still open."""
-    was_open = pc.is_in(identities(current), value_set=identities(before).combine_chunks())
-    again = pc.is_in(identities(before), value_set=identities(current).combine_chunks())
+    current_ids, before_ids = identities(current), identities(before)
+    was_open = pc.is_in(current_ids, value_set=before_ids.combine_chunks())
+    again = pc.is_in(before_ids, value_set=current_ids.combine_chunks())
     gone = before.filter(pc.invert(again))
     status = pa.concat_arrays(
         [
@@ -470,12 +471,6 @@ def trend_statuses(current: pa.Table, before: pa.Table, batch_scope: Scope) -> p
         sort_keys=[(name, "ascending") for name in ("rank", "dataset", "check", "row_number")],
     )
     return listed.take(order).drop_columns(["rank"])
-
-
-def _status_totals(listed: pa.Table) -> dict[Status, int]:
-    counted = pc.value_counts(listed["status"]).to_pylist() if listed.num_rows else []
-    found = {item["values"]: item["counts"] for item in counted}
-    return {status: int(found.get(status, 0)) for status in STATUSES}
 
 
 def _status_counts(listed: pa.Table) -> dict[tuple[str, str, str], dict[Status, int]]:
@@ -501,17 +496,15 @@ def _problem_rows(listed: pa.Table, key: bytes, system: str) -> list[ProblemRow]
     """The listed problems as the report shows them: each source key as its keyed pseudonym
     (hashed once per distinct key), built as validated models in one call (compiled validation,
     faster than a constructor or ``model_construct`` per row)."""
-    source_keys = listed["source_key"]
-    distinct = pc.unique(source_keys).drop_null()
-    hashed = pa.array([pseudonym(key, system, k) for k in distinct.to_pylist()], pa.string())
-    shown_keys = pc.take(hashed, pc.index_in(source_keys, value_set=distinct))
+    shown = pseudonymise(key, system, listed["source_key"].to_pandas())
     names = ("status", "dataset", "entity", "check_name", "pseudonym", "row_number")
-    columns = [listed[name] for name in ("status", "dataset", "entity", "check")]
-    columns += [shown_keys, listed["row_number"], listed["quarantined_in"]]
+    columns = [listed[name].to_pylist() for name in ("status", "dataset", "entity", "check")]
+    columns += [shown.astype(object).where(shown.notna(), None).tolist()]
+    columns += [listed[name].to_pylist() for name in ("row_number", "quarantined_in")]
     return _PROBLEM_ROWS.validate_python(
         [
             dict(zip((*names, "quarantined_in"), values, strict=True))
-            for values in zip(*(column.to_pylist() for column in columns), strict=True)
+            for values in zip(*columns, strict=True)
         ]
     )
 
