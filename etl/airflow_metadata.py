@@ -12,7 +12,7 @@ fails; on a machine busy with the test suite, the api-server's write of an appro
 On a server database (the cluster's PostgreSQL) nothing is added: its drivers take no such
 argument.
 
-No timeout helps one case, which is Airflow's (3.1) and SQLite's: the api-server's audit log of
+No timeout helps one case, which is Airflow's (3.3) and SQLite's: the api-server's audit log of
 a user's request (``action_logging``) is an ``async`` dependency that inserts and commits through
 a sync session on the event loop. If, at that moment, a request in the server's thread pool has
 written (the execution API's update of a task's rendered fields, say) and waits for the loop to
@@ -21,8 +21,9 @@ server answers until the busy timeout fails the audit write, and that request ge
 "Database error" (the UI: "Response failed"; nothing of it is recorded, and answering again
 works). CI saw it on 2026-12-07. On PostgreSQL the two writes touch different rows and never
 wait for each other: the cluster (etl/cluster.py) and production run Airflow on a server
-database, and the end-to-end tests on SQLite make such a request again (tests/e2e/
-airflow_server.py).
+database. On SQLite, ``vardflytt cutover approve`` and the demo send a go/no-go answer that
+failed so again (``answer_once_recorded``, etl/cutover/airflow_hitl.py), as the end-to-end tests
+make their requests again (tests/e2e/airflow_server.py).
 
 Imported by Airflow (``conf.getimport``) once its configuration is loaded, never by the project.
 """

@@ -31,6 +31,10 @@ CHANNEL = "airflow_hitl"
 APPROVAL_TASK_PREFIX = "go_no_go_"
 API = "/api/v2"
 WAITING_STATES = ("awaiting_input", "deferred")
+# An answer Airflow failed on its metadata database is sent again: at most this many times in all,
+# this many seconds apart (``answer_once_recorded``).
+LOCKED_ATTEMPTS = 4
+LOCKED_PAUSE_SECONDS = 2.0
 
 
 def approval_task_id(role: str) -> str:
@@ -244,6 +248,65 @@ def _detail(response: httpx.Response) -> str:
         return str(response.text[:200])
 
 
+def is_database_failure(status_code: int, body: object) -> bool:
+    """Whether Airflow answered that its metadata database failed the request: HTTP 500 with
+    ``{"detail": {"reason": "Database error", ...}}`` (Airflow 3.3's answer to any SQLAlchemy
+    error), or 503 saying the database is locked (newer Airflow, apache/airflow#67900).
+
+    On SQLite (``make airflow``, the demo) the api-server can lock itself out of the file for its
+    busy timeout (etl/airflow_metadata.py): the request's transaction is rolled back, nothing of
+    it is recorded, and the same request made again succeeds."""
+    if status_code not in (500, 503) or not isinstance(body, dict):
+        return False
+    detail = body.get("detail")
+    if isinstance(detail, dict):
+        return detail.get("reason") == "Database error"
+    return isinstance(detail, str) and "database is locked" in detail.lower()
+
+
+def _body(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def answer_once_recorded(
+    client: httpx.Client, path: str, answer: dict[str, Any], username: str
+) -> httpx.Response:
+    """``PATCH`` the go/no-go ``answer`` at ``path`` (a task's ``hitlDetails``), made again while
+    Airflow fails it on its metadata database (``is_database_failure``), up to
+    ``LOCKED_ATTEMPTS`` times in all. Any other answer (success, a refusal) is returned as it
+    came; so is the last failure. If an attempt that failed was recorded after all, the next one
+    gets 409 "already updated": then the task's recorded response, if it is this user's and this
+    answer, is returned as the success it was (as Airflow's own 200 gives it)."""
+    import time
+
+    import httpx
+
+    failed_before = False
+    for attempt in range(1, LOCKED_ATTEMPTS + 1):
+        response = client.patch(path, json=answer)
+        if failed_before and response.status_code == 409:
+            recorded = client.get(path)
+            detail = _body(recorded) if recorded.status_code == 200 else None
+            if (
+                isinstance(detail, dict)
+                and detail.get("response_received")
+                and (detail.get("responded_by_user") or {}).get("id") == username
+                and detail.get("chosen_options") == answer["chosen_options"]
+            ):
+                recorded_answer = {**detail, "responded_by": detail["responded_by_user"]}
+                return httpx.Response(200, json=recorded_answer, request=response.request)
+            return response
+        if not is_database_failure(response.status_code, _body(response)):
+            return response
+        failed_before = True
+        if attempt < LOCKED_ATTEMPTS:
+            time.sleep(LOCKED_PAUSE_SECONDS)
+    return response
+
+
 def respond_to_waiting_run(
     settings: Settings,
     wave: str,
@@ -303,19 +366,28 @@ def respond_to_waiting_run(
                     )
                 return {"waiting": False, "user": username}
             task = waiting[0]
-            answered = client.patch(
+            answered = answer_once_recorded(
+                client,
                 f"{API}/dags/{dag_id}/dagRuns/{task['dag_run_id']}/taskInstances/{task_id}/"
                 f"{task['map_index']}/hitlDetails",
-                json={
+                {
                     "chosen_options": [APPROVE if decision == "approve" else REJECT],
                     "params_input": {"note": note or ""},
                 },
+                username,
             )
     except httpx.HTTPError as error:
         raise ledger.LedgerError(
             f"cannot reach Airflow's api-server at {settings.airflow_url} "
             f"({type(error).__name__}); set VARDFLYTT_AIRFLOW_URL"
         ) from error
+    if is_database_failure(answered.status_code, _body(answered)):
+        raise ledger.LedgerError(
+            f"Airflow's metadata database failed the {role} answer of '{username}' to {dag_id} "
+            f"{LOCKED_ATTEMPTS} times (HTTP {answered.status_code}: {_detail(answered)}); nothing "
+            "recorded. Answer again; on SQLite (make airflow) this is a lock that passes, and a "
+            "production Airflow runs on PostgreSQL"
+        )
     if answered.status_code != 200:
         raise ledger.LedgerError(
             f"Airflow refused the {role} answer of '{username}' to {dag_id} "

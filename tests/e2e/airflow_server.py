@@ -31,17 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl.airflow_env import NotReadyError, airflow_environment, wait_until_ready
+from etl.cutover.airflow_hitl import LOCKED_ATTEMPTS, LOCKED_PAUSE_SECONDS, is_database_failure
 from etl.settings import PROJECT_ROOT, Settings
 from tests.e2e.reaping import adopting_orphans, reap
 
 LOOPBACK = "127.0.0.1"
 START_SECONDS = 90
-# A REST call that met a locked SQLite metadata database is made again (AirflowServer.api): at
-# most this many times in all, this long apart. 500: Airflow's answer today; 503: what newer
-# Airflow answers for a locked SQLite (apache/airflow#67900).
-LOCKED_ATTEMPTS = 4
-LOCKED_PAUSE_SECONDS = 2.0
-LOCKED_STATUSES = frozenset({500, 503})
 
 
 @dataclass(frozen=True)
@@ -89,18 +84,16 @@ class AirflowServer:
         """``(status, JSON body)`` of a REST call under ``/api/v2`` as ``user`` (their own token,
         signed in once); an error status is returned, not raised.
 
-        A call Airflow answers with HTTP 500 "Database error" is made again, up to
-        ``LOCKED_ATTEMPTS`` times: on SQLite (``make airflow``) the api-server, scheduler, DAG
-        processor, triggerer and every task's supervisor write one file, and the api-server can
-        lock itself out of it until its busy timeout fails the request (Airflow's audit log
-        written on the event loop: etl/airflow_metadata.py). Airflow rolls the request's
-        transaction back, so nothing of it
-        was recorded, and a person would press the button again; Airflow's maintainers answer
-        such locks the same way (apache/airflow#67900: 503, "retry or use PostgreSQL"). Any
-        other answer, a refusal included, is returned at once."""
+        A call Airflow fails on its metadata database (``is_database_failure``: HTTP 500
+        "Database error") is made again, up to ``LOCKED_ATTEMPTS`` times in all, as ``vardflytt
+        cutover approve`` makes its answer again (etl/cutover/airflow_hitl.py): on SQLite (``make
+        airflow``) the api-server can lock itself out of the file until its busy timeout fails the
+        request (etl/airflow_metadata.py); the request's transaction is rolled back, nothing of
+        it is recorded, and a person would press the button again. Any other answer, a refusal
+        included, is returned at once."""
         for attempt in range(1, LOCKED_ATTEMPTS + 1):
             status, answer = self._api(user, path, method, body)
-            if not (status in LOCKED_STATUSES and _is_database_error(answer)):
+            if not is_database_failure(status, answer):
                 return status, answer
             if attempt < LOCKED_ATTEMPTS:
                 time.sleep(LOCKED_PAUSE_SECONDS)
@@ -125,15 +118,6 @@ class AirflowServer:
                 return error.code, json.loads(text)
             except ValueError:
                 return error.code, {"detail": text[:500]}
-
-
-def _is_database_error(answer: dict) -> bool:
-    """Airflow's answer to a request its metadata database failed (SQLAlchemyErrorHandler:
-    ``{"detail": {"reason": "Database error", ...}}``), or one it reports as locked."""
-    detail = answer.get("detail") if isinstance(answer, dict) else None
-    if isinstance(detail, dict):
-        return detail.get("reason") == "Database error"
-    return isinstance(detail, str) and "database is locked" in detail
 
 
 def free_port() -> int:
