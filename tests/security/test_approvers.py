@@ -321,13 +321,19 @@ def _waiting(settings: Settings) -> set[str]:
 
 
 def _patch(settings: Settings, user: str, role: str, run_id: str) -> httpx.Response:
+    """``user``'s answer for ``role`` over REST, sent as ``vardflytt cutover approve`` sends it:
+    again while Airflow's SQLite metadata database fails it (``answer_once_recorded``)."""
     token = _token(settings, user).json()["access_token"]
-    return httpx.patch(
-        f"{settings.airflow_url}/api/v2/dags/{cutover_dag_id(WAVE)}/dagRuns/"
-        f"{run_id}/taskInstances/{airflow_hitl.approval_task_id(role)}/-1/hitlDetails",
-        headers={"Authorization": f"Bearer {token}"},
-        json={"chosen_options": [airflow_hitl.APPROVE], "params_input": {"note": ""}},
-    )
+    with httpx.Client(
+        base_url=settings.airflow_url, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        return airflow_hitl.answer_once_recorded(
+            client,
+            f"/api/v2/dags/{cutover_dag_id(WAVE)}/dagRuns/{run_id}/taskInstances/"
+            f"{airflow_hitl.approval_task_id(role)}/-1/hitlDetails",
+            {"chosen_options": [airflow_hitl.APPROVE], "params_input": {"note": ""}},
+            user,
+        )
 
 
 def _run_id(settings: Settings) -> str:
