@@ -307,6 +307,61 @@ def answer_once_recorded(
     return response
 
 
+def _waiting_task(
+    client: httpx.Client, dag_id: str, task_id: str, role: str, username: str
+) -> dict[str, Any] | None:
+    """The task instance of the wave's run that waits for ``role``'s answer, or None when no run
+    is under way. A run under way that does not ask for it yet is an error: recording the
+    decision in the ledger then would race the run's own go/no-go."""
+    from etl.cutover.ledger import LedgerError
+
+    listed = client.get(
+        f"{API}/dags/{dag_id}/dagRuns/~/hitlDetails",
+        params={"task_id": task_id, "response_received": "false"},
+    )
+    if listed.status_code not in (200, 404):  # 404: Airflow does not know the DAG (yet)
+        raise LedgerError(
+            f"Airflow refused to list the go/no-go of {dag_id} for '{username}' "
+            f"(HTTP {listed.status_code}: {_detail(listed)})"
+        )
+    details = listed.json()["hitl_details"] if listed.status_code == 200 else []
+    waiting = [d["task_instance"] for d in details if d["task_instance"]["state"] in WAITING_STATES]
+    if waiting:
+        task: dict[str, Any] = waiting[0]
+        return task
+    running = client.get(f"{API}/dags/{dag_id}/dagRuns", params={"state": "running"})
+    runs = running.json().get("dag_runs", []) if running.status_code == 200 else []
+    if runs:
+        raise LedgerError(
+            f"Airflow run {runs[0]['dag_run_id']} of {dag_id} is in progress but not "
+            f"waiting for the {role} go/no-go; answer when it asks (Required "
+            "Actions, or this command again)"
+        )
+    return None
+
+
+def _checked_answer(
+    answered: httpx.Response, dag_id: str, role: str, username: str
+) -> dict[str, Any]:
+    """Airflow's record of the answer; an error saying why when it did not record it."""
+    from etl.cutover.ledger import LedgerError
+
+    if is_database_failure(answered.status_code, _body(answered)):
+        raise LedgerError(
+            f"Airflow's metadata database failed the {role} answer of '{username}' to {dag_id} "
+            f"{LOCKED_ATTEMPTS} times (HTTP {answered.status_code}: {_detail(answered)}); nothing "
+            "recorded. Answer again; on SQLite (make airflow) this is a lock that passes, and a "
+            "production Airflow runs on PostgreSQL"
+        )
+    if answered.status_code != 200:
+        raise LedgerError(
+            f"Airflow refused the {role} answer of '{username}' to {dag_id} "
+            f"(HTTP {answered.status_code}: {_detail(answered)})"
+        )
+    body: dict[str, Any] = answered.json()
+    return body
+
+
 def respond_to_waiting_run(
     settings: Settings,
     wave: str,
@@ -336,36 +391,10 @@ def respond_to_waiting_run(
     dag_id, task_id = cutover_dag_id(wave), approval_task_id(role)
     try:
         with httpx.Client(base_url=settings.airflow_url.rstrip("/"), timeout=60) as client:
-            token = sign_in(client, username, password)
-            client.headers["Authorization"] = f"Bearer {token}"
-            listed = client.get(
-                f"{API}/dags/{dag_id}/dagRuns/~/hitlDetails",
-                params={"task_id": task_id, "response_received": "false"},
-            )
-            waiting = []
-            if listed.status_code == 200:
-                waiting = [
-                    d["task_instance"]
-                    for d in listed.json()["hitl_details"]
-                    if d["task_instance"]["state"] in WAITING_STATES
-                ]
-            elif listed.status_code != 404:  # 404: Airflow does not know the DAG (yet)
-                raise ledger.LedgerError(
-                    f"Airflow refused to list the go/no-go of {dag_id} for '{username}' "
-                    f"(HTTP {listed.status_code}: {_detail(listed)})"
-                )
-            if not waiting:
-                running = client.get(f"{API}/dags/{dag_id}/dagRuns", params={"state": "running"})
-                runs = running.json().get("dag_runs", []) if running.status_code == 200 else []
-                if runs:
-                    # Recording it in the ledger now would race the run's own go/no-go.
-                    raise ledger.LedgerError(
-                        f"Airflow run {runs[0]['dag_run_id']} of {dag_id} is in progress but not "
-                        f"waiting for the {role} go/no-go; answer when it asks (Required "
-                        "Actions, or this command again)"
-                    )
+            client.headers["Authorization"] = f"Bearer {sign_in(client, username, password)}"
+            task = _waiting_task(client, dag_id, task_id, role, username)
+            if task is None:
                 return {"waiting": False, "user": username}
-            task = waiting[0]
             answered = answer_once_recorded(
                 client,
                 f"{API}/dags/{dag_id}/dagRuns/{task['dag_run_id']}/taskInstances/{task_id}/"
@@ -381,19 +410,7 @@ def respond_to_waiting_run(
             f"cannot reach Airflow's api-server at {settings.airflow_url} "
             f"({type(error).__name__}); set VARDFLYTT_AIRFLOW_URL"
         ) from error
-    if is_database_failure(answered.status_code, _body(answered)):
-        raise ledger.LedgerError(
-            f"Airflow's metadata database failed the {role} answer of '{username}' to {dag_id} "
-            f"{LOCKED_ATTEMPTS} times (HTTP {answered.status_code}: {_detail(answered)}); nothing "
-            "recorded. Answer again; on SQLite (make airflow) this is a lock that passes, and a "
-            "production Airflow runs on PostgreSQL"
-        )
-    if answered.status_code != 200:
-        raise ledger.LedgerError(
-            f"Airflow refused the {role} answer of '{username}' to {dag_id} "
-            f"(HTTP {answered.status_code}: {_detail(answered)})"
-        )
-    body = answered.json()
+    body = _checked_answer(answered, dag_id, role, username)
     return {
         "waiting": True,
         "dag_id": dag_id,
