@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.batch import BatchPaths, write_json
-from etl.catalog import Catalog
+from etl.catalog import Catalog, EntityMapping
 from etl.core.arrow import (
     iter_batches_and_frames,
     iter_frames,
@@ -353,38 +353,8 @@ def validate_entity(
     parameters = {"as_of_date": manifest.as_of_date.isoformat()}
     suite_meta = read_suite_definition(settings.expectations_dir, entity).get("meta") or {}
     references = suite_references(settings.expectations_dir, entity)
-    for related in declared_needs(suite_meta):
-        if (
-            related in catalog.system(system).entities
-            and not paths.stage_file("transformed", related).exists()
-        ):
-            # Validating first would silently skip the cross-entity checks: refuse.
-            raise RuntimeError(
-                f"{system} batch {batch_id}: {entity} is checked against the batch's {related} "
-                f"rows, which are not transformed yet; transform {related} before validating "
-                f"{entity} (run_system and the DAGs do)"
-            )
-    thresholds = thresholds_for(settings.expectations_dir)
-    entities = catalog.system(system).entities
-
-    def in_landing(reference: Reference, ids: set[str]) -> set[str]:
-        if reference.target not in entities:
-            return set()
-        landed = paths.landed_file(entities[reference.target].dataset)
-        return landed_ids(landed, system, reference.target, ids, settings.chunk_rows)
-
-    def check_references(rows: pd.DataFrame, id_column: str) -> list:
-        return reference_failures(
-            paths,
-            rows,
-            references,
-            id_column,
-            settings.resolved_core_url,
-            lambda check: thresholds.rule_for(check, system),
-            in_landing,
-            system,
-        )
-
+    _refuse_before_needs(catalog, system, entity, batch_id, paths, suite_meta)
+    check_references = _reference_checker(catalog, system, paths, references, settings)
     writer = StageWriter(
         {"outcomes": (paths.stage_file("validated", entity, "outcomes"), OUTCOME_SCHEMA)}
     )
@@ -410,22 +380,9 @@ def validate_entity(
         rows_in += len(rows)
         rows_out += len(rows) - int(quarantined.sum())
         del read, rows, quarantined, outcomes  # one chunk alive at a time, not two
-    transform_problems: dict[str, int] = {}
-    for transform_outcomes in iter_frames(
-        paths.stage_file("transformed", entity, "outcomes"), settings.chunk_rows
-    ):
-        _write_outcomes(writer, transform_outcomes)
-        outcome_frames.append(transform_outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
-        # Flagged while mapping (a safety field set protective, a DST time read by its declared
-        # rule) counts too: a systematic fault must reach the gate, not only the steward queue.
-        problems = transform_outcomes.loc[
-            transform_outcomes["outcome"].isin([QUARANTINED, FLAGGED]), "reason"
-        ]
-        for reason, number in problems.value_counts().items():
-            transform_problems[str(reason)] = transform_problems.get(str(reason), 0) + int(number)
-        problem_rows = transform_outcomes["outcome"].isin([QUARANTINED, FLAGGED])
-        for reason, rows_of in transform_outcomes[problem_rows].groupby("reason"):
-            tally.add_rows(source_check(str(reason)), rows_of[ROW_NUMBER], False)
+    transform_problems = _carry_transform_outcomes(
+        paths, entity, settings.chunk_rows, writer, outcome_frames, tally
+    )
     writer.close()
     validated_rows.close()
     pq.write_table(tally.rows_table(), failures_file(paths, entity))
@@ -443,29 +400,8 @@ def validate_entity(
     counts = count_outcomes(outcome_frames)
     # A delta batch is judged on its own rows (new, changed, dependent), not the snapshot.
     landed_rows = manifest.datasets[mapping.dataset].extracted
-    write_json(
-        checks_file(paths, entity),
-        {
-            "system": system,
-            "entity": entity,
-            "dataset": mapping.dataset,
-            "batch_id": batch_id,
-            "checks": [
-                {
-                    "check": source_check(reason),
-                    "severity": "error",
-                    "dimension": None,
-                    "rows_evaluated": landed_rows,
-                    "rows_failed": number,
-                    "rows_waived": 0,
-                }
-                for reason, number in sorted(transform_problems.items())
-            ]
-            + tally.records(rows_in),
-            "suite_checks": suite_checks(settings.expectations_dir, entity),
-            "rows_validated": rows_in,
-        },
-    )
+    checks = _transform_checks(transform_problems, landed_rows) + tally.records(rows_in)
+    _write_checks(paths, system, mapping, batch_id, checks, rows_in, settings)
     return StageReport(
         system=system,
         entity=entity,
@@ -474,6 +410,127 @@ def validate_entity(
         rows_out=rows_out,
         outcomes=counts,
     )
+
+
+def _reference_checker(
+    catalog: Catalog,
+    system: str,
+    paths: BatchPaths,
+    references: list,
+    settings: Settings,
+) -> Callable[[pd.DataFrame, str], list]:
+    """The check of a chunk's references (``reference_failures``): each against the core and
+    the batch's landed rows of the entity it points at, under that check's threshold rule."""
+    thresholds = thresholds_for(settings.expectations_dir)
+    entities = catalog.system(system).entities
+
+    def in_landing(reference: Reference, ids: set[str]) -> set[str]:
+        if reference.target not in entities:
+            return set()
+        landed = paths.landed_file(entities[reference.target].dataset)
+        return landed_ids(landed, system, reference.target, ids, settings.chunk_rows)
+
+    def check_references(rows: pd.DataFrame, id_column: str) -> list:
+        return reference_failures(
+            paths,
+            rows,
+            references,
+            id_column,
+            settings.resolved_core_url,
+            lambda check: thresholds.rule_for(check, system),
+            in_landing,
+            system,
+        )
+
+    return check_references
+
+
+def _transform_checks(problems: dict[str, int], rows_evaluated: int) -> list[dict]:
+    """The transform's reasons as checks the gate judges: errors, out of the landed rows."""
+    return [
+        {
+            "check": source_check(reason),
+            "severity": "error",
+            "dimension": None,
+            "rows_evaluated": rows_evaluated,
+            "rows_failed": number,
+            "rows_waived": 0,
+        }
+        for reason, number in sorted(problems.items())
+    ]
+
+
+def _write_checks(
+    paths: BatchPaths,
+    system: str,
+    mapping: EntityMapping,
+    batch_id: str,
+    checks: list[dict],
+    rows_validated: int,
+    settings: Settings,
+) -> None:
+    """The entity's checks and their counts (``checks_file``), which the gate judges."""
+    write_json(
+        checks_file(paths, mapping.entity),
+        {
+            "system": system,
+            "entity": mapping.entity,
+            "dataset": mapping.dataset,
+            "batch_id": batch_id,
+            "checks": checks,
+            "suite_checks": suite_checks(settings.expectations_dir, mapping.entity),
+            "rows_validated": rows_validated,
+        },
+    )
+
+
+def _refuse_before_needs(
+    catalog: Catalog,
+    system: str,
+    entity: str,
+    batch_id: str,
+    paths: BatchPaths,
+    suite_meta: dict,
+) -> None:
+    """Refuse to validate ``entity`` before the entities its suite checks it against (its
+    declared needs) are transformed: validating first would silently skip those checks."""
+    for related in declared_needs(suite_meta):
+        if (
+            related in catalog.system(system).entities
+            and not paths.stage_file("transformed", related).exists()
+        ):
+            raise RuntimeError(
+                f"{system} batch {batch_id}: {entity} is checked against the batch's {related} "
+                f"rows, which are not transformed yet; transform {related} before validating "
+                f"{entity} (run_system and the DAGs do)"
+            )
+
+
+def _carry_transform_outcomes(
+    paths: BatchPaths,
+    entity: str,
+    chunk_rows: int,
+    writer: StageWriter,
+    outcome_frames: list[pd.DataFrame],
+    tally: CheckTally,
+) -> dict[str, int]:
+    """The transform's outcomes carried into the validated ones (written, added to
+    ``outcome_frames`` and ``tally``); returns the rows each transform reason quarantined or
+    flagged. Flagged while mapping (a safety field set protective, a DST time read by its
+    declared rule) counts too: a systematic fault must reach the gate, not only the steward
+    queue."""
+    transform_problems: dict[str, int] = {}
+    for transform_outcomes in iter_frames(
+        paths.stage_file("transformed", entity, "outcomes"), chunk_rows
+    ):
+        _write_outcomes(writer, transform_outcomes)
+        outcome_frames.append(transform_outcomes[[ROW_NUMBER, "outcome", "reason", "field"]])
+        problem_rows = transform_outcomes["outcome"].isin([QUARANTINED, FLAGGED])
+        for reason, number in transform_outcomes.loc[problem_rows, "reason"].value_counts().items():
+            transform_problems[str(reason)] = transform_problems.get(str(reason), 0) + int(number)
+        for reason, rows_of in transform_outcomes[problem_rows].groupby("reason"):
+            tally.add_rows(source_check(str(reason)), rows_of[ROW_NUMBER], False)
+    return transform_problems
 
 
 def _write_outcomes(writer: StageWriter, outcomes: pd.DataFrame) -> None:
