@@ -45,6 +45,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
@@ -57,7 +58,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, Field
 
 from etl.batch import BatchPaths, utc_now, write_json
-from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset
+from etl.catalog import Catalog, FileDataset, SourceFormat, SqlDataset, SystemSpec
 from etl.core import files, residency
 from etl.core.arrow import open_parquet
 from etl.core.files import sha256_of as _sha256
@@ -785,6 +786,96 @@ def check_schema(catalog: Catalog, system: str, settings: Settings) -> None:
             readers.check_file_schema(system, folder, dataset)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """A system's source as one extract reads it: the folder of its files, or an engine on its
+    database; for a SQLite file, its path and (a delta's) size and SHA-256 now."""
+
+    spec: SystemSpec
+    folder: Path | None = None
+    engine: sa.Engine | None = None
+    database: Path | None = None
+    database_now: tuple[int, str] | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def opened(cls, spec: SystemSpec, settings: Settings, is_delta: bool) -> Iterator[_Source]:
+        if spec.format is not SourceFormat.SQL:
+            yield cls(spec, folder=readers.source_path(spec, settings))
+            return
+        url = readers.source_url(spec, settings)
+        engine = readers.read_only_engine(url)
+        try:
+            database = sqlite_file.database_path(url)
+            now = _database_now(engine, database) if is_delta and database is not None else None
+            yield cls(spec, engine=engine, database=database, database_now=now)
+        finally:
+            engine.dispose()
+
+
+def _land_dataset(
+    system: str,
+    name: str,
+    source: _Source,
+    base: LandingManifest | None,
+    settings: Settings,
+    paths: BatchPaths,
+) -> LandedDataset:
+    """One dataset landed, or (a delta's source unchanged since its base) carried over."""
+    dataset = source.spec.datasets[name]
+    target = paths.landed_file(name)
+    carried = None
+    kept: list[pa.Table] = []  # the landed duplicate columns, if at most a chunk
+    if isinstance(dataset, SqlDataset):
+        if base is not None:
+            carried = _table_unchanged_since_base(
+                system, name, dataset, source.database_now, base, settings, target
+            )
+        land = functools.partial(
+            _land_table, system, name, dataset, source.engine, database=source.database
+        )
+    else:
+        assert source.folder is not None  # a file dataset's system has its folder
+        if base is not None:
+            carried = _unchanged_since_base(
+                system, name, dataset, source.folder, base, settings, target
+            )
+        land = functools.partial(_land_file_dataset, system, name, dataset, source.folder)
+    if carried is not None:
+        LOG.info("%s %s: source unchanged since the base batch", system, name)
+        rows, sources = carried
+    else:
+        rows, sources = land(target, settings.chunk_rows, kept)
+    _log_sources(system, name, sources)
+    duplicates = paths.duplicates_file(name)
+    # A carried-over copy was checked against the base's recorded SHA-256 as it was made: that
+    # is its digest, not hashed again (nor is a copied duplicates file).
+    carried_from = base.datasets[name] if carried is not None and base is not None else None
+    classified = (
+        _carried_duplicates(settings, base, name, duplicates)
+        if carried_from is not None and base is not None
+        else None
+    )
+    merged, conflicting = classified or _classify_duplicates(
+        target, duplicates, settings.chunk_rows, pa.concat_tables(kept) if kept else None
+    )
+    return LandedDataset(
+        dataset=name,
+        source=dataset.source_name,
+        rows=rows,
+        sha256=carried_from.sha256 if carried_from is not None else _sha256(target),
+        path=target.relative_to(settings.resolved_landing_dir).as_posix(),
+        exact_duplicates=merged,
+        conflicting_duplicate_rows=conflicting,
+        sources=sources,
+        reader=reader_fingerprint(dataset),
+        carried_over=carried is not None,
+        duplicates_sha256=carried_from.duplicates_sha256
+        if carried_from is not None and classified is not None
+        else _sha256(duplicates),
+    )
+
+
 def extract_system(
     catalog: Catalog,
     system: str,
@@ -814,72 +905,11 @@ def extract_system(
     residency.check_storage(paths.root, "the landing zone (VARDFLYTT_LANDING_DIR)", settings)
     files.private_dir(settings.resolved_landing_dir)
     check_schema(catalog, system, settings)
-    landed: dict[str, LandedDataset] = {}
-    engine = None
-    database: Path | None = None  # a SQLite source's database file
-    database_now: tuple[int, str] | None = None  # its size and SHA-256 now, for a delta
-    if spec.format is SourceFormat.SQL:
-        url = readers.source_url(spec, settings)
-        engine = readers.read_only_engine(url)
-        database = sqlite_file.database_path(url)
-        if base is not None and database is not None:
-            database_now = _database_now(engine, database)
-    try:
-        for name, dataset in spec.datasets.items():
-            target = paths.landed_file(name)
-            carried = None
-            kept: list[pa.Table] = []  # the landed duplicate columns, if at most a chunk
-            if isinstance(dataset, SqlDataset):
-                if base is not None:
-                    carried = _table_unchanged_since_base(
-                        system, name, dataset, database_now, base, settings, target
-                    )
-                land = functools.partial(
-                    _land_table, system, name, dataset, engine, database=database
-                )
-            else:
-                folder = readers.source_path(spec, settings)
-                if base is not None:
-                    carried = _unchanged_since_base(
-                        system, name, dataset, folder, base, settings, target
-                    )
-                land = functools.partial(_land_file_dataset, system, name, dataset, folder)
-            if carried is not None:
-                LOG.info("%s %s: source unchanged since the base batch", system, name)
-                rows, sources = carried
-            else:
-                rows, sources = land(target, settings.chunk_rows, kept)
-            _log_sources(system, name, sources)
-            duplicates = paths.duplicates_file(name)
-            # A carried-over copy was checked against the base's recorded SHA-256 as it was
-            # made: that is its digest, not hashed again (nor is a copied duplicates file).
-            carried_from = base.datasets[name] if carried is not None and base is not None else None
-            classified = (
-                _carried_duplicates(settings, base, name, duplicates)
-                if carried_from is not None and base is not None
-                else None
-            )
-            merged, conflicting = classified or _classify_duplicates(
-                target, duplicates, settings.chunk_rows, pa.concat_tables(kept) if kept else None
-            )
-            landed[name] = LandedDataset(
-                dataset=name,
-                source=dataset.source_name,
-                rows=rows,
-                sha256=carried_from.sha256 if carried_from is not None else _sha256(target),
-                path=target.relative_to(settings.resolved_landing_dir).as_posix(),
-                exact_duplicates=merged,
-                conflicting_duplicate_rows=conflicting,
-                sources=sources,
-                reader=reader_fingerprint(dataset),
-                carried_over=carried is not None,
-                duplicates_sha256=carried_from.duplicates_sha256
-                if carried_from is not None and classified is not None
-                else _sha256(duplicates),
-            )
-    finally:
-        if engine is not None:
-            engine.dispose()
+    with _Source.opened(spec, settings, is_delta=base is not None) as source:
+        landed = {
+            name: _land_dataset(system, name, source, base, settings, paths)
+            for name in spec.datasets
+        }
     delta.clear(paths, list(landed))
     if base_batch_id is not None and base is not None:
         # A snapshot byte for byte the base's has nothing new, changed or deleted.
