@@ -261,17 +261,7 @@ def load_system(
     order = _load_order(catalog, system)
     engine = core_engine(settings.resolved_core_url)
     if dry_run:
-        loads = [
-            EntityLoad(
-                entity=entity,
-                staged=pq.ParquetFile(paths.stage_file("validated", entity)).metadata.num_rows,
-                inserted=0,
-                updated=0,
-                unchanged=0,
-                verified=0,
-            )
-            for entity in order
-        ]
+        loads = [_staged_only(entity, paths) for entity in order]
         return _report(
             system, batch_id, manifest, mappings, paths, loads, dry_run=True, catalog=catalog
         )
@@ -285,27 +275,7 @@ def load_system(
             staged_files = staged_files_record(sources)
             staged = {e: pq.ParquetFile(p).metadata.num_rows for e, p in sources.items()}
             _stage_deletions(connection, paths, system, batch_id)
-            for table in (quarantine, dq_flag):
-                connection.execute(
-                    table.delete().where(
-                        (table.c.batch_id == batch_id) & (table.c.source_system == system)
-                    )
-                )
-            for entity in order:
-                if entity not in mappings:
-                    continue
-                outcomes = pq.read_table(paths.stage_file("validated", entity, "outcomes"))
-                dataset = mappings[entity].dataset
-                bulk_insert(
-                    connection,
-                    "quarantine",
-                    _quarantine_rows(system, entity, dataset, batch_id, run_id, outcomes),
-                )
-                bulk_insert(
-                    connection,
-                    "dq_flag",
-                    _quarantine_rows(system, entity, dataset, batch_id, run_id, outcomes, FLAGGED),
-                )
+            _record_outcomes(connection, system, batch_id, run_id, paths, mappings, order)
             extracted_at = dt.datetime.fromisoformat(manifest.extracted_at)
             record_staged(
                 connection, batch_id, system, kind, wave, run_id, extracted_at, staged_files
@@ -336,6 +306,44 @@ def load_system(
     if not promote_now and not already:
         return report
     return promote_system(catalog, system, batch_id, settings, run_id)
+
+
+def _staged_only(entity: str, paths: BatchPaths) -> EntityLoad:
+    """The entity's validated rows as a dry run counts them: staged, nothing written."""
+    rows = pq.ParquetFile(paths.stage_file("validated", entity)).metadata.num_rows
+    return EntityLoad(entity=entity, staged=rows, inserted=0, updated=0, unchanged=0, verified=0)
+
+
+def _record_outcomes(
+    connection: sa.Connection,
+    system: str,
+    batch_id: str,
+    run_id: str | None,
+    paths: BatchPaths,
+    mappings: dict[str, EntityMapping],
+    order: list[str],
+) -> None:
+    """The batch's quarantined and flagged rows (its validated outcomes) in ``quarantine`` and
+    ``dq_flag``, replacing what an earlier staging of it recorded."""
+    for table in (quarantine, dq_flag):
+        connection.execute(
+            table.delete().where((table.c.batch_id == batch_id) & (table.c.source_system == system))
+        )
+    for entity in order:
+        if entity not in mappings:
+            continue
+        outcomes = pq.read_table(paths.stage_file("validated", entity, "outcomes"))
+        dataset = mappings[entity].dataset
+        bulk_insert(
+            connection,
+            "quarantine",
+            _quarantine_rows(system, entity, dataset, batch_id, run_id, outcomes),
+        )
+        bulk_insert(
+            connection,
+            "dq_flag",
+            _quarantine_rows(system, entity, dataset, batch_id, run_id, outcomes, FLAGGED),
+        )
 
 
 def promote_system(
