@@ -253,6 +253,35 @@ def _lock_promotions(connection: sa.Connection) -> None:
         connection.exec_driver_sql("LOCK TABLE promotion IN SHARE ROW EXCLUSIVE MODE")
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """An entity's core, staged and history tables, key and columns, quoted for SQL."""
+
+    core: str
+    staged: str
+    history: str
+    key: str
+    columns: list[str]  # unquoted, in the core table's order
+    column_list: str
+    prefixed: str  # the columns of the core table aliased ``t``
+
+    @classmethod
+    def of(cls, connection: sa.Connection, entity: str) -> _Tables:
+        def quote(name: str) -> str:
+            return _quote(connection, name)
+
+        columns = [c.name for c in ENTITY_TABLES[entity].columns]
+        return cls(
+            core=quote(entity),
+            staged=quote(STAGED_TABLES[entity].name),
+            history=quote(HISTORY_TABLES[entity].name),
+            key=quote(ENTITIES[entity].id_field()),
+            columns=columns,
+            column_list=", ".join(quote(c) for c in columns),
+            prefixed=", ".join(f"t.{quote(c)}" for c in columns),
+        )
+
+
 def _promote_entity(
     connection: sa.Connection,
     entity: str,
@@ -263,20 +292,7 @@ def _promote_entity(
 ) -> EntityPromotion:
     """``aggregate_file``: sum the file's hash aggregates while writing it (a full batch's
     record_promotion reads them; a delta's are its base's plus its changes, so not for one)."""
-    model = ENTITIES[entity]
-
-    def quote(name: str) -> str:
-        return _quote(connection, name)
-
-    core, staged, history = (
-        quote(entity),
-        quote(STAGED_TABLES[entity].name),
-        quote(HISTORY_TABLES[entity].name),
-    )
-    key = quote(model.id_field())
-    columns = [c.name for c in ENTITY_TABLES[entity].columns]
-    column_list = ", ".join(quote(c) for c in columns)
-    prefixed = ", ".join(f"t.{quote(c)}" for c in columns)
+    tables = _Tables.of(connection, entity)
     result = EntityPromotion(entity)
     if source is not None:
         # Rows new to the core straight in; chunks meeting existing rows into staged_<entity>.
@@ -290,67 +306,92 @@ def _promote_entity(
         result.staged = result.inserted = direct.rows
         result.file_aggregates = direct.aggregates
     result.staged += _count(
-        connection, f"SELECT count(*) FROM {staged} WHERE batch_id = :b", b=batch_id
+        connection, f"SELECT count(*) FROM {tables.staged} WHERE batch_id = :b", b=batch_id
     )
     if result.staged > result.inserted:
-        result.updated += connection.execute(
-            sa.text(
-                f"INSERT INTO {history} (history_batch_id, history_op, {column_list}) "
-                f"SELECT :b, 'update', {prefixed} FROM {core} t JOIN {staged} s "
-                f"ON t.{key} = s.{key} WHERE s.batch_id = :b AND t.content_hash <> s.content_hash"
-            ),
-            {"b": batch_id},
-        ).rowcount
-        fault_point(f"promote:{entity}:history")
-        updates = ", ".join(
-            f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != model.id_field()
-        )
-        # The rows it inserts carry the batch id: that is their undo information (rollback
-        # deletes the core rows of the batch), so they need no history row.
-        written = connection.execute(
-            sa.text(
-                f"INSERT INTO {core} ({column_list}) SELECT {column_list} FROM {staged} "
-                f"WHERE batch_id = :b ON CONFLICT ({key}) DO UPDATE SET {updates} "
-                f"WHERE {core}.content_hash <> excluded.content_hash"
-            ),
-            {"b": batch_id},
-        ).rowcount
-        result.inserted += written - result.updated
-        result.verified += _count(
-            connection,
-            f"SELECT count(*) FROM {core} t JOIN {staged} s ON t.{key} = s.{key} "
-            "WHERE s.batch_id = :b AND t.content_hash = s.content_hash",
-            b=batch_id,
-        )
-        result.unchanged = result.staged - result.updated - result.inserted
-        connection.execute(sa.text(f"DELETE FROM {staged} WHERE batch_id = :b"), {"b": batch_id})
+        _upsert_staged(connection, entity, batch_id, tables, result)
+    result.deleted += _apply_deletions(connection, entity, batch_id, tables)
+    return result
+
+
+def _upsert_staged(
+    connection: sa.Connection,
+    entity: str,
+    batch_id: str,
+    tables: _Tables,
+    result: EntityPromotion,
+) -> None:
+    """The batch's staged rows into the core: a changed row's old version into history first,
+    then insert or update; counted and verified in ``result``, the staged rows removed."""
+    core, staged, history, key = tables.core, tables.staged, tables.history, tables.key
+    result.updated += connection.execute(
+        sa.text(
+            f"INSERT INTO {history} (history_batch_id, history_op, {tables.column_list}) "
+            f"SELECT :b, 'update', {tables.prefixed} FROM {core} t JOIN {staged} s "
+            f"ON t.{key} = s.{key} WHERE s.batch_id = :b AND t.content_hash <> s.content_hash"
+        ),
+        {"b": batch_id},
+    ).rowcount
+    fault_point(f"promote:{entity}:history")
+    id_field = ENTITIES[entity].id_field()
+    updates = ", ".join(
+        f"{_quote(connection, c)} = excluded.{_quote(connection, c)}"
+        for c in tables.columns
+        if c != id_field
+    )
+    # The rows it inserts carry the batch id: that is their undo information (rollback deletes
+    # the core rows of the batch), so they need no history row.
+    written = connection.execute(
+        sa.text(
+            f"INSERT INTO {core} ({tables.column_list}) SELECT {tables.column_list} "
+            f"FROM {staged} WHERE batch_id = :b ON CONFLICT ({key}) DO UPDATE SET {updates} "
+            f"WHERE {core}.content_hash <> excluded.content_hash"
+        ),
+        {"b": batch_id},
+    ).rowcount
+    result.inserted += written - result.updated
+    result.verified += _count(
+        connection,
+        f"SELECT count(*) FROM {core} t JOIN {staged} s ON t.{key} = s.{key} "
+        "WHERE s.batch_id = :b AND t.content_hash = s.content_hash",
+        b=batch_id,
+    )
+    result.unchanged = result.staged - result.updated - result.inserted
+    connection.execute(sa.text(f"DELETE FROM {staged} WHERE batch_id = :b"), {"b": batch_id})
+
+
+def _apply_deletions(connection: sa.Connection, entity: str, batch_id: str, tables: _Tables) -> int:
+    """The core rows the batch's source deleted: each into history first (unless the batch
+    wrote it itself), then deleted; returns how many were deleted."""
     deletions = _count(
         connection,
         "SELECT count(*) FROM staged_deletion WHERE batch_id = :b AND entity = :e",
         b=batch_id,
         e=entity,
     )
-    if deletions:
-        gone = "SELECT d.row_id FROM staged_deletion d WHERE d.batch_id = :b AND d.entity = :e"
-        connection.execute(
-            sa.text(
-                f"INSERT INTO {history} (history_batch_id, history_op, {column_list}) "
-                f"SELECT :b, 'delete', {prefixed} FROM {core} t WHERE t.{key} IN ({gone}) "
-                # a row this batch wrote itself is undone by its batch id, or its 'update' row
-                f"AND t.batch_id <> :b AND NOT EXISTS (SELECT 1 FROM {history} h "
-                f"WHERE h.history_batch_id = :b AND h.{key} = t.{key})"
-            ),
-            {"b": batch_id, "e": entity},
+    if not deletions:
+        return 0
+    core, history, key = tables.core, tables.history, tables.key
+    gone = "SELECT d.row_id FROM staged_deletion d WHERE d.batch_id = :b AND d.entity = :e"
+    connection.execute(
+        sa.text(
+            f"INSERT INTO {history} (history_batch_id, history_op, {tables.column_list}) "
+            f"SELECT :b, 'delete', {tables.prefixed} FROM {core} t WHERE t.{key} IN ({gone}) "
+            # a row this batch wrote itself is undone by its batch id, or its 'update' row
+            f"AND t.batch_id <> :b AND NOT EXISTS (SELECT 1 FROM {history} h "
+            f"WHERE h.history_batch_id = :b AND h.{key} = t.{key})"
+        ),
+        {"b": batch_id, "e": entity},
+    )
+    deleted: int = connection.execute(
+        sa.text(f"DELETE FROM {core} WHERE {key} IN ({gone})"), {"b": batch_id, "e": entity}
+    ).rowcount
+    connection.execute(
+        staged_deletion.delete().where(
+            (staged_deletion.c.batch_id == batch_id) & (staged_deletion.c.entity == entity)
         )
-        result.deleted = connection.execute(
-            sa.text(f"DELETE FROM {core} WHERE {key} IN ({gone})"), {"b": batch_id, "e": entity}
-        ).rowcount
-        connection.execute(
-            staged_deletion.delete().where(
-                (staged_deletion.c.batch_id == batch_id) & (staged_deletion.c.entity == entity)
-            )
-        )
-    return result
+    )
+    return deleted
 
 
 def promote(
