@@ -214,19 +214,7 @@ def reconcile_entity(
     quote = connection.dialect.identifier_preparer.quote
     expected_path = paths.stage_file("validated", entity)
     scratch = f"recon_{uuid.uuid4().hex[:10]}"
-    connection.exec_driver_sql(
-        f"CREATE TEMP TABLE {scratch} (row_id TEXT PRIMARY KEY, content_hash TEXT NOT NULL)"
-    )
-    expected_rows = 0
-    for batch in open_parquet(expected_path).iter_batches(
-        batch_size=chunk_rows, columns=[key, "content_hash"]
-    ):
-        bulk_insert(
-            connection,
-            scratch,
-            pa.table({"row_id": batch.column(key), "content_hash": batch.column("content_hash")}),
-        )
-        expected_rows += batch.num_rows
+    expected_rows = _expected_ids(connection, scratch, expected_path, key, chunk_rows)
     within = _within(batches)
     core = (
         f"(SELECT {quote(key)} AS row_id, content_hash FROM {quote(entity)} "
@@ -234,16 +222,8 @@ def reconcile_entity(
     )
     bound = {"s": system, **({"batches": batches} if batches is not None else {})}
 
-    def run(sql: str) -> sa.CursorResult[Any]:
-        statement = sa.text(sql)
-        if batches is not None:
-            statement = statement.bindparams(sa.bindparam("batches", expanding=True))
-        return connection.execute(statement, bound)
-
     def ids(sql: str) -> tuple[int, list[str]]:
-        count = run(f"SELECT count(*) FROM ({sql}) x")
-        sample = run(f"SELECT row_id FROM ({sql}) x ORDER BY row_id LIMIT {EXAMPLES}")
-        return int(count.scalar_one()), list(sample.scalars())
+        return _counted_ids(connection, sql, bound, batches)
 
     missing, missing_ids = ids(
         f"SELECT e.row_id FROM {scratch} e LEFT JOIN {core} c ON c.row_id = e.row_id "
@@ -294,6 +274,43 @@ def reconcile_entity(
             "content_mismatches": changed_ids,
         },
     )
+
+
+def _expected_ids(
+    connection: sa.Connection, scratch: str, expected_path: Path, key: str, chunk_rows: int
+) -> int:
+    """The expected rows' ids and content hashes in a new temporary table ``scratch``, a chunk
+    at a time; returns how many there are."""
+    connection.exec_driver_sql(
+        f"CREATE TEMP TABLE {scratch} (row_id TEXT PRIMARY KEY, content_hash TEXT NOT NULL)"
+    )
+    expected_rows = 0
+    for batch in open_parquet(expected_path).iter_batches(
+        batch_size=chunk_rows, columns=[key, "content_hash"]
+    ):
+        bulk_insert(
+            connection,
+            scratch,
+            pa.table({"row_id": batch.column(key), "content_hash": batch.column("content_hash")}),
+        )
+        expected_rows += batch.num_rows
+    return expected_rows
+
+
+def _counted_ids(
+    connection: sa.Connection, sql: str, bound: dict[str, Any], batches: list[str] | None
+) -> tuple[int, list[str]]:
+    """How many ``row_id``s the query gives, and the first ``EXAMPLES`` of them in order."""
+
+    def run(query: str) -> sa.CursorResult[Any]:
+        statement = sa.text(query)
+        if batches is not None:
+            statement = statement.bindparams(sa.bindparam("batches", expanding=True))
+        return connection.execute(statement, bound)
+
+    count = run(f"SELECT count(*) FROM ({sql}) x")
+    sample = run(f"SELECT row_id FROM ({sql}) x ORDER BY row_id LIMIT {EXAMPLES}")
+    return int(count.scalar_one()), list(sample.scalars())
 
 
 # Decimals of a real number kept in the evidence (sums of reals; compared unrounded).
