@@ -296,6 +296,9 @@ def _decision_note(problem: Problem, decision: str, superseded: str | None) -> s
     return None
 
 
+_Recorded = tuple[Problem, str | None, str | None, str, dt.datetime]
+
+
 def decide(
     settings: Settings,
     handles: list[str],
@@ -309,12 +312,7 @@ def decide(
         raise StewardError(f"unknown decision {decision!r}; one of {', '.join(DECISIONS)}")
     decided_by = steward_name(by)
     problems = list({p.key: p for p in resolve_handles(settings, handles)}.values())
-    keyless = [p.handle[:12] for p in problems if not p.source_key]
-    if keyless:
-        raise StewardError(
-            f"rows {', '.join(keyless)} have no source key, so no decision can follow them "
-            "across runs; fix them at source. Nothing was recorded"
-        )
+    _refuse_keyless(problems)
     if decision == WAIVED:
         _refuse_unwaivable(settings, problems)
     justification = check_justification(justification, problems, is_required=decision == WAIVED)
@@ -324,6 +322,33 @@ def decide(
     decided_at = decided_at or utc_now()
 
     # Log the access before acting: an access that happened is never missing from the log.
+    _log_decision_access(settings, problems, decision, decided_by)
+
+    recorded: list[_Recorded] = []
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        for problem in problems:
+            recorded.append(
+                _record_decision(
+                    connection, problem, decision, justification, decided_by, decided_at
+                )
+            )
+    return _decision_outcomes(settings, recorded, decision, justification)
+
+
+def _refuse_keyless(problems: list[Problem]) -> None:
+    """Refuse rows without a source key: no decision can follow them across runs."""
+    keyless = [p.handle[:12] for p in problems if not p.source_key]
+    if keyless:
+        raise StewardError(
+            f"rows {', '.join(keyless)} have no source key, so no decision can follow them "
+            "across runs; fix them at source. Nothing was recorded"
+        )
+
+
+def _log_decision_access(
+    settings: Settings, problems: list[Problem], decision: str, decided_by: str
+) -> None:
+    """Access-log the decision, once per system, entity and batch of the rows."""
     key = pseudonym_key(settings)
     groups: dict[tuple[str, str, str], list[Problem]] = {}
     for problem in problems:
@@ -340,52 +365,65 @@ def decide(
             detail={"decided_by": decided_by},
         )
 
-    table = quarantine_decision
-    recorded: list[tuple[Problem, str | None, str | None, str, dt.datetime]] = []
-    with core_engine(settings.resolved_core_url).begin() as connection:
-        for problem in problems:
-            on_key = (
-                (table.c.source_system == problem.system)
-                & (table.c.dataset == problem.dataset)
-                & (table.c.source_key == problem.source_key)
-                & (table.c.check_name == problem.check)
-            )
-            current = connection.execute(
-                sa.select(
-                    table.c.decision,
-                    table.c.justification,
-                    table.c.decided_by,
-                    table.c.decided_at,
-                )
-                .where(on_key & table.c.is_current)
-                .order_by(table.c.decided_at.desc())
-            ).first()
-            if current and (current.decision, current.justification) == (decision, justification):
-                # Already current: nothing recorded; report who decided it, and when.
-                recorded.append((problem, None, None, current.decided_by, current.decided_at))
-                continue
-            connection.execute(table.update().where(on_key).values(is_current=False))
-            decision_id = str(uuid.uuid4())
-            connection.execute(
-                table.insert().values(
-                    decision_id=decision_id,
-                    source_system=problem.system,
-                    dataset=problem.dataset,
-                    entity=problem.entity,
-                    source_key=problem.source_key,
-                    check_name=problem.check,
-                    decision=decision,
-                    justification=justification,
-                    decided_by=decided_by,
-                    decided_at=decided_at,
-                    batch_id=problem.batch_id,
-                    quarantine_id=problem.handle,
-                    is_current=True,
-                )
-            )
-            superseded = current.decision if current else None
-            recorded.append((problem, decision_id, superseded, decided_by, decided_at))
 
+def _record_decision(
+    connection: sa.Connection,
+    problem: Problem,
+    decision: str,
+    justification: str | None,
+    decided_by: str,
+    decided_at: dt.datetime,
+) -> _Recorded:
+    """Supersede the row's current decision with this one, unless it is already current.
+
+    Gives the row, the new decision id (None if unchanged), the decision replaced, who and when."""
+    table = quarantine_decision
+    on_key = (
+        (table.c.source_system == problem.system)
+        & (table.c.dataset == problem.dataset)
+        & (table.c.source_key == problem.source_key)
+        & (table.c.check_name == problem.check)
+    )
+    current = connection.execute(
+        sa.select(
+            table.c.decision,
+            table.c.justification,
+            table.c.decided_by,
+            table.c.decided_at,
+        )
+        .where(on_key & table.c.is_current)
+        .order_by(table.c.decided_at.desc())
+    ).first()
+    if current and (current.decision, current.justification) == (decision, justification):
+        # Already current: nothing recorded; report who decided it, and when.
+        return (problem, None, None, current.decided_by, current.decided_at)
+    connection.execute(table.update().where(on_key).values(is_current=False))
+    decision_id = str(uuid.uuid4())
+    connection.execute(
+        table.insert().values(
+            decision_id=decision_id,
+            source_system=problem.system,
+            dataset=problem.dataset,
+            entity=problem.entity,
+            source_key=problem.source_key,
+            check_name=problem.check,
+            decision=decision,
+            justification=justification,
+            decided_by=decided_by,
+            decided_at=decided_at,
+            batch_id=problem.batch_id,
+            quarantine_id=problem.handle,
+            is_current=True,
+        )
+    )
+    superseded = current.decision if current else None
+    return (problem, decision_id, superseded, decided_by, decided_at)
+
+
+def _decision_outcomes(
+    settings: Settings, recorded: list[_Recorded], decision: str, justification: str | None
+) -> list[DecisionOutcome]:
+    """The outcome of each recorded (or unchanged) decision, naming its row by pseudonym."""
     pseudonym_rows = with_pseudonyms(
         settings, [{"system": p.system, "source_key": p.source_key} for p, *_ in recorded]
     )
@@ -689,34 +727,91 @@ def _promotion_note(connection: sa.Connection, entity: str, batch_id: str) -> st
     return None
 
 
-def defer_entity(
-    settings: Settings,
-    system: str,
-    entity: str,
-    batch_id: str,
-    justification: str | None,
-    by: str | None = None,
-    decided_at: dt.datetime | None = None,
+@dataclass(frozen=True)
+class _EntityDecision:
+    """An entity-wide decision on one batch (source key ``ALL_ROWS``), as it is recorded."""
+
+    system: str
+    entity: str
+    batch_id: str
+    dataset: str
+    check_name: str
+    decision: str
+    justification: str | None
+    decided_by: str
+    decided_at: dt.datetime
+
+
+def _record_entity_decision(connection: sa.Connection, record: _EntityDecision) -> str:
+    """Supersede every decision on the entity of the batch with this one; its decision id."""
+    table = quarantine_decision
+    key = _deferral_key(record.system, record.entity, record.batch_id)
+    connection.execute(table.update().where(key).values(is_current=False))
+    decision_id = str(uuid.uuid4())
+    connection.execute(
+        table.insert().values(
+            decision_id=decision_id,
+            source_system=record.system,
+            dataset=record.dataset,
+            entity=record.entity,
+            source_key=ALL_ROWS,
+            check_name=record.check_name,
+            decision=record.decision,
+            justification=record.justification,
+            decided_by=record.decided_by,
+            decided_at=record.decided_at,
+            batch_id=record.batch_id,
+            quarantine_id=None,
+            is_current=True,
+        )
+    )
+    return decision_id
+
+
+def _recorded_deferral(
+    record: _EntityDecision,
+    decision_id: str,
+    breaching_checks: list[str],
+    rows: int,
+    superseded: str | None,
+    note: str | None,
 ) -> DeferralOutcome:
-    """Let the gate promote ``system``'s batch without ``entity``, whose checks exceed thresholds.
+    """The outcome of a newly recorded entity decision."""
+    return DeferralOutcome(
+        decision_id=decision_id,
+        system=record.system,
+        entity=record.entity,
+        batch_id=record.batch_id,
+        decision=record.decision,
+        justification=record.justification,
+        decided_by=record.decided_by,
+        decided_at=record.decided_at,
+        breaching_checks=breaching_checks,
+        rows=rows,
+        is_recorded=True,
+        superseded=superseded,
+        note=note,
+    )
 
-    The entity's rows are quarantined as ``entity_deferred`` when the gate next runs for the
-    batch (accounted, never lost, not waivable); the other entities' checks gate as before.
-    Recorded with who, when and why; ``undo_deferral`` reverses it.
 
-    A deferral waives nothing: no row failing any check loads because of it, so ``source.*``
-    problems stay unwaivable, and what stops a batch before the gate (physical accounting, drift
-    found while extracting) is never within its reach.
-    """
+def _entity_dataset(settings: Settings, system: str, entity: str) -> str:
+    """The dataset an entity of the system is read from; refused when it has no such entity."""
     from etl.pipeline import catalog
 
-    decided_by = steward_name(by)
     entities = catalog(settings).system(system).entities
     if entity not in entities:
         raise StewardError(
             f"{system} has no entity {entity!r}; its entities: {', '.join(entities)}"
         )
-    justification = check_justification(justification, [], is_required=True)
+    return entities[entity].dataset
+
+
+def _breaching_checks(
+    settings: Settings, system: str, entity: str, batch_id: str
+) -> tuple[list[str], int]:
+    """The entity's checks over threshold in the batch's gate, and the rows they evaluated.
+
+    Refused when the batch has no gate result for the entity, or none is over threshold."""
     with core_engine(settings.resolved_core_url).connect() as connection:
         results = connection.execute(
             sa.select(dq_result.c.check_name, dq_result.c.rows_evaluated, dq_result.c.is_breached)
@@ -738,7 +833,52 @@ def defer_entity(
             f"{entity} is within every threshold in {system} batch {batch_id}: nothing to defer. "
             "Nothing was recorded"
         )
-    rows = max(row.rows_evaluated for row in results)
+    return breaching, max(row.rows_evaluated for row in results)
+
+
+def _already_deferred(
+    current: sa.Row, record: _EntityDecision, breaching_checks: list[str], rows: int
+) -> DeferralOutcome:
+    """The outcome when the entity is already deferred: the current deferral, nothing recorded."""
+    return DeferralOutcome(
+        decision_id=current.decision_id,
+        system=record.system,
+        entity=record.entity,
+        batch_id=record.batch_id,
+        decision=ENTITY_DEFERRED,
+        justification=current.justification,
+        decided_by=current.decided_by,
+        decided_at=current.decided_at,
+        breaching_checks=breaching_checks,
+        rows=rows,
+        is_recorded=False,
+        note="already deferred",
+    )
+
+
+def defer_entity(
+    settings: Settings,
+    system: str,
+    entity: str,
+    batch_id: str,
+    justification: str | None,
+    by: str | None = None,
+    decided_at: dt.datetime | None = None,
+) -> DeferralOutcome:
+    """Let the gate promote ``system``'s batch without ``entity``, whose checks exceed thresholds.
+
+    The entity's rows are quarantined as ``entity_deferred`` when the gate next runs for the
+    batch (accounted, never lost, not waivable); the other entities' checks gate as before.
+    Recorded with who, when and why; ``undo_deferral`` reverses it.
+
+    A deferral waives nothing: no row failing any check loads because of it, so ``source.*``
+    problems stay unwaivable, and what stops a batch before the gate (physical accounting, drift
+    found while extracting) is never within its reach.
+    """
+    decided_by = steward_name(by)
+    dataset = _entity_dataset(settings, system, entity)
+    justification = check_justification(justification, [], is_required=True)
+    breaching, rows = _breaching_checks(settings, system, entity, batch_id)
     screen_against_batches(settings, justification, {(system, batch_id)}, decided_by)
     decided_at = decided_at or utc_now()
     # Log the access before acting: an access that happened is never missing from the log.
@@ -753,6 +893,17 @@ def defer_entity(
         subject_count=rows,
         detail={"decided_by": decided_by},
     )
+    record = _EntityDecision(
+        system=system,
+        entity=entity,
+        batch_id=batch_id,
+        dataset=dataset,
+        check_name=deferred_check(entity),
+        decision=ENTITY_DEFERRED,
+        justification=justification,
+        decided_by=decided_by,
+        decided_at=decided_at,
+    )
     table = quarantine_decision
     key = _deferral_key(system, entity, batch_id)
     with core_engine(settings.resolved_core_url).begin() as connection:
@@ -761,68 +912,14 @@ def defer_entity(
         ).first()
         note = _promotion_note(connection, entity, batch_id)
         if current and current.decision == ENTITY_DEFERRED:
-            return DeferralOutcome(
-                decision_id=current.decision_id,
-                system=system,
-                entity=entity,
-                batch_id=batch_id,
-                decision=ENTITY_DEFERRED,
-                justification=current.justification,
-                decided_by=current.decided_by,
-                decided_at=current.decided_at,
-                breaching_checks=breaching,
-                rows=rows,
-                is_recorded=False,
-                note="already deferred",
-            )
-        connection.execute(table.update().where(key).values(is_current=False))
-        decision_id = str(uuid.uuid4())
-        connection.execute(
-            table.insert().values(
-                decision_id=decision_id,
-                source_system=system,
-                dataset=entities[entity].dataset,
-                entity=entity,
-                source_key=ALL_ROWS,
-                check_name=deferred_check(entity),
-                decision=ENTITY_DEFERRED,
-                justification=justification,
-                decided_by=decided_by,
-                decided_at=decided_at,
-                batch_id=batch_id,
-                quarantine_id=None,
-                is_current=True,
-            )
-        )
-    return DeferralOutcome(
-        decision_id=decision_id,
-        system=system,
-        entity=entity,
-        batch_id=batch_id,
-        decision=ENTITY_DEFERRED,
-        justification=justification,
-        decided_by=decided_by,
-        decided_at=decided_at,
-        breaching_checks=breaching,
-        rows=rows,
-        is_recorded=True,
-        superseded=current.decision if current else None,
-        note=note,
-    )
+            return _already_deferred(current, record, breaching, rows)
+        decision_id = _record_entity_decision(connection, record)
+    superseded = current.decision if current else None
+    return _recorded_deferral(record, decision_id, breaching, rows, superseded, note)
 
 
-def undo_deferral(
-    settings: Settings,
-    decision_id: str,
-    by: str | None = None,
-    justification: str | None = None,
-    decided_at: dt.datetime | None = None,
-) -> DeferralOutcome:
-    """Reverse an entity deferral (by its decision id or a unique prefix of 8+ characters).
-
-    The deferral is superseded, never deleted, by an ``entity_deferral_undone`` decision; the
-    next gate of the batch judges the entity again and refuses as before."""
-    decided_by = steward_name(by)
+def _current_deferral(settings: Settings, decision_id: str) -> sa.Row:
+    """The current entity deferral a decision id (or a unique prefix of 8+ characters) names."""
     prefix = decision_id.strip().lower()
     if len(prefix) < MIN_HANDLE_CHARACTERS:
         raise StewardError(f"give at least {MIN_HANDLE_CHARACTERS} characters of the decision id")
@@ -845,6 +942,22 @@ def undo_deferral(
             f"decision {deferral.decision_id} is not a current entity deferral "
             f"({deferral.decision}{'' if deferral.is_current else ', superseded'}); nothing to undo"
         )
+    return deferral
+
+
+def undo_deferral(
+    settings: Settings,
+    decision_id: str,
+    by: str | None = None,
+    justification: str | None = None,
+    decided_at: dt.datetime | None = None,
+) -> DeferralOutcome:
+    """Reverse an entity deferral (by its decision id or a unique prefix of 8+ characters).
+
+    The deferral is superseded, never deleted, by an ``entity_deferral_undone`` decision; the
+    next gate of the batch judges the entity again and refuses as before."""
+    decided_by = steward_name(by)
+    deferral = _current_deferral(settings, decision_id)
     justification = check_justification(justification, [], is_required=False)
     decided_at = decided_at or utc_now()
     system, entity, batch_id = deferral.source_system, deferral.entity, deferral.batch_id
@@ -858,40 +971,18 @@ def undo_deferral(
         entity,
         detail={"decided_by": decided_by},
     )
-    key = _deferral_key(system, entity, batch_id)
-    with core_engine(settings.resolved_core_url).begin() as connection:
-        note = _promotion_note(connection, entity, batch_id)
-        connection.execute(table.update().where(key).values(is_current=False))
-        undo_id = str(uuid.uuid4())
-        connection.execute(
-            table.insert().values(
-                decision_id=undo_id,
-                source_system=system,
-                dataset=deferral.dataset,
-                entity=entity,
-                source_key=ALL_ROWS,
-                check_name=deferral.check_name,
-                decision=ENTITY_DEFERRAL_UNDONE,
-                justification=justification,
-                decided_by=decided_by,
-                decided_at=decided_at,
-                batch_id=batch_id,
-                quarantine_id=None,
-                is_current=True,
-            )
-        )
-    return DeferralOutcome(
-        decision_id=undo_id,
+    record = _EntityDecision(
         system=system,
         entity=entity,
         batch_id=batch_id,
+        dataset=deferral.dataset,
+        check_name=deferral.check_name,
         decision=ENTITY_DEFERRAL_UNDONE,
         justification=justification,
         decided_by=decided_by,
         decided_at=decided_at,
-        breaching_checks=[],
-        rows=0,
-        is_recorded=True,
-        superseded=ENTITY_DEFERRED,
-        note=note,
     )
+    with core_engine(settings.resolved_core_url).begin() as connection:
+        note = _promotion_note(connection, entity, batch_id)
+        undo_id = _record_entity_decision(connection, record)
+    return _recorded_deferral(record, undo_id, [], 0, ENTITY_DEFERRED, note)
