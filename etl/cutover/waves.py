@@ -32,7 +32,7 @@ from etl.core.database import core_engine
 from etl.core.provenance import mapping_version
 from etl.core.tables import dq_result, promotion, wave_reconciliation
 from etl.cutover import fingerprint, ledger
-from etl.cutover.plan import Wave, WavePlan, load_plan
+from etl.cutover.plan import Criteria, Wave, WavePlan, load_plan
 from etl.cutover.reconcile import accounting_residue, reconcile_system
 from etl.cutover.slice_checksum import CHECKSUM_VERSION
 from etl.load.promote import (
@@ -642,106 +642,117 @@ def evaluate_criteria(settings: Settings, name: str) -> list[Criterion]:
     wave = wave_of(settings, name)
     wave_systems = systems_of(settings, name)
     criteria = wave.criteria
-    found: list[Criterion] = []
     with _engine(settings).connect() as connection:
         batches = promoted_batches(connection, name)
-        latest = {}
-        for batch in batches:
-            latest[batch["source_system"]] = batch
-        missing = [s for s in wave_systems if s not in latest]
-        found.append(
-            Criterion(
-                "every system loaded",
-                not missing,
-                # "by the wave": a system only runs outside the wave loaded is in the core, but
-                # its cutover has not loaded it (the dashboard's "not yet loaded by its wave").
-                f"not loaded by the wave: {', '.join(missing)}"
-                if missing
-                else f"{len(latest)} systems",
-            )
-        )
         batch_ids = [b["batch_id"] for b in batches]
-        breaches = connection.execute(
-            sa.select(dq_result.c.source_system, dq_result.c.entity, dq_result.c.check_name).where(
-                dq_result.c.batch_id.in_(batch_ids or [""]) & dq_result.c.is_breached
-            )
-        ).all()
-        found.append(
-            Criterion(
-                "data-quality gate",
-                not breaches,
-                "; ".join(f"{s}/{e}/{c}" for s, e, c in breaches) or "no check over threshold",
-            )
-        )
-        residue = accounting_residue(connection, batch_ids)
-        found.append(
-            Criterion(
-                "record accounting",
-                not residue,
-                "; ".join(
-                    f"{r['source_system']}/{r['entity']}: residue {r['residue']}" for r in residue
-                )
-                or "extracted = loaded + quarantined + excluded + merged everywhere",
-            )
-        )
-        totals = connection.execute(
-            sa.text(
-                # Rows of other waves (a slice of a split system) are not this wave's to judge.
-                "SELECT source_system, sum(extracted - wave_scope - conflicted), sum(quarantined) "
-                "FROM batch_accounting "
-                "WHERE batch_id IN :ids GROUP BY source_system"
-            ).bindparams(sa.bindparam("ids", expanding=True)),
-            {"ids": batch_ids or [""]},
-        ).all()
-        over = [
-            f"{system} {quarantined / extracted:.2%} ({quarantined} rows)"
-            for system, extracted, quarantined in totals
-            if extracted
-            and quarantined > criteria.tolerated_quarantined_rows
-            and quarantined / extracted > criteria.max_quarantine_rate
-        ]
-        tolerated = criteria.tolerated_quarantined_rows
-        found.append(
-            Criterion(
-                f"quarantine rate <= {criteria.max_quarantine_rate:.1%}"
-                + (f" (or <= {tolerated} rows)" if tolerated else ""),
-                not over,
-                "; ".join(over) or "every system within the limit",
-            )
-        )
-        last_promotion = max((b["promoted_at"] for b in batches), default=None)
-        recon = connection.execute(
-            sa.select(wave_reconciliation).where(wave_reconciliation.c.wave == name)
-        ).all()
-        fresh = [r for r in recon if last_promotion is None or _after(r.checked_at, last_promotion)]
-        newest: dict[tuple[str, str], sa.Row[Any]] = {}
-        for r in sorted(fresh, key=lambda r: _naive(r.checked_at)):
-            newest[(r.source_system, r.entity)] = r
-        current = list(newest.values())
-        failing = [f"{r.source_system}/{r.entity}" for r in current if not r.is_reconciled]
-        covered = {r.source_system for r in current}
-        not_checked = [s for s in wave_systems if s not in covered]
-        found.append(
-            Criterion(
-                "reconciliation exact",
-                bool(current) and not failing and not not_checked,
-                "; ".join(
-                    [f"mismatch: {', '.join(failing)}"] * bool(failing)
-                    + [f"not reconciled since the last load: {', '.join(not_checked)}"]
-                    * bool(not_checked)
-                )
-                or f"{len(current)} system/entity pairs match source to core",
-            )
-        )
         rehearsals = ledger.count_transitions(connection, name, ledger.REHEARSAL)
-        found.append(
+        return [
+            _all_loaded(batches, wave_systems),
+            _gate_passed(connection, batch_ids),
+            _all_accounted(connection, batch_ids),
+            _quarantine_within(connection, batch_ids, criteria),
+            _reconciled_exactly(connection, name, batches, wave_systems),
             Criterion(
                 f"at least {criteria.min_rehearsals} rehearsal(s)",
                 rehearsals >= criteria.min_rehearsals,
                 f"{rehearsals} rehearsal(s) recorded",
-            )
+            ),
+        ]
+
+
+def _all_loaded(batches: list[dict[str, Any]], wave_systems: list[str]) -> Criterion:
+    """Every system of the wave has a batch the wave promoted."""
+    latest = {batch["source_system"]: batch for batch in batches}
+    missing = [s for s in wave_systems if s not in latest]
+    return Criterion(
+        "every system loaded",
+        not missing,
+        # "by the wave": a system only runs outside the wave loaded is in the core, but its
+        # cutover has not loaded it (the dashboard's "not yet loaded by its wave").
+        f"not loaded by the wave: {', '.join(missing)}" if missing else f"{len(latest)} systems",
+    )
+
+
+def _gate_passed(connection: sa.Connection, batch_ids: list[str]) -> Criterion:
+    """No data-quality check of the wave's batches over its threshold."""
+    breaches = connection.execute(
+        sa.select(dq_result.c.source_system, dq_result.c.entity, dq_result.c.check_name).where(
+            dq_result.c.batch_id.in_(batch_ids or [""]) & dq_result.c.is_breached
         )
-    return found
+    ).all()
+    return Criterion(
+        "data-quality gate",
+        not breaches,
+        "; ".join(f"{s}/{e}/{c}" for s, e, c in breaches) or "no check over threshold",
+    )
+
+
+def _all_accounted(connection: sa.Connection, batch_ids: list[str]) -> Criterion:
+    """Every source row of the wave's batches accounted for."""
+    residue = accounting_residue(connection, batch_ids)
+    return Criterion(
+        "record accounting",
+        not residue,
+        "; ".join(f"{r['source_system']}/{r['entity']}: residue {r['residue']}" for r in residue)
+        or "extracted = loaded + quarantined + excluded + merged everywhere",
+    )
+
+
+def _quarantine_within(
+    connection: sa.Connection, batch_ids: list[str], criteria: Criteria
+) -> Criterion:
+    """Each system's quarantined share of its rows in the wave within the limit (or within the
+    rows tolerated)."""
+    totals = connection.execute(
+        sa.text(
+            # Rows of other waves (a slice of a split system) are not this wave's to judge.
+            "SELECT source_system, sum(extracted - wave_scope - conflicted), sum(quarantined) "
+            "FROM batch_accounting "
+            "WHERE batch_id IN :ids GROUP BY source_system"
+        ).bindparams(sa.bindparam("ids", expanding=True)),
+        {"ids": batch_ids or [""]},
+    ).all()
+    over = [
+        f"{system} {quarantined / extracted:.2%} ({quarantined} rows)"
+        for system, extracted, quarantined in totals
+        if extracted
+        and quarantined > criteria.tolerated_quarantined_rows
+        and quarantined / extracted > criteria.max_quarantine_rate
+    ]
+    tolerated = criteria.tolerated_quarantined_rows
+    return Criterion(
+        f"quarantine rate <= {criteria.max_quarantine_rate:.1%}"
+        + (f" (or <= {tolerated} rows)" if tolerated else ""),
+        not over,
+        "; ".join(over) or "every system within the limit",
+    )
+
+
+def _reconciled_exactly(
+    connection: sa.Connection, name: str, batches: list[dict[str, Any]], wave_systems: list[str]
+) -> Criterion:
+    """Every system of the wave reconciled exactly, source to core, since its last promotion."""
+    last_promotion = max((b["promoted_at"] for b in batches), default=None)
+    recon = connection.execute(
+        sa.select(wave_reconciliation).where(wave_reconciliation.c.wave == name)
+    ).all()
+    fresh = [r for r in recon if last_promotion is None or _after(r.checked_at, last_promotion)]
+    newest: dict[tuple[str, str], sa.Row[Any]] = {}
+    for r in sorted(fresh, key=lambda r: _naive(r.checked_at)):
+        newest[(r.source_system, r.entity)] = r
+    current = list(newest.values())
+    failing = [f"{r.source_system}/{r.entity}" for r in current if not r.is_reconciled]
+    covered = {r.source_system for r in current}
+    not_checked = [s for s in wave_systems if s not in covered]
+    return Criterion(
+        "reconciliation exact",
+        bool(current) and not failing and not not_checked,
+        "; ".join(
+            [f"mismatch: {', '.join(failing)}"] * bool(failing)
+            + [f"not reconciled since the last load: {', '.join(not_checked)}"] * bool(not_checked)
+        )
+        or f"{len(current)} system/entity pairs match source to core",
+    )
 
 
 def _naive(value: dt.datetime) -> dt.datetime:
