@@ -222,6 +222,102 @@ def _owners(
     return owners
 
 
+def _empty_wave_rows() -> pd.DataFrame:
+    """The wave rows' columns with no row, so that a batch with no entity still has them."""
+    return pd.DataFrame(
+        {
+            "entity": pd.Series(dtype="string"),
+            ROW_NUMBER: pd.Series(dtype="int64"),
+            "wave": pd.Series(dtype="string"),
+            "is_certain": pd.Series(dtype="bool"),
+            "transformed_rows": pd.Series(dtype="int64"),
+        }
+    )
+
+
+def _transformed_waves(transformed: Path, entity: str, by_id: pd.Series) -> pd.DataFrame:
+    """An entity's transformed rows (row number and core id), each with its wave by core id."""
+    key = ENTITIES[entity].id_field()
+    rows: pd.DataFrame = pq.read_table(transformed, columns=[ROW_NUMBER, key]).to_pandas()
+    rows["wave"] = rows[key].astype("string").map(by_id).astype("string")
+    return rows
+
+
+def _untransformed_waves(
+    plan: WavePlan,
+    system: SystemMappings,
+    entity: str,
+    paths: BatchPaths,
+    rows: pd.DataFrame,
+    by_key: pd.Series,
+) -> pd.DataFrame:
+    """The outcomes of rows with no transformed row, each with its source key's wave or the
+    fallback wave; ``known``: its wave was found by its source key."""
+    outcomes_path = paths.stage_file("transformed", entity, "outcomes")
+    outcomes = (
+        pq.read_table(outcomes_path, columns=[ROW_NUMBER, SOURCE_KEY]).to_pandas()
+        if outcomes_path.exists()
+        else pd.DataFrame({ROW_NUMBER: [], SOURCE_KEY: []})
+    )
+    outcomes = outcomes[~outcomes[ROW_NUMBER].isin(rows[ROW_NUMBER])]
+    owner = outcomes[SOURCE_KEY].astype("string").map(by_key).astype("string")
+    known = owner.notna().to_numpy(bool)
+    fallback = _fallback(plan, system, entity)
+    if fallback is not None:
+        owner = owner.fillna(fallback)
+    return pd.DataFrame(
+        {
+            ROW_NUMBER: outcomes[ROW_NUMBER],
+            "wave": owner.to_numpy(),
+            "known": known,
+            "transformed": 0,
+        }
+    )
+
+
+def _per_row_waves(rows: pd.DataFrame, untransformed: pd.DataFrame) -> pd.DataFrame:
+    """Per landed row (by row number): its first wave, how many waves its rows have, whether
+    every one is known, and how many transformed rows it has."""
+    every = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    ROW_NUMBER: rows[ROW_NUMBER],
+                    "wave": rows["wave"],
+                    "known": rows["wave"].notna().to_numpy(bool),
+                    "transformed": 1,
+                }
+            ),
+            untransformed,
+        ],
+        ignore_index=True,
+    )
+    every["wave"] = every["wave"].astype("string")
+    grouped = every.groupby(ROW_NUMBER, sort=True)
+    return pd.DataFrame(
+        {
+            "wave": grouped["wave"].first(),
+            "waves": grouped["wave"].nunique(),
+            "known": grouped["known"].all(),
+            "transformed_rows": grouped["transformed"].sum(),
+        }
+    )
+
+
+def _wave_rows_of(entity: str, per_row: pd.DataFrame, single: pd.Series) -> pd.DataFrame:
+    """An entity's wave rows: a row of several waves has none and, like one of a wave not known
+    for certain, is written ``is_certain`` false."""
+    return pd.DataFrame(
+        {
+            "entity": entity,
+            ROW_NUMBER: per_row.index.to_numpy("int64"),
+            "wave": per_row["wave"].where(single).astype("string").to_numpy(),
+            "is_certain": (single & per_row["known"]).to_numpy(bool),
+            "transformed_rows": per_row["transformed_rows"].to_numpy("int64"),
+        }
+    )
+
+
 def assign_batch(
     plan: WavePlan,
     wave: str,
@@ -243,81 +339,18 @@ def assign_batch(
     paths = BatchPaths.of(settings, batch_id, system_name)
     owners = _owners(plan, catalog, system, batch_id, settings, fresh=True)
     empty = pd.Series(dtype="string")
-    frames = [
-        pd.DataFrame(
-            {
-                "entity": pd.Series(dtype="string"),
-                ROW_NUMBER: pd.Series(dtype="int64"),
-                "wave": pd.Series(dtype="string"),
-                "is_certain": pd.Series(dtype="bool"),
-                "transformed_rows": pd.Series(dtype="int64"),
-            }
-        )
-    ]
+    frames = [_empty_wave_rows()]
     counts: dict[str, dict[str, int]] = {}
     for entity in system.entities:
         transformed = paths.stage_file("transformed", entity)
         if not transformed.exists():
             continue
         by_id, by_key = owners.get(entity, (empty, empty))
-        key = ENTITIES[entity].id_field()
-        rows = pq.read_table(transformed, columns=[ROW_NUMBER, key]).to_pandas()
-        rows["wave"] = rows[key].astype("string").map(by_id).astype("string")
-        outcomes_path = paths.stage_file("transformed", entity, "outcomes")
-        outcomes = (
-            pq.read_table(outcomes_path, columns=[ROW_NUMBER, SOURCE_KEY]).to_pandas()
-            if outcomes_path.exists()
-            else pd.DataFrame({ROW_NUMBER: [], SOURCE_KEY: []})
-        )
-        outcomes = outcomes[~outcomes[ROW_NUMBER].isin(rows[ROW_NUMBER])]
-        owner = outcomes[SOURCE_KEY].astype("string").map(by_key).astype("string")
-        known = owner.notna().to_numpy(bool)
-        fallback = _fallback(plan, system, entity)
-        if fallback is not None:
-            owner = owner.fillna(fallback)
-        every = pd.concat(
-            [
-                pd.DataFrame(
-                    {
-                        ROW_NUMBER: rows[ROW_NUMBER],
-                        "wave": rows["wave"],
-                        "known": rows["wave"].notna().to_numpy(bool),
-                        "transformed": 1,
-                    }
-                ),
-                pd.DataFrame(
-                    {
-                        ROW_NUMBER: outcomes[ROW_NUMBER],
-                        "wave": owner.to_numpy(),
-                        "known": known,
-                        "transformed": 0,
-                    }
-                ),
-            ],
-            ignore_index=True,
-        )
-        every["wave"] = every["wave"].astype("string")
-        grouped = every.groupby(ROW_NUMBER, sort=True)
-        per_row = pd.DataFrame(
-            {
-                "wave": grouped["wave"].first(),
-                "waves": grouped["wave"].nunique(),
-                "known": grouped["known"].all(),
-                "transformed_rows": grouped["transformed"].sum(),
-            }
-        )
+        rows = _transformed_waves(transformed, entity, by_id)
+        untransformed = _untransformed_waves(plan, system, entity, paths, rows, by_key)
+        per_row = _per_row_waves(rows, untransformed)
         single = per_row["waves"] == 1
-        frames.append(
-            pd.DataFrame(
-                {
-                    "entity": entity,
-                    ROW_NUMBER: per_row.index.to_numpy("int64"),
-                    "wave": per_row["wave"].where(single).astype("string").to_numpy(),
-                    "is_certain": (single & per_row["known"]).to_numpy(bool),
-                    "transformed_rows": per_row["transformed_rows"].to_numpy("int64"),
-                }
-            )
-        )
+        frames.append(_wave_rows_of(entity, per_row, single))
         tally = per_row["wave"].where(single).fillna("(several)").value_counts()
         counts[entity] = {str(k): int(v) for k, v in tally.items()}
     table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
@@ -619,6 +652,17 @@ def _conflict(
     }
 
 
+@dataclass(frozen=True)
+class _DeletionOutcomes:
+    """Each deleted key's outcome, as text and as one mask per outcome."""
+
+    outcome: pd.Series
+    mine: np.ndarray
+    conflicted: np.ndarray
+    other: np.ndarray
+    absent: np.ndarray
+
+
 def _slice_deletions(
     connection: sa.Connection,
     plan: WavePlan,
@@ -655,6 +699,26 @@ def _slice_deletions(
     if not deletions.num_rows:
         return counts
     frame = deletions.to_pandas()
+    owner, in_core = _deletion_holders(connection, frame)
+    _fill_unheld_owners(connection, plan, system, batch_id, frame, owner, in_core)
+    found = _deletion_outcomes(frame, owner, in_core, wave, closed, system.name, batch_id)
+    counts["listed"] = len(frame)
+    counts["kept"] = int(found.mine.sum())
+    counts["conflicted"] = int(found.conflicted.sum())
+    counts["other_waves"] = int(found.other.sum())
+    counts["absent"] = int(found.absent.sum())
+    counts["by_wave"] = {str(k): int(v) for k, v in owner[found.other].value_counts().items()}
+    counts["conflicts"].extend(_deletion_conflicts(frame, owner, found.conflicted, wave, batch_id))
+    _write_deletion_outcomes(paths, frame, owner, found)
+    _replace(path, deletions.filter(pa.array(found.mine)))
+    return counts
+
+
+def _deletion_holders(
+    connection: sa.Connection, frame: pd.DataFrame
+) -> tuple[pd.Series, pd.Series]:
+    """Per deleted key: the wave of the promotion of the batch that wrote its core row (NA:
+    none), and whether the core has the row."""
     owner = pd.Series(pd.NA, index=frame.index, dtype="string")
     in_core = pd.Series(False, index=frame.index)
     for entity, rows in frame.groupby("entity"):
@@ -673,6 +737,20 @@ def _slice_deletions(
         row_ids = rows["row_id"].astype("string")
         owner.loc[rows.index] = row_ids.map(by_row).astype("string")
         in_core.loc[rows.index] = row_ids.isin(core["row_id"]).to_numpy(bool)
+    return owner, in_core
+
+
+def _fill_unheld_owners(
+    connection: sa.Connection,
+    plan: WavePlan,
+    system: SystemMappings,
+    batch_id: str,
+    frame: pd.DataFrame,
+    owner: pd.Series,
+    in_core: pd.Series,
+) -> None:
+    """The plan's wave of the deleted core rows no promotion holds, set in ``owner``; a row
+    the plan puts in no wave either stops the slice (fail closed)."""
     unheld = (in_core & owner.isna()).to_numpy(bool)
     if unheld.any():
         owner.loc[unheld] = _planned_owner(connection, plan, system, frame[unheld])
@@ -684,6 +762,19 @@ def _slice_deletions(
                 "held by no wave's promotion and in no wave of the plan; nothing is loaded. "
                 "`vardflytt cutover plan --check` shows where the plan leaves them"
             )
+
+
+def _deletion_outcomes(
+    frame: pd.DataFrame,
+    owner: pd.Series,
+    in_core: pd.Series,
+    wave: str,
+    closed: set[str],
+    system_name: str,
+    batch_id: str,
+) -> _DeletionOutcomes:
+    """Each deleted key's outcome (:func:`_slice_deletions`); a key left without exactly one
+    stops the slice."""
     mine = (in_core & (owner == wave).fillna(False)).to_numpy(bool)
     conflicted = (in_core & owner.isin(closed)).to_numpy(bool) & ~mine
     other = in_core.to_numpy(bool) & ~mine & ~conflicted
@@ -697,43 +788,50 @@ def _slice_deletions(
         mine.sum() + conflicted.sum() + other.sum() + absent.sum()
     ) != len(frame):
         raise SliceError(
-            f"{system.name} batch {batch_id}: the deletions are not all accounted "
+            f"{system_name} batch {batch_id}: the deletions are not all accounted "
             f"({int(outcome.isna().sum())} of {len(frame)} without an outcome); nothing is loaded"
         )
-    counts["listed"] = len(frame)
-    counts["kept"] = int(mine.sum())
-    counts["conflicted"] = int(conflicted.sum())
-    counts["other_waves"] = int(other.sum())
-    counts["absent"] = int(absent.sum())
-    counts["by_wave"] = {str(k): int(v) for k, v in owner[other].value_counts().items()}
-    for row in frame[conflicted].assign(owner=owner[conflicted]).itertuples(index=False):
-        counts["conflicts"].append(
-            _conflict(
-                str(row.owner),
-                wave,
-                batch_id,
-                str(row.source_system),
-                str(row.entity),
-                str(row.row_id),
-                None,
-                DELETED,
-                DELETED,
-            )
+    return _DeletionOutcomes(outcome, mine, conflicted, other, absent)
+
+
+def _deletion_conflicts(
+    frame: pd.DataFrame, owner: pd.Series, conflicted: np.ndarray, wave: str, batch_id: str
+) -> list[dict[str, Any]]:
+    """A conflict for each deletion of a cut-over wave's row (its change and content:
+    ``deleted``)."""
+    return [
+        _conflict(
+            str(row.owner),
+            wave,
+            batch_id,
+            str(row.source_system),
+            str(row.entity),
+            str(row.row_id),
+            None,
+            DELETED,
+            DELETED,
         )
+        for row in frame[conflicted].assign(owner=owner[conflicted]).itertuples(index=False)
+    ]
+
+
+def _write_deletion_outcomes(
+    paths: BatchPaths, frame: pd.DataFrame, owner: pd.Series, found: _DeletionOutcomes
+) -> None:
+    """Each deleted key's outcome and owning wave (none when absent) beside the validated
+    files (``deletion_outcomes.parquet``)."""
     accounted = pd.DataFrame(
         {
             "entity": frame["entity"].astype("string"),
             "row_id": frame["row_id"].astype("string"),
-            "outcome": outcome,
-            "wave": owner.where(~pd.Series(absent, index=frame.index)),
+            "outcome": found.outcome,
+            "wave": owner.where(~pd.Series(found.absent, index=frame.index)),
         }
     )
     _replace(
         paths.validated / DELETION_OUTCOMES,
         pa.Table.from_pandas(accounted, preserve_index=False),
     )
-    _replace(path, deletions.filter(pa.array(mine)))
-    return counts
 
 
 def _planned_owner(
