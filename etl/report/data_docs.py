@@ -263,40 +263,13 @@ def build_data_docs(
     """
     from etl.validate.gx_import import gx  # first: GX imported the project's way
 
-    # isort: split
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult,
-        ExpectationValidationResult,
-    )
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
-
     if site_dir.exists():
         shutil.rmtree(site_dir)
     _share_compiled_templates()
-    context = gx.get_context(mode="ephemeral")
-    context.add_data_docs_site(
-        SITE_NAME,
-        {
-            "class_name": "SiteBuilder",
-            # GX reads the key at run time; its TypedDict leaves it out
-            "show_how_to_buttons": False,  # type: ignore[typeddict-unknown-key]
-            "store_backend": {
-                "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(site_dir),
-            },
-            "site_index_builder": {
-                "class_name": "DefaultSiteIndexBuilder",
-                "show_cta_footer": False,
-            },
-        },
-    )
+    context = _site_context(site_dir)
     suites: dict[str, ExpectationSuite] = {}
     suite_keys: dict[str, str] = {}  # entity: its page's key in ``suite_pages``
-    validations: list[ValidationResultIdentifier] = []
+    validations: list[Any] = []  # ValidationResultIdentifier, each of a stored result
     for system in summary.systems:
         by_entity: dict[str, dict[str, dict]] = {}
         for row in results.get(system.batch_id, []):
@@ -315,66 +288,131 @@ def build_data_docs(
                         name=entity, expectations=expectations, meta=definition.get("meta")
                     )
                 )
-            outcomes = []
-            for expectation in suites[entity].expectations:
-                configuration = expectation.configuration
-                # an expectation without a check finds no row (None)
-                check_row = rows.get((configuration.meta or {}).get("check"))  # type: ignore[arg-type]
-                if check_row is None:
-                    continue
-                result = {
-                    "observed_value": observed(check_row),
-                    "element_count": check_row["rows_evaluated"],
-                }
-                if not 0 < check_row["rows_failed"] < MIN_COUNT and check_row["rows_evaluated"]:
-                    result["unexpected_count"] = check_row["rows_failed"]
-                    result["unexpected_percent"] = (
-                        100 * check_row["rows_failed"] / check_row["rows_evaluated"]
-                    )
-                outcomes.append(
-                    ExpectationValidationResult(
-                        success=not check_row["is_breached"],
-                        expectation_config=configuration,
-                        result=result,
+            outcomes = _expectation_outcomes(suites[entity], rows)
+            if outcomes:
+                validations.append(
+                    _stored_validation(
+                        context, summary, system.system, system.batch_id, entity, rows, outcomes
                     )
                 )
-            if not outcomes:
-                continue
-            evaluated_at = _aware(min(r["evaluated_at"] for r in rows.values()))
-            run = RunIdentifier(run_name=summary.run_label, run_time=evaluated_at)
-            successes = sum(1 for outcome in outcomes if outcome.success)
-            key = ValidationResultIdentifier(
-                expectation_suite_identifier=ExpectationSuiteIdentifier(name=entity),
-                run_id=run,
-                batch_identifier=system.batch_id,
-            )
-            validations.append(key)
-            context.validation_results_store.set(
-                key,
-                ExpectationSuiteValidationResult(
-                    success=successes == len(outcomes),
-                    results=outcomes,
-                    suite_name=entity,
-                    statistics={
-                        "evaluated_expectations": len(outcomes),
-                        "successful_expectations": successes,
-                        "unsuccessful_expectations": len(outcomes) - successes,
-                        "success_percent": 100 * successes / len(outcomes),
-                    },
-                    meta={
-                        "run_id": run,
-                        "batch_spec": {"data_asset_name": f"{system.system}.{entity}"},
-                        "validation_time": evaluated_at.strftime("%Y%m%dT%H%M%S.%fZ"),
-                        "great_expectations_version": gx.__version__,
-                    },
-                ),
-            )
     _build_site(context, site_dir, suite_keys, validations)
     index = site_dir / "index.html"
     if not index.exists():
         raise DataDocsError(f"Great Expectations wrote no Data Docs index at {index}")
     make_offline(site_dir)
     return index
+
+
+def _site_context(site_dir: Path) -> Any:
+    """An ephemeral GX context whose one Data Docs site is written to ``site_dir``."""
+    from etl.validate.gx_import import gx  # first: GX imported the project's way
+
+    context = gx.get_context(mode="ephemeral")
+    context.add_data_docs_site(
+        SITE_NAME,
+        {
+            "class_name": "SiteBuilder",
+            # GX reads the key at run time; its TypedDict leaves it out
+            "show_how_to_buttons": False,  # type: ignore[typeddict-unknown-key]
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(site_dir),
+            },
+            "site_index_builder": {
+                "class_name": "DefaultSiteIndexBuilder",
+                "show_cta_footer": False,
+            },
+        },
+    )
+    return context
+
+
+def _expectation_outcomes(suite: ExpectationSuite, rows: dict[str, dict]) -> list[Any]:
+    """Each expectation of the suite that has a stored check row, as a GX result holding only
+    counts; an expectation without a check finds no row and is left out."""
+    from etl.validate.gx_import import gx  # noqa: F401  # first: GX imported the project's way
+
+    # isort: split
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationValidationResult,
+    )
+
+    outcomes = []
+    for expectation in suite.expectations:
+        configuration = expectation.configuration
+        check_row = rows.get((configuration.meta or {}).get("check"))  # type: ignore[arg-type]
+        if check_row is None:
+            continue
+        result = {
+            "observed_value": observed(check_row),
+            "element_count": check_row["rows_evaluated"],
+        }
+        if not 0 < check_row["rows_failed"] < MIN_COUNT and check_row["rows_evaluated"]:
+            result["unexpected_count"] = check_row["rows_failed"]
+            result["unexpected_percent"] = (
+                100 * check_row["rows_failed"] / check_row["rows_evaluated"]
+            )
+        outcomes.append(
+            ExpectationValidationResult(
+                success=not check_row["is_breached"],
+                expectation_config=configuration,
+                result=result,
+            )
+        )
+    return outcomes
+
+
+def _stored_validation(
+    context: Any,
+    summary: ValidationSummary,
+    system: str,
+    batch_id: str,
+    entity: str,
+    rows: dict[str, dict],
+    outcomes: list[Any],
+) -> Any:
+    """The entity's outcomes stored as one validation result of the run; its key."""
+    from etl.validate.gx_import import gx  # first: GX imported the project's way
+
+    # isort: split
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    evaluated_at = _aware(min(r["evaluated_at"] for r in rows.values()))
+    run = RunIdentifier(run_name=summary.run_label, run_time=evaluated_at)
+    successes = sum(1 for outcome in outcomes if outcome.success)
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=entity),
+        run_id=run,
+        batch_identifier=batch_id,
+    )
+    context.validation_results_store.set(
+        key,
+        ExpectationSuiteValidationResult(
+            success=successes == len(outcomes),
+            results=outcomes,
+            suite_name=entity,
+            statistics={
+                "evaluated_expectations": len(outcomes),
+                "successful_expectations": successes,
+                "unsuccessful_expectations": len(outcomes) - successes,
+                "success_percent": 100 * successes / len(outcomes),
+            },
+            meta={
+                "run_id": run,
+                "batch_spec": {"data_asset_name": f"{system}.{entity}"},
+                "validation_time": evaluated_at.strftime("%Y%m%dT%H%M%S.%fZ"),
+                "great_expectations_version": gx.__version__,
+            },
+        ),
+    )
+    return key
 
 
 def _build_site(
