@@ -637,7 +637,24 @@ def _apply(
     connection: sa.Connection, run_id: str, resolution: Resolution, open_reviews: pd.DataFrame
 ) -> dict[str, int]:
     """Write the difference between the resolution and the active state, as this run's rows."""
-    links = resolution.links
+    ended_links, new_links = _apply_links(connection, run_id, resolution.links)
+    ended_persons, new_persons = _apply_persons(connection, run_id, resolution.persons)
+    opened, stale = _apply_reviews(connection, run_id, resolution.reviews, open_reviews)
+    return {
+        "links_created": len(new_links),
+        "links_ended": len(ended_links),
+        "persons_created": len(new_persons),
+        "persons_ended": len(ended_persons),
+        "reviews_opened": opened,
+        "reviews_superseded": stale,
+    }
+
+
+def _apply_links(
+    connection: sa.Connection, run_id: str, links: pd.DataFrame
+) -> tuple[pd.Index, pd.Index]:
+    """End the active patient links the resolution changed or dropped, insert its new ones;
+    the ended and the new patient ids."""
     current_links = pd.read_sql(
         sa.select(*(person_link.c[c] for c in LINK_COLUMNS)).where(
             person_link.c.is_active.is_(True)
@@ -661,8 +678,14 @@ def _apply(
             }
         ),
     )
+    return ended_links, new_links
 
-    persons = resolution.persons
+
+def _apply_persons(
+    connection: sa.Connection, run_id: str, persons: pd.DataFrame
+) -> tuple[pd.Index, pd.Index]:
+    """End the active persons the resolution changed or dropped, insert its new ones; the ended
+    and the new person ids."""
     current_persons = pd.read_sql(
         sa.select(*(person.c[c] for c in PERSON_COLUMNS)).where(person.c.is_active.is_(True)),
         connection,
@@ -690,8 +713,14 @@ def _apply(
             }
         ),
     )
+    return ended_persons, new_persons
 
-    reviews = resolution.reviews
+
+def _apply_reviews(
+    connection: sa.Connection, run_id: str, reviews: pd.DataFrame, open_reviews: pd.DataFrame
+) -> tuple[int, int]:
+    """Open the resolution's new reviews and supersede the open ones it no longer raises; how
+    many were opened and superseded."""
     opened = reviews[reviews["is_new"].astype(bool)]
     if len(opened):
         connection.execute(
@@ -720,11 +749,4 @@ def _apply(
             .values(status=REVIEW_SUPERSEDED, closed_run_id=run_id),
             [{"stale_id": review_id} for review_id in stale],
         )
-    return {
-        "links_created": len(new_links),
-        "links_ended": len(ended_links),
-        "persons_created": len(new_persons),
-        "persons_ended": len(ended_persons),
-        "reviews_opened": len(opened),
-        "reviews_superseded": len(stale),
-    }
+    return len(opened), len(stale)
