@@ -178,113 +178,26 @@ def resolve_identities(
     """
     patients = _distinct_patients(patients[PATIENT_COLUMNS])
     n = len(patients)
-    patient_text = _text_column(patients["patient_id"].astype(str))
-    if not _is_text(patients["patient_id"]) and len(pc.unique(patient_text)) != n:
-        raise ValueError("patient ids must be distinct as text")
-    patient_ids = patient_text.to_numpy(zero_copy_only=False)
-    # Systems as codes into their names (a missing one: -1), from the read on.
-    system_code, system_names = _codes(_text_column(patients["source_system"].astype(str)))
-    if (system_code < 0).any():
-        raise ValueError("every patient needs its source_system")
+    patient_text, patient_ids, system_code, system_names = _patient_codes(patients)
 
     edges, placeholders = _identifier_edges(
         patients, patient_text, identifiers, system_code, system_names
     )
-    key_index, n_keys = edges.key, edges.n_keys
-    patient_index = edges.patient_index
-    labels = _components(n + n_keys, patient_index, n + key_index)
-    component = pd.factorize(labels[:n], sort=False)[0] if n else np.zeros(0, dtype=np.int64)
-    n_components = int(component.max()) + 1 if n else 0
-    component_size = np.bincount(component, minlength=n_components)
+    components = _patient_components(n, edges)
 
-    conflicts = _conflicts(patients, component, n_components)
-    personal_kind = np.array([name in PERSONAL_KINDS for name in edges.kinds], dtype=bool)
-    personal = personal_kind[edges.kind]
-    personal_labels = _components(n + n_keys, patient_index[personal], n + key_index[personal])
-    number_conflict = (
-        pd.Series(personal_labels[n + key_index[personal]])
-        .groupby(component[patient_index[personal]])
-        .nunique()
-    )
+    conflicts = _conflicts(patients, components.of, components.count)
+    number_conflicts = _identity_number_conflicts(n, edges, components.of)
     conflicts[IDENTITY_NUMBER_CONFLICT] = False
-    conflicts.loc[
-        number_conflict.index[number_conflict.to_numpy() > 1], IDENTITY_NUMBER_CONFLICT
-    ] = True
+    conflicts.loc[number_conflicts, IDENTITY_NUMBER_CONFLICT] = True
 
-    by_component, kept_apart_components = _decisions_by_component(decisions, patient_ids, component)
+    by_component, kept_apart = _decisions_by_component(decisions, patient_ids, components.of)
     has_conflict = conflicts[list(CONFLICT_REASONS)].any(axis=1).to_numpy()
-    flagged = sorted(set(np.flatnonzero(has_conflict).tolist()) | kept_apart_components)
+    flagged = sorted(set(np.flatnonzero(has_conflict).tolist()) | kept_apart)
+    stewards = _Stewards(by_component, kept_apart, _open_review_index(open_reviews), run_id)
 
-    is_shared = component_size[component] > 1
-    rule = np.where(is_shared, RULE_SHARED_IDENTIFIER, RULE_SINGLE).astype(object)
-    review_of = np.full(n, None, dtype=object)
-    group = component.astype(np.int64).copy()
-    open_by_key = _open_review_index(open_reviews)
-    reviews: list[dict[str, Any]] = []
-    reason_json = np.full(n, "[]", dtype=object)
-    order = _order(component)
-    starts = np.searchsorted(component[order], np.arange(n_components + 1))
-    next_group = n_components
-    # The keys of every flagged group, hashed in one call each (not two calls per group).
-    set_keys = patient_set_keys(
-        [patient_ids[order[starts[c] : starts[c + 1]]].tolist() for c in flagged]
+    rule_text, reason_text, group, review_of, reviews = _settle_flagged(
+        flagged, components, conflicts, stewards, patient_ids, system_code, system_names
     )
-    fresh_review_ids = review_ids_for(set_keys, run_id)
-    conflict_flags = conflicts[list(CONFLICT_REASONS)].to_numpy(dtype=bool)
-    for position, c in enumerate(flagged):
-        members = order[starts[c] : starts[c + 1]]
-        reasons = [
-            name for name, is_set in zip(CONFLICT_REASONS, conflict_flags[c], strict=True) if is_set
-        ]
-        if c in kept_apart_components:
-            reasons.append(PREVIOUSLY_KEPT_APART)
-        reason_json[members] = json.dumps(reasons)
-        local_group, local_rule, decided_by, is_decided = _apply_decisions(
-            members, patient_ids, by_component.get(c, [])
-        )
-        for label in sorted(set(local_group.values())):
-            for p in members:
-                if local_group[p] == label:
-                    group[p] = next_group
-            next_group += 1
-        member_ids = patient_ids[members].tolist()
-        review_id = None
-        if not is_decided:
-            set_key = set_keys[position]
-            reason_text = ",".join(reasons)
-            review_id = open_by_key.get((set_key, reason_text))
-            reviews.append(
-                {
-                    "review_id": review_id or fresh_review_ids[position],
-                    "patient_set_key": set_key,
-                    "patient_ids": json.dumps(sorted(member_ids)),
-                    "systems": json.dumps(
-                        sorted({system_names[code] for code in system_code[members].tolist()})
-                    ),
-                    "reasons": reason_text,
-                    "is_new": review_id is None,
-                }
-            )
-            review_id = reviews[-1]["review_id"]
-        for p in members:
-            rule[p] = local_rule[p]
-            review_of[p] = decided_by[p] or review_id
-
-    # Rules and reasons as Arrow strings: each distinct text once, the flagged patients' own.
-    flagged_members = (
-        np.concatenate([order[starts[c] : starts[c + 1]] for c in flagged])
-        if flagged
-        else np.zeros(0, dtype=np.int64)
-    )
-    rule_text = _patched(
-        pa.array([RULE_SINGLE, RULE_SHARED_IDENTIFIER], pa.large_string()).take(
-            pa.array(is_shared.astype(np.int8))
-        ),
-        flagged_members,
-        rule[flagged_members],
-        n,
-    )
-    reason_text = _patched("[]", flagged_members, reason_json[flagged_members], n)
     person_of, persons = _persons(patients, patient_text, system_code, group)
     evidence = _evidence(
         patient_text,
@@ -292,8 +205,8 @@ def resolve_identities(
         system_code,
         system_names,
         edges,
-        component,
-        component_size,
+        components.of,
+        components.size,
         reason_text,
         review_of,
     )
@@ -308,20 +221,30 @@ def resolve_identities(
         columns=LINK_COLUMNS,
     )
     review_frame = pd.DataFrame(reviews, columns=REVIEW_COLUMNS)
-    counts = {
-        "patients": n,
-        "persons": len(persons),
-        "components": n_components,
-        "merged_components": int(
-            ((component_size > 1) & ~np.isin(np.arange(n_components), flagged)).sum()
-        ),
-        "flagged_components": len(flagged),
-        "reviews": len(review_frame),
-        "placeholder_identifiers": placeholders,
-        "persons_in_several_systems": int((persons["system_count"] > 1).sum()),
-        **{f"components_with_{name}": int(conflicts[name].sum()) for name in CONFLICT_REASONS},
-    }
+    counts = _counts(n, persons, components, flagged, review_frame, placeholders, conflicts)
     return Resolution(links=links, persons=persons, reviews=review_frame, counts=counts)
+
+
+@dataclass(frozen=True)
+class _Components:
+    """The patients' connected components: each patient's (numbered by first appearance), how
+    many there are, and how many patients each holds."""
+
+    of: np.ndarray  # the component of each patient, 0 .. count - 1
+    count: int
+    size: np.ndarray  # patients per component
+
+
+@dataclass(frozen=True)
+class _Stewards:
+    """The stewards' part in a run: their decisions under each component, the components a
+    kept-apart decision splits, their open reviews by (patient set key, reasons), and the run
+    whose id a new review gets."""
+
+    decisions: dict[int, list[_Decision]]
+    kept_apart: set[int]
+    open_by_key: dict[tuple[str, str], str]
+    run_id: str
 
 
 @dataclass
@@ -393,6 +316,20 @@ def _first_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64), len(uniques)
 
 
+def _patient_codes(patients: pd.DataFrame) -> tuple[pa.Array, np.ndarray, np.ndarray, list[Any]]:
+    """The patient ids as Arrow text and as an array (distinct as text, or an error), and the
+    source systems as codes into their names (a missing one is an error)."""
+    patient_text = _text_column(patients["patient_id"].astype(str))
+    if not _is_text(patients["patient_id"]) and len(pc.unique(patient_text)) != len(patients):
+        raise ValueError("patient ids must be distinct as text")
+    patient_ids = patient_text.to_numpy(zero_copy_only=False)
+    # Systems as codes into their names (a missing one: -1), from the read on.
+    system_code, system_names = _codes(_text_column(patients["source_system"].astype(str)))
+    if (system_code < 0).any():
+        raise ValueError("every patient needs its source_system")
+    return patient_text, patient_ids, system_code, system_names
+
+
 def _identifier_edges(
     patients: pd.DataFrame,
     patient_text: pa.Array,
@@ -406,6 +343,47 @@ def _identifier_edges(
     it is kept as integer codes (numbers and kinds dictionary-encoded once in Arrow), never as a
     string built and hashed per row.
     """
+    number, kind, owner, identifier_id = _identity_rows(patients, patient_text, identifiers)
+    keep = pc.and_(pc.not_equal(number, ""), kind.is_valid()).fill_null(False).to_numpy(
+        zero_copy_only=False
+    ) & (owner >= 0)
+    kept = pa.array(keep)
+    owner = owner[keep]
+    number = number.filter(kept)
+    number_code, _ = _codes(number)
+    kind_code, kinds = _codes(kind.filter(kept))
+    identifier_id = identifier_id.filter(kept)
+
+    system = system_code[owner]
+    key, n_keys = _identity_keys(number, number_code, kind_code, kinds, system, system_names)
+
+    # One edge per (patient, key): a patient's system is fixed, so that is (patient, kind,
+    # number); the first one kept.
+    first = ~pd.Series(owner * max(n_keys, 1) + key).duplicated(keep="first").to_numpy()
+    owner, key, kind_code = owner[first], key[first], kind_code[first]
+    identifier_id = identifier_id.filter(pa.array(first))
+
+    crowded = _placeholder_keys(key, n_keys, system, first, max(len(system_names), 1))
+    linking = ~crowded[key]
+    n_linking = n_keys
+    if not linking.all():
+        key, n_linking = _first_codes(key[linking])
+    edges = _Edges(
+        patient_index=owner[linking],
+        key=key,
+        n_keys=n_linking,
+        kind=kind_code[linking],
+        kinds=[str(name) for name in kinds],
+        identifier_id=identifier_id.filter(pa.array(linking)),
+    )
+    return edges, int(crowded.sum())
+
+
+def _identity_rows(
+    patients: pd.DataFrame, patient_text: pa.Array, identifiers: pd.DataFrame
+) -> tuple[pa.Array, pa.Array, np.ndarray, pa.Array]:
+    """Number, kind, owning patient (-1: none) and identifier id of every identity: the
+    identifier rows, then the patients' primary identities (identifier id null)."""
     n = len(patients)
 
     def both(column: str) -> pa.Array:
@@ -429,17 +407,20 @@ def _identifier_edges(
             pa.nulls(n, pa.large_string()),
         ]
     )
-    keep = pc.and_(pc.not_equal(number, ""), kind.is_valid()).fill_null(False).to_numpy(
-        zero_copy_only=False
-    ) & (owner >= 0)
-    kept = pa.array(keep)
-    owner = owner[keep]
-    number_code, _ = _codes(number.filter(kept))
-    kind_code, kinds = _codes(kind.filter(kept))
-    identifier_id = identifier_id.filter(kept)
-    n_numbers = int(number_code.max()) + 1 if len(number_code) else 0
+    return number, kind, owner, identifier_id
 
-    system = system_code[owner]
+
+def _identity_keys(
+    number: pa.Array,
+    number_code: np.ndarray,
+    kind_code: np.ndarray,
+    kinds: list[Any],
+    system: np.ndarray,
+    system_names: list[Any],
+) -> tuple[np.ndarray, int]:
+    """The key of each identity (codes 0 .. n_keys - 1 by first appearance) and the key count:
+    kind and number, and the system for kinds that link only within their own system."""
+    n_numbers = int(number_code.max()) + 1 if len(number_code) else 0
     n_system_codes = max(len(system_names), 1)
     scoped_kind = np.array([name not in CROSS_SYSTEM_KINDS for name in kinds], dtype=bool)
     scope = np.where(scoped_kind[kind_code], system, -1) + 1
@@ -454,22 +435,21 @@ def _identifier_edges(
             pa.array(kinds, pa.large_string()).take(pa.array(kind_code)),
             "|",
             prefix,
-            number.filter(kept),
+            number,
         )
-        key, n_keys = _codes(text_key)[0], 0
+        key = _codes(text_key)[0]
     else:
         kind_scope, _ = _first_codes(kind_code * (n_system_codes + 1) + scope)
         key, _ = _first_codes(kind_scope * max(n_numbers, 1) + number_code)
-    key, n_keys = _first_codes(key)
+    return _first_codes(key)
 
-    # One edge per (patient, key): a patient's system is fixed, so that is (patient, kind,
-    # number); the first one kept.
-    first = ~pd.Series(owner * max(n_keys, 1) + key).duplicated(keep="first").to_numpy()
-    owner, key, kind_code = owner[first], key[first], kind_code[first]
-    identifier_id = identifier_id.filter(pa.array(first))
 
-    # A key shared by more than MAX_PATIENTS_PER_SYSTEM patients of one system is a placeholder;
-    # only a key with that many patients in all can be one (counted per system only for those).
+def _placeholder_keys(
+    key: np.ndarray, n_keys: int, system: np.ndarray, first: np.ndarray, n_system_codes: int
+) -> np.ndarray:
+    """Per key, whether it is a placeholder: shared by more than MAX_PATIENTS_PER_SYSTEM patients
+    of one system. Only a key with that many patients in all can be one (counted per system
+    only for those). ``system``: each kept identity's; ``first``: those that are edges."""
     crowded = np.zeros(max(n_keys, 1), dtype=bool)
     candidate = np.bincount(key, minlength=n_keys)[key] > MAX_PATIENTS_PER_SYSTEM
     if candidate.any():
@@ -478,19 +458,7 @@ def _identifier_edges(
         )
         is_crowded = np.bincount(per_system, minlength=combinations) > MAX_PATIENTS_PER_SYSTEM
         crowded[key[candidate][is_crowded[per_system]]] = True
-    linking = ~crowded[key]
-    n_linking = n_keys
-    if not linking.all():
-        key, n_linking = _first_codes(key[linking])
-    edges = _Edges(
-        patient_index=owner[linking],
-        key=key,
-        n_keys=n_linking,
-        kind=kind_code[linking],
-        kinds=[str(name) for name in kinds],
-        identifier_id=identifier_id.filter(pa.array(linking)),
-    )
-    return edges, int(crowded.sum())
+    return crowded
 
 
 def _components(n_nodes: int, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -505,6 +473,32 @@ def _components(n_nodes: int, rows: np.ndarray, columns: np.ndarray) -> np.ndarr
     ).tocsr()
     _, labels = connected_components(graph, directed=False)
     return labels
+
+
+def _patient_components(n: int, edges: _Edges) -> _Components:
+    """The connected components of the patients, joined through the keys they carry."""
+    labels = _components(n + edges.n_keys, edges.patient_index, n + edges.key)
+    component = pd.factorize(labels[:n], sort=False)[0] if n else np.zeros(0, dtype=np.int64)
+    n_components = int(component.max()) + 1 if n else 0
+    component_size = np.bincount(component, minlength=n_components)
+    return _Components(of=component, count=n_components, size=component_size)
+
+
+def _identity_number_conflicts(n: int, edges: _Edges, component: np.ndarray) -> pd.Index:
+    """The components whose personnummer and samordningsnummer are joined only through other
+    keys: their personal keys alone fall into more than one group."""
+    key_index, patient_index = edges.key, edges.patient_index
+    personal_kind = np.array([name in PERSONAL_KINDS for name in edges.kinds], dtype=bool)
+    personal = personal_kind[edges.kind]
+    personal_labels = _components(
+        n + edges.n_keys, patient_index[personal], n + key_index[personal]
+    )
+    number_conflict = (
+        pd.Series(personal_labels[n + key_index[personal]])
+        .groupby(component[patient_index[personal]])
+        .nunique()
+    )
+    return number_conflict.index[number_conflict.to_numpy() > 1]
 
 
 def _conflicts(patients: pd.DataFrame, component: np.ndarray, n_components: int) -> pd.DataFrame:
@@ -601,6 +595,148 @@ def _open_review_index(open_reviews: pd.DataFrame | None) -> dict[tuple[str, str
     return {
         (str(row.patient_set_key), str(row.reasons)): str(row.review_id)
         for row in open_reviews.itertuples(index=False)
+    }
+
+
+def _settle_flagged(
+    flagged: list[int],
+    components: _Components,
+    conflicts: pd.DataFrame,
+    stewards: _Stewards,
+    patient_ids: np.ndarray,
+    system_code: np.ndarray,
+    system_names: list[Any],
+) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Each patient's rule, reasons (as text), group and review once the stewards' decisions on
+    the flagged components are applied; and the reviews of the flagged groups not decided."""
+    component, n_components = components.of, components.count
+    n = len(patient_ids)
+    is_shared = components.size[component] > 1
+    rule = np.where(is_shared, RULE_SHARED_IDENTIFIER, RULE_SINGLE).astype(object)
+    review_of = np.full(n, None, dtype=object)
+    group = component.astype(np.int64).copy()
+    reviews: list[dict[str, Any]] = []
+    reason_json = np.full(n, "[]", dtype=object)
+    order = _order(component)
+    starts = np.searchsorted(component[order], np.arange(n_components + 1))
+    next_group = n_components
+    # The keys of every flagged group, hashed in one call each (not two calls per group).
+    set_keys = patient_set_keys(
+        [patient_ids[order[starts[c] : starts[c + 1]]].tolist() for c in flagged]
+    )
+    fresh_review_ids = review_ids_for(set_keys, stewards.run_id)
+    conflict_flags = conflicts[list(CONFLICT_REASONS)].to_numpy(dtype=bool)
+    for position, c in enumerate(flagged):
+        members = order[starts[c] : starts[c + 1]]
+        reasons = _reasons(conflict_flags[c], c in stewards.kept_apart)
+        reason_json[members] = json.dumps(reasons)
+        local_group, local_rule, decided_by, is_decided = _apply_decisions(
+            members, patient_ids, stewards.decisions.get(c, [])
+        )
+        for label in sorted(set(local_group.values())):
+            for p in members:
+                if local_group[p] == label:
+                    group[p] = next_group
+            next_group += 1
+        member_ids = patient_ids[members].tolist()
+        review_id = None
+        if not is_decided:
+            systems = {system_names[code] for code in system_code[members].tolist()}
+            reviews.append(
+                _review(
+                    set_keys[position],
+                    reasons,
+                    stewards.open_by_key,
+                    fresh_review_ids[position],
+                    member_ids,
+                    systems,
+                )
+            )
+            review_id = reviews[-1]["review_id"]
+        for p in members:
+            rule[p] = local_rule[p]
+            review_of[p] = decided_by[p] or review_id
+
+    rule_text, reason_text = _rule_and_reason_text(
+        is_shared, rule, reason_json, [order[starts[c] : starts[c + 1]] for c in flagged]
+    )
+    return rule_text, reason_text, group, review_of, reviews
+
+
+def _reasons(conflict_flags: np.ndarray, kept_apart: bool) -> list[str]:
+    """Why a component is flagged: its conflicts, then a kept-apart decision on its patients."""
+    reasons = [
+        name for name, is_set in zip(CONFLICT_REASONS, conflict_flags, strict=True) if is_set
+    ]
+    if kept_apart:
+        reasons.append(PREVIOUSLY_KEPT_APART)
+    return reasons
+
+
+def _review(
+    set_key: str,
+    reasons: list[str],
+    open_by_key: dict[tuple[str, str], str],
+    fresh_review_id: str,
+    member_ids: list[str],
+    systems: set[Any],
+) -> dict[str, Any]:
+    """The review of a flagged group no decision covers: the open review of the same patients
+    and reasons, else a new one with the fresh id."""
+    reason_text = ",".join(reasons)
+    review_id = open_by_key.get((set_key, reason_text))
+    return {
+        "review_id": review_id or fresh_review_id,
+        "patient_set_key": set_key,
+        "patient_ids": json.dumps(sorted(member_ids)),
+        "systems": json.dumps(sorted(systems)),
+        "reasons": reason_text,
+        "is_new": review_id is None,
+    }
+
+
+def _rule_and_reason_text(
+    is_shared: np.ndarray, rule: np.ndarray, reason_json: np.ndarray, members: list[np.ndarray]
+) -> tuple[pa.Array, pa.Array]:
+    """Rules and reasons as Arrow strings: each distinct text once, the flagged patients' own
+    (``members``: the patients of each flagged component)."""
+    n = len(rule)
+    flagged_members = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
+    rule_text = _patched(
+        pa.array([RULE_SINGLE, RULE_SHARED_IDENTIFIER], pa.large_string()).take(
+            pa.array(is_shared.astype(np.int8))
+        ),
+        flagged_members,
+        rule[flagged_members],
+        n,
+    )
+    reason_text = _patched("[]", flagged_members, reason_json[flagged_members], n)
+    return rule_text, reason_text
+
+
+def _counts(
+    n: int,
+    persons: pd.DataFrame,
+    components: _Components,
+    flagged: list[int],
+    review_frame: pd.DataFrame,
+    placeholders: int,
+    conflicts: pd.DataFrame,
+) -> dict[str, int]:
+    """The run's counts: patients, persons, components (merged, flagged, with each conflict),
+    reviews and placeholder identifiers."""
+    return {
+        "patients": n,
+        "persons": len(persons),
+        "components": components.count,
+        "merged_components": int(
+            ((components.size > 1) & ~np.isin(np.arange(components.count), flagged)).sum()
+        ),
+        "flagged_components": len(flagged),
+        "reviews": len(review_frame),
+        "placeholder_identifiers": placeholders,
+        "persons_in_several_systems": int((persons["system_count"] > 1).sum()),
+        **{f"components_with_{name}": int(conflicts[name].sum()) for name in CONFLICT_REASONS},
     }
 
 
@@ -867,103 +1003,13 @@ def _evidence(
     n = len(patient_ids)
     if n == 0:
         return pa.array([], type=pa.large_string())
-    patient_index = edges.patient_index
     names = pa.array([str(name) for name in system_names], type=pa.large_string())
     patient_system = pa.array(system_code)
-
-    # Kinds a patient carries: a bit per kind (by name), one JSON list per distinct combination.
-    present = np.flatnonzero(np.bincount(edges.kind, minlength=len(edges.kinds)))
-    kinds = sorted(edges.kinds[code] for code in present.tolist())
-    mask = np.zeros(n, dtype=np.int64)
-    for bit, kind in enumerate(kinds):
-        carriers = patient_index[edges.kind == edges.kinds.index(kind)]
-        mask[carriers] |= 1 << bit
-    combination, combinations = pd.factorize(mask)
-    kind_json = pa.array(
-        [
-            json.dumps([k for bit, k in enumerate(kinds) if value >> bit & 1])
-            for value in combinations.tolist()
-        ],
-        type=pa.large_string(),
-    ).take(pa.array(combination))
-
-    # Systems of each multi-patient component; a lone patient's is its own system.
-    component_systems = _concat('["', names.take(patient_system), '"]')
-    shared = component_size[component] > 1
-    if shared.any():
-        by_name = np.array(sorted(range(len(system_names)), key=lambda c: str(system_names[c])))
-        name_rank = np.empty(len(by_name), dtype=np.int64)
-        name_rank[by_name] = np.arange(len(by_name))
-        width = max(len(by_name), 1)
-        pairs = np.sort(
-            pd.unique(component[shared].astype(np.int64) * width + name_rank[system_code[shared]])
-        )
-        owners, joined = _join_groups(
-            pairs // width, _concat('"', names.take(pa.array(by_name[pairs % width])), '"')
-        )
-        per_component = _spread(owners, joined, len(component_size), "")
-        component_systems = pc.if_else(
-            pa.array(shared), per_component.take(pa.array(component)), component_systems
-        )
-
-    # Matches: every identifier of a patient that another patient also carries, ordered by
-    # patient, identifier id (as quoted), matched patient id, then edge order; the strings
-    # built once per edge and per patient in Arrow, put together once per patient. The list's
-    # brackets are the evidence's own text (a patient without matches: nothing between them).
-    matches = _text(np.full(n, "", dtype=object))
-    holders = np.flatnonzero(np.bincount(edges.key, minlength=edges.n_keys)[edges.key] > 1)
-    if len(holders):
-        identifier_json = pc.fill_null(_concat('"', edges.identifier_id, '"'), _text("null"))
-        patient_rank = np.arange(n) if _is_sorted(patient_text) else _ranks(patient_ids)
-        holder_patient = patient_index[holders]
-        holder_rank = _identifier_ranks(edges.identifier_id.take(pa.array(holders)))
-        left = _order(holder_rank, holder_patient)  # then by edge: holders are in edge order
-        item, partner = _pairs_within_groups(
-            _first_codes(edges.key[holders])[0], patient_rank[holder_patient], left
-        )
-        edge, other = holders[item], holder_patient[partner]
-        owner = holder_patient[item]
-        apart = owner != other
-        edge, other, owner = edge[apart], other[apart], owner[apart]
-        ordered_left = left
-        tied = (holder_patient[ordered_left][1:] == holder_patient[ordered_left][:-1]) & (
-            holder_rank[ordered_left][1:] == holder_rank[ordered_left][:-1]
-        )
-        if tied.any():
-            # Two identifiers of one patient with the same id: their partners interleave.
-            rank_of_edge = np.zeros(len(edges), dtype=np.int64)
-            rank_of_edge[holders] = holder_rank
-            order = np.lexsort((edge, patient_rank[other], rank_of_edge[edge], owner))
-            edge, other, owner = edge[order], other[order], owner[order]
-        kind_names = pa.array(edges.kinds, type=pa.large_string())
-        edge_part = _concat(
-            '{"identifier_id":',
-            identifier_json,
-            ',"kind":"',
-            kind_names.take(pa.array(edges.kind)),
-            '","matched_patient_id":"',
-        )
-        patient_part = _concat(
-            patient_text, '","matched_system":"', names.take(patient_system), '"}'
-        )
-        # A match is two pieces, its identifier's (after a comma unless it is its patient's
-        # first) and the matched patient's; a patient's pieces (its matches, in order: the
-        # owners are sorted) are joined with no separator. One take and one join over the
-        # pieces, instead of a string per match, a join per patient and a copy spread to all.
-        n_edges = len(edge_part)
-        pieces = pa.concat_arrays([edge_part, _concat(",", edge_part), patient_part])
-        is_first = np.ones(len(owner), dtype=bool)
-        is_first[1:] = owner[1:] != owner[:-1]
-        piece = np.empty(2 * len(owner), dtype=np.int64)
-        piece[0::2] = edge + np.where(is_first, 0, n_edges)
-        piece[1::2] = 2 * n_edges + other
-        offsets = 2 * np.searchsorted(owner, np.arange(n + 1))
-        matches = pc.binary_join(
-            pa.LargeListArray.from_arrays(
-                pa.array(offsets, type=pa.int64()), pieces.take(pa.array(piece))
-            ),
-            _text(""),
-        )
+    kind_json = _kind_json(n, edges)
+    component_systems = _component_systems(
+        names, patient_system, system_code, system_names, component, component_size
+    )
+    matches = _matches(n, patient_text, patient_ids, edges, names, patient_system)
 
     sizes = pc.cast(pa.array(component_size, type=pa.int64()), pa.large_string())
     evidence = _concat(
@@ -982,3 +1028,156 @@ def _evidence(
         "}",
     )
     return evidence
+
+
+def _kind_json(n: int, edges: _Edges) -> pa.Array:
+    """Per patient, the JSON list of the kinds it carries: a bit per kind (by name), one list per
+    distinct combination."""
+    present = np.flatnonzero(np.bincount(edges.kind, minlength=len(edges.kinds)))
+    kinds = sorted(edges.kinds[code] for code in present.tolist())
+    mask = np.zeros(n, dtype=np.int64)
+    for bit, kind in enumerate(kinds):
+        carriers = edges.patient_index[edges.kind == edges.kinds.index(kind)]
+        mask[carriers] |= 1 << bit
+    combination, combinations = pd.factorize(mask)
+    return pa.array(
+        [
+            json.dumps([k for bit, k in enumerate(kinds) if value >> bit & 1])
+            for value in combinations.tolist()
+        ],
+        type=pa.large_string(),
+    ).take(pa.array(combination))
+
+
+def _component_systems(
+    names: pa.Array,
+    patient_system: pa.Array,
+    system_code: np.ndarray,
+    system_names: list[Any],
+    component: np.ndarray,
+    component_size: np.ndarray,
+) -> pa.Array:
+    """Per patient, the JSON list of its component's systems (by name) if it has other patients;
+    a lone patient's is its own system."""
+    component_systems = _concat('["', names.take(patient_system), '"]')
+    shared = component_size[component] > 1
+    if shared.any():
+        by_name = np.array(sorted(range(len(system_names)), key=lambda c: str(system_names[c])))
+        name_rank = np.empty(len(by_name), dtype=np.int64)
+        name_rank[by_name] = np.arange(len(by_name))
+        width = max(len(by_name), 1)
+        pairs = np.sort(
+            pd.unique(component[shared].astype(np.int64) * width + name_rank[system_code[shared]])
+        )
+        owners, joined = _join_groups(
+            pairs // width, _concat('"', names.take(pa.array(by_name[pairs % width])), '"')
+        )
+        per_component = _spread(owners, joined, len(component_size), "")
+        component_systems = pc.if_else(
+            pa.array(shared), per_component.take(pa.array(component)), component_systems
+        )
+    return component_systems
+
+
+def _matches(
+    n: int,
+    patient_text: pa.Array,
+    patient_ids: np.ndarray,
+    edges: _Edges,
+    names: pa.Array,
+    patient_system: pa.Array,
+) -> pa.Array:
+    """Per patient, its matches as comma-separated JSON objects: every identifier of the patient
+    that another patient also carries, ordered by patient, identifier id (as quoted), matched
+    patient id, then edge order. The list's brackets are the evidence's own text (a patient
+    without matches: nothing between them)."""
+    matches = _text(np.full(n, "", dtype=object))
+    holders = np.flatnonzero(np.bincount(edges.key, minlength=edges.n_keys)[edges.key] > 1)
+    if len(holders):
+        identifier_json = pc.fill_null(_concat('"', edges.identifier_id, '"'), _text("null"))
+        edge, other, owner = _match_pairs(patient_text, patient_ids, edges, holders)
+        pieces, n_edges = _match_pieces(edges, identifier_json, names, patient_system, patient_text)
+        matches = _joined_matches(pieces, n_edges, edge, other, owner, n)
+    return matches
+
+
+def _match_pairs(
+    patient_text: pa.Array, patient_ids: np.ndarray, edges: _Edges, holders: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The edge, the matched patient and the owner of every match, in match order (owners
+    sorted); ``holders``: the edges whose key another edge shares, in edge order."""
+    n = len(patient_ids)
+    patient_index = edges.patient_index
+    patient_rank = np.arange(n) if _is_sorted(patient_text) else _ranks(patient_ids)
+    holder_patient = patient_index[holders]
+    holder_rank = _identifier_ranks(edges.identifier_id.take(pa.array(holders)))
+    left = _order(holder_rank, holder_patient)  # then by edge: holders are in edge order
+    item, partner = _pairs_within_groups(
+        _first_codes(edges.key[holders])[0], patient_rank[holder_patient], left
+    )
+    edge, other = holders[item], holder_patient[partner]
+    owner = holder_patient[item]
+    apart = owner != other
+    edge, other, owner = edge[apart], other[apart], owner[apart]
+    ordered_left = left
+    tied = (holder_patient[ordered_left][1:] == holder_patient[ordered_left][:-1]) & (
+        holder_rank[ordered_left][1:] == holder_rank[ordered_left][:-1]
+    )
+    if tied.any():
+        # Two identifiers of one patient with the same id: their partners interleave.
+        rank_of_edge = np.zeros(len(edges), dtype=np.int64)
+        rank_of_edge[holders] = holder_rank
+        order = np.lexsort((edge, patient_rank[other], rank_of_edge[edge], owner))
+        edge, other, owner = edge[order], other[order], owner[order]
+    return edge, other, owner
+
+
+def _match_pieces(
+    edges: _Edges,
+    identifier_json: pa.Array,
+    names: pa.Array,
+    patient_system: pa.Array,
+    patient_text: pa.Array,
+) -> tuple[pa.Array, int]:
+    """The pieces matches are made of, each string built once in Arrow: per edge its identifier's
+    (then the same after a comma), per patient its own as a matched patient; and the edge count."""
+    kind_names = pa.array(edges.kinds, type=pa.large_string())
+    edge_part = _concat(
+        '{"identifier_id":',
+        identifier_json,
+        ',"kind":"',
+        kind_names.take(pa.array(edges.kind)),
+        '","matched_patient_id":"',
+    )
+    patient_part = _concat(patient_text, '","matched_system":"', names.take(patient_system), '"}')
+    n_edges = len(edge_part)
+    return pa.concat_arrays([edge_part, _concat(",", edge_part), patient_part]), n_edges
+
+
+def _joined_matches(
+    pieces: pa.Array,
+    n_edges: int,
+    edge: np.ndarray,
+    other: np.ndarray,
+    owner: np.ndarray,
+    n: int,
+) -> pa.Array:
+    """Per patient, its matches put together from the pieces.
+
+    A match is two pieces, its identifier's (after a comma unless it is its patient's first) and
+    the matched patient's; a patient's pieces (its matches, in order: the owners are sorted) are
+    joined with no separator. One take and one join over the pieces, instead of a string per
+    match, a join per patient and a copy spread to all.
+    """
+    is_first = np.ones(len(owner), dtype=bool)
+    is_first[1:] = owner[1:] != owner[:-1]
+    piece = np.empty(2 * len(owner), dtype=np.int64)
+    piece[0::2] = edge + np.where(is_first, 0, n_edges)
+    piece[1::2] = 2 * n_edges + other
+    offsets = 2 * np.searchsorted(owner, np.arange(n + 1))
+    return pc.binary_join(
+        pa.LargeListArray.from_arrays(
+            pa.array(offsets, type=pa.int64()), pieces.take(pa.array(piece))
+        ),
+        _text(""),
+    )
