@@ -757,12 +757,9 @@ def render_steward(
     notice: str,
     error: str,
 ) -> Response:
-    import sqlalchemy as sa
-
     from etl.core.decisions import ReviewStatus
-    from etl.core.tables import quarantine
     from etl.steward import actions
-    from etl.steward.queue import QueueFilter, list_queue, open_quarantine, summary
+    from etl.steward.queue import QueueFilter, list_queue, summary
 
     settings = dashboard.settings
     try:
@@ -780,23 +777,7 @@ def render_steward(
     )
     page = list_queue(settings, query_filter)
     counts = summary(settings, batch or None)
-    with dashboard.connection() as connection:
-        # The chosen batch's quarantine; by default every problem still open (as the queue).
-        chosen = quarantine.c.batch_id == batch if batch else open_quarantine(settings, connection)
-        reasons = [
-            dict(row._mapping)
-            for row in connection.execute(
-                sa.select(
-                    quarantine.c.source_system,
-                    quarantine.c.entity,
-                    quarantine.c.reason,
-                    sa.func.count().label("rows"),
-                )
-                .where(chosen)
-                .group_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
-                .order_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
-            )
-        ]
+    reasons = _quarantine_reasons(dashboard, batch)
     query = request.url.query
     back = request.url.path + (f"?{_without_messages(query)}" if query else "")
     # The chosen batch's own report; else the report written last (a batch's or a run's).
@@ -830,6 +811,36 @@ def render_steward(
         validation_report=_report_href(request, dashboard, report_name) if report_name else None,
         report_name=report_name,
     )
+
+
+def _quarantine_reasons(dashboard: Dashboard, batch: str) -> list[dict[str, Any]]:
+    """Quarantined rows per system, entity and reason: of the chosen batch, or by default of
+    every problem still open (as the queue lists them)."""
+    import sqlalchemy as sa
+
+    from etl.core.tables import quarantine
+    from etl.steward.queue import open_quarantine
+
+    with dashboard.connection() as connection:
+        chosen = (
+            quarantine.c.batch_id == batch
+            if batch
+            else open_quarantine(dashboard.settings, connection)
+        )
+        return [
+            dict(row._mapping)
+            for row in connection.execute(
+                sa.select(
+                    quarantine.c.source_system,
+                    quarantine.c.entity,
+                    quarantine.c.reason,
+                    sa.func.count().label("rows"),
+                )
+                .where(chosen)
+                .group_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
+                .order_by(quarantine.c.source_system, quarantine.c.entity, quarantine.c.reason)
+            )
+        ]
 
 
 STEWARD_FILTERS = frozenset({"system", "check", "reason", "status", "kind", "batch"})
