@@ -17,7 +17,7 @@ system's transformed entity tables:
 
 Everything is vectorised (Arrow's ``is_in`` and ``index_in``, numpy masks, ``groupby``): no
 Python loop per row, and no pandas call per wave and row set that would cost more than the
-rows themselves when a table is assigned in small chunks (etl/cutover/slices.py).
+rows themselves when a table is assigned in small chunks (etl/cutover/slice_core.py).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def row_units(
     """Per entity with a unit of its own (column, via or fixed): each row's HSA-id (NA: none)
     and how it was found (``own_unit``, ``fixed_unit``, ``via_<entity>``). ``known``: the
     units of entities a row may point at (``via``), by id, found before (a table read in
-    chunks, etl/cutover/slices.py): used instead of their tables. ``entities``: only these."""
+    chunks, etl/cutover/slice_core.py): used instead of their tables. ``entities``: only these."""
     return {
         entity: (
             _strings(units.text, units.index, units.column),

@@ -90,7 +90,7 @@ def _slicer(settings: Settings, plan: WavePlan, name: str, system: str) -> WaveS
 def _refuse_without_patients(connection: sa.Connection, plan: WavePlan, name: str) -> None:
     """A unit wave's rows point at patients the patients wave loads: it goes first (fail
     closed: otherwise every contact of the wave would be quarantined as an orphan)."""
-    from etl.cutover.slices import patients_loaded
+    from etl.cutover.slice_core import patients_loaded
 
     if (
         plan.wave(name).is_by_unit
@@ -261,7 +261,7 @@ def _sums_on(
     """The wave's checksums on this connection (inside a rollback's transaction, it sees the
     rollback); ``legacy``: a wave by unit's, as computed before checksum version 2."""
     if plan.is_sliced(wave.wave):
-        from etl.cutover.slices import slice_checksums
+        from etl.cutover.slice_core import slice_checksums
         from etl.pipeline import catalog
 
         return slice_checksums(
@@ -281,11 +281,11 @@ def _all_checksums(
 
 
 def _rollback_scope(settings: Settings, name: str) -> dict[str, set[str]] | None:
-    """For a wave by unit: the rows its rollback may change (etl.cutover.slices.wave_row_ids)."""
+    """For a wave by unit: the rows its rollback may change (etl/cutover/slice_core.py)."""
     plan = plan_of(settings)
     if not plan.is_sliced(name):
         return None
-    from etl.cutover.slices import wave_row_ids
+    from etl.cutover.slice_core import wave_row_ids
     from etl.pipeline import catalog
 
     with _engine(settings).connect() as connection:

@@ -31,7 +31,7 @@ from etl import pipeline
 from etl.batch import BatchPaths
 from etl.core.database import core_engine
 from etl.core.tables import ENTITY_TABLES, batch_accounting, dq_result, quarantine
-from etl.cutover import ledger, slices, wave_rollback, waves
+from etl.cutover import ledger, slice_core, slices, wave_rollback, waves
 from etl.cutover.reconcile import accounting_residue
 from etl.settings import PROJECT_ROOT, Settings
 from tests.cores import BOTH_CORES
@@ -540,7 +540,9 @@ def test_the_assignment_of_the_cores_rows_read_in_chunks_is_the_whole_tables(loa
         # below (the core does not change in this test), computed once.
         reference = {
             name: slices.wave_of_rows(
-                plan, systems.system(name), slices._core_tables(connection, systems.system(name))
+                plan,
+                systems.system(name),
+                slice_core._core_tables(connection, systems.system(name)),
             )
             for name in plan.split_systems
         }
@@ -548,7 +550,7 @@ def test_the_assignment_of_the_cores_rows_read_in_chunks_is_the_whole_tables(loa
             system = systems.system(name)
             whole = {entity: by_id for entity, (by_id, _) in reference[name].items()}
             parts: dict[str, list[pd.Series]] = {}
-            for entity, found in slices.core_assignment(connection, plan, system, chunk):
+            for entity, found in slice_core.core_assignment(connection, plan, system, chunk):
                 assert len(found) <= chunk or entity == "care_unit"
                 parts.setdefault(entity, []).append(found)
             chunked = {entity: pd.concat(found) for entity, found in parts.items()}
@@ -572,7 +574,7 @@ def test_the_assignment_of_the_cores_rows_read_in_chunks_is_the_whole_tables(loa
                     continue
                 for entity, (by_id, _) in reference[name].items():
                     old.setdefault(entity, set()).update(by_id.index[(by_id == wave).fillna(False)])
-            new = slices.slice_ids(connection, plan, wave, catalog_of, chunk)
+            new = slice_core.slice_ids(connection, plan, wave, catalog_of, chunk)
             assert {e: ids for e, ids in new.items() if ids} == {
                 e: ids for e, ids in old.items() if ids
             }, wave
@@ -748,8 +750,10 @@ def test_rolling_back_w1_restores_its_slice_and_leaves_the_rest(loaded):
     plan = waves.plan_of(settings)
     with _engine(settings).connect() as connection:
         # The rows the rollback may touch: w1's slice and what its batches wrote.
-        scope = slices.wave_row_ids(connection, plan, "w1_skaraborg", _catalog(settings))
-        middle = slices.slice_checksums(connection, plan, "w1_skaraborg", _catalog(settings), scope)
+        scope = slice_core.wave_row_ids(connection, plan, "w1_skaraborg", _catalog(settings))
+        middle = slice_core.slice_checksums(
+            connection, plan, "w1_skaraborg", _catalog(settings), scope
+        )
     assert middle["slice"] != loaded.before_w1
     w1_rows = int(middle["slice"]["encounter"].split(":")[0])
     contacts = _count(settings, "encounter")
@@ -760,7 +764,9 @@ def test_rolling_back_w1_restores_its_slice_and_leaves_the_rest(loaded):
     assert evidence["checksum_equal_to_before_wave"] is True
     assert evidence["outside_unchanged"] is True
     with _engine(settings).connect() as connection:
-        after = slices.slice_checksums(connection, plan, "w1_skaraborg", _catalog(settings), scope)
+        after = slice_core.slice_checksums(
+            connection, plan, "w1_skaraborg", _catalog(settings), scope
+        )
     assert after["slice"] == loaded.before_w1  # exactly w1's rows undone...
     assert after["outside"] == middle["outside"]  # ...and w2's, in the same tables, untouched
     assert _count(settings, "encounter") == contacts - w1_rows > 0

@@ -520,7 +520,7 @@ def test_every_row_is_in_exactly_one_wave_the_one_the_specification_gives(
 def test_one_entitys_rows_alone_get_the_waves_the_whole_tables_give(
     mappings, catalog, register, example
 ):
-    """What the assignment of the core's rows in chunks does (etl/cutover/slices.py,
+    """What the assignment of the core's rows in chunks does (etl/cutover/slice_core.py,
     ``core_assignment``): one entity's rows with only ``entities=[it]`` computed, the units
     of the rows they point at and the patients' first waves given instead of their tables."""
     plan, system, tables = _generated(mappings, catalog, register, example)
