@@ -16,6 +16,7 @@ from etl.batch import utc_now
 from etl.core import storage
 from etl.core.lease import current_actor
 from etl.cutover import fingerprint, ledger
+from etl.cutover.plan import WavePlan
 from etl.cutover.waves import (
     _engine,
     _load_in_workers,
@@ -75,6 +76,88 @@ def rehearsal_settings(settings: Settings, name: str, number: int) -> Settings:
     return Settings(**values)
 
 
+def _rehearsal_runs(plan: WavePlan, name: str) -> list[tuple[str, str]]:
+    """The (wave, system) runs of the rehearsal: the wave's systems, after those of the patients
+    wave when the wave is by care unit."""
+    runs = [(name, system) for system in plan.systems_of(name)]
+    patients_first = plan.patients in {w.wave for w in plan.waves} and plan.patients != name
+    if plan.wave(name).is_by_unit and patients_first:
+        # The rehearsal core starts empty: the patients wave's rows go first, as in the core.
+        runs = [(plan.patients, s) for s in plan.systems_of(plan.patients)] + runs
+    return runs
+
+
+def _rehearsal_criteria(rehearsal: Settings, name: str) -> list[dict[str, Any]]:
+    """The wave's criteria measured on the rehearsal core, without the "at least" ones."""
+    return [
+        c.as_dict() for c in evaluate_criteria(rehearsal, name) if not c.name.startswith("at least")
+    ]
+
+
+def _reviewed_plan(
+    settings: Settings, reviewed: fingerprint.Fingerprint, number: int, actor: str | None
+) -> dict[str, Any]:
+    """The plan this rehearsal reviews, as its evidence pack shows it."""
+    return {
+        "fingerprint": reviewed.digest,
+        "recorded_at": str(utc_now()),
+        "recorded_by": actor or current_actor(),
+        "recorded_event": f"rehearsal {number}",
+        "mapping_version": reviewed.mapping_version,
+        "files": reviewed.files,
+        "working_copy": reviewed.digest,
+        "matches": True,
+        "uncommitted": fingerprint.uncommitted_files(settings),
+        "changes": [],
+    }
+
+
+def _rehearsal_evidence(
+    settings: Settings,
+    name: str,
+    number: int,
+    pack: Path,
+    criteria: list[dict[str, Any]],
+    failures: dict[str, Any],
+    reviewed: fingerprint.Fingerprint,
+) -> dict[str, Any]:
+    """The rehearsal's evidence for the ledger: its pack, whether its criteria passed, and its
+    pack compared with the last rehearsal's."""
+    from etl.cutover.evidence import compare_packs
+
+    previous = storage.readable(settings, f"evidence/{name}/rehearsal-{number - 1:03d}")
+    comparison = compare_packs(previous, pack) if number > 1 else None
+    return {
+        "rehearsal": number,
+        "pack": str(pack),
+        "criteria_passed": all(c["passed"] for c in criteria) and not failures,
+        "failures": failures,
+        "comparison": comparison,
+        "plan": reviewed.digest,
+    }
+
+
+def _record_rehearsal(
+    engine: sa.Engine,
+    settings: Settings,
+    name: str,
+    reviewed: fingerprint.Fingerprint,
+    evidence: dict[str, Any],
+    actor: str | None,
+    run_id: str | None,
+) -> dict[str, Any] | None:
+    """In one transaction: record the ``rehearsal`` transition and the reviewed plan's
+    fingerprint. Returns what the fingerprint record found."""
+    with engine.begin() as connection:
+        step = ledger.transition(
+            connection, name, ledger.REHEARSAL, actor, run_id, _version(settings), evidence
+        )
+        recorded = _record_fingerprint(
+            connection, name, reviewed, ledger.REHEARSAL, step["actor"], None, run_id
+        )
+    return recorded
+
+
 def rehearse(
     settings: Settings,
     name: str,
@@ -87,7 +170,7 @@ def rehearse(
     """Run the wave into a separate core, build its evidence pack, compare with the last one.
     ``jobs`` as for ``load_wave``: the systems side by side in worker processes (a wave by unit's
     patients wave first, then the wave)."""
-    from etl.cutover.evidence import compare_packs, write_pack
+    from etl.cutover.evidence import write_pack
 
     plan = plan_of(settings)
     engine = _engine(settings)
@@ -101,11 +184,7 @@ def rehearse(
         rehearsal = rehearsal_settings(settings, name, number)
         failures = {}
         stamp = _stamp()
-        runs = [(name, system) for system in plan.systems_of(name)]
-        patients_first = plan.patients in {w.wave for w in plan.waves} and plan.patients != name
-        if plan.wave(name).is_by_unit and patients_first:
-            # The rehearsal core starts empty: the patients wave's rows go first, as in the core.
-            runs = [(plan.patients, s) for s in plan.systems_of(plan.patients)] + runs
+        runs = _rehearsal_runs(plan, name)
         jobs = jobs or settings.jobs or 1
         load = _load_in_workers if jobs > 1 else _load_one_by_one
         for run_wave in dict.fromkeys(w for w, _system in runs):  # the patients wave first
@@ -127,11 +206,7 @@ def rehearse(
         # is split by care unit, is read again in full (etl/cutover/reconcile.py).
         rehearsed = {s: batch_id_for(s, w, "rehearsal", stamp) for w, s in runs if w == name}
         reconcile_wave(rehearsal, name, as_of_date, run_id, rehearsed)
-        criteria = [
-            c.as_dict()
-            for c in evaluate_criteria(rehearsal, name)
-            if not c.name.startswith("at least")
-        ]
+        criteria = _rehearsal_criteria(rehearsal, name)
         pack = write_pack(
             rehearsal,
             name,
@@ -141,36 +216,10 @@ def rehearse(
                 "failures": failures,
                 "rehearsal": number,
                 # The rehearsal core has no ledger: the pack shows the plan this rehearsal reviews.
-                "plan": {
-                    "fingerprint": reviewed.digest,
-                    "recorded_at": str(utc_now()),
-                    "recorded_by": actor or current_actor(),
-                    "recorded_event": f"rehearsal {number}",
-                    "mapping_version": reviewed.mapping_version,
-                    "files": reviewed.files,
-                    "working_copy": reviewed.digest,
-                    "matches": True,
-                    "uncommitted": fingerprint.uncommitted_files(settings),
-                    "changes": [],
-                },
+                "plan": _reviewed_plan(settings, reviewed, number, actor),
             },
         )
-        previous = storage.readable(settings, f"evidence/{name}/rehearsal-{number - 1:03d}")
-        comparison = compare_packs(previous, pack) if number > 1 else None
-        evidence = {
-            "rehearsal": number,
-            "pack": str(pack),
-            "criteria_passed": all(c["passed"] for c in criteria) and not failures,
-            "failures": failures,
-            "comparison": comparison,
-            "plan": reviewed.digest,
-        }
-        with engine.begin() as connection:
-            step = ledger.transition(
-                connection, name, ledger.REHEARSAL, actor, run_id, _version(settings), evidence
-            )
-            recorded = _record_fingerprint(
-                connection, name, reviewed, ledger.REHEARSAL, step["actor"], None, run_id
-            )
+        evidence = _rehearsal_evidence(settings, name, number, pack, criteria, failures, reviewed)
+        recorded = _record_rehearsal(engine, settings, name, reviewed, evidence, actor, run_id)
         evidence["plan_changes"] = recorded["changes"] if recorded else None
     return evidence

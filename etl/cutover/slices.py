@@ -58,17 +58,7 @@ from etl.core.tables import ENTITY_TABLES, cutover_conflict, promotion
 from etl.cutover import ledger
 from etl.cutover.plan import WavePlan
 from etl.cutover.scope import assign, is_patient_level, read_transformed
-
-# The slice in the core is etl/cutover/slice_core.py; waves.py and wave_rollback.py import these
-# names from here (re-exported).
-from etl.cutover.slice_core import CORE_CHUNK as CORE_CHUNK
 from etl.cutover.slice_core import _core_tables
-from etl.cutover.slice_core import core_assignment as core_assignment
-from etl.cutover.slice_core import later_slice_waves as later_slice_waves
-from etl.cutover.slice_core import patients_loaded as patients_loaded
-from etl.cutover.slice_core import slice_checksums as slice_checksums
-from etl.cutover.slice_core import slice_ids as slice_ids
-from etl.cutover.slice_core import wave_row_ids as wave_row_ids
 from etl.extract.landing import ROW_NUMBER, SOURCE_KEY, read_manifest
 from etl.load.loader import SLICE_CONFLICT, WAVE_SCOPE
 from etl.settings import Settings

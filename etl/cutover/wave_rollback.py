@@ -64,7 +64,7 @@ def _undo_wave(
     """In the caller's transaction: undo every promoted batch of the wave, newest first, prove
     it by checksums and record the ``rolled_back`` transition. Returns the evidence and what the
     proof found wrong (nothing, when it holds)."""
-    from etl.cutover.slices import wave_row_ids
+    from etl.cutover.slice_core import wave_row_ids
     from etl.pipeline import catalog
 
     wave = plan.wave(name)
@@ -116,7 +116,7 @@ def _undo_wave(
 def _dependants(connection: sa.Connection, plan: WavePlan, name: str) -> list[str]:
     """The waves whose promoted rows point at the patients wave ``name`` moved, newest first
     (by their latest promotion)."""
-    from etl.cutover.slices import later_slice_waves
+    from etl.cutover.slice_core import later_slice_waves
 
     found = later_slice_waves(connection, plan, name)
     if not found:
@@ -311,6 +311,85 @@ def _waves_of(connection: sa.Connection, batch_ids: list[str]) -> dict[str, str 
     return {str(b): (str(w) if w else None) for b, w in rows}
 
 
+def _batch_waves(
+    connection: sa.Connection,
+    plan: WavePlan,
+    planned: set[str],
+    name: str,
+    batch_id: str,
+    cascade: bool,
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """Before anything changes: the waves that depend on the batch's wave (refused as for a
+    wave's rollback), the other waves whose batches it undoes, and the state each planned one
+    goes to."""
+    dependants = _dependants(connection, plan, name)
+    _refuse_dependants(connection, f"batch {batch_id} of wave {name}", name, dependants, cascade)
+    order = _undo_order(connection, batch_id, cascade)
+    owners = _waves_of(connection, order)
+    hit = [w for w in dict.fromkeys(owners[b] for b in order) if w and w not in dependants]
+    steps = {w: _batch_step(connection, w, batch_id) for w in hit if w in planned}
+    return dependants, hit, steps
+
+
+def _rollback_unrecorded(
+    engine: sa.Engine, batch_id: str, wave: str | None, cascade: bool, run_id: str | None
+) -> dict[str, Any]:
+    """Undo a batch of no wave of the plan, or one not promoted, as before: under its wave's lock
+    if it has one, without a ledger record."""
+    locks = _locks(engine, [wave] if wave else [], run_id)
+    with locks, engine.begin() as connection:
+        reports = rollback(connection, batch_id, cascade=cascade)
+    return {
+        "batch_id": batch_id,
+        "rolled_back_batches": [r.batch_id for r in reports if not r.already_done],
+    }
+
+
+def _rewind_systems(connection: sa.Connection, settings: Settings, undone: list[str]) -> None:
+    """Rewind the watermarks of the source systems of the undone batches."""
+    systems = connection.execute(
+        sa.select(promotion.c.source_system).where(promotion.c.batch_id.in_(undone or [""]))
+    ).scalars()
+    for system in sorted(set(systems)):
+        rewind_watermarks(connection, system, settings)
+
+
+def _check_outside(
+    connection: sa.Connection,
+    scope: dict[str, set[str]],
+    outside_before: dict[str, str],
+    cause: str,
+) -> None:
+    """Refuse (the transaction undoes it all) when a core row the undone batches did not touch
+    has a checksum other than before."""
+    outside_after = outside_checksums(connection, scope)
+    if outside_after != outside_before:
+        changed = sorted(k for k in outside_after if outside_after[k] != outside_before.get(k))
+        raise ledger.LedgerError(
+            f"{cause}: rows it did not write changed in {changed}. Nothing was rolled "
+            "back; investigate before trying again"
+        )
+
+
+def _batch_evidence(
+    batch_id: str,
+    undone: list[str],
+    scope: dict[str, set[str]],
+    cascaded: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The evidence a batch's rollback records for each wave concerned."""
+    evidence: dict[str, Any] = {
+        "batch_id": batch_id,
+        "rolled_back_batches": undone,
+        "outside_unchanged": True,
+        "rows_in_scope": {k: len(v) for k, v in scope.items() if v},
+        "checksum_version": CHECKSUM_VERSION,
+    }
+    if cascaded:
+        evidence["cascaded_waves"] = cascaded
+    return evidence
+
+
 def rollback_batch(
     settings: Settings,
     batch_id: str,
@@ -339,22 +418,11 @@ def rollback_batch(
             raise PromotionError(f"batch {batch_id} is not in the promotion ledger")
         name = row["wave"] if row["wave"] in planned else None
         if name is not None and row["state"] == PROMOTED:
-            dependants = _dependants(connection, plan, name)
-            _refuse_dependants(
-                connection, f"batch {batch_id} of wave {name}", name, dependants, cascade
+            dependants, hit, steps = _batch_waves(
+                connection, plan, planned, name, batch_id, cascade
             )
-            order = _undo_order(connection, batch_id, cascade)
-            owners = _waves_of(connection, order)
-            hit = [w for w in dict.fromkeys(owners[b] for b in order) if w and w not in dependants]
-            steps = {w: _batch_step(connection, w, batch_id) for w in hit if w in planned}
     if name is None or row["state"] != PROMOTED:
-        locks = _locks(engine, [row["wave"]] if row["wave"] else [], run_id)
-        with locks, engine.begin() as connection:
-            reports = rollback(connection, batch_id, cascade=cascade)
-        return {
-            "batch_id": batch_id,
-            "rolled_back_batches": [r.batch_id for r in reports if not r.already_done],
-        }
+        return _rollback_unrecorded(engine, batch_id, row["wave"], cascade, run_id)
     cause = f"rollback of batch {batch_id} of wave {name}"
     with _locks(engine, [*hit, *dependants], run_id), engine.begin() as connection:
         cascaded = _cascade(connection, settings, plan, dependants, actor, run_id, cause)
@@ -365,28 +433,10 @@ def rollback_batch(
         reports = rollback(connection, batch_id, cascade=cascade)
         undone = [r.batch_id for r in reports if not r.already_done]
         owners = _waves_of(connection, undone)
-        systems = connection.execute(
-            sa.select(promotion.c.source_system).where(promotion.c.batch_id.in_(undone or [""]))
-        ).scalars()
-        for system in sorted(set(systems)):
-            rewind_watermarks(connection, system, settings)
-        outside_after = outside_checksums(connection, scope)
-        if outside_after != outside_before:
-            changed = sorted(k for k in outside_after if outside_after[k] != outside_before.get(k))
-            raise ledger.LedgerError(
-                f"{cause}: rows it did not write changed in {changed}. Nothing was rolled "
-                "back; investigate before trying again"
-            )
+        _rewind_systems(connection, settings, undone)
+        _check_outside(connection, scope, outside_before, cause)
         slice_after = _sums_on(connection, settings, plan, plan.wave(name))["slice"]
-        evidence: dict[str, Any] = {
-            "batch_id": batch_id,
-            "rolled_back_batches": undone,
-            "outside_unchanged": True,
-            "rows_in_scope": {k: len(v) for k, v in scope.items() if v},
-            "checksum_version": CHECKSUM_VERSION,
-        }
-        if cascaded:
-            evidence["cascaded_waves"] = cascaded
+        evidence = _batch_evidence(batch_id, undone, scope, cascaded)
         for wave, to_state in steps.items():
             mine = [b for b in undone if owners.get(b) == wave]
             record = {**evidence, "wave_batches": mine}
