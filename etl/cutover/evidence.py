@@ -43,6 +43,67 @@ def _rows(connection: sa.Connection, query: sa.Executable) -> list[dict[str, Any
     ]
 
 
+def _data_quality(connection: sa.Connection, batch_ids: list[str]) -> list[dict[str, Any]]:
+    """The data-quality results of the batches that failed rows: check names and counts."""
+    return _rows(
+        connection,
+        sa.select(
+            dq_result.c.batch_id,
+            dq_result.c.source_system,
+            dq_result.c.entity,
+            dq_result.c.check_name,
+            dq_result.c.severity,
+            dq_result.c.rows_evaluated,
+            dq_result.c.rows_failed,
+            dq_result.c.max_failure_rate,
+            dq_result.c.is_breached,
+        )
+        .where(dq_result.c.batch_id.in_(batch_ids) & (dq_result.c.rows_failed > 0))
+        .order_by(dq_result.c.source_system, dq_result.c.entity, dq_result.c.check_name),
+    )
+
+
+def _latest_reconciliation(connection: sa.Connection, name: str) -> list[dict[str, Any]]:
+    """The wave's latest reconciliation of each system and entity."""
+    reconciliation = _rows(
+        connection,
+        sa.select(wave_reconciliation)
+        .where(wave_reconciliation.c.wave == name)
+        .order_by(wave_reconciliation.c.checked_at),
+    )
+    latest = {}
+    for row in reconciliation:
+        latest[(row["source_system"], row["entity"])] = row
+    return list(latest.values())
+
+
+def _approvals(connection: sa.Connection, name: str) -> list[dict[str, Any]]:
+    """The wave's approvals, oldest first, with the approvers' notes screened."""
+    return [
+        # Approvers' notes are free text: screened again on the way out (a note stored
+        # before notes were screened on the way in), and escaped in evidence.md.
+        {**a, "note": ledger.screened_note(a["note"])}
+        for a in _rows(
+            connection,
+            sa.select(cutover_approval)
+            .where(cutover_approval.c.wave == name)
+            .order_by(cutover_approval.c.at, cutover_approval.c.approval_id),
+        )
+    ]
+
+
+def _conflicts(connection: sa.Connection, name: str) -> dict[str, int]:
+    """Legacy changes to the wave's rows after its go-live (etl/cutover/slices.py): counts."""
+    return {
+        str(state_name): int(count)
+        for state_name, count in connection.execute(
+            sa.select(cutover_conflict.c.state, sa.func.count())
+            .where(cutover_conflict.c.wave == name)
+            .group_by(cutover_conflict.c.state)
+        )
+    }
+
+
 def collect(settings: Settings, name: str) -> dict[str, Any]:
     from etl.cutover.waves import reviewed_plan_status
 
@@ -60,56 +121,15 @@ def collect(settings: Settings, name: str) -> dict[str, Any]:
             .where(batch_accounting.c.batch_id.in_(batch_ids))
             .order_by(batch_accounting.c.source_system, batch_accounting.c.entity),
         )
-        results = _rows(
-            connection,
-            sa.select(
-                dq_result.c.batch_id,
-                dq_result.c.source_system,
-                dq_result.c.entity,
-                dq_result.c.check_name,
-                dq_result.c.severity,
-                dq_result.c.rows_evaluated,
-                dq_result.c.rows_failed,
-                dq_result.c.max_failure_rate,
-                dq_result.c.is_breached,
-            )
-            .where(dq_result.c.batch_id.in_(batch_ids) & (dq_result.c.rows_failed > 0))
-            .order_by(dq_result.c.source_system, dq_result.c.entity, dq_result.c.check_name),
-        )
-        reconciliation = _rows(
-            connection,
-            sa.select(wave_reconciliation)
-            .where(wave_reconciliation.c.wave == name)
-            .order_by(wave_reconciliation.c.checked_at),
-        )
-        latest = {}
-        for row in reconciliation:
-            latest[(row["source_system"], row["entity"])] = row
+        results = _data_quality(connection, batch_ids)
+        reconciliation = _latest_reconciliation(connection, name)
         transitions = [
             {**t, "at": t["at"].isoformat()} for t in ledger.transitions(connection, name)
         ]
-        approvals = [
-            # Approvers' notes are free text: screened again on the way out (a note stored
-            # before notes were screened on the way in), and escaped in evidence.md.
-            {**a, "note": ledger.screened_note(a["note"])}
-            for a in _rows(
-                connection,
-                sa.select(cutover_approval)
-                .where(cutover_approval.c.wave == name)
-                .order_by(cutover_approval.c.at, cutover_approval.c.approval_id),
-            )
-        ]
+        approvals = _approvals(connection, name)
         state = ledger.wave_state(connection, name)
         reviewed = reviewed_plan_status(connection, settings, name)
-        # Legacy changes to the wave's rows after its go-live (etl/cutover/slices.py): counts.
-        conflicts = {
-            str(state_name): int(count)
-            for state_name, count in connection.execute(
-                sa.select(cutover_conflict.c.state, sa.func.count())
-                .where(cutover_conflict.c.wave == name)
-                .group_by(cutover_conflict.c.state)
-            )
-        }
+        conflicts = _conflicts(connection, name)
     return {
         "wave": wave.model_dump(mode="json"),
         "plan_digest": reviewed["working_copy"],
@@ -120,7 +140,7 @@ def collect(settings: Settings, name: str) -> dict[str, Any]:
         "batches": batches,
         "accounting": accounting,
         "data_quality": results,
-        "reconciliation": list(latest.values()),
+        "reconciliation": reconciliation,
         "transitions": transitions,
         "approvals": approvals,
         "conflicts": conflicts,
@@ -192,24 +212,18 @@ def md_code(value: object) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
-def _markdown(content: dict[str, Any]) -> str:
-    wave = content["wave"]
-    lines = [
-        f"# Evidence pack: {md(wave['wave'])} - {md(wave['title'])}",
-        "",
-        f"- State: **{md(content['state'])}**",
-        f"- Planned window: {md(wave['window']['start'])} to {md(wave['window']['end'])}",
-        f"- Mapping version: {md_code(content['mapping_version'])}",
-        f"- Generated: {md(content['generated_at'])}",
-        "",
-        *(_plan_lines(content["plan"]) if content.get("plan") else []),
-        "## Go/no-go criteria",
-        "",
-    ]
-    for criterion in content.get("criteria", []):
+def _criteria_lines(criteria: list[dict[str, Any]]) -> list[str]:
+    """The go/no-go criteria, one line each: PASS or FAIL and the detail."""
+    lines = []
+    for criterion in criteria:
         mark = "PASS" if criterion["passed"] else "FAIL"
         lines.append(f"- {mark} {md(criterion['criterion'])}: {md(criterion['detail'])}")
-    lines += [
+    return lines
+
+
+def _accounting_lines(accounting: list[dict[str, Any]]) -> list[str]:
+    """The record accounting section: a table row per system and entity."""
+    lines = [
         "",
         "## Record accounting",
         "",
@@ -226,8 +240,13 @@ def _markdown(content: dict[str, Any]) -> str:
         "merged",
         "residue",
     )
-    lines += [_md_cells(row, accounting_fields) + " |" for row in content["accounting"]]
-    lines += [
+    lines += [_md_cells(row, accounting_fields) + " |" for row in accounting]
+    return lines
+
+
+def _reconciliation_lines(reconciliation: list[dict[str, Any]]) -> list[str]:
+    """The reconciliation section: a table row per system and entity, whether it reconciled."""
+    lines = [
         "",
         "## Reconciliation (source through mapping against core)",
         "",
@@ -245,38 +264,76 @@ def _markdown(content: dict[str, Any]) -> str:
     )
     lines += [
         _md_cells(row, reconciliation_fields) + f" | {'yes' if row['is_reconciled'] else 'NO'} |"
-        for row in content["reconciliation"]
+        for row in reconciliation
     ]
-    if content.get("slice_gate"):
-        lines += [
-            "",
-            "## Data-quality gate of the wave's slice (failed of evaluated rows)",
-            "",
-            "| system | entity | check | basis | wave | whole batch | breached |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            _md_cells(row, ("source_system", "entity", "check", "basis"))
-            + f" | {md(row['wave_failed'])} of {md(row['wave_evaluated'])}"
-            + f" | {md(row['batch_failed'])} of {md(row['batch_evaluated'])}"
-            + f" | {'YES' if row['wave_is_breached'] else 'no'} |"
-            for row in content["slice_gate"]
-        ]
-    lines += ["", "## Ledger", ""]
-    for t in content["transitions"]:
+    return lines
+
+
+def _slice_gate_lines(gate: list[dict[str, Any]]) -> list[str]:
+    """The slice-aware gate's section: per check, the wave's and the whole batch's failed rows."""
+    lines = [
+        "",
+        "## Data-quality gate of the wave's slice (failed of evaluated rows)",
+        "",
+        "| system | entity | check | basis | wave | whole batch | breached |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        _md_cells(row, ("source_system", "entity", "check", "basis"))
+        + f" | {md(row['wave_failed'])} of {md(row['wave_evaluated'])}"
+        + f" | {md(row['batch_failed'])} of {md(row['batch_evaluated'])}"
+        + f" | {'YES' if row['wave_is_breached'] else 'no'} |"
+        for row in gate
+    ]
+    return lines
+
+
+def _ledger_lines(transitions: list[dict[str, Any]]) -> list[str]:
+    """The ledger section: a line per transition, with who made it, the run and mappings."""
+    lines = ["", "## Ledger", ""]
+    for t in transitions:
         lines.append(
             f"- {md(t['at'][:19])} {md(t['from_state'])} -> {md(t['to_state'])} by "
             f"{md(t['actor'])} (run {md(t['run_id'] or '-')}, "
             f"mappings {md(t['mapping_version'] or '-')})"
         )
-    lines += ["", "## Approvals", ""]
-    for a in content["approvals"]:
+    return lines
+
+
+def _approval_lines(approvals: list[dict[str, Any]]) -> list[str]:
+    """The approvals section: a line per decision, marked when superseded, with its note."""
+    lines = ["", "## Approvals", ""]
+    for a in approvals:
         lines.append(
             f"- {md(a['at'][:19])} {md(a['role'])}: {md(a['decision'])} by {md(a['approver'])} "
             f"via {md(a['channel'])}"
             + ("" if a["is_current"] else " (superseded)")
             + (f"; note: {md(a['note'])}" if a.get("note") else "")
         )
+    return lines
+
+
+def _markdown(content: dict[str, Any]) -> str:
+    wave = content["wave"]
+    lines = [
+        f"# Evidence pack: {md(wave['wave'])} - {md(wave['title'])}",
+        "",
+        f"- State: **{md(content['state'])}**",
+        f"- Planned window: {md(wave['window']['start'])} to {md(wave['window']['end'])}",
+        f"- Mapping version: {md_code(content['mapping_version'])}",
+        f"- Generated: {md(content['generated_at'])}",
+        "",
+        *(_plan_lines(content["plan"]) if content.get("plan") else []),
+        "## Go/no-go criteria",
+        "",
+    ]
+    lines += _criteria_lines(content.get("criteria", []))
+    lines += _accounting_lines(content["accounting"])
+    lines += _reconciliation_lines(content["reconciliation"])
+    if content.get("slice_gate"):
+        lines += _slice_gate_lines(content["slice_gate"])
+    lines += _ledger_lines(content["transitions"])
+    lines += _approval_lines(content["approvals"])
     return "\n".join(lines) + "\n"
 
 

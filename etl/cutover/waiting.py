@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,6 +162,77 @@ def _users(value: Any) -> tuple[str, ...]:
     return tuple(str(user.get("id")) for user in value or [] if isinstance(user, dict))
 
 
+def _waiting_query(dag_id: str) -> sa.Select[Any]:
+    """The open go/no-go requests of the DAG: Airflow's HITL rows without a response, joined
+    to their waiting task instances, oldest first."""
+    import sqlalchemy as sa
+
+    hitl = sa.table(
+        "hitl_detail",
+        sa.column("ti_id"),
+        sa.column("created_at"),
+        sa.column("responded_at"),
+        sa.column("assignees"),
+    )
+    task_instance = sa.table(
+        "task_instance",
+        sa.column("id"),
+        sa.column("dag_id"),
+        sa.column("run_id"),
+        sa.column("task_id"),
+        sa.column("map_index"),
+        sa.column("state"),
+    )
+    return (
+        sa.select(
+            task_instance.c.run_id,
+            task_instance.c.task_id,
+            task_instance.c.map_index,
+            task_instance.c.state,
+            hitl.c.created_at,
+            hitl.c.assignees,
+        )
+        .select_from(hitl.join(task_instance, task_instance.c.id == hitl.c.ti_id))
+        .where(
+            (task_instance.c.dag_id == dag_id)
+            & task_instance.c.task_id.startswith(APPROVAL_TASK_PREFIX, autoescape=True)
+            & task_instance.c.state.in_(WAITING_STATES)
+            & hitl.c.responded_at.is_(None)
+        )
+        .order_by(hitl.c.created_at, task_instance.c.task_id)
+    )
+
+
+def _query_rows(url: str, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
+    """Run the query on a read-only engine of the database, disposed of afterwards."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(query).all()
+    finally:
+        engine.dispose()
+
+
+def _waiting_entry(
+    settings: Settings, dag_id: str, row: sa.Row[Any], plan_users: dict[str, list[str]]
+) -> WaitingGoNoGo:
+    """One row of the query as the role's waiting go/no-go, with its plan users and page."""
+    role = row.task_id.removeprefix(APPROVAL_TASK_PREFIX)
+    map_index = int(row.map_index)
+    return WaitingGoNoGo(
+        role=role,
+        dag_id=dag_id,
+        run_id=row.run_id,
+        task_id=row.task_id,
+        map_index=map_index,
+        state=row.state,
+        waiting_since=_utc(row.created_at),
+        airflow_users=_users(row.assignees),
+        plan_users=tuple(plan_users.get(role, [])),
+        url=task_url(settings, dag_id, row.run_id, row.task_id, map_index),
+    )
+
+
 def waiting_go_no_go(
     settings: Settings, wave: str, plan_users: dict[str, list[str]]
 ) -> list[WaitingGoNoGo]:
@@ -181,66 +253,13 @@ def waiting_go_no_go(
         )
     except ResidencyError as error:  # its message names the setting and host, no password
         raise AirflowUnreadable(str(error)) from error
-    hitl = sa.table(
-        "hitl_detail",
-        sa.column("ti_id"),
-        sa.column("created_at"),
-        sa.column("responded_at"),
-        sa.column("assignees"),
-    )
-    task_instance = sa.table(
-        "task_instance",
-        sa.column("id"),
-        sa.column("dag_id"),
-        sa.column("run_id"),
-        sa.column("task_id"),
-        sa.column("map_index"),
-        sa.column("state"),
-    )
     dag_id = cutover_dag_id(wave)
-    query = (
-        sa.select(
-            task_instance.c.run_id,
-            task_instance.c.task_id,
-            task_instance.c.map_index,
-            task_instance.c.state,
-            hitl.c.created_at,
-            hitl.c.assignees,
-        )
-        .select_from(hitl.join(task_instance, task_instance.c.id == hitl.c.ti_id))
-        .where(
-            (task_instance.c.dag_id == dag_id)
-            & task_instance.c.task_id.startswith(APPROVAL_TASK_PREFIX, autoescape=True)
-            & task_instance.c.state.in_(WAITING_STATES)
-            & hitl.c.responded_at.is_(None)
-        )
-        .order_by(hitl.c.created_at, task_instance.c.task_id)
-    )
+    query = _waiting_query(dag_id)
     try:
-        engine = _engine(url)
-        try:
-            with engine.connect() as connection:
-                rows = connection.execute(query).all()
-        finally:
-            engine.dispose()
+        rows = _query_rows(url, query)
         waiting = []
         for row in rows:
-            role = row.task_id.removeprefix(APPROVAL_TASK_PREFIX)
-            map_index = int(row.map_index)
-            waiting.append(
-                WaitingGoNoGo(
-                    role=role,
-                    dag_id=dag_id,
-                    run_id=row.run_id,
-                    task_id=row.task_id,
-                    map_index=map_index,
-                    state=row.state,
-                    waiting_since=_utc(row.created_at),
-                    airflow_users=_users(row.assignees),
-                    plan_users=tuple(plan_users.get(role, [])),
-                    url=task_url(settings, dag_id, row.run_id, row.task_id, map_index),
-                )
-            )
+            waiting.append(_waiting_entry(settings, dag_id, row, plan_users))
         return waiting
     except AirflowUnreadable:
         raise
