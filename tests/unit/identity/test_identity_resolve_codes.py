@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from etl.identity import resolve
+from etl.identity import evidence, resolve
 from tests.unit.identity import resolve_before
 
 pytestmark = pytest.mark.unit
@@ -146,8 +146,8 @@ def test_pairs_within_groups_equal_the_merge_of_every_pair(rows, ranks):
     holders = np.flatnonzero(np.bincount(key, minlength=6)[key] > 1) if len(key) else key
     holder_patient = patient_index[holders]
     left = np.lexsort((holders, identifier_rank[holders], holder_patient))
-    item, partner = resolve._pairs_within_groups(
-        resolve._first_codes(key[holders])[0], patient_rank[holder_patient], left
+    item, partner = evidence._pairs_within_groups(
+        evidence._first_codes(key[holders])[0], patient_rank[holder_patient], left
     )
     edge, other = holders[item], holder_patient[partner]
     apart = holder_patient[item] != other
@@ -168,8 +168,8 @@ def test_pairs_within_groups_equal_the_merge_of_every_pair(rows, ranks):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.text(max_size=4), st.text(alphabet='"!a null', max_size=4))))
 def test_dense_ranks_equal_factorize_sorted(values):
-    expected = resolve._ranks(np.array(values, dtype=object))
-    got = resolve._dense_ranks(pa.array(values, type=pa.large_string()))
+    expected = evidence._ranks(np.array(values, dtype=object))
+    got = evidence._dense_ranks(pa.array(values, type=pa.large_string()))
     assert got.tolist() == expected.tolist()
 
 
@@ -206,8 +206,8 @@ def test_identifier_ranks_equal_factorize_sorted_json(ids, one_length):
         # One length, the first 8 bytes shared: ties in the first word, broken by the next.
         ids = [None if value is None else "01234567" + (value + "xyz")[:3] for value in ids]
     quoted = resolve_before._quoted(np.array(ids, dtype=object))
-    expected = resolve._ranks(quoted)
-    got = resolve._identifier_ranks(pa.array(ids, type=pa.large_string()))
+    expected = evidence._ranks(quoted)
+    got = evidence._identifier_ranks(pa.array(ids, type=pa.large_string()))
     assert got.tolist() == expected.tolist()
 
 
@@ -245,8 +245,8 @@ def test_order_equals_lexsort(rows):
     keys = [np.array([row[i] for row in rows], dtype=np.int64) for i in range(3)]
     if not rows:
         return
-    assert resolve._order(*keys).tolist() == np.lexsort(keys).tolist()
-    assert resolve._order(keys[0], keys[1]).tolist() == np.lexsort(keys[:2]).tolist()
+    assert evidence._order(*keys).tolist() == np.lexsort(keys).tolist()
+    assert evidence._order(keys[0], keys[1]).tolist() == np.lexsort(keys[:2]).tolist()
 
 
 @settings(max_examples=200, deadline=None)
