@@ -289,22 +289,7 @@ def waves(
     _add_plan(found, plan)
     for row in connection.execute(sa.select(cutover_wave).where(only(cutover_wave.c.wave))):
         found[row.wave].state, found[row.wave].updated_at = row.state, _utc(row.updated_at)
-    table = cutover_transition
-    for row in connection.execute(
-        sa.select(table).where(only(table.c.wave)).order_by(table.c.at, table.c.transition_id)
-    ):
-        found[row.wave].transitions.append(
-            Transition(
-                wave=row.wave,
-                from_state=row.from_state,
-                to_state=row.to_state,
-                actor=row.actor,
-                at=_utc(row.at),
-                run_id=row.run_id,
-                mapping_version=row.mapping_version,
-                evidence=_evidence(row.evidence),
-            )
-        )
+    _add_transitions(connection, found, only)
     _add_approvals(connection, found, only)
     wave_batches = connection.execute(
         sa.select(promotion.c.wave, promotion.c.batch_id).where(
@@ -341,6 +326,25 @@ def _add_plan(found: dict[str, Wave], plan: dict[str, dict]) -> None:
             wave.planned_end = planned.get("planned_end")
             wave.planned_systems = list(planned.get("systems") or [])
             wave.plan_criteria = dict(planned.get("criteria") or {})
+
+
+def _add_transitions(connection: sa.Connection, found: dict[str, Wave], only: Callable) -> None:
+    table = cutover_transition
+    for row in connection.execute(
+        sa.select(table).where(only(table.c.wave)).order_by(table.c.at, table.c.transition_id)
+    ):
+        found[row.wave].transitions.append(
+            Transition(
+                wave=row.wave,
+                from_state=row.from_state,
+                to_state=row.to_state,
+                actor=row.actor,
+                at=_utc(row.at),
+                run_id=row.run_id,
+                mapping_version=row.mapping_version,
+                evidence=_evidence(row.evidence),
+            )
+        )
 
 
 def _add_approvals(connection: sa.Connection, found: dict[str, Wave], only: Callable) -> None:

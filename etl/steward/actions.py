@@ -397,27 +397,33 @@ def _record_decision(
     if current and (current.decision, current.justification) == (decision, justification):
         # Already current: nothing recorded; report who decided it, and when.
         return (problem, None, None, current.decided_by, current.decided_at)
-    connection.execute(table.update().where(on_key).values(is_current=False))
-    decision_id = str(uuid.uuid4())
-    connection.execute(
-        table.insert().values(
-            decision_id=decision_id,
-            source_system=problem.system,
-            dataset=problem.dataset,
-            entity=problem.entity,
-            source_key=problem.source_key,
-            check_name=problem.check,
-            decision=decision,
-            justification=justification,
-            decided_by=decided_by,
-            decided_at=decided_at,
-            batch_id=problem.batch_id,
-            quarantine_id=problem.handle,
-            is_current=True,
-        )
+    decision_id = _supersede(
+        connection,
+        on_key,
+        source_system=problem.system,
+        dataset=problem.dataset,
+        entity=problem.entity,
+        source_key=problem.source_key,
+        check_name=problem.check,
+        decision=decision,
+        justification=justification,
+        decided_by=decided_by,
+        decided_at=decided_at,
+        batch_id=problem.batch_id,
+        quarantine_id=problem.handle,
     )
     superseded = current.decision if current else None
     return (problem, decision_id, superseded, decided_by, decided_at)
+
+
+def _supersede(connection: sa.Connection, key: sa.ColumnElement[bool], **values: object) -> str:
+    """The decisions matching ``key`` no longer current, and a new current one of ``values`` in
+    their place; its decision id."""
+    table = quarantine_decision
+    connection.execute(table.update().where(key).values(is_current=False))
+    decision_id = str(uuid.uuid4())
+    connection.execute(table.insert().values(decision_id=decision_id, is_current=True, **values))
+    return decision_id
 
 
 def _decision_outcomes(
@@ -744,28 +750,21 @@ class _EntityDecision:
 
 def _record_entity_decision(connection: sa.Connection, record: _EntityDecision) -> str:
     """Supersede every decision on the entity of the batch with this one; its decision id."""
-    table = quarantine_decision
-    key = _deferral_key(record.system, record.entity, record.batch_id)
-    connection.execute(table.update().where(key).values(is_current=False))
-    decision_id = str(uuid.uuid4())
-    connection.execute(
-        table.insert().values(
-            decision_id=decision_id,
-            source_system=record.system,
-            dataset=record.dataset,
-            entity=record.entity,
-            source_key=ALL_ROWS,
-            check_name=record.check_name,
-            decision=record.decision,
-            justification=record.justification,
-            decided_by=record.decided_by,
-            decided_at=record.decided_at,
-            batch_id=record.batch_id,
-            quarantine_id=None,
-            is_current=True,
-        )
+    return _supersede(
+        connection,
+        _deferral_key(record.system, record.entity, record.batch_id),
+        source_system=record.system,
+        dataset=record.dataset,
+        entity=record.entity,
+        source_key=ALL_ROWS,
+        check_name=record.check_name,
+        decision=record.decision,
+        justification=record.justification,
+        decided_by=record.decided_by,
+        decided_at=record.decided_at,
+        batch_id=record.batch_id,
+        quarantine_id=None,
     )
-    return decision_id
 
 
 def _recorded_deferral(
