@@ -17,7 +17,7 @@ from etl.cli.estate import estate_generate
 from etl.cli.pipeline import status
 from etl.cli.reports import docs
 from etl.core.redact import redact
-from etl.settings import get_settings
+from etl.settings import Settings, get_settings
 
 
 def demo(
@@ -55,32 +55,15 @@ def demo(
 
     Run again, it first resets the previous demo's state under VARDFLYTT_HOME (etl.demo_home),
     so every run starts from the same empty home; it refuses a home no demo wrote."""
-    import json
     import os
 
-    from etl import airflow_pools
-    from etl.airflow_env import airflow_environment
     from etl.demo_home import DemoHomeError, prepare_demo_home
-    from etl.layout import list_system_entities
 
     if plan_file:
         # Here and in every Airflow task the demo starts (airflow_environment copies it).
         os.environ["VARDFLYTT_WAVE_PLAN"] = Path(plan_file).name
     settings = get_settings()
-    known = list(list_system_entities(settings.mappings_dir))
-    chosen = known if systems == "all" else [s.strip() for s in systems.split(",") if s.strip()]
-    unknown = sorted(set(chosen) - set(known))
-    if unknown:
-        console.print(f"[red]unknown systems {unknown}; known: {', '.join(known)}[/red]")
-        raise typer.Exit(2)
-    plan_waves: list[str] = []
-    if cutover and systems == "all":
-        from etl.cutover.plan import load_plan
-
-        plan = load_plan(settings.mappings_dir, settings.wave_plan)
-        plan_waves = [wave.wave for wave in plan.waves]
-        in_waves = {system for wave in plan.waves for system in plan.systems_of(wave.wave)}
-        chosen = [system for system in chosen if system not in in_waves]
+    chosen, plan_waves = _demo_selection(settings, systems, cutover)
     try:
         preparation = prepare_demo_home(settings)
     except DemoHomeError as error:
@@ -88,6 +71,26 @@ def demo(
         raise typer.Exit(2) from error
     console.print(preparation.describe())
     estate_generate(patients=patients, seed=seed, out=None, elvis_url=None)
+    _run_through_airflow(settings, chosen, plan_waves, approve_last_wave)
+    console.rule("result")
+    docs(out=None)
+    dq_report(run_id=None, out=None, batch=None)
+    status(batch=None, check=True)
+    _check_wave_exports(settings, plan_waves)
+    _print_demo_next_steps(settings, plan_waves)
+
+
+def _run_through_airflow(
+    settings: Settings, chosen: list[str], plan_waves: list[str], approve_last_wave: bool
+) -> None:
+    """Airflow's metadata database and pools, then ``vardflytt_migrate`` over ``chosen``, each
+    wave of ``plan_waves`` through its cutover DAG, and identity resolution: each a DAG run of
+    ``airflow dags test``, its output in the home's logs folder."""
+    import json
+
+    from etl import airflow_pools
+    from etl.airflow_env import airflow_environment
+
     environment = airflow_environment(settings)
     airflow_bin = AIRFLOW_COMMAND  # etl/airflow_main.py
     logs = settings.home / "logs"
@@ -112,12 +115,27 @@ def demo(
         "the identity_resolution DAG run",
         log=logs / "demo_identity.log",
     )
-    console.rule("result")
-    docs(out=None)
-    dq_report(run_id=None, out=None, batch=None)
-    status(batch=None, check=True)
-    _check_wave_exports(settings, plan_waves)
-    _print_demo_next_steps(settings, plan_waves)
+
+
+def _demo_selection(settings: Settings, systems: str, cutover: bool) -> tuple[list[str], list[str]]:
+    """The systems the demo migrates through ``vardflytt_migrate`` (those in no wave of the plan,
+    with ``cutover``) and the plan's waves in order (none without ``cutover`` or with a chosen
+    list of systems); an unknown system ends the command (exit 2)."""
+    from etl.layout import list_system_entities
+
+    known = list(list_system_entities(settings.mappings_dir))
+    chosen = known if systems == "all" else [s.strip() for s in systems.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        console.print(f"[red]unknown systems {unknown}; known: {', '.join(known)}[/red]")
+        raise typer.Exit(2)
+    if not (cutover and systems == "all"):
+        return chosen, []
+    from etl.cutover.plan import load_plan
+
+    plan = load_plan(settings.mappings_dir, settings.wave_plan)
+    in_waves = {system for wave in plan.waves for system in plan.systems_of(wave.wave)}
+    return [s for s in chosen if s not in in_waves], [wave.wave for wave in plan.waves]
 
 
 def _check_wave_exports(settings, waves: list[str]) -> None:
