@@ -11,12 +11,14 @@ import numpy as np
 
 from etl.estate.base import Dataset, pick
 from etl.estate.cohort import (
+    Cohort,
     iso_minutes,
     keyed,
     moments,
     rows_per_person,
     select_cohort,
 )
+from etl.estate.people import Population
 from etl.estate.planting import (
     insert_unreadable,
     invalid_identity,
@@ -77,6 +79,15 @@ BAD_TIMES = ["2023-02-30 10:15", "2022-13-01 08:00", "25:61", "okänd"]
 def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     rng, pop = ctx.rng(entry), ctx.pop
     cohort = select_cohort(rng, pop, entry.system, share=0.12, reserve_share=4.0, key_base=1)
+    patients = _patients(rng, pop, cohort, entry.system)
+    missions, arrived = _missions(rng, pop, cohort, patients, entry.system)
+    notes = _notes(rng, missions, arrived, entry.system)
+    _plant_defects(ctx.rng(entry, "defects"), patients, missions, notes)
+    return {"patient": patients, "uppdrag": missions, "journal": notes}
+
+
+def _patients(rng: np.random.Generator, pop: Population, cohort: Cohort, system: str) -> Dataset:
+    """The patient register: one row per cohort member, under an ``AMB-P`` patient id."""
     people = cohort.people
     person = person_columns(
         rng,
@@ -86,8 +97,8 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         sex_codes=("K", "M", "X"),
         protection=("", "SEKR", "SKYDD", "FING"),
     )
-    patients = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "patient",
         "patient_id",
         {
@@ -100,17 +111,22 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "protection": person["protection"],
         },
     )
+
+
+def _missions(
+    rng: np.random.Generator, pop: Population, cohort: Cohort, patients: Dataset, system: str
+) -> tuple[Dataset, np.ndarray]:
+    """The ambulance missions (``uppdrag``) in time order, and each one's arrival time."""
     reference = patients.columns["patient_id"]
     position = cohort.key_of - cohort.keys[0]
-
-    carried = rows_per_person(rng, pop, people, 1.2)
+    carried = rows_per_person(rng, pop, cohort.people, 1.2)
     m = len(carried)
     alarmed = moments(rng, pop, carried, office_hours=0.3)
     arrived = alarmed + rng.integers(6, 40, m)
     handed = arrived + rng.integers(20, 90, m)
     station = units("ambulans")
     missions = keyed(
-        entry.system,
+        system,
         "uppdrag",
         "mission_id",
         {
@@ -128,12 +144,17 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     missions.columns["mission_id"] = np.array(
         [f"AMB-U{k:07d}" for k in missions.columns["mission_id"]], dtype=object
     )
-    arrived = missions.columns.pop("_arrived")
+    return missions, missions.columns.pop("_arrived")
 
-    noted = np.flatnonzero(rng.random(m) < 0.9)
+
+def _notes(
+    rng: np.random.Generator, missions: Dataset, arrived: np.ndarray, system: str
+) -> Dataset:
+    """The ambulance record's notes (``journal``): one for most missions, after arrival."""
+    noted = np.flatnonzero(rng.random(len(arrived)) < 0.9)
     q = len(noted)
-    notes = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "journal",
         "note_id",
         {
@@ -145,7 +166,11 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
-    defects = ctx.rng(entry, "defects")
+
+def _plant_defects(
+    defects: np.random.Generator, patients: Dataset, missions: Dataset, notes: Dataset
+) -> None:
+    """The planted defects: bad identities and times, dangling patient ids, broken lines."""
     invalid_identity(defects, patients, "identity_number")
     set_values(defects, missions, "alarmed_at", BAD_TIMES, "unparseable_date")
     missing_reference(defects, missions, "patient_id", np.array([0]))
@@ -154,7 +179,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         f"AMB-P9{int(v):05d}"[:11] for v in missions.columns["patient_id"][rows]
     ]
     insert_unreadable(defects, notes, broken_lines(defects, 10, "id", "AMB-J"))
-    return {"patient": patients, "uppdrag": missions, "journal": notes}
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:

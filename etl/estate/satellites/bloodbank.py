@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from etl.estate.base import Dataset, format_days, format_minutes, pick, window_draw
-from etl.estate.cohort import age_window, keyed, rows_per_person, select_cohort
+from etl.estate.cohort import Cohort, age_window, keyed, rows_per_person, select_cohort
+from etl.estate.people import Population
 from etl.estate.planting import (
     UNPARSEABLE_COMPACT_TIMESTAMPS,
     UNPARSEABLE_ISO_DATES,
@@ -49,12 +50,30 @@ TABLES = {
 def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     rng, pop = ctx.rng(entry), ctx.pop
     cohort = select_cohort(rng, pop, entry.system, share=0.06, min_age=1, key_base=100_001)
+    recipients = _recipients(rng, pop, cohort, entry.system)
+    lo, hi = age_window(pop, cohort.people, 1)
+    transfusions = _transfusions(rng, pop, cohort, entry, lo, hi)
+    antibodies = _antibodies(rng, cohort, entry.system, lo, hi)
+
+    defects = ctx.rng(entry, "defects")
+    invalid_identity(defects, recipients, "pnr")
+    set_values(defects, transfusions, "produkt", UNMAPPED_PRODUCTS, "unmapped_code")
+    set_values(
+        defects, transfusions, "transfunderad", UNPARSEABLE_COMPACT_TIMESTAMPS, "unparseable_date"
+    )
+    missing_reference(defects, transfusions, "mottagare_id", cohort.keys)
+    set_values(defects, antibodies, "pavisad", UNPARSEABLE_ISO_DATES, "unparseable_date")
+    return {"mottagare": recipients, "transfusion": transfusions, "antikropp": antibodies}
+
+
+def _recipients(rng: np.random.Generator, pop: Population, cohort: Cohort, system: str) -> Dataset:
+    """The ``mottagare`` table: one row per transfusion recipient."""
     people = cohort.people
     person = person_columns(
         rng, pop, people, identity_form="mixed", protection=("N", "S", "F", "G")
     )
-    recipients = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "mottagare",
         "mottagare_id",
         {
@@ -67,14 +86,24 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "skyddad": person["protection"],
         },
     )
-    lo, hi = age_window(pop, people, 1)
+
+
+def _transfusions(
+    rng: np.random.Generator,
+    pop: Population,
+    cohort: Cohort,
+    entry: SystemEntry,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> Dataset:
+    """The ``transfusion`` table: blood products given, in time order."""
     position = cohort.key_of - cohort.keys[0]
-    transfused = rows_per_person(rng, pop, people, 4.0)
+    transfused = rows_per_person(rng, pop, cohort.people, 4.0)
     m = len(transfused)
     where = position[transfused]
     when = window_draw(rng, lo[where], hi[where], office_hours=0.6)
     unit = units("blodcentral")
-    transfusions = keyed(
+    return keyed(
         entry.system,
         "transfusion",
         "transfusion_id",
@@ -91,14 +120,21 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=7_000_001,
     )
 
+
+def _antibodies(
+    rng: np.random.Generator, cohort: Cohort, system: str, lo: np.ndarray, hi: np.ndarray
+) -> Dataset:
+    """The ``antikropp`` table: irregular antibodies found, in time order."""
+    people = cohort.people
+    position = cohort.key_of - cohort.keys[0]
     # Antibodies are found in about a third of recipients (at least a dozen in any estate).
     draw = rng.random(len(people))
     found = np.sort(people[draw < max(0.3, np.sort(draw)[min(11, len(draw) - 1)])])
     k = len(found)
     where = position[found]
     day = window_draw(rng, lo[where], hi[where]) // 1440
-    antibodies = keyed(
-        entry.system,
+    return keyed(
+        system,
         "antikropp",
         "antikropp_id",
         {
@@ -119,16 +155,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         day,
         base=300_001,
     )
-
-    defects = ctx.rng(entry, "defects")
-    invalid_identity(defects, recipients, "pnr")
-    set_values(defects, transfusions, "produkt", UNMAPPED_PRODUCTS, "unmapped_code")
-    set_values(
-        defects, transfusions, "transfunderad", UNPARSEABLE_COMPACT_TIMESTAMPS, "unparseable_date"
-    )
-    missing_reference(defects, transfusions, "mottagare_id", cohort.keys)
-    set_values(defects, antibodies, "pavisad", UNPARSEABLE_ISO_DATES, "unparseable_date")
-    return {"mottagare": recipients, "transfusion": transfusions, "antikropp": antibodies}
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:

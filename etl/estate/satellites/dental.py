@@ -12,6 +12,7 @@ import numpy as np
 
 from etl.estate.base import Dataset, day_number, format_days, pick
 from etl.estate.cohort import (
+    Cohort,
     first_moments,
     iso_minutes,
     keyed,
@@ -19,6 +20,7 @@ from etl.estate.cohort import (
     rows_per_person,
     select_cohort,
 )
+from etl.estate.people import Population
 from etl.estate.planting import (
     UNPARSEABLE_COMPACT_DATES,
     invalid_identity,
@@ -93,13 +95,30 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         min_age=3,
         key_base=700_001,
     )
+    patient = _patients(rng, pop, cohort, entry.system)
+    visits = _visits(rng, pop, cohort, entry)
+    treatments = _treatments(rng, visits, entry.system)
+
+    defects = ctx.rng(entry, "defects")
+    invalid_identity(defects, patient, "personnummer")
+    set_values(
+        defects, visits, "besokstid", ["2023-02-30 10:15", "2021-13-01 08:00"], "unparseable_date"
+    )
+    missing_reference(defects, visits, "patient_nr", cohort.keys)
+    set_values(defects, treatments, "atgardskod", UNMAPPED_TREATMENT_CODES, "unmapped_code")
+    set_values(defects, treatments, "utford_datum", UNPARSEABLE_COMPACT_DATES, "unparseable_date")
+    return {"patient": patient, "besok": visits, "atgard": treatments}
+
+
+def _patients(rng: np.random.Generator, pop: Population, cohort: Cohort, system: str) -> Dataset:
+    """The ``patient`` table: one row per cohort member, with when the district registered them."""
     people = cohort.people
     person = person_columns(
         rng, pop, people, identity_form="12dash", protection=("0", "1", "2", "3")
     )
     registered = first_moments(rng, pop, people, since_day=SINCE)
-    patient = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "patient",
         "patient_nr",
         {
@@ -114,13 +133,18 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
+
+def _visits(
+    rng: np.random.Generator, pop: Population, cohort: Cohort, entry: SystemEntry
+) -> Dataset:
+    """The ``besok`` table in time order; each visit's time stays in the ``_when`` column."""
     clinics = units("tandvard")
-    visit_person = rows_per_person(rng, pop, people, 2.5)
+    visit_person = rows_per_person(rng, pop, cohort.people, 2.5)
     m = len(visit_person)
     when = moments(rng, pop, visit_person, since_day=SINCE, office_hours=1.0)
     clinic = clinics.for_sites(rng, sites_for(entry, pop, visit_person))
     kinds = pick(rng, list(VISIT_KINDS), m, p=list(VISIT_KINDS.values()))
-    visits = keyed(
+    return keyed(
         entry.system,
         "besok",
         "besok_nr",
@@ -135,12 +159,19 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=3_100_001,
     )
 
+
+def _treatments(rng: np.random.Generator, visits: Dataset, system: str) -> Dataset:
+    """The ``atgard`` table: one to three treatments per visit that is not a phone call.
+
+    Takes the visits' ``_when`` column out of them (it is not written).
+    """
+    m = len(visits)
     per_visit = np.where(visits.columns["besokstyp"] == "TEL", 0, rng.integers(1, 4, m))
     owner = np.repeat(np.arange(m), per_visit)
     k = len(owner)
     visit_when = visits.columns.pop("_when")
-    treatments = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "atgard",
         "atgard_nr",
         {
@@ -159,16 +190,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "klinik_hsa": visits.columns["klinik_hsa"][owner],
         },
     )
-
-    defects = ctx.rng(entry, "defects")
-    invalid_identity(defects, patient, "personnummer")
-    set_values(
-        defects, visits, "besokstid", ["2023-02-30 10:15", "2021-13-01 08:00"], "unparseable_date"
-    )
-    missing_reference(defects, visits, "patient_nr", cohort.keys)
-    set_values(defects, treatments, "atgardskod", UNMAPPED_TREATMENT_CODES, "unmapped_code")
-    set_values(defects, treatments, "utford_datum", UNPARSEABLE_COMPACT_DATES, "unparseable_date")
-    return {"patient": patient, "besok": visits, "atgard": treatments}
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:

@@ -12,6 +12,7 @@ import numpy as np
 from etl.estate.base import Dataset, format_minutes, pick, window_draw
 from etl.estate.codes import ANALYTES
 from etl.estate.cohort import (
+    Cohort,
     age_window,
     iso_minutes,
     keyed,
@@ -19,6 +20,7 @@ from etl.estate.cohort import (
     select_cohort,
 )
 from etl.estate.melior import lab_values
+from etl.estate.people import Population
 from etl.estate.planting import (
     UNPARSEABLE_COMPACT_TIMESTAMPS,
     UNPARSEABLE_ISO_TIMESTAMPS,
@@ -61,12 +63,29 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         min_age=18,
         key_base=1001,
     )
+    patient = _patients(rng, pop, cohort, entry.system)
+    lo, hi = age_window(pop, cohort.people, 18)
+    sessions = _sessions(rng, pop, cohort, entry, lo, hi)
+    tests = _tests(rng, pop, cohort, entry.system, lo, hi)
+
+    defects = ctx.rng(entry, "defects")
+    invalid_identity(defects, patient, "pnr")
+    set_values(defects, sessions, "start_tid", UNPARSEABLE_COMPACT_TIMESTAMPS, "unparseable_date")
+    missing_reference(defects, sessions, "pid", cohort.keys)
+    set_values(defects, tests, "analys", UNMAPPED_CODES, "unmapped_code")
+    set_values(defects, tests, "provtid", UNPARSEABLE_ISO_TIMESTAMPS, "unparseable_date")
+    set_values(defects, tests, "provtid", None, "missing_value")
+    return {"patient": patient, "session": sessions, "prov": tests}
+
+
+def _patients(rng: np.random.Generator, pop: Population, cohort: Cohort, system: str) -> Dataset:
+    """The ``patient`` table: one row per cohort member."""
     people = cohort.people
     person = person_columns(
         rng, pop, people, identity_form="12", protection=("", "SEKRETESS", "SKYDDAD", "FINGERAD")
     )
-    patient = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "patient",
         "pid",
         {
@@ -79,17 +98,26 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "skydd": person["protection"],
         },
     )
-    lo, hi = age_window(pop, people, 18)
-    position = cohort.key_of - cohort.keys[0]
 
-    session_person = rows_per_person(rng, pop, people, 30.0)
+
+def _sessions(
+    rng: np.random.Generator,
+    pop: Population,
+    cohort: Cohort,
+    entry: SystemEntry,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> Dataset:
+    """The ``session`` table: dialysis sessions at the unit, in time order."""
+    position = cohort.key_of - cohort.keys[0]
+    session_person = rows_per_person(rng, pop, cohort.people, 30.0)
     m = len(session_person)
     where = position[session_person]
     start = window_draw(rng, lo[where], hi[where], office_hours=1.0)
     kind = pick(rng, list(SESSION_KINDS), m, p=list(SESSION_KINDS.values()))
     end = start + np.where(kind == "PD", 45, rng.integers(44, 61, m) * 5)
     unit = units("dialys")
-    sessions = keyed(
+    return keyed(
         entry.system,
         "session",
         "session_id",
@@ -104,7 +132,18 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=40_001,
     )
 
-    test_person = rows_per_person(rng, pop, people, 18.0)
+
+def _tests(
+    rng: np.random.Generator,
+    pop: Population,
+    cohort: Cohort,
+    system: str,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> Dataset:
+    """The ``prov`` table: the unit's own lab tests in local analysis codes, in time order."""
+    position = cohort.key_of - cohort.keys[0]
+    test_person = rows_per_person(rng, pop, cohort.people, 18.0)
     k = len(test_person)
     where = position[test_person]
     sampled = window_draw(rng, lo[where], hi[where], office_hours=1.0)
@@ -113,8 +152,8 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     npu_index = {a.code: i for i, a in enumerate(ANALYTES)}
     analyte = np.array([npu_index[LOCAL_CODES[c]] for c in code], dtype=np.int64)
     result, reference = lab_values(rng, analyte, pop.sex[test_person] == "K")
-    tests = keyed(
-        entry.system,
+    return keyed(
+        system,
         "prov",
         "prov_id",
         {
@@ -128,15 +167,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         sampled,
         base=900_001,
     )
-
-    defects = ctx.rng(entry, "defects")
-    invalid_identity(defects, patient, "pnr")
-    set_values(defects, sessions, "start_tid", UNPARSEABLE_COMPACT_TIMESTAMPS, "unparseable_date")
-    missing_reference(defects, sessions, "pid", cohort.keys)
-    set_values(defects, tests, "analys", UNMAPPED_CODES, "unmapped_code")
-    set_values(defects, tests, "provtid", UNPARSEABLE_ISO_TIMESTAMPS, "unparseable_date")
-    set_values(defects, tests, "provtid", None, "missing_value")
-    return {"patient": patient, "session": sessions, "prov": tests}
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:

@@ -13,6 +13,7 @@ import numpy as np
 from etl.estate.base import Dataset
 from etl.estate.codes import ANALYTES
 from etl.estate.cohort import (
+    Cohort,
     iso_minutes,
     keyed,
     moments,
@@ -20,7 +21,7 @@ from etl.estate.cohort import (
     select_cohort,
 )
 from etl.estate.melior import lab_values
-from etl.estate.people import KIND_RESERVNUMMER
+from etl.estate.people import KIND_RESERVNUMMER, Population
 from etl.estate.planting import insert_unreadable, invalid_identity, set_values
 from etl.estate.regional_units import units
 from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
@@ -88,8 +89,25 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         reserve_share=3.0,
         key_base=10_001,
     )
-    people = cohort.people
     prefix = "IVA" + entry.system.split("_")[-1].upper()[:3]
+    patients = _patients(rng, pop, cohort, entry.system, prefix)
+    stays, start, stop = _stays(rng, pop, cohort, patients, entry, prefix)
+    measurements = _measurements(rng, stays, start, stop, entry.system, prefix)
+
+    defects = ctx.rng(entry, "defects")
+    invalid_identity(defects, patients, "identity_number")
+    set_values(defects, stays, "admitted_at", BAD_TIMES, "unparseable_date")
+    set_values(defects, measurements, "code", UNMAPPED, "unmapped_code")
+    insert_unreadable(defects, measurements, broken_lines(defects, 10, "matningId", prefix))
+    insert_unreadable(defects, patients, broken_lines(defects, 10, "patientId", prefix))
+    return {"patient": patients, "vardtillfalle": stays, "matning": measurements}
+
+
+def _patients(
+    rng: np.random.Generator, pop: Population, cohort: Cohort, system: str, prefix: str
+) -> Dataset:
+    """The patient register: one row per cohort member, personnummer or reservnummer."""
+    people = cohort.people
     reserve = pop.kind[people] == KIND_RESERVNUMMER
     person = person_columns(
         rng,
@@ -99,8 +117,8 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         sex_codes=("kvinna", "man", "okänt"),
         protection=("", "sekretess", "skyddad", "fingerad"),
     )
-    patients = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "patient",
         "patient_id",
         {
@@ -114,10 +132,20 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "protection": person["protection"],
         },
     )
+
+
+def _stays(
+    rng: np.random.Generator,
+    pop: Population,
+    cohort: Cohort,
+    patients: Dataset,
+    entry: SystemEntry,
+    prefix: str,
+) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """The ICU stays (``vardtillfalle``) in time order, with each one's admission and end."""
     reference = patients.columns["patient_id"]
     position = cohort.key_of - cohort.keys[0]
-
-    stay_person = rows_per_person(rng, pop, people, 1.3)
+    stay_person = rows_per_person(rng, pop, cohort.people, 1.3)
     m = len(stay_person)
     admitted = moments(rng, pop, stay_person, office_hours=0.3)
     cap = (pop.last_day[stay_person] + 1) * 1440 - 1
@@ -149,9 +177,20 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     start = stays.columns.pop("_admitted")
     stop = stays.columns.pop("_discharged")
+    return stays, start, stop
 
-    per_stay = rng.integers(2, 9, m)
-    owner = np.repeat(np.arange(m), per_stay)
+
+def _measurements(
+    rng: np.random.Generator,
+    stays: Dataset,
+    start: np.ndarray,
+    stop: np.ndarray,
+    system: str,
+    prefix: str,
+) -> Dataset:
+    """Blood gas and point of care analyses (``matning``) during the stays, in time order."""
+    per_stay = rng.integers(2, 9, len(start))
+    owner = np.repeat(np.arange(len(start)), per_stay)
     k = len(owner)
     measured = start[owner] + np.floor(rng.random(k) * (stop[owner] - start[owner])).astype(
         np.int64
@@ -170,8 +209,8 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     use_local = np.not_equal(local, None) & (rng.random(k) < 0.5)
     code = np.where(use_local, local, code).astype(object)
     order = np.argsort(measured, kind="stable")
-    measurements = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "matning",
         "measurement_id",
         {
@@ -187,14 +226,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "reference": ranges[order],
         },
     )
-
-    defects = ctx.rng(entry, "defects")
-    invalid_identity(defects, patients, "identity_number")
-    set_values(defects, stays, "admitted_at", BAD_TIMES, "unparseable_date")
-    set_values(defects, measurements, "code", UNMAPPED, "unmapped_code")
-    insert_unreadable(defects, measurements, broken_lines(defects, 10, "matningId", prefix))
-    insert_unreadable(defects, patients, broken_lines(defects, 10, "patientId", prefix))
-    return {"patient": patients, "vardtillfalle": stays, "matning": measurements}
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:

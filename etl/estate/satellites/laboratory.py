@@ -14,10 +14,11 @@ import numpy as np
 
 from etl.estate.base import Dataset
 from etl.estate.codes import ANALYTES
-from etl.estate.cohort import hl7_timestamp, moments, select_cohort
+from etl.estate.cohort import Cohort, hl7_timestamp, moments, select_cohort
 from etl.estate.defects import plant_lab_results, plant_lab_units, scaled_defect_count
 from etl.estate.melior import lab_values
 from etl.estate.organisation import SITES
+from etl.estate.people import Population
 from etl.estate.planting import insert_unreadable, invalid_identity, set_values
 from etl.estate.satellites import hl7
 from etl.estate.satellites.common import EstateContext, SystemEntry
@@ -74,7 +75,21 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     patients = hl7.person_rows(rng, pop, cohort.people, cohort.keys, entry.system, prefix)
     assert entry.site is not None  # every laboratory satellite sits at a site
     laboratory = f"Klinisk mikrobiologi {SITES[entry.site][0]}" if micro else SITES[entry.site][1]
+    results = _results(rng, pop, cohort, entry.system, prefix, laboratory, micro)
+    _plant_defects(ctx.rng(entry, "defects"), patients, results, laboratory, micro)
+    return {"patient": patients, "result": results}
 
+
+def _results(
+    rng: np.random.Generator,
+    pop: Population,
+    cohort: Cohort,
+    system: str,
+    prefix: str,
+    laboratory: str,
+    micro: bool,
+) -> Dataset:
+    """The results (one row per OBX) of the ORU^R01 messages, in message order."""
     # Messages: a few per patient, each with one to six results of one sample.
     message_person = np.repeat(cohort.people, rng.poisson(2.5 * pop.activity[cohort.people]))
     sampled = moments(rng, pop, message_person, office_hours=0.75)
@@ -89,27 +104,12 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     person = message_person[owner]
     if micro:
-        test = rng.integers(0, len(MICROBIOLOGY), m)
-        code = np.array([t[0] for t in MICROBIOLOGY], dtype=object)[test]
-        name = np.array([t[1] for t in MICROBIOLOGY], dtype=object)[test]
-        result = np.array(
-            [MICROBIOLOGY[t][2][int(rng.integers(0, len(MICROBIOLOGY[t][2])))] for t in test],
-            dtype=object,
-        )
-        unit = np.full(m, None, dtype=object)
-        reference = np.full(m, None, dtype=object)
+        code, name, result, unit, reference = _microbiology_analyses(rng, m)
     else:
-        analyte = rng.integers(0, len(ANALYTES), m)
-        code = np.array([a.code for a in ANALYTES], dtype=object)[analyte]
-        name = np.array([a.name for a in ANALYTES], dtype=object)[analyte]
-        result, reference = lab_values(rng, analyte, pop.sex[person] == "K")
-        unit = np.array([a.unit for a in ANALYTES], dtype=object)[analyte]
-        local = np.array([LOCAL_CODES.get(c) for c in code], dtype=object)
-        use_local = np.not_equal(local, None) & (rng.random(m) < 0.4)
-        code = np.where(use_local, local, code).astype(object)
+        code, name, result, unit, reference = _chemistry_analyses(rng, pop, person)
     observed = sampled[owner] + rng.integers(30, 600, m)
-    results = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "result",
         "_source_key",
         {
@@ -132,7 +132,47 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
-    defects = ctx.rng(entry, "defects")
+
+def _microbiology_analyses(
+    rng: np.random.Generator, m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Code, name, result, unit and reference range of ``m`` culture and PCR results (text)."""
+    test = rng.integers(0, len(MICROBIOLOGY), m)
+    code = np.array([t[0] for t in MICROBIOLOGY], dtype=object)[test]
+    name = np.array([t[1] for t in MICROBIOLOGY], dtype=object)[test]
+    result = np.array(
+        [MICROBIOLOGY[t][2][int(rng.integers(0, len(MICROBIOLOGY[t][2])))] for t in test],
+        dtype=object,
+    )
+    unit = np.full(m, None, dtype=object)
+    reference = np.full(m, None, dtype=object)
+    return code, name, result, unit, reference
+
+
+def _chemistry_analyses(
+    rng: np.random.Generator, pop: Population, person: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Code (NPU or local), name, result, unit and reference range of each person's result."""
+    m = len(person)
+    analyte = rng.integers(0, len(ANALYTES), m)
+    code = np.array([a.code for a in ANALYTES], dtype=object)[analyte]
+    name = np.array([a.name for a in ANALYTES], dtype=object)[analyte]
+    result, reference = lab_values(rng, analyte, pop.sex[person] == "K")
+    unit = np.array([a.unit for a in ANALYTES], dtype=object)[analyte]
+    local = np.array([LOCAL_CODES.get(c) for c in code], dtype=object)
+    use_local = np.not_equal(local, None) & (rng.random(m) < 0.4)
+    code = np.where(use_local, local, code).astype(object)
+    return code, name, result, unit, reference
+
+
+def _plant_defects(
+    defects: np.random.Generator,
+    patients: Dataset,
+    results: Dataset,
+    laboratory: str,
+    micro: bool,
+) -> None:
+    """The planted defects: bad identities, codes and times, garbage messages, bad results."""
     invalid_identity(defects, patients, "identity_number")
     set_values(
         defects,
@@ -155,7 +195,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         )
         plant_lab_results(defects, results, npu, "result", n=scaled_defect_count(len(results)))
         plant_lab_units(defects, results, npu, "unit", n=scaled_defect_count(len(results)))
-    return {"patient": patients, "result": results}
 
 
 def _result_message(ds: Dataset, rows: np.ndarray) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 
 from etl.estate.base import MINUTES_PER_DAY, Dataset, format_days, pick, window_draw
 from etl.estate.cohort import (
+    Cohort,
     age_window,
     first_of_group,
     flags,
@@ -20,6 +21,7 @@ from etl.estate.cohort import (
     select_cohort,
 )
 from etl.estate.melior import icd_notation
+from etl.estate.people import Population
 from etl.estate.planting import (
     UNPARSEABLE_SHORT_DATES,
     invalid_identity,
@@ -84,16 +86,33 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         max_age=17 if child else 120,
         key_base=88_000_001,
     )
+    # Child psychiatry sees children from 4 until their 18th birthday.
+    lo, hi = age_window(pop, cohort.people, 4, 18) if child else age_window(pop, cohort.people, 18)
+    hi = np.maximum(hi, lo)
+    patient = _patients(rng, pop, cohort, entry.system, lo)
+    first = window_draw(rng, lo, lo)
+    contacts, contact_start = _contacts(rng, pop, cohort, entry, child, lo, hi, first)
+    diagnoses = _diagnoses(rng, contacts, contact_start, entry.system, child)
+
+    defects = ctx.rng(entry, "defects")
+    invalid_identity(defects, patient, "PNR")
+    missing_reference(defects, contacts, "PATNR", cohort.keys)
+    set_values(defects, contacts, "KONTAKTTYP", UNKNOWN_KINDS, "invalid_value")
+    set_values(defects, diagnoses, "DIAGNOSKOD", FREE_TEXT, "invalid_code")
+    set_values(defects, diagnoses, "DIAGNOSDATUM", UNPARSEABLE_SHORT_DATES, "unparseable_date")
+    return {"patient": patient, "kontakt": contacts, "diagnos": diagnoses}
+
+
+def _patients(
+    rng: np.random.Generator, pop: Population, cohort: Cohort, system: str, lo: np.ndarray
+) -> Dataset:
+    """The patient register (``PATIENT.TXT``), enrolled on the first day of their window."""
     people = cohort.people
     person = person_columns(
         rng, pop, people, identity_form="mixed", protection=("", "SEK", "SKY", "FIN")
     )
-    # Child psychiatry sees children from 4 until their 18th birthday.
-    lo, hi = age_window(pop, people, 4, 18) if child else age_window(pop, people, 18)
-    hi = np.maximum(hi, lo)
-    first = window_draw(rng, lo, lo)
-    patient = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "patient",
         "PATNR",
         {
@@ -108,8 +127,20 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
+
+def _contacts(
+    rng: np.random.Generator,
+    pop: Population,
+    cohort: Cohort,
+    entry: SystemEntry,
+    child: bool,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    first: np.ndarray,
+) -> tuple[Dataset, np.ndarray]:
+    """The care contacts (``KONTAKT.TXT``) in time order, and each one's start."""
     clinics = units("bup" if child else "psykiatri")
-    contact_person = rows_per_person(rng, pop, people, 4.0)
+    contact_person = rows_per_person(rng, pop, cohort.people, 4.0)
     m = len(contact_person)
     position = cohort.key_of[contact_person] - cohort.keys[0] if m else contact_person
     start = np.maximum(window_draw(rng, lo[position], hi[position]), first[position])
@@ -136,17 +167,26 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         start,
         base=510_001,
     )
-    contact_start = contacts.columns.pop("_start")
+    return contacts, contacts.columns.pop("_start")
 
-    # Diagnoses: one or two per contact that is not a phone call.
+
+def _diagnoses(
+    rng: np.random.Generator,
+    contacts: Dataset,
+    contact_start: np.ndarray,
+    system: str,
+    child: bool,
+) -> Dataset:
+    """ICD-10-SE diagnoses (``DIAGNOS.TXT``): one or two per contact that is not a phone call."""
+    m = len(contact_start)
     per_contact = np.where(
         contacts.columns["KONTAKTTYP"] == "TEL", 0, (rng.random(m) < 0.6) + (rng.random(m) < 0.2)
     )
     owner = np.repeat(np.arange(m), per_contact)
     k = len(owner)
     codes = pick(rng, CHILD_CODES if child else ADULT_CODES, k)
-    diagnoses = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "diagnos",
         "DIAGNOSNR",
         {
@@ -159,14 +199,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "SPARR": contacts.columns["SPARR"][owner],
         },
     )
-
-    defects = ctx.rng(entry, "defects")
-    invalid_identity(defects, patient, "PNR")
-    missing_reference(defects, contacts, "PATNR", cohort.keys)
-    set_values(defects, contacts, "KONTAKTTYP", UNKNOWN_KINDS, "invalid_value")
-    set_values(defects, diagnoses, "DIAGNOSKOD", FREE_TEXT, "invalid_code")
-    set_values(defects, diagnoses, "DIAGNOSDATUM", UNPARSEABLE_SHORT_DATES, "unparseable_date")
-    return {"patient": patient, "kontakt": contacts, "diagnos": diagnoses}
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from etl.estate.base import Dataset, format_minutes, pick, window_draw
-from etl.estate.cohort import age_window, keyed, rows_per_person, select_cohort
+from etl.estate.cohort import Cohort, age_window, keyed, rows_per_person, select_cohort
 from etl.estate.melior import note_texts
+from etl.estate.people import Population
 from etl.estate.planting import invalid_identity, missing_reference, set_values
 from etl.estate.regional_units import units
 from etl.estate.satellites.common import (
@@ -57,6 +58,20 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         max_age=25,
         key_base=30_001,
     )
+    patient = _patients(rng, pop, cohort, entry.system)
+    visits, visit_when = _visits(rng, pop, cohort, entry)
+    notes = _notes(rng, visits, visit_when, entry.system)
+
+    defects = ctx.rng(entry, "defects")
+    invalid_identity(defects, patient, "personnummer")
+    set_values(defects, visits, "tid", UNPARSEABLE, "unparseable_date")
+    missing_reference(defects, visits, "patient_id", cohort.keys)
+    set_values(defects, notes, "skriven", None, "missing_value")
+    return {"patient": patient, "besok": visits, "anteckning": notes}
+
+
+def _patients(rng: np.random.Generator, pop: Population, cohort: Cohort, system: str) -> Dataset:
+    """The patient register (``patient.csv``), with ten-digit personnummer."""
     people = cohort.people
     person = person_columns(
         rng,
@@ -67,8 +82,8 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     # Ten-digit form YYMMDD-NNNN: young people, so never ambiguous.
     identity = np.array([v[2:] if "-" in v else v for v in person["identity"]], dtype=object)
-    patient = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "patient",
         "id",
         {
@@ -81,11 +96,16 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "skyddad_identitet": person["protection"],
         },
     )
-    lo, hi = age_window(pop, people, 13, 26)
+
+
+def _visits(
+    rng: np.random.Generator, pop: Population, cohort: Cohort, entry: SystemEntry
+) -> tuple[Dataset, np.ndarray]:
+    """The visits (``besok.csv``) between ages 13 and 25, in time order, and each one's time."""
+    lo, hi = age_window(pop, cohort.people, 13, 26)
     hi = np.maximum(hi, lo)
     position = cohort.key_of - cohort.keys[0]
-
-    visit_person = rows_per_person(rng, pop, people, 3.0)
+    visit_person = rows_per_person(rng, pop, cohort.people, 3.0)
     m = len(visit_person)
     where = position[visit_person]
     when = window_draw(rng, lo[where], hi[where], office_hours=0.95)
@@ -107,14 +127,19 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         when,
         base=60_001,
     )
-    visit_when = visits.columns.pop("_when")
+    return visits, visits.columns.pop("_when")
 
-    has_note = rng.random(m) < 0.8
+
+def _notes(
+    rng: np.random.Generator, visits: Dataset, visit_when: np.ndarray, system: str
+) -> Dataset:
+    """The notes (``anteckning.csv``): one for most visits, written a little after it."""
+    has_note = rng.random(len(visit_when)) < 0.8
     owner = np.flatnonzero(has_note)
     k = len(owner)
     written = visit_when[owner] + rng.integers(10, 240, k)
-    notes = Dataset(
-        entry.system,
+    return Dataset(
+        system,
         "anteckning",
         "id",
         {
@@ -126,13 +151,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "text": note_texts(rng, k),
         },
     )
-
-    defects = ctx.rng(entry, "defects")
-    invalid_identity(defects, patient, "personnummer")
-    set_values(defects, visits, "tid", UNPARSEABLE, "unparseable_date")
-    missing_reference(defects, visits, "patient_id", cohort.keys)
-    set_values(defects, notes, "skriven", None, "missing_value")
-    return {"patient": patient, "besok": visits, "anteckning": notes}
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:
