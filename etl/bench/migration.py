@@ -18,7 +18,7 @@ from etl.bench.memory import RssSampler, measure, process_peaks
 from etl.settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
-    from etl.parallel import TaskTiming
+    from etl.parallel import SystemRun, TaskTiming
 
 
 def bench_settings(
@@ -196,41 +196,7 @@ def migrate_parallel(
         )
     tasks = [t for outcome in outcomes for t in outcome.timings]
     whole.cpu_seconds = (whole.cpu_seconds or 0.0) + sum(t.cpu_seconds for t in tasks)
-    timings = []
-    for outcome in outcomes:
-        stages, task_seconds = {}, {}
-        for stage in PARALLEL_STAGES:
-            of_stage = [t for t in outcome.timings if t.stage == stage]
-            if of_stage:
-                stages[stage] = _from_tasks(of_stage)
-                task_seconds[stage] = sum(t.seconds for t in of_stage)
-        if "promote" in outcome.results:
-            # The accounting check the scheduler made of the promotion's report, timed again
-            # here (a check of counts, no database).
-            with (
-                measure(None) as stages["verify"],
-                contextlib.suppress(pipeline.ReconciliationError),
-            ):
-                pipeline.reconcile(outcome.results["promote"])
-        accounting: dict[str, int] = {}
-        for row in outcome.report.accounting if outcome.report else []:
-            for key in ("extracted", "loaded", "quarantined", "excluded", "merged", "residue"):
-                accounting[key] = accounting.get(key, 0) + int(getattr(row, key))
-        error = None
-        if outcome.error is not None:
-            error = f"{outcome.failed_task}: {type(outcome.error).__name__}: {outcome.error}"
-        timings.append(
-            SystemTiming(
-                system=outcome.system,
-                source_rows=sum(outcome.extracted.values()),
-                stages=stages,
-                end_to_end=_from_tasks(outcome.timings),
-                reconciled=outcome.report is not None and outcome.ok,
-                accounting=accounting,
-                error=error,
-                task_seconds=task_seconds,
-            )
-        )
+    timings = [_system_timing(outcome) for outcome in outcomes]
     stage_walls = {
         stage: _union([t for t in tasks if t.stage == stage]) for stage in PARALLEL_STAGES
     }
@@ -241,6 +207,44 @@ def migrate_parallel(
         "worker_vm_hwm_mib": to_mib(max(peaks)) if peaks else None,
     }
     return timings, whole, stage_walls, extra
+
+
+def _system_timing(outcome: SystemRun) -> SystemTiming:
+    """One system's stages of a ``migrate_parallel`` run (wall: its first task's start to its
+    last one's end; CPU: summed over its tasks), its accounting and its error, if any."""
+    from etl import pipeline
+
+    stages, task_seconds = {}, {}
+    for stage in PARALLEL_STAGES:
+        of_stage = [t for t in outcome.timings if t.stage == stage]
+        if of_stage:
+            stages[stage] = _from_tasks(of_stage)
+            task_seconds[stage] = sum(t.seconds for t in of_stage)
+    if "promote" in outcome.results:
+        # The accounting check the scheduler made of the promotion's report, timed again
+        # here (a check of counts, no database).
+        with (
+            measure(None) as stages["verify"],
+            contextlib.suppress(pipeline.ReconciliationError),
+        ):
+            pipeline.reconcile(outcome.results["promote"])
+    accounting: dict[str, int] = {}
+    for row in outcome.report.accounting if outcome.report else []:
+        for key in ("extracted", "loaded", "quarantined", "excluded", "merged", "residue"):
+            accounting[key] = accounting.get(key, 0) + int(getattr(row, key))
+    error = None
+    if outcome.error is not None:
+        error = f"{outcome.failed_task}: {type(outcome.error).__name__}: {outcome.error}"
+    return SystemTiming(
+        system=outcome.system,
+        source_rows=sum(outcome.extracted.values()),
+        stages=stages,
+        end_to_end=_from_tasks(outcome.timings),
+        reconciled=outcome.report is not None and outcome.ok,
+        accounting=accounting,
+        error=error,
+        task_seconds=task_seconds,
+    )
 
 
 def _in_process_run(

@@ -278,12 +278,7 @@ def run_peers(
 
     from etl.bench.run import _generate
 
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, not {repeats}")
-    if not Path(peers_python).exists():
-        raise FileNotFoundError(
-            f"{peers_python}: no peers virtualenv; `make bench-peers` creates it"
-        )
+    _refuse_before_running(repeats, peers_python)
     work_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="peers_", dir=work_dir))
     estate = run_dir / "estate"
@@ -331,13 +326,36 @@ def run_peers(
         for schema in schemas:
             _drop(admin, schema, log)
         admin.dispose()
-    shown_round = median_round(rounds)
     results = {
         "patients": patients,
         "chunk_rows": chunk_rows,
         "postgres_url": redact_url(postgres_url),
         "source_rows": generation["source_rows"]["elvis"],
         "import_seconds": import_seconds,
+        **_shown_round(rounds, cli),
+        "run_dir": str(run_dir),
+    }
+    write_json(work_dir / PEERS_FILE, results)
+    (work_dir / PEERS_MARKDOWN).write_text(peers_markdown(results), "utf-8")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return results
+
+
+def _refuse_before_running(repeats: int, peers_python: Path) -> None:
+    """No estate is generated for a run that cannot happen."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats}")
+    if not Path(peers_python).exists():
+        raise FileNotFoundError(
+            f"{peers_python}: no peers virtualenv; `make bench-peers` creates it"
+        )
+
+
+def _shown_round(rounds: list[dict[str, Any]], cli: dict[str, Any]) -> dict[str, Any]:
+    """The median round's runs (``median_round``), the command line's (first round), their goals
+    and, of more than one round, every round's ratios (``repeats``)."""
+    shown_round = median_round(rounds)
+    shown = {
         "vardflytt_in_process": shown_round["in_process"],
         "vardflytt_in_workers": shown_round["in_workers"],
         "vardflytt_cli": cli,
@@ -345,14 +363,10 @@ def run_peers(
         "goals": as_dicts(
             peer_goals(shown_round["in_process"], shown_round["dlt"], shown_round["in_workers"])
         ),
-        "run_dir": str(run_dir),
     }
     if "repeats" in shown_round:
-        results["repeats"] = shown_round["repeats"]
-    write_json(work_dir / PEERS_FILE, results)
-    (work_dir / PEERS_MARKDOWN).write_text(peers_markdown(results), "utf-8")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return results
+        shown["repeats"] = shown_round["repeats"]
+    return shown
 
 
 def _rate_ratio(run: dict[str, Any], dlt: dict[str, Any]) -> float | None:

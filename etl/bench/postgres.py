@@ -35,92 +35,114 @@ def cutover_figures(
     load. Measured in the same run, same server; beside the wall seconds, this process's CPU
     seconds of the load and of the plain ``COPY`` (the server's are not in them). ``to_sql=False``
     leaves out the slow naive peer (its figures are then None)."""
-    import pyarrow as pa
-
-    from etl import pipeline
-    from etl.batch import BatchPaths
-    from etl.core.arrow import entity_schema, open_parquet
     from etl.core.database import core_engine
-    from etl.load.bulk import bulk_insert
-    from etl.load.promote import rollback
 
     engine = core_engine(settings.resolved_core_url)
-    rows = load_seconds = copy_seconds = rollback_seconds = to_sql_seconds = 0.0
-    load_cpu_seconds = copy_cpu_seconds = 0.0
-    per_system = {}
-    for system in systems:
-        batch_id = pipeline.batch_id_for(system, f"bench_{label}")
-        log(f"{label}: {system} rollback (timed)")
-        started = time.perf_counter()
-        with engine.begin() as connection:
-            rollback(connection, batch_id)
-        undo = time.perf_counter() - started
-        log(f"{label}: {system} load again: stage with COPY + promote (timed)")
-        started, cpu_started = time.perf_counter(), time.process_time()
-        report = pipeline.load(system, batch_id, run_id=f"bench_{label}", settings=settings)
-        load = time.perf_counter() - started
-        load_cpu = time.process_time() - cpu_started
-        loaded = sum(e["staged"] for e in report["entities"])
-        log(f"{label}: {system} plain COPY of the same rows into empty copies of the tables")
-        paths = BatchPaths.of(settings, batch_id, system)
-        copy = copy_cpu = system_to_sql = 0.0
-        with engine.begin() as connection:
-            for entity in [e["entity"] for e in report["entities"]]:
-                table = _empty_copy(connection, entity, "copy")
-                source = open_parquet(paths.stage_file("validated", entity))
-                columns = entity_schema(entity).names
-                started, cpu_started = time.perf_counter(), time.process_time()
-                for batch in source.iter_batches(batch_size=settings.chunk_rows, columns=columns):
-                    bulk_insert(connection, table, pa.Table.from_batches([batch]))
-                copy += time.perf_counter() - started
-                copy_cpu += time.process_time() - cpu_started
-                connection.exec_driver_sql(f'DROP TABLE "{table}"')
-        if to_sql:
-            log(f"{label}: {system} pandas to_sql(method='multi') of the same rows (naive peer)")
-            with engine.begin() as connection:
-                for entity in [e["entity"] for e in report["entities"]]:
-                    system_to_sql += _to_sql_seconds(
-                        connection,
-                        entity,
-                        paths.stage_file("validated", entity),
-                        settings.chunk_rows,
-                    )
-        per_system[system] = {
-            "rows": loaded,
-            "load_seconds": round(load, 3),
-            "load_cpu_seconds": round(load_cpu, 3),
-            "plain_copy_seconds": round(copy, 3),
-            "plain_copy_cpu_seconds": round(copy_cpu, 3),
-            "to_sql_seconds": round(system_to_sql, 3) if to_sql else None,
-            "rollback_seconds": round(undo, 3),
+    measured = {
+        system: _system_cutover(engine, settings, system, label, log, to_sql) for system in systems
+    }
+    per_system = {
+        system: {
+            "rows": figures["rows"],
+            "load_seconds": round(figures["load"], 3),
+            "load_cpu_seconds": round(figures["load_cpu"], 3),
+            "plain_copy_seconds": round(figures["copy"], 3),
+            "plain_copy_cpu_seconds": round(figures["copy_cpu"], 3),
+            "to_sql_seconds": round(figures["to_sql"], 3) if to_sql else None,
+            "rollback_seconds": round(figures["undo"], 3),
         }
-        rows += loaded
-        load_seconds += load
-        copy_seconds += copy
-        load_cpu_seconds += load_cpu
-        copy_cpu_seconds += copy_cpu
-        to_sql_seconds += system_to_sql
-        rollback_seconds += undo
-    load_rate = rows_per_second(int(rows), load_seconds)
-    copy_rate = rows_per_second(int(rows), copy_seconds)
+        for system, figures in measured.items()
+    }
+    total = {key: sum(figures[key] for figures in measured.values()) for key in _CUTOVER_FIGURES}
+    rows = int(total["rows"])
+    load_rate = rows_per_second(rows, total["load"])
+    copy_rate = rows_per_second(rows, total["copy"])
     return {
-        "plain_copy_seconds": round(copy_seconds, 3),
-        "plain_copy_cpu_seconds": round(copy_cpu_seconds, 3),
-        "to_sql_seconds": round(to_sql_seconds, 3) if to_sql else None,
-        "to_sql_rows_per_second": rows_per_second(int(rows), to_sql_seconds) if to_sql else None,
-        "rows": int(rows),
+        "plain_copy_seconds": round(total["copy"], 3),
+        "plain_copy_cpu_seconds": round(total["copy_cpu"], 3),
+        "to_sql_seconds": round(total["to_sql"], 3) if to_sql else None,
+        "to_sql_rows_per_second": rows_per_second(rows, total["to_sql"]) if to_sql else None,
+        "rows": rows,
         "load_rows_per_second": load_rate,
         "plain_copy_rows_per_second": copy_rate,
         "load_to_plain_copy_ratio": round(load_rate / copy_rate, 3)
         if load_rate and copy_rate
         else None,
-        "rollback_seconds": round(rollback_seconds, 3),
-        "load_seconds": round(load_seconds, 3),
-        "load_cpu_seconds": round(load_cpu_seconds, 3),
-        "rollback_to_load_ratio": round(rollback_seconds / load_seconds, 3)
-        if load_seconds
+        "rollback_seconds": round(total["undo"], 3),
+        "load_seconds": round(total["load"], 3),
+        "load_cpu_seconds": round(total["load_cpu"], 3),
+        "rollback_to_load_ratio": round(total["undo"] / total["load"], 3)
+        if total["load"]
         else None,
         "per_system": per_system,
+    }
+
+
+# What ``_system_cutover`` measures of one system (seconds unless named otherwise).
+_CUTOVER_FIGURES = ("rows", "load", "load_cpu", "copy", "copy_cpu", "to_sql", "undo")
+
+
+def _system_cutover(
+    engine: Any,
+    settings: Settings,
+    system: str,
+    label: str,
+    log: Callable[[str], None],
+    to_sql: bool,
+) -> dict[str, float]:
+    """One system of ``cutover_figures``: its batch rolled back (timed), loaded again (timed,
+    wall and CPU), its final rows copied plainly into empty copies of the tables and, with
+    ``to_sql``, written by pandas' ``to_sql``; the figures unrounded, keyed as
+    ``_CUTOVER_FIGURES``."""
+    import pyarrow as pa
+
+    from etl import pipeline
+    from etl.batch import BatchPaths
+    from etl.core.arrow import entity_schema, open_parquet
+    from etl.load.bulk import bulk_insert
+    from etl.load.promote import rollback
+
+    batch_id = pipeline.batch_id_for(system, f"bench_{label}")
+    log(f"{label}: {system} rollback (timed)")
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        rollback(connection, batch_id)
+    undo = time.perf_counter() - started
+    log(f"{label}: {system} load again: stage with COPY + promote (timed)")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    report = pipeline.load(system, batch_id, run_id=f"bench_{label}", settings=settings)
+    load = time.perf_counter() - started
+    load_cpu = time.process_time() - cpu_started
+    log(f"{label}: {system} plain COPY of the same rows into empty copies of the tables")
+    paths = BatchPaths.of(settings, batch_id, system)
+    entities = [e["entity"] for e in report["entities"]]
+    copy = copy_cpu = system_to_sql = 0.0
+    with engine.begin() as connection:
+        for entity in entities:
+            table = _empty_copy(connection, entity, "copy")
+            source = open_parquet(paths.stage_file("validated", entity))
+            columns = entity_schema(entity).names
+            started, cpu_started = time.perf_counter(), time.process_time()
+            for batch in source.iter_batches(batch_size=settings.chunk_rows, columns=columns):
+                bulk_insert(connection, table, pa.Table.from_batches([batch]))
+            copy += time.perf_counter() - started
+            copy_cpu += time.process_time() - cpu_started
+            connection.exec_driver_sql(f'DROP TABLE "{table}"')
+    if to_sql:
+        log(f"{label}: {system} pandas to_sql(method='multi') of the same rows (naive peer)")
+        with engine.begin() as connection:
+            for entity in entities:
+                system_to_sql += _to_sql_seconds(
+                    connection, entity, paths.stage_file("validated", entity), settings.chunk_rows
+                )
+    return {
+        "rows": sum(e["staged"] for e in report["entities"]),
+        "load": load,
+        "load_cpu": load_cpu,
+        "copy": copy,
+        "copy_cpu": copy_cpu,
+        "to_sql": system_to_sql,
+        "undo": undo,
     }
 
 
