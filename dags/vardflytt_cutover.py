@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import TYPE_CHECKING, NamedTuple
 
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import DAG, Param, XComArg, dag, get_current_context, task
 from airflow.sdk.execution_time.hitl import HITLUser
 
 from etl.airflow_lineage import with_column_lineage
 from etl.cutover.airflow_hitl import APPROVE, REJECT, approval_task_id
-from etl.cutover.plan import PLAN_FILE, load_plan
+from etl.cutover.plan import PLAN_FILE, Wave, load_plan
 from etl.dag_names import (
     CORE_WRITE_POOL,
     MAPPINGS_DIR,
@@ -42,6 +43,9 @@ from etl.dag_names import (
     core_asset,
     cutover_dag_id,
 )
+
+if TYPE_CHECKING:
+    from airflow.sdk.bases.decorator import Task
 
 # The plan the waves run (etl.settings.Settings.wave_plan; the tasks read the same variable).
 PLAN_NAME = os.environ.get("VARDFLYTT_WAVE_PLAN") or PLAN_FILE
@@ -163,40 +167,101 @@ def evidence_pack(run: dict, label: str, outcome: dict | None = None) -> dict:
     return {"wave": run["wave"], "pack": evidence.pack_key(run["wave"], pack.name)}
 
 
-def build_cutover_dag(wave):
-    core_assets = [core_asset(system) for system in wave.systems]
-    approvers = wave.criteria.approvers
-    title = wave.title
+# A rehearsal's core is its own SQLite file, or its own schema on the core's server.
+@task(pool=CORE_WRITE_POOL)
+def rehearse(run: dict) -> dict:
+    from etl.cutover import rehearsal
+    from etl.settings import get_settings
 
-    paths = phase_paths(list(approvers))
+    evidence = rehearsal.rehearse(
+        get_settings(),
+        run["wave"],
+        dt.date.fromisoformat(run["as_of_date"]),
+        run["actor"],
+        run["run_id"],
+    )
+    return {
+        "rehearsal": evidence["rehearsal"],
+        "pack": evidence["pack"],
+        "criteria_passed": evidence["criteria_passed"],
+        "failed_systems": sorted(evidence["failures"]),
+        "changes_since_previous": (evidence["comparison"] or {}).get("changes"),
+    }
+
+
+@task
+def reconcile_wave(run: dict, loaded: dict) -> dict:
+    from etl.cutover import waves
+    from etl.settings import get_settings
+
+    # Each system's batch has just read its whole source: the hash aggregates its promotion
+    # kept are compared with the core first, and the source read again only where they
+    # differ (a system split by care unit, or whose batch is not its latest promoted one,
+    # is read again in full: etl/cutover/reconcile.py).
+    results = waves.reconcile_wave(
+        get_settings(),
+        run["wave"],
+        dt.date.fromisoformat(run["as_of_date"]),
+        run["run_id"],
+        loaded.get("batch_ids") or None,
+    )
+    return {
+        "pairs": len(results),
+        "reconciled": sum(r["is_reconciled"] for r in results),
+        "mismatched": [
+            f"{r['source_system']}/{r['entity']}" for r in results if not r["is_reconciled"]
+        ],
+    }
+
+
+@task
+def freeze(run: dict) -> dict:
+    from etl.cutover.airflow_hitl import freeze_unless_frozen
+    from etl.settings import get_settings
+
+    return freeze_unless_frozen(get_settings(), run["wave"], run["actor"], run["run_id"])
+
+
+@task
+def verify(run: dict, loaded: dict) -> dict:
+    from etl.cutover.airflow_hitl import verify_for_approval
+    from etl.settings import get_settings
+
+    return verify_for_approval(
+        get_settings(),
+        run["wave"],
+        dt.date.fromisoformat(run["as_of_date"]),
+        run["actor"],
+        run["run_id"],
+    )
+
+
+@task
+def record_decision(run: dict, responses: dict) -> dict:
+    from etl.cutover.airflow_hitl import record_decision
+    from etl.settings import get_settings
+
+    return record_decision(get_settings(), run["wave"], responses, run["run_id"])
+
+
+# The wave's rows as FHIR R4 NDJSON once it is cut over (etl/export/after_cutover.py).
+@task
+def export_fhir(run: dict, decided: dict) -> dict:
+    from etl.export.after_cutover import export_cut_over_wave
+    from etl.settings import get_settings
+
+    return export_cut_over_wave(get_settings(), run["wave"], decided)
+
+
+def build_cutover_dag(wave: Wave) -> DAG:
+    paths = phase_paths(list(wave.criteria.approvers))
 
     @task.branch
     def choose_phase(run: dict) -> list[str]:
         return paths[run["phase"]]
 
-    # A rehearsal's core is its own SQLite file, or its own schema on the core's server.
-    @task(pool=CORE_WRITE_POOL)
-    def rehearse(run: dict) -> dict:
-        from etl.cutover import rehearsal
-        from etl.settings import get_settings
-
-        evidence = rehearsal.rehearse(
-            get_settings(),
-            run["wave"],
-            dt.date.fromisoformat(run["as_of_date"]),
-            run["actor"],
-            run["run_id"],
-        )
-        return {
-            "rehearsal": evidence["rehearsal"],
-            "pack": evidence["pack"],
-            "criteria_passed": evidence["criteria_passed"],
-            "failed_systems": sorted(evidence["failures"]),
-            "changes_since_previous": (evidence["comparison"] or {}).get("changes"),
-        }
-
     # Loads update the core assets, so identity resolution (vardflytt_identity.py) follows.
-    @task(outlets=core_assets, pool=CORE_WRITE_POOL)
+    @task(outlets=[core_asset(system) for system in wave.systems], pool=CORE_WRITE_POOL)
     def load_wave(run: dict, phase: str | None = None) -> dict:
         from etl.cutover import waves
         from etl.settings import get_settings
@@ -211,84 +276,18 @@ def build_cutover_dag(wave):
         )
         return _load_summary(evidence)
 
-    @task
-    def reconcile_wave(run: dict, loaded: dict) -> dict:
-        from etl.cutover import waves
-        from etl.settings import get_settings
-
-        # Each system's batch has just read its whole source: the hash aggregates its promotion
-        # kept are compared with the core first, and the source read again only where they
-        # differ (a system split by care unit, or whose batch is not its latest promoted one,
-        # is read again in full: etl/cutover/reconcile.py).
-        results = waves.reconcile_wave(
-            get_settings(),
-            run["wave"],
-            dt.date.fromisoformat(run["as_of_date"]),
-            run["run_id"],
-            loaded.get("batch_ids") or None,
-        )
-        return {
-            "pairs": len(results),
-            "reconciled": sum(r["is_reconciled"] for r in results),
-            "mismatched": [
-                f"{r['source_system']}/{r['entity']}" for r in results if not r["is_reconciled"]
-            ],
-        }
-
-    @task
-    def freeze(run: dict) -> dict:
-        from etl.cutover.airflow_hitl import freeze_unless_frozen
-        from etl.settings import get_settings
-
-        return freeze_unless_frozen(get_settings(), run["wave"], run["actor"], run["run_id"])
-
-    @task
-    def verify(run: dict, loaded: dict) -> dict:
-        from etl.cutover.airflow_hitl import verify_for_approval
-        from etl.settings import get_settings
-
-        return verify_for_approval(
-            get_settings(),
-            run["wave"],
-            dt.date.fromisoformat(run["as_of_date"]),
-            run["actor"],
-            run["run_id"],
-        )
-
-    @task
-    def record_decision(run: dict, responses: dict) -> dict:
-        from etl.cutover.airflow_hitl import record_decision
-        from etl.settings import get_settings
-
-        return record_decision(get_settings(), run["wave"], responses, run["run_id"])
-
-    # The wave's rows as FHIR R4 NDJSON once it is cut over (etl/export/after_cutover.py).
-    @task
-    def export_fhir(run: dict, decided: dict) -> dict:
-        from etl.export.after_cutover import export_cut_over_wave
-        from etl.settings import get_settings
-
-        return export_cut_over_wave(get_settings(), run["wave"], decided)
-
     @dag(
         dag_id=cutover_dag_id(wave.wave),
-        description=f"Cutover of wave {wave.wave}: {title}",
+        description=f"Cutover of wave {wave.wave}: {wave.title}",
         schedule=None,
         start_date=START,
         catchup=False,
         max_active_runs=1,
         tags=["vardflytt", "cutover", wave.wave],
         params=CUTOVER_PARAMS,
-        doc_md=(
-            f"Cutover of **{wave.wave}** ({title}): systems {', '.join(wave.systems)}; planned "
-            f"{wave.window.start} to {wave.window.end}. Run the phases in order: rehearsal, "
-            "initial, delta (as often as needed), final. The final run waits for a go/no-go "
-            f"from each of {', '.join(approvers)}, answered by the users the plan lists "
-            f"(Required Actions, or `vardflytt cutover approve {wave.wave} --role ROLE --user "
-            "USER`)."
-        ),
+        doc_md=_cutover_doc(wave),
     )
-    def cutover():
+    def cutover() -> None:
         run = take_wave_lock(wave.wave)
         branch = choose_phase(run)
 
@@ -298,48 +297,89 @@ def build_cutover_dag(wave):
         reconciled = reconcile_wave(run, loaded)
         load_evidence = evidence_pack.override(task_id="load_evidence")(run, "load", reconciled)
 
-        frozen = freeze(run)
-        final_delta = with_column_lineage(
-            load_wave.override(task_id="load_final_delta")(run, "final"), wave.systems
-        )
-        frozen >> final_delta
-        verified = verify(run, final_delta)
-        # One go/no-go per role, assigned to that role's Airflow users: Airflow refuses others.
-        go_no_go = {
-            role: HITLOperator(
-                task_id=approval_task_id(role),
-                subject=f"Go/no-go as {role}: cut over wave {wave.wave} ({title})?",
-                body="{{ ti.xcom_pull(task_ids='verify')['body'] }}",
-                options=[APPROVE, REJECT],
-                params={
-                    "note": Param(
-                        None,
-                        type=["null", "string"],
-                        title="Note",
-                        description="Why: recorded with the decision in the cutover ledger.",
-                    ),
-                },
-                assigned_users=[HITLUser(id=user, name=user) for user in accounts.airflow_users],
-                response_timeout=RESPONSE_TIMEOUT,
-            )
-            for role, accounts in approvers.items()
-        }
-        verified >> list(go_no_go.values())
-        decided = record_decision(
-            run, {role: approval.output for role, approval in go_no_go.items()}
-        )
-        cutover_evidence = evidence_pack.override(task_id="cutover_evidence")(
-            run, "cutover", decided
-        )
-        exported = export_fhir(run, decided)
-        cutover_evidence >> exported
+        final = _final_path(wave, run, load_wave)
 
-        branch >> [rehearsed, loaded, reconciled, load_evidence, frozen, final_delta, verified]
-        branch >> [*go_no_go.values(), decided, cutover_evidence, exported]
+        branch >> [
+            rehearsed,
+            loaded,
+            reconciled,
+            load_evidence,
+            final.frozen,
+            final.final_delta,
+            final.verified,
+        ]
+        branch >> [*final.go_no_go.values(), final.decided, final.cutover_evidence, final.exported]
         released = release_wave_lock(run)
-        [rehearsed, load_evidence, exported] >> released.as_teardown(setups=run)
+        [rehearsed, load_evidence, final.exported] >> released.as_teardown(setups=run)
 
     return cutover()
+
+
+def _cutover_doc(wave: Wave) -> str:
+    """The page of a wave's cutover DAG: its systems and window, how to run its phases, and who
+    answers its go/no-go."""
+    return (
+        f"Cutover of **{wave.wave}** ({wave.title}): systems {', '.join(wave.systems)}; planned "
+        f"{wave.window.start} to {wave.window.end}. Run the phases in order: rehearsal, "
+        "initial, delta (as often as needed), final. The final run waits for a go/no-go "
+        f"from each of {', '.join(wave.criteria.approvers)}, answered by the users the plan lists "
+        f"(Required Actions, or `vardflytt cutover approve {wave.wave} --role ROLE --user "
+        "USER`)."
+    )
+
+
+class _FinalPath(NamedTuple):
+    """The tasks of the final phase's path, in the order they are made."""
+
+    frozen: XComArg
+    final_delta: XComArg
+    verified: XComArg
+    go_no_go: dict[str, HITLOperator]
+    decided: XComArg
+    cutover_evidence: XComArg
+    exported: XComArg
+
+
+def _final_path(wave: Wave, run: XComArg, load_wave: Task[..., dict]) -> _FinalPath:
+    """Make the final phase's tasks, inside the wave's DAG: freeze, the final delta, verify,
+    one go/no-go per approving role, the decision, its evidence pack and the FHIR export."""
+    frozen = freeze(run)
+    final_delta = with_column_lineage(
+        load_wave.override(task_id="load_final_delta")(run, "final"), wave.systems
+    )
+    frozen >> final_delta
+    verified = verify(run, final_delta)
+    go_no_go = _go_no_go_approvals(wave)
+    verified >> list(go_no_go.values())
+    decided = record_decision(run, {role: approval.output for role, approval in go_no_go.items()})
+    cutover_evidence = evidence_pack.override(task_id="cutover_evidence")(run, "cutover", decided)
+    exported = export_fhir(run, decided)
+    cutover_evidence >> exported
+    return _FinalPath(frozen, final_delta, verified, go_no_go, decided, cutover_evidence, exported)
+
+
+def _go_no_go_approvals(wave: Wave) -> dict[str, HITLOperator]:
+    """One go/no-go per approving role, made inside the wave's DAG and assigned to that role's
+    Airflow users: Airflow refuses anyone else's answer."""
+    return {
+        role: HITLOperator(
+            task_id=approval_task_id(role),
+            subject=f"Go/no-go as {role}: cut over wave {wave.wave} ({wave.title})?",
+            body="{{ ti.xcom_pull(task_ids='verify')['body'] }}",
+            options=[APPROVE, REJECT],
+            params={
+                "note": Param(
+                    None,
+                    type=["null", "string"],
+                    title="Note",
+                    description="Why: recorded with the decision in the cutover ledger.",
+                ),
+            },
+            assigned_users=[HITLUser(id=user, name=user) for user in accounts.airflow_users],
+            response_timeout=RESPONSE_TIMEOUT,
+        )
+        for role, accounts in wave.criteria.approvers.items()
+    }
 
 
 def build_rollback_dag(wave_names: list[str]):
