@@ -26,6 +26,7 @@ from etl.estate.base import (
 )
 from etl.estate.codes import DOSAGES, DRUGS, NOTE_TYPES
 from etl.estate.cohort import (
+    Cohort,
     first_moments,
     first_of_group,
     flags,
@@ -38,9 +39,9 @@ from etl.estate.cohort import (
 from etl.estate.melior import note_texts
 from etl.estate.names import FEMALE_NAMES, MALE_NAMES, SURNAMES
 from etl.estate.organisation import VGR_HSA_PREFIX, VGR_ORGANISATIONSNUMMER
-from etl.estate.people import KIND_RESERVNUMMER
+from etl.estate.people import KIND_RESERVNUMMER, Population
 from etl.estate.planting import invalid_identity, missing_reference, set_values
-from etl.estate.regional_units import units
+from etl.estate.regional_units import Units, units
 from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, person_columns
 from etl.estate.writers import write_sqlite
 
@@ -114,8 +115,33 @@ _MUNICIPALITY = {
 def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     rng, pop = ctx.rng(entry), ctx.pop
     centres = units("vardcentral")
+    vardcentral = _health_centres(entry, centres)
+    personal, per_centre, centre_first = _staff(ctx, entry, vardcentral)
+    cohort, patient, centre_of = _patients(rng, pop, entry, centres, vardcentral)
+    visits, visit_when = _visits(
+        rng, pop, entry, cohort, centre_of, vardcentral, personal, per_centre, centre_first
+    )
+    diagnoses = _diagnoses(rng, entry, visits, visit_when)
+    medication = _medication(rng, pop, entry, cohort)
+    notes = _notes(rng, entry, visits, visit_when)
+    vaccinations = _vaccinations(rng, pop, entry, cohort, centres, centre_of)
+    _plant_defects(ctx, entry, cohort, patient, visits, diagnoses, medication, notes, vaccinations)
+    return {
+        "vardcentral": vardcentral,
+        "personal": personal,
+        "patient": patient,
+        "besok": visits,
+        "diagnos": diagnoses,
+        "lakemedel": medication,
+        "anteckning": notes,
+        "vaccination": vaccinations,
+    }
+
+
+def _health_centres(entry: SystemEntry, centres: Units) -> Dataset:
+    """The region's vårdcentraler, each with its HSA-id, name and municipality."""
     n_centres = len(centres)
-    vardcentral = Dataset(
+    return Dataset(
         entry.system,
         "vardcentral",
         "vc_id",
@@ -127,6 +153,13 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "kommun": np.array([_MUNICIPALITY[s] for s in centres.site], dtype=object),
         },
     )
+
+
+def _staff(
+    ctx: EstateContext, entry: SystemEntry, vardcentral: Dataset
+) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """The staff of each vårdcentral (own stream), with the count and first staff row per centre."""
+    n_centres = len(vardcentral)
     staff_rng = stream(ctx.seed, "asynjavisph/staff")
     per_centre = staff_rng.integers(6, 14, n_centres)
     staff_centre = np.repeat(np.arange(n_centres), per_centre)
@@ -149,7 +182,17 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
     centre_first = np.concatenate([[0], np.cumsum(per_centre)[:-1]])
+    return personal, per_centre, centre_first
 
+
+def _patients(
+    rng: np.random.Generator,
+    pop: Population,
+    entry: SystemEntry,
+    centres: Units,
+    vardcentral: Dataset,
+) -> tuple[Cohort, Dataset, np.ndarray]:
+    """The cohort, its patient records and each population index's listing centre (-1 if none)."""
     # Almost everyone is listed at a vårdcentral; reserve-number-only people are not.
     cohort = select_cohort(rng, pop, entry.system, share=0.6, key_base=100_001)
     people = cohort.people
@@ -190,14 +233,30 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "listad_vc_id": vardcentral.columns["vc_id"][listed],
         },
     )
-    registered = first_moments(rng, pop, people, since_day=SINCE)
     centre_of = np.full(len(pop), -1, dtype=np.int64)
     centre_of[people] = listed
+    return cohort, patient, centre_of
 
+
+def _visits(
+    rng: np.random.Generator,
+    pop: Population,
+    entry: SystemEntry,
+    cohort: Cohort,
+    centre_of: np.ndarray,
+    vardcentral: Dataset,
+    personal: Dataset,
+    per_centre: np.ndarray,
+    centre_first: np.ndarray,
+) -> tuple[Dataset, np.ndarray]:
+    """The visits in time order, mostly at the listing centre, with each visit's minute."""
+    people = cohort.people
+    registered = first_moments(rng, pop, people, since_day=SINCE)
     visit_person = rows_per_person(rng, pop, people, 3.0)
     m = len(visit_person)
     position = cohort.key_of[visit_person] - cohort.keys[0]
     when = np.maximum(moments(rng, pop, visit_person, since_day=SINCE), registered[position])
+    n_centres = len(vardcentral)
     centre = np.where(rng.random(m) < 0.9, centre_of[visit_person], rng.integers(0, n_centres, m))
     staff = centre_first[centre] + np.floor(rng.random(m) * per_centre[centre]).astype(np.int64)
     visits = keyed(
@@ -217,7 +276,14 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=1_000_001,
     )
     visit_when = visits.columns.pop("_when")
+    return visits, visit_when
 
+
+def _diagnoses(
+    rng: np.random.Generator, entry: SystemEntry, visits: Dataset, visit_when: np.ndarray
+) -> Dataset:
+    """The visits' diagnoses (none, one or two each): KSH97-P before the switch, else ICD-10-SE."""
+    m = len(visit_when)
     per_visit = (rng.random(m) < 0.7).astype(np.int64) + (rng.random(m) < 0.15)
     owner = np.repeat(np.arange(m), per_visit)
     k = len(owner)
@@ -235,7 +301,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         np.array([t for _, t in KSH97P], dtype=object)[ksh],
         np.array([t for _, t in PRIMARY_CARE_ICD], dtype=object)[icd],
     )
-    diagnoses = Dataset(
+    return Dataset(
         entry.system,
         "diagnos",
         "diagnos_id",
@@ -251,13 +317,18 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
-    med_person = rows_per_person(rng, pop, people, 1.5)
+
+def _medication(
+    rng: np.random.Generator, pop: Population, entry: SystemEntry, cohort: Cohort
+) -> Dataset:
+    """The medication orders in time order, half of them open-ended."""
+    med_person = rows_per_person(rng, pop, cohort.people, 1.5)
     j = len(med_person)
     start = moments(rng, pop, med_person, since_day=SINCE) // MINUTES_PER_DAY
     end = start + rng.integers(14, 730, j)
     open_ended = (rng.random(j) < 0.5) | (end > pop.last_day[med_person])
     drug = rng.integers(0, len(DRUGS), j)
-    medication = keyed(
+    return keyed(
         entry.system,
         "lakemedel",
         "ord_id",
@@ -274,10 +345,16 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=3_000_001,
     )
 
+
+def _notes(
+    rng: np.random.Generator, entry: SystemEntry, visits: Dataset, visit_when: np.ndarray
+) -> Dataset:
+    """The journal notes: one on most visits, written shortly after the visit."""
+    m = len(visit_when)
     has_note = rng.random(m) < 0.6
     noted = np.flatnonzero(has_note)
     q = len(noted)
-    notes = Dataset(
+    return Dataset(
         entry.system,
         "anteckning",
         "ant_id",
@@ -292,6 +369,17 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
+
+def _vaccinations(
+    rng: np.random.Generator,
+    pop: Population,
+    entry: SystemEntry,
+    cohort: Cohort,
+    centres: Units,
+    centre_of: np.ndarray,
+) -> Dataset:
+    """The vaccinations of some older patients since 2012, in time order."""
+    people = cohort.people
     vaccinated = people[
         (rng.random(len(people)) < 0.3) & (pop.birth_day[people] < day_number(dt.date(1961, 1, 1)))
     ]
@@ -301,7 +389,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     # Covid-19 vaccine (the last one) only from 2021.
     covid_era = given // MINUTES_PER_DAY >= day_number(dt.date(2021, 1, 1))
     vaccine = rng.integers(0, len(VACCINES) - 1 + covid_era.astype(np.int64), v)
-    vaccinations = keyed(
+    return keyed(
         entry.system,
         "vaccination",
         "vacc_id",
@@ -318,6 +406,19 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=5_000_001,
     )
 
+
+def _plant_defects(
+    ctx: EstateContext,
+    entry: SystemEntry,
+    cohort: Cohort,
+    patient: Dataset,
+    visits: Dataset,
+    diagnoses: Dataset,
+    medication: Dataset,
+    notes: Dataset,
+    vaccinations: Dataset,
+) -> None:
+    """The system's defects, planted from its own defect stream."""
     defects = ctx.rng(entry, "defects")
     invalid_identity(defects, patient, "personnr")
     set_values(
@@ -331,16 +432,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     missing_reference(defects, notes, "pat_id", cohort.keys)
     set_values(defects, medication, "atc", MALFORMED_ATC, "invalid_code")
     set_values(defects, vaccinations, "given", None, "missing_value")
-    return {
-        "vardcentral": vardcentral,
-        "personal": personal,
-        "patient": patient,
-        "besok": visits,
-        "diagnos": diagnoses,
-        "lakemedel": medication,
-        "anteckning": notes,
-        "vaccination": vaccinations,
-    }
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:

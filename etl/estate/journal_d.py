@@ -14,6 +14,7 @@ import numpy as np
 from etl.estate.base import Dataset, format_days, pick, where_none
 from etl.estate.codes import ICD10_SE, ICD_FREE_TEXT, NOTE_TYPES, WARNINGS
 from etl.estate.cohort import (
+    Cohort,
     identity_text,
     iso_minutes,
     keyed,
@@ -25,7 +26,7 @@ from etl.estate.cohort import (
 from etl.estate.defects import choose, scaled_defect_count
 from etl.estate.melior import icd_notation, note_texts
 from etl.estate.organisation import choose_units
-from etl.estate.people import KIND_RESERVNUMMER
+from etl.estate.people import KIND_RESERVNUMMER, Population
 from etl.estate.planting import invalid_identity, missing_reference, set_values
 from etl.estate.satellites.common import PERSON_COLUMN, EstateContext, SystemEntry, protection_codes
 from etl.estate.satellites.xml_common import plant_broken_records
@@ -106,7 +107,30 @@ BAD_TIMESTAMPS = ["2023-02-30T10:15", "2022-13-01T08:00", "31/12/2021 10:00", "i
 
 
 def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
-    rng, pop, org = ctx.rng(entry), ctx.pop, ctx.org
+    rng, pop = ctx.rng(entry), ctx.pop
+    cohort, patients = _patients(rng, ctx, entry)
+    people = cohort.people
+    patient_ref = patients.columns["id"]
+    position = cohort.key_of - cohort.keys[0]
+    contacts, contact_start = _contacts(rng, ctx, entry, people, patient_ref, position)
+    diagnoses = _diagnoses(rng, entry, contacts, contact_start)
+    notes = _notes(rng, entry, contacts, contact_start)
+    warnings = _warnings(rng, pop, entry, people, patient_ref, position)
+    _plant_defects(ctx, entry, patients, contacts, diagnoses, notes, warnings)
+    return {
+        "patient": patients,
+        "kontakt": contacts,
+        "diagnos": diagnoses,
+        "anteckning": notes,
+        "varning": warnings,
+    }
+
+
+def _patients(
+    rng: np.random.Generator, ctx: EstateContext, entry: SystemEntry
+) -> tuple[Cohort, Dataset]:
+    """The system's cohort and its patient records (identity, name, birth, death, protection)."""
+    pop = ctx.pop
     # Most people of Kungälv's and Alingsås' catchment, a few from elsewhere.
     catchment = np.isin(pop.home_site, [4, 5]) | (rng.random(len(pop)) < 0.06)
     cohort = select_cohort(
@@ -134,9 +158,19 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "skydd": protection_codes(pop, people, ("", "SEKRETESS", "SKYDDAD", "FINGERAD")),
         },
     )
-    patient_ref = patients.columns["id"]
-    position = cohort.key_of - cohort.keys[0]
+    return cohort, patients
 
+
+def _contacts(
+    rng: np.random.Generator,
+    ctx: EstateContext,
+    entry: SystemEntry,
+    people: np.ndarray,
+    patient_ref: np.ndarray,
+    position: np.ndarray,
+) -> tuple[Dataset, np.ndarray]:
+    """The care contacts in time order, with each contact's start minute (for its children)."""
+    pop, org = ctx.pop, ctx.org
     contact_person = rows_per_person(rng, pop, people, 2.5)
     m = len(contact_person)
     start = moments(rng, pop, contact_person, office_hours=0.75)
@@ -164,11 +198,18 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     contact_start = contacts.columns.pop("_start")
     contacts.columns["id"] = np.array([f"K{k:08d}" for k in contacts.columns["id"]], dtype=object)
+    return contacts, contact_start
 
+
+def _diagnoses(
+    rng: np.random.Generator, entry: SystemEntry, contacts: Dataset, contact_start: np.ndarray
+) -> Dataset:
+    """The diagnoses: one on most contacts, dated to the contact's day."""
+    m = len(contact_start)
     owner = np.flatnonzero(rng.random(m) < 0.8)
     k = len(owner)
     chosen = rng.integers(0, len(ICD10_SE), k)
-    diagnoses = Dataset(
+    return Dataset(
         entry.system,
         "diagnos",
         "id",
@@ -183,9 +224,15 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
+
+def _notes(
+    rng: np.random.Generator, entry: SystemEntry, contacts: Dataset, contact_start: np.ndarray
+) -> Dataset:
+    """The journal notes: one on most contacts, written shortly after the contact began."""
+    m = len(contact_start)
     noted = np.flatnonzero(rng.random(m) < 0.7)
     q = len(noted)
-    notes = Dataset(
+    return Dataset(
         entry.system,
         "anteckning",
         "id",
@@ -200,6 +247,16 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
+
+def _warnings(
+    rng: np.random.Generator,
+    pop: Population,
+    entry: SystemEntry,
+    people: np.ndarray,
+    patient_ref: np.ndarray,
+    position: np.ndarray,
+) -> Dataset:
+    """The patients' warnings (hypersensitivity, allergy, infection) in time order."""
     warned = rows_per_person(rng, pop, people, 0.25)
     w = len(warned)
     chosen = rng.integers(0, len(WARNINGS), w)
@@ -219,7 +276,19 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=1,
     )
     warnings.columns["id"] = np.array([f"V{i:07d}" for i in warnings.columns["id"]], dtype=object)
+    return warnings
 
+
+def _plant_defects(
+    ctx: EstateContext,
+    entry: SystemEntry,
+    patients: Dataset,
+    contacts: Dataset,
+    diagnoses: Dataset,
+    notes: Dataset,
+    warnings: Dataset,
+) -> None:
+    """The system's defects, planted from its own defect stream."""
     defects = ctx.rng(entry, "defects")
     invalid_identity(defects, patients, "personnummer")
     set_values(defects, contacts, "start", BAD_TIMESTAMPS, "unparseable_date")
@@ -229,13 +298,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     broken = choose(defects, notes, scaled_defect_count(len(notes)))
     plant_broken_records(defects, notes, broken, "Anteckning", "id", "Text")
     set_values(defects, warnings, "typ", None, "missing_value")
-    return {
-        "patient": patients,
-        "kontakt": contacts,
-        "diagnos": diagnoses,
-        "anteckning": notes,
-        "varning": warnings,
-    }
 
 
 def _prefix(ds: Dataset, prefix: str) -> None:

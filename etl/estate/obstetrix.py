@@ -26,7 +26,7 @@ from etl.estate.base import (
 )
 from etl.estate.cohort import YEAR_DAYS, flags, keyed
 from etl.estate.defects import UNDEFINED_CP1252_BYTES
-from etl.estate.people import KIND_PERSONNUMMER, KIND_RESERVNUMMER, vgr_reservnummer
+from etl.estate.people import KIND_PERSONNUMMER, KIND_RESERVNUMMER, Population, vgr_reservnummer
 from etl.estate.planting import (
     UNPARSEABLE_SHORT_DATES,
     child_as_mother,
@@ -110,6 +110,34 @@ def _link_mothers(rng, pop, newborns: np.ndarray, birth: np.ndarray) -> np.ndarr
 
 def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     rng, pop = ctx.rng(entry), ctx.pop
+    newborns, birth, mother = _recorded_births(rng, pop)
+    n_deliveries = len(newborns)
+    ongoing = _ongoing_pregnancies(rng, pop, mother, birth, n_deliveries)
+    n_ongoing = len(ongoing)
+    people, patid = _patient_register(pop, newborns, birth, mother, ongoing)
+    patient = _patients(rng, pop, entry, people, patid, newborns, mother)
+
+    # Pregnancies: one per delivery, plus the ongoing ones.
+    gestation, delivered_minute, lmp = _pregnancy_dates(rng, birth, n_ongoing)
+    preg_mother = np.concatenate([mother, ongoing])
+    pregnancies, pregnancy_key = _pregnancies(rng, entry, patid, preg_mother, lmp, n_deliveries)
+    deliveries = _deliveries(
+        rng, entry, patid, newborns, mother, gestation, delivered_minute, pregnancy_key
+    )
+    visits = _visits(rng, pop, entry, patid, preg_mother, lmp, birth, n_ongoing)
+    _plant_defects(ctx, entry, patient, pregnancies, deliveries, visits)
+    return {
+        "patient": patient,
+        "graviditet": pregnancies,
+        "forlossning": deliveries,
+        "besok": visits,
+    }
+
+
+def _recorded_births(
+    rng: np.random.Generator, pop: Population
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The newborns recorded (with a mother found), their delivery day and mother, by birth."""
     born = (
         (pop.birth_day >= LIVE_FROM)
         & (pop.birth_day < EXTRACT_DAY)
@@ -124,10 +152,17 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     keep = mother >= 0
     newborns, birth, mother = newborns[keep], birth[keep], mother[keep]
     order = np.argsort(birth, kind="stable")
-    newborns, birth, mother = newborns[order], birth[order], mother[order]
-    n_deliveries = len(newborns)
+    return newborns[order], birth[order], mother[order]
 
-    # Ongoing pregnancies at the extract date.
+
+def _ongoing_pregnancies(
+    rng: np.random.Generator,
+    pop: Population,
+    mother: np.ndarray,
+    birth: np.ndarray,
+    n_deliveries: int,
+) -> np.ndarray:
+    """The women (population indices) with a pregnancy ongoing at the extract date."""
     fertile = np.flatnonzero(
         (pop.sex == "K")
         & (pop.kind != KIND_RESERVNUMMER)
@@ -138,9 +173,17 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     fertile = fertile[~np.isin(fertile, mother[birth > EXTRACT_DAY - 400])]
     n_ongoing = min(len(fertile), max(3, round(0.05 * n_deliveries)))
-    ongoing = np.sort(rng.choice(fertile, n_ongoing, replace=False))
+    return np.sort(rng.choice(fertile, n_ongoing, replace=False))
 
-    # The patient register: every mother and every newborn once, in registration order.
+
+def _patient_register(
+    pop: Population,
+    newborns: np.ndarray,
+    birth: np.ndarray,
+    mother: np.ndarray,
+    ongoing: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every mother and newborn once, in registration order, and the PATID per population index."""
     mothers = np.unique(np.concatenate([mother, ongoing]))
     people = np.unique(np.concatenate([mothers, newborns]))
     first_seen = np.full(len(pop), np.iinfo(np.int64).max)
@@ -150,7 +193,19 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     people = people[np.lexsort((people, first_seen[people]))]
     patid = np.full(len(pop), -1, dtype=np.int64)
     patid[people] = 600_001 + np.arange(len(people), dtype=np.int64)
+    return people, patid
 
+
+def _patients(
+    rng: np.random.Generator,
+    pop: Population,
+    entry: SystemEntry,
+    people: np.ndarray,
+    patid: np.ndarray,
+    newborns: np.ndarray,
+    mother: np.ndarray,
+) -> Dataset:
+    """The patient records: identity numbers, names (newborns' until named), sex and birth."""
     is_newborn = np.zeros(len(pop), dtype=bool)
     is_newborn[newborns] = True
     newborn_row = is_newborn[people]
@@ -166,25 +221,9 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         ],
         dtype=object,
     )
-    reserve = np.full(len(people), None, dtype=object)
-    reserve_only = newborn_row & (pop.kind[people] == KIND_RESERVNUMMER)
-    reserve[reserve_only] = pop.number[people][reserve_only]
-    needs_number = newborn_row & ~reserve_only
-    fresh = vgr_reservnummer(
-        rng, pop.birth_day[people][needs_number], pop.sex[people][needs_number]
-    )
-    taken = set(pop.number.tolist()) | {r for r in pop.old_reserve.tolist() if r}
-    fresh = np.array([None if r in taken else r for r in fresh.tolist()], dtype=object)
-    reserve[needs_number] = fresh
-    # Until named, a newborn is registered as "Flicka"/"Pojke" with the mother's family name.
-    mother_of = np.full(len(pop), -1, dtype=np.int64)
-    mother_of[newborns] = mother
-    unnamed = newborn_row & ~has_pnr
-    given = pop.given[people].astype(object).copy()
-    family = pop.family[people].astype(object).copy()
-    given[unnamed] = np.where(pop.sex[people][unnamed] == "K", "Flicka", "Pojke")
-    family[unnamed] = pop.family[mother_of[people][unnamed]]
-    patient = Dataset(
+    reserve = _reserve_numbers(rng, pop, people, newborn_row)
+    given, family = _patient_names(pop, people, newborns, mother, newborn_row & ~has_pnr)
+    return Dataset(
         entry.system,
         "patient",
         "PATID",
@@ -201,7 +240,46 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
-    # Pregnancies: one per delivery, plus the ongoing ones.
+
+def _reserve_numbers(
+    rng: np.random.Generator, pop: Population, people: np.ndarray, newborn_row: np.ndarray
+) -> np.ndarray:
+    """Each patient's reservnummer: newborns only, a fresh VGR one unless the person has one."""
+    reserve = np.full(len(people), None, dtype=object)
+    reserve_only = newborn_row & (pop.kind[people] == KIND_RESERVNUMMER)
+    reserve[reserve_only] = pop.number[people][reserve_only]
+    needs_number = newborn_row & ~reserve_only
+    fresh = vgr_reservnummer(
+        rng, pop.birth_day[people][needs_number], pop.sex[people][needs_number]
+    )
+    taken = set(pop.number.tolist()) | {r for r in pop.old_reserve.tolist() if r}
+    fresh = np.array([None if r in taken else r for r in fresh.tolist()], dtype=object)
+    reserve[needs_number] = fresh
+    return reserve
+
+
+def _patient_names(
+    pop: Population,
+    people: np.ndarray,
+    newborns: np.ndarray,
+    mother: np.ndarray,
+    unnamed: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Given and family names; until named, a newborn is "Flicka"/"Pojke" + the mother's family."""
+    mother_of = np.full(len(pop), -1, dtype=np.int64)
+    mother_of[newborns] = mother
+    given = pop.given[people].astype(object).copy()
+    family = pop.family[people].astype(object).copy()
+    given[unnamed] = np.where(pop.sex[people][unnamed] == "K", "Flicka", "Pojke")
+    family[unnamed] = pop.family[mother_of[people][unnamed]]
+    return given, family
+
+
+def _pregnancy_dates(
+    rng: np.random.Generator, birth: np.ndarray, n_ongoing: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each delivery's gestation (days) and minute, and every pregnancy's last menstrual period."""
+    n_deliveries = len(birth)
     gestation = np.where(
         rng.random(n_deliveries) < 0.06,
         rng.integers(200, 259, n_deliveries),
@@ -209,9 +287,21 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     )
     delivered_minute = birth * MINUTES_PER_DAY + rng.integers(0, MINUTES_PER_DAY, n_deliveries)
     lmp = np.concatenate([birth - gestation, EXTRACT_DAY - rng.integers(40, 260, n_ongoing)])
-    preg_mother = np.concatenate([mother, ongoing])
+    return gestation, delivered_minute, lmp
+
+
+def _pregnancies(
+    rng: np.random.Generator,
+    entry: SystemEntry,
+    patid: np.ndarray,
+    preg_mother: np.ndarray,
+    lmp: np.ndarray,
+    n_deliveries: int,
+) -> tuple[Dataset, np.ndarray]:
+    """The pregnancies in time order, with the pregnancy key of each delivery."""
     prior = _prior_deliveries(preg_mother, lmp)
     gravidity = prior + 1 + (rng.random(len(lmp)) < 0.15)
+    n_ongoing = len(lmp) - n_deliveries
     pregnancies = keyed(
         entry.system,
         "graviditet",
@@ -232,7 +322,21 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     pregnancy_key = np.zeros(n_deliveries, dtype=np.int64)
     delivered = delivery_of >= 0
     pregnancy_key[delivery_of[delivered]] = pregnancies.columns["GRAVID_ID"][delivered]
+    return pregnancies, pregnancy_key
 
+
+def _deliveries(
+    rng: np.random.Generator,
+    entry: SystemEntry,
+    patid: np.ndarray,
+    newborns: np.ndarray,
+    mother: np.ndarray,
+    gestation: np.ndarray,
+    delivered_minute: np.ndarray,
+    pregnancy_key: np.ndarray,
+) -> Dataset:
+    """The deliveries in time order: mode, gestation, birth weight and Apgar score."""
+    n_deliveries = len(newborns)
     mode = pick(rng, list(MODES), n_deliveries, p=list(MODES.values()))
     term = gestation >= 259
     weight = np.where(
@@ -245,7 +349,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         rng.integers(9, 11, n_deliveries),
         rng.integers(3, 9, n_deliveries),
     )
-    deliveries = keyed(
+    return keyed(
         entry.system,
         "forlossning",
         "FORL_ID",
@@ -264,7 +368,18 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=80_001,
     )
 
-    # Maternity care visits during each pregnancy.
+
+def _visits(
+    rng: np.random.Generator,
+    pop: Population,
+    entry: SystemEntry,
+    patid: np.ndarray,
+    preg_mother: np.ndarray,
+    lmp: np.ndarray,
+    birth: np.ndarray,
+    n_ongoing: int,
+) -> Dataset:
+    """The maternity care visits during each pregnancy, in time order."""
     visits_per = rng.integers(4, 10, len(lmp))
     owner = np.repeat(np.arange(len(lmp)), visits_per)
     end = np.concatenate([birth - 1, np.full(n_ongoing, EXTRACT_DAY)])
@@ -273,7 +388,7 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     when = day * MINUTES_PER_DAY + rng.integers(8 * 12, 16 * 12, len(owner)) * 5
     clinic = units("barnmorskemottagning")
     site = pop.home_site[preg_mother[owner]]
-    visits = keyed(
+    return keyed(
         entry.system,
         "besok",
         "BESOK_ID",
@@ -288,6 +403,16 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=900_001,
     )
 
+
+def _plant_defects(
+    ctx: EstateContext,
+    entry: SystemEntry,
+    patient: Dataset,
+    pregnancies: Dataset,
+    deliveries: Dataset,
+    visits: Dataset,
+) -> None:
+    """The system's defects, planted from its own defect stream."""
     defects = ctx.rng(entry, "defects")
     invalid_identity(defects, patient, "PERSONNR")
     raw_bytes(defects, patient, "EFTERNAMN", UNDEFINED_CP1252_BYTES)
@@ -298,12 +423,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
     child_as_mother(
         defects, deliveries, "PATID", "BARN_PATID", patient.columns["PATID"][patient.free()]
     )
-    return {
-        "patient": patient,
-        "graviditet": pregnancies,
-        "forlossning": deliveries,
-        "besok": visits,
-    }
 
 
 def _prior_deliveries(mother: np.ndarray, lmp: np.ndarray) -> np.ndarray:

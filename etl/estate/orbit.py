@@ -21,9 +21,10 @@ from etl.estate.base import (
     pick,
     where_none,
 )
-from etl.estate.cohort import keyed, moments, rows_per_person, select_cohort
+from etl.estate.cohort import Cohort, keyed, moments, rows_per_person, select_cohort
 from etl.estate.melior import icd_notation
 from etl.estate.organisation import choose_staff
+from etl.estate.people import Population
 from etl.estate.planting import (
     UNPARSEABLE_ISO_DATES,
     invalid_identity,
@@ -88,7 +89,24 @@ TABLES = {
 
 
 def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
-    rng, pop, org = ctx.rng(entry), ctx.pop, ctx.org
+    rng = ctx.rng(entry)
+    cohort, patient = _patients(rng, ctx.pop, entry)
+    requests, operated = _requests(rng, ctx, entry, cohort)
+    waiting = _waiting_list(entry, requests, operated)
+    operations = _operations(entry, requests, operated)
+    _plant_defects(ctx, entry, cohort, patient, requests, waiting, operations)
+    return {
+        "patient": patient,
+        "operationsanmalan": requests,
+        "vantelista": waiting,
+        "operation": operations,
+    }
+
+
+def _patients(
+    rng: np.random.Generator, pop: Population, entry: SystemEntry
+) -> tuple[Cohort, Dataset]:
+    """The system's cohort and its patient records."""
     cohort = select_cohort(rng, pop, entry.system, share=0.12, min_age=2, key_base=1_000_001)
     people = cohort.people
     person = person_columns(
@@ -108,45 +126,21 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
             "skyddad_id": person["protection"],
         },
     )
+    return cohort, patient
 
-    requested_person = rows_per_person(rng, pop, people, 1.3)
+
+def _requests(
+    rng: np.random.Generator, ctx: EstateContext, entry: SystemEntry, cohort: Cohort
+) -> tuple[Dataset, np.ndarray]:
+    """The operation requests in time order, with each one's operation day (-1 if none yet)."""
+    pop, org = ctx.pop, ctx.org
+    requested_person = rows_per_person(rng, pop, cohort.people, 1.3)
     m = len(requested_person)
     requested = moments(rng, pop, requested_person, since_day=SINCE) // MINUTES_PER_DAY
-    old = requested < day_number(dt.date(2015, 1, 1))
-    entry_index = rng.integers(0, len(CATALOGUE), m)
-    use_retired = old & (rng.random(m) < 0.3)
-    retired_index = rng.integers(0, len(RETIRED), m)
-    local = np.where(
-        use_retired,
-        np.array([r[0] for r in RETIRED], dtype=object)[retired_index],
-        np.array([c[0] for c in CATALOGUE], dtype=object)[entry_index],
+    local, icd = _operation_codes(rng, requested)
+    priority, operated_day, status, done, has_slot = _outcomes(
+        rng, pop, requested_person, requested
     )
-    icd = np.where(
-        use_retired,
-        np.array([r[2] for r in RETIRED], dtype=object)[retired_index],
-        np.array([c[2] for c in CATALOGUE], dtype=object)[entry_index],
-    )
-    priority = pick(rng, list(PRIORITIES), m, p=list(PRIORITIES.values()))
-    wait = np.select(
-        [priority == "1", priority == "2", priority == "3"],
-        [rng.integers(0, 14, m), rng.integers(14, 60, m), rng.integers(30, 120, m)],
-        rng.integers(60, 270, m),
-    )
-    operated_day = requested + wait
-    alive_until = pop.last_day[requested_person]
-    cancelled = rng.random(m) < 0.06
-    done = (operated_day <= np.minimum(alive_until, EXTRACT_DAY)) & ~cancelled
-    scheduled = (
-        ~done
-        & ~cancelled
-        & (operated_day <= EXTRACT_DAY + 60)
-        & (operated_day <= alive_until + 60)
-        & ~pop.dead[requested_person]
-    )
-    status = np.select(
-        [done, scheduled, cancelled], ["OPERERAD", "PLANERAD", "STRUKEN"], "ANMALD"
-    ).astype(object)
-    has_slot = done | scheduled
     start = operated_day * MINUTES_PER_DAY + rng.integers(7 * 12, 15 * 12, m) * 5
     theatre_unit = units("operation")
     unit = theatre_unit.for_sites(rng, pop.home_site[requested_person])
@@ -173,11 +167,65 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         base=200_001,
     )
     operated = requests.columns.pop("_operated")
+    return requests, operated
 
-    # Waiting list: one place per request not cancelled; removed when operated.
+
+def _operation_codes(
+    rng: np.random.Generator, requested: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each request's local operation code and typical diagnosis (retired codes on some old)."""
+    m = len(requested)
+    old = requested < day_number(dt.date(2015, 1, 1))
+    entry_index = rng.integers(0, len(CATALOGUE), m)
+    use_retired = old & (rng.random(m) < 0.3)
+    retired_index = rng.integers(0, len(RETIRED), m)
+    local = np.where(
+        use_retired,
+        np.array([r[0] for r in RETIRED], dtype=object)[retired_index],
+        np.array([c[0] for c in CATALOGUE], dtype=object)[entry_index],
+    )
+    icd = np.where(
+        use_retired,
+        np.array([r[2] for r in RETIRED], dtype=object)[retired_index],
+        np.array([c[2] for c in CATALOGUE], dtype=object)[entry_index],
+    )
+    return local, icd
+
+
+def _outcomes(
+    rng: np.random.Generator, pop: Population, requested_person: np.ndarray, requested: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each request's priority, operation day, status, whether operated and whether scheduled."""
+    m = len(requested)
+    priority = pick(rng, list(PRIORITIES), m, p=list(PRIORITIES.values()))
+    wait = np.select(
+        [priority == "1", priority == "2", priority == "3"],
+        [rng.integers(0, 14, m), rng.integers(14, 60, m), rng.integers(30, 120, m)],
+        rng.integers(60, 270, m),
+    )
+    operated_day = requested + wait
+    alive_until = pop.last_day[requested_person]
+    cancelled = rng.random(m) < 0.06
+    done = (operated_day <= np.minimum(alive_until, EXTRACT_DAY)) & ~cancelled
+    scheduled = (
+        ~done
+        & ~cancelled
+        & (operated_day <= EXTRACT_DAY + 60)
+        & (operated_day <= alive_until + 60)
+        & ~pop.dead[requested_person]
+    )
+    status = np.select(
+        [done, scheduled, cancelled], ["OPERERAD", "PLANERAD", "STRUKEN"], "ANMALD"
+    ).astype(object)
+    has_slot = done | scheduled
+    return priority, operated_day, status, done, has_slot
+
+
+def _waiting_list(entry: SystemEntry, requests: Dataset, operated: np.ndarray) -> Dataset:
+    """The waiting list: one place per request not cancelled; removed when operated."""
     listed = np.flatnonzero(requests.columns["status"] != "STRUKEN")
     k = len(listed)
-    waiting = Dataset(
+    return Dataset(
         entry.system,
         "vantelista",
         "post_id",
@@ -196,9 +244,12 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
+
+def _operations(entry: SystemEntry, requests: Dataset, operated: np.ndarray) -> Dataset:
+    """The operations performed: one per request operated."""
     done_rows = np.flatnonzero(operated >= 0)
     j = len(done_rows)
-    operations = Dataset(
+    return Dataset(
         entry.system,
         "operation",
         "op_id",
@@ -212,6 +263,17 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
 
+
+def _plant_defects(
+    ctx: EstateContext,
+    entry: SystemEntry,
+    cohort: Cohort,
+    patient: Dataset,
+    requests: Dataset,
+    waiting: Dataset,
+    operations: Dataset,
+) -> None:
+    """The system's defects, planted from its own defect stream."""
     defects = ctx.rng(entry, "defects")
     invalid_identity(defects, patient, "personnummer")
     set_values(defects, requests, "opkod", UNMAPPED, "unmapped_code")
@@ -232,12 +294,6 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         ["31.02.2021", "00.00.0000", "12.13.2020"],
         "unparseable_date",
     )
-    return {
-        "patient": patient,
-        "operationsanmalan": requests,
-        "vantelista": waiting,
-        "operation": operations,
-    }
 
 
 def write(datasets: dict[str, Dataset], folder: Path, entry: SystemEntry) -> dict[str, Path]:
