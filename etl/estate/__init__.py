@@ -89,18 +89,54 @@ def generate_estate(
         canary_planting.plant_quarantined(planted, elvis, elvis_ids, melior, melior_patnr, seed)
     identities = plant_identities(population, elvis, elvis_ids, melior, melior_patnr, seed)
 
-    files: list[GeneratedFile] = []
+    manifest_url, files = _write_elvis_database(out_dir, elvis, elvis_url)
+    files.extend(_write_melior_files(out_dir, melior))
+
+    # Every other system of the region (journals and satellites): see systems.py.
+    systems = generate_systems(out_dir, population, organisation, seed)
+    files.extend(systems.files)
+
+    records = defect_records([*elvis.values(), *melior.values(), *systems.datasets])
+    files.extend(_write_ground_truth(out_dir, records, identities, planted))
+
+    manifest = EstateManifest(
+        seed=seed,
+        patients=patients,
+        extract_date=EXTRACT_DATE,
+        elvis_url=manifest_url,
+        files=files,
+        row_counts={
+            "elvis": {name: len(ds) for name, ds in elvis.items()},
+            "melior": {name: len(ds) for name, ds in melior.items()},
+            **systems.row_counts,
+        },
+        people=_people_summary(population, elvis["patient"]),
+        defect_rows=len(records),
+        defect_classes=_defect_summary(records),
+    )
+    manifest.write(out_dir)
+    return manifest
+
+
+def _write_elvis_database(
+    out_dir: Path, elvis: dict[str, Dataset], elvis_url: str | None
+) -> tuple[str, list[GeneratedFile]]:
+    """Write ELVIS to ``elvis_url``, or to a fresh SQLite file in the estate; the ELVIS URL the
+    manifest records (never with a password) and the files written into the estate."""
     if elvis_url is None:
         database = out_dir / ELVIS_SQLITE
         database.parent.mkdir(parents=True, exist_ok=True)
         database.unlink(missing_ok=True)
         write_elvis(elvis, sqlite_url(database))
-        files.append(GeneratedFile(path=ELVIS_SQLITE.as_posix(), system="elvis"))
-        manifest_url = "sqlite:///{estate_dir}/elvis/elvis.sqlite"
-    else:
-        write_elvis(elvis, elvis_url)
-        manifest_url = _without_password(elvis_url)
+        files = [GeneratedFile(path=ELVIS_SQLITE.as_posix(), system="elvis")]
+        return "sqlite:///{estate_dir}/elvis/elvis.sqlite", files
+    write_elvis(elvis, elvis_url)
+    return _without_password(elvis_url), []
 
+
+def _write_melior_files(out_dir: Path, melior: dict[str, Dataset]) -> list[GeneratedFile]:
+    """Write Melior's files; one manifest entry per file, with its rows and checksum."""
+    files: list[GeneratedFile] = []
     for path in write_melior(melior, out_dir / "melior"):
         dataset = next(name for name, filename in MELIOR_FILES.items() if filename == path.name)
         files.append(
@@ -112,12 +148,18 @@ def generate_estate(
                 sha256=_sha256(path),
             )
         )
+    return files
 
-    # Every other system of the region (journals and satellites): see systems.py.
-    systems = generate_systems(out_dir, population, organisation, seed)
-    files.extend(systems.files)
 
-    records = defect_records([*elvis.values(), *melior.values(), *systems.datasets])
+def _write_ground_truth(
+    out_dir: Path,
+    records: list[dict[str, object]],
+    identities: list[dict[str, object]],
+    planted: canary_planting.Canaries | None,
+) -> list[GeneratedFile]:
+    """Write the defects, the identity truth, the lab crosswalk and (when planted) the
+    canaries; one manifest entry per file."""
+    files: list[GeneratedFile] = []
     write_defects(out_dir / DEFECTS_FILE, records)
     files.append(
         GeneratedFile(path=DEFECTS_FILE, rows=len(records), sha256=_sha256(out_dir / DEFECTS_FILE))
@@ -138,24 +180,7 @@ def generate_estate(
     if planted is not None:
         canary_planting.write_canaries(out_dir / canary_planting.CANARY_FILE, planted)
         files.append(GeneratedFile(path=canary_planting.CANARY_FILE))
-
-    manifest = EstateManifest(
-        seed=seed,
-        patients=patients,
-        extract_date=EXTRACT_DATE,
-        elvis_url=manifest_url,
-        files=files,
-        row_counts={
-            "elvis": {name: len(ds) for name, ds in elvis.items()},
-            "melior": {name: len(ds) for name, ds in melior.items()},
-            **systems.row_counts,
-        },
-        people=_people_summary(population, elvis["patient"]),
-        defect_rows=len(records),
-        defect_classes=_defect_summary(records),
-    )
-    manifest.write(out_dir)
-    return manifest
+    return files
 
 
 def _without_password(url: str) -> str:

@@ -275,44 +275,53 @@ def _identify_reserve_patient(
     return updates
 
 
-def _plan_elvis(estate_dir, manifest, frames, truth, rng, clock, report) -> dict:
-    """Decide ELVIS's activity on the tables as read; nothing is written here."""
-    patient, contact = frames["patient"], frames["vardkontakt"]
-    booking, referral = frames["bokning"], frames["remiss"]
-    updates: list[tuple[str, str, int, dict]] = []
-    inserts: dict[str, list[dict]] = {"patient": [], "vardkontakt": []}
-    deletes: list[tuple[str, str, list[int]]] = []
+@dataclass
+class _ElvisPlan:
+    """ELVIS's planned changes: the rows to update, to insert and to delete."""
 
-    def clean(frame: pd.DataFrame, dataset: str, key: str) -> pd.DataFrame:
-        bad = truth.untouchable("elvis", dataset)
-        return frame[~frame[key].astype(str).isin(bad)]
-
-    patients = clean(patient, "patient", "patient_id")
-    patients = patients[patients["testpatient"] == "N"]
-    alive = patients[patients["avliden_datum"].isna()]
-    contacts = clean(contact, "vardkontakt", "kontakt_id")
-    # Patients whose every care contact is clean: a template for a new one.
-    dirty_contacts = set(contact.loc[~contact.index.isin(contacts.index), "patient_id"])
-    with_contacts = set(contacts["patient_id"]) - dirty_contacts
-    referenced = (
-        set(contact["patient_id"]) | set(booking["patient_id"]) | set(referral["patient_id"])
+    updates: list[tuple[str, str, int, dict]] = field(default_factory=list)
+    inserts: dict[str, list[dict]] = field(
+        default_factory=lambda: {"patient": [], "vardkontakt": []}
     )
-    busy: set[int] = set()
+    deletes: list[tuple[str, str, list[int]]] = field(default_factory=list)
 
-    def pick(candidates: pd.Series, count: int) -> list[int]:
-        chosen = _choose(rng, set(candidates.tolist()) - busy, count)
-        busy.update(chosen)
-        return chosen
+    def changes(self) -> dict:
+        """The plan as ``_elvis_activity`` applies it: ``update``, ``insert`` and ``delete``."""
+        return {"update": self.updates, "insert": self.inserts, "delete": self.deletes}
 
-    # A person first registered under a reserve number and later under their personnummer has
-    # two rows: only a person's single registration is identified, or deleted below.
+
+def _clean_elvis_rows(frame: pd.DataFrame, truth: _Truth, dataset: str, key: str) -> pd.DataFrame:
+    """The rows of an ELVIS table without a planted defect or identity conflict."""
+    bad = truth.untouchable("elvis", dataset)
+    return frame[~frame[key].astype(str).isin(bad)]
+
+
+def _single_registrations(truth: _Truth) -> set[str]:
+    """The ELVIS patient ids that are their person's only ELVIS registration.
+
+    A person first registered under a reserve number and later under their personnummer has
+    two rows: only a person's single registration is identified, or deleted.
+    """
     person_rows = truth.identities[
         (truth.identities["system"] == "elvis") & (truth.identities["dataset"] == "patient")
     ]
     rows_per_person = person_rows["person_key"].map(person_rows["person_key"].value_counts())
-    single = set(person_rows.loc[rows_per_person == 1, "source_key"])
-    updates += _identify_reserve_patient(estate_dir, manifest, single, patient, alive, pick, report)
+    return set(person_rows.loc[rows_per_person == 1, "source_key"])
 
+
+def _plan_elvis_patient_changes(
+    plan: _ElvisPlan,
+    frames: dict[str, pd.DataFrame],
+    patients: pd.DataFrame,
+    alive: pd.DataFrame,
+    single: set[str],
+    pick: Callable[[pd.Series, int], list[int]],
+    truth: _Truth,
+    rng: np.random.Generator,
+    clock: _Clock,
+    report: ActivityReport,
+) -> None:
+    """A patient moves, a patient dies, and a registration made in error is deleted."""
     with_address = alive[
         alive["skyddad_identitet"].fillna("").eq("")
         & alive["adress"].notna()
@@ -321,70 +330,122 @@ def _plan_elvis(estate_dir, manifest, frames, truth, rng, clock, report) -> dict
     for patient_id in pick(with_address["patient_id"], 1):
         street, postal_code, town = _new_address(rng)
         values = {"adress": street, "postnr": postal_code, "postort": town}
-        updates.append(("patient", "patient_id", patient_id, values))
+        plan.updates.append(("patient", "patient_id", patient_id, values))
         report.add("elvis", "patient", [patient_id], CHANGED, "new_address")
 
     for patient_id in pick(alive.loc[alive["pnr"].notna(), "patient_id"], 1):
         death = _day_text(clock.day(), "YYYY-MM-DD")
-        updates.append(("patient", "patient_id", patient_id, {"avliden_datum": death}))
+        plan.updates.append(("patient", "patient_id", patient_id, {"avliden_datum": death}))
         report.add("elvis", "patient", [patient_id], CHANGED, "deceased")
 
     # Nothing refers to it, and it is the person's only ELVIS registration.
+    referenced = (
+        set(frames["vardkontakt"]["patient_id"])
+        | set(frames["bokning"]["patient_id"])
+        | set(frames["remiss"]["patient_id"])
+    )
     unreferenced = patients[
         ~patients["patient_id"].isin(referenced) & patients["patient_id"].astype(str).isin(single)
     ]
     for patient_id in pick(unreferenced["patient_id"], 1):
-        deletes.append(("patient", "patient_id", [patient_id]))
+        plan.deletes.append(("patient", "patient_id", [patient_id]))
         truth.removed_identities.add(("elvis", "patient", str(patient_id)))
         report.add("elvis", "patient", [patient_id], DELETED, "registered_in_error_deleted")
 
+
+def _plan_elvis_new_contacts(
+    plan: _ElvisPlan,
+    contact: pd.DataFrame,
+    contacts: pd.DataFrame,
+    alive: pd.DataFrame,
+    pick: Callable[[pd.Series, int], list[int]],
+    clock: _Clock,
+    report: ActivityReport,
+) -> int:
+    """New care contacts of living patients, each like their latest; the next free contact id.
+
+    ``contact`` is the whole table, ``contacts`` its clean rows: a patient whose every care
+    contact is clean has a template for a new one.
+    """
+    dirty_contacts = set(contact.loc[~contact.index.isin(contacts.index), "patient_id"])
+    with_contacts = set(contacts["patient_id"]) - dirty_contacts
     next_contact = int(contact["kontakt_id"].max()) + 1
     for patient_id in pick(alive.loc[alive["patient_id"].isin(with_contacts), "patient_id"], 3):
         template = contacts[contacts["patient_id"] == patient_id].iloc[-1]
         start = clock.minute()
-        inserts["vardkontakt"].append(
+        plan.inserts["vardkontakt"].append(
             _elvis_contact(next_contact, patient_id, template, "BESOK", start, start + 30)
         )
         report.add("elvis", "vardkontakt", [next_contact], NEW, "new_care_contact")
         next_contact += 1
+    return next_contact
 
-    # A newborn: new ids come after every id any ELVIS table refers to, so no planted dangling
-    # reference becomes resolvable by accident (as etl.estate.identity_truth does).
+
+def _unused_reservnummer(
+    rng: np.random.Generator, taken: set[str], birth_day: int, sex: str
+) -> str:
+    """A VGR reservnummer for the birth day and sex that no ELVIS patient has (100 tries)."""
+    return next(
+        number
+        for number in (
+            vgr_reservnummer(rng, np.array([birth_day]), np.array([sex]))[0] for _ in range(100)
+        )
+        if number not in taken
+    )
+
+
+def _newborn_patient_row(
+    rng: np.random.Generator, patient_id: int, reserve: str, sex: str, birth: int
+) -> dict:
+    """The newborn's ELVIS patient row: an address and names drawn, registered 20 minutes
+    after the ``birth`` minute."""
+    street, postal_code, town = _new_address(rng)
+    given = FEMALE_NAMES if sex == "K" else MALE_NAMES
+    return {
+        "patient_id": patient_id,
+        "pnr": None,
+        "reservnr": reserve,
+        "fornamn": given[int(rng.integers(0, len(given)))],
+        "efternamn": SURNAMES[int(rng.integers(0, len(SURNAMES)))],
+        "kon": sex,
+        "fodelsedatum": _day_text(birth // MINUTES_PER_DAY, "YYYY-MM-DD"),
+        "adress": street,
+        "postnr": postal_code,
+        "postort": town,
+        "skyddad_identitet": None,
+        "avliden_datum": None,
+        "testpatient": "N",
+        "registrerad_tid": _minutes_text(birth + 20),
+    }
+
+
+def _plan_elvis_newborn(
+    plan: _ElvisPlan,
+    frames: dict[str, pd.DataFrame],
+    contacts: pd.DataFrame,
+    next_contact: int,
+    truth: _Truth,
+    rng: np.random.Generator,
+    clock: _Clock,
+    report: ActivityReport,
+) -> None:
+    """A newborn registered under a VGR reservnummer, with a care contact from its birth."""
+    patient = frames["patient"]
+    # New ids come after every id any ELVIS table refers to, so no planted dangling reference
+    # becomes resolvable by accident (as etl.estate.identity_truth does).
     newborn_id = 1 + max(
         int(patient["patient_id"].max()),
-        *(int(frame["patient_id"].max()) for frame in (contact, booking, referral) if len(frame)),
+        *(
+            int(frame["patient_id"].max())
+            for frame in (frames["vardkontakt"], frames["bokning"], frames["remiss"])
+            if len(frame)
+        ),
     )
     birth = clock.minute()
     sex = "K" if rng.random() < 0.5 else "M"
     taken = set(patient["reservnr"].dropna())
-    reserve = next(
-        number
-        for number in (
-            vgr_reservnummer(rng, np.array([birth // MINUTES_PER_DAY]), np.array([sex]))[0]
-            for _ in range(100)
-        )
-        if number not in taken
-    )
-    street, postal_code, town = _new_address(rng)
-    given = FEMALE_NAMES if sex == "K" else MALE_NAMES
-    inserts["patient"].append(
-        {
-            "patient_id": newborn_id,
-            "pnr": None,
-            "reservnr": reserve,
-            "fornamn": given[int(rng.integers(0, len(given)))],
-            "efternamn": SURNAMES[int(rng.integers(0, len(SURNAMES)))],
-            "kon": sex,
-            "fodelsedatum": _day_text(birth // MINUTES_PER_DAY, "YYYY-MM-DD"),
-            "adress": street,
-            "postnr": postal_code,
-            "postort": town,
-            "skyddad_identitet": None,
-            "avliden_datum": None,
-            "testpatient": "N",
-            "registrerad_tid": _minutes_text(birth + 20),
-        }
-    )
+    reserve = _unused_reservnummer(rng, taken, birth // MINUTES_PER_DAY, sex)
+    plan.inserts["patient"].append(_newborn_patient_row(rng, newborn_id, reserve, sex, birth))
     report.add("elvis", "patient", [newborn_id], NEW, "newborn_registered_under_reservnummer")
     truth.new_identities.append(
         {
@@ -396,37 +457,87 @@ def _plan_elvis(estate_dir, manifest, frames, truth, rng, clock, report) -> dict
         }
     )
     template = contacts.iloc[int(rng.integers(0, len(contacts)))]
-    inserts["vardkontakt"].append(
+    plan.inserts["vardkontakt"].append(
         _elvis_contact(
             next_contact, newborn_id, template, "INSKRIVNING", birth + 20, birth + 3 * 1440
         )
     )
     report.add("elvis", "vardkontakt", [next_contact], NEW, "new_care_contact_newborn")
 
-    bookings = clean(booking, "bokning", "bokning_id")
+
+def _plan_elvis_bookings_and_referrals(
+    plan: _ElvisPlan,
+    frames: dict[str, pd.DataFrame],
+    patients: pd.DataFrame,
+    truth: _Truth,
+    rng: np.random.Generator,
+    report: ActivityReport,
+) -> None:
+    """A booking is fulfilled, cancelled bookings are purged and a referral is received."""
+    bookings = _clean_elvis_rows(frames["bokning"], truth, "bokning", "bokning_id")
     bookings = bookings[bookings["patient_id"].isin(patients["patient_id"])]
     for booking_id in _choose(rng, bookings.loc[bookings["status"] == "BOKAD", "bokning_id"], 1):
-        updates.append(("bokning", "bokning_id", booking_id, {"status": "GENOMFORD"}))
+        plan.updates.append(("bokning", "bokning_id", booking_id, {"status": "GENOMFORD"}))
         report.add("elvis", "bokning", [booking_id], CHANGED, "booking_fulfilled")
     cancelled = _choose(rng, bookings.loc[bookings["status"] == "AVBOKAD", "bokning_id"], 2)
     if cancelled:
-        deletes.append(("bokning", "bokning_id", cancelled))
+        plan.deletes.append(("bokning", "bokning_id", cancelled))
         report.add("elvis", "bokning", cancelled, DELETED, "cancelled_booking_purged")
 
-    referrals = clean(referral, "remiss", "remiss_id")
+    referrals = _clean_elvis_rows(frames["remiss"], truth, "remiss", "remiss_id")
     referrals = referrals[referrals["patient_id"].isin(patients["patient_id"])]
     for referral_id in _choose(
         rng, referrals.loc[referrals["status"] == "SKICKAD", "remiss_id"], 1
     ):
-        updates.append(("remiss", "remiss_id", referral_id, {"status": "MOTTAGEN"}))
+        plan.updates.append(("remiss", "remiss_id", referral_id, {"status": "MOTTAGEN"}))
         report.add("elvis", "remiss", [referral_id], CHANGED, "referral_received")
 
-    # ELVIS is read in key order: a deleted row moves every later row up by one.
-    for name, key_column, keys in deletes:
+
+def _record_elvis_deleted_positions(
+    plan: _ElvisPlan, frames: dict[str, pd.DataFrame], truth: _Truth
+) -> None:
+    """ELVIS is read in key order: a deleted row moves every later row up by one."""
+    for name, key_column, keys in plan.deletes:
         ordered = np.sort(frames[name][key_column].to_numpy())
         positions = np.searchsorted(ordered, np.array(keys)) + 1
         truth.deleted_positions.setdefault(("elvis", name), []).extend(positions.tolist())
-    return {"update": updates, "insert": inserts, "delete": deletes}
+
+
+def _plan_elvis(
+    estate_dir: Path,
+    manifest: EstateManifest,
+    frames: dict[str, pd.DataFrame],
+    truth: _Truth,
+    rng: np.random.Generator,
+    clock: _Clock,
+    report: ActivityReport,
+) -> dict:
+    """Decide ELVIS's activity on the tables as read; nothing is written here."""
+    patient, contact = frames["patient"], frames["vardkontakt"]
+    plan = _ElvisPlan()
+    patients = _clean_elvis_rows(patient, truth, "patient", "patient_id")
+    patients = patients[patients["testpatient"] == "N"]
+    alive = patients[patients["avliden_datum"].isna()]
+    contacts = _clean_elvis_rows(contact, truth, "vardkontakt", "kontakt_id")
+    busy: set[int] = set()
+
+    def pick(candidates: pd.Series, count: int) -> list[int]:
+        chosen = _choose(rng, set(candidates.tolist()) - busy, count)
+        busy.update(chosen)
+        return chosen
+
+    single = _single_registrations(truth)
+    plan.updates += _identify_reserve_patient(
+        estate_dir, manifest, single, patient, alive, pick, report
+    )
+    _plan_elvis_patient_changes(
+        plan, frames, patients, alive, single, pick, truth, rng, clock, report
+    )
+    next_contact = _plan_elvis_new_contacts(plan, contact, contacts, alive, pick, clock, report)
+    _plan_elvis_newborn(plan, frames, contacts, next_contact, truth, rng, clock, report)
+    _plan_elvis_bookings_and_referrals(plan, frames, patients, truth, rng, report)
+    _record_elvis_deleted_positions(plan, frames, truth)
+    return plan.changes()
 
 
 def _elvis_contact(key, patient_id, template, kind: str, start: int, end: int) -> dict:
@@ -576,9 +687,28 @@ def _melior_new_contact(
         report.add("melior", "diagnos", [diagnosis_key], NEW, "new_diagnosis")
 
 
-def _melior_activity(
-    folder: Path, truth: _Truth, rng: np.random.Generator, clock: _Clock, report: ActivityReport
-) -> None:
+@dataclass
+class _MeliorState:
+    """Melior's files as read, the patients that may be touched, and what is already touched."""
+
+    files: dict[str, _MeliorFile]
+    frames: dict[str, pd.DataFrame]
+    truth: _Truth
+    patient_keys: list[str]
+    clean_patients: set[str]
+    alive: set[str]
+    busy_patients: set[str] = field(default_factory=set)
+    busy_rows: set[tuple[str, str]] = field(default_factory=set)
+
+    def clean(self, name: str) -> pd.DataFrame:
+        """The dataset's rows without a planted defect, of patients without one."""
+        frame = self.frames[name]
+        bad = self.truth.untouchable("melior", name)
+        return frame[~frame[MELIOR_KEYS[name]].isin(bad) & frame["PATNR"].isin(self.clean_patients)]
+
+
+def _read_melior_state(folder: Path, truth: _Truth) -> _MeliorState:
+    """Read Melior's files and find the clean patients, and the living ones among them."""
     files = {
         name: _MeliorFile.read(folder / filename, has_header=name != "patient")
         for name, filename in MELIOR_FILES.items()
@@ -595,18 +725,17 @@ def _melior_activity(
         for key, record in zip(patient_keys, patreg.records, strict=True)
         if key in clean_patients and not record[death_start : death_start + death_width].strip()
     }
+    return _MeliorState(files, frames, truth, patient_keys, clean_patients, alive)
 
-    def clean(name: str) -> pd.DataFrame:
-        frame = frames[name]
-        bad = truth.untouchable("melior", name)
-        return frame[~frame[MELIOR_KEYS[name]].isin(bad) & frame["PATNR"].isin(clean_patients)]
 
-    busy_patients: set[str] = set()
-    busy_rows: set[tuple[str, str]] = set()
-
-    # A care contact blocked (spärr), whose diagnoses, procedures and notes are all clean.
-    contacts = clean("kontakt")
-    children = {name: frames[name] for name in MELIOR_CONTACT_CHILDREN}
+def _block_melior_contact(
+    state: _MeliorState, rng: np.random.Generator, report: ActivityReport
+) -> pd.DataFrame:
+    """A care contact blocked (spärr), whose diagnoses, procedures and notes are all clean;
+    the clean care contacts."""
+    files, truth = state.files, state.truth
+    contacts = state.clean("kontakt")
+    children = {name: state.frames[name] for name in MELIOR_CONTACT_CHILDREN}
     child_counts = pd.concat([frame["KONTAKTNR"] for frame in children.values()]).value_counts()
     dirty_children = set()
     for name, frame in children.items():
@@ -622,76 +751,126 @@ def _melior_activity(
         values = files["kontakt"].row(index)
         values["SPARR"] = "J"
         files["kontakt"].records[index] = files["kontakt"].encode(values)
-        busy_patients.add(values["PATNR"])
+        state.busy_patients.add(values["PATNR"])
         report.add("melior", "kontakt", [contact_key], CHANGED, "care_contact_blocked")
         for name, frame in children.items():
             keys = frame.loc[frame["KONTAKTNR"] == contact_key, MELIOR_KEYS[name]].tolist()
-            busy_rows.update((name, key) for key in keys)
+            state.busy_rows.update((name, key) for key in keys)
             report.add("melior", name, keys, INHERITED, "inherits_care_contact_block")
+    return contacts
 
-    # A diagnosis code corrected to another valid ICD-10-SE code.
-    diagnoses = clean("diagnos")
+
+def _correct_melior_diagnosis(
+    state: _MeliorState, rng: np.random.Generator, report: ActivityReport
+) -> pd.DataFrame:
+    """A diagnosis code corrected to another valid ICD-10-SE code; the clean diagnoses that
+    were candidates (those not already touched)."""
+    diagnosis_file = state.files["diagnos"]
+    diagnoses = state.clean("diagnos")
     diagnoses = diagnoses[
-        ~diagnoses["DIAGNOSNR"].isin([key for name, key in busy_rows if name == "diagnos"])
+        ~diagnoses["DIAGNOSNR"].isin([key for name, key in state.busy_rows if name == "diagnos"])
     ]
     for diagnosis_key in _choose(rng, diagnoses["DIAGNOSNR"], 1):
-        index = files["diagnos"].keys().index(diagnosis_key)
-        values = files["diagnos"].row(index)
+        index = diagnosis_file.keys().index(diagnosis_key)
+        values = diagnosis_file.row(index)
         written = values["DIAGNOSKOD"].replace(".", "").upper()
         options = [(c, t) for c, t in ICD10_SE if c.replace(".", "") != written]
         code, text = options[int(rng.integers(0, len(options)))]
         values["DIAGNOSKOD"], values["DIAGNOSTEXT"] = code, text
-        files["diagnos"].records[index] = files["diagnos"].encode(values)
-        busy_rows.add(("diagnos", diagnosis_key))
+        diagnosis_file.records[index] = diagnosis_file.encode(values)
+        state.busy_rows.add(("diagnos", diagnosis_key))
         report.add("melior", "diagnos", [diagnosis_key], CHANGED, "diagnosis_code_corrected")
+    return diagnoses
 
-    # A patient dies.
-    for patnr in _choose(rng, alive - busy_patients, 1):
-        index = patient_keys.index(patnr)
+
+def _melior_patient_dies(
+    state: _MeliorState, rng: np.random.Generator, clock: _Clock, report: ActivityReport
+) -> None:
+    """A living patient not yet touched dies: the death date written into PATREG."""
+    patreg = state.files["patient"]
+    death_start, death_width = _patreg_offset("AVLIDEN")
+    for patnr in _choose(rng, state.alive - state.busy_patients, 1):
+        index = state.patient_keys.index(patnr)
         record = patreg.records[index]
         death = _day_text(clock.day(), "YYYYMMDD").ljust(death_width)
         patreg.records[index] = record[:death_start] + death + record[death_start + death_width :]
-        busy_patients.add(patnr)
+        state.busy_patients.add(patnr)
         report.add("melior", "patient", [patnr], CHANGED, "deceased")
 
-    # New care contacts with diagnoses, for living patients with clean contacts and diagnoses.
+
+def _melior_new_contacts(
+    state: _MeliorState,
+    contacts: pd.DataFrame,
+    diagnoses: pd.DataFrame,
+    rng: np.random.Generator,
+    clock: _Clock,
+    report: ActivityReport,
+) -> dict[str, int]:
+    """New care contacts with diagnoses, for living patients with clean contacts and
+    diagnoses; the next free key of each dataset that gets new rows."""
+    frames = state.frames
     next_key = {name: _next_key(frames, name) for name in ("kontakt", "diagnos", "labsvar")}
     with_history = (
-        (set(contacts["PATNR"]) & set(diagnoses["PATNR"]) & alive)
-        - busy_patients
+        (set(contacts["PATNR"]) & set(diagnoses["PATNR"]) & state.alive)
+        - state.busy_patients
         - set(frames["kontakt"].loc[~frames["kontakt"].index.isin(contacts.index), "PATNR"])
     )
     for patnr in _choose(rng, with_history, 2):
-        busy_patients.add(patnr)
-        _melior_new_contact(files, report, rng, clock, next_key, contacts, diagnoses, patnr)
+        state.busy_patients.add(patnr)
+        _melior_new_contact(state.files, report, rng, clock, next_key, contacts, diagnoses, patnr)
+    return next_key
 
-    # A new lab result: a living patient's earlier analysis, taken again.
-    results = clean("labsvar")
-    results = results[results["PATNR"].isin(alive - busy_patients)]
+
+def _melior_new_lab_result(
+    state: _MeliorState,
+    next_key: dict[str, int],
+    rng: np.random.Generator,
+    clock: _Clock,
+    report: ActivityReport,
+) -> None:
+    """A new lab result: a living patient's earlier analysis, taken again."""
+    results = state.clean("labsvar")
+    results = results[results["PATNR"].isin(state.alive - state.busy_patients)]
     for result_key in _choose(rng, results["SVARSNR"], 1):
         values = dict(results[results["SVARSNR"] == result_key].iloc[0])
         key = str(next_key["labsvar"])
         values.update({"SVARSNR": key, "PROVTAGNINGSTID": _minutes_text(clock.minute())})
-        files["labsvar"].records.append(files["labsvar"].encode(values))
-        busy_patients.add(values["PATNR"])
-        busy_rows.add(("labsvar", result_key))
+        state.files["labsvar"].records.append(state.files["labsvar"].encode(values))
+        state.busy_patients.add(values["PATNR"])
+        state.busy_rows.add(("labsvar", result_key))
         report.add("melior", "labsvar", [key], NEW, "new_lab_result")
 
-    # Deleted: a lab result entered in error, a warning no longer valid.
+
+def _melior_deletions(
+    state: _MeliorState, rng: np.random.Generator, report: ActivityReport
+) -> None:
+    """Deleted: a lab result entered in error, a warning no longer valid."""
     for name, what in (
         ("labsvar", "lab_result_entered_in_error_deleted"),
         ("varning", "warning_deleted"),
     ):
-        rows = clean(name)
-        rows = rows[~rows["PATNR"].isin(busy_patients)]
-        taken = {key for dataset, key in busy_rows if dataset == name}
+        rows = state.clean(name)
+        rows = rows[~rows["PATNR"].isin(state.busy_patients)]
+        taken = {key for dataset, key in state.busy_rows if dataset == name}
         for key in _choose(rng, set(rows[MELIOR_KEYS[name]]) - taken, 1):
-            index = files[name].keys().index(key)
-            truth.deleted_positions.setdefault(("melior", name), []).append(index + 1)
-            del files[name].records[index]
+            index = state.files[name].keys().index(key)
+            state.truth.deleted_positions.setdefault(("melior", name), []).append(index + 1)
+            del state.files[name].records[index]
             report.add("melior", name, [key], DELETED, what)
 
-    for file in files.values():
+
+def _melior_activity(
+    folder: Path, truth: _Truth, rng: np.random.Generator, clock: _Clock, report: ActivityReport
+) -> None:
+    """Melior's activity, written record by record into its files."""
+    state = _read_melior_state(folder, truth)
+    contacts = _block_melior_contact(state, rng, report)
+    diagnoses = _correct_melior_diagnosis(state, rng, report)
+    _melior_patient_dies(state, rng, clock, report)
+    next_key = _melior_new_contacts(state, contacts, diagnoses, rng, clock, report)
+    _melior_new_lab_result(state, next_key, rng, clock, report)
+    _melior_deletions(state, rng, report)
+    for file in state.files.values():
         file.write()
 
 

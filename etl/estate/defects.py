@@ -256,19 +256,10 @@ def inject_elvis(datasets: dict[str, Dataset], seed: int) -> None:
     )
 
 
-def inject_melior(datasets: dict[str, Dataset], seed: int) -> None:
-    rng = stream(seed, "defects/melior")
-    patient = datasets["patient"]
-    rows = choose(rng, patient, defect_count(len(patient)))
-    _set(
-        patient,
-        rows,
-        "PNR",
-        bump_check_digit(rng, patient.columns["PNR"][rows]),
-        "invalid_identity_number",
-    )
-
-    diagnoses = datasets["diagnos"]
+def _melior_diagnosis_defects(
+    rng: np.random.Generator, diagnoses: Dataset, patient: Dataset
+) -> None:
+    """Diagnoses: unparseable dates, invalid codes, unknown patients, conflicting duplicates."""
     n = defect_count(len(diagnoses))
     rows = choose(rng, diagnoses, n)
     _set(
@@ -290,20 +281,9 @@ def inject_melior(datasets: dict[str, Dataset], seed: int) -> None:
     diagnoses.columns["DIAGNOSNR"][reusers] = diagnoses.columns["DIAGNOSNR"][originals]
     diagnoses.mark(np.concatenate([originals, reusers]), "conflicting_duplicate", "DIAGNOSNR")
 
-    procedures = datasets["atgard"]
-    rows = choose(rng, procedures, defect_count(len(procedures)))
-    _set(procedures, rows, "KVA_KOD", _choice(rng, KVA_MALFORMED, len(rows)), "invalid_code")
 
-    labs = datasets["labsvar"]
-    n = defect_count(len(labs))
-    rows = choose(rng, labs, n)
-    _set(
-        labs,
-        rows,
-        "ANALYSNAMN",
-        plant_raw_byte(rng, labs.columns["ANALYSNAMN"][rows]),
-        "undecodable_bytes",
-    )
+def _plant_unmapped_lab_codes(rng: np.random.Generator, labs: Dataset, n: int) -> None:
+    """``n`` lab results of a local analysis the crosswalk does not map to NPU."""
     rows = choose(rng, labs, n)
     unmapped = rng.integers(0, len(UNMAPPED_LOCAL_LAB_CODES), len(rows))
     assert not {UNMAPPED_LOCAL_LAB_CODES[i][0] for i in unmapped} & set(LAB_LOCAL_TO_NPU)
@@ -316,6 +296,21 @@ def inject_melior(datasets: dict[str, Dataset], seed: int) -> None:
     _set(
         labs, rows, "ANALYSKOD", [UNMAPPED_LOCAL_LAB_CODES[i][0] for i in unmapped], "unmapped_code"
     )
+
+
+def _melior_lab_defects(rng: np.random.Generator, labs: Dataset) -> None:
+    """Lab results: undecodable bytes, unmapped codes, implausible values and units, and exact
+    duplicate lines."""
+    n = defect_count(len(labs))
+    rows = choose(rng, labs, n)
+    _set(
+        labs,
+        rows,
+        "ANALYSNAMN",
+        plant_raw_byte(rng, labs.columns["ANALYSNAMN"][rows]),
+        "undecodable_bytes",
+    )
+    _plant_unmapped_lab_codes(rng, labs, n)
     # Plausibility, before the duplicates so that a copy never differs from its original.
     npu = np.array([LAB_LOCAL_TO_NPU.get(c, c) for c in labs.columns["ANALYSKOD"]], dtype=object)
     plant_lab_results(rng, labs, npu, "RESULTAT", n)
@@ -328,15 +323,9 @@ def inject_melior(datasets: dict[str, Dataset], seed: int) -> None:
     labs.take(order)
     labs.mark(np.flatnonzero(is_copy), "duplicate_row", "")
 
-    medication = datasets["lakemedel"]
-    rows = choose(rng, medication, defect_count(len(medication)))
-    _set(medication, rows, "ATC", "", "missing_value")
 
-    notes = datasets["anteckning"]
-    rows = choose(rng, notes, defect_count(len(notes)))
-    _set(notes, rows, "TEXT", plant_raw_byte(rng, notes.columns["TEXT"][rows]), "undecodable_bytes")
-
-    contacts = datasets["kontakt"]
+def _melior_contact_defects(rng: np.random.Generator, contacts: Dataset, patient: Dataset) -> None:
+    """Care contacts outside the lifetime of a patient whose own row is clean."""
     birth = melior_birth_days(patient.columns["SEKEL"], patient.columns["PNR"])
     death = parse_days(patient.columns["AVLIDEN"])
     clean_patients = patient.columns["PATNR"][patient.free()]
@@ -351,6 +340,37 @@ def inject_melior(datasets: dict[str, Dataset], seed: int) -> None:
         death[at],
         np.isin(contacts.columns["PATNR"], clean_patients) & (birth[at] != NO_DAY),
     )
+
+
+def inject_melior(datasets: dict[str, Dataset], seed: int) -> None:
+    rng = stream(seed, "defects/melior")
+    patient = datasets["patient"]
+    rows = choose(rng, patient, defect_count(len(patient)))
+    _set(
+        patient,
+        rows,
+        "PNR",
+        bump_check_digit(rng, patient.columns["PNR"][rows]),
+        "invalid_identity_number",
+    )
+
+    _melior_diagnosis_defects(rng, datasets["diagnos"], patient)
+
+    procedures = datasets["atgard"]
+    rows = choose(rng, procedures, defect_count(len(procedures)))
+    _set(procedures, rows, "KVA_KOD", _choice(rng, KVA_MALFORMED, len(rows)), "invalid_code")
+
+    _melior_lab_defects(rng, datasets["labsvar"])
+
+    medication = datasets["lakemedel"]
+    rows = choose(rng, medication, defect_count(len(medication)))
+    _set(medication, rows, "ATC", "", "missing_value")
+
+    notes = datasets["anteckning"]
+    rows = choose(rng, notes, defect_count(len(notes)))
+    _set(notes, rows, "TEXT", plant_raw_byte(rng, notes.columns["TEXT"][rows]), "undecodable_bytes")
+
+    _melior_contact_defects(rng, datasets["kontakt"], patient)
 
 
 def parse_days(values: np.ndarray) -> np.ndarray:

@@ -49,6 +49,8 @@ REFERRAL_ID_BASE = 4_000_001
 CONTACTS_PER_PATIENT = 4.0
 BOOKINGS_PER_PATIENT = 3.0
 REFERRALS_PER_PATIENT = 0.5
+# Every table in utf8mb4 on MariaDB and MySQL (other dialects ignore these).
+_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
 
 
 def _text(length: int | None = None) -> sa.types.TypeEngine:
@@ -59,11 +61,9 @@ def _id(name: str, primary: bool = False) -> sa.Column:
     return sa.Column(name, sa.Integer(), primary_key=primary, autoincrement=False)
 
 
-def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
-    """The six ELVIS tables. No foreign keys: the legacy data has dangling references."""
-    metadata = sa.MetaData()
-    kwargs = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
-    tables = {
+def _register_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    """ELVIS's registers: patients, care units and staff."""
+    return {
         "patient": sa.Table(
             "patient",
             metadata,
@@ -81,7 +81,7 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             sa.Column("avliden_datum", _text(32)),
             sa.Column("testpatient", _text(8)),
             sa.Column("registrerad_tid", _text(32)),
-            **kwargs,
+            **_TABLE_OPTIONS,
         ),
         "vardenhet": sa.Table(
             "vardenhet",
@@ -91,7 +91,7 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             sa.Column("namn", _text(200)),
             sa.Column("organisationsnummer", _text(32)),
             sa.Column("sjukhus", _text(64)),
-            **kwargs,
+            **_TABLE_OPTIONS,
         ),
         "personal": sa.Table(
             "personal",
@@ -102,8 +102,14 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             sa.Column("efternamn", _text(100)),
             sa.Column("yrkeskod", _text(16)),
             _id("vardenhet_id"),
-            **kwargs,
+            **_TABLE_OPTIONS,
         ),
+    }
+
+
+def _activity_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    """ELVIS's activity: care contacts, bookings and referrals."""
+    return {
         "vardkontakt": sa.Table(
             "vardkontakt",
             metadata,
@@ -115,7 +121,7 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             sa.Column("start_tid", _text(32)),
             sa.Column("slut_tid", _text(32)),
             sa.Column("sparr", _text(8)),
-            **kwargs,
+            **_TABLE_OPTIONS,
         ),
         "bokning": sa.Table(
             "bokning",
@@ -126,7 +132,7 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             sa.Column("bokad_tid", _text(32)),
             sa.Column("langd_min", _text(16)),
             sa.Column("status", _text(32)),
-            **kwargs,
+            **_TABLE_OPTIONS,
         ),
         "remiss": sa.Table(
             "remiss",
@@ -139,9 +145,15 @@ def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             sa.Column("prioritet", _text(32)),
             sa.Column("status", _text(32)),
             sa.Column("fragestallning", _text()),
-            **kwargs,
+            **_TABLE_OPTIONS,
         ),
     }
+
+
+def elvis_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
+    """The six ELVIS tables. No foreign keys: the legacy data has dangling references."""
+    metadata = sa.MetaData()
+    tables = {**_register_tables(metadata), **_activity_tables(metadata)}
     return metadata, tables
 
 
@@ -191,18 +203,11 @@ def birth_date_forms(
     ).astype(object)
 
 
-def build_elvis(
-    pop: Population, org: Organisation, seed: int
-) -> tuple[dict[str, Dataset], np.ndarray]:
-    """The six datasets, and the patient_id of every person (-1 when not in ELVIS)."""
-    rng = stream(seed, "elvis")
-    members = np.flatnonzero(pop.in_elvis)
-    # Patient ids follow registration order, as they would in a running system.
-    members = members[np.lexsort((members, pop.first_day[members]))]
+def _patient_dataset(
+    rng: np.random.Generator, pop: Population, members: np.ndarray, patient_id: np.ndarray
+) -> Dataset:
+    """The patient table of the ``members`` (in patient id order), test patients marked."""
     n = len(members)
-    patient_id = np.full(len(pop), -1, dtype=np.int64)
-    patient_id[members] = PATIENT_ID_BASE + np.arange(n)
-
     kind = pop.kind[members]
     number = pop.number[members]
     reserve_only = kind == KIND_RESERVNUMMER
@@ -249,7 +254,11 @@ def build_elvis(
     )
     test_rows = np.flatnonzero(test)
     patient.mark(test_rows, "test_patient", "testpatient")
+    return patient
 
+
+def _organisation_datasets(org: Organisation) -> tuple[Dataset, Dataset]:
+    """The care unit and staff tables, straight from the organisation."""
     n_units = len(org.unit_hsa)
     vardenhet = Dataset(
         "elvis",
@@ -277,9 +286,25 @@ def build_elvis(
             "vardenhet_id": UNIT_ID_BASE + org.staff_unit,
         },
     )
+    return vardenhet, personal
+
+
+def build_elvis(
+    pop: Population, org: Organisation, seed: int
+) -> tuple[dict[str, Dataset], np.ndarray]:
+    """The six datasets, and the patient_id of every person (-1 when not in ELVIS)."""
+    rng = stream(seed, "elvis")
+    members = np.flatnonzero(pop.in_elvis)
+    # Patient ids follow registration order, as they would in a running system.
+    members = members[np.lexsort((members, pop.first_day[members]))]
+    patient_id = np.full(len(pop), -1, dtype=np.int64)
+    patient_id[members] = PATIENT_ID_BASE + np.arange(len(members))
+
+    patient = _patient_dataset(rng, pop, members, patient_id)
+    vardenhet, personal = _organisation_datasets(org)
 
     # Activity only for real (non-test) patients.
-    active = members[~test]
+    active = members[~pop.test_patient[members]]
     vardkontakt = _contacts(rng, pop, org, active, patient_id)
     bokning = _bookings(rng, pop, org, active, patient_id)
     remiss = _referrals(rng, pop, org, active, patient_id)

@@ -176,8 +176,11 @@ def vgr_reservnummer(
     )
 
 
-def build_population(patients: int, seed: int) -> Population:
-    rng = stream(seed, "people")
+def _draw_pool_numbers(
+    rng: np.random.Generator, patients: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Test numbers drawn from Skatteverket's pools, the kind of every person's number (pooled
+    people first, then the reserve group) and the planned size of the reserve group."""
     pool_pnr, pool_sam = pool_numbers()
 
     n_reserve_base = round(RESERVE_SHARE * patients)
@@ -196,13 +199,14 @@ def build_population(patients: int, seed: int) -> Population:
             np.full(n_reserve, KIND_RESERVNUMMER),
         ]
     ).astype(np.int8)
-    pooled = kind != KIND_RESERVNUMMER
+    return chosen, kind, n_reserve_base
 
-    # Birth dates and sex: from the number for pooled people, drawn for the reserve group.
-    id_day = _parse_dates(chosen, (kind[pooled] == KIND_SAMORDNINGSNUMMER).astype(np.int64))
-    sex_digit = chosen.astype("U11").astype(np.int64) % 10
-    pooled_sex = np.where(sex_digit % 2 == 1, "M", "K").astype(object)
 
+def _reserve_group(
+    rng: np.random.Generator, n_reserve: int, n_reserve_base: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Birth days, sexes and newborn flags of the people without a pooled number: newborns,
+    unknown patients (some of unknown sex), and the rest of any age."""
     newborn = np.zeros(n_reserve, dtype=bool)
     newborn[: n_reserve_base // 2] = True
     unknown = np.zeros(n_reserve, dtype=bool)
@@ -216,20 +220,29 @@ def build_population(patients: int, seed: int) -> Population:
     reserve_birth = np.where(newborn, EXTRACT_DAY - rng.integers(1, 90, n_reserve), reserve_birth)
     reserve_sex = np.where(rng.random(n_reserve) < 0.5, "M", "K").astype(object)
     reserve_sex[unknown & (rng.random(n_reserve) < 0.4)] = "U"
+    return reserve_birth, reserve_sex, newborn
 
-    birth_day = np.concatenate([id_day, reserve_birth]).astype(np.int64)
-    sex = np.concatenate([pooled_sex, reserve_sex]).astype(object)
 
-    # Since 2009 the number's date may differ from the true birth date by a few days.
+def _shift_birth_days(
+    rng: np.random.Generator, kind: np.ndarray, birth_day: np.ndarray
+) -> np.ndarray:
+    """Since 2009 the number's date may differ from the true birth date by a few days."""
+    patients = len(kind)
     differs = (kind == KIND_PERSONNUMMER) & (rng.random(patients) < BIRTH_DATE_DIFFERS_SHARE)
     shift = rng.integers(1, 6, patients) * np.where(rng.random(patients) < 0.5, -1, 1)
-    birth_day = np.where(differs, np.minimum(birth_day + shift, EXTRACT_DAY - 1), birth_day)
+    return np.where(differs, np.minimum(birth_day + shift, EXTRACT_DAY - 1), birth_day)
 
-    reserve_numbers = vgr_reservnummer(rng, reserve_birth, reserve_sex)
-    number = np.concatenate([chosen.astype(object), reserve_numbers]).astype(object)
-    birth_year = birth_day.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
 
-    # Death: certain for the very old, rare for the young; never for newborns.
+def _death_days(
+    rng: np.random.Generator,
+    birth_day: np.ndarray,
+    birth_year: np.ndarray,
+    first_reserve: int,
+    newborn: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Who died, and when: certain for the very old, rare for the young; never for newborns
+    (``newborn`` flags the reserve group, whose first person is at ``first_reserve``)."""
+    patients = len(birth_day)
     p_dead = np.select(
         [
             birth_year < 1916,
@@ -242,7 +255,7 @@ def build_population(patients: int, seed: int) -> Population:
         default=0.01,
     )
     dead = rng.random(patients) < p_dead
-    dead[n_pnr + n_sam :][newborn] = False
+    dead[first_reserve:][newborn] = False
     death_lo = np.maximum(birth_day + 1, DEATHS_FROM_DAY)
     death_hi = np.maximum(
         np.minimum(birth_day + int(112 * 365.25), EXTRACT_DAY - 1), death_lo + 365
@@ -251,12 +264,25 @@ def build_population(patients: int, seed: int) -> Population:
     death_lo = np.minimum(death_lo, death_hi)
     death_draw = death_lo + np.floor(rng.random(patients) ** 0.7 * (death_hi - death_lo + 1))
     death_day = np.where(dead, death_draw.astype(np.int64), NO_DEATH)
+    return dead, death_day
 
+
+def _activity_window(
+    rng: np.random.Generator, birth_day: np.ndarray, dead: np.ndarray, death_day: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each person's first (registered) and last possible day of activity."""
     lo = np.maximum(birth_day, ACTIVITY_START_DAY)
     last_day = np.where(dead, death_day - 1, EXTRACT_DAY)
-    first_day = lo + np.floor(rng.random(patients) * (last_day - lo + 1)).astype(np.int64)
+    first_day = lo + np.floor(rng.random(len(birth_day)) * (last_day - lo + 1)).astype(np.int64)
     first_day = np.minimum(first_day, last_day)
+    return first_day, last_day
 
+
+def _systems_and_test_patients(
+    rng: np.random.Generator, pooled: np.ndarray, dead: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Who is in ELVIS, who is in Melior, and who is a test patient."""
+    patients = len(pooled)
     # Where people appear: reserve-only patients are in ELVIS only.
     u = rng.random(patients)
     in_elvis = ~pooled | (u < BOTH_SHARE + ELVIS_ONLY_SHARE)
@@ -267,14 +293,30 @@ def build_population(patients: int, seed: int) -> Population:
     n_test = min(len(candidates), max(3, round(TEST_PATIENT_SHARE * int(in_elvis.sum()))))
     test_patient = np.zeros(patients, dtype=bool)
     test_patient[rng.choice(candidates, n_test, replace=False)] = True
+    return in_elvis, in_melior, test_patient
 
-    protected = np.full(patients, "", dtype=object)
-    flagged = pooled & ~test_patient & (rng.random(patients) < PROTECTED_SHARE)
+
+def _protected_identities(
+    rng: np.random.Generator, pooled: np.ndarray, test_patient: np.ndarray
+) -> np.ndarray:
+    """The protected-identity flag of each person ('' for most)."""
+    protected = np.full(len(pooled), "", dtype=object)
+    flagged = pooled & ~test_patient & (rng.random(len(pooled)) < PROTECTED_SHARE)
     protected[flagged] = pick(rng, ["SEKR", "SKYDD", "FING"], int(flagged.sum()), p=[0.7, 0.2, 0.1])
+    return protected
 
-    # Some people were first registered under a reserve number (old format or VGR format).
-    old = pooled & in_elvis & ~test_patient & (rng.random(patients) < OLD_RESERVE_SHARE)
-    old_reserve = np.full(patients, None, dtype=object)
+
+def _old_reserve_numbers(
+    rng: np.random.Generator,
+    eligible: np.ndarray,
+    reserve_numbers: np.ndarray,
+    birth_day: np.ndarray,
+    sex: np.ndarray,
+) -> np.ndarray:
+    """The reserve number some ``eligible`` people were first registered under (old format or
+    VGR format, never one the reserve group holds); None for everyone else."""
+    old = eligible & (rng.random(len(eligible)) < OLD_RESERVE_SHARE)
+    old_reserve = np.full(len(eligible), None, dtype=object)
     old_idx = np.flatnonzero(old)
     legacy_style = rng.random(len(old_idx)) < 0.5
     legacy_serials = rng.choice(9_000_000, size=int(legacy_style.sum()), replace=False) + 1_000_000
@@ -285,13 +327,47 @@ def build_population(patients: int, seed: int) -> Population:
         fresh = vgr_reservnummer(rng, birth_day[vgr_idx], sex[vgr_idx])
         clash = np.array([value in taken for value in fresh], dtype=bool)
         old_reserve[vgr_idx[~clash]] = fresh[~clash]
+    return old_reserve
 
+
+def _activity_levels(rng: np.random.Generator, birth_day: np.ndarray) -> np.ndarray:
+    """How much care each person uses (mean 1): less for children, more for the old."""
+    age = (EXTRACT_DAY - birth_day) / 365.25
+    activity = rng.gamma(2.0, 0.5, len(birth_day)) * np.select(
+        [age < 18, age > 65], [0.7, 1.5], 1.0
+    )
+    return activity / activity.mean()
+
+
+def build_population(patients: int, seed: int) -> Population:
+    rng = stream(seed, "people")
+    chosen, kind, n_reserve_base = _draw_pool_numbers(rng, patients)
+    pooled = kind != KIND_RESERVNUMMER
+
+    # Birth dates and sex: from the number for pooled people, drawn for the reserve group.
+    id_day = _parse_dates(chosen, (kind[pooled] == KIND_SAMORDNINGSNUMMER).astype(np.int64))
+    sex_digit = chosen.astype("U11").astype(np.int64) % 10
+    pooled_sex = np.where(sex_digit % 2 == 1, "M", "K").astype(object)
+    reserve_birth, reserve_sex, newborn = _reserve_group(rng, int((~pooled).sum()), n_reserve_base)
+    birth_day = np.concatenate([id_day, reserve_birth]).astype(np.int64)
+    sex = np.concatenate([pooled_sex, reserve_sex]).astype(object)
+    birth_day = _shift_birth_days(rng, kind, birth_day)
+
+    reserve_numbers = vgr_reservnummer(rng, reserve_birth, reserve_sex)
+    number = np.concatenate([chosen.astype(object), reserve_numbers]).astype(object)
+    birth_year = birth_day.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+
+    dead, death_day = _death_days(rng, birth_day, birth_year, len(chosen), newborn)
+    first_day, last_day = _activity_window(rng, birth_day, dead, death_day)
+    in_elvis, in_melior, test_patient = _systems_and_test_patients(rng, pooled, dead)
+    protected = _protected_identities(rng, pooled, test_patient)
+    # Some people were first registered under a reserve number (old format or VGR format).
+    old_reserve = _old_reserve_numbers(
+        rng, pooled & in_elvis & ~test_patient, reserve_numbers, birth_day, sex
+    )
     given, family = _names(rng, sex)
     street, postnr, postort, home_site = _addresses(rng, patients)
-
-    age = (EXTRACT_DAY - birth_day) / 365.25
-    activity = rng.gamma(2.0, 0.5, patients) * np.select([age < 18, age > 65], [0.7, 1.5], 1.0)
-    activity = activity / activity.mean()
+    activity = _activity_levels(rng, birth_day)
 
     # Shuffle so that nothing downstream depends on how the pools were laid out.
     order = rng.permutation(patients)
