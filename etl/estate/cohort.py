@@ -40,6 +40,11 @@ class Cohort:
     def __len__(self) -> int:
         return len(self.people)
 
+    def positions(self, person: np.ndarray) -> np.ndarray:
+        """Each population index's place in the cohort (its patient row, in key order): where
+        to read a per-member array such as an ``age_window``."""
+        return self.key_of[person] - self.keys[0]
+
 
 def select_cohort(
     rng: np.random.Generator,
@@ -100,6 +105,22 @@ def rows_per_person(
     counts = rng.poisson(rate * pop.activity[people])
     owner, _ = explode(counts)
     return people[owner]
+
+
+def rows_in_window(
+    rng: np.random.Generator,
+    pop: Population,
+    cohort: Cohort,
+    rate: float,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    office_hours: float = 0.85,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Child rows per cohort member (``rows_per_person``) and a moment for each inside its
+    member's window ``lo..hi`` (per member, in key order; ``window_draw``)."""
+    person = rows_per_person(rng, pop, cohort.people, rate)
+    where = cohort.positions(person)
+    return person, window_draw(rng, lo[where], hi[where], office_hours=office_hours)
 
 
 def activity_window(

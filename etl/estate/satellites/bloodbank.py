@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from etl.estate.base import Dataset, format_days, format_minutes, pick, window_draw
-from etl.estate.cohort import Cohort, age_window, keyed, rows_per_person, select_cohort
+from etl.estate.cohort import Cohort, age_window, keyed, rows_in_window, select_cohort
 from etl.estate.people import Population
 from etl.estate.planting import (
     UNPARSEABLE_COMPACT_TIMESTAMPS,
@@ -97,11 +97,8 @@ def _transfusions(
     hi: np.ndarray,
 ) -> Dataset:
     """The ``transfusion`` table: blood products given, in time order."""
-    position = cohort.key_of - cohort.keys[0]
-    transfused = rows_per_person(rng, pop, cohort.people, 4.0)
+    transfused, when = rows_in_window(rng, pop, cohort, 4.0, lo, hi, office_hours=0.6)
     m = len(transfused)
-    where = position[transfused]
-    when = window_draw(rng, lo[where], hi[where], office_hours=0.6)
     unit = units("blodcentral")
     return keyed(
         entry.system,
@@ -126,12 +123,11 @@ def _antibodies(
 ) -> Dataset:
     """The ``antikropp`` table: irregular antibodies found, in time order."""
     people = cohort.people
-    position = cohort.key_of - cohort.keys[0]
     # Antibodies are found in about a third of recipients (at least a dozen in any estate).
     draw = rng.random(len(people))
     found = np.sort(people[draw < max(0.3, np.sort(draw)[min(11, len(draw) - 1)])])
     k = len(found)
-    where = position[found]
+    where = cohort.positions(found)
     day = window_draw(rng, lo[where], hi[where]) // 1440
     return keyed(
         system,

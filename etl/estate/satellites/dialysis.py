@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from etl.estate.base import Dataset, format_minutes, pick, window_draw
+from etl.estate.base import Dataset, format_minutes, pick
 from etl.estate.codes import ANALYTES
 from etl.estate.cohort import (
     Cohort,
     age_window,
     iso_minutes,
     keyed,
-    rows_per_person,
+    rows_in_window,
     select_cohort,
 )
 from etl.estate.melior import lab_values
@@ -109,11 +109,8 @@ def _sessions(
     hi: np.ndarray,
 ) -> Dataset:
     """The ``session`` table: dialysis sessions at the unit, in time order."""
-    position = cohort.key_of - cohort.keys[0]
-    session_person = rows_per_person(rng, pop, cohort.people, 30.0)
+    session_person, start = rows_in_window(rng, pop, cohort, 30.0, lo, hi, office_hours=1.0)
     m = len(session_person)
-    where = position[session_person]
-    start = window_draw(rng, lo[where], hi[where], office_hours=1.0)
     kind = pick(rng, list(SESSION_KINDS), m, p=list(SESSION_KINDS.values()))
     end = start + np.where(kind == "PD", 45, rng.integers(44, 61, m) * 5)
     unit = units("dialys")
@@ -142,11 +139,8 @@ def _tests(
     hi: np.ndarray,
 ) -> Dataset:
     """The ``prov`` table: the unit's own lab tests in local analysis codes, in time order."""
-    position = cohort.key_of - cohort.keys[0]
-    test_person = rows_per_person(rng, pop, cohort.people, 18.0)
+    test_person, sampled = rows_in_window(rng, pop, cohort, 18.0, lo, hi, office_hours=1.0)
     k = len(test_person)
-    where = position[test_person]
-    sampled = window_draw(rng, lo[where], hi[where], office_hours=1.0)
     local = list(LOCAL_CODES)
     code = pick(rng, local, k)
     npu_index = {a.code: i for i, a in enumerate(ANALYTES)}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from etl.estate.base import Dataset, format_days, pick, window_draw
+from etl.estate.base import Dataset, format_days, pick
 from etl.estate.codes import DOSAGES, DRUGS
-from etl.estate.cohort import age_window, keyed, rows_per_person, select_cohort
+from etl.estate.cohort import age_window, keyed, rows_in_window, select_cohort
 from etl.estate.planting import (
     UNPARSEABLE_SHORT_DATES,
     invalid_identity,
@@ -65,11 +65,9 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
     lo, hi = age_window(pop, people, 65)
-    position = cohort.key_of - cohort.keys[0]
-    ordered = rows_per_person(rng, pop, people, 6.0)
+    ordered, moment = rows_in_window(rng, pop, cohort, 6.0, lo, hi)
     m = len(ordered)
-    where = position[ordered]
-    start = window_draw(rng, lo[where], hi[where]) // 1440
+    start = moment // 1440
     end = start + rng.integers(28, 400, m)
     open_ended = (rng.random(m) < 0.5) | (end > pop.last_day[ordered])
     drug = rng.integers(0, len(DRUGS), m)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from etl.estate.base import Dataset, format_days, pick, window_draw
+from etl.estate.base import Dataset, format_days, pick
 from etl.estate.codes import KVA_MALFORMED
 from etl.estate.cohort import (
     age_window,
     flags,
     keyed,
-    rows_per_person,
+    rows_in_window,
     select_cohort,
 )
 from etl.estate.planting import invalid_identity, raw_bytes, set_values
@@ -71,11 +71,8 @@ def build(ctx: EstateContext, entry: SystemEntry) -> dict[str, Dataset]:
         },
     )
     lo, hi = age_window(pop, people, 6)
-    position = cohort.key_of - cohort.keys[0]
-    treated = rows_per_person(rng, pop, people, 5.0)
+    treated, when = rows_in_window(rng, pop, cohort, 5.0, lo, hi, office_hours=1.0)
     m = len(treated)
-    where = position[treated]
-    when = window_draw(rng, lo[where], hi[where], office_hours=1.0)
     unit = units("fysioterapi")
     treatments = keyed(
         entry.system,

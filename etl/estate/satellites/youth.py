@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from etl.estate.base import Dataset, format_minutes, pick, window_draw
-from etl.estate.cohort import Cohort, age_window, keyed, rows_per_person, select_cohort
+from etl.estate.base import Dataset, format_minutes, pick
+from etl.estate.cohort import Cohort, age_window, keyed, rows_in_window, select_cohort
 from etl.estate.melior import note_texts
 from etl.estate.people import Population
 from etl.estate.planting import invalid_identity, missing_reference, set_values
@@ -104,11 +104,8 @@ def _visits(
     """The visits (``besok.csv``) between ages 13 and 25, in time order, and each one's time."""
     lo, hi = age_window(pop, cohort.people, 13, 26)
     hi = np.maximum(hi, lo)
-    position = cohort.key_of - cohort.keys[0]
-    visit_person = rows_per_person(rng, pop, cohort.people, 3.0)
+    visit_person, when = rows_in_window(rng, pop, cohort, 3.0, lo, hi, office_hours=0.95)
     m = len(visit_person)
-    where = position[visit_person]
-    when = window_draw(rng, lo[where], hi[where], office_hours=0.95)
     clinic = units("ungdomsmottagning")
     visits = keyed(
         entry.system,
