@@ -8,6 +8,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,27 @@ from etl.bench.migration import _in_process_run, _run_child, bench_settings, war
 from etl.bench.postgres import _postgres_run
 from etl.bench.startup import measure_startup
 from etl.settings import get_settings
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one bench run measures and where: ``run_benchmark``'s arguments, defaults resolved."""
+
+    patients: int
+    seed: int
+    chunk_rows: int
+    jobs: int
+    work_dir: Path
+    postgres_url: str | None
+    repeats: int
+    compare_chunks: bool
+    dag_parse_repeats: int
+    startup_repeats: int
+    with_dashboard: bool
+    with_sqlite: bool
+    with_cutover: bool
+    with_identity: bool
+    keep_files: bool
 
 
 def run_benchmark(
@@ -61,22 +83,75 @@ def run_benchmark(
     if patients < 1:
         raise ValueError("patients must be at least 1")
     settings = get_settings()
-    chunk_rows = chunk_rows or settings.chunk_rows
     from etl.parallel import default_jobs
 
-    jobs = jobs or default_jobs(settings)
-    work_dir = Path(work_dir or settings.home / "bench").resolve()
+    plan = _Plan(
+        patients=patients,
+        seed=seed,
+        chunk_rows=chunk_rows or settings.chunk_rows,
+        jobs=jobs or default_jobs(settings),
+        work_dir=Path(work_dir or settings.home / "bench").resolve(),
+        postgres_url=postgres_url,
+        repeats=repeats,
+        compare_chunks=compare_chunks,
+        dag_parse_repeats=dag_parse_repeats,
+        startup_repeats=startup_repeats,
+        with_dashboard=with_dashboard,
+        with_sqlite=with_sqlite,
+        with_cutover=with_cutover,
+        with_identity=with_identity,
+        keep_files=keep_files,
+    )
+    return _run(plan, log)
+
+
+def _run(plan: _Plan, log: Callable[[str], None]) -> dict[str, Any]:
+    """The run ``plan`` describes, in a new folder of its work folder; writes the results."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"run_{stamp}_", dir=work_dir))
+    plan.work_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"run_{stamp}_", dir=plan.work_dir))
     estate = run_dir / "estate"
     started_at = dt.datetime.now(dt.UTC).isoformat()
     wall_started = time.perf_counter()
     problems: list[str] = []
 
-    generation, as_of = _generate(run_dir, estate, patients, seed, log)
+    generation, as_of = _generate(run_dir, estate, plan.patients, plan.seed, log)
     log("importing the pipeline (timed apart)")
     import_seconds = warm_imports()
+    measured = _measurements(plan, run_dir, estate, as_of, import_seconds, problems, log)
+    results = build_results(
+        parameters=_parameters(plan, run_dir, as_of, import_seconds, problems),
+        machine=machine_info(),
+        git=git_info(),
+        generation=generation,
+        runs=measured["runs"],
+        dag_parse=measured["dag_parse"],
+        started_at=started_at,
+        finished_at=dt.datetime.now(dt.UTC).isoformat(),
+        wall_seconds=time.perf_counter() - wall_started,
+        problems=problems,
+    )
+    results["dashboard"] = measured["dashboard"]
+    results["export"] = measured["export"]
+    results["identity"] = measured["identity"]
+    results["freeze_window"] = measured["freeze_window"]
+    add_goals(results, measured["startup"])
+    _write_results(results, plan.work_dir, run_dir, plan.keep_files or bool(problems))
+    return results
+
+
+def _measurements(
+    plan: _Plan,
+    run_dir: Path,
+    estate: Path,
+    as_of: dt.date,
+    import_seconds: float,
+    problems: list[str],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Every section the plan asks for, in order, by name (a failed one's error in its place)."""
+    chunk_rows, postgres_url = plan.chunk_rows, plan.postgres_url
+    with_sqlite, repeats = plan.with_sqlite, plan.repeats
     runs = _migration_runs(
         run_dir,
         estate,
@@ -87,71 +162,67 @@ def run_benchmark(
         problems,
         log,
         with_sqlite=with_sqlite,
-        with_cutover=with_cutover,
-        jobs=jobs,
+        with_cutover=plan.with_cutover,
+        jobs=plan.jobs,
         repeats=repeats,
     )
     freeze_window = (
         _freeze_windows(
             run_dir, estate, chunk_rows, as_of, postgres_url, with_sqlite, problems, log, repeats
         )
-        if with_cutover
+        if plan.with_cutover
         else None
     )
-    if compare_chunks:
+    if plan.compare_chunks:
         runs += _chunk_size_runs(run_dir, estate, chunk_rows, as_of, problems, log)
     dag_parse = (
-        _dag_parse(run_dir, estate, chunk_rows, dag_parse_repeats, problems, log)
-        if dag_parse_repeats > 0
+        _dag_parse(run_dir, estate, chunk_rows, plan.dag_parse_repeats, problems, log)
+        if plan.dag_parse_repeats > 0
         else None
     )
-    dashboard = _dashboard(run_dir, problems, log) if with_dashboard else None
+    dashboard = _dashboard(run_dir, problems, log) if plan.with_dashboard else None
     export = _export(run_dir, estate, chunk_rows, runs, problems, log)
-    startup = _startup(startup_repeats, problems, log) if startup_repeats > 0 else None
+    startup = _startup(plan.startup_repeats, problems, log) if plan.startup_repeats > 0 else None
     identity = (
-        _identity(run_dir, estate, chunk_rows, as_of, patients, problems, log)
-        if with_identity
+        _identity(run_dir, estate, chunk_rows, as_of, plan.patients, problems, log)
+        if plan.with_identity
         else None
     )
+    return {
+        "runs": runs,
+        "freeze_window": freeze_window,
+        "dag_parse": dag_parse,
+        "dashboard": dashboard,
+        "export": export,
+        "startup": startup,
+        "identity": identity,
+    }
 
-    results = build_results(
-        parameters={
-            "patients": patients,
-            "seed": seed,
-            "chunk_rows": chunk_rows,
-            "systems": list(SYSTEMS),
-            "as_of_date": as_of.isoformat(),
-            "work_dir": str(work_dir),
-            "run_dir": str(run_dir),
-            "postgres_url": redact_url(postgres_url) if postgres_url else None,
-            "compare_chunks": compare_chunks,
-            "with_sqlite": with_sqlite,
-            "with_cutover": with_cutover,
-            "with_identity": with_identity,
-            "jobs": jobs,
-            "repeats": repeats,
-            "dag_parse_repeats": dag_parse_repeats,
-            "import_seconds": import_seconds,
-            "files_kept": keep_files or bool(problems),
-            "rss_sampler": "psutil" if RssSampler().available else None,
-        },
-        machine=machine_info(),
-        git=git_info(),
-        generation=generation,
-        runs=runs,
-        dag_parse=dag_parse,
-        started_at=started_at,
-        finished_at=dt.datetime.now(dt.UTC).isoformat(),
-        wall_seconds=time.perf_counter() - wall_started,
-        problems=problems,
-    )
-    results["dashboard"] = dashboard
-    results["export"] = export
-    results["identity"] = identity
-    results["freeze_window"] = freeze_window
-    add_goals(results, startup)
-    _write_results(results, work_dir, run_dir, keep_files or bool(problems))
-    return results
+
+def _parameters(
+    plan: _Plan, run_dir: Path, as_of: dt.date, import_seconds: float, problems: list[str]
+) -> dict[str, Any]:
+    """The ``parameters`` of ``results.json``: what was run, the server's URL redacted."""
+    return {
+        "patients": plan.patients,
+        "seed": plan.seed,
+        "chunk_rows": plan.chunk_rows,
+        "systems": list(SYSTEMS),
+        "as_of_date": as_of.isoformat(),
+        "work_dir": str(plan.work_dir),
+        "run_dir": str(run_dir),
+        "postgres_url": redact_url(plan.postgres_url) if plan.postgres_url else None,
+        "compare_chunks": plan.compare_chunks,
+        "with_sqlite": plan.with_sqlite,
+        "with_cutover": plan.with_cutover,
+        "with_identity": plan.with_identity,
+        "jobs": plan.jobs,
+        "repeats": plan.repeats,
+        "dag_parse_repeats": plan.dag_parse_repeats,
+        "import_seconds": import_seconds,
+        "files_kept": plan.keep_files or bool(problems),
+        "rss_sampler": "psutil" if RssSampler().available else None,
+    }
 
 
 def _generate(

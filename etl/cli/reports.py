@@ -4,211 +4,96 @@ engineers and data stewards (counts, codes, column names and masked shapes only)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from etl.cli import bench_options as option
 from etl.cli.common import checked_catalog, console
 from etl.core import residency, storage
 from etl.settings import get_settings
 
 
 def bench(
-    patients: Annotated[
-        int, typer.Option(help="Synthetic people in the benchmark estate (fixed seed).")
-    ] = 20000,
-    chunk_rows: Annotated[
-        int | None, typer.Option(help="Rows per chunk (default: VARDFLYTT_CHUNK_ROWS).")
-    ] = None,
-    work_dir: Annotated[
-        Path | None, typer.Option(help="Folder for the run and results.json (default: var/bench).")
-    ] = None,
-    postgres_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="VARDFLYTT_BENCH_POSTGRES_URL",
-            help="Also load into a fresh schema on this PostgreSQL server (dropped after).",
-        ),
-    ] = None,
-    compare_chunks: Annotated[
-        bool,
-        typer.Option(
-            help="Also migrate with small, default and large chunks, each in a new process."
-        ),
-    ] = False,
-    dag_parse_repeats: Annotated[
-        int, typer.Option(help="Fresh interpreters timing the parse of dags/ (0: skip).")
-    ] = 3,
-    startup_repeats: Annotated[
-        int,
-        typer.Option(help="Fresh interpreters timing each start-up command (0: skip)."),
-    ] = 3,
-    dashboard: Annotated[
-        bool, typer.Option(help="Also time the dashboard's pages over a synthetic history.")
-    ] = True,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Worker processes of the migration runs, as `vardflytt run --jobs` (default "
-            "VARDFLYTT_JOBS, else the CPUs); 1: every stage in this process, one after another.",
-        ),
-    ] = None,
-    repeats: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="How many times the PostgreSQL migration (each on a fresh schema with its "
-            "plain COPY beside it; to_sql in the first only) and each freeze window are "
-            "measured; tables and goals show the median one by its ratio, results.md lists "
-            "them all. With --peers: rounds of vardflytt in process, in workers and dlt "
-            "(the command line in the first only), the median round shown.",
-        ),
-    ] = 3,
-    sqlite: Annotated[
-        bool, typer.Option(help="Also migrate into SQLite (before PostgreSQL, same process).")
-    ] = True,
-    cutover: Annotated[
-        bool,
-        typer.Option(help="PostgreSQL: also plain COPY, to_sql and rollback of the same rows."),
-    ] = True,
-    identity: Annotated[
-        bool,
-        typer.Option(
-            help="Also time identity resolution over every system of the same estate "
-            "(inputs extracted and transformed in a child, resolution in another)."
-        ),
-    ] = False,
-    peers: Annotated[
-        bool,
-        typer.Option(
-            "--peers",
-            help="Instead: ELVIS through vardflytt (in process, command line) and dlt, same "
-            "PostgreSQL server (needs --peers-python; `make bench-peers` sets it up).",
-        ),
-    ] = False,
-    peers_python: Annotated[
-        Path,
-        typer.Option(help="--peers: the interpreter of the virtualenv dlt is installed in."),
-    ] = Path("var/bench/peers-venv/bin/python"),
-    scale_compare: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--scale-compare",
-            help="Instead: two bench folders (small size first) whose results.json to compare "
-            "(memory and time per stage ratios); runs nothing.",
-        ),
-    ] = None,
-    keep_files: Annotated[
-        bool, typer.Option(help="Keep the run's estate, landing zone and core database.")
-    ] = False,
-    cluster: Annotated[
-        bool,
-        typer.Option(
-            "--cluster",
-            help="Instead: vardflytt_migrate through the LocalExecutor and the Celery cluster "
-            "with 1 and 2 workers, side by side (needs PostgreSQL and Redis).",
-        ),
-    ] = False,
-    systems: Annotated[
-        list[str] | None,
-        typer.Option("--system", help="--cluster: a system to migrate (repeat; default four)."),
-    ] = None,
-    broker_url: Annotated[
-        str | None,
-        typer.Option(
-            help="--cluster: the Redis broker (default VARDFLYTT_BENCH_BROKER_URL, "
-            "else VARDFLYTT_TEST_REDIS_URL)."
-        ),
-    ] = None,
-    project: Annotated[
-        bool,
-        typer.Option(
-            "--project",
-            help="Instead: project the initial load and cutover window from the last results "
-            "(runs nothing new).",
-        ),
-    ] = False,
-    people: Annotated[int, typer.Option(help="--project: people in the region.")] = 1_700_000,
-    workers: Annotated[
-        list[int] | None, typer.Option("--workers", help="--project: a worker count (repeat).")
-    ] = None,
-    delta_fraction: Annotated[
-        float, typer.Option(help="--project: share of rows new or changed in the final delta.")
-    ] = 0.02,
-    core_rows_per_second: Annotated[
-        float | None,
-        typer.Option(
-            help="--project: core rows/s the core database takes (default: the PostgreSQL "
-            "bench's pipeline load rate in results.json, if any)."
-        ),
-    ] = None,
-    verify_parallelism: Annotated[
-        int, typer.Option(help="--project: systems verified at once.")
-    ] = 1,
-    freeze_minutes: Annotated[
-        float, typer.Option(help="--project: the owners' time to make legacy read-only.")
-    ] = 0.0,
-    commit_minutes: Annotated[
-        float, typer.Option(help="--project: the time to switch over after commit.")
-    ] = 0.0,
-    serial_fraction: Annotated[
-        float | None,
-        typer.Option(
-            help="--project: Amdahl's serial fraction (default: fitted to the measured 1 -> 2 "
-            "worker speedup)."
-        ),
-    ] = None,
+    patients: option.Patients = 20000,
+    chunk_rows: option.ChunkRows = None,
+    work_dir: option.WorkDir = None,
+    postgres_url: option.PostgresUrl = None,
+    compare_chunks: option.CompareChunks = False,
+    dag_parse_repeats: option.DagParseRepeats = 3,
+    startup_repeats: option.StartupRepeats = 3,
+    dashboard: option.Dashboard = True,
+    jobs: option.Jobs = None,
+    repeats: option.Repeats = 3,
+    sqlite: option.Sqlite = True,
+    cutover: option.Cutover = True,
+    identity: option.Identity = False,
+    peers: option.Peers = False,
+    peers_python: option.PeersPython = Path("var/bench/peers-venv/bin/python"),
+    scale_compare: option.ScaleCompare = None,
+    keep_files: option.KeepFiles = False,
+    cluster: option.Cluster = False,
+    systems: option.Systems = None,
+    broker_url: option.BrokerUrl = None,
+    project: option.Project = False,
+    people: option.People = 1_700_000,
+    workers: option.Workers = None,
+    delta_fraction: option.DeltaFraction = 0.02,
+    core_rows_per_second: option.CoreRowsPerSecond = None,
+    verify_parallelism: option.VerifyParallelism = 1,
+    freeze_minutes: option.FreezeMinutes = 0.0,
+    commit_minutes: option.CommitMinutes = 0.0,
+    serial_fraction: option.SerialFraction = None,
 ) -> None:
     """Time and size the migration: generation, each stage per system, peak memory, DAG parse.
     With --cluster: LocalExecutor vs Celery with 1 and 2 workers. With --project: the region's
     initial load and cutover window from those figures."""
-    from etl.bench import RESULTS_FILE, result_tables, run_benchmark
-    from etl.bench.figures import RESULTS_MARKDOWN
+    from etl.bench import run_benchmark
 
     if project:
-        from etl.bench.projection import WORKERS, Assumptions
-
         _bench_project(
             work_dir,
-            Assumptions(
-                people=people,
-                workers=tuple(workers or WORKERS),
-                delta_fraction=delta_fraction,
-                verify_parallelism=verify_parallelism,
-                freeze_seconds=freeze_minutes * 60,
-                commit_seconds=commit_minutes * 60,
-                serial_fraction=serial_fraction,
-            ),
             core_rows_per_second,
+            people=people,
+            workers=workers,
+            delta_fraction=delta_fraction,
+            verify_parallelism=verify_parallelism,
+            freeze_minutes=freeze_minutes,
+            commit_minutes=commit_minutes,
+            serial_fraction=serial_fraction,
         )
-        return
-    if cluster:
+    elif cluster:
         _bench_cluster(patients, work_dir, postgres_url, broker_url, systems, keep_files)
-        return
-    if scale_compare:
+    elif scale_compare:
         _bench_scale(scale_compare, work_dir)
-        return
-    if peers:
+    elif peers:
         _bench_peers(patients, peers_python, postgres_url, work_dir, chunk_rows, repeats)
-        return
-    results = run_benchmark(
-        patients,
-        chunk_rows=chunk_rows,
-        work_dir=work_dir,
-        postgres_url=postgres_url,
-        compare_chunks=compare_chunks,
-        dag_parse_repeats=dag_parse_repeats,
-        startup_repeats=startup_repeats,
-        with_dashboard=dashboard,
-        with_sqlite=sqlite,
-        jobs=jobs,
-        repeats=repeats,
-        with_cutover=cutover,
-        with_identity=identity,
-        keep_files=keep_files,
-        log=lambda message: console.log(message, highlight=False),
-    )
+    else:
+        results = run_benchmark(
+            patients,
+            chunk_rows=chunk_rows,
+            work_dir=work_dir,
+            postgres_url=postgres_url,
+            compare_chunks=compare_chunks,
+            dag_parse_repeats=dag_parse_repeats,
+            startup_repeats=startup_repeats,
+            with_dashboard=dashboard,
+            with_sqlite=sqlite,
+            jobs=jobs,
+            repeats=repeats,
+            with_cutover=cutover,
+            with_identity=identity,
+            keep_files=keep_files,
+            log=lambda message: console.log(message, highlight=False),
+        )
+        _print_bench_results(results)
+
+
+def _print_bench_results(results: dict[str, Any]) -> None:
+    """The tables, machine and result files of a bench run, and its problems (exit 1 if any)."""
+    from etl.bench import RESULTS_FILE, result_tables
+    from etl.bench.figures import RESULTS_MARKDOWN
+
     for table in result_tables(results):
         console.print(table)
     machine, git = results["machine"], results["git"]
@@ -326,7 +211,18 @@ def _bench_cluster(
         raise typer.Exit(1)
 
 
-def _bench_project(work_dir: Path | None, assumptions, core_rows_per_second: float | None) -> None:
+def _bench_project(
+    work_dir: Path | None,
+    core_rows_per_second: float | None,
+    *,
+    people: int,
+    workers: list[int] | None,
+    delta_fraction: float,
+    verify_parallelism: int,
+    freeze_minutes: float,
+    commit_minutes: float,
+    serial_fraction: float | None,
+) -> None:
     """The projection from the results files in the bench folder; nothing is run."""
     import dataclasses
     import json
@@ -335,8 +231,17 @@ def _bench_project(work_dir: Path | None, assumptions, core_rows_per_second: flo
     from etl.bench import RESULTS_FILE
     from etl.bench.cluster_report import projection_markdown, projection_table
     from etl.bench.executors import CLUSTER_RESULTS_FILE
-    from etl.bench.projection import inputs_from_results, project
+    from etl.bench.projection import WORKERS, Assumptions, inputs_from_results, project
 
+    assumptions = Assumptions(
+        people=people,
+        workers=tuple(workers or WORKERS),
+        delta_fraction=delta_fraction,
+        verify_parallelism=verify_parallelism,
+        freeze_seconds=freeze_minutes * 60,
+        commit_seconds=commit_minutes * 60,
+        serial_fraction=serial_fraction,
+    )
     folder = Path(work_dir or get_settings().home / "bench")
     cluster_file, bench_file = folder / CLUSTER_RESULTS_FILE, folder / RESULTS_FILE
     if not cluster_file.exists():
