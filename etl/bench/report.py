@@ -153,11 +153,23 @@ def _add_failed_run(stage_table: Any, memory_table: Any, run: dict[str, Any]) ->
 
 
 def _add_stage_rows(stage_table: Any, run: dict[str, Any]) -> None:
-    """Each system's stages and end to end, then the run's total."""
+    """Each system's stages and end to end, then the run's total. A stage a system never
+    reached (its quality gate stopped it, say) is a row saying so; the error is among the run's
+    problems."""
     groups = [*run["systems"].items(), ("[b]total[/b]", run["total"])]
     for system, figures in groups:
         for stage in STAGES:
-            stage_figures = figures["stages"][stage]
+            stage_figures = figures["stages"].get(stage)
+            if stage_figures is None:
+                stage_table.add_row(
+                    run["label"],
+                    f"{run['chunk_rows']:,}",
+                    system,
+                    stage,
+                    "[red]not reached[/red]",
+                    *[""] * 4,
+                )
+                continue
             stage_table.add_row(
                 run["label"],
                 f"{run['chunk_rows']:,}",

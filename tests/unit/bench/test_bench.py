@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -319,3 +320,24 @@ def test_fewer_than_one_repeat_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="repeats must be at least 1"):
         run_benchmark(100, repeats=0, work_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing generated
+
+
+def test_a_system_its_gate_stopped_shows_the_stages_it_never_reached():
+    """A run in which one system's quality gate failed has no figures for its later stages:
+    the tables say so instead of failing to print (``vardflytt bench --patients 60`` did)."""
+    from rich.console import Console
+
+    stopped = _system(
+        "melior", 3000, {"extract": 1.0, "transform": 2.0, "validate": 3.0, "gate": 0.1}
+    )
+    stopped = dataclasses.replace(stopped, error="DataQualityGateError: melior stopped at the gate")
+    run = bench.summarize_run("sqlite", "sqlite", 50_000, [ELVIS, stopped], {})
+    results = _results()
+    results["runs"] = [run]
+    console = Console(file=io.StringIO(), width=200)
+    for table in bench.result_tables(results):
+        console.print(table)
+    text = console.file.getvalue()
+    melior_rows = [line for line in text.splitlines() if "melior" in line]
+    assert sum("not reached" in line for line in melior_rows) == 3  # stage, promote, verify
+    assert not any("not reached" in line for line in text.splitlines() if "elvis" in line)
