@@ -110,11 +110,39 @@ def _migration_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+# How long a connection waits for another's lock on a SQLite core (its busy_timeout), and how
+# often it asks again for the switch to WAL, which SQLite does not wait for by itself.
+_SQLITE_BUSY_SECONDS = 30.0
+_WAL_RETRY_SECONDS = 0.05
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, asked again while another connection holds the file's lock.
+
+    On a new database file the switch needs an exclusive lock, and SQLite answers "database is
+    locked" at once rather than calling the busy handler when another connection is writing it:
+    two processes that open a new core at the same moment (two workers' first tasks, say) would
+    otherwise fail one of them. Once the file is in WAL mode (it stays so), the pragma takes no
+    such lock. Any other error, or a lock held longer than the busy timeout, is raised."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(_WAL_RETRY_SECONDS)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     # WAL lets the CLI read status while an Airflow task writes; busy_timeout rides out the overlap.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_SECONDS * 1000)}")
+    _switch_to_wal(cursor)
     database = cursor.execute("PRAGMA database_list").fetchone()[2]
     cursor.close()
     # The file and its -wal/-shm journals hold patient rows: owner-only, whatever the umask.
